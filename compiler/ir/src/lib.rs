@@ -1,0 +1,53 @@
+//! `mcc-ir`: the typed graph IR every mcc stage reads and writes.
+//!
+//! # The IR
+//!
+//! A [`Graph`] is a dataflow graph of [`Node`]s over [`Value`]s:
+//!
+//! * A **value** is a typed wire ([`TensorType`]: a [`DType`] plus a shape of [`Dim`]s, which
+//!   may be symbolic like the batch `N`). It is a graph input, a constant (a dense
+//!   [`Tensor`], held as an ndarray), or one output of a node.
+//! * A **node** applies an [`Op`], a closed enum with one typed payload per operator, to
+//!   operand values. Operator semantics are those of the newest ONNX opset; the importer
+//!   translates older forms. Nodes keep their ONNX names (recipes select layers by them)
+//!   and an [`Origin`]: the model, or the pipeline step that last shaped them.
+//! * Nodes live in a petgraph `StableDiGraph` behind [`NodeId`]s, so ids survive removal.
+//!
+//! # Guarantees
+//!
+//! * [`verify()`] checks the invariants listed in `verify.rs` (acyclic, every operand
+//!   defined, names unique, stored types equal to inferred ones). Every producer of a graph
+//!   (importer, text parser, passes) is followed by it.
+//! * [`infer`] derives output types; [`eval`] computes outputs. Both share the size
+//!   arithmetic in [`geometry`] and the evaluator's shape helpers, so they agree.
+//! * [`text`] prints and parses a stable, name-based text form: `print ∘ parse ∘ print = print`.
+//!
+//! # Planned extensions (designed for, not yet built)
+//!
+//! Compression passes will add constant encodings beside [`ConstData::Dense`]: quantized
+//! (per-tensor/per-channel scale and zero point; int8, int4, binary, ternary), k-means
+//! codebooks (indices + centroids), and sparse weights (mask, CSR, blocks, N:M). Each will
+//! decode to a dense tensor for the reference evaluator. Factorized layers need nothing
+//! new: they are ordinary pairs of ops.
+
+pub mod attr;
+pub mod eval;
+pub mod geometry;
+mod graph;
+mod ids;
+pub mod infer;
+pub mod op;
+mod shape;
+pub mod tensor;
+pub mod text;
+mod verify;
+
+pub use attr::{AttrError, AttrValue, AutoPad};
+pub use eval::{EvalError, OpError, eval_op, run};
+pub use graph::{ConstData, Graph, GraphError, Node, Origin, Value, ValueDef};
+pub use ids::{NodeId, StepId, ValueId};
+pub use infer::{InferError, infer_node};
+pub use op::Op;
+pub use shape::{Dim, TensorType};
+pub use tensor::{DType, Element, Tensor};
+pub use verify::{VerifyError, VerifyErrors, verify};

@@ -1,0 +1,385 @@
+//! The closed set of operators mcc understands, each with typed attributes.
+//!
+//! Semantics are those of the newest ONNX opset for each operator: shape-like arguments
+//! (Reshape's shape, Unsqueeze's axes, Clip's bounds, Slice's starts…) are *operands*,
+//! never attributes. The ONNX importer rewrites older opset forms into these. An
+//! exhaustive `match` over [`Op`] is how every stage (inference, evaluation, export,
+//! codegen) is forced to decide what each operator means.
+//!
+//! Attribute field names are ONNX's own, so `name=value` in the text form and in a
+//! `.onnx` file mean the same thing. An attribute equal to its default is not printed.
+
+#![allow(non_snake_case)]
+
+use crate::attr::{AttrError, AttrType, AttrValue, AutoPad};
+use crate::{DType, Tensor};
+
+macro_rules! define_ops {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident = $onnx:literal { $( $(#[$fdoc:meta])* $field:ident : $ty:ty = $default:expr ),* $(,)? }
+    )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Debug, PartialEq)]
+            pub struct $name { $( $(#[$fdoc])* pub $field: $ty, )* }
+
+            impl Default for $name {
+                fn default() -> Self { $name { $( $field: $default, )* } }
+            }
+
+            impl $name {
+                #[allow(unused_mut, unused_variables)]
+                fn from_attr_list(attrs: Vec<(String, AttrValue)>) -> Result<Self, AttrError> {
+                    let mut op = $name::default();
+                    for (key, value) in attrs {
+                        match key.as_str() {
+                            $( stringify!($field) => {
+                                op.$field = <$ty as AttrType>::from_attr(&value).ok_or(AttrError::WrongKind {
+                                    op: $onnx, attr: stringify!($field),
+                                    expected: <$ty as AttrType>::EXPECTED, found: value.kind(),
+                                })?;
+                            } )*
+                            _ => return Err(AttrError::UnknownAttr { op: $onnx, attr: key }),
+                        }
+                    }
+                    Ok(op)
+                }
+
+                #[allow(unused_mut, unused_variables)]
+                fn push_attrs(&self, out: &mut Vec<(&'static str, AttrValue)>) {
+                    let default = $name::default();
+                    $( if self.$field != default.$field {
+                        if let Some(v) = self.$field.to_attr() { out.push((stringify!($field), v)); }
+                    } )*
+                }
+            }
+        )*
+
+        /// One operator application's kind and typed attributes.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Op { $( $(#[$doc])* $name($name), )* }
+
+        impl Op {
+            /// Every operator name mcc knows, as ONNX spells it.
+            pub const NAMES: &'static [&'static str] = &[$($onnx),*];
+
+            /// The ONNX operator name.
+            pub fn name(&self) -> &'static str {
+                match self { $( Op::$name(_) => $onnx, )* }
+            }
+
+            /// Builds an op from its ONNX name and attribute list (newest-opset semantics).
+            pub fn from_attrs(op_type: &str, attrs: Vec<(String, AttrValue)>) -> Result<Op, AttrError> {
+                match op_type {
+                    $( $onnx => Ok(Op::$name($name::from_attr_list(attrs)?)), )*
+                    other => Err(AttrError::UnknownOp(other.to_string())),
+                }
+            }
+
+            /// The attributes that differ from their defaults, in declaration order.
+            pub fn attrs(&self) -> Vec<(&'static str, AttrValue)> {
+                let mut out = Vec::new();
+                match self { $( Op::$name(o) => o.push_attrs(&mut out), )* }
+                out
+            }
+        }
+    };
+}
+
+define_ops! {
+    // ---- neural-network layers ----
+    /// N-d convolution with groups (ONNX `Conv`). Operands: `X, W, B?`.
+    Conv = "Conv" {
+        /// How padding is derived when `pads` is absent.
+        auto_pad: AutoPad = AutoPad::NotSet,
+        /// Dilation per spatial axis (empty = all 1).
+        dilations: Vec<i64> = vec![],
+        /// Number of groups; input and output channels divide by it.
+        group: i64 = 1,
+        /// Kernel size per spatial axis (empty = from W).
+        kernel_shape: Vec<i64> = vec![],
+        /// Begin pads then end pads (empty = all 0).
+        pads: Vec<i64> = vec![],
+        /// Stride per spatial axis (empty = all 1).
+        strides: Vec<i64> = vec![],
+    }
+    /// `alpha·op(A)·op(B) + beta·C` (ONNX `Gemm`). Operands: `A, B, C?`.
+    Gemm = "Gemm" {
+        /// Scale of the product.
+        alpha: f32 = 1.0,
+        /// Scale of `C`.
+        beta: f32 = 1.0,
+        /// Transpose `A` first.
+        transA: i64 = 0,
+        /// Transpose `B` first.
+        transB: i64 = 0,
+    }
+    /// Numpy-style batched matrix product (ONNX `MatMul`). Operands: `A, B`.
+    MatMul = "MatMul" {}
+    /// Inference-mode batch normalization (ONNX `BatchNormalization`).
+    /// Operands: `X, scale, B, mean, var`.
+    BatchNormalization = "BatchNormalization" {
+        /// Added to the variance.
+        epsilon: f32 = 1e-5,
+        /// Only used in training; kept so files round-trip.
+        momentum: f32 = 0.9,
+    }
+    /// Max pooling (ONNX `MaxPool`). Operands: `X`; outputs `Y, Indices?`.
+    MaxPool = "MaxPool" {
+        /// How padding is derived when `pads` is absent.
+        auto_pad: AutoPad = AutoPad::NotSet,
+        /// Use ceil instead of floor for the output size.
+        ceil_mode: i64 = 0,
+        /// Dilation per spatial axis.
+        dilations: Vec<i64> = vec![],
+        /// Window size per spatial axis.
+        kernel_shape: Vec<i64> = vec![],
+        /// Begin pads then end pads.
+        pads: Vec<i64> = vec![],
+        /// Layout of the `Indices` output (0 = row major).
+        storage_order: i64 = 0,
+        /// Stride per spatial axis.
+        strides: Vec<i64> = vec![],
+    }
+    /// Average pooling (ONNX `AveragePool`). Operands: `X`.
+    AveragePool = "AveragePool" {
+        /// How padding is derived when `pads` is absent.
+        auto_pad: AutoPad = AutoPad::NotSet,
+        /// Use ceil instead of floor for the output size.
+        ceil_mode: i64 = 0,
+        /// Count padded cells in the divisor.
+        count_include_pad: i64 = 0,
+        /// Dilation per spatial axis.
+        dilations: Vec<i64> = vec![],
+        /// Window size per spatial axis.
+        kernel_shape: Vec<i64> = vec![],
+        /// Begin pads then end pads.
+        pads: Vec<i64> = vec![],
+        /// Stride per spatial axis.
+        strides: Vec<i64> = vec![],
+    }
+    /// Mean over all spatial positions (ONNX `GlobalAveragePool`).
+    GlobalAveragePool = "GlobalAveragePool" {}
+    /// Max over all spatial positions (ONNX `GlobalMaxPool`).
+    GlobalMaxPool = "GlobalMaxPool" {}
+    /// Local response normalization across channels (ONNX `LRN`).
+    Lrn = "LRN" {
+        /// Scale.
+        alpha: f32 = 1e-4,
+        /// Exponent.
+        beta: f32 = 0.75,
+        /// Offset.
+        bias: f32 = 1.0,
+        /// Number of channels summed over.
+        size: i64 = 1,
+    }
+    /// Softmax along one axis (ONNX `Softmax`, opset 13 semantics unless `legacy_2d`).
+    Softmax = "Softmax" {
+        /// The axis normalized over.
+        axis: i64 = -1,
+        /// Opset < 13 semantics: flatten to 2-D at `axis` and normalize each row. Not an
+        /// ONNX attribute: the importer sets it and canonicalization removes it when the
+        /// two meanings agree.
+        legacy_2d: i64 = 0,
+    }
+    /// Log of softmax along one axis (ONNX `LogSoftmax`).
+    LogSoftmax = "LogSoftmax" {
+        /// The axis normalized over.
+        axis: i64 = -1,
+        /// Opset < 13 semantics, as for `Softmax`.
+        legacy_2d: i64 = 0,
+    }
+    /// Dropout; identity in inference (ONNX `Dropout`). Operands: `X, ratio?, training_mode?`;
+    /// outputs `Y, mask?`.
+    Dropout = "Dropout" {
+        /// Random seed (training only).
+        seed: i64 = 0,
+    }
+
+    // ---- activations ----
+    /// `max(x, 0)` (ONNX `Relu`).
+    Relu = "Relu" {}
+    /// `x < 0 ? alpha·x : x` (ONNX `LeakyRelu`).
+    LeakyRelu = "LeakyRelu" {
+        /// Slope for negative inputs.
+        alpha: f32 = 0.01,
+    }
+    /// `x < 0 ? slope·x : x` with a broadcast slope operand (ONNX `PRelu`).
+    PRelu = "PRelu" {}
+    /// `1 / (1 + e^-x)` (ONNX `Sigmoid`).
+    Sigmoid = "Sigmoid" {}
+    /// `max(0, min(1, alpha·x + beta))` (ONNX `HardSigmoid`).
+    HardSigmoid = "HardSigmoid" {
+        /// Slope.
+        alpha: f32 = 0.2,
+        /// Offset.
+        beta: f32 = 0.5,
+    }
+    /// `x · max(0, min(1, x/6 + 1/2))` (ONNX `HardSwish`).
+    HardSwish = "HardSwish" {}
+    /// Hyperbolic tangent (ONNX `Tanh`).
+    Tanh = "Tanh" {}
+    /// `x < 0 ? alpha·(e^x − 1) : x` (ONNX `Elu`).
+    Elu = "Elu" {
+        /// Scale of the negative part.
+        alpha: f32 = 1.0,
+    }
+    /// Scaled ELU (ONNX `Selu`).
+    Selu = "Selu" {
+        /// Scale of the negative part.
+        alpha: f32 = 1.673_263_2,
+        /// Overall scale.
+        gamma: f32 = 1.050_701,
+    }
+    /// `ln(1 + e^x)` (ONNX `Softplus`).
+    Softplus = "Softplus" {}
+    /// Gaussian error linear unit (ONNX `Gelu`).
+    Gelu = "Gelu" {
+        /// `none` (exact, with erf) or `tanh` (the approximation).
+        approximate: String = "none".to_string(),
+    }
+    /// `min(max(x, lo), hi)` (ONNX `Clip`). Operands: `X, min?, max?`.
+    Clip = "Clip" {}
+
+    // ---- elementwise math ----
+    /// `|x|` (ONNX `Abs`).
+    Abs = "Abs" {}
+    /// `-x` (ONNX `Neg`).
+    Neg = "Neg" {}
+    /// `e^x` (ONNX `Exp`).
+    Exp = "Exp" {}
+    /// Natural log (ONNX `Log`).
+    Log = "Log" {}
+    /// Square root (ONNX `Sqrt`).
+    Sqrt = "Sqrt" {}
+    /// Gauss error function (ONNX `Erf`).
+    Erf = "Erf" {}
+    /// Broadcast `a + b` (ONNX `Add`).
+    Add = "Add" {}
+    /// Broadcast `a − b` (ONNX `Sub`).
+    Sub = "Sub" {}
+    /// Broadcast `a · b` (ONNX `Mul`).
+    Mul = "Mul" {}
+    /// Broadcast `a / b`, truncating for integers (ONNX `Div`).
+    Div = "Div" {}
+    /// Broadcast `a ^ b` (ONNX `Pow`).
+    Pow = "Pow" {}
+    /// Broadcast sum of any number of operands (ONNX `Sum`).
+    Sum = "Sum" {}
+    /// Broadcast maximum of any number of operands (ONNX `Max`).
+    Max = "Max" {}
+    /// Broadcast minimum of any number of operands (ONNX `Min`).
+    Min = "Min" {}
+    /// Broadcast mean of any number of operands (ONNX `Mean`).
+    Mean = "Mean" {}
+    /// Broadcast `a == b` (ONNX `Equal`).
+    Equal = "Equal" {}
+    /// Broadcast `cond ? a : b` (ONNX `Where`).
+    Where = "Where" {}
+
+    // ---- reductions (axes are an operand) ----
+    /// Maximum over `axes` (ONNX `ReduceMax`). Operands: `X, axes?`.
+    ReduceMax = "ReduceMax" {
+        /// Keep reduced axes as size 1.
+        keepdims: i64 = 1,
+        /// With no axes: 1 = identity, 0 = reduce all.
+        noop_with_empty_axes: i64 = 0,
+    }
+    /// Minimum over `axes` (ONNX `ReduceMin`). Operands: `X, axes?`.
+    ReduceMin = "ReduceMin" {
+        /// Keep reduced axes as size 1.
+        keepdims: i64 = 1,
+        /// With no axes: 1 = identity, 0 = reduce all.
+        noop_with_empty_axes: i64 = 0,
+    }
+    /// Sum over `axes` (ONNX `ReduceSum`). Operands: `X, axes?`.
+    ReduceSum = "ReduceSum" {
+        /// Keep reduced axes as size 1.
+        keepdims: i64 = 1,
+        /// With no axes: 1 = identity, 0 = reduce all.
+        noop_with_empty_axes: i64 = 0,
+    }
+    /// Mean over `axes` (ONNX `ReduceMean`). Operands: `X, axes?`.
+    ReduceMean = "ReduceMean" {
+        /// Keep reduced axes as size 1.
+        keepdims: i64 = 1,
+        /// With no axes: 1 = identity, 0 = reduce all.
+        noop_with_empty_axes: i64 = 0,
+    }
+
+    // ---- shape and data movement ----
+    /// The operand itself (ONNX `Identity`).
+    Identity = "Identity" {}
+    /// New shape, `0` copies a dim unless `allowzero`, `-1` is inferred (ONNX `Reshape`).
+    /// Operands: `data, shape`.
+    Reshape = "Reshape" {
+        /// A `0` in the shape means size zero rather than "copy".
+        allowzero: i64 = 0,
+    }
+    /// Collapse to 2-D at `axis` (ONNX `Flatten`).
+    Flatten = "Flatten" {
+        /// Dims before it form the rows.
+        axis: i64 = 1,
+    }
+    /// Permute axes (ONNX `Transpose`); empty `perm` reverses them.
+    Transpose = "Transpose" {
+        /// The permutation.
+        perm: Vec<i64> = vec![],
+    }
+    /// Insert size-1 axes (ONNX `Unsqueeze`). Operands: `data, axes`.
+    Unsqueeze = "Unsqueeze" {}
+    /// Remove size-1 axes (ONNX `Squeeze`). Operands: `data, axes?`.
+    Squeeze = "Squeeze" {}
+    /// Join along an axis (ONNX `Concat`).
+    Concat = "Concat" {
+        /// The axis joined along.
+        axis: i64 = 0,
+    }
+    /// The operand's shape as an `i64` vector (ONNX `Shape`).
+    Shape = "Shape" {
+        /// First dim taken.
+        start: i64 = 0,
+        /// One past the last dim taken (absent = rank).
+        end: Option<i64> = None,
+    }
+    /// Take entries along an axis (ONNX `Gather`). Operands: `data, indices`.
+    Gather = "Gather" {
+        /// The axis indexed.
+        axis: i64 = 0,
+    }
+    /// Strided sub-tensor (ONNX `Slice`). Operands: `data, starts, ends, axes?, steps?`.
+    Slice = "Slice" {}
+    /// A tensor of the given shape filled with `value` (ONNX `ConstantOfShape`).
+    /// Operands: `shape`.
+    ConstantOfShape = "ConstantOfShape" {
+        /// One-element tensor giving the fill value and dtype.
+        value: Option<Tensor> = None,
+    }
+    /// Element type conversion (ONNX `Cast`).
+    Cast = "Cast" {
+        /// Target type.
+        to: DType = DType::F32,
+        /// Float-8 saturation; ignored for the types mcc supports.
+        saturate: i64 = 1,
+    }
+    /// Broadcast to a shape (ONNX `Expand`). Operands: `data, shape`.
+    Expand = "Expand" {}
+    /// Repeat along each axis (ONNX `Tile`). Operands: `data, repeats`.
+    Tile = "Tile" {}
+    /// Pad (ONNX `Pad`). Operands: `data, pads, constant_value?, axes?`.
+    Pad = "Pad" {
+        /// `constant`, `reflect`, `edge` or `wrap`.
+        mode: String = "constant".to_string(),
+    }
+    /// `start, start+delta, …` below `limit` (ONNX `Range`). Operands: `start, limit, delta`.
+    Range = "Range" {}
+}
+
+impl Op {
+    /// Whether the op's result depends only on its operands (so it may be constant-folded).
+    pub fn is_pure(&self) -> bool {
+        // Dropout is pure in inference (identity); every op mcc knows is deterministic.
+        true
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for mcc's integration suites.
