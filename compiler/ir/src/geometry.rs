@@ -55,14 +55,37 @@ pub enum WindowError {
     },
 }
 
-fn list(attr: &'static str, v: &[i64], n: usize, default: i64, min: i64, what: &'static str) -> Result<Vec<usize>, WindowError> {
+fn list(
+    attr: &'static str,
+    v: &[i64],
+    n: usize,
+    default: i64,
+    min: i64,
+    what: &'static str,
+) -> Result<Vec<usize>, WindowError> {
     if v.is_empty() {
         return Ok(vec![default as usize; n]);
     }
     if v.len() != n {
-        return Err(WindowError::Arity { attr, got: v.len(), want: n });
+        return Err(WindowError::Arity {
+            attr,
+            got: v.len(),
+            want: n,
+        });
     }
-    v.iter().map(|&x| if x < min { Err(WindowError::Range { attr, what, value: x }) } else { Ok(x as usize) }).collect()
+    v.iter()
+        .map(|&x| {
+            if x < min {
+                Err(WindowError::Range {
+                    attr,
+                    what,
+                    value: x,
+                })
+            } else {
+                Ok(x as usize)
+            }
+        })
+        .collect()
 }
 
 /// Resolves a window over spatial `input` sizes. `ceil_mode` rounds the output size up
@@ -78,11 +101,19 @@ pub fn window(
 ) -> Result<Window, WindowError> {
     let n = input.len();
     if kernel_shape.len() != n {
-        return Err(WindowError::Arity { attr: "kernel_shape", got: kernel_shape.len(), want: n });
+        return Err(WindowError::Arity {
+            attr: "kernel_shape",
+            got: kernel_shape.len(),
+            want: n,
+        });
     }
     for &k in kernel_shape {
         if k == 0 {
-            return Err(WindowError::Range { attr: "kernel_shape", what: "positive", value: 0 });
+            return Err(WindowError::Range {
+                attr: "kernel_shape",
+                what: "positive",
+                value: 0,
+            });
         }
     }
     let strides = list("strides", strides, n, 1, 1, "positive")?;
@@ -92,11 +123,19 @@ pub fn window(
         AutoPad::NotSet => {
             if !pads.is_empty() {
                 if pads.len() != 2 * n {
-                    return Err(WindowError::Arity { attr: "pads", got: pads.len(), want: 2 * n });
+                    return Err(WindowError::Arity {
+                        attr: "pads",
+                        got: pads.len(),
+                        want: 2 * n,
+                    });
                 }
                 for (i, &p) in pads.iter().enumerate() {
                     if p < 0 {
-                        return Err(WindowError::Range { attr: "pads", what: "non-negative", value: p });
+                        return Err(WindowError::Range {
+                            attr: "pads",
+                            what: "non-negative",
+                            value: p,
+                        });
                     }
                     if i < n {
                         pb[i] = p as usize;
@@ -128,17 +167,32 @@ pub fn window(
         let ext = (kernel_shape[i] - 1) * dilations[i] + 1;
         let padded = input[i] + pb[i] + pe[i];
         if padded < ext {
-            return Err(WindowError::TooLarge { window: ext, input: input[i], padded });
+            return Err(WindowError::TooLarge {
+                window: ext,
+                input: input[i],
+                padded,
+            });
         }
         let span = padded - ext;
-        let mut o = if ceil_mode { span.div_ceil(strides[i]) + 1 } else { span / strides[i] + 1 };
+        let mut o = if ceil_mode {
+            span.div_ceil(strides[i]) + 1
+        } else {
+            span / strides[i] + 1
+        };
         // With ceil_mode the last window must start inside the input or the begin padding.
         if ceil_mode && o > 1 && (o - 1) * strides[i] >= input[i] + pb[i] {
             o -= 1;
         }
         out.push(o);
     }
-    Ok(Window { kernel: kernel_shape.to_vec(), strides, dilations, pad_begin: pb, pad_end: pe, out })
+    Ok(Window {
+        kernel: kernel_shape.to_vec(),
+        strides,
+        dilations,
+        pad_begin: pb,
+        pad_end: pe,
+        out,
+    })
 }
 
 impl Window {

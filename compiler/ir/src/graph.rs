@@ -119,7 +119,10 @@ pub enum GraphError {
 impl Graph {
     /// An empty graph.
     pub fn new(name: impl Into<String>) -> Graph {
-        Graph { name: name.into(), ..Graph::default() }
+        Graph {
+            name: name.into(),
+            ..Graph::default()
+        }
     }
 
     // ---- building ----
@@ -144,8 +147,17 @@ impl Graph {
     }
 
     /// Adds a constant whose data is elided (known only by type and fingerprint).
-    pub fn add_elided_const(&mut self, name: impl Into<String>, ty: TensorType, fingerprint: u64) -> ValueId {
-        self.push_value(name.into(), ty, ValueDef::Const(ConstData::Elided { fingerprint }))
+    pub fn add_elided_const(
+        &mut self,
+        name: impl Into<String>,
+        ty: TensorType,
+        fingerprint: u64,
+    ) -> ValueId {
+        self.push_value(
+            name.into(),
+            ty,
+            ValueDef::Const(ConstData::Elided { fingerprint }),
+        )
     }
 
     /// Adds a node and its output values (typed as given; inference may refine them).
@@ -156,7 +168,13 @@ impl Graph {
         inputs: Vec<Option<ValueId>>,
         outputs: Vec<(String, TensorType)>,
     ) -> NodeId {
-        let node = Node { name: name.into(), op, inputs, outputs: vec![], origin: Origin::Model };
+        let node = Node {
+            name: name.into(),
+            op,
+            inputs,
+            outputs: vec![],
+            origin: Origin::Model,
+        };
         let id = NodeId::from_index(self.nodes.add_node(node));
         let outs: Vec<ValueId> = outputs
             .into_iter()
@@ -276,7 +294,10 @@ impl Graph {
 
     /// Finds a node by name.
     pub fn find_node(&self, name: &str) -> Option<NodeId> {
-        self.nodes.node_indices().find(|&ix| self.nodes[ix].name == name).map(NodeId::from_index)
+        self.nodes
+            .node_indices()
+            .find(|&ix| self.nodes[ix].name == name)
+            .map(NodeId::from_index)
     }
 
     /// Nodes in a deterministic topological order: among the nodes that are ready, the
@@ -284,7 +305,10 @@ impl Graph {
     pub fn topo_order(&self) -> Result<Vec<NodeId>, GraphError> {
         let mut indeg: HashMap<NodeId, usize> = HashMap::new();
         for ix in self.nodes.node_indices() {
-            let mut preds: Vec<_> = self.nodes.neighbors_directed(ix, Direction::Incoming).collect();
+            let mut preds: Vec<_> = self
+                .nodes
+                .neighbors_directed(ix, Direction::Incoming)
+                .collect();
             preds.sort_unstable();
             preds.dedup();
             indeg.insert(NodeId::from_index(ix), preds.len());
@@ -298,7 +322,10 @@ impl Graph {
         let mut order = Vec::with_capacity(indeg.len());
         while let Some(std::cmp::Reverse((_, n))) = ready.pop() {
             order.push(n);
-            let mut succs: Vec<_> = self.nodes.neighbors_directed(n.index(), Direction::Outgoing).collect();
+            let mut succs: Vec<_> = self
+                .nodes
+                .neighbors_directed(n.index(), Direction::Outgoing)
+                .collect();
             succs.sort_unstable();
             succs.dedup();
             for s in succs {
@@ -346,7 +373,11 @@ impl Graph {
 
     /// Rebuilds the incoming edges of `n` from its operands.
     fn relink(&mut self, n: NodeId) {
-        let incoming: Vec<_> = self.nodes.edges_directed(n.index(), Direction::Incoming).map(|e| e.id()).collect();
+        let incoming: Vec<_> = self
+            .nodes
+            .edges_directed(n.index(), Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
         for e in incoming {
             self.nodes.remove_edge(e);
         }
@@ -359,8 +390,16 @@ impl Graph {
     }
 
     /// Replaces operand `slot` of `n`.
-    pub fn set_input(&mut self, n: NodeId, slot: usize, v: Option<ValueId>) -> Result<(), GraphError> {
-        let node = self.nodes.node_weight_mut(n.index()).ok_or(GraphError::NoSuchNode(n))?;
+    pub fn set_input(
+        &mut self,
+        n: NodeId,
+        slot: usize,
+        v: Option<ValueId>,
+    ) -> Result<(), GraphError> {
+        let node = self
+            .nodes
+            .node_weight_mut(n.index())
+            .ok_or(GraphError::NoSuchNode(n))?;
         if slot >= node.inputs.len() {
             node.inputs.resize(slot + 1, None);
         }
@@ -370,8 +409,15 @@ impl Graph {
     }
 
     /// Replaces all operands of `n`.
-    pub fn set_inputs(&mut self, n: NodeId, inputs: Vec<Option<ValueId>>) -> Result<(), GraphError> {
-        let node = self.nodes.node_weight_mut(n.index()).ok_or(GraphError::NoSuchNode(n))?;
+    pub fn set_inputs(
+        &mut self,
+        n: NodeId,
+        inputs: Vec<Option<ValueId>>,
+    ) -> Result<(), GraphError> {
+        let node = self
+            .nodes
+            .node_weight_mut(n.index())
+            .ok_or(GraphError::NoSuchNode(n))?;
         node.inputs = inputs;
         self.relink(n);
         Ok(())
@@ -403,17 +449,47 @@ impl Graph {
 
     /// Removes a node whose outputs have no users; they become dead values.
     pub fn remove_node(&mut self, n: NodeId) -> Result<Node, GraphError> {
-        let node = self.nodes.node_weight(n.index()).ok_or(GraphError::NoSuchNode(n))?;
+        let node = self
+            .nodes
+            .node_weight(n.index())
+            .ok_or(GraphError::NoSuchNode(n))?;
         for &o in &node.outputs {
             if self.is_used(o) {
-                return Err(GraphError::StillUsed { node: node.name.clone(), value: self.value(o).name.clone() });
+                return Err(GraphError::StillUsed {
+                    node: node.name.clone(),
+                    value: self.value(o).name.clone(),
+                });
             }
         }
-        let node = self.nodes.remove_node(n.index()).ok_or(GraphError::NoSuchNode(n))?;
+        let node = self
+            .nodes
+            .remove_node(n.index())
+            .ok_or(GraphError::NoSuchNode(n))?;
         for &o in &node.outputs {
             self.values[o.idx()].def = ValueDef::Dead;
         }
         Ok(node)
+    }
+
+    /// Removes node `n` and turns its outputs into the given constants (constant folding).
+    /// Readers keep reading the same values, now constants; outputs without a tensor die.
+    pub fn replace_node_by_consts(
+        &mut self,
+        n: NodeId,
+        values: Vec<Tensor>,
+    ) -> Result<(), GraphError> {
+        let node = self
+            .nodes
+            .remove_node(n.index())
+            .ok_or(GraphError::NoSuchNode(n))?;
+        let mut values = values.into_iter();
+        for &o in &node.outputs {
+            match values.next() {
+                Some(t) => self.make_const(o, t),
+                None => self.values[o.idx()].def = ValueDef::Dead,
+            }
+        }
+        Ok(())
     }
 
     /// Replaces a value's definition by constant data (constant folding).
@@ -469,6 +545,9 @@ impl Graph {
         if !taken.contains_key(base) {
             return base.to_string();
         }
-        (1..).map(|i| format!("{base}.{i}")).find(|n| !taken.contains_key(n.as_str())).unwrap_or_default()
+        (1..)
+            .map(|i| format!("{base}.{i}"))
+            .find(|n| !taken.contains_key(n.as_str()))
+            .unwrap_or_default()
     }
 }

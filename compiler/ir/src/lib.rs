@@ -46,7 +46,7 @@ pub use attr::{AttrError, AttrValue, AutoPad};
 pub use eval::{EvalError, OpError, eval_op, run};
 pub use graph::{ConstData, Graph, GraphError, Node, Origin, Value, ValueDef};
 pub use ids::{NodeId, StepId, ValueId};
-pub use infer::{InferError, infer_node};
+pub use infer::{InferError, infer_all, infer_node};
 pub use op::Op;
 pub use shape::{Dim, TensorType};
 pub use tensor::{DType, Element, Tensor};

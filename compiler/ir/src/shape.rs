@@ -57,7 +57,10 @@ pub struct TensorType {
 impl TensorType {
     /// A type with a fully known shape.
     pub fn fixed(dtype: DType, dims: &[usize]) -> Self {
-        TensorType { dtype, shape: Some(dims.iter().map(|&d| Dim::Fixed(d)).collect()) }
+        TensorType {
+            dtype,
+            shape: Some(dims.iter().map(|&d| Dim::Fixed(d)).collect()),
+        }
     }
     /// A type whose shape is not known at all.
     pub fn unknown(dtype: DType) -> Self {
@@ -77,7 +80,9 @@ impl TensorType {
     }
     /// Whether a concrete shape fits this type, binding symbols consistently in `binds`.
     pub fn accepts(&self, dims: &[usize], binds: &mut Vec<(String, usize)>) -> bool {
-        let Some(shape) = &self.shape else { return true };
+        let Some(shape) = &self.shape else {
+            return true;
+        };
         if shape.len() != dims.len() {
             return false;
         }

@@ -249,7 +249,10 @@ impl Tensor {
         let len = data.len();
         ArrayD::from_shape_vec(IxDyn(shape), data)
             .map(T::wrap)
-            .map_err(|_| ShapeMismatch { len, shape: shape.to_vec() })
+            .map_err(|_| ShapeMismatch {
+                len,
+                shape: shape.to_vec(),
+            })
     }
 
     /// A 0-d tensor.
@@ -329,11 +332,18 @@ impl Tensor {
     }
 
     /// A tensor from row-major little-endian bytes.
-    pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, ShapeMismatch> {
+    pub fn from_le_bytes(
+        dtype: DType,
+        shape: &[usize],
+        bytes: &[u8],
+    ) -> Result<Tensor, ShapeMismatch> {
         fn read<T: Element>(shape: &[usize], bytes: &[u8]) -> Result<Tensor, ShapeMismatch> {
             let n = T::DTYPE.size();
             if bytes.len() % n != 0 {
-                return Err(ShapeMismatch { len: bytes.len() / n, shape: shape.to_vec() });
+                return Err(ShapeMismatch {
+                    len: bytes.len() / n,
+                    shape: shape.to_vec(),
+                });
             }
             Tensor::from_vec(shape, bytes.chunks_exact(n).map(T::read_le).collect())
         }

@@ -11,9 +11,9 @@
 
 use std::collections::HashSet;
 
+use crate::Graph;
 use crate::graph::ValueDef;
 use crate::infer::infer_node;
-use crate::Graph;
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -34,7 +34,12 @@ pub struct VerifyErrors(pub Vec<VerifyError>);
 /// Checks every invariant listed in the module doc; returns all failures.
 pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
     let mut errs = vec![];
-    let mut bad = |node: Option<&str>, message: String| errs.push(VerifyError { node: node.map(str::to_string), message });
+    let mut bad = |node: Option<&str>, message: String| {
+        errs.push(VerifyError {
+            node: node.map(str::to_string),
+            message,
+        })
+    };
     let order = match graph.topo_order() {
         Ok(o) => o,
         Err(e) => {
@@ -57,20 +62,42 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
         }
         for v in node.inputs.iter().flatten() {
             if graph.value(*v).def == ValueDef::Dead {
-                bad(Some(&node.name), format!("reads `{}`, which is no longer defined", graph.value(*v).name));
+                bad(
+                    Some(&node.name),
+                    format!(
+                        "reads `{}`, which is no longer defined",
+                        graph.value(*v).name
+                    ),
+                );
             }
         }
         for (slot, &o) in node.outputs.iter().enumerate() {
             if graph.value(o).def != (ValueDef::Node { node: n, slot }) {
-                bad(Some(&node.name), format!("output `{}` is not defined by this node", graph.value(o).name));
+                bad(
+                    Some(&node.name),
+                    format!(
+                        "output `{}` is not defined by this node",
+                        graph.value(o).name
+                    ),
+                );
             }
         }
         match infer_node(graph, node) {
-            Err(e) => bad(Some(&node.name), format!("{} cannot apply: {e}", node.op.name())),
+            Err(e) => bad(
+                Some(&node.name),
+                format!("{} cannot apply: {e}", node.op.name()),
+            ),
             Ok(types) => {
                 for (&o, t) in node.outputs.iter().zip(types) {
                     if graph.value(o).ty != t {
-                        bad(Some(&node.name), format!("output `{}` is typed {} but its operands give {t}", graph.value(o).name, graph.value(o).ty));
+                        bad(
+                            Some(&node.name),
+                            format!(
+                                "output `{}` is typed {} but its operands give {t}",
+                                graph.value(o).name,
+                                graph.value(o).ty
+                            ),
+                        );
                     }
                 }
             }
@@ -78,13 +105,26 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
     }
     for &v in graph.outputs() {
         if graph.value(v).def == ValueDef::Dead {
-            bad(None, format!("graph output `{}` is not defined", graph.value(v).name));
+            bad(
+                None,
+                format!("graph output `{}` is not defined", graph.value(v).name),
+            );
         }
     }
     for &v in graph.inputs() {
         if graph.value(v).def != ValueDef::Input {
-            bad(None, format!("graph input `{}` is not defined as an input", graph.value(v).name));
+            bad(
+                None,
+                format!(
+                    "graph input `{}` is not defined as an input",
+                    graph.value(v).name
+                ),
+            );
         }
     }
-    if errs.is_empty() { Ok(()) } else { Err(VerifyErrors(errs)) }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyErrors(errs))
+    }
 }

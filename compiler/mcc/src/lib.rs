@@ -1,0 +1,91 @@
+//! `mcc`, the model-compression compiler: the driver. `main.rs` is its command line.
+//!
+//! The stages, in the order the driver calls them:
+//!
+//! ```text
+//! model.onnx ──onnx::import──▶ Graph ──passes::canonicalize──▶ Graph ──▶ inspect / run / ir / convert
+//! model.mcir ──ir::text::parse──┘
+//! ```
+//!
+//! Only this crate reads and writes files or prints; the libraries return errors.
+
+pub mod error;
+pub mod inspect;
+pub mod tensor_io;
+
+use std::path::{Path, PathBuf};
+
+use mcc_ir::Graph;
+use mcc_passes::StepRecord;
+
+pub use error::Error;
+
+/// A loaded, canonicalized model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The graph after canonicalization.
+    pub graph: Graph,
+    /// Where it came from.
+    pub path: PathBuf,
+    /// What canonicalization did.
+    pub steps: Vec<StepRecord>,
+}
+
+/// Whether a path names IR text rather than an ONNX file.
+pub fn is_ir_text(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("mcir"))
+}
+
+/// Reads a model without canonicalizing it: ONNX (`.onnx`, or anything not `.mcir`) or IR text (`.mcir`).
+pub fn read_raw(path: &Path) -> Result<Graph, Error> {
+    if is_ir_text(path) {
+        let src = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let g = mcc_ir::text::parse(&src).map_err(|e| Error::IrText {
+            src: miette::NamedSource::new(path.display().to_string(), src.clone()),
+            message: e.message,
+            span: e.span,
+        })?;
+        mcc_ir::verify(&g)?;
+        Ok(g)
+    } else {
+        Ok(mcc_onnx::import(path)?.graph)
+    }
+}
+
+/// Reads and canonicalizes a model.
+pub fn load(path: &Path) -> Result<Model, Error> {
+    let mut graph = read_raw(path)?;
+    let steps = mcc_passes::canonicalize(&mut graph)?;
+    Ok(Model {
+        graph,
+        path: path.to_path_buf(),
+        steps,
+    })
+}
+
+/// Writes a graph as ONNX or, for a `.mcir` path, as IR text with full weights. Atomic.
+pub fn write_model(graph: &Graph, path: &Path) -> Result<(), Error> {
+    if is_ir_text(path) {
+        let text = mcc_ir::text::print_with(graph, mcc_ir::text::PrintOptions { weights: true });
+        write_atomic(path, text.as_bytes())
+    } else {
+        Ok(mcc_onnx::export_file(graph, path)?)
+    }
+}
+
+/// Writes a file via a temporary sibling and a rename, so no partial file is left behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension("partial");
+    let res = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(source) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    Ok(())
+}

@@ -1,1 +1,369 @@
-fn main() {}
+//! The `mcc` command line: `inspect`, `run`, `ir`, `convert`.
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mcc::{Error, tensor_io};
+use mcc_ir::{Dim, Tensor};
+
+/// mcc, the model-compression compiler.
+///
+/// mcc imports a trained ONNX model into a typed IR, checks and canonicalizes it, and
+/// evaluates it with a slow, exact reference evaluator. Models are `.onnx` files, or IR
+/// text (`.mcir`, as printed by `mcc ir --weights`).
+#[derive(Parser, Debug)]
+#[command(
+    name = "mcc",
+    version,
+    about,
+    long_about,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show every node: operator, input/output types, parameters and MACs.
+    ///
+    /// One row per node in the IR's order, then totals. MACs count Conv, Gemm and MatMul
+    /// per sample (a symbolic batch counts as 1).
+    ///
+    /// Example: mcc inspect examples/lenet5/lenet5.onnx
+    Inspect {
+        /// The model (.onnx or .mcir).
+        model: PathBuf,
+    },
+    /// Evaluate a model on inputs from .npy files with the reference evaluator.
+    ///
+    /// Prints the top-1 class per sample for classifier outputs ([N, classes]) and, with
+    /// --labels, the accuracy. Inputs are checked against the model's input types first.
+    ///
+    /// Example: mcc run examples/lenet5/lenet5.onnx --input examples/lenet5/mnist_test_x.npy
+    ///          --labels examples/lenet5/mnist_test_y.npy
+    Run {
+        /// The model (.onnx or .mcir).
+        model: PathBuf,
+        /// An input array, once per model input, in the model's input order.
+        #[arg(short, long = "input", value_name = "X.npy", required = true)]
+        inputs: Vec<PathBuf>,
+        /// Write the first output here as .npy.
+        #[arg(short, long, value_name = "Y.npy")]
+        output: Option<PathBuf>,
+        /// Integer class labels (.npy, one per sample) to report accuracy against.
+        #[arg(short, long, value_name = "LABELS.npy")]
+        labels: Option<PathBuf>,
+        /// Samples evaluated at a time when the batch dimension is symbolic.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        batch_size: usize,
+        /// Print only the summary, not one line per sample.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print the model's IR text (after canonicalization unless --raw).
+    ///
+    /// Large constants appear by fingerprint (#…) unless --weights is given, in which case
+    /// the text holds every weight and can be run or converted by mcc on its own.
+    ///
+    /// Example: mcc ir examples/lenet5/lenet5.onnx
+    Ir {
+        /// The model (.onnx or .mcir).
+        model: PathBuf,
+        /// Include all weights (as hex), so the text is a complete model.
+        #[arg(long)]
+        weights: bool,
+        /// Print the graph as imported, before canonicalization.
+        #[arg(long)]
+        raw: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Convert between ONNX and IR text (by the output's extension: .onnx or .mcir).
+    ///
+    /// Example: mcc convert model.onnx -o model.mcir
+    Convert {
+        /// The model (.onnx or .mcir).
+        model: PathBuf,
+        /// Where to write (.onnx or .mcir).
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> Result<(), Error> {
+    match cmd {
+        Command::Inspect { model } => inspect(&model),
+        Command::Run {
+            model,
+            inputs,
+            output,
+            labels,
+            batch_size,
+            quiet,
+        } => run(
+            &model,
+            &inputs,
+            output.as_deref(),
+            labels.as_deref(),
+            batch_size,
+            quiet,
+        ),
+        Command::Ir {
+            model,
+            weights,
+            raw,
+            output,
+        } => {
+            let graph = if raw {
+                mcc::read_raw(&model)?
+            } else {
+                mcc::load(&model)?.graph
+            };
+            let text = mcc_ir::text::print_with(&graph, mcc_ir::text::PrintOptions { weights });
+            match output {
+                Some(p) => mcc::write_atomic(&p, text.as_bytes()),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Convert { model, output } => {
+            let m = mcc::load(&model)?;
+            mcc::write_model(&m.graph, &output)
+        }
+    }
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn inspect(path: &Path) -> Result<(), Error> {
+    let m = mcc::load(path)?;
+    let t = mcc::inspect::table(&m.graph);
+    let name_w = t
+        .rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 48);
+    let op_w = t.rows.iter().map(|r| r.op.len()).max().unwrap_or(2).max(2);
+    let in_w = t
+        .rows
+        .iter()
+        .map(|r| r.inputs.join(" ").len())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 40);
+    println!(
+        "{:<name_w$}  {:<op_w$}  {:<in_w$}  {:<24}  {:>10}  {:>10}",
+        "node", "op", "inputs", "outputs", "params", "MACs"
+    );
+    for r in &t.rows {
+        println!(
+            "{:<name_w$}  {:<op_w$}  {:<in_w$}  {:<24}  {:>10}  {:>10}",
+            r.name,
+            r.op,
+            r.inputs.join(" "),
+            r.outputs.join(" "),
+            if r.params == 0 {
+                "-".into()
+            } else {
+                r.params.to_string()
+            },
+            if r.macs == 0 {
+                "-".into()
+            } else {
+                human(r.macs)
+            }
+        );
+    }
+    println!();
+    let ins: Vec<String> = m
+        .graph
+        .inputs()
+        .iter()
+        .map(|&v| format!("{}: {}", m.graph.value(v).name, m.graph.value(v).ty))
+        .collect();
+    let outs: Vec<String> = m
+        .graph
+        .outputs()
+        .iter()
+        .map(|&v| format!("{}: {}", m.graph.value(v).name, m.graph.value(v).ty))
+        .collect();
+    println!("inputs:  {}", ins.join(", "));
+    println!("outputs: {}", outs.join(", "));
+    println!(
+        "total: {} nodes, {} parameters, {} MACs per sample ({})",
+        t.rows.len(),
+        t.params,
+        t.macs,
+        human(t.macs)
+    );
+    Ok(())
+}
+
+fn run(
+    path: &Path,
+    inputs: &[PathBuf],
+    output: Option<&Path>,
+    labels: Option<&Path>,
+    batch_size: usize,
+    quiet: bool,
+) -> Result<(), Error> {
+    let m = mcc::load(path)?;
+    let g = &m.graph;
+    if inputs.len() != g.inputs().len() {
+        let names: Vec<String> = g
+            .inputs()
+            .iter()
+            .map(|&v| format!("{}: {}", g.value(v).name, g.value(v).ty))
+            .collect();
+        return Err(Error::Usage(format!(
+            "the model takes {} input(s) ({}), {} --input given",
+            names.len(),
+            names.join(", "),
+            inputs.len()
+        )));
+    }
+    let mut tensors = vec![];
+    for (&v, p) in g.inputs().iter().zip(inputs) {
+        tensors.push(tensor_io::read_input(p, &g.value(v).name, &g.value(v).ty)?);
+    }
+    let labels = labels
+        .map(tensor_io::read_npy)
+        .transpose()?
+        .map(|t| t.to_i64_vec());
+    // Evaluate in chunks along a symbolic batch dimension, with a progress bar.
+    let batched = g.inputs().iter().all(|&v| {
+        matches!(
+            g.value(v).ty.shape.as_ref().and_then(|s| s.first()),
+            Some(Dim::Sym(_))
+        )
+    });
+    let n = tensors
+        .first()
+        .and_then(|t| t.shape().first().copied())
+        .unwrap_or(1);
+    let outputs: Vec<Tensor> = if batched
+        && n > batch_size
+        && tensors.iter().all(|t| t.shape().first() == Some(&n))
+    {
+        let chunks: Vec<Vec<Tensor>> = tensors
+            .iter()
+            .map(|t| tensor_io::split_batch(t, batch_size))
+            .collect();
+        let bar = indicatif::ProgressBar::new(n as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} samples ({eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message("evaluating");
+        let mut per_out: Vec<Vec<Tensor>> = vec![vec![]; g.outputs().len()];
+        for i in 0..chunks[0].len() {
+            let args: Vec<Tensor> = chunks.iter().map(|c| c[i].clone()).collect();
+            let k = args[0].shape()[0] as u64;
+            for (j, o) in mcc_ir::run(g, &args)?.into_iter().enumerate() {
+                per_out[j].push(o);
+            }
+            bar.inc(k);
+        }
+        bar.finish_and_clear();
+        per_out
+            .iter()
+            .map(|parts| tensor_io::concat_batch(parts))
+            .collect::<Result<_, _>>()?
+    } else {
+        mcc_ir::run(g, &tensors)?
+    };
+    let first = &outputs[0];
+    if let Some(p) = output {
+        tensor_io::write_npy(p, first)?;
+    }
+    let out_name = &g.value(g.outputs()[0]).name;
+    let classifier = first.shape().len() == 2 && first.shape()[1] > 1 && first.dtype().is_float();
+    if !classifier {
+        println!("output `{out_name}`: {}{:?}", first.dtype(), first.shape());
+        if labels.is_some() {
+            return Err(Error::Usage(
+                "--labels needs a classifier output of shape [N, classes]".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let (rows, cols) = (first.shape()[0], first.shape()[1]);
+    let vals = first.to_f64_vec();
+    if let Some(l) = &labels {
+        if l.len() != rows {
+            return Err(Error::Usage(format!(
+                "{} labels for {rows} samples",
+                l.len()
+            )));
+        }
+    }
+    let mut correct = 0;
+    if !quiet {
+        println!(
+            "{:>7}  {:>5}  {:>12}{}",
+            "sample",
+            "top-1",
+            "score",
+            if labels.is_some() { "  label" } else { "" }
+        );
+    }
+    for r in 0..rows {
+        let row = &vals[r * cols..(r + 1) * cols];
+        let (best, score) =
+            row.iter().enumerate().fold(
+                (0, f64::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            );
+        let label = labels.as_ref().map(|l| l[r]);
+        if label == Some(best as i64) {
+            correct += 1;
+        }
+        if !quiet {
+            let mark = match label {
+                Some(l) => format!("  {l:>5}{}", if l == best as i64 { "" } else { "  ✗" }),
+                None => String::new(),
+            };
+            println!("{r:>7}  {best:>5}  {score:>12.5}{mark}");
+        }
+    }
+    println!(
+        "{rows} samples, output `{out_name}` {}{:?}",
+        first.dtype(),
+        first.shape()
+    );
+    if labels.is_some() {
+        println!(
+            "accuracy: {correct}/{rows} = {:.1}%",
+            100.0 * correct as f64 / rows as f64
+        );
+    }
+    Ok(())
+}

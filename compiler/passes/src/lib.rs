@@ -1,0 +1,104 @@
+//! `mcc-passes`: rewrites over `mcc-ir`, one file per pass.
+//!
+//! A pass is a free function `run(&mut Graph) -> Result<usize, PassError>` returning how
+//! many rewrites it made; its file's doc comment states the invariant it keeps and what it
+//! leaves alone. [`run_pipeline`] runs passes in order and verifies the graph after every
+//! one, so a broken rewrite is caught at the pass that made it.
+//!
+//! **Invariant:** every pass here keeps the outputs of the graph unchanged for every input
+//! (up to float rounding where a pass says so).
+
+mod fold_constants;
+mod remove_dead_nodes;
+mod remove_identities;
+mod simplify_softmax;
+
+use mcc_ir::{Graph, VerifyErrors};
+
+/// A pass's name and what it does, for reports and `--help`.
+#[derive(Copy, Clone, Debug)]
+pub struct PassInfo {
+    /// Kebab-case name used in reports.
+    pub name: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// The pass.
+    pub run: fn(&mut Graph) -> Result<usize, PassError>,
+}
+
+/// A pass failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PassError {
+    /// The graph was malformed after a pass (a bug in that pass).
+    #[error("after pass `{pass}`: {source}")]
+    #[diagnostic(
+        code(mcc::passes::verify),
+        help("this is a bug in mcc; please report it with the model")
+    )]
+    Verify {
+        /// The pass that ran last.
+        pass: &'static str,
+        /// What the verifier found.
+        source: VerifyErrors,
+    },
+    /// Evaluating a constant subgraph failed.
+    #[error("pass `{pass}`: node `{node}` ({op}): {message}")]
+    #[diagnostic(code(mcc::passes::node))]
+    Node {
+        /// The pass.
+        pass: &'static str,
+        /// Node name.
+        node: String,
+        /// Operator.
+        op: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What one pass did in a pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepRecord {
+    /// Pass name.
+    pub pass: &'static str,
+    /// Rewrites made.
+    pub changes: usize,
+}
+
+/// The canonicalization pipeline every imported model goes through: constant subgraphs
+/// folded (the light models compute all weights with ConstantOfShape), Identity and
+/// inference Dropout removed, opset < 13 Softmax normalized, dead nodes removed.
+pub const CANONICALIZE: &[PassInfo] = &[
+    fold_constants::INFO,
+    remove_identities::INFO,
+    simplify_softmax::INFO,
+    remove_dead_nodes::INFO,
+];
+
+/// Runs passes in order, re-typing and verifying the graph after each.
+pub fn run_pipeline(graph: &mut Graph, passes: &[PassInfo]) -> Result<Vec<StepRecord>, PassError> {
+    let mut records = Vec::with_capacity(passes.len());
+    for p in passes {
+        let changes = (p.run)(graph)?;
+        mcc_ir::infer_all(graph).map_err(|(node, op, e)| PassError::Node {
+            pass: p.name,
+            node,
+            op,
+            message: e.0,
+        })?;
+        mcc_ir::verify(graph).map_err(|source| PassError::Verify {
+            pass: p.name,
+            source,
+        })?;
+        records.push(StepRecord {
+            pass: p.name,
+            changes,
+        });
+    }
+    Ok(records)
+}
+
+/// Runs [`CANONICALIZE`].
+pub fn canonicalize(graph: &mut Graph) -> Result<Vec<StepRecord>, PassError> {
+    run_pipeline(graph, CANONICALIZE)
+}

@@ -21,12 +21,19 @@ fn reshape_to(x: &Tensor, shape: &[usize]) -> Result<Tensor, OpError> {
 }
 
 /// Inference Dropout: the identity, with an all-true mask when asked for.
-pub(crate) fn dropout(inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>, OpError> {
+pub(crate) fn dropout(
+    inputs: &[Option<&Tensor>],
+    n_outputs: usize,
+) -> Result<Vec<Tensor>, OpError> {
     let x = req(inputs, 0)?;
     let training = opt(inputs, 2).is_some_and(|t| t.to_i64_vec().iter().any(|&v| v != 0));
-    let ratio = opt(inputs, 1).map(|r| r.to_f64_vec().first().copied().unwrap_or(0.5)).unwrap_or(0.5);
+    let ratio = opt(inputs, 1)
+        .map(|r| r.to_f64_vec().first().copied().unwrap_or(0.5))
+        .unwrap_or(0.5);
     if training && ratio != 0.0 {
-        return unsupported("training-mode Dropout draws random masks; mcc compiles models for inference");
+        return unsupported(
+            "training-mode Dropout draws random masks; mcc compiles models for inference",
+        );
     }
     let mut out = vec![x.clone()];
     if n_outputs > 1 {
@@ -36,7 +43,11 @@ pub(crate) fn dropout(inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Ve
 }
 
 /// The output shape of ONNX Reshape (`0` copies unless `allowzero`, one `-1` is inferred).
-pub fn reshape_target(input: &[usize], shape: &[i64], allowzero: bool) -> Result<Vec<usize>, OpError> {
+pub fn reshape_target(
+    input: &[usize],
+    shape: &[i64],
+    allowzero: bool,
+) -> Result<Vec<usize>, OpError> {
     let total: usize = input.iter().product();
     let mut out = Vec::with_capacity(shape.len());
     let mut infer = None;
@@ -48,7 +59,12 @@ pub fn reshape_target(input: &[usize], shape: &[i64], allowzero: bool) -> Result
                 }
                 out.push(1);
             }
-            0 if !allowzero => out.push(*input.get(i).ok_or_else(|| OpError::Invalid(format!("Reshape copies dim {i}, but the input has rank {}", input.len())))?),
+            0 if !allowzero => out.push(*input.get(i).ok_or_else(|| {
+                OpError::Invalid(format!(
+                    "Reshape copies dim {i}, but the input has rank {}",
+                    input.len()
+                ))
+            })?),
             s if s < 0 => return invalid(format!("Reshape shape entry {s} is negative")),
             s => out.push(s as usize),
         }
@@ -56,12 +72,16 @@ pub fn reshape_target(input: &[usize], shape: &[i64], allowzero: bool) -> Result
     let known: usize = out.iter().product();
     if let Some(i) = infer {
         if known == 0 || total % known != 0 {
-            return invalid(format!("cannot reshape {input:?} ({total} elements) to {shape:?}"));
+            return invalid(format!(
+                "cannot reshape {input:?} ({total} elements) to {shape:?}"
+            ));
         }
         out[i] = total / known;
     }
     if out.iter().product::<usize>() != total {
-        return invalid(format!("cannot reshape {input:?} ({total} elements) to {shape:?}"));
+        return invalid(format!(
+            "cannot reshape {input:?} ({total} elements) to {shape:?}"
+        ));
     }
     Ok(out)
 }
@@ -113,7 +133,10 @@ pub fn unsqueeze_shape(input: &[usize], axes: &[i64]) -> Result<Vec<usize>, OpEr
         if ax.contains(&i) {
             out.push(1);
         } else {
-            out.push(*it.next().ok_or_else(|| OpError::Invalid("bad Unsqueeze axes".into()))?);
+            out.push(
+                *it.next()
+                    .ok_or_else(|| OpError::Invalid("bad Unsqueeze axes".into()))?,
+            );
         }
     }
     Ok(out)
@@ -136,7 +159,12 @@ pub fn squeeze_shape(input: &[usize], axes: Option<&[i64]>) -> Result<Vec<usize>
                     return invalid(format!("cannot squeeze axis {a} of size {}", input[a]));
                 }
             }
-            Ok(input.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, &d)| d).collect())
+            Ok(input
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !ax.contains(i))
+                .map(|(_, &d)| d)
+                .collect())
         }
     }
 }
@@ -152,17 +180,34 @@ pub(crate) fn squeeze(x: &Tensor, axes: Option<&Tensor>) -> Result<Tensor, OpErr
 pub(crate) fn concat(inputs: &[Option<&Tensor>], axis: i64) -> Result<Tensor, OpError> {
     let first = req(inputs, 0)?;
     let ax = norm_axes(&[axis], first.shape().len().max(1))?[0];
-    fn go<T: Element>(first: &ArrayD<T>, inputs: &[Option<&Tensor>], ax: usize) -> Result<Tensor, OpError> {
+    fn go<T: Element>(
+        first: &ArrayD<T>,
+        inputs: &[Option<&Tensor>],
+        ax: usize,
+    ) -> Result<Tensor, OpError> {
         let mut views = Vec::with_capacity(inputs.len());
         for (i, t) in inputs.iter().enumerate() {
             let t = t.ok_or_else(|| OpError::Invalid(format!("operand {i} is required")))?;
-            let a = T::view(t).ok_or_else(|| OpError::Invalid("Concat operands must share an element type".into()))?;
-            if a.ndim() != first.ndim() || a.shape().iter().enumerate().any(|(d, &s)| d != ax && s != first.shape()[d]) {
-                return invalid(format!("cannot concatenate {:?} with {:?} along axis {ax}", first.shape(), a.shape()));
+            let a = T::view(t).ok_or_else(|| {
+                OpError::Invalid("Concat operands must share an element type".into())
+            })?;
+            if a.ndim() != first.ndim()
+                || a.shape()
+                    .iter()
+                    .enumerate()
+                    .any(|(d, &s)| d != ax && s != first.shape()[d])
+            {
+                return invalid(format!(
+                    "cannot concatenate {:?} with {:?} along axis {ax}",
+                    first.shape(),
+                    a.shape()
+                ));
             }
             views.push(a.view());
         }
-        Ok(T::wrap(ndarray::concatenate(Axis(ax), &views).map_err(|e| OpError::Invalid(e.to_string()))?))
+        Ok(T::wrap(
+            ndarray::concatenate(Axis(ax), &views).map_err(|e| OpError::Invalid(e.to_string()))?,
+        ))
     }
     with_tensor!(first, a => go(a, inputs, ax))
 }
@@ -194,7 +239,9 @@ pub(crate) fn gather(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor, 
     for i in indices.to_i64_vec() {
         let j = if i < 0 { i + dim } else { i };
         if j < 0 || j >= dim {
-            return invalid(format!("index {i} is out of range for axis {ax} of size {dim}"));
+            return invalid(format!(
+                "index {i} is out of range for axis {ax} of size {dim}"
+            ));
         }
         flat.push(j as usize);
     }
@@ -214,7 +261,9 @@ pub(crate) fn slice(inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
         Some(a) => norm_axes(&a.to_i64_vec(), rank)?,
         None => (0..starts.len()).collect(),
     };
-    let steps = opt(inputs, 4).map(Tensor::to_i64_vec).unwrap_or_else(|| vec![1; starts.len()]);
+    let steps = opt(inputs, 4)
+        .map(Tensor::to_i64_vec)
+        .unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
         return invalid("Slice starts, ends, axes and steps must have the same length");
     }
@@ -249,7 +298,13 @@ pub(crate) fn slice(inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
 fn shape_operand(t: &Tensor, what: &str) -> Result<Vec<usize>, OpError> {
     t.to_i64_vec()
         .into_iter()
-        .map(|d| if d < 0 { Err(OpError::Invalid(format!("{what} has a negative entry {d}"))) } else { Ok(d as usize) })
+        .map(|d| {
+            if d < 0 {
+                Err(OpError::Invalid(format!("{what} has a negative entry {d}")))
+            } else {
+                Ok(d as usize)
+            }
+        })
         .collect()
 }
 
@@ -271,7 +326,11 @@ pub(crate) fn constant_of_shape(shape: &Tensor, value: Option<&Tensor>) -> Resul
 }
 
 fn convert<S: Scalar, T: Scalar>(v: S) -> T {
-    if S::FLOAT { T::from_f64(v.to_f64()) } else { T::from_i128(v.to_i128()) }
+    if S::FLOAT {
+        T::from_f64(v.to_f64())
+    } else {
+        T::from_i128(v.to_i128())
+    }
 }
 
 fn cast_to<T: Scalar>(x: &Tensor) -> ArrayD<T> {
@@ -303,21 +362,29 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> Tensor {
         DType::U16 => Tensor::U16(cast_to(x)),
         DType::U32 => Tensor::U32(cast_to(x)),
         DType::U64 => Tensor::U64(cast_to(x)),
-        DType::Bool => Tensor::Bool(with_numeric!(x, a => a.mapv(|v| v.to_f64() != 0.0), match x { Tensor::Bool(b) => b.clone(), _ => ArrayD::from_elem(IxDyn(&[]), false) })),
+        DType::Bool => Tensor::Bool(
+            with_numeric!(x, a => a.mapv(|v| v.to_f64() != 0.0), match x { Tensor::Bool(b) => b.clone(), _ => ArrayD::from_elem(IxDyn(&[]), false) }),
+        ),
     }
 }
 
 /// ONNX `Expand`.
 pub(crate) fn expand(x: &Tensor, shape: &Tensor) -> Result<Tensor, OpError> {
     let target = broadcast_shape(x.shape(), &shape_operand(shape, "the shape")?)?;
-    Ok(map_tensor!(x, a => a.broadcast(IxDyn(&target)).ok_or_else(|| OpError::Invalid("broadcast failed".into()))?.to_owned()))
+    Ok(
+        map_tensor!(x, a => a.broadcast(IxDyn(&target)).ok_or_else(|| OpError::Invalid("broadcast failed".into()))?.to_owned()),
+    )
 }
 
 /// ONNX `Tile`.
 pub(crate) fn tile(x: &Tensor, repeats: &Tensor) -> Result<Tensor, OpError> {
     let reps = shape_operand(repeats, "repeats")?;
     if reps.len() != x.shape().len() {
-        return invalid(format!("Tile needs {} repeats, got {}", x.shape().len(), reps.len()));
+        return invalid(format!(
+            "Tile needs {} repeats, got {}",
+            x.shape().len(),
+            reps.len()
+        ));
     }
     let mut out = x.clone();
     for (ax, &r) in reps.iter().enumerate() {
@@ -338,7 +405,11 @@ pub(crate) fn pad(inputs: &[Option<&Tensor>], mode: &str) -> Result<Tensor, OpEr
         None => (0..rank).collect(),
     };
     if pads.len() != 2 * axes.len() {
-        return invalid(format!("Pad needs {} pads, got {}", 2 * axes.len(), pads.len()));
+        return invalid(format!(
+            "Pad needs {} pads, got {}",
+            2 * axes.len(),
+            pads.len()
+        ));
     }
     let (mut pb, mut pe) = (vec![0i64; rank], vec![0i64; rank]);
     for (i, &a) in axes.iter().enumerate() {
@@ -378,10 +449,17 @@ pub(crate) fn pad(inputs: &[Option<&Tensor>], mode: &str) -> Result<Tensor, OpEr
         out_shape.push(n as usize);
         maps.push(m);
     }
-    fn go<T: Element>(a: &ArrayD<T>, fill: Option<&Tensor>, maps: &[Vec<Option<usize>>], shape: &[usize]) -> Result<Tensor, OpError> {
+    fn go<T: Element>(
+        a: &ArrayD<T>,
+        fill: Option<&Tensor>,
+        maps: &[Vec<Option<usize>>],
+        shape: &[usize],
+    ) -> Result<Tensor, OpError> {
         let fill = match fill {
             None => T::default(),
-            Some(t) => *T::view(t).and_then(|v| v.iter().next()).ok_or_else(|| OpError::Invalid("constant_value must have the input's type".into()))?,
+            Some(t) => *T::view(t).and_then(|v| v.iter().next()).ok_or_else(|| {
+                OpError::Invalid("constant_value must have the input's type".into())
+            })?,
         };
         let total: usize = shape.iter().product();
         let mut out = Vec::with_capacity(total);
@@ -405,8 +483,17 @@ pub(crate) fn pad(inputs: &[Option<&Tensor>], mode: &str) -> Result<Tensor, OpEr
 /// ONNX `Range`.
 pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Tensor, OpError> {
     fn go<T: Scalar>(s: &ArrayD<T>, limit: &Tensor, delta: &Tensor) -> Result<Tensor, OpError> {
-        let one = |t: &Tensor| T::view(t).and_then(|a| a.iter().next().copied()).ok_or_else(|| OpError::Invalid("Range operands must be scalars of one type".into()));
-        let s0 = *s.iter().next().ok_or_else(|| OpError::Invalid("empty start".into()))?;
+        let one = |t: &Tensor| {
+            T::view(t)
+                .and_then(|a| a.iter().next().copied())
+                .ok_or_else(|| {
+                    OpError::Invalid("Range operands must be scalars of one type".into())
+                })
+        };
+        let s0 = *s
+            .iter()
+            .next()
+            .ok_or_else(|| OpError::Invalid("empty start".into()))?;
         let (l, d) = (one(limit)?, one(delta)?);
         if d.to_f64() == 0.0 {
             return invalid("Range delta must not be 0");

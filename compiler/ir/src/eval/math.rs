@@ -12,8 +12,16 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Op
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let x = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let y = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let x = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let y = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (x, y) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -31,8 +39,12 @@ pub(crate) fn zip2<A: Copy, B: Copy, C>(
     mut f: impl FnMut(A, B) -> Result<C, OpError>,
 ) -> Result<ArrayD<C>, OpError> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
-    let av = a.broadcast(IxDyn(&shape)).ok_or_else(|| OpError::Invalid("broadcast failed".into()))?;
-    let bv = b.broadcast(IxDyn(&shape)).ok_or_else(|| OpError::Invalid("broadcast failed".into()))?;
+    let av = a
+        .broadcast(IxDyn(&shape))
+        .ok_or_else(|| OpError::Invalid("broadcast failed".into()))?;
+    let bv = b
+        .broadcast(IxDyn(&shape))
+        .ok_or_else(|| OpError::Invalid("broadcast failed".into()))?;
     let mut out = Vec::with_capacity(av.len());
     for (x, y) in av.iter().zip(bv.iter()) {
         out.push(f(*x, *y)?);
@@ -42,7 +54,11 @@ pub(crate) fn zip2<A: Copy, B: Copy, C>(
 
 fn same_dtype(a: &Tensor, b: &Tensor) -> Result<(), OpError> {
     if a.dtype() != b.dtype() {
-        return invalid(format!("operand types differ: {} and {}", a.dtype(), b.dtype()));
+        return invalid(format!(
+            "operand types differ: {} and {}",
+            a.dtype(),
+            b.dtype()
+        ));
     }
     Ok(())
 }
@@ -57,7 +73,11 @@ pub(crate) fn unary_f(x: &Tensor, f: impl Fn(f64) -> f64) -> Result<Tensor, OpEr
 }
 
 /// A unary function on floats, and on integers when `int` is given.
-pub(crate) fn unary_float(x: &Tensor, f: impl Fn(f64) -> f64, int: Option<impl Fn(i128) -> i128>) -> Result<Tensor, OpError> {
+pub(crate) fn unary_float(
+    x: &Tensor,
+    f: impl Fn(f64) -> f64,
+    int: Option<impl Fn(i128) -> i128>,
+) -> Result<Tensor, OpError> {
     if x.dtype().is_float() {
         return unary_f(x, f);
     }
@@ -86,7 +106,11 @@ fn apply<T: Scalar>(op: Bin, x: T, y: T) -> Result<T, OpError> {
         Bin::Add => x.add(y),
         Bin::Sub => x.sub(y),
         Bin::Mul => x.mul(y),
-        Bin::Div => return x.div(y).ok_or_else(|| OpError::Invalid("integer division by zero".into())),
+        Bin::Div => {
+            return x
+                .div(y)
+                .ok_or_else(|| OpError::Invalid("integer division by zero".into()));
+        }
         Bin::Max => {
             if T::FLOAT && (x.to_f64().is_nan() || y.to_f64().is_nan()) {
                 T::from_f64(f64::NAN)
@@ -141,7 +165,11 @@ pub(crate) fn pow(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
     fn go<T: Scalar>(a: &ArrayD<T>, b: &Tensor) -> Result<Tensor, OpError> {
         fn inner<T: Scalar, E: Scalar>(a: &ArrayD<T>, e: &ArrayD<E>) -> Result<Tensor, OpError> {
             let out = zip2(a, e, |x, y| {
-                Ok(if T::FLOAT || E::FLOAT { T::from_f64(x.to_f64().powf(y.to_f64())) } else { x.pow(T::from_i128(y.to_i128())) })
+                Ok(if T::FLOAT || E::FLOAT {
+                    T::from_f64(x.to_f64().powf(y.to_f64()))
+                } else {
+                    x.pow(T::from_i128(y.to_i128()))
+                })
             })?;
             Ok(T::wrap(out))
         }
@@ -155,7 +183,9 @@ pub(crate) fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor, OpError> {
     same_dtype(x, slope)?;
     fn go<T: Scalar>(a: &ArrayD<T>, s: &Tensor) -> Result<Tensor, OpError> {
         let s = T::view(s).ok_or_else(|| OpError::Invalid("operand types differ".into()))?;
-        Ok(T::wrap(zip2(a, s, |x, k| Ok(if x < T::zero() { x.mul(k) } else { x }))?))
+        Ok(T::wrap(zip2(a, s, |x, k| {
+            Ok(if x < T::zero() { x.mul(k) } else { x })
+        })?))
     }
     with_numeric!(x, a => go(a, slope), unsupported("element type bool"))
 }
@@ -163,12 +193,18 @@ pub(crate) fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor, OpError> {
 /// Clip with optional scalar bounds.
 pub(crate) fn clip(inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
     let x = req(inputs, 0)?;
-    fn go<T: Scalar>(a: &ArrayD<T>, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Result<Tensor, OpError> {
+    fn go<T: Scalar>(
+        a: &ArrayD<T>,
+        lo: Option<&Tensor>,
+        hi: Option<&Tensor>,
+    ) -> Result<Tensor, OpError> {
         let bound = |t: Option<&Tensor>| -> Result<Option<T>, OpError> {
             match t {
                 None => Ok(None),
                 Some(t) => {
-                    let v = T::view(t).ok_or_else(|| OpError::Invalid("Clip bounds must have the operand's type".into()))?;
+                    let v = T::view(t).ok_or_else(|| {
+                        OpError::Invalid("Clip bounds must have the operand's type".into())
+                    })?;
                     if v.len() != 1 {
                         return invalid("Clip bounds must be scalars");
                     }
@@ -206,16 +242,29 @@ pub(crate) fn equal(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
 
 /// `cond ? x : y` with three-way broadcast.
 pub(crate) fn where_(cond: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor, OpError> {
-    let Tensor::Bool(c) = cond else { return invalid("Where's condition must be bool") };
+    let Tensor::Bool(c) = cond else {
+        return invalid("Where's condition must be bool");
+    };
     same_dtype(x, y)?;
     fn go<T: Element>(c: &ArrayD<bool>, x: &ArrayD<T>, y: &Tensor) -> Result<Tensor, OpError> {
         let y = T::view(y).ok_or_else(|| OpError::Invalid("operand types differ".into()))?;
         let shape = broadcast_shape(&broadcast_shape(c.shape(), x.shape())?, y.shape())?;
         let sh = IxDyn(&shape);
         let bad = || OpError::Invalid("broadcast failed".into());
-        let (cv, xv, yv) = (c.broadcast(sh.clone()).ok_or_else(bad)?, x.broadcast(sh.clone()).ok_or_else(bad)?, y.broadcast(sh.clone()).ok_or_else(bad)?);
-        let out: Vec<T> = cv.iter().zip(xv.iter()).zip(yv.iter()).map(|((&c, &x), &y)| if c { x } else { y }).collect();
-        Ok(T::wrap(ArrayD::from_shape_vec(sh, out).map_err(|e| OpError::Invalid(e.to_string()))?))
+        let (cv, xv, yv) = (
+            c.broadcast(sh.clone()).ok_or_else(bad)?,
+            x.broadcast(sh.clone()).ok_or_else(bad)?,
+            y.broadcast(sh.clone()).ok_or_else(bad)?,
+        );
+        let out: Vec<T> = cv
+            .iter()
+            .zip(xv.iter())
+            .zip(yv.iter())
+            .map(|((&c, &x), &y)| if c { x } else { y })
+            .collect();
+        Ok(T::wrap(
+            ArrayD::from_shape_vec(sh, out).map_err(|e| OpError::Invalid(e.to_string()))?,
+        ))
     }
     crate::with_tensor!(x, a => go(c, a, y))
 }
@@ -247,14 +296,23 @@ pub(crate) fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, OpError
 }
 
 /// ReduceMax/Min/Sum/Mean with the axes operand.
-pub(crate) fn reduce(inputs: &[Option<&Tensor>], keepdims: bool, noop_empty: bool, kind: Reduce) -> Result<Tensor, OpError> {
+pub(crate) fn reduce(
+    inputs: &[Option<&Tensor>],
+    keepdims: bool,
+    noop_empty: bool,
+    kind: Reduce,
+) -> Result<Tensor, OpError> {
     let x = req(inputs, 0)?;
     let axes: Vec<i64> = opt(inputs, 1).map(Tensor::to_i64_vec).unwrap_or_default();
     if axes.is_empty() && noop_empty {
         return Ok(x.clone());
     }
     let rank = x.shape().len();
-    let mut axes = if axes.is_empty() { (0..rank).collect() } else { norm_axes(&axes, rank)? };
+    let mut axes = if axes.is_empty() {
+        (0..rank).collect()
+    } else {
+        norm_axes(&axes, rank)?
+    };
     axes.sort_unstable();
     fn go<T: Scalar>(a: &ArrayD<T>, axes: &[usize], keepdims: bool, kind: Reduce) -> Tensor {
         let count: usize = axes.iter().map(|&ax| a.shape()[ax]).product();
@@ -266,11 +324,23 @@ pub(crate) fn reduce(inputs: &[Option<&Tensor>], keepdims: bool, noop_empty: boo
                     Reduce::Sum | Reduce::Mean => it.fold(T::zero(), |s, v| s.add(v)),
                     Reduce::Max => match it.next() {
                         None => T::from_f64(f64::NEG_INFINITY),
-                        Some(f) => it.fold(f, |m, v| if v > m || (T::FLOAT && v.to_f64().is_nan()) { v } else { m }),
+                        Some(f) => it.fold(f, |m, v| {
+                            if v > m || (T::FLOAT && v.to_f64().is_nan()) {
+                                v
+                            } else {
+                                m
+                            }
+                        }),
                     },
                     Reduce::Min => match it.next() {
                         None => T::from_f64(f64::INFINITY),
-                        Some(f) => it.fold(f, |m, v| if v < m || (T::FLOAT && v.to_f64().is_nan()) { v } else { m }),
+                        Some(f) => it.fold(f, |m, v| {
+                            if v < m || (T::FLOAT && v.to_f64().is_nan()) {
+                                v
+                            } else {
+                                m
+                            }
+                        }),
                     },
                 }
             });
@@ -306,7 +376,10 @@ pub(crate) fn erf(x: f64) -> f64 {
     } else {
         // Abramowitz & Stegun 7.1.26 for the tail, where erf is within 0.005 of ±1.
         let t = 1.0 / (1.0 + 0.327_591_1 * ax);
-        let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+        let poly = t
+            * (0.254_829_592
+                + t * (-0.284_496_736
+                    + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
         let v = 1.0 - poly * (-ax * ax).exp();
         v.copysign(x)
     }
@@ -320,6 +393,8 @@ pub(crate) fn gelu(x: &Tensor, approximate: &str) -> Result<Tensor, OpError> {
             let k = (2.0 / std::f64::consts::PI).sqrt();
             0.5 * v * (1.0 + (k * (v + 0.044_715 * v * v * v)).tanh())
         }),
-        other => invalid(format!("Gelu approximate must be `none` or `tanh`, found `{other}`")),
+        other => invalid(format!(
+            "Gelu approximate must be `none` or `tanh`, found `{other}`"
+        )),
     }
 }

@@ -10,7 +10,9 @@
 pub(crate) mod array;
 /// Shape helpers shared with inference.
 pub(crate) mod array_shapes {
-    pub use super::array::{reshape_target, shape_range, squeeze_shape, transpose_perm, unsqueeze_shape};
+    pub use super::array::{
+        reshape_target, shape_range, squeeze_shape, transpose_perm, unsqueeze_shape,
+    };
 }
 mod math;
 mod nn;
@@ -67,7 +69,10 @@ pub enum EvalError {
     },
     /// A constant's data was elided in the text IR.
     #[error("constant `{0}` has no data (the IR text named it by fingerprint only)")]
-    #[diagnostic(code(mcc::eval::elided_const), help("evaluate the model file itself, or print the IR with `--weights`"))]
+    #[diagnostic(
+        code(mcc::eval::elided_const),
+        help("evaluate the model file itself, or print the IR with `--weights`")
+    )]
     Elided(String),
     /// An operator failed.
     #[error("node `{node}` ({op}): {source}")]
@@ -88,7 +93,11 @@ pub enum EvalError {
 
 /// Evaluates one operator on concrete operands. `n_outputs` is how many outputs the node
 /// defines (some ops have optional outputs).
-pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>, OpError> {
+pub fn eval_op(
+    op: &Op,
+    inputs: &[Option<&Tensor>],
+    n_outputs: usize,
+) -> Result<Vec<Tensor>, OpError> {
     let out = match op {
         Op::Conv(a) => vec![nn::conv(a, inputs)?],
         Op::Gemm(a) => vec![nn::gemm(a, inputs)?],
@@ -99,56 +108,142 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::GlobalAveragePool(_) => vec![nn::global_pool(req(inputs, 0)?, false)?],
         Op::GlobalMaxPool(_) => vec![nn::global_pool(req(inputs, 0)?, true)?],
         Op::Lrn(a) => vec![nn::lrn(a, req(inputs, 0)?)?],
-        Op::Softmax(a) => vec![nn::softmax(req(inputs, 0)?, a.axis, a.legacy_2d != 0, false)?],
-        Op::LogSoftmax(a) => vec![nn::softmax(req(inputs, 0)?, a.axis, a.legacy_2d != 0, true)?],
+        Op::Softmax(a) => vec![nn::softmax(
+            req(inputs, 0)?,
+            a.axis,
+            a.legacy_2d != 0,
+            false,
+        )?],
+        Op::LogSoftmax(a) => vec![nn::softmax(
+            req(inputs, 0)?,
+            a.axis,
+            a.legacy_2d != 0,
+            true,
+        )?],
         Op::Dropout(_) => array::dropout(inputs, n_outputs)?,
-        Op::Relu(_) => vec![math::unary_float(req(inputs, 0)?, |x| if x > 0.0 { x } else { 0.0 }, Some(|x: i128| x.max(0)))?],
+        Op::Relu(_) => vec![math::unary_float(
+            req(inputs, 0)?,
+            |x| if x > 0.0 { x } else { 0.0 },
+            Some(|x: i128| x.max(0)),
+        )?],
         Op::LeakyRelu(a) => {
             let al = f64::from(a.alpha);
-            vec![math::unary_float(req(inputs, 0)?, move |x| if x < 0.0 { al * x } else { x }, None::<fn(i128) -> i128>)?]
+            vec![math::unary_float(
+                req(inputs, 0)?,
+                move |x| if x < 0.0 { al * x } else { x },
+                None::<fn(i128) -> i128>,
+            )?]
         }
         Op::PRelu(_) => vec![math::prelu(req(inputs, 0)?, req(inputs, 1)?)?],
-        Op::Sigmoid(_) => vec![math::unary_f(req(inputs, 0)?, |x| 1.0 / (1.0 + (-x).exp()))?],
+        Op::Sigmoid(_) => vec![math::unary_f(req(inputs, 0)?, |x| {
+            1.0 / (1.0 + (-x).exp())
+        })?],
         Op::HardSigmoid(a) => {
             let (al, be) = (f64::from(a.alpha), f64::from(a.beta));
-            vec![math::unary_f(req(inputs, 0)?, move |x| (al * x + be).clamp(0.0, 1.0))?]
+            vec![math::unary_f(req(inputs, 0)?, move |x| {
+                (al * x + be).clamp(0.0, 1.0)
+            })?]
         }
-        Op::HardSwish(_) => vec![math::unary_f(req(inputs, 0)?, |x| x * (x / 6.0 + 0.5).clamp(0.0, 1.0))?],
+        Op::HardSwish(_) => vec![math::unary_f(req(inputs, 0)?, |x| {
+            x * (x / 6.0 + 0.5).clamp(0.0, 1.0)
+        })?],
         Op::Tanh(_) => vec![math::unary_f(req(inputs, 0)?, f64::tanh)?],
         Op::Elu(a) => {
             let al = f64::from(a.alpha);
-            vec![math::unary_f(req(inputs, 0)?, move |x| if x < 0.0 { al * (x.exp() - 1.0) } else { x })?]
+            vec![math::unary_f(req(inputs, 0)?, move |x| {
+                if x < 0.0 { al * (x.exp() - 1.0) } else { x }
+            })?]
         }
         Op::Selu(a) => {
             let (al, ga) = (f64::from(a.alpha), f64::from(a.gamma));
-            vec![math::unary_f(req(inputs, 0)?, move |x| if x <= 0.0 { ga * (al * x.exp() - al) } else { ga * x })?]
+            vec![math::unary_f(req(inputs, 0)?, move |x| {
+                if x <= 0.0 {
+                    ga * (al * x.exp() - al)
+                } else {
+                    ga * x
+                }
+            })?]
         }
-        Op::Softplus(_) => vec![math::unary_f(req(inputs, 0)?, |x| if x > 30.0 { x } else { x.exp().ln_1p() })?],
+        Op::Softplus(_) => vec![math::unary_f(req(inputs, 0)?, |x| {
+            if x > 30.0 { x } else { x.exp().ln_1p() }
+        })?],
         Op::Gelu(a) => vec![math::gelu(req(inputs, 0)?, &a.approximate)?],
         Op::Clip(_) => vec![math::clip(inputs)?],
-        Op::Abs(_) => vec![math::unary_float(req(inputs, 0)?, f64::abs, Some(|x: i128| x.abs()))?],
-        Op::Neg(_) => vec![math::unary_float(req(inputs, 0)?, |x| -x, Some(|x: i128| -x))?],
+        Op::Abs(_) => vec![math::unary_float(
+            req(inputs, 0)?,
+            f64::abs,
+            Some(|x: i128| x.abs()),
+        )?],
+        Op::Neg(_) => vec![math::unary_float(
+            req(inputs, 0)?,
+            |x| -x,
+            Some(|x: i128| -x),
+        )?],
         Op::Exp(_) => vec![math::unary_f(req(inputs, 0)?, f64::exp)?],
         Op::Log(_) => vec![math::unary_f(req(inputs, 0)?, f64::ln)?],
         Op::Sqrt(_) => vec![math::unary_f(req(inputs, 0)?, f64::sqrt)?],
         Op::Erf(_) => vec![math::unary_f(req(inputs, 0)?, math::erf)?],
-        Op::Add(_) => vec![math::binary(req(inputs, 0)?, req(inputs, 1)?, math::Bin::Add)?],
-        Op::Sub(_) => vec![math::binary(req(inputs, 0)?, req(inputs, 1)?, math::Bin::Sub)?],
-        Op::Mul(_) => vec![math::binary(req(inputs, 0)?, req(inputs, 1)?, math::Bin::Mul)?],
-        Op::Div(_) => vec![math::binary(req(inputs, 0)?, req(inputs, 1)?, math::Bin::Div)?],
+        Op::Add(_) => vec![math::binary(
+            req(inputs, 0)?,
+            req(inputs, 1)?,
+            math::Bin::Add,
+        )?],
+        Op::Sub(_) => vec![math::binary(
+            req(inputs, 0)?,
+            req(inputs, 1)?,
+            math::Bin::Sub,
+        )?],
+        Op::Mul(_) => vec![math::binary(
+            req(inputs, 0)?,
+            req(inputs, 1)?,
+            math::Bin::Mul,
+        )?],
+        Op::Div(_) => vec![math::binary(
+            req(inputs, 0)?,
+            req(inputs, 1)?,
+            math::Bin::Div,
+        )?],
         Op::Pow(_) => vec![math::pow(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::Sum(_) => vec![math::variadic(inputs, math::Bin::Add, false)?],
         Op::Max(_) => vec![math::variadic(inputs, math::Bin::Max, false)?],
         Op::Min(_) => vec![math::variadic(inputs, math::Bin::Min, false)?],
         Op::Mean(_) => vec![math::variadic(inputs, math::Bin::Add, true)?],
         Op::Equal(_) => vec![math::equal(req(inputs, 0)?, req(inputs, 1)?)?],
-        Op::Where(_) => vec![math::where_(req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?)?],
-        Op::ReduceMax(a) => vec![math::reduce(inputs, a.keepdims != 0, a.noop_with_empty_axes != 0, math::Reduce::Max)?],
-        Op::ReduceMin(a) => vec![math::reduce(inputs, a.keepdims != 0, a.noop_with_empty_axes != 0, math::Reduce::Min)?],
-        Op::ReduceSum(a) => vec![math::reduce(inputs, a.keepdims != 0, a.noop_with_empty_axes != 0, math::Reduce::Sum)?],
-        Op::ReduceMean(a) => vec![math::reduce(inputs, a.keepdims != 0, a.noop_with_empty_axes != 0, math::Reduce::Mean)?],
+        Op::Where(_) => vec![math::where_(
+            req(inputs, 0)?,
+            req(inputs, 1)?,
+            req(inputs, 2)?,
+        )?],
+        Op::ReduceMax(a) => vec![math::reduce(
+            inputs,
+            a.keepdims != 0,
+            a.noop_with_empty_axes != 0,
+            math::Reduce::Max,
+        )?],
+        Op::ReduceMin(a) => vec![math::reduce(
+            inputs,
+            a.keepdims != 0,
+            a.noop_with_empty_axes != 0,
+            math::Reduce::Min,
+        )?],
+        Op::ReduceSum(a) => vec![math::reduce(
+            inputs,
+            a.keepdims != 0,
+            a.noop_with_empty_axes != 0,
+            math::Reduce::Sum,
+        )?],
+        Op::ReduceMean(a) => vec![math::reduce(
+            inputs,
+            a.keepdims != 0,
+            a.noop_with_empty_axes != 0,
+            math::Reduce::Mean,
+        )?],
         Op::Identity(_) => vec![req(inputs, 0)?.clone()],
-        Op::Reshape(a) => vec![array::reshape(req(inputs, 0)?, req(inputs, 1)?, a.allowzero != 0)?],
+        Op::Reshape(a) => vec![array::reshape(
+            req(inputs, 0)?,
+            req(inputs, 1)?,
+            a.allowzero != 0,
+        )?],
         Op::Flatten(a) => vec![array::flatten(req(inputs, 0)?, a.axis)?],
         Op::Transpose(a) => vec![array::transpose(req(inputs, 0)?, &a.perm)?],
         Op::Unsqueeze(_) => vec![array::unsqueeze(req(inputs, 0)?, req(inputs, 1)?)?],
@@ -157,22 +252,36 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Shape(a) => vec![array::shape(req(inputs, 0)?, a.start, a.end)?],
         Op::Gather(a) => vec![array::gather(req(inputs, 0)?, req(inputs, 1)?, a.axis)?],
         Op::Slice(_) => vec![array::slice(inputs)?],
-        Op::ConstantOfShape(a) => vec![array::constant_of_shape(req(inputs, 0)?, a.value.as_ref())?],
+        Op::ConstantOfShape(a) => {
+            vec![array::constant_of_shape(req(inputs, 0)?, a.value.as_ref())?]
+        }
         Op::Cast(a) => vec![array::cast(req(inputs, 0)?, a.to)],
         Op::Expand(_) => vec![array::expand(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::Tile(_) => vec![array::tile(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::Pad(a) => vec![array::pad(inputs, &a.mode)?],
-        Op::Range(_) => vec![array::range(req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?)?],
+        Op::Range(_) => vec![array::range(
+            req(inputs, 0)?,
+            req(inputs, 1)?,
+            req(inputs, 2)?,
+        )?],
     };
     if out.len() < n_outputs {
-        return unsupported(format!("{} produces {} output(s), the node asks for {n_outputs}", op.name(), out.len()));
+        return unsupported(format!(
+            "{} produces {} output(s), the node asks for {n_outputs}",
+            op.name(),
+            out.len()
+        ));
     }
     Ok(out)
 }
 
 /// A required operand.
 pub(crate) fn req<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor, OpError> {
-    inputs.get(i).copied().flatten().ok_or_else(|| OpError::Invalid(format!("operand {i} is required")))
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| OpError::Invalid(format!("operand {i} is required")))
 }
 
 /// An optional operand.
@@ -186,7 +295,10 @@ pub(crate) fn opt<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Option<&'a Ten
 /// given sizes). Intermediate values are dropped after their last use.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
     if inputs.len() != graph.inputs().len() {
-        return Err(EvalError::InputCount { expected: graph.inputs().len(), got: inputs.len() });
+        return Err(EvalError::InputCount {
+            expected: graph.inputs().len(),
+            got: inputs.len(),
+        });
     }
     let mut binds = Vec::new();
     for (&v, t) in graph.inputs().iter().zip(inputs) {
@@ -199,7 +311,9 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
             });
         }
     }
-    let order = graph.topo_order().map_err(|e| EvalError::Graph(e.to_string()))?;
+    let order = graph
+        .topo_order()
+        .map_err(|e| EvalError::Graph(e.to_string()))?;
     // Remaining uses of each node-defined value, so memory is released early.
     let mut uses: HashMap<crate::ValueId, usize> = HashMap::new();
     for &n in &order {
@@ -214,7 +328,9 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
         env.insert(v, t.clone());
     }
     for &n in &order {
-        let node = graph.node(n).ok_or_else(|| EvalError::Graph(format!("{n} vanished")))?;
+        let node = graph
+            .node(n)
+            .ok_or_else(|| EvalError::Graph(format!("{n} vanished")))?;
         let mut args: Vec<Option<&Tensor>> = Vec::with_capacity(node.inputs.len());
         for v in &node.inputs {
             args.push(match v {
@@ -222,8 +338,12 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
                 Some(v) => Some(lookup(graph, &env, *v)?),
             });
         }
-        let outs = eval_op(&node.op, &args, node.outputs.len())
-            .map_err(|source| EvalError::Op { node: node.name.clone(), op: node.op.name(), source })?;
+        let outs =
+            eval_op(&node.op, &args, node.outputs.len()).map_err(|source| EvalError::Op {
+                node: node.name.clone(),
+                op: node.op.name(),
+                source,
+            })?;
         for v in node.inputs.iter().flatten() {
             if let Some(u) = uses.get_mut(v) {
                 *u -= 1;
@@ -236,15 +356,28 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
             env.insert(v, t);
         }
     }
-    graph.outputs().iter().map(|&v| lookup(graph, &env, v).cloned()).collect()
+    graph
+        .outputs()
+        .iter()
+        .map(|&v| lookup(graph, &env, v).cloned())
+        .collect()
 }
 
-fn lookup<'a>(graph: &'a Graph, env: &'a HashMap<crate::ValueId, Tensor>, v: crate::ValueId) -> Result<&'a Tensor, EvalError> {
+fn lookup<'a>(
+    graph: &'a Graph,
+    env: &'a HashMap<crate::ValueId, Tensor>,
+    v: crate::ValueId,
+) -> Result<&'a Tensor, EvalError> {
     match &graph.value(v).def {
         ValueDef::Const(ConstData::Dense(t)) => Ok(t),
-        ValueDef::Const(ConstData::Elided { .. }) => Err(EvalError::Elided(graph.value(v).name.clone())),
-        _ => env
-            .get(&v)
-            .ok_or_else(|| EvalError::Graph(format!("value `{}` is used before it is defined", graph.value(v).name))),
+        ValueDef::Const(ConstData::Elided { .. }) => {
+            Err(EvalError::Elided(graph.value(v).name.clone()))
+        }
+        _ => env.get(&v).ok_or_else(|| {
+            EvalError::Graph(format!(
+                "value `{}` is used before it is defined",
+                graph.value(v).name
+            ))
+        }),
     }
 }

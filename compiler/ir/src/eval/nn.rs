@@ -26,7 +26,12 @@ macro_rules! with_float {
 }
 
 fn same<'a, T: Float>(t: &'a Tensor, what: &str) -> Result<&'a ArrayD<T>, OpError> {
-    T::view(t).ok_or_else(|| OpError::Invalid(format!("{what} must have the input's element type, found {}", t.dtype())))
+    T::view(t).ok_or_else(|| {
+        OpError::Invalid(format!(
+            "{what} must have the input's element type, found {}",
+            t.dtype()
+        ))
+    })
 }
 
 fn as_usize(v: &[i64]) -> Vec<usize> {
@@ -63,14 +68,21 @@ fn tap_offsets(win: &Window, spatial: &[usize]) -> Vec<Option<usize>> {
 
 fn check_rank(x: &[usize], what: &str) -> Result<(), OpError> {
     if x.len() < 3 {
-        return invalid(format!("{what} needs an input of rank ≥ 3 (N, C, spatial…), got rank {}", x.len()));
+        return invalid(format!(
+            "{what} needs an input of rank ≥ 3 (N, C, spatial…), got rank {}",
+            x.len()
+        ));
     }
     Ok(())
 }
 
 /// ONNX `Conv`.
 pub(crate) fn conv(attrs: &Conv, inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
-    fn go<T: Float>(attrs: &Conv, x: &ArrayD<T>, inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
+    fn go<T: Float>(
+        attrs: &Conv,
+        x: &ArrayD<T>,
+        inputs: &[Option<&Tensor>],
+    ) -> Result<Tensor, OpError> {
         let w = same::<T>(req(inputs, 1)?, "W")?;
         let b = opt(inputs, 2).map(|b| same::<T>(b, "B")).transpose()?;
         let xs = x.shape();
@@ -82,16 +94,28 @@ pub(crate) fn conv(attrs: &Conv, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
         let (n, c, m) = (xs[0], xs[1], ws[0]);
         let g = attrs.group;
         if g < 1 || c % g as usize != 0 || m % g as usize != 0 {
-            return invalid(format!("group {g} must divide input channels {c} and output channels {m}"));
+            return invalid(format!(
+                "group {g} must divide input channels {c} and output channels {m}"
+            ));
         }
         let g = g as usize;
         let (cg, mg) = (c / g, m / g);
         if ws[1] != cg {
-            return invalid(format!("W expects {} input channels per group, X has {cg}", ws[1]));
+            return invalid(format!(
+                "W expects {} input channels per group, X has {cg}",
+                ws[1]
+            ));
         }
-        let kernel = if attrs.kernel_shape.is_empty() { ws[2..].to_vec() } else { as_usize(&attrs.kernel_shape) };
+        let kernel = if attrs.kernel_shape.is_empty() {
+            ws[2..].to_vec()
+        } else {
+            as_usize(&attrs.kernel_shape)
+        };
         if kernel != ws[2..] {
-            return invalid(format!("kernel_shape {kernel:?} does not match W's {:?}", &ws[2..]));
+            return invalid(format!(
+                "kernel_shape {kernel:?} does not match W's {:?}",
+                &ws[2..]
+            ));
         }
         if let Some(b) = b {
             if b.shape() != [m] {
@@ -99,13 +123,23 @@ pub(crate) fn conv(attrs: &Conv, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
             }
         }
         let spatial = &xs[2..];
-        let win = window(spatial, &kernel, &attrs.strides, &attrs.dilations, &attrs.pads, attrs.auto_pad, false)
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let win = window(
+            spatial,
+            &kernel,
+            &attrs.strides,
+            &attrs.dilations,
+            &attrs.pads,
+            attrs.auto_pad,
+            false,
+        )
+        .map_err(|e| OpError::Invalid(e.to_string()))?;
         let offs = tap_offsets(&win, spatial);
         let (kt, pt) = win.taps();
         let s_in: usize = spatial.iter().product();
         let x = x.as_standard_layout();
-        let xf = x.as_slice().ok_or_else(|| OpError::Invalid("non-contiguous input".into()))?;
+        let xf = x
+            .as_slice()
+            .ok_or_else(|| OpError::Invalid("non-contiguous input".into()))?;
         let w2 = w
             .as_standard_layout()
             .into_owned()
@@ -141,17 +175,26 @@ pub(crate) fn conv(attrs: &Conv, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
         }
         let mut shape = vec![n, m];
         shape.extend(&win.out);
-        Ok(T::wrap(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError::Invalid(e.to_string()))?))
+        Ok(T::wrap(
+            ArrayD::from_shape_vec(IxDyn(&shape), out)
+                .map_err(|e| OpError::Invalid(e.to_string()))?,
+        ))
     }
     with_float!(req(inputs, 0)?, x => go(attrs, x, inputs))
 }
 
 /// ONNX `Gemm`: `alpha·A'·B' + beta·C`.
 pub(crate) fn gemm(attrs: &Gemm, inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
-    fn go<T: Float>(attrs: &Gemm, a: &ArrayD<T>, inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
+    fn go<T: Float>(
+        attrs: &Gemm,
+        a: &ArrayD<T>,
+        inputs: &[Option<&Tensor>],
+    ) -> Result<Tensor, OpError> {
         let b = same::<T>(req(inputs, 1)?, "B")?;
         fn two<'t, T>(t: &'t ArrayD<T>, what: &str) -> Result<ndarray::ArrayView2<'t, T>, OpError> {
-            t.view().into_dimensionality::<Ix2>().map_err(|_| OpError::Invalid(format!("{what} must be 2-D, found shape {:?}", t.shape())))
+            t.view().into_dimensionality::<Ix2>().map_err(|_| {
+                OpError::Invalid(format!("{what} must be 2-D, found shape {:?}", t.shape()))
+            })
         }
         let mut a2 = two(a, "A")?;
         let mut b2 = two(b, "B")?;
@@ -162,7 +205,13 @@ pub(crate) fn gemm(attrs: &Gemm, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
             b2 = b2.reversed_axes();
         }
         if a2.ncols() != b2.nrows() {
-            return invalid(format!("A' is {}×{} but B' is {}×{}", a2.nrows(), a2.ncols(), b2.nrows(), b2.ncols()));
+            return invalid(format!(
+                "A' is {}×{} but B' is {}×{}",
+                a2.nrows(),
+                a2.ncols(),
+                b2.nrows(),
+                b2.ncols()
+            ));
         }
         let alpha = T::from_f64(f64::from(attrs.alpha));
         let beta = T::from_f64(f64::from(attrs.beta));
@@ -173,9 +222,15 @@ pub(crate) fn gemm(attrs: &Gemm, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
         if let Some(c) = opt(inputs, 2) {
             let c = same::<T>(c, "C")?;
             let cv = c.broadcast(y.raw_dim()).ok_or_else(|| {
-                OpError::Invalid(format!("C of shape {:?} does not broadcast to {:?}", c.shape(), y.shape()))
+                OpError::Invalid(format!(
+                    "C of shape {:?} does not broadcast to {:?}",
+                    c.shape(),
+                    y.shape()
+                ))
             })?;
-            ndarray::Zip::from(&mut y).and(&cv).for_each(|y, &c| *y = *y + c * beta);
+            ndarray::Zip::from(&mut y)
+                .and(&cv)
+                .for_each(|y, &c| *y = *y + c * beta);
         }
         Ok(T::wrap(y))
     }
@@ -198,7 +253,12 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
             bv = bv.insert_axis(Axis(1));
         }
         let (ra, rb) = (av.ndim(), bv.ndim());
-        let (m, k, k2, nn) = (av.shape()[ra - 2], av.shape()[ra - 1], bv.shape()[rb - 2], bv.shape()[rb - 1]);
+        let (m, k, k2, nn) = (
+            av.shape()[ra - 2],
+            av.shape()[ra - 1],
+            bv.shape()[rb - 2],
+            bv.shape()[rb - 1],
+        );
         if k != k2 {
             return invalid(format!("inner dimensions differ: {k} and {k2}"));
         }
@@ -215,12 +275,16 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
         let mut idx = vec![0; batch.len()];
         for f in 0..nb {
             unravel(f, &batch, &mut idx);
-            fn pick<'v, T>(v: &ArrayViewD<'v, T>, idx: &[usize]) -> Result<ndarray::ArrayView2<'v, T>, OpError> {
+            fn pick<'v, T>(
+                v: &ArrayViewD<'v, T>,
+                idx: &[usize],
+            ) -> Result<ndarray::ArrayView2<'v, T>, OpError> {
                 let mut s = v.clone();
                 for &i in idx {
                     s = s.index_axis_move(Axis(0), i);
                 }
-                s.into_dimensionality::<Ix2>().map_err(|e| OpError::Invalid(e.to_string()))
+                s.into_dimensionality::<Ix2>()
+                    .map_err(|e| OpError::Invalid(e.to_string()))
             }
             let y = pick(&ab, &idx)?.dot(&pick(&bb, &idx)?);
             out.extend(y.iter().copied());
@@ -232,19 +296,31 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
         if !b1 {
             shape.push(nn);
         }
-        Ok(T::wrap(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError::Invalid(e.to_string()))?))
+        Ok(T::wrap(
+            ArrayD::from_shape_vec(IxDyn(&shape), out)
+                .map_err(|e| OpError::Invalid(e.to_string()))?,
+        ))
     }
     with_float!(a, x => go(x, b))
 }
 
 /// ONNX `BatchNormalization` in inference mode.
-pub(crate) fn batch_norm(attrs: &BatchNormalization, inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
+pub(crate) fn batch_norm(
+    attrs: &BatchNormalization,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor, OpError> {
     if let Some(t) = opt(inputs, 5) {
         if t.to_i64_vec().iter().any(|&v| v != 0) {
-            return unsupported("training-mode BatchNormalization (mcc compiles trained models for inference)");
+            return unsupported(
+                "training-mode BatchNormalization (mcc compiles trained models for inference)",
+            );
         }
     }
-    fn go<T: Float>(eps: f64, x: &ArrayD<T>, inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
+    fn go<T: Float>(
+        eps: f64,
+        x: &ArrayD<T>,
+        inputs: &[Option<&Tensor>],
+    ) -> Result<Tensor, OpError> {
         let xs = x.shape();
         if xs.len() < 2 {
             return invalid("BatchNormalization needs rank ≥ 2");
@@ -254,7 +330,10 @@ pub(crate) fn batch_norm(attrs: &BatchNormalization, inputs: &[Option<&Tensor>])
         for (i, what) in [(1, "scale"), (2, "B"), (3, "mean"), (4, "var")] {
             let t = same::<T>(req(inputs, i)?, what)?;
             if t.shape() != [c] {
-                return invalid(format!("{what} must have shape [{c}], found {:?}", t.shape()));
+                return invalid(format!(
+                    "{what} must have shape [{c}], found {:?}",
+                    t.shape()
+                ));
             }
             p.push(t.iter().map(|v| v.to_f64()).collect::<Vec<f64>>());
         }
@@ -269,17 +348,46 @@ pub(crate) fn batch_norm(attrs: &BatchNormalization, inputs: &[Option<&Tensor>])
     with_float!(req(inputs, 0)?, x => go(f64::from(attrs.epsilon), x, inputs))
 }
 
-fn pool_window(x: &[usize], kernel_shape: &[i64], strides: &[i64], dilations: &[i64], pads: &[i64], auto_pad: crate::AutoPad, ceil: i64) -> Result<Window, OpError> {
+fn pool_window(
+    x: &[usize],
+    kernel_shape: &[i64],
+    strides: &[i64],
+    dilations: &[i64],
+    pads: &[i64],
+    auto_pad: crate::AutoPad,
+    ceil: i64,
+) -> Result<Window, OpError> {
     check_rank(x, "pooling")?;
     if kernel_shape.is_empty() {
         return invalid("kernel_shape is required");
     }
-    window(&x[2..], &as_usize(kernel_shape), strides, dilations, pads, auto_pad, ceil != 0).map_err(|e| OpError::Invalid(e.to_string()))
+    window(
+        &x[2..],
+        &as_usize(kernel_shape),
+        strides,
+        dilations,
+        pads,
+        auto_pad,
+        ceil != 0,
+    )
+    .map_err(|e| OpError::Invalid(e.to_string()))
 }
 
 /// ONNX `MaxPool`, with the optional `Indices` output.
-pub(crate) fn max_pool(attrs: &MaxPool, x: &Tensor, n_outputs: usize) -> Result<Vec<Tensor>, OpError> {
-    let win = pool_window(x.shape(), &attrs.kernel_shape, &attrs.strides, &attrs.dilations, &attrs.pads, attrs.auto_pad, attrs.ceil_mode)?;
+pub(crate) fn max_pool(
+    attrs: &MaxPool,
+    x: &Tensor,
+    n_outputs: usize,
+) -> Result<Vec<Tensor>, OpError> {
+    let win = pool_window(
+        x.shape(),
+        &attrs.kernel_shape,
+        &attrs.strides,
+        &attrs.dilations,
+        &attrs.pads,
+        attrs.auto_pad,
+        attrs.ceil_mode,
+    )?;
     fn go<T: Scalar>(a: &ArrayD<T>, win: &Window, col_major: bool, want_idx: bool) -> Vec<Tensor> {
         let xs = a.shape();
         let spatial = &xs[2..];
@@ -342,7 +450,15 @@ pub(crate) fn max_pool(attrs: &MaxPool, x: &Tensor, n_outputs: usize) -> Result<
 
 /// ONNX `AveragePool`.
 pub(crate) fn average_pool(attrs: &AveragePool, x: &Tensor) -> Result<Tensor, OpError> {
-    let win = pool_window(x.shape(), &attrs.kernel_shape, &attrs.strides, &attrs.dilations, &attrs.pads, attrs.auto_pad, attrs.ceil_mode)?;
+    let win = pool_window(
+        x.shape(),
+        &attrs.kernel_shape,
+        &attrs.strides,
+        &attrs.dilations,
+        &attrs.pads,
+        attrs.auto_pad,
+        attrs.ceil_mode,
+    )?;
     fn go<T: Float>(a: &ArrayD<T>, win: &Window, include_pad: bool) -> Result<Tensor, OpError> {
         let xs = a.shape();
         let spatial = &xs[2..];
@@ -372,7 +488,9 @@ pub(crate) fn average_pool(attrs: &AveragePool, x: &Tensor) -> Result<Tensor, Op
         }
         let s_in: usize = spatial.iter().product();
         let a = a.as_standard_layout();
-        let af = a.as_slice().ok_or_else(|| OpError::Invalid("non-contiguous input".into()))?;
+        let af = a
+            .as_slice()
+            .ok_or_else(|| OpError::Invalid("non-contiguous input".into()))?;
         let planes = xs[0] * xs[1];
         let mut out = Vec::with_capacity(planes * pt);
         for plane in 0..planes {
@@ -384,7 +502,11 @@ pub(crate) fn average_pool(attrs: &AveragePool, x: &Tensor) -> Result<Tensor, Op
                         s += af[base + o].to_f64();
                     }
                 }
-                out.push(T::from_f64(if div[p] == 0 { 0.0 } else { s / div[p] as f64 }));
+                out.push(T::from_f64(if div[p] == 0 {
+                    0.0
+                } else {
+                    s / div[p] as f64
+                }));
             }
         }
         let mut shape = vec![xs[0], xs[1]];
@@ -401,13 +523,20 @@ pub(crate) fn global_pool(x: &Tensor, max: bool) -> Result<Tensor, OpError> {
         let xs = a.shape().to_vec();
         let s: usize = xs[2..].iter().product();
         let a = a.as_standard_layout();
-        let af = a.as_slice().ok_or_else(|| OpError::Invalid("non-contiguous input".into()))?;
+        let af = a
+            .as_slice()
+            .ok_or_else(|| OpError::Invalid("non-contiguous input".into()))?;
         let out: Vec<T> = af
             .chunks(s.max(1))
             .take(xs[0] * xs[1])
             .map(|ch| {
                 if max {
-                    ch.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), |m, v| if v > m { v } else { m })
+                    ch.iter()
+                        .copied()
+                        .fold(
+                            T::from_f64(f64::NEG_INFINITY),
+                            |m, v| if v > m { v } else { m },
+                        )
                 } else {
                     T::from_f64(ch.iter().map(|v| v.to_f64()).sum::<f64>() / s as f64)
                 }
@@ -453,7 +582,12 @@ pub(crate) fn lrn(attrs: &Lrn, x: &Tensor) -> Result<Tensor, OpError> {
 }
 
 /// ONNX `Softmax` / `LogSoftmax`, current or opset < 13 (2-D coercion) semantics.
-pub(crate) fn softmax(x: &Tensor, axis: i64, legacy_2d: bool, log: bool) -> Result<Tensor, OpError> {
+pub(crate) fn softmax(
+    x: &Tensor,
+    axis: i64,
+    legacy_2d: bool,
+    log: bool,
+) -> Result<Tensor, OpError> {
     fn go<T: Float>(a: &ArrayD<T>, axis: i64, legacy: bool, log: bool) -> Result<Tensor, OpError> {
         let rank = a.ndim();
         if rank == 0 {
@@ -463,13 +597,20 @@ pub(crate) fn softmax(x: &Tensor, axis: i64, legacy_2d: bool, log: bool) -> Resu
         let (mut work, ax) = if legacy {
             let outer: usize = a.shape()[..ax].iter().product();
             let inner: usize = a.shape()[ax..].iter().product();
-            let two = a.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&[outer, inner])).map_err(|e| OpError::Invalid(e.to_string()))?;
+            let two = a
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(IxDyn(&[outer, inner]))
+                .map_err(|e| OpError::Invalid(e.to_string()))?;
             (two, 1)
         } else {
             (a.to_owned(), ax)
         };
         for mut lane in work.lanes_mut(Axis(ax)) {
-            let m = lane.iter().map(|v| v.to_f64()).fold(f64::NEG_INFINITY, f64::max);
+            let m = lane
+                .iter()
+                .map(|v| v.to_f64())
+                .fold(f64::NEG_INFINITY, f64::max);
             let s: f64 = lane.iter().map(|v| (v.to_f64() - m).exp()).sum();
             lane.mapv_inplace(|v| {
                 let z = v.to_f64() - m;
@@ -477,7 +618,9 @@ pub(crate) fn softmax(x: &Tensor, axis: i64, legacy_2d: bool, log: bool) -> Resu
             });
         }
         if legacy {
-            work = work.into_shape_with_order(IxDyn(a.shape())).map_err(|e| OpError::Invalid(e.to_string()))?;
+            work = work
+                .into_shape_with_order(IxDyn(a.shape()))
+                .map_err(|e| OpError::Invalid(e.to_string()))?;
         }
         Ok(T::wrap(work))
     }

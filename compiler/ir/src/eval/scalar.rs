@@ -35,17 +35,39 @@ macro_rules! float_scalar {
     ($t:ty) => {
         impl Scalar for $t {
             const FLOAT: bool = true;
-            fn add(self, o: Self) -> Self { self + o }
-            fn sub(self, o: Self) -> Self { self - o }
-            fn mul(self, o: Self) -> Self { self * o }
-            fn div(self, o: Self) -> Option<Self> { Some(self / o) }
-            fn pow(self, o: Self) -> Self { self.powf(o) }
-            fn to_f64(self) -> f64 { self as f64 }
-            fn to_i128(self) -> i128 { self as i128 }
-            fn from_f64(x: f64) -> Self { x as $t }
-            fn from_i128(x: i128) -> Self { x as $t }
-            fn zero() -> Self { 0.0 }
-            fn one() -> Self { 1.0 }
+            fn add(self, o: Self) -> Self {
+                self + o
+            }
+            fn sub(self, o: Self) -> Self {
+                self - o
+            }
+            fn mul(self, o: Self) -> Self {
+                self * o
+            }
+            fn div(self, o: Self) -> Option<Self> {
+                Some(self / o)
+            }
+            fn pow(self, o: Self) -> Self {
+                self.powf(o)
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn to_i128(self) -> i128 {
+                self as i128
+            }
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            fn from_i128(x: i128) -> Self {
+                x as $t
+            }
+            fn zero() -> Self {
+                0.0
+            }
+            fn one() -> Self {
+                1.0
+            }
         }
     };
 }
@@ -56,27 +78,55 @@ macro_rules! int_scalar {
     ($t:ty) => {
         impl Scalar for $t {
             const FLOAT: bool = false;
-            fn add(self, o: Self) -> Self { self.wrapping_add(o) }
-            fn sub(self, o: Self) -> Self { self.wrapping_sub(o) }
-            fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
-            fn div(self, o: Self) -> Option<Self> { if o == 0 { None } else { Some(self.wrapping_div(o)) } }
+            fn add(self, o: Self) -> Self {
+                self.wrapping_add(o)
+            }
+            fn sub(self, o: Self) -> Self {
+                self.wrapping_sub(o)
+            }
+            fn mul(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
+            fn div(self, o: Self) -> Option<Self> {
+                if o == 0 {
+                    None
+                } else {
+                    Some(self.wrapping_div(o))
+                }
+            }
             fn pow(self, o: Self) -> Self {
                 let e = o as i128;
-                if e < 0 { return if self == 1 { 1 } else { 0 }; }
+                if e < 0 {
+                    return if self == 1 { 1 } else { 0 };
+                }
                 let (mut base, mut e, mut acc) = (self, e as u128, 1 as $t);
                 while e > 0 {
-                    if e & 1 == 1 { acc = acc.wrapping_mul(base); }
+                    if e & 1 == 1 {
+                        acc = acc.wrapping_mul(base);
+                    }
                     base = base.wrapping_mul(base);
                     e >>= 1;
                 }
                 acc
             }
-            fn to_f64(self) -> f64 { self as f64 }
-            fn to_i128(self) -> i128 { self as i128 }
-            fn from_f64(x: f64) -> Self { x as $t }
-            fn from_i128(x: i128) -> Self { x as $t }
-            fn zero() -> Self { 0 }
-            fn one() -> Self { 1 }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn to_i128(self) -> i128 {
+                self as i128
+            }
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            fn from_i128(x: i128) -> Self {
+                x as $t
+            }
+            fn zero() -> Self {
+                0
+            }
+            fn one() -> Self {
+                1
+            }
         }
     };
 }

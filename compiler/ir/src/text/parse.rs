@@ -40,7 +40,12 @@ impl<'a> P<'a> {
         let before = &self.src[..at.min(self.src.len())];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Err(ParseError { message: message.into(), span: (at, len).into(), line, col })
+        Err(ParseError {
+            message: message.into(),
+            span: (at, len).into(),
+            line,
+            col,
+        })
     }
     fn err<T>(&self, message: impl Into<String>) -> R<T> {
         let len = self.rest().chars().next().map_or(0, char::len_utf8);
@@ -74,13 +79,21 @@ impl<'a> P<'a> {
         }
     }
     fn expect(&mut self, s: &str, what: &str) -> R<()> {
-        if self.eat(s) { Ok(()) } else { self.err(format!("expected {what}")) }
+        if self.eat(s) {
+            Ok(())
+        } else {
+            self.err(format!("expected {what}"))
+        }
     }
     /// A keyword or op name: letters, digits, `_`.
     fn word(&mut self) -> R<(&'a str, usize)> {
         self.ws();
         let start = self.pos;
-        let len = self.rest().bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+        let len = self
+            .rest()
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
         if len == 0 {
             return self.err("expected a word");
         }
@@ -105,9 +118,16 @@ impl<'a> P<'a> {
                     Some((_, 't')) => out.push('\t'),
                     Some((j, 'u')) => {
                         let tail = &self.rest()[j + 1..];
-                        let Some(close) = tail.find('}') else { return self.err_at(start, 1, "bad \\u escape") };
-                        let code = tail.get(1..close).and_then(|h| u32::from_str_radix(h, 16).ok()).and_then(char::from_u32);
-                        let Some(c) = code else { return self.err_at(start, 1, "bad \\u escape") };
+                        let Some(close) = tail.find('}') else {
+                            return self.err_at(start, 1, "bad \\u escape");
+                        };
+                        let code = tail
+                            .get(1..close)
+                            .and_then(|h| u32::from_str_radix(h, 16).ok())
+                            .and_then(char::from_u32);
+                        let Some(c) = code else {
+                            return self.err_at(start, 1, "bad \\u escape");
+                        };
                         out.push(c);
                         for _ in 0..close + 1 {
                             chars.next();
@@ -127,7 +147,11 @@ impl<'a> P<'a> {
         if self.rest().starts_with('"') {
             return Ok((self.quoted()?, start));
         }
-        let len = self.rest().bytes().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-')).count();
+        let len = self
+            .rest()
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
+            .count();
         if len == 0 {
             return self.err("expected a name");
         }
@@ -142,7 +166,11 @@ impl<'a> P<'a> {
     fn atom(&mut self) -> R<(&'a str, usize)> {
         self.ws();
         let start = self.pos;
-        let len = self.rest().bytes().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')).count();
+        let len = self
+            .rest()
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.'))
+            .count();
         if len == 0 {
             return self.err("expected a number");
         }
@@ -151,13 +179,18 @@ impl<'a> P<'a> {
     }
     fn int(&mut self) -> R<i64> {
         let (a, at) = self.atom()?;
-        a.parse().or_else(|_| self.err_at(at, a.len(), format!("`{a}` is not an integer")))
+        a.parse()
+            .or_else(|_| self.err_at(at, a.len(), format!("`{a}` is not an integer")))
     }
 
     fn ty(&mut self) -> R<TensorType> {
         let (w, at) = self.word()?;
         let Some(dtype) = DType::from_name(w) else {
-            return self.err_at(at, w.len(), format!("`{w}` is not an element type (f32, i64, u8, bool, …)"));
+            return self.err_at(
+                at,
+                w.len(),
+                format!("`{w}` is not an element type (f32, i64, u8, bool, …)"),
+            );
         };
         self.expect("[", "`[` and a shape")?;
         if self.eat("*") {
@@ -172,7 +205,9 @@ impl<'a> P<'a> {
                     dims.push(Dim::Unknown);
                 } else if self.rest().starts_with(|c: char| c.is_ascii_digit()) {
                     let (a, at) = self.atom()?;
-                    dims.push(Dim::Fixed(a.parse().or_else(|_| self.err_at(at, a.len(), format!("`{a}` is not a size")))?));
+                    dims.push(Dim::Fixed(a.parse().or_else(|_| {
+                        self.err_at(at, a.len(), format!("`{a}` is not a size"))
+                    })?));
                 } else {
                     let (w, _) = self.word()?;
                     dims.push(Dim::Sym(w.to_string()));
@@ -183,7 +218,10 @@ impl<'a> P<'a> {
                 self.expect(",", "`,` or `]`")?;
             }
         }
-        Ok(TensorType { dtype, shape: Some(dims) })
+        Ok(TensorType {
+            dtype,
+            shape: Some(dims),
+        })
     }
 
     /// A constant literal of the given type.
@@ -192,16 +230,26 @@ impl<'a> P<'a> {
         let at = self.pos;
         let dims = match ty.fixed_dims() {
             Some(d) => d,
-            None => return self.err_at(at, 1, format!("a constant needs a fully known shape, found {ty}")),
+            None => {
+                return self.err_at(
+                    at,
+                    1,
+                    format!("a constant needs a fully known shape, found {ty}"),
+                );
+            }
         };
         if self.eat("#") {
             let (h, hat) = self.atom()?;
-            let fp = u64::from_str_radix(h, 16).or_else(|_| self.err_at(hat, h.len(), "a fingerprint is 16 hex digits"))?;
+            let fp = u64::from_str_radix(h, 16)
+                .or_else(|_| self.err_at(hat, h.len(), "a fingerprint is 16 hex digits"))?;
             return Ok(Literal::Elided(fp));
         }
         if self.eat("hex\"") {
             let start = self.pos;
-            let len = self.rest().find('"').map_or_else(|| self.err_at(at, 4, "unterminated hex literal"), Ok)?;
+            let len = self
+                .rest()
+                .find('"')
+                .map_or_else(|| self.err_at(at, 4, "unterminated hex literal"), Ok)?;
             let hex = &self.src[start..start + len];
             self.pos += len + 1;
             if hex.len() % 2 != 0 {
@@ -209,10 +257,14 @@ impl<'a> P<'a> {
             }
             let mut bytes = Vec::with_capacity(hex.len() / 2);
             for i in (0..hex.len()).step_by(2) {
-                let b = hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok());
+                let b = hex
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 bytes.push(b.map_or_else(|| self.err_at(start + i, 2, "not a hex digit"), Ok)?);
             }
-            return Tensor::from_le_bytes(ty.dtype, &dims, &bytes).map(Literal::Data).or_else(|e| self.err_at(start, len, e.to_string()));
+            return Tensor::from_le_bytes(ty.dtype, &dims, &bytes)
+                .map(Literal::Data)
+                .or_else(|e| self.err_at(start, len, e.to_string()));
         }
         let n: usize = dims.iter().product();
         if self.peek("splat") || self.peek("seeded") || self.peek("positive") {
@@ -221,17 +273,30 @@ impl<'a> P<'a> {
             let t = match w {
                 "splat" => {
                     let (a, aat) = self.atom()?;
-                    let one = elements(ty.dtype, &[(a, aat)], &[1]).or_else(|m| self.err_at(aat, a.len(), m))?;
+                    let one = elements(ty.dtype, &[(a, aat)], &[1])
+                        .or_else(|m| self.err_at(aat, a.len(), m))?;
                     broadcast_scalar(&one, &dims)
                 }
                 _ => {
                     let seed = self.int()?;
-                    let (lo, hi) = if w == "seeded" { (-1.0, 1.0) } else { (0.5, 1.5) };
+                    let (lo, hi) = if w == "seeded" {
+                        (-1.0, 1.0)
+                    } else {
+                        (0.5, 1.5)
+                    };
                     let vals = pseudo_random(seed as u64, n, lo, hi);
                     match ty.dtype {
-                        DType::F32 => Tensor::from_vec(&dims, vals.iter().map(|&v| v as f32).collect()),
+                        DType::F32 => {
+                            Tensor::from_vec(&dims, vals.iter().map(|&v| v as f32).collect())
+                        }
                         DType::F64 => Tensor::from_vec(&dims, vals),
-                        other => return self.err_at(at, w.len(), format!("`{w}` makes floats, not {other}")),
+                        other => {
+                            return self.err_at(
+                                at,
+                                w.len(),
+                                format!("`{w}` makes floats, not {other}"),
+                            );
+                        }
                     }
                     .or_else(|e| self.err_at(at, w.len(), e.to_string()))?
                 }
@@ -251,9 +316,15 @@ impl<'a> P<'a> {
             }
         }
         if atoms.len() != n {
-            return self.err_at(at, 1, format!("{ty} has {n} element(s), the literal has {}", atoms.len()));
+            return self.err_at(
+                at,
+                1,
+                format!("{ty} has {n} element(s), the literal has {}", atoms.len()),
+            );
         }
-        elements(ty.dtype, &atoms, &dims).map(Literal::Data).or_else(|m| self.err_at(at, 1, m))
+        elements(ty.dtype, &atoms, &dims)
+            .map(Literal::Data)
+            .or_else(|m| self.err_at(at, 1, m))
     }
 
     fn attr_value(&mut self) -> R<AttrValue> {
@@ -283,11 +354,16 @@ impl<'a> P<'a> {
                 }
             }
             if atoms.iter().all(|(a, _)| a.parse::<i64>().is_ok()) {
-                return Ok(AttrValue::Ints(atoms.iter().filter_map(|(a, _)| a.parse().ok()).collect()));
+                return Ok(AttrValue::Ints(
+                    atoms.iter().filter_map(|(a, _)| a.parse().ok()).collect(),
+                ));
             }
             let mut fs = vec![];
             for (a, at) in atoms {
-                fs.push(a.parse::<f32>().or_else(|_| self.err_at(at, a.len(), format!("`{a}` is not a number")))?);
+                fs.push(
+                    a.parse::<f32>()
+                        .or_else(|_| self.err_at(at, a.len(), format!("`{a}` is not a number")))?,
+                );
             }
             return Ok(AttrValue::Floats(fs));
         }
@@ -295,7 +371,9 @@ impl<'a> P<'a> {
         if let Ok(i) = a.parse::<i64>() {
             return Ok(AttrValue::Int(i));
         }
-        a.parse::<f32>().map(AttrValue::Float).or_else(|_| self.err_at(at, a.len(), format!("`{a}` is not an attribute value")))
+        a.parse::<f32>()
+            .map(AttrValue::Float)
+            .or_else(|_| self.err_at(at, a.len(), format!("`{a}` is not an attribute value")))
     }
 }
 
@@ -310,7 +388,10 @@ fn broadcast_scalar(one: &Tensor, dims: &[usize]) -> Tensor {
 
 fn elements(dtype: DType, atoms: &[(&str, usize)], dims: &[usize]) -> Result<Tensor, String> {
     fn all<T: std::str::FromStr>(atoms: &[(&str, usize)], what: &str) -> Result<Vec<T>, String> {
-        atoms.iter().map(|(a, _)| a.parse::<T>().map_err(|_| format!("`{a}` is not {what}"))).collect()
+        atoms
+            .iter()
+            .map(|(a, _)| a.parse::<T>().map_err(|_| format!("`{a}` is not {what}")))
+            .collect()
     }
     let t = match dtype {
         DType::F32 => Tensor::from_vec(dims, all::<f32>(atoms, "an f32")?),
@@ -364,7 +445,12 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
     let mut names: HashMap<String, ValueId> = HashMap::new();
     let mut pending: Vec<PendingNode> = vec![];
     let mut outputs: Vec<(String, usize)> = vec![];
-    let declare = |p: &P<'_>, names: &mut HashMap<String, ValueId>, n: &str, at: usize, id: ValueId| -> R<()> {
+    let declare = |p: &P<'_>,
+                   names: &mut HashMap<String, ValueId>,
+                   n: &str,
+                   at: usize,
+                   id: ValueId|
+     -> R<()> {
         if names.insert(n.to_string(), id).is_some() {
             return p.err_at(at, n.len(), format!("value `{n}` is defined twice"));
         }
@@ -429,7 +515,8 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                         p.expect(",", "`,` or `}`")?;
                     }
                 }
-                let op = Op::from_attrs(op_name, attrs).or_else(|e| p.err_at(op_at, op_name.len(), e.to_string()))?;
+                let op = Op::from_attrs(op_name, attrs)
+                    .or_else(|e| p.err_at(op_at, op_name.len(), e.to_string()))?;
                 p.expect("->", "`->` and the outputs")?;
                 let mut outs = vec![];
                 loop {
@@ -444,7 +531,13 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 if p.eat("!step") {
                     origin = Origin::Step(StepId(p.int()? as u32));
                 }
-                pending.push(PendingNode { name, op, inputs, outputs: outs, origin });
+                pending.push(PendingNode {
+                    name,
+                    op,
+                    inputs,
+                    outputs: outs,
+                    origin,
+                });
             }
             "output" => loop {
                 outputs.push(p.value_ref()?);
@@ -452,7 +545,13 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                     break;
                 }
             },
-            other => return p.err_at(at, other.len(), format!("expected `input`, `const`, `node`, `output` or `}}`, found `{other}`")),
+            other => {
+                return p.err_at(
+                    at,
+                    other.len(),
+                    format!("expected `input`, `const`, `node`, `output` or `}}`, found `{other}`"),
+                );
+            }
         }
     }
     p.ws();
@@ -462,7 +561,12 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
     // Nodes may refer to values defined further down: define all outputs first.
     let mut ids = vec![];
     for node in &pending {
-        let id = g.add_node(node.name.clone(), node.op.clone(), vec![], node.outputs.clone());
+        let id = g.add_node(
+            node.name.clone(),
+            node.op.clone(),
+            vec![],
+            node.outputs.clone(),
+        );
         if let Some(n) = g.node_mut(id) {
             n.origin = node.origin.clone();
         }
@@ -477,13 +581,23 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
         }
     }
     let resolve = |names: &HashMap<String, ValueId>, (n, at): &(String, usize)| -> R<ValueId> {
-        names.get(n).copied().map_or_else(|| p.err_at(*at, n.len().max(1), format!("no value named `{n}`")), Ok)
+        names.get(n).copied().map_or_else(
+            || p.err_at(*at, n.len().max(1), format!("no value named `{n}`")),
+            Ok,
+        )
     };
     for (node, &id) in pending.iter().zip(&ids) {
-        let ins = node.inputs.iter().map(|i| i.as_ref().map(|r| resolve(&names, r)).transpose()).collect::<R<Vec<_>>>()?;
+        let ins = node
+            .inputs
+            .iter()
+            .map(|i| i.as_ref().map(|r| resolve(&names, r)).transpose())
+            .collect::<R<Vec<_>>>()?;
         let _ = g.set_inputs(id, ins);
     }
-    let outs = outputs.iter().map(|r| resolve(&names, r)).collect::<R<Vec<_>>>()?;
+    let outs = outputs
+        .iter()
+        .map(|r| resolve(&names, r))
+        .collect::<R<Vec<_>>>()?;
     g.set_outputs(outs);
     Ok(g)
 }

@@ -79,21 +79,33 @@ fn write_graph(s: &mut String, graph: &Graph, opts: PrintOptions) -> fmt::Result
         s.push_str(" ->");
         for (i, &o) in node.outputs.iter().enumerate() {
             let val = graph.value(o);
-            write!(s, "{} %{}: {}", if i > 0 { "," } else { "" }, name(&val.name), val.ty)?;
+            write!(
+                s,
+                "{} %{}: {}",
+                if i > 0 { "," } else { "" },
+                name(&val.name),
+                val.ty
+            )?;
         }
         if let Origin::Step(step) = node.origin {
             write!(s, " !{step}")?;
         }
         s.push('\n');
     }
-    let outs: Vec<String> = graph.outputs().iter().map(|&v: &ValueId| format!("%{}", name(&graph.value(v).name))).collect();
+    let outs: Vec<String> = graph
+        .outputs()
+        .iter()
+        .map(|&v: &ValueId| format!("%{}", name(&graph.value(v).name)))
+        .collect();
     writeln!(s, "  output {}", outs.join(", "))?;
     writeln!(s, "}}")
 }
 
 /// Whether a name can be printed bare.
 pub fn is_bare(n: &str) -> bool {
-    !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
 }
 
 /// A name, bare or quoted.
@@ -121,7 +133,11 @@ pub fn quoted(n: &str) -> String {
     s
 }
 
-fn write_list<W: Write, T: Copy>(w: &mut W, items: impl Iterator<Item = T>, f: impl Fn(&mut W, T) -> fmt::Result) -> fmt::Result {
+fn write_list<W: Write, T: Copy>(
+    w: &mut W,
+    items: impl Iterator<Item = T>,
+    f: impl Fn(&mut W, T) -> fmt::Result,
+) -> fmt::Result {
     w.write_char('[')?;
     for (i, x) in items.enumerate() {
         if i > 0 {

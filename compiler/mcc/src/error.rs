@@ -1,0 +1,78 @@
+//! The driver's error type: every stage's diagnostic, plus the driver's own (files, inputs).
+
+use std::path::PathBuf;
+
+/// Anything `mcc` can fail with. Each variant renders as one miette diagnostic.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    /// Importing an ONNX model failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Import(#[from] mcc_onnx::ImportError),
+    /// Exporting an ONNX model failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Export(#[from] mcc_onnx::ExportError),
+    /// A pass failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Pass(#[from] mcc_passes::PassError),
+    /// Evaluation failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Eval(#[from] mcc_ir::EvalError),
+    /// IR text did not parse.
+    #[error("cannot parse IR text: {message}")]
+    #[diagnostic(code(mcc::ir::parse))]
+    IrText {
+        /// The text, for the snippet.
+        #[source_code]
+        src: miette::NamedSource<String>,
+        /// What is wrong.
+        message: String,
+        /// Where.
+        #[label("here")]
+        span: miette::SourceSpan,
+    },
+    /// IR text parsed but is malformed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Verify(#[from] mcc_ir::VerifyErrors),
+    /// A file could not be read or written.
+    #[error("cannot access `{}`: {source}", path.display())]
+    #[diagnostic(code(mcc::io))]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An `.npy` file could not be read.
+    #[error("`{}`: {message}", path.display())]
+    #[diagnostic(code(mcc::input::npy))]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An input array does not fit the model.
+    #[error("`{}` does not fit input `{input}`: the model expects {expected}, the file holds {got}", path.display())]
+    #[diagnostic(code(mcc::input::mismatch), help("{help}"))]
+    InputMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The model input.
+        input: String,
+        /// Its type.
+        expected: String,
+        /// What the file holds.
+        got: String,
+        /// What to do.
+        help: String,
+    },
+    /// The command line asks for something inconsistent.
+    #[error("{0}")]
+    #[diagnostic(code(mcc::usage))]
+    Usage(String),
+}

@@ -1,0 +1,170 @@
+//! `mcc-ir` → ONNX at one fixed opset ([`EXPORT_OPSET`]), whose operator forms are the ones
+//! the IR uses, so export is a direct mapping. Constants become initializers (`raw_data`).
+
+use std::path::Path;
+
+use mcc_ir::{AttrValue, ConstData, DType, Dim, Graph, Op, TensorType, ValueDef};
+use prost::Message;
+
+use crate::ExportError;
+use crate::pb;
+use crate::tensor::{dtype_code, to_proto};
+
+/// The `ai.onnx` opset mcc writes.
+pub const EXPORT_OPSET: i64 = 21;
+/// The ONNX IR version matching [`EXPORT_OPSET`].
+const IR_VERSION: i64 = 10;
+
+fn value_info(name: &str, ty: &TensorType) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{Dimension, dimension::Value as DV};
+    let shape = ty.shape.as_ref().map(|dims| pb::TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|d| Dimension {
+                value: match d {
+                    Dim::Fixed(n) => Some(DV::DimValue(*n as i64)),
+                    Dim::Sym(s) => Some(DV::DimParam(s.clone())),
+                    Dim::Unknown => None,
+                },
+                denotation: None,
+            })
+            .collect(),
+    });
+    pb::ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: Some(dtype_code(ty.dtype)),
+                shape,
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn attribute(op: &Op, key: &str, v: &AttrValue) -> Result<pb::AttributeProto, String> {
+    use pb::attribute_proto::AttributeType as T;
+    let mut a = pb::AttributeProto {
+        name: Some(key.to_string()),
+        ..Default::default()
+    };
+    let ty = match (op, key, v) {
+        (Op::Cast(_), "to", AttrValue::Str(s)) => {
+            let d = DType::from_name(s).ok_or_else(|| format!("unknown element type `{s}`"))?;
+            a.i = Some(i64::from(dtype_code(d)));
+            T::Int
+        }
+        (Op::Softmax(_) | Op::LogSoftmax(_), "legacy_2d", _) => {
+            return Err("it still has opset < 13 softmax semantics (`legacy_2d`) that canonicalization could not remove".into());
+        }
+        (_, _, AttrValue::Int(i)) => {
+            a.i = Some(*i);
+            T::Int
+        }
+        (_, _, AttrValue::Float(f)) => {
+            a.f = Some(*f);
+            T::Float
+        }
+        (_, _, AttrValue::Ints(v)) => {
+            a.ints = v.clone();
+            T::Ints
+        }
+        (_, _, AttrValue::Floats(v)) => {
+            a.floats = v.clone();
+            T::Floats
+        }
+        (_, _, AttrValue::Str(s)) => {
+            a.s = Some(s.as_bytes().to_vec());
+            T::String
+        }
+        (_, _, AttrValue::Tensor(t)) => {
+            a.t = Some(to_proto("", t));
+            T::Tensor
+        }
+    };
+    a.r#type = Some(ty as i32);
+    Ok(a)
+}
+
+/// Serializes a graph as an ONNX model.
+pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
+    let order = graph
+        .topo_order()
+        .map_err(|e| ExportError::Graph(e.to_string()))?;
+    let mut g = pb::GraphProto {
+        name: Some(graph.name.clone()),
+        ..Default::default()
+    };
+    for &v in graph.inputs() {
+        let val = graph.value(v);
+        g.input.push(value_info(&val.name, &val.ty));
+    }
+    for v in graph.consts_in_use_order(&order) {
+        let val = graph.value(v);
+        match &val.def {
+            ValueDef::Const(ConstData::Dense(t)) => g.initializer.push(to_proto(&val.name, t)),
+            _ => return Err(ExportError::Elided(val.name.clone())),
+        }
+    }
+    for n in order {
+        let Some(node) = graph.node(n) else { continue };
+        let err = |message: String| ExportError::Node {
+            node: node.name.clone(),
+            op: node.op.name().into(),
+            message,
+        };
+        let mut attribute = vec![];
+        for (k, v) in node.op.attrs() {
+            attribute.push(super::export::attribute(&node.op, k, &v).map_err(err)?);
+        }
+        g.node.push(pb::NodeProto {
+            name: Some(node.name.clone()),
+            op_type: Some(node.op.name().to_string()),
+            domain: Some(String::new()),
+            input: node
+                .inputs
+                .iter()
+                .map(|i| i.map(|v| graph.value(v).name.clone()).unwrap_or_default())
+                .collect(),
+            output: node
+                .outputs
+                .iter()
+                .map(|&o| graph.value(o).name.clone())
+                .collect(),
+            attribute,
+            ..Default::default()
+        });
+    }
+    for &v in graph.outputs() {
+        let val = graph.value(v);
+        g.output.push(value_info(&val.name, &val.ty));
+    }
+    let model = pb::ModelProto {
+        ir_version: Some(IR_VERSION),
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(EXPORT_OPSET),
+        }],
+        producer_name: Some("mcc".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        graph: Some(g),
+        ..Default::default()
+    };
+    Ok(model.encode_to_vec())
+}
+
+/// Writes a graph as an ONNX file, atomically (a failed write leaves no partial file).
+pub fn export_file(graph: &Graph, path: &Path) -> Result<(), ExportError> {
+    let bytes = export(graph)?;
+    let io = |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("onnx.partial");
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
