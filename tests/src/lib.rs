@@ -1,1 +1,145 @@
-//! Shared helpers for mcc's integration suites.
+//! Shared helpers for mcc's integration suites: where the corpus is, loading models and
+//! arrays, comparing tensors, and running ONNX Runtime for cross-checks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mcc_ir::{Graph, Tensor};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `../shared` beside the workspace; the suites need it (CI has it at the same place).
+pub fn shared() -> PathBuf {
+    let p = workspace().join("../shared");
+    assert!(
+        p.join("corpus").is_dir(),
+        "the corpus is missing: expected {}/corpus (see README: shared/ sits beside the repository)",
+        p.display()
+    );
+    p
+}
+
+/// A path inside `../shared/corpus`.
+pub fn corpus(rel: &str) -> PathBuf {
+    shared().join("corpus").join(rel)
+}
+
+/// The six trained MNIST models, with the input file each takes.
+pub const TRAINED: &[(&str, &str)] = &[
+    ("lenet300", "data/mnist_test_x784.npy"),
+    ("lenet5", "data/mnist_test_x.npy"),
+    ("vgg_bn", "data/mnist_test_x.npy"),
+    ("resnet_bn", "data/mnist_test_x.npy"),
+    ("mobilenet_dw", "data/mnist_test_x.npy"),
+    ("inception_mini", "data/mnist_test_x.npy"),
+];
+
+/// The nine light ImageNet-architecture models (file stem after `light_`).
+pub const LIGHT: &[&str] = &[
+    "bvlc_alexnet",
+    "densenet121",
+    "inception_v1",
+    "inception_v2",
+    "resnet50",
+    "shufflenet",
+    "squeezenet",
+    "vgg19",
+    "zfnet512",
+];
+
+/// Every corpus model file.
+pub fn all_models() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = TRAINED
+        .iter()
+        .map(|(m, _)| corpus(&format!("{m}.onnx")))
+        .collect();
+    v.extend(
+        LIGHT
+            .iter()
+            .map(|m| corpus(&format!("light/light_{m}.onnx"))),
+    );
+    v
+}
+
+/// Reads an `.npy` file as a tensor.
+pub fn npy(path: &Path) -> Tensor {
+    mcc::tensor_io::read_npy(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Loads and canonicalizes a model.
+pub fn load(path: &Path) -> Graph {
+    mcc::load(path)
+        .unwrap_or_else(|e| panic!("{}: {:?}", path.display(), miette::Report::new(e)))
+        .graph
+}
+
+/// How far apart two tensors are.
+#[derive(Clone, Copy, Debug)]
+pub struct Diff {
+    /// max |a − b|.
+    pub max_abs: f64,
+    /// max |a − b| / max |b|: the error relative to the tensor's scale.
+    pub max_rel: f64,
+    /// Whether every element satisfies |a − b| ≤ atol + rtol·|b| (numpy's allclose).
+    pub allclose: bool,
+}
+
+/// Compares `got` with `want` under numpy's `allclose(rtol, atol)`.
+pub fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Diff {
+    assert_eq!(got.shape(), want.shape(), "shapes differ");
+    let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
+    let mut max_abs: f64 = 0.0;
+    let mut scale: f64 = 0.0;
+    let mut allclose = true;
+    for (&x, &y) in a.iter().zip(&b) {
+        let same_special = (x.is_nan() && y.is_nan()) || (x.is_infinite() && x == y);
+        let d = if same_special { 0.0 } else { (x - y).abs() };
+        if d.is_nan() || d > atol + rtol * y.abs() {
+            allclose = false;
+        }
+        max_abs = max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
+        if y.is_finite() {
+            scale = scale.max(y.abs());
+        }
+    }
+    Diff {
+        max_abs,
+        max_rel: if scale > 0.0 {
+            max_abs / scale
+        } else {
+            max_abs
+        },
+        allclose,
+    }
+}
+
+/// Whether the user opted out of ONNX Runtime cross-checks (`MCC_SKIP_ORT=1`). Tests that
+/// honour it say so on stderr; without it, a missing onnxruntime is a test failure.
+pub fn skip_ort() -> bool {
+    let skip = std::env::var("MCC_SKIP_ORT").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("MCC_SKIP_ORT=1: skipping the ONNX Runtime cross-check");
+    }
+    skip
+}
+
+/// Runs a model in ONNX Runtime (Python) on `.npy` inputs and returns its first output.
+pub fn run_ort(model: &Path, inputs: &[PathBuf], dir: &Path) -> Tensor {
+    let out = dir.join("ort_out.npy");
+    let script = workspace().join("tests/ort_run.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).arg(model).arg(&out).args(inputs);
+    let res = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start python3 for the ONNX Runtime check: {e}"));
+    assert!(
+        res.status.success(),
+        "ONNX Runtime failed on {} (install it with `pip install onnxruntime numpy`, or set MCC_SKIP_ORT=1 to skip):\n{}",
+        model.display(),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    npy(&out)
+}

@@ -12,6 +12,8 @@ mod export;
 mod import;
 mod tensor;
 
+pub use tensor::tensor_from_bytes;
+
 /// The ONNX protobuf messages (generated).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {

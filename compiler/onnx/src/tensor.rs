@@ -223,3 +223,13 @@ pub(crate) fn to_proto(name: &str, t: &Tensor) -> pb::TensorProto {
         ..Default::default()
     }
 }
+
+/// Decodes a serialized `TensorProto` (the `.pb` files of ONNX's conformance tests).
+pub fn tensor_from_bytes(bytes: &[u8], name: &str) -> Result<Tensor, ImportError> {
+    use prost::Message;
+    let t = pb::TensorProto::decode(bytes).map_err(|e| ImportError::Tensor {
+        name: name.into(),
+        message: format!("not a TensorProto: {e}"),
+    })?;
+    from_proto(&t, None)
+}

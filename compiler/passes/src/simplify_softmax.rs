@@ -1,11 +1,13 @@
 //! `simplify-softmax`: drops the opset < 13 `legacy_2d` flag of Softmax/LogSoftmax where
-//! it means the same as the current semantics (the axis is the last one).
+//! it means the same as the current semantics: every dim after the axis has size 1 (the
+//! last axis included), so "flatten from the axis" and "along the axis" pick the same rows.
 //!
 //! Keeps: outputs bit-identical (both forms normalize the same rows).
 //!
-//! Leaves alone: a legacy softmax over a non-last axis, or on an input of unknown rank.
+//! Leaves alone: a legacy softmax with a larger dim after its axis, or on an input of
+//! unknown shape.
 
-use mcc_ir::{Graph, Op};
+use mcc_ir::{Dim, Graph, Op, op};
 
 use crate::{PassError, PassInfo};
 
@@ -19,26 +21,24 @@ fn run(graph: &mut Graph) -> Result<usize, PassError> {
     let mut changed = 0;
     for n in graph.node_ids() {
         let Some(node) = graph.node(n) else { continue };
-        let Some(rank) = node
-            .inputs
-            .first()
-            .copied()
-            .flatten()
-            .and_then(|v| graph.value(v).ty.rank())
-        else {
+        let input = node.inputs.first().copied().flatten();
+        let Some(shape) = input.and_then(|v| graph.value(v).ty.shape.clone()) else {
             continue;
         };
-        let last = |axis: i64| axis == -1 || axis == rank as i64 - 1;
+        let rank = shape.len() as i64;
+        // The two semantics agree when every dim after the axis is 1.
+        let agree = |axis: i64| {
+            let a = if axis < 0 { axis + rank } else { axis };
+            (0..rank).contains(&a) && shape[a as usize + 1..].iter().all(|d| *d == Dim::Fixed(1))
+        };
         let new = match &node.op {
-            Op::Softmax(s) if s.legacy_2d != 0 && last(s.axis) => {
-                Op::Softmax(mcc_ir::op::Softmax {
-                    axis: -1,
-                    legacy_2d: 0,
-                })
-            }
-            Op::LogSoftmax(s) if s.legacy_2d != 0 && last(s.axis) => {
-                Op::LogSoftmax(mcc_ir::op::LogSoftmax {
-                    axis: -1,
+            Op::Softmax(s) if s.legacy_2d != 0 && agree(s.axis) => Op::Softmax(op::Softmax {
+                axis: s.axis,
+                legacy_2d: 0,
+            }),
+            Op::LogSoftmax(s) if s.legacy_2d != 0 && agree(s.axis) => {
+                Op::LogSoftmax(op::LogSoftmax {
+                    axis: s.axis,
                     legacy_2d: 0,
                 })
             }
