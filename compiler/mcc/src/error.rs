@@ -39,13 +39,13 @@ pub enum Error {
     #[diagnostic(transparent)]
     Verify(#[from] mcc_ir::VerifyErrors),
     /// A file could not be read or written.
-    #[error("cannot access `{}`: {source}", path.display())]
+    #[error("cannot access `{}`: {cause}", path.display())]
     #[diagnostic(code(mcc::io))]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An `.npy` file could not be read.
     #[error("`{}`: {message}", path.display())]

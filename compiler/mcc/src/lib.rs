@@ -39,9 +39,9 @@ pub fn is_ir_text(path: &Path) -> bool {
 /// Reads a model without canonicalizing it: ONNX (`.onnx`, or anything not `.mcir`) or IR text (`.mcir`).
 pub fn read_raw(path: &Path) -> Result<Graph, Error> {
     if is_ir_text(path) {
-        let src = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let src = std::fs::read_to_string(path).map_err(|cause| Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let g = mcc_ir::text::parse(&src).map_err(|e| Error::IrText {
             src: miette::NamedSource::new(path.display().to_string(), src.clone()),
@@ -80,11 +80,11 @@ pub fn write_model(graph: &Graph, path: &Path) -> Result<(), Error> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("partial");
     let res = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(source) = res {
+    if let Err(cause) = res {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         });
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The `mcc` command line: `inspect`, `run`, `ir`, `convert`.
 #![allow(clippy::print_stdout)]
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -98,6 +99,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Diagnostics: graphical, colored only on a terminal (and without NO_COLOR), fixed
+    // width so that what build systems and tests capture is stable.
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(miette::MietteHandlerOpts::new().terminal_links(false).unicode(true).color(color).force_graphical(true).width(100).build())
+    }));
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -43,9 +43,9 @@ fn ir_type(d: NpyType) -> DType {
 /// Reads any `.npy` file as a tensor.
 pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
     let a = NpyArray::read(path).map_err(|e| match e {
-        mcc_runtime::npy::NpyError::Io(source) => Error::Io {
+        mcc_runtime::npy::NpyError::Io(cause) => Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         },
         other => Error::Npy {
             path: path.to_path_buf(),

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ImportError {
     /// The file could not be read.
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{}`: {cause}", path.display())]
     #[diagnostic(code(mcc::onnx::io))]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The bytes are not an ONNX protobuf.
     #[error("`{path}` is not a valid ONNX model: {message}")]
@@ -137,12 +137,12 @@ pub enum ExportError {
     #[diagnostic(code(mcc::onnx::export_graph))]
     Graph(String),
     /// Writing failed.
-    #[error("cannot write `{path}`: {source}")]
+    #[error("cannot write `{}`: {cause}", path.display())]
     #[diagnostic(code(mcc::onnx::write))]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }

@@ -157,9 +157,9 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
 /// Writes a graph as an ONNX file, atomically (a failed write leaves no partial file).
 pub fn export_file(graph: &Graph, path: &Path) -> Result<(), ExportError> {
     let bytes = export(graph)?;
-    let io = |source| ExportError::Io {
+    let io = |cause| ExportError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let tmp = path.with_extension("onnx.partial");
     std::fs::write(&tmp, bytes).map_err(io)?;

@@ -34,9 +34,9 @@ pub struct Imported {
 
 /// Imports an ONNX model file; external data is read relative to its folder.
 pub fn import(path: &Path) -> Result<Imported, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+    let bytes = std::fs::read(path).map_err(|cause| ImportError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     import_bytes(&bytes, path, path.parent())
 }

@@ -1,0 +1,183 @@
+//! The `mcc` command line end to end: the example job works, `--help` teaches, and every
+//! kind of bad input gives one clear diagnostic (snapshotted as rendered), a non-zero exit,
+//! no panic, and no partial output file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mcc_onnx::pb;
+use prost::Message;
+
+fn mcc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mcc")).current_dir(dir).env("NO_COLOR", "1").args(args).output().unwrap()
+}
+
+fn corpus(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus").join(rel)
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lenet5")
+}
+
+/// Runs a command that must fail cleanly; returns its stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = mcc(dir, args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "expected exit 1 from {args:?}, stderr:\n{err}");
+    assert!(!err.contains("panicked"), "mcc panicked on {args:?}:\n{err}");
+    assert!(out.stdout.is_empty(), "a failing command printed results: {}", String::from_utf8_lossy(&out.stdout));
+    err
+}
+
+fn tiny_model(op: &str, extra: impl FnOnce(&mut pb::GraphProto)) -> Vec<u8> {
+    use pb::tensor_shape_proto::{Dimension, dimension::Value};
+    let vi = |name: &str| pb::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(pb::TensorShapeProto { dim: vec![Dimension { value: Some(Value::DimValue(4)), denotation: None }] }),
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    };
+    let mut g = pb::GraphProto {
+        name: Some("tiny".into()),
+        input: vec![vi("x")],
+        output: vec![vi("y")],
+        node: vec![pb::NodeProto {
+            name: Some("the_node".into()),
+            op_type: Some(op.into()),
+            input: vec!["x".into(), "w".into()],
+            output: vec!["y".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    extra(&mut g);
+    pb::ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        graph: Some(g),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn weight(g: &mut pb::GraphProto) {
+    g.initializer.push(pb::TensorProto { name: Some("w".into()), dims: vec![4], data_type: Some(1), float_data: vec![1.0; 4], ..Default::default() });
+}
+
+#[test]
+fn example_job_runs_and_reports_accuracy() {
+    let ex = examples();
+    let out = mcc(&ex, &["run", "lenet5.onnx", "--input", "mnist_test_x.npy", "--labels", "mnist_test_y.npy", "--quiet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("accuracy: 980/1000 = 98.0%"), "{text}");
+    let out = mcc(&ex, &["inspect", "lenet5.onnx"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("total: 8 nodes, 431080 parameters, 2293000 MACs per sample"), "{text}");
+}
+
+#[test]
+fn run_prints_one_line_per_sample_and_writes_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(corpus("lenet300.onnx"), dir.path().join("m.onnx")).unwrap();
+    std::fs::copy(corpus("data/mnist_one_x.npy"), dir.path().join("one.npy")).unwrap();
+    // mnist_one_x is [1,1,28,28]; lenet300 takes [N,784]: a clear mismatch first…
+    let err = fails(dir.path(), &["run", "m.onnx", "-i", "one.npy", "-o", "y.npy"]);
+    assert!(err.contains("reshape it, e.g. to [1, 784]"), "{err}");
+    assert!(!dir.path().join("y.npy").exists(), "a failed run left an output file");
+    // …then the right model.
+    std::fs::copy(corpus("lenet5.onnx"), dir.path().join("m.onnx")).unwrap();
+    let out = mcc(dir.path(), &["run", "m.onnx", "-i", "one.npy", "-o", "y.npy"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.trim_start().starts_with("0      4")), "sample 0 of the test set is a 4:\n{text}");
+    assert!(dir.path().join("y.npy").exists());
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    for cmd in ["inspect", "run", "ir", "convert"] {
+        let out = mcc(Path::new("."), &[cmd, "--help"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        assert!(text.contains("Example: mcc"), "`mcc {cmd} --help` has no example:\n{text}");
+    }
+    let out = mcc(Path::new("."), &[]);
+    assert_eq!(out.status.code(), Some(2), "no arguments is a usage error");
+}
+
+#[test]
+fn bad_inputs_give_one_clear_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lenet = std::fs::read(corpus("lenet5.onnx")).unwrap();
+    std::fs::write(d.join("truncated.onnx"), &lenet[..lenet.len() / 2]).unwrap();
+    let mut noise = vec![];
+    let mut s: u32 = 12345;
+    for _ in 0..4096 {
+        s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        noise.push((s >> 16) as u8);
+    }
+    std::fs::write(d.join("random.onnx"), &noise).unwrap();
+    std::fs::write(d.join("empty.onnx"), b"").unwrap();
+    std::fs::write(d.join("unknown_op.onnx"), tiny_model("FancyConv", weight)).unwrap();
+    std::fs::write(
+        d.join("missing_external.onnx"),
+        tiny_model("Add", |g| {
+            g.initializer.push(pb::TensorProto {
+                name: Some("w".into()),
+                dims: vec![4],
+                data_type: Some(1),
+                data_location: Some(1),
+                external_data: vec![pb::StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) }],
+                ..Default::default()
+            });
+        }),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("bad_shapes.onnx"),
+        tiny_model("MatMul", |g| {
+            g.initializer.push(pb::TensorProto { name: Some("w".into()), dims: vec![3, 2], data_type: Some(1), float_data: vec![0.5; 6], ..Default::default() });
+        }),
+    )
+    .unwrap();
+    std::fs::write(d.join("undefined_input.onnx"), tiny_model("Add", |_| {})).unwrap();
+    std::fs::copy(corpus("lenet5.onnx"), d.join("lenet5.onnx")).unwrap();
+    std::fs::copy(corpus("data/mnist_calib_x784.npy"), d.join("flat.npy")).unwrap();
+    std::fs::copy(corpus("data/mnist_calib_y.npy"), d.join("labels.npy")).unwrap();
+    std::fs::write(d.join("garbage.npy"), b"\x93NUMPY\x01\x00garbage").unwrap();
+    std::fs::write(d.join("typo.mcir"), "graph g {\n  input %x: f32[4]\n  node n = Rleu(%x) -> %y: f32[4]\n  output %y\n}\n").unwrap();
+    std::fs::write(d.join("dangling.mcir"), "graph g {\n  input %x: f32[4]\n  node n = Relu(%z) -> %y: f32[4]\n  output %y\n}\n").unwrap();
+    std::fs::write(d.join("mistyped.mcir"), "graph g {\n  input %x: f32[4]\n  node n = Relu(%x) -> %y: f32[5]\n  output %y\n}\n").unwrap();
+
+    let cases: &[(&str, &[&str])] = &[
+        ("missing_file", &["inspect", "nothere.onnx"]),
+        ("truncated_model", &["inspect", "truncated.onnx"]),
+        ("random_bytes_model", &["inspect", "random.onnx"]),
+        ("empty_model", &["inspect", "empty.onnx"]),
+        ("unknown_op", &["inspect", "unknown_op.onnx"]),
+        ("missing_external_data", &["inspect", "missing_external.onnx"]),
+        ("shape_mismatch_in_model", &["inspect", "bad_shapes.onnx"]),
+        ("undefined_value", &["inspect", "undefined_input.onnx"]),
+        ("input_wrong_shape", &["run", "lenet5.onnx", "-i", "flat.npy", "-o", "out.npy"]),
+        ("input_wrong_dtype", &["run", "lenet5.onnx", "-i", "labels.npy", "-o", "out.npy"]),
+        ("input_missing", &["run", "lenet5.onnx", "-i", "nothere.npy", "-o", "out.npy"]),
+        ("input_not_npy", &["run", "lenet5.onnx", "-i", "garbage.npy", "-o", "out.npy"]),
+        ("too_many_inputs", &["run", "lenet5.onnx", "-i", "flat.npy", "-i", "flat.npy"]),
+        ("ir_text_unknown_op", &["ir", "typo.mcir"]),
+        ("ir_text_dangling_value", &["ir", "dangling.mcir"]),
+        ("ir_text_wrong_type", &["ir", "mistyped.mcir"]),
+    ];
+    for (name, args) in cases {
+        let err = fails(d, args);
+        insta::assert_snapshot!(*name, err);
+        assert!(!d.join("out.npy").exists(), "{name}: a failed run left an output file");
+    }
+}
