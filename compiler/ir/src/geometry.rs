@@ -43,8 +43,10 @@ pub enum WindowError {
         /// The offending value.
         value: i64,
     },
-    /// The window does not fit in the (padded) input.
-    #[error("a window of {window} does not fit in an input of {input} (padded: {padded})")]
+    /// The window does not fit in the (padded) input, or the output would be too large.
+    #[error(
+        "a window of {window} does not fit in an input of {input} (padded: {padded}), or the output is too large"
+    )]
     TooLarge {
         /// Dilated window extent.
         window: usize,
@@ -54,6 +56,10 @@ pub enum WindowError {
         padded: usize,
     },
 }
+
+/// The largest stride, dilation, pad or kernel size accepted (no real model comes close);
+/// bounding them keeps every size computation far from overflow.
+pub const MAX_WINDOW_ATTR: i64 = 1 << 20;
 
 fn list(
     attr: &'static str,
@@ -75,7 +81,13 @@ fn list(
     }
     v.iter()
         .map(|&x| {
-            if x < min {
+            if x > MAX_WINDOW_ATTR {
+                Err(WindowError::Range {
+                    attr,
+                    what: "at most 2^20",
+                    value: x,
+                })
+            } else if x < min {
                 Err(WindowError::Range {
                     attr,
                     what,
@@ -108,13 +120,20 @@ pub fn window(
         });
     }
     for &k in kernel_shape {
-        if k == 0 {
+        if k == 0 || k as i64 > MAX_WINDOW_ATTR {
             return Err(WindowError::Range {
                 attr: "kernel_shape",
-                what: "positive",
-                value: 0,
+                what: "between 1 and 2^20",
+                value: k as i64,
             });
         }
+    }
+    if input.iter().any(|&i| i > crate::tensor::MAX_ELEMENTS) {
+        return Err(WindowError::TooLarge {
+            window: 0,
+            input: input.iter().copied().max().unwrap_or(0),
+            padded: 0,
+        });
     }
     let strides = list("strides", strides, n, 1, 1, "positive")?;
     let dilations = list("dilations", dilations, n, 1, 1, "positive")?;
@@ -130,10 +149,10 @@ pub fn window(
                     });
                 }
                 for (i, &p) in pads.iter().enumerate() {
-                    if p < 0 {
+                    if !(0..=MAX_WINDOW_ATTR).contains(&p) {
                         return Err(WindowError::Range {
                             attr: "pads",
-                            what: "non-negative",
+                            what: "between 0 and 2^20",
                             value: p,
                         });
                     }
@@ -184,6 +203,13 @@ pub fn window(
             o -= 1;
         }
         out.push(o);
+    }
+    if crate::tensor::checked_numel(&out).is_none() {
+        return Err(WindowError::TooLarge {
+            window: 0,
+            input: input.iter().product(),
+            padded: usize::MAX,
+        });
     }
     Ok(Window {
         kernel: kernel_shape.to_vec(),

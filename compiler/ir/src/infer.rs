@@ -7,6 +7,7 @@
 //! helpers), so inference and evaluation agree by construction.
 
 use crate::eval::OpError;
+use crate::eval::array_shapes::slice_indices;
 use crate::eval::array_shapes::{
     reshape_target, shape_range, squeeze_shape, transpose_perm, unsqueeze_shape,
 };
@@ -105,7 +106,10 @@ fn product(dims: &[Dim]) -> Dim {
     let mut syms = vec![];
     for d in dims {
         match d {
-            Dim::Fixed(n) => fixed *= n,
+            Dim::Fixed(n) => match fixed.checked_mul(*n) {
+                Some(v) => fixed = v,
+                None => return Dim::Unknown,
+            },
             Dim::Sym(s) => syms.push(s),
             Dim::Unknown => return Dim::Unknown,
         }
@@ -605,7 +609,10 @@ pub fn infer(
                 along.push(s[ax].clone());
             }
             shape[ax] = match along.iter().map(Dim::fixed).collect::<Option<Vec<_>>>() {
-                Some(v) => Dim::Fixed(v.iter().sum()),
+                Some(v) => v
+                    .iter()
+                    .try_fold(0usize, |a, &d| a.checked_add(d))
+                    .map_or(Dim::Unknown, Dim::Fixed),
                 None => Dim::Unknown,
             };
             one(TensorType {
@@ -643,21 +650,26 @@ pub fn infer(
             let Some(s) = &x.ty.shape else {
                 return one(same_as(x));
             };
-            // Exact when the data shape and all slice operands are known: evaluate on a
-            // placeholder of that shape. Otherwise the rank is known, the sizes are not.
-            if let Some(dims) = x.ty.fixed_dims() {
-                let consts: Option<Vec<Option<Tensor>>> = (1..args.len())
-                    .map(|i| match opt(args, i) {
-                        None => Some(None),
-                        Some(a) => a.value.map(|v| Some(v.clone())),
-                    })
-                    .collect();
-                if let Some(consts) = consts {
-                    let probe = Tensor::zeros(DType::U8, &dims);
-                    let mut ins: Vec<Option<&Tensor>> = vec![Some(&probe)];
-                    ins.extend(consts.iter().map(Option::as_ref));
-                    let out = crate::eval::eval_op(&Op::Slice(crate::op::Slice {}), &ins, 1)?;
-                    return one(fixed(x.ty.dtype, out[0].shape().to_vec()));
+            // Exact when the data shape and the slice operands are known constants;
+            // otherwise the rank is known, the sizes are not.
+            let val = |i: usize| opt(args, i).map(|a| a.value.map(Tensor::to_i64_vec));
+            if let (Some(dims), Some(Some(starts)), Some(Some(ends))) =
+                (x.ty.fixed_dims(), val(1), val(2))
+            {
+                let (axes, steps) = (val(3), val(4));
+                if !matches!(axes, Some(None)) && !matches!(steps, Some(None)) {
+                    let picks = slice_indices(
+                        &dims,
+                        &starts,
+                        &ends,
+                        axes.flatten().as_deref(),
+                        steps.flatten().as_deref(),
+                    )?;
+                    let mut out = dims.clone();
+                    for (ax, idx) in picks {
+                        out[ax] = idx.len();
+                    }
+                    return one(fixed(x.ty.dtype, out));
                 }
             }
             one(TensorType {
@@ -704,7 +716,9 @@ pub fn infer(
                         .iter()
                         .zip(&r)
                         .map(|(d, &k)| match d {
-                            Dim::Fixed(n) => Dim::Fixed(n * k.max(0) as usize),
+                            Dim::Fixed(n) => n
+                                .checked_mul(k.max(0) as usize)
+                                .map_or(Dim::Unknown, Dim::Fixed),
                             _ if k == 1 => d.clone(),
                             _ => Dim::Unknown,
                         })
@@ -741,8 +755,12 @@ pub fn infer(
                     let mut shape = s.clone();
                     for (i, &a) in ax.iter().enumerate() {
                         if let Dim::Fixed(n) = shape[a] {
-                            shape[a] =
-                                Dim::Fixed((n as i64 + p[i] + p[i + ax.len()]).max(0) as usize);
+                            shape[a] = Dim::Fixed(
+                                (n as i64)
+                                    .saturating_add(p[i])
+                                    .saturating_add(p[i + ax.len()])
+                                    .max(0) as usize,
+                            );
                         } else if p[i] != 0 || p[i + ax.len()] != 0 {
                             shape[a] = Dim::Unknown;
                         }

@@ -432,3 +432,15 @@ impl Tensor {
         h
     }
 }
+
+/// The most elements one tensor may have (2^28: 1 GiB of f32). Far above any corpus
+/// model's largest tensor (VGG-19's 102.8M-element fc6 weight), it stops a hostile or
+/// broken model from asking the evaluator or shape inference for terabytes.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// The number of elements of `dims`, if it neither overflows nor exceeds [`MAX_ELEMENTS`].
+pub fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+}

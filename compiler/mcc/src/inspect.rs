@@ -37,9 +37,9 @@ pub struct Table {
 
 fn per_sample(ty: &TensorType) -> u64 {
     ty.shape.as_ref().map_or(0, |s| {
-        s.iter()
-            .map(|d| if let Dim::Fixed(n) = d { *n as u64 } else { 1 })
-            .product()
+        s.iter().fold(1u64, |a, d| {
+            a.saturating_mul(if let Dim::Fixed(n) = d { *n as u64 } else { 1 })
+        })
     })
 }
 
@@ -48,11 +48,11 @@ pub fn table(graph: &Graph) -> Table {
     let order = graph.topo_order().unwrap_or_else(|_| graph.node_ids());
     let mut rows = vec![];
     let mut seen = HashSet::new();
-    let mut total_params = 0;
-    let mut total_macs = 0;
+    let mut total_params: usize = 0;
+    let mut total_macs: u64 = 0;
     for n in order {
         let Some(node) = graph.node(n) else { continue };
-        let mut params = 0;
+        let mut params: usize = 0;
         let mut inputs = vec![];
         for v in node.inputs.iter().flatten() {
             let val = graph.value(*v);
@@ -62,9 +62,9 @@ pub fn table(graph: &Graph) -> Table {
                     continue;
                 }
                 let k = val.ty.numel().unwrap_or(0);
-                params += k;
+                params = params.saturating_add(k);
                 if seen.insert(*v) {
-                    total_params += k;
+                    total_params = total_params.saturating_add(k);
                 }
             } else {
                 inputs.push(val.ty.to_string());
@@ -81,20 +81,24 @@ pub fn table(graph: &Graph) -> Table {
         let macs = match (&node.op, &out_ty) {
             (Op::Conv(_), Some(out)) => {
                 let w = in_ty(1).and_then(|t| t.fixed_dims()).unwrap_or_default();
-                per_sample(out) * w.iter().skip(1).map(|&d| d as u64).product::<u64>()
+                per_sample(out).saturating_mul(
+                    w.iter()
+                        .skip(1)
+                        .fold(1u64, |a, &d| a.saturating_mul(d as u64)),
+                )
             }
             (Op::Gemm(g), Some(out)) => {
                 let a = in_ty(0).and_then(|t| t.shape).unwrap_or_default();
                 let k = if g.transA != 0 { a.first() } else { a.get(1) };
-                per_sample(out) * k.and_then(Dim::fixed).unwrap_or(0) as u64
+                per_sample(out).saturating_mul(k.and_then(Dim::fixed).unwrap_or(0) as u64)
             }
             (Op::MatMul(_), Some(out)) => {
                 let a = in_ty(0).and_then(|t| t.shape).unwrap_or_default();
-                per_sample(out) * a.last().and_then(Dim::fixed).unwrap_or(0) as u64
+                per_sample(out).saturating_mul(a.last().and_then(Dim::fixed).unwrap_or(0) as u64)
             }
             _ => 0,
         };
-        total_macs += macs;
+        total_macs = total_macs.saturating_add(macs);
         rows.push(Row {
             name: node.name.clone(),
             op: node.op.name(),

@@ -103,7 +103,15 @@ fn main() -> ExitCode {
     // width so that what build systems and tests capture is stable.
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = miette::set_hook(Box::new(move |_| {
-        Box::new(miette::MietteHandlerOpts::new().terminal_links(false).unicode(true).color(color).force_graphical(true).width(100).build())
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .terminal_links(false)
+                .unicode(true)
+                .color(color)
+                .force_graphical(true)
+                .width(100)
+                .build(),
+        )
     }));
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,11 +9,18 @@ use mcc_onnx::pb;
 use prost::Message;
 
 fn mcc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mcc")).current_dir(dir).env("NO_COLOR", "1").args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_mcc"))
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn corpus(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus")
+        .join(rel)
 }
 
 fn examples() -> PathBuf {
@@ -24,9 +31,20 @@ fn examples() -> PathBuf {
 fn fails(dir: &Path, args: &[&str]) -> String {
     let out = mcc(dir, args);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "expected exit 1 from {args:?}, stderr:\n{err}");
-    assert!(!err.contains("panicked"), "mcc panicked on {args:?}:\n{err}");
-    assert!(out.stdout.is_empty(), "a failing command printed results: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1 from {args:?}, stderr:\n{err}"
+    );
+    assert!(
+        !err.contains("panicked"),
+        "mcc panicked on {args:?}:\n{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "a failing command printed results: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     err
 }
 
@@ -37,7 +55,12 @@ fn tiny_model(op: &str, extra: impl FnOnce(&mut pb::GraphProto)) -> Vec<u8> {
         r#type: Some(pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
                 elem_type: Some(1),
-                shape: Some(pb::TensorShapeProto { dim: vec![Dimension { value: Some(Value::DimValue(4)), denotation: None }] }),
+                shape: Some(pb::TensorShapeProto {
+                    dim: vec![Dimension {
+                        value: Some(Value::DimValue(4)),
+                        denotation: None,
+                    }],
+                }),
             })),
             denotation: None,
         }),
@@ -59,7 +82,10 @@ fn tiny_model(op: &str, extra: impl FnOnce(&mut pb::GraphProto)) -> Vec<u8> {
     extra(&mut g);
     pb::ModelProto {
         ir_version: Some(8),
-        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
         graph: Some(g),
         ..Default::default()
     }
@@ -67,19 +93,43 @@ fn tiny_model(op: &str, extra: impl FnOnce(&mut pb::GraphProto)) -> Vec<u8> {
 }
 
 fn weight(g: &mut pb::GraphProto) {
-    g.initializer.push(pb::TensorProto { name: Some("w".into()), dims: vec![4], data_type: Some(1), float_data: vec![1.0; 4], ..Default::default() });
+    g.initializer.push(pb::TensorProto {
+        name: Some("w".into()),
+        dims: vec![4],
+        data_type: Some(1),
+        float_data: vec![1.0; 4],
+        ..Default::default()
+    });
 }
 
 #[test]
 fn example_job_runs_and_reports_accuracy() {
     let ex = examples();
-    let out = mcc(&ex, &["run", "lenet5.onnx", "--input", "mnist_test_x.npy", "--labels", "mnist_test_y.npy", "--quiet"]);
+    let out = mcc(
+        &ex,
+        &[
+            "run",
+            "lenet5.onnx",
+            "--input",
+            "mnist_test_x.npy",
+            "--labels",
+            "mnist_test_y.npy",
+            "--quiet",
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("accuracy: 980/1000 = 98.0%"), "{text}");
     let out = mcc(&ex, &["inspect", "lenet5.onnx"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("total: 8 nodes, 431080 parameters, 2293000 MACs per sample"), "{text}");
+    assert!(
+        text.contains("total: 8 nodes, 431080 parameters, 2293000 MACs per sample"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -88,15 +138,27 @@ fn run_prints_one_line_per_sample_and_writes_output() {
     std::fs::copy(corpus("lenet300.onnx"), dir.path().join("m.onnx")).unwrap();
     std::fs::copy(corpus("data/mnist_one_x.npy"), dir.path().join("one.npy")).unwrap();
     // mnist_one_x is [1,1,28,28]; lenet300 takes [N,784]: a clear mismatch first…
-    let err = fails(dir.path(), &["run", "m.onnx", "-i", "one.npy", "-o", "y.npy"]);
+    let err = fails(
+        dir.path(),
+        &["run", "m.onnx", "-i", "one.npy", "-o", "y.npy"],
+    );
     assert!(err.contains("reshape it, e.g. to [1, 784]"), "{err}");
-    assert!(!dir.path().join("y.npy").exists(), "a failed run left an output file");
+    assert!(
+        !dir.path().join("y.npy").exists(),
+        "a failed run left an output file"
+    );
     // …then the right model.
     std::fs::copy(corpus("lenet5.onnx"), dir.path().join("m.onnx")).unwrap();
-    let out = mcc(dir.path(), &["run", "m.onnx", "-i", "one.npy", "-o", "y.npy"]);
+    let out = mcc(
+        dir.path(),
+        &["run", "m.onnx", "-i", "one.npy", "-o", "y.npy"],
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.lines().any(|l| l.trim_start().starts_with("0      4")), "sample 0 of the test set is a 4:\n{text}");
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("0      4")),
+        "sample 0 of the test set is a 4:\n{text}"
+    );
     assert!(dir.path().join("y.npy").exists());
 }
 
@@ -106,7 +168,10 @@ fn help_teaches_with_examples() {
         let out = mcc(Path::new("."), &[cmd, "--help"]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success());
-        assert!(text.contains("Example: mcc"), "`mcc {cmd} --help` has no example:\n{text}");
+        assert!(
+            text.contains("Example: mcc"),
+            "`mcc {cmd} --help` has no example:\n{text}"
+        );
     }
     let out = mcc(Path::new("."), &[]);
     assert_eq!(out.status.code(), Some(2), "no arguments is a usage error");
@@ -135,7 +200,10 @@ fn bad_inputs_give_one_clear_diagnostic() {
                 dims: vec![4],
                 data_type: Some(1),
                 data_location: Some(1),
-                external_data: vec![pb::StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) }],
+                external_data: vec![pb::StringStringEntryProto {
+                    key: Some("location".into()),
+                    value: Some("weights.bin".into()),
+                }],
                 ..Default::default()
             });
         }),
@@ -144,7 +212,13 @@ fn bad_inputs_give_one_clear_diagnostic() {
     std::fs::write(
         d.join("bad_shapes.onnx"),
         tiny_model("MatMul", |g| {
-            g.initializer.push(pb::TensorProto { name: Some("w".into()), dims: vec![3, 2], data_type: Some(1), float_data: vec![0.5; 6], ..Default::default() });
+            g.initializer.push(pb::TensorProto {
+                name: Some("w".into()),
+                dims: vec![3, 2],
+                data_type: Some(1),
+                float_data: vec![0.5; 6],
+                ..Default::default()
+            });
         }),
     )
     .unwrap();
@@ -153,9 +227,21 @@ fn bad_inputs_give_one_clear_diagnostic() {
     std::fs::copy(corpus("data/mnist_calib_x784.npy"), d.join("flat.npy")).unwrap();
     std::fs::copy(corpus("data/mnist_calib_y.npy"), d.join("labels.npy")).unwrap();
     std::fs::write(d.join("garbage.npy"), b"\x93NUMPY\x01\x00garbage").unwrap();
-    std::fs::write(d.join("typo.mcir"), "graph g {\n  input %x: f32[4]\n  node n = Rleu(%x) -> %y: f32[4]\n  output %y\n}\n").unwrap();
-    std::fs::write(d.join("dangling.mcir"), "graph g {\n  input %x: f32[4]\n  node n = Relu(%z) -> %y: f32[4]\n  output %y\n}\n").unwrap();
-    std::fs::write(d.join("mistyped.mcir"), "graph g {\n  input %x: f32[4]\n  node n = Relu(%x) -> %y: f32[5]\n  output %y\n}\n").unwrap();
+    std::fs::write(
+        d.join("typo.mcir"),
+        "graph g {\n  input %x: f32[4]\n  node n = Rleu(%x) -> %y: f32[4]\n  output %y\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("dangling.mcir"),
+        "graph g {\n  input %x: f32[4]\n  node n = Relu(%z) -> %y: f32[4]\n  output %y\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("mistyped.mcir"),
+        "graph g {\n  input %x: f32[4]\n  node n = Relu(%x) -> %y: f32[5]\n  output %y\n}\n",
+    )
+    .unwrap();
 
     let cases: &[(&str, &[&str])] = &[
         ("missing_file", &["inspect", "nothere.onnx"]),
@@ -163,14 +249,32 @@ fn bad_inputs_give_one_clear_diagnostic() {
         ("random_bytes_model", &["inspect", "random.onnx"]),
         ("empty_model", &["inspect", "empty.onnx"]),
         ("unknown_op", &["inspect", "unknown_op.onnx"]),
-        ("missing_external_data", &["inspect", "missing_external.onnx"]),
+        (
+            "missing_external_data",
+            &["inspect", "missing_external.onnx"],
+        ),
         ("shape_mismatch_in_model", &["inspect", "bad_shapes.onnx"]),
         ("undefined_value", &["inspect", "undefined_input.onnx"]),
-        ("input_wrong_shape", &["run", "lenet5.onnx", "-i", "flat.npy", "-o", "out.npy"]),
-        ("input_wrong_dtype", &["run", "lenet5.onnx", "-i", "labels.npy", "-o", "out.npy"]),
-        ("input_missing", &["run", "lenet5.onnx", "-i", "nothere.npy", "-o", "out.npy"]),
-        ("input_not_npy", &["run", "lenet5.onnx", "-i", "garbage.npy", "-o", "out.npy"]),
-        ("too_many_inputs", &["run", "lenet5.onnx", "-i", "flat.npy", "-i", "flat.npy"]),
+        (
+            "input_wrong_shape",
+            &["run", "lenet5.onnx", "-i", "flat.npy", "-o", "out.npy"],
+        ),
+        (
+            "input_wrong_dtype",
+            &["run", "lenet5.onnx", "-i", "labels.npy", "-o", "out.npy"],
+        ),
+        (
+            "input_missing",
+            &["run", "lenet5.onnx", "-i", "nothere.npy", "-o", "out.npy"],
+        ),
+        (
+            "input_not_npy",
+            &["run", "lenet5.onnx", "-i", "garbage.npy", "-o", "out.npy"],
+        ),
+        (
+            "too_many_inputs",
+            &["run", "lenet5.onnx", "-i", "flat.npy", "-i", "flat.npy"],
+        ),
         ("ir_text_unknown_op", &["ir", "typo.mcir"]),
         ("ir_text_dangling_value", &["ir", "dangling.mcir"]),
         ("ir_text_wrong_type", &["ir", "mistyped.mcir"]),
@@ -178,6 +282,9 @@ fn bad_inputs_give_one_clear_diagnostic() {
     for (name, args) in cases {
         let err = fails(d, args);
         insta::assert_snapshot!(*name, err);
-        assert!(!d.join("out.npy").exists(), "{name}: a failed run left an output file");
+        assert!(
+            !d.join("out.npy").exists(),
+            "{name}: a failed run left an output file"
+        );
     }
 }

@@ -69,7 +69,10 @@ pub fn reshape_target(
             s => out.push(s as usize),
         }
     }
-    let known: usize = out.iter().product();
+    let known = out
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| OpError::Invalid(format!("Reshape shape {shape:?} is too large")))?;
     if let Some(i) = infer {
         if known == 0 || total % known != 0 {
             return invalid(format!(
@@ -78,7 +81,7 @@ pub fn reshape_target(
         }
         out[i] = total / known;
     }
-    if out.iter().product::<usize>() != total {
+    if out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(total) {
         return invalid(format!(
             "cannot reshape {input:?} ({total} elements) to {shape:?}"
         ));
@@ -248,51 +251,76 @@ pub(crate) fn gather(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor, 
     let mut shape: Vec<usize> = x.shape()[..ax].to_vec();
     shape.extend(indices.shape());
     shape.extend(&x.shape()[ax + 1..]);
+    super::check_numel(&shape)?;
     Ok(map_tensor!(x, a => reshaped(&a.select(Axis(ax), &flat), &shape)?))
 }
 
 /// ONNX `Slice`.
 pub(crate) fn slice(inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
     let x = req(inputs, 0)?;
-    let starts = req(inputs, 1)?.to_i64_vec();
-    let ends = req(inputs, 2)?.to_i64_vec();
-    let rank = x.shape().len();
-    let axes = match opt(inputs, 3) {
-        Some(a) => norm_axes(&a.to_i64_vec(), rank)?,
+    let picks = slice_indices(
+        x.shape(),
+        &req(inputs, 1)?.to_i64_vec(),
+        &req(inputs, 2)?.to_i64_vec(),
+        opt(inputs, 3).map(Tensor::to_i64_vec).as_deref(),
+        opt(inputs, 4).map(Tensor::to_i64_vec).as_deref(),
+    )?;
+    let mut out = x.clone();
+    for (ax, idx) in picks {
+        out = map_tensor!(&out, a => a.select(Axis(ax), &idx));
+    }
+    Ok(out)
+}
+
+/// The indices ONNX Slice keeps along each sliced axis of `shape` (ends clamp, negative
+/// positions count from the end, negative steps walk backwards).
+pub fn slice_indices(
+    shape: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Vec<(usize, Vec<usize>)>, OpError> {
+    let rank = shape.len();
+    let axes = match axes {
+        Some(a) => norm_axes(a, rank)?,
         None => (0..starts.len()).collect(),
     };
-    let steps = opt(inputs, 4)
-        .map(Tensor::to_i64_vec)
+    let steps = steps
+        .map(<[i64]>::to_vec)
         .unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
         return invalid("Slice starts, ends, axes and steps must have the same length");
     }
-    let mut out = x.clone();
+    let mut picks = Vec::with_capacity(starts.len());
     for i in 0..starts.len() {
         let (ax, step) = (axes[i], steps[i]);
         if step == 0 {
             return invalid("Slice step must not be 0");
         }
-        let dim = x.shape()[ax] as i64;
-        let norm = |v: i64| if v < 0 { v + dim } else { v };
+        if ax >= rank {
+            return invalid(format!("Slice axis {ax} is out of range for rank {rank}"));
+        }
+        let dim = shape[ax] as i64;
+        let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
         let (s, e) = (norm(starts[i]), norm(ends[i]));
         let mut idx = vec![];
         if step > 0 {
             let (mut k, e) = (s.clamp(0, dim), e.clamp(0, dim));
             while k < e {
                 idx.push(k as usize);
-                k += step;
+                k = k.saturating_add(step);
             }
         } else {
             let (mut k, e) = (s.clamp(0, dim - 1), e.clamp(-1, dim - 1));
             while k > e {
                 idx.push(k as usize);
-                k += step;
+                k = k.saturating_add(step);
             }
         }
-        out = map_tensor!(&out, a => a.select(Axis(ax), &idx));
+        picks.push((ax, idx));
     }
-    Ok(out)
+    Ok(picks)
 }
 
 fn shape_operand(t: &Tensor, what: &str) -> Result<Vec<usize>, OpError> {
@@ -311,6 +339,7 @@ fn shape_operand(t: &Tensor, what: &str) -> Result<Vec<usize>, OpError> {
 /// ONNX `ConstantOfShape`.
 pub(crate) fn constant_of_shape(shape: &Tensor, value: Option<&Tensor>) -> Result<Tensor, OpError> {
     let dims = shape_operand(shape, "the shape")?;
+    super::check_numel(&dims)?;
     match value {
         None => Ok(Tensor::zeros(DType::F32, &dims)),
         Some(v) => {
@@ -371,6 +400,7 @@ pub(crate) fn cast(x: &Tensor, to: DType) -> Tensor {
 /// ONNX `Expand`.
 pub(crate) fn expand(x: &Tensor, shape: &Tensor) -> Result<Tensor, OpError> {
     let target = broadcast_shape(x.shape(), &shape_operand(shape, "the shape")?)?;
+    super::check_numel(&target)?;
     Ok(
         map_tensor!(x, a => a.broadcast(IxDyn(&target)).ok_or_else(|| OpError::Invalid("broadcast failed".into()))?.to_owned()),
     )
@@ -386,6 +416,13 @@ pub(crate) fn tile(x: &Tensor, repeats: &Tensor) -> Result<Tensor, OpError> {
             reps.len()
         ));
     }
+    let sizes: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(&reps)
+        .map(|(&d, &r)| d.saturating_mul(r))
+        .collect();
+    super::check_numel(&sizes)?;
     let mut out = x.clone();
     for (ax, &r) in reps.iter().enumerate() {
         let dim = x.shape()[ax];
@@ -421,7 +458,10 @@ pub(crate) fn pad(inputs: &[Option<&Tensor>], mode: &str) -> Result<Tensor, OpEr
     let mut out_shape = Vec::with_capacity(rank);
     for d in 0..rank {
         let dim = x.shape()[d] as i64;
-        let n = dim + pb[d] + pe[d];
+        let n = dim.saturating_add(pb[d]).saturating_add(pe[d]);
+        if n > crate::tensor::MAX_ELEMENTS as i64 {
+            return invalid("Pad would create a tensor that is too large");
+        }
         if n < 0 {
             return invalid("Pad crops more than the input has");
         }
@@ -498,7 +538,11 @@ pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Te
         if d.to_f64() == 0.0 {
             return invalid("Range delta must not be 0");
         }
-        let n = ((l.to_f64() - s0.to_f64()) / d.to_f64()).ceil().max(0.0) as usize;
+        let n = ((l.to_f64() - s0.to_f64()) / d.to_f64()).ceil().max(0.0);
+        if !(n <= crate::tensor::MAX_ELEMENTS as f64) {
+            return invalid("Range would create a tensor that is too large");
+        }
+        let n = n as usize;
         let mut out = Vec::with_capacity(n);
         let mut v = s0;
         for _ in 0..n {

@@ -29,6 +29,7 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Op
             _ => return invalid(format!("shapes {a:?} and {b:?} do not broadcast")),
         };
     }
+    super::check_numel(&out)?;
     Ok(out)
 }
 

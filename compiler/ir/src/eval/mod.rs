@@ -11,7 +11,7 @@ pub(crate) mod array;
 /// Shape helpers shared with inference.
 pub(crate) mod array_shapes {
     pub use super::array::{
-        reshape_target, shape_range, squeeze_shape, transpose_perm, unsqueeze_shape,
+        reshape_target, shape_range, slice_indices, squeeze_shape, transpose_perm, unsqueeze_shape,
     };
 }
 mod math;
@@ -273,6 +273,15 @@ pub fn eval_op(
         ));
     }
     Ok(out)
+}
+
+/// Checks that a tensor of `shape` may be created (see [`crate::tensor::MAX_ELEMENTS`]).
+pub(crate) fn check_numel(shape: &[usize]) -> Result<usize, OpError> {
+    crate::tensor::checked_numel(shape).ok_or_else(|| {
+        OpError::Invalid(format!(
+            "the result would have shape {shape:?}, more than 2^28 elements"
+        ))
+    })
 }
 
 /// A required operand.

@@ -145,6 +145,7 @@ pub(crate) fn conv(attrs: &Conv, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
             .into_owned()
             .into_shape_with_order((m, cg * kt))
             .map_err(|e| OpError::Invalid(e.to_string()))?;
+        super::check_numel(&[n, m, pt])?;
         let mut out = vec![<T as Scalar>::zero(); n * m * pt];
         let mut cols = Array2::<T>::zeros((cg * kt, pt));
         for ni in 0..n {
@@ -213,6 +214,7 @@ pub(crate) fn gemm(attrs: &Gemm, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
                 b2.ncols()
             ));
         }
+        super::check_numel(&[a2.nrows(), b2.ncols()])?;
         let alpha = T::from_f64(f64::from(attrs.alpha));
         let beta = T::from_f64(f64::from(attrs.beta));
         let mut y = a2.dot(&b2).into_dyn();
@@ -270,6 +272,9 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
         let bad = || OpError::Invalid("broadcast failed".into());
         let ab = av.broadcast(IxDyn(&full_a)).ok_or_else(bad)?;
         let bb = bv.broadcast(IxDyn(&full_b)).ok_or_else(bad)?;
+        let mut full = batch.clone();
+        full.extend([m, nn]);
+        super::check_numel(&full)?;
         let nb: usize = batch.iter().product();
         let mut out = Vec::with_capacity(nb * m * nn);
         let mut idx = vec![0; batch.len()];

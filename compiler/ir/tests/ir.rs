@@ -1,0 +1,151 @@
+//! Unit-level checks of the IR: window geometry, the text form's errors, graph rewiring,
+//! the verifier, and a few evaluator identities.
+
+use mcc_ir::geometry::window;
+use mcc_ir::text::{parse, print};
+use mcc_ir::{AutoPad, Tensor, eval_op, op, verify};
+
+#[test]
+fn same_upper_pads_put_the_extra_at_the_end() {
+    let w = window(&[5], &[2], &[2], &[], &[], AutoPad::SameUpper, false).unwrap();
+    assert_eq!(
+        (w.pad_begin.clone(), w.pad_end.clone(), w.out.clone()),
+        (vec![0], vec![1], vec![3])
+    );
+    let w = window(&[5], &[2], &[2], &[], &[], AutoPad::SameLower, false).unwrap();
+    assert_eq!((w.pad_begin, w.pad_end), (vec![1], vec![0]));
+}
+
+#[test]
+fn ceil_mode_drops_a_window_starting_in_the_end_padding() {
+    // in 4, k 2, s 2, pads 0/1: floor gives 2, ceil would give 3 but window 3 starts at 4.
+    let w = window(&[4], &[2], &[2], &[], &[0, 1], AutoPad::NotSet, true).unwrap();
+    assert_eq!(w.out, vec![2]);
+    let w = window(&[5], &[2], &[2], &[], &[], AutoPad::NotSet, true).unwrap();
+    assert_eq!(w.out, vec![3]);
+}
+
+#[test]
+fn hostile_window_attributes_are_errors_not_overflows() {
+    assert!(window(&[4], &[2], &[i64::MAX], &[], &[], AutoPad::NotSet, false).is_err());
+    assert!(window(&[4], &[2], &[], &[1 << 40], &[], AutoPad::NotSet, false).is_err());
+    assert!(window(&[4], &[9], &[], &[], &[], AutoPad::NotSet, false).is_err());
+    assert!(window(&[4], &[2], &[], &[], &[-1, 0], AutoPad::NotSet, false).is_err());
+}
+
+const SMALL: &str = "graph \"small net\" {
+  input %x: f32[N,3]
+  const %w: f32[3,2] = [0.5, -1.0, 2.0, 0.25, 1e-5, -0.0]
+  const %b: f32[2] = splat(0.125)
+  node mm = MatMul(%x, %w) -> %\"x w\": f32[N,2]
+  node add = Add(%\"x w\", %b) -> %y: f32[N,2]
+  node act = LeakyRelu(%y) {alpha=0.2} -> %z: f32[N,2]
+  output %z
+}
+";
+
+#[test]
+fn text_round_trips_and_evaluates() {
+    let g = parse(SMALL).unwrap();
+    verify(&g).unwrap();
+    let text = print(&g);
+    assert_eq!(print(&parse(&text).unwrap()), text);
+    assert!(
+        text.contains("%\"x w\""),
+        "names with spaces are quoted:\n{text}"
+    );
+    let x = Tensor::from_vec(&[1, 3], vec![1.0f32, 2.0, 3.0]).unwrap();
+    let out = mcc_ir::run(&g, &[x]).unwrap();
+    // x·w = [0.5 + 4 + 3e-5, -1 + 0.5 - 0] = [4.50003, -0.5]; + 0.125; LeakyRelu(0.2).
+    let v = out[0].as_f32().unwrap();
+    assert!(
+        (v[[0, 0]] - 4.62503).abs() < 1e-5 && (v[[0, 1]] - (-0.075)).abs() < 1e-6,
+        "{v:?}"
+    );
+}
+
+#[test]
+fn text_errors_point_at_the_problem() {
+    let bad = SMALL.replace("LeakyRelu", "LeakyRelo");
+    let e = parse(&bad).unwrap_err();
+    assert_eq!((e.line, e.col), (7, 14), "{e:?}");
+    assert!(e.message.contains("LeakyRelo"));
+    let e = parse(&SMALL.replace("%b)", "%c)")).unwrap_err();
+    assert!(e.message.contains("no value named `c`"), "{e:?}");
+    let e = parse(&SMALL.replace("splat(0.125)", "[1.0]")).unwrap_err();
+    assert!(e.message.contains("2 element(s)"), "{e:?}");
+}
+
+#[test]
+fn verifier_catches_a_wrong_stored_type() {
+    let g = parse(&SMALL.replace("-> %z: f32[N,2]", "-> %z: f32[N,3]")).unwrap();
+    let err = verify(&g).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("typed f32[N,3] but its operands give f32[N,2]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rewiring_keeps_edges_and_output_names() {
+    let mut g = parse(SMALL).unwrap();
+    let act = g.find_node("act").unwrap();
+    let y = g.find_value("y").unwrap();
+    let z = g.find_value("z").unwrap();
+    g.replace_all_uses(z, y);
+    g.remove_node(act).unwrap();
+    verify(&g).unwrap();
+    assert_eq!(
+        g.value(g.outputs()[0]).name,
+        "z",
+        "the graph output keeps its name"
+    );
+    assert!(g.topo_order().unwrap().len() == 2);
+    // A node whose output is still read cannot be removed.
+    let mm = g.find_node("mm").unwrap();
+    assert!(g.remove_node(mm).is_err());
+}
+
+#[test]
+fn evaluator_rejects_oversized_results_instead_of_allocating() {
+    let shape = Tensor::from_vec(&[3], vec![1i64 << 20, 1 << 20, 1 << 20]).unwrap();
+    let r = eval_op(
+        &mcc_ir::Op::ConstantOfShape(op::ConstantOfShape { value: None }),
+        &[Some(&shape)],
+        1,
+    );
+    assert!(r.is_err());
+    let a = Tensor::zeros(mcc_ir::DType::F32, &[1 << 15, 1]);
+    let b = Tensor::zeros(mcc_ir::DType::F32, &[1, 1 << 15]);
+    assert!(
+        eval_op(&mcc_ir::Op::Add(op::Add {}), &[Some(&a), Some(&b)], 1).is_err(),
+        "2^30 elements"
+    );
+}
+
+#[test]
+fn integer_division_by_zero_is_an_error() {
+    let a = Tensor::from_vec(&[2], vec![4i32, 5]).unwrap();
+    let b = Tensor::from_vec(&[2], vec![2i32, 0]).unwrap();
+    assert!(eval_op(&mcc_ir::Op::Div(op::Div {}), &[Some(&a), Some(&b)], 1).is_err());
+}
+
+#[test]
+fn erf_is_accurate() {
+    let x = Tensor::from_vec(&[5], vec![0.0f64, 1e-4, 0.5, 1.0, 3.0]).unwrap();
+    let y = eval_op(&mcc_ir::Op::Erf(op::Erf {}), &[Some(&x)], 1)
+        .unwrap()
+        .remove(0)
+        .to_f64_vec();
+    let want = [
+        0.0,
+        1.128_379_163e-4,
+        0.520_499_877_8,
+        0.842_700_792_9,
+        0.999_977_909_5,
+    ];
+    for (g, w) in y.iter().zip(want) {
+        assert!((g - w).abs() <= 2e-7 * w.abs().max(1e-3), "{g} vs {w}");
+    }
+}
