@@ -313,7 +313,9 @@ mod tests {
         };
         let b = NpyArray::parse(&a.to_bytes()).unwrap();
         assert_eq!(a, b);
-        assert!(a.to_bytes().len() % 64 == 0 || (a.to_bytes().len() - 24) % 64 == 0);
+        assert!(
+            a.to_bytes().len().is_multiple_of(64) || (a.to_bytes().len() - 24).is_multiple_of(64)
+        );
         assert!(NpyArray::parse(b"nope").is_err());
         let mut cut = a.to_bytes();
         cut.truncate(cut.len() - 1);

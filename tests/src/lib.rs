@@ -1,6 +1,14 @@
 //! Shared helpers for mcc's integration suites: where the corpus is, loading models and
 //! arrays, comparing tensors, and running ONNX Runtime for cross-checks.
 
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

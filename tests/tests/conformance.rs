@@ -7,6 +7,14 @@
 //! corpus must pass all of its tests except the out-of-scope cases listed below; a panic
 //! in any test fails the suite.
 
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;

@@ -5,6 +5,14 @@
 //! the seeded input against `_seed0_out.npy` and, where the model ends in Softmax, the
 //! pre-softmax tensor against `_seed0_presoftmax.npy` relatively (values reach 1e31).
 
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 use mcc_tests::{LIGHT, TRAINED, compare, corpus, load, npy};
 
 fn accuracy(logits: &mcc_ir::Tensor, labels: &[i64]) -> usize {

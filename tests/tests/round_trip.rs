@@ -5,6 +5,14 @@
 //! * ONNX: `import(export(g))` prints the same IR, and ONNX Runtime runs the exported file
 //!   to the same outputs as the ONNX Runtime reference of the original model.
 
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 use mcc_ir::text::{PrintOptions, parse, print, print_with};
 use mcc_tests::{LIGHT, TRAINED, compare, corpus, load, npy, run_ort, skip_ort};
 
@@ -74,7 +82,7 @@ fn full_text_evaluates_like_the_model() {
         let x = npy(&corpus(input));
         let x = mcc::tensor_io::split_batch(&x, 16).remove(0);
         assert_eq!(
-            mcc_ir::run(&g, &[x.clone()]).unwrap(),
+            mcc_ir::run(&g, std::slice::from_ref(&x)).unwrap(),
             mcc_ir::run(&back, &[x]).unwrap(),
             "{m}"
         );

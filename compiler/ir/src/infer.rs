@@ -293,15 +293,14 @@ pub fn infer(
             } else {
                 usz(&c.kernel_shape)
             };
-            if let (Some(xs), Some(wc)) = (&x.ty.shape, ws[1].fixed()) {
-                if let Some(cin) = xs.get(1).and_then(Dim::fixed) {
-                    if c.group < 1 || cin != wc * c.group as usize {
-                        return err(format!(
-                            "input has {cin} channels, weights expect {wc} × group {}",
-                            c.group
-                        ));
-                    }
-                }
+            if let (Some(xs), Some(wc)) = (&x.ty.shape, ws[1].fixed())
+                && let Some(cin) = xs.get(1).and_then(Dim::fixed)
+                && (c.group < 1 || cin != wc * c.group as usize)
+            {
+                return err(format!(
+                    "input has {cin} channels, weights expect {wc} × group {}",
+                    c.group
+                ));
             }
             one(window_out(
                 x.ty,
@@ -392,10 +391,10 @@ pub fn infer(
             } else {
                 (&sb[0], &sb[1])
             };
-            if let (Dim::Fixed(p), Dim::Fixed(q)) = (ka, kb) {
-                if p != q {
-                    return err(format!("Gemm inner dimensions differ: {p} and {q}"));
-                }
+            if let (Dim::Fixed(p), Dim::Fixed(q)) = (ka, kb)
+                && p != q
+            {
+                return err(format!("Gemm inner dimensions differ: {p} and {q}"));
             }
             one(TensorType {
                 dtype: a.ty.dtype,
@@ -419,10 +418,10 @@ pub fn infer(
                 sb.push(Dim::Fixed(1));
             }
             let (ra, rb) = (sa.len(), sb.len());
-            if let (Dim::Fixed(p), Dim::Fixed(q)) = (&sa[ra - 1], &sb[rb - 2]) {
-                if p != q {
-                    return err(format!("MatMul inner dimensions differ: {p} and {q}"));
-                }
+            if let (Dim::Fixed(p), Dim::Fixed(q)) = (&sa[ra - 1], &sb[rb - 2])
+                && p != q
+            {
+                return err(format!("MatMul inner dimensions differ: {p} and {q}"));
             }
             let ba = TensorType {
                 dtype: a.ty.dtype,
@@ -595,15 +594,14 @@ pub fn infer(
                     return err(format!("cannot concatenate {} with {}", first.ty, t.ty));
                 }
                 for d in 0..s.len() {
-                    if d != ax {
-                        if let (Dim::Fixed(p), Dim::Fixed(q)) = (&shape[d], &s[d]) {
-                            if p != q {
-                                return err(format!(
-                                    "cannot concatenate {} with {} along axis {ax}",
-                                    first.ty, t.ty
-                                ));
-                            }
-                        }
+                    if d != ax
+                        && let (Dim::Fixed(p), Dim::Fixed(q)) = (&shape[d], &s[d])
+                        && p != q
+                    {
+                        return err(format!(
+                            "cannot concatenate {} with {} along axis {ax}",
+                            first.ty, t.ty
+                        ));
                     }
                 }
                 along.push(s[ax].clone());
@@ -888,7 +886,9 @@ fn symbolic_reshape(x: &TensorType, target: &[i64], allowzero: bool) -> Vec<Dim>
     }
     if let Some(i) = infer_at {
         out[i] = match in_syms.as_slice() {
-            [] if t_fixed != 0 && in_fixed % t_fixed == 0 => Dim::Fixed(in_fixed / t_fixed),
+            [] if t_fixed != 0 && in_fixed.is_multiple_of(t_fixed) => {
+                Dim::Fixed(in_fixed / t_fixed)
+            }
             [Dim::Sym(n)] if in_fixed == t_fixed => Dim::Sym(n.clone()),
             _ => Dim::Unknown,
         };

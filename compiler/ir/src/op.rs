@@ -46,7 +46,7 @@ macro_rules! define_ops {
                     Ok(op)
                 }
 
-                #[allow(unused_mut, unused_variables)]
+                #[allow(unused_mut, unused_variables, clippy::ptr_arg)]
                 fn push_attrs(&self, out: &mut Vec<(&'static str, AttrValue)>) {
                     let default = $name::default();
                     $( if self.$field != default.$field {

@@ -339,7 +339,7 @@ impl Tensor {
     ) -> Result<Tensor, ShapeMismatch> {
         fn read<T: Element>(shape: &[usize], bytes: &[u8]) -> Result<Tensor, ShapeMismatch> {
             let n = T::DTYPE.size();
-            if bytes.len() % n != 0 {
+            if !bytes.len().is_multiple_of(n) {
                 return Err(ShapeMismatch {
                     len: bytes.len() / n,
                     shape: shape.to_vec(),

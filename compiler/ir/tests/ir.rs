@@ -1,6 +1,14 @@
 //! Unit-level checks of the IR: window geometry, the text form's errors, graph rewiring,
 //! the verifier, and a few evaluator identities.
 
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 use mcc_ir::geometry::window;
 use mcc_ir::text::{parse, print};
 use mcc_ir::{AutoPad, Tensor, eval_op, op, verify};

@@ -332,13 +332,13 @@ fn run(
     }
     let (rows, cols) = (first.shape()[0], first.shape()[1]);
     let vals = first.to_f64_vec();
-    if let Some(l) = &labels {
-        if l.len() != rows {
-            return Err(Error::Usage(format!(
-                "{} labels for {rows} samples",
-                l.len()
-            )));
-        }
+    if let Some(l) = &labels
+        && l.len() != rows
+    {
+        return Err(Error::Usage(format!(
+            "{} labels for {rows} samples",
+            l.len()
+        )));
     }
     let mut correct = 0;
     if !quiet {

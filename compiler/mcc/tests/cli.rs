@@ -2,6 +2,14 @@
 //! kind of bad input gives one clear diagnostic (snapshotted as rendered), a non-zero exit,
 //! no panic, and no partial output file.
 
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

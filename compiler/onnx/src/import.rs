@@ -562,35 +562,35 @@ fn upgrade(
             }
         }
         "Dropout" => {
-            if let Some(t) = take(attrs, "is_test") {
-                if t == AttrValue::Int(0) {
-                    return Err("training-mode Dropout (is_test=0) draws random masks; mcc compiles models for inference".into());
-                }
+            if let Some(t) = take(attrs, "is_test")
+                && t == AttrValue::Int(0)
+            {
+                return Err("training-mode Dropout (is_test=0) draws random masks; mcc compiles models for inference".into());
             }
-            if opset < 12 {
-                if let Some(r) = take(attrs, "ratio") {
-                    put(
-                        graph,
-                        inputs,
-                        1,
-                        node,
-                        "ratio",
-                        Tensor::scalar(float(&r, "ratio")?),
-                    );
-                }
+            if opset < 12
+                && let Some(r) = take(attrs, "ratio")
+            {
+                put(
+                    graph,
+                    inputs,
+                    1,
+                    node,
+                    "ratio",
+                    Tensor::scalar(float(&r, "ratio")?),
+                );
             }
         }
         "BatchNormalization" => {
             take(attrs, "is_test");
-            if let Some(s) = take(attrs, "spatial") {
-                if s != AttrValue::Int(1) {
-                    return Err("BatchNormalization with spatial=0 is not supported".into());
-                }
+            if let Some(s) = take(attrs, "spatial")
+                && s != AttrValue::Int(1)
+            {
+                return Err("BatchNormalization with spatial=0 is not supported".into());
             }
-            if let Some(t) = take(attrs, "training_mode") {
-                if t != AttrValue::Int(0) {
-                    return Err("training-mode BatchNormalization is not supported: mcc compiles trained models for inference".into());
-                }
+            if let Some(t) = take(attrs, "training_mode")
+                && t != AttrValue::Int(0)
+            {
+                return Err("training-mode BatchNormalization is not supported: mcc compiles trained models for inference".into());
             }
         }
         "Gemm" if opset < 7 => {

@@ -74,7 +74,7 @@ pub fn reshape_target(
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| OpError::Invalid(format!("Reshape shape {shape:?} is too large")))?;
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return invalid(format!(
                 "cannot reshape {input:?} ({total} elements) to {shape:?}"
             ));
@@ -539,7 +539,7 @@ pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Te
             return invalid("Range delta must not be 0");
         }
         let n = ((l.to_f64() - s0.to_f64()) / d.to_f64()).ceil().max(0.0);
-        if !(n <= crate::tensor::MAX_ELEMENTS as f64) {
+        if n.is_nan() || n > crate::tensor::MAX_ELEMENTS as f64 {
             return invalid("Range would create a tensor that is too large");
         }
         let n = n as usize;

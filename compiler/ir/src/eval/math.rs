@@ -215,15 +215,15 @@ pub(crate) fn clip(inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
         };
         let (lo, hi) = (bound(lo)?, bound(hi)?);
         Ok(T::wrap(a.mapv(|mut v| {
-            if let Some(l) = lo {
-                if v < l {
-                    v = l;
-                }
+            if let Some(l) = lo
+                && v < l
+            {
+                v = l;
             }
-            if let Some(h) = hi {
-                if v > h {
-                    v = h;
-                }
+            if let Some(h) = hi
+                && v > h
+            {
+                v = h;
             }
             v
         })))

@@ -117,10 +117,10 @@ pub(crate) fn conv(attrs: &Conv, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
                 &ws[2..]
             ));
         }
-        if let Some(b) = b {
-            if b.shape() != [m] {
-                return invalid(format!("B must have shape [{m}], found {:?}", b.shape()));
-            }
+        if let Some(b) = b
+            && b.shape() != [m]
+        {
+            return invalid(format!("B must have shape [{m}], found {:?}", b.shape()));
         }
         let spatial = &xs[2..];
         let win = window(
@@ -314,12 +314,12 @@ pub(crate) fn batch_norm(
     attrs: &BatchNormalization,
     inputs: &[Option<&Tensor>],
 ) -> Result<Tensor, OpError> {
-    if let Some(t) = opt(inputs, 5) {
-        if t.to_i64_vec().iter().any(|&v| v != 0) {
-            return unsupported(
-                "training-mode BatchNormalization (mcc compiles trained models for inference)",
-            );
-        }
+    if let Some(t) = opt(inputs, 5)
+        && t.to_i64_vec().iter().any(|&v| v != 0)
+    {
+        return unsupported(
+            "training-mode BatchNormalization (mcc compiles trained models for inference)",
+        );
     }
     fn go<T: Float>(
         eps: f64,
@@ -441,10 +441,8 @@ pub(crate) fn max_pool(
         if let Ok(t) = Tensor::from_vec(&shape, out) {
             res.push(t);
         }
-        if want_idx {
-            if let Ok(t) = Tensor::from_vec(&shape, idx) {
-                res.push(t);
-            }
+        if want_idx && let Ok(t) = Tensor::from_vec(&shape, idx) {
+            res.push(t);
         }
         res
     }

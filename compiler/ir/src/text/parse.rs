@@ -252,7 +252,7 @@ impl<'a> P<'a> {
                 .map_or_else(|| self.err_at(at, 4, "unterminated hex literal"), Ok)?;
             let hex = &self.src[start..start + len];
             self.pos += len + 1;
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 return self.err_at(start, len, "hex data has an odd number of digits");
             }
             let mut bytes = Vec::with_capacity(hex.len() / 2);

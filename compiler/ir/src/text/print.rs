@@ -178,7 +178,7 @@ pub fn write_tensor_literal<W: Write>(w: &mut W, t: &Tensor, full: bool) -> fmt:
     }
     if t.is_splat() {
         w.write_str("splat(")?;
-        with_tensor!(t, a => match a.iter().next() { Some(x) => x.lit(w)?, None => {} });
+        with_tensor!(t, a => if let Some(x) = a.iter().next() { x.lit(w)? });
         return w.write_char(')');
     }
     if full {
