@@ -15,7 +15,7 @@
 //!   in order of first use; nothing depends on internal ids.
 //! * Names are bare when they only use `[A-Za-z0-9_./-]`, otherwise quoted with `\"`/`\\`
 //!   escapes. `%` marks values; node names stand after `node`.
-//! * A constant is printed in full when small (≤ 16 elements) or when all its elements are
+//! * A constant is printed in full when small (≤ 8 elements) or when all its elements are
 //!   equal (`splat(0.02)`); otherwise by fingerprint (`#…`), or, in `weights` mode, as
 //!   little-endian hex (`hex"…"`) so the text alone can be evaluated.
 //! * Only attributes that differ from their default are printed; an absent optional

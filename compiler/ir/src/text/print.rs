@@ -14,7 +14,7 @@ pub struct PrintOptions {
 }
 
 /// Constants with at most this many elements are printed as literals.
-pub const INLINE_MAX: usize = 16;
+pub const INLINE_MAX: usize = 8;
 
 /// Prints the review form: large constants appear by fingerprint.
 pub fn print(graph: &Graph) -> String {

@@ -1,0 +1,101 @@
+//! Import details the corpus alone does not cover, and the IR text of corpus models as
+//! snapshots (the text must be stable: same model, same bytes; fingerprints pin the
+//! decoded weights).
+
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use mcc_onnx::pb;
+use mcc_tests::{corpus, load, npy};
+use prost::Message;
+
+/// Moves every initializer of lenet300 into one external data file (at offsets, as the
+/// ONNX external-data format allows) and checks the model imports and computes the same.
+#[test]
+fn external_data_is_read_at_its_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model =
+        pb::ModelProto::decode(std::fs::read(corpus("lenet300.onnx")).unwrap().as_slice()).unwrap();
+    let mut blob: Vec<u8> = b"some header bytes".to_vec();
+    for t in &mut model.graph.as_mut().unwrap().initializer {
+        let raw = t.raw_data.take().expect("lenet300 stores raw_data");
+        let offset = blob.len();
+        blob.extend_from_slice(&raw);
+        t.data_location = Some(1);
+        let kv = |k: &str, v: String| pb::StringStringEntryProto {
+            key: Some(k.into()),
+            value: Some(v),
+        };
+        t.external_data = vec![
+            kv("location", "data/weights.bin".into()),
+            kv("offset", offset.to_string()),
+            kv("length", raw.len().to_string()),
+        ];
+    }
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/weights.bin"), &blob).unwrap();
+    let path = dir.path().join("external.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    assert!(
+        std::fs::metadata(&path).unwrap().len() < 10_000,
+        "the weights really moved out of the model file"
+    );
+
+    let ext = load(&path);
+    let orig = load(&corpus("lenet300.onnx"));
+    assert_eq!(mcc_ir::text::print(&ext), mcc_ir::text::print(&orig));
+    let x = mcc::tensor_io::split_batch(&npy(&corpus("data/mnist_test_x784.npy")), 32).remove(0);
+    assert_eq!(
+        mcc_ir::run(&ext, std::slice::from_ref(&x)).unwrap(),
+        mcc_ir::run(&orig, &[x]).unwrap()
+    );
+
+    // A length that does not match the tensor, and a path escaping the folder, are errors.
+    let t = &mut model.graph.as_mut().unwrap().initializer[0];
+    t.external_data[2].value = Some("4".into());
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let e = mcc_onnx::import(&path).unwrap_err().to_string();
+    assert!(e.contains("4 bytes are given"), "{e}");
+    let t = &mut model.graph.as_mut().unwrap().initializer[0];
+    t.external_data[0].value = Some("../outside.bin".into());
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let e = mcc_onnx::import(&path).unwrap_err().to_string();
+    assert!(e.contains("relative path inside the model's folder"), "{e}");
+}
+
+#[test]
+fn old_opsets_are_upgraded_to_current_forms() {
+    // light models are opset 9: Unsqueeze's axes and Softmax's 2-D coercion were upgraded,
+    // every initializer listed as an input became a constant, Dropout and the
+    // ConstantOfShape weight generators are gone after canonicalization.
+    let g = load(&corpus("light/light_densenet121.onnx"));
+    assert_eq!(g.inputs().len(), 1, "only the image stays an input");
+    let text = mcc_ir::text::print(&g);
+    for gone in ["ConstantOfShape(", "Unsqueeze(", "Dropout(", "legacy_2d"] {
+        assert!(!text.contains(gone), "{gone} survived canonicalization");
+    }
+    let raw = mcc::read_raw(&corpus("light/light_inception_v1.onnx")).unwrap();
+    assert!(
+        mcc_ir::text::print(&raw).contains("legacy_2d=1"),
+        "the raw import keeps opset-9 softmax semantics"
+    );
+}
+
+#[test]
+fn ir_text_snapshots() {
+    for m in ["lenet5", "mobilenet_dw", "resnet_bn"] {
+        insta::assert_snapshot!(
+            format!("ir_{m}"),
+            mcc_ir::text::print(&load(&corpus(&format!("{m}.onnx"))))
+        );
+    }
+    insta::assert_snapshot!(
+        "ir_light_squeezenet",
+        mcc_ir::text::print(&load(&corpus("light/light_squeezenet.onnx")))
+    );
+}
