@@ -43,7 +43,7 @@ pub mod text;
 mod verify;
 
 pub use attr::{AttrError, AttrValue, AutoPad};
-pub use eval::{EvalError, OpError, eval_op, run};
+pub use eval::{EvalError, OpError, eval_op, run, run_observed};
 pub use graph::{ConstData, Graph, GraphError, Node, Origin, Value, ValueDef};
 pub use ids::{NodeId, StepId, ValueId};
 pub use infer::{InferError, infer_all, infer_node};

@@ -71,6 +71,13 @@ pub enum Error {
         /// What to do.
         help: String,
     },
+    /// A budget of the recipe is not met.
+    #[error("the compressed model misses its budget:\n{0}")]
+    #[diagnostic(
+        code(mcc::build::budget),
+        help("nothing was written; relax the budget or compress less")
+    )]
+    Budget(String),
     /// The command line asks for something inconsistent.
     #[error("{0}")]
     #[diagnostic(code(mcc::usage))]

@@ -9,8 +9,10 @@
 //!
 //! Only this crate reads and writes files or prints; the libraries return errors.
 
+pub mod diagnostics;
 pub mod error;
 pub mod inspect;
+pub mod recipe;
 pub mod tensor_io;
 
 use std::path::{Path, PathBuf};

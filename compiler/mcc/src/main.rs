@@ -28,8 +28,68 @@ struct Cli {
     command: Command,
 }
 
+/// How diagnostics are printed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum MessageFormat {
+    /// Rendered for people, with the recipe text and labels.
+    Human,
+    /// One JSON object per diagnostic on standard error (file, line, column, code, severity, message, help).
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Check a recipe against a model, before any data beyond array shapes is read.
+    ///
+    /// Reports every problem of the recipe in one run: unknown layers, techniques and
+    /// parameters (with "did you mean"), selectors that match nothing, wrong units or
+    /// ranges, data files that do not fit the model, and warnings for rules that change
+    /// nothing or are overridden. Exit status 1 if there is an error.
+    ///
+    /// Example: mcc check recipes/lenet5.mcr examples/lenet5/lenet5.onnx
+    Check {
+        /// The recipe (.mcr).
+        recipe: PathBuf,
+        /// The model (.onnx or .mcir).
+        model: PathBuf,
+        /// `human` or `json` diagnostics.
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
+    /// Print, for every layer, the techniques and parameters it gets and the recipe line(s)
+    /// that set them.
+    ///
+    /// Example: mcc explain recipes/lenet5.mcr examples/lenet5/lenet5.onnx
+    Explain {
+        /// The recipe (.mcr).
+        recipe: PathBuf,
+        /// The model (.onnx or .mcir).
+        model: PathBuf,
+        /// `human` or `json` diagnostics.
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
+    /// Compress a model with a recipe: check, run the stages in order, measure, write outputs.
+    ///
+    /// Writes DIR/model.mcir (the final IR text), DIR/model.onnx (the compressed model) and
+    /// DIR/report.json (per layer: techniques, parameters/MACs/bytes before and after, output
+    /// error against the original on the calibration data; whole model: accuracy before and
+    /// after, sizes, the recipe's hash). Everything is written atomically: a failed build
+    /// leaves no output. A violated budget fails the build (exit 1) and says by how much.
+    ///
+    /// Example: mcc build recipes/lenet5.mcr examples/lenet5/lenet5.onnx -o out/lenet5
+    Build {
+        /// The recipe (.mcr).
+        recipe: PathBuf,
+        /// The model (.onnx or .mcir).
+        model: PathBuf,
+        /// Output folder (default: mcc-out/<model name>).
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// `human` or `json` diagnostics.
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
     /// Show every node: operator, input/output types, parameters and MACs.
     ///
     /// One row per node in the IR's order, then totals. MACs count Conv, Gemm and MatMul
@@ -122,8 +182,126 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a check's diagnostics; returns whether there was an error.
+fn report(session: &mcc::recipe::Session, format: MessageFormat) -> bool {
+    match format {
+        MessageFormat::Json => eprint!("{}", mcc::diagnostics::json_lines(&session.checked)),
+        MessageFormat::Human => {
+            for d in mcc::diagnostics::rendered(&session.checked) {
+                eprintln!("{:?}", miette::Report::new(d));
+            }
+        }
+    }
+    session.checked.has_errors()
+}
+
+/// A recipe failed its check (already reported).
+fn failed_check(n: usize) -> Error {
+    Error::Usage(format!("the recipe has {n} error(s); nothing was built"))
+}
+
 fn dispatch(cmd: Command) -> Result<(), Error> {
     match cmd {
+        Command::Check {
+            recipe,
+            model,
+            message_format,
+        } => {
+            let s = mcc::recipe::check(&recipe, &model)?;
+            if report(&s, message_format) {
+                return Err(failed_check(
+                    s.checked
+                        .diags
+                        .iter()
+                        .filter(|d| d.severity == mcc_passes::plan::Severity::Error)
+                        .count(),
+                ));
+            }
+            let steps: usize = s.checked.plan.stages.iter().map(|st| st.steps.len()).sum();
+            let layers: std::collections::BTreeSet<&String> = s
+                .checked
+                .plan
+                .stages
+                .iter()
+                .flat_map(|st| st.steps.iter().flat_map(|x| x.nodes.iter()))
+                .collect();
+            println!(
+                "{}: ok ({} step(s) on {} layer(s) of {})",
+                recipe.display(),
+                steps,
+                layers.len(),
+                model.display()
+            );
+            Ok(())
+        }
+        Command::Explain {
+            recipe,
+            model,
+            message_format,
+        } => {
+            let s = mcc::recipe::check(&recipe, &model)?;
+            if report(&s, message_format) {
+                return Err(failed_check(
+                    s.checked
+                        .diags
+                        .iter()
+                        .filter(|d| d.severity == mcc_passes::plan::Severity::Error)
+                        .count(),
+                ));
+            }
+            print!("{}", mcc::recipe::explain(&s));
+            Ok(())
+        }
+        Command::Build {
+            recipe,
+            model,
+            output,
+            message_format,
+        } => {
+            let s = mcc::recipe::check(&recipe, &model)?;
+            if report(&s, message_format) {
+                return Err(failed_check(
+                    s.checked
+                        .diags
+                        .iter()
+                        .filter(|d| d.severity == mcc_passes::plan::Severity::Error)
+                        .count(),
+                ));
+            }
+            let result = mcc::recipe::build(&s)?;
+            if !result.violations.is_empty() {
+                let lines: Vec<String> = result
+                    .violations
+                    .iter()
+                    .map(|(c, l, m)| format!("line {l}: `{c}` — measured {m}"))
+                    .collect();
+                return Err(Error::Budget(lines.join("\n")));
+            }
+            let dir = output.unwrap_or_else(|| {
+                PathBuf::from("mcc-out").join(model.file_stem().unwrap_or_default())
+            });
+            mcc::recipe::write_outputs(&dir, &result)?;
+            let t = &result.report["model_totals"];
+            println!("built {} with {}", model.display(), recipe.display());
+            println!(
+                "  weights: {} nonzero of {} (before: {} of {})",
+                t["nonzero_params"]["after"],
+                t["params"]["after"],
+                t["nonzero_params"]["before"],
+                t["params"]["before"]
+            );
+            if let (Some(b), Some(a)) = (
+                t["accuracy"]["before"].as_f64(),
+                t["accuracy"]["after"].as_f64(),
+            ) {
+                println!("  accuracy: {:.2}% → {:.2}%", b * 100.0, a * 100.0);
+            }
+            println!(
+                "  wrote {0}/model.mcir, {0}/model.onnx, {0}/report.json",
+                dir.display()
+            );
+            Ok(())
+        }
         Command::Inspect { model } => inspect(&model),
         Command::Run {
             model,

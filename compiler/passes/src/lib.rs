@@ -9,8 +9,12 @@
 //! (up to float rounding where a pass says so).
 
 mod fold_constants;
+pub mod plan;
+pub mod prune_unstructured;
+pub mod registry;
 mod remove_dead_nodes;
 mod remove_identities;
+pub mod select;
 mod simplify_softmax;
 
 use mcc_ir::{Graph, VerifyErrors};

@@ -303,6 +303,16 @@ pub(crate) fn opt<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Option<&'a Ten
 /// Input types are checked against the declared ones first (symbolic dims bind to the
 /// given sizes). Intermediate values are dropped after their last use.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
+    run_observed(graph, inputs, &mut |_, _| {})
+}
+
+/// Like [`run`], and calls `observe` with every node output as soon as it is computed (for
+/// per-layer comparisons without keeping every activation alive).
+pub fn run_observed(
+    graph: &Graph,
+    inputs: &[Tensor],
+    observe: &mut dyn FnMut(crate::ValueId, &Tensor),
+) -> Result<Vec<Tensor>, EvalError> {
     if inputs.len() != graph.inputs().len() {
         return Err(EvalError::InputCount {
             expected: graph.inputs().len(),
@@ -362,6 +372,7 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, EvalError> {
             }
         }
         for (&v, t) in node.outputs.iter().zip(outs) {
+            observe(v, &t);
             env.insert(v, t);
         }
     }

@@ -1,0 +1,1301 @@
+//! The planner: checks a recipe against a model and resolves it into a [`Plan`], before any
+//! data is touched. It collects every problem of the recipe in one run.
+//!
+//! What it checks: techniques, variants and parameters against [`crate::registry`] (types,
+//! ranges, units, required ones, "not supported yet"), selectors against the model's
+//! layers (an atom that matches nothing is an error unless marked `?`), recipe modules
+//! (`use`, arguments and their types), budgets (metrics, units, direction) and data
+//! statements (the driver then checks the files themselves).
+//!
+//! **Precedence.** Stages run in recipe order, and within a stage rules run in recipe order.
+//! When two rules of the same technique in one stage select the same layer, the later rule
+//! wins for that layer (as in CSS); a rule that loses every layer it selects is reported
+//! as shadowed. Rules in different stages never override each other: both run.
+//!
+//! The planner does no I/O: the standard library is compiled in, and file paths are only
+//! resolved, so it can be run (and fuzzed) on any text.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use mcc_ir::Graph;
+use mcc_recipe::ast::{self, BodyItem, Cmp, Item, Span, Unit, Value, ValueKind};
+
+use crate::registry::{self, Applies, Default, ParamSchema, ParamType, Status};
+use crate::select::{self, NodeFacts, did_you_mean, suggest};
+
+/// The standard library, compiled in: (module file name, source).
+pub const STDLIB: &[(&str, &str)] = &[
+    (
+        "std/vision.mcr",
+        include_str!("../../../stdlib/std/vision.mcr"),
+    ),
+    (
+        "std/compress.mcr",
+        include_str!("../../../stdlib/std/compress.mcr"),
+    ),
+];
+
+/// A source file diagnostics can point into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceFile {
+    /// Its name as shown.
+    pub name: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// How serious a diagnostic is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The recipe cannot run.
+    Error,
+    /// The recipe runs, but probably not as meant.
+    Warning,
+}
+
+/// One problem in a recipe, pointing at a span of a source file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diag {
+    /// Error or warning.
+    pub severity: Severity,
+    /// `mcc::<stage>::<what>`.
+    pub code: String,
+    /// The message.
+    pub message: String,
+    /// The label at the span.
+    pub label: String,
+    /// Index into [`Checked::files`].
+    pub file: usize,
+    /// Where.
+    pub span: Span,
+    /// Help.
+    pub help: Option<String>,
+}
+
+/// A checked parameter value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamValue {
+    /// A number (ratios as fractions, bits as a count).
+    Num(f64),
+    /// A word from a choice.
+    Word(String),
+    /// A path, resolved against the recipe's folder.
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Num(n) => write!(f, "{n}"),
+            ParamValue::Word(w) => write!(f, "{w}"),
+            ParamValue::Path(p) => write!(f, "{:?}", p.display().to_string()),
+        }
+    }
+}
+
+/// One resolved rule: a technique variant with its parameters and the layers it changes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// Technique keyword.
+    pub technique: &'static str,
+    /// Variant name.
+    pub variant: &'static str,
+    /// Every parameter, defaults filled in, in schema order.
+    pub params: Vec<(&'static str, ParamValue)>,
+    /// Layers (node names) it applies to, in IR order.
+    pub nodes: Vec<String>,
+    /// Where the rule is written.
+    pub origin: Origin,
+}
+
+/// Where a step comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origin {
+    /// File index.
+    pub file: usize,
+    /// 1-based line.
+    pub line: usize,
+    /// The rule's text (first line).
+    pub text: String,
+    /// The span.
+    pub span: Span,
+    /// For rules from a `use`d recipe: the line of the `use` in the main recipe.
+    pub via: Option<usize>,
+}
+
+impl Step {
+    /// A parameter's value.
+    pub fn param(&self, name: &str) -> Option<&ParamValue> {
+        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+/// A stage: steps run in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanStage {
+    /// Its name (`main` for rules outside any stage).
+    pub name: String,
+    /// Its steps.
+    pub steps: Vec<Step>,
+}
+
+/// A data set named by the recipe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSet {
+    /// Inputs file, resolved against the recipe's folder.
+    pub inputs: PathBuf,
+    /// Labels file, if any.
+    pub labels: Option<PathBuf>,
+    /// Where the statement is (file 0).
+    pub span: Span,
+    /// Span of the inputs path.
+    pub inputs_span: Span,
+    /// Span of the labels path.
+    pub labels_span: Option<Span>,
+}
+
+/// A budget metric.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Top-1 accuracy lost on the evaluation set (a fraction).
+    AccuracyDrop,
+    /// Stored weight bytes.
+    Size,
+    /// MACs per sample.
+    Flops,
+}
+
+impl Metric {
+    /// Its keyword.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::AccuracyDrop => "accuracy_drop",
+            Metric::Size => "size",
+            Metric::Flops => "flops",
+        }
+    }
+}
+
+/// One budget constraint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetItem {
+    /// The metric.
+    pub metric: Metric,
+    /// `<` or `<=`.
+    pub cmp: Cmp,
+    /// The bound, in base units (fraction, bytes, MACs).
+    pub bound: f64,
+    /// As written.
+    pub text: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// What the recipe asks for.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Plan {
+    /// Stages in order.
+    pub stages: Vec<PlanStage>,
+    /// Calibration data.
+    pub calibrate: Option<DataSet>,
+    /// Evaluation data.
+    pub evaluate: Option<DataSet>,
+    /// Budget constraints.
+    pub budget: Vec<BudgetItem>,
+}
+
+/// The result of checking: the plan (meaningful only without errors) and every diagnostic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    /// The plan.
+    pub plan: Plan,
+    /// Diagnostics, errors first then warnings, each in source order.
+    pub diags: Vec<Diag>,
+    /// Files the diagnostics point into (0 is the recipe).
+    pub files: Vec<SourceFile>,
+}
+
+impl Checked {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: u32) -> usize {
+    text.as_bytes()[..(offset as usize).min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// 1-based (line, column) of a byte offset, columns counted in characters.
+pub fn line_col(text: &str, offset: u32) -> (usize, usize) {
+    let before = &text[..(offset as usize).min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+struct Checker<'a> {
+    files: Vec<SourceFile>,
+    asts: Vec<Option<ast::Recipe>>,
+    defs: BTreeMap<String, (usize, ast::Def)>,
+    facts: Vec<NodeFacts>,
+    model: &'a str,
+    base: &'a Path,
+    diags: Vec<Diag>,
+    plan: Plan,
+    stage_names: BTreeMap<String, Span>,
+}
+
+/// A def parameter bound to a value, with the file the value is written in.
+type Env = BTreeMap<String, (usize, Value)>;
+
+impl Checker<'_> {
+    fn diag(
+        &mut self,
+        severity: Severity,
+        code: &str,
+        file: usize,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.diags.push(Diag {
+            severity,
+            code: format!("mcc::plan::{code}"),
+            message: message.into(),
+            label: label.into(),
+            file,
+            span,
+            help,
+        });
+    }
+    fn error(
+        &mut self,
+        code: &str,
+        file: usize,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.diag(Severity::Error, code, file, span, message, label, help);
+    }
+
+    fn text_of(&self, file: usize, span: Span) -> String {
+        let t = &self.files[file].text;
+        t.get(span.start as usize..span.end as usize)
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
+    fn run(&mut self) {
+        let Some(recipe) = self.asts[0].clone() else {
+            return;
+        };
+        let mut main_stage: Option<usize> = None;
+        for item in &recipe.items {
+            match item {
+                Item::Def(_) => {}
+                Item::Use(u) => {
+                    let env = Env::new();
+                    let mut stage = None;
+                    self.expand_use(u, 0, &env, &mut stage, &mut main_stage, 0, None);
+                }
+                Item::Rule(r) => {
+                    let idx = self.implicit_stage(&mut main_stage);
+                    self.check_rule(r, 0, &Env::new(), idx, None);
+                }
+                Item::Stage(s) => {
+                    main_stage = None;
+                    self.check_stage(s, 0, &Env::new(), None);
+                }
+                Item::Data(d) => self.check_data(d),
+                Item::Budget(b) => self.check_budget(b),
+            }
+        }
+        if self
+            .plan
+            .budget
+            .iter()
+            .any(|b| b.metric == Metric::AccuracyDrop)
+            && self
+                .plan
+                .evaluate
+                .as_ref()
+                .is_none_or(|e| e.labels.is_none())
+        {
+            let span = recipe
+                .items
+                .iter()
+                .find_map(|i| {
+                    if let Item::Budget(b) = i {
+                        Some(b.span)
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or_default();
+            self.error(
+                "accuracy_without_labels",
+                0,
+                span,
+                "an accuracy budget needs labelled evaluation data",
+                "accuracy_drop is measured on the evaluation set",
+                Some("add `evaluate with \"x.npy\" labels \"y.npy\"`".into()),
+            );
+        }
+        if self.plan.stages.iter().all(|s| s.steps.is_empty()) && !self.has_errors() {
+            self.diag(
+                Severity::Warning,
+                "empty_recipe",
+                0,
+                Span::new(0, 0),
+                "the recipe applies no technique",
+                "nothing to do",
+                None,
+            );
+        }
+        self.apply_precedence();
+    }
+
+    fn has_errors(&self) -> bool {
+        self.diags.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    fn implicit_stage(&mut self, main_stage: &mut Option<usize>) -> usize {
+        if let Some(i) = *main_stage {
+            return i;
+        }
+        self.plan.stages.push(PlanStage {
+            name: "main".into(),
+            steps: vec![],
+        });
+        let i = self.plan.stages.len() - 1;
+        *main_stage = Some(i);
+        i
+    }
+
+    fn check_stage(&mut self, s: &ast::Stage, file: usize, env: &Env, via: Option<usize>) {
+        if file == 0 {
+            if let Some(prev) = self.stage_names.get(&s.name.name).copied() {
+                let line = line_of(&self.files[0].text, prev.start);
+                self.error(
+                    "duplicate_stage",
+                    0,
+                    s.name.span,
+                    format!("a stage named `{}` already exists", s.name.name),
+                    "second definition",
+                    Some(format!(
+                        "the first one is on line {line}; stage names must be unique"
+                    )),
+                );
+            }
+            self.stage_names.insert(s.name.name.clone(), s.name.span);
+        }
+        self.plan.stages.push(PlanStage {
+            name: s.name.name.clone(),
+            steps: vec![],
+        });
+        let idx = self.plan.stages.len() - 1;
+        for it in &s.items {
+            match it {
+                BodyItem::Rule(r) => self.check_rule(r, file, env, idx, via),
+                BodyItem::Use(u) => {
+                    let mut stage = Some(idx);
+                    let mut none = None;
+                    self.expand_use(u, file, env, &mut stage, &mut none, 0, via);
+                }
+                BodyItem::Stage(inner) => self.check_stage(inner, file, env, via),
+            }
+        }
+    }
+
+    /// Splices a recipe definition in: its stages become stages (or, inside a stage, its
+    /// rules join that stage); its rules join the current stage.
+    fn expand_use(
+        &mut self,
+        u: &ast::Use,
+        file: usize,
+        env: &Env,
+        stage: &mut Option<usize>,
+        main_stage: &mut Option<usize>,
+        depth: usize,
+        via: Option<usize>,
+    ) {
+        if depth > 16 {
+            self.error(
+                "recursive_use",
+                file,
+                u.span,
+                "recipes use each other in a cycle",
+                "used here",
+                None,
+            );
+            return;
+        }
+        let name = &u.path.name;
+        let key = if self.defs.contains_key(name) {
+            name.clone()
+        } else {
+            name.clone()
+        };
+        let Some((def_file, def)) = self.defs.get(&key).cloned() else {
+            let cands: Vec<&str> = self.defs.keys().map(String::as_str).collect();
+            let help = did_you_mean(&suggest(name, cands.iter().copied()))
+                .or_else(|| Some(format!("available: {}", cands.join(", "))));
+            self.error(
+                "unknown_recipe",
+                file,
+                u.path.span,
+                format!("no recipe named `{name}`"),
+                "not defined here or in the standard library",
+                help,
+            );
+            return;
+        };
+        // Bind arguments to parameters.
+        let mut bound = Env::new();
+        for a in &u.args {
+            match def.params.iter().find(|p| p.name.name == a.name.name) {
+                None => {
+                    let names: Vec<&str> =
+                        def.params.iter().map(|p| p.name.name.as_str()).collect();
+                    let help =
+                        did_you_mean(&suggest(&a.name.name, names.iter().copied())).or_else(|| {
+                            Some(if names.is_empty() {
+                                format!("`{name}` takes no parameters")
+                            } else {
+                                format!("`{name}` takes: {}", names.join(", "))
+                            })
+                        });
+                    self.error(
+                        "unknown_parameter",
+                        file,
+                        a.name.span,
+                        format!("`{name}` has no parameter `{}`", a.name.name),
+                        "unknown parameter",
+                        help,
+                    );
+                }
+                Some(p) => {
+                    let (vf, v) = substitute(env, file, &a.value);
+                    if let Some(ty) = &p.ty {
+                        if let Err((label, help)) = check_declared(&ty.name, &v) {
+                            self.error(
+                                "bad_argument",
+                                vf,
+                                v.span,
+                                format!(
+                                    "`{}` must be {}",
+                                    a.name.name,
+                                    describe_declared(&ty.name)
+                                ),
+                                label,
+                                help,
+                            );
+                            continue;
+                        }
+                    }
+                    if bound.insert(p.name.name.clone(), (vf, v)).is_some() {
+                        self.error(
+                            "duplicate_parameter",
+                            file,
+                            a.name.span,
+                            format!("`{}` is given twice", a.name.name),
+                            "again here",
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+        for p in &def.params {
+            if !bound.contains_key(&p.name.name) {
+                match &p.default {
+                    Some(d) => {
+                        bound.insert(p.name.name.clone(), (def_file, d.clone()));
+                    }
+                    None => self.error(
+                        "missing_parameter",
+                        file,
+                        u.span,
+                        format!("`{name}` needs the parameter `{}`", p.name.name),
+                        "missing parameter",
+                        Some(format!("write `use {name}({}: …)`", p.name.name)),
+                    ),
+                }
+            }
+        }
+        let via = via.or(if file == 0 {
+            Some(line_of(&self.files[0].text, u.span.start))
+        } else {
+            None
+        });
+        for it in &def.body {
+            match it {
+                BodyItem::Rule(r) => {
+                    let idx = match *stage {
+                        Some(i) => i,
+                        None => self.implicit_stage(main_stage),
+                    };
+                    self.check_rule(r, def_file, &bound, idx, via);
+                }
+                BodyItem::Stage(s) => {
+                    if let Some(i) = *stage {
+                        for inner in &s.items {
+                            match inner {
+                                BodyItem::Rule(r) => self.check_rule(r, def_file, &bound, i, via),
+                                BodyItem::Use(u2) => {
+                                    let mut st = Some(i);
+                                    self.expand_use(
+                                        u2,
+                                        def_file,
+                                        &bound,
+                                        &mut st,
+                                        main_stage,
+                                        depth + 1,
+                                        via,
+                                    );
+                                }
+                                BodyItem::Stage(_) => {}
+                            }
+                        }
+                    } else {
+                        *main_stage = None;
+                        self.check_stage(s, def_file, &bound, via);
+                    }
+                }
+                BodyItem::Use(u2) => {
+                    self.expand_use(u2, def_file, &bound, stage, main_stage, depth + 1, via)
+                }
+            }
+        }
+    }
+
+    fn check_rule(
+        &mut self,
+        r: &ast::Rule,
+        file: usize,
+        env: &Env,
+        stage: usize,
+        via: Option<usize>,
+    ) {
+        let mut ok = true;
+        let Some(tech) = registry::technique(&r.technique.name) else {
+            let names: Vec<&str> = registry::TECHNIQUES.iter().map(|t| t.name).collect();
+            let help = did_you_mean(&suggest(&r.technique.name, names.iter().copied()))
+                .or_else(|| Some(format!("techniques: {}", names.join(", "))));
+            self.error(
+                "unknown_technique",
+                file,
+                r.technique.span,
+                format!("`{}` is not a technique", r.technique.name),
+                "unknown technique",
+                help,
+            );
+            self.resolve(r, file);
+            return;
+        };
+        let variant_name = r
+            .variant
+            .as_ref()
+            .map(|v| v.name.as_str())
+            .or(tech.default_variant);
+        let names: Vec<&str> = tech.variants.iter().map(|v| v.name).collect();
+        let Some(variant_name) = variant_name else {
+            self.error(
+                "missing_variant",
+                file,
+                r.technique.span,
+                format!("`{}` needs a variant", tech.name),
+                "which kind?",
+                Some(format!(
+                    "write one of: {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{} {n}`", tech.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+            self.resolve(r, file);
+            return;
+        };
+        let Some(variant) = tech.variants.iter().find(|v| v.name == variant_name) else {
+            let span = r.variant.as_ref().map_or(r.technique.span, |v| v.span);
+            let help = did_you_mean(&suggest(variant_name, names.iter().copied()))
+                .or_else(|| Some(format!("`{}` variants: {}", tech.name, names.join(", "))));
+            self.error(
+                "unknown_variant",
+                file,
+                span,
+                format!("`{}` has no variant `{variant_name}`", tech.name),
+                "unknown variant",
+                help,
+            );
+            self.resolve(r, file);
+            return;
+        };
+        if let Status::Planned(track) = variant.status {
+            let span = Span {
+                start: r.technique.span.start,
+                end: r
+                    .variant
+                    .as_ref()
+                    .map_or(r.technique.span.end, |v| v.span.end),
+            };
+            self.error(
+                "not_supported_yet",
+                file,
+                span,
+                format!("`{} {}` is not supported yet", tech.name, variant.name),
+                "planned, not built",
+                Some(format!("{} — it arrives with: {track}", variant.summary)),
+            );
+            ok = false;
+        }
+        // Parameters.
+        let mut values: Vec<(&'static str, ParamValue)> = vec![];
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for a in &r.params {
+            let Some(schema) = variant.params.iter().find(|p| p.name == a.name.name) else {
+                let pn: Vec<&str> = variant.params.iter().map(|p| p.name).collect();
+                let help = did_you_mean(&suggest(&a.name.name, pn.iter().copied())).or_else(|| {
+                    Some(if pn.is_empty() {
+                        format!("`{} {}` takes no parameters", tech.name, variant.name)
+                    } else {
+                        format!("`{} {}` takes: {}", tech.name, variant.name, pn.join(", "))
+                    })
+                });
+                self.error(
+                    "unknown_parameter",
+                    file,
+                    a.name.span,
+                    format!(
+                        "`{} {}` has no parameter `{}`",
+                        tech.name, variant.name, a.name.name
+                    ),
+                    "unknown parameter",
+                    help,
+                );
+                ok = false;
+                continue;
+            };
+            if !seen.insert(schema.name) {
+                self.error(
+                    "duplicate_parameter",
+                    file,
+                    a.name.span,
+                    format!("`{}` is given twice", a.name.name),
+                    "again here",
+                    None,
+                );
+                ok = false;
+                continue;
+            }
+            let (vf, v) = substitute(env, file, &a.value);
+            match check_value(schema, &v, self.base) {
+                Ok(pv) => values.push((schema.name, pv)),
+                Err((label, help)) => {
+                    self.error(
+                        "bad_parameter",
+                        vf,
+                        v.span,
+                        format!("`{}` must be {}", schema.name, schema.ty.describe()),
+                        label,
+                        help,
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut full = vec![];
+        for schema in variant.params {
+            match values.iter().find(|(n, _)| *n == schema.name) {
+                Some((_, v)) => full.push((schema.name, v.clone())),
+                None => match schema.default {
+                    Default::Required => {
+                        self.error(
+                            "missing_parameter",
+                            file,
+                            r.span,
+                            format!(
+                                "`{} {}` needs the parameter `{}`",
+                                tech.name, variant.name, schema.name
+                            ),
+                            "missing parameter",
+                            Some(format!("{}: write `{{ {}: … }}`", schema.doc, schema.name)),
+                        );
+                        ok = false;
+                    }
+                    Default::Num(n) => full.push((schema.name, ParamValue::Num(n))),
+                    Default::Word(w) => full.push((schema.name, ParamValue::Word(w.to_string()))),
+                },
+            }
+        }
+        ok &= self.check_semantics(tech.name, variant.name, &full, r, file);
+        // Layers.
+        let mut errs = vec![];
+        let picked = select::resolve(&r.selector, &self.facts, self.model, &mut errs);
+        let had_sel_errors = !errs.is_empty();
+        for e in errs {
+            self.error(e.code, file, e.span, e.message, e.label, e.help);
+        }
+        let applicable: Vec<usize> = picked
+            .iter()
+            .copied()
+            .filter(|&i| variant.applies == Applies::Any || self.facts[i].weighted)
+            .collect();
+        if !had_sel_errors && !picked.is_empty() && applicable.is_empty() {
+            let ops: BTreeSet<&str> = picked.iter().map(|&i| self.facts[i].op).collect();
+            self.error(
+                "not_applicable",
+                file,
+                r.selector.span,
+                format!("none of the {} selected layer(s) has weights `{}` can change", picked.len(), tech.name),
+                format!("selects only {}", ops.into_iter().collect::<Vec<_>>().join(", ")),
+                Some("compression techniques change Conv, Gemm and MatMul layers with constant weights".into()),
+            );
+            ok = false;
+        } else if !had_sel_errors && picked.is_empty() && !select::is_optional(&r.selector) {
+            self.error(
+                "empty_selector",
+                file,
+                r.selector.span,
+                "this selector matches no layer",
+                "selects nothing",
+                Some("the parts match layers, but their combination is empty".into()),
+            );
+            ok = false;
+        }
+        if ok && !had_sel_errors {
+            let origin = Origin {
+                file,
+                line: line_of(&self.files[file].text, r.span.start),
+                text: self.text_of(file, r.span),
+                span: r.span,
+                via,
+            };
+            let nodes = applicable
+                .iter()
+                .map(|&i| self.facts[i].name.clone())
+                .collect();
+            self.plan.stages[stage].steps.push(Step {
+                technique: tech.name,
+                variant: variant.name,
+                params: full,
+                nodes,
+                origin,
+            });
+        }
+    }
+
+    /// Cross-parameter rules and no-op warnings.
+    fn check_semantics(
+        &mut self,
+        tech: &str,
+        variant: &str,
+        params: &[(&'static str, ParamValue)],
+        r: &ast::Rule,
+        file: usize,
+    ) -> bool {
+        let num = |n: &str| {
+            params.iter().find(|(k, _)| *k == n).and_then(|(_, v)| {
+                if let ParamValue::Num(x) = v {
+                    Some(*x)
+                } else {
+                    None
+                }
+            })
+        };
+        let span_of = |n: &str| {
+            r.params
+                .iter()
+                .find(|a| a.name.name == n)
+                .map_or(r.span, |a| a.value.span)
+        };
+        match (tech, variant) {
+            ("prune", "unstructured") => {
+                let a = num("amount").unwrap_or(0.0);
+                if a >= 1.0 {
+                    self.error(
+                        "bad_parameter",
+                        file,
+                        span_of("amount"),
+                        "pruning every weight would remove the layers",
+                        "amount must be below 100%",
+                        None,
+                    );
+                    return false;
+                }
+                if a == 0.0 {
+                    self.diag(
+                        Severity::Warning,
+                        "no_effect",
+                        file,
+                        span_of("amount"),
+                        "pruning 0% of the weights changes nothing",
+                        "no effect",
+                        Some("remove the rule, or give a positive amount".into()),
+                    );
+                }
+            }
+            ("prune", "nm") => {
+                if let (Some(n), Some(m)) = (num("n"), num("m")) {
+                    if n >= m {
+                        self.error("bad_parameter", file, span_of("n"), format!("N:M sparsity keeps n of every m weights, so n must be below m ({n} ≥ {m})"), "n must be below m", Some(format!("{n}:{m} would keep every weight; 2:4 keeps half")));
+                        return false;
+                    }
+                }
+            }
+            ("prune", "filters" | "channels") => {
+                if num("keep") == Some(1.0) {
+                    self.diag(
+                        Severity::Warning,
+                        "no_effect",
+                        file,
+                        span_of("keep"),
+                        "keeping 100% changes nothing",
+                        "no effect",
+                        None,
+                    );
+                } else if num("keep") == Some(0.0) {
+                    self.error(
+                        "bad_parameter",
+                        file,
+                        span_of("keep"),
+                        "keeping no filter would remove the layers",
+                        "keep must be above 0%",
+                        None,
+                    );
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn resolve(&mut self, r: &ast::Rule, file: usize) {
+        let mut errs = vec![];
+        select::resolve(&r.selector, &self.facts, self.model, &mut errs);
+        for e in errs {
+            self.error(e.code, file, e.span, e.message, e.label, e.help);
+        }
+    }
+
+    fn check_data(&mut self, d: &ast::Data) {
+        let resolve = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                self.base.join(p)
+            }
+        };
+        let set = DataSet {
+            inputs: resolve(&d.path.value),
+            labels: d.labels.as_ref().map(|l| resolve(&l.value)),
+            span: d.span,
+            inputs_span: d.path.span,
+            labels_span: d.labels.as_ref().map(|l| l.span),
+        };
+        let slot = match d.kind {
+            ast::DataKind::Calibrate => &mut self.plan.calibrate,
+            ast::DataKind::Evaluate => &mut self.plan.evaluate,
+        };
+        if slot.is_some() {
+            let what = if d.kind == ast::DataKind::Calibrate {
+                "calibration"
+            } else {
+                "evaluation"
+            };
+            self.error(
+                "duplicate_data",
+                0,
+                d.span,
+                format!("the {what} data is given twice"),
+                "second one",
+                Some("a recipe names one calibration set and one evaluation set".into()),
+            );
+            return;
+        }
+        *slot = Some(set);
+    }
+
+    fn check_budget(&mut self, b: &ast::Budget) {
+        for c in &b.constraints {
+            let metric = match c.metric.name.as_str() {
+                "accuracy_drop" => Metric::AccuracyDrop,
+                "size" => Metric::Size,
+                "flops" | "macs" => Metric::Flops,
+                "latency" => {
+                    self.error("not_supported_yet", 0, c.metric.span, "a latency budget is not supported yet", "needs native code", Some("latency is measured on the compiled executable, which arrives with code generation (issue #5)".into()));
+                    continue;
+                }
+                other => {
+                    let known = ["accuracy_drop", "size", "flops", "latency"];
+                    let help = did_you_mean(&suggest(other, known))
+                        .or_else(|| Some(format!("metrics: {}", known.join(", "))));
+                    self.error(
+                        "unknown_metric",
+                        0,
+                        c.metric.span,
+                        format!("`{other}` is not a budget metric"),
+                        "unknown metric",
+                        help,
+                    );
+                    continue;
+                }
+            };
+            if !matches!(c.cmp, Cmp::Le | Cmp::Lt) {
+                self.error(
+                    "bad_budget",
+                    0,
+                    c.span,
+                    format!("a budget bounds {} from above", metric.name()),
+                    format!("use `<=` or `<`, not `{}`", c.cmp.text()),
+                    None,
+                );
+                continue;
+            }
+            let ValueKind::Number { value, unit } = c.value.kind else {
+                self.error(
+                    "bad_budget",
+                    0,
+                    c.value.span,
+                    format!("`{}` needs a number", metric.name()),
+                    "not a number",
+                    None,
+                );
+                continue;
+            };
+            let bound = match (metric, unit) {
+                (Metric::AccuracyDrop, Some(Unit::Percent)) => value / 100.0,
+                (Metric::AccuracyDrop, None) if (0.0..=1.0).contains(&value) => value,
+                (Metric::Size, Some(Unit::Bytes(f))) => value * f,
+                (Metric::Flops, None) => value,
+                (Metric::Flops, Some(Unit::Count(f))) => value * f,
+                (m, _) => {
+                    let want = match m {
+                        Metric::AccuracyDrop => "a percentage like `1%`",
+                        Metric::Size => "a size like `400 KiB` or `2 MB`",
+                        Metric::Flops => "a count like `5 M` or `200000`",
+                    };
+                    self.error(
+                        "bad_unit",
+                        0,
+                        c.value.span,
+                        format!("`{}` is measured in other units", m.name()),
+                        format!("expected {want}"),
+                        None,
+                    );
+                    continue;
+                }
+            };
+            if bound < 0.0 {
+                self.error(
+                    "bad_budget",
+                    0,
+                    c.value.span,
+                    "a budget bound cannot be negative",
+                    "negative",
+                    None,
+                );
+                continue;
+            }
+            let line = line_of(&self.files[0].text, c.span.start);
+            self.plan.budget.push(BudgetItem {
+                metric,
+                cmp: c.cmp,
+                bound,
+                text: self.text_of(0, c.span),
+                line,
+            });
+        }
+    }
+
+    /// Within a stage, a later rule of the same technique takes the layers it shares with an
+    /// earlier one; an earlier rule left with none is shadowed.
+    fn apply_precedence(&mut self) {
+        let mut warnings = vec![];
+        for stage in &mut self.plan.stages {
+            for j in 1..stage.steps.len() {
+                let (before, after) = stage.steps.split_at_mut(j);
+                let later = &after[0];
+                for earlier in before.iter_mut().filter(|e| e.technique == later.technique) {
+                    let n = earlier.nodes.len();
+                    earlier.nodes.retain(|x| !later.nodes.contains(x));
+                    if n > 0 && earlier.nodes.is_empty() {
+                        warnings.push((earlier.origin.clone(), later.origin.line));
+                    }
+                }
+            }
+            stage.steps.retain(|s| !s.nodes.is_empty());
+        }
+        for (o, line) in warnings {
+            self.diag(
+                Severity::Warning,
+                "shadowed_rule",
+                o.file,
+                o.span,
+                "this rule is overridden for every layer it selects",
+                format!("every layer is taken by the rule on line {line}"),
+                Some(
+                    "within a stage, the later rule of a technique wins for the layers both select"
+                        .into(),
+                ),
+            );
+        }
+    }
+}
+
+/// Replaces a bare word naming a recipe parameter by the value bound to it.
+fn substitute(env: &Env, file: usize, v: &Value) -> (usize, Value) {
+    if let ValueKind::Word(w) = &v.kind {
+        if let Some((f, bound)) = env.get(w) {
+            return (*f, bound.clone());
+        }
+    }
+    (file, v.clone())
+}
+
+fn describe_declared(ty: &str) -> &'static str {
+    match ty {
+        "ratio" => "a ratio (like 50% or 0.5)",
+        "int" => "a whole number",
+        "bits" => "a bit width",
+        "path" => "a quoted path",
+        _ => "a word",
+    }
+}
+
+fn check_declared(ty: &str, v: &Value) -> Result<(), (String, Option<String>)> {
+    let schema = ParamSchema {
+        name: "",
+        ty: match ty {
+            "ratio" => ParamType::Ratio,
+            "int" => ParamType::Int {
+                min: i64::MIN,
+                max: i64::MAX,
+            },
+            "bits" => ParamType::Bits(&[1, 2, 3, 4, 5, 6, 7, 8, 16, 32]),
+            "path" => ParamType::Path,
+            "number" => ParamType::Number,
+            _ => {
+                return if matches!(v.kind, ValueKind::Word(_)) {
+                    Ok(())
+                } else {
+                    Err(("expected a word".into(), None))
+                };
+            }
+        },
+        default: Default::Required,
+        doc: "",
+    };
+    check_value(&schema, v, Path::new("")).map(|_| ())
+}
+
+/// Checks one value against a parameter's type.
+fn check_value(
+    schema: &ParamSchema,
+    v: &Value,
+    base: &Path,
+) -> Result<ParamValue, (String, Option<String>)> {
+    match (&schema.ty, &v.kind) {
+        (
+            ParamType::Ratio,
+            ValueKind::Number {
+                value,
+                unit: Some(Unit::Percent),
+            },
+        ) => {
+            if (0.0..=100.0).contains(value) {
+                Ok(ParamValue::Num(value / 100.0))
+            } else {
+                Err(("must be between 0% and 100%".into(), None))
+            }
+        }
+        (ParamType::Ratio, ValueKind::Number { value, unit: None }) => {
+            if (0.0..=1.0).contains(value) {
+                Ok(ParamValue::Num(*value))
+            } else if (1.0..=100.0).contains(value) {
+                Err((
+                    "a ratio is between 0 and 1".into(),
+                    Some(format!("for a percentage write `{value}%`")),
+                ))
+            } else {
+                Err(("must be between 0 and 1".into(), None))
+            }
+        }
+        (ParamType::Int { min, max }, ValueKind::Number { value, unit: None }) => {
+            if value.fract() != 0.0 {
+                Err(("not a whole number".into(), None))
+            } else if *value < *min as f64 || *value > *max as f64 {
+                Err((format!("must be from {min} to {max}"), None))
+            } else {
+                Ok(ParamValue::Num(*value))
+            }
+        }
+        (
+            ParamType::Bits(allowed),
+            ValueKind::Number {
+                value,
+                unit: None | Some(Unit::Bits),
+            },
+        ) => {
+            if value.fract() == 0.0 && allowed.contains(&(*value as i64)) {
+                Ok(ParamValue::Num(*value))
+            } else {
+                Err((
+                    format!(
+                        "not one of {}",
+                        allowed
+                            .iter()
+                            .map(i64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None,
+                ))
+            }
+        }
+        (ParamType::Number, ValueKind::Number { value, unit: None }) if *value >= 0.0 => {
+            Ok(ParamValue::Num(*value))
+        }
+        (ParamType::Choice(options), ValueKind::Word(w)) => {
+            if options.contains(&w.as_str()) {
+                Ok(ParamValue::Word(w.clone()))
+            } else {
+                Err((
+                    format!("`{w}` is not one of them"),
+                    did_you_mean(&suggest(w, options.iter().copied())),
+                ))
+            }
+        }
+        (ParamType::Path, ValueKind::Str(s)) => {
+            let p = Path::new(s);
+            Ok(ParamValue::Path(if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }))
+        }
+        (_, ValueKind::Number { unit: Some(_), .. }) => {
+            Err(("this unit does not fit here".into(), None))
+        }
+        (_, ValueKind::Word(w)) => Err((
+            format!("`{w}` is not a value of this kind (nor a parameter of the enclosing recipe)"),
+            None,
+        )),
+        _ => Err(("wrong kind of value".into(), None)),
+    }
+}
+
+/// Checks `src` (the recipe named `name`, in folder `base`) against `graph` (the model named
+/// `model`). Never fails: problems are diagnostics in the result.
+pub fn check(src: &str, name: &str, base: &Path, graph: &Graph, model: &str) -> Checked {
+    let mut files = vec![SourceFile {
+        name: name.to_string(),
+        text: src.to_string(),
+    }];
+    let mut asts = vec![];
+    let mut diags = vec![];
+    match mcc_recipe::parse(src) {
+        Ok(r) => asts.push(Some(r)),
+        Err(e) => {
+            diags.push(Diag {
+                severity: Severity::Error,
+                code: "mcc::recipe::syntax".into(),
+                message: e.message.clone(),
+                label: "here".into(),
+                file: 0,
+                span: e.span(),
+                help: None,
+            });
+            asts.push(None);
+        }
+    }
+    for (fname, text) in STDLIB {
+        files.push(SourceFile {
+            name: (*fname).to_string(),
+            text: (*text).to_string(),
+        });
+        match mcc_recipe::parse(text) {
+            Ok(r) => asts.push(Some(r)),
+            Err(e) => {
+                diags.push(Diag {
+                    severity: Severity::Error,
+                    code: "mcc::plan::bug".into(),
+                    message: format!("the standard library does not parse: {}", e.message),
+                    label: "here".into(),
+                    file: files.len() - 1,
+                    span: e.span(),
+                    help: Some("this is a bug in mcc".into()),
+                });
+                asts.push(None);
+            }
+        }
+    }
+    let mut checker = Checker {
+        files,
+        asts,
+        defs: BTreeMap::new(),
+        facts: select::facts(graph),
+        model,
+        base,
+        diags,
+        plan: Plan::default(),
+        stage_names: BTreeMap::new(),
+    };
+    // Definitions: the stdlib's as `std.<name>`, the recipe's own by bare name.
+    for (fi, ast) in checker.asts.clone().iter().enumerate() {
+        let Some(ast) = ast else { continue };
+        for item in &ast.items {
+            if let Item::Def(d) = item {
+                let key = if fi == 0 {
+                    d.name.name.clone()
+                } else {
+                    format!("std.{}", d.name.name)
+                };
+                if checker.defs.contains_key(&key) {
+                    checker.error(
+                        "duplicate_recipe",
+                        fi,
+                        d.name.span,
+                        format!("a recipe named `{key}` already exists"),
+                        "second definition",
+                        None,
+                    );
+                } else {
+                    checker.defs.insert(key, (fi, d.clone()));
+                }
+            }
+        }
+    }
+    checker.run();
+    let mut diags = checker.diags;
+    diags.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(a.file.cmp(&b.file))
+            .then(a.span.start.cmp(&b.span.start))
+    });
+    diags.dedup();
+    Checked {
+        plan: checker.plan,
+        diags,
+        files: checker.files,
+    }
+}

@@ -1,0 +1,100 @@
+//! `prune unstructured`: magnitude pruning. In each selected layer, the `amount` fraction of
+//! weights with the smallest absolute value is set to zero (Han et al., "Learning both
+//! weights and connections").
+//!
+//! Keeps: the graph's structure and every shape; only weight values change. Exactly
+//! `floor(amount · n)` weights of each layer are zero afterwards (ties in magnitude are
+//! broken by position, so the result is deterministic). A weight tensor shared with a
+//! layer that is not selected is copied first, so that layer is unchanged.
+//!
+//! Leaves alone: biases, and layers whose weights are not an f32 constant (reported).
+
+use mcc_ir::{Graph, Origin, StepId, Tensor};
+
+use crate::PassError;
+
+/// What pruning did to one layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pruned {
+    /// The layer.
+    pub node: String,
+    /// Weights in the layer.
+    pub weights: usize,
+    /// Weights that are zero afterwards.
+    pub zeros: usize,
+}
+
+/// Prunes `amount` of the weights of each named node.
+pub fn run(
+    graph: &mut Graph,
+    nodes: &[String],
+    amount: f64,
+    step: StepId,
+) -> Result<Vec<Pruned>, PassError> {
+    let fail = |node: &str, message: String| PassError::Node {
+        pass: "prune-unstructured",
+        node: node.to_string(),
+        op: "",
+        message,
+    };
+    let mut out = vec![];
+    for name in nodes {
+        let n = graph
+            .find_node(name)
+            .ok_or_else(|| fail(name, "no such layer".into()))?;
+        let node = graph
+            .node(n)
+            .ok_or_else(|| fail(name, "no such layer".into()))?;
+        let w = node
+            .inputs
+            .get(1)
+            .copied()
+            .flatten()
+            .ok_or_else(|| fail(name, "the layer has no weight operand".into()))?;
+        let data = graph
+            .const_data(w)
+            .and_then(Tensor::as_f32)
+            .ok_or_else(|| fail(name, "the weights are not an f32 constant".into()))?;
+        let mut pruned = data.clone();
+        let total = pruned.len();
+        let k = ((amount * total as f64).floor() as usize).min(total);
+        let mut order: Vec<usize> = (0..total).collect();
+        {
+            let flat: Vec<f32> = pruned.iter().copied().collect();
+            order.sort_by(|&a, &b| flat[a].abs().total_cmp(&flat[b].abs()).then(a.cmp(&b)));
+        }
+        if let Some(slice) = pruned.as_slice_memory_order_mut() {
+            // as_slice_memory_order is row-major for a standard-layout array.
+            for &i in &order[..k] {
+                slice[i] = 0.0;
+            }
+        } else {
+            return Err(fail(name, "non-contiguous weights".into()));
+        }
+        let zeros = pruned.iter().filter(|&&x| x == 0.0).count();
+        // Copy-on-write when another (unselected) layer shares this weight tensor.
+        let shared = graph
+            .users(w)
+            .iter()
+            .any(|&(u, _)| graph.node(u).is_some_and(|x| !nodes.contains(&x.name)));
+        if shared {
+            let base = format!("{}.pruned", graph.value(w).name);
+            let fresh = graph.fresh_value_name(&base);
+            let nw = graph.add_const(fresh, Tensor::F32(pruned));
+            graph
+                .set_input(n, 1, Some(nw))
+                .map_err(|e| fail(name, e.to_string()))?;
+        } else {
+            graph.make_const(w, Tensor::F32(pruned));
+        }
+        if let Some(node) = graph.node_mut(n) {
+            node.origin = Origin::Step(step);
+        }
+        out.push(Pruned {
+            node: name.clone(),
+            weights: total,
+            zeros,
+        });
+    }
+    Ok(out)
+}

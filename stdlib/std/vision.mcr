@@ -1,0 +1,15 @@
+# std.vision — recipes for convolutional vision models.
+
+# Magnitude pruning of every convolution and fully connected layer.
+recipe sparsify(amount: ratio = 50%) {
+  stage sparsify {
+    prune unstructured on Conv | Gemm | MatMul { amount: amount }
+  }
+}
+
+# Fold every BatchNormalization into the layer before it (exact).
+recipe fold_norms {
+  stage fold {
+    merge batchnorm on BatchNormalization
+  }
+}
