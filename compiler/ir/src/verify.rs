@@ -5,7 +5,8 @@
 //! 1. The graph is acyclic.
 //! 2. Every operand of every node is a live value (an input, a constant, or a node output).
 //! 3. Every node output's definition points back to that node and slot.
-//! 4. Every graph output is a live value; graph inputs are values defined as inputs.
+//! 4. There is at least one graph output, every graph output is a live value, and graph
+//!    inputs are values defined as inputs.
 //! 5. Live value names are unique, and node names are unique.
 //! 6. Every node output's stored type equals what shape inference derives from its operands.
 
@@ -102,6 +103,9 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
                 }
             }
         }
+    }
+    if graph.outputs().is_empty() {
+        bad(None, "the graph has no outputs".into());
     }
     for &v in graph.outputs() {
         if graph.value(v).def == ValueDef::Dead {

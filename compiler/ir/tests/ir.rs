@@ -157,3 +157,14 @@ fn erf_is_accurate() {
         assert!((g - w).abs() <= 2e-7 * w.abs().max(1e-3), "{g} vs {w}");
     }
 }
+
+/// Found by the `ir_text` fuzzer: a graph without outputs verified, and printed an empty
+/// `output` line that did not parse back.
+#[test]
+fn a_graph_without_outputs_is_rejected_and_prints_parseably() {
+    let g = parse("graph g {\n  input %x: f32[2]\n  node n = Relu(%x) -> %y: f32[2]\n}\n").unwrap();
+    assert!(verify(&g).unwrap_err().to_string().contains("no outputs"));
+    let text = print(&g);
+    assert!(!text.contains("output"), "{text}");
+    assert_eq!(print(&parse(&text).unwrap()), text);
+}

@@ -97,7 +97,9 @@ fn write_graph(s: &mut String, graph: &Graph, opts: PrintOptions) -> fmt::Result
         .iter()
         .map(|&v: &ValueId| format!("%{}", name(&graph.value(v).name)))
         .collect();
-    writeln!(s, "  output {}", outs.join(", "))?;
+    if !outs.is_empty() {
+        writeln!(s, "  output {}", outs.join(", "))?;
+    }
     writeln!(s, "}}")
 }
 
