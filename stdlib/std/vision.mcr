@@ -3,7 +3,7 @@
 # Magnitude pruning of every convolution and fully connected layer.
 recipe sparsify(amount: ratio = 50%) {
   stage sparsify {
-    prune unstructured on Conv | Gemm | MatMul { amount: amount }
+    prune unstructured on Conv? | Gemm? | MatMul? { amount: amount }
   }
 }
 

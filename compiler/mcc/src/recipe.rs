@@ -45,7 +45,22 @@ pub fn check(recipe: &Path, model: &Path) -> Result<Session, Error> {
         .into_iter()
         .flatten()
     {
-        extra.extend(check_data(set, &model.graph));
+        // Messages name the files as the recipe writes them, not as resolved.
+        let written = |span: Span| {
+            source
+                .get(span.start as usize + 1..(span.end as usize).saturating_sub(1))
+                .unwrap_or("")
+                .to_string()
+        };
+        for mut d in check_data(set, &model.graph) {
+            d.message = d
+                .message
+                .replace(&set.inputs.display().to_string(), &written(set.inputs_span));
+            if let (Some(l), Some(sp)) = (&set.labels, set.labels_span) {
+                d.message = d.message.replace(&l.display().to_string(), &written(sp));
+            }
+            extra.push(d);
+        }
     }
     checked.diags.extend(extra);
     checked.diags.sort_by(|a, b| {

@@ -250,6 +250,8 @@ struct Checker<'a> {
     diags: Vec<Diag>,
     plan: Plan,
     stage_names: BTreeMap<String, Span>,
+    /// While expanding a `use` written in the recipe: that `use`'s line.
+    via: Option<usize>,
 }
 
 /// A def parameter bound to a value, with the file the value is written in.
@@ -266,6 +268,17 @@ impl Checker<'_> {
         label: impl Into<String>,
         help: Option<String>,
     ) {
+        // Problems inside a `use`d recipe say which `use` reached them.
+        let help = match (file, self.via) {
+            (f, Some(line)) if f != 0 => {
+                let note = format!(
+                    "reached through the `use` on line {line} of {}",
+                    self.files[0].name
+                );
+                Some(help.map_or(note.clone(), |h| format!("{h}\n({note})")))
+            }
+            _ => help,
+        };
         self.diags.push(Diag {
             severity,
             code: format!("mcc::plan::{code}"),
@@ -542,6 +555,7 @@ impl Checker<'_> {
         } else {
             None
         });
+        let saved_via = std::mem::replace(&mut self.via, via);
         for it in &def.body {
             match it {
                 BodyItem::Rule(r) => {
@@ -581,6 +595,7 @@ impl Checker<'_> {
                 }
             }
         }
+        self.via = saved_via;
     }
 
     fn check_rule(
@@ -668,6 +683,7 @@ impl Checker<'_> {
         // Parameters.
         let mut values: Vec<(&'static str, ParamValue)> = vec![];
         let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let params_ok_before = ok;
         for a in &r.params {
             let Some(schema) = variant.params.iter().find(|p| p.name == a.name.name) else {
                 let pn: Vec<&str> = variant.params.iter().map(|p| p.name).collect();
@@ -724,6 +740,8 @@ impl Checker<'_> {
         for schema in variant.params {
             match values.iter().find(|(n, _)| *n == schema.name) {
                 Some((_, v)) => full.push((schema.name, v.clone())),
+                // Given but invalid: already reported.
+                None if seen.contains(schema.name) => {}
                 None => match schema.default {
                     Default::Required => {
                         self.error(
@@ -744,7 +762,12 @@ impl Checker<'_> {
                 },
             }
         }
-        ok &= self.check_semantics(tech.name, variant.name, &full, r, file);
+        let params_valid = full.len() == variant.params.len();
+        if params_valid && params_ok_before {
+            ok &= self.check_semantics(tech.name, variant.name, &full, r, file);
+        } else {
+            ok &= params_valid;
+        }
         // Layers.
         let mut errs = vec![];
         let picked = select::resolve(&r.selector, &self.facts, self.model, &mut errs);
@@ -1258,6 +1281,7 @@ pub fn check(src: &str, name: &str, base: &Path, graph: &Graph, model: &str) -> 
         diags,
         plan: Plan::default(),
         stage_names: BTreeMap::new(),
+        via: None,
     };
     // Definitions: the stdlib's as `std.<name>`, the recipe's own by bare name.
     for (fi, ast) in checker.asts.clone().iter().enumerate() {

@@ -38,6 +38,7 @@ fn describe(r: &Rule) -> &'static str {
         Rule::constraint => "a budget constraint like `size <= 400 KiB`",
         Rule::cmp => "a comparison (`<=`, `<`, `>=`, `>`, `==`, `!=`)",
         Rule::variant => "a technique variant",
+        Rule::on_kw => "`on` and the layers the rule applies to",
         Rule::keyword => "a keyword",
         Rule::value | Rule::quantity | Rule::number | Rule::word => {
             "a value (a number, a quantity like `50%`, a word or a string)"
@@ -325,6 +326,7 @@ fn parse_rule(p: P<'_>) -> Result<crate::ast::Rule, SyntaxError> {
             Rule::variant => variant = Some(parse_ident(it)),
             Rule::selector => selector = Some(parse_selector(it)?),
             Rule::params => params = inner(it).map(parse_arg).collect::<Result<_, _>>()?,
+            Rule::on_kw => {}
             _ => return Err(bad(&it, "rule part")),
         }
     }

@@ -1,0 +1,258 @@
+//! The recipe language end to end: every broken fixture's diagnostics (rendered, as a
+//! snapshot), every good fixture's resolved plan (`explain`, as a snapshot), the shipped
+//! `recipes/` (check and build), and machine-readable diagnostics.
+//!
+//! Fixtures start with `# model: <corpus model>`; error fixtures are named after what they
+//! get wrong, `warn_*` ones must produce warnings and no error.
+
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::path::{Path, PathBuf};
+
+use mcc_passes::plan::Severity;
+use mcc_tests::{corpus, workspace};
+
+fn model_for(recipe: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(recipe).unwrap();
+    let name = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# model: "))
+        .unwrap_or("lenet5")
+        .trim()
+        .to_string();
+    corpus(&format!("{name}.onnx"))
+}
+
+fn render(s: &mcc::recipe::Session) -> String {
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .with_links(false);
+    let mut out = String::new();
+    for d in mcc::diagnostics::rendered(&s.checked) {
+        handler.render_report(&mut out, &d).unwrap();
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn broken_recipes_are_diagnosed() {
+    insta::glob!("../fixtures/recipes", "err/*.mcr", |path| {
+        let s = mcc::recipe::check(path, &model_for(path)).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        let errors = s
+            .checked
+            .diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        if name.starts_with("warn_") {
+            assert_eq!(
+                errors,
+                0,
+                "{name}: a warning fixture has errors:\n{}",
+                render(&s)
+            );
+            assert!(
+                s.checked
+                    .diags
+                    .iter()
+                    .any(|d| d.severity == Severity::Warning),
+                "{name}: no warning"
+            );
+        } else {
+            assert!(errors > 0, "{name}: no error reported");
+        }
+        for d in &s.checked.diags {
+            assert!(d.code.starts_with("mcc::"), "{name}: code {}", d.code);
+        }
+        insta::assert_snapshot!(render(&s));
+    });
+}
+
+#[test]
+fn good_recipes_resolve_to_plans() {
+    insta::glob!("../fixtures/recipes", "ok/*.mcr", |path| {
+        let s = mcc::recipe::check(path, &model_for(path)).unwrap();
+        assert!(
+            s.checked.diags.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            render(&s)
+        );
+        insta::assert_snapshot!(mcc::recipe::explain(&s));
+    });
+}
+
+#[test]
+fn every_error_is_reported_in_one_run() {
+    let s = mcc::recipe::check(
+        &workspace().join("tests/fixtures/recipes/err/unknown_layers_all_reported.mcr"),
+        &corpus("lenet5.onnx"),
+    )
+    .unwrap();
+    let codes: Vec<&str> = s.checked.diags.iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(codes, ["mcc::plan::unknown_layer"; 3], "{}", render(&s));
+}
+
+#[test]
+fn a_misspelled_layer_names_the_right_one() {
+    let s = mcc::recipe::check(
+        &workspace().join("tests/fixtures/recipes/err/unknown_layer_typo.mcr"),
+        &corpus("lenet5.onnx"),
+    )
+    .unwrap();
+    let d = &s.checked.diags[0];
+    assert_eq!(d.code, "mcc::plan::unknown_layer");
+    assert!(
+        d.help
+            .as_deref()
+            .is_some_and(|h| h.starts_with("did you mean one of `/conv1/Conv`")),
+        "{:?}",
+        d.help
+    );
+    let text = &s.checked.files[0].text;
+    assert_eq!(
+        &text[d.span.start as usize..d.span.end as usize],
+        "\"/conv1/Cnov\""
+    );
+}
+
+#[test]
+fn json_diagnostics_are_one_object_per_line() {
+    let s = mcc::recipe::check(
+        &workspace().join("tests/fixtures/recipes/err/unknown_layers_all_reported.mcr"),
+        &corpus("lenet5.onnx"),
+    )
+    .unwrap();
+    let lines = mcc::diagnostics::json_lines(&s.checked);
+    let objs: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 3);
+    let first = &objs[0];
+    assert_eq!(first["file"], "unknown_layers_all_reported.mcr");
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(2), Some(23))
+    );
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["code"], "mcc::plan::unknown_layer");
+    assert!(first["help"].as_str().unwrap().contains("did you mean"));
+}
+
+fn shipped() -> Vec<(PathBuf, PathBuf)> {
+    let mut v = vec![];
+    for e in std::fs::read_dir(workspace().join("recipes")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "mcr") {
+            let stem = p.file_stem().unwrap().to_string_lossy().to_string();
+            let model = match stem.as_str() {
+                "lenet5" => workspace().join("examples/lenet5/lenet5.onnx"),
+                "any" => corpus("light/light_squeezenet.onnx"),
+                m => corpus(&format!("{m}.onnx")),
+            };
+            v.push((p, model));
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn shipped_recipes_check_cleanly() {
+    let all = shipped();
+    assert!(all.len() >= 7, "{all:?}");
+    for (recipe, model) in all {
+        let s = mcc::recipe::check(&recipe, &model).unwrap();
+        assert!(
+            s.checked.diags.is_empty(),
+            "{}:\n{}",
+            recipe.display(),
+            render(&s)
+        );
+    }
+}
+
+#[test]
+fn the_example_recipe_builds_end_to_end() {
+    let recipe = workspace().join("recipes/lenet5.mcr");
+    let s = mcc::recipe::check(&recipe, &workspace().join("examples/lenet5/lenet5.onnx")).unwrap();
+    let r = mcc::recipe::build(&s).unwrap();
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    // The recipe line shaped the IR (provenance), the report and the plan.
+    let text = mcc_ir::text::print(&r.graph);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("node /fc1/Gemm") && l.ends_with("!step2")),
+        "{text}"
+    );
+    let fc1 = r.report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "/fc1/Gemm")
+        .unwrap();
+    assert_eq!(fc1["techniques"][0]["recipe_line"], 13);
+    assert_eq!(
+        fc1["nonzero_params"]["after"],
+        400_500 - 320_000,
+        "80% of fc1's 400,000 weights are zero; its 500 biases stay"
+    );
+    let err = &fc1["output_error"];
+    assert!(
+        err["relative_l2"].as_f64().unwrap() > 0.0 && err["cosine"].as_f64().unwrap() > 0.9,
+        "{err}"
+    );
+    let acc = &r.report["model_totals"]["accuracy"];
+    assert_eq!(acc["before"], 0.98);
+    assert!(acc["after"].as_f64().unwrap() >= 0.97);
+    assert!(mcc::recipe::explain(&s).contains("prune unstructured amount=0.8"));
+    // Outputs are written atomically and the ONNX loads back.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    mcc::recipe::write_outputs(&out, &r).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, ["out"], "no temporary folder is left behind");
+    let back = mcc::load(&out.join("model.onnx")).unwrap();
+    assert_eq!(
+        mcc_ir::text::print(&back.graph).lines().count(),
+        text.lines().count()
+    );
+}
+
+#[test]
+fn every_shipped_recipe_builds_within_its_budget() {
+    for (recipe, model) in shipped() {
+        let s = mcc::recipe::check(&recipe, &model).unwrap();
+        let r = mcc::recipe::build(&s).unwrap();
+        assert!(
+            r.violations.is_empty(),
+            "{}: {:?}",
+            recipe.display(),
+            r.violations
+        );
+        let t = &r.report["model_totals"];
+        println!(
+            "{}: nonzero weights {} → {}, accuracy {} → {}",
+            recipe.file_name().unwrap().to_string_lossy(),
+            t["nonzero_params"]["before"],
+            t["nonzero_params"]["after"],
+            t["accuracy"]["before"],
+            t["accuracy"]["after"]
+        );
+        assert!(t["nonzero_params"]["after"].as_u64() < t["nonzero_params"]["before"].as_u64());
+    }
+}
