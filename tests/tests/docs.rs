@@ -4,7 +4,12 @@
 //! registry is documented.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use mcc_passes::plan::Severity;
 use mcc_passes::registry::TECHNIQUES;
@@ -15,7 +20,10 @@ fn blocks(md: &str) -> Vec<(String, String)> {
     let mut lines = md.lines();
     while let Some(l) = lines.next() {
         if let Some(info) = l.strip_prefix("```mcr") {
-            let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
             out.push((info.trim().to_string(), body.join("\n") + "\n"));
         }
     }
@@ -29,20 +37,39 @@ fn every_example_in_the_reference_is_true() {
     let examples = blocks(&md);
     assert!(examples.len() >= 15, "found {} examples", examples.len());
     for (i, (info, src)) in examples.iter().enumerate() {
-        let model = src.lines().next().and_then(|l| l.strip_prefix("# model: ")).unwrap_or_else(|| panic!("example {i} does not name its model:\n{src}"));
+        let model = src
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# model: "))
+            .unwrap_or_else(|| panic!("example {i} does not name its model:\n{src}"));
         // Paths in examples are relative to docs/: check from a file there.
         let path = docs.join(format!(".example-{}-{i}.mcr", std::process::id()));
         std::fs::write(&path, src).unwrap();
         let checked = mcc::recipe::check(&path, &corpus(&format!("{}.onnx", model.trim())));
         std::fs::remove_file(&path).unwrap();
         let s = checked.unwrap();
-        let errors: Vec<&mcc_passes::plan::Diag> = s.checked.diags.iter().filter(|d| d.severity == Severity::Error).collect();
+        let errors: Vec<&mcc_passes::plan::Diag> = s
+            .checked
+            .diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
         match info.as_str() {
-            "" => assert!(s.checked.diags.is_empty(), "example {i} does not check cleanly:\n{src}\n{:#?}", s.checked.diags),
+            "" => assert!(
+                s.checked.diags.is_empty(),
+                "example {i} does not check cleanly:\n{src}\n{:#?}",
+                s.checked.diags
+            ),
             "planned" => {
-                assert!(!errors.is_empty(), "example {i} is marked planned but checks cleanly — update the docs:\n{src}");
+                assert!(
+                    !errors.is_empty(),
+                    "example {i} is marked planned but checks cleanly — update the docs:\n{src}"
+                );
                 for e in errors {
-                    assert_eq!(e.code, "mcc::plan::not_supported_yet", "example {i}:\n{src}\n{e:#?}");
+                    assert_eq!(
+                        e.code, "mcc::plan::not_supported_yet",
+                        "example {i}:\n{src}\n{e:#?}"
+                    );
                 }
             }
             other => panic!("unknown example kind `{other}`"),
@@ -54,11 +81,27 @@ fn every_example_in_the_reference_is_true() {
 fn every_technique_variant_and_parameter_is_documented() {
     let md = std::fs::read_to_string(workspace().join("docs/recipes.md")).unwrap();
     for t in TECHNIQUES {
-        assert!(md.contains(&format!("### `{}`", t.name)), "technique `{}` has no section", t.name);
+        assert!(
+            md.contains(&format!("### `{}`", t.name)),
+            "technique `{}` has no section",
+            t.name
+        );
         for v in t.variants {
-            assert!(md.contains(&format!("{} {}", t.name, v.name)) || md.contains(&format!("**`{}`**", v.name)), "`{} {}` is not documented", t.name, v.name);
+            assert!(
+                md.contains(&format!("{} {}", t.name, v.name))
+                    || md.contains(&format!("**`{}`**", v.name)),
+                "`{} {}` is not documented",
+                t.name,
+                v.name
+            );
             for p in v.params {
-                assert!(md.contains(&format!("`{}`", p.name)), "parameter `{}` of `{} {}` is not documented", p.name, t.name, v.name);
+                assert!(
+                    md.contains(&format!("`{}`", p.name)),
+                    "parameter `{}` of `{} {}` is not documented",
+                    p.name,
+                    t.name,
+                    v.name
+                );
             }
         }
     }

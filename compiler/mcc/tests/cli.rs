@@ -296,3 +296,106 @@ fn bad_inputs_give_one_clear_diagnostic() {
         );
     }
 }
+
+fn recipe_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "lenet5.onnx",
+        "mnist_calib_x.npy",
+        "mnist_test_x.npy",
+        "mnist_test_y.npy",
+    ] {
+        std::fs::copy(examples().join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn check_explain_and_build_a_recipe() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("r.mcr"),
+        "calibrate with \"mnist_calib_x.npy\"\nevaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\nbudget {\n  accuracy_drop <= 2%\n}\nstage s {\n  prune unstructured on Gemm { amount: 70% }\n}\n",
+    )
+    .unwrap();
+    let out = mcc(d, &["check", "r.mcr", "lenet5.onnx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 step(s) on 2 layer(s)"));
+    let out = mcc(d, &["explain", "r.mcr", "lenet5.onnx"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("/fc1/Gemm")
+            && l.contains("prune unstructured amount=0.7")
+            && l.ends_with("r.mcr:7")),
+        "{text}"
+    );
+    let out = mcc(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["model.mcir", "model.onnx", "report.json"] {
+        assert!(d.join("out").join(f).exists(), "{f} missing");
+    }
+    // Building again replaces the previous output folder.
+    let out = mcc(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_missed_budget_fails_the_build_and_writes_nothing() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("r.mcr"),
+        "evaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\nbudget {\n  accuracy_drop <= 0.1%\n  size <= 100 KiB\n}\nprune unstructured on Conv | Gemm { amount: 95% }\n",
+    )
+    .unwrap();
+    let err = fails(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
+    assert!(
+        err.contains("mcc::build::budget")
+            && err.contains("line 3: `accuracy_drop <= 0.1%`")
+            && err.contains("line 4: `size <= 100 KiB`"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("out"))
+        .collect();
+    assert!(left.is_empty(), "a failed build left {left:?}");
+}
+
+#[test]
+fn json_diagnostics_for_build_systems() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    std::fs::write(d.join("r.mcr"), "prune unstructured on \"/fc1/Gem\" { amount: 50% }\nprune unstructured on Conv { amount: 0% }\n").unwrap();
+    let out = mcc(
+        d,
+        &["check", "r.mcr", "lenet5.onnx", "--message-format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let json: Vec<&str> = err.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(json.len(), 2, "{err}");
+    assert!(
+        json[0].contains(r#""code":"mcc::plan::unknown_layer""#)
+            && json[0].contains(r#""line":1"#)
+            && json[0].contains(r#""column":23"#)
+            && json[0].contains("did you mean `/fc1/Gemm`?"),
+        "{}",
+        json[0]
+    );
+    assert!(
+        json[1].contains(r#""severity":"warning""#) && json[1].contains("mcc::plan::no_effect"),
+        "{}",
+        json[1]
+    );
+}

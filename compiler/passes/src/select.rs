@@ -154,7 +154,8 @@ pub fn facts(graph: &Graph) -> Vec<NodeFacts> {
     out
 }
 
-/// Up to three candidates close to `wanted` (Jaro similarity above 0.7), best first.
+/// Up to three candidates close to `wanted` (Jaro similarity above 0.7, and within 0.05 of
+/// the best one), best first.
 pub fn suggest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut scored: Vec<(f64, &str)> = candidates
         .into_iter()
@@ -163,6 +164,9 @@ pub fn suggest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
+    // When one candidate is clearly closest, the others are noise.
+    let best = scored.first().map_or(0.0, |b| b.0);
+    scored.retain(|(s, _)| *s >= best - 0.05);
     scored
         .into_iter()
         .take(3)
