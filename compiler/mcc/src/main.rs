@@ -182,8 +182,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints a check's diagnostics; returns whether there was an error.
-fn report(session: &mcc::recipe::Session, format: MessageFormat) -> bool {
+/// Checks a recipe against a model and prints its diagnostics; fails if any is an error.
+fn checked(
+    recipe: &Path,
+    model: &Path,
+    format: MessageFormat,
+) -> Result<mcc::recipe::Session, Error> {
+    let session = mcc::recipe::check(recipe, model)?;
     match format {
         MessageFormat::Json => eprint!("{}", mcc::diagnostics::json_lines(&session.checked)),
         MessageFormat::Human => {
@@ -192,12 +197,18 @@ fn report(session: &mcc::recipe::Session, format: MessageFormat) -> bool {
             }
         }
     }
-    session.checked.has_errors()
-}
-
-/// A recipe failed its check (already reported).
-fn failed_check(n: usize) -> Error {
-    Error::Usage(format!("the recipe has {n} error(s); nothing was built"))
+    let errors = session
+        .checked
+        .diags
+        .iter()
+        .filter(|d| d.severity == mcc_passes::plan::Severity::Error)
+        .count();
+    if errors > 0 {
+        return Err(Error::Usage(format!(
+            "the recipe has {errors} error(s); nothing was built"
+        )));
+    }
+    Ok(session)
 }
 
 fn dispatch(cmd: Command) -> Result<(), Error> {
@@ -207,16 +218,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             model,
             message_format,
         } => {
-            let s = mcc::recipe::check(&recipe, &model)?;
-            if report(&s, message_format) {
-                return Err(failed_check(
-                    s.checked
-                        .diags
-                        .iter()
-                        .filter(|d| d.severity == mcc_passes::plan::Severity::Error)
-                        .count(),
-                ));
-            }
+            let s = checked(&recipe, &model, message_format)?;
             let steps: usize = s.checked.plan.stages.iter().map(|st| st.steps.len()).sum();
             let layers: std::collections::BTreeSet<&String> = s
                 .checked
@@ -239,16 +241,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             model,
             message_format,
         } => {
-            let s = mcc::recipe::check(&recipe, &model)?;
-            if report(&s, message_format) {
-                return Err(failed_check(
-                    s.checked
-                        .diags
-                        .iter()
-                        .filter(|d| d.severity == mcc_passes::plan::Severity::Error)
-                        .count(),
-                ));
-            }
+            let s = checked(&recipe, &model, message_format)?;
             print!("{}", mcc::recipe::explain(&s));
             Ok(())
         }
@@ -258,16 +251,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             output,
             message_format,
         } => {
-            let s = mcc::recipe::check(&recipe, &model)?;
-            if report(&s, message_format) {
-                return Err(failed_check(
-                    s.checked
-                        .diags
-                        .iter()
-                        .filter(|d| d.severity == mcc_passes::plan::Severity::Error)
-                        .count(),
-                ));
-            }
+            let s = checked(&recipe, &model, message_format)?;
             let result = mcc::recipe::build(&s)?;
             if !result.violations.is_empty() {
                 let lines: Vec<String> = result

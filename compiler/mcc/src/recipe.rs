@@ -189,12 +189,11 @@ pub fn explain(s: &Session) -> String {
     for f in &facts {
         match rows.get(f.name.as_str()) {
             None => out.push_str(
-                &format!(
+                format!(
                     "{:<w$}  {:<18}  {:<10}  {:<40}  \n",
                     f.name, f.op, "-", "(unchanged)"
                 )
-                .trim_end()
-                .to_string(),
+                .trim_end(),
             ),
             Some(list) => {
                 for (i, (stage, tech, from)) in list.iter().enumerate() {
@@ -204,9 +203,7 @@ pub fn explain(s: &Session) -> String {
                         ("", "")
                     };
                     out.push_str(
-                        &format!("{name:<w$}  {op:<18}  {stage:<10}  {tech:<40}  {from}")
-                            .trim_end()
-                            .to_string(),
+                        format!("{name:<w$}  {op:<18}  {stage:<10}  {tech:<40}  {from}").trim_end(),
                     );
                     if i + 1 < list.len() {
                         out.push('\n');
@@ -276,13 +273,12 @@ fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (usize, usize) {
 fn totals(graph: &Graph) -> (usize, usize) {
     let (mut total, mut nonzero) = (0, 0);
     for v in graph.value_ids() {
-        if let ValueDef::Const(_) = graph.value(v).def {
-            if let Some(t) = graph.const_data(v).filter(|t| t.dtype().is_float()) {
-                if graph.is_used(v) {
-                    total += t.len();
-                    nonzero += t.to_f64_vec().iter().filter(|&&x| x != 0.0).count();
-                }
-            }
+        if let ValueDef::Const(_) = graph.value(v).def
+            && let Some(t) = graph.const_data(v).filter(|t| t.dtype().is_float())
+            && graph.is_used(v)
+        {
+            total += t.len();
+            nonzero += t.to_f64_vec().iter().filter(|&&x| x != 0.0).count();
         }
     }
     (total, nonzero)

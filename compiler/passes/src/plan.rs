@@ -458,12 +458,7 @@ impl Checker<'_> {
             return;
         }
         let name = &u.path.name;
-        let key = if self.defs.contains_key(name) {
-            name.clone()
-        } else {
-            name.clone()
-        };
-        let Some((def_file, def)) = self.defs.get(&key).cloned() else {
+        let Some((def_file, def)) = self.defs.get(name).cloned() else {
             let cands: Vec<&str> = self.defs.keys().map(String::as_str).collect();
             let help = did_you_mean(&suggest(name, cands.iter().copied()))
                 .or_else(|| Some(format!("available: {}", cands.join(", "))));
@@ -503,22 +498,18 @@ impl Checker<'_> {
                 }
                 Some(p) => {
                     let (vf, v) = substitute(env, file, &a.value);
-                    if let Some(ty) = &p.ty {
-                        if let Err((label, help)) = check_declared(&ty.name, &v) {
-                            self.error(
-                                "bad_argument",
-                                vf,
-                                v.span,
-                                format!(
-                                    "`{}` must be {}",
-                                    a.name.name,
-                                    describe_declared(&ty.name)
-                                ),
-                                label,
-                                help,
-                            );
-                            continue;
-                        }
+                    if let Some(ty) = &p.ty
+                        && let Err((label, help)) = check_declared(&ty.name, &v)
+                    {
+                        self.error(
+                            "bad_argument",
+                            vf,
+                            v.span,
+                            format!("`{}` must be {}", a.name.name, describe_declared(&ty.name)),
+                            label,
+                            help,
+                        );
+                        continue;
                     }
                     if bound.insert(p.name.name.clone(), (vf, v)).is_some() {
                         self.error(
@@ -875,11 +866,11 @@ impl Checker<'_> {
                 }
             }
             ("prune", "nm") => {
-                if let (Some(n), Some(m)) = (num("n"), num("m")) {
-                    if n >= m {
-                        self.error("bad_parameter", file, span_of("n"), format!("N:M sparsity keeps n of every m weights, so n must be below m ({n} ≥ {m})"), "n must be below m", Some(format!("{n}:{m} would keep every weight; 2:4 keeps half")));
-                        return false;
-                    }
+                if let (Some(n), Some(m)) = (num("n"), num("m"))
+                    && n >= m
+                {
+                    self.error("bad_parameter", file, span_of("n"), format!("N:M sparsity keeps n of every m weights, so n must be below m ({n} ≥ {m})"), "n must be below m", Some(format!("{n}:{m} would keep every weight; 2:4 keeps half")));
+                    return false;
                 }
             }
             ("prune", "filters" | "channels") => {
@@ -1086,10 +1077,10 @@ impl Checker<'_> {
 
 /// Replaces a bare word naming a recipe parameter by the value bound to it.
 fn substitute(env: &Env, file: usize, v: &Value) -> (usize, Value) {
-    if let ValueKind::Word(w) = &v.kind {
-        if let Some((f, bound)) = env.get(w) {
-            return (*f, bound.clone());
-        }
+    if let ValueKind::Word(w) = &v.kind
+        && let Some((f, bound)) = env.get(w)
+    {
+        return (*f, bound.clone());
     }
     (file, v.clone())
 }
@@ -1293,7 +1284,11 @@ pub fn check(src: &str, name: &str, base: &Path, graph: &Graph, model: &str) -> 
                 } else {
                     format!("std.{}", d.name.name)
                 };
-                if checker.defs.contains_key(&key) {
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    checker.defs.entry(key.clone())
+                {
+                    slot.insert((fi, d.clone()));
+                } else {
                     checker.error(
                         "duplicate_recipe",
                         fi,
@@ -1302,8 +1297,6 @@ pub fn check(src: &str, name: &str, base: &Path, graph: &Graph, model: &str) -> 
                         "second definition",
                         None,
                     );
-                } else {
-                    checker.defs.insert(key, (fi, d.clone()));
                 }
             }
         }
