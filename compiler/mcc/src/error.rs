@@ -78,6 +78,20 @@ pub enum Error {
         help("nothing was written; relax the budget or compress less")
     )]
     Budget(String),
+    /// The compiled IR differs from the committed snapshot.
+    #[error("the compiled IR differs from the snapshot `{}`:\n{diff}", path.display())]
+    #[diagnostic(
+        code(mcc::build::snapshot),
+        help(
+            "review the diff; if the change is intended, run the same command with --bless to update the snapshot"
+        )
+    )]
+    Snapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// The unified diff, snapshot → compiled.
+        diff: String,
+    },
     /// The command line asks for something inconsistent.
     #[error("{0}")]
     #[diagnostic(code(mcc::usage))]

@@ -37,8 +37,31 @@ enum MessageFormat {
     Json,
 }
 
+/// Extra build outputs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Emit {
+    /// One unified IR diff per step that changed the model.
+    IrDiffs,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Show what differs between two models, as a unified diff of their IR text.
+    ///
+    /// Both are read and canonicalized first (ONNX or .mcir), so the diff shows only real
+    /// changes: rewritten or removed nodes, constants whose data changed (fingerprints).
+    /// Exit status 0 even when they differ, unless --exit-code is given (then 1).
+    ///
+    /// Example: mcc diff examples/lenet5/lenet5.onnx out/lenet5/model.onnx
+    Diff {
+        /// The model before.
+        a: PathBuf,
+        /// The model after.
+        b: PathBuf,
+        /// Exit with status 1 when the models differ (like `git diff --exit-code`).
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Check a recipe against a model, before any data beyond array shapes is read.
     ///
     /// Reports every problem of the recipe in one run: unknown layers, techniques and
@@ -86,6 +109,17 @@ enum Command {
         /// Output folder (default: mcc-out/<model name>).
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
+        /// Extra outputs: `ir-diffs` writes DIR/ir-diffs/NN-<stage>-<technique>.diff, the IR
+        /// diff of every step that changed something.
+        #[arg(long, value_enum, value_name = "WHAT")]
+        emit: Vec<Emit>,
+        /// Compare the compiled IR with this committed IR text and fail with the diff when it
+        /// changed: how a team reviews, in its own CI, what a recipe change does to its model.
+        #[arg(long, value_name = "FILE.mcir")]
+        snapshot: Option<PathBuf>,
+        /// With --snapshot: accept the compiled IR and (re)write the snapshot file.
+        #[arg(long, requires = "snapshot")]
+        bless: bool,
         /// `human` or `json` diagnostics.
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
@@ -245,11 +279,29 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             print!("{}", mcc::recipe::explain(&s));
             Ok(())
         }
+        Command::Diff { a, b, exit_code } => {
+            let (ga, gb) = (mcc::load(&a)?.graph, mcc::load(&b)?.graph);
+            let (ta, tb) = (mcc_ir::text::print(&ga), mcc_ir::text::print(&gb));
+            let diff = mcc_ir::text::diff::unified(
+                &ta,
+                &tb,
+                &a.display().to_string(),
+                &b.display().to_string(),
+            );
+            print!("{diff}");
+            if exit_code && !diff.is_empty() {
+                return Err(Error::Usage("the models differ".into()));
+            }
+            Ok(())
+        }
         Command::Build {
             recipe,
             model,
             output,
             message_format,
+            emit,
+            snapshot,
+            bless,
         } => {
             let s = checked(&recipe, &model, message_format)?;
             let result = mcc::recipe::build(&s)?;
@@ -264,7 +316,10 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             let dir = output.unwrap_or_else(|| {
                 PathBuf::from("mcc-out").join(model.file_stem().unwrap_or_default())
             });
-            mcc::recipe::write_outputs(&dir, &result)?;
+            if let Some(snap) = &snapshot {
+                mcc::recipe::check_snapshot(snap, &result.graph, bless)?;
+            }
+            mcc::recipe::write_outputs(&dir, &result, emit.contains(&Emit::IrDiffs))?;
             let t = &result.report["model_totals"];
             println!("built {} with {}", model.display(), recipe.display());
             println!(

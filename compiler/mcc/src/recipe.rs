@@ -253,6 +253,9 @@ pub struct BuildResult {
     pub violations: Vec<(String, usize, String)>,
     /// The compressed graph.
     pub graph: Graph,
+    /// For every step that changed the IR: a file name (`01-stage-technique-variant.diff`)
+    /// and the unified diff of the IR text before and after it.
+    pub ir_diffs: Vec<(String, String)>,
 }
 
 fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (usize, usize) {
@@ -322,6 +325,28 @@ fn bar(len: u64, msg: &'static str) -> indicatif::ProgressBar {
     b
 }
 
+/// Compares the compiled IR with a committed snapshot: `Ok` when equal, or when `bless` is
+/// set (the snapshot is then written). A difference fails with the readable diff.
+pub fn check_snapshot(path: &Path, graph: &Graph, bless: bool) -> Result<(), Error> {
+    let now = mcc_ir::text::print(graph);
+    if bless {
+        return crate::write_atomic(path, now.as_bytes());
+    }
+    let then = std::fs::read_to_string(path).map_err(|cause| Error::Io {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let diff = mcc_ir::text::diff::unified(&then, &now, &path.display().to_string(), "compiled");
+    if diff.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Snapshot {
+            path: path.to_path_buf(),
+            diff,
+        })
+    }
+}
+
 fn fnv1a64(s: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
@@ -339,6 +364,8 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
     // Run the steps, stage by stage.
     let mut step_id = 0u32;
     let mut applied: Vec<(StepId, &Step, String)> = vec![];
+    let mut ir_diffs = vec![];
+    let mut text = mcc_ir::text::print(&graph);
     for stage in &plan.stages {
         for step in &stage.steps {
             step_id += 1;
@@ -361,6 +388,26 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
                 Error::Usage(format!("after step {step_id}: node `{node}` ({op}): {e}"))
             })?;
             mcc_ir::verify(&graph)?;
+            let after = mcc_ir::text::print(&graph);
+            let origin = format!(
+                "{}:{}",
+                s.checked.files[step.origin.file].name, step.origin.line
+            );
+            let to = format!(
+                "after step {step_id}: {} {} ({origin})",
+                step.technique, step.variant
+            );
+            let diff = mcc_ir::text::diff::unified(&text, &after, "before", &to);
+            if !diff.is_empty() {
+                ir_diffs.push((
+                    format!(
+                        "{step_id:02}-{}-{}-{}.diff",
+                        stage.name, step.technique, step.variant
+                    ),
+                    diff,
+                ));
+            }
+            text = after;
             applied.push((id, step, stage.name.clone()));
         }
     }
@@ -530,12 +577,14 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
         report,
         violations,
         graph,
+        ir_diffs,
     })
 }
 
-/// Writes `model.mcir`, `model.onnx` and `report.json` into `dir`, atomically: everything
-/// goes to a sibling temporary folder that is renamed into place at the end.
-pub fn write_outputs(dir: &Path, result: &BuildResult) -> Result<(), Error> {
+/// Writes `model.mcir`, `model.onnx` and `report.json` (and, with `ir_diffs`, one diff per
+/// step under `ir-diffs/`) into `dir`, atomically: everything goes to a sibling temporary
+/// folder that is renamed into place at the end.
+pub fn write_outputs(dir: &Path, result: &BuildResult, ir_diffs: bool) -> Result<(), Error> {
     if dir.exists()
         && !dir.join("report.json").exists()
         && std::fs::read_dir(dir)
@@ -574,6 +623,13 @@ pub fn write_outputs(dir: &Path, result: &BuildResult) -> Result<(), Error> {
             .map_err(|e| Error::Usage(e.to_string()))?;
         std::fs::write(tmp.join("report.json"), json + "\n")
             .map_err(io(&tmp.join("report.json")))?;
+        if ir_diffs {
+            let d = tmp.join("ir-diffs");
+            std::fs::create_dir_all(&d).map_err(io(&d))?;
+            for (name, diff) in &result.ir_diffs {
+                std::fs::write(d.join(name), diff).map_err(io(&d.join(name)))?;
+            }
+        }
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(io(dir))?;
         }

@@ -23,6 +23,7 @@
 //! * Fixtures may also write `seeded(S)` (uniform in [-1, 1)) and `positive(S)` (in
 //!   [0.5, 1.5)) for deterministic pseudo-random constants of the declared type.
 
+pub mod diff;
 pub mod parse;
 pub mod print;
 
