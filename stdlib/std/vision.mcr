@@ -7,9 +7,10 @@ recipe sparsify(amount: ratio = 50%) {
   }
 }
 
-# Fold every BatchNormalization into the layer before it (exact).
+# Fold every BatchNormalization into the Conv or Gemm before it (exact). Norms that cannot
+# be folded are left alone, with the reason in `mcc explain` and the report.
 recipe fold_norms {
   stage fold {
-    merge batchnorm on BatchNormalization
+    merge batchnorm on BatchNormalization?
   }
 }

@@ -170,13 +170,21 @@ pub fn explain(s: &Session) -> String {
                 if let Some(via) = step.origin.via {
                     from.push_str(&format!(" (used at {}:{via})", files[0].name));
                 }
-                rows.entry(n.as_str()).or_default().push((
-                    stage.name.clone(),
-                    format!("{} {} {}", step.technique, step.variant, params.join(" "))
-                        .trim()
-                        .to_string(),
-                    from,
-                ));
+                let mut what = format!("{} {} {}", step.technique, step.variant, params.join(" "))
+                    .trim()
+                    .to_string();
+                // Merges that will refuse a layer say so now, with the reason.
+                if (step.technique, step.variant) == ("merge", "batchnorm") {
+                    let node = s.model.graph.find_node(n);
+                    if let Some(Err(why)) =
+                        node.map(|id| mcc_passes::merge_batchnorm::check(&s.model.graph, id))
+                    {
+                        what = format!("{what} — left alone: {why}");
+                    }
+                }
+                rows.entry(n.as_str())
+                    .or_default()
+                    .push((stage.name.clone(), what, from));
             }
         }
     }
@@ -365,6 +373,9 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
     let mut step_id = 0u32;
     let mut applied: Vec<(StepId, &Step, String)> = vec![];
     let mut ir_diffs = vec![];
+    let mut left_alone: Vec<serde_json::Value> = vec![];
+    // (removed norm, layer that absorbed it)
+    let mut merges: Vec<(String, String)> = vec![];
     let mut text = mcc_ir::text::print(&graph);
     for stage in &plan.stages {
         for step in &stage.steps {
@@ -377,6 +388,17 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
                         _ => 0.0,
                     };
                     mcc_passes::prune_unstructured::run(&mut graph, &step.nodes, amount, id)?;
+                }
+                ("merge", "batchnorm") => {
+                    let (done, skipped) =
+                        mcc_passes::merge_batchnorm::run(&mut graph, &step.nodes, id)?;
+                    for m in done {
+                        merges.push((m.norm, m.into));
+                    }
+
+                    for l in skipped {
+                        left_alone.push(serde_json::json!({"node": l.node, "step": step_id, "technique": "merge batchnorm", "why": l.why, "recipe_line": step.origin.line}));
+                    }
                 }
                 (t, v) => {
                     return Err(Error::Usage(format!(
@@ -417,6 +439,7 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
         let mut v: Vec<String> = applied
             .iter()
             .flat_map(|(_, st, _)| st.nodes.iter().cloned())
+            .chain(merges.iter().map(|(_, into)| into.clone()))
             .collect();
         v.sort();
         v.dedup();
@@ -428,29 +451,39 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
         let x = tensor_io::read_input(&set.inputs, &input.name, &input.ty)?;
         let chunks = tensor_io::split_batch(&x, 32);
         let pb = bar(chunks.len() as u64, "comparing layers");
-        // Compare every node output of the compressed graph with the original's, by value name.
-        let watch: Vec<(String, String)> = touched
+        // Compare each changed layer's output with what the original computed at that point:
+        // its own output, or, for a layer that absorbed a norm, the norm's output.
+        let out_name = |g: &Graph, n: &str| {
+            g.find_node(n)
+                .and_then(|id| g.node(id))
+                .and_then(|node| node.outputs.first().map(|&o| g.value(o).name.clone()))
+        };
+        let watch: Vec<(String, String, String)> = touched
             .iter()
             .filter_map(|n| {
-                original
-                    .find_node(n)
-                    .and_then(|id| original.node(id))
-                    .and_then(|node| node.outputs.first())
-                    .map(|&o| (n.clone(), original.value(o).name.clone()))
+                let reference_at = merges
+                    .iter()
+                    .find(|(_, into)| into == n)
+                    .map_or(n.as_str(), |(norm, _)| norm.as_str());
+                Some((
+                    n.clone(),
+                    out_name(original, reference_at)?,
+                    out_name(&graph, n)?,
+                ))
             })
             .collect();
         for chunk in chunks {
             let mut reference: HashMap<String, Tensor> = HashMap::new();
             mcc_ir::run_observed(original, std::slice::from_ref(&chunk), &mut |v, t| {
                 let name = &original.value(v).name;
-                if watch.iter().any(|(_, o)| o == name) {
+                if watch.iter().any(|(_, o, _)| o == name) {
                     reference.insert(name.clone(), t.clone());
                 }
             })?;
             mcc_ir::run_observed(&graph, &[chunk], &mut |v, t| {
                 let name = &graph.value(v).name;
-                if let (Some((layer, _)), Some(r)) =
-                    (watch.iter().find(|(_, o)| o == name), reference.get(name))
+                let hit = watch.iter().find(|(_, _, c)| c == name);
+                if let Some((layer, r)) = hit.and_then(|(l, o, _)| reference.get(o).map(|r| (l, r)))
                 {
                     let a = acc.entry(layer.clone()).or_default();
                     for (x, y) in t.to_f64_vec().iter().zip(r.to_f64_vec()) {
@@ -486,7 +519,21 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
     let after_table = crate::inspect::table(&graph);
     let mut layers = vec![];
     for name in &touched {
-        let (Some(nb), Some(na)) = (original.find_node(name), graph.find_node(name)) else {
+        let Some(nb) = original.find_node(name) else {
+            continue;
+        };
+        let Some(na) = graph.find_node(name) else {
+            // Removed by a merge.
+            let into = merges
+                .iter()
+                .find(|(norm, _)| norm == name)
+                .map(|(_, into)| into.clone());
+            let (pb_, _) = weight_stats(original, nb);
+            layers.push(serde_json::json!({
+                "name": name, "op": original.node(nb).map_or("", |n| n.op.name()),
+                "removed": true, "merged_into": into,
+                "params": {"before": pb_, "after": 0}, "bytes": {"before": pb_ * 4, "after": 0},
+            }));
             continue;
         };
         let (pb_, nzb) = weight_stats(original, nb);
@@ -572,6 +619,7 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
             "accuracy": {"before": acc_before, "after": acc_after, "samples": plan.evaluate.as_ref().map(|e| e.inputs.display().to_string())},
         },
         "budget": budget,
+        "left_alone": left_alone,
     });
     Ok(BuildResult {
         report,

@@ -374,7 +374,7 @@ impl Checker<'_> {
                 "empty_recipe",
                 0,
                 Span::new(0, 0),
-                "the recipe applies no technique",
+                "the recipe changes no layer of this model",
                 "nothing to do",
                 None,
             );
@@ -769,7 +769,11 @@ impl Checker<'_> {
         let applicable: Vec<usize> = picked
             .iter()
             .copied()
-            .filter(|&i| variant.applies == Applies::Any || self.facts[i].weighted)
+            .filter(|&i| match variant.applies {
+                Applies::Any => true,
+                Applies::Weighted => self.facts[i].weighted,
+                Applies::Ops(ops) => ops.contains(&self.facts[i].op),
+            })
             .collect();
         if !had_sel_errors && !picked.is_empty() && applicable.is_empty() {
             let ops: BTreeSet<&str> = picked.iter().map(|&i| self.facts[i].op).collect();
@@ -777,9 +781,15 @@ impl Checker<'_> {
                 "not_applicable",
                 file,
                 r.selector.span,
-                format!("none of the {} selected layer(s) has weights `{}` can change", picked.len(), tech.name),
+                match variant.applies {
+                    Applies::Ops(want) => format!("none of the {} selected layer(s) is a {} that `{} {}` works on", picked.len(), want.join(" or "), tech.name, variant.name),
+                    _ => format!("none of the {} selected layer(s) has weights `{}` can change", picked.len(), tech.name),
+                },
                 format!("selects only {}", ops.into_iter().collect::<Vec<_>>().join(", ")),
-                Some("compression techniques change Conv, Gemm and MatMul layers with constant weights".into()),
+                Some(match variant.applies {
+                    Applies::Ops(want) => format!("`{} {}` applies to {} layers", tech.name, variant.name, want.join(" and ")),
+                    _ => "compression techniques change Conv, Gemm and MatMul layers with constant weights".into(),
+                }),
             );
             ok = false;
         } else if !had_sel_errors && picked.is_empty() && !select::is_optional(&r.selector) {
@@ -793,7 +803,7 @@ impl Checker<'_> {
             );
             ok = false;
         }
-        if ok && !had_sel_errors {
+        if ok && !had_sel_errors && !applicable.is_empty() {
             let origin = Origin {
                 file,
                 line: line_of(&self.files[file].text, r.span.start),

@@ -73,6 +73,8 @@ pub enum Applies {
     Weighted,
     /// Any node.
     Any,
+    /// Nodes of these operator types.
+    Ops(&'static [&'static str]),
 }
 
 /// Whether a variant is built.
@@ -395,8 +397,8 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 name: "batchnorm",
                 summary: "fold BatchNormalization into the adjacent Conv/Gemm",
                 params: &[],
-                applies: Applies::Any,
-                status: Status::Planned("exact layer merging (issue #4)"),
+                applies: Applies::Ops(&["BatchNormalization"]),
+                status: Status::Ready,
             },
             VariantSchema {
                 name: "activations",

@@ -1,0 +1,295 @@
+//! `merge batchnorm`: fold an inference-mode BatchNormalization into the Conv or Gemm that
+//! feeds it (DeepRebirth's cheapest merge).
+//!
+//! Per output channel c, with k = scale / √(var + ε):
+//! Conv: W'[c] = k·W[c], b'[c] = k·(b[c] − mean) + B. Gemm (`y = α·A·W + β·C`): the output
+//! columns of W scale by k, and C' = k·β·C + (B − k·mean) with β' = 1.
+//!
+//! Keeps: every graph output, up to float rounding (the fold is computed in f64, stored in
+//! f32). The Conv/Gemm keeps its name and records the step as its origin; the norm is
+//! removed and its readers read the Conv/Gemm. If the norm's output was a graph output, the
+//! merged layer's output takes over its name. Weights shared with another layer are copied.
+//!
+//! Leaves alone (reported as "left alone: why", not as an error): a norm whose input is not
+//! a Conv or Gemm, whose producer's output is also read elsewhere (or is a graph output),
+//! whose statistics or the producer's weights are not f32 constants, or whose channels do
+//! not line up with the producer's outputs.
+
+use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
+
+use crate::PassError;
+
+/// A norm folded into its producer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Merged {
+    /// The removed BatchNormalization.
+    pub norm: String,
+    /// The Conv or Gemm that absorbed it.
+    pub into: String,
+}
+
+/// A norm the pass did not fold, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeftAlone {
+    /// The BatchNormalization.
+    pub node: String,
+    /// Why it stays.
+    pub why: String,
+}
+
+fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
+    let t = graph.const_data(v?)?.as_f32()?;
+    Some(t.iter().map(|&x| f64::from(x)).collect())
+}
+
+/// Whether `norm` can be folded: `Ok(producer)` or `Err(why not)`.
+pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
+    let n = graph.node(norm).ok_or("no such layer")?;
+    let Op::BatchNormalization(_) = n.op else {
+        return Err(format!("it is a {}, not a BatchNormalization", n.op.name()));
+    };
+    if n.outputs.len() != 1 {
+        return Err("it has training-mode outputs".into());
+    }
+    let x = n
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or("it has no input")?;
+    let channels = match graph.value(x).ty.shape.as_deref() {
+        Some([_, c, ..]) => c.fixed().ok_or("its channel count is not known")?,
+        _ => return Err("its input rank is unknown or below 2".into()),
+    };
+    for slot in 1..5 {
+        let v = f32_const(graph, n.inputs.get(slot).copied().flatten())
+            .ok_or("its scale, bias, mean and variance are not all f32 constants")?;
+        if v.len() != channels {
+            return Err(format!(
+                "its parameters have {} entries for {channels} channels",
+                v.len()
+            ));
+        }
+    }
+    let p = graph
+        .producer(x)
+        .ok_or("its input is a graph input, not a layer")?;
+    let pn = graph.node(p).ok_or("no producer")?;
+    if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
+        return Err(format!(
+            "`{}`'s output is also read elsewhere, so it must stay unnormalized",
+            pn.name
+        ));
+    }
+    let w = f32_const(graph, pn.inputs.get(1).copied().flatten());
+    match &pn.op {
+        Op::Conv(_) => {
+            let shape = pn
+                .inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .and_then(|v| graph.value(v).ty.fixed_dims())
+                .unwrap_or_default();
+            if w.is_none() || shape.first() != Some(&channels) {
+                return Err(format!(
+                    "`{}`'s weights are not an f32 constant with {channels} output channels",
+                    pn.name
+                ));
+            }
+        }
+        Op::Gemm(g) => {
+            let shape = pn
+                .inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .and_then(|v| graph.value(v).ty.fixed_dims())
+                .unwrap_or_default();
+            let out = if g.transB != 0 {
+                shape.first()
+            } else {
+                shape.get(1)
+            };
+            if w.is_none() || shape.len() != 2 || out != Some(&channels) {
+                return Err(format!(
+                    "`{}`'s weights are not an f32 matrix with {channels} outputs",
+                    pn.name
+                ));
+            }
+            if let Some(c) = pn.inputs.get(2).copied().flatten() {
+                if f32_const(graph, Some(c)).is_none_or(|v| v.len() != channels)
+                    || graph.value(c).ty.rank() != Some(1)
+                {
+                    return Err(format!(
+                        "`{}`'s C operand is not a constant vector of {channels}",
+                        pn.name
+                    ));
+                }
+            }
+        }
+        other => return Err(format!("it reads a {}, not a Conv or Gemm", other.name())),
+    }
+    if let Some(b) = pn.inputs.get(2).copied().flatten() {
+        if f32_const(graph, Some(b)).is_none() {
+            return Err(format!("`{}`'s bias is not an f32 constant", pn.name));
+        }
+    }
+    Ok(p)
+}
+
+/// Stores `data` as operand `slot` of `node`: in place when only this node reads the old
+/// constant, as a new constant otherwise.
+fn put_const(
+    graph: &mut Graph,
+    node: NodeId,
+    slot: usize,
+    base: &str,
+    data: Tensor,
+) -> Result<(), mcc_ir::GraphError> {
+    let old = graph
+        .node(node)
+        .and_then(|n| n.inputs.get(slot).copied().flatten());
+    match old {
+        Some(v) if graph.users(v).len() == 1 && !graph.outputs().contains(&v) => {
+            graph.make_const(v, data);
+            Ok(())
+        }
+        _ => {
+            let name = graph.fresh_value_name(base);
+            let v = graph.add_const(name, data);
+            graph.set_input(node, slot, Some(v))
+        }
+    }
+}
+
+/// Folds each named BatchNormalization it can; reports the others.
+pub fn run(
+    graph: &mut Graph,
+    nodes: &[String],
+    step: StepId,
+) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
+    let fail = |node: &str, message: String| PassError::Node {
+        pass: "merge-batchnorm",
+        node: node.to_string(),
+        op: "BatchNormalization",
+        message,
+    };
+    let (mut merged, mut left) = (vec![], vec![]);
+    for name in nodes {
+        let norm = graph
+            .find_node(name)
+            .ok_or_else(|| fail(name, "no such layer".into()))?;
+        let p = match check(graph, norm) {
+            Ok(p) => p,
+            Err(why) => {
+                left.push(LeftAlone {
+                    node: name.clone(),
+                    why,
+                });
+                continue;
+            }
+        };
+        let bn = graph
+            .node(norm)
+            .cloned()
+            .ok_or_else(|| fail(name, "vanished".into()))?;
+        let eps = match &bn.op {
+            Op::BatchNormalization(b) => f64::from(b.epsilon),
+            _ => 0.0,
+        };
+        let get = |slot: usize| {
+            f32_const(graph, bn.inputs.get(slot).copied().flatten()).unwrap_or_default()
+        };
+        let (scale, beta, mean, var) = (get(1), get(2), get(3), get(4));
+        let k: Vec<f64> = scale
+            .iter()
+            .zip(&var)
+            .map(|(s, v)| s / (v + eps).sqrt())
+            .collect();
+        let shift: Vec<f64> = (0..k.len()).map(|c| beta[c] - k[c] * mean[c]).collect();
+        let pn = graph
+            .node(p)
+            .cloned()
+            .ok_or_else(|| fail(name, "vanished".into()))?;
+        let wv = pn.inputs[1].ok_or_else(|| fail(name, "no weights".into()))?;
+        let wname = graph.value(wv).name.clone();
+        let wt = graph
+            .const_data(wv)
+            .and_then(Tensor::as_f32)
+            .cloned()
+            .ok_or_else(|| fail(name, "weights vanished".into()))?;
+        let shape = wt.shape().to_vec();
+        let flat: Vec<f32> = wt.iter().copied().collect();
+        let c = k.len();
+        let (new_w, bias_slot_value): (Vec<f32>, Vec<f32>) = match &pn.op {
+            Op::Conv(_) => {
+                let per = flat.len() / c;
+                let w: Vec<f32> = flat
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| (f64::from(x) * k[i / per]) as f32)
+                    .collect();
+                let b0 = f32_const(graph, pn.inputs.get(2).copied().flatten())
+                    .unwrap_or_else(|| vec![0.0; c]);
+                (
+                    w,
+                    (0..c).map(|i| (k[i] * b0[i] + shift[i]) as f32).collect(),
+                )
+            }
+            Op::Gemm(g) => {
+                let cols = shape[1];
+                let w: Vec<f32> = flat
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| {
+                        let ch = if g.transB != 0 { i / cols } else { i % cols };
+                        (f64::from(x) * k[ch]) as f32
+                    })
+                    .collect();
+                let beta_g = f64::from(g.beta);
+                let c0 = f32_const(graph, pn.inputs.get(2).copied().flatten())
+                    .unwrap_or_else(|| vec![0.0; c]);
+                (
+                    w,
+                    (0..c)
+                        .map(|i| (k[i] * beta_g * c0[i] + shift[i]) as f32)
+                        .collect(),
+                )
+            }
+            _ => return Err(fail(name, "producer changed".into())),
+        };
+        let io = |e: mcc_ir::GraphError| fail(name, e.to_string());
+        put_const(
+            graph,
+            p,
+            1,
+            &format!("{wname}.merged"),
+            Tensor::from_vec(&shape, new_w).map_err(|e| fail(name, e.to_string()))?,
+        )
+        .map_err(io)?;
+        put_const(
+            graph,
+            p,
+            2,
+            &format!("{}.bias", pn.name),
+            Tensor::from_vec(&[c], bias_slot_value).map_err(|e| fail(name, e.to_string()))?,
+        )
+        .map_err(io)?;
+        if let Some(node) = graph.node_mut(p) {
+            if let Op::Gemm(g) = &mut node.op {
+                g.beta = 1.0;
+            }
+            node.origin = Origin::Step(step);
+        }
+        let (x, y) = (pn.outputs[0], bn.outputs[0]);
+        graph.replace_all_uses(y, x);
+        graph.remove_node(norm).map_err(io)?;
+        merged.push(Merged {
+            norm: name.clone(),
+            into: pn.name.clone(),
+        });
+    }
+    graph.remove_unused_consts();
+    Ok((merged, left))
+}

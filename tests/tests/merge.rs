@@ -1,0 +1,97 @@
+//! `recipes/merge.mcr` on every corpus model: the merged model still matches the ONNX
+//! Runtime references within the foundation's tolerance, and (for the trained models) the
+//! exported merged ONNX file runs in ONNX Runtime to the same outputs.
+
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use mcc_tests::{LIGHT, TRAINED, compare, corpus, npy, run_ort, skip_ort, workspace};
+
+fn merged(model: &std::path::Path) -> (mcc::recipe::Session, mcc::recipe::BuildResult) {
+    let s = mcc::recipe::check(&workspace().join("recipes/merge.mcr"), model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let r = mcc::recipe::build(&s).unwrap();
+    (s, r)
+}
+
+#[test]
+fn trained_models_after_merging() {
+    for (m, input) in TRAINED {
+        let (s, r) = merged(&corpus(&format!("{m}.onnx")));
+        let x = npy(&corpus(input));
+        let got = mcc_ir::run(&r.graph, &[x]).unwrap().remove(0);
+        let want = npy(&corpus(&format!("ref/{m}_test_out.npy")));
+        let d = compare(&got, &want, 1e-4, 1e-5);
+        let (nb, na) = (s.model.graph.node_count(), r.graph.node_count());
+        println!(
+            "{m}: {nb} → {na} nodes, max abs {:.2e}, left alone {}",
+            d.max_abs,
+            r.report["left_alone"].as_array().unwrap().len()
+        );
+        assert!(
+            d.allclose,
+            "{m}: merged outputs differ from ONNX Runtime: {d:?}"
+        );
+        if m.ends_with("_bn") || *m == "mobilenet_dw" {
+            assert!(na < nb, "{m}: nothing was merged");
+        }
+        if skip_ort() {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("merged.onnx");
+        mcc_onnx::export_file(&r.graph, &file).unwrap();
+        let ort = run_ort(&file, &[corpus(input)], dir.path());
+        let d = compare(&ort, &want, 1e-4, 1e-5);
+        assert!(
+            d.allclose,
+            "{m}: ONNX Runtime on the merged model differs: {d:?}"
+        );
+    }
+}
+
+#[test]
+fn light_models_after_merging() {
+    for m in LIGHT {
+        let (s, mut r) = merged(&corpus(&format!("light/light_{m}.onnx")));
+        let g = &mut r.graph;
+        let softmax = g
+            .node_ids()
+            .into_iter()
+            .find(|&n| matches!(g.node(n).unwrap().op, mcc_ir::Op::Softmax(_)));
+        if let Some(sm) = softmax {
+            let pre = g.node(sm).unwrap().inputs[0].unwrap();
+            let mut outs = g.outputs().to_vec();
+            outs.push(pre);
+            g.set_outputs(outs);
+        }
+        let outs = mcc_ir::run(g, &[npy(&corpus("light/light_input_seed0.npy"))]).unwrap();
+        let d = compare(
+            &outs[0],
+            &npy(&corpus(&format!("light/light_{m}_seed0_out.npy"))),
+            1e-4,
+            1e-7,
+        );
+        assert!(d.allclose, "light_{m}: output differs after merging: {d:?}");
+        if softmax.is_some() {
+            let want = npy(&corpus(&format!("light/light_{m}_seed0_presoftmax.npy")));
+            let got = mcc_ir::map_tensor!(&outs[1], a => a.clone().into_shape_with_order(want.shape()).unwrap());
+            let d = compare(&got, &want, 1e-4, 0.0);
+            assert!(
+                d.allclose,
+                "light_{m}: pre-softmax differs after merging beyond rtol 1e-4: {d:?}"
+            );
+        }
+        println!(
+            "light_{m}: {} → {} nodes, left alone {}",
+            s.model.graph.node_count(),
+            g.node_count(),
+            r.report["left_alone"].as_array().unwrap().len()
+        );
+    }
+}
