@@ -153,6 +153,7 @@ fn shipped() -> Vec<(PathBuf, PathBuf)> {
             let model = match stem.as_str() {
                 "lenet5" => workspace().join("examples/lenet5/lenet5.onnx"),
                 "any" => corpus("light/light_squeezenet.onnx"),
+                "merge" => corpus("resnet_bn.onnx"),
                 m => corpus(&format!("{m}.onnx")),
             };
             v.push((p, model));

@@ -399,3 +399,90 @@ fn json_diagnostics_for_build_systems() {
         json[1]
     );
 }
+
+#[test]
+fn diff_and_snapshot_gate_for_review() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("r.mcr"),
+        "prune unstructured on \"/fc1/Gemm\" { amount: 50% }\n",
+    )
+    .unwrap();
+    // Same model: no diff, exit 0 even with --exit-code.
+    let out = mcc(d, &["diff", "lenet5.onnx", "lenet5.onnx", "--exit-code"]);
+    assert!(out.status.success() && out.stdout.is_empty());
+    // Build with IR diffs and bless a snapshot.
+    let out = mcc(
+        d,
+        &[
+            "build",
+            "r.mcr",
+            "lenet5.onnx",
+            "-o",
+            "out",
+            "--emit",
+            "ir-diffs",
+            "--snapshot",
+            "lenet5.mcir",
+            "--bless",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let step =
+        std::fs::read_to_string(d.join("out/ir-diffs/01-main-prune-unstructured.diff")).unwrap();
+    assert!(
+        step.contains("-  const %fc1.weight") && step.contains("!step1"),
+        "{step}"
+    );
+    // The models differ: diff shows the changed weights; --exit-code makes it exit 1.
+    let out = mcc(d, &["diff", "lenet5.onnx", "out/model.onnx", "--exit-code"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+  const %fc1.weight"));
+    // The same build passes the snapshot; a changed recipe fails it, with the diff, and writes nothing.
+    let out = mcc(
+        d,
+        &[
+            "build",
+            "r.mcr",
+            "lenet5.onnx",
+            "-o",
+            "out2",
+            "--snapshot",
+            "lenet5.mcir",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        d.join("r.mcr"),
+        "prune unstructured on \"/fc1/Gemm\" { amount: 60% }\n",
+    )
+    .unwrap();
+    let err = fails(
+        d,
+        &[
+            "build",
+            "r.mcr",
+            "lenet5.onnx",
+            "-o",
+            "out3",
+            "--snapshot",
+            "lenet5.mcir",
+        ],
+    );
+    assert!(
+        err.contains("mcc::build::snapshot")
+            && err.contains("const %fc1.weight")
+            && err.contains("--bless"),
+        "{err}"
+    );
+    assert!(!d.join("out3").exists());
+}
