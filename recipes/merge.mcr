@@ -1,4 +1,4 @@
 # The exact merge stage alone; applies to any model. Outputs stay equal up to float rounding.
-# Today it folds BatchNormalization into the Conv/Gemm before it; the other DeepRebirth merges
-# (activations, linear chains, branches) join this stage as they are built (issue #4).
-use std.fold_norms
+# Today it folds BatchNormalization and fuses activations into the Conv/Gemm before them; the
+# other DeepRebirth merges (linear chains, branches) join this stage as they are built (#4).
+use std.merge

@@ -14,3 +14,12 @@ recipe fold_norms {
     merge batchnorm on BatchNormalization?
   }
 }
+
+# The exact merge stage (DeepRebirth): fold norms, then fuse activations into the layer
+# that feeds them. The model's outputs do not change beyond float rounding.
+recipe merge {
+  stage merge {
+    merge batchnorm on BatchNormalization?
+    merge activations on Relu? | Clip? | LeakyRelu? | Sigmoid? | HardSigmoid? | HardSwish? | Tanh?
+  }
+}

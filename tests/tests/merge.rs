@@ -24,14 +24,21 @@ fn trained_models_after_merging() {
     for (m, input) in TRAINED {
         let (s, r) = merged(&corpus(&format!("{m}.onnx")));
         let x = npy(&corpus(input));
+        let t0 = std::time::Instant::now();
+        mcc_ir::run(&s.model.graph, std::slice::from_ref(&x)).unwrap();
+        let t_before = t0.elapsed();
+        let t0 = std::time::Instant::now();
         let got = mcc_ir::run(&r.graph, &[x]).unwrap().remove(0);
+        let t_after = t0.elapsed();
         let want = npy(&corpus(&format!("ref/{m}_test_out.npy")));
         let d = compare(&got, &want, 1e-4, 1e-5);
         let (nb, na) = (s.model.graph.node_count(), r.graph.node_count());
         println!(
-            "{m}: {nb} → {na} nodes, max abs {:.2e}, left alone {}",
+            "{m}: {nb} → {na} nodes, max abs {:.2e}, left alone {}, evaluator {:.2} s → {:.2} s (1000 samples)",
             d.max_abs,
-            r.report["left_alone"].as_array().unwrap().len()
+            r.report["left_alone"].as_array().unwrap().len(),
+            t_before.as_secs_f64(),
+            t_after.as_secs_f64()
         );
         assert!(
             d.allclose,
@@ -70,7 +77,13 @@ fn light_models_after_merging() {
             outs.push(pre);
             g.set_outputs(outs);
         }
-        let outs = mcc_ir::run(g, &[npy(&corpus("light/light_input_seed0.npy"))]).unwrap();
+        let x = npy(&corpus("light/light_input_seed0.npy"));
+        let t0 = std::time::Instant::now();
+        mcc_ir::run(&s.model.graph, std::slice::from_ref(&x)).unwrap();
+        let t_before = t0.elapsed();
+        let t0 = std::time::Instant::now();
+        let outs = mcc_ir::run(g, &[x]).unwrap();
+        let t_after = t0.elapsed();
         let d = compare(
             &outs[0],
             &npy(&corpus(&format!("light/light_{m}_seed0_out.npy"))),
@@ -88,10 +101,12 @@ fn light_models_after_merging() {
             );
         }
         println!(
-            "light_{m}: {} → {} nodes, left alone {}",
+            "light_{m}: {} → {} nodes, left alone {}, evaluator {:.2} s → {:.2} s",
             s.model.graph.node_count(),
             g.node_count(),
-            r.report["left_alone"].as_array().unwrap().len()
+            r.report["left_alone"].as_array().unwrap().len(),
+            t_before.as_secs_f64(),
+            t_after.as_secs_f64()
         );
     }
 }

@@ -12,6 +12,9 @@
 //!   translates older forms. Nodes keep their ONNX names (recipes select layers by them)
 //!   and an [`Origin`]: the model, or the pipeline step that last shaped them.
 //! * Nodes live in a petgraph `StableDiGraph` behind [`NodeId`]s, so ids survive removal.
+//! * One extension beyond ONNX: a Conv, Gemm or MatMul may carry an activation *epilogue*
+//!   (`activation`, `activation_params`; see [`op::EPILOGUES`]), applied to its result. The
+//!   evaluator applies it; the ONNX exporter writes it back as a separate node.
 //!
 //! # Guarantees
 //!

@@ -103,6 +103,13 @@ define_ops! {
         pads: Vec<i64> = vec![],
         /// Stride per spatial axis (empty = all 1).
         strides: Vec<i64> = vec![],
+        /// mcc extension, not ONNX: an activation applied to the result as an epilogue
+        /// (set by `merge activations`; the ONNX exporter writes it back as its own node).
+        /// One of [`EPILOGUES`]; empty for none.
+        activation: String = String::new(),
+        /// The epilogue's parameters: LeakyRelu `[alpha]`, Clip `[min, max]`,
+        /// HardSigmoid `[alpha, beta]`; empty for the others.
+        activation_params: Vec<f32> = vec![],
     }
     /// `alpha·op(A)·op(B) + beta·C` (ONNX `Gemm`). Operands: `A, B, C?`.
     Gemm = "Gemm" {
@@ -114,9 +121,24 @@ define_ops! {
         transA: i64 = 0,
         /// Transpose `B` first.
         transB: i64 = 0,
+        /// mcc extension, not ONNX: an activation applied to the result as an epilogue
+        /// (set by `merge activations`; the ONNX exporter writes it back as its own node).
+        /// One of [`EPILOGUES`]; empty for none.
+        activation: String = String::new(),
+        /// The epilogue's parameters: LeakyRelu `[alpha]`, Clip `[min, max]`,
+        /// HardSigmoid `[alpha, beta]`; empty for the others.
+        activation_params: Vec<f32> = vec![],
     }
     /// Numpy-style batched matrix product (ONNX `MatMul`). Operands: `A, B`.
-    MatMul = "MatMul" {}
+    MatMul = "MatMul" {
+        /// mcc extension, not ONNX: an activation applied to the result as an epilogue
+        /// (set by `merge activations`; the ONNX exporter writes it back as its own node).
+        /// One of [`EPILOGUES`]; empty for none.
+        activation: String = String::new(),
+        /// The epilogue's parameters: LeakyRelu `[alpha]`, Clip `[min, max]`,
+        /// HardSigmoid `[alpha, beta]`; empty for the others.
+        activation_params: Vec<f32> = vec![],
+    }
     /// Inference-mode batch normalization (ONNX `BatchNormalization`).
     /// Operands: `X, scale, B, mean, var`.
     BatchNormalization = "BatchNormalization" {
@@ -376,7 +398,70 @@ define_ops! {
     Range = "Range" {}
 }
 
+/// The activations a Conv, Gemm or MatMul can carry as an epilogue.
+pub const EPILOGUES: &[&str] = &[
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+];
+
+/// The standalone op an epilogue stands for, with its constant operands (Clip's bounds);
+/// `None` for an unknown name or wrong parameter count.
+pub fn epilogue_op(name: &str, params: &[f32]) -> Option<(Op, Vec<Tensor>)> {
+    Some(match (name, params) {
+        ("Relu", []) => (Op::Relu(Relu {}), vec![]),
+        ("Sigmoid", []) => (Op::Sigmoid(Sigmoid {}), vec![]),
+        ("Tanh", []) => (Op::Tanh(Tanh {}), vec![]),
+        ("HardSwish", []) => (Op::HardSwish(HardSwish {}), vec![]),
+        ("LeakyRelu", [alpha]) => (Op::LeakyRelu(LeakyRelu { alpha: *alpha }), vec![]),
+        ("HardSigmoid", [alpha, beta]) => (
+            Op::HardSigmoid(HardSigmoid {
+                alpha: *alpha,
+                beta: *beta,
+            }),
+            vec![],
+        ),
+        ("Clip", [lo, hi]) => (
+            Op::Clip(Clip {}),
+            vec![Tensor::scalar(*lo), Tensor::scalar(*hi)],
+        ),
+        _ => return None,
+    })
+}
+
 impl Op {
+    /// The activation epilogue of a Conv, Gemm or MatMul, if it has one.
+    pub fn epilogue(&self) -> Option<(&str, &[f32])> {
+        let (a, p) = match self {
+            Op::Conv(o) => (&o.activation, &o.activation_params),
+            Op::Gemm(o) => (&o.activation, &o.activation_params),
+            Op::MatMul(o) => (&o.activation, &o.activation_params),
+            _ => return None,
+        };
+        if a.is_empty() {
+            None
+        } else {
+            Some((a.as_str(), p.as_slice()))
+        }
+    }
+
+    /// Sets (or, with an empty name, clears) the epilogue; `false` if this op cannot carry one.
+    pub fn set_epilogue(&mut self, name: &str, params: Vec<f32>) -> bool {
+        let (a, p) = match self {
+            Op::Conv(o) => (&mut o.activation, &mut o.activation_params),
+            Op::Gemm(o) => (&mut o.activation, &mut o.activation_params),
+            Op::MatMul(o) => (&mut o.activation, &mut o.activation_params),
+            _ => return false,
+        };
+        *a = name.to_string();
+        *p = params;
+        true
+    }
+
     /// Whether the op's result depends only on its operands (so it may be constant-folded).
     pub fn is_pure(&self) -> bool {
         // Dropout is pure in inference (identity); every op mcc knows is deterministic.

@@ -9,6 +9,7 @@
 //!    inputs are values defined as inputs.
 //! 5. Live value names are unique, and node names are unique.
 //! 6. Every node output's stored type equals what shape inference derives from its operands.
+//! 7. An activation epilogue names a known activation with the right number of parameters.
 
 use std::collections::HashSet;
 
@@ -79,6 +80,17 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
                     format!(
                         "output `{}` is not defined by this node",
                         graph.value(o).name
+                    ),
+                );
+            }
+        }
+        if let Some((name, params)) = node.op.epilogue() {
+            if crate::op::epilogue_op(name, params).is_none() {
+                bad(
+                    Some(&node.name),
+                    format!(
+                        "unknown activation epilogue `{name}` with {} parameter(s)",
+                        params.len()
                     ),
                 );
             }

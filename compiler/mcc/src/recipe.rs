@@ -154,12 +154,45 @@ fn check_data(set: &DataSet, graph: &Graph) -> Vec<Diag> {
     out
 }
 
+/// Runs the plan's merge steps (exact, cheap, data-free) on a copy of the model, in order, and
+/// returns which layers each would leave alone and why, keyed by (step number, layer).
+fn dry_run_merges(s: &Session) -> BTreeMap<(usize, String), String> {
+    let mut graph = s.model.graph.clone();
+    let mut out = BTreeMap::new();
+    let mut index = 0;
+    for stage in &s.checked.plan.stages {
+        for step in &stage.steps {
+            index += 1;
+            let id = StepId(index as u32);
+            let res = match (step.technique, step.variant) {
+                ("merge", "batchnorm") => {
+                    mcc_passes::merge_batchnorm::run(&mut graph, &step.nodes, id)
+                }
+                ("merge", "activations") => {
+                    mcc_passes::merge_activations::run(&mut graph, &step.nodes, id)
+                }
+                _ => continue,
+            };
+            if let Ok((_, left)) = res {
+                for l in left {
+                    out.insert((index, l.node), l.why);
+                }
+            }
+            let _ = mcc_ir::infer_all(&mut graph);
+        }
+    }
+    out
+}
+
 /// The per-layer plan: for every node, the techniques it gets and the recipe lines that set them.
 pub fn explain(s: &Session) -> String {
     let files = &s.checked.files;
     let mut rows: BTreeMap<&str, Vec<(String, String, String)>> = BTreeMap::new();
+    let refused = dry_run_merges(s);
+    let mut step_index = 0;
     for stage in &s.checked.plan.stages {
         for step in &stage.steps {
+            step_index += 1;
             for n in &step.nodes {
                 let params: Vec<String> = step
                     .params
@@ -174,13 +207,8 @@ pub fn explain(s: &Session) -> String {
                     .trim()
                     .to_string();
                 // Merges that will refuse a layer say so now, with the reason.
-                if (step.technique, step.variant) == ("merge", "batchnorm") {
-                    let node = s.model.graph.find_node(n);
-                    if let Some(Err(why)) =
-                        node.map(|id| mcc_passes::merge_batchnorm::check(&s.model.graph, id))
-                    {
-                        what = format!("{what} — left alone: {why}");
-                    }
+                if let Some(why) = refused.get(&(step_index, n.clone())) {
+                    what = format!("{what} — left alone: {why}");
                 }
                 rows.entry(n.as_str())
                     .or_default()
@@ -389,11 +417,21 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
                     };
                     mcc_passes::prune_unstructured::run(&mut graph, &step.nodes, amount, id)?;
                 }
+                ("merge", "activations") => {
+                    let (done, skipped) =
+                        mcc_passes::merge_activations::run(&mut graph, &step.nodes, id)?;
+                    for m in done {
+                        merges.push((m.removed, m.into));
+                    }
+                    for l in skipped {
+                        left_alone.push(serde_json::json!({"node": l.node, "step": step_id, "technique": "merge activations", "why": l.why, "recipe_line": step.origin.line}));
+                    }
+                }
                 ("merge", "batchnorm") => {
                     let (done, skipped) =
                         mcc_passes::merge_batchnorm::run(&mut graph, &step.nodes, id)?;
                     for m in done {
-                        merges.push((m.norm, m.into));
+                        merges.push((m.removed, m.into));
                     }
 
                     for l in skipped {

@@ -107,6 +107,31 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
             _ => return Err(ExportError::Elided(val.name.clone())),
         }
     }
+    // Names the unfused epilogues may take without clashing with the graph's own.
+    let mut taken: std::collections::HashSet<String> = graph
+        .value_ids()
+        .map(|v| graph.value(v).name.clone())
+        .collect();
+    taken.extend(
+        graph
+            .node_ids()
+            .into_iter()
+            .filter_map(|n| graph.node(n).map(|x| x.name.clone())),
+    );
+    let mut fresh = |base: String| {
+        let name = (0..)
+            .map(|i| {
+                if i == 0 {
+                    base.clone()
+                } else {
+                    format!("{base}.{i}")
+                }
+            })
+            .find(|c| !taken.contains(c))
+            .unwrap_or(base);
+        taken.insert(name.clone());
+        name
+    };
     for n in order {
         let Some(node) = graph.node(n) else { continue };
         let err = |message: String| ExportError::Node {
@@ -114,27 +139,63 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
             op: node.op.name().into(),
             message,
         };
+        // An activation epilogue (an mcc extension) is written back as its own node.
+        let mut op = node.op.clone();
+        let epilogue = op.epilogue().map(|(a, p)| (a.to_string(), p.to_vec()));
+        op.set_epilogue("", vec![]);
         let mut attribute = vec![];
-        for (k, v) in node.op.attrs() {
-            attribute.push(super::export::attribute(&node.op, k, &v).map_err(err)?);
+        for (k, v) in op.attrs() {
+            attribute.push(super::export::attribute(&op, k, &v).map_err(err)?);
+        }
+        let mut outputs: Vec<String> = node
+            .outputs
+            .iter()
+            .map(|&o| graph.value(o).name.clone())
+            .collect();
+        let final_output = outputs.first().cloned().unwrap_or_default();
+        if epilogue.is_some() {
+            outputs[0] = fresh(format!("{final_output}.pre_activation"));
         }
         g.node.push(pb::NodeProto {
             name: Some(node.name.clone()),
-            op_type: Some(node.op.name().to_string()),
+            op_type: Some(op.name().to_string()),
             domain: Some(String::new()),
             input: node
                 .inputs
                 .iter()
                 .map(|i| i.map(|v| graph.value(v).name.clone()).unwrap_or_default())
                 .collect(),
-            output: node
-                .outputs
-                .iter()
-                .map(|&o| graph.value(o).name.clone())
-                .collect(),
+            output: outputs.clone(),
             attribute,
             ..Default::default()
         });
+        if let Some((name, params)) = epilogue {
+            let (act, consts) = mcc_ir::op::epilogue_op(&name, &params)
+                .ok_or_else(|| err(format!("unknown activation epilogue `{name}`")))?;
+            let mut inputs = vec![outputs[0].clone()];
+            for (i, t) in consts.iter().enumerate() {
+                let cname = fresh(format!(
+                    "{}.activation.{}",
+                    node.name,
+                    ["min", "max"].get(i).copied().unwrap_or("arg")
+                ));
+                g.initializer.push(to_proto(&cname, t));
+                inputs.push(cname);
+            }
+            let mut attribute = vec![];
+            for (k, v) in act.attrs() {
+                attribute.push(super::export::attribute(&act, k, &v).map_err(err)?);
+            }
+            g.node.push(pb::NodeProto {
+                name: Some(fresh(format!("{}.activation", node.name))),
+                op_type: Some(act.name().to_string()),
+                domain: Some(String::new()),
+                input: inputs,
+                output: vec![final_output],
+                attribute,
+                ..Default::default()
+            });
+        }
     }
     for &v in graph.outputs() {
         let val = graph.value(v);

@@ -9,6 +9,7 @@
 //! (up to float rounding where a pass says so).
 
 mod fold_constants;
+pub mod merge_activations;
 pub mod merge_batchnorm;
 pub mod plan;
 pub mod prune_unstructured;

@@ -19,16 +19,16 @@ use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
 
 use crate::PassError;
 
-/// A norm folded into its producer.
+/// A layer merged into its producer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Merged {
-    /// The removed BatchNormalization.
-    pub norm: String,
+    /// The removed layer (the norm, the activation…).
+    pub removed: String,
     /// The Conv or Gemm that absorbed it.
     pub into: String,
 }
 
-/// A norm the pass did not fold, and why.
+/// A layer a merge pass did not merge, and why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeftAlone {
     /// The BatchNormalization.
@@ -46,7 +46,10 @@ fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
 pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
     let n = graph.node(norm).ok_or("no such layer")?;
     let Op::BatchNormalization(_) = n.op else {
-        return Err(format!("it is a {}, not a BatchNormalization", n.op.name()));
+        return Err(format!(
+            "it is {}, not a BatchNormalization",
+            crate::merge_activations::a_or_an(n.op.name())
+        ));
     };
     if n.outputs.len() != 1 {
         return Err("it has training-mode outputs".into());
@@ -117,23 +120,27 @@ pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
                     pn.name
                 ));
             }
-            if let Some(c) = pn.inputs.get(2).copied().flatten() {
-                if f32_const(graph, Some(c)).is_none_or(|v| v.len() != channels)
-                    || graph.value(c).ty.rank() != Some(1)
-                {
-                    return Err(format!(
-                        "`{}`'s C operand is not a constant vector of {channels}",
-                        pn.name
-                    ));
-                }
+            if let Some(c) = pn.inputs.get(2).copied().flatten()
+                && (f32_const(graph, Some(c)).is_none_or(|v| v.len() != channels)
+                    || graph.value(c).ty.rank() != Some(1))
+            {
+                return Err(format!(
+                    "`{}`'s C operand is not a constant vector of {channels}",
+                    pn.name
+                ));
             }
         }
-        other => return Err(format!("it reads a {}, not a Conv or Gemm", other.name())),
-    }
-    if let Some(b) = pn.inputs.get(2).copied().flatten() {
-        if f32_const(graph, Some(b)).is_none() {
-            return Err(format!("`{}`'s bias is not an f32 constant", pn.name));
+        other => {
+            return Err(format!(
+                "it reads {}, not a Conv or Gemm",
+                crate::merge_activations::a_or_an(other.name())
+            ));
         }
+    }
+    if let Some(b) = pn.inputs.get(2).copied().flatten()
+        && f32_const(graph, Some(b)).is_none()
+    {
+        return Err(format!("`{}`'s bias is not an f32 constant", pn.name));
     }
     Ok(p)
 }
@@ -286,7 +293,7 @@ pub fn run(
         graph.replace_all_uses(y, x);
         graph.remove_node(norm).map_err(io)?;
         merged.push(Merged {
-            norm: name.clone(),
+            removed: name.clone(),
             into: pn.name.clone(),
         });
     }

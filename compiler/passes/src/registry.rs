@@ -404,8 +404,16 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 name: "activations",
                 summary: "fuse activations into the producing layer",
                 params: &[],
-                applies: Applies::Any,
-                status: Status::Planned("exact layer merging (issue #4)"),
+                applies: Applies::Ops(&[
+                    "Relu",
+                    "LeakyRelu",
+                    "Clip",
+                    "Sigmoid",
+                    "HardSigmoid",
+                    "HardSwish",
+                    "Tanh",
+                ]),
+                status: Status::Ready,
             },
             VariantSchema {
                 name: "linear",

@@ -1,0 +1,139 @@
+//! `merge activations`: fuse an activation (Relu, Clip/ReLU6, LeakyRelu, Sigmoid,
+//! HardSigmoid, HardSwish, Tanh) into the Conv, Gemm or MatMul that feeds it, as an
+//! epilogue the kernels apply on their output tile.
+//!
+//! Keeps: every graph output exactly (the evaluator applies the epilogue with the same
+//! function as the standalone op). The producer keeps its name and records the step as its
+//! origin; the activation node is removed and its readers read the producer. If the
+//! activation's output was a graph output, the producer's output takes over its name.
+//!
+//! Leaves alone (reported with the reason, not as an error): an activation whose input is
+//! not a Conv/Gemm/MatMul, whose producer already carries an epilogue, whose producer's
+//! output is also read elsewhere (or is a graph output), or a Clip whose bounds are not
+//! constant scalars.
+
+use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Tensor};
+
+use crate::PassError;
+pub use crate::merge_batchnorm::{LeftAlone, Merged};
+
+/// "a Relu", "an Add": an op name with its article.
+pub fn a_or_an(op: &str) -> String {
+    let vowel = op.starts_with(['A', 'E', 'I', 'O', 'U']);
+    format!("{} {op}", if vowel { "an" } else { "a" })
+}
+
+fn scalar(graph: &Graph, v: Option<mcc_ir::ValueId>, default: f32) -> Result<f32, ()> {
+    match v {
+        None => Ok(default),
+        Some(v) => match graph.const_data(v).and_then(Tensor::as_f32) {
+            Some(t) if t.len() == 1 => t.iter().next().copied().ok_or(()),
+            _ => Err(()),
+        },
+    }
+}
+
+/// Whether `act` can be fused: `Ok((producer, epilogue name, parameters))` or `Err(why not)`.
+pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, &'static str, Vec<f32>), String> {
+    let n = graph.node(act).ok_or("no such layer")?;
+    let (name, params): (&'static str, Vec<f32>) = match &n.op {
+        Op::Relu(_) => ("Relu", vec![]),
+        Op::Sigmoid(_) => ("Sigmoid", vec![]),
+        Op::Tanh(_) => ("Tanh", vec![]),
+        Op::HardSwish(_) => ("HardSwish", vec![]),
+        Op::LeakyRelu(l) => ("LeakyRelu", vec![l.alpha]),
+        Op::HardSigmoid(h) => ("HardSigmoid", vec![h.alpha, h.beta]),
+        Op::Clip(_) => {
+            let lo = scalar(graph, n.inputs.get(1).copied().flatten(), f32::NEG_INFINITY);
+            let hi = scalar(graph, n.inputs.get(2).copied().flatten(), f32::INFINITY);
+            match (lo, hi) {
+                (Ok(lo), Ok(hi)) => ("Clip", vec![lo, hi]),
+                _ => return Err("its bounds are not constant f32 scalars".into()),
+            }
+        }
+        other => {
+            return Err(format!(
+                "{} is not an activation that can be fused",
+                a_or_an(other.name())
+            ));
+        }
+    };
+    let x = n
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or("it has no input")?;
+    if graph.value(x).ty.dtype != mcc_ir::DType::F32 {
+        return Err("it is not on f32 values".into());
+    }
+    let p = graph
+        .producer(x)
+        .ok_or("its input is a graph input or a constant, not a layer")?;
+    let pn = graph.node(p).ok_or("no producer")?;
+    if !matches!(pn.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_)) {
+        return Err(format!(
+            "it reads {}, not a Conv, Gemm or MatMul",
+            a_or_an(pn.op.name())
+        ));
+    }
+    if let Some((e, _)) = pn.op.epilogue() {
+        return Err(format!("`{}` already ends in a {e}", pn.name));
+    }
+    if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
+        return Err(format!(
+            "`{}`'s output is also read elsewhere, before the activation",
+            pn.name
+        ));
+    }
+    Ok((p, name, params))
+}
+
+/// Fuses each named activation it can; reports the others.
+pub fn run(
+    graph: &mut Graph,
+    nodes: &[String],
+    step: StepId,
+) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
+    let fail = |node: &str, message: String| PassError::Node {
+        pass: "merge-activations",
+        node: node.to_string(),
+        op: "",
+        message,
+    };
+    let (mut merged, mut left) = (vec![], vec![]);
+    for name in nodes {
+        let act = graph
+            .find_node(name)
+            .ok_or_else(|| fail(name, "no such layer".into()))?;
+        let (p, epi, params) = match check(graph, act) {
+            Ok(x) => x,
+            Err(why) => {
+                left.push(LeftAlone {
+                    node: name.clone(),
+                    why,
+                });
+                continue;
+            }
+        };
+        let into = graph.node(p).map(|n| n.name.clone()).unwrap_or_default();
+        let (x, y) = match (graph.node(p), graph.node(act)) {
+            (Some(pn), Some(an)) => (pn.outputs[0], an.outputs[0]),
+            _ => return Err(fail(name, "vanished".into())),
+        };
+        if let Some(pn) = graph.node_mut(p) {
+            pn.op.set_epilogue(epi, params);
+            pn.origin = Origin::Step(step);
+        }
+        graph.replace_all_uses(y, x);
+        graph
+            .remove_node(act)
+            .map_err(|e| fail(name, e.to_string()))?;
+        merged.push(Merged {
+            removed: name.clone(),
+            into,
+        });
+    }
+    graph.remove_unused_consts();
+    Ok((merged, left))
+}
