@@ -84,16 +84,16 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
                 );
             }
         }
-        if let Some((name, params)) = node.op.epilogue() {
-            if crate::op::epilogue_op(name, params).is_none() {
-                bad(
-                    Some(&node.name),
-                    format!(
-                        "unknown activation epilogue `{name}` with {} parameter(s)",
-                        params.len()
-                    ),
-                );
-            }
+        if let Some((name, params)) = node.op.epilogue()
+            && crate::op::epilogue_op(name, params).is_none()
+        {
+            bad(
+                Some(&node.name),
+                format!(
+                    "unknown activation epilogue `{name}` with {} parameter(s)",
+                    params.len()
+                ),
+            );
         }
         match infer_node(graph, node) {
             Err(e) => bad(
