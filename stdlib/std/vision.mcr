@@ -15,11 +15,13 @@ recipe fold_norms {
   }
 }
 
-# The exact merge stage (DeepRebirth): fold norms, then fuse activations into the layer
-# that feeds them. The model's outputs do not change beyond float rounding.
+# The exact merge stage (DeepRebirth): fold norms (BatchNormalization, and Mul/Add by
+# per-channel constants), then fuse activations into the layer that feeds them. The model's
+# outputs do not change beyond float rounding.
 recipe merge {
   stage merge {
     merge batchnorm on BatchNormalization?
+    merge scale on Mul? | Add?
     merge activations on Relu? | Clip? | LeakyRelu? | Sigmoid? | HardSigmoid? | HardSwish? | Tanh?
   }
 }

@@ -164,13 +164,11 @@ fn dry_run_merges(s: &Session) -> BTreeMap<(usize, String), String> {
         for step in &stage.steps {
             index += 1;
             let id = StepId(index as u32);
-            let res = match (step.technique, step.variant) {
-                ("merge", "batchnorm") => {
-                    mcc_passes::merge_batchnorm::run(&mut graph, &step.nodes, id)
-                }
-                ("merge", "activations") => {
-                    mcc_passes::merge_activations::run(&mut graph, &step.nodes, id)
-                }
+            let res = match step.technique {
+                "merge" => match mcc_passes::run_merge(step.variant, &mut graph, &step.nodes, id) {
+                    Some(r) => r,
+                    None => continue,
+                },
                 _ => continue,
             };
             if let Ok((_, left)) = res {
@@ -417,25 +415,14 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
                     };
                     mcc_passes::prune_unstructured::run(&mut graph, &step.nodes, amount, id)?;
                 }
-                ("merge", "activations") => {
-                    let (done, skipped) =
-                        mcc_passes::merge_activations::run(&mut graph, &step.nodes, id)?;
+                ("merge", variant) => {
+                    let (done, skipped) = mcc_passes::run_merge(variant, &mut graph, &step.nodes, id)
+                        .ok_or_else(|| Error::Usage(format!("`merge {variant}` passed the check but has no implementation (a bug in mcc)")))??;
                     for m in done {
                         merges.push((m.removed, m.into));
                     }
                     for l in skipped {
-                        left_alone.push(serde_json::json!({"node": l.node, "step": step_id, "technique": "merge activations", "why": l.why, "recipe_line": step.origin.line}));
-                    }
-                }
-                ("merge", "batchnorm") => {
-                    let (done, skipped) =
-                        mcc_passes::merge_batchnorm::run(&mut graph, &step.nodes, id)?;
-                    for m in done {
-                        merges.push((m.removed, m.into));
-                    }
-
-                    for l in skipped {
-                        left_alone.push(serde_json::json!({"node": l.node, "step": step_id, "technique": "merge batchnorm", "why": l.why, "recipe_line": step.origin.line}));
+                        left_alone.push(serde_json::json!({"node": l.node, "step": step_id, "technique": format!("merge {variant}"), "why": l.why, "recipe_line": step.origin.line}));
                     }
                 }
                 (t, v) => {

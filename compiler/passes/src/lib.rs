@@ -11,6 +11,7 @@
 mod fold_constants;
 pub mod merge_activations;
 pub mod merge_batchnorm;
+pub mod merge_scale;
 pub mod plan;
 pub mod prune_unstructured;
 pub mod registry;
@@ -107,4 +108,28 @@ pub fn run_pipeline(graph: &mut Graph, passes: &[PassInfo]) -> Result<Vec<StepRe
 /// Runs [`CANONICALIZE`].
 pub fn canonicalize(graph: &mut Graph) -> Result<Vec<StepRecord>, PassError> {
     run_pipeline(graph, CANONICALIZE)
+}
+
+/// What a merge pass did: the layers merged, and the ones it left alone with the reason.
+pub type MergeResult = Result<
+    (
+        Vec<merge_batchnorm::Merged>,
+        Vec<merge_batchnorm::LeftAlone>,
+    ),
+    PassError,
+>;
+
+/// Runs a `merge` variant on the named layers: `None` if the variant has no pass.
+pub fn run_merge(
+    variant: &str,
+    graph: &mut mcc_ir::Graph,
+    nodes: &[String],
+    step: mcc_ir::StepId,
+) -> Option<MergeResult> {
+    Some(match variant {
+        "batchnorm" => merge_batchnorm::run(graph, nodes, step),
+        "scale" => merge_scale::run(graph, nodes, step),
+        "activations" => merge_activations::run(graph, nodes, step),
+        _ => return None,
+    })
 }

@@ -401,6 +401,13 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 status: Status::Ready,
             },
             VariantSchema {
+                name: "scale",
+                summary: "fold a Mul or Add by a per-channel constant into the Conv/Gemm/MatMul before it",
+                params: &[],
+                applies: Applies::Ops(&["Mul", "Add"]),
+                status: Status::Ready,
+            },
+            VariantSchema {
                 name: "activations",
                 summary: "fuse activations into the producing layer",
                 params: &[],

@@ -490,7 +490,14 @@ fn first_line(s: &str) -> String {
     s.lines().last().unwrap_or("").trim().to_string()
 }
 
-/// Whether a selector (or any part of it) is marked optional at its top.
+/// Whether a selector may select nothing: it is marked `?`, or it is a union of such
+/// parts, or what it narrows down (`A - B`, `A & B`) may.
 pub fn is_optional(sel: &Selector) -> bool {
-    matches!(sel.kind, SelKind::Optional(_))
+    match &sel.kind {
+        SelKind::Optional(_) => true,
+        SelKind::Union(a, b) => is_optional(a) && is_optional(b),
+        SelKind::Diff(a, _) => is_optional(a),
+        SelKind::Inter(a, b) => is_optional(a) || is_optional(b),
+        _ => false,
+    }
 }

@@ -1,0 +1,299 @@
+//! `merge scale`: fold a Mul or Add by a per-channel constant into the Conv, Gemm or MatMul
+//! that feeds it (normalization written as arithmetic, as Inception-v2 and DenseNet do).
+//!
+//! For output channel m with constant c: Mul: W'[m] = c·W[m], b'[m] = c·b[m]; Add: b'[m] =
+//! b[m] + c (a Conv without bias gets one; a Gemm's C becomes β·C + c with β = 1). A scalar
+//! constant counts as the same value for every channel.
+//!
+//! Keeps: every graph output, up to float rounding. The layer keeps its name and records the
+//! step; the Mul/Add is removed and its readers read the layer.
+//!
+//! Leaves alone (reported with the reason): an operand computed at run time, a constant that
+//! varies along another axis than the channels, a producer that is not a Conv/Gemm/MatMul,
+//! that already ends in an activation, whose output is also read elsewhere, an Add after a
+//! MatMul (which has no bias to absorb it), and a Gemm whose C is not a vector.
+
+use mcc_ir::{Dim, Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
+
+use crate::PassError;
+use crate::merge_activations::a_or_an;
+pub use crate::merge_batchnorm::{LeftAlone, Merged};
+
+/// What a foldable Mul/Add was found to be.
+pub struct Fold {
+    /// The Conv/Gemm/MatMul.
+    pub producer: NodeId,
+    /// Per-channel factors or offsets (length = channels).
+    pub values: Vec<f64>,
+    /// Mul (true) or Add (false).
+    pub mul: bool,
+}
+
+fn f32_vec(graph: &Graph, v: ValueId) -> Option<Vec<f64>> {
+    Some(
+        graph
+            .const_data(v)?
+            .as_f32()?
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect(),
+    )
+}
+
+/// Whether `node` can be folded, and how.
+pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
+    let n = graph.node(node).ok_or("no such layer")?;
+    let mul = match n.op {
+        Op::Mul(_) => true,
+        Op::Add(_) => false,
+        ref other => return Err(format!("it is {}, not a Mul or Add", a_or_an(other.name()))),
+    };
+    let (a, b) = match (
+        n.inputs.first().copied().flatten(),
+        n.inputs.get(1).copied().flatten(),
+    ) {
+        (Some(a), Some(b)) => (a, b),
+        _ => return Err("it lacks an operand".into()),
+    };
+    let (x, c) = match (graph.const_data(a).is_some(), graph.const_data(b).is_some()) {
+        (false, true) => (a, b),
+        (true, false) => (b, a),
+        _ => return Err("it does not combine a layer's output with a constant".into()),
+    };
+    let p = graph
+        .producer(x)
+        .ok_or("its input is not a layer's output")?;
+    let pn = graph.node(p).ok_or("no producer")?;
+    if !matches!(pn.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_)) {
+        return Err(format!(
+            "it reads {}, not a Conv, Gemm or MatMul",
+            a_or_an(pn.op.name())
+        ));
+    }
+    if let Some((e, _)) = pn.op.epilogue() {
+        return Err(format!("`{}` already ends in a {e}", pn.name));
+    }
+    if !mul && matches!(pn.op, Op::MatMul(_)) {
+        return Err(format!(
+            "`{}` is a MatMul, which has no bias to absorb an Add",
+            pn.name
+        ));
+    }
+    if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
+        return Err(format!("`{}`'s output is also read elsewhere", pn.name));
+    }
+    let out = graph
+        .value(x)
+        .ty
+        .shape
+        .clone()
+        .ok_or("the layer's output shape is unknown")?;
+    let axis = if matches!(pn.op, Op::Conv(_)) {
+        1
+    } else {
+        out.len().saturating_sub(1)
+    };
+    let channels = out
+        .get(axis)
+        .and_then(Dim::fixed)
+        .ok_or("the channel count is unknown")?;
+    let values = f32_vec(graph, c).ok_or("the constant is not f32")?;
+    let cshape = graph.value(c).ty.fixed_dims().unwrap_or_default();
+    if cshape.len() > out.len() {
+        return Err("the constant has more dimensions than the layer's output".into());
+    }
+    // Right-align the constant's shape with the output's: only the channel axis may be > 1.
+    let offset = out.len() - cshape.len();
+    let per_channel = cshape
+        .iter()
+        .enumerate()
+        .all(|(i, &d)| d == 1 || (i + offset == axis && d == channels));
+    if !per_channel {
+        return Err(format!(
+            "the constant of shape {cshape:?} varies along other axes than the {channels} channels"
+        ));
+    }
+    let values = if values.len() == 1 {
+        vec![values[0]; channels]
+    } else {
+        values
+    };
+    if let Op::Gemm(_) = pn.op
+        && let Some(cv) = pn.inputs.get(2).copied().flatten()
+        && (graph.value(cv).ty.rank() != Some(1) || f32_vec(graph, cv).is_none())
+    {
+        return Err(format!(
+            "`{}`'s C operand is not a constant vector",
+            pn.name
+        ));
+    }
+    if pn
+        .inputs
+        .get(1)
+        .copied()
+        .flatten()
+        .and_then(|w| f32_vec(graph, w))
+        .is_none()
+    {
+        return Err(format!("`{}`'s weights are not an f32 constant", pn.name));
+    }
+    Ok(Fold {
+        producer: p,
+        values,
+        mul,
+    })
+}
+
+fn set_const(
+    graph: &mut Graph,
+    node: NodeId,
+    slot: usize,
+    base: &str,
+    data: Tensor,
+) -> Result<(), mcc_ir::GraphError> {
+    let old = graph
+        .node(node)
+        .and_then(|n| n.inputs.get(slot).copied().flatten());
+    match old {
+        Some(v) if graph.users(v).len() == 1 && !graph.outputs().contains(&v) => {
+            graph.make_const(v, data);
+            Ok(())
+        }
+        _ => {
+            let name = graph.fresh_value_name(base);
+            let v = graph.add_const(name, data);
+            graph.set_input(node, slot, Some(v))
+        }
+    }
+}
+
+/// Folds each named Mul/Add it can; reports the others.
+pub fn run(
+    graph: &mut Graph,
+    nodes: &[String],
+    step: StepId,
+) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
+    let fail = |node: &str, message: String| PassError::Node {
+        pass: "merge-scale",
+        node: node.to_string(),
+        op: "",
+        message,
+    };
+    let (mut merged, mut left) = (vec![], vec![]);
+    for name in nodes {
+        let id = graph
+            .find_node(name)
+            .ok_or_else(|| fail(name, "no such layer".into()))?;
+        let fold = match check(graph, id) {
+            Ok(f) => f,
+            Err(why) => {
+                left.push(LeftAlone {
+                    node: name.clone(),
+                    why,
+                });
+                continue;
+            }
+        };
+        let pn = graph
+            .node(fold.producer)
+            .cloned()
+            .ok_or_else(|| fail(name, "vanished".into()))?;
+        let io = |e: mcc_ir::GraphError| fail(name, e.to_string());
+        let c = fold.values.len();
+        if fold.mul {
+            let wv = pn.inputs[1].ok_or_else(|| fail(name, "no weights".into()))?;
+            let w = graph
+                .const_data(wv)
+                .and_then(Tensor::as_f32)
+                .cloned()
+                .ok_or_else(|| fail(name, "weights vanished".into()))?;
+            let shape = w.shape().to_vec();
+            let flat: Vec<f32> = w.iter().copied().collect();
+            // Which output channel each weight feeds.
+            let channel = |i: usize| -> usize {
+                match &pn.op {
+                    Op::Conv(_) => i / (flat.len() / c),
+                    Op::Gemm(g) if g.transB != 0 => i / shape[1],
+                    _ => i % shape[shape.len() - 1],
+                }
+            };
+            let new_w: Vec<f32> = flat
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (f64::from(x) * fold.values[channel(i)]) as f32)
+                .collect();
+            let wname = format!("{}.scaled", graph.value(wv).name);
+            set_const(
+                graph,
+                fold.producer,
+                1,
+                &wname,
+                Tensor::from_vec(&shape, new_w).map_err(|e| fail(name, e.to_string()))?,
+            )
+            .map_err(io)?;
+            if let Some(bv) = pn.inputs.get(2).copied().flatten() {
+                let b = f32_vec(graph, bv).unwrap_or_default();
+                let nb: Vec<f32> = b
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| (x * fold.values[i % c]) as f32)
+                    .collect();
+                set_const(
+                    graph,
+                    fold.producer,
+                    2,
+                    &format!("{}.bias", pn.name),
+                    Tensor::from_vec(&[c], nb).map_err(|e| fail(name, e.to_string()))?,
+                )
+                .map_err(io)?;
+            }
+        } else {
+            let beta = if let Op::Gemm(g) = &pn.op {
+                f64::from(g.beta)
+            } else {
+                1.0
+            };
+            let b = pn
+                .inputs
+                .get(2)
+                .copied()
+                .flatten()
+                .and_then(|bv| f32_vec(graph, bv))
+                .unwrap_or_else(|| vec![0.0; c]);
+            let nb: Vec<f32> = (0..c)
+                .map(|i| (beta * b[i] + fold.values[i]) as f32)
+                .collect();
+            set_const(
+                graph,
+                fold.producer,
+                2,
+                &format!("{}.bias", pn.name),
+                Tensor::from_vec(&[c], nb).map_err(|e| fail(name, e.to_string()))?,
+            )
+            .map_err(io)?;
+            if let Some(node) = graph.node_mut(fold.producer)
+                && let Op::Gemm(g) = &mut node.op
+            {
+                g.beta = 1.0;
+            }
+        }
+        if let Some(node) = graph.node_mut(fold.producer) {
+            node.origin = Origin::Step(step);
+        }
+        let (x, y) = (
+            pn.outputs[0],
+            graph
+                .node(id)
+                .map(|n| n.outputs[0])
+                .ok_or_else(|| fail(name, "vanished".into()))?,
+        );
+        graph.replace_all_uses(y, x);
+        graph.remove_node(id).map_err(io)?;
+        merged.push(Merged {
+            removed: name.clone(),
+            into: pn.name.clone(),
+        });
+    }
+    graph.remove_unused_consts();
+    Ok((merged, left))
+}
