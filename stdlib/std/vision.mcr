@@ -16,12 +16,13 @@ recipe fold_norms {
 }
 
 # The exact merge stage (DeepRebirth): fold norms (BatchNormalization, and Mul/Add by
-# per-channel constants), then fuse activations into the layer that feeds them. The model's
-# outputs do not change beyond float rounding.
+# per-channel constants) and average pools into the Conv before them, then fuse activations
+# into the layer that feeds them. The model's outputs do not change beyond float rounding.
 recipe merge {
   stage merge {
     merge batchnorm on BatchNormalization?
     merge scale on Mul? | Add?
+    merge pool on AveragePool?
     merge activations on Relu? | Clip? | LeakyRelu? | Sigmoid? | HardSigmoid? | HardSwish? | Tanh?
   }
 }

@@ -33,8 +33,13 @@ fn trained_models_after_merging() {
         let want = npy(&corpus(&format!("ref/{m}_test_out.npy")));
         let d = compare(&got, &want, 1e-4, 1e-5);
         let (nb, na) = (s.model.graph.node_count(), r.graph.node_count());
+        let (mb, ma) = (
+            mcc::inspect::table(&s.model.graph).macs,
+            mcc::inspect::table(&r.graph).macs,
+        );
+        assert!(ma <= mb, "{m}: merging added MACs");
         println!(
-            "{m}: {nb} → {na} nodes, max abs {:.2e}, left alone {}, evaluator {:.2} s → {:.2} s (1000 samples)",
+            "{m}: {nb} → {na} nodes, {mb} → {ma} MACs, max abs {:.2e}, left alone {}, evaluator {:.2} s → {:.2} s (1000 samples)",
             d.max_abs,
             r.report["left_alone"].as_array().unwrap().len(),
             t_before.as_secs_f64(),

@@ -11,6 +11,7 @@
 mod fold_constants;
 pub mod merge_activations;
 pub mod merge_batchnorm;
+pub mod merge_pool;
 pub mod merge_scale;
 pub mod plan;
 pub mod prune_unstructured;
@@ -129,6 +130,7 @@ pub fn run_merge(
     Some(match variant {
         "batchnorm" => merge_batchnorm::run(graph, nodes, step),
         "scale" => merge_scale::run(graph, nodes, step),
+        "pool" => merge_pool::run(graph, nodes, step),
         "activations" => merge_activations::run(graph, nodes, step),
         _ => return None,
     })

@@ -408,6 +408,13 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 status: Status::Ready,
             },
             VariantSchema {
+                name: "pool",
+                summary: "fold an AveragePool into the Conv before it: one strided Conv",
+                params: &[],
+                applies: Applies::Ops(&["AveragePool"]),
+                status: Status::Ready,
+            },
+            VariantSchema {
                 name: "activations",
                 summary: "fuse activations into the producing layer",
                 params: &[],
