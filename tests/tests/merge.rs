@@ -106,9 +106,11 @@ fn light_models_after_merging() {
             );
         }
         println!(
-            "light_{m}: {} → {} nodes, left alone {}, evaluator {:.2} s → {:.2} s",
+            "light_{m}: {} → {} nodes, {} → {} MACs, left alone {}, evaluator {:.2} s → {:.2} s",
             s.model.graph.node_count(),
             g.node_count(),
+            mcc::inspect::table(&s.model.graph).macs,
+            mcc::inspect::table(g).macs,
             r.report["left_alone"].as_array().unwrap().len(),
             t_before.as_secs_f64(),
             t_after.as_secs_f64()
