@@ -9,6 +9,7 @@
 //! (up to float rounding where a pass says so).
 
 mod fold_constants;
+pub mod merge;
 pub mod merge_activations;
 pub mod merge_batchnorm;
 pub mod merge_pool;

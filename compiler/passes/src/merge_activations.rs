@@ -12,16 +12,10 @@
 //! output is also read elsewhere (or is a graph output), or a Clip whose bounds are not
 //! constant scalars.
 
-use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Tensor};
+use mcc_ir::{Graph, NodeId, Op, StepId, Tensor};
 
 use crate::PassError;
-pub use crate::merge_batchnorm::{LeftAlone, Merged};
-
-/// "a Relu", "an Add": an op name with its article.
-pub fn a_or_an(op: &str) -> String {
-    let vowel = op.starts_with(['A', 'E', 'I', 'O', 'U']);
-    format!("{} {op}", if vowel { "an" } else { "a" })
-}
+use crate::merge::{self, LeftAlone, Merged, a_or_an};
 
 fn scalar(graph: &Graph, v: Option<mcc_ir::ValueId>, default: f32) -> Result<f32, ()> {
     match v {
@@ -95,45 +89,21 @@ pub fn run(
     nodes: &[String],
     step: StepId,
 ) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
-    let fail = |node: &str, message: String| PassError::Node {
-        pass: "merge-activations",
-        node: node.to_string(),
-        op: "",
-        message,
-    };
-    let (mut merged, mut left) = (vec![], vec![]);
-    for name in nodes {
-        let act = graph
-            .find_node(name)
-            .ok_or_else(|| fail(name, "no such layer".into()))?;
-        let (p, epi, params) = match check(graph, act) {
-            Ok(x) => x,
-            Err(why) => {
-                left.push(LeftAlone {
-                    node: name.clone(),
-                    why,
-                });
-                continue;
+    merge::each(
+        graph,
+        nodes,
+        step,
+        "merge-activations",
+        |g, id| check(g, id).map(|(p, name, params)| (p, (name, params))),
+        |g, p, (name, params)| {
+            let carried = g
+                .node_mut(p)
+                .is_some_and(|n| n.op.set_epilogue(name, params));
+            if carried {
+                Ok(())
+            } else {
+                Err("the layer cannot carry an activation".into())
             }
-        };
-        let into = graph.node(p).map(|n| n.name.clone()).unwrap_or_default();
-        let (x, y) = match (graph.node(p), graph.node(act)) {
-            (Some(pn), Some(an)) => (pn.outputs[0], an.outputs[0]),
-            _ => return Err(fail(name, "vanished".into())),
-        };
-        if let Some(pn) = graph.node_mut(p) {
-            pn.op.set_epilogue(epi, params);
-            pn.origin = Origin::Step(step);
-        }
-        graph.replace_all_uses(y, x);
-        graph
-            .remove_node(act)
-            .map_err(|e| fail(name, e.to_string()))?;
-        merged.push(Merged {
-            removed: name.clone(),
-            into,
-        });
-    }
-    graph.remove_unused_consts();
-    Ok((merged, left))
+        },
+    )
 }

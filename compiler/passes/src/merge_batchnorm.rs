@@ -15,27 +15,11 @@
 //! whose statistics or the producer's weights are not f32 constants, or whose channels do
 //! not line up with the producer's outputs.
 
-use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
+use mcc_ir::{Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
-
-/// A layer merged into its producer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Merged {
-    /// The removed layer (the norm, the activation…).
-    pub removed: String,
-    /// The Conv or Gemm that absorbed it.
-    pub into: String,
-}
-
-/// A layer a merge pass did not merge, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LeftAlone {
-    /// The BatchNormalization.
-    pub node: String,
-    /// Why it stays.
-    pub why: String,
-}
+use crate::merge::{self, a_or_an, store_const};
+pub use crate::merge::{LeftAlone, Merged};
 
 fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
     let t = graph.const_data(v?)?.as_f32()?;
@@ -48,7 +32,7 @@ pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
     let Op::BatchNormalization(_) = n.op else {
         return Err(format!(
             "it is {}, not a BatchNormalization",
-            crate::merge_activations::a_or_an(n.op.name())
+            a_or_an(n.op.name())
         ));
     };
     if n.outputs.len() != 1 {
@@ -133,7 +117,7 @@ pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
         other => {
             return Err(format!(
                 "it reads {}, not a Conv or Gemm",
-                crate::merge_activations::a_or_an(other.name())
+                a_or_an(other.name())
             ));
         }
     }
@@ -145,29 +129,97 @@ pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
     Ok(p)
 }
 
-/// Stores `data` as operand `slot` of `node`: in place when only this node reads the old
-/// constant, as a new constant otherwise.
-fn put_const(
-    graph: &mut Graph,
-    node: NodeId,
-    slot: usize,
-    base: &str,
-    data: Tensor,
-) -> Result<(), mcc_ir::GraphError> {
-    let old = graph
-        .node(node)
-        .and_then(|n| n.inputs.get(slot).copied().flatten());
-    match old {
-        Some(v) if graph.users(v).len() == 1 && !graph.outputs().contains(&v) => {
-            graph.make_const(v, data);
-            Ok(())
+/// Per channel: the factor k = scale / √(var + ε) and the shift B − k·mean of a norm.
+fn factors(graph: &Graph, norm: NodeId) -> (Vec<f64>, Vec<f64>) {
+    let Some(bn) = graph.node(norm) else {
+        return (vec![], vec![]);
+    };
+    let eps = match &bn.op {
+        Op::BatchNormalization(b) => f64::from(b.epsilon),
+        _ => 0.0,
+    };
+    let get =
+        |slot: usize| f32_const(graph, bn.inputs.get(slot).copied().flatten()).unwrap_or_default();
+    let (scale, beta, mean, var) = (get(1), get(2), get(3), get(4));
+    let k: Vec<f64> = scale
+        .iter()
+        .zip(&var)
+        .map(|(s, v)| s / (v + eps).sqrt())
+        .collect();
+    let shift = (0..k.len()).map(|c| beta[c] - k[c] * mean[c]).collect();
+    (k, shift)
+}
+
+/// Rewrites the Conv/Gemm `p` so that it computes `k·y + shift` per output channel.
+fn fold_into(graph: &mut Graph, p: NodeId, k: &[f64], shift: &[f64]) -> Result<(), String> {
+    let pn = graph.node(p).cloned().ok_or("the layer vanished")?;
+    let wv = pn.inputs.get(1).copied().flatten().ok_or("no weights")?;
+    let wname = graph.value(wv).name.clone();
+    let wt = graph
+        .const_data(wv)
+        .and_then(Tensor::as_f32)
+        .cloned()
+        .ok_or("the weights vanished")?;
+    let shape = wt.shape().to_vec();
+    let flat: Vec<f32> = wt.iter().copied().collect();
+    let c = k.len();
+    let (new_w, new_b): (Vec<f32>, Vec<f32>) = match &pn.op {
+        Op::Conv(_) => {
+            let per = flat.len() / c.max(1);
+            let w = flat
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (f64::from(x) * k[i / per]) as f32)
+                .collect();
+            let b0 = f32_const(graph, pn.inputs.get(2).copied().flatten())
+                .unwrap_or_else(|| vec![0.0; c]);
+            (
+                w,
+                (0..c).map(|i| (k[i] * b0[i] + shift[i]) as f32).collect(),
+            )
         }
-        _ => {
-            let name = graph.fresh_value_name(base);
-            let v = graph.add_const(name, data);
-            graph.set_input(node, slot, Some(v))
+        Op::Gemm(g) => {
+            let cols = shape[1];
+            let w = flat
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    (f64::from(x) * k[if g.transB != 0 { i / cols } else { i % cols }]) as f32
+                })
+                .collect();
+            let c0 = f32_const(graph, pn.inputs.get(2).copied().flatten())
+                .unwrap_or_else(|| vec![0.0; c]);
+            let beta = f64::from(g.beta);
+            (
+                w,
+                (0..c)
+                    .map(|i| (k[i] * beta * c0[i] + shift[i]) as f32)
+                    .collect(),
+            )
         }
+        _ => return Err("the producer is no longer a Conv or Gemm".into()),
+    };
+    let err = |e: mcc_ir::GraphError| e.to_string();
+    store_const(
+        graph,
+        p,
+        1,
+        &format!("{wname}.merged"),
+        Tensor::from_vec(&shape, new_w).map_err(|e| e.to_string())?,
+    )
+    .map_err(err)?;
+    store_const(
+        graph,
+        p,
+        2,
+        &format!("{}.bias", pn.name),
+        Tensor::from_vec(&[c], new_b).map_err(|e| e.to_string())?,
+    )
+    .map_err(err)?;
+    if let Some(Op::Gemm(g)) = graph.node_mut(p).map(|n| &mut n.op) {
+        g.beta = 1.0;
     }
+    Ok(())
 }
 
 /// Folds each named BatchNormalization it can; reports the others.
@@ -176,127 +228,12 @@ pub fn run(
     nodes: &[String],
     step: StepId,
 ) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
-    let fail = |node: &str, message: String| PassError::Node {
-        pass: "merge-batchnorm",
-        node: node.to_string(),
-        op: "BatchNormalization",
-        message,
-    };
-    let (mut merged, mut left) = (vec![], vec![]);
-    for name in nodes {
-        let norm = graph
-            .find_node(name)
-            .ok_or_else(|| fail(name, "no such layer".into()))?;
-        let p = match check(graph, norm) {
-            Ok(p) => p,
-            Err(why) => {
-                left.push(LeftAlone {
-                    node: name.clone(),
-                    why,
-                });
-                continue;
-            }
-        };
-        let bn = graph
-            .node(norm)
-            .cloned()
-            .ok_or_else(|| fail(name, "vanished".into()))?;
-        let eps = match &bn.op {
-            Op::BatchNormalization(b) => f64::from(b.epsilon),
-            _ => 0.0,
-        };
-        let get = |slot: usize| {
-            f32_const(graph, bn.inputs.get(slot).copied().flatten()).unwrap_or_default()
-        };
-        let (scale, beta, mean, var) = (get(1), get(2), get(3), get(4));
-        let k: Vec<f64> = scale
-            .iter()
-            .zip(&var)
-            .map(|(s, v)| s / (v + eps).sqrt())
-            .collect();
-        let shift: Vec<f64> = (0..k.len()).map(|c| beta[c] - k[c] * mean[c]).collect();
-        let pn = graph
-            .node(p)
-            .cloned()
-            .ok_or_else(|| fail(name, "vanished".into()))?;
-        let wv = pn.inputs[1].ok_or_else(|| fail(name, "no weights".into()))?;
-        let wname = graph.value(wv).name.clone();
-        let wt = graph
-            .const_data(wv)
-            .and_then(Tensor::as_f32)
-            .cloned()
-            .ok_or_else(|| fail(name, "weights vanished".into()))?;
-        let shape = wt.shape().to_vec();
-        let flat: Vec<f32> = wt.iter().copied().collect();
-        let c = k.len();
-        let (new_w, bias_slot_value): (Vec<f32>, Vec<f32>) = match &pn.op {
-            Op::Conv(_) => {
-                let per = flat.len() / c;
-                let w: Vec<f32> = flat
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &x)| (f64::from(x) * k[i / per]) as f32)
-                    .collect();
-                let b0 = f32_const(graph, pn.inputs.get(2).copied().flatten())
-                    .unwrap_or_else(|| vec![0.0; c]);
-                (
-                    w,
-                    (0..c).map(|i| (k[i] * b0[i] + shift[i]) as f32).collect(),
-                )
-            }
-            Op::Gemm(g) => {
-                let cols = shape[1];
-                let w: Vec<f32> = flat
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &x)| {
-                        let ch = if g.transB != 0 { i / cols } else { i % cols };
-                        (f64::from(x) * k[ch]) as f32
-                    })
-                    .collect();
-                let beta_g = f64::from(g.beta);
-                let c0 = f32_const(graph, pn.inputs.get(2).copied().flatten())
-                    .unwrap_or_else(|| vec![0.0; c]);
-                (
-                    w,
-                    (0..c)
-                        .map(|i| (k[i] * beta_g * c0[i] + shift[i]) as f32)
-                        .collect(),
-                )
-            }
-            _ => return Err(fail(name, "producer changed".into())),
-        };
-        let io = |e: mcc_ir::GraphError| fail(name, e.to_string());
-        put_const(
-            graph,
-            p,
-            1,
-            &format!("{wname}.merged"),
-            Tensor::from_vec(&shape, new_w).map_err(|e| fail(name, e.to_string()))?,
-        )
-        .map_err(io)?;
-        put_const(
-            graph,
-            p,
-            2,
-            &format!("{}.bias", pn.name),
-            Tensor::from_vec(&[c], bias_slot_value).map_err(|e| fail(name, e.to_string()))?,
-        )
-        .map_err(io)?;
-        if let Some(node) = graph.node_mut(p) {
-            if let Op::Gemm(g) = &mut node.op {
-                g.beta = 1.0;
-            }
-            node.origin = Origin::Step(step);
-        }
-        let (x, y) = (pn.outputs[0], bn.outputs[0]);
-        graph.replace_all_uses(y, x);
-        graph.remove_node(norm).map_err(io)?;
-        merged.push(Merged {
-            removed: name.clone(),
-            into: pn.name.clone(),
-        });
-    }
-    graph.remove_unused_consts();
-    Ok((merged, left))
+    merge::each(
+        graph,
+        nodes,
+        step,
+        "merge-batchnorm",
+        |g, id| check(g, id).map(|p| (p, factors(g, id))),
+        |g, p, (k, shift)| fold_into(g, p, &k, &shift),
+    )
 }

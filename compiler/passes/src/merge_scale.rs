@@ -13,11 +13,11 @@
 //! that already ends in an activation, whose output is also read elsewhere, an Add after a
 //! MatMul (which has no bias to absorb it), and a Gemm whose C is not a vector.
 
-use mcc_ir::{Dim, Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
+use mcc_ir::{Dim, Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
-use crate::merge_activations::a_or_an;
-pub use crate::merge_batchnorm::{LeftAlone, Merged};
+use crate::merge::{self, a_or_an, store_const};
+pub use crate::merge::{LeftAlone, Merged};
 
 /// What a foldable Mul/Add was found to be.
 pub struct Fold {
@@ -144,27 +144,86 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
     })
 }
 
-fn set_const(
-    graph: &mut Graph,
-    node: NodeId,
-    slot: usize,
-    base: &str,
-    data: Tensor,
-) -> Result<(), mcc_ir::GraphError> {
-    let old = graph
-        .node(node)
-        .and_then(|n| n.inputs.get(slot).copied().flatten());
-    match old {
-        Some(v) if graph.users(v).len() == 1 && !graph.outputs().contains(&v) => {
-            graph.make_const(v, data);
-            Ok(())
+/// Rewrites the Conv/Gemm/MatMul `p` to absorb `· values` (mul) or `+ values` (add) per
+/// output channel.
+fn fold_into(graph: &mut Graph, p: NodeId, values: &[f64], mul: bool) -> Result<(), String> {
+    let pn = graph.node(p).cloned().ok_or("the layer vanished")?;
+    let c = values.len();
+    let err = |e: mcc_ir::GraphError| e.to_string();
+    if mul {
+        let wv = pn.inputs.get(1).copied().flatten().ok_or("no weights")?;
+        let w = graph
+            .const_data(wv)
+            .and_then(Tensor::as_f32)
+            .cloned()
+            .ok_or("the weights vanished")?;
+        let shape = w.shape().to_vec();
+        let flat: Vec<f32> = w.iter().copied().collect();
+        // The output channel each weight feeds.
+        let channel = |i: usize| -> usize {
+            match &pn.op {
+                Op::Conv(_) => i / (flat.len() / c.max(1)).max(1),
+                Op::Gemm(g) if g.transB != 0 => i / shape[1],
+                _ => i % shape[shape.len() - 1],
+            }
+        };
+        let new_w: Vec<f32> = flat
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (f64::from(x) * values[channel(i)]) as f32)
+            .collect();
+        let base = format!("{}.scaled", graph.value(wv).name);
+        store_const(
+            graph,
+            p,
+            1,
+            &base,
+            Tensor::from_vec(&shape, new_w).map_err(|e| e.to_string())?,
+        )
+        .map_err(err)?;
+        if let Some(bv) = pn.inputs.get(2).copied().flatten() {
+            let b = f32_vec(graph, bv).unwrap_or_default();
+            let nb: Vec<f32> = b
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (x * values[i % c]) as f32)
+                .collect();
+            store_const(
+                graph,
+                p,
+                2,
+                &format!("{}.bias", pn.name),
+                Tensor::from_vec(&[c], nb).map_err(|e| e.to_string())?,
+            )
+            .map_err(err)?;
         }
-        _ => {
-            let name = graph.fresh_value_name(base);
-            let v = graph.add_const(name, data);
-            graph.set_input(node, slot, Some(v))
+    } else {
+        let beta = if let Op::Gemm(g) = &pn.op {
+            f64::from(g.beta)
+        } else {
+            1.0
+        };
+        let b = pn
+            .inputs
+            .get(2)
+            .copied()
+            .flatten()
+            .and_then(|bv| f32_vec(graph, bv))
+            .unwrap_or_else(|| vec![0.0; c]);
+        let nb: Vec<f32> = (0..c).map(|i| (beta * b[i] + values[i]) as f32).collect();
+        store_const(
+            graph,
+            p,
+            2,
+            &format!("{}.bias", pn.name),
+            Tensor::from_vec(&[c], nb).map_err(|e| e.to_string())?,
+        )
+        .map_err(err)?;
+        if let Some(Op::Gemm(g)) = graph.node_mut(p).map(|n| &mut n.op) {
+            g.beta = 1.0;
         }
     }
+    Ok(())
 }
 
 /// Folds each named Mul/Add it can; reports the others.
@@ -173,127 +232,12 @@ pub fn run(
     nodes: &[String],
     step: StepId,
 ) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
-    let fail = |node: &str, message: String| PassError::Node {
-        pass: "merge-scale",
-        node: node.to_string(),
-        op: "",
-        message,
-    };
-    let (mut merged, mut left) = (vec![], vec![]);
-    for name in nodes {
-        let id = graph
-            .find_node(name)
-            .ok_or_else(|| fail(name, "no such layer".into()))?;
-        let fold = match check(graph, id) {
-            Ok(f) => f,
-            Err(why) => {
-                left.push(LeftAlone {
-                    node: name.clone(),
-                    why,
-                });
-                continue;
-            }
-        };
-        let pn = graph
-            .node(fold.producer)
-            .cloned()
-            .ok_or_else(|| fail(name, "vanished".into()))?;
-        let io = |e: mcc_ir::GraphError| fail(name, e.to_string());
-        let c = fold.values.len();
-        if fold.mul {
-            let wv = pn.inputs[1].ok_or_else(|| fail(name, "no weights".into()))?;
-            let w = graph
-                .const_data(wv)
-                .and_then(Tensor::as_f32)
-                .cloned()
-                .ok_or_else(|| fail(name, "weights vanished".into()))?;
-            let shape = w.shape().to_vec();
-            let flat: Vec<f32> = w.iter().copied().collect();
-            // Which output channel each weight feeds.
-            let channel = |i: usize| -> usize {
-                match &pn.op {
-                    Op::Conv(_) => i / (flat.len() / c),
-                    Op::Gemm(g) if g.transB != 0 => i / shape[1],
-                    _ => i % shape[shape.len() - 1],
-                }
-            };
-            let new_w: Vec<f32> = flat
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| (f64::from(x) * fold.values[channel(i)]) as f32)
-                .collect();
-            let wname = format!("{}.scaled", graph.value(wv).name);
-            set_const(
-                graph,
-                fold.producer,
-                1,
-                &wname,
-                Tensor::from_vec(&shape, new_w).map_err(|e| fail(name, e.to_string()))?,
-            )
-            .map_err(io)?;
-            if let Some(bv) = pn.inputs.get(2).copied().flatten() {
-                let b = f32_vec(graph, bv).unwrap_or_default();
-                let nb: Vec<f32> = b
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &x)| (x * fold.values[i % c]) as f32)
-                    .collect();
-                set_const(
-                    graph,
-                    fold.producer,
-                    2,
-                    &format!("{}.bias", pn.name),
-                    Tensor::from_vec(&[c], nb).map_err(|e| fail(name, e.to_string()))?,
-                )
-                .map_err(io)?;
-            }
-        } else {
-            let beta = if let Op::Gemm(g) = &pn.op {
-                f64::from(g.beta)
-            } else {
-                1.0
-            };
-            let b = pn
-                .inputs
-                .get(2)
-                .copied()
-                .flatten()
-                .and_then(|bv| f32_vec(graph, bv))
-                .unwrap_or_else(|| vec![0.0; c]);
-            let nb: Vec<f32> = (0..c)
-                .map(|i| (beta * b[i] + fold.values[i]) as f32)
-                .collect();
-            set_const(
-                graph,
-                fold.producer,
-                2,
-                &format!("{}.bias", pn.name),
-                Tensor::from_vec(&[c], nb).map_err(|e| fail(name, e.to_string()))?,
-            )
-            .map_err(io)?;
-            if let Some(node) = graph.node_mut(fold.producer)
-                && let Op::Gemm(g) = &mut node.op
-            {
-                g.beta = 1.0;
-            }
-        }
-        if let Some(node) = graph.node_mut(fold.producer) {
-            node.origin = Origin::Step(step);
-        }
-        let (x, y) = (
-            pn.outputs[0],
-            graph
-                .node(id)
-                .map(|n| n.outputs[0])
-                .ok_or_else(|| fail(name, "vanished".into()))?,
-        );
-        graph.replace_all_uses(y, x);
-        graph.remove_node(id).map_err(io)?;
-        merged.push(Merged {
-            removed: name.clone(),
-            into: pn.name.clone(),
-        });
-    }
-    graph.remove_unused_consts();
-    Ok((merged, left))
+    merge::each(
+        graph,
+        nodes,
+        step,
+        "merge-scale",
+        |g, id| check(g, id).map(|f| (f.producer, (f.values, f.mul))),
+        |g, p, (values, mul)| fold_into(g, p, &values, mul),
+    )
 }

@@ -1,0 +1,116 @@
+//! What every `merge` pass shares: the result types, the per-layer loop (find, check, fold
+//! or leave alone with the reason), the rewiring that removes the merged layer, and
+//! copy-on-write storage of rewritten weights.
+
+use mcc_ir::{Graph, GraphError, NodeId, Origin, StepId, Tensor};
+
+use crate::PassError;
+
+/// A layer merged into its producer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Merged {
+    /// The removed layer (the norm, the activation…).
+    pub removed: String,
+    /// The layer that absorbed it.
+    pub into: String,
+}
+
+/// A layer a merge pass did not merge, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeftAlone {
+    /// The layer.
+    pub node: String,
+    /// Why it stays.
+    pub why: String,
+}
+
+/// "a Relu", "an Add": an op name with its article.
+pub fn a_or_an(op: &str) -> String {
+    let vowel = op.starts_with(['A', 'E', 'I', 'O', 'U']);
+    format!("{} {op}", if vowel { "an" } else { "a" })
+}
+
+/// Stores `data` as operand `slot` of `node`: in place when only this node reads the old
+/// constant, as a new constant (named from `base`) otherwise, so other readers keep theirs.
+pub(crate) fn store_const(
+    graph: &mut Graph,
+    node: NodeId,
+    slot: usize,
+    base: &str,
+    data: Tensor,
+) -> Result<(), GraphError> {
+    let old = graph
+        .node(node)
+        .and_then(|n| n.inputs.get(slot).copied().flatten());
+    match old {
+        Some(v) if graph.users(v).len() == 1 && !graph.outputs().contains(&v) => {
+            graph.make_const(v, data);
+            Ok(())
+        }
+        _ => {
+            let name = graph.fresh_value_name(base);
+            let v = graph.add_const(name, data);
+            graph.set_input(node, slot, Some(v))
+        }
+    }
+}
+
+/// For each named layer: `check` says which layer it merges into (with whatever `fold` needs)
+/// or why not; `fold` rewrites that layer; then the merged layer is removed, its readers read
+/// the absorbing layer (which takes over the merged output's type, and its name when it was a
+/// graph output), and the absorbing layer records `step` as its origin.
+pub(crate) fn each<T>(
+    graph: &mut Graph,
+    nodes: &[String],
+    step: StepId,
+    pass: &'static str,
+    check: impl Fn(&Graph, NodeId) -> Result<(NodeId, T), String>,
+    mut fold: impl FnMut(&mut Graph, NodeId, T) -> Result<(), String>,
+) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
+    let fail = |node: &str, message: String| PassError::Node {
+        pass,
+        node: node.to_string(),
+        op: "",
+        message,
+    };
+    let (mut merged, mut left) = (vec![], vec![]);
+    for name in nodes {
+        let layer = graph
+            .find_node(name)
+            .ok_or_else(|| fail(name, "no such layer".into()))?;
+        let (into, data) = match check(graph, layer) {
+            Ok(x) => x,
+            Err(why) => {
+                left.push(LeftAlone {
+                    node: name.clone(),
+                    why,
+                });
+                continue;
+            }
+        };
+        fold(graph, into, data).map_err(|m| fail(name, m))?;
+        let (x, y) = match (graph.node(into), graph.node(layer)) {
+            (Some(i), Some(l)) => (i.outputs[0], l.outputs[0]),
+            _ => return Err(fail(name, "a layer vanished".into())),
+        };
+        let ty = graph.value(y).ty.clone();
+        graph.value_mut(x).ty = ty;
+        graph.replace_all_uses(y, x);
+        graph
+            .remove_node(layer)
+            .map_err(|e| fail(name, e.to_string()))?;
+        let into_name = match graph.node_mut(into) {
+            Some(n) => {
+                n.origin = Origin::Step(step);
+                n.name.clone()
+            }
+            None => String::new(),
+        };
+        merged.push(Merged {
+            removed: name.clone(),
+            into: into_name,
+        });
+    }
+    graph.remove_unused_consts();
+    Ok((merged, left))
+}
