@@ -63,6 +63,17 @@ fn pass_fixtures() {
         let r = mcc::recipe::build(&s).unwrap();
         let before = mcc_ir::text::print(&s.model.graph);
         let after = mcc_ir::text::print(&r.graph);
+        // What a pass produces (epilogues included) is valid IR text that round-trips.
+        let full = mcc_ir::text::print_with(&r.graph, mcc_ir::text::PrintOptions { weights: true });
+        let back =
+            mcc_ir::text::parse(&full).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        mcc_ir::verify(&back).unwrap();
+        assert_eq!(
+            mcc_ir::text::print(&back),
+            after,
+            "{}: the rewritten IR does not round-trip",
+            path.display()
+        );
         let mut snap =
             mcc_ir::text::diff::unified(&before, &after, "before", &format!("after {rule}"));
         if snap.is_empty() {
