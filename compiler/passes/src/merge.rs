@@ -30,6 +30,18 @@ pub fn a_or_an(op: &str) -> String {
     format!("{} {op}", if vowel { "an" } else { "a" })
 }
 
+/// The output channel that weight `i` (row-major in a weight tensor of `shape`) feeds, for a
+/// layer with `channels` outputs: Conv weights are `[M, C/g, k…]`, Gemm's `[N, K]` (transB) or
+/// `[K, N]`, MatMul's `[…, K, N]`.
+pub(crate) fn output_channel(op: &mcc_ir::Op, shape: &[usize], channels: usize, i: usize) -> usize {
+    let len: usize = shape.iter().product();
+    match op {
+        mcc_ir::Op::Conv(_) => i / (len / channels.max(1)).max(1),
+        mcc_ir::Op::Gemm(g) if g.transB != 0 => i / shape.get(1).copied().unwrap_or(1).max(1),
+        _ => i % shape.last().copied().unwrap_or(1).max(1),
+    }
+}
+
 /// Stores `data` as operand `slot` of `node`: in place when only this node reads the old
 /// constant, as a new constant (named from `base`) otherwise, so other readers keep theirs.
 pub(crate) fn store_const(

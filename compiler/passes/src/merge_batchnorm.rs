@@ -18,7 +18,7 @@
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
-use crate::merge::{self, a_or_an, store_const};
+use crate::merge::{self, a_or_an, output_channel, store_const};
 pub use crate::merge::{LeftAlone, Merged};
 
 fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
@@ -163,42 +163,21 @@ fn fold_into(graph: &mut Graph, p: NodeId, k: &[f64], shift: &[f64]) -> Result<(
     let shape = wt.shape().to_vec();
     let flat: Vec<f32> = wt.iter().copied().collect();
     let c = k.len();
-    let (new_w, new_b): (Vec<f32>, Vec<f32>) = match &pn.op {
-        Op::Conv(_) => {
-            let per = flat.len() / c.max(1);
-            let w = flat
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| (f64::from(x) * k[i / per]) as f32)
-                .collect();
-            let b0 = f32_const(graph, pn.inputs.get(2).copied().flatten())
-                .unwrap_or_else(|| vec![0.0; c]);
-            (
-                w,
-                (0..c).map(|i| (k[i] * b0[i] + shift[i]) as f32).collect(),
-            )
-        }
-        Op::Gemm(g) => {
-            let cols = shape[1];
-            let w = flat
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| {
-                    (f64::from(x) * k[if g.transB != 0 { i / cols } else { i % cols }]) as f32
-                })
-                .collect();
-            let c0 = f32_const(graph, pn.inputs.get(2).copied().flatten())
-                .unwrap_or_else(|| vec![0.0; c]);
-            let beta = f64::from(g.beta);
-            (
-                w,
-                (0..c)
-                    .map(|i| (k[i] * beta * c0[i] + shift[i]) as f32)
-                    .collect(),
-            )
-        }
+    // y' = k·y + shift, with the Gemm's β folded into its new C (β' = 1).
+    let beta = match &pn.op {
+        Op::Conv(_) => 1.0,
+        Op::Gemm(g) => f64::from(g.beta),
         _ => return Err("the producer is no longer a Conv or Gemm".into()),
     };
+    let new_w: Vec<f32> = flat
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (f64::from(x) * k[output_channel(&pn.op, &shape, c, i)]) as f32)
+        .collect();
+    let b0 = f32_const(graph, pn.inputs.get(2).copied().flatten()).unwrap_or_else(|| vec![0.0; c]);
+    let new_b: Vec<f32> = (0..c)
+        .map(|i| (k[i] * beta * b0[i] + shift[i]) as f32)
+        .collect();
     let err = |e: mcc_ir::GraphError| e.to_string();
     store_const(
         graph,

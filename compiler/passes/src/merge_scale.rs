@@ -16,7 +16,7 @@
 use mcc_ir::{Dim, Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
-use crate::merge::{self, a_or_an, store_const};
+use crate::merge::{self, a_or_an, output_channel, store_const};
 pub use crate::merge::{LeftAlone, Merged};
 
 /// What a foldable Mul/Add was found to be.
@@ -160,13 +160,7 @@ fn fold_into(graph: &mut Graph, p: NodeId, values: &[f64], mul: bool) -> Result<
         let shape = w.shape().to_vec();
         let flat: Vec<f32> = w.iter().copied().collect();
         // The output channel each weight feeds.
-        let channel = |i: usize| -> usize {
-            match &pn.op {
-                Op::Conv(_) => i / (flat.len() / c.max(1)).max(1),
-                Op::Gemm(g) if g.transB != 0 => i / shape[1],
-                _ => i % shape[shape.len() - 1],
-            }
-        };
+        let channel = |i: usize| output_channel(&pn.op, &shape, c, i);
         let new_w: Vec<f32> = flat
             .iter()
             .enumerate()
