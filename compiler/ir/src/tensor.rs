@@ -392,6 +392,11 @@ impl Tensor {
         }
     }
 
+    /// Number of elements that are not zero (not `false`).
+    pub fn count_nonzero(&self) -> usize {
+        with_tensor!(self, a => a.iter().filter(|x| **x != Default::default()).count())
+    }
+
     /// Whether every element equals the first (a "splat"): the light models' weights are.
     pub fn is_splat(&self) -> bool {
         with_tensor!(self, a => {

@@ -304,7 +304,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             bless,
         } => {
             let s = checked(&recipe, &model, message_format)?;
-            let result = mcc::recipe::build(&s)?;
+            let result = mcc::recipe::build_with(&s, emit.contains(&Emit::IrDiffs))?;
             if !result.violations.is_empty() {
                 let lines: Vec<String> = result
                     .violations

@@ -301,7 +301,7 @@ fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (usize, usize) {
     for v in n.inputs.iter().flatten() {
         if let Some(t) = graph.const_data(*v).filter(|t| t.dtype().is_float()) {
             total += t.len();
-            nonzero += t.to_f64_vec().iter().filter(|&&x| x != 0.0).count();
+            nonzero += t.count_nonzero();
         }
     }
     (total, nonzero)
@@ -315,7 +315,7 @@ fn totals(graph: &Graph) -> (usize, usize) {
             && graph.is_used(v)
         {
             total += t.len();
-            nonzero += t.to_f64_vec().iter().filter(|&&x| x != 0.0).count();
+            nonzero += t.count_nonzero();
         }
     }
     (total, nonzero)
@@ -328,12 +328,12 @@ fn accuracy(
     bar: &indicatif::ProgressBar,
 ) -> Result<f64, Error> {
     let mut correct = 0usize;
+    let mut off = 0usize;
     for chunk in tensor_io::split_batch(x, 100) {
         let k = chunk.shape()[0];
         let y = mcc_ir::run(graph, &[chunk])?.remove(0);
         let c = y.shape().get(1).copied().unwrap_or(1);
         let v = y.to_f64_vec();
-        let off = bar.position() as usize;
         for r in 0..k {
             let row = &v[r * c..(r + 1) * c];
             let best = row
@@ -344,6 +344,7 @@ fn accuracy(
                 correct += 1;
             }
         }
+        off += k;
         bar.inc(k as u64);
     }
     Ok(correct as f64 / labels.len().max(1) as f64)
@@ -392,6 +393,12 @@ fn fnv1a64(s: &str) -> String {
 
 /// Runs the plan and measures it. The caller writes the outputs.
 pub fn build(s: &Session) -> Result<BuildResult, Error> {
+    build_with(s, false)
+}
+
+/// Like [`build`]; with `ir_diffs`, also records the IR diff of every step that changed
+/// something (printing the IR hashes every weight, so it is only done when asked).
+pub fn build_with(s: &Session, ir_diffs_wanted: bool) -> Result<BuildResult, Error> {
     let original = &s.model.graph;
     let mut graph = original.clone();
     let plan = &s.checked.plan;
@@ -402,7 +409,11 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
     let mut left_alone: Vec<serde_json::Value> = vec![];
     // (removed norm, layer that absorbed it)
     let mut merges: Vec<(String, String)> = vec![];
-    let mut text = mcc_ir::text::print(&graph);
+    let mut text = if ir_diffs_wanted {
+        mcc_ir::text::print(&graph)
+    } else {
+        String::new()
+    };
     for stage in &plan.stages {
         for step in &stage.steps {
             step_id += 1;
@@ -435,26 +446,28 @@ pub fn build(s: &Session) -> Result<BuildResult, Error> {
                 Error::Usage(format!("after step {step_id}: node `{node}` ({op}): {e}"))
             })?;
             mcc_ir::verify(&graph)?;
-            let after = mcc_ir::text::print(&graph);
-            let origin = format!(
-                "{}:{}",
-                s.checked.files[step.origin.file].name, step.origin.line
-            );
-            let to = format!(
-                "after step {step_id}: {} {} ({origin})",
-                step.technique, step.variant
-            );
-            let diff = mcc_ir::text::diff::unified(&text, &after, "before", &to);
-            if !diff.is_empty() {
-                ir_diffs.push((
-                    format!(
-                        "{step_id:02}-{}-{}-{}.diff",
-                        stage.name, step.technique, step.variant
-                    ),
-                    diff,
-                ));
+            if ir_diffs_wanted {
+                let after = mcc_ir::text::print(&graph);
+                let origin = format!(
+                    "{}:{}",
+                    s.checked.files[step.origin.file].name, step.origin.line
+                );
+                let to = format!(
+                    "after step {step_id}: {} {} ({origin})",
+                    step.technique, step.variant
+                );
+                let diff = mcc_ir::text::diff::unified(&text, &after, "before", &to);
+                if !diff.is_empty() {
+                    ir_diffs.push((
+                        format!(
+                            "{step_id:02}-{}-{}-{}.diff",
+                            stage.name, step.technique, step.variant
+                        ),
+                        diff,
+                    ));
+                }
+                text = after;
             }
-            text = after;
             applied.push((id, step, stage.name.clone()));
         }
     }

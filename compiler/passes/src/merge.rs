@@ -42,6 +42,28 @@ pub(crate) fn output_channel(op: &mcc_ir::Op, shape: &[usize], channels: usize, 
     }
 }
 
+/// Gives the Conv/Gemm `node` the bias `values` (a Gemm's C, with β reset to 1: callers fold
+/// the old β into `values`).
+pub(crate) fn set_bias(graph: &mut Graph, node: NodeId, values: Vec<f32>) -> Result<(), String> {
+    let name = graph
+        .node(node)
+        .map(|n| format!("{}.bias", n.name))
+        .ok_or("the layer vanished")?;
+    let n = values.len();
+    store_const(
+        graph,
+        node,
+        2,
+        &name,
+        Tensor::from_vec(&[n], values).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(mcc_ir::Op::Gemm(g)) = graph.node_mut(node).map(|n| &mut n.op) {
+        g.beta = 1.0;
+    }
+    Ok(())
+}
+
 /// Stores `data` as operand `slot` of `node`: in place when only this node reads the old
 /// constant, as a new constant (named from `base`) otherwise, so other readers keep theirs.
 pub(crate) fn store_const(

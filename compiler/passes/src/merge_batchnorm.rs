@@ -18,7 +18,7 @@
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
-use crate::merge::{self, a_or_an, output_channel, store_const};
+use crate::merge::{self, a_or_an, output_channel, set_bias, store_const};
 pub use crate::merge::{LeftAlone, Merged};
 
 fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
@@ -187,18 +187,7 @@ fn fold_into(graph: &mut Graph, p: NodeId, k: &[f64], shift: &[f64]) -> Result<(
         Tensor::from_vec(&shape, new_w).map_err(|e| e.to_string())?,
     )
     .map_err(err)?;
-    store_const(
-        graph,
-        p,
-        2,
-        &format!("{}.bias", pn.name),
-        Tensor::from_vec(&[c], new_b).map_err(|e| e.to_string())?,
-    )
-    .map_err(err)?;
-    if let Some(Op::Gemm(g)) = graph.node_mut(p).map(|n| &mut n.op) {
-        g.beta = 1.0;
-    }
-    Ok(())
+    set_bias(graph, p, new_b)
 }
 
 /// Folds each named BatchNormalization it can; reports the others.

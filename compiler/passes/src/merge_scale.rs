@@ -16,7 +16,7 @@
 use mcc_ir::{Dim, Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
-use crate::merge::{self, a_or_an, output_channel, store_const};
+use crate::merge::{self, a_or_an, output_channel, set_bias, store_const};
 pub use crate::merge::{LeftAlone, Merged};
 
 /// What a foldable Mul/Add was found to be.
@@ -205,17 +205,7 @@ fn fold_into(graph: &mut Graph, p: NodeId, values: &[f64], mul: bool) -> Result<
             .and_then(|bv| f32_vec(graph, bv))
             .unwrap_or_else(|| vec![0.0; c]);
         let nb: Vec<f32> = (0..c).map(|i| (beta * b[i] + values[i]) as f32).collect();
-        store_const(
-            graph,
-            p,
-            2,
-            &format!("{}.bias", pn.name),
-            Tensor::from_vec(&[c], nb).map_err(|e| e.to_string())?,
-        )
-        .map_err(err)?;
-        if let Some(Op::Gemm(g)) = graph.node_mut(p).map(|n| &mut n.op) {
-            g.beta = 1.0;
-        }
+        set_bias(graph, p, nb)?;
     }
     Ok(())
 }
