@@ -1,4 +1,5 @@
 # The exact merge stage alone; applies to any model. Outputs stay equal up to float rounding.
-# Today it folds BatchNormalization and fuses activations into the Conv/Gemm before them; the
-# other DeepRebirth merges (linear chains, branches) join this stage as they are built (#4).
+# It folds Pads, norms, per-channel Mul/Add, linear chains and average pools into the layers
+# around them, merges summed and concatenated parallel Convs, fuses activations and tidies
+# reshapes (see std.merge in stdlib/std/vision.mcr and docs/recipes.md).
 use std.merge

@@ -15,14 +15,22 @@ recipe fold_norms {
   }
 }
 
-# The exact merge stage (DeepRebirth): fold norms (BatchNormalization, and Mul/Add by
-# per-channel constants) and average pools into the Conv before them, then fuse activations
-# into the layer that feeds them. The model's outputs do not change beyond float rounding.
+# The exact merge stage (DeepRebirth): fold Pads, norms (BatchNormalization, and Mul/Add by
+# per-channel constants), linear chains and average pools into the Conv/Gemm around them;
+# merge parallel Convs that are summed (RepVGG); fuse activations into the layer that feeds
+# them; merge parallel Convs of one kernel size that are concatenated; tidy up. The order
+# matters: a summed branch merges before its activation fuses, a concatenated one after.
+# The model's outputs do not change beyond float rounding.
 recipe merge {
   stage merge {
+    merge pad on Pad?
     merge batchnorm on BatchNormalization?
     merge scale on Mul? | Add?
+    merge linear on Conv? | Gemm? | MatMul?
     merge pool on AveragePool?
+    merge branches on Add? | Sum?
     merge activations on Relu? | Clip? | LeakyRelu? | Sigmoid? | HardSigmoid? | HardSwish? | Tanh?
+    merge branches on Concat?
+    merge cleanup on Identity? | Dropout? | Reshape? | Flatten?
   }
 }

@@ -165,7 +165,7 @@ fn dry_run_merges(s: &Session) -> BTreeMap<(usize, String), String> {
             index += 1;
             let id = StepId(index as u32);
             let res = match step.technique {
-                "merge" => match mcc_passes::run_merge(step.variant, &mut graph, &step.nodes, id) {
+                "merge" => match mcc_passes::run_merge(step, &mut graph, id) {
                     Some(r) => r,
                     None => continue,
                 },
@@ -408,7 +408,8 @@ pub fn build_with(s: &Session, ir_diffs_wanted: bool) -> Result<BuildResult, Err
     let mut ir_diffs = vec![];
     let mut left_alone: Vec<serde_json::Value> = vec![];
     // (removed norm, layer that absorbed it)
-    let mut merges: Vec<(String, String)> = vec![];
+    let mut merges: Vec<mcc_passes::merge::Merged> = vec![];
+    let mut merged_rows: Vec<serde_json::Value> = vec![];
     let mut text = if ir_diffs_wanted {
         mcc_ir::text::print(&graph)
     } else {
@@ -427,10 +428,11 @@ pub fn build_with(s: &Session, ir_diffs_wanted: bool) -> Result<BuildResult, Err
                     mcc_passes::prune_unstructured::run(&mut graph, &step.nodes, amount, id)?;
                 }
                 ("merge", variant) => {
-                    let (done, skipped) = mcc_passes::run_merge(variant, &mut graph, &step.nodes, id)
+                    let (done, skipped) = mcc_passes::run_merge(step, &mut graph, id)
                         .ok_or_else(|| Error::Usage(format!("`merge {variant}` passed the check but has no implementation (a bug in mcc)")))??;
                     for m in done {
-                        merges.push((m.removed, m.into));
+                        merged_rows.push(serde_json::json!({"removed": m.removed, "into": m.into, "step": step_id, "technique": format!("merge {variant}"), "recipe_line": step.origin.line}));
+                        merges.push(m);
                     }
                     for l in skipped {
                         left_alone.push(serde_json::json!({"node": l.node, "step": step_id, "technique": format!("merge {variant}"), "why": l.why, "recipe_line": step.origin.line}));
@@ -477,7 +479,7 @@ pub fn build_with(s: &Session, ir_diffs_wanted: bool) -> Result<BuildResult, Err
         let mut v: Vec<String> = applied
             .iter()
             .flat_map(|(_, st, _)| st.nodes.iter().cloned())
-            .chain(merges.iter().map(|(_, into)| into.clone()))
+            .chain(merges.iter().map(|m| m.into.clone()))
             .collect();
         v.sort();
         v.dedup();
@@ -499,10 +501,11 @@ pub fn build_with(s: &Session, ir_diffs_wanted: bool) -> Result<BuildResult, Err
         let watch: Vec<(String, String, String)> = touched
             .iter()
             .filter_map(|n| {
+                // The last merge into a layer says which original output it now computes.
                 let reference_at = merges
                     .iter()
-                    .find(|(_, into)| into == n)
-                    .map_or(n.as_str(), |(norm, _)| norm.as_str());
+                    .rfind(|m| &m.into == n)
+                    .map_or(n.as_str(), |m| m.stands_for.as_str());
                 Some((
                     n.clone(),
                     out_name(original, reference_at)?,
@@ -562,10 +565,12 @@ pub fn build_with(s: &Session, ir_diffs_wanted: bool) -> Result<BuildResult, Err
         };
         let Some(na) = graph.find_node(name) else {
             // Removed by a merge.
-            let into = merges
+            let into: Vec<&str> = merges
                 .iter()
-                .find(|(norm, _)| norm == name)
-                .map(|(_, into)| into.clone());
+                .filter(|m| &m.removed == name)
+                .map(|m| m.into.as_str())
+                .collect();
+            let into = (!into.is_empty()).then(|| into.join(", "));
             let (pb_, _) = weight_stats(original, nb);
             layers.push(serde_json::json!({
                 "name": name, "op": original.node(nb).map_or("", |n| n.op.name()),
@@ -657,6 +662,7 @@ pub fn build_with(s: &Session, ir_diffs_wanted: bool) -> Result<BuildResult, Err
             "accuracy": {"before": acc_before, "after": acc_after, "samples": plan.evaluate.as_ref().map(|e| e.inputs.display().to_string())},
         },
         "budget": budget,
+        "merged": merged_rows,
         "left_alone": left_alone,
     });
     Ok(BuildResult {

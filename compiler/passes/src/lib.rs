@@ -12,6 +12,10 @@ mod fold_constants;
 pub mod merge;
 pub mod merge_activations;
 pub mod merge_batchnorm;
+pub mod merge_branches;
+pub mod merge_cleanup;
+pub mod merge_linear;
+pub mod merge_pad;
 pub mod merge_pool;
 pub mod merge_scale;
 pub mod plan;
@@ -121,18 +125,28 @@ pub type MergeResult = Result<
     PassError,
 >;
 
-/// Runs a `merge` variant on the named layers: `None` if the variant has no pass.
+/// Runs a planned `merge` step (its variant on its layers, with its parameters), recording
+/// `id` as the origin of what it rewrites: `None` if the variant has no pass.
 pub fn run_merge(
-    variant: &str,
+    planned: &plan::Step,
     graph: &mut mcc_ir::Graph,
-    nodes: &[String],
-    step: mcc_ir::StepId,
+    id: mcc_ir::StepId,
 ) -> Option<MergeResult> {
-    Some(match variant {
+    let (nodes, step) = (&planned.nodes, id);
+    Some(match planned.variant {
         "batchnorm" => merge_batchnorm::run(graph, nodes, step),
         "scale" => merge_scale::run(graph, nodes, step),
         "pool" => merge_pool::run(graph, nodes, step),
         "activations" => merge_activations::run(graph, nodes, step),
+        "linear" => merge_linear::run(graph, nodes, step),
+        "pad" => merge_pad::run(graph, nodes, step),
+        "cleanup" => merge_cleanup::run(graph, nodes, step),
+        "branches" => merge_branches::run(
+            graph,
+            nodes,
+            matches!(planned.param("kernels"), Some(plan::ParamValue::Word(w)) if w == "pad"),
+            step,
+        ),
         _ => return None,
     })
 }

@@ -13,6 +13,10 @@ pub struct Merged {
     pub removed: String,
     /// The layer that absorbed it.
     pub into: String,
+    /// The original layer whose output `into`'s output now equals: the removed layer when it
+    /// came after (a norm, an activation, the second of a linear pair, a join), `into` itself
+    /// when it came before (a Pad).
+    pub stands_for: String,
 }
 
 /// A layer a merge pass did not merge, and why.
@@ -23,6 +27,11 @@ pub struct LeftAlone {
     /// Why it stays.
     pub why: String,
 }
+
+/// What a pass's `check` returns for a layer that is no instance of its pattern at all (a
+/// residual Add for `merge scale`, a Conv reading a Relu for `merge linear`): it is skipped
+/// without a "left alone" line, which is kept for layers that look mergeable but are not.
+pub const NOT_A_CANDIDATE: &str = "";
 
 /// "a Relu", "an Add": an op name with its article.
 pub fn a_or_an(op: &str) -> String {
@@ -40,6 +49,19 @@ pub(crate) fn output_channel(op: &mcc_ir::Op, shape: &[usize], channels: usize, 
         mcc_ir::Op::Gemm(g) if g.transB != 0 => i / shape.get(1).copied().unwrap_or(1).max(1),
         _ => i % shape.last().copied().unwrap_or(1).max(1),
     }
+}
+
+/// The spatial sizes (all dims after N and C) of a value, if known.
+pub(crate) fn spatial_dims(graph: &Graph, v: mcc_ir::ValueId) -> Option<Vec<usize>> {
+    graph
+        .value(v)
+        .ty
+        .shape
+        .as_ref()?
+        .get(2..)?
+        .iter()
+        .map(mcc_ir::Dim::fixed)
+        .collect()
 }
 
 /// Gives the Conv/Gemm `node` the bias `values` (a Gemm's C, with β reset to 1: callers fold
@@ -109,11 +131,13 @@ pub(crate) fn each<T>(
     };
     let (mut merged, mut left) = (vec![], vec![]);
     for name in nodes {
-        let layer = graph
-            .find_node(name)
-            .ok_or_else(|| fail(name, "no such layer".into()))?;
+        // A layer an earlier step merged away is no longer there to merge.
+        let Some(layer) = graph.find_node(name) else {
+            continue;
+        };
         let (into, data) = match check(graph, layer) {
             Ok(x) => x,
+            Err(why) if why == NOT_A_CANDIDATE => continue,
             Err(why) => {
                 left.push(LeftAlone {
                     node: name.clone(),
@@ -143,6 +167,7 @@ pub(crate) fn each<T>(
         merged.push(Merged {
             removed: name.clone(),
             into: into_name,
+            stands_for: name.clone(),
         });
     }
     graph.remove_unused_consts();

@@ -10,10 +10,15 @@
 //! removed and its readers read the Conv/Gemm. If the norm's output was a graph output, the
 //! merged layer's output takes over its name. Weights shared with another layer are copied.
 //!
-//! Leaves alone (reported as "left alone: why", not as an error): a norm whose input is not
-//! a Conv or Gemm, whose producer's output is also read elsewhere (or is a graph output),
-//! whose statistics or the producer's weights are not f32 constants, or whose channels do
-//! not line up with the producer's outputs.
+//! A norm that cannot fold into the layer before it (a norm of the input, or of a Concat)
+//! folds into the layers after it when every reader is a Conv that does not pad (padded
+//! zeros would not be normalized) or a Gemm reading it as A: input channel c's weights scale
+//! by k[c], and the bias gains Σ W·shift. The readers keep their names and record the step.
+//!
+//! Leaves alone (reported as "left alone: why", not as an error): a norm that fits neither
+//! way: its input is not a Conv or Gemm, or that layer's output is also read elsewhere (or
+//! is a graph output), and some reader is not a non-padding Conv or a Gemm; statistics or
+//! weights that are not f32 constants; channels that do not line up.
 
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor, ValueId};
 
@@ -190,18 +195,212 @@ fn fold_into(graph: &mut Graph, p: NodeId, k: &[f64], shift: &[f64]) -> Result<(
     set_bias(graph, p, new_b)
 }
 
-/// Folds each named BatchNormalization it can; reports the others.
+/// Whether `norm` can be folded into the layers that read it: `Ok(readers)` or `Err(why not)`.
+/// Each must be a Conv without padding (padded zeros would not be normalized) or a Gemm
+/// reading it as A, untransposed.
+pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, String> {
+    let n = graph.node(norm).ok_or("no such layer")?;
+    let y = *n.outputs.first().ok_or("it has no output")?;
+    let (k, _) = factors(graph, norm);
+    let channels = graph
+        .value(y)
+        .ty
+        .shape
+        .as_deref()
+        .and_then(|s| s.get(1))
+        .and_then(mcc_ir::Dim::fixed);
+    if k.is_empty() || Some(k.len()) != channels || n.outputs.len() != 1 {
+        return Err("its parameters are not per-channel f32 constants".into());
+    }
+    if graph.outputs().contains(&y) {
+        return Err("its output is a graph output".into());
+    }
+    let users = graph.users(y);
+    if users.is_empty() {
+        return Err("nothing reads it".into());
+    }
+    for &(u, slot) in &users {
+        let un = graph.node(u).ok_or("a reader vanished")?;
+        let why = |what: &str| Err(format!("`{}` {what}", un.name));
+        let w = un.inputs.get(1).copied().flatten();
+        let wshape = w
+            .and_then(|w| graph.const_data(w))
+            .map(|t| t.shape().to_vec());
+        if !matches!(un.op, Op::Conv(_) | Op::Gemm(_)) {
+            return why(&format!("is {}, not a Conv or Gemm", a_or_an(un.op.name())));
+        }
+        if slot != 0 || f32_const(graph, w).is_none() {
+            return why("does not read it as the input of constant f32 weights");
+        }
+        if un
+            .inputs
+            .get(2)
+            .copied()
+            .flatten()
+            .is_some_and(|b| f32_const(graph, Some(b)).is_none())
+        {
+            return why("has a bias that is not an f32 constant");
+        }
+        match &un.op {
+            Op::Conv(c) => {
+                if c.pads.iter().any(|&p| p != 0)
+                    || matches!(
+                        c.auto_pad,
+                        mcc_ir::AutoPad::SameUpper | mcc_ir::AutoPad::SameLower
+                    )
+                {
+                    return why("pads its input, and the padding would not be normalized");
+                }
+                let g = c.group.max(1) as usize;
+                if wshape.as_ref().and_then(|s| s.get(1)).map(|&cg| cg * g) != Some(k.len()) {
+                    return why("does not read the norm's channels");
+                }
+            }
+            Op::Gemm(g) => {
+                let rows = wshape
+                    .as_ref()
+                    .and_then(|s| s.get(usize::from(g.transB != 0)));
+                if g.transA != 0 || rows != Some(&k.len()) || channels.is_none() {
+                    return why("does not read the norm's channels as its rows");
+                }
+                if graph.value(y).ty.rank() != Some(2) {
+                    return why("reads a tensor that is not 2-D");
+                }
+            }
+            _ => return why("is not a Conv or Gemm"),
+        }
+    }
+    Ok(users.into_iter().map(|(u, _)| u).collect())
+}
+
+/// Rewrites the reader `r` (Conv or Gemm) so that it reads the norm's input directly:
+/// x̂ = k·x + shift per input channel, so the weights of input channel c scale by k[c] and
+/// the bias gains Σ W·shift.
+fn fold_following(graph: &mut Graph, r: NodeId, k: &[f64], shift: &[f64]) -> Result<(), String> {
+    let rn = graph.node(r).cloned().ok_or("the layer vanished")?;
+    let wv = rn.inputs.get(1).copied().flatten().ok_or("no weights")?;
+    let wname = graph.value(wv).name.clone();
+    let wt = graph
+        .const_data(wv)
+        .and_then(Tensor::as_f32)
+        .cloned()
+        .ok_or("the weights vanished")?;
+    let shape = wt.shape().to_vec();
+    let flat: Vec<f64> = wt.iter().map(|&x| f64::from(x)).collect();
+    // For each weight: the input channel it reads, and the output it feeds.
+    let (m, scale_out) = match &rn.op {
+        Op::Conv(_) => (shape[0], 1.0),
+        Op::Gemm(g) if g.transB != 0 => (shape[0], f64::from(g.alpha)),
+        Op::Gemm(g) => (shape[1], f64::from(g.alpha)),
+        _ => return Err("the reader is no longer a Conv or Gemm".into()),
+    };
+    let input_of = |i: usize| -> (usize, usize) {
+        match &rn.op {
+            Op::Conv(c) => {
+                let cg = shape[1];
+                let spatial: usize = shape[2..].iter().product::<usize>().max(1);
+                let per = spatial * cg;
+                let mg = (m / c.group.max(1) as usize).max(1);
+                let out = i / per;
+                ((out / mg) * cg + (i % per) / spatial, out)
+            }
+            Op::Gemm(g) => {
+                let (a, b) = (i / shape[1], i % shape[1]);
+                if g.transB != 0 { (b, a) } else { (a, b) }
+            }
+            _ => (0, 0),
+        }
+    };
+    let beta = match &rn.op {
+        Op::Gemm(g) => f64::from(g.beta),
+        _ => 1.0,
+    };
+    let b0 = f32_const(graph, rn.inputs.get(2).copied().flatten());
+    let mut bias: Vec<f64> = match b0 {
+        Some(b) if b.len() == m => b.iter().map(|x| beta * x).collect(),
+        Some(b) if b.len() == 1 => vec![beta * b[0]; m],
+        None => vec![0.0; m],
+        Some(_) => return Err("the reader's bias is not per output".into()),
+    };
+    let mut new_w = Vec::with_capacity(flat.len());
+    for (i, &w) in flat.iter().enumerate() {
+        let (c, out) = input_of(i);
+        new_w.push((w * k[c]) as f32);
+        bias[out] += scale_out * w * shift[c];
+    }
+    let err = |e: mcc_ir::GraphError| e.to_string();
+    store_const(
+        graph,
+        r,
+        1,
+        &format!("{wname}.merged"),
+        Tensor::from_vec(&shape, new_w).map_err(|e| e.to_string())?,
+    )
+    .map_err(err)?;
+    set_bias(graph, r, bias.into_iter().map(|x| x as f32).collect())
+}
+
+/// Folds each named BatchNormalization it can into the layer before it, else into the
+/// layers after it; reports the others.
 pub fn run(
     graph: &mut Graph,
     nodes: &[String],
     step: StepId,
 ) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
-    merge::each(
-        graph,
-        nodes,
-        step,
-        "merge-batchnorm",
-        |g, id| check(g, id).map(|p| (p, factors(g, id))),
-        |g, p, (k, shift)| fold_into(g, p, &k, &shift),
-    )
+    let (mut merged, mut left) = (vec![], vec![]);
+    for name in nodes {
+        let (m, l) = merge::each(
+            graph,
+            std::slice::from_ref(name),
+            step,
+            "merge-batchnorm",
+            |g, id| check(g, id).map(|p| (p, factors(g, id))),
+            |g, p, (k, shift)| fold_into(g, p, &k, &shift),
+        )?;
+        merged.extend(m);
+        let Some(refused) = l.into_iter().next() else {
+            continue;
+        };
+        let Some(norm) = graph.find_node(name) else {
+            continue;
+        };
+        let readers = match check_following(graph, norm) {
+            Ok(r) => r,
+            Err(why) => {
+                left.push(LeftAlone {
+                    node: name.clone(),
+                    why: format!("{}; nor into what reads it: {why}", refused.why),
+                });
+                continue;
+            }
+        };
+        let fail = |message: String| PassError::Node {
+            pass: "merge-batchnorm",
+            node: name.clone(),
+            op: "BatchNormalization",
+            message,
+        };
+        let (k, shift) = factors(graph, norm);
+        let x = graph
+            .node(norm)
+            .and_then(|n| n.inputs.first().copied().flatten())
+            .ok_or_else(|| fail("it lost its input".into()))?;
+        for r in readers {
+            fold_following(graph, r, &k, &shift).map_err(fail)?;
+            graph
+                .set_input(r, 0, Some(x))
+                .map_err(|e| fail(e.to_string()))?;
+            if let Some(n) = graph.node_mut(r) {
+                n.origin = mcc_ir::Origin::Step(step);
+                merged.push(Merged {
+                    removed: name.clone(),
+                    into: n.name.clone(),
+                    stands_for: n.name.clone(),
+                });
+            }
+        }
+        graph.remove_node(norm).map_err(|e| fail(e.to_string()))?;
+        graph.remove_unused_consts();
+    }
+    Ok((merged, left))
 }

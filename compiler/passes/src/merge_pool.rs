@@ -15,24 +15,11 @@
 use mcc_ir::{AutoPad, Graph, NodeId, Op, StepId, Tensor};
 
 use crate::PassError;
-use crate::merge::{self, a_or_an, store_const};
+use crate::merge::{self, a_or_an, spatial_dims, store_const};
 pub use crate::merge::{LeftAlone, Merged};
 
 fn ones(v: &[i64]) -> bool {
     v.iter().all(|&x| x == 1)
-}
-
-/// The spatial sizes (all dims after N and C) of a value, if known.
-fn spatial_dims(graph: &Graph, v: mcc_ir::ValueId) -> Option<Vec<usize>> {
-    graph
-        .value(v)
-        .ty
-        .shape
-        .as_ref()?
-        .get(2..)?
-        .iter()
-        .map(mcc_ir::Dim::fixed)
-        .collect()
 }
 
 /// Whether `pool` can be folded: `Ok(conv)` or `Err(why not)`.

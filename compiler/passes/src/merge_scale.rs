@@ -1,9 +1,12 @@
-//! `merge scale`: fold a Mul or Add by a per-channel constant into the Conv, Gemm or MatMul
-//! that feeds it (normalization written as arithmetic, as Inception-v2 and DenseNet do).
+//! `merge scale`: fold a Mul or Add by a per-channel constant into the Conv, Gemm, MatMul or
+//! BatchNormalization that feeds it (normalization written as arithmetic, as Inception-v2
+//! and DenseNet do).
 //!
 //! For output channel m with constant c: Mul: W'[m] = c·W[m], b'[m] = c·b[m]; Add: b'[m] =
-//! b[m] + c (a Conv without bias gets one; a Gemm's C becomes β·C + c with β = 1). A scalar
-//! constant counts as the same value for every channel.
+//! b[m] + c (a Conv without bias gets one; a Gemm's C becomes β·C + c with β = 1). A norm's
+//! scale and shift play W and b (DenseNet's norm that no Conv precedes, after a Concat). A
+//! scalar constant counts as the same value for every channel. A Mul/Add that does not
+//! combine a layer's output with a constant (a residual Add) is not this pattern: skipped.
 //!
 //! Keeps: every graph output, up to float rounding. The layer keeps its name and records the
 //! step; the Mul/Add is removed and its readers read the layer.
@@ -58,15 +61,17 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
     let (x, c) = match (graph.const_data(a).is_some(), graph.const_data(b).is_some()) {
         (false, true) => (a, b),
         (true, false) => (b, a),
-        _ => return Err("it does not combine a layer's output with a constant".into()),
+        // A residual connection or a computed scale: not this pattern.
+        _ => return Err(merge::NOT_A_CANDIDATE.into()),
     };
     let p = graph
         .producer(x)
         .ok_or("its input is not a layer's output")?;
     let pn = graph.node(p).ok_or("no producer")?;
-    if !matches!(pn.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_)) {
+    let norm = matches!(pn.op, Op::BatchNormalization(_));
+    if !norm && !matches!(pn.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_)) {
         return Err(format!(
-            "it reads {}, not a Conv, Gemm or MatMul",
+            "it reads {}, not a Conv, Gemm, MatMul or BatchNormalization",
             a_or_an(pn.op.name())
         ));
     }
@@ -88,7 +93,7 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
         .shape
         .clone()
         .ok_or("the layer's output shape is unknown")?;
-    let axis = if matches!(pn.op, Op::Conv(_)) {
+    let axis = if matches!(pn.op, Op::Conv(_) | Op::BatchNormalization(_)) {
         1
     } else {
         out.len().saturating_sub(1)
@@ -127,14 +132,21 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
             pn.name
         ));
     }
-    if pn
-        .inputs
-        .get(1)
-        .copied()
-        .flatten()
-        .and_then(|w| f32_vec(graph, w))
-        .is_none()
-    {
+    let constant = |slot: usize| {
+        pn.inputs
+            .get(slot)
+            .copied()
+            .flatten()
+            .and_then(|w| f32_vec(graph, w))
+            .is_some()
+    };
+    if norm && !(constant(1) && constant(2)) {
+        return Err(format!(
+            "`{}`'s scale and shift are not f32 constants",
+            pn.name
+        ));
+    }
+    if !norm && !constant(1) {
         return Err(format!("`{}`'s weights are not an f32 constant", pn.name));
     }
     Ok(Fold {
@@ -150,6 +162,33 @@ fn fold_into(graph: &mut Graph, p: NodeId, values: &[f64], mul: bool) -> Result<
     let pn = graph.node(p).cloned().ok_or("the layer vanished")?;
     let c = values.len();
     let err = |e: mcc_ir::GraphError| e.to_string();
+    if let Op::BatchNormalization(_) = pn.op {
+        // y = scale·x̂ + B: a Mul scales both, an Add shifts B.
+        let operand = |slot: usize| {
+            pn.inputs
+                .get(slot)
+                .copied()
+                .flatten()
+                .and_then(|v| f32_vec(graph, v))
+                .filter(|v| v.len() == c)
+                .ok_or("the norm's scale or shift is not a per-channel vector")
+        };
+        let (scale, shift) = (operand(1)?, operand(2)?);
+        let f32s = |v: Vec<f64>| Tensor::from_vec(&[c], v.into_iter().map(|x| x as f32).collect());
+        if mul {
+            let s = scale.iter().zip(values).map(|(a, b)| a * b).collect();
+            let name = format!("{}.scale", pn.name);
+            store_const(graph, p, 1, &name, f32s(s).map_err(|e| e.to_string())?).map_err(err)?;
+        }
+        let b = shift
+            .iter()
+            .zip(values)
+            .map(|(a, b)| if mul { a * b } else { a + b })
+            .collect();
+        let name = format!("{}.shift", pn.name);
+        store_const(graph, p, 2, &name, f32s(b).map_err(|e| e.to_string())?).map_err(err)?;
+        return Ok(());
+    }
     if mul {
         let wv = pn.inputs.get(1).copied().flatten().ok_or("no weights")?;
         let w = graph

@@ -10,7 +10,8 @@
 //! **Precedence.** Stages run in recipe order, and within a stage rules run in recipe order.
 //! When two rules of the same technique in one stage select the same layer, the later rule
 //! wins for that layer (as in CSS); a rule that loses every layer it selects is reported
-//! as shadowed. Rules in different stages never override each other: both run.
+//! as shadowed. Variants of `merge` are different rewrites that compose, so there only a
+//! later rule of the same variant overrides. Rules in different stages never override each other: both run.
 //!
 //! The planner does no I/O: the standard library is compiled in, and file paths are only
 //! resolved, so it can be run (and fuzzed) on any text.
@@ -1051,14 +1052,20 @@ impl Checker<'_> {
     }
 
     /// Within a stage, a later rule of the same technique takes the layers it shares with an
-    /// earlier one; an earlier rule left with none is shadowed.
+    /// earlier one (of the same variant, for a technique whose variants compose, like
+    /// `merge`); an earlier rule left with none is shadowed.
     fn apply_precedence(&mut self) {
         let mut warnings = vec![];
         for stage in &mut self.plan.stages {
             for j in 1..stage.steps.len() {
                 let (before, after) = stage.steps.split_at_mut(j);
                 let later = &after[0];
-                for earlier in before.iter_mut().filter(|e| e.technique == later.technique) {
+                let exclusive =
+                    crate::registry::technique(later.technique).is_none_or(|t| t.exclusive);
+                let overrides = |e: &Step| {
+                    e.technique == later.technique && (exclusive || e.variant == later.variant)
+                };
+                for earlier in before.iter_mut().filter(|e| overrides(e)) {
                     let n = earlier.nodes.len();
                     earlier.nodes.retain(|x| !later.nodes.contains(x));
                     if n > 0 && earlier.nodes.is_empty() {

@@ -112,6 +112,10 @@ pub struct TechniqueSchema {
     pub default_variant: Option<&'static str>,
     /// Its variants.
     pub variants: &'static [VariantSchema],
+    /// Whether a layer gets at most one of the variants (int8 *or* int4), so that a later
+    /// rule overrides an earlier one for the layers both select; `false` when the variants
+    /// are different rewrites that compose (the `merge` passes).
+    pub exclusive: bool,
 }
 
 const fn p(name: &'static str, ty: ParamType, default: Default, doc: &'static str) -> ParamSchema {
@@ -133,6 +137,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         name: "prune",
         summary: "remove weights (parameter pruning)",
         default_variant: Some("unstructured"),
+        exclusive: true,
         variants: &[
             VariantSchema {
                 name: "unstructured",
@@ -197,6 +202,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         name: "factorize",
         summary: "replace a layer by a low-rank pair of layers",
         default_variant: Some("svd"),
+        exclusive: true,
         variants: &[
             VariantSchema {
                 name: "svd",
@@ -265,6 +271,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         name: "quantize",
         summary: "store weights (and activations) in fewer bits",
         default_variant: Some("int8"),
+        exclusive: true,
         variants: &[
             VariantSchema {
                 name: "int8",
@@ -356,6 +363,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         name: "share",
         summary: "make weights share storage",
         default_variant: Some("hashing"),
+        exclusive: true,
         variants: &[VariantSchema {
             name: "hashing",
             summary: "HashedNets: weights drawn from a small hashed bucket array",
@@ -378,6 +386,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         name: "encode",
         summary: "entropy-code stored weights",
         default_variant: Some("huffman"),
+        exclusive: true,
         variants: &[VariantSchema {
             name: "huffman",
             summary: "Huffman-code weight indices (Deep Compression's last step)",
@@ -392,6 +401,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         name: "merge",
         summary: "exact layer merging (DeepRebirth)",
         default_variant: None,
+        exclusive: false,
         variants: &[
             VariantSchema {
                 name: "batchnorm",
@@ -431,17 +441,36 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
             },
             VariantSchema {
                 name: "linear",
-                summary: "collapse consecutive linear layers",
+                summary: "collapse a Conv/Gemm/MatMul into the linear layer before it (1×1 Conv after Conv, Gemm/MatMul chains)",
                 params: &[],
-                applies: Applies::Any,
-                status: Status::Planned("exact layer merging (issue #4)"),
+                applies: Applies::Ops(&["Conv", "Gemm", "MatMul"]),
+                status: Status::Ready,
+            },
+            VariantSchema {
+                name: "pad",
+                summary: "fold a Pad into the Convs and pools that read it",
+                params: &[],
+                applies: Applies::Ops(&["Pad"]),
+                status: Status::Ready,
             },
             VariantSchema {
                 name: "branches",
-                summary: "merge parallel convolutions",
+                summary: "merge parallel Convs of one tensor that meet in a Concat, Add or Sum into one Conv",
+                params: &[p(
+                    "kernels",
+                    ParamType::Choice(&["same", "pad"]),
+                    Default::Word("same"),
+                    "Concat branches: `same` merges kernels of one size only; `pad` zero-pads smaller kernels to the largest (exact, but computes the zeros)",
+                )],
+                applies: Applies::Ops(&["Concat", "Add", "Sum"]),
+                status: Status::Ready,
+            },
+            VariantSchema {
+                name: "cleanup",
+                summary: "remove identities and no-op reshapes, collapse reshape chains, write flattens as Flatten; fold constants, drop dead nodes",
                 params: &[],
-                applies: Applies::Any,
-                status: Status::Planned("exact layer merging (issue #4)"),
+                applies: Applies::Ops(&["Identity", "Dropout", "Reshape", "Flatten"]),
+                status: Status::Ready,
             },
         ],
     },
@@ -449,6 +478,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         name: "distill",
         summary: "knowledge distillation from a teacher",
         default_variant: Some("logits"),
+        exclusive: true,
         variants: &[VariantSchema {
             name: "logits",
             summary: "train the compressed model on the teacher's softened outputs",
@@ -474,6 +504,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         name: "search",
         summary: "search per-layer settings under the budget",
         default_variant: Some("greedy"),
+        exclusive: true,
         variants: &[VariantSchema {
             name: "greedy",
             summary: "per-layer ratios chosen greedily by measured sensitivity",
