@@ -134,7 +134,8 @@ pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
     Ok(p)
 }
 
-/// Per channel: the factor k = scale / √(var + ε) and the shift B − k·mean of a norm.
+/// Per channel: the factor k = scale / √(var + ε) and the shift B − k·mean of a norm (both
+/// empty unless its statistics are f32 vectors of one length).
 fn factors(graph: &Graph, norm: NodeId) -> (Vec<f64>, Vec<f64>) {
     let Some(bn) = graph.node(norm) else {
         return (vec![], vec![]);
@@ -146,6 +147,9 @@ fn factors(graph: &Graph, norm: NodeId) -> (Vec<f64>, Vec<f64>) {
     let get =
         |slot: usize| f32_const(graph, bn.inputs.get(slot).copied().flatten()).unwrap_or_default();
     let (scale, beta, mean, var) = (get(1), get(2), get(3), get(4));
+    if [&beta, &mean, &var].iter().any(|v| v.len() != scale.len()) {
+        return (vec![], vec![]);
+    }
     let k: Vec<f64> = scale
         .iter()
         .zip(&var)

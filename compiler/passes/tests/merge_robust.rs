@@ -1,0 +1,45 @@
+//! The merge passes never panic: every graph under `tests/robust/` (inputs the `merge` fuzz
+//! target once crashed on) goes through every `merge` variant, which must return and leave a
+//! graph that types and verifies.
+
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use mcc_passes::plan::{Origin, ParamValue, Step};
+
+#[test]
+fn merges_survive_the_fuzzers_finds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/robust");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut g = mcc_ir::text::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        mcc_ir::verify(&g).unwrap();
+        for variant in mcc_passes::registry::technique("merge").unwrap().variants {
+            let nodes = g
+                .node_ids()
+                .into_iter()
+                .map(|n| g.node(n).unwrap().name.clone())
+                .collect();
+            let step = Step {
+                technique: "merge",
+                variant: variant.name,
+                params: vec![("kernels", ParamValue::Word("pad".into()))],
+                nodes,
+                origin: Origin {
+                    file: 0,
+                    line: 1,
+                    text: String::new(),
+                    span: Default::default(),
+                    via: None,
+                },
+            };
+            let r = mcc_passes::run_merge(&step, &mut g, mcc_ir::StepId(1)).unwrap();
+            r.unwrap_or_else(|e| panic!("{}: merge {}: {e}", path.display(), variant.name));
+            mcc_ir::infer_all(&mut g).unwrap();
+            mcc_ir::verify(&g).unwrap();
+        }
+        seen += 1;
+    }
+    assert!(seen > 0, "no regression inputs found in {}", dir.display());
+}
