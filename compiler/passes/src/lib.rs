@@ -150,3 +150,76 @@ pub fn run_merge(
         _ => return None,
     })
 }
+
+/// The merge variants in the order `std.merge` runs them (see `stdlib/std/vision.mcr`):
+/// summed branches merge before activations fuse, concatenated ones after.
+pub const MERGE_ORDER: &[(&str, &[&str])] = &[
+    ("pad", &["Pad"]),
+    ("batchnorm", &["BatchNormalization"]),
+    ("scale", &["Mul", "Add"]),
+    ("linear", &["Conv", "Gemm", "MatMul"]),
+    ("pool", &["AveragePool"]),
+    ("branches", &["Add", "Sum"]),
+    (
+        "activations",
+        &[
+            "Relu",
+            "Clip",
+            "LeakyRelu",
+            "Sigmoid",
+            "HardSigmoid",
+            "HardSwish",
+            "Tanh",
+        ],
+    ),
+    ("branches", &["Concat"]),
+    ("cleanup", &["Identity", "Dropout", "Reshape", "Flatten"]),
+];
+
+/// Runs every exact merge on the whole graph, in [`MERGE_ORDER`] (what `use std.merge` does,
+/// without a recipe): the code generator's preparation. Returns how many layers merged.
+pub fn merge_everything(graph: &mut Graph) -> Result<usize, PassError> {
+    let mut merged = 0;
+    for (i, (variant, ops)) in MERGE_ORDER.iter().enumerate() {
+        let nodes: Vec<String> = graph
+            .topo_order()
+            .map_err(|e| PassError::Node {
+                pass: "merge",
+                node: String::new(),
+                op: "",
+                message: e.to_string(),
+            })?
+            .into_iter()
+            .filter_map(|n| graph.node(n))
+            .filter(|n| ops.contains(&n.op.name()))
+            .map(|n| n.name.clone())
+            .collect();
+        let step = plan::Step {
+            technique: "merge",
+            variant,
+            params: vec![("kernels", plan::ParamValue::Word("same".into()))],
+            nodes,
+            origin: plan::Origin {
+                file: 0,
+                line: 0,
+                text: String::new(),
+                span: Default::default(),
+                via: None,
+            },
+        };
+        if let Some(r) = run_merge(&step, graph, mcc_ir::StepId(i as u32 + 1)) {
+            merged += r?.0.len();
+        }
+        mcc_ir::infer_all(graph).map_err(|(node, op, e)| PassError::Node {
+            pass: "merge",
+            node,
+            op,
+            message: e.0,
+        })?;
+        mcc_ir::verify(graph).map_err(|source| PassError::Verify {
+            pass: "merge",
+            source,
+        })?;
+    }
+    Ok(merged)
+}

@@ -1,0 +1,145 @@
+//! `mcc-codegen`: from the IR to native code. [`lower`] turns a graph into a
+//! [`mcc_runtime::program::Program`] (a static schedule of runtime kernels over one planned
+//! arena, weights packed); the JIT and AOT back ends compile that schedule with Cranelift.
+
+mod lower;
+pub mod memory;
+
+pub use lower::LowerError;
+
+use mcc_ir::{Dim, Graph};
+use mcc_runtime::program::{Buf, Io, Program, Src, Step};
+
+/// Compiles `graph` into a program. Run the exact merges first: activations fused into a
+/// Conv/Gemm become its kernel's epilogue.
+pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
+    let order = graph.topo_order().map_err(|e| LowerError::Shape {
+        value: graph.name.clone(),
+        why: e.to_string(),
+    })?;
+    let batch = batch_of(graph)?;
+    let mut l = lower::Lowering::new(graph, batch);
+    for &v in graph.inputs() {
+        l.input(v)?;
+    }
+    for n in order {
+        l.node(n)?;
+    }
+    l.finish()
+}
+
+fn batch_of(graph: &Graph) -> Result<lower::Batch, LowerError> {
+    let mut batch = None;
+    for &v in graph.inputs() {
+        let val = graph.value(v);
+        let first = val.ty.shape.as_ref().and_then(|s| s.first()).cloned();
+        let b = match first {
+            Some(Dim::Sym(s)) => lower::Batch::Any(s),
+            Some(Dim::Fixed(n)) => lower::Batch::Fixed(n),
+            _ => {
+                return Err(LowerError::Shape {
+                    value: val.name.clone(),
+                    why: "its first axis (the batch) is not known".into(),
+                });
+            }
+        };
+        if batch.as_ref().is_some_and(|x| *x != b) {
+            return Err(LowerError::Shape {
+                value: val.name.clone(),
+                why: "the model's inputs disagree on the batch axis".into(),
+            });
+        }
+        batch = Some(b);
+    }
+    batch.ok_or_else(|| LowerError::Shape {
+        value: graph.name.clone(),
+        why: "the model has no inputs".into(),
+    })
+}
+
+/// Maps every buffer index in `s` to its planned offset.
+fn remap(s: &mut Step, off: &[usize]) {
+    let m = |b: &mut Buf| b.off = off[b.off];
+    let ms = |s: &mut Src| {
+        if let Src::Arena(b) = s {
+            b.off = off[b.off];
+        }
+    };
+    match s {
+        Step::Conv { x, y, .. }
+        | Step::Depthwise { x, y, .. }
+        | Step::Dense { x, y, .. }
+        | Step::MaxPool { x, y, .. }
+        | Step::AvgPool { x, y, .. }
+        | Step::GlobalAvgPool { x, y, .. }
+        | Step::Unary { x, y, .. }
+        | Step::Affine { x, y, .. }
+        | Step::Softmax { x, y, .. }
+        | Step::Lrn { x, y, .. }
+        | Step::Transpose { x, y, .. }
+        | Step::Copy { x, y } => {
+            m(x);
+            m(y);
+        }
+        Step::Binary { a, b, y, .. } => {
+            ms(a);
+            ms(b);
+            m(y);
+        }
+        Step::Concat { y, parts, .. } => {
+            m(y);
+            for (p, _) in parts {
+                m(p);
+            }
+        }
+    }
+}
+
+impl lower::Lowering<'_> {
+    fn finish(mut self) -> Result<Program, LowerError> {
+        let end = self.steps.len();
+        let mut outputs = vec![];
+        for &v in self.g.outputs() {
+            let buf = self.read(v)?;
+            let b = buf.off;
+            self.live[b].1 = end;
+            outputs.push((v, buf));
+        }
+        let (offsets, arena) = memory::plan(&self.buffers, &self.live);
+        let io = |l: &Self, v: mcc_ir::ValueId, buf: Buf| -> Result<Io, LowerError> {
+            Ok(Io {
+                name: l.g.value(v).name.clone(),
+                dims: l.dims(v)?[1..].to_vec(),
+                buf: Buf {
+                    off: offsets[buf.off],
+                    len: buf.len,
+                },
+            })
+        };
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|&(v, b)| io(&self, v, b))
+            .collect::<Result<_, _>>()?;
+        let outputs = outputs
+            .into_iter()
+            .map(|(v, b)| io(&self, v, b))
+            .collect::<Result<_, _>>()?;
+        let mut steps = std::mem::take(&mut self.steps);
+        for s in &mut steps {
+            remap(s, &offsets);
+        }
+        Ok(Program {
+            fixed_batch: match self.batch {
+                lower::Batch::Fixed(b) => Some(b),
+                lower::Batch::Any(_) => None,
+            },
+            inputs,
+            outputs,
+            arena,
+            scratch: self.scratch,
+            steps,
+            weights: self.weights,
+        })
+    }
+}

@@ -1,0 +1,765 @@
+//! Lowering: an IR graph (after the exact merges) becomes a [`Program`], a static schedule of
+//! runtime kernel steps over one planned arena, with the weights packed in the kernels'
+//! layouts.
+//!
+//! **Invariant:** the program computes the graph's outputs (to f32 rounding) for every batch
+//! size the graph admits. Shapes must be fixed apart from the batch axis; reshapes that
+//! keep the data in place (Reshape, Flatten, Squeeze, Unsqueeze, Identity, inference
+//! Dropout) cost nothing: their output shares the input's buffer.
+//!
+//! What it does not lower is an error naming the node and the reason, never a wrong program.
+
+use std::collections::HashMap;
+
+use mcc_ir::{DType, Dim, Graph, NodeId, Op, ValueId};
+use mcc_runtime::conv::Geometry;
+use mcc_runtime::eltwise::BinOp;
+use mcc_runtime::epilogue::Act;
+use mcc_runtime::gemm;
+use mcc_runtime::program::{Buf, Src, Step};
+
+
+
+/// Why a graph cannot be compiled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
+pub enum LowerError {
+    /// A node mcc cannot compile (yet, or ever).
+    #[error("cannot compile node `{node}` ({op}): {why}")]
+    #[diagnostic(
+        code(mcc::codegen::unsupported),
+        help("`mcc run` (the reference evaluator) still runs this model")
+    )]
+    Unsupported {
+        /// The node.
+        node: String,
+        /// Its operator.
+        op: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// The graph's shapes do not allow a static schedule.
+    #[error("cannot compile `{value}`: {why}")]
+    #[diagnostic(code(mcc::codegen::shape))]
+    Shape {
+        /// The value.
+        value: String,
+        /// Why.
+        why: String,
+    },
+}
+
+type R<T> = Result<T, LowerError>;
+
+/// The batch axis of the graph: a symbol (any batch at run time) or a fixed size.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Batch {
+    Any(String),
+    Fixed(usize),
+}
+
+/// A tensor the schedule computes: a graph value, or a temporary of the lowering (a Sum of
+/// many operands goes through temporaries) with its dims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    V(ValueId),
+    T(usize),
+}
+
+impl From<ValueId> for Key {
+    fn from(v: ValueId) -> Key {
+        Key::V(v)
+    }
+}
+
+pub(crate) struct Lowering<'g> {
+    pub(crate) g: &'g Graph,
+    pub(crate) batch: Batch,
+    pub(crate) weights: Vec<f32>,
+    pub(crate) steps: Vec<Step>,
+    /// The graph inputs and their buffers.
+    pub(crate) inputs: Vec<(ValueId, Buf)>,
+    /// Arena buffer of each value (aliases share one).
+    buffer_of: HashMap<Key, usize>,
+    /// Dims of the temporaries.
+    temps: Vec<Vec<usize>>,
+    /// Buffers: floats per sample.
+    pub(crate) buffers: Vec<usize>,
+    /// Per buffer: (first step that writes it, last step that reads it).
+    pub(crate) live: Vec<(usize, usize)>,
+    pub(crate) scratch: usize,
+}
+
+fn act_of(op: &Op, node: &str) -> R<Act> {
+    let Some((name, p)) = op.epilogue() else {
+        return Ok(Act::None);
+    };
+    let get = |i: usize| p.get(i).copied().unwrap_or(0.0);
+    Ok(match name {
+        "Relu" => Act::Relu,
+        "Clip" => Act::Clip(get(0), get(1)),
+        "LeakyRelu" => Act::LeakyRelu(get(0)),
+        "Sigmoid" => Act::Sigmoid,
+        "HardSigmoid" => Act::HardSigmoid(get(0), get(1)),
+        "HardSwish" => Act::HardSwish,
+        "Tanh" => Act::Tanh,
+        other => {
+            return Err(LowerError::Unsupported {
+                node: node.to_string(),
+                op: op.name(),
+                why: format!("unknown epilogue `{other}`"),
+            });
+        }
+    })
+}
+
+impl<'g> Lowering<'g> {
+    pub(crate) fn new(g: &'g Graph, batch: Batch) -> Lowering<'g> {
+        Lowering {
+            g,
+            batch,
+            weights: vec![],
+            steps: vec![],
+            inputs: vec![],
+            buffer_of: HashMap::new(),
+            temps: vec![],
+            buffers: vec![],
+            live: vec![],
+            scratch: 0,
+        }
+    }
+
+    /// A graph input: a buffer live from the start.
+    pub(crate) fn input(&mut self, v: ValueId) -> R<()> {
+        let b = self.write(v)?;
+        self.inputs.push((v, b));
+        Ok(())
+    }
+
+    /// Lowers one node.
+    pub(crate) fn node(&mut self, n: NodeId) -> R<()> {
+        self.lower_node(n)
+    }
+
+    fn unsupported(&self, n: NodeId, why: impl Into<String>) -> LowerError {
+        let node = self.g.node(n);
+        LowerError::Unsupported {
+            node: node.map(|x| x.name.clone()).unwrap_or_default(),
+            op: node.map_or("", |x| x.op.name()),
+            why: why.into(),
+        }
+    }
+
+    fn name(&self, k: Key) -> String {
+        match k {
+            Key::V(v) => self.g.value(v).name.clone(),
+            Key::T(i) => format!("(temporary {i})"),
+        }
+    }
+
+    /// The full dims of `v` (batch axis as 1), with the batch axis checked and fixed dims
+    /// elsewhere.
+    pub(crate) fn dims(&self, k: impl Into<Key>) -> R<Vec<usize>> {
+        let v = match k.into() {
+            Key::T(i) => return Ok(self.temps[i].clone()),
+            Key::V(v) => v,
+        };
+        let val = self.g.value(v);
+        let bad = |why: &str| LowerError::Shape {
+            value: val.name.clone(),
+            why: why.to_string(),
+        };
+        if val.ty.dtype != DType::F32 {
+            return Err(bad(&format!(
+                "it is {}; compiled models compute in f32",
+                val.ty.dtype.name()
+            )));
+        }
+        let shape = val.ty.shape.as_ref().ok_or_else(|| bad("its rank is unknown"))?;
+        let first = shape.first().ok_or_else(|| bad("it is a scalar, not a batch"))?;
+        let ok_batch = match (&self.batch, first) {
+            (Batch::Any(s), Dim::Sym(t)) => s == t,
+            (Batch::Fixed(b), Dim::Fixed(n)) => b == n,
+            _ => false,
+        };
+        if !ok_batch {
+            return Err(bad(
+                "its first axis is not the batch axis of the model's input",
+            ));
+        }
+        let mut out = vec![1];
+        for d in &shape[1..] {
+            out.push(d.fixed().ok_or_else(|| bad("a size other than the batch is not known"))?);
+        }
+        Ok(out)
+    }
+
+    /// Floats per sample of `v`.
+    fn per_sample(&self, v: impl Into<Key>) -> R<usize> {
+        Ok(self.dims(v)?[1..].iter().product())
+    }
+
+    /// The buffer of `v`, read by the next step.
+    pub(crate) fn read(&mut self, v: impl Into<Key>) -> R<Buf> {
+        let v = v.into();
+        let b = *self.buffer_of.get(&v).ok_or_else(|| LowerError::Shape {
+            value: self.name(v),
+            why: "it is read before it is computed (or it is a constant where a tensor is needed)"
+                .into(),
+        })?;
+        let at = self.steps.len();
+        self.live[b].1 = self.live[b].1.max(at);
+        Ok(Buf {
+            off: b,
+            len: self.per_sample(v)?,
+        })
+    }
+
+    /// A fresh buffer for `v`, written by the next step.
+    fn write(&mut self, v: impl Into<Key>) -> R<Buf> {
+        let v = v.into();
+        let len = self.per_sample(v)?;
+        let b = self.buffers.len();
+        self.buffers.push(len);
+        let at = self.steps.len();
+        self.live.push((at, at));
+        self.buffer_of.insert(v, b);
+        Ok(Buf { off: b, len })
+    }
+
+    /// Appends floats to the weights, 64-byte aligned; returns the offset.
+    fn push_weights(&mut self, data: &[f32]) -> usize {
+        while self.weights.len() % 16 != 0 {
+            self.weights.push(0.0);
+        }
+        let off = self.weights.len();
+        self.weights.extend_from_slice(data);
+        off
+    }
+
+    fn constant(&self, v: Option<ValueId>) -> Option<(Vec<usize>, Vec<f32>)> {
+        let t = self.g.const_data(v?)?;
+        let a = t.as_f32()?;
+        Some((t.shape().to_vec(), a.iter().copied().collect()))
+    }
+
+    fn operand(&self, n: NodeId, slot: usize) -> Option<ValueId> {
+        self.g.node(n)?.inputs.get(slot).copied().flatten()
+    }
+
+    fn lower_node(&mut self, n: NodeId) -> R<()> {
+        let node = self.g.node(n).ok_or_else(|| self.unsupported(n, "vanished"))?;
+        let (op, name) = (&node.op, node.name.clone());
+        let x0 = self.operand(n, 0);
+        let y = *node.outputs.first().ok_or_else(|| self.unsupported(n, "no output"))?;
+        if node.outputs.iter().skip(1).any(|&o| self.g.is_used(o)) {
+            return Err(self.unsupported(n, "a second output is read"));
+        }
+        let x = x0.ok_or_else(|| self.unsupported(n, "no input"))?;
+        match op {
+            Op::Identity(_)
+            | Op::Dropout(_)
+            | Op::Reshape(_)
+            | Op::Flatten(_)
+            | Op::Squeeze(_)
+            | Op::Unsqueeze(_) => {
+                // Same data, new shape: share the buffer (its lifetime covers both).
+                self.dims(y)?;
+                let b = *self
+                    .buffer_of
+                    .get(&Key::V(x))
+                    .ok_or_else(|| self.unsupported(n, "reshapes a constant"))?;
+                if self.per_sample(x)? != self.per_sample(y)? {
+                    return Err(self.unsupported(n, "it moves data across samples"));
+                }
+                self.buffer_of.insert(Key::V(y), b);
+                Ok(())
+            }
+            Op::Conv(c) => self.conv(n, c, x, y, &name),
+            Op::Gemm(gm) => self.dense(n, x, y, gm.transA != 0, gm.transB != 0, gm.alpha, gm.beta),
+            Op::MatMul(_) => self.dense(n, x, y, false, false, 1.0, 1.0),
+            Op::MaxPool(_) | Op::AveragePool(_) => self.pool(n, op, x, y),
+            Op::GlobalAveragePool(_) => {
+                let d = self.dims(x)?;
+                if d.len() < 3 {
+                    return Err(self.unsupported(n, "no spatial axes"));
+                }
+                let xb = self.read(x)?;
+                let yb = self.write(y)?;
+                self.steps.push(Step::GlobalAvgPool {
+                    x: xb,
+                    y: yb,
+                    c: d[1],
+                    hw: d[2..].iter().product(),
+                });
+                Ok(())
+            }
+            Op::Relu(_) | Op::Sigmoid(_) | Op::Tanh(_) | Op::HardSwish(_) => {
+                let act = match op {
+                    Op::Relu(_) => Act::Relu,
+                    Op::Sigmoid(_) => Act::Sigmoid,
+                    Op::Tanh(_) => Act::Tanh,
+                    _ => Act::HardSwish,
+                };
+                self.unary(x, y, act)
+            }
+            Op::LeakyRelu(l) => self.unary(x, y, Act::LeakyRelu(l.alpha)),
+            Op::HardSigmoid(h) => self.unary(x, y, Act::HardSigmoid(h.alpha, h.beta)),
+            Op::Clip(_) => {
+                let bound = |slot: usize, default: f32| -> R<f32> {
+                    match self.operand(n, slot) {
+                        None => Ok(default),
+                        Some(v) => self
+                            .constant(Some(v))
+                            .and_then(|(_, d)| d.first().copied())
+                            .ok_or_else(|| self.unsupported(n, "its bounds are computed at run time")),
+                    }
+                };
+                let (lo, hi) = (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
+                self.unary(x, y, Act::Clip(lo, hi))
+            }
+            Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) | Op::Max(_) | Op::Min(_) | Op::Sum(_) => {
+                let bop = match op {
+                    Op::Add(_) | Op::Sum(_) => BinOp::Add,
+                    Op::Sub(_) => BinOp::Sub,
+                    Op::Mul(_) => BinOp::Mul,
+                    Op::Div(_) => BinOp::Div,
+                    Op::Max(_) => BinOp::Max,
+                    _ => BinOp::Min,
+                };
+                let operands: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
+                self.nary(n, &operands, y, bop)
+            }
+            Op::BatchNormalization(b) => {
+                let d = self.dims(x)?;
+                let c = *d.get(1).ok_or_else(|| self.unsupported(n, "no channel axis"))?;
+                let stat = |slot| {
+                    self.constant(self.operand(n, slot))
+                        .map(|(_, v)| v)
+                        .filter(|v| v.len() == c)
+                };
+                let (Some(s), Some(bb), Some(mean), Some(var)) = (stat(1), stat(2), stat(3), stat(4)) else {
+                    return Err(self.unsupported(n, "its statistics are not f32 constants per channel"));
+                };
+                let eps = f64::from(b.epsilon);
+                let scale: Vec<f32> = (0..c)
+                    .map(|i| (f64::from(s[i]) / (f64::from(var[i]) + eps).sqrt()) as f32)
+                    .collect();
+                let shift: Vec<f32> = (0..c)
+                    .map(|i| {
+                        (f64::from(bb[i])
+                            - f64::from(mean[i]) * f64::from(s[i]) / (f64::from(var[i]) + eps).sqrt())
+                            as f32
+                    })
+                    .collect();
+                let (so, to) = (self.push_weights(&scale), self.push_weights(&shift));
+                let xb = self.read(x)?;
+                let yb = self.write(y)?;
+                self.steps.push(Step::Affine {
+                    x: xb,
+                    y: yb,
+                    c,
+                    inner: d[2..].iter().product(),
+                    scale: so,
+                    shift: to,
+                    act: Act::None,
+                });
+                Ok(())
+            }
+            Op::Concat(c) => {
+                let out = self.dims(y)?;
+                let rank = out.len() as i64;
+                let axis = if c.axis < 0 { c.axis + rank } else { c.axis };
+                if axis <= 0 || axis >= rank {
+                    return Err(self.unsupported(n, "it joins along the batch axis"));
+                }
+                let axis = axis as usize;
+                let outer: usize = out[1..axis].iter().product();
+                let mut parts = vec![];
+                for v in node.inputs.iter().flatten() {
+                    let d = self.dims(*v)?;
+                    let chunk: usize = d[axis..].iter().product();
+                    parts.push((self.read(*v)?, chunk));
+                }
+                let yb = self.write(y)?;
+                self.steps.push(Step::Concat { y: yb, outer, parts });
+                Ok(())
+            }
+            Op::Softmax(_) | Op::LogSoftmax(_) => {
+                let (axis, legacy, log) = match op {
+                    Op::Softmax(s) => (s.axis, s.legacy_2d != 0, false),
+                    Op::LogSoftmax(s) => (s.axis, s.legacy_2d != 0, true),
+                    _ => (0, false, false),
+                };
+                let d = self.dims(x)?;
+                let rank = d.len() as i64;
+                let ax = if axis < 0 { axis + rank } else { axis };
+                if ax <= 0 || ax >= rank {
+                    return Err(self.unsupported(n, "it normalizes over the batch axis"));
+                }
+                let ax = ax as usize;
+                let (rows, cols) = if legacy {
+                    (d[1..ax].iter().product(), d[ax..].iter().product())
+                } else if d[ax + 1..].iter().all(|&s| s == 1) {
+                    // The last axis with size, trailing unit axes (SqueezeNet's [N, C, 1, 1]).
+                    (d[1..ax].iter().product(), d[ax])
+                } else {
+                    return Err(self.unsupported(n, "it normalizes over an inner axis"));
+                };
+                let xb = self.read(x)?;
+                let yb = self.write(y)?;
+                self.steps.push(Step::Softmax {
+                    x: xb,
+                    y: yb,
+                    rows,
+                    cols,
+                    log,
+                });
+                Ok(())
+            }
+            Op::Lrn(l) => {
+                let d = self.dims(x)?;
+                if d.len() < 3 || l.size < 1 {
+                    return Err(self.unsupported(n, "it needs channels and a positive size"));
+                }
+                let xb = self.read(x)?;
+                let yb = self.write(y)?;
+                self.steps.push(Step::Lrn {
+                    x: xb,
+                    y: yb,
+                    c: d[1],
+                    hw: d[2..].iter().product(),
+                    size: l.size as usize,
+                    alpha: l.alpha,
+                    beta: l.beta,
+                    bias: l.bias,
+                });
+                Ok(())
+            }
+            Op::Transpose(t) => {
+                let d = self.dims(x)?;
+                let perm: Vec<usize> = if t.perm.is_empty() {
+                    (0..d.len()).rev().collect()
+                } else {
+                    t.perm.iter().map(|&p| p.max(0) as usize).collect()
+                };
+                if perm.first() != Some(&0) || perm.len() != d.len() {
+                    return Err(self.unsupported(n, "it moves the batch axis"));
+                }
+                let xb = self.read(x)?;
+                let yb = self.write(y)?;
+                self.steps.push(Step::Transpose {
+                    x: xb,
+                    y: yb,
+                    dims: d[1..].to_vec(),
+                    perm: perm[1..].iter().map(|p| p.saturating_sub(1)).collect(),
+                });
+                Ok(())
+            }
+            other => Err(self.unsupported(n, format!("no kernel for {} yet", other.name()))),
+        }
+    }
+
+    fn unary(&mut self, x: ValueId, y: ValueId, act: Act) -> R<()> {
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::Unary { x: xb, y: yb, act });
+        Ok(())
+    }
+
+    fn conv(&mut self, n: NodeId, c: &mcc_ir::op::Conv, x: ValueId, y: ValueId, name: &str) -> R<()> {
+        let xd = self.dims(x)?;
+        let yd = self.dims(y)?;
+        if xd.len() != 4 {
+            return Err(self.unsupported(n, "only 2-D convolutions are compiled"));
+        }
+        let (wshape, w) = self
+            .constant(self.operand(n, 1))
+            .ok_or_else(|| self.unsupported(n, "its weights are not an f32 constant"))?;
+        let bias = match self.operand(n, 2) {
+            None => None,
+            Some(b) => Some(
+                self.constant(Some(b))
+                    .map(|(_, v)| v)
+                    .filter(|v| v.len() == yd[1])
+                    .ok_or_else(|| self.unsupported(n, "its bias is not an f32 constant per channel"))?,
+            ),
+        };
+        let act = act_of(&c_op(c), name)?;
+        let geo = self.geometry(n, &xd, &wshape[2..], &c.strides, &c.dilations, &c.pads, c.auto_pad, false)?;
+        let (m, groups) = (wshape[0], c.group.max(1) as usize);
+        let xb = self.read(x)?;
+        let bias_off = bias.map(|b| self.push_weights(&b));
+        let depthwise = groups == xd[1] && wshape[1] == 1 && groups > 1;
+        if depthwise {
+            let wo = self.push_weights(&w);
+            let yb = self.write(y)?;
+            self.steps.push(Step::Depthwise {
+                x: xb,
+                y: yb,
+                g: geo,
+                m,
+                w: wo,
+                bias: bias_off,
+                act,
+            });
+            return Ok(());
+        }
+        if xd[1] % groups != 0 || m % groups != 0 || wshape[1] * groups != xd[1] {
+            return Err(self.unsupported(n, "its groups do not divide the channels"));
+        }
+        let (mg, k) = (m / groups, wshape[1] * geo.kh * geo.kw);
+        let mut packed = Vec::with_capacity(groups * gemm::pack_a_len(mg, k));
+        for gi in 0..groups {
+            packed.extend(gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k));
+        }
+        let wo = self.push_weights(&packed);
+        if !geo.is_pointwise() {
+            self.scratch = self.scratch.max(k * geo.oh * geo.ow);
+        }
+        let yb = self.write(y)?;
+        self.steps.push(Step::Conv {
+            x: xb,
+            y: yb,
+            g: geo,
+            m,
+            groups,
+            w: wo,
+            bias: bias_off,
+            act,
+        });
+        Ok(())
+    }
+
+    fn geometry(
+        &self,
+        n: NodeId,
+        xd: &[usize],
+        kernel: &[usize],
+        strides: &[i64],
+        dilations: &[i64],
+        pads: &[i64],
+        auto_pad: mcc_ir::AutoPad,
+        ceil: bool,
+    ) -> R<Geometry> {
+        let win = mcc_ir::geometry::window(&xd[2..], kernel, strides, dilations, pads, auto_pad, ceil)
+            .map_err(|e| self.unsupported(n, e.to_string()))?;
+        if win.kernel.len() != 2 {
+            return Err(self.unsupported(n, "only 2-D windows are compiled"));
+        }
+        Ok(Geometry {
+            c: xd[1],
+            h: xd[2],
+            w: xd[3],
+            oh: win.out[0],
+            ow: win.out[1],
+            kh: win.kernel[0],
+            kw: win.kernel[1],
+            sh: win.strides[0],
+            sw: win.strides[1],
+            dh: win.dilations[0],
+            dw: win.dilations[1],
+            pt: win.pad_begin[0],
+            pl: win.pad_begin[1],
+        })
+    }
+
+    fn pool(&mut self, n: NodeId, op: &Op, x: ValueId, y: ValueId) -> R<()> {
+        let xd = self.dims(x)?;
+        if xd.len() != 4 {
+            return Err(self.unsupported(n, "only 2-D pools are compiled"));
+        }
+        let (step, _) = match op {
+            Op::MaxPool(p) => {
+                let k: Vec<usize> = p.kernel_shape.iter().map(|&k| k.max(0) as usize).collect();
+                let g = self.geometry(n, &xd, &k, &p.strides, &p.dilations, &p.pads, p.auto_pad, p.ceil_mode != 0)?;
+                let xb = self.read(x)?;
+                let yb = self.write(y)?;
+                (Step::MaxPool { x: xb, y: yb, g }, ())
+            }
+            Op::AveragePool(p) => {
+                let k: Vec<usize> = p.kernel_shape.iter().map(|&k| k.max(0) as usize).collect();
+                let g = self.geometry(n, &xd, &k, &p.strides, &p.dilations, &p.pads, p.auto_pad, p.ceil_mode != 0)?;
+                let win = mcc_ir::geometry::window(
+                    &xd[2..],
+                    &k,
+                    &p.strides,
+                    &p.dilations,
+                    &p.pads,
+                    p.auto_pad,
+                    p.ceil_mode != 0,
+                )
+                .map_err(|e| self.unsupported(n, e.to_string()))?;
+                let xb = self.read(x)?;
+                let yb = self.write(y)?;
+                (
+                    Step::AvgPool {
+                        x: xb,
+                        y: yb,
+                        g,
+                        count_pad: p.count_include_pad != 0,
+                        pb: win.pad_end[0],
+                        pr: win.pad_end[1],
+                    },
+                    (),
+                )
+            }
+            _ => return Err(self.unsupported(n, "not a pool")),
+        };
+        self.steps.push(step);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dense(&mut self, n: NodeId, x: ValueId, y: ValueId, trans_a: bool, trans_b: bool, alpha: f32, beta: f32) -> R<()> {
+        if trans_a {
+            return Err(self.unsupported(n, "it transposes its input (transA)"));
+        }
+        let xd = self.dims(x)?;
+        let yd = self.dims(y)?;
+        let (wshape, w) = self
+            .constant(self.operand(n, 1))
+            .ok_or_else(|| self.unsupported(n, "its matrix is not an f32 constant"))?;
+        let &[r, c] = wshape.as_slice() else {
+            return Err(self.unsupported(n, "its matrix is not 2-D"));
+        };
+        let (k, cols) = if trans_b { (c, r) } else { (r, c) };
+        if xd.last() != Some(&k) || yd.last() != Some(&cols) {
+            return Err(self.unsupported(n, "its shapes do not line up"));
+        }
+        let rows: usize = xd[1..xd.len() - 1].iter().product();
+        let scaled: Vec<f32>;
+        let wv: &[f32] = if alpha == 1.0 {
+            &w
+        } else {
+            scaled = w.iter().map(|v| v * alpha).collect();
+            &scaled
+        };
+        let packed = if trans_b {
+            gemm::pack_b(wv, k, cols, 1, k)
+        } else {
+            gemm::pack_b(wv, k, cols, cols, 1)
+        };
+        let bias = match self.operand(n, 2) {
+            None => None,
+            Some(b) => {
+                let (_, v) = self
+                    .constant(Some(b))
+                    .ok_or_else(|| self.unsupported(n, "its C is not an f32 constant"))?;
+                let v: Vec<f32> = match v.len() {
+                    1 => vec![beta * v[0]; cols],
+                    l if l == cols => v.iter().map(|x| beta * x).collect(),
+                    _ => return Err(self.unsupported(n, "its C varies by row")),
+                };
+                Some(v)
+            }
+        };
+        let act = act_of(&self.g.node(n).map(|x| x.op.clone()).unwrap_or(Op::MatMul(Default::default())), "")?;
+        let wo = self.push_weights(&packed);
+        let bo = bias.map(|b| self.push_weights(&b));
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::Dense {
+            x: xb,
+            y: yb,
+            rows,
+            k,
+            n: cols,
+            w: wo,
+            bias: bo,
+            act,
+        });
+        Ok(())
+    }
+
+    /// Elementwise with broadcasting; a Sum of several operands becomes a chain.
+    fn nary(&mut self, n: NodeId, operands: &[ValueId], y: ValueId, op: BinOp) -> R<()> {
+        let out = self.dims(y)?;
+        match operands {
+            [] => Err(self.unsupported(n, "no operands")),
+            [a] => {
+                let (ab, yb) = (self.read(*a)?, self.write(y)?);
+                self.steps.push(Step::Copy { x: ab, y: yb });
+                Ok(())
+            }
+            [a, b] => self.binary(n, Key::V(*a), Key::V(*b), Key::V(y), &out, op),
+            [a, b, rest @ ..] => {
+                // Chain through temporaries (planned like any other tensor).
+                self.temps.push(out.clone());
+                let mut acc = Key::T(self.temps.len() - 1);
+                self.binary(n, Key::V(*a), Key::V(*b), acc, &out, op)?;
+                for (i, v) in rest.iter().enumerate() {
+                    let dst = if i + 1 == rest.len() {
+                        Key::V(y)
+                    } else {
+                        self.temps.push(out.clone());
+                        Key::T(self.temps.len() - 1)
+                    };
+                    self.binary(n, acc, Key::V(*v), dst, &out, op)?;
+                    acc = dst;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn binary(&mut self, n: NodeId, a: Key, b: Key, y: Key, out: &[usize], op: BinOp) -> R<()> {
+        let rank = out.len();
+        let mut srcs = vec![];
+        for v in [a, b] {
+            let konst = match v {
+                Key::V(v) => self.constant(Some(v)),
+                Key::T(_) => None,
+            };
+            let (src, shape) = if let Some((shape, data)) = konst {
+                if shape.len() > rank {
+                    return Err(self.unsupported(n, "a constant has more axes than the result"));
+                }
+                if shape.len() == rank && shape[0] != 1 {
+                    return Err(self.unsupported(n, "a constant varies along the batch axis"));
+                }
+                let off = self.push_weights(&data);
+                (
+                    Src::Weight {
+                        off,
+                        len: data.len(),
+                    },
+                    shape,
+                )
+            } else {
+                let d = self.dims(v)?;
+                (Src::Arena(self.read(v)?), d)
+            };
+            // Right-align to the result; strides over the per-sample axes, 0 where broadcast.
+            let pad = rank - shape.len();
+            let mut strides = vec![0usize; rank];
+            let mut s = 1;
+            for i in (0..shape.len()).rev() {
+                let d = shape[i];
+                if d != 1 && d != out[pad + i] {
+                    return Err(self.unsupported(n, "its operands do not broadcast"));
+                }
+                strides[pad + i] = if d == 1 { 0 } else { s };
+                s *= d;
+            }
+            srcs.push((src, strides[1..].to_vec()));
+        }
+        let yb = self.write(y)?;
+        let (b_src, b_strides) = srcs.pop().ok_or_else(|| self.unsupported(n, "no operand"))?;
+        let (a_src, a_strides) = srcs.pop().ok_or_else(|| self.unsupported(n, "no operand"))?;
+        self.steps.push(Step::Binary {
+            a: a_src,
+            a_strides,
+            b: b_src,
+            b_strides,
+            dims: out[1..].to_vec(),
+            op,
+            act: Act::None,
+            y: yb,
+        });
+        Ok(())
+    }
+}
+
+fn c_op(c: &mcc_ir::op::Conv) -> Op {
+    Op::Conv(c.clone())
+}

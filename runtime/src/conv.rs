@@ -1,0 +1,179 @@
+//! 2-D convolution of one image (NCHW, one sample): as a GEMM with the packed weights
+//! (1×1 stride-1 unpadded convolutions read the input directly; others go through im2col),
+//! or, for depthwise convolutions, a direct loop per channel.
+
+use crate::epilogue::{Bias, Epilogue};
+use crate::gemm::{Isa, PackedA, gemm_packed_a};
+
+/// The geometry of a 2-D convolution (or pooling window) over one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Input channels.
+    pub c: usize,
+    /// Input height and width.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (rows).
+    pub sh: usize,
+    /// Stride (columns).
+    pub sw: usize,
+    /// Dilation (rows).
+    pub dh: usize,
+    /// Dilation (columns).
+    pub dw: usize,
+    /// Top padding.
+    pub pt: usize,
+    /// Left padding.
+    pub pl: usize,
+}
+
+impl Geometry {
+    /// The input row read by output row `oy` and kernel row `ky`, if inside the image.
+    #[inline(always)]
+    pub fn in_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.sh + ky * self.dh).checked_sub(self.pt).filter(|&y| y < self.h)
+    }
+
+    /// The input column read by output column `ox` and kernel column `kx`, if inside.
+    #[inline(always)]
+    pub fn in_col(&self, ox: usize, kx: usize) -> Option<usize> {
+        (ox * self.sw + kx * self.dw).checked_sub(self.pl).filter(|&x| x < self.w)
+    }
+
+    /// Whether this is a 1×1 stride-1 unpadded window (the input is already the GEMM's B).
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.pt == 0
+            && self.pl == 0
+            && self.oh == self.h
+            && self.ow == self.w
+    }
+}
+
+/// Writes the im2col matrix of channels `c0..c0 + cg` of `x` (`[C, H, W]`) into `col`
+/// (`[cg·kh·kw, oh·ow]`), zeros where the window falls outside the image.
+pub fn im2col(x: &[f32], g: &Geometry, c0: usize, cg: usize, col: &mut [f32]) {
+    let p = g.oh * g.ow;
+    let mut row = 0;
+    for c in c0..c0 + cg {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let dst = &mut col[row * p..(row + 1) * p];
+                for oy in 0..g.oh {
+                    let out = &mut dst[oy * g.ow..(oy + 1) * g.ow];
+                    match g.in_row(oy, ky) {
+                        None => out.fill(0.0),
+                        Some(iy) => {
+                            let src = &plane[iy * g.w..(iy + 1) * g.w];
+                            if g.sw == 1 && g.dw == 1 {
+                                // Contiguous: copy the valid span, zero the padded ends.
+                                let lo = g.pl.saturating_sub(kx).min(g.ow);
+                                let hi = (g.w + g.pl).saturating_sub(kx).min(g.ow).max(lo);
+                                out[..lo].fill(0.0);
+                                out[hi..].fill(0.0);
+                                let s0 = lo + kx - g.pl;
+                                out[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+                            } else {
+                                for (ox, o) in out.iter_mut().enumerate() {
+                                    *o = g.in_col(ox, kx).map_or(0.0, |ix| src[ix]);
+                                }
+                            }
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// A convolution of one image with `groups` groups of packed weights (one [`PackedA`] per
+/// group, `m/groups × (c/groups)·kh·kw` each): `y` (`[M, oh, ow]`) = W ⊛ `x` + epilogue.
+/// `scratch` must hold `(c/groups)·kh·kw·oh·ow` floats unless the conv is pointwise.
+pub fn conv2d(
+    isa: Isa,
+    x: &[f32],
+    g: &Geometry,
+    weights: &[PackedA<'_>],
+    bias: Option<&[f32]>,
+    act: crate::epilogue::Act,
+    y: &mut [f32],
+    scratch: &mut [f32],
+    cols: std::ops::Range<usize>,
+) -> Result<(), String> {
+    let groups = weights.len().max(1);
+    let cg = g.c / groups;
+    let p = g.oh * g.ow;
+    let mut m0 = 0;
+    for (gi, wa) in weights.iter().enumerate() {
+        let mg = wa.m;
+        let ep = Epilogue {
+            bias: bias.map_or(Bias::None, |b| Bias::PerRow(&b[m0..m0 + mg])),
+            act,
+        };
+        let out = &mut y[m0 * p..(m0 + mg) * p];
+        if g.is_pointwise() {
+            let b = &x[gi * cg * p..(gi + 1) * cg * p];
+            gemm_packed_a(isa, *wa, b, p, p, out, p, &ep, cols.clone())?;
+        } else {
+            let k = cg * g.kh * g.kw;
+            let col = scratch
+                .get_mut(..k * p)
+                .ok_or("conv: scratch buffer too small")?;
+            im2col(x, g, gi * cg, cg, col);
+            gemm_packed_a(isa, *wa, col, p, p, out, p, &ep, cols.clone())?;
+        }
+        m0 += mg;
+    }
+    Ok(())
+}
+
+/// A depthwise convolution of one image: output channel `o` reads input channel
+/// `o / multiplier` with its own `kh × kw` kernel (`w`: `[M, kh, kw]`).
+pub fn depthwise(
+    x: &[f32],
+    g: &Geometry,
+    m: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: crate::epilogue::Act,
+    y: &mut [f32],
+) {
+    let mult = (m / g.c.max(1)).max(1);
+    let (hw, p, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    for o in 0..m {
+        let plane = &x[(o / mult) * hw..(o / mult + 1) * hw];
+        let ker = &w[o * kk..(o + 1) * kk];
+        let b = bias.map_or(0.0, |b| b[o]);
+        let out = &mut y[o * p..(o + 1) * p];
+        // Interior outputs (window fully inside) run without bounds checks on the window.
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut s = 0.0f32;
+                for ky in 0..g.kh {
+                    let Some(iy) = g.in_row(oy, ky) else { continue };
+                    let row = &plane[iy * g.w..(iy + 1) * g.w];
+                    for kx in 0..g.kw {
+                        if let Some(ix) = g.in_col(ox, kx) {
+                            s += ker[ky * g.kw + kx] * row[ix];
+                        }
+                    }
+                }
+                out[oy * g.ow + ox] = act.apply(s + b);
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Memory-bound kernels: activations, broadcast binary arithmetic, per-channel affine
+//! (an unfolded BatchNormalization), softmax, LRN, transpose.
+
+use crate::epilogue::Act;
+
+/// A binary elementwise operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    /// a + b.
+    Add,
+    /// a − b.
+    Sub,
+    /// a · b.
+    Mul,
+    /// a / b.
+    Div,
+    /// max(a, b).
+    Max,
+    /// min(a, b).
+    Min,
+}
+
+impl BinOp {
+    /// Applies it.
+    #[inline(always)]
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinOp::Add => a + b,
+            BinOp::Sub => a - b,
+            BinOp::Mul => a * b,
+            BinOp::Div => a / b,
+            BinOp::Max => a.max(b),
+            BinOp::Min => a.min(b),
+        }
+    }
+
+    /// Its code in a program.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The operation with code `c`.
+    pub fn from_code(c: u8) -> Option<BinOp> {
+        [
+            BinOp::Add,
+            BinOp::Sub,
+            BinOp::Mul,
+            BinOp::Div,
+            BinOp::Max,
+            BinOp::Min,
+        ]
+        .get(usize::from(c))
+        .copied()
+    }
+}
+
+/// `y = act(x)`, elementwise.
+pub fn unary(x: &[f32], act: Act, y: &mut [f32]) {
+    match act {
+        Act::Relu => {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = v.max(0.0);
+            }
+        }
+        _ => {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = act.apply(v);
+            }
+        }
+    }
+}
+
+/// `y[i] = act(a[i] op b[i])` over an output of `dims`, reading `a` and `b` through strides
+/// (0 along broadcast axes).
+pub fn binary(
+    a: &[f32],
+    a_strides: &[usize],
+    b: &[f32],
+    b_strides: &[usize],
+    dims: &[usize],
+    op: BinOp,
+    act: Act,
+    y: &mut [f32],
+) {
+    let n: usize = dims.iter().product();
+    let contiguous = |s: &[usize]| {
+        let mut expect = 1;
+        for (d, &st) in dims.iter().zip(s).rev() {
+            if *d != 1 && st != expect {
+                return false;
+            }
+            expect *= d;
+        }
+        true
+    };
+    if contiguous(a_strides) && contiguous(b_strides) {
+        for ((o, &x), &z) in y[..n].iter_mut().zip(a).zip(b) {
+            *o = act.apply(op.apply(x, z));
+        }
+        return;
+    }
+    // Innermost axis as a run; the outer index walks the rest.
+    let rank = dims.len();
+    if rank == 0 {
+        y[0] = act.apply(op.apply(a[0], b[0]));
+        return;
+    }
+    let inner = dims[rank - 1];
+    let (sa, sb) = (a_strides[rank - 1], b_strides[rank - 1]);
+    let mut idx = vec![0usize; rank];
+    let mut i = 0;
+    while i < n {
+        let (mut oa, mut ob) = (0, 0);
+        for d in 0..rank - 1 {
+            oa += idx[d] * a_strides[d];
+            ob += idx[d] * b_strides[d];
+        }
+        for j in 0..inner {
+            y[i + j] = act.apply(op.apply(a[oa + j * sa], b[ob + j * sb]));
+        }
+        i += inner;
+        // Advance the outer index.
+        for d in (0..rank - 1).rev() {
+            idx[d] += 1;
+            if idx[d] < dims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// `y[c, i] = act(scale[c]·x[c, i] + shift[c])` over `c` channels of `inner` values.
+pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Act, y: &mut [f32]) {
+    for (c, (&s, &t)) in scale.iter().zip(shift).enumerate() {
+        let (xs, ys) = (&x[c * inner..(c + 1) * inner], &mut y[c * inner..(c + 1) * inner]);
+        for (o, &v) in ys.iter_mut().zip(xs) {
+            *o = act.apply(s * v + t);
+        }
+    }
+}
+
+/// Softmax of each of `rows` rows of `cols` values (computed in f64 like the reference).
+pub fn softmax(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) {
+    for r in 0..rows {
+        let (xs, ys) = (&x[r * cols..(r + 1) * cols], &mut y[r * cols..(r + 1) * cols]);
+        let m = xs
+            .iter()
+            .map(|&v| f64::from(v))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = xs.iter().map(|&v| (f64::from(v) - m).exp()).sum();
+        for (o, &v) in ys.iter_mut().zip(xs) {
+            let d = f64::from(v) - m;
+            *o = if log { d - s.ln() } else { d.exp() / s } as f32;
+        }
+    }
+}
+
+/// Local response normalization across `c` channels of `hw` values.
+pub fn lrn(
+    x: &[f32],
+    c: usize,
+    hw: usize,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    bias: f32,
+    y: &mut [f32],
+) {
+    let (lo, hi) = ((size - 1) / 2, (size - 1).div_ceil(2));
+    let (alpha, beta, bias) = (f64::from(alpha), f64::from(beta), f64::from(bias));
+    for ch in 0..c {
+        let (c0, c1) = (ch.saturating_sub(lo), (ch + hi).min(c - 1));
+        for i in 0..hw {
+            let sq: f64 = (c0..=c1)
+                .map(|cc| {
+                    let v = f64::from(x[cc * hw + i]);
+                    v * v
+                })
+                .sum();
+            let v = f64::from(x[ch * hw + i]);
+            y[ch * hw + i] = (v / (bias + alpha / size as f64 * sq).powf(beta)) as f32;
+        }
+    }
+}
+
+/// `y` = `x` (of `dims`) with its axes permuted by `perm`.
+pub fn transpose(x: &[f32], dims: &[usize], perm: &[usize], y: &mut [f32]) {
+    let rank = dims.len();
+    let mut in_strides = vec![1usize; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        in_strides[d] = in_strides[d + 1] * dims[d + 1];
+    }
+    let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+    let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let n: usize = dims.iter().product();
+    let mut idx = vec![0usize; rank];
+    for o in y.iter_mut().take(n) {
+        let off: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        *o = x[off];
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            if idx[d] < out_dims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}

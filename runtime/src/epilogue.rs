@@ -1,0 +1,134 @@
+//! What a kernel applies to its result before storing it: a bias (per output row or per
+//! output column) and then an activation, matching the IR's `activation` epilogue.
+
+/// A bias added to the result.
+#[derive(Clone, Copy, Debug)]
+pub enum Bias<'a> {
+    /// None.
+    None,
+    /// One value per output row.
+    PerRow(&'a [f32]),
+    /// One value per output column.
+    PerCol(&'a [f32]),
+}
+
+/// An activation (the IR's epilogues).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// Identity.
+    None,
+    /// max(x, 0).
+    Relu,
+    /// min(max(x, lo), hi).
+    Clip(f32, f32),
+    /// x if x ≥ 0 else α·x.
+    LeakyRelu(f32),
+    /// 1 / (1 + e^−x).
+    Sigmoid,
+    /// max(0, min(1, α·x + β)).
+    HardSigmoid(f32, f32),
+    /// x · max(0, min(1, x/6 + 1/2)).
+    HardSwish,
+    /// tanh(x).
+    Tanh,
+}
+
+impl Act {
+    /// Applies the activation to one value (the same formulas as the reference evaluator).
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Act::None => x,
+            Act::Relu => x.max(0.0),
+            Act::Clip(lo, hi) => x.max(lo).min(hi),
+            Act::LeakyRelu(a) => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Act::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
+            Act::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Act::Tanh => x.tanh(),
+        }
+    }
+}
+
+/// Bias then activation.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// The bias.
+    pub bias: Bias<'a>,
+    /// The activation.
+    pub act: Act,
+}
+
+impl Epilogue<'_> {
+    /// No bias, no activation.
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: Bias::None,
+        act: Act::None,
+    };
+
+    /// Checks the bias covers an `m × n` result.
+    pub fn check(&self, m: usize, n: usize) -> Result<(), String> {
+        match self.bias {
+            Bias::PerRow(b) if b.len() < m => Err(format!("bias has {} of {m} rows", b.len())),
+            Bias::PerCol(b) if b.len() < n => Err(format!("bias has {} of {n} columns", b.len())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The result at (`row`, `col`) after the epilogue.
+    #[inline(always)]
+    pub fn apply(&self, x: f32, row: usize, col: usize) -> f32 {
+        let b = match self.bias {
+            Bias::None => 0.0,
+            Bias::PerRow(b) => b[row],
+            Bias::PerCol(b) => b[col],
+        };
+        self.act.apply(x + b)
+    }
+
+    /// Whether [`Self::apply_avx2`] handles it (activations without a transcendental).
+    pub fn is_vectorizable(&self) -> bool {
+        matches!(
+            self.act,
+            Act::None | Act::Relu | Act::Clip(..) | Act::LeakyRelu(_)
+        )
+    }
+
+    /// The epilogue on 8 lanes: row `row`, columns `col..col + 8`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; for a per-column bias, `col + 8` columns must exist.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn apply_avx2(
+        &self,
+        v: std::arch::x86_64::__m256,
+        row: usize,
+        col: usize,
+    ) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        let v = match self.bias {
+            Bias::None => v,
+            Bias::PerRow(b) => _mm256_add_ps(v, _mm256_set1_ps(b[row])),
+            // SAFETY: the caller guarantees 8 columns from `col`.
+            Bias::PerCol(b) => _mm256_add_ps(v, unsafe { _mm256_loadu_ps(b.as_ptr().add(col)) }),
+        };
+        match self.act {
+            Act::Relu => _mm256_max_ps(v, _mm256_setzero_ps()),
+            Act::Clip(lo, hi) => _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi)),
+            Act::LeakyRelu(a) => {
+                let neg = _mm256_mul_ps(v, _mm256_set1_ps(a));
+                let mask = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
+                _mm256_blendv_ps(neg, v, mask)
+            }
+            _ => v,
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Dense f32 GEMM with one operand packed ahead of time: C[M×N] = A[M×K]·B[K×N] (+ epilogue).
+//!
+//! The compiler packs the constant operand (the weights) once, when it compiles the model:
+//! - [`PackedA`]: A in panels of [`MR`] rows, `[panel][k][MR]` (convolutions, where the
+//!   weights are A and the im2col'd input is B);
+//! - [`PackedB`]: B in panels of [`NR`] columns, `[panel][k][NR]` (fully connected layers,
+//!   where the activations are A).
+//!
+//! Both run the same register tile, MR×NR = 6×16 (12 accumulators of 8 lanes): AVX2+FMA when
+//! the CPU has it (checked once at run time), a portable scalar tile otherwise. The epilogue
+//! (bias per row or per column, then an activation) is applied on the tile before it is
+//! stored, on the last K block only. K is blocked by [`KC`] so a B block stays in L1.
+
+use crate::epilogue::Epilogue;
+
+/// Rows of the register tile.
+pub const MR: usize = 6;
+/// Columns of the register tile.
+pub const NR: usize = 16;
+/// K block.
+pub const KC: usize = 256;
+
+/// A packed in MR-row panels: `data[(panel·K + k)·MR + r]` = A[panel·MR + r, k] (0 past M).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PackedA<'a> {
+    /// Rows.
+    pub m: usize,
+    /// Depth.
+    pub k: usize,
+    /// The panels ([`pack_a_len`] floats).
+    pub data: &'a [f32],
+}
+
+/// B packed in NR-column panels: `data[(panel·K + k)·NR + c]` = B[k, panel·NR + c] (0 past N).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PackedB<'a> {
+    /// Depth.
+    pub k: usize,
+    /// Columns.
+    pub n: usize,
+    /// The panels ([`pack_b_len`] floats).
+    pub data: &'a [f32],
+}
+
+/// Packs row-major `a` (`m × k`) into MR-row panels.
+pub fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let panels = m.div_ceil(MR);
+    let mut data = vec![0.0; panels * k * MR];
+    for p in 0..panels {
+        for kk in 0..k {
+            for r in 0..MR {
+                let row = p * MR + r;
+                if row < m {
+                    data[(p * k + kk) * MR + r] = a[row * k + kk];
+                }
+            }
+        }
+    }
+    data
+}
+
+/// Floats in a packed `m × k` A.
+pub fn pack_a_len(m: usize, k: usize) -> usize {
+    m.div_ceil(MR) * k * MR
+}
+
+/// Packs `b` (`k × n`), given as B[k, j] = `b[k·row_stride + j·col_stride]` (so a transposed
+/// weight matrix packs without a copy), into NR-column panels.
+pub fn pack_b(b: &[f32], k: usize, n: usize, row_stride: usize, col_stride: usize) -> Vec<f32> {
+    let panels = n.div_ceil(NR);
+    let mut data = vec![0.0; panels * k * NR];
+    for p in 0..panels {
+        for kk in 0..k {
+            for c in 0..NR {
+                let col = p * NR + c;
+                if col < n {
+                    data[(p * k + kk) * NR + c] = b[kk * row_stride + col * col_stride];
+                }
+            }
+        }
+    }
+    data
+}
+
+/// Floats in a packed `k × n` B.
+pub fn pack_b_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * k * NR
+}
+
+/// One register tile's operands. A is read as `a[r·a_rs + k·a_ks]`, B as `b[k·b_ks + c]` for
+/// c < NR (always NR readable floats per k), C written at `c[r·ldc + j]`.
+#[derive(Clone, Copy)]
+struct Tile {
+    k: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_ks: usize,
+    b: *const f32,
+    b_ks: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    /// Add to what C holds (a later K block).
+    accumulate: bool,
+    /// Apply the epilogue (the last K block). `row0`/`col0` locate the tile in C for biases.
+    last: bool,
+    row0: usize,
+    col0: usize,
+}
+
+#[allow(unsafe_code)]
+mod kernels {
+    use super::{MR, NR, Tile};
+    use crate::epilogue::Epilogue;
+
+    /// Applies the epilogue to `acc` (a full MR×NR tile in registers, spilled to an array)
+    /// and stores the valid part.
+    ///
+    /// # Safety
+    /// `t.c` must be valid for `t.rows` rows of `t.cols` floats at stride `t.ldc`.
+    unsafe fn store(t: &Tile, acc: &mut [[f32; NR]; MR], ep: &Epilogue) {
+        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+            // SAFETY: r < rows, so the row lies in C.
+            let dst = unsafe { t.c.add(r * t.ldc) };
+            for (j, v) in row.iter_mut().enumerate().take(t.cols) {
+                // SAFETY: j < cols.
+                let old = unsafe { *dst.add(j) };
+                let mut x = *v + if t.accumulate { old } else { 0.0 };
+                if t.last {
+                    x = ep.apply(x, t.row0 + r, t.col0 + j);
+                }
+                // SAFETY: as above.
+                unsafe { *dst.add(j) = x };
+            }
+        }
+    }
+
+    /// The portable tile.
+    ///
+    /// # Safety
+    /// The pointers in `t` must be valid as [`Tile`] describes.
+    pub(super) unsafe fn scalar(t: &Tile, ep: &Epilogue) {
+        let mut acc = [[0f32; NR]; MR];
+        for kk in 0..t.k {
+            // SAFETY: kk < k, so the B row is readable (NR floats).
+            let b = unsafe { std::slice::from_raw_parts(t.b.add(kk * t.b_ks), NR) };
+            for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+                // SAFETY: r < rows, kk < k.
+                let a = unsafe { *t.a.add(r * t.a_rs + kk * t.a_ks) };
+                for (o, &bv) in row.iter_mut().zip(b) {
+                    *o = a.mul_add(bv, *o);
+                }
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { store(t, &mut acc, ep) };
+    }
+
+    /// The AVX2+FMA tile: 6 rows × 2 ymm, `R` valid rows.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; the pointers in `t` must be valid as [`Tile`]
+    /// describes, with `t.rows == R`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2<const R: usize>(t: &Tile, ep: &Epilogue) {
+        use std::arch::x86_64::*;
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let mut a = t.a;
+        let mut b = t.b;
+        for _ in 0..t.k {
+            // SAFETY: NR = 16 floats are readable at every B row.
+            let (b0, b1) = unsafe { (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))) };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: r < R = rows.
+                let x = unsafe { _mm256_broadcast_ss(&*a.add(r * t.a_rs)) };
+                row[0] = _mm256_fmadd_ps(x, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+            }
+            // SAFETY: stays within (or one past) the operands.
+            unsafe {
+                a = a.add(t.a_ks);
+                b = b.add(t.b_ks);
+            }
+        }
+        let fast = t.cols == NR && (!t.last || ep.is_vectorizable());
+        if fast {
+            for (r, row) in acc.iter().enumerate() {
+                let (mut v0, mut v1) = (row[0], row[1]);
+                if t.accumulate {
+                    // SAFETY: a full 16-float row of C.
+                    unsafe {
+                        let dst = t.c.add(r * t.ldc);
+                        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(dst));
+                        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(dst.add(8)));
+                    }
+                }
+                if t.last {
+                    // SAFETY: AVX2 is enabled here.
+                    unsafe {
+                        v0 = ep.apply_avx2(v0, t.row0 + r, t.col0);
+                        v1 = ep.apply_avx2(v1, t.row0 + r, t.col0 + 8);
+                    }
+                }
+                // SAFETY: a full 16-float row of C.
+                unsafe {
+                    let dst = t.c.add(r * t.ldc);
+                    _mm256_storeu_ps(dst, v0);
+                    _mm256_storeu_ps(dst.add(8), v1);
+                }
+            }
+            return;
+        }
+        let mut spill = [[0f32; NR]; MR];
+        for (r, row) in acc.iter().enumerate() {
+            // SAFETY: the spill array has 16 floats per row.
+            unsafe {
+                _mm256_storeu_ps(spill[r].as_mut_ptr(), row[0]);
+                _mm256_storeu_ps(spill[r].as_mut_ptr().add(8), row[1]);
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { store(t, &mut spill, ep) };
+    }
+}
+
+/// Which tile implementation this CPU runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable Rust.
+    Scalar,
+    /// AVX2 + FMA.
+    Avx2,
+}
+
+impl Isa {
+    /// The best this CPU supports (honours `MCC_ISA=scalar` to force the fallback).
+    pub fn detect() -> Isa {
+        if std::env::var("MCC_ISA").is_ok_and(|v| v == "scalar") {
+            return Isa::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+        Isa::Scalar
+    }
+
+    /// Its name, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2+fma",
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA; callers build
+        // tiles whose pointers cover rows × k of A, k × NR of B and rows × cols of C.
+        Isa::Avx2 => unsafe {
+            match t.rows {
+                1 => kernels::avx2::<1>(t, ep),
+                2 => kernels::avx2::<2>(t, ep),
+                3 => kernels::avx2::<3>(t, ep),
+                4 => kernels::avx2::<4>(t, ep),
+                5 => kernels::avx2::<5>(t, ep),
+                _ => kernels::avx2::<6>(t, ep),
+            }
+        },
+        // SAFETY: as above.
+        _ => unsafe { kernels::scalar(t, ep) },
+    }
+}
+
+/// C[M×N] = A·B + epilogue, A packed (`m × k`), B row-major with row stride `ldb` (`k × n`),
+/// C row-major with row stride `ldc`. Columns `[col_begin, col_end)` only (for threads).
+#[allow(unsafe_code)]
+pub fn gemm_packed_a(
+    isa: Isa,
+    a: PackedA<'_>,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue,
+    cols: std::ops::Range<usize>,
+) -> Result<(), String> {
+    let (m, k) = (a.m, a.k);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if (k > 0 && b.len() < (k - 1) * ldb + n)
+        || c.len() < (m - 1) * ldc + n
+        || ldc < n
+        || a.data.len() < pack_a_len(m, k)
+    {
+        return Err(format!("gemm: operands too small for {m}×{k}×{n}"));
+    }
+    ep.check(m, n)?;
+    let mut edge = vec![0f32; KC * NR];
+    let panels = m.div_ceil(MR);
+    let mut j = cols.start;
+    while j < cols.end.min(n) {
+        let w = NR.min(cols.end.min(n) - j);
+        let mut k0 = 0;
+        while k0 < k.max(1) {
+            let kc = KC.min(k - k0);
+            // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the
+            // tile can always read NR floats.
+            let (bp, bks) = if w == NR {
+                (b[k0 * ldb + j..].as_ptr(), ldb)
+            } else {
+                for kk in 0..kc {
+                    let row = &b[(k0 + kk) * ldb + j..(k0 + kk) * ldb + j + w];
+                    edge[kk * NR..kk * NR + w].copy_from_slice(row);
+                    edge[kk * NR + w..(kk + 1) * NR].fill(0.0);
+                }
+                (edge.as_ptr(), NR)
+            };
+            for p in 0..panels {
+                let rows = MR.min(m - p * MR);
+                let t = Tile {
+                    k: kc,
+                    a: a.data[(p * k + k0) * MR..].as_ptr(),
+                    a_rs: 1,
+                    a_ks: MR,
+                    b: bp,
+                    b_ks: bks,
+                    // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C.
+                    c: unsafe { c.as_mut_ptr().add(p * MR * ldc + j) },
+                    ldc,
+                    rows,
+                    cols: w,
+                    accumulate: k0 > 0,
+                    last: k0 + kc >= k,
+                    row0: p * MR,
+                    col0: j,
+                };
+                run_tile(isa, &t, ep);
+            }
+            if k == 0 {
+                break;
+            }
+            k0 += kc;
+        }
+        j += NR;
+    }
+    Ok(())
+}
+
+/// C[M×N] = A·B + epilogue, A row-major with row stride `lda` (`m × k`), B packed
+/// (`k × n`), C row-major with row stride `ldc`. Rows `[row_begin, row_end)` only.
+#[allow(unsafe_code)]
+pub fn gemm_packed_b(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: PackedB<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue,
+    rows: std::ops::Range<usize>,
+) -> Result<(), String> {
+    let (k, n) = (b.k, b.n);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if a.len() < (m - 1) * lda + k
+        || c.len() < (m - 1) * ldc + n
+        || ldc < n
+        || lda < k
+        || b.data.len() < pack_b_len(k, n)
+    {
+        return Err(format!("gemm: operands too small for {m}×{k}×{n}"));
+    }
+    ep.check(m, n)?;
+    let panels = n.div_ceil(NR);
+    let (r0, r1) = (rows.start, rows.end.min(m));
+    let mut k0 = 0;
+    loop {
+        let kc = KC.min(k - k0);
+        for p in 0..panels {
+            let w = NR.min(n - p * NR);
+            let mut i = r0;
+            while i < r1 {
+                let h = MR.min(r1 - i);
+                let t = Tile {
+                    k: kc,
+                    a: a[i * lda + k0..].as_ptr(),
+                    a_rs: lda,
+                    a_ks: 1,
+                    b: b.data[(p * k + k0) * NR..].as_ptr(),
+                    b_ks: NR,
+                    // SAFETY (of the pointer arithmetic): row i, column p·NR lie in C.
+                    c: unsafe { c.as_mut_ptr().add(i * ldc + p * NR) },
+                    ldc,
+                    rows: h,
+                    cols: w,
+                    accumulate: k0 > 0,
+                    last: k0 + kc >= k,
+                    row0: i,
+                    col0: p * NR,
+                };
+                run_tile(isa, &t, ep);
+                i += MR;
+            }
+        }
+        k0 += kc;
+        if k0 >= k {
+            break;
+        }
+    }
+    Ok(())
+}

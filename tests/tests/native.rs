@@ -1,0 +1,88 @@
+//! Compiled models: every corpus model, merged and lowered to the runtime's kernel schedule,
+//! computes the ONNX Runtime reference outputs (trained models on all 1000 test samples in
+//! one batch; light models on their seeded image, compared before the softmax).
+
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use mcc_ir::Tensor;
+use mcc_tests::{LIGHT, TRAINED, compare, corpus, load, npy};
+
+fn compiled(mut g: mcc_ir::Graph) -> mcc_runtime::program::Program {
+    mcc_passes::merge_everything(&mut g).unwrap();
+    mcc_codegen::lower(&g).unwrap_or_else(|e| panic!("{}: {e}", g.name))
+}
+
+fn run(p: &mcc_runtime::program::Program, x: &Tensor) -> Vec<Vec<f32>> {
+    let batch = x.shape()[0];
+    let data: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
+    let mut r = mcc_runtime::exec::Runner::new(p, batch).unwrap();
+    r.run(&[&data]).unwrap()
+}
+
+#[test]
+fn trained_models_compile_to_the_reference_outputs() {
+    for (m, input) in TRAINED {
+        let p = compiled(load(&corpus(&format!("{m}.onnx"))));
+        let x = npy(&corpus(input));
+        let t0 = std::time::Instant::now();
+        let out = run(&p, &x);
+        let dt = t0.elapsed();
+        let want = npy(&corpus(&format!("ref/{m}_test_out.npy")));
+        let got = Tensor::from_vec(want.shape(), out[0].clone()).unwrap();
+        let d = compare(&got, &want, 1e-4, 1e-5);
+        println!(
+            "{m}: {} steps, arena {} KiB/sample, max abs {:.2e}, max rel {:.2e}, {:.1} ms for 1000 samples",
+            p.steps.len(),
+            p.arena * 4 / 1024,
+            d.max_abs,
+            d.max_rel,
+            dt.as_secs_f64() * 1e3
+        );
+        assert!(d.max_rel <= 1e-4 && d.allclose, "{m}: {d:?}");
+    }
+}
+
+#[test]
+fn light_models_compile_to_the_reference_outputs() {
+    for m in LIGHT {
+        let mut g = load(&corpus(&format!("light/light_{m}.onnx")));
+        // Expose the pre-softmax logits (the softmax of these models is nearly uniform).
+        let sm = g
+            .node_ids()
+            .into_iter()
+            .find(|&n| matches!(g.node(n).unwrap().op, mcc_ir::Op::Softmax(_)));
+        if let Some(sm) = sm {
+            let pre = g.node(sm).unwrap().inputs[0].unwrap();
+            let mut outs = g.outputs().to_vec();
+            outs.push(pre);
+            g.set_outputs(outs);
+        }
+        let p = compiled(g);
+        let x = npy(&corpus("light/light_input_seed0.npy"));
+        let t0 = std::time::Instant::now();
+        let out = run(&p, &x);
+        let dt = t0.elapsed();
+        let want = npy(&corpus(&format!("light/light_{m}_seed0_out.npy")));
+        let got = Tensor::from_vec(want.shape(), out[0].clone()).unwrap();
+        let d = compare(&got, &want, 1e-4, 1e-7);
+        assert!(d.allclose, "light_{m}: {d:?}");
+        if sm.is_some() {
+            let want = npy(&corpus(&format!("light/light_{m}_seed0_presoftmax.npy")));
+            let got = Tensor::from_vec(want.shape(), out[1].clone()).unwrap();
+            let d = compare(&got, &want, 1e-4, 0.0);
+            assert!(d.max_rel <= 1e-4, "light_{m} pre-softmax: {d:?}");
+        }
+        println!(
+            "light_{m}: {} steps, arena {:.1} MiB, {:.1} ms",
+            p.steps.len(),
+            p.arena as f64 * 4.0 / (1 << 20) as f64,
+            dt.as_secs_f64() * 1e3
+        );
+    }
+}
