@@ -31,7 +31,8 @@ fn main() {
             flops / best / 1e9
         };
         let ga = time(&mut || gemm_packed_a(isa, pa, &b, n, n, &mut c, n, &ep, 0..n).unwrap());
-        let gb = time(&mut || gemm_packed_b(isa, &a, k, m, pb, &mut c, n, &ep, 0..m).unwrap());
+        let gb =
+            time(&mut || gemm_packed_b(isa, &a, k, m, pb, &mut c, n, &ep, 0..m, 0..n).unwrap());
         println!("{m}×{k}×{n}: packed A {ga:.1} GFLOP/s, packed B {gb:.1} GFLOP/s");
     }
 }

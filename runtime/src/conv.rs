@@ -40,13 +40,17 @@ impl Geometry {
     /// The input row read by output row `oy` and kernel row `ky`, if inside the image.
     #[inline(always)]
     pub fn in_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.sh + ky * self.dh).checked_sub(self.pt).filter(|&y| y < self.h)
+        (oy * self.sh + ky * self.dh)
+            .checked_sub(self.pt)
+            .filter(|&y| y < self.h)
     }
 
     /// The input column read by output column `ox` and kernel column `kx`, if inside.
     #[inline(always)]
     pub fn in_col(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.sw + kx * self.dw).checked_sub(self.pl).filter(|&x| x < self.w)
+        (ox * self.sw + kx * self.dw)
+            .checked_sub(self.pl)
+            .filter(|&x| x < self.w)
     }
 
     /// Whether this is a 1×1 stride-1 unpadded window (the input is already the GEMM's B).

@@ -133,7 +133,10 @@ pub fn binary(
 /// `y[c, i] = act(scale[c]·x[c, i] + shift[c])` over `c` channels of `inner` values.
 pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Act, y: &mut [f32]) {
     for (c, (&s, &t)) in scale.iter().zip(shift).enumerate() {
-        let (xs, ys) = (&x[c * inner..(c + 1) * inner], &mut y[c * inner..(c + 1) * inner]);
+        let (xs, ys) = (
+            &x[c * inner..(c + 1) * inner],
+            &mut y[c * inner..(c + 1) * inner],
+        );
         for (o, &v) in ys.iter_mut().zip(xs) {
             *o = act.apply(s * v + t);
         }
@@ -143,7 +146,10 @@ pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Act, y
 /// Softmax of each of `rows` rows of `cols` values (computed in f64 like the reference).
 pub fn softmax(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) {
     for r in 0..rows {
-        let (xs, ys) = (&x[r * cols..(r + 1) * cols], &mut y[r * cols..(r + 1) * cols]);
+        let (xs, ys) = (
+            &x[r * cols..(r + 1) * cols],
+            &mut y[r * cols..(r + 1) * cols],
+        );
         let m = xs
             .iter()
             .map(|&v| f64::from(v))

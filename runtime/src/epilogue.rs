@@ -122,7 +122,9 @@ impl Epilogue<'_> {
         };
         match self.act {
             Act::Relu => _mm256_max_ps(v, _mm256_setzero_ps()),
-            Act::Clip(lo, hi) => _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi)),
+            Act::Clip(lo, hi) => {
+                _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi))
+            }
             Act::LeakyRelu(a) => {
                 let neg = _mm256_mul_ps(v, _mm256_set1_ps(a));
                 let mask = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());

@@ -7,19 +7,23 @@ use crate::epilogue::{Bias, Epilogue};
 use crate::gemm::{self, Isa, PackedA, PackedB};
 use crate::pool;
 use crate::program::{Buf, Program, Src, Step};
+use crate::threads::{Pool, split};
 
 /// Checks a program: every buffer inside the arena (per sample), every weight reference
 /// inside the weights, every step's sizes consistent with its buffers. After this, running
 /// it cannot index out of bounds.
-pub fn validate(p: &Program) -> Result<(), String> {
+pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
     let arena = |b: &Buf, what: &str| -> Result<(), String> {
         if b.off.checked_add(b.len).is_none_or(|end| end > p.arena) {
-            return Err(format!("{what} [{}, +{}) is outside the arena of {}", b.off, b.len, p.arena));
+            return Err(format!(
+                "{what} [{}, +{}) is outside the arena of {}",
+                b.off, b.len, p.arena
+            ));
         }
         Ok(())
     };
     let weight = |off: usize, len: usize, what: &str| -> Result<(), String> {
-        if off.checked_add(len).is_none_or(|end| end > p.weights.len()) {
+        if off.checked_add(len).is_none_or(|end| end > weights) {
             return Err(format!("{what} is outside the weights"));
         }
         Ok(())
@@ -85,7 +89,9 @@ pub fn validate(p: &Program) -> Result<(), String> {
             } => {
                 geo(g).map_err(at)?;
                 if g.c == 0 || m % g.c != 0 {
-                    return Err(at("output channels are not a multiple of the input's".into()));
+                    return Err(at(
+                        "output channels are not a multiple of the input's".into()
+                    ));
                 }
                 need(x, g.c * g.h * g.w, "input").map_err(at)?;
                 need(y, m * g.oh * g.ow, "output").map_err(at)?;
@@ -194,13 +200,17 @@ pub fn validate(p: &Program) -> Result<(), String> {
                     arena(b, "part").map_err(at)?;
                 }
             }
-            Step::Softmax { x, y, rows, cols, .. } => {
+            Step::Softmax {
+                x, y, rows, cols, ..
+            } => {
                 need(x, rows * cols, "input").map_err(at)?;
                 need(y, rows * cols, "output").map_err(at)?;
                 arena(x, "input").map_err(at)?;
                 arena(y, "output").map_err(at)?;
             }
-            Step::Lrn { x, y, c, hw, size, .. } => {
+            Step::Lrn {
+                x, y, c, hw, size, ..
+            } => {
                 if *size == 0 {
                     return Err(at("LRN size 0".into()));
                 }
@@ -231,77 +241,130 @@ pub fn validate(p: &Program) -> Result<(), String> {
     Ok(())
 }
 
-/// A program ready to run at one batch size, with its arena.
-pub struct Runner<'p> {
-    prog: &'p Program,
-    isa: Isa,
-    batch: usize,
-    arena: Vec<f32>,
-    scratch: Vec<f32>,
+/// The arena shared by the threads of one step. Each task writes only its own samples (or
+/// its own columns), which the step's partition guarantees.
+struct Arena {
+    ptr: *mut f32,
+    len: usize,
 }
 
-/// The arena floats `[b.off·batch + s·b.len, … + b.len)` of sample `s`.
+// SAFETY: tasks of one step write disjoint ranges (checked against the ranges they read in
+// `views`), and the arena outlives the step.
+#[allow(unsafe_code)]
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// Shared views of `reads` and an exclusive view of `write`, after checking that all lie
+    /// inside the arena and that `write` overlaps none of the reads.
+    #[allow(unsafe_code)]
+    fn views<const N: usize>(
+        &self,
+        reads: [std::ops::Range<usize>; N],
+        write: std::ops::Range<usize>,
+    ) -> Result<([&[f32]; N], &mut [f32]), String> {
+        for r in reads.iter().chain(std::iter::once(&write)) {
+            if r.start > r.end || r.end > self.len {
+                return Err("a buffer lies outside the arena".into());
+            }
+        }
+        for r in &reads {
+            if r.start < write.end && write.start < r.end && !r.is_empty() && !write.is_empty() {
+                return Err("a step reads the buffer it writes".into());
+            }
+        }
+        // SAFETY: every range is inside the arena; the written range overlaps no read one,
+        // and concurrent tasks write disjoint ranges (see `Arena`).
+        let r =
+            reads.map(|r| unsafe { std::slice::from_raw_parts(self.ptr.add(r.start), r.len()) });
+        // SAFETY: as above.
+        let w = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(write.start), write.len()) };
+        Ok((r, w))
+    }
+}
+
+/// The arena floats of sample `s` of `b`.
 fn range(b: &Buf, batch: usize, s: usize) -> std::ops::Range<usize> {
     let start = b.off * batch + s * b.len;
     start..start + b.len
 }
 
-/// Disjoint views of the arena: shared ones to read, one to write.
-#[allow(unsafe_code)]
-fn views<const N: usize>(
-    arena: &mut [f32],
-    reads: [std::ops::Range<usize>; N],
-    write: std::ops::Range<usize>,
-) -> Result<([&[f32]; N], &mut [f32]), String> {
-    let len = arena.len();
-    for r in reads.iter().chain(std::iter::once(&write)) {
-        if r.start > r.end || r.end > len {
-            return Err("a buffer lies outside the arena".into());
-        }
-    }
-    for r in &reads {
-        if r.start < write.end && write.start < r.end && !r.is_empty() && !write.is_empty() {
-            return Err("a step reads the buffer it writes".into());
-        }
-    }
-    let base = arena.as_mut_ptr();
-    // SAFETY: every range is inside the arena, and the written range overlaps none of the
-    // read ones, so the shared and the exclusive views never alias.
-    let r = reads.map(|r| unsafe { std::slice::from_raw_parts(base.add(r.start), r.len()) });
-    // SAFETY: as above.
-    let w = unsafe { std::slice::from_raw_parts_mut(base.add(write.start), write.len()) };
-    Ok((r, w))
+/// A program with its memory, ready to run.
+pub struct Runner<'p> {
+    prog: &'p Program,
+    weights: &'p [f32],
+    isa: Isa,
+    pool: Pool,
+    batch: usize,
+    arena: Vec<f32>,
+    /// One im2col buffer per thread.
+    scratch: Vec<Vec<f32>>,
 }
 
 impl<'p> Runner<'p> {
-    /// Prepares `prog` (validated) for `batch` samples.
-    pub fn new(prog: &'p Program, batch: usize) -> Result<Runner<'p>, String> {
-        validate(prog)?;
-        if let Some(b) = prog.fixed_batch
+    /// Prepares `prog` with its own weights, for `threads` threads.
+    pub fn new(prog: &'p Program, threads: usize) -> Result<Runner<'p>, String> {
+        Runner::with_weights(prog, &prog.weights, threads)
+    }
+
+    /// Prepares `prog` with `weights` kept elsewhere (an ahead-of-time build's `.rodata`).
+    pub fn with_weights(
+        prog: &'p Program,
+        weights: &'p [f32],
+        threads: usize,
+    ) -> Result<Runner<'p>, String> {
+        validate(prog, weights.len())?;
+        let threads = threads.max(1);
+        Ok(Runner {
+            prog,
+            weights,
+            isa: Isa::detect(),
+            pool: Pool::new(threads),
+            batch: 0,
+            arena: vec![],
+            scratch: (0..threads).map(|_| vec![0.0; prog.scratch]).collect(),
+        })
+    }
+
+    /// Threads in use.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// The kernel ISA in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Sizes the arena for `batch` samples and returns it (for compiled code that works on
+    /// it directly).
+    pub fn arena_for(&mut self, batch: usize) -> Result<&mut [f32], String> {
+        if let Some(b) = self.prog.fixed_batch
             && b != batch
         {
             return Err(format!("this model runs batch {b} only, not {batch}"));
         }
-        let floats = prog
+        if batch == 0 {
+            return Err("batch 0".into());
+        }
+        let floats = self
+            .prog
             .arena
             .checked_mul(batch)
             .ok_or("the arena size overflows")?;
-        Ok(Runner {
-            prog,
-            isa: Isa::detect(),
-            batch,
-            arena: vec![0.0; floats],
-            scratch: vec![0.0; prog.scratch],
-        })
+        if self.arena.len() != floats {
+            self.arena = vec![0.0; floats];
+        }
+        self.batch = batch;
+        Ok(&mut self.arena)
     }
 
-    /// The arena in bytes.
-    pub fn arena_bytes(&self) -> usize {
-        self.arena.len() * 4
+    /// Peak arena bytes at `batch`.
+    pub fn arena_bytes(&self, batch: usize) -> usize {
+        self.prog.arena * batch * 4
     }
 
-    /// Runs the model on `inputs` (one slice per model input, batch × dims floats each) and
-    /// returns the outputs.
+    /// Runs the model on `inputs` (one slice per model input, batch × dims floats each);
+    /// the batch is read off the first input.
     pub fn run(&mut self, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
         let p = self.prog;
         if inputs.len() != p.inputs.len() {
@@ -311,17 +374,19 @@ impl<'p> Runner<'p> {
                 inputs.len()
             ));
         }
+        let per = p.inputs.first().map_or(1, |io| io.buf.len.max(1));
+        let batch = inputs.first().map_or(1, |x| x.len() / per);
+        self.arena_for(batch)?;
         for (io, x) in p.inputs.iter().zip(inputs) {
-            let n = io.buf.len * self.batch;
+            let n = io.buf.len * batch;
             if x.len() != n {
                 return Err(format!(
-                    "input `{}` needs {n} floats for batch {}, got {}",
+                    "input `{}` needs {n} floats for batch {batch}, got {}",
                     io.name,
-                    self.batch,
                     x.len()
                 ));
             }
-            let at = io.buf.off * self.batch;
+            let at = io.buf.off * batch;
             self.arena[at..at + n].copy_from_slice(x);
         }
         let profile = std::env::var_os("MCC_PROFILE").is_some();
@@ -331,221 +396,430 @@ impl<'p> Runner<'p> {
             if profile {
                 let name = format!("{:?}", p.steps[i]);
                 let name = name.split([' ', '{', '(']).next().unwrap_or("");
-                eprintln!("step {i:3} {name:14} {:9.3} ms", t.elapsed().as_secs_f64() * 1e3);
+                eprintln!(
+                    "step {i:3} {name:14} {:9.3} ms",
+                    t.elapsed().as_secs_f64() * 1e3
+                );
             }
         }
-        Ok(p
-            .outputs
+        Ok(p.outputs
             .iter()
             .map(|io| {
-                let at = io.buf.off * self.batch;
-                self.arena[at..at + io.buf.len * self.batch].to_vec()
+                let at = io.buf.off * batch;
+                self.arena[at..at + io.buf.len * batch].to_vec()
             })
             .collect())
     }
 
-    /// Runs step `i` for every sample.
+    /// Runs step `i` over the current batch (after [`Self::arena_for`]).
     pub fn step(&mut self, i: usize) -> Result<(), String> {
-        let p = self.prog;
-        let wts = &p.weights[..];
-        let step = p.steps.get(i).ok_or("no such step")?;
-        let isa = self.isa;
-        for s in 0..self.batch {
-            let arena = &mut self.arena[..];
-            match step {
-                Step::Conv {
-                    x,
-                    y,
-                    g,
-                    m,
-                    groups,
-                    w,
-                    bias,
-                    act,
-                } => {
-                    let groups = (*groups).max(1);
-                    let (mg, k) = (m / groups, g.c / groups * g.kh * g.kw);
-                    let len = gemm::pack_a_len(mg, k);
-                    let packed: Vec<PackedA> = (0..groups)
-                        .map(|gi| PackedA {
-                            m: mg,
-                            k,
-                            data: &wts[w + gi * len..w + (gi + 1) * len],
-                        })
-                        .collect();
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    let b = bias.map(|b| &wts[b..b + m]);
-                    conv::conv2d(
-                        isa,
-                        xs,
-                        g,
-                        &packed,
-                        b,
-                        *act,
-                        ys,
-                        &mut self.scratch,
-                        0..g.oh * g.ow,
-                    )?;
-                }
-                Step::Depthwise {
-                    x,
-                    y,
-                    g,
-                    m,
-                    w,
-                    bias,
-                    act,
-                } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    let b = bias.map(|b| &wts[b..b + m]);
-                    conv::depthwise(xs, g, *m, &wts[*w..w + m * g.kh * g.kw], b, *act, ys);
-                }
-                Step::Dense {
-                    x,
-                    y,
-                    rows,
-                    k,
-                    n,
-                    w,
-                    bias,
-                    act,
-                } => {
-                    // All samples at once: rows are contiguous across the batch.
-                    if s > 0 {
+        let step = self.prog.steps.get(i).ok_or("no such step")?;
+        let batch = self.batch;
+        if batch == 0 || self.arena.len() != self.prog.arena * batch {
+            return Err("the arena is not sized for a batch".into());
+        }
+        let threads = self.pool.threads();
+        let arena = Arena {
+            ptr: self.arena.as_mut_ptr(),
+            len: self.arena.len(),
+        };
+        let scratch: Vec<std::sync::Mutex<&mut Vec<f32>>> =
+            self.scratch.iter_mut().map(std::sync::Mutex::new).collect();
+        let ctx = Ctx {
+            w: self.weights,
+            isa: self.isa,
+            batch,
+            arena: &arena,
+        };
+        let errors = std::sync::Mutex::new(None::<String>);
+        let fail = |e: String| {
+            if let Ok(mut slot) = errors.lock() {
+                slot.get_or_insert(e);
+            }
+        };
+        let big = step_flops(step) > 2_000_000;
+        match step {
+            Step::Dense { .. } => {
+                // One GEMM over the whole batch, split by rows (or by columns for one row).
+                let parts = if big { threads } else { 1 };
+                self.pool.run(parts, &|t| {
+                    if let Err(e) = ctx.dense(step, t, parts) {
+                        fail(e);
+                    }
+                });
+            }
+            Step::Conv { g, groups: 1, .. } if batch < threads && big && !g.is_pointwise() => {
+                // One large sample: im2col once, then the GEMM's columns in parallel.
+                let p = g.oh * g.ow;
+                for s in 0..batch {
+                    let Ok(mut buf) = scratch[0].lock() else {
                         break;
-                    }
-                    let all = |b: &Buf| b.off * self.batch..(b.off + b.len) * self.batch;
-                    let ([xs], ys) = views(arena, [all(x)], all(y))?;
-                    let ep = Epilogue {
-                        bias: bias.map_or(Bias::None, |b| Bias::PerCol(&wts[b..b + n])),
-                        act: *act,
                     };
-                    let pb = PackedB {
-                        k: *k,
-                        n: *n,
-                        data: &wts[*w..w + gemm::pack_b_len(*k, *n)],
-                    };
-                    let m = rows * self.batch;
-                    // Per-sample buffers may be padded: rows of a sample are contiguous,
-                    // and samples follow at stride len, so use lda = k, ldc = n when tight.
-                    if x.len == rows * k && y.len == rows * n {
-                        gemm::gemm_packed_b(isa, xs, *k, m, pb, ys, *n, &ep, 0..m)?;
-                    } else {
-                        return Err("dense: padded buffers are not supported".into());
-                    }
-                }
-                Step::MaxPool { x, y, g } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    pool::max_pool(xs, g, ys);
-                }
-                Step::AvgPool {
-                    x,
-                    y,
-                    g,
-                    count_pad,
-                    pb,
-                    pr,
-                } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    pool::avg_pool(xs, g, *count_pad, *pb, *pr, ys);
-                }
-                Step::GlobalAvgPool { x, y, c, hw } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    pool::global_avg_pool(xs, *c, *hw, ys);
-                }
-                Step::Unary { x, y, act } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    eltwise::unary(xs, *act, ys);
-                }
-                Step::Copy { x, y } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    ys[..xs.len()].copy_from_slice(xs);
-                }
-                Step::Binary {
-                    a,
-                    a_strides,
-                    b,
-                    b_strides,
-                    dims,
-                    op,
-                    act,
-                    y,
-                } => {
-                    let src = |v: &Src| match v {
-                        Src::Arena(buf) => range(buf, self.batch, s),
-                        Src::Weight { .. } => 0..0,
-                    };
-                    let ([ra, rb], ys) = views(arena, [src(a), src(b)], range(y, self.batch, s))?;
-                    fn pick<'a>(v: &Src, r: &'a [f32], wts: &'a [f32]) -> &'a [f32] {
-                        match v {
-                            Src::Arena(_) => r,
-                            Src::Weight { off, len } => &wts[*off..off + len],
+                    ctx.im2col(step, s, &mut buf)?;
+                    let col: &[f32] = &buf;
+                    self.pool.run(threads, &|t| {
+                        let cols = split(p, threads, gemm::NR, t);
+                        if let Err(e) = ctx.conv_gemm(step, s, col, cols) {
+                            fail(e);
                         }
-                    }
-                    let (xa, xb) = (pick(a, ra, wts), pick(b, rb, wts));
-                    eltwise::binary(xa, a_strides, xb, b_strides, dims, *op, *act, ys);
-                }
-                Step::Affine {
-                    x,
-                    y,
-                    c,
-                    inner,
-                    scale,
-                    shift,
-                    act,
-                } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    eltwise::affine(
-                        xs,
-                        &wts[*scale..scale + c],
-                        &wts[*shift..shift + c],
-                        *inner,
-                        *act,
-                        ys,
-                    );
-                }
-                Step::Concat { y, outer, parts } => {
-                    let total: usize = parts.iter().map(|(_, c)| c).sum();
-                    let yr = range(y, self.batch, s);
-                    let mut at = 0;
-                    for (b, chunk) in parts {
-                        let ([xs], ys) = views(arena, [range(b, self.batch, s)], yr.clone())?;
-                        for o in 0..*outer {
-                            ys[o * total + at..o * total + at + chunk]
-                                .copy_from_slice(&xs[o * chunk..(o + 1) * chunk]);
-                        }
-                        at += chunk;
-                    }
-                }
-                Step::Softmax {
-                    x,
-                    y,
-                    rows,
-                    cols,
-                    log,
-                } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    eltwise::softmax(xs, *rows, *cols, *log, ys);
-                }
-                Step::Lrn {
-                    x,
-                    y,
-                    c,
-                    hw,
-                    size,
-                    alpha,
-                    beta,
-                    bias,
-                } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    eltwise::lrn(xs, *c, *hw, *size, *alpha, *beta, *bias, ys);
-                }
-                Step::Transpose { x, y, dims, perm } => {
-                    let ([xs], ys) = views(arena, [range(x, self.batch, s)], range(y, self.batch, s))?;
-                    eltwise::transpose(xs, dims, perm, ys);
+                    });
                 }
             }
+            Step::Conv { g, .. } if batch < threads && big && g.is_pointwise() => {
+                let p = g.oh * g.ow;
+                for s in 0..batch {
+                    self.pool.run(threads, &|t| {
+                        let cols = split(p, threads, gemm::NR, t);
+                        if let Err(e) = ctx.conv_gemm(step, s, &[], cols) {
+                            fail(e);
+                        }
+                    });
+                }
+            }
+            _ => {
+                // Samples in parallel, contiguous ranges, one scratch per task.
+                let parts = if big || batch >= 4 * threads {
+                    threads.min(batch)
+                } else {
+                    1
+                };
+                self.pool.run(parts, &|t| {
+                    let Ok(mut buf) = scratch[t].lock() else {
+                        return;
+                    };
+                    for s in split(batch, parts, 1, t) {
+                        if let Err(e) = ctx.sample(step, s, &mut buf, 0..usize::MAX) {
+                            fail(e);
+                            return;
+                        }
+                    }
+                });
+            }
         }
+        match errors.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Rough work of a step per sample, to decide whether threads pay.
+fn step_flops(s: &Step) -> usize {
+    match s {
+        Step::Conv { g, m, groups, .. } => 2 * m * g.c / groups.max(&1) * g.kh * g.kw * g.oh * g.ow,
+        Step::Dense { rows, k, n, .. } => 2 * rows * k * n,
+        Step::Depthwise { g, m, .. } => 2 * m * g.kh * g.kw * g.oh * g.ow,
+        _ => 0,
+    }
+}
+
+/// What every task of a step reads.
+struct Ctx<'a> {
+    w: &'a [f32],
+    isa: Isa,
+    batch: usize,
+    arena: &'a Arena,
+}
+
+impl Ctx<'_> {
+    fn packed_a<'w>(
+        &self,
+        w: &'w [f32],
+        off: usize,
+        m: usize,
+        groups: usize,
+        k: usize,
+    ) -> Vec<PackedA<'w>> {
+        let (mg, groups) = (m / groups.max(1), groups.max(1));
+        let len = gemm::pack_a_len(mg, k);
+        (0..groups)
+            .map(|gi| PackedA {
+                m: mg,
+                k,
+                data: &w[off + gi * len..off + (gi + 1) * len],
+            })
+            .collect()
+    }
+
+    /// Writes sample `s`'s im2col matrix into `buf` (first group only: used for
+    /// single-group convolutions split by columns).
+    fn im2col(&self, step: &Step, s: usize, buf: &mut [f32]) -> Result<(), String> {
+        let Step::Conv { x, g, groups, .. } = step else {
+            return Err("not a convolution".into());
+        };
+        if g.is_pointwise() || *groups != 1 {
+            return Ok(());
+        }
+        let ([xs], _) = self.arena.views([range(x, self.batch, s)], 0..0)?;
+        let k = g.c * g.kh * g.kw;
+        let col = buf.get_mut(..k * g.oh * g.ow).ok_or("scratch too small")?;
+        conv::im2col(xs, g, 0, g.c, col);
         Ok(())
+    }
+
+    /// The GEMM part of a convolution of sample `s` over output columns `cols`, reading the
+    /// im2col matrix `col` (or the input, for pointwise and grouped convolutions).
+    fn conv_gemm(
+        &self,
+        step: &Step,
+        s: usize,
+        col: &[f32],
+        cols: std::ops::Range<usize>,
+    ) -> Result<(), String> {
+        let Step::Conv {
+            x,
+            y,
+            g,
+            m,
+            groups,
+            w,
+            bias,
+            act,
+        } = step
+        else {
+            return Err("not a convolution".into());
+        };
+        let ([xs], ys) = self
+            .arena
+            .views([range(x, self.batch, s)], range(y, self.batch, s))?;
+        let k = g.c / (*groups).max(1) * g.kh * g.kw;
+        let packed = self.packed_a(self.w, *w, *m, *groups, k);
+        let b = bias.map(|b| &self.w[b..b + m]);
+        let p = g.oh * g.ow;
+        if g.is_pointwise() || *groups != 1 {
+            let mut tmp = vec![];
+            if !g.is_pointwise() {
+                tmp = vec![0.0; k * p];
+            }
+            return conv::conv2d(self.isa, xs, g, &packed, b, *act, ys, &mut tmp, cols);
+        }
+        let ep = Epilogue {
+            bias: b.map_or(Bias::None, Bias::PerRow),
+            act: *act,
+        };
+        gemm::gemm_packed_a(self.isa, packed[0], col, p, p, ys, p, &ep, cols)
+    }
+
+    /// A fully connected step, part `t` of `parts`.
+    fn dense(&self, step: &Step, t: usize, parts: usize) -> Result<(), String> {
+        let Step::Dense {
+            x,
+            y,
+            rows,
+            k,
+            n,
+            w,
+            bias,
+            act,
+        } = step
+        else {
+            return Err("not a dense step".into());
+        };
+        let all = |b: &Buf| b.off * self.batch..(b.off + b.len) * self.batch;
+        // Every task views the whole output; each writes only its rows or columns.
+        let ([xs], ys) = self.arena.views([all(x)], all(y))?;
+        if x.len != rows * k || y.len != rows * n {
+            return Err("dense: buffers do not match the layer".into());
+        }
+        let ep = Epilogue {
+            bias: bias.map_or(Bias::None, |b| Bias::PerCol(&self.w[b..b + n])),
+            act: *act,
+        };
+        let pb = PackedB {
+            k: *k,
+            n: *n,
+            data: &self.w[*w..w + gemm::pack_b_len(*k, *n)],
+        };
+        let m = rows * self.batch;
+        if m >= parts * gemm::MR || m >= *n {
+            let r = split(m, parts, gemm::MR, t);
+            gemm::gemm_packed_b(self.isa, xs, *k, m, pb, ys, *n, &ep, r, 0..*n)
+        } else {
+            let c = split(*n, parts, gemm::NR, t);
+            gemm::gemm_packed_b(self.isa, xs, *k, m, pb, ys, *n, &ep, 0..m, c)
+        }
+    }
+
+    /// Step `step` on sample `s` (all of it), with `buf` as im2col scratch.
+    fn sample(
+        &self,
+        step: &Step,
+        s: usize,
+        buf: &mut [f32],
+        _cols: std::ops::Range<usize>,
+    ) -> Result<(), String> {
+        let (b, arena, wts) = (self.batch, self.arena, self.w);
+        match step {
+            Step::Conv {
+                x,
+                y,
+                g,
+                m,
+                groups,
+                w,
+                bias,
+                act,
+            } => {
+                let k = g.c / (*groups).max(1) * g.kh * g.kw;
+                let packed = self.packed_a(wts, *w, *m, *groups, k);
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                let bias = bias.map(|o| &wts[o..o + m]);
+                conv::conv2d(
+                    self.isa,
+                    xs,
+                    g,
+                    &packed,
+                    bias,
+                    *act,
+                    ys,
+                    buf,
+                    0..g.oh * g.ow,
+                )
+            }
+            Step::Depthwise {
+                x,
+                y,
+                g,
+                m,
+                w,
+                bias,
+                act,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                let bias = bias.map(|o| &wts[o..o + m]);
+                conv::depthwise(xs, g, *m, &wts[*w..w + m * g.kh * g.kw], bias, *act, ys);
+                Ok(())
+            }
+            Step::Dense { .. } => Err("dense steps run over the whole batch".into()),
+            Step::MaxPool { x, y, g } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                pool::max_pool(xs, g, ys);
+                Ok(())
+            }
+            Step::AvgPool {
+                x,
+                y,
+                g,
+                count_pad,
+                pb,
+                pr,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                pool::avg_pool(xs, g, *count_pad, *pb, *pr, ys);
+                Ok(())
+            }
+            Step::GlobalAvgPool { x, y, c, hw } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                pool::global_avg_pool(xs, *c, *hw, ys);
+                Ok(())
+            }
+            Step::Unary { x, y, act } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                eltwise::unary(xs, *act, ys);
+                Ok(())
+            }
+            Step::Copy { x, y } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                ys[..xs.len()].copy_from_slice(xs);
+                Ok(())
+            }
+            Step::Binary {
+                a,
+                a_strides,
+                b: bb,
+                b_strides,
+                dims,
+                op,
+                act,
+                y,
+            } => {
+                let src = |v: &Src| match v {
+                    Src::Arena(buf) => range(buf, b, s),
+                    Src::Weight { .. } => 0..0,
+                };
+                let ([ra, rb], ys) = arena.views([src(a), src(bb)], range(y, b, s))?;
+                fn pick<'a>(v: &Src, r: &'a [f32], wts: &'a [f32]) -> &'a [f32] {
+                    match v {
+                        Src::Arena(_) => r,
+                        Src::Weight { off, len } => &wts[*off..off + len],
+                    }
+                }
+                eltwise::binary(
+                    pick(a, ra, wts),
+                    a_strides,
+                    pick(bb, rb, wts),
+                    b_strides,
+                    dims,
+                    *op,
+                    *act,
+                    ys,
+                );
+                Ok(())
+            }
+            Step::Affine {
+                x,
+                y,
+                c,
+                inner,
+                scale,
+                shift,
+                act,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                eltwise::affine(
+                    xs,
+                    &wts[*scale..scale + c],
+                    &wts[*shift..shift + c],
+                    *inner,
+                    *act,
+                    ys,
+                );
+                Ok(())
+            }
+            Step::Concat { y, outer, parts } => {
+                let total: usize = parts.iter().map(|(_, c)| c).sum();
+                let yr = range(y, b, s);
+                let mut at = 0;
+                for (p, chunk) in parts {
+                    let ([xs], ys) = arena.views([range(p, b, s)], yr.clone())?;
+                    for o in 0..*outer {
+                        ys[o * total + at..o * total + at + chunk]
+                            .copy_from_slice(&xs[o * chunk..(o + 1) * chunk]);
+                    }
+                    at += chunk;
+                }
+                Ok(())
+            }
+            Step::Softmax {
+                x,
+                y,
+                rows,
+                cols,
+                log,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                eltwise::softmax(xs, *rows, *cols, *log, ys);
+                Ok(())
+            }
+            Step::Lrn {
+                x,
+                y,
+                c,
+                hw,
+                size,
+                alpha,
+                beta,
+                bias,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                eltwise::lrn(xs, *c, *hw, *size, *alpha, *beta, *bias, ys);
+                Ok(())
+            }
+            Step::Transpose { x, y, dims, perm } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                eltwise::transpose(xs, dims, perm, ys);
+                Ok(())
+            }
+        }
     }
 }

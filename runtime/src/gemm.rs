@@ -355,7 +355,8 @@ pub fn gemm_packed_a(
 }
 
 /// C[M×N] = A·B + epilogue, A row-major with row stride `lda` (`m × k`), B packed
-/// (`k × n`), C row-major with row stride `ldc`. Rows `[row_begin, row_end)` only.
+/// (`k × n`), C row-major with row stride `ldc`. Only `rows`, and only the NR-column panels
+/// that start in `cols` (for threads: split columns at multiples of NR).
 #[allow(unsafe_code)]
 pub fn gemm_packed_b(
     isa: Isa,
@@ -367,6 +368,7 @@ pub fn gemm_packed_b(
     ldc: usize,
     ep: &Epilogue,
     rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
 ) -> Result<(), String> {
     let (k, n) = (b.k, b.n);
     if m == 0 || n == 0 {
@@ -386,7 +388,7 @@ pub fn gemm_packed_b(
     let mut k0 = 0;
     loop {
         let kc = KC.min(k - k0);
-        for p in 0..panels {
+        for p in (cols.start.div_ceil(NR)..panels).take_while(|p| p * NR < cols.end) {
             let w = NR.min(n - p * NR);
             let mut i = r0;
             while i < r1 {

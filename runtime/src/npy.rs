@@ -97,17 +97,42 @@ pub struct NpyArray {
 }
 
 /// Why a `.npy` file could not be read or written.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum NpyError {
     /// I/O failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The file is not in `.npy` format or is damaged.
-    #[error("not a valid .npy file: {0}")]
     Format(String),
     /// A valid `.npy` file with an element type mcc does not read.
-    #[error("unsupported element type `{0}` (mcc reads float32/64, int8–64, uint8–64 and bool)")]
     Type(String),
+}
+
+impl std::fmt::Display for NpyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NpyError::Io(e) => write!(f, "{e}"),
+            NpyError::Format(m) => write!(f, "not a valid .npy file: {m}"),
+            NpyError::Type(t) => write!(
+                f,
+                "unsupported element type `{t}` (mcc reads float32/64, int8–64, uint8–64 and bool)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NpyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NpyError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for NpyError {
+    fn from(e: std::io::Error) -> NpyError {
+        NpyError::Io(e)
+    }
 }
 
 fn fmt_err<T>(m: impl Into<String>) -> Result<T, NpyError> {

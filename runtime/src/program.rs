@@ -791,9 +791,15 @@ impl Program {
         }
         let fixed_batch = r.opt().ok_or_else(bad)?;
         let n = r.u().ok_or_else(bad)?.min(words.len());
-        let inputs = (0..n).map(|_| r.io()).collect::<Option<_>>().ok_or_else(bad)?;
+        let inputs = (0..n)
+            .map(|_| r.io())
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
         let n = r.u().ok_or_else(bad)?.min(words.len());
-        let outputs = (0..n).map(|_| r.io()).collect::<Option<_>>().ok_or_else(bad)?;
+        let outputs = (0..n)
+            .map(|_| r.io())
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
         let arena = r.u().ok_or_else(bad)?;
         let scratch = r.u().ok_or_else(bad)?;
         let nweights = r.u().ok_or_else(bad)?;

@@ -9,10 +9,14 @@ use mcc_runtime::epilogue::{Act, Bias, Epilogue};
 use mcc_runtime::gemm::{Isa, PackedA, PackedB, gemm_packed_a, gemm_packed_b, pack_a, pack_b};
 
 fn rand(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -22,7 +26,9 @@ fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, ep: &Epilogue) -> V
     let mut c = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let s: f64 = (0..k).map(|kk| f64::from(a[i * k + kk]) * f64::from(b[kk * n + j])).sum();
+            let s: f64 = (0..k)
+                .map(|kk| f64::from(a[i * k + kk]) * f64::from(b[kk * n + j]))
+                .sum();
             c[i * n + j] = ep.apply(s as f32, i, j);
         }
     }
@@ -73,11 +79,12 @@ fn packed_gemms_match_the_naive_loop() {
                     let pb = pack_b(&b, k, n, n, 1);
                     let pb = PackedB { k, n, data: &pb };
                     let mut c2 = vec![f32::NAN; m * n];
-                    gemm_packed_b(isa, &a, k, m, pb, &mut c2, n, &ep, 0..m).unwrap();
+                    gemm_packed_b(isa, &a, k, m, pb, &mut c2, n, &ep, 0..m, 0..n).unwrap();
                     for (which, got) in [("packed A", &c), ("packed B", &c2)] {
                         for (i, (x, y)) in got.iter().zip(&want).enumerate() {
                             assert!(
-                                (x - y).abs() <= 1e-4 * (1.0 + y.abs()) * (k as f32).sqrt().max(1.0),
+                                (x - y).abs()
+                                    <= 1e-4 * (1.0 + y.abs()) * (k as f32).sqrt().max(1.0),
                                 "{which} {isa:?} {m}×{k}×{n} act {ai} {bias:?}: [{i}] {x} vs {y}"
                             );
                         }

@@ -18,11 +18,23 @@ fn compiled(mut g: mcc_ir::Graph) -> mcc_runtime::program::Program {
     mcc_codegen::lower(&g).unwrap_or_else(|e| panic!("{}: {e}", g.name))
 }
 
+/// Runs the Cranelift-compiled schedule on 2 threads (this machine's cores), and checks it
+/// computes bit for bit what the runtime's interpreter of the same program computes.
 fn run(p: &mcc_runtime::program::Program, x: &Tensor) -> Vec<Vec<f32>> {
-    let batch = x.shape()[0];
     let data: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
-    let mut r = mcc_runtime::exec::Runner::new(p, batch).unwrap();
-    r.run(&[&data]).unwrap()
+    let mut r = mcc_runtime::exec::Runner::new(p, 2).unwrap();
+    let interpreted = r.run(&[&data]).unwrap();
+    let mut jit = mcc_codegen::jit::Jit::new(p.clone(), 2).unwrap();
+    let compiled = jit.run(&[&data]).unwrap();
+    assert_eq!(compiled.len(), interpreted.len());
+    for (c, i) in compiled.iter().zip(&interpreted) {
+        assert!(
+            c.iter().zip(i).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{}: the JIT and the interpreter disagree",
+            p.inputs[0].name
+        );
+    }
+    compiled
 }
 
 #[test]

@@ -18,8 +18,6 @@ use mcc_runtime::epilogue::Act;
 use mcc_runtime::gemm;
 use mcc_runtime::program::{Buf, Src, Step};
 
-
-
 /// Why a graph cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
 pub enum LowerError {
@@ -174,8 +172,14 @@ impl<'g> Lowering<'g> {
                 val.ty.dtype.name()
             )));
         }
-        let shape = val.ty.shape.as_ref().ok_or_else(|| bad("its rank is unknown"))?;
-        let first = shape.first().ok_or_else(|| bad("it is a scalar, not a batch"))?;
+        let shape = val
+            .ty
+            .shape
+            .as_ref()
+            .ok_or_else(|| bad("its rank is unknown"))?;
+        let first = shape
+            .first()
+            .ok_or_else(|| bad("it is a scalar, not a batch"))?;
         let ok_batch = match (&self.batch, first) {
             (Batch::Any(s), Dim::Sym(t)) => s == t,
             (Batch::Fixed(b), Dim::Fixed(n)) => b == n,
@@ -188,7 +192,10 @@ impl<'g> Lowering<'g> {
         }
         let mut out = vec![1];
         for d in &shape[1..] {
-            out.push(d.fixed().ok_or_else(|| bad("a size other than the batch is not known"))?);
+            out.push(
+                d.fixed()
+                    .ok_or_else(|| bad("a size other than the batch is not known"))?,
+            );
         }
         Ok(out)
     }
@@ -247,10 +254,16 @@ impl<'g> Lowering<'g> {
     }
 
     fn lower_node(&mut self, n: NodeId) -> R<()> {
-        let node = self.g.node(n).ok_or_else(|| self.unsupported(n, "vanished"))?;
+        let node = self
+            .g
+            .node(n)
+            .ok_or_else(|| self.unsupported(n, "vanished"))?;
         let (op, name) = (&node.op, node.name.clone());
         let x0 = self.operand(n, 0);
-        let y = *node.outputs.first().ok_or_else(|| self.unsupported(n, "no output"))?;
+        let y = *node
+            .outputs
+            .first()
+            .ok_or_else(|| self.unsupported(n, "no output"))?;
         if node.outputs.iter().skip(1).any(|&o| self.g.is_used(o)) {
             return Err(self.unsupported(n, "a second output is read"));
         }
@@ -311,13 +324,21 @@ impl<'g> Lowering<'g> {
                         Some(v) => self
                             .constant(Some(v))
                             .and_then(|(_, d)| d.first().copied())
-                            .ok_or_else(|| self.unsupported(n, "its bounds are computed at run time")),
+                            .ok_or_else(|| {
+                                self.unsupported(n, "its bounds are computed at run time")
+                            }),
                     }
                 };
                 let (lo, hi) = (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
                 self.unary(x, y, Act::Clip(lo, hi))
             }
-            Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) | Op::Max(_) | Op::Min(_) | Op::Sum(_) => {
+            Op::Add(_)
+            | Op::Sub(_)
+            | Op::Mul(_)
+            | Op::Div(_)
+            | Op::Max(_)
+            | Op::Min(_)
+            | Op::Sum(_) => {
                 let bop = match op {
                     Op::Add(_) | Op::Sum(_) => BinOp::Add,
                     Op::Sub(_) => BinOp::Sub,
@@ -331,14 +352,20 @@ impl<'g> Lowering<'g> {
             }
             Op::BatchNormalization(b) => {
                 let d = self.dims(x)?;
-                let c = *d.get(1).ok_or_else(|| self.unsupported(n, "no channel axis"))?;
+                let c = *d
+                    .get(1)
+                    .ok_or_else(|| self.unsupported(n, "no channel axis"))?;
                 let stat = |slot| {
                     self.constant(self.operand(n, slot))
                         .map(|(_, v)| v)
                         .filter(|v| v.len() == c)
                 };
-                let (Some(s), Some(bb), Some(mean), Some(var)) = (stat(1), stat(2), stat(3), stat(4)) else {
-                    return Err(self.unsupported(n, "its statistics are not f32 constants per channel"));
+                let (Some(s), Some(bb), Some(mean), Some(var)) =
+                    (stat(1), stat(2), stat(3), stat(4))
+                else {
+                    return Err(
+                        self.unsupported(n, "its statistics are not f32 constants per channel")
+                    );
                 };
                 let eps = f64::from(b.epsilon);
                 let scale: Vec<f32> = (0..c)
@@ -347,8 +374,8 @@ impl<'g> Lowering<'g> {
                 let shift: Vec<f32> = (0..c)
                     .map(|i| {
                         (f64::from(bb[i])
-                            - f64::from(mean[i]) * f64::from(s[i]) / (f64::from(var[i]) + eps).sqrt())
-                            as f32
+                            - f64::from(mean[i]) * f64::from(s[i])
+                                / (f64::from(var[i]) + eps).sqrt()) as f32
                     })
                     .collect();
                 let (so, to) = (self.push_weights(&scale), self.push_weights(&shift));
@@ -381,7 +408,11 @@ impl<'g> Lowering<'g> {
                     parts.push((self.read(*v)?, chunk));
                 }
                 let yb = self.write(y)?;
-                self.steps.push(Step::Concat { y: yb, outer, parts });
+                self.steps.push(Step::Concat {
+                    y: yb,
+                    outer,
+                    parts,
+                });
                 Ok(())
             }
             Op::Softmax(_) | Op::LogSoftmax(_) => {
@@ -466,7 +497,14 @@ impl<'g> Lowering<'g> {
         Ok(())
     }
 
-    fn conv(&mut self, n: NodeId, c: &mcc_ir::op::Conv, x: ValueId, y: ValueId, name: &str) -> R<()> {
+    fn conv(
+        &mut self,
+        n: NodeId,
+        c: &mcc_ir::op::Conv,
+        x: ValueId,
+        y: ValueId,
+        name: &str,
+    ) -> R<()> {
         let xd = self.dims(x)?;
         let yd = self.dims(y)?;
         if xd.len() != 4 {
@@ -481,11 +519,22 @@ impl<'g> Lowering<'g> {
                 self.constant(Some(b))
                     .map(|(_, v)| v)
                     .filter(|v| v.len() == yd[1])
-                    .ok_or_else(|| self.unsupported(n, "its bias is not an f32 constant per channel"))?,
+                    .ok_or_else(|| {
+                        self.unsupported(n, "its bias is not an f32 constant per channel")
+                    })?,
             ),
         };
         let act = act_of(&c_op(c), name)?;
-        let geo = self.geometry(n, &xd, &wshape[2..], &c.strides, &c.dilations, &c.pads, c.auto_pad, false)?;
+        let geo = self.geometry(
+            n,
+            &xd,
+            &wshape[2..],
+            &c.strides,
+            &c.dilations,
+            &c.pads,
+            c.auto_pad,
+            false,
+        )?;
         let (m, groups) = (wshape[0], c.group.max(1) as usize);
         let xb = self.read(x)?;
         let bias_off = bias.map(|b| self.push_weights(&b));
@@ -541,8 +590,9 @@ impl<'g> Lowering<'g> {
         auto_pad: mcc_ir::AutoPad,
         ceil: bool,
     ) -> R<Geometry> {
-        let win = mcc_ir::geometry::window(&xd[2..], kernel, strides, dilations, pads, auto_pad, ceil)
-            .map_err(|e| self.unsupported(n, e.to_string()))?;
+        let win =
+            mcc_ir::geometry::window(&xd[2..], kernel, strides, dilations, pads, auto_pad, ceil)
+                .map_err(|e| self.unsupported(n, e.to_string()))?;
         if win.kernel.len() != 2 {
             return Err(self.unsupported(n, "only 2-D windows are compiled"));
         }
@@ -571,14 +621,32 @@ impl<'g> Lowering<'g> {
         let (step, _) = match op {
             Op::MaxPool(p) => {
                 let k: Vec<usize> = p.kernel_shape.iter().map(|&k| k.max(0) as usize).collect();
-                let g = self.geometry(n, &xd, &k, &p.strides, &p.dilations, &p.pads, p.auto_pad, p.ceil_mode != 0)?;
+                let g = self.geometry(
+                    n,
+                    &xd,
+                    &k,
+                    &p.strides,
+                    &p.dilations,
+                    &p.pads,
+                    p.auto_pad,
+                    p.ceil_mode != 0,
+                )?;
                 let xb = self.read(x)?;
                 let yb = self.write(y)?;
                 (Step::MaxPool { x: xb, y: yb, g }, ())
             }
             Op::AveragePool(p) => {
                 let k: Vec<usize> = p.kernel_shape.iter().map(|&k| k.max(0) as usize).collect();
-                let g = self.geometry(n, &xd, &k, &p.strides, &p.dilations, &p.pads, p.auto_pad, p.ceil_mode != 0)?;
+                let g = self.geometry(
+                    n,
+                    &xd,
+                    &k,
+                    &p.strides,
+                    &p.dilations,
+                    &p.pads,
+                    p.auto_pad,
+                    p.ceil_mode != 0,
+                )?;
                 let win = mcc_ir::geometry::window(
                     &xd[2..],
                     &k,
@@ -610,7 +678,16 @@ impl<'g> Lowering<'g> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn dense(&mut self, n: NodeId, x: ValueId, y: ValueId, trans_a: bool, trans_b: bool, alpha: f32, beta: f32) -> R<()> {
+    fn dense(
+        &mut self,
+        n: NodeId,
+        x: ValueId,
+        y: ValueId,
+        trans_a: bool,
+        trans_b: bool,
+        alpha: f32,
+        beta: f32,
+    ) -> R<()> {
         if trans_a {
             return Err(self.unsupported(n, "it transposes its input (transA)"));
         }
@@ -653,7 +730,14 @@ impl<'g> Lowering<'g> {
                 Some(v)
             }
         };
-        let act = act_of(&self.g.node(n).map(|x| x.op.clone()).unwrap_or(Op::MatMul(Default::default())), "")?;
+        let act = act_of(
+            &self
+                .g
+                .node(n)
+                .map(|x| x.op.clone())
+                .unwrap_or(Op::MatMul(Default::default())),
+            "",
+        )?;
         let wo = self.push_weights(&packed);
         let bo = bias.map(|b| self.push_weights(&b));
         let xb = self.read(x)?;
@@ -744,8 +828,12 @@ impl<'g> Lowering<'g> {
             srcs.push((src, strides[1..].to_vec()));
         }
         let yb = self.write(y)?;
-        let (b_src, b_strides) = srcs.pop().ok_or_else(|| self.unsupported(n, "no operand"))?;
-        let (a_src, a_strides) = srcs.pop().ok_or_else(|| self.unsupported(n, "no operand"))?;
+        let (b_src, b_strides) = srcs
+            .pop()
+            .ok_or_else(|| self.unsupported(n, "no operand"))?;
+        let (a_src, a_strides) = srcs
+            .pop()
+            .ok_or_else(|| self.unsupported(n, "no operand"))?;
         self.steps.push(Step::Binary {
             a: a_src,
             a_strides,

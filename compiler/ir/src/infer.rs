@@ -222,8 +222,35 @@ pub fn infer(
         | Op::Identity(_)
         | Op::Softmax(_)
         | Op::LogSoftmax(_)
-        | Op::Lrn(_)
-        | Op::BatchNormalization(_) => one(same_as(x?)),
+        | Op::Lrn(_) => one(same_as(x?)),
+        Op::BatchNormalization(_) => {
+            let x = x?;
+            // scale, B, mean and var are float vectors over the channels (axis 1).
+            let channels =
+                x.ty.shape
+                    .as_ref()
+                    .and_then(|s| s.get(1))
+                    .and_then(Dim::fixed);
+            for slot in 1..5 {
+                let Some(Some(p)) = args.get(slot) else {
+                    return err("BatchNormalization needs scale, B, mean and var");
+                };
+                if !p.ty.dtype.is_float() {
+                    return err(format!(
+                        "BatchNormalization parameter {slot} is {}, not a float",
+                        p.ty.dtype.name()
+                    ));
+                }
+                if let (Some(c), Some(shape)) = (channels, p.ty.shape.as_ref())
+                    && (shape.len() != 1 || shape[0].fixed().is_some_and(|n| n != c))
+                {
+                    return err(format!(
+                        "BatchNormalization parameter {slot} is not a vector of the {c} channels"
+                    ));
+                }
+            }
+            one(same_as(x))
+        }
         Op::Dropout(_) => {
             let t = same_as(x?);
             let mut out = vec![t.clone()];

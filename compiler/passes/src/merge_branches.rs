@@ -134,6 +134,9 @@ fn branch(graph: &Graph, v: ValueId, shared: Option<ValueId>) -> Result<Branch, 
             else {
                 return Err(format!("`{}`'s statistics are not f32 constants", n.name));
             };
+            if [&bias, &mean, &var].iter().any(|v| v.len() != s.len()) {
+                return Err(format!("`{}`'s statistics differ in length", n.name));
+            }
             let eps = f64::from(b.epsilon);
             let scale: Vec<f64> = s
                 .iter()

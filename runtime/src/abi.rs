@@ -1,0 +1,434 @@
+//! The C ABI that compiled models call, and the `main` of standalone model executables.
+//!
+//! A compiled model is a function `run(model, inputs, outputs, batch) -> i32` made by mcc
+//! with Cranelift. It asks the runtime for the arena ([`mcc_rt_arena`]), computes the
+//! memory-bound steps inline, and calls [`mcc_rt_step`] for the kernel steps. `model` is
+//! the runtime state made by [`mcc_rt_new`] from the program's schedule and weights, which
+//! an ahead-of-time build keeps in `.rodata`.
+//!
+//! Every function here checks its pointers for null and returns an error code (non-zero)
+//! or a null pointer rather than panicking; the message is kept for [`mcc_rt_error`].
+
+use std::ffi::{CStr, c_char};
+
+use crate::exec::Runner;
+use crate::npy::{NpyArray, NpyType};
+use crate::program::Program;
+
+/// The compiled schedule's entry point (see the module documentation).
+pub type RunFn = unsafe extern "C" fn(*mut Model, *const *const f32, *const *mut f32, usize) -> i32;
+
+/// A loaded model: its program and a runner over it.
+pub struct Model {
+    /// Borrows `*program`; dropped first, by hand.
+    runner: std::mem::ManuallyDrop<Runner<'static>>,
+    program: *mut Program,
+    error: std::ffi::CString,
+}
+
+impl Model {
+    /// Loads `prog` with `weights` (which must outlive the model) on `threads` threads
+    /// (0: all available cores).
+    ///
+    /// # Safety
+    /// `weights` must stay valid and unchanged for the model's whole life.
+    #[allow(unsafe_code)]
+    pub unsafe fn new(
+        prog: Program,
+        weights: &[f32],
+        threads: usize,
+    ) -> Result<Box<Model>, String> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let program = Box::into_raw(Box::new(prog));
+        // SAFETY: `program` stays allocated until `Drop`, after the runner is gone; the
+        // caller keeps `weights` alive for the model's life.
+        let (p, w): (&'static Program, &'static [f32]) = unsafe {
+            (
+                &*program,
+                std::slice::from_raw_parts(weights.as_ptr(), weights.len()),
+            )
+        };
+        match Runner::with_weights(p, w, threads) {
+            Ok(runner) => Ok(Box::new(Model {
+                runner: std::mem::ManuallyDrop::new(runner),
+                program,
+                error: std::ffi::CString::default(),
+            })),
+            Err(e) => {
+                // SAFETY: made above; nothing borrows it any more.
+                drop(unsafe { Box::from_raw(program) });
+                Err(e)
+            }
+        }
+    }
+
+    /// The runner.
+    pub fn runner(&mut self) -> &mut Runner<'static> {
+        &mut self.runner
+    }
+
+    fn fail(&mut self, e: String) -> i32 {
+        self.error = std::ffi::CString::new(e.replace('\0', " ")).unwrap_or_default();
+        1
+    }
+}
+
+impl Drop for Model {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: the runner is dropped once, here, before the program it borrows.
+        unsafe {
+            std::mem::ManuallyDrop::drop(&mut self.runner);
+            drop(Box::from_raw(self.program));
+        }
+    }
+}
+
+/// Loads a model from its encoded schedule (`nwords` words) and weights (`nweights`
+/// floats, which must outlive the model) on `threads` threads (0: all cores). Null on error.
+///
+/// # Safety
+/// The pointers must be valid for the given lengths.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_new(
+    schedule: *const u64,
+    nwords: usize,
+    weights: *const f32,
+    nweights: usize,
+    threads: u32,
+) -> *mut Model {
+    if schedule.is_null() || (weights.is_null() && nweights > 0) {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: the caller passes valid pointers and lengths.
+    let (words, w) = unsafe {
+        (
+            std::slice::from_raw_parts(schedule, nwords),
+            if nweights == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(weights, nweights)
+            },
+        )
+    };
+    let Ok(prog) = Program::decode_schedule(words, vec![]) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: the weights outlive the model (the caller's promise).
+    match unsafe { Model::new(prog, w, threads as usize) } {
+        Ok(m) => Box::into_raw(m),
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// Frees a model made by [`mcc_rt_new`] (null is ignored).
+///
+/// # Safety
+/// `m` must come from [`mcc_rt_new`] and not be used afterwards.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_free(m: *mut Model) {
+    if !m.is_null() {
+        // SAFETY: made by `Box::into_raw` in `mcc_rt_new`.
+        drop(unsafe { Box::from_raw(m) });
+    }
+}
+
+/// Sizes the arena for `batch` samples and returns it; null on error (wrong batch).
+///
+/// # Safety
+/// `m` must be a live model.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_arena(m: *mut Model, batch: usize) -> *mut f32 {
+    // SAFETY: the caller passes a live model.
+    let Some(m) = (unsafe { m.as_mut() }) else {
+        return std::ptr::null_mut();
+    };
+    match m.runner.arena_for(batch) {
+        Ok(a) => a.as_mut_ptr(),
+        Err(e) => {
+            m.fail(e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Runs step `i` of the schedule on the arena (sized by [`mcc_rt_arena`]); 0 on success.
+///
+/// # Safety
+/// `m` must be a live model.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_step(m: *mut Model, i: u32) -> i32 {
+    // SAFETY: the caller passes a live model.
+    let Some(m) = (unsafe { m.as_mut() }) else {
+        return 1;
+    };
+    match m.runner.step(i as usize) {
+        Ok(()) => 0,
+        Err(e) => m.fail(e),
+    }
+}
+
+/// The last error of `m` as a C string (empty if none).
+///
+/// # Safety
+/// `m` must be a live model; the string lives until the next call on it.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_error(m: *const Model) -> *const c_char {
+    // SAFETY: the caller passes a live model.
+    match unsafe { m.as_ref() } {
+        Some(m) => m.error.as_ptr(),
+        None => c"no model".as_ptr(),
+    }
+}
+
+/// `n` floats from `src` to `dst` (the buffers do not overlap).
+///
+/// # Safety
+/// Both pointers must be valid for `n` floats.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_copy(dst: *mut f32, src: *const f32, n: usize) {
+    if n > 0 && !dst.is_null() && !src.is_null() {
+        // SAFETY: valid, non-overlapping buffers (the caller's promise).
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, n) };
+    }
+}
+
+const USAGE: &str = "usage: MODEL INPUT.npy... [-o OUTPUT.npy] [--bench N] [--threads T]
+
+Runs this compiled model (made by `mcc build`) on float32 .npy inputs, one per model input,
+each shaped [batch, ...]. Without -o, prints the output's shape and, for a classifier, the
+top-1 class of each sample. --bench N runs the model N times after 5 warm-up runs and prints
+the median and minimum time per run. --threads T uses T threads (default: all cores).";
+
+#[allow(clippy::print_stdout, unsafe_code)]
+fn main_inner(
+    args: &[String],
+    schedule: &[u64],
+    weights: &[f32],
+    run: RunFn,
+) -> Result<(), String> {
+    let mut inputs = vec![];
+    let (mut out, mut bench, mut threads) = (None, 0usize, 0usize);
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Err(USAGE.into()),
+            "-o" | "--output" => out = Some(it.next().ok_or("-o needs a file")?.clone()),
+            "--bench" => {
+                bench = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--bench needs a count")?;
+            }
+            "--threads" => {
+                threads = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--threads needs a number")?;
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option `{s}`\n\n{USAGE}")),
+            s => inputs.push(s.to_string()),
+        }
+    }
+    let prog = Program::decode_schedule(schedule, vec![])?;
+    if inputs.len() != prog.inputs.len() {
+        return Err(format!(
+            "the model takes {} input(s) ({}), {} given\n\n{USAGE}",
+            prog.inputs.len(),
+            prog.inputs
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            inputs.len()
+        ));
+    }
+    let mut data = vec![];
+    let mut batch = None;
+    for (path, io) in inputs.iter().zip(&prog.inputs) {
+        let a = NpyArray::read(std::path::Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
+        if a.dtype != NpyType::F32 {
+            return Err(format!(
+                "{path}: the model takes float32, this is {}",
+                a.dtype.name()
+            ));
+        }
+        if a.shape.len() != io.dims.len() + 1 || a.shape[1..] != io.dims[..] {
+            return Err(format!(
+                "{path}: shape {:?} does not fit input `{}` [batch, {}]",
+                a.shape,
+                io.name,
+                io.dims
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let b = a.shape[0];
+        if batch.is_some_and(|x| x != b) {
+            return Err(format!("{path}: batch {b} differs from the other inputs'"));
+        }
+        batch = Some(b);
+        data.push(
+            a.data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<f32>>(),
+        );
+    }
+    let batch = batch.unwrap_or(1);
+    if let Some(b) = prog.fixed_batch
+        && b != batch
+    {
+        return Err(format!(
+            "this model was compiled for batch {b}; the input has batch {batch}"
+        ));
+    }
+    let outs_dims: Vec<Vec<usize>> = prog.outputs.iter().map(|o| o.dims.clone()).collect();
+    // SAFETY: the weights are this executable's `.rodata`, alive for the whole process.
+    let mut model = unsafe { Model::new(prog, weights, threads) }?;
+    let mut outputs: Vec<Vec<f32>> = outs_dims
+        .iter()
+        .map(|d| vec![0.0; batch * d.iter().product::<usize>()])
+        .collect();
+    let in_ptrs: Vec<*const f32> = data.iter().map(|d| d.as_ptr()).collect();
+    let once = |model: &mut Model, outputs: &mut Vec<Vec<f32>>| -> Result<(), String> {
+        let out_ptrs: Vec<*mut f32> = outputs.iter_mut().map(|d| d.as_mut_ptr()).collect();
+        #[allow(unsafe_code)]
+        // SAFETY: the model is live; inputs and outputs have batch × dims floats each.
+        let rc = unsafe { run(model, in_ptrs.as_ptr(), out_ptrs.as_ptr(), batch) };
+        if rc != 0 {
+            return Err(format!(
+                "the model failed: {}",
+                model.error.to_string_lossy()
+            ));
+        }
+        Ok(())
+    };
+    once(&mut model, &mut outputs)?;
+    if bench > 0 {
+        for _ in 0..5 {
+            once(&mut model, &mut outputs)?;
+        }
+        let mut times = Vec::with_capacity(bench);
+        for _ in 0..bench {
+            let t = std::time::Instant::now();
+            once(&mut model, &mut outputs)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "batch {batch}, {} thread(s), {bench} runs: median {:.4} ms, min {:.4} ms",
+            model.runner().threads(),
+            times[times.len() / 2],
+            times[0]
+        );
+    }
+    let (first, dims) = (&outputs[0], &outs_dims[0]);
+    match out {
+        Some(path) => {
+            let mut shape = vec![batch];
+            shape.extend(dims);
+            let a = NpyArray {
+                dtype: NpyType::F32,
+                shape,
+                data: first.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            };
+            a.write(std::path::Path::new(&path))
+                .map_err(|e| format!("{path}: {e}"))?;
+        }
+        None if bench == 0 => {
+            println!(
+                "output [{batch}, {}]",
+                dims.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let classes: usize = dims.iter().product();
+            if classes > 1 && dims.iter().filter(|&&d| d > 1).count() == 1 {
+                let top: Vec<String> = first
+                    .chunks(classes)
+                    .map(|row| {
+                        row.iter()
+                            .enumerate()
+                            .max_by(|a, b| a.1.total_cmp(b.1))
+                            .map_or(0, |(i, _)| i)
+                            .to_string()
+                    })
+                    .collect();
+                println!("top-1: {}", top.join(" "));
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// The `main` of a standalone model executable: parses `argv`, reads the inputs, runs the
+/// model (`run`, over `schedule` and `weights` from the executable's `.rodata`), writes or
+/// prints the outputs. Returns the process exit code (0 ok, 1 error, 2 usage).
+///
+/// # Safety
+/// `argv` must hold `argc` C strings; the schedule and weights pointers must be valid for
+/// their lengths for the whole process.
+#[allow(unsafe_code, clippy::print_stdout)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_main(
+    argc: i32,
+    argv: *const *const c_char,
+    schedule: *const u64,
+    nwords: usize,
+    weights: *const f32,
+    nweights: usize,
+    run: RunFn,
+) -> i32 {
+    let args: Vec<String> = (0..argc.max(0) as usize)
+        .filter_map(|i| {
+            // SAFETY: argv holds argc valid C strings.
+            let p = unsafe { *argv.add(i) };
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        })
+        .collect();
+    if schedule.is_null() || (weights.is_null() && nweights > 0) {
+        eprintln!("error: the executable carries no model");
+        return 1;
+    }
+    // SAFETY: valid for the process (the executable's own sections).
+    let (words, w) = unsafe {
+        (
+            std::slice::from_raw_parts(schedule, nwords),
+            if nweights == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(weights, nweights)
+            },
+        )
+    };
+    if args.len() < 2 {
+        eprintln!("{USAGE}");
+        return 2;
+    }
+    match main_inner(&args, words, w, run) {
+        Ok(()) => 0,
+        Err(e) if e == USAGE => {
+            println!("{USAGE}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
