@@ -116,7 +116,7 @@ pub unsafe extern "C" fn mcc_rt_new(
             },
         )
     };
-    let Ok(prog) = Program::decode_schedule(words, vec![]) else {
+    let Ok(prog) = Program::decode_schedule_for(words, nweights) else {
         return std::ptr::null_mut();
     };
     // SAFETY: the weights outlive the model (the caller's promise).
@@ -240,7 +240,7 @@ fn main_inner(
             s => inputs.push(s.to_string()),
         }
     }
-    let prog = Program::decode_schedule(schedule, vec![])?;
+    let prog = Program::decode_schedule_for(schedule, weights.len())?;
     if inputs.len() != prog.inputs.len() {
         return Err(format!(
             "the model takes {} input(s) ({}), {} given\n\n{USAGE}",

@@ -784,6 +784,15 @@ impl Program {
 
     /// Reads a schedule written by [`Self::encode_schedule`] and attaches `weights`.
     pub fn decode_schedule(words: &[u64], weights: Vec<f32>) -> Result<Program, String> {
+        let n = weights.len();
+        let mut p = Program::decode_schedule_for(words, n)?;
+        p.weights = weights;
+        Ok(p)
+    }
+
+    /// Reads a schedule whose `nweights` weights are kept elsewhere (an executable's
+    /// `.rodata`); the program's own weights stay empty.
+    pub fn decode_schedule_for(words: &[u64], nweights_given: usize) -> Result<Program, String> {
         let bad = || "not an mcc program (or from another mcc version)".to_string();
         let mut r = R(words, 0);
         if r.word() != Some(MAGIC) {
@@ -803,10 +812,9 @@ impl Program {
         let arena = r.u().ok_or_else(bad)?;
         let scratch = r.u().ok_or_else(bad)?;
         let nweights = r.u().ok_or_else(bad)?;
-        if nweights != weights.len() {
+        if nweights != nweights_given {
             return Err(format!(
-                "the program expects {nweights} weights, {} were given",
-                weights.len()
+                "the program expects {nweights} weights, {nweights_given} were given"
             ));
         }
         let n = r.u().ok_or_else(bad)?.min(words.len());
@@ -821,7 +829,7 @@ impl Program {
             arena,
             scratch,
             steps,
-            weights,
+            weights: vec![],
         })
     }
 }

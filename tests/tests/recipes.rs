@@ -215,7 +215,7 @@ fn the_example_recipe_builds_end_to_end() {
     // Outputs are written atomically and the ONNX loads back.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    mcc::recipe::write_outputs(&out, &r, true).unwrap();
+    mcc::recipe::write_outputs(&out, &r, true, None).unwrap();
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

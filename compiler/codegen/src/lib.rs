@@ -2,6 +2,7 @@
 //! [`mcc_runtime::program::Program`] (a static schedule of runtime kernels over one planned
 //! arena, weights packed); the JIT and AOT back ends compile that schedule with Cranelift.
 
+pub mod aot;
 pub mod clif;
 pub mod jit;
 mod lower;

@@ -21,6 +21,18 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Eval(#[from] mcc_ir::EvalError),
+    /// The model cannot be compiled to native code.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lower(#[from] mcc_codegen::LowerError),
+    /// The object file or executable could not be made.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Aot(#[from] mcc_codegen::aot::AotError),
+    /// Running compiled code failed.
+    #[error("the compiled model failed: {0}")]
+    #[diagnostic(code(mcc::native::run))]
+    Native(String),
     /// IR text did not parse.
     #[error("cannot parse IR text: {message}")]
     #[diagnostic(code(mcc::ir::parse))]

@@ -12,6 +12,7 @@
 pub mod diagnostics;
 pub mod error;
 pub mod inspect;
+pub mod native;
 pub mod recipe;
 pub mod tensor_io;
 

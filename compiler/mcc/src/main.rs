@@ -100,6 +100,13 @@ enum Command {
     /// after, sizes, the recipe's hash). Everything is written atomically: a failed build
     /// leaves no output. A violated budget fails the build (exit 1) and says by how much.
     ///
+    /// Native code (unless --no-native): DIR/NAME, a standalone executable
+    /// (`./NAME INPUT.npy [-o OUTPUT.npy] [--bench N] [--threads T]`), and DIR/NAME.o +
+    /// DIR/NAME.h + DIR/libmcc_runtime.a to link the model into a C or Rust program
+    /// (NAME_new / NAME_run / NAME_free; see the header). The executable is linked with the
+    /// system's `cc` (or $CC); without one, the object and header are still written and the
+    /// report says why there is no executable.
+    ///
     /// Example: mcc build recipes/lenet5.mcr examples/lenet5/lenet5.onnx -o out/lenet5
     Build {
         /// The recipe (.mcr).
@@ -120,6 +127,9 @@ enum Command {
         /// With --snapshot: accept the compiled IR and (re)write the snapshot file.
         #[arg(long, requires = "snapshot")]
         bless: bool,
+        /// Skip native code: no object file, header or executable.
+        #[arg(long)]
+        no_native: bool,
         /// `human` or `json` diagnostics.
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
@@ -302,6 +312,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             emit,
             snapshot,
             bless,
+            no_native,
         } => {
             let s = checked(&recipe, &model, message_format)?;
             let result = mcc::recipe::build_with(&s, emit.contains(&Emit::IrDiffs))?;
@@ -319,7 +330,25 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             if let Some(snap) = &snapshot {
                 mcc::recipe::check_snapshot(snap, &result.graph, bless)?;
             }
-            mcc::recipe::write_outputs(&dir, &result, emit.contains(&Emit::IrDiffs))?;
+            let name = model
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().to_string());
+            let native = if no_native {
+                None
+            } else {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_message("compiling to native code");
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                let n = mcc::native::compile(&result.graph, &name, &model.display().to_string());
+                bar.finish_and_clear();
+                Some(n?)
+            };
+            let written = mcc::recipe::write_outputs(
+                &dir,
+                &result,
+                emit.contains(&Emit::IrDiffs),
+                native.as_ref(),
+            )?;
             let t = &result.report["model_totals"];
             println!("built {} with {}", model.display(), recipe.display());
             println!(
@@ -339,6 +368,25 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 "  wrote {0}/model.mcir, {0}/model.onnx, {0}/report.json",
                 dir.display()
             );
+            if let (Some(n), Some(w)) = (&native, &written) {
+                println!(
+                    "  native: {} steps, arena {} per sample, compiled in {:.0} ms",
+                    n.program.steps.len(),
+                    bytes(n.program.arena as u64 * 4),
+                    n.compile_time.as_secs_f64() * 1e3
+                );
+                match &w.executable {
+                    Some(e) => println!(
+                        "  wrote {0}/{e} (executable), {0}/{1}.o, {0}/{1}.h, {0}/libmcc_runtime.a",
+                        dir.display(),
+                        n.name
+                    ),
+                    None => eprintln!(
+                        "warning: {}",
+                        w.no_executable.as_deref().unwrap_or("no executable")
+                    ),
+                }
+            }
             Ok(())
         }
         Command::Inspect { model } => inspect(&model),
@@ -381,6 +429,14 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             let m = mcc::load(&model)?;
             mcc::write_model(&m.graph, &output)
         }
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
     }
 }
 

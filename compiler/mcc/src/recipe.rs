@@ -676,7 +676,12 @@ pub fn build_with(s: &Session, ir_diffs_wanted: bool) -> Result<BuildResult, Err
 /// Writes `model.mcir`, `model.onnx` and `report.json` (and, with `ir_diffs`, one diff per
 /// step under `ir-diffs/`) into `dir`, atomically: everything goes to a sibling temporary
 /// folder that is renamed into place at the end.
-pub fn write_outputs(dir: &Path, result: &BuildResult, ir_diffs: bool) -> Result<(), Error> {
+pub fn write_outputs(
+    dir: &Path,
+    result: &BuildResult,
+    ir_diffs: bool,
+    native: Option<&crate::native::NativeBuild>,
+) -> Result<Option<crate::native::Written>, Error> {
     if dir.exists()
         && !dir.join("report.json").exists()
         && std::fs::read_dir(dir)
@@ -706,13 +711,35 @@ pub fn write_outputs(dir: &Path, result: &BuildResult, ir_diffs: bool) -> Result
         let path = path.to_path_buf();
         move |cause| Error::Io { path, cause }
     };
-    let res = (|| -> Result<(), Error> {
+    let res = (|| -> Result<Option<crate::native::Written>, Error> {
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         std::fs::write(tmp.join("model.mcir"), mcc_ir::text::print(&result.graph))
             .map_err(io(&tmp.join("model.mcir")))?;
         mcc_onnx::export_file(&result.graph, &tmp.join("model.onnx"))?;
-        let json = serde_json::to_string_pretty(&result.report)
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let mut report = result.report.clone();
+        let mut written = None;
+        if let Some(n) = native {
+            let w = crate::native::write(&tmp, n)?;
+            let p = &n.program;
+            report["native"] = serde_json::json!({
+                "name": n.name,
+                "object": format!("{}.o", n.name),
+                "header": format!("{}.h", n.name),
+                "runtime_library": "libmcc_runtime.a",
+                "executable": w.executable,
+                "no_executable": w.no_executable,
+                "steps": p.steps.len(),
+                "inline_steps": p.steps.iter().filter(|s| mcc_codegen::clif::is_inline(s)).count(),
+                "arena_bytes_per_sample": p.arena * 4,
+                "scratch_bytes": p.scratch * 4,
+                "weight_bytes": p.weights.len() * 4,
+                "fixed_batch": p.fixed_batch,
+                "compile_ms": (n.compile_time.as_secs_f64() * 1e4).round() / 10.0,
+            });
+            written = Some(w);
+        }
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Usage(e.to_string()))?;
         std::fs::write(tmp.join("report.json"), json + "\n")
             .map_err(io(&tmp.join("report.json")))?;
         if ir_diffs {
@@ -726,7 +753,7 @@ pub fn write_outputs(dir: &Path, result: &BuildResult, ir_diffs: bool) -> Result
             std::fs::remove_dir_all(dir).map_err(io(dir))?;
         }
         std::fs::rename(&tmp, dir).map_err(io(dir))?;
-        Ok(())
+        Ok(written)
     })();
     if res.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

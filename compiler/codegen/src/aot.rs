@@ -1,0 +1,342 @@
+//! Ahead of time: the schedule as an ELF object (cranelift-object) with the weights and the
+//! encoded schedule in `.rodata`, a C header describing its ABI, and — with the system's
+//! `cc` — a standalone executable linked against the runtime static library that mcc
+//! carries inside itself.
+//!
+//! The object defines, for a model named `NAME`:
+//! - `NAME_new(threads) -> NAME_model*` (null on failure), `NAME_free(model)`,
+//! - `NAME_run(model, inputs, outputs, batch) -> int` (0 on success),
+//! - with `main`: the executable's entry point (`mcc_rt_main`).
+
+use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, Signature, UserFuncName, types};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{DataDescription, DataId, Linkage, Module, default_libcall_names};
+use cranelift_object::{ObjectBuilder, ObjectModule};
+use mcc_runtime::program::Program;
+
+/// The runtime static library (built from `runtime/src` with this mcc's rustc).
+pub const RUNTIME_LIB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libmcc_runtime.a"));
+
+/// The native libraries the runtime static library needs on the link line.
+pub const NATIVE_LIBS: &str = include_str!(concat!(env!("OUT_DIR"), "/native_libs.txt"));
+
+/// Why an ahead-of-time build failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum AotError {
+    /// Cranelift could not emit the object.
+    #[error("code generation failed: {0}")]
+    #[diagnostic(code(mcc::codegen::object))]
+    Codegen(String),
+    /// No system linker.
+    #[error("no C compiler/linker (`{0}`) was found to link the executable")]
+    #[diagnostic(
+        code(mcc::codegen::no_linker),
+        help(
+            "install one (Debian: `apt-get install gcc`) or set CC; the object file and header \
+             were still written and can be linked by hand"
+        )
+    )]
+    NoLinker(String),
+    /// The linker failed.
+    #[error("linking failed:\n{0}")]
+    #[diagnostic(code(mcc::codegen::link))]
+    Link(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    #[diagnostic(code(mcc::codegen::io))]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// A C identifier made from a model name (`lenet5`, `light_vgg19`…).
+pub fn c_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert_str(0, "model_");
+    }
+    s
+}
+
+fn data<M: Module>(m: &mut M, name: &str, bytes: Vec<u8>, align: u64) -> Result<DataId, AotError> {
+    let err = |e: cranelift_module::ModuleError| AotError::Codegen(format!("{e:?}"));
+    let id = m
+        .declare_data(name, Linkage::Local, false, false)
+        .map_err(err)?;
+    let mut d = DataDescription::new();
+    d.define(bytes.into_boxed_slice());
+    d.set_align(align);
+    m.define_data(id, &d).map_err(err)?;
+    Ok(id)
+}
+
+/// The object file for `prog` named `name` (a C identifier); with `main`, an executable's.
+pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, AotError> {
+    let err = |e: cranelift_module::ModuleError| AotError::Codegen(format!("{e:?}"));
+    let isa = crate::clif::host_isa(true).map_err(AotError::Codegen)?;
+    let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(err)?;
+    let mut m = ObjectModule::new(builder);
+    let ptr = m.target_config().pointer_type();
+    let cc = m.target_config().default_call_conv;
+    let words = prog.encode_schedule();
+    let nwords = words.len();
+    let schedule = data(
+        &mut m,
+        &format!("{name}_schedule"),
+        words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+        8,
+    )?;
+    let nweights = prog.weights.len();
+    let weights = data(
+        &mut m,
+        &format!("{name}_weights"),
+        prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
+        64,
+    )?;
+    let run = crate::clif::define_run(&mut m, prog, &format!("{name}_run"), Linkage::Export)
+        .map_err(err)?;
+
+    let sig = |params: &[types::Type], ret: Option<types::Type>| {
+        let mut s = Signature::new(cc);
+        s.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+        s.returns.extend(ret.map(AbiParam::new));
+        s
+    };
+    let rt_new = m
+        .declare_function(
+            "mcc_rt_new",
+            Linkage::Import,
+            &sig(&[ptr, ptr, ptr, ptr, types::I32], Some(ptr)),
+        )
+        .map_err(err)?;
+    let rt_free = m
+        .declare_function("mcc_rt_free", Linkage::Import, &sig(&[ptr], None))
+        .map_err(err)?;
+    let rt_main = m
+        .declare_function(
+            "mcc_rt_main",
+            Linkage::Import,
+            &sig(
+                &[types::I32, ptr, ptr, ptr, ptr, ptr, ptr],
+                Some(types::I32),
+            ),
+        )
+        .map_err(err)?;
+
+    // A function whose body gets (builder, module-level refs) → emits and returns.
+    let define = |m: &mut ObjectModule,
+                  fname: &str,
+                  s: Signature,
+                  body: &dyn Fn(
+        &mut FunctionBuilder,
+        &mut ObjectModule,
+        &[cranelift_codegen::ir::Value],
+    )|
+     -> Result<(), AotError> {
+        let id = m
+            .declare_function(fname, Linkage::Export, &s)
+            .map_err(err)?;
+        let mut func = Function::with_name_signature(UserFuncName::user(1, id.as_u32()), s);
+        let mut fctx = FunctionBuilderContext::new();
+        {
+            let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let params = b.block_params(entry).to_vec();
+            body(&mut b, m, &params);
+            b.finalize(m.target_config());
+        }
+        let mut ctx = m.make_context();
+        ctx.func = func;
+        m.define_function(id, &mut ctx).map_err(err)
+    };
+    // NAME_new(threads) = mcc_rt_new(schedule, nwords, weights, nweights, threads).
+    define(
+        &mut m,
+        &format!("{name}_new"),
+        sig(&[types::I32], Some(ptr)),
+        &|b, m, p| {
+            let f = m.declare_func_in_func(rt_new, b.func);
+            let s = m.declare_data_in_func(schedule, b.func);
+            let w = m.declare_data_in_func(weights, b.func);
+            let sp = b.ins().symbol_value(ptr, s);
+            let wp = b.ins().symbol_value(ptr, w);
+            let nw = b.ins().iconst(ptr, nwords as i64);
+            let nf = b.ins().iconst(ptr, nweights as i64);
+            let call = b.ins().call(f, &[sp, nw, wp, nf, p[0]]);
+            let r = b.inst_results(call)[0];
+            b.ins().return_(&[r]);
+        },
+    )?;
+    define(
+        &mut m,
+        &format!("{name}_free"),
+        sig(&[ptr], None),
+        &|b, m, p| {
+            let f = m.declare_func_in_func(rt_free, b.func);
+            b.ins().call(f, &[p[0]]);
+            b.ins().return_(&[]);
+        },
+    )?;
+    if with_main {
+        define(
+            &mut m,
+            "main",
+            sig(&[types::I32, ptr], Some(types::I32)),
+            &|b, m, p| {
+                let f = m.declare_func_in_func(rt_main, b.func);
+                let s = m.declare_data_in_func(schedule, b.func);
+                let w = m.declare_data_in_func(weights, b.func);
+                let r = m.declare_func_in_func(run, b.func);
+                let sp = b.ins().symbol_value(ptr, s);
+                let wp = b.ins().symbol_value(ptr, w);
+                let rp = b.ins().func_addr(ptr, r);
+                let nw = b.ins().iconst(ptr, nwords as i64);
+                let nf = b.ins().iconst(ptr, nweights as i64);
+                let call = b.ins().call(f, &[p[0], p[1], sp, nw, wp, nf, rp]);
+                let rc = b.inst_results(call)[0];
+                b.ins().return_(&[rc]);
+            },
+        )?;
+    }
+    m.finish()
+        .emit()
+        .map_err(|e| AotError::Codegen(e.to_string()))
+}
+
+/// The C header for the object of `prog` named `name`.
+pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
+    let up = name.to_ascii_uppercase();
+    let dims = |d: &[usize]| {
+        d.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut h = format!(
+        "/* {name}.h: the C interface of {model_file}, compiled by mcc {ver}.\n\
+         *\n\
+         * Link {name}.o with libmcc_runtime.a and the libraries in MCC_LIBS below, e.g.\n\
+         *   cc main.c {name}.o libmcc_runtime.a {libs} -o main\n\
+         *\n\
+         * Tensors are float32, row-major (C order), batch first. Inputs and outputs are\n\
+         * arrays of pointers, one per model input/output in the order below; output\n\
+         * buffers are allocated by the caller. A model object is not thread-safe: use one\n\
+         * per calling thread (each runs its kernels on the threads it was created with).\n\
+         */\n\
+         #ifndef {up}_H\n#define {up}_H\n\n#include <stddef.h>\n\n#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n",
+        ver = env!("CARGO_PKG_VERSION"),
+        libs = NATIVE_LIBS.trim(),
+    );
+    h.push_str(&format!(
+        "#define {up}_INPUTS {}\n#define {up}_OUTPUTS {}\n",
+        prog.inputs.len(),
+        prog.outputs.len()
+    ));
+    match prog.fixed_batch {
+        Some(b) => h.push_str(&format!(
+            "/* This model runs batch {b} only. */\n#define {up}_FIXED_BATCH {b}\n"
+        )),
+        None => h.push_str(&format!(
+            "/* Any batch size runs. */\n#define {up}_FIXED_BATCH 0\n"
+        )),
+    }
+    h.push_str(&format!(
+        "/* Arena bytes per sample (the model allocates batch x this on first use). */\n#define {up}_ARENA_BYTES_PER_SAMPLE {}\n",
+        prog.arena * 4
+    ));
+    for (i, io) in prog.inputs.iter().enumerate() {
+        h.push_str(&format!(
+            "/* input {i} `{}`: [batch, {}] */\n#define {up}_INPUT{i}_FLOATS_PER_SAMPLE {}\n",
+            io.name,
+            dims(&io.dims),
+            io.buf.len
+        ));
+    }
+    for (i, io) in prog.outputs.iter().enumerate() {
+        h.push_str(&format!(
+            "/* output {i} `{}`: [batch, {}] */\n#define {up}_OUTPUT{i}_FLOATS_PER_SAMPLE {}\n",
+            io.name,
+            dims(&io.dims),
+            io.buf.len
+        ));
+    }
+    h.push_str(&format!(
+        "#define {up}_LIBS \"{libs}\"\n\n\
+         typedef struct {name}_model {name}_model;\n\n\
+         /* Loads the model (weights stay in the object's read-only data). threads: kernel\n\
+          * threads, 0 for all cores. Returns NULL on failure. */\n\
+         {name}_model *{name}_new(int threads);\n\n\
+         /* Runs `batch` samples. Returns 0 on success, non-zero on error (wrong batch for a\n\
+          * fixed-batch model, out of memory). */\n\
+         int {name}_run({name}_model *model, const float *const *inputs, float *const *outputs, size_t batch);\n\n\
+         /* Frees the model (NULL is ignored). */\n\
+         void {name}_free({name}_model *model);\n\n\
+         #ifdef __cplusplus\n}}\n#endif\n\n#endif\n",
+        libs = NATIVE_LIBS.trim(),
+    ));
+    h
+}
+
+/// Writes the runtime static library into `dir` and returns its path.
+pub fn write_runtime(dir: &std::path::Path) -> Result<std::path::PathBuf, AotError> {
+    let path = dir.join("libmcc_runtime.a");
+    std::fs::write(&path, RUNTIME_LIB).map_err(|source| AotError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// The C compiler to link with: `$CC`, else `cc`.
+pub fn linker() -> String {
+    std::env::var("CC")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "cc".into())
+}
+
+/// Links `object` (made with `main`) and the runtime into the executable `out`, with the
+/// system linker; `scratch` holds the runtime library meanwhile.
+pub fn link_executable(
+    object: &std::path::Path,
+    out: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Result<(), AotError> {
+    let lib = write_runtime(scratch)?;
+    let cc = linker();
+    let mut cmd = std::process::Command::new(&cc);
+    cmd.arg(object).arg(&lib);
+    cmd.args(NATIVE_LIBS.split_whitespace());
+    cmd.arg("-o").arg(out);
+    let output = match cmd.output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AotError::NoLinker(cc)),
+        Err(e) => {
+            return Err(AotError::Io {
+                path: cc,
+                source: e,
+            });
+        }
+    };
+    if !output.status.success() {
+        return Err(AotError::Link(
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Native outputs of `mcc build`, end to end: the standalone executable computes the ONNX
+//! Runtime reference outputs; the object file + header link into a C program (the Make
+//! example) and into a Rust program (the build.rs example), both built and run here; a
+//! missing system linker leaves the object and header, says why, and still exits 0.
+
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn corpus(rel: &str) -> PathBuf {
+    root().join("../shared/corpus").join(rel)
+}
+
+fn npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let a = mcc_runtime::npy::NpyArray::read(path).unwrap();
+    let v = a
+        .data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (a.shape, v)
+}
+
+fn build(model: &Path, out: &Path, cc: Option<&str>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcc"));
+    cmd.env("NO_COLOR", "1")
+        .arg("build")
+        .arg(root().join("recipes/merge.mcr"))
+        .arg(model)
+        .arg("-o")
+        .arg(out);
+    if let Some(cc) = cc {
+        cmd.env("CC", cc);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_executable_computes_the_reference_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (m, input) in [
+        ("lenet5", "data/mnist_test_x.npy"),
+        ("mobilenet_dw", "data/mnist_test_x.npy"),
+        ("inception_mini", "data/mnist_test_x.npy"),
+    ] {
+        let out = dir.path().join(m);
+        let b = build(&corpus(&format!("{m}.onnx")), &out, None);
+        assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+        let y = out.join("y.npy");
+        for threads in ["1", "2"] {
+            let run = Command::new(out.join(m))
+                .arg(corpus(input))
+                .args(["-o"])
+                .arg(&y)
+                .args(["--threads", threads])
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "{}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            let (shape, got) = npy_f32(&y);
+            let (want_shape, want) = npy_f32(&corpus(&format!("ref/{m}_test_out.npy")));
+            assert_eq!(shape, want_shape);
+            let scale = want.iter().fold(0f32, |a, b| a.max(b.abs()));
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            println!(
+                "{m} ({threads} thread(s)): max error {:.2e} of {scale:.1}",
+                err
+            );
+            assert!(err <= 1e-4 * scale, "{m}: max error {err} (scale {scale})");
+        }
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["native"]["executable"], m);
+    }
+}
+
+#[test]
+fn the_executable_rejects_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lenet5");
+    assert!(
+        build(&root().join("examples/lenet5/lenet5.onnx"), &out, None)
+            .status
+            .success()
+    );
+    let exe = out.join("lenet5");
+    for (args, want) in [
+        (vec![], "usage"),
+        (vec!["/nonexistent.npy".to_string()], "No such file"),
+        (
+            vec![
+                root()
+                    .join("examples/lenet5/mnist_test_y.npy")
+                    .display()
+                    .to_string(),
+            ],
+            "takes float32",
+        ),
+        (
+            vec![corpus("data/mnist_test_x784.npy").display().to_string()],
+            "does not fit input",
+        ),
+        (vec!["--bogus".to_string()], "unknown option"),
+    ] {
+        let r = Command::new(&exe).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn without_a_linker_the_object_and_header_remain() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lenet5");
+    let b = build(
+        &root().join("examples/lenet5/lenet5.onnx"),
+        &out,
+        Some("/nonexistent/cc"),
+    );
+    let err = String::from_utf8_lossy(&b.stderr);
+    assert!(b.status.success(), "{err}");
+    assert!(err.contains("no C linker"), "{err}");
+    assert!(out.join("lenet5.o").exists() && out.join("lenet5.h").exists());
+    assert!(!out.join("lenet5").exists());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["native"]["executable"].is_null());
+    assert!(
+        report["native"]["no_executable"]
+            .as_str()
+            .unwrap()
+            .contains("no C linker")
+    );
+}
+
+#[test]
+fn the_c_example_links_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Command::new("make")
+        .arg("-C")
+        .arg(root().join("examples/c"))
+        .arg("run")
+        .arg(format!("MCC={}", env!("CARGO_BIN_EXE_mcc")))
+        .arg(format!("OUT={}", dir.path().display()))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        r.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        out.contains("lenet5 from C: 1000 samples, accuracy 98.0%"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_rust_example_links_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let r = Command::new(cargo)
+        .args(["run", "--release", "--offline", "--manifest-path"])
+        .arg(root().join("examples/rust/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", dir.path())
+        .env("MCC", env!("CARGO_BIN_EXE_mcc"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        r.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        out.contains("lenet5 from Rust: 1000 samples, accuracy 98.0%"),
+        "{out}"
+    );
+}
