@@ -9,14 +9,35 @@ fn main() {
     let isa = Isa::detect();
     println!("isa: {}", isa.name());
     for &(m, k, n) in &[(256, 256, 256), (1024, 1024, 1024), (64, 576, 3136)] {
-        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let align = |v: Vec<f32>| -> (Vec<f32>, usize) {
+            let mut w = vec![0f32; v.len() + 16];
+            let off = (16 - (w.as_ptr() as usize / 4) % 16) % 16;
+            w[off..off + v.len()].copy_from_slice(&v);
+            (w, off)
+        };
+        let (a_store, ao) = align((0..m * k).map(|i| (i % 7) as f32 * 0.1).collect());
+        let (b_store, bo) = align((0..k * n).map(|i| (i % 5) as f32 * 0.1).collect());
+        let a = &a_store[ao..ao + m * k];
+        let b = &b_store[bo..bo + k * n];
+        println!(
+            "a aligned {}, b aligned {}",
+            a.as_ptr() as usize % 64,
+            b.as_ptr() as usize % 64
+        );
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * k * n) as f64;
-        let pa = pack_a(&a, m, k);
-        let pa = PackedA { m, k, data: &pa };
-        let pb = pack_b(&b, k, n, n, 1);
-        let pb = PackedB { k, n, data: &pb };
+        let (pa_s, pao) = align(pack_a(a, m, k));
+        let pa = PackedA {
+            m,
+            k,
+            data: &pa_s[pao..],
+        };
+        let (pb_s, pbo) = align(pack_b(b, k, n, n, 1));
+        let pb = PackedB {
+            k,
+            n,
+            data: &pb_s[pbo..],
+        };
         let ep = mcc_runtime::epilogue::Epilogue::NONE;
         let time = |f: &mut dyn FnMut()| {
             let reps = ((2e9 / flops) as usize).max(1);
@@ -30,9 +51,8 @@ fn main() {
             }
             flops / best / 1e9
         };
-        let ga = time(&mut || gemm_packed_a(isa, pa, &b, n, n, &mut c, n, &ep, 0..n).unwrap());
-        let gb =
-            time(&mut || gemm_packed_b(isa, &a, k, m, pb, &mut c, n, &ep, 0..m, 0..n).unwrap());
+        let ga = time(&mut || gemm_packed_a(isa, pa, b, n, n, &mut c, n, &ep, 0..n).unwrap());
+        let gb = time(&mut || gemm_packed_b(isa, a, k, m, pb, &mut c, n, &ep, 0..m, 0..n).unwrap());
         println!("{m}×{k}×{n}: packed A {ga:.1} GFLOP/s, packed B {gb:.1} GFLOP/s");
     }
 }

@@ -66,9 +66,14 @@ impl Geometry {
     }
 }
 
-/// Writes the im2col matrix of channels `c0..c0 + cg` of `x` (`[C, H, W]`) into `col`
-/// (`[cg·kh·kw, oh·ow]`), zeros where the window falls outside the image.
-pub fn im2col(x: &[f32], g: &Geometry, c0: usize, cg: usize, col: &mut [f32]) {
+avx2_dispatch! {
+    /// Writes the im2col matrix of channels `c0..c0 + cg` of `x` (`[C, H, W]`) into `col`
+    /// (`[cg·kh·kw, oh·ow]`), zeros where the window falls outside the image.
+    pub fn im2col(x: &[f32], g: &Geometry, c0: usize, cg: usize, col: &mut [f32]) => im2col_generic
+}
+
+#[inline(always)]
+fn im2col_generic(x: &[f32], g: &Geometry, c0: usize, cg: usize, col: &mut [f32]) {
     let p = g.oh * g.ow;
     let mut row = 0;
     for c in c0..c0 + cg {
@@ -145,9 +150,42 @@ pub fn conv2d(
     Ok(())
 }
 
-/// A depthwise convolution of one image: output channel `o` reads input channel
-/// `o / multiplier` with its own `kh × kw` kernel (`w`: `[M, kh, kw]`).
-pub fn depthwise(
+/// For kernel column `kx`: the output columns whose input column is inside the image, as
+/// `(first, end)`, and the input column of `first`.
+#[inline]
+pub fn col_span(g: &Geometry, kx: usize) -> (usize, usize, usize) {
+    // ix = ox·sw + kx·dw − pl must lie in [0, w).
+    let shift = kx * g.dw;
+    let lo = if shift >= g.pl {
+        0
+    } else {
+        (g.pl - shift).div_ceil(g.sw)
+    };
+    let hi = if g.w + g.pl > shift {
+        ((g.w + g.pl - shift - 1) / g.sw + 1).min(g.ow)
+    } else {
+        0
+    };
+    let lo = lo.min(hi);
+    (lo, hi, (lo * g.sw + shift).saturating_sub(g.pl))
+}
+
+avx2_dispatch! {
+    /// A depthwise convolution of one image: output channel `o` reads input channel
+    /// `o / multiplier` with its own `kh × kw` kernel (`w`: `[M, kh, kw]`). Each kernel tap is
+    /// one pass over the output rows it reaches (a vectorizable multiply-add over a run of
+    /// columns), so no bounds are tested per element.
+    pub fn depthwise(x: &[f32],
+    g: &Geometry,
+    m: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: crate::epilogue::Act,
+    y: &mut [f32]) => depthwise_generic
+}
+
+#[inline(always)]
+fn depthwise_generic(
     x: &[f32],
     g: &Geometry,
     m: usize,
@@ -158,25 +196,84 @@ pub fn depthwise(
 ) {
     let mult = (m / g.c.max(1)).max(1);
     let (hw, p, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    if g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 {
+        // Stride 1: copy each input plane into a zero-padded one of width pw; then every
+        // tap is one contiguous multiply-add over the whole output computed at width pw
+        // (the extra columns are dropped), which vectorizes fully.
+        let pw = (g.ow + g.kw - 1).max(g.w + g.pl);
+        let ph = g.oh + g.kh - 1;
+        let mut padded = vec![0f32; (ph + 1) * pw];
+        let mut wide = vec![0f32; g.oh * pw];
+        for o in 0..m {
+            if o % mult == 0 {
+                let plane = &x[(o / mult) * hw..(o / mult + 1) * hw];
+                padded.fill(0.0);
+                for iy in 0..g.h {
+                    let py = iy + g.pt;
+                    if py < ph {
+                        let n = g.w.min(pw - g.pl);
+                        padded[py * pw + g.pl..py * pw + g.pl + n]
+                            .copy_from_slice(&plane[iy * g.w..iy * g.w + n]);
+                    }
+                }
+            }
+            let ker = &w[o * kk..(o + 1) * kk];
+            wide.fill(bias.map_or(0.0, |b| b[o]));
+            let n = wide.len();
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let wv = ker[ky * g.kw + kx];
+                    let src = &padded[ky * pw + kx..ky * pw + kx + n];
+                    for (d, &v) in wide.iter_mut().zip(src) {
+                        *d += wv * v;
+                    }
+                }
+            }
+            let out = &mut y[o * p..(o + 1) * p];
+            for oy in 0..g.oh {
+                let row = &wide[oy * pw..oy * pw + g.ow];
+                let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
+                if act == crate::epilogue::Act::None {
+                    dst.copy_from_slice(row);
+                } else {
+                    for (d, &v) in dst.iter_mut().zip(row) {
+                        *d = act.apply(v);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    let spans: Vec<(usize, usize, usize)> = (0..g.kw).map(|kx| col_span(g, kx)).collect();
     for o in 0..m {
         let plane = &x[(o / mult) * hw..(o / mult + 1) * hw];
         let ker = &w[o * kk..(o + 1) * kk];
-        let b = bias.map_or(0.0, |b| b[o]);
         let out = &mut y[o * p..(o + 1) * p];
-        // Interior outputs (window fully inside) run without bounds checks on the window.
+        out.fill(bias.map_or(0.0, |b| b[o]));
         for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let mut s = 0.0f32;
-                for ky in 0..g.kh {
-                    let Some(iy) = g.in_row(oy, ky) else { continue };
-                    let row = &plane[iy * g.w..(iy + 1) * g.w];
-                    for kx in 0..g.kw {
-                        if let Some(ix) = g.in_col(ox, kx) {
-                            s += ker[ky * g.kw + kx] * row[ix];
+            let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
+            for ky in 0..g.kh {
+                let Some(iy) = g.in_row(oy, ky) else { continue };
+                let row = &plane[iy * g.w..(iy + 1) * g.w];
+                for (kx, &(lo, hi, ix0)) in spans.iter().enumerate() {
+                    let wv = ker[ky * g.kw + kx];
+                    let d = &mut dst[lo..hi];
+                    // Plain multiply-add: `mul_add` without FMA enabled is a libm call.
+                    if g.sw == 1 {
+                        for (o, &v) in d.iter_mut().zip(&row[ix0..ix0 + (hi - lo)]) {
+                            *o += wv * v;
+                        }
+                    } else {
+                        for (j, o) in d.iter_mut().enumerate() {
+                            *o += wv * row[ix0 + j * g.sw];
                         }
                     }
                 }
-                out[oy * g.ow + ox] = act.apply(s + b);
+            }
+        }
+        if act != crate::epilogue::Act::None {
+            for v in out.iter_mut() {
+                *v = act.apply(*v);
             }
         }
     }

@@ -54,8 +54,13 @@ impl BinOp {
     }
 }
 
-/// `y = act(x)`, elementwise.
-pub fn unary(x: &[f32], act: Act, y: &mut [f32]) {
+avx2_dispatch! {
+    /// `y = act(x)`, elementwise.
+    pub fn unary(x: &[f32], act: Act, y: &mut [f32]) => unary_generic
+}
+
+#[inline(always)]
+fn unary_generic(x: &[f32], act: Act, y: &mut [f32]) {
     match act {
         Act::Relu => {
             for (o, &v) in y.iter_mut().zip(x) {
@@ -70,9 +75,21 @@ pub fn unary(x: &[f32], act: Act, y: &mut [f32]) {
     }
 }
 
-/// `y[i] = act(a[i] op b[i])` over an output of `dims`, reading `a` and `b` through strides
-/// (0 along broadcast axes).
-pub fn binary(
+avx2_dispatch! {
+    /// `y[i] = act(a[i] op b[i])` over an output of `dims`, reading `a` and `b` through strides
+    /// (0 along broadcast axes).
+    pub fn binary(a: &[f32],
+    a_strides: &[usize],
+    b: &[f32],
+    b_strides: &[usize],
+    dims: &[usize],
+    op: BinOp,
+    act: Act,
+    y: &mut [f32]) => binary_generic
+}
+
+#[inline(always)]
+fn binary_generic(
     a: &[f32],
     a_strides: &[usize],
     b: &[f32],
@@ -130,8 +147,13 @@ pub fn binary(
     }
 }
 
-/// `y[c, i] = act(scale[c]·x[c, i] + shift[c])` over `c` channels of `inner` values.
-pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Act, y: &mut [f32]) {
+avx2_dispatch! {
+    /// `y[c, i] = act(scale[c]·x[c, i] + shift[c])` over `c` channels of `inner` values.
+    pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Act, y: &mut [f32]) => affine_generic
+}
+
+#[inline(always)]
+fn affine_generic(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Act, y: &mut [f32]) {
     for (c, (&s, &t)) in scale.iter().zip(shift).enumerate() {
         let (xs, ys) = (
             &x[c * inner..(c + 1) * inner],

@@ -100,6 +100,48 @@ impl Epilogue<'_> {
         )
     }
 
+    /// The epilogue on 16 lanes: row `row`, columns `col..col + cols` (`cols` ≤ 16).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; a per-column bias must hold `col + cols` values.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn apply_avx512(
+        &self,
+        v: std::arch::x86_64::__m512,
+        row: usize,
+        col: usize,
+        cols: usize,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let mask: __mmask16 = if cols >= 16 {
+            0xffff
+        } else {
+            (1u16 << cols) - 1
+        };
+        let v = match self.bias {
+            Bias::None => v,
+            Bias::PerRow(b) => _mm512_add_ps(v, _mm512_set1_ps(b[row])),
+            // SAFETY: `cols` columns from `col` exist (the caller's promise).
+            Bias::PerCol(b) => _mm512_add_ps(v, unsafe {
+                _mm512_maskz_loadu_ps(mask, b.as_ptr().add(col))
+            }),
+        };
+        match self.act {
+            Act::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+            Act::Clip(lo, hi) => {
+                _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+            }
+            Act::LeakyRelu(a) => {
+                let neg = _mm512_mul_ps(v, _mm512_set1_ps(a));
+                let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_setzero_ps());
+                _mm512_mask_blend_ps(ge, neg, v)
+            }
+            _ => v,
+        }
+    }
+
     /// The epilogue on 8 lanes: row `row`, columns `col..col + 8`.
     ///
     /// # Safety

@@ -255,8 +255,9 @@ unsafe impl Sync for Arena {}
 
 impl Arena {
     /// Shared views of `reads` and an exclusive view of `write`, after checking that all lie
-    /// inside the arena and that `write` overlaps none of the reads.
-    #[allow(unsafe_code)]
+    /// inside the arena and that `write` overlaps none of the reads. (`&self` hands out a
+    /// `&mut` on purpose: tasks of one step share the arena and write disjoint ranges.)
+    #[allow(unsafe_code, clippy::mut_from_ref)]
     fn views<const N: usize>(
         &self,
         reads: [std::ops::Range<usize>; N],
@@ -367,6 +368,22 @@ impl<'p> Runner<'p> {
     /// the batch is read off the first input.
     pub fn run(&mut self, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
         let p = self.prog;
+        let batch = self.set_inputs(inputs)?;
+        for i in 0..p.steps.len() {
+            self.step(i)?;
+        }
+        Ok(p.outputs
+            .iter()
+            .map(|io| {
+                let at = io.buf.off * batch;
+                self.arena[at..at + io.buf.len * batch].to_vec()
+            })
+            .collect())
+    }
+
+    /// Sizes the arena for the inputs' batch and copies them in; returns the batch.
+    pub fn set_inputs(&mut self, inputs: &[&[f32]]) -> Result<usize, String> {
+        let p = self.prog;
         if inputs.len() != p.inputs.len() {
             return Err(format!(
                 "the model takes {} inputs, {} were given",
@@ -389,26 +406,7 @@ impl<'p> Runner<'p> {
             let at = io.buf.off * batch;
             self.arena[at..at + n].copy_from_slice(x);
         }
-        let profile = std::env::var_os("MCC_PROFILE").is_some();
-        for i in 0..p.steps.len() {
-            let t = std::time::Instant::now();
-            self.step(i)?;
-            if profile {
-                let name = format!("{:?}", p.steps[i]);
-                let name = name.split([' ', '{', '(']).next().unwrap_or("");
-                eprintln!(
-                    "step {i:3} {name:14} {:9.3} ms",
-                    t.elapsed().as_secs_f64() * 1e3
-                );
-            }
-        }
-        Ok(p.outputs
-            .iter()
-            .map(|io| {
-                let at = io.buf.off * batch;
-                self.arena[at..at + io.buf.len * batch].to_vec()
-            })
-            .collect())
+        Ok(batch)
     }
 
     /// Runs step `i` over the current batch (after [`Self::arena_for`]).

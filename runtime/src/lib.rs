@@ -2,6 +2,32 @@
 //! packed weights, convolution, pooling, elementwise…), the program executor, and `.npy` I/O.
 //! It depends on nothing in `compiler/` (and on no crate but `std` in its kernels), so it can
 //! be built as a static library for ahead-of-time compiled models.
+/// Defines `$name` as `$generic` compiled twice: for AVX2+FMA (chosen at run time when the
+/// CPU has them) and for the x86-64 baseline. The body is `#[inline(always)]`, so each copy
+/// is vectorized for its own instruction set.
+macro_rules! avx2_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident ( $($a:ident : $t:ty),* $(,)? ) => $generic:ident) => {
+        $(#[$m])*
+        $vis fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            if crate::gemm::Isa::cached().has_avx2() {
+                #[allow(unsafe_code)]
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn fast($($a: $t),*) {
+                    $generic($($a),*)
+                }
+                // SAFETY: `Isa::Avx2` is only detected on CPUs with AVX2 and FMA.
+                #[allow(unsafe_code)]
+                unsafe {
+                    fast($($a),*)
+                };
+                return;
+            }
+            $generic($($a),*)
+        }
+    };
+}
+
 pub mod abi;
 pub mod conv;
 pub mod eltwise;

@@ -2,23 +2,29 @@
 //! caller and the pool's workers, and returns when every call has returned. Workers sleep on
 //! a condition variable between jobs, so an idle model costs nothing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 type Job = dyn Fn(usize) + Sync;
 
+/// Spins before sleeping: a schedule runs many short parallel steps in a row, and waking a
+/// sleeping thread costs more than most of them.
+const SPINS: u32 = 20_000;
+
 struct State {
-    /// The current job (a pointer to the caller's closure, valid until `run` returns) and
+    /// The current job (the address of the caller's `&Job`, valid until `run` returns) and
     /// its task count.
     job: Option<(usize, usize)>,
-    generation: u64,
-    /// Workers still inside the current job.
-    busy: usize,
-    shutdown: bool,
 }
 
 struct Inner {
     state: Mutex<State>,
+    /// Bumped for every job; workers watch it.
+    generation: AtomicU64,
+    /// Workers inside the current job. Incremented only under `state`'s lock while the job
+    /// is published, so `run` can withdraw the job and then wait for this to reach 0.
+    busy: AtomicUsize,
+    shutdown: AtomicBool,
     wake: Condvar,
     done: Condvar,
     next: AtomicUsize,
@@ -32,8 +38,8 @@ pub struct Pool {
 
 #[allow(unsafe_code)]
 fn call(job: usize, task: usize) {
-    // SAFETY: `job` is the address of a `&Job` that `Pool::run` keeps alive (it does not
-    // return before every worker has left the job).
+    // SAFETY: `job` is the address of a `&Job` that `Pool::run` keeps alive: it does not
+    // return before every worker that took the job has left it.
     let f: &&Job = unsafe { &*(job as *const &Job) };
     f(task);
 }
@@ -48,16 +54,63 @@ fn work(inner: &Inner, job: usize, tasks: usize) {
     }
 }
 
+fn worker(inner: &Inner) {
+    let mut seen = 0;
+    loop {
+        // Wait for a new job: spin a while, then sleep.
+        let mut spins = 0;
+        while inner.generation.load(Ordering::Acquire) == seen {
+            if inner.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let Ok(mut s) = inner.state.lock() else {
+                return;
+            };
+            while inner.generation.load(Ordering::Acquire) == seen
+                && !inner.shutdown.load(Ordering::Acquire)
+            {
+                s = match inner.wake.wait(s) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            }
+        }
+        if inner.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let taken = {
+            let Ok(s) = inner.state.lock() else { return };
+            seen = inner.generation.load(Ordering::Acquire);
+            let j = s.job;
+            if j.is_some() {
+                inner.busy.fetch_add(1, Ordering::AcqRel);
+            }
+            j
+        };
+        if let Some((job, tasks)) = taken {
+            work(inner, job, tasks);
+            if inner.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+                // Wake `run` if it went to sleep waiting for us.
+                let _g = inner.state.lock();
+                inner.done.notify_all();
+            }
+        }
+    }
+}
+
 impl Pool {
     /// A pool of `threads` (≥ 1, the caller included).
     pub fn new(threads: usize) -> Pool {
         let inner = Arc::new(Inner {
-            state: Mutex::new(State {
-                job: None,
-                generation: 0,
-                busy: 0,
-                shutdown: false,
-            }),
+            state: Mutex::new(State { job: None }),
+            generation: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
             wake: Condvar::new(),
             done: Condvar::new(),
             next: AtomicUsize::new(0),
@@ -65,36 +118,7 @@ impl Pool {
         let workers = (1..threads.max(1))
             .map(|_| {
                 let inner = Arc::clone(&inner);
-                std::thread::spawn(move || {
-                    let mut seen = 0;
-                    loop {
-                        let (job, tasks) = {
-                            let Ok(mut s) = inner.state.lock() else {
-                                return;
-                            };
-                            while !s.shutdown && (s.generation == seen || s.job.is_none()) {
-                                s = match inner.wake.wait(s) {
-                                    Ok(s) => s,
-                                    Err(_) => return,
-                                };
-                            }
-                            if s.shutdown {
-                                return;
-                            }
-                            seen = s.generation;
-                            let Some(j) = s.job else { continue };
-                            s.busy += 1;
-                            j
-                        };
-                        work(&inner, job, tasks);
-                        if let Ok(mut s) = inner.state.lock() {
-                            s.busy -= 1;
-                            if s.busy == 0 {
-                                inner.done.notify_all();
-                            }
-                        }
-                    }
-                })
+                std::thread::spawn(move || worker(&inner))
             })
             .collect();
         Pool { inner, workers }
@@ -122,14 +146,28 @@ impl Pool {
                 return;
             };
             s.job = Some((addr, tasks));
-            s.generation += 1;
+            self.inner.generation.fetch_add(1, Ordering::AcqRel);
         }
         self.inner.wake.notify_all();
         work(&self.inner, addr, tasks);
-        // Withdraw the job, then wait for the workers that took it.
-        if let Ok(mut s) = self.inner.state.lock() {
-            s.job = None;
-            while s.busy > 0 {
+        // Withdraw the job (no worker can take it after this), then wait for the workers
+        // that did: spin a while, then sleep.
+        let Ok(mut s) = self.inner.state.lock() else {
+            return;
+        };
+        s.job = None;
+        drop(s);
+        let mut spins = 0;
+        while self.inner.busy.load(Ordering::Acquire) > 0 {
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let Ok(mut s) = self.inner.state.lock() else {
+                return;
+            };
+            while self.inner.busy.load(Ordering::Acquire) > 0 {
                 s = match self.inner.done.wait(s) {
                     Ok(s) => s,
                     Err(_) => return,
@@ -141,8 +179,9 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.inner.state.lock() {
-            s.shutdown = true;
+        {
+            let _g = self.inner.state.lock();
+            self.inner.shutdown.store(true, Ordering::Release);
         }
         self.inner.wake.notify_all();
         for w in self.workers.drain(..) {

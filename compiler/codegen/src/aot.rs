@@ -106,7 +106,7 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
         64,
     )?;
     let run = crate::clif::define_run(&mut m, prog, &format!("{name}_run"), Linkage::Export)
-        .map_err(err)?;
+        .map_err(AotError::Codegen)?;
 
     let sig = |params: &[types::Type], ret: Option<types::Type>| {
         let mut s = Signature::new(cc);

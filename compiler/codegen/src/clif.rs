@@ -15,6 +15,11 @@ use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError};
+
+/// A module error as text (it is large, and only ever reported).
+fn me(e: ModuleError) -> String {
+    format!("{e:?}")
+}
 use mcc_runtime::eltwise::BinOp;
 use mcc_runtime::epilogue::Act;
 use mcc_runtime::program::{Buf, Program, Src, Step};
@@ -41,7 +46,7 @@ struct Rt {
     copy: FuncId,
 }
 
-fn declare_rt<M: Module>(m: &mut M) -> Result<Rt, ModuleError> {
+fn declare_rt<M: Module>(m: &mut M) -> Result<Rt, String> {
     let ptr = m.target_config().pointer_type();
     let cc = m.target_config().default_call_conv;
     let sig = |params: &[types::Type], ret: Option<types::Type>| {
@@ -51,17 +56,23 @@ fn declare_rt<M: Module>(m: &mut M) -> Result<Rt, ModuleError> {
         s
     };
     Ok(Rt {
-        arena: m.declare_function(
-            "mcc_rt_arena",
-            Linkage::Import,
-            &sig(&[ptr, ptr], Some(ptr)),
-        )?,
-        step: m.declare_function(
-            "mcc_rt_step",
-            Linkage::Import,
-            &sig(&[ptr, types::I32], Some(types::I32)),
-        )?,
-        copy: m.declare_function("mcc_rt_copy", Linkage::Import, &sig(&[ptr, ptr, ptr], None))?,
+        arena: m
+            .declare_function(
+                "mcc_rt_arena",
+                Linkage::Import,
+                &sig(&[ptr, ptr], Some(ptr)),
+            )
+            .map_err(me)?,
+        step: m
+            .declare_function(
+                "mcc_rt_step",
+                Linkage::Import,
+                &sig(&[ptr, types::I32], Some(types::I32)),
+            )
+            .map_err(me)?,
+        copy: m
+            .declare_function("mcc_rt_copy", Linkage::Import, &sig(&[ptr, ptr, ptr], None))
+            .map_err(me)?,
     })
 }
 
@@ -276,12 +287,12 @@ pub fn define_run<M: Module>(
     prog: &Program,
     name: &str,
     linkage: Linkage,
-) -> Result<FuncId, ModuleError> {
+) -> Result<FuncId, String> {
     let ptr = m.target_config().pointer_type();
     let cc = m.target_config().default_call_conv;
     let rt = declare_rt(m)?;
     let sig = run_signature(ptr, cc);
-    let id = m.declare_function(name, linkage, &sig)?;
+    let id = m.declare_function(name, linkage, &sig).map_err(me)?;
     let mut func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
     let mut fctx = FunctionBuilderContext::new();
     {
@@ -367,6 +378,6 @@ pub fn define_run<M: Module>(
     }
     let mut ctx = m.make_context();
     ctx.func = func;
-    m.define_function(id, &mut ctx)?;
+    m.define_function(id, &mut ctx).map_err(me)?;
     Ok(id)
 }

@@ -32,7 +32,7 @@ impl Jit {
         jb.symbol("mcc_rt_copy", abi::mcc_rt_copy as *const u8);
         let mut module = JITModule::new(jb);
         let id = crate::clif::define_run(&mut module, &prog, "mcc_model_run", Linkage::Export)
-            .map_err(|e| format!("code generation failed: {e:?}"))?;
+            .map_err(|e| format!("code generation failed: {e}"))?;
         module
             .finalize_definitions()
             .map_err(|e| format!("code generation failed: {e:?}"))?;

@@ -235,7 +235,7 @@ impl<'g> Lowering<'g> {
 
     /// Appends floats to the weights, 64-byte aligned; returns the offset.
     fn push_weights(&mut self, data: &[f32]) -> usize {
-        while self.weights.len() % 16 != 0 {
+        while !self.weights.len().is_multiple_of(16) {
             self.weights.push(0.0);
         }
         let off = self.weights.len();

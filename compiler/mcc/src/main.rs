@@ -169,6 +169,40 @@ enum Command {
         /// Print only the summary, not one line per sample.
         #[arg(short, long)]
         quiet: bool,
+        /// Compile the model to native code in memory (Cranelift JIT, the runtime's kernels)
+        /// and run that instead of the reference evaluator; all inputs at once.
+        #[arg(long)]
+        jit: bool,
+        /// With --jit: kernel threads (default: all cores).
+        #[arg(long, value_name = "T", requires = "jit")]
+        threads: Option<usize>,
+    },
+    /// Time the natively compiled model (JIT, the same code as the executable `mcc build`
+    /// makes) on random inputs, or, with --kernels, the dense GEMM kernel.
+    ///
+    /// Prints compile time, then the median and minimum of --runs timed runs after warm-up.
+    /// For a side-by-side comparison with ONNX Runtime, see bench/bench.py.
+    ///
+    /// Example: mcc bench examples/lenet5/lenet5.onnx --batch 64 --threads 1
+    Bench {
+        /// The model (.onnx or .mcir); not needed with --kernels.
+        #[arg(required_unless_present = "kernels")]
+        model: Option<PathBuf>,
+        /// Samples per run (a model with a fixed batch runs its own).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Kernel threads (default: all cores).
+        #[arg(long, value_name = "T")]
+        threads: Option<usize>,
+        /// Timed runs (after 5 warm-up runs).
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// Measure the GEMM kernel (GFLOP/s on 256³, 1024³ and a conv-shaped 64×576×3136).
+        #[arg(long)]
+        kernels: bool,
+        /// Time every step of the schedule (median over the runs) and print a table.
+        #[arg(long)]
+        profile: bool,
     },
     /// Print the model's IR text (after canonicalization unless --raw).
     ///
@@ -397,6 +431,8 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             labels,
             batch_size,
             quiet,
+            jit,
+            threads,
         } => run(
             &model,
             &inputs,
@@ -404,7 +440,22 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             labels.as_deref(),
             batch_size,
             quiet,
+            jit.then_some(threads.unwrap_or(0)),
         ),
+        Command::Bench {
+            model,
+            batch,
+            threads,
+            runs,
+            kernels,
+            profile,
+        } => match model {
+            Some(model) if !kernels => bench(&model, batch, threads.unwrap_or(0), runs, profile),
+            _ => {
+                bench_kernels();
+                Ok(())
+            }
+        },
         Command::Ir {
             model,
             weights,
@@ -429,6 +480,173 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             let m = mcc::load(&model)?;
             mcc::write_model(&m.graph, &output)
         }
+    }
+}
+
+/// `mcc bench MODEL`: JIT-compiles and times the model on seeded random inputs.
+fn bench(
+    path: &Path,
+    batch: usize,
+    threads: usize,
+    runs: usize,
+    profile: bool,
+) -> Result<(), Error> {
+    let m = mcc::load(path)?;
+    let t0 = std::time::Instant::now();
+    let prog = mcc::native::program(&m.graph)?;
+    let batch = prog.fixed_batch.unwrap_or(batch.max(1));
+    let inputs: Vec<Vec<f32>> = prog
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, io)| {
+            mcc_ir::text::parse::pseudo_random(7 + i as u64, io.buf.len * batch, -1.0, 1.0)
+                .into_iter()
+                .map(|x| x as f32)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    if profile {
+        return profile_steps(&prog, &refs, threads, runs);
+    }
+    let mut j = mcc_codegen::jit::Jit::new(prog, threads).map_err(Error::Native)?;
+    let compile = t0.elapsed();
+    for _ in 0..5 {
+        j.run(&refs).map_err(Error::Native)?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = std::time::Instant::now();
+        j.run(&refs).map_err(Error::Native)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{}: batch {batch}, {} thread(s), kernels {}: compiled in {:.1} ms; {} runs: median {:.4} ms, min {:.4} ms",
+        path.display(),
+        j.threads(),
+        mcc_runtime::gemm::Isa::detect().name(),
+        compile.as_secs_f64() * 1e3,
+        times.len(),
+        times[times.len() / 2],
+        times[0]
+    );
+    Ok(())
+}
+
+/// `mcc bench --profile`: the median time of every step.
+fn profile_steps(
+    prog: &mcc_runtime::program::Program,
+    inputs: &[&[f32]],
+    threads: usize,
+    runs: usize,
+) -> Result<(), Error> {
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let mut r = mcc_runtime::exec::Runner::new(prog, threads).map_err(Error::Native)?;
+    let mut times = vec![vec![]; prog.steps.len()];
+    for run in 0..runs.max(1) + 3 {
+        r.set_inputs(inputs).map_err(Error::Native)?;
+        for (i, t) in times.iter_mut().enumerate() {
+            let t0 = std::time::Instant::now();
+            r.step(i).map_err(Error::Native)?;
+            if run >= 3 {
+                t.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let mut total = 0.0;
+    println!(
+        "{:>4}  {:<14} {:>10}  {:>8}",
+        "step", "kernel", "median ms", "MFLOP"
+    );
+    for (i, (s, t)) in prog.steps.iter().zip(&mut times).enumerate() {
+        t.sort_by(f64::total_cmp);
+        let med = t[t.len() / 2];
+        total += med;
+        let name = format!("{s:?}");
+        let name = name.split([' ', '{', '(']).next().unwrap_or("");
+        let inline = if mcc_codegen::clif::is_inline(s) {
+            " (inline when compiled)"
+        } else {
+            ""
+        };
+        println!(
+            "{i:>4}  {name:<14} {med:>10.4}  {:>8.2}{inline}",
+            flops(s) as f64 / 1e6
+        );
+    }
+    println!("total {total:.4} ms (interpreted; the compiled schedule runs the same kernels)");
+    Ok(())
+}
+
+fn flops(s: &mcc_runtime::program::Step) -> usize {
+    use mcc_runtime::program::Step;
+    match s {
+        Step::Conv { g, m, groups, .. } => {
+            2 * m * g.c / (*groups).max(1) * g.kh * g.kw * g.oh * g.ow
+        }
+        Step::Depthwise { g, m, .. } => 2 * m * g.kh * g.kw * g.oh * g.ow,
+        Step::Dense { rows, k, n, .. } => 2 * rows * k * n,
+        _ => 0,
+    }
+}
+
+/// `mcc bench --kernels`: the dense GEMM kernel's throughput, single thread.
+fn bench_kernels() {
+    use mcc_runtime::gemm::{self, Isa, PackedA, PackedB};
+    let isa = Isa::detect();
+    println!(
+        "dense f32 GEMM, 1 thread, kernels {} (GFLOP/s, best of 5):",
+        isa.name()
+    );
+    println!(
+        "{:<16} {:>14} {:>14}",
+        "M×K×N", "weights as A", "weights as B"
+    );
+    for &(m, k, n) in &[(256, 256, 256), (1024, 1024, 1024), (64, 576, 3136)] {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut c = vec![0f32; m * n];
+        let flops = 2.0 * (m * k * n) as f64;
+        let pa = gemm::pack_a(&a, m, k);
+        let pb = gemm::pack_b(&b, k, n, n, 1);
+        let ep = mcc_runtime::epilogue::Epilogue::NONE;
+        let mut time = |f: &mut dyn FnMut(&mut [f32])| {
+            let reps = ((2e9 / flops) as usize).max(1);
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    f(&mut c);
+                }
+                best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+            }
+            flops / best / 1e9
+        };
+        let ga = time(&mut |c| {
+            let _ =
+                gemm::gemm_packed_a(isa, PackedA { m, k, data: &pa }, &b, n, n, c, n, &ep, 0..n);
+        });
+        let gb = time(&mut |c| {
+            let _ = gemm::gemm_packed_b(
+                isa,
+                &a,
+                k,
+                m,
+                PackedB { k, n, data: &pb },
+                c,
+                n,
+                &ep,
+                0..m,
+                0..n,
+            );
+        });
+        println!("{:<16} {ga:>14.1} {gb:>14.1}", format!("{m}×{k}×{n}"));
     }
 }
 
@@ -522,6 +740,7 @@ fn run(
     labels: Option<&Path>,
     batch_size: usize,
     quiet: bool,
+    jit: Option<usize>,
 ) -> Result<(), Error> {
     let m = mcc::load(path)?;
     let g = &m.graph;
@@ -557,10 +776,29 @@ fn run(
         .first()
         .and_then(|t| t.shape().first().copied())
         .unwrap_or(1);
-    let outputs: Vec<Tensor> = if batched
-        && n > batch_size
-        && tensors.iter().all(|t| t.shape().first() == Some(&n))
-    {
+    let outputs: Vec<Tensor> = if let Some(threads) = jit {
+        let prog = mcc::native::program(g)?;
+        let dims: Vec<Vec<usize>> = prog.outputs.iter().map(|o| o.dims.clone()).collect();
+        let mut j = mcc_codegen::jit::Jit::new(prog, threads).map_err(Error::Native)?;
+        let data: Vec<Vec<f32>> = tensors
+            .iter()
+            .map(|t| {
+                t.as_f32()
+                    .map(|a| a.iter().copied().collect())
+                    .ok_or_else(|| Error::Native("compiled models take float32 inputs".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+        let outs = j.run(&refs).map_err(Error::Native)?;
+        outs.into_iter()
+            .zip(dims)
+            .map(|(o, d)| {
+                let mut shape = vec![n];
+                shape.extend(d);
+                Tensor::from_vec(&shape, o).map_err(|e| Error::Native(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?
+    } else if batched && n > batch_size && tensors.iter().all(|t| t.shape().first() == Some(&n)) {
         let chunks: Vec<Vec<Tensor>> = tensors
             .iter()
             .map(|t| tensor_io::split_batch(t, batch_size))
