@@ -3,7 +3,7 @@
 //! or, for depthwise convolutions, a direct loop per channel.
 
 use crate::epilogue::{Bias, Epilogue};
-use crate::gemm::{Isa, PackedA, gemm_packed_a};
+use crate::gemm::{Isa, PackedA, gemm_packed_a, gemm_packed_a_indirect, gemm_packed_a_panels};
 
 /// The geometry of a 2-D convolution (or pooling window) over one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,17 +137,153 @@ pub fn conv2d(
         if g.is_pointwise() {
             let b = &x[gi * cg * p..(gi + 1) * cg * p];
             gemm_packed_a(isa, *wa, b, p, p, out, p, &ep, cols.clone())?;
+        } else if g.sh == 1 && g.sw == 1 && cols.start == 0 && cols.end >= p {
+            conv_indirect(isa, x, g, gi * cg, cg, *wa, &ep, out, scratch)?;
         } else {
             let k = cg * g.kh * g.kw;
+            let tw = isa.tile_cols();
             let col = scratch
-                .get_mut(..k * p)
+                .get_mut(..crate::gemm::panels_len(k, p, tw))
                 .ok_or("conv: scratch buffer too small")?;
-            im2col(x, g, gi * cg, cg, col);
-            gemm_packed_a(isa, *wa, col, p, p, out, p, &ep, cols.clone())?;
+            im2col_panels(x, g, gi * cg, cg, tw, col);
+            gemm_packed_a_panels(isa, *wa, col, p, out, p, &ep, cols.clone())?;
         }
         m0 += mg;
     }
     Ok(())
+}
+
+/// Floats of scratch a convolution needs (either path; tiles up to 32 columns wide).
+pub fn scratch_len(g: &Geometry, m: usize, groups: usize) -> usize {
+    let groups = groups.max(1);
+    let cg = g.c / groups;
+    let k = cg * g.kh * g.kw;
+    let panels = crate::gemm::panels_len(k, g.oh * g.ow, 32);
+    if g.sh == 1 && g.sw == 1 {
+        let (ph, pw) = padded_dims(g);
+        panels.max(cg * ph * pw + 32 + (m / groups) * g.oh * pw)
+    } else {
+        panels
+    }
+}
+
+/// The zero-padded plane a stride-1 convolution reads: every output row computed at width
+/// `pw` reads rows `oy·1 + ky·dh` and columns `ox + kx·dw` of it.
+fn padded_dims(g: &Geometry) -> (usize, usize) {
+    (g.oh + (g.kh - 1) * g.dh, g.ow + (g.kw - 1) * g.dw)
+}
+
+/// A stride-1 convolution with no im2col: the input is copied once into zero-padded planes
+/// of width `pw`; B's row for tap (c, ky, kx) is then the padded plane shifted by
+/// `c·plane + ky·dh·pw + kx·dw`, read in place by the GEMM (an indirect B). The result is
+/// computed `pw` wide and its first `ow` columns kept.
+#[allow(clippy::too_many_arguments)]
+fn conv_indirect(
+    isa: Isa,
+    x: &[f32],
+    g: &Geometry,
+    c0: usize,
+    cg: usize,
+    wa: PackedA<'_>,
+    ep: &Epilogue,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), String> {
+    let (ph, pw) = padded_dims(g);
+    let plane = ph * pw;
+    let need = cg * plane + 32 + wa.m * g.oh * pw;
+    let scratch = scratch.get_mut(..need).ok_or("conv: scratch buffer too small")?;
+    let (padded, wide) = scratch.split_at_mut(cg * plane + 32);
+    padded.fill(0.0);
+    for c in 0..cg {
+        let src = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
+        for iy in 0..g.h {
+            let py = iy + g.pt;
+            if py >= ph {
+                break;
+            }
+            // Input columns beyond the padded width are read by no output.
+            let n = g.w.min(pw.saturating_sub(g.pl));
+            let dst = c * plane + py * pw + g.pl;
+            padded[dst..dst + n].copy_from_slice(&src[iy * g.w..iy * g.w + n]);
+        }
+    }
+    let mut tab = Vec::with_capacity(cg * g.kh * g.kw);
+    for c in 0..cg {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                tab.push(c * plane + ky * g.dh * pw + kx * g.dw);
+            }
+        }
+    }
+    let n = g.oh * pw;
+    gemm_packed_a_indirect(isa, wa, padded, &tab, n, wide, n, ep)?;
+    let p = g.oh * g.ow;
+    for r in 0..wa.m {
+        for oy in 0..g.oh {
+            out[r * p + oy * g.ow..r * p + (oy + 1) * g.ow]
+                .copy_from_slice(&wide[r * n + oy * pw..r * n + oy * pw + g.ow]);
+        }
+    }
+    Ok(())
+}
+
+/// The im2col matrix of channels `c0..c0 + cg` straight in the GEMM's B panels:
+/// `out[(p / tw)·K·tw + k·tw + p % tw]` = patch element k of output pixel p (zero outside
+/// the image and past the last pixel).
+pub fn im2col_panels(x: &[f32], g: &Geometry, c0: usize, cg: usize, tw: usize, out: &mut [f32]) {
+    let k_all = cg * g.kh * g.kw;
+    let p_all = g.oh * g.ow;
+    let blocks = p_all.div_ceil(tw);
+    // The zero tail of the last panel.
+    if p_all % tw != 0 {
+        let last = (blocks - 1) * k_all * tw;
+        for k in 0..k_all {
+            out[last + k * tw + p_all % tw..last + (k + 1) * tw].fill(0.0);
+        }
+    }
+    let mut k = 0;
+    for c in c0..c0 + cg {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let (lo, hi, ix0) = col_span(g, kx);
+                for oy in 0..g.oh {
+                    let p0 = oy * g.ow;
+                    let row = g.in_row(oy, ky).map(|iy| &plane[iy * g.w..(iy + 1) * g.w]);
+                    // Output pixels p0..p0 + ow, written run by run within each panel.
+                    let mut ox = 0;
+                    while ox < g.ow {
+                        let p = p0 + ox;
+                        let (blk, lane) = (p / tw, p % tw);
+                        let run = (tw - lane).min(g.ow - ox);
+                        let dst = &mut out[blk * k_all * tw + k * tw + lane..][..run];
+                        match row {
+                            None => dst.fill(0.0),
+                            Some(src) => {
+                                // Valid outputs [a, b) of this run; zeros around them.
+                                let a = lo.clamp(ox, ox + run);
+                                let b = hi.clamp(a, ox + run);
+                                dst[..a - ox].fill(0.0);
+                                dst[b - ox..].fill(0.0);
+                                let mid = &mut dst[a - ox..b - ox];
+                                let s0 = ix0 + (a - lo) * g.sw;
+                                if g.sw == 1 {
+                                    mid.copy_from_slice(&src[s0..s0 + (b - a)]);
+                                } else {
+                                    for (i, d) in mid.iter_mut().enumerate() {
+                                        *d = src[s0 + i * g.sw];
+                                    }
+                                }
+                            }
+                        }
+                        ox += run;
+                    }
+                }
+                k += 1;
+            }
+        }
+    }
 }
 
 /// For kernel column `kx`: the output columns whose input column is inside the image, as

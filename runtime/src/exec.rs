@@ -68,7 +68,7 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 need(x, g.c * g.h * g.w, "input").map_err(at)?;
                 need(y, m * g.oh * g.ow, "output").map_err(at)?;
                 let k = g.c / groups * g.kh * g.kw;
-                if !g.is_pointwise() && k * g.oh * g.ow > p.scratch {
+                if !g.is_pointwise() && conv::scratch_len(g, *m, groups) > p.scratch {
                     return Err(at("the scratch buffer is too small".into()));
                 }
                 weight(*w, groups * gemm::pack_a_len(m / groups, k), "weights").map_err(at)?;
@@ -446,7 +446,9 @@ impl<'p> Runner<'p> {
                     }
                 });
             }
-            Step::Conv { g, groups: 1, .. } if batch < threads && big && !g.is_pointwise() => {
+            Step::Conv { g, groups: 1, .. }
+                if batch < threads && big && !g.is_pointwise() && (g.sh != 1 || g.sw != 1) =>
+            {
                 // One large sample: im2col once, then the GEMM's columns in parallel.
                 let p = g.oh * g.ow;
                 for s in 0..batch {
@@ -456,7 +458,7 @@ impl<'p> Runner<'p> {
                     ctx.im2col(step, s, &mut buf)?;
                     let col: &[f32] = &buf;
                     self.pool.run(threads, &|t| {
-                        let cols = split(p, threads, gemm::NR, t);
+                        let cols = split(p, threads, ctx.isa.tile_cols(), t);
                         if let Err(e) = ctx.conv_gemm(step, s, col, cols) {
                             fail(e);
                         }
@@ -550,8 +552,11 @@ impl Ctx<'_> {
         }
         let ([xs], _) = self.arena.views([range(x, self.batch, s)], 0..0)?;
         let k = g.c * g.kh * g.kw;
-        let col = buf.get_mut(..k * g.oh * g.ow).ok_or("scratch too small")?;
-        conv::im2col(xs, g, 0, g.c, col);
+        let tw = self.isa.tile_cols();
+        let col = buf
+            .get_mut(..gemm::panels_len(k, g.oh * g.ow, tw))
+            .ok_or("scratch too small")?;
+        conv::im2col_panels(xs, g, 0, g.c, tw, col);
         Ok(())
     }
 
@@ -595,7 +600,7 @@ impl Ctx<'_> {
             bias: b.map_or(Bias::None, Bias::PerRow),
             act: *act,
         };
-        gemm::gemm_packed_a(self.isa, packed[0], col, p, p, ys, p, &ep, cols)
+        gemm::gemm_packed_a_panels(self.isa, packed[0], col, p, ys, p, &ep, cols)
     }
 
     /// A fully connected step, part `t` of `parts`.

@@ -98,6 +98,8 @@ struct Tile {
     b: *const f32,
     /// Where B's columns 16..32 start, relative to `b` (wide tiles only).
     b_hs: usize,
+    /// If not null: B's row kk starts at `b + b_tab[kk]` (an indirect B, `b_ks` unused).
+    b_tab: *const usize,
     b_ks: usize,
     c: *mut f32,
     ldc: usize,
@@ -146,7 +148,12 @@ mod kernels {
         let mut acc = [[0f32; NR]; MR];
         for kk in 0..t.k {
             // SAFETY: kk < k, so the B row is readable (NR floats).
-            let b = unsafe { std::slice::from_raw_parts(t.b.add(kk * t.b_ks), NR) };
+            let row = if t.b_tab.is_null() {
+                kk * t.b_ks
+            } else {
+                unsafe { *t.b_tab.add(kk) }
+            };
+            let b = unsafe { std::slice::from_raw_parts(t.b.add(row), NR) };
             for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
                 // SAFETY: r < rows, kk < k.
                 let a = unsafe { *t.a.add(r * t.a_rs + kk * t.a_ks) };
@@ -167,12 +174,23 @@ mod kernels {
     /// with `t.rows == R` and, with `WIDE`, 16 more readable floats per B row at `b_hs`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn avx512<const R: usize, const WIDE: bool>(t: &Tile, ep: &Epilogue) {
+    pub(super) unsafe fn avx512<const R: usize, const WIDE: bool, const TAB: bool>(
+        t: &Tile,
+        ep: &Epilogue,
+    ) {
         use std::arch::x86_64::*;
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         let mut a = t.a;
         let mut b = t.b;
+        let mut tab = t.b_tab;
         for _ in 0..t.k {
+            if TAB {
+                // SAFETY: the table has k entries; each row lies in B.
+                unsafe {
+                    b = t.b.add(*tab);
+                    tab = tab.add(1);
+                }
+            }
             // SAFETY: 16 (32 when WIDE) floats are readable at every B row.
             let b0 = unsafe { _mm512_loadu_ps(b) };
             let b1 = if WIDE {
@@ -191,7 +209,9 @@ mod kernels {
             // SAFETY: stays within (or one past) the operands.
             unsafe {
                 a = a.add(t.a_ks);
-                b = b.add(t.b_ks);
+                if !TAB {
+                    b = b.add(t.b_ks);
+                }
             }
         }
         let halves = if WIDE { 2 } else { 1 };
@@ -260,7 +280,15 @@ mod kernels {
         let mut b = t.b;
         // Packed A keeps a tile's rows adjacent: constant offsets, no pointer arithmetic.
         let a_rs = if PACKED_A { 1 } else { t.a_rs };
+        let mut tab = t.b_tab;
         for _ in 0..t.k {
+            if !tab.is_null() {
+                // SAFETY: the table has k entries; each row lies in B.
+                unsafe {
+                    b = t.b.add(*tab);
+                    tab = tab.add(1);
+                }
+            }
             // SAFETY: NR = 16 floats are readable at every B row.
             let (b0, b1) = unsafe { (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))) };
             for (r, row) in acc.iter_mut().enumerate() {
@@ -272,7 +300,9 @@ mod kernels {
             // SAFETY: stays within (or one past) the operands.
             unsafe {
                 a = a.add(t.a_ks);
-                b = b.add(t.b_ks);
+                if t.b_tab.is_null() {
+                    b = b.add(t.b_ks);
+                }
             }
         }
         let fast = t.cols == NR && (!t.last || ep.is_vectorizable());
@@ -395,19 +425,31 @@ fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` is only chosen when the CPU has AVX-512F (and AVX2, FMA).
         Isa::Avx512 => unsafe {
-            match (t.rows, t.cols > 16) {
-                (1, false) => kernels::avx512::<1, false>(t, ep),
-                (2, false) => kernels::avx512::<2, false>(t, ep),
-                (3, false) => kernels::avx512::<3, false>(t, ep),
-                (4, false) => kernels::avx512::<4, false>(t, ep),
-                (5, false) => kernels::avx512::<5, false>(t, ep),
-                (_, false) => kernels::avx512::<6, false>(t, ep),
-                (1, true) => kernels::avx512::<1, true>(t, ep),
-                (2, true) => kernels::avx512::<2, true>(t, ep),
-                (3, true) => kernels::avx512::<3, true>(t, ep),
-                (4, true) => kernels::avx512::<4, true>(t, ep),
-                (5, true) => kernels::avx512::<5, true>(t, ep),
-                (_, true) => kernels::avx512::<6, true>(t, ep),
+            match (t.rows, t.cols > 16, !t.b_tab.is_null()) {
+                (1, false, false) => kernels::avx512::<1, false, false>(t, ep),
+                (2, false, false) => kernels::avx512::<2, false, false>(t, ep),
+                (3, false, false) => kernels::avx512::<3, false, false>(t, ep),
+                (4, false, false) => kernels::avx512::<4, false, false>(t, ep),
+                (5, false, false) => kernels::avx512::<5, false, false>(t, ep),
+                (_, false, false) => kernels::avx512::<6, false, false>(t, ep),
+                (1, true, false) => kernels::avx512::<1, true, false>(t, ep),
+                (2, true, false) => kernels::avx512::<2, true, false>(t, ep),
+                (3, true, false) => kernels::avx512::<3, true, false>(t, ep),
+                (4, true, false) => kernels::avx512::<4, true, false>(t, ep),
+                (5, true, false) => kernels::avx512::<5, true, false>(t, ep),
+                (_, true, false) => kernels::avx512::<6, true, false>(t, ep),
+                (1, false, true) => kernels::avx512::<1, false, true>(t, ep),
+                (2, false, true) => kernels::avx512::<2, false, true>(t, ep),
+                (3, false, true) => kernels::avx512::<3, false, true>(t, ep),
+                (4, false, true) => kernels::avx512::<4, false, true>(t, ep),
+                (5, false, true) => kernels::avx512::<5, false, true>(t, ep),
+                (_, false, true) => kernels::avx512::<6, false, true>(t, ep),
+                (1, true, true) => kernels::avx512::<1, true, true>(t, ep),
+                (2, true, true) => kernels::avx512::<2, true, true>(t, ep),
+                (3, true, true) => kernels::avx512::<3, true, true>(t, ep),
+                (4, true, true) => kernels::avx512::<4, true, true>(t, ep),
+                (5, true, true) => kernels::avx512::<5, true, true>(t, ep),
+                (_, true, true) => kernels::avx512::<6, true, true>(t, ep),
             }
         },
         // SAFETY: as above (the scalar tile handles up to MR rows; callers on this ISA
@@ -443,14 +485,14 @@ pub fn gemm_packed_a(
     }
     ep.check(m, n)?;
     let tw = isa.tile_cols();
-    let mut edge = vec![0f32; KC * tw];
+    let mut edge = vec![0f32; (KC + KC / 2) * tw];
     let panels = m.div_ceil(MR);
     let mut j = cols.start;
     while j < cols.end.min(n) {
         let w = tw.min(cols.end.min(n) - j);
         let mut k0 = 0;
         while k0 < k.max(1) {
-            let kc = KC.min(k - k0);
+            let kc = if k <= KC + KC / 2 { k - k0 } else { KC.min(k - k0) };
             // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the
             // tile can always read a full tile width.
             let (bp, bks) = if w == tw {
@@ -473,6 +515,7 @@ pub fn gemm_packed_a(
                     b: bp,
                     b_ks: bks,
                     b_hs: NR,
+                    b_tab: std::ptr::null(),
                     // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C.
                     c: unsafe { c.as_mut_ptr().add(p * MR * ldc + j) },
                     ldc,
@@ -550,6 +593,7 @@ pub fn gemm_packed_b(
                     b: b.data[(p * k + k0) * NR..].as_ptr(),
                     b_ks: NR,
                     b_hs: k * NR,
+                    b_tab: std::ptr::null(),
                     // SAFETY (of the pointer arithmetic): row i, column p·NR lie in C.
                     c: unsafe { c.as_mut_ptr().add(i * ldc + p * NR) },
                     ldc,
@@ -568,6 +612,147 @@ pub fn gemm_packed_b(
         if k0 >= k {
             break;
         }
+    }
+    Ok(())
+}
+
+/// Floats of B laid out as panels for [`gemm_packed_a_panels`] (`k × n`, panels `width` wide).
+pub fn panels_len(k: usize, n: usize, width: usize) -> usize {
+    n.div_ceil(width) * k * width
+}
+
+/// Like [`gemm_packed_a`], with B already in panels `[n / width][k][width]` (zero past n),
+/// `width = isa.tile_cols()`: every tile reads B contiguously. `cols` must start at a
+/// multiple of `width`.
+#[allow(unsafe_code)]
+pub fn gemm_packed_a_panels(
+    isa: Isa,
+    a: PackedA<'_>,
+    b: &[f32],
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue,
+    cols: std::ops::Range<usize>,
+) -> Result<(), String> {
+    let (m, k) = (a.m, a.k);
+    let tw = isa.tile_cols();
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if b.len() < panels_len(k, n, tw)
+        || c.len() < (m - 1) * ldc + n
+        || ldc < n
+        || a.data.len() < pack_a_len(m, k)
+        || cols.start % tw != 0
+    {
+        return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
+    }
+    ep.check(m, n)?;
+    let panels = m.div_ceil(MR);
+    let mut j = cols.start;
+    while j < cols.end.min(n) {
+        let w = tw.min(cols.end.min(n) - j);
+        let block = (j / tw) * k * tw;
+        let mut k0 = 0;
+        while k0 < k.max(1) {
+            let kc = if k <= KC + KC / 2 { k - k0 } else { KC.min(k - k0) };
+            for p in 0..panels {
+                let t = Tile {
+                    k: kc,
+                    a: a.data[(p * k + k0) * MR..].as_ptr(),
+                    a_rs: 1,
+                    a_ks: MR,
+                    b: b[block + k0 * tw..].as_ptr(),
+                    b_ks: tw,
+                    b_hs: NR,
+                    b_tab: std::ptr::null(),
+                    // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C.
+                    c: unsafe { c.as_mut_ptr().add(p * MR * ldc + j) },
+                    ldc,
+                    rows: MR.min(m - p * MR),
+                    cols: w,
+                    accumulate: k0 > 0,
+                    last: k0 + kc >= k,
+                    row0: p * MR,
+                    col0: j,
+                };
+                run_tile(isa, &t, ep);
+            }
+            if k == 0 {
+                break;
+            }
+            k0 += kc;
+        }
+        j += tw;
+    }
+    Ok(())
+}
+
+/// Like [`gemm_packed_a`] with an indirect B: row kk of B is `base[tab[kk]..]` (`n`
+/// columns, plus one tile width of readable slack). A stride-1 convolution reads its
+/// zero-padded input this way, with no im2col copy.
+#[allow(unsafe_code)]
+pub fn gemm_packed_a_indirect(
+    isa: Isa,
+    a: PackedA<'_>,
+    base: &[f32],
+    tab: &[usize],
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue,
+) -> Result<(), String> {
+    let (m, k) = (a.m, a.k);
+    let tw = isa.tile_cols();
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let reach = tab.iter().max().copied().unwrap_or(0) + n.div_ceil(tw) * tw;
+    if tab.len() != k
+        || base.len() < reach
+        || c.len() < (m - 1) * ldc + n
+        || ldc < n
+        || a.data.len() < pack_a_len(m, k)
+    {
+        return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
+    }
+    ep.check(m, n)?;
+    let panels = m.div_ceil(MR);
+    let mut j = 0;
+    while j < n {
+        let w = tw.min(n - j);
+        let mut k0 = 0;
+        while k0 < k.max(1) {
+            let kc = if k <= KC + KC / 2 { k - k0 } else { KC.min(k - k0) };
+            for p in 0..panels {
+                let t = Tile {
+                    k: kc,
+                    a: a.data[(p * k + k0) * MR..].as_ptr(),
+                    a_rs: 1,
+                    a_ks: MR,
+                    b: base[j..].as_ptr(),
+                    b_ks: 0,
+                    b_hs: NR,
+                    b_tab: tab[k0..].as_ptr(),
+                    // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C.
+                    c: unsafe { c.as_mut_ptr().add(p * MR * ldc + j) },
+                    ldc,
+                    rows: MR.min(m - p * MR),
+                    cols: w,
+                    accumulate: k0 > 0,
+                    last: k0 + kc >= k,
+                    row0: p * MR,
+                    col0: j,
+                };
+                run_tile(isa, &t, ep);
+            }
+            if k == 0 {
+                break;
+            }
+            k0 += kc;
+        }
+        j += tw;
     }
     Ok(())
 }

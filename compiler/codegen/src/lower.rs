@@ -563,7 +563,9 @@ impl<'g> Lowering<'g> {
         }
         let wo = self.push_weights(&packed);
         if !geo.is_pointwise() {
-            self.scratch = self.scratch.max(k * geo.oh * geo.ow);
+            self.scratch = self
+                .scratch
+                .max(mcc_runtime::conv::scratch_len(&geo, m, groups));
         }
         let yb = self.write(y)?;
         self.steps.push(Step::Conv {
