@@ -161,10 +161,16 @@ pub fn scratch_len(g: &Geometry, m: usize, groups: usize) -> usize {
     let panels = crate::gemm::panels_len(k, g.oh * g.ow, 32);
     if g.sh == 1 && g.sw == 1 {
         let (ph, pw) = padded_dims(g);
-        panels.max(cg * ph * pw + 32 + (m / groups) * g.oh * pw)
+        panels.max(cg * ph * pw + slack(g) + (m / groups) * g.oh * pw)
     } else {
         panels
     }
+}
+
+/// Readable floats past the padded planes: the last tap's row runs `(kw − 1)·dw` past the
+/// end of the last plane, and a tile may read up to 32 columns past the result's end.
+fn slack(g: &Geometry) -> usize {
+    32 + (g.kw - 1) * g.dw
 }
 
 /// The zero-padded plane a stride-1 convolution reads: every output row computed at width
@@ -191,9 +197,11 @@ fn conv_indirect(
 ) -> Result<(), String> {
     let (ph, pw) = padded_dims(g);
     let plane = ph * pw;
-    let need = cg * plane + 32 + wa.m * g.oh * pw;
-    let scratch = scratch.get_mut(..need).ok_or("conv: scratch buffer too small")?;
-    let (padded, wide) = scratch.split_at_mut(cg * plane + 32);
+    let need = cg * plane + slack(g) + wa.m * g.oh * pw;
+    let scratch = scratch
+        .get_mut(..need)
+        .ok_or("conv: scratch buffer too small")?;
+    let (padded, wide) = scratch.split_at_mut(cg * plane + slack(g));
     padded.fill(0.0);
     for c in 0..cg {
         let src = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
@@ -267,6 +275,10 @@ pub fn im2col_panels(x: &[f32], g: &Geometry, c0: usize, cg: usize, tw: usize, o
                                 dst[..a - ox].fill(0.0);
                                 dst[b - ox..].fill(0.0);
                                 let mid = &mut dst[a - ox..b - ox];
+                                if mid.is_empty() {
+                                    ox += run;
+                                    continue;
+                                }
                                 let s0 = ix0 + (a - lo) * g.sw;
                                 if g.sw == 1 {
                                     mid.copy_from_slice(&src[s0..s0 + (b - a)]);

@@ -336,6 +336,21 @@ impl<'p> Runner<'p> {
         self.isa
     }
 
+    /// Uses `isa`'s GEMM tiles (one the CPU supports: see [`Isa::detect`]); for tests that
+    /// check every implementation on one machine.
+    pub fn set_isa(&mut self, isa: Isa) -> Result<(), String> {
+        let ok = match isa {
+            Isa::Scalar => true,
+            Isa::Avx2 => Isa::detect().has_avx2(),
+            Isa::Avx512 => Isa::detect() == Isa::Avx512,
+        };
+        if !ok {
+            return Err(format!("this CPU cannot run {}", isa.name()));
+        }
+        self.isa = isa;
+        Ok(())
+    }
+
     /// Sizes the arena for `batch` samples and returns it (for compiled code that works on
     /// it directly).
     pub fn arena_for(&mut self, batch: usize) -> Result<&mut [f32], String> {

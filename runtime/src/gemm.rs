@@ -492,7 +492,11 @@ pub fn gemm_packed_a(
         let w = tw.min(cols.end.min(n) - j);
         let mut k0 = 0;
         while k0 < k.max(1) {
-            let kc = if k <= KC + KC / 2 { k - k0 } else { KC.min(k - k0) };
+            let kc = if k <= KC + KC / 2 {
+                k - k0
+            } else {
+                KC.min(k - k0)
+            };
             // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the
             // tile can always read a full tile width.
             let (bp, bks) = if w == tw {
@@ -656,7 +660,11 @@ pub fn gemm_packed_a_panels(
         let block = (j / tw) * k * tw;
         let mut k0 = 0;
         while k0 < k.max(1) {
-            let kc = if k <= KC + KC / 2 { k - k0 } else { KC.min(k - k0) };
+            let kc = if k <= KC + KC / 2 {
+                k - k0
+            } else {
+                KC.min(k - k0)
+            };
             for p in 0..panels {
                 let t = Tile {
                     k: kc,
@@ -724,7 +732,11 @@ pub fn gemm_packed_a_indirect(
         let w = tw.min(n - j);
         let mut k0 = 0;
         while k0 < k.max(1) {
-            let kc = if k <= KC + KC / 2 { k - k0 } else { KC.min(k - k0) };
+            let kc = if k <= KC + KC / 2 {
+                k - k0
+            } else {
+                KC.min(k - k0)
+            };
             for p in 0..panels {
                 let t = Tile {
                     k: kc,

@@ -1,0 +1,287 @@
+//! Property tests of the compiled kernels: hundreds of random single-layer models (Conv with
+//! every padding/stride/dilation/group/epilogue mix, pools, Gemm/MatMul, broadcast
+//! arithmetic, norms, softmax, concat), each lowered and run by the runtime with every GEMM
+//! tile this CPU has and 1 or 2 threads, against the reference evaluator.
+
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use mcc_ir::op::{self, Op};
+use mcc_ir::{DType, Dim, Graph, Tensor, TensorType};
+use mcc_runtime::gemm::Isa;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() as usize) % (hi - lo + 1)
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.range(0, xs.len() - 1)]
+    }
+    fn data(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| (self.next() % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+}
+
+fn input(g: &mut Graph, dims: &[usize]) -> mcc_ir::ValueId {
+    let mut shape = vec![Dim::Sym("N".into())];
+    shape.extend(dims.iter().map(|&d| Dim::Fixed(d)));
+    g.add_input(
+        "x",
+        TensorType {
+            dtype: DType::F32,
+            shape: Some(shape),
+        },
+    )
+}
+
+fn konst(g: &mut Graph, name: &str, dims: &[usize], r: &mut Rng) -> mcc_ir::ValueId {
+    let n = dims.iter().product();
+    g.add_const(name, Tensor::from_vec(dims, r.data(n)).unwrap())
+}
+
+fn node(g: &mut Graph, op: Op, ins: Vec<Option<mcc_ir::ValueId>>) -> Option<mcc_ir::ValueId> {
+    let n = g.add_node(
+        "layer",
+        op,
+        ins,
+        vec![("y".into(), TensorType::unknown(DType::F32))],
+    );
+    let y = g.node(n).unwrap().outputs[0];
+    g.set_outputs(vec![y]);
+    mcc_ir::infer_all(g).ok()?;
+    mcc_ir::verify(g).ok()?;
+    // Skip degenerate shapes (an empty output).
+    let dims = g.value(y).ty.fixed_dims();
+    if g.value(y)
+        .ty
+        .shape
+        .as_ref()?
+        .iter()
+        .skip(1)
+        .any(|d| d.fixed() == Some(0))
+        || dims.is_some_and(|d| d.contains(&0))
+    {
+        return None;
+    }
+    Some(y)
+}
+
+fn act(r: &mut Rng) -> (String, Vec<f32>) {
+    match r.range(0, 4) {
+        0 => (String::new(), vec![]),
+        1 => ("Relu".into(), vec![]),
+        2 => ("Clip".into(), vec![-0.5, 0.5]),
+        3 => ("LeakyRelu".into(), vec![0.1]),
+        _ => ("Sigmoid".into(), vec![]),
+    }
+}
+
+/// One random single-layer model, or None when the draw is not a valid layer.
+fn model(r: &mut Rng) -> Option<(String, Graph)> {
+    let mut g = Graph::new("case");
+    let kind = r.range(0, 8);
+    let c = r.range(1, 9);
+    let (h, w) = (r.range(3, 13), r.range(3, 13));
+    let desc;
+    match kind {
+        0..=2 => {
+            let groups = r.pick(&[1, 1, 1, c, if c % 2 == 0 { 2 } else { 1 }]);
+            let m = groups * r.range(1, 5);
+            let (kh, kw) = (r.pick(&[1, 2, 3, 3, 5]), r.pick(&[1, 3, 3, 4]));
+            let s = [r.pick(&[1, 1, 2, 3]), r.pick(&[1, 1, 2])];
+            let d = [r.pick(&[1, 1, 1, 2]), r.pick(&[1, 1, 2])];
+            let pads = vec![
+                r.range(0, kh - 1),
+                r.range(0, kw - 1),
+                r.range(0, kh - 1),
+                r.range(0, kw - 1),
+            ];
+            let x = input(&mut g, &[c, h, w]);
+            let wv = konst(&mut g, "w", &[m, c / groups, kh, kw], r);
+            let b = (r.range(0, 1) == 1).then(|| konst(&mut g, "b", &[m], r));
+            let (a, ap) = act(r);
+            desc =
+                format!("Conv c{c} m{m} g{groups} {h}x{w} k{kh}x{kw} s{s:?} d{d:?} p{pads:?} {a}");
+            let op = Op::Conv(op::Conv {
+                group: groups as i64,
+                strides: s.iter().map(|&v| v as i64).collect(),
+                dilations: d.iter().map(|&v| v as i64).collect(),
+                pads: pads.iter().map(|&v| v as i64).collect(),
+                activation: a,
+                activation_params: ap,
+                ..Default::default()
+            });
+            node(&mut g, op, vec![Some(x), Some(wv), b])?;
+        }
+        3 => {
+            let k = [r.range(1, 3), r.range(1, 3)];
+            let s = [r.range(1, 3), r.range(1, 3)];
+            let pads: Vec<i64> = (0..4).map(|i| r.range(0, k[i % 2] - 1) as i64).collect();
+            let ceil = r.range(0, 3) == 0;
+            let x = input(&mut g, &[c, h, w]);
+            let max = r.range(0, 1) == 0;
+            let cip = r.range(0, 1) as i64;
+            desc = format!(
+                "{} c{c} {h}x{w} k{k:?} s{s:?} p{pads:?} ceil {ceil} cip {cip}",
+                if max { "MaxPool" } else { "AveragePool" }
+            );
+            let (ks, ss) = (
+                k.iter().map(|&v| v as i64).collect(),
+                s.iter().map(|&v| v as i64).collect(),
+            );
+            let op = if max {
+                Op::MaxPool(op::MaxPool {
+                    kernel_shape: ks,
+                    strides: ss,
+                    pads,
+                    ceil_mode: ceil as i64,
+                    ..Default::default()
+                })
+            } else {
+                Op::AveragePool(op::AveragePool {
+                    kernel_shape: ks,
+                    strides: ss,
+                    pads,
+                    ceil_mode: ceil as i64,
+                    count_include_pad: cip,
+                    ..Default::default()
+                })
+            };
+            node(&mut g, op, vec![Some(x)])?;
+        }
+        4 => {
+            let (k, n) = (r.range(1, 70), r.range(1, 70));
+            let trans = r.range(0, 1) == 1;
+            let x = input(&mut g, &[k]);
+            let wv = konst(&mut g, "w", &if trans { [n, k] } else { [k, n] }, r);
+            let bias = (r.range(0, 1) == 1).then(|| konst(&mut g, "b", &[n], r));
+            let (a, ap) = act(r);
+            desc = format!("Gemm k{k} n{n} transB {trans} bias {} {a}", bias.is_some());
+            let op = Op::Gemm(op::Gemm {
+                transB: trans as i64,
+                alpha: 0.5,
+                beta: 2.0,
+                activation: a,
+                activation_params: ap,
+                ..Default::default()
+            });
+            node(&mut g, op, vec![Some(x), Some(wv), bias])?;
+        }
+        5 => {
+            let x = input(&mut g, &[c, h, w]);
+            let shapes = [vec![c, 1, 1], vec![1], vec![w], vec![1, h, 1]];
+            let shape = shapes[r.range(0, 3)].clone();
+            let k = konst(&mut g, "k", &shape, r);
+            let which = r.range(0, 3);
+            desc = format!("binary {which} with {shape:?} on c{c} {h}x{w}");
+            let op = match which {
+                0 => Op::Add(op::Add {}),
+                1 => Op::Mul(op::Mul {}),
+                2 => Op::Sub(op::Sub {}),
+                _ => Op::Div(op::Div {}),
+            };
+            node(&mut g, op, vec![Some(x), Some(k)])?;
+        }
+        6 => {
+            let x = input(&mut g, &[c, h, w]);
+            let stats: Vec<_> = ["s", "b", "m", "v"]
+                .iter()
+                .map(|n| konst(&mut g, n, &[c], r))
+                .collect();
+            // A positive variance.
+            let v = g.const_data(stats[3]).unwrap().to_f64_vec();
+            g.make_const(
+                stats[3],
+                Tensor::from_vec(&[c], v.iter().map(|x| (x.abs() + 0.1) as f32).collect()).unwrap(),
+            );
+            desc = format!("BatchNormalization c{c} {h}x{w}");
+            let mut ins = vec![Some(x)];
+            ins.extend(stats.into_iter().map(Some));
+            node(
+                &mut g,
+                Op::BatchNormalization(op::BatchNormalization::default()),
+                ins,
+            )?;
+        }
+        _ => {
+            let x = input(&mut g, &[c * w]);
+            desc = format!("Softmax {}", c * w);
+            node(&mut g, Op::Softmax(op::Softmax::default()), vec![Some(x)])?;
+        }
+    }
+    Some((desc, g))
+}
+
+#[test]
+fn random_layers_match_the_reference_evaluator() {
+    let mut isas = vec![Isa::Scalar];
+    if Isa::detect().has_avx2() {
+        isas.push(Isa::Avx2);
+    }
+    if Isa::detect() == Isa::Avx512 {
+        isas.push(Isa::Avx512);
+    }
+    let mut r = Rng(2026);
+    let mut tested = 0;
+    while tested < 1000 {
+        let Some((desc, g)) = model(&mut r) else {
+            continue;
+        };
+        let prog = mcc_codegen::lower(&g).unwrap_or_else(|e| panic!("{desc}: {e}"));
+        let xv = g.inputs()[0];
+        let per: usize = g.value(xv).ty.shape.as_ref().unwrap()[1..]
+            .iter()
+            .map(|d| d.fixed().unwrap())
+            .product();
+        let batch = r.range(1, 3);
+        let data = r.data(per * batch);
+        let mut dims = vec![batch];
+        dims.extend(
+            g.value(xv).ty.shape.as_ref().unwrap()[1..]
+                .iter()
+                .map(|d| d.fixed().unwrap()),
+        );
+        let want = mcc_ir::run(&g, &[Tensor::from_vec(&dims, data.clone()).unwrap()])
+            .unwrap()
+            .remove(0);
+        let want = want.to_f64_vec();
+        let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        for &isa in &isas {
+            for threads in [1, 2] {
+                let mut runner = mcc_runtime::exec::Runner::new(&prog, threads).unwrap();
+                runner.set_isa(isa).unwrap();
+                let got = runner
+                    .run(&[&data])
+                    .unwrap_or_else(|e| panic!("{desc}: {e}"))
+                    .remove(0);
+                assert_eq!(got.len(), want.len(), "{desc}");
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .fold(0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()));
+                assert!(
+                    err <= 1e-4 * scale,
+                    "{desc} ({}, {threads} threads, batch {batch}): error {err:e} of {scale:e}",
+                    isa.name()
+                );
+            }
+        }
+        tested += 1;
+    }
+}
