@@ -491,6 +491,20 @@ impl<'g> Lowering<'g> {
     }
 
     fn unary(&mut self, x: ValueId, y: ValueId, act: Act) -> R<()> {
+        // Fuse into the elementwise step that just wrote `x` when nothing else reads it (a
+        // residual Add then ReLU): one pass over memory instead of two.
+        let only_reader = self.g.users(x).len() == 1 && !self.g.outputs().contains(&x);
+        if only_reader
+            && let Some(&b) = self.buffer_of.get(&Key::V(x))
+            && let Some(Step::Binary { y: by, act: a @ Act::None, .. }) = self.steps.last_mut()
+            && by.off == b
+        {
+            *a = act;
+            self.buffer_of.insert(Key::V(y), b);
+            let last = self.steps.len() - 1;
+            self.live[b].1 = self.live[b].1.max(last);
+            return Ok(());
+        }
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(Step::Unary { x: xb, y: yb, act });
