@@ -195,13 +195,28 @@ fn conv_indirect(
     out: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), String> {
+    let split = padded_len(g, cg);
+    if scratch.len() < split {
+        return Err("conv: scratch buffer too small".into());
+    }
+    let (padded, wide) = scratch.split_at_mut(split);
+    pad_input(x, g, c0, cg, padded)?;
+    conv_indirect_rows(isa, wa, 0..wa.m, ep, padded, g, cg, out, wide)
+}
+
+/// Floats of the zero-padded planes (and slack) of `cg` channels.
+pub fn padded_len(g: &Geometry, cg: usize) -> usize {
+    let (ph, pw) = padded_dims(g);
+    cg * ph * pw + slack(g)
+}
+
+/// Copies channels `c0..c0 + cg` of `x` into zero-padded planes (see [`padded_len`]).
+pub fn pad_input(x: &[f32], g: &Geometry, c0: usize, cg: usize, padded: &mut [f32]) -> Result<(), String> {
     let (ph, pw) = padded_dims(g);
     let plane = ph * pw;
-    let need = cg * plane + slack(g) + wa.m * g.oh * pw;
-    let scratch = scratch
-        .get_mut(..need)
-        .ok_or("conv: scratch buffer too small")?;
-    let (padded, wide) = scratch.split_at_mut(cg * plane + slack(g));
+    let padded = padded
+        .get_mut(..padded_len(g, cg))
+        .ok_or("conv: padding buffer too small")?;
     padded.fill(0.0);
     for c in 0..cg {
         let src = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
@@ -216,6 +231,33 @@ fn conv_indirect(
             padded[dst..dst + n].copy_from_slice(&src[iy * g.w..iy * g.w + n]);
         }
     }
+    Ok(())
+}
+
+/// Output channels `rows` (a multiple of MR to a multiple of MR or m) of a stride-1
+/// convolution over padded planes: into `out` (just those channels, `[rows, oh, ow]`),
+/// through `wide` (at least `rows · oh · pw` floats).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_indirect_rows(
+    isa: Isa,
+    wa: PackedA<'_>,
+    rows: std::ops::Range<usize>,
+    ep: &Epilogue,
+    padded: &[f32],
+    g: &Geometry,
+    cg: usize,
+    out: &mut [f32],
+    wide: &mut [f32],
+) -> Result<(), String> {
+    use crate::gemm::MR;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if rows.start % MR != 0 || rows.end > wa.m {
+        return Err("conv: row range not aligned to the weight panels".into());
+    }
+    let (ph, pw) = padded_dims(g);
+    let plane = ph * pw;
     let mut tab = Vec::with_capacity(cg * g.kh * g.kw);
     for c in 0..cg {
         for ky in 0..g.kh {
@@ -225,12 +267,29 @@ fn conv_indirect(
         }
     }
     let n = g.oh * pw;
-    gemm_packed_a_indirect(isa, wa, padded, &tab, n, wide, n, ep)?;
+    let mr = rows.len();
+    let wide = wide
+        .get_mut(..mr * n)
+        .ok_or("conv: scratch buffer too small")?;
+    let first = rows.start / MR * wa.k * MR;
+    let sub = PackedA {
+        m: mr,
+        k: wa.k,
+        data: &wa.data[first..],
+    };
+    let ep = Epilogue {
+        bias: match ep.bias {
+            Bias::PerRow(b) => Bias::PerRow(&b[rows.start..rows.end]),
+            other => other,
+        },
+        act: ep.act,
+    };
+    gemm_packed_a_indirect(isa, sub, padded, &tab, n, wide, n, &ep)?;
     let p = g.oh * g.ow;
-    for r in 0..wa.m {
+    for i in 0..mr {
         for oy in 0..g.oh {
-            out[r * p + oy * g.ow..r * p + (oy + 1) * g.ow]
-                .copy_from_slice(&wide[r * n + oy * pw..r * n + oy * pw + g.ow]);
+            out[i * p + oy * g.ow..i * p + (oy + 1) * g.ow]
+                .copy_from_slice(&wide[i * n + oy * pw..i * n + oy * pw + g.ow]);
         }
     }
     Ok(())

@@ -222,6 +222,27 @@ pub fn transpose(x: &[f32], dims: &[usize], perm: &[usize], y: &mut [f32]) {
     let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
     let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
     let n: usize = dims.iter().product();
+    // Trailing axes that stay in place move as contiguous blocks (a channel shuffle moves
+    // whole planes).
+    let keep = (0..rank).rev().take_while(|&d| perm[d] == d).count();
+    if keep > 0 && keep < rank {
+        let block: usize = dims[rank - keep..].iter().product();
+        let outer = &out_dims[..rank - keep];
+        let ostr = &strides[..rank - keep];
+        let mut idx = vec![0usize; outer.len()];
+        for chunk in y[..n].chunks_exact_mut(block.max(1)) {
+            let off: usize = idx.iter().zip(ostr).map(|(i, s)| i * s).sum();
+            chunk.copy_from_slice(&x[off..off + block]);
+            for d in (0..outer.len()).rev() {
+                idx[d] += 1;
+                if idx[d] < outer[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        return;
+    }
     let mut idx = vec![0usize; rank];
     for o in y.iter_mut().take(n) {
         let off: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();

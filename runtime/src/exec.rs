@@ -299,6 +299,8 @@ pub struct Runner<'p> {
     arena: Vec<f32>,
     /// One im2col buffer per thread.
     scratch: Vec<Vec<f32>>,
+    /// A stride-1 convolution's padded input, shared by the threads that split its rows.
+    padded: Vec<f32>,
 }
 
 impl<'p> Runner<'p> {
@@ -323,6 +325,7 @@ impl<'p> Runner<'p> {
             batch: 0,
             arena: vec![],
             scratch: (0..threads).map(|_| vec![0.0; prog.scratch]).collect(),
+            padded: if threads > 1 { vec![0.0; prog.scratch] } else { vec![] },
         })
     }
 
@@ -475,6 +478,50 @@ impl<'p> Runner<'p> {
                     self.pool.run(threads, &|t| {
                         let cols = split(p, threads, ctx.isa.tile_cols(), t);
                         if let Err(e) = ctx.conv_gemm(step, s, col, cols) {
+                            fail(e);
+                        }
+                    });
+                }
+            }
+            Step::Conv {
+                x,
+                y,
+                g,
+                m,
+                groups: 1,
+                w,
+                bias,
+                act,
+            } if batch < threads && big && !g.is_pointwise() && g.sh == 1 && g.sw == 1 => {
+                // One large sample, stride 1: pad the input once, then split the output
+                // channels (whole weight panels) over the threads.
+                let k = g.c * g.kh * g.kw;
+                let wa = PackedA {
+                    m: *m,
+                    k,
+                    data: &self.weights[*w..w + gemm::pack_a_len(*m, k)],
+                };
+                let ep = Epilogue {
+                    bias: bias.map_or(Bias::None, |b| Bias::PerRow(&self.weights[b..b + m])),
+                    act: *act,
+                };
+                for s in 0..batch {
+                    let ([xs], _) = arena.views([range(x, batch, s)], 0..0)?;
+                    conv::pad_input(xs, g, 0, g.c, &mut self.padded)?;
+                    let padded: &[f32] = &self.padded;
+                    self.pool.run(threads, &|t| {
+                        let rows = split(*m, threads, gemm::MR, t);
+                        let Ok(mut buf) = scratch[t].lock() else { return };
+                        // This task's output channels only: a contiguous part of `y`.
+                        let p = g.oh * g.ow;
+                        let start = range(y, batch, s).start;
+                        let mine = start + rows.start * p..start + rows.end * p;
+                        let res = arena
+                            .views([0..0], mine)
+                            .and_then(|(_, ys)| {
+                                conv::conv_indirect_rows(ctx.isa, wa, rows, &ep, padded, g, g.c, ys, &mut buf)
+                            });
+                        if let Err(e) = res {
                             fail(e);
                         }
                     });
