@@ -211,7 +211,13 @@ pub fn padded_len(g: &Geometry, cg: usize) -> usize {
 }
 
 /// Copies channels `c0..c0 + cg` of `x` into zero-padded planes (see [`padded_len`]).
-pub fn pad_input(x: &[f32], g: &Geometry, c0: usize, cg: usize, padded: &mut [f32]) -> Result<(), String> {
+pub fn pad_input(
+    x: &[f32],
+    g: &Geometry,
+    c0: usize,
+    cg: usize,
+    padded: &mut [f32],
+) -> Result<(), String> {
     let (ph, pw) = padded_dims(g);
     let plane = ph * pw;
     let padded = padded

@@ -325,7 +325,11 @@ impl<'p> Runner<'p> {
             batch: 0,
             arena: vec![],
             scratch: (0..threads).map(|_| vec![0.0; prog.scratch]).collect(),
-            padded: if threads > 1 { vec![0.0; prog.scratch] } else { vec![] },
+            padded: if threads > 1 {
+                vec![0.0; prog.scratch]
+            } else {
+                vec![]
+            },
         })
     }
 
@@ -511,16 +515,18 @@ impl<'p> Runner<'p> {
                     let padded: &[f32] = &self.padded;
                     self.pool.run(threads, &|t| {
                         let rows = split(*m, threads, gemm::MR, t);
-                        let Ok(mut buf) = scratch[t].lock() else { return };
+                        let Ok(mut buf) = scratch[t].lock() else {
+                            return;
+                        };
                         // This task's output channels only: a contiguous part of `y`.
                         let p = g.oh * g.ow;
                         let start = range(y, batch, s).start;
                         let mine = start + rows.start * p..start + rows.end * p;
-                        let res = arena
-                            .views([0..0], mine)
-                            .and_then(|(_, ys)| {
-                                conv::conv_indirect_rows(ctx.isa, wa, rows, &ep, padded, g, g.c, ys, &mut buf)
-                            });
+                        let res = arena.views([0..0], mine).and_then(|(_, ys)| {
+                            conv::conv_indirect_rows(
+                                ctx.isa, wa, rows, &ep, padded, g, g.c, ys, &mut buf,
+                            )
+                        });
                         if let Err(e) = res {
                             fail(e);
                         }

@@ -496,7 +496,11 @@ impl<'g> Lowering<'g> {
         let only_reader = self.g.users(x).len() == 1 && !self.g.outputs().contains(&x);
         if only_reader
             && let Some(&b) = self.buffer_of.get(&Key::V(x))
-            && let Some(Step::Binary { y: by, act: a @ Act::None, .. }) = self.steps.last_mut()
+            && let Some(Step::Binary {
+                y: by,
+                act: a @ Act::None,
+                ..
+            }) = self.steps.last_mut()
             && by.off == b
         {
             *a = act;

@@ -273,6 +273,15 @@ pub fn infer(
         | Op::Min(_)
         | Op::Mean(_) => {
             let first = x?;
+            // Binary operators take exactly two operands; the variadic ones at least one.
+            let variadic = matches!(op, Op::Sum(_) | Op::Max(_) | Op::Min(_) | Op::Mean(_));
+            if !variadic && args.len() != 2 {
+                return err(format!(
+                    "{} takes 2 operands, not {}",
+                    op.name(),
+                    args.len()
+                ));
+            }
             let mut shape = first.ty.shape.clone();
             for i in 1..args.len() {
                 let t = TensorType {
