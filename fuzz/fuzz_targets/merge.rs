@@ -4,7 +4,7 @@
 //! inputs have small fixed shapes, outputs before and after must agree (the merges are exact).
 #![no_main]
 
-use mcc_passes::plan::{Origin, ParamValue, Step};
+use mcc_passes::plan::Step;
 
 const VARIANTS: &[&str] = &[
     "pad",
@@ -63,19 +63,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 .into_iter()
                 .filter_map(|n| graph.node(n).map(|n| n.name.clone()))
                 .collect();
-            let step = Step {
-                technique: "merge",
-                variant,
-                params: vec![("kernels", ParamValue::Word(pad.into()))],
-                nodes,
-                origin: Origin {
-                    file: 0,
-                    line: 1,
-                    text: String::new(),
-                    span: Default::default(),
-                    via: None,
-                },
-            };
+            let step = Step::merge(variant, nodes, pad);
             let id = mcc_ir::StepId(i as u32 + 1);
             if let Some(Err(e)) = mcc_passes::run_merge(&step, &mut graph, id) {
                 panic!("merge {variant} failed: {e}");

@@ -259,7 +259,7 @@ pub fn conv_indirect_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    if rows.start % MR != 0 || rows.end > wa.m {
+    if !rows.start.is_multiple_of(MR) || rows.end > wa.m {
         return Err("conv: row range not aligned to the weight panels".into());
     }
     let (ph, pw) = padded_dims(g);
@@ -309,7 +309,7 @@ pub fn im2col_panels(x: &[f32], g: &Geometry, c0: usize, cg: usize, tw: usize, o
     let p_all = g.oh * g.ow;
     let blocks = p_all.div_ceil(tw);
     // The zero tail of the last panel.
-    if p_all % tw != 0 {
+    if !p_all.is_multiple_of(tw) {
         let last = (blocks - 1) * k_all * tw;
         for k in 0..k_all {
             out[last + k * tw + p_all % tw..last + (k + 1) * tw].fill(0.0);

@@ -522,7 +522,7 @@ impl<'p> Runner<'p> {
                         let p = g.oh * g.ow;
                         let start = range(y, batch, s).start;
                         let mine = start + rows.start * p..start + rows.end * p;
-                        let res = arena.views([0..0], mine).and_then(|(_, ys)| {
+                        let res = arena.views::<0>([], mine).and_then(|(_, ys)| {
                             conv::conv_indirect_rows(
                                 ctx.isa, wa, rows, &ep, padded, g, g.c, ys, &mut buf,
                             )

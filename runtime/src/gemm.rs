@@ -486,59 +486,19 @@ pub fn gemm_packed_a(
     ep.check(m, n)?;
     let tw = isa.tile_cols();
     let mut edge = vec![0f32; (KC + KC / 2) * tw];
-    let panels = m.div_ceil(MR);
-    let mut j = cols.start;
-    while j < cols.end.min(n) {
-        let w = tw.min(cols.end.min(n) - j);
-        let mut k0 = 0;
-        while k0 < k.max(1) {
-            let kc = if k <= KC + KC / 2 {
-                k - k0
-            } else {
-                KC.min(k - k0)
-            };
-            // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the
-            // tile can always read a full tile width.
-            let (bp, bks) = if w == tw {
-                (b[k0 * ldb + j..].as_ptr(), ldb)
-            } else {
-                for kk in 0..kc {
-                    let row = &b[(k0 + kk) * ldb + j..(k0 + kk) * ldb + j + w];
-                    edge[kk * tw..kk * tw + w].copy_from_slice(row);
-                    edge[kk * tw + w..(kk + 1) * tw].fill(0.0);
-                }
-                (edge.as_ptr(), tw)
-            };
-            for p in 0..panels {
-                let rows = MR.min(m - p * MR);
-                let t = Tile {
-                    k: kc,
-                    a: a.data[(p * k + k0) * MR..].as_ptr(),
-                    a_rs: 1,
-                    a_ks: MR,
-                    b: bp,
-                    b_ks: bks,
-                    b_hs: NR,
-                    b_tab: std::ptr::null(),
-                    // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C.
-                    c: unsafe { c.as_mut_ptr().add(p * MR * ldc + j) },
-                    ldc,
-                    rows,
-                    cols: w,
-                    accumulate: k0 > 0,
-                    last: k0 + kc >= k,
-                    row0: p * MR,
-                    col0: j,
-                };
-                run_tile(isa, &t, ep);
-            }
-            if k == 0 {
-                break;
-            }
-            k0 += kc;
+    drive_packed_a(isa, a, n, c, ldc, ep, cols, |j, w, k0, kc| {
+        // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the tile
+        // can always read a full tile width.
+        if w == tw {
+            return (b[k0 * ldb + j..].as_ptr(), ldb, std::ptr::null());
         }
-        j += tw;
-    }
+        for kk in 0..kc {
+            let row = &b[(k0 + kk) * ldb + j..(k0 + kk) * ldb + j + w];
+            edge[kk * tw..kk * tw + w].copy_from_slice(row);
+            edge[kk * tw + w..(kk + 1) * tw].fill(0.0);
+        }
+        (edge.as_ptr(), tw, std::ptr::null())
+    });
     Ok(())
 }
 
@@ -648,52 +608,18 @@ pub fn gemm_packed_a_panels(
         || c.len() < (m - 1) * ldc + n
         || ldc < n
         || a.data.len() < pack_a_len(m, k)
-        || cols.start % tw != 0
+        || !cols.start.is_multiple_of(tw)
     {
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
-    let panels = m.div_ceil(MR);
-    let mut j = cols.start;
-    while j < cols.end.min(n) {
-        let w = tw.min(cols.end.min(n) - j);
-        let block = (j / tw) * k * tw;
-        let mut k0 = 0;
-        while k0 < k.max(1) {
-            let kc = if k <= KC + KC / 2 {
-                k - k0
-            } else {
-                KC.min(k - k0)
-            };
-            for p in 0..panels {
-                let t = Tile {
-                    k: kc,
-                    a: a.data[(p * k + k0) * MR..].as_ptr(),
-                    a_rs: 1,
-                    a_ks: MR,
-                    b: b[block + k0 * tw..].as_ptr(),
-                    b_ks: tw,
-                    b_hs: NR,
-                    b_tab: std::ptr::null(),
-                    // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C.
-                    c: unsafe { c.as_mut_ptr().add(p * MR * ldc + j) },
-                    ldc,
-                    rows: MR.min(m - p * MR),
-                    cols: w,
-                    accumulate: k0 > 0,
-                    last: k0 + kc >= k,
-                    row0: p * MR,
-                    col0: j,
-                };
-                run_tile(isa, &t, ep);
-            }
-            if k == 0 {
-                break;
-            }
-            k0 += kc;
-        }
-        j += tw;
-    }
+    drive_packed_a(isa, a, n, c, ldc, ep, cols, |j, _, k0, _| {
+        (
+            b[(j / tw) * k * tw + k0 * tw..].as_ptr(),
+            tw,
+            std::ptr::null(),
+        )
+    });
     Ok(())
 }
 
@@ -726,28 +652,59 @@ pub fn gemm_packed_a_indirect(
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
+    drive_packed_a(isa, a, n, c, ldc, ep, 0..n, |j, _, k0, _| {
+        (base[j..].as_ptr(), 0, tab[k0..].as_ptr())
+    });
+    Ok(())
+}
+
+/// The K block at `k0` of a depth-`k` product: all of it when it is short (one pass, no
+/// accumulation), else [`KC`].
+fn k_block(k: usize, k0: usize) -> usize {
+    if k <= KC + KC / 2 {
+        k - k0
+    } else {
+        KC.min(k - k0)
+    }
+}
+
+/// The loop nest of every packed-A GEMM: column blocks of a tile width, K blocks, then the
+/// A panels. `b_at(j, w, k0, kc)` says where the tile reads B for columns `j..j + w` and
+/// rows `k0..k0 + kc`: a pointer, the row stride, and an optional row-offset table.
+#[allow(unsafe_code)]
+#[allow(clippy::too_many_arguments)]
+fn drive_packed_a(
+    isa: Isa,
+    a: PackedA<'_>,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue,
+    cols: std::ops::Range<usize>,
+    mut b_at: impl FnMut(usize, usize, usize, usize) -> (*const f32, usize, *const usize),
+) {
+    let (m, k) = (a.m, a.k);
+    let tw = isa.tile_cols();
     let panels = m.div_ceil(MR);
-    let mut j = 0;
-    while j < n {
-        let w = tw.min(n - j);
+    let mut j = cols.start;
+    while j < cols.end.min(n) {
+        let w = tw.min(cols.end.min(n) - j);
         let mut k0 = 0;
         while k0 < k.max(1) {
-            let kc = if k <= KC + KC / 2 {
-                k - k0
-            } else {
-                KC.min(k - k0)
-            };
+            let kc = k_block(k, k0);
+            let (b, b_ks, b_tab) = b_at(j, w, k0, kc);
             for p in 0..panels {
                 let t = Tile {
                     k: kc,
                     a: a.data[(p * k + k0) * MR..].as_ptr(),
                     a_rs: 1,
                     a_ks: MR,
-                    b: base[j..].as_ptr(),
-                    b_ks: 0,
+                    b,
+                    b_ks,
                     b_hs: NR,
-                    b_tab: tab[k0..].as_ptr(),
-                    // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C.
+                    b_tab,
+                    // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C, which
+                    // the callers checked against m, n and ldc.
                     c: unsafe { c.as_mut_ptr().add(p * MR * ldc + j) },
                     ldc,
                     rows: MR.min(m - p * MR),
@@ -766,5 +723,4 @@ pub fn gemm_packed_a_indirect(
         }
         j += tw;
     }
-    Ok(())
 }

@@ -101,7 +101,7 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
     let desc;
     match kind {
         0..=2 => {
-            let groups = r.pick(&[1, 1, 1, c, if c % 2 == 0 { 2 } else { 1 }]);
+            let groups = r.pick(&[1, 1, 1, c, if c.is_multiple_of(2) { 2 } else { 1 }]);
             let m = groups * r.range(1, 5);
             let (kh, kw) = (r.pick(&[1, 2, 3, 3, 5]), r.pick(&[1, 3, 3, 4]));
             let s = [r.pick(&[1, 1, 2, 3]), r.pick(&[1, 1, 2])];

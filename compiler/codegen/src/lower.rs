@@ -543,7 +543,7 @@ impl<'g> Lowering<'g> {
             ),
         };
         let act = act_of(&c_op(c), name)?;
-        let geo = self.geometry(
+        let (geo, _) = self.window(
             n,
             &xd,
             &wshape[2..],
@@ -599,7 +599,9 @@ impl<'g> Lowering<'g> {
         Ok(())
     }
 
-    fn geometry(
+    /// The window geometry and the end padding (bottom, right) of a 2-D window op.
+    #[allow(clippy::too_many_arguments)]
+    fn window(
         &self,
         n: NodeId,
         xd: &[usize],
@@ -609,14 +611,14 @@ impl<'g> Lowering<'g> {
         pads: &[i64],
         auto_pad: mcc_ir::AutoPad,
         ceil: bool,
-    ) -> R<Geometry> {
+    ) -> R<(Geometry, [usize; 2])> {
         let win =
             mcc_ir::geometry::window(&xd[2..], kernel, strides, dilations, pads, auto_pad, ceil)
                 .map_err(|e| self.unsupported(n, e.to_string()))?;
         if win.kernel.len() != 2 {
             return Err(self.unsupported(n, "only 2-D windows are compiled"));
         }
-        Ok(Geometry {
+        let g = Geometry {
             c: xd[1],
             h: xd[2],
             w: xd[3],
@@ -630,7 +632,8 @@ impl<'g> Lowering<'g> {
             dw: win.dilations[1],
             pt: win.pad_begin[0],
             pl: win.pad_begin[1],
-        })
+        };
+        Ok((g, [win.pad_end[0], win.pad_end[1]]))
     }
 
     fn pool(&mut self, n: NodeId, op: &Op, x: ValueId, y: ValueId) -> R<()> {
@@ -638,62 +641,43 @@ impl<'g> Lowering<'g> {
         if xd.len() != 4 {
             return Err(self.unsupported(n, "only 2-D pools are compiled"));
         }
-        let (step, _) = match op {
-            Op::MaxPool(p) => {
-                let k: Vec<usize> = p.kernel_shape.iter().map(|&k| k.max(0) as usize).collect();
-                let g = self.geometry(
-                    n,
-                    &xd,
-                    &k,
-                    &p.strides,
-                    &p.dilations,
-                    &p.pads,
-                    p.auto_pad,
-                    p.ceil_mode != 0,
-                )?;
-                let xb = self.read(x)?;
-                let yb = self.write(y)?;
-                (Step::MaxPool { x: xb, y: yb, g }, ())
-            }
-            Op::AveragePool(p) => {
-                let k: Vec<usize> = p.kernel_shape.iter().map(|&k| k.max(0) as usize).collect();
-                let g = self.geometry(
-                    n,
-                    &xd,
-                    &k,
-                    &p.strides,
-                    &p.dilations,
-                    &p.pads,
-                    p.auto_pad,
-                    p.ceil_mode != 0,
-                )?;
-                let win = mcc_ir::geometry::window(
-                    &xd[2..],
-                    &k,
-                    &p.strides,
-                    &p.dilations,
-                    &p.pads,
-                    p.auto_pad,
-                    p.ceil_mode != 0,
-                )
-                .map_err(|e| self.unsupported(n, e.to_string()))?;
-                let xb = self.read(x)?;
-                let yb = self.write(y)?;
-                (
-                    Step::AvgPool {
-                        x: xb,
-                        y: yb,
-                        g,
-                        count_pad: p.count_include_pad != 0,
-                        pb: win.pad_end[0],
-                        pr: win.pad_end[1],
-                    },
-                    (),
-                )
-            }
+        // (window, strides, dilations, pads, auto_pad, ceil_mode, average's count_include_pad)
+        let (ks, st, dl, pads, ap, ceil, avg) = match op {
+            Op::MaxPool(p) => (
+                &p.kernel_shape,
+                &p.strides,
+                &p.dilations,
+                &p.pads,
+                p.auto_pad,
+                p.ceil_mode,
+                None,
+            ),
+            Op::AveragePool(p) => (
+                &p.kernel_shape,
+                &p.strides,
+                &p.dilations,
+                &p.pads,
+                p.auto_pad,
+                p.ceil_mode,
+                Some(p.count_include_pad != 0),
+            ),
             _ => return Err(self.unsupported(n, "not a pool")),
         };
-        self.steps.push(step);
+        let k: Vec<usize> = ks.iter().map(|&k| k.max(0) as usize).collect();
+        let (g, pad_end) = self.window(n, &xd, &k, st, dl, pads, ap, ceil != 0)?;
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(match avg {
+            None => Step::MaxPool { x: xb, y: yb, g },
+            Some(count_pad) => Step::AvgPool {
+                x: xb,
+                y: yb,
+                g,
+                count_pad,
+                pb: pad_end[0],
+                pr: pad_end[1],
+            },
+        });
         Ok(())
     }
 

@@ -194,19 +194,7 @@ pub fn merge_everything(graph: &mut Graph) -> Result<usize, PassError> {
             .filter(|n| ops.contains(&n.op.name()))
             .map(|n| n.name.clone())
             .collect();
-        let step = plan::Step {
-            technique: "merge",
-            variant,
-            params: vec![("kernels", plan::ParamValue::Word("same".into()))],
-            nodes,
-            origin: plan::Origin {
-                file: 0,
-                line: 0,
-                text: String::new(),
-                span: Default::default(),
-                via: None,
-            },
-        };
+        let step = plan::Step::merge(variant, nodes, "same");
         if let Some(r) = run_merge(&step, graph, mcc_ir::StepId(i as u32 + 1)) {
             merged += r?.0.len();
         }

@@ -160,17 +160,23 @@ fn factors(graph: &Graph, norm: NodeId) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// Rewrites the Conv/Gemm `p` so that it computes `k·y + shift` per output channel.
-fn fold_into(graph: &mut Graph, p: NodeId, k: &[f64], shift: &[f64]) -> Result<(), String> {
-    let pn = graph.node(p).cloned().ok_or("the layer vanished")?;
-    let wv = pn.inputs.get(1).copied().flatten().ok_or("no weights")?;
-    let wname = graph.value(wv).name.clone();
+/// A layer, its weights' name, shape and values.
+type Weights = (mcc_ir::Node, String, Vec<usize>, Vec<f32>);
+
+fn weights(graph: &Graph, node: NodeId) -> Result<Weights, String> {
+    let n = graph.node(node).cloned().ok_or("the layer vanished")?;
+    let wv = n.inputs.get(1).copied().flatten().ok_or("no weights")?;
+    let name = graph.value(wv).name.clone();
     let wt = graph
         .const_data(wv)
         .and_then(Tensor::as_f32)
-        .cloned()
         .ok_or("the weights vanished")?;
-    let shape = wt.shape().to_vec();
-    let flat: Vec<f32> = wt.iter().copied().collect();
+    let (shape, flat) = (wt.shape().to_vec(), wt.iter().copied().collect());
+    Ok((n, name, shape, flat))
+}
+
+fn fold_into(graph: &mut Graph, p: NodeId, k: &[f64], shift: &[f64]) -> Result<(), String> {
+    let (pn, wname, shape, flat) = weights(graph, p)?;
     let c = k.len();
     // y' = k·y + shift, with the Gemm's β folded into its new C (β' = 1).
     let beta = match &pn.op {
@@ -281,16 +287,8 @@ pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, Strin
 /// x̂ = k·x + shift per input channel, so the weights of input channel c scale by k[c] and
 /// the bias gains Σ W·shift.
 fn fold_following(graph: &mut Graph, r: NodeId, k: &[f64], shift: &[f64]) -> Result<(), String> {
-    let rn = graph.node(r).cloned().ok_or("the layer vanished")?;
-    let wv = rn.inputs.get(1).copied().flatten().ok_or("no weights")?;
-    let wname = graph.value(wv).name.clone();
-    let wt = graph
-        .const_data(wv)
-        .and_then(Tensor::as_f32)
-        .cloned()
-        .ok_or("the weights vanished")?;
-    let shape = wt.shape().to_vec();
-    let flat: Vec<f64> = wt.iter().map(|&x| f64::from(x)).collect();
+    let (rn, wname, shape, flat) = weights(graph, r)?;
+    let flat: Vec<f64> = flat.iter().map(|&x| f64::from(x)).collect();
     // For each weight: the input channel it reads, and the output it feeds.
     let (m, scale_out) = match &rn.op {
         Op::Conv(_) => (shape[0], 1.0),

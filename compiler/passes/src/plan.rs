@@ -126,6 +126,24 @@ pub struct Origin {
 }
 
 impl Step {
+    /// A `merge` step on `nodes` made without a recipe (the code generator's preparation,
+    /// tests, fuzzing): `kernels` is `merge branches`' parameter, the origin is empty.
+    pub fn merge(variant: &'static str, nodes: Vec<String>, kernels: &str) -> Step {
+        Step {
+            technique: "merge",
+            variant,
+            params: vec![("kernels", ParamValue::Word(kernels.into()))],
+            nodes,
+            origin: Origin {
+                file: 0,
+                line: 0,
+                text: String::new(),
+                span: std::default::Default::default(),
+                via: None,
+            },
+        }
+    }
+
     /// A parameter's value.
     pub fn param(&self, name: &str) -> Option<&ParamValue> {
         self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v)

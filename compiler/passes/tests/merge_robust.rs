@@ -6,7 +6,7 @@
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use mcc_passes::plan::{Origin, ParamValue, Step};
+use mcc_passes::plan::Step;
 
 #[test]
 fn merges_survive_the_fuzzers_finds() {
@@ -25,19 +25,7 @@ fn merges_survive_the_fuzzers_finds() {
                 .into_iter()
                 .map(|n| g.node(n).unwrap().name.clone())
                 .collect();
-            let step = Step {
-                technique: "merge",
-                variant: variant.name,
-                params: vec![("kernels", ParamValue::Word("pad".into()))],
-                nodes,
-                origin: Origin {
-                    file: 0,
-                    line: 1,
-                    text: String::new(),
-                    span: Default::default(),
-                    via: None,
-                },
-            };
+            let step = Step::merge(variant.name, nodes, "pad");
             let r = mcc_passes::run_merge(&step, &mut g, mcc_ir::StepId(1)).unwrap();
             r.unwrap_or_else(|e| panic!("{}: merge {}: {e}", path.display(), variant.name));
             mcc_ir::infer_all(&mut g).unwrap();
