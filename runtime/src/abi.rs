@@ -88,6 +88,33 @@ impl Drop for Model {
     }
 }
 
+/// The schedule words and the weights behind raw pointers; None if a pointer is null.
+///
+/// # Safety
+/// Non-null pointers must be valid for their lengths for as long as the slices are used.
+#[allow(unsafe_code)]
+unsafe fn model_parts<'a>(
+    schedule: *const u64,
+    nwords: usize,
+    weights: *const f32,
+    nweights: usize,
+) -> Option<(&'a [u64], &'a [f32])> {
+    if schedule.is_null() || (weights.is_null() && nweights > 0) {
+        return None;
+    }
+    // SAFETY: non-null and valid for the lengths (the caller's promise).
+    unsafe {
+        Some((
+            std::slice::from_raw_parts(schedule, nwords),
+            if nweights == 0 {
+                &[]
+            } else {
+                std::slice::from_raw_parts(weights, nweights)
+            },
+        ))
+    }
+}
+
 /// Loads a model from its encoded schedule (`nwords` words) and weights (`nweights`
 /// floats, which must outlive the model) on `threads` threads (0: all cores). Null on error.
 ///
@@ -102,19 +129,9 @@ pub unsafe extern "C" fn mcc_rt_new(
     nweights: usize,
     threads: u32,
 ) -> *mut Model {
-    if schedule.is_null() || (weights.is_null() && nweights > 0) {
-        return std::ptr::null_mut();
-    }
     // SAFETY: the caller passes valid pointers and lengths.
-    let (words, w) = unsafe {
-        (
-            std::slice::from_raw_parts(schedule, nwords),
-            if nweights == 0 {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(weights, nweights)
-            },
-        )
+    let Some((words, w)) = (unsafe { model_parts(schedule, nwords, weights, nweights) }) else {
+        return std::ptr::null_mut();
     };
     let Ok(prog) = Program::decode_schedule_for(words, nweights) else {
         return std::ptr::null_mut();
@@ -401,20 +418,10 @@ pub unsafe extern "C" fn mcc_rt_main(
             (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
         })
         .collect();
-    if schedule.is_null() || (weights.is_null() && nweights > 0) {
+    // SAFETY: valid for the process (the executable's own sections).
+    let Some((words, w)) = (unsafe { model_parts(schedule, nwords, weights, nweights) }) else {
         eprintln!("error: the executable carries no model");
         return 1;
-    }
-    // SAFETY: valid for the process (the executable's own sections).
-    let (words, w) = unsafe {
-        (
-            std::slice::from_raw_parts(schedule, nwords),
-            if nweights == 0 {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(weights, nweights)
-            },
-        )
     };
     if args.len() < 2 {
         eprintln!("{USAGE}");
