@@ -409,24 +409,47 @@ fn depthwise_generic(
 ) {
     let mult = (m / g.c.max(1)).max(1);
     let (hw, p, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
-    if g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 {
-        // Stride 1: copy each input plane into a zero-padded one of width pw; then every
-        // tap is one contiguous multiply-add over the whole output computed at width pw
-        // (the extra columns are dropped), which vectorizes fully.
-        let pw = (g.ow + g.kw - 1).max(g.w + g.pl);
-        let ph = g.oh + g.kh - 1;
-        let mut padded = vec![0f32; (ph + 1) * pw];
-        let mut wide = vec![0f32; g.oh * pw];
+    if g.dh == 1 && g.dw == 1 {
+        // Split each zero-padded input plane by stride phase: Q[ψ][φ][r][q] =
+        // padded[r·sh + ψ][q·sw + φ]. Tap (ky, kx) then reads phase (ky % sh, kx % sw) at
+        // row oy + ky / sh, column ox + kx / sw: one contiguous multiply-add over the whole
+        // output computed `qw` wide (extra columns dropped), which vectorizes fully, for any
+        // stride.
+        let (sh, sw) = (g.sh, g.sw);
+        let qh = g.oh + (g.kh - 1) / sh + 2;
+        let qw = g.ow + (g.kw - 1) / sw + 1;
+        let mut phases = vec![0f32; sh * sw * qh * qw];
+        let mut wide = vec![0f32; g.oh * qw];
         for o in 0..m {
             if o % mult == 0 {
                 let plane = &x[(o / mult) * hw..(o / mult + 1) * hw];
-                padded.fill(0.0);
-                for iy in 0..g.h {
-                    let py = iy + g.pt;
-                    if py < ph {
-                        let n = g.w.min(pw - g.pl);
-                        padded[py * pw + g.pl..py * pw + g.pl + n]
-                            .copy_from_slice(&plane[iy * g.w..iy * g.w + n]);
+                for ps in 0..sh {
+                    for phs in 0..sw {
+                        let q = &mut phases[(ps * sw + phs) * qh * qw..][..qh * qw];
+                        for r in 0..qh {
+                            let iy = (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h);
+                            let row = &mut q[r * qw..(r + 1) * qw];
+                            match iy {
+                                None => row.fill(0.0),
+                                Some(iy) => {
+                                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                                    // Columns c with ix = c·sw + φ − pl in [0, w).
+                                    let lo = g.pl.saturating_sub(phs).div_ceil(sw).min(qw);
+                                    let hi =
+                                        (g.w + g.pl).saturating_sub(phs).div_ceil(sw).clamp(lo, qw);
+                                    row[..lo].fill(0.0);
+                                    row[hi..].fill(0.0);
+                                    let ix0 = lo * sw + phs - g.pl;
+                                    if sw == 1 {
+                                        row[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                                    } else {
+                                        for (j, d) in row[lo..hi].iter_mut().enumerate() {
+                                            *d = src[ix0 + j * sw];
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -436,15 +459,16 @@ fn depthwise_generic(
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
                     let wv = ker[ky * g.kw + kx];
-                    let src = &padded[ky * pw + kx..ky * pw + kx + n];
-                    for (d, &v) in wide.iter_mut().zip(src) {
+                    let q = &phases[((ky % sh) * sw + kx % sw) * qh * qw..][..qh * qw];
+                    let at = (ky / sh) * qw + kx / sw;
+                    for (d, &v) in wide.iter_mut().zip(&q[at..at + n]) {
                         *d += wv * v;
                     }
                 }
             }
             let out = &mut y[o * p..(o + 1) * p];
             for oy in 0..g.oh {
-                let row = &wide[oy * pw..oy * pw + g.ow];
+                let row = &wide[oy * qw..oy * qw + g.ow];
                 let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
                 if act == crate::epilogue::Act::None {
                     dst.copy_from_slice(row);
