@@ -338,6 +338,16 @@ pub fn infer(
                     c.group
                 ));
             }
+            // The bias is a vector of the output channels.
+            if let Some(b) = opt(args, 2)
+                && let (Some(bs), Some(m)) = (&b.ty.shape, ws[0].fixed())
+                && (bs.len() != 1 || bs[0].fixed().is_some_and(|n| n != m))
+            {
+                return err(format!(
+                    "Conv bias is {}, not a vector of the {m} output channels",
+                    b.ty
+                ));
+            }
             one(window_out(
                 x.ty,
                 ws[0].clone(),

@@ -251,6 +251,15 @@ pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, Strin
         {
             return why("has a bias that is not an f32 constant");
         }
+        let outputs = match (&un.op, wshape.as_deref()) {
+            (Op::Gemm(g), Some([r, c])) => Some(if g.transB != 0 { *r } else { *c }),
+            (Op::Conv(_), Some([m, ..])) => Some(*m),
+            _ => None,
+        };
+        let bias_len = f32_const(graph, un.inputs.get(2).copied().flatten()).map(|b| b.len());
+        if bias_len.is_some_and(|l| l != 1 && Some(l) != outputs) {
+            return why("has a bias that is not one value per output");
+        }
         match &un.op {
             Op::Conv(c) => {
                 if c.pads.iter().any(|&p| p != 0)
