@@ -168,3 +168,16 @@ fn a_graph_without_outputs_is_rejected_and_prints_parseably() {
     assert!(!text.contains("output"), "{text}");
     assert_eq!(print(&parse(&text).unwrap()), text);
 }
+
+/// The merge fuzzer found it: a generated constant of absurd size was allocated before its
+/// size was checked. It is an error naming the limit now.
+#[test]
+fn generated_constants_are_bounded() {
+    for init in ["seeded(761)", "positive(1)", "splat(0.5)"] {
+        let src = format!(
+            "graph g {{\n  input %x: f32[N,16]\n  const %w: f32[86666666666,3,3] = {init}\n  output %x\n}}\n"
+        );
+        let err = mcc_ir::text::parse(&src).unwrap_err();
+        assert!(format!("{err:?}").contains("too large"), "{init}: {err:?}");
+    }
+}

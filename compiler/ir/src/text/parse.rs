@@ -266,7 +266,19 @@ impl<'a> P<'a> {
                 .map(Literal::Data)
                 .or_else(|e| self.err_at(start, len, e.to_string()));
         }
-        let n: usize = dims.iter().product();
+        let n = match crate::tensor::checked_numel(&dims) {
+            Some(n) if n <= crate::tensor::MAX_ELEMENTS => n,
+            _ => {
+                return self.err_at(
+                    at,
+                    1,
+                    format!(
+                        "a constant of shape {dims:?} is too large (at most {} elements)",
+                        crate::tensor::MAX_ELEMENTS
+                    ),
+                );
+            }
+        };
         if self.peek("splat") || self.peek("seeded") || self.peek("positive") {
             let (w, _) = self.word()?;
             self.expect("(", "`(`")?;
