@@ -529,9 +529,41 @@ pub fn infer(
                     reshape_target(&dims, &target, r.allowzero != 0)?,
                 ));
             }
+            let out = symbolic_reshape(x.ty, &target, r.allowzero != 0);
+            // With symbolic sizes, the element counts must still agree: the same symbols on
+            // both sides, then the same product of the fixed sizes.
+            if let Some(input) = &x.ty.shape {
+                let split = |dims: &[Dim]| -> Option<(usize, Vec<String>)> {
+                    let mut fixed = 1usize;
+                    let mut syms = vec![];
+                    for d in dims {
+                        match d {
+                            Dim::Fixed(n) => fixed = fixed.checked_mul(*n)?,
+                            Dim::Sym(s) => syms.push(s.clone()),
+                            Dim::Unknown => return None,
+                        }
+                    }
+                    syms.sort();
+                    Some((fixed, syms))
+                };
+                if let (Some((a, sa)), Some((b, sb))) = (split(input), split(&out))
+                    && sa == sb
+                    && a != b
+                {
+                    return err(format!(
+                        "Reshape cannot make {} elements per {} into {b}",
+                        a,
+                        if sa.is_empty() {
+                            "tensor".to_string()
+                        } else {
+                            sa.join("·")
+                        }
+                    ));
+                }
+            }
             one(TensorType {
                 dtype: x.ty.dtype,
-                shape: Some(symbolic_reshape(x.ty, &target, r.allowzero != 0)),
+                shape: Some(out),
             })
         }
         Op::Flatten(f) => {
