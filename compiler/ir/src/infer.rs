@@ -442,6 +442,28 @@ pub fn infer(
             {
                 return err(format!("Gemm inner dimensions differ: {p} and {q}"));
             }
+            // C broadcasts (one way) to [M, N]: each of its sizes is 1 or the result's.
+            if let Some(c) = opt(args, 2)
+                && let Some(sc) = &c.ty.shape
+            {
+                let out = [m, n];
+                let fits = sc.len() <= 2
+                    && sc
+                        .iter()
+                        .rev()
+                        .zip(out.iter().rev())
+                        .all(|(d, o)| match (d, o) {
+                            (Dim::Fixed(1), _) => true,
+                            (Dim::Fixed(x), Dim::Fixed(y)) => x == y,
+                            _ => true,
+                        });
+                if !fits {
+                    return err(format!(
+                        "Gemm C is {}, which does not broadcast to the result",
+                        c.ty
+                    ));
+                }
+            }
             one(TensorType {
                 dtype: a.ty.dtype,
                 shape: Some(vec![m.clone(), n.clone()]),
