@@ -221,8 +221,17 @@ pub fn infer(
         | Op::Erf(_)
         | Op::Identity(_)
         | Op::Softmax(_)
-        | Op::LogSoftmax(_)
-        | Op::Lrn(_) => one(same_as(x?)),
+        | Op::LogSoftmax(_) => one(same_as(x?)),
+        Op::Lrn(_) => {
+            let x = x?;
+            if x.ty.rank().is_some_and(|r| r < 3) {
+                return err(format!(
+                    "LRN needs an input of rank ≥ 3 (N, C, spatial…), got {}",
+                    x.ty
+                ));
+            }
+            one(same_as(x))
+        }
         Op::BatchNormalization(_) => {
             let x = x?;
             // scale, B, mean and var are float vectors over the channels (axis 1).
