@@ -241,15 +241,17 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The arena shared by the threads of one step. Each task writes only its own samples (or
-/// its own columns), which the step's partition guarantees.
+/// The arena shared by the threads of one step. Each task takes an exclusive view of exactly
+/// the range it writes (its samples, its output channels' rows, its rows or, for a one-row
+/// dense layer, its columns), so the exclusive views of concurrent tasks never overlap.
 struct Arena {
     ptr: *mut f32,
     len: usize,
 }
 
-// SAFETY: tasks of one step write disjoint ranges (checked against the ranges they read in
-// `views`), and the arena outlives the step.
+// SAFETY: the exclusive views of concurrent tasks are disjoint ranges (by the step's
+// partition), none overlaps a range read in the same step (checked in `views`), and the arena
+// outlives the step.
 #[allow(unsafe_code)]
 unsafe impl Sync for Arena {}
 
@@ -471,8 +473,7 @@ impl<'p> Runner<'p> {
             Step::Conv { g, groups: 1, .. }
                 if batch < threads && big && !g.is_pointwise() && (g.sh != 1 || g.sw != 1) =>
             {
-                // One large sample: im2col once, then the GEMM's columns in parallel.
-                let p = g.oh * g.ow;
+                // One large sample: im2col once, then the output channels in parallel.
                 for s in 0..batch {
                     let Ok(mut buf) = scratch[0].lock() else {
                         break;
@@ -480,8 +481,7 @@ impl<'p> Runner<'p> {
                     ctx.im2col(step, s, &mut buf)?;
                     let col: &[f32] = &buf;
                     self.pool.run(threads, &|t| {
-                        let cols = split(p, threads, ctx.isa.tile_cols(), t);
-                        if let Err(e) = ctx.conv_gemm(step, s, col, cols) {
+                        if let Err(e) = ctx.conv_rows(step, s, col, t, threads) {
                             fail(e);
                         }
                     });
@@ -533,12 +533,11 @@ impl<'p> Runner<'p> {
                     });
                 }
             }
-            Step::Conv { g, .. } if batch < threads && big && g.is_pointwise() => {
-                let p = g.oh * g.ow;
+            Step::Conv { g, groups: 1, .. } if batch < threads && big && g.is_pointwise() => {
+                // One large sample: the output channels in parallel.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
-                        let cols = split(p, threads, gemm::NR, t);
-                        if let Err(e) = ctx.conv_gemm(step, s, &[], cols) {
+                        if let Err(e) = ctx.conv_rows(step, s, &[], t, threads) {
                             fail(e);
                         }
                     });
@@ -628,50 +627,58 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// The GEMM part of a convolution of sample `s` over output columns `cols`, reading the
-    /// im2col matrix `col` (or the input, for pointwise and grouped convolutions).
-    fn conv_gemm(
+    /// Output channels `part` of `parts` of a one-group convolution of sample `s`: the
+    /// pointwise GEMM reads the input directly, the strided one the im2col panels `col`. The
+    /// task views (and writes) only its channels' rows of the output.
+    fn conv_rows(
         &self,
         step: &Step,
         s: usize,
         col: &[f32],
-        cols: std::ops::Range<usize>,
+        part: usize,
+        parts: usize,
     ) -> Result<(), String> {
         let Step::Conv {
             x,
             y,
             g,
             m,
-            groups,
             w,
             bias,
             act,
+            ..
         } = step
         else {
             return Err("not a convolution".into());
         };
-        let ([xs], ys) = self
-            .arena
-            .views([range(x, self.batch, s)], range(y, self.batch, s))?;
-        let k = g.c / (*groups).max(1) * g.kh * g.kw;
-        let packed = self.packed_a(self.w, *w, *m, *groups, k);
-        let b = bias.map(|b| &self.w[b..b + m]);
-        let p = g.oh * g.ow;
-        if g.is_pointwise() || *groups != 1 {
-            let mut tmp = vec![];
-            if !g.is_pointwise() {
-                tmp = vec![0.0; k * p];
-            }
-            return conv::conv2d(self.isa, xs, g, &packed, b, *act, ys, &mut tmp, cols);
-        }
+        let rows = split(*m, parts, gemm::MR, part);
+        let (k, p) = (g.c * g.kh * g.kw, g.oh * g.ow);
+        let start = range(y, self.batch, s).start;
+        let ([xs], ys) = self.arena.views(
+            [range(x, self.batch, s)],
+            start + rows.start * p..start + rows.end * p,
+        )?;
+        let first = *w + rows.start / gemm::MR * k * gemm::MR;
+        let sub = PackedA {
+            m: rows.len(),
+            k,
+            data: &self.w[first..*w + gemm::pack_a_len(*m, k)],
+        };
         let ep = Epilogue {
-            bias: b.map_or(Bias::None, Bias::PerRow),
+            bias: bias.map_or(Bias::None, |b| {
+                Bias::PerRow(&self.w[b + rows.start..b + rows.end])
+            }),
             act: *act,
         };
-        gemm::gemm_packed_a_panels(self.isa, packed[0], col, p, ys, p, &ep, cols)
+        if g.is_pointwise() {
+            gemm::gemm_packed_a(self.isa, sub, xs, p, p, ys, p, &ep, 0..p)
+        } else {
+            gemm::gemm_packed_a_panels(self.isa, sub, col, p, ys, p, &ep, 0..p)
+        }
     }
 
-    /// A fully connected step, part `t` of `parts`.
+    /// A fully connected step, part `t` of `parts`: a share of the rows, or of the columns
+    /// when there is a single row. The task views (and writes) only its part of the output.
     fn dense(&self, step: &Step, t: usize, parts: usize) -> Result<(), String> {
         let Step::Dense {
             x,
@@ -686,29 +693,42 @@ impl Ctx<'_> {
         else {
             return Err("not a dense step".into());
         };
-        let all = |b: &Buf| b.off * self.batch..(b.off + b.len) * self.batch;
-        // Every task views the whole output; each writes only its rows or columns.
-        let ([xs], ys) = self.arena.views([all(x)], all(y))?;
         if x.len != rows * k || y.len != rows * n {
             return Err("dense: buffers do not match the layer".into());
         }
+        let (k, n, m) = (*k, *n, rows * self.batch);
+        let (x0, y0) = (x.off * self.batch, y.off * self.batch);
+        let data = &self.w[*w..w + gemm::pack_b_len(k, n)];
+        if m == 1 && parts > 1 {
+            // One row: panels of columns; the packed panels from `c.start` on are themselves a
+            // packed matrix of `c.len()` columns.
+            let c = split(n, parts, gemm::NR, t);
+            let input = x0..x0 + k;
+            let ([xs], ys) = self.arena.views([input], y0 + c.start..y0 + c.end)?;
+            let ep = Epilogue {
+                bias: bias.map_or(Bias::None, |b| {
+                    Bias::PerCol(&self.w[b + c.start..b + c.end])
+                }),
+                act: *act,
+            };
+            let pb = PackedB {
+                k,
+                n: c.len(),
+                data: &data[c.start / gemm::NR * k * gemm::NR..],
+            };
+            return gemm::gemm_packed_b(self.isa, xs, k, 1, pb, ys, c.len(), &ep, 0..1, 0..c.len());
+        }
+        let r = split(m, parts, gemm::MR, t);
+        let input = x0 + r.start * k..x0 + r.end * k;
+        let ([xs], ys) = self
+            .arena
+            .views([input], y0 + r.start * n..y0 + r.end * n)?;
         let ep = Epilogue {
             bias: bias.map_or(Bias::None, |b| Bias::PerCol(&self.w[b..b + n])),
             act: *act,
         };
-        let pb = PackedB {
-            k: *k,
-            n: *n,
-            data: &self.w[*w..w + gemm::pack_b_len(*k, *n)],
-        };
-        let m = rows * self.batch;
-        if m >= parts * gemm::MR || m >= *n {
-            let r = split(m, parts, gemm::MR, t);
-            gemm::gemm_packed_b(self.isa, xs, *k, m, pb, ys, *n, &ep, r, 0..*n)
-        } else {
-            let c = split(*n, parts, gemm::NR, t);
-            gemm::gemm_packed_b(self.isa, xs, *k, m, pb, ys, *n, &ep, 0..m, c)
-        }
+        let pb = PackedB { k, n, data };
+        gemm::gemm_packed_b(self.isa, xs, k, r.len(), pb, ys, n, &ep, 0..r.len(), 0..n)
     }
 
     /// Step `step` on sample `s` (all of it), with `buf` as im2col scratch.
