@@ -193,16 +193,21 @@ fn fold_into(graph: &mut Graph, p: NodeId, k: &[f64], shift: &[f64]) -> Result<(
     let new_b: Vec<f32> = (0..c)
         .map(|i| (k[i] * beta * b0[i] + shift[i]) as f32)
         .collect();
-    let err = |e: mcc_ir::GraphError| e.to_string();
-    store_const(
-        graph,
-        p,
-        1,
-        &format!("{wname}.merged"),
-        Tensor::from_vec(&shape, new_w).map_err(|e| e.to_string())?,
-    )
-    .map_err(err)?;
-    set_bias(graph, p, new_b)
+    store_layer(graph, p, &wname, &shape, new_w, new_b)
+}
+
+/// Gives `node` its folded weights (named after the old ones) and bias.
+fn store_layer(
+    graph: &mut Graph,
+    node: NodeId,
+    wname: &str,
+    shape: &[usize],
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+) -> Result<(), String> {
+    let w = Tensor::from_vec(shape, weights).map_err(|e| e.to_string())?;
+    store_const(graph, node, 1, &format!("{wname}.merged"), w).map_err(|e| e.to_string())?;
+    set_bias(graph, node, bias)
 }
 
 /// Whether `norm` can be folded into the layers that read it: `Ok(readers)` or `Err(why not)`.
@@ -339,16 +344,8 @@ fn fold_following(graph: &mut Graph, r: NodeId, k: &[f64], shift: &[f64]) -> Res
         new_w.push((w * k[c]) as f32);
         bias[out] += scale_out * w * shift[c];
     }
-    let err = |e: mcc_ir::GraphError| e.to_string();
-    store_const(
-        graph,
-        r,
-        1,
-        &format!("{wname}.merged"),
-        Tensor::from_vec(&shape, new_w).map_err(|e| e.to_string())?,
-    )
-    .map_err(err)?;
-    set_bias(graph, r, bias.into_iter().map(|x| x as f32).collect())
+    let bias = bias.into_iter().map(|x| x as f32).collect();
+    store_layer(graph, r, &wname, &shape, new_w, bias)
 }
 
 /// Folds each named BatchNormalization it can into the layer before it, else into the
