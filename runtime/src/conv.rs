@@ -3,7 +3,9 @@
 //! or, for depthwise convolutions, a direct loop per channel.
 
 use crate::epilogue::{Bias, Epilogue};
-use crate::gemm::{Isa, PackedA, gemm_packed_a, gemm_packed_a_indirect, gemm_packed_a_panels};
+use crate::gemm::{
+    Crop, Isa, PackedA, gemm_packed_a, gemm_packed_a_indirect, gemm_packed_a_panels,
+};
 
 /// The geometry of a 2-D convolution (or pooling window) over one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,14 +156,14 @@ pub fn conv2d(
 }
 
 /// Floats of scratch a convolution needs (either path; tiles up to 32 columns wide).
-pub fn scratch_len(g: &Geometry, m: usize, groups: usize) -> usize {
+pub fn scratch_len(g: &Geometry, groups: usize) -> usize {
     let groups = groups.max(1);
     let cg = g.c / groups;
     let k = cg * g.kh * g.kw;
     let panels = crate::gemm::panels_len(k, g.oh * g.ow, 32);
     if g.sh == 1 && g.sw == 1 {
         let (ph, pw) = padded_dims(g);
-        panels.max(cg * ph * pw + slack(g) + (m / groups) * g.oh * pw)
+        panels.max(cg * ph * pw + slack(g))
     } else {
         panels
     }
@@ -182,7 +184,7 @@ fn padded_dims(g: &Geometry) -> (usize, usize) {
 /// A stride-1 convolution with no im2col: the input is copied once into zero-padded planes
 /// of width `pw`; B's row for tap (c, ky, kx) is then the padded plane shifted by
 /// `c·plane + ky·dh·pw + kx·dw`, read in place by the GEMM (an indirect B). The result is
-/// computed `pw` wide and its first `ow` columns kept.
+/// computed `pw` wide and stored `ow` wide (a [`Crop`]).
 #[allow(clippy::too_many_arguments)]
 fn conv_indirect(
     isa: Isa,
@@ -199,9 +201,9 @@ fn conv_indirect(
     if scratch.len() < split {
         return Err("conv: scratch buffer too small".into());
     }
-    let (padded, wide) = scratch.split_at_mut(split);
+    let padded = &mut scratch[..split];
     pad_input(x, g, c0, cg, padded)?;
-    conv_indirect_rows(isa, wa, 0..wa.m, ep, padded, g, cg, out, wide)
+    conv_indirect_rows(isa, wa, 0..wa.m, ep, padded, g, cg, out)
 }
 
 /// Floats of the zero-padded planes (and slack) of `cg` channels.
@@ -241,8 +243,8 @@ pub fn pad_input(
 }
 
 /// Output channels `rows` (a multiple of MR to a multiple of MR or m) of a stride-1
-/// convolution over padded planes: into `out` (just those channels, `[rows, oh, ow]`),
-/// through `wide` (at least `rows · oh · pw` floats).
+/// convolution over padded planes: into `out` (just those channels, `[rows, oh, ow]`). The
+/// GEMM computes `pw` columns per output row and stores the first `ow` of them.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_indirect_rows(
     isa: Isa,
@@ -253,7 +255,6 @@ pub fn conv_indirect_rows(
     g: &Geometry,
     cg: usize,
     out: &mut [f32],
-    wide: &mut [f32],
 ) -> Result<(), String> {
     use crate::gemm::MR;
     if rows.is_empty() {
@@ -274,9 +275,10 @@ pub fn conv_indirect_rows(
     }
     let n = g.oh * pw;
     let mr = rows.len();
-    let wide = wide
-        .get_mut(..mr * n)
-        .ok_or("conv: scratch buffer too small")?;
+    let p = g.oh * g.ow;
+    let out = out
+        .get_mut(..mr * p)
+        .ok_or("conv: output buffer too small")?;
     let first = rows.start / MR * wa.k * MR;
     let sub = PackedA {
         m: mr,
@@ -290,15 +292,8 @@ pub fn conv_indirect_rows(
         },
         act: ep.act,
     };
-    gemm_packed_a_indirect(isa, sub, padded, &tab, n, wide, n, &ep)?;
-    let p = g.oh * g.ow;
-    for i in 0..mr {
-        for oy in 0..g.oh {
-            out[i * p + oy * g.ow..i * p + (oy + 1) * g.ow]
-                .copy_from_slice(&wide[i * n + oy * pw..i * n + oy * pw + g.ow]);
-        }
-    }
-    Ok(())
+    let crop = Crop { pw, ow: g.ow };
+    gemm_packed_a_indirect(isa, sub, padded, &tab, n, out, p, &ep, crop)
 }
 
 /// The im2col matrix of channels `c0..c0 + cg` straight in the GEMM's B panels:
@@ -493,6 +488,10 @@ fn depthwise_generic(
                 let Some(iy) = g.in_row(oy, ky) else { continue };
                 let row = &plane[iy * g.w..(iy + 1) * g.w];
                 for (kx, &(lo, hi, ix0)) in spans.iter().enumerate() {
+                    if lo >= hi {
+                        // No output column of this tap reads inside the image.
+                        continue;
+                    }
                     let wv = ker[ky * g.kw + kx];
                     let d = &mut dst[lo..hi];
                     // Plain multiply-add: `mul_add` without FMA enabled is a libm call.

@@ -8,6 +8,7 @@ use crate::gemm::{self, Isa, PackedA, PackedB};
 use crate::pool;
 use crate::program::{Buf, Program, Src, Step};
 use crate::threads::{Pool, split};
+use crate::window;
 
 /// Checks a program: every buffer inside the arena (per sample), every weight reference
 /// inside the weights, every step's sizes consistent with its buffers. After this, running
@@ -68,7 +69,7 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 need(x, g.c * g.h * g.w, "input").map_err(at)?;
                 need(y, m * g.oh * g.ow, "output").map_err(at)?;
                 let k = g.c / groups * g.kh * g.kw;
-                if !g.is_pointwise() && conv::scratch_len(g, *m, groups) > p.scratch {
+                if !g.is_pointwise() && conv::scratch_len(g, groups) > p.scratch {
                     return Err(at("the scratch buffer is too small".into()));
                 }
                 weight(*w, groups * gemm::pack_a_len(m / groups, k), "weights").map_err(at)?;
@@ -515,17 +516,12 @@ impl<'p> Runner<'p> {
                     let padded: &[f32] = &self.padded;
                     self.pool.run(threads, &|t| {
                         let rows = split(*m, threads, gemm::MR, t);
-                        let Ok(mut buf) = scratch[t].lock() else {
-                            return;
-                        };
                         // This task's output channels only: a contiguous part of `y`.
                         let p = g.oh * g.ow;
                         let start = range(y, batch, s).start;
                         let mine = start + rows.start * p..start + rows.end * p;
                         let res = arena.views::<0>([], mine).and_then(|(_, ys)| {
-                            conv::conv_indirect_rows(
-                                ctx.isa, wa, rows, &ep, padded, g, g.c, ys, &mut buf,
-                            )
+                            conv::conv_indirect_rows(ctx.isa, wa, rows, &ep, padded, g, g.c, ys)
                         });
                         if let Err(e) = res {
                             fail(e);
@@ -778,13 +774,18 @@ impl Ctx<'_> {
             } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
                 let bias = bias.map(|o| &wts[o..o + m]);
-                conv::depthwise(xs, g, *m, &wts[*w..w + m * g.kh * g.kw], bias, *act, ys);
+                let ws = &wts[*w..w + m * g.kh * g.kw];
+                if !window::depthwise(self.isa, xs, g, *m, ws, bias, *act, ys) {
+                    conv::depthwise(xs, g, *m, ws, bias, *act, ys);
+                }
                 Ok(())
             }
             Step::Dense { .. } => Err("dense steps run over the whole batch".into()),
             Step::MaxPool { x, y, g } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
-                pool::max_pool(xs, g, ys);
+                if !window::max_pool(self.isa, xs, g, ys) {
+                    pool::max_pool(xs, g, ys);
+                }
                 Ok(())
             }
             Step::AvgPool {

@@ -11,7 +11,7 @@
 //! (bias per row or per column, then an activation) is applied on the tile before it is
 //! stored, on the last K block only. K is blocked by [`KC`] so a B block stays in L1.
 
-use crate::epilogue::Epilogue;
+use crate::epilogue::{Bias, Epilogue};
 
 /// Rows of the register tile.
 pub const MR: usize = 6;
@@ -87,8 +87,46 @@ pub fn pack_b_len(k: usize, n: usize) -> usize {
     n.div_ceil(NR) * k * NR
 }
 
+/// Columns of C dropped on store: a result computed `pw` columns per image row, of which the
+/// first `ow` are kept, is stored with the others squeezed out (`pw == 0`: nothing dropped).
+/// A stride-1 convolution over zero-padded rows computes such a result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Crop {
+    /// Computed columns per row.
+    pub pw: usize,
+    /// Kept columns per row (the first ones).
+    pub ow: usize,
+}
+
+impl Crop {
+    /// Nothing dropped.
+    pub const NONE: Crop = Crop { pw: 0, ow: 0 };
+
+    /// Where computed column `j` (or, if it is dropped, the next kept one) is stored.
+    #[inline(always)]
+    fn col(self, j: usize) -> usize {
+        if self.pw == 0 {
+            j
+        } else {
+            (j / self.pw) * self.ow + (j % self.pw).min(self.ow)
+        }
+    }
+
+    /// Whether computed column `j` is kept.
+    #[inline(always)]
+    fn keeps(self, j: usize) -> bool {
+        self.pw == 0 || j % self.pw < self.ow
+    }
+
+    /// The columns a result `n` computed columns wide keeps.
+    pub fn kept(self, n: usize) -> usize {
+        self.col(n)
+    }
+}
+
 /// One register tile's operands. A is read as `a[r·a_rs + k·a_ks]`, B as `b[k·b_ks + c]` for
-/// c < NR (always NR readable floats per k), C written at `c[r·ldc + j]`.
+/// c < NR (always NR readable floats per k). C's computed column `col0 + j` of row r is
+/// stored at `c[r·ldc + crop.col(col0 + j) − crop.col(col0)]`, if the crop keeps it.
 #[derive(Clone, Copy)]
 struct Tile {
     k: usize,
@@ -111,6 +149,7 @@ struct Tile {
     last: bool,
     row0: usize,
     col0: usize,
+    crop: Crop,
 }
 
 #[allow(unsafe_code)]
@@ -124,18 +163,24 @@ mod kernels {
     /// # Safety
     /// `t.c` must be valid for `t.rows` rows of `t.cols` floats at stride `t.ldc`.
     unsafe fn store(t: &Tile, acc: &mut [[f32; NR]; MR], ep: &Epilogue) {
+        let base = t.crop.col(t.col0);
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             // SAFETY: r < rows, so the row lies in C.
             let dst = unsafe { t.c.add(r * t.ldc) };
             for (j, v) in row.iter_mut().enumerate().take(t.cols) {
-                // SAFETY: j < cols.
-                let old = unsafe { *dst.add(j) };
+                if !t.crop.keeps(t.col0 + j) {
+                    continue;
+                }
+                let at = t.crop.col(t.col0 + j) - base;
+                // SAFETY: j < cols, a kept column.
+                let dst = unsafe { dst.add(at) };
+                let old = unsafe { *dst };
                 let mut x = *v + if t.accumulate { old } else { 0.0 };
                 if t.last {
                     x = ep.apply(x, t.row0 + r, t.col0 + j);
                 }
                 // SAFETY: as above.
-                unsafe { *dst.add(j) = x };
+                unsafe { *dst = x };
             }
         }
     }
@@ -174,12 +219,20 @@ mod kernels {
     /// with `t.rows == R` and, with `WIDE`, 16 more readable floats per B row at `b_hs`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn avx512<const R: usize, const WIDE: bool, const TAB: bool>(
+    pub(super) unsafe fn avx512<
+        const R: usize,
+        const WIDE: bool,
+        const TAB: bool,
+        const PACKED_A: bool,
+    >(
         t: &Tile,
         ep: &Epilogue,
     ) {
         use std::arch::x86_64::*;
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        // Packed A keeps a tile's rows adjacent: constant offsets. Otherwise the row offsets
+        // are computed once, so no chain of address additions runs through the k loop.
+        let offs: [usize; R] = std::array::from_fn(|r| if PACKED_A { r } else { r * t.a_rs });
         let mut a = t.a;
         let mut b = t.b;
         let mut tab = t.b_tab;
@@ -200,7 +253,7 @@ mod kernels {
             };
             for (r, row) in acc.iter_mut().enumerate() {
                 // SAFETY: r < R = rows, whose A elements are readable.
-                let x = unsafe { _mm512_set1_ps(*a.add(r * t.a_rs)) };
+                let x = unsafe { _mm512_set1_ps(*a.add(offs[r])) };
                 row[0] = _mm512_fmadd_ps(x, b0, row[0]);
                 if WIDE {
                     row[1] = _mm512_fmadd_ps(x, b1, row[1]);
@@ -215,6 +268,41 @@ mod kernels {
             }
         }
         let halves = if WIDE { 2 } else { 1 };
+        if t.crop.pw != 0 && (!t.last || ep.is_vectorizable()) {
+            // Dropped columns squeezed out: compress-store the kept lanes (and
+            // expand-load what C holds at the same places).
+            let base = t.crop.col(t.col0);
+            for h in 0..halves {
+                let cols = t.cols.saturating_sub(16 * h).min(16);
+                let j = t.col0 + 16 * h;
+                let mut mask: __mmask16 = 0;
+                for l in 0..cols {
+                    if t.crop.keeps(j + l) {
+                        mask |= 1 << l;
+                    }
+                }
+                if mask == 0 {
+                    continue;
+                }
+                let at = t.crop.col(j) - base;
+                for (r, row) in acc.iter().enumerate() {
+                    // SAFETY: row r < rows of C; the kept lanes are stored contiguously
+                    // from `at`, inside the row (the callers checked C against the crop).
+                    unsafe {
+                        let dst = t.c.add(r * t.ldc + at);
+                        let mut v = row[h];
+                        if t.accumulate {
+                            v = _mm512_add_ps(v, _mm512_maskz_expandloadu_ps(mask, dst));
+                        }
+                        if t.last {
+                            v = ep.apply_avx512(v, t.row0 + r, j, cols);
+                        }
+                        _mm512_mask_compressstoreu_ps(dst, mask, v);
+                    }
+                }
+            }
+            return;
+        }
         if !t.last || ep.is_vectorizable() {
             for (r, row) in acc.iter().enumerate() {
                 for (h, &v) in row.iter().enumerate().take(halves) {
@@ -256,7 +344,7 @@ mod kernels {
             }
             let part = Tile {
                 // SAFETY: the columns lie in C.
-                c: unsafe { t.c.add(16 * h) },
+                c: unsafe { t.c.add(t.crop.col(t.col0 + 16 * h) - t.crop.col(t.col0)) },
                 cols,
                 col0: t.col0 + 16 * h,
                 ..*t
@@ -305,7 +393,7 @@ mod kernels {
                 }
             }
         }
-        let fast = t.cols == NR && (!t.last || ep.is_vectorizable());
+        let fast = t.cols == NR && t.crop.pw == 0 && (!t.last || ep.is_vectorizable());
         if fast {
             for (r, row) in acc.iter().enumerate() {
                 let (mut v0, mut v1) = (row[0], row[1]);
@@ -425,31 +513,55 @@ fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` is only chosen when the CPU has AVX-512F (and AVX2, FMA).
         Isa::Avx512 => unsafe {
-            match (t.rows, t.cols > 16, !t.b_tab.is_null()) {
-                (1, false, false) => kernels::avx512::<1, false, false>(t, ep),
-                (2, false, false) => kernels::avx512::<2, false, false>(t, ep),
-                (3, false, false) => kernels::avx512::<3, false, false>(t, ep),
-                (4, false, false) => kernels::avx512::<4, false, false>(t, ep),
-                (5, false, false) => kernels::avx512::<5, false, false>(t, ep),
-                (_, false, false) => kernels::avx512::<6, false, false>(t, ep),
-                (1, true, false) => kernels::avx512::<1, true, false>(t, ep),
-                (2, true, false) => kernels::avx512::<2, true, false>(t, ep),
-                (3, true, false) => kernels::avx512::<3, true, false>(t, ep),
-                (4, true, false) => kernels::avx512::<4, true, false>(t, ep),
-                (5, true, false) => kernels::avx512::<5, true, false>(t, ep),
-                (_, true, false) => kernels::avx512::<6, true, false>(t, ep),
-                (1, false, true) => kernels::avx512::<1, false, true>(t, ep),
-                (2, false, true) => kernels::avx512::<2, false, true>(t, ep),
-                (3, false, true) => kernels::avx512::<3, false, true>(t, ep),
-                (4, false, true) => kernels::avx512::<4, false, true>(t, ep),
-                (5, false, true) => kernels::avx512::<5, false, true>(t, ep),
-                (_, false, true) => kernels::avx512::<6, false, true>(t, ep),
-                (1, true, true) => kernels::avx512::<1, true, true>(t, ep),
-                (2, true, true) => kernels::avx512::<2, true, true>(t, ep),
-                (3, true, true) => kernels::avx512::<3, true, true>(t, ep),
-                (4, true, true) => kernels::avx512::<4, true, true>(t, ep),
-                (5, true, true) => kernels::avx512::<5, true, true>(t, ep),
-                (_, true, true) => kernels::avx512::<6, true, true>(t, ep),
+            match (t.rows, t.cols > 16, !t.b_tab.is_null(), t.a_rs == 1) {
+                (1, false, false, false) => kernels::avx512::<1, false, false, false>(t, ep),
+                (2, false, false, false) => kernels::avx512::<2, false, false, false>(t, ep),
+                (3, false, false, false) => kernels::avx512::<3, false, false, false>(t, ep),
+                (4, false, false, false) => kernels::avx512::<4, false, false, false>(t, ep),
+                (5, false, false, false) => kernels::avx512::<5, false, false, false>(t, ep),
+                (_, false, false, false) => kernels::avx512::<6, false, false, false>(t, ep),
+                (1, true, false, false) => kernels::avx512::<1, true, false, false>(t, ep),
+                (2, true, false, false) => kernels::avx512::<2, true, false, false>(t, ep),
+                (3, true, false, false) => kernels::avx512::<3, true, false, false>(t, ep),
+                (4, true, false, false) => kernels::avx512::<4, true, false, false>(t, ep),
+                (5, true, false, false) => kernels::avx512::<5, true, false, false>(t, ep),
+                (_, true, false, false) => kernels::avx512::<6, true, false, false>(t, ep),
+                (1, false, true, false) => kernels::avx512::<1, false, true, false>(t, ep),
+                (2, false, true, false) => kernels::avx512::<2, false, true, false>(t, ep),
+                (3, false, true, false) => kernels::avx512::<3, false, true, false>(t, ep),
+                (4, false, true, false) => kernels::avx512::<4, false, true, false>(t, ep),
+                (5, false, true, false) => kernels::avx512::<5, false, true, false>(t, ep),
+                (_, false, true, false) => kernels::avx512::<6, false, true, false>(t, ep),
+                (1, true, true, false) => kernels::avx512::<1, true, true, false>(t, ep),
+                (2, true, true, false) => kernels::avx512::<2, true, true, false>(t, ep),
+                (3, true, true, false) => kernels::avx512::<3, true, true, false>(t, ep),
+                (4, true, true, false) => kernels::avx512::<4, true, true, false>(t, ep),
+                (5, true, true, false) => kernels::avx512::<5, true, true, false>(t, ep),
+                (_, true, true, false) => kernels::avx512::<6, true, true, false>(t, ep),
+                (1, false, false, true) => kernels::avx512::<1, false, false, true>(t, ep),
+                (2, false, false, true) => kernels::avx512::<2, false, false, true>(t, ep),
+                (3, false, false, true) => kernels::avx512::<3, false, false, true>(t, ep),
+                (4, false, false, true) => kernels::avx512::<4, false, false, true>(t, ep),
+                (5, false, false, true) => kernels::avx512::<5, false, false, true>(t, ep),
+                (_, false, false, true) => kernels::avx512::<6, false, false, true>(t, ep),
+                (1, true, false, true) => kernels::avx512::<1, true, false, true>(t, ep),
+                (2, true, false, true) => kernels::avx512::<2, true, false, true>(t, ep),
+                (3, true, false, true) => kernels::avx512::<3, true, false, true>(t, ep),
+                (4, true, false, true) => kernels::avx512::<4, true, false, true>(t, ep),
+                (5, true, false, true) => kernels::avx512::<5, true, false, true>(t, ep),
+                (_, true, false, true) => kernels::avx512::<6, true, false, true>(t, ep),
+                (1, false, true, true) => kernels::avx512::<1, false, true, true>(t, ep),
+                (2, false, true, true) => kernels::avx512::<2, false, true, true>(t, ep),
+                (3, false, true, true) => kernels::avx512::<3, false, true, true>(t, ep),
+                (4, false, true, true) => kernels::avx512::<4, false, true, true>(t, ep),
+                (5, false, true, true) => kernels::avx512::<5, false, true, true>(t, ep),
+                (_, false, true, true) => kernels::avx512::<6, false, true, true>(t, ep),
+                (1, true, true, true) => kernels::avx512::<1, true, true, true>(t, ep),
+                (2, true, true, true) => kernels::avx512::<2, true, true, true>(t, ep),
+                (3, true, true, true) => kernels::avx512::<3, true, true, true>(t, ep),
+                (4, true, true, true) => kernels::avx512::<4, true, true, true>(t, ep),
+                (5, true, true, true) => kernels::avx512::<5, true, true, true>(t, ep),
+                (_, true, true, true) => kernels::avx512::<6, true, true, true>(t, ep),
             }
         },
         // SAFETY: as above (the scalar tile handles up to MR rows; callers on this ISA
@@ -486,7 +598,7 @@ pub fn gemm_packed_a(
     ep.check(m, n)?;
     let tw = isa.tile_cols();
     let mut edge = vec![0f32; (KC + KC / 2) * tw];
-    drive_packed_a(isa, a, n, c, ldc, ep, cols, |j, w, k0, kc| {
+    drive_packed_a(isa, a, n, c, ldc, ep, cols, Crop::NONE, |j, w, k0, kc| {
         // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the tile
         // can always read a full tile width.
         if w == tw {
@@ -567,6 +679,7 @@ pub fn gemm_packed_b(
                     last: k0 + kc >= k,
                     row0: i,
                     col0: p * NR,
+                    crop: Crop::NONE,
                 };
                 run_tile(isa, &t, ep);
                 i += MR;
@@ -613,7 +726,7 @@ pub fn gemm_packed_a_panels(
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
-    drive_packed_a(isa, a, n, c, ldc, ep, cols, |j, _, k0, _| {
+    drive_packed_a(isa, a, n, c, ldc, ep, cols, Crop::NONE, |j, _, k0, _| {
         (
             b[(j / tw) * k * tw + k0 * tw..].as_ptr(),
             tw,
@@ -625,8 +738,10 @@ pub fn gemm_packed_a_panels(
 
 /// Like [`gemm_packed_a`] with an indirect B: row kk of B is `base[tab[kk]..]` (`n`
 /// columns, plus one tile width of readable slack). A stride-1 convolution reads its
-/// zero-padded input this way, with no im2col copy.
+/// zero-padded input this way, with no im2col copy, and squeezes the padding columns out of
+/// its result with `crop` (C's rows are then `crop.kept(n)` long).
 #[allow(unsafe_code)]
+#[allow(clippy::too_many_arguments)]
 pub fn gemm_packed_a_indirect(
     isa: Isa,
     a: PackedA<'_>,
@@ -636,6 +751,7 @@ pub fn gemm_packed_a_indirect(
     c: &mut [f32],
     ldc: usize,
     ep: &Epilogue,
+    crop: Crop,
 ) -> Result<(), String> {
     let (m, k) = (a.m, a.k);
     let tw = isa.tile_cols();
@@ -643,19 +759,37 @@ pub fn gemm_packed_a_indirect(
         return Ok(());
     }
     let reach = tab.iter().max().copied().unwrap_or(0) + n.div_ceil(tw) * tw;
+    let kept = crop.kept(n);
     if tab.len() != k
         || base.len() < reach
-        || c.len() < (m - 1) * ldc + n
-        || ldc < n
+        || c.len() < (m - 1) * ldc + kept
+        || ldc < kept
+        || (crop.pw != 0 && (crop.ow > crop.pw || matches!(ep.bias, Bias::PerCol(_))))
         || a.data.len() < pack_a_len(m, k)
     {
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
-    drive_packed_a(isa, a, n, c, ldc, ep, 0..n, |j, _, k0, _| {
+    drive_packed_a(isa, a, n, c, ldc, ep, 0..n, crop, |j, _, k0, _| {
         (base[j..].as_ptr(), 0, tab[k0..].as_ptr())
     });
     Ok(())
+}
+
+/// Copies one B row of a tile width (16 or 32 floats) with fixed-size moves, not a call.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    match (
+        <&mut [f32; 32]>::try_from(&mut *dst),
+        <&[f32; 32]>::try_from(src),
+    ) {
+        (Ok(d), Ok(s)) => *d = *s,
+        _ => {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s;
+            }
+        }
+    }
 }
 
 /// The K block at `k0` of a depth-`k` product: all of it when it is short (one pass, no
@@ -681,18 +815,43 @@ fn drive_packed_a(
     ldc: usize,
     ep: &Epilogue,
     cols: std::ops::Range<usize>,
+    crop: Crop,
     mut b_at: impl FnMut(usize, usize, usize, usize) -> (*const f32, usize, *const usize),
 ) {
     let (m, k) = (a.m, a.k);
     let tw = isa.tile_cols();
     let panels = m.div_ceil(MR);
+    // With several A panels, the B block is read once per panel: copied into one contiguous
+    // block first, its rows cannot evict each other from L1 (rows of an unpacked B lie a
+    // large power-of-two-ish stride apart and fall into a few cache sets).
+    let repack = panels >= 3;
+    let mut block = if repack {
+        vec![0f32; (KC + KC / 2) * tw]
+    } else {
+        Vec::new()
+    };
     let mut j = cols.start;
     while j < cols.end.min(n) {
         let w = tw.min(cols.end.min(n) - j);
         let mut k0 = 0;
         while k0 < k.max(1) {
             let kc = k_block(k, k0);
-            let (b, b_ks, b_tab) = b_at(j, w, k0, kc);
+            let (mut b, mut b_ks, mut b_tab) = b_at(j, w, k0, kc);
+            if repack {
+                for (kk, dst) in block.chunks_exact_mut(tw).take(kc).enumerate() {
+                    // SAFETY: `b_at` promises `tw` readable floats at every row of the block.
+                    let row = unsafe {
+                        let off = if b_tab.is_null() {
+                            kk * b_ks
+                        } else {
+                            *b_tab.add(kk)
+                        };
+                        std::slice::from_raw_parts(b.add(off), tw)
+                    };
+                    copy_row(dst, row);
+                }
+                (b, b_ks, b_tab) = (block.as_ptr(), tw, std::ptr::null());
+            }
             for p in 0..panels {
                 let t = Tile {
                     k: kc,
@@ -704,8 +863,8 @@ fn drive_packed_a(
                     b_hs: NR,
                     b_tab,
                     // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C, which
-                    // the callers checked against m, n and ldc.
-                    c: unsafe { c.as_mut_ptr().add(p * MR * ldc + j) },
+                    // the callers checked against m, n, ldc and the crop.
+                    c: unsafe { c.as_mut_ptr().add(p * MR * ldc + crop.col(j)) },
                     ldc,
                     rows: MR.min(m - p * MR),
                     cols: w,
@@ -713,6 +872,7 @@ fn drive_packed_a(
                     last: k0 + kc >= k,
                     row0: p * MR,
                     col0: j,
+                    crop,
                 };
                 run_tile(isa, &t, ep);
             }

@@ -38,3 +38,4 @@ pub mod npy;
 pub mod pool;
 pub mod program;
 pub mod threads;
+pub mod window;

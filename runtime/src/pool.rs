@@ -49,6 +49,9 @@ fn max_pool_generic(x: &[f32], g: &Geometry, y: &mut [f32]) {
                 let Some(iy) = g.in_row(oy, ky) else { continue };
                 let row = &plane[iy * g.w..(iy + 1) * g.w];
                 for &(lo, hi, ix0) in &spans {
+                    if lo >= hi {
+                        continue;
+                    }
                     let d = &mut dst[lo..hi];
                     if nan {
                         for (j, o) in d.iter_mut().enumerate() {
@@ -123,6 +126,9 @@ fn avg_pool_generic(x: &[f32], g: &Geometry, count_pad: bool, pb: usize, pr: usi
                 let Some(iy) = g.in_row(oy, ky) else { continue };
                 let row = &plane[iy * g.w..(iy + 1) * g.w];
                 for &(lo, hi, ix0) in &spans {
+                    if lo >= hi {
+                        continue;
+                    }
                     for (j, o) in dst[lo..hi].iter_mut().enumerate() {
                         *o += row[ix0 + j * g.sw];
                     }

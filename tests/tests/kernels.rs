@@ -97,7 +97,10 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
     let mut g = Graph::new("case");
     let kind = r.range(0, 8);
     let c = r.range(1, 9);
-    let (h, w) = (r.range(3, 13), r.range(3, 13));
+    // Mostly small images; some wide enough for several 16-column vectors and 32-column
+    // tiles per row.
+    let side = if r.range(0, 3) == 0 { 40 } else { 13 };
+    let (h, w) = (r.range(3, side), r.range(3, side));
     let desc;
     match kind {
         0..=2 => {

@@ -583,7 +583,7 @@ impl<'g> Lowering<'g> {
         if !geo.is_pointwise() {
             self.scratch = self
                 .scratch
-                .max(mcc_runtime::conv::scratch_len(&geo, m, groups));
+                .max(mcc_runtime::conv::scratch_len(&geo, groups));
         }
         let yb = self.write(y)?;
         self.steps.push(Step::Conv {
