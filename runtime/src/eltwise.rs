@@ -184,8 +184,25 @@ pub fn softmax(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) {
     }
 }
 
-/// Local response normalization across `c` channels of `hw` values.
-pub fn lrn(
+avx2_dispatch! {
+    /// Local response normalization across `c` channels of `hw` values: in f32, planes at a
+    /// time (vectorized; β = 0.75, the usual value, by two square roots), and in f64 for any
+    /// value whose f32 sum of squares overflows.
+    pub fn lrn(
+        x: &[f32],
+        c: usize,
+        hw: usize,
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+        y: &mut [f32],
+    ) => lrn_generic
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn lrn_generic(
     x: &[f32],
     c: usize,
     hw: usize,
@@ -196,18 +213,35 @@ pub fn lrn(
     y: &mut [f32],
 ) {
     let (lo, hi) = ((size - 1) / 2, (size - 1).div_ceil(2));
-    let (alpha, beta, bias) = (f64::from(alpha), f64::from(beta), f64::from(bias));
+    let k = alpha / size as f32;
+    let mut sq = vec![0f32; hw];
     for ch in 0..c {
         let (c0, c1) = (ch.saturating_sub(lo), (ch + hi).min(c - 1));
-        for i in 0..hw {
-            let sq: f64 = (c0..=c1)
-                .map(|cc| {
-                    let v = f64::from(x[cc * hw + i]);
-                    v * v
-                })
-                .sum();
-            let v = f64::from(x[ch * hw + i]);
-            y[ch * hw + i] = (v / (bias + alpha / size as f64 * sq).powf(beta)) as f32;
+        sq.fill(0.0);
+        for cc in c0..=c1 {
+            for (s, &v) in sq.iter_mut().zip(&x[cc * hw..(cc + 1) * hw]) {
+                *s += v * v;
+            }
+        }
+        let xs = &x[ch * hw..(ch + 1) * hw];
+        let ys = &mut y[ch * hw..(ch + 1) * hw];
+        if beta == 0.75 {
+            for ((o, &v), &s) in ys.iter_mut().zip(xs).zip(&sq) {
+                let t = bias + k * s;
+                let r = t.sqrt();
+                *o = v / (r * r.sqrt());
+            }
+        } else {
+            for ((o, &v), &s) in ys.iter_mut().zip(xs).zip(&sq) {
+                *o = v / (bias + k * s).powf(beta);
+            }
+        }
+        for (i, s) in sq.iter().enumerate() {
+            if !s.is_finite() {
+                let exact: f64 = (c0..=c1).map(|cc| f64::from(x[cc * hw + i]).powi(2)).sum();
+                let t = f64::from(bias) + f64::from(alpha) / size as f64 * exact;
+                ys[i] = (f64::from(xs[i]) / t.powf(f64::from(beta))) as f32;
+            }
         }
     }
 }

@@ -598,19 +598,30 @@ pub fn gemm_packed_a(
     ep.check(m, n)?;
     let tw = isa.tile_cols();
     let mut edge = vec![0f32; (KC + KC / 2) * tw];
-    drive_packed_a(isa, a, n, c, ldc, ep, cols, Crop::NONE, |j, w, k0, kc| {
-        // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the tile
-        // can always read a full tile width.
-        if w == tw {
-            return (b[k0 * ldb + j..].as_ptr(), ldb, std::ptr::null());
-        }
-        for kk in 0..kc {
-            let row = &b[(k0 + kk) * ldb + j..(k0 + kk) * ldb + j + w];
-            edge[kk * tw..kk * tw + w].copy_from_slice(row);
-            edge[kk * tw + w..(kk + 1) * tw].fill(0.0);
-        }
-        (edge.as_ptr(), tw, std::ptr::null())
-    });
+    drive_packed_a(
+        isa,
+        a,
+        n,
+        c,
+        ldc,
+        ep,
+        cols,
+        Crop::NONE,
+        true,
+        |j, w, k0, kc| {
+            // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the tile
+            // can always read a full tile width.
+            if w == tw {
+                return (b[k0 * ldb + j..].as_ptr(), ldb, std::ptr::null());
+            }
+            for kk in 0..kc {
+                let row = &b[(k0 + kk) * ldb + j..(k0 + kk) * ldb + j + w];
+                edge[kk * tw..kk * tw + w].copy_from_slice(row);
+                edge[kk * tw + w..(kk + 1) * tw].fill(0.0);
+            }
+            (edge.as_ptr(), tw, std::ptr::null())
+        },
+    );
     Ok(())
 }
 
@@ -726,13 +737,24 @@ pub fn gemm_packed_a_panels(
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
-    drive_packed_a(isa, a, n, c, ldc, ep, cols, Crop::NONE, |j, _, k0, _| {
-        (
-            b[(j / tw) * k * tw + k0 * tw..].as_ptr(),
-            tw,
-            std::ptr::null(),
-        )
-    });
+    drive_packed_a(
+        isa,
+        a,
+        n,
+        c,
+        ldc,
+        ep,
+        cols,
+        Crop::NONE,
+        false,
+        |j, _, k0, _| {
+            (
+                b[(j / tw) * k * tw + k0 * tw..].as_ptr(),
+                tw,
+                std::ptr::null(),
+            )
+        },
+    );
     Ok(())
 }
 
@@ -770,7 +792,7 @@ pub fn gemm_packed_a_indirect(
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
-    drive_packed_a(isa, a, n, c, ldc, ep, 0..n, crop, |j, _, k0, _| {
+    drive_packed_a(isa, a, n, c, ldc, ep, 0..n, crop, false, |j, _, k0, _| {
         (base[j..].as_ptr(), 0, tab[k0..].as_ptr())
     });
     Ok(())
@@ -816,6 +838,7 @@ fn drive_packed_a(
     ep: &Epilogue,
     cols: std::ops::Range<usize>,
     crop: Crop,
+    repack: bool,
     mut b_at: impl FnMut(usize, usize, usize, usize) -> (*const f32, usize, *const usize),
 ) {
     let (m, k) = (a.m, a.k);
@@ -823,8 +846,9 @@ fn drive_packed_a(
     let panels = m.div_ceil(MR);
     // With several A panels, the B block is read once per panel: copied into one contiguous
     // block first, its rows cannot evict each other from L1 (rows of an unpacked B lie a
-    // large power-of-two-ish stride apart and fall into a few cache sets).
-    let repack = panels >= 3;
+    // large, often power-of-two-ish stride apart and fall into a few cache sets). Measured:
+    // worth it for a plain B with 4+ panels; not for a convolution's indirect B.
+    let repack = repack && panels >= 4;
     let mut block = if repack {
         vec![0f32; (KC + KC / 2) * tw]
     } else {

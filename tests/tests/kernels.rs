@@ -95,7 +95,7 @@ fn act(r: &mut Rng) -> (String, Vec<f32>) {
 /// One random single-layer model, or None when the draw is not a valid layer.
 fn model(r: &mut Rng) -> Option<(String, Graph)> {
     let mut g = Graph::new("case");
-    let kind = r.range(0, 8);
+    let kind = r.range(0, 9);
     let c = r.range(1, 9);
     // Mostly small images; some wide enough for several 16-column vectors and 32-column
     // tiles per row.
@@ -221,6 +221,21 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
                 Op::BatchNormalization(op::BatchNormalization::default()),
                 ins,
             )?;
+        }
+        7 => {
+            let x = input(&mut g, &[c, h, w]);
+            let size = r.range(1, 7) as i64;
+            // β = 0.75 takes the square-root path; others the general power.
+            let beta = r.pick(&[0.75, 0.75, 0.5, 1.3]);
+            let (alpha, bias) = (r.pick(&[1e-4, 0.1, 2.0]), r.pick(&[1.0, 2.0, 0.5]));
+            desc = format!("LRN size {size} α {alpha} β {beta} bias {bias} on c{c} {h}x{w}");
+            let op = Op::Lrn(op::Lrn {
+                alpha,
+                beta,
+                bias,
+                size,
+            });
+            node(&mut g, op, vec![Some(x)])?;
         }
         _ => {
             let x = input(&mut g, &[c * w]);
