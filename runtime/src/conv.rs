@@ -155,12 +155,12 @@ pub fn conv2d(
     Ok(())
 }
 
-/// Floats of scratch a convolution needs (either path; tiles up to 32 columns wide).
+/// Floats of scratch a convolution needs (either path; tiles up to 64 columns wide).
 pub fn scratch_len(g: &Geometry, groups: usize) -> usize {
     let groups = groups.max(1);
     let cg = g.c / groups;
     let k = cg * g.kh * g.kw;
-    let panels = crate::gemm::panels_len(k, g.oh * g.ow, 32);
+    let panels = crate::gemm::panels_len(k, g.oh * g.ow, 64);
     if g.sh == 1 && g.sw == 1 {
         let (ph, pw) = padded_dims(g);
         panels.max(cg * ph * pw + slack(g))
@@ -170,9 +170,9 @@ pub fn scratch_len(g: &Geometry, groups: usize) -> usize {
 }
 
 /// Readable floats past the padded planes: the last tap's row runs `(kw − 1)·dw` past the
-/// end of the last plane, and a tile may read up to 32 columns past the result's end.
+/// end of the last plane, and a tile may read up to 64 columns past the result's end.
 fn slack(g: &Geometry) -> usize {
-    32 + (g.kw - 1) * g.dw
+    64 + (g.kw - 1) * g.dw
 }
 
 /// The zero-padded plane a stride-1 convolution reads: every output row computed at width

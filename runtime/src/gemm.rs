@@ -6,19 +6,21 @@
 //! - [`PackedB`]: B in panels of [`NR`] columns, `[panel][k][NR]` (fully connected layers,
 //!   where the activations are A).
 //!
-//! Both run the same register tile, MR×NR = 6×16 (12 accumulators of 8 lanes): AVX2+FMA when
-//! the CPU has it (checked once at run time), a portable scalar tile otherwise. The epilogue
-//! (bias per row or per column, then an activation) is applied on the tile before it is
-//! stored, on the last K block only. K is blocked by [`KC`] so a B block stays in L1.
+//! Both run the same register tiles, chosen once at run time by what the CPU has: AVX-512
+//! 6×64 (24 zmm accumulators; its k loop in assembly, `tile64.rs`) with 6×16/6×32 for the
+//! edges, AVX2+FMA 6×16 (12 ymm), or a portable scalar tile. The epilogue (bias per row or
+//! per column, then an activation) is applied on the tile before it is stored, on the last
+//! K block only. K is blocked by [`KC`]: deep blocks, because each block costs a round trip
+//! of C (measured best from 768 up on a 48 KiB-L1, 2 MiB-L2 Xeon; B blocks stream from L2).
 
 use crate::epilogue::{Bias, Epilogue};
 
 /// Rows of the register tile.
 pub const MR: usize = 6;
-/// Columns of the register tile.
+/// Columns of a B panel (and of the AVX2 tile; AVX-512 tiles span up to four panels).
 pub const NR: usize = 16;
 /// K block.
-pub const KC: usize = 256;
+pub const KC: usize = 768;
 
 /// A packed in MR-row panels: `data[(panel·K + k)·MR + r]` = A[panel·MR + r, k] (0 past M).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -211,17 +213,18 @@ mod kernels {
         unsafe { store(t, &mut acc, ep) };
     }
 
-    /// The AVX-512 tile: `R` ≤ 6 rows × 16 columns (one zmm per row) or, with `WIDE`, × 32
-    /// columns (two zmm per row; B's columns 16..32 at `b + b_hs`).
+    /// The AVX-512 tile: `R` ≤ 6 rows × `G` groups of 16 columns (G ≤ 4 zmm per row; B's
+    /// group h at `b + h·b_hs`). The full 6×64 tile keeps 24 accumulators: 24 FMAs per 4 B
+    /// loads and 6 broadcasts.
     ///
     /// # Safety
     /// The CPU must have AVX-512F; the pointers in `t` must be valid as [`Tile`] describes,
-    /// with `t.rows == R` and, with `WIDE`, 16 more readable floats per B row at `b_hs`.
+    /// with `t.rows == R` and 16 readable floats at every B row's `h·b_hs` for h < G.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn avx512<
         const R: usize,
-        const WIDE: bool,
+        const G: usize,
         const TAB: bool,
         const PACKED_A: bool,
     >(
@@ -229,7 +232,29 @@ mod kernels {
         ep: &Epilogue,
     ) {
         use std::arch::x86_64::*;
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        if R == MR && G == 4 {
+            // The full tile: the k loop in assembly (all 24 accumulators in registers).
+            // SAFETY: as this function's; the tile's pointers are valid for t.k steps.
+            let full = unsafe {
+                if TAB {
+                    crate::tile64::packed_a_tab(t.k, t.a, t.a_ks, t.b, t.b_tab)
+                } else if PACKED_A {
+                    crate::tile64::packed_a(t.k, t.a, t.a_ks, t.b, t.b_ks, t.b_hs)
+                } else {
+                    crate::tile64::rows_a(t.k, t.a, t.a_rs, t.a_ks, t.b, t.b_ks, t.b_hs)
+                }
+            };
+            let mut acc = [[_mm512_setzero_ps(); G]; R];
+            for (dst, src) in acc.iter_mut().zip(&full) {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = *s;
+                }
+            }
+            // SAFETY: forwarded.
+            unsafe { store512::<R, G>(t, &acc, ep) };
+            return;
+        }
+        let mut acc = [[_mm512_setzero_ps(); G]; R];
         // Packed A keeps a tile's rows adjacent: constant offsets. Otherwise the row offsets
         // are computed once, so no chain of address additions runs through the k loop.
         let offs: [usize; R] = std::array::from_fn(|r| if PACKED_A { r } else { r * t.a_rs });
@@ -244,19 +269,14 @@ mod kernels {
                     tab = tab.add(1);
                 }
             }
-            // SAFETY: 16 (32 when WIDE) floats are readable at every B row.
-            let b0 = unsafe { _mm512_loadu_ps(b) };
-            let b1 = if WIDE {
-                unsafe { _mm512_loadu_ps(b.add(t.b_hs)) }
-            } else {
-                b0
-            };
+            // SAFETY: 16 floats are readable at every group of every B row.
+            let bv: [__m512; G] =
+                std::array::from_fn(|h| unsafe { _mm512_loadu_ps(b.add(h * t.b_hs)) });
             for (r, row) in acc.iter_mut().enumerate() {
                 // SAFETY: r < R = rows, whose A elements are readable.
                 let x = unsafe { _mm512_set1_ps(*a.add(offs[r])) };
-                row[0] = _mm512_fmadd_ps(x, b0, row[0]);
-                if WIDE {
-                    row[1] = _mm512_fmadd_ps(x, b1, row[1]);
+                for (o, &v) in row.iter_mut().zip(&bv) {
+                    *o = _mm512_fmadd_ps(x, v, *o);
                 }
             }
             // SAFETY: stays within (or one past) the operands.
@@ -267,7 +287,24 @@ mod kernels {
                 }
             }
         }
-        let halves = if WIDE { 2 } else { 1 };
+        // SAFETY: forwarded.
+        unsafe { store512::<R, G>(t, &acc, ep) };
+    }
+
+    /// Stores an AVX-512 tile's accumulators: adds what C holds for a later K block, applies
+    /// the epilogue on the last, squeezes out cropped columns.
+    ///
+    /// # Safety
+    /// AVX-512F; `t.c` valid as [`Tile`] describes, `t.rows == R`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn store512<const R: usize, const G: usize>(
+        t: &Tile,
+        acc: &[[std::arch::x86_64::__m512; G]; R],
+        ep: &Epilogue,
+    ) {
+        use std::arch::x86_64::*;
+        let halves = G;
         if t.crop.pw != 0 && (!t.last || ep.is_vectorizable()) {
             // Dropped columns squeezed out: compress-store the kept lanes (and
             // expand-load what C holds at the same places).
@@ -291,13 +328,24 @@ mod kernels {
                     unsafe {
                         let dst = t.c.add(r * t.ldc + at);
                         let mut v = row[h];
+                        // All 16 lanes kept (most of a wide image's): plain loads and stores.
+                        let full = mask == 0xffff;
                         if t.accumulate {
-                            v = _mm512_add_ps(v, _mm512_maskz_expandloadu_ps(mask, dst));
+                            let old = if full {
+                                _mm512_loadu_ps(dst)
+                            } else {
+                                _mm512_maskz_expandloadu_ps(mask, dst)
+                            };
+                            v = _mm512_add_ps(v, old);
                         }
                         if t.last {
                             v = ep.apply_avx512(v, t.row0 + r, j, cols);
                         }
-                        _mm512_mask_compressstoreu_ps(dst, mask, v);
+                        if full {
+                            _mm512_storeu_ps(dst, v);
+                        } else {
+                            _mm512_mask_compressstoreu_ps(dst, mask, v);
+                        }
                     }
                 }
             }
@@ -441,7 +489,7 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA: 6×16 tiles in 12 ymm accumulators.
     Avx2,
-    /// AVX-512F: 12×16 tiles in 12 zmm accumulators (twice AVX2's FLOPs per cycle on CPUs
+    /// AVX-512F: 6×64 tiles in 24 zmm accumulators (twice AVX2's FLOPs per cycle on CPUs
     /// with two 512-bit FMA units; the same on those that split them, like Zen 4).
     Avx512,
 }
@@ -470,7 +518,7 @@ impl Isa {
 
     /// Columns of C per register tile.
     pub fn tile_cols(self) -> usize {
-        if self == Isa::Avx512 { 2 * NR } else { NR }
+        if self == Isa::Avx512 { 4 * NR } else { NR }
     }
 
     /// [`Isa::detect`], once per process.
@@ -513,55 +561,104 @@ fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` is only chosen when the CPU has AVX-512F (and AVX2, FMA).
         Isa::Avx512 => unsafe {
-            match (t.rows, t.cols > 16, !t.b_tab.is_null(), t.a_rs == 1) {
-                (1, false, false, false) => kernels::avx512::<1, false, false, false>(t, ep),
-                (2, false, false, false) => kernels::avx512::<2, false, false, false>(t, ep),
-                (3, false, false, false) => kernels::avx512::<3, false, false, false>(t, ep),
-                (4, false, false, false) => kernels::avx512::<4, false, false, false>(t, ep),
-                (5, false, false, false) => kernels::avx512::<5, false, false, false>(t, ep),
-                (_, false, false, false) => kernels::avx512::<6, false, false, false>(t, ep),
-                (1, true, false, false) => kernels::avx512::<1, true, false, false>(t, ep),
-                (2, true, false, false) => kernels::avx512::<2, true, false, false>(t, ep),
-                (3, true, false, false) => kernels::avx512::<3, true, false, false>(t, ep),
-                (4, true, false, false) => kernels::avx512::<4, true, false, false>(t, ep),
-                (5, true, false, false) => kernels::avx512::<5, true, false, false>(t, ep),
-                (_, true, false, false) => kernels::avx512::<6, true, false, false>(t, ep),
-                (1, false, true, false) => kernels::avx512::<1, false, true, false>(t, ep),
-                (2, false, true, false) => kernels::avx512::<2, false, true, false>(t, ep),
-                (3, false, true, false) => kernels::avx512::<3, false, true, false>(t, ep),
-                (4, false, true, false) => kernels::avx512::<4, false, true, false>(t, ep),
-                (5, false, true, false) => kernels::avx512::<5, false, true, false>(t, ep),
-                (_, false, true, false) => kernels::avx512::<6, false, true, false>(t, ep),
-                (1, true, true, false) => kernels::avx512::<1, true, true, false>(t, ep),
-                (2, true, true, false) => kernels::avx512::<2, true, true, false>(t, ep),
-                (3, true, true, false) => kernels::avx512::<3, true, true, false>(t, ep),
-                (4, true, true, false) => kernels::avx512::<4, true, true, false>(t, ep),
-                (5, true, true, false) => kernels::avx512::<5, true, true, false>(t, ep),
-                (_, true, true, false) => kernels::avx512::<6, true, true, false>(t, ep),
-                (1, false, false, true) => kernels::avx512::<1, false, false, true>(t, ep),
-                (2, false, false, true) => kernels::avx512::<2, false, false, true>(t, ep),
-                (3, false, false, true) => kernels::avx512::<3, false, false, true>(t, ep),
-                (4, false, false, true) => kernels::avx512::<4, false, false, true>(t, ep),
-                (5, false, false, true) => kernels::avx512::<5, false, false, true>(t, ep),
-                (_, false, false, true) => kernels::avx512::<6, false, false, true>(t, ep),
-                (1, true, false, true) => kernels::avx512::<1, true, false, true>(t, ep),
-                (2, true, false, true) => kernels::avx512::<2, true, false, true>(t, ep),
-                (3, true, false, true) => kernels::avx512::<3, true, false, true>(t, ep),
-                (4, true, false, true) => kernels::avx512::<4, true, false, true>(t, ep),
-                (5, true, false, true) => kernels::avx512::<5, true, false, true>(t, ep),
-                (_, true, false, true) => kernels::avx512::<6, true, false, true>(t, ep),
-                (1, false, true, true) => kernels::avx512::<1, false, true, true>(t, ep),
-                (2, false, true, true) => kernels::avx512::<2, false, true, true>(t, ep),
-                (3, false, true, true) => kernels::avx512::<3, false, true, true>(t, ep),
-                (4, false, true, true) => kernels::avx512::<4, false, true, true>(t, ep),
-                (5, false, true, true) => kernels::avx512::<5, false, true, true>(t, ep),
-                (_, false, true, true) => kernels::avx512::<6, false, true, true>(t, ep),
-                (1, true, true, true) => kernels::avx512::<1, true, true, true>(t, ep),
-                (2, true, true, true) => kernels::avx512::<2, true, true, true>(t, ep),
-                (3, true, true, true) => kernels::avx512::<3, true, true, true>(t, ep),
-                (4, true, true, true) => kernels::avx512::<4, true, true, true>(t, ep),
-                (5, true, true, true) => kernels::avx512::<5, true, true, true>(t, ep),
-                (_, true, true, true) => kernels::avx512::<6, true, true, true>(t, ep),
+            let groups = t.cols.div_ceil(16).clamp(1, 4);
+            match (t.rows, groups, !t.b_tab.is_null(), t.a_rs == 1) {
+                (1, 3, false, false) => kernels::avx512::<1, 3, false, false>(t, ep),
+                (2, 3, false, false) => kernels::avx512::<2, 3, false, false>(t, ep),
+                (3, 3, false, false) => kernels::avx512::<3, 3, false, false>(t, ep),
+                (4, 3, false, false) => kernels::avx512::<4, 3, false, false>(t, ep),
+                (5, 3, false, false) => kernels::avx512::<5, 3, false, false>(t, ep),
+                (_, 3, false, false) => kernels::avx512::<6, 3, false, false>(t, ep),
+                (1, 3, true, false) => kernels::avx512::<1, 3, true, false>(t, ep),
+                (2, 3, true, false) => kernels::avx512::<2, 3, true, false>(t, ep),
+                (3, 3, true, false) => kernels::avx512::<3, 3, true, false>(t, ep),
+                (4, 3, true, false) => kernels::avx512::<4, 3, true, false>(t, ep),
+                (5, 3, true, false) => kernels::avx512::<5, 3, true, false>(t, ep),
+                (_, 3, true, false) => kernels::avx512::<6, 3, true, false>(t, ep),
+                (1, 3, false, true) => kernels::avx512::<1, 3, false, true>(t, ep),
+                (2, 3, false, true) => kernels::avx512::<2, 3, false, true>(t, ep),
+                (3, 3, false, true) => kernels::avx512::<3, 3, false, true>(t, ep),
+                (4, 3, false, true) => kernels::avx512::<4, 3, false, true>(t, ep),
+                (5, 3, false, true) => kernels::avx512::<5, 3, false, true>(t, ep),
+                (_, 3, false, true) => kernels::avx512::<6, 3, false, true>(t, ep),
+                (1, 3, true, true) => kernels::avx512::<1, 3, true, true>(t, ep),
+                (2, 3, true, true) => kernels::avx512::<2, 3, true, true>(t, ep),
+                (3, 3, true, true) => kernels::avx512::<3, 3, true, true>(t, ep),
+                (4, 3, true, true) => kernels::avx512::<4, 3, true, true>(t, ep),
+                (5, 3, true, true) => kernels::avx512::<5, 3, true, true>(t, ep),
+                (_, 3, true, true) => kernels::avx512::<6, 3, true, true>(t, ep),
+                (1, 1, false, false) => kernels::avx512::<1, 1, false, false>(t, ep),
+                (2, 1, false, false) => kernels::avx512::<2, 1, false, false>(t, ep),
+                (3, 1, false, false) => kernels::avx512::<3, 1, false, false>(t, ep),
+                (4, 1, false, false) => kernels::avx512::<4, 1, false, false>(t, ep),
+                (5, 1, false, false) => kernels::avx512::<5, 1, false, false>(t, ep),
+                (_, 1, false, false) => kernels::avx512::<6, 1, false, false>(t, ep),
+                (1, 2, false, false) => kernels::avx512::<1, 2, false, false>(t, ep),
+                (2, 2, false, false) => kernels::avx512::<2, 2, false, false>(t, ep),
+                (3, 2, false, false) => kernels::avx512::<3, 2, false, false>(t, ep),
+                (4, 2, false, false) => kernels::avx512::<4, 2, false, false>(t, ep),
+                (5, 2, false, false) => kernels::avx512::<5, 2, false, false>(t, ep),
+                (_, 2, false, false) => kernels::avx512::<6, 2, false, false>(t, ep),
+                (1, _, false, false) => kernels::avx512::<1, 4, false, false>(t, ep),
+                (2, _, false, false) => kernels::avx512::<2, 4, false, false>(t, ep),
+                (3, _, false, false) => kernels::avx512::<3, 4, false, false>(t, ep),
+                (4, _, false, false) => kernels::avx512::<4, 4, false, false>(t, ep),
+                (5, _, false, false) => kernels::avx512::<5, 4, false, false>(t, ep),
+                (_, _, false, false) => kernels::avx512::<6, 4, false, false>(t, ep),
+                (1, 1, true, false) => kernels::avx512::<1, 1, true, false>(t, ep),
+                (2, 1, true, false) => kernels::avx512::<2, 1, true, false>(t, ep),
+                (3, 1, true, false) => kernels::avx512::<3, 1, true, false>(t, ep),
+                (4, 1, true, false) => kernels::avx512::<4, 1, true, false>(t, ep),
+                (5, 1, true, false) => kernels::avx512::<5, 1, true, false>(t, ep),
+                (_, 1, true, false) => kernels::avx512::<6, 1, true, false>(t, ep),
+                (1, 2, true, false) => kernels::avx512::<1, 2, true, false>(t, ep),
+                (2, 2, true, false) => kernels::avx512::<2, 2, true, false>(t, ep),
+                (3, 2, true, false) => kernels::avx512::<3, 2, true, false>(t, ep),
+                (4, 2, true, false) => kernels::avx512::<4, 2, true, false>(t, ep),
+                (5, 2, true, false) => kernels::avx512::<5, 2, true, false>(t, ep),
+                (_, 2, true, false) => kernels::avx512::<6, 2, true, false>(t, ep),
+                (1, _, true, false) => kernels::avx512::<1, 4, true, false>(t, ep),
+                (2, _, true, false) => kernels::avx512::<2, 4, true, false>(t, ep),
+                (3, _, true, false) => kernels::avx512::<3, 4, true, false>(t, ep),
+                (4, _, true, false) => kernels::avx512::<4, 4, true, false>(t, ep),
+                (5, _, true, false) => kernels::avx512::<5, 4, true, false>(t, ep),
+                (_, _, true, false) => kernels::avx512::<6, 4, true, false>(t, ep),
+                (1, 1, false, true) => kernels::avx512::<1, 1, false, true>(t, ep),
+                (2, 1, false, true) => kernels::avx512::<2, 1, false, true>(t, ep),
+                (3, 1, false, true) => kernels::avx512::<3, 1, false, true>(t, ep),
+                (4, 1, false, true) => kernels::avx512::<4, 1, false, true>(t, ep),
+                (5, 1, false, true) => kernels::avx512::<5, 1, false, true>(t, ep),
+                (_, 1, false, true) => kernels::avx512::<6, 1, false, true>(t, ep),
+                (1, 2, false, true) => kernels::avx512::<1, 2, false, true>(t, ep),
+                (2, 2, false, true) => kernels::avx512::<2, 2, false, true>(t, ep),
+                (3, 2, false, true) => kernels::avx512::<3, 2, false, true>(t, ep),
+                (4, 2, false, true) => kernels::avx512::<4, 2, false, true>(t, ep),
+                (5, 2, false, true) => kernels::avx512::<5, 2, false, true>(t, ep),
+                (_, 2, false, true) => kernels::avx512::<6, 2, false, true>(t, ep),
+                (1, _, false, true) => kernels::avx512::<1, 4, false, true>(t, ep),
+                (2, _, false, true) => kernels::avx512::<2, 4, false, true>(t, ep),
+                (3, _, false, true) => kernels::avx512::<3, 4, false, true>(t, ep),
+                (4, _, false, true) => kernels::avx512::<4, 4, false, true>(t, ep),
+                (5, _, false, true) => kernels::avx512::<5, 4, false, true>(t, ep),
+                (_, _, false, true) => kernels::avx512::<6, 4, false, true>(t, ep),
+                (1, 1, true, true) => kernels::avx512::<1, 1, true, true>(t, ep),
+                (2, 1, true, true) => kernels::avx512::<2, 1, true, true>(t, ep),
+                (3, 1, true, true) => kernels::avx512::<3, 1, true, true>(t, ep),
+                (4, 1, true, true) => kernels::avx512::<4, 1, true, true>(t, ep),
+                (5, 1, true, true) => kernels::avx512::<5, 1, true, true>(t, ep),
+                (_, 1, true, true) => kernels::avx512::<6, 1, true, true>(t, ep),
+                (1, 2, true, true) => kernels::avx512::<1, 2, true, true>(t, ep),
+                (2, 2, true, true) => kernels::avx512::<2, 2, true, true>(t, ep),
+                (3, 2, true, true) => kernels::avx512::<3, 2, true, true>(t, ep),
+                (4, 2, true, true) => kernels::avx512::<4, 2, true, true>(t, ep),
+                (5, 2, true, true) => kernels::avx512::<5, 2, true, true>(t, ep),
+                (_, 2, true, true) => kernels::avx512::<6, 2, true, true>(t, ep),
+                (1, _, true, true) => kernels::avx512::<1, 4, true, true>(t, ep),
+                (2, _, true, true) => kernels::avx512::<2, 4, true, true>(t, ep),
+                (3, _, true, true) => kernels::avx512::<3, 4, true, true>(t, ep),
+                (4, _, true, true) => kernels::avx512::<4, 4, true, true>(t, ep),
+                (5, _, true, true) => kernels::avx512::<5, 4, true, true>(t, ep),
+                (_, _, true, true) => kernels::avx512::<6, 4, true, true>(t, ep),
             }
         },
         // SAFETY: as above (the scalar tile handles up to MR rows; callers on this ISA
@@ -798,12 +895,12 @@ pub fn gemm_packed_a_indirect(
     Ok(())
 }
 
-/// Copies one B row of a tile width (16 or 32 floats) with fixed-size moves, not a call.
+/// Copies one B row of a tile width (16 or 64 floats) with fixed-size moves, not a call.
 #[inline(always)]
 fn copy_row(dst: &mut [f32], src: &[f32]) {
     match (
-        <&mut [f32; 32]>::try_from(&mut *dst),
-        <&[f32; 32]>::try_from(src),
+        <&mut [f32; 64]>::try_from(&mut *dst),
+        <&[f32; 64]>::try_from(src),
     ) {
         (Ok(d), Ok(s)) => *d = *s,
         _ => {

@@ -38,4 +38,6 @@ pub mod npy;
 pub mod pool;
 pub mod program;
 pub mod threads;
+#[cfg(target_arch = "x86_64")]
+mod tile64;
 pub mod window;

@@ -95,7 +95,7 @@ fn act(r: &mut Rng) -> (String, Vec<f32>) {
 /// One random single-layer model, or None when the draw is not a valid layer.
 fn model(r: &mut Rng) -> Option<(String, Graph)> {
     let mut g = Graph::new("case");
-    let kind = r.range(0, 9);
+    let kind = r.range(0, 10);
     let c = r.range(1, 9);
     // Mostly small images; some wide enough for several 16-column vectors and 32-column
     // tiles per row.
@@ -105,7 +105,8 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
     match kind {
         0..=2 => {
             let groups = r.pick(&[1, 1, 1, c, if c.is_multiple_of(2) { 2 } else { 1 }]);
-            let m = groups * r.range(1, 5);
+            // Up to 19 output channels per group: full 6-row tiles and a partial one.
+            let m = groups * r.range(1, if groups == 1 { 19 } else { 5 });
             let (kh, kw) = (r.pick(&[1, 2, 3, 3, 5]), r.pick(&[1, 3, 3, 4]));
             let s = [r.pick(&[1, 1, 2, 3]), r.pick(&[1, 1, 2])];
             let d = [r.pick(&[1, 1, 1, 2]), r.pick(&[1, 1, 2])];
@@ -220,6 +221,18 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
                 &mut g,
                 Op::BatchNormalization(op::BatchNormalization::default()),
                 ins,
+            )?;
+        }
+        8 => {
+            // Several rows per sample: full 6-row tiles of the packed-B (dense) kernels.
+            let (rows, k, n) = (r.range(1, 14), r.range(1, 40), r.range(1, 140));
+            let x = input(&mut g, &[rows, k]);
+            let wv = konst(&mut g, "w", &[k, n], r);
+            desc = format!("MatMul rows{rows} k{k} n{n}");
+            node(
+                &mut g,
+                Op::MatMul(op::MatMul::default()),
+                vec![Some(x), Some(wv)],
             )?;
         }
         7 => {
