@@ -107,10 +107,9 @@ impl Crop {
     /// Where computed column `j` (or, if it is dropped, the next kept one) is stored.
     #[inline(always)]
     fn col(self, j: usize) -> usize {
-        if self.pw == 0 {
-            j
-        } else {
-            (j / self.pw) * self.ow + (j % self.pw).min(self.ow)
+        match (j.checked_div(self.pw), j.checked_rem(self.pw)) {
+            (Some(row), Some(at)) => row * self.ow + at.min(self.ow),
+            _ => j,
         }
     }
 
