@@ -693,31 +693,32 @@ pub fn gemm_packed_a(
     }
     ep.check(m, n)?;
     let tw = isa.tile_cols();
-    let mut edge = vec![0f32; (KC + KC / 2) * tw];
-    drive_packed_a(
-        isa,
-        a,
-        n,
-        c,
-        ldc,
-        ep,
-        cols,
-        Crop::NONE,
-        true,
-        |j, w, k0, kc| {
-            // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the tile
-            // can always read a full tile width.
-            if w == tw {
-                return (b[k0 * ldb + j..].as_ptr(), ldb, std::ptr::null());
-            }
-            for kk in 0..kc {
-                let row = &b[(k0 + kk) * ldb + j..(k0 + kk) * ldb + j + w];
-                edge[kk * tw..kk * tw + w].copy_from_slice(row);
-                edge[kk * tw + w..(kk + 1) * tw].fill(0.0);
-            }
-            (edge.as_ptr(), tw, std::ptr::null())
-        },
-    );
+    with_buffer(&EDGE, k.min(KC + KC / 2).max(1) * tw, |edge| {
+        drive_packed_a(
+            isa,
+            a,
+            n,
+            c,
+            ldc,
+            ep,
+            cols,
+            Crop::NONE,
+            true,
+            |j, w, k0, kc| {
+                // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the tile
+                // can always read a full tile width.
+                if w == tw {
+                    return (b[k0 * ldb + j..].as_ptr(), ldb, std::ptr::null());
+                }
+                for kk in 0..kc {
+                    let row = &b[(k0 + kk) * ldb + j..(k0 + kk) * ldb + j + w];
+                    edge[kk * tw..kk * tw + w].copy_from_slice(row);
+                    edge[kk * tw + w..(kk + 1) * tw].fill(0.0);
+                }
+                (edge.as_ptr(), tw, std::ptr::null())
+            },
+        );
+    });
     Ok(())
 }
 
@@ -945,11 +946,32 @@ fn drive_packed_a(
     // large, often power-of-two-ish stride apart and fall into a few cache sets). Measured:
     // worth it for a plain B with 4+ panels; not for a convolution's indirect B.
     let repack = repack && panels >= 4;
-    let mut block = if repack {
-        vec![0f32; (KC + KC / 2) * tw]
-    } else {
-        Vec::new()
-    };
+    with_buffer(
+        &BLOCK,
+        if repack { k.min(KC + KC / 2) * tw } else { 0 },
+        |block| drive_blocks(isa, a, n, c, ldc, ep, cols, crop, repack, block, &mut b_at),
+    );
+}
+
+/// [`drive_packed_a`]'s loops, with `block` for the repacked B blocks.
+#[allow(unsafe_code)]
+#[allow(clippy::too_many_arguments)]
+fn drive_blocks(
+    isa: Isa,
+    a: PackedA<'_>,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue,
+    cols: std::ops::Range<usize>,
+    crop: Crop,
+    repack: bool,
+    block: &mut [f32],
+    b_at: &mut impl FnMut(usize, usize, usize, usize) -> (*const f32, usize, *const usize),
+) {
+    let (m, k) = (a.m, a.k);
+    let tw = isa.tile_cols();
+    let panels = m.div_ceil(MR);
     // Columns in chunks whose C block stays in L2 across the K blocks, K blocks within a
     // chunk, so each A block (all panels × KC, in L2 too) serves the whole chunk: a large A
     // (the weights of a deep layer) is streamed from memory once per chunk, not once per
@@ -1014,6 +1036,32 @@ fn drive_packed_a(
         }
         jc = jc_end;
     }
+}
+
+thread_local! {
+    /// Partial B tiles copied to a full tile width ([`gemm_packed_a`]).
+    static EDGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Repacked B blocks ([`drive_packed_a`]).
+    static BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's buffer `slot`, at least `len` floats (grown, never shrunk:
+/// no allocation per call once a model has run).
+fn with_buffer<R>(
+    slot: &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    slot.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        // Re-entered (never, as the kernels do not nest): a private buffer.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
 }
 
 /// Bytes of C a packed-A GEMM keeps in L2 while it runs the K blocks over them.
