@@ -120,12 +120,16 @@ pub fn conv2d(
     g: &Geometry,
     weights: &[PackedA<'_>],
     bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
     act: crate::epilogue::Act,
     y: &mut [f32],
     scratch: &mut [f32],
     cols: std::ops::Range<usize>,
 ) -> Result<(), String> {
     let groups = weights.len().max(1);
+    if residual.is_some_and(|r| r.len() < y.len()) {
+        return Err("conv: the residual is smaller than the output".into());
+    }
     let cg = g.c / groups;
     let p = g.oh * g.ow;
     let mut m0 = 0;
@@ -133,13 +137,16 @@ pub fn conv2d(
         let mg = wa.m;
         let ep = Epilogue {
             bias: bias.map_or(Bias::None, |b| Bias::PerRow(&b[m0..m0 + mg])),
+            residual: residual.map(|r| &r[m0 * p..(m0 + mg) * p]),
             act,
         };
         let out = &mut y[m0 * p..(m0 + mg) * p];
         if g.is_pointwise() {
             let b = &x[gi * cg * p..(gi + 1) * cg * p];
             gemm_packed_a(isa, *wa, b, p, p, out, p, &ep, cols.clone())?;
-        } else if g.sh == 1 && g.sw == 1 && cols.start == 0 && cols.end >= p {
+        } else if cols.start == 0 && cols.end >= p && g.kh * g.kw > 1 {
+            // (A strided 1×1 convolution reads one input pixel per output: its im2col is a
+            // plain subsampling, cheaper through the panels below; measured.)
             conv_indirect(isa, x, g, gi * cg, cg, *wa, &ep, out, scratch)?;
         } else {
             let k = cg * g.kh * g.kw;
@@ -160,31 +167,33 @@ pub fn scratch_len(g: &Geometry, groups: usize) -> usize {
     let groups = groups.max(1);
     let cg = g.c / groups;
     let k = cg * g.kh * g.kw;
-    let panels = crate::gemm::panels_len(k, g.oh * g.ow, 64);
-    if g.sh == 1 && g.sw == 1 {
-        let (ph, pw) = padded_dims(g);
-        panels.max(cg * ph * pw + slack(g))
-    } else {
-        panels
-    }
+    crate::gemm::panels_len(k, g.oh * g.ow, 64).max(padded_len(g, cg))
 }
 
-/// Readable floats past the padded planes: the last tap's row runs `(kw − 1)·dw` past the
-/// end of the last plane, and a tile may read up to 64 columns past the result's end.
+/// Readable floats past the phase planes: the last tap's row runs `((kw − 1)·dw) / sw` past
+/// the end of the last plane, and a tile may read up to 64 columns past the result's end.
 fn slack(g: &Geometry) -> usize {
-    64 + (g.kw - 1) * g.dw
+    64 + (g.kw - 1) * g.dw / g.sw.max(1)
 }
 
-/// The zero-padded plane a stride-1 convolution reads: every output row computed at width
-/// `pw` reads rows `oy·1 + ky·dh` and columns `ox + kx·dw` of it.
-fn padded_dims(g: &Geometry) -> (usize, usize) {
-    (g.oh + (g.kh - 1) * g.dh, g.ow + (g.kw - 1) * g.dw)
+/// The zero-padded input split by stride phase: phase (ψ, φ) of a channel holds padded row
+/// `r·sh + ψ`, column `q·sw + φ` at (r, q), in `qh × qw` planes. Tap (ky, kx) of output
+/// (oy, ox) then reads phase ((ky·dh) % sh, (kx·dw) % sw) at row oy + (ky·dh) / sh, column
+/// ox + (kx·dw) / sw: for every stride, a stride-1 window over one plane. Returns
+/// (phases, qh, qw).
+fn phase_dims(g: &Geometry) -> (usize, usize, usize) {
+    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    (
+        sh * sw,
+        g.oh + (g.kh - 1) * g.dh / sh,
+        g.ow + (g.kw - 1) * g.dw / sw,
+    )
 }
 
-/// A stride-1 convolution with no im2col: the input is copied once into zero-padded planes
-/// of width `pw`; B's row for tap (c, ky, kx) is then the padded plane shifted by
-/// `c·plane + ky·dh·pw + kx·dw`, read in place by the GEMM (an indirect B). The result is
-/// computed `pw` wide and stored `ow` wide (a [`Crop`]).
+/// A convolution with no im2col: the input is copied once into zero-padded stride-phase
+/// planes (see [`phase_dims`]); B's row for tap (c, ky, kx) is then one of them shifted,
+/// read in place by the GEMM (an indirect B). The result is computed `qw` wide and stored
+/// `ow` wide (a [`Crop`]).
 #[allow(clippy::too_many_arguments)]
 fn conv_indirect(
     isa: Isa,
@@ -206,13 +215,14 @@ fn conv_indirect(
     conv_indirect_rows(isa, wa, 0..wa.m, ep, padded, g, cg, out)
 }
 
-/// Floats of the zero-padded planes (and slack) of `cg` channels.
+/// Floats of the phase planes (and slack) of `cg` channels.
 pub fn padded_len(g: &Geometry, cg: usize) -> usize {
-    let (ph, pw) = padded_dims(g);
-    cg * ph * pw + slack(g)
+    let (phases, qh, qw) = phase_dims(g);
+    cg * phases * qh * qw + slack(g)
 }
 
-/// Copies channels `c0..c0 + cg` of `x` into zero-padded planes (see [`padded_len`]).
+/// Copies channels `c0..c0 + cg` of `x` into zero-padded phase planes (see
+/// [`padded_len`]).
 pub fn pad_input(
     x: &[f32],
     g: &Geometry,
@@ -220,31 +230,60 @@ pub fn pad_input(
     cg: usize,
     padded: &mut [f32],
 ) -> Result<(), String> {
-    let (ph, pw) = padded_dims(g);
-    let plane = ph * pw;
+    let (phases, qh, qw) = phase_dims(g);
+    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    let plane = qh * qw;
     let padded = padded
         .get_mut(..padded_len(g, cg))
         .ok_or("conv: padding buffer too small")?;
-    padded.fill(0.0);
+    // Only the phases some tap reads (a strided 1×1 convolution reads one of four).
+    let rows_used: Vec<bool> = (0..sh)
+        .map(|ps| (0..g.kh).any(|ky| ky * g.dh % sh == ps))
+        .collect();
+    let cols_used: Vec<bool> = (0..sw)
+        .map(|phs| (0..g.kw).any(|kx| kx * g.dw % sw == phs))
+        .collect();
+    let (body, tail) = padded.split_at_mut(cg * phases * plane);
+    tail.fill(0.0);
     for c in 0..cg {
         let src = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
-        for iy in 0..g.h {
-            let py = iy + g.pt;
-            if py >= ph {
-                break;
+        for ps in 0..sh {
+            for phs in 0..sw {
+                if !rows_used[ps] || !cols_used[phs] {
+                    continue;
+                }
+                let q = &mut body[(c * phases + ps * sw + phs) * plane..][..plane];
+                q.fill(0.0);
+                // Columns q with ix = q·sw + φ − pl in [0, w).
+                let lo = g.pl.saturating_sub(phs).div_ceil(sw).min(qw);
+                let hi = (g.w + g.pl).saturating_sub(phs).div_ceil(sw).clamp(lo, qw);
+                if lo >= hi {
+                    continue;
+                }
+                let ix0 = lo * sw + phs - g.pl;
+                for r in 0..qh {
+                    let Some(iy) = (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h) else {
+                        continue;
+                    };
+                    let row = &src[iy * g.w..(iy + 1) * g.w];
+                    let dst = &mut q[r * qw + lo..r * qw + hi];
+                    if sw == 1 {
+                        dst.copy_from_slice(&row[ix0..ix0 + (hi - lo)]);
+                    } else {
+                        for (j, d) in dst.iter_mut().enumerate() {
+                            *d = row[ix0 + j * sw];
+                        }
+                    }
+                }
             }
-            // Input columns beyond the padded width are read by no output.
-            let n = g.w.min(pw.saturating_sub(g.pl));
-            let dst = c * plane + py * pw + g.pl;
-            padded[dst..dst + n].copy_from_slice(&src[iy * g.w..iy * g.w + n]);
         }
     }
     Ok(())
 }
 
-/// Output channels `rows` (a multiple of MR to a multiple of MR or m) of a stride-1
-/// convolution over padded planes: into `out` (just those channels, `[rows, oh, ow]`). The
-/// GEMM computes `pw` columns per output row and stores the first `ow` of them.
+/// Output channels `rows` (a multiple of MR to a multiple of MR or m) of a convolution over
+/// phase planes: into `out` (just those channels, `[rows, oh, ow]`). The GEMM computes `qw`
+/// columns per output row and stores the first `ow` of them.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_indirect_rows(
     isa: Isa,
@@ -263,17 +302,21 @@ pub fn conv_indirect_rows(
     if !rows.start.is_multiple_of(MR) || rows.end > wa.m {
         return Err("conv: row range not aligned to the weight panels".into());
     }
-    let (ph, pw) = padded_dims(g);
-    let plane = ph * pw;
+    let (phases, qh, qw) = phase_dims(g);
+    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+    let plane = qh * qw;
     let mut tab = Vec::with_capacity(cg * g.kh * g.kw);
     for c in 0..cg {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
-                tab.push(c * plane + ky * g.dh * pw + kx * g.dw);
+                let (dy, dx) = (ky * g.dh, kx * g.dw);
+                let phase = c * phases + (dy % sh) * sw + dx % sw;
+                tab.push(phase * plane + (dy / sh) * qw + dx / sw);
             }
         }
     }
-    let n = g.oh * pw;
+    let n = g.oh * qw;
+    let pw = qw;
     let mr = rows.len();
     let p = g.oh * g.ow;
     let out = out
@@ -290,6 +333,8 @@ pub fn conv_indirect_rows(
             Bias::PerRow(b) => Bias::PerRow(&b[rows.start..rows.end]),
             other => other,
         },
+        // Laid out like `out`: these channels' rows already.
+        residual: ep.residual,
         act: ep.act,
     };
     let crop = Crop { pw, ow: g.ow };

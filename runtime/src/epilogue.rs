@@ -56,11 +56,14 @@ impl Act {
     }
 }
 
-/// Bias then activation.
+/// Bias, then a residual tensor, then activation.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
     /// The bias.
     pub bias: Bias<'a>,
+    /// A tensor laid out like the result (same row stride, same crop), added before the
+    /// activation: a residual connection fused into the layer that precedes it.
+    pub residual: Option<&'a [f32]>,
     /// The activation.
     pub act: Act,
 }
@@ -69,6 +72,7 @@ impl Epilogue<'_> {
     /// No bias, no activation.
     pub const NONE: Epilogue<'static> = Epilogue {
         bias: Bias::None,
+        residual: None,
         act: Act::None,
     };
 

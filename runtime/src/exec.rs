@@ -59,10 +59,15 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 groups,
                 w,
                 bias,
+                residual,
                 ..
             } => {
                 geo(g).map_err(at)?;
                 let groups = (*groups).max(1);
+                if let Some(r) = residual {
+                    need(r, m * g.oh * g.ow, "residual").map_err(at)?;
+                    arena(r, "residual").map_err(at)?;
+                }
                 if g.c % groups != 0 || m % groups != 0 {
                     return Err(at("channels do not divide into the groups".into()));
                 }
@@ -471,23 +476,6 @@ impl<'p> Runner<'p> {
                     }
                 });
             }
-            Step::Conv { g, groups: 1, .. }
-                if batch < threads && big && !g.is_pointwise() && (g.sh != 1 || g.sw != 1) =>
-            {
-                // One large sample: im2col once, then the output channels in parallel.
-                for s in 0..batch {
-                    let Ok(mut buf) = scratch[0].lock() else {
-                        break;
-                    };
-                    ctx.im2col(step, s, &mut buf)?;
-                    let col: &[f32] = &buf;
-                    self.pool.run(threads, &|t| {
-                        if let Err(e) = ctx.conv_rows(step, s, col, t, threads) {
-                            fail(e);
-                        }
-                    });
-                }
-            }
             Step::Conv {
                 x,
                 y,
@@ -496,20 +484,18 @@ impl<'p> Runner<'p> {
                 groups: 1,
                 w,
                 bias,
+                residual,
                 act,
-            } if batch < threads && big && !g.is_pointwise() && g.sh == 1 && g.sw == 1 => {
-                // One large sample, stride 1: pad the input once, then split the output
-                // channels (whole weight panels) over the threads.
+            } if batch < threads && big && !g.is_pointwise() => {
+                // One large sample: pad (and split by stride phase) the input once, then
+                // split the output channels (whole weight panels) over the threads.
                 let k = g.c * g.kh * g.kw;
                 let wa = PackedA {
                     m: *m,
                     k,
                     data: &self.weights[*w..w + gemm::pack_a_len(*m, k)],
                 };
-                let ep = Epilogue {
-                    bias: bias.map_or(Bias::None, |b| Bias::PerRow(&self.weights[b..b + m])),
-                    act: *act,
-                };
+                let bias = bias.map_or(Bias::None, |b| Bias::PerRow(&self.weights[b..b + m]));
                 for s in 0..batch {
                     let ([xs], _) = arena.views([range(x, batch, s)], 0..0)?;
                     conv::pad_input(xs, g, 0, g.c, &mut self.padded)?;
@@ -520,7 +506,17 @@ impl<'p> Runner<'p> {
                         let p = g.oh * g.ow;
                         let start = range(y, batch, s).start;
                         let mine = start + rows.start * p..start + rows.end * p;
-                        let res = arena.views::<0>([], mine).and_then(|(_, ys)| {
+                        // The residual's rows of the same channels.
+                        let theirs = residual.map_or(0..0, |r| {
+                            let at = range(&r, batch, s).start;
+                            at + rows.start * p..at + rows.end * p
+                        });
+                        let res = arena.views([theirs], mine).and_then(|([rs], ys)| {
+                            let ep = Epilogue {
+                                bias,
+                                residual: residual.is_some().then_some(rs),
+                                act: *act,
+                            };
                             conv::conv_indirect_rows(ctx.isa, wa, rows, &ep, padded, g, g.c, ys)
                         });
                         if let Err(e) = res {
@@ -533,7 +529,7 @@ impl<'p> Runner<'p> {
                 // One large sample: the output channels in parallel.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
-                        if let Err(e) = ctx.conv_rows(step, s, &[], t, threads) {
+                        if let Err(e) = ctx.conv_rows(step, s, t, threads) {
                             fail(e);
                         }
                     });
@@ -604,36 +600,10 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// Writes sample `s`'s im2col matrix into `buf` (first group only: used for
-    /// single-group convolutions split by columns).
-    fn im2col(&self, step: &Step, s: usize, buf: &mut [f32]) -> Result<(), String> {
-        let Step::Conv { x, g, groups, .. } = step else {
-            return Err("not a convolution".into());
-        };
-        if g.is_pointwise() || *groups != 1 {
-            return Ok(());
-        }
-        let ([xs], _) = self.arena.views([range(x, self.batch, s)], 0..0)?;
-        let k = g.c * g.kh * g.kw;
-        let tw = self.isa.tile_cols();
-        let col = buf
-            .get_mut(..gemm::panels_len(k, g.oh * g.ow, tw))
-            .ok_or("scratch too small")?;
-        conv::im2col_panels(xs, g, 0, g.c, tw, col);
-        Ok(())
-    }
-
-    /// Output channels `part` of `parts` of a one-group convolution of sample `s`: the
-    /// pointwise GEMM reads the input directly, the strided one the im2col panels `col`. The
-    /// task views (and writes) only its channels' rows of the output.
-    fn conv_rows(
-        &self,
-        step: &Step,
-        s: usize,
-        col: &[f32],
-        part: usize,
-        parts: usize,
-    ) -> Result<(), String> {
+    /// Output channels `part` of `parts` of a one-group pointwise convolution of sample `s`
+    /// (the GEMM reads the input directly). The task views (and writes) only its channels'
+    /// rows of the output.
+    fn conv_rows(&self, step: &Step, s: usize, part: usize, parts: usize) -> Result<(), String> {
         let Step::Conv {
             x,
             y,
@@ -641,6 +611,7 @@ impl Ctx<'_> {
             m,
             w,
             bias,
+            residual,
             act,
             ..
         } = step
@@ -650,8 +621,12 @@ impl Ctx<'_> {
         let rows = split(*m, parts, gemm::MR, part);
         let (k, p) = (g.c * g.kh * g.kw, g.oh * g.ow);
         let start = range(y, self.batch, s).start;
-        let ([xs], ys) = self.arena.views(
-            [range(x, self.batch, s)],
+        let theirs = residual.map_or(0..0, |r| {
+            let at = range(&r, self.batch, s).start;
+            at + rows.start * p..at + rows.end * p
+        });
+        let ([xs, rs], ys) = self.arena.views(
+            [range(x, self.batch, s), theirs],
             start + rows.start * p..start + rows.end * p,
         )?;
         let first = *w + rows.start / gemm::MR * k * gemm::MR;
@@ -664,13 +639,13 @@ impl Ctx<'_> {
             bias: bias.map_or(Bias::None, |b| {
                 Bias::PerRow(&self.w[b + rows.start..b + rows.end])
             }),
+            residual: residual.is_some().then_some(rs),
             act: *act,
         };
-        if g.is_pointwise() {
-            gemm::gemm_packed_a(self.isa, sub, xs, p, p, ys, p, &ep, 0..p)
-        } else {
-            gemm::gemm_packed_a_panels(self.isa, sub, col, p, ys, p, &ep, 0..p)
+        if !g.is_pointwise() {
+            return Err("conv_rows: not a pointwise convolution".into());
         }
+        gemm::gemm_packed_a(self.isa, sub, xs, p, p, ys, p, &ep, 0..p)
     }
 
     /// A fully connected step, part `t` of `parts`: a share of the rows, or of the columns
@@ -705,6 +680,7 @@ impl Ctx<'_> {
                 bias: bias.map_or(Bias::None, |b| {
                     Bias::PerCol(&self.w[b + c.start..b + c.end])
                 }),
+                residual: None,
                 act: *act,
             };
             let pb = PackedB {
@@ -721,6 +697,7 @@ impl Ctx<'_> {
             .views([input], y0 + r.start * n..y0 + r.end * n)?;
         let ep = Epilogue {
             bias: bias.map_or(Bias::None, |b| Bias::PerCol(&self.w[b..b + n])),
+            residual: None,
             act: *act,
         };
         let pb = PackedB { k, n, data };
@@ -745,11 +722,13 @@ impl Ctx<'_> {
                 groups,
                 w,
                 bias,
+                residual,
                 act,
             } => {
                 let k = g.c / (*groups).max(1) * g.kh * g.kw;
                 let packed = self.packed_a(wts, *w, *m, *groups, k);
-                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                let rr = residual.map_or(0..0, |r| range(&r, b, s));
+                let ([xs, rs], ys) = arena.views([range(x, b, s), rr], range(y, b, s))?;
                 let bias = bias.map(|o| &wts[o..o + m]);
                 conv::conv2d(
                     self.isa,
@@ -757,6 +736,7 @@ impl Ctx<'_> {
                     g,
                     &packed,
                     bias,
+                    residual.is_some().then_some(rs),
                     *act,
                     ys,
                     buf,

@@ -151,6 +151,9 @@ struct Tile {
     row0: usize,
     col0: usize,
     crop: Crop,
+    /// If not null: the residual tensor's element for `c` (it is laid out like C: the same
+    /// offsets from here), added on the last K block before the epilogue.
+    res: *const f32,
 }
 
 #[allow(unsafe_code)]
@@ -178,6 +181,10 @@ mod kernels {
                 let old = unsafe { *dst };
                 let mut x = *v + if t.accumulate { old } else { 0.0 };
                 if t.last {
+                    if !t.res.is_null() {
+                        // SAFETY: the residual is laid out like C.
+                        x += unsafe { *t.res.add(r * t.ldc + at) };
+                    }
                     x = ep.apply(x, t.row0 + r, t.col0 + j);
                 }
                 // SAFETY: as above.
@@ -338,6 +345,17 @@ mod kernels {
                             v = _mm512_add_ps(v, old);
                         }
                         if t.last {
+                            if !t.res.is_null() {
+                                let res = t.res.add(r * t.ldc + at);
+                                v = _mm512_add_ps(
+                                    v,
+                                    if full {
+                                        _mm512_loadu_ps(res)
+                                    } else {
+                                        _mm512_maskz_expandloadu_ps(mask, res)
+                                    },
+                                );
+                            }
                             v = ep.apply_avx512(v, t.row0 + r, j, cols);
                         }
                         if full {
@@ -370,6 +388,10 @@ mod kernels {
                             v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, dst));
                         }
                         if t.last {
+                            if !t.res.is_null() {
+                                let res = t.res.add(r * t.ldc + 16 * h);
+                                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res));
+                            }
                             v = ep.apply_avx512(v, t.row0 + r, t.col0 + 16 * h, cols);
                         }
                         _mm512_mask_storeu_ps(dst, mask, v);
@@ -389,9 +411,15 @@ mod kernels {
                 // SAFETY: the spill row holds 16 floats.
                 unsafe { _mm512_storeu_ps(spill[r].as_mut_ptr(), row[h]) };
             }
+            let shift = t.crop.col(t.col0 + 16 * h) - t.crop.col(t.col0);
             let part = Tile {
                 // SAFETY: the columns lie in C.
-                c: unsafe { t.c.add(t.crop.col(t.col0 + 16 * h) - t.crop.col(t.col0)) },
+                c: unsafe { t.c.add(shift) },
+                res: if t.res.is_null() {
+                    t.res
+                } else {
+                    t.res.wrapping_add(shift)
+                },
                 cols,
                 col0: t.col0 + 16 * h,
                 ..*t
@@ -453,8 +481,13 @@ mod kernels {
                     }
                 }
                 if t.last {
-                    // SAFETY: AVX2 is enabled here.
+                    // SAFETY: AVX2 is enabled here; the residual is laid out like C.
                     unsafe {
+                        if !t.res.is_null() {
+                            let res = t.res.add(r * t.ldc);
+                            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res));
+                            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(res.add(8)));
+                        }
                         v0 = ep.apply_avx2(v0, t.row0 + r, t.col0);
                         v1 = ep.apply_avx2(v1, t.row0 + r, t.col0 + 8);
                     }
@@ -692,6 +725,12 @@ pub fn gemm_packed_a(
         return Err(format!("gemm: operands too small for {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
+    if ep
+        .residual
+        .is_some_and(|r| r.len() < c.len().min((m - 1) * ldc + n))
+    {
+        return Err("gemm: the residual is smaller than the result".into());
+    }
     let tw = isa.tile_cols();
     with_buffer(&EDGE, k.min(KC + KC / 2).max(1) * tw, |edge| {
         drive_packed_a(
@@ -751,6 +790,12 @@ pub fn gemm_packed_b(
         return Err(format!("gemm: operands too small for {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
+    if ep
+        .residual
+        .is_some_and(|r| r.len() < c.len().min((m - 1) * ldc + n))
+    {
+        return Err("gemm: the residual is smaller than the result".into());
+    }
     let panels = n.div_ceil(NR);
     let (r0, r1) = (rows.start, rows.end.min(m));
     let mut k0 = 0;
@@ -788,6 +833,9 @@ pub fn gemm_packed_b(
                     row0: i,
                     col0: p * NR,
                     crop: Crop::NONE,
+                    res: ep.residual.map_or(std::ptr::null(), |r| {
+                        r.as_ptr().wrapping_add(i * ldc + p * NR)
+                    }),
                 };
                 run_tile(isa, &t, ep);
                 i += MR;
@@ -834,6 +882,12 @@ pub fn gemm_packed_a_panels(
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
+    if ep
+        .residual
+        .is_some_and(|r| r.len() < c.len().min((m - 1) * ldc + n))
+    {
+        return Err("gemm: the residual is smaller than the result".into());
+    }
     drive_packed_a(
         isa,
         a,
@@ -889,6 +943,12 @@ pub fn gemm_packed_a_indirect(
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
     ep.check(m, n)?;
+    if ep
+        .residual
+        .is_some_and(|r| r.len() < c.len().min((m - 1) * ldc + n))
+    {
+        return Err("gemm: the residual is smaller than the result".into());
+    }
     drive_packed_a(isa, a, n, c, ldc, ep, 0..n, crop, false, |j, _, k0, _| {
         (base[j..].as_ptr(), 0, tab[k0..].as_ptr())
     });
@@ -1024,6 +1084,9 @@ fn drive_blocks(
                         row0: p * MR,
                         col0: j,
                         crop,
+                        res: ep.residual.map_or(std::ptr::null(), |r| {
+                            r.as_ptr().wrapping_add(p * MR * ldc + crop.col(j))
+                        }),
                     };
                     run_tile(isa, &t, ep);
                 }

@@ -67,6 +67,9 @@ pub enum Step {
         w: usize,
         /// Offset of the bias (m floats).
         bias: Option<usize>,
+        /// A tensor shaped like the output, added before the activation (a residual
+        /// connection fused into the convolution).
+        residual: Option<Buf>,
         /// Activation.
         act: Act,
     },
@@ -459,6 +462,7 @@ impl Step {
                 groups,
                 w: wo,
                 bias,
+                residual,
                 act,
             } => {
                 w.u(0);
@@ -469,6 +473,10 @@ impl Step {
                 w.u(*groups);
                 w.u(*wo);
                 w.opt(*bias);
+                w.u(usize::from(residual.is_some()));
+                if let Some(b) = residual {
+                    w.buf(*b);
+                }
                 w.act(*act);
             }
             Step::Depthwise {
@@ -651,6 +659,11 @@ impl Step {
                 groups: r.u()?,
                 w: r.u()?,
                 bias: r.opt()?,
+                residual: match r.u()? {
+                    0 => None,
+                    1 => Some(r.buf()?),
+                    _ => return None,
+                },
                 act: r.act()?,
             },
             1 => Step::Depthwise {

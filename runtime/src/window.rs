@@ -33,7 +33,8 @@ impl Plane {
     }
 
     /// Copies one `h × w` input plane into the interior (the border keeps its fill: these
-    /// positions are never written).
+    /// positions are never written). AVX-512 only (as every caller): rows are short, so
+    /// masked vector moves, not a `memcpy` call per row.
     fn load(&mut self, g: &Geometry, src: &[f32]) {
         let ph = (self.buf.len() - SLACK) / self.pw;
         let n = g.w.min(self.pw.saturating_sub(g.pl));
@@ -43,7 +44,15 @@ impl Plane {
                 break;
             }
             let dst = py * self.pw + g.pl;
-            self.buf[dst..dst + n].copy_from_slice(&src[iy * g.w..iy * g.w + n]);
+            let (to, from) = (&mut self.buf[dst..dst + n], &src[iy * g.w..iy * g.w + n]);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the callers checked AVX-512 (`handles`); both slices hold n floats.
+            #[allow(unsafe_code)]
+            unsafe {
+                kernels::copy(to, from);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            to.copy_from_slice(from);
         }
     }
 }
@@ -99,7 +108,11 @@ pub fn depthwise(
 /// nothing, if it does not take this geometry or kernel set (one the CPU has).
 pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
     // A NaN must win every window it is in: the portable loop's exact path does that.
-    if !handles(isa, g) || x.iter().any(|v| v.is_nan()) {
+    // (Checked in blocks whose inner test vectorizes.)
+    if !handles(isa, g)
+        || x.chunks(256)
+            .any(|c| c.iter().fold(false, |n, v| n | v.is_nan()))
+    {
         return false;
     }
     let (hw, p) = (g.h * g.w, g.oh * g.ow);
@@ -157,6 +170,26 @@ mod kernels {
     use crate::epilogue::{Act, Bias, Epilogue};
     use std::arch::x86_64::*;
 
+    /// `dst` = `src` (equal lengths) by masked 16-lane moves.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn copy(dst: &mut [f32], src: &[f32]) {
+        let n = dst.len().min(src.len());
+        let mut i = 0;
+        while i < n {
+            let left = n - i;
+            let mask: __mmask16 = if left >= 16 { 0xffff } else { (1 << left) - 1 };
+            // SAFETY: the mask covers only elements below n in both slices.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
+            }
+            i += 16;
+        }
+    }
+
     /// One output plane: the weighted sum (or, with `MAX`, the maximum) of each window of
     /// the padded plane `pad` (row length `pw`), stride `S` across columns.
     ///
@@ -177,6 +210,7 @@ mod kernels {
         let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         let ep = Epilogue {
             bias: Bias::None,
+            residual: None,
             act,
         };
         let fast_act = ep.is_vectorizable();

@@ -69,8 +69,14 @@ fn remap(s: &mut Step, off: &[usize]) {
         }
     };
     match s {
-        Step::Conv { x, y, .. }
-        | Step::Depthwise { x, y, .. }
+        Step::Conv { x, y, residual, .. } => {
+            m(x);
+            m(y);
+            if let Some(r) = residual {
+                m(r);
+            }
+        }
+        Step::Depthwise { x, y, .. }
         | Step::Dense { x, y, .. }
         | Step::MaxPool { x, y, .. }
         | Step::AvgPool { x, y, .. }

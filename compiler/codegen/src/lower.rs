@@ -509,6 +509,26 @@ impl<'g> Lowering<'g> {
             self.live[b].1 = self.live[b].1.max(last);
             return Ok(());
         }
+        // Likewise into a convolution with a fused residual (it wrote `x`; nothing read it
+        // since, as this is its only reader).
+        if only_reader
+            && let Some(&b) = self.buffer_of.get(&Key::V(x))
+            && let Some(Step::Conv {
+                y: cy,
+                residual: Some(_),
+                act: a @ Act::None,
+                ..
+            }) = self
+                .steps
+                .iter_mut()
+                .rev()
+                .find(|s| matches!(s, Step::Conv { y, .. } if y.off == b))
+            && cy.off == b
+        {
+            *a = act;
+            self.buffer_of.insert(Key::V(y), b);
+            return Ok(());
+        }
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(Step::Unary { x: xb, y: yb, act });
@@ -594,9 +614,69 @@ impl<'g> Lowering<'g> {
             groups,
             w: wo,
             bias: bias_off,
+            residual: None,
             act,
         });
         Ok(())
+    }
+
+    /// A residual Add fused into the convolution that computes one of its operands: when that
+    /// convolution (no activation yet, no residual yet) is the operand's only reader's
+    /// producer and the other operand already exists when it runs, the convolution adds the
+    /// other operand on its register tiles and the Add's result is the convolution's own
+    /// buffer. Returns whether it fused.
+    fn fuse_residual(&mut self, a: ValueId, b: ValueId, y: ValueId) -> bool {
+        if self.dims(a).ok() != self.dims(b).ok() || self.dims(a).ok() != self.dims(y).ok() {
+            return false;
+        }
+        for (mine, other) in [(a, b), (b, a)] {
+            // `mine` is computed by a Conv itself (not an alias of another value's buffer) and
+            // read by the Add only.
+            let by_conv = self
+                .g
+                .producer(mine)
+                .and_then(|p| self.g.node(p))
+                .is_some_and(|p| matches!(p.op, Op::Conv(_)));
+            let sole =
+                by_conv && self.g.users(mine).len() == 1 && !self.g.outputs().contains(&mine);
+            let (Some(&mb), Some(&ob)) = (
+                self.buffer_of.get(&Key::V(mine)),
+                self.buffer_of.get(&Key::V(other)),
+            ) else {
+                continue;
+            };
+            if !sole || mb == ob {
+                continue;
+            }
+            let Some(at) = self
+                .steps
+                .iter()
+                .rposition(|s| matches!(s, Step::Conv { y, .. } if y.off == mb))
+            else {
+                continue;
+            };
+            // The other operand must be written before the convolution runs.
+            if self.live[ob].0 >= at {
+                continue;
+            }
+            let Ok(len) = self.per_sample(other) else {
+                continue;
+            };
+            if let Step::Conv {
+                residual: r @ None,
+                act: Act::None,
+                ..
+            } = &mut self.steps[at]
+            {
+                *r = Some(Buf { off: ob, len });
+                // The other operand stays alive up to the convolution (at least: it was
+                // read by no later step yet, or by later ones already counted).
+                self.live[ob].1 = self.live[ob].1.max(at);
+                self.buffer_of.insert(Key::V(y), mb);
+                return true;
+            }
+        }
+        false
     }
 
     /// The window geometry and the end padding (bottom, right) of a 2-D window op.
@@ -769,7 +849,12 @@ impl<'g> Lowering<'g> {
                 self.steps.push(Step::Copy { x: ab, y: yb });
                 Ok(())
             }
-            [a, b] => self.binary(n, Key::V(*a), Key::V(*b), Key::V(y), &out, op),
+            [a, b] => {
+                if op == BinOp::Add && self.fuse_residual(*a, *b, y) {
+                    return Ok(());
+                }
+                self.binary(n, Key::V(*a), Key::V(*b), Key::V(y), &out, op)
+            }
             [a, b, rest @ ..] => {
                 // Chain through temporaries (planned like any other tensor).
                 self.temps.push(out.clone());
