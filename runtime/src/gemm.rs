@@ -732,7 +732,7 @@ pub fn gemm_packed_a(
         return Err("gemm: the residual is smaller than the result".into());
     }
     let tw = isa.tile_cols();
-    with_buffer(&EDGE, k.min(KC + KC / 2).max(1) * tw, |edge| {
+    with_buffer(&EDGE, k.clamp(1, KC + KC / 2) * tw, |edge| {
         drive_packed_a(
             isa,
             a,

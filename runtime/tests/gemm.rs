@@ -1,6 +1,6 @@
-//! The packed GEMMs agree with a naive triple loop on many shapes (edges of the 6×16 tile
-//! and of the K block included), with every bias kind and activation, on every ISA this
-//! CPU has.
+//! The packed GEMMs agree with a naive triple loop on many shapes (edges of the 6×16,
+//! 6×32 and 6×64 tiles and of the K block included), with every bias kind, activation and
+//! with or without a residual, on every ISA this CPU has.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -29,7 +29,8 @@ fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, ep: &Epilogue) -> V
             let s: f64 = (0..k)
                 .map(|kk| f64::from(a[i * k + kk]) * f64::from(b[kk * n + j]))
                 .sum();
-            c[i * n + j] = ep.apply(s as f32, i, j);
+            let r = ep.residual.map_or(0.0, |r| f64::from(r[i * n + j]));
+            c[i * n + j] = ep.apply((s + r) as f32, i, j);
         }
     }
     c
@@ -60,6 +61,9 @@ fn packed_gemms_match_the_naive_loop() {
         (9, 40, 47),
         (3, 300, 31),
         (2, 0, 3),
+        (13, 257, 130),
+        (12, 64, 200),
+        (7, 1300, 70),
     ];
     let acts = [
         Act::None,
@@ -73,9 +77,20 @@ fn packed_gemms_match_the_naive_loop() {
         let a = rand(si as u64 * 2 + 1, m * k);
         let b = rand(si as u64 * 2 + 2, k * n);
         let rb = rand(99, m.max(n));
+        let res = rand(7, m * n);
         for (ai, &act) in acts.iter().enumerate() {
-            for bias in [Bias::None, Bias::PerRow(&rb), Bias::PerCol(&rb)] {
-                let ep = Epilogue { bias, act };
+            for (bias, residual) in [
+                (Bias::None, None),
+                (Bias::PerRow(&rb), None),
+                (Bias::PerCol(&rb), None),
+                (Bias::PerRow(&rb), Some(&res[..])),
+                (Bias::None, Some(&res[..])),
+            ] {
+                let ep = Epilogue {
+                    bias,
+                    residual,
+                    act,
+                };
                 let want = naive(&a, &b, m, k, n, &ep);
                 for isa in isas() {
                     let pa = pack_a(&a, m, k);
@@ -91,7 +106,9 @@ fn packed_gemms_match_the_naive_loop() {
                             assert!(
                                 (x - y).abs()
                                     <= 1e-4 * (1.0 + y.abs()) * (k as f32).sqrt().max(1.0),
-                                "{which} {isa:?} {m}×{k}×{n} act {ai} {bias:?}: [{i}] {x} vs {y}"
+                                "{which} {isa:?} {m}×{k}×{n} act {ai} {bias:?} residual {}: \
+                                 [{i}] {x} vs {y}",
+                                residual.is_some()
                             );
                         }
                     }

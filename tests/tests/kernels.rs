@@ -95,7 +95,7 @@ fn act(r: &mut Rng) -> (String, Vec<f32>) {
 /// One random single-layer model, or None when the draw is not a valid layer.
 fn model(r: &mut Rng) -> Option<(String, Graph)> {
     let mut g = Graph::new("case");
-    let kind = r.range(0, 10);
+    let kind = r.range(0, 11);
     let c = r.range(1, 9);
     // Mostly small images; some wide enough for several 16-column vectors and 32-column
     // tiles per row.
@@ -222,6 +222,57 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
                 Op::BatchNormalization(op::BatchNormalization::default()),
                 ins,
             )?;
+        }
+        9 => {
+            // A residual block: Add(conv(x), x) or Add(conv(x), proj(x)), maybe then an
+            // activation: the Add (and the activation) fuse into the later convolution.
+            let x = input(&mut g, &[c, h, w]);
+            let proj = r.range(0, 1) == 1;
+            let m = if proj { r.range(1, 19) } else { c };
+            let conv = |g: &mut Graph, name: &str, k: usize, r: &mut Rng| {
+                let wv = konst(g, &format!("{name}_w"), &[m, c, k, k], r);
+                let b = konst(g, &format!("{name}_b"), &[m], r);
+                let op = Op::Conv(op::Conv {
+                    pads: vec![(k / 2) as i64; 4],
+                    ..Default::default()
+                });
+                let n = g.add_node(
+                    name,
+                    op,
+                    vec![Some(x), Some(wv), Some(b)],
+                    vec![(format!("{name}_y"), TensorType::unknown(DType::F32))],
+                );
+                g.node(n).unwrap().outputs[0]
+            };
+            let skip = if proj { conv(&mut g, "proj", 1, r) } else { x };
+            let y = conv(&mut g, "conv", 3, r);
+            let ins = if r.range(0, 1) == 1 {
+                [y, skip]
+            } else {
+                [skip, y]
+            };
+            let n = g.add_node(
+                "add",
+                Op::Add(op::Add {}),
+                ins.iter().map(|&v| Some(v)).collect(),
+                vec![("sum".into(), TensorType::unknown(DType::F32))],
+            );
+            let sum = g.node(n).unwrap().outputs[0];
+            g.set_outputs(vec![sum]);
+            let act = r.range(0, 2);
+            desc = format!("residual block c{c} m{m} {h}x{w} proj {proj} act {act}");
+            match act {
+                0 => {
+                    mcc_ir::infer_all(&mut g).ok()?;
+                    mcc_ir::verify(&g).ok()?;
+                }
+                1 => {
+                    node(&mut g, Op::Relu(op::Relu {}), vec![Some(sum)])?;
+                }
+                _ => {
+                    node(&mut g, Op::Sigmoid(op::Sigmoid {}), vec![Some(sum)])?;
+                }
+            }
         }
         8 => {
             // Several rows per sample: full 6-row tiles of the packed-B (dense) kernels.

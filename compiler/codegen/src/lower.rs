@@ -655,8 +655,9 @@ impl<'g> Lowering<'g> {
             else {
                 continue;
             };
-            // The other operand must be written before the convolution runs.
-            if self.live[ob].0 >= at {
+            // The other operand must exist before the convolution runs (a graph input does).
+            let input = self.inputs.iter().any(|&(_, b)| b.off == ob);
+            if !input && self.live[ob].0 >= at {
                 continue;
             }
             let Ok(len) = self.per_sample(other) else {
