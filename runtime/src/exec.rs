@@ -291,6 +291,10 @@ impl Arena {
     }
 }
 
+/// Output floats per sample from which a max pooling or depthwise convolution of one
+/// sample splits its channels over the threads.
+const WINDOW_SPLIT: usize = 64 * 1024;
+
 /// The arena floats of sample `s` of `b`.
 fn range(b: &Buf, batch: usize, s: usize) -> std::ops::Range<usize> {
     let start = b.off * batch + s * b.len;
@@ -535,6 +539,18 @@ impl<'p> Runner<'p> {
                     });
                 }
             }
+            Step::MaxPool { y, g, .. } | Step::Depthwise { y, g, .. }
+                if batch < threads && y.len >= WINDOW_SPLIT && g.c >= threads =>
+            {
+                // One large sample: its channels in parallel.
+                for s in 0..batch {
+                    self.pool.run(threads, &|t| {
+                        if let Err(e) = ctx.window_channels(step, s, t, threads) {
+                            fail(e);
+                        }
+                    });
+                }
+            }
             _ => {
                 // Samples in parallel, contiguous ranges, one scratch per task.
                 let parts = if big || batch >= 4 * threads {
@@ -598,6 +614,59 @@ impl Ctx<'_> {
                 data: &w[off + gi * len..off + (gi + 1) * len],
             })
             .collect()
+    }
+
+    /// Channels `part` of `parts` of a max pooling or depthwise convolution of sample `s`
+    /// (whole input channels: a depthwise convolution's output channels in groups of its
+    /// multiplier). The task views (and writes) only its channels.
+    fn window_channels(
+        &self,
+        step: &Step,
+        s: usize,
+        part: usize,
+        parts: usize,
+    ) -> Result<(), String> {
+        let (x, y, g) = match step {
+            Step::MaxPool { x, y, g } | Step::Depthwise { x, y, g, .. } => (x, y, g),
+            _ => return Err("not a window step".into()),
+        };
+        let chans = split(g.c, parts, 1, part);
+        if chans.is_empty() {
+            return Ok(());
+        }
+        let m = match step {
+            Step::Depthwise { m, .. } => *m,
+            _ => g.c,
+        };
+        let mult = (m / g.c.max(1)).max(1);
+        let (hw, p) = (g.h * g.w, g.oh * g.ow);
+        let (xs0, ys0) = (range(x, self.batch, s).start, range(y, self.batch, s).start);
+        let ([xs], ys) = self.arena.views(
+            [xs0 + chans.start * hw..xs0 + chans.end * hw],
+            ys0 + chans.start * mult * p..ys0 + chans.end * mult * p,
+        )?;
+        let sub = Geometry {
+            c: chans.len(),
+            ..*g
+        };
+        match step {
+            Step::MaxPool { .. } => {
+                if !window::max_pool(self.isa, xs, &sub, ys) {
+                    pool::max_pool(xs, &sub, ys);
+                }
+            }
+            Step::Depthwise { w, bias, act, .. } => {
+                let kk = g.kh * g.kw;
+                let (o0, o1) = (chans.start * mult, chans.end * mult);
+                let ws = &self.w[w + o0 * kk..w + o1 * kk];
+                let bias = bias.map(|b| &self.w[b + o0..b + o1]);
+                if !window::depthwise(self.isa, xs, &sub, o1 - o0, ws, bias, *act, ys) {
+                    conv::depthwise(xs, &sub, o1 - o0, ws, bias, *act, ys);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Output channels `part` of `parts` of a one-group pointwise convolution of sample `s`
