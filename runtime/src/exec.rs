@@ -641,8 +641,9 @@ impl Ctx<'_> {
         let mult = (m / g.c.max(1)).max(1);
         let (hw, p) = (g.h * g.w, g.oh * g.ow);
         let (xs0, ys0) = (range(x, self.batch, s).start, range(y, self.batch, s).start);
+        let mine = xs0 + chans.start * hw..xs0 + chans.end * hw;
         let ([xs], ys) = self.arena.views(
-            [xs0 + chans.start * hw..xs0 + chans.end * hw],
+            [mine],
             ys0 + chans.start * mult * p..ys0 + chans.end * mult * p,
         )?;
         let sub = Geometry {
@@ -650,10 +651,8 @@ impl Ctx<'_> {
             ..*g
         };
         match step {
-            Step::MaxPool { .. } => {
-                if !window::max_pool(self.isa, xs, &sub, ys) {
-                    pool::max_pool(xs, &sub, ys);
-                }
+            Step::MaxPool { .. } if !window::max_pool(self.isa, xs, &sub, ys) => {
+                pool::max_pool(xs, &sub, ys);
             }
             Step::Depthwise { w, bias, act, .. } => {
                 let kk = g.kh * g.kw;
