@@ -1,65 +1,148 @@
-//! Sliding-window kernels with AVX-512, 16 output columns per vector: depthwise convolution
-//! and max pooling over one zero- (or −∞-) padded input plane at a time.
+//! Sliding-window kernels with AVX-512, 16 outputs per vector: depthwise convolution and max
+//! pooling, one channel at a time.
 //!
-//! Each input channel is copied once into a padded plane whose border is written once per
-//! call, so no output position tests bounds. A stride-1 window reads its 16 inputs with one
-//! unaligned load per tap; a stride-2 window reads 32 and keeps the even lanes with one
-//! permute. Other strides and dilations are left to the portable loops (the functions say
-//! so by returning `false`).
+//! Each input channel is copied once into zero- (or −∞-) padded stride-phase planes (phase
+//! (ψ, φ) holds padded row `r·sh + ψ`, column `q·sw + φ` at (r, q), in `qh × qw` planes; their
+//! border is written once per call, so no output tests bounds). Tap (ky, kx) of output
+//! (oy, ox) then reads one phase at row oy + (ky·dh) / sh, column ox + (kx·dw) / sw: for
+//! every stride and dilation, a shifted copy of the output grid. The outputs are computed on
+//! that grid `qw` wide, flat, 16 consecutive positions per vector whatever the image width
+//! (a 7-wide image fills whole vectors), then the `qw − ow` extra columns per row are
+//! squeezed out by compress-stores.
 
 use crate::conv::Geometry;
 use crate::epilogue::Act;
 use crate::gemm::Isa;
 
-/// A padded plane: `ph` rows of `pw` floats, the image at row `pt`, column `pl`, the rest
-/// `fill`, plus slack for the vector loads that run past the last row.
-struct Plane {
+/// Vectors computed together: independent accumulators hide the FMA latency.
+const GROUP: usize = 8;
+
+/// The phase planes of one channel, plus slack for the vector loads past the last one.
+struct Phases {
     buf: Vec<f32>,
-    pw: usize,
+    qh: usize,
+    qw: usize,
 }
 
-/// Floats a vector load may read past the plane (32 lanes of a stride-2 load past the last
-/// window start).
-const SLACK: usize = 64;
-
-impl Plane {
-    fn new(g: &Geometry, fill: f32) -> Plane {
-        let ph = (g.oh - 1) * g.sh + g.kh;
-        let pw = (g.ow - 1) * g.sw + g.kw;
-        Plane {
-            buf: vec![fill; ph * pw + SLACK],
-            pw,
+impl Phases {
+    fn new(g: &Geometry, fill: f32) -> Phases {
+        let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+        let qh = g.oh + (g.kh - 1) * g.dh / sh;
+        let qw = g.ow + (g.kw - 1) * g.dw / sw;
+        // A group's loads start at most (kw − 1)·dw / sw past a plane's last grid position
+        // and run GROUP vectors on.
+        let slack = (g.kw - 1) * g.dw / sw + 16 * GROUP + 16;
+        Phases {
+            buf: vec![fill; sh * sw * qh * qw + slack],
+            qh,
+            qw,
         }
     }
 
-    /// Copies one `h × w` input plane into the interior (the border keeps its fill: these
-    /// positions are never written). AVX-512 only (as every caller): rows are short, so
-    /// masked vector moves, not a `memcpy` call per row.
+    /// Copies one `h × w` input plane into the phases' interiors (the borders keep their
+    /// fill: no channel writes them).
     fn load(&mut self, g: &Geometry, src: &[f32]) {
-        let ph = (self.buf.len() - SLACK) / self.pw;
-        let n = g.w.min(self.pw.saturating_sub(g.pl));
-        for iy in 0..g.h {
-            let py = iy + g.pt;
-            if py >= ph {
-                break;
+        let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+        let (qh, qw) = (self.qh, self.qw);
+        #[cfg(target_arch = "x86_64")]
+        if sw == 2 {
+            // Each input row de-interleaved into its two column phases at once.
+            for ps in 0..sh {
+                for r in 0..qh {
+                    let Some(iy) = (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h) else {
+                        continue;
+                    };
+                    let row = &src[iy * g.w..(iy + 1) * g.w];
+                    let at = |phs: usize| ((ps * sw + phs) * qh + r) * qw;
+                    // SAFETY: the callers checked AVX-512; `split2` stays inside both rows.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        kernels::split2(&mut self.buf, at(0), at(1), qw, g.pl, row);
+                    }
+                }
             }
-            let dst = py * self.pw + g.pl;
-            let (to, from) = (&mut self.buf[dst..dst + n], &src[iy * g.w..iy * g.w + n]);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the callers checked AVX-512 (`handles`); both slices hold n floats.
-            #[allow(unsafe_code)]
-            unsafe {
-                kernels::copy(to, from);
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            to.copy_from_slice(from);
+            return;
         }
+        for ps in 0..sh {
+            for phs in 0..sw {
+                let plane = (ps * sw + phs) * qh * qw;
+                // Columns q with ix = q·sw + φ − pl in [0, w).
+                let lo = g.pl.saturating_sub(phs).div_ceil(sw).min(qw);
+                let hi = (g.w + g.pl).saturating_sub(phs).div_ceil(sw).clamp(lo, qw);
+                if lo >= hi {
+                    continue;
+                }
+                let ix0 = lo * sw + phs - g.pl;
+                for r in 0..qh {
+                    let Some(iy) = (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h) else {
+                        continue;
+                    };
+                    let row = &src[iy * g.w..(iy + 1) * g.w];
+                    let dst = &mut self.buf[plane + r * qw + lo..plane + r * qw + hi];
+                    if sw == 1 {
+                        let from = &row[ix0..ix0 + (hi - lo)];
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: the callers checked AVX-512 (`handles`); equal lengths.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            kernels::copy(dst, from);
+                        }
+                        #[cfg(not(target_arch = "x86_64"))]
+                        dst.copy_from_slice(from);
+                    } else {
+                        for (j, d) in dst.iter_mut().enumerate() {
+                            *d = row[ix0 + j * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// For each vector of 16 grid positions: where its kept lanes go in the output, and
+    /// which lanes those are (the same for every channel).
+    fn stores(&self, g: &Geometry) -> Vec<(usize, u16)> {
+        let (qw, n) = (self.qw, g.oh * self.qw);
+        (0..n)
+            .step_by(16)
+            .map(|j| {
+                let mut mask = 0u16;
+                for l in 0..16.min(n - j) {
+                    if (j + l) % qw < g.ow {
+                        mask |= 1 << l;
+                    }
+                }
+                ((j / qw) * g.ow + (j % qw).min(g.ow), mask)
+            })
+            .collect()
+    }
+
+    /// Where tap (ky, kx) reads, relative to the output grid position.
+    fn taps(&self, g: &Geometry) -> Vec<usize> {
+        let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+        let mut t = Vec::with_capacity(g.kh * g.kw);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let (dy, dx) = (ky * g.dh, kx * g.dw);
+                let phase = (dy % sh) * sw + dx % sw;
+                t.push(phase * self.qh * self.qw + (dy / sh) * self.qw + dx / sw);
+            }
+        }
+        t
     }
 }
 
 /// Whether [`depthwise`] and [`max_pool`] take this geometry and kernel set.
 fn handles(isa: Isa, g: &Geometry) -> bool {
-    g.dh == 1 && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.oh > 0 && g.ow > 0 && isa == Isa::Avx512
+    g.oh > 0
+        && g.ow > 0
+        && g.kh > 0
+        && g.kw > 0
+        && g.sh > 0
+        && g.sw > 0
+        && g.dh > 0
+        && g.dw > 0
+        && isa == Isa::Avx512
 }
 
 /// A depthwise convolution of one image (`w`: `[m, kh, kw]`; output channel `o` reads
@@ -80,25 +163,30 @@ pub fn depthwise(
     }
     let mult = (m / g.c.max(1)).max(1);
     let (hw, p, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
-    let mut plane = Plane::new(g, 0.0);
-    let spots = spots(g, plane.pw);
+    let mut phases = Phases::new(g, 0.0);
+    let (taps, stores) = (phases.taps(g), phases.stores(g));
     for o in 0..m {
         if o % mult == 0 {
-            plane.load(g, &x[(o / mult) * hw..(o / mult + 1) * hw]);
+            phases.load(g, &x[(o / mult) * hw..(o / mult + 1) * hw]);
         }
         let ker = &w[o * kk..(o + 1) * kk];
         let b = bias.map_or(0.0, |b| b[o]);
         let out = &mut y[o * p..(o + 1) * p];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `handles` checked AVX-512; the plane holds every window (plus SLACK for
-        // the vector loads) and `out` holds `oh·ow` floats.
+        // SAFETY: `handles` checked AVX-512; the phases hold every tap's reads (plus slack
+        // for the vector loads) and `out` holds `oh·ow` floats.
         #[allow(unsafe_code)]
         unsafe {
-            if g.sw == 1 {
-                kernels::run::<1, false>(&plane.buf, plane.pw, g, &spots, ker, b, act, out);
-            } else {
-                kernels::run::<2, false>(&plane.buf, plane.pw, g, &spots, ker, b, act, out);
-            }
+            kernels::run::<false>(
+                &phases.buf,
+                g.oh * phases.qw,
+                &taps,
+                &stores,
+                ker,
+                b,
+                act,
+                out,
+            );
         }
     }
     true
@@ -116,57 +204,35 @@ pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
         return false;
     }
     let (hw, p) = (g.h * g.w, g.oh * g.ow);
-    let mut plane = Plane::new(g, f32::NEG_INFINITY);
-    let spots = spots(g, plane.pw);
+    let mut phases = Phases::new(g, f32::NEG_INFINITY);
+    let (taps, stores) = (phases.taps(g), phases.stores(g));
     for c in 0..g.c {
-        plane.load(g, &x[c * hw..(c + 1) * hw]);
+        phases.load(g, &x[c * hw..(c + 1) * hw]);
         let out = &mut y[c * p..(c + 1) * p];
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `depthwise`.
         #[allow(unsafe_code)]
         unsafe {
-            if g.sw == 1 {
-                kernels::run::<1, true>(&plane.buf, plane.pw, g, &spots, &[], 0.0, Act::None, out);
-            } else {
-                kernels::run::<2, true>(&plane.buf, plane.pw, g, &spots, &[], 0.0, Act::None, out);
-            }
+            let none = Act::None;
+            kernels::run::<true>(
+                &phases.buf,
+                g.oh * phases.qw,
+                &taps,
+                &stores,
+                &[],
+                0.0,
+                none,
+                out,
+            );
         }
     }
     true
 }
 
-/// Where one vector of 16 outputs reads (its window's top-left corner in the padded plane)
-/// and writes (its first output), and how many of the 16 lanes it keeps.
-#[derive(Clone, Copy)]
-struct Spot {
-    from: usize,
-    to: usize,
-    cols: usize,
-}
-
-/// The vectors of one output plane, in order.
-fn spots(g: &Geometry, pw: usize) -> Vec<Spot> {
-    let mut v = Vec::with_capacity(g.oh * g.ow.div_ceil(16));
-    for oy in 0..g.oh {
-        for ox0 in (0..g.ow).step_by(16) {
-            v.push(Spot {
-                from: oy * g.sh * pw + ox0 * g.sw,
-                to: oy * g.ow + ox0,
-                cols: (g.ow - ox0).min(16),
-            });
-        }
-    }
-    v
-}
-
-/// Vectors computed together: independent accumulators hide the FMA latency.
-const GROUP: usize = 8;
-
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod kernels {
-    use super::{GROUP, Spot};
-    use crate::conv::Geometry;
+    use super::GROUP;
     use crate::epilogue::{Act, Bias, Epilogue};
     use std::arch::x86_64::*;
 
@@ -190,94 +256,149 @@ mod kernels {
         }
     }
 
-    /// One output plane: the weighted sum (or, with `MAX`, the maximum) of each window of
-    /// the padded plane `pad` (row length `pw`), stride `S` across columns.
+    /// Splits an input row into its two column phases: input column ix goes to phase
+    /// φ = (ix + pl) % 2 at q = (ix + pl − φ) / 2, for q < qw; phase rows start at `at0` and
+    /// `at1` in `buf`.
     ///
     /// # Safety
-    /// AVX-512F; `pad` holds `((oh − 1)·sh + kh)·pw` floats plus 64 of slack, `out`
-    /// `oh·ow`, `ker` `kh·kw` unless `MAX`; `spots` are those of `g` and `pw`.
+    /// AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn run<const S: usize, const MAX: bool>(
-        pad: &[f32],
-        pw: usize,
-        g: &Geometry,
-        spots: &[Spot],
+    pub(super) unsafe fn split2(
+        buf: &mut [f32],
+        at0: usize,
+        at1: usize,
+        qw: usize,
+        pl: usize,
+        row: &[f32],
+    ) {
+        let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+        let w = row.len();
+        let mut ix = 0;
+        while ix < w {
+            let left = w - ix;
+            let m0: __mmask16 = if left >= 16 {
+                0xffff
+            } else {
+                (1u32 << left) as u16 - 1
+            };
+            let m1: __mmask16 = if left >= 32 {
+                0xffff
+            } else if left > 16 {
+                (1u32 << (left - 16)) as u16 - 1
+            } else {
+                0
+            };
+            // SAFETY: the masks cover only columns below w.
+            let (v0, v1) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(m0, row.as_ptr().add(ix)),
+                    _mm512_maskz_loadu_ps(m1, row.as_ptr().add(ix + 16)),
+                )
+            };
+            for (lanes, first) in [(even, ix), (odd, ix + 1)] {
+                if first >= w {
+                    continue;
+                }
+                let phs = (first + pl) % 2;
+                let q0 = (first + pl - phs) / 2;
+                // Lanes l: input column first + 2l (below w) at q0 + l (below qw).
+                let count = (w - first).div_ceil(2).min(16).min(qw.saturating_sub(q0));
+                if count == 0 {
+                    continue;
+                }
+                let mask: __mmask16 = if count >= 16 {
+                    0xffff
+                } else {
+                    (1u32 << count) as u16 - 1
+                };
+                let at = if phs == 0 { at0 } else { at1 } + q0;
+                if at + count > buf.len() {
+                    continue;
+                }
+                // SAFETY: `count` floats from `at` lie in `buf` (checked).
+                unsafe {
+                    let v = _mm512_permutex2var_ps(v0, lanes, v1);
+                    _mm512_mask_storeu_ps(buf.as_mut_ptr().add(at), mask, v);
+                }
+            }
+            ix += 32;
+        }
+    }
+
+    /// One output plane: the weighted sum (or, with `MAX`, the maximum) over the taps of
+    /// the phase planes `phases`, on the output grid (`n` positions), its vectors stored as
+    /// `stores` says.
+    ///
+    /// # Safety
+    /// AVX-512F; `phases` holds every tap's plane at the offsets in `taps` plus the slack
+    /// of [`super::Phases::new`]; `stores` are [`super::Phases::stores`] for `out`;
+    /// `ker` holds a weight per tap unless `MAX`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn run<const MAX: bool>(
+        phases: &[f32],
+        n: usize,
+        taps: &[usize],
+        stores: &[(usize, u16)],
         ker: &[f32],
         bias: f32,
         act: Act,
         out: &mut [f32],
     ) {
-        let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         let ep = Epilogue {
             bias: Bias::None,
             residual: None,
             act,
         };
         let fast_act = ep.is_vectorizable();
-        let base = pad.as_ptr();
-        for group in spots.chunks(GROUP) {
-            // A short last group repeats its last vector (computed and stored twice).
-            let at: [Spot; GROUP] = std::array::from_fn(|i| group[i.min(group.len() - 1)]);
-            let init = if MAX {
-                _mm512_set1_ps(f32::NEG_INFINITY)
-            } else {
-                _mm512_set1_ps(bias)
-            };
+        let base = phases.as_ptr();
+        let init = if MAX {
+            _mm512_set1_ps(f32::NEG_INFINITY)
+        } else {
+            _mm512_set1_ps(bias)
+        };
+        let mut j0 = 0;
+        while j0 < n {
             let mut acc = [init; GROUP];
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let tap = ky * pw + kx;
-                    let w = if MAX {
-                        init
+            for (t, &off) in taps.iter().enumerate() {
+                let w = if MAX { init } else { _mm512_set1_ps(ker[t]) };
+                for (v, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: inside the phases or their slack (past the grid: ignored
+                    // lanes).
+                    let x = unsafe { _mm512_loadu_ps(base.add(off + j0 + 16 * v)) };
+                    *a = if MAX {
+                        _mm512_max_ps(*a, x)
                     } else {
-                        _mm512_set1_ps(ker[ky * g.kw + kx])
+                        _mm512_fmadd_ps(w, x, *a)
                     };
-                    for (a, s) in acc.iter_mut().zip(&at) {
-                        // SAFETY: the window lies in the plane; a vector load ends at most
-                        // 32 + kw floats past a row's last window: inside the slack.
-                        let v = unsafe {
-                            let p = base.add(s.from + tap);
-                            if S == 1 {
-                                _mm512_loadu_ps(p)
-                            } else {
-                                let lo = _mm512_loadu_ps(p);
-                                let hi = _mm512_loadu_ps(p.add(16));
-                                _mm512_permutex2var_ps(lo, even, hi)
-                            }
-                        };
-                        *a = if MAX {
-                            _mm512_max_ps(*a, v)
-                        } else {
-                            _mm512_fmadd_ps(w, v, *a)
-                        };
-                    }
                 }
             }
-            for (&a, s) in acc.iter().zip(&at) {
-                let mask: __mmask16 = if s.cols == 16 {
-                    0xffff
-                } else {
-                    (1 << s.cols) - 1
-                };
-                // SAFETY: `cols` outputs from `to` lie in `out`.
+            for (&a, &(at, mask)) in acc.iter().zip(&stores[j0 / 16..]) {
+                if mask == 0 {
+                    continue;
+                }
+                // SAFETY: the kept lanes land contiguously from `at`, inside `out`.
                 unsafe {
-                    let dst = out.as_mut_ptr().add(s.to);
-                    if MAX || fast_act {
-                        let v = if MAX {
-                            a
-                        } else {
-                            ep.apply_avx512(a, 0, 0, s.cols)
-                        };
-                        _mm512_mask_storeu_ps(dst, mask, v);
+                    let dst = out.as_mut_ptr().add(at);
+                    let a = if MAX || fast_act {
+                        if MAX { a } else { ep.apply_avx512(a, 0, 0, 16) }
                     } else {
                         let mut lanes = [0f32; 16];
                         _mm512_storeu_ps(lanes.as_mut_ptr(), a);
-                        for (j, &v) in lanes.iter().enumerate().take(s.cols) {
-                            *dst.add(j) = act.apply(v);
+                        for x in &mut lanes {
+                            *x = act.apply(*x);
                         }
+                        _mm512_loadu_ps(lanes.as_ptr())
+                    };
+                    if mask == 0xffff {
+                        _mm512_storeu_ps(dst, a);
+                    } else {
+                        _mm512_mask_compressstoreu_ps(dst, mask, a);
                     }
                 }
             }
+            j0 += 16 * GROUP;
         }
     }
 }
