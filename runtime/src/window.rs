@@ -40,10 +40,11 @@ impl Phases {
     }
 
     /// Copies one `h × w` input plane into the phases' interiors (the borders keep their
-    /// fill: no channel writes them).
-    fn load(&mut self, g: &Geometry, src: &[f32]) {
+    /// fill: no channel writes them). Returns whether it copied a NaN.
+    fn load(&mut self, g: &Geometry, src: &[f32]) -> bool {
         let (sh, sw) = (g.sh.max(1), g.sw.max(1));
         let (qh, qw) = (self.qh, self.qw);
+        let mut nan = false;
         #[cfg(target_arch = "x86_64")]
         if sw == 2 {
             // Each input row de-interleaved into its two column phases at once.
@@ -57,11 +58,11 @@ impl Phases {
                     // SAFETY: the callers checked AVX-512; `split2` stays inside both rows.
                     #[allow(unsafe_code)]
                     unsafe {
-                        kernels::split2(&mut self.buf, at(0), at(1), qw, g.pl, row);
+                        nan |= kernels::split2(&mut self.buf, at(0), at(1), qw, g.pl, row);
                     }
                 }
             }
-            return;
+            return nan;
         }
         for ps in 0..sh {
             for phs in 0..sw {
@@ -85,18 +86,23 @@ impl Phases {
                         // SAFETY: the callers checked AVX-512 (`handles`); equal lengths.
                         #[allow(unsafe_code)]
                         unsafe {
-                            kernels::copy(dst, from);
+                            nan |= kernels::copy(dst, from);
                         }
                         #[cfg(not(target_arch = "x86_64"))]
-                        dst.copy_from_slice(from);
+                        {
+                            dst.copy_from_slice(from);
+                            nan |= from.iter().any(|v| v.is_nan());
+                        }
                     } else {
                         for (j, d) in dst.iter_mut().enumerate() {
                             *d = row[ix0 + j * sw];
+                            nan |= d.is_nan();
                         }
                     }
                 }
             }
         }
+        nan
     }
 
     /// For each vector of 16 grid positions: where its kept lanes go in the output, and
@@ -195,19 +201,18 @@ pub fn depthwise(
 /// Max pooling of one image (`[c, h, w]` → `[c, oh, ow]`). Returns `false`, computing
 /// nothing, if it does not take this geometry or kernel set (one the CPU has).
 pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
-    // A NaN must win every window it is in: the portable loop's exact path does that.
-    // (Checked in blocks whose inner test vectorizes.)
-    if !handles(isa, g)
-        || x.chunks(256)
-            .any(|c| c.iter().fold(false, |n, v| n | v.is_nan()))
-    {
+    if !handles(isa, g) {
         return false;
     }
     let (hw, p) = (g.h * g.w, g.oh * g.ow);
     let mut phases = Phases::new(g, f32::NEG_INFINITY);
     let (taps, stores) = (phases.taps(g), phases.stores(g));
     for c in 0..g.c {
-        phases.load(g, &x[c * hw..(c + 1) * hw]);
+        // A NaN must win every window it is in: the portable loop's exact path does that
+        // (and recomputes every channel).
+        if phases.load(g, &x[c * hw..(c + 1) * hw]) {
+            return false;
+        }
         let out = &mut y[c * p..(c + 1) * p];
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `depthwise`.
@@ -236,13 +241,15 @@ mod kernels {
     use crate::epilogue::{Act, Bias, Epilogue};
     use std::arch::x86_64::*;
 
-    /// `dst` = `src` (equal lengths) by masked 16-lane moves.
+    /// `dst` = `src` (equal lengths) by masked 16-lane moves; returns whether it copied a
+    /// NaN.
     ///
     /// # Safety
     /// AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn copy(dst: &mut [f32], src: &[f32]) {
+    pub(super) unsafe fn copy(dst: &mut [f32], src: &[f32]) -> bool {
         let n = dst.len().min(src.len());
+        let mut nan: __mmask16 = 0;
         let mut i = 0;
         while i < n {
             let left = n - i;
@@ -250,15 +257,17 @@ mod kernels {
             // SAFETY: the mask covers only elements below n in both slices.
             unsafe {
                 let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
+                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
             }
             i += 16;
         }
+        nan != 0
     }
 
     /// Splits an input row into its two column phases: input column ix goes to phase
     /// φ = (ix + pl) % 2 at q = (ix + pl − φ) / 2, for q < qw; phase rows start at `at0` and
-    /// `at1` in `buf`.
+    /// `at1` in `buf`. Returns whether the row holds a NaN.
     ///
     /// # Safety
     /// AVX-512F.
@@ -270,7 +279,8 @@ mod kernels {
         qw: usize,
         pl: usize,
         row: &[f32],
-    ) {
+    ) -> bool {
+        let mut nan: __mmask16 = 0;
         let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
         let w = row.len();
@@ -296,6 +306,8 @@ mod kernels {
                     _mm512_maskz_loadu_ps(m1, row.as_ptr().add(ix + 16)),
                 )
             };
+            nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v0)
+                | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v1, v1);
             for (lanes, first) in [(even, ix), (odd, ix + 1)] {
                 if first >= w {
                     continue;
@@ -324,6 +336,7 @@ mod kernels {
             }
             ix += 32;
         }
+        nan != 0
     }
 
     /// One output plane: the weighted sum (or, with `MAX`, the maximum) over the taps of
@@ -360,45 +373,117 @@ mod kernels {
         };
         let mut j0 = 0;
         while j0 < n {
-            let mut acc = [init; GROUP];
-            for (t, &off) in taps.iter().enumerate() {
-                let w = if MAX { init } else { _mm512_set1_ps(ker[t]) };
-                for (v, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: inside the phases or their slack (past the grid: ignored
-                    // lanes).
-                    let x = unsafe { _mm512_loadu_ps(base.add(off + j0 + 16 * v)) };
-                    *a = if MAX {
-                        _mm512_max_ps(*a, x)
-                    } else {
-                        _mm512_fmadd_ps(w, x, *a)
-                    };
+            // Whole groups while they fit the grid, then single vectors (a tiny image would
+            // otherwise compute a whole group for one vector).
+            // SAFETY: forwarded (the same reads and writes as described above).
+            j0 = unsafe {
+                if n - j0 >= 16 * GROUP {
+                    block::<MAX, GROUP>(base, j0, taps, stores, ker, init, &ep, fast_act, out)
+                } else {
+                    block::<MAX, 1>(base, j0, taps, stores, ker, init, &ep, fast_act, out)
                 }
-            }
-            for (&a, &(at, mask)) in acc.iter().zip(&stores[j0 / 16..]) {
-                if mask == 0 {
-                    continue;
-                }
-                // SAFETY: the kept lanes land contiguously from `at`, inside `out`.
-                unsafe {
-                    let dst = out.as_mut_ptr().add(at);
-                    let a = if MAX || fast_act {
-                        if MAX { a } else { ep.apply_avx512(a, 0, 0, 16) }
-                    } else {
-                        let mut lanes = [0f32; 16];
-                        _mm512_storeu_ps(lanes.as_mut_ptr(), a);
-                        for x in &mut lanes {
-                            *x = act.apply(*x);
-                        }
-                        _mm512_loadu_ps(lanes.as_ptr())
-                    };
-                    if mask == 0xffff {
-                        _mm512_storeu_ps(dst, a);
-                    } else {
-                        _mm512_mask_compressstoreu_ps(dst, mask, a);
-                    }
-                }
-            }
-            j0 += 16 * GROUP;
+            };
         }
+    }
+
+    /// `V` vectors of the grid from `j0`; returns where the next block starts.
+    ///
+    /// # Safety
+    /// As [`run`]'s.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<const MAX: bool, const V: usize>(
+        base: *const f32,
+        j0: usize,
+        taps: &[usize],
+        stores: &[(usize, u16)],
+        ker: &[f32],
+        init: __m512,
+        ep: &Epilogue,
+        fast_act: bool,
+        out: &mut [f32],
+    ) -> usize {
+        let mut acc = [init; V];
+        for (t, &off) in taps.iter().enumerate() {
+            let w = if MAX { init } else { _mm512_set1_ps(ker[t]) };
+            for (v, a) in acc.iter_mut().enumerate() {
+                // SAFETY: inside the phases or their slack (past the grid: ignored lanes).
+                let x = unsafe { _mm512_loadu_ps(base.add(off + j0 + 16 * v)) };
+                *a = if MAX {
+                    _mm512_max_ps(*a, x)
+                } else {
+                    _mm512_fmadd_ps(w, x, *a)
+                };
+            }
+        }
+        for (&a, &(at, mask)) in acc.iter().zip(&stores[j0 / 16..]) {
+            if mask == 0 {
+                continue;
+            }
+            // SAFETY: the kept lanes land contiguously from `at`, inside `out`.
+            unsafe {
+                let dst = out.as_mut_ptr().add(at);
+                let a = if MAX || fast_act {
+                    if MAX { a } else { ep.apply_avx512(a, 0, 0, 16) }
+                } else {
+                    let mut lanes = [0f32; 16];
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), a);
+                    for x in &mut lanes {
+                        *x = ep.act.apply(*x);
+                    }
+                    _mm512_loadu_ps(lanes.as_ptr())
+                };
+                if mask == 0xffff {
+                    _mm512_storeu_ps(dst, a);
+                } else {
+                    _mm512_mask_compressstoreu_ps(dst, mask, a);
+                }
+            }
+        }
+        j0 + 16 * V
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geo() -> Geometry {
+        Geometry {
+            c: 2,
+            h: 5,
+            w: 37,
+            oh: 3,
+            ow: 19,
+            kh: 3,
+            kw: 3,
+            sh: 2,
+            sw: 2,
+            dh: 1,
+            dw: 1,
+            pt: 1,
+            pl: 1,
+        }
+    }
+
+    #[test]
+    fn max_pool_agrees_with_the_portable_loop_and_leaves_nans_to_it() {
+        let g = geo();
+        let mut x: Vec<f32> = (0..g.c * g.h * g.w)
+            .map(|i| ((i * 37 % 101) as f32) - 50.0)
+            .collect();
+        let mut want = vec![0f32; g.c * g.oh * g.ow];
+        crate::pool::max_pool(&x, &g, &mut want);
+        let mut got = vec![f32::NAN; want.len()];
+        let isa = Isa::cached();
+        if max_pool(isa, &x, &g, &mut got) {
+            assert_eq!(got, want);
+        } else {
+            // Only a CPU without AVX-512 declines a NaN-free image.
+            assert_ne!(isa, Isa::Avx512);
+        }
+        // A NaN in the second channel: declined (the portable loop propagates it).
+        x[g.h * g.w + 7] = f32::NAN;
+        assert!(!max_pool(isa, &x, &g, &mut got));
     }
 }
