@@ -373,12 +373,18 @@ mod kernels {
         };
         let mut j0 = 0;
         while j0 < n {
-            // Whole groups while they fit the grid, then single vectors (a tiny image would
-            // otherwise compute a whole group for one vector).
+            // Whole groups while they fit the grid, then halves, quarters... (a tiny image would
+            // otherwise compute a whole group for one vector; a single vector is latency-bound,
+            // so only the last one runs alone).
+            let left = (n - j0).div_ceil(16);
             // SAFETY: forwarded (the same reads and writes as described above).
             j0 = unsafe {
-                if n - j0 >= 16 * GROUP {
+                if left >= GROUP {
                     block::<MAX, GROUP>(base, j0, taps, stores, ker, init, &ep, fast_act, out)
+                } else if left >= 4 {
+                    block::<MAX, 4>(base, j0, taps, stores, ker, init, &ep, fast_act, out)
+                } else if left >= 2 {
+                    block::<MAX, 2>(base, j0, taps, stores, ker, init, &ep, fast_act, out)
                 } else {
                     block::<MAX, 1>(base, j0, taps, stores, ker, init, &ep, fast_act, out)
                 }
