@@ -244,9 +244,8 @@ mod kernels {
             let full = unsafe {
                 if TAB {
                     crate::tile64::packed_a_tab(t.k, t.a, t.a_ks, t.b, t.b_tab)
-                } else if PACKED_A {
-                    crate::tile64::packed_a(t.k, t.a, t.a_ks, t.b, t.b_ks, t.b_hs)
                 } else {
+                    // (A packed A is rows 1 float apart.)
                     crate::tile64::rows_a(t.k, t.a, t.a_rs, t.a_ks, t.b, t.b_ks, t.b_hs)
                 }
             };
@@ -569,6 +568,29 @@ impl Isa {
     }
 }
 
+/// The AVX-512 tile for `t.rows` rows, `G` column groups.
+///
+/// # Safety
+/// As [`kernels::avx512`]: AVX-512F and a tile valid as [`Tile`] describes.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+unsafe fn avx512_rows<const G: usize, const TAB: bool, const PACKED_A: bool>(
+    t: &Tile,
+    ep: &Epilogue,
+) {
+    // SAFETY: forwarded.
+    unsafe {
+        match t.rows {
+            1 => kernels::avx512::<1, G, TAB, PACKED_A>(t, ep),
+            2 => kernels::avx512::<2, G, TAB, PACKED_A>(t, ep),
+            3 => kernels::avx512::<3, G, TAB, PACKED_A>(t, ep),
+            4 => kernels::avx512::<4, G, TAB, PACKED_A>(t, ep),
+            5 => kernels::avx512::<5, G, TAB, PACKED_A>(t, ep),
+            _ => kernels::avx512::<6, G, TAB, PACKED_A>(t, ep),
+        }
+    }
+}
+
 #[allow(unsafe_code)]
 fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
     match isa {
@@ -593,104 +615,27 @@ fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` is only chosen when the CPU has AVX-512F (and AVX2, FMA).
         Isa::Avx512 => unsafe {
-            let groups = t.cols.div_ceil(16).clamp(1, 4);
-            match (t.rows, groups, !t.b_tab.is_null(), t.a_rs == 1) {
-                (1, 3, false, false) => kernels::avx512::<1, 3, false, false>(t, ep),
-                (2, 3, false, false) => kernels::avx512::<2, 3, false, false>(t, ep),
-                (3, 3, false, false) => kernels::avx512::<3, 3, false, false>(t, ep),
-                (4, 3, false, false) => kernels::avx512::<4, 3, false, false>(t, ep),
-                (5, 3, false, false) => kernels::avx512::<5, 3, false, false>(t, ep),
-                (_, 3, false, false) => kernels::avx512::<6, 3, false, false>(t, ep),
-                (1, 3, true, false) => kernels::avx512::<1, 3, true, false>(t, ep),
-                (2, 3, true, false) => kernels::avx512::<2, 3, true, false>(t, ep),
-                (3, 3, true, false) => kernels::avx512::<3, 3, true, false>(t, ep),
-                (4, 3, true, false) => kernels::avx512::<4, 3, true, false>(t, ep),
-                (5, 3, true, false) => kernels::avx512::<5, 3, true, false>(t, ep),
-                (_, 3, true, false) => kernels::avx512::<6, 3, true, false>(t, ep),
-                (1, 3, false, true) => kernels::avx512::<1, 3, false, true>(t, ep),
-                (2, 3, false, true) => kernels::avx512::<2, 3, false, true>(t, ep),
-                (3, 3, false, true) => kernels::avx512::<3, 3, false, true>(t, ep),
-                (4, 3, false, true) => kernels::avx512::<4, 3, false, true>(t, ep),
-                (5, 3, false, true) => kernels::avx512::<5, 3, false, true>(t, ep),
-                (_, 3, false, true) => kernels::avx512::<6, 3, false, true>(t, ep),
-                (1, 3, true, true) => kernels::avx512::<1, 3, true, true>(t, ep),
-                (2, 3, true, true) => kernels::avx512::<2, 3, true, true>(t, ep),
-                (3, 3, true, true) => kernels::avx512::<3, 3, true, true>(t, ep),
-                (4, 3, true, true) => kernels::avx512::<4, 3, true, true>(t, ep),
-                (5, 3, true, true) => kernels::avx512::<5, 3, true, true>(t, ep),
-                (_, 3, true, true) => kernels::avx512::<6, 3, true, true>(t, ep),
-                (1, 1, false, false) => kernels::avx512::<1, 1, false, false>(t, ep),
-                (2, 1, false, false) => kernels::avx512::<2, 1, false, false>(t, ep),
-                (3, 1, false, false) => kernels::avx512::<3, 1, false, false>(t, ep),
-                (4, 1, false, false) => kernels::avx512::<4, 1, false, false>(t, ep),
-                (5, 1, false, false) => kernels::avx512::<5, 1, false, false>(t, ep),
-                (_, 1, false, false) => kernels::avx512::<6, 1, false, false>(t, ep),
-                (1, 2, false, false) => kernels::avx512::<1, 2, false, false>(t, ep),
-                (2, 2, false, false) => kernels::avx512::<2, 2, false, false>(t, ep),
-                (3, 2, false, false) => kernels::avx512::<3, 2, false, false>(t, ep),
-                (4, 2, false, false) => kernels::avx512::<4, 2, false, false>(t, ep),
-                (5, 2, false, false) => kernels::avx512::<5, 2, false, false>(t, ep),
-                (_, 2, false, false) => kernels::avx512::<6, 2, false, false>(t, ep),
-                (1, _, false, false) => kernels::avx512::<1, 4, false, false>(t, ep),
-                (2, _, false, false) => kernels::avx512::<2, 4, false, false>(t, ep),
-                (3, _, false, false) => kernels::avx512::<3, 4, false, false>(t, ep),
-                (4, _, false, false) => kernels::avx512::<4, 4, false, false>(t, ep),
-                (5, _, false, false) => kernels::avx512::<5, 4, false, false>(t, ep),
-                (_, _, false, false) => kernels::avx512::<6, 4, false, false>(t, ep),
-                (1, 1, true, false) => kernels::avx512::<1, 1, true, false>(t, ep),
-                (2, 1, true, false) => kernels::avx512::<2, 1, true, false>(t, ep),
-                (3, 1, true, false) => kernels::avx512::<3, 1, true, false>(t, ep),
-                (4, 1, true, false) => kernels::avx512::<4, 1, true, false>(t, ep),
-                (5, 1, true, false) => kernels::avx512::<5, 1, true, false>(t, ep),
-                (_, 1, true, false) => kernels::avx512::<6, 1, true, false>(t, ep),
-                (1, 2, true, false) => kernels::avx512::<1, 2, true, false>(t, ep),
-                (2, 2, true, false) => kernels::avx512::<2, 2, true, false>(t, ep),
-                (3, 2, true, false) => kernels::avx512::<3, 2, true, false>(t, ep),
-                (4, 2, true, false) => kernels::avx512::<4, 2, true, false>(t, ep),
-                (5, 2, true, false) => kernels::avx512::<5, 2, true, false>(t, ep),
-                (_, 2, true, false) => kernels::avx512::<6, 2, true, false>(t, ep),
-                (1, _, true, false) => kernels::avx512::<1, 4, true, false>(t, ep),
-                (2, _, true, false) => kernels::avx512::<2, 4, true, false>(t, ep),
-                (3, _, true, false) => kernels::avx512::<3, 4, true, false>(t, ep),
-                (4, _, true, false) => kernels::avx512::<4, 4, true, false>(t, ep),
-                (5, _, true, false) => kernels::avx512::<5, 4, true, false>(t, ep),
-                (_, _, true, false) => kernels::avx512::<6, 4, true, false>(t, ep),
-                (1, 1, false, true) => kernels::avx512::<1, 1, false, true>(t, ep),
-                (2, 1, false, true) => kernels::avx512::<2, 1, false, true>(t, ep),
-                (3, 1, false, true) => kernels::avx512::<3, 1, false, true>(t, ep),
-                (4, 1, false, true) => kernels::avx512::<4, 1, false, true>(t, ep),
-                (5, 1, false, true) => kernels::avx512::<5, 1, false, true>(t, ep),
-                (_, 1, false, true) => kernels::avx512::<6, 1, false, true>(t, ep),
-                (1, 2, false, true) => kernels::avx512::<1, 2, false, true>(t, ep),
-                (2, 2, false, true) => kernels::avx512::<2, 2, false, true>(t, ep),
-                (3, 2, false, true) => kernels::avx512::<3, 2, false, true>(t, ep),
-                (4, 2, false, true) => kernels::avx512::<4, 2, false, true>(t, ep),
-                (5, 2, false, true) => kernels::avx512::<5, 2, false, true>(t, ep),
-                (_, 2, false, true) => kernels::avx512::<6, 2, false, true>(t, ep),
-                (1, _, false, true) => kernels::avx512::<1, 4, false, true>(t, ep),
-                (2, _, false, true) => kernels::avx512::<2, 4, false, true>(t, ep),
-                (3, _, false, true) => kernels::avx512::<3, 4, false, true>(t, ep),
-                (4, _, false, true) => kernels::avx512::<4, 4, false, true>(t, ep),
-                (5, _, false, true) => kernels::avx512::<5, 4, false, true>(t, ep),
-                (_, _, false, true) => kernels::avx512::<6, 4, false, true>(t, ep),
-                (1, 1, true, true) => kernels::avx512::<1, 1, true, true>(t, ep),
-                (2, 1, true, true) => kernels::avx512::<2, 1, true, true>(t, ep),
-                (3, 1, true, true) => kernels::avx512::<3, 1, true, true>(t, ep),
-                (4, 1, true, true) => kernels::avx512::<4, 1, true, true>(t, ep),
-                (5, 1, true, true) => kernels::avx512::<5, 1, true, true>(t, ep),
-                (_, 1, true, true) => kernels::avx512::<6, 1, true, true>(t, ep),
-                (1, 2, true, true) => kernels::avx512::<1, 2, true, true>(t, ep),
-                (2, 2, true, true) => kernels::avx512::<2, 2, true, true>(t, ep),
-                (3, 2, true, true) => kernels::avx512::<3, 2, true, true>(t, ep),
-                (4, 2, true, true) => kernels::avx512::<4, 2, true, true>(t, ep),
-                (5, 2, true, true) => kernels::avx512::<5, 2, true, true>(t, ep),
-                (_, 2, true, true) => kernels::avx512::<6, 2, true, true>(t, ep),
-                (1, _, true, true) => kernels::avx512::<1, 4, true, true>(t, ep),
-                (2, _, true, true) => kernels::avx512::<2, 4, true, true>(t, ep),
-                (3, _, true, true) => kernels::avx512::<3, 4, true, true>(t, ep),
-                (4, _, true, true) => kernels::avx512::<4, 4, true, true>(t, ep),
-                (5, _, true, true) => kernels::avx512::<5, 4, true, true>(t, ep),
-                (_, _, true, true) => kernels::avx512::<6, 4, true, true>(t, ep),
+            match (
+                t.cols.div_ceil(16).clamp(1, 4),
+                !t.b_tab.is_null(),
+                t.a_rs == 1,
+            ) {
+                (1, false, false) => avx512_rows::<1, false, false>(t, ep),
+                (2, false, false) => avx512_rows::<2, false, false>(t, ep),
+                (3, false, false) => avx512_rows::<3, false, false>(t, ep),
+                (_, false, false) => avx512_rows::<4, false, false>(t, ep),
+                (1, true, false) => avx512_rows::<1, true, false>(t, ep),
+                (2, true, false) => avx512_rows::<2, true, false>(t, ep),
+                (3, true, false) => avx512_rows::<3, true, false>(t, ep),
+                (_, true, false) => avx512_rows::<4, true, false>(t, ep),
+                (1, false, true) => avx512_rows::<1, false, true>(t, ep),
+                (2, false, true) => avx512_rows::<2, false, true>(t, ep),
+                (3, false, true) => avx512_rows::<3, false, true>(t, ep),
+                (_, false, true) => avx512_rows::<4, false, true>(t, ep),
+                (1, true, true) => avx512_rows::<1, true, true>(t, ep),
+                (2, true, true) => avx512_rows::<2, true, true>(t, ep),
+                (3, true, true) => avx512_rows::<3, true, true>(t, ep),
+                (_, true, true) => avx512_rows::<4, true, true>(t, ep),
             }
         },
         // SAFETY: as above (the scalar tile handles up to MR rows; callers on this ISA
