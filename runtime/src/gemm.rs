@@ -951,99 +951,76 @@ fn drive_packed_a(
     // large, often power-of-two-ish stride apart and fall into a few cache sets). Measured:
     // worth it for a plain B with 4+ panels; not for a convolution's indirect B.
     let repack = repack && panels >= 4;
-    with_buffer(
-        &BLOCK,
-        if repack { k.min(KC + KC / 2) * tw } else { 0 },
-        |block| drive_blocks(isa, a, n, c, ldc, ep, cols, crop, repack, block, &mut b_at),
-    );
-}
-
-/// [`drive_packed_a`]'s loops, with `block` for the repacked B blocks.
-#[allow(unsafe_code)]
-#[allow(clippy::too_many_arguments)]
-fn drive_blocks(
-    isa: Isa,
-    a: PackedA<'_>,
-    n: usize,
-    c: &mut [f32],
-    ldc: usize,
-    ep: &Epilogue,
-    cols: std::ops::Range<usize>,
-    crop: Crop,
-    repack: bool,
-    block: &mut [f32],
-    b_at: &mut impl FnMut(usize, usize, usize, usize) -> (*const f32, usize, *const usize),
-) {
-    let (m, k) = (a.m, a.k);
-    let tw = isa.tile_cols();
-    let panels = m.div_ceil(MR);
-    // Columns in chunks whose C block stays in L2 across the K blocks, K blocks within a
-    // chunk, so each A block (all panels × KC, in L2 too) serves the whole chunk: a large A
-    // (the weights of a deep layer) is streamed from memory once per chunk, not once per
-    // tile column.
-    let end = cols.end.min(n);
-    let chunk = (C_CHUNK / (m.max(1) * 4)).max(tw) / tw * tw;
-    let mut jc = cols.start;
-    while jc < end {
-        let jc_end = (jc + chunk).min(end);
-        let mut k0 = 0;
-        while k0 < k.max(1) {
-            let kc = k_block(k, k0);
-            let mut j = jc;
-            while j < jc_end {
-                let w = tw.min(jc_end - j);
-                let (mut b, mut b_ks, mut b_tab) = b_at(j, w, k0, kc);
-                if repack {
-                    for (kk, dst) in block.chunks_exact_mut(tw).take(kc).enumerate() {
-                        // SAFETY: `b_at` promises `tw` readable floats at every block row.
-                        let row = unsafe {
-                            let off = if b_tab.is_null() {
-                                kk * b_ks
-                            } else {
-                                *b_tab.add(kk)
+    let len = if repack { k.min(KC + KC / 2) * tw } else { 0 };
+    with_buffer(&BLOCK, len, |block| {
+        // Columns in chunks whose C block stays in L2 across the K blocks, K blocks within a
+        // chunk, so each A block (all panels × KC, in L2 too) serves the whole chunk: a large A
+        // (the weights of a deep layer) is streamed from memory once per chunk, not once per
+        // tile column.
+        let end = cols.end.min(n);
+        let chunk = (C_CHUNK / (m.max(1) * 4)).max(tw) / tw * tw;
+        let mut jc = cols.start;
+        while jc < end {
+            let jc_end = (jc + chunk).min(end);
+            let mut k0 = 0;
+            while k0 < k.max(1) {
+                let kc = k_block(k, k0);
+                let mut j = jc;
+                while j < jc_end {
+                    let w = tw.min(jc_end - j);
+                    let (mut b, mut b_ks, mut b_tab) = b_at(j, w, k0, kc);
+                    if repack {
+                        for (kk, dst) in block.chunks_exact_mut(tw).take(kc).enumerate() {
+                            // SAFETY: `b_at` promises `tw` readable floats at every block row.
+                            let row = unsafe {
+                                let off = if b_tab.is_null() {
+                                    kk * b_ks
+                                } else {
+                                    *b_tab.add(kk)
+                                };
+                                std::slice::from_raw_parts(b.add(off), tw)
                             };
-                            std::slice::from_raw_parts(b.add(off), tw)
-                        };
-                        copy_row(dst, row);
+                            copy_row(dst, row);
+                        }
+                        (b, b_ks, b_tab) = (block.as_ptr(), tw, std::ptr::null());
                     }
-                    (b, b_ks, b_tab) = (block.as_ptr(), tw, std::ptr::null());
+                    for p in 0..panels {
+                        let t = Tile {
+                            k: kc,
+                            a: a.data[(p * k + k0) * MR..].as_ptr(),
+                            a_rs: 1,
+                            a_ks: MR,
+                            b,
+                            b_ks,
+                            b_hs: NR,
+                            b_tab,
+                            // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C,
+                            // which the callers checked against m, n, ldc and the crop.
+                            c: unsafe { c.as_mut_ptr().add(p * MR * ldc + crop.col(j)) },
+                            ldc,
+                            rows: MR.min(m - p * MR),
+                            cols: w,
+                            accumulate: k0 > 0,
+                            last: k0 + kc >= k,
+                            row0: p * MR,
+                            col0: j,
+                            crop,
+                            res: ep.residual.map_or(std::ptr::null(), |r| {
+                                r.as_ptr().wrapping_add(p * MR * ldc + crop.col(j))
+                            }),
+                        };
+                        run_tile(isa, &t, ep);
+                    }
+                    j += tw;
                 }
-                for p in 0..panels {
-                    let t = Tile {
-                        k: kc,
-                        a: a.data[(p * k + k0) * MR..].as_ptr(),
-                        a_rs: 1,
-                        a_ks: MR,
-                        b,
-                        b_ks,
-                        b_hs: NR,
-                        b_tab,
-                        // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C,
-                        // which the callers checked against m, n, ldc and the crop.
-                        c: unsafe { c.as_mut_ptr().add(p * MR * ldc + crop.col(j)) },
-                        ldc,
-                        rows: MR.min(m - p * MR),
-                        cols: w,
-                        accumulate: k0 > 0,
-                        last: k0 + kc >= k,
-                        row0: p * MR,
-                        col0: j,
-                        crop,
-                        res: ep.residual.map_or(std::ptr::null(), |r| {
-                            r.as_ptr().wrapping_add(p * MR * ldc + crop.col(j))
-                        }),
-                    };
-                    run_tile(isa, &t, ep);
+                if k == 0 {
+                    break;
                 }
-                j += tw;
+                k0 += kc;
             }
-            if k == 0 {
-                break;
-            }
-            k0 += kc;
+            jc = jc_end;
         }
-        jc = jc_end;
-    }
+    });
 }
 
 thread_local! {
