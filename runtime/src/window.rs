@@ -138,6 +138,21 @@ impl Phases {
     }
 }
 
+/// `dst` = `src` (equal lengths): by masked AVX-512 moves where the CPU has them (short rows:
+/// no `memcpy` call), else `copy_from_slice`.
+pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::cached() == Isa::Avx512 {
+        // SAFETY: the CPU has AVX-512F.
+        #[allow(unsafe_code)]
+        unsafe {
+            kernels::copy(dst, src);
+        }
+        return;
+    }
+    dst.copy_from_slice(src);
+}
+
 /// Whether [`depthwise`] and [`max_pool`] take this geometry and kernel set.
 fn handles(isa: Isa, g: &Geometry) -> bool {
     g.oh > 0
