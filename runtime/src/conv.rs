@@ -68,49 +68,6 @@ impl Geometry {
     }
 }
 
-avx2_dispatch! {
-    /// Writes the im2col matrix of channels `c0..c0 + cg` of `x` (`[C, H, W]`) into `col`
-    /// (`[cg·kh·kw, oh·ow]`), zeros where the window falls outside the image.
-    pub fn im2col(x: &[f32], g: &Geometry, c0: usize, cg: usize, col: &mut [f32]) => im2col_generic
-}
-
-#[inline(always)]
-fn im2col_generic(x: &[f32], g: &Geometry, c0: usize, cg: usize, col: &mut [f32]) {
-    let p = g.oh * g.ow;
-    let mut row = 0;
-    for c in c0..c0 + cg {
-        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let dst = &mut col[row * p..(row + 1) * p];
-                for oy in 0..g.oh {
-                    let out = &mut dst[oy * g.ow..(oy + 1) * g.ow];
-                    match g.in_row(oy, ky) {
-                        None => out.fill(0.0),
-                        Some(iy) => {
-                            let src = &plane[iy * g.w..(iy + 1) * g.w];
-                            if g.sw == 1 && g.dw == 1 {
-                                // Contiguous: copy the valid span, zero the padded ends.
-                                let lo = g.pl.saturating_sub(kx).min(g.ow);
-                                let hi = (g.w + g.pl).saturating_sub(kx).min(g.ow).max(lo);
-                                out[..lo].fill(0.0);
-                                out[hi..].fill(0.0);
-                                let s0 = lo + kx - g.pl;
-                                out[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
-                            } else {
-                                for (ox, o) in out.iter_mut().enumerate() {
-                                    *o = g.in_col(ox, kx).map_or(0.0, |ix| src[ix]);
-                                }
-                            }
-                        }
-                    }
-                }
-                row += 1;
-            }
-        }
-    }
-}
-
 /// A convolution of one image with `groups` groups of packed weights (one [`PackedA`] per
 /// group, `m/groups × (c/groups)·kh·kw` each): `y` (`[M, oh, ow]`) = W ⊛ `x` + epilogue.
 /// `scratch` must hold `(c/groups)·kh·kw·oh·ow` floats unless the conv is pointwise.
@@ -181,7 +138,7 @@ fn slack(g: &Geometry) -> usize {
 /// (oy, ox) then reads phase ((ky·dh) % sh, (kx·dw) % sw) at row oy + (ky·dh) / sh, column
 /// ox + (kx·dw) / sw: for every stride, a stride-1 window over one plane. Returns
 /// (phases, qh, qw).
-fn phase_dims(g: &Geometry) -> (usize, usize, usize) {
+pub(crate) fn phase_dims(g: &Geometry) -> (usize, usize, usize) {
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
     (
         sh * sw,
@@ -230,61 +187,164 @@ pub fn pad_input(
     cg: usize,
     padded: &mut [f32],
 ) -> Result<(), String> {
-    let (phases, qh, qw) = phase_dims(g);
+    pad_phases(x, g, c0, cg, padded, 0.0).map(|_| ())
+}
+
+/// For column phase `phs` (planes `qw` wide): the plane columns `lo..hi` that hold input
+/// columns (ix = q·sw + φ − pl in [0, w)), and the input column at `lo`.
+fn phase_span(g: &Geometry, phs: usize, qw: usize) -> (usize, usize, usize) {
+    let sw = g.sw.max(1);
+    let lo = g.pl.saturating_sub(phs).div_ceil(sw).min(qw);
+    let hi = (g.w + g.pl).saturating_sub(phs).div_ceil(sw).clamp(lo, qw);
+    (lo, hi, (lo * sw + phs).saturating_sub(g.pl))
+}
+
+/// Where tap (ky, kx) reads in one channel's phase planes, relative to the output position
+/// (see [`phase_dims`]).
+pub(crate) fn phase_taps(g: &Geometry) -> Vec<usize> {
+    let (_, qh, qw) = phase_dims(g);
     let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-    let plane = qh * qw;
-    let padded = padded
-        .get_mut(..padded_len(g, cg))
-        .ok_or("conv: padding buffer too small")?;
-    // Only the phases some tap reads (a strided 1×1 convolution reads one of four).
-    let rows_used: Vec<bool> = (0..sh)
-        .map(|ps| (0..g.kh).any(|ky| ky * g.dh % sh == ps))
-        .collect();
-    let cols_used: Vec<bool> = (0..sw)
-        .map(|phs| (0..g.kw).any(|kx| kx * g.dw % sw == phs))
-        .collect();
-    let (body, tail) = padded.split_at_mut(cg * phases * plane);
-    tail.fill(0.0);
-    for c in 0..cg {
-        let src = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
-        for ps in 0..sh {
-            for phs in 0..sw {
-                if !rows_used[ps] || !cols_used[phs] {
-                    continue;
+    let mut t = Vec::with_capacity(g.kh * g.kw);
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let (dy, dx) = (ky * g.dh, kx * g.dw);
+            let phase = (dy % sh) * sw + dx % sw;
+            t.push(phase * qh * qw + (dy / sh) * qw + dx / sw);
+        }
+    }
+    t
+}
+
+/// [`pad_input`] with `fill` around the image (−∞ for max pooling); returns whether the
+/// copied channels hold a NaN.
+pub(crate) fn pad_phases(
+    x: &[f32],
+    g: &Geometry,
+    c0: usize,
+    cg: usize,
+    padded: &mut [f32],
+    fill: f32,
+) -> Result<bool, String> {
+    PhaseLayout::new(g).pad(g, x, c0, cg, padded, Some(fill))
+}
+
+/// What [`PhaseLayout::pad`] needs of a geometry, worked out once (a pool or depthwise layer
+/// pads one channel at a time: per-row divisions would cost more than the copy).
+pub(crate) struct PhaseLayout {
+    phases: usize,
+    qh: usize,
+    qw: usize,
+    /// Per column phase: [`phase_span`], and whether any tap reads the phase.
+    cols: Vec<((usize, usize, usize), bool)>,
+    /// Per row phase: whether any tap reads it.
+    rows: Vec<bool>,
+    /// Readable floats past the planes ([`slack`]).
+    slack: usize,
+}
+
+impl PhaseLayout {
+    pub(crate) fn new(g: &Geometry) -> PhaseLayout {
+        let (phases, qh, qw) = phase_dims(g);
+        let (sh, sw) = (g.sh.max(1), g.sw.max(1));
+        PhaseLayout {
+            phases,
+            qh,
+            qw,
+            cols: (0..sw)
+                .map(|phs| {
+                    let used = (0..g.kw).any(|kx| kx * g.dw % sw == phs);
+                    (phase_span(g, phs, qw), used)
+                })
+                .collect(),
+            rows: (0..sh)
+                .map(|ps| (0..g.kh).any(|ky| ky * g.dh % sh == ps))
+                .collect(),
+            slack: slack(g),
+        }
+    }
+
+    /// Copies channels `c0..c0 + cg` of `x` into the phase planes (see [`padded_len`]) with
+    /// `fill` around the image (`None`: the buffer already holds the planes' borders, as
+    /// when one channel after another goes through the same buffer); returns whether they
+    /// hold a NaN. Every position of the phases some tap reads is written once (a strided
+    /// 1×1 window reads one phase of four; no fill of the whole plane first: at 224×224 that
+    /// was a third of the copy's memory traffic).
+    pub(crate) fn pad(
+        &self,
+        g: &Geometry,
+        x: &[f32],
+        c0: usize,
+        cg: usize,
+        padded: &mut [f32],
+        fill: Option<f32>,
+    ) -> Result<bool, String> {
+        let (phases, qh, qw) = (self.phases, self.qh, self.qw);
+        let (sh, sw) = (self.rows.len(), self.cols.len());
+        let plane = qh * qw;
+        let padded = padded
+            .get_mut(..cg * phases * plane + self.slack)
+            .ok_or("conv: padding buffer too small")?;
+        let (body, tail) = padded.split_at_mut(cg * phases * plane);
+        if let Some(f) = fill {
+            tail.fill(f);
+        }
+        // (Rows are short: a `memset`/`memcpy` call per border and row cost more than the
+        // copy itself; measured. Plain loops, and masked vector moves in `window`.)
+        let set = |s: &mut [f32]| {
+            if let Some(f) = fill {
+                for v in s {
+                    *v = f;
                 }
-                let q = &mut body[(c * phases + ps * sw + phs) * plane..][..plane];
-                // Columns q with ix = q·sw + φ − pl in [0, w).
-                let lo = g.pl.saturating_sub(phs).div_ceil(sw).min(qw);
-                let hi = (g.w + g.pl).saturating_sub(phs).div_ceil(sw).clamp(lo, qw);
-                let ix0 = (lo * sw + phs).saturating_sub(g.pl);
-                // Every position written once: zeros around the copied span (no full fill
-                // first: at 224×224 that was a third of the copy's memory traffic).
-                for (r, line) in q.chunks_exact_mut(qw).enumerate() {
+            }
+        };
+        let mut nan = false;
+        for c in 0..cg {
+            let src = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
+            let block = &mut body[c * phases * plane..(c + 1) * phases * plane];
+            for ps in (0..sh).filter(|&ps| self.rows[ps]) {
+                for r in 0..qh {
                     let iy = (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h);
-                    let (Some(iy), true) = (iy, lo < hi) else {
-                        line.fill(0.0);
-                        continue;
-                    };
-                    // (Rows are short: a `memset`/`memcpy` call per border and row cost more
-                    // than the copy itself; measured.)
-                    let (head, rest) = line.split_at_mut(lo);
-                    let (dst, tail) = rest.split_at_mut(hi - lo);
-                    for v in head.iter_mut().chain(tail) {
-                        *v = 0.0;
+                    let at = |phs: usize| ((ps * sw + phs) * qh + r) * qw;
+                    for (phs, &((lo, hi, _), used)) in self.cols.iter().enumerate() {
+                        if !used || fill.is_none() {
+                            continue;
+                        }
+                        let line = &mut block[at(phs)..at(phs) + qw];
+                        if iy.is_none() || lo >= hi {
+                            set(line);
+                        } else {
+                            set(&mut line[..lo]);
+                            set(&mut line[hi..]);
+                        }
                     }
+                    let Some(iy) = iy else { continue };
                     let row = &src[iy * g.w..(iy + 1) * g.w];
-                    if sw == 1 {
-                        crate::window::copy_row(dst, &row[ix0..ix0 + (hi - lo)]);
-                    } else {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            *d = row[ix0 + j * sw];
+                    if sw == 2
+                        && let Some(n) =
+                            crate::window::split_row2(block, at(0), at(1), qw, g.pl, row)
+                    {
+                        nan |= n;
+                        continue;
+                    }
+                    for (phs, &((lo, hi, ix0), used)) in self.cols.iter().enumerate() {
+                        if !used || lo >= hi {
+                            continue;
+                        }
+                        let dst = &mut block[at(phs) + lo..at(phs) + hi];
+                        if sw == 1 {
+                            nan |= crate::window::copy_row(dst, &row[ix0..ix0 + (hi - lo)]);
+                        } else {
+                            for (j, d) in dst.iter_mut().enumerate() {
+                                *d = row[ix0 + j * sw];
+                                nan |= d.is_nan();
+                            }
                         }
                     }
                 }
             }
         }
+        Ok(nan)
     }
-    Ok(())
 }
 
 /// Output channels `rows` (a multiple of MR to a multiple of MR or m) of a convolution over
@@ -309,18 +369,10 @@ pub fn conv_indirect_rows(
         return Err("conv: row range not aligned to the weight panels".into());
     }
     let (phases, qh, qw) = phase_dims(g);
-    let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-    let plane = qh * qw;
-    let mut tab = Vec::with_capacity(cg * g.kh * g.kw);
-    for c in 0..cg {
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let (dy, dx) = (ky * g.dh, kx * g.dw);
-                let phase = c * phases + (dy % sh) * sw + dx % sw;
-                tab.push(phase * plane + (dy / sh) * qw + dx / sw);
-            }
-        }
-    }
+    let taps = phase_taps(g);
+    let tab: Vec<usize> = (0..cg)
+        .flat_map(|c| taps.iter().map(move |t| c * phases * qh * qw + t))
+        .collect();
     let n = g.oh * qw;
     let pw = qw;
     let mr = rows.len();

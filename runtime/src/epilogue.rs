@@ -76,8 +76,12 @@ impl Epilogue<'_> {
         act: Act::None,
     };
 
-    /// Checks the bias covers an `m × n` result.
-    pub fn check(&self, m: usize, n: usize) -> Result<(), String> {
+    /// Checks the bias covers an `m × n` result, and the residual the `extent` floats that
+    /// result spans in its buffer.
+    pub fn check(&self, m: usize, n: usize, extent: usize) -> Result<(), String> {
+        if self.residual.is_some_and(|r| r.len() < extent) {
+            return Err("the residual is smaller than the result".into());
+        }
         match self.bias {
             Bias::PerRow(b) if b.len() < m => Err(format!("bias has {} of {m} rows", b.len())),
             Bias::PerCol(b) if b.len() < n => Err(format!("bias has {} of {n} columns", b.len())),

@@ -669,13 +669,7 @@ pub fn gemm_packed_a(
     {
         return Err(format!("gemm: operands too small for {m}×{k}×{n}"));
     }
-    ep.check(m, n)?;
-    if ep
-        .residual
-        .is_some_and(|r| r.len() < c.len().min((m - 1) * ldc + n))
-    {
-        return Err("gemm: the residual is smaller than the result".into());
-    }
+    ep.check(m, n, c.len().min((m - 1) * ldc + n))?;
     let tw = isa.tile_cols();
     with_buffer(&EDGE, k.clamp(1, KC + KC / 2) * tw, |edge| {
         drive_packed_a(
@@ -734,13 +728,7 @@ pub fn gemm_packed_b(
     {
         return Err(format!("gemm: operands too small for {m}×{k}×{n}"));
     }
-    ep.check(m, n)?;
-    if ep
-        .residual
-        .is_some_and(|r| r.len() < c.len().min((m - 1) * ldc + n))
-    {
-        return Err("gemm: the residual is smaller than the result".into());
-    }
+    ep.check(m, n, c.len().min((m - 1) * ldc + n))?;
     let panels = n.div_ceil(NR);
     let (r0, r1) = (rows.start, rows.end.min(m));
     let mut k0 = 0;
@@ -826,13 +814,7 @@ pub fn gemm_packed_a_panels(
     {
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
-    ep.check(m, n)?;
-    if ep
-        .residual
-        .is_some_and(|r| r.len() < c.len().min((m - 1) * ldc + n))
-    {
-        return Err("gemm: the residual is smaller than the result".into());
-    }
+    ep.check(m, n, c.len().min((m - 1) * ldc + n))?;
     drive_packed_a(
         isa,
         a,
@@ -887,13 +869,7 @@ pub fn gemm_packed_a_indirect(
     {
         return Err(format!("gemm: operands do not fit {m}×{k}×{n}"));
     }
-    ep.check(m, n)?;
-    if ep
-        .residual
-        .is_some_and(|r| r.len() < c.len().min((m - 1) * ldc + n))
-    {
-        return Err("gemm: the residual is smaller than the result".into());
-    }
+    ep.check(m, n, c.len().min((m - 1) * ldc + n))?;
     drive_packed_a(isa, a, n, c, ldc, ep, 0..n, crop, false, |j, _, k0, _| {
         (base[j..].as_ptr(), 0, tab[k0..].as_ptr())
     });

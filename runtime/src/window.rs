@@ -1,108 +1,50 @@
 //! Sliding-window kernels with AVX-512, 16 outputs per vector: depthwise convolution and max
 //! pooling, one channel at a time.
 //!
-//! Each input channel is copied once into zero- (or −∞-) padded stride-phase planes (phase
-//! (ψ, φ) holds padded row `r·sh + ψ`, column `q·sw + φ` at (r, q), in `qh × qw` planes; their
-//! border is written once per call, so no output tests bounds). Tap (ky, kx) of output
+//! Each input channel is copied once into zero- (or −∞-) padded stride-phase planes, the
+//! ones convolutions read ([`conv::pad_phases`]: phase (ψ, φ) holds padded row `r·sh + ψ`,
+//! column `q·sw + φ` at (r, q), in `qh × qw` planes), so no output tests bounds. Tap (ky, kx) of output
 //! (oy, ox) then reads one phase at row oy + (ky·dh) / sh, column ox + (kx·dw) / sw: for
 //! every stride and dilation, a shifted copy of the output grid. The outputs are computed on
 //! that grid `qw` wide, flat, 16 consecutive positions per vector whatever the image width
 //! (a 7-wide image fills whole vectors), then the `qw − ow` extra columns per row are
 //! squeezed out by compress-stores.
 
-use crate::conv::Geometry;
+use crate::conv::{self, Geometry};
 use crate::epilogue::Act;
 use crate::gemm::Isa;
 
 /// Vectors computed together: independent accumulators hide the FMA latency.
 const GROUP: usize = 8;
 
-/// The phase planes of one channel, plus slack for the vector loads past the last one.
+/// The phase planes of one channel (written by [`conv::PhaseLayout::pad`]), plus slack for
+/// the vector loads past the last one.
 struct Phases {
     buf: Vec<f32>,
-    qh: usize,
+    /// Floats `pad` writes (the rest is slack).
+    len: usize,
     qw: usize,
+    layout: conv::PhaseLayout,
 }
 
 impl Phases {
     fn new(g: &Geometry, fill: f32) -> Phases {
-        let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-        let qh = g.oh + (g.kh - 1) * g.dh / sh;
-        let qw = g.ow + (g.kw - 1) * g.dw / sw;
-        // A group's loads start at most (kw − 1)·dw / sw past a plane's last grid position
-        // and run GROUP vectors on.
-        let slack = (g.kw - 1) * g.dw / sw + 16 * GROUP + 16;
+        let len = conv::padded_len(g, 1);
+        // A group's loads run up to GROUP vectors past the grid's last position.
         Phases {
-            buf: vec![fill; sh * sw * qh * qw + slack],
-            qh,
-            qw,
+            buf: vec![fill; len + 16 * GROUP + 16],
+            len,
+            qw: conv::phase_dims(g).2,
+            layout: conv::PhaseLayout::new(g),
         }
     }
 
-    /// Copies one `h × w` input plane into the phases' interiors (the borders keep their
-    /// fill: no channel writes them). Returns whether it copied a NaN.
-    fn load(&mut self, g: &Geometry, src: &[f32]) -> bool {
-        let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-        let (qh, qw) = (self.qh, self.qw);
-        let mut nan = false;
-        #[cfg(target_arch = "x86_64")]
-        if sw == 2 {
-            // Each input row de-interleaved into its two column phases at once.
-            for ps in 0..sh {
-                for r in 0..qh {
-                    let Some(iy) = (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h) else {
-                        continue;
-                    };
-                    let row = &src[iy * g.w..(iy + 1) * g.w];
-                    let at = |phs: usize| ((ps * sw + phs) * qh + r) * qw;
-                    // SAFETY: the callers checked AVX-512; `split2` stays inside both rows.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        nan |= kernels::split2(&mut self.buf, at(0), at(1), qw, g.pl, row);
-                    }
-                }
-            }
-            return nan;
-        }
-        for ps in 0..sh {
-            for phs in 0..sw {
-                let plane = (ps * sw + phs) * qh * qw;
-                // Columns q with ix = q·sw + φ − pl in [0, w).
-                let lo = g.pl.saturating_sub(phs).div_ceil(sw).min(qw);
-                let hi = (g.w + g.pl).saturating_sub(phs).div_ceil(sw).clamp(lo, qw);
-                if lo >= hi {
-                    continue;
-                }
-                let ix0 = lo * sw + phs - g.pl;
-                for r in 0..qh {
-                    let Some(iy) = (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h) else {
-                        continue;
-                    };
-                    let row = &src[iy * g.w..(iy + 1) * g.w];
-                    let dst = &mut self.buf[plane + r * qw + lo..plane + r * qw + hi];
-                    if sw == 1 {
-                        let from = &row[ix0..ix0 + (hi - lo)];
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: the callers checked AVX-512 (`handles`); equal lengths.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            nan |= kernels::copy(dst, from);
-                        }
-                        #[cfg(not(target_arch = "x86_64"))]
-                        {
-                            dst.copy_from_slice(from);
-                            nan |= from.iter().any(|v| v.is_nan());
-                        }
-                    } else {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            *d = row[ix0 + j * sw];
-                            nan |= d.is_nan();
-                        }
-                    }
-                }
-            }
-        }
-        nan
+    /// Copies channel `c` of `x` into the planes; returns whether it holds a NaN, or `None`
+    /// if it could not (the buffer is sized for one channel: never). The borders hold the
+    /// fill from the start (no channel writes them), so only the image is copied.
+    fn load(&mut self, g: &Geometry, x: &[f32], c: usize) -> Option<bool> {
+        let buf = &mut self.buf[..self.len];
+        self.layout.pad(g, x, c, 1, buf, None).ok()
     }
 
     /// For each vector of 16 grid positions: where its kept lanes go in the output, and
@@ -122,35 +64,41 @@ impl Phases {
             })
             .collect()
     }
-
-    /// Where tap (ky, kx) reads, relative to the output grid position.
-    fn taps(&self, g: &Geometry) -> Vec<usize> {
-        let (sh, sw) = (g.sh.max(1), g.sw.max(1));
-        let mut t = Vec::with_capacity(g.kh * g.kw);
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let (dy, dx) = (ky * g.dh, kx * g.dw);
-                let phase = (dy % sh) * sw + dx % sw;
-                t.push(phase * self.qh * self.qw + (dy / sh) * self.qw + dx / sw);
-            }
-        }
-        t
-    }
 }
 
 /// `dst` = `src` (equal lengths): by masked AVX-512 moves where the CPU has them (short rows:
-/// no `memcpy` call), else `copy_from_slice`.
-pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) {
+/// no `memcpy` call), else `copy_from_slice`. Returns whether it copied a NaN.
+pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if Isa::cached() == Isa::Avx512 {
         // SAFETY: the CPU has AVX-512F.
         #[allow(unsafe_code)]
-        unsafe {
-            kernels::copy(dst, src);
-        }
-        return;
+        return unsafe { kernels::copy(dst, src) };
     }
     dst.copy_from_slice(src);
+    src.iter().any(|v| v.is_nan())
+}
+
+/// Splits an input row into its two column phases (stride 2): input column ix goes to phase
+/// φ = (ix + pl) % 2 at q = (ix + pl − φ) / 2, for q < qw, the phase rows starting at `at0`
+/// and `at1` in `buf`. Returns whether the row holds a NaN, or `None` (nothing written)
+/// without AVX-512.
+pub(crate) fn split_row2(
+    buf: &mut [f32],
+    at0: usize,
+    at1: usize,
+    qw: usize,
+    pl: usize,
+    row: &[f32],
+) -> Option<bool> {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::cached() == Isa::Avx512 {
+        // SAFETY: the CPU has AVX-512F.
+        #[allow(unsafe_code)]
+        return Some(unsafe { kernels::split2(buf, at0, at1, qw, pl, row) });
+    }
+    let _ = (buf, at0, at1, qw, pl, row);
+    None
 }
 
 /// Whether [`depthwise`] and [`max_pool`] take this geometry and kernel set.
@@ -183,12 +131,16 @@ pub fn depthwise(
         return false;
     }
     let mult = (m / g.c.max(1)).max(1);
-    let (hw, p, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    let (p, kk) = (g.oh * g.ow, g.kh * g.kw);
     let mut phases = Phases::new(g, 0.0);
-    let (taps, stores) = (phases.taps(g), phases.stores(g));
+    let (taps, stores) = (conv::phase_taps(g), phases.stores(g));
     for o in 0..m {
         if o % mult == 0 {
-            phases.load(g, &x[(o / mult) * hw..(o / mult + 1) * hw]);
+            // (A NaN simply propagates through the multiply-adds. Declining here leaves the
+            // whole image to the portable loop, which rewrites every channel.)
+            if phases.load(g, x, o / mult).is_none() {
+                return false;
+            }
         }
         let ker = &w[o * kk..(o + 1) * kk];
         let b = bias.map_or(0.0, |b| b[o]);
@@ -219,13 +171,13 @@ pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
     if !handles(isa, g) {
         return false;
     }
-    let (hw, p) = (g.h * g.w, g.oh * g.ow);
+    let p = g.oh * g.ow;
     let mut phases = Phases::new(g, f32::NEG_INFINITY);
-    let (taps, stores) = (phases.taps(g), phases.stores(g));
+    let (taps, stores) = (conv::phase_taps(g), phases.stores(g));
     for c in 0..g.c {
         // A NaN must win every window it is in: the portable loop's exact path does that
         // (and recomputes every channel).
-        if phases.load(g, &x[c * hw..(c + 1) * hw]) {
+        if phases.load(g, x, c) != Some(false) {
             return false;
         }
         let out = &mut y[c * p..(c + 1) * p];
