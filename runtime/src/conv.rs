@@ -1,6 +1,7 @@
 //! 2-D convolution of one image (NCHW, one sample): as a GEMM with the packed weights
-//! (1×1 stride-1 unpadded convolutions read the input directly; others go through im2col),
-//! or, for depthwise convolutions, a direct loop per channel.
+//! (1×1 stride-1 unpadded convolutions read the input directly, strided 1×1 ones through
+//! im2col, all others through stride-phase planes read in place), or, for depthwise
+//! convolutions, a direct loop per channel (the portable path of `window`).
 
 use crate::epilogue::{Bias, Epilogue};
 use crate::gemm::{

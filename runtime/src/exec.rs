@@ -295,6 +295,42 @@ impl Arena {
 /// sample splits its channels over the threads.
 const WINDOW_SPLIT: usize = 64 * 1024;
 
+/// Max pooling of one image: the AVX-512 window kernel, or the portable loop.
+fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) {
+    if !window::max_pool(isa, x, g, y) {
+        pool::max_pool(x, g, y);
+    }
+}
+
+/// A depthwise convolution of one image: the AVX-512 window kernel, or the portable loop.
+#[allow(clippy::too_many_arguments)]
+fn depthwise(
+    isa: Isa,
+    x: &[f32],
+    g: &Geometry,
+    m: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: crate::epilogue::Act,
+    y: &mut [f32],
+) {
+    if !window::depthwise(isa, x, g, m, w, bias, act, y) {
+        conv::depthwise(x, g, m, w, bias, act, y);
+    }
+}
+
+/// The arena floats of channels `rows` (`p` floats each) of sample `s` of `b`.
+fn rows_of(
+    b: &Buf,
+    batch: usize,
+    s: usize,
+    rows: &std::ops::Range<usize>,
+    p: usize,
+) -> std::ops::Range<usize> {
+    let start = range(b, batch, s).start;
+    start + rows.start * p..start + rows.end * p
+}
+
 /// The arena floats of sample `s` of `b`.
 fn range(b: &Buf, batch: usize, s: usize) -> std::ops::Range<usize> {
     let start = b.off * batch + s * b.len;
@@ -510,15 +546,10 @@ impl<'p> Runner<'p> {
                     let padded: &[f32] = &self.padded;
                     self.pool.run(threads, &|t| {
                         let rows = split(*m, threads, gemm::MR, t);
-                        // This task's output channels only: a contiguous part of `y`.
+                        // This task's output channels only (and the residual's same channels).
                         let p = g.oh * g.ow;
-                        let start = range(y, batch, s).start;
-                        let mine = start + rows.start * p..start + rows.end * p;
-                        // The residual's rows of the same channels.
-                        let theirs = residual.map_or(0..0, |r| {
-                            let at = range(&r, batch, s).start;
-                            at + rows.start * p..at + rows.end * p
-                        });
+                        let mine = rows_of(y, batch, s, &rows, p);
+                        let theirs = residual.map_or(0..0, |r| rows_of(&r, batch, s, &rows, p));
                         let res = arena.views([theirs], mine).and_then(|([rs], ys)| {
                             let ep = Epilogue {
                                 bias,
@@ -655,17 +686,13 @@ impl Ctx<'_> {
             ..*g
         };
         match step {
-            Step::MaxPool { .. } if !window::max_pool(self.isa, xs, &sub, ys) => {
-                pool::max_pool(xs, &sub, ys);
-            }
+            Step::MaxPool { .. } => max_pool(self.isa, xs, &sub, ys),
             Step::Depthwise { w, bias, act, .. } => {
                 let kk = g.kh * g.kw;
                 let (o0, o1) = (chans.start * mult, chans.end * mult);
                 let ws = &self.w[w + o0 * kk..w + o1 * kk];
                 let bias = bias.map(|b| &self.w[b + o0..b + o1]);
-                if !window::depthwise(self.isa, xs, &sub, o1 - o0, ws, bias, *act, ys) {
-                    conv::depthwise(xs, &sub, o1 - o0, ws, bias, *act, ys);
-                }
+                depthwise(self.isa, xs, &sub, o1 - o0, ws, bias, *act, ys);
             }
             _ => {}
         }
@@ -690,16 +717,15 @@ impl Ctx<'_> {
         else {
             return Err("not a convolution".into());
         };
+        if !g.is_pointwise() {
+            return Err("conv_rows: not a pointwise convolution".into());
+        }
         let rows = split(*m, parts, gemm::MR, part);
         let (k, p) = (g.c * g.kh * g.kw, g.oh * g.ow);
-        let start = range(y, self.batch, s).start;
-        let theirs = residual.map_or(0..0, |r| {
-            let at = range(&r, self.batch, s).start;
-            at + rows.start * p..at + rows.end * p
-        });
+        let theirs = residual.map_or(0..0, |r| rows_of(&r, self.batch, s, &rows, p));
         let ([xs, rs], ys) = self.arena.views(
             [range(x, self.batch, s), theirs],
-            start + rows.start * p..start + rows.end * p,
+            rows_of(y, self.batch, s, &rows, p),
         )?;
         let first = *w + rows.start / gemm::MR * k * gemm::MR;
         let sub = PackedA {
@@ -714,9 +740,6 @@ impl Ctx<'_> {
             residual: residual.is_some().then_some(rs),
             act: *act,
         };
-        if !g.is_pointwise() {
-            return Err("conv_rows: not a pointwise convolution".into());
-        }
         gemm::gemm_packed_a(self.isa, sub, xs, p, p, ys, p, &ep, 0..p)
     }
 
@@ -827,17 +850,13 @@ impl Ctx<'_> {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
                 let bias = bias.map(|o| &wts[o..o + m]);
                 let ws = &wts[*w..w + m * g.kh * g.kw];
-                if !window::depthwise(self.isa, xs, g, *m, ws, bias, *act, ys) {
-                    conv::depthwise(xs, g, *m, ws, bias, *act, ys);
-                }
+                depthwise(self.isa, xs, g, *m, ws, bias, *act, ys);
                 Ok(())
             }
             Step::Dense { .. } => Err("dense steps run over the whole batch".into()),
             Step::MaxPool { x, y, g } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
-                if !window::max_pool(self.isa, xs, g, ys) {
-                    pool::max_pool(xs, g, ys);
-                }
+                max_pool(self.isa, xs, g, ys);
                 Ok(())
             }
             Step::AvgPool {
