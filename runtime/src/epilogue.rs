@@ -34,6 +34,14 @@ pub enum Act {
 }
 
 impl Act {
+    /// Whether the AVX-512 epilogues compute it in vectors (no transcendental).
+    pub fn is_vectorizable(self) -> bool {
+        matches!(
+            self,
+            Act::None | Act::Relu | Act::Clip(..) | Act::LeakyRelu(_)
+        )
+    }
+
     /// Applies the activation to one value (the same formulas as the reference evaluator).
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {

@@ -1,12 +1,13 @@
 //! Runs a [`Program`]: checks once that every step stays inside the arena and the weights,
 //! then executes the steps in order on caller-owned memory.
 
+use crate::blocked::{self, LANES};
 use crate::conv::{self, Geometry};
 use crate::eltwise;
 use crate::epilogue::{Bias, Epilogue};
 use crate::gemm::{self, Isa, PackedA, PackedB};
 use crate::pool;
-use crate::program::{Buf, Program, Src, Step};
+use crate::program::{Buf, ConvLayout, Program, Src, Step};
 use crate::threads::{Pool, split};
 use crate::window;
 
@@ -60,10 +61,24 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 w,
                 bias,
                 residual,
+                layout,
                 ..
             } => {
                 geo(g).map_err(at)?;
                 let groups = (*groups).max(1);
+                if let ConvLayout::Blocked { x_blocked } = layout {
+                    if groups != 1 || !m.is_multiple_of(LANES) {
+                        return Err(at(
+                            "a blocked convolution needs one group and whole blocks".into()
+                        ));
+                    }
+                    if *x_blocked && !g.c.is_multiple_of(LANES) {
+                        return Err(at("a blocked input needs whole blocks".into()));
+                    }
+                    if blocked::needs_padding(g) && blocked::padded_len(g) > p.scratch {
+                        return Err(at("the scratch buffer is too small".into()));
+                    }
+                }
                 if let Some(r) = residual {
                     need(r, m * g.oh * g.ow, "residual").map_err(at)?;
                     arena(r, "residual").map_err(at)?;
@@ -74,10 +89,17 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 need(x, g.c * g.h * g.w, "input").map_err(at)?;
                 need(y, m * g.oh * g.ow, "output").map_err(at)?;
                 let k = g.c / groups * g.kh * g.kw;
-                if !g.is_pointwise() && conv::scratch_len(g, groups) > p.scratch {
+                if *layout == ConvLayout::Gemm
+                    && !g.is_pointwise()
+                    && conv::scratch_len(g, groups) > p.scratch
+                {
                     return Err(at("the scratch buffer is too small".into()));
                 }
-                weight(*w, groups * gemm::pack_a_len(m / groups, k), "weights").map_err(at)?;
+                let wlen = match layout {
+                    ConvLayout::Gemm => groups * gemm::pack_a_len(m / groups, k),
+                    ConvLayout::Blocked { .. } => m * k,
+                };
+                weight(*w, wlen, "weights").map_err(at)?;
                 if let Some(b) = bias {
                     weight(*b, *m, "bias").map_err(at)?;
                 }
@@ -91,12 +113,18 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 m,
                 w,
                 bias,
+                blocked,
                 ..
             } => {
                 geo(g).map_err(at)?;
                 if g.c == 0 || m % g.c != 0 {
                     return Err(at(
                         "output channels are not a multiple of the input's".into()
+                    ));
+                }
+                if *blocked && (*m != g.c || !m.is_multiple_of(LANES)) {
+                    return Err(at(
+                        "a blocked depthwise convolution needs whole blocks".into()
                     ));
                 }
                 need(x, g.c * g.h * g.w, "input").map_err(at)?;
@@ -127,16 +155,40 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 arena(x, "input").map_err(at)?;
                 arena(y, "output").map_err(at)?;
             }
-            Step::MaxPool { x, y, g } | Step::AvgPool { x, y, g, .. } => {
+            Step::MaxPool { x, y, g, blocked }
+            | Step::AvgPool {
+                x, y, g, blocked, ..
+            } => {
                 geo(g).map_err(at)?;
+                if *blocked && !g.c.is_multiple_of(LANES) {
+                    return Err(at("a blocked pooling needs whole blocks".into()));
+                }
                 need(x, g.c * g.h * g.w, "input").map_err(at)?;
                 need(y, g.c * g.oh * g.ow, "output").map_err(at)?;
                 arena(x, "input").map_err(at)?;
                 arena(y, "output").map_err(at)?;
             }
-            Step::GlobalAvgPool { x, y, c, hw } => {
+            Step::GlobalAvgPool {
+                x,
+                y,
+                c,
+                hw,
+                blocked,
+            } => {
+                if *blocked && !c.is_multiple_of(LANES) {
+                    return Err(at("a blocked pooling needs whole blocks".into()));
+                }
                 need(x, c * hw, "input").map_err(at)?;
                 need(y, *c, "output").map_err(at)?;
+                arena(x, "input").map_err(at)?;
+                arena(y, "output").map_err(at)?;
+            }
+            Step::Reorder { x, y, c, hw, .. } => {
+                if !c.is_multiple_of(LANES) {
+                    return Err(at("a reorder needs whole blocks".into()));
+                }
+                need(x, c * hw, "input").map_err(at)?;
+                need(y, c * hw, "output").map_err(at)?;
                 arena(x, "input").map_err(at)?;
                 arena(y, "output").map_err(at)?;
             }
@@ -522,6 +574,30 @@ impl<'p> Runner<'p> {
             }
             Step::Conv {
                 x,
+                g,
+                m,
+                layout: ConvLayout::Blocked { x_blocked },
+                ..
+            } if split_one => {
+                // One large sample: pad the input once, then split the output blocks.
+                for s in 0..batch {
+                    let pre = if blocked::needs_padding(g) {
+                        let ([xs], _) = arena.views([range(x, batch, s)], 0..0)?;
+                        blocked::pad(xs, g, *x_blocked, &mut self.padded)?;
+                        Some(&self.padded[..])
+                    } else {
+                        None
+                    };
+                    self.pool.run(threads, &|t| {
+                        let blocks = split(m / LANES, threads, 1, t);
+                        if let Err(e) = ctx.conv_blocked(step, s, pre, &mut [], blocks) {
+                            fail(e);
+                        }
+                    });
+                }
+            }
+            Step::Conv {
+                x,
                 y,
                 g,
                 m,
@@ -530,6 +606,7 @@ impl<'p> Runner<'p> {
                 bias,
                 residual,
                 act,
+                layout: ConvLayout::Gemm,
             } if split_one && !g.is_pointwise() => {
                 // One large sample: pad (and split by stride phase) the input once, then
                 // split the output channels (whole weight panels) over the threads.
@@ -564,7 +641,12 @@ impl<'p> Runner<'p> {
                     });
                 }
             }
-            Step::Conv { g, groups: 1, .. } if split_one && g.is_pointwise() => {
+            Step::Conv {
+                g,
+                groups: 1,
+                layout: ConvLayout::Gemm,
+                ..
+            } if split_one && g.is_pointwise() => {
                 // One large sample: the output channels in parallel.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
@@ -662,10 +744,14 @@ impl Ctx<'_> {
         parts: usize,
     ) -> Result<(), String> {
         let (x, y, g) = match step {
-            Step::MaxPool { x, y, g } | Step::Depthwise { x, y, g, .. } => (x, y, g),
+            Step::MaxPool { x, y, g, .. } | Step::Depthwise { x, y, g, .. } => (x, y, g),
             _ => return Err("not a window step".into()),
         };
-        let chans = split(g.c, parts, 1, part);
+        let blocked = matches!(
+            step,
+            Step::MaxPool { blocked: true, .. } | Step::Depthwise { blocked: true, .. }
+        );
+        let chans = split(g.c, parts, if blocked { LANES } else { 1 }, part);
         if chans.is_empty() {
             return Ok(());
         }
@@ -686,17 +772,91 @@ impl Ctx<'_> {
             ..*g
         };
         match step {
+            Step::MaxPool { blocked: true, .. } => {
+                blocked::window(self.isa, xs, &sub, &blocked::Window::Max, ys)?;
+            }
             Step::MaxPool { .. } => max_pool(self.isa, xs, &sub, ys),
             Step::Depthwise { w, bias, act, .. } => {
                 let kk = g.kh * g.kw;
                 let (o0, o1) = (chans.start * mult, chans.end * mult);
                 let ws = &self.w[w + o0 * kk..w + o1 * kk];
                 let bias = bias.map(|b| &self.w[b + o0..b + o1]);
-                depthwise(self.isa, xs, &sub, o1 - o0, ws, bias, *act, ys);
+                if blocked {
+                    let op = blocked::Window::Depthwise {
+                        w: ws,
+                        bias,
+                        act: *act,
+                    };
+                    blocked::window(self.isa, xs, &sub, &op, ys)?;
+                } else {
+                    depthwise(self.isa, xs, &sub, o1 - o0, ws, bias, *act, ys);
+                }
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Output blocks `blocks` of a blocked convolution of sample `s`, reading `pre` (the
+    /// sample's input already padded) or padding into `scratch` itself.
+    fn conv_blocked(
+        &self,
+        step: &Step,
+        s: usize,
+        pre: Option<&[f32]>,
+        scratch: &mut [f32],
+        blocks: std::ops::Range<usize>,
+    ) -> Result<(), String> {
+        let Step::Conv {
+            x,
+            y,
+            g,
+            m,
+            w,
+            bias,
+            residual,
+            act,
+            layout: ConvLayout::Blocked { x_blocked },
+            ..
+        } = step
+        else {
+            return Err("not a blocked convolution".into());
+        };
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let p = g.oh * g.ow * LANES;
+        let theirs = residual.map_or(0..0, |r| rows_of(&r, self.batch, s, &blocks, p));
+        let ([xs, rs], ys) = self.arena.views(
+            [range(x, self.batch, s), theirs],
+            rows_of(y, self.batch, s, &blocks, p),
+        )?;
+        let (xp, (hp, wp)): (&[f32], _) = if !blocked::needs_padding(g) {
+            (xs, (g.h, g.w))
+        } else if let Some(pre) = pre {
+            (pre, blocked::padded_dims(g))
+        } else {
+            let need = blocked::padded_len(g);
+            let buf = scratch
+                .get_mut(..need)
+                .ok_or("the scratch buffer is too small")?;
+            blocked::pad(xs, g, *x_blocked, buf)?;
+            (buf, blocked::padded_dims(g))
+        };
+        let k = g.c * g.kh * g.kw;
+        let args = blocked::ConvArgs {
+            x: xp,
+            x_blocked: *x_blocked,
+            hp,
+            wp,
+            g,
+            w: &self.w[*w..w + m * k],
+            blocks: blocks.clone(),
+            bias: bias.map(|b| &self.w[b..b + m]),
+            residual: residual.is_some().then_some(rs),
+            act: *act,
+        };
+        blocked::conv(self.isa, &args, ys)
     }
 
     /// Output channels `part` of `parts` of a one-group pointwise convolution of sample `s`
@@ -810,6 +970,11 @@ impl Ctx<'_> {
         let (b, arena, wts) = (self.batch, self.arena, self.w);
         match step {
             Step::Conv {
+                m,
+                layout: ConvLayout::Blocked { .. },
+                ..
+            } => self.conv_blocked(step, s, None, buf, 0..m / LANES),
+            Step::Conv {
                 x,
                 y,
                 g,
@@ -819,6 +984,7 @@ impl Ctx<'_> {
                 bias,
                 residual,
                 act,
+                layout: ConvLayout::Gemm,
             } => {
                 let k = g.c / (*groups).max(1) * g.kh * g.kw;
                 let packed = self.packed_a(wts, *w, *m, *groups, k);
@@ -846,16 +1012,28 @@ impl Ctx<'_> {
                 w,
                 bias,
                 act,
+                blocked,
             } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
                 let bias = bias.map(|o| &wts[o..o + m]);
                 let ws = &wts[*w..w + m * g.kh * g.kw];
+                if *blocked {
+                    let op = blocked::Window::Depthwise {
+                        w: ws,
+                        bias,
+                        act: *act,
+                    };
+                    return blocked::window(self.isa, xs, g, &op, ys);
+                }
                 depthwise(self.isa, xs, g, *m, ws, bias, *act, ys);
                 Ok(())
             }
             Step::Dense { .. } => Err("dense steps run over the whole batch".into()),
-            Step::MaxPool { x, y, g } => {
+            Step::MaxPool { x, y, g, blocked } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                if *blocked {
+                    return blocked::window(self.isa, xs, g, &blocked::Window::Max, ys);
+                }
                 max_pool(self.isa, xs, g, ys);
                 Ok(())
             }
@@ -866,15 +1044,47 @@ impl Ctx<'_> {
                 count_pad,
                 pb,
                 pr,
+                blocked,
             } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                if *blocked {
+                    let op = blocked::Window::Avg {
+                        count_pad: *count_pad,
+                        pb: *pb,
+                        pr: *pr,
+                    };
+                    return blocked::window(self.isa, xs, g, &op, ys);
+                }
                 pool::avg_pool(xs, g, *count_pad, *pb, *pr, ys);
                 Ok(())
             }
-            Step::GlobalAvgPool { x, y, c, hw } => {
+            Step::GlobalAvgPool {
+                x,
+                y,
+                c,
+                hw,
+                blocked,
+            } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                if *blocked {
+                    return blocked::global_avg(xs, *c, *hw, ys);
+                }
                 pool::global_avg_pool(xs, *c, *hw, ys);
                 Ok(())
+            }
+            Step::Reorder {
+                x,
+                y,
+                c,
+                hw,
+                to_blocked,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                if *to_blocked {
+                    blocked::to_blocked(xs, *c, *hw, ys)
+                } else {
+                    blocked::from_blocked(xs, *c, *hw, ys)
+                }
             }
             Step::Unary { x, y, act } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;

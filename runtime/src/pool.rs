@@ -78,7 +78,8 @@ fn max_pool_generic(x: &[f32], g: &Geometry, y: &mut [f32]) {
 
 /// How many window taps along one axis fall inside `[0, n)` (or the padded `[−pb, n + pe)`
 /// when `count_pad`) for output position `o`.
-fn taps(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn taps(
     o: usize,
     k: usize,
     s: usize,

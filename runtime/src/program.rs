@@ -48,6 +48,19 @@ pub struct Io {
     pub buf: Buf,
 }
 
+/// How a convolution computes and lays out its tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvLayout {
+    /// NCHW in and out, as GEMMs on weights packed by `gemm::pack_a` per group.
+    Gemm,
+    /// Output channel-blocked (NCHW16c, see [`crate::blocked`]), one group, weights packed by
+    /// `blocked::pack_conv`; the input is blocked too when `x_blocked`, else NCHW.
+    Blocked {
+        /// Whether the input is blocked.
+        x_blocked: bool,
+    },
+}
+
 /// One step of the schedule.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
@@ -72,8 +85,12 @@ pub enum Step {
         residual: Option<Buf>,
         /// Activation.
         act: Act,
+        /// Layout and kernel.
+        layout: ConvLayout,
     },
     /// A depthwise convolution (each output channel reads one input channel).
+    /// Channel-blocked when `blocked` (one output channel per input channel, weights packed
+    /// by `blocked::pack_depthwise`).
     Depthwise {
         /// Input.
         x: Buf,
@@ -89,6 +106,8 @@ pub enum Step {
         bias: Option<usize>,
         /// Activation.
         act: Act,
+        /// Channel-blocked input and output.
+        blocked: bool,
     },
     /// A fully connected layer: each sample's `rows × k` times packed `k × n`.
     Dense {
@@ -117,6 +136,8 @@ pub enum Step {
         y: Buf,
         /// Window geometry.
         g: Geometry,
+        /// Channel-blocked input and output.
+        blocked: bool,
     },
     /// Average pooling.
     AvgPool {
@@ -132,6 +153,8 @@ pub enum Step {
         pb: usize,
         /// Right padding.
         pr: usize,
+        /// Channel-blocked input and output.
+        blocked: bool,
     },
     /// Global average pooling of `c` channels of `hw` values.
     GlobalAvgPool {
@@ -143,6 +166,21 @@ pub enum Step {
         c: usize,
         /// Values per channel.
         hw: usize,
+        /// Channel-blocked input (the output, one value per channel, is the same either way).
+        blocked: bool,
+    },
+    /// Between layouts: NCHW → NCHW16c (`to_blocked`) or back, `c` a multiple of 16.
+    Reorder {
+        /// Input.
+        x: Buf,
+        /// Output.
+        y: Buf,
+        /// Channels.
+        c: usize,
+        /// Pixels per channel.
+        hw: usize,
+        /// The direction.
+        to_blocked: bool,
     },
     /// `y = act(x)`.
     Unary {
@@ -269,7 +307,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG1");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG2");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -464,6 +502,7 @@ impl Step {
                 bias,
                 residual,
                 act,
+                layout,
             } => {
                 w.u(0);
                 w.buf(*x);
@@ -478,6 +517,11 @@ impl Step {
                     w.buf(*b);
                 }
                 w.act(*act);
+                w.u(match layout {
+                    ConvLayout::Gemm => 0,
+                    ConvLayout::Blocked { x_blocked: false } => 1,
+                    ConvLayout::Blocked { x_blocked: true } => 2,
+                });
             }
             Step::Depthwise {
                 x,
@@ -487,6 +531,7 @@ impl Step {
                 w: wo,
                 bias,
                 act,
+                blocked,
             } => {
                 w.u(1);
                 w.buf(*x);
@@ -496,6 +541,7 @@ impl Step {
                 w.u(*wo);
                 w.opt(*bias);
                 w.act(*act);
+                w.b(*blocked);
             }
             Step::Dense {
                 x,
@@ -517,11 +563,12 @@ impl Step {
                 w.opt(*bias);
                 w.act(*act);
             }
-            Step::MaxPool { x, y, g } => {
+            Step::MaxPool { x, y, g, blocked } => {
                 w.u(3);
                 w.buf(*x);
                 w.buf(*y);
                 w.geo(g);
+                w.b(*blocked);
             }
             Step::AvgPool {
                 x,
@@ -530,6 +577,7 @@ impl Step {
                 count_pad,
                 pb,
                 pr,
+                blocked,
             } => {
                 w.u(4);
                 w.buf(*x);
@@ -538,13 +586,35 @@ impl Step {
                 w.b(*count_pad);
                 w.u(*pb);
                 w.u(*pr);
+                w.b(*blocked);
             }
-            Step::GlobalAvgPool { x, y, c, hw } => {
+            Step::GlobalAvgPool {
+                x,
+                y,
+                c,
+                hw,
+                blocked,
+            } => {
                 w.u(5);
                 w.buf(*x);
                 w.buf(*y);
                 w.u(*c);
                 w.u(*hw);
+                w.b(*blocked);
+            }
+            Step::Reorder {
+                x,
+                y,
+                c,
+                hw,
+                to_blocked,
+            } => {
+                w.u(14);
+                w.buf(*x);
+                w.buf(*y);
+                w.u(*c);
+                w.u(*hw);
+                w.b(*to_blocked);
             }
             Step::Unary { x, y, act } => {
                 w.u(6);
@@ -665,6 +735,12 @@ impl Step {
                     _ => return None,
                 },
                 act: r.act()?,
+                layout: match r.u()? {
+                    0 => ConvLayout::Gemm,
+                    1 => ConvLayout::Blocked { x_blocked: false },
+                    2 => ConvLayout::Blocked { x_blocked: true },
+                    _ => return None,
+                },
             },
             1 => Step::Depthwise {
                 x: r.buf()?,
@@ -674,6 +750,7 @@ impl Step {
                 w: r.u()?,
                 bias: r.opt()?,
                 act: r.act()?,
+                blocked: r.b()?,
             },
             2 => Step::Dense {
                 x: r.buf()?,
@@ -689,6 +766,7 @@ impl Step {
                 x: r.buf()?,
                 y: r.buf()?,
                 g: r.geo()?,
+                blocked: r.b()?,
             },
             4 => Step::AvgPool {
                 x: r.buf()?,
@@ -697,12 +775,14 @@ impl Step {
                 count_pad: r.b()?,
                 pb: r.u()?,
                 pr: r.u()?,
+                blocked: r.b()?,
             },
             5 => Step::GlobalAvgPool {
                 x: r.buf()?,
                 y: r.buf()?,
                 c: r.u()?,
                 hw: r.u()?,
+                blocked: r.b()?,
             },
             6 => Step::Unary {
                 x: r.buf()?,
@@ -766,6 +846,13 @@ impl Step {
             13 => Step::Copy {
                 x: r.buf()?,
                 y: r.buf()?,
+            },
+            14 => Step::Reorder {
+                x: r.buf()?,
+                y: r.buf()?,
+                c: r.u()?,
+                hw: r.u()?,
+                to_blocked: r.b()?,
             },
             _ => return None,
         })

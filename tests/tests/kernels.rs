@@ -92,11 +92,39 @@ fn act(r: &mut Rng) -> (String, Vec<f32>) {
     }
 }
 
+/// The model's input, or (for whole blocks of 16 channels, half the time) a pointwise
+/// convolution of it: its output is channel-blocked, so the layer after it runs on blocks.
+fn source(
+    g: &mut Graph,
+    c: usize,
+    h: usize,
+    w: usize,
+    r: &mut Rng,
+) -> (mcc_ir::ValueId, &'static str) {
+    let x = input(g, &[c, h, w]);
+    if !c.is_multiple_of(16) || r.range(0, 1) == 0 {
+        return (x, "");
+    }
+    let wv = konst(g, "pre_w", &[c, c, 1, 1], r);
+    let n = g.add_node(
+        "pre",
+        Op::Conv(op::Conv::default()),
+        vec![Some(x), Some(wv), None],
+        vec![("pre_y".into(), TensorType::unknown(DType::F32))],
+    );
+    (g.node(n).unwrap().outputs[0], " after a pointwise conv")
+}
+
 /// One random single-layer model, or None when the draw is not a valid layer.
 fn model(r: &mut Rng) -> Option<(String, Graph)> {
     let mut g = Graph::new("case");
-    let kind = r.range(0, 11);
-    let c = r.range(1, 9);
+    let kind = r.range(0, 12);
+    // Some whole blocks of 16 channels (the channel-blocked kernels).
+    let c = if r.range(0, 3) == 0 {
+        r.pick(&[16, 32])
+    } else {
+        r.range(1, 9)
+    };
     // Mostly small images; some wide enough for several 16-column vectors and 32-column
     // tiles per row.
     let side = if r.range(0, 3) == 0 { 40 } else { 13 };
@@ -106,7 +134,11 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
         0..=2 => {
             let groups = r.pick(&[1, 1, 1, c, if c.is_multiple_of(2) { 2 } else { 1 }]);
             // Up to 19 output channels per group: full 6-row tiles and a partial one.
-            let m = groups * r.range(1, if groups == 1 { 19 } else { 5 });
+            let m = if groups == 1 && r.range(0, 2) == 0 {
+                r.pick(&[16, 32, 48, 64, 80])
+            } else {
+                groups * r.range(1, if groups == 1 { 19 } else { 5 })
+            };
             let (kh, kw) = (r.pick(&[1, 2, 3, 3, 5]), r.pick(&[1, 3, 3, 4]));
             let s = [r.pick(&[1, 1, 2, 3]), r.pick(&[1, 1, 2])];
             let d = [r.pick(&[1, 1, 1, 2]), r.pick(&[1, 1, 2])];
@@ -116,12 +148,13 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
                 r.range(0, kh - 1),
                 r.range(0, kw - 1),
             ];
-            let x = input(&mut g, &[c, h, w]);
+            let (x, pre) = source(&mut g, c, h, w, r);
             let wv = konst(&mut g, "w", &[m, c / groups, kh, kw], r);
             let b = (r.range(0, 1) == 1).then(|| konst(&mut g, "b", &[m], r));
             let (a, ap) = act(r);
-            desc =
-                format!("Conv c{c} m{m} g{groups} {h}x{w} k{kh}x{kw} s{s:?} d{d:?} p{pads:?} {a}");
+            desc = format!(
+                "Conv c{c} m{m} g{groups} {h}x{w} k{kh}x{kw} s{s:?} d{d:?} p{pads:?} {a}{pre}"
+            );
             let op = Op::Conv(op::Conv {
                 group: groups as i64,
                 strides: s.iter().map(|&v| v as i64).collect(),
@@ -138,11 +171,11 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
             let s = [r.range(1, 3), r.range(1, 3)];
             let pads: Vec<i64> = (0..4).map(|i| r.range(0, k[i % 2] - 1) as i64).collect();
             let ceil = r.range(0, 3) == 0;
-            let x = input(&mut g, &[c, h, w]);
+            let (x, pre) = source(&mut g, c, h, w, r);
             let max = r.range(0, 1) == 0;
             let cip = r.range(0, 1) as i64;
             desc = format!(
-                "{} c{c} {h}x{w} k{k:?} s{s:?} p{pads:?} ceil {ceil} cip {cip}",
+                "{} c{c} {h}x{w} k{k:?} s{s:?} p{pads:?} ceil {ceil} cip {cip}{pre}",
                 if max { "MaxPool" } else { "AveragePool" }
             );
             let (ks, ss) = (
@@ -203,7 +236,7 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
             node(&mut g, op, vec![Some(x), Some(k)])?;
         }
         6 => {
-            let x = input(&mut g, &[c, h, w]);
+            let (x, pre) = source(&mut g, c, h, w, r);
             let stats: Vec<_> = ["s", "b", "m", "v"]
                 .iter()
                 .map(|n| konst(&mut g, n, &[c], r))
@@ -214,7 +247,7 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
                 stats[3],
                 Tensor::from_vec(&[c], v.iter().map(|x| (x.abs() + 0.1) as f32).collect()).unwrap(),
             );
-            desc = format!("BatchNormalization c{c} {h}x{w}");
+            desc = format!("BatchNormalization c{c} {h}x{w}{pre}");
             let mut ins = vec![Some(x)];
             ins.extend(stats.into_iter().map(Some));
             node(
@@ -226,7 +259,7 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
         9 => {
             // A residual block: Add(conv(x), x) or Add(conv(x), proj(x)), maybe then an
             // activation: the Add (and the activation) fuse into the later convolution.
-            let x = input(&mut g, &[c, h, w]);
+            let (x, pre) = source(&mut g, c, h, w, r);
             let proj = r.range(0, 1) == 1;
             let m = if proj { r.range(1, 19) } else { c };
             let conv = |g: &mut Graph, name: &str, k: usize, r: &mut Rng| {
@@ -260,7 +293,7 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
             let sum = g.node(n).unwrap().outputs[0];
             g.set_outputs(vec![sum]);
             let act = r.range(0, 2);
-            desc = format!("residual block c{c} m{m} {h}x{w} proj {proj} act {act}");
+            desc = format!("residual block c{c} m{m} {h}x{w} proj {proj} act {act}{pre}");
             match act {
                 0 => {
                     mcc_ir::infer_all(&mut g).ok()?;
@@ -287,12 +320,12 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
             )?;
         }
         7 => {
-            let x = input(&mut g, &[c, h, w]);
+            let (x, pre) = source(&mut g, c, h, w, r);
             let size = r.range(1, 7) as i64;
             // β = 0.75 takes the square-root path; others the general power.
             let beta = r.pick(&[0.75, 0.75, 0.5, 1.3]);
             let (alpha, bias) = (r.pick(&[1e-4, 0.1, 2.0]), r.pick(&[1.0, 2.0, 0.5]));
-            desc = format!("LRN size {size} α {alpha} β {beta} bias {bias} on c{c} {h}x{w}");
+            desc = format!("LRN size {size} α {alpha} β {beta} bias {bias} on c{c} {h}x{w}{pre}");
             let op = Op::Lrn(op::Lrn {
                 alpha,
                 beta,
@@ -300,6 +333,28 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
                 size,
             });
             node(&mut g, op, vec![Some(x)])?;
+        }
+        11 => {
+            // Layout-generic steps on (maybe) blocked channels.
+            let (x, pre) = source(&mut g, c, h, w, r);
+            let which = r.range(0, 2);
+            desc = format!(
+                "{} c{c} {h}x{w}{pre}",
+                ["GlobalAveragePool", "Concat", "Add"][which]
+            );
+            match which {
+                0 => node(
+                    &mut g,
+                    Op::GlobalAveragePool(op::GlobalAveragePool {}),
+                    vec![Some(x)],
+                )?,
+                1 => node(
+                    &mut g,
+                    Op::Concat(op::Concat { axis: 1 }),
+                    vec![Some(x), Some(x)],
+                )?,
+                _ => node(&mut g, Op::Add(op::Add {}), vec![Some(x), Some(x)])?,
+            };
         }
         _ => {
             let x = input(&mut g, &[c * w]);

@@ -86,6 +86,7 @@ fn remap(s: &mut Step, off: &[usize]) {
         | Step::Softmax { x, y, .. }
         | Step::Lrn { x, y, .. }
         | Step::Transpose { x, y, .. }
+        | Step::Reorder { x, y, .. }
         | Step::Copy { x, y } => {
             m(x);
             m(y);
@@ -106,6 +107,10 @@ fn remap(s: &mut Step, off: &[usize]) {
 
 impl lower::Lowering<'_> {
     fn finish(mut self) -> Result<Program, LowerError> {
+        // Outputs leave in NCHW.
+        for &v in self.g.outputs() {
+            self.ensure(v, false)?;
+        }
         let end = self.steps.len();
         let mut outputs = vec![];
         for &v in self.g.outputs() {

@@ -9,14 +9,15 @@
 //!
 //! What it does not lower is an error naming the node and the reason, never a wrong program.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use mcc_ir::{DType, Dim, Graph, NodeId, Op, ValueId};
+use mcc_runtime::blocked::{self, LANES};
 use mcc_runtime::conv::Geometry;
 use mcc_runtime::eltwise::BinOp;
 use mcc_runtime::epilogue::Act;
 use mcc_runtime::gemm;
-use mcc_runtime::program::{Buf, Src, Step};
+use mcc_runtime::program::{Buf, ConvLayout, Src, Step};
 
 /// Why a graph cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
@@ -85,6 +86,10 @@ pub(crate) struct Lowering<'g> {
     /// Per buffer: (first step that writes it, last step that reads it).
     pub(crate) live: Vec<(usize, usize)>,
     pub(crate) scratch: usize,
+    /// Values whose buffer holds them channel-blocked (NCHW16c).
+    blocked: HashSet<Key>,
+    /// A value's buffer in its other layout, once a reorder made it.
+    other: HashMap<Key, usize>,
 }
 
 fn act_of(op: &Op, node: &str) -> R<Act> {
@@ -123,6 +128,8 @@ impl<'g> Lowering<'g> {
             buffers: vec![],
             live: vec![],
             scratch: 0,
+            blocked: HashSet::new(),
+            other: HashMap::new(),
         }
     }
 
@@ -200,6 +207,66 @@ impl<'g> Lowering<'g> {
         Ok(out)
     }
 
+    /// Whether `v`'s buffer holds it channel-blocked.
+    fn is_blocked(&self, v: impl Into<Key>) -> bool {
+        self.blocked.contains(&v.into())
+    }
+
+    /// Whether `v` may be kept channel-blocked: an image of whole channel blocks.
+    fn blockable(&self, v: impl Into<Key>) -> bool {
+        self.dims(v)
+            .is_ok_and(|d| d.len() == 4 && d[1].is_multiple_of(LANES) && d[1] > 0)
+    }
+
+    /// Makes `v`'s buffer hold it blocked (or not): a reorder step into a new buffer unless
+    /// that layout is at hand already. Constants and unknown values are left alone.
+    pub(crate) fn ensure(&mut self, v: impl Into<Key>, want: bool) -> R<()> {
+        let v = v.into();
+        if self.is_blocked(v) == want {
+            return Ok(());
+        }
+        let Some(&cur) = self.buffer_of.get(&v) else {
+            return Ok(());
+        };
+        if let Some(alt) = self.other.insert(v, cur) {
+            self.buffer_of.insert(v, alt);
+        } else {
+            let d = self.dims(v)?;
+            let xb = self.read(v)?;
+            let b = self.buffers.len();
+            self.buffers.push(xb.len);
+            let at = self.steps.len();
+            self.live.push((at, at));
+            self.buffer_of.insert(v, b);
+            self.steps.push(Step::Reorder {
+                x: xb,
+                y: Buf {
+                    off: b,
+                    len: xb.len,
+                },
+                c: d[1],
+                hw: d[2..].iter().product(),
+                to_blocked: want,
+            });
+        }
+        if want {
+            self.blocked.insert(v);
+        } else {
+            self.blocked.remove(&v);
+        }
+        Ok(())
+    }
+
+    /// Marks `y` laid out like `x`.
+    fn same_layout(&mut self, x: impl Into<Key>, y: impl Into<Key>) {
+        let y = y.into();
+        if self.is_blocked(x) {
+            self.blocked.insert(y);
+        } else {
+            self.blocked.remove(&y);
+        }
+    }
+
     /// Floats per sample of `v`.
     fn per_sample(&self, v: impl Into<Key>) -> R<usize> {
         Ok(self.dims(v)?[1..].iter().product())
@@ -268,6 +335,36 @@ impl<'g> Lowering<'g> {
             return Err(self.unsupported(n, "a second output is read"));
         }
         let x = x0.ok_or_else(|| self.unsupported(n, "no input"))?;
+        // Operators that handle (or pass through) channel-blocked inputs; all others read NCHW.
+        let aware = matches!(
+            op,
+            Op::Identity(_)
+                | Op::Dropout(_)
+                | Op::Conv(_)
+                | Op::MaxPool(_)
+                | Op::AveragePool(_)
+                | Op::GlobalAveragePool(_)
+                | Op::Relu(_)
+                | Op::Sigmoid(_)
+                | Op::Tanh(_)
+                | Op::HardSwish(_)
+                | Op::LeakyRelu(_)
+                | Op::HardSigmoid(_)
+                | Op::Clip(_)
+                | Op::Add(_)
+                | Op::Sub(_)
+                | Op::Mul(_)
+                | Op::Div(_)
+                | Op::Max(_)
+                | Op::Min(_)
+                | Op::Sum(_)
+                | Op::Concat(_)
+        );
+        if !aware {
+            for v in node.inputs.iter().flatten() {
+                self.ensure(*v, false)?;
+            }
+        }
         match op {
             Op::Identity(_)
             | Op::Dropout(_)
@@ -277,6 +374,9 @@ impl<'g> Lowering<'g> {
             | Op::Unsqueeze(_) => {
                 // Same data, new shape: share the buffer (its lifetime covers both).
                 self.dims(y)?;
+                if self.dims(x)? != self.dims(y)? {
+                    self.ensure(x, false)?;
+                }
                 let b = *self
                     .buffer_of
                     .get(&Key::V(x))
@@ -285,6 +385,7 @@ impl<'g> Lowering<'g> {
                     return Err(self.unsupported(n, "it moves data across samples"));
                 }
                 self.buffer_of.insert(Key::V(y), b);
+                self.same_layout(x, y);
                 Ok(())
             }
             Op::Conv(c) => self.conv(n, c, x, y, &name),
@@ -296,6 +397,7 @@ impl<'g> Lowering<'g> {
                 if d.len() < 3 {
                     return Err(self.unsupported(n, "no spatial axes"));
                 }
+                let blocked = self.is_blocked(x);
                 let xb = self.read(x)?;
                 let yb = self.write(y)?;
                 self.steps.push(Step::GlobalAvgPool {
@@ -303,6 +405,7 @@ impl<'g> Lowering<'g> {
                     y: yb,
                     c: d[1],
                     hw: d[2..].iter().product(),
+                    blocked,
                 });
                 Ok(())
             }
@@ -401,6 +504,17 @@ impl<'g> Lowering<'g> {
                 }
                 let axis = axis as usize;
                 let outer: usize = out[1..axis].iter().product();
+                let ins: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
+                // Blocks of whole channel blocks concatenate as blocks.
+                let blocked = axis == 1
+                    && ins.iter().any(|&v| self.is_blocked(v))
+                    && ins.iter().all(|&v| self.blockable(v));
+                for &v in &ins {
+                    self.ensure(v, blocked)?;
+                }
+                if blocked {
+                    self.blocked.insert(Key::V(y));
+                }
                 let mut parts = vec![];
                 for v in node.inputs.iter().flatten() {
                     let d = self.dims(*v)?;
@@ -491,6 +605,8 @@ impl<'g> Lowering<'g> {
     }
 
     fn unary(&mut self, x: ValueId, y: ValueId, act: Act) -> R<()> {
+        // Elementwise: any layout, kept.
+        self.same_layout(x, y);
         // Fuse into the elementwise step that just wrote `x` when nothing else reads it (a
         // residual Add then ReLU): one pass over memory instead of two.
         let only_reader = self.g.users(x).len() == 1 && !self.g.outputs().contains(&x);
@@ -574,11 +690,30 @@ impl<'g> Lowering<'g> {
             false,
         )?;
         let (m, groups) = (wshape[0], c.group.max(1) as usize);
+        let depthwise = groups == xd[1] && wshape[1] == 1 && groups > 1;
+        // Channel-blocked: one-group convolutions producing whole blocks (reading blocks when
+        // the input has whole blocks), and depthwise ones of whole blocks.
+        let to_blocks = m.is_multiple_of(LANES) && m > 0;
+        let (x_blocked, y_blocked) = if depthwise {
+            let b = to_blocks && m == xd[1];
+            (b, b)
+        } else if groups == 1 && to_blocks {
+            (self.blockable(x), true)
+        } else {
+            (false, false)
+        };
+        self.ensure(x, x_blocked)?;
+        if y_blocked {
+            self.blocked.insert(Key::V(y));
+        }
         let xb = self.read(x)?;
         let bias_off = bias.map(|b| self.push_weights(&b));
-        let depthwise = groups == xd[1] && wshape[1] == 1 && groups > 1;
         if depthwise {
-            let wo = self.push_weights(&w);
+            let wo = if y_blocked {
+                self.push_weights(&blocked::pack_depthwise(&w, m, geo.kh * geo.kw))
+            } else {
+                self.push_weights(&w)
+            };
             let yb = self.write(y)?;
             self.steps.push(Step::Depthwise {
                 x: xb,
@@ -588,6 +723,28 @@ impl<'g> Lowering<'g> {
                 w: wo,
                 bias: bias_off,
                 act,
+                blocked: y_blocked,
+            });
+            return Ok(());
+        }
+        if y_blocked {
+            let packed = blocked::pack_conv(&w, m, xd[1], geo.kh, geo.kw, x_blocked);
+            let wo = self.push_weights(&packed);
+            if blocked::needs_padding(&geo) {
+                self.scratch = self.scratch.max(blocked::padded_len(&geo));
+            }
+            let yb = self.write(y)?;
+            self.steps.push(Step::Conv {
+                x: xb,
+                y: yb,
+                g: geo,
+                m,
+                groups,
+                w: wo,
+                bias: bias_off,
+                residual: None,
+                act,
+                layout: ConvLayout::Blocked { x_blocked },
             });
             return Ok(());
         }
@@ -616,6 +773,7 @@ impl<'g> Lowering<'g> {
             bias: bias_off,
             residual: None,
             act,
+            layout: ConvLayout::Gemm,
         });
         Ok(())
     }
@@ -645,7 +803,7 @@ impl<'g> Lowering<'g> {
             ) else {
                 continue;
             };
-            if !sole || mb == ob {
+            if !sole || mb == ob || self.is_blocked(mine) != self.is_blocked(other) {
                 continue;
             }
             let Some(at) = self
@@ -674,6 +832,7 @@ impl<'g> Lowering<'g> {
                 // read by no later step yet, or by later ones already counted).
                 self.live[ob].1 = self.live[ob].1.max(at);
                 self.buffer_of.insert(Key::V(y), mb);
+                self.same_layout(mine, y);
                 return true;
             }
         }
@@ -746,10 +905,21 @@ impl<'g> Lowering<'g> {
         };
         let k: Vec<usize> = ks.iter().map(|&k| k.max(0) as usize).collect();
         let (g, pad_end) = self.window(n, &xd, &k, st, dl, pads, ap, ceil != 0)?;
+        // Blocked in, blocked out; an NCHW input stays NCHW.
+        let blocked = self.is_blocked(x) && self.blockable(x);
+        self.ensure(x, blocked)?;
+        if blocked {
+            self.blocked.insert(Key::V(y));
+        }
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(match avg {
-            None => Step::MaxPool { x: xb, y: yb, g },
+            None => Step::MaxPool {
+                x: xb,
+                y: yb,
+                g,
+                blocked,
+            },
             Some(count_pad) => Step::AvgPool {
                 x: xb,
                 y: yb,
@@ -757,6 +927,7 @@ impl<'g> Lowering<'g> {
                 count_pad,
                 pb: pad_end[0],
                 pr: pad_end[1],
+                blocked,
             },
         });
         Ok(())
@@ -843,10 +1014,20 @@ impl<'g> Lowering<'g> {
     /// Elementwise with broadcasting; a Sum of several operands becomes a chain.
     fn nary(&mut self, n: NodeId, operands: &[ValueId], y: ValueId, op: BinOp) -> R<()> {
         let out = self.dims(y)?;
+        // Same-shape tensors combine in any layout (one of them blocked: all blocked).
+        let blocked = operands.iter().any(|&v| self.is_blocked(v))
+            && self.blockable(y)
+            && operands.iter().all(|&v| {
+                self.constant(Some(v)).is_none() && self.dims(v).ok() == Some(out.clone())
+            });
+        for &v in operands {
+            self.ensure(v, blocked)?;
+        }
         match operands {
             [] => Err(self.unsupported(n, "no operands")),
             [a] => {
                 let (ab, yb) = (self.read(*a)?, self.write(y)?);
+                self.same_layout(*a, y);
                 self.steps.push(Step::Copy { x: ab, y: yb });
                 Ok(())
             }
@@ -918,6 +1099,7 @@ impl<'g> Lowering<'g> {
             srcs.push((src, strides[1..].to_vec()));
         }
         let yb = self.write(y)?;
+        self.same_layout(a, y);
         let (b_src, b_strides) = srcs
             .pop()
             .ok_or_else(|| self.unsupported(n, "no operand"))?;

@@ -1,0 +1,653 @@
+//! Kernels on the channel-blocked layout: a sample of `c` channels (a multiple of 16) over an
+//! `h × w` image is stored as `[c/16][h][w][16]` ("NCHW16c"), so one 512-bit vector holds
+//! one pixel's 16 channels of a block.
+//!
+//! In this layout a convolution's register tile is P output pixels × F blocks of 16 output
+//! channels: per input channel and tap, F weight vectors are loaded and each of the P
+//! pixels' input values is broadcast into F fused multiply-adds. The P pixels are any P
+//! consecutive outputs (the tile may wrap output rows: each pixel has its own input offset),
+//! so small images waste no lanes, and stride and dilation are only offsets. Depthwise
+//! convolution and pooling are vectors over 16 channels with no lane unused.
+//!
+//! Every kernel has an AVX-512 path and a portable one (the same arithmetic, summation
+//! order per output identical within a path); both are checked against the reference
+//! evaluator through the program tests.
+
+use crate::conv::Geometry;
+use crate::epilogue::Act;
+use crate::gemm::Isa;
+
+/// Channels per block (the lanes of an AVX-512 vector of f32).
+pub const LANES: usize = 16;
+
+/// NCHW → NCHW16c for one sample of `c` channels (a multiple of 16) of `hw` pixels.
+pub fn to_blocked(x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
+    check_reorder(x, c, hw, y)?;
+    for cb in 0..c / LANES {
+        let src = &x[cb * LANES * hw..(cb + 1) * LANES * hw];
+        let dst = &mut y[cb * LANES * hw..(cb + 1) * LANES * hw];
+        for (p, px) in dst.chunks_exact_mut(LANES).enumerate() {
+            for (i, v) in px.iter_mut().enumerate() {
+                *v = src[i * hw + p];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// NCHW16c → NCHW for one sample of `c` channels (a multiple of 16) of `hw` pixels.
+pub fn from_blocked(x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
+    check_reorder(x, c, hw, y)?;
+    for cb in 0..c / LANES {
+        let src = &x[cb * LANES * hw..(cb + 1) * LANES * hw];
+        let dst = &mut y[cb * LANES * hw..(cb + 1) * LANES * hw];
+        for (i, plane) in dst.chunks_exact_mut(hw.max(1)).enumerate() {
+            for (p, v) in plane.iter_mut().enumerate() {
+                *v = src[p * LANES + i];
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_reorder(x: &[f32], c: usize, hw: usize, y: &[f32]) -> Result<(), String> {
+    if !c.is_multiple_of(LANES) {
+        return Err(format!("{c} channels are not whole blocks of {LANES}"));
+    }
+    if x.len() < c * hw || y.len() < c * hw {
+        return Err("a reordered tensor is smaller than its shape".into());
+    }
+    Ok(())
+}
+
+/// The extent (rows, columns) of a convolution's input as its kernel reads it: the image
+/// with its padding, grown to whatever the last window reaches.
+pub fn padded_dims(g: &Geometry) -> (usize, usize) {
+    let reach = |o: usize, s: usize, k: usize, d: usize| {
+        o.saturating_sub(1) * s + k.saturating_sub(1) * d + 1
+    };
+    (
+        (g.pt + g.h).max(reach(g.oh, g.sh, g.kh, g.dh)),
+        (g.pl + g.w).max(reach(g.ow, g.sw, g.kw, g.dw)),
+    )
+}
+
+/// Whether the convolution reads a padded copy of its input (else the input in place).
+pub fn needs_padding(g: &Geometry) -> bool {
+    padded_dims(g) != (g.h, g.w) || g.pt != 0 || g.pl != 0
+}
+
+/// Floats of the padded copy of one sample's input (blocked or plain: the same count).
+pub fn padded_len(g: &Geometry) -> usize {
+    let (hp, wp) = padded_dims(g);
+    g.c * hp * wp
+}
+
+/// Writes one sample's input, zero-padded to [`padded_dims`], into `out`: `[c/16][hp][wp][16]`
+/// when `blocked`, else `[c][hp][wp]`.
+pub fn pad(x: &[f32], g: &Geometry, blocked: bool, out: &mut [f32]) -> Result<(), String> {
+    let (hp, wp) = padded_dims(g);
+    let lanes = if blocked { LANES } else { 1 };
+    let planes = g.c / lanes;
+    if (blocked && !g.c.is_multiple_of(LANES)) || x.len() < g.c * g.h * g.w {
+        return Err("a convolution's input is smaller than its shape".into());
+    }
+    if out.len() < g.c * hp * wp {
+        return Err("the padding buffer is too small".into());
+    }
+    let (row, prow) = (g.w * lanes, wp * lanes);
+    for p in 0..planes {
+        let src = &x[p * g.h * row..(p + 1) * g.h * row];
+        let dst = &mut out[p * hp * prow..(p + 1) * hp * prow];
+        dst[..g.pt * prow].fill(0.0);
+        for (r, d) in dst[g.pt * prow..(g.pt + g.h) * prow]
+            .chunks_exact_mut(prow)
+            .enumerate()
+        {
+            d[..g.pl * lanes].fill(0.0);
+            d[g.pl * lanes..g.pl * lanes + row].copy_from_slice(&src[r * row..(r + 1) * row]);
+            d[g.pl * lanes + row..].fill(0.0);
+        }
+        dst[(g.pt + g.h) * prow..].fill(0.0);
+    }
+    Ok(())
+}
+
+/// Packs a convolution's weights `[m][c][kh][kw]` (`m` a multiple of 16) as
+/// `[m/16][k][16]`, `k` running over input channels and taps in the order the kernel reads
+/// them: `(c/16, kh, kw, 16)` for a blocked input, `(c, kh, kw)` for a plain one.
+pub fn pack_conv(w: &[f32], m: usize, c: usize, kh: usize, kw: usize, blocked: bool) -> Vec<f32> {
+    let kk = kh * kw;
+    let k = c * kk;
+    let mut out = vec![0.0; m.div_ceil(LANES) * k * LANES];
+    for o in 0..m {
+        let (ob, lane) = (o / LANES, o % LANES);
+        for ic in 0..c {
+            for t in 0..kk {
+                let kidx = if blocked {
+                    ((ic / LANES) * kk + t) * LANES + ic % LANES
+                } else {
+                    ic * kk + t
+                };
+                out[(ob * k + kidx) * LANES + lane] =
+                    w.get((o * c + ic) * kk + t).copied().unwrap_or(0.0);
+            }
+        }
+    }
+    out
+}
+
+/// Packs depthwise weights `[c][1][kh][kw]` (`c` a multiple of 16) as `[c/16][kh·kw][16]`.
+pub fn pack_depthwise(w: &[f32], c: usize, kk: usize) -> Vec<f32> {
+    let mut out = vec![0.0; c * kk];
+    for ch in 0..c {
+        for t in 0..kk {
+            out[((ch / LANES) * kk + t) * LANES + ch % LANES] =
+                w.get(ch * kk + t).copied().unwrap_or(0.0);
+        }
+    }
+    out
+}
+
+/// A blocked convolution's operands for one sample: input (already padded when
+/// [`needs_padding`]), packed weights, and the output blocks to compute.
+pub struct ConvArgs<'a> {
+    /// The input as the kernel reads it: `[c/16][hp][wp][16]` or `[c][hp][wp]`, where
+    /// `(hp, wp)` are [`padded_dims`] when padded, else `(h, w)`.
+    pub x: &'a [f32],
+    /// Whether `x` is blocked.
+    pub x_blocked: bool,
+    /// Its rows and columns.
+    pub hp: usize,
+    /// Its columns.
+    pub wp: usize,
+    /// The geometry (`c` input channels).
+    pub g: &'a Geometry,
+    /// Packed weights of every output block ([`pack_conv`]).
+    pub w: &'a [f32],
+    /// Output blocks to compute (of 16 channels).
+    pub blocks: std::ops::Range<usize>,
+    /// Bias of all output channels.
+    pub bias: Option<&'a [f32]>,
+    /// A tensor shaped like `y` added before the activation.
+    pub residual: Option<&'a [f32]>,
+    /// The activation.
+    pub act: Act,
+}
+
+/// Most pixels per tile for `f` blocks of output channels (at most 24 accumulators).
+fn max_pixels(f: usize) -> usize {
+    match f {
+        4 => 6,
+        _ => 8,
+    }
+}
+
+/// Computes output blocks `a.blocks` of one sample into `y` (those blocks only,
+/// `[blocks][oh][ow][16]`).
+pub fn conv(isa: Isa, a: &ConvArgs, y: &mut [f32]) -> Result<(), String> {
+    let g = a.g;
+    let lanes = if a.x_blocked { LANES } else { 1 };
+    let k = g.c * g.kh * g.kw;
+    let q = g.oh * g.ow;
+    let nb = a.blocks.len();
+    if a.x_blocked && !g.c.is_multiple_of(LANES) {
+        return Err("a blocked input's channels are not whole blocks".into());
+    }
+    if a.x.len() < g.c * a.hp * a.wp {
+        return Err("a convolution's input is smaller than its shape".into());
+    }
+    let (hp, wp) = padded_dims(g);
+    let padded = (a.hp, a.wp) == (hp, wp);
+    if !padded && (needs_padding(g) || (a.hp, a.wp) != (g.h, g.w)) {
+        return Err("a convolution's input is not padded as it needs".into());
+    }
+    if a.w.len() < a.blocks.end * k * LANES {
+        return Err("a convolution's weights are fewer than its shape".into());
+    }
+    if y.len() < nb * q * LANES || a.residual.is_some_and(|r| r.len() < nb * q * LANES) {
+        return Err("a convolution's output is smaller than its shape".into());
+    }
+    if a.bias.is_some_and(|b| b.len() < a.blocks.end * LANES) {
+        return Err("a convolution's bias is shorter than its channels".into());
+    }
+    // Offsets of the tap groups (16 input channels of a block, or one plain channel).
+    let mut tab = vec![];
+    for p in 0..g.c / lanes {
+        for ty in 0..g.kh {
+            for tx in 0..g.kw {
+                tab.push(((p * a.hp + ty * g.dh) * a.wp + tx * g.dw) as isize * lanes as isize);
+            }
+        }
+    }
+    // Input offset of each output pixel's window.
+    let origin: Vec<isize> = (0..q)
+        .map(|i| (((i / g.ow) * g.sh * a.wp + (i % g.ow) * g.sw) * lanes) as isize)
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && a.act.is_vectorizable() {
+        // SAFETY: the CPU has AVX-512F (`isa`); every offset stays inside the checked
+        // slices: window origins plus tap offsets lie inside the padded input, weights and
+        // outputs inside the lengths checked above.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx512::conv(a, &tab, &origin, y)
+        };
+        return Ok(());
+    }
+    let _ = isa;
+    let gk = if a.x_blocked { LANES } else { 1 };
+    for (bi, ob) in a.blocks.clone().enumerate() {
+        let wb = &a.w[ob * k * LANES..(ob + 1) * k * LANES];
+        for (i, &o) in origin.iter().enumerate() {
+            let mut acc = [0.0f32; LANES];
+            if let Some(b) = a.bias {
+                acc.copy_from_slice(&b[ob * LANES..(ob + 1) * LANES]);
+            }
+            for (j, &t) in tab.iter().enumerate() {
+                let base = (o + t) as usize;
+                for ii in 0..gk {
+                    let xv = a.x[base + ii];
+                    let wv = &wb[(j * gk + ii) * LANES..(j * gk + ii + 1) * LANES];
+                    for l in 0..LANES {
+                        acc[l] += xv * wv[l];
+                    }
+                }
+            }
+            let at = (bi * q + i) * LANES;
+            for l in 0..LANES {
+                let r = a.residual.map_or(0.0, |r| r[at + l]);
+                y[at + l] = a.act.apply(acc[l] + r);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A window operation on blocked channels.
+#[derive(Clone, Copy, Debug)]
+pub enum Window<'a> {
+    /// Max pooling (padding never wins; a NaN in the window propagates).
+    Max,
+    /// Average pooling; the divisor as in [`crate::pool::avg_pool`].
+    Avg {
+        /// Whether padding counts in the divisor.
+        count_pad: bool,
+        /// Bottom padding.
+        pb: usize,
+        /// Right padding.
+        pr: usize,
+    },
+    /// Depthwise convolution: weights `[c/16][kh·kw][16]`, a bias per channel, activation.
+    Depthwise {
+        /// Weights ([`pack_depthwise`]).
+        w: &'a [f32],
+        /// Bias.
+        bias: Option<&'a [f32]>,
+        /// Activation.
+        act: Act,
+    },
+}
+
+/// The valid taps `[lo, hi)` along one axis for each output position.
+fn tap_ranges(o: usize, k: usize, s: usize, d: usize, pad: usize, n: usize) -> Vec<(usize, usize)> {
+    (0..o)
+        .map(|i| {
+            let inside = |t: usize| {
+                let v = i * s + t * d;
+                v >= pad && v - pad < n
+            };
+            let lo = (0..k).find(|&t| inside(t)).unwrap_or(k);
+            let hi = (lo..k)
+                .take_while(|&t| inside(t))
+                .last()
+                .map_or(lo, |t| t + 1);
+            (lo, hi)
+        })
+        .collect()
+}
+
+/// A window operation over `g.c` blocked channels of one sample (`x` unpadded).
+pub fn window(isa: Isa, x: &[f32], g: &Geometry, op: &Window, y: &mut [f32]) -> Result<(), String> {
+    let (hw, q) = (g.h * g.w, g.oh * g.ow);
+    if !g.c.is_multiple_of(LANES) || x.len() < g.c * hw || y.len() < g.c * q {
+        return Err("a blocked window's tensors are smaller than its shape".into());
+    }
+    let kk = g.kh * g.kw;
+    if let Window::Depthwise { w, bias, .. } = op
+        && (w.len() < g.c * kk || bias.is_some_and(|b| b.len() < g.c))
+    {
+        return Err("depthwise weights are fewer than the channels".into());
+    }
+    let rows = tap_ranges(g.oh, g.kh, g.sh, g.dh, g.pt, g.h);
+    let cols = tap_ranges(g.ow, g.kw, g.sw, g.dw, g.pl, g.w);
+    // Reciprocal divisors of an average, per output row and column.
+    let (div_r, div_c): (Vec<f32>, Vec<f32>) = match *op {
+        Window::Avg { count_pad, pb, pr } => (
+            (0..g.oh)
+                .map(|o| crate::pool::taps(o, g.kh, g.sh, g.dh, g.pt, g.h, pb, count_pad) as f32)
+                .collect(),
+            (0..g.ow)
+                .map(|o| crate::pool::taps(o, g.kw, g.sw, g.dw, g.pl, g.w, pr, count_pad) as f32)
+                .collect(),
+        ),
+        _ => (vec![], vec![]),
+    };
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && !matches!(op, Window::Depthwise { act, .. } if !act.is_vectorizable())
+    {
+        // SAFETY: AVX-512F is present; the tap ranges keep every read inside the image.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx512::window(x, g, op, &rows, &cols, &div_r, &div_c, y)
+        };
+        return Ok(());
+    }
+    let _ = isa;
+    for cb in 0..g.c / LANES {
+        let xb = &x[cb * hw * LANES..(cb + 1) * hw * LANES];
+        for oy in 0..g.oh {
+            let (r0, r1) = rows[oy];
+            for ox in 0..g.ow {
+                let (c0, c1) = cols[ox];
+                let mut acc = [0.0f32; LANES];
+                if matches!(op, Window::Max) {
+                    acc = [f32::NEG_INFINITY; LANES];
+                }
+                let mut nan = [false; LANES];
+                for ty in r0..r1 {
+                    let iy = oy * g.sh + ty * g.dh - g.pt;
+                    for tx in c0..c1 {
+                        let ix = ox * g.sw + tx * g.dw - g.pl;
+                        let v = &xb[(iy * g.w + ix) * LANES..(iy * g.w + ix + 1) * LANES];
+                        match op {
+                            Window::Max => {
+                                for l in 0..LANES {
+                                    nan[l] |= v[l].is_nan();
+                                    acc[l] = if v[l] > acc[l] { v[l] } else { acc[l] };
+                                }
+                            }
+                            Window::Avg { .. } => {
+                                for l in 0..LANES {
+                                    acc[l] += v[l];
+                                }
+                            }
+                            Window::Depthwise { w, .. } => {
+                                let wv = &w[((cb * kk) + ty * g.kw + tx) * LANES..][..LANES];
+                                for l in 0..LANES {
+                                    acc[l] += v[l] * wv[l];
+                                }
+                            }
+                        }
+                    }
+                }
+                let out = &mut y[((cb * q) + oy * g.ow + ox) * LANES..][..LANES];
+                for l in 0..LANES {
+                    out[l] = match op {
+                        Window::Max => {
+                            if nan[l] {
+                                f32::NAN
+                            } else {
+                                acc[l]
+                            }
+                        }
+                        Window::Avg { .. } => {
+                            let d = div_r[oy] * div_c[ox];
+                            if d == 0.0 { 0.0 } else { acc[l] / d }
+                        }
+                        Window::Depthwise { bias, act, .. } => {
+                            act.apply(acc[l] + bias.map_or(0.0, |b| b[cb * LANES + l]))
+                        }
+                    };
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Global average pooling of `c` blocked channels of `hw` pixels: `y[c]` (the same floats
+/// in either layout).
+pub fn global_avg(x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
+    if !c.is_multiple_of(LANES) || x.len() < c * hw || y.len() < c {
+        return Err("a blocked global pooling's tensors are smaller than its shape".into());
+    }
+    for cb in 0..c / LANES {
+        let mut acc = [0.0f32; LANES];
+        for px in x[cb * hw * LANES..(cb + 1) * hw * LANES].chunks_exact(LANES) {
+            for l in 0..LANES {
+                acc[l] += px[l];
+            }
+        }
+        for l in 0..LANES {
+            y[cb * LANES + l] = acc[l] / hw as f32;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use super::{ConvArgs, LANES, Window, max_pixels};
+    use crate::conv::Geometry;
+    use crate::epilogue::Act;
+    use std::arch::x86_64::*;
+
+    /// What one register tile reads and writes.
+    struct Tile {
+        /// The first pixel's window origin in the input.
+        x: *const f32,
+        /// Each pixel's origin relative to the first.
+        d: [isize; 8],
+        tab: *const isize,
+        ntab: usize,
+        /// The first block's weights; block f at `w + f·ws`.
+        w: *const f32,
+        ws: usize,
+        /// Bias of the first block, or null.
+        bias: *const f32,
+        /// The first pixel of the first block in the output (and residual, or null);
+        /// block f at `+ f·ys`.
+        y: *mut f32,
+        res: *const f32,
+        ys: usize,
+        act: Act,
+    }
+
+    type TileFn = unsafe fn(&Tile);
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn act(v: __m512, a: Act) -> __m512 {
+        match a {
+            Act::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+            Act::Clip(lo, hi) => {
+                _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+            }
+            Act::LeakyRelu(s) => {
+                let neg = _mm512_mul_ps(v, _mm512_set1_ps(s));
+                let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_setzero_ps());
+                _mm512_mask_blend_ps(ge, neg, v)
+            }
+            _ => v,
+        }
+    }
+
+    /// One tile: P pixels × F blocks, GK input channels per tap group.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn tile<const P: usize, const F: usize, const GK: usize>(t: &Tile) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); F]; P];
+            let d: [isize; P] = std::array::from_fn(|p| t.d[p]);
+            let mut w = t.w;
+            for j in 0..t.ntab {
+                let xp = t.x.offset(*t.tab.add(j));
+                for i in 0..GK {
+                    let wv: [__m512; F] =
+                        std::array::from_fn(|f| _mm512_loadu_ps(w.add(f * t.ws + i * LANES)));
+                    for p in 0..P {
+                        let b = _mm512_set1_ps(*xp.offset(d[p] + i as isize));
+                        for f in 0..F {
+                            acc[p][f] = _mm512_fmadd_ps(b, wv[f], acc[p][f]);
+                        }
+                    }
+                }
+                w = w.add(GK * LANES);
+            }
+            for f in 0..F {
+                let b = if t.bias.is_null() {
+                    _mm512_setzero_ps()
+                } else {
+                    _mm512_loadu_ps(t.bias.add(f * LANES))
+                };
+                for p in 0..P {
+                    let at = f * t.ys + p * LANES;
+                    let mut v = _mm512_add_ps(acc[p][f], b);
+                    if !t.res.is_null() {
+                        v = _mm512_add_ps(v, _mm512_loadu_ps(t.res.add(at)));
+                    }
+                    _mm512_storeu_ps(t.y.add(at), act(v, t.act));
+                }
+            }
+        }
+    }
+
+    macro_rules! tiles {
+        ($gk:literal; $($f:literal: [$($p:literal)*]),*) => {
+            |f: usize, p: usize| -> Option<TileFn> {
+                match (f, p) {
+                    $($( ($f, $p) => Some(tile::<$p, $f, $gk> as TileFn), )*)*
+                    _ => None,
+                }
+            }
+        };
+    }
+
+    pub(super) unsafe fn conv(a: &ConvArgs, tab: &[isize], origin: &[isize], y: &mut [f32]) {
+        let g = a.g;
+        let k = g.c * g.kh * g.kw;
+        let q = origin.len();
+        let pick: fn(usize, usize) -> Option<TileFn> = if a.x_blocked {
+            tiles!(16; 1: [1 2 3 4 5 6 7 8], 2: [1 2 3 4 5 6 7 8], 3: [1 2 3 4 5 6 7 8], 4: [1 2 3 4 5 6])
+        } else {
+            tiles!(1; 1: [1 2 3 4 5 6 7 8], 2: [1 2 3 4 5 6 7 8], 3: [1 2 3 4 5 6 7 8], 4: [1 2 3 4 5 6])
+        };
+        let nb = a.blocks.len();
+        let groups = nb.div_ceil(4);
+        let mut done = 0;
+        for gi in 0..groups {
+            let f = (nb - done) / (groups - gi);
+            let ob = a.blocks.start + done;
+            let pmax = max_pixels(f);
+            let tiles = q.div_ceil(pmax);
+            let mut q0 = 0;
+            for ti in 0..tiles {
+                let p = (q - q0) / (tiles - ti);
+                let Some(run) = pick(f, p) else { return };
+                let mut d = [0isize; 8];
+                for (i, v) in d.iter_mut().take(p).enumerate() {
+                    *v = origin[q0 + i] - origin[q0];
+                }
+                let at = (done * q + q0) * LANES;
+                let t = Tile {
+                    x: unsafe { a.x.as_ptr().offset(origin[q0]) },
+                    d,
+                    tab: tab.as_ptr(),
+                    ntab: tab.len(),
+                    w: unsafe { a.w.as_ptr().add(ob * k * LANES) },
+                    ws: k * LANES,
+                    bias: a
+                        .bias
+                        .map_or(std::ptr::null(), |b| unsafe { b.as_ptr().add(ob * LANES) }),
+                    y: unsafe { y.as_mut_ptr().add(at) },
+                    res: a
+                        .residual
+                        .map_or(std::ptr::null(), |r| unsafe { r.as_ptr().add(at) }),
+                    ys: q * LANES,
+                    act: a.act,
+                };
+                unsafe { run(&t) };
+                q0 += p;
+            }
+            done += f;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn window(
+        x: &[f32],
+        g: &Geometry,
+        op: &Window,
+        rows: &[(usize, usize)],
+        cols: &[(usize, usize)],
+        div_r: &[f32],
+        div_c: &[f32],
+        y: &mut [f32],
+    ) {
+        let (hw, q, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        for cb in 0..g.c / LANES {
+            let xb = unsafe { x.as_ptr().add(cb * hw * LANES) };
+            let (wk, bias, a) = match *op {
+                Window::Depthwise { w, bias, act } => (
+                    unsafe { w.as_ptr().add(cb * kk * LANES) },
+                    match bias {
+                        Some(b) => unsafe { _mm512_loadu_ps(b.as_ptr().add(cb * LANES)) },
+                        None => _mm512_setzero_ps(),
+                    },
+                    act,
+                ),
+                _ => (std::ptr::null(), _mm512_setzero_ps(), Act::None),
+            };
+            for oy in 0..g.oh {
+                let (r0, r1) = rows[oy];
+                for ox in 0..g.ow {
+                    let (c0, c1) = cols[ox];
+                    let mut acc = if matches!(op, Window::Max) {
+                        _mm512_set1_ps(f32::NEG_INFINITY)
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    let mut nan: __mmask16 = 0;
+                    for ty in r0..r1 {
+                        let iy = oy * g.sh + ty * g.dh - g.pt;
+                        for tx in c0..c1 {
+                            let ix = ox * g.sw + tx * g.dw - g.pl;
+                            let v = unsafe { _mm512_loadu_ps(xb.add((iy * g.w + ix) * LANES)) };
+                            match op {
+                                Window::Max => {
+                                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                                    acc = _mm512_max_ps(v, acc);
+                                }
+                                Window::Avg { .. } => acc = _mm512_add_ps(acc, v),
+                                Window::Depthwise { .. } => {
+                                    let wv = unsafe {
+                                        _mm512_loadu_ps(wk.add((ty * g.kw + tx) * LANES))
+                                    };
+                                    acc = _mm512_fmadd_ps(v, wv, acc);
+                                }
+                            }
+                        }
+                    }
+                    let out = match op {
+                        Window::Max => _mm512_mask_blend_ps(nan, acc, _mm512_set1_ps(f32::NAN)),
+                        Window::Avg { .. } => {
+                            let d = div_r[oy] * div_c[ox];
+                            if d == 0.0 {
+                                _mm512_setzero_ps()
+                            } else {
+                                _mm512_div_ps(acc, _mm512_set1_ps(d))
+                            }
+                        }
+                        Window::Depthwise { .. } => act(_mm512_add_ps(acc, bias), a),
+                    };
+                    unsafe {
+                        _mm512_storeu_ps(y.as_mut_ptr().add((cb * q + oy * g.ow + ox) * LANES), out)
+                    };
+                }
+            }
+        }
+    }
+}
