@@ -453,9 +453,16 @@ mod avx512 {
         res: *const f32,
         ys: usize,
         act: Act,
+        /// Whether these taps are the first (the output holds no partial sums yet) and the
+        /// last (the epilogue runs) of the reduction.
+        first: bool,
+        last: bool,
     }
 
     type TileFn = unsafe fn(&Tile);
+
+    /// Bytes of weights a reduction chunk keeps in L1 (of 48 KiB here, 32 on older cores).
+    const L1_WEIGHTS: usize = 24 * 1024;
 
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -480,6 +487,13 @@ mod avx512 {
     unsafe fn tile<const P: usize, const F: usize, const GK: usize>(t: &Tile) {
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); F]; P];
+            if !t.first {
+                for (p, row) in acc.iter_mut().enumerate() {
+                    for (f, v) in row.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(t.y.add(f * t.ys + p * LANES));
+                    }
+                }
+            }
             let d: [isize; P] = std::array::from_fn(|p| t.d[p]);
             let mut w = t.w;
             for j in 0..t.ntab {
@@ -495,6 +509,14 @@ mod avx512 {
                     }
                 }
                 w = w.add(GK * LANES);
+            }
+            if !t.last {
+                for f in 0..F {
+                    for p in 0..P {
+                        _mm512_storeu_ps(t.y.add(f * t.ys + p * LANES), acc[p][f]);
+                    }
+                }
+                return;
             }
             for f in 0..F {
                 let b = if t.bias.is_null() {
@@ -536,47 +558,76 @@ mod avx512 {
         };
         let nb = a.blocks.len();
         let groups = nb.div_ceil(4);
+        let gk = if a.x_blocked { LANES } else { 1 };
         let mut done = 0;
         for gi in 0..groups {
             let f = (nb - done) / (groups - gi);
             let ob = a.blocks.start + done;
             let pmax = max_pixels(f);
             let tiles = q.div_ceil(pmax);
-            let mut q0 = 0;
-            for ti in 0..tiles {
-                let p = (q - q0) / (tiles - ti);
-                let Some(run) = pick(f, p) else { return };
-                let mut d = [0isize; 8];
-                for (i, v) in d.iter_mut().take(p).enumerate() {
-                    *v = origin[q0 + i] - origin[q0];
+            // The reduction in chunks of taps whose weights (of F blocks) stay in L1 while
+            // every pixel tile uses them; partial sums wait in the output.
+            let per = (L1_WEIGHTS / (gk * LANES * 4 * f)).max(1);
+            let chunks = tab.len().div_ceil(per);
+            for ci in 0..chunks {
+                let part = &tab[ci * per..((ci + 1) * per).min(tab.len())];
+                let mut q0 = 0;
+                for ti in 0..tiles {
+                    let p = (q - q0) / (tiles - ti);
+                    let Some(run) = pick(f, p) else { return };
+                    let mut d = [0isize; 8];
+                    for (i, v) in d.iter_mut().take(p).enumerate() {
+                        *v = origin[q0 + i] - origin[q0];
+                    }
+                    let at = (done * q + q0) * LANES;
+                    let t = Tile {
+                        x: unsafe { a.x.as_ptr().offset(origin[q0]) },
+                        d,
+                        tab: part.as_ptr(),
+                        ntab: part.len(),
+                        w: unsafe { a.w.as_ptr().add((ob * k + ci * per * gk) * LANES) },
+                        ws: k * LANES,
+                        bias: a
+                            .bias
+                            .map_or(std::ptr::null(), |b| unsafe { b.as_ptr().add(ob * LANES) }),
+                        y: unsafe { y.as_mut_ptr().add(at) },
+                        res: a
+                            .residual
+                            .map_or(std::ptr::null(), |r| unsafe { r.as_ptr().add(at) }),
+                        ys: q * LANES,
+                        act: a.act,
+                        first: ci == 0,
+                        last: ci + 1 == chunks,
+                    };
+                    unsafe { run(&t) };
+                    q0 += p;
                 }
-                let at = (done * q + q0) * LANES;
-                let t = Tile {
-                    x: unsafe { a.x.as_ptr().offset(origin[q0]) },
-                    d,
-                    tab: tab.as_ptr(),
-                    ntab: tab.len(),
-                    w: unsafe { a.w.as_ptr().add(ob * k * LANES) },
-                    ws: k * LANES,
-                    bias: a
-                        .bias
-                        .map_or(std::ptr::null(), |b| unsafe { b.as_ptr().add(ob * LANES) }),
-                    y: unsafe { y.as_mut_ptr().add(at) },
-                    res: a
-                        .residual
-                        .map_or(std::ptr::null(), |r| unsafe { r.as_ptr().add(at) }),
-                    ys: q * LANES,
-                    act: a.act,
-                };
-                unsafe { run(&t) };
-                q0 += p;
             }
             done += f;
         }
     }
 
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
+    /// The window kinds, as const parameters of the kernel.
+    const MAX: u8 = 0;
+    const AVG: u8 = 1;
+    const DW: u8 = 2;
+
+    /// One output vector's accumulator update with input `v` and tap weights `wv`.
+    #[inline(always)]
+    fn tap<const K: u8>(acc: __m512, nan: &mut __mmask16, v: __m512, wv: __m512) -> __m512 {
+        // SAFETY (of the intrinsics): only reached from AVX-512F code.
+        unsafe {
+            match K {
+                MAX => {
+                    *nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    _mm512_max_ps(v, acc)
+                }
+                AVG => _mm512_add_ps(acc, v),
+                _ => _mm512_fmadd_ps(v, wv, acc),
+            }
+        }
+    }
+
     pub(super) unsafe fn window(
         x: &[f32],
         g: &Geometry,
@@ -587,65 +638,147 @@ mod avx512 {
         div_c: &[f32],
         y: &mut [f32],
     ) {
+        let (w, bias, a) = match *op {
+            Window::Depthwise { w, bias, act } => (w.as_ptr(), bias, act),
+            _ => (std::ptr::null(), None, Act::None),
+        };
+        let k = match op {
+            Window::Max => MAX,
+            Window::Avg { .. } => AVG,
+            Window::Depthwise { .. } => DW,
+        };
+        let run = match k {
+            MAX => run::<MAX>,
+            AVG => run::<AVG>,
+            _ => run::<DW>,
+        };
+        let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+        unsafe {
+            run(
+                x.as_ptr(),
+                g,
+                w,
+                bias,
+                a,
+                rows,
+                cols,
+                div_r,
+                div_c,
+                y.as_mut_ptr(),
+            )
+        };
+    }
+
+    /// The window kernel of kind `K`: interior pixels of a row four at a time (every tap
+    /// inside the image), edge pixels one by one on their valid taps.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run<const K: u8>(
+        x: *const f32,
+        g: &Geometry,
+        w: *const f32,
+        bias: *const f32,
+        a: Act,
+        rows: &[(usize, usize)],
+        cols: &[(usize, usize)],
+        div_r: &[f32],
+        div_c: &[f32],
+        y: *mut f32,
+    ) {
         let (hw, q, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        // Interior columns: all kw taps inside the image.
+        let lo = cols.iter().position(|&c| c == (0, g.kw)).unwrap_or(g.ow);
+        let hi = lo + cols[lo..].iter().take_while(|&&c| c == (0, g.kw)).count();
+        let init = if K == MAX {
+            _mm512_set1_ps(f32::NEG_INFINITY)
+        } else {
+            _mm512_setzero_ps()
+        };
+        let (s16, d16) = (g.sw * LANES, g.dw * LANES);
         for cb in 0..g.c / LANES {
-            let xb = unsafe { x.as_ptr().add(cb * hw * LANES) };
-            let (wk, bias, a) = match *op {
-                Window::Depthwise { w, bias, act } => (
-                    unsafe { w.as_ptr().add(cb * kk * LANES) },
-                    match bias {
-                        Some(b) => unsafe { _mm512_loadu_ps(b.as_ptr().add(cb * LANES)) },
-                        None => _mm512_setzero_ps(),
-                    },
-                    act,
-                ),
-                _ => (std::ptr::null(), _mm512_setzero_ps(), Act::None),
+            let xb = unsafe { x.add(cb * hw * LANES) };
+            let wk = if K == DW {
+                unsafe { w.add(cb * kk * LANES) }
+            } else {
+                std::ptr::null()
             };
-            for oy in 0..g.oh {
-                let (r0, r1) = rows[oy];
-                for ox in 0..g.ow {
+            let bv = if K == DW && !bias.is_null() {
+                unsafe { _mm512_loadu_ps(bias.add(cb * LANES)) }
+            } else {
+                _mm512_setzero_ps()
+            };
+            let yb = unsafe { y.add(cb * q * LANES) };
+            let finish = |acc: __m512, nan: __mmask16, oy: usize, ox: usize| -> __m512 {
+                match K {
+                    MAX => _mm512_mask_blend_ps(nan, acc, _mm512_set1_ps(f32::NAN)),
+                    AVG => {
+                        let d = div_r[oy] * div_c[ox];
+                        if d == 0.0 {
+                            _mm512_setzero_ps()
+                        } else {
+                            _mm512_div_ps(acc, _mm512_set1_ps(d))
+                        }
+                    }
+                    _ => act(_mm512_add_ps(acc, bv), a),
+                }
+            };
+            for (oy, &(r0, r1)) in rows.iter().enumerate() {
+                let out = unsafe { yb.add(oy * g.ow * LANES) };
+                // The input row of tap ty, at column 0.
+                let row = |ty: usize| unsafe {
+                    xb.add((oy * g.sh + ty * g.dh - g.pt) * g.w * LANES)
+                };
+                let edge = |ox: usize| {
                     let (c0, c1) = cols[ox];
-                    let mut acc = if matches!(op, Window::Max) {
-                        _mm512_set1_ps(f32::NEG_INFINITY)
-                    } else {
-                        _mm512_setzero_ps()
-                    };
+                    let mut acc = init;
                     let mut nan: __mmask16 = 0;
                     for ty in r0..r1 {
-                        let iy = oy * g.sh + ty * g.dh - g.pt;
+                        let rp = row(ty);
                         for tx in c0..c1 {
                             let ix = ox * g.sw + tx * g.dw - g.pl;
-                            let v = unsafe { _mm512_loadu_ps(xb.add((iy * g.w + ix) * LANES)) };
-                            match op {
-                                Window::Max => {
-                                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                                    acc = _mm512_max_ps(v, acc);
-                                }
-                                Window::Avg { .. } => acc = _mm512_add_ps(acc, v),
-                                Window::Depthwise { .. } => {
-                                    let wv = unsafe {
-                                        _mm512_loadu_ps(wk.add((ty * g.kw + tx) * LANES))
-                                    };
-                                    acc = _mm512_fmadd_ps(v, wv, acc);
-                                }
+                            let v = unsafe { _mm512_loadu_ps(rp.add(ix * LANES)) };
+                            let wv = if K == DW {
+                                unsafe { _mm512_loadu_ps(wk.add((ty * g.kw + tx) * LANES)) }
+                            } else {
+                                init
+                            };
+                            acc = tap::<K>(acc, &mut nan, v, wv);
+                        }
+                    }
+                    let r = finish(acc, nan, oy, ox);
+                    unsafe { _mm512_storeu_ps(out.add(ox * LANES), r) };
+                };
+                for ox in 0..lo.min(g.ow) {
+                    edge(ox);
+                }
+                let mut ox = lo;
+                while ox + 4 <= hi {
+                    let mut acc = [init; 4];
+                    let mut nan: [__mmask16; 4] = [0; 4];
+                    for ty in r0..r1 {
+                        // Column of pixel ox's first tap.
+                        let rp = unsafe { row(ty).add((ox * g.sw - g.pl) * LANES) };
+                        for tx in 0..g.kw {
+                            let wv = if K == DW {
+                                unsafe { _mm512_loadu_ps(wk.add((ty * g.kw + tx) * LANES)) }
+                            } else {
+                                init
+                            };
+                            let tp = unsafe { rp.add(tx * d16) };
+                            for j in 0..4 {
+                                let v = unsafe { _mm512_loadu_ps(tp.add(j * s16)) };
+                                acc[j] = tap::<K>(acc[j], &mut nan[j], v, wv);
                             }
                         }
                     }
-                    let out = match op {
-                        Window::Max => _mm512_mask_blend_ps(nan, acc, _mm512_set1_ps(f32::NAN)),
-                        Window::Avg { .. } => {
-                            let d = div_r[oy] * div_c[ox];
-                            if d == 0.0 {
-                                _mm512_setzero_ps()
-                            } else {
-                                _mm512_div_ps(acc, _mm512_set1_ps(d))
-                            }
-                        }
-                        Window::Depthwise { .. } => act(_mm512_add_ps(acc, bias), a),
-                    };
-                    unsafe {
-                        _mm512_storeu_ps(y.as_mut_ptr().add((cb * q + oy * g.ow + ox) * LANES), out)
-                    };
+                    for j in 0..4 {
+                        let r = finish(acc[j], nan[j], oy, ox + j);
+                        unsafe { _mm512_storeu_ps(out.add((ox + j) * LANES), r) };
+                    }
+                    ox += 4;
+                }
+                for ox in ox..g.ow {
+                    edge(ox);
                 }
             }
         }
