@@ -21,12 +21,31 @@ use crate::gemm::Isa;
 pub const LANES: usize = 16;
 
 /// NCHW → NCHW16c for one sample of `c` channels (a multiple of 16) of `hw` pixels.
-pub fn to_blocked(x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
+pub fn to_blocked(isa: Isa, x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
     check_reorder(x, c, hw, y)?;
     for cb in 0..c / LANES {
         let src = &x[cb * LANES * hw..(cb + 1) * LANES * hw];
         let dst = &mut y[cb * LANES * hw..(cb + 1) * LANES * hw];
-        for (p, px) in dst.chunks_exact_mut(LANES).enumerate() {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 {
+            while done + LANES <= hw {
+                // SAFETY: AVX-512F is present; 16 rows of 16 from `done` lie inside `src`
+                // (stride hw) and 16 pixels of 16 inside `dst`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    avx512::transpose16(
+                        src.as_ptr().add(done),
+                        hw,
+                        dst.as_mut_ptr().add(done * LANES),
+                        LANES,
+                    )
+                };
+                done += LANES;
+            }
+        }
+        let _ = isa;
+        for (p, px) in dst.chunks_exact_mut(LANES).enumerate().skip(done) {
             for (i, v) in px.iter_mut().enumerate() {
                 *v = src[i * hw + p];
             }
@@ -36,13 +55,32 @@ pub fn to_blocked(x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), S
 }
 
 /// NCHW16c → NCHW for one sample of `c` channels (a multiple of 16) of `hw` pixels.
-pub fn from_blocked(x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
+pub fn from_blocked(isa: Isa, x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
     check_reorder(x, c, hw, y)?;
     for cb in 0..c / LANES {
         let src = &x[cb * LANES * hw..(cb + 1) * LANES * hw];
         let dst = &mut y[cb * LANES * hw..(cb + 1) * LANES * hw];
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 {
+            while done + LANES <= hw {
+                // SAFETY: AVX-512F is present; 16 pixels of 16 from `done` lie inside `src`,
+                // 16 rows of 16 (stride hw) inside `dst`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    avx512::transpose16(
+                        src.as_ptr().add(done * LANES),
+                        LANES,
+                        dst.as_mut_ptr().add(done),
+                        hw,
+                    )
+                };
+                done += LANES;
+            }
+        }
+        let _ = isa;
         for (i, plane) in dst.chunks_exact_mut(hw.max(1)).enumerate() {
-            for (p, v) in plane.iter_mut().enumerate() {
+            for (p, v) in plane.iter_mut().enumerate().skip(done) {
                 *v = src[p * LANES + i];
             }
         }
@@ -607,6 +645,54 @@ mod avx512 {
         }
     }
 
+    /// Transposes 16 rows of 16 floats (row i at `src + i·ss`) into 16 rows (row j at
+    /// `dst + j·ds` holds column j).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose16(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+        let r: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * ss)) });
+        // Pairs of rows interleaved, then pairs of pairs, then 128-bit lanes twice.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let base = i / 4 * 4;
+            let (a, b) = (
+                _mm512_castps_pd(t[base + (i % 4) / 2]),
+                _mm512_castps_pd(t[base + (i % 4) / 2 + 2]),
+            );
+            _mm512_castpd_ps(if i % 2 == 0 {
+                _mm512_unpacklo_pd(a, b)
+            } else {
+                _mm512_unpackhi_pd(a, b)
+            })
+        });
+        let v: [__m512; 16] = std::array::from_fn(|i| {
+            let base = i / 8 * 8;
+            let (a, b) = (u[base + i % 4], u[base + i % 4 + 4]);
+            if (i % 8) < 4 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xdd>(a, b)
+            }
+        });
+        let o: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (v[i % 8], v[i % 8 + 8]);
+            if i < 8 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xdd>(a, b)
+            }
+        });
+        for (j, row) in o.iter().enumerate() {
+            unsafe { _mm512_storeu_ps(dst.add(j * ds), *row) };
+        }
+    }
+
     /// The window kinds, as const parameters of the kernel.
     const MAX: u8 = 0;
     const AVG: u8 = 1;
@@ -725,9 +811,8 @@ mod avx512 {
             for (oy, &(r0, r1)) in rows.iter().enumerate() {
                 let out = unsafe { yb.add(oy * g.ow * LANES) };
                 // The input row of tap ty, at column 0.
-                let row = |ty: usize| unsafe {
-                    xb.add((oy * g.sh + ty * g.dh - g.pt) * g.w * LANES)
-                };
+                let row =
+                    |ty: usize| unsafe { xb.add((oy * g.sh + ty * g.dh - g.pt) * g.w * LANES) };
                 let edge = |ox: usize| {
                     let (c0, c1) = cols[ox];
                     let mut acc = init;
@@ -781,6 +866,35 @@ mod avx512 {
                     edge(ox);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reorders_round_trip_and_match_the_portable_loops() {
+        let (c, hw) = (32, 37);
+        let x: Vec<f32> = (0..c * hw).map(|i| i as f32).collect();
+        let mut isas = vec![Isa::Scalar];
+        if Isa::detect() == Isa::Avx512 {
+            isas.push(Isa::Avx512);
+        }
+        for isa in isas {
+            let (mut b, mut back) = (vec![0.0; c * hw], vec![0.0; c * hw]);
+            to_blocked(isa, &x, c, hw, &mut b).unwrap();
+            for ch in 0..c {
+                for p in 0..hw {
+                    assert_eq!(
+                        b[((ch / LANES) * hw + p) * LANES + ch % LANES],
+                        x[ch * hw + p]
+                    );
+                }
+            }
+            from_blocked(isa, &b, c, hw, &mut back).unwrap();
+            assert_eq!(back, x, "{}", isa.name());
         }
     }
 }

@@ -1081,9 +1081,9 @@ impl Ctx<'_> {
             } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
                 if *to_blocked {
-                    blocked::to_blocked(xs, *c, *hw, ys)
+                    blocked::to_blocked(self.isa, xs, *c, *hw, ys)
                 } else {
-                    blocked::from_blocked(xs, *c, *hw, ys)
+                    blocked::from_blocked(self.isa, xs, *c, *hw, ys)
                 }
             }
             Step::Unary { x, y, act } => {

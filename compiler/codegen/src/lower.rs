@@ -695,7 +695,9 @@ impl<'g> Lowering<'g> {
         // the input has whole blocks), and depthwise ones of whole blocks.
         let to_blocks = m.is_multiple_of(LANES) && m > 0;
         let (x_blocked, y_blocked) = if depthwise {
-            let b = to_blocks && m == xd[1];
+            // Only where the input is blocked already (between grouped convolutions that run
+            // NCHW, two reorders would cost more than the blocked kernel saves).
+            let b = to_blocks && m == xd[1] && self.is_blocked(x);
             (b, b)
         } else if groups == 1 && to_blocks {
             (self.blockable(x), true)
