@@ -205,9 +205,12 @@ pub struct ConvArgs<'a> {
     pub w: &'a [f32],
     /// Output blocks to compute (of 16 channels).
     pub blocks: std::ops::Range<usize>,
+    /// Output pixels to compute (of `oh·ow`, row-major).
+    pub pixels: std::ops::Range<usize>,
     /// Bias of all output channels.
     pub bias: Option<&'a [f32]>,
-    /// A tensor shaped like `y` added before the activation.
+    /// A tensor added before the activation, laid out like the blocks' whole output
+    /// (`[blocks][oh][ow][16]`).
     pub residual: Option<&'a [f32]>,
     /// The activation.
     pub act: Act,
@@ -221,9 +224,9 @@ fn max_pixels(f: usize) -> usize {
     }
 }
 
-/// Computes output blocks `a.blocks` of one sample into `y` (those blocks only,
-/// `[blocks][oh][ow][16]`).
-pub fn conv(isa: Isa, a: &ConvArgs, y: &mut [f32]) -> Result<(), String> {
+/// Computes pixels `a.pixels` of output blocks `a.blocks` of one sample: `y[i]` holds those
+/// pixels (`[pixels][16]`) of the i-th block.
+pub fn conv(isa: Isa, a: &ConvArgs, y: &mut [&mut [f32]]) -> Result<(), String> {
     let g = a.g;
     let lanes = if a.x_blocked { LANES } else { 1 };
     let k = g.c * g.kh * g.kw;
@@ -243,7 +246,12 @@ pub fn conv(isa: Isa, a: &ConvArgs, y: &mut [f32]) -> Result<(), String> {
     if a.w.len() < a.blocks.end * k * LANES {
         return Err("a convolution's weights are fewer than its shape".into());
     }
-    if y.len() < nb * q * LANES || a.residual.is_some_and(|r| r.len() < nb * q * LANES) {
+    let px = a.pixels.clone();
+    if px.end > q
+        || y.len() < nb
+        || y.iter().any(|b| b.len() < px.len() * LANES)
+        || a.residual.is_some_and(|r| r.len() < nb * q * LANES)
+    {
         return Err("a convolution's output is smaller than its shape".into());
     }
     if a.bias.is_some_and(|b| b.len() < a.blocks.end * LANES) {
@@ -277,7 +285,7 @@ pub fn conv(isa: Isa, a: &ConvArgs, y: &mut [f32]) -> Result<(), String> {
     let gk = if a.x_blocked { LANES } else { 1 };
     for (bi, ob) in a.blocks.clone().enumerate() {
         let wb = &a.w[ob * k * LANES..(ob + 1) * k * LANES];
-        for (i, &o) in origin.iter().enumerate() {
+        for (i, &o) in origin.iter().enumerate().take(px.end).skip(px.start) {
             let mut acc = [0.0f32; LANES];
             if let Some(b) = a.bias {
                 acc.copy_from_slice(&b[ob * LANES..(ob + 1) * LANES]);
@@ -292,10 +300,10 @@ pub fn conv(isa: Isa, a: &ConvArgs, y: &mut [f32]) -> Result<(), String> {
                     }
                 }
             }
-            let at = (bi * q + i) * LANES;
+            let (at, out) = ((bi * q + i) * LANES, (i - px.start) * LANES);
             for l in 0..LANES {
                 let r = a.residual.map_or(0.0, |r| r[at + l]);
-                y[at + l] = a.act.apply(acc[l] + r);
+                y[bi][out + l] = a.act.apply(acc[l] + r);
             }
         }
     }
@@ -485,11 +493,9 @@ mod avx512 {
         ws: usize,
         /// Bias of the first block, or null.
         bias: *const f32,
-        /// The first pixel of the first block in the output (and residual, or null);
-        /// block f at `+ f·ys`.
-        y: *mut f32,
-        res: *const f32,
-        ys: usize,
+        /// The first pixel of each block in the output (and residual, or null).
+        y: [*mut f32; 4],
+        res: [*const f32; 4],
         act: Act,
         /// Whether these taps are the first (the output holds no partial sums yet) and the
         /// last (the epilogue runs) of the reduction.
@@ -528,7 +534,7 @@ mod avx512 {
             if !t.first {
                 for (p, row) in acc.iter_mut().enumerate() {
                     for (f, v) in row.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(t.y.add(f * t.ys + p * LANES));
+                        *v = _mm512_loadu_ps(t.y[f].add(p * LANES));
                     }
                 }
             }
@@ -551,7 +557,7 @@ mod avx512 {
             if !t.last {
                 for f in 0..F {
                     for p in 0..P {
-                        _mm512_storeu_ps(t.y.add(f * t.ys + p * LANES), acc[p][f]);
+                        _mm512_storeu_ps(t.y[f].add(p * LANES), acc[p][f]);
                     }
                 }
                 return;
@@ -563,12 +569,11 @@ mod avx512 {
                     _mm512_loadu_ps(t.bias.add(f * LANES))
                 };
                 for p in 0..P {
-                    let at = f * t.ys + p * LANES;
                     let mut v = _mm512_add_ps(acc[p][f], b);
-                    if !t.res.is_null() {
-                        v = _mm512_add_ps(v, _mm512_loadu_ps(t.res.add(at)));
+                    if !t.res[f].is_null() {
+                        v = _mm512_add_ps(v, _mm512_loadu_ps(t.res[f].add(p * LANES)));
                     }
-                    _mm512_storeu_ps(t.y.add(at), act(v, t.act));
+                    _mm512_storeu_ps(t.y[f].add(p * LANES), act(v, t.act));
                 }
             }
         }
@@ -585,10 +590,11 @@ mod avx512 {
         };
     }
 
-    pub(super) unsafe fn conv(a: &ConvArgs, tab: &[isize], origin: &[isize], y: &mut [f32]) {
+    pub(super) unsafe fn conv(a: &ConvArgs, tab: &[isize], origin: &[isize], y: &mut [&mut [f32]]) {
         let g = a.g;
         let k = g.c * g.kh * g.kw;
         let q = origin.len();
+        let px = a.pixels.clone();
         let pick: fn(usize, usize) -> Option<TileFn> = if a.x_blocked {
             tiles!(16; 1: [1 2 3 4 5 6 7 8], 2: [1 2 3 4 5 6 7 8], 3: [1 2 3 4 5 6 7 8], 4: [1 2 3 4 5 6])
         } else {
@@ -602,22 +608,29 @@ mod avx512 {
             let f = (nb - done) / (groups - gi);
             let ob = a.blocks.start + done;
             let pmax = max_pixels(f);
-            let tiles = q.div_ceil(pmax);
+            let tiles = px.len().div_ceil(pmax);
             // The reduction in chunks of taps whose weights (of F blocks) stay in L1 while
             // every pixel tile uses them; partial sums wait in the output.
             let per = (L1_WEIGHTS / (gk * LANES * 4 * f)).max(1);
             let chunks = tab.len().div_ceil(per);
             for ci in 0..chunks {
                 let part = &tab[ci * per..((ci + 1) * per).min(tab.len())];
-                let mut q0 = 0;
+                let mut q0 = px.start;
                 for ti in 0..tiles {
-                    let p = (q - q0) / (tiles - ti);
+                    let p = (px.end - q0) / (tiles - ti);
                     let Some(run) = pick(f, p) else { return };
                     let mut d = [0isize; 8];
                     for (i, v) in d.iter_mut().take(p).enumerate() {
                         *v = origin[q0 + i] - origin[q0];
                     }
-                    let at = (done * q + q0) * LANES;
+                    let mut yp = [std::ptr::null_mut(); 4];
+                    let mut rp = [std::ptr::null(); 4];
+                    for i in 0..f {
+                        yp[i] = unsafe { y[done + i].as_mut_ptr().add((q0 - px.start) * LANES) };
+                        if let Some(r) = a.residual {
+                            rp[i] = unsafe { r.as_ptr().add(((done + i) * q + q0) * LANES) };
+                        }
+                    }
                     let t = Tile {
                         x: unsafe { a.x.as_ptr().offset(origin[q0]) },
                         d,
@@ -628,11 +641,8 @@ mod avx512 {
                         bias: a
                             .bias
                             .map_or(std::ptr::null(), |b| unsafe { b.as_ptr().add(ob * LANES) }),
-                        y: unsafe { y.as_mut_ptr().add(at) },
-                        res: a
-                            .residual
-                            .map_or(std::ptr::null(), |r| unsafe { r.as_ptr().add(at) }),
-                        ys: q * LANES,
+                        y: yp,
+                        res: rp,
                         act: a.act,
                         first: ci == 0,
                         last: ci + 1 == chunks,

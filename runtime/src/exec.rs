@@ -341,7 +341,37 @@ impl Arena {
         let w = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(write.start), write.len()) };
         Ok((r, w))
     }
+
+    /// Like [`Self::views`] with several written ranges, pairwise disjoint (a task's pixels
+    /// of every output block).
+    #[allow(unsafe_code)]
+    fn views_many<const N: usize>(
+        &self,
+        reads: [std::ops::Range<usize>; N],
+        writes: &[std::ops::Range<usize>],
+    ) -> Result<([&[f32]; N], Vec<&mut [f32]>), String> {
+        let mut sorted: Vec<&std::ops::Range<usize>> = writes.iter().collect();
+        sorted.sort_by_key(|r| r.start);
+        if sorted.windows(2).any(|p| p[0].end > p[1].start) {
+            return Err("a step's written ranges overlap".into());
+        }
+        let mut out = Vec::with_capacity(writes.len());
+        let mut shared = None;
+        for w in writes {
+            let (r, m) = self.views(reads.clone(), w.clone())?;
+            shared = Some(r);
+            out.push(m);
+        }
+        match shared {
+            Some(r) => Ok((r, out)),
+            None => Ok((self.views(reads, 0..0)?.0, out)),
+        }
+    }
 }
+
+/// Work (FLOPs) from which one sample's blocked convolution splits its pixels over the
+/// threads.
+const BLOCKED_SPLIT: usize = 1_000_000;
 
 /// Output floats per sample from which a max pooling or depthwise convolution of one
 /// sample splits its channels over the threads.
@@ -578,8 +608,8 @@ impl<'p> Runner<'p> {
                 m,
                 layout: ConvLayout::Blocked { x_blocked },
                 ..
-            } if split_one => {
-                // One large sample: pad the input once, then split the output blocks.
+            } if batch < threads && step_flops(step) > BLOCKED_SPLIT => {
+                // One sample: pad the input once, then split the output pixels.
                 for s in 0..batch {
                     let pre = if blocked::needs_padding(g) {
                         let ([xs], _) = arena.views([range(x, batch, s)], 0..0)?;
@@ -589,8 +619,9 @@ impl<'p> Runner<'p> {
                         None
                     };
                     self.pool.run(threads, &|t| {
-                        let blocks = split(m / LANES, threads, 1, t);
-                        if let Err(e) = ctx.conv_blocked(step, s, pre, &mut [], blocks) {
+                        let pixels = split(g.oh * g.ow, threads, 8, t);
+                        let blocks = 0..m / LANES;
+                        if let Err(e) = ctx.conv_blocked(step, s, pre, &mut [], blocks, pixels) {
                             fail(e);
                         }
                     });
@@ -799,6 +830,7 @@ impl Ctx<'_> {
 
     /// Output blocks `blocks` of a blocked convolution of sample `s`, reading `pre` (the
     /// sample's input already padded) or padding into `scratch` itself.
+    #[allow(clippy::too_many_arguments)]
     fn conv_blocked(
         &self,
         step: &Step,
@@ -806,6 +838,7 @@ impl Ctx<'_> {
         pre: Option<&[f32]>,
         scratch: &mut [f32],
         blocks: std::ops::Range<usize>,
+        pixels: std::ops::Range<usize>,
     ) -> Result<(), String> {
         let Step::Conv {
             x,
@@ -827,10 +860,15 @@ impl Ctx<'_> {
         }
         let p = g.oh * g.ow * LANES;
         let theirs = residual.map_or(0..0, |r| rows_of(&r, self.batch, s, &blocks, p));
-        let ([xs, rs], ys) = self.arena.views(
-            [range(x, self.batch, s), theirs],
-            rows_of(y, self.batch, s, &blocks, p),
-        )?;
+        // Each block's run of this task's pixels.
+        let y0 = range(y, self.batch, s).start;
+        let mine: Vec<std::ops::Range<usize>> = blocks
+            .clone()
+            .map(|b| y0 + b * p + pixels.start * LANES..y0 + b * p + pixels.end * LANES)
+            .collect();
+        let ([xs, rs], mut ys) = self
+            .arena
+            .views_many([range(x, self.batch, s), theirs], &mine)?;
         let (xp, (hp, wp)): (&[f32], _) = if !blocked::needs_padding(g) {
             (xs, (g.h, g.w))
         } else if let Some(pre) = pre {
@@ -852,11 +890,12 @@ impl Ctx<'_> {
             g,
             w: &self.w[*w..w + m * k],
             blocks: blocks.clone(),
+            pixels,
             bias: bias.map(|b| &self.w[b..b + m]),
             residual: residual.is_some().then_some(rs),
             act: *act,
         };
-        blocked::conv(self.isa, &args, ys)
+        blocked::conv(self.isa, &args, &mut ys)
     }
 
     /// Output channels `part` of `parts` of a one-group pointwise convolution of sample `s`
@@ -972,8 +1011,9 @@ impl Ctx<'_> {
             Step::Conv {
                 m,
                 layout: ConvLayout::Blocked { .. },
+                g,
                 ..
-            } => self.conv_blocked(step, s, None, buf, 0..m / LANES),
+            } => self.conv_blocked(step, s, None, buf, 0..m / LANES, 0..g.oh * g.ow),
             Step::Conv {
                 x,
                 y,

@@ -25,6 +25,11 @@ struct Inner {
     /// is published, so `run` can withdraw the job and then wait for this to reach 0.
     busy: AtomicUsize,
     shutdown: AtomicBool,
+    /// Workers asleep on `wake` (changed under `state`'s lock): a job wakes them with a
+    /// system call only when some are.
+    sleepers: AtomicUsize,
+    /// Whether `run` sleeps on `done` (changed under `state`'s lock).
+    waiting: AtomicBool,
     wake: Condvar,
     done: Condvar,
     next: AtomicUsize,
@@ -71,6 +76,7 @@ fn worker(inner: &Inner) {
             let Ok(mut s) = inner.state.lock() else {
                 return;
             };
+            inner.sleepers.fetch_add(1, Ordering::AcqRel);
             while inner.generation.load(Ordering::Acquire) == seen
                 && !inner.shutdown.load(Ordering::Acquire)
             {
@@ -79,6 +85,7 @@ fn worker(inner: &Inner) {
                     Err(_) => return,
                 };
             }
+            inner.sleepers.fetch_sub(1, Ordering::AcqRel);
         }
         if inner.shutdown.load(Ordering::Acquire) {
             return;
@@ -95,9 +102,12 @@ fn worker(inner: &Inner) {
         if let Some((job, tasks)) = taken {
             work(inner, job, tasks);
             if inner.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-                // Wake `run` if it went to sleep waiting for us.
+                // Wake `run` if it went to sleep waiting for us (it sets `waiting` under the
+                // lock before it checks `busy` a last time, so this cannot miss it).
                 let _g = inner.state.lock();
-                inner.done.notify_all();
+                if inner.waiting.load(Ordering::Acquire) {
+                    inner.done.notify_all();
+                }
             }
         }
     }
@@ -111,6 +121,8 @@ impl Pool {
             generation: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            waiting: AtomicBool::new(false),
             wake: Condvar::new(),
             done: Condvar::new(),
             next: AtomicUsize::new(0),
@@ -147,8 +159,12 @@ impl Pool {
             };
             s.job = Some((addr, tasks));
             self.inner.generation.fetch_add(1, Ordering::AcqRel);
+            // A worker counts itself asleep under this lock and re-checks the generation
+            // before it waits, so one not counted now will see the new job.
+            if self.inner.sleepers.load(Ordering::Acquire) > 0 {
+                self.inner.wake.notify_all();
+            }
         }
-        self.inner.wake.notify_all();
         work(&self.inner, addr, tasks);
         // Withdraw the job (no worker can take it after this), then wait for the workers
         // that did: spin a while, then sleep.
@@ -167,12 +183,16 @@ impl Pool {
             let Ok(mut s) = self.inner.state.lock() else {
                 return;
             };
+            self.inner.waiting.store(true, Ordering::Release);
             while self.inner.busy.load(Ordering::Acquire) > 0 {
                 s = match self.inner.done.wait(s) {
                     Ok(s) => s,
-                    Err(_) => return,
+                    Err(_) => {
+                        return;
+                    }
                 };
             }
+            self.inner.waiting.store(false, Ordering::Release);
         }
     }
 }
