@@ -349,7 +349,7 @@ impl Arena {
         &self,
         reads: [std::ops::Range<usize>; N],
         writes: &[std::ops::Range<usize>],
-    ) -> Result<([&[f32]; N], Vec<&mut [f32]>), String> {
+    ) -> Result<ManyViews<'_, N>, String> {
         let mut sorted: Vec<&std::ops::Range<usize>> = writes.iter().collect();
         sorted.sort_by_key(|r| r.start);
         if sorted.windows(2).any(|p| p[0].end > p[1].start) {
@@ -368,6 +368,9 @@ impl Arena {
         }
     }
 }
+
+/// Shared read views and several exclusive written ones.
+type ManyViews<'a, const N: usize> = ([&'a [f32]; N], Vec<&'a mut [f32]>);
 
 /// Work (FLOPs) from which one sample's blocked convolution splits its pixels over the
 /// threads.
