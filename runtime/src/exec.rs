@@ -597,8 +597,13 @@ impl<'p> Runner<'p> {
         let split_one = batch < threads && step_flops(step) > 6_000_000;
         match step {
             Step::Dense { .. } => {
-                // One GEMM over the whole batch, split by rows (or by columns for one row).
-                let parts = if big { threads } else { 1 };
+                // One GEMM over the whole batch, split by rows (or by columns for one row),
+                // when the batch's work is large.
+                let parts = if step_flops(step) * batch > 2_000_000 {
+                    threads
+                } else {
+                    1
+                };
                 self.pool.run(parts, &|t| {
                     if let Err(e) = ctx.dense(step, t, parts) {
                         fail(e);
