@@ -369,6 +369,10 @@ impl Arena {
     }
 }
 
+/// Work (FLOPs) from which one sample's grouped convolution splits its groups over the
+/// threads.
+const GROUP_SPLIT: usize = 2_000_000;
+
 /// Shared read views and several exclusive written ones.
 type ManyViews<'a, const N: usize> = ([&'a [f32]; N], Vec<&'a mut [f32]>);
 
@@ -695,6 +699,24 @@ impl<'p> Runner<'p> {
                     });
                 }
             }
+            Step::Conv {
+                groups,
+                layout: ConvLayout::Gemm,
+                ..
+            } if *groups > 1 && batch < threads && step_flops(step) > GROUP_SPLIT => {
+                // One sample of a grouped convolution: its groups in parallel.
+                for s in 0..batch {
+                    self.pool.run(threads, &|t| {
+                        let Ok(mut buf) = scratch[t].lock() else {
+                            return;
+                        };
+                        let mine = split(*groups, threads, 1, t);
+                        if let Err(e) = ctx.conv_groups(step, s, mine, &mut buf) {
+                            fail(e);
+                        }
+                    });
+                }
+            }
             Step::MaxPool { y, g, .. } | Step::Depthwise { y, g, .. }
                 if batch < threads && y.len >= WINDOW_SPLIT && g.c >= threads =>
             {
@@ -834,6 +856,62 @@ impl Ctx<'_> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Groups `mine` of a grouped NCHW convolution of sample `s` (their input channels in,
+    /// their output channels out; `buf` as scratch).
+    fn conv_groups(
+        &self,
+        step: &Step,
+        s: usize,
+        mine: std::ops::Range<usize>,
+        buf: &mut [f32],
+    ) -> Result<(), String> {
+        let Step::Conv {
+            x,
+            y,
+            g,
+            m,
+            groups,
+            w,
+            bias,
+            residual,
+            act,
+            layout: ConvLayout::Gemm,
+        } = step
+        else {
+            return Err("not a grouped convolution".into());
+        };
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let groups = (*groups).max(1);
+        let (cg, mg) = (g.c / groups, m / groups);
+        let (hw, p) = (g.h * g.w, g.oh * g.ow);
+        let packed = self.packed_a(self.w, *w, *m, groups, cg * g.kh * g.kw);
+        let x0 = range(x, self.batch, s).start;
+        let rows = mine.start * mg..mine.end * mg;
+        let theirs = residual.map_or(0..0, |r| rows_of(&r, self.batch, s, &rows, p));
+        let ([xs, rs], ys) = self.arena.views(
+            [x0 + mine.start * cg * hw..x0 + mine.end * cg * hw, theirs],
+            rows_of(y, self.batch, s, &rows, p),
+        )?;
+        let sub = Geometry {
+            c: mine.len() * cg,
+            ..*g
+        };
+        conv::conv2d(
+            self.isa,
+            xs,
+            &sub,
+            packed.get(mine.clone()).ok_or("groups out of range")?,
+            bias.map(|o| &self.w[o + rows.start..o + rows.end]),
+            residual.is_some().then_some(rs),
+            *act,
+            ys,
+            buf,
+            0..p,
+        )
     }
 
     /// Output blocks `blocks` of a blocked convolution of sample `s`, reading `pre` (the
