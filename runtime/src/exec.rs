@@ -391,6 +391,30 @@ fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) {
     }
 }
 
+/// Average pooling of one image: the AVX-512 window kernel summing each window (a depthwise
+/// convolution with unit weights), each sum then scaled by its divisor; or the portable loop.
+fn avg_pool(
+    isa: Isa,
+    x: &[f32],
+    g: &Geometry,
+    count_pad: bool,
+    pb: usize,
+    pr: usize,
+    y: &mut [f32],
+) {
+    let ones = vec![1.0; g.c * g.kh * g.kw];
+    if window::depthwise(isa, x, g, g.c, &ones, None, crate::epilogue::Act::None, y) {
+        let scale = pool::avg_scales(g, count_pad, pb, pr);
+        for plane in y.chunks_exact_mut(scale.len().max(1)).take(g.c) {
+            for (v, s) in plane.iter_mut().zip(&scale) {
+                *v *= s;
+            }
+        }
+    } else {
+        pool::avg_pool(x, g, count_pad, pb, pr, y);
+    }
+}
+
 /// A depthwise convolution of one image: the AVX-512 window kernel, or the portable loop.
 #[allow(clippy::too_many_arguments)]
 fn depthwise(
@@ -1181,7 +1205,7 @@ impl Ctx<'_> {
                     };
                     return blocked::window(self.isa, xs, g, &op, ys);
                 }
-                pool::avg_pool(xs, g, *count_pad, *pb, *pr, ys);
+                avg_pool(self.isa, xs, g, *count_pad, *pb, *pr, ys);
                 Ok(())
             }
             Step::GlobalAvgPool {

@@ -143,6 +143,25 @@ fn avg_pool_generic(x: &[f32], g: &Geometry, count_pad: bool, pb: usize, pr: usi
     }
 }
 
+/// The reciprocal divisor of each output of an average pooling (0 where the window holds
+/// nothing that counts), row-major over `oh × ow`.
+pub fn avg_scales(g: &Geometry, count_pad: bool, pb: usize, pr: usize) -> Vec<f32> {
+    let rows: Vec<usize> = (0..g.oh)
+        .map(|o| taps(o, g.kh, g.sh, g.dh, g.pt, g.h, pb, count_pad))
+        .collect();
+    let cols: Vec<usize> = (0..g.ow)
+        .map(|o| taps(o, g.kw, g.sw, g.dw, g.pl, g.w, pr, count_pad))
+        .collect();
+    rows.iter()
+        .flat_map(|&r| {
+            cols.iter().map(move |&c| {
+                let d = r * c;
+                if d == 0 { 0.0 } else { 1.0 / d as f32 }
+            })
+        })
+        .collect()
+}
+
 /// Global average pooling: `y[c]` = mean of channel c's `hw` values.
 pub fn global_avg_pool(x: &[f32], c: usize, hw: usize, y: &mut [f32]) {
     for (ch, o) in y.iter_mut().enumerate().take(c) {

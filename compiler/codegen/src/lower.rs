@@ -907,6 +907,26 @@ impl<'g> Lowering<'g> {
         };
         let k: Vec<usize> = ks.iter().map(|&k| k.max(0) as usize).collect();
         let (g, pad_end) = self.window(n, &xd, &k, st, dl, pads, ap, ceil != 0)?;
+        let whole = g.oh == 1
+            && g.ow == 1
+            && (g.kh, g.kw) == (g.h, g.w)
+            && (g.dh, g.dw) == (1, 1)
+            && (g.pt, g.pl) == (0, 0)
+            && pad_end == [0, 0];
+        if avg.is_some() && whole {
+            // A window over the whole image: a global average.
+            let blocked = self.is_blocked(x);
+            let xb = self.read(x)?;
+            let yb = self.write(y)?;
+            self.steps.push(Step::GlobalAvgPool {
+                x: xb,
+                y: yb,
+                c: g.c,
+                hw: g.h * g.w,
+                blocked,
+            });
+            return Ok(());
+        }
         // Blocked in, blocked out; an NCHW input stays NCHW.
         let blocked = self.is_blocked(x) && self.blockable(x);
         self.ensure(x, blocked)?;
