@@ -482,10 +482,12 @@ mod avx512 {
 
     /// What one register tile reads and writes.
     struct Tile {
-        /// The first pixel's window origin in the input.
+        /// The input.
         x: *const f32,
-        /// Each pixel's origin relative to the first.
-        d: [isize; 8],
+        /// Window origins of the run's pixels in the input (`tiles · P` of them).
+        origin: *const isize,
+        /// Tiles in the run (consecutive, P pixels each).
+        tiles: usize,
         tab: *const isize,
         ntab: usize,
         /// The first block's weights; block f at `w + f·ws`.
@@ -493,7 +495,7 @@ mod avx512 {
         ws: usize,
         /// Bias of the first block, or null.
         bias: *const f32,
-        /// The first pixel of each block in the output (and residual, or null).
+        /// The run's first pixel of each block in the output (and residual, or null).
         y: [*mut f32; 4],
         res: [*const f32; 4],
         act: Act,
@@ -543,19 +545,34 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::needless_range_loop)]
     unsafe fn tile<const P: usize, const F: usize, const GK: usize>(t: &Tile) {
+        for tt in 0..t.tiles {
+            // SAFETY: the run's origins, outputs and residuals are the caller's promise.
+            unsafe { one::<P, F, GK>(t, tt) };
+        }
+    }
+
+    /// Tile `tt` of a run.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn one<const P: usize, const F: usize, const GK: usize>(t: &Tile, tt: usize) {
         unsafe {
+            let o = t.origin.add(tt * P);
+            let o0 = *o;
+            let x = t.x.offset(o0);
+            let d: [isize; P] = std::array::from_fn(|p| *o.add(p) - o0);
+            let yo = tt * P * LANES;
+            let y: [*mut f32; F] = std::array::from_fn(|f| t.y[f].wrapping_add(yo));
             let mut acc = [[_mm512_setzero_ps(); F]; P];
             if !t.first {
                 for (p, row) in acc.iter_mut().enumerate() {
                     for (f, v) in row.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(t.y[f].add(p * LANES));
+                        *v = _mm512_loadu_ps(y[f].add(p * LANES));
                     }
                 }
             }
-            let d: [isize; P] = std::array::from_fn(|p| t.d[p]);
             let mut w = t.w;
             for j in 0..t.ntab {
-                let xp = t.x.offset(*t.tab.add(j));
+                let xp = x.offset(*t.tab.add(j));
                 for i in 0..GK {
                     let wv: [__m512; F] =
                         std::array::from_fn(|f| _mm512_loadu_ps(w.add(f * t.ws + i * LANES)));
@@ -571,7 +588,7 @@ mod avx512 {
             if !t.last {
                 for f in 0..F {
                     for p in 0..P {
-                        _mm512_storeu_ps(t.y[f].add(p * LANES), acc[p][f]);
+                        _mm512_storeu_ps(y[f].add(p * LANES), acc[p][f]);
                     }
                 }
                 return;
@@ -585,9 +602,9 @@ mod avx512 {
                 for p in 0..P {
                     let mut v = _mm512_add_ps(acc[p][f], b);
                     if !t.res[f].is_null() {
-                        v = _mm512_add_ps(v, _mm512_loadu_ps(t.res[f].add(p * LANES)));
+                        v = _mm512_add_ps(v, _mm512_loadu_ps(t.res[f].add(yo + p * LANES)));
                     }
-                    _mm512_storeu_ps(t.y[f].add(p * LANES), act(v, t.act));
+                    _mm512_storeu_ps(y[f].add(p * LANES), act(v, t.act));
                 }
             }
         }
@@ -641,14 +658,15 @@ mod avx512 {
                 let tiles = (s1 - s0).div_ceil(pmax);
                 for ci in 0..chunks {
                     let part = &tab[ci * per..((ci + 1) * per).min(tab.len())];
+                    // Balanced tiles: a run of `extra` tiles of `base + 1` pixels, then one
+                    // of `base`.
+                    let (base, extra) = ((s1 - s0) / tiles.max(1), (s1 - s0) % tiles.max(1));
                     let mut q0 = s0;
-                    for ti in 0..tiles {
-                        let p = (s1 - q0) / (tiles - ti);
-                        let Some(run) = pick(f, p) else { return };
-                        let mut d = [0isize; 8];
-                        for (i, v) in d.iter_mut().take(p).enumerate() {
-                            *v = origin[q0 + i] - origin[q0];
+                    for (n, p) in [(extra, base + 1), (tiles - extra, base)] {
+                        if n == 0 || p == 0 {
+                            continue;
                         }
+                        let Some(run) = pick(f, p) else { return };
                         let mut yp = [std::ptr::null_mut(); 4];
                         let mut rp = [std::ptr::null(); 4];
                         for i in 0..f {
@@ -659,8 +677,9 @@ mod avx512 {
                             }
                         }
                         let t = Tile {
-                            x: unsafe { a.x.as_ptr().offset(origin[q0]) },
-                            d,
+                            x: a.x.as_ptr(),
+                            origin: origin[q0..].as_ptr(),
+                            tiles: n,
                             tab: part.as_ptr(),
                             ntab: part.len(),
                             w: unsafe { a.w.as_ptr().add((ob * k + ci * per * gk) * LANES) },
@@ -675,7 +694,7 @@ mod avx512 {
                             last: ci + 1 == chunks,
                         };
                         unsafe { run(&t) };
-                        q0 += p;
+                        q0 += n * p;
                     }
                 }
                 s0 = s1;
