@@ -227,6 +227,21 @@ each shaped [batch, ...]. Without -o, prints the output's shape and, for a class
 top-1 class of each sample. --bench N runs the model N times after 5 warm-up runs and prints
 the median and minimum time per run. --threads T uses T threads (default: all cores).";
 
+/// `println!` for the executable's results: when whoever reads stdout has gone
+/// (`./model x.npy | head -c 20`), the program stops quietly instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 #[allow(clippy::print_stdout, unsafe_code)]
 fn main_inner(
     args: &[String],
@@ -345,7 +360,7 @@ fn main_inner(
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         times.sort_by(f64::total_cmp);
-        println!(
+        say!(
             "batch {batch}, {} thread(s), {bench} runs: median {:.4} ms, min {:.4} ms",
             model.runner().threads(),
             times[times.len() / 2],
@@ -366,7 +381,7 @@ fn main_inner(
                 .map_err(|e| format!("{path}: {e}"))?;
         }
         None if bench == 0 => {
-            println!(
+            say!(
                 "output [{batch}, {}]",
                 dims.iter()
                     .map(usize::to_string)
@@ -385,7 +400,7 @@ fn main_inner(
                             .to_string()
                     })
                     .collect();
-                println!("top-1: {}", top.join(" "));
+                say!("top-1: {}", top.join(" "));
             }
         }
         None => {}
@@ -430,7 +445,7 @@ pub unsafe extern "C" fn mcc_rt_main(
     match main_inner(&args, words, w, run) {
         Ok(()) => 0,
         Err(e) if e == USAGE => {
-            println!("{USAGE}");
+            say!("{USAGE}");
             0
         }
         Err(e) => {

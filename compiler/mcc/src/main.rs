@@ -235,6 +235,37 @@ enum Command {
     },
 }
 
+/// `println!` for results: when whoever reads stdout has gone (`mcc ir m.onnx | head`), mcc
+/// stops quietly instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            closed_stdout(&e);
+        }
+    }};
+}
+
+/// `print!` for results, like [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            closed_stdout(&e);
+        }
+    }};
+}
+
+/// Ends the process after a failed write to stdout: silently (status 0) when the reader
+/// closed the pipe, else with the error and status 1.
+fn closed_stdout(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Diagnostics: graphical, colored only on a terminal (and without NO_COLOR), fixed
@@ -305,7 +336,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 .iter()
                 .flat_map(|st| st.steps.iter().flat_map(|x| x.nodes.iter()))
                 .collect();
-            println!(
+            outln!(
                 "{}: ok ({} step(s) on {} layer(s) of {})",
                 recipe.display(),
                 steps,
@@ -320,7 +351,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             message_format,
         } => {
             let s = checked(&recipe, &model, message_format)?;
-            print!("{}", mcc::recipe::explain(&s));
+            out!("{}", mcc::recipe::explain(&s));
             Ok(())
         }
         Command::Diff { a, b, exit_code } => {
@@ -332,7 +363,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 &a.display().to_string(),
                 &b.display().to_string(),
             );
-            print!("{diff}");
+            out!("{diff}");
             if exit_code && !diff.is_empty() {
                 return Err(Error::Usage("the models differ".into()));
             }
@@ -384,8 +415,8 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 native.as_ref(),
             )?;
             let t = &result.report["model_totals"];
-            println!("built {} with {}", model.display(), recipe.display());
-            println!(
+            outln!("built {} with {}", model.display(), recipe.display());
+            outln!(
                 "  weights: {} nonzero of {} (before: {} of {})",
                 t["nonzero_params"]["after"],
                 t["params"]["after"],
@@ -396,21 +427,21 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 t["accuracy"]["before"].as_f64(),
                 t["accuracy"]["after"].as_f64(),
             ) {
-                println!("  accuracy: {:.2}% → {:.2}%", b * 100.0, a * 100.0);
+                outln!("  accuracy: {:.2}% → {:.2}%", b * 100.0, a * 100.0);
             }
-            println!(
+            outln!(
                 "  wrote {0}/model.mcir, {0}/model.onnx, {0}/report.json",
                 dir.display()
             );
             if let (Some(n), Some(w)) = (&native, &written) {
-                println!(
+                outln!(
                     "  native: {} steps, arena {} per sample, compiled in {:.0} ms",
                     n.program.steps.len(),
                     bytes(n.program.arena as u64 * 4),
                     n.compile_time.as_secs_f64() * 1e3
                 );
                 match &w.executable {
-                    Some(e) => println!(
+                    Some(e) => outln!(
                         "  wrote {0}/{e} (executable), {0}/{1}.o, {0}/{1}.h, {0}/libmcc_runtime.a",
                         dir.display(),
                         n.name
@@ -471,7 +502,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             match output {
                 Some(p) => mcc::write_atomic(&p, text.as_bytes()),
                 None => {
-                    print!("{text}");
+                    out!("{text}");
                     Ok(())
                 }
             }
@@ -522,7 +553,7 @@ fn bench(
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
-    println!(
+    outln!(
         "{}: batch {batch}, {} thread(s), kernels {}: compiled in {:.1} ms; {} runs: median {:.4} ms, min {:.4} ms",
         path.display(),
         j.threads(),
@@ -560,9 +591,12 @@ fn profile_steps(
         }
     }
     let mut total = 0.0;
-    println!(
+    outln!(
         "{:>4}  {:<14} {:>10}  {:>8}",
-        "step", "kernel", "median ms", "MFLOP"
+        "step",
+        "kernel",
+        "median ms",
+        "MFLOP"
     );
     for (i, (s, t)) in prog.steps.iter().zip(&mut times).enumerate() {
         t.sort_by(f64::total_cmp);
@@ -575,12 +609,12 @@ fn profile_steps(
         } else {
             ""
         };
-        println!(
+        outln!(
             "{i:>4}  {name:<14} {med:>10.4}  {:>8.2}{inline}",
             flops(s) as f64 / 1e6
         );
     }
-    println!("total {total:.4} ms (interpreted; the compiled schedule runs the same kernels)");
+    outln!("total {total:.4} ms (interpreted; the compiled schedule runs the same kernels)");
     Ok(())
 }
 
@@ -600,13 +634,15 @@ fn flops(s: &mcc_runtime::program::Step) -> usize {
 fn bench_kernels() {
     use mcc_runtime::gemm::{self, Isa, PackedA, PackedB};
     let isa = Isa::detect();
-    println!(
+    outln!(
         "dense f32 GEMM, 1 thread, kernels {} (GFLOP/s, best of 5):",
         isa.name()
     );
-    println!(
+    outln!(
         "{:<16} {:>14} {:>14}",
-        "M×K×N", "weights as A", "weights as B"
+        "M×K×N",
+        "weights as A",
+        "weights as B"
     );
     for &(m, k, n) in &[(256, 256, 256), (1024, 1024, 1024), (64, 576, 3136)] {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
@@ -646,7 +682,7 @@ fn bench_kernels() {
                 0..n,
             );
         });
-        println!("{:<16} {ga:>14.1} {gb:>14.1}", format!("{m}×{k}×{n}"));
+        outln!("{:<16} {ga:>14.1} {gb:>14.1}", format!("{m}×{k}×{n}"));
     }
 }
 
@@ -685,12 +721,17 @@ fn inspect(path: &Path) -> Result<(), Error> {
         .max()
         .unwrap_or(6)
         .clamp(6, 40);
-    println!(
+    outln!(
         "{:<name_w$}  {:<op_w$}  {:<in_w$}  {:<24}  {:>10}  {:>10}",
-        "node", "op", "inputs", "outputs", "params", "MACs"
+        "node",
+        "op",
+        "inputs",
+        "outputs",
+        "params",
+        "MACs"
     );
     for r in &t.rows {
-        println!(
+        outln!(
             "{:<name_w$}  {:<op_w$}  {:<in_w$}  {:<24}  {:>10}  {:>10}",
             r.name,
             r.op,
@@ -708,7 +749,7 @@ fn inspect(path: &Path) -> Result<(), Error> {
             }
         );
     }
-    println!();
+    outln!();
     let ins: Vec<String> = m
         .graph
         .inputs()
@@ -721,9 +762,9 @@ fn inspect(path: &Path) -> Result<(), Error> {
         .iter()
         .map(|&v| format!("{}: {}", m.graph.value(v).name, m.graph.value(v).ty))
         .collect();
-    println!("inputs:  {}", ins.join(", "));
-    println!("outputs: {}", outs.join(", "));
-    println!(
+    outln!("inputs:  {}", ins.join(", "));
+    outln!("outputs: {}", outs.join(", "));
+    outln!(
         "total: {} nodes, {} parameters, {} MACs per sample ({})",
         t.rows.len(),
         t.params,
@@ -833,7 +874,7 @@ fn run(
     let out_name = &g.value(g.outputs()[0]).name;
     let classifier = first.shape().len() == 2 && first.shape()[1] > 1 && first.dtype().is_float();
     if !classifier {
-        println!("output `{out_name}`: {}{:?}", first.dtype(), first.shape());
+        outln!("output `{out_name}`: {}{:?}", first.dtype(), first.shape());
         if labels.is_some() {
             return Err(Error::Usage(
                 "--labels needs a classifier output of shape [N, classes]".into(),
@@ -853,7 +894,7 @@ fn run(
     }
     let mut correct = 0;
     if !quiet {
-        println!(
+        outln!(
             "{:>7}  {:>5}  {:>12}{}",
             "sample",
             "top-1",
@@ -877,16 +918,16 @@ fn run(
                 Some(l) => format!("  {l:>5}{}", if l == best as i64 { "" } else { "  ✗" }),
                 None => String::new(),
             };
-            println!("{r:>7}  {best:>5}  {score:>12.5}{mark}");
+            outln!("{r:>7}  {best:>5}  {score:>12.5}{mark}");
         }
     }
-    println!(
+    outln!(
         "{rows} samples, output `{out_name}` {}{:?}",
         first.dtype(),
         first.shape()
     );
     if labels.is_some() {
-        println!(
+        outln!(
             "accuracy: {correct}/{rows} = {:.1}%",
             100.0 * correct as f64 / rows as f64
         );

@@ -185,6 +185,31 @@ fn help_teaches_with_examples() {
     assert_eq!(out.status.code(), Some(2), "no arguments is a usage error");
 }
 
+/// `mcc inspect model | head -1`: the reader leaves early; mcc stops quietly (no panic).
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for cmd in ["inspect", "ir"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcc"))
+            .arg(cmd)
+            .arg(corpus("light/light_resnet50.onnx"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader leaves before mcc has imported the model: every write finds the pipe
+        // closed.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{cmd}: status {:?}: {err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+    }
+}
+
 #[test]
 fn bad_inputs_give_one_clear_diagnostic() {
     let dir = tempfile::tempdir().unwrap();
