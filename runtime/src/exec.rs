@@ -1,6 +1,7 @@
 //! Runs a [`Program`]: checks once that every step stays inside the arena and the weights,
 //! then executes the steps in order on caller-owned memory.
 
+use crate::aligned::AlignedVec;
 use crate::blocked::{self, LANES};
 use crate::conv::{self, Geometry};
 use crate::eltwise;
@@ -450,18 +451,36 @@ fn range(b: &Buf, batch: usize, s: usize) -> std::ops::Range<usize> {
     start..start + b.len
 }
 
+/// The weights a runner reads: the caller's, or a cache-line-aligned copy of them when
+/// theirs are not aligned (the kernels' vector loads would straddle lines).
+enum Weights<'p> {
+    Borrowed(&'p [f32]),
+    Owned(AlignedVec),
+}
+
+impl std::ops::Deref for Weights<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Weights::Borrowed(w) => w,
+            Weights::Owned(w) => w,
+        }
+    }
+}
+
 /// A program with its memory, ready to run.
 pub struct Runner<'p> {
     prog: &'p Program,
-    weights: &'p [f32],
+    weights: Weights<'p>,
     isa: Isa,
     pool: Pool,
     batch: usize,
-    arena: Vec<f32>,
+    /// Every buffer starts on a cache line (tensors' offsets are planned on lines).
+    arena: AlignedVec,
     /// One im2col buffer per thread.
-    scratch: Vec<Vec<f32>>,
+    scratch: Vec<AlignedVec>,
     /// A stride-1 convolution's padded input, shared by the threads that split its rows.
-    padded: Vec<f32>,
+    padded: AlignedVec,
 }
 
 impl<'p> Runner<'p> {
@@ -478,18 +497,25 @@ impl<'p> Runner<'p> {
     ) -> Result<Runner<'p>, String> {
         validate(prog, weights.len())?;
         let threads = threads.max(1);
+        let weights = if (weights.as_ptr() as usize).is_multiple_of(64) {
+            Weights::Borrowed(weights)
+        } else {
+            Weights::Owned(AlignedVec::from_slice(weights))
+        };
         Ok(Runner {
             prog,
             weights,
             isa: Isa::detect(),
             pool: Pool::new(threads),
             batch: 0,
-            arena: vec![],
-            scratch: (0..threads).map(|_| vec![0.0; prog.scratch]).collect(),
+            arena: AlignedVec::default(),
+            scratch: (0..threads)
+                .map(|_| AlignedVec::zeroed(prog.scratch))
+                .collect(),
             padded: if threads > 1 {
-                vec![0.0; prog.scratch]
+                AlignedVec::zeroed(prog.scratch)
             } else {
-                vec![]
+                AlignedVec::default()
             },
         })
     }
@@ -536,7 +562,7 @@ impl<'p> Runner<'p> {
             .checked_mul(batch)
             .ok_or("the arena size overflows")?;
         if self.arena.len() != floats {
-            self.arena = vec![0.0; floats];
+            self.arena = AlignedVec::zeroed(floats);
         }
         self.batch = batch;
         Ok(&mut self.arena)
@@ -604,10 +630,10 @@ impl<'p> Runner<'p> {
             ptr: self.arena.as_mut_ptr(),
             len: self.arena.len(),
         };
-        let scratch: Vec<std::sync::Mutex<&mut Vec<f32>>> =
+        let scratch: Vec<std::sync::Mutex<&mut AlignedVec>> =
             self.scratch.iter_mut().map(std::sync::Mutex::new).collect();
         let ctx = Ctx {
-            w: self.weights,
+            w: &self.weights,
             isa: self.isa,
             batch,
             arena: &arena,

@@ -29,6 +29,7 @@ macro_rules! avx2_dispatch {
 }
 
 pub mod abi;
+pub mod aligned;
 pub mod blocked;
 pub mod conv;
 pub mod eltwise;

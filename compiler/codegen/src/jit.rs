@@ -15,7 +15,8 @@ pub struct Jit {
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     fixed_batch: Option<usize>,
-    _weights: Vec<f32>,
+    /// On cache lines (a copy; the program's own are dropped).
+    _weights: mcc_runtime::aligned::AlignedVec,
     /// Time to generate and compile the code.
     pub compile_time: std::time::Duration,
 }
@@ -40,7 +41,8 @@ impl Jit {
         // SAFETY: `code` is the function `define_run` made, with `RunFn`'s signature.
         let run: RunFn = unsafe { std::mem::transmute::<*const u8, RunFn>(code) };
         let compile_time = t0.elapsed();
-        let weights = std::mem::take(&mut prog.weights);
+        let weights =
+            mcc_runtime::aligned::AlignedVec::from_slice(&std::mem::take(&mut prog.weights));
         let (inputs, outputs, fixed_batch) = (
             prog.inputs.iter().map(|i| i.buf.len).collect(),
             prog.outputs.iter().map(|o| o.buf.len).collect(),
