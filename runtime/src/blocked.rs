@@ -124,19 +124,34 @@ pub fn padded_len(g: &Geometry) -> usize {
 /// Writes one sample's input, zero-padded to [`padded_dims`], into `out`: `[c/16][hp][wp][16]`
 /// when `blocked`, else `[c][hp][wp]`.
 pub fn pad(x: &[f32], g: &Geometry, blocked: bool, out: &mut [f32]) -> Result<(), String> {
+    let planes = if blocked { g.c / LANES } else { g.c };
+    pad_planes(x, g, blocked, 0..planes, out)
+}
+
+/// Like [`pad`] for planes `planes` only (blocks of 16 channels, or channels): `out` holds
+/// those planes of the padded input.
+pub fn pad_planes(
+    x: &[f32],
+    g: &Geometry,
+    blocked: bool,
+    planes: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<(), String> {
     let (hp, wp) = padded_dims(g);
     let lanes = if blocked { LANES } else { 1 };
-    let planes = g.c / lanes;
-    if (blocked && !g.c.is_multiple_of(LANES)) || x.len() < g.c * g.h * g.w {
+    if (blocked && !g.c.is_multiple_of(LANES))
+        || x.len() < g.c * g.h * g.w
+        || planes.end * lanes > g.c
+    {
         return Err("a convolution's input is smaller than its shape".into());
     }
-    if out.len() < g.c * hp * wp {
+    if out.len() < planes.len() * lanes * hp * wp {
         return Err("the padding buffer is too small".into());
     }
     let (row, prow) = (g.w * lanes, wp * lanes);
-    for p in 0..planes {
+    for (i, p) in planes.enumerate() {
         let src = &x[p * g.h * row..(p + 1) * g.h * row];
-        let dst = &mut out[p * hp * prow..(p + 1) * hp * prow];
+        let dst = &mut out[i * hp * prow..(i + 1) * hp * prow];
         dst[..g.pt * prow].fill(0.0);
         for (r, d) in dst[g.pt * prow..(g.pt + g.h) * prow]
             .chunks_exact_mut(prow)

@@ -671,18 +671,51 @@ impl<'p> Runner<'p> {
                 layout: ConvLayout::Blocked { x_blocked },
                 ..
             } if batch < threads && step_flops(step) > BLOCKED_SPLIT => {
-                // One sample: pad the input once, then split the output pixels.
+                // One sample: pad the input once (its planes in parallel), then split the
+                // output: by pixels, or by blocks when the weights outweigh the input (each
+                // task then reads its blocks' weights only).
+                let lanes = if *x_blocked { LANES } else { 1 };
+                let (planes, (hp, wp)) = (g.c / lanes, blocked::padded_dims(g));
+                let plane = hp * wp * lanes;
+                let k = g.c * g.kh * g.kw;
+                let by_blocks = m * k > g.c * g.h * g.w && m / LANES >= threads;
                 for s in 0..batch {
                     let pre = if blocked::needs_padding(g) {
                         let ([xs], _) = arena.views([range(x, batch, s)], 0..0)?;
-                        blocked::pad(xs, g, *x_blocked, &mut self.padded)?;
+                        let mut rest = self
+                            .padded
+                            .get_mut(..planes * plane)
+                            .ok_or("the padding buffer is too small")?;
+                        let mut parts = vec![];
+                        for t in 0..threads {
+                            let mine = split(planes, threads, 1, t);
+                            let (head, tail) = rest.split_at_mut(mine.len() * plane);
+                            parts.push(std::sync::Mutex::new((mine, head)));
+                            rest = tail;
+                        }
+                        self.pool.run(threads, &|t| {
+                            let Some(Ok(mut part)) = parts.get(t).map(|p| p.lock()) else {
+                                return;
+                            };
+                            let (mine, out) = &mut *part;
+                            if let Err(e) =
+                                blocked::pad_planes(xs, g, *x_blocked, mine.clone(), out)
+                            {
+                                fail(e);
+                            }
+                        });
+                        drop(parts);
                         Some(&self.padded[..])
                     } else {
                         None
                     };
                     self.pool.run(threads, &|t| {
-                        let pixels = split(g.oh * g.ow, threads, 8, t);
-                        let blocks = 0..m / LANES;
+                        let q = g.oh * g.ow;
+                        let (blocks, pixels) = if by_blocks {
+                            (split(m / LANES, threads, 1, t), 0..q)
+                        } else {
+                            (0..m / LANES, split(q, threads, 8, t))
+                        };
                         if let Err(e) = ctx.conv_blocked(step, s, pre, &mut [], blocks, pixels) {
                             fail(e);
                         }
