@@ -23,33 +23,11 @@ pub const LANES: usize = 16;
 /// NCHW → NCHW16c for one sample of `c` channels (a multiple of 16) of `hw` pixels.
 pub fn to_blocked(isa: Isa, x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
     check_reorder(x, c, hw, y)?;
-    for cb in 0..c / LANES {
-        let src = &x[cb * LANES * hw..(cb + 1) * LANES * hw];
-        let dst = &mut y[cb * LANES * hw..(cb + 1) * LANES * hw];
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 {
-            while done + LANES <= hw {
-                // SAFETY: AVX-512F is present; 16 rows of 16 from `done` lie inside `src`
-                // (stride hw) and 16 pixels of 16 inside `dst`.
-                #[allow(unsafe_code)]
-                unsafe {
-                    avx512::transpose16(
-                        src.as_ptr().add(done),
-                        hw,
-                        dst.as_mut_ptr().add(done * LANES),
-                        LANES,
-                    )
-                };
-                done += LANES;
-            }
-        }
-        let _ = isa;
-        for (p, px) in dst.chunks_exact_mut(LANES).enumerate().skip(done) {
-            for (i, v) in px.iter_mut().enumerate() {
-                *v = src[i * hw + p];
-            }
-        }
+    for (src, dst) in x
+        .chunks_exact(LANES * hw.max(1))
+        .zip(y.chunks_exact_mut(LANES * hw.max(1)))
+    {
+        transpose(isa, src, LANES, hw, dst);
     }
     Ok(())
 }
@@ -57,35 +35,54 @@ pub fn to_blocked(isa: Isa, x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Re
 /// NCHW16c → NCHW for one sample of `c` channels (a multiple of 16) of `hw` pixels.
 pub fn from_blocked(isa: Isa, x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
     check_reorder(x, c, hw, y)?;
-    for cb in 0..c / LANES {
-        let src = &x[cb * LANES * hw..(cb + 1) * LANES * hw];
-        let dst = &mut y[cb * LANES * hw..(cb + 1) * LANES * hw];
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 {
-            while done + LANES <= hw {
-                // SAFETY: AVX-512F is present; 16 pixels of 16 from `done` lie inside `src`,
-                // 16 rows of 16 (stride hw) inside `dst`.
-                #[allow(unsafe_code)]
-                unsafe {
-                    avx512::transpose16(
-                        src.as_ptr().add(done * LANES),
-                        LANES,
-                        dst.as_mut_ptr().add(done),
-                        hw,
-                    )
-                };
-                done += LANES;
-            }
-        }
-        let _ = isa;
-        for (i, plane) in dst.chunks_exact_mut(hw.max(1)).enumerate() {
-            for (p, v) in plane.iter_mut().enumerate().skip(done) {
-                *v = src[p * LANES + i];
-            }
-        }
+    for (src, dst) in x
+        .chunks_exact(LANES * hw.max(1))
+        .zip(y.chunks_exact_mut(LANES * hw.max(1)))
+    {
+        transpose(isa, src, hw, LANES, dst);
     }
     Ok(())
+}
+
+/// `dst` (`cols × rows`) = the transpose of `src` (`rows × cols`, one of them 16): 16×16
+/// register transposes where the CPU has AVX-512, element by element at the edges.
+fn transpose(isa: Isa, src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    // Rows and columns (from 0) the register tiles covered.
+    let (mut rc, mut cc) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && (rows == LANES || cols == LANES) {
+        // Full 16×16 tiles along the side that is not 16.
+        let tiles = if rows == LANES { cols } else { rows } / LANES;
+        for t in 0..tiles {
+            let (i, j) = if rows == LANES {
+                (0, t * LANES)
+            } else {
+                (t * LANES, 0)
+            };
+            // SAFETY: AVX-512F is present; the tile's 16 rows of 16 lie inside `src` (row
+            // stride `cols`) and its 16 columns inside `dst` (row stride `rows`).
+            #[allow(unsafe_code)]
+            unsafe {
+                avx512::transpose16(
+                    src.as_ptr().add(i * cols + j),
+                    cols,
+                    dst.as_mut_ptr().add(j * rows + i),
+                    rows,
+                )
+            };
+        }
+        (rc, cc) = if rows == LANES {
+            (rows, tiles * LANES)
+        } else {
+            (tiles * LANES, cols)
+        };
+    }
+    let _ = isa;
+    for i in 0..rows {
+        for j in if i < rc { cc..cols } else { 0..cols } {
+            dst[j * rows + i] = src[i * cols + j];
+        }
+    }
 }
 
 fn check_reorder(x: &[f32], c: usize, hw: usize, y: &[f32]) -> Result<(), String> {
@@ -384,14 +381,13 @@ pub fn window(isa: Isa, x: &[f32], g: &Geometry, op: &Window, y: &mut [f32]) -> 
     let cols = tap_ranges(g.ow, g.kw, g.sw, g.dw, g.pl, g.w);
     // Reciprocal divisors of an average, per output row and column.
     let (div_r, div_c): (Vec<f32>, Vec<f32>) = match *op {
-        Window::Avg { count_pad, pb, pr } => (
-            (0..g.oh)
-                .map(|o| crate::pool::taps(o, g.kh, g.sh, g.dh, g.pt, g.h, pb, count_pad) as f32)
-                .collect(),
-            (0..g.ow)
-                .map(|o| crate::pool::taps(o, g.kw, g.sw, g.dw, g.pl, g.w, pr, count_pad) as f32)
-                .collect(),
-        ),
+        Window::Avg { count_pad, pb, pr } => {
+            let (r, c) = crate::pool::window_counts(g, count_pad, pb, pr);
+            (
+                r.iter().map(|&v| v as f32).collect(),
+                c.iter().map(|&v| v as f32).collect(),
+            )
+        }
         _ => (vec![], vec![]),
     };
     #[cfg(target_arch = "x86_64")]
@@ -1037,13 +1033,17 @@ mod tests {
 
     #[test]
     fn reorders_round_trip_and_match_the_portable_loops() {
-        let (c, hw) = (32, 37);
-        let x: Vec<f32> = (0..c * hw).map(|i| i as f32).collect();
         let mut isas = vec![Isa::Scalar];
         if Isa::detect() == Isa::Avx512 {
             isas.push(Isa::Avx512);
         }
-        for isa in isas {
+        // Fewer pixels than a tile, exactly one, and tiles with a tail.
+        for (isa, hw) in isas
+            .iter()
+            .flat_map(|&i| [(i, 1), (i, 9), (i, 16), (i, 37)])
+        {
+            let c = 32;
+            let x: Vec<f32> = (0..c * hw).map(|i| i as f32).collect();
             let (mut b, mut back) = (vec![0.0; c * hw], vec![0.0; c * hw]);
             to_blocked(isa, &x, c, hw, &mut b).unwrap();
             for ch in 0..c {

@@ -111,12 +111,7 @@ avx2_dispatch! {
 fn avg_pool_generic(x: &[f32], g: &Geometry, count_pad: bool, pb: usize, pr: usize, y: &mut [f32]) {
     let (hw, p) = (g.h * g.w, g.oh * g.ow);
     let spans: Vec<(usize, usize, usize)> = (0..g.kw).map(|kx| col_span(g, kx)).collect();
-    let rows: Vec<usize> = (0..g.oh)
-        .map(|o| taps(o, g.kh, g.sh, g.dh, g.pt, g.h, pb, count_pad))
-        .collect();
-    let cols: Vec<usize> = (0..g.ow)
-        .map(|o| taps(o, g.kw, g.sw, g.dw, g.pl, g.w, pr, count_pad))
-        .collect();
+    let (rows, cols) = window_counts(g, count_pad, pb, pr);
     for c in 0..g.c {
         let plane = &x[c * hw..(c + 1) * hw];
         let out = &mut y[c * p..(c + 1) * p];
@@ -143,15 +138,28 @@ fn avg_pool_generic(x: &[f32], g: &Geometry, count_pad: bool, pb: usize, pr: usi
     }
 }
 
+/// How many taps of an average's window count, per output row and per output column (the
+/// divisor of output (r, c) is their product).
+pub(crate) fn window_counts(
+    g: &Geometry,
+    count_pad: bool,
+    pb: usize,
+    pr: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    (
+        (0..g.oh)
+            .map(|o| taps(o, g.kh, g.sh, g.dh, g.pt, g.h, pb, count_pad))
+            .collect(),
+        (0..g.ow)
+            .map(|o| taps(o, g.kw, g.sw, g.dw, g.pl, g.w, pr, count_pad))
+            .collect(),
+    )
+}
+
 /// The reciprocal divisor of each output of an average pooling (0 where the window holds
 /// nothing that counts), row-major over `oh × ow`.
 pub fn avg_scales(g: &Geometry, count_pad: bool, pb: usize, pr: usize) -> Vec<f32> {
-    let rows: Vec<usize> = (0..g.oh)
-        .map(|o| taps(o, g.kh, g.sh, g.dh, g.pt, g.h, pb, count_pad))
-        .collect();
-    let cols: Vec<usize> = (0..g.ow)
-        .map(|o| taps(o, g.kw, g.sw, g.dw, g.pl, g.w, pr, count_pad))
-        .collect();
+    let (rows, cols) = window_counts(g, count_pad, pb, pr);
     rows.iter()
         .flat_map(|&r| {
             cols.iter().map(move |&c| {

@@ -729,41 +729,25 @@ impl<'g> Lowering<'g> {
             });
             return Ok(());
         }
-        if y_blocked {
+        // Weights in the kernel's layout, and the scratch it needs.
+        let (packed, scratch, layout) = if y_blocked {
             let packed = blocked::pack_conv(&w, m, xd[1], geo.kh, geo.kw, x_blocked);
-            let wo = self.push_weights(&packed);
-            if blocked::needs_padding(&geo) {
-                self.scratch = self.scratch.max(blocked::padded_len(&geo));
+            let pad = blocked::needs_padding(&geo).then(|| blocked::padded_len(&geo));
+            (packed, pad, ConvLayout::Blocked { x_blocked })
+        } else {
+            if xd[1] % groups != 0 || m % groups != 0 || wshape[1] * groups != xd[1] {
+                return Err(self.unsupported(n, "its groups do not divide the channels"));
             }
-            let yb = self.write(y)?;
-            self.steps.push(Step::Conv {
-                x: xb,
-                y: yb,
-                g: geo,
-                m,
-                groups,
-                w: wo,
-                bias: bias_off,
-                residual: None,
-                act,
-                layout: ConvLayout::Blocked { x_blocked },
-            });
-            return Ok(());
-        }
-        if xd[1] % groups != 0 || m % groups != 0 || wshape[1] * groups != xd[1] {
-            return Err(self.unsupported(n, "its groups do not divide the channels"));
-        }
-        let (mg, k) = (m / groups, wshape[1] * geo.kh * geo.kw);
-        let mut packed = Vec::with_capacity(groups * gemm::pack_a_len(mg, k));
-        for gi in 0..groups {
-            packed.extend(gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k));
-        }
+            let (mg, k) = (m / groups, wshape[1] * geo.kh * geo.kw);
+            let mut packed = Vec::with_capacity(groups * gemm::pack_a_len(mg, k));
+            for gi in 0..groups {
+                packed.extend(gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k));
+            }
+            let cols = (!geo.is_pointwise()).then(|| mcc_runtime::conv::scratch_len(&geo, groups));
+            (packed, cols, ConvLayout::Gemm)
+        };
         let wo = self.push_weights(&packed);
-        if !geo.is_pointwise() {
-            self.scratch = self
-                .scratch
-                .max(mcc_runtime::conv::scratch_len(&geo, groups));
-        }
+        self.scratch = self.scratch.max(scratch.unwrap_or(0));
         let yb = self.write(y)?;
         self.steps.push(Step::Conv {
             x: xb,
@@ -775,7 +759,7 @@ impl<'g> Lowering<'g> {
             bias: bias_off,
             residual: None,
             act,
-            layout: ConvLayout::Gemm,
+            layout,
         });
         Ok(())
     }
