@@ -535,23 +535,6 @@ mod avx512 {
         pub(super) partial_sums: usize,
     }
 
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn act(v: __m512, a: Act) -> __m512 {
-        match a {
-            Act::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
-            Act::Clip(lo, hi) => {
-                _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
-            }
-            Act::LeakyRelu(s) => {
-                let neg = _mm512_mul_ps(v, _mm512_set1_ps(s));
-                let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_setzero_ps());
-                _mm512_mask_blend_ps(ge, neg, v)
-            }
-            _ => v,
-        }
-    }
-
     /// One tile: P pixels × F blocks, GK input channels per tap group.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::needless_range_loop)]
@@ -615,7 +598,7 @@ mod avx512 {
                     if !t.res[f].is_null() {
                         v = _mm512_add_ps(v, _mm512_loadu_ps(t.res[f].add(yo + p * LANES)));
                     }
-                    _mm512_storeu_ps(y[f].add(p * LANES), act(v, t.act));
+                    _mm512_storeu_ps(y[f].add(p * LANES), t.act.apply_avx512(v));
                 }
             }
         }
@@ -874,7 +857,7 @@ mod avx512 {
                             _mm512_div_ps(acc, _mm512_set1_ps(d))
                         }
                     }
-                    _ => act(_mm512_add_ps(acc, bv), a),
+                    _ => a.apply_avx512(_mm512_add_ps(acc, bv)),
                 }
             };
             for (oy, &(r0, r1)) in rows.iter().enumerate() {

@@ -42,6 +42,30 @@ impl Act {
         )
     }
 
+    /// The activation on 16 lanes ([`Self::is_vectorizable`] ones; others pass `v` through).
+    ///
+    /// # Safety
+    /// Callable only where the CPU has AVX-512F (from code compiled with it, or after
+    /// detecting it).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn apply_avx512(self, v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        match self {
+            Act::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+            Act::Clip(lo, hi) => {
+                _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+            }
+            Act::LeakyRelu(a) => {
+                let neg = _mm512_mul_ps(v, _mm512_set1_ps(a));
+                let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_setzero_ps());
+                _mm512_mask_blend_ps(ge, neg, v)
+            }
+            _ => v,
+        }
+    }
+
     /// Applies the activation to one value (the same formulas as the reference evaluator).
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
@@ -110,10 +134,7 @@ impl Epilogue<'_> {
 
     /// Whether [`Self::apply_avx2`] handles it (activations without a transcendental).
     pub fn is_vectorizable(&self) -> bool {
-        matches!(
-            self.act,
-            Act::None | Act::Relu | Act::Clip(..) | Act::LeakyRelu(_)
-        )
+        self.act.is_vectorizable()
     }
 
     /// The epilogue on 16 lanes: row `row`, columns `col..col + cols` (`cols` ≤ 16).
@@ -144,18 +165,7 @@ impl Epilogue<'_> {
                 _mm512_maskz_loadu_ps(mask, b.as_ptr().add(col))
             }),
         };
-        match self.act {
-            Act::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
-            Act::Clip(lo, hi) => {
-                _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
-            }
-            Act::LeakyRelu(a) => {
-                let neg = _mm512_mul_ps(v, _mm512_set1_ps(a));
-                let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_setzero_ps());
-                _mm512_mask_blend_ps(ge, neg, v)
-            }
-            _ => v,
-        }
+        self.act.apply_avx512(v)
     }
 
     /// The epilogue on 8 lanes: row `row`, columns `col..col + 8`.

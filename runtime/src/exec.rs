@@ -385,24 +385,36 @@ const BLOCKED_SPLIT: usize = 1_000_000;
 /// sample splits its channels over the threads.
 const WINDOW_SPLIT: usize = 64 * 1024;
 
-/// Max pooling of one image: the AVX-512 window kernel, or the portable loop.
-fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) {
+/// Max pooling of one image: the blocked kernel on blocked tensors; else the AVX-512 window
+/// kernel, or the portable loop.
+fn max_pool(isa: Isa, blocked: bool, x: &[f32], g: &Geometry, y: &mut [f32]) -> Result<(), String> {
+    if blocked {
+        return blocked::window(isa, x, g, &blocked::Window::Max, y);
+    }
     if !window::max_pool(isa, x, g, y) {
         pool::max_pool(x, g, y);
     }
+    Ok(())
 }
 
-/// Average pooling of one image: the AVX-512 window kernel summing each window (a depthwise
-/// convolution with unit weights), each sum then scaled by its divisor; or the portable loop.
+/// Average pooling of one image: the blocked kernel on blocked tensors; else the AVX-512
+/// window kernel summing each window (a depthwise convolution with unit weights), each sum
+/// then scaled by its divisor; or the portable loop.
+#[allow(clippy::too_many_arguments)]
 fn avg_pool(
     isa: Isa,
+    blocked: bool,
     x: &[f32],
     g: &Geometry,
     count_pad: bool,
     pb: usize,
     pr: usize,
     y: &mut [f32],
-) {
+) -> Result<(), String> {
+    if blocked {
+        let op = blocked::Window::Avg { count_pad, pb, pr };
+        return blocked::window(isa, x, g, &op, y);
+    }
     let ones = vec![1.0; g.c * g.kh * g.kw];
     if window::depthwise(isa, x, g, g.c, &ones, None, crate::epilogue::Act::None, y) {
         let scale = pool::avg_scales(g, count_pad, pb, pr);
@@ -414,12 +426,15 @@ fn avg_pool(
     } else {
         pool::avg_pool(x, g, count_pad, pb, pr, y);
     }
+    Ok(())
 }
 
-/// A depthwise convolution of one image: the AVX-512 window kernel, or the portable loop.
+/// A depthwise convolution of one image: the blocked kernel on blocked tensors (`w` packed
+/// by `blocked::pack_depthwise`); else the AVX-512 window kernel, or the portable loop.
 #[allow(clippy::too_many_arguments)]
 fn depthwise(
     isa: Isa,
+    blocked: bool,
     x: &[f32],
     g: &Geometry,
     m: usize,
@@ -427,10 +442,14 @@ fn depthwise(
     bias: Option<&[f32]>,
     act: crate::epilogue::Act,
     y: &mut [f32],
-) {
+) -> Result<(), String> {
+    if blocked {
+        return blocked::window(isa, x, g, &blocked::Window::Depthwise { w, bias, act }, y);
+    }
     if !window::depthwise(isa, x, g, m, w, bias, act, y) {
         conv::depthwise(x, g, m, w, bias, act, y);
     }
+    Ok(())
 }
 
 /// The arena floats of channels `rows` (`p` floats each) of sample `s` of `b`.
@@ -916,29 +935,15 @@ impl Ctx<'_> {
             ..*g
         };
         match step {
-            Step::MaxPool { blocked: true, .. } => {
-                blocked::window(self.isa, xs, &sub, &blocked::Window::Max, ys)?;
-            }
-            Step::MaxPool { .. } => max_pool(self.isa, xs, &sub, ys),
             Step::Depthwise { w, bias, act, .. } => {
                 let kk = g.kh * g.kw;
                 let (o0, o1) = (chans.start * mult, chans.end * mult);
                 let ws = &self.w[w + o0 * kk..w + o1 * kk];
                 let bias = bias.map(|b| &self.w[b + o0..b + o1]);
-                if blocked {
-                    let op = blocked::Window::Depthwise {
-                        w: ws,
-                        bias,
-                        act: *act,
-                    };
-                    blocked::window(self.isa, xs, &sub, &op, ys)?;
-                } else {
-                    depthwise(self.isa, xs, &sub, o1 - o0, ws, bias, *act, ys);
-                }
+                depthwise(self.isa, blocked, xs, &sub, o1 - o0, ws, bias, *act, ys)
             }
-            _ => {}
+            _ => max_pool(self.isa, blocked, xs, &sub, ys),
         }
-        Ok(())
     }
 
     /// Groups `mine` of a grouped NCHW convolution of sample `s` (their input channels in,
@@ -1226,25 +1231,12 @@ impl Ctx<'_> {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
                 let bias = bias.map(|o| &wts[o..o + m]);
                 let ws = &wts[*w..w + m * g.kh * g.kw];
-                if *blocked {
-                    let op = blocked::Window::Depthwise {
-                        w: ws,
-                        bias,
-                        act: *act,
-                    };
-                    return blocked::window(self.isa, xs, g, &op, ys);
-                }
-                depthwise(self.isa, xs, g, *m, ws, bias, *act, ys);
-                Ok(())
+                depthwise(self.isa, *blocked, xs, g, *m, ws, bias, *act, ys)
             }
             Step::Dense { .. } => Err("dense steps run over the whole batch".into()),
             Step::MaxPool { x, y, g, blocked } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
-                if *blocked {
-                    return blocked::window(self.isa, xs, g, &blocked::Window::Max, ys);
-                }
-                max_pool(self.isa, xs, g, ys);
-                Ok(())
+                max_pool(self.isa, *blocked, xs, g, ys)
             }
             Step::AvgPool {
                 x,
@@ -1256,16 +1248,7 @@ impl Ctx<'_> {
                 blocked,
             } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
-                if *blocked {
-                    let op = blocked::Window::Avg {
-                        count_pad: *count_pad,
-                        pb: *pb,
-                        pr: *pr,
-                    };
-                    return blocked::window(self.isa, xs, g, &op, ys);
-                }
-                avg_pool(self.isa, xs, g, *count_pad, *pb, *pr, ys);
-                Ok(())
+                avg_pool(self.isa, *blocked, xs, g, *count_pad, *pb, *pr, ys)
             }
             Step::GlobalAvgPool {
                 x,
