@@ -227,17 +227,23 @@ each shaped [batch, ...]. Without -o, prints the output's shape and, for a class
 top-1 class of each sample. --bench N runs the model N times after 5 warm-up runs and prints
 the median and minimum time per run. --threads T uses T threads (default: all cores).";
 
-/// `println!` for the executable's results: when whoever reads stdout has gone
-/// (`./model x.npy | head -c 20`), the program stops quietly instead of panicking.
+/// Ends the process after a failed write to stdout: silently (status 0) when the reader
+/// closed the pipe (`./model x.npy | head -c 20`), else with the error and status 1. For
+/// programs' `main`s (the executable's here, `mcc`'s), never for library code.
+pub fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
+}
+
+/// `println!` for the executable's results that stops quietly when stdout is closed.
 macro_rules! say {
     ($($t:tt)*) => {{
         use std::io::Write as _;
         if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            eprintln!("error: cannot write to standard output: {e}");
-            std::process::exit(1);
+            stdout_failed(&e);
         }
     }};
 }

@@ -241,7 +241,7 @@ macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
         if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
-            closed_stdout(&e);
+            mcc_runtime::abi::stdout_failed(&e);
         }
     }};
 }
@@ -251,19 +251,9 @@ macro_rules! out {
     ($($t:tt)*) => {{
         use std::io::Write as _;
         if let Err(e) = write!(std::io::stdout(), $($t)*) {
-            closed_stdout(&e);
+            mcc_runtime::abi::stdout_failed(&e);
         }
     }};
-}
-
-/// Ends the process after a failed write to stdout: silently (status 0) when the reader
-/// closed the pipe, else with the error and status 1.
-fn closed_stdout(e: &std::io::Error) -> ! {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        std::process::exit(0);
-    }
-    eprintln!("error: cannot write to standard output: {e}");
-    std::process::exit(1);
 }
 
 fn main() -> ExitCode {
