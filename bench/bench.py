@@ -11,7 +11,7 @@ The machine's speed drifts (a shared 2-core VM: the same measurement can differ 
 one minute to the next), so each cell is measured in --rounds rounds, ORT and mcc
 alternating, and each side keeps its best (lowest) median: both get the same chances.
 
-Usage: python3 bench/bench.py [--runs 50] [--rounds 3] [--quick] [--out bench/results.md]
+Usage: python3 bench/bench.py [--runs 50] [--rounds 3] [--quick] [--models a,b] [--out bench/results.md]
 Installs onnxruntime and numpy with pip if they are missing. Prints one markdown table.
 """
 import argparse
@@ -92,8 +92,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating ORT/mcc rounds per cell; each keeps its best median (default 3)")
     ap.add_argument("--quick", action="store_true", help="trained models only, batch 1 and 64")
+    ap.add_argument("--models", help="only these models, comma-separated (e.g. lenet5,light_squeezenet)")
     ap.add_argument("--out", help="also write the report (markdown) to this file")
     args = ap.parse_args()
+    wanted = set(args.models.split(",")) if args.models else None
+    known = {name for name, _ in TRAINED} | {f"light_{name}" for name in LIGHT}
+    if wanted and not wanted <= known:
+        ap.error(f"unknown model(s) {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}")
     ensure_packages()
     import numpy as np
     import onnxruntime as ort
@@ -111,10 +116,11 @@ def main():
         f"{args.runs} timed runs per measurement, median; {args.rounds} alternating rounds per cell, "
         f"best median of each side; {time.strftime('%Y-%m-%d %H:%M')}.")
     say()
-    say("```")
-    say(subprocess.run([mcc, "bench", "--kernels"], capture_output=True, text=True, check=True).stdout.rstrip())
-    say("```")
-    say()
+    if not wanted:
+        say("```")
+        say(subprocess.run([mcc, "bench", "--kernels"], capture_output=True, text=True, check=True).stdout.rstrip())
+        say("```")
+        say()
     jobs = []
     for name, data in TRAINED:
         x = np.load(os.path.join(CORPUS, data)).astype(np.float32)
@@ -124,6 +130,8 @@ def main():
         x = np.load(os.path.join(CORPUS, "light", "light_input_seed0.npy")).astype(np.float32)
         for name in LIGHT:
             jobs.append((f"light_{name}", os.path.join(CORPUS, "light", f"light_{name}.onnx"), x, 1))
+    if wanted:
+        jobs = [job for job in jobs if job[0] in wanted]
     built = {}
     build_times = {}
     say("| model | batch | threads | ORT ms | mcc ms | ratio ORT/mcc |")

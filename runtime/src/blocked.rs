@@ -121,46 +121,54 @@ pub fn padded_len(g: &Geometry) -> usize {
 /// Writes one sample's input, zero-padded to [`padded_dims`], into `out`: `[c/16][hp][wp][16]`
 /// when `blocked`, else `[c][hp][wp]`.
 pub fn pad(x: &[f32], g: &Geometry, blocked: bool, out: &mut [f32]) -> Result<(), String> {
-    let planes = if blocked { g.c / LANES } else { g.c };
-    pad_planes(x, g, blocked, 0..planes, out)
+    pad_rows(x, g, blocked, 0..padded_dims(g).0, out)
 }
 
-/// Like [`pad`] for planes `planes` only (blocks of 16 channels, or channels): `out` holds
-/// those planes of the padded input.
-pub fn pad_planes(
+/// Like [`pad`] for the padded rows `rows` of every plane only (the rest of `out` is left
+/// as it was): what a task computing some output rows reads.
+pub fn pad_rows(
     x: &[f32],
     g: &Geometry,
     blocked: bool,
-    planes: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
     out: &mut [f32],
 ) -> Result<(), String> {
     let (hp, wp) = padded_dims(g);
     let lanes = if blocked { LANES } else { 1 };
-    if (blocked && !g.c.is_multiple_of(LANES))
-        || x.len() < g.c * g.h * g.w
-        || planes.end * lanes > g.c
-    {
+    if (blocked && !g.c.is_multiple_of(LANES)) || x.len() < g.c * g.h * g.w {
         return Err("a convolution's input is smaller than its shape".into());
     }
-    if out.len() < planes.len() * lanes * hp * wp {
+    if out.len() < g.c * hp * wp {
         return Err("the padding buffer is too small".into());
     }
+    let rows = rows.start.min(hp)..rows.end.min(hp);
     let (row, prow) = (g.w * lanes, wp * lanes);
-    for (i, p) in planes.enumerate() {
+    for p in 0..g.c / lanes {
         let src = &x[p * g.h * row..(p + 1) * g.h * row];
-        let dst = &mut out[i * hp * prow..(i + 1) * hp * prow];
-        dst[..g.pt * prow].fill(0.0);
-        for (r, d) in dst[g.pt * prow..(g.pt + g.h) * prow]
-            .chunks_exact_mut(prow)
-            .enumerate()
-        {
-            d[..g.pl * lanes].fill(0.0);
-            d[g.pl * lanes..g.pl * lanes + row].copy_from_slice(&src[r * row..(r + 1) * row]);
-            d[g.pl * lanes + row..].fill(0.0);
+        let dst = &mut out[p * hp * prow..(p + 1) * hp * prow];
+        for r in rows.clone() {
+            let d = &mut dst[r * prow..(r + 1) * prow];
+            match r.checked_sub(g.pt).filter(|&y| y < g.h) {
+                Some(y) => {
+                    d[..g.pl * lanes].fill(0.0);
+                    d[g.pl * lanes..g.pl * lanes + row]
+                        .copy_from_slice(&src[y * row..(y + 1) * row]);
+                    d[g.pl * lanes + row..].fill(0.0);
+                }
+                None => d.fill(0.0),
+            }
         }
-        dst[(g.pt + g.h) * prow..].fill(0.0);
     }
     Ok(())
+}
+
+/// The padded rows that output pixels `pixels` (row-major over `oh·ow`) read.
+pub fn rows_read(g: &Geometry, pixels: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+    if pixels.is_empty() || g.ow == 0 {
+        return 0..0;
+    }
+    let (first, last) = (pixels.start / g.ow, (pixels.end - 1) / g.ow);
+    first * g.sh..last * g.sh + g.kh.saturating_sub(1) * g.dh + 1
 }
 
 /// Packs a convolution's weights `[m][c][kh][kw]` (`m` a multiple of 16) as

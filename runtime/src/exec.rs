@@ -250,13 +250,26 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 arena(x, "input").map_err(at)?;
                 arena(y, "output").map_err(at)?;
             }
-            Step::Concat { y, outer, parts } => {
+            Step::Concat {
+                y,
+                outer,
+                parts,
+                plane,
+            } => {
                 let total: usize = parts.iter().map(|(_, c)| c).sum();
                 need(y, outer * total, "output").map_err(at)?;
                 arena(y, "output").map_err(at)?;
                 for (b, chunk) in parts {
                     need(b, outer * chunk, "part").map_err(at)?;
                     arena(b, "part").map_err(at)?;
+                    if *plane > 0 && !chunk.is_multiple_of(*plane) {
+                        return Err(at(
+                            "a blocked concatenation's part is not whole blocks".into()
+                        ));
+                    }
+                }
+                if *plane > 0 && (*outer != 1 || !plane.is_multiple_of(LANES)) {
+                    return Err(at("a blocked concatenation's blocks are malformed".into()));
                 }
             }
             Step::Softmax {
@@ -379,7 +392,11 @@ type ManyViews<'a, const N: usize> = ([&'a [f32]; N], Vec<&'a mut [f32]>);
 
 /// Work (FLOPs) from which one sample's blocked convolution splits its pixels over the
 /// threads.
-const BLOCKED_SPLIT: usize = 1_000_000;
+const BLOCKED_SPLIT: usize = 150_000;
+
+/// Output floats per sample from which one sample's blocked concatenation splits its pixels
+/// over the threads.
+const CONCAT_SPLIT: usize = 32 * 1024;
 
 /// Output floats per sample from which a max pooling or depthwise convolution of one
 /// sample splits its channels over the threads.
@@ -667,12 +684,12 @@ impl<'p> Runner<'p> {
         // Splitting one sample's convolution over the threads pays from a larger size
         // (measured: a 3.6 MFLOP convolution ran slower on 2 threads, 14 MFLOP ones ~1.3×
         // faster).
-        let split_one = batch < threads && step_flops(step) > 6_000_000;
+        let split_one = batch < threads && step_flops(step) > 2_000_000;
         match step {
             Step::Dense { .. } => {
                 // One GEMM over the whole batch, split by rows (or by columns for one row),
                 // when the batch's work is large.
-                let parts = if step_flops(step) * batch > 2_000_000 {
+                let parts = if step_flops(step) * batch > 500_000 {
                     threads
                 } else {
                     1
@@ -690,44 +707,14 @@ impl<'p> Runner<'p> {
                 layout: ConvLayout::Blocked { x_blocked },
                 ..
             } if batch < threads && step_flops(step) > BLOCKED_SPLIT => {
-                // One sample: pad the input once (its planes in parallel), then split the
-                // output: by pixels, or by blocks when the weights outweigh the input (each
-                // task then reads its blocks' weights only).
-                let lanes = if *x_blocked { LANES } else { 1 };
-                let (planes, (hp, wp)) = (g.c / lanes, blocked::padded_dims(g));
-                let plane = hp * wp * lanes;
+                // One sample: split the output by pixels, or by blocks when the weights
+                // outweigh the input (each task then reads its blocks' weights only). Each
+                // task pads the input rows it reads into its own scratch: with the same split
+                // as the layer before, they are the rows that layer's task wrote on this
+                // thread, still in this core's cache.
                 let k = g.c * g.kh * g.kw;
                 let by_blocks = m * k > g.c * g.h * g.w && m / LANES >= threads;
                 for s in 0..batch {
-                    let pre = if blocked::needs_padding(g) {
-                        let ([xs], _) = arena.views([range(x, batch, s)], 0..0)?;
-                        let mut rest = self
-                            .padded
-                            .get_mut(..planes * plane)
-                            .ok_or("the padding buffer is too small")?;
-                        let mut parts = vec![];
-                        for t in 0..threads {
-                            let mine = split(planes, threads, 1, t);
-                            let (head, tail) = rest.split_at_mut(mine.len() * plane);
-                            parts.push(std::sync::Mutex::new((mine, head)));
-                            rest = tail;
-                        }
-                        self.pool.run(threads, &|t| {
-                            let Some(Ok(mut part)) = parts.get(t).map(|p| p.lock()) else {
-                                return;
-                            };
-                            let (mine, out) = &mut *part;
-                            if let Err(e) =
-                                blocked::pad_planes(xs, g, *x_blocked, mine.clone(), out)
-                            {
-                                fail(e);
-                            }
-                        });
-                        drop(parts);
-                        Some(&self.padded[..])
-                    } else {
-                        None
-                    };
                     self.pool.run(threads, &|t| {
                         let q = g.oh * g.ow;
                         let (blocks, pixels) = if by_blocks {
@@ -735,7 +722,10 @@ impl<'p> Runner<'p> {
                         } else {
                             (0..m / LANES, split(q, threads, 8, t))
                         };
-                        if let Err(e) = ctx.conv_blocked(step, s, pre, &mut [], blocks, pixels) {
+                        let Ok(mut buf) = scratch[t].lock() else {
+                            return;
+                        };
+                        if let Err(e) = ctx.conv_blocked(step, s, &mut buf, blocks, pixels) {
                             fail(e);
                         }
                     });
@@ -815,6 +805,31 @@ impl<'p> Runner<'p> {
                         let mine = split(*groups, threads, 1, t);
                         if let Err(e) = ctx.conv_groups(step, s, mine, &mut buf) {
                             fail(e);
+                        }
+                    });
+                }
+            }
+            Step::Concat {
+                y, parts, plane, ..
+            } if batch < threads && *plane > 0 && y.len >= CONCAT_SPLIT => {
+                // One sample of channel blocks: each task copies its pixels of every block.
+                for s in 0..batch {
+                    self.pool.run(threads, &|t| {
+                        let px = split(plane / LANES, threads, 8, t);
+                        let span = px.start * LANES..px.end * LANES;
+                        let mut at = range(y, batch, s).start;
+                        for (p, chunk) in parts {
+                            let x0 = range(p, batch, s).start;
+                            for j in (0..*chunk).step_by(*plane) {
+                                let (from, to) = (x0 + j, at + j);
+                                let src = from + span.start..from + span.end;
+                                let dst = to + span.start..to + span.end;
+                                match arena.views([src], dst) {
+                                    Ok(([xs], ys)) => ys.copy_from_slice(xs),
+                                    Err(e) => return fail(e),
+                                }
+                            }
+                            at += chunk;
                         }
                     });
                 }
@@ -1002,14 +1017,13 @@ impl Ctx<'_> {
         )
     }
 
-    /// Output blocks `blocks` of a blocked convolution of sample `s`, reading `pre` (the
-    /// sample's input already padded) or padding into `scratch` itself.
+    /// Output blocks `blocks`, pixels `pixels` of a blocked convolution of sample `s`,
+    /// padding the input rows they read into `scratch`.
     #[allow(clippy::too_many_arguments)]
     fn conv_blocked(
         &self,
         step: &Step,
         s: usize,
-        pre: Option<&[f32]>,
         scratch: &mut [f32],
         blocks: std::ops::Range<usize>,
         pixels: std::ops::Range<usize>,
@@ -1045,14 +1059,12 @@ impl Ctx<'_> {
             .views_many([range(x, self.batch, s), theirs], &mine)?;
         let (xp, (hp, wp)): (&[f32], _) = if !blocked::needs_padding(g) {
             (xs, (g.h, g.w))
-        } else if let Some(pre) = pre {
-            (pre, blocked::padded_dims(g))
         } else {
             let need = blocked::padded_len(g);
             let buf = scratch
                 .get_mut(..need)
                 .ok_or("the scratch buffer is too small")?;
-            blocked::pad(xs, g, *x_blocked, buf)?;
+            blocked::pad_rows(xs, g, *x_blocked, blocked::rows_read(g, &pixels), buf)?;
             (buf, blocked::padded_dims(g))
         };
         let k = g.c * g.kh * g.kw;
@@ -1187,7 +1199,7 @@ impl Ctx<'_> {
                 layout: ConvLayout::Blocked { .. },
                 g,
                 ..
-            } => self.conv_blocked(step, s, None, buf, 0..m / LANES, 0..g.oh * g.ow),
+            } => self.conv_blocked(step, s, buf, 0..m / LANES, 0..g.oh * g.ow),
             Step::Conv {
                 x,
                 y,
@@ -1341,7 +1353,9 @@ impl Ctx<'_> {
                 );
                 Ok(())
             }
-            Step::Concat { y, outer, parts } => {
+            Step::Concat {
+                y, outer, parts, ..
+            } => {
                 let total: usize = parts.iter().map(|(_, c)| c).sum();
                 let yr = range(y, b, s);
                 let mut at = 0;

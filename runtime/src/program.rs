@@ -235,6 +235,10 @@ pub enum Step {
         outer: usize,
         /// Inputs and their chunk sizes.
         parts: Vec<(Buf, usize)>,
+        /// Floats of one block of 16 channels when the parts are channel blocks
+        /// (`[blocks][pixels][16]`, `outer` 1): one sample's copy then splits its pixels over
+        /// the threads, as the convolutions that wrote the parts did. 0 otherwise.
+        plane: usize,
     },
     /// Softmax (or log-softmax) of `rows` rows of `cols`.
     Softmax {
@@ -307,7 +311,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG2");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG3");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -660,10 +664,16 @@ impl Step {
                 w.u(*shift);
                 w.act(*act);
             }
-            Step::Concat { y, outer, parts } => {
+            Step::Concat {
+                y,
+                outer,
+                parts,
+                plane,
+            } => {
                 w.u(9);
                 w.buf(*y);
                 w.u(*outer);
+                w.u(*plane);
                 w.u(parts.len());
                 for (b, chunk) in parts {
                     w.buf(*b);
@@ -811,6 +821,7 @@ impl Step {
             9 => {
                 let y = r.buf()?;
                 let outer = r.u()?;
+                let plane = r.u()?;
                 let n = r.u()?;
                 if n > r.0.len() {
                     return None;
@@ -818,7 +829,12 @@ impl Step {
                 let parts = (0..n)
                     .map(|_| Some((r.buf()?, r.u()?)))
                     .collect::<Option<_>>()?;
-                Step::Concat { y, outer, parts }
+                Step::Concat {
+                    y,
+                    outer,
+                    parts,
+                    plane,
+                }
             }
             10 => Step::Softmax {
                 x: r.buf()?,

@@ -1,6 +1,11 @@
 //! A small persistent thread pool: `run(tasks, f)` calls `f(0..tasks)` spread over the
 //! caller and the pool's workers, and returns when every call has returned. Workers sleep on
 //! a condition variable between jobs, so an idle model costs nothing.
+//!
+//! A job of at most as many tasks as threads runs task `t` on thread `t` (the caller is
+//! thread 0) unless that thread is late: consecutive steps that split an image the same way
+//! then find their part of the input in their own core's cache. A thread that is done claims
+//! the tasks not yet started, so a sleeping worker never holds a job up.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -32,7 +37,11 @@ struct Inner {
     waiting: AtomicBool,
     wake: Condvar,
     done: Condvar,
+    /// The next task to take (jobs of more tasks than threads).
     next: AtomicUsize,
+    /// Tasks taken, one bit each (jobs of at most as many tasks as threads).
+    claimed: AtomicU64,
+    threads: usize,
 }
 
 /// The pool. `threads` counts the caller: a pool of 1 runs everything inline.
@@ -49,7 +58,25 @@ fn call(job: usize, task: usize) {
     f(task);
 }
 
-fn work(inner: &Inner, job: usize, tasks: usize) {
+/// Whether a job of `tasks` runs task `t` on thread `t` first.
+fn pinned(inner: &Inner, tasks: usize) -> bool {
+    tasks <= inner.threads && tasks <= 64
+}
+
+/// Runs tasks of the job on thread `me` until none is left to take.
+fn work(inner: &Inner, job: usize, tasks: usize, me: usize) {
+    if pinned(inner, tasks) {
+        let claim = |t: usize| inner.claimed.fetch_or(1 << t, Ordering::AcqRel) & (1 << t) == 0;
+        if me < tasks && claim(me) {
+            call(job, me);
+        }
+        for t in 0..tasks {
+            if inner.claimed.load(Ordering::Acquire) & (1 << t) == 0 && claim(t) {
+                call(job, t);
+            }
+        }
+        return;
+    }
     loop {
         let t = inner.next.fetch_add(1, Ordering::Relaxed);
         if t >= tasks {
@@ -59,7 +86,7 @@ fn work(inner: &Inner, job: usize, tasks: usize) {
     }
 }
 
-fn worker(inner: &Inner) {
+fn worker(inner: &Inner, me: usize) {
     let mut seen = 0;
     loop {
         // Wait for a new job: spin a while, then sleep.
@@ -100,7 +127,7 @@ fn worker(inner: &Inner) {
             j
         };
         if let Some((job, tasks)) = taken {
-            work(inner, job, tasks);
+            work(inner, job, tasks, me);
             if inner.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
                 // Wake `run` if it went to sleep waiting for us (it sets `waiting` under the
                 // lock before it checks `busy` a last time, so this cannot miss it).
@@ -126,11 +153,13 @@ impl Pool {
             wake: Condvar::new(),
             done: Condvar::new(),
             next: AtomicUsize::new(0),
+            claimed: AtomicU64::new(0),
+            threads: threads.max(1),
         });
         let workers = (1..threads.max(1))
-            .map(|_| {
+            .map(|me| {
                 let inner = Arc::clone(&inner);
-                std::thread::spawn(move || worker(&inner))
+                std::thread::spawn(move || worker(&inner, me))
             })
             .collect();
         Pool { inner, workers }
@@ -152,6 +181,7 @@ impl Pool {
         let job: &(dyn Fn(usize) + Sync + '_) = f;
         let addr = &job as *const &(dyn Fn(usize) + Sync + '_) as usize;
         self.inner.next.store(0, Ordering::Relaxed);
+        self.inner.claimed.store(0, Ordering::Relaxed);
         {
             let Ok(mut s) = self.inner.state.lock() else {
                 (0..tasks).for_each(f);
@@ -165,7 +195,7 @@ impl Pool {
                 self.inner.wake.notify_all();
             }
         }
-        work(&self.inner, addr, tasks);
+        work(&self.inner, addr, tasks, 0);
         // Withdraw the job (no worker can take it after this), then wait for the workers
         // that did: spin a while, then sleep.
         let Ok(mut s) = self.inner.state.lock() else {

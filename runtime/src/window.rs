@@ -172,6 +172,19 @@ pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
         return false;
     }
     let p = g.oh * g.ow;
+    let plain_2x2 = (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) == (2, 2, 2, 2, 1, 1, 0, 0);
+    if plain_2x2 && 2 * g.oh <= g.h && 2 * g.ow <= g.w {
+        if x.len() < g.c * g.h * g.w || y.len() < g.c * p {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `handles` checked AVX-512F; the lengths are checked above.
+        #[allow(unsafe_code)]
+        unsafe {
+            // A NaN makes it decline; the portable loop then does every channel exactly.
+            return kernels::max_2x2(x, g, y);
+        }
+    }
     let mut phases = Phases::new(g, f32::NEG_INFINITY);
     let (taps, stores) = (conv::phase_taps(g), phases.stores(g));
     for c in 0..g.c {
@@ -207,6 +220,69 @@ mod kernels {
     use super::GROUP;
     use crate::epilogue::{Act, Bias, Epilogue};
     use std::arch::x86_64::*;
+
+    /// The 2×2 stride-2 unpadded max pooling of every channel, 16 outputs per vector (the
+    /// even and odd columns of 32 inputs, picked apart by permutes). Returns `false` if the
+    /// input holds a NaN (the caller then computes it exactly).
+    ///
+    /// # Safety
+    /// AVX-512F; `x` holds `c·h·w` floats and `y` `c·oh·ow`, `2·oh ≤ h`, `2·ow ≤ w`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn max_2x2(x: &[f32], g: &crate::conv::Geometry, y: &mut [f32]) -> bool {
+        let (even, odd) = (
+            _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+            _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        );
+        let bits = |n: usize| -> __mmask16 { if n >= 16 { 0xffff } else { (1 << n) - 1 } };
+        let mut nan: __mmask16 = 0;
+        for ch in 0..g.c {
+            let plane = x.as_ptr().wrapping_add(ch * g.h * g.w);
+            let out = y.as_mut_ptr().wrapping_add(ch * g.oh * g.ow);
+            for oy in 0..g.oh {
+                let mut ox = 0;
+                while ox < g.ow {
+                    let n = (g.ow - ox).min(16);
+                    let (lo, hi) = (bits(2 * n), bits((2 * n).saturating_sub(16)));
+                    // SAFETY: the masks cover columns 2·ox .. 2·(ox + n) ≤ w of rows 2·oy and
+                    // 2·oy + 1 < h of this channel, and outputs ox .. ox + n of row oy.
+                    unsafe {
+                        let r0 = plane.add(2 * oy * g.w + 2 * ox);
+                        let r1 = r0.add(g.w);
+                        let (a0, a1) = (
+                            _mm512_maskz_loadu_ps(lo, r0),
+                            _mm512_maskz_loadu_ps(hi, r0.add(16)),
+                        );
+                        let (b0, b1) = (
+                            _mm512_maskz_loadu_ps(lo, r1),
+                            _mm512_maskz_loadu_ps(hi, r1.add(16)),
+                        );
+                        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a0, a1)
+                            | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b0, b1);
+                        // Each row's left and right taps, then the larger of each pair and
+                        // of the two rows (the portable loop's order).
+                        let top = _mm512_max_ps(
+                            _mm512_permutex2var_ps(a0, odd, a1),
+                            _mm512_permutex2var_ps(a0, even, a1),
+                        );
+                        let bottom = _mm512_max_ps(
+                            _mm512_permutex2var_ps(b0, odd, b1),
+                            _mm512_permutex2var_ps(b0, even, b1),
+                        );
+                        _mm512_mask_storeu_ps(
+                            out.add(oy * g.ow + ox),
+                            bits(n),
+                            _mm512_max_ps(bottom, top),
+                        );
+                    }
+                    ox += n;
+                }
+            }
+            if nan != 0 {
+                return false;
+            }
+        }
+        true
+    }
 
     /// `dst` = `src` (equal lengths) by masked 16-lane moves; returns whether it copied a
     /// NaN.
@@ -441,7 +517,29 @@ mod tests {
 
     #[test]
     fn max_pool_agrees_with_the_portable_loop_and_leaves_nans_to_it() {
-        let g = geo();
+        // The general phase kernel, and the 2×2/2 one on an odd width (a row's last vector
+        // partly masked, the last input column unread) and on 16 outputs per row exactly.
+        let two = |h: usize, w: usize| Geometry {
+            c: 3,
+            h,
+            w,
+            oh: h / 2,
+            ow: w / 2,
+            kh: 2,
+            kw: 2,
+            sh: 2,
+            sw: 2,
+            pt: 0,
+            pl: 0,
+            ..geo()
+        };
+        for g in [geo(), two(9, 37), two(4, 32)] {
+            max_pool_case(&g);
+        }
+    }
+
+    fn max_pool_case(g: &Geometry) {
+        let g = *g;
         let mut x: Vec<f32> = (0..g.c * g.h * g.w)
             .map(|i| ((i * 37 % 101) as f32) - 50.0)
             .collect();
@@ -455,8 +553,8 @@ mod tests {
             // Only a CPU without AVX-512 declines a NaN-free image.
             assert_ne!(isa, Isa::Avx512);
         }
-        // A NaN in the second channel: declined (the portable loop propagates it).
-        x[g.h * g.w + 7] = f32::NAN;
+        // A NaN in the last channel: declined (the portable loop propagates it).
+        x[(g.c - 1) * g.h * g.w + 7] = f32::NAN;
         assert!(!max_pool(isa, &x, &g, &mut got));
     }
 }

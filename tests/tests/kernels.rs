@@ -335,9 +335,15 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
             node(&mut g, op, vec![Some(x)])?;
         }
         11 => {
-            // Layout-generic steps on (maybe) blocked channels.
-            let (x, pre) = source(&mut g, c, h, w, r);
+            // Layout-generic steps on (maybe) blocked channels; concatenations big enough
+            // for one sample's copy to split its pixels over the threads.
             let which = r.range(0, 2);
+            let (c, h, w) = if which == 1 {
+                (r.pick(&[16, 32]), r.range(24, 40), r.range(24, 40))
+            } else {
+                (c, h, w)
+            };
+            let (x, pre) = source(&mut g, c, h, w, r);
             desc = format!(
                 "{} c{c} {h}x{w}{pre}",
                 ["GlobalAveragePool", "Concat", "Add"][which]

@@ -522,10 +522,16 @@ impl<'g> Lowering<'g> {
                     parts.push((self.read(*v)?, chunk));
                 }
                 let yb = self.write(y)?;
+                let plane = if blocked {
+                    out[2..].iter().product::<usize>() * LANES
+                } else {
+                    0
+                };
                 self.steps.push(Step::Concat {
                     y: yb,
                     outer,
                     parts,
+                    plane,
                 });
                 Ok(())
             }
