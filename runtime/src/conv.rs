@@ -303,6 +303,27 @@ impl PhaseLayout {
             let src = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
             let block = &mut body[c * phases * plane..(c + 1) * phases * plane];
             for ps in (0..sh).filter(|&ps| self.rows[ps]) {
+                let in_row = |r: usize| (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h);
+                if sw == 1 {
+                    // One column phase: the image's rows in one call (input rows sh apart).
+                    let (lo, hi, ix0) = self.cols[0].0;
+                    let mut inside = (0..qh).filter(|&r| in_row(r).is_some());
+                    if let (Some(r0), true) = (inside.next(), lo < hi) {
+                        let r1 = inside.last().unwrap_or(r0) + 1;
+                        let iy0 = in_row(r0).unwrap_or(0);
+                        let at = (ps * qh + r0) * qw + lo;
+                        nan |= crate::window::copy_rows(
+                            block,
+                            at,
+                            qw,
+                            src,
+                            iy0 * g.w + ix0,
+                            sh * g.w,
+                            r1 - r0,
+                            hi - lo,
+                        )?;
+                    }
+                }
                 for r in 0..qh {
                     let iy = (r * sh + ps).checked_sub(g.pt).filter(|&iy| iy < g.h);
                     let at = |phs: usize| ((ps * sw + phs) * qh + r) * qw;
@@ -319,6 +340,9 @@ impl PhaseLayout {
                         }
                     }
                     let Some(iy) = iy else { continue };
+                    if sw == 1 {
+                        continue;
+                    }
                     let row = &src[iy * g.w..(iy + 1) * g.w];
                     if sw == 2
                         && let Some(n) =

@@ -79,6 +79,42 @@ pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) -> bool {
     src.iter().any(|v| v.is_nan())
 }
 
+/// Copies `rows` rows of `len` floats, row r from `src[s0 + r·ss..]` to `dst[d0 + r·ds..]`:
+/// by masked AVX-512 moves where the CPU has them, every row in one call (a call per short
+/// row cost more than its copy), else `copy_from_slice`. Returns whether it copied a NaN.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn copy_rows(
+    dst: &mut [f32],
+    d0: usize,
+    ds: usize,
+    src: &[f32],
+    s0: usize,
+    ss: usize,
+    rows: usize,
+    len: usize,
+) -> Result<bool, String> {
+    if rows == 0 || len == 0 {
+        return Ok(false);
+    }
+    let end = |at: usize, stride: usize| (rows - 1) * stride + at + len;
+    if end(d0, ds) > dst.len() || end(s0, ss) > src.len() {
+        return Err("a row copy reaches outside its buffers".into());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if Isa::cached() == Isa::Avx512 {
+        // SAFETY: the CPU has AVX-512F; every row lies inside both slices (checked).
+        #[allow(unsafe_code)]
+        return Ok(unsafe { kernels::copy_rows(dst, d0, ds, src, s0, ss, rows, len) });
+    }
+    let mut nan = false;
+    for r in 0..rows {
+        let s = &src[s0 + r * ss..s0 + r * ss + len];
+        dst[d0 + r * ds..d0 + r * ds + len].copy_from_slice(s);
+        nan |= s.iter().any(|v| v.is_nan());
+    }
+    Ok(nan)
+}
+
 /// Splits an input row into its two column phases (stride 2): input column ix goes to phase
 /// φ = (ix + pl) % 2 at q = (ix + pl − φ) / 2, for q < qw, the phase rows starting at `at0`
 /// and `at1` in `buf`. Returns whether the row holds a NaN, or `None` (nothing written)
@@ -304,6 +340,44 @@ mod kernels {
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
             }
             i += 16;
+        }
+        nan != 0
+    }
+
+    /// [`super::copy_rows`] with AVX-512.
+    ///
+    /// # Safety
+    /// AVX-512F; every row lies inside both slices.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn copy_rows(
+        dst: &mut [f32],
+        d0: usize,
+        ds: usize,
+        src: &[f32],
+        s0: usize,
+        ss: usize,
+        rows: usize,
+        len: usize,
+    ) -> bool {
+        let mut nan: __mmask16 = 0;
+        for r in 0..rows {
+            let (d, s) = (
+                dst.as_mut_ptr().wrapping_add(d0 + r * ds),
+                src.as_ptr().wrapping_add(s0 + r * ss),
+            );
+            let mut i = 0;
+            while i < len {
+                let left = len - i;
+                let mask: __mmask16 = if left >= 16 { 0xffff } else { (1 << left) - 1 };
+                // SAFETY: the mask covers only the row's `len` floats, inside both slices.
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(mask, s.add(i));
+                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    _mm512_mask_storeu_ps(d.add(i), mask, v);
+                }
+                i += 16;
+            }
         }
         nan != 0
     }

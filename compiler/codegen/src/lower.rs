@@ -703,7 +703,7 @@ impl<'g> Lowering<'g> {
         let (x_blocked, y_blocked) = if depthwise {
             // Only where the input is blocked already (between grouped convolutions that run
             // NCHW, two reorders would cost more than the blocked kernel saves).
-            let b = to_blocks && m == xd[1] && self.is_blocked(x);
+            let b = to_blocks && m == xd[1];
             (b, b)
         } else if groups == 1 && to_blocks {
             (self.blockable(x), true)
