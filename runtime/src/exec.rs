@@ -391,8 +391,10 @@ const GROUP_SPLIT: usize = 2_000_000;
 type ManyViews<'a, const N: usize> = ([&'a [f32]; N], Vec<&'a mut [f32]>);
 
 /// Work (FLOPs) from which one sample's blocked convolution splits its pixels over the
-/// threads.
-const BLOCKED_SPLIT: usize = 150_000;
+/// threads (measured at batch 1 on 2 threads: MobileNet's 0.8–1.6 MFLOP pointwise layers,
+/// between depthwise ones that run whole, lose from a split below this; ResNet's chains of
+/// split 1.8–3.6 MFLOP layers gain).
+const BLOCKED_SPLIT: usize = 1_000_000;
 
 /// Output floats per sample from which one sample's blocked concatenation splits its pixels
 /// over the threads.
