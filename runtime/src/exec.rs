@@ -400,7 +400,7 @@ const BLOCKED_SPLIT: usize = 1_000_000;
 /// over the threads.
 const CONCAT_SPLIT: usize = 32 * 1024;
 
-/// Output floats per sample from which a max pooling or depthwise convolution of one
+/// Output floats per sample from which a pooling or depthwise convolution of one
 /// sample splits its channels over the threads.
 const WINDOW_SPLIT: usize = 64 * 1024;
 
@@ -836,7 +836,9 @@ impl<'p> Runner<'p> {
                     });
                 }
             }
-            Step::MaxPool { y, g, .. } | Step::Depthwise { y, g, .. }
+            Step::MaxPool { y, g, .. }
+            | Step::AvgPool { y, g, .. }
+            | Step::Depthwise { y, g, .. }
                 if batch < threads && y.len >= WINDOW_SPLIT && g.c >= threads =>
             {
                 // One large sample: its channels in parallel.
@@ -913,7 +915,7 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// Channels `part` of `parts` of a max pooling or depthwise convolution of sample `s`
+    /// Channels `part` of `parts` of a pooling or depthwise convolution of sample `s`
     /// (whole input channels: a depthwise convolution's output channels in groups of its
     /// multiplier). The task views (and writes) only its channels.
     fn window_channels(
@@ -924,12 +926,16 @@ impl Ctx<'_> {
         parts: usize,
     ) -> Result<(), String> {
         let (x, y, g) = match step {
-            Step::MaxPool { x, y, g, .. } | Step::Depthwise { x, y, g, .. } => (x, y, g),
+            Step::MaxPool { x, y, g, .. }
+            | Step::AvgPool { x, y, g, .. }
+            | Step::Depthwise { x, y, g, .. } => (x, y, g),
             _ => return Err("not a window step".into()),
         };
         let blocked = matches!(
             step,
-            Step::MaxPool { blocked: true, .. } | Step::Depthwise { blocked: true, .. }
+            Step::MaxPool { blocked: true, .. }
+                | Step::AvgPool { blocked: true, .. }
+                | Step::Depthwise { blocked: true, .. }
         );
         let chans = split(g.c, parts, if blocked { LANES } else { 1 }, part);
         if chans.is_empty() {
@@ -959,6 +965,9 @@ impl Ctx<'_> {
                 let bias = bias.map(|b| &self.w[b + o0..b + o1]);
                 depthwise(self.isa, blocked, xs, &sub, o1 - o0, ws, bias, *act, ys)
             }
+            Step::AvgPool {
+                count_pad, pb, pr, ..
+            } => avg_pool(self.isa, blocked, xs, &sub, *count_pad, *pb, *pr, ys),
             _ => max_pool(self.isa, blocked, xs, &sub, ys),
         }
     }

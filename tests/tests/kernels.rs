@@ -171,6 +171,12 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
             let s = [r.range(1, 3), r.range(1, 3)];
             let pads: Vec<i64> = (0..4).map(|i| r.range(0, k[i % 2] - 1) as i64).collect();
             let ceil = r.range(0, 3) == 0;
+            // Sometimes big enough for one sample's pooling to split its channels.
+            let (c, h, w, s) = if r.range(0, 3) == 0 {
+                (r.pick(&[48, 64]), 40, 40, [1, 1])
+            } else {
+                (c, h, w, s)
+            };
             let (x, pre) = source(&mut g, c, h, w, r);
             let max = r.range(0, 1) == 0;
             let cip = r.range(0, 1) as i64;
