@@ -2,7 +2,7 @@
 //!
 //! A compiled model is a function `run(model, inputs, outputs, batch) -> i32` made by mcc
 //! with Cranelift. It asks the runtime for the arena ([`mcc_rt_arena`]), computes the
-//! memory-bound steps inline, and calls [`mcc_rt_step`] for the kernel steps. `model` is
+//! memory-bound steps inline, and calls [`mcc_rt_steps`] for each run of kernel steps. `model` is
 //! the runtime state made by [`mcc_rt_new`] from the program's schedule and weights, which
 //! an ahead-of-time build keeps in `.rodata`.
 //!
@@ -176,18 +176,19 @@ pub unsafe extern "C" fn mcc_rt_arena(m: *mut Model, batch: usize) -> *mut f32 {
     }
 }
 
-/// Runs step `i` of the schedule on the arena (sized by [`mcc_rt_arena`]); 0 on success.
+/// Runs steps `first..end` of the schedule on the arena (sized by [`mcc_rt_arena`]; see
+/// [`Runner::steps`]); 0 on success.
 ///
 /// # Safety
 /// `m` must be a live model.
 #[allow(unsafe_code)]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mcc_rt_step(m: *mut Model, i: u32) -> i32 {
+pub unsafe extern "C" fn mcc_rt_steps(m: *mut Model, first: u32, end: u32) -> i32 {
     // SAFETY: the caller passes a live model.
     let Some(m) = (unsafe { m.as_mut() }) else {
         return 1;
     };
-    match m.runner.step(i as usize) {
+    match m.runner.steps(first as usize..end as usize) {
         Ok(()) => 0,
         Err(e) => m.fail(e),
     }

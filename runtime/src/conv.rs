@@ -309,7 +309,7 @@ impl PhaseLayout {
                     let (lo, hi, ix0) = self.cols[0].0;
                     let mut inside = (0..qh).filter(|&r| in_row(r).is_some());
                     if let (Some(r0), true) = (inside.next(), lo < hi) {
-                        let r1 = inside.last().unwrap_or(r0) + 1;
+                        let r1 = inside.next_back().unwrap_or(r0) + 1;
                         let iy0 = in_row(r0).unwrap_or(0);
                         let at = (ps * qh + r0) * qw + lo;
                         nan |= crate::window::copy_rows(

@@ -519,6 +519,12 @@ pub struct Runner<'p> {
     scratch: Vec<AlignedVec>,
     /// A stride-1 convolution's padded input, shared by the threads that split its rows.
     padded: AlignedVec,
+    /// One single-sample arena per thread, for runs of steps taken a sample at a time
+    /// (allocated on first use).
+    private: Vec<AlignedVec>,
+    /// Such a run's results that must wait until every sample has read its inputs (they
+    /// share memory with them in the whole-batch arena).
+    staged: Vec<f32>,
 }
 
 impl<'p> Runner<'p> {
@@ -555,6 +561,8 @@ impl<'p> Runner<'p> {
             } else {
                 AlignedVec::default()
             },
+            private: vec![],
+            staged: vec![],
         })
     }
 
@@ -616,9 +624,7 @@ impl<'p> Runner<'p> {
     pub fn run(&mut self, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
         let p = self.prog;
         let batch = self.set_inputs(inputs)?;
-        for i in 0..p.steps.len() {
-            self.step(i)?;
-        }
+        self.steps(0..p.steps.len())?;
         Ok(p.outputs
             .iter()
             .map(|io| {
@@ -657,6 +663,142 @@ impl<'p> Runner<'p> {
     }
 
     /// Runs step `i` over the current batch (after [`Self::arena_for`]).
+    /// Runs steps `range`: with a batch of at least one sample per thread, a sample at a
+    /// time through all of them (each thread in its own single-sample arena, its
+    /// activations staying in the core's cache; the values the run reads are copied in and
+    /// those read after it copied out), else step after step over the whole batch.
+    pub fn steps(&mut self, which: std::ops::Range<usize>) -> Result<(), String> {
+        let steps = self.prog.steps.get(which.clone()).ok_or("no such steps")?;
+        let (batch, threads) = (self.batch, self.pool.threads());
+        if batch < 2 || batch < threads {
+            return which.into_iter().try_for_each(|i| self.step(i));
+        }
+        // Dense steps take the whole batch (one GEMM); the runs between them go sample by
+        // sample.
+        let mut i = which.start;
+        while i < which.end {
+            let whole = |s: &Step| matches!(s, Step::Dense { .. });
+            let n = steps[i - which.start..]
+                .iter()
+                .take_while(|s| !whole(s))
+                .count();
+            if n > 1 {
+                self.per_sample(i..i + n)?;
+            } else {
+                self.step(i)?;
+            }
+            i += n.max(1);
+        }
+        Ok(())
+    }
+
+    /// Steps `which` (no dense ones), a sample at a time (see [`Self::steps`]).
+    fn per_sample(&mut self, which: std::ops::Range<usize>) -> Result<(), String> {
+        let p = self.prog;
+        let steps = p.steps.get(which.clone()).ok_or("no such steps")?;
+        let (batch, threads) = (self.batch, self.pool.threads());
+        if batch == 0 || self.arena.len() != p.arena * batch {
+            return Err("the arena is not sized for a batch".into());
+        }
+        let (ins, outs) = edges(p, which);
+        // Results that share memory with an input wait in `staged` ([buffer][sample]).
+        let overlap = |a: &Buf, b: &Buf| a.off < b.off + b.len && b.off < a.off + a.len;
+        let mut at = 0;
+        let outs: Vec<(Buf, Option<usize>)> = outs
+            .into_iter()
+            .map(|b| {
+                if ins.iter().any(|i| overlap(i, &b)) {
+                    at += b.len * batch;
+                    (b, Some(at - b.len * batch))
+                } else {
+                    (b, None)
+                }
+            })
+            .collect();
+        if self.staged.len() < at {
+            self.staged.resize(at, 0.0);
+        }
+        let staged = Arena {
+            ptr: self.staged.as_mut_ptr(),
+            len: self.staged.len(),
+        };
+        if self.private.len() != threads {
+            self.private = (0..threads).map(|_| AlignedVec::zeroed(p.arena)).collect();
+        }
+        let arena = Arena {
+            ptr: self.arena.as_mut_ptr(),
+            len: self.arena.len(),
+        };
+        let parts = threads.min(batch);
+        let own: Vec<std::sync::Mutex<(&mut AlignedVec, &mut AlignedVec)>> = self
+            .private
+            .iter_mut()
+            .zip(self.scratch.iter_mut())
+            .map(std::sync::Mutex::new)
+            .collect();
+        let (w, isa) = (&self.weights[..], self.isa);
+        let errors = std::sync::Mutex::new(None::<String>);
+        self.pool.run(parts, &|t| {
+            let Some(Ok(mut mine)) = own.get(t).map(|m| m.lock()) else {
+                return;
+            };
+            let (private, buf) = &mut *mine;
+            let one = Arena {
+                ptr: private.as_mut_ptr(),
+                len: private.len(),
+            };
+            let ctx = Ctx {
+                w,
+                isa,
+                batch: 1,
+                arena: &one,
+            };
+            let run = |s: usize, buf: &mut [f32]| -> Result<(), String> {
+                for b in &ins {
+                    let ([src], _) = arena.views([range(b, batch, s)], 0..0)?;
+                    let (_, dst) = one.views([], b.off..b.off + b.len)?;
+                    dst.copy_from_slice(src);
+                }
+                for step in steps {
+                    ctx.sample(step, 0, buf, 0..usize::MAX)?;
+                }
+                for (b, stage) in &outs {
+                    let mine = b.off..b.off + b.len;
+                    let ([src], _) = one.views([mine], 0..0)?;
+                    let (_, dst) = match stage {
+                        Some(at) => staged.views([], at + s * b.len..at + (s + 1) * b.len)?,
+                        None => arena.views([], range(b, batch, s))?,
+                    };
+                    dst.copy_from_slice(src);
+                }
+                Ok(())
+            };
+            for s in split(batch, parts, 1, t) {
+                if let Err(e) = run(s, buf) {
+                    if let Ok(mut slot) = errors.lock() {
+                        slot.get_or_insert(e);
+                    }
+                    return;
+                }
+            }
+        });
+        if let Ok(Some(e)) = errors.into_inner() {
+            return Err(e);
+        }
+        for (b, stage) in &outs {
+            if let Some(at) = stage {
+                let n = b.len * batch;
+                let whole = b.off * batch..b.off * batch + n;
+                let (src, dst) = (self.staged.get(*at..at + n), self.arena.get_mut(whole));
+                let (Some(src), Some(dst)) = (src, dst) else {
+                    return Err("a staged result lies outside the arena".into());
+                };
+                dst.copy_from_slice(src);
+            }
+        }
+        Ok(())
+    }
+
     pub fn step(&mut self, i: usize) -> Result<(), String> {
         let step = self.prog.steps.get(i).ok_or("no such step")?;
         let batch = self.batch;
@@ -875,6 +1017,45 @@ impl<'p> Runner<'p> {
             _ => Ok(()),
         }
     }
+}
+
+/// The edges of a run of steps taken a sample at a time: the buffers it reads before
+/// writing them (copied in), and those it writes that a later step or an output reads
+/// before anything overwrites them (copied out). Offsets are per sample, so overlap here is
+/// sharing memory in the plan.
+fn edges(p: &Program, run: std::ops::Range<usize>) -> (Vec<Buf>, Vec<Buf>) {
+    let overlap = |a: &Buf, b: &Buf| a.off < b.off + b.len && b.off < a.off + a.len;
+    let (mut ins, mut written) = (Vec::<Buf>::new(), Vec::<Buf>::new());
+    for s in p.steps.get(run.clone()).unwrap_or_default() {
+        for r in s.reads() {
+            if !written.iter().any(|w| overlap(w, &r)) && !ins.contains(&r) {
+                ins.push(r);
+            }
+        }
+        written.push(s.writes());
+    }
+    let later = p.steps.get(run.end..).unwrap_or_default();
+    let mut outs = vec![];
+    for (j, w) in written.iter().enumerate() {
+        if written[j + 1..].iter().any(|v| overlap(v, w)) || outs.contains(w) {
+            continue; // overwritten within the run
+        }
+        let mut live = None;
+        for s in later {
+            if s.reads().iter().any(|r| overlap(r, w)) {
+                live = Some(true);
+            } else if overlap(&s.writes(), w) {
+                live = Some(false);
+            }
+            if live.is_some() {
+                break;
+            }
+        }
+        if live.unwrap_or_else(|| p.outputs.iter().any(|io| overlap(&io.buf, w))) {
+            outs.push(*w);
+        }
+    }
+    (ins, outs)
 }
 
 /// Rough work of a step per sample, to decide whether threads pay.

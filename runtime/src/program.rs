@@ -494,6 +494,52 @@ impl R<'_> {
 }
 
 impl Step {
+    /// The arena buffers the step reads.
+    pub fn reads(&self) -> Vec<Buf> {
+        let arena = |s: &Src| match s {
+            Src::Arena(b) => Some(*b),
+            Src::Weight { .. } => None,
+        };
+        match self {
+            Step::Conv { x, residual, .. } => std::iter::once(*x).chain(*residual).collect(),
+            Step::Depthwise { x, .. }
+            | Step::Dense { x, .. }
+            | Step::MaxPool { x, .. }
+            | Step::AvgPool { x, .. }
+            | Step::GlobalAvgPool { x, .. }
+            | Step::Unary { x, .. }
+            | Step::Affine { x, .. }
+            | Step::Softmax { x, .. }
+            | Step::Lrn { x, .. }
+            | Step::Transpose { x, .. }
+            | Step::Reorder { x, .. }
+            | Step::Copy { x, .. } => vec![*x],
+            Step::Binary { a, b, .. } => arena(a).into_iter().chain(arena(b)).collect(),
+            Step::Concat { parts, .. } => parts.iter().map(|(p, _)| *p).collect(),
+        }
+    }
+
+    /// The arena buffer the step writes.
+    pub fn writes(&self) -> Buf {
+        match self {
+            Step::Conv { y, .. }
+            | Step::Depthwise { y, .. }
+            | Step::Dense { y, .. }
+            | Step::MaxPool { y, .. }
+            | Step::AvgPool { y, .. }
+            | Step::GlobalAvgPool { y, .. }
+            | Step::Unary { y, .. }
+            | Step::Affine { y, .. }
+            | Step::Softmax { y, .. }
+            | Step::Lrn { y, .. }
+            | Step::Transpose { y, .. }
+            | Step::Reorder { y, .. }
+            | Step::Copy { y, .. }
+            | Step::Binary { y, .. }
+            | Step::Concat { y, .. } => *y,
+        }
+    }
+
     fn encode(&self, w: &mut W) {
         match self {
             Step::Conv {

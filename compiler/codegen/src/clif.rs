@@ -65,9 +65,9 @@ fn declare_rt<M: Module>(m: &mut M) -> Result<Rt, String> {
             .map_err(me)?,
         step: m
             .declare_function(
-                "mcc_rt_step",
+                "mcc_rt_steps",
                 Linkage::Import,
-                &sig(&[ptr, types::I32], Some(types::I32)),
+                &sig(&[ptr, types::I32, types::I32], Some(types::I32)),
             )
             .map_err(me)?,
         copy: m
@@ -332,7 +332,10 @@ pub fn define_run<M: Module>(
             let n = e.b.ins().imul_imm_s(batch, io.buf.len as i64);
             e.b.ins().call(f_copy, &[dst, src, n]);
         }
-        for (i, s) in prog.steps.iter().enumerate() {
+        // Kernel steps are called in runs (the runtime may take a run a sample at a time).
+        let mut i = 0;
+        while i < prog.steps.len() {
+            let s = &prog.steps[i];
             match inline_of(s) {
                 Some(Inline::Unary { x, y, act }) => {
                     let (px, py) = (e.addr(&x), e.addr(&y));
@@ -352,15 +355,23 @@ pub fn define_run<M: Module>(
                     });
                 }
                 None => {
-                    let idx = e.b.ins().iconst(types::I32, i as i64);
-                    let call = e.b.ins().call(f_step, &[model, idx]);
+                    let n = prog.steps[i..]
+                        .iter()
+                        .take_while(|s| inline_of(s).is_none())
+                        .count();
+                    let first = e.b.ins().iconst(types::I32, i as i64);
+                    let end = e.b.ins().iconst(types::I32, (i + n) as i64);
+                    let call = e.b.ins().call(f_step, &[model, first, end]);
                     let rc = e.b.inst_results(call)[0];
                     let next = e.b.create_block();
                     e.b.ins().brif(rc, fail, &[rc.into()], next, &[]);
                     e.b.switch_to_block(next);
                     e.b.seal_block(next);
+                    i += n;
+                    continue;
                 }
             }
+            i += 1;
         }
         for (i, io) in prog.outputs.iter().enumerate() {
             let dst = e.b.ins().load(ptr, flags, outputs, (i * 8) as i32);

@@ -29,7 +29,7 @@ impl Jit {
         let isa = crate::clif::host_isa(false)?;
         let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
         jb.symbol("mcc_rt_arena", abi::mcc_rt_arena as *const u8);
-        jb.symbol("mcc_rt_step", abi::mcc_rt_step as *const u8);
+        jb.symbol("mcc_rt_steps", abi::mcc_rt_steps as *const u8);
         jb.symbol("mcc_rt_copy", abi::mcc_rt_copy as *const u8);
         let mut module = JITModule::new(jb);
         let id = crate::clif::define_run(&mut module, &prog, "mcc_model_run", Linkage::Export)
