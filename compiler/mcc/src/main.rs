@@ -200,7 +200,10 @@ enum Command {
         /// Measure the GEMM kernel (GFLOP/s on 256³, 1024³ and a conv-shaped 64×576×3136).
         #[arg(long)]
         kernels: bool,
-        /// Time every step of the schedule (median over the runs) and print a table.
+        /// Time every step of the schedule (median over the runs) and print a table. Steps
+        /// run one at a time over the whole batch here; a full run takes runs of steps a
+        /// sample at a time when the batch has a sample per thread, so its total can be
+        /// lower than the table's.
         #[arg(long)]
         profile: bool,
     },
