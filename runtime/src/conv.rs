@@ -312,16 +312,15 @@ impl PhaseLayout {
                         let r1 = inside.next_back().unwrap_or(r0) + 1;
                         let iy0 = in_row(r0).unwrap_or(0);
                         let at = (ps * qh + r0) * qw + lo;
-                        nan |= crate::window::copy_rows(
-                            block,
-                            at,
-                            qw,
-                            src,
-                            iy0 * g.w + ix0,
-                            sh * g.w,
-                            r1 - r0,
-                            hi - lo,
-                        )?;
+                        let rows = crate::window::Rows {
+                            d0: at,
+                            ds: qw,
+                            s0: iy0 * g.w + ix0,
+                            ss: sh * g.w,
+                            rows: r1 - r0,
+                            len: hi - lo,
+                        };
+                        nan |= crate::window::copy_rows(block, src, rows)?;
                     }
                 }
                 for r in 0..qh {
@@ -355,14 +354,11 @@ impl PhaseLayout {
                         if !used || lo >= hi {
                             continue;
                         }
+                        // (Strides of 3 and more, or 2 without AVX-512: a column at a time.)
                         let dst = &mut block[at(phs) + lo..at(phs) + hi];
-                        if sw == 1 {
-                            nan |= crate::window::copy_row(dst, &row[ix0..ix0 + (hi - lo)]);
-                        } else {
-                            for (j, d) in dst.iter_mut().enumerate() {
-                                *d = row[ix0 + j * sw];
-                                nan |= d.is_nan();
-                            }
+                        for (j, d) in dst.iter_mut().enumerate() {
+                            *d = row[ix0 + j * sw];
+                            nan |= d.is_nan();
                         }
                     }
                 }

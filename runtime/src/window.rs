@@ -66,50 +66,39 @@ impl Phases {
     }
 }
 
-/// `dst` = `src` (equal lengths): by masked AVX-512 moves where the CPU has them (short rows:
-/// no `memcpy` call), else `copy_from_slice`. Returns whether it copied a NaN.
-pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if Isa::cached() == Isa::Avx512 {
-        // SAFETY: the CPU has AVX-512F.
-        #[allow(unsafe_code)]
-        return unsafe { kernels::copy(dst, src) };
-    }
-    dst.copy_from_slice(src);
-    src.iter().any(|v| v.is_nan())
+/// A copy of `rows` rows of `len` floats: row r from `src[s0 + r·ss..]` to `dst[d0 + r·ds..]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rows {
+    pub(crate) d0: usize,
+    pub(crate) ds: usize,
+    pub(crate) s0: usize,
+    pub(crate) ss: usize,
+    pub(crate) rows: usize,
+    pub(crate) len: usize,
 }
 
-/// Copies `rows` rows of `len` floats, row r from `src[s0 + r·ss..]` to `dst[d0 + r·ds..]`:
-/// by masked AVX-512 moves where the CPU has them, every row in one call (a call per short
-/// row cost more than its copy), else `copy_from_slice`. Returns whether it copied a NaN.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn copy_rows(
-    dst: &mut [f32],
-    d0: usize,
-    ds: usize,
-    src: &[f32],
-    s0: usize,
-    ss: usize,
-    rows: usize,
-    len: usize,
-) -> Result<bool, String> {
-    if rows == 0 || len == 0 {
+/// Does the copy `c`: by masked AVX-512 moves where the CPU has them, every row in one call
+/// (a call per short row cost more than its copy), else `copy_from_slice`. Returns whether
+/// it copied a NaN.
+pub(crate) fn copy_rows(dst: &mut [f32], src: &[f32], c: Rows) -> Result<bool, String> {
+    if c.rows == 0 || c.len == 0 {
         return Ok(false);
     }
-    let end = |at: usize, stride: usize| (rows - 1) * stride + at + len;
-    if end(d0, ds) > dst.len() || end(s0, ss) > src.len() {
+    let end = |at: usize, stride: usize| (c.rows - 1) * stride + at + c.len;
+    if end(c.d0, c.ds) > dst.len() || end(c.s0, c.ss) > src.len() {
         return Err("a row copy reaches outside its buffers".into());
     }
     #[cfg(target_arch = "x86_64")]
     if Isa::cached() == Isa::Avx512 {
         // SAFETY: the CPU has AVX-512F; every row lies inside both slices (checked).
         #[allow(unsafe_code)]
-        return Ok(unsafe { kernels::copy_rows(dst, d0, ds, src, s0, ss, rows, len) });
+        return Ok(unsafe { kernels::copy_rows(dst, src, c) });
     }
     let mut nan = false;
-    for r in 0..rows {
-        let s = &src[s0 + r * ss..s0 + r * ss + len];
-        dst[d0 + r * ds..d0 + r * ds + len].copy_from_slice(s);
+    for r in 0..c.rows {
+        let (s0, d0) = (c.s0 + r * c.ss, c.d0 + r * c.ds);
+        let s = &src[s0..s0 + c.len];
+        dst[d0..d0 + c.len].copy_from_slice(s);
         nan |= s.iter().any(|v| v.is_nan());
     }
     Ok(nan)
@@ -320,55 +309,21 @@ mod kernels {
         true
     }
 
-    /// `dst` = `src` (equal lengths) by masked 16-lane moves; returns whether it copied a
-    /// NaN.
-    ///
-    /// # Safety
-    /// AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn copy(dst: &mut [f32], src: &[f32]) -> bool {
-        let n = dst.len().min(src.len());
-        let mut nan: __mmask16 = 0;
-        let mut i = 0;
-        while i < n {
-            let left = n - i;
-            let mask: __mmask16 = if left >= 16 { 0xffff } else { (1 << left) - 1 };
-            // SAFETY: the mask covers only elements below n in both slices.
-            unsafe {
-                let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
-                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
-            }
-            i += 16;
-        }
-        nan != 0
-    }
-
     /// [`super::copy_rows`] with AVX-512.
     ///
     /// # Safety
     /// AVX-512F; every row lies inside both slices.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn copy_rows(
-        dst: &mut [f32],
-        d0: usize,
-        ds: usize,
-        src: &[f32],
-        s0: usize,
-        ss: usize,
-        rows: usize,
-        len: usize,
-    ) -> bool {
+    pub(super) unsafe fn copy_rows(dst: &mut [f32], src: &[f32], c: super::Rows) -> bool {
         let mut nan: __mmask16 = 0;
-        for r in 0..rows {
+        for r in 0..c.rows {
             let (d, s) = (
-                dst.as_mut_ptr().wrapping_add(d0 + r * ds),
-                src.as_ptr().wrapping_add(s0 + r * ss),
+                dst.as_mut_ptr().wrapping_add(c.d0 + r * c.ds),
+                src.as_ptr().wrapping_add(c.s0 + r * c.ss),
             );
             let mut i = 0;
-            while i < len {
-                let left = len - i;
+            while i < c.len {
+                let left = c.len - i;
                 let mask: __mmask16 = if left >= 16 { 0xffff } else { (1 << left) - 1 };
                 // SAFETY: the mask covers only the row's `len` floats, inside both slices.
                 unsafe {
