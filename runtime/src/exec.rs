@@ -662,8 +662,7 @@ impl<'p> Runner<'p> {
         Ok(batch)
     }
 
-    /// Runs step `i` over the current batch (after [`Self::arena_for`]).
-    /// Runs steps `range`: with a batch of at least one sample per thread, a sample at a
+    /// Runs steps `which`: with a batch of at least one sample per thread, a sample at a
     /// time through all of them (each thread in its own single-sample arena, its
     /// activations staying in the core's cache; the values the run reads are copied in and
     /// those read after it copied out), else step after step over the whole batch.
@@ -702,7 +701,6 @@ impl<'p> Runner<'p> {
         }
         let (ins, outs) = edges(p, which);
         // Results that share memory with an input wait in `staged` ([buffer][sample]).
-        let overlap = |a: &Buf, b: &Buf| a.off < b.off + b.len && b.off < a.off + a.len;
         let mut at = 0;
         let outs: Vec<(Buf, Option<usize>)> = outs
             .into_iter()
@@ -799,6 +797,7 @@ impl<'p> Runner<'p> {
         Ok(())
     }
 
+    /// Runs step `i` over the current batch (after [`Self::arena_for`]).
     pub fn step(&mut self, i: usize) -> Result<(), String> {
         let step = self.prog.steps.get(i).ok_or("no such step")?;
         let batch = self.batch;
@@ -1019,12 +1018,16 @@ impl<'p> Runner<'p> {
     }
 }
 
+/// Whether two buffers share floats of a sample (memory, in the plan).
+fn overlap(a: &Buf, b: &Buf) -> bool {
+    a.off < b.off + b.len && b.off < a.off + a.len
+}
+
 /// The edges of a run of steps taken a sample at a time: the buffers it reads before
 /// writing them (copied in), and those it writes that a later step or an output reads
 /// before anything overwrites them (copied out). Offsets are per sample, so overlap here is
 /// sharing memory in the plan.
 fn edges(p: &Program, run: std::ops::Range<usize>) -> (Vec<Buf>, Vec<Buf>) {
-    let overlap = |a: &Buf, b: &Buf| a.off < b.off + b.len && b.off < a.off + a.len;
     let (mut ins, mut written) = (Vec::<Buf>::new(), Vec::<Buf>::new());
     for s in p.steps.get(run.clone()).unwrap_or_default() {
         for r in s.reads() {
