@@ -207,6 +207,21 @@ impl<'g> Lowering<'g> {
         Ok(out)
     }
 
+    /// A global average of `x`'s `c` channels of `hw` pixels into `y`, in `x`'s layout.
+    fn global_avg(&mut self, x: ValueId, y: ValueId, c: usize, hw: usize) -> R<()> {
+        let blocked = self.is_blocked(x);
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::GlobalAvgPool {
+            x: xb,
+            y: yb,
+            c,
+            hw,
+            blocked,
+        });
+        Ok(())
+    }
+
     /// Whether `v`'s buffer holds it channel-blocked.
     fn is_blocked(&self, v: impl Into<Key>) -> bool {
         self.blocked.contains(&v.into())
@@ -397,17 +412,7 @@ impl<'g> Lowering<'g> {
                 if d.len() < 3 {
                     return Err(self.unsupported(n, "no spatial axes"));
                 }
-                let blocked = self.is_blocked(x);
-                let xb = self.read(x)?;
-                let yb = self.write(y)?;
-                self.steps.push(Step::GlobalAvgPool {
-                    x: xb,
-                    y: yb,
-                    c: d[1],
-                    hw: d[2..].iter().product(),
-                    blocked,
-                });
-                Ok(())
+                self.global_avg(x, y, d[1], d[2..].iter().product())
             }
             Op::Relu(_) | Op::Sigmoid(_) | Op::Tanh(_) | Op::HardSwish(_) => {
                 let act = match op {
@@ -905,17 +910,7 @@ impl<'g> Lowering<'g> {
             && pad_end == [0, 0];
         if avg.is_some() && whole {
             // A window over the whole image: a global average.
-            let blocked = self.is_blocked(x);
-            let xb = self.read(x)?;
-            let yb = self.write(y)?;
-            self.steps.push(Step::GlobalAvgPool {
-                x: xb,
-                y: yb,
-                c: g.c,
-                hw: g.h * g.w,
-                blocked,
-            });
-            return Ok(());
+            return self.global_avg(x, y, g.c, g.h * g.w);
         }
         // Blocked in, blocked out; an NCHW input stays NCHW.
         let blocked = self.is_blocked(x) && self.blockable(x);
