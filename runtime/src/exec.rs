@@ -525,6 +525,8 @@ pub struct Runner<'p> {
     /// Such a run's results that must wait until every sample has read its inputs (they
     /// share memory with them in the whole-batch arena).
     staged: Vec<f32>,
+    /// Each such run's [`edges`], by its steps (they depend on the program only).
+    edges: std::collections::HashMap<(usize, usize), std::sync::Arc<Edges>>,
 }
 
 impl<'p> Runner<'p> {
@@ -563,6 +565,7 @@ impl<'p> Runner<'p> {
             },
             private: vec![],
             staged: vec![],
+            edges: Default::default(),
         })
     }
 
@@ -699,11 +702,17 @@ impl<'p> Runner<'p> {
         if batch == 0 || self.arena.len() != p.arena * batch {
             return Err("the arena is not sized for a batch".into());
         }
-        let (ins, outs) = edges(p, which);
+        let known = self
+            .edges
+            .entry((which.start, which.end))
+            .or_insert_with(|| std::sync::Arc::new(edges(p, which)))
+            .clone();
+        let (ins, outs) = &*known;
         // Results that share memory with an input wait in `staged` ([buffer][sample]).
         let mut at = 0;
         let outs: Vec<(Buf, Option<usize>)> = outs
-            .into_iter()
+            .iter()
+            .copied()
             .map(|b| {
                 if ins.iter().any(|i| overlap(i, &b)) {
                     at += b.len * batch;
@@ -752,7 +761,7 @@ impl<'p> Runner<'p> {
                 arena: &one,
             };
             let run = |s: usize, buf: &mut [f32]| -> Result<(), String> {
-                for b in &ins {
+                for b in ins {
                     let ([src], _) = arena.views([range(b, batch, s)], 0..0)?;
                     let (_, dst) = one.views([], b.off..b.off + b.len)?;
                     dst.copy_from_slice(src);
@@ -1017,6 +1026,9 @@ impl<'p> Runner<'p> {
         }
     }
 }
+
+/// A run's inputs (copied in) and live results (copied out): see [`edges`].
+type Edges = (Vec<Buf>, Vec<Buf>);
 
 /// Whether two buffers share floats of a sample (memory, in the plan).
 fn overlap(a: &Buf, b: &Buf) -> bool {
