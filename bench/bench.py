@@ -15,10 +15,11 @@ Usage: python3 bench/bench.py [--runs 50] [--rounds 3] [--quick] [--models a,b] 
 Installs onnxruntime and numpy with pip if they are missing. Prints one markdown table.
 """
 import argparse
-import json
 import os
 import platform
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -105,7 +106,17 @@ def main():
 
     subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "mcc"], cwd=ROOT)
     mcc = os.path.join(ROOT, "target", "release", "mcc")
+    # The built executables and inputs live in a scratch folder that goes away however the
+    # run ends (a full run leaves ~2.4 GB there); SIGTERM unwinds like Ctrl-C.
     work = tempfile.mkdtemp(prefix="mcc-bench-")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        run(args, mcc, work, wanted, np, ort)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, mcc, work, wanted, np, ort):
     lines = []
 
     def say(s=""):
