@@ -729,7 +729,11 @@ mod avx512 {
                     let mut next = if ci + 1 < chunks {
                         piece(gi, done, ci + 1)
                     } else if si + 1 < spans {
-                        if chunks > 1 { piece(gi, done, 0) } else { Prefetch::NONE }
+                        if chunks > 1 {
+                            piece(gi, done, 0)
+                        } else {
+                            Prefetch::NONE
+                        }
                     } else if gi + 1 < groups {
                         piece(gi + 1, done + f, 0)
                     } else {
