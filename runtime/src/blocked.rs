@@ -32,14 +32,25 @@ pub fn to_blocked(isa: Isa, x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Re
     Ok(())
 }
 
-/// NCHW16c → NCHW for one sample of `c` channels (a multiple of 16) of `hw` pixels.
+/// NCHW16c → NCHW for one sample of `c` channels of `hw` pixels. When `c` is not a
+/// multiple of 16 the input holds `c/16` rounded up blocks, and the last block's unused
+/// lanes (the padding channels of a convolution computed on whole blocks) are dropped.
 pub fn from_blocked(isa: Isa, x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), String> {
-    check_reorder(x, c, hw, y)?;
-    for (src, dst) in x
+    let (whole, rest) = (c / LANES * LANES, c % LANES);
+    if x.len() < c.next_multiple_of(LANES) * hw || y.len() < c * hw {
+        return Err("a reordered tensor is smaller than its shape".into());
+    }
+    for (src, dst) in x[..whole * hw]
         .chunks_exact(LANES * hw.max(1))
-        .zip(y.chunks_exact_mut(LANES * hw.max(1)))
+        .zip(y[..whole * hw].chunks_exact_mut(LANES * hw.max(1)))
     {
         transpose(isa, src, hw, LANES, dst);
+    }
+    let (src, dst) = (&x[whole * hw..], &mut y[whole * hw..c * hw]);
+    for ch in 0..rest {
+        for (p, v) in dst[ch * hw..(ch + 1) * hw].iter_mut().enumerate() {
+            *v = src[p * LANES + ch];
+        }
     }
     Ok(())
 }
@@ -1129,6 +1140,39 @@ mod tests {
             }
             from_blocked(isa, &b, c, hw, &mut back).unwrap();
             assert_eq!(back, x, "{}", isa.name());
+        }
+    }
+
+    #[test]
+    fn a_partial_last_block_loses_only_its_padding_lanes() {
+        let mut isas = vec![Isa::Scalar];
+        if Isa::detect() == Isa::Avx512 {
+            isas.push(Isa::Avx512);
+        }
+        for (isa, c, hw) in isas
+            .iter()
+            .flat_map(|&i| [(i, 40usize, 9usize), (i, 7, 16), (i, 1000 % 64 + 16, 13)])
+        {
+            // Blocks as a convolution on whole blocks leaves them: padding lanes hold
+            // whatever its zero weights made, here NaN so that any leak shows.
+            let blocks = c.div_ceil(LANES);
+            let b: Vec<f32> = (0..blocks * hw * LANES)
+                .map(|i| {
+                    let (blk, lane) = (i / (hw * LANES), i % LANES);
+                    let ch = blk * LANES + lane;
+                    if ch < c {
+                        (ch * hw + i / LANES % hw) as f32
+                    } else {
+                        f32::NAN
+                    }
+                })
+                .collect();
+            let mut y = vec![-1.0; c * hw + 3];
+            from_blocked(isa, &b, c, hw, &mut y).unwrap();
+            let want: Vec<f32> = (0..c * hw).map(|i| i as f32).collect();
+            assert_eq!(&y[..c * hw], &want[..], "{} c={c}", isa.name());
+            assert_eq!(&y[c * hw..], &[-1.0; 3], "wrote past its channels");
+            assert!(from_blocked(isa, &b[1..], c, hw, &mut y).is_err());
         }
     }
 }

@@ -67,10 +67,17 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
             } => {
                 geo(g).map_err(at)?;
                 let groups = (*groups).max(1);
+                // Output channels as computed: a blocked convolution computes whole blocks
+                // (the last one's padding lanes from zero weights and bias).
+                let mut mc = *m;
                 if let ConvLayout::Blocked { x_blocked } = layout {
-                    if groups != 1 || !m.is_multiple_of(LANES) {
+                    mc = m.next_multiple_of(LANES);
+                    if groups != 1 || *m == 0 {
+                        return Err(at("a blocked convolution needs one group".into()));
+                    }
+                    if mc != *m && residual.is_some() {
                         return Err(at(
-                            "a blocked convolution needs one group and whole blocks".into()
+                            "a blocked convolution adds a residual on whole blocks only".into(),
                         ));
                     }
                     if *x_blocked && !g.c.is_multiple_of(LANES) {
@@ -88,7 +95,7 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                     return Err(at("channels do not divide into the groups".into()));
                 }
                 need(x, g.c * g.h * g.w, "input").map_err(at)?;
-                need(y, m * g.oh * g.ow, "output").map_err(at)?;
+                need(y, mc * g.oh * g.ow, "output").map_err(at)?;
                 let k = g.c / groups * g.kh * g.kw;
                 if *layout == ConvLayout::Gemm
                     && !g.is_pointwise()
@@ -98,11 +105,11 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 }
                 let wlen = match layout {
                     ConvLayout::Gemm => groups * gemm::pack_a_len(m / groups, k),
-                    ConvLayout::Blocked { .. } => m * k,
+                    ConvLayout::Blocked { .. } => mc * k,
                 };
                 weight(*w, wlen, "weights").map_err(at)?;
                 if let Some(b) = bias {
-                    weight(*b, *m, "bias").map_err(at)?;
+                    weight(*b, mc, "bias").map_err(at)?;
                 }
                 arena(x, "input").map_err(at)?;
                 arena(y, "output").map_err(at)?;
@@ -184,11 +191,18 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
                 arena(x, "input").map_err(at)?;
                 arena(y, "output").map_err(at)?;
             }
-            Step::Reorder { x, y, c, hw, .. } => {
-                if !c.is_multiple_of(LANES) {
-                    return Err(at("a reorder needs whole blocks".into()));
+            Step::Reorder {
+                x,
+                y,
+                c,
+                hw,
+                to_blocked,
+            } => {
+                // Out of blocks, the last may be partial (a convolution's padding lanes).
+                if *to_blocked && !c.is_multiple_of(LANES) {
+                    return Err(at("a reorder into blocks needs whole blocks".into()));
                 }
-                need(x, c * hw, "input").map_err(at)?;
+                need(x, c.next_multiple_of(LANES) * hw, "input").map_err(at)?;
                 need(y, c * hw, "output").map_err(at)?;
                 arena(x, "input").map_err(at)?;
                 arena(y, "output").map_err(at)?;
@@ -865,14 +879,15 @@ impl<'p> Runner<'p> {
                 // as the layer before, they are the rows that layer's task wrote on this
                 // thread, still in this core's cache.
                 let k = g.c * g.kh * g.kw;
-                let by_blocks = m * k > g.c * g.h * g.w && m / LANES >= threads;
+                let nb = m.div_ceil(LANES);
+                let by_blocks = m * k > g.c * g.h * g.w && nb >= threads;
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
                         let q = g.oh * g.ow;
                         let (blocks, pixels) = if by_blocks {
-                            (split(m / LANES, threads, 1, t), 0..q)
+                            (split(nb, threads, 1, t), 0..q)
                         } else {
-                            (0..m / LANES, split(q, threads, 8, t))
+                            (0..nb, split(q, threads, 8, t))
                         };
                         let Ok(mut buf) = scratch[t].lock() else {
                             return;
@@ -1274,17 +1289,18 @@ impl Ctx<'_> {
             blocked::pad_rows(xs, g, *x_blocked, blocked::rows_read(g, &pixels), buf)?;
             (buf, blocked::padded_dims(g))
         };
-        let k = g.c * g.kh * g.kw;
+        // Whole blocks of weights and bias (zero beyond the `m` channels).
+        let (k, mc) = (g.c * g.kh * g.kw, m.next_multiple_of(LANES));
         let args = blocked::ConvArgs {
             x: xp,
             x_blocked: *x_blocked,
             hp,
             wp,
             g,
-            w: &self.w[*w..w + m * k],
+            w: &self.w[*w..w + mc * k],
             blocks: blocks.clone(),
             pixels,
-            bias: bias.map(|b| &self.w[b..b + m]),
+            bias: bias.map(|b| &self.w[b..b + mc]),
             residual: residual.is_some().then_some(rs),
             act: *act,
         };
@@ -1406,7 +1422,7 @@ impl Ctx<'_> {
                 layout: ConvLayout::Blocked { .. },
                 g,
                 ..
-            } => self.conv_blocked(step, s, buf, 0..m / LANES, 0..g.oh * g.ow),
+            } => self.conv_blocked(step, s, buf, 0..m.div_ceil(LANES), 0..g.oh * g.ow),
             Step::Conv {
                 x,
                 y,
