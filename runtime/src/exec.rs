@@ -418,6 +418,10 @@ const CONCAT_SPLIT: usize = 32 * 1024;
 /// sample splits its channels over the threads.
 const WINDOW_SPLIT: usize = 64 * 1024;
 
+/// Floats per sample from which one sample's reorder splits its channel blocks over the
+/// threads (SqueezeNet's last 1000 × 13 × 13 reorder: 0.11 → 0.05 ms on 2 threads).
+const REORDER_SPLIT: usize = 64 * 1024;
+
 /// Max pooling of one image: the blocked kernel on blocked tensors; else the AVX-512 window
 /// kernel, or the portable loop.
 fn max_pool(isa: Isa, blocked: bool, x: &[f32], g: &Geometry, y: &mut [f32]) -> Result<(), String> {
@@ -997,6 +1001,44 @@ impl<'p> Runner<'p> {
                                 }
                             }
                             at += chunk;
+                        }
+                    });
+                }
+            }
+            Step::Reorder {
+                x,
+                y,
+                c,
+                hw,
+                to_blocked,
+            } if batch < threads && y.len >= REORDER_SPLIT && c.div_ceil(LANES) >= threads => {
+                // One large sample: its channel blocks in parallel (each block's channels
+                // are one run of the plain layout, its pixels one run of the blocked).
+                for s in 0..batch {
+                    self.pool.run(threads, &|t| {
+                        let blocks = split(c.div_ceil(LANES), threads, 1, t);
+                        let (c0, c1) = (blocks.start * LANES, (blocks.end * LANES).min(*c));
+                        if c0 >= c1 {
+                            return;
+                        }
+                        let (x0, y0) = (
+                            range(x, batch, s).start + c0 * hw,
+                            range(y, batch, s).start + c0 * hw,
+                        );
+                        let (xn, yn) = if *to_blocked {
+                            (c1 - c0, c1 - c0)
+                        } else {
+                            ((c1 - c0).next_multiple_of(LANES), c1 - c0)
+                        };
+                        let r = match arena.views([x0..x0 + xn * hw], y0..y0 + yn * hw) {
+                            Ok(([xs], ys)) if *to_blocked => {
+                                blocked::to_blocked(ctx.isa, xs, c1 - c0, *hw, ys)
+                            }
+                            Ok(([xs], ys)) => blocked::from_blocked(ctx.isa, xs, c1 - c0, *hw, ys),
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = r {
+                            fail(e);
                         }
                     });
                 }
