@@ -1030,7 +1030,8 @@ impl<'p> Runner<'p> {
                         } else {
                             ((c1 - c0).next_multiple_of(LANES), c1 - c0)
                         };
-                        let r = match arena.views([x0..x0 + xn * hw], y0..y0 + yn * hw) {
+                        let src = x0..x0 + xn * hw;
+                        let r = match arena.views([src], y0..y0 + yn * hw) {
                             Ok(([xs], ys)) if *to_blocked => {
                                 blocked::to_blocked(ctx.isa, xs, c1 - c0, *hw, ys)
                             }
