@@ -1151,7 +1151,7 @@ mod tests {
         }
         for (isa, c, hw) in isas
             .iter()
-            .flat_map(|&i| [(i, 40usize, 9usize), (i, 7, 16), (i, 1000 % 64 + 16, 13)])
+            .flat_map(|&i| [(i, 40usize, 9usize), (i, 7, 16), (i, 56, 13)])
         {
             // Blocks as a convolution on whole blocks leaves them: padding lanes hold
             // whatever its zero weights made, here NaN so that any leak shows.
