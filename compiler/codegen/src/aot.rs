@@ -23,8 +23,8 @@ pub const NATIVE_LIBS: &str = include_str!(concat!(env!("OUT_DIR"), "/native_lib
 /// Linker options that let Linux map the executable's weights with 2 MiB pages: segments
 /// aligned to 2 MiB in the file and in memory, so the page cache's large folios of the
 /// `.rodata` can be mapped whole. Measured on light VGG-19 (575 MB of weights): with 4 KiB
-/// mappings its dense layers ran 1.6× slower in alternate runs (median 290–304 ms); mapped
-/// 2 MiB-aligned, 260–265 ms.
+/// mappings its dense layers ran 1.6× slower in alternate runs (median 290–304 ms); linked
+/// with this, 262–270 ms.
 #[cfg(target_os = "linux")]
 pub const HUGE_PAGE_SEGMENTS: &[&str] = &["-Wl,-z,max-page-size=0x200000"];
 /// (Elsewhere: no such option.)
@@ -243,9 +243,7 @@ pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
          *\n\
          * Link {name}.o with libmcc_runtime.a and the libraries in MCC_LIBS below, e.g.\n\
          *   cc main.c {name}.o libmcc_runtime.a {libs} -o main\n\
-         * On Linux, with large weights, add -Wl,-z,max-page-size=0x200000 (as mcc does for\n\
-         * its executables): 2 MiB-aligned segments let the weights map with 2 MiB pages.\n\
-         *\n\
+         {huge}*\n\
          * Tensors are float32, row-major (C order), batch first. Inputs and outputs are\n\
          * arrays of pointers, one per model input/output in the order below; output\n\
          * buffers are allocated by the caller. A model object is not thread-safe: use one\n\
@@ -254,6 +252,15 @@ pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
          #ifndef {up}_H\n#define {up}_H\n\n#include <stddef.h>\n\n#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n",
         ver = env!("CARGO_PKG_VERSION"),
         libs = NATIVE_LIBS.trim(),
+        huge = if HUGE_PAGE_SEGMENTS.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "* With large weights, add {} (as mcc does for its executables):\n\
+                 * 2 MiB-aligned segments let the weights map with 2 MiB pages.\n",
+                HUGE_PAGE_SEGMENTS.join(" ")
+            )
+        },
     );
     h.push_str(&format!(
         "#define {up}_INPUTS {}\n#define {up}_OUTPUTS {}\n",
