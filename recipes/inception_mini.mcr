@@ -1,9 +1,9 @@
 # inception_mini on MNIST: magnitude pruning of the layers that can take it, under a 1% accuracy budget.
 # The 1x1 reductions are small; the larger convs and the classifier are pruned.
-# Data comes from the shared corpus beside the repository.
+# Data comes from the corpus in the repository (corpus/).
 
-calibrate with "../../shared/corpus/data/mnist_calib_x.npy"
-evaluate with "../../shared/corpus/data/mnist_test_x.npy" labels "../../shared/corpus/data/mnist_test_y.npy"
+calibrate with "../corpus/data/mnist_calib_x.npy"
+evaluate with "../corpus/data/mnist_test_x.npy" labels "../corpus/data/mnist_test_y.npy"
 
 budget {
   accuracy_drop <= 1%

@@ -1,9 +1,9 @@
 # lenet300 on MNIST: magnitude pruning of the layers that can take it, under a 1% accuracy budget.
 # Every layer is a Gemm; half of each goes.
-# Data comes from the shared corpus beside the repository.
+# Data comes from the corpus in the repository (corpus/).
 
-calibrate with "../../shared/corpus/data/mnist_calib_x784.npy"
-evaluate with "../../shared/corpus/data/mnist_test_x784.npy" labels "../../shared/corpus/data/mnist_test_y.npy"
+calibrate with "../corpus/data/mnist_calib_x784.npy"
+evaluate with "../corpus/data/mnist_test_x784.npy" labels "../corpus/data/mnist_test_y.npy"
 
 budget {
   accuracy_drop <= 1%

@@ -339,7 +339,8 @@ fn main_inner(
     let mut model = unsafe { Model::new(prog, weights, threads) }?;
     let mut outputs: Vec<Vec<f32>> = outs_dims
         .iter()
-        .map(|d| vec![0.0; batch * d.iter().product::<usize>()])
+        // NaN until the model writes them: an element it never writes cannot pass for a 0.
+        .map(|d| vec![f32::NAN; batch * d.iter().product::<usize>()])
         .collect();
     let in_ptrs: Vec<*const f32> = data.iter().map(|d| d.as_ptr()).collect();
     let once = |model: &mut Model, outputs: &mut Vec<Vec<f32>>| -> Result<(), String> {

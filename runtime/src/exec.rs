@@ -545,6 +545,8 @@ pub struct Runner<'p> {
     staged: Vec<f32>,
     /// Each such run's [`edges`], by its steps (they depend on the program only).
     edges: std::collections::HashMap<(usize, usize), std::sync::Arc<Edges>>,
+    /// Whether each run starts from an arena of NaN ([`Runner::set_poison`]).
+    poison: bool,
 }
 
 impl<'p> Runner<'p> {
@@ -584,6 +586,7 @@ impl<'p> Runner<'p> {
             private: vec![],
             staged: vec![],
             edges: Default::default(),
+            poison: false,
         })
     }
 
@@ -610,6 +613,13 @@ impl<'p> Runner<'p> {
         }
         self.isa = isa;
         Ok(())
+    }
+
+    /// Makes every later run start from an arena filled with NaN (for tests: an element that
+    /// a step should write but does not then reaches the outputs as NaN, where a zeroed or
+    /// reused arena would hide it behind a plausible number).
+    pub fn set_poison(&mut self, poison: bool) {
+        self.poison = poison;
     }
 
     /// Sizes the arena for `batch` samples and returns it (for compiled code that works on
@@ -668,6 +678,9 @@ impl<'p> Runner<'p> {
         let per = p.inputs.first().map_or(1, |io| io.buf.len.max(1));
         let batch = inputs.first().map_or(1, |x| x.len() / per);
         self.arena_for(batch)?;
+        if self.poison {
+            self.arena.fill(f32::NAN);
+        }
         for (io, x) in p.inputs.iter().zip(inputs) {
             let n = io.buf.len * batch;
             if x.len() != n {

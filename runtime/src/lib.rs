@@ -31,6 +31,7 @@ macro_rules! avx2_dispatch {
 pub mod abi;
 pub mod aligned;
 pub mod blocked;
+pub mod testing;
 pub mod conv;
 pub mod eltwise;
 pub mod epilogue;

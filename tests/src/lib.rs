@@ -19,20 +19,24 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `../shared` beside the workspace; the suites need it (CI has it at the same place).
-pub fn shared() -> PathBuf {
+/// `../shared` beside the workspace, where the optional heavy suites find their data (the
+/// ONNX node conformance tests); `None` on a clone with nothing beside it. The suites that
+/// use it say once, loudly, what they did not run.
+pub fn shared() -> Option<PathBuf> {
     let p = workspace().join("../shared");
-    assert!(
-        p.join("corpus").is_dir(),
-        "the corpus is missing: expected {}/corpus (see README: shared/ sits beside the repository)",
-        p.display()
-    );
-    p
+    p.is_dir().then_some(p)
 }
 
-/// A path inside `../shared/corpus`.
+/// A path inside the repository's `corpus/` (the trained MNIST models, their data and ONNX
+/// Runtime references, and the light models: everything the regular suites need).
 pub fn corpus(rel: &str) -> PathBuf {
-    shared().join("corpus").join(rel)
+    workspace().join("corpus").join(rel)
+}
+
+/// The Python interpreter with numpy and onnxruntime: `$MCC_PYTHON` (set by
+/// `scripts/test`, which makes a virtual environment with them), else `python3`.
+pub fn python() -> Command {
+    Command::new(std::env::var_os("MCC_PYTHON").unwrap_or_else(|| "python3".into()))
 }
 
 /// The six trained MNIST models, with the input file each takes.
@@ -84,44 +88,14 @@ pub fn load(path: &Path) -> Graph {
         .graph
 }
 
-/// How far apart two tensors are.
-#[derive(Clone, Copy, Debug)]
-pub struct Diff {
-    /// max |a − b|.
-    pub max_abs: f64,
-    /// max |a − b| / max |b|: the error relative to the tensor's scale.
-    pub max_rel: f64,
-    /// Whether every element satisfies |a − b| ≤ atol + rtol·|b| (numpy's allclose).
-    pub allclose: bool,
-}
+pub use mcc_runtime::testing::Diff;
 
-/// Compares `got` with `want` under numpy's `allclose(rtol, atol)`.
+/// Compares `got` with `want` under numpy's `allclose(rtol, atol)`, with the one comparison
+/// every numeric test uses ([`mcc_runtime::testing::diff`]: NaN or infinity where the
+/// reference has a number is an infinite error, never a skipped element).
 pub fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Diff {
     assert_eq!(got.shape(), want.shape(), "shapes differ");
-    let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
-    let mut max_abs: f64 = 0.0;
-    let mut scale: f64 = 0.0;
-    let mut allclose = true;
-    for (&x, &y) in a.iter().zip(&b) {
-        let same_special = (x.is_nan() && y.is_nan()) || (x.is_infinite() && x == y);
-        let d = if same_special { 0.0 } else { (x - y).abs() };
-        if d.is_nan() || d > atol + rtol * y.abs() {
-            allclose = false;
-        }
-        max_abs = max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
-        if y.is_finite() {
-            scale = scale.max(y.abs());
-        }
-    }
-    Diff {
-        max_abs,
-        max_rel: if scale > 0.0 {
-            max_abs / scale
-        } else {
-            max_abs
-        },
-        allclose,
-    }
+    mcc_runtime::testing::diff(&got.to_f64_vec(), &want.to_f64_vec(), rtol, atol)
 }
 
 /// Whether the user opted out of ONNX Runtime cross-checks (`MCC_SKIP_ORT=1`). Tests that
@@ -138,7 +112,7 @@ pub fn skip_ort() -> bool {
 pub fn run_ort(model: &Path, inputs: &[PathBuf], dir: &Path) -> Tensor {
     let out = dir.join("ort_out.npy");
     let script = workspace().join("tests/ort_run.py");
-    let mut cmd = Command::new("python3");
+    let mut cmd = python();
     cmd.arg(&script).arg(model).arg(&out).args(inputs);
     let res = cmd
         .output()

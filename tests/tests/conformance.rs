@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use mcc_tests::{compare, shared};
+use mcc_tests::{compare, corpus, shared};
 
 /// Tests of corpus operators that are out of scope for an inference compiler, and why.
 const OUT_OF_SCOPE: &[(&str, &str)] = &[
@@ -244,7 +244,19 @@ fn run_one(dir: &Path) -> Outcome {
 
 #[test]
 fn onnx_node_conformance() {
-    let root = shared().join("onnx-node");
+    // The node tests live beside the repository, not in it (20 MB): without them this suite
+    // cannot run. `scripts/test` says so in its summary; CI (MCC_REQUIRE_SHARED=1) fails.
+    let Some(shared) = shared() else {
+        assert!(
+            std::env::var_os("MCC_REQUIRE_SHARED").is_none(),
+            "MCC_REQUIRE_SHARED is set but ../shared is missing: the ONNX node conformance suite cannot run"
+        );
+        eprintln!(
+            "NOT RUN: ONNX node conformance (needs ../shared/onnx-node beside the repository)"
+        );
+        return;
+    };
+    let root = shared.join("onnx-node");
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -256,7 +268,7 @@ fn onnx_node_conformance() {
         "expected the 711 ONNX node tests under {}",
         root.display()
     );
-    let corpus_ops: Vec<String> = std::fs::read_to_string(shared().join("corpus/ops.txt"))
+    let corpus_ops: Vec<String> = std::fs::read_to_string(corpus("ops.txt"))
         .unwrap()
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())

@@ -1,6 +1,6 @@
 //! Property tests of the compiled kernels: hundreds of random single-layer models (Conv with
 //! every padding/stride/dilation/group/epilogue mix, pools, Gemm/MatMul, broadcast
-//! arithmetic, norms, softmax, concat), each lowered and run by the runtime with every GEMM
+//! arithmetic, norms, softmax, concatenations of one or two operands, transposes), each lowered and run by the runtime with every GEMM
 //! tile this CPU has and 1 or 2 threads, against the reference evaluator.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
@@ -13,7 +13,7 @@
 
 use mcc_ir::op::{self, Op};
 use mcc_ir::{DType, Dim, Graph, Tensor, TensorType};
-use mcc_runtime::gemm::Isa;
+use mcc_runtime::testing::{diff, suite_isas};
 
 struct Rng(u64);
 
@@ -118,7 +118,7 @@ fn source(
 /// One random single-layer model, or None when the draw is not a valid layer.
 fn model(r: &mut Rng) -> Option<(String, Graph)> {
     let mut g = Graph::new("case");
-    let kind = r.range(0, 12);
+    let kind = r.range(0, 14);
     // Some whole blocks of 16 channels (the channel-blocked kernels).
     let c = if r.range(0, 3) == 0 {
         r.pick(&[16, 32])
@@ -368,6 +368,54 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
                 _ => node(&mut g, Op::Add(op::Add {}), vec![Some(x), Some(x)])?,
             };
         }
+        12 => {
+            // A permutation of the axes after the batch (rank 3 or 4 per sample); its input
+            // maybe channel-blocked, so the reorder out of blocks comes first.
+            let (x, pre) = source(&mut g, c, h, w, r);
+            let perm: Vec<i64> = r
+                .pick(&[
+                    [0, 1, 3, 2],
+                    [0, 2, 1, 3],
+                    [0, 2, 3, 1],
+                    [0, 3, 1, 2],
+                    [0, 3, 2, 1],
+                    [0, 1, 2, 3],
+                ])
+                .to_vec();
+            desc = format!("Transpose {perm:?} of c{c} {h}x{w}{pre}");
+            node(&mut g, Op::Transpose(op::Transpose { perm }), vec![Some(x)])?;
+        }
+        13 => {
+            // Two different operands joined (their order matters, unlike Concat(x, x)): the
+            // input (maybe blocked) and a convolution of it, along channels (any count, so
+            // blocked and plain parts mix) or along a spatial axis (same channels).
+            let (x, pre) = source(&mut g, c, h, w, r);
+            let axis = r.pick(&[1, 1, 1, 2, 3, -1]);
+            let m = if axis == 1 {
+                r.pick(&[1, 5, 16, 32, c])
+            } else {
+                c
+            };
+            let wv = konst(&mut g, "w2", &[m, c, 1, 1], r);
+            let n = g.add_node(
+                "other",
+                Op::Conv(op::Conv::default()),
+                vec![Some(x), Some(wv), None],
+                vec![("other_y".into(), TensorType::unknown(DType::F32))],
+            );
+            let other = g.node(n).unwrap().outputs[0];
+            let first = r.range(0, 1) == 0;
+            let ins = if first { [x, other] } else { [other, x] };
+            desc = format!(
+                "Concat axis {axis} of c{c} {h}x{w} and a conv to m{m} ({} first){pre}",
+                if first { "input" } else { "conv" }
+            );
+            node(
+                &mut g,
+                Op::Concat(op::Concat { axis }),
+                ins.iter().map(|&v| Some(v)).collect(),
+            )?;
+        }
         _ => {
             let x = input(&mut g, &[c * w]);
             desc = format!("Softmax {}", c * w);
@@ -379,13 +427,7 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
 
 #[test]
 fn random_layers_match_the_reference_evaluator() {
-    let mut isas = vec![Isa::Scalar];
-    if Isa::detect().has_avx2() {
-        isas.push(Isa::Avx2);
-    }
-    if Isa::detect() == Isa::Avx512 {
-        isas.push(Isa::Avx512);
-    }
+    let isas = suite_isas("random layers").unwrap();
     let mut r = Rng(2026);
     let mut tested = 0;
     while tested < 1000 {
@@ -410,24 +452,24 @@ fn random_layers_match_the_reference_evaluator() {
             .unwrap()
             .remove(0);
         let want = want.to_f64_vec();
-        let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
         for &isa in &isas {
             for threads in [1, 2] {
                 let mut runner = mcc_runtime::exec::Runner::new(&prog, threads).unwrap();
                 runner.set_isa(isa).unwrap();
+                runner.set_poison(true);
                 let got = runner
                     .run(&[&data])
                     .unwrap_or_else(|e| panic!("{desc}: {e}"))
                     .remove(0);
-                assert_eq!(got.len(), want.len(), "{desc}");
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()));
+                // Relative to the output's scale (at least 1e-3); NaN anywhere fails.
+                let d = diff(&got, &want, 0.0, f64::INFINITY);
+                let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
                 assert!(
-                    err <= 1e-4 * scale,
-                    "{desc} ({}, {threads} threads, batch {batch}): error {err:e} of {scale:e}",
-                    isa.name()
+                    d.max_abs <= 1e-4 * scale,
+                    "{desc} ({}, {threads} threads, batch {batch}): error {:e} of {scale:e} at element {}",
+                    isa.name(),
+                    d.max_abs,
+                    d.worst
                 );
             }
         }

@@ -23,6 +23,7 @@ fn compiled(mut g: mcc_ir::Graph) -> mcc_runtime::program::Program {
 fn run(p: &mcc_runtime::program::Program, x: &Tensor) -> Vec<Vec<f32>> {
     let data: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
     let mut r = mcc_runtime::exec::Runner::new(p, 2).unwrap();
+    r.set_poison(true);
     let interpreted = r.run(&[&data]).unwrap();
     let mut jit = mcc_codegen::jit::Jit::new(p.clone(), 2).unwrap();
     let compiled = jit.run(&[&data]).unwrap();

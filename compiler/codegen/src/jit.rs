@@ -95,7 +95,12 @@ impl Jit {
                 ));
             }
         }
-        let mut outs: Vec<Vec<f32>> = self.outputs.iter().map(|&n| vec![0.0; n * batch]).collect();
+        // NaN until the model writes them: an element it never writes cannot pass for a 0.
+        let mut outs: Vec<Vec<f32>> = self
+            .outputs
+            .iter()
+            .map(|&n| vec![f32::NAN; n * batch])
+            .collect();
         let ins: Vec<*const f32> = inputs.iter().map(|x| x.as_ptr()).collect();
         let ptrs: Vec<*mut f32> = outs.iter_mut().map(|o| o.as_mut_ptr()).collect();
         // SAFETY: the inputs and outputs hold batch × per-sample floats, checked above.

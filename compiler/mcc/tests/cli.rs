@@ -27,7 +27,7 @@ fn mcc(dir: &Path, args: &[&str]) -> Output {
 
 fn corpus(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus")
+        .join("../../corpus")
         .join(rel)
 }
 
@@ -368,9 +368,52 @@ fn check_explain_and_build_a_recipe() {
     for f in ["model.mcir", "model.onnx", "report.json"] {
         assert!(d.join("out").join(f).exists(), "{f} missing");
     }
-    // Building again replaces the previous output folder.
+    // Building again replaces the previous output folder: with --emit ir-diffs the first
+    // build writes ir-diffs/; a build at another amount without it leaves a folder holding
+    // the new report and no ir-diffs/, and no temporary folder beside it.
+    let out = mcc(
+        d,
+        &[
+            "build",
+            "r.mcr",
+            "lenet5.onnx",
+            "-o",
+            "out",
+            "--emit",
+            "ir-diffs",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.join("out/ir-diffs").is_dir());
+    let before = std::fs::read_to_string(d.join("out/report.json")).unwrap();
+    assert!(before.contains("0.7"), "{before}");
+    let recipe = std::fs::read_to_string(d.join("r.mcr")).unwrap();
+    std::fs::write(d.join("r.mcr"), recipe.replace("70%", "60%")).unwrap();
     let out = mcc(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = std::fs::read_to_string(d.join("out/report.json")).unwrap();
+    assert!(
+        after.contains("0.6") && !after.contains("\"amount\": 0.7"),
+        "the report was not replaced: {after}"
+    );
+    assert!(
+        !d.join("out/ir-diffs").exists(),
+        "the old folder's ir-diffs/ survived"
+    );
+    let stray: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("out") && n != "out")
+        .collect();
+    assert!(stray.is_empty(), "left beside the output: {stray:?}");
 }
 
 #[test]
