@@ -1,20 +1,79 @@
 #!/usr/bin/env python3
-"""mcc vs ONNX Runtime, measured in the same run on the same machine.
+"""mcc vs ONNX Runtime: both timed in the same run on the same machine, and outputs checked.
 
-For every model: `mcc build recipes/merge.mcr MODEL` makes the native executable; then, for
-each batch size and thread count, ONNX Runtime (intra_op_num_threads = T, sequential) and the
-executable (`--threads T --bench N`) each run N timed runs after warm-up, and the medians are
-compared. Also: the GEMM kernel table (`mcc bench --kernels`), the build time of light
-ResNet-50, and the lenet5 executable's start-up (process start to first result).
+Usage: python3 bench/bench.py [--runs 50] [--rounds 3] [--quick] [--models a,b]
+                              [--recipe R.mcr] [--recipe-for MODEL=R.mcr ...]
+                              [--ort original|exported|qdq] [--out FILE.md]
 
-The machine's speed drifts (a shared 2-core VM: the same measurement can differ by 2x from
-one minute to the next), so each cell is measured in --rounds rounds, ORT and mcc
-alternating, and each side keeps its best (lowest) median: both get the same chances.
+What runs. For every model, `mcc build RECIPE MODEL` makes the native executable (RECIPE is
+--recipe, recipes/merge.mcr unless told, or the --recipe-for of that model; the table names
+it). The ONNX Runtime side (--ort, named in the table) runs one of:
+  original  the corpus model itself (default);
+  exported  the model.onnx that `mcc build` wrote for that row's recipe (the same
+            compressed or merged graph the executable runs);
+  qdq       ORT's own int8 model of the original: onnxruntime.quantization.quantize_static,
+            QDQ format, uint8 activations / int8 per-channel weights (the x86 default pairing),
+            MinMax calibration on corpus/data/mnist_calib_x.npy (_x784 for lenet300) or, for
+            the light models, on 4 seeded uniform-random images; after quant_pre_process
+            (the light models are also moved to opset 13, which per-channel needs). On the
+            light models it is a speed reference only: their activations are far outside
+            anything int8 holds and the quantized output is 0.
+Every model is built (and quantized) before anything is timed; a build that fails stops the
+benchmark (exit 1).
+Trained models are measured at batch 1 and 64 (the first rows of the test set), light models
+at batch 1 (corpus/light/light_input_seed0.npy); each at 1 and 2 threads.
 
-Usage: python3 bench/bench.py [--runs 50] [--rounds 3] [--quick] [--models a,b] [--out bench/results.md]
-Installs onnxruntime and numpy with pip if they are missing. Prints one markdown table.
+What is timed.
+  ORT: one InferenceSession per cell (CPUExecutionProvider, intra_op_num_threads = T,
+       inter_op_num_threads = 1, sequential, default graph optimisations), with I/O binding:
+       the input is an OrtValue made once, every output is bound to a preallocated buffer, and
+       the timed loop is `t = perf_counter(); sess.run_with_iobinding(binding); perf_counter()
+       - t` N times after 5 warm-up calls; the median of the N. No feed conversion and no
+       output allocation happen inside the loop. What remains of ORT's (and Python's)
+       per-call overhead is measured by the same loop on a one-node model (Add of a 1-float
+       tensor to itself) and printed above the table in µs, next to the executable's time on
+       that model.
+  mcc: the executable, `EXE INPUT.npy --threads T --bench N`: 5 warm-up runs, then N timed
+       runs of the model into its preallocated output inside the process; it prints the
+       median (this script reads it; the printed resolution is 0.1 µs).
+Runs: N = --runs, or 10 x --runs when a cell is under 2 ms (decided by an untimed probe of
+both sides before the first round, so every round of a cell uses the same N).
+
+How the ratio is formed. This machine's speed drifts (a shared 2-core VM: the same cell can
+differ by 2x from one minute to the next), so each cell is measured in --rounds rounds; a
+round measures both sides back to back, ORT first in odd rounds and mcc first in even ones,
+and gives ratio = ORT median / mcc median for that round (> 1: mcc is faster). The cell
+shows the median of the per-round ratios with their min..max, and the median over rounds
+of each side's per-round median, in ms. Nothing is a best-of.
+
+What is checked (after the rounds, per cell and thread count; rel err = max|d| / max|ref|,
+with NaN or Inf anywhere counted as a failure, never as a pass):
+  mcc side: the timed executable is run once more on the cell's input with `-o OUT.npy`.
+    If the build was exact (report.json lists no technique but merges), its output is
+    compared with ORT's output of the original model on the same input; otherwise (pruned
+    or otherwise compressed) with mcc's reference evaluator on the same compressed model
+    (`mcc run BUILD/model.onnx -i X.npy -o Y.npy`). Tolerance 1e-4.
+  ORT side: the timed binding is run once more (its output buffer filled with NaN first).
+    original: compared with the stored ORT reference outputs, corpus/ref/<model>_test_out.npy
+      (light: corpus/light/<model>_seed0_out.npy), tolerance 1e-4;
+    exported: compared with mcc's reference evaluator on the same model.onnx, tolerance 1e-4;
+    qdq: compared with ORT's output of the original; the rel err and top-1 agreement (over
+      the rows whose reference has a single largest value) are reported and not held to a
+      tolerance (quantization error is the point), only NaN/Inf fails. Below the table, top-1
+      agreement and accuracy over the 1000 test samples for the trained models.
+A failed check marks the cell FAIL and the script exits 1 at the end, naming the cells.
+Caveat: the light models' weights are all 0.02, so their softmax outputs are uniform (0.001)
+and the output check there only catches NaN/Inf, wrong shapes and gross errors; their
+pre-softmax numerics are tested in tests/tests/corpus.rs.
+
+Also printed: the machine (CPU, cores, load average, onnxruntime version, date, the repo's
+commit and whether tracked files have uncommitted changes), the GEMM kernel table (`mcc bench
+--kernels`, full runs only), the build time of light ResNet-50, and the lenet5 executable's
+start-up (process start to first result). Built executables live in a scratch folder that is
+removed however the run ends. Installs numpy, onnxruntime and onnx with pip if missing.
 """
 import argparse
+import json
 import os
 import platform
 import re
@@ -27,25 +86,32 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORPUS = os.path.join(ROOT, "..", "shared", "corpus")
+CORPUS = os.path.join(ROOT, "corpus")
+TOL = 1e-4
 
-TRAINED = [
-    ("lenet300", "data/mnist_test_x784.npy"),
-    ("lenet5", "data/mnist_test_x.npy"),
-    ("vgg_bn", "data/mnist_test_x.npy"),
-    ("resnet_bn", "data/mnist_test_x.npy"),
-    ("mobilenet_dw", "data/mnist_test_x.npy"),
-    ("inception_mini", "data/mnist_test_x.npy"),
-]
+# name -> (test inputs, calibration inputs), relative to corpus/
+TRAINED = {
+    "lenet300": ("data/mnist_test_x784.npy", "data/mnist_calib_x784.npy"),
+    "lenet5": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
+    "vgg_bn": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
+    "resnet_bn": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
+    "mobilenet_dw": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
+    "inception_mini": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
+}
 LIGHT = ["resnet50", "vgg19", "squeezenet", "shufflenet", "inception_v1"]
+ORT_SIDES = {"original": "the corpus model", "exported": "the model.onnx mcc build wrote",
+             "qdq": "ORT's static QDQ int8 quantization of the corpus model"}
 
 
 def ensure_packages():
-    try:
-        import numpy  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "onnxruntime", "numpy"])
+    missing = []
+    for mod, pkg in (("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("onnx", "onnx")):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(pkg)
+    if missing:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *missing])
 
 
 def cpu_name():
@@ -59,47 +125,264 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def ort_median(model, x, threads, runs):
-    import onnxruntime as ort
+def git_state():
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"commit {head}" + (" + uncommitted changes to tracked files" if dirty else " (clean tree)")
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    s = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-    feed = {s.get_inputs()[0].name: x}
-    for _ in range(max(5, runs // 10)):
-        s.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        s.run(None, feed)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+
+class Fail(Exception):
+    pass
+
+
+def run_tool(cmd, what):
+    """Run a command; on failure stop the benchmark with its stderr and what it was for."""
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        raise Fail(f"{what}: `{' '.join(cmd)}` exited {r.returncode}:\n{r.stderr.strip() or r.stdout.strip()}")
+    return r.stdout
+
+
+# ---------------------------------------------------------------- the two sides
+
+class OrtBound:
+    """One ORT session with its input and outputs bound once; `median_ms` times the bound run."""
+
+    def __init__(self, ort, np, model, x, threads):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        self.np = np
+        self.sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        inputs = self.sess.get_inputs()
+        if len(inputs) != 1:
+            raise Fail(f"{model}: expected one input, found {len(inputs)}")
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        # One untimed plain run tells the output shapes; the buffers are then allocated once.
+        first = self.sess.run(None, {inputs[0].name: self.x})
+        self.outs = [np.empty_like(o) for o in first]
+        self.binding = self.sess.io_binding()
+        self.x_value = ort.OrtValue.ortvalue_from_numpy(self.x)
+        self.binding.bind_ortvalue_input(inputs[0].name, self.x_value)
+        # OrtValues made from numpy arrays share their memory: ORT writes into self.outs.
+        self.out_values = [ort.OrtValue.ortvalue_from_numpy(a) for a in self.outs]
+        for meta, value in zip(self.sess.get_outputs(), self.out_values):
+            self.binding.bind_ortvalue_output(meta.name, value)
+
+    def median_ms(self, runs, warmup=5):
+        run, binding, clock = self.sess.run_with_iobinding, self.binding, time.perf_counter
+        for _ in range(warmup):
+            run(binding)
+        times = [0.0] * runs
+        for i in range(runs):
+            t = clock()
+            run(binding)
+            times[i] = clock() - t
+        return statistics.median(times) * 1e3
+
+    def output(self):
+        """The first output of one more bound run; the buffer is NaN-filled first, so a run
+        that writes nothing cannot pass."""
+        for a in self.outs:
+            a.fill(self.np.nan)
+        self.sess.run_with_iobinding(self.binding)
+        return self.outs[0].copy()
 
 
 def mcc_median(exe, npy, threads, runs):
-    out = subprocess.run([exe, npy, "--threads", str(threads), "--bench", str(runs)],
-                         capture_output=True, text=True, check=True).stdout
+    out = run_tool([exe, npy, "--threads", str(threads), "--bench", str(runs)], f"timing {exe}")
     m = re.search(r"median ([0-9.]+) ms", out)
     if not m:
-        raise RuntimeError(f"unexpected output from {exe}: {out}")
+        raise Fail(f"unexpected output from {exe}: {out}")
     return float(m.group(1))
+
+
+def mcc_output(np, exe, npy, threads, path):
+    if os.path.exists(path):
+        os.remove(path)
+    run_tool([exe, npy, "--threads", str(threads), "-o", path], f"running {exe}")
+    return np.load(path)
+
+
+# ---------------------------------------------------------------- checks
+
+def compare(np, got, ref):
+    """(rel err, problem or None). rel err = max|got - ref| / max|ref|; NaN/Inf or a shape
+    mismatch is a problem whatever the tolerance."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    if got.shape != ref.shape:
+        return float("nan"), f"shape {list(got.shape)} vs reference {list(ref.shape)}"
+    if not np.all(np.isfinite(got)):
+        return float("nan"), f"{int(np.sum(~np.isfinite(got)))} NaN/Inf values in the output"
+    if not np.all(np.isfinite(ref)):
+        return float("nan"), "NaN/Inf in the reference"
+    diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)))) if got.size else 0.0
+    scale = float(np.max(np.abs(ref.astype(np.float64)))) if ref.size else 0.0
+    rel = diff / scale if scale > 0 else diff
+    if not np.isfinite(rel):
+        return rel, "rel err is not finite"
+    return rel, None
+
+
+def fmt_err(rel):
+    return "0" if rel == 0 else f"{rel:.1e}"
+
+
+def fmt_ms(ms):
+    return f"{ms:.4f}" if ms < 1 else f"{ms:.3f}"
+
+
+def top1(np, a):
+    return np.asarray(a).reshape(a.shape[0], -1).argmax(axis=1)
+
+
+def top1_agreement(np, got, ref):
+    """'k/n': rows where got's top-1 class is ref's, over the n rows whose reference has a single
+    largest value (a tie, like the light models' uniform softmax, decides nothing)."""
+    ref2 = np.asarray(ref).reshape(ref.shape[0], -1)
+    clear = np.sum(ref2 == ref2.max(axis=1, keepdims=True), axis=1) == 1
+    if not clear.any():
+        return "n/a (reference ties)"
+    return f"{int(np.sum((top1(np, got) == top1(np, ref))[clear]))}/{int(clear.sum())}"
+
+
+# ---------------------------------------------------------------- models
+
+def make_trivial_model(path):
+    """A one-node model, y = x + x on a 1-float tensor: what is left is per-call overhead."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "trivial",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
+def make_qdq(np, ort, model, out, calib, work):
+    """ORT's static int8 QDQ quantization of `model`, calibrated on the rows of `calib`."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    inp = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).get_inputs()[0]
+    chunk = inp.shape[0] if isinstance(inp.shape[0], int) else 32
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{inp.name: np.ascontiguousarray(calib[i:i + chunk])}
+                            for i in range(0, len(calib), chunk)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    pre = out + ".pre.onnx"
+    try:
+        quant_pre_process(model, pre)
+    except Exception as e:  # noqa: BLE001 - fall back to the model as is
+        print(f"  (quant_pre_process failed on {model}: {e}; quantizing the model as is)", flush=True)
+        shutil.copyfile(model, pre)
+    # Old (IR 3) models, like the light ones, list their weights as graph inputs too, and after
+    # pre-processing (which folds their ConstantOfShape weights) some of those inputs feed
+    # nothing: keep as graph inputs only what nodes read and no initializer provides, so the
+    # calibration needs only the data input and the weights count as constants.
+    import onnx
+
+    m = onnx.load(pre)
+    inits = {t.name for t in m.graph.initializer}
+    used = {n for node in m.graph.node for n in node.input} | {o.name for o in m.graph.output}
+    keep = [i for i in m.graph.input if i.name in used and i.name not in inits]
+    changed = len(keep) != len(m.graph.input)
+    if changed:
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        m.ir_version = max(m.ir_version, 7)
+    # Per-channel DequantizeLinear (its axis attribute) needs opset 13; the light models are
+    # opset 9 (11 after pre-processing). Without the upgrade, quantize per tensor.
+    per_channel = True
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        try:
+            from onnx import version_converter
+
+            m = version_converter.convert_version(m, 13)
+            changed = True
+        except Exception as e:  # noqa: BLE001
+            print(f"  (cannot upgrade {model} to opset 13: {e}; quantizing per tensor)", flush=True)
+            per_channel = False
+    if changed:
+        onnx.save(m, pre)
+    quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                    calibrate_method=CalibrationMethod.MinMax)
+    if os.path.exists(pre):
+        os.remove(pre)
+    return out
+
+
+def parse_recipe_for(items, known, ap):
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            ap.error(f"--recipe-for wants MODEL=PATH, got {item!r}")
+        name, path = item.split("=", 1)
+        if name not in known:
+            ap.error(f"--recipe-for: unknown model {name}; known: {', '.join(sorted(known))}")
+        if not os.path.isfile(path):
+            ap.error(f"--recipe-for: no recipe file {path}")
+        out[name] = os.path.abspath(path)
+    return out
+
+
+def recipe_label(path):
+    rel = os.path.relpath(path, ROOT)
+    return path if rel.startswith("..") else rel
+
+
+def merge_only(report):
+    """True when the build ran nothing but exact merges (so outputs equal the original's up to
+    float rounding): every technique in report.json is a merge."""
+    techs = {t.get("technique", "?") for layer in report.get("layers", []) for t in layer.get("techniques", [])}
+    techs |= {str(m.get("technique", "?")).split(" ")[0] for m in report.get("merged", [])}
+    return techs <= {"merge"}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=50, help="timed runs per measurement (default 50)")
+    ap.add_argument("--runs", type=int, default=50,
+                    help="timed runs per measurement; x10 for cells under 2 ms (default 50)")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="alternating ORT/mcc rounds per cell; each keeps its best median (default 3)")
-    ap.add_argument("--quick", action="store_true", help="trained models only, batch 1 and 64")
+                    help="rounds per cell, each timing ORT and mcc back to back (default 3)")
+    ap.add_argument("--quick", action="store_true", help="trained models only (batch 1 and 64)")
     ap.add_argument("--models", help="only these models, comma-separated (e.g. lenet5,light_squeezenet)")
+    ap.add_argument("--recipe", default=os.path.join(ROOT, "recipes", "merge.mcr"),
+                    help="recipe mcc builds every model with (default recipes/merge.mcr)")
+    ap.add_argument("--recipe-for", action="append", metavar="MODEL=PATH",
+                    help="recipe for one model, instead of --recipe (repeatable)")
+    ap.add_argument("--ort", choices=sorted(ORT_SIDES), default="original",
+                    help="what ORT runs: the original model (default), mcc's exported model.onnx, "
+                         "or ORT's own QDQ int8 quantization of the original")
     ap.add_argument("--out", help="also write the report (markdown) to this file")
     args = ap.parse_args()
+    if args.runs < 1 or args.rounds < 1:
+        ap.error("--runs and --rounds must be at least 1")
+    known = set(TRAINED) | {f"light_{name}" for name in LIGHT}
     wanted = set(args.models.split(",")) if args.models else None
-    known = {name for name, _ in TRAINED} | {f"light_{name}" for name in LIGHT}
     if wanted and not wanted <= known:
         ap.error(f"unknown model(s) {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}")
+    if not os.path.isfile(args.recipe):
+        ap.error(f"--recipe: no recipe file {args.recipe}")
+    args.recipe = os.path.abspath(args.recipe)
+    args.recipe_for = parse_recipe_for(args.recipe_for, known, ap)
     ensure_packages()
     import numpy as np
     import onnxruntime as ort
@@ -107,13 +390,18 @@ def main():
     subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "mcc"], cwd=ROOT)
     mcc = os.path.join(ROOT, "target", "release", "mcc")
     # The built executables and inputs live in a scratch folder that goes away however the
-    # run ends (a full run leaves ~2.4 GB there); SIGTERM unwinds like Ctrl-C.
+    # run ends (a full run leaves gigabytes there); SIGTERM unwinds like Ctrl-C.
     work = tempfile.mkdtemp(prefix="mcc-bench-")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        run(args, mcc, work, wanted, np, ort)
+        failures = run(args, mcc, work, wanted, np, ort)
+    except Fail as e:
+        print(f"\nFAILED: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if failures:
+        sys.exit(1)
 
 
 def run(args, mcc, work, wanted, np, ort):
@@ -123,17 +411,57 @@ def run(args, mcc, work, wanted, np, ort):
         print(s, flush=True)
         lines.append(s)
 
-    say(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; onnxruntime {ort.__version__}; "
-        f"{args.runs} timed runs per measurement, median; {args.rounds} alternating rounds per cell, "
-        f"best median of each side; {time.strftime('%Y-%m-%d %H:%M')}.")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    say(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {load:.2f} at start; "
+        f"onnxruntime {ort.__version__}; {git_state()}; {time.strftime('%Y-%m-%d %H:%M')}.")
+    say(f"Method (bench/bench.py docstring): {args.runs} timed runs per measurement ({10 * args.runs} for cells "
+        f"under 2 ms), median; {args.rounds} rounds per cell, ORT and mcc back to back, the first side "
+        f"swapped every round; ratio = ORT median / mcc median per round, shown as the median over rounds "
+        f"[min..max]. ORT runs with I/O binding into preallocated outputs; the executable with --bench. "
+        f"ORT side: {args.ort} ({ORT_SIDES[args.ort]}).")
     say()
+
+    # ---- per-call floor of each side on a one-node model
+    trivial = os.path.join(work, "trivial.onnx")
+    make_trivial_model(trivial)
+    one = np.ones(1, np.float32)
+    one_npy = os.path.join(work, "trivial_x.npy")
+    np.save(one_npy, one)
+    floor_runs = max(1000, 10 * args.runs)
+    floor = []
+    try:
+        run_tool([mcc, "build", os.path.join(ROOT, "recipes", "merge.mcr"), trivial, "-o",
+                  os.path.join(work, "trivial")], "building the one-node model")
+        with open(os.path.join(work, "trivial", "report.json")) as f:
+            exe = (json.load(f).get("native") or {}).get("executable")
+        if not exe:
+            raise Fail("mcc build wrote no executable")
+        trivial_exe = os.path.join(work, "trivial", exe)
+    except Fail as e:
+        print(f"  (no mcc executable for the one-node model: {e})", flush=True)
+        trivial_exe = None
+    for threads in (1, 2):
+        bound = OrtBound(ort, np, trivial, one, threads)
+        o = statistics.median(bound.median_ms(floor_runs) for _ in range(args.rounds)) * 1e3
+        text = f"ORT {o:.2f} µs"
+        if trivial_exe:
+            m = statistics.median(mcc_median(trivial_exe, one_npy, threads, floor_runs)
+                                  for _ in range(args.rounds)) * 1e3
+            text += f", mcc executable {m:.1f} µs" if m > 0 else ", mcc executable < 0.05 µs"
+        floor.append(f"{threads} thread{'s' if threads > 1 else ''}: {text}")
+    say(f"Per-call floor (one-node model, y = x + x on 1 float, timed the same way as the table, "
+        f"{floor_runs} runs, median of {args.rounds} rounds): {'; '.join(floor)}. The ORT figure is what "
+        f"ORT's run and the Python timing loop add to every ORT cell below.")
+    say()
+
     if not wanted:
         say("```")
-        say(subprocess.run([mcc, "bench", "--kernels"], capture_output=True, text=True, check=True).stdout.rstrip())
+        say(run_tool([mcc, "bench", "--kernels"], "mcc bench --kernels").rstrip())
         say("```")
         say()
+
     jobs = []
-    for name, data in TRAINED:
+    for name, (data, _) in TRAINED.items():
         x = np.load(os.path.join(CORPUS, data)).astype(np.float32)
         for batch in (1, 64):
             jobs.append((name, os.path.join(CORPUS, f"{name}.onnx"), x[:batch], batch))
@@ -143,50 +471,203 @@ def run(args, mcc, work, wanted, np, ort):
             jobs.append((f"light_{name}", os.path.join(CORPUS, "light", f"light_{name}.onnx"), x, 1))
     if wanted:
         jobs = [job for job in jobs if job[0] in wanted]
-    built = {}
-    build_times = {}
-    say("| model | batch | threads | ORT ms | mcc ms | ratio ORT/mcc |")
-    say("|---|---|---|---|---|---|")
+
+    builds = {}      # model name -> build info
+    qdq_models = {}  # model name -> path
+    refs_orig = {}   # (name, batch) -> ORT output of the original
+    refs_eval = {}   # (name, batch) -> mcc reference evaluator output of the built model
+    notes = []
+    failures = []
+
+    def build(name, model):
+        recipe = args.recipe_for.get(name, args.recipe)
+        out = os.path.join(work, name)
+        t = time.perf_counter()
+        run_tool([mcc, "build", recipe, model, "-o", out], f"{name}: mcc build {recipe_label(recipe)}")
+        seconds = time.perf_counter() - t
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        native = report.get("native") or {}
+        if not native.get("executable"):
+            raise Fail(f"{name}: mcc build wrote no executable ({native.get('no_executable')})")
+        info = {"dir": out, "exe": os.path.join(out, native["executable"]), "recipe": recipe_label(recipe),
+                "exact": merge_only(report), "seconds": seconds, "onnx": os.path.join(out, "model.onnx")}
+        acc = (report.get("model_totals") or {}).get("accuracy") or {}
+        if not info["exact"]:
+            extra = ""
+            if acc.get("before") is not None and acc.get("after") is not None:
+                extra = f"; accuracy {100 * acc['before']:.1f}% → {100 * acc['after']:.1f}% (mcc build report)"
+            nz = (report.get("model_totals") or {}).get("nonzero_params") or {}
+            notes.append(f"{name} with {info['recipe']}: not merge-only, so the executable is checked against "
+                         f"mcc's reference evaluator of the same compressed model; nonzero weights "
+                         f"{nz.get('before')} → {nz.get('after')}{extra}.")
+        return info
+
+    def ref_orig(name, model, x, batch):
+        if (name, batch) not in refs_orig:
+            s = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+            refs_orig[(name, batch)] = s.run(None, {s.get_inputs()[0].name: x})[0]
+        return refs_orig[(name, batch)]
+
+    def ref_eval(name, npy, batch):
+        if (name, batch) not in refs_eval:
+            path = os.path.join(work, f"{name}_b{batch}_eval.npy")
+            run_tool([mcc, "run", builds[name]["onnx"], "-i", npy, "-o", path, "-q"],
+                     f"{name}: mcc run (reference evaluator)")
+            refs_eval[(name, batch)] = np.load(path)
+        return refs_eval[(name, batch)]
+
+    def stored_ref(name, batch):
+        if name.startswith("light_"):
+            path = os.path.join(CORPUS, "light", f"{name}_seed0_out.npy")
+        else:
+            path = os.path.join(CORPUS, "ref", f"{name}_test_out.npy")
+        return np.load(path)[:batch] if os.path.exists(path) else None
+
+    def qdq(name, model):
+        if name not in qdq_models:
+            if name in TRAINED:
+                calib = np.load(os.path.join(CORPUS, TRAINED[name][1])).astype(np.float32)
+            else:
+                shape = np.load(os.path.join(CORPUS, "light", "light_input_seed0.npy")).shape
+                calib = np.concatenate([np.random.default_rng(seed).random(shape, dtype=np.float32)
+                                        for seed in range(1, 5)])
+            print(f"  (quantizing {name} with onnxruntime.quantization, {len(calib)} calibration samples)",
+                  flush=True)
+            path = make_qdq(np, ort, model, os.path.join(work, f"{name}_qdq.onnx"), calib, work)
+            qdq_models[name] = path
+            if name in TRAINED:
+                tx = np.load(os.path.join(CORPUS, TRAINED[name][0])).astype(np.float32)
+                ty = np.load(os.path.join(CORPUS, "data", "mnist_test_y.npy"))
+                s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+                q = s.run(None, {s.get_inputs()[0].name: tx})[0]
+                ref = stored_ref(name, len(tx))
+                if ref is not None:
+                    agree = float(np.mean(top1(np, q) == top1(np, ref)))
+                    rel, bad = compare(np, q, ref)
+                    notes.append(f"{name} QDQ int8 (ORT): on the {len(tx)} test samples top-1 agrees with the "
+                                 f"original on {100 * agree:.1f}%, accuracy {100 * np.mean(top1(np, ref) == ty):.1f}%"
+                                 f" → {100 * np.mean(top1(np, q) == ty):.1f}%, rel err {rel:.1e}"
+                                 + (f" ({bad})" if bad else "") + ".")
+                    if bad:
+                        failures.append(f"{name}: the QDQ model's test-set output: {bad}")
+        return qdq_models[name]
+
+    # Everything is built (and quantized) before anything is timed.
+    ort_models = {}
+    for name, model, _, _ in jobs:
+        if name not in builds:
+            builds[name] = build(name, model)
+            ort_models[name] = {"original": model, "exported": builds[name]["onnx"]}.get(args.ort) \
+                or qdq(name, model)
+
+    say("| model | batch | threads | mcc recipe | ORT model | ORT ms | mcc ms | ratio ORT/mcc [min..max] "
+        "| mcc output rel err | ORT output rel err |")
+    say("|---|---|---|---|---|---|---|---|---|---|")
     for name, model, x, batch in jobs:
-        if name not in built:
-            out = os.path.join(work, name)
-            t = time.perf_counter()
-            subprocess.run([mcc, "build", os.path.join(ROOT, "recipes", "merge.mcr"), model, "-o", out],
-                           check=True, capture_output=True)
-            build_times[name] = time.perf_counter() - t
-            stem = os.path.splitext(os.path.basename(model))[0]
-            built[name] = os.path.join(out, re.sub(r"[^a-z0-9]", "_", stem.lower()))
+        b = builds[name]
+        ort_model = ort_models[name]
         npy = os.path.join(work, f"{name}_b{batch}.npy")
         np.save(npy, x)
         for threads in (1, 2):
-            o, m = float("inf"), float("inf")
-            runs = args.runs
-            for _ in range(max(1, args.rounds)):
-                o = min(o, ort_median(model, x, threads, runs))
-                m = min(m, mcc_median(built[name], npy, threads, runs))
-                # Sub-millisecond cells: more runs per measurement (30 runs of 0.1 ms are
-                # over before the CPU's clock has settled).
-                if max(o, m) < 2.0:
-                    runs = max(runs, 10 * args.runs)
-            say(f"| {name} | {batch} | {threads} | {o:.3f} | {m:.3f} | {o / m:.2f} |")
+            cell = f"{name} batch {batch} threads {threads}"
+            bound = OrtBound(ort, np, ort_model, x, threads)
+            # Untimed probe (also the first warm-up of both sides): picks N for every round.
+            probe = max(bound.median_ms(max(5, args.runs // 10)), mcc_median(b["exe"], npy, threads, 10))
+            runs = 10 * args.runs if probe < 2.0 else args.runs
+            o_ms, m_ms, ratios = [], [], []
+            for r in range(args.rounds):
+                sides = ("ort", "mcc") if r % 2 == 0 else ("mcc", "ort")
+                for side in sides:
+                    if side == "ort":
+                        o = bound.median_ms(runs)
+                    else:
+                        m = mcc_median(b["exe"], npy, threads, runs)
+                    time.sleep(0.02)  # let ORT's spinning pool threads go idle before the other side
+                if m <= 0:
+                    raise Fail(f"{cell}: the executable printed a median of 0 ms")
+                o_ms.append(o)
+                m_ms.append(m)
+                ratios.append(o / m)
+
+            # ---- checks
+            problems = []
+            got = mcc_output(np, b["exe"], npy, threads, os.path.join(work, f"{name}_b{batch}_t{threads}_out.npy"))
+            if b["exact"]:
+                rel, bad = compare(np, got, ref_orig(name, model, x, batch))
+                mcc_cell = f"{fmt_err(rel)} vs ORT original"
+            else:
+                rel, bad = compare(np, got, ref_eval(name, npy, batch))
+                mcc_cell = f"{fmt_err(rel)} vs mcc eval"
+            if bad or rel > TOL:
+                problems.append(f"mcc output {bad or f'rel err {rel:.2e} > {TOL:g}'}")
+                mcc_cell += " FAIL"
+            ort_got = bound.output()
+            if args.ort == "original":
+                ref = stored_ref(name, batch)
+                if ref is None:
+                    rel, bad = compare(np, ort_got, ort_got)
+                    ort_cell = "finite (no stored ref)"
+                else:
+                    rel, bad = compare(np, ort_got, ref)
+                    ort_cell = f"{fmt_err(rel)} vs corpus ref"
+                fails = bool(bad) or rel > TOL
+            elif args.ort == "exported":
+                rel, bad = compare(np, ort_got, ref_eval(name, npy, batch))
+                ort_cell = f"{fmt_err(rel)} vs mcc eval"
+                fails = bool(bad) or rel > TOL
+            else:
+                ref = ref_orig(name, model, x, batch)
+                rel, bad = compare(np, ort_got, ref)
+                agree = top1_agreement(np, ort_got, ref) if not bad else "n/a"
+                ort_cell = f"{fmt_err(rel)} vs original, top-1 {agree}"
+                fails = bool(bad)
+            if fails:
+                problems.append(f"ORT output {bad or f'rel err {rel:.2e} > {TOL:g}'}")
+                ort_cell += " FAIL"
+            for p in problems:
+                failures.append(f"{cell}: {p}")
+
+            say(f"| {name} | {batch} | {threads} | {b['recipe']} | {args.ort} | {fmt_ms(statistics.median(o_ms))} | "
+                f"{fmt_ms(statistics.median(m_ms))} | {statistics.median(ratios):.2f} "
+                f"[{min(ratios):.2f}..{max(ratios):.2f}] | {mcc_cell} | {ort_cell} |")
     say()
-    for name in ("light_resnet50",):
-        if name in build_times:
-            say(f"`mcc build recipes/merge.mcr` of {name}: {build_times[name]:.1f} s (includes import, merging, "
-                f"report on no data, code generation, linking).")
-    if "lenet5" in built:
-        one = os.path.join(work, "one.npy")
-        np.save(one, np.load(os.path.join(CORPUS, "data", "mnist_test_x.npy")).astype(np.float32)[:1])
+    say(f"Columns: ORT ms and mcc ms are the median over rounds of each side's per-round median; rel err = "
+        f"max|Δ|/max|ref| of the first output on the cell's input, must be ≤ {TOL:g} except for the QDQ model "
+        f"(reported only); 'ORT original' = ORT on the original model in this run, 'mcc eval' = `mcc run` "
+        f"(reference evaluator) on the build's model.onnx, 'corpus ref' = the stored ORT outputs in corpus/.")
+    if any(name.startswith("light_") for name, *_ in jobs):
+        notes.append("light models: all their weights are 0.02, so their outputs are a uniform softmax "
+                     "(0.001 everywhere); the output checks there catch NaN/Inf, wrong shapes and gross errors "
+                     "only (their pre-softmax numerics are tested in tests/tests/corpus.rs), and top-1 is "
+                     "undefined.")
+    for note in notes:
+        say(f"- {note}")
+    if notes:
+        say()
+    if "light_resnet50" in builds:
+        b = builds["light_resnet50"]
+        say(f"`mcc build {b['recipe']}` of light_resnet50: {b['seconds']:.1f} s (includes import, the recipe's "
+            f"stages, report, code generation, linking).")
+    if "lenet5" in builds:
+        first = os.path.join(work, "one.npy")
+        np.save(first, np.load(os.path.join(CORPUS, "data", "mnist_test_x.npy")).astype(np.float32)[:1])
         starts = []
         for _ in range(20):
             t = time.perf_counter()
-            subprocess.run([built["lenet5"], one], check=True, capture_output=True)
+            run_tool([builds["lenet5"]["exe"], first], "lenet5 start-up")
             starts.append((time.perf_counter() - t) * 1e3)
-        say(f"lenet5 executable, process start to first result (1 sample, median of 20): "
-            f"{statistics.median(starts):.1f} ms.")
+        say(f"lenet5 executable ({builds['lenet5']['recipe']}), process start to first result (1 sample, "
+            f"median of 20): {statistics.median(starts):.1f} ms.")
+    if failures:
+        say()
+        say(f"FAILED ({len(failures)}):")
+        for f in failures:
+            say(f"- {f}")
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
+    return failures
 
 
 if __name__ == "__main__":
