@@ -9,6 +9,7 @@ use crate::epilogue::{Bias, Epilogue};
 use crate::gemm::{self, Isa, PackedA, PackedB};
 use crate::pool;
 use crate::program::{Buf, ConvLayout, Program, Src, Step};
+use crate::split::step_flops;
 use crate::threads::{Pool, split};
 use crate::window;
 
@@ -397,30 +398,8 @@ impl Arena {
     }
 }
 
-/// Work (FLOPs) from which one sample's grouped convolution splits its groups over the
-/// threads.
-const GROUP_SPLIT: usize = 2_000_000;
-
 /// Shared read views and several exclusive written ones.
 type ManyViews<'a, const N: usize> = ([&'a [f32]; N], Vec<&'a mut [f32]>);
-
-/// Work (FLOPs) from which one sample's blocked convolution splits its pixels over the
-/// threads (measured at batch 1 on 2 threads: MobileNet's 0.8–1.6 MFLOP pointwise layers,
-/// between depthwise ones that run whole, lose from a split below this; ResNet's chains of
-/// split 1.8–3.6 MFLOP layers gain).
-const BLOCKED_SPLIT: usize = 1_000_000;
-
-/// Output floats per sample from which one sample's blocked concatenation splits its pixels
-/// over the threads.
-const CONCAT_SPLIT: usize = 32 * 1024;
-
-/// Output floats per sample from which a pooling or depthwise convolution of one
-/// sample splits its channels over the threads.
-const WINDOW_SPLIT: usize = 64 * 1024;
-
-/// Floats per sample from which one sample's reorder splits its channel blocks over the
-/// threads (SqueezeNet's last 1000 × 13 × 13 reorder: 0.11 → 0.05 ms on 2 threads).
-const REORDER_SPLIT: usize = 64 * 1024;
 
 /// Max pooling of one image: the blocked kernel on blocked tensors; else the AVX-512 window
 /// kernel, or the portable loop.
@@ -547,6 +526,8 @@ pub struct Runner<'p> {
     edges: std::collections::HashMap<(usize, usize), std::sync::Arc<Edges>>,
     /// Whether each run starts from an arena of NaN ([`Runner::set_poison`]).
     poison: bool,
+    /// Which steps split over the threads at the arena's batch ([`crate::split::plan`]).
+    plan: crate::split::Plan,
 }
 
 impl<'p> Runner<'p> {
@@ -587,6 +568,7 @@ impl<'p> Runner<'p> {
             staged: vec![],
             edges: Default::default(),
             poison: false,
+            plan: crate::split::Plan::default(),
         })
     }
 
@@ -640,6 +622,9 @@ impl<'p> Runner<'p> {
             .ok_or("the arena size overflows")?;
         if self.arena.len() != floats {
             self.arena = AlignedVec::zeroed(floats);
+        }
+        if self.batch != batch || self.plan.split.len() != self.prog.steps.len() {
+            self.plan = crate::split::plan(self.prog, batch, self.pool.threads());
         }
         self.batch = batch;
         Ok(&mut self.arena)
@@ -864,19 +849,16 @@ impl<'p> Runner<'p> {
             }
         };
         let big = step_flops(step) > 2_000_000;
-        // Splitting one sample's convolution over the threads pays from a few MFLOP
-        // (measured: LeNet-5's 3.2 MFLOP second convolution 36 → 27 µs on 2 threads).
-        let split_one = batch < threads && step_flops(step) > 2_000_000;
+        // Whether this step splits over the threads: the static plan for this batch
+        // (`split.rs`), which also says whether the workers sleep after it.
+        let splits = self.plan.split.get(i).copied().unwrap_or(false);
+        let park = self.plan.park_after.get(i).copied().unwrap_or(false);
         match step {
             Step::Dense { .. } => {
                 // One GEMM over the whole batch, split by rows (or by columns for one row),
                 // when the batch's work is large (one sample of LeNet-5's 800×500 layer:
                 // 26 → 9 µs on 2 threads, each core reading half the weights).
-                let parts = if step_flops(step) * batch > 500_000 {
-                    threads
-                } else {
-                    1
-                };
+                let parts = if splits { threads } else { 1 };
                 self.pool.run(parts, &|t| {
                     if let Err(e) = ctx.dense(step, t, parts) {
                         fail(e);
@@ -889,7 +871,7 @@ impl<'p> Runner<'p> {
                 m,
                 layout: ConvLayout::Blocked { x_blocked },
                 ..
-            } if batch < threads && step_flops(step) > BLOCKED_SPLIT => {
+            } if splits && batch < threads => {
                 // One sample: split the output by pixels, or by blocks when the weights
                 // outweigh the input (each task then reads its blocks' weights only). Each
                 // task pads the input rows it reads into its own scratch: with the same split
@@ -926,7 +908,7 @@ impl<'p> Runner<'p> {
                 residual,
                 act,
                 layout: ConvLayout::Gemm,
-            } if split_one && !g.is_pointwise() => {
+            } if splits && batch < threads && !g.is_pointwise() => {
                 // One large sample: pad (and split by stride phase) the input once, then
                 // split the output channels (whole weight panels) over the threads.
                 let k = g.c * g.kh * g.kw;
@@ -965,7 +947,7 @@ impl<'p> Runner<'p> {
                 groups: 1,
                 layout: ConvLayout::Gemm,
                 ..
-            } if split_one && g.is_pointwise() => {
+            } if splits && batch < threads && g.is_pointwise() => {
                 // One large sample: the output channels in parallel.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
@@ -979,7 +961,7 @@ impl<'p> Runner<'p> {
                 groups,
                 layout: ConvLayout::Gemm,
                 ..
-            } if *groups > 1 && batch < threads && step_flops(step) > GROUP_SPLIT => {
+            } if splits && batch < threads && *groups > 1 => {
                 // One sample of a grouped convolution: its groups in parallel.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
@@ -995,7 +977,7 @@ impl<'p> Runner<'p> {
             }
             Step::Concat {
                 y, parts, plane, ..
-            } if batch < threads && *plane > 0 && y.len >= CONCAT_SPLIT => {
+            } if splits && batch < threads && *plane > 0 => {
                 // One sample of channel blocks: each task copies its pixels of every block.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
@@ -1024,7 +1006,7 @@ impl<'p> Runner<'p> {
                 c,
                 hw,
                 to_blocked,
-            } if batch < threads && y.len >= REORDER_SPLIT && c.div_ceil(LANES) >= threads => {
+            } if splits && batch < threads && c.div_ceil(LANES) >= threads => {
                 // One large sample: its channel blocks in parallel (each block's channels
                 // are one run of the plain layout, its pixels one run of the blocked).
                 for s in 0..batch {
@@ -1057,10 +1039,8 @@ impl<'p> Runner<'p> {
                     });
                 }
             }
-            Step::MaxPool { y, g, .. }
-            | Step::AvgPool { y, g, .. }
-            | Step::Depthwise { y, g, .. }
-                if batch < threads && y.len >= WINDOW_SPLIT && g.c >= threads =>
+            Step::MaxPool { g, .. } | Step::AvgPool { g, .. } | Step::Depthwise { g, .. }
+                if splits && batch < threads && g.c >= threads =>
             {
                 // One large sample: its channels in parallel.
                 for s in 0..batch {
@@ -1090,6 +1070,9 @@ impl<'p> Runner<'p> {
                     }
                 });
             }
+        }
+        if park {
+            self.pool.park();
         }
         match errors.into_inner() {
             Ok(Some(e)) => Err(e),
@@ -1142,16 +1125,6 @@ fn edges(p: &Program, run: std::ops::Range<usize>) -> (Vec<Buf>, Vec<Buf>) {
         }
     }
     (ins, outs)
-}
-
-/// Rough work of a step per sample, to decide whether threads pay.
-fn step_flops(s: &Step) -> usize {
-    match s {
-        Step::Conv { g, m, groups, .. } => 2 * m * g.c / groups.max(&1) * g.kh * g.kw * g.oh * g.ow,
-        Step::Dense { rows, k, n, .. } => 2 * rows * k * n,
-        Step::Depthwise { g, m, .. } => 2 * m * g.kh * g.kw * g.oh * g.ow,
-        _ => 0,
-    }
 }
 
 /// What every task of a step reads.

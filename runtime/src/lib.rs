@@ -31,7 +31,6 @@ macro_rules! avx2_dispatch {
 pub mod abi;
 pub mod aligned;
 pub mod blocked;
-pub mod testing;
 pub mod conv;
 pub mod eltwise;
 pub mod epilogue;
@@ -40,6 +39,8 @@ pub mod gemm;
 pub mod npy;
 pub mod pool;
 pub mod program;
+pub mod split;
+pub mod testing;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]
 mod tile64;

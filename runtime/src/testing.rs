@@ -100,7 +100,11 @@ where
             (x - y).abs()
         };
         // Written so that a NaN error (impossible above, but cheap to guard) fails too.
-        if !(e <= atol + rtol * y.abs()) && !same_special {
+        let within = matches!(
+            e.partial_cmp(&(atol + rtol * y.abs())),
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        );
+        if !within {
             d.allclose = false;
         }
         if e > d.max_abs || (e.is_infinite() && !d.max_abs.is_infinite()) {

@@ -30,6 +30,8 @@ struct Inner {
     /// is published, so `run` can withdraw the job and then wait for this to reach 0.
     busy: AtomicUsize,
     shutdown: AtomicBool,
+    /// Set by [`Pool::park`]: spinning workers stop spinning and sleep until the next job.
+    park: AtomicBool,
     /// Workers asleep on `wake` (changed under `state`'s lock): a job wakes them with a
     /// system call only when some are.
     sleepers: AtomicUsize,
@@ -95,7 +97,7 @@ fn worker(inner: &Inner, me: usize) {
             if inner.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            if spins < SPINS {
+            if spins < SPINS && !inner.park.load(Ordering::Relaxed) {
                 spins += 1;
                 std::hint::spin_loop();
                 continue;
@@ -148,6 +150,7 @@ impl Pool {
             generation: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            park: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
             wake: Condvar::new(),
@@ -170,6 +173,15 @@ impl Pool {
         self.workers.len() + 1
     }
 
+    /// Sends the workers to sleep now instead of spinning for the next job: the caller has
+    /// serial work ahead, which a spinning worker would slow (see `split.rs`). The next
+    /// [`Pool::run`] of several tasks wakes them.
+    pub fn park(&self) {
+        if !self.workers.is_empty() {
+            self.inner.park.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Calls `f(t)` for every `t < tasks`, in parallel; returns when all have returned.
     pub fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         if self.workers.is_empty() || tasks <= 1 {
@@ -180,6 +192,7 @@ impl Pool {
         }
         let job: &(dyn Fn(usize) + Sync + '_) = f;
         let addr = &job as *const &(dyn Fn(usize) + Sync + '_) as usize;
+        self.inner.park.store(false, Ordering::Relaxed);
         self.inner.next.store(0, Ordering::Relaxed);
         self.inner.claimed.store(0, Ordering::Relaxed);
         {
