@@ -81,9 +81,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         for (a, b) in got.iter().zip(&want) {
             let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
             assert_eq!(a.len(), b.len());
-            let scale = b.iter().fold(1.0f64, |m, y| m.max(y.abs()));
+            let scale = b
+                .iter()
+                .filter(|y| y.is_finite())
+                .fold(1.0f64, |m, y| m.max(y.abs()));
+            // Where the original is finite, the merged graph must be too, and close (a NaN
+            // there fails: `NaN <= bound` is false). Where the original overflowed (random
+            // weights can), the merged one may round differently.
             for (x, y) in a.iter().zip(&b) {
-                if x.is_finite() && y.is_finite() {
+                if y.is_finite() {
                     assert!((x - y).abs() <= 1e-3 * scale, "merge changed an output: {x} vs {y}");
                 }
             }

@@ -567,7 +567,7 @@ impl<'p> Runner<'p> {
             private: vec![],
             staged: vec![],
             edges: Default::default(),
-            poison: false,
+            poison: std::env::var("MCC_POISON").is_ok_and(|v| v == "1"),
             plan: crate::split::Plan::default(),
         })
     }
@@ -599,7 +599,9 @@ impl<'p> Runner<'p> {
 
     /// Makes every later run start from an arena filled with NaN (for tests: an element that
     /// a step should write but does not then reaches the outputs as NaN, where a zeroed or
-    /// reused arena would hide it behind a plausible number).
+    /// reused arena would hide it behind a plausible number). On from the start when the
+    /// environment has `MCC_POISON=1` (as `scripts/test` sets), so compiled code and built
+    /// executables run poisoned in the tests too.
     pub fn set_poison(&mut self, poison: bool) {
         self.poison = poison;
     }
@@ -622,6 +624,9 @@ impl<'p> Runner<'p> {
             .ok_or("the arena size overflows")?;
         if self.arena.len() != floats {
             self.arena = AlignedVec::zeroed(floats);
+        }
+        if self.poison {
+            self.arena.fill(f32::NAN);
         }
         if self.batch != batch || self.plan.split.len() != self.prog.steps.len() {
             self.plan = crate::split::plan(self.prog, batch, self.pool.threads());
@@ -663,9 +668,6 @@ impl<'p> Runner<'p> {
         let per = p.inputs.first().map_or(1, |io| io.buf.len.max(1));
         let batch = inputs.first().map_or(1, |x| x.len() / per);
         self.arena_for(batch)?;
-        if self.poison {
-            self.arena.fill(f32::NAN);
-        }
         for (io, x) in p.inputs.iter().zip(inputs) {
             let n = io.buf.len * batch;
             if x.len() != n {
@@ -741,6 +743,10 @@ impl<'p> Runner<'p> {
         if self.staged.len() < at {
             self.staged.resize(at, 0.0);
         }
+        if self.poison {
+            self.staged.fill(f32::NAN);
+        }
+        let poison = self.poison;
         let staged = Arena {
             ptr: self.staged.as_mut_ptr(),
             len: self.staged.len(),
@@ -748,6 +754,7 @@ impl<'p> Runner<'p> {
         if self.private.len() != threads {
             self.private = (0..threads).map(|_| AlignedVec::zeroed(p.arena)).collect();
         }
+
         let arena = Arena {
             ptr: self.arena.as_mut_ptr(),
             len: self.arena.len(),
@@ -777,6 +784,11 @@ impl<'p> Runner<'p> {
                 arena: &one,
             };
             let run = |s: usize, buf: &mut [f32]| -> Result<(), String> {
+                if poison {
+                    // Each sample starts from NaN: nothing left by the previous one shows
+                    // through an element a step does not write.
+                    one.views([], 0..one.len)?.1.fill(f32::NAN);
+                }
                 for b in ins {
                     let ([src], _) = arena.views([range(b, batch, s)], 0..0)?;
                     let (_, dst) = one.views([], b.off..b.off + b.len)?;

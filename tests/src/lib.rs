@@ -27,7 +27,7 @@ pub fn workspace() -> PathBuf {
 /// use it say once, loudly, what they did not run.
 pub fn shared() -> Option<PathBuf> {
     let p = workspace().join("../shared");
-    p.is_dir().then_some(p)
+    p.join("onnx-node").is_dir().then_some(p)
 }
 
 /// A path inside the repository's `corpus/` (the trained MNIST models, their data and ONNX

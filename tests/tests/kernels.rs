@@ -452,6 +452,11 @@ fn random_layers_match_the_reference_evaluator() {
             .unwrap()
             .remove(0);
         let want = want.to_f64_vec();
+        // A NaN in the reference would let a NaN in the kernel's output pass as equal.
+        assert!(
+            want.iter().all(|v| v.is_finite()),
+            "{desc}: the reference evaluator's output is not finite"
+        );
         for &isa in &isas {
             for threads in [1, 2] {
                 let mut runner = mcc_runtime::exec::Runner::new(&prog, threads).unwrap();

@@ -160,10 +160,9 @@ fn compiled(name: &str) {
     drop(g);
     let x = npy(&input());
     let data: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
-    let interpreted = mcc_runtime::exec::Runner::new(&p, 2)
-        .unwrap()
-        .run(&[&data])
-        .unwrap();
+    let mut runner = mcc_runtime::exec::Runner::new(&p, 2).unwrap();
+    runner.set_poison(true);
+    let interpreted = runner.run(&[&data]).unwrap();
     let (steps, arena) = (p.steps.len(), p.arena);
     let jitted = mcc_codegen::jit::Jit::new(p, 2)
         .unwrap()
@@ -228,6 +227,8 @@ fn executable(name: &str) {
     let mut checks = vec![];
     let t0 = Instant::now();
     for threads in ["1", "2"] {
+        // A stale result from the previous run must not pass for this one.
+        let _ = std::fs::remove_file(&y);
         let run = Command::new(&exe)
             .arg(input())
             .arg("-o")
