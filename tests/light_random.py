@@ -50,17 +50,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT = ROOT / "corpus" / "light"
-NAMES = [
-    "bvlc_alexnet",
-    "densenet121",
-    "inception_v1",
-    "inception_v2",
-    "resnet50",
-    "shufflenet",
-    "squeezenet",
-    "vgg19",
-    "zfnet512",
-]
+# Every light model of the corpus (light_<name>.onnx).
+NAMES = sorted(p.stem[len("light_"):] for p in LIGHT.glob("light_*.onnx"))
 SCRIPT_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 # A protobuf may not pass 2 GiB; keep a margin for the graph itself.
 MAX_INLINE_BYTES = 1_900_000_000
@@ -381,8 +372,9 @@ def make(name, out_dir):
 
 
 def main():
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__.split("\n\n")[1])
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help") or sys.argv[1].startswith("-"):
+        print(__doc__)
+        raise SystemExit(0 if len(sys.argv) >= 2 and sys.argv[1] in ("-h", "--help") else 2)
     out_dir = Path(sys.argv[1])
     names = sys.argv[2:] or NAMES
     unknown = [n for n in names if n not in NAMES]

@@ -252,39 +252,24 @@ fn executable(name: &str) {
     report(name, "executable", &checks, build_time + runs, &extra);
 }
 
-macro_rules! models {
-    ($f:ident: $($name:ident)*) => { $( #[test] fn $name() { $f(stringify!($name)) } )* };
+/// One test per light model for each path; the one list of names, checked against
+/// `mcc_tests::LIGHT` (which `corpus.rs` checks against the files).
+macro_rules! per_model {
+    ($($name:ident)*) => {
+        mod evaluator {
+            $( #[test] fn $name() { super::evaluator(stringify!($name)) } )*
+        }
+        mod compiled {
+            $( #[test] fn $name() { super::compiled(stringify!($name)) } )*
+        }
+        mod executable {
+            $( #[test] fn $name() { super::executable(stringify!($name)) } )*
+        }
+        #[test]
+        fn every_light_model_has_its_tests() {
+            assert_eq!([$(stringify!($name)),*].as_slice(), mcc_tests::LIGHT);
+        }
+    };
 }
 
-mod evaluator {
-    use super::evaluator;
-    models!(evaluator: bvlc_alexnet densenet121 inception_v1 inception_v2 resnet50 shufflenet squeezenet vgg19 zfnet512);
-}
-
-mod compiled {
-    use super::compiled;
-    models!(compiled: bvlc_alexnet densenet121 inception_v1 inception_v2 resnet50 shufflenet squeezenet vgg19 zfnet512);
-}
-
-mod executable {
-    use super::executable;
-    models!(executable: bvlc_alexnet densenet121 inception_v1 inception_v2 resnet50 shufflenet squeezenet vgg19 zfnet512);
-}
-
-#[test]
-fn every_light_model_is_listed() {
-    assert_eq!(
-        mcc_tests::LIGHT,
-        [
-            "bvlc_alexnet",
-            "densenet121",
-            "inception_v1",
-            "inception_v2",
-            "resnet50",
-            "shufflenet",
-            "squeezenet",
-            "vgg19",
-            "zfnet512"
-        ]
-    );
-}
+per_model!(bvlc_alexnet densenet121 inception_v1 inception_v2 resnet50 shufflenet squeezenet vgg19 zfnet512);
