@@ -6,6 +6,10 @@
 //! thread 0) unless that thread is late: consecutive steps that split an image the same way
 //! then find their part of the input in their own core's cache. A thread that is done claims
 //! the tasks not yet started, so a sleeping worker never holds a job up.
+//!
+//! Panic-safe: a task that panics, on any thread, is caught; `run` waits until every thread
+//! has left the job and then resumes that panic on the caller, so a panic never hangs the
+//! pool, never outlives the caller's frame in a worker, and the pool serves the next job.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -32,6 +36,8 @@ struct Inner {
     shutdown: AtomicBool,
     /// Set by [`Pool::park`]: spinning workers stop spinning and sleep until the next job.
     park: AtomicBool,
+    /// The first panic of the current job's tasks, resumed on the caller by `run`.
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
     /// Workers asleep on `wake` (changed under `state`'s lock): a job wakes them with a
     /// system call only when some are.
     sleepers: AtomicUsize,
@@ -52,12 +58,18 @@ pub struct Pool {
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// Runs task `task` of the job at `job`; a panic in it is caught and kept for `Pool::run`
+/// to resume on the caller once every thread has left the job (a worker that unwound out of
+/// its loop would leave `busy` counted forever, and `run` would wait for it forever).
 #[allow(unsafe_code)]
-fn call(job: usize, task: usize) {
+fn call(inner: &Inner, job: usize, task: usize) {
     // SAFETY: `job` is the address of a `&Job` that `Pool::run` keeps alive: it does not
-    // return before every worker that took the job has left it.
+    // return, nor unwind, before every worker that took the job has left it.
     let f: &&Job = unsafe { &*(job as *const &Job) };
-    f(task);
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(task))) {
+        let mut slot = inner.panic.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(payload);
+    }
 }
 
 /// Whether a job of `tasks` runs task `t` on thread `t` first.
@@ -70,11 +82,11 @@ fn work(inner: &Inner, job: usize, tasks: usize, me: usize) {
     if pinned(inner, tasks) {
         let claim = |t: usize| inner.claimed.fetch_or(1 << t, Ordering::AcqRel) & (1 << t) == 0;
         if me < tasks && claim(me) {
-            call(job, me);
+            call(inner, job, me);
         }
         for t in 0..tasks {
             if inner.claimed.load(Ordering::Acquire) & (1 << t) == 0 && claim(t) {
-                call(job, t);
+                call(inner, job, t);
             }
         }
         return;
@@ -84,7 +96,7 @@ fn work(inner: &Inner, job: usize, tasks: usize, me: usize) {
         if t >= tasks {
             break;
         }
-        call(job, t);
+        call(inner, job, t);
     }
 }
 
@@ -151,6 +163,7 @@ impl Pool {
             busy: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             park: AtomicBool::new(false),
+            panic: Mutex::new(None),
             sleepers: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
             wake: Condvar::new(),
@@ -196,10 +209,10 @@ impl Pool {
         self.inner.next.store(0, Ordering::Relaxed);
         self.inner.claimed.store(0, Ordering::Relaxed);
         {
-            let Ok(mut s) = self.inner.state.lock() else {
-                (0..tasks).for_each(f);
-                return;
-            };
+            // The pool's locks are held only by its own code, which does not panic (tasks'
+            // panics are caught in `call`); a poisoned lock is still consistent, so it is
+            // used, never a reason to return while a worker may hold the job.
+            let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
             s.job = Some((addr, tasks));
             self.inner.generation.fetch_add(1, Ordering::AcqRel);
             // A worker counts itself asleep under this lock and re-checks the generation
@@ -211,9 +224,7 @@ impl Pool {
         work(&self.inner, addr, tasks, 0);
         // Withdraw the job (no worker can take it after this), then wait for the workers
         // that did: spin a while, then sleep.
-        let Ok(mut s) = self.inner.state.lock() else {
-            return;
-        };
+        let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
         s.job = None;
         drop(s);
         let mut spins = 0;
@@ -223,19 +234,22 @@ impl Pool {
                 std::hint::spin_loop();
                 continue;
             }
-            let Ok(mut s) = self.inner.state.lock() else {
-                return;
-            };
+            let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
             self.inner.waiting.store(true, Ordering::Release);
             while self.inner.busy.load(Ordering::Acquire) > 0 {
-                s = match self.inner.done.wait(s) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        return;
-                    }
-                };
+                s = self.inner.done.wait(s).unwrap_or_else(|e| e.into_inner());
             }
             self.inner.waiting.store(false, Ordering::Release);
+        }
+        // Every thread has left the job: a task's panic now reaches the caller.
+        let payload = self
+            .inner
+            .panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(payload) = payload {
+            std::panic::resume_unwind(payload);
         }
     }
 }
@@ -276,6 +290,39 @@ mod tests {
                 });
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
             }
+        }
+    }
+
+    #[test]
+    fn a_panicking_task_reaches_the_caller_and_the_pool_goes_on() {
+        let pool = Pool::new(2);
+        for bad in [0, 1, 5] {
+            let done = AtomicUsize::new(0);
+            let tasks = if bad == 5 { 8 } else { 2 };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.run(tasks, &|t| {
+                    if t == bad {
+                        panic!("task {t} fails");
+                    }
+                    // The others take a while: `run` must wait for them before unwinding.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }));
+            let msg = r.expect_err("the panic must reach the caller");
+            assert_eq!(
+                msg.downcast_ref::<String>().map(String::as_str),
+                Some(&*format!("task {bad} fails"))
+            );
+            // No task of the job was still running (touching `done`, on this frame) when
+            // `run` unwound.
+            assert_eq!(done.load(Ordering::SeqCst), tasks - 1, "bad task {bad}");
+            // The pool still works.
+            let hits = AtomicUsize::new(0);
+            pool.run(2, &|_| {
+                hits.fetch_add(1, Ordering::SeqCst);
+            });
+            assert_eq!(hits.load(Ordering::SeqCst), 2);
         }
     }
 
