@@ -754,7 +754,6 @@ impl<'p> Runner<'p> {
         if self.private.len() != threads {
             self.private = (0..threads).map(|_| AlignedVec::zeroed(p.arena)).collect();
         }
-
         let arena = Arena {
             ptr: self.arena.as_mut_ptr(),
             len: self.arena.len(),
@@ -862,7 +861,10 @@ impl<'p> Runner<'p> {
         };
         let big = step_flops(step) > 2_000_000;
         // Whether this step splits over the threads: the static plan for this batch
-        // (`split.rs`), which also says whether the workers sleep after it.
+        // (`split.rs`), which also says whether the workers sleep after it. The plan marks
+        // only steps that `split::splittable` admits (one sample per thread or fewer, the
+        // sizes and channel counts each split path needs), so the arms below test `splits`
+        // and nothing of that again.
         let splits = self.plan.split.get(i).copied().unwrap_or(false);
         let park = self.plan.park_after.get(i).copied().unwrap_or(false);
         match step {
@@ -883,7 +885,7 @@ impl<'p> Runner<'p> {
                 m,
                 layout: ConvLayout::Blocked { x_blocked },
                 ..
-            } if splits && batch < threads => {
+            } if splits => {
                 // One sample: split the output by pixels, or by blocks when the weights
                 // outweigh the input (each task then reads its blocks' weights only). Each
                 // task pads the input rows it reads into its own scratch: with the same split
@@ -920,7 +922,7 @@ impl<'p> Runner<'p> {
                 residual,
                 act,
                 layout: ConvLayout::Gemm,
-            } if splits && batch < threads && !g.is_pointwise() => {
+            } if splits && !g.is_pointwise() => {
                 // One large sample: pad (and split by stride phase) the input once, then
                 // split the output channels (whole weight panels) over the threads.
                 let k = g.c * g.kh * g.kw;
@@ -959,7 +961,7 @@ impl<'p> Runner<'p> {
                 groups: 1,
                 layout: ConvLayout::Gemm,
                 ..
-            } if splits && batch < threads && g.is_pointwise() => {
+            } if splits && g.is_pointwise() => {
                 // One large sample: the output channels in parallel.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
@@ -973,7 +975,7 @@ impl<'p> Runner<'p> {
                 groups,
                 layout: ConvLayout::Gemm,
                 ..
-            } if splits && batch < threads && *groups > 1 => {
+            } if splits => {
                 // One sample of a grouped convolution: its groups in parallel.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
@@ -989,7 +991,7 @@ impl<'p> Runner<'p> {
             }
             Step::Concat {
                 y, parts, plane, ..
-            } if splits && batch < threads && *plane > 0 => {
+            } if splits => {
                 // One sample of channel blocks: each task copies its pixels of every block.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
@@ -1018,7 +1020,7 @@ impl<'p> Runner<'p> {
                 c,
                 hw,
                 to_blocked,
-            } if splits && batch < threads && c.div_ceil(LANES) >= threads => {
+            } if splits => {
                 // One large sample: its channel blocks in parallel (each block's channels
                 // are one run of the plain layout, its pixels one run of the blocked).
                 for s in 0..batch {
@@ -1052,7 +1054,7 @@ impl<'p> Runner<'p> {
                 }
             }
             Step::MaxPool { g, .. } | Step::AvgPool { g, .. } | Step::Depthwise { g, .. }
-                if splits && batch < threads && g.c >= threads =>
+                if splits =>
             {
                 // One large sample: its channels in parallel.
                 for s in 0..batch {

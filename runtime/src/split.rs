@@ -1,5 +1,6 @@
 //! Which steps of a program split over the threads, decided once per batch size by a static
-//! cost model, so that a second thread never makes a model slower.
+//! cost model that prices what a split costs beside what it saves, so that a second thread
+//! does not make a model slower.
 //!
 //! Invariant: the plan depends only on the program, the batch and the thread count — never on
 //! a timing — so a build runs the same schedule every time, and with one thread (or a batch
@@ -9,9 +10,8 @@
 //! costs more than the step's own synchronisation. A worker must be awake to take its half:
 //! waking a sleeping one costs tens of µs on this project's 2-vCPU VMs, while a worker that
 //! spins between jobs is cheap to hand work to but slows the caller's serial steps a little
-//! meanwhile. So whether a split pays depends on its neighbours: MobileNet's two 1.6 MFLOP
-//! convolutions, each between unsplit depthwise layers, made the model 1.4× slower on 2
-//! threads than on 1 when split on their own size. The model walks the steps in order with
+//! meanwhile. So whether a split pays depends on its neighbours (a lone middling step
+//! between long serial stretches pays less than a chain of large ones). The model walks the steps in order with
 //! two states — the worker asleep or spinning — and finds the cheapest choice of splits and
 //! of where to send the worker to sleep ([`Plan::park_after`]) by dynamic programming over
 //! the chain:
@@ -22,7 +22,10 @@
 //!   it the worker spins, or is sent to sleep at no cost.
 //!
 //! A run starts with the worker asleep, so a split must pay for its wake-up; one that ends
-//! with the worker spinning spares the next run that wake-up (runs come back to back). A step's time
+//! with the worker spinning spares the next run that wake-up (runs come back to back).
+//! What it cannot see: this project's VMs have minutes-long phases in which every 2-thread
+//! run of a small model is slower, ONNX Runtime's too (mobilenet_dw at batch 1 once ran
+//! 0.120 ms on 2 threads against 0.077 on 1, with the pre-model thresholds as well). A step's time
 //! is estimated from its FLOPs and the bytes it moves, weights included (the larger of the two
 //! at this CPU class's rough rates); only steps large enough to split at all
 //! ([`splittable`], the measured minimum sizes) are candidates. At a batch of at least one

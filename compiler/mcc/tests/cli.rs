@@ -35,6 +35,18 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lenet5")
 }
 
+/// Runs a command that must succeed; returns its output.
+fn succeeds(dir: &Path, args: &[&str]) -> Output {
+    let out = mcc(dir, args);
+    assert!(
+        out.status.success(),
+        "mcc {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs a command that must fail cleanly; returns its stderr.
 fn fails(dir: &Path, args: &[&str]) -> String {
     let out = mcc(dir, args);
@@ -371,7 +383,7 @@ fn check_explain_and_build_a_recipe() {
     // Building again replaces the previous output folder: with --emit ir-diffs the first
     // build writes ir-diffs/; a build at another amount without it leaves a folder holding
     // the new report and no ir-diffs/, and no temporary folder beside it.
-    let out = mcc(
+    succeeds(
         d,
         &[
             "build",
@@ -383,22 +395,12 @@ fn check_explain_and_build_a_recipe() {
             "ir-diffs",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(d.join("out/ir-diffs").is_dir());
     let before = std::fs::read_to_string(d.join("out/report.json")).unwrap();
     assert!(before.contains("0.7"), "{before}");
     let recipe = std::fs::read_to_string(d.join("r.mcr")).unwrap();
     std::fs::write(d.join("r.mcr"), recipe.replace("70%", "60%")).unwrap();
-    let out = mcc(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
     let after = std::fs::read_to_string(d.join("out/report.json")).unwrap();
     assert!(
         after.contains("0.6") && !after.contains("\"amount\": 0.7"),
