@@ -4,7 +4,7 @@
 //! inputs have small fixed shapes, outputs before and after must agree (the merges are exact).
 #![no_main]
 
-use mcc_passes::plan::Step;
+use mcc_plan::plan::Step;
 
 const VARIANTS: &[&str] = &[
     "pad",
@@ -65,7 +65,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 .collect();
             let step = Step::merge(variant, nodes, pad);
             let id = mcc_ir::StepId(i as u32 + 1);
-            if let Some(Err(e)) = mcc_passes::run_merge(&step, &mut graph, id) {
+            let registry = mcc_passes::registry();
+            let technique = registry
+                .implementation("merge", variant)
+                .expect("every merge variant is built");
+            if let Err(e) =
+                technique.rewrite(&mut graph, &step, id, &mut mcc_plan::technique::NoStats)
+            {
                 panic!("merge {variant} failed: {e}");
             }
             if let Err(e) = mcc_ir::infer_all(&mut graph) {

@@ -27,7 +27,14 @@ fn model() -> &'static mcc_ir::Graph {
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(src) = std::str::from_utf8(data) else { return };
-    let checked = mcc_passes::plan::check(src, "fuzz.mcr", Path::new("."), model(), "m.onnx");
+    let checked = mcc_plan::plan::check(
+        src,
+        "fuzz.mcr",
+        Path::new("."),
+        model(),
+        "m.onnx",
+        &mcc_passes::registry(),
+    );
     for d in &checked.diags {
         let len = checked.files[d.file].text.len() as u32;
         assert!(d.span.start <= d.span.end && d.span.end <= len, "diagnostic span out of its file: {d:?}");

@@ -11,8 +11,7 @@
     clippy::print_stdout
 )]
 
-use mcc_passes::plan::Severity;
-use mcc_passes::registry::TECHNIQUES;
+use mcc_plan::plan::Severity;
 use mcc_tests::{corpus, workspace};
 
 fn blocks(md: &str) -> Vec<(String, String)> {
@@ -48,7 +47,7 @@ fn every_example_in_the_reference_is_true() {
         let checked = mcc::recipe::check(&path, &corpus(&format!("{}.onnx", model.trim())));
         std::fs::remove_file(&path).unwrap();
         let s = checked.unwrap();
-        let errors: Vec<&mcc_passes::plan::Diag> = s
+        let errors: Vec<&mcc_plan::plan::Diag> = s
             .checked
             .diags
             .iter()
@@ -80,7 +79,7 @@ fn every_example_in_the_reference_is_true() {
 #[test]
 fn every_technique_variant_and_parameter_is_documented() {
     let md = std::fs::read_to_string(workspace().join("docs/recipes.md")).unwrap();
-    for t in TECHNIQUES {
+    for t in mcc_passes::TECHNIQUES {
         assert!(
             md.contains(&format!("### `{}`", t.name)),
             "technique `{}` has no section",

@@ -202,7 +202,7 @@ fn executable(name: &str) {
     let t0 = Instant::now();
     let s = mcc::recipe::check(&workspace().join("recipes/merge.mcr"), &r.model).unwrap();
     assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
-    let mut built = mcc::recipe::build(&s).unwrap();
+    let mut built = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
     drop(s);
     let has_softmax = expose_presoftmax(&mut built.graph, true);
     assert_eq!(has_softmax, r.presoftmax.is_some(), "light_{name}_random");

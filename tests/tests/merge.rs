@@ -12,21 +12,18 @@
 
 use mcc_tests::{LIGHT, TRAINED, compare, corpus, npy, run_ort, skip_ort, workspace};
 
-fn merged(model: &std::path::Path) -> (mcc::recipe::Session, mcc::recipe::BuildResult) {
+fn merged(model: &std::path::Path) -> (mcc::recipe::Session, mcc::build::BuildResult) {
     let s = mcc::recipe::check(&workspace().join("recipes/merge.mcr"), model).unwrap();
     assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
-    let r = mcc::recipe::build(&s).unwrap();
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
     (s, r)
 }
 
 /// Which merges fired, as "batchnorm 5, activations 6".
-fn fired(report: &serde_json::Value) -> String {
+fn fired(report: &mcc::report::Report) -> String {
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-    for m in report["merged"].as_array().unwrap() {
-        let t = m["technique"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("merge ");
+    for m in &report.merged {
+        let t = m.technique.trim_start_matches("merge ");
         *counts.entry(t.to_string()).or_default() += 1;
     }
     counts
@@ -59,7 +56,7 @@ fn trained_models_after_merging() {
             "{m}: {nb} → {na} nodes, {mb} → {ma} MACs, max abs {:.2e}, merged: {}; left alone {}, evaluator {:.2} s → {:.2} s (1000 samples)",
             d.max_abs,
             fired(&r.report),
-            r.report["left_alone"].as_array().unwrap().len(),
+            r.report.left_alone.len(),
             t_before.as_secs_f64(),
             t_after.as_secs_f64()
         );
@@ -147,7 +144,7 @@ fn light_models_after_merging() {
             mcc::inspect::table(&s.model.graph).macs,
             mcc::inspect::table(g).macs,
             fired(&r.report),
-            r.report["left_alone"].as_array().unwrap().len(),
+            r.report.left_alone.len(),
             t_before.as_secs_f64(),
             t_after.as_secs_f64()
         );
@@ -168,7 +165,7 @@ fn squeezenet_expand_pairs_merge_with_padded_kernels() {
     let model = corpus("light/light_squeezenet.onnx");
     let s = mcc::recipe::check(&recipe, &model).unwrap();
     assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
-    let r = mcc::recipe::build(&s).unwrap();
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
     let concats = |g: &mcc_ir::Graph| {
         g.node_ids()
             .into_iter()

@@ -1,7 +1,7 @@
 //! Planner diagnostics as miette reports (for people) and as JSON lines (for editors and
 //! build systems, one object per diagnostic, like cargo's `--message-format json`).
 
-use mcc_passes::plan::{Checked, Diag, Severity, line_col};
+use mcc_plan::plan::{Checked, Diag, Severity, line_col};
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 
 /// One diagnostic with its source attached, ready for miette.

@@ -9,11 +9,16 @@
 //!
 //! Only this crate reads and writes files or prints; the libraries return errors.
 
+pub mod build;
+pub mod calibration;
 pub mod diagnostics;
 pub mod error;
 pub mod inspect;
+pub mod measure;
 pub mod native;
+pub mod progress;
 pub mod recipe;
+pub mod report;
 pub mod tensor_io;
 
 use std::path::{Path, PathBuf};

@@ -94,11 +94,14 @@ enum Command {
     },
     /// Compress a model with a recipe: check, run the stages in order, measure, write outputs.
     ///
-    /// Writes DIR/model.mcir (the final IR text), DIR/model.onnx (the compressed model) and
+    /// Writes DIR/model.mcir (the final IR text), DIR/model.onnx (the compressed model),
     /// DIR/report.json (per layer: techniques, parameters/MACs/bytes before and after, output
     /// error against the original on the calibration data; whole model: accuracy before and
-    /// after, sizes, the recipe's hash). Everything is written atomically: a failed build
-    /// leaves no output. A violated budget fails the build (exit 1) and says by how much.
+    /// after, output fidelity, sizes, hashes of every input; see docs/report.md) and
+    /// DIR/timings.json (how long each phase took, on how many threads). Accuracy and errors
+    /// are measured on the compiled model, the kernels the executable runs. Everything is
+    /// written atomically: a failed build leaves no output. A violated budget fails the build
+    /// (exit 1) and says by how much.
     ///
     /// Native code (unless --no-native): DIR/NAME, a standalone executable
     /// (`./NAME INPUT.npy [-o OUTPUT.npy] [--bench N] [--threads T]`), and DIR/NAME.o +
@@ -130,6 +133,10 @@ enum Command {
         /// Skip native code: no object file, header or executable.
         #[arg(long)]
         no_native: bool,
+        /// Threads the measurements run on (default: every core). The report is the same
+        /// for any count.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
         /// `human` or `json` diagnostics.
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
@@ -303,7 +310,7 @@ fn checked(
         .checked
         .diags
         .iter()
-        .filter(|d| d.severity == mcc_passes::plan::Severity::Error)
+        .filter(|d| d.severity == mcc_plan::plan::Severity::Error)
         .count();
     if errors > 0 {
         return Err(Error::Usage(format!(
@@ -371,9 +378,14 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             snapshot,
             bless,
             no_native,
+            threads,
         } => {
             let s = checked(&recipe, &model, message_format)?;
-            let result = mcc::recipe::build_with(&s, emit.contains(&Emit::IrDiffs))?;
+            let opts = mcc::build::Options {
+                ir_diffs: emit.contains(&Emit::IrDiffs),
+                threads: threads.unwrap_or(0),
+            };
+            let result = mcc::build::build(&s, &opts)?;
             if !result.violations.is_empty() {
                 let lines: Vec<String> = result
                     .violations
@@ -397,7 +409,14 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 let bar = indicatif::ProgressBar::new_spinner();
                 bar.set_message("compiling to native code");
                 bar.enable_steady_tick(std::time::Duration::from_millis(100));
-                let n = mcc::native::compile(&result.graph, &name, &model.display().to_string());
+                let n = match &result.program {
+                    Some(p) => {
+                        mcc::native::compile_program(p.clone(), &name, &model.display().to_string())
+                    }
+                    None => {
+                        mcc::native::compile(&result.graph, &name, &model.display().to_string())
+                    }
+                };
                 bar.finish_and_clear();
                 Some(n?)
             };
@@ -407,23 +426,15 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 emit.contains(&Emit::IrDiffs),
                 native.as_ref(),
             )?;
-            let t = &result.report["model_totals"];
             outln!("built {} with {}", model.display(), recipe.display());
-            outln!(
-                "  weights: {} nonzero of {} (before: {} of {})",
-                t["nonzero_params"]["after"],
-                t["params"]["after"],
-                t["nonzero_params"]["before"],
-                t["params"]["before"]
-            );
-            if let (Some(b), Some(a)) = (
-                t["accuracy"]["before"].as_f64(),
-                t["accuracy"]["after"].as_f64(),
-            ) {
-                outln!("  accuracy: {:.2}% → {:.2}%", b * 100.0, a * 100.0);
+            for line in mcc::report::summary(&result.report) {
+                outln!("{line}");
+            }
+            if let Some(note) = &result.report.measurement.engine_note {
+                eprintln!("note: measured with the reference evaluator: {note}");
             }
             outln!(
-                "  wrote {0}/model.mcir, {0}/model.onnx, {0}/report.json",
+                "  wrote {0}/model.mcir, {0}/model.onnx, {0}/report.json, {0}/timings.json",
                 dir.display()
             );
             if let (Some(n), Some(w)) = (&native, &written) {

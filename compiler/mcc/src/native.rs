@@ -35,8 +35,19 @@ pub fn program(graph: &Graph) -> Result<Program, Error> {
 /// Compiles `graph` (named `name`, from `model_file`) to objects and a header.
 pub fn compile(graph: &Graph, name: &str, model_file: &str) -> Result<NativeBuild, Error> {
     let t0 = std::time::Instant::now();
+    let mut n = compile_program(program(graph)?, name, model_file)?;
+    n.compile_time = t0.elapsed();
+    Ok(n)
+}
+
+/// Compiles a lowered program (from [`program`]) to objects and a header.
+pub fn compile_program(
+    program: Program,
+    name: &str,
+    model_file: &str,
+) -> Result<NativeBuild, Error> {
+    let t0 = std::time::Instant::now();
     let name = aot::c_name(name);
-    let program = program(graph)?;
     let object = aot::object(&program, &name, false)?;
     let exe_object = aot::object(&program, &name, true)?;
     let header = aot::header(&program, &name, model_file);

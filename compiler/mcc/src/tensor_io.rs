@@ -132,6 +132,13 @@ pub fn split_batch(t: &Tensor, n: usize) -> Vec<Tensor> {
         .collect()
 }
 
+/// Samples `first..first + n` of a batch-first tensor.
+pub fn slice_batch(t: &Tensor, first: usize, n: usize) -> Tensor {
+    let total = t.shape().first().copied().unwrap_or(0);
+    let (a, b) = (first.min(total), (first + n).min(total));
+    mcc_ir::map_tensor!(t, x => x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(a..b)).to_owned())
+}
+
 /// Joins tensors along axis 0.
 pub fn concat_batch(parts: &[Tensor]) -> Result<Tensor, Error> {
     let refs: Vec<Option<&Tensor>> = parts.iter().map(Some).collect();

@@ -18,13 +18,13 @@ pub mod merge_linear;
 pub mod merge_pad;
 pub mod merge_pool;
 pub mod merge_scale;
-pub mod plan;
 pub mod prune_unstructured;
-pub mod registry;
 mod remove_dead_nodes;
 mod remove_identities;
-pub mod select;
 mod simplify_softmax;
+mod techniques;
+
+pub use techniques::{TECHNIQUES, registry};
 
 use mcc_ir::{Graph, VerifyErrors};
 
@@ -67,6 +67,18 @@ pub enum PassError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl From<PassError> for mcc_plan::TechniqueError {
+    fn from(e: PassError) -> Self {
+        match e {
+            PassError::Node { node, message, .. } => mcc_plan::TechniqueError { node, message },
+            other => mcc_plan::TechniqueError {
+                node: String::new(),
+                message: other.to_string(),
+            },
+        }
+    }
 }
 
 /// What one pass did in a pipeline.
@@ -116,41 +128,6 @@ pub fn canonicalize(graph: &mut Graph) -> Result<Vec<StepRecord>, PassError> {
     run_pipeline(graph, CANONICALIZE)
 }
 
-/// What a merge pass did: the layers merged, and the ones it left alone with the reason.
-pub type MergeResult = Result<
-    (
-        Vec<merge_batchnorm::Merged>,
-        Vec<merge_batchnorm::LeftAlone>,
-    ),
-    PassError,
->;
-
-/// Runs a planned `merge` step (its variant on its layers, with its parameters), recording
-/// `id` as the origin of what it rewrites: `None` if the variant has no pass.
-pub fn run_merge(
-    planned: &plan::Step,
-    graph: &mut mcc_ir::Graph,
-    id: mcc_ir::StepId,
-) -> Option<MergeResult> {
-    let (nodes, step) = (&planned.nodes, id);
-    Some(match planned.variant {
-        "batchnorm" => merge_batchnorm::run(graph, nodes, step),
-        "scale" => merge_scale::run(graph, nodes, step),
-        "pool" => merge_pool::run(graph, nodes, step),
-        "activations" => merge_activations::run(graph, nodes, step),
-        "linear" => merge_linear::run(graph, nodes, step),
-        "pad" => merge_pad::run(graph, nodes, step),
-        "cleanup" => merge_cleanup::run(graph, nodes, step),
-        "branches" => merge_branches::run(
-            graph,
-            nodes,
-            matches!(planned.param("kernels"), Some(plan::ParamValue::Word(w)) if w == "pad"),
-            step,
-        ),
-        _ => return None,
-    })
-}
-
 /// The merge variants in the order `std.merge` runs them (see `stdlib/std/vision.mcr`):
 /// summed branches merge before activations fuse, concatenated ones after.
 pub const MERGE_ORDER: &[(&str, &[&str])] = &[
@@ -179,6 +156,7 @@ pub const MERGE_ORDER: &[(&str, &[&str])] = &[
 /// Runs every exact merge on the whole graph, in [`MERGE_ORDER`] (what `use std.merge` does,
 /// without a recipe): the code generator's preparation. Returns how many layers merged.
 pub fn merge_everything(graph: &mut Graph) -> Result<usize, PassError> {
+    let registry = registry();
     let mut merged = 0;
     for (i, (variant, ops)) in MERGE_ORDER.iter().enumerate() {
         let nodes: Vec<String> = graph
@@ -194,10 +172,30 @@ pub fn merge_everything(graph: &mut Graph) -> Result<usize, PassError> {
             .filter(|n| ops.contains(&n.op.name()))
             .map(|n| n.name.clone())
             .collect();
-        let step = plan::Step::merge(variant, nodes, "same");
-        if let Some(r) = run_merge(&step, graph, mcc_ir::StepId(i as u32 + 1)) {
-            merged += r?.0.len();
-        }
+        let step = mcc_plan::plan::Step::merge(variant, nodes, "same");
+        let technique =
+            registry
+                .implementation("merge", variant)
+                .ok_or_else(|| PassError::Node {
+                    pass: "merge",
+                    node: String::new(),
+                    op: "",
+                    message: format!("`merge {variant}` is not in the registry"),
+                })?;
+        let outcome = technique
+            .rewrite(
+                graph,
+                &step,
+                mcc_ir::StepId(i as u32 + 1),
+                &mut mcc_plan::technique::NoStats,
+            )
+            .map_err(|e| PassError::Node {
+                pass: "merge",
+                node: e.node,
+                op: "",
+                message: e.message,
+            })?;
+        merged += outcome.merged.len();
         mcc_ir::infer_all(graph).map_err(|(node, op, e)| PassError::Node {
             pass: "merge",
             node,

@@ -6,26 +6,43 @@ use mcc_ir::{Graph, GraphError, NodeId, Origin, StepId, Tensor};
 
 use crate::PassError;
 
-/// A layer merged into its producer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Merged {
-    /// The removed layer (the norm, the activation…).
-    pub removed: String,
-    /// The layer that absorbed it.
-    pub into: String,
-    /// The original layer whose output `into`'s output now equals: the removed layer when it
-    /// came after (a norm, an activation, the second of a linear pair, a join), `into` itself
-    /// when it came before (a Pad).
-    pub stands_for: String,
+use mcc_plan::plan::Step;
+pub use mcc_plan::{LeftAlone, Merged};
+use mcc_plan::{Outcome, Stats, Technique, TechniqueError};
+
+/// A merge pass's entry point: merges what it can of the named layers, reports the others.
+pub type MergeFn =
+    fn(&mut Graph, &[String], StepId) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError>;
+
+/// A merge pass as a [`Technique`]: data-free, its `check` is a dry run on a copy.
+pub struct MergePass(pub MergeFn);
+
+impl Technique for MergePass {
+    fn rewrite(
+        &self,
+        graph: &mut Graph,
+        step: &Step,
+        id: StepId,
+        _stats: &mut dyn Stats,
+    ) -> Result<Outcome, TechniqueError> {
+        let (merged, left_alone) = (self.0)(graph, &step.nodes, id)?;
+        Ok(outcome(merged, left_alone))
+    }
 }
 
-/// A layer a merge pass did not merge, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LeftAlone {
-    /// The layer.
-    pub node: String,
-    /// Why it stays.
-    pub why: String,
+/// The outcome of a merge: the layers that absorbed others changed.
+pub fn outcome(merged: Vec<Merged>, left_alone: Vec<LeftAlone>) -> Outcome {
+    let mut changed: Vec<String> = vec![];
+    for m in &merged {
+        if !changed.contains(&m.into) {
+            changed.push(m.into.clone());
+        }
+    }
+    Outcome {
+        changed,
+        merged,
+        left_alone,
+    }
 }
 
 /// What a pass's `check` returns for a layer that is no instance of its pattern at all (a

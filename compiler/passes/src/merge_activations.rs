@@ -15,7 +15,9 @@
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor};
 
 use crate::PassError;
+use crate::merge::MergePass;
 use crate::merge::{self, LeftAlone, Merged, a_or_an};
+use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 fn scalar(graph: &Graph, v: Option<mcc_ir::ValueId>, default: f32) -> Result<f32, ()> {
     match v {
@@ -107,3 +109,21 @@ pub fn run(
         },
     )
 }
+
+/// `merge activations`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "activations",
+    summary: "fuse activations into the producing layer",
+    params: &[],
+    applies: Applies::Ops(&[
+        "Relu",
+        "LeakyRelu",
+        "Clip",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Tanh",
+    ]),
+    status: Status::Ready(&MergePass(run)),
+    check_params: no_param_check,
+};

@@ -23,8 +23,10 @@
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
+use crate::merge::MergePass;
 use crate::merge::{self, a_or_an, output_channel, set_bias, store_const};
-pub use crate::merge::{LeftAlone, Merged};
+use crate::merge::{LeftAlone, Merged};
+use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
     let t = graph.const_data(v?)?.as_f32()?;
@@ -412,3 +414,13 @@ pub fn run(
     }
     Ok((merged, left))
 }
+
+/// `merge batchnorm`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "batchnorm",
+    summary: "fold BatchNormalization into the adjacent Conv/Gemm",
+    params: &[],
+    applies: Applies::Ops(&["BatchNormalization"]),
+    status: Status::Ready(&MergePass(run)),
+    check_params: no_param_check,
+};

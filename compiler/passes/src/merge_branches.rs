@@ -27,6 +27,9 @@ use mcc_ir::{AutoPad, Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
 
 use crate::PassError;
 use crate::merge::{LeftAlone, Merged, NOT_A_CANDIDATE, a_or_an, spatial_dims, store_const};
+use mcc_plan::plan::{ParamValue, Step};
+use mcc_plan::registry::{Applies, Default, ParamType, Status, VariantSchema, no_param_check, p};
+use mcc_plan::{Outcome, Stats, Technique, TechniqueError};
 
 /// A branch of the join, as a convolution of the shared input.
 struct Branch {
@@ -620,4 +623,37 @@ pub fn run(
     }
     graph.remove_unused_consts();
     Ok((merged, left))
+}
+
+/// `merge branches`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "branches",
+    summary: "merge parallel Convs of one tensor that meet in a Concat, Add or Sum into one Conv",
+    params: &[p(
+        "kernels",
+        ParamType::Choice(&["same", "pad"]),
+        Default::Word("same"),
+        "Concat branches: `same` merges kernels of one size only; `pad` zero-pads smaller kernels to the largest (exact, but computes the zeros)",
+    )],
+    applies: Applies::Ops(&["Concat", "Add", "Sum"]),
+    status: Status::Ready(&Branches),
+    check_params: no_param_check,
+};
+
+/// `merge branches` as a technique: its `kernels` parameter says whether kernels of different
+/// sizes are padded to one.
+pub struct Branches;
+
+impl Technique for Branches {
+    fn rewrite(
+        &self,
+        graph: &mut Graph,
+        step: &Step,
+        id: StepId,
+        _stats: &mut dyn Stats,
+    ) -> Result<Outcome, TechniqueError> {
+        let pad = matches!(step.param("kernels"), Some(ParamValue::Word(w)) if w == "pad");
+        let (merged, left) = run(graph, &step.nodes, pad, id)?;
+        Ok(crate::merge::outcome(merged, left))
+    }
 }

@@ -21,7 +21,9 @@
 use mcc_ir::{Dim, Graph, NodeId, Op, Origin, StepId};
 
 use crate::PassError;
+use crate::merge::MergePass;
 use crate::merge::{LeftAlone, Merged};
+use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 fn fail(node: &str, message: impl ToString) -> PassError {
     PassError::Node {
@@ -215,3 +217,13 @@ pub fn run(
     )?;
     Ok((merged, left))
 }
+
+/// `merge cleanup`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "cleanup",
+    summary: "remove identities and no-op reshapes, collapse reshape chains, write flattens as Flatten; fold constants, drop dead nodes",
+    params: &[],
+    applies: Applies::Ops(&["Identity", "Dropout", "Reshape", "Flatten"]),
+    status: Status::Ready(&MergePass(run)),
+    check_params: no_param_check,
+};

@@ -22,8 +22,10 @@
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
+use crate::merge::MergePass;
 use crate::merge::{self, NOT_A_CANDIDATE, a_or_an, store_const};
-pub use crate::merge::{LeftAlone, Merged};
+use crate::merge::{LeftAlone, Merged};
+use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 /// The rewritten first layer: its new operator, weights and bias.
 pub struct Fold {
@@ -376,3 +378,13 @@ pub fn run(
 ) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
     merge::each(graph, nodes, step, "merge-linear", check, fold_into)
 }
+
+/// `merge linear`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "linear",
+    summary: "collapse a Conv/Gemm/MatMul into the linear layer before it (1×1 Conv after Conv, Gemm/MatMul chains)",
+    params: &[],
+    applies: Applies::Ops(&["Conv", "Gemm", "MatMul"]),
+    status: Status::Ready(&MergePass(run)),
+    check_params: no_param_check,
+};

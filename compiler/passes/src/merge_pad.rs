@@ -18,7 +18,9 @@
 use mcc_ir::{AutoPad, Graph, NodeId, Op, Origin, StepId};
 
 use crate::PassError;
+use crate::merge::MergePass;
 use crate::merge::{LeftAlone, Merged, a_or_an};
+use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 /// What a foldable Pad was found to be.
 struct Fold {
@@ -251,3 +253,13 @@ pub fn run(
     graph.remove_unused_consts();
     Ok((merged, left))
 }
+
+/// `merge pad`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "pad",
+    summary: "fold a Pad into the Convs and pools that read it",
+    params: &[],
+    applies: Applies::Ops(&["Pad"]),
+    status: Status::Ready(&MergePass(run)),
+    check_params: no_param_check,
+};

@@ -15,8 +15,10 @@
 use mcc_ir::{AutoPad, Graph, NodeId, Op, StepId, Tensor};
 
 use crate::PassError;
+use crate::merge::MergePass;
 use crate::merge::{self, a_or_an, spatial_dims, store_const};
-pub use crate::merge::{LeftAlone, Merged};
+use crate::merge::{LeftAlone, Merged};
+use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 fn ones(v: &[i64]) -> bool {
     v.iter().all(|&x| x == 1)
@@ -202,3 +204,13 @@ pub fn run(
         fold_into,
     )
 }
+
+/// `merge pool`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "pool",
+    summary: "fold an AveragePool into the Conv before it: one strided Conv",
+    params: &[],
+    applies: Applies::Ops(&["AveragePool"]),
+    status: Status::Ready(&MergePass(run)),
+    check_params: no_param_check,
+};

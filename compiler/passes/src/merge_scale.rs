@@ -19,8 +19,10 @@
 use mcc_ir::{Dim, Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
+use crate::merge::MergePass;
 use crate::merge::{self, a_or_an, output_channel, set_bias, store_const};
-pub use crate::merge::{LeftAlone, Merged};
+use crate::merge::{LeftAlone, Merged};
+use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 /// What a foldable Mul/Add was found to be.
 pub struct Fold {
@@ -264,3 +266,13 @@ pub fn run(
         |g, p, (values, mul)| fold_into(g, p, &values, mul),
     )
 }
+
+/// `merge scale`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "scale",
+    summary: "fold a Mul or Add by a per-channel constant into the Conv/Gemm/MatMul before it",
+    params: &[],
+    applies: Applies::Ops(&["Mul", "Add"]),
+    status: Status::Ready(&MergePass(run)),
+    check_params: no_param_check,
+};

@@ -10,8 +10,78 @@
 //! Leaves alone: biases, and layers whose weights are not an f32 constant (reported).
 
 use mcc_ir::{Graph, Origin, StepId, Tensor};
+use mcc_plan::plan::{Severity, Step};
+use mcc_plan::registry::{
+    Applies, Default, ParamIssue, Params, RATIO, Status, VariantSchema, num, p,
+};
+use mcc_plan::{Outcome, Stats, Technique, TechniqueError};
 
 use crate::PassError;
+
+/// `prune unstructured`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "unstructured",
+    summary: "zero the smallest-magnitude weights of each layer",
+    params: &[p(
+        "amount",
+        RATIO,
+        Default::Required,
+        "fraction of each layer's weights set to zero",
+    )],
+    applies: Applies::Weighted,
+    status: Status::Ready(&PruneUnstructured),
+    check_params,
+};
+
+/// Pruning everything would remove the layers; pruning nothing is a no-op.
+fn check_params(params: &Params) -> Vec<ParamIssue> {
+    match num(params, "amount") {
+        Some(a) if a >= 1.0 => vec![ParamIssue {
+            severity: Severity::Error,
+            param: "amount",
+            message: "pruning every weight would remove the layers".into(),
+            label: "amount must be below 100%".into(),
+            help: None,
+        }],
+        Some(0.0) => vec![ParamIssue {
+            severity: Severity::Warning,
+            param: "amount",
+            message: "pruning 0% of the weights changes nothing".into(),
+            label: "no effect".into(),
+            help: Some("remove the rule, or give a positive amount".into()),
+        }],
+        _ => vec![],
+    }
+}
+
+/// Magnitude pruning as a technique: data-free.
+pub struct PruneUnstructured;
+
+impl Technique for PruneUnstructured {
+    fn check(
+        &self,
+        _graph: &Graph,
+        _step: &Step,
+    ) -> Result<Vec<mcc_plan::LeftAlone>, TechniqueError> {
+        // Every layer the planner admits (Conv/Gemm/MatMul with constant weights) is pruned.
+        Ok(Vec::new())
+    }
+
+    fn rewrite(
+        &self,
+        graph: &mut Graph,
+        step: &Step,
+        id: StepId,
+        _stats: &mut dyn Stats,
+    ) -> Result<Outcome, TechniqueError> {
+        let amount = num(&step.params, "amount").unwrap_or(0.0);
+        let pruned = run(graph, &step.nodes, amount, id)?;
+        Ok(Outcome {
+            changed: pruned.into_iter().map(|p| p.node).collect(),
+            ..Outcome::default()
+        })
+    }
+}
 
 /// What pruning did to one layer.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,7 +6,8 @@
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use mcc_passes::plan::Step;
+use mcc_plan::plan::Step;
+use mcc_plan::technique::NoStats;
 
 #[test]
 fn merges_survive_the_fuzzers_finds() {
@@ -19,15 +20,18 @@ fn merges_survive_the_fuzzers_finds() {
         if mcc_ir::verify(&g).is_err() {
             continue;
         }
-        for variant in mcc_passes::registry::technique("merge").unwrap().variants {
+        let registry = mcc_passes::registry();
+        for variant in registry.technique("merge").unwrap().variants {
             let nodes = g
                 .node_ids()
                 .into_iter()
                 .map(|n| g.node(n).unwrap().name.clone())
                 .collect();
             let step = Step::merge(variant.name, nodes, "pad");
-            let r = mcc_passes::run_merge(&step, &mut g, mcc_ir::StepId(1)).unwrap();
-            r.unwrap_or_else(|e| panic!("{}: merge {}: {e}", path.display(), variant.name));
+            let technique = registry.implementation("merge", variant.name).unwrap();
+            technique
+                .rewrite(&mut g, &step, mcc_ir::StepId(1), &mut NoStats)
+                .unwrap_or_else(|e| panic!("{}: merge {}: {e}", path.display(), variant.name));
             mcc_ir::infer_all(&mut g).unwrap();
             mcc_ir::verify(&g).unwrap();
         }

@@ -1,137 +1,67 @@
-//! The technique registry: every technique the recipe language knows, its variants, and
-//! each variant's parameter schema. The planner checks recipes against this one table, so
-//! a technique that is planned but not built yet is a clear "not supported yet" error,
-//! never silently skipped.
+//! The standard technique registry: every technique of the recipe language. A built variant's
+//! entry is the `VARIANT` constant of its own file (schema and implementation together); a
+//! planned variant's schema waits here, with a "not supported yet" status, until it is built.
+//!
+//! Adding a technique: write its file (the `Technique` implementation, its `VARIANT` entry
+//! and its doc comment), put `file::VARIANT` in this table, and document it in
+//! `docs/recipes.md` (ARCHITECTURE.md shows an example).
 
-/// The type of a technique parameter.
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub enum ParamType {
-    /// A fraction in [0, 1], written `50%` or `0.5`.
-    Ratio,
-    /// A whole number in `[min, max]`.
-    Int {
-        /// Smallest allowed.
-        min: i64,
-        /// Largest allowed.
-        max: i64,
-    },
-    /// A bit width from the list (written `4` or `4 bits`).
-    Bits(&'static [i64]),
-    /// One word out of the list.
-    Choice(&'static [&'static str]),
-    /// A file path (a string).
-    Path,
-    /// A non-negative number.
-    Number,
+use mcc_plan::Registry;
+use mcc_plan::plan::Severity;
+use mcc_plan::registry::{
+    Applies, CRITERIA, Default, GRANULARITY, ParamIssue, ParamType, Params, RATIO, Status,
+    TechniqueSchema, VariantSchema, no_param_check, num, p,
+};
+
+use crate::{
+    merge_activations, merge_batchnorm, merge_branches, merge_cleanup, merge_linear, merge_pad,
+    merge_pool, merge_scale, prune_unstructured,
+};
+
+/// The standard registry: [`TECHNIQUES`].
+pub fn registry() -> Registry {
+    Registry::new(TECHNIQUES.to_vec())
 }
 
-impl ParamType {
-    /// How the type reads in messages.
-    pub fn describe(&self) -> String {
-        match self {
-            ParamType::Ratio => "a ratio (like 50% or 0.5)".into(),
-            ParamType::Int { min, max } => format!("a whole number from {min} to {max}"),
-            ParamType::Bits(b) => format!(
-                "a bit width ({})",
-                b.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+/// `prune nm`: `n` must be below `m`.
+fn nm_params(params: &Params) -> Vec<ParamIssue> {
+    match (num(params, "n"), num(params, "m")) {
+        (Some(n), Some(m)) if n >= m => vec![ParamIssue {
+            severity: Severity::Error,
+            param: "n",
+            message: format!(
+                "N:M sparsity keeps n of every m weights, so n must be below m ({n} ≥ {m})"
             ),
-            ParamType::Choice(c) => format!("one of {}", c.join(", ")),
-            ParamType::Path => "a quoted file path".into(),
-            ParamType::Number => "a number".into(),
-        }
+            label: "n must be below m".into(),
+            help: Some(format!("{n}:{m} would keep every weight; 2:4 keeps half")),
+        }],
+        _ => vec![],
     }
 }
 
-/// A parameter's default.
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub enum Default {
-    /// Must be given.
-    Required,
-    /// A number (ratios as fractions).
-    Num(f64),
-    /// A word.
-    Word(&'static str),
-}
-
-/// One parameter.
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub struct ParamSchema {
-    /// Its name.
-    pub name: &'static str,
-    /// Its type.
-    pub ty: ParamType,
-    /// Its default.
-    pub default: Default,
-    /// What it means.
-    pub doc: &'static str,
-}
-
-/// Which nodes a technique can change.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Applies {
-    /// Conv, Gemm and MatMul nodes with constant weights.
-    Weighted,
-    /// Any node.
-    Any,
-    /// Nodes of these operator types.
-    Ops(&'static [&'static str]),
-}
-
-/// Whether a variant is built.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// It runs.
-    Ready,
-    /// Planned; the string says where it is tracked.
-    Planned(&'static str),
-}
-
-/// One variant of a technique.
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub struct VariantSchema {
-    /// Its name (`unstructured`, `int8`…).
-    pub name: &'static str,
-    /// One line on what it does.
-    pub summary: &'static str,
-    /// Its parameters.
-    pub params: &'static [ParamSchema],
-    /// What it can change.
-    pub applies: Applies,
-    /// Built or planned.
-    pub status: Status,
-}
-
-/// A technique family.
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub struct TechniqueSchema {
-    /// The keyword (`prune`, `quantize`…).
-    pub name: &'static str,
-    /// One line on what it does.
-    pub summary: &'static str,
-    /// The variant used when none is written.
-    pub default_variant: Option<&'static str>,
-    /// Its variants.
-    pub variants: &'static [VariantSchema],
-    /// Whether a layer gets at most one of the variants (int8 *or* int4), so that a later
-    /// rule overrides an earlier one for the layers both select; `false` when the variants
-    /// are different rewrites that compose (the `merge` passes).
-    pub exclusive: bool,
-}
-
-const fn p(name: &'static str, ty: ParamType, default: Default, doc: &'static str) -> ParamSchema {
-    ParamSchema {
-        name,
-        ty,
-        default,
-        doc,
+/// `prune filters|channels`: keeping everything is a no-op, keeping nothing removes the layer.
+fn keep_params(params: &Params) -> Vec<ParamIssue> {
+    match num(params, "keep") {
+        Some(1.0) => vec![ParamIssue {
+            severity: Severity::Warning,
+            param: "keep",
+            message: "keeping 100% changes nothing".into(),
+            label: "no effect".into(),
+            help: None,
+        }],
+        Some(0.0) => vec![ParamIssue {
+            severity: Severity::Error,
+            param: "keep",
+            message: "keeping no filter would remove the layers".into(),
+            label: "keep must be above 0%".into(),
+            help: None,
+        }],
+        _ => vec![],
     }
 }
 
-const RATIO: ParamType = ParamType::Ratio;
-const CRITERIA: ParamType = ParamType::Choice(&["l1", "l2", "bn_gamma", "apoz", "thinet"]);
-const GRANULARITY: ParamType = ParamType::Choice(&["tensor", "channel"]);
-
-/// Every technique of the language.
+/// Every technique of the language: the built variants from their files, the planned ones
+/// (schema only) until they are built.
 pub const TECHNIQUES: &[TechniqueSchema] = &[
     TechniqueSchema {
         name: "prune",
@@ -139,18 +69,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         default_variant: Some("unstructured"),
         exclusive: true,
         variants: &[
-            VariantSchema {
-                name: "unstructured",
-                summary: "zero the smallest-magnitude weights of each layer",
-                params: &[p(
-                    "amount",
-                    RATIO,
-                    Default::Required,
-                    "fraction of each layer's weights set to zero",
-                )],
-                applies: Applies::Weighted,
-                status: Status::Ready,
-            },
+            prune_unstructured::VARIANT,
             VariantSchema {
                 name: "nm",
                 summary: "N:M structured sparsity: keep n of every m consecutive weights",
@@ -170,6 +89,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 ],
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
+                check_params: nm_params,
             },
             VariantSchema {
                 name: "filters",
@@ -180,6 +100,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 ],
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
+                check_params: keep_params,
             },
             VariantSchema {
                 name: "channels",
@@ -195,6 +116,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 ],
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
+                check_params: keep_params,
             },
         ],
     },
@@ -226,6 +148,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 ],
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
+                check_params: no_param_check,
             },
             VariantSchema {
                 name: "tucker",
@@ -249,6 +172,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 ],
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
+                check_params: no_param_check,
             },
             VariantSchema {
                 name: "separable",
@@ -264,6 +188,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 )],
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
+                check_params: no_param_check,
             },
         ],
     },
@@ -300,6 +225,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 status: Status::Planned(
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
+                check_params: no_param_check,
             },
             VariantSchema {
                 name: "int4",
@@ -314,6 +240,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 status: Status::Planned(
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
+                check_params: no_param_check,
             },
             VariantSchema {
                 name: "binary",
@@ -328,6 +255,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 status: Status::Planned(
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
+                check_params: no_param_check,
             },
             VariantSchema {
                 name: "ternary",
@@ -342,6 +270,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 status: Status::Planned(
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
+                check_params: no_param_check,
             },
             VariantSchema {
                 name: "kmeans",
@@ -356,6 +285,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 status: Status::Planned(
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
+                check_params: no_param_check,
             },
         ],
     },
@@ -380,6 +310,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
             status: Status::Planned(
                 "quantization, weight sharing and Huffman coding with int8 kernels",
             ),
+            check_params: no_param_check,
         }],
     },
     TechniqueSchema {
@@ -395,6 +326,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
             status: Status::Planned(
                 "quantization, weight sharing and Huffman coding with int8 kernels",
             ),
+            check_params: no_param_check,
         }],
     },
     TechniqueSchema {
@@ -403,75 +335,14 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         default_variant: None,
         exclusive: false,
         variants: &[
-            VariantSchema {
-                name: "batchnorm",
-                summary: "fold BatchNormalization into the adjacent Conv/Gemm",
-                params: &[],
-                applies: Applies::Ops(&["BatchNormalization"]),
-                status: Status::Ready,
-            },
-            VariantSchema {
-                name: "scale",
-                summary: "fold a Mul or Add by a per-channel constant into the Conv/Gemm/MatMul before it",
-                params: &[],
-                applies: Applies::Ops(&["Mul", "Add"]),
-                status: Status::Ready,
-            },
-            VariantSchema {
-                name: "pool",
-                summary: "fold an AveragePool into the Conv before it: one strided Conv",
-                params: &[],
-                applies: Applies::Ops(&["AveragePool"]),
-                status: Status::Ready,
-            },
-            VariantSchema {
-                name: "activations",
-                summary: "fuse activations into the producing layer",
-                params: &[],
-                applies: Applies::Ops(&[
-                    "Relu",
-                    "LeakyRelu",
-                    "Clip",
-                    "Sigmoid",
-                    "HardSigmoid",
-                    "HardSwish",
-                    "Tanh",
-                ]),
-                status: Status::Ready,
-            },
-            VariantSchema {
-                name: "linear",
-                summary: "collapse a Conv/Gemm/MatMul into the linear layer before it (1×1 Conv after Conv, Gemm/MatMul chains)",
-                params: &[],
-                applies: Applies::Ops(&["Conv", "Gemm", "MatMul"]),
-                status: Status::Ready,
-            },
-            VariantSchema {
-                name: "pad",
-                summary: "fold a Pad into the Convs and pools that read it",
-                params: &[],
-                applies: Applies::Ops(&["Pad"]),
-                status: Status::Ready,
-            },
-            VariantSchema {
-                name: "branches",
-                summary: "merge parallel Convs of one tensor that meet in a Concat, Add or Sum into one Conv",
-                params: &[p(
-                    "kernels",
-                    ParamType::Choice(&["same", "pad"]),
-                    Default::Word("same"),
-                    "Concat branches: `same` merges kernels of one size only; `pad` zero-pads smaller kernels to the largest (exact, but computes the zeros)",
-                )],
-                applies: Applies::Ops(&["Concat", "Add", "Sum"]),
-                status: Status::Ready,
-            },
-            VariantSchema {
-                name: "cleanup",
-                summary: "remove identities and no-op reshapes, collapse reshape chains, write flattens as Flatten; fold constants, drop dead nodes",
-                params: &[],
-                applies: Applies::Ops(&["Identity", "Dropout", "Reshape", "Flatten"]),
-                status: Status::Ready,
-            },
+            merge_batchnorm::VARIANT,
+            merge_scale::VARIANT,
+            merge_pool::VARIANT,
+            merge_activations::VARIANT,
+            merge_linear::VARIANT,
+            merge_pad::VARIANT,
+            merge_branches::VARIANT,
+            merge_cleanup::VARIANT,
         ],
     },
     TechniqueSchema {
@@ -498,6 +369,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
             ],
             applies: Applies::Any,
             status: Status::Planned("distillation and automatic search under budgets"),
+            check_params: no_param_check,
         }],
     },
     TechniqueSchema {
@@ -519,11 +391,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
             )],
             applies: Applies::Any,
             status: Status::Planned("distillation and automatic search under budgets"),
+            check_params: no_param_check,
         }],
     },
 ];
-
-/// Looks up a technique.
-pub fn technique(name: &str) -> Option<&'static TechniqueSchema> {
-    TECHNIQUES.iter().find(|t| t.name == name)
-}

@@ -1,7 +1,7 @@
 //! The planner: checks a recipe against a model and resolves it into a [`Plan`], before any
 //! data is touched. It collects every problem of the recipe in one run.
 //!
-//! What it checks: techniques, variants and parameters against [`crate::registry`] (types,
+//! What it checks: techniques, variants and parameters against a [`crate::registry::Registry`] (types,
 //! ranges, units, required ones, "not supported yet"), selectors against the model's
 //! layers (an atom that matches nothing is an error unless marked `?`), recipe modules
 //! (`use`, arguments and their types), budgets (metrics, units, direction) and data
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use mcc_ir::Graph;
 use mcc_recipe::ast::{self, BodyItem, Cmp, Item, Span, Unit, Value, ValueKind};
 
-use crate::registry::{self, Applies, Default, ParamSchema, ParamType, Status};
+use crate::registry::{Applies, Default, ParamSchema, ParamType, Registry, Status, VariantSchema};
 use crate::select::{self, NodeFacts, did_you_mean, suggest};
 
 /// The standard library, compiled in: (module file name, source).
@@ -183,6 +183,9 @@ pub enum Metric {
     Size,
     /// MACs per sample.
     Flops,
+    /// Relative L2 error of the model's outputs against the original's, on the evaluation
+    /// (else calibration) data: the budget of models that are not classifiers.
+    OutputError,
 }
 
 impl Metric {
@@ -192,6 +195,7 @@ impl Metric {
             Metric::AccuracyDrop => "accuracy_drop",
             Metric::Size => "size",
             Metric::Flops => "flops",
+            Metric::OutputError => "output_error",
         }
     }
 }
@@ -260,6 +264,7 @@ pub fn line_col(text: &str, offset: u32) -> (usize, usize) {
 }
 
 struct Checker<'a> {
+    registry: &'a Registry,
     files: Vec<SourceFile>,
     asts: Vec<Option<ast::Recipe>>,
     defs: BTreeMap<String, (usize, ast::Def)>,
@@ -385,6 +390,32 @@ impl Checker<'_> {
                 "an accuracy budget needs labelled evaluation data",
                 "accuracy_drop is measured on the evaluation set",
                 Some("add `evaluate with \"x.npy\" labels \"y.npy\"`".into()),
+            );
+        }
+        if let Some(b) = self
+            .plan
+            .budget
+            .iter()
+            .find(|b| b.metric == Metric::OutputError)
+            && self.plan.evaluate.is_none()
+            && self.plan.calibrate.is_none()
+        {
+            let span = recipe
+                .items
+                .iter()
+                .find_map(|i| match i {
+                    Item::Budget(bb) => Some(bb.span),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let line = b.line;
+            self.error(
+                "output_error_without_data",
+                0,
+                span,
+                format!("the output_error budget (line {line}) needs data to run the model on"),
+                "output_error is measured on the evaluation (else calibration) data",
+                Some("add `calibrate with \"x.npy\"` or `evaluate with \"x.npy\"`".into()),
             );
         }
         if self.plan.stages.iter().all(|s| s.steps.is_empty()) && !self.has_errors() {
@@ -617,8 +648,9 @@ impl Checker<'_> {
         via: Option<usize>,
     ) {
         let mut ok = true;
-        let Some(tech) = registry::technique(&r.technique.name) else {
-            let names: Vec<&str> = registry::TECHNIQUES.iter().map(|t| t.name).collect();
+        let registry = self.registry;
+        let Some(tech) = registry.technique(&r.technique.name) else {
+            let names: Vec<&str> = registry.techniques().iter().map(|t| t.name).collect();
             let help = did_you_mean(&suggest(&r.technique.name, names.iter().copied()))
                 .or_else(|| Some(format!("techniques: {}", names.join(", "))));
             self.error(
@@ -774,7 +806,7 @@ impl Checker<'_> {
         }
         let params_valid = full.len() == variant.params.len();
         if params_valid && params_ok_before {
-            ok &= self.check_semantics(tech.name, variant.name, &full, r, file);
+            ok &= self.check_params(variant, &full, r, file);
         } else {
             ok &= params_valid;
         }
@@ -844,90 +876,38 @@ impl Checker<'_> {
         }
     }
 
-    /// Cross-parameter rules and no-op warnings.
-    fn check_semantics(
+    /// The variant's own parameter check (cross-parameter rules, no-op warnings): `false` when
+    /// it found an error.
+    fn check_params(
         &mut self,
-        tech: &str,
-        variant: &str,
+        variant: &VariantSchema,
         params: &[(&'static str, ParamValue)],
         r: &ast::Rule,
         file: usize,
     ) -> bool {
-        let num = |n: &str| {
-            params.iter().find(|(k, _)| *k == n).and_then(|(_, v)| {
-                if let ParamValue::Num(x) = v {
-                    Some(*x)
-                } else {
-                    None
-                }
-            })
-        };
-        let span_of = |n: &str| {
-            r.params
+        let mut ok = true;
+        for issue in (variant.check_params)(params) {
+            let span = r
+                .params
                 .iter()
-                .find(|a| a.name.name == n)
-                .map_or(r.span, |a| a.value.span)
-        };
-        match (tech, variant) {
-            ("prune", "unstructured") => {
-                let a = num("amount").unwrap_or(0.0);
-                if a >= 1.0 {
-                    self.error(
-                        "bad_parameter",
-                        file,
-                        span_of("amount"),
-                        "pruning every weight would remove the layers",
-                        "amount must be below 100%",
-                        None,
-                    );
-                    return false;
-                }
-                if a == 0.0 {
-                    self.diag(
-                        Severity::Warning,
-                        "no_effect",
-                        file,
-                        span_of("amount"),
-                        "pruning 0% of the weights changes nothing",
-                        "no effect",
-                        Some("remove the rule, or give a positive amount".into()),
-                    );
-                }
-            }
-            ("prune", "nm") => {
-                if let (Some(n), Some(m)) = (num("n"), num("m"))
-                    && n >= m
-                {
-                    self.error("bad_parameter", file, span_of("n"), format!("N:M sparsity keeps n of every m weights, so n must be below m ({n} ≥ {m})"), "n must be below m", Some(format!("{n}:{m} would keep every weight; 2:4 keeps half")));
-                    return false;
-                }
-            }
-            ("prune", "filters" | "channels") => {
-                if num("keep") == Some(1.0) {
-                    self.diag(
-                        Severity::Warning,
-                        "no_effect",
-                        file,
-                        span_of("keep"),
-                        "keeping 100% changes nothing",
-                        "no effect",
-                        None,
-                    );
-                } else if num("keep") == Some(0.0) {
-                    self.error(
-                        "bad_parameter",
-                        file,
-                        span_of("keep"),
-                        "keeping no filter would remove the layers",
-                        "keep must be above 0%",
-                        None,
-                    );
-                    return false;
-                }
-            }
-            _ => {}
+                .find(|a| a.name.name == issue.param)
+                .map_or(r.span, |a| a.value.span);
+            let code = match issue.severity {
+                Severity::Error => "bad_parameter",
+                Severity::Warning => "no_effect",
+            };
+            ok &= issue.severity != Severity::Error;
+            self.diag(
+                issue.severity,
+                code,
+                file,
+                span,
+                issue.message,
+                issue.label,
+                issue.help,
+            );
         }
-        true
+        ok
     }
 
     fn resolve(&mut self, r: &ast::Rule, file: usize) {
@@ -983,12 +963,13 @@ impl Checker<'_> {
                 "accuracy_drop" => Metric::AccuracyDrop,
                 "size" => Metric::Size,
                 "flops" | "macs" => Metric::Flops,
+                "output_error" => Metric::OutputError,
                 "latency" => {
                     self.error("not_supported_yet", 0, c.metric.span, "a latency budget is not supported yet", "needs native code", Some("latency is measured on the compiled executable, which arrives with code generation (issue #5)".into()));
                     continue;
                 }
                 other => {
-                    let known = ["accuracy_drop", "size", "flops", "latency"];
+                    let known = ["accuracy_drop", "size", "flops", "output_error", "latency"];
                     let help = did_you_mean(&suggest(other, known))
                         .or_else(|| Some(format!("metrics: {}", known.join(", "))));
                     self.error(
@@ -1030,11 +1011,14 @@ impl Checker<'_> {
                 (Metric::Size, Some(Unit::Bytes(f))) => value * f,
                 (Metric::Flops, None) => value,
                 (Metric::Flops, Some(Unit::Count(f))) => value * f,
+                (Metric::OutputError, Some(Unit::Percent)) => value / 100.0,
+                (Metric::OutputError, None) => value,
                 (m, _) => {
                     let want = match m {
                         Metric::AccuracyDrop => "a percentage like `1%`",
                         Metric::Size => "a size like `400 KiB` or `2 MB`",
                         Metric::Flops => "a count like `5 M` or `200000`",
+                        Metric::OutputError => "a relative error like `1%` or `0.01`",
                     };
                     self.error(
                         "bad_unit",
@@ -1073,13 +1057,15 @@ impl Checker<'_> {
     /// earlier one (of the same variant, for a technique whose variants compose, like
     /// `merge`); an earlier rule left with none is shadowed.
     fn apply_precedence(&mut self) {
+        let registry = self.registry;
         let mut warnings = vec![];
         for stage in &mut self.plan.stages {
             for j in 1..stage.steps.len() {
                 let (before, after) = stage.steps.split_at_mut(j);
                 let later = &after[0];
-                let exclusive =
-                    crate::registry::technique(later.technique).is_none_or(|t| t.exclusive);
+                let exclusive = registry
+                    .technique(later.technique)
+                    .is_none_or(|t| t.exclusive);
                 let overrides = |e: &Step| {
                     e.technique == later.technique && (exclusive || e.variant == later.variant)
                 };
@@ -1253,8 +1239,16 @@ fn check_value(
 }
 
 /// Checks `src` (the recipe named `name`, in folder `base`) against `graph` (the model named
-/// `model`). Never fails: problems are diagnostics in the result.
-pub fn check(src: &str, name: &str, base: &Path, graph: &Graph, model: &str) -> Checked {
+/// `model`) and the techniques of `registry`. Never fails: problems are diagnostics in the
+/// result.
+pub fn check(
+    src: &str,
+    name: &str,
+    base: &Path,
+    graph: &Graph,
+    model: &str,
+    registry: &Registry,
+) -> Checked {
     let mut files = vec![SourceFile {
         name: name.to_string(),
         text: src.to_string(),
@@ -1298,6 +1292,7 @@ pub fn check(src: &str, name: &str, base: &Path, graph: &Graph, model: &str) -> 
         }
     }
     let mut checker = Checker {
+        registry,
         files,
         asts,
         defs: BTreeMap::new(),

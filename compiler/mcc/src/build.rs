@@ -1,0 +1,665 @@
+//! The build driver: runs a checked plan's steps through their registry entries, then
+//! measures the result on compiled code and assembles the typed report.
+//!
+//! The stage table: [`load_data`] (calibration and evaluation files) → [`run_steps`] (each step:
+//! statistics it needs, its rewrite, re-type, verify, invalidate statistics) → [`layer_errors`]
+//! (changed layers against the original, observed on compiled code) → [`evaluate`] (accuracy
+//! and output fidelity) → [`assemble`] (the report and budgets).
+//!
+//! **Invariant:** the driver knows no technique by name: it calls [`mcc_plan::Technique`]s.
+
+use std::path::Path;
+use std::time::Instant;
+
+use mcc_ir::{Graph, StepId, Tensor, ValueDef};
+use mcc_plan::Merged;
+use mcc_plan::plan::{Metric, ParamValue, Step};
+use mcc_runtime::program::Program;
+
+use crate::calibration::Calibration;
+use crate::measure::{Agreement, Compiled, argmax};
+use crate::recipe::Session;
+use crate::report::{self, BeforeAfter, OutputError, Report, Timings};
+use crate::{Error, tensor_io};
+
+/// How to build.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Record the IR diff of every step that changed something.
+    pub ir_diffs: bool,
+    /// Threads measurements run on (0: all the machine has).
+    pub threads: usize,
+}
+
+/// What a build made and measured.
+pub struct BuildResult {
+    /// `report.json`.
+    pub report: Report,
+    /// `timings.json`.
+    pub timings: Timings,
+    /// Budget constraints that failed: (constraint text, line, measured value as text).
+    pub violations: Vec<Violation>,
+    /// The compressed graph.
+    pub graph: Graph,
+    /// The compressed model's compiled schedule (what the native outputs are made of), when it
+    /// compiled.
+    pub program: Option<Program>,
+    /// For every step that changed the IR: a file name (`01-stage-technique-variant.diff`)
+    /// and the unified diff of the IR text before and after it.
+    pub ir_diffs: Vec<IrDiff>,
+}
+
+/// The data a recipe names, read and checked.
+pub struct Data {
+    /// Calibration inputs.
+    pub calibration: Option<Tensor>,
+    /// Evaluation inputs.
+    pub evaluation: Option<Tensor>,
+    /// Evaluation labels.
+    pub labels: Option<Vec<i64>>,
+}
+
+/// A budget constraint that failed: (constraint text, recipe line, measured value as text).
+pub type Violation = (String, usize, String);
+
+/// An IR diff: (file name, unified diff).
+pub type IrDiff = (String, String);
+
+/// A step that ran.
+pub struct Ran<'s> {
+    /// Its number (1-based).
+    pub id: StepId,
+    /// The planned step.
+    pub step: &'s Step,
+    /// Its stage.
+    pub stage: String,
+    /// What it did.
+    pub outcome: mcc_plan::Outcome,
+}
+
+/// Runs the plan and measures it. The caller writes the outputs.
+pub fn build(s: &Session, opts: &Options) -> Result<BuildResult, Error> {
+    let start = Instant::now();
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.threads
+    };
+    let mut timings = Timings {
+        threads,
+        ..Timings::default()
+    };
+    let t = Instant::now();
+    let data = load_data(s)?;
+    timings.phase("read data", t);
+
+    let t = Instant::now();
+    let mut graph = s.model.graph.clone();
+    let mut calibration = Calibration::new(data.calibration.clone(), threads);
+    let (ran, ir_diffs) = run_steps(s, &mut graph, &mut calibration, opts.ir_diffs)?;
+    timings.phase("run steps", t);
+
+    let t = Instant::now();
+    let compressed = Compiled::new(&graph, &[])?;
+    let has_data = data.calibration.is_some() || data.evaluation.is_some();
+    let original = if has_data {
+        Some(Compiled::new(&s.model.graph, &[])?)
+    } else {
+        None
+    };
+    timings.phase("compile", t);
+
+    let t = Instant::now();
+    let errors = layer_errors(s, &graph, &ran, data.calibration.as_ref(), threads)?;
+    timings.phase("compare layers", t);
+
+    let t = Instant::now();
+    let measured = match &original {
+        Some(original) => evaluate(original, &compressed, &data, threads)?,
+        None => Measured {
+            accuracy: None,
+            fidelity: None,
+            samples: 0,
+        },
+    };
+    timings.phase("evaluate", t);
+
+    let (report, violations) = assemble(s, &graph, &ran, &errors, &measured, &data, &compressed)?;
+    timings.total_ms = (start.elapsed().as_secs_f64() * 1e4).round() / 10.0;
+    Ok(BuildResult {
+        report,
+        timings,
+        violations,
+        program: compressed.program().cloned(),
+        graph,
+        ir_diffs,
+    })
+}
+
+/// Reads the calibration and evaluation files the plan names (their shapes were checked).
+pub fn load_data(s: &Session) -> Result<Data, Error> {
+    let g = &s.model.graph;
+    let input = g.value(g.inputs()[0]);
+    let read = |p: &Path| tensor_io::read_input(p, &input.name, &input.ty);
+    let plan = &s.checked.plan;
+    let calibration = plan
+        .calibrate
+        .as_ref()
+        .map(|d| read(&d.inputs))
+        .transpose()?;
+    let evaluation = plan
+        .evaluate
+        .as_ref()
+        .map(|d| read(&d.inputs))
+        .transpose()?;
+    let labels = plan
+        .evaluate
+        .as_ref()
+        .and_then(|d| d.labels.as_deref())
+        .map(|l| tensor_io::read_npy(l).map(|t| t.to_i64_vec()))
+        .transpose()?;
+    Ok(Data {
+        calibration,
+        evaluation,
+        labels,
+    })
+}
+
+/// Runs every step of the plan in order through its registry entry, verifying after each;
+/// returns what each did and, when asked, the IR diffs.
+pub fn run_steps<'s>(
+    s: &'s Session,
+    graph: &mut Graph,
+    calibration: &mut Calibration,
+    ir_diffs_wanted: bool,
+) -> Result<(Vec<Ran<'s>>, Vec<IrDiff>), Error> {
+    let mut ran = vec![];
+    let mut ir_diffs = vec![];
+    let mut text = if ir_diffs_wanted {
+        mcc_ir::text::print(graph)
+    } else {
+        String::new()
+    };
+    let mut number = 0u32;
+    for stage in &s.checked.plan.stages {
+        for step in &stage.steps {
+            number += 1;
+            let id = StepId(number);
+            let technique = s
+                .registry
+                .implementation(step.technique, step.variant)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "`{} {}` passed the check but has no implementation (a bug in mcc)",
+                        step.technique, step.variant
+                    ))
+                })?;
+            let failed = |e: mcc_plan::TechniqueError| {
+                Error::Usage(format!(
+                    "step {number} (`{} {}`, line {}): {e}",
+                    step.technique, step.variant, step.origin.line
+                ))
+            };
+            let needs = technique.needs(graph, step);
+            calibration.collect(graph, &needs).map_err(failed)?;
+            let outcome = technique
+                .rewrite(graph, step, id, calibration)
+                .map_err(failed)?;
+            mcc_ir::infer_all(graph).map_err(|(node, op, e)| {
+                Error::Usage(format!("after step {number}: node `{node}` ({op}): {e}"))
+            })?;
+            mcc_ir::verify(graph)?;
+            if outcome.changed_anything() {
+                calibration.invalidate();
+            }
+            if ir_diffs_wanted {
+                let after = mcc_ir::text::print(graph);
+                let origin = format!(
+                    "{}:{}",
+                    s.checked.files[step.origin.file].name, step.origin.line
+                );
+                let to = format!(
+                    "after step {number}: {} {} ({origin})",
+                    step.technique, step.variant
+                );
+                let diff = mcc_ir::text::diff::unified(&text, &after, "before", &to);
+                if !diff.is_empty() {
+                    ir_diffs.push((
+                        format!(
+                            "{number:02}-{}-{}-{}.diff",
+                            stage.name, step.technique, step.variant
+                        ),
+                        diff,
+                    ));
+                }
+                text = after;
+            }
+            ran.push(Ran {
+                id,
+                step,
+                stage: stage.name.clone(),
+                outcome,
+            });
+        }
+    }
+    Ok((ran, ir_diffs))
+}
+
+/// Every layer a step changed or removed, sorted.
+fn touched(ran: &[Ran<'_>]) -> Vec<String> {
+    let mut v: Vec<String> = ran
+        .iter()
+        .flat_map(|r| {
+            r.outcome
+                .changed
+                .iter()
+                .cloned()
+                .chain(r.outcome.merged.iter().map(|m| m.removed.clone()))
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn merges<'a>(ran: &'a [Ran<'_>]) -> impl Iterator<Item = &'a Merged> {
+    ran.iter().flat_map(|r| r.outcome.merged.iter())
+}
+
+fn output_name(g: &Graph, node: &str) -> Option<String> {
+    let id = g.find_node(node)?;
+    let o = *g.node(id)?.outputs.first()?;
+    Some(g.value(o).name.clone())
+}
+
+/// Each changed layer's output against what the original computed at that point (its own
+/// output, or for a layer that absorbed a norm, the norm's output), on the calibration (else
+/// nothing) data, both models compiled with the compared tensors observed.
+pub fn layer_errors(
+    s: &Session,
+    graph: &Graph,
+    ran: &[Ran<'_>],
+    x: Option<&Tensor>,
+    threads: usize,
+) -> Result<Vec<(String, OutputError)>, Error> {
+    let Some(x) = x else {
+        return Ok(vec![]);
+    };
+    let original = &s.model.graph;
+    let all_merges: Vec<&Merged> = merges(ran).collect();
+    let mut watch: Vec<(String, String, String)> = vec![];
+    for n in touched(ran) {
+        let reference_at = all_merges
+            .iter()
+            .rev()
+            .find(|m| m.into == n)
+            .map_or(n.as_str(), |m| m.stands_for.as_str());
+        if let (Some(r), Some(c)) = (output_name(original, reference_at), output_name(graph, &n)) {
+            watch.push((n, r, c));
+        }
+    }
+    if watch.is_empty() {
+        return Ok(vec![]);
+    }
+    let refs: Vec<String> = watch.iter().map(|w| w.1.clone()).collect();
+    let mine: Vec<String> = watch.iter().map(|w| w.2.clone()).collect();
+    let a = Compiled::new(original, &refs)?;
+    let b = Compiled::new(graph, &mine)?;
+    let mut fa = a.feed(x, 32, threads)?;
+    let mut fb = b.feed(x, 32, threads)?;
+    let mut acc = vec![Agreement::default(); watch.len()];
+    let bar = crate::progress::bar(
+        x.shape().first().copied().unwrap_or(0) as u64,
+        "comparing layers",
+    );
+    while let (Some(ba), Some(bb)) = (fa.next_batch()?, fb.next_batch()?) {
+        for (i, a) in acc.iter_mut().enumerate() {
+            a.add(bb.observed(i), ba.observed(i));
+        }
+        bar.inc(ba.samples as u64);
+    }
+    bar.finish_and_clear();
+    Ok(watch
+        .into_iter()
+        .zip(acc)
+        .map(|((n, _, _), a)| (n, a.result()))
+        .collect())
+}
+
+/// Accuracy and output fidelity, measured.
+pub struct Measured {
+    /// Accuracy before and after, with labels.
+    pub accuracy: Option<BeforeAfter<f64>>,
+    /// The outputs against the original's.
+    pub fidelity: Option<OutputError>,
+    /// Samples evaluated.
+    pub samples: usize,
+}
+
+/// Top-1 accuracy of both models on the labelled evaluation set, and the compressed model's
+/// outputs against the original's on the evaluation (else calibration) data.
+pub fn evaluate(
+    original: &Compiled,
+    compressed: &Compiled,
+    data: &Data,
+    threads: usize,
+) -> Result<Measured, Error> {
+    let Some(x) = data.evaluation.as_ref().or(data.calibration.as_ref()) else {
+        return Ok(Measured {
+            accuracy: None,
+            fidelity: None,
+            samples: 0,
+        });
+    };
+    let labels = data.evaluation.as_ref().and(data.labels.as_ref());
+    let total = x.shape().first().copied().unwrap_or(0);
+    let bar = crate::progress::bar(total as u64, "evaluating");
+    let mut fa = original.feed(x, 64, threads)?;
+    let mut fb = compressed.feed(x, 64, threads)?;
+    let (mut right_a, mut right_b) = (0usize, 0usize);
+    let mut agreement = Agreement::default();
+    while let (Some(ba), Some(bb)) = (fa.next_batch()?, fb.next_batch()?) {
+        for o in 0..ba.model_outputs() {
+            agreement.add(bb.output(o), ba.output(o));
+        }
+        if let Some(labels) = labels {
+            let (ya, yb) = (ba.output(0), bb.output(0));
+            let c = ya.len() / ba.samples.max(1);
+            for r in 0..ba.samples {
+                let want = labels.get(ba.first + r).copied();
+                let row = |y: &[f32]| y.get(r * c..(r + 1) * c).map(argmax);
+                right_a += usize::from(row(ya).map(|k| k as i64) == want && want.is_some());
+                right_b += usize::from(row(yb).map(|k| k as i64) == want && want.is_some());
+            }
+        }
+        bar.inc(ba.samples as u64);
+    }
+    bar.finish_and_clear();
+    let accuracy = labels.map(|l| {
+        let n = l.len().max(1) as f64;
+        BeforeAfter {
+            before: right_a as f64 / n,
+            after: right_b as f64 / n,
+        }
+    });
+    Ok(Measured {
+        accuracy,
+        fidelity: Some(agreement.result()),
+        samples: total,
+    })
+}
+
+fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (u64, u64) {
+    let Some(n) = graph.node(node) else {
+        return (0, 0);
+    };
+    let (mut total, mut nonzero) = (0, 0);
+    for v in n.inputs.iter().flatten() {
+        if let Some(t) = graph.const_data(*v).filter(|t| t.dtype().is_float()) {
+            total += t.len() as u64;
+            nonzero += t.count_nonzero() as u64;
+        }
+    }
+    (total, nonzero)
+}
+
+fn totals(graph: &Graph) -> (u64, u64) {
+    let (mut total, mut nonzero) = (0, 0);
+    for v in graph.value_ids() {
+        if let ValueDef::Const(_) = graph.value(v).def
+            && let Some(t) = graph.const_data(v).filter(|t| t.dtype().is_float())
+            && graph.is_used(v)
+        {
+            total += t.len() as u64;
+            nonzero += t.count_nonzero() as u64;
+        }
+    }
+    (total, nonzero)
+}
+
+fn sha256_file(path: &Path) -> Result<report::FileRef, Error> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|cause| Error::Io {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    Ok(report::FileRef {
+        file: path.display().to_string(),
+        sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
+    })
+}
+
+/// The report's layer rows, totals, budgets and tables.
+fn assemble(
+    s: &Session,
+    graph: &Graph,
+    ran: &[Ran<'_>],
+    errors: &[(String, OutputError)],
+    measured: &Measured,
+    data: &Data,
+    compressed: &Compiled,
+) -> Result<(Report, Vec<Violation>), Error> {
+    let original = &s.model.graph;
+    let plan = &s.checked.plan;
+    let before_table = crate::inspect::table(original);
+    let after_table = crate::inspect::table(graph);
+    let macs_of = |t: &crate::inspect::Table, name: &str| {
+        t.rows.iter().find(|r| r.name == name).map_or(0, |r| r.macs)
+    };
+    let mut layers = vec![];
+    for name in touched(ran) {
+        let Some(nb) = original.find_node(&name) else {
+            continue;
+        };
+        let op = original.node(nb).map_or("", |n| n.op.name()).to_string();
+        let (pb, nzb) = weight_stats(original, nb);
+        let applied: Vec<report::Applied> = ran
+            .iter()
+            .filter(|r| r.outcome.changed.contains(&name) || r.step.nodes.contains(&name))
+            .map(|r| report::Applied {
+                step: r.id.0,
+                stage: r.stage.clone(),
+                technique: r.step.technique.to_string(),
+                variant: r.step.variant.to_string(),
+                params: r
+                    .step
+                    .params
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            ParamValue::Num(x) => report::ParamValue::Num(*x),
+                            other => report::ParamValue::Text(other.to_string()),
+                        };
+                        (k.to_string(), v)
+                    })
+                    .collect(),
+                recipe_file: s.checked.files[r.step.origin.file].name.clone(),
+                recipe_line: r.step.origin.line,
+            })
+            .collect();
+        let Some(na) = graph.find_node(&name) else {
+            let into: Vec<String> = merges(ran)
+                .filter(|m| m.removed == name)
+                .map(|m| m.into.clone())
+                .collect();
+            layers.push(report::Layer {
+                name,
+                op,
+                removed: true,
+                merged_into: into,
+                techniques: applied,
+                params: BeforeAfter {
+                    before: pb,
+                    after: 0,
+                },
+                nonzero_params: BeforeAfter {
+                    before: nzb,
+                    after: 0,
+                },
+                bytes: BeforeAfter {
+                    before: pb * 4,
+                    after: 0,
+                },
+                macs: BeforeAfter {
+                    before: macs_of(&before_table, original.node(nb).map_or("", |n| &n.name)),
+                    after: 0,
+                },
+                nonzero_macs: BeforeAfter {
+                    before: macs_of(&before_table, original.node(nb).map_or("", |n| &n.name)),
+                    after: 0,
+                },
+                output_error: None,
+            });
+            continue;
+        };
+        let (pa, nza) = weight_stats(graph, na);
+        let (mb, ma) = (macs_of(&before_table, &name), macs_of(&after_table, &name));
+        layers.push(report::Layer {
+            output_error: errors.iter().find(|(n, _)| *n == name).map(|(_, e)| *e),
+            name,
+            op,
+            removed: false,
+            merged_into: vec![],
+            techniques: applied,
+            params: BeforeAfter {
+                before: pb,
+                after: pa,
+            },
+            nonzero_params: BeforeAfter {
+                before: nzb,
+                after: nza,
+            },
+            bytes: BeforeAfter {
+                before: pb * 4,
+                after: pa * 4,
+            },
+            macs: BeforeAfter {
+                before: mb,
+                after: ma,
+            },
+            nonzero_macs: BeforeAfter {
+                before: mb,
+                after: if pa > 0 {
+                    (ma as f64 * nza as f64 / pa as f64).round() as u64
+                } else {
+                    0
+                },
+            },
+        });
+    }
+    let (tp_b, nz_b) = totals(original);
+    let (tp_a, nz_a) = totals(graph);
+    let model_totals = report::Totals {
+        params: BeforeAfter {
+            before: tp_b,
+            after: tp_a,
+        },
+        nonzero_params: BeforeAfter {
+            before: nz_b,
+            after: nz_a,
+        },
+        bytes: BeforeAfter {
+            before: tp_b * 4,
+            after: tp_a * 4,
+        },
+        macs: BeforeAfter {
+            before: before_table.macs,
+            after: after_table.macs,
+        },
+        accuracy: measured.accuracy,
+        output_fidelity: measured.fidelity,
+    };
+    // Budgets.
+    let mut violations = vec![];
+    let mut budget = vec![];
+    for b in &plan.budget {
+        let value = match b.metric {
+            Metric::AccuracyDrop => measured.accuracy.map(|a| a.before - a.after),
+            Metric::Size => Some(model_totals.bytes.after as f64),
+            Metric::Flops => Some(model_totals.macs.after as f64),
+            Metric::OutputError => measured.fidelity.map(|f| f.relative_l2),
+        };
+        let ok = value.is_some_and(|m| b.cmp.holds(m, b.bound));
+        let measured = match (b.metric, value) {
+            (_, None) => "not measured".to_string(),
+            (Metric::AccuracyDrop, Some(m)) => format!("{:.2}%", m * 100.0),
+            (Metric::Size, Some(m)) => format!("{m} bytes"),
+            (Metric::Flops, Some(m)) => format!("{m} MACs"),
+            (Metric::OutputError, Some(m)) => format!("{m:.3e} relative L2"),
+        };
+        if !ok {
+            violations.push((b.text.clone(), b.line, measured.clone()));
+        }
+        budget.push(report::BudgetRow {
+            constraint: b.text.clone(),
+            line: b.line,
+            value,
+            measured,
+            ok,
+        });
+    }
+    let mut merged = vec![];
+    let mut left_alone = vec![];
+    for r in ran {
+        let technique = format!("{} {}", r.step.technique, r.step.variant);
+        for m in &r.outcome.merged {
+            merged.push(report::MergedRow {
+                removed: m.removed.clone(),
+                into: m.into.clone(),
+                step: r.id.0,
+                technique: technique.clone(),
+                recipe_line: r.step.origin.line,
+            });
+        }
+        for l in &r.outcome.left_alone {
+            left_alone.push(report::LeftAloneRow {
+                node: l.node.clone(),
+                step: r.id.0,
+                technique: technique.clone(),
+                why: l.why.clone(),
+                recipe_line: r.step.origin.line,
+            });
+        }
+    }
+    let file = |p: &Option<mcc_plan::plan::DataSet>| {
+        p.as_ref().map(|d| sha256_file(&d.inputs)).transpose()
+    };
+    let inputs = report::Inputs {
+        recipe: sha256_file(&s.recipe)?,
+        model: sha256_file(&s.model.path)?,
+        calibration: file(&plan.calibrate)?,
+        evaluation: file(&plan.evaluate)?,
+        labels: plan
+            .evaluate
+            .as_ref()
+            .and_then(|d| d.labels.as_deref())
+            .map(sha256_file)
+            .transpose()?,
+    };
+    let isa = mcc_runtime::gemm::Isa::detect().name().to_string();
+    let measurement = report::Measurement {
+        engine: compressed.engine,
+        engine_note: compressed.note.clone(),
+        isa,
+        calibration_samples: data
+            .calibration
+            .as_ref()
+            .map_or(0, |x| x.shape().first().copied().unwrap_or(0)),
+        evaluation_samples: measured.samples,
+    };
+    Ok((
+        Report {
+            schema_version: report::SCHEMA_VERSION,
+            mcc_version: env!("CARGO_PKG_VERSION").to_string(),
+            inputs,
+            measurement,
+            layers,
+            model_totals,
+            budget,
+            merged,
+            left_alone,
+            native: None,
+        },
+        violations,
+    ))
+}

@@ -1,0 +1,464 @@
+//! The calibration context: the statistics techniques ask for ([`StatRequest`]), collected on
+//! compiled code over the calibration data, on the model **as it stands when the step runs**,
+//! cached until a rewrite changes the model.
+//!
+//! **Invariant:** statistics are accumulated in f64, sample by sample in data order, from
+//! tensors the kernels compute identically on any thread count — so the same inputs give the
+//! same bits whatever the thread count.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mcc_ir::{Graph, Op, Tensor};
+use mcc_plan::{Stat, StatRequest, Stats, TechniqueError};
+
+use crate::measure::Compiled;
+
+/// Calibration data and the statistics collected on it for the current model.
+pub struct Calibration {
+    x: Option<Tensor>,
+    threads: usize,
+    cache: BTreeMap<StatRequest, Arc<Stat>>,
+    /// Passes over the data so far (each collects every statistic asked for at once).
+    pub passes: usize,
+}
+
+fn fail(node: &str, message: impl Into<String>) -> TechniqueError {
+    TechniqueError {
+        node: node.to_string(),
+        message: message.into(),
+    }
+}
+
+/// What one request observes and how it accumulates.
+enum Acc {
+    Inputs {
+        want: usize,
+        got: Vec<f32>,
+        n: usize,
+        dims: Vec<usize>,
+    },
+    Gram {
+        patch: Patch,
+        k: usize,
+        rows: usize,
+        data: Vec<f64>,
+    },
+    Ranges {
+        channels: usize,
+        min: Vec<f64>,
+        max: Vec<f64>,
+    },
+    Histogram {
+        bins: usize,
+        values: Vec<f32>,
+    },
+    Zeros {
+        channels: usize,
+        zeros: Vec<u64>,
+        count: Vec<u64>,
+    },
+}
+
+/// How a layer's input becomes the rows of X.
+#[derive(Clone)]
+enum Patch {
+    /// The last axis is a row (Gemm, MatMul).
+    Rows(usize),
+    /// Conv im2col: input `[c, h, w]`, kernel, strides, pads (top, left), dilations, output.
+    Conv {
+        c: usize,
+        h: usize,
+        w: usize,
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        d: [usize; 2],
+        out: [usize; 2],
+    },
+}
+
+impl Patch {
+    fn width(&self) -> usize {
+        match self {
+            Patch::Rows(k) => *k,
+            Patch::Conv { c, k, .. } => c * k[0] * k[1],
+        }
+    }
+
+    /// Calls `row` with each row of X from one sample's input.
+    fn rows(&self, x: &[f32], row: &mut dyn FnMut(&[f64])) {
+        match self {
+            Patch::Rows(k) => {
+                let mut buf = vec![0.0; *k];
+                for r in x.chunks_exact((*k).max(1)) {
+                    for (b, &v) in buf.iter_mut().zip(r) {
+                        *b = f64::from(v);
+                    }
+                    row(&buf);
+                }
+            }
+            Patch::Conv {
+                c,
+                h,
+                w,
+                k,
+                s,
+                p,
+                d,
+                out,
+            } => {
+                let mut buf = vec![0.0; c * k[0] * k[1]];
+                for oy in 0..out[0] {
+                    for ox in 0..out[1] {
+                        let mut i = 0;
+                        for ci in 0..*c {
+                            for ky in 0..k[0] {
+                                for kx in 0..k[1] {
+                                    let y = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
+                                    let xx = (ox * s[1] + kx * d[1]) as isize - p[1] as isize;
+                                    buf[i] = if y >= 0
+                                        && xx >= 0
+                                        && (y as usize) < *h
+                                        && (xx as usize) < *w
+                                    {
+                                        f64::from(x[(ci * h + y as usize) * w + xx as usize])
+                                    } else {
+                                        0.0
+                                    };
+                                    i += 1;
+                                }
+                            }
+                        }
+                        row(&buf);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Calibration {
+    /// A context over `x` (None: no calibration data; every request is then an error).
+    pub fn new(x: Option<Tensor>, threads: usize) -> Calibration {
+        Calibration {
+            x,
+            threads,
+            cache: BTreeMap::new(),
+            passes: 0,
+        }
+    }
+
+    /// Forgets every statistic: the model changed.
+    pub fn invalidate(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Collects every request not cached yet in one pass over the data, on `graph` compiled.
+    pub fn collect(
+        &mut self,
+        graph: &Graph,
+        requests: &[StatRequest],
+    ) -> Result<(), TechniqueError> {
+        let todo: Vec<&StatRequest> = requests
+            .iter()
+            .filter(|r| !self.cache.contains_key(*r))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let Some(x) = &self.x else {
+            return Err(fail(
+                todo[0].subject(),
+                "this step needs calibration data: add `calibrate with \"FILE.npy\"` to the recipe",
+            ));
+        };
+        // What each request observes, and its accumulator.
+        let mut observe: Vec<String> = vec![];
+        let mut accs: Vec<(usize, Acc)> = vec![];
+        for r in &todo {
+            let (value, acc) = plan(graph, r)?;
+            let slot = match observe.iter().position(|v| *v == value) {
+                Some(i) => i,
+                None => {
+                    observe.push(value);
+                    observe.len() - 1
+                }
+            };
+            accs.push((slot, acc));
+        }
+        let model = Compiled::new(graph, &observe).map_err(|e| fail("", e.to_string()))?;
+        let samples = x.shape().first().copied().unwrap_or(0);
+        model
+            .for_each(x, 32, self.threads, |b| {
+                for (slot, acc) in accs.iter_mut() {
+                    let t = b.observed(*slot);
+                    let per = t.len() / b.samples.max(1);
+                    for s in 0..b.samples {
+                        add(acc, &t[s * per..(s + 1) * per]);
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| fail("", e.to_string()))?;
+        self.passes += 1;
+        for (r, (_, acc)) in todo.into_iter().zip(accs) {
+            self.cache
+                .insert(r.clone(), Arc::new(finish(acc, samples)?));
+        }
+        Ok(())
+    }
+}
+
+impl Stats for Calibration {
+    fn get(&mut self, graph: &Graph, request: &StatRequest) -> Result<Arc<Stat>, TechniqueError> {
+        self.collect(graph, std::slice::from_ref(request))?;
+        self.cache
+            .get(request)
+            .cloned()
+            .ok_or_else(|| fail(request.subject(), "the statistic was not collected"))
+    }
+}
+
+/// The tensor a request observes (by value name) and its empty accumulator.
+fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError> {
+    let dims_of = |v: mcc_ir::ValueId| -> Option<Vec<usize>> {
+        graph
+            .value(v)
+            .ty
+            .shape
+            .as_ref()?
+            .iter()
+            .skip(1)
+            .map(mcc_ir::Dim::fixed)
+            .collect()
+    };
+    let layer_input = |layer: &str| {
+        let n = graph
+            .find_node(layer)
+            .and_then(|id| graph.node(id))
+            .ok_or_else(|| fail(layer, "no such layer"))?;
+        let x = n
+            .inputs
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| fail(layer, "the layer has no input"))?;
+        let dims = dims_of(x).ok_or_else(|| fail(layer, "its input's shape is not known"))?;
+        Ok::<_, TechniqueError>((n, x, dims))
+    };
+    let value = |name: &str| {
+        let v = graph
+            .find_value(name)
+            .ok_or_else(|| fail(name, "no such tensor"))?;
+        let dims = dims_of(v).ok_or_else(|| fail(name, "its shape is not known"))?;
+        Ok::<_, TechniqueError>(dims)
+    };
+    Ok(match r {
+        StatRequest::Inputs { layer, samples } => {
+            let (_, x, dims) = layer_input(layer)?;
+            (
+                graph.value(x).name.clone(),
+                Acc::Inputs {
+                    want: *samples,
+                    got: vec![],
+                    n: 0,
+                    dims,
+                },
+            )
+        }
+        StatRequest::Gram { layer } => {
+            let (node, x, dims) = layer_input(layer)?;
+            let patch = match &node.op {
+                Op::Gemm(_) | Op::MatMul(_) => Patch::Rows(dims.last().copied().unwrap_or(1)),
+                Op::Conv(c)
+                    if c.group == 1 && dims.len() == 3 && c.auto_pad == mcc_ir::AutoPad::NotSet =>
+                {
+                    let out = node
+                        .outputs
+                        .first()
+                        .and_then(|&o| dims_of(o))
+                        .ok_or_else(|| fail(layer, "its output's shape is not known"))?;
+                    let w = node
+                        .inputs
+                        .get(1)
+                        .copied()
+                        .flatten()
+                        .and_then(|w| graph.const_data(w))
+                        .ok_or_else(|| fail(layer, "its weights are not constant"))?;
+                    let ks = w.shape();
+                    let two = |v: &[i64], d: i64| -> [usize; 2] {
+                        [
+                            v.first().copied().unwrap_or(d) as usize,
+                            v.get(1).copied().unwrap_or(d) as usize,
+                        ]
+                    };
+                    Patch::Conv {
+                        c: dims[0],
+                        h: dims[1],
+                        w: dims[2],
+                        k: [ks[2], ks[3]],
+                        s: two(&c.strides, 1),
+                        p: two(&c.pads, 0),
+                        d: two(&c.dilations, 1),
+                        out: [
+                            out.get(1).copied().unwrap_or(0),
+                            out.get(2).copied().unwrap_or(0),
+                        ],
+                    }
+                }
+                other => {
+                    return Err(fail(
+                        layer,
+                        format!(
+                            "XᵀX is collected for Gemm, MatMul and 2-D one-group Conv layers with explicit pads, not this {}",
+                            other.name()
+                        ),
+                    ));
+                }
+            };
+            let k = patch.width();
+            if k > 4096 {
+                return Err(fail(
+                    layer,
+                    format!("XᵀX of width {k} is too large to collect (at most 4096)"),
+                ));
+            }
+            (
+                graph.value(x).name.clone(),
+                Acc::Gram {
+                    patch,
+                    k,
+                    rows: 0,
+                    data: vec![0.0; k * k],
+                },
+            )
+        }
+        StatRequest::Ranges { value: name } => {
+            let dims = value(name)?;
+            let channels = dims.first().copied().unwrap_or(1);
+            (
+                name.clone(),
+                Acc::Ranges {
+                    channels,
+                    min: vec![f64::INFINITY; channels],
+                    max: vec![f64::NEG_INFINITY; channels],
+                },
+            )
+        }
+        StatRequest::Histogram { value: name, bins } => {
+            value(name)?;
+            (
+                name.clone(),
+                Acc::Histogram {
+                    bins: (*bins).max(1),
+                    values: vec![],
+                },
+            )
+        }
+        StatRequest::ZeroFraction { value: name } => {
+            let dims = value(name)?;
+            let channels = dims.first().copied().unwrap_or(1);
+            (
+                name.clone(),
+                Acc::Zeros {
+                    channels,
+                    zeros: vec![0; channels],
+                    count: vec![0; channels],
+                },
+            )
+        }
+    })
+}
+
+/// Adds one sample's tensor.
+fn add(acc: &mut Acc, t: &[f32]) {
+    match acc {
+        Acc::Inputs { want, got, n, .. } => {
+            if *n < *want {
+                got.extend_from_slice(t);
+                *n += 1;
+            }
+        }
+        Acc::Gram {
+            patch,
+            k,
+            rows,
+            data,
+        } => {
+            let k = *k;
+            patch.rows(t, &mut |r| {
+                *rows += 1;
+                for i in 0..k {
+                    let ri = r[i];
+                    if ri == 0.0 {
+                        continue;
+                    }
+                    let line = &mut data[i * k..(i + 1) * k];
+                    for (d, &rj) in line.iter_mut().zip(r) {
+                        *d += ri * rj;
+                    }
+                }
+            });
+        }
+        Acc::Ranges { channels, min, max } => {
+            let per = t.len() / (*channels).max(1);
+            for (i, &v) in t.iter().enumerate() {
+                let c = (i / per.max(1)).min(*channels - 1);
+                let v = f64::from(v);
+                min[c] = min[c].min(v);
+                max[c] = max[c].max(v);
+            }
+        }
+        Acc::Histogram { values, .. } => values.extend_from_slice(t),
+        Acc::Zeros {
+            channels,
+            zeros,
+            count,
+        } => {
+            let per = t.len() / (*channels).max(1);
+            for (i, &v) in t.iter().enumerate() {
+                let c = (i / per.max(1)).min(*channels - 1);
+                count[c] += 1;
+                if v == 0.0 {
+                    zeros[c] += 1;
+                }
+            }
+        }
+    }
+}
+
+fn finish(acc: Acc, _samples: usize) -> Result<Stat, TechniqueError> {
+    Ok(match acc {
+        Acc::Inputs { got, n, dims, .. } => {
+            let mut shape = vec![n];
+            shape.extend(dims);
+            Stat::Inputs(Tensor::from_vec(&shape, got).map_err(|e| fail("", e.to_string()))?)
+        }
+        Acc::Gram { k, rows, data, .. } => Stat::Gram { k, rows, data },
+        Acc::Ranges { min, max, .. } => Stat::Ranges { min, max },
+        Acc::Histogram { bins, values } => {
+            let bound = values
+                .iter()
+                .fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
+            let mut counts = vec![0u64; bins];
+            for &v in &values {
+                let u = if bound > 0.0 {
+                    (f64::from(v) + bound) / (2.0 * bound)
+                } else {
+                    0.5
+                };
+                let b = ((u * bins as f64) as usize).min(bins - 1);
+                counts[b] += 1;
+            }
+            Stat::Histogram { bound, counts }
+        }
+        Acc::Zeros { zeros, count, .. } => Stat::ZeroFraction(
+            zeros
+                .iter()
+                .zip(&count)
+                .map(|(&z, &n)| if n > 0 { z as f64 / n as f64 } else { 0.0 })
+                .collect(),
+        ),
+    })
+}

@@ -1,0 +1,271 @@
+//! Measurement on compiled code: a model merged and lowered exactly as the executable is, run
+//! by the runtime's kernels over a data set in batches, with **observers** — tensors a
+//! measurement needs (a layer's output, a layer's input) made outputs of the measured program,
+//! so lowering keeps them in memory. Where lowering fails (an operator without a kernel), the
+//! reference evaluator runs instead and [`Compiled::engine`] says so.
+//!
+//! **Invariant:** what a batch callback sees does not depend on the thread count: the kernels
+//! give the same bits on any number of threads, and callbacks run in data order.
+
+use mcc_ir::{Graph, Tensor};
+use mcc_runtime::program::Program;
+
+use crate::Error;
+use crate::report::Engine;
+
+/// A model ready to be measured: compiled when it can be, with the observed tensors as extra
+/// outputs.
+pub struct Compiled {
+    program: Option<Program>,
+    graph: Graph,
+    /// The model's own outputs.
+    model_outputs: usize,
+    /// For each observed tensor, its index among the measured outputs.
+    observed: Vec<usize>,
+    /// What runs it.
+    pub engine: Engine,
+    /// Why the evaluator runs it, when it does.
+    pub note: Option<String>,
+}
+
+/// One batch's results.
+pub struct Batch<'a> {
+    /// Samples in the batch.
+    pub samples: usize,
+    /// Index of the batch's first sample in the data.
+    pub first: usize,
+    /// The model's outputs, then the observed tensors, each `samples ×` per-sample floats.
+    outputs: Vec<Vec<f32>>,
+    model_outputs: usize,
+    observed: &'a [usize],
+}
+
+impl Batch<'_> {
+    /// The model's `i`-th output.
+    pub fn output(&self, i: usize) -> &[f32] {
+        self.outputs.get(i).map_or(&[], |v| v.as_slice())
+    }
+
+    /// The `i`-th observed tensor (in the order given to [`Compiled::new`]).
+    pub fn observed(&self, i: usize) -> &[f32] {
+        self.observed
+            .get(i)
+            .and_then(|&k| self.outputs.get(k))
+            .map_or(&[], |v| v.as_slice())
+    }
+
+    /// The model's output count.
+    pub fn model_outputs(&self) -> usize {
+        self.model_outputs
+    }
+}
+
+/// A model being run over a data set, batch by batch in data order.
+pub struct Feed<'a> {
+    model: &'a Compiled,
+    runner: Option<mcc_runtime::exec::Runner<'a>>,
+    x: &'a Tensor,
+    flat: Vec<f32>,
+    per: usize,
+    total: usize,
+    chunk: usize,
+    first: usize,
+}
+
+impl Feed<'_> {
+    /// The next batch, or `None` after the last.
+    pub fn next_batch(&mut self) -> Result<Option<Batch<'_>>, Error> {
+        if self.first >= self.total {
+            return Ok(None);
+        }
+        let (first, n) = (self.first, self.chunk.min(self.total - self.first));
+        let outputs = match &mut self.runner {
+            Some(r) => {
+                if self
+                    .model
+                    .program
+                    .as_ref()
+                    .and_then(|p| p.fixed_batch)
+                    .is_some_and(|b| b != n)
+                {
+                    return Err(Error::Usage(format!(
+                        "the model's batch is fixed at {}; {} samples are not a multiple of it",
+                        self.chunk, self.total
+                    )));
+                }
+                r.run(&[&self.flat[first * self.per..(first + n) * self.per]])
+                    .map_err(Error::Native)?
+            }
+            None => {
+                let part = crate::tensor_io::slice_batch(self.x, first, n);
+                mcc_ir::run(&self.model.graph, &[part])?
+                    .iter()
+                    .map(|t| t.to_f64_vec().into_iter().map(|v| v as f32).collect())
+                    .collect()
+            }
+        };
+        self.first += n;
+        Ok(Some(Batch {
+            samples: n,
+            first,
+            outputs,
+            model_outputs: self.model.model_outputs,
+            observed: &self.model.observed,
+        }))
+    }
+}
+
+impl Compiled {
+    /// Prepares `graph` with the tensors named `observe` (value names) as extra outputs.
+    pub fn new(graph: &Graph, observe: &[String]) -> Result<Compiled, Error> {
+        let mut g = graph.clone();
+        let mut outs = g.outputs().to_vec();
+        let model_outputs = outs.len();
+        let mut observed = vec![];
+        for name in observe {
+            let v = g.find_value(name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "cannot observe `{name}`: no such tensor (a bug in mcc)"
+                ))
+            })?;
+            let k = match outs.iter().position(|&o| o == v) {
+                Some(k) => k,
+                None => {
+                    outs.push(v);
+                    outs.len() - 1
+                }
+            };
+            observed.push(k);
+        }
+        g.set_outputs(outs);
+        let lowered = (|| -> Result<Program, Error> {
+            let mut m = g.clone();
+            mcc_passes::merge_everything(&mut m)?;
+            Ok(mcc_codegen::lower(&m)?)
+        })();
+        let (program, engine, note) = match lowered {
+            Ok(p) if p.outputs.len() == g.outputs().len() => (Some(p), Engine::Compiled, None),
+            Ok(_) => (
+                None,
+                Engine::Evaluator,
+                Some("the compiled program's outputs do not match the model's".to_string()),
+            ),
+            Err(e) => (None, Engine::Evaluator, Some(e.to_string())),
+        };
+        Ok(Compiled {
+            program,
+            graph: g,
+            model_outputs,
+            observed,
+            engine,
+            note,
+        })
+    }
+
+    /// The compiled schedule, when there is one.
+    pub fn program(&self) -> Option<&Program> {
+        self.program.as_ref()
+    }
+
+    /// Starts running the model over `x` (batch first) in batches of up to `chunk` samples
+    /// (the model's own batch, when it fixes one) on `threads` threads.
+    pub fn feed<'a>(
+        &'a self,
+        x: &'a Tensor,
+        chunk: usize,
+        threads: usize,
+    ) -> Result<Feed<'a>, Error> {
+        let total = x.shape().first().copied().unwrap_or(0);
+        let (runner, flat, chunk) = match &self.program {
+            Some(p) => (
+                Some(mcc_runtime::exec::Runner::new(p, threads).map_err(Error::Native)?),
+                x.to_f64_vec()
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect::<Vec<f32>>(),
+                p.fixed_batch.unwrap_or(chunk),
+            ),
+            None => (None, vec![], chunk),
+        };
+        let per = flat.len() / total.max(1);
+        Ok(Feed {
+            model: self,
+            runner,
+            x,
+            flat,
+            per,
+            total,
+            chunk: chunk.max(1),
+            first: 0,
+        })
+    }
+
+    /// Runs the model over `x`, calling `each` with every batch in data order.
+    pub fn for_each(
+        &self,
+        x: &Tensor,
+        chunk: usize,
+        threads: usize,
+        mut each: impl FnMut(&Batch<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut feed = self.feed(x, chunk, threads)?;
+        while let Some(b) = feed.next_batch()? {
+            each(&b)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sums for comparing a tensor with its reference, in f64, in data order.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Agreement {
+    dot: f64,
+    ref_sq: f64,
+    out_sq: f64,
+    diff_sq: f64,
+}
+
+impl Agreement {
+    /// Adds a batch of values and their references.
+    pub fn add(&mut self, got: &[f32], want: &[f32]) {
+        for (&x, &y) in got.iter().zip(want) {
+            let (x, y) = (f64::from(x), f64::from(y));
+            self.dot += x * y;
+            self.ref_sq += y * y;
+            self.out_sq += x * x;
+            self.diff_sq += (x - y) * (x - y);
+        }
+        if got.len() != want.len() {
+            // A shape change is total disagreement, not a silent truncation.
+            self.diff_sq = f64::INFINITY;
+        }
+    }
+
+    /// ‖y − y₀‖ / ‖y₀‖ (or ‖y − y₀‖ when y₀ = 0) and the cosine (1 when either is 0). NaN in
+    /// the compared values makes both NaN, which no budget accepts.
+    pub fn result(&self) -> crate::report::OutputError {
+        let relative_l2 = if self.ref_sq > 0.0 {
+            (self.diff_sq / self.ref_sq).sqrt()
+        } else {
+            self.diff_sq.sqrt()
+        };
+        let cosine = if self.ref_sq > 0.0 && self.out_sq > 0.0 {
+            self.dot / (self.ref_sq.sqrt() * self.out_sq.sqrt())
+        } else if self.dot.is_nan() {
+            f64::NAN
+        } else {
+            1.0
+        };
+        crate::report::OutputError {
+            relative_l2,
+            cosine,
+        }
+    }
+}
+
+/// The index of the largest value of a row (the first on ties; NaN never wins).
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > row[b] { i } else { b })
+}

@@ -1,0 +1,312 @@
+//! `report.json`, typed: what a build did and measured, serialized from these types (field by
+//! field in `docs/report.md`; the JSON Schema `docs/report.schema.json` is generated from them
+//! and checked in the tests), and the terminal summary rendered from the same data.
+//!
+//! **Invariant:** the report holds only what the inputs determine — the same model, recipe,
+//! data, mcc version and instruction set give the same bytes, whatever the thread count or
+//! the machine's load. Wall times and the thread count go to `timings.json` ([`Timings`]).
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// The report's format version: bumped when a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `report.json`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The mcc that built it.
+    pub mcc_version: String,
+    /// The files the build read, with their hashes.
+    pub inputs: Inputs,
+    /// How numbers were measured.
+    pub measurement: Measurement,
+    /// One row per layer a step changed or removed.
+    pub layers: Vec<Layer>,
+    /// Whole-model numbers.
+    pub model_totals: Totals,
+    /// One row per budget constraint.
+    pub budget: Vec<BudgetRow>,
+    /// Layers merged into others.
+    pub merged: Vec<MergedRow>,
+    /// Selected layers a step did not change, and why.
+    pub left_alone: Vec<LeftAloneRow>,
+    /// The native outputs, when they were built.
+    pub native: Option<Native>,
+}
+
+/// The files a build read.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Inputs {
+    /// The recipe.
+    pub recipe: FileRef,
+    /// The model.
+    pub model: FileRef,
+    /// Calibration inputs, if the recipe names them.
+    pub calibration: Option<FileRef>,
+    /// Evaluation inputs, if the recipe names them.
+    pub evaluation: Option<FileRef>,
+    /// Evaluation labels, if the recipe names them.
+    pub labels: Option<FileRef>,
+}
+
+/// A file and the SHA-256 of its bytes.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct FileRef {
+    /// The path as given (the model) or as resolved against the recipe's folder (data).
+    pub file: String,
+    /// SHA-256 of the contents, lowercase hex.
+    pub sha256: String,
+}
+
+/// What ran the measurements.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Measurement {
+    /// `compiled`: the natively compiled kernels the executable runs; `evaluator`: the
+    /// reference evaluator (when the model has an operator without a kernel).
+    pub engine: Engine,
+    /// Why the evaluator measured, when it did.
+    pub engine_note: Option<String>,
+    /// The kernels' instruction set (`scalar`, `avx2`, `avx512f`): results can differ in the
+    /// last bits between instruction sets, never between thread counts.
+    pub isa: String,
+    /// Calibration samples the per-layer errors and statistics used.
+    pub calibration_samples: usize,
+    /// Evaluation samples accuracy and output fidelity used.
+    pub evaluation_samples: usize,
+}
+
+/// What ran the measurements.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// The compiled kernels.
+    Compiled,
+    /// The reference evaluator.
+    Evaluator,
+}
+
+/// A number before and after the build.
+#[derive(Copy, Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct BeforeAfter<T> {
+    /// In the original model.
+    pub before: T,
+    /// In the compressed model.
+    pub after: T,
+}
+
+/// One changed or removed layer.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Layer {
+    /// Node name.
+    pub name: String,
+    /// ONNX operator.
+    pub op: String,
+    /// Whether a merge removed it.
+    pub removed: bool,
+    /// The layers it was merged into, when removed.
+    pub merged_into: Vec<String>,
+    /// The steps that changed it, in order.
+    pub techniques: Vec<Applied>,
+    /// Weight count (float constants it reads).
+    pub params: BeforeAfter<u64>,
+    /// Nonzero weights.
+    pub nonzero_params: BeforeAfter<u64>,
+    /// Stored bytes of its weights.
+    pub bytes: BeforeAfter<u64>,
+    /// Multiply-accumulates per sample.
+    pub macs: BeforeAfter<u64>,
+    /// MACs with a nonzero weight (the work a sparse kernel does).
+    pub nonzero_macs: BeforeAfter<u64>,
+    /// Its output against the original's at the same point, on calibration data.
+    pub output_error: Option<OutputError>,
+}
+
+/// One step applied to a layer.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Applied {
+    /// Step number (1-based, plan order).
+    pub step: u32,
+    /// Stage name.
+    pub stage: String,
+    /// Technique keyword.
+    pub technique: String,
+    /// Variant.
+    pub variant: String,
+    /// Every parameter, defaults filled in (ratios as fractions).
+    pub params: std::collections::BTreeMap<String, ParamValue>,
+    /// Recipe file the rule is in.
+    pub recipe_file: String,
+    /// 1-based line of the rule.
+    pub recipe_line: usize,
+}
+
+/// A parameter value.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ParamValue {
+    /// A number.
+    Num(f64),
+    /// A word or path.
+    Text(String),
+}
+
+/// A tensor compared with its original.
+#[derive(Copy, Clone, Debug, Serialize, JsonSchema)]
+pub struct OutputError {
+    /// ‖y − y₀‖ / ‖y₀‖ over all samples (‖y − y₀‖ when y₀ = 0).
+    pub relative_l2: f64,
+    /// Cosine similarity of y and y₀ over all samples (1 when either is 0).
+    pub cosine: f64,
+}
+
+/// Whole-model numbers.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Totals {
+    /// Weights.
+    pub params: BeforeAfter<u64>,
+    /// Nonzero weights.
+    pub nonzero_params: BeforeAfter<u64>,
+    /// Stored weight bytes.
+    pub bytes: BeforeAfter<u64>,
+    /// MACs per sample.
+    pub macs: BeforeAfter<u64>,
+    /// Top-1 accuracy on the evaluation set (fractions), when it has labels.
+    pub accuracy: Option<BeforeAfter<f64>>,
+    /// The model's outputs against the original's on the evaluation (else calibration) data.
+    pub output_fidelity: Option<OutputError>,
+}
+
+/// One budget constraint.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct BudgetRow {
+    /// As written.
+    pub constraint: String,
+    /// 1-based recipe line.
+    pub line: usize,
+    /// The measured value in the constraint's base unit (fraction, bytes, MACs), when measured.
+    pub value: Option<f64>,
+    /// The measured value as shown to people.
+    pub measured: String,
+    /// Whether it holds.
+    pub ok: bool,
+}
+
+/// A layer merged into another.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct MergedRow {
+    /// The removed layer.
+    pub removed: String,
+    /// The layer that absorbed it.
+    pub into: String,
+    /// Step number.
+    pub step: u32,
+    /// `merge <variant>`.
+    pub technique: String,
+    /// 1-based recipe line.
+    pub recipe_line: usize,
+}
+
+/// A selected layer a step did not change.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct LeftAloneRow {
+    /// The layer.
+    pub node: String,
+    /// Step number.
+    pub step: u32,
+    /// `technique variant`.
+    pub technique: String,
+    /// Why.
+    pub why: String,
+    /// 1-based recipe line.
+    pub recipe_line: usize,
+}
+
+/// The native outputs.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Native {
+    /// The C identifier (file and symbol names).
+    pub name: String,
+    /// The object file.
+    pub object: String,
+    /// The C header.
+    pub header: String,
+    /// The runtime library to link with.
+    pub runtime_library: String,
+    /// The executable, when one was linked.
+    pub executable: Option<String>,
+    /// Why there is no executable.
+    pub no_executable: Option<String>,
+    /// Kernel steps in the schedule.
+    pub steps: usize,
+    /// Steps compiled inline.
+    pub inline_steps: usize,
+    /// Activation arena per sample.
+    pub arena_bytes_per_sample: u64,
+    /// Scratch memory.
+    pub scratch_bytes: u64,
+    /// Weight data in the object file.
+    pub weight_bytes: u64,
+    /// The batch size, when the model fixes it.
+    pub fixed_batch: Option<usize>,
+}
+
+/// `timings.json`: what varies from run to run.
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+pub struct Timings {
+    /// Threads the measurements ran on.
+    pub threads: usize,
+    /// Wall time of each phase, in milliseconds, in order.
+    pub phases_ms: Vec<(String, f64)>,
+    /// The whole build, in milliseconds.
+    pub total_ms: f64,
+}
+
+impl Timings {
+    /// Records a phase that started at `since`.
+    pub fn phase(&mut self, name: &str, since: std::time::Instant) {
+        let ms = since.elapsed().as_secs_f64() * 1e3;
+        self.phases_ms
+            .push((name.to_string(), (ms * 10.0).round() / 10.0));
+    }
+}
+
+/// The JSON Schema of `report.json`, generated from [`Report`].
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Report)).unwrap_or_default()
+}
+
+/// The terminal summary of a build.
+pub fn summary(r: &Report) -> Vec<String> {
+    let t = &r.model_totals;
+    let mut out = vec![format!(
+        "  weights: {} nonzero of {} (before: {} of {}); stored {} → {} bytes",
+        t.nonzero_params.after,
+        t.params.after,
+        t.nonzero_params.before,
+        t.params.before,
+        t.bytes.before,
+        t.bytes.after
+    )];
+    if let Some(a) = t.accuracy {
+        out.push(format!(
+            "  accuracy: {:.2}% → {:.2}% ({} samples, {})",
+            a.before * 100.0,
+            a.after * 100.0,
+            r.measurement.evaluation_samples,
+            match r.measurement.engine {
+                Engine::Compiled => "compiled code",
+                Engine::Evaluator => "reference evaluator",
+            }
+        ));
+    }
+    if let Some(f) = t.output_fidelity {
+        out.push(format!(
+            "  outputs vs original: relative L2 {:.2e}, cosine {:.6}",
+            f.relative_l2, f.cosine
+        ));
+    }
+    out
+}
