@@ -374,10 +374,10 @@ pub fn write_outputs(
                 weight_bytes: p.weights.len() as u64 * 4,
                 fixed_batch: p.fixed_batch,
             });
-            timings.phases_ms.push((
-                "compile native code".into(),
-                (n.compile_time.as_secs_f64() * 1e4).round() / 10.0,
-            ));
+            timings.phases.push(crate::report::Phase {
+                phase: "compile native code".into(),
+                ms: (n.compile_time.as_secs_f64() * 1e4).round() / 10.0,
+            });
             written = Some(w);
         }
         std::fs::write(tmp.join("report.json"), to_json(&report)? + "\n")

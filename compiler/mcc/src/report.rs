@@ -258,8 +258,8 @@ pub struct Native {
 pub struct Timings {
     /// Threads the measurements ran on.
     pub threads: usize,
-    /// Wall time of each phase, in milliseconds, in order.
-    pub phases_ms: Vec<(String, f64)>,
+    /// Wall time of each phase, in order.
+    pub phases: Vec<Phase>,
     /// The whole build, in milliseconds.
     pub total_ms: f64,
 }
@@ -268,9 +268,20 @@ impl Timings {
     /// Records a phase that started at `since`.
     pub fn phase(&mut self, name: &str, since: std::time::Instant) {
         let ms = since.elapsed().as_secs_f64() * 1e3;
-        self.phases_ms
-            .push((name.to_string(), (ms * 10.0).round() / 10.0));
+        self.phases.push(Phase {
+            phase: name.to_string(),
+            ms: (ms * 10.0).round() / 10.0,
+        });
     }
+}
+
+/// One phase of a build.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Phase {
+    /// What it did.
+    pub phase: String,
+    /// Wall time in milliseconds.
+    pub ms: f64,
 }
 
 /// The JSON Schema of `report.json`, generated from [`Report`].

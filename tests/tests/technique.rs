@@ -1,0 +1,326 @@
+//! The technique framework from outside: a toy technique written against the interface runs
+//! end to end through the unchanged driver; the calibration context serves statistics that
+//! match the reference evaluator's; builds are the same bits on 1 and 2 threads; every report
+//! validates against the committed JSON Schema, which is the one the types generate.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mcc_ir::{Graph, Origin, StepId, Tensor};
+use mcc_plan::plan::Step;
+use mcc_plan::registry::{Applies, Status, TechniqueSchema, VariantSchema, no_param_check};
+use mcc_plan::{Outcome, Stat, StatRequest, Stats, Technique, TechniqueError};
+use mcc_tests::workspace;
+
+/// `halve weights`: multiplies each selected layer's weights and bias by ½ (so its output
+/// halves). It asks for the per-channel
+/// ranges of each layer's input, so the calibration path runs too, and records how many it saw.
+struct Halve;
+
+impl Technique for Halve {
+    fn needs(&self, graph: &Graph, step: &Step) -> Vec<StatRequest> {
+        step.nodes
+            .iter()
+            .filter_map(|n| {
+                let node = graph.node(graph.find_node(n)?)?;
+                let x = node.inputs.first().copied().flatten()?;
+                Some(StatRequest::Ranges {
+                    value: graph.value(x).name.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn rewrite(
+        &self,
+        graph: &mut Graph,
+        step: &Step,
+        id: StepId,
+        stats: &mut dyn Stats,
+    ) -> Result<Outcome, TechniqueError> {
+        let mut changed = vec![];
+        for req in self.needs(graph, step) {
+            let stat: Arc<Stat> = stats.get(graph, &req)?;
+            let Stat::Ranges { min, max } = &*stat else {
+                return Err(TechniqueError {
+                    node: String::new(),
+                    message: "ranges expected".into(),
+                });
+            };
+            assert!(!min.is_empty() && min.iter().zip(max).all(|(a, b)| a <= b));
+        }
+        for name in &step.nodes {
+            let fail = |m: &str| TechniqueError {
+                node: name.clone(),
+                message: m.into(),
+            };
+            let n = graph.find_node(name).ok_or_else(|| fail("no such layer"))?;
+            let operands: Vec<_> = graph
+                .node(n)
+                .map(|node| node.inputs.iter().skip(1).flatten().copied().collect())
+                .unwrap_or_default();
+            for w in operands {
+                let half = graph
+                    .const_data(w)
+                    .and_then(Tensor::as_f32)
+                    .ok_or_else(|| fail("weights are not f32"))?
+                    .mapv(|x| x * 0.5);
+                graph.make_const(w, Tensor::F32(half));
+            }
+            if let Some(node) = graph.node_mut(n) {
+                node.origin = Origin::Step(id);
+            }
+            changed.push(name.clone());
+        }
+        Ok(Outcome {
+            changed,
+            ..Outcome::default()
+        })
+    }
+}
+
+const HALVE: TechniqueSchema = TechniqueSchema {
+    name: "halve",
+    summary: "a toy: halve the weights",
+    default_variant: Some("weights"),
+    exclusive: true,
+    variants: &[VariantSchema {
+        name: "weights",
+        summary: "multiply the weights by ½",
+        params: &[],
+        applies: Applies::Weighted,
+        status: Status::Ready(&Halve),
+        check_params: no_param_check,
+    }],
+};
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn data(name: &str) -> String {
+    workspace()
+        .join("corpus/data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_technique_from_outside_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write(
+        dir.path(),
+        "halve.mcr",
+        &format!(
+            "calibrate with \"{}\"\nevaluate with \"{}\" labels \"{}\"\n\nhalve weights on \"/fc2/Gemm\"\n",
+            data("mnist_calib_x.npy"),
+            data("mnist_test_x.npy"),
+            data("mnist_test_y.npy"),
+        ),
+    );
+    let model = workspace().join("corpus/lenet5.onnx");
+    // Without the toy, the standard registry does not know the keyword.
+    let plain = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(plain.checked.has_errors());
+    let registry = mcc_passes::registry().with(HALVE);
+    let s = mcc::recipe::check_with(&recipe, &model, registry).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    assert!(mcc::recipe::explain(&s).contains("halve weights"));
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    let layer = r
+        .report
+        .layers
+        .iter()
+        .find(|l| l.name == "/fc2/Gemm")
+        .expect("the changed layer has a report row");
+    assert_eq!(layer.techniques[0].technique, "halve");
+    // Halving a layer's weights and bias halves its output: relative error ½, cosine 1.
+    let e = layer.output_error.expect("measured on calibration data");
+    assert!((e.relative_l2 - 0.5).abs() < 1e-6, "{e:?}");
+    assert!((e.cosine - 1.0).abs() < 1e-6, "{e:?}");
+    // The weights in the result are halved.
+    let w = |g: &Graph| {
+        let n = g.node(g.find_node("/fc2/Gemm").unwrap()).unwrap();
+        g.const_data(n.inputs[1].unwrap()).unwrap().to_f64_vec()
+    };
+    let (before, after) = (w(&s.model.graph), w(&r.graph));
+    assert!(before.iter().zip(&after).all(|(b, a)| *a == b * 0.5));
+    // And it goes all the way to native code.
+    let native = mcc::native::compile(&r.graph, "lenet5", "lenet5.onnx").unwrap();
+    let out = dir.path().join("out");
+    mcc::recipe::write_outputs(&out, &r, false, Some(&native)).unwrap();
+    assert!(out.join("report.json").exists() && out.join("timings.json").exists());
+}
+
+/// XᵀX of a Gemm's input from the calibration context against one computed from the
+/// reference evaluator's tensors, and the same bits on 1 and 2 threads.
+#[test]
+fn calibration_statistics_match_the_evaluator() {
+    let g = mcc::load(&workspace().join("corpus/lenet300.onnx"))
+        .unwrap()
+        .graph;
+    let x = mcc_tests::npy(&workspace().join("corpus/data/mnist_calib_x784.npy"));
+    let x = mcc::tensor_io::slice_batch(&x, 0, 64);
+    let layer = g
+        .node_ids()
+        .into_iter()
+        .filter_map(|n| g.node(n))
+        .find(|n| n.op.name() == "Gemm")
+        .map(|n| n.name.clone())
+        .unwrap();
+    let second = g
+        .node_ids()
+        .into_iter()
+        .filter_map(|n| g.node(n))
+        .filter(|n| n.op.name() == "Gemm")
+        .nth(1)
+        .map(|n| n.name.clone())
+        .unwrap();
+    let reqs = [
+        StatRequest::Gram {
+            layer: second.clone(),
+        },
+        StatRequest::Inputs {
+            layer: layer.clone(),
+            samples: 3,
+        },
+    ];
+    let collect = |threads| {
+        let mut c = mcc::calibration::Calibration::new(Some(x.clone()), threads);
+        c.collect(&g, &reqs).unwrap();
+        reqs.iter()
+            .map(|r| c.get(&g, r).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (one, two) = (collect(1), collect(2));
+    assert_eq!(one, two, "statistics depend on the thread count");
+    // The reference: the second Gemm's input from the evaluator, in f64.
+    let node = g.node(g.find_node(&second).unwrap()).unwrap();
+    let input = node.inputs[0].unwrap();
+    let mut rows: Vec<f64> = vec![];
+    mcc_ir::run_observed(&g, std::slice::from_ref(&x), &mut |v, t| {
+        if v == input {
+            rows = t.to_f64_vec();
+        }
+    })
+    .unwrap();
+    let Stat::Gram { k, rows: n, data } = &*one[0] else {
+        panic!("not a Gram matrix")
+    };
+    assert_eq!(*n, 64);
+    assert_eq!(rows.len(), 64 * k);
+    let mut worst = 0.0f64;
+    let scale = data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0 && scale.is_finite());
+    for i in 0..*k {
+        for j in 0..*k {
+            let want: f64 = (0..64).map(|r| rows[r * k + i] * rows[r * k + j]).sum();
+            worst = worst.max((data[i * k + j] - want).abs() / scale);
+        }
+    }
+    assert!(
+        worst < 1e-5,
+        "XᵀX differs from the evaluator's by {worst:e}"
+    );
+    let Stat::Inputs(t) = &*one[1] else {
+        panic!("not samples")
+    };
+    assert_eq!(t.shape()[0], 3);
+    let want = mcc::tensor_io::slice_batch(&x, 0, 3).to_f64_vec();
+    let got = t.to_f64_vec();
+    assert_eq!(got.len(), want.len());
+    assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));
+}
+
+fn build_to(recipe: &Path, model: &Path, threads: usize, out: &Path) -> mcc::build::BuildResult {
+    let s = mcc::recipe::check(recipe, model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let opts = mcc::build::Options {
+        ir_diffs: false,
+        threads,
+    };
+    let r = mcc::build::build(&s, &opts).unwrap();
+    let native = mcc::native::compile(&r.graph, "m", "m.onnx").unwrap();
+    mcc::recipe::write_outputs(out, &r, false, Some(&native)).unwrap();
+    r
+}
+
+#[test]
+fn builds_are_the_same_on_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["lenet5", "resnet_bn"] {
+        let recipe = workspace().join(format!("recipes/{name}.mcr"));
+        let model = workspace().join(format!("corpus/{name}.onnx"));
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        build_to(&recipe, &model, 1, &a);
+        build_to(&recipe, &model, 2, &b);
+        for file in ["report.json", "model.onnx", "model.mcir", "m.o"] {
+            let (x, y) = (
+                std::fs::read(a.join(file)).unwrap(),
+                std::fs::read(b.join(file)).unwrap(),
+            );
+            assert!(x == y, "{name}: {file} differs between 1 and 2 threads");
+        }
+        let t: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("timings.json")).unwrap()).unwrap();
+        assert_eq!(t["threads"], 2);
+    }
+}
+
+fn schema_path() -> PathBuf {
+    workspace().join("docs/report.schema.json")
+}
+
+/// The committed schema is the one the report types generate (`MCC_BLESS=1` rewrites it).
+#[test]
+fn the_committed_schema_is_the_generated_one() {
+    let now = serde_json::to_string_pretty(&mcc::report::schema()).unwrap() + "\n";
+    if std::env::var("MCC_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(schema_path(), &now).unwrap();
+    }
+    let then = std::fs::read_to_string(schema_path()).unwrap_or_default();
+    assert!(
+        then == now,
+        "docs/report.schema.json is stale: run `MCC_BLESS=1 cargo test -p mcc-tests --test technique` and review the diff (and docs/report.md)"
+    );
+}
+
+/// Every shipped recipe's report validates against the committed schema, and the schema
+/// rejects a report with a field missing.
+#[test]
+fn reports_validate_against_the_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path()).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for name in ["lenet5", "mobilenet_dw", "inception_mini"] {
+        let out = dir.path().join(name);
+        build_to(
+            &workspace().join(format!("recipes/{name}.mcr")),
+            &workspace().join(format!("corpus/{name}.onnx")),
+            0,
+            &out,
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&report)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        assert_eq!(report["schema_version"], mcc::report::SCHEMA_VERSION);
+        assert!(report["native"].is_object(), "{name}: no native section");
+        let mut broken = report.clone();
+        broken.as_object_mut().unwrap().remove("model_totals");
+        assert!(
+            !validator.is_valid(&broken),
+            "the schema accepts a report without totals"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+}
