@@ -3,6 +3,9 @@
 //! match the reference evaluator's; builds are the same bits on 1 and 2 threads; every report
 //! validates against the committed JSON Schema, which is the one the types generate.
 
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
