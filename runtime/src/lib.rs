@@ -40,6 +40,7 @@ pub mod npy;
 pub mod pool;
 pub mod program;
 pub mod split;
+pub mod stored;
 pub mod testing;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]

@@ -15,6 +15,7 @@ use petgraph::Direction;
 use petgraph::stable_graph::StableDiGraph;
 use petgraph::visit::EdgeRef;
 
+use crate::stored::{Encoding, Stored};
 use crate::{NodeId, Op, StepId, Tensor, TensorType, ValueId};
 
 /// Where a node came from: the model file, or a compilation step.
@@ -47,10 +48,14 @@ pub struct Node {
 pub enum ConstData {
     /// The tensor.
     Dense(Tensor),
+    /// Weights in a compressed stored form; they mean [`Stored::decoded`].
+    Stored(Box<Stored>),
     /// Not available: the IR text named the weights by fingerprint only.
     Elided {
-        /// [`Tensor::fingerprint`] of the missing data.
+        /// [`Tensor::fingerprint`] of the missing (decoded) data.
         fingerprint: u64,
+        /// How they are stored, when they are stored compressed.
+        encoding: Option<Encoding>,
     },
 }
 
@@ -156,7 +161,10 @@ impl Graph {
         self.push_value(
             name.into(),
             ty,
-            ValueDef::Const(ConstData::Elided { fingerprint }),
+            ValueDef::Const(ConstData::Elided {
+                fingerprint,
+                encoding: None,
+            }),
         )
     }
 
@@ -217,6 +225,7 @@ impl Graph {
     pub fn const_data(&self, v: ValueId) -> Option<&Tensor> {
         match &self.values[v.idx()].def {
             ValueDef::Const(ConstData::Dense(t)) => Some(t),
+            ValueDef::Const(ConstData::Stored(s)) => Some(s.decoded()),
             _ => None,
         }
     }
@@ -497,6 +506,50 @@ impl Graph {
         let val = &mut self.values[v.idx()];
         val.ty = t.ty();
         val.def = ValueDef::Const(ConstData::Dense(t));
+    }
+
+    /// Replaces a value's definition by stored constant data (its type is the decoded
+    /// tensor's).
+    pub fn store_const(&mut self, v: ValueId, s: Stored) {
+        let val = &mut self.values[v.idx()];
+        val.ty = s.decoded().ty();
+        val.def = ValueDef::Const(ConstData::Stored(Box::new(s)));
+    }
+
+    /// The stored form of a constant, when it has one.
+    pub fn stored(&self, v: ValueId) -> Option<&Stored> {
+        match &self.values[v.idx()].def {
+            ValueDef::Const(ConstData::Stored(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Bytes a constant takes as stored: its stored form's, else its dense tensor's (0 for a
+    /// value that is no constant with data).
+    pub fn stored_bytes(&self, v: ValueId) -> usize {
+        match &self.values[v.idx()].def {
+            ValueDef::Const(ConstData::Stored(s)) => s.bytes(),
+            ValueDef::Const(ConstData::Dense(t)) => t.len() * t.dtype().size(),
+            _ => 0,
+        }
+    }
+
+    /// Adds an elided constant stored in `encoding` (the review form of a stored constant).
+    pub fn add_elided_stored(
+        &mut self,
+        name: impl Into<String>,
+        ty: TensorType,
+        fingerprint: u64,
+        encoding: Encoding,
+    ) -> ValueId {
+        self.push_value(
+            name.into(),
+            ty,
+            ValueDef::Const(ConstData::Elided {
+                fingerprint,
+                encoding: Some(encoding),
+            }),
+        )
     }
 
     /// Drops constants no node or output reads (they become dead).

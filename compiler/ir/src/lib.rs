@@ -25,13 +25,14 @@
 //!   arithmetic in [`geometry`] and the evaluator's shape helpers, so they agree.
 //! * [`text`] prints and parses a stable, name-based text form: `print ∘ parse ∘ print = print`.
 //!
-//! # Planned extensions (designed for, not yet built)
+//! # Stored constants
 //!
-//! Compression passes will add constant encodings beside [`ConstData::Dense`]: quantized
-//! (per-tensor/per-channel scale and zero point; int8, int4, binary, ternary), k-means
-//! codebooks (indices + centroids), and sparse weights (mask, CSR, blocks, N:M). Each will
-//! decode to a dense tensor for the reference evaluator. Factorized layers need nothing
-//! new: they are ordinary pairs of ops.
+//! A constant is dense ([`ConstData::Dense`]) or stored compressed ([`ConstData::Stored`]):
+//! values (f32; integers of 1–8 bits with per-tensor, per-channel or per-group scales and
+//! zero points; codebook indices plus centroids) × layout (dense, bitmask, CSR) × coding
+//! (none, Huffman) — see [`stored`]. A stored constant means the dense tensor its blob decodes
+//! to; everything that reads constants reads that. Factorized layers need nothing new: they
+//! are ordinary pairs of ops. (Block and N:M layouts arrive with the sparse kernels.)
 
 pub mod attr;
 pub mod eval;
@@ -41,6 +42,7 @@ mod ids;
 pub mod infer;
 pub mod op;
 mod shape;
+pub mod stored;
 pub mod tensor;
 pub mod text;
 mod verify;
@@ -52,5 +54,6 @@ pub use ids::{NodeId, StepId, ValueId};
 pub use infer::{InferError, infer_all, infer_node};
 pub use op::Op;
 pub use shape::{Dim, TensorType};
+pub use stored::{Encoding, Stored};
 pub use tensor::{DType, Element, Tensor};
 pub use verify::{VerifyError, VerifyErrors, verify};

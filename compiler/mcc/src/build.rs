@@ -389,22 +389,25 @@ pub fn evaluate(
     })
 }
 
-fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (u64, u64) {
+/// Float weights a layer reads: (count, nonzero, stored bytes).
+fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (u64, u64, u64) {
     let Some(n) = graph.node(node) else {
-        return (0, 0);
+        return (0, 0, 0);
     };
-    let (mut total, mut nonzero) = (0, 0);
+    let (mut total, mut nonzero, mut bytes) = (0, 0, 0);
     for v in n.inputs.iter().flatten() {
         if let Some(t) = graph.const_data(*v).filter(|t| t.dtype().is_float()) {
             total += t.len() as u64;
             nonzero += t.count_nonzero() as u64;
+            bytes += graph.stored_bytes(*v) as u64;
         }
     }
-    (total, nonzero)
+    (total, nonzero, bytes)
 }
 
-fn totals(graph: &Graph) -> (u64, u64) {
-    let (mut total, mut nonzero) = (0, 0);
+/// Float constants the model uses: (count, nonzero, stored bytes).
+fn totals(graph: &Graph) -> (u64, u64, u64) {
+    let (mut total, mut nonzero, mut bytes) = (0, 0, 0);
     for v in graph.value_ids() {
         if let ValueDef::Const(_) = graph.value(v).def
             && let Some(t) = graph.const_data(v).filter(|t| t.dtype().is_float())
@@ -412,9 +415,28 @@ fn totals(graph: &Graph) -> (u64, u64) {
         {
             total += t.len() as u64;
             nonzero += t.count_nonzero() as u64;
+            bytes += graph.stored_bytes(v) as u64;
         }
     }
-    (total, nonzero)
+    (total, nonzero, bytes)
+}
+
+/// How a layer's weights (operand 1) are stored, exported and run.
+fn storage(graph: &Graph, node: mcc_ir::NodeId) -> Option<report::Storage> {
+    let w = graph.node(node)?.inputs.get(1).copied().flatten()?;
+    let t = graph.const_data(w)?;
+    Some(match graph.stored(w) {
+        Some(s) => report::Storage {
+            encoding: s.encoding().to_string(),
+            onnx: report::OnnxForm::Dense,
+            kernel: report::KernelForm::ExpandedAtLoad,
+        },
+        None => report::Storage {
+            encoding: format!("{} dense", t.dtype()),
+            onnx: report::OnnxForm::Dense,
+            kernel: report::KernelForm::Dense,
+        },
+    })
 }
 
 fn sha256_file(path: &Path) -> Result<report::FileRef, Error> {
@@ -452,7 +474,7 @@ fn assemble(
             continue;
         };
         let op = original.node(nb).map_or("", |n| n.op.name()).to_string();
-        let (pb, nzb) = weight_stats(original, nb);
+        let (pb, nzb, bb) = weight_stats(original, nb);
         let applied: Vec<report::Applied> = ran
             .iter()
             .filter(|r| r.outcome.changed.contains(&name) || r.step.nodes.contains(&name))
@@ -497,9 +519,10 @@ fn assemble(
                     after: 0,
                 },
                 bytes: BeforeAfter {
-                    before: pb * 4,
+                    before: bb,
                     after: 0,
                 },
+                storage: None,
                 macs: BeforeAfter {
                     before: macs_of(&before_table, original.node(nb).map_or("", |n| &n.name)),
                     after: 0,
@@ -512,7 +535,7 @@ fn assemble(
             });
             continue;
         };
-        let (pa, nza) = weight_stats(graph, na);
+        let (pa, nza, ba) = weight_stats(graph, na);
         let (mb, ma) = (macs_of(&before_table, &name), macs_of(&after_table, &name));
         layers.push(report::Layer {
             output_error: errors.iter().find(|(n, _)| *n == name).map(|(_, e)| *e),
@@ -530,9 +553,10 @@ fn assemble(
                 after: nza,
             },
             bytes: BeforeAfter {
-                before: pb * 4,
-                after: pa * 4,
+                before: bb,
+                after: ba,
             },
+            storage: storage(graph, na),
             macs: BeforeAfter {
                 before: mb,
                 after: ma,
@@ -547,8 +571,8 @@ fn assemble(
             },
         });
     }
-    let (tp_b, nz_b) = totals(original);
-    let (tp_a, nz_a) = totals(graph);
+    let (tp_b, nz_b, by_b) = totals(original);
+    let (tp_a, nz_a, by_a) = totals(graph);
     let model_totals = report::Totals {
         params: BeforeAfter {
             before: tp_b,
@@ -559,8 +583,8 @@ fn assemble(
             after: nz_a,
         },
         bytes: BeforeAfter {
-            before: tp_b * 4,
-            after: tp_a * 4,
+            before: by_b,
+            after: by_a,
         },
         macs: BeforeAfter {
             before: before_table.macs,

@@ -307,7 +307,8 @@ pub fn check_snapshot(path: &Path, graph: &Graph, bless: bool) -> Result<(), Err
     }
 }
 
-/// Writes `model.mcir`, `model.onnx`, `report.json` and `timings.json` (and, with `ir_diffs`,
+/// Writes `model.mcir` (the review form), `model.full.mcir` (the compressed model, weights in
+/// stored form), `model.onnx`, `report.json` and `timings.json` (and, with `ir_diffs`,
 /// one diff per step under `ir-diffs/`; with `native`, the native outputs) into `dir`, atomically: everything goes to a sibling temporary
 /// folder that is renamed into place at the end.
 pub fn write_outputs(
@@ -349,6 +350,11 @@ pub fn write_outputs(
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         std::fs::write(tmp.join("model.mcir"), mcc_ir::text::print(&result.graph))
             .map_err(io(&tmp.join("model.mcir")))?;
+        // The compressed model itself, weights in their stored form: `mcc` reads it back.
+        let full =
+            mcc_ir::text::print_with(&result.graph, mcc_ir::text::PrintOptions { weights: true });
+        std::fs::write(tmp.join("model.full.mcir"), full)
+            .map_err(io(&tmp.join("model.full.mcir")))?;
         mcc_onnx::export_file(&result.graph, &tmp.join("model.onnx"))?;
         let mut report = result.report.clone();
         let mut timings = result.timings.clone();

@@ -114,14 +114,47 @@ pub struct Layer {
     pub params: BeforeAfter<u64>,
     /// Nonzero weights.
     pub nonzero_params: BeforeAfter<u64>,
-    /// Stored bytes of its weights.
+    /// Stored bytes of its weights: the sum of their stored forms' parts.
     pub bytes: BeforeAfter<u64>,
+    /// How its weights (operand 1) are stored, exported and run, after the build.
+    pub storage: Option<Storage>,
     /// Multiply-accumulates per sample.
     pub macs: BeforeAfter<u64>,
     /// MACs with a nonzero weight (the work a sparse kernel does).
     pub nonzero_macs: BeforeAfter<u64>,
     /// Its output against the original's at the same point, on calibration data.
     pub output_error: Option<OutputError>,
+}
+
+/// How a layer's weights are stored, exported and run.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Storage {
+    /// The stored form: values × layout × coding (`f32 bitmask`, `int4 per group(128) dense`).
+    pub encoding: String,
+    /// How `model.onnx` holds them.
+    pub onnx: OnnxForm,
+    /// How the native code runs them.
+    pub kernel: KernelForm,
+}
+
+/// How `model.onnx` holds a layer's weights.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnnxForm {
+    /// Decoded to a dense f32 initializer (ONNX cannot say the stored form in a way ONNX
+    /// Runtime runs).
+    Dense,
+}
+
+/// How the native code runs a layer's weights.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelForm {
+    /// Dense weights, dense kernel.
+    Dense,
+    /// Stored compressed in the object file, expanded to dense when the model is loaded (no
+    /// kernel for the stored form yet).
+    ExpandedAtLoad,
 }
 
 /// One step applied to a layer.

@@ -104,6 +104,11 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
         let val = graph.value(v);
         match &val.def {
             ValueDef::Const(ConstData::Dense(t)) => g.initializer.push(to_proto(&val.name, t)),
+            // ONNX has no form for these encodings that ONNX Runtime runs on every operator:
+            // stored weights are exported decoded (dense).
+            ValueDef::Const(ConstData::Stored(s)) => {
+                g.initializer.push(to_proto(&val.name, s.decoded()))
+            }
             _ => return Err(ExportError::Elided(val.name.clone())),
         }
     }

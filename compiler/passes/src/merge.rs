@@ -115,15 +115,39 @@ pub(crate) fn store_const(
     let old = graph
         .node(node)
         .and_then(|n| n.inputs.get(slot).copied().flatten());
-    match old {
+    // Weights that were stored sparse stay stored in their smallest form (a fold keeps their
+    // zeros).
+    let sparse = old.is_some_and(|v| graph.stored(v).is_some());
+    let v = match old {
         Some(v) if graph.users(v).len() == 1 && !graph.outputs().contains(&v) => {
             graph.make_const(v, data);
-            Ok(())
+            v
         }
         _ => {
             let name = graph.fresh_value_name(base);
             let v = graph.add_const(name, data);
-            graph.set_input(node, slot, Some(v))
+            graph.set_input(node, slot, Some(v))?;
+            v
+        }
+    };
+    if sparse {
+        store_smallest(graph, v);
+    }
+    Ok(())
+}
+
+/// Stores an f32 constant in its smallest f32 form (dense, bitmask or CSR) when that is
+/// smaller than dense; other constants are left as they are.
+pub fn store_smallest(graph: &mut Graph, v: mcc_ir::ValueId) {
+    let Some(t) = graph.const_data(v) else {
+        return;
+    };
+    match mcc_ir::Stored::smallest_f32(t) {
+        Ok(s) if s.encoding().layout != mcc_ir::stored::Layout::Dense => graph.store_const(v, s),
+        Ok(_) | Err(_) => {
+            if let Some(t) = graph.const_data(v).cloned() {
+                graph.make_const(v, t);
+            }
         }
     }
 }

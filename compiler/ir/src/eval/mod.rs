@@ -402,6 +402,7 @@ fn lookup<'a>(
 ) -> Result<&'a Tensor, EvalError> {
     match &graph.value(v).def {
         ValueDef::Const(ConstData::Dense(t)) => Ok(t),
+        ValueDef::Const(ConstData::Stored(s)) => Ok(s.decoded()),
         ValueDef::Const(ConstData::Elided { .. }) => {
             Err(EvalError::Elided(graph.value(v).name.clone()))
         }

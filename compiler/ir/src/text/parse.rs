@@ -244,24 +244,11 @@ impl<'a> P<'a> {
                 .or_else(|_| self.err_at(hat, h.len(), "a fingerprint is 16 hex digits"))?;
             return Ok(Literal::Elided(fp));
         }
+        if self.peek("stored") {
+            return self.stored(ty, &dims);
+        }
         if self.eat("hex\"") {
-            let start = self.pos;
-            let len = self
-                .rest()
-                .find('"')
-                .map_or_else(|| self.err_at(at, 4, "unterminated hex literal"), Ok)?;
-            let hex = &self.src[start..start + len];
-            self.pos += len + 1;
-            if !hex.len().is_multiple_of(2) {
-                return self.err_at(start, len, "hex data has an odd number of digits");
-            }
-            let mut bytes = Vec::with_capacity(hex.len() / 2);
-            for i in (0..hex.len()).step_by(2) {
-                let b = hex
-                    .get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                bytes.push(b.map_or_else(|| self.err_at(start + i, 2, "not a hex digit"), Ok)?);
-            }
+            let (bytes, start, len) = self.hex_body(at)?;
             return Tensor::from_le_bytes(ty.dtype, &dims, &bytes)
                 .map(Literal::Data)
                 .or_else(|e| self.err_at(start, len, e.to_string()));
@@ -339,6 +326,128 @@ impl<'a> P<'a> {
             .or_else(|m| self.err_at(at, 1, m))
     }
 
+    /// The digits of a `hex"…"` literal whose opening was just eaten: (bytes, start, length).
+    fn hex_body(&mut self, at: usize) -> R<(Vec<u8>, usize, usize)> {
+        let start = self.pos;
+        let len = self
+            .rest()
+            .find('"')
+            .map_or_else(|| self.err_at(at, 4, "unterminated hex literal"), Ok)?;
+        let hex = &self.src[start..start + len];
+        self.pos += len + 1;
+        if !hex.len().is_multiple_of(2) {
+            return self.err_at(start, len, "hex data has an odd number of digits");
+        }
+        let mut bytes = Vec::with_capacity(hex.len() / 2);
+        for i in (0..hex.len()).step_by(2) {
+            let b = hex
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            bytes.push(b.map_or_else(|| self.err_at(start + i, 2, "not a hex digit"), Ok)?);
+        }
+        Ok((bytes, start, len))
+    }
+
+    /// `stored ENCODING hex"…"` or `stored ENCODING #fingerprint` (see [`crate::stored`]).
+    fn stored(&mut self, ty: &TensorType, dims: &[usize]) -> R<Literal> {
+        use crate::stored::{Coding, Encoding, Granularity, Layout, Values};
+        let at = self.pos;
+        self.expect("stored", "`stored`")?;
+        if ty.dtype != DType::F32 {
+            return self.err_at(at, 6, format!("stored constants are f32, not {}", ty.dtype));
+        }
+        let (v, vat) = self.word()?;
+        let bits = |p: &Self, rest: &str| -> R<u8> {
+            match rest.parse::<u8>() {
+                Ok(b @ 1..=8) => Ok(b),
+                _ => p.err_at(vat, v.len(), format!("`{v}`: 1 to 8 bits are stored")),
+            }
+        };
+        let per = |p: &mut Self| -> R<Granularity> {
+            p.expect(
+                "per",
+                "`per tensor`, `per channel(AXIS)` or `per group(SIZE)`",
+            )?;
+            let (w, wat) = p.word()?;
+            Ok(match w {
+                "tensor" => Granularity::Tensor,
+                "channel" | "group" => {
+                    p.expect("(", "`(`")?;
+                    let n = p.int()?;
+                    p.expect(")", "`)`")?;
+                    match (w, u8::try_from(n), u32::try_from(n)) {
+                        ("channel", Ok(a), _) => Granularity::Channel(a),
+                        ("group", _, Ok(g)) if g > 0 => Granularity::Group(g),
+                        _ => return p.err_at(wat, w.len(), format!("`{w}({n})` is out of range")),
+                    }
+                }
+                other => {
+                    return p.err_at(
+                        wat,
+                        other.len(),
+                        format!("`per {other}`: expected tensor, channel or group"),
+                    );
+                }
+            })
+        };
+        let values = if v == "f32" {
+            Values::F32
+        } else if let Some(b) = v.strip_prefix("int") {
+            let bits = bits(self, b)?;
+            Values::Int {
+                bits,
+                per: per(self)?,
+            }
+        } else if let Some(b) = v.strip_prefix("codebook") {
+            let bits = bits(self, b)?;
+            Values::Codebook {
+                bits,
+                per: per(self)?,
+            }
+        } else {
+            return self.err_at(
+                vat,
+                v.len(),
+                format!("`{v}`: expected f32, int<bits> or codebook<bits>"),
+            );
+        };
+        let (l, lat) = self.word()?;
+        let layout = match l {
+            "dense" => Layout::Dense,
+            "bitmask" => Layout::Bitmask,
+            "csr" => Layout::Csr,
+            other => {
+                return self.err_at(
+                    lat,
+                    other.len(),
+                    format!("`{other}`: expected dense, bitmask or csr"),
+                );
+            }
+        };
+        let coding = if self.eat("huffman") {
+            Coding::Huffman
+        } else {
+            Coding::None
+        };
+        let encoding = Encoding {
+            values,
+            layout,
+            coding,
+        };
+        if self.eat("#") {
+            let (h, hat) = self.atom()?;
+            let fp = u64::from_str_radix(h, 16)
+                .or_else(|_| self.err_at(hat, h.len(), "a fingerprint is 16 hex digits"))?;
+            return Ok(Literal::ElidedStored(fp, encoding));
+        }
+        let hat = self.pos;
+        self.expect("hex\"", "`hex\"…\"` data or a `#fingerprint`")?;
+        let (bytes, start, len) = self.hex_body(hat)?;
+        crate::stored::Stored::from_blob(encoding, dims, bytes)
+            .map(|s| Literal::Stored(Box::new(s)))
+            .or_else(|e| self.err_at(start, len, e.to_string()))
+    }
+
     fn attr_value(&mut self) -> R<AttrValue> {
         self.ws();
         if self.rest().starts_with('"') {
@@ -351,7 +460,9 @@ impl<'a> P<'a> {
             self.expect(")", "`)`")?;
             return match lit {
                 Literal::Data(t) => Ok(AttrValue::Tensor(t)),
-                Literal::Elided(_) => self.err("a tensor attribute needs its data"),
+                Literal::Elided(_) | Literal::ElidedStored(..) | Literal::Stored(_) => {
+                    self.err("a tensor attribute needs its data, written dense")
+                }
             };
         }
         if self.eat("[") {
@@ -391,7 +502,9 @@ impl<'a> P<'a> {
 
 enum Literal {
     Data(Tensor),
+    Stored(Box<crate::stored::Stored>),
     Elided(u64),
+    ElidedStored(u64, crate::stored::Encoding),
 }
 
 fn broadcast_scalar(one: &Tensor, dims: &[usize]) -> Tensor {
@@ -493,6 +606,12 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 let id = match p.literal(&ty)? {
                     Literal::Data(t) => g.add_const(n.clone(), t),
                     Literal::Elided(fp) => g.add_elided_const(n.clone(), ty, fp),
+                    Literal::Stored(st) => {
+                        let id = g.add_const(n.clone(), st.decoded().clone());
+                        g.store_const(id, *st);
+                        id
+                    }
+                    Literal::ElidedStored(fp, e) => g.add_elided_stored(n.clone(), ty, fp, e),
                 };
                 declare(&p, &mut names, &n, nat, id)?;
             }

@@ -46,7 +46,27 @@ fn write_graph(s: &mut String, graph: &Graph, opts: PrintOptions) -> fmt::Result
         write!(s, "  const %{}: {} = ", name(&val.name), val.ty)?;
         match &val.def {
             ValueDef::Const(ConstData::Dense(t)) => write_tensor_literal(s, t, opts.weights)?,
-            ValueDef::Const(ConstData::Elided { fingerprint }) => write!(s, "#{fingerprint:016x}")?,
+            ValueDef::Const(ConstData::Stored(st)) => {
+                write!(s, "stored {} ", st.encoding())?;
+                if opts.weights {
+                    s.push_str("hex\"");
+                    for b in st.blob() {
+                        write!(s, "{b:02x}")?;
+                    }
+                    s.push('"');
+                } else {
+                    write!(s, "#{:016x}", st.decoded().fingerprint())?;
+                }
+            }
+            ValueDef::Const(ConstData::Elided {
+                fingerprint,
+                encoding,
+            }) => {
+                if let Some(e) = encoding {
+                    write!(s, "stored {e} ")?;
+                }
+                write!(s, "#{fingerprint:016x}")?
+            }
             _ => {}
         }
         writeln!(s)?;

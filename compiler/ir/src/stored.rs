@@ -1,0 +1,917 @@
+//! Stored constants: a weight tensor kept in a compressed form, as its **values** × its
+//! **layout** × its **coding** ([`Encoding`]), so Deep Compression (sparse + shared centroids +
+//! Huffman), TTQ (per-channel centroids) and GPTQ (4-bit integers with per-group scales) are
+//! combinations, not new kinds.
+//!
+//! A [`Stored`] is one byte string, the *blob*, in the format below, plus its shape and
+//! encoding. Its stored size is the blob's length: the sum of its parts. Its meaning is
+//! [`Stored::decoded`], the dense f32 tensor that decoding the blob gives; the evaluator, the
+//! exporter and every pass read that tensor, so a stored constant means exactly what its
+//! decoder says. Construction always goes through the decoder, so the two cannot disagree.
+//!
+//! # Blob format (little-endian, parts in this order)
+//!
+//! With `n` elements, `rows` = the first dimension, `cols = n / rows`, and `k` the elements
+//! the layout keeps (row-major order):
+//!
+//! 1. **Layout.** `dense`: nothing (`k = n`). `bitmask`: ⌈n/8⌉ bytes, bit `i % 8` of byte
+//!    `i / 8` set when element `i` is kept. `csr`: `rows + 1` u32 row offsets, then `k` column
+//!    indices, u16 when `cols ≤ 65536`, else u32.
+//! 2. **Values**, for the `k` kept elements. `f32`: `k` f32. `int<b>` (b ≤ 8, signed two's
+//!    complement): one f32 scale per group, one i8 zero point per group, then the codes;
+//!    an element is `(q − zero_point) · scale`. `codebook<b>`: `2^b` f32 centroids per
+//!    group, then the codes; an element is `centroids[q]`. Groups follow the granularity:
+//!    `per tensor` (one), `per channel(axis)` (one per index along `axis`), `per group(g)`
+//!    (one per `g` consecutive elements, row-major, counted over all `n` elements).
+//! 3. **Codes** (int and codebook values): with coding `none`, `k` codes of `b` bits packed
+//!    LSB-first; with `huffman`, `2^b` code lengths (u8, canonical Huffman), a u32 bit count,
+//!    then the bit stream (LSB-first).
+//!
+//! Elements a layout does not keep are zero.
+
+use std::fmt;
+
+use crate::Tensor;
+
+/// How a stored constant's values are represented.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Values {
+    /// 32-bit floats.
+    F32,
+    /// Signed integers of `bits` bits with a scale and zero point per group.
+    Int {
+        /// Bits per code, 1 to 8.
+        bits: u8,
+        /// Which elements share a scale.
+        per: Granularity,
+    },
+    /// Indices of `bits` bits into a table of `2^bits` centroids per group.
+    Codebook {
+        /// Bits per index, 1 to 8.
+        bits: u8,
+        /// Which elements share a table (`Tensor` or `Channel`).
+        per: Granularity,
+    },
+}
+
+/// Which elements share a scale or a codebook.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Granularity {
+    /// The whole tensor.
+    Tensor,
+    /// Each index along an axis.
+    Channel(u8),
+    /// Each run of this many consecutive elements (row-major).
+    Group(u32),
+}
+
+/// Which elements are stored.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// All of them.
+    Dense,
+    /// Those whose bit is set in a mask.
+    Bitmask,
+    /// Rows of column indices (compressed sparse rows over `[rows, n / rows]`).
+    Csr,
+}
+
+/// How the codes are entropy-coded.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Coding {
+    /// Packed at their bit width.
+    None,
+    /// Canonical Huffman codes (int and codebook values only).
+    Huffman,
+}
+
+/// A stored constant's encoding: values × layout × coding.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Encoding {
+    /// How values are represented.
+    pub values: Values,
+    /// Which elements are stored.
+    pub layout: Layout,
+    /// How codes are coded.
+    pub coding: Coding,
+}
+
+impl Encoding {
+    /// f32 values in `layout`, uncoded.
+    pub const fn f32(layout: Layout) -> Encoding {
+        Encoding {
+            values: Values::F32,
+            layout,
+            coding: Coding::None,
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    /// The text form: `f32 bitmask`, `int4 per group(128) dense`, `codebook5 per tensor csr
+    /// huffman`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let per = |g: Granularity| match g {
+            Granularity::Tensor => "per tensor".to_string(),
+            Granularity::Channel(a) => format!("per channel({a})"),
+            Granularity::Group(n) => format!("per group({n})"),
+        };
+        match self.values {
+            Values::F32 => write!(f, "f32")?,
+            Values::Int { bits, per: g } => write!(f, "int{bits} {}", per(g))?,
+            Values::Codebook { bits, per: g } => write!(f, "codebook{bits} {}", per(g))?,
+        }
+        f.write_str(match self.layout {
+            Layout::Dense => " dense",
+            Layout::Bitmask => " bitmask",
+            Layout::Csr => " csr",
+        })?;
+        if self.coding == Coding::Huffman {
+            f.write_str(" huffman")?;
+        }
+        Ok(())
+    }
+}
+
+/// A constant in stored form: its blob, and the dense tensor the blob decodes to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    encoding: Encoding,
+    shape: Vec<usize>,
+    blob: Vec<u8>,
+    decoded: Tensor,
+}
+
+/// A stored form could not be made or read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stored constant: {0}")]
+pub struct StoredError(pub String);
+
+fn err<T>(m: impl Into<String>) -> Result<T, StoredError> {
+    Err(StoredError(m.into()))
+}
+
+/// The parts of a stored constant, before they are laid out as a blob.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Parts {
+    /// Which elements are kept (length `n`); empty for a dense layout.
+    pub keep: Vec<bool>,
+    /// f32 values of the kept elements (f32 values).
+    pub values: Vec<f32>,
+    /// Codes of the kept elements (int: signed, as i32; codebook: indices).
+    pub codes: Vec<i32>,
+    /// Scale per group (int).
+    pub scales: Vec<f32>,
+    /// Zero point per group (int).
+    pub zero_points: Vec<i8>,
+    /// `2^bits` centroids per group (codebook).
+    pub centroids: Vec<f32>,
+}
+
+impl Stored {
+    /// Lays out `parts` in `encoding` for a tensor of `shape`, and decodes the result.
+    pub fn new(encoding: Encoding, shape: &[usize], parts: &Parts) -> Result<Stored, StoredError> {
+        let blob = write_blob(encoding, shape, parts)?;
+        Stored::from_blob(encoding, shape, blob)
+    }
+
+    /// Reads a blob (the full text form, an object file), checking every length and index.
+    pub fn from_blob(
+        encoding: Encoding,
+        shape: &[usize],
+        blob: Vec<u8>,
+    ) -> Result<Stored, StoredError> {
+        let decoded = decode(encoding, shape, &blob)?;
+        Ok(Stored {
+            encoding,
+            shape: shape.to_vec(),
+            blob,
+            decoded,
+        })
+    }
+
+    /// f32 weights in `layout` (zeros are the elements a sparse layout drops; `-0.0` is kept,
+    /// so decoding gives back the same bits).
+    pub fn f32(t: &Tensor, layout: Layout) -> Result<Stored, StoredError> {
+        let Some(a) = t.as_f32() else {
+            return err(format!("only f32 tensors are stored, not {}", t.dtype()));
+        };
+        let flat: Vec<f32> = a.iter().copied().collect();
+        let keep: Vec<bool> = match layout {
+            Layout::Dense => vec![],
+            _ => flat.iter().map(|x| x.to_bits() != 0).collect(),
+        };
+        let values = if keep.is_empty() {
+            flat
+        } else {
+            flat.iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| *x)
+                .collect()
+        };
+        let parts = Parts {
+            keep,
+            values,
+            ..Parts::default()
+        };
+        Stored::new(Encoding::f32(layout), t.shape(), &parts)
+    }
+
+    /// The smallest of dense, bitmask and CSR f32 storage for `t` (dense on ties).
+    pub fn smallest_f32(t: &Tensor) -> Result<Stored, StoredError> {
+        let mut best = Stored::f32(t, Layout::Dense)?;
+        for layout in [Layout::Bitmask, Layout::Csr] {
+            let s = Stored::f32(t, layout)?;
+            if s.bytes() < best.bytes() {
+                best = s;
+            }
+        }
+        Ok(best)
+    }
+
+    /// Its encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Its shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The blob.
+    pub fn blob(&self) -> &[u8] {
+        &self.blob
+    }
+
+    /// Stored bytes: the blob's length.
+    pub fn bytes(&self) -> usize {
+        self.blob.len()
+    }
+
+    /// What it stands for: the dense f32 tensor.
+    pub fn decoded(&self) -> &Tensor {
+        &self.decoded
+    }
+}
+
+/// Maps an element's row-major index to its group.
+type GroupOf = Box<dyn Fn(usize) -> usize>;
+
+/// Groups of the granularity over a tensor of `shape`: (group count, group of element `i`).
+fn groups(per: Granularity, shape: &[usize]) -> Result<(usize, GroupOf), StoredError> {
+    let n: usize = shape.iter().product();
+    Ok(match per {
+        Granularity::Tensor => (1, Box::new(|_| 0)),
+        Granularity::Channel(axis) => {
+            let axis = axis as usize;
+            let Some(&dim) = shape.get(axis) else {
+                return err(format!("per channel({axis}) of a {}-D tensor", shape.len()));
+            };
+            let inner: usize = shape[axis + 1..].iter().product();
+            (dim, Box::new(move |i| (i / inner.max(1)) % dim.max(1)))
+        }
+        Granularity::Group(g) => {
+            let g = g as usize;
+            if g == 0 {
+                return err("a group of 0 elements");
+            }
+            (n.div_ceil(g), Box::new(move |i| i / g))
+        }
+    })
+}
+
+fn bits_of(values: Values) -> Option<u8> {
+    match values {
+        Values::F32 => None,
+        Values::Int { bits, .. } | Values::Codebook { bits, .. } => Some(bits),
+    }
+}
+
+fn rows_cols(shape: &[usize]) -> (usize, usize) {
+    let n: usize = shape.iter().product();
+    let rows = shape.first().copied().unwrap_or(1).max(1);
+    (rows, n / rows)
+}
+
+fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>, StoredError> {
+    let n: usize = shape.iter().product();
+    let mut out = vec![];
+    // Layout.
+    let k = match encoding.layout {
+        Layout::Dense => n,
+        Layout::Bitmask | Layout::Csr => {
+            if p.keep.len() != n {
+                return err(format!("a mask of {} for {n} elements", p.keep.len()));
+            }
+            p.keep.iter().filter(|&&b| b).count()
+        }
+    };
+    match encoding.layout {
+        Layout::Dense => {}
+        Layout::Bitmask => {
+            let mut bytes = vec![0u8; n.div_ceil(8)];
+            for (i, _) in p.keep.iter().enumerate().filter(|(_, b)| **b) {
+                bytes[i / 8] |= 1 << (i % 8);
+            }
+            out.extend(bytes);
+        }
+        Layout::Csr => {
+            let (rows, cols) = rows_cols(shape);
+            let mut at = 0u32;
+            out.extend(at.to_le_bytes());
+            for r in 0..rows {
+                at += p.keep[r * cols..(r + 1) * cols]
+                    .iter()
+                    .filter(|&&b| b)
+                    .count() as u32;
+                out.extend(at.to_le_bytes());
+            }
+            for (i, _) in p.keep.iter().enumerate().filter(|(_, b)| **b) {
+                let c = i % cols.max(1);
+                if cols <= 1 << 16 {
+                    out.extend((c as u16).to_le_bytes());
+                } else {
+                    out.extend((c as u32).to_le_bytes());
+                }
+            }
+        }
+    }
+    // Values.
+    match encoding.values {
+        Values::F32 => {
+            if p.values.len() != k {
+                return err(format!("{} values for {k} kept elements", p.values.len()));
+            }
+            if encoding.coding != Coding::None {
+                return err("Huffman coding applies to integer and codebook codes, not f32");
+            }
+            for v in &p.values {
+                out.extend(v.to_le_bytes());
+            }
+            return Ok(out);
+        }
+        Values::Int { bits, per } => {
+            let (g, _) = groups(per, shape)?;
+            if p.scales.len() != g || p.zero_points.len() != g {
+                return err(format!(
+                    "{} scales and {} zero points for {g} groups",
+                    p.scales.len(),
+                    p.zero_points.len()
+                ));
+            }
+            check_bits(bits)?;
+            for s in &p.scales {
+                out.extend(s.to_le_bytes());
+            }
+            out.extend(p.zero_points.iter().map(|&z| z as u8));
+        }
+        Values::Codebook { bits, per } => {
+            check_bits(bits)?;
+            if matches!(per, Granularity::Group(_)) {
+                return err("codebooks are per tensor or per channel");
+            }
+            let (g, _) = groups(per, shape)?;
+            if p.centroids.len() != g << bits {
+                return err(format!(
+                    "{} centroids for {g} tables of {}",
+                    p.centroids.len(),
+                    1usize << bits
+                ));
+            }
+            for c in &p.centroids {
+                out.extend(c.to_le_bytes());
+            }
+        }
+    }
+    // Codes.
+    let bits = bits_of(encoding.values).unwrap_or(8);
+    if p.codes.len() != k {
+        return err(format!("{} codes for {k} kept elements", p.codes.len()));
+    }
+    let symbol = |q: i32| -> Result<u32, StoredError> {
+        let s = match encoding.values {
+            Values::Int { .. } => {
+                let lo = -(1i32 << (bits - 1));
+                let hi = (1i32 << (bits - 1)) - 1;
+                if q < lo || q > hi {
+                    return err(format!("code {q} does not fit in {bits} signed bits"));
+                }
+                (q as u32) & ((1u32 << bits) - 1)
+            }
+            _ => {
+                if q < 0 || q >= 1 << bits {
+                    return err(format!("index {q} does not fit in {bits} bits"));
+                }
+                q as u32
+            }
+        };
+        Ok(s)
+    };
+    let symbols = p
+        .codes
+        .iter()
+        .map(|&q| symbol(q))
+        .collect::<Result<Vec<u32>, _>>()?;
+    match encoding.coding {
+        Coding::None => {
+            let mut w = BitWriter::default();
+            for s in symbols {
+                w.put(s, bits as u32);
+            }
+            out.extend(w.finish());
+        }
+        Coding::Huffman => {
+            let lengths = huffman::lengths(&symbols, 1 << bits);
+            let codes = huffman::canonical(&lengths);
+            out.extend(&lengths);
+            let mut w = BitWriter::default();
+            for s in symbols {
+                let (code, len) = codes[s as usize];
+                w.put_msb_first(code, len as u32);
+            }
+            out.extend((w.len as u32).to_le_bytes());
+            out.extend(w.finish());
+        }
+    }
+    Ok(out)
+}
+
+fn check_bits(bits: u8) -> Result<(), StoredError> {
+    if (1..=8).contains(&bits) {
+        Ok(())
+    } else {
+        err(format!("{bits}-bit codes (1 to 8 are stored)"))
+    }
+}
+
+/// Reads bytes off the front of a blob, with bounds checks.
+struct Reader<'a> {
+    blob: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoredError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.blob.len());
+        let Some(end) = end else {
+            return err(format!(
+                "the data ends after {} bytes, {n} more were expected at byte {}",
+                self.blob.len(),
+                self.at
+            ));
+        };
+        let s = &self.blob[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, StoredError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn f32s(&mut self, n: usize) -> Result<Vec<f32>, StoredError> {
+        let b = self.take(
+            n.checked_mul(4)
+                .ok_or_else(|| StoredError("too large".into()))?,
+        )?;
+        Ok(b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+/// Decodes a blob to the dense tensor it stands for.
+fn decode(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Tensor, StoredError> {
+    let n = crate::tensor::checked_numel(shape)
+        .filter(|&n| n <= crate::tensor::MAX_ELEMENTS)
+        .ok_or_else(|| StoredError(format!("a tensor of shape {shape:?} is too large")))?;
+    let mut r = Reader { blob, at: 0 };
+    // Layout: the kept positions.
+    let kept: Option<Vec<usize>> = match encoding.layout {
+        Layout::Dense => None,
+        Layout::Bitmask => {
+            let mask = r.take(n.div_ceil(8))?;
+            Some((0..n).filter(|i| mask[i / 8] >> (i % 8) & 1 == 1).collect())
+        }
+        Layout::Csr => {
+            let (rows, cols) = rows_cols(shape);
+            let mut ptr = Vec::with_capacity(rows + 1);
+            for _ in 0..=rows {
+                ptr.push(r.u32()? as usize);
+            }
+            let k = *ptr.last().unwrap_or(&0);
+            if ptr[0] != 0 || ptr.windows(2).any(|w| w[0] > w[1]) || k > n {
+                return err("CSR row offsets do not increase from 0");
+            }
+            let wide = cols > 1 << 16;
+            let idx = r.take(k * if wide { 4 } else { 2 })?;
+            let col = |j: usize| {
+                if wide {
+                    u32::from_le_bytes([idx[4 * j], idx[4 * j + 1], idx[4 * j + 2], idx[4 * j + 3]])
+                        as usize
+                } else {
+                    u16::from_le_bytes([idx[2 * j], idx[2 * j + 1]]) as usize
+                }
+            };
+            let mut pos = Vec::with_capacity(k);
+            for row in 0..rows {
+                let mut last = None;
+                for j in ptr[row]..ptr[row + 1] {
+                    let c = col(j);
+                    if c >= cols || last.is_some_and(|l| l >= c) {
+                        return err(format!(
+                            "CSR column {c} of row {row} is out of order or range"
+                        ));
+                    }
+                    last = Some(c);
+                    pos.push(row * cols + c);
+                }
+            }
+            Some(pos)
+        }
+    };
+    let k = kept.as_ref().map_or(n, Vec::len);
+    let at = |j: usize| kept.as_ref().map_or(j, |p| p[j]);
+    let mut out = vec![0f32; n];
+    match encoding.values {
+        Values::F32 => {
+            if encoding.coding != Coding::None {
+                return err("Huffman coding applies to integer and codebook codes, not f32");
+            }
+            for (j, v) in r.f32s(k)?.into_iter().enumerate() {
+                out[at(j)] = v;
+            }
+        }
+        Values::Int { bits, per } => {
+            check_bits(bits)?;
+            let (g, group) = groups(per, shape)?;
+            let scales = r.f32s(g)?;
+            let zps: Vec<i32> = r.take(g)?.iter().map(|&b| i32::from(b as i8)).collect();
+            let codes = read_codes(&mut r, encoding.coding, bits, k)?;
+            for (j, s) in codes.into_iter().enumerate() {
+                // Sign-extend the b-bit code.
+                let q = ((s << (32 - bits)) as i32) >> (32 - bits);
+                let i = at(j);
+                let gi = group(i);
+                out[i] = (q - zps[gi]) as f32 * scales[gi];
+            }
+        }
+        Values::Codebook { bits, per } => {
+            check_bits(bits)?;
+            if matches!(per, Granularity::Group(_)) {
+                return err("codebooks are per tensor or per channel");
+            }
+            let (g, group) = groups(per, shape)?;
+            let table = r.f32s(g << bits)?;
+            let codes = read_codes(&mut r, encoding.coding, bits, k)?;
+            for (j, s) in codes.into_iter().enumerate() {
+                let i = at(j);
+                out[i] = table[(group(i) << bits) + s as usize];
+            }
+        }
+    }
+    if r.at != blob.len() {
+        return err(format!(
+            "{} bytes of data left over after {}",
+            blob.len() - r.at,
+            r.at
+        ));
+    }
+    Tensor::from_vec(shape, out).map_err(|e| StoredError(e.to_string()))
+}
+
+fn read_codes(
+    r: &mut Reader<'_>,
+    coding: Coding,
+    bits: u8,
+    k: usize,
+) -> Result<Vec<u32>, StoredError> {
+    match coding {
+        Coding::None => {
+            let bytes = r.take((k * bits as usize).div_ceil(8))?;
+            let mut br = BitReader::new(bytes);
+            (0..k).map(|_| br.get(bits as u32)).collect()
+        }
+        Coding::Huffman => {
+            let lengths = r.take(1 << bits)?.to_vec();
+            let total = r.u32()? as usize;
+            let bytes = r.take(total.div_ceil(8))?;
+            let table = huffman::Decoder::new(&lengths)?;
+            let mut br = BitReader::new(bytes);
+            let mut out = Vec::with_capacity(k);
+            for _ in 0..k {
+                out.push(table.next(&mut br)?);
+            }
+            if br.pos != total {
+                return err(format!(
+                    "the Huffman stream holds {total} bits, {} were read",
+                    br.pos
+                ));
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl BitWriter {
+    /// `n` bits of `v`, least significant first.
+    fn put(&mut self, v: u32, n: u32) {
+        for b in 0..n {
+            self.bit(v >> b & 1 == 1);
+        }
+    }
+    /// `n` bits of `v`, most significant first (Huffman codes are prefixes from the top).
+    fn put_msb_first(&mut self, v: u32, n: u32) {
+        for b in (0..n).rev() {
+            self.bit(v >> b & 1 == 1);
+        }
+    }
+    fn bit(&mut self, one: bool) {
+        if self.len.is_multiple_of(8) {
+            self.bytes.push(0);
+        }
+        if one && let Some(last) = self.bytes.last_mut() {
+            *last |= 1 << (self.len % 8);
+        }
+        self.len += 1;
+    }
+    fn finish(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        BitReader { bytes, pos: 0 }
+    }
+    fn bit(&mut self) -> Result<u32, StoredError> {
+        let Some(b) = self.bytes.get(self.pos / 8) else {
+            return err("the code stream ends early");
+        };
+        let v = u32::from(b >> (self.pos % 8) & 1);
+        self.pos += 1;
+        Ok(v)
+    }
+    fn get(&mut self, n: u32) -> Result<u32, StoredError> {
+        let mut v = 0;
+        for b in 0..n {
+            v |= self.bit()? << b;
+        }
+        Ok(v)
+    }
+}
+
+/// Canonical Huffman codes over symbols `0..alphabet` (at most 256).
+mod huffman {
+    use super::{BitReader, StoredError, err};
+
+    /// Code lengths (0 for absent symbols) from symbol frequencies; a lone symbol gets 1 bit.
+    /// Ties break by symbol, so the lengths are a function of the data alone.
+    pub fn lengths(symbols: &[u32], alphabet: usize) -> Vec<u8> {
+        let mut freq = vec![0u64; alphabet];
+        for &s in symbols {
+            freq[s as usize] += 1;
+        }
+        let present: Vec<usize> = (0..alphabet).filter(|&s| freq[s] > 0).collect();
+        let mut lengths = vec![0u8; alphabet];
+        match present.len() {
+            0 => return lengths,
+            1 => {
+                lengths[present[0]] = 1;
+                return lengths;
+            }
+            _ => {}
+        }
+        // Nodes: (weight, id); leaves are 0..alphabet, internal nodes follow.
+        let mut parent: Vec<usize> = vec![usize::MAX; 2 * alphabet];
+        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = present
+            .iter()
+            .map(|&s| std::cmp::Reverse((freq[s], s)))
+            .collect();
+        let mut next = alphabet;
+        while heap.len() > 1 {
+            let (Some(std::cmp::Reverse((wa, a))), Some(std::cmp::Reverse((wb, b)))) =
+                (heap.pop(), heap.pop())
+            else {
+                break;
+            };
+            parent[a] = next;
+            parent[b] = next;
+            heap.push(std::cmp::Reverse((wa + wb, next)));
+            next += 1;
+        }
+        for &s in &present {
+            let (mut d, mut x) = (0u8, s);
+            while parent[x] != usize::MAX {
+                x = parent[x];
+                d = d.saturating_add(1);
+            }
+            lengths[s] = d;
+        }
+        lengths
+    }
+
+    /// (code, length) per symbol, canonical: shorter codes first, then by symbol.
+    pub fn canonical(lengths: &[u8]) -> Vec<(u32, u8)> {
+        let mut order: Vec<usize> = (0..lengths.len()).filter(|&s| lengths[s] > 0).collect();
+        order.sort_by_key(|&s| (lengths[s], s));
+        let mut out = vec![(0u32, 0u8); lengths.len()];
+        let (mut code, mut len) = (0u32, 0u8);
+        for (i, &s) in order.iter().enumerate() {
+            if i > 0 {
+                code += 1;
+            }
+            code <<= lengths[s] - len;
+            len = lengths[s];
+            out[s] = (code, len);
+        }
+        out
+    }
+
+    /// Decodes canonical codes bit by bit.
+    pub struct Decoder {
+        /// (length, code, symbol), sorted.
+        codes: Vec<(u8, u32, u32)>,
+    }
+
+    impl Decoder {
+        pub fn new(lengths: &[u8]) -> Result<Decoder, StoredError> {
+            if lengths.iter().any(|&l| l > 32) {
+                return err("a Huffman code longer than 32 bits");
+            }
+            // Kraft: the lengths must describe a prefix code.
+            let kraft: f64 = lengths
+                .iter()
+                .filter(|&&l| l > 0)
+                .map(|&l| 0.5f64.powi(i32::from(l)))
+                .sum();
+            if kraft > 1.0 + 1e-12 {
+                return err("the Huffman code lengths do not form a prefix code");
+            }
+            let c = canonical(lengths);
+            let mut codes: Vec<(u8, u32, u32)> = c
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, l))| *l > 0)
+                .map(|(s, &(code, l))| (l, code, s as u32))
+                .collect();
+            codes.sort();
+            Ok(Decoder { codes })
+        }
+
+        pub fn next(&self, r: &mut BitReader<'_>) -> Result<u32, StoredError> {
+            let (mut code, mut len) = (0u32, 0u8);
+            let mut i = 0;
+            while i < self.codes.len() {
+                code = (code << 1) | r.bit()?;
+                len += 1;
+                while i < self.codes.len() && self.codes[i].0 == len {
+                    if self.codes[i].1 == code {
+                        return Ok(self.codes[i].2);
+                    }
+                    i += 1;
+                }
+            }
+            err("a bit sequence that is no Huffman code")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize], v: Vec<f32>) -> Tensor {
+        Tensor::from_vec(shape, v).unwrap()
+    }
+
+    #[test]
+    fn f32_layouts_decode_to_the_same_bits() {
+        let x = t(
+            &[3, 4],
+            vec![
+                0.0, 1.5, 0.0, -0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, -3.0, 7.25,
+            ],
+        );
+        for layout in [Layout::Dense, Layout::Bitmask, Layout::Csr] {
+            let s = Stored::f32(&x, layout).unwrap();
+            let got: Vec<u32> = s
+                .decoded()
+                .as_f32()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let want: Vec<u32> = x.as_f32().unwrap().iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{layout:?}");
+        }
+        // Sizes are the sum of the parts: 5 kept values (−0.0 is kept).
+        assert_eq!(Stored::f32(&x, Layout::Dense).unwrap().bytes(), 48);
+        assert_eq!(Stored::f32(&x, Layout::Bitmask).unwrap().bytes(), 2 + 5 * 4);
+        assert_eq!(
+            Stored::f32(&x, Layout::Csr).unwrap().bytes(),
+            4 * 4 + 5 * 2 + 5 * 4
+        );
+        assert_eq!(
+            Stored::smallest_f32(&x).unwrap().encoding().layout,
+            Layout::Bitmask
+        );
+    }
+
+    #[test]
+    fn int_codebook_and_huffman_combinations_decode() {
+        let shape = [2, 4];
+        // int4 per channel(0), bitmask: row 0 scale 0.5 zp 1, row 1 scale 2 zp 0.
+        let keep = vec![true, false, true, true, false, true, true, false];
+        let parts = Parts {
+            keep: keep.clone(),
+            codes: vec![3, -8, 1, 7, -1],
+            scales: vec![0.5, 2.0],
+            zero_points: vec![1, 0],
+            ..Parts::default()
+        };
+        for coding in [Coding::None, Coding::Huffman] {
+            let e = Encoding {
+                values: Values::Int {
+                    bits: 4,
+                    per: Granularity::Channel(0),
+                },
+                layout: Layout::Bitmask,
+                coding,
+            };
+            let s = Stored::new(e, &shape, &parts).unwrap();
+            let got: Vec<f32> = s.decoded().as_f32().unwrap().iter().copied().collect();
+            // Row 0 keeps 0, 2, 3: (3−1)·½, (−8−1)·½, (1−1)·½; row 1 keeps 5, 6: 7·2, −1·2.
+            assert_eq!(
+                got,
+                [1.0, 0.0, -4.5, 0.0, 0.0, 14.0, -2.0, 0.0],
+                "{coding:?}"
+            );
+            let back = Stored::from_blob(e, &shape, s.blob().to_vec()).unwrap();
+            assert_eq!(back, s);
+        }
+        // Codebook per tensor, dense, Huffman: six of eight indices are 0.
+        let e = Encoding {
+            values: Values::Codebook {
+                bits: 2,
+                per: Granularity::Tensor,
+            },
+            layout: Layout::Dense,
+            coding: Coding::Huffman,
+        };
+        let parts = Parts {
+            codes: vec![0, 0, 0, 3, 0, 0, 2, 0],
+            centroids: vec![-1.0, 0.25, 0.5, 4.0],
+            ..Parts::default()
+        };
+        let s = Stored::new(e, &shape, &parts).unwrap();
+        let got: Vec<f32> = s.decoded().as_f32().unwrap().iter().copied().collect();
+        assert_eq!(got, [-1.0, -1.0, -1.0, 4.0, -1.0, -1.0, 0.5, -1.0]);
+        // 4 centroids + 4 code lengths + the bit count + 8 symbols in 6·1 + 2·2 = 10 bits.
+        assert_eq!(s.bytes(), 16 + 4 + 4 + 2);
+    }
+
+    #[test]
+    fn bad_blobs_are_errors_not_panics() {
+        let e = Encoding::f32(Layout::Csr);
+        for blob in [vec![], vec![1, 0, 0, 0], vec![0; 3], vec![0xff; 40]] {
+            assert!(Stored::from_blob(e, &[2, 3], blob).is_err());
+        }
+        let e = Encoding {
+            values: Values::Int {
+                bits: 3,
+                per: Granularity::Group(0),
+            },
+            layout: Layout::Dense,
+            coding: Coding::None,
+        };
+        assert!(Stored::from_blob(e, &[2, 3], vec![0; 64]).is_err());
+        let huff = Encoding {
+            values: Values::Codebook {
+                bits: 1,
+                per: Granularity::Tensor,
+            },
+            layout: Layout::Dense,
+            coding: Coding::Huffman,
+        };
+        // Lengths 1 and 1 are fine; a bit count larger than the stream is not.
+        let mut blob = vec![];
+        blob.extend(0.0f32.to_le_bytes());
+        blob.extend(1.0f32.to_le_bytes());
+        blob.extend([1, 1]);
+        blob.extend(100u32.to_le_bytes());
+        assert!(Stored::from_blob(huff, &[2], blob).is_err());
+    }
+}
