@@ -94,6 +94,7 @@ const HALVE: TechniqueSchema = TechniqueSchema {
         applies: Applies::Weighted,
         status: Status::Ready(&Halve),
         check_params: no_param_check,
+        sweep: None,
     }],
 };
 

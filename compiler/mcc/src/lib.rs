@@ -19,6 +19,7 @@ pub mod native;
 pub mod progress;
 pub mod recipe;
 pub mod report;
+pub mod sensitivity;
 pub mod tensor_io;
 
 use std::path::{Path, PathBuf};

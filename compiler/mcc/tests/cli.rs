@@ -556,3 +556,54 @@ fn diff_and_snapshot_gate_for_review() {
     );
     assert!(!d.join("out3").exists());
 }
+
+/// `mcc sensitivity` on the example: a row per pruned layer, the rule's setting and the
+/// sweep, as a table and as JSON; stronger pruning of fc2 never helps much, and 95% of conv1
+/// costs accuracy (the sweep measures something).
+#[test]
+fn sensitivity_measures_each_layer_over_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/lenet5.mcr");
+    let json = dir.path().join("s.json");
+    let out = succeeds(
+        dir.path(),
+        &[
+            "sensitivity",
+            recipe.to_str().unwrap(),
+            examples().join("lenet5.onnx").to_str().unwrap(),
+            "--samples",
+            "300",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("/conv1/Conv") && table.contains("95%"),
+        "{table}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["metric"], "accuracy");
+    assert_eq!(r["samples"], 300);
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{r}");
+    let conv1 = rows.iter().find(|x| x["layer"] == "/conv1/Conv").unwrap();
+    let sweep: Vec<f64> = conv1["sweep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metric"].as_f64().unwrap())
+        .collect();
+    assert_eq!(sweep.len(), 6);
+    let original = r["original"].as_f64().unwrap();
+    assert!(original > 0.9, "{original}");
+    assert!(
+        sweep[5] < original - 0.1,
+        "pruning 95% of conv1 should cost accuracy: {sweep:?}"
+    );
+    assert!(
+        sweep
+            .iter()
+            .all(|m| m.is_finite() && (0.0..=1.0).contains(m))
+    );
+}

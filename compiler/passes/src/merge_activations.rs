@@ -126,4 +126,5 @@ pub const VARIANT: VariantSchema = VariantSchema {
     ]),
     status: Status::Ready(&MergePass(run)),
     check_params: no_param_check,
+    sweep: None,
 };

@@ -423,4 +423,5 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Ops(&["BatchNormalization"]),
     status: Status::Ready(&MergePass(run)),
     check_params: no_param_check,
+    sweep: None,
 };

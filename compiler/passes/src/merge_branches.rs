@@ -638,6 +638,7 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Ops(&["Concat", "Add", "Sum"]),
     status: Status::Ready(&Branches),
     check_params: no_param_check,
+    sweep: None,
 };
 
 /// `merge branches` as a technique: its `kernels` parameter says whether kernels of different

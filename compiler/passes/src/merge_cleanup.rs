@@ -226,4 +226,5 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Ops(&["Identity", "Dropout", "Reshape", "Flatten"]),
     status: Status::Ready(&MergePass(run)),
     check_params: no_param_check,
+    sweep: None,
 };

@@ -387,4 +387,5 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Ops(&["Conv", "Gemm", "MatMul"]),
     status: Status::Ready(&MergePass(run)),
     check_params: no_param_check,
+    sweep: None,
 };

@@ -262,4 +262,5 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Ops(&["Pad"]),
     status: Status::Ready(&MergePass(run)),
     check_params: no_param_check,
+    sweep: None,
 };

@@ -213,4 +213,5 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Ops(&["AveragePool"]),
     status: Status::Ready(&MergePass(run)),
     check_params: no_param_check,
+    sweep: None,
 };

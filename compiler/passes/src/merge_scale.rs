@@ -275,4 +275,5 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Ops(&["Mul", "Add"]),
     status: Status::Ready(&MergePass(run)),
     check_params: no_param_check,
+    sweep: None,
 };

@@ -15,7 +15,7 @@
 use mcc_ir::{Graph, Origin, StepId, Tensor};
 use mcc_plan::plan::{Severity, Step};
 use mcc_plan::registry::{
-    Applies, Default, ParamIssue, Params, RATIO, Status, VariantSchema, num, p,
+    Applies, Default, ParamIssue, Params, RATIO, Status, Sweep, VariantSchema, num, p,
 };
 use mcc_plan::{Outcome, Stats, Technique, TechniqueError};
 
@@ -34,6 +34,10 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Weighted,
     status: Status::Ready(&PruneUnstructured),
     check_params,
+    sweep: Some(Sweep {
+        param: "amount",
+        values: &[0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
+    }),
 };
 
 /// Pruning everything would remove the layers; pruning nothing is a no-op.

@@ -90,6 +90,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
                 check_params: nm_params,
+                sweep: None,
             },
             VariantSchema {
                 name: "filters",
@@ -101,6 +102,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
                 check_params: keep_params,
+                sweep: None,
             },
             VariantSchema {
                 name: "channels",
@@ -117,6 +119,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
                 check_params: keep_params,
+                sweep: None,
             },
         ],
     },
@@ -149,6 +152,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
                 check_params: no_param_check,
+                sweep: None,
             },
             VariantSchema {
                 name: "tucker",
@@ -173,6 +177,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
                 check_params: no_param_check,
+                sweep: None,
             },
             VariantSchema {
                 name: "separable",
@@ -189,6 +194,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
                 check_params: no_param_check,
+                sweep: None,
             },
         ],
     },
@@ -226,6 +232,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
                 check_params: no_param_check,
+                sweep: None,
             },
             VariantSchema {
                 name: "int4",
@@ -241,6 +248,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
                 check_params: no_param_check,
+                sweep: None,
             },
             VariantSchema {
                 name: "binary",
@@ -256,6 +264,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
                 check_params: no_param_check,
+                sweep: None,
             },
             VariantSchema {
                 name: "ternary",
@@ -271,6 +280,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
                 check_params: no_param_check,
+                sweep: None,
             },
             VariantSchema {
                 name: "kmeans",
@@ -286,6 +296,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                     "quantization, weight sharing and Huffman coding with int8 kernels",
                 ),
                 check_params: no_param_check,
+                sweep: None,
             },
         ],
     },
@@ -311,6 +322,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 "quantization, weight sharing and Huffman coding with int8 kernels",
             ),
             check_params: no_param_check,
+            sweep: None,
         }],
     },
     TechniqueSchema {
@@ -327,6 +339,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 "quantization, weight sharing and Huffman coding with int8 kernels",
             ),
             check_params: no_param_check,
+            sweep: None,
         }],
     },
     TechniqueSchema {
@@ -370,6 +383,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
             applies: Applies::Any,
             status: Status::Planned("distillation and automatic search under budgets"),
             check_params: no_param_check,
+            sweep: None,
         }],
     },
     TechniqueSchema {
@@ -392,6 +406,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
             applies: Applies::Any,
             status: Status::Planned("distillation and automatic search under budgets"),
             check_params: no_param_check,
+            sweep: None,
         }],
     },
 ];

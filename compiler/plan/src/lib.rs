@@ -6,6 +6,7 @@
 //! **Invariant:** no I/O (the driver checks data files), no rewriting: the planner can be run
 //! and fuzzed on any text.
 
+pub mod code;
 pub mod plan;
 pub mod registry;
 pub mod select;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use mcc_ir::Graph;
 use mcc_recipe::ast::{self, BodyItem, Cmp, Item, Span, Unit, Value, ValueKind};
 
+use crate::code::Code;
 use crate::registry::{Applies, Default, ParamSchema, ParamType, Registry, Status, VariantSchema};
 use crate::select::{self, NodeFacts, did_you_mean, suggest};
 
@@ -285,7 +286,7 @@ impl Checker<'_> {
     fn diag(
         &mut self,
         severity: Severity,
-        code: &str,
+        code: Code,
         file: usize,
         span: Span,
         message: impl Into<String>,
@@ -305,7 +306,7 @@ impl Checker<'_> {
         };
         self.diags.push(Diag {
             severity,
-            code: format!("mcc::plan::{code}"),
+            code: code.to_string(),
             message: message.into(),
             label: label.into(),
             file,
@@ -315,7 +316,7 @@ impl Checker<'_> {
     }
     fn error(
         &mut self,
-        code: &str,
+        code: Code,
         file: usize,
         span: Span,
         message: impl Into<String>,
@@ -384,7 +385,7 @@ impl Checker<'_> {
                 })
                 .unwrap_or_default();
             self.error(
-                "accuracy_without_labels",
+                Code::AccuracyWithoutLabels,
                 0,
                 span,
                 "an accuracy budget needs labelled evaluation data",
@@ -410,7 +411,7 @@ impl Checker<'_> {
                 .unwrap_or_default();
             let line = b.line;
             self.error(
-                "output_error_without_data",
+                Code::OutputErrorWithoutData,
                 0,
                 span,
                 format!("the output_error budget (line {line}) needs data to run the model on"),
@@ -421,7 +422,7 @@ impl Checker<'_> {
         if self.plan.stages.iter().all(|s| s.steps.is_empty()) && !self.has_errors() {
             self.diag(
                 Severity::Warning,
-                "empty_recipe",
+                Code::EmptyRecipe,
                 0,
                 Span::new(0, 0),
                 "the recipe changes no layer of this model",
@@ -454,7 +455,7 @@ impl Checker<'_> {
             if let Some(prev) = self.stage_names.get(&s.name.name).copied() {
                 let line = line_of(&self.files[0].text, prev.start);
                 self.error(
-                    "duplicate_stage",
+                    Code::DuplicateStage,
                     0,
                     s.name.span,
                     format!("a stage named `{}` already exists", s.name.name),
@@ -498,7 +499,7 @@ impl Checker<'_> {
     ) {
         if depth > 16 {
             self.error(
-                "recursive_use",
+                Code::RecursiveUse,
                 file,
                 u.span,
                 "recipes use each other in a cycle",
@@ -513,7 +514,7 @@ impl Checker<'_> {
             let help = did_you_mean(&suggest(name, cands.iter().copied()))
                 .or_else(|| Some(format!("available: {}", cands.join(", "))));
             self.error(
-                "unknown_recipe",
+                Code::UnknownRecipe,
                 file,
                 u.path.span,
                 format!("no recipe named `{name}`"),
@@ -538,7 +539,7 @@ impl Checker<'_> {
                             })
                         });
                     self.error(
-                        "unknown_parameter",
+                        Code::UnknownParameter,
                         file,
                         a.name.span,
                         format!("`{name}` has no parameter `{}`", a.name.name),
@@ -552,7 +553,7 @@ impl Checker<'_> {
                         && let Err((label, help)) = check_declared(&ty.name, &v)
                     {
                         self.error(
-                            "bad_argument",
+                            Code::BadArgument,
                             vf,
                             v.span,
                             format!("`{}` must be {}", a.name.name, describe_declared(&ty.name)),
@@ -563,7 +564,7 @@ impl Checker<'_> {
                     }
                     if bound.insert(p.name.name.clone(), (vf, v)).is_some() {
                         self.error(
-                            "duplicate_parameter",
+                            Code::DuplicateParameter,
                             file,
                             a.name.span,
                             format!("`{}` is given twice", a.name.name),
@@ -581,7 +582,7 @@ impl Checker<'_> {
                         bound.insert(p.name.name.clone(), (def_file, d.clone()));
                     }
                     None => self.error(
-                        "missing_parameter",
+                        Code::MissingParameter,
                         file,
                         u.span,
                         format!("`{name}` needs the parameter `{}`", p.name.name),
@@ -654,7 +655,7 @@ impl Checker<'_> {
             let help = did_you_mean(&suggest(&r.technique.name, names.iter().copied()))
                 .or_else(|| Some(format!("techniques: {}", names.join(", "))));
             self.error(
-                "unknown_technique",
+                Code::UnknownTechnique,
                 file,
                 r.technique.span,
                 format!("`{}` is not a technique", r.technique.name),
@@ -672,7 +673,7 @@ impl Checker<'_> {
         let names: Vec<&str> = tech.variants.iter().map(|v| v.name).collect();
         let Some(variant_name) = variant_name else {
             self.error(
-                "missing_variant",
+                Code::MissingVariant,
                 file,
                 r.technique.span,
                 format!("`{}` needs a variant", tech.name),
@@ -694,7 +695,7 @@ impl Checker<'_> {
             let help = did_you_mean(&suggest(variant_name, names.iter().copied()))
                 .or_else(|| Some(format!("`{}` variants: {}", tech.name, names.join(", "))));
             self.error(
-                "unknown_variant",
+                Code::UnknownVariant,
                 file,
                 span,
                 format!("`{}` has no variant `{variant_name}`", tech.name),
@@ -713,7 +714,7 @@ impl Checker<'_> {
                     .map_or(r.technique.span.end, |v| v.span.end),
             };
             self.error(
-                "not_supported_yet",
+                Code::NotSupportedYet,
                 file,
                 span,
                 format!("`{} {}` is not supported yet", tech.name, variant.name),
@@ -737,7 +738,7 @@ impl Checker<'_> {
                     })
                 });
                 self.error(
-                    "unknown_parameter",
+                    Code::UnknownParameter,
                     file,
                     a.name.span,
                     format!(
@@ -752,7 +753,7 @@ impl Checker<'_> {
             };
             if !seen.insert(schema.name) {
                 self.error(
-                    "duplicate_parameter",
+                    Code::DuplicateParameter,
                     file,
                     a.name.span,
                     format!("`{}` is given twice", a.name.name),
@@ -767,7 +768,7 @@ impl Checker<'_> {
                 Ok(pv) => values.push((schema.name, pv)),
                 Err((label, help)) => {
                     self.error(
-                        "bad_parameter",
+                        Code::BadParameter,
                         vf,
                         v.span,
                         format!("`{}` must be {}", schema.name, schema.ty.describe()),
@@ -787,7 +788,7 @@ impl Checker<'_> {
                 None => match schema.default {
                     Default::Required => {
                         self.error(
-                            "missing_parameter",
+                            Code::MissingParameter,
                             file,
                             r.span,
                             format!(
@@ -829,7 +830,7 @@ impl Checker<'_> {
         if !had_sel_errors && !picked.is_empty() && applicable.is_empty() {
             let ops: BTreeSet<&str> = picked.iter().map(|&i| self.facts[i].op).collect();
             self.error(
-                "not_applicable",
+                Code::NotApplicable,
                 file,
                 r.selector.span,
                 match variant.applies {
@@ -845,7 +846,7 @@ impl Checker<'_> {
             ok = false;
         } else if !had_sel_errors && picked.is_empty() && !select::is_optional(&r.selector) {
             self.error(
-                "empty_selector",
+                Code::EmptySelector,
                 file,
                 r.selector.span,
                 "this selector matches no layer",
@@ -893,8 +894,8 @@ impl Checker<'_> {
                 .find(|a| a.name.name == issue.param)
                 .map_or(r.span, |a| a.value.span);
             let code = match issue.severity {
-                Severity::Error => "bad_parameter",
-                Severity::Warning => "no_effect",
+                Severity::Error => Code::BadParameter,
+                Severity::Warning => Code::NoEffect,
             };
             ok &= issue.severity != Severity::Error;
             self.diag(
@@ -945,7 +946,7 @@ impl Checker<'_> {
                 "evaluation"
             };
             self.error(
-                "duplicate_data",
+                Code::DuplicateData,
                 0,
                 d.span,
                 format!("the {what} data is given twice"),
@@ -965,7 +966,7 @@ impl Checker<'_> {
                 "flops" | "macs" => Metric::Flops,
                 "output_error" => Metric::OutputError,
                 "latency" => {
-                    self.error("not_supported_yet", 0, c.metric.span, "a latency budget is not supported yet", "needs native code", Some("latency is measured on the compiled executable, which arrives with code generation (issue #5)".into()));
+                    self.error(Code::NotSupportedYet, 0, c.metric.span, "a latency budget is not supported yet", "planned", Some("latency budgets arrive with the search under budgets; `flops` bounds the work meanwhile".into()));
                     continue;
                 }
                 other => {
@@ -973,7 +974,7 @@ impl Checker<'_> {
                     let help = did_you_mean(&suggest(other, known))
                         .or_else(|| Some(format!("metrics: {}", known.join(", "))));
                     self.error(
-                        "unknown_metric",
+                        Code::UnknownMetric,
                         0,
                         c.metric.span,
                         format!("`{other}` is not a budget metric"),
@@ -985,7 +986,7 @@ impl Checker<'_> {
             };
             if !matches!(c.cmp, Cmp::Le | Cmp::Lt) {
                 self.error(
-                    "bad_budget",
+                    Code::BadBudget,
                     0,
                     c.span,
                     format!("a budget bounds {} from above", metric.name()),
@@ -996,7 +997,7 @@ impl Checker<'_> {
             }
             let ValueKind::Number { value, unit } = c.value.kind else {
                 self.error(
-                    "bad_budget",
+                    Code::BadBudget,
                     0,
                     c.value.span,
                     format!("`{}` needs a number", metric.name()),
@@ -1021,7 +1022,7 @@ impl Checker<'_> {
                         Metric::OutputError => "a relative error like `1%` or `0.01`",
                     };
                     self.error(
-                        "bad_unit",
+                        Code::BadUnit,
                         0,
                         c.value.span,
                         format!("`{}` is measured in other units", m.name()),
@@ -1033,7 +1034,7 @@ impl Checker<'_> {
             };
             if bound < 0.0 {
                 self.error(
-                    "bad_budget",
+                    Code::BadBudget,
                     0,
                     c.value.span,
                     "a budget bound cannot be negative",
@@ -1082,7 +1083,7 @@ impl Checker<'_> {
         for (o, line) in warnings {
             self.diag(
                 Severity::Warning,
-                "shadowed_rule",
+                Code::ShadowedRule,
                 o.file,
                 o.span,
                 "this rule is overridden for every layer it selects",
@@ -1280,7 +1281,7 @@ pub fn check(
             Err(e) => {
                 diags.push(Diag {
                     severity: Severity::Error,
-                    code: "mcc::plan::bug".into(),
+                    code: Code::Bug.to_string(),
                     message: format!("the standard library does not parse: {}", e.message),
                     label: "here".into(),
                     file: files.len() - 1,
@@ -1320,7 +1321,7 @@ pub fn check(
                     slot.insert((fi, d.clone()));
                 } else {
                     checker.error(
-                        "duplicate_recipe",
+                        Code::DuplicateRecipe,
                         fi,
                         d.name.span,
                         format!("a recipe named `{key}` already exists"),

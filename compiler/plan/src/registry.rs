@@ -122,6 +122,18 @@ pub struct VariantSchema {
     /// Checks that concern several parameters, or values that are in range but make no sense
     /// (pruning 100%, `n ≥ m`): run by the planner once every parameter has its type.
     pub check_params: ParamCheck,
+    /// The parameter `mcc sensitivity` sweeps, and its values, for a variant whose strength
+    /// is one number (`None` for exact rewrites like the merges).
+    pub sweep: Option<Sweep>,
+}
+
+/// A parameter and the values a sensitivity analysis tries.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Sweep {
+    /// The parameter.
+    pub param: &'static str,
+    /// Its values, weakest first.
+    pub values: &'static [f64],
 }
 
 /// A variant's parameters, defaults filled in, in schema order.

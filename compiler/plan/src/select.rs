@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 
 use mcc_ir::{Graph, Op, ValueDef};
+
+use crate::code::Code;
 use mcc_recipe::ast::{Cmp, SelKind, Selector, Span, ValueKind};
 
 /// What the selector language can test about a node.
@@ -193,7 +195,7 @@ pub fn did_you_mean(s: &[String]) -> Option<String> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SelectError {
     /// Diagnostic code suffix (`unknown_layer`, `empty_selector`…).
-    pub code: &'static str,
+    pub code: Code,
     /// The message.
     pub message: String,
     /// The label at the span.
@@ -265,7 +267,7 @@ fn resolve_in(
     let empty = |what: String, help: Option<String>, errors: &mut Vec<SelectError>| {
         if !optional {
             errors.push(SelectError {
-                code: "empty_selector",
+                code: Code::EmptySelector,
                 message: format!("{what} matches no layer of {model}"),
                 label: "matches nothing".into(),
                 span: sel.span,
@@ -294,7 +296,7 @@ fn resolve_in(
                         .or_else(|| Some("`mcc inspect MODEL` lists the layers".into())),
                 };
                 errors.push(SelectError {
-                    code: "unknown_layer",
+                    code: Code::UnknownLayer,
                     message: format!("no layer named `{n}` in {model}"),
                     label: "not a layer of this model".into(),
                     span: sel.span,
@@ -318,7 +320,7 @@ fn resolve_in(
         SelKind::Regex(r) => match regex::Regex::new(r) {
             Err(e) => {
                 errors.push(SelectError {
-                    code: "bad_regex",
+                    code: Code::BadRegex,
                     message: "invalid regular expression".into(),
                     label: first_line(&e.to_string()),
                     span: sel.span,
@@ -345,7 +347,7 @@ fn resolve_in(
         SelKind::Op { name, preds } => {
             if !Op::NAMES.contains(&name.name.as_str()) {
                 errors.push(SelectError {
-                    code: "unknown_op",
+                    code: Code::UnknownOp,
                     message: format!("`{}` is not an operator type mcc knows", name.name),
                     label: "unknown operator".into(),
                     span: name.span,
@@ -359,7 +361,7 @@ fn resolve_in(
                 if !ATTRIBUTES.iter().any(|(a, _)| *a == p.attr.name) {
                     let known: Vec<&str> = ATTRIBUTES.iter().map(|(a, _)| *a).collect();
                     errors.push(SelectError {
-                        code: "unknown_attribute",
+                        code: Code::UnknownAttribute,
                         message: format!("layers have no attribute `{}`", p.attr.name),
                         label: "unknown attribute".into(),
                         span: p.attr.span,
@@ -370,7 +372,7 @@ fn resolve_in(
                 }
                 let ValueKind::Number { value, unit: None } = p.value.kind else {
                     errors.push(SelectError {
-                        code: "bad_predicate",
+                        code: Code::BadPredicate,
                         message: format!("`{}` is compared with a plain number", p.attr.name),
                         label: "expected a number without a unit".into(),
                         span: p.value.span,
@@ -393,7 +395,7 @@ fn resolve_in(
                         .any(|&i| facts[i].attrs.iter().any(|(a, _)| *a == attr))
                 {
                     errors.push(SelectError {
-                        code: "attribute_not_applicable",
+                        code: Code::AttributeNotApplicable,
                         message: format!("`{}` layers have no `{attr}`", name.name),
                         label: "not an attribute of this operator".into(),
                         span,

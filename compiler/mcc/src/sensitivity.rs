@@ -1,0 +1,360 @@
+//! `mcc sensitivity`: for every layer a sweepable rule selects, the model's metric when only
+//! that layer is compressed — at the rule's setting and over the variant's sweep — measured on
+//! compiled code. The allocation of per-layer ratios and bit widths under a budget reads it.
+//!
+//! "Only that layer": the plan runs as written, except that every step whose variant has a
+//! sweep ([`mcc_plan::registry::Sweep`]) applies to no layer, and the step under study applies
+//! to its one layer with the swept value. Exact steps (the merges) run as planned.
+//!
+//! The metric is top-1 accuracy on the labelled evaluation set; without labels, the relative
+//! L2 error of the model's outputs against the original's on the calibration (else
+//! evaluation) data.
+
+use std::time::Instant;
+
+use mcc_ir::{Graph, StepId, Tensor};
+use mcc_plan::plan::{ParamValue, Step};
+use serde::Serialize;
+
+use crate::Error;
+use crate::build::{Data, load_data};
+use crate::measure::{Agreement, Compiled, argmax};
+use crate::recipe::Session;
+use crate::report::Engine;
+
+/// What is measured.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Top-1 accuracy on the evaluation set (higher is better).
+    Accuracy,
+    /// Relative L2 error of the outputs against the original's (lower is better).
+    OutputError,
+}
+
+/// One measurement.
+#[derive(Copy, Clone, Debug, Serialize)]
+pub struct Point {
+    /// The swept parameter's value.
+    pub value: f64,
+    /// The metric with only this layer compressed at that value.
+    pub metric: f64,
+}
+
+/// One layer of one step.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The layer.
+    pub layer: String,
+    /// `technique variant`.
+    pub technique: String,
+    /// The recipe line of the rule.
+    pub recipe_line: usize,
+    /// The swept parameter.
+    pub param: String,
+    /// At the rule's own setting.
+    pub setting: Point,
+    /// Over the sweep.
+    pub sweep: Vec<Point>,
+}
+
+/// The analysis.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sensitivity {
+    /// What the numbers are.
+    pub metric: Metric,
+    /// The metric of the model with no sweepable step applied (merges only).
+    pub baseline: f64,
+    /// The original model's metric (accuracy; 0 for output error).
+    pub original: f64,
+    /// Samples each measurement used.
+    pub samples: usize,
+    /// What ran the model.
+    pub engine: Engine,
+    /// One row per layer and step.
+    pub rows: Vec<Row>,
+    /// Steps that were not swept (exact, or no sweep defined): `technique variant` and line.
+    pub not_swept: Vec<String>,
+    /// Wall time, in seconds.
+    pub seconds: f64,
+}
+
+/// Runs the plan with sweepable steps restricted: step `only` (if any) to `layer` with `param`
+/// set to `value`, the other sweepable steps to nothing.
+fn apply(s: &Session, only: Option<(usize, &str, &str, f64)>) -> Result<Graph, Error> {
+    let mut graph = s.model.graph.clone();
+    let mut index = 0;
+    for stage in &s.checked.plan.stages {
+        for step in &stage.steps {
+            index += 1;
+            let Some(variant) = s.registry.variant(step.technique, step.variant) else {
+                continue;
+            };
+            let Some(technique) = s.registry.implementation(step.technique, step.variant) else {
+                continue;
+            };
+            let mut step: Step = step.clone();
+            if variant.sweep.is_some() {
+                match only {
+                    Some((i, layer, param, value)) if i == index => {
+                        step.nodes = vec![layer.to_string()];
+                        for (k, v) in step.params.iter_mut() {
+                            if *k == param {
+                                *v = ParamValue::Num(value);
+                            }
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+            if !technique.needs(&graph, &step).is_empty() {
+                return Err(Error::Usage(format!(
+                    "`{} {}` needs calibration statistics; sensitivity does not collect them yet",
+                    step.technique, step.variant
+                )));
+            }
+            technique
+                .rewrite(
+                    &mut graph,
+                    &step,
+                    StepId(index as u32),
+                    &mut mcc_plan::technique::NoStats,
+                )
+                .map_err(|e| Error::Usage(format!("step {index}: {e}")))?;
+            mcc_ir::infer_all(&mut graph).map_err(|(node, op, e)| {
+                Error::Usage(format!("after step {index}: node `{node}` ({op}): {e}"))
+            })?;
+        }
+    }
+    Ok(graph)
+}
+
+/// Measures a model: accuracy with labels, else output error against `reference` outputs.
+struct Meter<'a> {
+    x: Tensor,
+    labels: Option<&'a [i64]>,
+    reference: Vec<Vec<f32>>,
+    threads: usize,
+}
+
+impl Meter<'_> {
+    fn measure(&self, graph: &Graph) -> Result<(f64, Engine), Error> {
+        let model = Compiled::new(graph, &[])?;
+        let mut right = 0usize;
+        let mut agreement = Agreement::default();
+        let mut feed = model.feed(&self.x, 64, self.threads)?;
+        let mut batch = 0;
+        while let Some(b) = feed.next_batch()? {
+            match self.labels {
+                Some(labels) => {
+                    let y = b.output(0);
+                    let c = y.len() / b.samples.max(1);
+                    for r in 0..b.samples {
+                        let got = y.get(r * c..(r + 1) * c).map(argmax);
+                        right += usize::from(
+                            got.is_some_and(|k| labels.get(b.first + r) == Some(&(k as i64))),
+                        );
+                    }
+                }
+                None => {
+                    if let Some(want) = self.reference.get(batch) {
+                        agreement.add(b.output(0), want);
+                    }
+                }
+            }
+            batch += 1;
+        }
+        let samples = self.x.shape().first().copied().unwrap_or(0).max(1);
+        Ok(match self.labels {
+            Some(_) => (right as f64 / samples as f64, model.engine),
+            None => (agreement.result().relative_l2, model.engine),
+        })
+    }
+}
+
+/// The analysis of `s`'s plan, on at most `samples` samples (all when `None`).
+pub fn run(s: &Session, threads: usize, samples: Option<usize>) -> Result<Sensitivity, Error> {
+    let t0 = Instant::now();
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let Data {
+        calibration,
+        evaluation,
+        labels,
+    } = load_data(s)?;
+    let (metric, x) = match (&evaluation, &labels, &calibration) {
+        (Some(x), Some(_), _) => (Metric::Accuracy, x.clone()),
+        (_, _, Some(x)) | (Some(x), None, None) => (Metric::OutputError, x.clone()),
+        _ => {
+            return Err(Error::Usage(
+                "sensitivity needs data: `evaluate with \"X.npy\" labels \"Y.npy\"` or `calibrate with \"X.npy\"`".into(),
+            ));
+        }
+    };
+    let total = x.shape().first().copied().unwrap_or(0);
+    let n = samples.unwrap_or(total).min(total);
+    let x = crate::tensor_io::slice_batch(&x, 0, n);
+    let labels = labels.as_deref().map(|l| &l[..n.min(l.len())]);
+    // The original's outputs, per batch (the output-error reference).
+    let mut reference = vec![];
+    if metric == Metric::OutputError {
+        let original = Compiled::new(&s.model.graph, &[])?;
+        original.for_each(&x, 64, threads, |b| {
+            reference.push(b.output(0).to_vec());
+            Ok(())
+        })?;
+    }
+    let meter = Meter {
+        x,
+        labels: if metric == Metric::Accuracy {
+            labels
+        } else {
+            None
+        },
+        reference,
+        threads,
+    };
+    let original = match metric {
+        Metric::Accuracy => meter.measure(&s.model.graph)?.0,
+        Metric::OutputError => 0.0,
+    };
+    let (baseline, engine) = meter.measure(&apply(s, None)?)?;
+    // The work list.
+    let mut work = vec![];
+    let mut not_swept = vec![];
+    let mut index = 0;
+    for stage in &s.checked.plan.stages {
+        for step in &stage.steps {
+            index += 1;
+            let sweep = s
+                .registry
+                .variant(step.technique, step.variant)
+                .and_then(|v| v.sweep);
+            let Some(sweep) = sweep else {
+                not_swept.push(format!(
+                    "{} {} (line {})",
+                    step.technique, step.variant, step.origin.line
+                ));
+                continue;
+            };
+            for layer in &step.nodes {
+                work.push((index, step, layer.clone(), sweep));
+            }
+        }
+    }
+    let points: usize = work.iter().map(|w| 1 + w.3.values.len()).sum();
+    let bar = crate::progress::bar(points as u64, "measuring");
+    let mut rows = vec![];
+    for (index, step, layer, sweep) in work {
+        let setting = match step.param(sweep.param) {
+            Some(ParamValue::Num(v)) => *v,
+            _ => continue,
+        };
+        let at = |value: f64| -> Result<Point, Error> {
+            let g = apply(s, Some((index, &layer, sweep.param, value)))?;
+            let metric = meter.measure(&g)?.0;
+            bar.inc(1);
+            Ok(Point { value, metric })
+        };
+        let setting = at(setting)?;
+        let sweep_points = sweep
+            .values
+            .iter()
+            .map(|&v| at(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push(Row {
+            layer,
+            technique: format!("{} {}", step.technique, step.variant),
+            recipe_line: step.origin.line,
+            param: sweep.param.to_string(),
+            setting,
+            sweep: sweep_points,
+        });
+    }
+    bar.finish_and_clear();
+    Ok(Sensitivity {
+        metric,
+        baseline,
+        original,
+        samples: n,
+        engine,
+        rows,
+        not_swept,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The table people read.
+pub fn table(r: &Sensitivity) -> String {
+    let show = |v: f64| match r.metric {
+        Metric::Accuracy => format!("{:.2}%", v * 100.0),
+        Metric::OutputError => format!("{v:.2e}"),
+    };
+    let mut out = match r.metric {
+        Metric::Accuracy => format!(
+            "top-1 accuracy on {} samples with only that layer compressed ({}); original {}, merges only {}\n\n",
+            r.samples,
+            match r.engine {
+                Engine::Compiled => "compiled code",
+                Engine::Evaluator => "reference evaluator",
+            },
+            show(r.original),
+            show(r.baseline)
+        ),
+        Metric::OutputError => format!(
+            "relative L2 error of the outputs on {} samples with only that layer compressed; merges only {}\n\n",
+            r.samples,
+            show(r.baseline)
+        ),
+    };
+    let w = r
+        .rows
+        .iter()
+        .map(|x| x.layer.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let Some(first) = r.rows.first() else {
+        out.push_str("no rule with a sweepable technique selects a layer\n");
+        return out;
+    };
+    out.push_str(&format!(
+        "{:<w$}  {:<20}  {:>16}",
+        "layer", "technique", "setting"
+    ));
+    for p in &first.sweep {
+        out.push_str(&format!("  {:>9}", format!("{:.0}%", p.value * 100.0)));
+    }
+    out.push('\n');
+    for row in &r.rows {
+        out.push_str(&format!(
+            "{:<w$}  {:<20}  {:>16}",
+            row.layer,
+            row.technique,
+            format!(
+                "{:.0}%: {}",
+                row.setting.value * 100.0,
+                show(row.setting.metric)
+            )
+        ));
+        for p in &row.sweep {
+            out.push_str(&format!("  {:>9}", show(p.metric)));
+        }
+        out.push('\n');
+    }
+    if !r.not_swept.is_empty() {
+        out.push_str(&format!(
+            "\nnot swept (exact or no sweep): {}\n",
+            r.not_swept.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "\n{} measurements in {:.1} s\n",
+        r.rows.iter().map(|x| 1 + x.sweep.len()).sum::<usize>() + 1,
+        r.seconds
+    ));
+    out
+}
