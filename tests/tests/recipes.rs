@@ -253,5 +253,53 @@ fn every_shipped_recipe_builds_within_its_budget() {
             "{}: the recipe removed no weight",
             recipe.display()
         );
+        assert!(
+            t.bytes.after < t.bytes.before,
+            "{}: pruned weights are stored smaller",
+            recipe.display()
+        );
+        // Accuracy is measured on compiled code; the reference evaluator agrees within 0.1
+        // point (the kernels round differently, so a borderline sample may flip).
+        let Some(evaluate) = s
+            .checked
+            .plan
+            .evaluate
+            .as_ref()
+            .filter(|e| e.labels.is_some())
+        else {
+            assert!(t.accuracy.is_none(), "{}", recipe.display());
+            continue;
+        };
+        let x = mcc_tests::npy(&evaluate.inputs);
+        let labels = mcc_tests::npy(evaluate.labels.as_ref().unwrap()).to_i64_vec();
+        let reference = |g: &mcc_ir::Graph| {
+            let mut right = 0;
+            for (i, chunk) in mcc::tensor_io::split_batch(&x, 250).iter().enumerate() {
+                let y = mcc_ir::run(g, std::slice::from_ref(chunk))
+                    .unwrap()
+                    .remove(0);
+                let c = y.shape()[1];
+                for (r, row) in y.to_f64_vec().chunks(c).enumerate() {
+                    let best = row
+                        .iter()
+                        .enumerate()
+                        .fold(0, |b, (k, &v)| if v > row[b] { k } else { b });
+                    right += usize::from(labels[i * 250 + r] == best as i64);
+                }
+            }
+            right as f64 / labels.len() as f64
+        };
+        let acc = t.accuracy.unwrap();
+        for (measured, graph, when) in [
+            (acc.before, &s.model.graph, "before"),
+            (acc.after, &r.graph, "after"),
+        ] {
+            let want = reference(graph);
+            assert!(
+                (measured - want).abs() <= 0.001 + 1e-12,
+                "{}: accuracy {when} {measured} on compiled code, {want} by the evaluator",
+                recipe.display()
+            );
+        }
     }
 }
