@@ -23,7 +23,9 @@ use mcc_ir::Graph;
 use mcc_recipe::ast::{self, BodyItem, Cmp, Item, Span, Unit, Value, ValueKind};
 
 use crate::code::Code;
-use crate::registry::{Applies, Default, ParamSchema, ParamType, Registry, Status, VariantSchema};
+use crate::registry::{
+    Applies, Default, ParamSchema, ParamType, Registry, Status, TechniqueSchema, VariantSchema,
+};
 use crate::select::{self, NodeFacts, did_you_mean, suggest};
 
 /// The standard library, compiled in: (module file name, source).
@@ -282,7 +284,7 @@ struct Checker<'a> {
 /// A def parameter bound to a value, with the file the value is written in.
 type Env = BTreeMap<String, (usize, Value)>;
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn diag(
         &mut self,
         severity: Severity,
@@ -648,6 +650,41 @@ impl Checker<'_> {
         stage: usize,
         via: Option<usize>,
     ) {
+        let Some((tech, variant, built)) = self.rule_variant(r, file) else {
+            return;
+        };
+        let (full, params_ok) = self.rule_params(r, file, env, tech, variant, built);
+        let (applicable, layers_ok) = self.rule_layers(r, file, tech, variant);
+        if built && params_ok && layers_ok && !applicable.is_empty() {
+            let origin = Origin {
+                file,
+                line: line_of(&self.files[file].text, r.span.start),
+                text: self.text_of(file, r.span),
+                span: r.span,
+                via,
+            };
+            let nodes = applicable
+                .iter()
+                .map(|&i| self.facts[i].name.clone())
+                .collect();
+            self.plan.stages[stage].steps.push(Step {
+                technique: tech.name,
+                variant: variant.name,
+                params: full,
+                nodes,
+                origin,
+            });
+        }
+    }
+
+    /// The rule's technique and variant from the registry, and whether the variant is built;
+    /// `None` (after reporting, and resolving the selector for its own diagnostics) when
+    /// either is unknown.
+    fn rule_variant(
+        &mut self,
+        r: &ast::Rule,
+        file: usize,
+    ) -> Option<(&'a TechniqueSchema, &'a VariantSchema, bool)> {
         let mut ok = true;
         let registry = self.registry;
         let Some(tech) = registry.technique(&r.technique.name) else {
@@ -663,7 +700,7 @@ impl Checker<'_> {
                 help,
             );
             self.resolve(r, file);
-            return;
+            return None;
         };
         let variant_name = r
             .variant
@@ -688,7 +725,7 @@ impl Checker<'_> {
                 )),
             );
             self.resolve(r, file);
-            return;
+            return None;
         };
         let Some(variant) = tech.variants.iter().find(|v| v.name == variant_name) else {
             let span = r.variant.as_ref().map_or(r.technique.span, |v| v.span);
@@ -703,7 +740,7 @@ impl Checker<'_> {
                 help,
             );
             self.resolve(r, file);
-            return;
+            return None;
         };
         if let Status::Planned(track) = variant.status {
             let span = Span {
@@ -723,7 +760,21 @@ impl Checker<'_> {
             );
             ok = false;
         }
-        // Parameters.
+        Some((tech, variant, ok))
+    }
+
+    /// The rule's parameters checked against the variant's schema, defaults filled in, in
+    /// schema order, and whether they are all valid (reported otherwise).
+    fn rule_params(
+        &mut self,
+        r: &ast::Rule,
+        file: usize,
+        env: &Env,
+        tech: &TechniqueSchema,
+        variant: &VariantSchema,
+        built: bool,
+    ) -> (Vec<(&'static str, ParamValue)>, bool) {
+        let mut ok = built;
         let mut values: Vec<(&'static str, ParamValue)> = vec![];
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         let params_ok_before = ok;
@@ -811,7 +862,19 @@ impl Checker<'_> {
         } else {
             ok &= params_valid;
         }
-        // Layers.
+        (full, ok)
+    }
+
+    /// The layers the rule selects that its variant applies to, and whether the selection is
+    /// valid and not empty (reported otherwise).
+    fn rule_layers(
+        &mut self,
+        r: &ast::Rule,
+        file: usize,
+        tech: &TechniqueSchema,
+        variant: &VariantSchema,
+    ) -> (Vec<usize>, bool) {
+        let mut ok = true;
         let mut errs = vec![];
         let picked = select::resolve(&r.selector, &self.facts, self.model, &mut errs);
         let had_sel_errors = !errs.is_empty();
@@ -855,26 +918,7 @@ impl Checker<'_> {
             );
             ok = false;
         }
-        if ok && !had_sel_errors && !applicable.is_empty() {
-            let origin = Origin {
-                file,
-                line: line_of(&self.files[file].text, r.span.start),
-                text: self.text_of(file, r.span),
-                span: r.span,
-                via,
-            };
-            let nodes = applicable
-                .iter()
-                .map(|&i| self.facts[i].name.clone())
-                .collect();
-            self.plan.stages[stage].steps.push(Step {
-                technique: tech.name,
-                variant: variant.name,
-                params: full,
-                nodes,
-                origin,
-            });
-        }
+        (applicable, ok && !had_sel_errors)
     }
 
     /// The variant's own parameter check (cross-parameter rules, no-op warnings): `false` when
