@@ -1,0 +1,429 @@
+//! Inference rules of shape manipulation: reshapes, transposes, concatenation, gathers,
+//! slices, padding, ranges.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+use crate::op;
+
+/// `Reshape`.
+pub(super) fn reshape(
+    r: &op::Reshape,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let s = req(args, 1)?;
+    let Some(target) = s.value.map(Tensor::to_i64_vec) else {
+        let rank = s.ty.fixed_dims().and_then(|d| d.first().copied());
+        return one(TensorType {
+            dtype: x.ty.dtype,
+            shape: rank.map(|r| vec![Dim::Unknown; r]),
+        });
+    };
+    if let Some(dims) = x.ty.fixed_dims() {
+        return one(fixed(
+            x.ty.dtype,
+            reshape_target(&dims, &target, r.allowzero != 0)?,
+        ));
+    }
+    let out = symbolic_reshape(x.ty, &target, r.allowzero != 0);
+    // With symbolic sizes, the element counts must still agree: the same symbols on
+    // both sides, then the same product of the fixed sizes.
+    if let Some(input) = &x.ty.shape {
+        let split = |dims: &[Dim]| -> Option<(usize, Vec<String>)> {
+            let mut fixed = 1usize;
+            let mut syms = vec![];
+            for d in dims {
+                match d {
+                    Dim::Fixed(n) => fixed = fixed.checked_mul(*n)?,
+                    Dim::Sym(s) => syms.push(s.clone()),
+                    Dim::Unknown => return None,
+                }
+            }
+            syms.sort();
+            Some((fixed, syms))
+        };
+        if let (Some((a, sa)), Some((b, sb))) = (split(input), split(&out))
+            && sa == sb
+            && a != b
+        {
+            return err(format!(
+                "Reshape cannot make {} elements per {} into {b}",
+                a,
+                if sa.is_empty() {
+                    "tensor".to_string()
+                } else {
+                    sa.join("·")
+                }
+            ));
+        }
+    }
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(out),
+    })
+}
+
+/// `Flatten`.
+pub(super) fn flatten(
+    f: &op::Flatten,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(TensorType {
+            dtype: x.ty.dtype,
+            shape: Some(vec![Dim::Unknown; 2]),
+        });
+    };
+    let r = s.len() as i64;
+    if f.axis < -r || f.axis > r {
+        return err(format!(
+            "Flatten axis {} is out of range for rank {r}",
+            f.axis
+        ));
+    }
+    let ax = if f.axis < 0 { f.axis + r } else { f.axis } as usize;
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(vec![product(&s[..ax]), product(&s[ax..])]),
+    })
+}
+
+/// `Transpose`.
+pub(super) fn transpose(
+    t: &op::Transpose,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(same_as(x));
+    };
+    let p = transpose_perm(&t.perm, s.len())?;
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(p.iter().map(|&i| s[i].clone()).collect()),
+    })
+}
+
+/// `Unsqueeze`.
+pub(super) fn unsqueeze(
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let (Some(s), Some(axes)) = (&x.ty.shape, consts_i64(opt(args, 1))) else {
+        return one(TensorType::unknown(x.ty.dtype));
+    };
+    // Compute positions with placeholder sizes, then put the real dims back.
+    let probe = unsqueeze_shape(&vec![2; s.len()], &axes)?;
+    let mut it = s.iter();
+    let shape = probe
+        .iter()
+        .map(|&d| {
+            if d == 1 {
+                Dim::Fixed(1)
+            } else {
+                it.next().cloned().unwrap_or(Dim::Unknown)
+            }
+        })
+        .collect();
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(shape),
+    })
+}
+
+/// `Squeeze`.
+pub(super) fn squeeze(
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(TensorType::unknown(x.ty.dtype));
+    };
+    match (opt(args, 1), consts_i64(opt(args, 1))) {
+        (Some(_), None) => one(TensorType::unknown(x.ty.dtype)),
+        (_, axes) => {
+            if axes.is_none() && s.iter().any(|d| d.fixed().is_none()) {
+                return one(TensorType::unknown(x.ty.dtype));
+            }
+            let probe: Vec<usize> = s.iter().map(|d| d.fixed().unwrap_or(1)).collect();
+            let keep = squeeze_shape(&probe, axes.as_deref())?;
+            let _ = keep;
+            let ax: Vec<usize> = match &axes {
+                Some(a) => a
+                    .iter()
+                    .map(|&v| norm_axis(v, s.len()))
+                    .collect::<Result<_, _>>()?,
+                None => (0..s.len()).filter(|&i| s[i] == Dim::Fixed(1)).collect(),
+            };
+            let shape = s
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !ax.contains(i))
+                .map(|(_, d)| d.clone())
+                .collect();
+            one(TensorType {
+                dtype: x.ty.dtype,
+                shape: Some(shape),
+            })
+        }
+    }
+}
+
+/// `Concat`.
+pub(super) fn concat(
+    c: &op::Concat,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0);
+    let first = x?;
+    let Some(s0) = &first.ty.shape else {
+        return one(TensorType::unknown(first.ty.dtype));
+    };
+    let ax = norm_axis(c.axis, s0.len())?;
+    let mut shape = s0.clone();
+    let mut along = vec![s0[ax].clone()];
+    for i in 1..args.len() {
+        let t = req(args, i)?;
+        let Some(s) = &t.ty.shape else {
+            return one(TensorType::unknown(first.ty.dtype));
+        };
+        if s.len() != s0.len() {
+            return err(format!("cannot concatenate {} with {}", first.ty, t.ty));
+        }
+        for d in 0..s.len() {
+            if d != ax
+                && let (Dim::Fixed(p), Dim::Fixed(q)) = (&shape[d], &s[d])
+                && p != q
+            {
+                return err(format!(
+                    "cannot concatenate {} with {} along axis {ax}",
+                    first.ty, t.ty
+                ));
+            }
+        }
+        along.push(s[ax].clone());
+    }
+    shape[ax] = match along.iter().map(Dim::fixed).collect::<Option<Vec<_>>>() {
+        Some(v) => v
+            .iter()
+            .try_fold(0usize, |a, &d| a.checked_add(d))
+            .map_or(Dim::Unknown, Dim::Fixed),
+        None => Dim::Unknown,
+    };
+    one(TensorType {
+        dtype: first.ty.dtype,
+        shape: Some(shape),
+    })
+}
+
+/// `Shape`.
+pub(super) fn shape(
+    s: &op::Shape,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let len = x.ty.rank().map(|r| {
+        let (a, b) = shape_range(r, s.start, s.end);
+        Dim::Fixed(b - a)
+    });
+    one(TensorType {
+        dtype: DType::I64,
+        shape: Some(vec![len.unwrap_or(Dim::Unknown)]),
+    })
+}
+
+/// `Gather`.
+pub(super) fn gather(
+    g: &op::Gather,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0);
+    let (x, i) = (x?, req(args, 1)?);
+    let (Some(s), Some(is)) = (&x.ty.shape, &i.ty.shape) else {
+        return one(TensorType::unknown(x.ty.dtype));
+    };
+    let ax = norm_axis(g.axis, s.len())?;
+    let mut shape = s[..ax].to_vec();
+    shape.extend(is.iter().cloned());
+    shape.extend(s[ax + 1..].iter().cloned());
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(shape),
+    })
+}
+
+/// `Slice`.
+pub(super) fn slice(
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(same_as(x));
+    };
+    // Exact when the data shape and the slice operands are known constants;
+    // otherwise the rank is known, the sizes are not.
+    let val = |i: usize| opt(args, i).map(|a| a.value.map(Tensor::to_i64_vec));
+    if let (Some(dims), Some(Some(starts)), Some(Some(ends))) = (x.ty.fixed_dims(), val(1), val(2))
+    {
+        let (axes, steps) = (val(3), val(4));
+        if !matches!(axes, Some(None)) && !matches!(steps, Some(None)) {
+            let picks = slice_indices(
+                &dims,
+                &starts,
+                &ends,
+                axes.flatten().as_deref(),
+                steps.flatten().as_deref(),
+            )?;
+            let mut out = dims.clone();
+            for (ax, idx) in picks {
+                out[ax] = idx.len();
+            }
+            return one(fixed(x.ty.dtype, out));
+        }
+    }
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(vec![Dim::Unknown; s.len()]),
+    })
+}
+
+/// `ConstantOfShape`.
+pub(super) fn constant_of_shape(
+    c: &op::ConstantOfShape,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0);
+    let s = x?;
+    let dtype = c.value.as_ref().map_or(DType::F32, Tensor::dtype);
+    match s.value {
+        Some(v) => one(fixed(dtype, usz(&v.to_i64_vec()))),
+        None => {
+            let rank = s.ty.fixed_dims().and_then(|d| d.first().copied());
+            one(TensorType {
+                dtype,
+                shape: rank.map(|r| vec![Dim::Unknown; r]),
+            })
+        }
+    }
+}
+
+/// `Expand`.
+pub(super) fn expand(
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    match consts_i64(opt(args, 1)) {
+        Some(v) => {
+            let target = fixed(x.ty.dtype, usz(&v));
+            one(TensorType {
+                dtype: x.ty.dtype,
+                shape: bcast(x.ty, &target)?,
+            })
+        }
+        None => one(TensorType::unknown(x.ty.dtype)),
+    }
+}
+
+/// `Tile`.
+pub(super) fn tile(args: &[Option<Arg<'_>>], _n_out: usize) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    match (&x.ty.shape, consts_i64(opt(args, 1))) {
+        (Some(s), Some(r)) if r.len() == s.len() => {
+            let shape = s
+                .iter()
+                .zip(&r)
+                .map(|(d, &k)| match d {
+                    Dim::Fixed(n) => n
+                        .checked_mul(k.max(0) as usize)
+                        .map_or(Dim::Unknown, Dim::Fixed),
+                    _ if k == 1 => d.clone(),
+                    _ => Dim::Unknown,
+                })
+                .collect();
+            one(TensorType {
+                dtype: x.ty.dtype,
+                shape: Some(shape),
+            })
+        }
+        (Some(_), Some(_)) => err("Tile needs one repeat per axis"),
+        _ => one(TensorType::unknown(x.ty.dtype)),
+    }
+}
+
+/// `Pad`.
+pub(super) fn pad(args: &[Option<Arg<'_>>], _n_out: usize) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(same_as(x));
+    };
+    let pads = consts_i64(opt(args, 1));
+    let axes: Option<Vec<usize>> = match opt(args, 3) {
+        None => Some((0..s.len()).collect()),
+        Some(a) => a
+            .value
+            .map(|v| {
+                v.to_i64_vec()
+                    .iter()
+                    .map(|&a| norm_axis(a, s.len()))
+                    .collect::<Result<_, _>>()
+            })
+            .transpose()?,
+    };
+    match (pads, axes) {
+        (Some(p), Some(ax)) if p.len() == 2 * ax.len() => {
+            let mut shape = s.clone();
+            for (i, &a) in ax.iter().enumerate() {
+                if let Dim::Fixed(n) = shape[a] {
+                    shape[a] = Dim::Fixed(
+                        (n as i64)
+                            .saturating_add(p[i])
+                            .saturating_add(p[i + ax.len()])
+                            .max(0) as usize,
+                    );
+                } else if p[i] != 0 || p[i + ax.len()] != 0 {
+                    shape[a] = Dim::Unknown;
+                }
+            }
+            one(TensorType {
+                dtype: x.ty.dtype,
+                shape: Some(shape),
+            })
+        }
+        (Some(_), Some(_)) => err("Pad needs two pads per axis"),
+        _ => one(TensorType {
+            dtype: x.ty.dtype,
+            shape: Some(vec![Dim::Unknown; s.len()]),
+        }),
+    }
+}
+
+/// `Range`.
+pub(super) fn range(
+    op: &Op,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0);
+    let s = x?;
+    let vals: Option<Vec<&Tensor>> = (0..3).map(|i| opt(args, i).and_then(|a| a.value)).collect();
+    if let Some(v) = vals {
+        let out = crate::eval::eval_op(op, &[Some(v[0]), Some(v[1]), Some(v[2])], 1)?;
+        return one(out[0].ty());
+    }
+    one(TensorType {
+        dtype: s.ty.dtype,
+        shape: Some(vec![Dim::Unknown]),
+    })
+}
