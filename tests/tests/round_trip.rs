@@ -13,6 +13,7 @@
     clippy::print_stdout
 )]
 
+use mcc_ir::Tensor;
 use mcc_ir::text::{PrintOptions, parse, print, print_with};
 use mcc_tests::{LIGHT, TRAINED, compare, corpus, load, npy, run_ort, skip_ort};
 
@@ -108,4 +109,124 @@ mod onnx_export {
     use super::*;
     onnx_trained!(lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini);
     onnx_light!(bvlc_alexnet densenet121 inception_v1 inception_v2 resnet50 shufflenet squeezenet vgg19 zfnet512);
+}
+
+/// Stored weights export the way ONNX can say them — int8 and int4 codes through
+/// `DequantizeLinear` (per tensor, per channel, blocked along the last axis), every other
+/// encoding decoded — and ONNX Runtime computes what the evaluator computes.
+#[test]
+fn stored_weights_export_to_onnx_that_onnx_runtime_runs() {
+    use mcc_ir::stored::{Coding, Encoding, Granularity, Layout, Parts, Stored, Values};
+    if mcc_tests::skip_ort() {
+        return;
+    }
+    let (rows, cols) = (6usize, 8usize);
+    let n = rows * cols;
+    let int = |bits: u8, per: Granularity, layout: Layout, coding: Coding| {
+        let groups = match per {
+            Granularity::Tensor => 1,
+            Granularity::Channel(0) => rows,
+            Granularity::Channel(_) => cols,
+            Granularity::Group(g) => n / g as usize,
+        };
+        let keep: Vec<bool> = match layout {
+            Layout::Dense => vec![],
+            _ => (0..n).map(|i| i % 4 != 1).collect(),
+        };
+        let k = if keep.is_empty() {
+            n
+        } else {
+            keep.iter().filter(|&&b| b).count()
+        };
+        let half = 1i32 << (bits - 1);
+        (
+            Encoding {
+                values: Values::Int { bits, per },
+                layout,
+                coding,
+            },
+            Parts {
+                keep,
+                codes: (0..k as i32).map(|i| (i * 7) % (2 * half) - half).collect(),
+                scales: (0..groups).map(|g| 0.01 + 0.003 * g as f32).collect(),
+                zero_points: (0..groups).map(|g| (g % 3) as i8 - 1).collect(),
+                ..Parts::default()
+            },
+        )
+    };
+    let cases = [
+        (
+            int(8, Granularity::Tensor, Layout::Dense, Coding::None),
+            mcc_onnx::StoredForm::DequantizeLinear,
+        ),
+        (
+            int(8, Granularity::Channel(0), Layout::Dense, Coding::Huffman),
+            mcc_onnx::StoredForm::DequantizeLinear,
+        ),
+        (
+            int(4, Granularity::Channel(1), Layout::Dense, Coding::None),
+            mcc_onnx::StoredForm::DequantizeLinear,
+        ),
+        (
+            int(4, Granularity::Group(4), Layout::Dense, Coding::None),
+            mcc_onnx::StoredForm::DequantizeLinear,
+        ),
+        (
+            int(4, Granularity::Group(4), Layout::Bitmask, Coding::None),
+            mcc_onnx::StoredForm::Dense,
+        ),
+        (
+            int(3, Granularity::Tensor, Layout::Dense, Coding::None),
+            mcc_onnx::StoredForm::Dense,
+        ),
+        (
+            (
+                Encoding {
+                    values: Values::Codebook {
+                        bits: 2,
+                        per: Granularity::Tensor,
+                    },
+                    layout: Layout::Csr,
+                    coding: Coding::Huffman,
+                },
+                Parts {
+                    keep: (0..n).map(|i| i % 3 == 0).collect(),
+                    codes: (0..16).map(|i| i % 4).collect(),
+                    centroids: vec![-0.5, -0.1, 0.2, 0.7],
+                    ..Parts::default()
+                },
+            ),
+            mcc_onnx::StoredForm::Dense,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let x = Tensor::from_vec(
+        &[3, cols],
+        (0..3 * cols)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect::<Vec<f32>>(),
+    )
+    .unwrap();
+    let xp = dir.path().join("x.npy");
+    mcc::tensor_io::write_npy(&xp, &x).unwrap();
+    for (i, ((encoding, parts), form)) in cases.into_iter().enumerate() {
+        let stored = Stored::new(encoding, &[rows, cols], &parts)
+            .unwrap_or_else(|e| panic!("{encoding}: {e}"));
+        assert_eq!(mcc_onnx::stored_form(&stored), form, "{encoding}");
+        let mut g = mcc_ir::text::parse(&format!(
+            "graph \"s\" {{\n  input %x: f32[N, {cols}]\n  const %w: f32[{rows}, {cols}] = splat(0.0)\n  node mm = Gemm(%x, %w) {{transB=1}} -> %y: f32[N, {rows}]\n  output %y\n}}\n"
+        ))
+        .unwrap();
+        let w = g.find_value("w").unwrap();
+        g.store_const(w, stored);
+        let path = dir.path().join(format!("m{i}.onnx"));
+        mcc_onnx::export_file(&g, &path).unwrap();
+        let want = mcc_ir::run(&g, std::slice::from_ref(&x)).unwrap().remove(0);
+        let got = mcc_tests::run_ort(&path, std::slice::from_ref(&xp), dir.path());
+        let d = mcc_tests::compare(&got, &want, 1e-5, 1e-6);
+        assert!(
+            d.allclose,
+            "{encoding} ({form:?}): ONNX Runtime differs: {d:?}"
+        );
+    }
 }

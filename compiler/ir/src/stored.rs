@@ -254,6 +254,11 @@ impl Stored {
     pub fn decoded(&self) -> &Tensor {
         &self.decoded
     }
+
+    /// Its parts, read back from the blob (for exporters that can say them).
+    pub fn parts(&self) -> Result<Parts, StoredError> {
+        read_parts(self.encoding, &self.shape, &self.blob)
+    }
 }
 
 /// Maps an element's row-major index to its group.
@@ -483,16 +488,24 @@ impl<'a> Reader<'a> {
 
 /// Decodes a blob to the dense tensor it stands for.
 fn decode(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Tensor, StoredError> {
+    let parts = read_parts(encoding, shape, blob)?;
+    Tensor::from_vec(shape, dense(encoding, shape, &parts)?).map_err(|e| StoredError(e.to_string()))
+}
+
+/// Reads a blob into its parts, checking every length, count and index (codes come back
+/// sign-extended for int values).
+fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts, StoredError> {
     let n = crate::tensor::checked_numel(shape)
         .filter(|&n| n <= crate::tensor::MAX_ELEMENTS)
         .ok_or_else(|| StoredError(format!("a tensor of shape {shape:?} is too large")))?;
     let mut r = Reader { blob, at: 0 };
-    // Layout: the kept positions.
-    let kept: Option<Vec<usize>> = match encoding.layout {
-        Layout::Dense => None,
+    let mut parts = Parts::default();
+    // Layout: which elements are kept.
+    match encoding.layout {
+        Layout::Dense => {}
         Layout::Bitmask => {
             let mask = r.take(n.div_ceil(8))?;
-            Some((0..n).filter(|i| mask[i / 8] >> (i % 8) & 1 == 1).collect())
+            parts.keep = (0..n).map(|i| mask[i / 8] >> (i % 8) & 1 == 1).collect();
         }
         Layout::Csr => {
             let (rows, cols) = rows_cols(shape);
@@ -514,7 +527,7 @@ fn decode(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Tensor, St
                     u16::from_le_bytes([idx[2 * j], idx[2 * j + 1]]) as usize
                 }
             };
-            let mut pos = Vec::with_capacity(k);
+            parts.keep = vec![false; n];
             for row in 0..rows {
                 let mut last = None;
                 for j in ptr[row]..ptr[row + 1] {
@@ -525,50 +538,45 @@ fn decode(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Tensor, St
                         ));
                     }
                     last = Some(c);
-                    pos.push(row * cols + c);
+                    parts.keep[row * cols + c] = true;
                 }
             }
-            Some(pos)
         }
+    }
+    let k = if parts.keep.is_empty() {
+        n
+    } else {
+        parts.keep.iter().filter(|&&b| b).count()
     };
-    let k = kept.as_ref().map_or(n, Vec::len);
-    let at = |j: usize| kept.as_ref().map_or(j, |p| p[j]);
-    let mut out = vec![0f32; n];
     match encoding.values {
         Values::F32 => {
             if encoding.coding != Coding::None {
                 return err("Huffman coding applies to integer and codebook codes, not f32");
             }
-            for (j, v) in r.f32s(k)?.into_iter().enumerate() {
-                out[at(j)] = v;
-            }
+            parts.values = r.f32s(k)?;
         }
         Values::Int { bits, per } => {
             check_bits(bits)?;
-            let (g, group) = groups(per, shape)?;
-            let scales = r.f32s(g)?;
-            let zps: Vec<i32> = r.take(g)?.iter().map(|&b| i32::from(b as i8)).collect();
-            let codes = read_codes(&mut r, encoding.coding, bits, k)?;
-            for (j, s) in codes.into_iter().enumerate() {
+            let (g, _) = groups(per, shape)?;
+            parts.scales = r.f32s(g)?;
+            parts.zero_points = r.take(g)?.iter().map(|&b| b as i8).collect();
+            parts.codes = read_codes(&mut r, encoding.coding, bits, k)?
+                .into_iter()
                 // Sign-extend the b-bit code.
-                let q = ((s << (32 - bits)) as i32) >> (32 - bits);
-                let i = at(j);
-                let gi = group(i);
-                out[i] = (q - zps[gi]) as f32 * scales[gi];
-            }
+                .map(|s| ((s << (32 - bits)) as i32) >> (32 - bits))
+                .collect();
         }
         Values::Codebook { bits, per } => {
             check_bits(bits)?;
             if matches!(per, Granularity::Group(_)) {
                 return err("codebooks are per tensor or per channel");
             }
-            let (g, group) = groups(per, shape)?;
-            let table = r.f32s(g << bits)?;
-            let codes = read_codes(&mut r, encoding.coding, bits, k)?;
-            for (j, s) in codes.into_iter().enumerate() {
-                let i = at(j);
-                out[i] = table[(group(i) << bits) + s as usize];
-            }
+            let (g, _) = groups(per, shape)?;
+            parts.centroids = r.f32s(g << bits)?;
+            parts.codes = read_codes(&mut r, encoding.coding, bits, k)?
+                .into_iter()
+                .map(|s| s as i32)
+                .collect();
         }
     }
     if r.at != blob.len() {
@@ -578,7 +586,39 @@ fn decode(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Tensor, St
             r.at
         ));
     }
-    Tensor::from_vec(shape, out).map_err(|e| StoredError(e.to_string()))
+    Ok(parts)
+}
+
+/// What parts (as read by [`read_parts`]) stand for: the dense elements, row-major.
+fn dense(encoding: Encoding, shape: &[usize], parts: &Parts) -> Result<Vec<f32>, StoredError> {
+    let n: usize = shape.iter().product();
+    let kept: Vec<usize> = if parts.keep.is_empty() {
+        (0..n).collect()
+    } else {
+        (0..n).filter(|&i| parts.keep[i]).collect()
+    };
+    let mut out = vec![0f32; n];
+    match encoding.values {
+        Values::F32 => {
+            for (&i, &v) in kept.iter().zip(&parts.values) {
+                out[i] = v;
+            }
+        }
+        Values::Int { per, .. } => {
+            let (_, group) = groups(per, shape)?;
+            for (&i, &q) in kept.iter().zip(&parts.codes) {
+                let g = group(i);
+                out[i] = (q - i32::from(parts.zero_points[g])) as f32 * parts.scales[g];
+            }
+        }
+        Values::Codebook { bits, per } => {
+            let (_, group) = groups(per, shape)?;
+            for (&i, &q) in kept.iter().zip(&parts.codes) {
+                out[i] = parts.centroids[(group(i) << bits) + q as usize];
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn read_codes(

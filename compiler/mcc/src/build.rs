@@ -428,7 +428,10 @@ fn storage(graph: &Graph, node: mcc_ir::NodeId) -> Option<report::Storage> {
     Some(match graph.stored(w) {
         Some(s) => report::Storage {
             encoding: s.encoding().to_string(),
-            onnx: report::OnnxForm::Dense,
+            onnx: match mcc_onnx::stored_form(s) {
+                mcc_onnx::StoredForm::Dense => report::OnnxForm::Dense,
+                mcc_onnx::StoredForm::DequantizeLinear => report::OnnxForm::DequantizeLinear,
+            },
             kernel: report::KernelForm::ExpandedAtLoad,
         },
         None => report::Storage {

@@ -141,9 +141,11 @@ pub struct Storage {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnnxForm {
-    /// Decoded to a dense f32 initializer (ONNX cannot say the stored form in a way ONNX
-    /// Runtime runs).
+    /// A dense f32 initializer (dense weights, or a stored form ONNX cannot say, decoded).
     Dense,
+    /// Integer codes, scales and zero points through a `DequantizeLinear` node (int8 and int4
+    /// values in a dense layout).
+    DequantizeLinear,
 }
 
 /// How the native code runs a layer's weights.

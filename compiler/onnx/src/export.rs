@@ -10,6 +10,134 @@ use crate::ExportError;
 use crate::pb;
 use crate::tensor::{dtype_code, to_proto};
 
+/// How the exporter writes a stored constant.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StoredForm {
+    /// Decoded, as a dense f32 initializer.
+    Dense,
+    /// As its integer codes, scales and zero points through a `DequantizeLinear` node: int8
+    /// and int4 values in a dense layout, per tensor, per channel, or in groups along the last
+    /// axis that divide it (ONNX's blocked quantization).
+    DequantizeLinear,
+}
+
+/// How [`export`] writes `s`: `DequantizeLinear` where ONNX can say its encoding, else
+/// dense.
+pub fn stored_form(s: &mcc_ir::Stored) -> StoredForm {
+    use mcc_ir::stored::{Granularity, Layout, Values};
+    let e = s.encoding();
+    let ok = match e.values {
+        Values::Int { bits: 4 | 8, per } => {
+            e.layout == Layout::Dense
+                && match per {
+                    Granularity::Tensor => true,
+                    Granularity::Channel(a) => (a as usize) < s.shape().len(),
+                    Granularity::Group(g) => s
+                        .shape()
+                        .last()
+                        .is_some_and(|&d| d > 0 && d % g as usize == 0),
+                }
+        }
+        _ => false,
+    };
+    if ok {
+        StoredForm::DequantizeLinear
+    } else {
+        StoredForm::Dense
+    }
+}
+
+/// The initializers and `DequantizeLinear` node that compute constant `name` from its codes.
+fn dequantize(
+    name: &str,
+    s: &mcc_ir::Stored,
+    fresh: &mut dyn FnMut(String) -> String,
+) -> Option<(Vec<pb::TensorProto>, pb::NodeProto)> {
+    use mcc_ir::stored::{Granularity, Values};
+    let Values::Int { bits, per } = s.encoding().values else {
+        return None;
+    };
+    let parts = s.parts().ok()?;
+    let shape = s.shape();
+    let rank = shape.len();
+    let (scale_shape, axis, block): (Vec<usize>, Option<i64>, Option<i64>) = match per {
+        Granularity::Tensor => (vec![], None, None),
+        Granularity::Channel(a) => (vec![shape[a as usize]], Some(i64::from(a)), None),
+        Granularity::Group(g) => {
+            let mut d = shape.to_vec();
+            let last = d.last_mut()?;
+            *last /= g as usize;
+            (d, Some(rank as i64 - 1), Some(i64::from(g)))
+        }
+    };
+    let dims = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
+    let ty = if bits == 8 {
+        pb::tensor_proto::DataType::Int8
+    } else {
+        pb::tensor_proto::DataType::Int4
+    };
+    // int8: one byte per code; int4: two codes per byte, the first in the low nibble.
+    let pack = |codes: &mut dyn Iterator<Item = i32>| -> Vec<u8> {
+        if bits == 8 {
+            codes.map(|q| q as i8 as u8).collect()
+        } else {
+            let v: Vec<u8> = codes.map(|q| (q as u8) & 0x0f).collect();
+            v.chunks(2)
+                .map(|c| c[0] | c.get(1).map_or(0, |h| h << 4))
+                .collect()
+        }
+    };
+    let tensor =
+        |n: String, d: &[usize], t: pb::tensor_proto::DataType, raw: Vec<u8>| pb::TensorProto {
+            name: Some(n),
+            dims: dims(d),
+            data_type: Some(t as i32),
+            raw_data: Some(raw),
+            ..Default::default()
+        };
+    let (q, sc, zp) = (
+        fresh(format!("{name}.quantized")),
+        fresh(format!("{name}.scale")),
+        fresh(format!("{name}.zero_point")),
+    );
+    let inits = vec![
+        tensor(q.clone(), shape, ty, pack(&mut parts.codes.iter().copied())),
+        tensor(
+            sc.clone(),
+            &scale_shape,
+            pb::tensor_proto::DataType::Float,
+            parts.scales.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
+        tensor(
+            zp.clone(),
+            &scale_shape,
+            ty,
+            pack(&mut parts.zero_points.iter().map(|&z| i32::from(z))),
+        ),
+    ];
+    let mut attribute = vec![];
+    for (key, v) in [("axis", axis), ("block_size", block)] {
+        if let Some(v) = v {
+            attribute.push(pb::AttributeProto {
+                name: Some(key.into()),
+                i: Some(v),
+                r#type: Some(pb::attribute_proto::AttributeType::Int as i32),
+                ..Default::default()
+            });
+        }
+    }
+    let node = pb::NodeProto {
+        name: Some(fresh(format!("{name}.dequantize"))),
+        op_type: Some("DequantizeLinear".into()),
+        domain: Some(String::new()),
+        input: vec![q, sc, zp],
+        output: vec![name.to_string()],
+        attribute,
+        ..Default::default()
+    };
+    Some((inits, node))
+}
+
 /// The `ai.onnx` opset mcc writes.
 pub const EXPORT_OPSET: i64 = 21;
 /// The ONNX IR version matching [`EXPORT_OPSET`].
@@ -100,18 +228,6 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
         let val = graph.value(v);
         g.input.push(value_info(&val.name, &val.ty));
     }
-    for v in graph.consts_in_use_order(&order) {
-        let val = graph.value(v);
-        match &val.def {
-            ValueDef::Const(ConstData::Dense(t)) => g.initializer.push(to_proto(&val.name, t)),
-            // ONNX has no form for these encodings that ONNX Runtime runs on every operator:
-            // stored weights are exported decoded (dense).
-            ValueDef::Const(ConstData::Stored(s)) => {
-                g.initializer.push(to_proto(&val.name, s.decoded()))
-            }
-            _ => return Err(ExportError::Elided(val.name.clone())),
-        }
-    }
     // Names the unfused epilogues may take without clashing with the graph's own.
     let mut taken: std::collections::HashSet<String> = graph
         .value_ids()
@@ -137,6 +253,26 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
         taken.insert(name.clone());
         name
     };
+    for v in graph.consts_in_use_order(&order) {
+        let val = graph.value(v);
+        match &val.def {
+            ValueDef::Const(ConstData::Dense(t)) => g.initializer.push(to_proto(&val.name, t)),
+            ValueDef::Const(ConstData::Stored(s)) => {
+                let dq = (stored_form(s) == StoredForm::DequantizeLinear)
+                    .then(|| dequantize(&val.name, s, &mut fresh))
+                    .flatten();
+                match dq {
+                    Some((inits, node)) => {
+                        g.initializer.extend(inits);
+                        g.node.push(node);
+                    }
+                    // Encodings ONNX cannot say are written decoded.
+                    None => g.initializer.push(to_proto(&val.name, s.decoded())),
+                }
+            }
+            _ => return Err(ExportError::Elided(val.name.clone())),
+        }
+    }
     for n in order {
         let Some(node) = graph.node(n) else { continue };
         let err = |message: String| ExportError::Node {

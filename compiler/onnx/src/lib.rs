@@ -21,5 +21,5 @@ pub mod pb {
 }
 
 pub use error::{ExportError, ImportError};
-pub use export::{EXPORT_OPSET, export, export_file};
+pub use export::{EXPORT_OPSET, StoredForm, export, export_file, stored_form};
 pub use import::{Imported, import, import_bytes};
