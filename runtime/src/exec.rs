@@ -9,7 +9,6 @@ use crate::epilogue::{Bias, Epilogue};
 use crate::gemm::{self, Isa, PackedA, PackedB};
 use crate::pool;
 use crate::program::{Buf, ConvLayout, Program, Src, Step};
-use crate::split::step_flops;
 use crate::threads::{Pool, split};
 use crate::window;
 
@@ -26,12 +25,33 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
         }
         Ok(())
     };
-    let weight = |off: usize, len: usize, what: &str| -> Result<(), String> {
-        if off.checked_add(len).is_none_or(|end| end > weights) {
-            return Err(format!("{what} is outside the weights"));
+    for io in p.inputs.iter().chain(&p.outputs) {
+        arena(&io.buf, &io.name)?;
+        if io.dims.iter().product::<usize>() != io.buf.len {
+            return Err(format!("`{}`: dims do not match its buffer", io.name));
         }
-        Ok(())
-    };
+    }
+    for (i, s) in p.steps.iter().enumerate() {
+        let at = |e: String| format!("step {i} ({}): {e}", s.name());
+        check(s, p.scratch).map_err(at)?;
+        // Bounds, from the step table's buffer and weight fields.
+        s.try_visit_bufs(|field, _, b| arena(&b, &format!("`{field}`")))
+            .map_err(at)?;
+        s.try_visit_weights(|field, off, len| {
+            if off.checked_add(len).is_none_or(|end| end > weights) {
+                return Err(format!("`{field}` is outside the weights"));
+            }
+            Ok(())
+        })
+        .map_err(at)?;
+    }
+    Ok(())
+}
+
+/// Checks what step `s` needs beyond its bounds: that its buffers hold the floats its sizes
+/// say, that its geometry and channel counts are ones its kernels take, and that `scratch`
+/// floats of scratch suffice.
+fn check(s: &Step, scratch: usize) -> Result<(), String> {
     let need = |b: &Buf, n: usize, what: &str| -> Result<(), String> {
         if b.len < n {
             return Err(format!("{what} holds {} floats, the step needs {n}", b.len));
@@ -45,284 +65,196 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
         }
         Ok(())
     };
-    for io in p.inputs.iter().chain(&p.outputs) {
-        arena(&io.buf, &io.name)?;
-        if io.dims.iter().product::<usize>() != io.buf.len {
-            return Err(format!("`{}`: dims do not match its buffer", io.name));
+    match s {
+        Step::Conv {
+            x,
+            y,
+            g,
+            m,
+            groups,
+            residual,
+            layout,
+            ..
+        } => {
+            geo(g)?;
+            let groups = (*groups).max(1);
+            let mc = layout.channels(*m);
+            if let ConvLayout::Blocked { x_blocked } = layout {
+                if groups != 1 || *m == 0 {
+                    return Err("a blocked convolution needs one group".into());
+                }
+                if mc != *m && residual.is_some() {
+                    return Err("a blocked convolution adds a residual on whole blocks only".into());
+                }
+                if *x_blocked && !g.c.is_multiple_of(LANES) {
+                    return Err("a blocked input needs whole blocks".into());
+                }
+                if blocked::needs_padding(g) && blocked::padded_len(g) > scratch {
+                    return Err("the scratch buffer is too small".into());
+                }
+            }
+            if let Some(r) = residual {
+                need(r, m * g.oh * g.ow, "residual")?;
+            }
+            if g.c % groups != 0 || m % groups != 0 {
+                return Err("channels do not divide into the groups".into());
+            }
+            need(x, g.c * g.h * g.w, "input")?;
+            need(y, mc * g.oh * g.ow, "output")?;
+            if *layout == ConvLayout::Gemm
+                && !g.is_pointwise()
+                && conv::scratch_len(g, groups) > scratch
+            {
+                return Err("the scratch buffer is too small".into());
+            }
         }
-    }
-    for (i, s) in p.steps.iter().enumerate() {
-        let at = |e: String| format!("step {i}: {e}");
-        match s {
-            Step::Conv {
-                x,
-                y,
-                g,
-                m,
-                groups,
-                w,
-                bias,
-                residual,
-                layout,
-                ..
-            } => {
-                geo(g).map_err(at)?;
-                let groups = (*groups).max(1);
-                // Output channels as computed: a blocked convolution computes whole blocks
-                // (the last one's padding lanes from zero weights and bias).
-                let mut mc = *m;
-                if let ConvLayout::Blocked { x_blocked } = layout {
-                    mc = m.next_multiple_of(LANES);
-                    if groups != 1 || *m == 0 {
-                        return Err(at("a blocked convolution needs one group".into()));
-                    }
-                    if mc != *m && residual.is_some() {
-                        return Err(at(
-                            "a blocked convolution adds a residual on whole blocks only".into(),
-                        ));
-                    }
-                    if *x_blocked && !g.c.is_multiple_of(LANES) {
-                        return Err(at("a blocked input needs whole blocks".into()));
-                    }
-                    if blocked::needs_padding(g) && blocked::padded_len(g) > p.scratch {
-                        return Err(at("the scratch buffer is too small".into()));
-                    }
-                }
-                if let Some(r) = residual {
-                    need(r, m * g.oh * g.ow, "residual").map_err(at)?;
-                    arena(r, "residual").map_err(at)?;
-                }
-                if g.c % groups != 0 || m % groups != 0 {
-                    return Err(at("channels do not divide into the groups".into()));
-                }
-                need(x, g.c * g.h * g.w, "input").map_err(at)?;
-                need(y, mc * g.oh * g.ow, "output").map_err(at)?;
-                let k = g.c / groups * g.kh * g.kw;
-                if *layout == ConvLayout::Gemm
-                    && !g.is_pointwise()
-                    && conv::scratch_len(g, groups) > p.scratch
-                {
-                    return Err(at("the scratch buffer is too small".into()));
-                }
-                let wlen = match layout {
-                    ConvLayout::Gemm => groups * gemm::pack_a_len(m / groups, k),
-                    ConvLayout::Blocked { .. } => mc * k,
-                };
-                weight(*w, wlen, "weights").map_err(at)?;
-                if let Some(b) = bias {
-                    weight(*b, mc, "bias").map_err(at)?;
-                }
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
+        Step::Depthwise {
+            x,
+            y,
+            g,
+            m,
+            blocked,
+            ..
+        } => {
+            geo(g)?;
+            if g.c == 0 || m % g.c != 0 {
+                return Err("output channels are not a multiple of the input's".into());
             }
-            Step::Depthwise {
-                x,
-                y,
-                g,
-                m,
-                w,
-                bias,
-                blocked,
-                ..
-            } => {
-                geo(g).map_err(at)?;
-                if g.c == 0 || m % g.c != 0 {
-                    return Err(at(
-                        "output channels are not a multiple of the input's".into()
-                    ));
-                }
-                if *blocked && (*m != g.c || !m.is_multiple_of(LANES)) {
-                    return Err(at(
-                        "a blocked depthwise convolution needs whole blocks".into()
-                    ));
-                }
-                need(x, g.c * g.h * g.w, "input").map_err(at)?;
-                need(y, m * g.oh * g.ow, "output").map_err(at)?;
-                weight(*w, m * g.kh * g.kw, "weights").map_err(at)?;
-                if let Some(b) = bias {
-                    weight(*b, *m, "bias").map_err(at)?;
-                }
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
+            if *blocked && (*m != g.c || !m.is_multiple_of(LANES)) {
+                return Err("a blocked depthwise convolution needs whole blocks".into());
             }
-            Step::Dense {
-                x,
-                y,
-                rows,
-                k,
-                n,
-                w,
-                bias,
-                ..
-            } => {
-                need(x, rows * k, "input").map_err(at)?;
-                need(y, rows * n, "output").map_err(at)?;
-                weight(*w, gemm::pack_b_len(*k, *n), "weights").map_err(at)?;
-                if let Some(b) = bias {
-                    weight(*b, *n, "bias").map_err(at)?;
+            need(x, g.c * g.h * g.w, "input")?;
+            need(y, m * g.oh * g.ow, "output")?;
+        }
+        Step::Dense {
+            x, y, rows, k, n, ..
+        } => {
+            need(x, rows * k, "input")?;
+            need(y, rows * n, "output")?;
+        }
+        Step::MaxPool { x, y, g, blocked }
+        | Step::AvgPool {
+            x, y, g, blocked, ..
+        } => {
+            geo(g)?;
+            if *blocked && !g.c.is_multiple_of(LANES) {
+                return Err("a blocked pooling needs whole blocks".into());
+            }
+            need(x, g.c * g.h * g.w, "input")?;
+            need(y, g.c * g.oh * g.ow, "output")?;
+        }
+        Step::GlobalAvgPool {
+            x,
+            y,
+            c,
+            hw,
+            blocked,
+        } => {
+            if *blocked && !c.is_multiple_of(LANES) {
+                return Err("a blocked pooling needs whole blocks".into());
+            }
+            need(x, c * hw, "input")?;
+            need(y, *c, "output")?;
+        }
+        Step::Reorder {
+            x,
+            y,
+            c,
+            hw,
+            to_blocked,
+        } => {
+            // Out of blocks, the last may be partial (a convolution's padding lanes).
+            if *to_blocked && !c.is_multiple_of(LANES) {
+                return Err("a reorder into blocks needs whole blocks".into());
+            }
+            need(x, c.next_multiple_of(LANES) * hw, "input")?;
+            need(y, c * hw, "output")?;
+        }
+        Step::Unary { x, y, .. } | Step::Copy { x, y } => {
+            need(y, x.len, "output")?;
+        }
+        Step::Binary {
+            a,
+            a_strides,
+            b,
+            b_strides,
+            dims,
+            y,
+            ..
+        } => {
+            let n: usize = dims.iter().product();
+            need(y, n, "output")?;
+            for (src, strides) in [(a, a_strides), (b, b_strides)] {
+                if strides.len() != dims.len() {
+                    return Err("strides do not match the dims".into());
                 }
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
-            }
-            Step::MaxPool { x, y, g, blocked }
-            | Step::AvgPool {
-                x, y, g, blocked, ..
-            } => {
-                geo(g).map_err(at)?;
-                if *blocked && !g.c.is_multiple_of(LANES) {
-                    return Err(at("a blocked pooling needs whole blocks".into()));
-                }
-                need(x, g.c * g.h * g.w, "input").map_err(at)?;
-                need(y, g.c * g.oh * g.ow, "output").map_err(at)?;
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
-            }
-            Step::GlobalAvgPool {
-                x,
-                y,
-                c,
-                hw,
-                blocked,
-            } => {
-                if *blocked && !c.is_multiple_of(LANES) {
-                    return Err(at("a blocked pooling needs whole blocks".into()));
-                }
-                need(x, c * hw, "input").map_err(at)?;
-                need(y, *c, "output").map_err(at)?;
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
-            }
-            Step::Reorder {
-                x,
-                y,
-                c,
-                hw,
-                to_blocked,
-            } => {
-                // Out of blocks, the last may be partial (a convolution's padding lanes).
-                if *to_blocked && !c.is_multiple_of(LANES) {
-                    return Err(at("a reorder into blocks needs whole blocks".into()));
-                }
-                need(x, c.next_multiple_of(LANES) * hw, "input").map_err(at)?;
-                need(y, c * hw, "output").map_err(at)?;
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
-            }
-            Step::Unary { x, y, .. } | Step::Copy { x, y } => {
-                need(y, x.len, "output").map_err(at)?;
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
-            }
-            Step::Binary {
-                a,
-                a_strides,
-                b,
-                b_strides,
-                dims,
-                y,
-                ..
-            } => {
-                let n: usize = dims.iter().product();
-                need(y, n, "output").map_err(at)?;
-                arena(y, "output").map_err(at)?;
-                for (src, strides) in [(a, a_strides), (b, b_strides)] {
-                    if strides.len() != dims.len() {
-                        return Err(at("strides do not match the dims".into()));
-                    }
-                    let reach = dims
-                        .iter()
-                        .zip(strides)
-                        .map(|(d, s)| d.saturating_sub(1) * s)
-                        .sum::<usize>()
-                        + 1;
-                    match src {
-                        Src::Arena(buf) => {
-                            need(buf, reach, "operand").map_err(at)?;
-                            arena(buf, "operand").map_err(at)?;
-                        }
-                        Src::Weight { off, len } => {
-                            if *len < reach {
-                                return Err(at("a constant operand is too short".into()));
-                            }
-                            weight(*off, *len, "operand").map_err(at)?;
+                let reach = dims
+                    .iter()
+                    .zip(strides)
+                    .map(|(d, s)| d.saturating_sub(1) * s)
+                    .sum::<usize>()
+                    + 1;
+                match src {
+                    Src::Arena(buf) => need(buf, reach, "operand")?,
+                    Src::Weight { len, .. } => {
+                        if *len < reach {
+                            return Err("a constant operand is too short".into());
                         }
                     }
                 }
             }
-            Step::Affine {
-                x,
-                y,
-                c,
-                inner,
-                scale,
-                shift,
-                ..
-            } => {
-                need(x, c * inner, "input").map_err(at)?;
-                need(y, c * inner, "output").map_err(at)?;
-                weight(*scale, *c, "scale").map_err(at)?;
-                weight(*shift, *c, "shift").map_err(at)?;
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
-            }
-            Step::Concat {
-                y,
-                outer,
-                parts,
-                plane,
-            } => {
-                let total: usize = parts.iter().map(|(_, c)| c).sum();
-                need(y, outer * total, "output").map_err(at)?;
-                arena(y, "output").map_err(at)?;
-                for (b, chunk) in parts {
-                    need(b, outer * chunk, "part").map_err(at)?;
-                    arena(b, "part").map_err(at)?;
-                    if *plane > 0 && !chunk.is_multiple_of(*plane) {
-                        return Err(at(
-                            "a blocked concatenation's part is not whole blocks".into()
-                        ));
-                    }
-                }
-                if *plane > 0 && (*outer != 1 || !plane.is_multiple_of(LANES)) {
-                    return Err(at("a blocked concatenation's blocks are malformed".into()));
+        }
+        Step::Affine { x, y, c, inner, .. } => {
+            need(x, c * inner, "input")?;
+            need(y, c * inner, "output")?;
+        }
+        Step::Concat {
+            y,
+            outer,
+            parts,
+            plane,
+        } => {
+            let total: usize = parts.iter().map(|(_, c)| c).sum();
+            need(y, outer * total, "output")?;
+            for (b, chunk) in parts {
+                need(b, outer * chunk, "part")?;
+                if *plane > 0 && !chunk.is_multiple_of(*plane) {
+                    return Err("a blocked concatenation's part is not whole blocks".into());
                 }
             }
-            Step::Softmax {
-                x, y, rows, cols, ..
-            } => {
-                need(x, rows * cols, "input").map_err(at)?;
-                need(y, rows * cols, "output").map_err(at)?;
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
+            if *plane > 0 && (*outer != 1 || !plane.is_multiple_of(LANES)) {
+                return Err("a blocked concatenation's blocks are malformed".into());
             }
-            Step::Lrn {
-                x, y, c, hw, size, ..
-            } => {
-                if *size == 0 {
-                    return Err(at("LRN size 0".into()));
-                }
-                need(x, c * hw, "input").map_err(at)?;
-                need(y, c * hw, "output").map_err(at)?;
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
+        }
+        Step::Softmax {
+            x, y, rows, cols, ..
+        } => {
+            need(x, rows * cols, "input")?;
+            need(y, rows * cols, "output")?;
+        }
+        Step::Lrn {
+            x, y, c, hw, size, ..
+        } => {
+            if *size == 0 {
+                return Err("LRN size 0".into());
             }
-            Step::Transpose { x, y, dims, perm } => {
-                let n: usize = dims.iter().product();
-                let mut seen = vec![false; dims.len()];
-                for &p in perm {
-                    match seen.get_mut(p) {
-                        Some(s) if !*s => *s = true,
-                        _ => return Err(at("not a permutation".into())),
-                    }
+            need(x, c * hw, "input")?;
+            need(y, c * hw, "output")?;
+        }
+        Step::Transpose { x, y, dims, perm } => {
+            let n: usize = dims.iter().product();
+            let mut seen = vec![false; dims.len()];
+            for &p in perm {
+                match seen.get_mut(p) {
+                    Some(s) if !*s => *s = true,
+                    _ => return Err("not a permutation".into()),
                 }
-                if perm.len() != dims.len() {
-                    return Err(at("not a permutation".into()));
-                }
-                need(x, n, "input").map_err(at)?;
-                need(y, n, "output").map_err(at)?;
-                arena(x, "input").map_err(at)?;
-                arena(y, "output").map_err(at)?;
             }
+            if perm.len() != dims.len() {
+                return Err("not a permutation".into());
+            }
+            need(x, n, "input")?;
+            need(y, n, "output")?;
         }
     }
     Ok(())
@@ -859,7 +791,7 @@ impl<'p> Runner<'p> {
                 slot.get_or_insert(e);
             }
         };
-        let big = step_flops(step) > 2_000_000;
+        let big = step.flops() > 2_000_000;
         // Whether this step splits over the threads: the static plan for this batch
         // (`split.rs`), which also says whether the workers sleep after it. The plan marks
         // only steps that `split::splittable` admits (one sample per thread or fewer, the

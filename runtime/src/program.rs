@@ -6,12 +6,22 @@
 //! `o·B + s·n`. Since every intermediate tensor scales with the batch, planning one sample
 //! plans them all, and the batch stays a run-time parameter.
 //!
-//! The program has a compact binary form ([`Program::encode`] / [`Program::decode`]: a magic
-//! word, a version, then little-endian u64 words) that ahead-of-time builds embed.
+//! The program has a compact binary form ([`Program::encode_schedule`] /
+//! [`Program::decode_schedule`]: a magic word that names the version, then little-endian u64
+//! words) that ahead-of-time builds embed.
+//!
+//! Every kind of [`Step`] is one entry of the `define_steps!` table below: its tag in the
+//! encoding, its fields in the order they are encoded, which fields are arena buffers it reads
+//! or writes and which are ranges of the weights, and its FLOPs. The enum, the encoding, the
+//! buffer and weight visitors (and with them `exec::validate`'s bounds checks and codegen's
+//! offset planning), the step's name and its FLOP count all come from that entry. What a
+//! step means (the sizes its buffers need, the kernel it calls) is the executor's (`exec.rs`).
 
+use crate::blocked::LANES;
 use crate::conv::Geometry;
 use crate::eltwise::BinOp;
 use crate::epilogue::Act;
+use crate::gemm::{pack_a_len, pack_b_len};
 
 /// A tensor in the arena: per-sample offset and length, in floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,60 +71,263 @@ pub enum ConvLayout {
     },
 }
 
-/// One step of the schedule.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Step {
-    /// A convolution as GEMMs with packed weights (one panel set per group).
-    Conv {
+impl ConvLayout {
+    /// Output channels as the kernel computes them: a blocked convolution computes whole
+    /// blocks (the last one's padding lanes from zero weights and bias).
+    pub fn channels(self, m: usize) -> usize {
+        match self {
+            ConvLayout::Gemm => m,
+            ConvLayout::Blocked { .. } => m.next_multiple_of(LANES),
+        }
+    }
+
+    /// Floats of the packed weights of a convolution of `m` output channels in `groups`
+    /// groups over `g`.
+    pub fn weights(self, g: &Geometry, m: usize, groups: usize) -> usize {
+        let groups = groups.max(1);
+        let k = g.c / groups * g.kh * g.kw;
+        match self {
+            ConvLayout::Gemm => groups * pack_a_len(m / groups, k),
+            ConvLayout::Blocked { .. } => self.channels(m) * k,
+        }
+    }
+}
+
+/// How a step uses an arena buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// It reads it.
+    Read,
+    /// It writes it.
+    Write,
+}
+
+/// Defines [`Step`] and everything mechanical about it from one table, an entry per kind of
+/// step:
+///
+/// ```text
+/// /// What the step computes.
+/// Name = tag {
+///     /// What the field is.
+///     field: Type => role,
+///     field: Type,
+/// } flops = expression;
+/// ```
+///
+/// - `tag` is the step's first word in the encoding; its fields follow in the order written,
+///   each as its type's [`Encoded`] form.
+/// - A field's `role`, if it has one: `read` for arena buffers the step reads (`Buf`,
+///   `Option<Buf>`, `Src`, whose constant form is a range of the weights, or
+///   `Vec<(Buf, usize)>`); `write` for the one `Buf` it writes; `weights(n)` for an offset
+///   (`usize`, or `Option<usize>` when optional) of `n` floats in the weights.
+/// - `flops` is its arithmetic on one sample (a multiply-add counts two), left out for the
+///   memory-bound steps (0).
+///
+/// `n` and `flops` are expressions over the entry's fields, bound by reference. Tags are
+/// unique and each entry has exactly one `write` field, or the table does not compile.
+///
+/// From it come: the enum; [`Step::name`]; [`Step::flops`]; the visitors
+/// [`Step::try_visit_bufs`], [`Step::visit_bufs_mut`], [`Step::try_visit_weights`] (and
+/// [`Step::reads`], [`Step::writes`]); the encoding and decoding.
+macro_rules! define_steps {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident = $tag:literal {
+            $( $(#[$fdoc:meta])* $field:ident : $ty:ty $(=> $role:ident $(($n:expr))?)? ),* $(,)?
+        } $(flops = $flops:expr)?;
+    )*) => {
+        /// One step of the schedule (defined by the `define_steps!` table in `program.rs`).
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Step {
+            $( $(#[$doc])* $name { $( $(#[$fdoc])* $field: $ty, )* }, )*
+        }
+
+        impl Step {
+            /// Its kind, as the table names it.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Step::$name { .. } => stringify!($name), )*
+                }
+            }
+
+            /// Its arithmetic on one sample, in FLOPs (a multiply-add counts two); 0 for the
+            /// memory-bound steps.
+            #[allow(unused_variables)]
+            pub fn flops(&self) -> usize {
+                match self {
+                    $( Step::$name { $($field),* } => step_field!(flops $($flops)?), )*
+                }
+            }
+
+            /// Calls `f` with every arena buffer of the step, the field that holds it and
+            /// whether the step reads or writes it, in the table's order; stops at the first
+            /// error.
+            #[allow(unused_variables)]
+            pub fn try_visit_bufs<E>(
+                &self,
+                mut f: impl FnMut(&'static str, Access, Buf) -> Result<(), E>,
+            ) -> Result<(), E> {
+                match self {
+                    $( Step::$name { $($field),* } => {
+                        $( $( step_field!(visit $role, $field, f); )? )*
+                    } )*
+                }
+                Ok(())
+            }
+
+            /// Calls `f` with every arena buffer of the step, to change it (codegen's
+            /// offset planning).
+            #[allow(unused_variables)]
+            pub fn visit_bufs_mut(&mut self, mut f: impl FnMut(&mut Buf)) {
+                match self {
+                    $( Step::$name { $($field),* } => {
+                        $( $( step_field!(visit_mut $role, $field, f); )? )*
+                    } )*
+                }
+            }
+
+            /// Calls `f` with every range of the weights the step reads (the field, the
+            /// offset, the floats); stops at the first error.
+            #[allow(unused_variables)]
+            pub fn try_visit_weights<E>(
+                &self,
+                mut f: impl FnMut(&'static str, usize, usize) -> Result<(), E>,
+            ) -> Result<(), E> {
+                match self {
+                    $( Step::$name { $($field),* } => {
+                        $( $( step_field!(weights $role $(($n))?, $field, f); )? )*
+                    } )*
+                }
+                Ok(())
+            }
+
+            /// The arena buffer the step writes (an entry without exactly one `write` field
+            /// does not compile: none leaves this arm without a value, two make one
+            /// unreachable).
+            #[allow(unused_variables)]
+            #[deny(unreachable_code)]
+            pub fn writes(&self) -> Buf {
+                match self {
+                    $( Step::$name { $($field),* } => {
+                        $( $( step_field!(writes $role, $field); )? )*
+                    } )*
+                }
+            }
+
+            fn encode(&self, w: &mut W) {
+                match self {
+                    $( Step::$name { $($field),* } => {
+                        w.word($tag);
+                        $( Encoded::put($field, w); )*
+                    } )*
+                }
+            }
+
+            /// Two entries with one tag do not compile: the second's arm is unreachable.
+            #[deny(unreachable_patterns)]
+            fn decode(r: &mut R) -> Option<Step> {
+                Some(match r.word()? {
+                    $( $tag => Step::$name { $( $field: Encoded::get(r)?, )* }, )*
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+
+/// One field's part of a method [`define_steps!`] generates, by the field's role.
+macro_rules! step_field {
+    (flops) => {
+        0
+    };
+    (flops $flops:expr) => {
+        $flops
+    };
+    (visit read, $field:ident, $f:ident) => {
+        Operand::visit($field, &mut |b| $f(stringify!($field), Access::Read, b))?
+    };
+    (visit write, $field:ident, $f:ident) => {
+        $f(stringify!($field), Access::Write, *$field)?
+    };
+    (visit weights, $field:ident, $f:ident) => {};
+    (visit_mut read, $field:ident, $f:ident) => {
+        Operand::visit_mut($field, &mut $f)
+    };
+    (visit_mut write, $field:ident, $f:ident) => {
+        $f($field)
+    };
+    (visit_mut weights, $field:ident, $f:ident) => {};
+    (weights read, $field:ident, $f:ident) => {
+        Operand::visit_weights($field, &mut |off, n| $f(stringify!($field), off, n))?
+    };
+    (weights write, $field:ident, $f:ident) => {};
+    (weights weights($n:expr), $field:ident, $f:ident) => {
+        if let Some(off) = WeightOffset::offset($field) {
+            $f(stringify!($field), off, $n)?;
+        }
+    };
+    (writes write, $field:ident) => {
+        return *$field
+    };
+    (writes $role:ident, $field:ident) => {};
+}
+
+define_steps! {
+    /// A convolution: as GEMMs with packed weights (one panel set per group), or on
+    /// channel blocks (`layout`).
+    Conv = 0 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Window geometry.
         g: Geometry,
         /// Output channels.
         m: usize,
         /// Groups.
         groups: usize,
-        /// Offset of the packed weights (groups × `pack_a_len(m/groups, c/groups·kh·kw)`).
-        w: usize,
-        /// Offset of the bias (m floats).
-        bias: Option<usize>,
+        /// Offset of the packed weights (groups × `pack_a_len(m/groups, c/groups·kh·kw)`, or
+        /// `blocked::pack_conv`'s whole blocks).
+        w: usize => weights(layout.weights(g, *m, *groups)),
+        /// Offset of the bias (m floats, or whole blocks of them when blocked).
+        bias: Option<usize> => weights(layout.channels(*m)),
         /// A tensor shaped like the output, added before the activation (a residual
         /// connection fused into the convolution).
-        residual: Option<Buf>,
+        residual: Option<Buf> => read,
         /// Activation.
         act: Act,
         /// Layout and kernel.
         layout: ConvLayout,
-    },
+    } flops = 2 * m * g.c / (*groups).max(1) * g.kh * g.kw * g.oh * g.ow;
+
     /// A depthwise convolution (each output channel reads one input channel).
     /// Channel-blocked when `blocked` (one output channel per input channel, weights packed
     /// by `blocked::pack_depthwise`).
-    Depthwise {
+    Depthwise = 1 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Window geometry.
         g: Geometry,
         /// Output channels.
         m: usize,
         /// Offset of the weights (`m·kh·kw`).
-        w: usize,
+        w: usize => weights(m * g.kh * g.kw),
         /// Offset of the bias.
-        bias: Option<usize>,
+        bias: Option<usize> => weights(*m),
         /// Activation.
         act: Act,
         /// Channel-blocked input and output.
         blocked: bool,
-    },
+    } flops = 2 * m * g.kh * g.kw * g.oh * g.ow;
+
     /// A fully connected layer: each sample's `rows × k` times packed `k × n`.
-    Dense {
+    Dense = 2 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Rows per sample.
         rows: usize,
         /// Depth.
@@ -122,29 +335,31 @@ pub enum Step {
         /// Columns.
         n: usize,
         /// Offset of the packed weights (`pack_b_len(k, n)`).
-        w: usize,
+        w: usize => weights(pack_b_len(*k, *n)),
         /// Offset of the bias (n floats).
-        bias: Option<usize>,
+        bias: Option<usize> => weights(*n),
         /// Activation.
         act: Act,
-    },
+    } flops = 2 * rows * k * n;
+
     /// Max pooling.
-    MaxPool {
+    MaxPool = 3 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Window geometry.
         g: Geometry,
         /// Channel-blocked input and output.
         blocked: bool,
-    },
+    };
+
     /// Average pooling.
-    AvgPool {
+    AvgPool = 4 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Window geometry.
         g: Geometry,
         /// Whether padding counts in the divisor.
@@ -155,50 +370,40 @@ pub enum Step {
         pr: usize,
         /// Channel-blocked input and output.
         blocked: bool,
-    },
+    };
+
     /// Global average pooling of `c` channels of `hw` values.
-    GlobalAvgPool {
+    GlobalAvgPool = 5 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Channels.
         c: usize,
         /// Values per channel.
         hw: usize,
         /// Channel-blocked input (the output, one value per channel, is the same either way).
         blocked: bool,
-    },
-    /// Between layouts: NCHW → NCHW16c (`to_blocked`) or back, `c` a multiple of 16.
-    Reorder {
-        /// Input.
-        x: Buf,
-        /// Output.
-        y: Buf,
-        /// Channels.
-        c: usize,
-        /// Pixels per channel.
-        hw: usize,
-        /// The direction.
-        to_blocked: bool,
-    },
+    };
+
     /// `y = act(x)`.
-    Unary {
+    Unary = 6 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Activation.
         act: Act,
-    },
+    };
+
     /// `y = act(a op b)` with broadcasting (strides per axis; 0 broadcasts).
-    Binary {
+    Binary = 7 {
         /// Left operand.
-        a: Src,
+        a: Src => read,
         /// Its strides.
         a_strides: Vec<usize>,
         /// Right operand.
-        b: Src,
+        b: Src => read,
         /// Its strides.
         b_strides: Vec<usize>,
         /// Output dims (per sample).
@@ -208,57 +413,61 @@ pub enum Step {
         /// Activation after it.
         act: Act,
         /// Output.
-        y: Buf,
-    },
+        y: Buf => write,
+    };
+
     /// `y[c, i] = act(scale[c]·x[c, i] + shift[c])`.
-    Affine {
+    Affine = 8 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Channels.
         c: usize,
         /// Values per channel.
         inner: usize,
         /// Offset of the scales.
-        scale: usize,
+        scale: usize => weights(*c),
         /// Offset of the shifts.
-        shift: usize,
+        shift: usize => weights(*c),
         /// Activation.
         act: Act,
-    },
+    };
+
     /// Concatenation: for each of `outer` blocks, each part's chunk in turn.
-    Concat {
+    Concat = 9 {
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Blocks per sample.
         outer: usize,
-        /// Inputs and their chunk sizes.
-        parts: Vec<(Buf, usize)>,
         /// Floats of one block of 16 channels when the parts are channel blocks
         /// (`[blocks][pixels][16]`, `outer` 1): one sample's copy then splits its pixels over
         /// the threads, as the convolutions that wrote the parts did. 0 otherwise.
         plane: usize,
-    },
+        /// Inputs and their chunk sizes.
+        parts: Vec<(Buf, usize)> => read,
+    };
+
     /// Softmax (or log-softmax) of `rows` rows of `cols`.
-    Softmax {
+    Softmax = 10 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Rows per sample.
         rows: usize,
         /// Row length.
         cols: usize,
         /// Log-softmax.
         log: bool,
-    },
+    };
+
     /// Local response normalization.
-    Lrn {
+    Lrn = 11 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Channels.
         c: usize,
         /// Values per channel.
@@ -271,25 +480,139 @@ pub enum Step {
         beta: f32,
         /// Bias.
         bias: f32,
-    },
+    };
+
     /// Axis permutation of a sample.
-    Transpose {
+    Transpose = 12 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
+        y: Buf => write,
         /// Input dims (per sample).
         dims: Vec<usize>,
         /// Permutation.
         perm: Vec<usize>,
-    },
+    };
+
     /// A copy.
-    Copy {
+    Copy = 13 {
         /// Input.
-        x: Buf,
+        x: Buf => read,
         /// Output.
-        y: Buf,
-    },
+        y: Buf => write,
+    };
+
+    /// Between layouts: NCHW → NCHW16c (`to_blocked`) or back, `c` a multiple of 16.
+    Reorder = 14 {
+        /// Input.
+        x: Buf => read,
+        /// Output.
+        y: Buf => write,
+        /// Channels.
+        c: usize,
+        /// Pixels per channel.
+        hw: usize,
+        /// The direction.
+        to_blocked: bool,
+    };
+}
+
+impl Step {
+    /// The arena buffers the step reads, in the table's order.
+    pub fn reads(&self) -> Vec<Buf> {
+        let mut out = vec![];
+        let Ok(()) = self.try_visit_bufs(|_, access, b| {
+            if access == Access::Read {
+                out.push(b);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        out
+    }
+}
+
+/// A step field that holds arena buffers (a `read` or `write` field of the table).
+trait Operand {
+    /// Calls `f` with each buffer.
+    fn visit<E>(&self, f: &mut impl FnMut(Buf) -> Result<(), E>) -> Result<(), E>;
+    /// Calls `f` with each buffer, to change it.
+    fn visit_mut(&mut self, f: &mut impl FnMut(&mut Buf));
+    /// Calls `f` with each range of the weights held in place of a buffer (offset, floats).
+    fn visit_weights<E>(
+        &self,
+        _f: &mut impl FnMut(usize, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+impl Operand for Buf {
+    fn visit<E>(&self, f: &mut impl FnMut(Buf) -> Result<(), E>) -> Result<(), E> {
+        f(*self)
+    }
+    fn visit_mut(&mut self, f: &mut impl FnMut(&mut Buf)) {
+        f(self)
+    }
+}
+
+impl Operand for Option<Buf> {
+    fn visit<E>(&self, f: &mut impl FnMut(Buf) -> Result<(), E>) -> Result<(), E> {
+        self.map_or(Ok(()), f)
+    }
+    fn visit_mut(&mut self, f: &mut impl FnMut(&mut Buf)) {
+        if let Some(b) = self {
+            f(b);
+        }
+    }
+}
+
+impl Operand for Src {
+    fn visit<E>(&self, f: &mut impl FnMut(Buf) -> Result<(), E>) -> Result<(), E> {
+        match self {
+            Src::Arena(b) => f(*b),
+            Src::Weight { .. } => Ok(()),
+        }
+    }
+    fn visit_mut(&mut self, f: &mut impl FnMut(&mut Buf)) {
+        if let Src::Arena(b) = self {
+            f(b);
+        }
+    }
+    fn visit_weights<E>(&self, f: &mut impl FnMut(usize, usize) -> Result<(), E>) -> Result<(), E> {
+        match self {
+            Src::Arena(_) => Ok(()),
+            Src::Weight { off, len } => f(*off, *len),
+        }
+    }
+}
+
+impl Operand for Vec<(Buf, usize)> {
+    fn visit<E>(&self, f: &mut impl FnMut(Buf) -> Result<(), E>) -> Result<(), E> {
+        self.iter().try_for_each(|(b, _)| f(*b))
+    }
+    fn visit_mut(&mut self, f: &mut impl FnMut(&mut Buf)) {
+        for (b, _) in self {
+            f(b);
+        }
+    }
+}
+
+/// A step field that is an offset into the weights (a `weights(n)` field of the table).
+trait WeightOffset {
+    /// The offset, if there is one.
+    fn offset(&self) -> Option<usize>;
+}
+
+impl WeightOffset for usize {
+    fn offset(&self) -> Option<usize> {
+        Some(*self)
+    }
+}
+
+impl WeightOffset for Option<usize> {
+    fn offset(&self) -> Option<usize> {
+        *self
+    }
 }
 
 /// A compiled model.
@@ -317,78 +640,8 @@ const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG3");
 struct W(Vec<u64>);
 
 impl W {
-    fn u(&mut self, v: usize) {
-        self.0.push(v as u64);
-    }
-    fn f(&mut self, v: f32) {
-        self.0.push(u64::from(v.to_bits()));
-    }
-    fn b(&mut self, v: bool) {
-        self.0.push(u64::from(v));
-    }
-    fn buf(&mut self, b: Buf) {
-        self.u(b.off);
-        self.u(b.len);
-    }
-    fn opt(&mut self, v: Option<usize>) {
-        match v {
-            None => self.0.push(u64::MAX),
-            Some(v) => self.u(v),
-        }
-    }
-    fn list(&mut self, v: &[usize]) {
-        self.u(v.len());
-        for &x in v {
-            self.u(x);
-        }
-    }
-    fn str(&mut self, s: &str) {
-        self.u(s.len());
-        for chunk in s.as_bytes().chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0.push(u64::from_le_bytes(b));
-        }
-    }
-    fn geo(&mut self, g: &Geometry) {
-        for v in [
-            g.c, g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
-        ] {
-            self.u(v);
-        }
-    }
-    fn act(&mut self, a: Act) {
-        let (code, p, q) = match a {
-            Act::None => (0, 0.0, 0.0),
-            Act::Relu => (1, 0.0, 0.0),
-            Act::Clip(lo, hi) => (2, lo, hi),
-            Act::LeakyRelu(x) => (3, x, 0.0),
-            Act::Sigmoid => (4, 0.0, 0.0),
-            Act::HardSigmoid(x, y) => (5, x, y),
-            Act::HardSwish => (6, 0.0, 0.0),
-            Act::Tanh => (7, 0.0, 0.0),
-        };
-        self.u(code);
-        self.f(p);
-        self.f(q);
-    }
-    fn src(&mut self, s: Src) {
-        match s {
-            Src::Arena(b) => {
-                self.u(0);
-                self.buf(b);
-            }
-            Src::Weight { off, len } => {
-                self.u(1);
-                self.u(off);
-                self.u(len);
-            }
-        }
-    }
-    fn io(&mut self, io: &Io) {
-        self.str(&io.name);
-        self.list(&io.dims);
-        self.buf(io.buf);
+    fn word(&mut self, v: u64) {
+        self.0.push(v);
     }
 }
 
@@ -401,67 +654,196 @@ impl R<'_> {
         self.1 += 1;
         Some(v)
     }
-    fn u(&mut self) -> Option<usize> {
-        usize::try_from(self.word()?).ok()
+}
+
+/// A value's form in the schedule's words.
+trait Encoded: Sized {
+    /// Appends it.
+    fn put(&self, w: &mut W);
+    /// Reads it back (`None`: the words do not hold one).
+    fn get(r: &mut R) -> Option<Self>;
+}
+
+/// One word.
+impl Encoded for usize {
+    fn put(&self, w: &mut W) {
+        w.word(*self as u64);
     }
-    fn f(&mut self) -> Option<f32> {
-        Some(f32::from_bits(u32::try_from(self.word()?).ok()?))
+    fn get(r: &mut R) -> Option<Self> {
+        usize::try_from(r.word()?).ok()
     }
-    fn b(&mut self) -> Option<bool> {
-        Some(self.word()? != 0)
+}
+
+/// One word: its bits.
+impl Encoded for f32 {
+    fn put(&self, w: &mut W) {
+        w.word(u64::from(self.to_bits()));
     }
-    fn buf(&mut self) -> Option<Buf> {
-        Some(Buf {
-            off: self.u()?,
-            len: self.u()?,
-        })
+    fn get(r: &mut R) -> Option<Self> {
+        Some(f32::from_bits(u32::try_from(r.word()?).ok()?))
     }
-    fn opt(&mut self) -> Option<Option<usize>> {
-        let w = self.word()?;
+}
+
+/// One word, 0 or 1 (read back: any other than 0 is true).
+impl Encoded for bool {
+    fn put(&self, w: &mut W) {
+        w.word(u64::from(*self));
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        Some(r.word()? != 0)
+    }
+}
+
+/// One word, `u64::MAX` for none.
+impl Encoded for Option<usize> {
+    fn put(&self, w: &mut W) {
+        match self {
+            None => w.word(u64::MAX),
+            Some(v) => v.put(w),
+        }
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        let w = r.word()?;
         Some(if w == u64::MAX {
             None
         } else {
             Some(usize::try_from(w).ok()?)
         })
     }
-    fn list(&mut self) -> Option<Vec<usize>> {
-        let n = self.u()?;
-        if n > self.0.len() {
+}
+
+/// Offset, length.
+impl Encoded for Buf {
+    fn put(&self, w: &mut W) {
+        self.off.put(w);
+        self.len.put(w);
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        Some(Buf {
+            off: Encoded::get(r)?,
+            len: Encoded::get(r)?,
+        })
+    }
+}
+
+/// 0, or 1 and the buffer.
+impl Encoded for Option<Buf> {
+    fn put(&self, w: &mut W) {
+        usize::from(self.is_some()).put(w);
+        if let Some(b) = self {
+            b.put(w);
+        }
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        match usize::get(r)? {
+            0 => Some(None),
+            1 => Some(Some(Buf::get(r)?)),
+            _ => None,
+        }
+    }
+}
+
+/// The length, then the elements (at most as many as there are words in all).
+impl<T: Encoded> Encoded for Vec<T> {
+    fn put(&self, w: &mut W) {
+        self.len().put(w);
+        for x in self {
+            x.put(w);
+        }
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        let n = usize::get(r)?;
+        if n > r.0.len() {
             return None;
         }
-        (0..n).map(|_| self.u()).collect()
+        (0..n).map(|_| T::get(r)).collect()
     }
-    fn str(&mut self) -> Option<String> {
-        let n = self.u()?;
-        if n > 8 * self.0.len() {
+}
+
+/// One, then the other.
+impl<A: Encoded, B: Encoded> Encoded for (A, B) {
+    fn put(&self, w: &mut W) {
+        self.0.put(w);
+        self.1.put(w);
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        Some((A::get(r)?, B::get(r)?))
+    }
+}
+
+/// The byte length, then the bytes, 8 to a word (the last zero-padded).
+impl Encoded for String {
+    fn put(&self, w: &mut W) {
+        self.len().put(w);
+        for chunk in self.as_bytes().chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            w.word(u64::from_le_bytes(b));
+        }
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        let n = usize::get(r)?;
+        if n > 8 * r.0.len() {
             return None;
         }
         let mut bytes = Vec::with_capacity(n);
         for _ in 0..n.div_ceil(8) {
-            bytes.extend(self.word()?.to_le_bytes());
+            bytes.extend(r.word()?.to_le_bytes());
         }
         bytes.truncate(n);
         String::from_utf8(bytes).ok()
     }
-    fn geo(&mut self) -> Option<Geometry> {
+}
+
+/// Its 13 fields in declaration order.
+impl Encoded for Geometry {
+    fn put(&self, w: &mut W) {
+        let g = self;
+        for v in [
+            g.c, g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl,
+        ] {
+            v.put(w);
+        }
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        let mut u = || usize::get(r);
         Some(Geometry {
-            c: self.u()?,
-            h: self.u()?,
-            w: self.u()?,
-            oh: self.u()?,
-            ow: self.u()?,
-            kh: self.u()?,
-            kw: self.u()?,
-            sh: self.u()?,
-            sw: self.u()?,
-            dh: self.u()?,
-            dw: self.u()?,
-            pt: self.u()?,
-            pl: self.u()?,
+            c: u()?,
+            h: u()?,
+            w: u()?,
+            oh: u()?,
+            ow: u()?,
+            kh: u()?,
+            kw: u()?,
+            sh: u()?,
+            sw: u()?,
+            dh: u()?,
+            dw: u()?,
+            pt: u()?,
+            pl: u()?,
         })
     }
-    fn act(&mut self) -> Option<Act> {
-        let (code, p, q) = (self.u()?, self.f()?, self.f()?);
+}
+
+/// A code, then two parameters (0 where unused).
+impl Encoded for Act {
+    fn put(&self, w: &mut W) {
+        let (code, p, q) = match *self {
+            Act::None => (0usize, 0.0, 0.0),
+            Act::Relu => (1, 0.0, 0.0),
+            Act::Clip(lo, hi) => (2, lo, hi),
+            Act::LeakyRelu(x) => (3, x, 0.0),
+            Act::Sigmoid => (4, 0.0, 0.0),
+            Act::HardSigmoid(x, y) => (5, x, y),
+            Act::HardSwish => (6, 0.0, 0.0),
+            Act::Tanh => (7, 0.0, 0.0),
+        };
+        code.put(w);
+        p.put(w);
+        q.put(w);
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        let (code, p, q) = (usize::get(r)?, f32::get(r)?, f32::get(r)?);
         Some(match code {
             0 => Act::None,
             1 => Act::Relu,
@@ -474,449 +856,77 @@ impl R<'_> {
             _ => return None,
         })
     }
-    fn src(&mut self) -> Option<Src> {
-        Some(match self.u()? {
-            0 => Src::Arena(self.buf()?),
+}
+
+/// 0 and the buffer, or 1, offset and length.
+impl Encoded for Src {
+    fn put(&self, w: &mut W) {
+        match *self {
+            Src::Arena(b) => {
+                0usize.put(w);
+                b.put(w);
+            }
+            Src::Weight { off, len } => {
+                1usize.put(w);
+                off.put(w);
+                len.put(w);
+            }
+        }
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        Some(match usize::get(r)? {
+            0 => Src::Arena(Buf::get(r)?),
             1 => Src::Weight {
-                off: self.u()?,
-                len: self.u()?,
+                off: usize::get(r)?,
+                len: usize::get(r)?,
             },
             _ => return None,
-        })
-    }
-    fn io(&mut self) -> Option<Io> {
-        Some(Io {
-            name: self.str()?,
-            dims: self.list()?,
-            buf: self.buf()?,
         })
     }
 }
 
-impl Step {
-    /// The arena buffers the step reads.
-    pub fn reads(&self) -> Vec<Buf> {
-        let arena = |s: &Src| match s {
-            Src::Arena(b) => Some(*b),
-            Src::Weight { .. } => None,
+/// Its [`BinOp::code`].
+impl Encoded for BinOp {
+    fn put(&self, w: &mut W) {
+        usize::from(self.code()).put(w);
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        BinOp::from_code(u8::try_from(usize::get(r)?).ok()?)
+    }
+}
+
+/// 0 for GEMM; blocked: 1 from a plain input, 2 from a blocked one.
+impl Encoded for ConvLayout {
+    fn put(&self, w: &mut W) {
+        let code: usize = match self {
+            ConvLayout::Gemm => 0,
+            ConvLayout::Blocked { x_blocked: false } => 1,
+            ConvLayout::Blocked { x_blocked: true } => 2,
         };
-        match self {
-            Step::Conv { x, residual, .. } => std::iter::once(*x).chain(*residual).collect(),
-            Step::Depthwise { x, .. }
-            | Step::Dense { x, .. }
-            | Step::MaxPool { x, .. }
-            | Step::AvgPool { x, .. }
-            | Step::GlobalAvgPool { x, .. }
-            | Step::Unary { x, .. }
-            | Step::Affine { x, .. }
-            | Step::Softmax { x, .. }
-            | Step::Lrn { x, .. }
-            | Step::Transpose { x, .. }
-            | Step::Reorder { x, .. }
-            | Step::Copy { x, .. } => vec![*x],
-            Step::Binary { a, b, .. } => arena(a).into_iter().chain(arena(b)).collect(),
-            Step::Concat { parts, .. } => parts.iter().map(|(p, _)| *p).collect(),
-        }
+        code.put(w);
     }
-
-    /// The arena buffer the step writes.
-    pub fn writes(&self) -> Buf {
-        match self {
-            Step::Conv { y, .. }
-            | Step::Depthwise { y, .. }
-            | Step::Dense { y, .. }
-            | Step::MaxPool { y, .. }
-            | Step::AvgPool { y, .. }
-            | Step::GlobalAvgPool { y, .. }
-            | Step::Unary { y, .. }
-            | Step::Affine { y, .. }
-            | Step::Softmax { y, .. }
-            | Step::Lrn { y, .. }
-            | Step::Transpose { y, .. }
-            | Step::Reorder { y, .. }
-            | Step::Copy { y, .. }
-            | Step::Binary { y, .. }
-            | Step::Concat { y, .. } => *y,
-        }
-    }
-
-    fn encode(&self, w: &mut W) {
-        match self {
-            Step::Conv {
-                x,
-                y,
-                g,
-                m,
-                groups,
-                w: wo,
-                bias,
-                residual,
-                act,
-                layout,
-            } => {
-                w.u(0);
-                w.buf(*x);
-                w.buf(*y);
-                w.geo(g);
-                w.u(*m);
-                w.u(*groups);
-                w.u(*wo);
-                w.opt(*bias);
-                w.u(usize::from(residual.is_some()));
-                if let Some(b) = residual {
-                    w.buf(*b);
-                }
-                w.act(*act);
-                w.u(match layout {
-                    ConvLayout::Gemm => 0,
-                    ConvLayout::Blocked { x_blocked: false } => 1,
-                    ConvLayout::Blocked { x_blocked: true } => 2,
-                });
-            }
-            Step::Depthwise {
-                x,
-                y,
-                g,
-                m,
-                w: wo,
-                bias,
-                act,
-                blocked,
-            } => {
-                w.u(1);
-                w.buf(*x);
-                w.buf(*y);
-                w.geo(g);
-                w.u(*m);
-                w.u(*wo);
-                w.opt(*bias);
-                w.act(*act);
-                w.b(*blocked);
-            }
-            Step::Dense {
-                x,
-                y,
-                rows,
-                k,
-                n,
-                w: wo,
-                bias,
-                act,
-            } => {
-                w.u(2);
-                w.buf(*x);
-                w.buf(*y);
-                w.u(*rows);
-                w.u(*k);
-                w.u(*n);
-                w.u(*wo);
-                w.opt(*bias);
-                w.act(*act);
-            }
-            Step::MaxPool { x, y, g, blocked } => {
-                w.u(3);
-                w.buf(*x);
-                w.buf(*y);
-                w.geo(g);
-                w.b(*blocked);
-            }
-            Step::AvgPool {
-                x,
-                y,
-                g,
-                count_pad,
-                pb,
-                pr,
-                blocked,
-            } => {
-                w.u(4);
-                w.buf(*x);
-                w.buf(*y);
-                w.geo(g);
-                w.b(*count_pad);
-                w.u(*pb);
-                w.u(*pr);
-                w.b(*blocked);
-            }
-            Step::GlobalAvgPool {
-                x,
-                y,
-                c,
-                hw,
-                blocked,
-            } => {
-                w.u(5);
-                w.buf(*x);
-                w.buf(*y);
-                w.u(*c);
-                w.u(*hw);
-                w.b(*blocked);
-            }
-            Step::Reorder {
-                x,
-                y,
-                c,
-                hw,
-                to_blocked,
-            } => {
-                w.u(14);
-                w.buf(*x);
-                w.buf(*y);
-                w.u(*c);
-                w.u(*hw);
-                w.b(*to_blocked);
-            }
-            Step::Unary { x, y, act } => {
-                w.u(6);
-                w.buf(*x);
-                w.buf(*y);
-                w.act(*act);
-            }
-            Step::Binary {
-                a,
-                a_strides,
-                b,
-                b_strides,
-                dims,
-                op,
-                act,
-                y,
-            } => {
-                w.u(7);
-                w.src(*a);
-                w.list(a_strides);
-                w.src(*b);
-                w.list(b_strides);
-                w.list(dims);
-                w.u(usize::from(op.code()));
-                w.act(*act);
-                w.buf(*y);
-            }
-            Step::Affine {
-                x,
-                y,
-                c,
-                inner,
-                scale,
-                shift,
-                act,
-            } => {
-                w.u(8);
-                w.buf(*x);
-                w.buf(*y);
-                w.u(*c);
-                w.u(*inner);
-                w.u(*scale);
-                w.u(*shift);
-                w.act(*act);
-            }
-            Step::Concat {
-                y,
-                outer,
-                parts,
-                plane,
-            } => {
-                w.u(9);
-                w.buf(*y);
-                w.u(*outer);
-                w.u(*plane);
-                w.u(parts.len());
-                for (b, chunk) in parts {
-                    w.buf(*b);
-                    w.u(*chunk);
-                }
-            }
-            Step::Softmax {
-                x,
-                y,
-                rows,
-                cols,
-                log,
-            } => {
-                w.u(10);
-                w.buf(*x);
-                w.buf(*y);
-                w.u(*rows);
-                w.u(*cols);
-                w.b(*log);
-            }
-            Step::Lrn {
-                x,
-                y,
-                c,
-                hw,
-                size,
-                alpha,
-                beta,
-                bias,
-            } => {
-                w.u(11);
-                w.buf(*x);
-                w.buf(*y);
-                w.u(*c);
-                w.u(*hw);
-                w.u(*size);
-                w.f(*alpha);
-                w.f(*beta);
-                w.f(*bias);
-            }
-            Step::Transpose { x, y, dims, perm } => {
-                w.u(12);
-                w.buf(*x);
-                w.buf(*y);
-                w.list(dims);
-                w.list(perm);
-            }
-            Step::Copy { x, y } => {
-                w.u(13);
-                w.buf(*x);
-                w.buf(*y);
-            }
-        }
-    }
-
-    fn decode(r: &mut R) -> Option<Step> {
-        Some(match r.u()? {
-            0 => Step::Conv {
-                x: r.buf()?,
-                y: r.buf()?,
-                g: r.geo()?,
-                m: r.u()?,
-                groups: r.u()?,
-                w: r.u()?,
-                bias: r.opt()?,
-                residual: match r.u()? {
-                    0 => None,
-                    1 => Some(r.buf()?),
-                    _ => return None,
-                },
-                act: r.act()?,
-                layout: match r.u()? {
-                    0 => ConvLayout::Gemm,
-                    1 => ConvLayout::Blocked { x_blocked: false },
-                    2 => ConvLayout::Blocked { x_blocked: true },
-                    _ => return None,
-                },
-            },
-            1 => Step::Depthwise {
-                x: r.buf()?,
-                y: r.buf()?,
-                g: r.geo()?,
-                m: r.u()?,
-                w: r.u()?,
-                bias: r.opt()?,
-                act: r.act()?,
-                blocked: r.b()?,
-            },
-            2 => Step::Dense {
-                x: r.buf()?,
-                y: r.buf()?,
-                rows: r.u()?,
-                k: r.u()?,
-                n: r.u()?,
-                w: r.u()?,
-                bias: r.opt()?,
-                act: r.act()?,
-            },
-            3 => Step::MaxPool {
-                x: r.buf()?,
-                y: r.buf()?,
-                g: r.geo()?,
-                blocked: r.b()?,
-            },
-            4 => Step::AvgPool {
-                x: r.buf()?,
-                y: r.buf()?,
-                g: r.geo()?,
-                count_pad: r.b()?,
-                pb: r.u()?,
-                pr: r.u()?,
-                blocked: r.b()?,
-            },
-            5 => Step::GlobalAvgPool {
-                x: r.buf()?,
-                y: r.buf()?,
-                c: r.u()?,
-                hw: r.u()?,
-                blocked: r.b()?,
-            },
-            6 => Step::Unary {
-                x: r.buf()?,
-                y: r.buf()?,
-                act: r.act()?,
-            },
-            7 => Step::Binary {
-                a: r.src()?,
-                a_strides: r.list()?,
-                b: r.src()?,
-                b_strides: r.list()?,
-                dims: r.list()?,
-                op: BinOp::from_code(u8::try_from(r.u()?).ok()?)?,
-                act: r.act()?,
-                y: r.buf()?,
-            },
-            8 => Step::Affine {
-                x: r.buf()?,
-                y: r.buf()?,
-                c: r.u()?,
-                inner: r.u()?,
-                scale: r.u()?,
-                shift: r.u()?,
-                act: r.act()?,
-            },
-            9 => {
-                let y = r.buf()?;
-                let outer = r.u()?;
-                let plane = r.u()?;
-                let n = r.u()?;
-                if n > r.0.len() {
-                    return None;
-                }
-                let parts = (0..n)
-                    .map(|_| Some((r.buf()?, r.u()?)))
-                    .collect::<Option<_>>()?;
-                Step::Concat {
-                    y,
-                    outer,
-                    parts,
-                    plane,
-                }
-            }
-            10 => Step::Softmax {
-                x: r.buf()?,
-                y: r.buf()?,
-                rows: r.u()?,
-                cols: r.u()?,
-                log: r.b()?,
-            },
-            11 => Step::Lrn {
-                x: r.buf()?,
-                y: r.buf()?,
-                c: r.u()?,
-                hw: r.u()?,
-                size: r.u()?,
-                alpha: r.f()?,
-                beta: r.f()?,
-                bias: r.f()?,
-            },
-            12 => Step::Transpose {
-                x: r.buf()?,
-                y: r.buf()?,
-                dims: r.list()?,
-                perm: r.list()?,
-            },
-            13 => Step::Copy {
-                x: r.buf()?,
-                y: r.buf()?,
-            },
-            14 => Step::Reorder {
-                x: r.buf()?,
-                y: r.buf()?,
-                c: r.u()?,
-                hw: r.u()?,
-                to_blocked: r.b()?,
-            },
+    fn get(r: &mut R) -> Option<Self> {
+        Some(match usize::get(r)? {
+            0 => ConvLayout::Gemm,
+            1 => ConvLayout::Blocked { x_blocked: false },
+            2 => ConvLayout::Blocked { x_blocked: true },
             _ => return None,
+        })
+    }
+}
+
+/// Name, dims, buffer.
+impl Encoded for Io {
+    fn put(&self, w: &mut W) {
+        self.name.put(w);
+        self.dims.put(w);
+        self.buf.put(w);
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        Some(Io {
+            name: Encoded::get(r)?,
+            dims: Encoded::get(r)?,
+            buf: Encoded::get(r)?,
         })
     }
 }
@@ -925,19 +935,13 @@ impl Program {
     /// The schedule as words (the weights are kept apart: they go to their own section).
     pub fn encode_schedule(&self) -> Vec<u64> {
         let mut w = W(vec![MAGIC]);
-        w.opt(self.fixed_batch);
-        w.u(self.inputs.len());
-        for io in &self.inputs {
-            w.io(io);
-        }
-        w.u(self.outputs.len());
-        for io in &self.outputs {
-            w.io(io);
-        }
-        w.u(self.arena);
-        w.u(self.scratch);
-        w.u(self.weights.len());
-        w.u(self.steps.len());
+        self.fixed_batch.put(&mut w);
+        self.inputs.put(&mut w);
+        self.outputs.put(&mut w);
+        self.arena.put(&mut w);
+        self.scratch.put(&mut w);
+        self.weights.len().put(&mut w);
+        self.steps.len().put(&mut w);
         for s in &self.steps {
             s.encode(&mut w);
         }
@@ -960,26 +964,18 @@ impl Program {
         if r.word() != Some(MAGIC) {
             return Err(bad());
         }
-        let fixed_batch = r.opt().ok_or_else(bad)?;
-        let n = r.u().ok_or_else(bad)?.min(words.len());
-        let inputs = (0..n)
-            .map(|_| r.io())
-            .collect::<Option<_>>()
-            .ok_or_else(bad)?;
-        let n = r.u().ok_or_else(bad)?.min(words.len());
-        let outputs = (0..n)
-            .map(|_| r.io())
-            .collect::<Option<_>>()
-            .ok_or_else(bad)?;
-        let arena = r.u().ok_or_else(bad)?;
-        let scratch = r.u().ok_or_else(bad)?;
-        let nweights = r.u().ok_or_else(bad)?;
+        let fixed_batch = Encoded::get(&mut r).ok_or_else(bad)?;
+        let inputs = Encoded::get(&mut r).ok_or_else(bad)?;
+        let outputs = Encoded::get(&mut r).ok_or_else(bad)?;
+        let arena = usize::get(&mut r).ok_or_else(bad)?;
+        let scratch = usize::get(&mut r).ok_or_else(bad)?;
+        let nweights = usize::get(&mut r).ok_or_else(bad)?;
         if nweights != nweights_given {
             return Err(format!(
                 "the program expects {nweights} weights, {nweights_given} were given"
             ));
         }
-        let n = r.u().ok_or_else(bad)?.min(words.len());
+        let n = usize::get(&mut r).ok_or_else(bad)?.min(words.len());
         let steps = (0..n)
             .map(|_| Step::decode(&mut r))
             .collect::<Option<_>>()
@@ -993,5 +989,232 @@ impl Program {
             steps,
             weights: vec![],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A program with every kind of step, every option both ways, and no two fields alike
+    /// (so a field written in the wrong place shows).
+    fn every_step() -> Program {
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let mut buf = || Buf {
+            off: next(),
+            len: next(),
+        };
+        let g = Geometry {
+            c: 101,
+            h: 102,
+            w: 103,
+            oh: 104,
+            ow: 105,
+            kh: 106,
+            kw: 107,
+            sh: 108,
+            sw: 109,
+            dh: 110,
+            dw: 111,
+            pt: 112,
+            pl: 113,
+        };
+        let steps = vec![
+            Step::Conv {
+                x: buf(),
+                y: buf(),
+                g,
+                m: 201,
+                groups: 202,
+                w: 203,
+                bias: Some(204),
+                residual: Some(buf()),
+                act: Act::Clip(-1.5, 6.25),
+                layout: ConvLayout::Gemm,
+            },
+            Step::Conv {
+                x: buf(),
+                y: buf(),
+                g,
+                m: 211,
+                groups: 1,
+                w: 213,
+                bias: None,
+                residual: None,
+                act: Act::Relu,
+                layout: ConvLayout::Blocked { x_blocked: false },
+            },
+            Step::Conv {
+                x: buf(),
+                y: buf(),
+                g,
+                m: 221,
+                groups: 1,
+                w: 223,
+                bias: Some(224),
+                residual: None,
+                act: Act::HardSigmoid(0.25, 0.5),
+                layout: ConvLayout::Blocked { x_blocked: true },
+            },
+            Step::Depthwise {
+                x: buf(),
+                y: buf(),
+                g,
+                m: 301,
+                w: 302,
+                bias: Some(303),
+                act: Act::LeakyRelu(0.125),
+                blocked: true,
+            },
+            Step::Dense {
+                x: buf(),
+                y: buf(),
+                rows: 401,
+                k: 402,
+                n: 403,
+                w: 404,
+                bias: None,
+                act: Act::Sigmoid,
+            },
+            Step::MaxPool {
+                x: buf(),
+                y: buf(),
+                g,
+                blocked: false,
+            },
+            Step::AvgPool {
+                x: buf(),
+                y: buf(),
+                g,
+                count_pad: true,
+                pb: 501,
+                pr: 502,
+                blocked: true,
+            },
+            Step::GlobalAvgPool {
+                x: buf(),
+                y: buf(),
+                c: 601,
+                hw: 602,
+                blocked: false,
+            },
+            Step::Reorder {
+                x: buf(),
+                y: buf(),
+                c: 701,
+                hw: 702,
+                to_blocked: true,
+            },
+            Step::Unary {
+                x: buf(),
+                y: buf(),
+                act: Act::HardSwish,
+            },
+            Step::Binary {
+                a: Src::Arena(buf()),
+                a_strides: vec![801, 802, 803],
+                b: Src::Weight { off: 804, len: 805 },
+                b_strides: vec![806],
+                dims: vec![807, 808],
+                op: BinOp::Min,
+                act: Act::Tanh,
+                y: buf(),
+            },
+            Step::Affine {
+                x: buf(),
+                y: buf(),
+                c: 901,
+                inner: 902,
+                scale: 903,
+                shift: 904,
+                act: Act::None,
+            },
+            Step::Concat {
+                y: buf(),
+                outer: 1001,
+                parts: vec![(buf(), 1002), (buf(), 1003)],
+                plane: 1004,
+            },
+            Step::Softmax {
+                x: buf(),
+                y: buf(),
+                rows: 1101,
+                cols: 1102,
+                log: true,
+            },
+            Step::Lrn {
+                x: buf(),
+                y: buf(),
+                c: 1201,
+                hw: 1202,
+                size: 1203,
+                alpha: 1e-4,
+                beta: 0.75,
+                bias: 2.0,
+            },
+            Step::Transpose {
+                x: buf(),
+                y: buf(),
+                dims: vec![1301, 1302, 1303],
+                perm: vec![2, 0, 1],
+            },
+            Step::Copy { x: buf(), y: buf() },
+        ];
+        Program {
+            fixed_batch: Some(3),
+            inputs: vec![Io {
+                name: "input: ünïcode, longer than a word".into(),
+                dims: vec![1, 2, 3],
+                buf: Buf { off: 0, len: 6 },
+            }],
+            outputs: vec![],
+            arena: 1400,
+            scratch: 1401,
+            steps,
+            weights: vec![0.5; 7],
+        }
+    }
+
+    /// FNV-1a over the words: the schedule format pinned in one number.
+    fn fingerprint(words: &[u64]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in words.iter().flat_map(|w| w.to_le_bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+
+    #[test]
+    fn every_step_round_trips() {
+        let p = every_step();
+        let back = Program::decode_schedule(&p.encode_schedule(), p.weights.clone()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    /// Objects and executables embed the encoded schedule: its words must not change unless
+    /// `MAGIC` does.
+    #[test]
+    fn the_encoding_is_pinned() {
+        let words = every_step().encode_schedule();
+        assert_eq!(
+            (words.len(), fingerprint(&words)),
+            (289, 0x78c1_4668_0714_252f),
+            "the schedule format changed: bump MAGIC's version, then pin the new words"
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_unknown_schedule_is_an_error() {
+        let words = every_step().encode_schedule();
+        for n in 0..words.len() {
+            assert!(Program::decode_schedule_for(&words[..n], 7).is_err(), "{n}");
+        }
+        let mut bad = words.clone();
+        bad[0] ^= 1;
+        assert!(Program::decode_schedule_for(&bad, 7).is_err());
     }
 }

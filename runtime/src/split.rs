@@ -82,16 +82,6 @@ pub const WINDOW_SPLIT: usize = 64 * 1024;
 /// (SqueezeNet's last 1000 × 13 × 13 reorder: 0.11 → 0.05 ms on 2 threads).
 pub const REORDER_SPLIT: usize = 64 * 1024;
 
-/// The work of a step, in FLOPs, for one sample.
-pub fn step_flops(s: &Step) -> usize {
-    match s {
-        Step::Conv { g, m, groups, .. } => 2 * m * g.c / groups.max(&1) * g.kh * g.kw * g.oh * g.ow,
-        Step::Dense { rows, k, n, .. } => 2 * rows * k * n,
-        Step::Depthwise { g, m, .. } => 2 * m * g.kh * g.kw * g.oh * g.ow,
-        _ => 0,
-    }
-}
-
 /// Whether step `s` has a split path at this batch and is large enough for it to pay at all
 /// (the runner's split paths are the arms of `Runner::step` these conditions name).
 pub fn splittable(s: &Step, batch: usize, threads: usize) -> bool {
@@ -99,7 +89,7 @@ pub fn splittable(s: &Step, batch: usize, threads: usize) -> bool {
         return false;
     }
     let one = batch < threads;
-    let flops = step_flops(s);
+    let flops = s.flops();
     match s {
         Step::Dense { .. } => flops.saturating_mul(batch) > DENSE_SPLIT,
         Step::Conv {
@@ -131,7 +121,7 @@ fn weight_floats(s: &Step) -> usize {
 fn estimate(s: &Step, batch: usize) -> f64 {
     let floats: usize = s.reads().iter().map(|b| b.len).sum::<usize>() + s.writes().len;
     let bytes = ((floats * batch + weight_floats(s)) * 4) as f64;
-    let flops = (step_flops(s) * batch) as f64;
+    let flops = (s.flops() * batch) as f64;
     (flops / FLOPS_PER_US).max(bytes / BYTES_PER_US)
 }
 
@@ -267,9 +257,9 @@ mod tests {
 
     #[test]
     fn sizes_are_what_the_tests_say() {
-        assert!(step_flops(&big()) > 10 * BLOCKED_SPLIT);
-        assert!(step_flops(&small()) < BLOCKED_SPLIT);
-        let m = step_flops(&middling());
+        assert!(big().flops() > 10 * BLOCKED_SPLIT);
+        assert!(small().flops() < BLOCKED_SPLIT);
+        let m = middling().flops();
         assert!(m > BLOCKED_SPLIT && m < 2 * BLOCKED_SPLIT, "{m}");
     }
 

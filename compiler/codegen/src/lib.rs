@@ -11,7 +11,7 @@ pub mod memory;
 pub use lower::LowerError;
 
 use mcc_ir::{Dim, Graph};
-use mcc_runtime::program::{Buf, Io, Program, Src, Step};
+use mcc_runtime::program::{Buf, Io, Program};
 
 /// Compiles `graph` into a program. Run the exact merges first: activations fused into a
 /// Conv/Gemm become its kernel's epilogue.
@@ -60,51 +60,6 @@ fn batch_of(graph: &Graph) -> Result<lower::Batch, LowerError> {
     })
 }
 
-/// Maps every buffer index in `s` to its planned offset.
-fn remap(s: &mut Step, off: &[usize]) {
-    let m = |b: &mut Buf| b.off = off[b.off];
-    let ms = |s: &mut Src| {
-        if let Src::Arena(b) = s {
-            b.off = off[b.off];
-        }
-    };
-    match s {
-        Step::Conv { x, y, residual, .. } => {
-            m(x);
-            m(y);
-            if let Some(r) = residual {
-                m(r);
-            }
-        }
-        Step::Depthwise { x, y, .. }
-        | Step::Dense { x, y, .. }
-        | Step::MaxPool { x, y, .. }
-        | Step::AvgPool { x, y, .. }
-        | Step::GlobalAvgPool { x, y, .. }
-        | Step::Unary { x, y, .. }
-        | Step::Affine { x, y, .. }
-        | Step::Softmax { x, y, .. }
-        | Step::Lrn { x, y, .. }
-        | Step::Transpose { x, y, .. }
-        | Step::Reorder { x, y, .. }
-        | Step::Copy { x, y } => {
-            m(x);
-            m(y);
-        }
-        Step::Binary { a, b, y, .. } => {
-            ms(a);
-            ms(b);
-            m(y);
-        }
-        Step::Concat { y, parts, .. } => {
-            m(y);
-            for (p, _) in parts {
-                m(p);
-            }
-        }
-    }
-}
-
 impl lower::Lowering<'_> {
     fn finish(mut self) -> Result<Program, LowerError> {
         // Outputs leave in NCHW.
@@ -139,9 +94,21 @@ impl lower::Lowering<'_> {
             .into_iter()
             .map(|(v, b)| io(&self, v, b))
             .collect::<Result<_, _>>()?;
+        // Every buffer of a step holds its buffer's index until now: map it to the planned
+        // offset.
         let mut steps = std::mem::take(&mut self.steps);
+        let mut unplanned = None;
         for s in &mut steps {
-            remap(s, &offsets);
+            s.visit_bufs_mut(|b| match offsets.get(b.off) {
+                Some(&off) => b.off = off,
+                None => unplanned = Some(b.off),
+            });
+        }
+        if let Some(b) = unplanned {
+            return Err(LowerError::Shape {
+                value: self.g.name.clone(),
+                why: format!("a step reads or writes buffer {b}, which has no planned offset"),
+            });
         }
         Ok(Program {
             fixed_batch: match self.batch {

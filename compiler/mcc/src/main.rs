@@ -654,8 +654,7 @@ fn profile_steps(
         t.sort_by(f64::total_cmp);
         let med = t[t.len() / 2];
         total += med;
-        let name = format!("{s:?}");
-        let name = name.split([' ', '{', '(']).next().unwrap_or("");
+        let name = s.name();
         let inline = if mcc_codegen::clif::is_inline(s) {
             " (inline when compiled)"
         } else {
@@ -663,23 +662,11 @@ fn profile_steps(
         };
         outln!(
             "{i:>4}  {name:<14} {med:>10.4}  {:>8.2}{inline}",
-            flops(s) as f64 / 1e6
+            s.flops() as f64 / 1e6
         );
     }
     outln!("total {total:.4} ms (interpreted; the compiled schedule runs the same kernels)");
     Ok(())
-}
-
-fn flops(s: &mcc_runtime::program::Step) -> usize {
-    use mcc_runtime::program::Step;
-    match s {
-        Step::Conv { g, m, groups, .. } => {
-            2 * m * g.c / (*groups).max(1) * g.kh * g.kw * g.oh * g.ow
-        }
-        Step::Depthwise { g, m, .. } => 2 * m * g.kh * g.kw * g.oh * g.ow,
-        Step::Dense { rows, k, n, .. } => 2 * rows * k * n,
-        _ => 0,
-    }
 }
 
 /// `mcc bench --kernels`: the dense GEMM kernel's throughput, single thread.
