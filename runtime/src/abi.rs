@@ -16,6 +16,12 @@ use crate::npy::{NpyArray, NpyType};
 use crate::program::Program;
 
 /// The compiled schedule's entry point (see the module documentation).
+///
+/// # Safety
+/// To call it: the model is live (from [`mcc_rt_new`] or [`Model::new`] with this schedule's
+/// program); `inputs` points to one pointer per model input, each to `batch` × its dims
+/// floats, and `outputs` to one per output, each to as many writable floats that alias
+/// nothing else; `batch` is one the model runs (else it returns non-zero).
 pub type RunFn = unsafe extern "C" fn(*mut Model, *const *const f32, *const *mut f32, usize) -> i32;
 
 /// A loaded model: its program and a runner over it.
@@ -44,8 +50,11 @@ impl Model {
             threads
         };
         let program = Box::into_raw(Box::new(prog));
-        // SAFETY: `program` stays allocated until `Drop`, after the runner is gone; the
-        // caller keeps `weights` alive for the model's life.
+        // SAFETY: `program` comes from `Box::into_raw` just above, so it is valid, and it
+        // is freed only in `Drop` (or below, on error), after the runner; `weights` stays
+        // valid and unchanged for the model's life (the contract). The `'static` references
+        // go only into the runner, which never leaves the model: it is private, `runner()`
+        // lends it shared, and `Drop` drops it first.
         let (p, w): (&'static Program, &'static [f32]) = unsafe {
             (
                 &*program,
@@ -59,16 +68,19 @@ impl Model {
                 error: std::ffi::CString::default(),
             })),
             Err(e) => {
-                // SAFETY: made above; nothing borrows it any more.
+                // SAFETY: `program` came from `Box::into_raw` above and is freed once, here;
+                // the runner that borrowed it was never made (`with_weights` failed and kept
+                // nothing).
                 drop(unsafe { Box::from_raw(program) });
                 Err(e)
             }
         }
     }
 
-    /// The runner.
-    pub fn runner(&mut self) -> &mut Runner<'static> {
-        &mut self.runner
+    /// The runner. (Shared only: its `'static` borrow of the program is a fiction that
+    /// must not leave the model, as moving the runner out of a `&mut` would let it.)
+    pub fn runner(&self) -> &Runner<'_> {
+        &self.runner
     }
 
     fn fail(&mut self, e: String) -> i32 {
@@ -80,7 +92,9 @@ impl Model {
 impl Drop for Model {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
-        // SAFETY: the runner is dropped once, here, before the program it borrows.
+        // SAFETY: the runner is dropped once, here (the model is being dropped), before the
+        // program it borrows; the program came from `Box::into_raw` in `Model::new` and is
+        // freed only here.
         unsafe {
             std::mem::ManuallyDrop::drop(&mut self.runner);
             drop(Box::from_raw(self.program));
@@ -91,7 +105,8 @@ impl Drop for Model {
 /// The schedule words and the weights behind raw pointers; None if a pointer is null.
 ///
 /// # Safety
-/// Non-null pointers must be valid for their lengths for as long as the slices are used.
+/// Non-null pointers must be aligned and valid for reads of their lengths, unchanged, for
+/// `'a`.
 #[allow(unsafe_code)]
 unsafe fn model_parts<'a>(
     schedule: *const u64,
@@ -102,7 +117,8 @@ unsafe fn model_parts<'a>(
     if schedule.is_null() || (weights.is_null() && nweights > 0) {
         return None;
     }
-    // SAFETY: non-null and valid for the lengths (the caller's promise).
+    // SAFETY: `schedule` is non-null, and so is `weights` when it is read (checked above);
+    // both are aligned and valid for their lengths for `'a` (the contract).
     unsafe {
         Some((
             std::slice::from_raw_parts(schedule, nwords),
@@ -119,8 +135,11 @@ unsafe fn model_parts<'a>(
 /// floats, which must outlive the model) on `threads` threads (0: all cores). Null on error.
 ///
 /// # Safety
-/// The pointers must be valid for the given lengths.
+/// The pointers must be aligned and valid for the given lengths; the weights must stay
+/// valid and unchanged until the model is freed.
 #[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): the `mcc_rt_` names are this runtime's own; nothing else a model
+// links defines them.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mcc_rt_new(
     schedule: *const u64,
@@ -129,14 +148,14 @@ pub unsafe extern "C" fn mcc_rt_new(
     nweights: usize,
     threads: u32,
 ) -> *mut Model {
-    // SAFETY: the caller passes valid pointers and lengths.
+    // SAFETY: this function's contract is `model_parts`' (for as long as the model lives).
     let Some((words, w)) = (unsafe { model_parts(schedule, nwords, weights, nweights) }) else {
         return std::ptr::null_mut();
     };
     let Ok(prog) = Program::decode_schedule_for(words, nweights) else {
         return std::ptr::null_mut();
     };
-    // SAFETY: the weights outlive the model (the caller's promise).
+    // SAFETY: the weights stay valid and unchanged until the model is freed (the contract).
     match unsafe { Model::new(prog, w, threads as usize) } {
         Ok(m) => Box::into_raw(m),
         Err(_) => std::ptr::null_mut(),
@@ -148,22 +167,28 @@ pub unsafe extern "C" fn mcc_rt_new(
 /// # Safety
 /// `m` must come from [`mcc_rt_new`] and not be used afterwards.
 #[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mcc_rt_free(m: *mut Model) {
     if !m.is_null() {
-        // SAFETY: made by `Box::into_raw` in `mcc_rt_new`.
+        // SAFETY: a non-null `m` was made by `Box::into_raw` in `mcc_rt_new` and is freed
+        // once (the contract: not used afterwards).
         drop(unsafe { Box::from_raw(m) });
     }
 }
 
-/// Sizes the arena for `batch` samples and returns it; null on error (wrong batch).
+/// Sizes the arena for `batch` samples and returns it; null on error (wrong batch). The
+/// pointer stays valid until the next call with another batch, or until the model is
+/// freed; the runtime touches the arena only inside [`mcc_rt_steps`].
 ///
 /// # Safety
-/// `m` must be a live model.
+/// `m` must be null or a live model, not in use by another call.
 #[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mcc_rt_arena(m: *mut Model, batch: usize) -> *mut f32 {
-    // SAFETY: the caller passes a live model.
+    // SAFETY: `m` is null (then `None`) or a live model that nothing else uses during this
+    // call (the contract), so a unique reference to it is sound.
     let Some(m) = (unsafe { m.as_mut() }) else {
         return std::ptr::null_mut();
     };
@@ -180,11 +205,14 @@ pub unsafe extern "C" fn mcc_rt_arena(m: *mut Model, batch: usize) -> *mut f32 {
 /// [`Runner::steps`]); 0 on success.
 ///
 /// # Safety
-/// `m` must be a live model.
+/// `m` must be null or a live model, not in use by another call; nothing may touch its
+/// arena during the call.
 #[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mcc_rt_steps(m: *mut Model, first: u32, end: u32) -> i32 {
-    // SAFETY: the caller passes a live model.
+    // SAFETY: `m` is null (then an error) or a live model that nothing else uses during
+    // this call (the contract), so a unique reference to it is sound.
     let Some(m) = (unsafe { m.as_mut() }) else {
         return 1;
     };
@@ -197,11 +225,14 @@ pub unsafe extern "C" fn mcc_rt_steps(m: *mut Model, first: u32, end: u32) -> i3
 /// The last error of `m` as a C string (empty if none).
 ///
 /// # Safety
-/// `m` must be a live model; the string lives until the next call on it.
+/// `m` must be null or a live model, not being changed by another call; the string lives
+/// until the next call on it.
 #[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mcc_rt_error(m: *const Model) -> *const c_char {
-    // SAFETY: the caller passes a live model.
+    // SAFETY: `m` is null (then `None`) or a live model that nothing changes during this
+    // call (the contract), so a shared reference to it is sound.
     match unsafe { m.as_ref() } {
         Some(m) => m.error.as_ptr(),
         None => c"no model".as_ptr(),
@@ -211,12 +242,15 @@ pub unsafe extern "C" fn mcc_rt_error(m: *const Model) -> *const c_char {
 /// `n` floats from `src` to `dst` (the buffers do not overlap).
 ///
 /// # Safety
-/// Both pointers must be valid for `n` floats.
+/// Both pointers must be aligned and valid for `n` floats (`dst` for writes), and the two
+/// ranges must not overlap.
 #[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mcc_rt_copy(dst: *mut f32, src: *const f32, n: usize) {
     if n > 0 && !dst.is_null() && !src.is_null() {
-        // SAFETY: valid, non-overlapping buffers (the caller's promise).
+        // SAFETY: both non-null (checked), aligned, valid for `n` floats and disjoint (the
+        // contract).
         unsafe { std::ptr::copy_nonoverlapping(src, dst, n) };
     }
 }
@@ -335,7 +369,8 @@ fn main_inner(
         ));
     }
     let outs_dims: Vec<Vec<usize>> = prog.outputs.iter().map(|o| o.dims.clone()).collect();
-    // SAFETY: the weights are this executable's `.rodata`, alive for the whole process.
+    // SAFETY: `weights` comes from `mcc_rt_main`'s caller, whose contract keeps it valid
+    // and unchanged for the whole process (the executable's `.rodata`), beyond the model.
     let mut model = unsafe { Model::new(prog, weights, threads) }?;
     let mut outputs: Vec<Vec<f32>> = outs_dims
         .iter()
@@ -346,7 +381,11 @@ fn main_inner(
     let once = |model: &mut Model, outputs: &mut Vec<Vec<f32>>| -> Result<(), String> {
         let out_ptrs: Vec<*mut f32> = outputs.iter_mut().map(|d| d.as_mut_ptr()).collect();
         #[allow(unsafe_code)]
-        // SAFETY: the model is live; inputs and outputs have batch × dims floats each.
+        // SAFETY: `RunFn`'s contract: `run` is this schedule's (`mcc_rt_main`'s contract) and
+        // `model` is live, made from its program; `in_ptrs` has a pointer per model input
+        // (their count was checked), each to batch × dims floats (each file's shape was
+        // checked against its input); `out_ptrs` has one per output, each to batch × dims
+        // floats of its own vector.
         let rc = unsafe { run(model, in_ptrs.as_ptr(), out_ptrs.as_ptr(), batch) };
         if rc != 0 {
             return Err(format!(
@@ -421,9 +460,11 @@ fn main_inner(
 /// prints the outputs. Returns the process exit code (0 ok, 1 error, 2 usage).
 ///
 /// # Safety
-/// `argv` must hold `argc` C strings; the schedule and weights pointers must be valid for
-/// their lengths for the whole process.
+/// `argv` must be null or hold `argc` pointers, each null or to a C string; the schedule and
+/// weights pointers must be aligned and valid for their lengths, unchanged, for the whole
+/// process; `run` must be the compiled schedule of that program.
 #[allow(unsafe_code, clippy::print_stdout)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mcc_rt_main(
     argc: i32,
@@ -434,14 +475,21 @@ pub unsafe extern "C" fn mcc_rt_main(
     nweights: usize,
     run: RunFn,
 ) -> i32 {
-    let args: Vec<String> = (0..argc.max(0) as usize)
+    let argc = if argv.is_null() {
+        0
+    } else {
+        argc.max(0) as usize
+    };
+    let args: Vec<String> = (0..argc)
         .filter_map(|i| {
-            // SAFETY: argv holds argc valid C strings.
+            // SAFETY: `argv` is non-null (else argc is 0) and holds `argc` pointers (the
+            // contract); i < argc.
             let p = unsafe { *argv.add(i) };
+            // SAFETY: `p` is non-null, so a C string (the contract), read before returning.
             (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
         })
         .collect();
-    // SAFETY: valid for the process (the executable's own sections).
+    // SAFETY: this function's contract is `model_parts`', for the whole process.
     let Some((words, w)) = (unsafe { model_parts(schedule, nwords, weights, nweights) }) else {
         eprintln!("error: the executable carries no model");
         return 1;

@@ -61,7 +61,12 @@ fn transpose(isa: Isa, src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     // Rows and columns (from 0) the register tiles covered.
     let (mut rc, mut cc) = (0, 0);
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && (rows == LANES || cols == LANES) {
+    if isa == Isa::Avx512
+        && isa.runs_here()
+        && (rows == LANES || cols == LANES)
+        && src.len() >= rows * cols
+        && dst.len() >= rows * cols
+    {
         // Full 16×16 tiles along the side that is not 16.
         let tiles = if rows == LANES { cols } else { rows } / LANES;
         for t in 0..tiles {
@@ -70,8 +75,11 @@ fn transpose(isa: Isa, src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
             } else {
                 (t * LANES, 0)
             };
-            // SAFETY: AVX-512F is present; the tile's 16 rows of 16 lie inside `src` (row
-            // stride `cols`) and its 16 columns inside `dst` (row stride `rows`).
+            // SAFETY: AVX-512F: this CPU has it (`runs_here`). One side is 16 and the tile
+            // steps along the other by whole tiles, so i + 16 ≤ rows and j + 16 ≤ cols: the
+            // 16 rows of 16 floats from `src[i·cols + j]` (stride `cols`) lie in its
+            // rows·cols floats, and the 16 rows from `dst[j·rows + i]` (stride `rows`) in
+            // `dst`'s (both checked above); a shared and an exclusive borrow cannot overlap.
             #[allow(unsafe_code)]
             unsafe {
                 avx512::transpose16(
@@ -302,10 +310,13 @@ pub fn conv(isa: Isa, a: &ConvArgs, y: &mut [&mut [f32]]) -> Result<(), String> 
         .map(|i| (((i / g.ow) * g.sh * a.wp + (i % g.ow) * g.sw) * lanes) as isize)
         .collect();
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && a.act.is_vectorizable() {
-        // SAFETY: the CPU has AVX-512F (`isa`); every offset stays inside the checked
-        // slices: window origins plus tap offsets lie inside the padded input, weights and
-        // outputs inside the lengths checked above.
+    if isa == Isa::Avx512 && isa.runs_here() && a.act.is_vectorizable() {
+        // SAFETY: AVX-512F: this CPU has it (`runs_here`). `avx512::conv`'s other
+        // preconditions are what was checked above: the input's extent (`a.hp`, `a.wp`) is
+        // `padded_dims`, or the image itself when it needs no padding, so every window of
+        // every output pixel lies inside it, and `x` holds all of it; `tab` and `origin`
+        // are those windows' offsets; weights, bias, residual and outputs are as long as
+        // the blocks and pixels need.
         #[allow(unsafe_code)]
         unsafe {
             avx512::conv(a, &tab, &origin, y, avx512::CHUNKS)
@@ -410,9 +421,14 @@ pub fn window(isa: Isa, x: &[f32], g: &Geometry, op: &Window, y: &mut [f32]) -> 
         _ => (vec![], vec![]),
     };
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && !matches!(op, Window::Depthwise { act, .. } if !act.is_vectorizable())
+    if isa == Isa::Avx512
+        && isa.runs_here()
+        && !matches!(op, Window::Depthwise { act, .. } if !act.is_vectorizable())
     {
-        // SAFETY: AVX-512F is present; the tap ranges keep every read inside the image.
+        // SAFETY: AVX-512F: this CPU has it (`runs_here`). `avx512::window`'s other
+        // preconditions were checked or built above: `x` holds c·h·w floats and `y`
+        // c·oh·ow, c whole blocks; depthwise weights c·kh·kw and bias c; `rows` and `cols`
+        // are `tap_ranges` of this geometry; an average's divisors have oh and ow entries.
         #[allow(unsafe_code)]
         unsafe {
             avx512::window(x, g, op, &rows, &cols, &div_r, &div_c, y)
@@ -502,6 +518,8 @@ pub fn global_avg(x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), S
     Ok(())
 }
 
+/// The AVX-512 kernels. Every function here requires AVX-512F, which [`conv`], [`window`]
+/// and [`transpose`] check (`Isa::runs_here`) before calling in.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx512 {
@@ -561,6 +579,7 @@ mod avx512 {
         };
     }
 
+    /// A [`tile`] for one shape, unsafe to call as `tile` is.
     type TileFn = unsafe fn(&Tile);
 
     /// The cut in use: a reduction chunk's weights stay in L2 (2 MiB a core here) beside
@@ -584,19 +603,39 @@ mod avx512 {
     }
 
     /// One tile: P pixels × F blocks, GK input channels per tap group.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, and `t` describes a run of `t.tiles` tiles as [`conv`] builds
+    /// it. For each tile tt and its pixels p < P: `origin[tt·P + p]` is readable, and for
+    /// every tap group j < `ntab` and channel i < GK, `x + origin + tab[j] + i` is a readable
+    /// float of the input; F weight blocks `ws` apart each hold `ntab·GK·16` floats from `w`;
+    /// `bias`, unless null, F·16 floats; `y[f] + (tt·P + p)·16` (f < F) 16 floats that
+    /// nothing else reads or writes while the run computes, and `res[f]`, unless null, 16
+    /// readable floats at the same offset.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::needless_range_loop)]
     unsafe fn tile<const P: usize, const F: usize, const GK: usize>(t: &Tile) {
         for tt in 0..t.tiles {
-            // SAFETY: the run's origins, outputs and residuals are the caller's promise.
+            // SAFETY: `one`'s contract is this function's, for a tile tt < `t.tiles`.
             unsafe { one::<P, F, GK>(t, tt) };
         }
     }
 
     /// Tile `tt` of a run.
+    ///
+    /// # Safety
+    /// As [`tile`]'s, with tt < `t.tiles`; AVX-512F is enabled in `tile`, into which this
+    /// is inlined.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
     unsafe fn one<const P: usize, const F: usize, const GK: usize>(t: &Tile, tt: usize) {
+        // SAFETY: AVX-512F (the contract), for every intrinsic below. Reads: the P origins
+        // of tile tt, `x` at `origin + tab[j] + i` (`d[p]` is origin p relative to origin
+        // 0), F·GK·16 weights per tap group at `w` (advancing GK·16 a group, `ntab` groups),
+        // the bias' F·16 floats, the residual's and the outputs' 16 floats per pixel and
+        // block (`yo` = the tile's first pixel): all readable by the contract. Writes: the
+        // outputs' floats alone. Prefetches never fault (their addresses are made with
+        // `wrapping_add`).
         unsafe {
             let o = t.origin.add(tt * P);
             let o0 = *o;
@@ -623,7 +662,7 @@ mod avx512 {
                 for _ in 0..each {
                     if line < end {
                         let (b, l) = (line / pf.lines, line % pf.lines);
-                        // Prefetching never faults; the address lies in the weights anyway.
+                        // A prefetch never faults; the address lies in the weights anyway.
                         _mm_prefetch::<_MM_HINT_T1>(pf.base.wrapping_add(b * pf.stride + l * 64));
                         line += 1;
                     }
@@ -677,6 +716,16 @@ mod avx512 {
         };
     }
 
+    /// [`super::conv`]'s AVX-512 path: the register tiles over `a.blocks` × `a.pixels`, the
+    /// reduction cut into chunks as `cut` says.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, and `a`, `tab`, `origin`, `y` are as [`super::conv`] checks and
+    /// builds them: `origin` has an entry per output pixel (oh·ow) and `tab` one per tap
+    /// group, and every `origin[q] + tab[j] + i` (i below 16 for a blocked input, else 1)
+    /// is inside `a.x`; `a.w` holds `a.blocks.end · k · 16` floats, a bias
+    /// `a.blocks.end · 16`, a residual `a.blocks.len() · oh·ow · 16`; `a.pixels` ends by
+    /// oh·ow, and `y` has a slice of `a.pixels.len() · 16` floats per block.
     pub(super) unsafe fn conv(
         a: &ConvArgs,
         tab: &[isize],
@@ -763,9 +812,13 @@ mod avx512 {
                         let mut yp = [std::ptr::null_mut(); 4];
                         let mut rp = [std::ptr::null(); 4];
                         for i in 0..f {
+                            // SAFETY: q0 < px.end, so the tile's first pixel lies in block
+                            // done + i's output slice of px.len()·16 floats (the contract).
                             yp[i] =
                                 unsafe { y[done + i].as_mut_ptr().add((q0 - px.start) * LANES) };
                             if let Some(r) = a.residual {
+                                // SAFETY: done + i < nb blocks and q0 < q pixels: inside the
+                                // residual's nb·q·16 floats (the contract).
                                 rp[i] = unsafe { r.as_ptr().add(((done + i) * q + q0) * LANES) };
                             }
                         }
@@ -775,8 +828,11 @@ mod avx512 {
                             tiles: n,
                             tab: part.as_ptr(),
                             ntab: part.len(),
+                            // SAFETY: block ob < blocks.end and tap group ci·per < k/gk:
+                            // inside the weights' blocks.end·k·16 floats (the contract).
                             w: unsafe { a.w.as_ptr().add((ob * k + ci * per * gk) * LANES) },
                             ws: k * LANES,
+                            // SAFETY: ob < blocks.end: inside the bias' blocks.end·16.
                             bias: a.bias.map_or(std::ptr::null(), |b| unsafe {
                                 b.as_ptr().add(ob * LANES)
                             }),
@@ -787,6 +843,13 @@ mod avx512 {
                             last: ci + 1 == chunks,
                             next,
                         };
+                        // SAFETY: AVX-512F (the contract); `t` is a run as `tile` requires: n
+                        // tiles of p pixels from q0 end by s1 ≤ px.end, so their origins
+                        // exist and their outputs lie in the blocks' slices (each tile writes
+                        // only its own pixels); the chunk's `part.len()` tap groups from
+                        // ci·per read weights inside each of the f blocks, `k·16` apart; the
+                        // windows lie inside the input (the contract). `pick` gave the kernel
+                        // for exactly f blocks and p pixels, so P = p and F = f.
                         unsafe { run(&t) };
                         q0 += n * p;
                         next.first += n;
@@ -800,8 +863,13 @@ mod avx512 {
 
     /// Transposes 16 rows of 16 floats (row i at `src + i·ss`) into 16 rows (row j at
     /// `dst + j·ds` holds column j).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; the 16 floats at each `src + i·ss` are readable and those at
+    /// each `dst + j·ds` writable (i, j < 16), and the two sets do not overlap.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose16(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+        // SAFETY: row i < 16 of the source: 16 readable floats (the contract).
         let r: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * ss)) });
         // Pairs of rows interleaved, then pairs of pairs, then 128-bit lanes twice.
         let t: [__m512; 16] = std::array::from_fn(|i| {
@@ -842,6 +910,7 @@ mod avx512 {
             }
         });
         for (j, row) in o.iter().enumerate() {
+            // SAFETY: row j < 16 of the destination: 16 writable floats (the contract).
             unsafe { _mm512_storeu_ps(dst.add(j * ds), *row) };
         }
     }
@@ -851,10 +920,13 @@ mod avx512 {
     const AVG: u8 = 1;
     const DW: u8 = 2;
 
-    /// One output vector's accumulator update with input `v` and tap weights `wv`.
+    /// One output vector's accumulator update with input `v` and tap weights `wv`. Called
+    /// only from [`run`] (AVX-512F), into which it is inlined.
     #[inline(always)]
     fn tap<const K: u8>(acc: __m512, nan: &mut __mmask16, v: __m512, wv: __m512) -> __m512 {
-        // SAFETY (of the intrinsics): only reached from AVX-512F code.
+        // SAFETY: these intrinsics only need AVX-512F (they touch no memory). `tap` is
+        // private to this module and its one caller, `run`, enables AVX-512F and runs only
+        // where the CPU has it (`run`'s contract).
         unsafe {
             match K {
                 MAX => {
@@ -867,6 +939,13 @@ mod avx512 {
         }
     }
 
+    /// [`super::window`]'s AVX-512 path.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `x` holds `g.c·h·w` floats and `y` `g.c·oh·ow`, `g.c` whole
+    /// blocks; a depthwise `op`'s weights hold `g.c·kh·kw` floats and its bias `g.c`;
+    /// `rows` and `cols` are [`super::tap_ranges`] of `g`'s rows and columns; for an
+    /// average, `div_r` and `div_c` have `oh` and `ow` entries.
     pub(super) unsafe fn window(
         x: &[f32],
         g: &Geometry,
@@ -892,6 +971,8 @@ mod avx512 {
             _ => run::<DW>,
         };
         let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+        // SAFETY: `run`'s contract is this function's (pointers to the same slices: `w` is
+        // null unless depthwise, `bias` null unless given).
         unsafe {
             run(
                 x.as_ptr(),
@@ -910,6 +991,10 @@ mod avx512 {
 
     /// The window kernel of kind `K`: interior pixels of a row four at a time (every tap
     /// inside the image), edge pixels one by one on their valid taps.
+    ///
+    /// # Safety
+    /// As [`window`]'s, for `x` and `y` pointing at those slices, `w` at the depthwise
+    /// weights when `K` is `DW`, and `bias` at `g.c` floats or null.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn run<const K: u8>(
@@ -935,17 +1020,21 @@ mod avx512 {
         };
         let (s16, d16) = (g.sw * LANES, g.dw * LANES);
         for cb in 0..g.c / LANES {
+            // SAFETY: cb < c/16: block cb's plane of hw·16 floats lies in `x` (c·hw).
             let xb = unsafe { x.add(cb * hw * LANES) };
             let wk = if K == DW {
+                // SAFETY: a depthwise kernel's `w` holds c·kk floats: block cb's kk·16.
                 unsafe { w.add(cb * kk * LANES) }
             } else {
                 std::ptr::null()
             };
             let bv = if K == DW && !bias.is_null() {
+                // SAFETY: a non-null bias holds c floats: block cb's 16 are readable.
                 unsafe { _mm512_loadu_ps(bias.add(cb * LANES)) }
             } else {
                 _mm512_setzero_ps()
             };
+            // SAFETY: block cb's output plane of q·16 floats lies in `y` (c·q).
             let yb = unsafe { y.add(cb * q * LANES) };
             let finish = |acc: __m512, nan: __mmask16, oy: usize, ox: usize| -> __m512 {
                 match K {
@@ -962,8 +1051,12 @@ mod avx512 {
                 }
             };
             for (oy, &(r0, r1)) in rows.iter().enumerate() {
+                // SAFETY: oy < oh: output row oy (ow·16 floats) lies in the block's plane.
                 let out = unsafe { yb.add(oy * g.ow * LANES) };
                 // The input row of tap ty, at column 0.
+                // SAFETY: called only with r0 ≤ ty < r1, a tap whose input row
+                // oy·sh + ty·dh − pt lies in the image (`tap_ranges`), so the subtraction
+                // does not wrap and the row lies in the block's plane.
                 let row =
                     |ty: usize| unsafe { xb.add((oy * g.sh + ty * g.dh - g.pt) * g.w * LANES) };
                 let edge = |ox: usize| {
@@ -974,8 +1067,11 @@ mod avx512 {
                         let rp = row(ty);
                         for tx in c0..c1 {
                             let ix = ox * g.sw + tx * g.dw - g.pl;
+                            // SAFETY: c0 ≤ tx < c1, a tap whose input column ix lies in
+                            // the image (`tap_ranges`): 16 floats of row ty.
                             let v = unsafe { _mm512_loadu_ps(rp.add(ix * LANES)) };
                             let wv = if K == DW {
+                                // SAFETY: tap (ty, tx) < kh·kw of block cb's weights.
                                 unsafe { _mm512_loadu_ps(wk.add((ty * g.kw + tx) * LANES)) }
                             } else {
                                 init
@@ -984,6 +1080,7 @@ mod avx512 {
                         }
                     }
                     let r = finish(acc, nan, oy, ox);
+                    // SAFETY: ox < ow (every caller's): pixel ox of output row oy.
                     unsafe { _mm512_storeu_ps(out.add(ox * LANES), r) };
                 };
                 for ox in 0..lo.min(g.ow) {
@@ -995,15 +1092,22 @@ mod avx512 {
                     let mut nan: [__mmask16; 4] = [0; 4];
                     for ty in r0..r1 {
                         // Column of pixel ox's first tap.
+                        // SAFETY: ox..ox + 4 are interior columns (lo ≤ ox, ox + 4 ≤ hi):
+                        // all kw taps of each lie in the image, so ox·sw ≥ pl and every
+                        // (ox + j)·sw + tx·dw − pl is a column of row ty.
                         let rp = unsafe { row(ty).add((ox * g.sw - g.pl) * LANES) };
                         for tx in 0..g.kw {
                             let wv = if K == DW {
+                                // SAFETY: tap (ty, tx) < kh·kw of block cb's weights.
                                 unsafe { _mm512_loadu_ps(wk.add((ty * g.kw + tx) * LANES)) }
                             } else {
                                 init
                             };
+                            // SAFETY: tap tx of pixel ox, then of ox + j (`s16` on each):
+                            // interior columns of row ty, as above.
                             let tp = unsafe { rp.add(tx * d16) };
                             for j in 0..4 {
+                                // SAFETY: as above: 16 floats of row ty.
                                 let v = unsafe { _mm512_loadu_ps(tp.add(j * s16)) };
                                 acc[j] = tap::<K>(acc[j], &mut nan[j], v, wv);
                             }
@@ -1011,6 +1115,7 @@ mod avx512 {
                     }
                     for j in 0..4 {
                         let r = finish(acc[j], nan[j], oy, ox + j);
+                        // SAFETY: ox + j < hi ≤ ow: pixel ox + j of output row oy.
                         unsafe { _mm512_storeu_ps(out.add((ox + j) * LANES), r) };
                     }
                     ox += 4;
@@ -1110,7 +1215,10 @@ mod tests {
                 weights: wb,
                 partial_sums: pb,
             };
-            // SAFETY: AVX-512F is present; the offsets are the ones `conv` would compute.
+            // SAFETY: AVX-512F: `suite_isas` lists Avx512 only when `Isa::detect` found it.
+            // `tab` and `origin` are what `conv` computes for these 2 input blocks on the
+            // padded 11×9 extent (3×3 taps, stride 1), `args` passed `conv`'s checks above,
+            // and `views` are the 4 output blocks of q·16 floats.
             #[allow(unsafe_code)]
             unsafe {
                 avx512::conv(&args, &tab, &origin, &mut views, cut)

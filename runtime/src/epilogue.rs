@@ -160,7 +160,9 @@ impl Epilogue<'_> {
         let v = match self.bias {
             Bias::None => v,
             Bias::PerRow(b) => _mm512_add_ps(v, _mm512_set1_ps(b[row])),
-            // SAFETY: `cols` columns from `col` exist (the caller's promise).
+            // SAFETY: AVX-512F (the contract). A per-column bias holds `col + cols` values
+            // (the contract), so `b + col` is inside it or one past, and the mask's `cols`
+            // lanes are values col .. col + cols: the masked load touches nothing else.
             Bias::PerCol(b) => _mm512_add_ps(v, unsafe {
                 _mm512_maskz_loadu_ps(mask, b.as_ptr().add(col))
             }),
@@ -185,7 +187,8 @@ impl Epilogue<'_> {
         let v = match self.bias {
             Bias::None => v,
             Bias::PerRow(b) => _mm256_add_ps(v, _mm256_set1_ps(b[row])),
-            // SAFETY: the caller guarantees 8 columns from `col`.
+            // SAFETY: AVX2 (the contract); a per-column bias holds `col + 8` values (the
+            // contract): the load's 8 floats from `col`.
             Bias::PerCol(b) => _mm256_add_ps(v, unsafe { _mm256_loadu_ps(b.as_ptr().add(col)) }),
         };
         match self.act {

@@ -8,13 +8,14 @@ use crate::eltwise;
 use crate::epilogue::{Bias, Epilogue};
 use crate::gemm::{self, Isa, PackedA, PackedB};
 use crate::pool;
-use crate::program::{Buf, ConvLayout, Program, Src, Step};
+use crate::program::{Access, Buf, ConvLayout, Program, Src, Step};
 use crate::threads::{Pool, split};
 use crate::window;
 
 /// Checks a program: every buffer inside the arena (per sample), every weight reference
-/// inside the weights, every step's sizes consistent with its buffers. After this, running
-/// it cannot index out of bounds.
+/// inside the weights, no step writing memory it reads, every step's sizes consistent with
+/// its buffers. After this, running it cannot index out of bounds, and the tasks of a step
+/// cannot write what another of them reads (see [`Arena`]).
 pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
     let arena = |b: &Buf, what: &str| -> Result<(), String> {
         if b.off.checked_add(b.len).is_none_or(|end| end > p.arena) {
@@ -34,9 +35,20 @@ pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
     for (i, s) in p.steps.iter().enumerate() {
         let at = |e: String| format!("step {i} ({}): {e}", s.name());
         check(s, p.scratch).map_err(at)?;
-        // Bounds, from the step table's buffer and weight fields.
-        s.try_visit_bufs(|field, _, b| arena(&b, &format!("`{field}`")))
-            .map_err(at)?;
+        // Bounds, from the step table's buffer and weight fields; a buffer read must not share
+        // memory with the one written (offsets are per sample, so disjoint here means
+        // disjoint at every batch).
+        let out = s.writes();
+        s.try_visit_bufs(|field, access, b| {
+            arena(&b, &format!("`{field}`"))?;
+            if access == Access::Read && b.len > 0 && out.len > 0 && overlap(&b, &out) {
+                return Err(format!(
+                    "`{field}` shares memory with the buffer the step writes"
+                ));
+            }
+            Ok(())
+        })
+        .map_err(at)?;
         s.try_visit_weights(|field, off, len| {
             if off.checked_add(len).is_none_or(|end| end > weights) {
                 return Err(format!("`{field}` is outside the weights"));
@@ -263,14 +275,28 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
 /// The arena shared by the threads of one step. Each task takes an exclusive view of exactly
 /// the range it writes (its samples, its output channels' rows, its rows or, for a one-row
 /// dense layer, its columns), so the exclusive views of concurrent tasks never overlap.
+///
+/// Made only over memory that the code making it borrows mutably (a runner's arena, its
+/// staged results, a thread's private arena) and touches through nothing else while the
+/// `Arena` is in use.
 struct Arena {
     ptr: *mut f32,
     len: usize,
 }
 
-// SAFETY: the exclusive views of concurrent tasks are disjoint ranges (by the step's
-// partition), none overlaps a range read in the same step (checked in `views`), and the arena
-// outlives the step.
+// SAFETY: tasks of one `Pool::run` job share an `Arena` and take views of it at once. The
+// memory outlives the job (its owner is borrowed mutably by the code that made the `Arena`,
+// around the whole job), and the views never give a written float another live reference:
+// - within one `views` call, the written range overlaps no read one (checked there);
+// - across tasks, each writes only its own part of the step's output (its samples, or its
+//   rows, channels, blocks or pixels of one sample, from `split`, which partitions), and
+//   every range any task reads lies in a buffer the step reads, which `validate` makes
+//   disjoint from the buffer it writes, at every batch;
+// - a run of steps taken a sample at a time writes each task's own samples' results, and
+//   results that share memory with the run's inputs go to `staged` (their own `Arena`),
+//   not over inputs another task may still be reading; each task's private arena is its
+//   own.
+// Within a task, a view's `&mut` is dropped before the next view of the same range.
 #[allow(unsafe_code)]
 unsafe impl Sync for Arena {}
 
@@ -294,18 +320,20 @@ impl Arena {
                 return Err("a step reads the buffer it writes".into());
             }
         }
-        // SAFETY: every range is inside the arena; the written range overlaps no read one,
-        // and concurrent tasks write disjoint ranges (see `Arena`).
+        // SAFETY: start ≤ end ≤ len (checked above), so each range is initialised floats of
+        // the arena's memory; none is written while these shared views live (the written
+        // range overlaps none of them, and no other task writes them: see `Arena`).
         let r =
             reads.map(|r| unsafe { std::slice::from_raw_parts(self.ptr.add(r.start), r.len()) });
-        // SAFETY: as above.
+        // SAFETY: inside the arena (checked above); nothing else reads or writes this range
+        // while the view lives: not this call's reads (checked), not another task (its part
+        // is disjoint, see `Arena`).
         let w = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(write.start), write.len()) };
         Ok((r, w))
     }
 
     /// Like [`Self::views`] with several written ranges, pairwise disjoint (a task's pixels
     /// of every output block).
-    #[allow(unsafe_code)]
     fn views_many<const N: usize>(
         &self,
         reads: [std::ops::Range<usize>; N],

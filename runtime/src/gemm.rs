@@ -128,6 +128,15 @@ impl Crop {
 /// One register tile's operands. A is read as `a[r·a_rs + k·a_ks]`, B as `b[k·b_ks + c]` for
 /// c < NR (always NR readable floats per k). C's computed column `col0 + j` of row r is
 /// stored at `c[r·ldc + crop.col(col0 + j) − crop.col(col0)]`, if the crop keeps it.
+///
+/// The kernels' `unsafe` code rests on this invariant, which the four drivers
+/// ([`gemm_packed_a`], [`gemm_packed_b`], [`gemm_packed_a_panels`], [`gemm_packed_a_indirect`])
+/// establish from the lengths they check before building any tile: for r < `rows` ≤ [`MR`]
+/// and kk < `k`, A's element `a + r·a_rs + kk·a_ks` is readable; B's row kk (at
+/// `b + kk·b_ks`, or `b + b_tab[kk]` when the table is not null, which then has `k` entries)
+/// has 16 readable floats at `h·b_hs` for every group h < `cols.div_ceil(16)` (at least one),
+/// and NR at 0; every stored column of C lies in C's buffer, a row of C being
+/// `c + r·ldc`; `res`, if not null, is laid out like C over a buffer as long.
 #[derive(Clone, Copy)]
 struct Tile {
     k: usize,
@@ -162,60 +171,68 @@ mod kernels {
     use crate::epilogue::Epilogue;
 
     /// Applies the epilogue to `acc` (a full MR×NR tile in registers, spilled to an array)
-    /// and stores the valid part.
+    /// and stores the valid part: rows below `t.rows`, columns below `t.cols` (≤ NR here).
     ///
     /// # Safety
-    /// `t.c` must be valid for `t.rows` rows of `t.cols` floats at stride `t.ldc`.
+    /// `t` holds [`Tile`]'s invariant for C and `res`, and `t.cols` ≤ NR.
     unsafe fn store(t: &Tile, acc: &mut [[f32; NR]; MR], ep: &Epilogue) {
         let base = t.crop.col(t.col0);
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
-            // SAFETY: r < rows, so the row lies in C.
+            // SAFETY: r < rows, so `c + r·ldc` is the start of a row of C, inside its buffer
+            // (the tile's invariant).
             let dst = unsafe { t.c.add(r * t.ldc) };
             for (j, v) in row.iter_mut().enumerate().take(t.cols) {
                 if !t.crop.keeps(t.col0 + j) {
                     continue;
                 }
                 let at = t.crop.col(t.col0 + j) - base;
-                // SAFETY: j < cols, a kept column.
-                let dst = unsafe { dst.add(at) };
-                let old = unsafe { *dst };
+                // SAFETY: column col0 + j (j < cols) is kept, so its place in row r,
+                // `at` floats on, is a float of C (the tile's invariant), which this tile
+                // alone writes while it runs.
+                let (dst, old) = unsafe {
+                    let dst = dst.add(at);
+                    (dst, *dst)
+                };
                 let mut x = *v + if t.accumulate { old } else { 0.0 };
                 if t.last {
                     if !t.res.is_null() {
-                        // SAFETY: the residual is laid out like C.
+                        // SAFETY: a non-null residual is laid out like C, so the same offset
+                        // is one of its floats.
                         x += unsafe { *t.res.add(r * t.ldc + at) };
                     }
                     x = ep.apply(x, t.row0 + r, t.col0 + j);
                 }
-                // SAFETY: as above.
+                // SAFETY: `dst` is the float of C read above.
                 unsafe { *dst = x };
             }
         }
     }
 
-    /// The portable tile.
+    /// The portable tile (NR columns).
     ///
     /// # Safety
-    /// The pointers in `t` must be valid as [`Tile`] describes.
+    /// `t` holds [`Tile`]'s invariant, and `t.cols` ≤ NR.
     pub(super) unsafe fn scalar(t: &Tile, ep: &Epilogue) {
         let mut acc = [[0f32; NR]; MR];
         for kk in 0..t.k {
-            // SAFETY: kk < k, so the B row is readable (NR floats).
             let row = if t.b_tab.is_null() {
                 kk * t.b_ks
             } else {
+                // SAFETY: a non-null table has k entries and kk < k.
                 unsafe { *t.b_tab.add(kk) }
             };
+            // SAFETY: B's row kk starts `row` floats from `b` and has NR readable floats
+            // (the tile's invariant); nothing writes B while a tile runs.
             let b = unsafe { std::slice::from_raw_parts(t.b.add(row), NR) };
             for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
-                // SAFETY: r < rows, kk < k.
+                // SAFETY: r < rows and kk < k: a readable element of A (the invariant).
                 let a = unsafe { *t.a.add(r * t.a_rs + kk * t.a_ks) };
                 for (o, &bv) in row.iter_mut().zip(b) {
                     *o += a * bv;
                 }
             }
         }
-        // SAFETY: forwarded.
+        // SAFETY: `store`'s contract is this function's.
         unsafe { store(t, &mut acc, ep) };
     }
 
@@ -224,8 +241,9 @@ mod kernels {
     /// loads and 6 broadcasts.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F; the pointers in `t` must be valid as [`Tile`] describes,
-    /// with `t.rows == R` and 16 readable floats at every B row's `h·b_hs` for h < G.
+    /// The CPU must have AVX-512F, AVX2 and FMA; `t` holds [`Tile`]'s invariant with
+    /// `t.rows == R` and `G == t.cols.div_ceil(16)` (so B has 16 readable floats at every
+    /// row's `h·b_hs` for h < G).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn avx512<
@@ -240,7 +258,11 @@ mod kernels {
         use std::arch::x86_64::*;
         if R == MR && G == 4 {
             // The full tile: the k loop in assembly (all 24 accumulators in registers).
-            // SAFETY: as this function's; the tile's pointers are valid for t.k steps.
+            // SAFETY: AVX-512F is this function's precondition. With R = 6 rows and G = 4
+            // groups, the tile's invariant is what `tile64` requires for `t.k` steps: A's six
+            // rows (1 float apart when packed, which a table-driven B always pairs with;
+            // `a_rs` apart otherwise) advancing `a_ks`, and B's four groups of 16 floats,
+            // `b_hs` apart (NR = 16 for a table-driven B, whose groups are adjacent).
             let full = unsafe {
                 if TAB {
                     crate::tile64::packed_a_tab(t.k, t.a, t.a_ks, t.b, t.b_tab)
@@ -255,7 +277,7 @@ mod kernels {
                     *d = *s;
                 }
             }
-            // SAFETY: forwarded.
+            // SAFETY: `store512`'s contract is this function's.
             unsafe { store512::<R, G>(t, &acc, ep) };
             return;
         }
@@ -268,31 +290,37 @@ mod kernels {
         let mut tab = t.b_tab;
         for _ in 0..t.k {
             if TAB {
-                // SAFETY: the table has k entries; each row lies in B.
+                // SAFETY: TAB means a non-null table of k entries; this is entry kk < k (one
+                // per iteration), and `tab` ends one past the last. Row kk then starts at
+                // `b + tab[kk]`, inside B (the tile's invariant).
                 unsafe {
                     b = t.b.add(*tab);
                     tab = tab.add(1);
                 }
             }
-            // SAFETY: 16 floats are readable at every group of every B row.
+            // SAFETY: AVX-512F (the precondition); B's row kk has 16 readable floats at
+            // `h·b_hs` for h < G (the invariant).
             let bv: [__m512; G] =
                 std::array::from_fn(|h| unsafe { _mm512_loadu_ps(b.add(h * t.b_hs)) });
             for (r, row) in acc.iter_mut().enumerate() {
-                // SAFETY: r < R = rows, whose A elements are readable.
+                // SAFETY: `a` is A at step kk and `offs[r]` row r < R = rows (`r·a_rs`, or
+                // `r` for a packed A whose `a_rs` is 1): a readable element (the invariant).
                 let x = unsafe { _mm512_set1_ps(*a.add(offs[r])) };
                 for (o, &v) in row.iter_mut().zip(&bv) {
                     *o = _mm512_fmadd_ps(x, v, *o);
                 }
             }
-            // SAFETY: stays within (or one past) the operands.
-            unsafe {
-                a = a.add(t.a_ks);
-                if !TAB {
-                    b = b.add(t.b_ks);
-                }
+            // SAFETY: after the last step `a` is `k·a_ks` on, which is still inside A's
+            // slice or one past it: the next packed panel, or row 0's end, whose later
+            // rows are A's too.
+            a = unsafe { a.add(t.a_ks) };
+            if !TAB {
+                // Past the last row this can leave B's buffer (a row-major B's last row is
+                // shorter than its stride), and is never read: no `add`.
+                b = b.wrapping_add(t.b_ks);
             }
         }
-        // SAFETY: forwarded.
+        // SAFETY: `store512`'s contract is this function's.
         unsafe { store512::<R, G>(t, &acc, ep) };
     }
 
@@ -300,7 +328,9 @@ mod kernels {
     /// the epilogue on the last, squeezes out cropped columns.
     ///
     /// # Safety
-    /// AVX-512F; `t.c` valid as [`Tile`] describes, `t.rows == R`.
+    /// AVX-512F, AVX2 and FMA; `t` holds [`Tile`]'s invariant for C and `res`, with
+    /// `t.rows == R` and `G == t.cols.div_ceil(16)`; a per-column bias covers every
+    /// column of C (`Epilogue::check`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn store512<const R: usize, const G: usize>(
@@ -328,8 +358,14 @@ mod kernels {
                 }
                 let at = t.crop.col(j) - base;
                 for (r, row) in acc.iter().enumerate() {
-                    // SAFETY: row r < rows of C; the kept lanes are stored contiguously
-                    // from `at`, inside the row (the callers checked C against the crop).
+                    // SAFETY: AVX-512F (the precondition). `mask` has a lane for each kept
+                    // column of this group, and `at` is where the first of them is stored
+                    // in row r < rows; the kept columns are stored one after another, so
+                    // the expand-loads and the compress-store touch exactly those floats of
+                    // C (and of the residual, laid out like C), which are C's (the
+                    // invariant). With all 16 kept, they are the 16 floats from `at`.
+                    // `apply_avx512` gets the group's `cols` columns from `j`: with a crop
+                    // the bias is never per column (`gemm_packed_a_indirect` refuses it).
                     unsafe {
                         let dst = t.c.add(r * t.ldc + at);
                         let mut v = row[h];
@@ -379,7 +415,11 @@ mod kernels {
                     } else {
                         (1u16 << cols) - 1
                     };
-                    // SAFETY: row r < rows of C; the mask covers the valid columns.
+                    // SAFETY: AVX-512F (the precondition). Columns 16·h .. 16·h + cols of row
+                    // r < rows are C's (the invariant, with no crop: computed column j is
+                    // stored at j), as are the residual's; `mask` has one lane for each of
+                    // those columns, so the masked loads and the store touch nothing else,
+                    // and a per-column bias holds those columns (checked against n).
                     unsafe {
                         let dst = t.c.add(r * t.ldc + 16 * h);
                         let mut v = v;
@@ -407,12 +447,16 @@ mod kernels {
             }
             let mut spill = [[0f32; NR]; MR];
             for (r, row) in acc.iter().enumerate() {
-                // SAFETY: the spill row holds 16 floats.
+                // SAFETY: AVX-512F (the precondition); `spill[r]` is an array of NR = 16
+                // floats, what one store writes. (r < R ≤ MR rows of it.)
                 unsafe { _mm512_storeu_ps(spill[r].as_mut_ptr(), row[h]) };
             }
             let shift = t.crop.col(t.col0 + 16 * h) - t.crop.col(t.col0);
             let part = Tile {
-                // SAFETY: the columns lie in C.
+                // SAFETY: `shift` is where column col0 + 16·h (a column of this tile, as
+                // cols > 16·h) or the next kept one is stored in row 0: at most one past
+                // the row's last stored float, inside C's buffer. `part` is this tile's
+                // columns 16·h .. 16·h + cols, so it holds the invariant too.
                 c: unsafe { t.c.add(shift) },
                 res: if t.res.is_null() {
                     t.res
@@ -423,7 +467,8 @@ mod kernels {
                 col0: t.col0 + 16 * h,
                 ..*t
             };
-            // SAFETY: forwarded.
+            // SAFETY: `part` holds the invariant for C and `res` (above) and has at most
+            // 16 = NR columns.
             unsafe { store(&part, &mut spill, ep) };
         }
     }
@@ -431,8 +476,8 @@ mod kernels {
     /// The AVX2+FMA tile: 6 rows × 2 ymm, `R` valid rows.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA; the pointers in `t` must be valid as [`Tile`]
-    /// describes, with `t.rows == R`.
+    /// The CPU must have AVX2 and FMA; `t` holds [`Tile`]'s invariant with `t.rows == R`
+    /// and `t.cols` ≤ NR.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2<const R: usize, const PACKED_A: bool>(t: &Tile, ep: &Epilogue) {
@@ -445,26 +490,30 @@ mod kernels {
         let mut tab = t.b_tab;
         for _ in 0..t.k {
             if !tab.is_null() {
-                // SAFETY: the table has k entries; each row lies in B.
+                // SAFETY: a non-null table has k entries; this is entry kk < k (one per
+                // iteration), and `tab` ends one past the last. Row kk then starts at
+                // `b + tab[kk]`, inside B (the tile's invariant).
                 unsafe {
                     b = t.b.add(*tab);
                     tab = tab.add(1);
                 }
             }
-            // SAFETY: NR = 16 floats are readable at every B row.
+            // SAFETY: AVX2 (the precondition); B's row kk has NR = 16 readable floats.
             let (b0, b1) = unsafe { (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))) };
             for (r, row) in acc.iter_mut().enumerate() {
-                // SAFETY: r < R = rows.
+                // SAFETY: `a` is A at step kk, `r·a_rs` its row r < R = rows (`a_rs` is 1
+                // for a packed A): a readable element (the invariant).
                 let x = unsafe { _mm256_broadcast_ss(&*a.add(r * a_rs)) };
                 row[0] = _mm256_fmadd_ps(x, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(x, b1, row[1]);
             }
-            // SAFETY: stays within (or one past) the operands.
-            unsafe {
-                a = a.add(t.a_ks);
-                if t.b_tab.is_null() {
-                    b = b.add(t.b_ks);
-                }
+            // SAFETY: after the last step `a` is `k·a_ks` on, still inside A's slice or one
+            // past it (the next packed panel, or row 0's end, whose later rows are A's).
+            a = unsafe { a.add(t.a_ks) };
+            if t.b_tab.is_null() {
+                // Past the last row this can leave B's buffer (a row-major B's last row is
+                // shorter than its stride), and is never read: no `add`.
+                b = b.wrapping_add(t.b_ks);
             }
         }
         let fast = t.cols == NR && t.crop.pw == 0 && (!t.last || ep.is_vectorizable());
@@ -472,7 +521,8 @@ mod kernels {
             for (r, row) in acc.iter().enumerate() {
                 let (mut v0, mut v1) = (row[0], row[1]);
                 if t.accumulate {
-                    // SAFETY: a full 16-float row of C.
+                    // SAFETY: AVX2 (the precondition); `fast` means 16 columns and no crop,
+                    // so row r < rows holds 16 floats of C from `c + r·ldc`.
                     unsafe {
                         let dst = t.c.add(r * t.ldc);
                         v0 = _mm256_add_ps(v0, _mm256_loadu_ps(dst));
@@ -480,7 +530,9 @@ mod kernels {
                     }
                 }
                 if t.last {
-                    // SAFETY: AVX2 is enabled here; the residual is laid out like C.
+                    // SAFETY: AVX2 (the precondition); a non-null residual is laid out like
+                    // C, so it too has 16 floats from `r·ldc`; a per-column bias holds the
+                    // tile's 16 columns from `col0` (checked against n).
                     unsafe {
                         if !t.res.is_null() {
                             let res = t.res.add(r * t.ldc);
@@ -491,7 +543,7 @@ mod kernels {
                         v1 = ep.apply_avx2(v1, t.row0 + r, t.col0 + 8);
                     }
                 }
-                // SAFETY: a full 16-float row of C.
+                // SAFETY: as for the loads above: 16 floats of C in row r.
                 unsafe {
                     let dst = t.c.add(r * t.ldc);
                     _mm256_storeu_ps(dst, v0);
@@ -502,13 +554,14 @@ mod kernels {
         }
         let mut spill = [[0f32; NR]; MR];
         for (r, row) in acc.iter().enumerate() {
-            // SAFETY: the spill array has 16 floats per row.
+            // SAFETY: AVX2 (the precondition); `spill[r]` (r < R ≤ MR) is an array of 16
+            // floats, what the two 8-float stores write.
             unsafe {
                 _mm256_storeu_ps(spill[r].as_mut_ptr(), row[0]);
                 _mm256_storeu_ps(spill[r].as_mut_ptr().add(8), row[1]);
             }
         }
-        // SAFETY: forwarded.
+        // SAFETY: `store`'s contract is this function's (`t.cols` ≤ NR).
         unsafe { store(t, &mut spill, ep) };
     }
 }
@@ -542,6 +595,25 @@ impl Isa {
         Isa::Scalar
     }
 
+    /// Whether this CPU has the instructions `self` names (whatever `MCC_ISA` says). An
+    /// `Isa` can be named freely, so every kernel that takes one from its caller checks
+    /// this before it runs code compiled for it.
+    pub fn runs_here(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
     /// Whether the CPU has AVX2 and FMA (for the vectorized memory-bound kernels).
     pub fn has_avx2(self) -> bool {
         matches!(self, Isa::Avx2 | Isa::Avx512)
@@ -568,17 +640,35 @@ impl Isa {
     }
 }
 
-/// The AVX-512 tile for `t.rows` rows, `G` column groups.
+/// An [`Isa`] this CPU runs ([`Isa::runs_here`]): the only kind [`run_tile`] takes, so its
+/// dispatch to code compiled for the ISA is sound by construction.
+#[derive(Clone, Copy, Debug)]
+struct Runnable(Isa);
+
+impl Runnable {
+    /// `isa`, if this CPU runs it.
+    fn new(isa: Isa) -> Result<Runnable, String> {
+        if isa.runs_here() {
+            Ok(Runnable(isa))
+        } else {
+            Err(format!("this CPU cannot run {}", isa.name()))
+        }
+    }
+}
+
+/// The AVX-512 tile for `t.rows` rows (1 to MR), `G` column groups.
 ///
 /// # Safety
-/// As [`kernels::avx512`]: AVX-512F and a tile valid as [`Tile`] describes.
+/// As [`kernels::avx512`]'s for `R = t.rows`: AVX-512F, AVX2 and FMA, and a tile that holds
+/// [`Tile`]'s invariant with `G == t.cols.div_ceil(16)`.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 unsafe fn avx512_rows<const G: usize, const TAB: bool, const PACKED_A: bool>(
     t: &Tile,
     ep: &Epilogue,
 ) {
-    // SAFETY: forwarded.
+    // SAFETY: this function's contract, with R = t.rows (rows are 1 to MR = 6, so the last
+    // arm has R = 6 = t.rows too).
     unsafe {
         match t.rows {
             1 => kernels::avx512::<1, G, TAB, PACKED_A>(t, ep),
@@ -591,12 +681,16 @@ unsafe fn avx512_rows<const G: usize, const TAB: bool, const PACKED_A: bool>(
     }
 }
 
+/// Runs tile `t` (which holds [`Tile`]'s invariant, as every driver's tiles do, with
+/// 1 to MR rows and at most `isa.tile_cols()` columns) with `isa`'s kernel.
 #[allow(unsafe_code)]
-fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
-    match isa {
+fn run_tile(isa: Runnable, t: &Tile, ep: &Epilogue) {
+    match isa.0 {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA; callers build
-        // tiles whose pointers cover rows × k of A, k × NR of B and rows × cols of C.
+        // SAFETY: a `Runnable` Avx2 means this CPU has AVX2 and FMA. The tile holds the
+        // invariant with at most NR (the AVX2 tile width) columns; its rows (1 to MR) pick
+        // the kernel with R = rows, and `a_rs == 1` the packed-A one, whose rows are 1
+        // float apart (with a single row the stride is never used).
         Isa::Avx2 => unsafe {
             match (t.rows, t.a_rs == 1) {
                 (1, _) => kernels::avx2::<1, true>(t, ep),
@@ -613,7 +707,10 @@ fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
             }
         },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx512` is only chosen when the CPU has AVX-512F (and AVX2, FMA).
+        // SAFETY: a `Runnable` Avx512 means this CPU has AVX-512F, AVX2 and FMA. The tile
+        // holds the invariant with 1 to 64 columns, so G = cols.div_ceil(16) is 1 to 4, the
+        // arm taken (`clamp` changes nothing); TAB and PACKED_A say what the tile has (a
+        // table; rows 1 float apart).
         Isa::Avx512 => unsafe {
             match (
                 t.cols.div_ceil(16).clamp(1, 4),
@@ -638,15 +735,14 @@ fn run_tile(isa: Isa, t: &Tile, ep: &Epilogue) {
                 (_, true, true) => avx512_rows::<4, true, true>(t, ep),
             }
         },
-        // SAFETY: as above (the scalar tile handles up to MR rows; callers on this ISA
-        // build tiles of at most MR rows).
+        // SAFETY: the scalar kernel needs no CPU feature; on the Scalar ISA a tile has at
+        // most NR columns (its `tile_cols`) and holds the invariant.
         _ => unsafe { kernels::scalar(t, ep) },
     }
 }
 
 /// C[M×N] = A·B + epilogue, A packed (`m × k`), B row-major with row stride `ldb` (`k × n`),
 /// C row-major with row stride `ldc`. Columns `[col_begin, col_end)` only (for threads).
-#[allow(unsafe_code)]
 pub fn gemm_packed_a(
     isa: Isa,
     a: PackedA<'_>,
@@ -662,6 +758,7 @@ pub fn gemm_packed_a(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let isa = Runnable::new(isa)?;
     if (k > 0 && b.len() < (k - 1) * ldb + n)
         || c.len() < (m - 1) * ldc + n
         || ldc < n
@@ -670,7 +767,7 @@ pub fn gemm_packed_a(
         return Err(format!("gemm: operands too small for {m}×{k}×{n}"));
     }
     ep.check(m, n, c.len().min((m - 1) * ldc + n))?;
-    let tw = isa.tile_cols();
+    let tw = isa.0.tile_cols();
     with_buffer(&EDGE, k.clamp(1, KC + KC / 2) * tw, |edge| {
         drive_packed_a(
             isa,
@@ -684,7 +781,8 @@ pub fn gemm_packed_a(
             true,
             |j, w, k0, kc| {
                 // B block: rows k0..k0+kc, columns j..j+w. A partial block is copied so the tile
-                // can always read a full tile width.
+                // can always read a full tile width (a full one is B's own rows: j + tw ≤ n,
+                // and B holds (k − 1)·ldb + n floats).
                 if w == tw {
                     return (b[k0 * ldb + j..].as_ptr(), ldb, std::ptr::null());
                 }
@@ -720,6 +818,7 @@ pub fn gemm_packed_b(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let isa = Runnable::new(isa)?;
     if a.len() < (m - 1) * lda + k
         || c.len() < (m - 1) * ldc + n
         || ldc < n
@@ -734,8 +833,8 @@ pub fn gemm_packed_b(
     let mut k0 = 0;
     loop {
         let kc = KC.min(k - k0);
-        // Tiles of `step` panels (two with AVX-512: 32 columns, the second panel K·NR on).
-        let step = isa.tile_cols() / NR;
+        // Tiles of `step` panels (four with AVX-512: 64 columns, each panel K·NR on).
+        let step = isa.0.tile_cols() / NR;
         let first = cols.start.div_ceil(NR);
         for p in (first..panels)
             .step_by(step)
@@ -756,7 +855,10 @@ pub fn gemm_packed_b(
                     b_ks: NR,
                     b_hs: k * NR,
                     b_tab: std::ptr::null(),
-                    // SAFETY (of the pointer arithmetic): row i, column p·NR lie in C.
+                    // SAFETY: i < m and p·NR < n, so `i·ldc + p·NR` ≤ (m − 1)·ldc + n − 1 is
+                    // inside C (checked above). The tile's w columns end at n or before, its
+                    // h rows at m; A's rows i.. hold k floats each (checked), and B's panels
+                    // p .. p + w.div_ceil(16) exist, K·NR apart: the tile's invariant.
                     c: unsafe { c.as_mut_ptr().add(i * ldc + p * NR) },
                     ldc,
                     rows: h,
@@ -790,7 +892,6 @@ pub fn panels_len(k: usize, n: usize, width: usize) -> usize {
 /// Like [`gemm_packed_a`], with B already in panels `[n / width][k][width]` (zero past n),
 /// `width = isa.tile_cols()`: every tile reads B contiguously. `cols` must start at a
 /// multiple of `width`.
-#[allow(unsafe_code)]
 pub fn gemm_packed_a_panels(
     isa: Isa,
     a: PackedA<'_>,
@@ -802,10 +903,11 @@ pub fn gemm_packed_a_panels(
     cols: std::ops::Range<usize>,
 ) -> Result<(), String> {
     let (m, k) = (a.m, a.k);
-    let tw = isa.tile_cols();
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let isa = Runnable::new(isa)?;
+    let tw = isa.0.tile_cols();
     if b.len() < panels_len(k, n, tw)
         || c.len() < (m - 1) * ldc + n
         || ldc < n
@@ -840,7 +942,6 @@ pub fn gemm_packed_a_panels(
 /// columns, plus one tile width of readable slack). A stride-1 convolution reads its
 /// zero-padded input this way, with no im2col copy, and squeezes the padding columns out of
 /// its result with `crop` (C's rows are then `crop.kept(n)` long).
-#[allow(unsafe_code)]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_packed_a_indirect(
     isa: Isa,
@@ -854,10 +955,11 @@ pub fn gemm_packed_a_indirect(
     crop: Crop,
 ) -> Result<(), String> {
     let (m, k) = (a.m, a.k);
-    let tw = isa.tile_cols();
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let isa = Runnable::new(isa)?;
+    let tw = isa.0.tile_cols();
     let reach = tab.iter().max().copied().unwrap_or(0) + n.div_ceil(tw) * tw;
     let kept = crop.kept(n);
     if tab.len() != k
@@ -904,11 +1006,14 @@ fn k_block(k: usize, k0: usize) -> usize {
 
 /// The loop nest of every packed-A GEMM: column blocks of a tile width, K blocks, then the
 /// A panels. `b_at(j, w, k0, kc)` says where the tile reads B for columns `j..j + w` and
-/// rows `k0..k0 + kc`: a pointer, the row stride, and an optional row-offset table.
+/// rows `k0..k0 + kc`: a pointer, the row stride, and an optional row-offset table (of `kc`
+/// entries), with a tile width of readable floats at every row. The caller has checked A
+/// (`pack_a_len(m, k)` floats), C (`m` rows of `ldc`, the last `crop.kept(n)` long) and the
+/// epilogue.
 #[allow(unsafe_code)]
 #[allow(clippy::too_many_arguments)]
 fn drive_packed_a(
-    isa: Isa,
+    isa: Runnable,
     a: PackedA<'_>,
     n: usize,
     c: &mut [f32],
@@ -920,7 +1025,7 @@ fn drive_packed_a(
     mut b_at: impl FnMut(usize, usize, usize, usize) -> (*const f32, usize, *const usize),
 ) {
     let (m, k) = (a.m, a.k);
-    let tw = isa.tile_cols();
+    let tw = isa.0.tile_cols();
     let panels = m.div_ceil(MR);
     // With several A panels, the B block is read once per panel: copied into one contiguous
     // block first, its rows cannot evict each other from L1 (rows of an unpacked B lie a
@@ -947,7 +1052,9 @@ fn drive_packed_a(
                     let (mut b, mut b_ks, mut b_tab) = b_at(j, w, k0, kc);
                     if repack {
                         for (kk, dst) in block.chunks_exact_mut(tw).take(kc).enumerate() {
-                            // SAFETY: `b_at` promises `tw` readable floats at every block row.
+                            // SAFETY: kk < kc, so the table (if any) has entry kk, and `b_at`
+                            // promises `tw` readable floats at row kk, which nothing writes
+                            // while this slice lives (`block` is this thread's own buffer).
                             let row = unsafe {
                                 let off = if b_tab.is_null() {
                                     kk * b_ks
@@ -970,8 +1077,11 @@ fn drive_packed_a(
                             b_ks,
                             b_hs: NR,
                             b_tab,
-                            // SAFETY (of the pointer arithmetic): row p·MR, column j lie in C,
-                            // which the callers checked against m, n, ldc and the crop.
+                            // SAFETY: p·MR < m and j < n, so row p·MR's stored column
+                            // `crop.col(j)` ≤ crop.kept(n) is inside C or one past its end
+                            // (checked by the caller). The tile (rows to m, columns j..j + w
+                            // ≤ n, A's panel p from block k0, B as `b_at` promises, the
+                            // residual checked like C) holds the invariant.
                             c: unsafe { c.as_mut_ptr().add(p * MR * ldc + crop.col(j)) },
                             ldc,
                             rows: MR.min(m - p * MR),

@@ -11,12 +11,18 @@ macro_rules! avx2_dispatch {
         $vis fn $name($($a: $t),*) {
             #[cfg(target_arch = "x86_64")]
             if crate::gemm::Isa::cached().has_avx2() {
+                /// `$generic` compiled with AVX2 and FMA.
+                ///
+                /// # Safety
+                /// The CPU has AVX2 and FMA.
                 #[allow(unsafe_code)]
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn fast($($a: $t),*) {
                     $generic($($a),*)
                 }
-                // SAFETY: `Isa::Avx2` is only detected on CPUs with AVX2 and FMA.
+                // SAFETY: `Isa::cached()` has AVX2 (is Avx2 or Avx512) only where
+                // `Isa::detect` found AVX2 and FMA on this CPU, `fast`'s one precondition
+                // (`$generic` itself is safe, its arguments forwarded as given).
                 #[allow(unsafe_code)]
                 unsafe {
                     fast($($a),*)

@@ -63,8 +63,13 @@ pub struct Pool {
 /// its loop would leave `busy` counted forever, and `run` would wait for it forever).
 #[allow(unsafe_code)]
 fn call(inner: &Inner, job: usize, task: usize) {
-    // SAFETY: `job` is the address of a `&Job` that `Pool::run` keeps alive: it does not
-    // return, nor unwind, before every worker that took the job has left it.
+    // SAFETY: `job` is the address of `Pool::run`'s local `&Job`, and only a thread inside
+    // the job calls this: the caller, within `run`, or a worker that counted itself in
+    // `busy` under `state`'s lock while the job was published. `run` withdraws the job under
+    // that lock and then waits for `busy` to reach 0 before it returns, and nothing in
+    // between can unwind (a task's panic is caught below; poisoned locks are used as they
+    // are), so both the local and the closure it borrows outlive this call. The closure is
+    // `Sync`: several threads may call it at once.
     let f: &&Job = unsafe { &*(job as *const &Job) };
     if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(task))) {
         let mut slot = inner.panic.lock().unwrap_or_else(|e| e.into_inner());

@@ -15,6 +15,10 @@ use std::arch::x86_64::__m512;
 pub(super) type Acc = [[__m512; 4]; 6];
 
 /// A packed, B row kk at `bbase + tab[kk]` (groups adjacent).
+///
+/// # Safety
+/// The CPU has AVX-512F. For kk < `k`: `tab + kk` is a readable `usize`; A's 6 floats
+/// `a + kk·a_ks + r` (r < 6) are readable, and B's 64 floats at `bbase + tab[kk]`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_lines)]
@@ -49,7 +53,12 @@ pub(super) unsafe fn packed_a_tab(
     let c51: __m512;
     let c52: __m512;
     let c53: __m512;
-    // SAFETY: the caller's promise (see the module); the loop reads A and B only.
+    // SAFETY: AVX-512F is enabled for this function, and its callers have it (the
+    // contract). The loop runs `k` times (none when k is 0); step kk reads `tab[kk]`, A's 6
+    // floats at step kk and B's 4 vectors of row kk, all readable by the contract, and
+    // nothing else (`readonly`: no writes to memory; `nostack`). Every register it changes
+    // is an output or an `inout` whose final value is discarded, and flags are clobbered by
+    // default.
     unsafe {
         std::arch::asm!(
             "vxorps zmm0, zmm0, zmm0",
@@ -173,6 +182,10 @@ pub(super) unsafe fn packed_a_tab(
 }
 
 /// A rows `a_rs` apart (its k at stride `a_ks`), B rows `b_ks` apart, groups `b_hs` apart.
+///
+/// # Safety
+/// The CPU has AVX-512F. For kk < `k`: A's floats `a + kk·a_ks + r·a_rs` (r < 6) are
+/// readable, and B's 16 floats at `b + kk·b_ks + h·b_hs` for each h < 4.
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_lines)]
@@ -209,7 +222,13 @@ pub(super) unsafe fn rows_a(
     let c51: __m512;
     let c52: __m512;
     let c53: __m512;
-    // SAFETY: the caller's promise (see the module); the loop reads A and B only.
+    // SAFETY: AVX-512F is enabled for this function, and its callers have it (the
+    // contract). The loop runs `k` times (none when k is 0); step kk reads A's 6 floats
+    // (`a`, `a + a_rs`, `a + 2·a_rs` and `a3` = `a + 3·a_rs` onwards, advancing `a_ks`) and
+    // B's 4 vectors (`b`, `b + b_hs`, `b + 2·b_hs`, `b3` = `b + 3·b_hs`, advancing `b_ks`),
+    // all readable by the contract, and nothing else (`readonly`, `nostack`). `a3` and `b3`
+    // are made with `wrapping_add` and only dereferenced inside the loop. Every register
+    // it changes is an output or a discarded `inout`; flags are clobbered by default.
     unsafe {
         std::arch::asm!(
             "vxorps zmm0, zmm0, zmm0",

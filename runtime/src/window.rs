@@ -90,7 +90,11 @@ pub(crate) fn copy_rows(dst: &mut [f32], src: &[f32], c: Rows) -> Result<bool, S
     }
     #[cfg(target_arch = "x86_64")]
     if Isa::cached() == Isa::Avx512 {
-        // SAFETY: the CPU has AVX-512F; every row lies inside both slices (checked).
+        // SAFETY: `Isa::cached()` is Avx512 only where `Isa::detect` found AVX-512F on this
+        // CPU. Row r < rows spans `len` floats from `s0 + r·ss` in `src` and `d0 + r·ds` in
+        // `dst`; the last row's ends were checked above and the others end before them, so
+        // every row lies inside both slices (which cannot overlap: one is borrowed
+        // exclusively).
         #[allow(unsafe_code)]
         return Ok(unsafe { kernels::copy_rows(dst, src, c) });
     }
@@ -118,7 +122,8 @@ pub(crate) fn split_row2(
 ) -> Option<bool> {
     #[cfg(target_arch = "x86_64")]
     if Isa::cached() == Isa::Avx512 {
-        // SAFETY: the CPU has AVX-512F.
+        // SAFETY: `Isa::cached()` is Avx512 only where `Isa::detect` found AVX-512F on this
+        // CPU, `split2`'s one precondition (it checks every store against `buf`).
         #[allow(unsafe_code)]
         return Some(unsafe { kernels::split2(buf, at0, at1, qw, pl, row) });
     }
@@ -126,7 +131,8 @@ pub(crate) fn split_row2(
     None
 }
 
-/// Whether [`depthwise`] and [`max_pool`] take this geometry and kernel set.
+/// Whether [`depthwise`] and [`max_pool`] take this geometry and kernel set: an AVX-512 one
+/// this CPU runs (their `unsafe` calls rely on it).
 fn handles(isa: Isa, g: &Geometry) -> bool {
     g.oh > 0
         && g.ow > 0
@@ -137,6 +143,7 @@ fn handles(isa: Isa, g: &Geometry) -> bool {
         && g.dh > 0
         && g.dw > 0
         && isa == Isa::Avx512
+        && isa.runs_here()
 }
 
 /// A depthwise convolution of one image (`w`: `[m, kh, kw]`; output channel `o` reads
@@ -171,8 +178,9 @@ pub fn depthwise(
         let b = bias.map_or(0.0, |b| b[o]);
         let out = &mut y[o * p..(o + 1) * p];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `handles` checked AVX-512; the phases hold every tap's reads (plus slack
-        // for the vector loads) and `out` holds `oh·ow` floats.
+        // SAFETY: AVX-512F: `handles` checked this CPU has it. `phases` was sized by
+        // `Phases::new` for this geometry and `taps`, `stores` made from it (`run`'s
+        // contract); `ker` holds a weight per tap (kh·kw of them, sliced above).
         #[allow(unsafe_code)]
         unsafe {
             kernels::run::<false>(
@@ -203,7 +211,8 @@ pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
             return false;
         }
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `handles` checked AVX-512F; the lengths are checked above.
+        // SAFETY: AVX-512F: `handles` checked this CPU has it. `max_2x2`'s other
+        // preconditions are the lengths and the `2·oh ≤ h`, `2·ow ≤ w` just checked.
         #[allow(unsafe_code)]
         unsafe {
             // A NaN makes it decline; the portable loop then does every channel exactly.
@@ -220,7 +229,8 @@ pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
         }
         let out = &mut y[c * p..(c + 1) * p];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `depthwise`.
+        // SAFETY: as in `depthwise` (`handles`; `phases`, `taps`, `stores` made for this
+        // geometry); a maximum reads no weights, so `ker` may be empty.
         #[allow(unsafe_code)]
         unsafe {
             let none = Act::None;
@@ -239,6 +249,7 @@ pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
     true
 }
 
+/// The AVX-512 kernels; every function here requires AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod kernels {
@@ -268,18 +279,22 @@ mod kernels {
                 while ox < g.ow {
                     let n = (g.ow - ox).min(16);
                     let (lo, hi) = (bits(2 * n), bits((2 * n).saturating_sub(16)));
-                    // SAFETY: the masks cover columns 2·ox .. 2·(ox + n) ≤ w of rows 2·oy and
-                    // 2·oy + 1 < h of this channel, and outputs ox .. ox + n of row oy.
+                    // The second half's address can pass the buffer's end (then `hi` is 0):
+                    // made with `wrapping_add`, and masked-off lanes are never accessed.
+                    let r0 = plane.wrapping_add(2 * oy * g.w + 2 * ox);
+                    let r1 = r0.wrapping_add(g.w);
+                    // SAFETY: AVX-512F (the contract). The masks' lanes are columns
+                    // 2·ox .. 2·(ox + n) ≤ w of rows 2·oy and 2·oy + 1 < h of channel ch < c,
+                    // inside `x` (c·h·w floats), and `bits(n)` outputs ox .. ox + n ≤ ow of
+                    // row oy < oh, inside `y` (c·oh·ow).
                     unsafe {
-                        let r0 = plane.add(2 * oy * g.w + 2 * ox);
-                        let r1 = r0.add(g.w);
                         let (a0, a1) = (
                             _mm512_maskz_loadu_ps(lo, r0),
-                            _mm512_maskz_loadu_ps(hi, r0.add(16)),
+                            _mm512_maskz_loadu_ps(hi, r0.wrapping_add(16)),
                         );
                         let (b0, b1) = (
                             _mm512_maskz_loadu_ps(lo, r1),
-                            _mm512_maskz_loadu_ps(hi, r1.add(16)),
+                            _mm512_maskz_loadu_ps(hi, r1.wrapping_add(16)),
                         );
                         nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a0, a1)
                             | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b0, b1);
@@ -294,7 +309,7 @@ mod kernels {
                             _mm512_permutex2var_ps(b0, even, b1),
                         );
                         _mm512_mask_storeu_ps(
-                            out.add(oy * g.ow + ox),
+                            out.wrapping_add(oy * g.ow + ox),
                             bits(n),
                             _mm512_max_ps(bottom, top),
                         );
@@ -325,7 +340,9 @@ mod kernels {
             while i < c.len {
                 let left = c.len - i;
                 let mask: __mmask16 = if left >= 16 { 0xffff } else { (1 << left) - 1 };
-                // SAFETY: the mask covers only the row's `len` floats, inside both slices.
+                // SAFETY: AVX-512F (the contract); `i` < len, so `s + i` and `d + i` are in the
+                // row, and the mask's lanes are the row's floats i .. min(i + 16, len),
+                // inside both slices (the contract).
                 unsafe {
                     let v = _mm512_maskz_loadu_ps(mask, s.add(i));
                     nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
@@ -342,7 +359,7 @@ mod kernels {
     /// `at1` in `buf`. Returns whether the row holds a NaN.
     ///
     /// # Safety
-    /// AVX-512F.
+    /// AVX-512F. (Everything else is checked: loads are masked to `row`, stores to `buf`.)
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn split2(
         buf: &mut [f32],
@@ -371,11 +388,13 @@ mod kernels {
             } else {
                 0
             };
-            // SAFETY: the masks cover only columns below w.
+            // SAFETY: AVX-512F (the contract). The masks' lanes are columns ix .. min(ix + 32,
+            // w) of `row`; the second half's address may pass its end (`m1` is then 0), so
+            // it is made with `wrapping_add`, and masked-off lanes are never accessed.
             let (v0, v1) = unsafe {
                 (
-                    _mm512_maskz_loadu_ps(m0, row.as_ptr().add(ix)),
-                    _mm512_maskz_loadu_ps(m1, row.as_ptr().add(ix + 16)),
+                    _mm512_maskz_loadu_ps(m0, row.as_ptr().wrapping_add(ix)),
+                    _mm512_maskz_loadu_ps(m1, row.as_ptr().wrapping_add(ix + 16)),
                 )
             };
             nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v0)
@@ -400,7 +419,8 @@ mod kernels {
                 if at + count > buf.len() {
                     continue;
                 }
-                // SAFETY: `count` floats from `at` lie in `buf` (checked).
+                // SAFETY: AVX-512F (the contract); the mask's `count` lanes are the floats
+                // `at .. at + count` of `buf`, checked just above.
                 unsafe {
                     let v = _mm512_permutex2var_ps(v0, lanes, v1);
                     _mm512_mask_storeu_ps(buf.as_mut_ptr().add(at), mask, v);
@@ -416,9 +436,12 @@ mod kernels {
     /// `stores` says.
     ///
     /// # Safety
-    /// AVX-512F; `phases` holds every tap's plane at the offsets in `taps` plus the slack
-    /// of [`super::Phases::new`]; `stores` are [`super::Phases::stores`] for `out`;
-    /// `ker` holds a weight per tap unless `MAX`.
+    /// AVX-512F; `phases` is a [`super::Phases`] buffer for the geometry `n`, `taps` and
+    /// `stores` come from: `n` = oh·qw grid positions, `taps` = `conv::phase_taps`, whose
+    /// every offset plus a position of the grid, plus 15, lies inside it (its
+    /// `conv::padded_len` includes the slack for the last tap's columns past the last
+    /// plane, with 16·(GROUP + 1) floats more); `stores` = [`super::Phases::stores`], whose
+    /// kept lanes land inside `out` (oh·ow floats); `ker` holds a weight per tap unless `MAX`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn run<const MAX: bool>(
@@ -449,7 +472,8 @@ mod kernels {
             // otherwise compute a whole group for one vector; a single vector is latency-bound,
             // so only the last one runs alone).
             let left = (n - j0).div_ceil(16);
-            // SAFETY: forwarded (the same reads and writes as described above).
+            // SAFETY: `block`'s contract is this function's, for a block of V ≤ `left`
+            // vectors from j0 (so none starts past the grid).
             j0 = unsafe {
                 if left >= GROUP {
                     block::<MAX, GROUP>(base, j0, taps, stores, ker, init, &ep, fast_act, out)
@@ -467,7 +491,8 @@ mod kernels {
     /// `V` vectors of the grid from `j0`; returns where the next block starts.
     ///
     /// # Safety
-    /// As [`run`]'s.
+    /// As [`run`]'s, with `base` = `phases.as_ptr()`, and j0 + 16·(V − 1) below the grid's
+    /// `n` positions.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn block<const MAX: bool, const V: usize>(
@@ -485,7 +510,9 @@ mod kernels {
         for (t, &off) in taps.iter().enumerate() {
             let w = if MAX { init } else { _mm512_set1_ps(ker[t]) };
             for (v, a) in acc.iter_mut().enumerate() {
-                // SAFETY: inside the phases or their slack (past the grid: ignored lanes).
+                // SAFETY: AVX-512F (the contract). Vector v < V reads grid positions
+                // j0 + 16·v .. + 16 < n + 15 at tap offset `off`: inside the phases and their
+                // slack (the contract); lanes past the grid are computed and never stored.
                 let x = unsafe { _mm512_loadu_ps(base.add(off + j0 + 16 * v)) };
                 *a = if MAX {
                     _mm512_max_ps(*a, x)
@@ -498,7 +525,10 @@ mod kernels {
             if mask == 0 {
                 continue;
             }
-            // SAFETY: the kept lanes land contiguously from `at`, inside `out`.
+            // SAFETY: AVX-512F (the contract). `stores` says where this vector's kept lanes
+            // go: `mask`'s lanes, written one after another from `at`, are output positions
+            // inside `out` (all 16 of them when the mask is full), as `Phases::stores`
+            // computes them from the grid (the contract); `lanes` is a 16-float array.
             unsafe {
                 let dst = out.as_mut_ptr().add(at);
                 let a = if MAX || fast_act {
