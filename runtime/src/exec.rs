@@ -2,20 +2,20 @@
 //! then executes the steps in order on caller-owned memory.
 
 use crate::aligned::AlignedVec;
-use crate::blocked::{self, LANES};
-use crate::conv::{self, Geometry};
-use crate::eltwise;
-use crate::epilogue::{Bias, Epilogue};
-use crate::gemm::{self, Isa, PackedA, PackedB};
-use crate::pool;
+use crate::kernels::blocked::{self, LANES};
+use crate::kernels::conv::{self, Geometry};
+use crate::kernels::eltwise;
+use crate::kernels::epilogue::{Act, Bias, Epilogue};
+use crate::kernels::gemm::{self, Isa, PackedA, PackedB};
+use crate::kernels::pool;
+use crate::kernels::window;
 use crate::program::{Access, Buf, ConvLayout, Program, Src, Step};
 use crate::threads::{Pool, split};
-use crate::window;
 
 /// Checks a program: every buffer inside the arena (per sample), every weight reference
 /// inside the weights, no step writing memory it reads, every step's sizes consistent with
 /// its buffers. After this, running it cannot index out of bounds, and the tasks of a step
-/// cannot write what another of them reads (see [`Arena`]).
+/// cannot write what another of them reads (see `Arena`).
 pub fn validate(p: &Program, weights: usize) -> Result<(), String> {
     let arena = |b: &Buf, what: &str| -> Result<(), String> {
         if b.off.checked_add(b.len).is_none_or(|end| end > p.arena) {
@@ -392,7 +392,7 @@ fn avg_pool(
         return blocked::window(isa, x, g, &op, y);
     }
     let ones = vec![1.0; g.c * g.kh * g.kw];
-    if window::depthwise(isa, x, g, g.c, &ones, None, crate::epilogue::Act::None, y) {
+    if window::depthwise(isa, x, g, g.c, &ones, None, Act::None, y) {
         let scale = pool::avg_scales(g, count_pad, pb, pr);
         for plane in y.chunks_exact_mut(scale.len().max(1)).take(g.c) {
             for (v, s) in plane.iter_mut().zip(&scale) {
@@ -416,7 +416,7 @@ fn depthwise(
     m: usize,
     w: &[f32],
     bias: Option<&[f32]>,
-    act: crate::epilogue::Act,
+    act: Act,
     y: &mut [f32],
 ) -> Result<(), String> {
     if blocked {

@@ -1,7 +1,9 @@
-//! `mcc-runtime`: what programs emitted by mcc link against: the kernels (dense GEMM with
-//! packed weights, convolution, pooling, elementwise…), the program executor, and `.npy` I/O.
-//! It depends on nothing in `compiler/` (and on no crate but `std` in its kernels), so it can
-//! be built as a static library for ahead-of-time compiled models.
+//! `mcc-runtime`: what programs emitted by mcc link against: the schedule format
+//! ([`program`]), the kernels ([`kernels`]: dense GEMM with packed weights, convolution,
+//! pooling, elementwise…), the executor that validates a schedule and runs it over a thread
+//! pool ([`exec`], [`split`], [`threads`], [`aligned`]), the C ABI compiled code calls
+//! ([`abi`]), and `.npy` I/O. It depends on nothing in `compiler/` (and on no crate but
+//! `std`), so it can be built as a static library for ahead-of-time compiled models.
 /// Defines `$name` as `$generic` compiled twice: for AVX2+FMA (chosen at run time when the
 /// CPU has them) and for the x86-64 baseline. The body is `#[inline(always)]`, so each copy
 /// is vectorized for its own instruction set.
@@ -10,7 +12,7 @@ macro_rules! avx2_dispatch {
         $(#[$m])*
         $vis fn $name($($a: $t),*) {
             #[cfg(target_arch = "x86_64")]
-            if crate::gemm::Isa::cached().has_avx2() {
+            if crate::kernels::gemm::Isa::cached().has_avx2() {
                 /// `$generic` compiled with AVX2 and FMA.
                 ///
                 /// # Safety
@@ -34,21 +36,20 @@ macro_rules! avx2_dispatch {
     };
 }
 
-pub mod abi;
-pub mod aligned;
-pub mod blocked;
-pub mod conv;
-pub mod eltwise;
-pub mod epilogue;
-pub mod exec;
-pub mod gemm;
-pub mod npy;
-pub mod pool;
+// The schedule format, and weights in stored form.
 pub mod program;
-pub mod split;
 pub mod stored;
-pub mod testing;
+
+// The kernels.
+pub mod kernels;
+
+// The executor: validation, dispatch, the per-batch split plan, the thread pool, memory.
+pub mod aligned;
+pub mod exec;
+pub mod split;
 pub mod threads;
-#[cfg(target_arch = "x86_64")]
-mod tile64;
-pub mod window;
+
+// The edges: the C ABI and executables' `main`, `.npy` files, test helpers.
+pub mod abi;
+pub mod npy;
+pub mod testing;

@@ -17,11 +17,11 @@
 //! offset planning), the step's name and its FLOP count all come from that entry. What a
 //! step means (the sizes its buffers need, the kernel it calls) is the executor's (`exec.rs`).
 
-use crate::blocked::LANES;
-use crate::conv::Geometry;
-use crate::eltwise::BinOp;
-use crate::epilogue::Act;
-use crate::gemm::{pack_a_len, pack_b_len};
+use crate::kernels::blocked::LANES;
+use crate::kernels::conv::Geometry;
+use crate::kernels::eltwise::BinOp;
+use crate::kernels::epilogue::Act;
+use crate::kernels::gemm::{pack_a_len, pack_b_len};
 
 /// A tensor in the arena: per-sample offset and length, in floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +63,8 @@ pub struct Io {
 pub enum ConvLayout {
     /// NCHW in and out, as GEMMs on weights packed by `gemm::pack_a` per group.
     Gemm,
-    /// Output channel-blocked (NCHW16c, see [`crate::blocked`]), one group, weights packed by
-    /// `blocked::pack_conv`; the input is blocked too when `x_blocked`, else NCHW.
+    /// Output channel-blocked (NCHW16c, see [`crate::kernels::blocked`]), one group, weights
+    /// packed by `blocked::pack_conv`; the input is blocked too when `x_blocked`, else NCHW.
     Blocked {
         /// Whether the input is blocked.
         x_blocked: bool,

@@ -32,7 +32,7 @@
 //! sample per thread the runner already keeps every thread busy with whole samples; the plan
 //! there is just [`splittable`].
 
-use crate::blocked::LANES;
+use crate::kernels::blocked::LANES;
 use crate::program::{ConvLayout, Program, Step};
 
 /// Estimated µs to wake a sleeping worker and have it start a task (futex wake-up and
@@ -192,8 +192,8 @@ pub fn plan(prog: &Program, batch: usize, threads: usize) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv::Geometry;
-    use crate::epilogue::Act;
+    use crate::kernels::conv::Geometry;
+    use crate::kernels::epilogue::Act;
     use crate::program::Buf;
 
     /// A 3×3 one-group convolution of `c` channels to `c` on an `s`×`s` image, blocked.

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use crate::gemm::Isa;
+use crate::kernels::gemm::Isa;
 
 /// The instruction sets kernel suite `suite` runs every case on: all that this CPU supports
 /// (after `MCC_ISA`'s restriction), written to the test log on stderr (past the test

@@ -5,8 +5,8 @@
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use mcc_runtime::epilogue::{Act, Bias, Epilogue};
-use mcc_runtime::gemm::{PackedA, PackedB, gemm_packed_a, gemm_packed_b, pack_a, pack_b};
+use mcc_runtime::kernels::epilogue::{Act, Bias, Epilogue};
+use mcc_runtime::kernels::gemm::{PackedA, PackedB, gemm_packed_a, gemm_packed_b, pack_a, pack_b};
 
 fn rand(seed: u64, n: usize) -> Vec<f32> {
     let mut s = seed

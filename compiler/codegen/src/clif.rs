@@ -20,8 +20,8 @@ use cranelift_module::{FuncId, Linkage, Module, ModuleError};
 fn me(e: ModuleError) -> String {
     format!("{e:?}")
 }
-use mcc_runtime::eltwise::BinOp;
-use mcc_runtime::epilogue::Act;
+use mcc_runtime::kernels::eltwise::BinOp;
+use mcc_runtime::kernels::epilogue::Act;
 use mcc_runtime::program::{Buf, Program, Src, Step};
 
 /// The host ISA, for JIT and for objects that run on this machine's kind of CPU: x86-64

@@ -12,11 +12,11 @@
 use std::collections::{HashMap, HashSet};
 
 use mcc_ir::{DType, Dim, Graph, NodeId, Op, ValueId};
-use mcc_runtime::blocked::{self, LANES};
-use mcc_runtime::conv::Geometry;
-use mcc_runtime::eltwise::BinOp;
-use mcc_runtime::epilogue::Act;
-use mcc_runtime::gemm;
+use mcc_runtime::kernels::blocked::{self, LANES};
+use mcc_runtime::kernels::conv::Geometry;
+use mcc_runtime::kernels::eltwise::BinOp;
+use mcc_runtime::kernels::epilogue::Act;
+use mcc_runtime::kernels::gemm;
 use mcc_runtime::program::{Buf, ConvLayout, Src, Step};
 
 /// Why a graph cannot be compiled.
@@ -779,7 +779,8 @@ impl<'g> Lowering<'g> {
             for gi in 0..groups {
                 packed.extend(gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k));
             }
-            let cols = (!geo.is_pointwise()).then(|| mcc_runtime::conv::scratch_len(&geo, groups));
+            let cols = (!geo.is_pointwise())
+                .then(|| mcc_runtime::kernels::conv::scratch_len(&geo, groups));
             (packed, cols, ConvLayout::Gemm)
         };
         let wo = self.push_weights(&packed);

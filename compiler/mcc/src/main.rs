@@ -609,7 +609,7 @@ fn bench(
         "{}: batch {batch}, {} thread(s), kernels {}: compiled in {:.1} ms; {} runs: median {:.4} ms, min {:.4} ms",
         path.display(),
         j.threads(),
-        mcc_runtime::gemm::Isa::detect().name(),
+        mcc_runtime::kernels::gemm::Isa::detect().name(),
         compile.as_secs_f64() * 1e3,
         times.len(),
         times[times.len() / 2],
@@ -671,7 +671,7 @@ fn profile_steps(
 
 /// `mcc bench --kernels`: the dense GEMM kernel's throughput, single thread.
 fn bench_kernels() {
-    use mcc_runtime::gemm::{self, Isa, PackedA, PackedB};
+    use mcc_runtime::kernels::gemm::{self, Isa, PackedA, PackedB};
     let isa = Isa::detect();
     outln!(
         "dense f32 GEMM, 1 thread, kernels {} (GFLOP/s, best of 5):",
@@ -690,7 +690,7 @@ fn bench_kernels() {
         let flops = 2.0 * (m * k * n) as f64;
         let pa = gemm::pack_a(&a, m, k);
         let pb = gemm::pack_b(&b, k, n, n, 1);
-        let ep = mcc_runtime::epilogue::Epilogue::NONE;
+        let ep = mcc_runtime::kernels::epilogue::Epilogue::NONE;
         let mut time = |f: &mut dyn FnMut(&mut [f32])| {
             let reps = ((2e9 / flops) as usize).max(1);
             let mut best = f64::MAX;

@@ -1,7 +1,7 @@
 //! Memory-bound kernels: activations, broadcast binary arithmetic, per-channel affine
 //! (an unfolded BatchNormalization), softmax, LRN, transpose.
 
-use crate::epilogue::Act;
+use crate::kernels::epilogue::Act;
 
 /// A binary elementwise operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

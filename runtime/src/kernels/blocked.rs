@@ -13,9 +13,9 @@
 //! order per output identical within a path); both are checked against the reference
 //! evaluator through the program tests.
 
-use crate::conv::Geometry;
-use crate::epilogue::Act;
-use crate::gemm::Isa;
+use crate::kernels::conv::Geometry;
+use crate::kernels::epilogue::Act;
+use crate::kernels::gemm::Isa;
 
 /// Channels per block (the lanes of an AVX-512 vector of f32).
 pub const LANES: usize = 16;
@@ -357,7 +357,7 @@ pub fn conv(isa: Isa, a: &ConvArgs, y: &mut [&mut [f32]]) -> Result<(), String> 
 pub enum Window<'a> {
     /// Max pooling (padding never wins; a NaN in the window propagates).
     Max,
-    /// Average pooling; the divisor as in [`crate::pool::avg_pool`].
+    /// Average pooling; the divisor as in [`crate::kernels::pool::avg_pool`].
     Avg {
         /// Whether padding counts in the divisor.
         count_pad: bool,
@@ -412,7 +412,7 @@ pub fn window(isa: Isa, x: &[f32], g: &Geometry, op: &Window, y: &mut [f32]) -> 
     // Reciprocal divisors of an average, per output row and column.
     let (div_r, div_c): (Vec<f32>, Vec<f32>) = match *op {
         Window::Avg { count_pad, pb, pr } => {
-            let (r, c) = crate::pool::window_counts(g, count_pad, pb, pr);
+            let (r, c) = crate::kernels::pool::window_counts(g, count_pad, pb, pr);
             (
                 r.iter().map(|&v| v as f32).collect(),
                 c.iter().map(|&v| v as f32).collect(),
@@ -524,8 +524,8 @@ pub fn global_avg(x: &[f32], c: usize, hw: usize, y: &mut [f32]) -> Result<(), S
 #[allow(unsafe_code)]
 mod avx512 {
     use super::{ConvArgs, LANES, Window, max_pixels};
-    use crate::conv::Geometry;
-    use crate::epilogue::Act;
+    use crate::kernels::conv::Geometry;
+    use crate::kernels::epilogue::Act;
     use std::arch::x86_64::*;
 
     /// What one register tile reads and writes.

@@ -13,7 +13,7 @@
 //! K block only. K is blocked by [`KC`]: deep blocks, because each block costs a round trip
 //! of C (measured best from 768 up on a 48 KiB-L1, 2 MiB-L2 Xeon; B blocks stream from L2).
 
-use crate::epilogue::{Bias, Epilogue};
+use crate::kernels::epilogue::{Bias, Epilogue};
 
 /// Rows of the register tile.
 pub const MR: usize = 6;
@@ -168,7 +168,7 @@ struct Tile {
 #[allow(unsafe_code)]
 mod kernels {
     use super::{MR, NR, Tile};
-    use crate::epilogue::Epilogue;
+    use crate::kernels::epilogue::Epilogue;
 
     /// Applies the epilogue to `acc` (a full MR×NR tile in registers, spilled to an array)
     /// and stores the valid part: rows below `t.rows`, columns below `t.cols` (≤ NR here).
@@ -265,10 +265,10 @@ mod kernels {
             // `b_hs` apart (NR = 16 for a table-driven B, whose groups are adjacent).
             let full = unsafe {
                 if TAB {
-                    crate::tile64::packed_a_tab(t.k, t.a, t.a_ks, t.b, t.b_tab)
+                    crate::kernels::tile64::packed_a_tab(t.k, t.a, t.a_ks, t.b, t.b_tab)
                 } else {
                     // (A packed A is rows 1 float apart.)
-                    crate::tile64::rows_a(t.k, t.a, t.a_rs, t.a_ks, t.b, t.b_ks, t.b_hs)
+                    crate::kernels::tile64::rows_a(t.k, t.a, t.a_rs, t.a_ks, t.b, t.b_ks, t.b_hs)
                 }
             };
             let mut acc = [[_mm512_setzero_ps(); G]; R];

@@ -10,9 +10,9 @@
 //! (a 7-wide image fills whole vectors), then the `qw − ow` extra columns per row are
 //! squeezed out by compress-stores.
 
-use crate::conv::{self, Geometry};
-use crate::epilogue::Act;
-use crate::gemm::Isa;
+use crate::kernels::conv::{self, Geometry};
+use crate::kernels::epilogue::Act;
+use crate::kernels::gemm::Isa;
 
 /// Vectors computed together: independent accumulators hide the FMA latency.
 const GROUP: usize = 8;
@@ -254,7 +254,7 @@ pub fn max_pool(isa: Isa, x: &[f32], g: &Geometry, y: &mut [f32]) -> bool {
 #[allow(unsafe_code)]
 mod kernels {
     use super::GROUP;
-    use crate::epilogue::{Act, Bias, Epilogue};
+    use crate::kernels::epilogue::{Act, Bias, Epilogue};
     use std::arch::x86_64::*;
 
     /// The 2×2 stride-2 unpadded max pooling of every channel, 16 outputs per vector (the
@@ -264,7 +264,7 @@ mod kernels {
     /// # Safety
     /// AVX-512F; `x` holds `c·h·w` floats and `y` `c·oh·ow`, `2·oh ≤ h`, `2·ow ≤ w`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn max_2x2(x: &[f32], g: &crate::conv::Geometry, y: &mut [f32]) -> bool {
+    pub(super) unsafe fn max_2x2(x: &[f32], g: &super::Geometry, y: &mut [f32]) -> bool {
         let (even, odd) = (
             _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
             _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
@@ -603,7 +603,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32) - 50.0)
             .collect();
         let mut want = vec![0f32; g.c * g.oh * g.ow];
-        crate::pool::max_pool(&x, &g, &mut want);
+        crate::kernels::pool::max_pool(&x, &g, &mut want);
         let mut got = vec![f32::NAN; want.len()];
         let isa = Isa::cached();
         if max_pool(isa, &x, &g, &mut got) {

@@ -3,8 +3,8 @@
 //! im2col, all others through stride-phase planes read in place), or, for depthwise
 //! convolutions, a direct loop per channel (the portable path of `window`).
 
-use crate::epilogue::{Bias, Epilogue};
-use crate::gemm::{
+use crate::kernels::epilogue::{Bias, Epilogue};
+use crate::kernels::gemm::{
     Crop, Isa, PackedA, gemm_packed_a, gemm_packed_a_indirect, gemm_packed_a_panels,
 };
 
@@ -79,7 +79,7 @@ pub fn conv2d(
     weights: &[PackedA<'_>],
     bias: Option<&[f32]>,
     residual: Option<&[f32]>,
-    act: crate::epilogue::Act,
+    act: crate::kernels::epilogue::Act,
     y: &mut [f32],
     scratch: &mut [f32],
     cols: std::ops::Range<usize>,
@@ -110,7 +110,7 @@ pub fn conv2d(
             let k = cg * g.kh * g.kw;
             let tw = isa.tile_cols();
             let col = scratch
-                .get_mut(..crate::gemm::panels_len(k, p, tw))
+                .get_mut(..crate::kernels::gemm::panels_len(k, p, tw))
                 .ok_or("conv: scratch buffer too small")?;
             im2col_panels(x, g, gi * cg, cg, tw, col);
             gemm_packed_a_panels(isa, *wa, col, p, out, p, &ep, cols.clone())?;
@@ -125,7 +125,7 @@ pub fn scratch_len(g: &Geometry, groups: usize) -> usize {
     let groups = groups.max(1);
     let cg = g.c / groups;
     let k = cg * g.kh * g.kw;
-    crate::gemm::panels_len(k, g.oh * g.ow, 64).max(padded_len(g, cg))
+    crate::kernels::gemm::panels_len(k, g.oh * g.ow, 64).max(padded_len(g, cg))
 }
 
 /// Readable floats past the phase planes: the last tap's row runs `((kw − 1)·dw) / sw` past
@@ -312,7 +312,7 @@ impl PhaseLayout {
                         let r1 = inside.next_back().unwrap_or(r0) + 1;
                         let iy0 = in_row(r0).unwrap_or(0);
                         let at = (ps * qh + r0) * qw + lo;
-                        let rows = crate::window::Rows {
+                        let rows = crate::kernels::window::Rows {
                             d0: at,
                             ds: qw,
                             s0: iy0 * g.w + ix0,
@@ -320,7 +320,7 @@ impl PhaseLayout {
                             rows: r1 - r0,
                             len: hi - lo,
                         };
-                        nan |= crate::window::copy_rows(block, src, rows)?;
+                        nan |= crate::kernels::window::copy_rows(block, src, rows)?;
                     }
                 }
                 for r in 0..qh {
@@ -345,7 +345,7 @@ impl PhaseLayout {
                     let row = &src[iy * g.w..(iy + 1) * g.w];
                     if sw == 2
                         && let Some(n) =
-                            crate::window::split_row2(block, at(0), at(1), qw, g.pl, row)
+                            crate::kernels::window::split_row2(block, at(0), at(1), qw, g.pl, row)
                     {
                         nan |= n;
                         continue;
@@ -382,7 +382,7 @@ pub fn conv_indirect_rows(
     cg: usize,
     out: &mut [f32],
 ) -> Result<(), String> {
-    use crate::gemm::MR;
+    use crate::kernels::gemm::MR;
     if rows.is_empty() {
         return Ok(());
     }
@@ -512,7 +512,7 @@ avx2_dispatch! {
     m: usize,
     w: &[f32],
     bias: Option<&[f32]>,
-    act: crate::epilogue::Act,
+    act: crate::kernels::epilogue::Act,
     y: &mut [f32]) => depthwise_generic
 }
 
@@ -523,7 +523,7 @@ fn depthwise_generic(
     m: usize,
     w: &[f32],
     bias: Option<&[f32]>,
-    act: crate::epilogue::Act,
+    act: crate::kernels::epilogue::Act,
     y: &mut [f32],
 ) {
     let mult = (m / g.c.max(1)).max(1);
@@ -589,7 +589,7 @@ fn depthwise_generic(
             for oy in 0..g.oh {
                 let row = &wide[oy * qw..oy * qw + g.ow];
                 let dst = &mut out[oy * g.ow..(oy + 1) * g.ow];
-                if act == crate::epilogue::Act::None {
+                if act == crate::kernels::epilogue::Act::None {
                     dst.copy_from_slice(row);
                 } else {
                     for (d, &v) in dst.iter_mut().zip(row) {
@@ -631,7 +631,7 @@ fn depthwise_generic(
                 }
             }
         }
-        if act != crate::epilogue::Act::None {
+        if act != crate::kernels::epilogue::Act::None {
             for v in out.iter_mut() {
                 *v = act.apply(*v);
             }

@@ -2,7 +2,7 @@
 //! Like the depthwise convolution, each window tap is one pass over the output rows it
 //! reaches, on the run of columns whose input lies inside the image.
 
-use crate::conv::{Geometry, col_span};
+use crate::kernels::conv::{Geometry, col_span};
 
 avx2_dispatch! {
     /// Max pooling: padding never wins (it counts as −∞); a NaN in the window propagates.

@@ -1,0 +1,30 @@
+//! The kernels: the functions that compute one layer, or one task's part of it, on one
+//! sample's slices (the whole batch for dense layers). They know nothing of programs,
+//! arenas or threads: `exec.rs` hands them slices and weights, sized as `exec::validate`
+//! checked. None reads or writes outside the slices it is given: safe code indexes with
+//! bounds checks, and the unsafe SIMD paths check the lengths they rely on first. Each picks
+//! its code by [`gemm::Isa`] (AVX-512, AVX2+FMA, or portable) and runs code compiled for an
+//! instruction set only after [`gemm::Isa::runs_here`].
+//!
+//! - [`gemm`]: dense GEMM with one operand packed ahead of time, its register tiles (the
+//!   full AVX-512 tile's k loop in `tile64`, inline assembly), and [`gemm::Isa`];
+//! - [`conv`]: NCHW convolution as GEMMs over stride-phase planes or im2col, and the
+//!   window geometry ([`conv::Geometry`]) that every window kernel shares;
+//! - [`window`]: depthwise convolution and max pooling with AVX-512, 16 outputs a vector;
+//! - [`blocked`]: the channel-blocked layout (NCHW16c): its convolution, window, global
+//!   pooling and reorder kernels, and its weight packing;
+//! - [`pool`]: portable max, average and global average pooling;
+//! - [`eltwise`]: memory-bound kernels (activations, broadcast arithmetic, affine,
+//!   softmax, LRN, transpose);
+//! - [`epilogue`]: what a kernel applies to its result before storing it (bias, residual,
+//!   activation).
+
+pub mod blocked;
+pub mod conv;
+pub mod eltwise;
+pub mod epilogue;
+pub mod gemm;
+pub mod pool;
+#[cfg(target_arch = "x86_64")]
+mod tile64;
+pub mod window;
