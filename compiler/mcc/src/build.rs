@@ -663,7 +663,7 @@ fn assemble(
             .map(sha256_file)
             .transpose()?,
     };
-    let isa = mcc_runtime::gemm::Isa::detect().name().to_string();
+    let isa = mcc_runtime::kernels::gemm::Isa::detect().name().to_string();
     let measurement = report::Measurement {
         engine: compressed.engine,
         engine_note: compressed.note.clone(),
