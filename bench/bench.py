@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""mcc vs ONNX Runtime: both timed in the same run on the same machine, and outputs checked.
+"""mcc vs ONNX Runtime (or vs another mcc, --against): both timed in the same run on the same
+machine, and outputs checked.
 
 Usage: python3 bench/bench.py [--runs 50] [--rounds 3] [--quick] [--models a,b]
                               [--recipe R.mcr] [--recipe-for MODEL=R.mcr ...]
-                              [--ort original|exported|qdq] [--out FILE.md]
+                              [--ort original|exported|qdq | --against OLD_MCC] [--out FILE.md]
 
 What runs. For every model, `mcc build RECIPE MODEL` makes the native executable (RECIPE is
 --recipe, recipes/merge.mcr unless told, or the --recipe-for of that model; the table names
@@ -69,6 +70,23 @@ commit and whether tracked files have uncommitted changes), the GEMM kernel tabl
 --kernels`, full runs only), the build time of light ResNet-50, and the lenet5 executable's
 start-up (process start to first result). Built executables live in a scratch folder that is
 removed however the run ends. Installs numpy, onnxruntime and onnx with pip if missing.
+
+--against OLD_MCC: mcc vs another mcc binary (say, one built from an older commit in a git
+worktree) instead of vs ORT; ORT is neither timed nor needed (numpy only, plus onnx and
+onnxruntime for the light models' random weights). Every model is built with the same recipe by
+both binaries, each with `BINARY build RECIPE MODEL -o DIR` only (an older binary may not know
+newer flags), before anything is timed. The cells, N and the rounds are as above, with the two
+executables timed back to back the same way (`--bench N`, old first in odd rounds, new first in
+even ones): ratio = old median / new median per round (> 1: the new build is faster), median
+[min..max] over rounds. The table names both binaries: path, the commit of the git checkout
+whose target/<profile>/ holds each (and whether its tracked files have uncommitted changes) and
+the binary's modification time. Checks: the new executable's output as above, but an exact build
+is compared with the stored ORT outputs (corpus/ref, or the light models' from
+tests/light_random.py) instead of a live ORT run; and the old executable's output against the
+new one's on the same input (rel err; held to 1e-4 when both builds are merge-only, reported
+only otherwise, since a compression may have changed between the two; NaN/Inf always fails).
+The per-call floor is not measured. The last line says whether every cell's median ratio is
+within 3% (0.97..1.03); that is reported, not failed.
 """
 import argparse
 import json
@@ -103,6 +121,8 @@ LIGHT = ["resnet50", "vgg19", "squeezenet", "shufflenet", "inception_v1"]
 QDQ_AGREEMENT = 0.9
 ORT_SIDES = {"original": "the corpus model", "exported": "the model.onnx mcc build wrote",
              "qdq": "ORT's static QDQ int8 quantization of the corpus model"}
+# --against: the band of median ratios (old/new) that counts as "the same speed".
+SAME_SPEED = (0.97, 1.03)
 
 
 def use_test_venv():
@@ -122,9 +142,11 @@ def light_random(names):
     return out
 
 
-def ensure_packages():
+def ensure_packages(mods=("numpy", "onnxruntime", "onnx")):
     missing = []
     for mod, pkg in (("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("onnx", "onnx")):
+        if mod not in mods:
+            continue
         try:
             __import__(mod)
         except ImportError:
@@ -148,15 +170,30 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def git_state():
+def git_state(where=ROOT):
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "not a git checkout"
     return f"commit {head}" + (" + uncommitted changes to tracked files" if dirty else " (clean tree)")
+
+
+def binary_state(exe):
+    """An mcc binary's path, the commit of the git checkout whose target/<profile>/ holds it (if
+    it is in one) and its modification time: the binary may predate that checkout's edits."""
+    top = os.path.dirname(os.path.dirname(os.path.dirname(exe)))
+    try:
+        toplevel = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=top, capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        state = git_state(top) if os.path.realpath(toplevel) == os.path.realpath(top) else None
+    except (OSError, subprocess.CalledProcessError):
+        state = None
+    built = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(exe)))
+    where = f"checkout {top}, {state}" if state else "not in a git checkout's target/"
+    return f"`{exe}` ({where}; binary modified {built})"
 
 
 class Fail(Exception):
@@ -391,9 +428,12 @@ def main():
                     help="recipe mcc builds every model with (default recipes/merge.mcr)")
     ap.add_argument("--recipe-for", action="append", metavar="MODEL=PATH",
                     help="recipe for one model, instead of --recipe (repeatable)")
-    ap.add_argument("--ort", choices=sorted(ORT_SIDES), default="original",
+    ap.add_argument("--ort", choices=sorted(ORT_SIDES),
                     help="what ORT runs: the original model (default), mcc's exported model.onnx, "
                          "or ORT's own QDQ int8 quantization of the original")
+    ap.add_argument("--against", metavar="OLD_MCC",
+                    help="time this mcc binary's executables against the current mcc's instead of ORT "
+                         "(ratio old/new); ORT is not run")
     ap.add_argument("--out", help="also write the report (markdown) to this file")
     args = ap.parse_args()
     if args.runs < 1 or args.rounds < 1:
@@ -406,10 +446,21 @@ def main():
         ap.error(f"--recipe: no recipe file {args.recipe}")
     args.recipe = os.path.abspath(args.recipe)
     args.recipe_for = parse_recipe_for(args.recipe_for, known, ap)
+    if args.against:
+        if args.ort:
+            ap.error("--against times mcc against another mcc: ORT is not run, so --ort does not apply")
+        if not (os.path.isfile(args.against) and os.access(args.against, os.X_OK)):
+            ap.error(f"--against: no executable file {args.against}")
+        args.against = os.path.abspath(args.against)
+    args.ort = args.ort or "original"
     use_test_venv()
-    ensure_packages()
+    light = not args.quick and (not wanted or any(name.startswith("light_") for name in wanted))
+    # --against needs no ORT, but the light models' random weights are made (and checked) with it.
+    ensure_packages(("numpy",) if args.against and not light else ("numpy", "onnxruntime", "onnx"))
     import numpy as np
-    import onnxruntime as ort
+    ort = None
+    if not args.against:
+        import onnxruntime as ort
 
     subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "mcc"], cwd=ROOT)
     mcc = os.path.join(ROOT, "target", "release", "mcc")
@@ -428,24 +479,8 @@ def main():
         sys.exit(1)
 
 
-def run(args, mcc, work, wanted, np, ort):
-    lines = []
-
-    def say(s=""):
-        print(s, flush=True)
-        lines.append(s)
-
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    say(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {load:.2f} at start; "
-        f"onnxruntime {ort.__version__}; {git_state()}; {time.strftime('%Y-%m-%d %H:%M')}.")
-    say(f"Method (bench/bench.py docstring): {args.runs} timed runs per measurement ({10 * args.runs} for cells "
-        f"under 2 ms), median; {args.rounds} rounds per cell, ORT and mcc back to back, the first side "
-        f"swapped every round; ratio = ORT median / mcc median per round, shown as the median over rounds "
-        f"[min..max]. ORT runs with I/O binding into preallocated outputs; the executable with --bench. "
-        f"ORT side: {args.ort} ({ORT_SIDES[args.ort]}).")
-    say()
-
-    # ---- per-call floor of each side on a one-node model
+def per_call_floor(args, mcc, work, np, ort, say):
+    """What each side's per-call overhead is, on a one-node model timed the same way as the table."""
     trivial = os.path.join(work, "trivial.onnx")
     make_trivial_model(trivial)
     one = np.ones(1, np.float32)
@@ -478,6 +513,34 @@ def run(args, mcc, work, wanted, np, ort):
         f"ORT's run and the Python timing loop add to every ORT cell below.")
     say()
 
+
+def run(args, mcc, work, wanted, np, ort):
+    lines = []
+
+    def say(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    ort_version = f"onnxruntime {ort.__version__}; " if ort else ""
+    say(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {load:.2f} at start; "
+        f"{ort_version}{git_state()}; {time.strftime('%Y-%m-%d %H:%M')}.")
+    if args.against:
+        say(f"Method (bench/bench.py docstring, --against): {args.runs} timed runs per measurement "
+            f"({10 * args.runs} for cells under 2 ms), median; {args.rounds} rounds per cell, the old and the new "
+            f"executable back to back (both with --bench), the first side swapped every round; ratio = old "
+            f"median / new median per round (> 1: new is faster), shown as the median over rounds [min..max].")
+        say(f"new mcc: {binary_state(mcc)}.")
+        say(f"old mcc: {binary_state(args.against)}.")
+        say()
+    else:
+        say(f"Method (bench/bench.py docstring): {args.runs} timed runs per measurement ({10 * args.runs} for "
+            f"cells under 2 ms), median; {args.rounds} rounds per cell, ORT and mcc back to back, the first side "
+            f"swapped every round; ratio = ORT median / mcc median per round, shown as the median over rounds "
+            f"[min..max]. ORT runs with I/O binding into preallocated outputs; the executable with --bench. "
+            f"ORT side: {args.ort} ({ORT_SIDES[args.ort]}).")
+        say()
+        per_call_floor(args, mcc, work, np, ort, say)
     if not wanted:
         say("```")
         say(run_tool([mcc, "bench", "--kernels"], "mcc bench --kernels").rstrip())
@@ -501,27 +564,33 @@ def run(args, mcc, work, wanted, np, ort):
         jobs = [job for job in jobs if job[0] in wanted]
 
     builds = {}      # model name -> build info
+    old_builds = {}  # model name -> build info of the --against binary
     qdq_models = {}  # model name -> path
     refs_orig = {}   # (name, batch) -> ORT output of the original
     refs_eval = {}   # (name, batch) -> mcc reference evaluator output of the built model
     notes = []
     failures = []
 
-    def build(name, model):
+    def build(name, model, tool=mcc, side=""):
         recipe = args.recipe_for.get(name, args.recipe)
-        out = os.path.join(work, name)
+        out = os.path.join(work, side, name)
         t = time.perf_counter()
-        run_tool([mcc, "build", recipe, model, "-o", out], f"{name}: mcc build {recipe_label(recipe)}")
+        # Only `build RECIPE MODEL -o DIR`: the --against binary may predate any newer flag.
+        run_tool([tool, "build", recipe, model, "-o", out], f"{name}: {side or 'mcc'} build {recipe_label(recipe)}")
         seconds = time.perf_counter() - t
         with open(os.path.join(out, "report.json")) as f:
             report = json.load(f)
         native = report.get("native") or {}
         if not native.get("executable"):
-            raise Fail(f"{name}: mcc build wrote no executable ({native.get('no_executable')})")
+            raise Fail(f"{name}: {side or 'mcc'} build wrote no executable ({native.get('no_executable')})")
         info = {"dir": out, "exe": os.path.join(out, native["executable"]), "recipe": recipe_label(recipe),
                 "exact": merge_only(report), "seconds": seconds, "onnx": os.path.join(out, "model.onnx")}
         acc = (report.get("model_totals") or {}).get("accuracy") or {}
-        if not info["exact"]:
+        if side:
+            if not info["exact"]:
+                notes.append(f"{name} with {info['recipe']}, {side} mcc: not merge-only, so its output is compared "
+                             f"with the new executable's without a tolerance.")
+        elif not info["exact"]:
             extra = ""
             if acc.get("before") is not None and acc.get("after") is not None:
                 extra = f"; accuracy {100 * acc['before']:.1f}% → {100 * acc['after']:.1f}% (mcc build report)"
@@ -584,23 +653,88 @@ def run(args, mcc, work, wanted, np, ort):
                                         f"{100 * agree:.1f}% of the test samples (< {100 * QDQ_AGREEMENT:.0f}%)")
         return qdq_models[name]
 
+    def against_cell(name, batch, threads, npy):
+        """--against: one cell, the old and the new executable timed back to back; its table row."""
+        cell = f"{name} batch {batch} threads {threads}"
+        new, old = builds[name], old_builds[name]
+        # Untimed probe (also the first warm-up of both sides): picks N for every round.
+        probe = max(mcc_median(old["exe"], npy, threads, 10), mcc_median(new["exe"], npy, threads, 10))
+        runs = 10 * args.runs if probe < 2.0 else args.runs
+        old_ms, new_ms, ratios = [], [], []
+        for r in range(args.rounds):
+            sides = ("old", "new") if r % 2 == 0 else ("new", "old")
+            for side in sides:
+                if side == "old":
+                    o = mcc_median(old["exe"], npy, threads, runs)
+                else:
+                    m = mcc_median(new["exe"], npy, threads, runs)
+            if m <= 0:
+                raise Fail(f"{cell}: the new executable printed a median of 0 ms")
+            old_ms.append(o)
+            new_ms.append(m)
+            ratios.append(o / m)
+
+        # ---- checks
+        problems = []
+        got = mcc_output(np, new["exe"], npy, threads, os.path.join(work, f"{name}_b{batch}_t{threads}_out.npy"))
+        if new["exact"]:
+            ref = stored_ref(name, batch)
+            if ref is None:
+                rel, bad = compare(np, got, got)
+                new_cell = "finite (no stored ref)"
+            else:
+                rel, bad = compare(np, got, ref)
+                new_cell = f"{fmt_err(rel)} vs corpus ref"
+        else:
+            rel, bad = compare(np, got, ref_eval(name, npy, batch))
+            new_cell = f"{fmt_err(rel)} vs mcc eval"
+        if bad or rel > TOL:
+            problems.append(f"new mcc output {bad or f'rel err {rel:.2e} > {TOL:g}'}")
+            new_cell += " FAIL"
+        old_got = mcc_output(np, old["exe"], npy, threads,
+                             os.path.join(work, f"{name}_b{batch}_t{threads}_old_out.npy"))
+        rel, bad = compare(np, old_got, got)
+        held = new["exact"] and old["exact"]
+        old_cell = fmt_err(rel) + ("" if held else " (not both merge-only)")
+        if bad or (held and rel > TOL):
+            problems.append(f"old mcc output vs new {bad or f'rel err {rel:.2e} > {TOL:g}'}")
+            old_cell += " FAIL"
+        for p in problems:
+            failures.append(f"{cell}: {p}")
+        against_ratios.append((cell, statistics.median(ratios)))
+        return (f"| {name} | {batch} | {threads} | {new['recipe']} | {fmt_ms(statistics.median(old_ms))} | "
+                f"{fmt_ms(statistics.median(new_ms))} | {statistics.median(ratios):.2f} "
+                f"[{min(ratios):.2f}..{max(ratios):.2f}] | {new_cell} | {old_cell} |")
+
     # Everything is built (and quantized) before anything is timed.
     ort_models = {}
     for name, model, _, _ in jobs:
         if name not in builds:
             builds[name] = build(name, model)
-            ort_models[name] = {"original": model, "exported": builds[name]["onnx"]}.get(args.ort) \
-                or qdq(name, model)
+            if args.against:
+                old_builds[name] = build(name, model, args.against, "old")
+            else:
+                ort_models[name] = {"original": model, "exported": builds[name]["onnx"]}.get(args.ort) \
+                    or qdq(name, model)
 
-    say("| model | batch | threads | mcc recipe | ORT model | ORT ms | mcc ms | ratio ORT/mcc [min..max] "
-        "| mcc output rel err | ORT output rel err |")
-    say("|---|---|---|---|---|---|---|---|---|---|")
+    against_ratios = []  # --against: (cell, median ratio old/new)
+    if args.against:
+        say("| model | batch | threads | recipe | old ms | new ms | ratio old/new [min..max] "
+            "| new output rel err | old output vs new rel err |")
+        say("|---|---|---|---|---|---|---|---|---|")
+    else:
+        say("| model | batch | threads | mcc recipe | ORT model | ORT ms | mcc ms | ratio ORT/mcc [min..max] "
+            "| mcc output rel err | ORT output rel err |")
+        say("|---|---|---|---|---|---|---|---|---|---|")
     for name, model, x, batch in jobs:
         b = builds[name]
-        ort_model = ort_models[name]
+        ort_model = ort_models.get(name)
         npy = os.path.join(work, f"{name}_b{batch}.npy")
         np.save(npy, x)
         for threads in (1, 2):
+            if args.against:
+                say(against_cell(name, batch, threads, npy))
+                continue
             cell = f"{name} batch {batch} threads {threads}"
             bound = OrtBound(ort, np, ort_model, x, threads)
             # Untimed probe (also the first warm-up of both sides): picks N for every round.
@@ -663,10 +797,17 @@ def run(args, mcc, work, wanted, np, ort):
                 f"{fmt_ms(statistics.median(m_ms))} | {statistics.median(ratios):.2f} "
                 f"[{min(ratios):.2f}..{max(ratios):.2f}] | {mcc_cell} | {ort_cell} |")
     say()
-    say(f"Columns: ORT ms and mcc ms are the median over rounds of each side's per-round median; rel err = "
-        f"max|Δ|/max|ref| of the first output on the cell's input, must be ≤ {TOL:g} except for the QDQ model "
-        f"(reported only); 'ORT original' = ORT on the original model in this run, 'mcc eval' = `mcc run` "
-        f"(reference evaluator) on the build's model.onnx, 'corpus ref' = the stored ORT outputs in corpus/.")
+    if args.against:
+        say(f"Columns: old ms and new ms are the median over rounds of each side's per-round median; rel err = "
+            f"max|Δ|/max|ref| of the first output on the cell's input, must be ≤ {TOL:g} (old vs new: only when "
+            f"both builds are merge-only); 'mcc eval' = the new `mcc run` (reference evaluator) on the new build's "
+            f"model.onnx, 'corpus ref' = the stored ORT outputs in corpus/ (light models: tests/light_random.py's).")
+    else:
+        say(f"Columns: ORT ms and mcc ms are the median over rounds of each side's per-round median; rel err = "
+            f"max|Δ|/max|ref| of the first output on the cell's input, must be ≤ {TOL:g} except for the QDQ "
+            f"model (reported only); 'ORT original' = ORT on the original model in this run, 'mcc eval' = `mcc "
+            f"run` (reference evaluator) on the build's model.onnx, 'corpus ref' = the stored ORT outputs in "
+            f"corpus/.")
     if any(name.startswith("light_") for name, *_ in jobs):
         notes.append("light models: the seeded random-weight versions of the corpus's light models "
                      "(tests/light_random.py, cached in target/light-random), whose outputs are informative; "
@@ -675,25 +816,37 @@ def run(args, mcc, work, wanted, np, ort):
         say(f"- {note}")
     if notes:
         say()
-    if "light_resnet50" in builds:
-        b = builds["light_resnet50"]
-        say(f"`mcc build {b['recipe']}` of light_resnet50: {b['seconds']:.1f} s (includes import, the recipe's "
-            f"stages, report, code generation, linking).")
-    if "lenet5" in builds:
-        first = os.path.join(work, "one.npy")
-        np.save(first, np.load(os.path.join(CORPUS, "data", "mnist_test_x.npy")).astype(np.float32)[:1])
-        starts = []
-        for _ in range(20):
-            t = time.perf_counter()
-            run_tool([builds["lenet5"]["exe"], first], "lenet5 start-up")
-            starts.append((time.perf_counter() - t) * 1e3)
-        say(f"lenet5 executable ({builds['lenet5']['recipe']}), process start to first result (1 sample, "
-            f"median of 20): {statistics.median(starts):.1f} ms.")
+    sides = (("new ", builds), ("old ", old_builds)) if args.against else (("", builds),)
+    for side, built in sides:
+        if "light_resnet50" in built:
+            b = built["light_resnet50"]
+            say(f"`{side}mcc build {b['recipe']}` of light_resnet50: {b['seconds']:.1f} s (includes import, the "
+                f"recipe's stages, report, code generation, linking).")
+    for side, built in sides:
+        if "lenet5" in built:
+            first = os.path.join(work, "one.npy")
+            np.save(first, np.load(os.path.join(CORPUS, "data", "mnist_test_x.npy")).astype(np.float32)[:1])
+            starts = []
+            for _ in range(20):
+                t = time.perf_counter()
+                run_tool([built["lenet5"]["exe"], first], "lenet5 start-up")
+                starts.append((time.perf_counter() - t) * 1e3)
+            say(f"lenet5 executable ({side + 'mcc, ' if side else ''}{built['lenet5']['recipe']}), process start "
+                f"to first result (1 sample, median of 20): {statistics.median(starts):.1f} ms.")
     if failures:
         say()
         say(f"FAILED ({len(failures)}):")
         for f in failures:
             say(f"- {f}")
+    if args.against:
+        lo, hi = SAME_SPEED
+        outside = [f"{cell} {ratio:.3f}" for cell, ratio in against_ratios if not lo <= ratio <= hi]
+        say()
+        if outside:
+            say(f"Within 3%: NO, the median ratio old/new of {len(outside)} of {len(against_ratios)} cells is "
+                f"outside {lo}..{hi}: {'; '.join(outside)}.")
+        else:
+            say(f"Within 3%: yes, every cell's median ratio old/new ({len(against_ratios)} cells) is in {lo}..{hi}.")
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
