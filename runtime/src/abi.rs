@@ -11,6 +11,7 @@
 
 use std::ffi::{CStr, c_char};
 
+use crate::aligned::AlignedVec;
 use crate::exec::Runner;
 use crate::npy::{NpyArray, NpyType};
 use crate::program::Program;
@@ -26,9 +27,12 @@ pub type RunFn = unsafe extern "C" fn(*mut Model, *const *const f32, *const *mut
 
 /// A loaded model: its program and a runner over it.
 pub struct Model {
-    /// Borrows `*program`; dropped first, by hand.
+    /// Borrows `*program` (and `owned`, when set); dropped first, by hand.
     runner: std::mem::ManuallyDrop<Runner<'static>>,
     program: *mut Program,
+    /// Weights the model decoded from their stored form and owns; dropped (as a field)
+    /// after `Drop::drop` has dropped the runner.
+    owned: Option<AlignedVec>,
     error: std::ffi::CString,
 }
 
@@ -65,6 +69,7 @@ impl Model {
             Ok(runner) => Ok(Box::new(Model {
                 runner: std::mem::ManuallyDrop::new(runner),
                 program,
+                owned: None,
                 error: std::ffi::CString::default(),
             })),
             Err(e) => {
@@ -75,6 +80,28 @@ impl Model {
                 Err(e)
             }
         }
+    }
+
+    /// Loads `prog` with weights in stored form (`crate::stored`), which it expands once into
+    /// memory it owns.
+    #[allow(unsafe_code)]
+    pub fn from_stored(
+        prog: Program,
+        stored: &[u32],
+        threads: usize,
+    ) -> Result<Box<Model>, String> {
+        let n = crate::stored::decoded_len(stored).ok_or("stored weights: no length word")?;
+        let mut owned = AlignedVec::zeroed(n);
+        crate::stored::decode_into(stored, &mut owned)?;
+        // SAFETY: the slice is `owned`'s heap buffer, which moving the `AlignedVec` into the
+        // model does not move; the model keeps it unchanged (nothing else reaches the field)
+        // and drops it only after the runner (`Drop` drops the runner by hand, fields
+        // afterwards). If `Model::new` fails, nothing borrowed it past the call.
+        let w: &[f32] = unsafe { std::slice::from_raw_parts(owned.as_ptr(), owned.len()) };
+        // SAFETY: `w` stays valid and unchanged for the model's life (above).
+        let mut model = unsafe { Model::new(prog, w, threads) }?;
+        model.owned = Some(owned);
+        Ok(model)
     }
 
     /// The runner. (Shared only: its `'static` borrow of the program is a fiction that
@@ -159,6 +186,66 @@ pub unsafe extern "C" fn mcc_rt_new(
     match unsafe { Model::new(prog, w, threads as usize) } {
         Ok(m) => Box::into_raw(m),
         Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// Like [`mcc_rt_new`], with the weights in stored form (`crate::stored`: `nstored` words
+/// that expand to `nweights` floats), expanded once into memory the model owns. Null on
+/// error (including corrupt stored weights).
+///
+/// # Safety
+/// The pointers must be aligned and valid for the given lengths during the call.
+#[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_new_stored(
+    schedule: *const u64,
+    nwords: usize,
+    stored: *const u32,
+    nstored: usize,
+    nweights: usize,
+    threads: u32,
+) -> *mut Model {
+    // SAFETY: the caller's contract: aligned and valid for the lengths during this call
+    // (nothing borrowed outlives it: the model decodes the weights into its own memory).
+    let Some((words, st)) = (unsafe { stored_parts(schedule, nwords, stored, nstored) }) else {
+        return std::ptr::null_mut();
+    };
+    let Ok(prog) = Program::decode_schedule_for(words, nweights) else {
+        return std::ptr::null_mut();
+    };
+    if crate::stored::decoded_len(st) != Some(nweights) {
+        return std::ptr::null_mut();
+    }
+    match Model::from_stored(prog, st, threads as usize) {
+        Ok(m) => Box::into_raw(m),
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// The schedule words and the stored weight words behind raw pointers; None if a pointer is
+/// null.
+///
+/// # Safety
+/// Non-null pointers must be aligned and valid for reads of their lengths, unchanged, for
+/// `'a`.
+#[allow(unsafe_code)]
+unsafe fn stored_parts<'a>(
+    schedule: *const u64,
+    nwords: usize,
+    stored: *const u32,
+    nstored: usize,
+) -> Option<(&'a [u64], &'a [u32])> {
+    if schedule.is_null() || stored.is_null() {
+        return None;
+    }
+    // SAFETY: both non-null (checked above), aligned and valid for their lengths for `'a`
+    // (the contract).
+    unsafe {
+        Some((
+            std::slice::from_raw_parts(schedule, nwords),
+            std::slice::from_raw_parts(stored, nstored),
+        ))
     }
 }
 
@@ -369,8 +456,9 @@ fn main_inner(
         ));
     }
     let outs_dims: Vec<Vec<usize>> = prog.outputs.iter().map(|o| o.dims.clone()).collect();
-    // SAFETY: `weights` comes from `mcc_rt_main`'s caller, whose contract keeps it valid
-    // and unchanged for the whole process (the executable's `.rodata`), beyond the model.
+    // SAFETY: `weights` is either the executable's `.rodata` (valid and unchanged for the
+    // whole process: `mcc_rt_main`'s contract) or the buffer `mcc_rt_main_stored` decoded,
+    // which it keeps unchanged until this call returns; `model` is dropped before that.
     let mut model = unsafe { Model::new(prog, weights, threads) }?;
     let mut outputs: Vec<Vec<f32>> = outs_dims
         .iter()
@@ -475,12 +563,61 @@ pub unsafe extern "C" fn mcc_rt_main(
     nweights: usize,
     run: RunFn,
 ) -> i32 {
+    // SAFETY: `argv`'s contract is `c_args`'.
+    let args = unsafe { c_args(argc, argv) };
+    // SAFETY: this function's contract is `model_parts`', for the whole process.
+    let Some((words, w)) = (unsafe { model_parts(schedule, nwords, weights, nweights) }) else {
+        eprintln!("error: the executable carries no model");
+        return 1;
+    };
+    exit_code(&args, words, w, run)
+}
+
+/// Like [`mcc_rt_main`], with the weights in stored form (`nstored` words of
+/// `crate::stored` that expand to `nweights` floats), expanded once before the model loads.
+///
+/// # Safety
+/// As for [`mcc_rt_main`], with `stored` valid for `nstored` words.
+#[allow(unsafe_code, clippy::print_stdout)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_main_stored(
+    argc: i32,
+    argv: *const *const c_char,
+    schedule: *const u64,
+    nwords: usize,
+    stored: *const u32,
+    nstored: usize,
+    nweights: usize,
+    run: RunFn,
+) -> i32 {
+    // SAFETY: `argv`'s contract is `c_args`'.
+    let args = unsafe { c_args(argc, argv) };
+    // SAFETY: this function's contract is `stored_parts`', for the whole process.
+    let Some((words, st)) = (unsafe { stored_parts(schedule, nwords, stored, nstored) }) else {
+        eprintln!("error: the executable carries no model");
+        return 1;
+    };
+    let mut w = AlignedVec::zeroed(nweights);
+    if let Err(e) = crate::stored::decode_into(st, &mut w) {
+        eprintln!("error: {e}");
+        return 1;
+    }
+    exit_code(&args, words, &w, run)
+}
+
+/// The arguments of a C `main`.
+///
+/// # Safety
+/// `argv` must be null or hold `argc` pointers, each null or to a C string.
+#[allow(unsafe_code)]
+unsafe fn c_args(argc: i32, argv: *const *const c_char) -> Vec<String> {
     let argc = if argv.is_null() {
         0
     } else {
         argc.max(0) as usize
     };
-    let args: Vec<String> = (0..argc)
+    (0..argc)
         .filter_map(|i| {
             // SAFETY: `argv` is non-null (else argc is 0) and holds `argc` pointers (the
             // contract); i < argc.
@@ -488,17 +625,17 @@ pub unsafe extern "C" fn mcc_rt_main(
             // SAFETY: `p` is non-null, so a C string (the contract), read before returning.
             (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
         })
-        .collect();
-    // SAFETY: this function's contract is `model_parts`', for the whole process.
-    let Some((words, w)) = (unsafe { model_parts(schedule, nwords, weights, nweights) }) else {
-        eprintln!("error: the executable carries no model");
-        return 1;
-    };
+        .collect()
+}
+
+/// Runs the executable's job and turns the result into the exit code.
+#[allow(clippy::print_stdout)]
+fn exit_code(args: &[String], words: &[u64], weights: &[f32], run: RunFn) -> i32 {
     if args.len() < 2 {
         eprintln!("{USAGE}");
         return 2;
     }
-    match main_inner(&args, words, w, run) {
+    match main_inner(args, words, weights, run) {
         Ok(()) => 0,
         Err(e) if e == USAGE => {
             say!("{USAGE}");

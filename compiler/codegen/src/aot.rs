@@ -93,6 +93,18 @@ fn data<M: Module>(m: &mut M, name: &str, bytes: Vec<u8>, align: u64) -> Result<
     Ok(id)
 }
 
+/// The object file's weights in stored form (`mcc_runtime::stored`), when that is at least a
+/// tenth smaller than dense: the model expands them when it is loaded.
+pub fn stored_weights(prog: &Program) -> Option<Vec<u32>> {
+    let words = mcc_runtime::stored::encode(&prog.weights);
+    (words.len() * 10 < prog.weights.len() * 9).then_some(words)
+}
+
+/// Bytes of weight data the object file holds.
+pub fn weight_data_bytes(prog: &Program) -> usize {
+    stored_weights(prog).map_or(prog.weights.len(), |w| w.len()) * 4
+}
+
 /// The object file for `prog` named `name` (a C identifier); with `main`, an executable's.
 pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, AotError> {
     let err = |e: cranelift_module::ModuleError| AotError::Codegen(format!("{e:?}"));
@@ -110,12 +122,24 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
         8,
     )?;
     let nweights = prog.weights.len();
-    let weights = data(
-        &mut m,
-        &format!("{name}_weights"),
-        prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
-        64,
-    )?;
+    // Weights in stored form when that is at least a tenth smaller (a pruned model); else
+    // dense, mapped straight from `.rodata`.
+    let stored = stored_weights(prog);
+    let nstored = stored.as_ref().map_or(0, Vec::len);
+    let weights = match &stored {
+        Some(words) => data(
+            &mut m,
+            &format!("{name}_weights"),
+            words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+            64,
+        )?,
+        None => data(
+            &mut m,
+            &format!("{name}_weights"),
+            prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
+            64,
+        )?,
+    };
     let run = crate::clif::define_run(&mut m, prog, &format!("{name}_run"), Linkage::Export)
         .map_err(AotError::Codegen)?;
 
@@ -125,18 +149,34 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
         s.returns.extend(ret.map(AbiParam::new));
         s
     };
-    let rt_new = m
-        .declare_function(
+    let rt_new = if stored.is_some() {
+        m.declare_function(
+            "mcc_rt_new_stored",
+            Linkage::Import,
+            &sig(&[ptr, ptr, ptr, ptr, ptr, types::I32], Some(ptr)),
+        )
+    } else {
+        m.declare_function(
             "mcc_rt_new",
             Linkage::Import,
             &sig(&[ptr, ptr, ptr, ptr, types::I32], Some(ptr)),
         )
-        .map_err(err)?;
+    }
+    .map_err(err)?;
     let rt_free = m
         .declare_function("mcc_rt_free", Linkage::Import, &sig(&[ptr], None))
         .map_err(err)?;
-    let rt_main = m
-        .declare_function(
+    let rt_main = if stored.is_some() {
+        m.declare_function(
+            "mcc_rt_main_stored",
+            Linkage::Import,
+            &sig(
+                &[types::I32, ptr, ptr, ptr, ptr, ptr, ptr, ptr],
+                Some(types::I32),
+            ),
+        )
+    } else {
+        m.declare_function(
             "mcc_rt_main",
             Linkage::Import,
             &sig(
@@ -144,7 +184,8 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
                 Some(types::I32),
             ),
         )
-        .map_err(err)?;
+    }
+    .map_err(err)?;
 
     // A function whose body gets (builder, module-level refs) → emits and returns.
     let define = |m: &mut ObjectModule,
@@ -188,7 +229,12 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
             let wp = b.ins().symbol_value(ptr, w);
             let nw = b.ins().iconst(ptr, nwords as i64);
             let nf = b.ins().iconst(ptr, nweights as i64);
-            let call = b.ins().call(f, &[sp, nw, wp, nf, p[0]]);
+            let call = if stored.is_some() {
+                let ns = b.ins().iconst(ptr, nstored as i64);
+                b.ins().call(f, &[sp, nw, wp, ns, nf, p[0]])
+            } else {
+                b.ins().call(f, &[sp, nw, wp, nf, p[0]])
+            };
             let r = b.inst_results(call)[0];
             b.ins().return_(&[r]);
         },
@@ -218,7 +264,12 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
                 let rp = b.ins().func_addr(ptr, r);
                 let nw = b.ins().iconst(ptr, nwords as i64);
                 let nf = b.ins().iconst(ptr, nweights as i64);
-                let call = b.ins().call(f, &[p[0], p[1], sp, nw, wp, nf, rp]);
+                let call = if stored.is_some() {
+                    let ns = b.ins().iconst(ptr, nstored as i64);
+                    b.ins().call(f, &[p[0], p[1], sp, nw, wp, ns, nf, rp])
+                } else {
+                    b.ins().call(f, &[p[0], p[1], sp, nw, wp, nf, rp])
+                };
                 let rc = b.inst_results(call)[0];
                 b.ins().return_(&[rc]);
             },
@@ -295,10 +346,16 @@ pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
             io.buf.len
         ));
     }
+    let load = if stored_weights(prog).is_some() {
+        "its weights are stored compressed in the object's read-only data and expanded\n \
+         * into memory the model owns"
+    } else {
+        "weights stay in the object's read-only data"
+    };
     h.push_str(&format!(
         "#define {up}_LIBS \"{libs}\"\n\n\
          typedef struct {name}_model {name}_model;\n\n\
-         /* Loads the model (weights stay in the object's read-only data). threads: kernel\n\
+         /* Loads the model ({load}). threads: kernel\n\
           * threads, 0 for all cores. Returns NULL on failure. */\n\
          {name}_model *{name}_new(int threads);\n\n\
          /* Runs `batch` samples. Returns 0 on success, non-zero on error (wrong batch for a\n\

@@ -377,7 +377,8 @@ pub fn write_outputs(
                     .count(),
                 arena_bytes_per_sample: p.arena as u64 * 4,
                 scratch_bytes: p.scratch as u64 * 4,
-                weight_bytes: p.weights.len() as u64 * 4,
+                weight_bytes: mcc_codegen::aot::weight_data_bytes(p) as u64,
+                weights_stored: mcc_codegen::aot::stored_weights(p).is_some(),
                 fixed_batch: p.fixed_batch,
             });
             timings.phases.push(crate::report::Phase {

@@ -284,6 +284,9 @@ pub struct Native {
     pub scratch_bytes: u64,
     /// Weight data in the object file.
     pub weight_bytes: u64,
+    /// Whether the object file holds the weights compressed (expanded when the model is
+    /// loaded), else dense.
+    pub weights_stored: bool,
     /// The batch size, when the model fixes it.
     pub fixed_batch: Option<usize>,
 }

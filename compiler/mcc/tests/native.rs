@@ -198,3 +198,74 @@ fn the_rust_example_links_and_runs() {
         "{out}"
     );
 }
+
+/// `recipes/lenet5.mcr` (78% of the weights pruned): the object file carries the weights in
+/// stored form, at least 3.5× smaller than dense, and so does the report; the executable
+/// (which expands them when it loads) computes on the whole test set what the reference
+/// evaluator computes from `model.full.mcir` (the weights in their stored form, read back).
+#[test]
+fn pruned_weights_are_stored_compressed_and_compute_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lenet5");
+    let b = Command::new(env!("CARGO_BIN_EXE_mcc"))
+        .env("NO_COLOR", "1")
+        .arg("build")
+        .arg(root().join("recipes/lenet5.mcr"))
+        .arg(corpus("lenet5.onnx"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let bytes = &report["model_totals"]["bytes"];
+    let (before, after) = (
+        bytes["before"].as_f64().unwrap(),
+        bytes["after"].as_f64().unwrap(),
+    );
+    assert!(
+        before / after >= 3.5,
+        "stored weights {after} of {before} bytes"
+    );
+    let native = &report["native"];
+    assert_eq!(native["weights_stored"], true);
+    let object_weights = native["weight_bytes"].as_f64().unwrap();
+    // Dense, the object held every weight as an f32 (packing only adds padding).
+    assert!(
+        before / object_weights >= 3.5,
+        "object weight data {object_weights} bytes for {before} dense"
+    );
+    let object = std::fs::metadata(out.join("lenet5.o")).unwrap().len() as f64;
+    assert!(object < before / 3.0, "lenet5.o is {object} bytes");
+    // The executable against the evaluator on the compressed model read back.
+    let y = out.join("y.npy");
+    let run = Command::new(out.join("lenet5"))
+        .arg(corpus("data/mnist_test_x.npy"))
+        .arg("-o")
+        .arg(&y)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (shape, got) = npy_f32(&y);
+    let model = mcc::load(&out.join("model.full.mcir")).unwrap();
+    let x = mcc::tensor_io::read_npy(&corpus("data/mnist_test_x.npy")).unwrap();
+    let want = mcc_ir::run(&model.graph, &[x]).unwrap().remove(0);
+    assert_eq!(shape, want.shape());
+    let want: Vec<f64> = want.to_f64_vec();
+    let got: Vec<f64> = got.iter().map(|&v| f64::from(v)).collect();
+    let d = mcc_runtime::testing::diff(&got, &want, 1e-4, 1e-5);
+    assert!(d.within(1e-4), "executable vs evaluator: {d:?}");
+    let classes = shape[1];
+    let top = |v: &[f64]| -> Vec<usize> {
+        v.chunks(classes)
+            .map(|r| (0..classes).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
+            .collect()
+    };
+    assert_eq!(top(&got), top(&want), "top-1 differs");
+    assert_eq!(top(&got).len(), 1000);
+}
