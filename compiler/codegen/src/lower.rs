@@ -396,34 +396,12 @@ impl<'g> Lowering<'g> {
             | Op::Reshape(_)
             | Op::Flatten(_)
             | Op::Squeeze(_)
-            | Op::Unsqueeze(_) => {
-                // Same data, new shape: share the buffer (its lifetime covers both).
-                self.dims(y)?;
-                if self.dims(x)? != self.dims(y)? {
-                    self.ensure(x, false)?;
-                }
-                let b = *self
-                    .buffer_of
-                    .get(&Key::V(x))
-                    .ok_or_else(|| self.unsupported(n, "reshapes a constant"))?;
-                if self.per_sample(x)? != self.per_sample(y)? {
-                    return Err(self.unsupported(n, "it moves data across samples"));
-                }
-                self.buffer_of.insert(Key::V(y), b);
-                self.same_layout(x, y);
-                Ok(())
-            }
+            | Op::Unsqueeze(_) => self.alias(n, x, y),
             Op::Conv(c) => self.conv(n, c, x, y, &name),
             Op::Gemm(gm) => self.dense(n, x, y, gm.transA != 0, gm.transB != 0, gm.alpha, gm.beta),
             Op::MatMul(_) => self.dense(n, x, y, false, false, 1.0, 1.0),
             Op::MaxPool(_) | Op::AveragePool(_) => self.pool(n, op, x, y),
-            Op::GlobalAveragePool(_) => {
-                let d = self.dims(x)?;
-                if d.len() < 3 {
-                    return Err(self.unsupported(n, "no spatial axes"));
-                }
-                self.global_avg(x, y, d[1], d[2..].iter().product())
-            }
+            Op::GlobalAveragePool(_) => self.global_pool(n, x, y),
             Op::Relu(_) | Op::Sigmoid(_) | Op::Tanh(_) | Op::HardSwish(_) => {
                 let act = match op {
                     Op::Relu(_) => Act::Relu,
@@ -435,21 +413,7 @@ impl<'g> Lowering<'g> {
             }
             Op::LeakyRelu(l) => self.unary(x, y, Act::LeakyRelu(l.alpha)),
             Op::HardSigmoid(h) => self.unary(x, y, Act::HardSigmoid(h.alpha, h.beta)),
-            Op::Clip(_) => {
-                let bound = |slot: usize, default: f32| -> R<f32> {
-                    match self.operand(n, slot) {
-                        None => Ok(default),
-                        Some(v) => self
-                            .constant(Some(v))
-                            .and_then(|(_, d)| d.first().copied())
-                            .ok_or_else(|| {
-                                self.unsupported(n, "its bounds are computed at run time")
-                            }),
-                    }
-                };
-                let (lo, hi) = (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
-                self.unary(x, y, Act::Clip(lo, hi))
-            }
+            Op::Clip(_) => self.clip(n, x, y),
             Op::Add(_)
             | Op::Sub(_)
             | Op::Mul(_)
@@ -468,161 +432,226 @@ impl<'g> Lowering<'g> {
                 let operands: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
                 self.nary(n, &operands, y, bop)
             }
-            Op::BatchNormalization(b) => {
-                let d = self.dims(x)?;
-                let c = *d
-                    .get(1)
-                    .ok_or_else(|| self.unsupported(n, "no channel axis"))?;
-                let stat = |slot| {
-                    self.constant(self.operand(n, slot))
-                        .map(|(_, v)| v)
-                        .filter(|v| v.len() == c)
-                };
-                let (Some(s), Some(bb), Some(mean), Some(var)) =
-                    (stat(1), stat(2), stat(3), stat(4))
-                else {
-                    return Err(
-                        self.unsupported(n, "its statistics are not f32 constants per channel")
-                    );
-                };
-                let eps = f64::from(b.epsilon);
-                let scale: Vec<f32> = (0..c)
-                    .map(|i| (f64::from(s[i]) / (f64::from(var[i]) + eps).sqrt()) as f32)
-                    .collect();
-                let shift: Vec<f32> = (0..c)
-                    .map(|i| {
-                        (f64::from(bb[i])
-                            - f64::from(mean[i]) * f64::from(s[i])
-                                / (f64::from(var[i]) + eps).sqrt()) as f32
-                    })
-                    .collect();
-                let (so, to) = (self.push_weights(&scale), self.push_weights(&shift));
-                let xb = self.read(x)?;
-                let yb = self.write(y)?;
-                self.steps.push(Step::Affine {
-                    x: xb,
-                    y: yb,
-                    c,
-                    inner: d[2..].iter().product(),
-                    scale: so,
-                    shift: to,
-                    act: Act::None,
-                });
-                Ok(())
-            }
-            Op::Concat(c) => {
-                let out = self.dims(y)?;
-                let rank = out.len() as i64;
-                let axis = if c.axis < 0 { c.axis + rank } else { c.axis };
-                if axis <= 0 || axis >= rank {
-                    return Err(self.unsupported(n, "it joins along the batch axis"));
-                }
-                let axis = axis as usize;
-                let outer: usize = out[1..axis].iter().product();
-                let ins: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
-                // Blocks of whole channel blocks concatenate as blocks.
-                let blocked = axis == 1
-                    && ins.iter().any(|&v| self.is_blocked(v))
-                    && ins.iter().all(|&v| self.blockable(v));
-                for &v in &ins {
-                    self.ensure(v, blocked)?;
-                }
-                if blocked {
-                    self.blocked.insert(Key::V(y));
-                }
-                let mut parts = vec![];
-                for v in node.inputs.iter().flatten() {
-                    let d = self.dims(*v)?;
-                    let chunk: usize = d[axis..].iter().product();
-                    parts.push((self.read(*v)?, chunk));
-                }
-                let yb = self.write(y)?;
-                let plane = if blocked {
-                    out[2..].iter().product::<usize>() * LANES
-                } else {
-                    0
-                };
-                self.steps.push(Step::Concat {
-                    y: yb,
-                    outer,
-                    parts,
-                    plane,
-                });
-                Ok(())
-            }
-            Op::Softmax(_) | Op::LogSoftmax(_) => {
-                let (axis, legacy, log) = match op {
-                    Op::Softmax(s) => (s.axis, s.legacy_2d != 0, false),
-                    Op::LogSoftmax(s) => (s.axis, s.legacy_2d != 0, true),
-                    _ => (0, false, false),
-                };
-                let d = self.dims(x)?;
-                let rank = d.len() as i64;
-                let ax = if axis < 0 { axis + rank } else { axis };
-                if ax <= 0 || ax >= rank {
-                    return Err(self.unsupported(n, "it normalizes over the batch axis"));
-                }
-                let ax = ax as usize;
-                let (rows, cols) = if legacy {
-                    (d[1..ax].iter().product(), d[ax..].iter().product())
-                } else if d[ax + 1..].iter().all(|&s| s == 1) {
-                    // The last axis with size, trailing unit axes (SqueezeNet's [N, C, 1, 1]).
-                    (d[1..ax].iter().product(), d[ax])
-                } else {
-                    return Err(self.unsupported(n, "it normalizes over an inner axis"));
-                };
-                let xb = self.read(x)?;
-                let yb = self.write(y)?;
-                self.steps.push(Step::Softmax {
-                    x: xb,
-                    y: yb,
-                    rows,
-                    cols,
-                    log,
-                });
-                Ok(())
-            }
-            Op::Lrn(l) => {
-                let d = self.dims(x)?;
-                if d.len() < 3 || l.size < 1 {
-                    return Err(self.unsupported(n, "it needs channels and a positive size"));
-                }
-                let xb = self.read(x)?;
-                let yb = self.write(y)?;
-                self.steps.push(Step::Lrn {
-                    x: xb,
-                    y: yb,
-                    c: d[1],
-                    hw: d[2..].iter().product(),
-                    size: l.size as usize,
-                    alpha: l.alpha,
-                    beta: l.beta,
-                    bias: l.bias,
-                });
-                Ok(())
-            }
-            Op::Transpose(t) => {
-                let d = self.dims(x)?;
-                let perm: Vec<usize> = if t.perm.is_empty() {
-                    (0..d.len()).rev().collect()
-                } else {
-                    t.perm.iter().map(|&p| p.max(0) as usize).collect()
-                };
-                if perm.first() != Some(&0) || perm.len() != d.len() {
-                    return Err(self.unsupported(n, "it moves the batch axis"));
-                }
-                let xb = self.read(x)?;
-                let yb = self.write(y)?;
-                self.steps.push(Step::Transpose {
-                    x: xb,
-                    y: yb,
-                    dims: d[1..].to_vec(),
-                    perm: perm[1..].iter().map(|p| p.saturating_sub(1)).collect(),
-                });
-                Ok(())
-            }
+            Op::BatchNormalization(b) => self.batch_norm(n, b, x, y),
+            Op::Concat(c) => self.concat(n, c, y),
+            Op::Softmax(_) | Op::LogSoftmax(_) => self.softmax(n, op, x, y),
+            Op::Lrn(l) => self.lrn(n, l, x, y),
+            Op::Transpose(t) => self.transpose(n, t, x, y),
             other => Err(self.unsupported(n, format!("no kernel for {} yet", other.name()))),
         }
+    }
+
+    /// Same data, new shape: the output shares the input's buffer.
+    fn alias(&mut self, n: NodeId, x: ValueId, y: ValueId) -> R<()> {
+        // Same data, new shape: share the buffer (its lifetime covers both).
+        self.dims(y)?;
+        if self.dims(x)? != self.dims(y)? {
+            self.ensure(x, false)?;
+        }
+        let b = *self
+            .buffer_of
+            .get(&Key::V(x))
+            .ok_or_else(|| self.unsupported(n, "reshapes a constant"))?;
+        if self.per_sample(x)? != self.per_sample(y)? {
+            return Err(self.unsupported(n, "it moves data across samples"));
+        }
+        self.buffer_of.insert(Key::V(y), b);
+        self.same_layout(x, y);
+        Ok(())
+    }
+
+    /// Global average pooling over the spatial axes.
+    fn global_pool(&mut self, n: NodeId, x: ValueId, y: ValueId) -> R<()> {
+        let d = self.dims(x)?;
+        if d.len() < 3 {
+            return Err(self.unsupported(n, "no spatial axes"));
+        }
+        self.global_avg(x, y, d[1], d[2..].iter().product())
+    }
+
+    /// Clip with constant bounds, as an elementwise activation.
+    fn clip(&mut self, n: NodeId, x: ValueId, y: ValueId) -> R<()> {
+        let bound = |slot: usize, default: f32| -> R<f32> {
+            match self.operand(n, slot) {
+                None => Ok(default),
+                Some(v) => self
+                    .constant(Some(v))
+                    .and_then(|(_, d)| d.first().copied())
+                    .ok_or_else(|| self.unsupported(n, "its bounds are computed at run time")),
+            }
+        };
+        let (lo, hi) = (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
+        self.unary(x, y, Act::Clip(lo, hi))
+    }
+
+    /// An unfolded BatchNormalization as a per-channel affine step.
+    fn batch_norm(
+        &mut self,
+        n: NodeId,
+        b: &mcc_ir::op::BatchNormalization,
+        x: ValueId,
+        y: ValueId,
+    ) -> R<()> {
+        let d = self.dims(x)?;
+        let c = *d
+            .get(1)
+            .ok_or_else(|| self.unsupported(n, "no channel axis"))?;
+        let stat = |slot| {
+            self.constant(self.operand(n, slot))
+                .map(|(_, v)| v)
+                .filter(|v| v.len() == c)
+        };
+        let (Some(s), Some(bb), Some(mean), Some(var)) = (stat(1), stat(2), stat(3), stat(4))
+        else {
+            return Err(self.unsupported(n, "its statistics are not f32 constants per channel"));
+        };
+        let eps = f64::from(b.epsilon);
+        let scale: Vec<f32> = (0..c)
+            .map(|i| (f64::from(s[i]) / (f64::from(var[i]) + eps).sqrt()) as f32)
+            .collect();
+        let shift: Vec<f32> = (0..c)
+            .map(|i| {
+                (f64::from(bb[i])
+                    - f64::from(mean[i]) * f64::from(s[i]) / (f64::from(var[i]) + eps).sqrt())
+                    as f32
+            })
+            .collect();
+        let (so, to) = (self.push_weights(&scale), self.push_weights(&shift));
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::Affine {
+            x: xb,
+            y: yb,
+            c,
+            inner: d[2..].iter().product(),
+            scale: so,
+            shift: to,
+            act: Act::None,
+        });
+        Ok(())
+    }
+
+    /// Concatenation along a non-batch axis (as blocks when every part has whole blocks).
+    fn concat(&mut self, n: NodeId, c: &mcc_ir::op::Concat, y: ValueId) -> R<()> {
+        let node = self
+            .g
+            .node(n)
+            .ok_or_else(|| self.unsupported(n, "vanished"))?;
+        let out = self.dims(y)?;
+        let rank = out.len() as i64;
+        let axis = if c.axis < 0 { c.axis + rank } else { c.axis };
+        if axis <= 0 || axis >= rank {
+            return Err(self.unsupported(n, "it joins along the batch axis"));
+        }
+        let axis = axis as usize;
+        let outer: usize = out[1..axis].iter().product();
+        let ins: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
+        // Blocks of whole channel blocks concatenate as blocks.
+        let blocked = axis == 1
+            && ins.iter().any(|&v| self.is_blocked(v))
+            && ins.iter().all(|&v| self.blockable(v));
+        for &v in &ins {
+            self.ensure(v, blocked)?;
+        }
+        if blocked {
+            self.blocked.insert(Key::V(y));
+        }
+        let mut parts = vec![];
+        for v in node.inputs.iter().flatten() {
+            let d = self.dims(*v)?;
+            let chunk: usize = d[axis..].iter().product();
+            parts.push((self.read(*v)?, chunk));
+        }
+        let yb = self.write(y)?;
+        let plane = if blocked {
+            out[2..].iter().product::<usize>() * LANES
+        } else {
+            0
+        };
+        self.steps.push(Step::Concat {
+            y: yb,
+            outer,
+            parts,
+            plane,
+        });
+        Ok(())
+    }
+
+    /// Softmax or LogSoftmax over the last axis with size.
+    fn softmax(&mut self, n: NodeId, op: &Op, x: ValueId, y: ValueId) -> R<()> {
+        let (axis, legacy, log) = match op {
+            Op::Softmax(s) => (s.axis, s.legacy_2d != 0, false),
+            Op::LogSoftmax(s) => (s.axis, s.legacy_2d != 0, true),
+            _ => (0, false, false),
+        };
+        let d = self.dims(x)?;
+        let rank = d.len() as i64;
+        let ax = if axis < 0 { axis + rank } else { axis };
+        if ax <= 0 || ax >= rank {
+            return Err(self.unsupported(n, "it normalizes over the batch axis"));
+        }
+        let ax = ax as usize;
+        let (rows, cols) = if legacy {
+            (d[1..ax].iter().product(), d[ax..].iter().product())
+        } else if d[ax + 1..].iter().all(|&s| s == 1) {
+            // The last axis with size, trailing unit axes (SqueezeNet's [N, C, 1, 1]).
+            (d[1..ax].iter().product(), d[ax])
+        } else {
+            return Err(self.unsupported(n, "it normalizes over an inner axis"));
+        };
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::Softmax {
+            x: xb,
+            y: yb,
+            rows,
+            cols,
+            log,
+        });
+        Ok(())
+    }
+
+    /// Local response normalization across channels.
+    fn lrn(&mut self, n: NodeId, l: &mcc_ir::op::Lrn, x: ValueId, y: ValueId) -> R<()> {
+        let d = self.dims(x)?;
+        if d.len() < 3 || l.size < 1 {
+            return Err(self.unsupported(n, "it needs channels and a positive size"));
+        }
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::Lrn {
+            x: xb,
+            y: yb,
+            c: d[1],
+            hw: d[2..].iter().product(),
+            size: l.size as usize,
+            alpha: l.alpha,
+            beta: l.beta,
+            bias: l.bias,
+        });
+        Ok(())
+    }
+
+    /// A transpose that keeps the batch axis first.
+    fn transpose(&mut self, n: NodeId, t: &mcc_ir::op::Transpose, x: ValueId, y: ValueId) -> R<()> {
+        let d = self.dims(x)?;
+        let perm: Vec<usize> = if t.perm.is_empty() {
+            (0..d.len()).rev().collect()
+        } else {
+            t.perm.iter().map(|&p| p.max(0) as usize).collect()
+        };
+        if perm.first() != Some(&0) || perm.len() != d.len() {
+            return Err(self.unsupported(n, "it moves the batch axis"));
+        }
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::Transpose {
+            x: xb,
+            y: yb,
+            dims: d[1..].to_vec(),
+            perm: perm[1..].iter().map(|p| p.saturating_sub(1)).collect(),
+        });
+        Ok(())
     }
 
     fn unary(&mut self, x: ValueId, y: ValueId, act: Act) -> R<()> {
