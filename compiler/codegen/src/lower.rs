@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use mcc_ir::op::Activation;
 use mcc_ir::{DType, Dim, Graph, NodeId, Op, ValueId};
 use mcc_runtime::kernels::blocked::{self, LANES};
 use mcc_runtime::kernels::conv::Geometry;
@@ -93,25 +94,20 @@ pub(crate) struct Lowering<'g> {
 }
 
 fn act_of(op: &Op, node: &str) -> R<Act> {
-    let Some((name, p)) = op.epilogue() else {
-        return Ok(Act::None);
-    };
-    let get = |i: usize| p.get(i).copied().unwrap_or(0.0);
-    Ok(match name {
-        "Relu" => Act::Relu,
-        "Clip" => Act::Clip(get(0), get(1)),
-        "LeakyRelu" => Act::LeakyRelu(get(0)),
-        "Sigmoid" => Act::Sigmoid,
-        "HardSigmoid" => Act::HardSigmoid(get(0), get(1)),
-        "HardSwish" => Act::HardSwish,
-        "Tanh" => Act::Tanh,
-        other => {
-            return Err(LowerError::Unsupported {
-                node: node.to_string(),
-                op: op.name(),
-                why: format!("unknown epilogue `{other}`"),
-            });
-        }
+    let epilogue = op.epilogue().map_err(|why| LowerError::Unsupported {
+        node: node.to_string(),
+        op: op.name(),
+        why,
+    })?;
+    Ok(match epilogue {
+        None => Act::None,
+        Some(Activation::Relu) => Act::Relu,
+        Some(Activation::Clip { min, max }) => Act::Clip(min, max),
+        Some(Activation::LeakyRelu { alpha }) => Act::LeakyRelu(alpha),
+        Some(Activation::Sigmoid) => Act::Sigmoid,
+        Some(Activation::HardSigmoid { alpha, beta }) => Act::HardSigmoid(alpha, beta),
+        Some(Activation::HardSwish) => Act::HardSwish,
+        Some(Activation::Tanh) => Act::Tanh,
     })
 }
 

@@ -11,6 +11,8 @@
 
 #![allow(non_snake_case)]
 
+use std::fmt;
+
 use crate::attr::{AttrError, AttrType, AttrValue, AutoPad};
 use crate::{DType, Tensor};
 
@@ -398,7 +400,41 @@ define_ops! {
     Range = "Range" {}
 }
 
-/// The activations a Conv, Gemm or MatMul can carry as an epilogue.
+/// An activation a Conv, Gemm or MatMul can carry as an epilogue: a closed set. The op
+/// stores it as the `activation` / `activation_params` attributes (its text and ONNX-attribute
+/// form); [`Op::epilogue`] and [`Op::set_epilogue`] are the typed access.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `x` if positive, else `alpha·x`.
+    LeakyRelu {
+        /// Slope below zero.
+        alpha: f32,
+    },
+    /// `min(max(x, min), max)`.
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
+    /// `1 / (1 + e^−x)`.
+    Sigmoid,
+    /// `max(0, min(1, alpha·x + beta))`.
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `x · HardSigmoid(x)` with alpha 1/6, beta ½.
+    HardSwish,
+    /// `tanh(x)`.
+    Tanh,
+}
+
+/// The activations' names, as the `activation` attribute writes them.
 pub const EPILOGUES: &[&str] = &[
     "Relu",
     "LeakyRelu",
@@ -409,56 +445,119 @@ pub const EPILOGUES: &[&str] = &[
     "Tanh",
 ];
 
-/// The standalone op an epilogue stands for, with its constant operands (Clip's bounds);
-/// `None` for an unknown name or wrong parameter count.
-pub fn epilogue_op(name: &str, params: &[f32]) -> Option<(Op, Vec<Tensor>)> {
-    Some(match (name, params) {
-        ("Relu", []) => (Op::Relu(Relu {}), vec![]),
-        ("Sigmoid", []) => (Op::Sigmoid(Sigmoid {}), vec![]),
-        ("Tanh", []) => (Op::Tanh(Tanh {}), vec![]),
-        ("HardSwish", []) => (Op::HardSwish(HardSwish {}), vec![]),
-        ("LeakyRelu", [alpha]) => (Op::LeakyRelu(LeakyRelu { alpha: *alpha }), vec![]),
-        ("HardSigmoid", [alpha, beta]) => (
-            Op::HardSigmoid(HardSigmoid {
+impl Activation {
+    /// Its ONNX operator name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "Relu",
+            Activation::LeakyRelu { .. } => "LeakyRelu",
+            Activation::Clip { .. } => "Clip",
+            Activation::Sigmoid => "Sigmoid",
+            Activation::HardSigmoid { .. } => "HardSigmoid",
+            Activation::HardSwish => "HardSwish",
+            Activation::Tanh => "Tanh",
+        }
+    }
+
+    /// Its parameters, as the `activation_params` attribute writes them.
+    pub fn params(self) -> Vec<f32> {
+        match self {
+            Activation::LeakyRelu { alpha } => vec![alpha],
+            Activation::Clip { min, max } => vec![min, max],
+            Activation::HardSigmoid { alpha, beta } => vec![alpha, beta],
+            Activation::Relu | Activation::Sigmoid | Activation::HardSwish | Activation::Tanh => {
+                vec![]
+            }
+        }
+    }
+
+    /// From the attribute form; `None` for an unknown name or a wrong parameter count.
+    pub fn from_parts(name: &str, params: &[f32]) -> Option<Activation> {
+        Some(match (name, params) {
+            ("Relu", []) => Activation::Relu,
+            ("Sigmoid", []) => Activation::Sigmoid,
+            ("Tanh", []) => Activation::Tanh,
+            ("HardSwish", []) => Activation::HardSwish,
+            ("LeakyRelu", [alpha]) => Activation::LeakyRelu { alpha: *alpha },
+            ("HardSigmoid", [alpha, beta]) => Activation::HardSigmoid {
                 alpha: *alpha,
                 beta: *beta,
-            }),
-            vec![],
-        ),
-        ("Clip", [lo, hi]) => (
-            Op::Clip(Clip {}),
-            vec![Tensor::scalar(*lo), Tensor::scalar(*hi)],
-        ),
-        _ => return None,
-    })
+            },
+            ("Clip", [min, max]) => Activation::Clip {
+                min: *min,
+                max: *max,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The standalone op it stands for, with its constant operands (Clip's bounds).
+    pub fn op(self) -> (Op, Vec<Tensor>) {
+        match self {
+            Activation::Relu => (Op::Relu(Relu {}), vec![]),
+            Activation::Sigmoid => (Op::Sigmoid(Sigmoid {}), vec![]),
+            Activation::Tanh => (Op::Tanh(Tanh {}), vec![]),
+            Activation::HardSwish => (Op::HardSwish(HardSwish {}), vec![]),
+            Activation::LeakyRelu { alpha } => (Op::LeakyRelu(LeakyRelu { alpha }), vec![]),
+            Activation::HardSigmoid { alpha, beta } => {
+                (Op::HardSigmoid(HardSigmoid { alpha, beta }), vec![])
+            }
+            Activation::Clip { min, max } => (
+                Op::Clip(Clip {}),
+                vec![Tensor::scalar(min), Tensor::scalar(max)],
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Op {
-    /// The activation epilogue of a Conv, Gemm or MatMul, if it has one.
-    pub fn epilogue(&self) -> Option<(&str, &[f32])> {
+    /// The activation epilogue of a Conv, Gemm or MatMul: `Ok(None)` without one, an error
+    /// (the attributes as written) when its attributes name no activation — which
+    /// [`crate::verify`] rejects, so a verified graph never gives one.
+    pub fn epilogue(&self) -> Result<Option<Activation>, String> {
         let (a, p) = match self {
             Op::Conv(o) => (&o.activation, &o.activation_params),
             Op::Gemm(o) => (&o.activation, &o.activation_params),
             Op::MatMul(o) => (&o.activation, &o.activation_params),
-            _ => return None,
+            _ => return Ok(None),
         };
         if a.is_empty() {
-            None
-        } else {
-            Some((a.as_str(), p.as_slice()))
+            return Ok(None);
+        }
+        Activation::from_parts(a, p).map(Some).ok_or_else(|| {
+            format!(
+                "unknown activation epilogue `{a}` with {} parameter(s)",
+                p.len()
+            )
+        })
+    }
+
+    /// Whether the op carries an epilogue attribute (valid or not).
+    pub fn has_epilogue(&self) -> bool {
+        match self {
+            Op::Conv(o) => !o.activation.is_empty(),
+            Op::Gemm(o) => !o.activation.is_empty(),
+            Op::MatMul(o) => !o.activation.is_empty(),
+            _ => false,
         }
     }
 
-    /// Sets (or, with an empty name, clears) the epilogue; `false` if this op cannot carry one.
-    pub fn set_epilogue(&mut self, name: &str, params: Vec<f32>) -> bool {
+    /// Sets (or, with `None`, clears) the epilogue; `false` if this op cannot carry one.
+    pub fn set_epilogue(&mut self, act: Option<Activation>) -> bool {
         let (a, p) = match self {
             Op::Conv(o) => (&mut o.activation, &mut o.activation_params),
             Op::Gemm(o) => (&mut o.activation, &mut o.activation_params),
             Op::MatMul(o) => (&mut o.activation, &mut o.activation_params),
             _ => return false,
         };
-        *a = name.to_string();
-        *p = params;
+        *a = act.map_or(String::new(), |x| x.name().to_string());
+        *p = act.map_or(vec![], Activation::params);
         true
     }
 

@@ -84,16 +84,8 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
                 );
             }
         }
-        if let Some((name, params)) = node.op.epilogue()
-            && crate::op::epilogue_op(name, params).is_none()
-        {
-            bad(
-                Some(&node.name),
-                format!(
-                    "unknown activation epilogue `{name}` with {} parameter(s)",
-                    params.len()
-                ),
-            );
+        if let Err(why) = node.op.epilogue() {
+            bad(Some(&node.name), why);
         }
         match infer_node(graph, node) {
             Err(e) => bad(

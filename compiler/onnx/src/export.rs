@@ -282,8 +282,8 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
         };
         // An activation epilogue (an mcc extension) is written back as its own node.
         let mut op = node.op.clone();
-        let epilogue = op.epilogue().map(|(a, p)| (a.to_string(), p.to_vec()));
-        op.set_epilogue("", vec![]);
+        let epilogue = op.epilogue().map_err(err)?;
+        op.set_epilogue(None);
         let mut attribute = vec![];
         for (k, v) in op.attrs() {
             attribute.push(super::export::attribute(&op, k, &v).map_err(err)?);
@@ -310,9 +310,8 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
             attribute,
             ..Default::default()
         });
-        if let Some((name, params)) = epilogue {
-            let (act, consts) = mcc_ir::op::epilogue_op(&name, &params)
-                .ok_or_else(|| err(format!("unknown activation epilogue `{name}`")))?;
+        if let Some(epilogue) = epilogue {
+            let (act, consts) = epilogue.op();
             let mut inputs = vec![outputs[0].clone()];
             for (i, t) in consts.iter().enumerate() {
                 let cname = fresh(format!(

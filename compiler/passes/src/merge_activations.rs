@@ -12,6 +12,7 @@
 //! output is also read elsewhere (or is a graph output), or a Clip whose bounds are not
 //! constant scalars.
 
+use mcc_ir::op::Activation;
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor};
 
 use crate::PassError;
@@ -29,21 +30,24 @@ fn scalar(graph: &Graph, v: Option<mcc_ir::ValueId>, default: f32) -> Result<f32
     }
 }
 
-/// Whether `act` can be fused: `Ok((producer, epilogue name, parameters))` or `Err(why not)`.
-pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, &'static str, Vec<f32>), String> {
+/// Whether `act` can be fused: `Ok((producer, epilogue))` or `Err(why not)`.
+pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, Activation), String> {
     let n = graph.node(act).ok_or("no such layer")?;
-    let (name, params): (&'static str, Vec<f32>) = match &n.op {
-        Op::Relu(_) => ("Relu", vec![]),
-        Op::Sigmoid(_) => ("Sigmoid", vec![]),
-        Op::Tanh(_) => ("Tanh", vec![]),
-        Op::HardSwish(_) => ("HardSwish", vec![]),
-        Op::LeakyRelu(l) => ("LeakyRelu", vec![l.alpha]),
-        Op::HardSigmoid(h) => ("HardSigmoid", vec![h.alpha, h.beta]),
+    let epilogue = match &n.op {
+        Op::Relu(_) => Activation::Relu,
+        Op::Sigmoid(_) => Activation::Sigmoid,
+        Op::Tanh(_) => Activation::Tanh,
+        Op::HardSwish(_) => Activation::HardSwish,
+        Op::LeakyRelu(l) => Activation::LeakyRelu { alpha: l.alpha },
+        Op::HardSigmoid(h) => Activation::HardSigmoid {
+            alpha: h.alpha,
+            beta: h.beta,
+        },
         Op::Clip(_) => {
             let lo = scalar(graph, n.inputs.get(1).copied().flatten(), f32::NEG_INFINITY);
             let hi = scalar(graph, n.inputs.get(2).copied().flatten(), f32::INFINITY);
             match (lo, hi) {
-                (Ok(lo), Ok(hi)) => ("Clip", vec![lo, hi]),
+                (Ok(min), Ok(max)) => Activation::Clip { min, max },
                 _ => return Err("its bounds are not constant f32 scalars".into()),
             }
         }
@@ -73,7 +77,13 @@ pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, &'static str, Vec<f3
             a_or_an(pn.op.name())
         ));
     }
-    if let Some((e, _)) = pn.op.epilogue() {
+    if pn.op.has_epilogue() {
+        let e = pn
+            .op
+            .epilogue()
+            .ok()
+            .flatten()
+            .map_or("activation", Activation::name);
         return Err(format!("`{}` already ends in a {e}", pn.name));
     }
     if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
@@ -82,7 +92,7 @@ pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, &'static str, Vec<f3
             pn.name
         ));
     }
-    Ok((p, name, params))
+    Ok((p, epilogue))
 }
 
 /// Fuses each named activation it can; reports the others.
@@ -96,11 +106,11 @@ pub fn run(
         nodes,
         step,
         "merge-activations",
-        |g, id| check(g, id).map(|(p, name, params)| (p, (name, params))),
-        |g, p, (name, params)| {
+        check,
+        |g, p, epilogue| {
             let carried = g
                 .node_mut(p)
-                .is_some_and(|n| n.op.set_epilogue(name, params));
+                .is_some_and(|n| n.op.set_epilogue(Some(epilogue)));
             if carried {
                 Ok(())
             } else {

@@ -50,7 +50,7 @@ enum Kind {
         pads: Vec<usize>,
         strides: Vec<usize>,
         group: usize,
-        epilogue: Option<(String, Vec<f32>)>,
+        epilogue: Option<mcc_ir::op::Activation>,
     },
     /// y[c] = scale[c]·x[c] + shift[c] (identity or BatchNormalization).
     Diagonal { scale: Vec<f64>, shift: Vec<f64> },
@@ -127,7 +127,7 @@ fn branch(graph: &Graph, v: ValueId, shared: Option<ValueId>) -> Result<Branch, 
                 pads: nat(&c.pads, 0),
                 strides: nat(&c.strides, 1),
                 group: c.group.max(1) as usize,
-                epilogue: n.op.epilogue().map(|(e, p)| (e.to_string(), p.to_vec())),
+                epilogue: n.op.epilogue()?,
                 shape,
             }
         }

@@ -96,7 +96,7 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<(NodeId, Fold), String> {
             _ => NOT_A_CANDIDATE.into(),
         });
     }
-    if let Some((e, _)) = pn.op.epilogue() {
+    if let Ok(Some(e)) = pn.op.epilogue() {
         return Err(format!(
             "`{}` ends in a {e}, which is not linear, so the two do not compose",
             pn.name
@@ -199,9 +199,7 @@ fn conv_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, Strin
             .collect()
     });
     let mut op = Op::Conv(c1.clone());
-    if let Some((e, params)) = s.op.epilogue() {
-        op.set_epilogue(e, params.to_vec());
-    }
+    op.set_epilogue(s.op.epilogue()?);
     let mut shape = s1.clone();
     shape[0] = m2;
     Ok(Fold {
@@ -322,7 +320,7 @@ fn dense_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, Stri
             })
             .collect()
     });
-    let epilogue = s.op.epilogue().map(|(e, p)| (e.to_string(), p.to_vec()));
+    let epilogue = s.op.epilogue()?;
     let both_matmul = matches!((&f.op, &s.op), (Op::MatMul(_), Op::MatMul(_)));
     let (mut op, weights) = if both_matmul {
         (f.op.clone(), tensor(&[k, n], &b)?)
@@ -335,9 +333,7 @@ fn dense_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, Stri
         };
         (Op::Gemm(gemm), tensor(&[n, k], &transposed)?)
     };
-    if let Some((e, p)) = epilogue {
-        op.set_epilogue(&e, p);
-    }
+    op.set_epilogue(epilogue);
     Ok(Fold {
         op,
         weights,

@@ -77,7 +77,7 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
             a_or_an(pn.op.name())
         ));
     }
-    if let Some((e, _)) = pn.op.epilogue() {
+    if let Ok(Some(e)) = pn.op.epilogue() {
         return Err(format!("`{}` already ends in a {e}", pn.name));
     }
     if !mul && matches!(pn.op, Op::MatMul(_)) {

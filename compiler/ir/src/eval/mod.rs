@@ -273,13 +273,8 @@ pub fn eval_op(
         ));
     }
     let mut out = out;
-    if let Some((name, params)) = op.epilogue() {
-        let (act, consts) = crate::op::epilogue_op(name, params).ok_or_else(|| {
-            OpError::Invalid(format!(
-                "unknown activation epilogue `{name}` with {} parameter(s)",
-                params.len()
-            ))
-        })?;
+    if let Some(epilogue) = op.epilogue().map_err(OpError::Invalid)? {
+        let (act, consts) = epilogue.op();
         let mut args: Vec<Option<&Tensor>> = vec![Some(&out[0])];
         args.extend(consts.iter().map(Some));
         out[0] = eval_op(&act, &args, 1)?.remove(0);
