@@ -14,6 +14,22 @@
 /// Floats per chunk.
 pub const CHUNK: usize = 4096;
 
+/// The length in words [`encode`] would give, without encoding (one pass, no allocation).
+pub fn encoded_len(w: &[f32]) -> usize {
+    1 + w
+        .chunks(CHUNK)
+        .map(|chunk| {
+            let kept = chunk.iter().filter(|x| x.to_bits() != 0).count();
+            let mask_words = chunk.len().div_ceil(32);
+            1 + if mask_words + kept < chunk.len() {
+                mask_words + kept
+            } else {
+                chunk.len()
+            }
+        })
+        .sum::<usize>()
+}
+
 /// Encodes `w`.
 pub fn encode(w: &[f32]) -> Vec<u32> {
     let mut out = vec![w.len() as u32];

@@ -124,7 +124,7 @@ enum Command {
     ///
     /// Writes DIR/model.mcir (the IR to review: weights by fingerprint and stored form),
     /// DIR/model.full.mcir (the compressed model in mcc's own form, weights stored compressed;
-    /// any mcc command reads it), DIR/model.onnx (the compressed model, weights dense),
+    /// any mcc command reads it; written when some weight is stored compressed), DIR/model.onnx (the compressed model, weights dense),
     /// DIR/report.json (per layer: techniques, parameters/MACs/bytes before and after, output
     /// error against the original on the calibration data; whole model: accuracy before and
     /// after, output fidelity, sizes, hashes of every input; see docs/report.md) and
@@ -482,8 +482,13 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 eprintln!("note: measured with the reference evaluator: {note}");
             }
             outln!(
-                "  wrote {0}/model.mcir, {0}/model.full.mcir, {0}/model.onnx, {0}/report.json, {0}/timings.json",
-                dir.display()
+                "  wrote {0}/model.mcir,{1} {0}/model.onnx, {0}/report.json, {0}/timings.json",
+                dir.display(),
+                if dir.join("model.full.mcir").exists() {
+                    format!(" {}/model.full.mcir,", dir.display())
+                } else {
+                    String::new()
+                }
             );
             if let (Some(n), Some(w)) = (&native, &written) {
                 outln!(

@@ -308,7 +308,7 @@ pub fn check_snapshot(path: &Path, graph: &Graph, bless: bool) -> Result<(), Err
 }
 
 /// Writes `model.mcir` (the review form), `model.full.mcir` (the compressed model, weights in
-/// stored form), `model.onnx`, `report.json` and `timings.json` (and, with `ir_diffs`,
+/// stored form; only when some weight is stored compressed), `model.onnx`, `report.json` and `timings.json` (and, with `ir_diffs`,
 /// one diff per step under `ir-diffs/`; with `native`, the native outputs) into `dir`, atomically: everything goes to a sibling temporary
 /// folder that is renamed into place at the end.
 pub fn write_outputs(
@@ -350,11 +350,15 @@ pub fn write_outputs(
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         std::fs::write(tmp.join("model.mcir"), mcc_ir::text::print(&result.graph))
             .map_err(io(&tmp.join("model.mcir")))?;
-        // The compressed model itself, weights in their stored form: `mcc` reads it back.
-        let full =
-            mcc_ir::text::print_with(&result.graph, mcc_ir::text::PrintOptions { weights: true });
-        std::fs::write(tmp.join("model.full.mcir"), full)
-            .map_err(io(&tmp.join("model.full.mcir")))?;
+        // The compressed model itself, weights in their stored form (`mcc` reads it back):
+        // written when some weight is stored compressed — otherwise `model.onnx` holds exactly
+        // the same model, and a hex copy of dense weights would double the output's size.
+        let g = &result.graph;
+        if g.value_ids().any(|v| g.stored(v).is_some() && g.is_used(v)) {
+            let full = mcc_ir::text::print_with(g, mcc_ir::text::PrintOptions { weights: true });
+            std::fs::write(tmp.join("model.full.mcir"), full)
+                .map_err(io(&tmp.join("model.full.mcir")))?;
+        }
         mcc_onnx::export_file(&result.graph, &tmp.join("model.onnx"))?;
         let mut report = result.report.clone();
         let mut timings = result.timings.clone();
@@ -378,7 +382,7 @@ pub fn write_outputs(
                 arena_bytes_per_sample: p.arena as u64 * 4,
                 scratch_bytes: p.scratch as u64 * 4,
                 weight_bytes: mcc_codegen::aot::weight_data_bytes(p) as u64,
-                weights_stored: mcc_codegen::aot::stored_weights(p).is_some(),
+                weights_stored: mcc_codegen::aot::weight_data_bytes(p) < p.weights.len() * 4,
                 fixed_batch: p.fixed_batch,
             });
             timings.phases.push(crate::report::Phase {
