@@ -91,6 +91,14 @@ impl Model {
         threads: usize,
     ) -> Result<Box<Model>, String> {
         let n = crate::stored::decoded_len(stored).ok_or("stored weights: no length word")?;
+        // Every 4096 floats take at least 1 + 128 words, so a length beyond 32 floats per word
+        // is corrupt: refuse it before allocating.
+        if n > stored.len().saturating_mul(32) {
+            return Err(format!(
+                "stored weights: {n} floats cannot come from {} words",
+                stored.len()
+            ));
+        }
         let mut owned = AlignedVec::zeroed(n);
         crate::stored::decode_into(stored, &mut owned)?;
         // SAFETY: the slice is `owned`'s heap buffer, which moving the `AlignedVec` into the

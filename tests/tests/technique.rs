@@ -191,6 +191,13 @@ fn calibration_statistics_match_the_evaluator() {
             layer: layer.clone(),
             samples: 3,
         },
+        StatRequest::Histogram {
+            value: g
+                .value(g.node(g.find_node(&second).unwrap()).unwrap().inputs[0].unwrap())
+                .name
+                .clone(),
+            bins: 64,
+        },
     ];
     let collect = |threads| {
         let mut c = mcc::calibration::Calibration::new(Some(x.clone()), threads);
@@ -228,6 +235,17 @@ fn calibration_statistics_match_the_evaluator() {
     assert!(
         worst < 1e-5,
         "XᵀX differs from the evaluator's by {worst:e}"
+    );
+    // The histogram holds every value once, within a power-of-two bound ≥ max |x|.
+    let Stat::Histogram { bound, counts } = &*one[2] else {
+        panic!("not a histogram")
+    };
+    assert_eq!(counts.len(), 64);
+    assert_eq!(counts.iter().sum::<u64>(), rows.len() as u64);
+    let max = rows.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(
+        *bound >= max && *bound < 2.0 * max + 1e-30,
+        "{bound} for max {max}"
     );
     let Stat::Inputs(t) = &*one[1] else {
         panic!("not samples")

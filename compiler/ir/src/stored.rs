@@ -367,6 +367,7 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
                 ));
             }
             check_bits(bits)?;
+            check_zero_points(&p.zero_points, bits)?;
             for s in &p.scales {
                 out.extend(s.to_le_bytes());
             }
@@ -443,6 +444,19 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
     Ok(out)
 }
 
+/// Zero points are codes: they fit the values' bit width (an int4 zero point of 8 would mean
+/// one thing here and another wherever codes are 4 bits wide).
+fn check_zero_points(zps: &[i8], bits: u8) -> Result<(), StoredError> {
+    let (lo, hi) = (-(1i32 << (bits - 1)), (1i32 << (bits - 1)) - 1);
+    match zps
+        .iter()
+        .find(|&&z| i32::from(z) < lo || i32::from(z) > hi)
+    {
+        Some(z) => err(format!("zero point {z} does not fit in {bits} signed bits")),
+        None => Ok(()),
+    }
+}
+
 fn check_bits(bits: u8) -> Result<(), StoredError> {
     if (1..=8).contains(&bits) {
         Ok(())
@@ -509,10 +523,16 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
         }
         Layout::Csr => {
             let (rows, cols) = rows_cols(shape);
-            let mut ptr = Vec::with_capacity(rows + 1);
-            for _ in 0..=rows {
-                ptr.push(r.u32()? as usize);
-            }
+            // The row offsets must all be there before anything is sized by `rows`.
+            let offsets = rows
+                .checked_add(1)
+                .and_then(|r| r.checked_mul(4))
+                .ok_or_else(|| StoredError("too many rows".into()))?;
+            let raw = r.take(offsets)?;
+            let ptr: Vec<usize> = raw
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+                .collect();
             let k = *ptr.last().unwrap_or(&0);
             if ptr[0] != 0 || ptr.windows(2).any(|w| w[0] > w[1]) || k > n {
                 return err("CSR row offsets do not increase from 0");
@@ -560,6 +580,7 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
             let (g, _) = groups(per, shape)?;
             parts.scales = r.f32s(g)?;
             parts.zero_points = r.take(g)?.iter().map(|&b| b as i8).collect();
+            check_zero_points(&parts.zero_points, bits)?;
             parts.codes = read_codes(&mut r, encoding.coding, bits, k)?
                 .into_iter()
                 // Sign-extend the b-bit code.
@@ -717,13 +738,32 @@ impl<'a> BitReader<'a> {
 mod huffman {
     use super::{BitReader, StoredError, err};
 
-    /// Code lengths (0 for absent symbols) from symbol frequencies; a lone symbol gets 1 bit.
-    /// Ties break by symbol, so the lengths are a function of the data alone.
+    /// The longest code the writer makes and the reader accepts.
+    pub const MAX_LEN: u8 = 24;
+
+    /// Code lengths (0 for absent symbols) from symbol frequencies, at most [`MAX_LEN`] bits; a
+    /// lone symbol gets 1 bit. Ties break by symbol, so the lengths are a function of the data
+    /// alone. When the optimal code is deeper than [`MAX_LEN`] (very skewed counts), the
+    /// counts are halved (kept ≥ 1) until it is not — slightly longer output, never a failure.
     pub fn lengths(symbols: &[u32], alphabet: usize) -> Vec<u8> {
         let mut freq = vec![0u64; alphabet];
         for &s in symbols {
             freq[s as usize] += 1;
         }
+        loop {
+            let l = optimal_lengths(&freq);
+            if l.iter().all(|&x| x <= MAX_LEN) {
+                return l;
+            }
+            for f in freq.iter_mut().filter(|f| **f > 0) {
+                *f = (*f / 2).max(1);
+            }
+        }
+    }
+
+    /// Huffman code lengths for these counts (unlimited depth).
+    fn optimal_lengths(freq: &[u64]) -> Vec<u8> {
+        let alphabet = freq.len();
         let present: Vec<usize> = (0..alphabet).filter(|&s| freq[s] > 0).collect();
         let mut lengths = vec![0u8; alphabet];
         match present.len() {
@@ -763,19 +803,21 @@ mod huffman {
         lengths
     }
 
-    /// (code, length) per symbol, canonical: shorter codes first, then by symbol.
+    /// (code, length) per symbol, canonical: shorter codes first, then by symbol. Lengths are
+    /// at most [`MAX_LEN`] (the writer limits them, the reader checks), so codes fit a u32;
+    /// the arithmetic is in u64 so no length can overflow it.
     pub fn canonical(lengths: &[u8]) -> Vec<(u32, u8)> {
         let mut order: Vec<usize> = (0..lengths.len()).filter(|&s| lengths[s] > 0).collect();
         order.sort_by_key(|&s| (lengths[s], s));
         let mut out = vec![(0u32, 0u8); lengths.len()];
-        let (mut code, mut len) = (0u32, 0u8);
+        let (mut code, mut len) = (0u64, 0u8);
         for (i, &s) in order.iter().enumerate() {
             if i > 0 {
                 code += 1;
             }
-            code <<= lengths[s] - len;
+            code <<= u32::from(lengths[s].saturating_sub(len)).min(63);
             len = lengths[s];
-            out[s] = (code, len);
+            out[s] = (code as u32, len);
         }
         out
     }
@@ -788,8 +830,8 @@ mod huffman {
 
     impl Decoder {
         pub fn new(lengths: &[u8]) -> Result<Decoder, StoredError> {
-            if lengths.iter().any(|&l| l > 32) {
-                return err("a Huffman code longer than 32 bits");
+            if lengths.iter().any(|&l| l > MAX_LEN) {
+                return err(format!("a Huffman code longer than {MAX_LEN} bits"));
             }
             // Kraft: the lengths must describe a prefix code.
             let kraft: f64 = lengths
@@ -953,5 +995,62 @@ mod tests {
         blob.extend([1, 1]);
         blob.extend(100u32.to_le_bytes());
         assert!(Stored::from_blob(huff, &[2], blob).is_err());
+    }
+
+    #[test]
+    fn review_findings_stay_fixed() {
+        // An int4 zero point must be a 4-bit code.
+        let e = Encoding {
+            values: Values::Int {
+                bits: 4,
+                per: Granularity::Tensor,
+            },
+            layout: Layout::Dense,
+            coding: Coding::None,
+        };
+        let parts = Parts {
+            codes: vec![0, 1],
+            scales: vec![1.0],
+            zero_points: vec![8],
+            ..Parts::default()
+        };
+        assert!(Stored::new(e, &[2], &parts).is_err());
+        let mut blob = 1.0f32.to_le_bytes().to_vec();
+        blob.extend([8u8, 0x10]);
+        assert!(Stored::from_blob(e, &[2], blob).is_err());
+        // A CSR shape with a huge row count and no data is an error, not an allocation.
+        assert!(Stored::from_blob(Encoding::f32(Layout::Csr), &[1 << 40, 0], vec![]).is_err());
+        // Fibonacci counts make an optimal code deeper than MAX_LEN: the writer limits it and
+        // the result still decodes.
+        let mut symbols = vec![];
+        let (mut a, mut b) = (1u32, 1u32);
+        for sym in 0..28u32 {
+            symbols.extend(std::iter::repeat_n(sym as i32, a as usize));
+            (a, b) = (b, a + b);
+        }
+        let n = symbols.len();
+        let e = Encoding {
+            values: Values::Codebook {
+                bits: 5,
+                per: Granularity::Tensor,
+            },
+            layout: Layout::Dense,
+            coding: Coding::Huffman,
+        };
+        let parts = Parts {
+            codes: symbols.clone(),
+            centroids: (0..32).map(|c| c as f32).collect(),
+            ..Parts::default()
+        };
+        let s = Stored::new(e, &[n], &parts).unwrap();
+        let got: Vec<i32> = s
+            .decoded()
+            .as_f32()
+            .unwrap()
+            .iter()
+            .map(|&v| v as i32)
+            .collect();
+        assert_eq!(got, symbols);
+        assert!(s.blob()[128..160].iter().all(|&l| l <= huffman::MAX_LEN));
     }
 }

@@ -266,6 +266,21 @@ fn merges<'a>(ran: &'a [Ran<'_>]) -> impl Iterator<Item = &'a Merged> {
     ran.iter().flat_map(|r| r.outcome.merged.iter())
 }
 
+/// For every layer that absorbed others: the original layer whose output its output now
+/// equals, followed through chains of merges in order (BN into B, then B into A: A stands for
+/// the BN).
+fn stands_for(ran: &[Ran<'_>]) -> std::collections::BTreeMap<String, String> {
+    let mut map: std::collections::BTreeMap<String, String> = Default::default();
+    for m in merges(ran) {
+        let target = map
+            .get(&m.stands_for)
+            .cloned()
+            .unwrap_or_else(|| m.stands_for.clone());
+        map.insert(m.into.clone(), target);
+    }
+    map
+}
+
 fn output_name(g: &Graph, node: &str) -> Option<String> {
     let id = g.find_node(node)?;
     let o = *g.node(id)?.outputs.first()?;
@@ -286,14 +301,10 @@ pub fn layer_errors(
         return Ok(vec![]);
     };
     let original = &s.model.graph;
-    let all_merges: Vec<&Merged> = merges(ran).collect();
+    let stands_for = stands_for(ran);
     let mut watch: Vec<(String, String, String)> = vec![];
     for n in touched(ran) {
-        let reference_at = all_merges
-            .iter()
-            .rev()
-            .find(|m| m.into == n)
-            .map_or(n.as_str(), |m| m.stands_for.as_str());
+        let reference_at = stands_for.get(&n).map_or(n.as_str(), String::as_str);
         if let (Some(r), Some(c)) = (output_name(original, reference_at), output_name(graph, &n)) {
             watch.push((n, r, c));
         }
@@ -367,7 +378,7 @@ pub fn evaluate(
             let c = ya.len() / ba.samples.max(1);
             for r in 0..ba.samples {
                 let want = labels.get(ba.first + r).copied();
-                let row = |y: &[f32]| y.get(r * c..(r + 1) * c).map(argmax);
+                let row = |y: &[f32]| y.get(r * c..(r + 1) * c).and_then(argmax);
                 right_a += usize::from(row(ya).map(|k| k as i64) == want && want.is_some());
                 right_b += usize::from(row(yb).map(|k| k as i64) == want && want.is_some());
             }
@@ -480,7 +491,10 @@ fn assemble(
         let (pb, nzb, bb) = weight_stats(original, nb);
         let applied: Vec<report::Applied> = ran
             .iter()
-            .filter(|r| r.outcome.changed.contains(&name) || r.step.nodes.contains(&name))
+            .filter(|r| {
+                r.outcome.changed.contains(&name)
+                    || r.outcome.merged.iter().any(|m| m.removed == name)
+            })
             .map(|r| report::Applied {
                 step: r.id.0,
                 stage: r.stage.clone(),

@@ -49,9 +49,12 @@ enum Acc {
         min: Vec<f64>,
         max: Vec<f64>,
     },
+    /// Symmetric bins over [−bound, bound]; the bound doubles (and bins merge pairwise into
+    /// the middle half) when a value falls outside, so memory stays `bins` whatever the data.
     Histogram {
         bins: usize,
-        values: Vec<f32>,
+        bound: f64,
+        counts: Vec<u64>,
     },
     Zeros {
         channels: usize,
@@ -348,11 +351,14 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
         }
         StatRequest::Histogram { value: name, bins } => {
             value(name)?;
+            // A multiple of 4, so doubling the bound merges bins exactly.
+            let bins = (*bins).clamp(4, 1 << 16).div_ceil(4) * 4;
             (
                 name.clone(),
                 Acc::Histogram {
-                    bins: (*bins).max(1),
-                    values: vec![],
+                    bins,
+                    bound: 0.0,
+                    counts: vec![0; bins],
                 },
             )
         }
@@ -410,7 +416,39 @@ fn add(acc: &mut Acc, t: &[f32]) {
                 max[c] = max[c].max(v);
             }
         }
-        Acc::Histogram { values, .. } => values.extend_from_slice(t),
+        Acc::Histogram {
+            bins,
+            bound,
+            counts,
+        } => {
+            for &v in t {
+                let v = f64::from(v);
+                if !v.is_finite() {
+                    continue;
+                }
+                if v.abs() > *bound {
+                    if *bound == 0.0 {
+                        // The first nonzero value sets the scale: the next power of two.
+                        *bound = 2f64.powi(v.abs().log2().ceil() as i32);
+                    }
+                    while v.abs() > *bound {
+                        let mut merged = vec![0u64; *bins];
+                        for (i, &c) in counts.iter().enumerate() {
+                            merged[*bins / 4 + i / 2] += c;
+                        }
+                        *counts = merged;
+                        *bound *= 2.0;
+                    }
+                }
+                let u = if *bound > 0.0 {
+                    (v + *bound) / (2.0 * *bound)
+                } else {
+                    0.5
+                };
+                let b = ((u * *bins as f64) as usize).min(*bins - 1);
+                counts[b] += 1;
+            }
+        }
         Acc::Zeros {
             channels,
             zeros,
@@ -437,22 +475,7 @@ fn finish(acc: Acc, _samples: usize) -> Result<Stat, TechniqueError> {
         }
         Acc::Gram { k, rows, data, .. } => Stat::Gram { k, rows, data },
         Acc::Ranges { min, max, .. } => Stat::Ranges { min, max },
-        Acc::Histogram { bins, values } => {
-            let bound = values
-                .iter()
-                .fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
-            let mut counts = vec![0u64; bins];
-            for &v in &values {
-                let u = if bound > 0.0 {
-                    (f64::from(v) + bound) / (2.0 * bound)
-                } else {
-                    0.5
-                };
-                let b = ((u * bins as f64) as usize).min(bins - 1);
-                counts[b] += 1;
-            }
-            Stat::Histogram { bound, counts }
-        }
+        Acc::Histogram { bound, counts, .. } => Stat::Histogram { bound, counts },
         Acc::Zeros { zeros, count, .. } => Stat::ZeroFraction(
             zeros
                 .iter()

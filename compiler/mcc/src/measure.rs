@@ -241,8 +241,8 @@ impl Agreement {
         }
     }
 
-    /// ‖y − y₀‖ / ‖y₀‖ (or ‖y − y₀‖ when y₀ = 0) and the cosine (1 when either is 0). NaN in
-    /// the compared values makes both NaN, which no budget accepts.
+    /// ‖y − y₀‖ / ‖y₀‖ (or ‖y − y₀‖ when y₀ = 0) and the cosine (1 when both are 0, 0 when
+    /// one is). NaN in the compared values makes both NaN, which no budget accepts.
     pub fn result(&self) -> crate::report::OutputError {
         let relative_l2 = if self.ref_sq > 0.0 {
             (self.diff_sq / self.ref_sq).sqrt()
@@ -251,10 +251,14 @@ impl Agreement {
         };
         let cosine = if self.ref_sq > 0.0 && self.out_sq > 0.0 {
             self.dot / (self.ref_sq.sqrt() * self.out_sq.sqrt())
-        } else if self.dot.is_nan() {
+        } else if self.dot.is_nan() || self.ref_sq.is_nan() || self.out_sq.is_nan() {
             f64::NAN
-        } else {
+        } else if self.ref_sq == 0.0 && self.out_sq == 0.0 {
+            // Both all zero: the same tensor.
             1.0
+        } else {
+            // One all zero, the other not: no agreement in direction.
+            0.0
         };
         crate::report::OutputError {
             relative_l2,
@@ -263,9 +267,15 @@ impl Agreement {
     }
 }
 
-/// The index of the largest value of a row (the first on ties; NaN never wins).
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > row[b] { i } else { b })
+/// The index of the largest value of a row (the first on ties); `None` for an empty row or
+/// one holding NaN, which then counts as a wrong prediction.
+pub fn argmax(row: &[f32]) -> Option<usize> {
+    if row.is_empty() || row.iter().any(|x| x.is_nan()) {
+        return None;
+    }
+    Some(
+        row.iter()
+            .enumerate()
+            .fold(0, |b, (i, &x)| if x > row[b] { i } else { b }),
+    )
 }

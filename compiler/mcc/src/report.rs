@@ -188,13 +188,63 @@ pub enum ParamValue {
     Text(String),
 }
 
-/// A tensor compared with its original.
+/// A tensor compared with its original. A NaN or infinite value (a model that computes NaN)
+/// is written as the string `"NaN"`, `"inf"` or `"-inf"`, never as `null`.
 #[derive(Copy, Clone, Debug, Serialize, JsonSchema)]
 pub struct OutputError {
     /// ‖y − y₀‖ / ‖y₀‖ over all samples (‖y − y₀‖ when y₀ = 0).
+    #[serde(serialize_with = "number")]
+    #[schemars(with = "Number")]
     pub relative_l2: f64,
-    /// Cosine similarity of y and y₀ over all samples (1 when either is 0).
+    /// Cosine similarity of y and y₀ over all samples (1 when both are 0, 0 when one is).
+    #[serde(serialize_with = "number")]
+    #[schemars(with = "Number")]
     pub cosine: f64,
+}
+
+/// A number, or the name of a non-finite one (JSON has none).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Number {
+    /// A finite number.
+    Finite(f64),
+    /// `NaN`, `inf` or `-inf`.
+    NonFinite(NonFinite),
+}
+
+/// The non-finite numbers.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum NonFinite {
+    /// Not a number.
+    #[serde(rename = "NaN")]
+    NaN,
+    /// +∞.
+    #[serde(rename = "inf")]
+    Inf,
+    /// −∞.
+    #[serde(rename = "-inf")]
+    NegInf,
+}
+
+fn opt_number<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => number(v, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn number<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else if v.is_nan() {
+        s.serialize_str("NaN")
+    } else if *v > 0.0 {
+        s.serialize_str("inf")
+    } else {
+        s.serialize_str("-inf")
+    }
 }
 
 /// Whole-model numbers.
@@ -221,7 +271,10 @@ pub struct BudgetRow {
     pub constraint: String,
     /// 1-based recipe line.
     pub line: usize,
-    /// The measured value in the constraint's base unit (fraction, bytes, MACs), when measured.
+    /// The measured value in the constraint's base unit (fraction, bytes, MACs), when measured
+    /// (`"NaN"` when the model computed NaN).
+    #[serde(serialize_with = "opt_number")]
+    #[schemars(with = "Option<Number>")]
     pub value: Option<f64>,
     /// The measured value as shown to people.
     pub measured: String,

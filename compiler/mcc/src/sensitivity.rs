@@ -8,7 +8,8 @@
 //!
 //! The metric is top-1 accuracy on the labelled evaluation set; without labels, the relative
 //! L2 error of the model's outputs against the original's on the calibration (else
-//! evaluation) data.
+//! evaluation) data. A layer that rules of two stages select gets a row per rule, each
+//! measured with the other switched off.
 
 use std::time::Instant;
 
@@ -52,6 +53,8 @@ pub struct Row {
     pub recipe_line: usize,
     /// The swept parameter.
     pub param: String,
+    /// Whether it is a ratio (shown as a percentage).
+    pub ratio: bool,
     /// At the rule's own setting.
     pub setting: Point,
     /// Over the sweep.
@@ -133,7 +136,8 @@ fn apply(s: &Session, only: Option<(usize, &str, &str, f64)>) -> Result<Graph, E
 struct Meter<'a> {
     x: Tensor,
     labels: Option<&'a [i64]>,
-    reference: Vec<Vec<f32>>,
+    /// Per batch, the original's outputs.
+    reference: Vec<Vec<Vec<f32>>>,
     threads: usize,
 }
 
@@ -150,7 +154,7 @@ impl Meter<'_> {
                     let y = b.output(0);
                     let c = y.len() / b.samples.max(1);
                     for r in 0..b.samples {
-                        let got = y.get(r * c..(r + 1) * c).map(argmax);
+                        let got = y.get(r * c..(r + 1) * c).and_then(argmax);
                         right += usize::from(
                             got.is_some_and(|k| labels.get(b.first + r) == Some(&(k as i64))),
                         );
@@ -158,7 +162,9 @@ impl Meter<'_> {
                 }
                 None => {
                     if let Some(want) = self.reference.get(batch) {
-                        agreement.add(b.output(0), want);
+                        for (o, w) in want.iter().enumerate() {
+                            agreement.add(b.output(o), w);
+                        }
                     }
                 }
             }
@@ -203,7 +209,11 @@ pub fn run(s: &Session, threads: usize, samples: Option<usize>) -> Result<Sensit
     if metric == Metric::OutputError {
         let original = Compiled::new(&s.model.graph, &[])?;
         original.for_each(&x, 64, threads, |b| {
-            reference.push(b.output(0).to_vec());
+            reference.push(
+                (0..b.model_outputs())
+                    .map(|o| b.output(o).to_vec())
+                    .collect(),
+            );
             Ok(())
         })?;
     }
@@ -270,6 +280,11 @@ pub fn run(s: &Session, threads: usize, samples: Option<usize>) -> Result<Sensit
             technique: format!("{} {}", step.technique, step.variant),
             recipe_line: step.origin.line,
             param: sweep.param.to_string(),
+            ratio: s
+                .registry
+                .variant(step.technique, step.variant)
+                .and_then(|v| v.params.iter().find(|p| p.name == sweep.param))
+                .is_some_and(|p| p.ty == mcc_plan::registry::ParamType::Ratio),
             setting,
             sweep: sweep_points,
         });
@@ -325,8 +340,15 @@ pub fn table(r: &Sensitivity) -> String {
         "{:<w$}  {:<20}  {:>16}",
         "layer", "technique", "setting"
     ));
+    let value = |v: f64| {
+        if first.ratio {
+            format!("{:.0}%", v * 100.0)
+        } else {
+            format!("{}={v}", first.param)
+        }
+    };
     for p in &first.sweep {
-        out.push_str(&format!("  {:>9}", format!("{:.0}%", p.value * 100.0)));
+        out.push_str(&format!("  {:>9}", value(p.value)));
     }
     out.push('\n');
     for row in &r.rows {

@@ -7,7 +7,8 @@
 //! broken by position, so the result is deterministic). A weight tensor shared with a
 //! layer that is not selected is copied first, so that layer is unchanged.
 //!
-//! Leaves alone: biases, and layers whose weights are not an f32 constant (reported).
+//! Leaves alone: biases, layers whose weights are not an f32 constant, and layers an earlier
+//! step merged away (all reported).
 //!
 //! Stores: the pruned weights in their smallest f32 form — dense, bitmask or CSR (at 78%
 //! zeros a bitmask takes about a quarter of the dense bytes).
@@ -17,7 +18,7 @@ use mcc_plan::plan::{Severity, Step};
 use mcc_plan::registry::{
     Applies, Default, ParamIssue, Params, RATIO, Status, Sweep, VariantSchema, num, p,
 };
-use mcc_plan::{Outcome, Stats, Technique, TechniqueError};
+use mcc_plan::{LeftAlone, Outcome, Stats, Technique, TechniqueError};
 
 use crate::PassError;
 
@@ -82,9 +83,10 @@ impl Technique for PruneUnstructured {
         _stats: &mut dyn Stats,
     ) -> Result<Outcome, TechniqueError> {
         let amount = num(&step.params, "amount").unwrap_or(0.0);
-        let pruned = run(graph, &step.nodes, amount, id)?;
+        let (pruned, left_alone) = run(graph, &step.nodes, amount, id)?;
         Ok(Outcome {
             changed: pruned.into_iter().map(|p| p.node).collect(),
+            left_alone,
             ..Outcome::default()
         })
     }
@@ -101,13 +103,15 @@ pub struct Pruned {
     pub zeros: usize,
 }
 
-/// Prunes `amount` of the weights of each named node.
+/// Prunes `amount` of the weights of each named node; returns what it pruned and the layers
+/// it left alone (gone — an earlier step merged them into another layer — or without f32
+/// constant weights).
 pub fn run(
     graph: &mut Graph,
     nodes: &[String],
     amount: f64,
     step: StepId,
-) -> Result<Vec<Pruned>, PassError> {
+) -> Result<(Vec<Pruned>, Vec<LeftAlone>), PassError> {
     let fail = |node: &str, message: String| PassError::Node {
         pass: "prune-unstructured",
         node: node.to_string(),
@@ -115,23 +119,29 @@ pub fn run(
         message,
     };
     let mut out = vec![];
+    let mut left = vec![];
+    let mut leave = |node: &str, why: &str| {
+        left.push(LeftAlone {
+            node: node.to_string(),
+            why: why.to_string(),
+        })
+    };
     for name in nodes {
-        let n = graph
+        let Some((n, node)) = graph
             .find_node(name)
-            .ok_or_else(|| fail(name, "no such layer".into()))?;
-        let node = graph
-            .node(n)
-            .ok_or_else(|| fail(name, "no such layer".into()))?;
-        let w = node
-            .inputs
-            .get(1)
-            .copied()
-            .flatten()
-            .ok_or_else(|| fail(name, "the layer has no weight operand".into()))?;
-        let data = graph
-            .const_data(w)
-            .and_then(Tensor::as_f32)
-            .ok_or_else(|| fail(name, "the weights are not an f32 constant".into()))?;
+            .and_then(|n| graph.node(n).map(|x| (n, x)))
+        else {
+            leave(name, "an earlier step merged it into another layer");
+            continue;
+        };
+        let Some(w) = node.inputs.get(1).copied().flatten() else {
+            leave(name, "it has no weight operand");
+            continue;
+        };
+        let Some(data) = graph.const_data(w).and_then(Tensor::as_f32) else {
+            leave(name, "its weights are not an f32 constant");
+            continue;
+        };
         let mut pruned = data.clone();
         let total = pruned.len();
         let k = ((amount * total as f64).floor() as usize).min(total);
@@ -140,8 +150,8 @@ pub fn run(
             let flat: Vec<f32> = pruned.iter().copied().collect();
             order.sort_by(|&a, &b| flat[a].abs().total_cmp(&flat[b].abs()).then(a.cmp(&b)));
         }
-        if let Some(slice) = pruned.as_slice_memory_order_mut() {
-            // as_slice_memory_order is row-major for a standard-layout array.
+        if let Some(slice) = pruned.as_slice_mut() {
+            // `as_slice_mut` is the row-major order `order` indexes (None otherwise).
             for &i in &order[..k] {
                 slice[i] = 0.0;
             }
@@ -176,5 +186,5 @@ pub fn run(
             zeros,
         });
     }
-    Ok(out)
+    Ok((out, left))
 }

@@ -31,9 +31,17 @@ fn prunes_the_smallest_weights_and_copies_shared_ones() {
         .iter()
         .copied()
         .collect::<Vec<f32>>();
-    let out =
-        mcc_passes::prune_unstructured::run(&mut g, &["a".to_string()], 0.5, StepId(7)).unwrap();
+    let (out, left) = mcc_passes::prune_unstructured::run(
+        &mut g,
+        &["a".to_string(), "gone".to_string()],
+        0.5,
+        StepId(7),
+    )
+    .unwrap();
     assert_eq!((out[0].weights, out[0].zeros), (12, 6));
+    // A layer an earlier step merged away is left alone with the reason, not an error.
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].node, "gone");
     mcc_ir::verify(&g).unwrap();
     // `b` still reads the untouched original; `a` reads a pruned copy.
     let a = g.node(g.find_node("a").unwrap()).unwrap();

@@ -134,7 +134,9 @@ pub enum StatRequest {
         /// The tensor.
         value: String,
     },
-    /// A histogram of a tensor's values over `[-max|x|, max|x|]` with `bins` bins.
+    /// A histogram of a tensor's finite values over a symmetric range `[-bound, bound]`: the
+    /// smallest power of two ≥ max|x| (data-dependent, so reported in the [`Stat`]), with
+    /// `bins` bins (rounded up to a multiple of 4, at most 65536).
     Histogram {
         /// The tensor.
         value: String,
