@@ -105,3 +105,16 @@ fn every_technique_variant_and_parameter_is_documented() {
         }
     }
 }
+
+/// Every planner diagnostic code is named in the reference.
+#[test]
+fn every_diagnostic_code_is_documented() {
+    let md = std::fs::read_to_string(workspace().join("docs/recipes.md")).unwrap();
+    for code in mcc_plan::code::Code::ALL {
+        assert!(
+            md.contains(&format!("`{}`", code.name())),
+            "docs/recipes.md does not name the code `{}`",
+            code.name()
+        );
+    }
+}
