@@ -256,6 +256,26 @@ class OrtBound:
         return self.outs[0].copy()
 
 
+def alternate(rounds, first, second, what, pause=0.0):
+    """Times `first` and `second` (each returns a median in ms) back to back for `rounds` rounds,
+    the side that goes first swapped every round; returns (first ms, second ms, first/second
+    ratio per round). A second side of 0 ms fails the run (`what` names it)."""
+    a_ms, b_ms, ratios = [], [], []
+    for r in range(rounds):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        got = [None, None]
+        for side in order:
+            got[side] = (first, second)[side]()
+            time.sleep(pause)
+        a, b = got
+        if b <= 0:
+            raise Fail(f"{what} printed a median of 0 ms")
+        a_ms.append(a)
+        b_ms.append(b)
+        ratios.append(a / b)
+    return a_ms, b_ms, ratios
+
+
 def mcc_median(exe, npy, threads, runs):
     out = run_tool([exe, npy, "--threads", str(threads), "--bench", str(runs)], f"timing {exe}")
     m = re.search(r"median ([0-9.]+) ms", out)
@@ -660,19 +680,12 @@ def run(args, mcc, work, wanted, np, ort):
         # Untimed probe (also the first warm-up of both sides): picks N for every round.
         probe = max(mcc_median(old["exe"], npy, threads, 10), mcc_median(new["exe"], npy, threads, 10))
         runs = 10 * args.runs if probe < 2.0 else args.runs
-        old_ms, new_ms, ratios = [], [], []
-        for r in range(args.rounds):
-            sides = ("old", "new") if r % 2 == 0 else ("new", "old")
-            for side in sides:
-                if side == "old":
-                    o = mcc_median(old["exe"], npy, threads, runs)
-                else:
-                    m = mcc_median(new["exe"], npy, threads, runs)
-            if m <= 0:
-                raise Fail(f"{cell}: the new executable printed a median of 0 ms")
-            old_ms.append(o)
-            new_ms.append(m)
-            ratios.append(o / m)
+        old_ms, new_ms, ratios = alternate(
+            args.rounds,
+            lambda: mcc_median(old["exe"], npy, threads, runs),
+            lambda: mcc_median(new["exe"], npy, threads, runs),
+            f"{cell}: the new executable",
+        )
 
         # ---- checks
         problems = []
@@ -740,20 +753,14 @@ def run(args, mcc, work, wanted, np, ort):
             # Untimed probe (also the first warm-up of both sides): picks N for every round.
             probe = max(bound.median_ms(max(5, args.runs // 10)), mcc_median(b["exe"], npy, threads, 10))
             runs = 10 * args.runs if probe < 2.0 else args.runs
-            o_ms, m_ms, ratios = [], [], []
-            for r in range(args.rounds):
-                sides = ("ort", "mcc") if r % 2 == 0 else ("mcc", "ort")
-                for side in sides:
-                    if side == "ort":
-                        o = bound.median_ms(runs)
-                    else:
-                        m = mcc_median(b["exe"], npy, threads, runs)
-                    time.sleep(0.02)  # let ORT's spinning pool threads go idle before the other side
-                if m <= 0:
-                    raise Fail(f"{cell}: the executable printed a median of 0 ms")
-                o_ms.append(o)
-                m_ms.append(m)
-                ratios.append(o / m)
+            o_ms, m_ms, ratios = alternate(
+                args.rounds,
+                lambda: bound.median_ms(runs),
+                lambda: mcc_median(b["exe"], npy, threads, runs),
+                f"{cell}: the executable",
+                # Let ORT's spinning pool threads go idle before the other side.
+                pause=0.02,
+            )
 
             # ---- checks
             problems = []

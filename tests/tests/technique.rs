@@ -224,6 +224,11 @@ fn calibration_statistics_match_the_evaluator() {
     assert_eq!(*n, 64);
     assert_eq!(rows.len(), 64 * k);
     let mut worst = 0.0f64;
+    // f64::max skips NaN: every value must be finite for the maxima below to mean anything.
+    assert!(
+        data.iter().chain(&rows).all(|v| v.is_finite()),
+        "non-finite statistics"
+    );
     let scale = data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     assert!(scale > 0.0 && scale.is_finite());
     for i in 0..*k {

@@ -17,7 +17,7 @@ use mcc_plan::plan::{Metric, ParamValue, Step};
 use mcc_runtime::program::Program;
 
 use crate::calibration::Calibration;
-use crate::measure::{Agreement, Compiled, argmax};
+use crate::measure::{Agreement, Compiled, top1_hits};
 use crate::recipe::Session;
 use crate::report::{self, BeforeAfter, OutputError, Report, Timings};
 use crate::{Error, tensor_io};
@@ -80,11 +80,7 @@ pub struct Ran<'s> {
 /// Runs the plan and measures it. The caller writes the outputs.
 pub fn build(s: &Session, opts: &Options) -> Result<BuildResult, Error> {
     let start = Instant::now();
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        opts.threads
-    };
+    let threads = crate::measure::threads(opts.threads);
     let mut timings = Timings {
         threads,
         ..Timings::default()
@@ -185,33 +181,7 @@ pub fn run_steps<'s>(
         for step in &stage.steps {
             number += 1;
             let id = StepId(number);
-            let technique = s
-                .registry
-                .implementation(step.technique, step.variant)
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "`{} {}` passed the check but has no implementation (a bug in mcc)",
-                        step.technique, step.variant
-                    ))
-                })?;
-            let failed = |e: mcc_plan::TechniqueError| {
-                Error::Usage(format!(
-                    "step {number} (`{} {}`, line {}): {e}",
-                    step.technique, step.variant, step.origin.line
-                ))
-            };
-            let needs = technique.needs(graph, step);
-            calibration.collect(graph, &needs).map_err(failed)?;
-            let outcome = technique
-                .rewrite(graph, step, id, calibration)
-                .map_err(failed)?;
-            mcc_ir::infer_all(graph).map_err(|(node, op, e)| {
-                Error::Usage(format!("after step {number}: node `{node}` ({op}): {e}"))
-            })?;
-            mcc_ir::verify(graph)?;
-            if outcome.changed_anything() {
-                calibration.invalidate();
-            }
+            let outcome = run_step(s, graph, step, id, calibration)?;
             if ir_diffs_wanted {
                 let after = mcc_ir::text::print(graph);
                 let origin = format!(
@@ -243,6 +213,47 @@ pub fn run_steps<'s>(
         }
     }
     Ok((ran, ir_diffs))
+}
+
+/// Runs one step through its registry entry: the statistics it needs (collected on `graph` as
+/// it stands), its rewrite, then re-typing and verification; cached statistics are dropped
+/// when the step changed the model.
+pub fn run_step(
+    s: &Session,
+    graph: &mut Graph,
+    step: &Step,
+    id: StepId,
+    calibration: &mut Calibration,
+) -> Result<mcc_plan::Outcome, Error> {
+    let number = id.0;
+    let technique = s
+        .registry
+        .implementation(step.technique, step.variant)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "`{} {}` passed the check but has no implementation (a bug in mcc)",
+                step.technique, step.variant
+            ))
+        })?;
+    let failed = |e: mcc_plan::TechniqueError| {
+        Error::Usage(format!(
+            "step {number} (`{} {}`, line {}): {e}",
+            step.technique, step.variant, step.origin.line
+        ))
+    };
+    let needs = technique.needs(graph, step);
+    calibration.collect(graph, &needs).map_err(failed)?;
+    let outcome = technique
+        .rewrite(graph, step, id, calibration)
+        .map_err(failed)?;
+    mcc_ir::infer_all(graph).map_err(|(node, op, e)| {
+        Error::Usage(format!("after step {number}: node `{node}` ({op}): {e}"))
+    })?;
+    mcc_ir::verify(graph)?;
+    if outcome.changed_anything() {
+        calibration.invalidate();
+    }
+    Ok(outcome)
 }
 
 /// Every layer a step changed or removed, sorted.
@@ -374,14 +385,8 @@ pub fn evaluate(
             agreement.add(bb.output(o), ba.output(o));
         }
         if let Some(labels) = labels {
-            let (ya, yb) = (ba.output(0), bb.output(0));
-            let c = ya.len() / ba.samples.max(1);
-            for r in 0..ba.samples {
-                let want = labels.get(ba.first + r).copied();
-                let row = |y: &[f32]| y.get(r * c..(r + 1) * c).and_then(argmax);
-                right_a += usize::from(row(ya).map(|k| k as i64) == want && want.is_some());
-                right_b += usize::from(row(yb).map(|k| k as i64) == want && want.is_some());
-            }
+            right_a += top1_hits(&ba, labels);
+            right_b += top1_hits(&bb, labels);
         }
         bar.inc(ba.samples as u64);
     }
@@ -521,6 +526,7 @@ fn assemble(
                 .filter(|m| m.removed == name)
                 .map(|m| m.into.clone())
                 .collect();
+            let macs = macs_of(&before_table, &name);
             layers.push(report::Layer {
                 name,
                 op,
@@ -541,11 +547,11 @@ fn assemble(
                 },
                 storage: None,
                 macs: BeforeAfter {
-                    before: macs_of(&before_table, original.node(nb).map_or("", |n| &n.name)),
+                    before: macs,
                     after: 0,
                 },
                 nonzero_macs: BeforeAfter {
-                    before: macs_of(&before_table, original.node(nb).map_or("", |n| &n.name)),
+                    before: macs,
                     after: 0,
                 },
                 output_error: None,

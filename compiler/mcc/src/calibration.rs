@@ -19,8 +19,6 @@ pub struct Calibration {
     x: Option<Tensor>,
     threads: usize,
     cache: BTreeMap<StatRequest, Arc<Stat>>,
-    /// Passes over the data so far (each collects every statistic asked for at once).
-    pub passes: usize,
 }
 
 fn fail(node: &str, message: impl Into<String>) -> TechniqueError {
@@ -148,7 +146,6 @@ impl Calibration {
             x,
             threads,
             cache: BTreeMap::new(),
-            passes: 0,
         }
     }
 
@@ -191,7 +188,6 @@ impl Calibration {
             accs.push((slot, acc));
         }
         let model = Compiled::new(graph, &observe).map_err(|e| fail("", e.to_string()))?;
-        let samples = x.shape().first().copied().unwrap_or(0);
         model
             .for_each(x, 32, self.threads, |b| {
                 for (slot, acc) in accs.iter_mut() {
@@ -204,10 +200,8 @@ impl Calibration {
                 Ok(())
             })
             .map_err(|e| fail("", e.to_string()))?;
-        self.passes += 1;
         for (r, (_, acc)) in todo.into_iter().zip(accs) {
-            self.cache
-                .insert(r.clone(), Arc::new(finish(acc, samples)?));
+            self.cache.insert(r.clone(), Arc::new(finish(acc)?));
         }
         Ok(())
     }
@@ -412,8 +406,17 @@ fn add(acc: &mut Acc, t: &[f32]) {
             for (i, &v) in t.iter().enumerate() {
                 let c = (i / per.max(1)).min(*channels - 1);
                 let v = f64::from(v);
-                min[c] = min[c].min(v);
-                max[c] = max[c].max(v);
+                // NaN propagates (f64::min/max would skip it and hide a broken layer).
+                min[c] = if v.is_nan() || min[c].is_nan() {
+                    f64::NAN
+                } else {
+                    min[c].min(v)
+                };
+                max[c] = if v.is_nan() || max[c].is_nan() {
+                    f64::NAN
+                } else {
+                    max[c].max(v)
+                };
             }
         }
         Acc::Histogram {
@@ -466,7 +469,7 @@ fn add(acc: &mut Acc, t: &[f32]) {
     }
 }
 
-fn finish(acc: Acc, _samples: usize) -> Result<Stat, TechniqueError> {
+fn finish(acc: Acc) -> Result<Stat, TechniqueError> {
     Ok(match acc {
         Acc::Inputs { got, n, dims, .. } => {
             let mut shape = vec![n];

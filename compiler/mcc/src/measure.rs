@@ -17,7 +17,8 @@ use crate::report::Engine;
 /// outputs.
 pub struct Compiled {
     program: Option<Program>,
-    graph: Graph,
+    /// The graph (with the observed outputs) the evaluator runs when there is no program.
+    evaluator: Option<Graph>,
     /// The model's own outputs.
     model_outputs: usize,
     /// For each observed tensor, its index among the measured outputs.
@@ -65,7 +66,8 @@ pub struct Feed<'a> {
     model: &'a Compiled,
     runner: Option<mcc_runtime::exec::Runner<'a>>,
     x: &'a Tensor,
-    flat: Vec<f32>,
+    /// The inputs as f32, borrowed from `x` when it holds them contiguously.
+    flat: std::borrow::Cow<'a, [f32]>,
     per: usize,
     total: usize,
     chunk: usize,
@@ -97,8 +99,11 @@ impl Feed<'_> {
                     .map_err(Error::Native)?
             }
             None => {
+                let graph = self.model.evaluator.as_ref().ok_or_else(|| {
+                    Error::Usage("a model with neither a program nor a graph (a bug in mcc)".into())
+                })?;
                 let part = crate::tensor_io::slice_batch(self.x, first, n);
-                mcc_ir::run(&self.model.graph, &[part])?
+                mcc_ir::run(graph, &[part])?
                     .iter()
                     .map(|t| t.to_f64_vec().into_iter().map(|v| v as f32).collect())
                     .collect()
@@ -138,12 +143,7 @@ impl Compiled {
             observed.push(k);
         }
         g.set_outputs(outs);
-        let lowered = (|| -> Result<Program, Error> {
-            let mut m = g.clone();
-            mcc_passes::merge_everything(&mut m)?;
-            Ok(mcc_codegen::lower(&m)?)
-        })();
-        let (program, engine, note) = match lowered {
+        let (program, engine, note) = match crate::native::program(&g) {
             Ok(p) if p.outputs.len() == g.outputs().len() => (Some(p), Engine::Compiled, None),
             Ok(_) => (
                 None,
@@ -153,8 +153,8 @@ impl Compiled {
             Err(e) => (None, Engine::Evaluator, Some(e.to_string())),
         };
         Ok(Compiled {
+            evaluator: program.is_none().then_some(g),
             program,
-            graph: g,
             model_outputs,
             observed,
             engine,
@@ -179,13 +179,13 @@ impl Compiled {
         let (runner, flat, chunk) = match &self.program {
             Some(p) => (
                 Some(mcc_runtime::exec::Runner::new(p, threads).map_err(Error::Native)?),
-                x.to_f64_vec()
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect::<Vec<f32>>(),
+                match x.as_f32().and_then(|a| a.as_slice()) {
+                    Some(f) => std::borrow::Cow::Borrowed(f),
+                    None => x.to_f64_vec().into_iter().map(|v| v as f32).collect(),
+                },
                 p.fixed_batch.unwrap_or(chunk),
             ),
-            None => (None, vec![], chunk),
+            None => (None, std::borrow::Cow::Borrowed(&[][..]), chunk),
         };
         let per = flat.len() / total.max(1);
         Ok(Feed {
@@ -265,6 +265,28 @@ impl Agreement {
             cosine,
         }
     }
+}
+
+/// Threads to measure on: `n`, or every core for 0.
+pub fn threads(n: usize) -> usize {
+    if n == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        n
+    }
+}
+
+/// How many of a batch's samples the first output classifies as `labels` says (by index in
+/// the data; a row holding NaN is wrong).
+pub fn top1_hits(b: &Batch<'_>, labels: &[i64]) -> usize {
+    let y = b.output(0);
+    let c = y.len() / b.samples.max(1);
+    (0..b.samples)
+        .filter(|&r| {
+            let got = y.get(r * c..(r + 1) * c).and_then(argmax);
+            matches!((got, labels.get(b.first + r)), (Some(k), Some(&l)) if k as i64 == l)
+        })
+        .count()
 }
 
 /// The index of the largest value of a row (the first on ties); `None` for an empty row or

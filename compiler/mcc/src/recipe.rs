@@ -366,6 +366,7 @@ pub fn write_outputs(
         if let Some(n) = native {
             let w = crate::native::write(&tmp, n)?;
             let p = &n.program;
+            let weight_bytes = mcc_codegen::aot::weight_data_bytes(p);
             report.native = Some(crate::report::Native {
                 name: n.name.clone(),
                 object: format!("{}.o", n.name),
@@ -381,8 +382,8 @@ pub fn write_outputs(
                     .count(),
                 arena_bytes_per_sample: p.arena as u64 * 4,
                 scratch_bytes: p.scratch as u64 * 4,
-                weight_bytes: mcc_codegen::aot::weight_data_bytes(p) as u64,
-                weights_stored: mcc_codegen::aot::weight_data_bytes(p) < p.weights.len() * 4,
+                weight_bytes: weight_bytes as u64,
+                weights_stored: weight_bytes < p.weights.len() * 4,
                 fixed_batch: p.fixed_batch,
             });
             timings.phases.push(crate::report::Phase {

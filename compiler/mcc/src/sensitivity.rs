@@ -18,8 +18,9 @@ use mcc_plan::plan::{ParamValue, Step};
 use serde::Serialize;
 
 use crate::Error;
-use crate::build::{Data, load_data};
-use crate::measure::{Agreement, Compiled, argmax};
+use crate::build::{Data, load_data, run_step};
+use crate::calibration::Calibration;
+use crate::measure::{Agreement, Compiled, top1_hits};
 use crate::recipe::Session;
 use crate::report::Engine;
 
@@ -86,18 +87,18 @@ pub struct Sensitivity {
 /// set to `value`, the other sweepable steps to nothing.
 fn apply(s: &Session, only: Option<(usize, &str, &str, f64)>) -> Result<Graph, Error> {
     let mut graph = s.model.graph.clone();
+    // No data: a step that asks for statistics says it needs calibration data.
+    let mut no_data = Calibration::new(None, 1);
     let mut index = 0;
     for stage in &s.checked.plan.stages {
         for step in &stage.steps {
             index += 1;
-            let Some(variant) = s.registry.variant(step.technique, step.variant) else {
-                continue;
-            };
-            let Some(technique) = s.registry.implementation(step.technique, step.variant) else {
-                continue;
-            };
+            let sweepable = s
+                .registry
+                .variant(step.technique, step.variant)
+                .is_some_and(|v| v.sweep.is_some());
             let mut step: Step = step.clone();
-            if variant.sweep.is_some() {
+            if sweepable {
                 match only {
                     Some((i, layer, param, value)) if i == index => {
                         step.nodes = vec![layer.to_string()];
@@ -110,23 +111,7 @@ fn apply(s: &Session, only: Option<(usize, &str, &str, f64)>) -> Result<Graph, E
                     _ => continue,
                 }
             }
-            if !technique.needs(&graph, &step).is_empty() {
-                return Err(Error::Usage(format!(
-                    "`{} {}` needs calibration statistics; sensitivity does not collect them yet",
-                    step.technique, step.variant
-                )));
-            }
-            technique
-                .rewrite(
-                    &mut graph,
-                    &step,
-                    StepId(index as u32),
-                    &mut mcc_plan::technique::NoStats,
-                )
-                .map_err(|e| Error::Usage(format!("step {index}: {e}")))?;
-            mcc_ir::infer_all(&mut graph).map_err(|(node, op, e)| {
-                Error::Usage(format!("after step {index}: node `{node}` ({op}): {e}"))
-            })?;
+            run_step(s, &mut graph, &step, StepId(index as u32), &mut no_data)?;
         }
     }
     Ok(graph)
@@ -150,16 +135,7 @@ impl Meter<'_> {
         let mut batch = 0;
         while let Some(b) = feed.next_batch()? {
             match self.labels {
-                Some(labels) => {
-                    let y = b.output(0);
-                    let c = y.len() / b.samples.max(1);
-                    for r in 0..b.samples {
-                        let got = y.get(r * c..(r + 1) * c).and_then(argmax);
-                        right += usize::from(
-                            got.is_some_and(|k| labels.get(b.first + r) == Some(&(k as i64))),
-                        );
-                    }
-                }
+                Some(labels) => right += top1_hits(&b, labels),
                 None => {
                     if let Some(want) = self.reference.get(batch) {
                         for (o, w) in want.iter().enumerate() {
@@ -181,11 +157,7 @@ impl Meter<'_> {
 /// The analysis of `s`'s plan, on at most `samples` samples (all when `None`).
 pub fn run(s: &Session, threads: usize, samples: Option<usize>) -> Result<Sensitivity, Error> {
     let t0 = Instant::now();
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let threads = crate::measure::threads(threads);
     let Data {
         calibration,
         evaluation,

@@ -136,19 +136,16 @@ pub(crate) fn store_const(
     Ok(())
 }
 
-/// Stores an f32 constant in its smallest f32 form (dense, bitmask or CSR) when that is
-/// smaller than dense; other constants are left as they are.
+/// Stores an f32 constant in its smallest f32 form (bitmask or CSR) when that is smaller than
+/// dense; otherwise (dense is smallest, or not f32) it stays as it is.
 pub fn store_smallest(graph: &mut Graph, v: mcc_ir::ValueId) {
     let Some(t) = graph.const_data(v) else {
         return;
     };
-    match mcc_ir::Stored::smallest_f32(t) {
-        Ok(s) if s.encoding().layout != mcc_ir::stored::Layout::Dense => graph.store_const(v, s),
-        Ok(_) | Err(_) => {
-            if let Some(t) = graph.const_data(v).cloned() {
-                graph.make_const(v, t);
-            }
-        }
+    if let Ok(s) = mcc_ir::Stored::smallest_f32(t)
+        && s.encoding().layout != mcc_ir::stored::Layout::Dense
+    {
+        graph.store_const(v, s);
     }
 }
 
