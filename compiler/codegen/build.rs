@@ -47,6 +47,7 @@ fn main() {
         println!("cargo:warning=building the runtime static library failed:\n{stderr}");
         std::process::exit(1);
     }
+    strip_debug(&lib);
     let libs = stderr
         .lines()
         .find_map(|l| l.split("native-static-libs:").nth(1))
@@ -56,5 +57,25 @@ fn main() {
     if let Err(e) = std::fs::write(out.join("native_libs.txt"), libs) {
         println!("cargo:warning=cannot write native_libs.txt: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Drops the debug sections the standard library's objects carry (the runtime is built with
+/// none), with binutils' `objcopy` (or `$OBJCOPY`) when it is there: the embedded library
+/// shrinks from about 23 MB to 15 MB, so every native build writes and links less. Without
+/// `objcopy` the library stays as rustc wrote it, which links the same.
+fn strip_debug(lib: &std::path::Path) {
+    let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
+    let stripped = lib.with_extension("stripped.a");
+    let ok = Command::new(&objcopy)
+        .arg("--strip-debug")
+        .arg(lib)
+        .arg(&stripped)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        let _ = std::fs::rename(&stripped, lib);
+    } else {
+        let _ = std::fs::remove_file(&stripped);
     }
 }

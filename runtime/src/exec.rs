@@ -603,16 +603,29 @@ impl<'p> Runner<'p> {
     /// Runs the model on `inputs` (one slice per model input, batch × dims floats each);
     /// the batch is read off the first input.
     pub fn run(&mut self, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
+        Ok(self
+            .run_borrowed(inputs)?
+            .into_iter()
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+
+    /// Like [`Self::run`], but lends the outputs where they lie in the arena instead of
+    /// copying them out (measurement over many batches runs without allocating per batch).
+    pub fn run_borrowed(&mut self, inputs: &[&[f32]]) -> Result<Vec<&[f32]>, String> {
         let p = self.prog;
         let batch = self.set_inputs(inputs)?;
         self.steps(0..p.steps.len())?;
-        Ok(p.outputs
+        let arena = &self.arena;
+        p.outputs
             .iter()
             .map(|io| {
                 let at = io.buf.off * batch;
-                self.arena[at..at + io.buf.len * batch].to_vec()
+                arena
+                    .get(at..at + io.buf.len * batch)
+                    .ok_or_else(|| format!("output `{}` lies outside the arena", io.name))
             })
-            .collect())
+            .collect()
     }
 
     /// Sizes the arena for the inputs' batch and copies them in; returns the batch.

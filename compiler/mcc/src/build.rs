@@ -327,8 +327,8 @@ pub fn layer_errors(
     let mine: Vec<String> = watch.iter().map(|w| w.2.clone()).collect();
     let a = Compiled::new(original, &refs)?;
     let b = Compiled::new(graph, &mine)?;
-    let mut fa = a.feed(x, 32, threads)?;
-    let mut fb = b.feed(x, 32, threads)?;
+    let mut fa = a.feed(x, 64, threads)?;
+    let mut fb = b.feed(x, 64, threads)?;
     let mut acc = vec![Agreement::default(); watch.len()];
     let bar = crate::progress::bar(
         x.shape().first().copied().unwrap_or(0) as u64,

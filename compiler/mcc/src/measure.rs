@@ -35,8 +35,9 @@ pub struct Batch<'a> {
     pub samples: usize,
     /// Index of the batch's first sample in the data.
     pub first: usize,
-    /// The model's outputs, then the observed tensors, each `samples ×` per-sample floats.
-    outputs: Vec<Vec<f32>>,
+    /// The model's outputs, then the observed tensors, each `samples ×` per-sample floats
+    /// (lent by the runner's arena, or by the feed for the evaluator).
+    outputs: Vec<&'a [f32]>,
     model_outputs: usize,
     observed: &'a [usize],
 }
@@ -44,7 +45,7 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// The model's `i`-th output.
     pub fn output(&self, i: usize) -> &[f32] {
-        self.outputs.get(i).map_or(&[], |v| v.as_slice())
+        self.outputs.get(i).copied().unwrap_or(&[])
     }
 
     /// The `i`-th observed tensor (in the order given to [`Compiled::new`]).
@@ -52,7 +53,8 @@ impl Batch<'_> {
         self.observed
             .get(i)
             .and_then(|&k| self.outputs.get(k))
-            .map_or(&[], |v| v.as_slice())
+            .copied()
+            .unwrap_or(&[])
     }
 
     /// The model's output count.
@@ -72,6 +74,8 @@ pub struct Feed<'a> {
     total: usize,
     chunk: usize,
     first: usize,
+    /// The evaluator's outputs for the current batch.
+    owned: Vec<Vec<f32>>,
 }
 
 impl Feed<'_> {
@@ -81,35 +85,30 @@ impl Feed<'_> {
             return Ok(None);
         }
         let (first, n) = (self.first, self.chunk.min(self.total - self.first));
+        let fixed = self.model.program.as_ref().and_then(|p| p.fixed_batch);
+        if self.runner.is_some() && fixed.is_some_and(|b| b != n) {
+            return Err(Error::Usage(format!(
+                "the model's batch is fixed at {}; {} samples are not a multiple of it",
+                self.chunk, self.total
+            )));
+        }
+        self.first += n;
         let outputs = match &mut self.runner {
-            Some(r) => {
-                if self
-                    .model
-                    .program
-                    .as_ref()
-                    .and_then(|p| p.fixed_batch)
-                    .is_some_and(|b| b != n)
-                {
-                    return Err(Error::Usage(format!(
-                        "the model's batch is fixed at {}; {} samples are not a multiple of it",
-                        self.chunk, self.total
-                    )));
-                }
-                r.run(&[&self.flat[first * self.per..(first + n) * self.per]])
-                    .map_err(Error::Native)?
-            }
+            Some(r) => r
+                .run_borrowed(&[&self.flat[first * self.per..(first + n) * self.per]])
+                .map_err(Error::Native)?,
             None => {
                 let graph = self.model.evaluator.as_ref().ok_or_else(|| {
                     Error::Usage("a model with neither a program nor a graph (a bug in mcc)".into())
                 })?;
                 let part = crate::tensor_io::slice_batch(self.x, first, n);
-                mcc_ir::run(graph, &[part])?
+                self.owned = mcc_ir::run(graph, &[part])?
                     .iter()
                     .map(|t| t.to_f64_vec().into_iter().map(|v| v as f32).collect())
-                    .collect()
+                    .collect();
+                self.owned.iter().map(Vec::as_slice).collect()
             }
         };
-        self.first += n;
         Ok(Some(Batch {
             samples: n,
             first,
@@ -197,6 +196,7 @@ impl Compiled {
             total,
             chunk: chunk.max(1),
             first: 0,
+            owned: vec![],
         })
     }
 

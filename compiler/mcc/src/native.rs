@@ -81,11 +81,11 @@ pub fn write(dir: &Path, n: &NativeBuild) -> Result<Written, Error> {
     std::fs::write(&obj, &n.object).map_err(io(&obj))?;
     let h = dir.join(format!("{}.h", n.name));
     std::fs::write(&h, &n.header).map_err(io(&h))?;
-    aot::write_runtime(dir)?;
+    let lib = aot::write_runtime(dir)?;
     let main_obj = dir.join(format!(".{}.main.o", n.name));
     std::fs::write(&main_obj, &n.exe_object).map_err(io(&main_obj))?;
     let exe = dir.join(&n.name);
-    let linked = aot::link_executable(&main_obj, &exe, dir);
+    let linked = aot::link_executable(&main_obj, &lib, &exe);
     let _ = std::fs::remove_file(&main_obj);
     match linked {
         Ok(()) => Ok(Written {
