@@ -414,7 +414,7 @@ pub fn link_executable(
 ) -> Result<(), AotError> {
     let cc = linker();
     let mut cmd = std::process::Command::new(&cc);
-    cmd.arg(object).arg(&lib);
+    cmd.arg(object).arg(lib);
     cmd.args(NATIVE_LIBS.split_whitespace());
     cmd.args(HUGE_PAGE_SEGMENTS);
     cmd.args(LEAN_LINK);
