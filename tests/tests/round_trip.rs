@@ -179,6 +179,20 @@ fn stored_weights_export_to_onnx_that_onnx_runtime_runs() {
             int(3, Granularity::Tensor, Layout::Dense, Coding::None),
             mcc_onnx::StoredForm::Dense,
         ),
+        // Every fourth weight (from the second) dropped: 3:4 runs, whole columns (2×1 blocks).
+        (
+            int(8, Granularity::Tensor, Layout::NM { n: 3, m: 4 }, Coding::None),
+            mcc_onnx::StoredForm::Dense,
+        ),
+        (
+            int(
+                4,
+                Granularity::Channel(0),
+                Layout::Blocks { rows: 2, cols: 1 },
+                Coding::Huffman,
+            ),
+            mcc_onnx::StoredForm::Dense,
+        ),
         (
             (
                 Encoding {

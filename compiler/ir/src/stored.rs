@@ -16,8 +16,17 @@
 //!
 //! 1. **Layout.** `dense`: nothing (`k = n`). `bitmask`: ⌈n/8⌉ bytes, bit `i % 8` of byte
 //!    `i / 8` set when element `i` is kept. `csr`: `rows + 1` u32 row offsets, then `k` column
-//!    indices, u16 when `cols ≤ 65536`, else u32.
-//! 2. **Values**, for the `k` kept elements. `f32`: `k` f32. `int<b>` (b ≤ 8, signed two's
+//!    indices, u16 when `cols ≤ 65536`, else u32. `nm(N:M)` (structured N:M sparsity;
+//!    `cols` a multiple of `M`): each row is cut into runs of `M` consecutive elements, and
+//!    each run keeps exactly `N` (kept elements may be zero); for every run in row-major
+//!    order, the `N` positions within it, increasing, each in ⌈log2 M⌉ bits, packed
+//!    LSB-first over the whole tensor. `blocks(RxC)` (block sparsity; `rows` a multiple of
+//!    `R`, `cols` of `C`): the `[rows, cols]` view is tiled by `R×C` blocks, each kept or
+//!    dropped whole; ⌈blocks/8⌉ bytes of mask, one bit per block in row-major block order.
+//! 2. **Values**, for the `k` kept elements, in *storage order*: row-major, except for
+//!    `blocks`, where a kept block's `R·C` elements are contiguous (blocks in row-major block
+//!    order, row-major within a block) so a kernel reads a block in one run. ([`Parts`]
+//!    always lists them row-major; the blob permutes.) `f32`: `k` f32. `int<b>` (b ≤ 8, signed two's
 //!    complement): one f32 scale per group, one i8 zero point per group, then the codes;
 //!    an element is `(q − zero_point) · scale`. `codebook<b>`: `2^b` f32 centroids per
 //!    group, then the codes; an element is `centroids[q]`. Groups follow the granularity:
@@ -74,6 +83,50 @@ pub enum Layout {
     Bitmask,
     /// Rows of column indices (compressed sparse rows over `[rows, n / rows]`).
     Csr,
+    /// Exactly `n` of every `m` consecutive elements of a row (2:4, 4:8).
+    NM {
+        /// Elements kept per run.
+        n: u8,
+        /// Run length (2 to 16).
+        m: u8,
+    },
+    /// Whole `rows × cols` blocks of the `[rows, n / rows]` view (4×1, 1×4, 8×1).
+    Blocks {
+        /// Block height (along the first axis).
+        rows: u8,
+        /// Block width.
+        cols: u8,
+    },
+}
+
+impl Layout {
+    /// Checks the layout's own parameters.
+    fn check(self) -> Result<(), StoredError> {
+        match self {
+            Layout::NM { n, m } if !(2..=16).contains(&m) || n == 0 || n >= m => err(format!(
+                "nm({n}:{m}): a run of 2 to 16 elements keeps 1 to M − 1 of them"
+            )),
+            Layout::Blocks { rows, cols } if rows == 0 || cols == 0 || rows == 1 && cols == 1 => {
+                err(format!(
+                    "blocks({rows}x{cols}): a block has at least 2 elements"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    /// The text form: `dense`, `bitmask`, `csr`, `nm(2:4)`, `blocks(4x1)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layout::Dense => f.write_str("dense"),
+            Layout::Bitmask => f.write_str("bitmask"),
+            Layout::Csr => f.write_str("csr"),
+            Layout::NM { n, m } => write!(f, "nm({n}:{m})"),
+            Layout::Blocks { rows, cols } => write!(f, "blocks({rows}x{cols})"),
+        }
+    }
 }
 
 /// How the codes are entropy-coded.
@@ -121,11 +174,7 @@ impl fmt::Display for Encoding {
             Values::Int { bits, per: g } => write!(f, "int{bits} {}", per(g))?,
             Values::Codebook { bits, per: g } => write!(f, "codebook{bits} {}", per(g))?,
         }
-        f.write_str(match self.layout {
-            Layout::Dense => " dense",
-            Layout::Bitmask => " bitmask",
-            Layout::Csr => " csr",
-        })?;
+        write!(f, " {}", self.layout)?;
         if self.coding == Coding::Huffman {
             f.write_str(" huffman")?;
         }
@@ -156,9 +205,9 @@ fn err<T>(m: impl Into<String>) -> Result<T, StoredError> {
 pub struct Parts {
     /// Which elements are kept (length `n`); empty for a dense layout.
     pub keep: Vec<bool>,
-    /// f32 values of the kept elements (f32 values).
+    /// f32 values of the kept elements, row-major (f32 values).
     pub values: Vec<f32>,
-    /// Codes of the kept elements (int: signed, as i32; codebook: indices).
+    /// Codes of the kept elements, row-major (int: signed, as i32; codebook: indices).
     pub codes: Vec<i32>,
     /// Scale per group (int).
     pub scales: Vec<f32>,
@@ -199,7 +248,7 @@ impl Stored {
         let flat: Vec<f32> = a.iter().copied().collect();
         let keep: Vec<bool> = match layout {
             Layout::Dense => vec![],
-            _ => flat.iter().map(|x| x.to_bits() != 0).collect(),
+            _ => keep_nonzero(layout, t.shape(), &flat)?,
         };
         let values = if keep.is_empty() {
             flat
@@ -261,6 +310,100 @@ impl Stored {
     }
 }
 
+/// The elements `layout` keeps of `flat` (shape `shape`) so that every nonzero survives: the
+/// nonzeros for a bitmask or CSR; for N:M, each run's nonzeros padded with its first zeros
+/// to `N` (an error when a run has more); for blocks, every block holding a nonzero.
+fn keep_nonzero(layout: Layout, shape: &[usize], flat: &[f32]) -> Result<Vec<bool>, StoredError> {
+    layout.check()?;
+    let mut keep: Vec<bool> = flat.iter().map(|x| x.to_bits() != 0).collect();
+    let (rows, cols) = rows_cols(shape);
+    match layout {
+        Layout::NM { n, m } => {
+            let (n, m) = (n as usize, m as usize);
+            if !cols.is_multiple_of(m) {
+                return err(format!(
+                    "nm({n}:{m}) needs rows of a multiple of {m}, not {cols}"
+                ));
+            }
+            for (r, run) in keep.chunks_mut(m).enumerate() {
+                let mut have = run.iter().filter(|&&b| b).count();
+                if have > n {
+                    return err(format!(
+                        "run {r} (elements {}..{}) has {have} nonzeros; nm({n}:{m}) keeps {n}",
+                        r * m,
+                        r * m + m
+                    ));
+                }
+                for k in run.iter_mut() {
+                    if have < n && !*k {
+                        *k = true;
+                        have += 1;
+                    }
+                }
+            }
+        }
+        Layout::Blocks { rows: br, cols: bc } => {
+            let (br, bc) = (br as usize, bc as usize);
+            check_blocks(rows, cols, br, bc)?;
+            for b0 in (0..rows).step_by(br) {
+                for c0 in (0..cols).step_by(bc) {
+                    let cells =
+                        || (b0..b0 + br).flat_map(|r| (c0..c0 + bc).map(move |c| r * cols + c));
+                    let any = cells().any(|i| keep[i]);
+                    for i in cells() {
+                        keep[i] = any;
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(keep)
+}
+
+fn check_blocks(rows: usize, cols: usize, br: usize, bc: usize) -> Result<(), StoredError> {
+    if rows.is_multiple_of(br) && cols.is_multiple_of(bc) {
+        Ok(())
+    } else {
+        err(format!(
+            "blocks({br}x{bc}) do not tile a {rows}×{cols} view (rows must be a multiple of {br}, \
+             columns of {bc})"
+        ))
+    }
+}
+
+/// Bits of an N:M position.
+fn nm_bits(m: usize) -> u32 {
+    usize::BITS - (m - 1).leading_zeros()
+}
+
+/// The kept elements' row-major ranks in storage order: `order[j]` is the row-major rank of
+/// the `j`-th stored value (the identity except for blocks).
+fn storage_order(layout: Layout, shape: &[usize], keep: &[bool], k: usize) -> Vec<usize> {
+    let Layout::Blocks { rows: br, cols: bc } = layout else {
+        return (0..k).collect();
+    };
+    let (rows, cols) = rows_cols(shape);
+    let (br, bc) = (br as usize, bc as usize);
+    let mut rank = vec![usize::MAX; keep.len()];
+    for (r, (i, _)) in keep.iter().enumerate().filter(|(_, b)| **b).enumerate() {
+        rank[i] = r;
+    }
+    let mut order = Vec::with_capacity(k);
+    for b0 in (0..rows).step_by(br.max(1)) {
+        for c0 in (0..cols).step_by(bc.max(1)) {
+            for row in b0..(b0 + br).min(rows) {
+                for c in c0..(c0 + bc).min(cols) {
+                    if let Some(&x) = rank.get(row * cols + c).filter(|&&x| x != usize::MAX) {
+                        order.push(x);
+                    }
+                }
+            }
+        }
+    }
+    order
+}
+
 /// Maps an element's row-major index to its group.
 type GroupOf = Box<dyn Fn(usize) -> usize>;
 
@@ -304,9 +447,10 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
     let n: usize = shape.iter().product();
     let mut out = vec![];
     // Layout.
+    encoding.layout.check()?;
     let k = match encoding.layout {
         Layout::Dense => n,
-        Layout::Bitmask | Layout::Csr => {
+        _ => {
             if p.keep.len() != n {
                 return err(format!("a mask of {} for {n} elements", p.keep.len()));
             }
@@ -315,6 +459,50 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
     };
     match encoding.layout {
         Layout::Dense => {}
+        Layout::NM { n: keep_n, m } => {
+            let (keep_n, m) = (keep_n as usize, m as usize);
+            let (_, cols) = rows_cols(shape);
+            if !cols.is_multiple_of(m) {
+                return err(format!(
+                    "nm({keep_n}:{m}) needs rows of a multiple of {m}, not {cols}"
+                ));
+            }
+            let mut w = BitWriter::default();
+            for (r, run) in p.keep.chunks(m).enumerate() {
+                let kept: Vec<usize> = (0..m).filter(|&j| run[j]).collect();
+                if kept.len() != keep_n {
+                    return err(format!(
+                        "run {r} keeps {} elements; nm({keep_n}:{m}) keeps exactly {keep_n}",
+                        kept.len()
+                    ));
+                }
+                for j in kept {
+                    w.put(j as u32, nm_bits(m));
+                }
+            }
+            out.extend(w.finish());
+        }
+        Layout::Blocks { rows: br, cols: bc } => {
+            let (rows, cols) = rows_cols(shape);
+            let (br, bc) = (br as usize, bc as usize);
+            check_blocks(rows, cols, br, bc)?;
+            let mut w = BitWriter::default();
+            for b0 in (0..rows).step_by(br) {
+                for c0 in (0..cols).step_by(bc) {
+                    let first = p.keep[b0 * cols + c0];
+                    let whole =
+                        (b0..b0 + br).all(|r| (c0..c0 + bc).all(|c| p.keep[r * cols + c] == first));
+                    if !whole {
+                        return err(format!(
+                            "the block at row {b0}, column {c0} is partly kept; blocks({br}x{bc}) \
+                             keep or drop whole blocks"
+                        ));
+                    }
+                    w.bit(first);
+                }
+            }
+            out.extend(w.finish());
+        }
         Layout::Bitmask => {
             let mut bytes = vec![0u8; n.div_ceil(8)];
             for (i, _) in p.keep.iter().enumerate().filter(|(_, b)| **b) {
@@ -352,8 +540,8 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
             if encoding.coding != Coding::None {
                 return err("Huffman coding applies to integer and codebook codes, not f32");
             }
-            for v in &p.values {
-                out.extend(v.to_le_bytes());
+            for j in storage_order(encoding.layout, shape, &p.keep, k) {
+                out.extend(p.values[j].to_le_bytes());
             }
             return Ok(out);
         }
@@ -415,10 +603,9 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
         };
         Ok(s)
     };
-    let symbols = p
-        .codes
-        .iter()
-        .map(|&q| symbol(q))
+    let symbols = storage_order(encoding.layout, shape, &p.keep, k)
+        .into_iter()
+        .map(|j| symbol(p.codes[j]))
         .collect::<Result<Vec<u32>, _>>()?;
     match encoding.coding {
         Coding::None => {
@@ -514,9 +701,54 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
         .ok_or_else(|| StoredError(format!("a tensor of shape {shape:?} is too large")))?;
     let mut r = Reader { blob, at: 0 };
     let mut parts = Parts::default();
+    encoding.layout.check()?;
     // Layout: which elements are kept.
     match encoding.layout {
         Layout::Dense => {}
+        Layout::NM { n: keep_n, m } => {
+            let (keep_n, m) = (keep_n as usize, m as usize);
+            let (_, cols) = rows_cols(shape);
+            if !cols.is_multiple_of(m) {
+                return err(format!(
+                    "nm({keep_n}:{m}) needs rows of a multiple of {m}, not {cols}"
+                ));
+            }
+            let runs = n / m;
+            let bits = nm_bits(m);
+            let bytes = r.take((runs * keep_n * bits as usize).div_ceil(8))?;
+            let mut br = BitReader::new(bytes);
+            parts.keep = vec![false; n];
+            for run in 0..runs {
+                let mut last = None;
+                for _ in 0..keep_n {
+                    let j = br.get(bits)? as usize;
+                    if j >= m || last.is_some_and(|l| l >= j) {
+                        return err(format!("run {run}: position {j} is out of order or range"));
+                    }
+                    last = Some(j);
+                    parts.keep[run * m + j] = true;
+                }
+            }
+        }
+        Layout::Blocks { rows: bh, cols: bw } => {
+            let (rows, cols) = rows_cols(shape);
+            let (bh, bw) = (bh as usize, bw as usize);
+            check_blocks(rows, cols, bh, bw)?;
+            let blocks = (rows / bh) * (cols / bw);
+            let mask = r.take(blocks.div_ceil(8))?;
+            parts.keep = vec![false; n];
+            let mut b = 0;
+            for b0 in (0..rows).step_by(bh) {
+                for c0 in (0..cols).step_by(bw) {
+                    if mask[b / 8] >> (b % 8) & 1 == 1 {
+                        for row in b0..b0 + bh {
+                            parts.keep[row * cols + c0..row * cols + c0 + bw].fill(true);
+                        }
+                    }
+                    b += 1;
+                }
+            }
+        }
         Layout::Bitmask => {
             let mask = r.take(n.div_ceil(8))?;
             parts.keep = (0..n).map(|i| mask[i / 8] >> (i % 8) & 1 == 1).collect();
@@ -568,12 +800,13 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
     } else {
         parts.keep.iter().filter(|&&b| b).count()
     };
+    let order = storage_order(encoding.layout, shape, &parts.keep, k);
     match encoding.values {
         Values::F32 => {
             if encoding.coding != Coding::None {
                 return err("Huffman coding applies to integer and codebook codes, not f32");
             }
-            parts.values = r.f32s(k)?;
+            parts.values = unpermute(r.f32s(k)?, &order);
         }
         Values::Int { bits, per } => {
             check_bits(bits)?;
@@ -581,11 +814,12 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
             parts.scales = r.f32s(g)?;
             parts.zero_points = r.take(g)?.iter().map(|&b| b as i8).collect();
             check_zero_points(&parts.zero_points, bits)?;
-            parts.codes = read_codes(&mut r, encoding.coding, bits, k)?
+            let codes = read_codes(&mut r, encoding.coding, bits, k)?
                 .into_iter()
                 // Sign-extend the b-bit code.
                 .map(|s| ((s << (32 - bits)) as i32) >> (32 - bits))
                 .collect();
+            parts.codes = unpermute(codes, &order);
         }
         Values::Codebook { bits, per } => {
             check_bits(bits)?;
@@ -594,10 +828,11 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
             }
             let (g, _) = groups(per, shape)?;
             parts.centroids = r.f32s(g << bits)?;
-            parts.codes = read_codes(&mut r, encoding.coding, bits, k)?
+            let codes = read_codes(&mut r, encoding.coding, bits, k)?
                 .into_iter()
                 .map(|s| s as i32)
                 .collect();
+            parts.codes = unpermute(codes, &order);
         }
     }
     if r.at != blob.len() {
@@ -608,6 +843,17 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
         ));
     }
     Ok(parts)
+}
+
+/// Puts values read in storage order back in row-major order.
+fn unpermute<T: Copy + Default>(stored: Vec<T>, order: &[usize]) -> Vec<T> {
+    let mut out = vec![T::default(); stored.len()];
+    for (&v, &j) in stored.iter().zip(order) {
+        if let Some(o) = out.get_mut(j) {
+            *o = v;
+        }
+    }
+    out
 }
 
 /// What parts (as read by [`read_parts`]) stand for: the dense elements, row-major.
@@ -1052,5 +1298,91 @@ mod tests {
             .collect();
         assert_eq!(got, symbols);
         assert!(s.blob()[128..160].iter().all(|&l| l <= huffman::MAX_LEN));
+    }
+
+    #[test]
+    fn nm_and_block_layouts_keep_every_nonzero_and_say_their_size() {
+        // 2:4 on rows of 8: at most two nonzeros per run; a run with one is padded by a zero.
+        let x = t(
+            &[2, 8],
+            vec![
+                0.0, 1.0, 0.0, 2.0, 3.0, 0.0, 0.0, 0.0, //
+                0.0, 0.0, 4.0, -5.0, 0.0, 6.0, 7.0, 0.0,
+            ],
+        );
+        let s = Stored::f32(&x, Layout::NM { n: 2, m: 4 }).unwrap();
+        assert_eq!(s.decoded(), &x);
+        // 4 runs × 2 positions × 2 bits = 2 bytes, then 8 f32.
+        assert_eq!(s.bytes(), 2 + 8 * 4);
+        assert_eq!(s.encoding().to_string(), "f32 nm(2:4)");
+        let too_many = t(&[1, 4], vec![1.0, 2.0, 3.0, 0.0]);
+        let e = Stored::f32(&too_many, Layout::NM { n: 2, m: 4 }).unwrap_err();
+        assert!(e.0.contains("3 nonzeros"), "{e}");
+        assert!(Stored::f32(&t(&[1, 6], vec![0.0; 6]), Layout::NM { n: 2, m: 4 }).is_err());
+
+        // 2×2 blocks of a 4×4: two blocks hold nonzeros; their values lie block by block.
+        let y = t(
+            &[4, 4],
+            vec![
+                1.0, 2.0, 0.0, 0.0, //
+                3.0, 0.0, 0.0, 0.0, //
+                0.0, 0.0, 0.0, 5.0, //
+                0.0, 0.0, 6.0, 7.0,
+            ],
+        );
+        let b = Stored::f32(&y, Layout::Blocks { rows: 2, cols: 2 }).unwrap();
+        assert_eq!(b.decoded(), &y);
+        assert_eq!(b.bytes(), 1 + 8 * 4);
+        let values: Vec<f32> = b.blob()[1..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(values, [1.0, 2.0, 3.0, 0.0, 0.0, 5.0, 6.0, 7.0]);
+        // 2×1 blocks are columns of two: stored column by column, read back row-major.
+        let z = t(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        let c = Stored::f32(&z, Layout::Blocks { rows: 2, cols: 1 }).unwrap();
+        let stored: Vec<f32> = c.blob()[1..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(stored, [1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(c.parts().unwrap().values, [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(c.decoded(), &z);
+        assert!(
+            Stored::f32(
+                &t(&[3, 4], vec![1.0; 12]),
+                Layout::Blocks { rows: 2, cols: 1 }
+            )
+            .is_err()
+        );
+        assert!(Stored::f32(&y, Layout::Blocks { rows: 1, cols: 1 }).is_err());
+    }
+
+    #[test]
+    fn bad_nm_and_block_blobs_are_errors() {
+        let nm = Encoding::f32(Layout::NM { n: 2, m: 4 });
+        // Positions 3 then 1: out of order.
+        let mut blob = vec![0b0111];
+        blob.extend([0u8; 8]);
+        assert!(Stored::from_blob(nm, &[1, 4], blob).is_err());
+        // Too short, too long.
+        assert!(Stored::from_blob(nm, &[1, 4], vec![0b0100]).is_err());
+        let mut long = vec![0b0100];
+        long.extend([0u8; 9]);
+        assert!(Stored::from_blob(nm, &[1, 4], long).is_err());
+        // A partly kept block cannot be written.
+        let parts = Parts {
+            keep: vec![true, false, false, false],
+            values: vec![1.0],
+            ..Parts::default()
+        };
+        assert!(
+            Stored::new(
+                Encoding::f32(Layout::Blocks { rows: 1, cols: 2 }),
+                &[1, 4],
+                &parts
+            )
+            .is_err()
+        );
     }
 }

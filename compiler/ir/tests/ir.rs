@@ -195,7 +195,15 @@ fn stored_constants_round_trip_and_evaluate_as_decoded() {
     let keep: Vec<bool> = (0..n).map(|i| i % 3 != 0).collect();
     let k = keep.iter().filter(|&&b| b).count();
     let mut forms = vec![];
-    for layout in [Layout::Dense, Layout::Bitmask, Layout::Csr] {
+    // Every third weight zero is a 2:3 pattern on rows of 6, and drops whole columns (so
+    // 2×1 blocks).
+    for layout in [
+        Layout::Dense,
+        Layout::Bitmask,
+        Layout::Csr,
+        Layout::NM { n: 2, m: 3 },
+        Layout::Blocks { rows: 2, cols: 1 },
+    ] {
         let kept = |layout: Layout| -> (Vec<bool>, usize) {
             match layout {
                 Layout::Dense => (vec![], n),
@@ -274,10 +282,26 @@ fn stored_constants_round_trip_and_evaluate_as_decoded() {
             }
         }
     }
-    assert_eq!(forms.len(), 3 * (1 + 2 * (3 + 2)));
+    assert_eq!(forms.len(), 5 * (1 + 2 * (3 + 2)));
+    let dense_values: Vec<f32> = (0..n)
+        .map(|i| {
+            if i % 3 == 0 {
+                0.0
+            } else {
+                (i as f32 - 12.0) * 0.25
+            }
+        })
+        .collect();
     for (encoding, parts) in &forms {
         let stored =
             Stored::new(*encoding, &shape, parts).unwrap_or_else(|e| panic!("{encoding}: {e}"));
+        // The blob gives back the parts it was made of (values row-major whatever the
+        // storage order), and f32 values decode to the weights themselves.
+        assert_eq!(&stored.parts().unwrap(), parts, "{encoding}");
+        if encoding.values == Values::F32 {
+            let got: Vec<f32> = stored.decoded().as_f32().unwrap().iter().copied().collect();
+            assert_eq!(got, dense_values, "{encoding}");
+        }
         let mut g = parse(
             "graph \"s\" {\n  input %x: f32[N, 6]\n  const %w: f32[4, 6] = splat(0.0)\n  node mm = Gemm(%x, %w) {transB=1} -> %y: f32[N, 4]\n  output %y\n}\n",
         )
@@ -318,6 +342,12 @@ fn broken_stored_constants_are_parse_errors() {
         "stored codebook2 per group(4) dense hex\"\"",
         "stored f32 dense huffman hex\"\"",
         "stored int4 per group(0) dense hex\"\"",
+        "stored f32 nm(3:3) hex\"\"",
+        "stored f32 nm(2:17) hex\"\"",
+        "stored f32 nm(2:4) hex\"\"",
+        "stored f32 blocks(1x1) hex\"\"",
+        "stored f32 blocks(3x1) hex\"00\"",
+        "stored f32 blocks(4) hex\"00\"",
     ] {
         let src = format!(
             "graph \"s\" {{\n  const %w: f32[4, 6] = {bad}\n  node n = Relu(%w) -> %y: f32[4, 6]\n  output %y\n}}\n"

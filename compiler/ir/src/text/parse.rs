@@ -416,11 +416,42 @@ impl<'a> P<'a> {
             "dense" => Layout::Dense,
             "bitmask" => Layout::Bitmask,
             "csr" => Layout::Csr,
+            "nm" | "blocks" => {
+                // `nm(2:4)`, `blocks(4x1)`.
+                self.expect("(", "`(`")?;
+                let (a, b, sep) = if l == "nm" {
+                    let a = self.int()?;
+                    self.expect(":", "`:`")?;
+                    (a, self.int()?, ":")
+                } else {
+                    // `4x1` is one atom.
+                    let (t, at) = self.atom()?;
+                    let dims = t
+                        .split_once('x')
+                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+                    let Some((a, b)) = dims else {
+                        return self.err_at(at, t.len(), format!("`{t}`: expected RxC, e.g. 4x1"));
+                    };
+                    (a, b, "x")
+                };
+                self.expect(")", "`)`")?;
+                match (u8::try_from(a), u8::try_from(b), l) {
+                    (Ok(n), Ok(m), "nm") => Layout::NM { n, m },
+                    (Ok(rows), Ok(cols), _) => Layout::Blocks { rows, cols },
+                    _ => {
+                        return self.err_at(
+                            lat,
+                            l.len(),
+                            format!("`{l}({a}{sep}{b})` is out of range"),
+                        );
+                    }
+                }
+            }
             other => {
                 return self.err_at(
                     lat,
                     other.len(),
-                    format!("`{other}`: expected dense, bitmask or csr"),
+                    format!("`{other}`: expected dense, bitmask, csr, nm(N:M) or blocks(RxC)"),
                 );
             }
         };
