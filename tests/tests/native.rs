@@ -99,3 +99,60 @@ fn light_models_compile_to_the_reference_outputs() {
         );
     }
 }
+
+/// NaN follows ONNX semantics everywhere (issue #14): Relu, Clip, MaxPool and Max pass a NaN
+/// on instead of turning it into a number. On every trained model, an all-NaN image gives
+/// NaN outputs in the reference evaluator, in the compiled schedule (interpreter and JIT, bit
+/// for bit) and in ONNX Runtime; an image with one NaN pixel gives NaN exactly where the
+/// evaluator does, and the evaluator's numbers elsewhere.
+#[test]
+fn nan_inputs_propagate_as_onnx_says() {
+    let dir = tempfile::tempdir().unwrap();
+    for (m, input) in TRAINED {
+        let path = corpus(&format!("{m}.onnx"));
+        let g = load(&path);
+        let x = npy(&corpus(input));
+        let per: usize = x.shape()[1..].iter().product();
+        let mut shape = x.shape().to_vec();
+        shape[0] = 1;
+        let first: Vec<f32> = x.as_f32().unwrap().iter().take(per).copied().collect();
+        let all_nan = vec![f32::NAN; per];
+        let mut one_nan = first.clone();
+        one_nan[per / 2 + 3] = f32::NAN;
+        let p = compiled(g.clone());
+        for (what, data) in [("all NaN", all_nan), ("one NaN pixel", one_nan)] {
+            let t = Tensor::from_vec(&shape, data).unwrap();
+            let want = mcc_ir::run(&g, std::slice::from_ref(&t)).unwrap()[0].to_f64_vec();
+            let got = run(&p, &t)[0].clone();
+            assert_eq!(got.len(), want.len(), "{m}");
+            for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    a.is_nan(),
+                    b.is_nan(),
+                    "{m}, {what}: output {i} is {a} compiled, {b} in the evaluator"
+                );
+                if !b.is_nan() {
+                    assert!(
+                        (f64::from(a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "{m} {what}: {a} vs {b}"
+                    );
+                }
+            }
+            if what == "all NaN" {
+                assert!(
+                    want.iter().all(|v| v.is_nan()),
+                    "{m}: the evaluator gives {want:?}"
+                );
+                if !mcc_tests::skip_ort() {
+                    let xp = dir.path().join(format!("{m}_nan.npy"));
+                    mcc::tensor_io::write_npy(&xp, &t).unwrap();
+                    let ort = mcc_tests::run_ort(&path, &[xp], dir.path()).to_f64_vec();
+                    assert!(
+                        ort.iter().all(|v| v.is_nan()),
+                        "{m}: ONNX Runtime gives {ort:?}"
+                    );
+                }
+            }
+        }
+    }
+}

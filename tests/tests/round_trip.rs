@@ -181,7 +181,12 @@ fn stored_weights_export_to_onnx_that_onnx_runtime_runs() {
         ),
         // Every fourth weight (from the second) dropped: 3:4 runs, whole columns (2×1 blocks).
         (
-            int(8, Granularity::Tensor, Layout::NM { n: 3, m: 4 }, Coding::None),
+            int(
+                8,
+                Granularity::Tensor,
+                Layout::NM { n: 3, m: 4 },
+                Coding::None,
+            ),
             mcc_onnx::StoredForm::Dense,
         ),
         (

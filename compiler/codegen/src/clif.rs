@@ -171,40 +171,32 @@ impl Emitter<'_, '_> {
         self.b.ins().iadd(self.arena, off)
     }
 
-    /// `max(v, c)` as the kernels compute it (Rust's `f32::max`: a NaN gives `c`), by
-    /// compare and select, on a lane or a vector.
+    /// `max(v, c)` as the kernels compute it — `c` where `v < c`, else `v`, so a NaN `v`
+    /// passes through (ONNX) — by compare and select, on a lane or a vector.
     fn max_c(&mut self, v: Value, c: f32, wide: bool) -> Value {
-        let k = self.b.ins().f32const(c);
-        if wide {
-            let k = self.b.ins().splat(types::F32X4, k);
-            let gt = self.b.ins().fcmp(FloatCC::GreaterThan, v, k);
-            let gt = self.b.ins().bitcast(
-                types::F32X4,
-                MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little),
-                gt,
-            );
-            self.b.ins().bitselect(gt, v, k)
-        } else {
-            let gt = self.b.ins().fcmp(FloatCC::GreaterThan, v, k);
-            self.b.ins().select(gt, v, k)
-        }
+        self.select_c(v, c, FloatCC::LessThan, wide)
     }
 
-    /// `min(v, c)` likewise.
+    /// `min(v, c)` likewise: `c` where `v > c`, else `v`.
     fn min_c(&mut self, v: Value, c: f32, wide: bool) -> Value {
+        self.select_c(v, c, FloatCC::GreaterThan, wide)
+    }
+
+    /// `c` where `v cc c` holds (never for a NaN `v`), else `v`.
+    fn select_c(&mut self, v: Value, c: f32, cc: FloatCC, wide: bool) -> Value {
         let k = self.b.ins().f32const(c);
         if wide {
             let k = self.b.ins().splat(types::F32X4, k);
-            let lt = self.b.ins().fcmp(FloatCC::LessThan, v, k);
-            let lt = self.b.ins().bitcast(
+            let hit = self.b.ins().fcmp(cc, v, k);
+            let hit = self.b.ins().bitcast(
                 types::F32X4,
                 MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little),
-                lt,
+                hit,
             );
-            self.b.ins().bitselect(lt, v, k)
+            self.b.ins().bitselect(hit, k, v)
         } else {
-            let lt = self.b.ins().fcmp(FloatCC::LessThan, v, k);
-            self.b.ins().select(lt, v, k)
+            let hit = self.b.ins().fcmp(cc, v, k);
+            self.b.ins().select(hit, k, v)
         }
     }
 

@@ -133,7 +133,10 @@ pub fn build(s: &Session, opts: &Options) -> Result<BuildResult, Error> {
 }
 
 /// Reads the calibration and evaluation files the plan names (their shapes were checked).
+/// Refuses NaN or infinity in the data and in the model's weights (measurements would be
+/// NaN and budgets could not be judged).
 pub fn load_data(s: &Session) -> Result<Data, Error> {
+    check_weights(&s.model.graph)?;
     let g = &s.model.graph;
     let input = g.value(g.inputs()[0]);
     let read = |p: &Path| tensor_io::read_input(p, &input.name, &input.ty);
@@ -154,11 +157,69 @@ pub fn load_data(s: &Session) -> Result<Data, Error> {
         .and_then(|d| d.labels.as_deref())
         .map(|l| tensor_io::read_npy(l).map(|t| t.to_i64_vec()))
         .transpose()?;
+    let sets = [
+        (&plan.calibrate, &calibration, "calibration"),
+        (&plan.evaluate, &evaluation, "evaluation"),
+    ];
+    for (set, data, role) in sets {
+        if let (Some(set), Some(t)) = (set, data) {
+            let per: usize = t.shape().get(1..).map_or(1, |d| d.iter().product());
+            if let Some((i, v)) = first_non_finite(t) {
+                return Err(Error::NonFinite {
+                    what: format!("`{}` ({role} data)", set.inputs.display()),
+                    value: v.to_string(),
+                    at: format!("sample {}, element {}", i / per.max(1), i % per.max(1)),
+                    help: "accuracy and errors measured on it would be NaN; clean the data or use \
+                           other samples"
+                        .into(),
+                });
+            }
+        }
+    }
     Ok(Data {
         calibration,
         evaluation,
         labels,
     })
+}
+
+/// The first NaN or infinity in `t` (row-major index and value), if any.
+pub fn first_non_finite(t: &Tensor) -> Option<(usize, f64)> {
+    match t.as_f32() {
+        Some(a) => a
+            .iter()
+            .position(|v| !v.is_finite())
+            .and_then(|i| a.iter().nth(i).map(|&v| (i, f64::from(v)))),
+        None => t
+            .to_f64_vec()
+            .into_iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite()),
+    }
+}
+
+/// Refuses a model with a NaN or infinite weight: every measurement of it would be NaN, and
+/// a budget could not be judged.
+pub fn check_weights(graph: &Graph) -> Result<(), Error> {
+    for v in graph.value_ids() {
+        if !graph.is_used(v) {
+            continue;
+        }
+        if let Some(t) = graph.const_data(v)
+            && t.dtype().is_float()
+            && let Some((i, x)) = first_non_finite(t)
+        {
+            return Err(Error::NonFinite {
+                what: format!("the model's constant `{}`", graph.value(v).name),
+                value: x.to_string(),
+                at: format!("element {i} (shape {:?})", t.shape()),
+                help: "the model computes NaN or infinity wherever this weight is used; fix \
+                       the model (re-export it, or check its training) before compressing it"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Runs every step of the plan in order through its registry entry, verifying after each;

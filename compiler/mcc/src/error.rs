@@ -83,6 +83,19 @@ pub enum Error {
         /// What to do.
         help: String,
     },
+    /// Data or weights hold NaN or infinity where a measurement needs numbers.
+    #[error("{what} holds {value} at {at}; mcc measures with it, so it must hold numbers")]
+    #[diagnostic(code(mcc::build::non_finite), help("{help}"))]
+    NonFinite {
+        /// The file or weight.
+        what: String,
+        /// `NaN`, `inf` or `-inf`.
+        value: String,
+        /// Where: sample and element, or element.
+        at: String,
+        /// What to do.
+        help: String,
+    },
     /// A budget of the recipe is not met.
     #[error("the compressed model misses its budget:\n{0}")]
     #[diagnostic(

@@ -607,3 +607,55 @@ fn sensitivity_measures_each_layer_over_the_sweep() {
             .all(|m| m.is_finite() && (0.0..=1.0).contains(m))
     );
 }
+
+/// NaN in calibration or evaluation data, or in a weight, is a diagnostic that names where
+/// it is, not a build whose errors are `null` and whose budget is "met" (issue #14); the
+/// build writes nothing.
+#[test]
+fn nan_in_data_or_weights_is_a_diagnostic() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    let x = mcc::tensor_io::read_npy(&d.join("mnist_calib_x.npy")).unwrap();
+    let per: usize = x.shape()[1..].iter().product();
+    let mut v: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
+    v[2 * per + 5] = f32::NAN;
+    let bad = mcc_ir::Tensor::from_vec(x.shape(), v).unwrap();
+    mcc::tensor_io::write_npy(&d.join("nan.npy"), &bad).unwrap();
+    for (role, line) in [
+        ("calibration", "calibrate with \"nan.npy\""),
+        ("evaluation", "evaluate with \"nan.npy\""),
+    ] {
+        std::fs::write(
+            d.join("r.mcr"),
+            format!("{line}\nprune unstructured on Conv | Gemm {{ amount: 50% }}\n"),
+        )
+        .unwrap();
+        let err = fails(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
+        assert!(
+            err.contains("mcc::build::non_finite")
+                && err.contains(&format!(
+                    "`nan.npy` ({role} data) holds NaN at sample 2, element 5"
+                )),
+            "{err}"
+        );
+        assert!(!d.join("out").exists());
+    }
+    // A NaN weight: the full IR text of lenet5 with the first weight's bits made a NaN.
+    let out = succeeds(d, &["ir", "lenet5.onnx", "--weights"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let at = text.find("hex\"").unwrap() + 4;
+    let nan_text = format!("{}0000c07f{}", &text[..at], &text[at + 8..]);
+    std::fs::write(d.join("nan.mcir"), nan_text).unwrap();
+    std::fs::write(
+        d.join("r.mcr"),
+        "calibrate with \"mnist_calib_x.npy\"\nprune unstructured on Conv | Gemm { amount: 50% }\n",
+    )
+    .unwrap();
+    let err = fails(d, &["build", "r.mcr", "nan.mcir", "-o", "out"]);
+    assert!(
+        err.contains("mcc::build::non_finite")
+            && err.contains("the model's constant `conv1.weight` holds NaN at element 0"),
+        "{err}"
+    );
+    assert!(!d.join("out").exists());
+}

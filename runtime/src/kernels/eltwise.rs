@@ -29,8 +29,25 @@ impl BinOp {
             BinOp::Sub => a - b,
             BinOp::Mul => a * b,
             BinOp::Div => a / b,
-            BinOp::Max => a.max(b),
-            BinOp::Min => a.min(b),
+            // ONNX Max/Min propagate NaN (`f32::max`/`min` would drop it).
+            BinOp::Max => {
+                if a.is_nan() {
+                    a
+                } else if b.is_nan() || b > a {
+                    b
+                } else {
+                    a
+                }
+            }
+            BinOp::Min => {
+                if a.is_nan() {
+                    a
+                } else if b.is_nan() || b < a {
+                    b
+                } else {
+                    a
+                }
+            }
         }
     }
 
@@ -64,7 +81,8 @@ fn unary_generic(x: &[f32], act: Act, y: &mut [f32]) {
     match act {
         Act::Relu => {
             for (o, &v) in y.iter_mut().zip(x) {
-                *o = v.max(0.0);
+                // NaN passes through (as `Act::apply`).
+                *o = if v < 0.0 { 0.0 } else { v };
             }
         }
         _ => {

@@ -53,9 +53,11 @@ impl Act {
     pub fn apply_avx512(self, v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
         use std::arch::x86_64::*;
         match self {
-            Act::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+            // `max_ps`/`min_ps` return their second operand when either is NaN: with `v`
+            // second, a NaN passes through (ONNX: Relu(NaN) = Clip(NaN) = NaN).
+            Act::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
             Act::Clip(lo, hi) => {
-                _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+                _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v))
             }
             Act::LeakyRelu(a) => {
                 let neg = _mm512_mul_ps(v, _mm512_set1_ps(a));
@@ -71,8 +73,23 @@ impl Act {
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Act::None => x,
-            Act::Relu => x.max(0.0),
-            Act::Clip(lo, hi) => x.max(lo).min(hi),
+            // Comparisons, not `f32::max`/`min` (which drop a NaN): NaN passes through.
+            Act::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            Act::Clip(lo, hi) => {
+                if x < lo {
+                    lo
+                } else if x > hi {
+                    hi
+                } else {
+                    x
+                }
+            }
             Act::LeakyRelu(a) => {
                 if x >= 0.0 {
                     x
@@ -192,9 +209,10 @@ impl Epilogue<'_> {
             Bias::PerCol(b) => _mm256_add_ps(v, unsafe { _mm256_loadu_ps(b.as_ptr().add(col)) }),
         };
         match self.act {
-            Act::Relu => _mm256_max_ps(v, _mm256_setzero_ps()),
+            // NaN passes through (`v` second: see `apply_avx512`).
+            Act::Relu => _mm256_max_ps(_mm256_setzero_ps(), v),
             Act::Clip(lo, hi) => {
-                _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi))
+                _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), v))
             }
             Act::LeakyRelu(a) => {
                 let neg = _mm256_mul_ps(v, _mm256_set1_ps(a));
@@ -202,6 +220,43 @@ impl Epilogue<'_> {
                 _mm256_blendv_ps(neg, v, mask)
             }
             _ => v,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Relu and Clip pass NaN on (ONNX) and keep -0 as -0, on every path.
+    #[test]
+    #[allow(unsafe_code)]
+    fn nan_passes_through_relu_and_clip() {
+        let xs = [f32::NAN, -0.0, -1.5, 2.0, f32::INFINITY, f32::NEG_INFINITY];
+        for act in [Act::Relu, Act::Clip(-1.0, 1.0)] {
+            let want: Vec<f32> = xs.iter().map(|&x| act.apply(x)).collect();
+            assert!(want[0].is_nan(), "{act:?}");
+            assert_eq!(want[1].to_bits(), (-0.0f32).to_bits(), "{act:?}");
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512f") {
+                use std::arch::x86_64::*;
+                let mut lanes = [0f32; 16];
+                lanes[..xs.len()].copy_from_slice(&xs);
+                let mut out = [0f32; 16];
+                // SAFETY: AVX-512F was detected; both arrays hold 16 floats.
+                unsafe {
+                    let v = _mm512_loadu_ps(lanes.as_ptr());
+                    _mm512_storeu_ps(out.as_mut_ptr(), act.apply_avx512(v));
+                }
+                for (a, b) in out.iter().zip(&want) {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{act:?}: {a} vs {b}");
+                }
+            }
+        }
+        // Max and Min (elementwise, in `eltwise`) propagate NaN from either side.
+        use crate::kernels::eltwise::BinOp;
+        for op in [BinOp::Max, BinOp::Min] {
+            assert!(op.apply(f32::NAN, 1.0).is_nan() && op.apply(1.0, f32::NAN).is_nan());
         }
     }
 }

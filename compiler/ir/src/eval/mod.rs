@@ -123,7 +123,8 @@ pub fn eval_op(
         Op::Dropout(_) => array::dropout(inputs, n_outputs)?,
         Op::Relu(_) => vec![math::unary_float(
             req(inputs, 0)?,
-            |x| if x > 0.0 { x } else { 0.0 },
+            // ONNX: max(x, 0), with NaN passing through (and -0 staying -0).
+            |x| if x < 0.0 { 0.0 } else { x },
             Some(|x: i128| x.max(0)),
         )?],
         Op::LeakyRelu(a) => {

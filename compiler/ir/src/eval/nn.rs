@@ -412,7 +412,9 @@ pub(crate) fn max_pool(
                 for k in 0..kt {
                     if let Some(o) = offs[k * pt + p] {
                         let v = af[base + o];
-                        if best.is_none_or(|(b, _)| v > b) {
+                        // The first NaN in the window wins it (ONNX: the window's max).
+                        let nan = |x: T| T::FLOAT && x.to_f64().is_nan();
+                        if best.is_none_or(|(b, _)| !nan(b) && (v > b || nan(v))) {
                             best = Some((v, o));
                         }
                     }
@@ -536,10 +538,14 @@ pub(crate) fn global_pool(x: &Tensor, max: bool) -> Result<Tensor, OpError> {
                 if max {
                     ch.iter()
                         .copied()
-                        .fold(
-                            T::from_f64(f64::NEG_INFINITY),
-                            |m, v| if v > m { v } else { m },
-                        )
+                        .fold(T::from_f64(f64::NEG_INFINITY), |m, v| {
+                            // A NaN wins (ONNX: the plane's max).
+                            if m.to_f64().is_nan() || !(v > m || v.to_f64().is_nan()) {
+                                m
+                            } else {
+                                v
+                            }
+                        })
                 } else {
                     T::from_f64(ch.iter().map(|v| v.to_f64()).sum::<f64>() / s as f64)
                 }
