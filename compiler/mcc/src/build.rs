@@ -164,6 +164,12 @@ pub fn load_data(s: &Session) -> Result<Data, Error> {
     for (set, data, role) in sets {
         if let (Some(set), Some(t)) = (set, data) {
             let per: usize = t.shape().get(1..).map_or(1, |d| d.iter().product());
+            if t.shape().first().is_none_or(|&n| n == 0) {
+                return Err(Error::Usage(format!(
+                    "`{}` ({role} data) holds no samples; nothing could be measured on it",
+                    set.inputs.display()
+                )));
+            }
             if let Some((i, v)) = first_non_finite(t) {
                 return Err(Error::NonFinite {
                     what: format!("`{}` ({role} data)", set.inputs.display()),
@@ -452,8 +458,9 @@ pub fn evaluate(
         bar.inc(ba.samples as u64);
     }
     bar.finish_and_clear();
-    let accuracy = labels.map(|l| {
-        let n = l.len().max(1) as f64;
+    // No samples, no accuracy (an empty set must not meet an accuracy budget).
+    let accuracy = labels.filter(|l| !l.is_empty() && total > 0).map(|l| {
+        let n = l.len() as f64;
         BeforeAfter {
             before: right_a as f64 / n,
             after: right_b as f64 / n,

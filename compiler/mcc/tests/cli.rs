@@ -640,6 +640,21 @@ fn nan_in_data_or_weights_is_a_diagnostic() {
         );
         assert!(!d.join("out").exists());
     }
+    // An empty evaluation set measures nothing, so it meets no accuracy budget.
+    let mut shape = x.shape().to_vec();
+    shape[0] = 0;
+    let empty = mcc_ir::Tensor::from_vec(&shape, Vec::<f32>::new()).unwrap();
+    mcc::tensor_io::write_npy(&d.join("empty_x.npy"), &empty).unwrap();
+    let no_labels = mcc_ir::Tensor::from_vec(&[0], Vec::<i64>::new()).unwrap();
+    mcc::tensor_io::write_npy(&d.join("empty_y.npy"), &no_labels).unwrap();
+    std::fs::write(
+        d.join("r.mcr"),
+        "evaluate with \"empty_x.npy\" labels \"empty_y.npy\"\nbudget {\n  accuracy_drop <= 1%\n}\nprune unstructured on Conv | Gemm { amount: 50% }\n",
+    )
+    .unwrap();
+    let err = fails(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
+    assert!(err.contains("holds no samples"), "{err}");
+    assert!(!d.join("out").exists());
     // A NaN weight: the full IR text of lenet5 with the first weight's bits made a NaN.
     let out = succeeds(d, &["ir", "lenet5.onnx", "--weights"]);
     let text = String::from_utf8(out.stdout).unwrap();

@@ -1052,12 +1052,31 @@ impl<'a> Checker<'a> {
             };
             let bound = match (metric, unit) {
                 (Metric::AccuracyDrop, Some(Unit::Percent)) => value / 100.0,
-                (Metric::AccuracyDrop, None) if (0.0..=1.0).contains(&value) => value,
                 (Metric::Size, Some(Unit::Bytes(f))) => value * f,
                 (Metric::Flops, None) => value,
                 (Metric::Flops, Some(Unit::Count(f))) => value * f,
                 (Metric::OutputError, Some(Unit::Percent)) => value / 100.0,
                 (Metric::OutputError, None) => value,
+                (Metric::AccuracyDrop, None) => {
+                    // A bare number is ambiguous (is `1` one point or everything?): only a
+                    // percentage says which, as for ratio parameters.
+                    self.error(
+                        Code::BadUnit,
+                        0,
+                        c.value.span,
+                        "an accuracy drop is written as a percentage",
+                        "no unit",
+                        Some(format!(
+                            "write `{value}%` for a drop of {value} point(s) of top-1 accuracy{}",
+                            if value > 0.0 && value < 1.0 {
+                                format!(", or `{}%` if {value} was a fraction", value * 100.0)
+                            } else {
+                                String::new()
+                            }
+                        )),
+                    );
+                    continue;
+                }
                 (m, _) => {
                     let want = match m {
                         Metric::AccuracyDrop => "a percentage like `1%`",
