@@ -663,7 +663,7 @@ fn assemble(
                 node: l.node.clone(),
                 step: r.id.0,
                 technique: technique.clone(),
-                why: l.why.clone(),
+                why: l.detail.clone(),
                 recipe_line: r.step.origin.line,
             });
         }
