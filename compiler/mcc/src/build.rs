@@ -663,6 +663,7 @@ fn assemble(
                 node: l.node.clone(),
                 step: r.id.0,
                 technique: technique.clone(),
+                reason: l.reason,
                 why: l.detail.clone(),
                 recipe_line: r.step.origin.line,
             });
