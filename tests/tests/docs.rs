@@ -1,7 +1,8 @@
 //! The recipe language reference (`docs/recipes.md`) stays true: every ```mcr example checks
 //! cleanly against the model named in its first line, every ```mcr planned example fails
 //! only with "not supported yet", and every technique, variant and parameter of the
-//! registry is documented.
+//! registry is documented. The report's reference (`docs/report.md`) names every "left
+//! alone" reason with its description.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(
@@ -117,4 +118,32 @@ fn every_diagnostic_code_is_documented() {
             code.name()
         );
     }
+}
+
+/// Every "left alone" reason is in the report reference's table, with the description the
+/// code gives it, and the table lists no other.
+#[test]
+fn every_left_alone_reason_is_documented() {
+    let md = std::fs::read_to_string(workspace().join("docs/report.md")).unwrap();
+    for r in mcc_plan::Reason::ALL {
+        let row = format!("| `{}` | {} |", r.code(), r.description());
+        assert!(
+            md.lines().any(|l| l == row),
+            "docs/report.md lacks the row\n{row}"
+        );
+    }
+    let table = md
+        .split("| `reason` | meaning |")
+        .nth(1)
+        .expect("docs/report.md has the reason table");
+    let rows = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .count();
+    assert_eq!(
+        rows,
+        mcc_plan::Reason::ALL.len(),
+        "the reason table in docs/report.md lists codes mcc does not have"
+    );
 }

@@ -80,7 +80,12 @@ fn pass_fixtures() {
             snap.push_str("(no change)\n");
         }
         for l in &r.report.left_alone {
-            snap.push_str(&format!("left alone: {}: {}\n", l.node, l.why));
+            snap.push_str(&format!(
+                "left alone ({}): {}: {}\n",
+                l.reason.code(),
+                l.node,
+                l.why
+            ));
         }
         insta::assert_snapshot!(snap);
         let x = seeded_inputs(&s.model.graph);

@@ -731,7 +731,8 @@ fn assemble(
                 node: l.node.clone(),
                 step: r.id.0,
                 technique: technique.clone(),
-                why: l.why.clone(),
+                reason: l.reason,
+                why: l.detail.clone(),
                 recipe_line: r.step.origin.line,
             });
         }

@@ -191,7 +191,7 @@ fn dry_run(s: &Session) -> BTreeMap<(usize, String), String> {
                 technique.check(&graph, step)
             };
             for l in left.unwrap_or_default() {
-                out.insert((index, l.node), l.why);
+                out.insert((index, l.node), l.detail);
             }
         }
     }

@@ -6,6 +6,7 @@
 //! data, mcc version and instruction set give the same bytes, whatever the thread count or
 //! the machine's load. Wall times and the thread count go to `timings.json` ([`Timings`]).
 
+use mcc_plan::Reason;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -306,10 +307,45 @@ pub struct LeftAloneRow {
     pub step: u32,
     /// `technique variant`.
     pub technique: String,
-    /// Why.
+    /// Why, as a kind: one of a closed set of codes (`docs/report.md`).
+    #[serde(serialize_with = "reason_code")]
+    #[schemars(with = "ReasonCode")]
+    pub reason: Reason,
+    /// Why, for people: what exactly stood in the way.
     pub why: String,
     /// 1-based recipe line.
     pub recipe_line: usize,
+}
+
+/// A [`Reason`] is written as its code.
+fn reason_code<S: serde::Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(reason.code())
+}
+
+/// The schema of a [`Reason`] as written: one of the codes, each with its description.
+struct ReasonCode;
+
+impl JsonSchema for ReasonCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Reason".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let codes: Vec<serde_json::Value> = Reason::ALL
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "const": r.code(),
+                    "description": r.description(),
+                    "type": "string",
+                })
+            })
+            .collect();
+        schemars::json_schema!({
+            "description": "Why a step left a layer alone, as a kind.",
+            "oneOf": codes,
+        })
+    }
 }
 
 /// The native outputs.

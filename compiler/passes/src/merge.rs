@@ -7,8 +7,76 @@ use mcc_ir::{Graph, GraphError, NodeId, Origin, StepId, Tensor};
 use crate::PassError;
 
 use mcc_plan::plan::Step;
-pub use mcc_plan::{LeftAlone, Merged};
+pub use mcc_plan::{LeftAlone, Merged, Reason};
 use mcc_plan::{Outcome, Stats, Technique, TechniqueError};
+
+/// Why a merge pass's `check` does not fold a layer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Skip {
+    /// The layer is no instance of the pass's pattern at all (a residual Add for `merge
+    /// scale`, a Conv reading a Relu for `merge linear`): it is skipped without a "left alone"
+    /// line, which is kept for layers that look mergeable but are not.
+    NotACandidate,
+    /// The layer looks mergeable but is not: reported as left alone, with the kind and the
+    /// sentence that says what stood in the way.
+    LeftAlone(Reason, String),
+    /// The graph broke an invariant the pass relies on (a node that vanished, an epilogue
+    /// `verify` should have refused): a bug in mcc, reported as an error.
+    Bug(String),
+}
+
+impl Skip {
+    /// The "left alone" line for `node`, or the error a bug becomes; `None` for a layer that
+    /// is not a candidate.
+    pub(crate) fn report(
+        self,
+        node: &str,
+        pass: &'static str,
+    ) -> Result<Option<LeftAlone>, PassError> {
+        match self {
+            Skip::NotACandidate => Ok(None),
+            Skip::LeftAlone(reason, detail) => Ok(Some(LeftAlone {
+                node: node.to_string(),
+                reason,
+                detail,
+            })),
+            Skip::Bug(message) => Err(PassError::Node {
+                pass,
+                node: node.to_string(),
+                op: "",
+                message,
+            }),
+        }
+    }
+}
+
+/// A layer left alone for `reason`, `detail` saying what stood in the way.
+pub(crate) fn leave(reason: Reason, detail: impl Into<String>) -> Skip {
+    Skip::LeftAlone(reason, detail.into())
+}
+
+/// A broken invariant (see [`Skip::Bug`]).
+pub(crate) fn bug(message: impl Into<String>) -> Skip {
+    Skip::Bug(message.into())
+}
+
+/// `?`-friendly [`Skip`]s from a missing value.
+pub(crate) trait OrSkip<T> {
+    /// `None` leaves the layer alone for `reason`.
+    fn or_leave(self, reason: Reason, detail: &str) -> Result<T, Skip>;
+    /// `None` is a broken invariant.
+    fn or_bug(self, message: &str) -> Result<T, Skip>;
+}
+
+impl<T> OrSkip<T> for Option<T> {
+    fn or_leave(self, reason: Reason, detail: &str) -> Result<T, Skip> {
+        self.ok_or_else(|| leave(reason, detail))
+    }
+
+    fn or_bug(self, message: &str) -> Result<T, Skip> {
+        self.ok_or_else(|| bug(message))
+    }
+}
 
 /// A merge pass's entry point: merges what it can of the named layers, reports the others.
 pub type MergeFn =
@@ -44,11 +112,6 @@ pub fn outcome(merged: Vec<Merged>, left_alone: Vec<LeftAlone>) -> Outcome {
         left_alone,
     }
 }
-
-/// What a pass's `check` returns for a layer that is no instance of its pattern at all (a
-/// residual Add for `merge scale`, a Conv reading a Relu for `merge linear`): it is skipped
-/// without a "left alone" line, which is kept for layers that look mergeable but are not.
-pub const NOT_A_CANDIDATE: &str = "";
 
 /// "a Relu", "an Add": an op name with its article.
 pub fn a_or_an(op: &str) -> String {
@@ -158,7 +221,7 @@ pub(crate) fn each<T>(
     nodes: &[String],
     step: StepId,
     pass: &'static str,
-    check: impl Fn(&Graph, NodeId) -> Result<(NodeId, T), String>,
+    check: impl Fn(&Graph, NodeId) -> Result<(NodeId, T), Skip>,
     mut fold: impl FnMut(&mut Graph, NodeId, T) -> Result<(), String>,
 ) -> Result<(Vec<Merged>, Vec<LeftAlone>), PassError> {
     let fail = |node: &str, message: String| PassError::Node {
@@ -175,12 +238,8 @@ pub(crate) fn each<T>(
         };
         let (into, data) = match check(graph, layer) {
             Ok(x) => x,
-            Err(why) if why == NOT_A_CANDIDATE => continue,
-            Err(why) => {
-                left.push(LeftAlone {
-                    node: name.clone(),
-                    why,
-                });
+            Err(skip) => {
+                left.extend(skip.report(name, pass)?);
                 continue;
             }
         };

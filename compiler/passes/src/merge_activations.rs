@@ -17,7 +17,7 @@ use mcc_ir::{Graph, NodeId, Op, StepId, Tensor};
 
 use crate::PassError;
 use crate::merge::MergePass;
-use crate::merge::{self, LeftAlone, Merged, a_or_an};
+use crate::merge::{self, LeftAlone, Merged, OrSkip, Reason, Skip, a_or_an, leave};
 use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 fn scalar(graph: &Graph, v: Option<mcc_ir::ValueId>, default: f32) -> Result<f32, ()> {
@@ -31,8 +31,8 @@ fn scalar(graph: &Graph, v: Option<mcc_ir::ValueId>, default: f32) -> Result<f32
 }
 
 /// Whether `act` can be fused: `Ok((producer, epilogue))` or `Err(why not)`.
-pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, Activation), String> {
-    let n = graph.node(act).ok_or("no such layer")?;
+pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, Activation), Skip> {
+    let n = graph.node(act).or_bug("no such layer")?;
     let epilogue = match &n.op {
         Op::Relu(_) => Activation::Relu,
         Op::Sigmoid(_) => Activation::Sigmoid,
@@ -48,13 +48,21 @@ pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, Activation), String>
             let hi = scalar(graph, n.inputs.get(2).copied().flatten(), f32::INFINITY);
             match (lo, hi) {
                 (Ok(min), Ok(max)) => Activation::Clip { min, max },
-                _ => return Err("its bounds are not constant f32 scalars".into()),
+                _ => {
+                    return Err(leave(
+                        Reason::NotConstant,
+                        "its bounds are not constant f32 scalars",
+                    ));
+                }
             }
         }
         other => {
-            return Err(format!(
-                "{} is not an activation that can be fused",
-                a_or_an(other.name())
+            return Err(leave(
+                Reason::UnsupportedOp,
+                format!(
+                    "{} is not an activation that can be fused",
+                    a_or_an(other.name())
+                ),
             ));
         }
     };
@@ -63,18 +71,25 @@ pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, Activation), String>
         .first()
         .copied()
         .flatten()
-        .ok_or("it has no input")?;
+        .or_leave(Reason::MissingOperand, "it has no input")?;
     if graph.value(x).ty.dtype != mcc_ir::DType::F32 {
-        return Err("it is not on f32 values".into());
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            "it is not on f32 values",
+        ));
     }
-    let p = graph
-        .producer(x)
-        .ok_or("its input is a graph input or a constant, not a layer")?;
-    let pn = graph.node(p).ok_or("no producer")?;
+    let p = graph.producer(x).or_leave(
+        Reason::UnsupportedOp,
+        "its input is a graph input or a constant, not a layer",
+    )?;
+    let pn = graph.node(p).or_bug("no producer")?;
     if !matches!(pn.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_)) {
-        return Err(format!(
-            "it reads {}, not a Conv, Gemm or MatMul",
-            a_or_an(pn.op.name())
+        return Err(leave(
+            Reason::UnsupportedOp,
+            format!(
+                "it reads {}, not a Conv, Gemm or MatMul",
+                a_or_an(pn.op.name())
+            ),
         ));
     }
     if pn.op.has_epilogue() {
@@ -84,12 +99,18 @@ pub fn check(graph: &Graph, act: NodeId) -> Result<(NodeId, Activation), String>
             .ok()
             .flatten()
             .map_or("activation", Activation::name);
-        return Err(format!("`{}` already ends in a {e}", pn.name));
+        return Err(leave(
+            Reason::HasActivation,
+            format!("`{}` already ends in a {e}", pn.name),
+        ));
     }
     if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
-        return Err(format!(
-            "`{}`'s output is also read elsewhere, before the activation",
-            pn.name
+        return Err(leave(
+            Reason::SharedOutput,
+            format!(
+                "`{}`'s output is also read elsewhere, before the activation",
+                pn.name
+            ),
         ));
     }
     Ok((p, epilogue))

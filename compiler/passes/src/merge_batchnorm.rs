@@ -18,14 +18,15 @@
 //! Leaves alone (reported as "left alone: why", not as an error): a norm that fits neither
 //! way: its input is not a Conv or Gemm, or that layer's output is also read elsewhere (or
 //! is a graph output), and some reader is not a non-padding Conv or a Gemm; statistics or
-//! weights that are not f32 constants; channels that do not line up.
+//! weights that are not f32 constants; channels that do not line up. Its reason is the one
+//! for the layer before it; the sentence gives both.
 
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
 use crate::merge::MergePass;
-use crate::merge::{self, a_or_an, output_channel, set_bias, store_const};
-use crate::merge::{LeftAlone, Merged};
+use crate::merge::{self, a_or_an, leave, output_channel, set_bias, store_const};
+use crate::merge::{LeftAlone, Merged, OrSkip, Reason, Skip};
 use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
@@ -34,48 +35,80 @@ fn f32_const(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
 }
 
 /// Whether `norm` can be folded: `Ok(producer)` or `Err(why not)`.
-pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
-    let n = graph.node(norm).ok_or("no such layer")?;
+pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, Skip> {
+    let n = graph.node(norm).or_bug("no such layer")?;
     let Op::BatchNormalization(_) = n.op else {
-        return Err(format!(
-            "it is {}, not a BatchNormalization",
-            a_or_an(n.op.name())
+        return Err(leave(
+            Reason::UnsupportedOp,
+            format!("it is {}, not a BatchNormalization", a_or_an(n.op.name())),
         ));
     };
     if n.outputs.len() != 1 {
-        return Err("it has training-mode outputs".into());
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            "it has training-mode outputs",
+        ));
     }
     let x = n
         .inputs
         .first()
         .copied()
         .flatten()
-        .ok_or("it has no input")?;
+        .or_leave(Reason::MissingOperand, "it has no input")?;
     let channels = match graph.value(x).ty.shape.as_deref() {
-        Some([_, c, ..]) => c.fixed().ok_or("its channel count is not known")?,
-        _ => return Err("its input rank is unknown or below 2".into()),
+        Some([_, c, ..]) => c
+            .fixed()
+            .or_leave(Reason::UnknownShape, "its channel count is not known")?,
+        None => {
+            return Err(leave(
+                Reason::UnknownShape,
+                "its input rank is unknown or below 2",
+            ));
+        }
+        Some(_) => {
+            return Err(leave(
+                Reason::ShapeMismatch,
+                "its input rank is unknown or below 2",
+            ));
+        }
     };
     for slot in 1..5 {
-        let v = f32_const(graph, n.inputs.get(slot).copied().flatten())
-            .ok_or("its scale, bias, mean and variance are not all f32 constants")?;
+        let v = f32_const(graph, n.inputs.get(slot).copied().flatten()).or_leave(
+            Reason::NotConstant,
+            "its scale, bias, mean and variance are not all f32 constants",
+        )?;
         if v.len() != channels {
-            return Err(format!(
-                "its parameters have {} entries for {channels} channels",
-                v.len()
+            return Err(leave(
+                Reason::ShapeMismatch,
+                format!(
+                    "its parameters have {} entries for {channels} channels",
+                    v.len()
+                ),
             ));
         }
     }
-    let p = graph
-        .producer(x)
-        .ok_or("its input is a graph input, not a layer")?;
-    let pn = graph.node(p).ok_or("no producer")?;
+    let p = graph.producer(x).or_leave(
+        Reason::UnsupportedOp,
+        "its input is a graph input, not a layer",
+    )?;
+    let pn = graph.node(p).or_bug("no producer")?;
     if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
-        return Err(format!(
-            "`{}`'s output is also read elsewhere, so it must stay unnormalized",
-            pn.name
+        return Err(leave(
+            Reason::SharedOutput,
+            format!(
+                "`{}`'s output is also read elsewhere, so it must stay unnormalized",
+                pn.name
+            ),
         ));
     }
     let w = f32_const(graph, pn.inputs.get(1).copied().flatten());
+    // Weights that are not constant, or constant with the wrong shape: one sentence, the kind
+    // says which.
+    let unless = |constant: bool, shaped: bool, detail: String| match (constant, shaped) {
+        (false, _) => Err(leave(Reason::NotConstant, detail)),
+        (true, false) => Err(leave(Reason::ShapeMismatch, detail)),
+        (true, true) => Ok(()),
+    };
     match &pn.op {
         Op::Conv(_) => {
             let shape = pn
@@ -85,12 +118,14 @@ pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
                 .flatten()
                 .and_then(|v| graph.value(v).ty.fixed_dims())
                 .unwrap_or_default();
-            if w.is_none() || shape.first() != Some(&channels) {
-                return Err(format!(
+            unless(
+                w.is_some(),
+                shape.first() == Some(&channels),
+                format!(
                     "`{}`'s weights are not an f32 constant with {channels} output channels",
                     pn.name
-                ));
-            }
+                ),
+            )?;
         }
         Op::Gemm(g) => {
             let shape = pn
@@ -105,33 +140,41 @@ pub fn check(graph: &Graph, norm: NodeId) -> Result<NodeId, String> {
             } else {
                 shape.get(1)
             };
-            if w.is_none() || shape.len() != 2 || out != Some(&channels) {
-                return Err(format!(
+            unless(
+                w.is_some(),
+                shape.len() == 2 && out == Some(&channels),
+                format!(
                     "`{}`'s weights are not an f32 matrix with {channels} outputs",
                     pn.name
-                ));
-            }
-            if let Some(c) = pn.inputs.get(2).copied().flatten()
-                && (f32_const(graph, Some(c)).is_none_or(|v| v.len() != channels)
-                    || graph.value(c).ty.rank() != Some(1))
-            {
-                return Err(format!(
-                    "`{}`'s C operand is not a constant vector of {channels}",
-                    pn.name
-                ));
+                ),
+            )?;
+            if let Some(c) = pn.inputs.get(2).copied().flatten() {
+                let cv = f32_const(graph, Some(c));
+                unless(
+                    cv.is_some(),
+                    cv.as_ref().is_some_and(|v| v.len() == channels)
+                        && graph.value(c).ty.rank() == Some(1),
+                    format!(
+                        "`{}`'s C operand is not a constant vector of {channels}",
+                        pn.name
+                    ),
+                )?;
             }
         }
         other => {
-            return Err(format!(
-                "it reads {}, not a Conv or Gemm",
-                a_or_an(other.name())
+            return Err(leave(
+                Reason::UnsupportedOp,
+                format!("it reads {}, not a Conv or Gemm", a_or_an(other.name())),
             ));
         }
     }
     if let Some(b) = pn.inputs.get(2).copied().flatten()
         && f32_const(graph, Some(b)).is_none()
     {
-        return Err(format!("`{}`'s bias is not an f32 constant", pn.name));
+        return Err(leave(
+            Reason::NotConstant,
+            format!("`{}`'s bias is not an f32 constant", pn.name),
+        ));
     }
     Ok(p)
 }
@@ -215,9 +258,9 @@ fn store_layer(
 /// Whether `norm` can be folded into the layers that read it: `Ok(readers)` or `Err(why not)`.
 /// Each must be a Conv without padding (padded zeros would not be normalized) or a Gemm
 /// reading it as A, untransposed.
-pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, String> {
-    let n = graph.node(norm).ok_or("no such layer")?;
-    let y = *n.outputs.first().ok_or("it has no output")?;
+pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, Skip> {
+    let n = graph.node(norm).or_bug("no such layer")?;
+    let y = *n.outputs.first().or_bug("it has no output")?;
     let (k, _) = factors(graph, norm);
     let channels = graph
         .value(y)
@@ -226,28 +269,52 @@ pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, Strin
         .as_deref()
         .and_then(|s| s.get(1))
         .and_then(mcc_ir::Dim::fixed);
-    if k.is_empty() || Some(k.len()) != channels || n.outputs.len() != 1 {
-        return Err("its parameters are not per-channel f32 constants".into());
+    let not_per_channel = |reason| {
+        Err(leave(
+            reason,
+            "its parameters are not per-channel f32 constants",
+        ))
+    };
+    if n.outputs.len() != 1 {
+        return not_per_channel(Reason::UnsupportedAttribute);
+    }
+    if k.is_empty() {
+        return not_per_channel(Reason::NotConstant);
+    }
+    match channels {
+        None => return not_per_channel(Reason::UnknownShape),
+        Some(c) if c != k.len() => return not_per_channel(Reason::ShapeMismatch),
+        Some(_) => {}
     }
     if graph.outputs().contains(&y) {
-        return Err("its output is a graph output".into());
+        return Err(leave(
+            Reason::GraphInterface,
+            "its output is a graph output",
+        ));
     }
     let users = graph.users(y);
     if users.is_empty() {
-        return Err("nothing reads it".into());
+        return Err(leave(Reason::UnsupportedOp, "nothing reads it"));
     }
     for &(u, slot) in &users {
-        let un = graph.node(u).ok_or("a reader vanished")?;
-        let why = |what: &str| Err(format!("`{}` {what}", un.name));
+        let un = graph.node(u).or_bug("a reader vanished")?;
+        let why = |reason: Reason, what: &str| Err(leave(reason, format!("`{}` {what}", un.name)));
         let w = un.inputs.get(1).copied().flatten();
         let wshape = w
             .and_then(|w| graph.const_data(w))
             .map(|t| t.shape().to_vec());
         if !matches!(un.op, Op::Conv(_) | Op::Gemm(_)) {
-            return why(&format!("is {}, not a Conv or Gemm", a_or_an(un.op.name())));
+            return why(
+                Reason::UnsupportedOp,
+                &format!("is {}, not a Conv or Gemm", a_or_an(un.op.name())),
+            );
         }
-        if slot != 0 || f32_const(graph, w).is_none() {
-            return why("does not read it as the input of constant f32 weights");
+        const AS_INPUT: &str = "does not read it as the input of constant f32 weights";
+        if slot != 0 {
+            return why(Reason::UnsupportedAttribute, AS_INPUT);
+        }
+        if f32_const(graph, w).is_none() {
+            return why(Reason::NotConstant, AS_INPUT);
         }
         if un
             .inputs
@@ -256,7 +323,10 @@ pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, Strin
             .flatten()
             .is_some_and(|b| f32_const(graph, Some(b)).is_none())
         {
-            return why("has a bias that is not an f32 constant");
+            return why(
+                Reason::NotConstant,
+                "has a bias that is not an f32 constant",
+            );
         }
         let outputs = match (&un.op, wshape.as_deref()) {
             (Op::Gemm(g), Some([r, c])) => Some(if g.transB != 0 { *r } else { *c }),
@@ -265,7 +335,10 @@ pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, Strin
         };
         let bias_len = f32_const(graph, un.inputs.get(2).copied().flatten()).map(|b| b.len());
         if bias_len.is_some_and(|l| l != 1 && Some(l) != outputs) {
-            return why("has a bias that is not one value per output");
+            return why(
+                Reason::ShapeMismatch,
+                "has a bias that is not one value per output",
+            );
         }
         match &un.op {
             Op::Conv(c) => {
@@ -275,25 +348,32 @@ pub fn check_following(graph: &Graph, norm: NodeId) -> Result<Vec<NodeId>, Strin
                         mcc_ir::AutoPad::SameUpper | mcc_ir::AutoPad::SameLower
                     )
                 {
-                    return why("pads its input, and the padding would not be normalized");
+                    return why(
+                        Reason::NotExact,
+                        "pads its input, and the padding would not be normalized",
+                    );
                 }
                 let g = c.group.max(1) as usize;
                 if wshape.as_ref().and_then(|s| s.get(1)).map(|&cg| cg * g) != Some(k.len()) {
-                    return why("does not read the norm's channels");
+                    return why(Reason::ShapeMismatch, "does not read the norm's channels");
                 }
             }
             Op::Gemm(g) => {
                 let rows = wshape
                     .as_ref()
                     .and_then(|s| s.get(usize::from(g.transB != 0)));
-                if g.transA != 0 || rows != Some(&k.len()) || channels.is_none() {
-                    return why("does not read the norm's channels as its rows");
+                const AS_ROWS: &str = "does not read the norm's channels as its rows";
+                if g.transA != 0 {
+                    return why(Reason::UnsupportedAttribute, AS_ROWS);
+                }
+                if rows != Some(&k.len()) {
+                    return why(Reason::ShapeMismatch, AS_ROWS);
                 }
                 if graph.value(y).ty.rank() != Some(2) {
-                    return why("reads a tensor that is not 2-D");
+                    return why(Reason::ShapeMismatch, "reads a tensor that is not 2-D");
                 }
             }
-            _ => return why("is not a Conv or Gemm"),
+            _ => return why(Reason::UnsupportedOp, "is not a Conv or Gemm"),
         }
     }
     Ok(users.into_iter().map(|(u, _)| u).collect())
@@ -376,10 +456,18 @@ pub fn run(
         };
         let readers = match check_following(graph, norm) {
             Ok(r) => r,
-            Err(why) => {
-                left.push(LeftAlone {
-                    node: name.clone(),
-                    why: format!("{}; nor into what reads it: {why}", refused.why),
+            Err(skip) => {
+                // The kind is the first way's; the sentence gives both.
+                left.push(match skip.report(name, "merge-batchnorm")? {
+                    Some(why) => LeftAlone {
+                        node: name.clone(),
+                        reason: refused.reason,
+                        detail: format!(
+                            "{}; nor into what reads it: {}",
+                            refused.detail, why.detail
+                        ),
+                    },
+                    None => refused,
                 });
                 continue;
             }

@@ -26,7 +26,9 @@
 use mcc_ir::{AutoPad, Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
 
 use crate::PassError;
-use crate::merge::{LeftAlone, Merged, NOT_A_CANDIDATE, a_or_an, spatial_dims, store_const};
+use crate::merge::{
+    LeftAlone, Merged, OrSkip, Reason, Skip, a_or_an, bug, leave, spatial_dims, store_const,
+};
 use mcc_plan::plan::{ParamValue, Step};
 use mcc_plan::registry::{Applies, Default, ParamType, Status, VariantSchema, no_param_check, p};
 use mcc_plan::{Outcome, Stats, Technique, TechniqueError};
@@ -73,48 +75,72 @@ fn f64s(graph: &Graph, v: Option<ValueId>) -> Option<Vec<f64>> {
 
 /// The branch that produces `v`; `shared` is the input the other branches read, when known
 /// (needed to recognise the identity branch).
-fn branch(graph: &Graph, v: ValueId, shared: Option<ValueId>) -> Result<Branch, String> {
+fn branch(graph: &Graph, v: ValueId, shared: Option<ValueId>) -> Result<Branch, Skip> {
     let Some(p) = graph.producer(v) else {
         return match shared {
             Some(x) if x == v => identity(graph, v),
-            _ => Err(format!(
-                "`{}` is not a branch's output",
-                graph.value(v).name
+            _ => Err(leave(
+                Reason::UnsupportedOp,
+                format!("`{}` is not a branch's output", graph.value(v).name),
             )),
         };
     };
     if shared == Some(v) {
         return identity(graph, v);
     }
-    let n = graph.node(p).ok_or("no producer")?;
+    let n = graph.node(p).or_bug("no producer")?;
     let input = n
         .inputs
         .first()
         .copied()
         .flatten()
-        .ok_or("a branch has no input")?;
+        .or_leave(Reason::MissingOperand, "a branch has no input")?;
     if !only_read_once(graph, v) {
-        return Err(format!("`{}`'s output is also read elsewhere", n.name));
+        return Err(leave(
+            Reason::SharedOutput,
+            format!("`{}`'s output is also read elsewhere", n.name),
+        ));
     }
     let kind = match &n.op {
         Op::Conv(c) => {
             if c.dilations.iter().any(|&d| d != 1) || !matches!(c.auto_pad, AutoPad::NotSet) {
-                return Err(format!("`{}` uses dilation or auto_pad", n.name));
+                return Err(leave(
+                    Reason::UnsupportedAttribute,
+                    format!("`{}` uses dilation or auto_pad", n.name),
+                ));
             }
             let wv = n.inputs.get(1).copied().flatten();
             let shape = wv
                 .and_then(|w| graph.const_data(w))
                 .map(|t| t.shape().to_vec())
-                .ok_or(format!("`{}`'s weights are not a constant", n.name))?;
-            let w = f64s(graph, wv).ok_or(format!("`{}`'s weights are not f32", n.name))?;
+                .ok_or_else(|| {
+                    leave(
+                        Reason::NotConstant,
+                        format!("`{}`'s weights are not a constant", n.name),
+                    )
+                })?;
+            let w = f64s(graph, wv).ok_or_else(|| {
+                leave(
+                    Reason::NotConstant,
+                    format!("`{}`'s weights are not f32", n.name),
+                )
+            })?;
             let nd = shape.len().saturating_sub(2);
             let bias = match n.inputs.get(2).copied().flatten() {
                 None => None,
-                Some(b) => Some(
-                    f64s(graph, Some(b))
-                        .filter(|b| b.len() == shape[0])
-                        .ok_or(format!("`{}`'s bias is not an f32 constant", n.name))?,
-                ),
+                Some(b) => {
+                    let not_f32 = |reason| {
+                        leave(
+                            reason,
+                            format!("`{}`'s bias is not an f32 constant", n.name),
+                        )
+                    };
+                    let b = f64s(graph, Some(b)).ok_or_else(|| not_f32(Reason::NotConstant))?;
+                    if shape.first() != Some(&b.len()) {
+                        return Err(not_f32(Reason::ShapeMismatch));
+                    }
+                    Some(b)
+                }
             };
             let nat = |v: &[i64], default: usize| -> Vec<usize> {
                 (0..nd)
@@ -127,7 +153,7 @@ fn branch(graph: &Graph, v: ValueId, shared: Option<ValueId>) -> Result<Branch, 
                 pads: nat(&c.pads, 0),
                 strides: nat(&c.strides, 1),
                 group: c.group.max(1) as usize,
-                epilogue: n.op.epilogue()?,
+                epilogue: n.op.epilogue().map_err(bug)?,
                 shape,
             }
         }
@@ -135,10 +161,16 @@ fn branch(graph: &Graph, v: ValueId, shared: Option<ValueId>) -> Result<Branch, 
             let stat = |slot| f64s(graph, n.inputs.get(slot).copied().flatten());
             let (Some(s), Some(bias), Some(mean), Some(var)) = (stat(1), stat(2), stat(3), stat(4))
             else {
-                return Err(format!("`{}`'s statistics are not f32 constants", n.name));
+                return Err(leave(
+                    Reason::NotConstant,
+                    format!("`{}`'s statistics are not f32 constants", n.name),
+                ));
             };
             if [&bias, &mean, &var].iter().any(|v| v.len() != s.len()) {
-                return Err(format!("`{}`'s statistics differ in length", n.name));
+                return Err(leave(
+                    Reason::ShapeMismatch,
+                    format!("`{}`'s statistics differ in length", n.name),
+                ));
             }
             let eps = f64::from(b.epsilon);
             let scale: Vec<f64> = s
@@ -152,10 +184,9 @@ fn branch(graph: &Graph, v: ValueId, shared: Option<ValueId>) -> Result<Branch, 
             Kind::Diagonal { scale, shift }
         }
         other => {
-            return Err(format!(
-                "`{}` is {}, not a Conv",
-                n.name,
-                a_or_an(other.name())
+            return Err(leave(
+                Reason::UnsupportedOp,
+                format!("`{}` is {}, not a Conv", n.name, a_or_an(other.name())),
             ));
         }
     };
@@ -166,7 +197,7 @@ fn branch(graph: &Graph, v: ValueId, shared: Option<ValueId>) -> Result<Branch, 
     })
 }
 
-fn identity(graph: &Graph, x: ValueId) -> Result<Branch, String> {
+fn identity(graph: &Graph, x: ValueId) -> Result<Branch, Skip> {
     let c = graph
         .value(x)
         .ty
@@ -174,7 +205,10 @@ fn identity(graph: &Graph, x: ValueId) -> Result<Branch, String> {
         .as_ref()
         .and_then(|s| s.get(1))
         .and_then(mcc_ir::Dim::fixed)
-        .ok_or("the shared input's channel count is not known")?;
+        .or_leave(
+            Reason::UnknownShape,
+            "the shared input's channel count is not known",
+        )?;
     Ok(Branch {
         node: None,
         input: x,
@@ -203,7 +237,7 @@ struct Layout {
     group: usize,
 }
 
-fn as_conv(b: &Branch, group: usize, nd: usize) -> Result<ConvLike, String> {
+fn as_conv(b: &Branch, group: usize, nd: usize) -> Result<ConvLike, Skip> {
     match &b.kind {
         Kind::Conv {
             w,
@@ -220,7 +254,10 @@ fn as_conv(b: &Branch, group: usize, nd: usize) -> Result<ConvLike, String> {
         Kind::Diagonal { scale, shift } => {
             let m = scale.len();
             if m % group != 0 {
-                return Err("the channels do not divide into the groups".into());
+                return Err(leave(
+                    Reason::ShapeMismatch,
+                    "the channels do not divide into the groups",
+                ));
             }
             let cg = m / group;
             let mut w = vec![0.0; m * cg];
@@ -246,7 +283,7 @@ fn layout(
     out: ValueId,
     concat: bool,
     pad_kernels: bool,
-) -> Result<(Layout, Vec<ConvLike>), String> {
+) -> Result<(Layout, Vec<ConvLike>), Skip> {
     let convs: Vec<&Branch> = branches
         .iter()
         .filter(|b| matches!(b.kind, Kind::Conv { .. }))
@@ -263,7 +300,7 @@ fn layout(
         ..
     }) = convs.first()
     else {
-        return Err("none of its inputs is a Conv".into());
+        return Err(leave(Reason::UnsupportedOp, "none of its inputs is a Conv"));
     };
     for b in &convs {
         if let Kind::Conv {
@@ -275,30 +312,48 @@ fn layout(
         } = &b.kind
         {
             if s != strides {
-                return Err("the branches have different strides".into());
+                return Err(leave(
+                    Reason::UnsupportedAttribute,
+                    "the branches have different strides",
+                ));
             }
             if g != group || (concat && *g != 1) {
-                return Err("the branches are grouped (differently)".into());
+                return Err(leave(
+                    Reason::UnsupportedAttribute,
+                    "the branches are grouped (differently)",
+                ));
             }
             if e != epilogue || (!concat && e.is_some()) {
-                return Err(if concat {
-                    "the branches end in different activations".into()
-                } else {
-                    "a branch ends in an activation, and activations do not add up".into()
-                });
+                return Err(leave(
+                    Reason::HasActivation,
+                    if concat {
+                        "the branches end in different activations"
+                    } else {
+                        "a branch ends in an activation, and activations do not add up"
+                    },
+                ));
             }
             if sh.len() != shape.len() {
-                return Err("the branches' kernels differ in rank".into());
+                return Err(leave(
+                    Reason::ShapeMismatch,
+                    "the branches' kernels differ in rank",
+                ));
             }
         }
     }
     let nd = shape.len() - 2;
     let x = branches[0].input;
     let (Some(h), Some(o)) = (spatial_dims(graph, x), spatial_dims(graph, out)) else {
-        return Err("the spatial sizes are not known".into());
+        return Err(leave(
+            Reason::UnknownShape,
+            "the spatial sizes are not known",
+        ));
     };
     if h.len() != nd || o.len() != nd {
-        return Err("the branches and their input disagree on the spatial rank".into());
+        return Err(leave(
+            Reason::ShapeMismatch,
+            "the branches and their input disagree on the spatial rank",
+        ));
     }
     let parts: Vec<ConvLike> = branches
         .iter()
@@ -309,17 +364,20 @@ fn layout(
         .iter()
         .any(|p| p.shape[1] != cg || (!concat && p.shape[0] != m))
     {
-        return Err("the branches' channel counts do not line up".into());
+        return Err(leave(
+            Reason::ShapeMismatch,
+            "the branches' channel counts do not line up",
+        ));
     }
     let kernel: Vec<usize> = (0..nd)
         .map(|d| parts.iter().map(|p| p.shape[2 + d]).max().unwrap_or(1))
         .collect();
     if concat && !pad_kernels && parts.iter().any(|p| p.shape[2..] != kernel[..]) {
-        return Err(
+        return Err(leave(
+            Reason::MoreWork,
             "the branches' kernels differ in size; `kernels: pad` merges them by zero-padding, \
-             at the cost of extra multiply-accumulates"
-                .into(),
-        );
+             at the cost of extra multiply-accumulates",
+        ));
     }
     let pads_begin: Vec<usize> = (0..nd)
         .map(|d| parts.iter().map(|p| p.pads[d]).max().unwrap_or(0))
@@ -327,7 +385,10 @@ fn layout(
     for p in &parts {
         for d in 0..nd {
             if pads_begin[d] - p.pads[d] + p.shape[2 + d] > kernel[d] {
-                return Err("no single padding lines the branches' kernels up".into());
+                return Err(leave(
+                    Reason::ShapeMismatch,
+                    "no single padding lines the branches' kernels up",
+                ));
             }
         }
     }
@@ -338,7 +399,10 @@ fn layout(
         pads_end[d] = need.max(0) as usize;
         let count = (h[d] + pb + pads_end[d]).checked_sub(k).map(|n| n / s + 1);
         if count != Some(o[d]) {
-            return Err("no single padding gives the branches' output size".into());
+            return Err(leave(
+                Reason::ShapeMismatch,
+                "no single padding gives the branches' output size",
+            ));
         }
     }
     Ok((
@@ -460,22 +524,22 @@ struct Found {
 }
 
 /// Whether the join's branches can be merged, and how; reads the graph only.
-fn check(graph: &Graph, join: NodeId, pad_kernels: bool) -> Result<Found, String> {
-    let n = graph.node(join).ok_or("no such layer")?;
+fn check(graph: &Graph, join: NodeId, pad_kernels: bool) -> Result<Found, Skip> {
+    let n = graph.node(join).or_bug("no such layer")?;
     let out = n.outputs[0];
     let operands: Vec<ValueId> = n
         .inputs
         .iter()
         .copied()
         .collect::<Option<_>>()
-        .ok_or("it lacks an operand")?;
+        .or_leave(Reason::MissingOperand, "it lacks an operand")?;
     let concat = match &n.op {
         Op::Concat(_) => true,
         Op::Add(_) | Op::Sum(_) => false,
         other => {
-            return Err(format!(
-                "it is {}, not a Concat, Add or Sum",
-                a_or_an(other.name())
+            return Err(leave(
+                Reason::UnsupportedOp,
+                format!("it is {}, not a Concat, Add or Sum", a_or_an(other.name())),
             ));
         }
     };
@@ -501,14 +565,17 @@ fn check(graph: &Graph, join: NodeId, pad_kernels: bool) -> Result<Found, String
         .iter()
         .filter_map(|&v| reads(v).filter(|&(_, conv)| conv).map(|(i, _)| i))
         .find(|&x| branches_of(x) >= 2)
-        .ok_or(NOT_A_CANDIDATE)?;
+        .ok_or(Skip::NotACandidate)?;
     if concat {
         let rank = graph.value(out).ty.shape.as_ref().map_or(0, Vec::len) as i64;
         let Op::Concat(c) = &n.op else {
-            return Err(NOT_A_CANDIDATE.into());
+            return Err(bug("a Concat that is not one"));
         };
         if c.axis != 1 && c.axis != 1 - rank {
-            return Err("it does not join along the channel axis".into());
+            return Err(leave(
+                Reason::UnsupportedAttribute,
+                "it does not join along the channel axis",
+            ));
         }
     } else {
         let ty = &graph.value(out).ty;
@@ -516,28 +583,37 @@ fn check(graph: &Graph, join: NodeId, pad_kernels: bool) -> Result<Found, String
             .iter()
             .any(|&v| graph.value(v).ty.shape != ty.shape)
         {
-            return Err("its operands broadcast".into());
+            return Err(leave(Reason::ShapeMismatch, "its operands broadcast"));
         }
     }
     if operands.iter().filter(|&&v| v == shared).count() > 1 {
-        return Err("it reads the shared input more than once".into());
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            "it reads the shared input more than once",
+        ));
     }
     let branches: Vec<Branch> = operands
         .iter()
         .map(|&v| {
             let b = branch(graph, v, (!concat).then_some(shared))?;
             if b.input != shared {
-                return Err(format!(
-                    "`{}` does not read the same tensor as the other branches",
-                    graph.value(v).name
+                return Err(leave(
+                    Reason::UnsupportedOp,
+                    format!(
+                        "`{}` does not read the same tensor as the other branches",
+                        graph.value(v).name
+                    ),
                 ));
             }
             if concat && !matches!(b.kind, Kind::Conv { .. }) {
-                return Err(format!("`{}` is not a Conv's output", graph.value(v).name));
+                return Err(leave(
+                    Reason::UnsupportedOp,
+                    format!("`{}` is not a Conv's output", graph.value(v).name),
+                ));
             }
             Ok(b)
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, Skip>>()?;
     let (layout, parts) = layout(graph, &branches, out, concat, pad_kernels)?;
     Ok(Found {
         branches,
@@ -614,11 +690,7 @@ pub fn run(
                     stands_for: name.clone(),
                 }));
             }
-            Err(why) if why == NOT_A_CANDIDATE => {}
-            Err(why) => left.push(LeftAlone {
-                node: name.clone(),
-                why,
-            }),
+            Err(skip) => left.extend(skip.report(name, "merge-branches")?),
         }
     }
     graph.remove_unused_consts();

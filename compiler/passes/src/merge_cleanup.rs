@@ -22,7 +22,7 @@ use mcc_ir::{Dim, Graph, NodeId, Op, Origin, StepId};
 
 use crate::PassError;
 use crate::merge::MergePass;
-use crate::merge::{LeftAlone, Merged};
+use crate::merge::{LeftAlone, Merged, OrSkip, Reason, Skip, leave};
 use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 fn fail(node: &str, message: impl ToString) -> PassError {
@@ -40,8 +40,8 @@ fn dims(graph: &Graph, v: mcc_ir::ValueId) -> Option<&[Dim]> {
 }
 
 /// Whether `n` just passes its operand through, and if not, why.
-fn pass_through(graph: &Graph, n: NodeId) -> Result<bool, String> {
-    let node = graph.node(n).ok_or("no such layer")?;
+fn pass_through(graph: &Graph, n: NodeId) -> Result<bool, Skip> {
+    let node = graph.node(n).or_bug("no such layer")?;
     let (Some(&Some(src)), Some(&out)) = (node.inputs.first(), node.outputs.first()) else {
         return Ok(false);
     };
@@ -49,10 +49,13 @@ fn pass_through(graph: &Graph, n: NodeId) -> Result<bool, String> {
         Op::Identity(_) => true,
         Op::Dropout(_) => {
             if node.inputs.get(2).is_some_and(Option::is_some) {
-                return Err("it is given a training_mode operand".into());
+                return Err(leave(
+                    Reason::UnsupportedAttribute,
+                    "it is given a training_mode operand",
+                ));
             }
             if node.outputs.get(1).is_some_and(|&m| graph.is_used(m)) {
-                return Err("its mask is read".into());
+                return Err(leave(Reason::SharedOutput, "its mask is read"));
             }
             true
         }
@@ -62,7 +65,10 @@ fn pass_through(graph: &Graph, n: NodeId) -> Result<bool, String> {
         _ => false,
     };
     if is && graph.outputs().contains(&out) && graph.inputs().contains(&src) {
-        return Err("it joins a graph input to a graph output; removing it would rename the model's interface".into());
+        return Err(leave(
+            Reason::GraphInterface,
+            "it joins a graph input to a graph output; removing it would rename the model's interface",
+        ));
     }
     Ok(is)
 }
@@ -157,10 +163,7 @@ pub fn run(
             continue;
         };
         match pass_through(graph, n) {
-            Err(why) => left.push(LeftAlone {
-                node: name.clone(),
-                why,
-            }),
+            Err(skip) => left.extend(skip.report(name, "merge-cleanup")?),
             Ok(true) => {
                 let node = graph.node(n).ok_or_else(|| fail(name, "vanished"))?;
                 let (src, out) = match (node.inputs.first(), node.outputs.first()) {
@@ -188,7 +191,7 @@ pub fn run(
                     }
                     mcc_ir::infer_all(graph).map_err(|(node, _, e)| fail(&node, e.0))?;
                     // The rewrite may have made it a no-op.
-                    if pass_through(graph, n) == Ok(true) {
+                    if matches!(pass_through(graph, n), Ok(true)) {
                         let src = graph
                             .node(n)
                             .and_then(|x| x.inputs.first().copied().flatten());

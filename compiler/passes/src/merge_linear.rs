@@ -23,8 +23,8 @@ use mcc_ir::{Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
 use crate::merge::MergePass;
-use crate::merge::{self, NOT_A_CANDIDATE, a_or_an, store_const};
-use crate::merge::{LeftAlone, Merged};
+use crate::merge::{self, a_or_an, bug, leave, store_const};
+use crate::merge::{LeftAlone, Merged, OrSkip, Reason, Skip};
 use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 /// The rewritten first layer: its new operator, weights and bias.
@@ -46,34 +46,38 @@ fn f64s(graph: &Graph, v: ValueId) -> Option<(Vec<usize>, Vec<f64>)> {
     ))
 }
 
-fn tensor(shape: &[usize], data: &[f64]) -> Result<Tensor, String> {
-    Tensor::from_vec(shape, data.iter().map(|&x| x as f32).collect()).map_err(|e| e.to_string())
+fn tensor(shape: &[usize], data: &[f64]) -> Result<Tensor, Skip> {
+    Tensor::from_vec(shape, data.iter().map(|&x| x as f32).collect())
+        .map_err(|e| bug(e.to_string()))
 }
 
-fn too_costly(before: usize, after: usize) -> Result<(), String> {
+fn too_costly(before: usize, after: usize) -> Result<(), Skip> {
     if after > before {
-        return Err(format!(
-            "merging would raise the multiply-accumulates per output from {before} to {after}"
+        return Err(leave(
+            Reason::MoreWork,
+            format!(
+                "merging would raise the multiply-accumulates per output from {before} to {after}"
+            ),
         ));
     }
     Ok(())
 }
 
 /// Whether `node` can be merged into its producer, and into what.
-pub fn check(graph: &Graph, node: NodeId) -> Result<(NodeId, Fold), String> {
-    let n = graph.node(node).ok_or("no such layer")?;
+pub fn check(graph: &Graph, node: NodeId) -> Result<(NodeId, Fold), Skip> {
+    let n = graph.node(node).or_bug("no such layer")?;
     if !matches!(n.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_)) {
-        return Err(format!(
-            "it is {}, not a Conv, Gemm or MatMul",
-            a_or_an(n.op.name())
+        return Err(leave(
+            Reason::UnsupportedOp,
+            format!("it is {}, not a Conv, Gemm or MatMul", a_or_an(n.op.name())),
         ));
     }
-    let x = operand(graph, node, 0).ok_or("it has no input")?;
+    let x = operand(graph, node, 0).or_leave(Reason::MissingOperand, "it has no input")?;
     let linear = |op: &Op| matches!(op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_));
-    let Some(pn) = graph.producer(x).and_then(|p| graph.node(p)) else {
-        return Err(NOT_A_CANDIDATE.into());
+    let Some(p) = graph.producer(x) else {
+        return Err(Skip::NotACandidate);
     };
-    let p = graph.producer(x).ok_or(NOT_A_CANDIDATE)?;
+    let pn = graph.node(p).or_bug("no producer")?;
     if !linear(&pn.op) {
         // Report a single non-linear layer between two linear ones; skip the rest.
         let before = pn
@@ -85,35 +89,42 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<(NodeId, Fold), String> {
             .and_then(|q| graph.node(q))
             .filter(|q| linear(&q.op));
         return Err(match before {
-            Some(q) if pn.inputs.iter().flatten().count() == 1 => {
+            Some(q) if pn.inputs.iter().flatten().count() == 1 => leave(
+                Reason::UnsupportedOp,
                 format!(
                     "`{}` ({}) sits between it and `{}`, and is not linear",
                     pn.name,
                     a_or_an(pn.op.name()),
                     q.name
-                )
-            }
-            _ => NOT_A_CANDIDATE.into(),
+                ),
+            ),
+            _ => Skip::NotACandidate,
         });
     }
     if let Ok(Some(e)) = pn.op.epilogue() {
-        return Err(format!(
-            "`{}` ends in a {e}, which is not linear, so the two do not compose",
-            pn.name
+        return Err(leave(
+            Reason::HasActivation,
+            format!(
+                "`{}` ends in a {e}, which is not linear, so the two do not compose",
+                pn.name
+            ),
         ));
     }
     match (&pn.op, &n.op) {
         (Op::Conv(_), Op::Conv(_)) => {}
         (Op::Gemm(_) | Op::MatMul(_), Op::Gemm(_) | Op::MatMul(_)) => {}
         (a, _) => {
-            return Err(format!(
-                "it reads {}, not a layer of its kind",
-                a_or_an(a.name())
+            return Err(leave(
+                Reason::UnsupportedOp,
+                format!("it reads {}, not a layer of its kind", a_or_an(a.name())),
             ));
         }
     }
     if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
-        return Err(format!("`{}`'s output is also read elsewhere", pn.name));
+        return Err(leave(
+            Reason::SharedOutput,
+            format!("`{}`'s output is also read elsewhere", pn.name),
+        ));
     }
     let fold = match n.op {
         Op::Conv(_) => conv_pair(graph, p, node)?,
@@ -123,12 +134,12 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<(NodeId, Fold), String> {
 }
 
 /// A 1×1 Conv (`second`) after a Conv (`first`).
-fn conv_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, String> {
+fn conv_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, Skip> {
     let (Some(f), Some(s)) = (graph.node(first), graph.node(second)) else {
-        return Err("a layer vanished".into());
+        return Err(bug("a layer vanished"));
     };
     let (Op::Conv(c1), Op::Conv(c2)) = (&f.op, &s.op) else {
-        return Err("not two Convs".into());
+        return Err(bug("not two Convs"));
     };
     let all = |v: &[i64], x: i64| v.iter().all(|&d| d == x);
     if c2.group != 1
@@ -140,36 +151,49 @@ fn conv_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, Strin
             mcc_ir::AutoPad::NotSet | mcc_ir::AutoPad::Valid
         )
     {
-        return Err("it is not a plain pointwise Conv (stride 1, no padding, one group)".into());
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            "it is not a plain pointwise Conv (stride 1, no padding, one group)",
+        ));
     }
     if c1.group != 1 {
-        return Err(format!(
-            "`{}` is grouped; merging would make it dense",
-            f.name
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            format!("`{}` is grouped; merging would make it dense", f.name),
         ));
     }
     let weights = |node: NodeId, name: &str| {
         operand(graph, node, 1)
             .and_then(|w| f64s(graph, w))
-            .ok_or(format!("`{name}`'s weights are not an f32 constant"))
+            .ok_or_else(|| {
+                leave(
+                    Reason::NotConstant,
+                    format!("`{name}`'s weights are not an f32 constant"),
+                )
+            })
     };
     let (s1, w1) = weights(first, &f.name)?;
     let (s2, w2) = weights(second, &s.name)?;
     if s2.len() < 3 || s2[2..].iter().any(|&k| k != 1) {
-        return Err("it is not a 1×1 Conv".into());
+        return Err(leave(Reason::UnsupportedAttribute, "it is not a 1×1 Conv"));
     }
     let (m1, m2) = (s1[0], s2[0]);
     if s2[1] != m1 || s1.len() != s2.len() {
-        return Err("its channels do not line up with the Conv before it".into());
+        return Err(leave(
+            Reason::ShapeMismatch,
+            "its channels do not line up with the Conv before it",
+        ));
     }
     let per: usize = s1[1..].iter().product();
     too_costly(m1 * per + m2 * m1, m2 * per)?;
-    let bias = |node: NodeId, len: usize| -> Result<Option<Vec<f64>>, String> {
+    let bias = |node: NodeId, len: usize| -> Result<Option<Vec<f64>>, Skip> {
+        const NOT_A_VECTOR: &str = "a bias is not an f32 constant vector";
         match operand(graph, node, 2) {
             None => Ok(None),
             Some(b) => match f64s(graph, b) {
                 Some((_, v)) if v.len() == len => Ok(Some(v)),
-                _ => Err("a bias is not an f32 constant vector".into()),
+                Some(_) => Err(leave(Reason::ShapeMismatch, NOT_A_VECTOR)),
+                None => Err(leave(Reason::NotConstant, NOT_A_VECTOR)),
             },
         }
     };
@@ -199,7 +223,7 @@ fn conv_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, Strin
             .collect()
     });
     let mut op = Op::Conv(c1.clone());
-    op.set_epilogue(s.op.epilogue()?);
+    op.set_epilogue(s.op.epilogue().map_err(bug)?);
     let mut shape = s1.clone();
     shape[0] = m2;
     Ok(Fold {
@@ -219,18 +243,34 @@ struct Affine {
     trans_a: i64,
 }
 
-fn affine(graph: &Graph, node: NodeId) -> Result<Affine, String> {
-    let n = graph.node(node).ok_or("no such layer")?;
-    let w = operand(graph, node, 1).ok_or(format!("`{}` has no matrix", n.name))?;
+fn affine(graph: &Graph, node: NodeId) -> Result<Affine, Skip> {
+    let n = graph.node(node).or_bug("no such layer")?;
+    let w = operand(graph, node, 1).ok_or_else(|| {
+        leave(
+            Reason::MissingOperand,
+            format!("`{}` has no matrix", n.name),
+        )
+    })?;
     if operand(graph, node, 0).is_some_and(|a| graph.const_data(a).is_some()) {
-        return Err(format!("`{}` multiplies a constant from the left", n.name));
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            format!("`{}` multiplies a constant from the left", n.name),
+        ));
     }
-    let (shape, data) = f64s(graph, w).ok_or(format!(
-        "`{}`'s matrix is not an f32 constant (it is computed at run time)",
-        n.name
-    ))?;
+    let (shape, data) = f64s(graph, w).ok_or_else(|| {
+        leave(
+            Reason::NotConstant,
+            format!(
+                "`{}`'s matrix is not an f32 constant (it is computed at run time)",
+                n.name
+            ),
+        )
+    })?;
     let &[r, c] = shape.as_slice() else {
-        return Err(format!("`{}`'s matrix is not 2-D", n.name));
+        return Err(leave(
+            Reason::ShapeMismatch,
+            format!("`{}`'s matrix is not 2-D", n.name),
+        ));
     };
     match &n.op {
         Op::MatMul(_) => Ok(Affine {
@@ -257,15 +297,22 @@ fn affine(graph: &Graph, node: NodeId) -> Result<Affine, String> {
             let bias = match operand(graph, node, 2) {
                 None => None,
                 Some(cv) => {
-                    let (cs, cd) = f64s(graph, cv)
-                        .ok_or(format!("`{}`'s C is not an f32 constant", n.name))?;
+                    let (cs, cd) = f64s(graph, cv).ok_or_else(|| {
+                        leave(
+                            Reason::NotConstant,
+                            format!("`{}`'s C is not an f32 constant", n.name),
+                        )
+                    })?;
                     let beta = f64::from(g.beta);
                     if cd.len() == 1 {
                         Some(vec![beta * cd[0]; cols])
                     } else if cd.len() == cols && cs.iter().rev().skip(1).all(|&d| d == 1) {
                         Some(cd.iter().map(|&x| beta * x).collect())
                     } else {
-                        return Err(format!("`{}`'s C varies by row", n.name));
+                        return Err(leave(
+                            Reason::ShapeMismatch,
+                            format!("`{}`'s C varies by row", n.name),
+                        ));
                     }
                 }
             };
@@ -277,21 +324,27 @@ fn affine(graph: &Graph, node: NodeId) -> Result<Affine, String> {
                 trans_a: g.transA,
             })
         }
-        other => Err(format!("it is {}", a_or_an(other.name()))),
+        other => Err(bug(format!("it is {}", a_or_an(other.name())))),
     }
 }
 
 /// A Gemm/MatMul (`second`) after a Gemm/MatMul (`first`).
-fn dense_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, String> {
+fn dense_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, Skip> {
     let (Some(f), Some(s)) = (graph.node(first), graph.node(second)) else {
-        return Err("a layer vanished".into());
+        return Err(bug("a layer vanished"));
     };
     let (a1, a2) = (affine(graph, first)?, affine(graph, second)?);
     if a2.trans_a != 0 {
-        return Err("it transposes its input (transA)".into());
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            "it transposes its input (transA)",
+        ));
     }
     if a2.k != a1.n {
-        return Err("its rows do not line up with the layer before it".into());
+        return Err(leave(
+            Reason::ShapeMismatch,
+            "its rows do not line up with the layer before it",
+        ));
     }
     let (k, mid, n) = (a1.k, a1.n, a2.n);
     too_costly(k * mid + mid * n, k * n)?;
@@ -320,7 +373,7 @@ fn dense_pair(graph: &Graph, first: NodeId, second: NodeId) -> Result<Fold, Stri
             })
             .collect()
     });
-    let epilogue = s.op.epilogue()?;
+    let epilogue = s.op.epilogue().map_err(bug)?;
     let both_matmul = matches!((&f.op, &s.op), (Op::MatMul(_), Op::MatMul(_)));
     let (mut op, weights) = if both_matmul {
         (f.op.clone(), tensor(&[k, n], &b)?)

@@ -19,7 +19,7 @@ use mcc_ir::{AutoPad, Graph, NodeId, Op, Origin, StepId};
 
 use crate::PassError;
 use crate::merge::MergePass;
-use crate::merge::{LeftAlone, Merged, a_or_an};
+use crate::merge::{LeftAlone, Merged, OrSkip, Reason, Skip, a_or_an, leave};
 use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 /// What a foldable Pad was found to be.
@@ -33,26 +33,34 @@ struct Fold {
 }
 
 /// The Pad's pads over every axis (begins then ends), with `axes` expanded.
-fn full_pads(graph: &Graph, n: &mcc_ir::Node, rank: usize) -> Result<Vec<i64>, String> {
-    let pv = n.inputs.get(1).copied().flatten().ok_or("it has no pads")?;
+fn full_pads(graph: &Graph, n: &mcc_ir::Node, rank: usize) -> Result<Vec<i64>, Skip> {
+    let pv = n
+        .inputs
+        .get(1)
+        .copied()
+        .flatten()
+        .or_leave(Reason::MissingOperand, "it has no pads")?;
     let pads = graph
         .const_data(pv)
-        .ok_or("its pads are computed at run time")?
+        .or_leave(Reason::NotConstant, "its pads are computed at run time")?
         .to_i64_vec();
     let axes: Vec<usize> = match n.inputs.get(3).copied().flatten() {
         None => (0..rank).collect(),
         Some(a) => graph
             .const_data(a)
-            .ok_or("its axes are computed at run time")?
+            .or_leave(Reason::NotConstant, "its axes are computed at run time")?
             .to_i64_vec()
             .iter()
             .map(|&a| if a < 0 { a + rank as i64 } else { a })
             .map(|a| usize::try_from(a).ok().filter(|&a| a < rank))
             .collect::<Option<_>>()
-            .ok_or("its axes are out of range")?,
+            .or_leave(Reason::ShapeMismatch, "its axes are out of range")?,
     };
     if pads.len() != 2 * axes.len() {
-        return Err("its pads do not match its axes".into());
+        return Err(leave(
+            Reason::ShapeMismatch,
+            "its pads do not match its axes",
+        ));
     }
     let mut full = vec![0; 2 * rank];
     for (i, &a) in axes.iter().enumerate() {
@@ -62,15 +70,21 @@ fn full_pads(graph: &Graph, n: &mcc_ir::Node, rank: usize) -> Result<Vec<i64>, S
     Ok(full)
 }
 
-fn check(graph: &Graph, pad: NodeId) -> Result<Fold, String> {
-    let n = graph.node(pad).ok_or("no such layer")?;
+fn check(graph: &Graph, pad: NodeId) -> Result<Fold, Skip> {
+    let n = graph.node(pad).or_bug("no such layer")?;
     let Op::Pad(p) = &n.op else {
-        return Err(format!("it is {}, not a Pad", a_or_an(n.op.name())));
+        return Err(leave(
+            Reason::UnsupportedOp,
+            format!("it is {}, not a Pad", a_or_an(n.op.name())),
+        ));
     };
     if p.mode != "constant" {
-        return Err(format!(
-            "it pads in `{}` mode; Convs and pools pad with a constant",
-            p.mode
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            format!(
+                "it pads in `{}` mode; Convs and pools pad with a constant",
+                p.mode
+            ),
         ));
     }
     let input = n
@@ -78,72 +92,96 @@ fn check(graph: &Graph, pad: NodeId) -> Result<Fold, String> {
         .first()
         .copied()
         .flatten()
-        .ok_or("it has no input")?;
+        .or_leave(Reason::MissingOperand, "it has no input")?;
     let rank = graph
         .value(input)
         .ty
         .shape
         .as_ref()
         .map(Vec::len)
-        .ok_or("its input's rank is not known")?;
+        .or_leave(Reason::UnknownShape, "its input's rank is not known")?;
     if rank < 3 {
-        return Err("its input has no spatial axes".into());
+        return Err(leave(
+            Reason::ShapeMismatch,
+            "its input has no spatial axes",
+        ));
     }
     let full = full_pads(graph, n, rank)?;
     if full.iter().any(|&x| x < 0) {
-        return Err("it crops (negative pads)".into());
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            "it crops (negative pads)",
+        ));
     }
     if full[0] != 0 || full[1] != 0 || full[rank] != 0 || full[rank + 1] != 0 {
-        return Err("it pads the batch or channel axis".into());
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            "it pads the batch or channel axis",
+        ));
     }
     let value = match n.inputs.get(2).copied().flatten() {
         None => 0.0,
         Some(v) => {
             let t = graph
                 .const_data(v)
-                .ok_or("its value is computed at run time")?;
+                .or_leave(Reason::NotConstant, "its value is computed at run time")?;
             match t.to_f64_vec().as_slice() {
                 [] => 0.0,
                 [x] => *x,
-                _ => return Err("its value is not a scalar".into()),
+                _ => return Err(leave(Reason::ShapeMismatch, "its value is not a scalar")),
             }
         }
     };
-    let out = n.outputs[0];
+    let out = *n.outputs.first().or_bug("it has no output")?;
     if graph.outputs().contains(&out) {
-        return Err("its output is a graph output".into());
+        return Err(leave(
+            Reason::GraphInterface,
+            "its output is a graph output",
+        ));
     }
     let users = graph.users(out);
     if users.is_empty() {
-        return Err("nothing reads it".into());
+        return Err(leave(Reason::UnsupportedOp, "nothing reads it"));
     }
     for &(u, slot) in &users {
-        let un = graph.node(u).ok_or("a reader vanished")?;
-        let why = |what: &str| format!("`{}` {what}", un.name);
+        let un = graph.node(u).or_bug("a reader vanished")?;
+        let why = |reason: Reason, what: &str| leave(reason, format!("`{}` {what}", un.name));
         if slot != 0 {
-            return Err(why("reads it as a parameter, not as its input"));
+            return Err(why(
+                Reason::UnsupportedAttribute,
+                "reads it as a parameter, not as its input",
+            ));
         }
         let (auto_pad, zero_ok) = match &un.op {
             Op::Conv(c) => (&c.auto_pad, true),
             Op::AveragePool(a) => {
                 if a.count_include_pad == 0 && a.pads.iter().any(|&x| x != 0) {
-                    return Err(why("leaves its own padding out of the average"));
+                    return Err(why(
+                        Reason::NotExact,
+                        "leaves its own padding out of the average",
+                    ));
                 }
                 if a.ceil_mode != 0 {
-                    return Err(why("uses ceil_mode, whose partial windows would change"));
+                    return Err(why(
+                        Reason::NotExact,
+                        "uses ceil_mode, whose partial windows would change",
+                    ));
                 }
                 (&a.auto_pad, true)
             }
             Op::MaxPool(m) => (&m.auto_pad, false),
             other => {
-                return Err(why(&format!(
-                    "is {}, which cannot absorb padding",
-                    a_or_an(other.name())
-                )));
+                return Err(why(
+                    Reason::UnsupportedOp,
+                    &format!("is {}, which cannot absorb padding", a_or_an(other.name())),
+                ));
             }
         };
         if !matches!(auto_pad, AutoPad::NotSet) {
-            return Err(why("derives its padding from auto_pad"));
+            return Err(why(
+                Reason::UnsupportedAttribute,
+                "derives its padding from auto_pad",
+            ));
         }
         let own = match &un.op {
             Op::Conv(c) => c.pads.len(),
@@ -152,12 +190,20 @@ fn check(graph: &Graph, pad: NodeId) -> Result<Fold, String> {
             _ => 0,
         };
         if own != 0 && own != 2 * (rank - 2) {
-            return Err(why("has pads that do not match its rank"));
+            return Err(why(
+                Reason::ShapeMismatch,
+                "has pads that do not match its rank",
+            ));
         }
         match (zero_ok, value) {
-            (true, v) if v != 0.0 => return Err(why(&format!("pads with 0, not {v}"))),
+            (true, v) if v != 0.0 => {
+                return Err(why(Reason::NotExact, &format!("pads with 0, not {v}")));
+            }
             (false, v) if v != f64::NEG_INFINITY => {
-                return Err(why(&format!("is a MaxPool, which pads with −∞, not {v}")));
+                return Err(why(
+                    Reason::NotExact,
+                    &format!("is a MaxPool, which pads with −∞, not {v}"),
+                ));
             }
             _ => {}
         }
@@ -210,11 +256,8 @@ pub fn run(
         };
         let fold = match check(graph, pad) {
             Ok(f) => f,
-            Err(why) => {
-                left.push(LeftAlone {
-                    node: name.clone(),
-                    why,
-                });
+            Err(skip) => {
+                left.extend(skip.report(name, "merge-pad")?);
                 continue;
             }
         };

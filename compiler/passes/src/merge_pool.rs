@@ -16,8 +16,8 @@ use mcc_ir::{AutoPad, Graph, NodeId, Op, StepId, Tensor};
 
 use crate::PassError;
 use crate::merge::MergePass;
-use crate::merge::{self, a_or_an, spatial_dims, store_const};
-use crate::merge::{LeftAlone, Merged};
+use crate::merge::{self, a_or_an, leave, spatial_dims, store_const};
+use crate::merge::{LeftAlone, Merged, OrSkip, Reason, Skip};
 use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 fn ones(v: &[i64]) -> bool {
@@ -25,44 +25,63 @@ fn ones(v: &[i64]) -> bool {
 }
 
 /// Whether `pool` can be folded: `Ok(conv)` or `Err(why not)`.
-pub fn check(graph: &Graph, pool: NodeId) -> Result<NodeId, String> {
-    let n = graph.node(pool).ok_or("no such layer")?;
+pub fn check(graph: &Graph, pool: NodeId) -> Result<NodeId, Skip> {
+    let n = graph.node(pool).or_bug("no such layer")?;
     let Op::AveragePool(p) = &n.op else {
-        return Err(format!(
-            "it is {}, not an AveragePool",
-            a_or_an(n.op.name())
+        return Err(leave(
+            Reason::UnsupportedOp,
+            format!("it is {}, not an AveragePool", a_or_an(n.op.name())),
         ));
     };
     if p.pads.iter().any(|&x| x != 0) || !matches!(p.auto_pad, AutoPad::NotSet | AutoPad::Valid) {
-        return Err("the pool pads its input, so its border windows average fewer values".into());
+        return Err(leave(
+            Reason::NotExact,
+            "the pool pads its input, so its border windows average fewer values",
+        ));
     }
     if p.ceil_mode != 0 || !ones(&p.dilations) {
-        return Err("the pool uses ceil_mode or dilation".into());
+        return Err(leave(
+            Reason::UnsupportedAttribute,
+            "the pool uses ceil_mode or dilation",
+        ));
     }
     let x = n
         .inputs
         .first()
         .copied()
         .flatten()
-        .ok_or("it has no input")?;
+        .or_leave(Reason::MissingOperand, "it has no input")?;
     let c = graph
         .producer(x)
-        .ok_or("its input is not a layer's output")?;
-    let cn = graph.node(c).ok_or("no producer")?;
+        .or_leave(Reason::UnsupportedOp, "its input is not a layer's output")?;
+    let cn = graph.node(c).or_bug("no producer")?;
     let Op::Conv(conv) = &cn.op else {
-        return Err(format!("it reads {}, not a Conv", a_or_an(cn.op.name())));
-    };
-    if !ones(&conv.dilations)
-        || !conv.activation.is_empty()
-        || !matches!(conv.auto_pad, AutoPad::NotSet)
-    {
-        return Err(format!(
-            "`{}` uses dilation, auto_pad or an activation epilogue",
-            cn.name
+        return Err(leave(
+            Reason::UnsupportedOp,
+            format!("it reads {}, not a Conv", a_or_an(cn.op.name())),
         ));
+    };
+    // One sentence for three causes; the kind says whether an epilogue is among them.
+    let uses = |reason| {
+        Err(leave(
+            reason,
+            format!(
+                "`{}` uses dilation, auto_pad or an activation epilogue",
+                cn.name
+            ),
+        ))
+    };
+    if !conv.activation.is_empty() {
+        return uses(Reason::HasActivation);
+    }
+    if !ones(&conv.dilations) || !matches!(conv.auto_pad, AutoPad::NotSet) {
+        return uses(Reason::UnsupportedAttribute);
     }
     if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
-        return Err(format!("`{}`'s output is also read elsewhere", cn.name));
+        return Err(leave(
+            Reason::SharedOutput,
+            format!("`{}`'s output is also read elsewhere", cn.name),
+        ));
     }
     let w = cn
         .inputs
@@ -71,13 +90,25 @@ pub fn check(graph: &Graph, pool: NodeId) -> Result<NodeId, String> {
         .flatten()
         .and_then(|w| graph.const_data(w))
         .and_then(Tensor::as_f32)
-        .ok_or(format!("`{}`'s weights are not an f32 constant", cn.name))?;
-    let spatial = w.ndim() - 2;
+        .ok_or_else(|| {
+            leave(
+                Reason::NotConstant,
+                format!("`{}`'s weights are not an f32 constant", cn.name),
+            )
+        })?;
+    let spatial = w.ndim().saturating_sub(2);
     if p.kernel_shape.len() != spatial {
-        return Err("the pool's window does not match the Conv's spatial rank".into());
+        return Err(leave(
+            Reason::ShapeMismatch,
+            "the pool's window does not match the Conv's spatial rank",
+        ));
     }
-    if spatial_dims(graph, x).is_none() || spatial_dims(graph, n.outputs[0]).is_none() {
-        return Err("the spatial sizes are not known".into());
+    let out = *n.outputs.first().or_bug("it has no output")?;
+    if spatial_dims(graph, x).is_none() || spatial_dims(graph, out).is_none() {
+        return Err(leave(
+            Reason::UnknownShape,
+            "the spatial sizes are not known",
+        ));
     }
     Ok(c)
 }
@@ -199,7 +230,11 @@ pub fn run(
         "merge-pool",
         |g, id| {
             let c = check(g, id)?;
-            Ok((c, pool_shape(g, id).ok_or("the pool's shape is not known")?))
+            Ok((
+                c,
+                pool_shape(g, id)
+                    .or_leave(Reason::UnknownShape, "the pool's shape is not known")?,
+            ))
         },
         fold_into,
     )

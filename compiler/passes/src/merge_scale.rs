@@ -20,8 +20,8 @@ use mcc_ir::{Dim, Graph, NodeId, Op, StepId, Tensor, ValueId};
 
 use crate::PassError;
 use crate::merge::MergePass;
-use crate::merge::{self, a_or_an, output_channel, set_bias, store_const};
-use crate::merge::{LeftAlone, Merged};
+use crate::merge::{self, a_or_an, leave, output_channel, set_bias, store_const};
+use crate::merge::{LeftAlone, Merged, OrSkip, Reason, Skip};
 use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
 
 /// What a foldable Mul/Add was found to be.
@@ -46,55 +46,72 @@ fn f32_vec(graph: &Graph, v: ValueId) -> Option<Vec<f64>> {
 }
 
 /// Whether `node` can be folded, and how.
-pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
-    let n = graph.node(node).ok_or("no such layer")?;
+pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, Skip> {
+    let n = graph.node(node).or_bug("no such layer")?;
     let mul = match n.op {
         Op::Mul(_) => true,
         Op::Add(_) => false,
-        ref other => return Err(format!("it is {}, not a Mul or Add", a_or_an(other.name()))),
+        ref other => {
+            return Err(leave(
+                Reason::UnsupportedOp,
+                format!("it is {}, not a Mul or Add", a_or_an(other.name())),
+            ));
+        }
     };
     let (a, b) = match (
         n.inputs.first().copied().flatten(),
         n.inputs.get(1).copied().flatten(),
     ) {
         (Some(a), Some(b)) => (a, b),
-        _ => return Err("it lacks an operand".into()),
+        _ => return Err(leave(Reason::MissingOperand, "it lacks an operand")),
     };
     let (x, c) = match (graph.const_data(a).is_some(), graph.const_data(b).is_some()) {
         (false, true) => (a, b),
         (true, false) => (b, a),
         // A residual connection or a computed scale: not this pattern.
-        _ => return Err(merge::NOT_A_CANDIDATE.into()),
+        _ => return Err(Skip::NotACandidate),
     };
     let p = graph
         .producer(x)
-        .ok_or("its input is not a layer's output")?;
-    let pn = graph.node(p).ok_or("no producer")?;
+        .or_leave(Reason::UnsupportedOp, "its input is not a layer's output")?;
+    let pn = graph.node(p).or_bug("no producer")?;
     let norm = matches!(pn.op, Op::BatchNormalization(_));
     if !norm && !matches!(pn.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul(_)) {
-        return Err(format!(
-            "it reads {}, not a Conv, Gemm, MatMul or BatchNormalization",
-            a_or_an(pn.op.name())
+        return Err(leave(
+            Reason::UnsupportedOp,
+            format!(
+                "it reads {}, not a Conv, Gemm, MatMul or BatchNormalization",
+                a_or_an(pn.op.name())
+            ),
         ));
     }
     if let Ok(Some(e)) = pn.op.epilogue() {
-        return Err(format!("`{}` already ends in a {e}", pn.name));
+        return Err(leave(
+            Reason::HasActivation,
+            format!("`{}` already ends in a {e}", pn.name),
+        ));
     }
     if !mul && matches!(pn.op, Op::MatMul(_)) {
-        return Err(format!(
-            "`{}` is a MatMul, which has no bias to absorb an Add",
-            pn.name
+        return Err(leave(
+            Reason::UnsupportedOp,
+            format!(
+                "`{}` is a MatMul, which has no bias to absorb an Add",
+                pn.name
+            ),
         ));
     }
     if graph.users(x).len() != 1 || graph.outputs().contains(&x) {
-        return Err(format!("`{}`'s output is also read elsewhere", pn.name));
+        return Err(leave(
+            Reason::SharedOutput,
+            format!("`{}`'s output is also read elsewhere", pn.name),
+        ));
     }
     let out = graph
         .value(x)
         .ty
         .shape
         .clone()
-        .ok_or("the layer's output shape is unknown")?;
+        .or_leave(Reason::UnknownShape, "the layer's output shape is unknown")?;
     let axis = if matches!(pn.op, Op::Conv(_) | Op::BatchNormalization(_)) {
         1
     } else {
@@ -103,11 +120,14 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
     let channels = out
         .get(axis)
         .and_then(Dim::fixed)
-        .ok_or("the channel count is unknown")?;
-    let values = f32_vec(graph, c).ok_or("the constant is not f32")?;
+        .or_leave(Reason::UnknownShape, "the channel count is unknown")?;
+    let values = f32_vec(graph, c).or_leave(Reason::NotConstant, "the constant is not f32")?;
     let cshape = graph.value(c).ty.fixed_dims().unwrap_or_default();
     if cshape.len() > out.len() {
-        return Err("the constant has more dimensions than the layer's output".into());
+        return Err(leave(
+            Reason::ShapeMismatch,
+            "the constant has more dimensions than the layer's output",
+        ));
     }
     // Right-align the constant's shape with the output's: only the channel axis may be > 1.
     let offset = out.len() - cshape.len();
@@ -116,8 +136,11 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
         .enumerate()
         .all(|(i, &d)| d == 1 || (i + offset == axis && d == channels));
     if !per_channel {
-        return Err(format!(
-            "the constant of shape {cshape:?} varies along other axes than the {channels} channels"
+        return Err(leave(
+            Reason::ShapeMismatch,
+            format!(
+                "the constant of shape {cshape:?} varies along other axes than the {channels} channels"
+            ),
         ));
     }
     let values = if values.len() == 1 {
@@ -127,12 +150,18 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
     };
     if let Op::Gemm(_) = pn.op
         && let Some(cv) = pn.inputs.get(2).copied().flatten()
-        && (graph.value(cv).ty.rank() != Some(1) || f32_vec(graph, cv).is_none())
     {
-        return Err(format!(
-            "`{}`'s C operand is not a constant vector",
-            pn.name
-        ));
+        let constant = f32_vec(graph, cv).is_some();
+        if !constant || graph.value(cv).ty.rank() != Some(1) {
+            return Err(leave(
+                if constant {
+                    Reason::ShapeMismatch
+                } else {
+                    Reason::NotConstant
+                },
+                format!("`{}`'s C operand is not a constant vector", pn.name),
+            ));
+        }
     }
     let constant = |slot: usize| {
         pn.inputs
@@ -143,13 +172,16 @@ pub fn check(graph: &Graph, node: NodeId) -> Result<Fold, String> {
             .is_some()
     };
     if norm && !(constant(1) && constant(2)) {
-        return Err(format!(
-            "`{}`'s scale and shift are not f32 constants",
-            pn.name
+        return Err(leave(
+            Reason::NotConstant,
+            format!("`{}`'s scale and shift are not f32 constants", pn.name),
         ));
     }
     if !norm && !constant(1) {
-        return Err(format!("`{}`'s weights are not an f32 constant", pn.name));
+        return Err(leave(
+            Reason::NotConstant,
+            format!("`{}`'s weights are not an f32 constant", pn.name),
+        ));
     }
     Ok(Fold {
         producer: p,

@@ -18,7 +18,7 @@ use mcc_plan::plan::{Severity, Step};
 use mcc_plan::registry::{
     Applies, Default, ParamIssue, Params, RATIO, Status, Sweep, VariantSchema, num, p,
 };
-use mcc_plan::{LeftAlone, Outcome, Stats, Technique, TechniqueError};
+use mcc_plan::{LeftAlone, Outcome, Reason, Stats, Technique, TechniqueError};
 
 use crate::PassError;
 
@@ -120,10 +120,11 @@ pub fn run(
     };
     let mut out = vec![];
     let mut left = vec![];
-    let mut leave = |node: &str, why: &str| {
+    let mut leave = |node: &str, reason: Reason, detail: &str| {
         left.push(LeftAlone {
             node: node.to_string(),
-            why: why.to_string(),
+            reason,
+            detail: detail.to_string(),
         })
     };
     for name in nodes {
@@ -131,15 +132,23 @@ pub fn run(
             .find_node(name)
             .and_then(|n| graph.node(n).map(|x| (n, x)))
         else {
-            leave(name, "an earlier step merged it into another layer");
+            leave(
+                name,
+                Reason::MergedAway,
+                "an earlier step merged it into another layer",
+            );
             continue;
         };
         let Some(w) = node.inputs.get(1).copied().flatten() else {
-            leave(name, "it has no weight operand");
+            leave(name, Reason::MissingOperand, "it has no weight operand");
             continue;
         };
         let Some(data) = graph.const_data(w).and_then(Tensor::as_f32) else {
-            leave(name, "its weights are not an f32 constant");
+            leave(
+                name,
+                Reason::NotConstant,
+                "its weights are not an f32 constant",
+            );
             continue;
         };
         let mut pruned = data.clone();

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use mcc_ir::{Graph, StepId, Tensor};
 
 use crate::plan::Step;
+use crate::reason::Reason;
 
 /// A compression technique (one variant of a recipe keyword).
 pub trait Technique: Sync {
@@ -88,8 +89,12 @@ pub struct Merged {
 pub struct LeftAlone {
     /// The layer.
     pub node: String,
-    /// Why it stays.
-    pub why: String,
+    /// Why it stays, as a kind. A technique that tried more than one way (a norm folded into
+    /// the layer before it, else into the layers after it) gives the first way's.
+    pub reason: Reason,
+    /// Why it stays, for people: what exactly stood in the way (`` `conv`'s output is also
+    /// read elsewhere ``).
+    pub detail: String,
 }
 
 /// A technique could not run (a bug in it, or a graph it cannot handle).
