@@ -68,6 +68,61 @@ fn external_data_is_read_at_its_offsets() {
     assert!(e.contains("relative path inside the model's folder"), "{e}");
 }
 
+/// One size limit for every tensor (2^28 elements, the IR's) and a total for a model's
+/// initializers (4 GiB), both checked from the declared shapes before anything is read or
+/// allocated: a hostile model pointing at a huge sparse file costs nothing (issue #14).
+#[test]
+fn declared_sizes_are_bounded_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model =
+        pb::ModelProto::decode(std::fs::read(corpus("lenet300.onnx")).unwrap().as_slice()).unwrap();
+    // A 16 GiB sparse file: present, so only the limits stop the reads.
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 34)
+        .unwrap();
+    let external = |elements: i64, name: &str| pb::TensorProto {
+        name: Some(name.into()),
+        dims: vec![elements],
+        data_type: Some(1),
+        data_location: Some(1),
+        external_data: vec![
+            pb::StringStringEntryProto {
+                key: Some("location".into()),
+                value: Some("big.bin".into()),
+            },
+            pb::StringStringEntryProto {
+                key: Some("length".into()),
+                value: Some((elements * 4).to_string()),
+            },
+        ],
+        ..Default::default()
+    };
+    let path = dir.path().join("hostile.onnx");
+    let graph = model.graph.as_mut().unwrap();
+    let kept = graph.initializer.clone();
+    // One tensor past 2^28 elements.
+    graph.initializer.push(external((1 << 28) + 1, "too_big"));
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let e = mcc_onnx::import(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("exceed mcc's limit of 268435456 (2^28) per tensor"),
+        "{e}"
+    );
+    // Seventeen tensors of 2^26 floats (256 MiB each): each fits, together past 4 GiB.
+    let graph = model.graph.as_mut().unwrap();
+    graph.initializer = kept;
+    for i in 0..17 {
+        graph
+            .initializer
+            .push(external(1 << 26, &format!("part{i}")));
+    }
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let e = mcc_onnx::import(&path).unwrap_err().to_string();
+    assert!(e.contains("4 GiB"), "{e}");
+}
+
 #[test]
 fn old_opsets_are_upgraded_to_current_forms() {
     // light models are opset 9: Unsqueeze's axes and Softmax's 2-D coercion were upgraded,

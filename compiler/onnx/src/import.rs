@@ -75,6 +75,18 @@ pub fn import_bytes(
         path: path.to_path_buf(),
     };
 
+    // Every initializer's declared size first, so a model declaring more than the limit is
+    // refused before anything is read or allocated.
+    let mut declared = 0u128;
+    for t in &g.initializer {
+        declared += crate::tensor::declared_bytes(t, t.name.as_deref().unwrap_or_default())?;
+        if declared > crate::tensor::MAX_WEIGHT_BYTES {
+            return Err(graph_err(format!(
+                "the initializers declare more than {} bytes (4 GiB), mcc's limit for one model",
+                crate::tensor::MAX_WEIGHT_BYTES
+            )));
+        }
+    }
     let mut inits: Vec<(String, Tensor)> = Vec::with_capacity(g.initializer.len());
     for t in &g.initializer {
         let name = t.name.clone().unwrap_or_default();

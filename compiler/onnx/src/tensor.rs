@@ -68,15 +68,29 @@ fn dims_of(t: &pb::TensorProto, name: &str) -> Result<Vec<usize>, ImportError> {
         total = total.saturating_mul(d as u128);
         dims.push(d as usize);
     }
-    // 2^34 elements = 64 GiB of f32: far beyond anything this machine or ONNX (2 GiB
-    // protobuf limit without external data) holds; reject instead of trying to allocate.
-    if total > 1u128 << 34 {
+    // One limit for every tensor mcc holds (the IR's): checked before anything is allocated.
+    if total > mcc_ir::tensor::MAX_ELEMENTS as u128 {
         return Err(ImportError::Tensor {
             name: name.into(),
-            message: format!("{total} elements is implausibly large"),
+            message: format!(
+                "{total} elements exceed mcc's limit of {} (2^28) per tensor",
+                mcc_ir::tensor::MAX_ELEMENTS
+            ),
         });
     }
     Ok(dims)
+}
+
+/// The most bytes of initializers one model may declare (4 GiB): checked over all of them,
+/// from their declared shapes, before any is read.
+pub const MAX_WEIGHT_BYTES: u128 = 1 << 32;
+
+/// The bytes `t` declares (its shape times its element size), or an error past the
+/// per-tensor limit; unknown element types count 0 here (decoding reports them).
+pub(crate) fn declared_bytes(t: &pb::TensorProto, name: &str) -> Result<u128, ImportError> {
+    let dims = dims_of(t, name)?;
+    let size = dtype_of(t.data_type.unwrap_or(0)).map_or(0, |d| d.size());
+    Ok(dims.iter().map(|&d| d as u128).product::<u128>() * size as u128)
 }
 
 /// Decodes an initializer or attribute tensor. `base` is the model's folder, for external data.
@@ -208,7 +222,10 @@ fn read_external(
     }
     f.seek(SeekFrom::Start(offset))
         .map_err(|e| fail(e.to_string()))?;
-    let mut buf = vec![0u8; want];
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(want)
+        .map_err(|_| fail(format!("cannot allocate {want} bytes for it")))?;
+    buf.resize(want, 0);
     f.read_exact(&mut buf).map_err(|e| fail(e.to_string()))?;
     Ok(buf)
 }
