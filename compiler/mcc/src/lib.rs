@@ -11,6 +11,7 @@
 
 pub mod build;
 pub mod calibration;
+pub mod cleanup;
 pub mod diagnostics;
 pub mod error;
 pub mod inspect;
@@ -81,20 +82,68 @@ pub fn write_model(graph: &Graph, path: &Path) -> Result<(), Error> {
         let text = mcc_ir::text::print_with(graph, mcc_ir::text::PrintOptions { weights: true });
         write_atomic(path, text.as_bytes())
     } else {
-        Ok(mcc_onnx::export_file(graph, path)?)
+        write_atomic(path, &mcc_onnx::export(graph)?)
     }
 }
 
-/// Writes a file via a temporary sibling and a rename, so no partial file is left behind.
+/// Writes a file so that readers see the old bytes or the new ones, never a mix: a regular
+/// file (or a new name) via a temporary sibling and a rename; through a symbolic link, the
+/// file it points to is replaced the same way and the link stays; `-` is standard output;
+/// devices and FIFOs (`/dev/stdout`, a pipe) are written directly, since they cannot be
+/// replaced. A failure or an interrupt leaves the old file as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension("partial");
-    let res = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(cause) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::Io {
-            path: path.to_path_buf(),
-            cause,
-        });
+    write_through_links(path, bytes, 0)
+}
+
+fn write_through_links(path: &Path, bytes: &[u8], links: u32) -> Result<(), Error> {
+    use std::io::Write;
+    let io = |cause| Error::Io {
+        path: path.to_path_buf(),
+        cause,
+    };
+    if path.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        return out.write_all(bytes).and_then(|()| out.flush()).map_err(io);
     }
+    // What the path is, following links: a device or FIFO is written through (a link to one,
+    // like `/dev/stdout`, too).
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+    {
+        if m.is_dir() {
+            return Err(Error::Usage(format!(
+                "`{}` is a folder; give a file name",
+                path.display()
+            )));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        return f.write_all(bytes).and_then(|()| f.flush()).map_err(io);
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        // Follow the link deliberately: replace the file it points to (or create it, for a
+        // dangling link), keep the link.
+        let target = match std::fs::canonicalize(path) {
+            Ok(t) => t,
+            Err(_) => {
+                let to = std::fs::read_link(path).map_err(io)?;
+                cleanup::parent_of(path).join(to)
+            }
+        };
+        if links >= 8 {
+            return Err(Error::Usage(format!(
+                "`{}`: too many levels of symbolic links",
+                path.display()
+            )));
+        }
+        return write_through_links(&target, bytes, links + 1);
+    }
+    let tmp = cleanup::Pending::new(cleanup::partial_name(path));
+    std::fs::write(tmp.path(), bytes)
+        .and_then(|()| std::fs::rename(tmp.path(), path))
+        .map_err(io)?;
+    tmp.keep();
     Ok(())
 }

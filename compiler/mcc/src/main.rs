@@ -298,6 +298,8 @@ macro_rules! out {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // From here on an interrupt removes whatever is half written and exits with 130.
+    mcc::cleanup::install();
     // Diagnostics: graphical, colored only on a terminal (and without NO_COLOR), fixed
     // width so that what build systems and tests capture is stable.
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

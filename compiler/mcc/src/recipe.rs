@@ -328,20 +328,15 @@ pub fn write_outputs(
             dir.display()
         )));
     }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::cleanup::parent_of(dir);
     std::fs::create_dir_all(parent).map_err(|cause| Error::Io {
         path: parent.to_path_buf(),
         cause,
     })?;
-    let tmp = parent.join(format!(
-        ".{}.partial-{}",
-        dir.file_name()
-            .map_or("out".into(), |n| n.to_string_lossy().to_string()),
-        std::process::id()
-    ));
+    // Temporary folders of builds that were killed (an interrupt removes its own).
+    crate::cleanup::remove_stale(dir);
+    let pending = crate::cleanup::Pending::new(crate::cleanup::partial_name(dir));
+    let tmp = pending.path().to_path_buf();
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |cause| Error::Io { path, cause }
@@ -403,16 +398,72 @@ pub fn write_outputs(
                 std::fs::write(d.join(name), diff).map_err(io(&d.join(name)))?;
             }
         }
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(io(dir))?;
-        }
-        std::fs::rename(&tmp, dir).map_err(io(dir))?;
+        swap_in(&tmp, dir)?;
         Ok(written)
     })();
-    if res.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+    if res.is_ok() {
+        pending.keep();
     }
     res
+}
+
+/// Names a build writes into its folder: everything else there is the user's.
+fn is_build_output(name: &str, native: Option<&str>) -> bool {
+    const FIXED: &[&str] = &[
+        "model.mcir",
+        "model.full.mcir",
+        "model.onnx",
+        "report.json",
+        "timings.json",
+        "ir-diffs",
+        "libmcc_runtime.a",
+    ];
+    FIXED.contains(&name)
+        || native.is_some_and(|n| {
+            name == n
+                || name == format!("{n}.o")
+                || name == format!("{n}.h")
+                || name == format!(".{n}.main.o")
+        })
+}
+
+/// Puts the finished folder `tmp` in place of `dir`. Files the user added to an older `dir`
+/// move into the new one (a rebuild never deletes them); the old folder is renamed aside
+/// first and restored if the new one cannot be moved in, so a failure at any point leaves a
+/// whole folder — the old or the new — at `dir`.
+fn swap_in(tmp: &Path, dir: &Path) -> Result<(), Error> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |cause| Error::Io { path, cause }
+    };
+    if !dir.exists() {
+        return std::fs::rename(tmp, dir).map_err(io(dir));
+    }
+    let old_native: Option<String> = std::fs::read_to_string(dir.join("report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("native")?.get("name")?.as_str().map(str::to_string));
+    for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !is_build_output(&name, old_native.as_deref()) && !tmp.join(&name).exists() {
+            std::fs::rename(e.path(), tmp.join(&name)).map_err(io(&e.path()))?;
+        }
+    }
+    let name = dir
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy().to_string());
+    let aside = crate::cleanup::parent_of(dir).join(format!(".{name}.old-{}", std::process::id()));
+    std::fs::rename(dir, &aside).map_err(io(dir))?;
+    if let Err(cause) = std::fs::rename(tmp, dir) {
+        let _ = std::fs::rename(&aside, dir);
+        return Err(Error::Io {
+            path: dir.to_path_buf(),
+            cause,
+        });
+    }
+    // The new outputs are in place; a leftover old folder is removed by the next build.
+    let _ = std::fs::remove_dir_all(&aside);
+    Ok(())
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {

@@ -65,10 +65,7 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), Error> {
         shape: t.shape().to_vec(),
         data: t.to_le_bytes(),
     };
-    a.write(path).map_err(|e| Error::Npy {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    crate::write_atomic(path, &a.to_bytes())
 }
 
 fn describe(t: &Tensor) -> String {

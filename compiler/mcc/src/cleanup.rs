@@ -1,0 +1,134 @@
+//! Partial outputs never outlive the process that writes them: every temporary file or
+//! folder is registered here while it exists, and an interrupt (Ctrl-C, SIGTERM, SIGHUP)
+//! removes them before `mcc` exits with status 130. Temporary folders that a killed process
+//! (SIGKILL, a power cut) left behind are found by name and removed by the next build into
+//! the same place ([`remove_stale`]).
+//!
+//! **Invariant:** a registered path is removed exactly once — by its [`Pending`] guard when
+//! the write ends, or by the interrupt handler — and the user's files are never registered.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Installs the interrupt handler (once; later calls do nothing).
+pub fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // If a handler cannot be installed (another library took the signals), interrupted
+        // writes still leave only `.partial` names, which the next build removes.
+        let _ = ctrlc::set_handler(|| {
+            let paths = match PENDING.lock() {
+                Ok(mut p) => std::mem::take(&mut *p),
+                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+            };
+            for p in &paths {
+                remove(p);
+            }
+            eprintln!("mcc: interrupted; nothing half-written was left behind");
+            std::process::exit(130);
+        });
+    });
+}
+
+fn remove(p: &Path) {
+    if p.is_dir() {
+        let _ = std::fs::remove_dir_all(p);
+    } else {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// A temporary path being written: removed when dropped unless [`Pending::keep`] said it
+/// reached its final name.
+pub struct Pending {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Pending {
+    /// Registers `path` (not yet created) for removal on interrupt or drop.
+    pub fn new(path: PathBuf) -> Pending {
+        install();
+        if let Ok(mut p) = PENDING.lock() {
+            p.push(path.clone());
+        }
+        Pending { path, kept: false }
+    }
+
+    /// The temporary path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path was renamed into place: nothing to remove.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut p) = PENDING.lock() {
+            p.retain(|x| x != &self.path);
+        }
+        if !self.kept {
+            remove(&self.path);
+        }
+    }
+}
+
+/// The temporary sibling for writing `target`: `.NAME.partial-PID` beside it.
+pub fn partial_name(target: &Path) -> PathBuf {
+    let parent = parent_of(target);
+    let name = target
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy().to_string());
+    parent.join(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// `target`'s folder (`.` for a bare name).
+pub fn parent_of(target: &Path) -> &Path {
+    target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Removes `.NAME.partial-PID` and `.NAME.old-PID` entries beside `target` whose process no
+/// longer runs (on Linux, where `/proc` tells; elsewhere nothing is removed). Returns how
+/// many it removed.
+pub fn remove_stale(target: &Path) -> usize {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().to_string()) else {
+        return 0;
+    };
+    if !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(parent_of(target)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().to_string();
+        let pid = [".partial-", ".old-"].iter().find_map(|tag| {
+            file.strip_prefix(&format!(".{name}{tag}"))
+                .and_then(|p| p.parse::<u32>().ok())
+        });
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new("/proc").join(pid.to_string()).exists()
+        {
+            // An old folder set aside by a build killed before its new one moved in is the
+            // last complete output: put it back rather than lose it.
+            if file.contains(".old-") && !target.exists() {
+                let _ = std::fs::rename(e.path(), target);
+            } else {
+                remove(&e.path());
+            }
+            removed += 1;
+        }
+    }
+    removed
+}
