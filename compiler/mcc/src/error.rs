@@ -37,9 +37,9 @@ pub enum Error {
     #[error("cannot parse IR text: {message}")]
     #[diagnostic(code(mcc::ir::parse))]
     IrText {
-        /// The text, for the snippet.
+        /// The text, for the snippet (long lines clipped around the span).
         #[source_code]
-        src: miette::NamedSource<String>,
+        src: crate::snippet::Snippet,
         /// What is wrong.
         message: String,
         /// Where.

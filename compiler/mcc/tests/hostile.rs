@@ -1,0 +1,108 @@
+//! Hostile inputs (issue #14, "Crashes"): each gives a clear diagnostic and a non-zero exit,
+//! or the correct result — never a panic or an abort — and leaves no partial output behind.
+
+// Test code: failing loudly, with the value that was wrong, is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mcc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mcc"))
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn corpus(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../corpus")
+        .join(rel)
+}
+
+/// Asserts a finished process failed cleanly (exit 1, no panic, nothing on stdout); returns
+/// its stderr.
+fn failed_cleanly(out: &Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1 from {what}, stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{what} panicked:\n{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{what} failed but printed results: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+/// Runs an `mcc` command that must fail cleanly; returns its stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    failed_cleanly(&mcc(dir, args), &format!("mcc {}", args.join(" ")))
+}
+
+#[test]
+fn a_recipe_span_past_column_65535_renders_clipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(corpus("lenet5.onnx"), d.join("lenet5.onnx")).unwrap();
+    let pad = " ".repeat(70_000);
+    std::fs::write(
+        d.join("long.mcr"),
+        format!("stage s {{\n  prune unstructured on Conv{pad}Nope {{ amount: 50% }}\n}}\n"),
+    )
+    .unwrap();
+    let err = fails(d, &["check", "long.mcr", "lenet5.onnx"]);
+    // The header names the true place; the shown line is short.
+    assert!(err.contains("[long.mcr:2:70034]"), "{err}");
+    assert!(err.lines().all(|l| l.len() < 1000), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn an_ir_weight_line_with_a_bad_hex_digit_renders_clipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = mcc(
+        d,
+        &["ir", "--weights", corpus("lenet5.onnx").to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Flip one hex digit near the end of the longest line (fc1's weights, millions of bytes).
+    let (n, longest) = text
+        .lines()
+        .enumerate()
+        .max_by_key(|(_, l)| l.len())
+        .unwrap();
+    assert!(longest.len() > 1_000_000, "{}", longest.len());
+    let at = longest.len() - 1000;
+    let bad: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == n {
+                format!("{}g{}", &l[..at], &l[at + 1..])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(d.join("bad.mcir"), bad.join("\n")).unwrap();
+    let err = fails(d, &["ir", "bad.mcir"]);
+    assert!(err.contains("not a hex digit"), "{err}");
+    assert!(
+        err.contains(&format!("[bad.mcir:{}:", n + 1)),
+        "the header names the line: {err}"
+    );
+    assert!(err.lines().all(|l| l.len() < 1000), "{err}");
+}
