@@ -106,3 +106,37 @@ fn an_ir_weight_line_with_a_bad_hex_digit_renders_clipped() {
     );
     assert!(err.lines().all(|l| l.len() < 1000), "{err}");
 }
+
+#[test]
+fn deep_selectors_are_a_diagnostic_and_long_unions_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(corpus("lenet5.onnx"), d.join("lenet5.onnx")).unwrap();
+    let rule =
+        |sel: String| format!("stage s {{\n  prune unstructured on {sel} {{ amount: 50% }}\n}}\n");
+    let nest = |n: usize, open: &str| format!("{}Conv{}", open.repeat(n), ")".repeat(n));
+    std::fs::write(d.join("parens.mcr"), rule(nest(5_000, "("))).unwrap();
+    std::fs::write(d.join("after.mcr"), rule(nest(10_000, "after("))).unwrap();
+    for f in ["parens.mcr", "after.mcr"] {
+        for cmd in ["check", "explain"] {
+            let err = fails(d, &[cmd, f, "lenet5.onnx"]);
+            assert!(err.contains("nest deeper than 64 levels"), "{err}");
+            assert!(err.contains(&format!("[{f}:2:")), "{err}");
+        }
+    }
+    // At the limit, selection, planning and explaining work; so does a flat union of
+    // 10,000 terms (70 KB), which must not recurse per term.
+    let at_limit = format!("{}? | Gemm", nest(mcc_recipe::MAX_NESTING, "after("));
+    std::fs::write(d.join("limit.mcr"), rule(at_limit)).unwrap();
+    std::fs::write(d.join("union.mcr"), rule(vec!["Conv"; 10_000].join(" | "))).unwrap();
+    for f in ["limit.mcr", "union.mcr"] {
+        for cmd in ["check", "explain"] {
+            let out = mcc(d, &[cmd, f, "lenet5.onnx"]);
+            assert!(
+                out.status.success(),
+                "{cmd} {f}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
