@@ -45,6 +45,32 @@ fn failed_cleanly(out: &Output, what: &str) -> String {
     err
 }
 
+/// Builds lenet5 (merged, no compression) into `dir/lenet5/`; returns the executable.
+fn built_lenet5(dir: &Path) -> PathBuf {
+    let out = dir.join("lenet5");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let b = Command::new(env!("CARGO_BIN_EXE_mcc"))
+        .env("NO_COLOR", "1")
+        .arg("build")
+        .arg(root.join("recipes/merge.mcr"))
+        .arg(corpus("lenet5.onnx"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    out.join("lenet5")
+}
+
+/// `.npy` bytes (format 1.0) with this header text and data.
+fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
 /// Runs an `mcc` command that must fail cleanly; returns its stderr.
 fn fails(dir: &Path, args: &[&str]) -> String {
     failed_cleanly(&mcc(dir, args), &format!("mcc {}", args.join(" ")))
@@ -139,4 +165,36 @@ fn deep_selectors_are_a_diagnostic_and_long_unions_work() {
             );
         }
     }
+}
+
+#[test]
+fn an_npy_dtype_starting_with_a_multibyte_character_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(corpus("lenet5.onnx"), d.join("lenet5.onnx")).unwrap();
+    let header = "{'descr': 'éf4', 'fortran_order': False, 'shape': (1, 1, 28, 28), }";
+    std::fs::write(d.join("bad.npy"), npy(header, &[0; 28 * 28 * 4])).unwrap();
+    // `mcc run`.
+    let err = fails(d, &["run", "lenet5.onnx", "-i", "bad.npy", "-o", "out.npy"]);
+    assert!(err.contains("éf4"), "{err}");
+    assert!(!d.join("out.npy").exists());
+    // The recipe's data check.
+    std::fs::write(
+        d.join("r.mcr"),
+        "calibrate with \"bad.npy\"\nprune unstructured on Conv { amount: 50% }\n",
+    )
+    .unwrap();
+    let err = fails(d, &["check", "r.mcr", "lenet5.onnx"]);
+    assert!(err.contains("éf4"), "{err}");
+    // A built executable.
+    let exe = built_lenet5(d);
+    let out = Command::new(&exe)
+        .arg(d.join("bad.npy"))
+        .arg("-o")
+        .arg(d.join("y.npy"))
+        .output()
+        .unwrap();
+    let err = failed_cleanly(&out, "the executable");
+    assert!(err.contains("éf4"), "{err}");
+    assert!(!d.join("y.npy").exists());
 }
