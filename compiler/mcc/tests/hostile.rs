@@ -45,21 +45,26 @@ fn failed_cleanly(out: &Output, what: &str) -> String {
     err
 }
 
-/// Builds lenet5 (merged, no compression) into `dir/lenet5/`; returns the executable.
-fn built_lenet5(dir: &Path) -> PathBuf {
-    let out = dir.join("lenet5");
+/// Builds `model` (merged, no compression) into `dir/NAME/`; returns that folder.
+fn built(dir: &Path, model: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let b = Command::new(env!("CARGO_BIN_EXE_mcc"))
         .env("NO_COLOR", "1")
         .arg("build")
         .arg(root.join("recipes/merge.mcr"))
-        .arg(corpus("lenet5.onnx"))
+        .arg(model)
         .arg("-o")
         .arg(&out)
         .output()
         .unwrap();
     assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
-    out.join("lenet5")
+    out
+}
+
+/// Builds lenet5 into `dir/lenet5/`; returns the executable.
+fn built_lenet5(dir: &Path) -> PathBuf {
+    built(dir, &corpus("lenet5.onnx"), "lenet5").join("lenet5")
 }
 
 /// `.npy` bytes (format 1.0) with this header text and data.
@@ -197,4 +202,188 @@ fn an_npy_dtype_starting_with_a_multibyte_character_is_an_error() {
     let err = failed_cleanly(&out, "the executable");
     assert!(err.contains("éf4"), "{err}");
     assert!(!d.join("y.npy").exists());
+}
+
+#[test]
+fn threads_beyond_the_limit_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lenet = corpus("lenet5.onnx");
+    let lenet = lenet.to_str().unwrap();
+    let x = corpus("data/mnist_one_x.npy");
+    let x = x.to_str().unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/merge.mcr");
+    let recipe = recipe.to_str().unwrap();
+    for args in [
+        &["bench", lenet, "--threads", "100000"][..],
+        &["run", lenet, "-i", x, "--jit", "--threads", "100000"],
+        &["build", recipe, lenet, "-o", "out", "--threads", "100000"],
+    ] {
+        let out = mcc(d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        // A usage error, as clap reports them (exit 2), before any work.
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("at most 1024 threads"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(!d.join("out").exists());
+    // The limit itself runs.
+    let out = mcc(d, &["bench", lenet, "--threads", "1024", "--runs", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = built_lenet5(d);
+    let out = Command::new(&exe)
+        .args([x, "--threads", "100000"])
+        .output()
+        .unwrap();
+    let err = failed_cleanly(&out, "the executable");
+    assert!(err.contains("at most 1024 threads"), "{err}");
+}
+
+/// A model whose input and output are one float per sample and whose arena is 64 MiB per
+/// sample (a 1×1 convolution padded by 2048 on every side, then a global average): a batch
+/// of 2^22 samples has 16 MiB of input and needs 2^48 bytes of arena, past the address space
+/// of every machine, so its allocation fails everywhere.
+const BIG_ARENA: &str = "graph big {
+  input %x: f32[N,1,1,1]
+  const %w: f32[1,1,1,1] = seeded(1)
+  node conv = Conv(%x, %w) {pads=[2048, 2048, 2048, 2048]} -> %c: f32[N,1,4097,4097]
+  node pool = GlobalAveragePool(%c) -> %y: f32[N,1,1,1]
+  output %y
+}
+";
+const HUGE_BATCH: usize = 1 << 22;
+
+#[test]
+fn a_batch_beyond_memory_is_an_error_in_the_executable_the_jit_and_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("big.mcir"), BIG_ARENA).unwrap();
+    mcc_runtime::npy::NpyArray {
+        dtype: mcc_runtime::npy::NpyType::F32,
+        shape: vec![HUGE_BATCH, 1, 1, 1],
+        data: vec![0; HUGE_BATCH * 4],
+    }
+    .write(&d.join("x.npy"))
+    .unwrap();
+    let exe = built(d, &d.join("big.mcir"), "big").join("big");
+    let out = Command::new(&exe)
+        .arg(d.join("x.npy"))
+        .arg("-o")
+        .arg(d.join("y.npy"))
+        .output()
+        .unwrap();
+    let err = failed_cleanly(&out, "the executable");
+    assert!(
+        err.contains("out of memory: the arena for batch 4194304"),
+        "{err}"
+    );
+    assert!(!d.join("y.npy").exists());
+    // mcc checks the size before compiling; bench, on lenet5 as in the issue, too.
+    for args in [
+        &["run", "big.mcir", "-i", "x.npy", "--jit", "-o", "y.npy"][..],
+        &["bench", "big.mcir", "--batch", "4194304"],
+        &[
+            "bench",
+            corpus("lenet5.onnx").to_str().unwrap(),
+            "--batch",
+            "10000000",
+        ],
+    ] {
+        let err = fails(d, args);
+        assert!(err.contains("memory"), "{args:?}: {err}");
+    }
+    assert!(!d.join("y.npy").exists());
+    // The JIT itself fails cleanly past the check, and the model runs afterwards.
+    let model = mcc::load(&d.join("big.mcir")).unwrap();
+    let prog = mcc::native::program(&model.graph).unwrap();
+    let mut jit = mcc_codegen::jit::Jit::new(prog, 1).unwrap();
+    let x = vec![0.5f32; HUGE_BATCH];
+    let e = jit.run(&[&x]).unwrap_err();
+    assert!(
+        e.contains("out of memory: the arena for batch 4194304"),
+        "{e}"
+    );
+    let y = jit.run(&[&x[..2]]).unwrap();
+    assert_eq!(y[0].len(), 2);
+    assert!(y[0].iter().all(|v| v.is_finite()), "{y:?}");
+}
+
+/// The header's promise, from C: `NAME_run` returns non-zero when the batch does not fit in
+/// memory (and the model still runs a batch that fits afterwards); `NAME_new` returns NULL
+/// for more threads than the runtime runs.
+const OOM_FROM_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include "big.h"
+
+int main(void) {
+    if (big_new(100000) != NULL || big_new(-1) != NULL) {
+        printf("too many threads were accepted\n");
+        return 1;
+    }
+    big_model *m = big_new(1);
+    if (!m) { printf("big_new(1) failed\n"); return 1; }
+    size_t huge = (size_t)1 << 22;
+    /* Real buffers for the whole batch: the call may read them. */
+    float *x = calloc(huge, sizeof(float)), *y = calloc(huge, sizeof(float));
+    if (!x || !y) { printf("calloc failed\n"); return 1; }
+    const float *in[1] = {x};
+    float *out[1] = {y};
+    int oom = big_run(m, in, out, huge);
+    if (oom == 0) { printf("a batch past memory ran\n"); return 1; }
+    if (big_run(m, in, out, 2) != 0) {
+        printf("the model failed after running out of memory\n");
+        return 1;
+    }
+    big_free(m);
+    free(x);
+    free(y);
+    printf("ok: out of memory returned %d\n", oom);
+    return 0;
+}
+"#;
+
+#[test]
+fn out_of_memory_in_name_run_returns_non_zero_to_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("big.mcir"), BIG_ARENA).unwrap();
+    let out = built(d, &d.join("big.mcir"), "big");
+    std::fs::write(d.join("main.c"), OOM_FROM_C).unwrap();
+    let header = std::fs::read_to_string(out.join("big.h")).unwrap();
+    let libs = header
+        .lines()
+        .find_map(|l| l.strip_prefix("#define BIG_LIBS "))
+        .unwrap()
+        .trim_matches('"');
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let c = Command::new(&cc)
+        .arg("-O1")
+        .arg("-I")
+        .arg(&out)
+        .arg(d.join("main.c"))
+        .arg(out.join("big.o"))
+        .arg(out.join("libmcc_runtime.a"))
+        .args(libs.split_whitespace())
+        .arg("-o")
+        .arg(d.join("main"))
+        .output()
+        .unwrap();
+    assert!(
+        c.status.success(),
+        "{cc}: {}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    let run = Command::new(d.join("main")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("ok: out of memory returned"), "{stdout}");
 }
