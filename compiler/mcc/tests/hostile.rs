@@ -387,3 +387,67 @@ fn out_of_memory_in_name_run_returns_non_zero_to_c() {
     );
     assert!(stdout.contains("ok: out of memory returned"), "{stdout}");
 }
+
+#[test]
+fn labels_for_an_output_without_a_batch_axis_are_a_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The output is [4, N]: one row per sample does not exist.
+    std::fs::write(
+        d.join("transposed.mcir"),
+        "graph transposed {
+  input %x: f32[N,4]
+  const %w: f32[4,4] = seeded(1)
+  node mm = MatMul(%x, %w) -> %h: f32[N,4]
+  node t = Transpose(%h) {perm=[1, 0]} -> %y: f32[4,N]
+  output %y
+}
+",
+    )
+    .unwrap();
+    let npy =
+        |dtype, shape: Vec<usize>, data: Vec<u8>| mcc_runtime::npy::NpyArray { dtype, shape, data };
+    npy(mcc_runtime::npy::NpyType::F32, vec![10, 4], vec![0; 160])
+        .write(&d.join("x.npy"))
+        .unwrap();
+    npy(mcc_runtime::npy::NpyType::I64, vec![10], vec![0; 80])
+        .write(&d.join("y.npy"))
+        .unwrap();
+    std::fs::write(
+        d.join("r.mcr"),
+        "evaluate with \"x.npy\" labels \"y.npy\"\nprune unstructured on MatMul { amount: 50% }\n",
+    )
+    .unwrap();
+    let err = fails(d, &["check", "r.mcr", "transposed.mcir"]);
+    assert!(err.contains("mcc::data::unbatched_output"), "{err}");
+    insta::assert_snapshot!(err);
+    for extra in [&[][..], &["--no-native"]] {
+        let mut args = vec!["build", "r.mcr", "transposed.mcir", "-o", "out"];
+        args.extend(extra);
+        let err = fails(d, &args);
+        assert!(err.contains("mcc::data::unbatched_output"), "{err}");
+        assert!(!d.join("out").exists());
+    }
+    // Without labels the outputs are still compared, whatever their shape.
+    std::fs::write(
+        d.join("r.mcr"),
+        "evaluate with \"x.npy\"\nprune unstructured on MatMul { amount: 50% }\n",
+    )
+    .unwrap();
+    let out = mcc(
+        d,
+        &[
+            "build",
+            "r.mcr",
+            "transposed.mcir",
+            "-o",
+            "out",
+            "--no-native",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
