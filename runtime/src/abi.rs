@@ -11,10 +11,11 @@
 
 use std::ffi::{CStr, c_char};
 
-use crate::aligned::AlignedVec;
+use crate::aligned::{AlignedVec, out_of_memory, try_vec};
 use crate::exec::Runner;
 use crate::npy::{NpyArray, NpyType};
 use crate::program::Program;
+use crate::threads::MAX_THREADS;
 
 /// The compiled schedule's entry point (see the module documentation).
 ///
@@ -49,7 +50,7 @@ impl Model {
         threads: usize,
     ) -> Result<Box<Model>, String> {
         let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
         } else {
             threads
         };
@@ -99,7 +100,7 @@ impl Model {
                 stored.len()
             ));
         }
-        let mut owned = AlignedVec::zeroed(n);
+        let mut owned = AlignedVec::try_zeroed(n, "the decoded weights")?;
         crate::stored::decode_into(stored, &mut owned)?;
         // SAFETY: the slice is `owned`'s heap buffer, which moving the `AlignedVec` into the
         // model does not move; the model keeps it unchanged (nothing else reaches the field)
@@ -355,7 +356,8 @@ const USAGE: &str = "usage: MODEL INPUT.npy... [-o OUTPUT.npy] [--bench N] [--th
 Runs this compiled model (made by `mcc build`) on float32 .npy inputs, one per model input,
 each shaped [batch, ...]. Without -o, prints the output's shape and, for a classifier, the
 top-1 class of each sample. --bench N runs the model N times after 5 warm-up runs and prints
-the median and minimum time per run. --threads T uses T threads (default: all cores).";
+the median and minimum time per run. --threads T uses T threads (default: all cores; at
+most 1024).";
 
 /// Ends the process after a failed write to stdout: silently (status 0) when the reader
 /// closed the pipe (`./model x.npy | head -c 20`), else with the error and status 1. For
@@ -403,6 +405,11 @@ fn main_inner(
                     .next()
                     .and_then(|v| v.parse().ok())
                     .ok_or("--threads needs a number")?;
+                if threads > MAX_THREADS {
+                    return Err(format!(
+                        "--threads {threads}: at most {MAX_THREADS} threads can run a model"
+                    ));
+                }
             }
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`\n\n{USAGE}")),
             s => inputs.push(s.to_string()),
@@ -448,12 +455,16 @@ fn main_inner(
             return Err(format!("{path}: batch {b} differs from the other inputs'"));
         }
         batch = Some(b);
-        data.push(
+        let mut floats = Vec::new();
+        floats
+            .try_reserve_exact(a.data.len() / 4)
+            .map_err(|_| out_of_memory(a.data.len(), &format!("the input {path}")))?;
+        floats.extend(
             a.data
                 .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect::<Vec<f32>>(),
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         );
+        data.push(floats);
     }
     let batch = batch.unwrap_or(1);
     if let Some(b) = prog.fixed_batch
@@ -471,8 +482,11 @@ fn main_inner(
     let mut outputs: Vec<Vec<f32>> = outs_dims
         .iter()
         // NaN until the model writes them: an element it never writes cannot pass for a 0.
-        .map(|d| vec![f32::NAN; batch * d.iter().product::<usize>()])
-        .collect();
+        .map(|d| {
+            let n = d.iter().try_fold(batch, |a, &x| a.checked_mul(x));
+            try_vec(n.unwrap_or(usize::MAX), f32::NAN, "the outputs")
+        })
+        .collect::<Result<_, _>>()?;
     let in_ptrs: Vec<*const f32> = data.iter().map(|d| d.as_ptr()).collect();
     let once = |model: &mut Model, outputs: &mut Vec<Vec<f32>>| -> Result<(), String> {
         let out_ptrs: Vec<*mut f32> = outputs.iter_mut().map(|d| d.as_mut_ptr()).collect();
@@ -515,10 +529,14 @@ fn main_inner(
         Some(path) => {
             let mut shape = vec![batch];
             shape.extend(dims);
+            let mut data = Vec::new();
+            data.try_reserve_exact(first.len().saturating_mul(4))
+                .map_err(|_| out_of_memory(first.len().saturating_mul(4), "the output file"))?;
+            data.extend(first.iter().flat_map(|v| v.to_le_bytes()));
             let a = NpyArray {
                 dtype: NpyType::F32,
                 shape,
-                data: first.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                data,
             };
             a.write(std::path::Path::new(&path))
                 .map_err(|e| format!("{path}: {e}"))?;
@@ -606,7 +624,13 @@ pub unsafe extern "C" fn mcc_rt_main_stored(
         eprintln!("error: the executable carries no model");
         return 1;
     };
-    let mut w = AlignedVec::zeroed(nweights);
+    let mut w = match AlignedVec::try_zeroed(nweights, "the decoded weights") {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
     if let Err(e) = crate::stored::decode_into(st, &mut w) {
         eprintln!("error: {e}");
         return 1;

@@ -1,6 +1,10 @@
 //! Buffers of `f32` aligned to 64 bytes (a cache line, one AVX-512 vector), so that a vector
 //! load or store of 16 floats at a multiple of 16 never straddles two lines. (A large
 //! `Vec<f32>` comes from the allocator 16-byte aligned: every such access would split.)
+//!
+//! Also the fallible allocation that every buffer whose size comes from the input (the
+//! batch) goes through: out of memory is an error the caller reports (`NAME_run` returns
+//! non-zero), never an abort of the process that embeds the model.
 
 use std::ops::{Deref, DerefMut};
 
@@ -25,12 +29,35 @@ impl AlignedVec {
         }
     }
 
+    /// `len` zeros, or an out-of-memory error naming `what` needed them.
+    pub fn try_zeroed(len: usize, what: &str) -> Result<AlignedVec, String> {
+        Ok(AlignedVec {
+            lines: try_vec(len.div_ceil(16), Line([0.0; 16]), what)?,
+            len,
+        })
+    }
+
     /// A copy of `data`.
     pub fn from_slice(data: &[f32]) -> AlignedVec {
         let mut v = AlignedVec::zeroed(data.len());
         v.copy_from_slice(data);
         v
     }
+}
+
+/// `len` copies of `value`, or an out-of-memory error naming `what` needed them (a size
+/// past the address space included).
+pub fn try_vec<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| out_of_memory(len.saturating_mul(size_of::<T>()), what))?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// The message for `bytes` that could not be allocated for `what`.
+pub fn out_of_memory(bytes: usize, what: &str) -> String {
+    format!("out of memory: {what} needs {bytes} bytes")
 }
 
 impl Deref for AlignedVec {
@@ -69,5 +96,17 @@ mod tests {
             assert_eq!(v.as_ptr() as usize % 64, 0, "{n}");
             assert_eq!(&v[..], &data[..]);
         }
+    }
+
+    #[test]
+    fn too_much_memory_is_an_error() {
+        // Past the address space: fails on every machine, and says how much was asked.
+        let e = AlignedVec::try_zeroed(1 << 60, "the arena").unwrap_err();
+        assert_eq!(
+            e,
+            format!("out of memory: the arena needs {} bytes", 1u64 << 62)
+        );
+        assert!(try_vec(usize::MAX, 0f32, "x").is_err());
+        assert_eq!(AlignedVec::try_zeroed(17, "x").unwrap().len(), 17);
     }
 }

@@ -1,7 +1,7 @@
 //! Runs a [`Program`]: checks once that every step stays inside the arena and the weights,
 //! then executes the steps in order on caller-owned memory.
 
-use crate::aligned::AlignedVec;
+use crate::aligned::{AlignedVec, out_of_memory};
 use crate::kernels::blocked::{self, LANES};
 use crate::kernels::conv::{self, Geometry};
 use crate::kernels::eltwise;
@@ -504,6 +504,7 @@ impl<'p> Runner<'p> {
     ) -> Result<Runner<'p>, String> {
         validate(prog, weights.len())?;
         let threads = threads.max(1);
+        let pool = Pool::new(threads)?;
         let weights = if (weights.as_ptr() as usize).is_multiple_of(64) {
             Weights::Borrowed(weights)
         } else {
@@ -513,14 +514,14 @@ impl<'p> Runner<'p> {
             prog,
             weights,
             isa: Isa::detect(),
-            pool: Pool::new(threads),
+            pool,
             batch: 0,
             arena: AlignedVec::default(),
             scratch: (0..threads)
-                .map(|_| AlignedVec::zeroed(prog.scratch))
-                .collect(),
+                .map(|_| AlignedVec::try_zeroed(prog.scratch, "a thread's scratch buffer"))
+                .collect::<Result<_, _>>()?,
             padded: if threads > 1 {
-                AlignedVec::zeroed(prog.scratch)
+                AlignedVec::try_zeroed(prog.scratch, "the padded-input buffer")?
             } else {
                 AlignedVec::default()
             },
@@ -577,13 +578,16 @@ impl<'p> Runner<'p> {
         if batch == 0 {
             return Err("batch 0".into());
         }
-        let floats = self
-            .prog
-            .arena
-            .checked_mul(batch)
-            .ok_or("the arena size overflows")?;
+        let floats =
+            self.prog.arena.checked_mul(batch).ok_or_else(|| {
+                out_of_memory(usize::MAX, &format!("the arena for batch {batch}"))
+            })?;
         if self.arena.len() != floats {
-            self.arena = AlignedVec::zeroed(floats);
+            // The old arena goes first: it may be most of the memory there is. Until the new
+            // one exists, the runner holds no batch.
+            self.arena = AlignedVec::default();
+            self.batch = 0;
+            self.arena = AlignedVec::try_zeroed(floats, &format!("the arena for batch {batch}"))?;
         }
         if self.poison {
             self.arena.fill(f32::NAN);
@@ -603,11 +607,16 @@ impl<'p> Runner<'p> {
     /// Runs the model on `inputs` (one slice per model input, batch × dims floats each);
     /// the batch is read off the first input.
     pub fn run(&mut self, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
-        Ok(self
-            .run_borrowed(inputs)?
+        self.run_borrowed(inputs)?
             .into_iter()
-            .map(<[f32]>::to_vec)
-            .collect())
+            .map(|o| {
+                let mut v = Vec::new();
+                v.try_reserve_exact(o.len())
+                    .map_err(|_| out_of_memory(o.len().saturating_mul(4), "an output"))?;
+                v.extend_from_slice(o);
+                Ok(v)
+            })
+            .collect()
     }
 
     /// Like [`Self::run`], but lends the outputs where they lie in the arena instead of
@@ -714,6 +723,9 @@ impl<'p> Runner<'p> {
             })
             .collect();
         if self.staged.len() < at {
+            self.staged
+                .try_reserve_exact(at - self.staged.len())
+                .map_err(|_| out_of_memory(at.saturating_mul(4), "the staged results"))?;
             self.staged.resize(at, 0.0);
         }
         if self.poison {
@@ -725,7 +737,9 @@ impl<'p> Runner<'p> {
             len: self.staged.len(),
         };
         if self.private.len() != threads {
-            self.private = (0..threads).map(|_| AlignedVec::zeroed(p.arena)).collect();
+            self.private = (0..threads)
+                .map(|_| AlignedVec::try_zeroed(p.arena, "a thread's single-sample arena"))
+                .collect::<Result<_, _>>()?;
         }
         let arena = Arena {
             ptr: self.arena.as_mut_ptr(),

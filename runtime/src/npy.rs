@@ -221,7 +221,11 @@ impl NpyArray {
                     .map_or_else(|_| fmt_err(format!("bad dimension `{part}`")), Ok)?,
             );
         }
-        let (endian, code) = descr.split_at(descr.len().min(1));
+        // The byte-order character, then the type code (a character, not a byte: the
+        // header is any text).
+        let mut chars = descr.chars();
+        let endian = chars.next();
+        let code = chars.as_str();
         let dtype = match code {
             "f4" => NpyType::F32,
             "f8" => NpyType::F64,
@@ -237,8 +241,8 @@ impl NpyArray {
             _ => return Err(NpyError::Type(descr.to_string())),
         };
         let big = match endian {
-            "<" | "|" | "=" => false,
-            ">" => true,
+            Some('<' | '|' | '=') => false,
+            Some('>') => true,
             _ => return Err(NpyError::Type(descr.to_string())),
         };
         let n = shape
@@ -357,5 +361,25 @@ mod tests {
         bytes.extend_from_slice(&[0, 3, 1, 4, 2, 5]);
         let a = NpyArray::parse(&bytes).unwrap();
         assert_eq!(a.data, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    /// `.npy` bytes with this header and no data.
+    fn with_header(header: &str) -> Vec<u8> {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_dtype_of_any_text_is_an_error_not_a_panic() {
+        for descr in ["é", "éf4", "<é", "€", "", "<", "<f", "f4<", "<f4é"] {
+            let h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1,), }}");
+            let e = NpyArray::parse(&with_header(&h)).unwrap_err();
+            assert!(
+                matches!(e, NpyError::Type(ref d) if d == descr),
+                "{descr}: {e}"
+            );
+        }
     }
 }

@@ -52,6 +52,10 @@ struct Inner {
     threads: usize,
 }
 
+/// The most threads a pool runs, the caller included: more is refused with an error
+/// before any is started.
+pub const MAX_THREADS: usize = 1024;
+
 /// The pool. `threads` counts the caller: a pool of 1 runs everything inline.
 pub struct Pool {
     inner: Arc<Inner>,
@@ -160,8 +164,14 @@ fn worker(inner: &Inner, me: usize) {
 }
 
 impl Pool {
-    /// A pool of `threads` (≥ 1, the caller included).
-    pub fn new(threads: usize) -> Pool {
+    /// A pool of `threads` (≥ 1, the caller included); an error for more than
+    /// [`MAX_THREADS`], or when the system cannot start a thread (those started stop again).
+    pub fn new(threads: usize) -> Result<Pool, String> {
+        if threads > MAX_THREADS {
+            return Err(format!(
+                "{threads} threads: at most {MAX_THREADS} can run a model"
+            ));
+        }
         let inner = Arc::new(Inner {
             state: Mutex::new(State { job: None }),
             generation: AtomicU64::new(0),
@@ -177,13 +187,22 @@ impl Pool {
             claimed: AtomicU64::new(0),
             threads: threads.max(1),
         });
-        let workers = (1..threads.max(1))
-            .map(|me| {
-                let inner = Arc::clone(&inner);
-                std::thread::spawn(move || worker(&inner, me))
-            })
-            .collect();
-        Pool { inner, workers }
+        let mut pool = Pool {
+            inner,
+            workers: Vec::with_capacity(threads.saturating_sub(1)),
+        };
+        for me in 1..threads.max(1) {
+            let inner = Arc::clone(&pool.inner);
+            let started = std::thread::Builder::new()
+                .name(format!("mcc-worker-{me}"))
+                .spawn(move || worker(&inner, me));
+            match started {
+                Ok(w) => pool.workers.push(w),
+                // Dropping the pool stops and joins the workers already started.
+                Err(e) => return Err(format!("cannot start thread {me} of {threads}: {e}")),
+            }
+        }
+        Ok(pool)
     }
 
     /// Threads, the caller included.
@@ -285,9 +304,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn too_many_threads_are_refused_before_any_starts() {
+        for n in [MAX_THREADS + 1, 100_000, usize::MAX] {
+            let e = Pool::new(n).err().unwrap();
+            assert!(e.contains("at most 1024"), "{e}");
+        }
+        assert_eq!(Pool::new(0).unwrap().threads(), 1);
+    }
+
+    #[test]
     fn every_task_runs_once_on_any_pool() {
         for threads in 1..4 {
-            let pool = Pool::new(threads);
+            let pool = Pool::new(threads).unwrap();
             for tasks in [0, 1, 2, 7, 100] {
                 let hits: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
                 pool.run(tasks, &|t| {
@@ -300,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_panicking_task_reaches_the_caller_and_the_pool_goes_on() {
-        let pool = Pool::new(2);
+        let pool = Pool::new(2).unwrap();
         for bad in [0, 1, 5] {
             let done = AtomicUsize::new(0);
             let tasks = if bad == 5 { 8 } else { 2 };

@@ -99,8 +99,11 @@ impl Jit {
         let mut outs: Vec<Vec<f32>> = self
             .outputs
             .iter()
-            .map(|&n| vec![f32::NAN; n * batch])
-            .collect();
+            .map(|&n| {
+                let floats = n.saturating_mul(batch);
+                mcc_runtime::aligned::try_vec(floats, f32::NAN, "the outputs")
+            })
+            .collect::<Result<_, _>>()?;
         let ins: Vec<*const f32> = inputs.iter().map(|x| x.as_ptr()).collect();
         let ptrs: Vec<*mut f32> = outs.iter_mut().map(|o| o.as_mut_ptr()).collect();
         // SAFETY: the inputs and outputs hold batch × per-sample floats, checked above.

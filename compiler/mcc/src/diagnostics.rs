@@ -2,13 +2,15 @@
 //! build systems, one object per diagnostic, like cargo's `--message-format json`).
 
 use mcc_plan::plan::{Checked, Diag, Severity, line_col};
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+use miette::{Diagnostic, LabeledSpan, SourceCode};
+
+use crate::snippet::Snippet;
 
 /// One diagnostic with its source attached, ready for miette.
 #[derive(Debug)]
 pub struct Rendered {
     diag: Diag,
-    src: NamedSource<String>,
+    src: Snippet,
 }
 
 impl std::fmt::Display for Rendered {
@@ -40,10 +42,9 @@ impl Diagnostic for Rendered {
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let s = self.diag.span;
-        Some(Box::new(std::iter::once(LabeledSpan::new(
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
             Some(self.diag.label.clone()),
-            s.start as usize,
-            s.len(),
+            self.src.span(s.start as usize, s.len()),
         ))))
     }
 }
@@ -57,7 +58,7 @@ pub fn rendered(checked: &Checked) -> Vec<Rendered> {
             let f = &checked.files[d.file];
             Rendered {
                 diag: d.clone(),
-                src: NamedSource::new(f.name.clone(), f.text.clone()),
+                src: Snippet::new(f.name.clone(), &f.text, &[d.span.start as usize]),
             }
         })
         .collect()

@@ -33,13 +33,26 @@ pub enum Error {
     #[error("the compiled model failed: {0}")]
     #[diagnostic(code(mcc::native::run))]
     Native(String),
+    /// Running a batch would take more memory than the machine has (where it is known: the
+    /// system would kill the process rather than fail the allocation), or than can be
+    /// addressed.
+    #[error("batch {batch} needs {needed} of memory, more than {available}")]
+    #[diagnostic(code(mcc::native::memory), help("run fewer samples at a time"))]
+    Memory {
+        /// The batch asked for.
+        batch: usize,
+        /// What it needs (arena, inputs and outputs).
+        needed: String,
+        /// What there is.
+        available: String,
+    },
     /// IR text did not parse.
     #[error("cannot parse IR text: {message}")]
     #[diagnostic(code(mcc::ir::parse))]
     IrText {
-        /// The text, for the snippet.
+        /// The text, for the snippet (long lines clipped around the span).
         #[source_code]
-        src: miette::NamedSource<String>,
+        src: crate::snippet::Snippet,
         /// What is wrong.
         message: String,
         /// Where.

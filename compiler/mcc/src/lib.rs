@@ -21,6 +21,7 @@ pub mod progress;
 pub mod recipe;
 pub mod report;
 pub mod sensitivity;
+pub mod snippet;
 pub mod tensor_io;
 
 use std::path::{Path, PathBuf};
@@ -53,10 +54,13 @@ pub fn read_raw(path: &Path) -> Result<Graph, Error> {
             path: path.to_path_buf(),
             cause,
         })?;
-        let g = mcc_ir::text::parse(&src).map_err(|e| Error::IrText {
-            src: miette::NamedSource::new(path.display().to_string(), src.clone()),
-            message: e.message,
-            span: e.span,
+        let g = mcc_ir::text::parse(&src).map_err(|e| {
+            let src = snippet::Snippet::new(path.display().to_string(), &src, &[e.span.offset()]);
+            Error::IrText {
+                span: src.span(e.span.offset(), e.span.len()),
+                src,
+                message: e.message,
+            }
         })?;
         mcc_ir::verify(&g)?;
         Ok(g)

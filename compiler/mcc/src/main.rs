@@ -113,8 +113,8 @@ enum Command {
         /// Use only the first N samples of the data (faster, noisier).
         #[arg(long, value_name = "N")]
         samples: Option<usize>,
-        /// Threads to run on (default: every core).
-        #[arg(long, value_name = "N")]
+        /// Threads to run on (default: every core; at most 1024).
+        #[arg(long, value_name = "N", value_parser = threads_arg)]
         threads: Option<usize>,
         /// `human` or `json` diagnostics.
         #[arg(long, value_enum, default_value = "human")]
@@ -163,9 +163,9 @@ enum Command {
         /// Skip native code: no object file, header or executable.
         #[arg(long)]
         no_native: bool,
-        /// Threads the measurements run on (default: every core). The report is the same
-        /// for any count.
-        #[arg(long, value_name = "N")]
+        /// Threads the measurements run on (default: every core; at most 1024). The report
+        /// is the same for any count.
+        #[arg(long, value_name = "N", value_parser = threads_arg)]
         threads: Option<usize>,
         /// `human` or `json` diagnostics.
         #[arg(long, value_enum, default_value = "human")]
@@ -210,8 +210,8 @@ enum Command {
         /// and run that instead of the reference evaluator; all inputs at once.
         #[arg(long)]
         jit: bool,
-        /// With --jit: kernel threads (default: all cores).
-        #[arg(long, value_name = "T", requires = "jit")]
+        /// With --jit: kernel threads (default: all cores; at most 1024).
+        #[arg(long, value_name = "T", requires = "jit", value_parser = threads_arg)]
         threads: Option<usize>,
     },
     /// Time the natively compiled model (JIT, the same code as the executable `mcc build`
@@ -228,8 +228,8 @@ enum Command {
         /// Samples per run (a model with a fixed batch runs its own).
         #[arg(long, default_value_t = 1)]
         batch: usize,
-        /// Kernel threads (default: all cores).
-        #[arg(long, value_name = "T")]
+        /// Kernel threads (default: all cores; at most 1024).
+        #[arg(long, value_name = "T", value_parser = threads_arg)]
         threads: Option<usize>,
         /// Timed runs (after 5 warm-up runs).
         #[arg(long, default_value_t = 50)]
@@ -294,6 +294,16 @@ macro_rules! out {
             mcc_runtime::abi::stdout_failed(&e);
         }
     }};
+}
+
+/// `--threads`: a count the runtime runs (0: every core).
+fn threads_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    let max = mcc_runtime::threads::MAX_THREADS;
+    if n > max {
+        return Err(format!("at most {max} threads can run a model"));
+    }
+    Ok(n)
 }
 
 fn main() -> ExitCode {
@@ -585,17 +595,25 @@ fn bench(
     let t0 = std::time::Instant::now();
     let prog = mcc::native::program(&m.graph)?;
     let batch = prog.fixed_batch.unwrap_or(batch.max(1));
+    mcc::native::check_memory(&prog, batch)?;
     let inputs: Vec<Vec<f32>> = prog
         .inputs
         .iter()
         .enumerate()
         .map(|(i, io)| {
-            mcc_ir::text::parse::pseudo_random(7 + i as u64, io.buf.len * batch, -1.0, 1.0)
-                .into_iter()
-                .map(|x| x as f32)
-                .collect()
+            let n = io.buf.len.saturating_mul(batch);
+            let mut x = Vec::new();
+            x.try_reserve_exact(n).map_err(|_| {
+                Error::Native(mcc_runtime::aligned::out_of_memory(
+                    n.saturating_mul(4),
+                    "the inputs",
+                ))
+            })?;
+            let random = mcc_ir::text::parse::pseudo_random_iter(7 + i as u64, -1.0, 1.0);
+            x.extend(random.take(n).map(|x| x as f32));
+            Ok(x)
         })
-        .collect();
+        .collect::<Result<_, Error>>()?;
     let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     if profile {
         return profile_steps(&prog, &refs, threads, runs);
@@ -632,11 +650,7 @@ fn profile_steps(
     threads: usize,
     runs: usize,
 ) -> Result<(), Error> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let threads = mcc::measure::threads(threads);
     let mut r = mcc_runtime::exec::Runner::new(prog, threads).map_err(Error::Native)?;
     let mut times = vec![vec![]; prog.steps.len()];
     for run in 0..runs.max(1) + 3 {
@@ -866,15 +880,25 @@ fn run(
     let outputs: Vec<Tensor> = if let Some(threads) = jit {
         let prog = mcc::native::program(g)?;
         let dims: Vec<Vec<usize>> = prog.outputs.iter().map(|o| o.dims.clone()).collect();
+        mcc::native::check_memory(&prog, n)?;
         let mut j = mcc_codegen::jit::Jit::new(prog, threads).map_err(Error::Native)?;
         let data: Vec<Vec<f32>> = tensors
             .iter()
             .map(|t| {
-                t.as_f32()
-                    .map(|a| a.iter().copied().collect())
-                    .ok_or_else(|| Error::Native("compiled models take float32 inputs".into()))
+                let a = t
+                    .as_f32()
+                    .ok_or_else(|| Error::Native("compiled models take float32 inputs".into()))?;
+                let mut x = Vec::new();
+                x.try_reserve_exact(a.len()).map_err(|_| {
+                    Error::Native(mcc_runtime::aligned::out_of_memory(
+                        a.len().saturating_mul(4),
+                        "the inputs",
+                    ))
+                })?;
+                x.extend(a.iter().copied());
+                Ok(x)
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, Error>>()?;
         let refs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
         let outs = j.run(&refs).map_err(Error::Native)?;
         outs.into_iter()

@@ -267,10 +267,11 @@ impl Agreement {
     }
 }
 
-/// Threads to measure on: `n`, or every core for 0.
+/// Threads to measure on: `n`, or every core for 0 (at most the runtime's limit).
 pub fn threads(n: usize) -> usize {
     if n == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get().min(mcc_runtime::threads::MAX_THREADS))
     } else {
         n
     }

@@ -32,6 +32,63 @@ pub fn program(graph: &Graph) -> Result<Program, Error> {
     Ok(mcc_codegen::lower(&g)?)
 }
 
+/// Checks that running `prog` on `batch` samples at once fits in memory: its arena, inputs
+/// and outputs, against the machine's physical memory where it is known (Linux). Past it an
+/// allocation may still succeed, and the system then kills the process instead.
+pub fn check_memory(prog: &Program, batch: usize) -> Result<(), Error> {
+    let floats: usize = prog.arena
+        + prog.inputs.iter().map(|io| io.buf.len).sum::<usize>()
+        + prog.outputs.iter().map(|io| io.buf.len).sum::<usize>();
+    let needed = floats.checked_mul(4).and_then(|b| b.checked_mul(batch));
+    let total = physical_memory();
+    let too_much = |needed: String, available: String| Error::Memory {
+        batch,
+        needed,
+        available,
+    };
+    match (needed, total) {
+        (None, _) => Err(too_much(
+            format!("{floats} × 4 × {batch} bytes"),
+            "the address space".into(),
+        )),
+        (Some(n), Some(t)) if n > t => Err(too_much(
+            human_bytes(n),
+            format!("this machine's {}", human_bytes(t)),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The machine's physical memory in bytes, where the system says (`/proc/meminfo`).
+fn physical_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
+/// Bytes for people: `1.5 GB`.
+fn human_bytes(b: usize) -> String {
+    let mut v = b as f64;
+    for unit in ["bytes", "KB", "MB", "GB", "TB"] {
+        if v < 1000.0 || unit == "TB" {
+            return if unit == "bytes" {
+                format!("{b} bytes")
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+        v /= 1000.0;
+    }
+    format!("{b} bytes")
+}
+
 /// Compiles `graph` (named `name`, from `model_file`) to objects and a header.
 pub fn compile(graph: &Graph, name: &str, model_file: &str) -> Result<NativeBuild, Error> {
     let t0 = std::time::Instant::now();

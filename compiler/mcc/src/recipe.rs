@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use mcc_ir::{Graph, StepId};
+use mcc_ir::{Dim, Graph, StepId};
 use mcc_plan::Registry;
 use mcc_plan::plan::{self, Checked, DataSet, Diag, ParamValue, Severity};
 use mcc_recipe::ast::Span;
@@ -132,6 +132,9 @@ fn check_data(set: &DataSet, graph: &Graph) -> Vec<Diag> {
         }
     };
     if let (Some(path), Some(span)) = (&set.labels, set.labels_span) {
+        if let Some(d) = unbatched_output(graph, span) {
+            out.push(d);
+        }
         match tensor_io::read_npy(path) {
             Err(e) => out.push(data_diag(
                 span,
@@ -163,6 +166,34 @@ fn check_data(set: &DataSet, graph: &Graph) -> Vec<Diag> {
         }
     }
     out
+}
+
+/// Labels are matched with the model's first output one row per sample, so that output
+/// must lead with the input's batch axis: a diagnostic when it provably does not (an
+/// unknown first dimension gets the benefit of the doubt).
+fn unbatched_output(graph: &Graph, span: Span) -> Option<Diag> {
+    let input = graph.value(*graph.inputs().first()?);
+    let output = graph.value(*graph.outputs().first()?);
+    let batch = input.ty.shape.as_ref()?.first()?;
+    let leads = match output.ty.shape.as_ref()?.first() {
+        Some(Dim::Unknown) => true,
+        Some(d) => d == batch,
+        None => false,
+    };
+    (!leads).then(|| {
+        data_diag(
+            span,
+            "unbatched_output",
+            format!(
+                "labels need one row of scores per sample, but the model's output `{}` is {}: its first axis is not the batch axis of input `{}` ({})",
+                output.name, output.ty, input.name, input.ty
+            ),
+            "labels for an output without a batch axis",
+            Some(
+                "evaluate a classifier whose first output is [batch, classes], or drop `labels` to compare outputs only".into(),
+            ),
+        )
+    })
 }
 
 /// Dry-runs the plan on a copy of the model, in order, and returns which layers each step

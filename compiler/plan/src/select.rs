@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use mcc_ir::{Graph, Op, ValueDef};
 
 use crate::code::Code;
-use mcc_recipe::ast::{Cmp, SelKind, Selector, Span, ValueKind};
+use mcc_recipe::ast::{Cmp, SelKind, Selector, SetOp, Span, ValueKind};
 
 /// What the selector language can test about a node.
 pub const ATTRIBUTES: &[(&str, &str)] = &[
@@ -465,20 +465,18 @@ fn resolve_in(
             }
             hit
         }
-        SelKind::Union(a, b) => {
-            let mut x = resolve_in(a, facts, model, optional, errors);
-            x.extend(resolve_in(b, facts, model, optional, errors));
+        SelKind::Combine(first, rest) => {
+            // Left to right, one term at a time: a long union does not recurse per term.
+            let mut x = resolve_in(first, facts, model, optional, errors);
+            for (op, term) in rest {
+                let y = resolve_in(term, facts, model, optional, errors);
+                match op {
+                    SetOp::Union => x.extend(y),
+                    SetOp::Inter => x.retain(|i| y.contains(i)),
+                    SetOp::Diff => x.retain(|i| !y.contains(i)),
+                }
+            }
             x
-        }
-        SelKind::Inter(a, b) => {
-            let x = resolve_in(a, facts, model, optional, errors);
-            let y = resolve_in(b, facts, model, optional, errors);
-            x.intersection(&y).copied().collect()
-        }
-        SelKind::Diff(a, b) => {
-            let x = resolve_in(a, facts, model, optional, errors);
-            let y = resolve_in(b, facts, model, optional, errors);
-            x.difference(&y).copied().collect()
         }
         SelKind::Optional(s) => resolve_in(s, facts, model, true, errors),
     }
@@ -497,9 +495,14 @@ fn first_line(s: &str) -> String {
 pub fn is_optional(sel: &Selector) -> bool {
     match &sel.kind {
         SelKind::Optional(_) => true,
-        SelKind::Union(a, b) => is_optional(a) && is_optional(b),
-        SelKind::Diff(a, _) => is_optional(a),
-        SelKind::Inter(a, b) => is_optional(a) || is_optional(b),
+        SelKind::Combine(first, rest) => {
+            rest.iter()
+                .fold(is_optional(first), |opt, (op, term)| match op {
+                    SetOp::Union => opt && is_optional(term),
+                    SetOp::Diff => opt,
+                    SetOp::Inter => opt || is_optional(term),
+                })
+        }
         _ => false,
     }
 }

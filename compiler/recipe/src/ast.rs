@@ -327,12 +327,20 @@ pub enum SelKind {
     Before(Box<Selector>),
     /// `inside("prefix")`: nodes whose name starts with the prefix.
     Inside(String),
-    /// `A | B`.
-    Union(Box<Selector>, Box<Selector>),
-    /// `A & B`.
-    Inter(Box<Selector>, Box<Selector>),
-    /// `A - B`.
-    Diff(Box<Selector>, Box<Selector>),
+    /// `A | B & C - D`: set operations applied left to right, `((A | B) & C) - D`. Flat, so
+    /// a long union is a list, not a nesting as deep as its terms.
+    Combine(Box<Selector>, Vec<(SetOp, Selector)>),
     /// `S?`: S may match nothing.
     Optional(Box<Selector>),
+}
+
+/// A set operation between selectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOp {
+    /// `|`: union.
+    Union,
+    /// `&`: intersection.
+    Inter,
+    /// `-`: exclusion.
+    Diff,
 }

@@ -11,4 +11,4 @@ mod error;
 mod parse;
 
 pub use error::SyntaxError;
-pub use parse::{is_glob, parse};
+pub use parse::{MAX_NESTING, is_glob, parse};

@@ -62,13 +62,67 @@ fn describe(r: &Rule) -> &'static str {
     }
 }
 
+/// How deep parentheses may nest in a recipe: a selector's groups, `after(…)` and
+/// `before(…)`. Deeper text is a syntax error found before the grammar runs, so neither the
+/// parser nor any later stage (selection, planning, printing) recurses deeper than this.
+pub const MAX_NESTING: usize = 64;
+
 /// Parses a recipe.
 pub fn parse(src: &str) -> Result<Recipe, SyntaxError> {
+    check_nesting(src)?;
     let mut pairs = RecipeParser::parse(Rule::recipe, src).map_err(|e| syntax_error(src, e))?;
     let root = pairs
         .next()
         .ok_or_else(|| SyntaxError::at(0, 0, "empty parse"))?;
     parse_recipe(root)
+}
+
+/// Fails at the first `(` nested deeper than [`MAX_NESTING`], outside comments, strings
+/// and regular expressions (a quick scan: whatever else is wrong is the grammar's to say).
+fn check_nesting(src: &str) -> Result<(), SyntaxError> {
+    let bytes = src.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    // Skips past a string or regex opened at `i` (or to its line's end), escapes as the
+    // grammar reads them: `\\` and any character in a string, only `\/` in a regex.
+    let skip_quoted = |mut i: usize, close: u8| {
+        i += 1;
+        while i < bytes.len() && bytes[i] != close && bytes[i] != b'\n' {
+            let escaped = bytes[i] == b'\\' && (close == b'"' || bytes.get(i + 1) == Some(&b'/'));
+            i += if escaped { 2 } else { 1 };
+        }
+        i + 1
+    };
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => i = skip_quoted(i, b'"'),
+            b'/' => i = skip_quoted(i, b'/'),
+            b'(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(SyntaxError::at(
+                        i,
+                        1,
+                        format!(
+                            "parentheses nest deeper than {MAX_NESTING} levels here; a selector may group, or use `after(…)` and `before(…)`, at most {MAX_NESTING} deep"
+                        ),
+                    ));
+                }
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
 }
 
 fn syntax_error(src: &str, e: pest::error::Error<Rule>) -> SyntaxError {
@@ -421,26 +475,29 @@ fn parse_string(p: P<'_>) -> Str {
 }
 
 fn parse_selector(p: P<'_>) -> Result<Selector, SyntaxError> {
+    let sp = span(&p);
     let mut it = inner(p);
     let first = it
         .next()
         .ok_or_else(|| SyntaxError::at(0, 0, "empty selector"))?;
-    let mut acc = parse_sel_term(first)?;
+    let first = parse_sel_term(first)?;
+    let mut rest = vec![];
     while let (Some(op), Some(term)) = (it.next(), it.next()) {
-        let rhs = parse_sel_term(term)?;
-        let sp = Span {
-            start: acc.span.start,
-            end: rhs.span.end,
+        let op = match op.as_str() {
+            "|" => SetOp::Union,
+            "&" => SetOp::Inter,
+            _ => SetOp::Diff,
         };
-        let (a, b) = (Box::new(acc), Box::new(rhs));
-        let kind = match op.as_str() {
-            "|" => SelKind::Union(a, b),
-            "&" => SelKind::Inter(a, b),
-            _ => SelKind::Diff(a, b),
-        };
-        acc = Selector { kind, span: sp };
+        rest.push((op, parse_sel_term(term)?));
     }
-    Ok(acc)
+    Ok(if rest.is_empty() {
+        first
+    } else {
+        Selector {
+            kind: SelKind::Combine(Box::new(first), rest),
+            span: sp,
+        }
+    })
 }
 
 fn parse_sel_term(p: P<'_>) -> Result<Selector, SyntaxError> {

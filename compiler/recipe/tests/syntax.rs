@@ -3,7 +3,7 @@
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use mcc_recipe::ast::{Item, SelKind, Unit, ValueKind};
+use mcc_recipe::ast::{Item, SelKind, SetOp, Unit, ValueKind};
 use mcc_recipe::parse;
 
 const FULL: &str = r#"
@@ -40,11 +40,16 @@ fn every_construct_parses() {
     assert_eq!(rule.technique.name, "prune");
     assert_eq!(rule.variant.as_ref().unwrap().name, "unstructured");
     // Left to right: ((Conv[…] | "fc*") - "fc2") & inside("/conv").
-    let SelKind::Inter(lhs, rhs) = &rule.selector.kind else {
+    let SelKind::Combine(first, rest) = &rule.selector.kind else {
         panic!("{:?}", rule.selector)
     };
-    assert!(matches!(rhs.kind, SelKind::Inside(ref p) if p == "/conv"));
-    assert!(matches!(lhs.kind, SelKind::Diff(_, _)));
+    let ops: Vec<SetOp> = rest.iter().map(|(op, _)| *op).collect();
+    assert_eq!(ops, [SetOp::Diff, SetOp::Inter]);
+    assert!(matches!(rest[1].1.kind, SelKind::Inside(ref p) if p == "/conv"));
+    // The group is one term: `Conv[…] | "fc*"`.
+    assert!(
+        matches!(&first.kind, SelKind::Combine(_, r) if r.len() == 1 && r[0].0 == SetOp::Union)
+    );
     let ValueKind::Number { value, unit } = &rule.params[0].value.kind else {
         panic!()
     };
@@ -87,4 +92,50 @@ fn syntax_errors_say_what_was_expected() {
         "{e:?}"
     );
     assert!(parse("budget { size <= }").is_err());
+}
+
+#[test]
+fn nesting_is_bounded_where_it_is_parsed() {
+    let at = |n: usize, open: &str| {
+        format!(
+            "prune unstructured on {}Conv{} {{ amount: 50% }}",
+            open.repeat(n),
+            ")".repeat(n)
+        )
+    };
+    let n = mcc_recipe::MAX_NESTING;
+    for open in ["(", "after(", "before("] {
+        assert!(parse(&at(n, open)).is_ok(), "{open} × {n}");
+        for deep in [n + 1, 10_000, 200_000] {
+            let src = at(deep, open);
+            let e = parse(&src).unwrap_err();
+            assert!(e.message.contains("nest deeper than 64"), "{e:?}");
+            // The diagnostic points at the first parenthesis too many.
+            let first_too_many = src.match_indices('(').nth(n).unwrap().0;
+            assert_eq!(e.span.offset(), first_too_many);
+        }
+    }
+    // Parentheses in comments, strings and regexes are not nesting.
+    let quoted = format!(
+        "# {}\nprune unstructured on \"{}\" | /{}/? {{ amount: 50% }}",
+        "(".repeat(100),
+        "(".repeat(100),
+        "\\(".repeat(100)
+    );
+    assert!(parse(&quoted).is_ok(), "{:?}", parse(&quoted));
+}
+
+#[test]
+fn a_flat_union_of_many_terms_is_one_list() {
+    let terms = vec!["Conv"; 100_000].join(" | ");
+    let r = parse(&format!("prune unstructured on {terms} {{ amount: 50% }}")).unwrap();
+    let Item::Rule(rule) = &r.items[0] else {
+        panic!()
+    };
+    let SelKind::Combine(_, rest) = &rule.selector.kind else {
+        panic!()
+    };
+    assert_eq!(rest.len(), 99_999);
+    // Cloning, comparing and dropping it does not recurse per term either.
+    assert_eq!(rule.clone(), *rule);
 }

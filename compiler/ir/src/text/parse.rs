@@ -567,17 +567,21 @@ fn elements(dtype: DType, atoms: &[(&str, usize)], dims: &[usize]) -> Result<Ten
 
 /// Deterministic uniform numbers in `[lo, hi)` (splitmix64), for fixture constants.
 pub fn pseudo_random(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    pseudo_random_iter(seed, lo, hi).take(n).collect()
+}
+
+/// The endless sequence whose first `n` numbers [`pseudo_random`] returns (for callers that
+/// allocate the room themselves).
+pub fn pseudo_random_iter(seed: u64, lo: f64, hi: f64) -> impl Iterator<Item = f64> {
     let mut state = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            lo + (hi - lo) * ((z >> 11) as f64 / (1u64 << 53) as f64)
-        })
-        .collect()
+    std::iter::repeat_with(move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        lo + (hi - lo) * ((z >> 11) as f64 / (1u64 << 53) as f64)
+    })
 }
 
 struct PendingNode {
