@@ -303,3 +303,183 @@ fn every_shipped_recipe_builds_within_its_budget() {
         }
     }
 }
+
+/// Checks generated recipe text against a corpus model (the recipe's folder is the corpus).
+fn check_text(src: &str, model: &str) -> mcc_plan::plan::Checked {
+    let m = mcc::load(&corpus(model)).unwrap();
+    mcc_plan::plan::check(
+        src,
+        "generated.mcr",
+        &corpus(""),
+        &m.graph,
+        model,
+        &mcc_passes::registry(),
+    )
+}
+
+fn codes(c: &mcc_plan::plan::Checked) -> Vec<&str> {
+    c.diags.iter().map(|d| d.code.as_str()).collect()
+}
+
+/// `n` recipes, each using the next `fan_out` times, the last one a rule; then `use c0`.
+fn use_tree(n: usize, fan_out: usize) -> String {
+    let mut src = String::new();
+    for i in 0..n - 1 {
+        src += &format!(
+            "recipe c{i} {{{}}}\n",
+            format!(" use c{}", i + 1).repeat(fan_out)
+        );
+    }
+    src += &format!(
+        "recipe c{} {{ prune on Gemm {{ amount: 50% }} }}\nuse c0\n",
+        n - 1
+    );
+    src
+}
+
+#[test]
+fn a_use_that_would_expand_exponentially_is_measured_not_expanded() {
+    // 12 recipes each using the next 4 times (4^11 copies of the rule): past 60 s and 8.7 GB
+    // before the expansion was measured; 64 levels (4^63) saturate the count.
+    for n in [12, 64] {
+        let src = use_tree(n, 4);
+        let c = check_text(&src, "lenet5.onnx");
+        assert_eq!(codes(&c), ["mcc::plan::expansion_too_large"], "{n}");
+        let d = &c.diags[0];
+        assert_eq!(
+            src[d.span.start as usize..d.span.end as usize].trim(),
+            "use c0"
+        );
+        assert!(c.plan.stages.iter().all(|s| s.steps.is_empty()));
+    }
+}
+
+#[test]
+fn the_expansion_bound_counts_every_use_of_the_recipe() {
+    // Each `use big` splices in 40,000 rules: the third one passes 100,000 and is named.
+    let limit = mcc_plan::modules::MAX_EXPANDED;
+    assert_eq!(limit, 100_000, "the documented bound");
+    let mut src = String::from("recipe big {\n");
+    src += &"  prune on Gemm { amount: 50% }\n".repeat(40_000);
+    src += "}\nstage a { use big }\nstage b { use big }\nstage c { use big }\n";
+    let c = check_text(&src, "lenet5.onnx");
+    let errors: Vec<_> = c
+        .diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{:?}", codes(&c));
+    assert_eq!(errors[0].code, "mcc::plan::expansion_too_large");
+    assert!(
+        errors[0]
+            .message
+            .contains("(with the 80000 spliced in before it)"),
+        "{}",
+        errors[0].message
+    );
+    assert_eq!(
+        mcc_plan::plan::line_of(&src, errors[0].span.start),
+        40_005,
+        "the third `use`"
+    );
+}
+
+#[test]
+fn a_long_acyclic_use_chain_is_no_cycle() {
+    // 17 deep was reported as a cycle; up to the limit a chain is fine.
+    let limit = mcc_plan::modules::MAX_USE_DEPTH;
+    assert_eq!(limit, 64, "the documented bound");
+    for n in [17, limit] {
+        let c = check_text(&use_tree(n, 1), "lenet5.onnx");
+        assert!(c.diags.is_empty(), "{n}: {:?}", c.diags);
+        assert_eq!(c.plan.stages[0].steps.len(), 1);
+    }
+    // Past it, the message is about depth and names the chain, however long.
+    for n in [limit + 1, 100_000] {
+        let c = check_text(&use_tree(n, 1), "lenet5.onnx");
+        assert_eq!(codes(&c), ["mcc::plan::use_too_deep"], "{n}");
+        let d = &c.diags[0];
+        assert!(
+            d.message.contains(&format!("nests {n} recipes deep")),
+            "{}",
+            d.message
+        );
+        let help = d.help.as_deref().unwrap();
+        assert!(
+            help.starts_with("the longest chain: c0 → c1")
+                && help.ends_with(&format!("c{}", n - 1)),
+            "{help}"
+        );
+    }
+}
+
+#[test]
+fn a_cycle_is_reported_once_with_its_path() {
+    let src = "recipe a { use b }\nrecipe b { stage s { use c } }\nrecipe c { use a }\n\
+               recipe d { use c }\nuse d\nuse a\nstage t { use b }\n";
+    let c = check_text(src, "lenet5.onnx");
+    assert_eq!(codes(&c), ["mcc::plan::recursive_use"]);
+    assert_eq!(
+        c.diags[0].message,
+        "recipes use each other in a cycle: a → b → c → a"
+    );
+}
+
+#[test]
+fn overridden_rules_cost_linear_time_and_memory() {
+    // 16,000 rules over the same layers, each overriding the one before: every rule but the
+    // last is shadowed (7.3 GB and 32 s when each rendered diagnostic held the whole text).
+    let n = 16_000;
+    let src: String = (0..n)
+        .map(|i| format!("prune on Conv | Gemm {{ amount: {}% }}\n", i % 99 + 1))
+        .collect();
+    let c = check_text(&src, "lenet5.onnx");
+    assert_eq!(c.plan.stages.len(), 1);
+    let steps = &c.plan.stages[0].steps;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].origin.line, n);
+    assert_eq!(steps[0].nodes.len(), 4);
+    assert_eq!(c.diags.len(), n - 1);
+    for (i, d) in c.diags.iter().enumerate() {
+        assert_eq!(d.code, "mcc::plan::shadowed_rule");
+        assert_eq!(
+            d.label,
+            format!("every layer is taken by the rule on line {}", i + 2)
+        );
+    }
+    // Rendered, each diagnostic shows its own lines.
+    let rendered = mcc::diagnostics::rendered(&c);
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let mut last = String::new();
+    handler
+        .render_report(&mut last, rendered.last().unwrap())
+        .unwrap();
+    assert!(
+        last.contains(&format!("╭─[generated.mcr:{}:1]", n - 1)),
+        "{last}"
+    );
+    let mut all = String::new();
+    for d in &rendered {
+        handler.render_report(&mut all, d).unwrap();
+    }
+    assert_eq!(all.matches("mcc::plan::shadowed_rule").count(), n - 1);
+    let json = mcc::diagnostics::json_lines(&c);
+    let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+    assert_eq!(last["line"], n - 1);
+}
+
+#[test]
+fn many_stages_cost_linear_time() {
+    // 100,000 stages took 89 s when each rule's line was counted from the top of the text.
+    let n = 100_000;
+    let src: String = (0..n)
+        .map(|i| format!("stage s{i} {{ prune on Gemm {{ amount: 50% }} }}\n"))
+        .collect();
+    let c = check_text(&src, "lenet5.onnx");
+    assert!(c.diags.is_empty(), "{:?}", &c.diags[..1]);
+    assert_eq!(c.plan.stages.len(), n);
+    let last = &c.plan.stages[n - 1];
+    assert_eq!(last.name, format!("s{}", n - 1));
+    assert_eq!(last.steps[0].origin.line, n);
+}

@@ -32,6 +32,8 @@ define_codes! {
     BadArgument = "bad_argument",
     /// a budget constraint that cannot hold (direction, kind, sign).
     BadBudget = "bad_budget",
+    /// a recipe parameter's default that does not fit its declared type.
+    BadDefault = "bad_default",
     /// a parameter value the variant refuses.
     BadParameter = "bad_parameter",
     /// a selector predicate that cannot be evaluated.
@@ -40,7 +42,7 @@ define_codes! {
     BadRegex = "bad_regex",
     /// a value in the wrong unit.
     BadUnit = "bad_unit",
-    /// the standard library does not parse (a bug in mcc).
+    /// a bug in mcc: the standard library does not parse, or an invariant broke.
     Bug = "bug",
     /// a data set given twice.
     DuplicateData = "duplicate_data",
@@ -64,9 +66,11 @@ define_codes! {
     NotApplicable = "not_applicable",
     /// a planned technique or metric.
     NotSupportedYet = "not_supported_yet",
+    /// a `use` that would splice in more than a recipe may expand to.
+    ExpansionTooLarge = "expansion_too_large",
     /// an output-error budget without data.
     OutputErrorWithoutData = "output_error_without_data",
-    /// a recipe that uses itself.
+    /// recipes that use each other in a cycle (or one that uses itself).
     RecursiveUse = "recursive_use",
     /// a rule every layer of which a later rule takes.
     ShadowedRule = "shadowed_rule",
@@ -76,6 +80,8 @@ define_codes! {
     UnknownLayer = "unknown_layer",
     /// a budget metric mcc does not know.
     UnknownMetric = "unknown_metric",
+    /// a recipe parameter type mcc does not know.
+    UnknownType = "unknown_type",
     /// an operator name mcc does not know.
     UnknownOp = "unknown_op",
     /// a parameter the variant does not take.
@@ -86,6 +92,8 @@ define_codes! {
     UnknownTechnique = "unknown_technique",
     /// a variant the technique does not have.
     UnknownVariant = "unknown_variant",
+    /// a `use` whose chain of recipes nests too deep.
+    UseTooDeep = "use_too_deep",
 }
 
 impl std::fmt::Display for Code {

@@ -8,6 +8,8 @@
 //! and fuzzed on any text.
 
 pub mod code;
+pub mod lines;
+pub mod modules;
 pub mod plan;
 pub mod reason;
 pub mod registry;

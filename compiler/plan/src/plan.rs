@@ -16,13 +16,16 @@
 //! The planner does no I/O: the standard library is compiled in, and file paths are only
 //! resolved, so it can be run (and fuzzed) on any text.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use mcc_ir::Graph;
 use mcc_recipe::ast::{self, BodyItem, Cmp, Item, Span, Unit, Value, ValueKind};
 
 use crate::code::Code;
+pub use crate::lines::LineIndex;
+use crate::modules::{self, DefEntry, MAX_EXPANDED, MAX_USE_DEPTH, TYPES, show_chain};
 use crate::registry::{
     Applies, Default, ParamSchema, ParamType, Registry, Status, TechniqueSchema, VariantSchema,
 };
@@ -249,7 +252,8 @@ impl Checked {
     }
 }
 
-/// 1-based line of a byte offset.
+/// 1-based line of a byte offset (a scan of the text: for many offsets, use a
+/// [`LineIndex`]).
 pub fn line_of(text: &str, offset: u32) -> usize {
     text.as_bytes()[..(offset as usize).min(text.len())]
         .iter()
@@ -258,19 +262,27 @@ pub fn line_of(text: &str, offset: u32) -> usize {
         + 1
 }
 
-/// 1-based (line, column) of a byte offset, columns counted in characters.
+/// 1-based (line, column) of a byte offset, columns counted in characters (a scan of the
+/// text: for many offsets, use a [`LineIndex`]).
 pub fn line_col(text: &str, offset: u32) -> (usize, usize) {
-    let before = &text[..(offset as usize).min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+    LineIndex::new(text).line_col(text, offset as usize)
 }
 
 struct Checker<'a> {
     registry: &'a Registry,
     files: Vec<SourceFile>,
-    asts: Vec<Option<ast::Recipe>>,
-    defs: BTreeMap<String, (usize, ast::Def)>,
+    /// Each file's line starts.
+    lines: Vec<LineIndex>,
+    asts: Vec<Option<Rc<ast::Recipe>>>,
+    defs: BTreeMap<String, DefEntry>,
+    /// The `use` graph of `defs`.
+    uses: modules::Graph,
+    /// Definitions whose parameter list has an error: they are not expanded.
+    bad_signatures: BTreeSet<String>,
+    /// How many `use`s are being expanded, one inside the other.
+    use_depth: usize,
+    /// Statements spliced in by `use`s so far.
+    expanded: u64,
     facts: Vec<NodeFacts>,
     model: &'a str,
     base: &'a Path,
@@ -328,6 +340,11 @@ impl<'a> Checker<'a> {
         self.diag(Severity::Error, code, file, span, message, label, help);
     }
 
+    /// 1-based line of a byte offset of a file.
+    fn line(&self, file: usize, offset: u32) -> usize {
+        self.lines[file].line(offset as usize)
+    }
+
     fn text_of(&self, file: usize, span: Span) -> String {
         let t = &self.files[file].text;
         t.get(span.start as usize..span.end as usize)
@@ -350,7 +367,7 @@ impl<'a> Checker<'a> {
                 Item::Use(u) => {
                     let env = Env::new();
                     let mut stage = None;
-                    self.expand_use(u, 0, &env, &mut stage, &mut main_stage, 0, None);
+                    self.expand_use(u, 0, &env, &mut stage, &mut main_stage, None);
                 }
                 Item::Rule(r) => {
                     let idx = self.implicit_stage(&mut main_stage);
@@ -455,7 +472,7 @@ impl<'a> Checker<'a> {
     fn check_stage(&mut self, s: &ast::Stage, file: usize, env: &Env, via: Option<usize>) {
         if file == 0 {
             if let Some(prev) = self.stage_names.get(&s.name.name).copied() {
-                let line = line_of(&self.files[0].text, prev.start);
+                let line = self.line(0, prev.start);
                 self.error(
                     Code::DuplicateStage,
                     0,
@@ -480,7 +497,7 @@ impl<'a> Checker<'a> {
                 BodyItem::Use(u) => {
                     let mut stage = Some(idx);
                     let mut none = None;
-                    self.expand_use(u, file, env, &mut stage, &mut none, 0, via);
+                    self.expand_use(u, file, env, &mut stage, &mut none, via);
                 }
                 BodyItem::Stage(inner) => self.check_stage(inner, file, env, via),
             }
@@ -496,20 +513,8 @@ impl<'a> Checker<'a> {
         env: &Env,
         stage: &mut Option<usize>,
         main_stage: &mut Option<usize>,
-        depth: usize,
         via: Option<usize>,
     ) {
-        if depth > 16 {
-            self.error(
-                Code::RecursiveUse,
-                file,
-                u.span,
-                "recipes use each other in a cycle",
-                "used here",
-                None,
-            );
-            return;
-        }
         let name = &u.path.name;
         let Some((def_file, def)) = self.defs.get(name).cloned() else {
             let cands: Vec<&str> = self.defs.keys().map(String::as_str).collect();
@@ -525,6 +530,14 @@ impl<'a> Checker<'a> {
             );
             return;
         };
+        // A cycle, or an error in the parameter list, is reported at the definition.
+        let shape = self.uses.shapes.get(name).cloned().unwrap_or_default();
+        if shape.cyclic || self.bad_signatures.contains(name) {
+            return;
+        }
+        if !self.within_limits(u, file, &shape) {
+            return;
+        }
         // Bind arguments to parameters.
         let mut bound = Env::new();
         for a in &u.args {
@@ -595,11 +608,12 @@ impl<'a> Checker<'a> {
             }
         }
         let via = via.or(if file == 0 {
-            Some(line_of(&self.files[0].text, u.span.start))
+            Some(self.line(0, u.span.start))
         } else {
             None
         });
         let saved_via = std::mem::replace(&mut self.via, via);
+        self.use_depth += 1;
         for it in &def.body {
             match it {
                 BodyItem::Rule(r) => {
@@ -616,15 +630,7 @@ impl<'a> Checker<'a> {
                                 BodyItem::Rule(r) => self.check_rule(r, def_file, &bound, i, via),
                                 BodyItem::Use(u2) => {
                                     let mut st = Some(i);
-                                    self.expand_use(
-                                        u2,
-                                        def_file,
-                                        &bound,
-                                        &mut st,
-                                        main_stage,
-                                        depth + 1,
-                                        via,
-                                    );
+                                    self.expand_use(u2, def_file, &bound, &mut st, main_stage, via);
                                 }
                                 BodyItem::Stage(_) => {}
                             }
@@ -634,12 +640,127 @@ impl<'a> Checker<'a> {
                         self.check_stage(s, def_file, &bound, via);
                     }
                 }
-                BodyItem::Use(u2) => {
-                    self.expand_use(u2, def_file, &bound, stage, main_stage, depth + 1, via)
-                }
+                BodyItem::Use(u2) => self.expand_use(u2, def_file, &bound, stage, main_stage, via),
             }
         }
+        self.use_depth -= 1;
         self.via = saved_via;
+    }
+
+    /// Whether expanding `u` (a `use` of a recipe of this shape) stays within
+    /// [`MAX_USE_DEPTH`] and [`MAX_EXPANDED`] (reported otherwise). Only the outermost `use`
+    /// is measured: its shape covers everything it brings in.
+    fn within_limits(&mut self, u: &ast::Use, file: usize, shape: &modules::Shape) -> bool {
+        let name = &u.path.name;
+        if self.use_depth >= MAX_USE_DEPTH {
+            // The outermost `use` was measured: its chain cannot go deeper than this.
+            self.error(
+                Code::Bug,
+                file,
+                u.span,
+                format!("`use {name}` is expanded {} deep", self.use_depth + 1),
+                "here",
+                Some("this is a bug in mcc".into()),
+            );
+            return false;
+        }
+        if self.use_depth > 0 {
+            return true;
+        }
+        if shape.depth > MAX_USE_DEPTH {
+            self.error(
+                Code::UseTooDeep,
+                file,
+                u.span,
+                format!(
+                    "this `use` nests {} recipes deep, more than the {MAX_USE_DEPTH} allowed",
+                    shape.depth
+                ),
+                "too deep",
+                Some(format!(
+                    "the longest chain: {}",
+                    show_chain(&self.uses.chain(name))
+                )),
+            );
+            return false;
+        }
+        let total = self.expanded.saturating_add(shape.size);
+        if total > MAX_EXPANDED {
+            let size = if shape.size == u64::MAX {
+                format!("more than {}", u64::MAX)
+            } else {
+                shape.size.to_string()
+            };
+            let before = if self.expanded > 0 {
+                format!(" (with the {} spliced in before it)", self.expanded)
+            } else {
+                String::new()
+            };
+            self.error(
+                Code::ExpansionTooLarge,
+                file,
+                u.span,
+                format!("this `use` splices in {size} statements{before}, more than the {MAX_EXPANDED} a recipe may expand to"),
+                "expands too far",
+                Some(format!("a `use` splices in a copy of `{name}`, and each `use` inside it a copy of the recipe it names")),
+            );
+            return false;
+        }
+        self.expanded = total;
+        true
+    }
+
+    /// Checks a definition's parameter list once, wherever it is used: declared types are
+    /// known ones, names are unique, defaults fit their types. `false` if not.
+    fn check_signature(&mut self, file: usize, def: &ast::Def) -> bool {
+        let mut ok = true;
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for p in &def.params {
+            if !seen.insert(&p.name.name) {
+                self.error(
+                    Code::DuplicateParameter,
+                    file,
+                    p.name.span,
+                    format!("`{}` is declared twice", p.name.name),
+                    "again here",
+                    None,
+                );
+                ok = false;
+            }
+            let Some(ty) = &p.ty else { continue };
+            if !TYPES.contains(&ty.name.as_str()) {
+                let help = did_you_mean(&suggest(&ty.name, TYPES.iter().copied()))
+                    .or_else(|| Some(format!("parameter types: {}", TYPES.join(", "))));
+                self.error(
+                    Code::UnknownType,
+                    file,
+                    ty.span,
+                    format!("`{}` is not a parameter type", ty.name),
+                    "unknown type",
+                    help,
+                );
+                ok = false;
+                continue;
+            }
+            if let Some(d) = &p.default
+                && let Err((label, help)) = check_declared(&ty.name, d)
+            {
+                self.error(
+                    Code::BadDefault,
+                    file,
+                    d.span,
+                    format!(
+                        "the default of `{}` must be {}",
+                        p.name.name,
+                        describe_declared(&ty.name)
+                    ),
+                    label,
+                    help,
+                );
+                ok = false;
+            }
+        }
+        ok
     }
 
     fn check_rule(
@@ -658,7 +779,7 @@ impl<'a> Checker<'a> {
         if built && params_ok && layers_ok && !applicable.is_empty() {
             let origin = Origin {
                 file,
-                line: line_of(&self.files[file].text, r.span.start),
+                line: self.line(file, r.span.start),
                 text: self.text_of(file, r.span),
                 span: r.span,
                 via,
@@ -1106,7 +1227,7 @@ impl<'a> Checker<'a> {
                 );
                 continue;
             }
-            let line = line_of(&self.files[0].text, c.span.start);
+            let line = self.line(0, c.span.start);
             self.plan.budget.push(BudgetItem {
                 metric,
                 cmp: c.cmp,
@@ -1120,25 +1241,38 @@ impl<'a> Checker<'a> {
     /// Within a stage, a later rule of the same technique takes the layers it shares with an
     /// earlier one (of the same variant, for a technique whose variants compose, like
     /// `merge`); an earlier rule left with none is shadowed.
+    ///
+    /// One walk from the last rule back, with, per technique (and variant), the nearest later
+    /// rule selecting each layer: linear in the rules and their layers.
     fn apply_precedence(&mut self) {
         let registry = self.registry;
         let mut warnings = vec![];
         for stage in &mut self.plan.stages {
-            for j in 1..stage.steps.len() {
-                let (before, after) = stage.steps.split_at_mut(j);
-                let later = &after[0];
+            let mut takers: HashMap<(&str, &str), HashMap<String, usize>> = HashMap::new();
+            for i in (0..stage.steps.len()).rev() {
+                let step = &mut stage.steps[i];
                 let exclusive = registry
-                    .technique(later.technique)
+                    .technique(step.technique)
                     .is_none_or(|t| t.exclusive);
-                let overrides = |e: &Step| {
-                    e.technique == later.technique && (exclusive || e.variant == later.variant)
-                };
-                for earlier in before.iter_mut().filter(|e| overrides(e)) {
-                    let n = earlier.nodes.len();
-                    earlier.nodes.retain(|x| !later.nodes.contains(x));
-                    if n > 0 && earlier.nodes.is_empty() {
-                        warnings.push((earlier.origin.clone(), later.origin.line));
+                let key = (step.technique, if exclusive { "" } else { step.variant });
+                let taken = takers.entry(key).or_default();
+                let selected = step.nodes.clone();
+                // The rule that takes the last of this one's layers.
+                let mut last_taker = None;
+                step.nodes.retain(|x| match taken.get(x) {
+                    Some(&j) => {
+                        last_taker = last_taker.max(Some(j));
+                        false
                     }
+                    None => true,
+                });
+                for x in selected {
+                    taken.insert(x, i);
+                }
+                if let Some(j) = last_taker
+                    && stage.steps[i].nodes.is_empty()
+                {
+                    warnings.push((stage.steps[i].origin.clone(), stage.steps[j].origin.line));
                 }
             }
             stage.steps.retain(|s| !s.nodes.is_empty());
@@ -1176,6 +1310,7 @@ fn describe_declared(ty: &str) -> &'static str {
         "int" => "a whole number",
         "bits" => "a bit width",
         "path" => "a quoted path",
+        "number" => "a number of at least 0",
         _ => "a word",
     }
 }
@@ -1320,7 +1455,7 @@ pub fn check(
     let mut asts = vec![];
     let mut diags = vec![];
     match mcc_recipe::parse(src) {
-        Ok(r) => asts.push(Some(r)),
+        Ok(r) => asts.push(Some(Rc::new(r))),
         Err(e) => {
             diags.push(Diag {
                 severity: Severity::Error,
@@ -1340,7 +1475,7 @@ pub fn check(
             text: (*text).to_string(),
         });
         match mcc_recipe::parse(text) {
-            Ok(r) => asts.push(Some(r)),
+            Ok(r) => asts.push(Some(Rc::new(r))),
             Err(e) => {
                 diags.push(Diag {
                     severity: Severity::Error,
@@ -1355,11 +1490,17 @@ pub fn check(
             }
         }
     }
+    let lines = files.iter().map(|f| LineIndex::new(&f.text)).collect();
     let mut checker = Checker {
         registry,
         files,
+        lines,
         asts,
         defs: BTreeMap::new(),
+        uses: modules::Graph::default(),
+        bad_signatures: BTreeSet::new(),
+        use_depth: 0,
+        expanded: 0,
         facts: select::facts(graph),
         model,
         base,
@@ -1369,7 +1510,7 @@ pub fn check(
         via: None,
     };
     // Definitions: the stdlib's as `std.<name>`, the recipe's own by bare name.
-    for (fi, ast) in checker.asts.clone().iter().enumerate() {
+    for (fi, ast) in checker.asts.clone().into_iter().enumerate() {
         let Some(ast) = ast else { continue };
         for item in &ast.items {
             if let Item::Def(d) = item {
@@ -1381,7 +1522,7 @@ pub fn check(
                 if let std::collections::btree_map::Entry::Vacant(slot) =
                     checker.defs.entry(key.clone())
                 {
-                    slot.insert((fi, d.clone()));
+                    slot.insert((fi, Rc::new(d.clone())));
                 } else {
                     checker.error(
                         Code::DuplicateRecipe,
@@ -1394,6 +1535,32 @@ pub fn check(
                 }
             }
         }
+    }
+    let defs: Vec<(String, DefEntry)> = checker
+        .defs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (name, (file, def)) in defs {
+        if !checker.check_signature(file, &def) {
+            checker.bad_signatures.insert(name);
+        }
+    }
+    checker.uses = modules::analyse(&checker.defs);
+    for c in checker.uses.cycles.clone() {
+        let message = if c.path.len() == 2 {
+            format!("recipe `{}` uses itself", c.path[0])
+        } else {
+            format!("recipes use each other in a cycle: {}", show_chain(&c.path))
+        };
+        checker.error(
+            Code::RecursiveUse,
+            c.file,
+            c.span,
+            message,
+            "closes the cycle",
+            None,
+        );
     }
     checker.run();
     let mut diags = checker.diags;
