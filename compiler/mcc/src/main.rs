@@ -343,9 +343,14 @@ fn checked(
     match format {
         MessageFormat::Json => eprint!("{}", mcc::diagnostics::json_lines(&session.checked)),
         MessageFormat::Human => {
+            // Through one buffer: a diagnostic renders in many small writes, and stderr is
+            // unbuffered (16,000 warnings took seconds of system calls).
+            use std::io::Write;
+            let mut err = std::io::BufWriter::new(std::io::stderr().lock());
             for d in mcc::diagnostics::rendered(&session.checked) {
-                eprintln!("{:?}", miette::Report::new(d));
+                let _ = writeln!(err, "{:?}", miette::Report::new(d));
             }
+            let _ = err.flush();
         }
     }
     let errors = session
