@@ -3,8 +3,14 @@
 //!
 //! Data is kept as little-endian bytes in C (row-major) order; big-endian and
 //! Fortran-order files are converted on read.
+//!
+//! **Invariant:** the header is read and checked first — magic, a header of at most
+//! [`MAX_HEADER`] bytes, dtype, shape, and for a regular file that its size is exactly the
+//! header plus the shape's data — before any data is read or its buffer allocated, and that
+//! buffer is allocated fallibly. So a file that is not `.npy` (or `/dev/zero`) costs a few
+//! bytes, and [`NpyHeader::open`] alone tells what a file holds without reading it.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Element types `.npy` files can hold that mcc reads.
@@ -96,6 +102,28 @@ pub struct NpyArray {
     pub data: Vec<u8>,
 }
 
+/// The longest header read, in bytes. NumPy writes headers of a few hundred bytes for the
+/// element types mcc reads (and its own reader refuses more than 10,000 by default).
+pub const MAX_HEADER: usize = 1 << 16;
+
+/// What a `.npy` header says, checked: a known element type and a shape whose data size
+/// fits in memory's address space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// Element type.
+    pub dtype: NpyType,
+    /// Shape (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// Whether the data is in Fortran (column-major) order.
+    pub fortran_order: bool,
+    /// Whether the elements are big-endian.
+    pub big_endian: bool,
+    /// Where the data starts in the file (bytes).
+    pub data_offset: u64,
+    /// The data's size (bytes).
+    pub data_len: usize,
+}
+
 /// Why a `.npy` file could not be read or written.
 #[derive(Debug)]
 pub enum NpyError {
@@ -105,6 +133,8 @@ pub enum NpyError {
     Format(String),
     /// A valid `.npy` file with an element type mcc does not read.
     Type(String),
+    /// The data does not fit in memory.
+    OutOfMemory(usize),
 }
 
 impl std::fmt::Display for NpyError {
@@ -116,6 +146,9 @@ impl std::fmt::Display for NpyError {
                 f,
                 "unsupported element type `{t}` (mcc reads float32/64, int8–64, uint8–64 and bool)"
             ),
+            NpyError::OutOfMemory(n) => {
+                write!(f, "its data ({n} bytes) does not fit in memory")
+            }
         }
     }
 }
@@ -158,7 +191,7 @@ fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     Some(rest[..end].trim())
 }
 
-impl NpyArray {
+impl NpyHeader {
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
@@ -169,40 +202,66 @@ impl NpyArray {
         self.len() == 0
     }
 
-    /// Reads a `.npy` file.
-    pub fn read(path: &Path) -> Result<NpyArray, NpyError> {
-        NpyArray::parse(&std::fs::read(path)?)
+    /// Opens a `.npy` file and reads its header, leaving the file at the data. For a regular
+    /// file, also checks that the data is exactly as long as the header declares; devices
+    /// and pipes are checked as their data is read.
+    pub fn open(path: &Path) -> Result<(NpyHeader, std::fs::File), NpyError> {
+        let mut file = std::fs::File::open(path)?;
+        let header = NpyHeader::read_from(&mut file)?;
+        let meta = file.metadata()?;
+        if meta.is_file() {
+            check_size(&header, meta.len().saturating_sub(header.data_offset))?;
+        }
+        Ok((header, file))
     }
 
-    /// Parses `.npy` bytes.
-    pub fn parse(bytes: &[u8]) -> Result<NpyArray, NpyError> {
-        if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    /// Reads and checks a header from `r`, reading nothing past it.
+    pub fn read_from(r: &mut impl Read) -> Result<NpyHeader, NpyError> {
+        let mut prefix = [0u8; 8];
+        let got = read_full(r, &mut prefix)?;
+        if got < 6 || &prefix[..6] != b"\x93NUMPY" {
             return fmt_err("missing the \\x93NUMPY magic");
         }
-        let major = bytes[6];
-        let (hlen, hstart): (usize, usize) = match major {
-            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            2 | 3 => {
-                if bytes.len() < 12 {
+        if got < 8 {
+            return fmt_err("truncated header");
+        }
+        let (hlen, hstart): (usize, u64) = match prefix[6] {
+            1 => {
+                let mut n = [0u8; 2];
+                if read_full(r, &mut n)? < 2 {
                     return fmt_err("truncated header");
                 }
-                (
-                    u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                    12,
-                )
+                (u16::from_le_bytes(n) as usize, 10)
+            }
+            2 | 3 => {
+                let mut n = [0u8; 4];
+                if read_full(r, &mut n)? < 4 {
+                    return fmt_err("truncated header");
+                }
+                (u32::from_le_bytes(n) as usize, 12)
             }
             v => return fmt_err(format!("format version {v} is unknown")),
         };
-        let hend = hstart
-            .checked_add(hlen)
-            .filter(|&e| e <= bytes.len())
-            .map_or_else(|| fmt_err("truncated header"), Ok)?;
-        let header = std::str::from_utf8(&bytes[hstart..hend])
-            .map_or_else(|_| fmt_err("header is not text"), Ok)?;
+        if hlen > MAX_HEADER {
+            return fmt_err(format!(
+                "its header is {hlen} bytes long; mcc reads headers of at most {MAX_HEADER}"
+            ));
+        }
+        let mut text = vec![0u8; hlen];
+        if read_full(r, &mut text)? < hlen {
+            return fmt_err("truncated header");
+        }
+        let header =
+            std::str::from_utf8(&text).map_or_else(|_| fmt_err("header is not text"), Ok)?;
+        NpyHeader::parse(header, hstart + hlen as u64)
+    }
+
+    /// Parses a header's text (the Python dict); the data starts at `data_offset`.
+    fn parse(header: &str, data_offset: u64) -> Result<NpyHeader, NpyError> {
         let descr = field(header, "descr")
             .map_or_else(|| fmt_err("header has no 'descr'"), Ok)?
             .trim_matches('\'');
-        let fortran = match field(header, "fortran_order") {
+        let fortran_order = match field(header, "fortran_order") {
             Some("True") => true,
             Some("False") => false,
             _ => return fmt_err("header has no valid 'fortran_order'"),
@@ -240,37 +299,94 @@ impl NpyArray {
             "b1" => NpyType::Bool,
             _ => return Err(NpyError::Type(descr.to_string())),
         };
-        let big = match endian {
+        let big_endian = match endian {
             Some('<' | '|' | '=') => false,
             Some('>') => true,
             _ => return Err(NpyError::Type(descr.to_string())),
         };
-        let n = shape
+        let data_len = shape
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(dtype.size()))
+            .filter(|&n| n <= isize::MAX as usize)
             .map_or_else(|| fmt_err("shape is too large"), Ok)?;
-        let need = n
-            .checked_mul(dtype.size())
-            .map_or_else(|| fmt_err("shape is too large"), Ok)?;
-        let body = &bytes[hend..];
-        if body.len() < need {
+        Ok(NpyHeader {
+            dtype,
+            shape,
+            fortran_order,
+            big_endian,
+            data_offset,
+            data_len,
+        })
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how many bytes were read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, NpyError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
+}
+
+impl NpyArray {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads a `.npy` file: its header first ([`NpyHeader::open`]), then exactly the data it
+    /// declares, into a buffer allocated fallibly.
+    pub fn read(path: &Path) -> Result<NpyArray, NpyError> {
+        let (header, mut file) = NpyHeader::open(path)?;
+        NpyArray::read_data(header, &mut file)
+    }
+
+    /// Parses `.npy` bytes (exactly a header and its data).
+    pub fn parse(mut bytes: &[u8]) -> Result<NpyArray, NpyError> {
+        let header = NpyHeader::read_from(&mut bytes)?;
+        check_size(&header, bytes.len() as u64)?;
+        NpyArray::read_data(header, &mut bytes)
+    }
+
+    /// Reads the data `header` declares from `r` (positioned after the header).
+    pub fn read_data(header: NpyHeader, r: &mut impl Read) -> Result<NpyArray, NpyError> {
+        let need = header.data_len;
+        let mut data = try_bytes(need)?;
+        r.take(need as u64).read_to_end(&mut data)?;
+        if data.len() < need {
             return fmt_err(format!(
-                "data is truncated: {} bytes for {n} elements of {}",
-                body.len(),
-                dtype.name()
+                "data is truncated: {} bytes for {} elements of {}",
+                data.len(),
+                header.len(),
+                header.dtype.name()
             ));
         }
-        let mut data = body[..need].to_vec();
-        let sz = dtype.size();
-        if big {
+        let sz = header.dtype.size();
+        if header.big_endian {
             for ch in data.chunks_exact_mut(sz) {
                 ch.reverse();
             }
         }
-        if fortran && shape.len() > 1 {
-            data = fortran_to_c(&data, &shape, sz);
+        if header.fortran_order && header.shape.len() > 1 {
+            data = fortran_to_c(&data, &header.shape, sz)?;
         }
-        Ok(NpyArray { dtype, shape, data })
+        Ok(NpyArray {
+            dtype: header.dtype,
+            shape: header.shape,
+            data,
+        })
     }
 
     /// Serializes as `.npy` version 1.0 bytes.
@@ -309,9 +425,37 @@ impl NpyArray {
     }
 }
 
-fn fortran_to_c(data: &[u8], shape: &[usize], sz: usize) -> Vec<u8> {
+/// An empty buffer with room for `n` bytes, or an error when there is no memory for it.
+fn try_bytes(n: usize) -> Result<Vec<u8>, NpyError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| NpyError::OutOfMemory(n))?;
+    Ok(v)
+}
+
+/// A regular file (or buffer) of `size` bytes after the header must hold exactly the data the
+/// header declares.
+fn check_size(header: &NpyHeader, size: u64) -> Result<(), NpyError> {
+    let need = header.data_len as u64;
+    if size != need {
+        return fmt_err(format!(
+            "data is {}: {size} bytes where {} elements of {} take {need}",
+            if size < need {
+                "truncated"
+            } else {
+                "followed by extra bytes"
+            },
+            header.len(),
+            header.dtype.name()
+        ));
+    }
+    Ok(())
+}
+
+fn fortran_to_c(data: &[u8], shape: &[usize], sz: usize) -> Result<Vec<u8>, NpyError> {
     let n: usize = shape.iter().product();
-    let mut out = vec![0u8; data.len()];
+    let mut out = try_bytes(data.len())?;
+    out.resize(data.len(), 0);
     let mut idx = vec![0usize; shape.len()];
     for c in 0..n {
         let mut rem = c;
@@ -326,7 +470,7 @@ fn fortran_to_c(data: &[u8], shape: &[usize], sz: usize) -> Vec<u8> {
         }
         out[c * sz..(c + 1) * sz].copy_from_slice(&data[f * sz..(f + 1) * sz]);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -381,5 +525,42 @@ mod tests {
                 "{descr}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn the_header_is_read_alone_and_checked_first() {
+        let a = NpyArray {
+            dtype: NpyType::I16,
+            shape: vec![3],
+            data: vec![1, 0, 2, 0, 3, 0],
+        };
+        // The header reader stops at the data, even of an endless stream.
+        let bytes = a.to_bytes();
+        let mut endless = bytes[..bytes.len() - 6].chain(std::io::repeat(7));
+        let h = NpyHeader::read_from(&mut endless).unwrap();
+        assert_eq!(
+            (h.dtype, h.shape.clone(), h.data_len),
+            (NpyType::I16, vec![3], 6)
+        );
+        assert_eq!(h.data_offset as usize, bytes.len() - 6);
+        let rest = NpyArray::read_data(h, &mut endless).unwrap();
+        assert_eq!(rest.data, vec![7; 6]);
+        // Trailing bytes are refused, as a short file is.
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(NpyArray::parse(&long), Err(NpyError::Format(m)) if m.contains("extra")));
+        // Not `.npy`, endlessly: one read of the magic.
+        let e = NpyHeader::read_from(&mut std::io::repeat(0)).unwrap_err();
+        assert!(e.to_string().contains("magic"), "{e}");
+        // A header longer than MAX_HEADER is refused before it is read.
+        let mut v2 = b"\x93NUMPY\x02\x00".to_vec();
+        v2.extend_from_slice(&(u32::MAX).to_le_bytes());
+        let e = NpyHeader::read_from(&mut v2.as_slice().chain(std::io::repeat(b' '))).unwrap_err();
+        assert!(e.to_string().contains("at most 65536"), "{e}");
+        // A shape whose size overflows is a format error, not an allocation.
+        let h = "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 4), }";
+        assert!(
+            matches!(NpyArray::parse(&with_header(h)), Err(NpyError::Format(m)) if m.contains("too large"))
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! cleanly against the model named in its first line, every ```mcr planned example fails
 //! only with "not supported yet", and every technique, variant and parameter of the
 //! registry is documented. The report's reference (`docs/report.md`) names every "left
-//! alone" reason with its description.
+//! alone" reason with its description, and the JSON diagnostics reference shows valid JSON.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(
@@ -146,4 +146,41 @@ fn every_left_alone_reason_is_documented() {
         mcc_plan::Reason::ALL.len(),
         "the reason table in docs/report.md lists codes mcc does not have"
     );
+}
+
+/// `docs/json-diagnostics.md` shows lines `mcc` could print: every line of its ```json
+/// examples parses, and a diagnostic has every field the page lists.
+#[test]
+fn the_json_diagnostics_reference_is_valid_json() {
+    let md = std::fs::read_to_string(workspace().join("docs/json-diagnostics.md")).unwrap();
+    let fields = [
+        "type",
+        "severity",
+        "code",
+        "message",
+        "file",
+        "line",
+        "column",
+        "end_line",
+        "end_column",
+        "label",
+        "help",
+    ];
+    let mut lines = md.lines();
+    let mut seen = 0;
+    while let Some(l) = lines.next() {
+        if l.starts_with("```json") {
+            for l in lines.by_ref().take_while(|l| !l.starts_with("```")) {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                seen += 1;
+                if v["type"] == "diagnostic" {
+                    for f in fields {
+                        assert!(v.get(f).is_some(), "the example lacks `{f}`: {l}");
+                        assert!(md.contains(&format!("`{f}`")), "`{f}` is not documented");
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen >= 2, "found {seen} JSON lines");
 }

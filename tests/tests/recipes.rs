@@ -122,19 +122,18 @@ fn a_misspelled_layer_names_the_right_one() {
 
 #[test]
 fn json_diagnostics_are_one_object_per_line() {
-    let s = mcc::recipe::check(
-        &workspace().join("tests/fixtures/recipes/err/unknown_layers_all_reported.mcr"),
-        &corpus("lenet5.onnx"),
-    )
-    .unwrap();
-    let lines = mcc::diagnostics::json_lines(&s.checked);
+    let recipe = workspace().join("tests/fixtures/recipes/err/unknown_layers_all_reported.mcr");
+    let s = mcc::recipe::check(&recipe, &corpus("lenet5.onnx")).unwrap();
+    let lines = mcc::diagnostics::json_lines(&s);
     let objs: Vec<serde_json::Value> = lines
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(objs.len(), 3);
     let first = &objs[0];
-    assert_eq!(first["file"], "unknown_layers_all_reported.mcr");
+    // The recipe as it was named, not just its file name.
+    assert_eq!(first["file"], recipe.display().to_string());
+    assert_eq!(first["type"], "diagnostic");
     assert_eq!(
         (first["line"].as_u64(), first["column"].as_u64()),
         (Some(2), Some(23))
@@ -464,7 +463,7 @@ fn overridden_rules_cost_linear_time_and_memory() {
         handler.render_report(&mut all, d).unwrap();
     }
     assert_eq!(all.matches("mcc::plan::shadowed_rule").count(), n - 1);
-    let json = mcc::diagnostics::json_lines(&c);
+    let json = mcc::diagnostics::checked_json_lines(&c, "generated.mcr");
     let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
     assert_eq!(last["line"], n - 1);
 }

@@ -9,8 +9,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether the interrupt is reported as JSON lines (`--message-format json`).
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
 
 /// Installs the interrupt handler (once; later calls do nothing).
 pub fn install() {
@@ -26,7 +33,14 @@ pub fn install() {
             for p in &paths {
                 remove(p);
             }
-            eprintln!("mcc: interrupted; nothing half-written was left behind");
+            let message = "mcc: interrupted; nothing half-written was left behind";
+            if JSON.load(Ordering::Relaxed) {
+                let note = crate::diagnostics::note_json("error", "mcc::interrupted", message);
+                let result = crate::diagnostics::result_json(false, 1, 0);
+                eprintln!("{note}\n{result}");
+            } else {
+                eprintln!("{message}");
+            }
             std::process::exit(130);
         });
     });

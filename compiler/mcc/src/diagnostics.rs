@@ -1,11 +1,21 @@
-//! Planner diagnostics as miette reports (for people) and as JSON lines (for editors and
-//! build systems, one object per diagnostic, like cargo's `--message-format json`).
+//! Diagnostics as miette reports (for people) and as JSON lines (for editors and build
+//! systems, like cargo's `--message-format json`).
+//!
+//! The JSON form (documented in `docs/json-diagnostics.md`) is one object per line: every
+//! diagnostic — the planner's, any [`Error`], a note — is `{"type": "diagnostic", …}` with the
+//! same fields, and the run ends with one `{"type": "result", …}`. Files are named as the user
+//! gave them on the command line.
+
+use std::path::Path;
 
 use mcc_plan::plan::{Checked, Diag, LineIndex, Severity};
 use miette::{
     Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents,
 };
+use serde_json::{Value, json};
 
+use crate::Error;
+use crate::recipe::Session;
 use crate::snippet::Snippet;
 
 /// Lines of context an [`Excerpt`] keeps on each side of its span (the renderer shows one).
@@ -142,8 +152,15 @@ pub fn rendered(checked: &Checked) -> Vec<Rendered> {
         .collect()
 }
 
-/// Every diagnostic as one JSON object per line.
-pub fn json_lines(checked: &Checked) -> String {
+/// Every diagnostic of a checked recipe as one JSON object per line (no result line). The
+/// recipe is named as `session.recipe` holds it; the standard library's files by their names.
+pub fn json_lines(session: &Session) -> String {
+    checked_json_lines(&session.checked, &session.recipe.display().to_string())
+}
+
+/// [`json_lines`] of a check, its recipe (file 0) named `recipe`.
+pub fn checked_json_lines(checked: &Checked, recipe: &str) -> String {
+    // One line index per file: positions cost a search, not a scan from the top.
     let lines: Vec<LineIndex> = checked
         .files
         .iter()
@@ -151,23 +168,143 @@ pub fn json_lines(checked: &Checked) -> String {
         .collect();
     let mut out = String::new();
     for d in &checked.diags {
-        let f = &checked.files[d.file];
-        let (line, column) = lines[d.file].line_col(&f.text, d.span.start as usize);
-        let (end_line, end_column) = lines[d.file].line_col(&f.text, d.span.end as usize);
-        let v = serde_json::json!({
-            "file": f.name,
-            "line": line,
-            "column": column,
-            "end_line": end_line,
-            "end_column": end_column,
-            "code": d.code,
-            "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
-            "message": d.message,
-            "label": d.label,
-            "help": d.help,
-        });
-        out.push_str(&v.to_string());
+        out.push_str(&diag_json(checked, recipe, d, &lines[d.file]).to_string());
         out.push('\n');
     }
     out
+}
+
+/// One planner diagnostic as a `"diagnostic"` object (`lines`: its file's line index).
+fn diag_json(checked: &Checked, recipe: &str, d: &Diag, lines: &LineIndex) -> Value {
+    let f = &checked.files[d.file];
+    let (line, column) = lines.line_col(&f.text, d.span.start as usize);
+    let (end_line, end_column) = lines.line_col(&f.text, d.span.end as usize);
+    let file = if d.file == 0 {
+        recipe.to_string()
+    } else {
+        f.name.clone()
+    };
+    json!({
+        "type": "diagnostic",
+        "severity": severity_name(d.severity),
+        "code": d.code,
+        "message": d.message,
+        "file": file,
+        "line": line,
+        "column": column,
+        "end_line": end_line,
+        "end_column": end_column,
+        "label": d.label,
+        "help": d.help,
+    })
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+/// An error as `"diagnostic"` objects: the error itself, then any related diagnostics it
+/// carries. Its file is the one it names, else the one its source snippet shows, else
+/// `model` for an import error (the model being read). A multi-line message keeps its first
+/// line in `message` and the rest in `detail`; a missed budget lists its `violations`.
+pub fn error_json(e: &Error, model: Option<&Path>) -> Vec<Value> {
+    let mut v = diagnostic_json(e, "error");
+    let file = e
+        .file()
+        .or(match e {
+            Error::Import(_) => model,
+            _ => None,
+        })
+        .map(|p| p.display().to_string());
+    if let Some(file) = file {
+        v["file"] = json!(file);
+    }
+    if let Error::Budget { violations, .. } = e {
+        v["line"] = json!(violations.first().map(|(_, l, _)| *l));
+        v["violations"] = violations
+            .iter()
+            .map(|(c, l, m)| json!({"constraint": c, "line": l, "measured": m}))
+            .collect();
+    }
+    let mut out = vec![v];
+    if let Some(related) = e.related() {
+        out.extend(related.map(|r| diagnostic_json(r, "error")));
+    }
+    out
+}
+
+/// Any miette diagnostic as a `"diagnostic"` object: code, message, help, and where its
+/// first label points when it has source code.
+fn diagnostic_json(d: &dyn Diagnostic, default_severity: &str) -> Value {
+    let text = d.to_string();
+    let (message, detail) = match text.split_once('\n') {
+        Some((first, rest)) => (
+            first.trim_end_matches(':').to_string(),
+            Some(rest.to_string()),
+        ),
+        None => (text, None),
+    };
+    let severity = match d.severity() {
+        Some(miette::Severity::Warning) => "warning",
+        Some(miette::Severity::Advice) => "note",
+        Some(miette::Severity::Error) => "error",
+        None => default_severity,
+    };
+    let mut v = json!({
+        "type": "diagnostic",
+        "severity": severity,
+        "code": d.code().map(|c| c.to_string()),
+        "message": message,
+        "file": null,
+        "line": null,
+        "column": null,
+        "end_line": null,
+        "end_column": null,
+        "label": null,
+        "help": d.help().map(|h| h.to_string()),
+    });
+    if let Some(detail) = detail {
+        v["detail"] = json!(detail);
+    }
+    let label = d.labels().and_then(|mut l| l.next());
+    if let (Some(src), Some(label)) = (d.source_code(), label) {
+        v["label"] = json!(label.label());
+        let start = src.read_span(label.inner(), 0, 0);
+        let end = src.read_span(&(label.offset() + label.len(), 0).into(), 0, 0);
+        if let Ok(c) = &start {
+            v["file"] = json!(c.name());
+            v["line"] = json!(c.line() + 1);
+            v["column"] = json!(c.column() + 1);
+        }
+        if let Ok(c) = &end {
+            v["end_line"] = json!(c.line() + 1);
+            v["end_column"] = json!(c.column() + 1);
+        }
+    }
+    v
+}
+
+/// A note or warning of the driver's own (no file), as a `"diagnostic"` object.
+pub fn note_json(severity: &str, code: &str, message: &str) -> Value {
+    json!({
+        "type": "diagnostic",
+        "severity": severity,
+        "code": code,
+        "message": message,
+        "file": null,
+        "line": null,
+        "column": null,
+        "end_line": null,
+        "end_column": null,
+        "label": null,
+        "help": null,
+    })
+}
+
+/// The last line of a run: whether it succeeded, and how many errors and warnings it reported.
+pub fn result_json(ok: bool, errors: usize, warnings: usize) -> Value {
+    json!({"type": "result", "ok": ok, "errors": errors, "warnings": warnings})
 }

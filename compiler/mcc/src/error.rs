@@ -1,6 +1,6 @@
 //! The driver's error type: every stage's diagnostic, plus the driver's own (files, inputs).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Anything `mcc` can fail with. Each variant renders as one miette diagnostic.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -110,12 +110,17 @@ pub enum Error {
         help: String,
     },
     /// A budget of the recipe is not met.
-    #[error("the compressed model misses its budget:\n{0}")]
+    #[error("the compressed model misses its budget:\n{}", budget_lines(.violations))]
     #[diagnostic(
         code(mcc::build::budget),
         help("nothing was written; relax the budget or compress less")
     )]
-    Budget(String),
+    Budget {
+        /// The recipe, as given on the command line.
+        recipe: PathBuf,
+        /// Every constraint that failed: its text, its line in the recipe, what was measured.
+        violations: Vec<crate::build::Violation>,
+    },
     /// The compiled IR differs from the committed snapshot.
     #[error("the compiled IR differs from the snapshot `{}`:\n{diff}", path.display())]
     #[diagnostic(
@@ -130,8 +135,41 @@ pub enum Error {
         /// The unified diff, snapshot → compiled.
         diff: String,
     },
+    /// The recipe has errors (each already reported as a diagnostic of its own).
+    #[error("the recipe has {errors} error(s); nothing was built")]
+    #[diagnostic(code(mcc::recipe::rejected))]
+    Rejected {
+        /// How many.
+        errors: usize,
+    },
     /// The command line asks for something inconsistent.
     #[error("{0}")]
     #[diagnostic(code(mcc::usage))]
     Usage(String),
+}
+
+fn budget_lines(violations: &[crate::build::Violation]) -> String {
+    let lines: Vec<String> = violations
+        .iter()
+        .map(|(c, l, m)| format!("line {l}: `{c}` — measured {m}"))
+        .collect();
+    lines.join("\n")
+}
+
+impl Error {
+    /// The file the error is about, as the user named it, when there is one.
+    pub fn file(&self) -> Option<&Path> {
+        use mcc_onnx::{ExportError as X, ImportError as I};
+        match self {
+            Error::Io { path, .. }
+            | Error::Npy { path, .. }
+            | Error::InputMismatch { path, .. }
+            | Error::Snapshot { path, .. }
+            | Error::Import(I::Io { path, .. } | I::Decode { path, .. } | I::Graph { path, .. })
+            | Error::Import(I::ExternalData { file: path, .. })
+            | Error::Export(X::Io { path, .. }) => Some(path),
+            Error::Budget { recipe, .. } => Some(recipe),
+            _ => None,
+        }
+    }
 }

@@ -33,7 +33,8 @@ struct Cli {
 enum MessageFormat {
     /// Rendered for people, with the recipe text and labels.
     Human,
-    /// One JSON object per diagnostic on standard error (file, line, column, code, severity, message, help).
+    /// JSON Lines on standard error, nothing else: one object per diagnostic (type, severity,
+    /// code, message, file, line, column, help, …), then a result line (docs/json-diagnostics.md).
     Json,
 }
 
@@ -307,7 +308,10 @@ fn threads_arg(s: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     // From here on an interrupt removes whatever is half written and exits with 130.
     mcc::cleanup::install();
     // Diagnostics: graphical, colored only on a terminal (and without NO_COLOR), fixed
@@ -324,35 +328,168 @@ fn main() -> ExitCode {
                 .build(),
         )
     }));
-    match dispatch(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
+    let mut msgs = Messages::new(&cli.command);
+    if msgs.format == MessageFormat::Json {
+        // Nothing but JSON on stderr: no progress bars, and an interrupt says so in JSON.
+        mcc::progress::hide();
+        mcc::cleanup::set_json(true);
+    }
+    let result = dispatch(cli.command, &mut msgs);
+    msgs.finish(result)
+}
+
+/// A command line clap rejects: clap's own message, or with `--message-format json`
+/// anywhere on it, that message as a JSON diagnostic and result. Help and version print as
+/// usual.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter().any(|a| a == "--message-format=json")
+            || args
+                .windows(2)
+                .any(|w| w[0] == "--message-format" && w[1] == "json")
+    };
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || informational {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let message = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string();
+    let mut v = mcc::diagnostics::note_json("error", "mcc::usage", &message);
+    v["detail"] = serde_json::json!(text.trim_end());
+    eprintln!("{v}");
+    eprintln!("{}", mcc::diagnostics::result_json(false, 1, 0));
+    ExitCode::from(2)
+}
+
+/// Where diagnostics go, in the format asked for, and how many there were.
+struct Messages {
+    format: MessageFormat,
+    /// The model the command reads (import errors name it).
+    model: Option<PathBuf>,
+    errors: usize,
+    warnings: usize,
+}
+
+impl Messages {
+    fn new(cmd: &Command) -> Messages {
+        let (format, model) = match cmd {
+            Command::Check {
+                message_format,
+                model,
+                ..
+            }
+            | Command::Explain {
+                message_format,
+                model,
+                ..
+            }
+            | Command::Sensitivity {
+                message_format,
+                model,
+                ..
+            }
+            | Command::Build {
+                message_format,
+                model,
+                ..
+            } => (*message_format, Some(model.clone())),
+            _ => (MessageFormat::Human, None),
+        };
+        Messages {
+            format,
+            model,
+            errors: 0,
+            warnings: 0,
+        }
+    }
+
+    /// Every diagnostic of a checked recipe.
+    fn checked(&mut self, session: &mcc::recipe::Session) {
+        for d in &session.checked.diags {
+            match d.severity {
+                mcc_plan::plan::Severity::Error => self.errors += 1,
+                mcc_plan::plan::Severity::Warning => self.warnings += 1,
+            }
+        }
+        match self.format {
+            MessageFormat::Json => eprint!("{}", mcc::diagnostics::json_lines(session)),
+            MessageFormat::Human => {
+                // Through one buffer: a diagnostic renders in many small writes, and stderr
+                // is unbuffered (16,000 warnings took seconds of system calls).
+                use std::io::Write;
+                let mut err = std::io::BufWriter::new(std::io::stderr().lock());
+                for d in mcc::diagnostics::rendered(&session.checked) {
+                    let _ = writeln!(err, "{:?}", miette::Report::new(d));
+                }
+                let _ = err.flush();
+            }
+        }
+    }
+
+    /// A note or warning of the driver's own: `severity: message` for people.
+    fn note(&mut self, severity: &str, code: &str, message: &str) {
+        if severity == "warning" {
+            self.warnings += 1;
+        }
+        match self.format {
+            MessageFormat::Json => {
+                eprintln!("{}", mcc::diagnostics::note_json(severity, code, message))
+            }
+            MessageFormat::Human => eprintln!("{severity}: {message}"),
+        }
+    }
+
+    /// Reports how the command ended and gives its exit status.
+    fn finish(mut self, result: Result<(), Error>) -> ExitCode {
+        let ok = result.is_ok();
+        match (self.format, result) {
+            (MessageFormat::Human, Ok(())) => {}
+            (MessageFormat::Human, Err(e)) => eprintln!("{:?}", miette::Report::new(e)),
+            (MessageFormat::Json, result) => {
+                match result {
+                    // Its diagnostics were printed and counted already.
+                    Ok(()) | Err(Error::Rejected { .. }) => {}
+                    Err(e) => {
+                        for v in mcc::diagnostics::error_json(&e, self.model.as_deref()) {
+                            self.errors += 1;
+                            eprintln!("{v}");
+                        }
+                    }
+                }
+                eprintln!(
+                    "{}",
+                    mcc::diagnostics::result_json(ok, self.errors, self.warnings)
+                );
+            }
+        }
+        if ok {
+            ExitCode::SUCCESS
+        } else {
             ExitCode::FAILURE
         }
     }
 }
 
-/// Checks a recipe against a model and prints its diagnostics; fails if any is an error.
+/// Checks a recipe against a model and reports its diagnostics; fails if any is an error.
 fn checked(
     recipe: &Path,
     model: &Path,
-    format: MessageFormat,
+    msgs: &mut Messages,
 ) -> Result<mcc::recipe::Session, Error> {
     let session = mcc::recipe::check(recipe, model)?;
-    match format {
-        MessageFormat::Json => eprint!("{}", mcc::diagnostics::json_lines(&session.checked)),
-        MessageFormat::Human => {
-            // Through one buffer: a diagnostic renders in many small writes, and stderr is
-            // unbuffered (16,000 warnings took seconds of system calls).
-            use std::io::Write;
-            let mut err = std::io::BufWriter::new(std::io::stderr().lock());
-            for d in mcc::diagnostics::rendered(&session.checked) {
-                let _ = writeln!(err, "{:?}", miette::Report::new(d));
-            }
-            let _ = err.flush();
-        }
-    }
+    msgs.checked(&session);
     let errors = session
         .checked
         .diags
@@ -360,21 +497,19 @@ fn checked(
         .filter(|d| d.severity == mcc_plan::plan::Severity::Error)
         .count();
     if errors > 0 {
-        return Err(Error::Usage(format!(
-            "the recipe has {errors} error(s); nothing was built"
-        )));
+        return Err(Error::Rejected { errors });
     }
     Ok(session)
 }
 
-fn dispatch(cmd: Command) -> Result<(), Error> {
+fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
     match cmd {
         Command::Check {
             recipe,
             model,
-            message_format,
+            message_format: _,
         } => {
-            let s = checked(&recipe, &model, message_format)?;
+            let s = checked(&recipe, &model, msgs)?;
             let steps: usize = s.checked.plan.stages.iter().map(|st| st.steps.len()).sum();
             let layers: std::collections::BTreeSet<&String> = s
                 .checked
@@ -395,9 +530,9 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
         Command::Explain {
             recipe,
             model,
-            message_format,
+            message_format: _,
         } => {
-            let s = checked(&recipe, &model, message_format)?;
+            let s = checked(&recipe, &model, msgs)?;
             out!("{}", mcc::recipe::explain(&s));
             Ok(())
         }
@@ -407,9 +542,9 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             json,
             samples,
             threads,
-            message_format,
+            message_format: _,
         } => {
-            let s = checked(&recipe, &model, message_format)?;
+            let s = checked(&recipe, &model, msgs)?;
             let r = mcc::sensitivity::run(&s, threads.unwrap_or(0), samples)?;
             if let Some(path) = json {
                 let text =
@@ -438,26 +573,24 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             recipe,
             model,
             output,
-            message_format,
+            message_format: _,
             emit,
             snapshot,
             bless,
             no_native,
             threads,
         } => {
-            let s = checked(&recipe, &model, message_format)?;
+            let s = checked(&recipe, &model, msgs)?;
             let opts = mcc::build::Options {
                 ir_diffs: emit.contains(&Emit::IrDiffs),
                 threads: threads.unwrap_or(0),
             };
             let result = mcc::build::build(&s, &opts)?;
             if !result.violations.is_empty() {
-                let lines: Vec<String> = result
-                    .violations
-                    .iter()
-                    .map(|(c, l, m)| format!("line {l}: `{c}` — measured {m}"))
-                    .collect();
-                return Err(Error::Budget(lines.join("\n")));
+                return Err(Error::Budget {
+                    recipe,
+                    violations: result.violations,
+                });
             }
             let dir = output.unwrap_or_else(|| {
                 PathBuf::from("mcc-out").join(model.file_stem().unwrap_or_default())
@@ -471,9 +604,7 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
             let native = if no_native {
                 None
             } else {
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.set_message("compiling to native code");
-                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                let bar = mcc::progress::spinner("compiling to native code");
                 let n = match &result.program {
                     Some(p) => {
                         mcc::native::compile_program(p.clone(), &name, &model.display().to_string())
@@ -496,7 +627,11 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                 outln!("{line}");
             }
             if let Some(note) = &result.report.measurement.engine_note {
-                eprintln!("note: measured with the reference evaluator: {note}");
+                msgs.note(
+                    "note",
+                    "mcc::build::reference_evaluator",
+                    &format!("measured with the reference evaluator: {note}"),
+                );
             }
             outln!(
                 "  wrote {0}/model.mcir,{1} {0}/model.onnx, {0}/report.json, {0}/timings.json",
@@ -520,9 +655,10 @@ fn dispatch(cmd: Command) -> Result<(), Error> {
                         dir.display(),
                         n.name
                     ),
-                    None => eprintln!(
-                        "warning: {}",
-                        w.no_executable.as_deref().unwrap_or("no executable")
+                    None => msgs.note(
+                        "warning",
+                        "mcc::build::no_executable",
+                        w.no_executable.as_deref().unwrap_or("no executable"),
                     ),
                 }
             }

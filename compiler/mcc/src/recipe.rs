@@ -118,8 +118,9 @@ fn check_data(set: &DataSet, graph: &Graph) -> Vec<Diag> {
         return out;
     }
     let input = graph.value(graph.inputs()[0]);
-    let n = match tensor_io::read_input(&set.inputs, &input.name, &input.ty) {
-        Ok(t) => t.shape().first().copied(),
+    // Headers only: `check` reads no data (the data is read, fallibly, when a build uses it).
+    let n = match tensor_io::check_input(&set.inputs, &input.name, &input.ty) {
+        Ok(shape) => shape.first().copied(),
         Err(e) => {
             out.push(data_diag(
                 set.inputs_span,
@@ -135,7 +136,7 @@ fn check_data(set: &DataSet, graph: &Graph) -> Vec<Diag> {
         if let Some(d) = unbatched_output(graph, span) {
             out.push(d);
         }
-        match tensor_io::read_npy(path) {
+        match tensor_io::read_header(path) {
             Err(e) => out.push(data_diag(
                 span,
                 "bad_labels",
@@ -143,22 +144,20 @@ fn check_data(set: &DataSet, graph: &Graph) -> Vec<Diag> {
                 "cannot read the labels",
                 None,
             )),
-            Ok(l) if l.dtype().is_float() || l.shape().len() != 1 => out.push(data_diag(
+            Ok((dtype, shape)) if dtype.is_float() || shape.len() != 1 => out.push(data_diag(
                 span,
                 "bad_labels",
                 format!(
-                    "labels must be a 1-D integer array, `{}` holds {}{:?}",
+                    "labels must be a 1-D integer array, `{}` holds {dtype}{shape:?}",
                     path.display(),
-                    l.dtype(),
-                    l.shape()
                 ),
                 "not class labels",
                 None,
             )),
-            Ok(l) if n.is_some_and(|n| n != l.shape()[0]) => out.push(data_diag(
+            Ok((_, shape)) if n.is_some_and(|n| n != shape[0]) => out.push(data_diag(
                 span,
                 "bad_labels",
-                format!("{} labels for {} samples", l.shape()[0], n.unwrap_or(0)),
+                format!("{} labels for {} samples", shape[0], n.unwrap_or(0)),
                 "one label per sample",
                 None,
             )),

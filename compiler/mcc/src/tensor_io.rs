@@ -1,10 +1,11 @@
 //! `.npy` files ↔ IR tensors, with the checks a user needs: the right dtype and a shape
-//! that fits the model's input, reported by name when they do not.
+//! that fits the model's input, reported by name when they do not. Every check is made on
+//! the file's header before its data is read ([`read_header`], [`check_input`]).
 
 use std::path::Path;
 
 use mcc_ir::{DType, Dim, Tensor, TensorType};
-use mcc_runtime::npy::{NpyArray, NpyType};
+use mcc_runtime::npy::{NpyArray, NpyError, NpyHeader, NpyType};
 
 use crate::Error;
 
@@ -40,10 +41,9 @@ fn ir_type(d: NpyType) -> DType {
     }
 }
 
-/// Reads any `.npy` file as a tensor.
-pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
-    let a = NpyArray::read(path).map_err(|e| match e {
-        mcc_runtime::npy::NpyError::Io(cause) => Error::Io {
+fn npy_error(path: &Path, e: NpyError) -> Error {
+    match e {
+        NpyError::Io(cause) => Error::Io {
             path: path.to_path_buf(),
             cause,
         },
@@ -51,7 +51,19 @@ pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
             path: path.to_path_buf(),
             message: other.to_string(),
         },
-    })?;
+    }
+}
+
+/// What a `.npy` file holds (element type and shape), from its header alone; the file's size
+/// is checked against the shape, no data is read.
+pub fn read_header(path: &Path) -> Result<(DType, Vec<usize>), Error> {
+    let (h, _) = NpyHeader::open(path).map_err(|e| npy_error(path, e))?;
+    Ok((ir_type(h.dtype), h.shape))
+}
+
+/// Reads any `.npy` file as a tensor.
+pub fn read_npy(path: &Path) -> Result<Tensor, Error> {
+    let a = NpyArray::read(path).map_err(|e| npy_error(path, e))?;
     Tensor::from_le_bytes(ir_type(a.dtype), &a.shape, &a.data).map_err(|e| Error::Npy {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -68,39 +80,47 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), Error> {
     crate::write_atomic(path, &a.to_bytes())
 }
 
-fn describe(t: &Tensor) -> String {
-    format!("{}{:?}", npy_type(t.dtype()).name(), t.shape())
+fn describe(dtype: DType, shape: &[usize]) -> String {
+    format!("{}{shape:?}", npy_type(dtype).name())
 }
 
-/// Reads an input file and checks it against the model input `name: ty`.
-pub fn read_input(path: &Path, name: &str, ty: &TensorType) -> Result<Tensor, Error> {
-    let t = read_npy(path)?;
+/// Checks an input file against the model input `name: ty` from its header alone; returns
+/// the file's shape.
+pub fn check_input(path: &Path, name: &str, ty: &TensorType) -> Result<Vec<usize>, Error> {
+    let (dtype, shape) = read_header(path)?;
     let mismatch = |help: String| Error::InputMismatch {
         path: path.to_path_buf(),
         input: name.to_string(),
         expected: ty.to_string(),
-        got: describe(&t),
+        got: describe(dtype, &shape),
         help,
     };
-    if t.dtype() != ty.dtype {
+    if dtype != ty.dtype {
         return Err(mismatch(format!(
             "convert the array with `.astype(numpy.{})`",
             npy_type(ty.dtype).name()
         )));
     }
-    if !ty.accepts(t.shape(), &mut vec![]) {
+    if !ty.accepts(&shape, &mut vec![]) {
         let rank_hint = match &ty.shape {
-            Some(dims) if dims.len() != t.shape().len() => format!(
+            Some(dims) if dims.len() != shape.len() => format!(
                 "the model wants a rank-{} array; reshape it, e.g. to {}",
                 dims.len(),
-                example_shape(dims, t.shape())
+                example_shape(dims, &shape)
             ),
             _ => "each fixed dimension must match exactly; named ones (like N) may be any size"
                 .to_string(),
         };
         return Err(mismatch(rank_hint));
     }
-    Ok(t)
+    Ok(shape)
+}
+
+/// Reads an input file, checked against the model input `name: ty` (from its header, before
+/// its data is read).
+pub fn read_input(path: &Path, name: &str, ty: &TensorType) -> Result<Tensor, Error> {
+    check_input(path, name, ty)?;
+    read_npy(path)
 }
 
 fn example_shape(dims: &[Dim], got: &[usize]) -> String {

@@ -442,32 +442,142 @@ fn a_missed_budget_fails_the_build_and_writes_nothing() {
     assert!(left.is_empty(), "a failed build left {left:?}");
 }
 
+/// Runs `mcc ARGS --message-format json` and returns stderr as JSON objects, asserting that
+/// every line of it is one and that the last is the result.
+fn json_run(dir: &Path, args: &[&str], code: i32) -> Vec<serde_json::Value> {
+    let mut args = args.to_vec();
+    args.extend(["--message-format", "json"]);
+    let out = mcc(dir, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    let objs: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {l:?}"))
+        })
+        .collect();
+    let (last, diags) = objs.split_last().expect("a result line");
+    assert_eq!(last["type"], "result", "{err}");
+    assert_eq!(last["ok"], code == 0, "{err}");
+    let errors = diags.iter().filter(|d| d["severity"] == "error").count();
+    assert_eq!(last["errors"], errors, "{err}");
+    for d in diags {
+        assert_eq!(d["type"], "diagnostic", "{d}");
+        for key in [
+            "severity", "code", "message", "file", "line", "column", "help",
+        ] {
+            assert!(d.get(key).is_some(), "{key} missing from {d}");
+        }
+    }
+    diags.to_vec()
+}
+
 #[test]
 fn json_diagnostics_for_build_systems() {
     let dir = recipe_dir();
     let d = dir.path();
-    std::fs::write(d.join("r.mcr"), "prune unstructured on \"/fc1/Gem\" { amount: 50% }\nprune unstructured on Conv { amount: 0% }\n").unwrap();
-    let out = mcc(
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::fs::write(d.join("sub/r.mcr"), "prune unstructured on \"/fc1/Gem\" { amount: 50% }\nprune unstructured on Conv { amount: 0% }\n").unwrap();
+
+    // A failing check: each diagnostic, the recipe named as given, no human summary.
+    let diags = json_run(d, &["check", "sub/r.mcr", "lenet5.onnx"], 1);
+    assert_eq!(diags.len(), 2, "{diags:?}");
+    let (e, w) = (&diags[0], &diags[1]);
+    assert_eq!(e["code"], "mcc::plan::unknown_layer");
+    assert_eq!(e["file"], "sub/r.mcr");
+    assert_eq!(
+        (e["line"].as_u64(), e["column"].as_u64()),
+        (Some(1), Some(23))
+    );
+    assert_eq!(e["help"], "did you mean `/fc1/Gemm`?");
+    assert_eq!(w["severity"], "warning");
+    assert_eq!(w["code"], "mcc::plan::no_effect");
+
+    // A missed budget: which constraint, on which line, and what was measured.
+    std::fs::write(
+        d.join("b.mcr"),
+        "evaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\nbudget {\n  accuracy_drop <= 0.1%\n  size <= 100 KiB\n}\nprune unstructured on Conv | Gemm { amount: 95% }\n",
+    )
+    .unwrap();
+    let diags = json_run(d, &["build", "b.mcr", "lenet5.onnx", "-o", "out"], 1);
+    let b = diags.last().unwrap();
+    assert_eq!(b["code"], "mcc::build::budget");
+    assert_eq!(
+        (b["file"].as_str(), b["line"].as_u64()),
+        (Some("b.mcr"), Some(3))
+    );
+    let v = b["violations"].as_array().unwrap();
+    assert_eq!(v.len(), 2, "{b}");
+    assert_eq!(v[0]["constraint"], "accuracy_drop <= 0.1%");
+    assert_eq!(v[1]["line"], 4);
+    assert!(v[1]["measured"].as_str().unwrap().contains("bytes"), "{b}");
+    assert!(!d.join("out").exists());
+
+    // A model that is not there: the I/O error, at the path given.
+    let diags = json_run(d, &["check", "sub/r.mcr", "missing.onnx"], 1);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0]["file"], "missing.onnx");
+    assert!(
+        diags[0]["code"].as_str().unwrap().ends_with("::io"),
+        "{diags:?}"
+    );
+
+    // A data file that cannot be read, and one that is not `.npy`.
+    std::fs::write(d.join("junk.npy"), b"not numpy at all").unwrap();
+    std::fs::write(
+        d.join("data.mcr"),
+        "calibrate with \"absent.npy\"\nevaluate with \"junk.npy\" labels \"mnist_test_y.npy\"\nprune unstructured on Conv { amount: 50% }\n",
+    )
+    .unwrap();
+    for cmd in ["check", "build", "explain", "sensitivity"] {
+        let diags = json_run(d, &[cmd, "data.mcr", "lenet5.onnx"], 1);
+        let codes: Vec<&str> = diags.iter().filter_map(|d| d["code"].as_str()).collect();
+        assert!(
+            codes.iter().all(|c| *c == "mcc::data::bad_inputs"),
+            "{cmd}: {codes:?}"
+        );
+        assert!(codes.len() >= 2, "{cmd}: {diags:?}");
+        assert!(
+            diags.iter().all(|d| d["file"] == "data.mcr"),
+            "{cmd}: {diags:?}"
+        );
+    }
+
+    // A snapshot that differs: the diff is in `detail`.
+    std::fs::write(
+        d.join("ok.mcr"),
+        "prune unstructured on Conv { amount: 50% }\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("snap.mcir"), "graph old() -> () {}\n").unwrap();
+    let diags = json_run(
         d,
-        &["check", "r.mcr", "lenet5.onnx", "--message-format", "json"],
+        &[
+            "build",
+            "ok.mcr",
+            "lenet5.onnx",
+            "-o",
+            "out",
+            "--no-native",
+            "--snapshot",
+            "snap.mcir",
+        ],
+        1,
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let json: Vec<&str> = err.lines().filter(|l| l.starts_with('{')).collect();
-    assert_eq!(json.len(), 2, "{err}");
+    let s = diags.last().unwrap();
+    assert_eq!(
+        (s["code"].as_str(), s["file"].as_str()),
+        (Some("mcc::build::snapshot"), Some("snap.mcir"))
+    );
     assert!(
-        json[0].contains(r#""code":"mcc::plan::unknown_layer""#)
-            && json[0].contains(r#""line":1"#)
-            && json[0].contains(r#""column":23"#)
-            && json[0].contains("did you mean `/fc1/Gemm`?"),
-        "{}",
-        json[0]
+        s["detail"].as_str().unwrap().contains("+++ compiled"),
+        "{s}"
     );
-    assert!(
-        json[1].contains(r#""severity":"warning""#) && json[1].contains("mcc::plan::no_effect"),
-        "{}",
-        json[1]
-    );
+
+    // A command line clap rejects, and a success: still JSON, and a result line.
+    json_run(d, &["check", "ok.mcr", "lenet5.onnx", "--bogus"], 2);
+    let diags = json_run(d, &["check", "ok.mcr", "lenet5.onnx"], 0);
+    assert!(diags.is_empty(), "{diags:?}");
 }
 
 #[test]

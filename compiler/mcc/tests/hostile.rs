@@ -451,3 +451,105 @@ fn labels_for_an_output_without_a_batch_axis_are_a_diagnostic() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `mcc ARGS` in `dir` with its address space capped at 1 GiB (`ulimit -v`): a command
+/// that tried to read a multi-gigabyte file into memory would fail its allocation (and abort,
+/// exit 134) instead of passing, or exhausting the machine.
+fn mcc_capped(dir: &Path, args: &[&str]) -> Output {
+    let t0 = std::time::Instant::now();
+    let out = Command::new("sh")
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_mcc"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "mcc {args:?} took {:?}",
+        t0.elapsed()
+    );
+    out
+}
+
+/// Data files are read header first (issue #14, "Resources"): `/dev/zero` and a sparse
+/// multi-gigabyte file that is not `.npy` are a diagnostic at once, in little memory, and
+/// `mcc check` reads headers only — a valid 3 GB `.npy` checks in little memory, and one
+/// whose size does not match its shape is a diagnostic before anything is read.
+#[test]
+fn data_files_are_read_header_first_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(corpus("lenet5.onnx"), d.join("lenet5.onnx")).unwrap();
+    let recipe = |name: &str, data: &str| {
+        std::fs::write(
+            d.join(name),
+            format!("calibrate with \"{data}\"\nprune unstructured on Conv {{ amount: 50% }}\n"),
+        )
+        .unwrap();
+    };
+    let magic = "missing the \\x93NUMPY magic";
+
+    recipe("zero.mcr", "/dev/zero");
+    for args in [
+        &["check", "zero.mcr", "lenet5.onnx"][..],
+        &["build", "zero.mcr", "lenet5.onnx", "-o", "out"],
+        &["run", "lenet5.onnx", "-i", "/dev/zero"],
+    ] {
+        let err = failed_cleanly(&mcc_capped(d, args), &format!("{args:?}"));
+        assert!(err.contains(magic), "{args:?}: {err}");
+    }
+
+    // 3 GiB of nothing (sparse: no disk, no time).
+    let big = std::fs::File::create(d.join("big.bin")).unwrap();
+    big.set_len(3 << 30).unwrap();
+    recipe("big.mcr", "big.bin");
+    let err = failed_cleanly(
+        &mcc_capped(d, &["check", "big.mcr", "lenet5.onnx"]),
+        "big.bin",
+    );
+    assert!(
+        err.contains("mcc::data::bad_inputs") && err.contains(magic),
+        "{err}"
+    );
+
+    // A valid header for 1,000,000 images (3.1 GB) and a file of exactly that size: `check`
+    // reads its header only.
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1, 28, 28), }";
+    let bytes = npy(header, &[]);
+    let data: u64 = 1_000_000 * 28 * 28 * 4;
+    for (name, len, ok) in [
+        ("exact.npy", data, true),
+        ("short.npy", data - 1, false),
+        ("long.npy", data + 1, false),
+    ] {
+        std::fs::write(d.join(name), &bytes).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join(name))
+            .unwrap();
+        f.set_len(bytes.len() as u64 + len).unwrap();
+        let r = format!("{name}.mcr");
+        recipe(&r, name);
+        let out = mcc_capped(d, &["check", &r, "lenet5.onnx"]);
+        if ok {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            let err = failed_cleanly(&out, name);
+            assert!(
+                err.contains(if len < data {
+                    "data is truncated"
+                } else {
+                    "extra bytes"
+                }),
+                "{name}: {err}"
+            );
+        }
+    }
+}
