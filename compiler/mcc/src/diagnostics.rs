@@ -222,7 +222,16 @@ pub fn error_json(e: &Error, model: Option<&Path>) -> Vec<Value> {
     if let Some(file) = file {
         v["file"] = json!(file);
     }
-    if let Error::Budget { violations, .. } = e {
+    if let Error::Budget {
+        violations,
+        costliest,
+        ..
+    } = e
+    {
+        v["costliest_layers"] = costliest
+            .iter()
+            .map(|(layer, err)| json!({"layer": layer, "output_relative_l2": err}))
+            .collect();
         v["line"] = json!(violations.first().map(|(_, l, _)| *l));
         v["violations"] = violations
             .iter()

@@ -110,7 +110,7 @@ pub enum Error {
         help: String,
     },
     /// A budget of the recipe is not met.
-    #[error("the compressed model misses its budget:\n{}", budget_lines(.violations))]
+    #[error("the compressed model misses its budget:\n{}{}", budget_lines(.violations), costliest_lines(.costliest))]
     #[diagnostic(
         code(mcc::build::budget),
         help("nothing was written; relax the budget or compress less")
@@ -120,6 +120,9 @@ pub enum Error {
         recipe: PathBuf,
         /// Every constraint that failed: its text, its line in the recipe, what was measured.
         violations: Vec<crate::build::Violation>,
+        /// The changed layers whose outputs moved most from the original's (relative L2 on
+        /// the calibration data), largest first, at most three.
+        costliest: Vec<(String, f64)>,
     },
     /// The compiled IR differs from the committed snapshot.
     #[error("the compiled IR differs from the snapshot `{}`:\n{diff}", path.display())]
@@ -146,6 +149,20 @@ pub enum Error {
     #[error("{0}")]
     #[diagnostic(code(mcc::usage))]
     Usage(String),
+}
+
+fn costliest_lines(costliest: &[(String, f64)]) -> String {
+    if costliest.is_empty() {
+        return String::new();
+    }
+    let layers: Vec<String> = costliest
+        .iter()
+        .map(|(n, e)| format!("`{n}` {e:.3}"))
+        .collect();
+    format!(
+        "\nlayers whose outputs moved most (relative L2 against the original, calibration data): {}",
+        layers.join(", ")
+    )
 }
 
 fn budget_lines(violations: &[crate::build::Violation]) -> String {

@@ -590,6 +590,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 return Err(Error::Budget {
                     recipe,
                     violations: result.violations,
+                    costliest: mcc::report::costliest_layers(&result.report, 3),
                 });
             }
             let dir = output.unwrap_or_else(|| {

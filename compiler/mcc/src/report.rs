@@ -448,3 +448,21 @@ pub fn summary(r: &Report) -> Vec<String> {
     }
     out
 }
+
+/// Up to `k` layers whose outputs moved most from the original's (relative L2 on the
+/// calibration data), largest first: where a missed budget's cost most likely comes from.
+pub fn costliest_layers(report: &Report, k: usize) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = report
+        .layers
+        .iter()
+        .filter_map(|l| {
+            l.output_error
+                .as_ref()
+                .filter(|e| e.relative_l2.is_finite())
+                .map(|e| (l.name.clone(), e.relative_l2))
+        })
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(k);
+    v
+}

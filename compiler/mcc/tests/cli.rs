@@ -424,14 +424,15 @@ fn a_missed_budget_fails_the_build_and_writes_nothing() {
     let d = dir.path();
     std::fs::write(
         d.join("r.mcr"),
-        "evaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\nbudget {\n  accuracy_drop <= 0.1%\n  size <= 100 KiB\n}\nprune unstructured on Conv | Gemm { amount: 95% }\n",
+        "calibrate with \"mnist_calib_x.npy\"\nevaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\nbudget {\n  accuracy_drop <= 0.1%\n  size <= 100 KiB\n}\nprune unstructured on Conv | Gemm { amount: 95% }\n",
     )
     .unwrap();
     let err = fails(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
     assert!(
         err.contains("mcc::build::budget")
-            && err.contains("line 3: `accuracy_drop <= 0.1%`")
-            && err.contains("line 4: `size <= 100 KiB`"),
+            && err.contains("line 4: `accuracy_drop <= 0.1%`")
+            && err.contains("line 5: `size <= 100 KiB`")
+            && err.contains("layers whose outputs moved most"),
         "{err}"
     );
     let left: Vec<_> = std::fs::read_dir(d)
@@ -496,7 +497,7 @@ fn json_diagnostics_for_build_systems() {
     // A missed budget: which constraint, on which line, and what was measured.
     std::fs::write(
         d.join("b.mcr"),
-        "evaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\nbudget {\n  accuracy_drop <= 0.1%\n  size <= 100 KiB\n}\nprune unstructured on Conv | Gemm { amount: 95% }\n",
+        "calibrate with \"mnist_calib_x.npy\"\nevaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\nbudget {\n  accuracy_drop <= 0.1%\n  size <= 100 KiB\n}\nprune unstructured on Conv | Gemm { amount: 95% }\n",
     )
     .unwrap();
     let diags = json_run(d, &["build", "b.mcr", "lenet5.onnx", "-o", "out"], 1);
@@ -504,12 +505,23 @@ fn json_diagnostics_for_build_systems() {
     assert_eq!(b["code"], "mcc::build::budget");
     assert_eq!(
         (b["file"].as_str(), b["line"].as_u64()),
-        (Some("b.mcr"), Some(3))
+        (Some("b.mcr"), Some(4))
     );
     let v = b["violations"].as_array().unwrap();
     assert_eq!(v.len(), 2, "{b}");
     assert_eq!(v[0]["constraint"], "accuracy_drop <= 0.1%");
-    assert_eq!(v[1]["line"], 4);
+    assert_eq!(v[1]["line"], 5);
+    // And which layers' outputs moved most (the likeliest cost), largest first.
+    let c = b["costliest_layers"].as_array().unwrap();
+    assert!(!c.is_empty() && c.len() <= 3, "{b}");
+    let errs: Vec<f64> = c
+        .iter()
+        .map(|x| x["output_relative_l2"].as_f64().unwrap())
+        .collect();
+    assert!(
+        errs.windows(2).all(|w| w[0] >= w[1]) && errs[0] > 0.0,
+        "{b}"
+    );
     assert!(v[1]["measured"].as_str().unwrap().contains("bytes"), "{b}");
     assert!(!d.join("out").exists());
 
