@@ -414,15 +414,57 @@ impl NpyArray {
 
     /// Writes a `.npy` file atomically (a temporary file renamed into place).
     pub fn write(&self, path: &Path) -> Result<(), NpyError> {
-        let tmp = path.with_extension("npy.partial");
-        let res = std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&self.to_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        Ok(res?)
+        write_file(path, &self.to_bytes(), 0)
     }
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one: a regular file
+/// (or a new name) through a temporary sibling and a rename; through a symbolic link, the
+/// file it points to (the link stays); `-` is standard output; a device or FIFO
+/// (`/dev/stdout`, a pipe) is written directly, since it cannot be replaced.
+fn write_file(path: &Path, bytes: &[u8], links: u32) -> Result<(), NpyError> {
+    if path.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        return Ok(out.flush()?);
+    }
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+    {
+        if m.is_dir() {
+            return fmt_err(format!("`{}` is a folder", path.display()));
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all(bytes)?;
+        return Ok(f.flush()?);
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        if links >= 8 {
+            return fmt_err(format!(
+                "`{}`: too many levels of symbolic links",
+                path.display()
+            ));
+        }
+        let target = match std::fs::canonicalize(path) {
+            Ok(t) => t,
+            Err(_) => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                dir.join(std::fs::read_link(path)?)
+            }
+        };
+        return write_file(&target, bytes, links + 1);
+    }
+    let name = path
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy().to_string());
+    let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let res = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(res?)
 }
 
 /// An empty buffer with room for `n` bytes, or an error when there is no memory for it.
@@ -562,5 +604,42 @@ mod tests {
         assert!(
             matches!(NpyArray::parse(&with_header(h)), Err(NpyError::Format(m)) if m.contains("too large"))
         );
+    }
+
+    /// The executable's `-o`: a device is written through (and stays a device), a symbolic
+    /// link's target is replaced (the link stays), a link loop is an error.
+    #[test]
+    fn writes_go_through_devices_and_links() {
+        let a = NpyArray {
+            dtype: NpyType::F32,
+            shape: vec![2],
+            data: [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        if Path::new("/dev/null").exists() {
+            a.write(Path::new("/dev/null")).unwrap();
+            use std::os::unix::fs::FileTypeExt;
+            assert!(
+                std::fs::metadata("/dev/null")
+                    .unwrap()
+                    .file_type()
+                    .is_char_device()
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("mcc-npy-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("real.npy"), b"old").unwrap();
+        std::os::unix::fs::symlink("real.npy", dir.join("link.npy")).unwrap();
+        a.write(&dir.join("link.npy")).unwrap();
+        assert!(
+            std::fs::symlink_metadata(dir.join("link.npy"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(dir.join("real.npy")).unwrap(), a.to_bytes());
+        std::os::unix::fs::symlink("loop.npy", dir.join("loop.npy")).unwrap();
+        assert!(a.write(&dir.join("loop.npy")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
