@@ -52,4 +52,5 @@ pub mod threads;
 // The edges: the C ABI and executables' `main`, `.npy` files, test helpers.
 pub mod abi;
 pub mod npy;
+pub mod output;
 pub mod testing;

@@ -10,7 +10,7 @@
 //! buffer is allocated fallibly. So a file that is not `.npy` (or `/dev/zero`) costs a few
 //! bytes, and [`NpyHeader::open`] alone tells what a file holds without reading it.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 /// Element types `.npy` files can hold that mcc reads.
@@ -414,57 +414,8 @@ impl NpyArray {
 
     /// Writes a `.npy` file atomically (a temporary file renamed into place).
     pub fn write(&self, path: &Path) -> Result<(), NpyError> {
-        write_file(path, &self.to_bytes(), 0)
+        Ok(crate::output::write(path, &self.to_bytes())?)
     }
-}
-
-/// Writes `bytes` to `path` so that readers see the old file or the new one: a regular file
-/// (or a new name) through a temporary sibling and a rename; through a symbolic link, the
-/// file it points to (the link stays); `-` is standard output; a device or FIFO
-/// (`/dev/stdout`, a pipe) is written directly, since it cannot be replaced.
-fn write_file(path: &Path, bytes: &[u8], links: u32) -> Result<(), NpyError> {
-    if path.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes)?;
-        return Ok(out.flush()?);
-    }
-    if let Ok(m) = std::fs::metadata(path)
-        && !m.is_file()
-    {
-        if m.is_dir() {
-            return fmt_err(format!("`{}` is a folder", path.display()));
-        }
-        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-        f.write_all(bytes)?;
-        return Ok(f.flush()?);
-    }
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        if links >= 8 {
-            return fmt_err(format!(
-                "`{}`: too many levels of symbolic links",
-                path.display()
-            ));
-        }
-        let target = match std::fs::canonicalize(path) {
-            Ok(t) => t,
-            Err(_) => {
-                let dir = path.parent().unwrap_or(Path::new("."));
-                dir.join(std::fs::read_link(path)?)
-            }
-        };
-        return write_file(&target, bytes, links + 1);
-    }
-    let name = path
-        .file_name()
-        .map_or("out".into(), |n| n.to_string_lossy().to_string());
-    let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-    let res = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    Ok(res?)
 }
 
 /// An empty buffer with room for `n` bytes, or an error when there is no memory for it.

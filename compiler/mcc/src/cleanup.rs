@@ -93,22 +93,7 @@ impl Drop for Pending {
     }
 }
 
-/// The temporary sibling for writing `target`: `.NAME.partial-PID` beside it.
-pub fn partial_name(target: &Path) -> PathBuf {
-    let parent = parent_of(target);
-    let name = target
-        .file_name()
-        .map_or("out".into(), |n| n.to_string_lossy().to_string());
-    parent.join(format!(".{name}.partial-{}", std::process::id()))
-}
-
-/// `target`'s folder (`.` for a bare name).
-pub fn parent_of(target: &Path) -> &Path {
-    target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
+pub use mcc_runtime::output::{parent_of, partial_name};
 
 /// Removes `.NAME.partial-PID` and `.NAME.old-PID` entries beside `target` whose process no
 /// longer runs (on Linux, where `/proc` tells; elsewhere nothing is removed). Returns how

@@ -96,57 +96,23 @@ pub fn write_model(graph: &Graph, path: &Path) -> Result<(), Error> {
 /// devices and FIFOs (`/dev/stdout`, a pipe) are written directly, since they cannot be
 /// replaced. A failure or an interrupt leaves the old file as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_through_links(path, bytes, 0)
-}
-
-fn write_through_links(path: &Path, bytes: &[u8], links: u32) -> Result<(), Error> {
-    use std::io::Write;
-    let io = |cause| Error::Io {
-        path: path.to_path_buf(),
-        cause,
+    use mcc_runtime::output::{Target, target, write_unreplaced};
+    let io = |cause: std::io::Error| match cause.kind() {
+        // A folder, or a link loop: the path given is wrong.
+        std::io::ErrorKind::InvalidInput => Error::Usage(cause.to_string()),
+        _ => Error::Io {
+            path: path.to_path_buf(),
+            cause,
+        },
     };
-    if path.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        return out.write_all(bytes).and_then(|()| out.flush()).map_err(io);
-    }
-    // What the path is, following links: a device or FIFO is written through (a link to one,
-    // like `/dev/stdout`, too).
-    if let Ok(m) = std::fs::metadata(path)
-        && !m.is_file()
-    {
-        if m.is_dir() {
-            return Err(Error::Usage(format!(
-                "`{}` is a folder; give a file name",
-                path.display()
-            )));
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        return f.write_all(bytes).and_then(|()| f.flush()).map_err(io);
-    }
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        // Follow the link deliberately: replace the file it points to (or create it, for a
-        // dangling link), keep the link.
-        let target = match std::fs::canonicalize(path) {
-            Ok(t) => t,
-            Err(_) => {
-                let to = std::fs::read_link(path).map_err(io)?;
-                cleanup::parent_of(path).join(to)
-            }
-        };
-        if links >= 8 {
-            return Err(Error::Usage(format!(
-                "`{}`: too many levels of symbolic links",
-                path.display()
-            )));
-        }
-        return write_through_links(&target, bytes, links + 1);
-    }
-    let tmp = cleanup::Pending::new(cleanup::partial_name(path));
+    let path = match target(path).map_err(io)? {
+        Target::Replace(p) => p,
+        other => return write_unreplaced(&other, bytes).map_err(io),
+    };
+    // The temporary file is registered, so an interrupt removes it.
+    let tmp = cleanup::Pending::new(cleanup::partial_name(&path));
     std::fs::write(tmp.path(), bytes)
-        .and_then(|()| std::fs::rename(tmp.path(), path))
+        .and_then(|()| std::fs::rename(tmp.path(), &path))
         .map_err(io)?;
     tmp.keep();
     Ok(())
