@@ -9,90 +9,18 @@
 use std::path::Path;
 
 use mcc_plan::plan::{Checked, Diag, LineIndex, Severity};
-use miette::{
-    Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents,
-};
+use miette::{Diagnostic, LabeledSpan, SourceCode};
 use serde_json::{Value, json};
 
 use crate::Error;
 use crate::recipe::Session;
 use crate::snippet::Snippet;
 
-/// Lines of context an [`Excerpt`] keeps on each side of its span (the renderer shows one).
-const CONTEXT_LINES: usize = 3;
-
 /// One diagnostic with its source attached, ready for miette.
 #[derive(Debug)]
 pub struct Rendered {
     diag: Diag,
-    src: Excerpt,
-}
-
-/// The lines of a file around one diagnostic's span, read as if it were the whole file (the
-/// lines and offsets it reports are the file's): each diagnostic holds a few lines, not a
-/// copy of the file, and the renderer scans those, not the file from its top. A recipe with
-/// a warning on each of its 16,000 lines rendered a copy of all of them for each. Long lines
-/// among them are clipped around the span ([`Snippet`]).
-#[derive(Debug)]
-struct Excerpt {
-    name: String,
-    /// The excerpt's lines, long ones clipped.
-    snippet: Snippet,
-    /// Where the excerpt starts in the file.
-    offset: usize,
-    /// The 0-based line of the file the excerpt starts on.
-    first_line: usize,
-}
-
-impl Excerpt {
-    fn new(name: &str, text: &str, lines: &LineIndex, start: usize, end: usize) -> Excerpt {
-        let first = lines.line(start).saturating_sub(CONTEXT_LINES).max(1);
-        let last = lines.line(end) + CONTEXT_LINES;
-        let from = lines.start(first).min(text.len());
-        let to = if last >= lines.len() {
-            text.len()
-        } else {
-            lines.start(last + 1)
-        };
-        let local = text.get(from..to.max(from)).unwrap_or("");
-        Excerpt {
-            name: name.to_string(),
-            snippet: Snippet::new(name, local, &[start.saturating_sub(from)]),
-            offset: from,
-            first_line: first - 1,
-        }
-    }
-
-    /// A span of the file, as the renderer addresses it (the excerpt's clipped offsets,
-    /// shifted by where the excerpt starts).
-    fn span(&self, start: usize, len: usize) -> SourceSpan {
-        let s = self.snippet.span(start.saturating_sub(self.offset), len);
-        (s.offset() + self.offset, s.len()).into()
-    }
-}
-
-impl SourceCode for Excerpt {
-    fn read_span<'a>(
-        &'a self,
-        span: &SourceSpan,
-        context_lines_before: usize,
-        context_lines_after: usize,
-    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
-        let local = span.offset().saturating_sub(self.offset);
-        let inner = self.snippet.read_span(
-            &(local, span.len()).into(),
-            context_lines_before,
-            context_lines_after,
-        )?;
-        Ok(Box::new(MietteSpanContents::new_named(
-            self.name.clone(),
-            inner.data(),
-            (inner.span().offset() + self.offset, inner.span().len()).into(),
-            inner.line() + self.first_line,
-            inner.column(),
-            inner.line_count(),
-        )))
-    }
+    src: Snippet,
 }
 
 impl std::fmt::Display for Rendered {
@@ -146,7 +74,7 @@ pub fn rendered(checked: &Checked) -> Vec<Rendered> {
             let (start, end) = (d.span.start as usize, d.span.end as usize);
             Rendered {
                 diag: d.clone(),
-                src: Excerpt::new(&f.name, &f.text, &lines[d.file], start, end),
+                src: Snippet::excerpt(&f.name, &f.text, &lines[d.file], start, end),
             }
         })
         .collect()
@@ -184,18 +112,36 @@ fn diag_json(checked: &Checked, recipe: &str, d: &Diag, lines: &LineIndex) -> Va
     } else {
         f.name.clone()
     };
+    let mut v = diagnostic(
+        severity_name(d.severity),
+        Some(&d.code),
+        &d.message,
+        d.help.as_deref(),
+    );
+    v["file"] = json!(file);
+    v["line"] = json!(line);
+    v["column"] = json!(column);
+    v["end_line"] = json!(end_line);
+    v["end_column"] = json!(end_column);
+    v["label"] = json!(d.label);
+    v
+}
+
+/// A `"diagnostic"` object with every field, those not given `null` (callers fill in the
+/// place): the one definition of the object's shape (docs/json-diagnostics.md).
+fn diagnostic(severity: &str, code: Option<&str>, message: &str, help: Option<&str>) -> Value {
     json!({
         "type": "diagnostic",
-        "severity": severity_name(d.severity),
-        "code": d.code,
-        "message": d.message,
-        "file": file,
-        "line": line,
-        "column": column,
-        "end_line": end_line,
-        "end_column": end_column,
-        "label": d.label,
-        "help": d.help,
+        "severity": severity,
+        "code": code,
+        "message": message,
+        "file": null,
+        "line": null,
+        "column": null,
+        "end_line": null,
+        "end_column": null,
+        "label": null,
+        "help": help,
     })
 }
 
@@ -262,19 +208,9 @@ fn diagnostic_json(d: &dyn Diagnostic, default_severity: &str) -> Value {
         Some(miette::Severity::Error) => "error",
         None => default_severity,
     };
-    let mut v = json!({
-        "type": "diagnostic",
-        "severity": severity,
-        "code": d.code().map(|c| c.to_string()),
-        "message": message,
-        "file": null,
-        "line": null,
-        "column": null,
-        "end_line": null,
-        "end_column": null,
-        "label": null,
-        "help": d.help().map(|h| h.to_string()),
-    });
+    let code = d.code().map(|c| c.to_string());
+    let help = d.help().map(|h| h.to_string());
+    let mut v = diagnostic(severity, code.as_deref(), &message, help.as_deref());
     if let Some(detail) = detail {
         v["detail"] = json!(detail);
     }
@@ -298,19 +234,7 @@ fn diagnostic_json(d: &dyn Diagnostic, default_severity: &str) -> Value {
 
 /// A note or warning of the driver's own (no file), as a `"diagnostic"` object.
 pub fn note_json(severity: &str, code: &str, message: &str) -> Value {
-    json!({
-        "type": "diagnostic",
-        "severity": severity,
-        "code": code,
-        "message": message,
-        "file": null,
-        "line": null,
-        "column": null,
-        "end_line": null,
-        "end_column": null,
-        "label": null,
-        "help": null,
-    })
+    diagnostic(severity, Some(code), message, None)
 }
 
 /// The last line of a run: whether it succeeded, and how many errors and warnings it reported.

@@ -52,7 +52,7 @@ pub enum Error {
     IrText {
         /// The text, for the snippet (long lines clipped around the span).
         #[source_code]
-        src: crate::snippet::Snippet,
+        src: Box<crate::snippet::Snippet>,
         /// What is wrong.
         message: String,
         /// Where.

@@ -55,10 +55,13 @@ pub fn read_raw(path: &Path) -> Result<Graph, Error> {
             cause,
         })?;
         let g = mcc_ir::text::parse(&src).map_err(|e| {
-            let src = snippet::Snippet::new(path.display().to_string(), &src, &[e.span.offset()]);
+            let (start, len) = (e.span.offset(), e.span.len());
+            let lines = mcc_plan::plan::LineIndex::new(&src);
+            let name = path.display().to_string();
+            let src = snippet::Snippet::excerpt(&name, &src, &lines, start, start + len);
             Error::IrText {
-                span: src.span(e.span.offset(), e.span.len()),
-                src,
+                span: src.span(start, len),
+                src: Box::new(src),
                 message: e.message,
             }
         })?;

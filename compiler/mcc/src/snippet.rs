@@ -10,8 +10,11 @@
 
 use std::ops::Range;
 
+use mcc_plan::plan::LineIndex;
 use miette::{MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
+/// Lines of context an excerpt keeps on each side of its span (the renderer shows one).
+pub const CONTEXT_LINES: usize = 3;
 /// Lines longer than this (in bytes) are clipped.
 pub const MAX_LINE: usize = 512;
 /// Bytes a clipped line keeps before its first span.
@@ -21,12 +24,17 @@ pub const AFTER: usize = 160;
 
 const ELLIPSIS: &str = "…";
 
-/// Source text with long lines clipped around the spans a diagnostic points at.
+/// Source text with long lines clipped around the spans a diagnostic points at. It may be
+/// an excerpt of a larger file ([`Snippet::excerpt`]): spans and lines are then the file's.
 #[derive(Debug, Clone)]
 pub struct Snippet {
     name: String,
     text: String,
     clips: Vec<Clip>,
+    /// Where the text starts in its file (bytes).
+    base: usize,
+    /// The 0-based line of the file the text starts on.
+    first_line: usize,
 }
 
 /// One clipped line: original bytes `kept` are at `at` in the clipped text.
@@ -52,6 +60,8 @@ impl Snippet {
                 name,
                 text: text.to_string(),
                 clips: Vec::new(),
+                base: 0,
+                first_line: 0,
             };
         }
         let mut out = String::with_capacity(text.len().min(1 << 20));
@@ -94,15 +104,39 @@ impl Snippet {
             name,
             text: out,
             clips,
+            base: 0,
+            first_line: 0,
         }
+    }
+
+    /// The lines of `text` (named `name`, line index `lines`) around the span `start..end`,
+    /// [`CONTEXT_LINES`] on each side, as a snippet of the whole file (the lines and offsets
+    /// it reports are the file's): a diagnostic holds a few lines, not a copy of the file,
+    /// and the renderer scans those, not the file from its top (a recipe with a warning on
+    /// each of its 16,000 lines once rendered a copy of all of them for each).
+    pub fn excerpt(name: &str, text: &str, lines: &LineIndex, start: usize, end: usize) -> Snippet {
+        let first = lines.line(start).saturating_sub(CONTEXT_LINES).max(1);
+        let last = lines.line(end) + CONTEXT_LINES;
+        let from = lines.start(first).min(text.len());
+        let to = if last >= lines.len() {
+            text.len()
+        } else {
+            lines.start(last + 1)
+        };
+        let local = text.get(from..to.max(from)).unwrap_or("");
+        let mut s = Snippet::new(name, local, &[start.saturating_sub(from)]);
+        s.base = from;
+        s.first_line = first - 1;
+        s
     }
 
     /// The span `start..start + len` of the original text, in the clipped text (an end
     /// in a cut part moves to the edge of what is shown).
     pub fn span(&self, start: usize, len: usize) -> SourceSpan {
+        let start = start.saturating_sub(self.base);
         let a = self.offset(start);
         let b = self.offset(start + len).max(a);
-        (a, b - a).into()
+        (a + self.base, b - a).into()
     }
 
     /// An offset of the original text in the clipped text.
@@ -168,23 +202,36 @@ impl SourceCode for Snippet {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let local: SourceSpan = (span.offset().saturating_sub(self.base), span.len()).into();
         let inner = self
             .text
-            .read_span(span, context_lines_before, context_lines_after)?;
+            .read_span(&local, context_lines_before, context_lines_after)?;
         // With context lines, miette's column is 0 (the context starts a line).
         let column = if context_lines_before > 0 {
             0
         } else {
-            (inner.column() as isize + self.column_shift(span.offset())).max(0) as usize
+            (inner.column() as isize + self.column_shift(local.offset())).max(0) as usize
         };
         Ok(Box::new(MietteSpanContents::new_named(
             self.name.clone(),
             inner.data(),
-            *inner.span(),
-            inner.line(),
+            (inner.span().offset() + self.base, inner.span().len()).into(),
+            inner.line() + self.first_line,
             column,
             inner.line_count(),
         )))
+    }
+}
+
+/// Errors keep their snippet boxed (it is large; `Result`s stay small).
+impl SourceCode for Box<Snippet> {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        (**self).read_span(span, context_lines_before, context_lines_after)
     }
 }
 
