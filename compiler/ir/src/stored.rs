@@ -100,15 +100,28 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// Checks the layout's own parameters.
-    fn check(self) -> Result<(), StoredError> {
+    /// Checks the layout's own parameters, and that it tiles a tensor of `shape`: N:M runs
+    /// divide its rows, blocks its `[rows, cols]` view.
+    fn check(self, shape: &[usize]) -> Result<(), StoredError> {
+        let (rows, cols) = rows_cols(shape);
         match self {
             Layout::NM { n, m } if !(2..=16).contains(&m) || n == 0 || n >= m => err(format!(
                 "nm({n}:{m}): a run of 2 to 16 elements keeps 1 to M − 1 of them"
             )),
-            Layout::Blocks { rows, cols } if rows == 0 || cols == 0 || rows == 1 && cols == 1 => {
+            Layout::NM { n, m } if !cols.is_multiple_of(m as usize) => err(format!(
+                "nm({n}:{m}) needs rows of a multiple of {m}, not {cols}"
+            )),
+            Layout::Blocks { rows: br, cols: bc } if br == 0 || bc == 0 || br == 1 && bc == 1 => {
                 err(format!(
-                    "blocks({rows}x{cols}): a block has at least 2 elements"
+                    "blocks({br}x{bc}): a block has at least 2 elements"
+                ))
+            }
+            Layout::Blocks { rows: br, cols: bc }
+                if !rows.is_multiple_of(br as usize) || !cols.is_multiple_of(bc as usize) =>
+            {
+                err(format!(
+                    "blocks({br}x{bc}) do not tile a {rows}×{cols} view (rows must be a multiple \
+                     of {br}, columns of {bc})"
                 ))
             }
             _ => Ok(()),
@@ -314,17 +327,11 @@ impl Stored {
 /// nonzeros for a bitmask or CSR; for N:M, each run's nonzeros padded with its first zeros
 /// to `N` (an error when a run has more); for blocks, every block holding a nonzero.
 fn keep_nonzero(layout: Layout, shape: &[usize], flat: &[f32]) -> Result<Vec<bool>, StoredError> {
-    layout.check()?;
+    layout.check(shape)?;
     let mut keep: Vec<bool> = flat.iter().map(|x| x.to_bits() != 0).collect();
-    let (rows, cols) = rows_cols(shape);
     match layout {
         Layout::NM { n, m } => {
             let (n, m) = (n as usize, m as usize);
-            if !cols.is_multiple_of(m) {
-                return err(format!(
-                    "nm({n}:{m}) needs rows of a multiple of {m}, not {cols}"
-                ));
-            }
             for (r, run) in keep.chunks_mut(m).enumerate() {
                 let mut have = run.iter().filter(|&&b| b).count();
                 if have > n {
@@ -342,17 +349,11 @@ fn keep_nonzero(layout: Layout, shape: &[usize], flat: &[f32]) -> Result<Vec<boo
                 }
             }
         }
-        Layout::Blocks { rows: br, cols: bc } => {
-            let (br, bc) = (br as usize, bc as usize);
-            check_blocks(rows, cols, br, bc)?;
-            for b0 in (0..rows).step_by(br) {
-                for c0 in (0..cols).step_by(bc) {
-                    let cells =
-                        || (b0..b0 + br).flat_map(|r| (c0..c0 + bc).map(move |c| r * cols + c));
-                    let any = cells().any(|i| keep[i]);
-                    for i in cells() {
-                        keep[i] = any;
-                    }
+        Layout::Blocks { .. } => {
+            for block in blocks(layout, shape) {
+                let any = block.clone().any(|i| keep[i]);
+                for i in block {
+                    keep[i] = any;
                 }
             }
         }
@@ -361,15 +362,27 @@ fn keep_nonzero(layout: Layout, shape: &[usize], flat: &[f32]) -> Result<Vec<boo
     Ok(keep)
 }
 
-fn check_blocks(rows: usize, cols: usize, br: usize, bc: usize) -> Result<(), StoredError> {
-    if rows.is_multiple_of(br) && cols.is_multiple_of(bc) {
-        Ok(())
+/// The blocks of a `blocks(RxC)` layout over a tensor of `shape` (one it tiles), in
+/// row-major block order: each block's element indices, row-major within the block. Empty
+/// for any other layout.
+fn blocks(
+    layout: Layout,
+    shape: &[usize],
+) -> impl Iterator<Item = impl Iterator<Item = usize> + Clone> {
+    let (rows, cols) = rows_cols(shape);
+    let (br, bc) = match layout {
+        Layout::Blocks { rows, cols } => (rows as usize, cols as usize),
+        _ => (0, 0),
+    };
+    let origins = if br == 0 || bc == 0 {
+        0
     } else {
-        err(format!(
-            "blocks({br}x{bc}) do not tile a {rows}×{cols} view (rows must be a multiple of {br}, \
-             columns of {bc})"
-        ))
-    }
+        rows / br * (cols / bc)
+    };
+    (0..origins).map(move |b| {
+        let (b0, c0) = (b / (cols / bc) * br, b % (cols / bc) * bc);
+        (b0..b0 + br).flat_map(move |r| (c0..c0 + bc).map(move |c| r * cols + c))
+    })
 }
 
 /// Bits of an N:M position.
@@ -380,28 +393,17 @@ fn nm_bits(m: usize) -> u32 {
 /// The kept elements' row-major ranks in storage order: `order[j]` is the row-major rank of
 /// the `j`-th stored value (the identity except for blocks).
 fn storage_order(layout: Layout, shape: &[usize], keep: &[bool], k: usize) -> Vec<usize> {
-    let Layout::Blocks { rows: br, cols: bc } = layout else {
+    if !matches!(layout, Layout::Blocks { .. }) {
         return (0..k).collect();
-    };
-    let (rows, cols) = rows_cols(shape);
-    let (br, bc) = (br as usize, bc as usize);
+    }
     let mut rank = vec![usize::MAX; keep.len()];
     for (r, (i, _)) in keep.iter().enumerate().filter(|(_, b)| **b).enumerate() {
         rank[i] = r;
     }
-    let mut order = Vec::with_capacity(k);
-    for b0 in (0..rows).step_by(br.max(1)) {
-        for c0 in (0..cols).step_by(bc.max(1)) {
-            for row in b0..(b0 + br).min(rows) {
-                for c in c0..(c0 + bc).min(cols) {
-                    if let Some(&x) = rank.get(row * cols + c).filter(|&&x| x != usize::MAX) {
-                        order.push(x);
-                    }
-                }
-            }
-        }
-    }
-    order
+    blocks(layout, shape)
+        .flatten()
+        .filter_map(|i| rank.get(i).copied().filter(|&x| x != usize::MAX))
+        .collect()
 }
 
 /// Maps an element's row-major index to its group.
@@ -447,7 +449,7 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
     let n: usize = shape.iter().product();
     let mut out = vec![];
     // Layout.
-    encoding.layout.check()?;
+    encoding.layout.check(shape)?;
     let k = match encoding.layout {
         Layout::Dense => n,
         _ => {
@@ -461,12 +463,6 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
         Layout::Dense => {}
         Layout::NM { n: keep_n, m } => {
             let (keep_n, m) = (keep_n as usize, m as usize);
-            let (_, cols) = rows_cols(shape);
-            if !cols.is_multiple_of(m) {
-                return err(format!(
-                    "nm({keep_n}:{m}) needs rows of a multiple of {m}, not {cols}"
-                ));
-            }
             let mut w = BitWriter::default();
             for (r, run) in p.keep.chunks(m).enumerate() {
                 let kept: Vec<usize> = (0..m).filter(|&j| run[j]).collect();
@@ -483,23 +479,20 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
             out.extend(w.finish());
         }
         Layout::Blocks { rows: br, cols: bc } => {
-            let (rows, cols) = rows_cols(shape);
-            let (br, bc) = (br as usize, bc as usize);
-            check_blocks(rows, cols, br, bc)?;
+            let (_, cols) = rows_cols(shape);
             let mut w = BitWriter::default();
-            for b0 in (0..rows).step_by(br) {
-                for c0 in (0..cols).step_by(bc) {
-                    let first = p.keep[b0 * cols + c0];
-                    let whole =
-                        (b0..b0 + br).all(|r| (c0..c0 + bc).all(|c| p.keep[r * cols + c] == first));
-                    if !whole {
-                        return err(format!(
-                            "the block at row {b0}, column {c0} is partly kept; blocks({br}x{bc}) \
-                             keep or drop whole blocks"
-                        ));
-                    }
-                    w.bit(first);
+            for mut block in blocks(encoding.layout, shape) {
+                let Some(corner) = block.next() else { continue };
+                let first = p.keep[corner];
+                if !block.all(|i| p.keep[i] == first) {
+                    return err(format!(
+                        "the block at row {}, column {} is partly kept; blocks({br}x{bc}) keep or \
+                         drop whole blocks",
+                        corner / cols.max(1),
+                        corner % cols.max(1)
+                    ));
                 }
+                w.bit(first);
             }
             out.extend(w.finish());
         }
@@ -701,18 +694,12 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
         .ok_or_else(|| StoredError(format!("a tensor of shape {shape:?} is too large")))?;
     let mut r = Reader { blob, at: 0 };
     let mut parts = Parts::default();
-    encoding.layout.check()?;
+    encoding.layout.check(shape)?;
     // Layout: which elements are kept.
     match encoding.layout {
         Layout::Dense => {}
         Layout::NM { n: keep_n, m } => {
             let (keep_n, m) = (keep_n as usize, m as usize);
-            let (_, cols) = rows_cols(shape);
-            if !cols.is_multiple_of(m) {
-                return err(format!(
-                    "nm({keep_n}:{m}) needs rows of a multiple of {m}, not {cols}"
-                ));
-            }
             let runs = n / m;
             let bits = nm_bits(m);
             let bytes = r.take((runs * keep_n * bits as usize).div_ceil(8))?;
@@ -731,21 +718,14 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
             }
         }
         Layout::Blocks { rows: bh, cols: bw } => {
-            let (rows, cols) = rows_cols(shape);
-            let (bh, bw) = (bh as usize, bw as usize);
-            check_blocks(rows, cols, bh, bw)?;
-            let blocks = (rows / bh) * (cols / bw);
-            let mask = r.take(blocks.div_ceil(8))?;
+            let count = n / (bh as usize * bw as usize);
+            let mask = r.take(count.div_ceil(8))?;
             parts.keep = vec![false; n];
-            let mut b = 0;
-            for b0 in (0..rows).step_by(bh) {
-                for c0 in (0..cols).step_by(bw) {
-                    if mask[b / 8] >> (b % 8) & 1 == 1 {
-                        for row in b0..b0 + bh {
-                            parts.keep[row * cols + c0..row * cols + c0 + bw].fill(true);
-                        }
+            for (b, block) in blocks(encoding.layout, shape).enumerate() {
+                if mask[b / 8] >> (b % 8) & 1 == 1 {
+                    for i in block {
+                        parts.keep[i] = true;
                     }
-                    b += 1;
                 }
             }
         }
