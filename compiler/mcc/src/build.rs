@@ -194,8 +194,9 @@ pub fn first_non_finite(t: &Tensor) -> Option<(usize, f64)> {
     match t.as_f32() {
         Some(a) => a
             .iter()
-            .position(|v| !v.is_finite())
-            .and_then(|i| a.iter().nth(i).map(|&v| (i, f64::from(v)))),
+            .enumerate()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(i, &v)| (i, f64::from(v))),
         None => t
             .to_f64_vec()
             .into_iter()

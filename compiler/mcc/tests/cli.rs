@@ -11,61 +11,16 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+use common::{corpus, fails, mcc, succeeds};
 
 use mcc_onnx::pb;
 use prost::Message;
 
-fn mcc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mcc"))
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn corpus(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../corpus")
-        .join(rel)
-}
-
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lenet5")
-}
-
-/// Runs a command that must succeed; returns its output.
-fn succeeds(dir: &Path, args: &[&str]) -> Output {
-    let out = mcc(dir, args);
-    assert!(
-        out.status.success(),
-        "mcc {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a command that must fail cleanly; returns its stderr.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = mcc(dir, args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected exit 1 from {args:?}, stderr:\n{err}"
-    );
-    assert!(
-        !err.contains("panicked"),
-        "mcc panicked on {args:?}:\n{err}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "a failing command printed results: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    err
 }
 
 fn tiny_model(op: &str, extra: impl FnOnce(&mut pb::GraphProto)) -> Vec<u8> {

@@ -12,38 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn mcc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mcc"))
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn corpus(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../corpus")
-        .join(rel)
-}
-
-/// Asserts a finished process failed cleanly (exit 1, no panic, nothing on stdout); returns
-/// its stderr.
-fn failed_cleanly(out: &Output, what: &str) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected exit 1 from {what}, stderr:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{what} panicked:\n{err}");
-    assert!(
-        out.stdout.is_empty(),
-        "{what} failed but printed results: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    err
-}
+mod common;
+use common::{corpus, failed_cleanly, fails, mcc};
 
 /// Builds `model` (merged, no compression) into `dir/NAME/`; returns that folder.
 fn built(dir: &Path, model: &Path, name: &str) -> PathBuf {
@@ -74,11 +44,6 @@ fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend_from_slice(data);
     bytes
-}
-
-/// Runs an `mcc` command that must fail cleanly; returns its stderr.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    failed_cleanly(&mcc(dir, args), &format!("mcc {}", args.join(" ")))
 }
 
 #[test]
