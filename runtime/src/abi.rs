@@ -380,8 +380,12 @@ macro_rules! say {
     }};
 }
 
+/// [`main_with`]'s work, with errors as values.
+///
+/// # Safety
+/// As for [`main_with`].
 #[allow(clippy::print_stdout, unsafe_code)]
-fn main_inner(
+unsafe fn main_inner(
     args: &[String],
     schedule: &[u64],
     weights: &[f32],
@@ -475,9 +479,7 @@ fn main_inner(
         ));
     }
     let outs_dims: Vec<Vec<usize>> = prog.outputs.iter().map(|o| o.dims.clone()).collect();
-    // SAFETY: `weights` is either the executable's `.rodata` (valid and unchanged for the
-    // whole process: `mcc_rt_main`'s contract) or the buffer `mcc_rt_main_stored` decoded,
-    // which it keeps unchanged until this call returns; `model` is dropped before that.
+    // SAFETY: `weights` stays valid and unchanged until this call returns (the contract); `model` is dropped before that.
     let mut model = unsafe { Model::new(prog, weights, threads) }?;
     let mut outputs: Vec<Vec<f32>> = outs_dims
         .iter()
@@ -491,7 +493,7 @@ fn main_inner(
     let once = |model: &mut Model, outputs: &mut Vec<Vec<f32>>| -> Result<(), String> {
         let out_ptrs: Vec<*mut f32> = outputs.iter_mut().map(|d| d.as_mut_ptr()).collect();
         #[allow(unsafe_code)]
-        // SAFETY: `RunFn`'s contract: `run` is this schedule's (`mcc_rt_main`'s contract) and
+        // SAFETY: `RunFn`'s contract: `run` is this schedule's (the contract) and
         // `model` is live, made from its program; `in_ptrs` has a pointer per model input
         // (their count was checked), each to batch × dims floats (each file's shape was
         // checked against its input); `out_ptrs` has one per output, each to batch × dims
@@ -596,7 +598,9 @@ pub unsafe extern "C" fn mcc_rt_main(
         eprintln!("error: the executable carries no model");
         return 1;
     };
-    exit_code(&args, words, w, run)
+    // SAFETY: `run` is the compiled schedule of `words` and the weights are valid and
+    // unchanged for the whole process (this function's contract).
+    unsafe { main_with(&args, words, w, run) }
 }
 
 /// Like [`mcc_rt_main`], with the weights in stored form (`nstored` words of
@@ -635,7 +639,9 @@ pub unsafe extern "C" fn mcc_rt_main_stored(
         eprintln!("error: {e}");
         return 1;
     }
-    exit_code(&args, words, &w, run)
+    // SAFETY: `run` is the compiled schedule of `words` (the contract); `w` is the decoded
+    // weights, kept unchanged until this call returns.
+    unsafe { main_with(&args, words, &w, run) }
 }
 
 /// The arguments of a C `main`.
@@ -660,14 +666,22 @@ unsafe fn c_args(argc: i32, argv: *const *const c_char) -> Vec<String> {
         .collect()
 }
 
-/// Runs the executable's job and turns the result into the exit code.
-#[allow(clippy::print_stdout)]
-fn exit_code(args: &[String], words: &[u64], weights: &[f32], run: RunFn) -> i32 {
+/// What a model executable's `main` does, given its arguments (`args[0]` the program's
+/// name): parses them, reads the inputs, runs the model, writes or prints the outputs, and
+/// returns the exit code (0 ok, 1 error, 2 usage). [`mcc_rt_main`] calls it; so do the JIT's
+/// tests and the `executable` fuzz target, to run exactly the executable's code in process.
+///
+/// # Safety
+/// `run` must be the compiled code of the schedule `words`, and `weights` must stay valid
+/// and unchanged until this call returns.
+#[allow(clippy::print_stdout, unsafe_code)]
+pub unsafe fn main_with(args: &[String], words: &[u64], weights: &[f32], run: RunFn) -> i32 {
     if args.len() < 2 {
         eprintln!("{USAGE}");
         return 2;
     }
-    match main_inner(args, words, weights, run) {
+    // SAFETY: this function's contract is `main_inner`'s.
+    match unsafe { main_inner(args, words, weights, run) } {
         Ok(()) => 0,
         Err(e) if e == USAGE => {
             say!("{USAGE}");

@@ -156,3 +156,45 @@ fn nan_inputs_propagate_as_onnx_says() {
         }
     }
 }
+
+/// `Jit::main` runs the executable's own `main` in process (what the `executable` fuzz target
+/// drives): on lenet5 it writes, with `-o`, exactly what the compiled code computes, and a
+/// bad command line ends in the executable's exit codes, 2 for usage and 1 for an error.
+#[test]
+fn the_executables_main_runs_in_process() {
+    let p = compiled(load(&corpus("lenet5.onnx")));
+    let x = npy(&corpus("data/mnist_test_x.npy"));
+    let x = mcc::tensor_io::slice_batch(&x, 0, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let (xin, yout) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    mcc::tensor_io::write_npy(&xin, &x).unwrap();
+    let mut jit = mcc_codegen::jit::Jit::new(p, 1).unwrap();
+    let args = |a: &[&str]| -> Vec<String> {
+        std::iter::once("model")
+            .chain(a.iter().copied())
+            .map(String::from)
+            .collect()
+    };
+    let (xs, ys) = (xin.to_str().unwrap(), yout.to_str().unwrap());
+    assert_eq!(jit.main(&args(&[xs, "-o", ys])), 0);
+    let got = mcc::tensor_io::read_npy(&yout).unwrap();
+    let data: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
+    let want = jit.run(&[&data]).unwrap();
+    assert_eq!(got.shape(), [8, 10]);
+    let got: Vec<f32> = got.as_f32().unwrap().iter().copied().collect();
+    assert!(
+        got.iter()
+            .zip(&want[0])
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "main's output differs from the compiled code's"
+    );
+    assert_eq!(jit.main(&args(&[])), 2, "no input is a usage error");
+    assert_eq!(jit.main(&args(&[xs, "--threads", "x"])), 1);
+    assert_eq!(
+        jit.main(&args(&[ys, ys])),
+        1,
+        "two inputs for a one-input model"
+    );
+    let missing = dir.path().join("missing.npy");
+    assert_eq!(jit.main(&args(&[missing.to_str().unwrap()])), 1);
+}

@@ -15,6 +15,8 @@ pub struct Jit {
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     fixed_batch: Option<usize>,
+    /// The encoded schedule, for [`Jit::main`].
+    words: Vec<u64>,
     /// On cache lines (a copy; the program's own are dropped).
     _weights: mcc_runtime::aligned::AlignedVec,
     /// Time to generate and compile the code.
@@ -41,6 +43,7 @@ impl Jit {
         // SAFETY: `code` is the function `define_run` made, with `RunFn`'s signature.
         let run: RunFn = unsafe { std::mem::transmute::<*const u8, RunFn>(code) };
         let compile_time = t0.elapsed();
+        let words = prog.encode_schedule();
         let weights =
             mcc_runtime::aligned::AlignedVec::from_slice(&std::mem::take(&mut prog.weights));
         let (inputs, outputs, fixed_batch) = (
@@ -57,6 +60,7 @@ impl Jit {
             inputs,
             outputs,
             fixed_batch,
+            words,
             _weights: weights,
             compile_time,
         })
@@ -65,6 +69,16 @@ impl Jit {
     /// Threads in use.
     pub fn threads(&mut self) -> usize {
         self.model.runner().threads()
+    }
+
+    /// Does what the model's executable does with the command line `args` (`args[0]` the
+    /// program's name) — reads its `.npy` inputs, runs, writes or prints — in this process,
+    /// on this compiled code, and returns the executable's exit code.
+    #[allow(unsafe_code)]
+    pub fn main(&self, args: &[String]) -> i32 {
+        // SAFETY: `run` was compiled from the program whose schedule `words` encodes, and
+        // `_weights` (its weights) lives, unchanged, as long as `self`.
+        unsafe { abi::main_with(args, &self.words, &self._weights, self.run) }
     }
 
     /// Runs the compiled model on `inputs` (batch × per-sample floats each; the batch is

@@ -355,3 +355,26 @@ fn broken_stored_constants_are_parse_errors() {
         assert!(parse(&src).is_err(), "accepted: {bad}");
     }
 }
+
+/// Found by the `import_external` fuzz target: a Reshape of a symbolic input to sizes whose
+/// product overflows panicked in inference. It is a type error now, as is a fixed input
+/// whose own size overflows.
+#[test]
+fn reshape_sizes_that_overflow_are_type_errors() {
+    for (input, target) in [
+        ("f32[N,4]", "[-1, 4611686018427387904, 8]"),
+        ("f32[N,4]", "[0, 4611686018427387904, 4611686018427387904]"),
+        ("f32[4611686018427387904,8]", "[-1]"),
+    ] {
+        let src = format!(
+            "graph \"g\" {{\n  input %x: {input}\n  const %s: i64[{}] = {target}\n  \
+             node r = Reshape(%x, %s) -> %y: f32[?]\n  output %y\n}}",
+            target.split(',').count()
+        );
+        let res = mcc_ir::text::parse(&src)
+            .map_err(|e| e.to_string())
+            .and_then(|mut g| mcc_ir::infer_all(&mut g).map_err(|(_, _, e)| e.0));
+        let e = res.expect_err(&format!("{input} reshaped to {target} was accepted"));
+        assert!(e.contains("overflow"), "{input} → {target}: {e}");
+    }
+}

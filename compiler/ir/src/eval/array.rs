@@ -48,7 +48,9 @@ pub fn reshape_target(
     shape: &[i64],
     allowzero: bool,
 ) -> Result<Vec<usize>, OpError> {
-    let total: usize = input.iter().product();
+    let Some(total) = input.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
+        return invalid("Reshape input's size overflows");
+    };
     let mut out = Vec::with_capacity(shape.len());
     let mut infer = None;
     for (i, &s) in shape.iter().enumerate() {

@@ -26,7 +26,7 @@ pub(super) fn reshape(
             reshape_target(&dims, &target, r.allowzero != 0)?,
         ));
     }
-    let out = symbolic_reshape(x.ty, &target, r.allowzero != 0);
+    let out = symbolic_reshape(x.ty, &target, r.allowzero != 0)?;
     // With symbolic sizes, the element counts must still agree: the same symbols on
     // both sides, then the same product of the fixed sizes.
     if let Some(input) = &x.ty.shape {

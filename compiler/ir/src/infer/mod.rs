@@ -389,17 +389,27 @@ fn reduce(
 
 /// Reshape over a symbolic input: `0` copies a dim (symbol included); `-1` becomes the
 /// one leftover symbol when the fixed sizes cancel, the quotient when no symbol is left.
-fn symbolic_reshape(x: &TensorType, target: &[i64], allowzero: bool) -> Vec<Dim> {
+/// Sizes whose product overflows are an error.
+fn symbolic_reshape(
+    x: &TensorType,
+    target: &[i64],
+    allowzero: bool,
+) -> Result<Vec<Dim>, InferError> {
     let Some(s) = &x.shape else {
-        return vec![Dim::Unknown; target.len()];
+        return Ok(vec![Dim::Unknown; target.len()]);
     };
+    let overflow = || InferError("Reshape: the product of the sizes overflows".into());
     let mut out: Vec<Dim> = vec![];
     let mut in_syms: Vec<Dim> = s
         .iter()
         .filter(|d| !matches!(d, Dim::Fixed(_)))
         .cloned()
         .collect();
-    let in_fixed: usize = s.iter().filter_map(Dim::fixed).product();
+    let in_fixed = s
+        .iter()
+        .filter_map(Dim::fixed)
+        .try_fold(1usize, usize::checked_mul)
+        .ok_or_else(overflow)?;
     let mut t_fixed = 1usize;
     let mut infer_at = None;
     for (i, &v) in target.iter().enumerate() {
@@ -411,7 +421,7 @@ fn symbolic_reshape(x: &TensorType, target: &[i64], allowzero: bool) -> Vec<Dim>
             0 if !allowzero => {
                 let d = s.get(i).cloned().unwrap_or(Dim::Unknown);
                 match &d {
-                    Dim::Fixed(n) => t_fixed *= n,
+                    Dim::Fixed(n) => t_fixed = t_fixed.checked_mul(*n).ok_or_else(overflow)?,
                     other => {
                         if let Some(p) = in_syms
                             .iter()
@@ -424,7 +434,9 @@ fn symbolic_reshape(x: &TensorType, target: &[i64], allowzero: bool) -> Vec<Dim>
                 out.push(d);
             }
             v => {
-                t_fixed *= v.max(0) as usize;
+                t_fixed = t_fixed
+                    .checked_mul(v.max(0) as usize)
+                    .ok_or_else(overflow)?;
                 out.push(Dim::Fixed(v.max(0) as usize));
             }
         }
@@ -438,7 +450,7 @@ fn symbolic_reshape(x: &TensorType, target: &[i64], allowzero: bool) -> Vec<Dim>
             _ => Dim::Unknown,
         };
     }
-    out
+    Ok(out)
 }
 
 /// Re-derives the type of every node output, in topological order. On failure, returns the
