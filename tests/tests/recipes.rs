@@ -149,7 +149,8 @@ fn shipped() -> Vec<(PathBuf, PathBuf)> {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "mcr") {
             let stem = p.file_stem().unwrap().to_string_lossy().to_string();
-            let model = match stem.as_str() {
+            // `<model>.mcr`, or `<model>-<technique>-<what>.mcr`.
+            let model = match stem.split('-').next().unwrap_or_default() {
                 "lenet5" => workspace().join("examples/lenet5/lenet5.onnx"),
                 "any" => corpus("light/light_squeezenet.onnx"),
                 "merge" => corpus("resnet_bn.onnx"),

@@ -309,8 +309,10 @@ pub fn run_step(
             step.technique, step.variant, step.origin.line
         ))
     };
-    let needs = technique.needs(graph, step);
-    calibration.collect(graph, &needs).map_err(failed)?;
+    if technique.collects_upfront() {
+        let needs = technique.needs(graph, step);
+        calibration.collect(graph, &needs).map_err(failed)?;
+    }
     let outcome = technique
         .rewrite(graph, step, id, calibration)
         .map_err(failed)?;

@@ -215,6 +215,10 @@ impl Stats for Calibration {
             .cloned()
             .ok_or_else(|| fail(request.subject(), "the statistic was not collected"))
     }
+
+    fn invalidate(&mut self) {
+        self.cache.clear();
+    }
 }
 
 /// The tensor a request observes (by value name) and its empty accumulator.

@@ -9,6 +9,7 @@
 //! (up to float rounding where a pass says so).
 
 mod fold_constants;
+pub mod linalg;
 pub mod merge;
 pub mod merge_activations;
 pub mod merge_batchnorm;
@@ -19,6 +20,7 @@ pub mod merge_pad;
 pub mod merge_pool;
 pub mod merge_scale;
 pub mod prune_unstructured;
+pub mod reconstruct;
 mod remove_dead_nodes;
 mod remove_identities;
 mod simplify_softmax;

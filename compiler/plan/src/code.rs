@@ -58,6 +58,8 @@ define_codes! {
     EmptySelector = "empty_selector",
     /// a required parameter not given.
     MissingParameter = "missing_parameter",
+    /// a step whose parameters make it read calibration statistics, without calibration data.
+    NeedsCalibration = "needs_calibration",
     /// a technique without a default variant, written without one.
     MissingVariant = "missing_variant",
     /// a rule that changes nothing.

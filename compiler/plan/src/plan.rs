@@ -297,6 +297,42 @@ struct Checker<'a> {
 type Env = BTreeMap<String, (usize, Value)>;
 
 impl<'a> Checker<'a> {
+    /// Steps whose rewrite reads calibration statistics (as their parameters ask) need
+    /// `calibrate with`.
+    fn check_data_needs(&mut self, graph: &Graph) {
+        if self.plan.calibrate.is_some() {
+            return;
+        }
+        let needy: Vec<(usize, Span, String)> = self
+            .plan
+            .stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter(|step| {
+                self.registry
+                    .implementation(step.technique, step.variant)
+                    .is_some_and(|t| !t.needs(graph, step).is_empty())
+            })
+            .map(|step| {
+                (
+                    step.origin.file,
+                    step.origin.span,
+                    format!("{} {}", step.technique, step.variant),
+                )
+            })
+            .collect();
+        for (file, span, what) in needy {
+            self.error(
+                Code::NeedsCalibration,
+                file,
+                span,
+                format!("`{what}` with these parameters reads calibration statistics"),
+                "needs calibration data",
+                Some("add `calibrate with \"x.npy\"` (samples of the model's input)".into()),
+            );
+        }
+    }
+
     fn diag(
         &mut self,
         severity: Severity,
@@ -1563,6 +1599,7 @@ pub fn check(
         );
     }
     checker.run();
+    checker.check_data_needs(graph);
     let mut diags = checker.diags;
     diags.sort_by(|a, b| {
         a.severity

@@ -9,6 +9,12 @@
 //! 2. calls [`Technique::rewrite`] with the graph, the step and a [`Stats`] source;
 //! 3. re-types and verifies the graph, and invalidates cached statistics if anything changed.
 //!
+//! A technique that changes layers one at a time, each seeing the ones before it changed
+//! (OBS, least-squares refits: what SparseGPT and OBC do), says so with
+//! [`Technique::collects_upfront`] `false`: the driver then collects nothing ahead, and the
+//! rewrite asks [`Stats::get`] for each layer's statistics when it reaches the layer and calls
+//! [`Stats::invalidate`] after changing it.
+//!
 //! `explain` calls [`Technique::check`] instead, which changes nothing and reports which
 //! selected layers the step would leave alone, and why.
 //!
@@ -28,6 +34,13 @@ pub trait Technique: Sync {
     /// techniques).
     fn needs(&self, _graph: &Graph, _step: &Step) -> Vec<StatRequest> {
         Vec::new()
+    }
+
+    /// Whether the driver collects everything [`Technique::needs`] lists in one pass before
+    /// the rewrite (the default). `false` for a rewrite that works layer by layer, asking for
+    /// each layer's statistics on the model as its earlier layers left it.
+    fn collects_upfront(&self) -> bool {
+        true
     }
 
     /// Which of the step's layers the rewrite would leave alone, and why, without changing
@@ -205,6 +218,10 @@ pub enum Stat {
 pub trait Stats {
     /// The statistic for `request` on `graph` (the model as it stands before the step).
     fn get(&mut self, graph: &Graph, request: &StatRequest) -> Result<Arc<Stat>, TechniqueError>;
+
+    /// Forgets what was collected: the rewrite changed the model, and statistics asked for
+    /// from now on must see the change.
+    fn invalidate(&mut self) {}
 }
 
 /// A [`Stats`] with no data: every request is an error. For dry runs and data-free steps.

@@ -1,0 +1,388 @@
+//! Layer-wise reconstruction: choosing which weights of a linear layer to zero, and repairing
+//! the ones kept, from its calibration statistics.
+//!
+//! A linear layer (Gemm, MatMul, one-group Conv) computes `y = W·x` for every row `x` of its
+//! input matrix `X` (a Gemm's rows, a Conv's im2col patches); `W` is `rows × k`, one row per
+//! output. The calibration context gives `XᵀX`; with `H = XᵀX / n + λI` (λ: 1% of the mean
+//! diagonal, so unused inputs stay solvable), the output error of replacing `W` by `Ŵ` on the
+//! calibration data is `Σ_r (w_r − ŵ_r)ᵀ H (w_r − ŵ_r)`, one quadratic per row.
+//!
+//! - [`obs`]: Optimal Brain Surgeon over the columns in order, as in OBC/SparseGPT (Frantar
+//!   & Alistarh): column `c`'s weights chosen for removal are zeroed and the error they leave
+//!   is spread over the columns after `c` through the Cholesky factor of `H⁻¹`; which weights
+//!   go is chosen per block of 128 columns by the OBS saliency `w² / [U]_cc²`.
+//! - [`refit`]: least squares (ThiNet / He et al.'s reconstruction): for a fixed mask, each
+//!   row's kept weights are set to minimize that row's output error exactly.
+//!
+//! **Invariant:** exactly `floor(amount · rows · k)` weights are zero in the mask both return
+//! (ties broken by position), every weight outside it is finite, and the same statistics give
+//! the same bits (fixed evaluation order). Inputs that are not finite, or a matrix that is
+//! not positive definite even after damping, are errors, never NaN weights.
+
+use mcc_ir::{Op, Tensor};
+
+use crate::linalg::{cholesky, cholesky_solve, inverse_spd};
+
+/// A layer's weights as `rows × k`, in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rows {
+    /// Outputs.
+    pub rows: usize,
+    /// Inputs per output (the width of `X`'s rows).
+    pub k: usize,
+    /// Row-major.
+    pub data: Vec<f64>,
+}
+
+/// How the weight tensor is laid out relative to `W`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum View {
+    /// The tensor is `[rows, …]`, each row's `k` values contiguous (Gemm with `transB`, Conv
+    /// `[out, c, kh, kw]` in im2col order).
+    Direct,
+    /// The tensor is `[k, rows]` (Gemm without `transB`, MatMul).
+    Transposed,
+}
+
+/// How `op`'s weight operand maps to `W`, or why it has no `X` to reconstruct against.
+pub fn view(op: &Op, shape: &[usize]) -> Result<View, String> {
+    match op {
+        Op::Gemm(g) if g.transA != 0 => Err("a Gemm with transA has no row-wise input".into()),
+        Op::Gemm(g) if shape.len() == 2 => Ok(if g.transB != 0 {
+            View::Direct
+        } else {
+            View::Transposed
+        }),
+        Op::MatMul(_) if shape.len() == 2 => Ok(View::Transposed),
+        Op::Conv(c) if c.group != 1 => Err(format!(
+            "a Conv of {} groups (XᵀX is collected for one-group convolutions)",
+            c.group
+        )),
+        Op::Conv(_) if shape.len() == 4 => Ok(View::Direct),
+        other => Err(format!(
+            "a {} with weights of rank {}",
+            other.name(),
+            shape.len()
+        )),
+    }
+}
+
+/// `W` from an f32 weight tensor.
+pub fn to_rows(t: &Tensor, view: View) -> Option<Rows> {
+    let a = t.as_f32()?;
+    let shape = a.shape();
+    let flat: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
+    Some(match view {
+        View::Direct => {
+            let rows = *shape.first()?;
+            Rows {
+                rows,
+                k: flat.len() / rows.max(1),
+                data: flat,
+            }
+        }
+        View::Transposed => {
+            let (k, rows) = (*shape.first()?, *shape.get(1)?);
+            let mut data = vec![0.0; flat.len()];
+            for c in 0..k {
+                for r in 0..rows {
+                    data[r * k + c] = flat[c * rows + r];
+                }
+            }
+            Rows { rows, k, data }
+        }
+    })
+}
+
+/// The weight tensor (of `shape`) holding `w`.
+pub fn from_rows(w: &Rows, view: View, shape: &[usize]) -> Result<Tensor, String> {
+    let data: Vec<f32> = match view {
+        View::Direct => w.data.iter().map(|&v| v as f32).collect(),
+        View::Transposed => {
+            let mut d = vec![0.0f32; w.data.len()];
+            for r in 0..w.rows {
+                for c in 0..w.k {
+                    d[c * w.rows + r] = w.data[r * w.k + c] as f32;
+                }
+            }
+            d
+        }
+    };
+    Tensor::from_vec(shape, data).map_err(|e| e.to_string())
+}
+
+/// `H = XᵀX / n + λI` from a Gram statistic of side `k` summing `n` rows.
+pub fn hessian(gram: &[f64], k: usize, n: usize) -> Result<Vec<f64>, String> {
+    if gram.len() != k * k {
+        return Err(format!("XᵀX has {} entries, not {k}²", gram.len()));
+    }
+    if let Some(v) = gram.iter().find(|v| !v.is_finite()) {
+        return Err(format!("XᵀX holds {v}: the calibration inputs overflow"));
+    }
+    let n = n.max(1) as f64;
+    let mut h: Vec<f64> = gram.iter().map(|&g| g / n).collect();
+    let mean = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k.max(1) as f64;
+    let damp = if mean > 0.0 { 0.01 * mean } else { 1.0 };
+    for i in 0..k {
+        h[i * k + i] += damp;
+    }
+    Ok(h)
+}
+
+/// How many of `n` weights `amount` removes.
+fn quota(amount: f64, n: usize) -> usize {
+    ((amount * n as f64).floor() as usize).min(n)
+}
+
+/// The magnitude mask (`true`: removed): the `floor(amount · n)` smallest |w|, ties by
+/// position — the same weights `prune unstructured` removes by magnitude.
+pub fn magnitude_mask(w: &Rows, amount: f64) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..w.data.len()).collect();
+    order.sort_by(|&a, &b| w.data[a].abs().total_cmp(&w.data[b].abs()).then(a.cmp(&b)));
+    let mut mask = vec![false; w.data.len()];
+    for &i in &order[..quota(amount, w.data.len())] {
+        mask[i] = true;
+    }
+    mask
+}
+
+/// Columns per block of OBS mask selection.
+const BLOCK: usize = 128;
+
+/// Prunes `amount` of `w` by OBS with compensating updates (see the module documentation);
+/// returns the mask (`true`: removed). `w` is updated in place.
+pub fn obs(w: &mut Rows, h: &[f64], amount: f64) -> Result<Vec<bool>, String> {
+    let (rows, k) = (w.rows, w.k);
+    let hinv = inverse_spd(h, k)
+        .map_err(|e| format!("XᵀX is not positive definite (row {}) even damped", e.row))?;
+    // H⁻¹ = L·Lᵀ; U = Lᵀ is the upper factor the column-by-column update reads.
+    let mut l = hinv;
+    cholesky(&mut l, k).map_err(|e| format!("H⁻¹ is not positive definite (row {})", e.row))?;
+    let u = |i: usize, j: usize| l[j * k + i];
+    let total = rows * k;
+    let mut mask = vec![false; total];
+    let mut start = 0;
+    while start < k {
+        let end = (start + BLOCK).min(k);
+        // This block's share of the layer's quota, so the layer's total is exact.
+        let want = quota(amount, rows * end) - quota(amount, rows * start);
+        let mut cand: Vec<(f64, usize)> = Vec::with_capacity(rows * (end - start));
+        for r in 0..rows {
+            for c in start..end {
+                let d = u(c, c);
+                let x = w.data[r * k + c];
+                cand.push((x * x / (d * d), r * k + c));
+            }
+        }
+        cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for &(_, i) in &cand[..want.min(cand.len())] {
+            mask[i] = true;
+        }
+        for c in start..end {
+            let d = u(c, c);
+            for r in 0..rows {
+                let i = r * k + c;
+                if !mask[i] {
+                    continue;
+                }
+                let err = w.data[i] / d;
+                w.data[i] = 0.0;
+                let row = &mut w.data[r * k..(r + 1) * k];
+                for (c2, x) in row.iter_mut().enumerate().skip(c + 1) {
+                    *x -= err * u(c, c2);
+                }
+            }
+        }
+        start = end;
+    }
+    // Weights removed earlier in a row may have been moved by later updates: removed ones
+    // are exactly zero (they were zeroed after their last update, as updates only move
+    // columns to the right).
+    check_finite(w)?;
+    Ok(mask)
+}
+
+/// Sets each row's kept weights (`mask` false) to the least-squares fit of the original
+/// row `w0`'s outputs: `H_SS · ŵ_S = (H · w0)_S`; removed weights are zero.
+pub fn refit(w: &mut Rows, w0: &Rows, h: &[f64], mask: &[bool]) -> Result<(), String> {
+    let k = w.k;
+    let mut hs = Vec::new();
+    let mut b = Vec::new();
+    for r in 0..w.rows {
+        let keep: Vec<usize> = (0..k).filter(|&c| !mask[r * k + c]).collect();
+        let row0 = &w0.data[r * k..(r + 1) * k];
+        let s = keep.len();
+        hs.clear();
+        hs.resize(s * s, 0.0);
+        b.clear();
+        for (a, &i) in keep.iter().enumerate() {
+            for (bb, &j) in keep.iter().enumerate() {
+                hs[a * s + bb] = h[i * k + j];
+            }
+            b.push((0..k).map(|j| h[i * k + j] * row0[j]).sum::<f64>());
+        }
+        cholesky(&mut hs, s).map_err(|e| {
+            format!(
+                "row {r}: the kept inputs' XᵀX is not positive definite (at {})",
+                e.row
+            )
+        })?;
+        cholesky_solve(&hs, s, &mut b);
+        let row = &mut w.data[r * k..(r + 1) * k];
+        row.iter_mut().for_each(|x| *x = 0.0);
+        for (&i, &v) in keep.iter().zip(&b) {
+            row[i] = v;
+        }
+    }
+    check_finite(w)
+}
+
+fn check_finite(w: &Rows) -> Result<(), String> {
+    match w
+        .data
+        .iter()
+        .position(|v| !v.is_finite() || v.abs() > f64::from(f32::MAX))
+    {
+        Some(i) => Err(format!(
+            "the reconstructed weight [{}, {}] is {} (not a finite f32)",
+            i / w.k.max(1),
+            i % w.k.max(1),
+            w.data[i]
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The output error `Σ_r (w_r − v_r)ᵀ H (w_r − v_r)` of replacing `w` by `v`.
+pub fn output_error(w: &Rows, v: &Rows, h: &[f64]) -> f64 {
+    let k = w.k;
+    let mut total = 0.0;
+    let mut d = vec![0.0; k];
+    for r in 0..w.rows {
+        let (wr, vr) = (&w.data[r * k..(r + 1) * k], &v.data[r * k..(r + 1) * k]);
+        for ((x, a), b) in d.iter_mut().zip(wr).zip(vr) {
+            *x = a - b;
+        }
+        for i in 0..k {
+            let hi = &h[i * k..(i + 1) * k];
+            total += d[i] * hi.iter().zip(&d).map(|(a, b)| a * b).sum::<f64>();
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed;
+        move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        }
+    }
+
+    /// Correlated inputs (`x = A·z`), so which weights to drop and how to compensate matter.
+    fn problem(rows: usize, k: usize, n: usize, seed: u64) -> (Rows, Vec<f64>) {
+        let mut next = lcg(seed);
+        let a: Vec<f64> = (0..k * k).map(|_| next()).collect();
+        let mut gram = vec![0.0; k * k];
+        let mut x = vec![0.0; k];
+        for _ in 0..n {
+            let z: Vec<f64> = (0..k).map(|_| next()).collect();
+            for i in 0..k {
+                x[i] = (0..k).map(|j| a[i * k + j] * z[j]).sum::<f64>() * 0.5 + z[i];
+            }
+            for i in 0..k {
+                for j in 0..k {
+                    gram[i * k + j] += x[i] * x[j];
+                }
+            }
+        }
+        let w = Rows {
+            rows,
+            k,
+            data: (0..rows * k).map(|_| next()).collect(),
+        };
+        (w, hessian(&gram, k, n).unwrap())
+    }
+
+    #[test]
+    fn obs_and_refit_remove_exactly_the_quota_and_beat_magnitude() {
+        for (rows, k, amount) in [(3, 7, 0.5), (8, 20, 0.8), (5, 150, 0.9), (2, 1, 0.5)] {
+            let (w0, h) = problem(rows, k, 4 * k + 10, (rows * k) as u64);
+            let want = ((amount * (rows * k) as f64).floor()) as usize;
+
+            let mag = magnitude_mask(&w0, amount);
+            let mut by_mag = w0.clone();
+            for (x, &m) in by_mag.data.iter_mut().zip(&mag) {
+                if m {
+                    *x = 0.0;
+                }
+            }
+            let mut refitted = w0.clone();
+            refit(&mut refitted, &w0, &h, &mag).unwrap();
+            let mut by_obs = w0.clone();
+            let mask = obs(&mut by_obs, &h, amount).unwrap();
+
+            for (name, m, v) in [
+                ("magnitude", &mag, &by_mag),
+                ("refit", &mag, &refitted),
+                ("obs", &mask, &by_obs),
+            ] {
+                assert_eq!(m.iter().filter(|&&b| b).count(), want, "{name} {rows}x{k}");
+                for (x, &gone) in v.data.iter().zip(m.iter()) {
+                    assert!(x.is_finite(), "{name}: {x}");
+                    if gone {
+                        assert_eq!(*x, 0.0, "{name}: a removed weight is {x}");
+                    }
+                }
+            }
+            let (e_mag, e_refit, e_obs) = (
+                output_error(&w0, &by_mag, &h),
+                output_error(&w0, &refitted, &h),
+                output_error(&w0, &by_obs, &h),
+            );
+            // The refit is the least-squares optimum for its mask: never worse than keeping
+            // the original values of the same weights.
+            assert!(
+                e_refit <= e_mag * (1.0 + 1e-9),
+                "{rows}x{k}: {e_refit} > {e_mag}"
+            );
+            if want > 0 && k > 1 {
+                assert!(e_obs < e_mag, "{rows}x{k}: OBS {e_obs} ≥ magnitude {e_mag}");
+            }
+        }
+    }
+
+    #[test]
+    fn refit_keeps_an_unpruned_layer() {
+        let (w0, h) = problem(4, 9, 50, 3);
+        let mut w = w0.clone();
+        refit(&mut w, &w0, &h, &[false; 36]).unwrap();
+        for (a, b) in w.data.iter().zip(&w0.data) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn views_round_trip_and_bad_statistics_are_errors() {
+        let t = Tensor::from_vec(&[2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        for v in [View::Direct, View::Transposed] {
+            let w = to_rows(&t, v).unwrap();
+            assert_eq!(from_rows(&w, v, &[2, 3]).unwrap(), t);
+        }
+        // A [k=2, rows=3] tensor: W's first row is its first column.
+        assert_eq!(
+            to_rows(&t, View::Transposed).unwrap().data,
+            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+        assert!(hessian(&[f64::NAN], 1, 1).is_err());
+        assert!(hessian(&[1.0, 0.0], 1, 1).is_err());
+        // All-zero inputs are damped to the identity, not singular.
+        assert_eq!(hessian(&[0.0; 4], 2, 5).unwrap(), vec![1.0, 0.0, 0.0, 1.0]);
+    }
+}
