@@ -408,3 +408,53 @@ fn calibration_driven_pruning_repairs_what_magnitude_breaks() {
     assert!(acc[&("obs", "on")] >= 0.95, "{acc:?}");
     assert!(acc[&("obs", "off")] >= plain + 0.05, "{acc:?}");
 }
+
+/// `prune nm` on vgg_bn: every Conv and Gemm whose reduction divides by 4 keeps at most 2 of
+/// every 4 consecutive weights along it (exactly 2 when none was zero), stored `nm(2:4)`; the
+/// one-channel stem (9 per filter) is left alone with its reason.
+#[test]
+fn n_m_pruning_keeps_n_of_every_m_along_the_reduction() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write(
+        dir.path(),
+        "nm.mcr",
+        "prune nm on Conv | Gemm { n: 2, m: 4 }\n",
+    );
+    let model = workspace().join("corpus/vgg_bn.onnx");
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    let g = &r.graph;
+    let mut pruned = 0;
+    for n in g.node_ids() {
+        let node = g.node(n).unwrap();
+        if !matches!(node.op, mcc_ir::Op::Conv(_) | mcc_ir::Op::Gemm(_)) {
+            continue;
+        }
+        let w = node.inputs[1].unwrap();
+        let t = g.const_data(w).unwrap();
+        let k: usize = t.shape()[1..].iter().product();
+        if !k.is_multiple_of(4) {
+            let left = r
+                .report
+                .left_alone
+                .iter()
+                .find(|l| l.node == node.name)
+                .unwrap();
+            assert_eq!(left.reason, mcc_plan::Reason::ShapeMismatch, "{left:?}");
+            continue;
+        }
+        pruned += 1;
+        for group in t.to_f64_vec().chunks(4) {
+            assert_eq!(
+                group.iter().filter(|&&x| x != 0.0).count(),
+                2,
+                "{}",
+                node.name
+            );
+        }
+        let stored = g.stored(w).map(|s| s.encoding().to_string());
+        assert_eq!(stored.as_deref(), Some("f32 nm(2:4)"), "{}", node.name);
+    }
+    assert!(pruned >= 5, "{pruned} layers pruned");
+}

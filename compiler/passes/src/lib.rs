@@ -19,6 +19,8 @@ pub mod merge_linear;
 pub mod merge_pad;
 pub mod merge_pool;
 pub mod merge_scale;
+pub mod prune;
+pub mod prune_nm;
 pub mod prune_unstructured;
 pub mod reconstruct;
 mod remove_dead_nodes;

@@ -23,20 +23,21 @@
 //! Stores: the pruned weights in their smallest f32 form — dense, bitmask or CSR (at 78%
 //! zeros a bitmask takes about a quarter of the dense bytes).
 
-use mcc_ir::{Graph, NodeId, Origin, StepId, Tensor, ValueId};
-use mcc_plan::plan::{ParamValue, Severity, Step};
+use mcc_ir::{Graph, StepId, Tensor};
+use mcc_plan::plan::{Severity, Step};
 use mcc_plan::registry::{
-    Applies, Default, ParamIssue, ParamType, Params, RATIO, Status, Sweep, VariantSchema, num, p,
+    Applies, Default, ParamIssue, Params, RATIO, Status, Sweep, VariantSchema, num, p,
 };
-use mcc_plan::{LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, Technique, TechniqueError};
+use mcc_plan::{LeftAlone, Outcome, StatRequest, Stats, Technique, TechniqueError};
 
 use crate::PassError;
-use crate::reconstruct::{self, View};
+use crate::prune::{self, Settings, Skip};
+use crate::reconstruct::{self, Pattern, View};
 
 /// `prune unstructured`: the registry entry.
 pub const VARIANT: VariantSchema = VariantSchema {
     name: "unstructured",
-    summary: "zero the smallest-magnitude weights of each layer",
+    summary: "zero single weights of each layer: the smallest, or by OBS",
     params: &[
         p(
             "amount",
@@ -44,18 +45,8 @@ pub const VARIANT: VariantSchema = VariantSchema {
             Default::Required,
             "fraction of each layer's weights set to zero",
         ),
-        p(
-            "by",
-            ParamType::Choice(&["magnitude", "obs"]),
-            Default::Word("magnitude"),
-            "which weights go: the smallest |w|, or OBS from calibration XᵀX with compensation",
-        ),
-        p(
-            "refit",
-            ParamType::Choice(&["off", "on"]),
-            Default::Word("off"),
-            "refit the kept weights by least squares on calibration data",
-        ),
+        prune::BY,
+        prune::REFIT,
     ],
     applies: Applies::Weighted,
     status: Status::Ready(&PruneUnstructured),
@@ -88,47 +79,18 @@ fn check_params(params: &Params) -> Vec<ParamIssue> {
 }
 
 /// Unstructured pruning as a technique: data-free by magnitude; with `by: obs` or
-/// `refit: on`, layer by layer on calibration statistics.
+/// `refit: on`, layer by layer on calibration statistics (`crate::prune`).
 pub struct PruneUnstructured;
 
-/// What a step asks for.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Settings {
-    amount: f64,
-    obs: bool,
-    refit: bool,
-}
-
-impl Settings {
-    fn of(step: &Step) -> Settings {
-        let word =
-            |name: &str, on: &str| matches!(step.param(name), Some(ParamValue::Word(w)) if w == on);
-        Settings {
-            amount: num(&step.params, "amount").unwrap_or(0.0),
-            obs: word("by", "obs"),
-            refit: word("refit", "on"),
-        }
-    }
-
-    fn uses_data(self) -> bool {
-        self.obs || self.refit
+fn pattern(step: &Step) -> Pattern {
+    Pattern::Unstructured {
+        amount: num(&step.params, "amount").unwrap_or(0.0),
     }
 }
 
 impl Technique for PruneUnstructured {
     fn needs(&self, _graph: &Graph, step: &Step) -> Vec<StatRequest> {
-        // Layer by layer: the first layer's XᵀX before the rewrite starts; each later one is
-        // asked for (and collected) after the layers before it changed.
-        if !Settings::of(step).uses_data() {
-            return Vec::new();
-        }
-        step.nodes
-            .first()
-            .map(|layer| StatRequest::Gram {
-                layer: layer.clone(),
-            })
-            .into_iter()
-            .collect()
+        prune::needs(step, Settings::of(step))
     }
 
     fn collects_upfront(&self) -> bool {
@@ -136,21 +98,10 @@ impl Technique for PruneUnstructured {
     }
 
     fn check(&self, graph: &Graph, step: &Step) -> Result<Vec<LeftAlone>, TechniqueError> {
+        // Data-free magnitude pruning takes any f32 constant; the data-driven criteria need
+        // the weights as rows × k.
         let s = Settings::of(step);
-        let mut left = vec![];
-        for name in &step.nodes {
-            match layer(graph, name, s) {
-                Ok(_) => {}
-                Err(Skip::Left(l)) => left.push(l),
-                Err(Skip::Fail(message)) => {
-                    return Err(TechniqueError {
-                        node: name.clone(),
-                        message,
-                    });
-                }
-            }
-        }
-        Ok(left)
+        prune::check(graph, step, s.uses_data().then(|| pattern(step)))
     }
 
     fn rewrite(
@@ -162,172 +113,16 @@ impl Technique for PruneUnstructured {
     ) -> Result<Outcome, TechniqueError> {
         let s = Settings::of(step);
         if !s.uses_data() {
-            let (pruned, left_alone) = run(graph, &step.nodes, s.amount, id)?;
+            let amount = num(&step.params, "amount").unwrap_or(0.0);
+            let (pruned, left_alone) = run(graph, &step.nodes, amount, id)?;
             return Ok(Outcome {
                 changed: pruned.into_iter().map(|p| p.node).collect(),
                 left_alone,
                 ..Outcome::default()
             });
         }
-        let mut out = Outcome::default();
-        for name in &step.nodes {
-            let l = match layer(graph, name, s) {
-                Ok(l) => l,
-                Err(Skip::Left(l)) => {
-                    out.left_alone.push(l);
-                    continue;
-                }
-                Err(Skip::Fail(message)) => {
-                    return Err(TechniqueError {
-                        node: name.clone(),
-                        message,
-                    });
-                }
-            };
-            let fail = |message: String| TechniqueError {
-                node: name.clone(),
-                message,
-            };
-            let stat = stats.get(
-                graph,
-                &StatRequest::Gram {
-                    layer: name.clone(),
-                },
-            )?;
-            let Stat::Gram { k, rows, data } = &*stat else {
-                return Err(fail("the calibration context returned no XᵀX".into()));
-            };
-            let w0 = graph
-                .const_data(l.weights)
-                .and_then(|t| reconstruct::to_rows(t, l.view))
-                .ok_or_else(|| fail("its weights are not an f32 constant".into()))?;
-            if *k != w0.k {
-                return Err(fail(format!(
-                    "XᵀX is {k} wide, the layer has {} inputs per output",
-                    w0.k
-                )));
-            }
-            let h = reconstruct::hessian(data, *k, *rows).map_err(fail)?;
-            let mut w = w0.clone();
-            let mask = if s.obs {
-                reconstruct::obs(&mut w, &h, s.amount).map_err(fail)?
-            } else {
-                let mask = reconstruct::magnitude_mask(&w0, s.amount);
-                for (x, &gone) in w.data.iter_mut().zip(&mask) {
-                    if gone {
-                        *x = 0.0;
-                    }
-                }
-                mask
-            };
-            if s.refit {
-                reconstruct::refit(&mut w, &w0, &h, &mask).map_err(fail)?;
-            }
-            let t = reconstruct::from_rows(&w, l.view, &l.shape).map_err(fail)?;
-            replace_weights(graph, l.node, l.weights, t, &step.nodes, id)
-                .map_err(|e| fail(e.to_string()))?;
-            out.changed.push(name.clone());
-            // The layers after this one see it pruned.
-            stats.invalidate();
-        }
-        Ok(out)
+        prune::rewrite(graph, step, id, stats, s, pattern(step))
     }
-}
-
-/// A layer the data-driven criteria can prune: its node, weights, their shape and view.
-struct Layer {
-    node: NodeId,
-    weights: ValueId,
-    shape: Vec<usize>,
-    view: View,
-}
-
-enum Skip {
-    Left(LeftAlone),
-    Fail(String),
-}
-
-fn layer(graph: &Graph, name: &str, s: Settings) -> Result<Layer, Skip> {
-    let leave = |reason: Reason, detail: String| {
-        Skip::Left(LeftAlone {
-            node: name.to_string(),
-            reason,
-            detail,
-        })
-    };
-    let Some((n, node)) = graph
-        .find_node(name)
-        .and_then(|n| graph.node(n).map(|x| (n, x)))
-    else {
-        return Err(leave(
-            Reason::MergedAway,
-            "an earlier step merged it into another layer".into(),
-        ));
-    };
-    let Some(w) = node.inputs.get(1).copied().flatten() else {
-        return Err(leave(
-            Reason::MissingOperand,
-            "it has no weight operand".into(),
-        ));
-    };
-    let Some(data) = graph.const_data(w).and_then(Tensor::as_f32) else {
-        return Err(leave(
-            Reason::NotConstant,
-            "its weights are not an f32 constant".into(),
-        ));
-    };
-    let shape = data.shape().to_vec();
-    let view = if s.uses_data() {
-        reconstruct::view(&node.op, &shape).map_err(|why| {
-            leave(
-                Reason::UnsupportedAttribute,
-                format!("{why}; prune it `by: magnitude` with `refit: off`"),
-            )
-        })?
-    } else {
-        View::Direct
-    };
-    if data.as_slice().is_none() {
-        return Err(Skip::Fail("non-contiguous weights".into()));
-    }
-    Ok(Layer {
-        node: n,
-        weights: w,
-        shape,
-        view,
-    })
-}
-
-/// Gives layer `n` the weights `t` in place of its constant `w` (a copy when a layer outside
-/// `step_nodes` also reads `w`), stored in their smallest form, and records `id` as its
-/// origin.
-fn replace_weights(
-    graph: &mut Graph,
-    n: NodeId,
-    w: ValueId,
-    t: Tensor,
-    step_nodes: &[String],
-    id: StepId,
-) -> Result<(), mcc_ir::GraphError> {
-    let shared = graph
-        .users(w)
-        .iter()
-        .any(|&(u, _)| graph.node(u).is_some_and(|x| !step_nodes.contains(&x.name)));
-    let stored = if shared {
-        let base = format!("{}.pruned", graph.value(w).name);
-        let fresh = graph.fresh_value_name(&base);
-        let nw = graph.add_const(fresh, t);
-        graph.set_input(n, 1, Some(nw))?;
-        nw
-    } else {
-        graph.make_const(w, t);
-        w
-    };
-    crate::merge::store_smallest(graph, stored);
-    if let Some(node) = graph.node_mut(n) {
-        node.origin = Origin::Step(id);
-    }
-    Ok(())
 }
 
 /// What pruning did to one layer.
@@ -358,13 +153,8 @@ pub fn run(
     };
     let mut out = vec![];
     let mut left = vec![];
-    let data_free = Settings {
-        amount,
-        obs: false,
-        refit: false,
-    };
     for name in nodes {
-        let l = match layer(graph, name, data_free) {
+        let l = match prune::layer(graph, name, None) {
             Ok(l) => l,
             Err(Skip::Left(l)) => {
                 left.push(l);
@@ -372,27 +162,32 @@ pub fn run(
             }
             Err(Skip::Fail(message)) => return Err(fail(name, message)),
         };
-        let Some(data) = graph.const_data(l.weights).and_then(Tensor::as_f32) else {
+        let Some(t) = graph.const_data(l.weights) else {
             return Err(fail(name, "its weights are not an f32 constant".into()));
         };
+        let (Some(data), Some(rows)) = (t.as_f32(), reconstruct::to_rows(t, View::Direct)) else {
+            return Err(fail(name, "its weights are not an f32 constant".into()));
+        };
+        let mask = reconstruct::magnitude_mask(&rows, Pattern::Unstructured { amount });
         let mut pruned = data.clone();
         let total = pruned.len();
-        let k = ((amount * total as f64).floor() as usize).min(total);
-        let mut order: Vec<usize> = (0..total).collect();
-        {
-            let flat: Vec<f32> = pruned.iter().copied().collect();
-            order.sort_by(|&a, &b| flat[a].abs().total_cmp(&flat[b].abs()).then(a.cmp(&b)));
-        }
-        let Some(slice) = pruned.as_slice_mut() else {
-            return Err(fail(name, "non-contiguous weights".into()));
-        };
-        // `as_slice_mut` is the row-major order `order` indexes.
-        for &i in &order[..k] {
-            slice[i] = 0.0;
+        // Both iterate in row-major order.
+        for (x, &gone) in pruned.iter_mut().zip(&mask) {
+            if gone {
+                *x = 0.0;
+            }
         }
         let zeros = pruned.iter().filter(|&&x| x == 0.0).count();
-        replace_weights(graph, l.node, l.weights, Tensor::F32(pruned), nodes, step)
-            .map_err(|e| fail(name, e.to_string()))?;
+        prune::replace_weights(
+            graph,
+            l.node,
+            l.weights,
+            Tensor::F32(pruned),
+            None,
+            nodes,
+            step,
+        )
+        .map_err(|e| fail(name, e.to_string()))?;
         out.push(Pruned {
             node: name.clone(),
             weights: total,

@@ -11,11 +11,13 @@
 //!   & Alistarh): column `c`'s weights chosen for removal are zeroed and the error they leave
 //!   is spread over the columns after `c` through the Cholesky factor of `H⁻¹`; which weights
 //!   go is chosen per block of 128 columns by the OBS saliency `w² / [U]_cc²`.
+//!   For an N:M pattern the choice is made per row and per group of `m` consecutive columns,
+//!   as each group is reached (SparseGPT's N:M variant).
 //! - [`refit`]: least squares (ThiNet / He et al.'s reconstruction): for a fixed mask, each
 //!   row's kept weights are set to minimize that row's output error exactly.
 //!
-//! **Invariant:** exactly `floor(amount · rows · k)` weights are zero in the mask both return
-//! (ties broken by position), every weight outside it is finite, and the same statistics give
+//! **Invariant:** the masks hold exactly the pattern's count — `floor(amount · rows · k)` for
+//! unstructured, `m − n` of every group for N:M — (ties broken by position), every weight outside it is finite, and the same statistics give
 //! the same bits (fixed evaluation order). Inputs that are not finite, or a matrix that is
 //! not positive definite even after damping, are errors, never NaN weights.
 
@@ -129,29 +131,73 @@ pub fn hessian(gram: &[f64], k: usize, n: usize) -> Result<Vec<f64>, String> {
     Ok(h)
 }
 
+/// Which weights a mask removes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pattern {
+    /// `floor(amount · n)` of the layer's `n` weights, anywhere.
+    Unstructured {
+        /// The fraction removed.
+        amount: f64,
+    },
+    /// `m − n` of every `m` consecutive weights of a row (`k` a multiple of `m`).
+    NM {
+        /// Kept per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+    },
+}
+
 /// How many of `n` weights `amount` removes.
 fn quota(amount: f64, n: usize) -> usize {
     ((amount * n as f64).floor() as usize).min(n)
 }
 
-/// The magnitude mask (`true`: removed): the `floor(amount · n)` smallest |w|, ties by
-/// position — the same weights `prune unstructured` removes by magnitude.
-pub fn magnitude_mask(w: &Rows, amount: f64) -> Vec<bool> {
-    let mut order: Vec<usize> = (0..w.data.len()).collect();
-    order.sort_by(|&a, &b| w.data[a].abs().total_cmp(&w.data[b].abs()).then(a.cmp(&b)));
+/// The magnitude mask (`true`: removed): the smallest |w| — for unstructured, the
+/// `floor(amount · n)` smallest of the layer (the weights `prune unstructured` removes by
+/// magnitude); for N:M, the `m − n` smallest of each group. Ties by position.
+pub fn magnitude_mask(w: &Rows, pattern: Pattern) -> Vec<bool> {
     let mut mask = vec![false; w.data.len()];
-    for &i in &order[..quota(amount, w.data.len())] {
-        mask[i] = true;
+    match pattern {
+        Pattern::Unstructured { amount } => {
+            let mut order: Vec<usize> = (0..w.data.len()).collect();
+            order.sort_by(|&a, &b| w.data[a].abs().total_cmp(&w.data[b].abs()).then(a.cmp(&b)));
+            for &i in &order[..quota(amount, w.data.len())] {
+                mask[i] = true;
+            }
+        }
+        Pattern::NM { n, m } => {
+            for start in (0..w.data.len()).step_by(m.max(1)) {
+                let end = (start + m).min(w.data.len());
+                drop_smallest(&mut mask, start..end, m.saturating_sub(n), |i| {
+                    w.data[i].abs()
+                });
+            }
+        }
     }
     mask
+}
+
+/// Marks in `mask` the `count` indices of `range` with the smallest `score` (ties by index).
+fn drop_smallest(
+    mask: &mut [bool],
+    range: std::ops::Range<usize>,
+    count: usize,
+    score: impl Fn(usize) -> f64,
+) {
+    let mut idx: Vec<usize> = range.collect();
+    idx.sort_by(|&a, &b| score(a).total_cmp(&score(b)).then(a.cmp(&b)));
+    for &i in idx.iter().take(count) {
+        mask[i] = true;
+    }
 }
 
 /// Columns per block of OBS mask selection.
 const BLOCK: usize = 128;
 
-/// Prunes `amount` of `w` by OBS with compensating updates (see the module documentation);
+/// Prunes `w` to `pattern` by OBS with compensating updates (see the module documentation);
 /// returns the mask (`true`: removed). `w` is updated in place.
-pub fn obs(w: &mut Rows, h: &[f64], amount: f64) -> Result<Vec<bool>, String> {
+pub fn obs(w: &mut Rows, h: &[f64], pattern: Pattern) -> Result<Vec<bool>, String> {
     let (rows, k) = (w.rows, w.k);
     let hinv = inverse_spd(h, k)
         .map_err(|e| format!("XᵀX is not positive definite (row {}) even damped", e.row))?;
@@ -163,20 +209,38 @@ pub fn obs(w: &mut Rows, h: &[f64], amount: f64) -> Result<Vec<bool>, String> {
     let mut mask = vec![false; total];
     let mut start = 0;
     while start < k {
-        let end = (start + BLOCK).min(k);
-        // This block's share of the layer's quota, so the layer's total is exact.
-        let want = quota(amount, rows * end) - quota(amount, rows * start);
-        let mut cand: Vec<(f64, usize)> = Vec::with_capacity(rows * (end - start));
-        for r in 0..rows {
-            for c in start..end {
-                let d = u(c, c);
-                let x = w.data[r * k + c];
-                cand.push((x * x / (d * d), r * k + c));
+        // Unstructured: a block of columns, chosen over all its rows at once; N:M: one group.
+        let end = match pattern {
+            Pattern::Unstructured { .. } => (start + BLOCK).min(k),
+            Pattern::NM { m, .. } => (start + m.max(1)).min(k),
+        };
+        let saliency = |i: usize, w: &Rows| {
+            let d = u(i % k, i % k);
+            w.data[i] * w.data[i] / (d * d)
+        };
+        match pattern {
+            Pattern::Unstructured { amount } => {
+                // This block's share of the layer's quota, so the layer's total is exact.
+                let want = quota(amount, rows * end) - quota(amount, rows * start);
+                let mut cand: Vec<(f64, usize)> = Vec::with_capacity(rows * (end - start));
+                for r in 0..rows {
+                    for c in start..end {
+                        cand.push((saliency(r * k + c, w), r * k + c));
+                    }
+                }
+                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for &(_, i) in &cand[..want.min(cand.len())] {
+                    mask[i] = true;
+                }
             }
-        }
-        cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        for &(_, i) in &cand[..want.min(cand.len())] {
-            mask[i] = true;
+            Pattern::NM { n, m } => {
+                for r in 0..rows {
+                    let scores: Vec<f64> = (start..end).map(|c| saliency(r * k + c, w)).collect();
+                    drop_smallest(&mut mask, r * k + start..r * k + end, m - n, |i| {
+                        scores[i - r * k - start]
+                    });
+                }
+            }
         }
         for c in start..end {
             let d = u(c, c);
@@ -316,7 +380,8 @@ mod tests {
             let (w0, h) = problem(rows, k, 4 * k + 10, (rows * k) as u64);
             let want = ((amount * (rows * k) as f64).floor()) as usize;
 
-            let mag = magnitude_mask(&w0, amount);
+            let pattern = Pattern::Unstructured { amount };
+            let mag = magnitude_mask(&w0, pattern);
             let mut by_mag = w0.clone();
             for (x, &m) in by_mag.data.iter_mut().zip(&mag) {
                 if m {
@@ -326,7 +391,7 @@ mod tests {
             let mut refitted = w0.clone();
             refit(&mut refitted, &w0, &h, &mag).unwrap();
             let mut by_obs = w0.clone();
-            let mask = obs(&mut by_obs, &h, amount).unwrap();
+            let mask = obs(&mut by_obs, &h, pattern).unwrap();
 
             for (name, m, v) in [
                 ("magnitude", &mag, &by_mag),
@@ -356,6 +421,43 @@ mod tests {
                 assert!(e_obs < e_mag, "{rows}x{k}: OBS {e_obs} ≥ magnitude {e_mag}");
             }
         }
+    }
+
+    #[test]
+    fn n_m_masks_drop_m_minus_n_of_every_group() {
+        // OBS is greedy: it need not win on every small layer, but it must on the whole.
+        let (mut total_mag, mut total_obs) = (0.0, 0.0);
+        for (rows, k, n, m) in [(3, 8, 2, 4), (4, 16, 4, 8), (2, 6, 1, 3), (5, 12, 1, 2)] {
+            let (w0, h) = problem(rows, k, 3 * k, (rows + k + n) as u64);
+            let pattern = Pattern::NM { n, m };
+            let mag = magnitude_mask(&w0, pattern);
+            let mut by_obs = w0.clone();
+            let mask = obs(&mut by_obs, &h, pattern).unwrap();
+            for (name, mask) in [("magnitude", &mag), ("obs", &mask)] {
+                for g in mask.chunks(m) {
+                    assert_eq!(g.iter().filter(|&&b| b).count(), m - n, "{name} {g:?}");
+                }
+            }
+            for (x, &gone) in by_obs.data.iter().zip(&mask) {
+                assert!(x.is_finite() && (!gone || *x == 0.0), "{x}");
+            }
+            let mut by_mag = w0.clone();
+            for (x, &gone) in by_mag.data.iter_mut().zip(&mag) {
+                if gone {
+                    *x = 0.0;
+                }
+            }
+            let (e_mag, e_obs) = (
+                output_error(&w0, &by_mag, &h),
+                output_error(&w0, &by_obs, &h),
+            );
+            total_mag += e_mag / e_mag.max(1e-300);
+            total_obs += e_obs / e_mag.max(1e-300);
+        }
+        assert!(
+            total_obs < total_mag,
+            "OBS {total_obs} ≥ magnitude {total_mag} (relative)"
+        );
     }
 
     #[test]

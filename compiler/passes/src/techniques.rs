@@ -15,28 +15,12 @@ use mcc_plan::registry::{
 
 use crate::{
     merge_activations, merge_batchnorm, merge_branches, merge_cleanup, merge_linear, merge_pad,
-    merge_pool, merge_scale, prune_unstructured,
+    merge_pool, merge_scale, prune_nm, prune_unstructured,
 };
 
 /// The standard registry: [`TECHNIQUES`].
 pub fn registry() -> Registry {
     Registry::new(TECHNIQUES.to_vec())
-}
-
-/// `prune nm`: `n` must be below `m`.
-fn nm_params(params: &Params) -> Vec<ParamIssue> {
-    match (num(params, "n"), num(params, "m")) {
-        (Some(n), Some(m)) if n >= m => vec![ParamIssue {
-            severity: Severity::Error,
-            param: "n",
-            message: format!(
-                "N:M sparsity keeps n of every m weights, so n must be below m ({n} ≥ {m})"
-            ),
-            label: "n must be below m".into(),
-            help: Some(format!("{n}:{m} would keep every weight; 2:4 keeps half")),
-        }],
-        _ => vec![],
-    }
 }
 
 /// `prune filters|channels`: keeping everything is a no-op, keeping nothing removes the layer.
@@ -70,28 +54,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         exclusive: true,
         variants: &[
             prune_unstructured::VARIANT,
-            VariantSchema {
-                name: "nm",
-                summary: "N:M structured sparsity: keep n of every m consecutive weights",
-                params: &[
-                    p(
-                        "n",
-                        ParamType::Int { min: 1, max: 16 },
-                        Default::Required,
-                        "weights kept per group",
-                    ),
-                    p(
-                        "m",
-                        ParamType::Int { min: 2, max: 16 },
-                        Default::Required,
-                        "group size",
-                    ),
-                ],
-                applies: Applies::Weighted,
-                status: Status::Planned("pruning and factorization with sparse kernels"),
-                check_params: nm_params,
-                sweep: None,
-            },
+            prune_nm::VARIANT,
             VariantSchema {
                 name: "filters",
                 summary: "remove whole output filters, ranked by a criterion",
