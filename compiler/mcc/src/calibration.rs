@@ -36,11 +36,14 @@ enum Acc {
         n: usize,
         dims: Vec<usize>,
     },
+    /// The upper triangle of XᵀX, summed [`GRAM_BATCH`] rows at a time (`pending`, row-major)
+    /// so the k × k sums are read once per batch, not once per row.
     Gram {
         patch: Patch,
         k: usize,
         rows: usize,
         data: Vec<f64>,
+        pending: Vec<f64>,
     },
     Ranges {
         channels: usize,
@@ -332,6 +335,7 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
                     k,
                     rows: 0,
                     data: vec![0.0; k * k],
+                    pending: Vec::with_capacity(GRAM_BATCH * k),
                 },
             )
         }
@@ -376,6 +380,31 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
 }
 
 /// Adds one sample's tensor.
+/// Rows of X summed into XᵀX at a time.
+const GRAM_BATCH: usize = 64;
+
+/// Adds the pending rows' products to the upper triangle of `data` (k × k) and empties
+/// `pending`. Each entry sums its products row by row in data order (as if added one row at
+/// a time); the rows of `data` are visited in bands that stay in cache over the whole batch.
+fn gram_flush(data: &mut [f64], pending: &mut Vec<f64>, k: usize) {
+    const BAND: usize = 32;
+    for i0 in (0..k).step_by(BAND) {
+        for row in pending.chunks_exact(k) {
+            for i in i0..(i0 + BAND).min(k) {
+                let ri = row[i];
+                if ri == 0.0 {
+                    continue;
+                }
+                let line = &mut data[i * k + i..(i + 1) * k];
+                for (d, &rj) in line.iter_mut().zip(&row[i..]) {
+                    *d += ri * rj;
+                }
+            }
+        }
+    }
+    pending.clear();
+}
+
 fn add(acc: &mut Acc, t: &[f32]) {
     match acc {
         Acc::Inputs { want, got, n, .. } => {
@@ -389,19 +418,14 @@ fn add(acc: &mut Acc, t: &[f32]) {
             k,
             rows,
             data,
+            pending,
         } => {
             let k = *k;
             patch.rows(t, &mut |r| {
                 *rows += 1;
-                for i in 0..k {
-                    let ri = r[i];
-                    if ri == 0.0 {
-                        continue;
-                    }
-                    let line = &mut data[i * k..(i + 1) * k];
-                    for (d, &rj) in line.iter_mut().zip(r) {
-                        *d += ri * rj;
-                    }
+                pending.extend_from_slice(r);
+                if pending.len() == GRAM_BATCH * k {
+                    gram_flush(data, pending, k);
                 }
             });
         }
@@ -480,7 +504,21 @@ fn finish(acc: Acc) -> Result<Stat, TechniqueError> {
             shape.extend(dims);
             Stat::Inputs(Tensor::from_vec(&shape, got).map_err(|e| fail("", e.to_string()))?)
         }
-        Acc::Gram { k, rows, data, .. } => Stat::Gram { k, rows, data },
+        Acc::Gram {
+            k,
+            rows,
+            mut data,
+            mut pending,
+            ..
+        } => {
+            gram_flush(&mut data, &mut pending, k);
+            for i in 0..k {
+                for j in 0..i {
+                    data[i * k + j] = data[j * k + i];
+                }
+            }
+            Stat::Gram { k, rows, data }
+        }
         Acc::Ranges { min, max, .. } => Stat::Ranges { min, max },
         Acc::Histogram { bound, counts, .. } => Stat::Histogram { bound, counts },
         Acc::Zeros { zeros, count, .. } => Stat::ZeroFraction(
