@@ -458,3 +458,56 @@ fn n_m_pruning_keeps_n_of_every_m_along_the_reduction() {
     }
     assert!(pruned >= 5, "{pruned} layers pruned");
 }
+
+/// `factorize svd` on lenet300's hidden layers and resnet_bn's strided 1×1 shortcut
+/// projections: each becomes a `.lowrank` layer of rank r followed by the original layer
+/// reading it; the exported ONNX model runs in ONNX Runtime to the evaluator's outputs.
+#[test]
+fn svd_factorizes_layers_into_pairs_that_onnx_runtime_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (model, rule, input, layer, a_shape, b_shape) in [
+        (
+            "lenet300",
+            "factorize svd on \"/fc1/Gemm\" | \"/fc2/Gemm\" { rank: 16 }",
+            "mnist_test_x784.npy",
+            "/fc1/Gemm",
+            vec![16, 784],
+            vec![300, 16],
+        ),
+        (
+            "resnet_bn",
+            "factorize svd on Conv[kernel == 1] { size: 30% }",
+            "mnist_test_x.npy",
+            "/layers/layers.4/proj/proj.0/Conv",
+            // rank floor(0.3 · 32 · 64 / 96) = 6
+            vec![6, 32, 1, 1],
+            vec![64, 6, 1, 1],
+        ),
+    ] {
+        let recipe = write(dir.path(), "f.mcr", &format!("{rule}\n"));
+        let s =
+            mcc::recipe::check(&recipe, &workspace().join(format!("corpus/{model}.onnx"))).unwrap();
+        assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+        let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+        let g = &b.graph;
+        let shape_of = |name: &str| {
+            let n = g.node(g.find_node(name).unwrap()).unwrap();
+            g.const_data(n.inputs[1].unwrap()).unwrap().shape().to_vec()
+        };
+        assert_eq!(shape_of(&format!("{layer}.lowrank")), a_shape, "{model}");
+        assert_eq!(shape_of(layer), b_shape, "{model}");
+        if mcc_tests::skip_ort() {
+            continue;
+        }
+        let x = mcc::tensor_io::read_npy(&workspace().join("corpus/data").join(input)).unwrap();
+        let x = mcc::tensor_io::slice_batch(&x, 0, 64);
+        let xp = dir.path().join("x.npy");
+        mcc::tensor_io::write_npy(&xp, &x).unwrap();
+        let path = dir.path().join(format!("{model}.onnx"));
+        mcc_onnx::export_file(g, &path).unwrap();
+        let want = mcc_ir::run(g, std::slice::from_ref(&x)).unwrap().remove(0);
+        let got = mcc_tests::run_ort(&path, std::slice::from_ref(&xp), dir.path());
+        let d = mcc_tests::compare(&got, &want, 1e-4, 1e-5);
+        assert!(d.allclose, "{model}: ONNX Runtime differs: {d:?}");
+    }
+}

@@ -629,8 +629,24 @@ fn assemble(
             });
             continue;
         };
-        let (pa, nza, ba) = weight_stats(graph, na);
-        let (mb, ma) = (macs_of(&before_table, &name), macs_of(&after_table, &name));
+        // A layer a technique split (`factorize`) is itself plus the layers it added, which
+        // are named `<layer>.<part>` and absent from the original.
+        let prefix = format!("{name}.");
+        let parts: Vec<(mcc_ir::NodeId, String)> = graph
+            .node_ids()
+            .into_iter()
+            .filter_map(|n| graph.node(n).map(|x| (n, x.name.clone())))
+            .filter(|(n, x)| {
+                *n == na || (x.starts_with(&prefix) && original.find_node(x).is_none())
+            })
+            .collect();
+        let (mut pa, mut nza, mut ba, mut ma) = (0, 0, 0, 0);
+        for (n, part) in &parts {
+            let (p, nz, b) = weight_stats(graph, *n);
+            (pa, nza, ba) = (pa + p, nza + nz, ba + b);
+            ma += macs_of(&after_table, part);
+        }
+        let mb = macs_of(&before_table, &name);
         layers.push(report::Layer {
             output_error: errors.iter().find(|(n, _)| *n == name).map(|(_, e)| *e),
             name,

@@ -8,6 +8,7 @@
 //! **Invariant:** every pass here keeps the outputs of the graph unchanged for every input
 //! (up to float rounding where a pass says so).
 
+pub mod factorize_svd;
 mod fold_constants;
 pub mod linalg;
 pub mod merge;

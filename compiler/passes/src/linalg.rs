@@ -83,6 +83,68 @@ pub fn inverse_spd(a: &[f64], n: usize) -> Result<Vec<f64>, NotPositiveDefinite>
     Ok(inv)
 }
 
+/// Eigenvalues and eigenvectors of a symmetric `a` (n × n) by cyclic Jacobi rotations:
+/// values in descending order, and the vectors as the columns of an n × n row-major matrix
+/// in the same order. Sweeps stop when the off-diagonal mass is negligible (or after 100).
+pub fn eig_sym(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut m = a.to_vec();
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    let scale: f64 = m.iter().map(|x| x * x).sum::<f64>().sqrt();
+    for _ in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m[i * n + j] * m[i * n + j])
+            .sum::<f64>()
+            .sqrt();
+        if off <= 1e-14 * scale || off.is_nan() {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = m[p * n + q];
+                if apq.abs() <= 1e-300 {
+                    continue;
+                }
+                let (app, aqq) = (m[p * n + p], m[q * n + q]);
+                let theta = (aqq - app) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                // A ← Jᵀ A J on rows and columns p, q.
+                for k in 0..n {
+                    let (akp, akq) = (m[k * n + p], m[k * n + q]);
+                    m[k * n + p] = c * akp - s * akq;
+                    m[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (m[p * n + k], m[q * n + k]);
+                    m[p * n + k] = c * apk - s * aqk;
+                    m[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| m[b * n + b].total_cmp(&m[a * n + a]).then(a.cmp(&b)));
+    let values = order.iter().map(|&i| m[i * n + i]).collect();
+    let mut vectors = vec![0.0; n * n];
+    for (col, &i) in order.iter().enumerate() {
+        for k in 0..n {
+            vectors[k * n + col] = v[k * n + i];
+        }
+    }
+    (values, vectors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +187,27 @@ mod tests {
                     let p: f64 = (0..n).map(|k| a[i * n + k] * inv[k * n + j]).sum();
                     let want = if i == j { 1.0 } else { 0.0 };
                     assert!((p - want).abs() < 1e-9, "n={n} ({i},{j}): {p}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eigenvectors_diagonalize_and_values_are_sorted() {
+        for n in [1, 3, 8, 30] {
+            let a = spd(n, 7 + n as u64);
+            let (vals, vecs) = eig_sym(&a, n);
+            assert!(vals.windows(2).all(|w| w[0] >= w[1]), "{vals:?}");
+            for c in 0..n {
+                // A·v = λ·v, |v| = 1.
+                let norm: f64 = (0..n).map(|k| vecs[k * n + c].powi(2)).sum();
+                assert!((norm - 1.0).abs() < 1e-9);
+                for i in 0..n {
+                    let av: f64 = (0..n).map(|k| a[i * n + k] * vecs[k * n + c]).sum();
+                    assert!(
+                        (av - vals[c] * vecs[i * n + c]).abs() < 1e-8 * vals[0],
+                        "n={n}"
+                    );
                 }
             }
         }

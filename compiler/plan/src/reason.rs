@@ -46,17 +46,19 @@ define_reasons! {
     UnsupportedOp = "unsupported_op",
         "The layer it would merge with is not an operator the merge works on, or there is none (a graph input, no reader, another tensor's branch).";
     UnsupportedAttribute = "unsupported_attribute",
-        "An attribute, mode, value type or operand role the fold does not handle (dilation, groups, auto_pad, transA, a pad mode, training mode…).";
+        "An attribute, mode, value type or operand role the technique does not handle (dilation, groups, auto_pad, transA, a pad mode, training mode, a kernel size…).";
     UnknownShape = "unknown_shape",
         "A shape, rank or channel count the fold needs is not known.";
     ShapeMismatch = "shape_mismatch",
-        "Shapes, ranks or channel counts do not line up as the fold needs.";
+        "Shapes, ranks or channel counts do not line up as the technique needs (for N:M, a reduction length that is not a multiple of m).";
     HasActivation = "has_activation",
         "A layer already ends in an activation epilogue, which the merge cannot carry through.";
     NotExact = "not_exact",
         "The fold would change the outputs (padding that would not be normalized or averaged alike, another padding value, partial windows).";
     MoreWork = "more_work",
         "The merged layer would do more multiply-accumulates than the layers it replaces.";
+    NotSmaller = "not_smaller",
+        "The compressed form would store as many weights as the layer or more (a factorization rank too high for the layer's shape).";
     MissingOperand = "missing_operand",
         "An operand the technique reads is absent.";
     MergedAway = "merged_away",
