@@ -460,10 +460,11 @@ fn n_m_pruning_keeps_n_of_every_m_along_the_reduction() {
 }
 
 /// `factorize svd` on lenet300's hidden layers and resnet_bn's strided 1×1 shortcut
-/// projections: each becomes a `.lowrank` layer of rank r followed by the original layer
-/// reading it; the exported ONNX model runs in ONNX Runtime to the evaluator's outputs.
+/// projections — each becomes a `.lowrank` layer of rank r followed by the original layer
+/// reading it — and `factorize tucker` on a vgg_bn 3×3 conv (1×1, core, 1×1): the exported
+/// ONNX models run in ONNX Runtime to the evaluator's outputs.
 #[test]
-fn svd_factorizes_layers_into_pairs_that_onnx_runtime_runs() {
+fn factorized_layers_are_chains_that_onnx_runtime_runs() {
     let dir = tempfile::tempdir().unwrap();
     for (model, rule, input, layer, a_shape, b_shape) in [
         (
@@ -473,6 +474,16 @@ fn svd_factorizes_layers_into_pairs_that_onnx_runtime_runs() {
             "/fc1/Gemm",
             vec![16, 784],
             vec![300, 16],
+        ),
+        (
+            "vgg_bn",
+            "factorize tucker on \"/features/features.3/features.3.0/Conv\" { rank: 12 }",
+            "mnist_test_x.npy",
+            "/features/features.3/features.3.0/Conv",
+            // The core, 12 → 12 channels, 3×3 (after `.tucker_in`, 32 → 12, 1×1); the layer
+            // itself is now 12 → 64, 1×1.
+            vec![12, 12, 3, 3],
+            vec![64, 12, 1, 1],
         ),
         (
             "resnet_bn",
@@ -494,7 +505,13 @@ fn svd_factorizes_layers_into_pairs_that_onnx_runtime_runs() {
             let n = g.node(g.find_node(name).unwrap()).unwrap();
             g.const_data(n.inputs[1].unwrap()).unwrap().shape().to_vec()
         };
-        assert_eq!(shape_of(&format!("{layer}.lowrank")), a_shape, "{model}");
+        let first = if rule.contains("tucker") {
+            assert_eq!(shape_of(&format!("{layer}.tucker_in")), [12, 32, 1, 1]);
+            format!("{layer}.tucker_core")
+        } else {
+            format!("{layer}.lowrank")
+        };
+        assert_eq!(shape_of(&first), a_shape, "{model}");
         assert_eq!(shape_of(layer), b_shape, "{model}");
         if mcc_tests::skip_ort() {
             continue;

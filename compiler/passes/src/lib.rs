@@ -8,7 +8,9 @@
 //! **Invariant:** every pass here keeps the outputs of the graph unchanged for every input
 //! (up to float rounding where a pass says so).
 
+pub mod factorize;
 pub mod factorize_svd;
+pub mod factorize_tucker;
 mod fold_constants;
 pub mod linalg;
 pub mod merge;

@@ -14,8 +14,8 @@ use mcc_plan::registry::{
 };
 
 use crate::{
-    factorize_svd, merge_activations, merge_batchnorm, merge_branches, merge_cleanup, merge_linear,
-    merge_pad, merge_pool, merge_scale, prune_nm, prune_unstructured,
+    factorize_svd, factorize_tucker, merge_activations, merge_batchnorm, merge_branches,
+    merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_nm, prune_unstructured,
 };
 
 /// The standard registry: [`TECHNIQUES`].
@@ -93,31 +93,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         exclusive: true,
         variants: &[
             factorize_svd::VARIANT,
-            VariantSchema {
-                name: "tucker",
-                summary: "Tucker-2 decomposition of a convolution kernel",
-                params: &[
-                    p(
-                        "rank",
-                        ParamType::Int {
-                            min: 1,
-                            max: 1 << 20,
-                        },
-                        Default::Num(0.0),
-                        "rank of both modes (0: use energy)",
-                    ),
-                    p(
-                        "energy",
-                        RATIO,
-                        Default::Num(0.95),
-                        "fraction of energy kept when no rank is given",
-                    ),
-                ],
-                applies: Applies::Weighted,
-                status: Status::Planned("pruning and factorization with sparse kernels"),
-                check_params: no_param_check,
-                sweep: None,
-            },
+            factorize_tucker::VARIANT,
             VariantSchema {
                 name: "separable",
                 summary: "a k×k convolution as k×1 then 1×k",
