@@ -528,3 +528,45 @@ fn factorized_layers_are_chains_that_onnx_runtime_runs() {
         assert!(d.allclose, "{model}: ONNX Runtime differs: {d:?}");
     }
 }
+
+/// `prune filters` on resnet_bn (no refit, so it is quick): every residual group keeps half
+/// its channels in all its producers at once, the graph re-types, the MACs fall, and the
+/// exported model runs in ONNX Runtime to the evaluator's outputs.
+#[test]
+fn filter_pruning_shrinks_residual_groups_consistently() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write(dir.path(), "f.mcr", "prune filters on Conv { keep: 50% }\n");
+    let model = workspace().join("corpus/resnet_bn.onnx");
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    let g = &b.graph;
+    mcc_ir::verify(g).unwrap();
+    let orig = mcc_tests::load(&model);
+    let out_channels = |g: &mcc_ir::Graph, name: &str| {
+        let n = g.node(g.find_node(name).unwrap()).unwrap();
+        g.const_data(n.inputs[1].unwrap()).unwrap().shape()[0]
+    };
+    // A residual block's second conv and its shortcut projection meet in an Add: one group.
+    let (a, p) = (
+        "/layers/layers.2/conv2/Conv",
+        "/layers/layers.2/proj/proj.0/Conv",
+    );
+    assert_eq!(out_channels(g, a), out_channels(&orig, a) / 2);
+    assert_eq!(out_channels(g, a), out_channels(g, p));
+    let macs = &b.report.model_totals.macs;
+    assert!(macs.after * 2 < macs.before, "{macs:?}");
+    if mcc_tests::skip_ort() {
+        return;
+    }
+    let x = mcc::tensor_io::read_npy(&workspace().join("corpus/data/mnist_test_x.npy")).unwrap();
+    let x = mcc::tensor_io::slice_batch(&x, 0, 64);
+    let xp = dir.path().join("x.npy");
+    mcc::tensor_io::write_npy(&xp, &x).unwrap();
+    let path = dir.path().join("pruned.onnx");
+    mcc_onnx::export_file(g, &path).unwrap();
+    let want = mcc_ir::run(g, std::slice::from_ref(&x)).unwrap().remove(0);
+    let got = mcc_tests::run_ort(&path, std::slice::from_ref(&xp), dir.path());
+    let d = mcc_tests::compare(&got, &want, 1e-4, 1e-5);
+    assert!(d.allclose, "ONNX Runtime differs: {d:?}");
+}

@@ -8,6 +8,7 @@
 //! **Invariant:** every pass here keeps the outputs of the graph unchanged for every input
 //! (up to float rounding where a pass says so).
 
+pub mod channels;
 pub mod factorize;
 pub mod factorize_svd;
 pub mod factorize_tucker;
@@ -23,6 +24,7 @@ pub mod merge_pad;
 pub mod merge_pool;
 pub mod merge_scale;
 pub mod prune;
+pub mod prune_filters;
 pub mod prune_nm;
 pub mod prune_unstructured;
 pub mod reconstruct;

@@ -7,41 +7,20 @@
 //! `docs/recipes.md` (ARCHITECTURE.md shows an example).
 
 use mcc_plan::Registry;
-use mcc_plan::plan::Severity;
 use mcc_plan::registry::{
-    Applies, CRITERIA, Default, GRANULARITY, ParamIssue, ParamType, Params, RATIO, Status,
-    TechniqueSchema, VariantSchema, no_param_check, num, p,
+    Applies, CRITERIA, Default, GRANULARITY, ParamType, RATIO, Status, TechniqueSchema,
+    VariantSchema, no_param_check, p,
 };
 
 use crate::{
     factorize_svd, factorize_tucker, merge_activations, merge_batchnorm, merge_branches,
-    merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_nm, prune_unstructured,
+    merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_filters, prune_nm,
+    prune_unstructured,
 };
 
 /// The standard registry: [`TECHNIQUES`].
 pub fn registry() -> Registry {
     Registry::new(TECHNIQUES.to_vec())
-}
-
-/// `prune filters|channels`: keeping everything is a no-op, keeping nothing removes the layer.
-fn keep_params(params: &Params) -> Vec<ParamIssue> {
-    match num(params, "keep") {
-        Some(1.0) => vec![ParamIssue {
-            severity: Severity::Warning,
-            param: "keep",
-            message: "keeping 100% changes nothing".into(),
-            label: "no effect".into(),
-            help: None,
-        }],
-        Some(0.0) => vec![ParamIssue {
-            severity: Severity::Error,
-            param: "keep",
-            message: "keeping no filter would remove the layers".into(),
-            label: "keep must be above 0%".into(),
-            help: None,
-        }],
-        _ => vec![],
-    }
 }
 
 /// Every technique of the language: the built variants from their files, the planned ones
@@ -55,18 +34,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         variants: &[
             prune_unstructured::VARIANT,
             prune_nm::VARIANT,
-            VariantSchema {
-                name: "filters",
-                summary: "remove whole output filters, ranked by a criterion",
-                params: &[
-                    p("keep", RATIO, Default::Required, "fraction of filters kept"),
-                    p("by", CRITERIA, Default::Word("l1"), "ranking criterion"),
-                ],
-                applies: Applies::Weighted,
-                status: Status::Planned("pruning and factorization with sparse kernels"),
-                check_params: keep_params,
-                sweep: None,
-            },
+            prune_filters::VARIANT,
             VariantSchema {
                 name: "channels",
                 summary: "remove whole input channels, ranked by a criterion",
@@ -81,7 +49,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 ],
                 applies: Applies::Weighted,
                 status: Status::Planned("pruning and factorization with sparse kernels"),
-                check_params: keep_params,
+                check_params: prune_filters::check_params,
                 sweep: None,
             },
         ],

@@ -1,0 +1,393 @@
+//! `prune filters`: remove whole output channels, so the graph really shrinks and runs on the
+//! dense kernels at its new shapes. For each selected layer, its channel dependency group
+//! (`crate::channels`: the layers whose filters must go together, through norms, activations,
+//! pools and residual joins, and the layers reading them) keeps `keep` of its channels,
+//! ranked by `by`:
+//!
+//! - `l1` / `l2` (Li et al., "Pruning filters for efficient ConvNets"): the norm of each
+//!   channel's filter, summed over the group's producers;
+//! - `bn_gamma` (network slimming, Liu et al.): |γ| of the group's BatchNormalizations,
+//!   summed (read before any `merge batchnorm` folds them away).
+//!
+//! With `refit: on`, every layer reading the group has its kept input weights refit by least
+//! squares to reproduce its original outputs on the calibration data (He et al.'s channel
+//! pruning reconstruction), from its XᵀX collected before the channels go.
+//!
+//! Keeps: every shape consistent — producers lose output channels (weights and bias), norms
+//! their per-channel parameters, readers the matching input channels (a Gemm after a Flatten
+//! the matching blocks of features); the graph's inputs and outputs are unchanged. At least
+//! one channel stays. Groups are pruned one at a time in step order, the graph re-typed after
+//! each.
+//!
+//! Leaves alone (reported): layers whose group reaches a graph input or output, a Concat, a
+//! grouped or depthwise convolution, a Reshape or another operator mcc cannot shrink yet.
+
+use std::collections::BTreeSet;
+
+use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
+use mcc_plan::plan::{ParamValue, Severity, Step};
+use mcc_plan::registry::{
+    Applies, CRITERIA, Default, ParamIssue, Params, RATIO, Status, VariantSchema, num, p,
+};
+use mcc_plan::{LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, Technique, TechniqueError};
+
+use crate::channels::{self, Group, Reader};
+use crate::prune;
+use crate::reconstruct::{self, View};
+
+/// `prune filters`: the registry entry.
+pub const VARIANT: VariantSchema = VariantSchema {
+    name: "filters",
+    summary: "remove whole output channels (and what reads them), ranked by a criterion",
+    params: &[
+        p("keep", RATIO, Default::Required, "fraction of filters kept"),
+        p("by", CRITERIA, Default::Word("l1"), "ranking criterion"),
+        prune::REFIT,
+    ],
+    applies: Applies::Weighted,
+    status: Status::Ready(&PruneFilters),
+    check_params,
+    sweep: None,
+};
+
+/// Keeping everything is a no-op, keeping nothing removes the layer; two criteria are not
+/// built yet.
+pub fn check_params(params: &Params) -> Vec<ParamIssue> {
+    let mut out = vec![];
+    match num(params, "keep") {
+        Some(1.0) => out.push(ParamIssue {
+            severity: Severity::Warning,
+            param: "keep",
+            message: "keeping 100% changes nothing".into(),
+            label: "no effect".into(),
+            help: None,
+        }),
+        Some(0.0) => out.push(ParamIssue {
+            severity: Severity::Error,
+            param: "keep",
+            message: "keeping no filter would remove the layers".into(),
+            label: "keep must be above 0%".into(),
+            help: None,
+        }),
+        _ => {}
+    }
+    if let Some((_, ParamValue::Word(w))) = params.iter().find(|(k, _)| *k == "by")
+        && (w == "apoz" || w == "thinet")
+    {
+        out.push(ParamIssue {
+            severity: Severity::Error,
+            param: "by",
+            message: format!("`by: {w}` is not built yet"),
+            label: "not supported yet".into(),
+            help: Some("l1, l2 and bn_gamma rank filters today".into()),
+        });
+    }
+    out
+}
+
+/// Filter pruning as a technique.
+pub struct PruneFilters;
+
+fn refit(step: &Step) -> bool {
+    matches!(step.param("refit"), Some(ParamValue::Word(w)) if w == "on")
+}
+
+impl Technique for PruneFilters {
+    fn needs(&self, graph: &Graph, step: &Step) -> Vec<StatRequest> {
+        if !refit(step) {
+            return Vec::new();
+        }
+        // The first group's first reader; the rest are asked for as the loop reaches them.
+        step.nodes
+            .iter()
+            .filter_map(|n| graph.find_node(n))
+            .find_map(|n| channels::group_of(graph, n).ok())
+            .and_then(|g| g.readers.first().copied())
+            .and_then(|(r, _)| graph.node(r).map(|x| x.name.clone()))
+            .map(|layer| StatRequest::Gram { layer })
+            .into_iter()
+            .collect()
+    }
+
+    fn collects_upfront(&self) -> bool {
+        false
+    }
+
+    fn rewrite(
+        &self,
+        graph: &mut Graph,
+        step: &Step,
+        id: StepId,
+        stats: &mut dyn Stats,
+    ) -> Result<Outcome, TechniqueError> {
+        let keep = num(&step.params, "keep").unwrap_or(1.0);
+        let by = match step.param("by") {
+            Some(ParamValue::Word(w)) => w.clone(),
+            _ => "l1".into(),
+        };
+        let mut out = Outcome::default();
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        for name in &step.nodes {
+            if done.contains(name) {
+                continue;
+            }
+            let leave = |reason: Reason, detail: String| LeftAlone {
+                node: name.clone(),
+                reason,
+                detail,
+            };
+            let Some(n) = graph.find_node(name) else {
+                out.left_alone.push(leave(
+                    Reason::MergedAway,
+                    "an earlier step merged it into another layer".into(),
+                ));
+                continue;
+            };
+            let group = match channels::group_of(graph, n) {
+                Ok(g) => g,
+                Err((reason, detail)) => {
+                    out.left_alone.push(leave(reason, detail));
+                    continue;
+                }
+            };
+            let names = |graph: &Graph, ids: &[NodeId]| -> Vec<String> {
+                ids.iter()
+                    .filter_map(|&i| graph.node(i).map(|x| x.name.clone()))
+                    .collect()
+            };
+            let producers = names(graph, &group.producers);
+            let norms = names(graph, &group.norms);
+            done.extend(producers.iter().cloned());
+            let fail = |message: String| TechniqueError {
+                node: name.clone(),
+                message,
+            };
+            let scores = match scores(graph, &group, &by) {
+                Ok(s) => s,
+                Err((reason, detail)) => {
+                    out.left_alone.push(leave(reason, detail));
+                    continue;
+                }
+            };
+            let c = group.channels;
+            let kept_n = ((keep * c as f64).round() as usize).clamp(1, c);
+            if kept_n == c {
+                continue;
+            }
+            let mut order: Vec<usize> = (0..c).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+            let mut kept: Vec<usize> = order[..kept_n].to_vec();
+            kept.sort_unstable();
+            let readers: Vec<(NodeId, Reader, String)> = group
+                .readers
+                .iter()
+                .filter_map(|&(r, how)| graph.node(r).map(|x| (r, how, x.name.clone())))
+                .collect();
+            // Refit the readers before their inputs shrink (their XᵀX sees every channel).
+            let mut refitted: Vec<(NodeId, Tensor)> = vec![];
+            if refit(step) {
+                for (r, how, rname) in &readers {
+                    let t = refit_reader(graph, *r, *how, rname, &kept, c, stats).map_err(fail)?;
+                    refitted.push((*r, t));
+                }
+            }
+            for (r, t) in refitted {
+                set_operand(graph, r, 1, t).map_err(fail)?;
+            }
+            shrink(graph, &group, &kept).map_err(fail)?;
+            let touched = group
+                .producers
+                .iter()
+                .chain(&group.norms)
+                .chain(group.readers.iter().map(|(r, _)| r));
+            for &node in touched {
+                if let Some(m) = graph.node_mut(node) {
+                    m.origin = Origin::Step(id);
+                }
+            }
+            mcc_ir::infer_all(graph).map_err(|(node, op, e)| {
+                fail(format!(
+                    "after removing channels, `{node}` ({op}) does not type: {e}"
+                ))
+            })?;
+            out.changed.extend(producers);
+            out.changed.extend(norms);
+            out.changed.extend(readers.into_iter().map(|(_, _, n)| n));
+            stats.invalidate();
+        }
+        out.changed.sort();
+        out.changed.dedup();
+        Ok(out)
+    }
+}
+
+/// Each channel's score under `by` (higher: kept first).
+fn scores(graph: &Graph, g: &Group, by: &str) -> Result<Vec<f64>, channels::Obstacle> {
+    let mut s = vec![0.0; g.channels];
+    if by == "bn_gamma" {
+        if g.norms.is_empty() {
+            return Err((
+                Reason::MissingOperand,
+                "no BatchNormalization in its group to read γ from".into(),
+            ));
+        }
+        for &n in &g.norms {
+            let gamma = operand(graph, n, 1).ok_or((
+                Reason::NotConstant,
+                "a BatchNormalization's scale is not constant".to_string(),
+            ))?;
+            for (x, v) in s.iter_mut().zip(gamma.to_f64_vec()) {
+                *x += v.abs();
+            }
+        }
+        return Ok(s);
+    }
+    for &p in &g.producers {
+        let (t, view) = weights(graph, p)?;
+        let w = reconstruct::to_rows(t, view)
+            .ok_or((Reason::NotConstant, "weights are not f32".to_string()))?;
+        for (c, x) in s.iter_mut().enumerate() {
+            let row = &w.data[c * w.k..(c + 1) * w.k];
+            *x += if by == "l2" {
+                row.iter().map(|v| v * v).sum::<f64>().sqrt()
+            } else {
+                row.iter().map(|v| v.abs()).sum::<f64>()
+            };
+        }
+    }
+    Ok(s)
+}
+
+fn operand(graph: &Graph, n: NodeId, slot: usize) -> Option<&Tensor> {
+    graph
+        .node(n)?
+        .inputs
+        .get(slot)
+        .copied()
+        .flatten()
+        .and_then(|v| graph.const_data(v))
+}
+
+/// A producer's weights and how their rows are its output channels.
+fn weights(graph: &Graph, p: NodeId) -> Result<(&Tensor, View), channels::Obstacle> {
+    let node = graph.node(p).ok_or((Reason::MergedAway, String::new()))?;
+    let view = match &node.op {
+        Op::Gemm(g) if g.transB == 0 => View::Transposed,
+        _ => View::Direct,
+    };
+    let t = operand(graph, p, 1).ok_or((
+        Reason::NotConstant,
+        format!("`{}`'s weights are not constant", node.name),
+    ))?;
+    Ok((t, view))
+}
+
+/// `t` restricted to `idx` along `axis`.
+fn take(t: &Tensor, axis: usize, idx: &[usize]) -> Result<Tensor, String> {
+    let a = t.as_f32().ok_or("weights are not f32")?;
+    if axis >= a.ndim() || idx.iter().any(|&i| i >= a.shape()[axis]) {
+        return Err(format!(
+            "cannot take {idx:?} of axis {axis} of {:?}",
+            a.shape()
+        ));
+    }
+    Ok(Tensor::F32(a.select(ndarray::Axis(axis), idx)))
+}
+
+/// Gives node `n` a new constant `t` as operand `slot` (a fresh value: the old one may be
+/// shared).
+fn set_operand(graph: &mut Graph, n: NodeId, slot: usize, t: Tensor) -> Result<(), String> {
+    let base = graph
+        .node(n)
+        .and_then(|x| x.inputs.get(slot).copied().flatten())
+        .map_or_else(|| "w".to_string(), |v: ValueId| graph.value(v).name.clone());
+    let v = graph.add_const(graph.fresh_value_name(&base), t);
+    graph.set_input(n, slot, Some(v)).map_err(|e| e.to_string())
+}
+
+/// The input features (or weight columns) of a reader that carry the kept channels.
+fn features(kept: &[usize], per: usize) -> Vec<usize> {
+    kept.iter().flat_map(|&c| c * per..(c + 1) * per).collect()
+}
+
+/// Removes every channel outside `kept` from the group's producers, norms and readers.
+fn shrink(graph: &mut Graph, g: &Group, kept: &[usize]) -> Result<(), String> {
+    for &p in &g.producers {
+        let transposed =
+            matches!(graph.node(p).map(|x| &x.op), Some(Op::Gemm(gm)) if gm.transB == 0);
+        let w = operand(graph, p, 1).ok_or("weights vanished")?;
+        let w = take(w, usize::from(transposed), kept)?;
+        set_operand(graph, p, 1, w)?;
+        if let Some(b) = operand(graph, p, 2)
+            && b.shape() == [g.channels]
+        {
+            let b = take(b, 0, kept)?;
+            set_operand(graph, p, 2, b)?;
+        } else if operand(graph, p, 2).is_some_and(|b| b.len() != 1) {
+            return Err("a bias that is not per channel".into());
+        }
+    }
+    for &n in &g.norms {
+        for slot in 1..=4 {
+            let t = operand(graph, n, slot).ok_or("a norm parameter is not constant")?;
+            let t = take(t, 0, kept)?;
+            set_operand(graph, n, slot, t)?;
+        }
+    }
+    for &(r, how) in &g.readers {
+        let w = operand(graph, r, 1).ok_or("weights vanished")?;
+        let w = match (how, graph.node(r).map(|x| &x.op)) {
+            (Reader::Conv, _) => take(w, 1, kept)?,
+            (Reader::Features { per }, Some(Op::Gemm(gm))) => {
+                let axis = if gm.transB != 0 { 1 } else { 0 };
+                take(w, axis, &features(kept, per))?
+            }
+            _ => return Err("a reader is not a Conv or Gemm".into()),
+        };
+        set_operand(graph, r, 1, w)?;
+    }
+    Ok(())
+}
+
+/// The reader's weights with its kept inputs refit (full width still: `shrink` cuts them).
+fn refit_reader(
+    graph: &Graph,
+    r: NodeId,
+    how: Reader,
+    name: &str,
+    kept: &[usize],
+    channels: usize,
+    stats: &mut dyn Stats,
+) -> Result<Tensor, String> {
+    let node = graph.node(r).ok_or("the reader vanished")?;
+    let t = operand(graph, r, 1).ok_or("the reader's weights are not constant")?;
+    let view = reconstruct::view(&node.op, t.shape())?;
+    let w0 = reconstruct::to_rows(t, view).ok_or("the reader's weights are not f32")?;
+    let stat = stats
+        .get(
+            graph,
+            &StatRequest::Gram {
+                layer: name.to_string(),
+            },
+        )
+        .map_err(|e| e.message)?;
+    let Stat::Gram { k, rows, data } = &*stat else {
+        return Err("the calibration context returned no XᵀX".into());
+    };
+    if *k != w0.k {
+        return Err(format!("XᵀX is {k} wide, the reader has {} inputs", w0.k));
+    }
+    let h = reconstruct::hessian(data, *k, *rows)?;
+    // Inputs per channel: a Conv's kh·kw, a Gemm's flattened spatial size.
+    let per = match how {
+        Reader::Conv => w0.k / channels.max(1),
+        Reader::Features { per } => per,
+    };
+    let keep: BTreeSet<usize> = features(kept, per).into_iter().collect();
+    let mask: Vec<bool> = (0..w0.rows * w0.k)
+        .map(|i| !keep.contains(&(i % w0.k)))
+        .collect();
+    let mut w = w0.clone();
+    reconstruct::refit(&mut w, &w0, &h, &mask)?;
+    reconstruct::from_rows(&w, view, t.shape())
+}
