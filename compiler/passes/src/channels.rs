@@ -4,7 +4,7 @@
 //!
 //! Tensors whose axis 1 must keep the same channels are joined: a layer's input and output
 //! through channel-wise operators (BatchNormalization, elementwise activations, pools,
-//! Dropout, Identity), and the operands and result of an elementwise Add, Sub, Mul, Max, Min,
+//! Dropout, Identity, and depthwise convolutions — one filter per channel), and the operands and result of an elementwise Add, Sub, Mul, Max, Min,
 //! Sum or Mean of two computed tensors (a residual join). A group is one such class. Its
 //! **producers** are the Conv (one group) and Gemm layers that compute a tensor of the
 //! class; its **readers** are the one-group Convs and the Gemms that take it as input (a
@@ -42,6 +42,8 @@ pub struct Group {
     pub producers: Vec<NodeId>,
     /// BatchNormalizations on the way (their parameters are per channel).
     pub norms: Vec<NodeId>,
+    /// Depthwise convolutions on the way (one filter per channel; `group` is the channels).
+    pub depthwise: Vec<NodeId>,
     /// Layers reading the channels, and how.
     pub readers: Vec<(NodeId, Reader)>,
 }
@@ -65,6 +67,7 @@ fn carries(op: &Op) -> bool {
             | Op::Gelu(_)
             | Op::Abs(_)
             | Op::Neg(_)
+            | Op::Clip(_)
             | Op::MaxPool(_)
             | Op::AveragePool(_)
             | Op::GlobalAveragePool(_)
@@ -79,6 +82,26 @@ fn joins(op: &Op) -> bool {
         op,
         Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Max(_) | Op::Min(_) | Op::Sum(_) | Op::Mean(_)
     )
+}
+
+/// A convolution with one filter per channel, each reading only its own channel.
+fn depthwise(graph: &Graph, n: NodeId, channels: usize) -> bool {
+    graph.node(n).is_some_and(|node| match &node.op {
+        Op::Conv(c) => {
+            c.group as usize == channels
+                && channels > 1
+                && node
+                    .inputs
+                    .get(1)
+                    .copied()
+                    .flatten()
+                    .and_then(|w| graph.const_data(w))
+                    .is_some_and(|w| {
+                        w.shape().first() == Some(&channels) && w.shape().get(1) == Some(&1)
+                    })
+        }
+        _ => false,
+    })
 }
 
 fn producer_of(graph: &Graph, n: NodeId) -> bool {
@@ -97,6 +120,17 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     let node = graph
         .node(layer)
         .ok_or((Reason::MergedAway, "the layer is gone".to_string()))?;
+    let channels_out = node
+        .outputs
+        .first()
+        .and_then(|&o| graph.value(o).ty.shape.as_ref()?.get(1)?.fixed());
+    if channels_out.is_some_and(|c| depthwise(graph, layer, c)) {
+        return Err((
+            Reason::UnsupportedOp,
+            "a depthwise convolution: its channels are its input's (prune the layer before it)"
+                .into(),
+        ));
+    }
     if !producer_of(graph, layer) {
         return Err((
             Reason::UnsupportedOp,
@@ -128,6 +162,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     let mut todo = vec![start];
     let (mut producers, mut norms, mut readers) =
         (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
+    let mut dws = BTreeSet::new();
     while let Some(v) = todo.pop() {
         if !seen.insert(v) {
             continue;
@@ -172,6 +207,14 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
             Some(p) if producer_of(graph, p) => {
                 producers.insert(p);
             }
+            Some(p) if depthwise(graph, p, channels) => {
+                dws.insert(p);
+                todo.extend(
+                    graph
+                        .node(p)
+                        .and_then(|x| x.inputs.first().copied().flatten()),
+                );
+            }
             Some(p) => {
                 let pn = graph.node(p).ok_or((Reason::MergedAway, String::new()))?;
                 if carries(&pn.op) {
@@ -211,6 +254,10 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
             match &un.op {
                 Op::Conv(c) if slot == 0 && c.group == 1 => {
                     readers.insert(u, Reader::Conv);
+                }
+                Op::Conv(_) if slot == 0 && depthwise(graph, u, channels) => {
+                    dws.insert(u);
+                    todo.extend(un.outputs.first().copied());
                 }
                 Op::Conv(_) if slot == 0 => {
                     return Err((
@@ -307,6 +354,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
         channels,
         producers: producers.into_iter().collect(),
         norms: norms.into_iter().collect(),
+        depthwise: dws.into_iter().collect(),
         readers: readers.into_iter().collect(),
     })
 }
@@ -327,7 +375,9 @@ mod tests {
     }
 
     fn names(g: &Graph, ids: &[NodeId]) -> Vec<String> {
-        ids.iter().map(|&i| g.node(i).unwrap().name.clone()).collect()
+        ids.iter()
+            .map(|&i| g.node(i).unwrap().name.clone())
+            .collect()
     }
 
     const HEAD: &str = "  input %x: f32[N,2,6,6]
@@ -353,7 +403,10 @@ mod tests {
   output %y"
         ));
         let a = group(&g, "c1").unwrap();
-        assert_eq!((a.channels, names(&g, &a.producers)), (4, vec!["c1".to_string()]));
+        assert_eq!(
+            (a.channels, names(&g, &a.producers)),
+            (4, vec!["c1".to_string()])
+        );
         assert_eq!(names(&g, &a.norms), ["bn"]);
         assert_eq!(a.readers.len(), 1);
         assert_eq!(a.readers[0].1, Reader::Conv);
@@ -386,6 +439,26 @@ mod tests {
     }
 
     #[test]
+    fn a_depthwise_convolution_carries_its_channels() {
+        let g = graph(&format!(
+            "{HEAD}
+  const %dw: f32[4,1,3,3] = seeded(9)
+  node c1 = Conv(%x, %w1) {{kernel_shape=[3, 3], pads=[1, 1, 1, 1]}} -> %a: f32[N,4,6,6]
+  node d = Conv(%a, %dw) {{kernel_shape=[3, 3], group=4, pads=[1, 1, 1, 1]}} -> %dd: f32[N,4,6,6]
+  node r = Relu(%dd) -> %r: f32[N,4,6,6]
+  node c2 = Conv(%r, %w2) {{kernel_shape=[3, 3]}} -> %y: f32[N,4,4,4]
+  output %y"
+        ));
+        let gr = group(&g, "c1").unwrap();
+        assert_eq!(names(&g, &gr.depthwise), ["d"]);
+        assert_eq!(
+            names(&g, &gr.readers.iter().map(|r| r.0).collect::<Vec<_>>()),
+            ["c2"]
+        );
+        assert_eq!(group(&g, "d").unwrap_err().0, Reason::UnsupportedOp);
+    }
+
+    #[test]
     fn obstacles_are_named() {
         let concat = graph(&format!(
             "{HEAD}
@@ -396,13 +469,16 @@ mod tests {
         let e = group(&concat, "c1").unwrap_err();
         assert_eq!(e.0, Reason::UnsupportedOp);
         assert!(e.1.contains("cat"), "{e:?}");
-        let depthwise = graph(&format!(
+        let grouped = graph(&format!(
             "{HEAD}
-  const %dw: f32[4,1,3,3] = seeded(9)
+  const %gw: f32[4,2,3,3] = seeded(9)
   node c1 = Conv(%x, %w1) {{kernel_shape=[3, 3], pads=[1, 1, 1, 1]}} -> %a: f32[N,4,6,6]
-  node d = Conv(%a, %dw) {{kernel_shape=[3, 3], group=4}} -> %y: f32[N,4,4,4]
+  node d = Conv(%a, %gw) {{kernel_shape=[3, 3], group=2}} -> %y: f32[N,4,4,4]
   output %y"
         ));
-        assert_eq!(group(&depthwise, "c1").unwrap_err().0, Reason::UnsupportedAttribute);
+        assert_eq!(
+            group(&grouped, "c1").unwrap_err().0,
+            Reason::UnsupportedAttribute
+        );
     }
 }

@@ -14,13 +14,15 @@
 //! pruning reconstruction), from its XᵀX collected before the channels go.
 //!
 //! Keeps: every shape consistent — producers lose output channels (weights and bias), norms
-//! their per-channel parameters, readers the matching input channels (a Gemm after a Flatten
+//! their per-channel parameters, depthwise convolutions their filters (and `group`), readers the matching input channels (a Gemm after a Flatten
 //! the matching blocks of features); the graph's inputs and outputs are unchanged. At least
 //! one channel stays. Groups are pruned one at a time in step order, the graph re-typed after
 //! each.
 //!
 //! Leaves alone (reported): layers whose group reaches a graph input or output, a Concat, a
-//! grouped or depthwise convolution, a Reshape or another operator mcc cannot shrink yet.
+//! grouped (not depthwise) convolution, a Reshape or another operator mcc cannot shrink yet,
+//! and depthwise convolutions themselves (their channels are their input's: prune the layer
+//! before them).
 
 use std::collections::BTreeSet;
 
@@ -156,7 +158,8 @@ impl Technique for PruneFilters {
                     .collect()
             };
             let producers = names(graph, &group.producers);
-            let norms = names(graph, &group.norms);
+            let mut norms = names(graph, &group.norms);
+            norms.extend(names(graph, &group.depthwise));
             done.extend(producers.iter().cloned());
             let fail = |message: String| TechniqueError {
                 node: name.clone(),
@@ -199,6 +202,7 @@ impl Technique for PruneFilters {
                 .producers
                 .iter()
                 .chain(&group.norms)
+                .chain(&group.depthwise)
                 .chain(group.readers.iter().map(|(r, _)| r));
             for &node in touched {
                 if let Some(m) = graph.node_mut(node) {
@@ -325,6 +329,18 @@ fn shrink(graph: &mut Graph, g: &Group, kept: &[usize]) -> Result<(), String> {
             set_operand(graph, p, 2, b)?;
         } else if operand(graph, p, 2).is_some_and(|b| b.len() != 1) {
             return Err("a bias that is not per channel".into());
+        }
+    }
+    for &d in &g.depthwise {
+        let w = operand(graph, d, 1).ok_or("depthwise weights are not constant")?;
+        let w = take(w, 0, kept)?;
+        set_operand(graph, d, 1, w)?;
+        if let Some(b) = operand(graph, d, 2) {
+            let b = take(b, 0, kept)?;
+            set_operand(graph, d, 2, b)?;
+        }
+        if let Some(Op::Conv(c)) = graph.node_mut(d).map(|x| &mut x.op) {
+            c.group = kept.len() as i64;
         }
     }
     for &n in &g.norms {
