@@ -230,13 +230,21 @@ impl Technique for PruneFilters {
 /// what one of 32 does.
 const TILE: usize = 16;
 
-/// `n` of `c` channels rounded to the nearest multiple of [`TILE`] (at least one tile, at most
-/// `c`) when the group has at least two tiles; small groups keep `n`.
+/// `n` of `c` channels rounded to the nearest multiple of [`TILE`] or to `c` (at least one
+/// tile) when the group has at least two tiles; small groups keep `n`.
 fn tile_aligned(n: usize, c: usize) -> usize {
     if c < 2 * TILE {
         return n;
     }
-    ((n + TILE / 2) / TILE * TILE).clamp(TILE, c)
+    // The nearest of: the tile boundary at or below `n` (at least one tile), and the next one
+    // (or every channel, when that comes first). Ties go up: keeping more is the safer error.
+    let below = (n / TILE * TILE).max(TILE);
+    let above = (below + TILE).min(c);
+    if n.abs_diff(below) < n.abs_diff(above) {
+        below
+    } else {
+        above
+    }
 }
 
 /// Each channel's score under `by` (higher: kept first).
