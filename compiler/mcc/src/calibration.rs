@@ -197,7 +197,7 @@ impl Calibration {
                     let t = b.observed(*slot);
                     let per = t.len() / b.samples.max(1);
                     for s in 0..b.samples {
-                        add(acc, &t[s * per..(s + 1) * per]);
+                        add(acc, &t[s * per..(s + 1) * per], self.threads);
                     }
                 }
                 Ok(())
@@ -381,31 +381,65 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
 
 /// Adds one sample's tensor.
 /// Rows of X summed into XᵀX at a time.
-const GRAM_BATCH: usize = 64;
+const GRAM_BATCH: usize = 256;
 
 /// Adds the pending rows' products to the upper triangle of `data` (k × k) and empties
 /// `pending`. Each entry sums its products row by row in data order (as if added one row at
-/// a time); the rows of `data` are visited in bands that stay in cache over the whole batch.
-fn gram_flush(data: &mut [f64], pending: &mut Vec<f64>, k: usize) {
+/// a time), so the result does not depend on `threads`: the rows of `data` are cut into bands
+/// that stay in cache over the whole batch, and the bands are shared out among the threads
+/// (each band is written by one thread only).
+fn gram_flush(data: &mut [f64], pending: &mut Vec<f64>, k: usize, threads: usize) {
     const BAND: usize = 32;
-    for i0 in (0..k).step_by(BAND) {
-        for row in pending.chunks_exact(k) {
+    if k == 0 || pending.is_empty() {
+        pending.clear();
+        return;
+    }
+    let rows: &[f64] = pending;
+    let work = |i0: usize, band: &mut [f64]| {
+        for row in rows.chunks_exact(k) {
             for i in i0..(i0 + BAND).min(k) {
                 let ri = row[i];
                 if ri == 0.0 {
                     continue;
                 }
-                let line = &mut data[i * k + i..(i + 1) * k];
+                let line = &mut band[(i - i0) * k + i..(i - i0 + 1) * k];
                 for (d, &rj) in line.iter_mut().zip(&row[i..]) {
                     *d += ri * rj;
                 }
             }
         }
+    };
+    let bands: Vec<(usize, &mut [f64])> = data
+        .chunks_mut(BAND * k)
+        .enumerate()
+        .map(|(b, slice)| (b * BAND, slice))
+        .collect();
+    let threads = threads.clamp(1, bands.len());
+    if threads == 1 {
+        for (i0, band) in bands {
+            work(i0, band);
+        }
+    } else {
+        // Interleaved, so each thread gets long and short rows of the triangle alike.
+        let mut shares: Vec<Vec<(usize, &mut [f64])>> = (0..threads).map(|_| vec![]).collect();
+        for (n, b) in bands.into_iter().enumerate() {
+            shares[n % threads].push(b);
+        }
+        let work = &work;
+        std::thread::scope(|scope| {
+            for share in shares {
+                scope.spawn(move || {
+                    for (i0, band) in share {
+                        work(i0, band);
+                    }
+                });
+            }
+        });
     }
     pending.clear();
 }
 
-fn add(acc: &mut Acc, t: &[f32]) {
+fn add(acc: &mut Acc, t: &[f32], threads: usize) {
     match acc {
         Acc::Inputs { want, got, n, .. } => {
             if *n < *want {
@@ -425,7 +459,7 @@ fn add(acc: &mut Acc, t: &[f32]) {
                 *rows += 1;
                 pending.extend_from_slice(r);
                 if pending.len() == GRAM_BATCH * k {
-                    gram_flush(data, pending, k);
+                    gram_flush(data, pending, k, threads);
                 }
             });
         }
@@ -511,7 +545,7 @@ fn finish(acc: Acc) -> Result<Stat, TechniqueError> {
             mut pending,
             ..
         } => {
-            gram_flush(&mut data, &mut pending, k);
+            gram_flush(&mut data, &mut pending, k, 1);
             for i in 0..k {
                 for j in 0..i {
                     data[i * k + j] = data[j * k + i];

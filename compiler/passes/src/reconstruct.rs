@@ -272,25 +272,33 @@ pub fn refit(w: &mut Rows, w0: &Rows, h: &[f64], mask: &[bool]) -> Result<(), St
     let k = w.k;
     let mut hs = Vec::new();
     let mut b = Vec::new();
+    // The factor of H_SS is shared by consecutive rows with the same kept set (every row,
+    // when whole input channels go).
+    let mut factored: Option<Vec<usize>> = None;
     for r in 0..w.rows {
         let keep: Vec<usize> = (0..k).filter(|&c| !mask[r * k + c]).collect();
         let row0 = &w0.data[r * k..(r + 1) * k];
         let s = keep.len();
-        hs.clear();
-        hs.resize(s * s, 0.0);
-        b.clear();
-        for (a, &i) in keep.iter().enumerate() {
-            for (bb, &j) in keep.iter().enumerate() {
-                hs[a * s + bb] = h[i * k + j];
+        if factored.as_ref() != Some(&keep) {
+            hs.clear();
+            hs.resize(s * s, 0.0);
+            for (a, &i) in keep.iter().enumerate() {
+                for (bb, &j) in keep.iter().enumerate() {
+                    hs[a * s + bb] = h[i * k + j];
+                }
             }
-            b.push((0..k).map(|j| h[i * k + j] * row0[j]).sum::<f64>());
+            cholesky(&mut hs, s).map_err(|e| {
+                format!(
+                    "row {r}: the kept inputs' XᵀX is not positive definite (at {})",
+                    e.row
+                )
+            })?;
+            factored = Some(keep.clone());
         }
-        cholesky(&mut hs, s).map_err(|e| {
-            format!(
-                "row {r}: the kept inputs' XᵀX is not positive definite (at {})",
-                e.row
-            )
-        })?;
+        b.clear();
+        for &i in &keep {
+            b.push(h[i * k..(i + 1) * k].iter().zip(row0).map(|(x, y)| x * y).sum::<f64>());
+        }
         cholesky_solve(&hs, s, &mut b);
         let row = &mut w.data[r * k..(r + 1) * k];
         row.iter_mut().for_each(|x| *x = 0.0);
