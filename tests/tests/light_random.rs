@@ -273,3 +273,69 @@ macro_rules! per_model {
 }
 
 per_model!(bvlc_alexnet densenet121 inception_v1 inception_v2 resnet50 shufflenet squeezenet vgg19 zfnet512);
+
+/// The light ImageNet architectures (random weights) accept filter-pruning and factorization
+/// recipes: each build gives a valid, smaller model whose ONNX export ONNX Runtime runs to the
+/// reference evaluator's outputs. Structure and agreement are checked, not accuracy (the
+/// weights are synthetic). Factorization is bounded to layers of at most 512 channels here,
+/// to keep the suite's time in check (wider ones work; ResNet-50 whole takes about a minute).
+#[test]
+fn compressed_light_models_run_in_onnx_runtime() {
+    if skip_ort() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = [
+        ("filters", "prune filters on Conv { keep: 50% }\n"),
+        (
+            "factorize",
+            "factorize tucker on Conv[kernel == 3, in_channels >= 16, out_channels <= 256]? { size: 50% }\n\
+             factorize svd on Conv[kernel == 1, out_channels <= 512]? | Gemm[params <= 1100000]? { size: 50% }\n",
+        ),
+    ];
+    let x = npy(&input());
+    for name in [
+        "resnet50",
+        "vgg19",
+        "squeezenet",
+        "shufflenet",
+        "inception_v1",
+    ] {
+        let r = light_random::model(name);
+        for (what, text) in recipes {
+            let t0 = Instant::now();
+            let recipe = dir.path().join(format!("{what}.mcr"));
+            std::fs::write(&recipe, text).unwrap();
+            let s = mcc::recipe::check(&recipe, &r.model).unwrap();
+            assert!(
+                !s.checked.has_errors(),
+                "{name} {what}: {:#?}",
+                s.checked.diags
+            );
+            let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+            mcc_ir::verify(&b.graph).unwrap();
+            let p = &b.report.model_totals.params;
+            // ShuffleNet's channel shuffles stop filter pruning (every group is left alone);
+            // its only one-group layers with a row-wise input are the stem and the classifier.
+            if !(name == "shufflenet" && what == "filters") {
+                assert!(p.after < p.before, "{name} {what}: {p:?}");
+            }
+            let path = dir.path().join(format!("{name}-{what}.onnx"));
+            mcc_onnx::export_file(&b.graph, &path).unwrap();
+            let want = mcc_ir::run(&b.graph, std::slice::from_ref(&x))
+                .unwrap()
+                .remove(0);
+            let got = mcc_tests::run_ort(&path, &[input()], dir.path());
+            let c = check(format!("{name} {what}"), &got, &want);
+            println!(
+                "{name} {what}: weights {} → {}, ORT vs evaluator max rel {:.1e}, {:.1} s",
+                p.before,
+                p.after,
+                c.max_rel,
+                t0.elapsed().as_secs_f64()
+            );
+            assert!(c.problem.is_none(), "{name} {what}: {:?}", c.problem);
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! Sum or Mean of two computed tensors (a residual join). A group is one such class. Its
 //! **producers** are the Conv (one group) and Gemm layers that compute a tensor of the
 //! class; its **readers** are the one-group Convs and the Gemms that take it as input (a
-//! Gemm directly or through a Flatten).
+//! Gemm directly or through a Flatten, or a Reshape to [N, C·H·W]).
 //!
 //! **Invariant:** a group is returned only when every tensor of the class comes from a
 //! producer or a channel-wise operator, and every reader is one mcc can shrink; otherwise
@@ -44,6 +44,9 @@ pub struct Group {
     pub norms: Vec<NodeId>,
     /// Depthwise convolutions on the way (one filter per channel; `group` is the channels).
     pub depthwise: Vec<NodeId>,
+    /// Reshapes that flatten the channels: a literal feature count in their target shape
+    /// changes with the channels.
+    pub reshapes: Vec<NodeId>,
     /// Layers reading the channels, and how.
     pub readers: Vec<(NodeId, Reader)>,
 }
@@ -102,6 +105,36 @@ fn depthwise(graph: &Graph, n: NodeId, channels: usize) -> bool {
         }
         _ => false,
     })
+}
+
+/// Whether `op`, reading `x` [N, C, …], makes `out` [N, C·…] (Flatten at axis 1, or a
+/// Reshape to that shape: the ONNX exporters' `x.view(N, -1)`).
+fn flattens(graph: &Graph, op: &Op, x: ValueId, out: Option<ValueId>) -> bool {
+    match op {
+        Op::Flatten(f) => f.axis == 1,
+        Op::Reshape(_) => {
+            let dims = |v: ValueId| -> Option<Vec<Option<usize>>> {
+                Some(
+                    graph
+                        .value(v)
+                        .ty
+                        .shape
+                        .as_ref()?
+                        .iter()
+                        .map(|d| d.fixed())
+                        .collect(),
+                )
+            };
+            match (dims(x), out.and_then(dims)) {
+                (Some(xs), Some(os)) if xs.len() >= 2 && os.len() == 2 => {
+                    let per: Option<usize> = xs[1..].iter().copied().product();
+                    per.is_some() && os[1] == per
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 fn producer_of(graph: &Graph, n: NodeId) -> bool {
@@ -163,6 +196,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     let (mut producers, mut norms, mut readers) =
         (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
     let mut dws = BTreeSet::new();
+    let mut reshapes = BTreeSet::new();
     while let Some(v) = todo.pop() {
         if !seen.insert(v) {
             continue;
@@ -292,7 +326,10 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                     }
                     todo.extend(un.outputs.first().copied());
                 }
-                Op::Flatten(f) if f.axis == 1 => {
+                o if slot == 0 && flattens(graph, o, v, un.outputs.first().copied()) => {
+                    if matches!(o, Op::Reshape(_)) {
+                        reshapes.insert(u);
+                    }
                     let flat = *un
                         .outputs
                         .first()
@@ -355,6 +392,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
         producers: producers.into_iter().collect(),
         norms: norms.into_iter().collect(),
         depthwise: dws.into_iter().collect(),
+        reshapes: reshapes.into_iter().collect(),
         readers: readers.into_iter().collect(),
     })
 }

@@ -135,3 +135,7 @@ pub fn align_rank(r: usize, up: bool) -> usize {
         r / LANES * LANES
     }
 }
+
+/// The widest eigenproblem a factorization solves (about 20 s for 2048 on one core); a layer
+/// needing more is left alone (`too_large`).
+pub const MAX_EIG: usize = 2048;

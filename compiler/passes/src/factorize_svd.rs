@@ -174,7 +174,27 @@ impl Technique for FactorizeSvd {
                 None
             };
             let (out_n, in_n) = (l.w.rows, l.w.k);
-            let (s2, u) = eig_sym(&covariance(&l.w, h.as_deref()), out_n);
+            // The smaller side's eigenproblem: W·Wᵀ (out × out) or, for a plain SVD of a
+            // layer with fewer inputs than outputs, Wᵀ·W (in × in); their nonzero eigenvalues
+            // are the same squared singular values.
+            let input_side = h.is_none() && in_n < out_n;
+            let side = if input_side { in_n } else { out_n };
+            if side > factorize::MAX_EIG {
+                out.left_alone.push(LeftAlone {
+                    node: name.clone(),
+                    reason: Reason::TooLarge,
+                    detail: format!(
+                        "its SVD needs a {side}-wide eigenproblem (at most {})",
+                        factorize::MAX_EIG
+                    ),
+                });
+                continue;
+            }
+            let (s2, u) = if input_side {
+                eig_sym(&covariance(&transpose(&l.w), None), in_n)
+            } else {
+                eig_sym(&covariance(&l.w, h.as_deref()), out_n)
+            };
             let r = rank(step, &s2, in_n, out_n);
             if r * (in_n + out_n) >= in_n * out_n {
                 out.left_alone.push(LeftAlone {
@@ -188,31 +208,59 @@ impl Technique for FactorizeSvd {
                 });
                 continue;
             }
-            // A = U_rᵀ·W (r × in), B = U_r (out × r).
-            let mut a = Rows {
-                rows: r,
-                k: in_n,
-                data: vec![0.0; r * in_n],
-            };
-            for c in 0..r {
+            let (a, b) = if input_side {
+                // A = V_rᵀ (r × in), B = W·V_r (out × r).
+                let a = Rows {
+                    rows: r,
+                    k: in_n,
+                    data: (0..r * in_n)
+                        .map(|i| u[(i % in_n) * in_n + i / in_n])
+                        .collect(),
+                };
+                let mut b = Rows {
+                    rows: out_n,
+                    k: r,
+                    data: vec![0.0; out_n * r],
+                };
                 for o in 0..out_n {
-                    let uc = u[o * out_n + c];
-                    if uc == 0.0 {
-                        continue;
-                    }
-                    let (dst, src) = (
-                        &mut a.data[c * in_n..(c + 1) * in_n],
-                        &l.w.data[o * in_n..(o + 1) * in_n],
-                    );
-                    for (d, &w) in dst.iter_mut().zip(src) {
-                        *d += uc * w;
+                    let row = &l.w.data[o * in_n..(o + 1) * in_n];
+                    for c in 0..r {
+                        b.data[o * r + c] = row
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &w)| w * u[i * in_n + c])
+                            .sum();
                     }
                 }
-            }
-            let b = Rows {
-                rows: out_n,
-                k: r,
-                data: (0..out_n * r).map(|i| u[(i / r) * out_n + i % r]).collect(),
+                (a, b)
+            } else {
+                // A = U_rᵀ·W (r × in), B = U_r (out × r).
+                let mut a = Rows {
+                    rows: r,
+                    k: in_n,
+                    data: vec![0.0; r * in_n],
+                };
+                for c in 0..r {
+                    for o in 0..out_n {
+                        let uc = u[o * out_n + c];
+                        if uc == 0.0 {
+                            continue;
+                        }
+                        let (dst, src) = (
+                            &mut a.data[c * in_n..(c + 1) * in_n],
+                            &l.w.data[o * in_n..(o + 1) * in_n],
+                        );
+                        for (d, &w) in dst.iter_mut().zip(src) {
+                            *d += uc * w;
+                        }
+                    }
+                }
+                let b = Rows {
+                    rows: out_n,
+                    k: r,
+                    data: (0..out_n * r).map(|i| u[(i / r) * out_n + i % r]).collect(),
+                };
+                (a, b)
             };
             split(graph, &l, a, b, id).map_err(fail)?;
             out.changed.push(name.clone());
@@ -221,6 +269,17 @@ impl Technique for FactorizeSvd {
             }
         }
         Ok(out)
+    }
+}
+
+/// `Wᵀ` (in × out).
+fn transpose(w: &Rows) -> Rows {
+    Rows {
+        rows: w.k,
+        k: w.rows,
+        data: (0..w.rows * w.k)
+            .map(|i| w.data[(i % w.rows) * w.k + i / w.rows])
+            .collect(),
     }
 }
 

@@ -100,6 +100,18 @@ impl Technique for FactorizeTucker {
                 }
             };
             let [o, c, kh, kw] = l.shape;
+            if o.max(c) > factorize::MAX_EIG {
+                out.left_alone.push(LeftAlone {
+                    node: name.clone(),
+                    reason: Reason::TooLarge,
+                    detail: format!(
+                        "a {}-wide channel mode (at most {})",
+                        o.max(c),
+                        factorize::MAX_EIG
+                    ),
+                });
+                continue;
+            }
             let kk = kh * kw;
             let w = &l.w;
             // Output mode: W₀·W₀ᵀ (o × o); input mode: W₁·W₁ᵀ (c × c).

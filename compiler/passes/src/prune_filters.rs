@@ -365,6 +365,34 @@ fn shrink(graph: &mut Graph, g: &Group, kept: &[usize]) -> Result<(), String> {
             c.group = kept.len() as i64;
         }
     }
+    for &n in &g.reshapes {
+        // A literal feature count (`[N, 25088]`, not `[0, -1]`) follows the channels.
+        let x = graph
+            .node(n)
+            .and_then(|x| x.inputs.first().copied().flatten())
+            .ok_or("a Reshape lost its input")?;
+        let per: usize = graph
+            .value(x)
+            .ty
+            .shape
+            .as_ref()
+            .and_then(|s| {
+                s.iter()
+                    .skip(2)
+                    .map(|d| d.fixed())
+                    .product::<Option<usize>>()
+            })
+            .ok_or("a flattened size is not known")?;
+        let t = operand(graph, n, 1).ok_or("a Reshape's target shape is not constant")?;
+        let (old, new) = ((g.channels * per) as i64, (kept.len() * per) as i64);
+        let target: Vec<i64> = t
+            .to_i64_vec()
+            .into_iter()
+            .map(|d| if d == old { new } else { d })
+            .collect();
+        let t = Tensor::from_vec(&[target.len()], target).map_err(|e| e.to_string())?;
+        set_operand(graph, n, 1, t)?;
+    }
     for &n in &g.norms {
         for slot in 1..=4 {
             let t = operand(graph, n, slot).ok_or("a norm parameter is not constant")?;

@@ -297,7 +297,13 @@ pub fn refit(w: &mut Rows, w0: &Rows, h: &[f64], mask: &[bool]) -> Result<(), St
         }
         b.clear();
         for &i in &keep {
-            b.push(h[i * k..(i + 1) * k].iter().zip(row0).map(|(x, y)| x * y).sum::<f64>());
+            b.push(
+                h[i * k..(i + 1) * k]
+                    .iter()
+                    .zip(row0)
+                    .map(|(x, y)| x * y)
+                    .sum::<f64>(),
+            );
         }
         cholesky_solve(&hs, s, &mut b);
         let row = &mut w.data[r * k..(r + 1) * k];

@@ -59,6 +59,8 @@ define_reasons! {
         "The merged layer would do more multiply-accumulates than the layers it replaces.";
     NotSmaller = "not_smaller",
         "The compressed form would store as many weights as the layer or more (a factorization rank too high for the layer's shape).";
+    TooLarge = "too_large",
+        "The layer is beyond what the technique's solver takes here (an eigenproblem or XᵀX wider than its bound).";
     MissingOperand = "missing_operand",
         "An operand the technique reads is absent.";
     MergedAway = "merged_away",
