@@ -539,6 +539,18 @@ fn filter_pruning_shrinks_residual_groups_consistently() {
     let model = workspace().join("corpus/resnet_bn.onnx");
     let s = mcc::recipe::check(&recipe, &model).unwrap();
     assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    // `explain` names each layer's group: the block's conv, its shortcut and the next block's.
+    let explained = mcc::recipe::explain(&s);
+    let line = explained
+        .lines()
+        .find(|l| l.starts_with("/layers/layers.2/proj/proj.0/Conv "))
+        .unwrap();
+    assert!(
+        line.contains(
+            "group of 32 channels: /layers/layers.2/proj/proj.0/Conv, /layers/layers.2/conv2/Conv, /layers/layers.3/conv2/Conv"
+        ),
+        "{line}"
+    );
     let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
     let g = &b.graph;
     mcc_ir::verify(g).unwrap();

@@ -195,12 +195,13 @@ fn unbatched_output(graph: &Graph, span: Span) -> Option<Diag> {
     })
 }
 
-/// Dry-runs the plan on a copy of the model, in order, and returns which layers each step
-/// would leave alone and why, keyed by (step number, layer): a data-free step is run on the
-/// copy (so later steps see its result, as in the build), the others are only checked.
+/// Dry-runs the plan on a copy of the model, in order, and returns what each step would say
+/// of a layer — that it leaves it alone, and why, or the technique's note on it (the group
+/// filter pruning takes it with) — keyed by (step number, layer): a data-free step is run on
+/// the copy (so later steps see its result, as in the build), the others are only checked.
 fn dry_run(s: &Session) -> BTreeMap<(usize, String), String> {
     let mut graph = s.model.graph.clone();
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<(usize, String), String> = BTreeMap::new();
     let mut index = 0;
     for stage in &s.checked.plan.stages {
         for step in &stage.steps {
@@ -208,6 +209,9 @@ fn dry_run(s: &Session) -> BTreeMap<(usize, String), String> {
             let Some(technique) = s.registry.implementation(step.technique, step.variant) else {
                 continue;
             };
+            for (layer, note) in technique.notes(&graph, step) {
+                out.insert((index, layer), note);
+            }
             let left = if technique.needs(&graph, step).is_empty() {
                 let r = technique.rewrite(
                     &mut graph,
@@ -221,7 +225,7 @@ fn dry_run(s: &Session) -> BTreeMap<(usize, String), String> {
                 technique.check(&graph, step)
             };
             for l in left.unwrap_or_default() {
-                out.insert((index, l.node), l.detail);
+                out.insert((index, l.node), format!("left alone: {}", l.detail));
             }
         }
     }
@@ -250,9 +254,10 @@ pub fn explain(s: &Session) -> String {
                 let mut what = format!("{} {} {}", step.technique, step.variant, params.join(" "))
                     .trim()
                     .to_string();
-                // Steps that will leave a layer alone say so now, with the reason.
-                if let Some(why) = refused.get(&(step_index, n.clone())) {
-                    what = format!("{what} — left alone: {why}");
+                // Steps that will leave a layer alone say so now, with the reason; others
+                // may say more (the group filter pruning takes the layer with).
+                if let Some(note) = refused.get(&(step_index, n.clone())) {
+                    what = format!("{what} — {note}");
                 }
                 rows.entry(n.as_str())
                     .or_default()

@@ -116,6 +116,46 @@ impl Technique for PruneFilters {
         false
     }
 
+    fn check(&self, graph: &Graph, step: &Step) -> Result<Vec<LeftAlone>, TechniqueError> {
+        Ok(step
+            .nodes
+            .iter()
+            .filter_map(|name| {
+                let (reason, detail) = match graph.find_node(name) {
+                    None => (
+                        Reason::MergedAway,
+                        "an earlier step merged it into another layer".to_string(),
+                    ),
+                    Some(n) => channels::group_of(graph, n).err()?,
+                };
+                Some(LeftAlone {
+                    node: name.clone(),
+                    reason,
+                    detail,
+                })
+            })
+            .collect())
+    }
+
+    fn notes(&self, graph: &Graph, step: &Step) -> Vec<(String, String)> {
+        let name = |n: &NodeId| graph.node(*n).map_or(String::new(), |x| x.name.clone());
+        let list = |ids: &[NodeId]| ids.iter().map(name).collect::<Vec<_>>().join(", ");
+        step.nodes
+            .iter()
+            .filter_map(|layer| {
+                let g = channels::group_of(graph, graph.find_node(layer)?).ok()?;
+                let mut note = format!("group of {} channels: {}", g.channels, list(&g.producers));
+                let carried: Vec<NodeId> = g.norms.iter().chain(&g.depthwise).copied().collect();
+                if !carried.is_empty() {
+                    note.push_str(&format!("; with {}", list(&carried)));
+                }
+                let readers: Vec<NodeId> = g.readers.iter().map(|(r, _)| *r).collect();
+                note.push_str(&format!("; read by {}", list(&readers)));
+                Some((layer.clone(), note))
+            })
+            .collect()
+    }
+
     fn rewrite(
         &self,
         graph: &mut Graph,

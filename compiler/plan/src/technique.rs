@@ -56,6 +56,13 @@ pub trait Technique: Sync {
             .left_alone)
     }
 
+    /// What `explain` should say about each of the step's layers beyond its parameters, as
+    /// (layer, note) — e.g. the dependency group filter pruning would prune it with. None by
+    /// default.
+    fn notes(&self, _graph: &Graph, _step: &Step) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Rewrites the step's layers, recording `id` as the origin of what it changes.
     fn rewrite(
         &self,
