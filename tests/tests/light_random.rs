@@ -305,6 +305,12 @@ fn compressed_light_models_run_in_onnx_runtime() {
         for (what, text) in recipes {
             let t0 = Instant::now();
             let recipe = dir.path().join(format!("{what}.mcr"));
+            // SqueezeNet's last conv makes its 1000 classes: pruning its filters is an error.
+            let text = if name == "squeezenet" && what == "filters" {
+                text.replace("on Conv", "on Conv - \"n62\"")
+            } else {
+                text.to_string()
+            };
             std::fs::write(&recipe, text).unwrap();
             let s = mcc::recipe::check(&recipe, &r.model).unwrap();
             assert!(

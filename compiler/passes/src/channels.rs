@@ -51,6 +51,9 @@ pub struct Group {
     pub readers: Vec<(NodeId, Reader)>,
 }
 
+/// How an obstacle that is a graph output begins (the planner turns it into an error).
+pub const REACHES_OUTPUT: &str = "its channels reach the graph output";
+
 /// Why a layer's filters cannot be removed.
 pub type Obstacle = (Reason, String);
 
@@ -204,10 +207,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
         if graph.outputs().contains(&v) {
             return Err((
                 Reason::GraphInterface,
-                format!(
-                    "its channels reach the graph output `{}`",
-                    graph.value(v).name
-                ),
+                format!("{REACHES_OUTPUT} `{}`", graph.value(v).name),
             ));
         }
         if graph

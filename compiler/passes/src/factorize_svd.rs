@@ -27,7 +27,9 @@ use mcc_plan::plan::{ParamValue, Severity, Step};
 use mcc_plan::registry::{
     Applies, Default, ParamIssue, ParamType, Params, RATIO, Status, Sweep, VariantSchema, num, p,
 };
-use mcc_plan::{LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, Technique, TechniqueError};
+use mcc_plan::{
+    Infeasible, LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, Technique, TechniqueError,
+};
 
 use crate::factorize::{self, Part};
 use crate::linalg::eig_sym;
@@ -123,6 +125,27 @@ impl Technique for FactorizeSvd {
 
     fn collects_upfront(&self) -> bool {
         false
+    }
+
+    fn infeasible(&self, graph: &Graph, step: &Step) -> Vec<Infeasible> {
+        let given = num(&step.params, "rank").unwrap_or(0.0) as usize;
+        step.nodes
+            .iter()
+            .filter_map(|name| {
+                let l = layer(graph, name).ok()?;
+                let max = l.w.rows.min(l.w.k);
+                (given > max).then(|| Infeasible {
+                    node: name.clone(),
+                    message: format!(
+                        "rank {given} is above the rank of its {}×{} weight matrix (at most {max})",
+                        l.w.rows, l.w.k
+                    ),
+                    help: Some(format!(
+                        "give a rank of at most {max}, or use size or energy"
+                    )),
+                })
+            })
+            .collect()
     }
 
     fn check(&self, graph: &Graph, step: &Step) -> Result<Vec<LeftAlone>, TechniqueError> {

@@ -32,7 +32,9 @@ use mcc_plan::plan::{ParamValue, Severity, Step};
 use mcc_plan::registry::{
     Applies, CRITERIA, Default, ParamIssue, Params, RATIO, Status, VariantSchema, num, p,
 };
-use mcc_plan::{LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, Technique, TechniqueError};
+use mcc_plan::{
+    Infeasible, LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, Technique, TechniqueError,
+};
 
 use crate::channels::{self, Group, Reader};
 use crate::prune;
@@ -135,6 +137,22 @@ impl Technique for PruneFilters {
                 })
             })
             .collect())
+    }
+
+    fn infeasible(&self, graph: &Graph, step: &Step) -> Vec<Infeasible> {
+        step.nodes
+            .iter()
+            .filter_map(|name| {
+                let (_, detail) = channels::group_of(graph, graph.find_node(name)?).err()?;
+                detail.starts_with(channels::REACHES_OUTPUT).then(|| Infeasible {
+                    node: name.clone(),
+                    message: format!("{detail}, whose shape is the model's interface"),
+                    help: Some(format!(
+                        "exclude it from the selector (`… - \"{name}\"`): a classifier's outputs are its classes"
+                    )),
+                })
+            })
+            .collect()
     }
 
     fn notes(&self, graph: &Graph, step: &Step) -> Vec<(String, String)> {

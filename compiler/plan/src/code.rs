@@ -58,6 +58,9 @@ define_codes! {
     EmptySelector = "empty_selector",
     /// a required parameter not given.
     MissingParameter = "missing_parameter",
+    /// a rule that cannot apply as written to a layer it selects (a rank above the layer's,
+    /// pruning a graph output's channels).
+    Infeasible = "infeasible",
     /// a step whose parameters make it read calibration statistics, without calibration data.
     NeedsCalibration = "needs_calibration",
     /// a technique without a default variant, written without one.

@@ -19,5 +19,5 @@ pub mod technique;
 pub use reason::Reason;
 pub use registry::Registry;
 pub use technique::{
-    LeftAlone, Merged, Outcome, Stat, StatRequest, Stats, Technique, TechniqueError,
+    Infeasible, LeftAlone, Merged, Outcome, Stat, StatRequest, Stats, Technique, TechniqueError,
 };

@@ -333,6 +333,41 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Each step's layers it cannot apply to as written (`Technique::infeasible`), on the
+    /// model as given.
+    fn check_feasible(&mut self, graph: &Graph) {
+        let found: Vec<(usize, Span, String, crate::Infeasible)> = self
+            .plan
+            .stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter_map(|step| {
+                let t = self.registry.implementation(step.technique, step.variant)?;
+                Some((step, t.infeasible(graph, step)))
+            })
+            .flat_map(|(step, list)| {
+                list.into_iter().map(move |i| {
+                    (
+                        step.origin.file,
+                        step.origin.span,
+                        format!("{} {}", step.technique, step.variant),
+                        i,
+                    )
+                })
+            })
+            .collect();
+        for (file, span, what, i) in found {
+            self.error(
+                Code::Infeasible,
+                file,
+                span,
+                format!("`{what}` cannot apply to `{}`: {}", i.node, i.message),
+                format!("selects `{}`", i.node),
+                i.help,
+            );
+        }
+    }
+
     fn diag(
         &mut self,
         severity: Severity,
@@ -1600,6 +1635,7 @@ pub fn check(
     }
     checker.run();
     checker.check_data_needs(graph);
+    checker.check_feasible(graph);
     let mut diags = checker.diags;
     diags.sort_by(|a, b| {
         a.severity

@@ -56,6 +56,13 @@ pub trait Technique: Sync {
             .left_alone)
     }
 
+    /// Layers the step selects but cannot apply to as written, found on the model before any
+    /// step runs (a rank above the layer's, pruning the channels of a graph output): each
+    /// is an error at the rule when the recipe is checked. None by default.
+    fn infeasible(&self, _graph: &Graph, _step: &Step) -> Vec<Infeasible> {
+        Vec::new()
+    }
+
     /// What `explain` should say about each of the step's layers beyond its parameters, as
     /// (layer, note) — e.g. the dependency group filter pruning would prune it with. None by
     /// default.
@@ -102,6 +109,17 @@ pub struct Merged {
     /// came after (a norm, an activation, the second of a linear pair, a join), `into` itself
     /// when it came before (a Pad).
     pub stands_for: String,
+}
+
+/// A layer a step selects but cannot apply to as written: a compile-time error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Infeasible {
+    /// The layer.
+    pub node: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: Option<String>,
 }
 
 /// A selected layer a technique did not change, and why.
