@@ -84,11 +84,16 @@ pub struct Sensitivity {
 }
 
 /// Runs the plan with sweepable steps restricted: step `only` (if any) to `layer` with `param`
-/// set to `value`, the other sweepable steps to nothing.
-fn apply(s: &Session, only: Option<(usize, &str, &str, f64)>) -> Result<Graph, Error> {
+/// set to `value`, the other sweepable steps to nothing. Steps that read statistics get them
+/// from `calibration` (collected on the model as each such step finds it, as in a build).
+fn apply(
+    s: &Session,
+    calibration: &Option<Tensor>,
+    threads: usize,
+    only: Option<(usize, &str, &str, f64)>,
+) -> Result<Graph, Error> {
     let mut graph = s.model.graph.clone();
-    // No data: a step that asks for statistics says it needs calibration data.
-    let mut no_data = Calibration::new(None, 1);
+    let mut stats = Calibration::new(calibration.clone(), threads);
     let mut index = 0;
     for stage in &s.checked.plan.stages {
         for step in &stage.steps {
@@ -111,7 +116,7 @@ fn apply(s: &Session, only: Option<(usize, &str, &str, f64)>) -> Result<Graph, E
                     _ => continue,
                 }
             }
-            run_step(s, &mut graph, &step, StepId(index as u32), &mut no_data)?;
+            run_step(s, &mut graph, &step, StepId(index as u32), &mut stats)?;
         }
     }
     Ok(graph)
@@ -203,7 +208,7 @@ pub fn run(s: &Session, threads: usize, samples: Option<usize>) -> Result<Sensit
         Metric::Accuracy => meter.measure(&s.model.graph)?.0,
         Metric::OutputError => 0.0,
     };
-    let (baseline, engine) = meter.measure(&apply(s, None)?)?;
+    let (baseline, engine) = meter.measure(&apply(s, &calibration, threads, None)?)?;
     // The work list.
     let mut work = vec![];
     let mut not_swept = vec![];
@@ -236,7 +241,12 @@ pub fn run(s: &Session, threads: usize, samples: Option<usize>) -> Result<Sensit
             _ => continue,
         };
         let at = |value: f64| -> Result<Point, Error> {
-            let g = apply(s, Some((index, &layer, sweep.param, value)))?;
+            let g = apply(
+                s,
+                &calibration,
+                threads,
+                Some((index, &layer, sweep.param, value)),
+            )?;
             let metric = meter.measure(&g)?.0;
             bar.inc(1);
             Ok(Point { value, metric })
