@@ -8,27 +8,10 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::OnceLock;
 
-/// The `recipe` target's small LeNet-like model.
-const MODEL: &str = r#"graph "m" {
-  input %x: f32[N,1,12,12]
-  const %w1: f32[4,1,3,3] = splat(0.5)
-  const %b1: f32[4] = splat(0.0)
-  const %w2: f32[10,100] = splat(0.25)
-  const %b2: f32[10] = splat(0.0)
-  node /conv1/Conv = Conv(%x, %w1, %b1) {kernel_shape=[3, 3]} -> %c1: f32[N,4,10,10]
-  node /relu/Relu = Relu(%c1) -> %r1: f32[N,4,10,10]
-  node /pool/MaxPool = MaxPool(%r1) {kernel_shape=[2, 2], strides=[2, 2]} -> %p1: f32[N,4,5,5]
-  node /flatten/Flatten = Flatten(%p1) -> %f1: f32[N,100]
-  node /fc/Gemm = Gemm(%f1, %w2, %b2) {transB=1} -> %y: f32[N,10]
-  output %y
-}"#;
-
-fn model() -> &'static mcc_ir::Graph {
-    static G: OnceLock<mcc_ir::Graph> = OnceLock::new();
-    G.get_or_init(|| mcc_ir::text::parse(MODEL).expect("the fuzz model parses"))
-}
+#[path = "small_model.rs"]
+mod small_model;
+use small_model::model;
 
 /// Choices read off the fuzz input; zeros once it is used up.
 struct Gen<'a> {
@@ -64,8 +47,18 @@ const VALUES: &[&str] = &[
     "50%", "0%", "100%", "250%", "-5%", "0.5", "1e400", "auto", "amount", "sparsity", "p", "q",
     "\"l1\"", "4 KiB", "8 bits", "3", "channel", "tensor", "same",
 ];
-const PARAMS: &[&str] = &["amount", "sparsity", "bits", "per", "pad", "keep", "by", "p", "q"];
-const TYPES: &[&str] = &["", ": ratio", ": bits", ": word", ": number", ": size", ": nothing"];
+const PARAMS: &[&str] = &[
+    "amount", "sparsity", "bits", "per", "pad", "keep", "by", "p", "q",
+];
+const TYPES: &[&str] = &[
+    "",
+    ": ratio",
+    ": bits",
+    ": word",
+    ": number",
+    ": size",
+    ": nothing",
+];
 const ATOMS: &[&str] = &[
     "*",
     "Conv",
@@ -244,7 +237,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let handler = miette::GraphicalReportHandler::new();
     for r in mcc::diagnostics::rendered(&checked) {
         let mut s = String::new();
-        handler.render_report(&mut s, &r).expect("a diagnostic renders");
+        handler
+            .render_report(&mut s, &r)
+            .expect("a diagnostic renders");
     }
     let _ = mcc::diagnostics::checked_json_lines(&checked, "fuzz.mcr");
 });

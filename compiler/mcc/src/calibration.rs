@@ -220,7 +220,7 @@ impl Stats for Calibration {
     }
 
     fn invalidate(&mut self) {
-        self.cache.clear();
+        Calibration::invalidate(self);
     }
 }
 

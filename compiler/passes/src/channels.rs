@@ -44,9 +44,9 @@ pub struct Group {
     pub norms: Vec<NodeId>,
     /// Depthwise convolutions on the way (one filter per channel; `group` is the channels).
     pub depthwise: Vec<NodeId>,
-    /// Reshapes that flatten the channels: a literal feature count in their target shape
-    /// changes with the channels.
-    pub reshapes: Vec<NodeId>,
+    /// Reshapes that flatten the channels, with the features per channel: a literal feature
+    /// count in their target shape changes with the channels.
+    pub reshapes: Vec<(NodeId, usize)>,
     /// Layers reading the channels, and how.
     pub readers: Vec<(NodeId, Reader)>,
 }
@@ -199,7 +199,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     let (mut producers, mut norms, mut readers) =
         (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
     let mut dws = BTreeSet::new();
-    let mut reshapes = BTreeSet::new();
+    let mut reshapes = BTreeMap::new();
     while let Some(v) = todo.pop() {
         if !seen.insert(v) {
             continue;
@@ -327,9 +327,6 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                     todo.extend(un.outputs.first().copied());
                 }
                 o if slot == 0 && flattens(graph, o, v, un.outputs.first().copied()) => {
-                    if matches!(o, Op::Reshape(_)) {
-                        reshapes.insert(u);
-                    }
                     let flat = *un
                         .outputs
                         .first()
@@ -349,6 +346,9 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                             Reason::UnknownShape,
                             "a flattened size is not known".to_string(),
                         ))?;
+                    if matches!(o, Op::Reshape(_)) {
+                        reshapes.insert(u, per);
+                    }
                     for (g, gslot) in graph.users(flat) {
                         let gn = graph.node(g).ok_or((Reason::MergedAway, String::new()))?;
                         match &gn.op {

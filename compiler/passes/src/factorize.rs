@@ -8,6 +8,40 @@
 //! Weights that nothing reads afterwards are removed.
 
 use mcc_ir::{Dim, Graph, NodeId, Op, Origin, StepId, Tensor};
+use mcc_plan::registry::{Default, ParamSchema, ParamType, RATIO, Sweep, p};
+
+/// The `rank` parameter of the factorizations.
+pub const RANK: ParamSchema = p(
+    "rank",
+    ParamType::Int {
+        min: 0,
+        max: 1 << 20,
+    },
+    Default::Num(0.0),
+    "rank kept, for every factor (0: from size, else energy)",
+);
+
+/// The `energy` parameter of the factorizations.
+pub const ENERGY: ParamSchema = p(
+    "energy",
+    RATIO,
+    Default::Num(0.95),
+    "per factor, the fraction of squared singular values kept when neither rank nor size is given",
+);
+
+/// The `size` parameter of the factorizations.
+pub const SIZE: ParamSchema = p(
+    "size",
+    RATIO,
+    Default::Num(0.0),
+    "the factors keep at most this fraction of the layer's weights (0: unused)",
+);
+
+/// What `mcc sensitivity` sweeps for a factorization.
+pub const SWEEP: Sweep = Sweep {
+    param: "energy",
+    values: &[0.99, 0.95, 0.9, 0.8, 0.6],
+};
 
 /// A layer inserted before the original one.
 pub struct Part {

@@ -25,13 +25,14 @@
 use mcc_ir::{Graph, NodeId, Op, StepId};
 use mcc_plan::plan::{ParamValue, Severity, Step};
 use mcc_plan::registry::{
-    Applies, Default, ParamIssue, ParamType, Params, RATIO, Status, Sweep, VariantSchema, num, p,
+    Applies, Default, ParamIssue, ParamType, Params, Status, VariantSchema, num, p,
 };
 use mcc_plan::{
-    Infeasible, LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, Technique, TechniqueError,
+    Infeasible, LeftAlone, Outcome, Reason, StatRequest, Stats, Technique, TechniqueError,
 };
 
 use crate::factorize::{self, Part};
+use crate::layers;
 use crate::linalg::eig_sym;
 use crate::reconstruct::{self, Rows, View};
 
@@ -40,27 +41,9 @@ pub const VARIANT: VariantSchema = VariantSchema {
     name: "svd",
     summary: "a linear layer as a low-rank pair, from the truncated SVD of its weights",
     params: &[
-        p(
-            "rank",
-            ParamType::Int {
-                min: 0,
-                max: 1 << 20,
-            },
-            Default::Num(0.0),
-            "rank kept (0: from size, else energy)",
-        ),
-        p(
-            "energy",
-            RATIO,
-            Default::Num(0.95),
-            "fraction of the squared singular values kept when neither rank nor size is given",
-        ),
-        p(
-            "size",
-            RATIO,
-            Default::Num(0.0),
-            "the pair keeps at most this fraction of the layer's weights (0: unused)",
-        ),
+        factorize::RANK,
+        factorize::ENERGY,
+        factorize::SIZE,
         p(
             "data",
             ParamType::Choice(&["off", "on"]),
@@ -71,10 +54,7 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Weighted,
     status: Status::Ready(&FactorizeSvd),
     check_params,
-    sweep: Some(Sweep {
-        param: "energy",
-        values: &[0.99, 0.95, 0.9, 0.8, 0.6],
-    }),
+    sweep: Some(factorize::SWEEP),
 };
 
 /// Keeping no energy or no size leaves nothing.
@@ -114,13 +94,7 @@ impl Technique for FactorizeSvd {
         if !data(step) {
             return Vec::new();
         }
-        step.nodes
-            .first()
-            .map(|layer| StatRequest::Gram {
-                layer: layer.clone(),
-            })
-            .into_iter()
-            .collect()
+        layers::first_gram(step)
     }
 
     fn collects_upfront(&self) -> bool {
@@ -177,22 +151,7 @@ impl Technique for FactorizeSvd {
                 message,
             };
             let h = if data(step) {
-                let stat = stats.get(
-                    graph,
-                    &StatRequest::Gram {
-                        layer: name.clone(),
-                    },
-                )?;
-                let Stat::Gram { k, rows, data } = &*stat else {
-                    return Err(fail("the calibration context returned no XᵀX".into()));
-                };
-                if *k != l.w.k {
-                    return Err(fail(format!(
-                        "XᵀX is {k} wide, the layer has {} inputs per output",
-                        l.w.k
-                    )));
-                }
-                Some(reconstruct::hessian(data, *k, *rows).map_err(fail)?)
+                Some(layers::hessian(graph, stats, name, l.w.k).map_err(fail)?)
             } else {
                 None
             };
@@ -378,32 +337,9 @@ struct Layer {
 }
 
 fn layer(graph: &Graph, name: &str) -> Result<Layer, LeftAlone> {
-    let leave = |reason: Reason, detail: String| LeftAlone {
-        node: name.to_string(),
-        reason,
-        detail,
-    };
-    let Some((n, node)) = graph
-        .find_node(name)
-        .and_then(|n| graph.node(n).map(|x| (n, x)))
-    else {
-        return Err(leave(
-            Reason::MergedAway,
-            "an earlier step merged it into another layer".into(),
-        ));
-    };
-    let Some(wv) = node.inputs.get(1).copied().flatten() else {
-        return Err(leave(
-            Reason::MissingOperand,
-            "it has no weight operand".into(),
-        ));
-    };
-    let Some(t) = graph.const_data(wv).filter(|t| t.as_f32().is_some()) else {
-        return Err(leave(
-            Reason::NotConstant,
-            "its weights are not an f32 constant".into(),
-        ));
-    };
+    let leave = |reason: Reason, detail: String| layers::leave(name, reason, detail);
+    let w = layers::weighted(graph, name)?;
+    let (n, node, t) = (w.id, w.node, w.tensor);
     let shape = t.shape().to_vec();
     if matches!(node.op, Op::Conv(_)) && shape.len() == 4 && (shape[2], shape[3]) != (1, 1) {
         return Err(leave(

@@ -22,48 +22,22 @@
 
 use mcc_ir::{Graph, NodeId, Op, StepId, Tensor};
 use mcc_plan::plan::{Severity, Step};
-use mcc_plan::registry::{
-    Applies, Default, ParamIssue, ParamType, Params, RATIO, Status, Sweep, VariantSchema, num, p,
-};
+use mcc_plan::registry::{Applies, ParamIssue, Params, Status, VariantSchema, num};
 use mcc_plan::{LeftAlone, Outcome, Reason, Stats, Technique, TechniqueError};
 
 use crate::factorize::{self, Part};
+use crate::layers;
 use crate::linalg::eig_sym;
 
 /// `factorize tucker`: the registry entry.
 pub const VARIANT: VariantSchema = VariantSchema {
     name: "tucker",
     summary: "a k×k convolution as 1×1, a smaller k×k core, 1×1 (Tucker-2)",
-    params: &[
-        p(
-            "rank",
-            ParamType::Int {
-                min: 0,
-                max: 1 << 20,
-            },
-            Default::Num(0.0),
-            "rank of both channel modes (0: from size, else energy)",
-        ),
-        p(
-            "energy",
-            RATIO,
-            Default::Num(0.95),
-            "per mode, the fraction of squared singular values kept when neither rank nor size is given",
-        ),
-        p(
-            "size",
-            RATIO,
-            Default::Num(0.0),
-            "the three layers keep at most this fraction of the layer's weights (0: unused)",
-        ),
-    ],
+    params: &[factorize::RANK, factorize::ENERGY, factorize::SIZE],
     applies: Applies::Weighted,
     status: Status::Ready(&FactorizeTucker),
     check_params,
-    sweep: Some(Sweep {
-        param: "energy",
-        values: &[0.99, 0.95, 0.9, 0.8, 0.6],
-    }),
+    sweep: Some(factorize::SWEEP),
 };
 
 fn check_params(params: &Params) -> Vec<ParamIssue> {
@@ -282,24 +256,12 @@ struct Layer {
 }
 
 fn layer(graph: &Graph, name: &str) -> Result<Layer, LeftAlone> {
-    let leave = |reason: Reason, detail: String| LeftAlone {
-        node: name.to_string(),
-        reason,
-        detail,
-    };
-    let Some((n, node)) = graph
-        .find_node(name)
-        .and_then(|n| graph.node(n).map(|x| (n, x)))
-    else {
-        return Err(leave(
-            Reason::MergedAway,
-            "an earlier step merged it into another layer".into(),
-        ));
-    };
-    let Op::Conv(conv) = &node.op else {
+    let leave = |reason: Reason, detail: String| layers::leave(name, reason, detail);
+    let w = layers::weighted(graph, name)?;
+    let Op::Conv(conv) = &w.node.op else {
         return Err(leave(
             Reason::UnsupportedOp,
-            format!("a {} (Tucker-2 factorizes convolutions)", node.op.name()),
+            format!("a {} (Tucker-2 factorizes convolutions)", w.node.op.name()),
         ));
     };
     if conv.group != 1 || conv.auto_pad != mcc_ir::AutoPad::NotSet {
@@ -308,14 +270,8 @@ fn layer(graph: &Graph, name: &str) -> Result<Layer, LeftAlone> {
             "a grouped convolution or one with auto_pad".into(),
         ));
     }
-    let Some(t) = node
-        .inputs
-        .get(1)
-        .copied()
-        .flatten()
-        .and_then(|w| graph.const_data(w))
-        .and_then(Tensor::as_f32)
-    else {
+    let n = w.id;
+    let Some(t) = w.tensor.as_f32() else {
         return Err(leave(
             Reason::NotConstant,
             "its weights are not an f32 constant".into(),

@@ -13,6 +13,7 @@ pub mod factorize;
 pub mod factorize_svd;
 pub mod factorize_tucker;
 mod fold_constants;
+pub mod layers;
 pub mod linalg;
 pub mod merge;
 pub mod merge_activations;

@@ -13,8 +13,9 @@ use mcc_ir::stored::Layout;
 use mcc_ir::{Graph, NodeId, Origin, StepId, Stored, Tensor, ValueId};
 use mcc_plan::plan::{ParamValue, Step};
 use mcc_plan::registry::{Default, ParamSchema, ParamType, p};
-use mcc_plan::{LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, TechniqueError};
+use mcc_plan::{LeftAlone, Outcome, Reason, StatRequest, Stats, TechniqueError};
 
+use crate::layers;
 use crate::reconstruct::{self, Pattern, View};
 
 /// The `by` parameter: which weights go.
@@ -65,13 +66,7 @@ pub fn needs(step: &Step, s: Settings) -> Vec<StatRequest> {
     if !s.uses_data() {
         return Vec::new();
     }
-    step.nodes
-        .first()
-        .map(|layer| StatRequest::Gram {
-            layer: layer.clone(),
-        })
-        .into_iter()
-        .collect()
+    layers::first_gram(step)
 }
 
 /// A layer a pruning step can change: its node, weights, their shape and how they map to
@@ -98,34 +93,16 @@ pub enum Skip {
 /// The layer `name` with f32 constant weights; `pattern` (when given) needs them as rows × k
 /// and must fit them.
 pub fn layer(graph: &Graph, name: &str, pattern: Option<Pattern>) -> Result<Layer, Skip> {
-    let leave = |reason: Reason, detail: String| {
-        Skip::Left(LeftAlone {
-            node: name.to_string(),
-            reason,
-            detail,
-        })
-    };
-    let Some((n, node)) = graph
-        .find_node(name)
-        .and_then(|n| graph.node(n).map(|x| (n, x)))
-    else {
-        return Err(leave(
-            Reason::MergedAway,
-            "an earlier step merged it into another layer".into(),
-        ));
-    };
-    let Some(w) = node.inputs.get(1).copied().flatten() else {
-        return Err(leave(
-            Reason::MissingOperand,
-            "it has no weight operand".into(),
-        ));
-    };
-    let Some(data) = graph.const_data(w).and_then(Tensor::as_f32) else {
+    let leave = |reason: Reason, detail: String| Skip::Left(layers::leave(name, reason, detail));
+    let w = layers::weighted(graph, name).map_err(Skip::Left)?;
+    let (n, node) = (w.id, w.node);
+    let Some(data) = w.tensor.as_f32() else {
         return Err(leave(
             Reason::NotConstant,
             "its weights are not an f32 constant".into(),
         ));
     };
+    let w = w.weights;
     if data.as_slice().is_none() {
         return Err(Skip::Fail("non-contiguous weights".into()));
     }
@@ -217,22 +194,7 @@ pub fn rewrite(
             .and_then(|t| reconstruct::to_rows(t, view))
             .ok_or_else(|| fail("its weights are not an f32 constant".into()))?;
         let h = if s.uses_data() {
-            let stat = stats.get(
-                graph,
-                &StatRequest::Gram {
-                    layer: name.clone(),
-                },
-            )?;
-            let Stat::Gram { k, rows, data } = &*stat else {
-                return Err(fail("the calibration context returned no XᵀX".into()));
-            };
-            if *k != w0.k {
-                return Err(fail(format!(
-                    "XᵀX is {k} wide, the layer has {} inputs per output",
-                    w0.k
-                )));
-            }
-            Some(reconstruct::hessian(data, *k, *rows).map_err(fail)?)
+            Some(layers::hessian(graph, stats, name, w0.k).map_err(fail)?)
         } else {
             None
         };

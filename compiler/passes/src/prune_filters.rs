@@ -33,10 +33,11 @@ use mcc_plan::registry::{
     Applies, CRITERIA, Default, ParamIssue, Params, RATIO, Status, VariantSchema, num, p,
 };
 use mcc_plan::{
-    Infeasible, LeftAlone, Outcome, Reason, Stat, StatRequest, Stats, Technique, TechniqueError,
+    Infeasible, LeftAlone, Outcome, Reason, StatRequest, Stats, Technique, TechniqueError,
 };
 
 use crate::channels::{self, Group, Reader};
+use crate::layers;
 use crate::prune;
 use crate::reconstruct::{self, View};
 
@@ -423,24 +424,8 @@ fn shrink(graph: &mut Graph, g: &Group, kept: &[usize]) -> Result<(), String> {
             c.group = kept.len() as i64;
         }
     }
-    for &n in &g.reshapes {
+    for &(n, per) in &g.reshapes {
         // A literal feature count (`[N, 25088]`, not `[0, -1]`) follows the channels.
-        let x = graph
-            .node(n)
-            .and_then(|x| x.inputs.first().copied().flatten())
-            .ok_or("a Reshape lost its input")?;
-        let per: usize = graph
-            .value(x)
-            .ty
-            .shape
-            .as_ref()
-            .and_then(|s| {
-                s.iter()
-                    .skip(2)
-                    .map(|d| d.fixed())
-                    .product::<Option<usize>>()
-            })
-            .ok_or("a flattened size is not known")?;
         let t = operand(graph, n, 1).ok_or("a Reshape's target shape is not constant")?;
         let (old, new) = ((g.channels * per) as i64, (kept.len() * per) as i64);
         let target: Vec<i64> = t
@@ -487,21 +472,7 @@ fn refit_reader(
     let t = operand(graph, r, 1).ok_or("the reader's weights are not constant")?;
     let view = reconstruct::view(&node.op, t.shape())?;
     let w0 = reconstruct::to_rows(t, view).ok_or("the reader's weights are not f32")?;
-    let stat = stats
-        .get(
-            graph,
-            &StatRequest::Gram {
-                layer: name.to_string(),
-            },
-        )
-        .map_err(|e| e.message)?;
-    let Stat::Gram { k, rows, data } = &*stat else {
-        return Err("the calibration context returned no XᵀX".into());
-    };
-    if *k != w0.k {
-        return Err(format!("XᵀX is {k} wide, the reader has {} inputs", w0.k));
-    }
-    let h = reconstruct::hessian(data, *k, *rows)?;
+    let h = layers::hessian(graph, stats, name, w0.k)?;
     // Inputs per channel: a Conv's kh·kw, a Gemm's flattened spatial size.
     let per = match how {
         Reader::Conv => w0.k / channels.max(1),
