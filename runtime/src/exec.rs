@@ -8,6 +8,7 @@ use crate::kernels::eltwise;
 use crate::kernels::epilogue::{Act, Bias, Epilogue};
 use crate::kernels::gemm::{self, Isa, PackedA, PackedB};
 use crate::kernels::pool;
+use crate::kernels::sparse::{self, SparseB};
 use crate::kernels::window;
 use crate::program::{Access, Buf, ConvLayout, Program, Src, Step};
 use crate::threads::{Pool, split};
@@ -143,6 +144,15 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
         } => {
             need(x, rows * k, "input")?;
             need(y, rows * n, "output")?;
+        }
+        Step::SparseDense {
+            x, y, rows, k, n, ..
+        } => {
+            need(x, rows * k, "input")?;
+            need(y, rows * n, "output")?;
+            if sparse::scratch_len(*k) > scratch {
+                return Err("the scratch buffer is too small".into());
+            }
         }
         Step::MaxPool { x, y, g, blocked }
         | Step::AvgPool {
@@ -510,6 +520,20 @@ impl<'p> Runner<'p> {
         } else {
             Weights::Owned(AlignedVec::from_slice(weights))
         };
+        // The stored sparse matrices, once: `weights` never changes while the runner lives,
+        // so the kernels may then read them unchecked (`SparseB::trusted`).
+        for (i, step) in prog.steps.iter().enumerate() {
+            if let Step::SparseDense { k, n, nnz, w, .. } = step {
+                let words = &weights[*w..w + sparse::sparse_len(*n, *nnz)];
+                let b = SparseB::new(*k, *n, words).map_err(|e| format!("step {i}: {e}"))?;
+                if b.nnz() != *nnz {
+                    return Err(format!(
+                        "step {i}: the sparse matrix holds {} nonzeros, not {nnz}",
+                        b.nnz()
+                    ));
+                }
+            }
+        }
         Ok(Runner {
             prog,
             weights,
@@ -679,7 +703,7 @@ impl<'p> Runner<'p> {
         // sample.
         let mut i = which.start;
         while i < which.end {
-            let whole = |s: &Step| matches!(s, Step::Dense { .. });
+            let whole = |s: &Step| matches!(s, Step::Dense { .. } | Step::SparseDense { .. });
             let n = steps[i - which.start..]
                 .iter()
                 .take_while(|s| !whole(s))
@@ -862,6 +886,18 @@ impl<'p> Runner<'p> {
                 let parts = if splits { threads } else { 1 };
                 self.pool.run(parts, &|t| {
                     if let Err(e) = ctx.dense(step, t, parts) {
+                        fail(e);
+                    }
+                });
+            }
+            Step::SparseDense { .. } => {
+                // Like a dense step: the whole batch, split by rows or, for one row, columns.
+                let parts = if splits { threads } else { 1 };
+                self.pool.run(parts, &|t| {
+                    let Some(Ok(mut buf)) = scratch.get(t).map(|m| m.lock()) else {
+                        return fail("no scratch for a task".into());
+                    };
+                    if let Err(e) = ctx.sparse_dense(step, t, parts, &mut buf[..]) {
                         fail(e);
                     }
                 });
@@ -1437,6 +1473,57 @@ impl Ctx<'_> {
         gemm::gemm_packed_b(self.isa, xs, k, r.len(), pb, ys, n, &ep, 0..r.len(), 0..n)
     }
 
+    /// A sparse fully connected step, part `t` of `parts`: a share of the rows (whole tiles),
+    /// or of the columns when there is a single row; `buf` is the task's scratch.
+    fn sparse_dense(
+        &self,
+        step: &Step,
+        t: usize,
+        parts: usize,
+        buf: &mut [f32],
+    ) -> Result<(), String> {
+        let Step::SparseDense {
+            x,
+            y,
+            rows,
+            k,
+            n,
+            nnz,
+            w,
+            bias,
+            act,
+        } = step
+        else {
+            return Err("not a sparse dense step".into());
+        };
+        if x.len != rows * k || y.len != rows * n {
+            return Err("sparse dense: buffers do not match the layer".into());
+        }
+        let (k, n, m) = (*k, *n, rows * self.batch);
+        let (x0, y0) = (x.off * self.batch, y.off * self.batch);
+        // SAFETY: `Runner::with_weights` checked these words with `SparseB::new` for this
+        // step's k and n, and a runner's weights never change.
+        #[allow(unsafe_code)]
+        let b = unsafe { SparseB::trusted(k, n, &self.w[*w..w + sparse::sparse_len(n, *nnz)]) };
+        let ep = Epilogue {
+            bias: bias.map_or(Bias::None, |o| Bias::PerCol(&self.w[o..o + n])),
+            residual: None,
+            act: *act,
+        };
+        if m == 1 {
+            let c = split(n, parts, 16, t);
+            let input = x0..x0 + k;
+            let ([xs], ys) = self.arena.views([input], y0 + c.start..y0 + c.end)?;
+            return sparse::sparse_dense(self.isa, xs, k, 1, &b, ys, c.len(), &ep, c, buf);
+        }
+        let r = split(m, parts, 16, t);
+        let input = x0 + r.start * k..x0 + r.end * k;
+        let ([xs], ys) = self
+            .arena
+            .views([input], y0 + r.start * n..y0 + r.end * n)?;
+        sparse::sparse_dense(self.isa, xs, k, r.len(), &b, ys, n, &ep, 0..n, buf)
+    }
+
     /// Step `step` on sample `s` (all of it), with `buf` as im2col scratch.
     fn sample(
         &self,
@@ -1498,7 +1585,9 @@ impl Ctx<'_> {
                 let ws = &wts[*w..w + m * g.kh * g.kw];
                 depthwise(self.isa, *blocked, xs, g, *m, ws, bias, *act, ys)
             }
-            Step::Dense { .. } => Err("dense steps run over the whole batch".into()),
+            Step::Dense { .. } | Step::SparseDense { .. } => {
+                Err("dense steps run over the whole batch".into())
+            }
             Step::MaxPool { x, y, g, blocked } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
                 max_pool(self.isa, *blocked, xs, g, ys)

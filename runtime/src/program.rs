@@ -22,6 +22,7 @@ use crate::kernels::conv::Geometry;
 use crate::kernels::eltwise::BinOp;
 use crate::kernels::epilogue::Act;
 use crate::kernels::gemm::{pack_a_len, pack_b_len};
+use crate::kernels::sparse::sparse_len;
 
 /// A tensor in the arena: per-sample offset and length, in floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -515,6 +516,29 @@ define_steps! {
         /// The direction.
         to_blocked: bool,
     };
+
+    /// A fully connected layer on its nonzero weights only ([`crate::kernels::sparse`]):
+    /// each sample's `rows × k` times a `k × n` matrix stored column by column.
+    SparseDense = 15 {
+        /// Input.
+        x: Buf => read,
+        /// Output.
+        y: Buf => write,
+        /// Rows per sample.
+        rows: usize,
+        /// Depth.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Nonzero weights.
+        nnz: usize,
+        /// Offset of the stored matrix (`sparse_len(n, nnz)`).
+        w: usize => weights(sparse_len(*n, *nnz)),
+        /// Offset of the bias (n floats).
+        bias: Option<usize> => weights(*n),
+        /// Activation.
+        act: Act,
+    } flops = 2 * rows * nnz;
 }
 
 impl Step {
@@ -634,7 +658,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG3");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG4");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1163,6 +1187,17 @@ mod tests {
                 perm: vec![2, 0, 1],
             },
             Step::Copy { x: buf(), y: buf() },
+            Step::SparseDense {
+                x: buf(),
+                y: buf(),
+                rows: 1501,
+                k: 1502,
+                n: 1503,
+                nnz: 1504,
+                w: 1505,
+                bias: Some(1506),
+                act: Act::LeakyRelu(0.5),
+            },
         ];
         Program {
             fixed_batch: Some(3),
@@ -1202,7 +1237,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (289, 0x78c1_4668_0714_252f),
+            (303, 0xba9f_0059_61cf_b6df),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

@@ -91,7 +91,7 @@ pub fn splittable(s: &Step, batch: usize, threads: usize) -> bool {
     let one = batch < threads;
     let flops = s.flops();
     match s {
-        Step::Dense { .. } => flops.saturating_mul(batch) > DENSE_SPLIT,
+        Step::Dense { .. } | Step::SparseDense { .. } => flops.saturating_mul(batch) > DENSE_SPLIT,
         Step::Conv {
             layout: ConvLayout::Blocked { .. },
             ..
@@ -112,6 +112,7 @@ fn weight_floats(s: &Step) -> usize {
     match s {
         Step::Conv { g, m, groups, .. } => m * g.c / groups.max(&1) * g.kh * g.kw,
         Step::Dense { k, n, .. } => k * n,
+        Step::SparseDense { nnz, .. } => 2 * nnz,
         Step::Depthwise { g, m, .. } => m * g.kh * g.kw,
         _ => 0,
     }

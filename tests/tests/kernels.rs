@@ -55,6 +55,18 @@ fn konst(g: &mut Graph, name: &str, dims: &[usize], r: &mut Rng) -> mcc_ir::Valu
     g.add_const(name, Tensor::from_vec(dims, r.data(n)).unwrap())
 }
 
+/// A constant with 2 to 8% of its elements nonzero (the sparse kernel's weights).
+fn sparse_konst(g: &mut Graph, dims: &[usize], r: &mut Rng) -> mcc_ir::ValueId {
+    let n = dims.iter().product();
+    let keep = r.range(2, 8) as u64;
+    let v: Vec<f32> = r
+        .data(n)
+        .into_iter()
+        .map(|v| if r.next() % 100 < keep { v } else { 0.0 })
+        .collect();
+    g.add_const("w", Tensor::from_vec(dims, v).unwrap())
+}
+
 fn node(g: &mut Graph, op: Op, ins: Vec<Option<mcc_ir::ValueId>>) -> Option<mcc_ir::ValueId> {
     let n = g.add_node(
         "layer",
@@ -209,13 +221,27 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
             node(&mut g, op, vec![Some(x)])?;
         }
         4 => {
-            let (k, n) = (r.range(1, 70), r.range(1, 70));
+            // Half of them deep and mostly zero: the sparse kernel's layers.
+            let sparse = r.range(0, 1) == 1;
+            let k = if sparse {
+                r.range(150, 400)
+            } else {
+                r.range(1, 70)
+            };
+            let n = r.range(1, 70);
             let trans = r.range(0, 1) == 1;
             let x = input(&mut g, &[k]);
-            let wv = konst(&mut g, "w", &if trans { [n, k] } else { [k, n] }, r);
+            let wv = if sparse {
+                sparse_konst(&mut g, &if trans { [n, k] } else { [k, n] }, r)
+            } else {
+                konst(&mut g, "w", &if trans { [n, k] } else { [k, n] }, r)
+            };
             let bias = (r.range(0, 1) == 1).then(|| konst(&mut g, "b", &[n], r));
             let (a, ap) = act(r);
-            desc = format!("Gemm k{k} n{n} transB {trans} bias {} {a}", bias.is_some());
+            desc = format!(
+                "Gemm k{k} n{n} transB {trans} bias {} {a} sparse {sparse}",
+                bias.is_some()
+            );
             let op = Op::Gemm(op::Gemm {
                 transB: trans as i64,
                 alpha: 0.5,
@@ -315,10 +341,21 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
         }
         8 => {
             // Several rows per sample: full 6-row tiles of the packed-B (dense) kernels.
-            let (rows, k, n) = (r.range(1, 14), r.range(1, 40), r.range(1, 140));
+            // Half of them deep and mostly zero, with up to 120 rows a batch: the sparse
+            // kernel's 8-, 16- and 64-row tiles.
+            let sparse = r.range(0, 1) == 1;
+            let (rows, k, n) = if sparse {
+                (r.range(1, 40), r.range(150, 400), r.range(1, 40))
+            } else {
+                (r.range(1, 14), r.range(1, 40), r.range(1, 140))
+            };
             let x = input(&mut g, &[rows, k]);
-            let wv = konst(&mut g, "w", &[k, n], r);
-            desc = format!("MatMul rows{rows} k{k} n{n}");
+            let wv = if sparse {
+                sparse_konst(&mut g, &[k, n], r)
+            } else {
+                konst(&mut g, "w", &[k, n], r)
+            };
+            desc = format!("MatMul rows{rows} k{k} n{n} sparse {sparse}");
             node(
                 &mut g,
                 Op::MatMul(op::MatMul::default()),
@@ -429,12 +466,19 @@ fn model(r: &mut Rng) -> Option<(String, Graph)> {
 fn random_layers_match_the_reference_evaluator() {
     let isas = suite_isas("random layers").unwrap();
     let mut r = Rng(2026);
-    let mut tested = 0;
+    let (mut tested, mut sparse) = (0, 0);
     while tested < 1000 {
         let Some((desc, g)) = model(&mut r) else {
             continue;
         };
         let prog = mcc_codegen::lower(&g).unwrap_or_else(|e| panic!("{desc}: {e}"));
+        if prog
+            .steps
+            .iter()
+            .any(|s| matches!(s, mcc_runtime::program::Step::SparseDense { .. }))
+        {
+            sparse += 1;
+        }
         let xv = g.inputs()[0];
         let per: usize = g.value(xv).ty.shape.as_ref().unwrap()[1..]
             .iter()
@@ -480,4 +524,10 @@ fn random_layers_match_the_reference_evaluator() {
         }
         tested += 1;
     }
+    // The deep, mostly-zero Gemm and MatMul cases must reach the sparse kernel.
+    assert!(
+        sparse >= 20,
+        "only {sparse} of the cases ran the sparse kernel"
+    );
+    println!("{sparse} of {tested} cases ran the sparse kernel");
 }

@@ -585,7 +585,7 @@ fn filter_pruning_shrinks_residual_groups_consistently() {
 
 /// `mcc sensitivity` runs steps that read calibration statistics: each swept setting of
 /// `recipes/lenet300-prune-refit.mcr` is refit on the calibration data, as in a build, so
-/// fc1 at 90% keeps far more accuracy than magnitude pruning alone would (78.7% at 80% of
+/// fc1 at 91% keeps far more accuracy than magnitude pruning alone would (78.7% at 80% of
 /// every layer, 45.7% at 90%).
 #[test]
 fn sensitivity_sweeps_steps_that_read_statistics() {
@@ -597,7 +597,7 @@ fn sensitivity_sweeps_steps_that_read_statistics() {
     let r = mcc::sensitivity::run(&s, 2, Some(500)).unwrap();
     assert_eq!(r.rows.len(), 3, "{r:?}");
     let fc1 = r.rows.iter().find(|row| row.layer == "/fc1/Gemm").unwrap();
-    assert!((fc1.setting.value - 0.9).abs() < 1e-9);
+    assert!((fc1.setting.value - 0.91).abs() < 1e-9);
     assert!(fc1.setting.metric >= 0.93, "{fc1:?}");
     assert!(
         fc1.sweep

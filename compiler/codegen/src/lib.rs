@@ -31,6 +31,48 @@ pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
     l.finish()
 }
 
+/// How the native code runs a fully connected layer (Gemm or MatMul on a constant matrix).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FcKernel {
+    /// The dense GEMM on packed weights.
+    Dense,
+    /// Only the nonzero weights, on the sparse kernel (`mcc_runtime::kernels::sparse`).
+    Sparse {
+        /// Nonzero weights.
+        nnz: usize,
+        /// Nonzeros / weights.
+        density: f64,
+        /// The density up to which the sparse kernel measured faster at this depth.
+        max: f64,
+    },
+    /// The dense GEMM although at least a tenth of the weights are zero: at this density the
+    /// sparse kernel would not be faster ("size only": the zeros shrink the stored weights,
+    /// not the time).
+    SizeOnly {
+        /// Nonzeros / weights.
+        density: f64,
+        /// The density up to which the sparse kernel measured faster at this depth.
+        max: f64,
+    },
+}
+
+/// The kernel for a `k × n` fully connected layer with weights `w` (in any order): sparse
+/// when [`mcc_runtime::kernels::sparse::pays`] says so. The lowering and the report both
+/// decide here.
+pub fn fc_kernel(k: usize, n: usize, w: &[f32]) -> FcKernel {
+    use mcc_runtime::kernels::sparse;
+    let nnz = w.iter().filter(|v| v.to_bits() != 0).count();
+    let total = w.len().max(1);
+    let (density, max) = (nnz as f64 / total as f64, sparse::max_density(k));
+    if sparse::pays(k, n, nnz) && nnz < u32::MAX as usize {
+        FcKernel::Sparse { nnz, density, max }
+    } else if nnz * 10 <= total * 9 {
+        FcKernel::SizeOnly { density, max }
+    } else {
+        FcKernel::Dense
+    }
+}
+
 fn batch_of(graph: &Graph) -> Result<lower::Batch, LowerError> {
     let mut batch = None;
     for &v in graph.inputs() {

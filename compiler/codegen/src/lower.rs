@@ -18,6 +18,7 @@ use mcc_runtime::kernels::conv::Geometry;
 use mcc_runtime::kernels::eltwise::BinOp;
 use mcc_runtime::kernels::epilogue::Act;
 use mcc_runtime::kernels::gemm;
+use mcc_runtime::kernels::sparse;
 use mcc_runtime::program::{Buf, ConvLayout, Src, Step};
 
 /// Why a graph cannot be compiled.
@@ -1036,10 +1037,13 @@ impl<'g> Lowering<'g> {
             scaled = w.iter().map(|v| v * alpha).collect();
             &scaled
         };
-        let packed = if trans_b {
-            gemm::pack_b(wv, k, cols, 1, k)
-        } else {
-            gemm::pack_b(wv, k, cols, cols, 1)
+        let (row_stride, col_stride) = if trans_b { (1, k) } else { (cols, 1) };
+        let kernel = crate::fc_kernel(k, cols, wv);
+        let stored = match kernel {
+            crate::FcKernel::Sparse { .. } => {
+                sparse::pack_sparse(wv, k, cols, row_stride, col_stride)
+            }
+            _ => None,
         };
         let bias = match self.operand(n, 2) {
             None => None,
@@ -1063,10 +1067,27 @@ impl<'g> Lowering<'g> {
                 .unwrap_or(Op::MatMul(Default::default())),
             "",
         )?;
-        let wo = self.push_weights(&packed);
-        let bo = bias.map(|b| self.push_weights(&b));
         let xb = self.read(x)?;
         let yb = self.write(y)?;
+        if let (crate::FcKernel::Sparse { nnz, .. }, Some(words)) = (kernel, stored) {
+            let wo = self.push_weights(&words);
+            let bo = bias.map(|b| self.push_weights(&b));
+            self.scratch = self.scratch.max(sparse::scratch_len(k));
+            self.steps.push(Step::SparseDense {
+                x: xb,
+                y: yb,
+                rows,
+                k,
+                n: cols,
+                nnz,
+                w: wo,
+                bias: bo,
+                act,
+            });
+            return Ok(());
+        }
+        let wo = self.push_weights(&gemm::pack_b(wv, k, cols, row_stride, col_stride));
+        let bo = bias.map(|b| self.push_weights(&b));
         self.steps.push(Step::Dense {
             x: xb,
             y: yb,

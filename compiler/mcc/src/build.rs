@@ -512,21 +512,60 @@ fn totals(graph: &Graph) -> (u64, u64, u64) {
 fn storage(graph: &Graph, node: mcc_ir::NodeId) -> Option<report::Storage> {
     let w = graph.node(node)?.inputs.get(1).copied().flatten()?;
     let t = graph.const_data(w)?;
-    Some(match graph.stored(w) {
-        Some(s) => report::Storage {
-            encoding: s.encoding().to_string(),
-            onnx: match mcc_onnx::stored_form(s) {
-                mcc_onnx::StoredForm::Dense => report::OnnxForm::Dense,
-                mcc_onnx::StoredForm::DequantizeLinear => report::OnnxForm::DequantizeLinear,
-            },
-            kernel: report::KernelForm::ExpandedAtLoad,
-        },
-        None => report::Storage {
-            encoding: format!("{} dense", t.dtype()),
-            onnx: report::OnnxForm::Dense,
-            kernel: report::KernelForm::Dense,
-        },
+    let stored = graph.stored(w);
+    let encoding = match stored {
+        Some(s) => s.encoding().to_string(),
+        None => format!("{} dense", t.dtype()),
+    };
+    let onnx = match stored.map(mcc_onnx::stored_form) {
+        Some(mcc_onnx::StoredForm::DequantizeLinear) => report::OnnxForm::DequantizeLinear,
+        _ => report::OnnxForm::Dense,
+    };
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    let (kernel, kernel_why) = match fc_kernel(graph, node) {
+        Some(mcc_codegen::FcKernel::Sparse { density, max, .. }) => (
+            report::KernelForm::Sparse,
+            Some(format!(
+                "density {} ≤ {}, where the sparse kernel measured faster at this depth",
+                pct(density),
+                pct(max)
+            )),
+        ),
+        Some(mcc_codegen::FcKernel::SizeOnly { density, max }) => (
+            report::KernelForm::SizeOnly,
+            Some(format!(
+                "size only, no speedup at this sparsity: density {} > {}, the sparse kernel's \
+                 measured crossover at this depth",
+                pct(density),
+                pct(max)
+            )),
+        ),
+        _ if stored.is_some() => (report::KernelForm::ExpandedAtLoad, None),
+        _ => (report::KernelForm::Dense, None),
+    };
+    Some(report::Storage {
+        encoding,
+        onnx,
+        kernel,
+        kernel_why,
     })
+}
+
+/// The kernel the native code picks for a fully connected layer (a Gemm or MatMul on a 2-D
+/// f32 constant, as the lowering takes them): `mcc_codegen::fc_kernel` on its weights.
+fn fc_kernel(graph: &Graph, node: mcc_ir::NodeId) -> Option<mcc_codegen::FcKernel> {
+    let n = graph.node(node)?;
+    let trans_b = match &n.op {
+        mcc_ir::Op::Gemm(g) if g.transA == 0 => g.transB != 0,
+        mcc_ir::Op::MatMul(_) => false,
+        _ => return None,
+    };
+    let t = graph.const_data(n.inputs.get(1).copied().flatten()?)?;
+    let w = t.as_f32()?;
+    let &[r, c] = t.shape() else { return None };
+    let (k, cols) = if trans_b { (c, r) } else { (r, c) };
+    let w: Vec<f32> = w.iter().copied().collect();
+    Some(mcc_codegen::fc_kernel(k, cols, &w))
 }
 
 fn sha256_file(path: &Path) -> Result<report::FileRef, Error> {
@@ -708,7 +747,12 @@ fn assemble(
     let mut budget = vec![];
     for b in &plan.budget {
         let value = match b.metric {
-            Metric::AccuracyDrop => measured.accuracy.map(|a| a.before - a.after),
+            // Both accuracies are counts over the same samples, so the drop is a multiple of
+            // 1/n; rounding off the subtraction's last bits keeps a drop of exactly the bound
+            // (97.2% → 96.2% against `<= 1%`) from failing on 1e-17.
+            Metric::AccuracyDrop => measured
+                .accuracy
+                .map(|a| ((a.before - a.after) * 1e12).round() / 1e12),
             Metric::Size => Some(model_totals.bytes.after as f64),
             Metric::Flops => Some(model_totals.macs.after as f64),
             Metric::OutputError => measured.fidelity.map(|f| f.relative_l2),

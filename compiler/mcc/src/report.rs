@@ -136,6 +136,10 @@ pub struct Storage {
     pub onnx: OnnxForm,
     /// How the native code runs them.
     pub kernel: KernelForm,
+    /// Why that kernel, when the weights' sparsity decided it (the density against the
+    /// sparse kernel's measured crossover).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_why: Option<String>,
 }
 
 /// How `model.onnx` holds a layer's weights.
@@ -155,6 +159,12 @@ pub enum OnnxForm {
 pub enum KernelForm {
     /// Dense weights, dense kernel.
     Dense,
+    /// Only the nonzero weights, stored and run by the sparse kernel.
+    Sparse,
+    /// Stored without their zeros in the object file, run by the dense kernel: at this
+    /// density the sparse kernel would not be faster ("size only, no speedup at this
+    /// sparsity").
+    SizeOnly,
     /// Stored compressed in the object file, expanded to dense when the model is loaded (no
     /// kernel for the stored form yet).
     ExpandedAtLoad,

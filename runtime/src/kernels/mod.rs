@@ -14,6 +14,8 @@
 //! - [`blocked`]: the channel-blocked layout (NCHW16c): its convolution, window, global
 //!   pooling and reorder kernels, and its weight packing;
 //! - [`pool`]: portable max, average and global average pooling;
+//! - [`sparse`]: fully connected layers on their nonzero weights only, vectorized along
+//!   the batch, and the measured density below which they beat the dense GEMM;
 //! - [`eltwise`]: memory-bound kernels (activations, broadcast arithmetic, affine,
 //!   softmax, LRN, transpose);
 //! - [`epilogue`]: what a kernel applies to its result before storing it (bias, residual,
@@ -25,6 +27,7 @@ pub mod eltwise;
 pub mod epilogue;
 pub mod gemm;
 pub mod pool;
+pub mod sparse;
 #[cfg(target_arch = "x86_64")]
 mod tile64;
 pub mod window;
