@@ -25,6 +25,7 @@ pub mod merge_pad;
 pub mod merge_pool;
 pub mod merge_scale;
 pub mod prune;
+pub mod prune_block;
 pub mod prune_filters;
 pub mod prune_nm;
 pub mod prune_unstructured;

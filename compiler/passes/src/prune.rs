@@ -1,4 +1,4 @@
-//! What the weight-pruning techniques (`prune unstructured`, `prune nm`) share: their
+//! What the weight-pruning techniques (`prune unstructured`, `prune nm`, `prune block`) share: their
 //! criteria (`by`) and repair (`refit`) parameters, finding a layer's weights, the
 //! layer-by-layer loop on calibration statistics, and writing pruned weights back.
 //!
@@ -112,20 +112,13 @@ pub fn layer(graph: &Graph, name: &str, pattern: Option<Pattern>) -> Result<Laye
         Some(pattern) => {
             let view = reconstruct::view(&node.op, &shape)
                 .map_err(|why| leave(Reason::UnsupportedAttribute, why))?;
-            let k = match view {
-                View::Direct => shape.iter().skip(1).product::<usize>(),
-                View::Transposed => shape[0],
+            let (rows, k) = match view {
+                View::Direct => (shape[0], shape.iter().skip(1).product::<usize>()),
+                View::Transposed => (shape.iter().skip(1).product::<usize>(), shape[0]),
             };
-            if let Pattern::NM { n, m } = pattern
-                && !k.is_multiple_of(m)
-            {
-                return Err(leave(
-                    Reason::ShapeMismatch,
-                    format!(
-                        "its reduction length {k} is not a multiple of {m}, so {n}:{m} groups do not tile it"
-                    ),
-                ));
-            }
+            pattern
+                .fits(rows, k)
+                .map_err(|why| leave(Reason::ShapeMismatch, why))?;
             Some(view)
         }
     };
@@ -219,6 +212,16 @@ pub fn rewrite(
             (Pattern::NM { n, m }, View::Direct) => Some(Layout::NM {
                 n: n as u8,
                 m: m as u8,
+            }),
+            // The stored view is [first axis, rest]: outputs × inputs when direct, inputs ×
+            // outputs when transposed.
+            (Pattern::Block { r, c, .. }, View::Direct) => Some(Layout::Blocks {
+                rows: r as u8,
+                cols: c as u8,
+            }),
+            (Pattern::Block { r, c, .. }, View::Transposed) => Some(Layout::Blocks {
+                rows: c as u8,
+                cols: r as u8,
             }),
             _ => None,
         };

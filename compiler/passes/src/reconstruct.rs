@@ -12,12 +12,14 @@
 //!   is spread over the columns after `c` through the Cholesky factor of `H⁻¹`; which weights
 //!   go is chosen per block of 128 columns by the OBS saliency `w² / [U]_cc²`.
 //!   For an N:M pattern the choice is made per row and per group of `m` consecutive columns,
-//!   as each group is reached (SparseGPT's N:M variant).
+//!   as each group is reached (SparseGPT's N:M variant); for blocks, whole blocks by their
+//!   summed saliency, per block of columns.
 //! - [`refit`]: least squares (ThiNet / He et al.'s reconstruction): for a fixed mask, each
 //!   row's kept weights are set to minimize that row's output error exactly.
 //!
 //! **Invariant:** the masks hold exactly the pattern's count — `floor(amount · rows · k)` for
-//! unstructured, `m − n` of every group for N:M — (ties broken by position), every weight outside it is finite, and the same statistics give
+//! unstructured, `m − n` of every group for N:M, `floor(amount · blocks)` whole blocks for
+//! block sparsity — (ties broken by position), every weight outside it is finite, and the same statistics give
 //! the same bits (fixed evaluation order). Inputs that are not finite, or a matrix that is
 //! not positive definite even after damping, are errors, never NaN weights.
 
@@ -146,6 +148,42 @@ pub enum Pattern {
         /// Group size.
         m: usize,
     },
+    /// `floor(amount · blocks)` whole blocks of `r` rows × `c` columns (`rows` a multiple of
+    /// `r`, `k` of `c`; `c` divides the OBS column block of 128).
+    Block {
+        /// The fraction of blocks removed.
+        amount: f64,
+        /// Rows (outputs) per block.
+        r: usize,
+        /// Columns (inputs) per block.
+        c: usize,
+    },
+}
+
+impl Pattern {
+    /// Whether the pattern tiles a `rows × k` matrix: `Err` says why not.
+    pub fn fits(self, rows: usize, k: usize) -> Result<(), String> {
+        match self {
+            Pattern::Unstructured { .. } => Ok(()),
+            Pattern::NM { n, m } if !k.is_multiple_of(m.max(1)) => Err(format!(
+                "its reduction length {k} is not a multiple of {m}, so {n}:{m} groups do not tile it"
+            )),
+            Pattern::Block { r, c, .. }
+                if !rows.is_multiple_of(r.max(1)) || !k.is_multiple_of(c.max(1)) =>
+            {
+                let many =
+                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                Err(format!(
+                    "its {} × {} are not tiled by blocks of {} × {}",
+                    many(rows, "output"),
+                    many(k, "input"),
+                    many(r, "output"),
+                    many(c, "input")
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// How many of `n` weights `amount` removes.
@@ -174,8 +212,61 @@ pub fn magnitude_mask(w: &Rows, pattern: Pattern) -> Vec<bool> {
                 });
             }
         }
+        Pattern::Block { amount, r, c } => {
+            // Blocks by the sum of their squares (the L2 norm's order).
+            let blocks = block_ids(w.rows, w.k, r, c, 0..w.k);
+            let score: Vec<f64> = blocks
+                .iter()
+                .map(|&(r0, c0)| block_sum(w, r0, c0, r, c, |i| w.data[i] * w.data[i]))
+                .collect();
+            let mut order: Vec<usize> = (0..blocks.len()).collect();
+            order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
+            for &b in &order[..quota(amount, blocks.len())] {
+                mark_block(&mut mask, w.k, blocks[b], r, c);
+            }
+        }
     }
     mask
+}
+
+/// The top-left corners (row, column) of the `r × c` blocks of a `rows × k` matrix whose
+/// columns lie in `cols` (a range of whole blocks), in row-major block order.
+fn block_ids(
+    rows: usize,
+    k: usize,
+    r: usize,
+    c: usize,
+    cols: std::ops::Range<usize>,
+) -> Vec<(usize, usize)> {
+    let (r, c) = (r.max(1), c.max(1));
+    let mut out = vec![];
+    for r0 in (0..rows).step_by(r) {
+        for c0 in cols.clone().step_by(c).filter(|&c0| c0 < k) {
+            out.push((r0, c0));
+        }
+    }
+    out
+}
+
+/// The sum of `f` over the elements (flat indices) of the block at `(r0, c0)`.
+fn block_sum(w: &Rows, r0: usize, c0: usize, r: usize, c: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut s = 0.0;
+    for row in r0..(r0 + r).min(w.rows) {
+        for col in c0..(c0 + c).min(w.k) {
+            s += f(row * w.k + col);
+        }
+    }
+    s
+}
+
+/// Marks the block at `(r0, c0)` removed.
+fn mark_block(mask: &mut [bool], k: usize, (r0, c0): (usize, usize), r: usize, c: usize) {
+    let rows = mask.len() / k.max(1);
+    for row in r0..(r0 + r).min(rows) {
+        for col in c0..(c0 + c).min(k) {
+            mask[row * k + col] = true;
+        }
+    }
 }
 
 /// Marks in `mask` the `count` indices of `range` with the smallest `score` (ties by index).
@@ -211,7 +302,7 @@ pub fn obs(w: &mut Rows, h: &[f64], pattern: Pattern) -> Result<Vec<bool>, Strin
     while start < k {
         // Unstructured: a block of columns, chosen over all its rows at once; N:M: one group.
         let end = match pattern {
-            Pattern::Unstructured { .. } => (start + BLOCK).min(k),
+            Pattern::Unstructured { .. } | Pattern::Block { .. } => (start + BLOCK).min(k),
             Pattern::NM { m, .. } => (start + m.max(1)).min(k),
         };
         let saliency = |i: usize, w: &Rows| {
@@ -231,6 +322,24 @@ pub fn obs(w: &mut Rows, h: &[f64], pattern: Pattern) -> Result<Vec<bool>, Strin
                 cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 for &(_, i) in &cand[..want.min(cand.len())] {
                     mask[i] = true;
+                }
+            }
+            Pattern::Block { amount, r, c } => {
+                // This column block's share of the layer's blocks (BLOCK is a multiple of c,
+                // so every block lies in one column block), chosen by summed saliency.
+                let cb = c.max(1);
+                let per_row = rows.div_ceil(r.max(1));
+                let want = quota(amount, per_row * end.div_ceil(cb))
+                    - quota(amount, per_row * start.div_ceil(cb));
+                let blocks = block_ids(rows, k, r, c, start..end);
+                let mut cand: Vec<(f64, usize)> = blocks
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &(r0, c0))| (block_sum(w, r0, c0, r, c, |i| saliency(i, w)), b))
+                    .collect();
+                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for &(_, b) in &cand[..want.min(cand.len())] {
+                    mark_block(&mut mask, k, blocks[b], r, c);
                 }
             }
             Pattern::NM { n, m } => {
@@ -471,6 +580,79 @@ mod tests {
         assert!(
             total_obs < total_mag,
             "OBS {total_obs} ≥ magnitude {total_mag} (relative)"
+        );
+    }
+
+    #[test]
+    fn block_masks_remove_whole_blocks_to_the_quota() {
+        let (mut total_mag, mut total_obs) = (0.0, 0.0);
+        // Shapes past one OBS column block (128) included, so the per-block shares must add up.
+        for (rows, k, r, c, amount) in [
+            (8, 12, 4, 1, 0.5),
+            (6, 16, 1, 4, 0.75),
+            (16, 256, 8, 1, 0.9),
+            (4, 136, 2, 8, 0.6),
+            (3, 5, 1, 1, 0.4),
+        ] {
+            let (w0, h) = problem(rows, k, 2 * k + 8, (rows * k + r) as u64);
+            let pattern = Pattern::Block { amount, r, c };
+            assert!(pattern.fits(rows, k).is_ok());
+            let blocks = (rows / r) * (k / c);
+            let want = (amount * blocks as f64).floor() as usize;
+            let mag = magnitude_mask(&w0, pattern);
+            let mut by_obs = w0.clone();
+            let ob = obs(&mut by_obs, &h, pattern).unwrap();
+            for (name, mask) in [("magnitude", &mag), ("obs", &ob)] {
+                let mut gone = 0;
+                for r0 in (0..rows).step_by(r) {
+                    for c0 in (0..k).step_by(c) {
+                        let cells: Vec<bool> = (r0..r0 + r)
+                            .flat_map(|i| (c0..c0 + c).map(move |j| i * k + j))
+                            .map(|i| mask[i])
+                            .collect();
+                        assert!(
+                            cells.iter().all(|&b| b) || cells.iter().all(|&b| !b),
+                            "{name} {rows}x{k} {r}x{c}: a block is split at ({r0}, {c0})"
+                        );
+                        gone += usize::from(cells[0]);
+                    }
+                }
+                assert_eq!(gone, want, "{name} {rows}x{k} {r}x{c}");
+            }
+            for (x, &gone) in by_obs.data.iter().zip(&ob) {
+                assert!(x.is_finite() && (!gone || *x == 0.0), "{x}");
+            }
+            let mut by_mag = w0.clone();
+            for (x, &gone) in by_mag.data.iter_mut().zip(&mag) {
+                if gone {
+                    *x = 0.0;
+                }
+            }
+            let e_mag = output_error(&w0, &by_mag, &h);
+            total_mag += 1.0;
+            total_obs += output_error(&w0, &by_obs, &h) / e_mag.max(1e-300);
+        }
+        assert!(
+            total_obs < total_mag,
+            "OBS {total_obs} ≥ magnitude {total_mag}"
+        );
+        assert!(
+            Pattern::Block {
+                amount: 0.5,
+                r: 4,
+                c: 1
+            }
+            .fits(6, 8)
+            .is_err()
+        );
+        assert!(
+            Pattern::Block {
+                amount: 0.5,
+                r: 1,
+                c: 4
+            }
+            .fits(6, 10)
+            .is_err()
         );
     }
 

@@ -14,8 +14,8 @@ use mcc_plan::registry::{
 
 use crate::{
     factorize_svd, factorize_tucker, merge_activations, merge_batchnorm, merge_branches,
-    merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_filters, prune_nm,
-    prune_unstructured,
+    merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_block, prune_filters,
+    prune_nm, prune_unstructured,
 };
 
 /// The standard registry: [`TECHNIQUES`].
@@ -34,6 +34,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         variants: &[
             prune_unstructured::VARIANT,
             prune_nm::VARIANT,
+            prune_block::VARIANT,
             prune_filters::VARIANT,
             VariantSchema {
                 name: "channels",
