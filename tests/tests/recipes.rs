@@ -272,35 +272,77 @@ fn every_shipped_recipe_builds_within_its_budget() {
         };
         let x = mcc_tests::npy(&evaluate.inputs);
         let labels = mcc_tests::npy(evaluate.labels.as_ref().unwrap()).to_i64_vec();
-        let reference = |g: &mcc_ir::Graph| {
-            let mut right = 0;
-            for (i, chunk) in mcc::tensor_io::split_batch(&x, 250).iter().enumerate() {
-                let y = mcc_ir::run(g, std::slice::from_ref(chunk))
-                    .unwrap()
-                    .remove(0);
-                let c = y.shape()[1];
-                for (r, row) in y.to_f64_vec().chunks(c).enumerate() {
+        // The evaluator's outputs on the whole evaluation set, and their top-1 accuracy.
+        let outputs = |g: &mcc_ir::Graph| -> Vec<f64> {
+            mcc::tensor_io::split_batch(&x, 250)
+                .iter()
+                .flat_map(|chunk| {
+                    mcc_ir::run(g, std::slice::from_ref(chunk))
+                        .unwrap()
+                        .remove(0)
+                        .to_f64_vec()
+                })
+                .collect()
+        };
+        let top1 = |y: &[f64]| {
+            let c = y.len() / labels.len();
+            let right = y
+                .chunks(c)
+                .zip(&labels)
+                .filter(|(row, l)| {
                     let best = row
                         .iter()
                         .enumerate()
                         .fold(0, |b, (k, &v)| if v > row[b] { k } else { b });
-                    right += usize::from(labels[i * 250 + r] == best as i64);
-                }
-            }
+                    **l == best as i64
+                })
+                .count();
             right as f64 / labels.len() as f64
         };
         let acc = t.accuracy.unwrap();
+        let mut after = vec![];
         for (measured, graph, when) in [
             (acc.before, &s.model.graph, "before"),
             (acc.after, &r.graph, "after"),
         ] {
-            let want = reference(graph);
+            let y = outputs(graph);
+            let want = top1(&y);
             assert!(
                 (measured - want).abs() <= 0.001 + 1e-12,
                 "{}: accuracy {when} {measured} on compiled code, {want} by the evaluator",
                 recipe.display()
             );
+            after = y;
         }
+        // The compressed model exported to ONNX runs in ONNX Runtime to the evaluator's
+        // outputs (relative to their scale) and the same accuracy (within a borderline sample).
+        if mcc_tests::skip_ort() {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.onnx");
+        mcc_onnx::export_file(&r.graph, &path).unwrap();
+        let ort = mcc_tests::run_ort(&path, std::slice::from_ref(&evaluate.inputs), dir.path());
+        let ort = ort.to_f64_vec();
+        let d = mcc_runtime::testing::diff(&ort, &after, 0.0, f64::INFINITY);
+        let scale = after.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        assert!(
+            d.max_abs <= 1e-4 * scale,
+            "{}: ONNX Runtime's outputs differ by {:e} of {scale:e} at {}",
+            recipe.display(),
+            d.max_abs,
+            d.worst
+        );
+        let (ort_acc, eval_acc) = (top1(&ort), top1(&after));
+        assert!(
+            (ort_acc - eval_acc).abs() <= 0.001 + 1e-12,
+            "{}: accuracy {ort_acc} in ONNX Runtime, {eval_acc} by the evaluator",
+            recipe.display()
+        );
+        println!(
+            "  exported model in ONNX Runtime: max error {:.1e} of the outputs' scale, top-1 {ort_acc}",
+            d.max_abs / scale
+        );
     }
 }
 
