@@ -357,6 +357,66 @@ fn reports_validate_against_the_schema() {
 /// Calibration-driven pruning (`by: obs`, `refit: on`) on lenet300 at 80% of every layer:
 /// each layer keeps exactly its quota of nonzero weights, and the repaired models are far
 /// more accurate than magnitude pruning's (measured on the compiled code, as reported).
+/// `scope: global`: one magnitude threshold over all the rule's layers — exactly
+/// `floor(amount · total)` weights go, every removed |w| is at most every kept one across the
+/// layers, the large layer gives more than the classifier, and the refit runs on the amounts
+/// the threshold chose.
+#[test]
+fn global_magnitude_pruning_uses_one_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("corpus/lenet300.onnx");
+    let original = mcc_tests::load(&model);
+    let layers = ["/fc1/Gemm", "/fc2/Gemm", "/fc3/Gemm"];
+    let weights = |g: &mcc_ir::Graph, name: &str| {
+        let node = g.node(g.find_node(name).unwrap()).unwrap();
+        g.const_data(node.inputs[1].unwrap()).unwrap().to_f64_vec()
+    };
+    for refit in ["off", "on"] {
+        let recipe = write(
+            dir.path(),
+            "g.mcr",
+            &format!(
+                "calibrate with \"{}\"\nprune unstructured on Gemm {{ amount: 90%, scope: global, refit: {refit} }}\n",
+                data("mnist_calib_x784.npy"),
+            ),
+        );
+        let s = mcc::recipe::check(&recipe, &model).unwrap();
+        assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+        let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+        let total: usize = layers.iter().map(|l| weights(&original, l).len()).sum();
+        let mut zeros = vec![];
+        let (mut max_removed, mut min_kept) = (0f64, f64::INFINITY);
+        for l in layers {
+            let (before, after) = (weights(&original, l), weights(&r.graph, l));
+            let z = after.iter().filter(|&&x| x == 0.0).count();
+            zeros.push(z as f64 / after.len() as f64);
+            for (b, a) in before.iter().zip(&after) {
+                assert!(a.is_finite(), "{l}: {a}");
+                if *a == 0.0 {
+                    max_removed = max_removed.max(b.abs());
+                } else {
+                    min_kept = min_kept.min(b.abs());
+                }
+            }
+        }
+        let removed: f64 = layers
+            .iter()
+            .zip(&zeros)
+            .map(|(l, z)| z * weights(&original, l).len() as f64)
+            .sum();
+        assert_eq!(
+            removed.round() as usize,
+            (0.9 * total as f64).floor() as usize,
+            "refit {refit}"
+        );
+        assert!(
+            max_removed <= min_kept,
+            "refit {refit}: removed |w| {max_removed} > kept {min_kept}"
+        );
+        assert!(zeros[0] > 0.9 && zeros[2] < 0.9, "refit {refit}: {zeros:?}");
+    }
+}
+
 #[test]
 fn calibration_driven_pruning_repairs_what_magnitude_breaks() {
     let dir = tempfile::tempdir().unwrap();

@@ -152,18 +152,19 @@ pub fn check(
     Ok(left)
 }
 
-/// Prunes each layer of `step` to `pattern` by `s`'s criterion, refits when asked, one layer
-/// at a time in step order.
+/// Prunes each layer of `step` to its pattern (`patterns` of its name) by `s`'s criterion,
+/// refits when asked, one layer at a time in step order.
 pub fn rewrite(
     graph: &mut Graph,
     step: &Step,
     id: StepId,
     stats: &mut dyn Stats,
     s: Settings,
-    pattern: Pattern,
+    patterns: &dyn Fn(&str) -> Pattern,
 ) -> Result<Outcome, TechniqueError> {
     let mut out = Outcome::default();
     for name in &step.nodes {
+        let pattern = patterns(name);
         let l = match layer(graph, name, Some(pattern)) {
             Ok(l) => l,
             Err(Skip::Left(l)) => {

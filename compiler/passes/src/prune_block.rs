@@ -149,6 +149,7 @@ impl Technique for PruneBlock {
         id: StepId,
         stats: &mut dyn Stats,
     ) -> Result<Outcome, TechniqueError> {
-        prune::rewrite(graph, step, id, stats, Settings::of(step), pattern(step))
+        let pattern = pattern(step);
+        prune::rewrite(graph, step, id, stats, Settings::of(step), &|_| pattern)
     }
 }

@@ -99,6 +99,7 @@ impl Technique for PruneNm {
         id: StepId,
         stats: &mut dyn Stats,
     ) -> Result<Outcome, TechniqueError> {
-        prune::rewrite(graph, step, id, stats, Settings::of(step), pattern(step))
+        let pattern = pattern(step);
+        prune::rewrite(graph, step, id, stats, Settings::of(step), &|_| pattern)
     }
 }

@@ -6,13 +6,18 @@
 //! - `obs`: Optimal Brain Surgeon from the layer's calibration XᵀX, with compensating updates
 //!   of the weights kept (OBC/SparseGPT's column-by-column solver; `reconstruct::obs`).
 //!
+//! With `scope: global`, `amount` is of all the step's layers together: one magnitude threshold
+//! over them decides how many weights each layer loses (Han et al. prune by one threshold per
+//! layer; a global one lets large layers give more), and `by` then chooses which within each.
+//!
 //! `refit: on` then sets the kept weights of each output to the least-squares fit of the
 //! original layer's outputs on the calibration data (`reconstruct::refit`). With `obs` or
 //! `refit`, layers are pruned one at a time in graph order and each one's XᵀX is collected on
 //! the model as the layers before it left it, so later layers repair what earlier ones broke.
 //!
 //! Keeps: the graph's structure and every shape; only weight values change. Exactly
-//! `floor(amount · n)` weights of each layer are zero afterwards (ties broken by position, so
+//! `floor(amount · n)` weights of each layer are zero afterwards (with `scope: global`,
+//! `floor(amount · total)` over the step's layers) (ties broken by position, so
 //! the result is deterministic). A weight tensor shared with a layer that is not selected is
 //! copied first, so that layer is unchanged.
 //!
@@ -24,9 +29,10 @@
 //! zeros a bitmask takes about a quarter of the dense bytes).
 
 use mcc_ir::{Graph, StepId, Tensor};
+use mcc_plan::plan::ParamValue;
 use mcc_plan::plan::{Severity, Step};
 use mcc_plan::registry::{
-    Applies, Default, ParamIssue, Params, RATIO, Status, Sweep, VariantSchema, num, p,
+    Applies, Default, ParamIssue, ParamType, Params, RATIO, Status, Sweep, VariantSchema, num, p,
 };
 use mcc_plan::{LeftAlone, Outcome, StatRequest, Stats, Technique, TechniqueError};
 
@@ -47,6 +53,12 @@ pub const VARIANT: VariantSchema = VariantSchema {
         ),
         prune::BY,
         prune::REFIT,
+        p(
+            "scope",
+            ParamType::Choice(&["layer", "global"]),
+            Default::Word("layer"),
+            "`amount` of each layer, or of all the rule's layers together (one magnitude threshold)",
+        ),
     ],
     applies: Applies::Weighted,
     status: Status::Ready(&PruneUnstructured),
@@ -88,6 +100,56 @@ fn pattern(step: &Step) -> Pattern {
     }
 }
 
+/// Each layer's amount: the step's, or with `scope: global` the share of the layer's weights
+/// among the `floor(amount · total)` smallest |w| of all the step's layers (ties by layer
+/// order, then position), so one magnitude threshold prunes them all.
+fn amounts(graph: &Graph, step: &Step) -> std::collections::HashMap<String, f64> {
+    let amount = num(&step.params, "amount").unwrap_or(0.0);
+    let global = matches!(step.param("scope"), Some(ParamValue::Word(w)) if w == "global");
+    let mut weights: Vec<(String, Vec<f64>)> = vec![];
+    for name in &step.nodes {
+        let Ok(l) = prune::layer(graph, name, None) else {
+            continue;
+        };
+        let Some(rows) = graph
+            .const_data(l.weights)
+            .and_then(|t| reconstruct::to_rows(t, View::Direct))
+        else {
+            continue;
+        };
+        weights.push((name.clone(), rows.data));
+    }
+    if !global {
+        return weights.into_iter().map(|(n, _)| (n, amount)).collect();
+    }
+    let mut all: Vec<(f64, usize, usize)> = weights
+        .iter()
+        .enumerate()
+        .flat_map(|(l, (_, w))| w.iter().enumerate().map(move |(i, v)| (v.abs(), l, i)))
+        .collect();
+    let quota = ((amount * all.len() as f64).floor() as usize).min(all.len());
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut count = vec![0usize; weights.len()];
+    for &(_, l, _) in &all[..quota] {
+        count[l] += 1;
+    }
+    weights
+        .into_iter()
+        .zip(count)
+        // Half a weight over the count, so `floor(amount · n)` gives the count back exactly.
+        .map(|((n, w), c)| {
+            (
+                n,
+                if c == 0 {
+                    0.0
+                } else {
+                    (c as f64 + 0.5) / w.len().max(1) as f64
+                },
+            )
+        })
+        .collect()
+}
+
 impl Technique for PruneUnstructured {
     fn needs(&self, _graph: &Graph, step: &Step) -> Vec<StatRequest> {
         prune::needs(step, Settings::of(step))
@@ -112,16 +174,20 @@ impl Technique for PruneUnstructured {
         stats: &mut dyn Stats,
     ) -> Result<Outcome, TechniqueError> {
         let s = Settings::of(step);
+        // Decided on the weights as they are before any layer of the step changes.
+        let amounts = amounts(graph, step);
+        let of = |name: &str| amounts.get(name).copied().unwrap_or(0.0);
         if !s.uses_data() {
-            let amount = num(&step.params, "amount").unwrap_or(0.0);
-            let (pruned, left_alone) = run(graph, &step.nodes, amount, id)?;
+            let (pruned, left_alone) = run(graph, &step.nodes, &of, id)?;
             return Ok(Outcome {
                 changed: pruned.into_iter().map(|p| p.node).collect(),
                 left_alone,
                 ..Outcome::default()
             });
         }
-        prune::rewrite(graph, step, id, stats, s, pattern(step))
+        prune::rewrite(graph, step, id, stats, s, &|name| Pattern::Unstructured {
+            amount: of(name),
+        })
     }
 }
 
@@ -136,13 +202,13 @@ pub struct Pruned {
     pub zeros: usize,
 }
 
-/// Prunes `amount` of the weights of each named node; returns what it pruned and the layers
-/// it left alone (gone — an earlier step merged them into another layer — or without f32
-/// constant weights).
+/// Prunes `amount(node)` of the weights of each named node; returns what it pruned and the
+/// layers it left alone (gone — an earlier step merged them into another layer — or without
+/// f32 constant weights).
 pub fn run(
     graph: &mut Graph,
     nodes: &[String],
-    amount: f64,
+    amount: &dyn Fn(&str) -> f64,
     step: StepId,
 ) -> Result<(Vec<Pruned>, Vec<LeftAlone>), PassError> {
     let fail = |node: &str, message: String| PassError::Node {
@@ -168,7 +234,10 @@ pub fn run(
         let (Some(data), Some(rows)) = (t.as_f32(), reconstruct::to_rows(t, View::Direct)) else {
             return Err(fail(name, "its weights are not an f32 constant".into()));
         };
-        let mask = reconstruct::magnitude_mask(&rows, Pattern::Unstructured { amount });
+        let pattern = Pattern::Unstructured {
+            amount: amount(name),
+        };
+        let mask = reconstruct::magnitude_mask(&rows, pattern);
         let mut pruned = data.clone();
         let total = pruned.len();
         // Both iterate in row-major order.

@@ -34,7 +34,7 @@ fn prunes_the_smallest_weights_and_copies_shared_ones() {
     let (out, left) = mcc_passes::prune_unstructured::run(
         &mut g,
         &["a".to_string(), "gone".to_string()],
-        0.5,
+        &|_| 0.5,
         StepId(7),
     )
     .unwrap();
