@@ -417,6 +417,79 @@ fn global_magnitude_pruning_uses_one_threshold() {
     }
 }
 
+/// `amount: auto` under a size budget: each layer gets a value of the sweep (or is left as it
+/// is), the model meets the bound, the plan that ran is the allocation (each layer's zeros are
+/// its chosen amount), the same inputs give the same allocation, and the uniform alternative
+/// removes as many weights.
+#[test]
+fn auto_amounts_meet_a_size_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("corpus/lenet300.onnx");
+    let recipe = write(
+        dir.path(),
+        "a.mcr",
+        &format!(
+            "calibrate with \"{}\" labels \"{}\"\nevaluate with \"{}\" labels \"{}\"\n\
+             budget {{\n  size <= 200 KB\n}}\nprune unstructured on Gemm {{ amount: auto }}\n",
+            data("mnist_calib_x784.npy"),
+            data("mnist_calib_y.npy"),
+            data("mnist_test_x784.npy"),
+            data("mnist_test_y.npy")
+        ),
+    );
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let sweep = [0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95];
+    let mut seen = vec![];
+    for _ in 0..2 {
+        let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert!(r.report.model_totals.bytes.after <= 200_000);
+        let a = r
+            .report
+            .allocation
+            .as_ref()
+            .expect("an allocation in the report");
+        assert_eq!(a.layers.len(), 3);
+        let (mut removed, mut total) = (0.0, 0.0);
+        for l in &a.layers {
+            assert_eq!(l.curve.len(), sweep.len(), "{}", l.layer);
+            assert!(
+                l.curve
+                    .iter()
+                    .all(|p| p.error.is_finite() && p.accuracy.is_some())
+            );
+            let node = r.graph.node(r.graph.find_node(&l.layer).unwrap()).unwrap();
+            let w = r
+                .graph
+                .const_data(node.inputs[1].unwrap())
+                .unwrap()
+                .to_f64_vec();
+            let zeros = w.iter().filter(|&&x| x == 0.0).count();
+            let want = l.value.map_or(0, |v| {
+                assert!(sweep.contains(&v), "{}: {v} is not a sweep value", l.layer);
+                (v * w.len() as f64).floor() as usize
+            });
+            assert_eq!(zeros, want, "{}", l.layer);
+            removed += zeros as f64;
+            total += w.len() as f64;
+        }
+        let u = a.uniform.as_ref().expect("the uniform alternative");
+        assert!(
+            (u.value - removed / total).abs() < 1e-3,
+            "{} vs {}",
+            u.value,
+            removed / total
+        );
+        assert!(
+            u.evaluation_accuracy
+                .is_some_and(|x| (0.0..=1.0).contains(&x))
+        );
+        seen.push(a.layers.iter().map(|l| l.value).collect::<Vec<_>>());
+    }
+    assert_eq!(seen[0], seen[1], "the allocation is not deterministic");
+}
+
 #[test]
 fn calibration_driven_pruning_repairs_what_magnitude_breaks() {
     let dir = tempfile::tempdir().unwrap();

@@ -81,10 +81,33 @@ pub struct Ran<'s> {
 pub fn build(s: &Session, opts: &Options) -> Result<BuildResult, Error> {
     let start = Instant::now();
     let threads = crate::measure::threads(opts.threads);
+    let t = Instant::now();
+    let Some((expanded, allocation)) = crate::allocate::resolve(s, threads)? else {
+        return build_plan(s, opts, start, None);
+    };
+    let mut r = build_plan(&expanded, opts, start, Some(t.elapsed()))?;
+    r.report.allocation = Some(allocation);
+    Ok(r)
+}
+
+/// [`build`] of a plan without `auto` parameters (`allocated`: the time choosing them took).
+fn build_plan(
+    s: &Session,
+    opts: &Options,
+    start: Instant,
+    allocated: Option<std::time::Duration>,
+) -> Result<BuildResult, Error> {
+    let threads = crate::measure::threads(opts.threads);
     let mut timings = Timings {
         threads,
         ..Timings::default()
     };
+    if let Some(d) = allocated {
+        timings.phases.push(crate::report::Phase {
+            phase: "allocate auto parameters".into(),
+            ms: (d.as_secs_f64() * 1e4).round() / 10.0,
+        });
+    }
     let t = Instant::now();
     let data = load_data(s)?;
     timings.phase("read data", t);
@@ -838,6 +861,7 @@ fn assemble(
             merged,
             left_alone,
             native: None,
+            allocation: None,
         },
         violations,
     ))

@@ -587,6 +587,15 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             };
             let result = mcc::build::build(&s, &opts)?;
             if !result.violations.is_empty() {
+                // What `auto` chose explains a missed budget: say it before failing.
+                let lines = mcc::report::allocation_summary(&result.report);
+                if !lines.is_empty() {
+                    msgs.note(
+                        "note",
+                        "mcc::build::allocation",
+                        &format!("what `auto` chose:\n{}", lines.join("\n")),
+                    );
+                }
                 return Err(Error::Budget {
                     recipe,
                     violations: result.violations,

@@ -36,6 +36,80 @@ pub struct Report {
     pub left_alone: Vec<LeftAloneRow>,
     /// The native outputs, when they were built.
     pub native: Option<Native>,
+    /// How the `auto` parameters were chosen, when the recipe has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<Allocation>,
+}
+
+/// How `auto` parameters were chosen (`allocate.rs`): each layer's curve measured alone on the
+/// calibration set, the greedy choice under the budget, and the uniform alternative.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Allocation {
+    /// The budget constraint allocated under, as written.
+    pub budget: String,
+    /// What the curves measure, and on what.
+    pub metric: String,
+    /// That metric with every `auto` rule applied to nothing.
+    pub baseline: f64,
+    /// That metric for the model as allocated (calibration set).
+    pub chosen_metric: f64,
+    /// The budget's quantity (bytes or MACs) the choice estimated.
+    pub estimated_total: f64,
+    /// One row per layer an `auto` rule selects.
+    pub layers: Vec<AllocatedLayer>,
+    /// The one value for every layer that removes as many weights, for `amount`.
+    pub uniform: Option<Uniform>,
+    /// Wall time of the measurements, in seconds.
+    pub seconds: f64,
+}
+
+/// One layer of an `auto` rule.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct AllocatedLayer {
+    /// The layer.
+    pub layer: String,
+    /// `technique variant`.
+    pub technique: String,
+    /// The rule's recipe line.
+    pub recipe_line: usize,
+    /// The parameter chosen.
+    pub param: String,
+    /// Its value (null: the layer is left as it is).
+    pub value: Option<f64>,
+    /// The uniform alternative's value.
+    pub uniform: Option<f64>,
+    /// The layer alone at each value of the sweep.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// The model with one layer at one setting.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct CurvePoint {
+    /// The setting.
+    pub value: f64,
+    /// Top-1 accuracy on the calibration set, when it has labels.
+    pub accuracy: Option<f64>,
+    /// Relative L2 error of the outputs against the original's, on the calibration set.
+    pub error: f64,
+    /// Stored bytes of the model's weights.
+    pub bytes: u64,
+    /// MACs per sample.
+    pub macs: u64,
+}
+
+/// Every `auto` layer at one value removing as many weights as the allocation.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Uniform {
+    /// The value.
+    pub value: f64,
+    /// The allocation's metric (calibration set) for this model.
+    pub calibration_metric: f64,
+    /// Top-1 accuracy on the evaluation set, when it has labels.
+    pub evaluation_accuracy: Option<f64>,
+    /// Stored bytes of its weights.
+    pub bytes: u64,
+    /// MACs per sample.
+    pub macs: u64,
 }
 
 /// The files a build read.
@@ -454,6 +528,36 @@ pub fn summary(r: &Report) -> Vec<String> {
         out.push(format!(
             "  outputs vs original: relative L2 {:.2e}, cosine {:.6}",
             f.relative_l2, f.cosine
+        ));
+    }
+    out.extend(allocation_summary(r));
+    out
+}
+
+/// What `auto` chose, for the terminal: each layer's value and the uniform alternative.
+pub fn allocation_summary(r: &Report) -> Vec<String> {
+    let Some(a) = &r.allocation else {
+        return vec![];
+    };
+    let show = |v: Option<f64>| {
+        v.map_or("left as is".to_string(), |v| {
+            format!("{}", (v * 1000.0).round() / 1000.0)
+        })
+    };
+    let mut out = vec![format!(
+        "  auto, under `{}` (chosen in {:.1} s on calibration data; metric there {:.4} → {:.4}):",
+        a.budget, a.seconds, a.baseline, a.chosen_metric
+    )];
+    for l in &a.layers {
+        out.push(format!("    {} {}: {}", l.layer, l.param, show(l.value)));
+    }
+    if let Some(u) = &a.uniform {
+        let acc = u.evaluation_accuracy.map_or(String::new(), |acc| {
+            format!(", accuracy {:.2}%", acc * 100.0)
+        });
+        out.push(format!(
+            "    uniform alternative: {:.3} on every layer ({} bytes{acc})",
+            u.value, u.bytes
         ));
     }
     out

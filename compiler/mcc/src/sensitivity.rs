@@ -123,7 +123,7 @@ fn apply(
 }
 
 /// Measures a model: accuracy with labels, else output error against `reference` outputs.
-struct Meter<'a> {
+pub(crate) struct Meter<'a> {
     x: Tensor,
     labels: Option<&'a [i64]>,
     /// Per batch, the original's outputs.
@@ -131,31 +131,74 @@ struct Meter<'a> {
     threads: usize,
 }
 
-impl Meter<'_> {
-    fn measure(&self, graph: &Graph) -> Result<(f64, Engine), Error> {
+impl<'a> Meter<'a> {
+    /// A meter on `x`: top-1 accuracy against `labels`, or without them the relative output
+    /// error against the original model of `s` (whose outputs it computes once; with
+    /// `both`, also when there are labels, for [`Meter::measure_both`]).
+    pub(crate) fn new(
+        s: &Session,
+        x: Tensor,
+        labels: Option<&'a [i64]>,
+        threads: usize,
+        both: bool,
+    ) -> Result<Meter<'a>, Error> {
+        let mut reference = vec![];
+        if labels.is_none() || both {
+            let original = Compiled::new(&s.model.graph, &[])?;
+            original.for_each(&x, 64, threads, |b| {
+                reference.push(
+                    (0..b.model_outputs())
+                        .map(|o| b.output(o).to_vec())
+                        .collect(),
+                );
+                Ok(())
+            })?;
+        }
+        Ok(Meter {
+            x,
+            labels,
+            reference,
+            threads,
+        })
+    }
+
+    /// The metric of `graph` (compiled), and what ran it.
+    pub(crate) fn measure(&self, graph: &Graph) -> Result<(f64, Engine), Error> {
+        let (accuracy, error, engine) = self.run(graph)?;
+        Ok((accuracy.unwrap_or(error), engine))
+    }
+
+    /// Top-1 accuracy (with labels) and the relative output error (made with `both`).
+    pub(crate) fn measure_both(&self, graph: &Graph) -> Result<(Option<f64>, f64), Error> {
+        let (accuracy, error, _) = self.run(graph)?;
+        Ok((accuracy, error))
+    }
+
+    fn run(&self, graph: &Graph) -> Result<(Option<f64>, f64, Engine), Error> {
         let model = Compiled::new(graph, &[])?;
         let mut right = 0usize;
         let mut agreement = Agreement::default();
         let mut feed = model.feed(&self.x, 64, self.threads)?;
         let mut batch = 0;
         while let Some(b) = feed.next_batch()? {
-            match self.labels {
-                Some(labels) => right += top1_hits(&b, labels),
-                None => {
-                    if let Some(want) = self.reference.get(batch) {
-                        for (o, w) in want.iter().enumerate() {
-                            agreement.add(b.output(o), w);
-                        }
-                    }
+            if let Some(labels) = self.labels {
+                right += top1_hits(&b, labels);
+            }
+            if let Some(want) = self.reference.get(batch) {
+                for (o, w) in want.iter().enumerate() {
+                    agreement.add(b.output(o), w);
                 }
             }
             batch += 1;
         }
         let samples = self.x.shape().first().copied().unwrap_or(0).max(1);
-        Ok(match self.labels {
-            Some(_) => (right as f64 / samples as f64, model.engine),
-            None => (agreement.result().relative_l2, model.engine),
-        })
+        let accuracy = self.labels.map(|_| right as f64 / samples as f64);
+        let error = if self.reference.is_empty() {
+            0.0
+        } else {
+            agreement.result().relative_l2
+        };
+        Ok((accuracy, error, model.engine))
     }
 }
 
@@ -181,29 +224,17 @@ pub fn run(s: &Session, threads: usize, samples: Option<usize>) -> Result<Sensit
     let n = samples.unwrap_or(total).min(total);
     let x = crate::tensor_io::slice_batch(&x, 0, n);
     let labels = labels.as_deref().map(|l| &l[..n.min(l.len())]);
-    // The original's outputs, per batch (the output-error reference).
-    let mut reference = vec![];
-    if metric == Metric::OutputError {
-        let original = Compiled::new(&s.model.graph, &[])?;
-        original.for_each(&x, 64, threads, |b| {
-            reference.push(
-                (0..b.model_outputs())
-                    .map(|o| b.output(o).to_vec())
-                    .collect(),
-            );
-            Ok(())
-        })?;
-    }
-    let meter = Meter {
+    let meter = Meter::new(
+        s,
         x,
-        labels: if metric == Metric::Accuracy {
+        if metric == Metric::Accuracy {
             labels
         } else {
             None
         },
-        reference,
         threads,
-    };
+        false,
+    )?;
     let original = match metric {
         Metric::Accuracy => meter.measure(&s.model.graph)?.0,
         Metric::OutputError => 0.0,
@@ -238,6 +269,8 @@ pub fn run(s: &Session, threads: usize, samples: Option<usize>) -> Result<Sensit
     for (index, step, layer, sweep) in work {
         let setting = match step.param(sweep.param) {
             Some(ParamValue::Num(v)) => *v,
+            // `auto`: the allocation chooses it; the sweep's first value stands in.
+            Some(ParamValue::Word(_)) => sweep.values.first().copied().unwrap_or(0.0),
             _ => continue,
         };
         let at = |value: f64| -> Result<Point, Error> {

@@ -65,7 +65,7 @@ pub const VARIANT: VariantSchema = VariantSchema {
     check_params,
     sweep: Some(Sweep {
         param: "amount",
-        values: &[0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
+        values: &[0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95],
     }),
 };
 

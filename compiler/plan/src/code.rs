@@ -63,6 +63,8 @@ define_codes! {
     Infeasible = "infeasible",
     /// a step whose parameters make it read calibration statistics, without calibration data.
     NeedsCalibration = "needs_calibration",
+    /// an `auto` parameter in a recipe without a budget to choose it under.
+    AutoWithoutBudget = "auto_without_budget",
     /// a technique without a default variant, written without one.
     MissingVariant = "missing_variant",
     /// a rule that changes nothing.

@@ -131,7 +131,18 @@ pub struct Origin {
     pub via: Option<usize>,
 }
 
+/// The word that asks mcc to choose a swept parameter per layer (`amount: auto`).
+pub const AUTO: &str = "auto";
+
 impl Step {
+    /// The parameter written `auto`, if any.
+    pub fn auto_param(&self) -> Option<&'static str> {
+        self.params
+            .iter()
+            .find(|(_, v)| matches!(v, ParamValue::Word(w) if w == AUTO))
+            .map(|(n, _)| *n)
+    }
+
     /// A `merge` step on `nodes` made without a recipe (the code generator's preparation,
     /// tests, fuzzing): `kernels` is `merge branches`' parameter, the origin is empty.
     pub fn merge(variant: &'static str, nodes: Vec<String>, kernels: &str) -> Step {
@@ -330,6 +341,54 @@ impl<'a> Checker<'a> {
                 "needs calibration data",
                 Some("add `calibrate with \"x.npy\"` (samples of the model's input)".into()),
             );
+        }
+    }
+
+    /// Steps with an `auto` parameter need something to allocate under: a `size`, `flops`,
+    /// `accuracy_drop` or `output_error` budget, and calibration data to measure on (the
+    /// evaluation set is never used to choose).
+    fn check_auto(&mut self) {
+        let budget = self.plan.budget.iter().any(|b| {
+            matches!(
+                b.metric,
+                Metric::Size | Metric::Flops | Metric::AccuracyDrop | Metric::OutputError
+            )
+        });
+        let calibrated = self.plan.calibrate.is_some();
+        let auto: Vec<(usize, Span, String)> = self
+            .plan
+            .stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter(|step| step.auto_param().is_some())
+            .map(|step| {
+                (
+                    step.origin.file,
+                    step.origin.span,
+                    format!("{} {}", step.technique, step.variant),
+                )
+            })
+            .collect();
+        for (file, span, what) in auto {
+            if !budget {
+                self.error(
+                    Code::AutoWithoutBudget,
+                    file,
+                    span,
+                    format!("`{what}` chooses its amounts per layer, but the recipe has no budget to choose under"),
+                    "`auto` needs a budget",
+                    Some("add `budget { size <= 200 KB }` (or `flops`, `accuracy_drop`, `output_error`)".into()),
+                );
+            } else if !calibrated {
+                self.error(
+                    Code::NeedsCalibration,
+                    file,
+                    span,
+                    format!("`{what}` measures each layer's sensitivity on calibration data to choose its amounts"),
+                    "needs calibration data",
+                    Some("add `calibrate with \"x.npy\"` (add `labels \"y.npy\"` to allocate by accuracy)".into()),
+                );
+            }
         }
     }
 
@@ -1007,6 +1066,34 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let (vf, v) = substitute(env, file, &a.value);
+            // `auto` for the parameter the variant sweeps: mcc chooses it per layer under the
+            // recipe's budget (`check_auto` requires one).
+            if matches!(&v.kind, ValueKind::Word(w) if w == AUTO) {
+                if variant.sweep.is_some_and(|sw| sw.param == schema.name) {
+                    values.push((schema.name, ParamValue::Word(AUTO.into())));
+                } else {
+                    let help = match variant.sweep {
+                        Some(sw) => format!(
+                            "`{} {}` can choose `{}` per layer: write `{}: auto`",
+                            tech.name, variant.name, sw.param, sw.param
+                        ),
+                        None => format!(
+                            "`{} {}` has no parameter mcc can choose per layer",
+                            tech.name, variant.name
+                        ),
+                    };
+                    self.error(
+                        Code::BadParameter,
+                        vf,
+                        v.span,
+                        format!("`{}` cannot be `auto`", schema.name),
+                        "not chosen automatically",
+                        Some(help),
+                    );
+                    ok = false;
+                }
+                continue;
+            }
             match check_value(schema, &v, self.base) {
                 Ok(pv) => values.push((schema.name, pv)),
                 Err((label, help)) => {
@@ -1636,6 +1723,7 @@ pub fn check(
     checker.run();
     checker.check_data_needs(graph);
     checker.check_feasible(graph);
+    checker.check_auto();
     let mut diags = checker.diags;
     diags.sort_by(|a, b| {
         a.severity
