@@ -1,14 +1,19 @@
 """Runs an ONNX model in ONNX Runtime: ort_run.py MODEL OUT.npy IN0.npy [IN1.npy ...].
 
 Writes the first output to OUT.npy. Used by mcc's tests to check that models mcc writes
-load and run in ONNX Runtime with the same results.
+are valid ONNX (the ONNX checker, with shape inference, must accept them) and run in ONNX
+Runtime with the same results.
 """
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 model, out, *inputs = sys.argv[1:]
+# The checker first: ONNX Runtime accepts some files the standard does not (and the other way
+# round), and mcc promises valid ONNX, not just ONNX that one runtime loads.
+onnx.checker.check_model(model, full_check=True)
 opts = ort.SessionOptions()
 opts.log_severity_level = 3
 sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])

@@ -1,6 +1,6 @@
 //! Every corpus model evaluates to its ONNX Runtime reference.
 //!
-//! Trained MNIST models: the whole 1000-sample test set against `ref/<model>_test_out.npy`
+//! Trained MNIST models (the transformer `vit_mini` too): the whole 1000-sample test set against `ref/<model>_test_out.npy`
 //! (rtol 1e-4, atol 1e-5), and the top-1 accuracy equal to the reference's. Light models:
 //! the seeded input against `_seed0_out.npy` and, where the model ends in Softmax, the
 //! pre-softmax tensor against `_seed0_presoftmax.npy` relatively (values reach 1e31).
@@ -31,8 +31,7 @@ fn accuracy(logits: &mcc_ir::Tensor, labels: &[i64]) -> usize {
 }
 
 fn trained(name: &str) {
-    let input = TRAINED
-        .iter()
+    let input = mcc_tests::every_trained()
         .find(|(m, _)| *m == name)
         .map(|(_, i)| *i)
         .unwrap();
@@ -111,7 +110,7 @@ macro_rules! models {
 
 mod trained_models {
     use super::trained;
-    models!(trained: lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini);
+    models!(trained: lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini vit_mini);
 }
 
 mod light_models {

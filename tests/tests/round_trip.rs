@@ -15,7 +15,7 @@
 
 use mcc_ir::Tensor;
 use mcc_ir::text::{PrintOptions, parse, print, print_with};
-use mcc_tests::{LIGHT, TRAINED, compare, corpus, load, npy, run_ort, skip_ort};
+use mcc_tests::{LIGHT, compare, corpus, load, npy, run_ort, skip_ort};
 
 fn text_round_trip(path: &std::path::Path) {
     let g = load(path);
@@ -77,7 +77,7 @@ fn text_round_trips_for_every_corpus_model() {
 
 #[test]
 fn full_text_evaluates_like_the_model() {
-    for (m, input) in TRAINED {
+    for (m, input) in mcc_tests::every_trained() {
         let g = load(&corpus(&format!("{m}.onnx")));
         let back = parse(&print_with(&g, PrintOptions { weights: true })).unwrap();
         let x = npy(&corpus(input));
@@ -92,7 +92,7 @@ fn full_text_evaluates_like_the_model() {
 
 macro_rules! onnx_trained {
     ($($m:ident)*) => { $( #[test] fn $m() {
-        let (name, input) = TRAINED.iter().find(|(n, _)| *n == stringify!($m)).unwrap();
+        let (name, input) = mcc_tests::every_trained().find(|(n, _)| *n == stringify!($m)).unwrap();
         onnx_round_trip(&corpus(&format!("{name}.onnx")), input, &format!("ref/{name}_test_out.npy"));
     } )* };
 }
@@ -107,7 +107,7 @@ macro_rules! onnx_light {
 
 mod onnx_export {
     use super::*;
-    onnx_trained!(lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini);
+    onnx_trained!(lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini vit_mini);
     onnx_light!(bvlc_alexnet densenet121 inception_v1 inception_v2 resnet50 shufflenet squeezenet vgg19 zfnet512);
 }
 

@@ -28,7 +28,9 @@ pub enum LowerError {
     #[error("cannot compile node `{node}` ({op}): {why}")]
     #[diagnostic(
         code(mcc::codegen::unsupported),
-        help("`mcc run` (the reference evaluator) still runs this model")
+        help(
+            "`mcc build --no-native` still builds, measures (with the reference evaluator) and writes everything but the native code; `mcc run` evaluates the model"
+        )
     )]
     Unsupported {
         /// The node.

@@ -214,6 +214,17 @@ define_ops! {
         /// Opset < 13 semantics, as for `Softmax`.
         legacy_2d: i64 = 0,
     }
+    /// Normalization over the trailing axes from `axis` on, then a scale and a bias (ONNX
+    /// `LayerNormalization`). Operands: `X, Scale, B?`; outputs `Y, Mean?, InvStdDev?`.
+    LayerNormalization = "LayerNormalization" {
+        /// The first normalized axis (negative counts from the end).
+        axis: i64 = -1,
+        /// Added to the variance.
+        epsilon: f32 = 1e-5,
+        /// The precision of the computation (ONNX: 1 = float). mcc computes in f64 and rounds
+        /// once, whatever it says.
+        stash_type: i64 = 1,
+    }
     /// Dropout; identity in inference (ONNX `Dropout`). Operands: `X, ratio?, training_mode?`;
     /// outputs `Y, mask?`.
     Dropout = "Dropout" {
@@ -355,6 +366,15 @@ define_ops! {
     Unsqueeze = "Unsqueeze" {}
     /// Remove size-1 axes (ONNX `Squeeze`). Operands: `data, axes?`.
     Squeeze = "Squeeze" {}
+    /// Cut along an axis into consecutive parts (ONNX `Split`). Operands: `input, split?`
+    /// (the parts' sizes); without `split`, equal parts, one per output (the last smaller when
+    /// the axis does not divide).
+    Split = "Split" {
+        /// The axis cut along.
+        axis: i64 = 0,
+        /// Opset 18: the number of outputs (0: as many as the node has).
+        num_outputs: i64 = 0,
+    }
     /// Join along an axis (ONNX `Concat`).
     Concat = "Concat" {
         /// The axis joined along.

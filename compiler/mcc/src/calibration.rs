@@ -272,6 +272,43 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
             )
         }
         StatRequest::Gram { layer } => {
+            // A Gemm or MatMul reads rows of its input's last axis, as long as its constant
+            // matrix says (a transformer's [N, tokens, features] may have no known shape
+            // before shape arithmetic is folded).
+            let rows = graph
+                .find_node(layer)
+                .and_then(|id| graph.node(id))
+                .filter(|n| matches!(n.op, Op::Gemm(_) | Op::MatMul(_)))
+                .and_then(|n| Some((n, n.inputs.first().copied().flatten()?)))
+                .map(|(n, x)| {
+                    let w = graph.const_data(n.inputs.get(1).copied().flatten()?)?;
+                    let &[r, c] = w.shape() else { return None };
+                    let k = match &n.op {
+                        Op::Gemm(g) if g.transB != 0 => c,
+                        _ => r,
+                    };
+                    Some((x, k))
+                });
+            if let Some(found) = rows {
+                let (x, k) =
+                    found.ok_or_else(|| fail(layer, "its matrix is not a 2-D constant"))?;
+                if k > 4096 {
+                    return Err(fail(
+                        layer,
+                        format!("XᵀX of width {k} is too large to collect (at most 4096)"),
+                    ));
+                }
+                return Ok((
+                    graph.value(x).name.clone(),
+                    Acc::Gram {
+                        patch: Patch::Rows(k),
+                        k,
+                        rows: 0,
+                        data: vec![0.0; k * k],
+                        pending: Vec::with_capacity(GRAM_BATCH * k),
+                    },
+                ));
+            }
             let (node, x, dims) = layer_input(layer)?;
             let patch = match &node.op {
                 Op::Gemm(_) | Op::MatMul(_) => Patch::Rows(dims.last().copied().unwrap_or(1)),

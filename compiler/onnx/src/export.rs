@@ -285,7 +285,13 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
         let epilogue = op.epilogue().map_err(err)?;
         op.set_epilogue(None);
         let mut attribute = vec![];
-        for (k, v) in op.attrs() {
+        let mut attrs = op.attrs();
+        for (k, v) in required_attrs(&op) {
+            if !attrs.iter().any(|(name, _)| *name == k) {
+                attrs.push((k, v));
+            }
+        }
+        for (k, v) in attrs {
             attribute.push(super::export::attribute(&op, k, &v).map_err(err)?);
         }
         let mut outputs: Vec<String> = node
@@ -368,4 +374,19 @@ pub fn export_file(graph: &Graph, path: &Path) -> Result<(), ExportError> {
         let _ = std::fs::remove_file(&tmp);
         io(e)
     })
+}
+
+/// The attributes ONNX requires (it gives them no default), written even when they equal
+/// mcc's default, which the op's attribute list leaves out: `Concat`'s `axis`, `Cast`'s `to`,
+/// `LRN`'s `size`, and the pools' `kernel_shape`.
+fn required_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
+    use mcc_ir::attr::AttrType;
+    match op {
+        Op::Concat(c) => vec![("axis", AttrValue::Int(c.axis))],
+        Op::Cast(c) => c.to.to_attr().map(|v| ("to", v)).into_iter().collect(),
+        Op::Lrn(l) => vec![("size", AttrValue::Int(l.size))],
+        Op::MaxPool(p) => vec![("kernel_shape", AttrValue::Ints(p.kernel_shape.clone()))],
+        Op::AveragePool(p) => vec![("kernel_shape", AttrValue::Ints(p.kernel_shape.clone()))],
+        _ => vec![],
+    }
 }

@@ -486,6 +486,11 @@ fn upgrade(
                 put(graph, inputs, 1, node, "axes", vec_i64(ints(&a, "axes")?));
             }
         }
+        "Split" if opset < 13 => {
+            if let Some(a) = take(attrs, "split") {
+                put(graph, inputs, 1, node, "split", vec_i64(ints(&a, "split")?));
+            }
+        }
         "ReduceSum" if opset < 13 => {
             if let Some(a) = take(attrs, "axes") {
                 put(graph, inputs, 1, node, "axes", vec_i64(ints(&a, "axes")?));

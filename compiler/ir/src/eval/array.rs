@@ -217,6 +217,56 @@ pub(crate) fn concat(inputs: &[Option<&Tensor>], axis: i64) -> Result<Tensor, Op
     with_tensor!(first, a => go(a, inputs, ax))
 }
 
+/// `Split`: consecutive parts along an axis, sized by the `split` operand or equally
+/// (⌈n / parts⌉ each, the last smaller).
+pub(crate) fn split(
+    sp: &crate::op::Split,
+    inputs: &[Option<&Tensor>],
+    n_outputs: usize,
+) -> Result<Vec<Tensor>, OpError> {
+    let x = req(inputs, 0)?;
+    let ax = norm_axes(&[sp.axis], x.shape().len().max(1))?[0];
+    let n = x.shape().get(ax).copied().unwrap_or(0);
+    let parts = if sp.num_outputs > 0 {
+        sp.num_outputs as usize
+    } else {
+        n_outputs
+    };
+    if parts == 0 || parts != n_outputs {
+        return invalid(format!("Split into {parts} parts has {n_outputs} outputs"));
+    }
+    let sizes: Vec<usize> = match opt(inputs, 1) {
+        Some(t) => {
+            let v = t.to_i64_vec();
+            if v.len() != parts
+                || v.iter().any(|&d| d < 0)
+                || v.iter().try_fold(0usize, |a, &d| a.checked_add(d as usize)) != Some(n)
+            {
+                return invalid(format!("Split sizes {v:?} do not cut {n} into {parts}"));
+            }
+            v.iter().map(|&d| d as usize).collect()
+        }
+        None => {
+            let each = n.div_ceil(parts);
+            (0..parts)
+                .map(|i| each.min(n.saturating_sub(i * each)))
+                .collect()
+        }
+    };
+    fn go<T: Element>(a: &ArrayD<T>, ax: usize, sizes: &[usize]) -> Vec<Tensor> {
+        let mut at = 0;
+        sizes
+            .iter()
+            .map(|&len| {
+                let part = a.slice_axis(Axis(ax), ndarray::Slice::from(at..at + len));
+                at += len;
+                T::wrap(part.to_owned())
+            })
+            .collect()
+    }
+    Ok(with_tensor!(x, a => go(a, ax, &sizes)))
+}
+
 /// Clamps ONNX Shape's start/end to a rank.
 pub fn shape_range(rank: usize, start: i64, end: Option<i64>) -> (usize, usize) {
     let r = rank as i64;

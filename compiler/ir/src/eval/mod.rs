@@ -121,6 +121,8 @@ pub fn eval_op(
             true,
         )?],
         Op::Dropout(_) => array::dropout(inputs, n_outputs)?,
+        Op::LayerNormalization(a) => nn::layer_norm(a, inputs, n_outputs)?,
+        Op::Split(a) => array::split(a, inputs, n_outputs)?,
         Op::Relu(_) => vec![math::unary_float(
             req(inputs, 0)?,
             // ONNX: max(x, 0), with NaN passing through (and -0 staying -0).

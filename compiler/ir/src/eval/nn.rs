@@ -590,6 +590,78 @@ pub(crate) fn lrn(attrs: &Lrn, x: &Tensor) -> Result<Tensor, OpError> {
     with_float!(x, a => Ok(go(a, attrs)))
 }
 
+/// `LayerNormalization`: over the axes from `axis` on, `(x − mean) / sqrt(var + ε) · Scale`
+/// plus `B` (Scale and B broadcast to those axes), in f64, rounded once; `Mean` and
+/// `InvStdDev` when the node has them.
+pub(crate) fn layer_norm(
+    attrs: &crate::op::LayerNormalization,
+    inputs: &[Option<&Tensor>],
+    n_outputs: usize,
+) -> Result<Vec<Tensor>, OpError> {
+    fn go<T: Float>(
+        attrs: &crate::op::LayerNormalization,
+        x: &ArrayD<T>,
+        inputs: &[Option<&Tensor>],
+        n_outputs: usize,
+    ) -> Result<Vec<Tensor>, OpError> {
+        let shape = x.shape().to_vec();
+        let ax = norm_axes(&[attrs.axis], shape.len().max(1))?[0];
+        let inner_shape = &shape[ax..];
+        let inner: usize = inner_shape.iter().product();
+        let outer: usize = shape[..ax].iter().product();
+        let param = |i: usize, what: &str| -> Result<Option<Vec<f64>>, OpError> {
+            let Some(t) = opt(inputs, i) else {
+                return Ok(None);
+            };
+            let a = same::<T>(t, what)?;
+            let b = a.broadcast(IxDyn(inner_shape)).ok_or_else(|| {
+                OpError::Invalid(format!(
+                    "{what} {:?} does not broadcast to the normalized axes {inner_shape:?}",
+                    a.shape()
+                ))
+            })?;
+            Ok(Some(b.iter().map(|v| v.to_f64()).collect()))
+        };
+        let scale = param(1, "Scale")?
+            .ok_or_else(|| OpError::Invalid("LayerNormalization needs Scale".into()))?;
+        let bias = param(2, "B")?;
+        let eps = f64::from(attrs.epsilon);
+        let flat: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+        let mut y = Vec::with_capacity(flat.len());
+        let (mut means, mut inv) = (Vec::with_capacity(outer), Vec::with_capacity(outer));
+        for row in flat.chunks(inner.max(1)).take(outer) {
+            let n = row.len().max(1) as f64;
+            let mean = row.iter().sum::<f64>() / n;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+            let r = 1.0 / (var + eps).sqrt();
+            for (i, v) in row.iter().enumerate() {
+                let b = bias.as_ref().map_or(0.0, |b| b[i]);
+                y.push(T::from_f64((v - mean) * r * scale[i] + b));
+            }
+            means.push(T::from_f64(mean));
+            inv.push(T::from_f64(r));
+        }
+        let wrap = |v: Vec<T>, dims: &[usize]| -> Result<Tensor, OpError> {
+            ArrayD::from_shape_vec(IxDyn(dims), v)
+                .map(T::wrap)
+                .map_err(|e| OpError::Invalid(e.to_string()))
+        };
+        let mut stats_shape = shape.clone();
+        for d in stats_shape.iter_mut().skip(ax) {
+            *d = 1;
+        }
+        let mut out = vec![wrap(y, &shape)?];
+        if n_outputs > 1 {
+            out.push(wrap(means, &stats_shape)?);
+        }
+        if n_outputs > 2 {
+            out.push(wrap(inv, &stats_shape)?);
+        }
+        Ok(out)
+    }
+    with_float!(req(inputs, 0)?, x => go(attrs, x, inputs, n_outputs))
+}
+
 /// ONNX `Softmax` / `LogSoftmax`, current or opset < 13 (2-D coercion) semantics.
 pub(crate) fn softmax(
     x: &Tensor,

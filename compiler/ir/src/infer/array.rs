@@ -223,6 +223,63 @@ pub(super) fn concat(
     })
 }
 
+/// `Split`: the sizes from the constant `split` operand, else `num_outputs` (or the node's
+/// outputs) equal parts of ⌈n / parts⌉, the last one smaller.
+pub(super) fn split(
+    sp: &op::Split,
+    args: &[Option<Arg<'_>>],
+    n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let parts = if sp.num_outputs > 0 {
+        sp.num_outputs as usize
+    } else {
+        n_out
+    };
+    if parts == 0 || parts != n_out {
+        return err(format!(
+            "Split into {parts} parts needs as many outputs, not {n_out}"
+        ));
+    }
+    let Some(s) = &x.ty.shape else {
+        return Ok(vec![TensorType::unknown(x.ty.dtype); n_out]);
+    };
+    let ax = norm_axis(sp.axis, s.len())?;
+    let sizes: Option<Vec<usize>> = match args.get(1) {
+        Some(Some(a)) => {
+            let Some(v) = a.value else {
+                return Ok(vec![TensorType::unknown(x.ty.dtype); n_out]);
+            };
+            let v = v.to_i64_vec();
+            if v.len() != n_out || v.iter().any(|&d| d < 0) {
+                return err(format!("Split sizes {v:?} do not give {n_out} parts"));
+            }
+            if let Some(n) = s[ax].fixed()
+                && v.iter().try_fold(0usize, |a, &d| a.checked_add(d as usize)) != Some(n)
+            {
+                return err(format!("Split sizes {v:?} do not add up to {n}"));
+            }
+            Some(v.iter().map(|&d| d as usize).collect())
+        }
+        _ => s[ax].fixed().map(|n| {
+            let each = n.div_ceil(parts);
+            (0..parts)
+                .map(|i| each.min(n.saturating_sub(i * each)))
+                .collect()
+        }),
+    };
+    Ok((0..n_out)
+        .map(|i| {
+            let mut t = s.clone();
+            t[ax] = sizes.as_ref().map_or(Dim::Unknown, |v| Dim::Fixed(v[i]));
+            TensorType {
+                dtype: x.ty.dtype,
+                shape: Some(t),
+            }
+        })
+        .collect())
+}
+
 /// `Shape`.
 pub(super) fn shape(
     s: &op::Shape,
@@ -332,7 +389,31 @@ pub(super) fn expand(
                 shape: bcast(x.ty, &target)?,
             })
         }
-        None => one(TensorType::unknown(x.ty.dtype)),
+        // The target's values unknown but its length known: the rank is the larger of the
+        // two, and an axis of the input of a fixed size other than 1 keeps it (a target of 1
+        // there broadcasts to it; any other target must equal it).
+        None => {
+            let len = opt(args, 1)
+                .and_then(|a| a.ty.fixed_dims())
+                .and_then(|d| d.first().copied());
+            match (len, &x.ty.shape) {
+                (Some(r), Some(s)) => {
+                    let rank = r.max(s.len());
+                    let mut shape = vec![Dim::Unknown; rank];
+                    for (d, dim) in s.iter().enumerate() {
+                        // A symbolic size might be 1 at run time: only fixed ones stay.
+                        if matches!(dim, Dim::Fixed(n) if *n != 1) {
+                            shape[rank - s.len() + d] = dim.clone();
+                        }
+                    }
+                    one(TensorType {
+                        dtype: x.ty.dtype,
+                        shape: Some(shape),
+                    })
+                }
+                _ => one(TensorType::unknown(x.ty.dtype)),
+            }
+        }
     }
 }
 

@@ -235,6 +235,7 @@ pub fn infer(
         Op::Lrn(_) => nn::lrn(args, n_out),
         Op::BatchNormalization(_) => nn::batch_normalization(args, n_out),
         Op::Dropout(_) => nn::dropout(args, n_out),
+        Op::LayerNormalization(l) => nn::layer_normalization(l, args, n_out),
         Op::Add(_)
         | Op::Sub(_)
         | Op::Mul(_)
@@ -321,6 +322,7 @@ pub fn infer(
         Op::Unsqueeze(_) => array::unsqueeze(args, n_out),
         Op::Squeeze(_) => array::squeeze(args, n_out),
         Op::Concat(c) => array::concat(c, args, n_out),
+        Op::Split(sp) => array::split(sp, args, n_out),
         Op::Shape(s) => array::shape(s, args, n_out),
         Op::Gather(g) => array::gather(g, args, n_out),
         Op::Slice(_) => array::slice(args, n_out),

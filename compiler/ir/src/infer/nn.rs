@@ -50,6 +50,47 @@ pub(super) fn batch_normalization(
     one(same_as(x))
 }
 
+/// `LayerNormalization`: `Y` like `X`; `Mean` and `InvStdDev` like `X` with the normalized
+/// axes kept as 1.
+pub(super) fn layer_normalization(
+    l: &op::LayerNormalization,
+    args: &[Option<Arg<'_>>],
+    n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let scale = req(args, 1)?;
+    if !x.ty.dtype.is_float() || scale.ty.dtype != x.ty.dtype {
+        return err(format!(
+            "LayerNormalization needs float X and Scale of its type, got {} and {}",
+            x.ty, scale.ty
+        ));
+    }
+    if let Some(Some(b)) = args.get(2)
+        && b.ty.dtype != x.ty.dtype
+    {
+        return err(format!("LayerNormalization's B is {}, not {}", b.ty, x.ty));
+    }
+    let stats = match &x.ty.shape {
+        Some(s) => {
+            let ax = norm_axis(l.axis, s.len())?;
+            let mut t = s.clone();
+            for d in t.iter_mut().skip(ax) {
+                *d = Dim::Fixed(1);
+            }
+            TensorType {
+                dtype: x.ty.dtype,
+                shape: Some(t),
+            }
+        }
+        None => TensorType::unknown(x.ty.dtype),
+    };
+    let mut out = vec![same_as(x)];
+    for _ in 1..n_out.min(3) {
+        out.push(stats.clone());
+    }
+    Ok(out)
+}
+
 /// `Dropout`.
 pub(super) fn dropout(
     args: &[Option<Arg<'_>>],
