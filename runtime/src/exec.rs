@@ -71,6 +71,11 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
         }
         Ok(())
     };
+    // Sizes from a program are untrusted: a product that overflows is an error, not a wrap.
+    let times = |a: usize, b: usize| -> Result<usize, String> {
+        a.checked_mul(b)
+            .ok_or_else(|| format!("sizes {a} × {b} overflow"))
+    };
     let geo = |g: &Geometry| -> Result<(), String> {
         let ok = g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0 && g.dh > 0 && g.dw > 0;
         if !ok {
@@ -142,15 +147,15 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
         Step::Dense {
             x, y, rows, k, n, ..
         } => {
-            need(x, rows * k, "input")?;
-            need(y, rows * n, "output")?;
+            need(x, times(*rows, *k)?, "input")?;
+            need(y, times(*rows, *n)?, "output")?;
         }
         Step::SparseDense {
             x, y, rows, k, n, ..
         } => {
-            need(x, rows * k, "input")?;
-            need(y, rows * n, "output")?;
-            if sparse::scratch_len(*k) > scratch {
+            need(x, times(*rows, *k)?, "input")?;
+            need(y, times(*rows, *n)?, "output")?;
+            if times(*k, sparse::TILE)? > scratch {
                 return Err("the scratch buffer is too small".into());
             }
         }
@@ -1473,8 +1478,9 @@ impl Ctx<'_> {
         gemm::gemm_packed_b(self.isa, xs, k, r.len(), pb, ys, n, &ep, 0..r.len(), 0..n)
     }
 
-    /// A sparse fully connected step, part `t` of `parts`: a share of the rows (whole tiles),
-    /// or of the columns when there is a single row; `buf` is the task's scratch.
+    /// A sparse fully connected step, part `t` of `parts`: a share of the rows (in steps of
+    /// 16, a vector of rows), or of the columns when there is a single row; `buf` is the
+    /// task's scratch.
     fn sparse_dense(
         &self,
         step: &Step,
@@ -1496,10 +1502,13 @@ impl Ctx<'_> {
         else {
             return Err("not a sparse dense step".into());
         };
-        if x.len != rows * k || y.len != rows * n {
+        if Some(x.len) != rows.checked_mul(*k) || Some(y.len) != rows.checked_mul(*n) {
             return Err("sparse dense: buffers do not match the layer".into());
         }
-        let (k, n, m) = (*k, *n, rows * self.batch);
+        let m = rows
+            .checked_mul(self.batch)
+            .ok_or("sparse dense: rows × batch overflow")?;
+        let (k, n) = (*k, *n);
         let (x0, y0) = (x.off * self.batch, y.off * self.batch);
         // SAFETY: `Runner::with_weights` checked these words with `SparseB::new` for this
         // step's k and n, and a runner's weights never change.

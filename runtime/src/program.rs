@@ -341,7 +341,7 @@ define_steps! {
         bias: Option<usize> => weights(*n),
         /// Activation.
         act: Act,
-    } flops = 2 * rows * k * n;
+    } flops = rows.saturating_mul(*k).saturating_mul(*n).saturating_mul(2);
 
     /// Max pooling.
     MaxPool = 3 {
@@ -538,7 +538,7 @@ define_steps! {
         bias: Option<usize> => weights(*n),
         /// Activation.
         act: Act,
-    } flops = 2 * rows * nnz;
+    } flops = rows.saturating_mul(*nnz).saturating_mul(2);
 }
 
 impl Step {

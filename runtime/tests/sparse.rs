@@ -271,3 +271,96 @@ fn the_crossover_rule_prefers_the_dense_kernel_when_dense() {
     };
     assert!(at(100) * 784 < at(784) * 100);
 }
+
+#[test]
+fn hostile_sizes_are_errors_not_wrapped_bounds() {
+    let isa = mcc_runtime::kernels::gemm::Isa::detect();
+    let words = pack_sparse(&[1.0, 0.0, 2.0, 3.0], 2, 2, 2, 1).unwrap();
+    let sb = SparseB::new(2, 2, &words).unwrap();
+    let a = vec![1.0f32; 64];
+    let mut c = vec![0.0f32; 64];
+    let mut scratch = vec![0.0f32; scratch_len(2)];
+    // (m − 1)·lda wraps to 0 in unchecked arithmetic: must be "too small", not a pass.
+    let huge = 1usize << 61;
+    assert!(
+        sparse_dense(
+            isa,
+            &a,
+            huge,
+            9,
+            &sb,
+            &mut c,
+            2,
+            &Epilogue::NONE,
+            0..2,
+            &mut scratch
+        )
+        .is_err()
+    );
+    assert!(
+        sparse_dense(
+            isa,
+            &a,
+            2,
+            9,
+            &sb,
+            &mut c,
+            huge,
+            &Epilogue::NONE,
+            0..2,
+            &mut scratch
+        )
+        .is_err()
+    );
+    // A column count whose offsets would wrap, a nonzero count beyond any weights.
+    assert!(SparseB::new(1, usize::MAX, &[0.0, 0.0]).is_err());
+    assert_eq!(sparse_len(usize::MAX, 0), usize::MAX);
+    assert_eq!(sparse_len(0, usize::MAX), usize::MAX);
+    assert_eq!(scratch_len(usize::MAX), usize::MAX);
+}
+
+/// A program whose sparse step's sizes overflow (`rows · k` and `k · 64` wrap to 0 in
+/// unchecked arithmetic) is refused when the runner is made.
+#[test]
+fn a_program_with_overflowing_sparse_sizes_is_refused() {
+    use mcc_runtime::kernels::epilogue::Act;
+    use mcc_runtime::program::{Buf, Io, Program, Step};
+    let step = |rows: usize, k: usize, n: usize, nnz: usize| Step::SparseDense {
+        x: Buf { off: 0, len: 0 },
+        y: Buf { off: 0, len: 64 },
+        rows,
+        k,
+        n,
+        nnz,
+        w: 0,
+        bias: None,
+        act: Act::None,
+    };
+    for (what, s) in [
+        ("rows × k wraps", step(64, 1 << 58, 1, 0)),
+        ("n + 1 wraps", step(0, 0, usize::MAX, 0)),
+        ("2 · nnz wraps", step(1, 1, 1, usize::MAX / 2 + 1)),
+    ] {
+        let p = Program {
+            fixed_batch: None,
+            inputs: vec![Io {
+                name: "x".into(),
+                dims: vec![64],
+                buf: Buf { off: 64, len: 64 },
+            }],
+            outputs: vec![Io {
+                name: "y".into(),
+                dims: vec![64],
+                buf: Buf { off: 0, len: 64 },
+            }],
+            arena: 128,
+            scratch: 0,
+            steps: vec![s],
+            weights: vec![0.0; 2],
+        };
+        assert!(
+            mcc_runtime::exec::Runner::new(&p, 1).is_err(),
+            "{what}: the runner accepted it"
+        );
+    }
+}

@@ -64,7 +64,8 @@ pub fn fc_kernel(k: usize, n: usize, w: &[f32]) -> FcKernel {
     let nnz = w.iter().filter(|v| v.to_bits() != 0).count();
     let total = w.len().max(1);
     let (density, max) = (nnz as f64 / total as f64, sparse::max_density(k));
-    if sparse::pays(k, n, nnz) && nnz < u32::MAX as usize {
+    // The stored form's offsets and row indices are u32s.
+    if sparse::pays(k, n, nnz) && nnz < u32::MAX as usize && k <= u32::MAX as usize {
         FcKernel::Sparse { nnz, density, max }
     } else if nnz * 10 <= total * 9 {
         FcKernel::SizeOnly { density, max }

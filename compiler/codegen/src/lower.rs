@@ -1040,7 +1040,8 @@ impl<'g> Lowering<'g> {
             &scaled
         };
         let (row_stride, col_stride) = if trans_b { (1, k) } else { (cols, 1) };
-        let kernel = crate::fc_kernel(k, cols, wv);
+        // Decided on the weights as stored (the report decides on the same), packed scaled.
+        let kernel = crate::fc_kernel(k, cols, &w);
         let stored = match kernel {
             crate::FcKernel::Sparse { .. } => {
                 sparse::pack_sparse(wv, k, cols, row_stride, col_stride)
@@ -1071,7 +1072,9 @@ impl<'g> Lowering<'g> {
         )?;
         let xb = self.read(x)?;
         let yb = self.write(y)?;
-        if let (crate::FcKernel::Sparse { nnz, .. }, Some(words)) = (kernel, stored) {
+        if let (crate::FcKernel::Sparse { .. }, Some(words)) = (kernel, stored) {
+            // The count the packed form holds (scaling may zero a weight).
+            let nnz = words.get(cols).map_or(0, |v| v.to_bits() as usize);
             let wo = self.push_weights(&words);
             let bo = bias.map(|b| self.push_weights(&b));
             self.scratch = self.scratch.max(sparse::scratch_len(k));

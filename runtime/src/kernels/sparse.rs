@@ -25,12 +25,13 @@ pub const TILE: usize = 64;
 /// Floats of the stored form of an `n`-column matrix with `nnz` nonzeros: `n + 1` column
 /// offsets, `nnz` row indices (both as the bits of u32s), then the `nnz` values.
 pub fn sparse_len(n: usize, nnz: usize) -> usize {
-    n + 1 + 2 * nnz
+    // Saturating: hostile sizes give a length no weights hold, which callers reject.
+    n.saturating_add(1).saturating_add(nnz.saturating_mul(2))
 }
 
 /// Floats of scratch the kernel needs for depth `k` (one transposed tile).
 pub fn scratch_len(k: usize) -> usize {
-    k * TILE
+    k.saturating_mul(TILE)
 }
 
 /// Whether the sparse kernel is at least as fast as the dense GEMM for a `k × n` weight with
@@ -83,7 +84,7 @@ impl<'a> SparseB<'a> {
     /// index is below `k`.
     pub fn new(k: usize, n: usize, words: &'a [f32]) -> Result<SparseB<'a>, String> {
         let bad = |what: &str| Err(format!("sparse weights ({k}×{n}): {what}"));
-        let Some(ptr) = words.get(..n + 1) else {
+        let Some(ptr) = n.checked_add(1).and_then(|len| words.get(..len)) else {
             return bad("the column offsets are cut short");
         };
         if ptr[0].to_bits() != 0 {
@@ -192,11 +193,14 @@ pub fn sparse_dense(
     if m == 0 || width == 0 {
         return Ok(());
     }
+    // Extents computed checked: a product that overflows is too small an operand, never a
+    // wrapped bound.
+    let extent = |ld: usize, last: usize| (m - 1).checked_mul(ld)?.checked_add(last);
     if cols.end > n
         || lda < k
         || ldc < width
-        || a.len() < (m - 1) * lda + k
-        || c.len() < (m - 1) * ldc + width
+        || extent(lda, k).is_none_or(|e| a.len() < e)
+        || extent(ldc, width).is_none_or(|e| c.len() < e)
     {
         return Err(format!("sparse dense: operands too small for {m}×{k}×{n}"));
     }
@@ -388,8 +392,9 @@ fn tile(
                     }
                 },
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: as for AVX-512, with AVX2 and FMA and vectors of 8 lanes (V = 8
-                // reads 64 = TILE lanes, past `lanes` only when lanes > 32: still inside).
+                // SAFETY: as for AVX-512, with AVX2 and FMA and vectors of 8 lanes: V·8 ≥ lanes
+                // and V·8 ≤ 64 = TILE, so a read past `lanes` (V = 4 for 24 lanes, V = 8 for
+                // 40 to 56) stays inside the transposed row; those lanes are never written back.
                 Isa::Avx2 => unsafe {
                     match lanes / 8 {
                         1 => col_avx2::<1>(xt, b, j, o),
@@ -413,7 +418,7 @@ fn tile(
                 // checked by `sparse_dense`).
                 unsafe {
                     transpose8(
-                        ot[0][r..].as_ptr(),
+                        ot.as_flattened().as_ptr().add(r),
                         TILE,
                         c.as_mut_ptr().add(r * ldc + jb - c0),
                         ldc,
