@@ -45,7 +45,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // The stored matrix: offsets, indices and values as the input gives them, at most 4096
     // words (its declared length may be far larger: the runner must refuse that).
     let words: Vec<f32> = (0..b.size().min(4096)).map(|_| f32::from_bits(b.u32())).collect();
-    let w_len = words.len();
     let mut weights = words;
     let bias = weights.len();
     weights.extend((0..64).map(|i| i as f32 * 0.25));
@@ -84,7 +83,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         steps: vec![step],
         weights,
     };
-    let _ = w_len;
     let Ok(mut r) = Runner::new(&p, 1) else {
         return;
     };
