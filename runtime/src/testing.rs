@@ -45,6 +45,22 @@ pub fn suite_isas(suite: &str) -> Result<Vec<Isa>, String> {
     Ok(isas)
 }
 
+/// `n` floats in [−1, 1) from a fixed linear congruential sequence started at `seed`: the
+/// kernel suites' operands, the same on every machine.
+pub fn uniform(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 /// How far `got` is from `want`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Diff {

@@ -8,19 +8,7 @@
 use mcc_runtime::kernels::epilogue::{Act, Bias, Epilogue};
 use mcc_runtime::kernels::gemm::{PackedA, PackedB, gemm_packed_a, gemm_packed_b, pack_a, pack_b};
 
-fn rand(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use mcc_runtime::testing::uniform as rand;
 
 fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, ep: &Epilogue) -> Vec<f32> {
     let mut c = vec![0f32; m * n];

@@ -12,19 +12,7 @@ use mcc_runtime::kernels::sparse::{
 };
 use mcc_runtime::testing::{diff, suite_isas};
 
-fn rand(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use mcc_runtime::testing::uniform as rand;
 
 /// A `k × n` matrix with about `density` of its elements nonzero.
 fn sparse_matrix(seed: u64, k: usize, n: usize, density: f32) -> Vec<f32> {

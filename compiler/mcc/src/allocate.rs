@@ -23,12 +23,11 @@
 
 use std::time::Instant;
 
-use mcc_ir::{Graph, StepId};
-use mcc_plan::plan::{BudgetItem, Metric, ParamValue, Step};
+use mcc_ir::Graph;
+use mcc_plan::plan::{BudgetItem, Metric, Step};
 
 use crate::Error;
-use crate::build::{load_data, run_step};
-use crate::calibration::Calibration;
+use crate::build::{load_data, run_plan_with};
 use crate::recipe::Session;
 use crate::report::{AllocatedLayer, Allocation, CurvePoint, Uniform};
 use crate::sensitivity::Meter;
@@ -50,48 +49,23 @@ fn apply(
     threads: usize,
     only: Option<(usize, &str, f64)>,
 ) -> Result<Graph, Error> {
-    let mut graph = s.model.graph.clone();
-    let mut stats = Calibration::new(calibration.clone(), threads);
-    let mut index = 0;
-    for stage in &s.checked.plan.stages {
-        for step in &stage.steps {
-            index += 1;
-            let mut step = step.clone();
-            if let Some(param) = step.auto_param() {
-                match only {
-                    Some((i, layer, value)) if i == index => {
-                        step.nodes = vec![layer.to_string()];
-                        set(&mut step, param, value);
-                    }
-                    _ => continue,
-                }
-            }
-            run_step(s, &mut graph, &step, StepId(index as u32), &mut stats)?;
+    run_plan_with(s, calibration, threads, |index, step| {
+        let mut step = step.clone();
+        if let Some(param) = step.auto_param() {
+            let (_, layer, value) = only.filter(|o| o.0 == index)?;
+            step.nodes = vec![layer.to_string()];
+            step.set_num(param, value);
         }
-    }
-    Ok(graph)
-}
-
-fn set(step: &mut Step, param: &str, value: f64) {
-    for (k, v) in step.params.iter_mut() {
-        if *k == param {
-            *v = ParamValue::Num(value);
-        }
-    }
+        Some(step)
+    })
 }
 
 /// Stored bytes of the float constants the model uses, and its MACs per sample.
 fn size_and_macs(graph: &Graph) -> (f64, f64) {
-    let bytes: usize = graph
-        .value_ids()
-        .filter(|&v| {
-            matches!(graph.value(v).def, mcc_ir::ValueDef::Const(_))
-                && graph.is_used(v)
-                && graph.const_data(v).is_some_and(|t| t.dtype().is_float())
-        })
-        .map(|v| graph.stored_bytes(v))
-        .sum();
-    (bytes as f64, crate::inspect::table(graph).macs as f64)
+    (
+        crate::build::totals(graph).2 as f64,
+        crate::inspect::table(graph).macs as f64,
+    )
 }
 
 /// The budget the allocation works under: the first `size` or `flops` bound, else the first
@@ -228,7 +202,9 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
     // on the calibration set (losses do not add up: the layers' errors compound).
     let holds = |chosen: &[Option<usize>]| -> Result<(bool, f64), Error> {
         let plan = expand(s, &autos, &layers, chosen);
-        let g = apply_all(&plan, &data.calibration, threads)?;
+        let g = run_plan_with(&plan, &data.calibration, threads, |_, step| {
+            Some(step.clone())
+        })?;
         let (acc, err) = meter.measure_both(&g)?;
         Ok(match (budget.metric, acc) {
             (Metric::AccuracyDrop, Some(acc)) => {
@@ -334,10 +310,12 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
                 .flat_map(|st| st.steps.iter_mut())
             {
                 if let Some(param) = step.auto_param() {
-                    set(step, param, u);
+                    step.set_num(param, u);
                 }
             }
-            let g = apply_all(&plan, &data.calibration, threads)?;
+            let g = run_plan_with(&plan, &data.calibration, threads, |_, step| {
+                Some(step.clone())
+            })?;
             let evaluation = match (&data.evaluation, &data.labels) {
                 (Some(x), Some(l)) => Some(
                     Meter::new(s, x.clone(), Some(l.as_slice()), threads, false)?
@@ -423,7 +401,7 @@ fn expand(
                 if let Some(j) = chosen[l] {
                     let mut one = step.clone();
                     one.nodes = vec![layer.clone()];
-                    set(&mut one, autos[a].param, curve[j].value);
+                    one.set_num(autos[a].param, curve[j].value);
                     steps.push(one);
                 }
             }
@@ -431,22 +409,4 @@ fn expand(
         stage.steps = steps;
     }
     expanded
-}
-
-/// Runs `s`'s plan as written (its `auto` parameters already set).
-fn apply_all(
-    s: &Session,
-    calibration: &Option<mcc_ir::Tensor>,
-    threads: usize,
-) -> Result<Graph, Error> {
-    let mut graph = s.model.graph.clone();
-    let mut stats = Calibration::new(calibration.clone(), threads);
-    let mut index = 0;
-    for stage in &s.checked.plan.stages {
-        for step in &stage.steps {
-            index += 1;
-            run_step(s, &mut graph, step, StepId(index as u32), &mut stats)?;
-        }
-    }
-    Ok(graph)
 }

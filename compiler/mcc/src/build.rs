@@ -306,6 +306,30 @@ pub fn run_steps<'s>(
     Ok((ran, ir_diffs))
 }
 
+/// Runs `s`'s plan on a copy of its model, without native code or measurement: each step as
+/// `edit` gives it (by its 1-based number in plan order; `None` skips it), statistics
+/// collected on `calibration` as the steps find the model. `mcc sensitivity` and the `auto`
+/// allocation run their variants of the plan through it.
+pub fn run_plan_with(
+    s: &Session,
+    calibration: &Option<Tensor>,
+    threads: usize,
+    mut edit: impl FnMut(usize, &Step) -> Option<Step>,
+) -> Result<Graph, Error> {
+    let mut graph = s.model.graph.clone();
+    let mut stats = Calibration::new(calibration.clone(), threads);
+    let mut index = 0;
+    for stage in &s.checked.plan.stages {
+        for step in &stage.steps {
+            index += 1;
+            if let Some(step) = edit(index, step) {
+                run_step(s, &mut graph, &step, StepId(index as u32), &mut stats)?;
+            }
+        }
+    }
+    Ok(graph)
+}
+
 /// Runs one step through its registry entry: the statistics it needs (collected on `graph` as
 /// it stands), its rewrite, then re-typing and verification; cached statistics are dropped
 /// when the step changed the model.
@@ -516,7 +540,7 @@ fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (u64, u64, u64) {
 }
 
 /// Float constants the model uses: (count, nonzero, stored bytes).
-fn totals(graph: &Graph) -> (u64, u64, u64) {
+pub(crate) fn totals(graph: &Graph) -> (u64, u64, u64) {
     let (mut total, mut nonzero, mut bytes) = (0, 0, 0);
     for v in graph.value_ids() {
         if let ValueDef::Const(_) = graph.value(v).def

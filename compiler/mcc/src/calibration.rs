@@ -272,90 +272,79 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
             )
         }
         StatRequest::Gram { layer } => {
-            // A Gemm or MatMul reads rows of its input's last axis, as long as its constant
+            // A Gemm or MatMul reads rows of its input's last axis, as wide as its constant
             // matrix says (a transformer's [N, tokens, features] may have no known shape
-            // before shape arithmetic is folded).
+            // before shape arithmetic is folded); other layers need their input's shape.
             let rows = graph
                 .find_node(layer)
                 .and_then(|id| graph.node(id))
                 .filter(|n| matches!(n.op, Op::Gemm(_) | Op::MatMul(_)))
-                .and_then(|n| Some((n, n.inputs.first().copied().flatten()?)))
-                .map(|(n, x)| {
+                .and_then(|n| {
+                    let x = n.inputs.first().copied().flatten()?;
                     let w = graph.const_data(n.inputs.get(1).copied().flatten()?)?;
                     let &[r, c] = w.shape() else { return None };
                     let k = match &n.op {
                         Op::Gemm(g) if g.transB != 0 => c,
                         _ => r,
                     };
-                    Some((x, k))
+                    Some((x, Patch::Rows(k)))
                 });
-            if let Some(found) = rows {
-                let (x, k) =
-                    found.ok_or_else(|| fail(layer, "its matrix is not a 2-D constant"))?;
-                if k > 4096 {
-                    return Err(fail(
-                        layer,
-                        format!("XᵀX of width {k} is too large to collect (at most 4096)"),
-                    ));
-                }
-                return Ok((
-                    graph.value(x).name.clone(),
-                    Acc::Gram {
-                        patch: Patch::Rows(k),
-                        k,
-                        rows: 0,
-                        data: vec![0.0; k * k],
-                        pending: Vec::with_capacity(GRAM_BATCH * k),
-                    },
-                ));
-            }
-            let (node, x, dims) = layer_input(layer)?;
-            let patch = match &node.op {
-                Op::Gemm(_) | Op::MatMul(_) => Patch::Rows(dims.last().copied().unwrap_or(1)),
-                Op::Conv(c)
-                    if c.group == 1 && dims.len() == 3 && c.auto_pad == mcc_ir::AutoPad::NotSet =>
-                {
-                    let out = node
-                        .outputs
-                        .first()
-                        .and_then(|&o| dims_of(o))
-                        .ok_or_else(|| fail(layer, "its output's shape is not known"))?;
-                    let w = node
-                        .inputs
-                        .get(1)
-                        .copied()
-                        .flatten()
-                        .and_then(|w| graph.const_data(w))
-                        .ok_or_else(|| fail(layer, "its weights are not constant"))?;
-                    let ks = w.shape();
-                    let two = |v: &[i64], d: i64| -> [usize; 2] {
-                        [
-                            v.first().copied().unwrap_or(d) as usize,
-                            v.get(1).copied().unwrap_or(d) as usize,
-                        ]
+            let (x, patch) = match rows {
+                Some(found) => found,
+                None => {
+                    let (node, x, dims) = layer_input(layer)?;
+                    let patch = match &node.op {
+                        Op::Gemm(_) | Op::MatMul(_) => {
+                            Patch::Rows(dims.last().copied().unwrap_or(1))
+                        }
+                        Op::Conv(c)
+                            if c.group == 1
+                                && dims.len() == 3
+                                && c.auto_pad == mcc_ir::AutoPad::NotSet =>
+                        {
+                            let out =
+                                node.outputs.first().and_then(|&o| dims_of(o)).ok_or_else(
+                                    || fail(layer, "its output's shape is not known"),
+                                )?;
+                            let w = node
+                                .inputs
+                                .get(1)
+                                .copied()
+                                .flatten()
+                                .and_then(|w| graph.const_data(w))
+                                .ok_or_else(|| fail(layer, "its weights are not constant"))?;
+                            let ks = w.shape();
+                            let two = |v: &[i64], d: i64| -> [usize; 2] {
+                                [
+                                    v.first().copied().unwrap_or(d) as usize,
+                                    v.get(1).copied().unwrap_or(d) as usize,
+                                ]
+                            };
+                            Patch::Conv {
+                                c: dims[0],
+                                h: dims[1],
+                                w: dims[2],
+                                k: [ks[2], ks[3]],
+                                s: two(&c.strides, 1),
+                                p: two(&c.pads, 0),
+                                d: two(&c.dilations, 1),
+                                out: [
+                                    out.get(1).copied().unwrap_or(0),
+                                    out.get(2).copied().unwrap_or(0),
+                                ],
+                            }
+                        }
+                        other => {
+                            return Err(fail(
+                                layer,
+                                format!(
+                                    "XᵀX is collected for Gemm, MatMul and 2-D one-group Conv layers with explicit pads, not this {}",
+                                    other.name()
+                                ),
+                            ));
+                        }
                     };
-                    Patch::Conv {
-                        c: dims[0],
-                        h: dims[1],
-                        w: dims[2],
-                        k: [ks[2], ks[3]],
-                        s: two(&c.strides, 1),
-                        p: two(&c.pads, 0),
-                        d: two(&c.dilations, 1),
-                        out: [
-                            out.get(1).copied().unwrap_or(0),
-                            out.get(2).copied().unwrap_or(0),
-                        ],
-                    }
-                }
-                other => {
-                    return Err(fail(
-                        layer,
-                        format!(
-                            "XᵀX is collected for Gemm, MatMul and 2-D one-group Conv layers with explicit pads, not this {}",
-                            other.name()
-                        ),
-                    ));
+                    (x, patch)
                 }
             };
             let k = patch.width();

@@ -13,13 +13,12 @@
 
 use std::time::Instant;
 
-use mcc_ir::{Graph, StepId, Tensor};
-use mcc_plan::plan::{ParamValue, Step};
+use mcc_ir::{Graph, Tensor};
+use mcc_plan::plan::ParamValue;
 use serde::Serialize;
 
 use crate::Error;
-use crate::build::{Data, load_data, run_step};
-use crate::calibration::Calibration;
+use crate::build::{Data, load_data, run_plan_with};
 use crate::measure::{Agreement, Compiled, top1_hits};
 use crate::recipe::Session;
 use crate::report::Engine;
@@ -92,34 +91,19 @@ fn apply(
     threads: usize,
     only: Option<(usize, &str, &str, f64)>,
 ) -> Result<Graph, Error> {
-    let mut graph = s.model.graph.clone();
-    let mut stats = Calibration::new(calibration.clone(), threads);
-    let mut index = 0;
-    for stage in &s.checked.plan.stages {
-        for step in &stage.steps {
-            index += 1;
-            let sweepable = s
-                .registry
-                .variant(step.technique, step.variant)
-                .is_some_and(|v| v.sweep.is_some());
-            let mut step: Step = step.clone();
-            if sweepable {
-                match only {
-                    Some((i, layer, param, value)) if i == index => {
-                        step.nodes = vec![layer.to_string()];
-                        for (k, v) in step.params.iter_mut() {
-                            if *k == param {
-                                *v = ParamValue::Num(value);
-                            }
-                        }
-                    }
-                    _ => continue,
-                }
-            }
-            run_step(s, &mut graph, &step, StepId(index as u32), &mut stats)?;
+    run_plan_with(s, calibration, threads, |index, step| {
+        let sweepable = s
+            .registry
+            .variant(step.technique, step.variant)
+            .is_some_and(|v| v.sweep.is_some());
+        let mut step = step.clone();
+        if sweepable {
+            let (_, layer, param, value) = only.filter(|o| o.0 == index)?;
+            step.nodes = vec![layer.to_string()];
+            step.set_num(param, value);
         }
-    }
-    Ok(graph)
+        Some(step)
+    })
 }
 
 /// Measures a model: accuracy with labels, else output error against `reference` outputs.

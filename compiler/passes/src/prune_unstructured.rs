@@ -106,6 +106,11 @@ fn pattern(step: &Step) -> Pattern {
 fn amounts(graph: &Graph, step: &Step) -> std::collections::HashMap<String, f64> {
     let amount = num(&step.params, "amount").unwrap_or(0.0);
     let global = matches!(step.param("scope"), Some(ParamValue::Word(w)) if w == "global");
+    if !global {
+        // Every layer its own amount: nothing to read (layers that cannot be pruned are left
+        // alone where they are pruned).
+        return step.nodes.iter().map(|n| (n.clone(), amount)).collect();
+    }
     let mut weights: Vec<(String, Vec<f64>)> = vec![];
     for name in &step.nodes {
         let Ok(l) = prune::layer(graph, name, None) else {
@@ -118,9 +123,6 @@ fn amounts(graph: &Graph, step: &Step) -> std::collections::HashMap<String, f64>
             continue;
         };
         weights.push((name.clone(), rows.data));
-    }
-    if !global {
-        return weights.into_iter().map(|(n, _)| (n, amount)).collect();
     }
     let mut all: Vec<(f64, usize, usize)> = weights
         .iter()

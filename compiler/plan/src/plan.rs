@@ -165,6 +165,15 @@ impl Step {
     pub fn param(&self, name: &str) -> Option<&ParamValue> {
         self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
+
+    /// Sets parameter `name` (one the step has) to the number `value`.
+    pub fn set_num(&mut self, name: &str, value: f64) {
+        for (k, v) in self.params.iter_mut() {
+            if *k == name {
+                *v = ParamValue::Num(value);
+            }
+        }
+    }
 }
 
 /// A stage: steps run in order.
