@@ -188,7 +188,15 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
 
     // Moves are ranked by output error (continuous, where accuracy on a few hundred samples
     // moves in steps) per unit saved in the budget's quantity.
-    let loss = |p: &CurvePoint| (p.error - base_err).max(0.0);
+    // A setting whose error is not a number costs everything (`f64::max` would make it free).
+    let loss = |p: &CurvePoint| {
+        let l = p.error - base_err;
+        if l.is_nan() {
+            f64::INFINITY
+        } else {
+            l.max(0.0)
+        }
+    };
     let save = |p: &CurvePoint| match budget.metric {
         Metric::Flops => base_macs - p.macs as f64,
         _ => base_bytes - p.bytes as f64,
@@ -232,7 +240,8 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
             let from = chosen[l].map_or(0, |j| j + 1);
             for (j, p) in curve.iter().enumerate().take(refused[l]).skip(from) {
                 let (dl, ds) = ((loss(p) - cl).max(0.0), save(p) - cs);
-                if ds <= 0.0 {
+                // Nothing saved, or a setting whose measurement is not a number: never taken.
+                if ds.is_nan() || ds <= 0.0 || !dl.is_finite() {
                     continue;
                 }
                 if bounds_total
