@@ -92,9 +92,8 @@ impl Model {
         threads: usize,
     ) -> Result<Box<Model>, String> {
         let n = crate::stored::decoded_len(stored).ok_or("stored weights: no length word")?;
-        // Every 4096 floats take at least 1 + 128 words, so a length beyond 32 floats per word
-        // is corrupt: refuse it before allocating.
-        if n > stored.len().saturating_mul(32) {
+        // A length beyond what the words can hold is corrupt: refuse it before allocating.
+        if n > crate::stored::max_decoded_len(stored) {
             return Err(format!(
                 "stored weights: {n} floats cannot come from {} words",
                 stored.len()

@@ -37,6 +37,7 @@ macro_rules! avx2_dispatch {
 }
 
 // The schedule format, and weights in stored form.
+pub mod huffman;
 pub mod program;
 pub mod stored;
 

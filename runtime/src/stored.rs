@@ -1,21 +1,38 @@
-//! Weights in stored form in an object file: the program's packed weight array cut into
-//! chunks of [`CHUNK`] floats, each kept dense or as a bitmask of its nonzero elements plus
-//! those elements, whichever is smaller. The model expands them once, when it is loaded, into
-//! memory it owns; then the kernels run on dense weights as before.
+//! Weights in stored form in an object file: the program's packed weight array in one of two
+//! forms, whichever is smaller. The model expands them once, when it is loaded, into memory it
+//! owns; then the kernels run on dense weights as before.
 //!
-//! Packing (panel layouts, padding) moves weights but creates no nonzero, so a pruned model's
-//! packed array is as sparse as its weights.
+//! Packing (panel layouts, padding) moves weights but creates no nonzero, and no new value, so
+//! a pruned model's packed array is as sparse as its weights, and a quantized or clustered
+//! model's holds only its tables' values.
 //!
-//! Format, little-endian u32 words: `n` (the decoded length), then per chunk a header word —
-//! `0` for a dense chunk (its floats follow), or `1 + k` for a bitmask chunk with `k` kept
-//! elements (⌈len/32⌉ mask words, then the `k` floats). A kept element is one whose bits are
-//! not all zero, so decoding gives back the same bits (`-0.0` included).
-
+//! Format, little-endian u32 words; the first word is the decoded length `n` (below 2^31),
+//! with bit 31 set for the coded form.
+//!
+//! - **Chunked**: per chunk of [`CHUNK`] floats a header word — `0` for a dense chunk (its
+//!   floats follow), or `1 + k` for a bitmask chunk with `k` kept elements (⌈len/32⌉ mask
+//!   words, then the `k` floats). A kept element is one whose bits are not all zero, so
+//!   decoding gives back the same bits (`-0.0` included).
+//! - **Coded** (when the array holds at most [`MAX_DISTINCT`] distinct nonzero bit patterns:
+//!   codebooks, low-bit integers, pruned layers of few values): a word `d`, the `d` distinct
+//!   values (their bits, increasing), then a byte stream padded to whole words: `d + RUNS`
+//!   Huffman code lengths (u8; `crate::huffman`), a u32 bit count, the bit stream. Symbol
+//!   `s < d` is one element of value `s`; symbol `d + j` is a run of `2^j` zeros (`j <
+//!   RUNS`); a run of `L` zeros is written as its binary digits, the largest first.
 /// Floats per chunk.
 pub const CHUNK: usize = 4096;
 
-/// The length in words [`encode`] would give, without encoding (one pass, no allocation).
-pub fn encoded_len(w: &[f32]) -> usize {
+/// The most distinct nonzero values the coded form takes.
+pub const MAX_DISTINCT: usize = 1 << 16;
+
+/// Zero-run symbols of the coded form: runs of 1, 2, 4 … 2^(RUNS − 1) zeros.
+const RUNS: usize = 16;
+
+/// Bit 31 of the first word: the coded form.
+const CODED: u32 = 1 << 31;
+
+/// The length in words of the chunked form (one pass, no allocation).
+fn chunked_len(w: &[f32]) -> usize {
     1 + w
         .chunks(CHUNK)
         .map(|chunk| {
@@ -30,8 +47,82 @@ pub fn encoded_len(w: &[f32]) -> usize {
         .sum::<usize>()
 }
 
-/// Encodes `w`.
+/// The length in words [`encode`] gives.
+pub fn encoded_len(w: &[f32]) -> usize {
+    encode(w).len()
+}
+
+/// Encodes `w` (fewer than 2^31 floats) in the smaller of its two forms.
 pub fn encode(w: &[f32]) -> Vec<u32> {
+    match coded(w) {
+        Some(c) if c.len() < chunked_len(w) => c,
+        _ => chunked(w),
+    }
+}
+
+/// The coded form, when `w` has few enough distinct values.
+fn coded(w: &[f32]) -> Option<Vec<u32>> {
+    let mut distinct = std::collections::BTreeSet::new();
+    for x in w.iter().map(|x| x.to_bits()).filter(|&b| b != 0) {
+        if distinct.insert(x) && distinct.len() > MAX_DISTINCT {
+            return None;
+        }
+    }
+    let values: Vec<u32> = distinct.into_iter().collect();
+    let d = values.len();
+    let index: std::collections::HashMap<u32, u32> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v, i as u32))
+        .collect();
+    let mut symbols = Vec::with_capacity(w.len() / 2);
+    let mut run = 0usize;
+    let flush = |run: &mut usize, symbols: &mut Vec<u32>| {
+        for j in (0..usize::BITS as usize).rev() {
+            // Runs longer than the largest symbol take several of it.
+            let (bit, reps) = if j >= RUNS - 1 {
+                (RUNS - 1, if j == RUNS - 1 { *run >> j } else { 0 })
+            } else {
+                (j, *run >> j & 1)
+            };
+            for _ in 0..reps {
+                symbols.push((d + bit) as u32);
+            }
+        }
+        *run = 0;
+    };
+    for &x in w {
+        let b = x.to_bits();
+        if b == 0 {
+            run += 1;
+            continue;
+        }
+        if run > 0 {
+            flush(&mut run, &mut symbols);
+        }
+        symbols.push(index[&b]);
+    }
+    if run > 0 {
+        flush(&mut run, &mut symbols);
+    }
+    let lengths = crate::huffman::lengths(&symbols, d + RUNS);
+    let mut bits = crate::huffman::BitWriter::default();
+    crate::huffman::write(&mut bits, &symbols, &lengths);
+    let mut bytes = lengths;
+    bytes.extend((bits.len() as u32).to_le_bytes());
+    bytes.extend(bits.finish());
+    let mut out = vec![w.len() as u32 | CODED, d as u32];
+    out.extend(values);
+    out.extend(
+        bytes
+            .chunks(4)
+            .map(|c| c.iter().rev().fold(0u32, |acc, &b| acc << 8 | u32::from(b))),
+    );
+    Some(out)
+}
+
+/// The chunked form.
+fn chunked(w: &[f32]) -> Vec<u32> {
     let mut out = vec![w.len() as u32];
     for chunk in w.chunks(CHUNK) {
         let kept: Vec<u32> = chunk
@@ -64,6 +155,9 @@ pub fn decode_into(words: &[u32], out: &mut [f32]) -> Result<(), String> {
     let (&n, mut rest) = words
         .split_first()
         .ok_or("stored weights: no length word")?;
+    if n & CODED != 0 {
+        return decode_coded(n & !CODED, rest, out);
+    }
     if n as usize != out.len() {
         return Err(format!(
             "stored weights: {n} floats stored, {} expected",
@@ -117,9 +211,69 @@ pub fn decode_into(words: &[u32], out: &mut [f32]) -> Result<(), String> {
     Ok(())
 }
 
+/// Decodes the coded form (the words after the length word).
+fn decode_coded(n: u32, words: &[u32], out: &mut [f32]) -> Result<(), String> {
+    let fail = |m: &str| format!("stored weights: {m}");
+    if n as usize != out.len() {
+        return Err(format!(
+            "stored weights: {n} floats stored, {} expected",
+            out.len()
+        ));
+    }
+    let (&d, rest) = words.split_first().ok_or_else(|| fail("no value count"))?;
+    let d = d as usize;
+    if d > MAX_DISTINCT || d > rest.len() {
+        return Err(fail("more values than words"));
+    }
+    let (values, rest) = rest.split_at(d);
+    let bytes: Vec<u8> = rest.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let alphabet = d + RUNS;
+    if bytes.len() < alphabet + 4 {
+        return Err(fail("the data ends early"));
+    }
+    let decoder = crate::huffman::Decoder::new(&bytes[..alphabet]).map_err(|e| fail(&e))?;
+    let count = &bytes[alphabet..alphabet + 4];
+    let total = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
+    let stream = &bytes[alphabet + 4..];
+    if total.div_ceil(8) > stream.len() || stream.len() - total.div_ceil(8) >= 4 {
+        return Err(fail("the bit count does not match the data"));
+    }
+    let mut r = crate::huffman::BitReader::new(stream);
+    let mut at = 0usize;
+    while at < out.len() {
+        let s = decoder.next(&mut r).map_err(|e| fail(&e))? as usize;
+        if s < d {
+            out[at] = f32::from_bits(values[s]);
+            at += 1;
+        } else {
+            let run = 1usize << (s - d);
+            let end = at
+                .checked_add(run)
+                .filter(|&e| e <= out.len())
+                .ok_or_else(|| fail("a run of zeros goes past the end"))?;
+            out[at..end].fill(0.0);
+            at = end;
+        }
+    }
+    if r.pos() != total {
+        return Err(fail("the bit stream holds more symbols than floats"));
+    }
+    Ok(())
+}
+
 /// The decoded length of encoded words, if they have one.
 pub fn decoded_len(words: &[u32]) -> Option<usize> {
-    words.first().map(|&n| n as usize)
+    words.first().map(|&n| (n & !CODED) as usize)
+}
+
+/// The most floats `words` can decode to: 32 per word in the chunked form (a chunk of 4096
+/// takes at least 129 words), 2^(RUNS − 1) per bit of the coded form's stream. A length
+/// beyond it is corrupt, and is refused before anything is allocated.
+pub fn max_decoded_len(words: &[u32]) -> usize {
+    match words.first() {
+        Some(&n) if n & CODED != 0 => words.len().saturating_mul(32 << (RUNS - 1)),
+        _ => words.len().saturating_mul(32),
+    }
 }
 
 #[cfg(test)]
@@ -165,5 +319,56 @@ mod tests {
         wrong[1] = 1 + 200;
         assert!(decode_into(&wrong, &mut out).is_err());
         assert!(decode_into(&e, &mut vec![0.0; 99]).is_err());
+    }
+
+    #[test]
+    fn few_valued_weights_take_the_coded_form_and_round_trip() {
+        // 90% zeros in runs of every length, the rest from 16 values (and -0.0).
+        let mut w: Vec<f32> = (0..100_000u32)
+            .map(|i| {
+                let h = i.wrapping_mul(2_654_435_761) >> 7;
+                if h % 10 == 0 {
+                    ((h >> 4) % 16) as f32 * 0.125 - 1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        w[5] = -0.0;
+        w.extend(std::iter::repeat_n(0.0, 70_000));
+        w.push(2.5);
+        let e = encode(&w);
+        assert_ne!(e[0] & CODED, 0, "coded form expected");
+        assert!(e.len() < chunked_len(&w) / 2, "{} words", e.len());
+        let mut back = vec![f32::NAN; w.len()];
+        decode_into(&e, &mut back).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&w));
+        assert_eq!(decoded_len(&e), Some(w.len()));
+        assert!(max_decoded_len(&e) >= w.len());
+        // Every truncation, an extra word, a wrong length, a flipped bit: errors or the
+        // same length of floats, never a panic.
+        for cut in 0..e.len() {
+            assert!(decode_into(&e[..cut], &mut back).is_err(), "cut at {cut}");
+        }
+        let mut extra = e.clone();
+        extra.push(0);
+        assert!(decode_into(&extra, &mut back).is_err());
+        assert!(decode_into(&e, &mut vec![0.0; w.len() - 1]).is_err());
+        for i in 1..e.len().min(200) {
+            let mut bad = e.clone();
+            bad[i] ^= 1 << (i % 32);
+            let _ = decode_into(&bad, &mut back);
+        }
+        // All zeros, nothing at all.
+        for w in [vec![0.0f32; 5000], vec![]] {
+            let e = encode(&w);
+            let mut back = vec![1.0; w.len()];
+            decode_into(&e, &mut back).unwrap();
+            assert_eq!(back, w);
+        }
+        // Many distinct values: the chunked form.
+        let dense: Vec<f32> = (0..(MAX_DISTINCT + 10)).map(|i| i as f32 + 0.5).collect();
+        assert_eq!(encode(&dense)[0] & CODED, 0);
     }
 }

@@ -1,13 +1,16 @@
 # std.compress — multi-stage compression pipelines from the survey.
 
 # Deep Compression (Han et al.): prune, then cluster the surviving weights with k-means,
-# then Huffman-code the cluster indices.
-recipe deep_compression(sparsity: ratio = 90%, bits: bits = 5) {
+# then Huffman-code the cluster indices and the gaps between kept weights. `sparsity` is a
+# ratio, or `auto` to choose it per layer under the recipe's budget; `by: obs` and
+# `refit: on` use the calibration data to choose and repair (the post-training stand-in for
+# the paper's retraining).
+recipe deep_compression(sparsity = 90%, bits: bits = 5, by: word = magnitude, refit: word = off) {
   stage prune {
-    prune unstructured on Conv? | Gemm? | MatMul? { amount: sparsity }
+    prune unstructured on Conv? | Gemm? | MatMul? { amount: sparsity, by: by, refit: refit }
   }
   stage cluster {
-    quantize kmeans on Conv? | Gemm? | MatMul? { bits: bits }
+    quantize kmeans on Conv? | Gemm? | MatMul? { bits: bits, refit: refit }
   }
   stage encode {
     encode huffman on Conv? | Gemm? | MatMul?

@@ -739,3 +739,133 @@ fn sensitivity_sweeps_steps_that_read_statistics() {
         "{fc1:?}"
     );
 }
+
+/// Deep Compression's stages on lenet300, after 80% magnitude pruning: `quantize kmeans`
+/// leaves every pruned weight zero and gives each layer at most 2^bits distinct nonzero
+/// values (per output channel with `per: channel`), stored as a codebook; `encode huffman`
+/// changes no weight by a single bit and stores fewer bytes; the refit of the centroids on
+/// calibration data keeps the accuracy of the pruned model within a point.
+#[test]
+fn weight_sharing_and_huffman_coding_compose() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("corpus/lenet300.onnx");
+    let head = format!(
+        "calibrate with \"{}\"\nevaluate with \"{}\" labels \"{}\"\n\
+         stage prune {{\n  prune unstructured on Gemm {{ amount: 80%, refit: on }}\n}}\n",
+        data("mnist_calib_x784.npy"),
+        data("mnist_test_x784.npy"),
+        data("mnist_test_y.npy")
+    );
+    let build = |tail: &str| {
+        let recipe = write(dir.path(), "dc.mcr", &format!("{head}{tail}"));
+        let s = mcc::recipe::check(&recipe, &model).unwrap();
+        assert!(!s.checked.has_errors(), "{tail}: {:#?}", s.checked.diags);
+        mcc::build::build(&s, &mcc::build::Options::default()).unwrap()
+    };
+    let weights = |r: &mcc::build::BuildResult, name: &str| -> (Vec<f32>, Vec<usize>, String) {
+        let g = &r.graph;
+        let w = g.node(g.find_node(name).unwrap()).unwrap().inputs[1].unwrap();
+        let t = g.const_data(w).unwrap();
+        let enc = g
+            .stored(w)
+            .map(|s| s.encoding().to_string())
+            .unwrap_or_default();
+        (
+            t.as_f32().unwrap().iter().copied().collect(),
+            t.shape().to_vec(),
+            enc,
+        )
+    };
+    let layers = ["/fc1/Gemm", "/fc2/Gemm", "/fc3/Gemm"];
+    let pruned = build("");
+    let accuracy =
+        |r: &mcc::build::BuildResult| r.report.model_totals.accuracy.as_ref().unwrap().after;
+    for (per, refit) in [("tensor", "off"), ("tensor", "on"), ("channel", "on")] {
+        let cluster = format!(
+            "stage cluster {{\n  quantize kmeans on Gemm {{ bits: 4, per: {per}, refit: {refit} }}\n}}\n"
+        );
+        let shared = build(&cluster);
+        for name in layers {
+            let (w0, shape, _) = weights(&pruned, name);
+            let (w, _, enc) = weights(&shared, name);
+            assert!(
+                enc.starts_with(&format!("codebook4 per {per}")),
+                "{per}/{refit} {name}: {enc}"
+            );
+            for (a, b) in w0.iter().zip(&w) {
+                assert_eq!(*a == 0.0, *b == 0.0, "{per}/{refit} {name}: zeros moved");
+                assert!(b.is_finite(), "{per}/{refit} {name}");
+            }
+            // lenet300's Gemms are transB: a row of the tensor is an output channel.
+            let rows: Vec<&[f32]> = if per == "channel" {
+                w.chunks(shape[1]).collect()
+            } else {
+                vec![&w[..]]
+            };
+            for row in rows {
+                let mut distinct: Vec<u32> = row
+                    .iter()
+                    .filter(|x| **x != 0.0)
+                    .map(|x| x.to_bits())
+                    .collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                assert!(
+                    distinct.len() <= 16,
+                    "{per}/{refit} {name}: {}",
+                    distinct.len()
+                );
+            }
+        }
+        println!(
+            "kmeans 4 bits per {per} refit {refit}: {:.1}%",
+            accuracy(&shared) * 100.0
+        );
+        if refit == "on" {
+            assert!(
+                accuracy(&shared) >= accuracy(&pruned) - 0.01,
+                "{per}: {} after clustering, {} pruned",
+                accuracy(&shared),
+                accuracy(&pruned)
+            );
+        }
+        // Huffman coding changes no bit and stores less.
+        let coded = build(&format!(
+            "{cluster}stage encode {{\n  encode huffman on Gemm\n}}\n"
+        ));
+        for name in layers {
+            let (a, _, _) = weights(&shared, name);
+            let (b, _, enc) = weights(&coded, name);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&a),
+                bits(&b),
+                "{per}/{refit} {name}: Huffman changed a weight"
+            );
+            if name == "/fc1/Gemm" {
+                assert!(enc.ends_with("huffman"), "{name}: {enc}");
+            }
+        }
+        let bytes = |r: &mcc::build::BuildResult| r.report.model_totals.bytes.after;
+        assert!(
+            bytes(&coded) < bytes(&shared) && bytes(&shared) < bytes(&pruned),
+            "{} coded, {} clustered, {} pruned",
+            bytes(&coded),
+            bytes(&shared),
+            bytes(&pruned)
+        );
+    }
+    // Dense f32 weights have nothing to code: left alone, with the reason.
+    let recipe = write(dir.path(), "h.mcr", "encode huffman on Gemm\n");
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    assert_eq!(r.report.left_alone.len(), 3, "{:#?}", r.report.left_alone);
+    assert!(
+        r.report
+            .left_alone
+            .iter()
+            .all(|l| l.reason == mcc_plan::Reason::NotSmaller),
+        "{:#?}",
+        r.report.left_alone
+    );
+}

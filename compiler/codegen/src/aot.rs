@@ -106,21 +106,13 @@ fn data<M: Module>(m: &mut M, name: &str, bytes: Vec<u8>, align: u64) -> Result<
 /// The object file's weights in stored form (`mcc_runtime::stored`), when that is at least a
 /// tenth smaller than dense: the model expands them when it is loaded.
 pub fn stored_weights(prog: &Program) -> Option<Vec<u32>> {
-    worth_storing(prog).then(|| mcc_runtime::stored::encode(&prog.weights))
-}
-
-/// Whether the stored form is at least a tenth smaller (one pass, nothing encoded).
-fn worth_storing(prog: &Program) -> bool {
-    mcc_runtime::stored::encoded_len(&prog.weights) * 10 < prog.weights.len() * 9
+    let s = mcc_runtime::stored::encode(&prog.weights);
+    (s.len() * 10 < prog.weights.len() * 9).then_some(s)
 }
 
 /// Bytes of weight data the object file holds.
 pub fn weight_data_bytes(prog: &Program) -> usize {
-    if worth_storing(prog) {
-        mcc_runtime::stored::encoded_len(&prog.weights) * 4
-    } else {
-        prog.weights.len() * 4
-    }
+    stored_weights(prog).map_or(prog.weights.len(), |s| s.len()) * 4
 }
 
 /// The object file for `prog` named `name` (a C identifier); with `main`, an executable's.
@@ -364,7 +356,7 @@ pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
             io.buf.len
         ));
     }
-    let load = if worth_storing(prog) {
+    let load = if stored_weights(prog).is_some() {
         "its weights are stored compressed in the object's read-only data and expanded\n \
          * into memory the model owns"
     } else {

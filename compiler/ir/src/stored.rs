@@ -23,6 +23,12 @@
 //!    LSB-first over the whole tensor. `blocks(RxC)` (block sparsity; `rows` a multiple of
 //!    `R`, `cols` of `C`): the `[rows, cols]` view is tiled by `R×C` blocks, each kept or
 //!    dropped whole; ⌈blocks/8⌉ bytes of mask, one bit per block in row-major block order.
+//!    `gaps(b)` (relative indices, Deep Compression's sparse format; `b` from 1 to 8): the
+//!    kept elements' positions in the flattened tensor as a stream of `b`-bit *gap symbols*,
+//!    read from position 0: a symbol `s < 2^b − 1` skips `s` elements and keeps the next one;
+//!    the escape `2^b − 1` skips `2^b − 1` elements and keeps none. A u32 symbol count, then
+//!    the symbols, coded like codes (part 3): packed, or Huffman-coded. The stream ends at the
+//!    last kept element (it never ends on an escape).
 //! 2. **Values**, for the `k` kept elements, in *storage order*: row-major, except for
 //!    `blocks`, where a kept block's `R·C` elements are contiguous (blocks in row-major block
 //!    order, row-major within a block) so a kernel reads a block in one run. ([`Parts`]
@@ -36,9 +42,15 @@
 //!    LSB-first; with `huffman`, `2^b` code lengths (u8, canonical Huffman), a u32 bit count,
 //!    then the bit stream (LSB-first).
 //!
+//! Coding `huffman` applies to every symbol stream the encoding has — gap symbols and codes
+//! (each with its own table) — so it needs at least one of them: f32 values take it only
+//! with a `gaps` layout.
+//!
 //! Elements a layout does not keep are zero.
 
 use std::fmt;
+
+use mcc_runtime::huffman::{self, BitReader, BitWriter};
 
 use crate::Tensor;
 
@@ -97,6 +109,12 @@ pub enum Layout {
         /// Block width.
         cols: u8,
     },
+    /// Positions as gaps between kept elements, `bits`-bit symbols with an escape (relative
+    /// indices, as Deep Compression stores them; Huffman-coded with coding `huffman`).
+    Gaps {
+        /// Bits per gap symbol, 1 to 8.
+        bits: u8,
+    },
 }
 
 impl Layout {
@@ -116,6 +134,9 @@ impl Layout {
                     "blocks({br}x{bc}): a block has at least 2 elements"
                 ))
             }
+            Layout::Gaps { bits } if !(1..=8).contains(&bits) => {
+                err(format!("gaps({bits}): gap symbols are 1 to 8 bits"))
+            }
             Layout::Blocks { rows: br, cols: bc }
                 if !rows.is_multiple_of(br as usize) || !cols.is_multiple_of(bc as usize) =>
             {
@@ -130,7 +151,7 @@ impl Layout {
 }
 
 impl fmt::Display for Layout {
-    /// The text form: `dense`, `bitmask`, `csr`, `nm(2:4)`, `blocks(4x1)`.
+    /// The text form: `dense`, `bitmask`, `csr`, `nm(2:4)`, `blocks(4x1)`, `gaps(4)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Layout::Dense => f.write_str("dense"),
@@ -138,6 +159,7 @@ impl fmt::Display for Layout {
             Layout::Csr => f.write_str("csr"),
             Layout::NM { n, m } => write!(f, "nm({n}:{m})"),
             Layout::Blocks { rows, cols } => write!(f, "blocks({rows}x{cols})"),
+            Layout::Gaps { bits } => write!(f, "gaps({bits})"),
         }
     }
 }
@@ -208,6 +230,13 @@ pub struct Stored {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("stored constant: {0}")]
 pub struct StoredError(pub String);
+
+/// The bit streams' and Huffman decoder's errors (`mcc_runtime::huffman`).
+impl From<String> for StoredError {
+    fn from(m: String) -> Self {
+        StoredError(m)
+    }
+}
 
 fn err<T>(m: impl Into<String>) -> Result<T, StoredError> {
     Err(StoredError(m.into()))
@@ -280,10 +309,22 @@ impl Stored {
         Stored::new(Encoding::f32(layout), t.shape(), &parts)
     }
 
-    /// The smallest of dense, bitmask and CSR f32 storage for `t` (dense on ties).
+    /// The smallest of dense, bitmask, CSR and packed `gaps(1..=8)` f32 storage for `t`
+    /// (the first of these on ties). Gap streams are tried only when at most half the
+    /// elements are nonzero (denser, a bitmask is smaller), sparse layouts only when one is.
     pub fn smallest_f32(t: &Tensor) -> Result<Stored, StoredError> {
         let mut best = Stored::f32(t, Layout::Dense)?;
-        for layout in [Layout::Bitmask, Layout::Csr] {
+        let n = t.len();
+        let nonzero = t
+            .as_f32()
+            .map_or(n, |a| a.iter().filter(|x| x.to_bits() != 0).count());
+        if nonzero == n {
+            return Ok(best);
+        }
+        let gaps = (1..=8u8)
+            .filter(|_| nonzero * 2 <= n)
+            .map(|bits| Layout::Gaps { bits });
+        for layout in [Layout::Bitmask, Layout::Csr].into_iter().chain(gaps) {
             let s = Stored::f32(t, layout)?;
             if s.bytes() < best.bytes() {
                 best = s;
@@ -496,6 +537,11 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
             }
             out.extend(w.finish());
         }
+        Layout::Gaps { bits } => {
+            let symbols = gap_symbols(&p.keep, bits);
+            out.extend((symbols.len() as u32).to_le_bytes());
+            write_symbols(&mut out, &symbols, bits, encoding.coding);
+        }
         Layout::Bitmask => {
             let mut bytes = vec![0u8; n.div_ceil(8)];
             for (i, _) in p.keep.iter().enumerate().filter(|(_, b)| **b) {
@@ -530,9 +576,7 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
             if p.values.len() != k {
                 return err(format!("{} values for {k} kept elements", p.values.len()));
             }
-            if encoding.coding != Coding::None {
-                return err("Huffman coding applies to integer and codebook codes, not f32");
-            }
+            check_f32_coding(encoding)?;
             for j in storage_order(encoding.layout, shape, &p.keep, k) {
                 out.extend(p.values[j].to_le_bytes());
             }
@@ -600,28 +644,64 @@ fn write_blob(encoding: Encoding, shape: &[usize], p: &Parts) -> Result<Vec<u8>,
         .into_iter()
         .map(|j| symbol(p.codes[j]))
         .collect::<Result<Vec<u32>, _>>()?;
-    match encoding.coding {
+    write_symbols(&mut out, &symbols, bits, encoding.coding);
+    Ok(out)
+}
+
+/// f32 values have no codes, so Huffman coding needs gap symbols to code.
+fn check_f32_coding(encoding: Encoding) -> Result<(), StoredError> {
+    if encoding.coding != Coding::None && !matches!(encoding.layout, Layout::Gaps { .. }) {
+        return err(
+            "Huffman coding applies to integer and codebook codes and to gap symbols, not to \
+             f32 values in this layout",
+        );
+    }
+    Ok(())
+}
+
+/// The gap symbols of a `gaps(bits)` layout for the kept set `keep` (see the format).
+fn gap_symbols(keep: &[bool], bits: u8) -> Vec<u32> {
+    let escape = (1usize << bits) - 1;
+    let mut out = vec![];
+    let mut skipped = 0usize;
+    for &kept in keep {
+        if !kept {
+            skipped += 1;
+            continue;
+        }
+        while skipped >= escape {
+            out.push(escape as u32);
+            skipped -= escape;
+        }
+        out.push(skipped as u32);
+        skipped = 0;
+    }
+    out
+}
+
+/// Appends `bits`-bit symbols, packed LSB-first or Huffman-coded (lengths, bit count, stream).
+fn write_symbols(out: &mut Vec<u8>, symbols: &[u32], bits: u8, coding: Coding) {
+    match coding {
         Coding::None => {
             let mut w = BitWriter::default();
-            for s in symbols {
+            for &s in symbols {
                 w.put(s, bits as u32);
             }
             out.extend(w.finish());
         }
         Coding::Huffman => {
-            let lengths = huffman::lengths(&symbols, 1 << bits);
+            let lengths = huffman::lengths(symbols, 1 << bits);
             let codes = huffman::canonical(&lengths);
             out.extend(&lengths);
             let mut w = BitWriter::default();
-            for s in symbols {
+            for &s in symbols {
                 let (code, len) = codes[s as usize];
                 w.put_msb_first(code, len as u32);
             }
-            out.extend((w.len as u32).to_le_bytes());
+            out.extend((w.len() as u32).to_le_bytes());
             out.extend(w.finish());
         }
     }
-    Ok(out)
 }
 
 /// Zero points are codes: they fit the values' bit width (an int4 zero point of 8 would mean
@@ -729,6 +809,33 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
                 }
             }
         }
+        Layout::Gaps { bits } => {
+            let count = r.u32()? as usize;
+            // Every symbol but an escape keeps an element, and an escape skips at least one:
+            // more symbols than elements cannot be a stream of this tensor.
+            if count > n {
+                return err(format!("{count} gap symbols for {n} elements"));
+            }
+            let escape = (1usize << bits) - 1;
+            parts.keep = vec![false; n];
+            let symbols = read_codes(&mut r, encoding.coding, bits, count)?;
+            let mut at = 0usize;
+            for (j, &s) in symbols.iter().enumerate() {
+                let s = s as usize;
+                at += s;
+                if s == escape {
+                    if j + 1 == count {
+                        return err("the gap stream ends on an escape");
+                    }
+                    continue;
+                }
+                let Some(k) = parts.keep.get_mut(at) else {
+                    return err(format!("gap symbol {j} reaches element {at} of {n}"));
+                };
+                *k = true;
+                at += 1;
+            }
+        }
         Layout::Bitmask => {
             let mask = r.take(n.div_ceil(8))?;
             parts.keep = (0..n).map(|i| mask[i / 8] >> (i % 8) & 1 == 1).collect();
@@ -783,9 +890,7 @@ fn read_parts(encoding: Encoding, shape: &[usize], blob: &[u8]) -> Result<Parts,
     let order = storage_order(encoding.layout, shape, &parts.keep, k);
     match encoding.values {
         Values::F32 => {
-            if encoding.coding != Coding::None {
-                return err("Huffman coding applies to integer and codebook codes, not f32");
-            }
+            check_f32_coding(encoding)?;
             parts.values = unpermute(r.f32s(k)?, &order);
         }
         Values::Int { bits, per } => {
@@ -878,7 +983,9 @@ fn read_codes(
         Coding::None => {
             let bytes = r.take((k * bits as usize).div_ceil(8))?;
             let mut br = BitReader::new(bytes);
-            (0..k).map(|_| br.get(bits as u32)).collect()
+            (0..k)
+                .map(|_| br.get(bits as u32).map_err(StoredError))
+                .collect()
         }
         Coding::Huffman => {
             let lengths = r.take(1 << bits)?.to_vec();
@@ -890,209 +997,13 @@ fn read_codes(
             for _ in 0..k {
                 out.push(table.next(&mut br)?);
             }
-            if br.pos != total {
+            if br.pos() != total {
                 return err(format!(
                     "the Huffman stream holds {total} bits, {} were read",
-                    br.pos
+                    br.pos()
                 ));
             }
             Ok(out)
-        }
-    }
-}
-
-#[derive(Default)]
-struct BitWriter {
-    bytes: Vec<u8>,
-    len: usize,
-}
-
-impl BitWriter {
-    /// `n` bits of `v`, least significant first.
-    fn put(&mut self, v: u32, n: u32) {
-        for b in 0..n {
-            self.bit(v >> b & 1 == 1);
-        }
-    }
-    /// `n` bits of `v`, most significant first (Huffman codes are prefixes from the top).
-    fn put_msb_first(&mut self, v: u32, n: u32) {
-        for b in (0..n).rev() {
-            self.bit(v >> b & 1 == 1);
-        }
-    }
-    fn bit(&mut self, one: bool) {
-        if self.len.is_multiple_of(8) {
-            self.bytes.push(0);
-        }
-        if one && let Some(last) = self.bytes.last_mut() {
-            *last |= 1 << (self.len % 8);
-        }
-        self.len += 1;
-    }
-    fn finish(self) -> Vec<u8> {
-        self.bytes
-    }
-}
-
-struct BitReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        BitReader { bytes, pos: 0 }
-    }
-    fn bit(&mut self) -> Result<u32, StoredError> {
-        let Some(b) = self.bytes.get(self.pos / 8) else {
-            return err("the code stream ends early");
-        };
-        let v = u32::from(b >> (self.pos % 8) & 1);
-        self.pos += 1;
-        Ok(v)
-    }
-    fn get(&mut self, n: u32) -> Result<u32, StoredError> {
-        let mut v = 0;
-        for b in 0..n {
-            v |= self.bit()? << b;
-        }
-        Ok(v)
-    }
-}
-
-/// Canonical Huffman codes over symbols `0..alphabet` (at most 256).
-mod huffman {
-    use super::{BitReader, StoredError, err};
-
-    /// The longest code the writer makes and the reader accepts.
-    pub const MAX_LEN: u8 = 24;
-
-    /// Code lengths (0 for absent symbols) from symbol frequencies, at most [`MAX_LEN`] bits; a
-    /// lone symbol gets 1 bit. Ties break by symbol, so the lengths are a function of the data
-    /// alone. When the optimal code is deeper than [`MAX_LEN`] (very skewed counts), the
-    /// counts are halved (kept ≥ 1) until it is not — slightly longer output, never a failure.
-    pub fn lengths(symbols: &[u32], alphabet: usize) -> Vec<u8> {
-        let mut freq = vec![0u64; alphabet];
-        for &s in symbols {
-            freq[s as usize] += 1;
-        }
-        loop {
-            let l = optimal_lengths(&freq);
-            if l.iter().all(|&x| x <= MAX_LEN) {
-                return l;
-            }
-            for f in freq.iter_mut().filter(|f| **f > 0) {
-                *f = (*f / 2).max(1);
-            }
-        }
-    }
-
-    /// Huffman code lengths for these counts (unlimited depth).
-    fn optimal_lengths(freq: &[u64]) -> Vec<u8> {
-        let alphabet = freq.len();
-        let present: Vec<usize> = (0..alphabet).filter(|&s| freq[s] > 0).collect();
-        let mut lengths = vec![0u8; alphabet];
-        match present.len() {
-            0 => return lengths,
-            1 => {
-                lengths[present[0]] = 1;
-                return lengths;
-            }
-            _ => {}
-        }
-        // Nodes: (weight, id); leaves are 0..alphabet, internal nodes follow.
-        let mut parent: Vec<usize> = vec![usize::MAX; 2 * alphabet];
-        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = present
-            .iter()
-            .map(|&s| std::cmp::Reverse((freq[s], s)))
-            .collect();
-        let mut next = alphabet;
-        while heap.len() > 1 {
-            let (Some(std::cmp::Reverse((wa, a))), Some(std::cmp::Reverse((wb, b)))) =
-                (heap.pop(), heap.pop())
-            else {
-                break;
-            };
-            parent[a] = next;
-            parent[b] = next;
-            heap.push(std::cmp::Reverse((wa + wb, next)));
-            next += 1;
-        }
-        for &s in &present {
-            let (mut d, mut x) = (0u8, s);
-            while parent[x] != usize::MAX {
-                x = parent[x];
-                d = d.saturating_add(1);
-            }
-            lengths[s] = d;
-        }
-        lengths
-    }
-
-    /// (code, length) per symbol, canonical: shorter codes first, then by symbol. Lengths are
-    /// at most [`MAX_LEN`] (the writer limits them, the reader checks), so codes fit a u32;
-    /// the arithmetic is in u64 so no length can overflow it.
-    pub fn canonical(lengths: &[u8]) -> Vec<(u32, u8)> {
-        let mut order: Vec<usize> = (0..lengths.len()).filter(|&s| lengths[s] > 0).collect();
-        order.sort_by_key(|&s| (lengths[s], s));
-        let mut out = vec![(0u32, 0u8); lengths.len()];
-        let (mut code, mut len) = (0u64, 0u8);
-        for (i, &s) in order.iter().enumerate() {
-            if i > 0 {
-                code += 1;
-            }
-            code <<= u32::from(lengths[s].saturating_sub(len)).min(63);
-            len = lengths[s];
-            out[s] = (code as u32, len);
-        }
-        out
-    }
-
-    /// Decodes canonical codes bit by bit.
-    pub struct Decoder {
-        /// (length, code, symbol), sorted.
-        codes: Vec<(u8, u32, u32)>,
-    }
-
-    impl Decoder {
-        pub fn new(lengths: &[u8]) -> Result<Decoder, StoredError> {
-            if lengths.iter().any(|&l| l > MAX_LEN) {
-                return err(format!("a Huffman code longer than {MAX_LEN} bits"));
-            }
-            // Kraft: the lengths must describe a prefix code.
-            let kraft: f64 = lengths
-                .iter()
-                .filter(|&&l| l > 0)
-                .map(|&l| 0.5f64.powi(i32::from(l)))
-                .sum();
-            if kraft > 1.0 + 1e-12 {
-                return err("the Huffman code lengths do not form a prefix code");
-            }
-            let c = canonical(lengths);
-            let mut codes: Vec<(u8, u32, u32)> = c
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, l))| *l > 0)
-                .map(|(s, &(code, l))| (l, code, s as u32))
-                .collect();
-            codes.sort();
-            Ok(Decoder { codes })
-        }
-
-        pub fn next(&self, r: &mut BitReader<'_>) -> Result<u32, StoredError> {
-            let (mut code, mut len) = (0u32, 0u8);
-            let mut i = 0;
-            while i < self.codes.len() {
-                code = (code << 1) | r.bit()?;
-                len += 1;
-                while i < self.codes.len() && self.codes[i].0 == len {
-                    if self.codes[i].1 == code {
-                        return Ok(self.codes[i].2);
-                    }
-                    i += 1;
-                }
-            }
-            err("a bit sequence that is no Huffman code")
         }
     }
 }
@@ -1364,5 +1275,75 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn gap_streams_escape_long_runs_and_reject_bad_streams() {
+        // Kept at 0, 1, 9 and 30 of 32: gaps 0, 0, 7, 20.
+        let mut v = vec![0.0f32; 32];
+        for (i, x) in [(0, 1.0), (1, -2.0), (9, 3.0), (30, 4.0)] {
+            v[i] = x;
+        }
+        let x = t(&[4, 8], v);
+        for bits in 1..=8u8 {
+            for coding in [Coding::None, Coding::Huffman] {
+                let e = Encoding {
+                    values: Values::F32,
+                    layout: Layout::Gaps { bits },
+                    coding,
+                };
+                let parts = Parts {
+                    keep: x.as_f32().unwrap().iter().map(|v| *v != 0.0).collect(),
+                    values: vec![1.0, -2.0, 3.0, 4.0],
+                    ..Parts::default()
+                };
+                let s = Stored::new(e, &[4, 8], &parts).unwrap();
+                assert_eq!(s.decoded(), &x, "{e}");
+                assert_eq!(Stored::from_blob(e, &[4, 8], s.blob().to_vec()).unwrap(), s);
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "f32 gaps({bits}){}",
+                        match coding {
+                            Coding::None => "",
+                            Coding::Huffman => " huffman",
+                        }
+                    )
+                );
+            }
+        }
+        // With 2-bit symbols (escape 3): 0, 0, 3 3 1, 3×6 2 → 12 symbols.
+        assert_eq!(
+            gap_symbols(
+                &(0..32)
+                    .map(|i| [0, 1, 9, 30].contains(&i))
+                    .collect::<Vec<_>>(),
+                2
+            )
+            .len(),
+            12
+        );
+        let e = Encoding::f32(Layout::Gaps { bits: 2 });
+        // More symbols than elements; a symbol past the end; a stream ending on an escape.
+        let mut blob = 9u32.to_le_bytes().to_vec();
+        blob.extend([0u8; 3]);
+        assert!(Stored::from_blob(e, &[2, 4], blob).is_err());
+        let mut past = 2u32.to_le_bytes().to_vec();
+        past.push(0b1110);
+        past.extend(7f32.to_le_bytes());
+        past.extend(7f32.to_le_bytes());
+        assert!(Stored::from_blob(e, &[1, 4], past).is_err());
+        let mut escape = 2u32.to_le_bytes().to_vec();
+        escape.push(0b1100);
+        escape.extend(7f32.to_le_bytes());
+        assert!(Stored::from_blob(e, &[1, 8], escape).is_err());
+        // Huffman on f32 needs a gap stream; gap widths are 1 to 8.
+        let bad = Encoding {
+            values: Values::F32,
+            layout: Layout::Bitmask,
+            coding: Coding::Huffman,
+        };
+        assert!(Stored::f32(&x, Layout::Gaps { bits: 9 }).is_err());
+        assert!(Stored::new(bad, &[4, 8], &Parts::default()).is_err());
     }
 }

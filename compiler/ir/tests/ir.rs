@@ -203,6 +203,8 @@ fn stored_constants_round_trip_and_evaluate_as_decoded() {
         Layout::Csr,
         Layout::NM { n: 2, m: 3 },
         Layout::Blocks { rows: 2, cols: 1 },
+        Layout::Gaps { bits: 1 },
+        Layout::Gaps { bits: 3 },
     ] {
         let kept = |layout: Layout| -> (Vec<bool>, usize) {
             match layout {
@@ -234,10 +236,25 @@ fn stored_constants_round_trip_and_evaluate_as_decoded() {
             Encoding::f32(layout),
             Parts {
                 keep: mask.clone(),
-                values: f32_values,
+                values: f32_values.clone(),
                 ..Parts::default()
             },
         ));
+        if let Layout::Gaps { .. } = layout {
+            // Huffman-coded gaps of f32 values.
+            forms.push((
+                Encoding {
+                    values: Values::F32,
+                    layout,
+                    coding: Coding::Huffman,
+                },
+                Parts {
+                    keep: mask.clone(),
+                    values: f32_values,
+                    ..Parts::default()
+                },
+            ));
+        }
         for coding in [Coding::None, Coding::Huffman] {
             for per in [
                 Granularity::Tensor,
@@ -282,7 +299,7 @@ fn stored_constants_round_trip_and_evaluate_as_decoded() {
             }
         }
     }
-    assert_eq!(forms.len(), 5 * (1 + 2 * (3 + 2)));
+    assert_eq!(forms.len(), 7 * (1 + 2 * (3 + 2)) + 2);
     let dense_values: Vec<f32> = (0..n)
         .map(|i| {
             if i % 3 == 0 {

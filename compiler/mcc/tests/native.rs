@@ -205,12 +205,25 @@ fn the_rust_example_links_and_runs() {
 /// evaluator computes from `model.full.mcir` (the weights in their stored form, read back).
 #[test]
 fn pruned_weights_are_stored_compressed_and_compute_the_same() {
+    stored_weights_compute_the_same("recipes/lenet5.mcr", 3.5, 3.5);
+}
+
+/// `recipes/lenet5-deep-compression.mcr` (pruned, 4-bit codebooks, Huffman-coded): the report
+/// counts at least 30× fewer bytes than dense (the Deep Compression issue's bar), the object
+/// file's weight data (the coded form) is at least 30× smaller too, and the executable gives
+/// the accuracy the report states.
+#[test]
+fn deep_compression_weights_are_that_small_in_the_executable() {
+    stored_weights_compute_the_same("recipes/lenet5-deep-compression.mcr", 30.0, 30.0);
+}
+
+fn stored_weights_compute_the_same(recipe: &str, ir_ratio: f64, object_ratio: f64) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lenet5");
     let b = Command::new(env!("CARGO_BIN_EXE_mcc"))
         .env("NO_COLOR", "1")
         .arg("build")
-        .arg(root().join("recipes/lenet5.mcr"))
+        .arg(root().join(recipe))
         .arg(corpus("lenet5.onnx"))
         .arg("-o")
         .arg(&out)
@@ -225,16 +238,16 @@ fn pruned_weights_are_stored_compressed_and_compute_the_same() {
         bytes["after"].as_f64().unwrap(),
     );
     assert!(
-        before / after >= 3.5,
-        "stored weights {after} of {before} bytes"
+        before / after >= ir_ratio,
+        "{recipe}: stored weights {after} of {before} bytes"
     );
     let native = &report["native"];
     assert_eq!(native["weights_stored"], true);
     let object_weights = native["weight_bytes"].as_f64().unwrap();
     // Dense, the object held every weight as an f32 (packing only adds padding).
     assert!(
-        before / object_weights >= 3.5,
-        "object weight data {object_weights} bytes for {before} dense"
+        before / object_weights >= object_ratio,
+        "{recipe}: object weight data {object_weights} bytes for {before} dense"
     );
     let object = std::fs::metadata(out.join("lenet5.o")).unwrap().len() as f64;
     assert!(object < before / 3.0, "lenet5.o is {object} bytes");
@@ -266,6 +279,22 @@ fn pruned_weights_are_stored_compressed_and_compute_the_same() {
             .map(|r| (0..classes).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
             .collect()
     };
-    assert_eq!(top(&got), top(&want), "top-1 differs");
+    assert_eq!(top(&got), top(&want), "{recipe}: top-1 differs");
     assert_eq!(top(&got).len(), 1000);
+    // The accuracy the report states is the executable's.
+    let labels = mcc::tensor_io::read_npy(&corpus("data/mnist_test_y.npy"))
+        .unwrap()
+        .to_f64_vec();
+    let right = top(&got)
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| **p as f64 == **l)
+        .count();
+    let stated = report["model_totals"]["accuracy"]["after"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (right as f64 / 1000.0 - stated).abs() < 1e-9,
+        "{recipe}: the executable gets {right} of 1000 right, the report says {stated}"
+    );
 }

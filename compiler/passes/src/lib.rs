@@ -9,6 +9,7 @@
 //! (up to float rounding where a pass says so).
 
 pub mod channels;
+pub mod encode_huffman;
 pub mod factorize;
 pub mod factorize_svd;
 pub mod factorize_tucker;
@@ -29,6 +30,8 @@ pub mod prune_block;
 pub mod prune_filters;
 pub mod prune_nm;
 pub mod prune_unstructured;
+pub mod quantize;
+pub mod quantize_kmeans;
 pub mod reconstruct;
 mod remove_dead_nodes;
 mod remove_identities;

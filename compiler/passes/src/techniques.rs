@@ -13,9 +13,9 @@ use mcc_plan::registry::{
 };
 
 use crate::{
-    factorize_svd, factorize_tucker, merge_activations, merge_batchnorm, merge_branches,
-    merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_block, prune_filters,
-    prune_nm, prune_unstructured,
+    encode_huffman, factorize_svd, factorize_tucker, merge_activations, merge_batchnorm,
+    merge_branches, merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_block,
+    prune_filters, prune_nm, prune_unstructured, quantize_kmeans,
 };
 
 /// The standard registry: [`TECHNIQUES`].
@@ -166,22 +166,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 check_params: no_param_check,
                 sweep: None,
             },
-            VariantSchema {
-                name: "kmeans",
-                summary: "k-means weight clustering: a codebook of 2^bits centroids per layer",
-                params: &[p(
-                    "bits",
-                    ParamType::Bits(&[1, 2, 3, 4, 5, 6, 7, 8]),
-                    Default::Num(5.0),
-                    "index width",
-                )],
-                applies: Applies::Weighted,
-                status: Status::Planned(
-                    "quantization, weight sharing and Huffman coding with int8 kernels",
-                ),
-                check_params: no_param_check,
-                sweep: None,
-            },
+            quantize_kmeans::VARIANT,
         ],
     },
     TechniqueSchema {
@@ -214,17 +199,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         summary: "entropy-code stored weights",
         default_variant: Some("huffman"),
         exclusive: true,
-        variants: &[VariantSchema {
-            name: "huffman",
-            summary: "Huffman-code weight indices (Deep Compression's last step)",
-            params: &[],
-            applies: Applies::Weighted,
-            status: Status::Planned(
-                "quantization, weight sharing and Huffman coding with int8 kernels",
-            ),
-            check_params: no_param_check,
-            sweep: None,
-        }],
+        variants: &[encode_huffman::VARIANT],
     },
     TechniqueSchema {
         name: "merge",

@@ -416,6 +416,18 @@ impl<'a> P<'a> {
             "dense" => Layout::Dense,
             "bitmask" => Layout::Bitmask,
             "csr" => Layout::Csr,
+            "gaps" => {
+                // `gaps(4)`.
+                self.expect("(", "`(`")?;
+                let b = self.int()?;
+                self.expect(")", "`)`")?;
+                match u8::try_from(b) {
+                    Ok(bits) if (1..=8).contains(&bits) => Layout::Gaps { bits },
+                    _ => {
+                        return self.err_at(lat, l.len(), format!("`gaps({b})` is out of range"));
+                    }
+                }
+            }
             "nm" | "blocks" => {
                 // `nm(2:4)`, `blocks(4x1)`.
                 self.expect("(", "`(`")?;
@@ -451,7 +463,9 @@ impl<'a> P<'a> {
                 return self.err_at(
                     lat,
                     other.len(),
-                    format!("`{other}`: expected dense, bitmask, csr, nm(N:M) or blocks(RxC)"),
+                    format!(
+                        "`{other}`: expected dense, bitmask, csr, nm(N:M), blocks(RxC) or gaps(B)"
+                    ),
                 );
             }
         };

@@ -1,0 +1,392 @@
+//! What the weight-quantizing techniques (`quantize kmeans`, `binary`, `ternary`, `int4`…)
+//! share: finding a layer's weights and the elements earlier steps kept, cutting them into
+//! groups (the whole tensor, or each output channel), storing what a variant's fit gives
+//! back — a table of values per group and a code per kept weight — as a codebook, and
+//! refitting the table on calibration data.
+//!
+//! **Invariant:** a quantized layer's weights are replaced through [`store`] by a stored
+//! constant whose decoded tensor is exactly what its codes and tables say; a weight that was
+//! zero stays zero (pruned positions are not kept, so they cost no code), every other weight
+//! becomes one of its group's table values. With `refit: on`, the table values minimize the
+//! layer's output error on the calibration data for the fixed codes (`Σ_r (w_r − ŵ_r)ᵀ H
+//! (w_r − ŵ_r)`, see [`crate::reconstruct`]), a least-squares problem in `2^bits` unknowns
+//! per group; the codes do not move.
+
+use mcc_ir::stored::{Coding, Encoding, Granularity, Layout, Parts, Values};
+use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Stored, ValueId};
+use mcc_plan::plan::{ParamValue, Step};
+use mcc_plan::registry::{Default, ParamSchema, ParamType, p};
+use mcc_plan::{LeftAlone, Outcome, StatRequest, Stats, TechniqueError};
+
+use crate::layers;
+use crate::linalg::{cholesky, cholesky_solve};
+use crate::reconstruct::{self, View};
+
+/// The `per` parameter: one table per tensor or per output channel.
+pub const PER: ParamSchema = p(
+    "per",
+    ParamType::Choice(&["tensor", "channel"]),
+    Default::Word("tensor"),
+    "one table of values for the whole layer, or one per output channel",
+);
+
+/// The `refit` parameter: fit the table values to the layer's outputs.
+pub const REFIT: ParamSchema = p(
+    "refit",
+    ParamType::Choice(&["off", "on"]),
+    Default::Word("off"),
+    "refit each table's values by least squares on calibration data (the codes stay)",
+);
+
+/// A step's shared settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// `per: channel`.
+    pub per_channel: bool,
+    /// `refit: on`.
+    pub refit: bool,
+}
+
+impl Settings {
+    /// The step's settings.
+    pub fn of(step: &Step) -> Settings {
+        let word =
+            |name: &str, on: &str| matches!(step.param(name), Some(ParamValue::Word(w)) if w == on);
+        Settings {
+            per_channel: word("per", "channel"),
+            refit: word("refit", "on"),
+        }
+    }
+}
+
+/// What a variant's fit gives for one group's kept weights: a table of `2^bits` values and,
+/// for each weight in the order given, the index of its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fit {
+    /// The table (exactly `2^bits` entries; unused entries may hold anything finite).
+    pub table: Vec<f64>,
+    /// One index per weight.
+    pub codes: Vec<u32>,
+}
+
+/// The statistics a quantizing step asks for before it starts: the first layer's XᵀX when it
+/// refits (the others are asked for as the loop reaches them).
+pub fn needs(step: &Step, s: Settings) -> Vec<StatRequest> {
+    if s.refit {
+        layers::first_gram(step)
+    } else {
+        Vec::new()
+    }
+}
+
+/// The axis of a layer's weights that indexes its outputs: a Conv's first, a Gemm's first
+/// with `transB` and second without, a MatMul's last.
+pub fn output_axis(op: &Op, rank: usize) -> usize {
+    match op {
+        Op::Gemm(g) if g.transB == 0 => 1,
+        Op::MatMul(_) => rank.saturating_sub(1),
+        _ => 0,
+    }
+}
+
+/// The layers of `step` a quantizer would leave alone, and why.
+pub fn check(graph: &Graph, step: &Step, s: Settings) -> Vec<LeftAlone> {
+    step.nodes
+        .iter()
+        .filter_map(|name| layer(graph, name, s).err())
+        .collect()
+}
+
+/// A layer a quantizer can change.
+struct Layer {
+    node: NodeId,
+    weights: ValueId,
+    shape: Vec<usize>,
+    flat: Vec<f32>,
+    axis: usize,
+    view: Option<View>,
+}
+
+fn layer(graph: &Graph, name: &str, s: Settings) -> Result<Layer, LeftAlone> {
+    let w = layers::weighted(graph, name)?;
+    let shape = w.tensor.shape().to_vec();
+    let flat: Vec<f32> = w
+        .tensor
+        .as_f32()
+        .map(|a| a.iter().copied().collect())
+        .unwrap_or_default();
+    let view = if s.refit {
+        Some(reconstruct::view(&w.node.op, &shape).map_err(|why| {
+            layers::leave(
+                name,
+                mcc_plan::Reason::UnsupportedAttribute,
+                format!("refit needs a row-wise input, and this is {why}"),
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok(Layer {
+        node: w.id,
+        weights: w.weights,
+        axis: output_axis(&w.node.op, shape.len()),
+        shape,
+        flat,
+        view,
+    })
+}
+
+/// Quantizes each layer of `step`: `fit` gives each group's table and codes from its kept
+/// weights, in `bits`-bit codes; then the tables are refit when asked and the weights stored
+/// as a codebook, one layer at a time in step order.
+pub fn rewrite(
+    graph: &mut Graph,
+    step: &Step,
+    id: StepId,
+    stats: &mut dyn Stats,
+    s: Settings,
+    bits: u8,
+    fit: &dyn Fn(&[f64]) -> Fit,
+) -> Result<Outcome, TechniqueError> {
+    let mut out = Outcome::default();
+    for name in &step.nodes {
+        let l = match layer(graph, name, s) {
+            Ok(l) => l,
+            Err(left) => {
+                out.left_alone.push(left);
+                continue;
+            }
+        };
+        let fail = |message: String| TechniqueError {
+            node: name.clone(),
+            message,
+        };
+        let n = l.flat.len();
+        let keep: Vec<bool> = l.flat.iter().map(|x| x.to_bits() != 0).collect();
+        let (groups, group_of) = groups(&l.shape, s.per_channel.then_some(l.axis));
+        let size = 1usize << bits;
+        // Each group's kept weights, in row-major order.
+        let mut members: Vec<Vec<usize>> = vec![vec![]; groups];
+        for i in (0..n).filter(|&i| keep[i]) {
+            members[group_of(i)].push(i);
+        }
+        let mut table = vec![0f64; groups * size];
+        let mut code = vec![0u32; n];
+        for (g, m) in members.iter().enumerate() {
+            if m.is_empty() {
+                continue;
+            }
+            let values: Vec<f64> = m.iter().map(|&i| f64::from(l.flat[i])).collect();
+            let f = fit(&values);
+            if f.table.len() != size || f.codes.len() != m.len() {
+                return Err(fail(format!(
+                    "the fit gave {} table values and {} codes for {} weights ({size} expected)",
+                    f.table.len(),
+                    f.codes.len(),
+                    m.len()
+                )));
+            }
+            table[g * size..(g + 1) * size].copy_from_slice(&f.table);
+            for (&i, &c) in m.iter().zip(&f.codes) {
+                code[i] = c;
+            }
+        }
+        if let Some(view) = l.view {
+            let w0 = reconstruct::to_rows(
+                &mcc_ir::Tensor::from_vec(&l.shape, l.flat.clone())
+                    .map_err(|e| fail(e.to_string()))?,
+                view,
+            )
+            .ok_or_else(|| fail("its weights are not an f32 constant".into()))?;
+            let h = layers::hessian(graph, stats, name, w0.k).map_err(fail)?;
+            refit_tables(&mut table, &code, &keep, &w0, &h, view, size, &group_of).map_err(fail)?;
+        }
+        let parts = Parts {
+            keep: keep.clone(),
+            codes: (0..n)
+                .filter(|&i| keep[i])
+                .map(|i| code[i] as i32)
+                .collect(),
+            centroids: table.iter().map(|&v| v as f32).collect(),
+            ..Parts::default()
+        };
+        let per = if s.per_channel {
+            Granularity::Channel(l.axis as u8)
+        } else {
+            Granularity::Tensor
+        };
+        let stored = smallest(
+            Values::Codebook { bits, per },
+            Coding::None,
+            &l.shape,
+            &parts,
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        store(graph, l.node, l.weights, stored, &step.nodes, id)
+            .map_err(|e| fail(e.to_string()))?;
+        out.changed.push(name.clone());
+        if s.refit {
+            stats.invalidate();
+        }
+    }
+    Ok(out)
+}
+
+/// Groups of a tensor of `shape`: one, or one per index along `axis`; with the group of each
+/// row-major element.
+fn groups(shape: &[usize], axis: Option<usize>) -> (usize, Box<dyn Fn(usize) -> usize>) {
+    match axis {
+        None => (1, Box::new(|_| 0)),
+        Some(a) => {
+            let dim = shape.get(a).copied().unwrap_or(1).max(1);
+            let inner: usize = shape.iter().skip(a + 1).product::<usize>().max(1);
+            (dim, Box::new(move |i| (i / inner) % dim))
+        }
+    }
+}
+
+/// Refits the table values for fixed codes. Row `r` of `W` (the layer's `r`-th output)
+/// contributes `Σ_{i,j kept} H_ij` to the entry of the pair of table values its weights `i`
+/// and `j` use, and `(H w0_r)_i` to the right side of `i`'s value; each group's system
+/// (all groups share one when `per: tensor`) is solved with a tiny ridge towards the fitted
+/// values, so a value no weight uses stays where it was.
+#[allow(clippy::too_many_arguments)]
+fn refit_tables(
+    table: &mut [f64],
+    code: &[u32],
+    keep: &[bool],
+    w0: &reconstruct::Rows,
+    h: &[f64],
+    view: View,
+    size: usize,
+    group_of: &dyn Fn(usize) -> usize,
+) -> Result<(), String> {
+    let (rows, k) = (w0.rows, w0.k);
+    // The row-major tensor index of W[r, c].
+    let index = |r: usize, c: usize| match view {
+        View::Direct => r * k + c,
+        View::Transposed => c * rows + r,
+    };
+    let groups = table.len() / size;
+    let mut a = vec![0f64; groups * size * size];
+    let mut b = vec![0f64; groups * size];
+    for r in 0..rows {
+        let row0 = &w0.data[r * k..(r + 1) * k];
+        let kept: Vec<(usize, usize)> = (0..k)
+            .filter(|&c| keep[index(r, c)])
+            .map(|c| (c, code[index(r, c)] as usize))
+            .collect();
+        let Some(&(first, _)) = kept.first() else {
+            continue;
+        };
+        let g = group_of(index(r, first));
+        let (ag, bg) = (
+            &mut a[g * size * size..(g + 1) * size * size],
+            &mut b[g * size..(g + 1) * size],
+        );
+        for &(i, ci) in &kept {
+            let hi = &h[i * k..(i + 1) * k];
+            bg[ci] += hi.iter().zip(row0).map(|(x, y)| x * y).sum::<f64>();
+            let arow = &mut ag[ci * size..(ci + 1) * size];
+            for &(j, cj) in &kept {
+                arow[cj] += hi[j];
+            }
+        }
+    }
+    for g in 0..groups {
+        let ag = &mut a[g * size * size..(g + 1) * size * size];
+        let bg = &mut b[g * size..(g + 1) * size];
+        let trace: f64 = (0..size).map(|i| ag[i * size + i]).sum();
+        if trace <= 0.0 {
+            continue;
+        }
+        let ridge = 1e-9 * trace / size as f64;
+        for i in 0..size {
+            ag[i * size + i] += ridge;
+            bg[i] += ridge * table[g * size + i];
+        }
+        cholesky(ag, size).map_err(|e| {
+            format!(
+                "the table's least-squares system is not positive definite (at {})",
+                e.row
+            )
+        })?;
+        cholesky_solve(ag, size, bg);
+        if let Some(v) = bg
+            .iter()
+            .find(|v| !v.is_finite() || v.abs() > f64::from(f32::MAX))
+        {
+            return Err(format!("the refit gave a table value of {v}"));
+        }
+        table[g * size..(g + 1) * size].copy_from_slice(bg);
+    }
+    Ok(())
+}
+
+/// The smallest stored form of `parts` with these values and coding: dense when every
+/// element is kept, else the smallest of bitmask, CSR and gap streams of 1 to 8 bits.
+pub fn smallest(
+    values: Values,
+    coding: Coding,
+    shape: &[usize],
+    parts: &Parts,
+) -> Result<Stored, mcc_ir::stored::StoredError> {
+    let all = parts.keep.iter().all(|&k| k);
+    let layouts: Vec<Layout> = if all {
+        vec![Layout::Dense]
+    } else {
+        [Layout::Bitmask, Layout::Csr]
+            .into_iter()
+            .chain((1..=8).map(|bits| Layout::Gaps { bits }))
+            .collect()
+    };
+    let mut parts = parts.clone();
+    if all {
+        parts.keep.clear();
+    }
+    let mut best: Option<Stored> = None;
+    for layout in layouts {
+        let s = Stored::new(
+            Encoding {
+                values,
+                layout,
+                coding,
+            },
+            shape,
+            &parts,
+        )?;
+        if best.as_ref().is_none_or(|b| s.bytes() < b.bytes()) {
+            best = Some(s);
+        }
+    }
+    best.ok_or_else(|| mcc_ir::stored::StoredError("no layout".into()))
+}
+
+/// Gives layer `n` the stored weights `s` in place of its constant `w` (a copy when a layer
+/// outside `step_nodes` also reads `w`), and records `id` as its origin.
+pub fn store(
+    graph: &mut Graph,
+    n: NodeId,
+    w: ValueId,
+    s: Stored,
+    step_nodes: &[String],
+    id: StepId,
+) -> Result<(), mcc_ir::GraphError> {
+    let shared = graph
+        .users(w)
+        .iter()
+        .any(|&(u, _)| graph.node(u).is_some_and(|x| !step_nodes.contains(&x.name)));
+    if shared {
+        let base = format!("{}.quantized", graph.value(w).name);
+        let fresh = graph.fresh_value_name(&base);
+        let nw = graph.add_const(fresh, s.decoded().clone());
+        graph.store_const(nw, s);
+        graph.set_input(n, 1, Some(nw))?;
+    } else {
+        graph.store_const(w, s);
+    }
+    if let Some(node) = graph.node_mut(n) {
+        node.origin = Origin::Step(id);
+    }
+    Ok(())
+}
