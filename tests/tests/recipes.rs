@@ -248,14 +248,11 @@ fn every_shipped_recipe_builds_within_its_budget() {
             t.nonzero_params.after,
             t.accuracy,
         );
-        assert!(
-            t.nonzero_params.after < t.nonzero_params.before,
-            "{}: the recipe removed no weight",
-            recipe.display()
-        );
+        // Every shipped recipe compresses: pruned, factorized, quantized or shared weights
+        // are stored in fewer bytes.
         assert!(
             t.bytes.after < t.bytes.before,
-            "{}: pruned weights are stored smaller",
+            "{}: the compressed weights are not stored smaller",
             recipe.display()
         );
         // Accuracy is measured on compiled code; the reference evaluator agrees within 0.1

@@ -869,3 +869,136 @@ fn weight_sharing_and_huffman_coding_compose() {
         r.report.left_alone
     );
 }
+
+/// `quantize int` on lenet300 at 3 bits: every weight is its code times its channel's scale
+/// (codes in [−4, 3]); GPTQ's compensation gives outputs closer to the original's than
+/// rounding to nearest; `per: group` leaves alone, with the reason, the layers whose rows do
+/// not divide into groups. `quantize ternary` and `binary` on lenet5 leave each output
+/// channel at most two nonzero values, ternary's zeros including every weight below its
+/// threshold.
+#[test]
+fn integer_binary_and_ternary_weights_take_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let lenet300 = workspace().join("corpus/lenet300.onnx");
+    let build = |model: &Path, calib: &str, rule: &str| {
+        let recipe = write(
+            dir.path(),
+            "q.mcr",
+            &format!("calibrate with \"{}\"\n{rule}\n", data(calib)),
+        );
+        let s = mcc::recipe::check(&recipe, model).unwrap();
+        assert!(!s.checked.has_errors(), "{rule}: {:#?}", s.checked.diags);
+        let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+        (s, r)
+    };
+    let mut error = vec![];
+    for rounding in ["nearest", "gptq"] {
+        let (s, r) = build(
+            &lenet300,
+            "mnist_calib_x784.npy",
+            &format!("quantize int on Gemm {{ bits: 3, rounding: {rounding} }}"),
+        );
+        let g = &r.graph;
+        for name in ["/fc1/Gemm", "/fc2/Gemm", "/fc3/Gemm"] {
+            let w = g.node(g.find_node(name).unwrap()).unwrap().inputs[1].unwrap();
+            let stored = g.stored(w).unwrap();
+            assert_eq!(
+                stored.encoding().to_string(),
+                "int3 per channel(0) dense",
+                "{rounding} {name}"
+            );
+            let parts = stored.parts().unwrap();
+            assert!(parts.codes.iter().all(|c| (-4..=3).contains(c)), "{name}");
+            assert!(parts.zero_points.iter().all(|&z| z == 0), "{name}");
+            let t = g.const_data(w).unwrap();
+            let cols = t.shape()[1];
+            for (i, v) in t.as_f32().unwrap().iter().enumerate() {
+                assert_eq!(
+                    *v,
+                    parts.codes[i] as f32 * parts.scales[i / cols],
+                    "{name}[{i}]"
+                );
+            }
+        }
+        // Output error against the original on the calibration data.
+        let x = mcc_tests::npy(&workspace().join("corpus/data/mnist_calib_x784.npy"));
+        let a = mcc_ir::run(&s.model.graph, std::slice::from_ref(&x))
+            .unwrap()
+            .remove(0);
+        let b = mcc_ir::run(g, &[x]).unwrap().remove(0);
+        let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+        let num: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum();
+        let den: f64 = a.iter().map(|x| x * x).sum();
+        error.push((num / den).sqrt());
+    }
+    assert!(error.iter().all(|e| e.is_finite()), "{error:?}");
+    assert!(
+        error[1] < 0.7 * error[0],
+        "GPTQ {} vs nearest {}",
+        error[1],
+        error[0]
+    );
+    let (_, r) = build(
+        &lenet300,
+        "mnist_calib_x784.npy",
+        "quantize int on Gemm { bits: 4, per: group, group: 16 }",
+    );
+    let left: Vec<&str> = r
+        .report
+        .left_alone
+        .iter()
+        .map(|l| l.node.as_str())
+        .collect();
+    assert_eq!(
+        left,
+        ["/fc2/Gemm", "/fc3/Gemm"],
+        "{:#?}",
+        r.report.left_alone
+    );
+    let g = &r.graph;
+    let w = g.node(g.find_node("/fc1/Gemm").unwrap()).unwrap().inputs[1].unwrap();
+    assert_eq!(
+        g.stored(w).unwrap().encoding().to_string(),
+        "int4 per group(16) dense"
+    );
+
+    let lenet5 = workspace().join("corpus/lenet5.onnx");
+    for (rule, ternary) in [
+        ("quantize ternary on Conv | Gemm { refit: on }", true),
+        ("quantize binary on Gemm", false),
+    ] {
+        let (s, r) = build(&lenet5, "mnist_calib_x.npy", rule);
+        for name in ["/conv2/Conv", "/fc1/Gemm", "/fc2/Gemm"] {
+            let weights = |g: &mcc_ir::Graph| -> (Vec<f32>, usize) {
+                let w = g.node(g.find_node(name).unwrap()).unwrap().inputs[1].unwrap();
+                let t = g.const_data(w).unwrap();
+                (t.as_f32().unwrap().iter().copied().collect(), t.shape()[0])
+            };
+            let (before, rows) = weights(&s.model.graph);
+            let (after, _) = weights(&r.graph);
+            if !ternary && name.contains("Conv") {
+                assert_eq!(before, after, "{rule}: {name} is not selected");
+                continue;
+            }
+            let k = after.len() / rows;
+            for (row0, row) in before.chunks(k).zip(after.chunks(k)) {
+                let mut values: Vec<u32> = row
+                    .iter()
+                    .filter(|v| **v != 0.0)
+                    .map(|v| v.to_bits())
+                    .collect();
+                values.sort_unstable();
+                values.dedup();
+                assert!(values.len() <= 2, "{rule}: {name}: {} values", values.len());
+                let mean = row0.iter().map(|v| f64::from(v.abs())).sum::<f64>() / k as f64;
+                for (a, b) in row0.iter().zip(row) {
+                    if ternary && f64::from(a.abs()) <= 0.7 * mean {
+                        assert_eq!(*b, 0.0, "{rule}: {name}: {a} under the threshold");
+                    } else if *b != 0.0 {
+                        assert_eq!(a.signum(), b.signum(), "{rule}: {name}: sign of {a}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -30,6 +30,15 @@ pub const PER: ParamSchema = p(
     "one table of values for the whole layer, or one per output channel",
 );
 
+/// The `per` parameter of the variants whose tables are one or two magnitudes (binary,
+/// ternary): one per output channel by default.
+pub const PER_CHANNEL: ParamSchema = p(
+    "per",
+    ParamType::Choice(&["tensor", "channel"]),
+    Default::Word("channel"),
+    "one scale for the whole layer, or one per output channel",
+);
+
 /// The `refit` parameter: fit the table values to the layer's outputs.
 pub const REFIT: ParamSchema = p(
     "refit",
@@ -60,14 +69,18 @@ impl Settings {
 }
 
 /// What a variant's fit gives for one group's kept weights: a table of `2^bits` values and,
-/// for each weight in the order given, the index of its value.
+/// for each weight in the order given, the index of its value, or [`DROP`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fit {
     /// The table (exactly `2^bits` entries; unused entries may hold anything finite).
     pub table: Vec<f64>,
-    /// One index per weight.
+    /// One index per weight, or [`DROP`] for a weight that becomes zero (ternary's middle
+    /// value: it is then not stored at all, like a pruned weight).
     pub codes: Vec<u32>,
 }
+
+/// The code of a weight the fit sets to zero.
+pub const DROP: u32 = u32::MAX;
 
 /// The statistics a quantizing step asks for before it starts: the first layer's XᵀX when it
 /// refits (the others are asked for as the loop reaches them).
@@ -98,16 +111,24 @@ pub fn check(graph: &Graph, step: &Step, s: Settings) -> Vec<LeftAlone> {
 }
 
 /// A layer a quantizer can change.
-struct Layer {
-    node: NodeId,
-    weights: ValueId,
-    shape: Vec<usize>,
-    flat: Vec<f32>,
-    axis: usize,
-    view: Option<View>,
+pub struct Layer {
+    /// The node.
+    pub node: NodeId,
+    /// Its weight constant.
+    pub weights: ValueId,
+    /// The weights' shape.
+    pub shape: Vec<usize>,
+    /// The weights, row-major.
+    pub flat: Vec<f32>,
+    /// The axis that indexes outputs ([`output_axis`]).
+    pub axis: usize,
+    /// How the weights map to rows × k, when the step reads calibration statistics.
+    pub view: Option<View>,
 }
 
-fn layer(graph: &Graph, name: &str, s: Settings) -> Result<Layer, LeftAlone> {
+/// The layer `name` with its f32 constant weights; with `s.refit`, also as rows × k (else it
+/// is left alone: the statistics are collected for one-group, row-wise layers).
+pub fn layer(graph: &Graph, name: &str, s: Settings) -> Result<Layer, LeftAlone> {
     let w = layers::weighted(graph, name)?;
     let shape = w.tensor.shape().to_vec();
     let flat: Vec<f32> = w
@@ -120,7 +141,7 @@ fn layer(graph: &Graph, name: &str, s: Settings) -> Result<Layer, LeftAlone> {
             layers::leave(
                 name,
                 mcc_plan::Reason::UnsupportedAttribute,
-                format!("refit needs a row-wise input, and this is {why}"),
+                format!("the calibration statistics need a row-wise input, and this is {why}"),
             )
         })?)
     } else {
@@ -162,7 +183,7 @@ pub fn rewrite(
             message,
         };
         let n = l.flat.len();
-        let keep: Vec<bool> = l.flat.iter().map(|x| x.to_bits() != 0).collect();
+        let mut keep: Vec<bool> = l.flat.iter().map(|x| x.to_bits() != 0).collect();
         let (groups, group_of) = groups(&l.shape, s.per_channel.then_some(l.axis));
         let size = 1usize << bits;
         // Each group's kept weights, in row-major order.
@@ -186,9 +207,15 @@ pub fn rewrite(
                     m.len()
                 )));
             }
+            if let Some(c) = f.codes.iter().find(|&&c| c != DROP && c as usize >= size) {
+                return Err(fail(format!("the fit gave code {c} for a table of {size}")));
+            }
             table[g * size..(g + 1) * size].copy_from_slice(&f.table);
             for (&i, &c) in m.iter().zip(&f.codes) {
                 code[i] = c;
+                if c == DROP {
+                    keep[i] = false;
+                }
             }
         }
         if let Some(view) = l.view {
@@ -234,7 +261,7 @@ pub fn rewrite(
 
 /// Groups of a tensor of `shape`: one, or one per index along `axis`; with the group of each
 /// row-major element.
-fn groups(shape: &[usize], axis: Option<usize>) -> (usize, Box<dyn Fn(usize) -> usize>) {
+pub fn groups(shape: &[usize], axis: Option<usize>) -> (usize, Box<dyn Fn(usize) -> usize>) {
     match axis {
         None => (1, Box::new(|_| 0)),
         Some(a) => {

@@ -15,7 +15,8 @@ use mcc_plan::registry::{
 use crate::{
     encode_huffman, factorize_svd, factorize_tucker, merge_activations, merge_batchnorm,
     merge_branches, merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_block,
-    prune_filters, prune_nm, prune_unstructured, quantize_kmeans,
+    prune_filters, prune_nm, prune_unstructured, quantize_binary, quantize_int, quantize_kmeans,
+    quantize_ternary,
 };
 
 /// The standard registry: [`TECHNIQUES`].
@@ -118,54 +119,9 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
                 check_params: no_param_check,
                 sweep: None,
             },
-            VariantSchema {
-                name: "int4",
-                summary: "4-bit integer weights",
-                params: &[p(
-                    "per",
-                    GRANULARITY,
-                    Default::Word("channel"),
-                    "one scale per tensor or per output channel",
-                )],
-                applies: Applies::Weighted,
-                status: Status::Planned(
-                    "quantization, weight sharing and Huffman coding with int8 kernels",
-                ),
-                check_params: no_param_check,
-                sweep: None,
-            },
-            VariantSchema {
-                name: "binary",
-                summary: "weights in {−α, +α}",
-                params: &[p(
-                    "per",
-                    GRANULARITY,
-                    Default::Word("channel"),
-                    "one α per tensor or per output channel",
-                )],
-                applies: Applies::Weighted,
-                status: Status::Planned(
-                    "quantization, weight sharing and Huffman coding with int8 kernels",
-                ),
-                check_params: no_param_check,
-                sweep: None,
-            },
-            VariantSchema {
-                name: "ternary",
-                summary: "weights in {−α, 0, +α} (TWN)",
-                params: &[p(
-                    "threshold",
-                    RATIO,
-                    Default::Num(0.7),
-                    "threshold as a fraction of the mean |w|",
-                )],
-                applies: Applies::Weighted,
-                status: Status::Planned(
-                    "quantization, weight sharing and Huffman coding with int8 kernels",
-                ),
-                check_params: no_param_check,
-                sweep: None,
-            },
+            quantize_int::VARIANT,
+            quantize_binary::VARIANT,
+            quantize_ternary::VARIANT,
             quantize_kmeans::VARIANT,
         ],
     },
