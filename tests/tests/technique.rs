@@ -1002,3 +1002,49 @@ fn integer_binary_and_ternary_weights_take_their_values() {
         }
     }
 }
+
+/// `bits: auto` (mixed precision) on lenet300 under the size of uniform 3-bit weights: every
+/// layer gets a width of the sweep (or stays f32), the measured size meets the budget, and
+/// the uniform alternative the report names is 3 bits, no more accurate than the allocation
+/// by more than a point.
+#[test]
+fn mixed_precision_spends_a_size_budget_unevenly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("corpus/lenet300.onnx");
+    let recipe = write(
+        dir.path(),
+        "mixed.mcr",
+        &format!(
+            "calibrate with \"{}\" labels \"{}\"\nevaluate with \"{}\" labels \"{}\"\n\
+             budget {{ size <= 103515 B }}\nquantize int on Gemm {{ bits: auto }}\n",
+            data("mnist_calib_x784.npy"),
+            data("mnist_calib_y.npy"),
+            data("mnist_test_x784.npy"),
+            data("mnist_test_y.npy")
+        ),
+    );
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert!(r.report.model_totals.bytes.after <= 103_515);
+    let a = r.report.allocation.as_ref().expect("an allocation");
+    for l in &a.layers {
+        assert_eq!(l.param, "bits");
+        assert!(
+            l.value
+                .is_none_or(|v| [8.0, 6.0, 5.0, 4.0, 3.0, 2.0].contains(&v)),
+            "{l:?}"
+        );
+        assert_eq!(l.curve.len(), 6, "{}", l.layer);
+    }
+    let u = a.uniform.as_ref().expect("the uniform alternative");
+    assert_eq!(u.value, 3.0);
+    let chosen = r.report.model_totals.accuracy.as_ref().unwrap().after;
+    let uniform = u.evaluation_accuracy.unwrap();
+    println!("mixed {chosen}, uniform 3-bit {uniform}");
+    assert!(
+        chosen >= uniform - 0.01,
+        "mixed {chosen}, uniform {uniform}"
+    );
+}

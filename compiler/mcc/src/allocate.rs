@@ -289,8 +289,11 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
     let expanded = expand(s, &autos, &layers, &chosen);
 
     // The uniform alternative: for `amount` (a fraction of weights removed), the one value
-    // that removes as many weights in all the auto layers together, measured on the
-    // evaluation set when it has labels.
+    // that removes as many weights in all the auto layers together; for any other swept
+    // parameter (`bits`), the weakest sweep value whose uniform setting is estimated (from
+    // the curves, each layer's saving alone) to meet the same size or flops bound — or,
+    // under an accuracy or error bound, to save at least as much as the allocation.
+    // Measured on the evaluation set when it has labels.
     let weights = |name: &str| -> usize {
         let g = &s.model.graph;
         g.find_node(name)
@@ -299,15 +302,39 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
             .and_then(|w| g.const_data(w))
             .map_or(0, |t| t.len())
     };
-    let uniform_value = (autos.iter().all(|a| a.param == "amount")).then(|| {
+    let uniform_value = if autos.iter().all(|a| a.param == "amount") {
         let (mut removed, mut total) = (0.0, 0.0);
         for (l, (_, layer, curve)) in layers.iter().enumerate() {
             let n = weights(layer) as f64;
             total += n;
             removed += chosen[l].map_or(0.0, |j| curve[j].value) * n;
         }
-        if total > 0.0 { removed / total } else { 0.0 }
-    });
+        Some(if total > 0.0 { removed / total } else { 0.0 })
+    } else if autos
+        .iter()
+        .all(|a| a.param == autos[0].param && a.values == autos[0].values)
+    {
+        let values = autos[0].values;
+        let saves = |j: usize| -> f64 {
+            layers
+                .iter()
+                .map(|(_, _, curve)| curve.get(j).map_or(0.0, |p| save(p).max(0.0)))
+                .sum()
+        };
+        let enough = |j: usize| {
+            if bounds_total {
+                budget.cmp.holds(base_total - saves(j), budget.bound)
+            } else {
+                saves(j) >= total_save
+            }
+        };
+        (0..values.len())
+            .find(|&j| enough(j))
+            .or(values.len().checked_sub(1))
+            .map(|j| values[j])
+    } else {
+        None
+    };
     let uniform = match uniform_value {
         Some(u) => {
             let mut plan = s.clone();

@@ -556,8 +556,9 @@ pub fn allocation_summary(r: &Report) -> Vec<String> {
             format!(", accuracy {:.2}%", acc * 100.0)
         });
         out.push(format!(
-            "    uniform alternative: {:.3} on every layer ({} bytes{acc})",
-            u.value, u.bytes
+            "    uniform alternative: {} on every layer ({} bytes{acc})",
+            show(Some(u.value)),
+            u.bytes
         ));
     }
     out

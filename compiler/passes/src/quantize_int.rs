@@ -27,7 +27,7 @@ use mcc_ir::stored::{Coding, Granularity, Parts, Values};
 use mcc_ir::{Graph, StepId};
 use mcc_plan::plan::{ParamValue, Step};
 use mcc_plan::registry::{
-    Applies, Default, ParamType, Status, VariantSchema, no_param_check, num, p,
+    Applies, Default, ParamType, Status, Sweep, VariantSchema, no_param_check, num, p,
 };
 use mcc_plan::{LeftAlone, Outcome, Reason, StatRequest, Stats, Technique, TechniqueError};
 
@@ -72,7 +72,11 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Weighted,
     status: Status::Ready(&QuantizeInt),
     check_params: no_param_check,
-    sweep: None,
+    // `bits: auto`: mixed precision, each layer's width chosen under the budget.
+    sweep: Some(Sweep {
+        param: "bits",
+        values: &[8.0, 6.0, 5.0, 4.0, 3.0, 2.0],
+    }),
 };
 
 /// Integer weights as a technique.
