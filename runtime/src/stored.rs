@@ -15,10 +15,14 @@
 //!   decoding gives back the same bits (`-0.0` included).
 //! - **Coded** (when the array holds at most [`MAX_DISTINCT`] distinct nonzero bit patterns:
 //!   codebooks, low-bit integers, pruned layers of few values): a word `d`, the `d` distinct
-//!   values (their bits, increasing), then a byte stream padded to whole words: `d + RUNS`
-//!   Huffman code lengths (u8; `crate::huffman`), a u32 bit count, the bit stream. Symbol
-//!   `s < d` is one element of value `s`; symbol `d + j` is a run of `2^j` zeros (`j <
-//!   RUNS`); a run of `L` zeros is written as its binary digits, the largest first.
+//!   values (their bits, increasing), then a byte stream padded to whole words: `d + RUNS +
+//!   STEPS` Huffman code lengths (u8; `crate::huffman`), a u32 bit count, the bit stream.
+//!   Symbol `s < d` is one element of value `s`; symbol `d + j` is a run of `2^j` zeros (`j <
+//!   RUNS`); a run of `L` zeros is written as its binary digits, the largest first; symbol
+//!   `d + RUNS + j` is one element whose bits are the previous element's plus `j + 1` (`j <
+//!   STEPS`) — the sparse kernel's increasing row indices and row offsets, stored as words
+//!   among the floats. The writer takes a step whenever one fits, and only the elements it
+//!   does not are in the table.
 /// Floats per chunk.
 pub const CHUNK: usize = 4096;
 
@@ -27,6 +31,9 @@ pub const MAX_DISTINCT: usize = 1 << 16;
 
 /// Zero-run symbols of the coded form: runs of 1, 2, 4 … 2^(RUNS − 1) zeros.
 const RUNS: usize = 16;
+
+/// Step symbols of the coded form: an element `1 ..= STEPS` above the previous one's bits.
+const STEPS: usize = 64;
 
 /// Bit 31 of the first word: the coded form.
 const CODED: u32 = 1 << 31;
@@ -62,9 +69,19 @@ pub fn encode(w: &[f32]) -> Vec<u32> {
 
 /// The coded form, when `w` has few enough distinct values.
 fn coded(w: &[f32]) -> Option<Vec<u32>> {
+    // The step above the previous element's bits that gives element `i`, if one does.
+    let step = |i: usize| -> Option<u32> {
+        let b = w[i].to_bits();
+        let p = if i == 0 { 0 } else { w[i - 1].to_bits() };
+        (b > p && ((b - p) as usize) <= STEPS).then(|| b - p)
+    };
     let mut distinct = std::collections::BTreeSet::new();
-    for x in w.iter().map(|x| x.to_bits()).filter(|&b| b != 0) {
-        if distinct.insert(x) && distinct.len() > MAX_DISTINCT {
+    for (i, x) in w.iter().enumerate() {
+        let b = x.to_bits();
+        if b == 0 || step(i).is_some() {
+            continue;
+        }
+        if distinct.insert(b) && distinct.len() > MAX_DISTINCT {
             return None;
         }
     }
@@ -91,7 +108,7 @@ fn coded(w: &[f32]) -> Option<Vec<u32>> {
         }
         *run = 0;
     };
-    for &x in w {
+    for (i, &x) in w.iter().enumerate() {
         let b = x.to_bits();
         if b == 0 {
             run += 1;
@@ -100,12 +117,15 @@ fn coded(w: &[f32]) -> Option<Vec<u32>> {
         if run > 0 {
             flush(&mut run, &mut symbols);
         }
-        symbols.push(index[&b]);
+        symbols.push(match step(i) {
+            Some(j) => (d + RUNS) as u32 + j - 1,
+            None => index[&b],
+        });
     }
     if run > 0 {
         flush(&mut run, &mut symbols);
     }
-    let lengths = crate::huffman::lengths(&symbols, d + RUNS);
+    let lengths = crate::huffman::lengths(&symbols, d + RUNS + STEPS);
     let mut bits = crate::huffman::BitWriter::default();
     crate::huffman::write(&mut bits, &symbols, &lengths);
     let mut bytes = lengths;
@@ -227,7 +247,7 @@ fn decode_coded(n: u32, words: &[u32], out: &mut [f32]) -> Result<(), String> {
     }
     let (values, rest) = rest.split_at(d);
     let bytes: Vec<u8> = rest.iter().flat_map(|w| w.to_le_bytes()).collect();
-    let alphabet = d + RUNS;
+    let alphabet = d + RUNS + STEPS;
     if bytes.len() < alphabet + 4 {
         return Err(fail("the data ends early"));
     }
@@ -244,6 +264,13 @@ fn decode_coded(n: u32, words: &[u32], out: &mut [f32]) -> Result<(), String> {
         let s = decoder.next(&mut r).map_err(|e| fail(&e))? as usize;
         if s < d {
             out[at] = f32::from_bits(values[s]);
+            at += 1;
+        } else if s >= d + RUNS {
+            let previous = if at == 0 { 0 } else { out[at - 1].to_bits() };
+            let b = previous
+                .checked_add((s - d - RUNS + 1) as u32)
+                .ok_or_else(|| fail("a step past the largest word"))?;
+            out[at] = f32::from_bits(b);
             at += 1;
         } else {
             let run = 1usize << (s - d);
@@ -337,6 +364,9 @@ mod tests {
         w[5] = -0.0;
         w.extend(std::iter::repeat_n(0.0, 70_000));
         w.push(2.5);
+        // Increasing small integers as words (a CSR's row indices): steps.
+        w.extend([3u32, 9, 12, 70, 71, 200, 201].map(f32::from_bits));
+        w.push(f32::from_bits(u32::MAX));
         let e = encode(&w);
         assert_ne!(e[0] & CODED, 0, "coded form expected");
         assert!(e.len() < chunked_len(&w) / 2, "{} words", e.len());
