@@ -594,8 +594,9 @@ fn n_m_pruning_keeps_n_of_every_m_along_the_reduction() {
 
 /// `factorize svd` on lenet300's hidden layers and resnet_bn's strided 1×1 shortcut
 /// projections — each becomes a `.lowrank` layer of rank r followed by the original layer
-/// reading it — and `factorize tucker` on a vgg_bn 3×3 conv (1×1, core, 1×1): the exported
-/// ONNX models run in ONNX Runtime to the evaluator's outputs.
+/// reading it — `factorize tucker` on a vgg_bn 3×3 conv (1×1, core, 1×1) and `factorize
+/// separable` on lenet5's 5×5 conv2 (5×1, then 1×5): the exported ONNX models run in ONNX
+/// Runtime to the evaluator's outputs.
 #[test]
 fn factorized_layers_are_chains_that_onnx_runtime_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -617,6 +618,15 @@ fn factorized_layers_are_chains_that_onnx_runtime_runs() {
             // itself is now 12 → 64, 1×1.
             vec![12, 12, 3, 3],
             vec![64, 12, 1, 1],
+        ),
+        (
+            "lenet5",
+            "factorize separable on \"/conv2/Conv\" { rank: 12 }",
+            "mnist_test_x.npy",
+            "/conv2/Conv",
+            // 20 → 12 channels 5×1, then 12 → 50 channels 1×5.
+            vec![12, 20, 5, 1],
+            vec![50, 12, 1, 5],
         ),
         (
             "resnet_bn",
@@ -641,6 +651,8 @@ fn factorized_layers_are_chains_that_onnx_runtime_runs() {
         let first = if rule.contains("tucker") {
             assert_eq!(shape_of(&format!("{layer}.tucker_in")), [12, 32, 1, 1]);
             format!("{layer}.tucker_core")
+        } else if rule.contains("separable") {
+            format!("{layer}.vertical")
         } else {
             format!("{layer}.lowrank")
         };
@@ -1047,4 +1059,44 @@ fn mixed_precision_spends_a_size_budget_unevenly() {
         chosen >= uniform - 0.01,
         "mixed {chosen}, uniform {uniform}"
     );
+}
+
+/// `factorize separable` is the best rank-r split: on lenet5's conv2, the layer's output
+/// error against the original falls as the rank grows, and at the largest rank that still
+/// stores fewer weights it is small.
+#[test]
+fn separable_factorization_error_falls_with_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("corpus/lenet5.onnx");
+    let x = mcc_tests::npy(&workspace().join("corpus/data/mnist_test_x.npy"));
+    let x = mcc::tensor_io::slice_batch(&x, 0, 100);
+    let mut errors = vec![];
+    for rank in [2, 6, 12, 20, 30] {
+        let recipe = write(
+            dir.path(),
+            "s.mcr",
+            &format!("factorize separable on \"/conv2/Conv\" {{ rank: {rank} }}\n"),
+        );
+        let s = mcc::recipe::check(&recipe, &model).unwrap();
+        let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+        assert!(
+            r.report.left_alone.is_empty(),
+            "rank {rank}: {:?}",
+            r.report.left_alone
+        );
+        let a = mcc_ir::run(&s.model.graph, std::slice::from_ref(&x))
+            .unwrap()
+            .remove(0);
+        let b = mcc_ir::run(&r.graph, std::slice::from_ref(&x))
+            .unwrap()
+            .remove(0);
+        let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+        let num: f64 = a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum();
+        let den: f64 = a.iter().map(|p| p * p).sum();
+        errors.push((num / den).sqrt());
+    }
+    println!("separable conv2, ranks 2 6 12 20 30: {errors:?}");
+    assert!(errors.iter().all(|e| e.is_finite()), "{errors:?}");
+    assert!(errors.windows(2).all(|w| w[1] < w[0]), "{errors:?}");
+    assert!(errors[4] < 0.05, "{errors:?}");
 }

@@ -54,9 +54,19 @@ pub struct Part {
     /// Its output's channels (axis 1 of a Conv's output, the last axis of a Gemm's or
     /// MatMul's).
     pub channels: usize,
-    /// Whether its output has the layer input's spatial size (a 1×1 Conv before a strided
-    /// one) rather than the layer output's.
-    pub input_size: bool,
+    /// Its output's spatial size.
+    pub size: Size,
+}
+
+/// The spatial size of a part's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// The layer input's (a 1×1 Conv before a strided one).
+    Input,
+    /// The layer output's.
+    Output,
+    /// The output's height and the input's width (a k×1 Conv before a 1×k one).
+    OutputRows,
 }
 
 /// Rewrites layer `n` as `parts`, in order, followed by the layer itself with `last_op` and
@@ -90,11 +100,16 @@ pub fn chain(
             })
             .find(|c| graph.find_node(c).is_none())
             .unwrap_or(base);
-        let mut ty = if part.input_size {
-            input_ty.clone()
-        } else {
-            output_ty.clone()
+        let mut ty = match part.size {
+            Size::Input => input_ty.clone(),
+            Size::Output | Size::OutputRows => output_ty.clone(),
         };
+        if part.size == Size::OutputRows
+            && let (Some(shape), Some(input)) = (ty.shape.as_mut(), input_ty.shape.as_ref())
+            && let (Some(w), Some(iw)) = (shape.get_mut(3), input.get(3))
+        {
+            *w = iw.clone();
+        }
         if let Some(shape) = ty.shape.as_mut() {
             let axis = if conv {
                 1

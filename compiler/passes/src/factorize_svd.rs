@@ -401,7 +401,7 @@ fn split(graph: &mut Graph, l: &Layer, a: Rows, b: Rows, id: StepId) -> Result<(
         op: first,
         weights: reconstruct::from_rows(&a, l.view, &a_shape)?,
         channels: r,
-        input_size: false,
+        size: factorize::Size::Output,
     };
     factorize::chain(
         graph,

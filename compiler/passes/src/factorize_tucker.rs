@@ -40,7 +40,8 @@ pub const VARIANT: VariantSchema = VariantSchema {
     sweep: Some(factorize::SWEEP),
 };
 
-fn check_params(params: &Params) -> Vec<ParamIssue> {
+/// A factorization that keeps no energy removes the layer (shared with `factorize separable`).
+pub fn check_params(params: &Params) -> Vec<ParamIssue> {
     if num(params, "energy") == Some(0.0) && num(params, "rank") == Some(0.0) {
         return vec![ParamIssue {
             severity: Severity::Error,
@@ -186,14 +187,14 @@ impl Technique for FactorizeTucker {
                     op: factorize::pointwise(),
                     weights: first,
                     channels: r_in,
-                    input_size: true,
+                    size: factorize::Size::Input,
                 },
                 Part {
                     suffix: "tucker_core",
                     op: Op::Conv(factorize::plain(&l.conv)),
                     weights: core,
                     channels: r_out,
-                    input_size: false,
+                    size: factorize::Size::Output,
                 },
             ];
             let mut last_op = l.conv.clone();

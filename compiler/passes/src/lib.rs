@@ -11,6 +11,7 @@
 pub mod channels;
 pub mod encode_huffman;
 pub mod factorize;
+pub mod factorize_separable;
 pub mod factorize_svd;
 pub mod factorize_tucker;
 mod fold_constants;

@@ -13,10 +13,10 @@ use mcc_plan::registry::{
 };
 
 use crate::{
-    encode_huffman, factorize_svd, factorize_tucker, merge_activations, merge_batchnorm,
-    merge_branches, merge_cleanup, merge_linear, merge_pad, merge_pool, merge_scale, prune_block,
-    prune_filters, prune_nm, prune_unstructured, quantize_binary, quantize_int, quantize_kmeans,
-    quantize_ternary,
+    encode_huffman, factorize_separable, factorize_svd, factorize_tucker, merge_activations,
+    merge_batchnorm, merge_branches, merge_cleanup, merge_linear, merge_pad, merge_pool,
+    merge_scale, prune_block, prune_filters, prune_nm, prune_unstructured, quantize_binary,
+    quantize_int, quantize_kmeans, quantize_ternary,
 };
 
 /// The standard registry: [`TECHNIQUES`].
@@ -64,23 +64,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         variants: &[
             factorize_svd::VARIANT,
             factorize_tucker::VARIANT,
-            VariantSchema {
-                name: "separable",
-                summary: "a k×k convolution as k×1 then 1×k",
-                params: &[p(
-                    "rank",
-                    ParamType::Int {
-                        min: 1,
-                        max: 1 << 20,
-                    },
-                    Default::Num(1.0),
-                    "separable rank",
-                )],
-                applies: Applies::Weighted,
-                status: Status::Planned("pruning and factorization with sparse kernels"),
-                check_params: no_param_check,
-                sweep: None,
-            },
+            factorize_separable::VARIANT,
         ],
     },
     TechniqueSchema {
