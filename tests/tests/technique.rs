@@ -1100,3 +1100,77 @@ fn separable_factorization_error_falls_with_rank() {
     assert!(errors.windows(2).all(|w| w[1] < w[0]), "{errors:?}");
     assert!(errors[4] < 0.05, "{errors:?}");
 }
+
+/// `prune filters … by: apoz` on vgg_bn's first conv keeps exactly the channels with the
+/// fewest zeros where the next conv reads them (after the norm and ReLU), measured here with
+/// the evaluator on the calibration data.
+#[test]
+fn apoz_keeps_the_channels_least_often_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("corpus/vgg_bn.onnx");
+    let layer = "/features/features.0/features.0.0/Conv";
+    let recipe = write(
+        dir.path(),
+        "apoz.mcr",
+        &format!(
+            "calibrate with \"{}\"\nprune filters on \"{layer}\" {{ keep: 50%, by: apoz }}\n",
+            data("mnist_calib_x.npy")
+        ),
+    );
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    let (g0, g1) = (&s.model.graph, &r.graph);
+    let weights = |g: &mcc_ir::Graph, name: &str| {
+        let n = g.node(g.find_node(name).unwrap()).unwrap();
+        g.const_data(n.inputs[1].unwrap()).unwrap().clone()
+    };
+    // The reader: the Conv whose input channels shrank.
+    let reader = g1
+        .node_ids()
+        .into_iter()
+        .filter_map(|n| g1.node(n))
+        .find(|n| {
+            matches!(n.op, mcc_ir::Op::Conv(_))
+                && n.name != layer
+                && weights(g1, &n.name).shape()[1] != weights(g0, &n.name).shape()[1]
+        })
+        .expect("a reader lost input channels")
+        .name
+        .clone();
+    let read = g0.node(g0.find_node(&reader).unwrap()).unwrap().inputs[0].unwrap();
+    let x = mcc_tests::npy(&workspace().join("corpus/data/mnist_calib_x.npy"));
+    let mut zeros: Vec<f64> = vec![];
+    mcc_ir::eval::run_observed(g0, &[x], &mut |v, t| {
+        if v == read {
+            let (n, c) = (t.shape()[0], t.shape()[1]);
+            let hw: usize = t.shape()[2..].iter().product();
+            let d = t.to_f64_vec();
+            zeros = (0..c)
+                .map(|ch| {
+                    let z = (0..n)
+                        .flat_map(|i| &d[(i * c + ch) * hw..(i * c + ch + 1) * hw])
+                        .filter(|v| **v == 0.0)
+                        .count();
+                    z as f64 / (n * hw) as f64
+                })
+                .collect();
+        }
+    })
+    .unwrap();
+    let c = zeros.len();
+    assert!(c > 0, "the read value was not observed");
+    let mut order: Vec<usize> = (0..c).collect();
+    order.sort_by(|&a, &b| zeros[a].total_cmp(&zeros[b]).then(a.cmp(&b)));
+    let mut want: Vec<usize> = order[..c / 2].to_vec();
+    want.sort_unstable();
+    // Which original filters survived: each kept row equals one original row.
+    let (w0, w1) = (weights(g0, layer), weights(g1, layer));
+    let k = w0.len() / c;
+    let (a, b) = (w0.to_f64_vec(), w1.to_f64_vec());
+    let got: Vec<usize> = b
+        .chunks(k)
+        .map(|row| (0..c).find(|&i| &a[i * k..(i + 1) * k] == row).unwrap())
+        .collect();
+    assert_eq!(got, want, "zero fractions {zeros:?}");
+}

@@ -8,7 +8,10 @@
 //! - `l1` / `l2` (Li et al., "Pruning filters for efficient ConvNets"): the norm of each
 //!   channel's filter, summed over the group's producers;
 //! - `bn_gamma` (network slimming, Liu et al.): |γ| of the group's BatchNormalizations,
-//!   summed (read before any `merge batchnorm` folds them away).
+//!   summed (read before any `merge batchnorm` folds them away);
+//! - `apoz` (network trimming, Hu et al.): the average percentage of zeros of each channel
+//!   where the group's first reader reads it (after its activation), on the calibration
+//!   data — the channels most often zero go first.
 //!
 //! With `refit: on`, every layer reading the group has its kept input weights refit by least
 //! squares to reproduce its original outputs on the calibration data (He et al.'s channel
@@ -78,14 +81,14 @@ pub fn check_params(params: &Params) -> Vec<ParamIssue> {
         _ => {}
     }
     if let Some((_, ParamValue::Word(w))) = params.iter().find(|(k, _)| *k == "by")
-        && (w == "apoz" || w == "thinet")
+        && w == "thinet"
     {
         out.push(ParamIssue {
             severity: Severity::Error,
             param: "by",
             message: format!("`by: {w}` is not built yet"),
             label: "not supported yet".into(),
-            help: Some("l1, l2 and bn_gamma rank filters today".into()),
+            help: Some("l1, l2, bn_gamma and apoz rank filters today".into()),
         });
     }
     out
@@ -98,8 +101,63 @@ fn refit(step: &Step) -> bool {
     matches!(step.param("refit"), Some(ParamValue::Word(w)) if w == "on")
 }
 
+fn apoz(step: &Step) -> bool {
+    matches!(step.param("by"), Some(ParamValue::Word(w)) if w == "apoz")
+}
+
+/// The value a group's first reader reads, and how.
+fn first_read(graph: &Graph, g: &Group) -> Option<(ValueId, Reader)> {
+    let &(r, how) = g.readers.first()?;
+    Some((graph.node(r)?.inputs.first().copied().flatten()?, how))
+}
+
+/// Each channel's fraction of zeros where the group's first reader reads it (a Gemm after a
+/// Flatten: averaged over the channel's features), on the model as it stands.
+fn zero_fractions(graph: &Graph, g: &Group, stats: &mut dyn Stats) -> Result<Vec<f64>, String> {
+    let (v, how) = first_read(graph, g).ok_or("the group has no reader")?;
+    let stat = stats
+        .get(
+            graph,
+            &StatRequest::ZeroFraction {
+                value: graph.value(v).name.clone(),
+            },
+        )
+        .map_err(|e| e.message)?;
+    let mcc_plan::Stat::ZeroFraction(z) = &*stat else {
+        return Err("the calibration context returned no zero fractions".into());
+    };
+    let per = match how {
+        Reader::Conv => 1,
+        Reader::Features { per } => per.max(1),
+    };
+    if z.len() != g.channels * per {
+        return Err(format!(
+            "{} zero fractions for {} channels of {per}",
+            z.len(),
+            g.channels
+        ));
+    }
+    Ok(z.chunks(per)
+        .map(|c| c.iter().sum::<f64>() / per as f64)
+        .collect())
+}
+
 impl Technique for PruneFilters {
     fn needs(&self, graph: &Graph, step: &Step) -> Vec<StatRequest> {
+        if apoz(step) {
+            // The first group's first read; the rest as the loop reaches them.
+            return step
+                .nodes
+                .iter()
+                .filter_map(|n| graph.find_node(n))
+                .find_map(|n| channels::group_of(graph, n).ok())
+                .and_then(|g| first_read(graph, &g))
+                .map(|(v, _)| StatRequest::ZeroFraction {
+                    value: graph.value(v).name.clone(),
+                })
+                .into_iter()
+                .collect();
+        }
         if !refit(step) {
             return Vec::new();
         }
@@ -225,7 +283,12 @@ impl Technique for PruneFilters {
                 node: name.clone(),
                 message,
             };
-            let scores = match scores(graph, &group, &by) {
+            let zeros = if by == "apoz" {
+                Some(zero_fractions(graph, &group, stats).map_err(fail)?)
+            } else {
+                None
+            };
+            let scores = match scores(graph, &group, &by, zeros) {
                 Ok(s) => s,
                 Err((reason, detail)) => {
                     out.left_alone.push(leave(reason, detail));
@@ -307,7 +370,16 @@ fn tile_aligned(n: usize, c: usize) -> usize {
 }
 
 /// Each channel's score under `by` (higher: kept first).
-fn scores(graph: &Graph, g: &Group, by: &str) -> Result<Vec<f64>, channels::Obstacle> {
+fn scores(
+    graph: &Graph,
+    g: &Group,
+    by: &str,
+    zeros: Option<Vec<f64>>,
+) -> Result<Vec<f64>, channels::Obstacle> {
+    if let Some(z) = zeros {
+        // The fewer zeros, the more a channel carries.
+        return Ok(z.iter().map(|f| 1.0 - f).collect());
+    }
     let mut s = vec![0.0; g.channels];
     if by == "bn_gamma" {
         if g.norms.is_empty() {
