@@ -1174,3 +1174,70 @@ fn apoz_keeps_the_channels_least_often_zero() {
         .collect();
     assert_eq!(got, want, "zero fractions {zeros:?}");
 }
+
+/// `prune filters … by: thinet` chooses the channels whose removal moves the next layer's
+/// outputs least: pruning vgg_bn's first conv to half, without a refit, the reading conv's
+/// outputs on the calibration data move less than with the L1 choice.
+#[test]
+fn thinet_moves_the_next_layer_less_than_l1() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("corpus/vgg_bn.onnx");
+    let layer = "/features/features.0/features.0.0/Conv";
+    let x = mcc_tests::npy(&workspace().join("corpus/data/mnist_calib_x.npy"));
+    let mut errors = vec![];
+    for by in ["l1", "thinet"] {
+        let recipe = write(
+            dir.path(),
+            "t.mcr",
+            &format!(
+                "calibrate with \"{}\"\nprune filters on \"{layer}\" {{ keep: 50%, by: {by} }}\n",
+                data("mnist_calib_x.npy")
+            ),
+        );
+        let s = mcc::recipe::check(&recipe, &model).unwrap();
+        assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+        let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+        // The reader's output: the one Conv after `layer` whose input channels shrank.
+        let (g0, g1) = (&s.model.graph, &r.graph);
+        let channels_in = |g: &mcc_ir::Graph, n: &mcc_ir::Node| {
+            g.const_data(n.inputs[1].unwrap()).unwrap().shape()[1]
+        };
+        let reader = g1
+            .node_ids()
+            .into_iter()
+            .filter_map(|n| g1.node(n))
+            .find(|n| {
+                matches!(n.op, mcc_ir::Op::Conv(_))
+                    && n.name != layer
+                    && channels_in(g1, n)
+                        != channels_in(g0, g0.node(g0.find_node(&n.name).unwrap()).unwrap())
+            })
+            .expect("a reader")
+            .name
+            .clone();
+        let observe = |g: &mcc_ir::Graph| -> Vec<f64> {
+            let out = g.node(g.find_node(&reader).unwrap()).unwrap().outputs[0];
+            let mut got = vec![];
+            mcc_ir::eval::run_observed(g, std::slice::from_ref(&x), &mut |v, t| {
+                if v == out {
+                    got = t.to_f64_vec();
+                }
+            })
+            .unwrap();
+            got
+        };
+        let (a, b) = (observe(g0), observe(g1));
+        assert_eq!(a.len(), b.len());
+        let num: f64 = a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum();
+        let den: f64 = a.iter().map(|p| p * p).sum();
+        errors.push((num / den).sqrt());
+    }
+    println!("reader output error, l1 then thinet: {errors:?}");
+    assert!(errors.iter().all(|e| e.is_finite()), "{errors:?}");
+    assert!(
+        errors[1] < errors[0],
+        "thinet {} vs l1 {}",
+        errors[1],
+        errors[0]
+    );
+}

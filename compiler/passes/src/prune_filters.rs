@@ -11,7 +11,13 @@
 //!   summed (read before any `merge batchnorm` folds them away);
 //! - `apoz` (network trimming, Hu et al.): the average percentage of zeros of each channel
 //!   where the group's first reader reads it (after its activation), on the calibration
-//!   data — the channels most often zero go first.
+//!   data — the channels most often zero go first;
+//! - `thinet` (Luo et al.): greedy selection by the next layers' reconstruction — the
+//!   channels whose removal together changes the readers' outputs least on the calibration
+//!   data go first. With each reader's XᵀX (`H`) and weights (`W`, rows × k, channel `c`'s
+//!   inputs the block `B_c`), removing the set `T` moves the readers' outputs by
+//!   `Σ_{a,b∈T} C_ab`, `C_ab = Σ_readers Σ_o W_{o,B_a} H_{B_a,B_b} W_{o,B_b}ᵀ`; channels are
+//!   added to `T` one at a time, each the one that adds least.
 //!
 //! With `refit: on`, every layer reading the group has its kept input weights refit by least
 //! squares to reproduce its original outputs on the calibration data (He et al.'s channel
@@ -80,17 +86,6 @@ pub fn check_params(params: &Params) -> Vec<ParamIssue> {
         }),
         _ => {}
     }
-    if let Some((_, ParamValue::Word(w))) = params.iter().find(|(k, _)| *k == "by")
-        && w == "thinet"
-    {
-        out.push(ParamIssue {
-            severity: Severity::Error,
-            param: "by",
-            message: format!("`by: {w}` is not built yet"),
-            label: "not supported yet".into(),
-            help: Some("l1, l2, bn_gamma and apoz rank filters today".into()),
-        });
-    }
     out
 }
 
@@ -103,6 +98,75 @@ fn refit(step: &Step) -> bool {
 
 fn apoz(step: &Step) -> bool {
     matches!(step.param("by"), Some(ParamValue::Word(w)) if w == "apoz")
+}
+
+fn thinet(step: &Step) -> bool {
+    matches!(step.param("by"), Some(ParamValue::Word(w)) if w == "thinet")
+}
+
+/// ThiNet's greedy order over the group's channels, as scores (the first to go scores
+/// lowest), from every reader's XᵀX on the model as it stands.
+fn thinet_scores(graph: &Graph, g: &Group, stats: &mut dyn Stats) -> Result<Vec<f64>, String> {
+    let c = g.channels;
+    let mut cost = vec![0f64; c * c];
+    for &(r, how) in &g.readers {
+        let node = graph.node(r).ok_or("a reader vanished")?;
+        let name = node.name.clone();
+        let t = operand(graph, r, 1).ok_or("a reader's weights are not constant")?;
+        let view = reconstruct::view(&node.op, t.shape())?;
+        let w = reconstruct::to_rows(t, view).ok_or("a reader's weights are not f32")?;
+        let h = layers::hessian(graph, stats, &name, w.k)?;
+        let per = match how {
+            Reader::Conv => w.k / c.max(1),
+            Reader::Features { per } => per,
+        };
+        if per == 0 || per * c != w.k {
+            return Err(format!("`{name}` reads {} inputs for {c} channels", w.k));
+        }
+        // Q_a = W_{·,B_a} H_{B_a,·} (rows × k), then C_ab += Σ_o Q_a[o, B_b] · W[o, B_b].
+        let mut q = vec![0f64; w.k];
+        for a in 0..c {
+            for o in 0..w.rows {
+                let row = &w.data[o * w.k..(o + 1) * w.k];
+                q.iter_mut().for_each(|x| *x = 0.0);
+                for i in a * per..(a + 1) * per {
+                    let wi = row[i];
+                    if wi == 0.0 {
+                        continue;
+                    }
+                    for (x, hv) in q.iter_mut().zip(&h[i * w.k..(i + 1) * w.k]) {
+                        *x += wi * hv;
+                    }
+                }
+                for b in 0..c {
+                    cost[a * c + b] += (b * per..(b + 1) * per).map(|j| q[j] * row[j]).sum::<f64>();
+                }
+            }
+        }
+    }
+    if let Some(v) = cost.iter().find(|v| !v.is_finite()) {
+        return Err(format!("the reconstruction costs hold {v}"));
+    }
+    // Greedy: `added[x]` is Σ_{a∈T} (C_ax + C_xa); the next channel adds C_xx + added[x].
+    let mut gone = vec![false; c];
+    let mut added = vec![0f64; c];
+    let mut score = vec![0f64; c];
+    for step in 0..c {
+        let next = (0..c)
+            .filter(|&x| !gone[x])
+            .min_by(|&x, &y| {
+                (cost[x * c + x] + added[x])
+                    .total_cmp(&(cost[y * c + y] + added[y]))
+                    .then(x.cmp(&y))
+            })
+            .ok_or("no channel left")?;
+        gone[next] = true;
+        score[next] = step as f64;
+        for x in 0..c {
+            added[x] += cost[next * c + x] + cost[x * c + next];
+        }
+    }
+    Ok(score)
 }
 
 /// The value a group's first reader reads, and how.
@@ -144,7 +208,7 @@ fn zero_fractions(graph: &Graph, g: &Group, stats: &mut dyn Stats) -> Result<Vec
 
 impl Technique for PruneFilters {
     fn needs(&self, graph: &Graph, step: &Step) -> Vec<StatRequest> {
-        if apoz(step) {
+        if apoz(step) && !refit(step) {
             // The first group's first read; the rest as the loop reaches them.
             return step
                 .nodes
@@ -158,7 +222,7 @@ impl Technique for PruneFilters {
                 .into_iter()
                 .collect();
         }
-        if !refit(step) {
+        if !refit(step) && !thinet(step) {
             return Vec::new();
         }
         // The first group's first reader; the rest are asked for as the loop reaches them.
@@ -283,12 +347,18 @@ impl Technique for PruneFilters {
                 node: name.clone(),
                 message,
             };
-            let zeros = if by == "apoz" {
-                Some(zero_fractions(graph, &group, stats).map_err(fail)?)
-            } else {
-                None
+            let measured = match by.as_str() {
+                "apoz" => Some(
+                    zero_fractions(graph, &group, stats)
+                        .map_err(fail)?
+                        .iter()
+                        .map(|f| 1.0 - f)
+                        .collect(),
+                ),
+                "thinet" => Some(thinet_scores(graph, &group, stats).map_err(fail)?),
+                _ => None,
             };
-            let scores = match scores(graph, &group, &by, zeros) {
+            let scores = match scores(graph, &group, &by, measured) {
                 Ok(s) => s,
                 Err((reason, detail)) => {
                     out.left_alone.push(leave(reason, detail));
@@ -374,11 +444,11 @@ fn scores(
     graph: &Graph,
     g: &Group,
     by: &str,
-    zeros: Option<Vec<f64>>,
+    measured: Option<Vec<f64>>,
 ) -> Result<Vec<f64>, channels::Obstacle> {
-    if let Some(z) = zeros {
-        // The fewer zeros, the more a channel carries.
-        return Ok(z.iter().map(|f| 1.0 - f).collect());
+    if let Some(z) = measured {
+        // Scores measured on the calibration data (APoZ, ThiNet).
+        return Ok(z);
     }
     let mut s = vec![0.0; g.channels];
     if by == "bn_gamma" {
