@@ -1241,3 +1241,95 @@ fn thinet_moves_the_next_layer_less_than_l1() {
         errors[0]
     );
 }
+
+/// `prune channels` names the layers that read the channels: on vgg_bn, the second conv keeps
+/// the half of its input channels whose weights have the largest L1 norm, and the conv that
+/// makes them loses the same filters. On resnet_bn, where several selected convs read one
+/// residual group, each group is pruned once (no channel count falls to a quarter).
+#[test]
+fn prune_channels_shrinks_the_group_a_layer_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("corpus/vgg_bn.onnx");
+    let reader = "/features/features.3/features.3.0/Conv";
+    let recipe = write(
+        dir.path(),
+        "c.mcr",
+        &format!("prune channels on \"{reader}\" {{ keep: 50% }}\n"),
+    );
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    let (g0, g1) = (&s.model.graph, &r.graph);
+    let weights = |g: &mcc_ir::Graph, name: &str| {
+        let n = g.node(g.find_node(name).unwrap()).unwrap();
+        g.const_data(n.inputs[1].unwrap()).unwrap().clone()
+    };
+    let (w0, w1) = (weights(g0, reader), weights(g1, reader));
+    let (o, c) = (w0.shape()[0], w0.shape()[1]);
+    let kk: usize = w0.shape()[2..].iter().product();
+    assert_eq!(w1.shape()[1], c / 2);
+    let a = w0.to_f64_vec();
+    let norm = |ch: usize| -> f64 {
+        (0..o)
+            .map(|oo| {
+                a[(oo * c + ch) * kk..(oo * c + ch + 1) * kk]
+                    .iter()
+                    .map(|v| v.abs())
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let mut order: Vec<usize> = (0..c).collect();
+    order.sort_by(|&x, &y| norm(y).total_cmp(&norm(x)).then(x.cmp(&y)));
+    let mut want: Vec<usize> = order[..c / 2].to_vec();
+    want.sort_unstable();
+    // Which input channels survived: each kept slice equals one original slice.
+    let b = w1.to_f64_vec();
+    let slice = |d: &[f64], cc: usize, ch: usize| -> Vec<f64> {
+        (0..o)
+            .flat_map(|oo| d[(oo * cc + ch) * kk..(oo * cc + ch + 1) * kk].to_vec())
+            .collect()
+    };
+    let got: Vec<usize> = (0..c / 2)
+        .map(|j| {
+            let sj = slice(&b, c / 2, j);
+            (0..c).find(|&ch| slice(&a, c, ch) == sj).unwrap()
+        })
+        .collect();
+    assert_eq!(got, want);
+    // The conv that makes them (before a norm, a ReLU and a pool) lost those filters.
+    let producer = "/features/features.1/features.1.0/Conv";
+    assert_eq!(weights(g1, producer).shape()[0], c / 2);
+
+    let model = workspace().join("corpus/resnet_bn.onnx");
+    let recipe = write(
+        dir.path(),
+        "r.mcr",
+        "prune channels on Conv { keep: 50% }\n",
+    );
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let r = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    let g0 = &s.model.graph;
+    let mut shrunk = 0;
+    for n in r.graph.node_ids() {
+        let node = r.graph.node(n).unwrap();
+        if !matches!(node.op, mcc_ir::Op::Conv(_)) {
+            continue;
+        }
+        let before = weights(g0, &node.name).shape()[1];
+        let after = weights(&r.graph, &node.name).shape()[1];
+        if after < before {
+            shrunk += 1;
+        }
+        assert!(
+            4 * after > before,
+            "{}: {before} → {after} input channels",
+            node.name
+        );
+    }
+    assert!(shrunk >= 3, "{shrunk} convs lost input channels");
+    let x = mcc_tests::npy(&workspace().join("corpus/data/mnist_one_x.npy"));
+    let y = mcc_ir::run(&r.graph, &[x]).unwrap();
+    assert!(y[0].to_f64_vec().iter().all(|v| v.is_finite()));
+}

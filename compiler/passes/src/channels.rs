@@ -151,6 +151,66 @@ fn producer_of(graph: &Graph, n: NodeId) -> bool {
         .is_some_and(|w| graph.const_data(w).is_some())
 }
 
+/// A layer whose output channels are the ones `reader` reads (operand 0): the producer found
+/// walking back through channel-wise operators, residual joins (their first computed
+/// operand) and a Flatten; its group is then the group of `reader`'s input channels.
+pub fn producer_before(graph: &Graph, reader: NodeId) -> Result<NodeId, Obstacle> {
+    let obstacle = |detail: String| Err((Reason::UnsupportedOp, detail));
+    let mut v = graph
+        .node(reader)
+        .and_then(|n| n.inputs.first().copied().flatten())
+        .ok_or((Reason::MissingOperand, "it has no input".to_string()))?;
+    // Each step moves to an earlier node, so the walk ends; the bound is a guard.
+    for _ in 0..graph.node_ids().len() + 1 {
+        let Some(n) = graph.producer(v) else {
+            return Err((
+                Reason::GraphInterface,
+                "its input channels are the graph input's".to_string(),
+            ));
+        };
+        if producer_of(graph, n) {
+            return Ok(n);
+        }
+        let node = graph.node(n).ok_or((Reason::MergedAway, String::new()))?;
+        let next = if carries(&node.op)
+            || joins(&node.op)
+            || matches!(node.op, Op::Flatten(_))
+            || depthwise(graph, n, channel_count(graph, v))
+        {
+            node.inputs
+                .iter()
+                .flatten()
+                .copied()
+                .find(|&x| graph.const_data(x).is_none())
+        } else {
+            None
+        };
+        match next {
+            Some(x) => v = x,
+            None => {
+                return obstacle(format!(
+                    "its input channels come from `{}` ({}), not from a layer's filters",
+                    node.name,
+                    node.op.name()
+                ));
+            }
+        }
+    }
+    obstacle("its input channels come from a cycle".into())
+}
+
+/// Axis 1 of a value, when known (0 otherwise).
+fn channel_count(graph: &Graph, v: ValueId) -> usize {
+    graph
+        .value(v)
+        .ty
+        .shape
+        .as_ref()
+        .and_then(|s| s.get(1))
+        .and_then(|d| d.fixed())
+        .unwrap_or(0)
+}
+
 /// The group of `layer`'s output channels.
 pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     let node = graph

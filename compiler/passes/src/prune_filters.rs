@@ -60,7 +60,7 @@ pub const VARIANT: VariantSchema = VariantSchema {
         prune::REFIT,
     ],
     applies: Applies::Weighted,
-    status: Status::Ready(&PruneFilters),
+    status: Status::Ready(&PruneFilters { inputs: false }),
     check_params,
     sweep: None,
 };
@@ -89,8 +89,50 @@ pub fn check_params(params: &Params) -> Vec<ParamIssue> {
     out
 }
 
-/// Filter pruning as a technique.
-pub struct PruneFilters;
+/// `prune channels`: the registry entry.
+pub const CHANNELS: VariantSchema = VariantSchema {
+    name: "channels",
+    summary: "remove whole input channels (and the filters that make them), ranked by a criterion",
+    params: &[
+        p(
+            "keep",
+            RATIO,
+            Default::Required,
+            "fraction of channels kept",
+        ),
+        p("by", CRITERIA, Default::Word("l1"), "ranking criterion"),
+        prune::REFIT,
+    ],
+    applies: Applies::Weighted,
+    status: Status::Ready(&PruneFilters { inputs: true }),
+    check_params,
+    sweep: None,
+};
+
+/// Filter pruning as a technique: `prune filters` selects the layers that make the channels,
+/// `prune channels` (`inputs`) the layers that read them. Either way the channels' whole
+/// dependency group shrinks — its producers' filters and every reader's inputs.
+pub struct PruneFilters {
+    /// The selected layers read the channels (`prune channels`): each stands for the group
+    /// of its input, and `l1`/`l2` rank by the readers' weights on each channel.
+    pub inputs: bool,
+}
+
+impl PruneFilters {
+    /// The producer whose group the selected layer `n` names.
+    fn target(&self, graph: &Graph, n: NodeId) -> Result<NodeId, channels::Obstacle> {
+        if self.inputs {
+            channels::producer_before(graph, n)
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// The group the selected layer `n` names.
+    fn group(&self, graph: &Graph, n: NodeId) -> Result<Group, channels::Obstacle> {
+        channels::group_of(graph, self.target(graph, n)?)
+    }
+}
 
 fn refit(step: &Step) -> bool {
     matches!(step.param("refit"), Some(ParamValue::Word(w)) if w == "on")
@@ -214,7 +256,7 @@ impl Technique for PruneFilters {
                 .nodes
                 .iter()
                 .filter_map(|n| graph.find_node(n))
-                .find_map(|n| channels::group_of(graph, n).ok())
+                .find_map(|n| self.group(graph, n).ok())
                 .and_then(|g| first_read(graph, &g))
                 .map(|(v, _)| StatRequest::ZeroFraction {
                     value: graph.value(v).name.clone(),
@@ -229,7 +271,7 @@ impl Technique for PruneFilters {
         step.nodes
             .iter()
             .filter_map(|n| graph.find_node(n))
-            .find_map(|n| channels::group_of(graph, n).ok())
+            .find_map(|n| self.group(graph, n).ok())
             .and_then(|g| g.readers.first().copied())
             .and_then(|(r, _)| graph.node(r).map(|x| x.name.clone()))
             .map(|layer| StatRequest::Gram { layer })
@@ -251,7 +293,7 @@ impl Technique for PruneFilters {
                         Reason::MergedAway,
                         "an earlier step merged it into another layer".to_string(),
                     ),
-                    Some(n) => channels::group_of(graph, n).err()?,
+                    Some(n) => self.group(graph, n).err()?,
                 };
                 Some(LeftAlone {
                     node: name.clone(),
@@ -266,7 +308,7 @@ impl Technique for PruneFilters {
         step.nodes
             .iter()
             .filter_map(|name| {
-                let (_, detail) = channels::group_of(graph, graph.find_node(name)?).err()?;
+                let (_, detail) = self.group(graph, graph.find_node(name)?).err()?;
                 detail.starts_with(channels::REACHES_OUTPUT).then(|| Infeasible {
                     node: name.clone(),
                     message: format!("{detail}, whose shape is the model's interface"),
@@ -284,7 +326,7 @@ impl Technique for PruneFilters {
         step.nodes
             .iter()
             .filter_map(|layer| {
-                let g = channels::group_of(graph, graph.find_node(layer)?).ok()?;
+                let g = self.group(graph, graph.find_node(layer)?).ok()?;
                 let mut note = format!("group of {} channels: {}", g.channels, list(&g.producers));
                 let carried: Vec<NodeId> = g.norms.iter().chain(&g.depthwise).copied().collect();
                 if !carried.is_empty() {
@@ -327,13 +369,21 @@ impl Technique for PruneFilters {
                 ));
                 continue;
             };
-            let group = match channels::group_of(graph, n) {
+            let group = match self.group(graph, n) {
                 Ok(g) => g,
                 Err((reason, detail)) => {
                     out.left_alone.push(leave(reason, detail));
                     continue;
                 }
             };
+            // Another selected layer of this group (a second reader) pruned it already.
+            if group
+                .producers
+                .iter()
+                .any(|&p| graph.node(p).is_some_and(|x| done.contains(&x.name)))
+            {
+                continue;
+            }
             let names = |graph: &Graph, ids: &[NodeId]| -> Vec<String> {
                 ids.iter()
                     .filter_map(|&i| graph.node(i).map(|x| x.name.clone()))
@@ -358,7 +408,7 @@ impl Technique for PruneFilters {
                 "thinet" => Some(thinet_scores(graph, &group, stats).map_err(fail)?),
                 _ => None,
             };
-            let scores = match scores(graph, &group, &by, measured) {
+            let scores = match scores(graph, &group, &by, measured, self.inputs) {
                 Ok(s) => s,
                 Err((reason, detail)) => {
                     out.left_alone.push(leave(reason, detail));
@@ -445,10 +495,40 @@ fn scores(
     g: &Group,
     by: &str,
     measured: Option<Vec<f64>>,
+    from_readers: bool,
 ) -> Result<Vec<f64>, channels::Obstacle> {
     if let Some(z) = measured {
         // Scores measured on the calibration data (APoZ, ThiNet).
         return Ok(z);
+    }
+    if from_readers && by != "bn_gamma" {
+        // The norm of each channel's input weights, over every reader.
+        let mut s = vec![0.0; g.channels];
+        for &(r, how) in &g.readers {
+            let node = graph.node(r).ok_or((Reason::MergedAway, String::new()))?;
+            let t = operand(graph, r, 1).ok_or((
+                Reason::NotConstant,
+                "a reader's weights are not constant".to_string(),
+            ))?;
+            let view = reconstruct::view(&node.op, t.shape())
+                .map_err(|why| (Reason::UnsupportedAttribute, why))?;
+            let w = reconstruct::to_rows(t, view)
+                .ok_or((Reason::NotConstant, "weights are not f32".to_string()))?;
+            let per = match how {
+                Reader::Conv => w.k / g.channels.max(1),
+                Reader::Features { per } => per,
+            };
+            for (c, x) in s.iter_mut().enumerate() {
+                let block = (0..w.rows)
+                    .flat_map(|o| w.data[o * w.k + c * per..o * w.k + (c + 1) * per].iter());
+                *x += if by == "l2" {
+                    block.map(|v| v * v).sum::<f64>().sqrt()
+                } else {
+                    block.map(|v| v.abs()).sum::<f64>()
+                };
+            }
+        }
+        return Ok(s);
     }
     let mut s = vec![0.0; g.channels];
     if by == "bn_gamma" {

@@ -8,8 +8,8 @@
 
 use mcc_plan::Registry;
 use mcc_plan::registry::{
-    Applies, CRITERIA, Default, GRANULARITY, ParamType, RATIO, Status, TechniqueSchema,
-    VariantSchema, no_param_check, p,
+    Applies, Default, GRANULARITY, ParamType, Status, TechniqueSchema, VariantSchema,
+    no_param_check, p,
 };
 
 use crate::{
@@ -37,23 +37,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
             prune_nm::VARIANT,
             prune_block::VARIANT,
             prune_filters::VARIANT,
-            VariantSchema {
-                name: "channels",
-                summary: "remove whole input channels, ranked by a criterion",
-                params: &[
-                    p(
-                        "keep",
-                        RATIO,
-                        Default::Required,
-                        "fraction of channels kept",
-                    ),
-                    p("by", CRITERIA, Default::Word("l1"), "ranking criterion"),
-                ],
-                applies: Applies::Weighted,
-                status: Status::Planned("pruning and factorization with sparse kernels"),
-                check_params: prune_filters::check_params,
-                sweep: None,
-            },
+            prune_filters::CHANNELS,
         ],
     },
     TechniqueSchema {
