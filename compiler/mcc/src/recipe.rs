@@ -120,6 +120,19 @@ fn check_data(set: &DataSet, graph: &Graph) -> Vec<Diag> {
     let input = graph.value(graph.inputs()[0]);
     // Headers only: `check` reads no data (the data is read, fallibly, when a build uses it).
     let n = match tensor_io::check_input(&set.inputs, &input.name, &input.ty) {
+        Ok(shape) if shape.first() == Some(&0) => {
+            out.push(data_diag(
+                set.inputs_span,
+                "empty",
+                format!(
+                    "`{}` holds no samples: nothing can be calibrated or measured on it",
+                    set.inputs.display()
+                ),
+                "an empty data set",
+                Some("give it at least one sample (the batch axis is its first)".into()),
+            ));
+            Some(0)
+        }
         Ok(shape) => shape.first().copied(),
         Err(e) => {
             out.push(data_diag(
