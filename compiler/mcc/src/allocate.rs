@@ -114,6 +114,23 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
     if autos.is_empty() {
         return Ok(None);
     }
+    // Each layer's curve is measured with the other `auto` steps off, so two of them choosing
+    // for one layer would count savings that do not add up.
+    for (i, a) in autos.iter().enumerate() {
+        for b in &autos[i + 1..] {
+            if let Some(layer) = a.step.nodes.iter().find(|n| b.step.nodes.contains(n)) {
+                return Err(Error::Usage(format!(
+                    "`{layer}` has two `auto` parameters (`{} {}` on line {}, `{} {}` on line {}): mcc chooses one per layer; give the other a value",
+                    a.step.technique,
+                    a.step.variant,
+                    a.step.origin.line,
+                    b.step.technique,
+                    b.step.variant,
+                    b.step.origin.line
+                )));
+            }
+        }
+    }
     let budget = budget(s).ok_or_else(|| {
         Error::Usage("`auto` needs a size, flops, accuracy_drop or output_error budget".into())
     })?;
@@ -209,7 +226,13 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
     // Whether the model with these choices holds an accuracy or error bound, measured jointly
     // on the calibration set (losses do not add up: the layers' errors compound).
     let holds = |chosen: &[Option<usize>]| -> Result<(bool, f64), Error> {
-        let plan = expand(s, &autos, &layers, chosen);
+        let plan = expand(
+            s,
+            &autos,
+            &layers,
+            chosen,
+            (base_bytes as u64, base_macs as u64),
+        );
         let g = run_plan_with(&plan, &data.calibration, threads, |_, step| {
             Some(step.clone())
         })?;
@@ -286,7 +309,13 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
         Some(m) => m,
         None => holds(&chosen)?.1,
     };
-    let expanded = expand(s, &autos, &layers, &chosen);
+    let expanded = expand(
+        s,
+        &autos,
+        &layers,
+        &chosen,
+        (base_bytes as u64, base_macs as u64),
+    );
 
     // The uniform alternative: for `amount` (a fraction of weights removed), the one value
     // that removes as many weights in all the auto layers together; for any other swept
@@ -419,6 +448,7 @@ fn expand(
     autos: &[AutoStep],
     layers: &[(usize, String, Vec<CurvePoint>)],
     chosen: &[Option<usize>],
+    base: (u64, u64),
 ) -> Session {
     let mut expanded = s.clone();
     let mut index = 0;
@@ -434,7 +464,15 @@ fn expand(
                 if *which != a {
                     continue;
                 }
-                if let Some(j) = chosen[l] {
+                // A layer no setting changes (the technique leaves it alone) keeps a step at
+                // the weakest value, so the report says why.
+                let unchanged = curve.iter().all(|p| p.bytes == base.0 && p.macs == base.1);
+                let j = chosen[l].or(if unchanged && !curve.is_empty() {
+                    Some(0)
+                } else {
+                    None
+                });
+                if let Some(j) = j {
                     let mut one = step.clone();
                     one.nodes = vec![layer.clone()];
                     one.set_num(autos[a].param, curve[j].value);

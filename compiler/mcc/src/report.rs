@@ -531,6 +531,34 @@ pub fn summary(r: &Report) -> Vec<String> {
         ));
     }
     out.extend(allocation_summary(r));
+    out.extend(left_alone_summary(r));
+    out
+}
+
+/// The layers a step selected but did not change, for the terminal: the first few with
+/// their reasons (the report lists all).
+pub fn left_alone_summary(r: &Report) -> Vec<String> {
+    const SHOWN: usize = 8;
+    if r.left_alone.is_empty() {
+        return vec![];
+    }
+    let mut out = vec![format!(
+        "  left alone: {} selected layer{} unchanged",
+        r.left_alone.len(),
+        if r.left_alone.len() == 1 { "" } else { "s" }
+    )];
+    for l in r.left_alone.iter().take(SHOWN) {
+        out.push(format!(
+            "    {} (`{}`, line {}): {}",
+            l.node, l.technique, l.recipe_line, l.why
+        ));
+    }
+    if r.left_alone.len() > SHOWN {
+        out.push(format!(
+            "    … and {} more (report.json's `left_alone` lists them all)",
+            r.left_alone.len() - SHOWN
+        ));
+    }
     out
 }
 

@@ -66,7 +66,8 @@ pub struct Row {
 pub struct Sensitivity {
     /// What the numbers are.
     pub metric: Metric,
-    /// The metric of the model with no sweepable step applied (merges only).
+    /// The metric of the model with no swept step applied (the recipe's other steps only:
+    /// merges, and steps that are not swept).
     pub baseline: f64,
     /// The original model's metric (accuracy; 0 for output error).
     pub original: f64,
@@ -309,7 +310,7 @@ pub fn table(r: &Sensitivity) -> String {
     };
     let mut out = match r.metric {
         Metric::Accuracy => format!(
-            "top-1 accuracy on {} samples with only that layer compressed ({}); original {}, merges only {}\n\n",
+            "top-1 accuracy on {} samples with only that layer compressed ({}); original {}, without the swept steps {}\n\n",
             r.samples,
             match r.engine {
                 Engine::Compiled => "compiled code",
@@ -319,7 +320,7 @@ pub fn table(r: &Sensitivity) -> String {
             show(r.baseline)
         ),
         Metric::OutputError => format!(
-            "relative L2 error of the outputs on {} samples with only that layer compressed; merges only {}\n\n",
+            "relative L2 error of the outputs on {} samples with only that layer compressed; without the swept steps {}\n\n",
             r.samples,
             show(r.baseline)
         ),
@@ -346,6 +347,14 @@ pub fn table(r: &Sensitivity) -> String {
             format!("{}={v}", first.param)
         }
     };
+    // A row's own setting, in its own parameter's terms (rows may sweep different ones).
+    let setting = |row: &Row| {
+        if row.ratio {
+            format!("{:.0}%", row.setting.value * 100.0)
+        } else {
+            format!("{}={}", row.param, row.setting.value)
+        }
+    };
     for p in &first.sweep {
         out.push_str(&format!("  {:>9}", value(p.value)));
     }
@@ -355,11 +364,7 @@ pub fn table(r: &Sensitivity) -> String {
             "{:<w$}  {:<20}  {:>16}",
             row.layer,
             row.technique,
-            format!(
-                "{:.0}%: {}",
-                row.setting.value * 100.0,
-                show(row.setting.metric)
-            )
+            format!("{}: {}", setting(row), show(row.setting.metric))
         ));
         for p in &row.sweep {
             out.push_str(&format!("  {:>9}", show(p.metric)));

@@ -183,7 +183,8 @@ pub fn rewrite(
             message,
         };
         let n = l.flat.len();
-        let mut keep: Vec<bool> = l.flat.iter().map(|x| x.to_bits() != 0).collect();
+        // −0.0 is a pruned weight too (a masked export's `w * mask`): it stays zero, uncoded.
+        let mut keep: Vec<bool> = l.flat.iter().map(|x| *x != 0.0).collect();
         let (groups, group_of) = groups(&l.shape, s.per_channel.then_some(l.axis));
         let size = 1usize << bits;
         // Each group's kept weights, in row-major order.
@@ -218,6 +219,35 @@ pub fn rewrite(
                 }
             }
         }
+        let per = if s.per_channel {
+            Granularity::Channel(l.axis as u8)
+        } else {
+            Granularity::Tensor
+        };
+        let encode = |table: &[f64]| {
+            let parts = Parts {
+                keep: keep.clone(),
+                codes: (0..n)
+                    .filter(|&i| keep[i])
+                    .map(|i| code[i] as i32)
+                    .collect(),
+                centroids: table.iter().map(|&v| v as f32).collect(),
+                ..Parts::default()
+            };
+            smallest(
+                Values::Codebook { bits, per },
+                Coding::None,
+                &l.shape,
+                &parts,
+            )
+            .map_err(|e| fail(e.to_string()))
+        };
+        // The size does not depend on the table's values: decide before any refit.
+        let mut stored = encode(&table)?;
+        if let Some(left) = not_smaller(graph, name, l.weights, &stored) {
+            out.left_alone.push(left);
+            continue;
+        }
         if let Some(view) = l.view {
             let w0 = reconstruct::to_rows(
                 &mcc_ir::Tensor::from_vec(&l.shape, l.flat.clone())
@@ -227,28 +257,8 @@ pub fn rewrite(
             .ok_or_else(|| fail("its weights are not an f32 constant".into()))?;
             let h = layers::hessian(graph, stats, name, w0.k).map_err(fail)?;
             refit_tables(&mut table, &code, &keep, &w0, &h, view, size, &group_of).map_err(fail)?;
+            stored = encode(&table)?;
         }
-        let parts = Parts {
-            keep: keep.clone(),
-            codes: (0..n)
-                .filter(|&i| keep[i])
-                .map(|i| code[i] as i32)
-                .collect(),
-            centroids: table.iter().map(|&v| v as f32).collect(),
-            ..Parts::default()
-        };
-        let per = if s.per_channel {
-            Granularity::Channel(l.axis as u8)
-        } else {
-            Granularity::Tensor
-        };
-        let stored = smallest(
-            Values::Codebook { bits, per },
-            Coding::None,
-            &l.shape,
-            &parts,
-        )
-        .map_err(|e| fail(e.to_string()))?;
         store(graph, l.node, l.weights, stored, &step.nodes, id)
             .map_err(|e| fail(e.to_string()))?;
         out.changed.push(name.clone());
@@ -295,57 +305,65 @@ fn refit_tables(
         View::Transposed => c * rows + r,
     };
     let groups = table.len() / size;
-    let mut a = vec![0f64; groups * size * size];
-    let mut b = vec![0f64; groups * size];
+    if groups != 1 && groups != rows {
+        return Err(format!(
+            "{groups} tables for {rows} outputs: refit takes one table, or one per output"
+        ));
+    }
+    // One system at a time (all rows for one table, or each row for its own), so memory is
+    // one `size × size` matrix whatever the number of channels.
+    let mut a = vec![0f64; size * size];
+    let mut b = vec![0f64; size];
+    let mut solve = |g: usize, a: &mut [f64], b: &mut [f64]| -> Result<(), String> {
+        let trace: f64 = (0..size).map(|i| a[i * size + i]).sum();
+        if trace > 0.0 {
+            let ridge = 1e-9 * trace / size as f64;
+            for i in 0..size {
+                a[i * size + i] += ridge;
+                b[i] += ridge * table[g * size + i];
+            }
+            cholesky(a, size).map_err(|e| {
+                format!(
+                    "the table's least-squares system is not positive definite (at {})",
+                    e.row
+                )
+            })?;
+            cholesky_solve(a, size, b);
+            if let Some(v) = b
+                .iter()
+                .find(|v| !v.is_finite() || v.abs() > f64::from(f32::MAX))
+            {
+                return Err(format!("the refit gave a table value of {v}"));
+            }
+            table[g * size..(g + 1) * size].copy_from_slice(b);
+        }
+        a.iter_mut().for_each(|x| *x = 0.0);
+        b.iter_mut().for_each(|x| *x = 0.0);
+        Ok(())
+    };
     for r in 0..rows {
         let row0 = &w0.data[r * k..(r + 1) * k];
         let kept: Vec<(usize, usize)> = (0..k)
             .filter(|&c| keep[index(r, c)])
             .map(|c| (c, code[index(r, c)] as usize))
             .collect();
-        let Some(&(first, _)) = kept.first() else {
-            continue;
-        };
-        let g = group_of(index(r, first));
-        let (ag, bg) = (
-            &mut a[g * size * size..(g + 1) * size * size],
-            &mut b[g * size..(g + 1) * size],
-        );
-        for &(i, ci) in &kept {
-            let hi = &h[i * k..(i + 1) * k];
-            bg[ci] += hi.iter().zip(row0).map(|(x, y)| x * y).sum::<f64>();
-            let arow = &mut ag[ci * size..(ci + 1) * size];
-            for &(j, cj) in &kept {
-                arow[cj] += hi[j];
+        if let Some(&(first, _)) = kept.first() {
+            debug_assert!(groups == 1 || group_of(index(r, first)) == r);
+            for &(i, ci) in &kept {
+                let hi = &h[i * k..(i + 1) * k];
+                b[ci] += hi.iter().zip(row0).map(|(x, y)| x * y).sum::<f64>();
+                let arow = &mut a[ci * size..(ci + 1) * size];
+                for &(j, cj) in &kept {
+                    arow[cj] += hi[j];
+                }
             }
         }
+        if groups == rows {
+            solve(r, &mut a, &mut b)?;
+        }
     }
-    for g in 0..groups {
-        let ag = &mut a[g * size * size..(g + 1) * size * size];
-        let bg = &mut b[g * size..(g + 1) * size];
-        let trace: f64 = (0..size).map(|i| ag[i * size + i]).sum();
-        if trace <= 0.0 {
-            continue;
-        }
-        let ridge = 1e-9 * trace / size as f64;
-        for i in 0..size {
-            ag[i * size + i] += ridge;
-            bg[i] += ridge * table[g * size + i];
-        }
-        cholesky(ag, size).map_err(|e| {
-            format!(
-                "the table's least-squares system is not positive definite (at {})",
-                e.row
-            )
-        })?;
-        cholesky_solve(ag, size, bg);
-        if let Some(v) = bg
-            .iter()
-            .find(|v| !v.is_finite() || v.abs() > f64::from(f32::MAX))
-        {
-            return Err(format!("the refit gave a table value of {v}"));
-        }
-        table[g * size..(g + 1) * size].copy_from_slice(bg);
+    if groups == 1 {
+        solve(0, &mut a, &mut b)?;
     }
     Ok(())
 }
@@ -387,6 +405,23 @@ pub fn smallest(
         }
     }
     best.ok_or_else(|| mcc_ir::stored::StoredError("no layout".into()))
+}
+
+/// The layer left alone when `s` would take no fewer bytes than its weights take now (tables
+/// larger than the weights they replace: 256 centroids per channel of 16 weights).
+pub fn not_smaller(graph: &Graph, name: &str, w: ValueId, s: &Stored) -> Option<LeftAlone> {
+    let now = graph.stored_bytes(w);
+    (s.bytes() >= now).then(|| {
+        layers::leave(
+            name,
+            mcc_plan::Reason::NotSmaller,
+            format!(
+                "as `{}` its weights would take {} bytes, {now} as they are",
+                s.encoding(),
+                s.bytes()
+            ),
+        )
+    })
 }
 
 /// Gives layer `n` the stored weights `s` in place of its constant `w` (a copy when a layer

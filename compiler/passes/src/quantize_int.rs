@@ -182,7 +182,8 @@ impl Technique for QuantizeInt {
                 continue;
             }
             let n = l.flat.len();
-            let keep: Vec<bool> = l.flat.iter().map(|x| x.to_bits() != 0).collect();
+            // −0.0 is a pruned weight too: it stays zero, uncoded.
+            let keep: Vec<bool> = l.flat.iter().map(|x| *x != 0.0).collect();
             let (count, group_of) = match setup.per {
                 Per::Tensor => quantize::groups(&l.shape, None),
                 Per::Channel => quantize::groups(&l.shape, Some(l.axis)),
@@ -245,6 +246,17 @@ impl Technique for QuantizeInt {
                 &parts,
             )
             .map_err(|e| fail(e.to_string()))?;
+            if let Some(v) = stored
+                .decoded()
+                .as_f32()
+                .and_then(|a| a.iter().find(|v| !v.is_finite()).copied())
+            {
+                return Err(fail(format!("quantized, a weight would be {v}")));
+            }
+            if let Some(left) = quantize::not_smaller(graph, name, l.weights, &stored) {
+                out.left_alone.push(left);
+                continue;
+            }
             quantize::store(graph, l.node, l.weights, stored, &step.nodes, id)
                 .map_err(|e| fail(e.to_string()))?;
             out.changed.push(name.clone());
@@ -290,7 +302,8 @@ fn scale(values: &[f64], qmin: i32, qmax: i32) -> f32 {
     let mut best = (f64::INFINITY, 0f32);
     for step in 0..10 {
         let s = (top * (1.0 - 0.05 * step as f64) / f64::from(qmax)) as f32;
-        if s <= 0.0 {
+        // Every code times the scale must be a finite f32 (weights near f32::MAX).
+        if s <= 0.0 || !(qmin as f32 * s).is_finite() || !(qmax as f32 * s).is_finite() {
             continue;
         }
         let sf = f64::from(s);

@@ -49,6 +49,14 @@ pub struct QuantizeTernary;
 pub fn ternary(values: &[f64], t: f64) -> Fit {
     let n = values.len().max(1) as f64;
     let delta = t * values.iter().map(|v| v.abs()).sum::<f64>() / n;
+    // A group never loses every weight: with a threshold at or above its largest |w| (equal
+    // magnitudes, a threshold of 100%), the largest stay.
+    let top = values.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let delta = if delta >= top {
+        top * (1.0 - f64::EPSILON)
+    } else {
+        delta
+    };
     let kept: Vec<f64> = values
         .iter()
         .map(|v| v.abs())

@@ -81,6 +81,9 @@ define_codes! {
     RecursiveUse = "recursive_use",
     /// a rule every layer of which a later rule takes.
     ShadowedRule = "shadowed_rule",
+    /// a rule that rewrites weights an earlier stage stored quantized or coded, which then
+    /// go back to f32 storage.
+    UndoesStorage = "undoes_storage",
     /// a selector attribute mcc does not know.
     UnknownAttribute = "unknown_attribute",
     /// a layer name the model does not have.

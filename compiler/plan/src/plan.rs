@@ -356,6 +356,45 @@ impl<'a> Checker<'a> {
     /// Steps with an `auto` parameter need something to allocate under: a `size`, `flops`,
     /// `accuracy_drop` or `output_error` budget, and calibration data to measure on (the
     /// evaluation set is never used to choose).
+    /// A `prune` or `factorize` rule on layers an earlier step quantized (`quantize`) or
+    /// entropy-coded (`encode`) rewrites their weights as f32 and drops that storage: a
+    /// warning at the later rule, naming the earlier one.
+    fn check_order(&mut self) {
+        let steps: Vec<&Step> = self.plan.stages.iter().flat_map(|s| &s.steps).collect();
+        let mut found = vec![];
+        for (i, later) in steps.iter().enumerate() {
+            if !matches!(later.technique, "prune" | "factorize") {
+                continue;
+            }
+            let earlier = steps[..i].iter().find(|e| {
+                matches!(e.technique, "quantize" | "encode")
+                    && e.nodes.iter().any(|n| later.nodes.contains(n))
+            });
+            if let Some(e) = earlier {
+                found.push((
+                    later.origin.file,
+                    later.origin.span,
+                    format!("{} {}", later.technique, later.variant),
+                    format!("{} {}", e.technique, e.variant),
+                    e.origin.line,
+                ));
+            }
+        }
+        for (file, span, what, before, line) in found {
+            self.diag(
+                Severity::Warning,
+                Code::UndoesStorage,
+                file,
+                span,
+                format!(
+                    "`{what}` rewrites weights that `{before}` (line {line}) stored quantized or coded: they go back to f32"
+                ),
+                "undoes the earlier storage",
+                Some(format!("put `{what}` before `{before}`: prune, then quantize, then encode")),
+            );
+        }
+    }
+
     fn check_auto(&mut self) {
         let budget = self.plan.budget.iter().any(|b| {
             matches!(
@@ -1732,6 +1771,7 @@ pub fn check(
     checker.run();
     checker.check_data_needs(graph);
     checker.check_feasible(graph);
+    checker.check_order();
     checker.check_auto();
     let mut diags = checker.diags;
     diags.sort_by(|a, b| {
