@@ -37,9 +37,16 @@ pub fn install() {
             if JSON.load(Ordering::Relaxed) {
                 let note = crate::diagnostics::note_json("error", "mcc::interrupted", message);
                 let result = crate::diagnostics::result_json(false, 1, 0);
-                eprintln!("{note}\n{result}");
+                {
+                    use std::io::Write as _;
+                    // Nobody to tell when standard error has gone: no panic over it.
+                    let _ = writeln!(std::io::stderr(), "{note}\n{result}");
+                }
             } else {
-                eprintln!("{message}");
+                {
+                    use std::io::Write as _;
+                    let _ = writeln!(std::io::stderr(), "{message}");
+                }
             }
             std::process::exit(130);
         });

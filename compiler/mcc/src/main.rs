@@ -287,6 +287,15 @@ macro_rules! outln {
     }};
 }
 
+/// `eprintln!` for diagnostics: when standard error has gone (`mcc … 2>&1 | head -c 10`),
+/// there is no one to tell, so mcc goes on to its exit code instead of panicking.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// `print!` for results, like [`outln!`].
 macro_rules! out {
     ($($t:tt)*) => {{
@@ -368,8 +377,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .to_string();
     let mut v = mcc::diagnostics::note_json("error", "mcc::usage", &message);
     v["detail"] = serde_json::json!(text.trim_end());
-    eprintln!("{v}");
-    eprintln!("{}", mcc::diagnostics::result_json(false, 1, 0));
+    errln!("{v}");
+    errln!("{}", mcc::diagnostics::result_json(false, 1, 0));
     ExitCode::from(2)
 }
 
@@ -445,9 +454,9 @@ impl Messages {
         }
         match self.format {
             MessageFormat::Json => {
-                eprintln!("{}", mcc::diagnostics::note_json(severity, code, message))
+                errln!("{}", mcc::diagnostics::note_json(severity, code, message))
             }
-            MessageFormat::Human => eprintln!("{severity}: {message}"),
+            MessageFormat::Human => errln!("{severity}: {message}"),
         }
     }
 
@@ -456,7 +465,7 @@ impl Messages {
         let ok = result.is_ok();
         match (self.format, result) {
             (MessageFormat::Human, Ok(())) => {}
-            (MessageFormat::Human, Err(e)) => eprintln!("{:?}", miette::Report::new(e)),
+            (MessageFormat::Human, Err(e)) => errln!("{:?}", miette::Report::new(e)),
             (MessageFormat::Json, result) => {
                 match result {
                     // Its diagnostics were printed and counted already.
@@ -464,11 +473,11 @@ impl Messages {
                     Err(e) => {
                         for v in mcc::diagnostics::error_json(&e, self.model.as_deref()) {
                             self.errors += 1;
-                            eprintln!("{v}");
+                            errln!("{v}");
                         }
                     }
                 }
-                eprintln!(
+                errln!(
                     "{}",
                     mcc::diagnostics::result_json(ok, self.errors, self.warnings)
                 );

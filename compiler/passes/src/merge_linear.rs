@@ -46,7 +46,15 @@ fn f64s(graph: &Graph, v: ValueId) -> Option<(Vec<usize>, Vec<f64>)> {
     ))
 }
 
+/// The merged weights as f32, or the layer left alone when a product leaves the f32 range
+/// (each layer alone computes finite values; their merged product need not be).
 fn tensor(shape: &[usize], data: &[f64]) -> Result<Tensor, Skip> {
+    if let Some(v) = data.iter().find(|x| !(**x as f32).is_finite()) {
+        return Err(crate::merge::leave(
+            Reason::TooLarge,
+            format!("a merged weight would be {v:e}, beyond f32"),
+        ));
+    }
     Tensor::from_vec(shape, data.iter().map(|&x| x as f32).collect())
         .map_err(|e| bug(e.to_string()))
 }
