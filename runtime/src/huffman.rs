@@ -18,10 +18,22 @@ pub struct BitWriter {
 }
 
 impl BitWriter {
-    /// `n` bits of `v`, least significant first.
+    /// `n` bits of `v` (at most 32), least significant first: as many at a time as the
+    /// current byte has room for.
     pub fn put(&mut self, v: u32, n: u32) {
-        for b in 0..n {
-            self.bit(v >> b & 1 == 1);
+        let (mut v, mut n) = (u64::from(v) & ((1u64 << n.min(32)) - 1), n.min(32));
+        while n > 0 {
+            let used = (self.len % 8) as u32;
+            if used == 0 {
+                self.bytes.push(0);
+            }
+            let take = (8 - used).min(n);
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= ((v & ((1 << take) - 1)) << used) as u8;
+            }
+            v >>= take;
+            n -= take;
+            self.len += take as usize;
         }
     }
 
@@ -82,13 +94,23 @@ impl<'a> BitReader<'a> {
         Ok(v)
     }
 
-    /// The next `n` bits (at most 32) as written by [`BitWriter::put`].
+    /// The next `n` bits (at most 32) as written by [`BitWriter::put`], a byte's worth at a
+    /// time.
     pub fn get(&mut self, n: u32) -> Result<u32, String> {
-        let mut v = 0;
-        for b in 0..n {
-            v |= self.bit()? << b;
+        let n = n.min(32);
+        if self.pos + n as usize > self.bytes.len() * 8 {
+            return Err("the code stream ends early".into());
         }
-        Ok(v)
+        let (mut v, mut got) = (0u64, 0u32);
+        while got < n {
+            let used = (self.pos % 8) as u32;
+            let take = (8 - used).min(n - got);
+            let byte = u64::from(self.bytes[self.pos / 8] >> used) & ((1 << take) - 1);
+            v |= byte << got;
+            got += take;
+            self.pos += take as usize;
+        }
+        Ok(v as u32)
     }
 
     /// Bits read so far.
@@ -268,6 +290,40 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bits_of_every_width_round_trip_across_bytes() {
+        let items: Vec<(u32, u32)> = (0..500u32)
+            .map(|i| {
+                let n = i % 33;
+                let v =
+                    i.wrapping_mul(2_654_435_761) & if n == 32 { u32::MAX } else { (1 << n) - 1 };
+                (v, n)
+            })
+            .collect();
+        let mut w = BitWriter::default();
+        for &(v, n) in &items {
+            w.put(v, n);
+        }
+        let total = w.len();
+        assert_eq!(total, items.iter().map(|&(_, n)| n as usize).sum::<usize>());
+        let bytes = w.finish();
+        let mut r = BitReader::new(&bytes);
+        for &(v, n) in &items {
+            assert_eq!(r.get(n).unwrap(), v, "{n} bits");
+        }
+        assert_eq!(r.pos(), total);
+        // Reading past the end is an error, and one bit at a time agrees with `get`.
+        let mut r = BitReader::new(&bytes);
+        assert!(r.get(32).is_ok());
+        let mut r2 = BitReader::new(&bytes[..2]);
+        assert!(r2.get(17).is_err());
+        let mut one = BitReader::new(&bytes);
+        let mut all = BitReader::new(&bytes);
+        for _ in 0..64 {
+            assert_eq!(one.bit().unwrap(), all.get(1).unwrap());
+        }
+    }
 
     #[test]
     fn codes_round_trip_and_bad_lengths_are_errors() {

@@ -310,27 +310,19 @@ impl Stored {
     }
 
     /// The smallest of dense, bitmask, CSR and packed `gaps(1..=8)` f32 storage for `t`
-    /// (the first of these on ties). Gap streams are tried only when at most half the
-    /// elements are nonzero (denser, a bitmask is smaller), sparse layouts only when one is.
+    /// (the first of these on ties), chosen by [`layout_bytes`] before anything is written.
     pub fn smallest_f32(t: &Tensor) -> Result<Stored, StoredError> {
-        let mut best = Stored::f32(t, Layout::Dense)?;
-        let n = t.len();
-        let nonzero = t
-            .as_f32()
-            .map_or(n, |a| a.iter().filter(|x| x.to_bits() != 0).count());
-        if nonzero == n {
-            return Ok(best);
+        let Some(a) = t.as_f32() else {
+            return err(format!("only f32 tensors are stored, not {}", t.dtype()));
+        };
+        let keep: Vec<bool> = a.iter().map(|x| x.to_bits() != 0).collect();
+        let k = keep.iter().filter(|&&b| b).count();
+        // Dense holds every value; a sparse layout the kept ones (4 bytes each) plus itself.
+        let dense = 4 * keep.len();
+        match smallest_layout(t.shape(), &keep) {
+            Some((layout, bytes)) if bytes + 4 * k < dense => Stored::f32(t, layout),
+            _ => Stored::f32(t, Layout::Dense),
         }
-        let gaps = (1..=8u8)
-            .filter(|_| nonzero * 2 <= n)
-            .map(|bits| Layout::Gaps { bits });
-        for layout in [Layout::Bitmask, Layout::Csr].into_iter().chain(gaps) {
-            let s = Stored::f32(t, layout)?;
-            if s.bytes() < best.bytes() {
-                best = s;
-            }
-        }
-        Ok(best)
     }
 
     /// Its encoding.
@@ -362,6 +354,56 @@ impl Stored {
     pub fn parts(&self) -> Result<Parts, StoredError> {
         read_parts(self.encoding, &self.shape, &self.blob)
     }
+}
+
+/// Bytes the layout part of a blob takes for the kept set `keep` of a tensor of `shape`
+/// (part 1 of the format), for the layouts that can hold any kept set: bitmask, CSR and gap
+/// streams (`None` for the others). Values and codes take the same bytes in all of them, so
+/// comparing these compares whole blobs (uncoded).
+pub fn layout_bytes(layout: Layout, shape: &[usize], keep: &[bool]) -> Option<usize> {
+    let (rows, cols) = rows_cols(shape);
+    let k = keep.iter().filter(|&&b| b).count();
+    match layout {
+        Layout::Bitmask => Some(keep.len().div_ceil(8)),
+        Layout::Csr => Some(4 * (rows + 1) + k * if cols <= 1 << 16 { 2 } else { 4 }),
+        Layout::Gaps { bits } if (1..=8).contains(&bits) => {
+            let escape = (1usize << bits) - 1;
+            let (mut symbols, mut skipped) = (0usize, 0usize);
+            for &kept in keep {
+                if kept {
+                    symbols += 1 + skipped / escape;
+                    skipped = 0;
+                } else {
+                    skipped += 1;
+                }
+            }
+            Some(4 + (symbols * bits as usize).div_ceil(8))
+        }
+        _ => None,
+    }
+}
+
+/// The sparse layout (bitmask, CSR, or a gap stream of 1 to 8 bits, the first on ties) whose
+/// layout part is smallest for the kept set, with its bytes; `None` when every element is kept
+/// (a dense layout holds them with no layout part).
+pub fn smallest_layout(shape: &[usize], keep: &[bool]) -> Option<(Layout, usize)> {
+    if keep.iter().all(|&b| b) {
+        return None;
+    }
+    let k = keep.iter().filter(|&&b| b).count();
+    // Denser than half, a bitmask (1 bit an element) beats any gap stream (≥ 1 bit a kept one,
+    // ≥ 2 bits for each of the rest).
+    let gaps = (1..=8u8)
+        .filter(|_| k * 2 <= keep.len())
+        .map(|bits| Layout::Gaps { bits });
+    [Layout::Bitmask, Layout::Csr]
+        .into_iter()
+        .chain(gaps)
+        .filter_map(|l| layout_bytes(l, shape, keep).map(|b| (l, b)))
+        .fold(None, |best: Option<(Layout, usize)>, (l, b)| match best {
+            Some((_, bb)) if bb <= b => best,
+            _ => Some((l, b)),
+        })
 }
 
 /// The elements `layout` keeps of `flat` (shape `shape`) so that every nonzero survives: the

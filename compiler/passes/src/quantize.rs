@@ -369,42 +369,31 @@ fn refit_tables(
 }
 
 /// The smallest stored form of `parts` with these values and coding: dense when every
-/// element is kept, else the smallest of bitmask, CSR and gap streams of 1 to 8 bits.
+/// element is kept, else the sparse layout whose layout part is smallest
+/// (`mcc_ir::stored::smallest_layout`, decided before anything is written).
 pub fn smallest(
     values: Values,
     coding: Coding,
     shape: &[usize],
     parts: &Parts,
 ) -> Result<Stored, mcc_ir::stored::StoredError> {
-    let all = parts.keep.iter().all(|&k| k);
-    let layouts: Vec<Layout> = if all {
-        vec![Layout::Dense]
-    } else {
-        [Layout::Bitmask, Layout::Csr]
-            .into_iter()
-            .chain((1..=8).map(|bits| Layout::Gaps { bits }))
-            .collect()
-    };
     let mut parts = parts.clone();
-    if all {
-        parts.keep.clear();
-    }
-    let mut best: Option<Stored> = None;
-    for layout in layouts {
-        let s = Stored::new(
-            Encoding {
-                values,
-                layout,
-                coding,
-            },
-            shape,
-            &parts,
-        )?;
-        if best.as_ref().is_none_or(|b| s.bytes() < b.bytes()) {
-            best = Some(s);
+    let layout = match mcc_ir::stored::smallest_layout(shape, &parts.keep) {
+        Some((layout, _)) => layout,
+        None => {
+            parts.keep.clear();
+            Layout::Dense
         }
-    }
-    best.ok_or_else(|| mcc_ir::stored::StoredError("no layout".into()))
+    };
+    Stored::new(
+        Encoding {
+            values,
+            layout,
+            coding,
+        },
+        shape,
+        &parts,
+    )
 }
 
 /// The layer left alone when `s` would take no fewer bytes than its weights take now (tables
