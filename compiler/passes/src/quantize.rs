@@ -16,7 +16,7 @@ use mcc_ir::stored::{Coding, Encoding, Granularity, Layout, Parts, Values};
 use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Stored, ValueId};
 use mcc_plan::plan::{ParamValue, Step};
 use mcc_plan::registry::{Default, ParamSchema, ParamType, p};
-use mcc_plan::{LeftAlone, Outcome, StatRequest, Stats, TechniqueError};
+use mcc_plan::{LeftAlone, Outcome, StatRequest, Stats, Technique, TechniqueError};
 
 use crate::layers;
 use crate::linalg::{cholesky, cholesky_solve};
@@ -81,6 +81,49 @@ pub struct Fit {
 
 /// The code of a weight the fit sets to zero.
 pub const DROP: u32 = u32::MAX;
+
+/// A variant that quantizes to tables: its technique is [`rewrite`] with the code width and
+/// the per-group fit its step asks for, so a variant file holds its fit and its registry
+/// entry, nothing else.
+pub struct Tables {
+    /// The code width the step asks for.
+    pub bits: fn(&Step) -> u8,
+    /// One group's table and codes from its kept weights, as the step asks.
+    pub fit: fn(&Step, &[f64]) -> Fit,
+}
+
+impl Technique for Tables {
+    fn needs(&self, _graph: &Graph, step: &Step) -> Vec<StatRequest> {
+        needs(step, Settings::of(step))
+    }
+
+    fn collects_upfront(&self) -> bool {
+        false
+    }
+
+    fn check(&self, graph: &Graph, step: &Step) -> Result<Vec<LeftAlone>, TechniqueError> {
+        Ok(check(graph, step, Settings::of(step)))
+    }
+
+    fn rewrite(
+        &self,
+        graph: &mut Graph,
+        step: &Step,
+        id: StepId,
+        stats: &mut dyn Stats,
+    ) -> Result<Outcome, TechniqueError> {
+        let fit = self.fit;
+        rewrite(
+            graph,
+            step,
+            id,
+            stats,
+            Settings::of(step),
+            (self.bits)(step),
+            &|v| fit(step, v),
+        )
+    }
+}
 
 /// The statistics a quantizing step asks for before it starts: the first layer's XᵀX when it
 /// refits (the others are asked for as the loop reaches them).

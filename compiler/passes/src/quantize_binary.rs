@@ -13,12 +13,9 @@
 //!
 //! Stores: `codebook1 per channel(axis)` (or `per tensor`): one bit a weight, two f32 a group.
 
-use mcc_ir::{Graph, StepId};
-use mcc_plan::plan::Step;
 use mcc_plan::registry::{Applies, Status, VariantSchema, no_param_check};
-use mcc_plan::{LeftAlone, Outcome, StatRequest, Stats, Technique, TechniqueError};
 
-use crate::quantize::{self, Fit, Settings};
+use crate::quantize::{self, Fit};
 
 /// `quantize binary`: the registry entry.
 pub const VARIANT: VariantSchema = VariantSchema {
@@ -26,13 +23,13 @@ pub const VARIANT: VariantSchema = VariantSchema {
     summary: "weights in {−α, +α}: the sign of each weight, one α per channel",
     params: &[quantize::PER_CHANNEL, quantize::REFIT],
     applies: Applies::Weighted,
-    status: Status::Ready(&QuantizeBinary),
+    status: Status::Ready(&quantize::Tables {
+        bits: |_| 1,
+        fit: |_, v| binary(v),
+    }),
     check_params: no_param_check,
     sweep: None,
 };
-
-/// Binary weights as a technique.
-pub struct QuantizeBinary;
 
 /// Signs and the mean magnitude: table `[−α, α]`, code 1 for a positive weight.
 pub fn binary(values: &[f64]) -> Fit {
@@ -40,29 +37,5 @@ pub fn binary(values: &[f64]) -> Fit {
     Fit {
         table: vec![-alpha, alpha],
         codes: values.iter().map(|&v| u32::from(v > 0.0)).collect(),
-    }
-}
-
-impl Technique for QuantizeBinary {
-    fn needs(&self, _graph: &Graph, step: &Step) -> Vec<StatRequest> {
-        quantize::needs(step, Settings::of(step))
-    }
-
-    fn collects_upfront(&self) -> bool {
-        false
-    }
-
-    fn check(&self, graph: &Graph, step: &Step) -> Result<Vec<LeftAlone>, TechniqueError> {
-        Ok(quantize::check(graph, step, Settings::of(step)))
-    }
-
-    fn rewrite(
-        &self,
-        graph: &mut Graph,
-        step: &Step,
-        id: StepId,
-        stats: &mut dyn Stats,
-    ) -> Result<Outcome, TechniqueError> {
-        quantize::rewrite(graph, step, id, stats, Settings::of(step), 1, &binary)
     }
 }

@@ -23,14 +23,12 @@
 //! Stores: `codebook<bits> per tensor` or `per channel(axis)`, dense or in the smallest
 //! sparse layout when earlier steps pruned.
 
-use mcc_ir::{Graph, StepId};
 use mcc_plan::plan::{ParamValue, Step};
 use mcc_plan::registry::{
     Applies, Default, ParamType, Status, VariantSchema, no_param_check, num, p,
 };
-use mcc_plan::{LeftAlone, Outcome, StatRequest, Stats, Technique, TechniqueError};
 
-use crate::quantize::{self, Fit, Settings};
+use crate::quantize::{self, Fit};
 
 /// `quantize kmeans`: the registry entry.
 pub const VARIANT: VariantSchema = VariantSchema {
@@ -53,7 +51,10 @@ pub const VARIANT: VariantSchema = VariantSchema {
         quantize::REFIT,
     ],
     applies: Applies::Weighted,
-    status: Status::Ready(&QuantizeKmeans),
+    status: Status::Ready(&quantize::Tables {
+        bits,
+        fit: |step, v| kmeans(v, 1 << bits(step), Init::of(step)),
+    }),
     check_params: no_param_check,
     sweep: None,
 };
@@ -79,38 +80,8 @@ impl Init {
     }
 }
 
-/// k-means weight sharing as a technique.
-pub struct QuantizeKmeans;
-
 fn bits(step: &Step) -> u8 {
     num(&step.params, "bits").unwrap_or(5.0).clamp(1.0, 8.0) as u8
-}
-
-impl Technique for QuantizeKmeans {
-    fn needs(&self, _graph: &Graph, step: &Step) -> Vec<StatRequest> {
-        quantize::needs(step, Settings::of(step))
-    }
-
-    fn collects_upfront(&self) -> bool {
-        false
-    }
-
-    fn check(&self, graph: &Graph, step: &Step) -> Result<Vec<LeftAlone>, TechniqueError> {
-        Ok(quantize::check(graph, step, Settings::of(step)))
-    }
-
-    fn rewrite(
-        &self,
-        graph: &mut Graph,
-        step: &Step,
-        id: StepId,
-        stats: &mut dyn Stats,
-    ) -> Result<Outcome, TechniqueError> {
-        let (bits, init) = (bits(step), Init::of(step));
-        quantize::rewrite(graph, step, id, stats, Settings::of(step), bits, &|v| {
-            kmeans(v, 1 << bits, init)
-        })
-    }
 }
 
 /// One-dimensional k-means of `values` into `k` centroids (sorted increasing), each value

@@ -15,12 +15,9 @@
 //! Stores: the zeros as a sparse layout (they are not stored), the rest as `codebook1`: one
 //! bit a kept weight plus its position.
 
-use mcc_ir::{Graph, StepId};
-use mcc_plan::plan::Step;
 use mcc_plan::registry::{Applies, Default, Status, VariantSchema, no_param_check, num, p};
-use mcc_plan::{LeftAlone, Outcome, StatRequest, Stats, Technique, TechniqueError};
 
-use crate::quantize::{self, DROP, Fit, Settings};
+use crate::quantize::{self, DROP, Fit};
 
 /// `quantize ternary`: the registry entry.
 pub const VARIANT: VariantSchema = VariantSchema {
@@ -37,13 +34,13 @@ pub const VARIANT: VariantSchema = VariantSchema {
         quantize::REFIT,
     ],
     applies: Applies::Weighted,
-    status: Status::Ready(&QuantizeTernary),
+    status: Status::Ready(&quantize::Tables {
+        bits: |_| 1,
+        fit: |step, v| ternary(v, num(&step.params, "threshold").unwrap_or(0.7)),
+    }),
     check_params: no_param_check,
     sweep: None,
 };
-
-/// Ternary weights as a technique.
-pub struct QuantizeTernary;
 
 /// TWN: zero up to `t`·mean|w|, the rest ±(mean |w| of those kept).
 pub fn ternary(values: &[f64], t: f64) -> Fit {
@@ -75,33 +72,6 @@ pub fn ternary(values: &[f64], t: f64) -> Fit {
                 }
             })
             .collect(),
-    }
-}
-
-impl Technique for QuantizeTernary {
-    fn needs(&self, _graph: &Graph, step: &Step) -> Vec<StatRequest> {
-        quantize::needs(step, Settings::of(step))
-    }
-
-    fn collects_upfront(&self) -> bool {
-        false
-    }
-
-    fn check(&self, graph: &Graph, step: &Step) -> Result<Vec<LeftAlone>, TechniqueError> {
-        Ok(quantize::check(graph, step, Settings::of(step)))
-    }
-
-    fn rewrite(
-        &self,
-        graph: &mut Graph,
-        step: &Step,
-        id: StepId,
-        stats: &mut dyn Stats,
-    ) -> Result<Outcome, TechniqueError> {
-        let t = num(&step.params, "threshold").unwrap_or(0.7);
-        quantize::rewrite(graph, step, id, stats, Settings::of(step), 1, &|v| {
-            ternary(v, t)
-        })
     }
 }
 
