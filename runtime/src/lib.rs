@@ -39,6 +39,7 @@ macro_rules! avx2_dispatch {
 // The schedule format, and weights in stored form.
 pub mod huffman;
 pub mod program;
+pub mod quant;
 pub mod stored;
 
 // The kernels.

@@ -17,9 +17,13 @@ recipe deep_compression(sparsity = 90%, bits: bits = 5, by: word = magnitude, re
   }
 }
 
-# int8 deployment: per-channel static quantization calibrated on the recipe's data.
-recipe int8(per: word = channel) {
+# int8 deployment: the exact merges first (norms folded, activations fused, so they run
+# inside the integer layers), then per-channel static quantization of weights and
+# activations calibrated on the recipe's data. `calibration` picks how activation ranges are
+# chosen (minmax, percentile, entropy, mse).
+recipe int8(per: word = channel, calibration: word = minmax) {
+  use std.merge
   stage quantize {
-    quantize int8 on Conv? | Gemm? | MatMul? { mode: static, per: per }
+    quantize int8 on Conv? | Gemm? | MatMul? { mode: static, per: per, calibration: calibration }
   }
 }

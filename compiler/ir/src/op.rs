@@ -418,6 +418,63 @@ define_ops! {
     }
     /// `start, start+delta, …` below `limit` (ONNX `Range`). Operands: `start, limit, delta`.
     Range = "Range" {}
+
+    // ---- quantization (integer semantics: `mcc_runtime::quant`, the one definition) ----
+    /// `clamp(round_half_even(x / scale) + zero_point)` (ONNX `QuantizeLinear`), per tensor
+    /// or along `axis`. Operands: `X, y_scale, y_zero_point?`; the zero point's type (u8 or
+    /// i8; u8 without one) is the result's. NaN gives the lowest code.
+    QuantizeLinear = "QuantizeLinear" {
+        /// The axis of a 1-D scale.
+        axis: i64 = 1,
+        /// Blocked quantization (not supported: 0).
+        block_size: i64 = 0,
+        /// The result type as an ONNX type code (0: the zero point's).
+        output_dtype: i64 = 0,
+        /// Float-8 saturation (no meaning for integers).
+        saturate: i64 = 1,
+    }
+    /// `(x − zero_point) · scale` in f32 (ONNX `DequantizeLinear`), per tensor or along
+    /// `axis`. Operands: `X` (u8, i8 or i32), `x_scale, x_zero_point?`.
+    DequantizeLinear = "DequantizeLinear" {
+        /// The axis of a 1-D scale.
+        axis: i64 = 1,
+        /// Blocked quantization (not supported: 0).
+        block_size: i64 = 0,
+    }
+    /// Integer convolution (ONNX `QLinearConv`). Operands: `x, x_scale, x_zero_point, w,
+    /// w_scale, w_zero_point, y_scale, y_zero_point, B?` (B i32, in units of
+    /// `x_scale · w_scale`). The i32 accumulator `Σ (x − zx)(w − zw) + B` is requantized by
+    /// `mcc_runtime::quant::Requant` (ONNX leaves the rounding open; mcc fixes it).
+    QLinearConv = "QLinearConv" {
+        /// How padding is derived when `pads` is absent.
+        auto_pad: AutoPad = AutoPad::NotSet,
+        /// Dilation per spatial axis (empty = all 1).
+        dilations: Vec<i64> = vec![],
+        /// Number of groups.
+        group: i64 = 1,
+        /// Kernel size per spatial axis (empty = from w).
+        kernel_shape: Vec<i64> = vec![],
+        /// Begin pads then end pads (empty = all 0).
+        pads: Vec<i64> = vec![],
+        /// Stride per spatial axis (empty = all 1).
+        strides: Vec<i64> = vec![],
+        /// mcc extension, not ONNX: `Relu` or `Clip`, applied as a clamp of the output codes
+        /// (`mcc_runtime::quant::QAct`); empty for none.
+        activation: String = String::new(),
+        /// Clip's `[min, max]`; empty otherwise.
+        activation_params: Vec<f32> = vec![],
+    }
+    /// Integer matrix product (ONNX `QLinearMatMul`). Operands: `a, a_scale, a_zero_point, b,
+    /// b_scale, b_zero_point, y_scale, y_zero_point`, and — mcc extension, not ONNX — an
+    /// optional i32 bias `B` over the last axis, added to the accumulator before it is
+    /// requantized as in `QLinearConv`.
+    QLinearMatMul = "QLinearMatMul" {
+        /// mcc extension, not ONNX: `Relu` or `Clip` as a clamp of the output codes; empty
+        /// for none.
+        activation: String = String::new(),
+        /// Clip's `[min, max]`; empty otherwise.
+        activation_params: Vec<f32> = vec![],
+    }
 }
 
 /// An activation a Conv, Gemm or MatMul can carry as an epilogue: a closed set. The op
@@ -578,6 +635,46 @@ impl Op {
         };
         *a = act.map_or(String::new(), |x| x.name().to_string());
         *p = act.map_or(vec![], Activation::params);
+        true
+    }
+
+    /// The output clamp of a QLinearConv or QLinearMatMul: `Ok(QAct::None)` for other ops
+    /// and for none, an error for an activation that is not a clamp (which [`crate::verify`]
+    /// rejects).
+    pub fn q_activation(&self) -> Result<mcc_runtime::quant::QAct, String> {
+        use mcc_runtime::quant::QAct;
+        let (a, p) = match self {
+            Op::QLinearConv(o) => (&o.activation, &o.activation_params),
+            Op::QLinearMatMul(o) => (&o.activation, &o.activation_params),
+            _ => return Ok(QAct::None),
+        };
+        match (a.as_str(), p.as_slice()) {
+            ("", []) => Ok(QAct::None),
+            ("Relu", []) => Ok(QAct::Relu),
+            ("Clip", [min, max]) if min <= max => Ok(QAct::Clip {
+                min: *min,
+                max: *max,
+            }),
+            _ => Err(format!(
+                "a quantized layer's activation must be Relu or Clip(min ≤ max), found `{a}` with {} parameter(s)",
+                p.len()
+            )),
+        }
+    }
+
+    /// Sets a QLinearConv's or QLinearMatMul's output clamp; `false` for other ops.
+    pub fn set_q_activation(&mut self, act: mcc_runtime::quant::QAct) -> bool {
+        use mcc_runtime::quant::QAct;
+        let (a, p) = match self {
+            Op::QLinearConv(o) => (&mut o.activation, &mut o.activation_params),
+            Op::QLinearMatMul(o) => (&mut o.activation, &mut o.activation_params),
+            _ => return false,
+        };
+        (*a, *p) = match act {
+            QAct::None => (String::new(), vec![]),
+            QAct::Relu => ("Relu".into(), vec![]),
+            QAct::Clip { min, max } => ("Clip".into(), vec![min, max]),
+        };
         true
     }
 

@@ -87,6 +87,9 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyErrors> {
         if let Err(why) = node.op.epilogue() {
             bad(Some(&node.name), why);
         }
+        if let Err(why) = node.op.q_activation() {
+            bad(Some(&node.name), why);
+        }
         match infer_node(graph, node) {
             Err(e) => bad(
                 Some(&node.name),

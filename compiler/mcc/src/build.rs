@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use mcc_ir::{Graph, StepId, Tensor, ValueDef};
+use mcc_ir::{Graph, StepId, Tensor};
 use mcc_plan::Merged;
 use mcc_plan::plan::{Metric, ParamValue, Step};
 use mcc_runtime::program::Program;
@@ -523,33 +523,73 @@ pub fn evaluate(
     })
 }
 
-/// Float weights a layer reads: (count, nonzero, stored bytes).
+/// What a constant operand is to the model's size: a parameter (float data; a quantized
+/// layer's integer weights and bias), overhead that costs bytes but is no parameter (the
+/// integer zero points of quantized ops), or neither (shapes, indices).
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Param,
+    Overhead,
+    None,
+}
+
+fn role(op: &mcc_ir::Op, slot: usize, t: &mcc_ir::Tensor) -> Role {
+    use mcc_ir::Op;
+    match op {
+        Op::QLinearConv(_) | Op::QLinearMatMul(_) if slot == 3 || slot == 8 => Role::Param,
+        Op::QLinearConv(_) | Op::QLinearMatMul(_) => Role::Overhead,
+        Op::QuantizeLinear(_) | Op::DequantizeLinear(_) if slot > 0 => Role::Overhead,
+        _ if t.dtype().is_float() => Role::Param,
+        _ => Role::None,
+    }
+}
+
+/// Weights a layer reads: (count, nonzero, stored bytes; the bytes include quantization
+/// overhead).
 fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (u64, u64, u64) {
     let Some(n) = graph.node(node) else {
         return (0, 0, 0);
     };
     let (mut total, mut nonzero, mut bytes) = (0, 0, 0);
-    for v in n.inputs.iter().flatten() {
-        if let Some(t) = graph.const_data(*v).filter(|t| t.dtype().is_float()) {
+    for (slot, v) in n.inputs.iter().enumerate() {
+        let Some(t) = v.and_then(|v| graph.const_data(v)) else {
+            continue;
+        };
+        let r = role(&n.op, slot, t);
+        if r == Role::Param {
             total += t.len() as u64;
             nonzero += t.count_nonzero() as u64;
-            bytes += graph.stored_bytes(*v) as u64;
+        }
+        if r != Role::None {
+            bytes += v.map_or(0, |v| graph.stored_bytes(v)) as u64;
         }
     }
     (total, nonzero, bytes)
 }
 
-/// Float constants the model uses: (count, nonzero, stored bytes).
+/// Constants the model uses: (parameter count, nonzero, stored bytes), each constant once
+/// (by its first reader's view of it).
 pub(crate) fn totals(graph: &Graph) -> (u64, u64, u64) {
     let (mut total, mut nonzero, mut bytes) = (0, 0, 0);
-    for v in graph.value_ids() {
-        if let ValueDef::Const(_) = graph.value(v).def
-            && let Some(t) = graph.const_data(v).filter(|t| t.dtype().is_float())
-            && graph.is_used(v)
-        {
-            total += t.len() as u64;
-            nonzero += t.count_nonzero() as u64;
-            bytes += graph.stored_bytes(v) as u64;
+    let mut seen = std::collections::HashSet::new();
+    for n in graph.node_ids() {
+        let Some(node) = graph.node(n) else { continue };
+        for (slot, v) in node.inputs.iter().enumerate() {
+            let Some(v) = *v else { continue };
+            let Some(t) = graph.const_data(v) else {
+                continue;
+            };
+            if !seen.insert(v) {
+                continue;
+            }
+            let r = role(&node.op, slot, t);
+            if r == Role::Param {
+                total += t.len() as u64;
+                nonzero += t.count_nonzero() as u64;
+            }
+            if r != Role::None {
+                bytes += graph.stored_bytes(v) as u64;
+            }
         }
     }
     (total, nonzero, bytes)

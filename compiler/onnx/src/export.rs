@@ -280,6 +280,13 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
             op: node.op.name().into(),
             message,
         };
+        // Integer layers are written as ONNX Runtime's QDQ pattern.
+        if matches!(node.op, Op::QLinearConv(_) | Op::QLinearMatMul(_)) {
+            let (inits, nodes) = qdq(graph, node, &mut fresh).map_err(err)?;
+            g.initializer.extend(inits);
+            g.node.extend(nodes);
+            continue;
+        }
         // An activation epilogue (an mcc extension) is written back as its own node.
         let mut op = node.op.clone();
         let epilogue = op.epilogue().map_err(err)?;
@@ -374,6 +381,142 @@ pub fn export_file(graph: &Graph, path: &Path) -> Result<(), ExportError> {
         let _ = std::fs::remove_file(&tmp);
         io(e)
     })
+}
+
+/// A QLinearConv or QLinearMatMul as the QDQ pattern ONNX Runtime fuses back into an
+/// integer layer: `DequantizeLinear` of the input, weights and i32 bias (at scale
+/// `x_scale · w_scale`), the float layer (`Conv`; `Gemm` for a 2-D product, else `MatMul` and
+/// `Add`), its activation, and `QuantizeLinear` to the output. ONNX Runtime requantizes in
+/// float, so its results agree with mcc's fixed-point ones within one output step.
+fn qdq(
+    graph: &Graph,
+    node: &mcc_ir::Node,
+    fresh: &mut dyn FnMut(String) -> String,
+) -> Result<(Vec<pb::TensorProto>, Vec<pb::NodeProto>), String> {
+    use mcc_runtime::quant::QAct;
+    let name = |i: usize| -> Option<String> {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|v| graph.value(v).name.clone())
+    };
+    let need = |i: usize| name(i).ok_or_else(|| format!("operand {i} is missing"));
+    let mk = |op: &Op, inputs: Vec<String>, output: String, label: &str, fresh: &mut dyn FnMut(String) -> String| -> Result<pb::NodeProto, String> {
+        let mut attribute = vec![];
+        let mut attrs = op.attrs();
+        for (k, v) in required_attrs(op) {
+            if !attrs.iter().any(|(n, _)| *n == k) {
+                attrs.push((k, v));
+            }
+        }
+        for (k, v) in attrs {
+            attribute.push(self::attribute(op, k, &v)?);
+        }
+        Ok(pb::NodeProto {
+            name: Some(fresh(format!("{}.{label}", node.name))),
+            op_type: Some(op.name().to_string()),
+            domain: Some(String::new()),
+            input: inputs,
+            output: vec![output],
+            attribute,
+            ..Default::default()
+        })
+    };
+    let (layer, w_axis, act) = match &node.op {
+        Op::QLinearConv(c) => (
+            Op::Conv(mcc_ir::op::Conv {
+                auto_pad: c.auto_pad,
+                dilations: c.dilations.clone(),
+                group: c.group,
+                kernel_shape: c.kernel_shape.clone(),
+                pads: c.pads.clone(),
+                strides: c.strides.clone(),
+                ..Default::default()
+            }),
+            0,
+            node.op.q_activation()?,
+        ),
+        Op::QLinearMatMul(_) => (Op::MatMul(Default::default()), 1, node.op.q_activation()?),
+        _ => return Err("not an integer layer".into()),
+    };
+    let out = graph.value(node.outputs[0]).name.clone();
+    let mut inits = vec![];
+    let mut nodes = vec![];
+    let dq = |axis: i64| Op::DequantizeLinear(mcc_ir::op::DequantizeLinear { axis, block_size: 0 });
+    let xf = fresh(format!("{out}.input"));
+    nodes.push(mk(&dq(1), vec![need(0)?, need(1)?, need(2)?], xf.clone(), "dequantize_input", fresh)?);
+    let wf = fresh(format!("{}.weights", node.name));
+    nodes.push(mk(&dq(w_axis), vec![need(3)?, need(4)?, need(5)?], wf.clone(), "dequantize_weights", fresh)?);
+    let bias = match name(8) {
+        None => None,
+        Some(b) => {
+            let data = |i: usize| {
+                node.inputs
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .and_then(|v| graph.const_data(v))
+                    .and_then(|t| t.as_f32())
+                    .map(|a| a.iter().copied().collect::<Vec<f32>>())
+                    .ok_or_else(|| format!("operand {i} must be a constant f32 scale"))
+            };
+            let (sx, sw) = (data(1)?, data(4)?);
+            let sx = sx.first().copied().unwrap_or(1.0);
+            let bscale: Vec<f32> = sw.iter().map(|s| sx * s).collect();
+            let sname = fresh(format!("{}.bias_scale", node.name));
+            let scale_t = mcc_ir::Tensor::from_vec(&[bscale.len()], bscale).map_err(|e| e.to_string())?;
+            let scale_t = if sw.len() == 1 { mcc_ir::Tensor::scalar(sx * sw[0]) } else { scale_t };
+            inits.push(to_proto(&sname, &scale_t));
+            let bf = fresh(format!("{}.bias", node.name));
+            nodes.push(mk(&dq(0), vec![b, sname], bf.clone(), "dequantize_bias", fresh)?);
+            Some(bf)
+        }
+    };
+    let rank = graph.value(node.inputs[0].ok_or("operand 0 is missing")?).ty.rank();
+    let pre = fresh(format!("{out}.float"));
+    let mut cur = match (&layer, bias) {
+        (Op::Conv(_), b) => {
+            let mut ins = vec![xf, wf];
+            ins.extend(b);
+            nodes.push(mk(&layer, ins, pre.clone(), "float", fresh)?);
+            pre
+        }
+        (_, Some(b)) if rank == Some(2) => {
+            nodes.push(mk(&Op::Gemm(Default::default()), vec![xf, wf, b], pre.clone(), "float", fresh)?);
+            pre
+        }
+        (_, b) => {
+            nodes.push(mk(&layer, vec![xf, wf], pre.clone(), "float", fresh)?);
+            match b {
+                None => pre,
+                Some(b) => {
+                    let sum = fresh(format!("{out}.biased"));
+                    nodes.push(mk(&Op::Add(Default::default()), vec![pre, b], sum.clone(), "bias", fresh)?);
+                    sum
+                }
+            }
+        }
+    };
+    match act {
+        QAct::None => {}
+        QAct::Relu => {
+            let a = fresh(format!("{out}.activated"));
+            nodes.push(mk(&Op::Relu(Default::default()), vec![cur], a.clone(), "activation", fresh)?);
+            cur = a;
+        }
+        QAct::Clip { min, max } => {
+            let (lo, hi) = (fresh(format!("{}.clip_min", node.name)), fresh(format!("{}.clip_max", node.name)));
+            inits.push(to_proto(&lo, &mcc_ir::Tensor::scalar(min)));
+            inits.push(to_proto(&hi, &mcc_ir::Tensor::scalar(max)));
+            let a = fresh(format!("{out}.activated"));
+            nodes.push(mk(&Op::Clip(Default::default()), vec![cur, lo, hi], a.clone(), "activation", fresh)?);
+            cur = a;
+        }
+    }
+    let q = Op::QuantizeLinear(mcc_ir::op::QuantizeLinear::default());
+    nodes.push(mk(&q, vec![cur, need(6)?, need(7)?], out, "quantize_output", fresh)?);
+    Ok((inits, nodes))
 }
 
 /// The attributes ONNX requires (it gives them no default), written even when they equal

@@ -34,6 +34,7 @@ pub mod prune_unstructured;
 pub mod quantize;
 pub mod quantize_binary;
 pub mod quantize_int;
+pub mod quantize_int8;
 pub mod quantize_kmeans;
 pub mod quantize_ternary;
 pub mod reconstruct;

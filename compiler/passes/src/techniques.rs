@@ -8,7 +8,7 @@
 
 use mcc_plan::Registry;
 use mcc_plan::registry::{
-    Applies, Default, GRANULARITY, ParamType, Status, TechniqueSchema, VariantSchema,
+    Applies, Default, ParamType, Status, TechniqueSchema, VariantSchema,
     no_param_check, p,
 };
 
@@ -16,7 +16,7 @@ use crate::{
     encode_huffman, factorize_separable, factorize_svd, factorize_tucker, merge_activations,
     merge_batchnorm, merge_branches, merge_cleanup, merge_linear, merge_pad, merge_pool,
     merge_scale, prune_block, prune_filters, prune_nm, prune_unstructured, quantize_binary,
-    quantize_int, quantize_kmeans, quantize_ternary,
+    quantize_int, quantize_int8, quantize_kmeans, quantize_ternary,
 };
 
 /// The standard registry: [`TECHNIQUES`].
@@ -57,36 +57,7 @@ pub const TECHNIQUES: &[TechniqueSchema] = &[
         default_variant: Some("int8"),
         exclusive: true,
         variants: &[
-            VariantSchema {
-                name: "int8",
-                summary: "8-bit integer weights and activations",
-                params: &[
-                    p(
-                        "mode",
-                        ParamType::Choice(&["static", "dynamic"]),
-                        Default::Word("static"),
-                        "activation scales from calibration (static) or at run time (dynamic)",
-                    ),
-                    p(
-                        "per",
-                        GRANULARITY,
-                        Default::Word("channel"),
-                        "one scale per tensor or per output channel",
-                    ),
-                    p(
-                        "calibration",
-                        ParamType::Choice(&["minmax", "percentile", "entropy"]),
-                        Default::Word("minmax"),
-                        "how activation ranges are chosen",
-                    ),
-                ],
-                applies: Applies::Weighted,
-                status: Status::Planned(
-                    "quantization, weight sharing and Huffman coding with int8 kernels",
-                ),
-                check_params: no_param_check,
-                sweep: None,
-            },
+            quantize_int8::VARIANT,
             quantize_int::VARIANT,
             quantize_binary::VARIANT,
             quantize_ternary::VARIANT,

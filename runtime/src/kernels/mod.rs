@@ -16,6 +16,8 @@
 //! - [`pool`]: portable max, average and global average pooling;
 //! - [`sparse`]: fully connected layers on their nonzero weights only, vectorized along
 //!   the batch, and the measured density below which they beat the dense GEMM;
+//! - [`int8`]: u8 × i8 integer convolution and fully connected layers (AVX-512 VNNI, AVX2,
+//!   portable; bit-identical), code max pooling, and the f32 ↔ u8 boundaries;
 //! - [`eltwise`]: memory-bound kernels (activations, broadcast arithmetic, affine,
 //!   softmax, LRN, transpose);
 //! - [`epilogue`]: what a kernel applies to its result before storing it (bias, residual,
@@ -26,6 +28,7 @@ pub mod conv;
 pub mod eltwise;
 pub mod epilogue;
 pub mod gemm;
+pub mod int8;
 pub mod pool;
 pub mod sparse;
 #[cfg(target_arch = "x86_64")]

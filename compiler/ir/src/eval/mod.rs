@@ -16,12 +16,13 @@ pub(crate) mod array_shapes {
 }
 mod math;
 mod nn;
+mod quant;
 pub mod scalar;
 
 use std::collections::HashMap;
 
 use crate::graph::{ConstData, ValueDef};
-use crate::{Graph, Op, Tensor};
+use crate::{DType, Graph, Op, Tensor};
 
 /// Why one operator could not be evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -98,12 +99,31 @@ pub fn eval_op(
     inputs: &[Option<&Tensor>],
     n_outputs: usize,
 ) -> Result<Vec<Tensor>, OpError> {
+    if let Some(r) = quant::eval(op, inputs) {
+        return Ok(vec![r?]);
+    }
     let out = match op {
+        Op::QuantizeLinear(_)
+        | Op::DequantizeLinear(_)
+        | Op::QLinearConv(_)
+        | Op::QLinearMatMul(_) => return unsupported("a quantization operator outside `quant`"),
         Op::Conv(a) => vec![nn::conv(a, inputs)?],
         Op::Gemm(a) => vec![nn::gemm(a, inputs)?],
         Op::MatMul(_) => vec![nn::matmul(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::BatchNormalization(a) => vec![nn::batch_norm(a, inputs)?],
-        Op::MaxPool(a) => nn::max_pool(a, req(inputs, 0)?, n_outputs)?,
+        Op::MaxPool(a) => {
+            let x = req(inputs, 0)?;
+            match x.dtype() {
+                // Codes pool as their values: exact through f32, and max commutes with the
+                // (monotone) dequantization.
+                d @ (DType::U8 | DType::I8) => {
+                    let mut out = nn::max_pool(a, &array::cast(x, DType::F32), n_outputs)?;
+                    out[0] = array::cast(&out[0], d);
+                    out
+                }
+                _ => nn::max_pool(a, x, n_outputs)?,
+            }
+        }
         Op::AveragePool(a) => vec![nn::average_pool(a, req(inputs, 0)?)?],
         Op::GlobalAveragePool(_) => vec![nn::global_pool(req(inputs, 0)?, false)?],
         Op::GlobalMaxPool(_) => vec![nn::global_pool(req(inputs, 0)?, true)?],

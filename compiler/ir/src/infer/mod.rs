@@ -287,6 +287,49 @@ pub fn infer(
             })
         }
         Op::Conv(c) => nn::conv(c, args, n_out),
+        Op::QuantizeLinear(q) => {
+            let x = x?;
+            let dtype = match (opt(args, 2), q.output_dtype) {
+                (Some(z), _) => z.ty.dtype,
+                (None, 3) => DType::I8,
+                (None, _) => DType::U8,
+            };
+            if !matches!(dtype, DType::U8 | DType::I8) {
+                return err(format!("QuantizeLinear to {dtype} (u8 and i8 only)"));
+            }
+            one(TensorType {
+                dtype,
+                shape: x.ty.shape.clone(),
+            })
+        }
+        Op::DequantizeLinear(_) => {
+            let x = x?;
+            one(TensorType {
+                dtype: DType::F32,
+                shape: x.ty.shape.clone(),
+            })
+        }
+        Op::QLinearConv(q) => {
+            let conv = crate::op::Conv {
+                auto_pad: q.auto_pad,
+                dilations: q.dilations.clone(),
+                group: q.group,
+                kernel_shape: q.kernel_shape.clone(),
+                pads: q.pads.clone(),
+                strides: q.strides.clone(),
+                ..Default::default()
+            };
+            let inner = [Some(x?), Some(req(args, 3)?), opt(args, 8)];
+            let mut t = nn::conv(&conv, &inner, 1)?;
+            t[0].dtype = req(args, 7)?.ty.dtype;
+            Ok(t)
+        }
+        Op::QLinearMatMul(_) => {
+            let inner = [Some(x?), Some(req(args, 3)?)];
+            let mut t = nn::matmul(&inner, 1)?;
+            t[0].dtype = req(args, 7)?.ty.dtype;
+            Ok(t)
+        }
         Op::MaxPool(p) => nn::max_pool(p, args, n_out),
         Op::AveragePool(p) => nn::average_pool(p, args, n_out),
         Op::GlobalAveragePool(_) | Op::GlobalMaxPool(_) => nn::global_pool(args, n_out),
