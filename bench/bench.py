@@ -53,7 +53,8 @@ with NaN or Inf anywhere counted as a failure, never as a pass):
     If the build was exact (report.json lists no technique but merges), its output is
     compared with ORT's output of the original model on the same input; otherwise (pruned
     or otherwise compressed) with mcc's reference evaluator on the same compressed model
-    (`mcc run BUILD/model.onnx -i X.npy -o Y.npy`). Tolerance 1e-4.
+    (`mcc run BUILD/model.full.mcir -i X.npy -o Y.npy`, or model.onnx when the build
+    wrote no model.full.mcir). Tolerance 1e-4.
   ORT side: the timed binding is run once more (its output buffer filled with NaN first).
     original: compared with the stored ORT reference outputs, corpus/ref/<model>_test_out.npy
       (light: the random-weight model's ORT output, made by tests/light_random.py), tolerance 1e-4;
@@ -629,7 +630,11 @@ def run(args, mcc, work, wanted, np, ort):
     def ref_eval(name, npy, batch):
         if (name, batch) not in refs_eval:
             path = os.path.join(work, f"{name}_b{batch}_eval.npy")
-            run_tool([mcc, "run", builds[name]["onnx"], "-i", npy, "-o", path, "-q"],
+            # The compressed model itself when the build wrote it (stored weights, integer
+            # layers: model.onnx's QDQ form requantizes in float), else model.onnx.
+            full = os.path.join(os.path.dirname(builds[name]["onnx"]), "model.full.mcir")
+            model = full if os.path.exists(full) else builds[name]["onnx"]
+            run_tool([mcc, "run", model, "-i", npy, "-o", path, "-q"],
                      f"{name}: mcc run (reference evaluator)")
             refs_eval[(name, batch)] = np.load(path)
         return refs_eval[(name, batch)]

@@ -7,6 +7,7 @@ use crate::kernels::conv::{self, Geometry};
 use crate::kernels::eltwise;
 use crate::kernels::epilogue::{Act, Bias, Epilogue};
 use crate::kernels::gemm::{self, Isa, PackedA, PackedB};
+use crate::kernels::int8;
 use crate::kernels::pool;
 use crate::kernels::sparse::{self, SparseB};
 use crate::kernels::window;
@@ -267,6 +268,69 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             }
             need(x, c * hw, "input")?;
             need(y, c * hw, "output")?;
+        }
+        Step::Quantize { x, y, n, zp, .. } => {
+            if *zp > 255 {
+                return Err("a zero point beyond u8".into());
+            }
+            need(x, *n, "input")?;
+            need(y, n.div_ceil(4), "output")?;
+        }
+        Step::Dequantize { x, y, n, zp, .. } => {
+            if *zp > 255 {
+                return Err("a zero point beyond u8".into());
+            }
+            need(x, n.div_ceil(4), "input")?;
+            need(y, *n, "output")?;
+        }
+        Step::QConv {
+            x,
+            y,
+            g,
+            m,
+            groups,
+            zx,
+            zy,
+            lo,
+            hi,
+            ..
+        } => {
+            geo(g)?;
+            let groups = (*groups).max(1);
+            if g.c % groups != 0 || m % groups != 0 {
+                return Err("channels do not divide into the groups".into());
+            }
+            if *zx > 255 || *zy > 255 || lo > hi || *hi > 255 {
+                return Err("codes beyond u8".into());
+            }
+            need(x, times(g.c, g.h * g.w)?.div_ceil(4), "input")?;
+            need(y, times(*m, g.oh * g.ow)?.div_ceil(4), "output")?;
+            if int8::conv_scratch_len(g, groups).div_ceil(4) > scratch {
+                return Err("the scratch buffer is too small".into());
+            }
+        }
+        Step::QDense {
+            x,
+            y,
+            rows,
+            k,
+            n,
+            zx,
+            zy,
+            lo,
+            hi,
+            ..
+        } => {
+            if *zx > 255 || *zy > 255 || lo > hi || *hi > 255 {
+                return Err("codes beyond u8".into());
+            }
+            need(x, times(*rows, *k)?.div_ceil(4), "input")?;
+            need(y, times(*rows, *n)?.div_ceil(4), "output")?;
+        }
+        Step::QMaxPool { x, y, g } => {
+            geo(g)?;
+            need(x, times(g.c, g.h * g.w)?.div_ceil(4), "input")?;
+            need(y, times(g.c, g.oh * g.ow)?.div_ceil(4), "output")?;
         }
         Step::Transpose { x, y, dims, perm } => {
             let n: usize = dims.iter().product();
@@ -708,7 +772,12 @@ impl<'p> Runner<'p> {
         // sample.
         let mut i = which.start;
         while i < which.end {
-            let whole = |s: &Step| matches!(s, Step::Dense { .. } | Step::SparseDense { .. });
+            let whole = |s: &Step| {
+                matches!(
+                    s,
+                    Step::Dense { .. } | Step::SparseDense { .. } | Step::QDense { .. }
+                )
+            };
             let n = steps[i - which.start..]
                 .iter()
                 .take_while(|s| !whole(s))
@@ -891,6 +960,15 @@ impl<'p> Runner<'p> {
                 let parts = if splits { threads } else { 1 };
                 self.pool.run(parts, &|t| {
                     if let Err(e) = ctx.dense(step, t, parts) {
+                        fail(e);
+                    }
+                });
+            }
+            Step::QDense { .. } => {
+                // One integer GEMM over the whole batch, its rows split over the threads.
+                let parts = if splits { threads } else { 1 };
+                self.pool.run(parts, &|t| {
+                    if let Err(e) = ctx.qdense(step, t, parts) {
                         fail(e);
                     }
                 });
@@ -1478,6 +1556,85 @@ impl Ctx<'_> {
         gemm::gemm_packed_b(self.isa, xs, k, r.len(), pb, ys, n, &ep, 0..r.len(), 0..n)
     }
 
+    /// An integer fully connected step, part `t` of `parts`: a share of the batch's rows.
+    /// The rows of consecutive samples are one matrix when a sample's codes fill its buffer
+    /// exactly (`rows·k` and `rows·n` multiples of 4), else each sample is its own product.
+    fn qdense(&self, step: &Step, t: usize, parts: usize) -> Result<(), String> {
+        let Step::QDense {
+            x,
+            y,
+            rows,
+            k,
+            n,
+            w,
+            q,
+            zy,
+            lo,
+            hi,
+            ..
+        } = step
+        else {
+            return Err("not an integer dense step".into());
+        };
+        let (k, n, rows) = (*k, *n, *rows);
+        let (bias, mult, shift) = int8::requants(&self.w[*q..q + 3 * n], n)?;
+        let rq = int8::Requants {
+            bias,
+            mult,
+            shift,
+            zp: *zy as i32,
+            lo: *lo as i32,
+            hi: *hi as i32,
+        };
+        let panels = int8::bytes(&self.w[*w..w + int8::panels_len(n, k).div_ceil(4)]);
+        let path = int8::Path::of(self.isa);
+        let layout = int8::Layout {
+            row_stride: n,
+            col_stride: 1,
+        };
+        let packed = x.len * 4 == rows * k && y.len * 4 == rows * n;
+        let (units, per) = if packed {
+            (rows * self.batch, 1)
+        } else {
+            (self.batch, rows)
+        };
+        let r = split(units, parts, if packed { 4 } else { 1 }, t);
+        if r.is_empty() {
+            return Ok(());
+        }
+        if packed {
+            // Rows r of the batch's one matrix.
+            let (x0, y0) = (x.off * self.batch, y.off * self.batch);
+            let xr = x0 + (r.start * k) / 4..x0 + (r.end * k).div_ceil(4);
+            let yr = y0 + (r.start * n) / 4..y0 + (r.end * n).div_ceil(4);
+            let ([xs], ys) = self.arena.views([xr], yr)?;
+            // Whole floats: r.start·k and r.start·n are multiples of 4 (r.start is).
+            let xb = int8::bytes(xs);
+            let yb = int8::bytes_mut(ys);
+            return int8::gemm(path, true, xb, k, 0..r.len(), k, panels, n, &rq, layout, yb)
+                .map_err(|e| format!("{e} (rows {r:?})"));
+        }
+        for s in r {
+            let ([xs], ys) = self
+                .arena
+                .views([range(x, self.batch, s)], range(y, self.batch, s))?;
+            int8::gemm(
+                path,
+                true,
+                int8::bytes(xs),
+                k,
+                0..per,
+                k,
+                panels,
+                n,
+                &rq,
+                layout,
+                int8::bytes_mut(ys),
+            )?;
+        }
+        Ok(())
+    }
+
     /// A sparse fully connected step, part `t` of `parts`: a share of the rows (in steps of
     /// 16, a vector of rows), or of the columns when there is a single row; `buf` is the
     /// task's scratch.
@@ -1594,8 +1751,64 @@ impl Ctx<'_> {
                 let ws = &wts[*w..w + m * g.kh * g.kw];
                 depthwise(self.isa, *blocked, xs, g, *m, ws, bias, *act, ys)
             }
-            Step::Dense { .. } | Step::SparseDense { .. } => {
+            Step::Dense { .. } | Step::SparseDense { .. } | Step::QDense { .. } => {
                 Err("dense steps run over the whole batch".into())
+            }
+            Step::Quantize { x, y, n, scale, zp } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                int8::quantize(
+                    &xs[..*n],
+                    *scale,
+                    *zp as i32,
+                    &mut int8::bytes_mut(ys)[..*n],
+                );
+                Ok(())
+            }
+            Step::Dequantize { x, y, n, scale, zp } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                int8::dequantize(&int8::bytes(xs)[..*n], *scale, *zp as i32, &mut ys[..*n]);
+                Ok(())
+            }
+            Step::QConv {
+                x,
+                y,
+                g,
+                m,
+                groups,
+                zx,
+                w,
+                q,
+                zy,
+                lo,
+                hi,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                let wl = crate::program::qconv_weights(g, *m, *groups);
+                let (bias, mult, shift) = int8::requants(&wts[*q..q + 3 * m], *m)?;
+                let rq = int8::Requants {
+                    bias,
+                    mult,
+                    shift,
+                    zp: *zy as i32,
+                    lo: *lo as i32,
+                    hi: *hi as i32,
+                };
+                int8::conv(
+                    int8::Path::of(self.isa),
+                    int8::bytes(xs),
+                    g,
+                    *m,
+                    *groups,
+                    int8::bytes(&wts[*w..w + wl]),
+                    *zx as u8,
+                    &rq,
+                    int8::bytes_mut(ys),
+                    int8::bytes_mut(buf),
+                )
+            }
+            Step::QMaxPool { x, y, g } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                int8::max_pool(int8::bytes(xs), g, int8::bytes_mut(ys))
             }
             Step::MaxPool { x, y, g, blocked } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;

@@ -22,6 +22,7 @@ use crate::kernels::conv::Geometry;
 use crate::kernels::eltwise::BinOp;
 use crate::kernels::epilogue::Act;
 use crate::kernels::gemm::{pack_a_len, pack_b_len};
+use crate::kernels::int8::{padded_k, panels_len};
 use crate::kernels::sparse::sparse_len;
 
 /// A tensor in the arena: per-sample offset and length, in floats.
@@ -539,6 +540,106 @@ define_steps! {
         /// Activation.
         act: Act,
     } flops = rows.saturating_mul(*nnz).saturating_mul(2);
+
+    /// f32 → u8 codes (`QuantizeLinear`, [`crate::quant::quantize`]) of `n` values. Code
+    /// buffers hold 4 bytes a float (a sample's `n` codes in `⌈n/4⌉` floats).
+    Quantize = 16 {
+        /// Input (f32).
+        x: Buf => read,
+        /// Output (u8 codes).
+        y: Buf => write,
+        /// Values per sample.
+        n: usize,
+        /// Scale.
+        scale: f32,
+        /// Zero point (0..=255).
+        zp: usize,
+    };
+
+    /// u8 codes → f32 (`DequantizeLinear`) of `n` values.
+    Dequantize = 17 {
+        /// Input (u8 codes).
+        x: Buf => read,
+        /// Output (f32).
+        y: Buf => write,
+        /// Values per sample.
+        n: usize,
+        /// Scale.
+        scale: f32,
+        /// Zero point (0..=255).
+        zp: usize,
+    };
+
+    /// An integer convolution ([`crate::kernels::int8::conv`]): u8 codes in and out, i8
+    /// weights as `m` rows of `padded_k(c/groups·kh·kw)` bytes, and per output channel an
+    /// i32 bias (input zero point folded in), multiplier and shift (`3m` words at `q`).
+    QConv = 18 {
+        /// Input (u8 codes).
+        x: Buf => read,
+        /// Output (u8 codes).
+        y: Buf => write,
+        /// Window geometry.
+        g: Geometry,
+        /// Output channels.
+        m: usize,
+        /// Groups.
+        groups: usize,
+        /// Input zero point.
+        zx: usize,
+        /// Offset of the weights.
+        w: usize => weights(qconv_weights(g, *m, *groups)),
+        /// Offset of the requantization words.
+        q: usize => weights(3 * m),
+        /// Output zero point.
+        zy: usize,
+        /// Lowest output code.
+        lo: usize,
+        /// Highest output code.
+        hi: usize,
+    } flops = 2 * m * g.c / (*groups).max(1) * g.kh * g.kw * g.oh * g.ow;
+
+    /// An integer fully connected layer ([`crate::kernels::int8::gemm`]): each sample's
+    /// `rows × k` u8 codes times `k × n` i8 weights packed as panels, requantized as
+    /// [`Step::QConv`].
+    QDense = 19 {
+        /// Input (u8 codes).
+        x: Buf => read,
+        /// Output (u8 codes).
+        y: Buf => write,
+        /// Rows per sample.
+        rows: usize,
+        /// Depth.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Input zero point.
+        zx: usize,
+        /// Offset of the packed weights.
+        w: usize => weights(panels_len(*n, *k).div_ceil(4)),
+        /// Offset of the requantization words.
+        q: usize => weights(3 * n),
+        /// Output zero point.
+        zy: usize,
+        /// Lowest output code.
+        lo: usize,
+        /// Highest output code.
+        hi: usize,
+    } flops = rows.saturating_mul(*k).saturating_mul(*n).saturating_mul(2);
+
+    /// Max pooling of u8 codes.
+    QMaxPool = 20 {
+        /// Input (u8 codes).
+        x: Buf => read,
+        /// Output (u8 codes).
+        y: Buf => write,
+        /// Window geometry.
+        g: Geometry,
+    };
+}
+
+/// Floats of an integer convolution's weights.
+pub fn qconv_weights(g: &Geometry, m: usize, groups: usize) -> usize {
+    (m * padded_k(g.c / groups.max(1) * g.kh * g.kw)).div_ceil(4)
 }
 
 impl Step {

@@ -144,7 +144,10 @@ mod tests {
         for real in [1e-9, 3.7e-5, 0.001, 0.25, 0.5, 0.7, 1.0, 1.5, 3.0, 1000.0] {
             let r = Requant::new(real).unwrap();
             let back = f64::from(r.mult) / 2f64.powi(r.shift as i32);
-            assert!(((back - real) / real).abs() < 1e-9, "{real}: {r:?} → {back}");
+            assert!(
+                ((back - real) / real).abs() < 1e-9,
+                "{real}: {r:?} → {back}"
+            );
             assert!((1 << 30..=i32::MAX).contains(&r.mult), "{r:?}");
         }
         assert_eq!(Requant::new(0.0), None);
@@ -182,7 +185,10 @@ mod tests {
     #[test]
     fn activations_clamp_in_codes() {
         assert_eq!(QAct::Relu.bounds(0.1, 20, false), (20, 255));
-        assert_eq!(QAct::Clip { min: 0.0, max: 6.0 }.bounds(0.05, 0, false), (0, 120));
+        assert_eq!(
+            QAct::Clip { min: 0.0, max: 6.0 }.bounds(0.05, 0, false),
+            (0, 120)
+        );
         assert_eq!(QAct::None.bounds(1.0, 0, true), (-128, 127));
     }
 }

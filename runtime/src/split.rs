@@ -92,6 +92,8 @@ pub fn splittable(s: &Step, batch: usize, threads: usize) -> bool {
     let flops = s.flops();
     match s {
         Step::Dense { .. } | Step::SparseDense { .. } => flops.saturating_mul(batch) > DENSE_SPLIT,
+        // Split by rows only (a share of the batch's rows per thread).
+        Step::QDense { .. } => batch >= threads && flops.saturating_mul(batch) > DENSE_SPLIT,
         Step::Conv {
             layout: ConvLayout::Blocked { .. },
             ..

@@ -51,6 +51,8 @@ pub enum LowerError {
     },
 }
 
+mod int8;
+
 type R<T> = Result<T, LowerError>;
 
 /// The batch axis of the graph: a symbol (any batch at run time) or a fixed size.
@@ -172,9 +174,9 @@ impl<'g> Lowering<'g> {
             value: val.name.clone(),
             why: why.to_string(),
         };
-        if val.ty.dtype != DType::F32 {
+        if val.ty.dtype != DType::F32 && val.ty.dtype != DType::U8 {
             return Err(bad(&format!(
-                "it is {}; compiled models compute in f32",
+                "it is {}; compiled models compute in f32 and u8 codes",
                 val.ty.dtype.name()
             )));
         }
@@ -286,9 +288,14 @@ impl<'g> Lowering<'g> {
         }
     }
 
-    /// Floats per sample of `v`.
+    /// Floats per sample of `v` (u8 codes: four a float).
     fn per_sample(&self, v: impl Into<Key>) -> R<usize> {
-        Ok(self.dims(v)?[1..].iter().product())
+        let v = v.into();
+        let n: usize = self.dims(v)?[1..].iter().product();
+        Ok(match v {
+            Key::V(id) if self.g.value(id).ty.dtype == DType::U8 => n.div_ceil(4),
+            _ => n,
+        })
     }
 
     /// The buffer of `v`, read by the next step.
@@ -397,6 +404,10 @@ impl<'g> Lowering<'g> {
             | Op::Squeeze(_)
             | Op::Unsqueeze(_) => self.alias(n, x, y),
             Op::Conv(c) => self.conv(n, c, x, y, &name),
+            Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => self.quantize_step(n, op, x, y),
+            Op::QLinearConv(c) => self.qconv(n, c, x, y),
+            Op::QLinearMatMul(_) => self.qdense(n, x, y),
+            Op::MaxPool(p) if self.g.value(x).ty.dtype == DType::U8 => self.qmax_pool(n, p, x, y),
             Op::Gemm(gm) => self.dense(n, x, y, gm.transA != 0, gm.transB != 0, gm.alpha, gm.beta),
             Op::MatMul(_) => self.dense(n, x, y, false, false, 1.0, 1.0),
             Op::MaxPool(_) | Op::AveragePool(_) => self.pool(n, op, x, y),

@@ -119,6 +119,39 @@ impl Feed<'_> {
     }
 }
 
+/// The value to observe for `v`: `v` itself, or — for the u8 codes a quantized layer writes —
+/// their dequantization (a `DequantizeLinear` with the layer's output scale and zero point,
+/// added to the measured copy), so every observed tensor is f32 in the model's units.
+fn dequantized(g: &mut Graph, v: mcc_ir::ValueId) -> mcc_ir::ValueId {
+    use mcc_ir::{DType, Op, TensorType};
+    if g.value(v).ty.dtype != DType::U8 {
+        return v;
+    }
+    let Some(node) = g.producer(v).and_then(|p| g.node(p)).cloned() else {
+        return v;
+    };
+    let (s, z) = match node.op {
+        Op::QLinearConv(_) | Op::QLinearMatMul(_) => (6, 7),
+        Op::QuantizeLinear(_) => (1, 2),
+        _ => return v,
+    };
+    let operand = |i: usize| node.inputs.get(i).copied().flatten();
+    let ty = TensorType {
+        dtype: DType::F32,
+        shape: g.value(v).ty.shape.clone(),
+    };
+    let name = g.fresh_value_name(&format!("{}.observed", g.value(v).name));
+    let n = g.add_node(
+        name.clone(),
+        Op::DequantizeLinear(Default::default()),
+        vec![Some(v), operand(s), operand(z)],
+        vec![(name, ty)],
+    );
+    g.node(n)
+        .and_then(|m| m.outputs.first().copied())
+        .unwrap_or(v)
+}
+
 impl Compiled {
     /// Prepares `graph` with the tensors named `observe` (value names) as extra outputs.
     pub fn new(graph: &Graph, observe: &[String]) -> Result<Compiled, Error> {
@@ -132,6 +165,7 @@ impl Compiled {
                     "cannot observe `{name}`: no such tensor (a bug in mcc)"
                 ))
             })?;
+            let v = dequantized(&mut g, v);
             let k = match outs.iter().position(|&o| o == v) {
                 Some(k) => k,
                 None => {

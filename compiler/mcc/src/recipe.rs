@@ -397,7 +397,17 @@ pub fn write_outputs(
         // written when some weight is stored compressed — otherwise `model.onnx` holds exactly
         // the same model, and a hex copy of dense weights would double the output's size.
         let g = &result.graph;
-        if g.value_ids().any(|v| g.stored(v).is_some() && g.is_used(v)) {
+        // Also when an integer layer runs: model.onnx holds it as QDQ, which requantizes in
+        // float, so only the IR says exactly what the executable computes.
+        let integer = g.node_ids().into_iter().any(|n| {
+            g.node(n).is_some_and(|x| {
+                matches!(
+                    x.op,
+                    mcc_ir::Op::QLinearConv(_) | mcc_ir::Op::QLinearMatMul(_)
+                )
+            })
+        });
+        if integer || g.value_ids().any(|v| g.stored(v).is_some() && g.is_used(v)) {
             let full = mcc_ir::text::print_with(g, mcc_ir::text::PrintOptions { weights: true });
             std::fs::write(tmp.join("model.full.mcir"), full)
                 .map_err(io(&tmp.join("model.full.mcir")))?;

@@ -402,7 +402,12 @@ fn qdq(
             .map(|v| graph.value(v).name.clone())
     };
     let need = |i: usize| name(i).ok_or_else(|| format!("operand {i} is missing"));
-    let mk = |op: &Op, inputs: Vec<String>, output: String, label: &str, fresh: &mut dyn FnMut(String) -> String| -> Result<pb::NodeProto, String> {
+    let mk = |op: &Op,
+              inputs: Vec<String>,
+              output: String,
+              label: &str,
+              fresh: &mut dyn FnMut(String) -> String|
+     -> Result<pb::NodeProto, String> {
         let mut attribute = vec![];
         let mut attrs = op.attrs();
         for (k, v) in required_attrs(op) {
@@ -443,11 +448,28 @@ fn qdq(
     let out = graph.value(node.outputs[0]).name.clone();
     let mut inits = vec![];
     let mut nodes = vec![];
-    let dq = |axis: i64| Op::DequantizeLinear(mcc_ir::op::DequantizeLinear { axis, block_size: 0 });
+    let dq = |axis: i64| {
+        Op::DequantizeLinear(mcc_ir::op::DequantizeLinear {
+            axis,
+            block_size: 0,
+        })
+    };
     let xf = fresh(format!("{out}.input"));
-    nodes.push(mk(&dq(1), vec![need(0)?, need(1)?, need(2)?], xf.clone(), "dequantize_input", fresh)?);
+    nodes.push(mk(
+        &dq(1),
+        vec![need(0)?, need(1)?, need(2)?],
+        xf.clone(),
+        "dequantize_input",
+        fresh,
+    )?);
     let wf = fresh(format!("{}.weights", node.name));
-    nodes.push(mk(&dq(w_axis), vec![need(3)?, need(4)?, need(5)?], wf.clone(), "dequantize_weights", fresh)?);
+    nodes.push(mk(
+        &dq(w_axis),
+        vec![need(3)?, need(4)?, need(5)?],
+        wf.clone(),
+        "dequantize_weights",
+        fresh,
+    )?);
     let bias = match name(8) {
         None => None,
         Some(b) => {
@@ -465,15 +487,29 @@ fn qdq(
             let sx = sx.first().copied().unwrap_or(1.0);
             let bscale: Vec<f32> = sw.iter().map(|s| sx * s).collect();
             let sname = fresh(format!("{}.bias_scale", node.name));
-            let scale_t = mcc_ir::Tensor::from_vec(&[bscale.len()], bscale).map_err(|e| e.to_string())?;
-            let scale_t = if sw.len() == 1 { mcc_ir::Tensor::scalar(sx * sw[0]) } else { scale_t };
+            let scale_t =
+                mcc_ir::Tensor::from_vec(&[bscale.len()], bscale).map_err(|e| e.to_string())?;
+            let scale_t = if sw.len() == 1 {
+                mcc_ir::Tensor::scalar(sx * sw[0])
+            } else {
+                scale_t
+            };
             inits.push(to_proto(&sname, &scale_t));
             let bf = fresh(format!("{}.bias", node.name));
-            nodes.push(mk(&dq(0), vec![b, sname], bf.clone(), "dequantize_bias", fresh)?);
+            nodes.push(mk(
+                &dq(0),
+                vec![b, sname],
+                bf.clone(),
+                "dequantize_bias",
+                fresh,
+            )?);
             Some(bf)
         }
     };
-    let rank = graph.value(node.inputs[0].ok_or("operand 0 is missing")?).ty.rank();
+    let rank = graph
+        .value(node.inputs[0].ok_or("operand 0 is missing")?)
+        .ty
+        .rank();
     let pre = fresh(format!("{out}.float"));
     let mut cur = match (&layer, bias) {
         (Op::Conv(_), b) => {
@@ -483,7 +519,13 @@ fn qdq(
             pre
         }
         (_, Some(b)) if rank == Some(2) => {
-            nodes.push(mk(&Op::Gemm(Default::default()), vec![xf, wf, b], pre.clone(), "float", fresh)?);
+            nodes.push(mk(
+                &Op::Gemm(Default::default()),
+                vec![xf, wf, b],
+                pre.clone(),
+                "float",
+                fresh,
+            )?);
             pre
         }
         (_, b) => {
@@ -492,7 +534,13 @@ fn qdq(
                 None => pre,
                 Some(b) => {
                     let sum = fresh(format!("{out}.biased"));
-                    nodes.push(mk(&Op::Add(Default::default()), vec![pre, b], sum.clone(), "bias", fresh)?);
+                    nodes.push(mk(
+                        &Op::Add(Default::default()),
+                        vec![pre, b],
+                        sum.clone(),
+                        "bias",
+                        fresh,
+                    )?);
                     sum
                 }
             }
@@ -502,20 +550,41 @@ fn qdq(
         QAct::None => {}
         QAct::Relu => {
             let a = fresh(format!("{out}.activated"));
-            nodes.push(mk(&Op::Relu(Default::default()), vec![cur], a.clone(), "activation", fresh)?);
+            nodes.push(mk(
+                &Op::Relu(Default::default()),
+                vec![cur],
+                a.clone(),
+                "activation",
+                fresh,
+            )?);
             cur = a;
         }
         QAct::Clip { min, max } => {
-            let (lo, hi) = (fresh(format!("{}.clip_min", node.name)), fresh(format!("{}.clip_max", node.name)));
+            let (lo, hi) = (
+                fresh(format!("{}.clip_min", node.name)),
+                fresh(format!("{}.clip_max", node.name)),
+            );
             inits.push(to_proto(&lo, &mcc_ir::Tensor::scalar(min)));
             inits.push(to_proto(&hi, &mcc_ir::Tensor::scalar(max)));
             let a = fresh(format!("{out}.activated"));
-            nodes.push(mk(&Op::Clip(Default::default()), vec![cur, lo, hi], a.clone(), "activation", fresh)?);
+            nodes.push(mk(
+                &Op::Clip(Default::default()),
+                vec![cur, lo, hi],
+                a.clone(),
+                "activation",
+                fresh,
+            )?);
             cur = a;
         }
     }
     let q = Op::QuantizeLinear(mcc_ir::op::QuantizeLinear::default());
-    nodes.push(mk(&q, vec![cur, need(6)?, need(7)?], out, "quantize_output", fresh)?);
+    nodes.push(mk(
+        &q,
+        vec![cur, need(6)?, need(7)?],
+        out,
+        "quantize_output",
+        fresh,
+    )?);
     Ok((inits, nodes))
 }
 

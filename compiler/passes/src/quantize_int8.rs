@@ -95,7 +95,9 @@ fn check_params(params: &Params) -> Vec<ParamIssue> {
         out.push(ParamIssue {
             severity: Severity::Error,
             param: "percentile",
-            message: format!("a percentile range must keep at least half of the values and fewer than all ({x})"),
+            message: format!(
+                "a percentile range must keep at least half of the values and fewer than all ({x})"
+            ),
             label: "must be in [50%, 100%)".into(),
             help: Some("99.99% is usual; `calibration: minmax` keeps every value".into()),
         });
@@ -258,7 +260,10 @@ fn layer(graph: &Graph, name: &str) -> Result<Layer, LeftAlone> {
     // Weights as [K, N] (outputs on axis 1).
     let transposed = matches!(&node.op, Op::Gemm(g) if g.transB != 0);
     let weights = if transposed {
-        let a = w.tensor.as_f32().map(|a| a.t().as_standard_layout().into_owned());
+        let a = w
+            .tensor
+            .as_f32()
+            .map(|a| a.t().as_standard_layout().into_owned());
         match a {
             Some(a) => Tensor::F32(a.into_dyn()),
             None => return Err(leave(name, Reason::NotConstant, "its weights are not f32")),
@@ -507,7 +512,10 @@ fn kl_threshold(hist: &[f64], levels: usize) -> usize {
         // Q: each of `levels` runs of bins shares its mass evenly among its non-empty bins.
         let mut qd = vec![0.0; i];
         for l in 0..levels {
-            let (a, b) = (l * i / levels, ((l + 1) * i / levels).max(l * i / levels + 1));
+            let (a, b) = (
+                l * i / levels,
+                ((l + 1) * i / levels).max(l * i / levels + 1),
+            );
             let mass: f64 = hist[a..b.min(i)].iter().sum();
             let nz = hist[a..b.min(i)].iter().filter(|&&h| h > 0.0).count();
             if nz > 0 {
@@ -538,7 +546,10 @@ fn kl_threshold(hist: &[f64], levels: usize) -> usize {
 /// Quantizes a weight tensor symmetrically to i8 (−127..127) with a scale per index of
 /// `axis` (or one): codes, scales.
 fn weights_i8(w: &Tensor, axis: usize, per_channel: bool) -> (Vec<i8>, Vec<f32>) {
-    let data: Vec<f32> = w.as_f32().map(|a| a.iter().copied().collect()).unwrap_or_default();
+    let data: Vec<f32> = w
+        .as_f32()
+        .map(|a| a.iter().copied().collect())
+        .unwrap_or_default();
     let shape = w.shape();
     let channels = if per_channel { shape[axis] } else { 1 };
     let inner: usize = shape[axis + 1..].iter().product();
@@ -552,7 +563,13 @@ fn weights_i8(w: &Tensor, axis: usize, per_channel: bool) -> (Vec<i8>, Vec<f32>)
     }
     let scales: Vec<f32> = max
         .iter()
-        .map(|&m| if m > 0.0 && m.is_finite() { m / 127.0 } else { 1.0 })
+        .map(|&m| {
+            if m > 0.0 && m.is_finite() {
+                m / 127.0
+            } else {
+                1.0
+            }
+        })
         .collect();
     let codes = data
         .iter()
@@ -578,9 +595,21 @@ impl Quantizer<'_> {
         self.graph.add_const(name, t)
     }
 
-    fn node(&mut self, base: &str, op: Op, inputs: Vec<Option<ValueId>>, out: TensorType) -> Result<ValueId, String> {
+    fn node(
+        &mut self,
+        base: &str,
+        op: Op,
+        inputs: Vec<Option<ValueId>>,
+        out: TensorType,
+    ) -> Result<ValueId, String> {
         let name = (0..)
-            .map(|i| if i == 0 { base.to_string() } else { format!("{base}.{i}") })
+            .map(|i| {
+                if i == 0 {
+                    base.to_string()
+                } else {
+                    format!("{base}.{i}")
+                }
+            })
             .find(|c| self.graph.find_node(c).is_none())
             .unwrap_or_else(|| base.to_string());
         let vname = self.graph.fresh_value_name(&name);
@@ -608,7 +637,12 @@ impl Quantizer<'_> {
         let passes = match &node.op {
             Op::MaxPool(_) => node.outputs.len() == 1,
             Op::Flatten(_) => true,
-            Op::Reshape(_) => node.inputs.get(1).copied().flatten().is_some_and(|s| self.graph.const_data(s).is_some()),
+            Op::Reshape(_) => node
+                .inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .is_some_and(|s| self.graph.const_data(s).is_some()),
             _ => false,
         };
         if !passes {
@@ -694,7 +728,9 @@ impl Quantizer<'_> {
                     .enumerate()
                     .map(|(c, &b)| {
                         let s = f64::from(sx) * f64::from(sw[if sw.len() == 1 { 0 } else { c }]);
-                        (f64::from(b) / s).round().clamp(-2147483647.0, 2147483647.0) as i32
+                        (f64::from(b) / s)
+                            .round()
+                            .clamp(-2147483647.0, 2147483647.0) as i32
                     })
                     .collect();
                 let t = Tensor::from_vec(&[v.len()], v).map_err(|e| e.to_string())?;
@@ -767,11 +803,18 @@ mod tests {
             counts[((x + bound) / width) as usize] += 1;
         }
         counts[((63.0 + bound) / width) as usize] += 1;
-        for c in [Calibrator::Percentile(0.999), Calibrator::Entropy, Calibrator::Mse] {
+        for c in [
+            Calibrator::Percentile(0.999),
+            Calibrator::Entropy,
+            Calibrator::Mse,
+        ] {
             let (lo, hi) = calibrate(c, 0.0, 63.0, bound, &counts);
             assert!(lo == 0.0 && hi < 10.0 && hi >= 0.9, "{c:?}: [{lo}, {hi}]");
         }
-        assert_eq!(calibrate(Calibrator::MinMax, 0.0, 63.0, bound, &counts), (0.0, 63.0));
+        assert_eq!(
+            calibrate(Calibrator::MinMax, 0.0, 63.0, bound, &counts),
+            (0.0, 63.0)
+        );
     }
 
     #[test]

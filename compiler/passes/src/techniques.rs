@@ -8,8 +8,7 @@
 
 use mcc_plan::Registry;
 use mcc_plan::registry::{
-    Applies, Default, ParamType, Status, TechniqueSchema, VariantSchema,
-    no_param_check, p,
+    Applies, Default, ParamType, Status, TechniqueSchema, VariantSchema, no_param_check, p,
 };
 
 use crate::{

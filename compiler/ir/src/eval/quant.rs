@@ -34,7 +34,9 @@ impl Params {
             None => return invalid(format!("{what} scale must be f32, found {}", scale.dtype())),
         };
         if let Some(bad) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return invalid(format!("{what} scale {bad} is not a positive finite number"));
+            return invalid(format!(
+                "{what} scale {bad} is not a positive finite number"
+            ));
         }
         let zps: Vec<i32> = match zp {
             None => vec![0; scales.len()],
@@ -48,7 +50,10 @@ impl Params {
             ));
         }
         if scale.shape().len() > 1 {
-            return unsupported(format!("{what} scale of rank {} (blocked quantization)", scale.shape().len()));
+            return unsupported(format!(
+                "{what} scale of rank {} (blocked quantization)",
+                scale.shape().len()
+            ));
         }
         let axis = if scales.len() == 1 {
             None
@@ -167,7 +172,11 @@ fn centred(q: &Tensor, zp: &Tensor, axis: usize, what: &str) -> Result<Tensor, O
         return unsupported(format!("{what} of type {} (u8 and i8)", q.dtype()));
     }
     if zp.dtype() != q.dtype() {
-        return invalid(format!("{what}'s zero point is {}, {what} {}", zp.dtype(), q.dtype()));
+        return invalid(format!(
+            "{what}'s zero point is {}, {what} {}",
+            zp.dtype(),
+            q.dtype()
+        ));
     }
     let ones = Tensor::full(&[zp.len().max(1)], 1.0f32);
     let p = Params::read(&ones, Some(zp), q.shape(), axis as i64, what)?;
@@ -190,7 +199,11 @@ fn scalar_f32(t: &Tensor, what: &str) -> Result<f32, OpError> {
                 invalid(format!("{what} {s} is not a positive finite number"))
             }
         }
-        _ => invalid(format!("{what} must be one f32, found {:?} {}", t.shape(), t.dtype())),
+        _ => invalid(format!(
+            "{what} must be one f32, found {:?} {}",
+            t.shape(),
+            t.dtype()
+        )),
     }
 }
 
@@ -237,9 +250,14 @@ fn requantize(
         .collect::<Result<Vec<_>, _>>()?;
     let b: Option<Vec<i64>> = match bias {
         None => None,
-        Some(b) if b.dtype() != DType::I32 => return invalid(format!("B must be i32, found {}", b.dtype())),
+        Some(b) if b.dtype() != DType::I32 => {
+            return invalid(format!("B must be i32, found {}", b.dtype()));
+        }
         Some(b) if b.len() != channels => {
-            return invalid(format!("B has {} element(s) for {channels} channel(s)", b.len()));
+            return invalid(format!(
+                "B has {} element(s) for {channels} channel(s)",
+                b.len()
+            ));
         }
         Some(b) => Some(b.to_i64_vec()),
     };

@@ -1,0 +1,283 @@
+//! Lowering of the quantized operators: `QuantizeLinear`/`DequantizeLinear` (u8 codes) become
+//! boundary steps, `QLinearConv` and `QLinearMatMul` integer layers with their weights packed
+//! and their requantization fixed here — the input zero point folded into the i32 bias and
+//! each output's multiplier made by [`Requant::of_scales`], exactly as the reference
+//! evaluator makes it — and MaxPool of codes a code pooling step.
+//!
+//! **Invariant:** a compiled integer layer computes the evaluator's codes bit for bit; what
+//! the kernels do not cover (i8 activations, weights with a nonzero zero point, grouped
+//! matrix products) is an error naming the node.
+
+use mcc_ir::{DType, NodeId, Op, ValueId};
+use mcc_runtime::kernels::int8::{self, padded_k};
+use mcc_runtime::program::Step;
+use mcc_runtime::quant::Requant;
+
+use super::{Lowering, R};
+
+impl Lowering<'_> {
+    /// A constant operand's values as i64 (any integer or float type).
+    fn ints(&self, n: NodeId, slot: usize) -> Option<Vec<i64>> {
+        Some(self.g.const_data(self.operand(n, slot)?)?.to_i64_vec())
+    }
+
+    fn floats(&self, n: NodeId, slot: usize) -> Option<Vec<f32>> {
+        self.constant(self.operand(n, slot)).map(|(_, v)| v)
+    }
+
+    /// A u8 zero point operand (a single value): `None` when absent, an error for any other
+    /// type.
+    fn u8_zero_point(&self, n: NodeId, slot: usize) -> R<u8> {
+        let Some(v) = self.operand(n, slot) else {
+            return Ok(0);
+        };
+        let t = self
+            .g
+            .const_data(v)
+            .ok_or_else(|| self.unsupported(n, "its zero point is computed at run time"))?;
+        if t.dtype() != DType::U8 || t.len() != 1 {
+            return Err(self.unsupported(
+                n,
+                format!(
+                    "compiled code takes one u8 zero point, found {} {:?}",
+                    t.dtype(),
+                    t.shape()
+                ),
+            ));
+        }
+        Ok(t.to_i64_vec()[0] as u8)
+    }
+
+    /// A single positive f32 scale operand.
+    fn scale(&self, n: NodeId, slot: usize) -> R<f32> {
+        match self.floats(n, slot).as_deref() {
+            Some([s]) if s.is_finite() && *s > 0.0 => Ok(*s),
+            _ => Err(self.unsupported(n, "compiled code takes one constant positive scale")),
+        }
+    }
+
+    /// `QuantizeLinear` / `DequantizeLinear` to or from u8 codes.
+    pub(super) fn quantize_step(&mut self, n: NodeId, op: &Op, x: ValueId, y: ValueId) -> R<()> {
+        let scale = self.scale(n, 1)?;
+        let zp = self.u8_zero_point(n, 2)?;
+        let count: usize = self.dims(x)?[1..].iter().product();
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        let zp = usize::from(zp);
+        self.steps.push(match op {
+            Op::QuantizeLinear(_) => Step::Quantize {
+                x: xb,
+                y: yb,
+                n: count,
+                scale,
+                zp,
+            },
+            _ => Step::Dequantize {
+                x: xb,
+                y: yb,
+                n: count,
+                scale,
+                zp,
+            },
+        });
+        Ok(())
+    }
+
+    /// The requantization of a layer with `outputs` outputs: (bias with `zx·Σw` taken out,
+    /// multipliers), and the output's zero point and clamp.
+    fn requantization(
+        &self,
+        n: NodeId,
+        outputs: usize,
+        wsums: &[i64],
+        zx: u8,
+    ) -> R<(Vec<i32>, Vec<Requant>, usize, usize, usize)> {
+        let op = &self
+            .g
+            .node(n)
+            .ok_or_else(|| self.unsupported(n, "vanished"))?
+            .op;
+        let sx = self.scale(n, 1)?;
+        let sy = self.scale(n, 6)?;
+        let zy = self.u8_zero_point(n, 7)?;
+        let sw = self
+            .floats(n, 4)
+            .filter(|v| v.len() == 1 || v.len() == outputs)
+            .ok_or_else(|| {
+                self.unsupported(n, "its weight scales are not one or one per output")
+            })?;
+        let bias = match self.operand(n, 8) {
+            None => vec![0i64; outputs],
+            Some(_) => self
+                .ints(n, 8)
+                .filter(|b| b.len() == outputs)
+                .ok_or_else(|| self.unsupported(n, "its bias is not an i32 constant per output"))?,
+        };
+        let act = op.q_activation().map_err(|why| self.unsupported(n, why))?;
+        let (lo, hi) = act.bounds(sy, i32::from(zy), false);
+        let rq = (0..outputs)
+            .map(|i| {
+                Requant::of_scales(sx, sw[if sw.len() == 1 { 0 } else { i }], sy)
+                    .ok_or_else(|| self.unsupported(n, "a requantization multiplier out of range"))
+            })
+            .collect::<R<Vec<_>>>()?;
+        // Wrapping, as the accumulators wrap: Σ(x − zx)·w + B ≡ Σx·w + (B − zx·Σw) mod 2^32.
+        let folded = (0..outputs)
+            .map(|i| (bias[i] as i32).wrapping_sub(i32::from(zx).wrapping_mul(wsums[i] as i32)))
+            .collect();
+        Ok((folded, rq, usize::from(zy), lo as usize, hi as usize))
+    }
+
+    /// The i8 weights (operand 3) with a zero point of 0: shape and values.
+    fn i8_weights(&self, n: NodeId) -> R<(Vec<usize>, Vec<i8>)> {
+        let w = self
+            .operand(n, 3)
+            .and_then(|v| self.g.const_data(v))
+            .filter(|t| t.dtype() == DType::I8)
+            .ok_or_else(|| self.unsupported(n, "its weights are not an i8 constant"))?;
+        if self.ints(n, 5).is_some_and(|z| z.iter().any(|&v| v != 0)) {
+            return Err(self.unsupported(n, "weights with a nonzero zero point"));
+        }
+        let v = w.to_i64_vec().into_iter().map(|x| x as i8).collect();
+        Ok((w.shape().to_vec(), v))
+    }
+
+    /// `QLinearConv` (2-D).
+    pub(super) fn qconv(
+        &mut self,
+        n: NodeId,
+        c: &mcc_ir::op::QLinearConv,
+        x: ValueId,
+        y: ValueId,
+    ) -> R<()> {
+        let xd = self.dims(x)?;
+        if xd.len() != 4 {
+            return Err(self.unsupported(n, "only 2-D convolutions are compiled"));
+        }
+        let zx = self.u8_zero_point(n, 2)?;
+        let (ws, w) = self.i8_weights(n)?;
+        if ws.len() != 4 {
+            return Err(self.unsupported(n, "its weights are not 4-D"));
+        }
+        let (g, _) = self.window(
+            n,
+            &xd,
+            &ws[2..],
+            &c.strides,
+            &c.dilations,
+            &c.pads,
+            c.auto_pad,
+            false,
+        )?;
+        let (m, groups) = (ws[0], c.group.max(1) as usize);
+        let k = ws[1] * ws[2] * ws[3];
+        let kp = padded_k(k);
+        let mut rows = vec![0u8; m * kp];
+        let mut sums = vec![0i64; m];
+        for i in 0..m {
+            for kk in 0..k {
+                rows[i * kp + kk] = w[i * k + kk] as u8;
+                sums[i] += i64::from(w[i * k + kk]);
+            }
+        }
+        let (bias, rq, zy, lo, hi) = self.requantization(n, m, &sums, zx)?;
+        let wo = self.push_bytes(&rows);
+        let qo = self.push_weights(&int8::requant_words(&bias, &rq));
+        self.scratch = self
+            .scratch
+            .max(int8::conv_scratch_len(&g, groups).div_ceil(4));
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::QConv {
+            x: xb,
+            y: yb,
+            g,
+            m,
+            groups,
+            zx: usize::from(zx),
+            w: wo,
+            q: qo,
+            zy,
+            lo,
+            hi,
+        });
+        Ok(())
+    }
+
+    /// `QLinearMatMul` with 2-D weights: rows of the input times `k × n` weights.
+    pub(super) fn qdense(&mut self, n: NodeId, x: ValueId, y: ValueId) -> R<()> {
+        let xd = self.dims(x)?;
+        let zx = self.u8_zero_point(n, 2)?;
+        let (ws, w) = self.i8_weights(n)?;
+        if ws.len() != 2 || xd.last() != Some(&ws[0]) {
+            return Err(self.unsupported(n, "its weights are not k × n for the input's last axis"));
+        }
+        let (k, cols) = (ws[0], ws[1]);
+        let rows: usize = xd[1..xd.len() - 1].iter().product();
+        let panels = int8::pack_panels(cols, k, 0, |j, kk| w[kk * cols + j] as u8);
+        let sums: Vec<i64> = (0..cols)
+            .map(|j| (0..k).map(|kk| i64::from(w[kk * cols + j])).sum())
+            .collect();
+        let (bias, rq, zy, lo, hi) = self.requantization(n, cols, &sums, zx)?;
+        let wo = self.push_bytes(&panels);
+        let qo = self.push_weights(&int8::requant_words(&bias, &rq));
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::QDense {
+            x: xb,
+            y: yb,
+            rows,
+            k,
+            n: cols,
+            zx: usize::from(zx),
+            w: wo,
+            q: qo,
+            zy,
+            lo,
+            hi,
+        });
+        Ok(())
+    }
+
+    /// MaxPool of u8 codes.
+    pub(super) fn qmax_pool(
+        &mut self,
+        n: NodeId,
+        p: &mcc_ir::op::MaxPool,
+        x: ValueId,
+        y: ValueId,
+    ) -> R<()> {
+        let xd = self.dims(x)?;
+        if xd.len() != 4 {
+            return Err(self.unsupported(n, "only 2-D pools are compiled"));
+        }
+        let k: Vec<usize> = p.kernel_shape.iter().map(|&k| k.max(0) as usize).collect();
+        let (g, _) = self.window(
+            n,
+            &xd,
+            &k,
+            &p.strides,
+            &p.dilations,
+            &p.pads,
+            p.auto_pad,
+            p.ceil_mode != 0,
+        )?;
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::QMaxPool { x: xb, y: yb, g });
+        Ok(())
+    }
+
+    /// Appends bytes to the weights (4 a float, zero-padded), 64-byte aligned.
+    fn push_bytes(&mut self, bytes: &[u8]) -> usize {
+        let words: Vec<f32> = bytes
+            .chunks(4)
+            .map(|c| {
+                let mut b = [0u8; 4];
+                b[..c.len()].copy_from_slice(c);
+                f32::from_bits(u32::from_le_bytes(b))
+            })
+            .collect();
+        self.push_weights(&words)
+    }
+}
