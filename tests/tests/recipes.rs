@@ -323,8 +323,22 @@ fn every_shipped_recipe_builds_within_its_budget() {
         let ort = ort.to_f64_vec();
         let d = mcc_runtime::testing::diff(&ort, &after, 0.0, f64::INFINITY);
         let scale = after.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        // An integer model's export requantizes in float (QDQ): within one step of its output
+        // codes, and top-1 within half a point (the ≥ 99.5% agreement `tests/int8.rs` checks).
+        let step = r.graph.outputs().first().and_then(|&o| {
+            let n = r.graph.producer(o).and_then(|p| r.graph.node(p))?;
+            if !matches!(n.op, mcc_ir::Op::DequantizeLinear(_)) {
+                return None;
+            }
+            let s = n.inputs.get(1).copied().flatten()?;
+            r.graph.const_data(s)?.to_f64_vec().first().copied()
+        });
+        let (tol, acc_tol) = match step {
+            Some(s) => (s * 1.01, 0.005),
+            None => (1e-4 * scale, 0.001),
+        };
         assert!(
-            d.max_abs <= 1e-4 * scale,
+            d.max_abs <= tol,
             "{}: ONNX Runtime's outputs differ by {:e} of {scale:e} at {}",
             recipe.display(),
             d.max_abs,
@@ -332,7 +346,7 @@ fn every_shipped_recipe_builds_within_its_budget() {
         );
         let (ort_acc, eval_acc) = (top1(&ort), top1(&after));
         assert!(
-            (ort_acc - eval_acc).abs() <= 0.001 + 1e-12,
+            (ort_acc - eval_acc).abs() <= acc_tol + 1e-12,
             "{}: accuracy {ort_acc} in ONNX Runtime, {eval_acc} by the evaluator",
             recipe.display()
         );

@@ -694,7 +694,7 @@ pub fn conv(
     scratch: &mut [u8],
 ) -> Result<(), String> {
     let groups = groups.max(1);
-    if g.c % groups != 0 || m % groups != 0 {
+    if !g.c.is_multiple_of(groups) || !m.is_multiple_of(groups) {
         return Err("int8 conv: channels do not divide into the groups".into());
     }
     let (cg, mg) = (g.c / groups, m / groups);
@@ -747,10 +747,13 @@ pub fn bytes_mut(x: &mut [f32]) -> &mut [u8] {
     }
 }
 
+/// A step's requantization words viewed in place: biases, multipliers, shifts.
+pub type RequantWords<'a> = (&'a [i32], &'a [i32], &'a [u32]);
+
 /// The requantizations stored as `3m` words at a step's `q` (bias, multiplier, shift per
 /// output, as f32 bit patterns), viewed in place; an error for a shift outside `1..=62` or a
 /// multiplier outside `[0, 2^31)` (a program is untrusted).
-pub fn requants(words: &[f32], m: usize) -> Result<(&[i32], &[i32], &[u32]), String> {
+pub fn requants(words: &[f32], m: usize) -> Result<RequantWords<'_>, String> {
     if words.len() < 3 * m {
         return Err("int8: requantization words missing".into());
     }

@@ -15,6 +15,10 @@ use mcc_runtime::quant::Requant;
 
 use super::{Lowering, R};
 
+/// A layer's requantization: folded biases, multipliers, and the output's zero point, lowest
+/// and highest code.
+type Requantization = (Vec<i32>, Vec<Requant>, usize, usize, usize);
+
 impl Lowering<'_> {
     /// A constant operand's values as i64 (any integer or float type).
     fn ints(&self, n: NodeId, slot: usize) -> Option<Vec<i64>> {
@@ -91,7 +95,7 @@ impl Lowering<'_> {
         outputs: usize,
         wsums: &[i64],
         zx: u8,
-    ) -> R<(Vec<i32>, Vec<Requant>, usize, usize, usize)> {
+    ) -> R<Requantization> {
         let op = &self
             .g
             .node(n)
