@@ -269,16 +269,20 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             need(x, c * hw, "input")?;
             need(y, c * hw, "output")?;
         }
-        Step::Quantize { x, y, n, zp, .. } => {
-            if *zp > 255 {
-                return Err("a zero point beyond u8".into());
+        Step::Quantize {
+            x, y, n, zp, channels, ..
+        } => {
+            if *zp > 255 || (*channels > 0 && !n.is_multiple_of(*channels)) {
+                return Err("a zero point beyond u8, or channels that do not divide".into());
             }
             need(x, *n, "input")?;
             need(y, n.div_ceil(4), "output")?;
         }
-        Step::Dequantize { x, y, n, zp, .. } => {
-            if *zp > 255 {
-                return Err("a zero point beyond u8".into());
+        Step::Dequantize {
+            x, y, n, zp, channels, ..
+        } => {
+            if *zp > 255 || (*channels > 0 && !n.is_multiple_of(*channels)) {
+                return Err("a zero point beyond u8, or channels that do not divide".into());
             }
             need(x, n.div_ceil(4), "input")?;
             need(y, *n, "output")?;
@@ -305,9 +309,6 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             }
             need(x, times(g.c, g.h * g.w)?.div_ceil(4), "input")?;
             need(y, times(*m, g.oh * g.ow)?.div_ceil(4), "output")?;
-            if int8::conv_scratch_len(g, groups).div_ceil(4) > scratch {
-                return Err("the scratch buffer is too small".into());
-            }
         }
         Step::QDense {
             x,
@@ -326,6 +327,10 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             }
             need(x, times(*rows, *k)?.div_ceil(4), "input")?;
             need(y, times(*rows, *n)?.div_ceil(4), "output")?;
+        }
+        Step::QPlanar { x, y, c, hw } => {
+            need(x, times(*c, *hw)?.div_ceil(4), "input")?;
+            need(y, times(*c, *hw)?.div_ceil(4), "output")?;
         }
         Step::QMaxPool { x, y, g } => {
             geo(g)?;
@@ -1590,7 +1595,7 @@ impl Ctx<'_> {
         let path = int8::Path::of(self.isa);
         let layout = int8::Layout {
             row_stride: n,
-            col_stride: 1,
+            col0: 0,
         };
         let packed = x.len * 4 == rows * k && y.len * 4 == rows * n;
         let (units, per) = if packed {
@@ -1611,18 +1616,24 @@ impl Ctx<'_> {
             // Whole floats: r.start·k and r.start·n are multiples of 4 (r.start is).
             let xb = int8::bytes(xs);
             let yb = int8::bytes_mut(ys);
-            return int8::gemm(path, true, xb, k, 0..r.len(), k, panels, n, &rq, layout, yb)
+            let rows = int8::Rows::Matrix {
+                bytes: xb,
+                stride: k,
+            };
+            return int8::gemm(path, &rows, 0..r.len(), k, panels, n, &rq, layout, yb)
                 .map_err(|e| format!("{e} (rows {r:?})"));
         }
         for s in r {
             let ([xs], ys) = self
                 .arena
                 .views([range(x, self.batch, s)], range(y, self.batch, s))?;
+            let rows = int8::Rows::Matrix {
+                bytes: int8::bytes(xs),
+                stride: k,
+            };
             int8::gemm(
                 path,
-                true,
-                int8::bytes(xs),
-                k,
+                &rows,
                 0..per,
                 k,
                 panels,
@@ -1754,20 +1765,35 @@ impl Ctx<'_> {
             Step::Dense { .. } | Step::SparseDense { .. } | Step::QDense { .. } => {
                 Err("dense steps run over the whole batch".into())
             }
-            Step::Quantize { x, y, n, scale, zp } => {
+            Step::Quantize {
+                x,
+                y,
+                n,
+                scale,
+                zp,
+                channels,
+            } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
-                int8::quantize(
-                    &xs[..*n],
-                    *scale,
-                    *zp as i32,
-                    &mut int8::bytes_mut(ys)[..*n],
-                );
+                let codes = &mut int8::bytes_mut(ys)[..*n];
+                int8::quantize(&xs[..*n], *scale, *zp as i32, codes, *channels);
                 Ok(())
             }
-            Step::Dequantize { x, y, n, scale, zp } => {
+            Step::Dequantize {
+                x,
+                y,
+                n,
+                scale,
+                zp,
+                channels,
+            } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
-                int8::dequantize(&int8::bytes(xs)[..*n], *scale, *zp as i32, &mut ys[..*n]);
+                let codes = &int8::bytes(xs)[..*n];
+                int8::dequantize(codes, *scale, *zp as i32, &mut ys[..*n], *channels);
                 Ok(())
+            }
+            Step::QPlanar { x, y, c, hw } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                int8::to_planar(int8::bytes(xs), *c, *hw, int8::bytes_mut(ys))
             }
             Step::QConv {
                 x,
@@ -1803,7 +1829,6 @@ impl Ctx<'_> {
                     *zx as u8,
                     &rq,
                     int8::bytes_mut(ys),
-                    int8::bytes_mut(buf),
                 )
             }
             Step::QMaxPool { x, y, g } => {

@@ -22,7 +22,7 @@ use crate::kernels::conv::Geometry;
 use crate::kernels::eltwise::BinOp;
 use crate::kernels::epilogue::Act;
 use crate::kernels::gemm::{pack_a_len, pack_b_len};
-use crate::kernels::int8::{padded_k, panels_len};
+use crate::kernels::int8::panels_len;
 use crate::kernels::sparse::sparse_len;
 
 /// A tensor in the arena: per-sample offset and length, in floats.
@@ -541,8 +541,9 @@ define_steps! {
         act: Act,
     } flops = rows.saturating_mul(*nnz).saturating_mul(2);
 
-    /// f32 → u8 codes (`QuantizeLinear`, [`crate::quant::quantize`]) of `n` values. Code
-    /// buffers hold 4 bytes a float (a sample's `n` codes in `⌈n/4⌉` floats).
+    /// f32 → u8 codes (`QuantizeLinear`, [`crate::quant::quantize`]) of `n` values; an image
+    /// (`channels` > 0) goes from NCHW to channels-last, the layout of every 4-D code tensor.
+    /// Code buffers hold 4 bytes a float (a sample's `n` codes in `⌈n/4⌉` floats).
     Quantize = 16 {
         /// Input (f32).
         x: Buf => read,
@@ -554,9 +555,12 @@ define_steps! {
         scale: f32,
         /// Zero point (0..=255).
         zp: usize,
+        /// Channels of an image (0: plain order).
+        channels: usize,
     };
 
-    /// u8 codes → f32 (`DequantizeLinear`) of `n` values.
+    /// u8 codes → f32 (`DequantizeLinear`) of `n` values; an image (`channels` > 0) from
+    /// channels-last back to NCHW.
     Dequantize = 17 {
         /// Input (u8 codes).
         x: Buf => read,
@@ -568,11 +572,13 @@ define_steps! {
         scale: f32,
         /// Zero point (0..=255).
         zp: usize,
+        /// Channels of an image (0: plain order).
+        channels: usize,
     };
 
-    /// An integer convolution ([`crate::kernels::int8::conv`]): u8 codes in and out, i8
-    /// weights as `m` rows of `padded_k(c/groups·kh·kw)` bytes, and per output channel an
-    /// i32 bias (input zero point folded in), multiplier and shift (`3m` words at `q`).
+    /// An integer convolution ([`crate::kernels::int8::conv`]): u8 codes in and out,
+    /// channels-last; i8 weights packed as panels per group; per output channel an i32 bias
+    /// (input zero point folded in), multiplier and shift (`3m` words at `q`).
     QConv = 18 {
         /// Input (u8 codes).
         x: Buf => read,
@@ -626,7 +632,7 @@ define_steps! {
         hi: usize,
     } flops = rows.saturating_mul(*k).saturating_mul(*n).saturating_mul(2);
 
-    /// Max pooling of u8 codes.
+    /// Max pooling of u8 codes, channels-last.
     QMaxPool = 20 {
         /// Input (u8 codes).
         x: Buf => read,
@@ -635,11 +641,23 @@ define_steps! {
         /// Window geometry.
         g: Geometry,
     };
+
+    /// Channels-last codes to channels-first (before a reshape, which reads NCHW order).
+    QPlanar = 21 {
+        /// Input (u8 codes, `[hw][c]`).
+        x: Buf => read,
+        /// Output (u8 codes, `[c][hw]`).
+        y: Buf => write,
+        /// Channels.
+        c: usize,
+        /// Pixels.
+        hw: usize,
+    };
 }
 
 /// Floats of an integer convolution's weights.
 pub fn qconv_weights(g: &Geometry, m: usize, groups: usize) -> usize {
-    (m * padded_k(g.c / groups.max(1) * g.kh * g.kw)).div_ceil(4)
+    crate::kernels::int8::conv_weights_len(g, m, groups).div_ceil(4)
 }
 
 impl Step {

@@ -396,7 +396,14 @@ impl<'g> Lowering<'g> {
                 self.ensure(*v, false)?;
             }
         }
+        let image_of_codes =
+            self.g.value(x).ty.dtype == DType::U8 && self.dims(x).is_ok_and(|d| d.len() == 4);
         match op {
+            Op::Identity(_) | Op::Dropout(_) | Op::Reshape(_) | Op::Flatten(_) | Op::Squeeze(_)
+                if image_of_codes && self.dims(y).is_ok_and(|d| d.len() != 4) =>
+            {
+                self.planar(n, x, y)
+            }
             Op::Identity(_)
             | Op::Dropout(_)
             | Op::Reshape(_)

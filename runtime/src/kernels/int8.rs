@@ -127,24 +127,109 @@ impl Requants<'_> {
     }
 }
 
-/// Where `C[i][j]` goes: `out[i·row_stride + j·col_stride]`.
+/// Where `C[i][j]` goes: `out[i·row_stride + col0 + j]`, requantized as output `col0 + j`.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
-    /// Stride between outputs `i`.
+    /// Stride between rows `i`.
     pub row_stride: usize,
-    /// Stride between columns `j`.
-    pub col_stride: usize,
+    /// The first column's output (a group's first channel).
+    pub col0: usize,
 }
 
-/// `C = R·Vᵀ` for rows `rows` of `r` (row `i` at `r[i·r_stride..]`, depth `k`), all `n`
-/// columns of the panels `v`, requantized into `out`. `rows_u8`: the rows are the u8
-/// operand (fully connected) rather than the i8 one (convolution).
+/// The u8 operand of a product, row by row, each row a list of **taps**: runs of bytes whose
+/// concatenation is the row (depth `k`).
+#[derive(Clone, Copy, Debug)]
+pub enum Rows<'a> {
+    /// Row `i` at `bytes[i·stride..i·stride + k]`: one tap.
+    Matrix {
+        /// The rows.
+        bytes: &'a [u8],
+        /// Bytes from one row to the next.
+        stride: usize,
+    },
+    /// A convolution's input, NHWC (`[h][w][c]`): row `i` is output pixel `i`, its taps the
+    /// `cg` channels from `c0` of the input pixel each (ky, kx) reads — `zeros` (`cg` bytes of
+    /// the input's zero point) where it reads padding. Depth order (ky, kx, channel).
+    Conv {
+        /// The input.
+        x: &'a [u8],
+        /// Window geometry (`g.c` the input's channels).
+        g: Geometry,
+        /// First channel of the group.
+        c0: usize,
+        /// Channels per group.
+        cg: usize,
+        /// At least `cg` bytes of the input's zero point.
+        zeros: &'a [u8],
+    },
+}
+
+impl<'a> Rows<'a> {
+    /// Taps per row and bytes per tap, for depth `k`.
+    fn shape(&self, k: usize) -> (usize, usize) {
+        match self {
+            Rows::Matrix { .. } => (1, k),
+            Rows::Conv { g, cg, .. } => (g.kh * g.kw, *cg),
+        }
+    }
+
+    /// Tap `t` of row `i` (its bytes; the caller checked the sizes, see [`Rows::check`]).
+    #[inline(always)]
+    fn tap(&self, i: usize, t: usize, k: usize) -> &'a [u8] {
+        match *self {
+            Rows::Matrix { bytes, stride } => &bytes[i * stride..i * stride + k],
+            Rows::Conv {
+                x,
+                ref g,
+                c0,
+                cg,
+                zeros,
+            } => {
+                let (oy, ox) = (i / g.ow, i % g.ow);
+                let (ky, kx) = (t / g.kw, t % g.kw);
+                match (g.in_row(oy, ky), g.in_col(ox, kx)) {
+                    (Some(iy), Some(ix)) => {
+                        let at = (iy * g.w + ix) * g.c + c0;
+                        &x[at..at + cg]
+                    }
+                    _ => &zeros[..cg],
+                }
+            }
+        }
+    }
+
+    /// That rows `rows` of depth `k` lie inside the operand.
+    fn check(&self, rows: &std::ops::Range<usize>, k: usize) -> Result<(), String> {
+        let ok = match self {
+            Rows::Matrix { bytes, stride } => {
+                rows.is_empty() || (rows.end - 1) * stride + k <= bytes.len()
+            }
+            Rows::Conv {
+                x, g, c0, cg, zeros, ..
+            } => {
+                k == g.kh * g.kw * cg
+                    && c0 + cg <= g.c
+                    && x.len() >= g.h * g.w * g.c
+                    && zeros.len() >= *cg
+                    && rows.end <= g.oh * g.ow
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err("int8 gemm: rows outside their operand".into())
+        }
+    }
+}
+
+/// `C = R·Vᵀ` for rows `rows` of `r` (u8, depth `k`) and all `n` columns of the i8 panels
+/// `v`, requantized (output `layout.col0 + j` for column `j`) into `out`. Rows whose taps are
+/// whole depth groups are read in place (a convolution reads its input where it lies: no
+/// im2col); others are gathered four rows at a time.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     path: Path,
-    rows_u8: bool,
-    r: &[u8],
-    r_stride: usize,
+    r: &Rows,
     rows: std::ops::Range<usize>,
     k: usize,
     v: &[u8],
@@ -153,199 +238,142 @@ pub fn gemm(
     layout: Layout,
     out: &mut [u8],
 ) -> Result<(), String> {
-    let groups = padded_k(k) / GROUP;
-    if rows.is_empty() || n == 0 {
+    let kp = padded_k(k);
+    let groups = kp / GROUP;
+    if rows.is_empty() || n == 0 || k == 0 {
         return Ok(());
     }
-    // Every read and write below stays inside these bounds.
-    let last_row = (rows.end - 1) * r_stride + k;
-    if r.len() < last_row || v.len() < panels_len(n, k) {
-        return Err("int8 gemm: operands shorter than their sizes".into());
+    r.check(&rows, k)?;
+    if v.len() < panels_len(n, k) {
+        return Err("int8 gemm: weights shorter than their sizes".into());
     }
-    // One requantization per output: per row for a convolution, per column for a fully
-    // connected layer.
-    let outputs = if rows_u8 { n } else { rows.end };
-    if q.len() < outputs {
+    if q.len() < layout.col0 + n {
         return Err("int8 gemm: fewer requantizations than outputs".into());
     }
-    let last_out = (rows.end - 1) * layout.row_stride + (n - 1) * layout.col_stride;
-    if out.len() <= last_out {
+    if out.len() < (rows.end - 1) * layout.row_stride + layout.col0 + n {
         return Err("int8 gemm: output shorter than its size".into());
     }
     if !path.runs_here() {
         return Err(format!("int8 gemm: this CPU cannot run the {path:?} path"));
     }
-    // A depth group of a row: four bytes, zero past `k` (its panel bytes past `k` may be
-    // anything finite; a zero row byte cancels them).
-    let group = |i: usize, g: usize| -> [u8; 4] {
-        let at = i * r_stride + g * GROUP;
-        if g * GROUP + GROUP <= k {
-            return [r[at], r[at + 1], r[at + 2], r[at + 3]];
-        }
-        let mut b = [0u8; 4];
-        for (t, slot) in b.iter_mut().enumerate() {
-            if g * GROUP + t < k {
-                *slot = r[at + t];
-            }
-        }
-        b
-    };
+    let (ntaps, tap_len) = r.shape(k);
+    let direct = tap_len.is_multiple_of(GROUP);
+    // Gathered rows: four of kp bytes, zero past k.
+    let mut gathered = if direct { vec![] } else { vec![0u8; 4 * kp] };
     let panels = n.div_ceil(LANES);
-    let mut acc = [[0i32; LANES]; 4];
-    let mut rg: Vec<[u8; 4]> = vec![[0; 4]; 4 * groups];
     let block = groups * LANES * GROUP;
     let mut i = rows.start;
     while i < rows.end {
         let tile_rows = (rows.end - i).min(4);
-        // The tile's rows as whole groups (rows past the end repeat the last one).
-        for t in 0..4 {
-            let row = i + t.min(tile_rows - 1);
-            for g in 0..groups {
-                rg[t * groups + g] = group(row, g);
+        // Rows past the end repeat the last one (computed, not stored).
+        let ids = [0, 1, 2, 3].map(|t| i + t.min(tile_rows - 1));
+        if !direct {
+            for (t, &row) in ids.iter().enumerate() {
+                let dst = &mut gathered[t * kp..(t + 1) * kp];
+                let mut at = 0;
+                for tap in 0..ntaps {
+                    let src = r.tap(row, tap, k);
+                    dst[at..at + src.len()].copy_from_slice(src);
+                    at += src.len();
+                }
+                dst[at..].fill(0);
             }
         }
+        let (nt, tg) = if direct {
+            (ntaps, tap_len / GROUP)
+        } else {
+            (1, groups)
+        };
+        let gathered = &gathered;
+        let tap = |t: usize, tp: usize| -> &[u8] {
+            if direct {
+                r.tap(ids[t], tp, k)
+            } else {
+                &gathered[t * kp..(t + 1) * kp]
+            }
+        };
         let mut p = 0;
         while p < panels {
-            #[cfg(target_arch = "x86_64")]
-            if path == Path::Vnni {
-                let two = p + 1 < panels;
-                let tile = VnniTile {
-                    rows_u8,
-                    rg: &rg,
-                    groups,
-                    v: &v[p * block..(p + if two { 2 } else { 1 }) * block],
-                    first_row: i,
-                    tile_rows,
-                    first_col: p * LANES,
-                    n,
-                };
-                // SAFETY: `runs_here` checked AVX-512F and VNNI above; the tile reads `rg`
-                // (4·groups groups) and its 1 or 2 panels of `block` bytes, exactly the
-                // slices given, and writes `out` only through checked indexing.
-                #[allow(unsafe_code)]
-                unsafe {
-                    tile.run(q, layout, out, two)
-                };
-                p += if two { 2 } else { 1 };
-                continue;
-            }
-            let vp = &v[p * block..(p + 1) * block];
-            tile(path, rows_u8, &rg, groups, vp, &mut acc);
-            let cols = (n - p * LANES).min(LANES);
-            for (t, at) in acc.iter().enumerate().take(tile_rows) {
-                let row = i + t;
-                for (c, &a) in at.iter().enumerate().take(cols) {
-                    let j = p * LANES + c;
-                    let o = if rows_u8 { j } else { row };
-                    out[row * layout.row_stride + j * layout.col_stride] = q.code(o, a);
+            let two = path == Path::Vnni && p + 1 < panels;
+            let cols = (n - p * LANES).min(if two { 2 * LANES } else { LANES });
+            let mut acc = [[0i32; LANES]; 8];
+            let vp = &v[p * block..(p + if two { 2 } else { 1 }) * block];
+            match path {
+                #[cfg(target_arch = "x86_64")]
+                Path::Vnni => {
+                    // SAFETY: `runs_here` checked AVX-512F and VNNI; every tap has `tg` whole
+                    // groups (`direct`: taps of `tap_len` bytes; else rows of `kp`), and `vp`
+                    // holds 1 or 2 panels of `nt·tg` groups, the reads the tile makes.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        tile_vnni(&tap, nt, tg, vp, two, &mut acc)
+                    }
                 }
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx2 => {
+                    // SAFETY: as above, with AVX2 checked.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        tile_avx2(&tap, nt, tg, vp, &mut acc)
+                    }
+                }
+                _ => tile_scalar(&tap, nt, tg, vp, &mut acc),
             }
-            p += 1;
+            for t in 0..tile_rows {
+                let row = i + t;
+                let base = row * layout.row_stride + layout.col0 + p * LANES;
+                let o0 = layout.col0 + p * LANES;
+                store(path, &acc, t, cols, q, o0, &mut out[base..base + cols]);
+            }
+            p += if two { 2 } else { 1 };
         }
         i += 4;
     }
     Ok(())
 }
 
-/// A VNNI register tile: 4 rows × 1 or 2 panels, accumulated and requantized in registers.
-#[cfg(target_arch = "x86_64")]
-struct VnniTile<'a> {
-    rows_u8: bool,
-    rg: &'a [[u8; 4]],
-    groups: usize,
-    /// One or two panels.
-    v: &'a [u8],
-    first_row: usize,
-    tile_rows: usize,
-    first_col: usize,
-    n: usize,
+/// Requantizes row `t` of a tile (`cols` columns, outputs from `o0`) into `out`.
+#[inline(always)]
+fn store(path: Path, acc: &[[i32; LANES]; 8], t: usize, cols: usize, q: &Requants, o0: usize, out: &mut [u8]) {
+    let halves = cols.div_ceil(LANES);
+    for h in 0..halves {
+        let a = &acc[2 * t + h];
+        let c = (cols - h * LANES).min(LANES);
+        let dst = &mut out[h * LANES..h * LANES + c];
+        let o = o0 + h * LANES;
+        #[cfg(target_arch = "x86_64")]
+        if path == Path::Vnni && c == LANES {
+            // SAFETY: the Vnni path ran only after `runs_here` (AVX-512F); `q` holds outputs
+            // o..o + 16 (`gemm` checked `q.len() ≥ col0 + n`), `a` and `dst` are 16 long.
+            #[allow(unsafe_code)]
+            unsafe {
+                requant_store(a, &q.bias[o..o + LANES], &q.mult[o..o + LANES], &q.shift[o..o + LANES], q, dst)
+            };
+            continue;
+        }
+        for (j, (d, &x)) in dst.iter_mut().zip(a.iter()).enumerate() {
+            *d = q.code(o + j, x);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-impl VnniTile<'_> {
-    /// Computes the tile and stores its codes.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F and AVX-512 VNNI; `rg` holds `4·groups` groups and `v` one panel
-    /// (`groups·64` bytes), or two when `two`.
-    #[target_feature(enable = "avx512f,avx512vnni")]
-    unsafe fn run(&self, q: &Requants, layout: Layout, out: &mut [u8], two: bool) {
-        use std::arch::x86_64::*;
-        let g = self.groups;
-        let mut a = [_mm512_setzero_si512(); 8];
-        let v = self.v.as_ptr();
-        let second = if two { g * 64 } else { 0 };
-        for k in 0..g {
-            // SAFETY: group k of each panel lies inside `v` (the caller's contract).
-            let (v0, v1) = unsafe {
-                (
-                    _mm512_loadu_si512(v.add(k * 64).cast()),
-                    _mm512_loadu_si512(v.add(second + k * 64).cast()),
-                )
-            };
-            for t in 0..4 {
-                let b = _mm512_set1_epi32(i32::from_le_bytes(self.rg[t * g + k]));
-                if self.rows_u8 {
-                    a[2 * t] = _mm512_dpbusd_epi32(a[2 * t], b, v0);
-                    a[2 * t + 1] = _mm512_dpbusd_epi32(a[2 * t + 1], b, v1);
-                } else {
-                    a[2 * t] = _mm512_dpbusd_epi32(a[2 * t], v0, b);
-                    a[2 * t + 1] = _mm512_dpbusd_epi32(a[2 * t + 1], v1, b);
-                }
-            }
-        }
-        for t in 0..self.tile_rows {
-            let row = self.first_row + t;
-            for half in 0..if two { 2 } else { 1 } {
-                let j0 = self.first_col + half * LANES;
-                let cols = (self.n - j0).min(LANES);
-                // The 16 lanes' bias, multiplier and shift: the row's (a convolution), or the
-                // columns' (a fully connected layer; past `n`, the last column's).
-                let lane = |x: &[i32]| -> __m512i {
-                    if self.rows_u8 {
-                        let mut l = [0i32; LANES];
-                        for (c, s) in l.iter_mut().enumerate() {
-                            *s = x[j0 + c.min(cols - 1)];
-                        }
-                        // SAFETY: `l` is 16 i32s.
-                        unsafe { _mm512_loadu_si512(l.as_ptr().cast()) }
-                    } else {
-                        _mm512_set1_epi32(x[row])
-                    }
-                };
-                let sh = if self.rows_u8 {
-                    let mut l = [0i32; LANES];
-                    for (c, s) in l.iter_mut().enumerate() {
-                        *s = q.shift[j0 + c.min(cols - 1)] as i32;
-                    }
-                    // SAFETY: `l` is 16 i32s.
-                    unsafe { _mm512_loadu_si512(l.as_ptr().cast()) }
-                } else {
-                    _mm512_set1_epi32(q.shift[row] as i32)
-                };
-                let codes = requant16(
-                    a[2 * t + half],
-                    lane(q.bias),
-                    lane(q.mult),
-                    sh,
-                    q.zp,
-                    q.lo,
-                    q.hi,
-                );
-                let mut bytes = [0u8; LANES];
-                // SAFETY: `bytes` is 16 bytes, one 128-bit store.
-                unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), codes) };
-                let base = row * layout.row_stride + j0 * layout.col_stride;
-                if layout.col_stride == 1 {
-                    out[base..base + cols].copy_from_slice(&bytes[..cols]);
-                } else {
-                    for (c, &b) in bytes.iter().enumerate().take(cols) {
-                        out[base + c * layout.col_stride] = b;
-                    }
-                }
-            }
-        }
+#[target_feature(enable = "avx512f")]
+unsafe fn requant_store(a: &[i32; LANES], bias: &[i32], mult: &[i32], shift: &[u32], q: &Requants, dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    // SAFETY: each slice is 16 × 4 bytes (the caller's contract); `dst` is 16 bytes.
+    unsafe {
+        let codes = requant16(
+            _mm512_loadu_si512(a.as_ptr().cast()),
+            _mm512_loadu_si512(bias.as_ptr().cast()),
+            _mm512_loadu_si512(mult.as_ptr().cast()),
+            _mm512_loadu_si512(shift.as_ptr().cast()),
+            q.zp,
+            q.lo,
+            q.hi,
+        );
+        _mm_storeu_si128(dst.as_mut_ptr().cast(), codes);
     }
 }
 
@@ -389,151 +417,100 @@ fn requant16(
     _mm512_cvtepi32_epi8(y)
 }
 
-/// One tile: 4 rows (groups `rg[t·groups..]`) × one panel, into `acc`.
-fn tile(
-    path: Path,
-    rows_u8: bool,
-    rg: &[[u8; 4]],
-    groups: usize,
-    vp: &[u8],
-    acc: &mut [[i32; LANES]; 4],
-) {
-    match path {
-        #[cfg(target_arch = "x86_64")]
-        Path::Vnni => {
-            // SAFETY: `runs_here` checked AVX-512F and VNNI (in `gemm`); `rg` holds 4·groups
-            // groups and `vp` groups·64 bytes (`gemm` sliced it so), the reads the tile makes.
-            #[allow(unsafe_code)]
-            unsafe {
-                if rows_u8 {
-                    tile_vnni::<true>(rg, groups, vp, acc)
-                } else {
-                    tile_vnni::<false>(rg, groups, vp, acc)
-                }
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => {
-            // SAFETY: as above, with AVX2 checked.
-            #[allow(unsafe_code)]
-            unsafe {
-                if rows_u8 {
-                    tile_avx2::<true>(rg, groups, vp, acc)
-                } else {
-                    tile_avx2::<false>(rg, groups, vp, acc)
-                }
-            }
-        }
-        _ => tile_scalar(rows_u8, rg, groups, vp, acc),
-    }
-}
-
-/// The product of a row byte and a panel byte, each read with its signedness.
-#[inline(always)]
-fn mul(rows_u8: bool, r: u8, v: u8) -> i32 {
-    if rows_u8 {
-        i32::from(r) * i32::from(v as i8)
-    } else {
-        i32::from(r as i8) * i32::from(v)
-    }
-}
-
-fn tile_scalar(
-    rows_u8: bool,
-    rg: &[[u8; 4]],
-    groups: usize,
-    vp: &[u8],
-    acc: &mut [[i32; LANES]; 4],
-) {
-    for (t, a) in acc.iter_mut().enumerate() {
-        *a = [0; LANES];
-        for g in 0..groups {
-            let rb = rg[t * groups + g];
-            for (lane, s) in a.iter_mut().enumerate() {
-                let at = (g * LANES + lane) * GROUP;
-                for b in 0..GROUP {
-                    *s = s.wrapping_add(mul(rows_u8, rb[b], vp[at + b]));
+/// The portable tile: 4 rows × one panel into `acc[2t]`.
+fn tile_scalar<'t>(tap: &impl Fn(usize, usize) -> &'t [u8], nt: usize, tg: usize, vp: &[u8], acc: &mut [[i32; LANES]; 8]) {
+    for t in 0..4 {
+        let a = &mut acc[2 * t];
+        for tp in 0..nt {
+            let row = tap(t, tp);
+            for gg in 0..tg {
+                let g = tp * tg + gg;
+                for (lane, s) in a.iter_mut().enumerate() {
+                    let at = (g * LANES + lane) * GROUP;
+                    for b in 0..GROUP {
+                        let x = i32::from(row[gg * GROUP + b]);
+                        *s = s.wrapping_add(x * i32::from(vp[at + b] as i8));
+                    }
                 }
             }
         }
     }
 }
 
+/// The VNNI tile: 4 rows × 1 or 2 panels (`acc[2t]`, `acc[2t + 1]`).
+///
+/// # Safety
+/// The CPU has AVX-512F and VNNI; each tap has at least `tg·4` bytes; `vp` holds `nt·tg`
+/// groups of 64 bytes per panel, one panel or two (`two`).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile_vnni<const ROWS_U8: bool>(
-    rg: &[[u8; 4]],
-    groups: usize,
+unsafe fn tile_vnni<'t>(
+    tap: &impl Fn(usize, usize) -> &'t [u8],
+    nt: usize,
+    tg: usize,
     vp: &[u8],
-    acc: &mut [[i32; LANES]; 4],
+    two: bool,
+    acc: &mut [[i32; LANES]; 8],
 ) {
     use std::arch::x86_64::*;
-    let mut a = [_mm512_setzero_si512(); 4];
-    for g in 0..groups {
-        // SAFETY (of the load): `vp` holds `groups` groups of 64 bytes (the caller's
-        // contract), so bytes g·64..g·64+64 are inside it.
-        let v = unsafe { _mm512_loadu_si512(vp.as_ptr().add(g * 64).cast()) };
-        for (t, at) in a.iter_mut().enumerate() {
-            let b = _mm512_set1_epi32(i32::from_le_bytes(rg[t * groups + g]));
-            *at = if ROWS_U8 {
-                _mm512_dpbusd_epi32(*at, b, v)
-            } else {
-                _mm512_dpbusd_epi32(*at, v, b)
-            };
+    let mut a = [_mm512_setzero_si512(); 8];
+    let v = vp.as_ptr();
+    let second = if two { nt * tg * 64 } else { 0 };
+    for tp in 0..nt {
+        let rows = [tap(0, tp), tap(1, tp), tap(2, tp), tap(3, tp)];
+        let ptr = rows.map(|r| r.as_ptr());
+        for gg in 0..tg {
+            let g = tp * tg + gg;
+            // SAFETY: group g of each panel lies inside `vp`, and bytes gg·4..gg·4 + 4 inside
+            // each tap (the caller's contract).
+            unsafe {
+                let v0 = _mm512_loadu_si512(v.add(g * 64).cast());
+                let v1 = _mm512_loadu_si512(v.add(second + g * 64).cast());
+                for t in 0..4 {
+                    let b = _mm512_set1_epi32(ptr[t].add(gg * 4).cast::<i32>().read_unaligned());
+                    a[2 * t] = _mm512_dpbusd_epi32(a[2 * t], b, v0);
+                    a[2 * t + 1] = _mm512_dpbusd_epi32(a[2 * t + 1], b, v1);
+                }
+            }
         }
     }
-    for (t, at) in a.iter().enumerate() {
-        // SAFETY: `acc[t]` is 16 i32s, one 64-byte store.
-        unsafe { _mm512_storeu_si512(acc[t].as_mut_ptr().cast(), *at) };
+    for (i, x) in a.iter().enumerate() {
+        // SAFETY: `acc[i]` is 16 i32s, one 64-byte store.
+        unsafe { _mm512_storeu_si512(acc[i].as_mut_ptr().cast(), *x) };
     }
 }
 
+/// The AVX2 tile: 4 rows × one panel (`acc[2t]`). Per row, 4 accumulators of 8 i32: each
+/// 16-byte quarter of the panel (4 lanes × 4 bytes) widened to 16 i16, times the row's group
+/// widened and repeated, by `vpmaddwd` (i16 products summed in pairs into i32: no
+/// saturation) — pairs summed at the end.
+///
+/// # Safety
+/// The CPU has AVX2; the sizes as for [`tile_vnni`] with one panel.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2")]
-unsafe fn tile_avx2<const ROWS_U8: bool>(
-    rg: &[[u8; 4]],
-    groups: usize,
-    vp: &[u8],
-    acc: &mut [[i32; LANES]; 4],
-) {
+unsafe fn tile_avx2<'t>(tap: &impl Fn(usize, usize) -> &'t [u8], nt: usize, tg: usize, vp: &[u8], acc: &mut [[i32; LANES]; 8]) {
     use std::arch::x86_64::*;
-    // Per row, 4 accumulators of 8 i32: each 16-byte quarter of the panel (4 lanes × 4
-    // bytes) widened to 16 i16, times the row's group widened and repeated, by `vpmaddwd`:
-    // [lane0 k0+k1, lane0 k2+k3, lane1 …] — pairs summed at the end.
     let mut a = [[_mm256_setzero_si256(); 4]; 4];
-    for g in 0..groups {
-        let mut wide = [_mm256_setzero_si256(); 4];
-        for (qq, w) in wide.iter_mut().enumerate() {
-            // SAFETY: bytes g·64 + 16·qq .. +16 lie inside `vp` (the caller's contract).
-            let raw = unsafe { _mm_loadu_si128(vp.as_ptr().add(g * 64 + qq * 16).cast()) };
-            *w = if ROWS_U8 {
-                _mm256_cvtepi8_epi16(raw)
-            } else {
-                _mm256_cvtepu8_epi16(raw)
-            };
-        }
-        for (t, at) in a.iter_mut().enumerate() {
-            let rb = rg[t * groups + g];
-            let r16: [i16; 4] = if ROWS_U8 {
-                rb.map(i16::from)
-            } else {
-                rb.map(|x| i16::from(x as i8))
-            };
-            let pair = |i: usize| (r16[i] as u16 as i32) | ((r16[i + 1] as u16 as i32) << 16);
-            let b = _mm256_setr_epi32(
-                pair(0),
-                pair(2),
-                pair(0),
-                pair(2),
-                pair(0),
-                pair(2),
-                pair(0),
-                pair(2),
-            );
-            for (qq, w) in wide.iter().enumerate() {
-                at[qq] = _mm256_add_epi32(at[qq], _mm256_madd_epi16(*w, b));
+    for tp in 0..nt {
+        let rows = [tap(0, tp), tap(1, tp), tap(2, tp), tap(3, tp)];
+        for gg in 0..tg {
+            let g = tp * tg + gg;
+            let mut wide = [_mm256_setzero_si256(); 4];
+            for (qq, w) in wide.iter_mut().enumerate() {
+                // SAFETY: bytes g·64 + 16·qq .. +16 lie inside `vp` (the caller's contract).
+                let raw = unsafe { _mm_loadu_si128(vp.as_ptr().add(g * 64 + qq * 16).cast()) };
+                *w = _mm256_cvtepi8_epi16(raw);
+            }
+            for (t, at) in a.iter_mut().enumerate() {
+                let rb = &rows[t][gg * 4..gg * 4 + 4];
+                let pair = |i: usize| i32::from(rb[i]) | (i32::from(rb[i + 1]) << 16);
+                let b = _mm256_setr_epi32(pair(0), pair(2), pair(0), pair(2), pair(0), pair(2), pair(0), pair(2));
+                for (qq, w) in wide.iter().enumerate() {
+                    at[qq] = _mm256_add_epi32(at[qq], _mm256_madd_epi16(*w, b));
+                }
             }
         }
     }
@@ -543,143 +520,16 @@ unsafe fn tile_avx2<const ROWS_U8: bool>(
             // SAFETY: `s` is 8 i32s, one 32-byte store.
             unsafe { _mm256_storeu_si256(s.as_mut_ptr().cast(), *v) };
             for l in 0..4 {
-                acc[t][qq * 4 + l] = s[2 * l].wrapping_add(s[2 * l + 1]);
+                acc[2 * t][qq * 4 + l] = s[2 * l].wrapping_add(s[2 * l + 1]);
             }
         }
     }
 }
 
-/// Packs one sample's channels `c0..c0 + cg` of u8 codes `x` (`c` channels of `h × w`) as
-/// the panels of a convolution's im2col — column = output pixel, depth = (channel, ky, kx);
-/// taps in the padding read `zx` — into the end of `scratch` (see [`conv_scratch_len`]),
-/// returning them. Two passes: each depth's row of pixels (runs of the input row), then
-/// every four rows interleaved into panels.
-pub fn im2col<'s>(
-    x: &[u8],
-    g: &Geometry,
-    c0: usize,
-    cg: usize,
-    zx: u8,
-    scratch: &'s mut [u8],
-) -> Result<&'s [u8], String> {
-    let k = cg * g.kh * g.kw;
-    let n = g.oh * g.ow;
-    let kp = padded_k(k);
-    let groups = kp / GROUP;
-    if scratch.len() < kp * n + panels_len(n, k) {
-        return Err("int8 im2col: scratch too small".into());
-    }
-    if x.len() < (c0 + cg) * g.h * g.w {
-        return Err("int8 im2col: input too small".into());
-    }
-    let (rows, panels) = scratch.split_at_mut(kp * n);
-    for ci in 0..cg {
-        let plane = &x[(c0 + ci) * g.h * g.w..(c0 + ci + 1) * g.h * g.w];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let kk = (ci * g.kh + ky) * g.kw + kx;
-                let row = &mut rows[kk * n..(kk + 1) * n];
-                // Output columns whose tap lies inside the image: ox in [first, end).
-                let off = kx * g.dw;
-                let first = g.pl.saturating_sub(off).div_ceil(g.sw).min(g.ow);
-                let end = if g.w + g.pl > off {
-                    (g.w + g.pl - off).div_ceil(g.sw).min(g.ow)
-                } else {
-                    0
-                }
-                .max(first);
-                for oy in 0..g.oh {
-                    let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
-                    match g.in_row(oy, ky) {
-                        None => dst.fill(zx),
-                        Some(iy) => {
-                            let src = &plane[iy * g.w..(iy + 1) * g.w];
-                            dst[..first].fill(zx);
-                            dst[end..].fill(zx);
-                            if g.sw == 1 {
-                                let s0 = first + off - g.pl;
-                                dst[first..end].copy_from_slice(&src[s0..s0 + end - first]);
-                            } else {
-                                for ox in first..end {
-                                    dst[ox] = src[ox * g.sw + off - g.pl];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    rows[k * n..].fill(0);
-    let panels = &mut panels[..panels_len(n, k)];
-    let stride = groups * LANES * GROUP;
-    for gg in 0..groups {
-        let r = &rows[gg * GROUP * n..(gg + 1) * GROUP * n];
-        let (r0, r1, r2, r3) = (&r[..n], &r[n..2 * n], &r[2 * n..3 * n], &r[3 * n..]);
-        // Whole panels: 16 pixels of the four rows interleaved into one 64-byte block.
-        let whole = n / LANES;
-        for p in 0..whole {
-            let j = p * LANES;
-            let at = p * stride + gg * LANES * GROUP;
-            let block: &mut [u8; 64] = (&mut panels[at..at + 64])
-                .try_into()
-                .map_err(|_| "int8 im2col: a panel block out of place".to_string())?;
-            interleave(
-                &r0[j..j + LANES],
-                &r1[j..j + LANES],
-                &r2[j..j + LANES],
-                &r3[j..j + LANES],
-                block,
-            );
-        }
-        for j in whole * LANES..n {
-            let at = (j / LANES) * stride + gg * LANES * GROUP + (j % LANES) * GROUP;
-            panels[at..at + 4].copy_from_slice(&[r0[j], r1[j], r2[j], r3[j]]);
-        }
-    }
-    Ok(panels)
-}
-
-/// Interleaves four 16-byte rows into 16 groups of 4 bytes (`out[4j + t] = r_t[j]`).
-#[inline(always)]
-fn interleave(r0: &[u8], r1: &[u8], r2: &[u8], r3: &[u8], out: &mut [u8; 64]) {
-    #[cfg(target_arch = "x86_64")]
-    if r0.len() >= 16 && r1.len() >= 16 && r2.len() >= 16 && r3.len() >= 16 {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86-64; each row has at least 16 bytes (checked) and `out`
-        // is 64 bytes, so the four unaligned loads and four stores stay inside them.
-        #[allow(unsafe_code)]
-        unsafe {
-            let a = _mm_loadu_si128(r0.as_ptr().cast());
-            let b = _mm_loadu_si128(r1.as_ptr().cast());
-            let c = _mm_loadu_si128(r2.as_ptr().cast());
-            let d = _mm_loadu_si128(r3.as_ptr().cast());
-            let ab_lo = _mm_unpacklo_epi8(a, b);
-            let ab_hi = _mm_unpackhi_epi8(a, b);
-            let cd_lo = _mm_unpacklo_epi8(c, d);
-            let cd_hi = _mm_unpackhi_epi8(c, d);
-            let o = out.as_mut_ptr();
-            _mm_storeu_si128(o.cast(), _mm_unpacklo_epi16(ab_lo, cd_lo));
-            _mm_storeu_si128(o.add(16).cast(), _mm_unpackhi_epi16(ab_lo, cd_lo));
-            _mm_storeu_si128(o.add(32).cast(), _mm_unpacklo_epi16(ab_hi, cd_hi));
-            _mm_storeu_si128(o.add(48).cast(), _mm_unpackhi_epi16(ab_hi, cd_hi));
-        }
-        return;
-    }
-    for j in 0..LANES {
-        out[4 * j..4 * j + 4].copy_from_slice(&[r0[j], r1[j], r2[j], r3[j]]);
-    }
-}
-
-/// Bytes of scratch a convolution's im2col needs.
-pub fn conv_scratch_len(g: &Geometry, groups: usize) -> usize {
-    let k = g.c / groups.max(1) * g.kh * g.kw;
-    let n = g.oh * g.ow;
-    padded_k(k) * n + panels_len(n, k)
-}
-
-/// One sample of an integer convolution: `x` u8 `[c][h][w]`, weights `w` as `m` rows of
-/// `padded_k(c/groups·kh·kw)` i8 (group by group), into `y` u8 `[m][oh][ow]`.
+/// One sample of an integer convolution, NHWC: `x` u8 `[h][w][c]`, the weights as panels
+/// per group (`m/groups` columns of depth `kh·kw·c/groups`, order (ky, kx, channel); group
+/// after group, see [`conv_weights_len`]), into `y` u8 `[oh][ow][m]`. Reads its input in
+/// place: padding taps read `zx`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
     path: Path,
@@ -691,40 +541,48 @@ pub fn conv(
     zx: u8,
     q: &Requants,
     y: &mut [u8],
-    scratch: &mut [u8],
 ) -> Result<(), String> {
     let groups = groups.max(1);
     if !g.c.is_multiple_of(groups) || !m.is_multiple_of(groups) {
         return Err("int8 conv: channels do not divide into the groups".into());
     }
     let (cg, mg) = (g.c / groups, m / groups);
-    let k = cg * g.kh * g.kw;
-    let kp = padded_k(k);
-    let n = g.oh * g.ow;
-    if w.len() < m * kp || y.len() < m * n {
+    let k = g.kh * g.kw * cg;
+    let per = panels_len(mg, k);
+    if w.len() < groups * per || y.len() < m * g.oh * g.ow {
         return Err("int8 conv: weights or output too small".into());
     }
+    let zeros = vec![zx; cg];
     for gi in 0..groups {
-        let panels = im2col(x, g, gi * cg, cg, zx, scratch)?;
-        let rows = gi * mg..(gi + 1) * mg;
+        let rows = Rows::Conv {
+            x,
+            g: *g,
+            c0: gi * cg,
+            cg,
+            zeros: &zeros,
+        };
         gemm(
             path,
-            false,
-            w,
-            kp,
-            rows,
-            kp,
-            panels,
-            n,
+            &rows,
+            0..g.oh * g.ow,
+            k,
+            &w[gi * per..(gi + 1) * per],
+            mg,
             q,
             Layout {
-                row_stride: n,
-                col_stride: 1,
+                row_stride: m,
+                col0: gi * mg,
             },
             y,
         )?;
     }
     Ok(())
+}
+
+/// Bytes of a convolution's packed weights.
+pub fn conv_weights_len(g: &Geometry, m: usize, groups: usize) -> usize {
+    let groups = groups.max(1);
+    groups * panels_len(m / groups, g.kh * g.kw * (g.c / groups))
 }
 
 /// The bytes of a float slice: code buffers live in the f32 arena, four codes a float.
@@ -790,64 +648,87 @@ pub fn requant_words(bias: &[i32], rq: &[Requant]) -> Vec<f32> {
     out
 }
 
-/// `QuantizeLinear` to u8 of a slice ([`crate::quant::quantize`] element by element).
-pub fn quantize(x: &[f32], scale: f32, zp: i32, y: &mut [u8]) {
+/// `QuantizeLinear` to u8 codes ([`crate::quant::quantize`] element by element) of `x`,
+/// `[channels][n / channels]` f32, into `y` channels-last (`[n / channels][channels]`); plain
+/// order when `channels` is 0.
+pub fn quantize(x: &[f32], scale: f32, zp: i32, y: &mut [u8], channels: usize) {
+    if channels == 0 {
+        quantize_plain(x, scale, zp, y);
+        return;
+    }
+    let hw = x.len() / channels;
+    for (p, out) in y.chunks_exact_mut(channels).take(hw).enumerate() {
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = crate::quant::quantize(x[c * hw + p], scale, zp, 0, 255) as u8;
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// [`quantize`] in plain order (vectorized where the CPU has AVX2: the rounding is one
+    /// instruction there, a library call in the baseline).
+    fn quantize_plain(x: &[f32], scale: f32, zp: i32, y: &mut [u8]) => quantize_plain_generic
+}
+
+#[inline(always)]
+fn quantize_plain_generic(x: &[f32], scale: f32, zp: i32, y: &mut [u8]) {
     for (o, &v) in y.iter_mut().zip(x) {
         *o = crate::quant::quantize(v, scale, zp, 0, 255) as u8;
     }
 }
 
-/// `DequantizeLinear` of u8 codes.
-pub fn dequantize(x: &[u8], scale: f32, zp: i32, y: &mut [f32]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = crate::quant::dequantize(i32::from(v), scale, zp);
+/// `DequantizeLinear` of u8 codes, channels-last `[n / channels][channels]` (plain when
+/// `channels` is 0), into `y` `[channels][n / channels]` f32.
+pub fn dequantize(x: &[u8], scale: f32, zp: i32, y: &mut [f32], channels: usize) {
+    if channels == 0 {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = crate::quant::dequantize(i32::from(v), scale, zp);
+        }
+        return;
+    }
+    let hw = y.len() / channels;
+    for (p, codes) in x.chunks_exact(channels).take(hw).enumerate() {
+        for (c, &v) in codes.iter().enumerate() {
+            y[c * hw + p] = crate::quant::dequantize(i32::from(v), scale, zp);
+        }
     }
 }
 
-/// Max pooling of u8 codes (padding taps ignored), one sample `[c][h][w]`.
+/// Channels-last codes `[hw][c]` to channels-first `[c][hw]` (before a reshape, which reads
+/// the NCHW order).
+pub fn to_planar(x: &[u8], c: usize, hw: usize, y: &mut [u8]) -> Result<(), String> {
+    if x.len() < c * hw || y.len() < c * hw {
+        return Err("int8 reorder: buffers too small".into());
+    }
+    for p in 0..hw {
+        for ch in 0..c {
+            y[ch * hw + p] = x[p * c + ch];
+        }
+    }
+    Ok(())
+}
+
+/// Max pooling of u8 codes, channels-last (`[h][w][c]` → `[oh][ow][c]`); padding taps are
+/// ignored.
 pub fn max_pool(x: &[u8], g: &Geometry, y: &mut [u8]) -> Result<(), String> {
-    if x.len() < g.c * g.h * g.w || y.len() < g.c * g.oh * g.ow {
+    let c = g.c;
+    if x.len() < c * g.h * g.w || y.len() < c * g.oh * g.ow {
         return Err("int8 max pool: buffers too small".into());
     }
-    // Windows inside the image (no padding reached): direct indexing.
-    let inside = g.pt == 0
-        && g.pl == 0
-        && (g.oh - 1) * g.sh + (g.kh - 1) * g.dh < g.h
-        && (g.ow - 1) * g.sw + (g.kw - 1) * g.dw < g.w;
-    if inside && g.oh > 0 && g.ow > 0 {
-        for c in 0..g.c {
-            let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-            let out = &mut y[c * g.oh * g.ow..(c + 1) * g.oh * g.ow];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let mut best = 0u8;
-                    for ky in 0..g.kh {
-                        let row = &plane[(oy * g.sh + ky * g.dh) * g.w..];
-                        for kx in 0..g.kw {
-                            best = best.max(row[ox * g.sw + kx * g.dw]);
-                        }
-                    }
-                    out[oy * g.ow + ox] = best;
-                }
-            }
-        }
-        return Ok(());
-    }
-    for c in 0..g.c {
-        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let mut best: Option<u8> = None;
-                for ky in 0..g.kh {
-                    let Some(iy) = g.in_row(oy, ky) else { continue };
-                    for kx in 0..g.kw {
-                        if let Some(ix) = g.in_col(ox, kx) {
-                            let v = plane[iy * g.w + ix];
-                            best = Some(best.map_or(v, |b| b.max(v)));
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let out = &mut y[(oy * g.ow + ox) * c..(oy * g.ow + ox + 1) * c];
+            out.fill(0);
+            for ky in 0..g.kh {
+                let Some(iy) = g.in_row(oy, ky) else { continue };
+                for kx in 0..g.kw {
+                    if let Some(ix) = g.in_col(ox, kx) {
+                        let src = &x[(iy * g.w + ix) * c..(iy * g.w + ix + 1) * c];
+                        for (o, &v) in out.iter_mut().zip(src) {
+                            *o = (*o).max(v);
                         }
                     }
                 }
-                y[(c * g.oh + oy) * g.ow + ox] = best.unwrap_or(0);
             }
         }
     }
@@ -871,100 +752,66 @@ mod tests {
         }
     }
 
-    /// `C[i][j] = Σ R·V` straight from the definition, then the same epilogue.
-    fn reference(
-        rows_u8: bool,
-        r: &[u8],
-        rs: usize,
-        m: usize,
-        k: usize,
-        vcol: &dyn Fn(usize, usize) -> u8,
-        n: usize,
-        q: &Requants,
-    ) -> Vec<u8> {
-        let mut out = vec![0u8; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let mut s = 0i32;
-                for kk in 0..k {
-                    s = s.wrapping_add(mul(rows_u8, r[i * rs + kk], vcol(j, kk)));
-                }
-                out[i * n + j] = q.code(if rows_u8 { j } else { i }, s);
-            }
-        }
-        out
+    fn paths() -> Vec<Path> {
+        [Path::Scalar, Path::Avx2, Path::Vnni]
+            .into_iter()
+            .filter(|p| p.runs_here())
+            .collect()
+    }
+
+    fn requants(rng: &mut Rng, outs: usize) -> (Vec<i32>, Vec<i32>, Vec<u32>) {
+        let bias = (0..outs).map(|_| (rng.next() % 20000) as i32 - 10000).collect();
+        let rq: Vec<Requant> = (0..outs)
+            .map(|_| {
+                let e = (rng.next() % 9) as i32 - 7;
+                Requant::new((1 + rng.next() % 1000) as f64 * 1e-3 * 10f64.powi(e)).unwrap()
+            })
+            .collect();
+        (bias, rq.iter().map(|r| r.mult).collect(), rq.iter().map(|r| r.shift).collect())
     }
 
     #[test]
-    fn every_path_gives_the_reference_bits_on_random_shapes() {
+    fn every_path_gives_the_definitions_bits_on_random_products() {
         let mut rng = Rng(0x9e3779b97f4a7c15);
-        let paths: Vec<Path> = [Path::Scalar, Path::Avx2, Path::Vnni]
-            .into_iter()
-            .filter(|p| p.runs_here())
-            .collect();
-        for case in 0..60 {
+        for _ in 0..80 {
             let m = 1 + (rng.next() % 23) as usize;
             let n = 1 + (rng.next() % 53) as usize;
             let k = 1 + (rng.next() % 70) as usize;
-            let rows_u8 = case % 2 == 0;
             let r: Vec<u8> = (0..m * k).map(|_| rng.byte()).collect();
-            let cols: Vec<u8> = (0..n * k).map(|_| rng.byte()).collect();
-            let v = pack_panels(n, k, rng.byte(), |j, kk| cols[j * k + kk]);
-            let outs = m.max(n);
-            let bias: Vec<i32> = (0..outs)
-                .map(|_| (rng.next() % 20000) as i32 - 10000)
-                .collect();
-            let requant: Vec<Requant> = (0..outs)
-                .map(|_| Requant::new(1e-4 + (rng.next() % 1000) as f64 * 1e-5).unwrap())
-                .collect();
-            let mult: Vec<i32> = requant.iter().map(|r| r.mult).collect();
-            let shift: Vec<u32> = requant.iter().map(|r| r.shift).collect();
+            let cols: Vec<i8> = (0..n * k).map(|_| rng.byte() as i8).collect();
+            let v = pack_panels(n, k, rng.byte(), |j, kk| cols[j * k + kk] as u8);
+            let (bias, mult, shift) = requants(&mut rng, n);
             let lo = (rng.next() % 100) as i32;
-            let q = Requants {
-                bias: &bias,
-                mult: &mult,
-                shift: &shift,
-                zp: (rng.next() % 256) as i32,
-                lo,
-                hi: 255 - lo / 2,
-            };
-            let want = reference(rows_u8, &r, k, m, k, &|j, kk| cols[j * k + kk], n, &q);
-            for &path in &paths {
+            let q = Requants { bias: &bias, mult: &mult, shift: &shift, zp: (rng.next() % 256) as i32, lo, hi: 255 - lo / 2 };
+            let mut want = vec![0u8; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    let mut s = 0i32;
+                    for kk in 0..k {
+                        s = s.wrapping_add(i32::from(r[i * k + kk]) * i32::from(cols[j * k + kk]));
+                    }
+                    want[i * n + j] = q.code(j, s);
+                }
+            }
+            for path in paths() {
                 let mut got = vec![0u8; m * n];
-                gemm(
-                    path,
-                    rows_u8,
-                    &r,
-                    k,
-                    0..m,
-                    k,
-                    &v,
-                    n,
-                    &q,
-                    Layout {
-                        row_stride: n,
-                        col_stride: 1,
-                    },
-                    &mut got,
-                )
-                .unwrap();
-                assert_eq!(got, want, "{path:?} m={m} n={n} k={k} rows_u8={rows_u8}");
+                let rows = Rows::Matrix { bytes: &r, stride: k };
+                gemm(path, &rows, 0..m, k, &v, n, &q, Layout { row_stride: n, col0: 0 }, &mut got).unwrap();
+                assert_eq!(got, want, "{path:?} m={m} n={n} k={k}");
             }
         }
-        assert!(paths.contains(&Path::Scalar));
+        assert!(paths().contains(&Path::Scalar));
     }
 
     #[test]
-    fn convolutions_give_the_definition_bits_on_random_geometries() {
+    fn convolutions_give_the_definitions_bits_on_random_geometries() {
         let mut rng = Rng(0x2545f4914f6cdd1d);
-        let paths: Vec<Path> = [Path::Scalar, Path::Avx2, Path::Vnni]
-            .into_iter()
-            .filter(|p| p.runs_here())
-            .collect();
-        for _ in 0..40 {
+        for case in 0..60 {
             let groups = 1 + (rng.next() % 3) as usize;
-            let c = groups * (1 + (rng.next() % 5) as usize);
-            let m = groups * (1 + (rng.next() % 7) as usize);
+            // Every other case: channels per group a multiple of 4 (read in place).
+            let cg = if case % 2 == 0 { 4 * (1 + (rng.next() % 3) as usize) } else { 1 + (rng.next() % 5) as usize };
+            let c = groups * cg;
+            let m = groups * (1 + (rng.next() % 20) as usize);
             let (kh, kw) = (1 + (rng.next() % 3) as usize, 1 + (rng.next() % 3) as usize);
             let (sh, sw) = (1 + (rng.next() % 2) as usize, 1 + (rng.next() % 3) as usize);
             let (dh, dw) = (1 + (rng.next() % 2) as usize, 1 + (rng.next() % 2) as usize);
@@ -976,48 +823,32 @@ mod tests {
             }
             let oh = (h + 2 * pt - span(kh, dh)) / sh + 1;
             let ow = (w + 2 * pl - span(kw, dw)) / sw + 1;
-            let g = Geometry {
-                c,
-                h,
-                w,
-                oh,
-                ow,
-                kh,
-                kw,
-                sh,
-                sw,
-                dh,
-                dw,
-                pt,
-                pl,
-            };
+            let g = Geometry { c, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl };
+            // x NHWC; weights W[o][ci][ky][kx] (ONNX order).
             let x: Vec<u8> = (0..c * h * w).map(|_| rng.byte()).collect();
-            let cg = c / groups;
-            let k = cg * kh * kw;
-            let kp = padded_k(k);
-            let wt: Vec<i8> = (0..m * k).map(|_| rng.byte() as i8).collect();
-            let mut rows = vec![0u8; m * kp];
-            for i in 0..m {
-                for kk in 0..k {
-                    rows[i * kp + kk] = wt[i * k + kk] as u8;
-                }
+            let wt: Vec<i8> = (0..m * cg * kh * kw).map(|_| rng.byte() as i8).collect();
+            let widx = |o: usize, ci: usize, ky: usize, kx: usize| ((o * cg + ci) * kh + ky) * kw + kx;
+            let mg = m / groups;
+            let k = kh * kw * cg;
+            let mut packed = vec![];
+            for gi in 0..groups {
+                packed.extend(pack_panels(mg, k, 0, |j, kk| {
+                    let (tap, ci) = (kk / cg, kk % cg);
+                    wt[widx(gi * mg + j, ci, tap / kw, tap % kw)] as u8
+                }));
             }
+            assert_eq!(packed.len(), conv_weights_len(&g, m, groups));
             let zx = rng.byte();
-            let bias: Vec<i32> = (0..m).map(|_| (rng.next() % 2000) as i32 - 1000).collect();
-            let rq = Requant::new(0.003).unwrap();
-            let (mult, shift) = (vec![rq.mult; m], vec![rq.shift; m]);
-            let q = Requants {
-                bias: &bias,
-                mult: &mult,
-                shift: &shift,
-                zp: 7,
-                lo: 7,
-                hi: 255,
-            };
-            // The definition: Σ (x − zx)·w over the window, padding reading zx.
+            let (bias, mult, shift) = requants(&mut rng, m);
+            let q = Requants { bias: &bias, mult: &mult, shift: &shift, zp: 7, lo: 7, hi: 255 };
+            // The definition: Σ (x − zx)·w over the window, padding reading zx; the kernels
+            // take Σ x·w with −zx·Σw folded into the bias.
             let mut want = vec![0u8; m * oh * ow];
+            let mut folded = bias.clone();
             for o in 0..m {
-                let gi = o / (m / groups);
+                let gi = o / mg;
+                let sum: i32 = (0..cg).flat_map(|ci| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (ci, ky, kx)))).map(|(ci, ky, kx)| i32::from(wt[widx(o, ci, ky, kx)])).sum();
+                folded[o] = bias[o].wrapping_sub(i32::from(zx) * sum);
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let mut s = 0i32;
@@ -1025,44 +856,21 @@ mod tests {
                             for ky in 0..kh {
                                 for kx in 0..kw {
                                     let xv = match (g.in_row(oy, ky), g.in_col(ox, kx)) {
-                                        (Some(iy), Some(ix)) => {
-                                            x[((gi * cg + ci) * h + iy) * w + ix]
-                                        }
+                                        (Some(iy), Some(ix)) => x[(iy * w + ix) * c + gi * cg + ci],
                                         _ => zx,
                                     };
-                                    let wv = wt[o * k + (ci * kh + ky) * kw + kx];
-                                    s += (i32::from(xv) - i32::from(zx)) * i32::from(wv);
+                                    s += (i32::from(xv) - i32::from(zx)) * i32::from(wt[widx(o, ci, ky, kx)]);
                                 }
                             }
                         }
-                        // The kernels take Σ x·w with −zx·Σw folded into the bias.
-                        want[(o * oh + oy) * ow + ox] = q.code(o, s);
+                        want[(oy * ow + ox) * m + o] = q.code(o, s);
                     }
                 }
             }
-            let sums: Vec<i32> = (0..m)
-                .map(|o| wt[o * k..(o + 1) * k].iter().map(|&v| i32::from(v)).sum())
-                .collect();
-            let folded: Vec<i32> = (0..m)
-                .map(|o| bias[o].wrapping_sub(i32::from(zx) * sums[o]))
-                .collect();
             let qf = Requants { bias: &folded, ..q };
-            for &path in &paths {
+            for path in paths() {
                 let mut y = vec![0u8; m * oh * ow];
-                let mut scratch = vec![0u8; conv_scratch_len(&g, groups)];
-                conv(
-                    path,
-                    &x,
-                    &g,
-                    m,
-                    groups,
-                    &rows,
-                    zx,
-                    &qf,
-                    &mut y,
-                    &mut scratch,
-                )
-                .unwrap();
+                conv(path, &x, &g, m, groups, &packed, zx, &qf, &mut y).unwrap();
                 assert_eq!(y, want, "{path:?} {g:?} m={m} groups={groups}");
             }
         }
@@ -1071,84 +879,29 @@ mod tests {
     #[test]
     fn short_operands_are_errors_not_reads() {
         let half = Requant::new(0.5).unwrap();
-        let q = Requants {
-            bias: &[0],
-            mult: &[half.mult],
-            shift: &[half.shift],
-            zp: 0,
-            lo: 0,
-            hi: 255,
-        };
+        let q = Requants { bias: &[0], mult: &[half.mult], shift: &[half.shift], zp: 0, lo: 0, hi: 255 };
         let v = pack_panels(1, 8, 0, |_, _| 1);
         let mut out = [0u8; 1];
-        let l = Layout {
-            row_stride: 1,
-            col_stride: 1,
-        };
-        assert!(
-            gemm(
-                Path::Scalar,
-                true,
-                &[1; 7],
-                8,
-                0..1,
-                8,
-                &v,
-                1,
-                &q,
-                l,
-                &mut out
-            )
-            .is_err()
-        );
-        assert!(
-            gemm(
-                Path::Scalar,
-                true,
-                &[1; 8],
-                8,
-                0..1,
-                8,
-                &v[..4],
-                1,
-                &q,
-                l,
-                &mut out
-            )
-            .is_err()
-        );
-        assert!(
-            gemm(
-                Path::Scalar,
-                true,
-                &[1; 8],
-                8,
-                0..2,
-                8,
-                &v,
-                1,
-                &q,
-                l,
-                &mut out
-            )
-            .is_err()
-        );
-        assert!(
-            gemm(
-                Path::Scalar,
-                true,
-                &[1; 8],
-                8,
-                0..1,
-                8,
-                &v,
-                1,
-                &q,
-                l,
-                &mut out
-            )
-            .is_ok()
-        );
+        let l = Layout { row_stride: 1, col0: 0 };
+        let rows = |b: &'static [u8]| Rows::Matrix { bytes: b, stride: 8 };
+        assert!(gemm(Path::Scalar, &rows(&[1; 7]), 0..1, 8, &v, 1, &q, l, &mut out).is_err());
+        assert!(gemm(Path::Scalar, &rows(&[1; 8]), 0..1, 8, &v[..4], 1, &q, l, &mut out).is_err());
+        assert!(gemm(Path::Scalar, &rows(&[1; 8]), 0..2, 8, &v, 1, &q, l, &mut out).is_err());
+        assert!(gemm(Path::Scalar, &rows(&[1; 8]), 0..1, 8, &v, 1, &q, l, &mut out).is_ok());
         assert_eq!(out[0], 4);
+    }
+
+    #[test]
+    fn channels_last_boundaries_transpose() {
+        let x: Vec<f32> = (0..6).map(|i| i as f32).collect();
+        let mut q = [0u8; 6];
+        quantize(&x, 1.0, 0, &mut q, 2);
+        assert_eq!(q, [0, 3, 1, 4, 2, 5]);
+        let mut back = [0f32; 6];
+        dequantize(&q, 1.0, 0, &mut back, 2);
+        assert_eq!(back.to_vec(), x);
+        let mut planar = [0u8; 6];
+        to_planar(&q, 2, 3, &mut planar).unwrap();
+        assert_eq!(planar, [0, 1, 2, 3, 4, 5]);
     }
 }

@@ -9,7 +9,7 @@
 //! matrix products) is an error naming the node.
 
 use mcc_ir::{DType, NodeId, Op, ValueId};
-use mcc_runtime::kernels::int8::{self, padded_k};
+use mcc_runtime::kernels::int8;
 use mcc_runtime::program::Step;
 use mcc_runtime::quant::Requant;
 
@@ -65,6 +65,10 @@ impl Lowering<'_> {
         let scale = self.scale(n, 1)?;
         let zp = self.u8_zero_point(n, 2)?;
         let count: usize = self.dims(x)?[1..].iter().product();
+        // Images of codes are channels-last.
+        let codes = if matches!(op, Op::QuantizeLinear(_)) { y } else { x };
+        let cd = self.dims(codes)?;
+        let channels = if cd.len() == 4 { cd[1] } else { 0 };
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         let zp = usize::from(zp);
@@ -75,6 +79,7 @@ impl Lowering<'_> {
                 n: count,
                 scale,
                 zp,
+                channels,
             },
             _ => Step::Dequantize {
                 x: xb,
@@ -82,6 +87,7 @@ impl Lowering<'_> {
                 n: count,
                 scale,
                 zp,
+                channels,
             },
         });
         Ok(())
@@ -174,22 +180,27 @@ impl Lowering<'_> {
             false,
         )?;
         let (m, groups) = (ws[0], c.group.max(1) as usize);
-        let k = ws[1] * ws[2] * ws[3];
-        let kp = padded_k(k);
-        let mut rows = vec![0u8; m * kp];
-        let mut sums = vec![0i64; m];
-        for i in 0..m {
-            for kk in 0..k {
-                rows[i * kp + kk] = w[i * k + kk] as u8;
-                sums[i] += i64::from(w[i * k + kk]);
-            }
+        let (cg, kh, kw) = (ws[1], ws[2], ws[3]);
+        if groups == 0 || m % groups != 0 || cg * groups != xd[1] {
+            return Err(self.unsupported(n, "its channels do not divide into its groups"));
         }
+        let mg = m / groups;
+        let k = cg * kh * kw;
+        // Panels per group, depth in (ky, kx, channel) order: the order a channels-last
+        // input's taps give.
+        let mut panels = vec![];
+        for gi in 0..groups {
+            panels.extend(int8::pack_panels(mg, k, 0, |j, kk| {
+                let (tap, ci) = (kk / cg, kk % cg);
+                w[(((gi * mg + j) * cg + ci) * kh + tap / kw) * kw + tap % kw] as u8
+            }));
+        }
+        let sums: Vec<i64> = (0..m)
+            .map(|i| w[i * k..(i + 1) * k].iter().map(|&v| i64::from(v)).sum())
+            .collect();
         let (bias, rq, zy, lo, hi) = self.requantization(n, m, &sums, zx)?;
-        let wo = self.push_bytes(&rows);
+        let wo = self.push_bytes(&panels);
         let qo = self.push_weights(&int8::requant_words(&bias, &rq));
-        self.scratch = self
-            .scratch
-            .max(int8::conv_scratch_len(&g, groups).div_ceil(4));
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(Step::QConv {
@@ -269,6 +280,24 @@ impl Lowering<'_> {
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(Step::QMaxPool { x: xb, y: yb, g });
+        Ok(())
+    }
+
+    /// A reshape of channels-last codes: reordered to channels-first into the output's own
+    /// buffer (a reshape reads NCHW order); reshaping into another image is not compiled.
+    pub(super) fn planar(&mut self, n: NodeId, x: ValueId, y: ValueId) -> R<()> {
+        let xd = self.dims(x)?;
+        if self.dims(y)?.len() == 4 {
+            return Err(self.unsupported(n, "a reshape of an image of codes into another image"));
+        }
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::QPlanar {
+            x: xb,
+            y: yb,
+            c: xd[1],
+            hw: xd[2..].iter().product(),
+        });
         Ok(())
     }
 
