@@ -198,6 +198,33 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Each tap's offset from a row's base (a convolution's taps: (ky·dh·w + kx·dw)·c).
+    fn offsets(&self) -> Vec<usize> {
+        match self {
+            Rows::Matrix { .. } => vec![0],
+            Rows::Conv { g, .. } => (0..g.kh * g.kw)
+                .map(|t| ((t / g.kw) * g.dh * g.w + (t % g.kw) * g.dw) * g.c)
+                .collect(),
+        }
+    }
+
+    /// Where row `i`'s first tap starts when all its taps lie inside the input (a
+    /// convolution's pixel away from the padding): tap `t` is then at that plus
+    /// `offsets()[t]`.
+    #[inline(always)]
+    fn interior(&self, i: usize) -> Option<usize> {
+        match self {
+            Rows::Matrix { .. } => None,
+            Rows::Conv { g, c0, .. } => {
+                let (oy, ox) = (i / g.ow, i % g.ow);
+                let y0 = (oy * g.sh).checked_sub(g.pt)?;
+                let x0 = (ox * g.sw).checked_sub(g.pl)?;
+                let inside = y0 + (g.kh - 1) * g.dh < g.h && x0 + (g.kw - 1) * g.dw < g.w;
+                inside.then_some((y0 * g.w + x0) * g.c + c0)
+            }
+        }
+    }
+
     /// That rows `rows` of depth `k` lie inside the operand.
     fn check(&self, rows: &std::ops::Range<usize>, k: usize) -> Result<(), String> {
         let ok = match self {
@@ -262,13 +289,18 @@ pub fn gemm(
     let mut gathered = if direct { vec![] } else { vec![0u8; 4 * kp] };
     let panels = n.div_ceil(LANES);
     let block = groups * LANES * GROUP;
+    let offsets = r.offsets();
+    // One panel of outputs (16 channels or fewer) read in place: 8 rows a tile, so the VNNI
+    // tile still has 8 independent accumulators.
+    let tall = path == Path::Vnni && panels == 1 && direct;
+    let height = if tall { 8 } else { 4 };
     let mut i = rows.start;
     while i < rows.end {
-        let tile_rows = (rows.end - i).min(4);
+        let tile_rows = (rows.end - i).min(height);
         // Rows past the end repeat the last one (computed, not stored).
-        let ids = [0, 1, 2, 3].map(|t| i + t.min(tile_rows - 1));
+        let ids = [0, 1, 2, 3, 4, 5, 6, 7].map(|t| i + t.min(tile_rows - 1));
         if !direct {
-            for (t, &row) in ids.iter().enumerate() {
+            for (t, &row) in ids.iter().enumerate().take(4) {
                 let dst = &mut gathered[t * kp..(t + 1) * kp];
                 let mut at = 0;
                 for tap in 0..ntaps {
@@ -285,12 +317,29 @@ pub fn gemm(
             (1, groups)
         };
         let gathered = &gathered;
+        // Rows whose every tap lies inside the input: a base plus each tap's offset.
+        let bases = ids.map(|row| if direct { r.interior(row) } else { None });
         let tap = |t: usize, tp: usize| -> &[u8] {
-            if direct {
-                r.tap(ids[t], tp, k)
-            } else {
-                &gathered[t * kp..(t + 1) * kp]
+            if !direct {
+                return &gathered[t * kp..(t + 1) * kp];
             }
+            match (bases[t], r) {
+                (Some(b), Rows::Conv { x, cg, .. }) => {
+                    let at = b + offsets[tp];
+                    &x[at..at + cg]
+                }
+                _ => r.tap(ids[t], tp, k),
+            }
+        };
+        // Every row of the tile away from the padding: raw row pointers, each tap at a fixed
+        // offset (checked here: the last tap of each row ends inside `x`).
+        let fast: Option<[*const u8; 8]> = match r {
+            Rows::Conv { x, cg, .. } if direct && bases.iter().take(height).all(Option::is_some) => {
+                let last = offsets.last().copied().unwrap_or(0) + cg;
+                let ok = bases.iter().take(height).flatten().all(|&b| b + last <= x.len());
+                ok.then(|| bases.map(|b| x[b.unwrap_or(0)..].as_ptr()))
+            }
+            _ => None,
         };
         let mut p = 0;
         while p < panels {
@@ -299,6 +348,32 @@ pub fn gemm(
             let mut acc = [[0i32; LANES]; 8];
             let vp = &v[p * block..(p + if two { 2 } else { 1 }) * block];
             match path {
+                #[cfg(target_arch = "x86_64")]
+                Path::Vnni if fast.is_some() => {
+                    if let Some(ptrs) = &fast {
+                        // SAFETY: `runs_here` checked AVX-512F and VNNI; each row pointer
+                        // plus each tap offset starts `tg·4` bytes inside `x` (checked when
+                        // `fast` was made), and `vp` holds the tile's panels of `nt·tg` groups.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            if tall {
+                                tile_vnni_at::<8, 1>(ptrs, &offsets, tg, vp, &mut acc)
+                            } else if two {
+                                tile_vnni_at::<4, 2>(&[ptrs[0], ptrs[1], ptrs[2], ptrs[3]], &offsets, tg, vp, &mut acc)
+                            } else {
+                                tile_vnni_at::<4, 1>(&[ptrs[0], ptrs[1], ptrs[2], ptrs[3]], &offsets, tg, vp, &mut acc)
+                            }
+                        }
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Path::Vnni if tall => {
+                    // SAFETY: as below, with one panel and 8 rows.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        tile_vnni8(&tap, nt, tg, vp, &mut acc)
+                    }
+                }
                 #[cfg(target_arch = "x86_64")]
                 Path::Vnni => {
                     // SAFETY: `runs_here` checked AVX-512F and VNNI; every tap has `tg` whole
@@ -323,21 +398,23 @@ pub fn gemm(
                 let row = i + t;
                 let base = row * layout.row_stride + layout.col0 + p * LANES;
                 let o0 = layout.col0 + p * LANES;
-                store(path, &acc, t, cols, q, o0, &mut out[base..base + cols]);
+                let per_row = if tall { 1 } else { 2 };
+                store(path, &acc[per_row * t..], cols, q, o0, &mut out[base..base + cols]);
             }
             p += if two { 2 } else { 1 };
         }
-        i += 4;
+        i += height;
     }
     Ok(())
 }
 
-/// Requantizes row `t` of a tile (`cols` columns, outputs from `o0`) into `out`.
+/// Requantizes a tile row (`acc` from the row's first panel; `cols` columns, outputs from
+/// `o0`) into `out`.
 #[inline(always)]
-fn store(path: Path, acc: &[[i32; LANES]; 8], t: usize, cols: usize, q: &Requants, o0: usize, out: &mut [u8]) {
+fn store(path: Path, acc: &[[i32; LANES]], cols: usize, q: &Requants, o0: usize, out: &mut [u8]) {
     let halves = cols.div_ceil(LANES);
     for h in 0..halves {
-        let a = &acc[2 * t + h];
+        let a = &acc[h];
         let c = (cols - h * LANES).min(LANES);
         let dst = &mut out[h * LANES..h * LANES + c];
         let o = o0 + h * LANES;
@@ -481,6 +558,90 @@ unsafe fn tile_vnni<'t>(
     }
 }
 
+/// The VNNI tile on raw row pointers: `R` rows × `P` panels (`acc[t·8/R + h]`), row `t`'s tap
+/// `tp` at `ptrs[t] + offsets[tp]`.
+///
+/// # Safety
+/// The CPU has AVX-512F and VNNI; for every row and tap, the `tg·4` bytes from
+/// `ptrs[t] + offsets[tp]` are readable; `vp` holds `P` panels of `offsets.len()·tg` groups
+/// of 64 bytes; `R·P ≤ 8`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn tile_vnni_at<const R: usize, const P: usize>(
+    ptrs: &[*const u8; R],
+    offsets: &[usize],
+    tg: usize,
+    vp: &[u8],
+    acc: &mut [[i32; LANES]; 8],
+) {
+    use std::arch::x86_64::*;
+    let mut a = [_mm512_setzero_si512(); 8];
+    let v = vp.as_ptr();
+    let panel = offsets.len() * tg * 64;
+    for (tp, &off) in offsets.iter().enumerate() {
+        for gg in 0..tg {
+            let g = tp * tg + gg;
+            // SAFETY: group g of each panel lies inside `vp`, and the 4 bytes at
+            // ptrs[t] + off + 4·gg inside the input (the caller's contract).
+            unsafe {
+                let mut vs = [_mm512_setzero_si512(); P];
+                for (h, x) in vs.iter_mut().enumerate() {
+                    *x = _mm512_loadu_si512(v.add(h * panel + g * 64).cast());
+                }
+                for t in 0..R {
+                    let b = _mm512_set1_epi32(ptrs[t].add(off + gg * 4).cast::<i32>().read_unaligned());
+                    for (h, x) in vs.iter().enumerate() {
+                        a[t * (8 / R) + h] = _mm512_dpbusd_epi32(a[t * (8 / R) + h], b, *x);
+                    }
+                }
+            }
+        }
+    }
+    for (i, x) in a.iter().enumerate() {
+        // SAFETY: `acc[i]` is 16 i32s, one 64-byte store.
+        unsafe { _mm512_storeu_si512(acc[i].as_mut_ptr().cast(), *x) };
+    }
+}
+
+/// The tall VNNI tile: 8 rows × one panel (`acc[t]`).
+///
+/// # Safety
+/// As [`tile_vnni`] with one panel; `tap` takes rows 0..8.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn tile_vnni8<'t>(
+    tap: &impl Fn(usize, usize) -> &'t [u8],
+    nt: usize,
+    tg: usize,
+    vp: &[u8],
+    acc: &mut [[i32; LANES]; 8],
+) {
+    use std::arch::x86_64::*;
+    let mut a = [_mm512_setzero_si512(); 8];
+    let v = vp.as_ptr();
+    for tp in 0..nt {
+        let ptr = [0, 1, 2, 3, 4, 5, 6, 7].map(|t| tap(t, tp).as_ptr());
+        for gg in 0..tg {
+            let g = tp * tg + gg;
+            // SAFETY: group g of the panel lies inside `vp`, bytes gg·4..gg·4 + 4 inside each
+            // tap (the caller's contract).
+            unsafe {
+                let v0 = _mm512_loadu_si512(v.add(g * 64).cast());
+                for t in 0..8 {
+                    let b = _mm512_set1_epi32(ptr[t].add(gg * 4).cast::<i32>().read_unaligned());
+                    a[t] = _mm512_dpbusd_epi32(a[t], b, v0);
+                }
+            }
+        }
+    }
+    for (i, x) in a.iter().enumerate() {
+        // SAFETY: `acc[i]` is 16 i32s, one 64-byte store.
+        unsafe { _mm512_storeu_si512(acc[i].as_mut_ptr().cast(), *x) };
+    }
+}
+
 /// The AVX2 tile: 4 rows × one panel (`acc[2t]`). Per row, 4 accumulators of 8 i32: each
 /// 16-byte quarter of the panel (4 lanes × 4 bytes) widened to 16 i16, times the row's group
 /// widened and repeated, by `vpmaddwd` (i16 products summed in pairs into i32: no
@@ -553,6 +714,35 @@ pub fn conv(
         return Err("int8 conv: weights or output too small".into());
     }
     let zeros = vec![zx; cg];
+    // Padding materialized once: a copy of the image inside a border of `zx`, so that every
+    // output pixel's taps lie inside it (each row is then a base and fixed tap offsets).
+    if x.len() < g.h * g.w * g.c {
+        return Err("int8 conv: input too small".into());
+    }
+    let hp = (g.h + g.pt).max((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
+    let wp = (g.w + g.pl).max((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
+    let padded;
+    let (x, g) = if hp == g.h && wp == g.w {
+        (x, *g)
+    } else {
+        let mut p = vec![zx; hp * wp * g.c];
+        for iy in 0..g.h {
+            let dst = ((iy + g.pt) * wp + g.pl) * g.c;
+            p[dst..dst + g.w * g.c].copy_from_slice(&x[iy * g.w * g.c..(iy + 1) * g.w * g.c]);
+        }
+        padded = p;
+        (
+            &padded[..],
+            Geometry {
+                h: hp,
+                w: wp,
+                pt: 0,
+                pl: 0,
+                ..*g
+            },
+        )
+    };
+    let g = &g;
     for gi in 0..groups {
         let rows = Rows::Conv {
             x,
@@ -657,9 +847,11 @@ pub fn quantize(x: &[f32], scale: f32, zp: i32, y: &mut [u8], channels: usize) {
         return;
     }
     let hw = x.len() / channels;
-    for (p, out) in y.chunks_exact_mut(channels).take(hw).enumerate() {
-        for (c, o) in out.iter_mut().enumerate() {
-            *o = crate::quant::quantize(x[c * hw + p], scale, zp, 0, 255) as u8;
+    let mut row = vec![0u8; hw];
+    for c in 0..channels {
+        quantize_plain(&x[c * hw..(c + 1) * hw], scale, zp, &mut row);
+        for (p, &v) in row.iter().enumerate() {
+            y[p * channels + c] = v;
         }
     }
 }
@@ -775,7 +967,7 @@ mod tests {
         let mut rng = Rng(0x9e3779b97f4a7c15);
         for _ in 0..80 {
             let m = 1 + (rng.next() % 23) as usize;
-            let n = 1 + (rng.next() % 53) as usize;
+            let n = 1 + (rng.next() % 70) as usize;
             let k = 1 + (rng.next() % 70) as usize;
             let r: Vec<u8> = (0..m * k).map(|_| rng.byte()).collect();
             let cols: Vec<i8> = (0..n * k).map(|_| rng.byte() as i8).collect();
@@ -811,7 +1003,7 @@ mod tests {
             // Every other case: channels per group a multiple of 4 (read in place).
             let cg = if case % 2 == 0 { 4 * (1 + (rng.next() % 3) as usize) } else { 1 + (rng.next() % 5) as usize };
             let c = groups * cg;
-            let m = groups * (1 + (rng.next() % 20) as usize);
+            let m = groups * (1 + (rng.next() % 50) as usize);
             let (kh, kw) = (1 + (rng.next() % 3) as usize, 1 + (rng.next() % 3) as usize);
             let (sh, sw) = (1 + (rng.next() % 2) as usize, 1 + (rng.next() % 3) as usize);
             let (dh, dw) = (1 + (rng.next() % 2) as usize, 1 + (rng.next() % 2) as usize);
