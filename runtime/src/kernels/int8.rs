@@ -687,10 +687,48 @@ unsafe fn tile_avx2<'t>(tap: &impl Fn(usize, usize) -> &'t [u8], nt: usize, tg: 
     }
 }
 
-/// One sample of an integer convolution, NHWC: `x` u8 `[h][w][c]`, the weights as panels
-/// per group (`m/groups` columns of depth `kh·kw·c/groups`, order (ky, kx, channel); group
-/// after group, see [`conv_weights_len`]), into `y` u8 `[oh][ow][m]`. Reads its input in
-/// place: padding taps read `zx`.
+/// How an integer convolution's weights are laid out, by its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvForm {
+    /// Depthwise (one input and one output channel a group): `[kh·kw][c]` i8, tap-major.
+    Depthwise,
+    /// Groups of `cg` input channels (`cg` rounded up to 4 with zero weights for one group,
+    /// so every tap is whole depth groups): panels per group, depth (ky, kx, channel).
+    Panels {
+        /// Channels a tap reads (per group, padded).
+        cg: usize,
+    },
+}
+
+impl ConvForm {
+    /// The form of a convolution of `m` outputs in `groups` groups over `g`.
+    pub fn of(g: &Geometry, m: usize, groups: usize) -> ConvForm {
+        let groups = groups.max(1);
+        if groups > 1 && groups == g.c && groups == m {
+            ConvForm::Depthwise
+        } else if groups == 1 {
+            ConvForm::Panels {
+                cg: padded_k(g.c),
+            }
+        } else {
+            ConvForm::Panels { cg: g.c / groups }
+        }
+    }
+
+    /// Bytes of the packed weights.
+    pub fn weights_len(self, g: &Geometry, m: usize, groups: usize) -> usize {
+        match self {
+            ConvForm::Depthwise => g.kh * g.kw * m,
+            ConvForm::Panels { cg } => {
+                let groups = groups.max(1);
+                groups * panels_len(m / groups, g.kh * g.kw * cg)
+            }
+        }
+    }
+}
+
+/// One sample of an integer convolution, NHWC: `x` u8 `[h][w][c]`, the weights packed as
+/// [`ConvForm::of`] says, into `y` u8 `[oh][ow][m]`. Padding taps read `zx`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
     path: Path,
@@ -707,72 +745,120 @@ pub fn conv(
     if !g.c.is_multiple_of(groups) || !m.is_multiple_of(groups) {
         return Err("int8 conv: channels do not divide into the groups".into());
     }
-    let (cg, mg) = (g.c / groups, m / groups);
-    let k = g.kh * g.kw * cg;
-    let per = panels_len(mg, k);
-    if w.len() < groups * per || y.len() < m * g.oh * g.ow {
+    let form = ConvForm::of(g, m, groups);
+    if w.len() < form.weights_len(g, m, groups) || y.len() < m * g.oh * g.ow {
         return Err("int8 conv: weights or output too small".into());
     }
-    let zeros = vec![zx; cg];
-    // Padding materialized once: a copy of the image inside a border of `zx`, so that every
-    // output pixel's taps lie inside it (each row is then a base and fixed tap offsets).
-    if x.len() < g.h * g.w * g.c {
-        return Err("int8 conv: input too small".into());
+    if x.len() < g.h * g.w * g.c || q.len() < m {
+        return Err("int8 conv: input or requantizations too small".into());
     }
+    // Padding materialized once: a copy of the image inside a border of `zx` (and, for one
+    // group, with its channels padded to a multiple of 4 by `zx` too, which meet zero
+    // weights), so that every output pixel's taps lie inside it, at a base plus fixed offsets.
+    let cp = match form {
+        ConvForm::Panels { cg } if groups == 1 => cg,
+        _ => g.c,
+    };
     let hp = (g.h + g.pt).max((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
     let wp = (g.w + g.pl).max((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
     let padded;
-    let (x, g) = if hp == g.h && wp == g.w {
+    let (x, g) = if hp == g.h && wp == g.w && cp == g.c {
         (x, *g)
     } else {
-        let mut p = vec![zx; hp * wp * g.c];
+        let mut p = vec![zx; hp * wp * cp];
         for iy in 0..g.h {
-            let dst = ((iy + g.pt) * wp + g.pl) * g.c;
-            p[dst..dst + g.w * g.c].copy_from_slice(&x[iy * g.w * g.c..(iy + 1) * g.w * g.c]);
+            for ix in 0..g.w {
+                let dst = ((iy + g.pt) * wp + g.pl + ix) * cp;
+                let src = (iy * g.w + ix) * g.c;
+                p[dst..dst + g.c].copy_from_slice(&x[src..src + g.c]);
+            }
         }
         padded = p;
-        (
-            &padded[..],
-            Geometry {
-                h: hp,
-                w: wp,
-                pt: 0,
-                pl: 0,
-                ..*g
-            },
-        )
+        let g = Geometry {
+            c: cp,
+            h: hp,
+            w: wp,
+            pt: 0,
+            pl: 0,
+            ..*g
+        };
+        (&padded[..], g)
     };
     let g = &g;
-    for gi in 0..groups {
-        let rows = Rows::Conv {
-            x,
-            g: *g,
-            c0: gi * cg,
-            cg,
-            zeros: &zeros,
-        };
-        gemm(
-            path,
-            &rows,
-            0..g.oh * g.ow,
-            k,
-            &w[gi * per..(gi + 1) * per],
-            mg,
-            q,
-            Layout {
-                row_stride: m,
-                col0: gi * mg,
-            },
-            y,
-        )?;
+    match form {
+        ConvForm::Depthwise => {
+            depthwise(x, g, w, q, y);
+            Ok(())
+        }
+        ConvForm::Panels { cg } => {
+            let mg = m / groups;
+            let k = g.kh * g.kw * cg;
+            let per = panels_len(mg, k);
+            let zeros = vec![zx; cg];
+            for gi in 0..groups {
+                let rows = Rows::Conv {
+                    x,
+                    g: *g,
+                    c0: gi * cg,
+                    cg,
+                    zeros: &zeros,
+                };
+                gemm(
+                    path,
+                    &rows,
+                    0..g.oh * g.ow,
+                    k,
+                    &w[gi * per..(gi + 1) * per],
+                    mg,
+                    q,
+                    Layout {
+                        row_stride: m,
+                        col0: gi * mg,
+                    },
+                    y,
+                )?;
+            }
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+avx2_dispatch! {
+    /// A depthwise convolution on a padded channels-last image (`g` without padding):
+    /// per output pixel, the taps' channel vectors times their weights, summed in i32 and
+    /// requantized (vectorized along the channels where the CPU has AVX2). Sizes checked by
+    /// [`conv`].
+    fn depthwise(x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) => depthwise_generic
+}
+
+#[inline(always)]
+fn depthwise_generic(x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) {
+    let c = g.c;
+    let mut acc = vec![0i32; c];
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            acc.fill(0);
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let at = ((oy * g.sh + ky * g.dh) * g.w + ox * g.sw + kx * g.dw) * c;
+                    let src = &x[at..at + c];
+                    let wt = &w[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
+                    for ((a, &xv), &wv) in acc.iter_mut().zip(src).zip(wt) {
+                        *a = a.wrapping_add(i32::from(xv) * i32::from(wv as i8));
+                    }
+                }
+            }
+            let out = &mut y[(oy * g.ow + ox) * c..(oy * g.ow + ox + 1) * c];
+            for (ch, (o, &a)) in out.iter_mut().zip(&acc).enumerate() {
+                *o = q.code(ch, a);
+            }
+        }
+    }
 }
 
 /// Bytes of a convolution's packed weights.
 pub fn conv_weights_len(g: &Geometry, m: usize, groups: usize) -> usize {
-    let groups = groups.max(1);
-    groups * panels_len(m / groups, g.kh * g.kw * (g.c / groups))
+    ConvForm::of(g, m, groups).weights_len(g, m, groups)
 }
 
 /// The bytes of a float slice: code buffers live in the f32 arena, four codes a float.
@@ -999,11 +1085,17 @@ mod tests {
     fn convolutions_give_the_definitions_bits_on_random_geometries() {
         let mut rng = Rng(0x2545f4914f6cdd1d);
         for case in 0..60 {
-            let groups = 1 + (rng.next() % 3) as usize;
-            // Every other case: channels per group a multiple of 4 (read in place).
-            let cg = if case % 2 == 0 { 4 * (1 + (rng.next() % 3) as usize) } else { 1 + (rng.next() % 5) as usize };
+            let mut groups = 1 + (rng.next() % 3) as usize;
+            // Every other case: channels per group a multiple of 4 (read in place); every
+            // fifth, depthwise.
+            let mut cg = if case % 2 == 0 { 4 * (1 + (rng.next() % 3) as usize) } else { 1 + (rng.next() % 5) as usize };
+            let mut m = groups * (1 + (rng.next() % 50) as usize);
+            if case % 5 == 0 {
+                groups = 1 + (rng.next() % 40) as usize;
+                cg = 1;
+                m = groups;
+            }
             let c = groups * cg;
-            let m = groups * (1 + (rng.next() % 50) as usize);
             let (kh, kw) = (1 + (rng.next() % 3) as usize, 1 + (rng.next() % 3) as usize);
             let (sh, sw) = (1 + (rng.next() % 2) as usize, 1 + (rng.next() % 3) as usize);
             let (dh, dw) = (1 + (rng.next() % 2) as usize, 1 + (rng.next() % 2) as usize);
@@ -1021,13 +1113,24 @@ mod tests {
             let wt: Vec<i8> = (0..m * cg * kh * kw).map(|_| rng.byte() as i8).collect();
             let widx = |o: usize, ci: usize, ky: usize, kx: usize| ((o * cg + ci) * kh + ky) * kw + kx;
             let mg = m / groups;
-            let k = kh * kw * cg;
             let mut packed = vec![];
-            for gi in 0..groups {
-                packed.extend(pack_panels(mg, k, 0, |j, kk| {
-                    let (tap, ci) = (kk / cg, kk % cg);
-                    wt[widx(gi * mg + j, ci, tap / kw, tap % kw)] as u8
-                }));
+            match ConvForm::of(&g, m, groups) {
+                ConvForm::Depthwise => {
+                    for tap in 0..kh * kw {
+                        for o in 0..m {
+                            packed.push(wt[widx(o, 0, tap / kw, tap % kw)] as u8);
+                        }
+                    }
+                }
+                ConvForm::Panels { cg: cp } => {
+                    let k = kh * kw * cp;
+                    for gi in 0..groups {
+                        packed.extend(pack_panels(mg, k, 0, |j, kk| {
+                            let (tap, ci) = (kk / cp, kk % cp);
+                            if ci < cg { wt[widx(gi * mg + j, ci, tap / kw, tap % kw)] as u8 } else { 0 }
+                        }));
+                    }
+                }
             }
             assert_eq!(packed.len(), conv_weights_len(&g, m, groups));
             let zx = rng.byte();

@@ -186,14 +186,32 @@ impl Lowering<'_> {
         }
         let mg = m / groups;
         let k = cg * kh * kw;
-        // Panels per group, depth in (ky, kx, channel) order: the order a channels-last
-        // input's taps give.
-        let mut panels = vec![];
-        for gi in 0..groups {
-            panels.extend(int8::pack_panels(mg, k, 0, |j, kk| {
-                let (tap, ci) = (kk / cg, kk % cg);
-                w[(((gi * mg + j) * cg + ci) * kh + tap / kw) * kw + tap % kw] as u8
-            }));
+        let widx = |o: usize, ci: usize, tap: usize| ((o * cg + ci) * kh + tap / kw) * kw + tap % kw;
+        // The layout the kernel reads (`ConvForm`): depthwise tap-major, else panels per
+        // group with depth (ky, kx, channel), channels padded to whole groups of 4 for one
+        // group (zero weights).
+        let panels = match int8::ConvForm::of(&g, m, groups) {
+            int8::ConvForm::Depthwise => (0..kh * kw)
+                .flat_map(|tap| (0..m).map(move |o| (o, tap)))
+                .map(|(o, tap)| w[widx(o, 0, tap)] as u8)
+                .collect(),
+            int8::ConvForm::Panels { cg: cp } => {
+                let mut panels = vec![];
+                for gi in 0..groups {
+                    panels.extend(int8::pack_panels(mg, kh * kw * cp, 0, |j, kk| {
+                        let (tap, ci) = (kk / cp, kk % cp);
+                        if ci < cg {
+                            w[widx(gi * mg + j, ci, tap)] as u8
+                        } else {
+                            0
+                        }
+                    }));
+                }
+                panels
+            }
+        };
+        if panels.len() != int8::conv_weights_len(&g, m, groups) {
+            return Err(self.unsupported(n, "its packed weights do not have the kernel's size"));
         }
         let sums: Vec<i64> = (0..m)
             .map(|i| w[i * k..(i + 1) * k].iter().map(|&v| i64::from(v)).sum())
