@@ -270,7 +270,12 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             need(y, c * hw, "output")?;
         }
         Step::Quantize {
-            x, y, n, zp, channels, ..
+            x,
+            y,
+            n,
+            zp,
+            channels,
+            ..
         } => {
             if *zp > 255 || (*channels > 0 && !n.is_multiple_of(*channels)) {
                 return Err("a zero point beyond u8, or channels that do not divide".into());
@@ -279,7 +284,12 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             need(y, n.div_ceil(4), "output")?;
         }
         Step::Dequantize {
-            x, y, n, zp, channels, ..
+            x,
+            y,
+            n,
+            zp,
+            channels,
+            ..
         } => {
             if *zp > 255 || (*channels > 0 && !n.is_multiple_of(*channels)) {
                 return Err("a zero point beyond u8, or channels that do not divide".into());
@@ -327,6 +337,23 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             }
             need(x, times(*rows, *k)?.div_ceil(4), "input")?;
             need(y, times(*rows, *n)?.div_ceil(4), "output")?;
+        }
+        Step::QAdd {
+            a,
+            b,
+            y,
+            n,
+            za,
+            zb,
+            zy,
+            ..
+        } => {
+            if *za > 255 || *zb > 255 || *zy > 255 {
+                return Err("a zero point beyond u8".into());
+            }
+            need(a, n.div_ceil(4), "left")?;
+            need(b, n.div_ceil(4), "right")?;
+            need(y, n.div_ceil(4), "output")?;
         }
         Step::QPlanar { x, y, c, hw } => {
             need(x, times(*c, *hw)?.div_ceil(4), "input")?;
@@ -1789,6 +1816,31 @@ impl Ctx<'_> {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
                 let codes = &int8::bytes(xs)[..*n];
                 int8::dequantize(codes, *scale, *zp as i32, &mut ys[..*n], *channels);
+                Ok(())
+            }
+            Step::QAdd {
+                a,
+                b: bb,
+                y,
+                n,
+                sa,
+                za,
+                sb,
+                zb,
+                sy,
+                zy,
+                relu,
+            } => {
+                let ([xa, xb], ys) =
+                    arena.views([range(a, b, s), range(bb, b, s)], range(y, b, s))?;
+                let j = int8::Join {
+                    a: (*sa, *za as i32),
+                    b: (*sb, *zb as i32),
+                    y: (*sy, *zy as i32),
+                    relu: *relu,
+                };
+                let (xa, xb) = (&int8::bytes(xa)[..*n], &int8::bytes(xb)[..*n]);
+                int8::add(xa, xb, j, &mut int8::bytes_mut(ys)[..*n]);
                 Ok(())
             }
             Step::QPlanar { x, y, c, hw } => {

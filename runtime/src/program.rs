@@ -642,6 +642,34 @@ define_steps! {
         g: Geometry,
     };
 
+    /// A residual join of two integer regions, elementwise on codes of one layout:
+    /// `quantize(relu?(dequantize(a) + dequantize(b)))`, the f32 operations of the graph it
+    /// stands for, in their order ([`crate::kernels::int8::add`]).
+    QAdd = 22 {
+        /// Left codes.
+        a: Buf => read,
+        /// Right codes.
+        b: Buf => read,
+        /// Output codes.
+        y: Buf => write,
+        /// Values per sample.
+        n: usize,
+        /// Left scale.
+        sa: f32,
+        /// Left zero point.
+        za: usize,
+        /// Right scale.
+        sb: f32,
+        /// Right zero point.
+        zb: usize,
+        /// Output scale.
+        sy: f32,
+        /// Output zero point.
+        zy: usize,
+        /// A Relu after the sum.
+        relu: bool,
+    };
+
     /// Channels-last codes to channels-first (before a reshape, which reads NCHW order).
     QPlanar = 21 {
         /// Input (u8 codes, `[hw][c]`).

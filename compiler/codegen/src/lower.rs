@@ -96,6 +96,8 @@ pub(crate) struct Lowering<'g> {
     blocked: HashSet<Key>,
     /// A value's buffer in its other layout, once a reorder made it.
     other: HashMap<Key, usize>,
+    /// Integer residual joins: the `QuantizeLinear` that ends each, and the nodes it absorbs.
+    joins: int8::Joins,
 }
 
 fn act_of(op: &Op, node: &str) -> R<Act> {
@@ -131,6 +133,7 @@ impl<'g> Lowering<'g> {
             scratch: 0,
             blocked: HashSet::new(),
             other: HashMap::new(),
+            joins: int8::Joins::find(g),
         }
     }
 
@@ -143,6 +146,12 @@ impl<'g> Lowering<'g> {
 
     /// Lowers one node.
     pub(crate) fn node(&mut self, n: NodeId) -> R<()> {
+        if self.joins.absorbed.contains(&n) {
+            return Ok(());
+        }
+        if let Some(j) = self.joins.ends.get(&n).copied() {
+            return self.join(n, j);
+        }
         self.lower_node(n)
     }
 

@@ -13,7 +13,9 @@
 //! possibly through MaxPool, Flatten or Reshape, which then run on the codes (max commutes
 //! with the monotone dequantization; the others move bytes). Every other reader of a
 //! quantized layer's output reads it through a `DequantizeLinear`, so integer regions are
-//! bounded by Q/DQ pairs and nothing else in the graph changes.
+//! bounded by Q/DQ pairs. A residual `Add` that reads a tensor some layer's input quantizes
+//! reads its dequantized codes instead (a quantized skip connection, as int8 deployments
+//! have it), so both operands of the join are codes; nothing else in the graph changes.
 //!
 //! Keeps: the graph's inputs and outputs (names, types, shapes) and every value outside the
 //! step's layers; the arithmetic inside a region is `mcc_runtime::quant`'s, identical in the
@@ -688,6 +690,34 @@ impl Quantizer<'_> {
             ty,
         )?;
         self.codes.insert(v, (q, s, z));
+        // A residual Add that reads `v` too reads it through its codes: both of its operands
+        // then come out of integer regions, and the compiled code joins them on the codes
+        // (as an int8 deployment quantizes a skip connection).
+        let adds: Vec<(NodeId, usize)> = self
+            .graph
+            .users(v)
+            .into_iter()
+            .filter(|&(n, _)| {
+                self.graph
+                    .node(n)
+                    .is_some_and(|x| matches!(x.op, Op::Add(_)))
+            })
+            .collect();
+        if !adds.is_empty() {
+            let ty = self.graph.value(v).ty.clone();
+            let f = self.node(
+                &format!("{name}.dequantize"),
+                Op::DequantizeLinear(mcc_ir::op::DequantizeLinear::default()),
+                vec![Some(q), Some(sv), Some(zv)],
+                ty,
+            )?;
+            for (n, slot) in adds {
+                self.graph
+                    .set_input(n, slot, Some(f))
+                    .map_err(|e| e.to_string())?;
+            }
+            self.codes.insert(f, (q, s, z));
+        }
         Ok((q, s, z))
     }
 

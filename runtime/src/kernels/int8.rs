@@ -232,7 +232,12 @@ impl<'a> Rows<'a> {
                 rows.is_empty() || (rows.end - 1) * stride + k <= bytes.len()
             }
             Rows::Conv {
-                x, g, c0, cg, zeros, ..
+                x,
+                g,
+                c0,
+                cg,
+                zeros,
+                ..
             } => {
                 k == g.kh * g.kw * cg
                     && c0 + cg <= g.c
@@ -334,9 +339,15 @@ pub fn gemm(
         // Every row of the tile away from the padding: raw row pointers, each tap at a fixed
         // offset (checked here: the last tap of each row ends inside `x`).
         let fast: Option<[*const u8; 8]> = match r {
-            Rows::Conv { x, cg, .. } if direct && bases.iter().take(height).all(Option::is_some) => {
+            Rows::Conv { x, cg, .. }
+                if direct && bases.iter().take(height).all(Option::is_some) =>
+            {
                 let last = offsets.last().copied().unwrap_or(0) + cg;
-                let ok = bases.iter().take(height).flatten().all(|&b| b + last <= x.len());
+                let ok = bases
+                    .iter()
+                    .take(height)
+                    .flatten()
+                    .all(|&b| b + last <= x.len());
                 ok.then(|| bases.map(|b| x[b.unwrap_or(0)..].as_ptr()))
             }
             _ => None,
@@ -359,9 +370,21 @@ pub fn gemm(
                             if tall {
                                 tile_vnni_at::<8, 1>(ptrs, &offsets, tg, vp, &mut acc)
                             } else if two {
-                                tile_vnni_at::<4, 2>(&[ptrs[0], ptrs[1], ptrs[2], ptrs[3]], &offsets, tg, vp, &mut acc)
+                                tile_vnni_at::<4, 2>(
+                                    &[ptrs[0], ptrs[1], ptrs[2], ptrs[3]],
+                                    &offsets,
+                                    tg,
+                                    vp,
+                                    &mut acc,
+                                )
                             } else {
-                                tile_vnni_at::<4, 1>(&[ptrs[0], ptrs[1], ptrs[2], ptrs[3]], &offsets, tg, vp, &mut acc)
+                                tile_vnni_at::<4, 1>(
+                                    &[ptrs[0], ptrs[1], ptrs[2], ptrs[3]],
+                                    &offsets,
+                                    tg,
+                                    vp,
+                                    &mut acc,
+                                )
                             }
                         }
                     }
@@ -399,7 +422,14 @@ pub fn gemm(
                 let base = row * layout.row_stride + layout.col0 + p * LANES;
                 let o0 = layout.col0 + p * LANES;
                 let per_row = if tall { 1 } else { 2 };
-                store(path, &acc[per_row * t..], cols, q, o0, &mut out[base..base + cols]);
+                store(
+                    path,
+                    &acc[per_row * t..],
+                    cols,
+                    q,
+                    o0,
+                    &mut out[base..base + cols],
+                );
             }
             p += if two { 2 } else { 1 };
         }
@@ -424,7 +454,14 @@ fn store(path: Path, acc: &[[i32; LANES]], cols: usize, q: &Requants, o0: usize,
             // o..o + 16 (`gemm` checked `q.len() ≥ col0 + n`), `a` and `dst` are 16 long.
             #[allow(unsafe_code)]
             unsafe {
-                requant_store(a, &q.bias[o..o + LANES], &q.mult[o..o + LANES], &q.shift[o..o + LANES], q, dst)
+                requant_store(
+                    a,
+                    &q.bias[o..o + LANES],
+                    &q.mult[o..o + LANES],
+                    &q.shift[o..o + LANES],
+                    q,
+                    dst,
+                )
             };
             continue;
         }
@@ -437,7 +474,14 @@ fn store(path: Path, acc: &[[i32; LANES]], cols: usize, q: &Requants, o0: usize,
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx512f")]
-unsafe fn requant_store(a: &[i32; LANES], bias: &[i32], mult: &[i32], shift: &[u32], q: &Requants, dst: &mut [u8]) {
+unsafe fn requant_store(
+    a: &[i32; LANES],
+    bias: &[i32],
+    mult: &[i32],
+    shift: &[u32],
+    q: &Requants,
+    dst: &mut [u8],
+) {
     use std::arch::x86_64::*;
     // SAFETY: each slice is 16 × 4 bytes (the caller's contract); `dst` is 16 bytes.
     unsafe {
@@ -495,7 +539,13 @@ fn requant16(
 }
 
 /// The portable tile: 4 rows × one panel into `acc[2t]`.
-fn tile_scalar<'t>(tap: &impl Fn(usize, usize) -> &'t [u8], nt: usize, tg: usize, vp: &[u8], acc: &mut [[i32; LANES]; 8]) {
+fn tile_scalar<'t>(
+    tap: &impl Fn(usize, usize) -> &'t [u8],
+    nt: usize,
+    tg: usize,
+    vp: &[u8],
+    acc: &mut [[i32; LANES]; 8],
+) {
     for t in 0..4 {
         let a = &mut acc[2 * t];
         for tp in 0..nt {
@@ -590,7 +640,8 @@ unsafe fn tile_vnni_at<const R: usize, const P: usize>(
                     *x = _mm512_loadu_si512(v.add(h * panel + g * 64).cast());
                 }
                 for t in 0..R {
-                    let b = _mm512_set1_epi32(ptrs[t].add(off + gg * 4).cast::<i32>().read_unaligned());
+                    let b =
+                        _mm512_set1_epi32(ptrs[t].add(off + gg * 4).cast::<i32>().read_unaligned());
                     for (h, x) in vs.iter().enumerate() {
                         a[t * (8 / R) + h] = _mm512_dpbusd_epi32(a[t * (8 / R) + h], b, *x);
                     }
@@ -652,7 +703,13 @@ unsafe fn tile_vnni8<'t>(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2")]
-unsafe fn tile_avx2<'t>(tap: &impl Fn(usize, usize) -> &'t [u8], nt: usize, tg: usize, vp: &[u8], acc: &mut [[i32; LANES]; 8]) {
+unsafe fn tile_avx2<'t>(
+    tap: &impl Fn(usize, usize) -> &'t [u8],
+    nt: usize,
+    tg: usize,
+    vp: &[u8],
+    acc: &mut [[i32; LANES]; 8],
+) {
     use std::arch::x86_64::*;
     let mut a = [[_mm256_setzero_si256(); 4]; 4];
     for tp in 0..nt {
@@ -668,7 +725,16 @@ unsafe fn tile_avx2<'t>(tap: &impl Fn(usize, usize) -> &'t [u8], nt: usize, tg: 
             for (t, at) in a.iter_mut().enumerate() {
                 let rb = &rows[t][gg * 4..gg * 4 + 4];
                 let pair = |i: usize| i32::from(rb[i]) | (i32::from(rb[i + 1]) << 16);
-                let b = _mm256_setr_epi32(pair(0), pair(2), pair(0), pair(2), pair(0), pair(2), pair(0), pair(2));
+                let b = _mm256_setr_epi32(
+                    pair(0),
+                    pair(2),
+                    pair(0),
+                    pair(2),
+                    pair(0),
+                    pair(2),
+                    pair(0),
+                    pair(2),
+                );
                 for (qq, w) in wide.iter().enumerate() {
                     at[qq] = _mm256_add_epi32(at[qq], _mm256_madd_epi16(*w, b));
                 }
@@ -707,9 +773,7 @@ impl ConvForm {
         if groups > 1 && groups == g.c && groups == m {
             ConvForm::Depthwise
         } else if groups == 1 {
-            ConvForm::Panels {
-                cg: padded_k(g.c),
-            }
+            ConvForm::Panels { cg: padded_k(g.c) }
         } else {
             ConvForm::Panels { cg: g.c / groups }
         }
@@ -972,6 +1036,39 @@ pub fn dequantize(x: &[u8], scale: f32, zp: i32, y: &mut [f32], channels: usize)
     }
 }
 
+/// The parameters of a residual join of codes ([`add`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Join {
+    /// Left scale and zero point.
+    pub a: (f32, i32),
+    /// Right scale and zero point.
+    pub b: (f32, i32),
+    /// Output scale and zero point.
+    pub y: (f32, i32),
+    /// A Relu after the sum.
+    pub relu: bool,
+}
+
+avx2_dispatch! {
+    /// `y = quantize(relu?(dequantize(a) + dequantize(b)))` element by element, each operation
+    /// in f32 as the graph's DequantizeLinear, Add, Relu and QuantizeLinear compute it.
+    pub fn add(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) => add_generic
+}
+
+#[inline(always)]
+fn add_generic(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) {
+    // `dequantize` and `quantize` of `crate::quant`, written so they vectorize: a code minus
+    // its zero point is exact in f32 either way, and a clamp to [0, 255] after the rounding
+    // gives the same code for a sum of −0 as for 0 (the Relu's only other difference).
+    let (za, zb, zy) = (j.a.1 as f32, j.b.1 as f32, j.y.1 as f32);
+    let floor = if j.relu { 0.0 } else { f32::NEG_INFINITY };
+    for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
+        let s = (f32::from(x) - za) * j.a.0 + (f32::from(z) - zb) * j.b.0;
+        let r = (s.max(floor) / j.y.0).round_ties_even() + zy;
+        *o = r.clamp(0.0, 255.0) as u8;
+    }
+}
+
 /// Channels-last codes `[hw][c]` to channels-first `[c][hw]` (before a reshape, which reads
 /// the NCHW order).
 pub fn to_planar(x: &[u8], c: usize, hw: usize, y: &mut [u8]) -> Result<(), String> {
@@ -1038,14 +1135,20 @@ mod tests {
     }
 
     fn requants(rng: &mut Rng, outs: usize) -> (Vec<i32>, Vec<i32>, Vec<u32>) {
-        let bias = (0..outs).map(|_| (rng.next() % 20000) as i32 - 10000).collect();
+        let bias = (0..outs)
+            .map(|_| (rng.next() % 20000) as i32 - 10000)
+            .collect();
         let rq: Vec<Requant> = (0..outs)
             .map(|_| {
                 let e = (rng.next() % 9) as i32 - 7;
                 Requant::new((1 + rng.next() % 1000) as f64 * 1e-3 * 10f64.powi(e)).unwrap()
             })
             .collect();
-        (bias, rq.iter().map(|r| r.mult).collect(), rq.iter().map(|r| r.shift).collect())
+        (
+            bias,
+            rq.iter().map(|r| r.mult).collect(),
+            rq.iter().map(|r| r.shift).collect(),
+        )
     }
 
     #[test]
@@ -1060,7 +1163,14 @@ mod tests {
             let v = pack_panels(n, k, rng.byte(), |j, kk| cols[j * k + kk] as u8);
             let (bias, mult, shift) = requants(&mut rng, n);
             let lo = (rng.next() % 100) as i32;
-            let q = Requants { bias: &bias, mult: &mult, shift: &shift, zp: (rng.next() % 256) as i32, lo, hi: 255 - lo / 2 };
+            let q = Requants {
+                bias: &bias,
+                mult: &mult,
+                shift: &shift,
+                zp: (rng.next() % 256) as i32,
+                lo,
+                hi: 255 - lo / 2,
+            };
             let mut want = vec![0u8; m * n];
             for i in 0..m {
                 for j in 0..n {
@@ -1073,8 +1183,25 @@ mod tests {
             }
             for path in paths() {
                 let mut got = vec![0u8; m * n];
-                let rows = Rows::Matrix { bytes: &r, stride: k };
-                gemm(path, &rows, 0..m, k, &v, n, &q, Layout { row_stride: n, col0: 0 }, &mut got).unwrap();
+                let rows = Rows::Matrix {
+                    bytes: &r,
+                    stride: k,
+                };
+                gemm(
+                    path,
+                    &rows,
+                    0..m,
+                    k,
+                    &v,
+                    n,
+                    &q,
+                    Layout {
+                        row_stride: n,
+                        col0: 0,
+                    },
+                    &mut got,
+                )
+                .unwrap();
                 assert_eq!(got, want, "{path:?} m={m} n={n} k={k}");
             }
         }
@@ -1088,7 +1215,11 @@ mod tests {
             let mut groups = 1 + (rng.next() % 3) as usize;
             // Every other case: channels per group a multiple of 4 (read in place); every
             // fifth, depthwise.
-            let mut cg = if case % 2 == 0 { 4 * (1 + (rng.next() % 3) as usize) } else { 1 + (rng.next() % 5) as usize };
+            let mut cg = if case % 2 == 0 {
+                4 * (1 + (rng.next() % 3) as usize)
+            } else {
+                1 + (rng.next() % 5) as usize
+            };
             let mut m = groups * (1 + (rng.next() % 50) as usize);
             if case % 5 == 0 {
                 groups = 1 + (rng.next() % 40) as usize;
@@ -1107,11 +1238,26 @@ mod tests {
             }
             let oh = (h + 2 * pt - span(kh, dh)) / sh + 1;
             let ow = (w + 2 * pl - span(kw, dw)) / sw + 1;
-            let g = Geometry { c, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl };
+            let g = Geometry {
+                c,
+                h,
+                w,
+                oh,
+                ow,
+                kh,
+                kw,
+                sh,
+                sw,
+                dh,
+                dw,
+                pt,
+                pl,
+            };
             // x NHWC; weights W[o][ci][ky][kx] (ONNX order).
             let x: Vec<u8> = (0..c * h * w).map(|_| rng.byte()).collect();
             let wt: Vec<i8> = (0..m * cg * kh * kw).map(|_| rng.byte() as i8).collect();
-            let widx = |o: usize, ci: usize, ky: usize, kx: usize| ((o * cg + ci) * kh + ky) * kw + kx;
+            let widx =
+                |o: usize, ci: usize, ky: usize, kx: usize| ((o * cg + ci) * kh + ky) * kw + kx;
             let mg = m / groups;
             let mut packed = vec![];
             match ConvForm::of(&g, m, groups) {
@@ -1127,7 +1273,11 @@ mod tests {
                     for gi in 0..groups {
                         packed.extend(pack_panels(mg, k, 0, |j, kk| {
                             let (tap, ci) = (kk / cp, kk % cp);
-                            if ci < cg { wt[widx(gi * mg + j, ci, tap / kw, tap % kw)] as u8 } else { 0 }
+                            if ci < cg {
+                                wt[widx(gi * mg + j, ci, tap / kw, tap % kw)] as u8
+                            } else {
+                                0
+                            }
                         }));
                     }
                 }
@@ -1135,14 +1285,24 @@ mod tests {
             assert_eq!(packed.len(), conv_weights_len(&g, m, groups));
             let zx = rng.byte();
             let (bias, mult, shift) = requants(&mut rng, m);
-            let q = Requants { bias: &bias, mult: &mult, shift: &shift, zp: 7, lo: 7, hi: 255 };
+            let q = Requants {
+                bias: &bias,
+                mult: &mult,
+                shift: &shift,
+                zp: 7,
+                lo: 7,
+                hi: 255,
+            };
             // The definition: Σ (x − zx)·w over the window, padding reading zx; the kernels
             // take Σ x·w with −zx·Σw folded into the bias.
             let mut want = vec![0u8; m * oh * ow];
             let mut folded = bias.clone();
             for o in 0..m {
                 let gi = o / mg;
-                let sum: i32 = (0..cg).flat_map(|ci| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (ci, ky, kx)))).map(|(ci, ky, kx)| i32::from(wt[widx(o, ci, ky, kx)])).sum();
+                let sum: i32 = (0..cg)
+                    .flat_map(|ci| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (ci, ky, kx))))
+                    .map(|(ci, ky, kx)| i32::from(wt[widx(o, ci, ky, kx)]))
+                    .sum();
                 folded[o] = bias[o].wrapping_sub(i32::from(zx) * sum);
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -1154,7 +1314,8 @@ mod tests {
                                         (Some(iy), Some(ix)) => x[(iy * w + ix) * c + gi * cg + ci],
                                         _ => zx,
                                     };
-                                    s += (i32::from(xv) - i32::from(zx)) * i32::from(wt[widx(o, ci, ky, kx)]);
+                                    s += (i32::from(xv) - i32::from(zx))
+                                        * i32::from(wt[widx(o, ci, ky, kx)]);
                                 }
                             }
                         }
@@ -1174,16 +1335,109 @@ mod tests {
     #[test]
     fn short_operands_are_errors_not_reads() {
         let half = Requant::new(0.5).unwrap();
-        let q = Requants { bias: &[0], mult: &[half.mult], shift: &[half.shift], zp: 0, lo: 0, hi: 255 };
+        let q = Requants {
+            bias: &[0],
+            mult: &[half.mult],
+            shift: &[half.shift],
+            zp: 0,
+            lo: 0,
+            hi: 255,
+        };
         let v = pack_panels(1, 8, 0, |_, _| 1);
         let mut out = [0u8; 1];
-        let l = Layout { row_stride: 1, col0: 0 };
-        let rows = |b: &'static [u8]| Rows::Matrix { bytes: b, stride: 8 };
-        assert!(gemm(Path::Scalar, &rows(&[1; 7]), 0..1, 8, &v, 1, &q, l, &mut out).is_err());
-        assert!(gemm(Path::Scalar, &rows(&[1; 8]), 0..1, 8, &v[..4], 1, &q, l, &mut out).is_err());
-        assert!(gemm(Path::Scalar, &rows(&[1; 8]), 0..2, 8, &v, 1, &q, l, &mut out).is_err());
-        assert!(gemm(Path::Scalar, &rows(&[1; 8]), 0..1, 8, &v, 1, &q, l, &mut out).is_ok());
+        let l = Layout {
+            row_stride: 1,
+            col0: 0,
+        };
+        let rows = |b: &'static [u8]| Rows::Matrix {
+            bytes: b,
+            stride: 8,
+        };
+        assert!(
+            gemm(
+                Path::Scalar,
+                &rows(&[1; 7]),
+                0..1,
+                8,
+                &v,
+                1,
+                &q,
+                l,
+                &mut out
+            )
+            .is_err()
+        );
+        assert!(
+            gemm(
+                Path::Scalar,
+                &rows(&[1; 8]),
+                0..1,
+                8,
+                &v[..4],
+                1,
+                &q,
+                l,
+                &mut out
+            )
+            .is_err()
+        );
+        assert!(
+            gemm(
+                Path::Scalar,
+                &rows(&[1; 8]),
+                0..2,
+                8,
+                &v,
+                1,
+                &q,
+                l,
+                &mut out
+            )
+            .is_err()
+        );
+        assert!(
+            gemm(
+                Path::Scalar,
+                &rows(&[1; 8]),
+                0..1,
+                8,
+                &v,
+                1,
+                &q,
+                l,
+                &mut out
+            )
+            .is_ok()
+        );
         assert_eq!(out[0], 4);
+    }
+
+    #[test]
+    fn joins_compute_what_the_graph_computes() {
+        use crate::quant::{dequantize, quantize};
+        let mut rng = Rng(77);
+        let a: Vec<u8> = (0..4096).map(|_| rng.byte()).collect();
+        let b: Vec<u8> = (0..4096).map(|_| rng.byte()).collect();
+        for relu in [false, true] {
+            let j = Join {
+                a: (0.037, 131),
+                b: (0.011, 7),
+                y: (0.02, 64),
+                relu,
+            };
+            let mut got = vec![0u8; 4096];
+            add(&a, &b, j, &mut got);
+            for i in 0..4096 {
+                let s =
+                    dequantize(i32::from(a[i]), 0.037, 131) + dequantize(i32::from(b[i]), 0.011, 7);
+                let s = if relu && s < 0.0 { 0.0 } else { s };
+                assert_eq!(
+                    i32::from(got[i]),
+                    quantize(s, 0.02, 64, 0, 255),
+                    "{i} {relu}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! the kernels do not cover (i8 activations, weights with a nonzero zero point, grouped
 //! matrix products) is an error naming the node.
 
-use mcc_ir::{DType, NodeId, Op, ValueId};
+use std::collections::{HashMap, HashSet};
+
+use mcc_ir::{DType, Graph, NodeId, Op, ValueId};
 use mcc_runtime::kernels::int8;
 use mcc_runtime::program::Step;
 use mcc_runtime::quant::Requant;
@@ -19,7 +21,125 @@ use super::{Lowering, R};
 /// and highest code.
 type Requantization = (Vec<i32>, Vec<Requant>, usize, usize, usize);
 
+/// A residual join of two integer regions: `QuantizeLinear(Relu?(Add(DequantizeLinear(a),
+/// DequantizeLinear(b))))`, each intermediate read once — one step on the codes
+/// ([`Step::QAdd`]) that computes the same f32 operations in the same order, so the same
+/// codes as the evaluator.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Join {
+    /// The two dequantizations.
+    dq: [NodeId; 2],
+    /// Whether a Relu follows the Add.
+    relu: bool,
+}
+
+/// Every join of a graph.
+#[derive(Debug, Default)]
+pub(super) struct Joins {
+    /// The `QuantizeLinear` that ends each join.
+    pub(super) ends: HashMap<NodeId, Join>,
+    /// The nodes the joins absorb (their Add, Relu and dequantizations).
+    pub(super) absorbed: HashSet<NodeId>,
+}
+
+impl Joins {
+    pub(super) fn find(g: &Graph) -> Joins {
+        let mut out = Joins::default();
+        // The node computing `v` when `v` is read by exactly one node and is no output.
+        let only = |v: ValueId| -> Option<NodeId> {
+            (g.users(v).len() == 1 && !g.outputs().contains(&v)).then_some(())?;
+            g.producer(v)
+        };
+        for q in g.node_ids() {
+            let Some(node) = g.node(q) else { continue };
+            if !matches!(node.op, Op::QuantizeLinear(_)) {
+                continue;
+            }
+            let Some(mut at) = node.inputs[0].and_then(only) else {
+                continue;
+            };
+            let mut absorbed = vec![];
+            let mut relu = false;
+            if matches!(g.node(at).map(|x| &x.op), Some(Op::Relu(_))) {
+                relu = true;
+                absorbed.push(at);
+                let Some(next) = g.node(at).and_then(|x| x.inputs[0]).and_then(only) else {
+                    continue;
+                };
+                at = next;
+            }
+            let Some(add) = g.node(at).filter(|x| matches!(x.op, Op::Add(_))) else {
+                continue;
+            };
+            absorbed.push(at);
+            let dq: Vec<NodeId> = add
+                .inputs
+                .iter()
+                .filter_map(|v| v.and_then(only))
+                .filter(|&d| {
+                    g.node(d)
+                        .is_some_and(|x| matches!(x.op, Op::DequantizeLinear(_)))
+                })
+                .collect();
+            let same_shape = add.inputs.len() == 2
+                && add.inputs.iter().all(|v| {
+                    v.is_some_and(|v| g.value(v).ty.shape == g.value(add.outputs[0]).ty.shape)
+                });
+            if dq.len() != 2 || dq[0] == dq[1] || !same_shape {
+                continue;
+            }
+            absorbed.extend(&dq);
+            out.absorbed.extend(absorbed);
+            out.ends.insert(
+                q,
+                Join {
+                    dq: [dq[0], dq[1]],
+                    relu,
+                },
+            );
+        }
+        out
+    }
+}
+
 impl Lowering<'_> {
+    /// A residual join ([`Join`]) ending at `QuantizeLinear` node `q`.
+    pub(super) fn join(&mut self, q: NodeId, j: Join) -> R<()> {
+        let node = self
+            .g
+            .node(q)
+            .ok_or_else(|| self.unsupported(q, "vanished"))?;
+        let y = node.outputs[0];
+        let (sy, zy) = (self.scale(q, 1)?, self.u8_zero_point(q, 2)?);
+        let mut ins = vec![];
+        for d in j.dq {
+            let codes = self
+                .operand(d, 0)
+                .ok_or_else(|| self.unsupported(d, "no input"))?;
+            if self.g.value(codes).ty.dtype != DType::U8 {
+                return Err(self.unsupported(d, "compiled code dequantizes u8 codes"));
+            }
+            ins.push((codes, self.scale(d, 1)?, self.u8_zero_point(d, 2)?));
+        }
+        let count: usize = self.dims(y)?[1..].iter().product();
+        let (a, b) = (self.read(ins[0].0)?, self.read(ins[1].0)?);
+        let yb = self.write(y)?;
+        self.steps.push(Step::QAdd {
+            a,
+            b,
+            y: yb,
+            n: count,
+            sa: ins[0].1,
+            za: usize::from(ins[0].2),
+            sb: ins[1].1,
+            zb: usize::from(ins[1].2),
+            sy,
+            zy: usize::from(zy),
+            relu: j.relu,
+        });
+        Ok(())
+    }
+
     /// A constant operand's values as i64 (any integer or float type).
     fn ints(&self, n: NodeId, slot: usize) -> Option<Vec<i64>> {
         Some(self.g.const_data(self.operand(n, slot)?)?.to_i64_vec())
@@ -66,7 +186,11 @@ impl Lowering<'_> {
         let zp = self.u8_zero_point(n, 2)?;
         let count: usize = self.dims(x)?[1..].iter().product();
         // Images of codes are channels-last.
-        let codes = if matches!(op, Op::QuantizeLinear(_)) { y } else { x };
+        let codes = if matches!(op, Op::QuantizeLinear(_)) {
+            y
+        } else {
+            x
+        };
         let cd = self.dims(codes)?;
         let channels = if cd.len() == 4 { cd[1] } else { 0 };
         let xb = self.read(x)?;
@@ -186,7 +310,8 @@ impl Lowering<'_> {
         }
         let mg = m / groups;
         let k = cg * kh * kw;
-        let widx = |o: usize, ci: usize, tap: usize| ((o * cg + ci) * kh + tap / kw) * kw + tap % kw;
+        let widx =
+            |o: usize, ci: usize, tap: usize| ((o * cg + ci) * kh + tap / kw) * kw + tap % kw;
         // The layout the kernel reads (`ConvForm`): depthwise tap-major, else panels per
         // group with depth (ky, kx, channel), channels padded to whole groups of 4 for one
         // group (zero weights).
