@@ -851,7 +851,10 @@ pub fn conv(
     let g = &g;
     match form {
         ConvForm::Depthwise => {
-            depthwise(x, g, w, q, y);
+            if !path.runs_here() {
+                return Err(format!("int8 conv: this CPU cannot run the {path:?} path"));
+            }
+            depthwise(path, x, g, w, q, y);
             Ok(())
         }
         ConvForm::Panels { cg } => {
@@ -887,34 +890,46 @@ pub fn conv(
     }
 }
 
+/// A depthwise convolution on a padded channels-last image (`g` without padding): per
+/// output row, each pixel's taps' channel vectors times their weights summed in i32
+/// ([`depthwise_sums`], vectorized along the channels where the CPU has AVX2), then
+/// requantized 16 channels at a time ([`store`]). Sizes checked by [`conv`].
+fn depthwise(path: Path, x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) {
+    let c = g.c;
+    let mut acc = vec![0i32; g.ow * c];
+    let mut tile = vec![[0i32; LANES]; c.div_ceil(LANES)];
+    for oy in 0..g.oh {
+        depthwise_sums(x, g, w, oy, &mut acc);
+        for ox in 0..g.ow {
+            for (b, t) in tile.iter_mut().enumerate() {
+                let n = (c - b * LANES).min(LANES);
+                t[..n].copy_from_slice(&acc[ox * c + b * LANES..ox * c + b * LANES + n]);
+            }
+            let at = (oy * g.ow + ox) * c;
+            store(path, &tile, c, q, 0, &mut y[at..at + c]);
+        }
+    }
+}
+
 avx2_dispatch! {
-    /// A depthwise convolution on a padded channels-last image (`g` without padding):
-    /// per output pixel, the taps' channel vectors times their weights, summed in i32 and
-    /// requantized (vectorized along the channels where the CPU has AVX2). Sizes checked by
-    /// [`conv`].
-    fn depthwise(x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) => depthwise_generic
+    /// The i32 sums of output row `oy` of a depthwise convolution, `[ow][c]`, into `acc`.
+    fn depthwise_sums(x: &[u8], g: &Geometry, w: &[u8], oy: usize, acc: &mut [i32]) => depthwise_sums_generic
 }
 
 #[inline(always)]
-fn depthwise_generic(x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) {
+fn depthwise_sums_generic(x: &[u8], g: &Geometry, w: &[u8], oy: usize, acc: &mut [i32]) {
     let c = g.c;
-    let mut acc = vec![0i32; c];
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            acc.fill(0);
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let at = ((oy * g.sh + ky * g.dh) * g.w + ox * g.sw + kx * g.dw) * c;
-                    let src = &x[at..at + c];
-                    let wt = &w[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
-                    for ((a, &xv), &wv) in acc.iter_mut().zip(src).zip(wt) {
-                        *a = a.wrapping_add(i32::from(xv) * i32::from(wv as i8));
-                    }
+    acc.fill(0);
+    for ox in 0..g.ow {
+        let a = &mut acc[ox * c..(ox + 1) * c];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let at = ((oy * g.sh + ky * g.dh) * g.w + ox * g.sw + kx * g.dw) * c;
+                let src = &x[at..at + c];
+                let wt = &w[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
+                for ((s, &xv), &wv) in a.iter_mut().zip(src).zip(wt) {
+                    *s = s.wrapping_add(i32::from(xv) * i32::from(wv as i8));
                 }
-            }
-            let out = &mut y[(oy * g.ow + ox) * c..(oy * g.ow + ox + 1) * c];
-            for (ch, (o, &a)) in out.iter_mut().zip(&acc).enumerate() {
-                *o = q.code(ch, a);
             }
         }
     }
