@@ -172,3 +172,70 @@ fn int8_exports_run_in_onnx_runtime_within_one_step() {
         }
     }
 }
+
+/// The light ImageNet architectures with random weights (the `light_random` suite's) build in
+/// int8 — calibrated on the seeded input itself — and their compiled code gives the
+/// evaluator's outputs (the integer regions' codes exactly, the f32 layers after them to f32
+/// rounding); the outputs stay within the quantization error the README states of the f32
+/// model's (relative L2 of the final outputs, printed).
+#[test]
+fn light_models_run_in_int8() {
+    if skip_ort() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus("light/light_input_seed0.npy");
+    let x = npy(&input);
+    for name in ["squeezenet", "shufflenet", "inception_v1", "resnet50"] {
+        let r = mcc_tests::light_random::model(name);
+        let recipe = dir.path().join(format!("{name}.mcr"));
+        std::fs::write(
+            &recipe,
+            format!(
+                "calibrate with {:?}\nuse std.int8\n",
+                input.display().to_string()
+            ),
+        )
+        .unwrap();
+        let s = mcc::recipe::check(&recipe, &r.model).unwrap();
+        assert!(!s.checked.has_errors(), "{name}: {:#?}", s.checked.diags);
+        let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+        let g = b.graph;
+        let layers = integer_layers(&g);
+        assert!(layers >= 2, "{name}: only {layers} integer layers");
+        let want = mcc_ir::run(&g, std::slice::from_ref(&x)).unwrap().remove(0);
+        let want: Vec<f32> = want.as_f32().unwrap().iter().copied().collect();
+        let p = mcc::native::program(&g).unwrap();
+        let data: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
+        let got = mcc_runtime::exec::Runner::new(&p, 2)
+            .unwrap()
+            .run(&[&data])
+            .unwrap()
+            .remove(0);
+        // The integer regions give the same codes; f32 layers after them (SqueezeNet's
+        // global pooling and softmax) round as mcc's f32 kernels do, to f32 accuracy.
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| if (a - b).is_nan() { f32::NAN } else { m.max((a - b).abs()) });
+        assert!(
+            worst <= 1e-5 * scale,
+            "{name}: compiled int8 code differs from the evaluator by {worst} of {scale}"
+        );
+        let f32_model = s.model.graph.clone();
+        let reference = mcc_ir::run(&f32_model, std::slice::from_ref(&x)).unwrap().remove(0);
+        let reference: Vec<f32> = reference.as_f32().unwrap().iter().copied().collect();
+        let (mut num, mut den) = (0f64, 0f64);
+        for (a, b) in want.iter().zip(&reference) {
+            num += f64::from(a - b).powi(2);
+            den += f64::from(*b).powi(2);
+        }
+        let rel = (num / den.max(1e-30)).sqrt();
+        println!("{name}: {layers} integer layers, outputs vs f32 relative L2 {rel:.3e}");
+        assert!(rel.is_finite() && rel <= LIGHT_INT8_ERROR, "{name}: relative L2 {rel}");
+    }
+}
+
+/// The bound on [`light_models_run_in_int8`]'s error (README, "int8").
+const LIGHT_INT8_ERROR: f64 = 0.3;
