@@ -215,16 +215,21 @@ fn light_models_run_in_int8() {
         // The integer regions give the same codes; f32 layers after them (SqueezeNet's
         // global pooling and softmax) round as mcc's f32 kernels do, to f32 accuracy.
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = got
-            .iter()
-            .zip(&want)
-            .fold(0f32, |m, (a, b)| if (a - b).is_nan() { f32::NAN } else { m.max((a - b).abs()) });
+        let worst = got.iter().zip(&want).fold(0f32, |m, (a, b)| {
+            if (a - b).is_nan() {
+                f32::NAN
+            } else {
+                m.max((a - b).abs())
+            }
+        });
         assert!(
             worst <= 1e-5 * scale,
             "{name}: compiled int8 code differs from the evaluator by {worst} of {scale}"
         );
         let f32_model = s.model.graph.clone();
-        let reference = mcc_ir::run(&f32_model, std::slice::from_ref(&x)).unwrap().remove(0);
+        let reference = mcc_ir::run(&f32_model, std::slice::from_ref(&x))
+            .unwrap()
+            .remove(0);
         let reference: Vec<f32> = reference.as_f32().unwrap().iter().copied().collect();
         let (mut num, mut den) = (0f64, 0f64);
         for (a, b) in want.iter().zip(&reference) {
@@ -233,7 +238,10 @@ fn light_models_run_in_int8() {
         }
         let rel = (num / den.max(1e-30)).sqrt();
         println!("{name}: {layers} integer layers, outputs vs f32 relative L2 {rel:.3e}");
-        assert!(rel.is_finite() && rel <= LIGHT_INT8_ERROR, "{name}: relative L2 {rel}");
+        assert!(
+            rel.is_finite() && rel <= LIGHT_INT8_ERROR,
+            "{name}: relative L2 {rel}"
+        );
     }
 }
 
