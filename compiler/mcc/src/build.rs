@@ -547,32 +547,20 @@ fn role(op: &mcc_ir::Op, slot: usize, t: &mcc_ir::Tensor) -> Role {
 /// Weights a layer reads: (count, nonzero, stored bytes; the bytes include quantization
 /// overhead).
 fn weight_stats(graph: &Graph, node: mcc_ir::NodeId) -> (u64, u64, u64) {
-    let Some(n) = graph.node(node) else {
-        return (0, 0, 0);
-    };
-    let (mut total, mut nonzero, mut bytes) = (0, 0, 0);
-    for (slot, v) in n.inputs.iter().enumerate() {
-        let Some(t) = v.and_then(|v| graph.const_data(v)) else {
-            continue;
-        };
-        let r = role(&n.op, slot, t);
-        if r == Role::Param {
-            total += t.len() as u64;
-            nonzero += t.count_nonzero() as u64;
-        }
-        if r != Role::None {
-            bytes += v.map_or(0, |v| graph.stored_bytes(v)) as u64;
-        }
-    }
-    (total, nonzero, bytes)
+    constants(graph, [node])
 }
 
-/// Constants the model uses: (parameter count, nonzero, stored bytes), each constant once
-/// (by its first reader's view of it).
+/// Constants the model uses: (parameter count, nonzero, stored bytes).
 pub(crate) fn totals(graph: &Graph) -> (u64, u64, u64) {
+    constants(graph, graph.node_ids())
+}
+
+/// The constants `nodes` read, each once (by its first reader's [`Role`] for it): (parameter
+/// count, nonzero, stored bytes).
+fn constants(graph: &Graph, nodes: impl IntoIterator<Item = mcc_ir::NodeId>) -> (u64, u64, u64) {
     let (mut total, mut nonzero, mut bytes) = (0, 0, 0);
     let mut seen = std::collections::HashSet::new();
-    for n in graph.node_ids() {
+    for n in nodes {
         let Some(node) = graph.node(n) else { continue };
         for (slot, v) in node.inputs.iter().enumerate() {
             let Some(v) = *v else { continue };

@@ -291,16 +291,7 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
         let mut op = node.op.clone();
         let epilogue = op.epilogue().map_err(err)?;
         op.set_epilogue(None);
-        let mut attribute = vec![];
-        let mut attrs = op.attrs();
-        for (k, v) in required_attrs(&op) {
-            if !attrs.iter().any(|(name, _)| *name == k) {
-                attrs.push((k, v));
-            }
-        }
-        for (k, v) in attrs {
-            attribute.push(super::export::attribute(&op, k, &v).map_err(err)?);
-        }
+        let attribute = attributes(&op).map_err(err)?;
         let mut outputs: Vec<String> = node
             .outputs
             .iter()
@@ -335,10 +326,7 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
                 g.initializer.push(to_proto(&cname, t));
                 inputs.push(cname);
             }
-            let mut attribute = vec![];
-            for (k, v) in act.attrs() {
-                attribute.push(super::export::attribute(&act, k, &v).map_err(err)?);
-            }
+            let attribute = attributes(&act).map_err(err)?;
             g.node.push(pb::NodeProto {
                 name: Some(fresh(format!("{}.activation", node.name))),
                 op_type: Some(act.name().to_string()),
@@ -408,16 +396,7 @@ fn qdq(
               label: &str,
               fresh: &mut dyn FnMut(String) -> String|
      -> Result<pb::NodeProto, String> {
-        let mut attribute = vec![];
-        let mut attrs = op.attrs();
-        for (k, v) in required_attrs(op) {
-            if !attrs.iter().any(|(n, _)| *n == k) {
-                attrs.push((k, v));
-            }
-        }
-        for (k, v) in attrs {
-            attribute.push(self::attribute(op, k, &v)?);
-        }
+        let attribute = attributes(op)?;
         Ok(pb::NodeProto {
             name: Some(fresh(format!("{}.{label}", node.name))),
             op_type: Some(op.name().to_string()),
@@ -586,6 +565,18 @@ fn qdq(
         fresh,
     )?);
     Ok((inits, nodes))
+}
+
+/// An op's attributes as ONNX writes them: those that differ from their defaults, and the
+/// ones ONNX requires ([`required_attrs`]).
+fn attributes(op: &Op) -> Result<Vec<pb::AttributeProto>, String> {
+    let mut attrs = op.attrs();
+    for (k, v) in required_attrs(op) {
+        if !attrs.iter().any(|(name, _)| *name == k) {
+            attrs.push((k, v));
+        }
+    }
+    attrs.iter().map(|(k, v)| attribute(op, k, v)).collect()
 }
 
 /// The attributes ONNX requires (it gives them no default), written even when they equal

@@ -360,51 +360,33 @@ pub fn gemm(
             let vp = &v[p * block..(p + if two { 2 } else { 1 }) * block];
             match path {
                 #[cfg(target_arch = "x86_64")]
-                Path::Vnni if fast.is_some() => {
-                    if let Some(ptrs) = &fast {
-                        // SAFETY: `runs_here` checked AVX-512F and VNNI; each row pointer
-                        // plus each tap offset starts `tg·4` bytes inside `x` (checked when
-                        // `fast` was made), and `vp` holds the tile's panels of `nt·tg` groups.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            if tall {
-                                tile_vnni_at::<8, 1>(ptrs, &offsets, tg, vp, &mut acc)
-                            } else if two {
-                                tile_vnni_at::<4, 2>(
-                                    &[ptrs[0], ptrs[1], ptrs[2], ptrs[3]],
-                                    &offsets,
-                                    tg,
-                                    vp,
-                                    &mut acc,
-                                )
-                            } else {
-                                tile_vnni_at::<4, 1>(
-                                    &[ptrs[0], ptrs[1], ptrs[2], ptrs[3]],
-                                    &offsets,
-                                    tg,
-                                    vp,
-                                    &mut acc,
-                                )
-                            }
-                        }
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Path::Vnni if tall => {
-                    // SAFETY: as below, with one panel and 8 rows.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        tile_vnni8(&tap, nt, tg, vp, &mut acc)
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
                 Path::Vnni => {
                     // SAFETY: `runs_here` checked AVX-512F and VNNI; every tap has `tg` whole
-                    // groups (`direct`: taps of `tap_len` bytes; else rows of `kp`), and `vp`
-                    // holds 1 or 2 panels of `nt·tg` groups, the reads the tile makes.
+                    // groups (checked when `fast` was made: row base plus tap offset; else a
+                    // tap of `tap_len` bytes or a gathered row of `kp`), and `vp` holds the
+                    // tile's 1 or 2 panels of `nt·tg` groups.
                     #[allow(unsafe_code)]
                     unsafe {
-                        tile_vnni(&tap, nt, tg, vp, two, &mut acc)
+                        match &fast {
+                            Some(p) => vnni_tile(
+                                |t, tp| p[t].wrapping_add(offsets[tp]),
+                                tall,
+                                two,
+                                nt,
+                                tg,
+                                vp,
+                                &mut acc,
+                            ),
+                            None => vnni_tile(
+                                |t, tp| tap(t, tp).as_ptr(),
+                                tall,
+                                two,
+                                nt,
+                                tg,
+                                vp,
+                                &mut acc,
+                            ),
+                        }
                     }
                 }
                 #[cfg(target_arch = "x86_64")]
@@ -564,63 +546,47 @@ fn tile_scalar<'t>(
     }
 }
 
-/// The VNNI tile: 4 rows × 1 or 2 panels (`acc[2t]`, `acc[2t + 1]`).
+/// [`tile_vnni`] in the shape the tile asks for: 8 rows × 1 panel (`tall`), 4 × 2 (`two`),
+/// or 4 × 1.
 ///
 /// # Safety
-/// The CPU has AVX-512F and VNNI; each tap has at least `tg·4` bytes; `vp` holds `nt·tg`
-/// groups of 64 bytes per panel, one panel or two (`two`).
+/// As [`tile_vnni`].
 #[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile_vnni<'t>(
-    tap: &impl Fn(usize, usize) -> &'t [u8],
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn vnni_tile(
+    at: impl Fn(usize, usize) -> *const u8,
+    tall: bool,
+    two: bool,
     nt: usize,
     tg: usize,
     vp: &[u8],
-    two: bool,
     acc: &mut [[i32; LANES]; 8],
 ) {
-    use std::arch::x86_64::*;
-    let mut a = [_mm512_setzero_si512(); 8];
-    let v = vp.as_ptr();
-    let second = if two { nt * tg * 64 } else { 0 };
-    for tp in 0..nt {
-        let rows = [tap(0, tp), tap(1, tp), tap(2, tp), tap(3, tp)];
-        let ptr = rows.map(|r| r.as_ptr());
-        for gg in 0..tg {
-            let g = tp * tg + gg;
-            // SAFETY: group g of each panel lies inside `vp`, and bytes gg·4..gg·4 + 4 inside
-            // each tap (the caller's contract).
-            unsafe {
-                let v0 = _mm512_loadu_si512(v.add(g * 64).cast());
-                let v1 = _mm512_loadu_si512(v.add(second + g * 64).cast());
-                for t in 0..4 {
-                    let b = _mm512_set1_epi32(ptr[t].add(gg * 4).cast::<i32>().read_unaligned());
-                    a[2 * t] = _mm512_dpbusd_epi32(a[2 * t], b, v0);
-                    a[2 * t + 1] = _mm512_dpbusd_epi32(a[2 * t + 1], b, v1);
-                }
-            }
+    // SAFETY: the caller's contract is the tile's.
+    unsafe {
+        if tall {
+            tile_vnni::<8, 1>(at, nt, tg, vp, acc)
+        } else if two {
+            tile_vnni::<4, 2>(at, nt, tg, vp, acc)
+        } else {
+            tile_vnni::<4, 1>(at, nt, tg, vp, acc)
         }
-    }
-    for (i, x) in a.iter().enumerate() {
-        // SAFETY: `acc[i]` is 16 i32s, one 64-byte store.
-        unsafe { _mm512_storeu_si512(acc[i].as_mut_ptr().cast(), *x) };
     }
 }
 
-/// The VNNI tile on raw row pointers: `R` rows × `P` panels (`acc[t·8/R + h]`), row `t`'s tap
-/// `tp` at `ptrs[t] + offsets[tp]`.
+/// The VNNI tile: `R` rows × `P` panels (`acc[t·8/R + h]`: 4 rows keep two slots a row, 8 rows
+/// one), row `t`'s tap `tp` at `at(t, tp)`.
 ///
 /// # Safety
-/// The CPU has AVX-512F and VNNI; for every row and tap, the `tg·4` bytes from
-/// `ptrs[t] + offsets[tp]` are readable; `vp` holds `P` panels of `offsets.len()·tg` groups
-/// of 64 bytes; `R·P ≤ 8`.
+/// The CPU has AVX-512F and VNNI; for every row and tap, the `tg·4` bytes from `at(t, tp)`
+/// are readable; `vp` holds `P` panels of `nt·tg` groups of 64 bytes; `R·P ≤ 8`.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile_vnni_at<const R: usize, const P: usize>(
-    ptrs: &[*const u8; R],
-    offsets: &[usize],
+unsafe fn tile_vnni<const R: usize, const P: usize>(
+    at: impl Fn(usize, usize) -> *const u8,
+    nt: usize,
     tg: usize,
     vp: &[u8],
     acc: &mut [[i32; LANES]; 8],
@@ -628,61 +594,23 @@ unsafe fn tile_vnni_at<const R: usize, const P: usize>(
     use std::arch::x86_64::*;
     let mut a = [_mm512_setzero_si512(); 8];
     let v = vp.as_ptr();
-    let panel = offsets.len() * tg * 64;
-    for (tp, &off) in offsets.iter().enumerate() {
+    let panel = nt * tg * 64;
+    for tp in 0..nt {
+        let ptrs: [*const u8; R] = std::array::from_fn(|t| at(t, tp));
         for gg in 0..tg {
             let g = tp * tg + gg;
             // SAFETY: group g of each panel lies inside `vp`, and the 4 bytes at
-            // ptrs[t] + off + 4·gg inside the input (the caller's contract).
+            // ptrs[t] + 4·gg inside the tap (the caller's contract).
             unsafe {
                 let mut vs = [_mm512_setzero_si512(); P];
                 for (h, x) in vs.iter_mut().enumerate() {
                     *x = _mm512_loadu_si512(v.add(h * panel + g * 64).cast());
                 }
                 for t in 0..R {
-                    let b =
-                        _mm512_set1_epi32(ptrs[t].add(off + gg * 4).cast::<i32>().read_unaligned());
+                    let b = _mm512_set1_epi32(ptrs[t].add(gg * 4).cast::<i32>().read_unaligned());
                     for (h, x) in vs.iter().enumerate() {
                         a[t * (8 / R) + h] = _mm512_dpbusd_epi32(a[t * (8 / R) + h], b, *x);
                     }
-                }
-            }
-        }
-    }
-    for (i, x) in a.iter().enumerate() {
-        // SAFETY: `acc[i]` is 16 i32s, one 64-byte store.
-        unsafe { _mm512_storeu_si512(acc[i].as_mut_ptr().cast(), *x) };
-    }
-}
-
-/// The tall VNNI tile: 8 rows × one panel (`acc[t]`).
-///
-/// # Safety
-/// As [`tile_vnni`] with one panel; `tap` takes rows 0..8.
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile_vnni8<'t>(
-    tap: &impl Fn(usize, usize) -> &'t [u8],
-    nt: usize,
-    tg: usize,
-    vp: &[u8],
-    acc: &mut [[i32; LANES]; 8],
-) {
-    use std::arch::x86_64::*;
-    let mut a = [_mm512_setzero_si512(); 8];
-    let v = vp.as_ptr();
-    for tp in 0..nt {
-        let ptr = [0, 1, 2, 3, 4, 5, 6, 7].map(|t| tap(t, tp).as_ptr());
-        for gg in 0..tg {
-            let g = tp * tg + gg;
-            // SAFETY: group g of the panel lies inside `vp`, bytes gg·4..gg·4 + 4 inside each
-            // tap (the caller's contract).
-            unsafe {
-                let v0 = _mm512_loadu_si512(v.add(g * 64).cast());
-                for t in 0..8 {
-                    let b = _mm512_set1_epi32(ptr[t].add(gg * 4).cast::<i32>().read_unaligned());
-                    a[t] = _mm512_dpbusd_epi32(a[t], b, v0);
                 }
             }
         }

@@ -262,6 +262,22 @@ impl Lowering<'_> {
         Ok((folded, rq, usize::from(zy), lo as usize, hi as usize))
     }
 
+    /// An integer layer's packed weights and requantization words, appended to the weights:
+    /// (weights offset, words offset, output zero point, lowest and highest code). `sums`
+    /// holds each output's weight sum.
+    fn layer_weights(
+        &mut self,
+        n: NodeId,
+        panels: &[u8],
+        sums: &[i64],
+        zx: u8,
+    ) -> R<(usize, usize, usize, usize, usize)> {
+        let (bias, rq, zy, lo, hi) = self.requantization(n, sums.len(), sums, zx)?;
+        let wo = self.push_bytes(panels);
+        let qo = self.push_weights(&int8::requant_words(&bias, &rq));
+        Ok((wo, qo, zy, lo, hi))
+    }
+
     /// The i8 weights (operand 3) with a zero point of 0: shape and values.
     fn i8_weights(&self, n: NodeId) -> R<(Vec<usize>, Vec<i8>)> {
         let w = self
@@ -341,9 +357,7 @@ impl Lowering<'_> {
         let sums: Vec<i64> = (0..m)
             .map(|i| w[i * k..(i + 1) * k].iter().map(|&v| i64::from(v)).sum())
             .collect();
-        let (bias, rq, zy, lo, hi) = self.requantization(n, m, &sums, zx)?;
-        let wo = self.push_bytes(&panels);
-        let qo = self.push_weights(&int8::requant_words(&bias, &rq));
+        let (wo, qo, zy, lo, hi) = self.layer_weights(n, &panels, &sums, zx)?;
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(Step::QConv {
@@ -376,9 +390,7 @@ impl Lowering<'_> {
         let sums: Vec<i64> = (0..cols)
             .map(|j| (0..k).map(|kk| i64::from(w[kk * cols + j])).sum())
             .collect();
-        let (bias, rq, zy, lo, hi) = self.requantization(n, cols, &sums, zx)?;
-        let wo = self.push_bytes(&panels);
-        let qo = self.push_weights(&int8::requant_words(&bias, &rq));
+        let (wo, qo, zy, lo, hi) = self.layer_weights(n, &panels, &sums, zx)?;
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(Step::QDense {
