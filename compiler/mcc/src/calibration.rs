@@ -366,8 +366,12 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
             )
         }
         StatRequest::Ranges { value: name } => {
-            let dims = value(name)?;
-            let channels = dims.first().copied().unwrap_or(1);
+            // A tensor whose shape is known only at run time (a transformer's tokens before
+            // shape arithmetic is folded) has one range.
+            let v = graph
+                .find_value(name)
+                .ok_or_else(|| fail(name, "no such tensor"))?;
+            let channels = dims_of(v).and_then(|d| d.first().copied()).unwrap_or(1);
             (
                 name.clone(),
                 Acc::Ranges {
@@ -378,7 +382,9 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
             )
         }
         StatRequest::Histogram { value: name, bins } => {
-            value(name)?;
+            graph
+                .find_value(name)
+                .ok_or_else(|| fail(name, "no such tensor"))?;
             // A multiple of 4, so doubling the bound merges bins exactly.
             let bins = (*bins).clamp(4, 1 << 16).div_ceil(4) * 4;
             (

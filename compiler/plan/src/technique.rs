@@ -172,7 +172,8 @@ pub enum StatRequest {
         /// The layer.
         layer: String,
     },
-    /// Per-channel (axis 1) minimum and maximum of a tensor.
+    /// Per-channel (axis 1) minimum and maximum of a tensor; one range for the whole tensor
+    /// when its shape is known only at run time.
     Ranges {
         /// The tensor.
         value: String,
