@@ -45,6 +45,12 @@ enum Acc {
         data: Vec<f64>,
         pending: Vec<f64>,
     },
+    /// Row sums, in data order.
+    Mean {
+        patch: Patch,
+        rows: usize,
+        sum: Vec<f64>,
+    },
     Ranges {
         channels: usize,
         min: Vec<f64>,
@@ -226,41 +232,16 @@ impl Stats for Calibration {
 
 /// The tensor a request observes (by value name) and its empty accumulator.
 fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError> {
-    let dims_of = |v: mcc_ir::ValueId| -> Option<Vec<usize>> {
-        graph
-            .value(v)
-            .ty
-            .shape
-            .as_ref()?
-            .iter()
-            .skip(1)
-            .map(mcc_ir::Dim::fixed)
-            .collect()
-    };
-    let layer_input = |layer: &str| {
-        let n = graph
-            .find_node(layer)
-            .and_then(|id| graph.node(id))
-            .ok_or_else(|| fail(layer, "no such layer"))?;
-        let x = n
-            .inputs
-            .first()
-            .copied()
-            .flatten()
-            .ok_or_else(|| fail(layer, "the layer has no input"))?;
-        let dims = dims_of(x).ok_or_else(|| fail(layer, "its input's shape is not known"))?;
-        Ok::<_, TechniqueError>((n, x, dims))
-    };
     let value = |name: &str| {
         let v = graph
             .find_value(name)
             .ok_or_else(|| fail(name, "no such tensor"))?;
-        let dims = dims_of(v).ok_or_else(|| fail(name, "its shape is not known"))?;
+        let dims = dims_of(graph, v).ok_or_else(|| fail(name, "its shape is not known"))?;
         Ok::<_, TechniqueError>(dims)
     };
     Ok(match r {
         StatRequest::Inputs { layer, samples } => {
-            let (_, x, dims) = layer_input(layer)?;
+            let (_, x, dims) = layer_input(graph, layer)?;
             (
                 graph.value(x).name.clone(),
                 Acc::Inputs {
@@ -272,81 +253,7 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
             )
         }
         StatRequest::Gram { layer } => {
-            // A Gemm or MatMul reads rows of its input's last axis, as wide as its constant
-            // matrix says (a transformer's [N, tokens, features] may have no known shape
-            // before shape arithmetic is folded); other layers need their input's shape.
-            let rows = graph
-                .find_node(layer)
-                .and_then(|id| graph.node(id))
-                .filter(|n| matches!(n.op, Op::Gemm(_) | Op::MatMul(_)))
-                .and_then(|n| {
-                    let x = n.inputs.first().copied().flatten()?;
-                    let w = graph.const_data(n.inputs.get(1).copied().flatten()?)?;
-                    let &[r, c] = w.shape() else { return None };
-                    let k = match &n.op {
-                        Op::Gemm(g) if g.transB != 0 => c,
-                        _ => r,
-                    };
-                    Some((x, Patch::Rows(k)))
-                });
-            let (x, patch) = match rows {
-                Some(found) => found,
-                None => {
-                    let (node, x, dims) = layer_input(layer)?;
-                    let patch = match &node.op {
-                        Op::Gemm(_) | Op::MatMul(_) => {
-                            Patch::Rows(dims.last().copied().unwrap_or(1))
-                        }
-                        Op::Conv(c)
-                            if c.group == 1
-                                && dims.len() == 3
-                                && c.auto_pad == mcc_ir::AutoPad::NotSet =>
-                        {
-                            let out =
-                                node.outputs.first().and_then(|&o| dims_of(o)).ok_or_else(
-                                    || fail(layer, "its output's shape is not known"),
-                                )?;
-                            let w = node
-                                .inputs
-                                .get(1)
-                                .copied()
-                                .flatten()
-                                .and_then(|w| graph.const_data(w))
-                                .ok_or_else(|| fail(layer, "its weights are not constant"))?;
-                            let ks = w.shape();
-                            let two = |v: &[i64], d: i64| -> [usize; 2] {
-                                [
-                                    v.first().copied().unwrap_or(d) as usize,
-                                    v.get(1).copied().unwrap_or(d) as usize,
-                                ]
-                            };
-                            Patch::Conv {
-                                c: dims[0],
-                                h: dims[1],
-                                w: dims[2],
-                                k: [ks[2], ks[3]],
-                                s: two(&c.strides, 1),
-                                p: two(&c.pads, 0),
-                                d: two(&c.dilations, 1),
-                                out: [
-                                    out.get(1).copied().unwrap_or(0),
-                                    out.get(2).copied().unwrap_or(0),
-                                ],
-                            }
-                        }
-                        other => {
-                            return Err(fail(
-                                layer,
-                                format!(
-                                    "XᵀX is collected for Gemm, MatMul and 2-D one-group Conv layers with explicit pads, not this {}",
-                                    other.name()
-                                ),
-                            ));
-                        }
-                    };
-                    (x, patch)
-                }
-            };
+            let (x, patch) = patch_of(graph, layer, false)?;
             let k = patch.width();
             if k > 4096 {
                 return Err(fail(
@@ -365,13 +272,27 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
                 },
             )
         }
+        StatRequest::Mean { layer } => {
+            let (x, patch) = patch_of(graph, layer, true)?;
+            let k = patch.width();
+            (
+                graph.value(x).name.clone(),
+                Acc::Mean {
+                    patch,
+                    rows: 0,
+                    sum: vec![0.0; k],
+                },
+            )
+        }
         StatRequest::Ranges { value: name } => {
             // A tensor whose shape is known only at run time (a transformer's tokens before
             // shape arithmetic is folded) has one range.
             let v = graph
                 .find_value(name)
                 .ok_or_else(|| fail(name, "no such tensor"))?;
-            let channels = dims_of(v).and_then(|d| d.first().copied()).unwrap_or(1);
+            let channels = dims_of(graph, v)
+                .and_then(|d| d.first().copied())
+                .unwrap_or(1);
             (
                 name.clone(),
                 Acc::Ranges {
@@ -409,6 +330,123 @@ fn plan(graph: &Graph, r: &StatRequest) -> Result<(String, Acc), TechniqueError>
             )
         }
     })
+}
+
+/// How a layer's input becomes the rows of X (`groups`: a grouped Conv's patches span all of
+/// its input channels), and the input it reads.
+fn patch_of(
+    graph: &Graph,
+    layer: &str,
+    groups: bool,
+) -> Result<(mcc_ir::ValueId, Patch), TechniqueError> {
+    // A Gemm or MatMul reads rows of its input's last axis, as wide as its constant
+    // matrix says (a transformer's [N, tokens, features] may have no known shape
+    // before shape arithmetic is folded); other layers need their input's shape.
+    let rows = graph
+        .find_node(layer)
+        .and_then(|id| graph.node(id))
+        .filter(|n| matches!(n.op, Op::Gemm(_) | Op::MatMul(_)))
+        .and_then(|n| {
+            let x = n.inputs.first().copied().flatten()?;
+            let w = graph.const_data(n.inputs.get(1).copied().flatten()?)?;
+            let &[r, c] = w.shape() else { return None };
+            let k = match &n.op {
+                Op::Gemm(g) if g.transB != 0 => c,
+                _ => r,
+            };
+            Some((x, Patch::Rows(k)))
+        });
+    let (x, patch) = match rows {
+        Some(found) => found,
+        None => {
+            let (node, x, dims) = layer_input(graph, layer)?;
+            let patch = match &node.op {
+                Op::Gemm(_) | Op::MatMul(_) => Patch::Rows(dims.last().copied().unwrap_or(1)),
+                Op::Conv(c)
+                    if (groups || c.group == 1)
+                        && dims.len() == 3
+                        && c.auto_pad == mcc_ir::AutoPad::NotSet =>
+                {
+                    let out = node
+                        .outputs
+                        .first()
+                        .and_then(|&o| dims_of(graph, o))
+                        .ok_or_else(|| fail(layer, "its output's shape is not known"))?;
+                    let w = node
+                        .inputs
+                        .get(1)
+                        .copied()
+                        .flatten()
+                        .and_then(|w| graph.const_data(w))
+                        .ok_or_else(|| fail(layer, "its weights are not constant"))?;
+                    let ks = w.shape();
+                    let two = |v: &[i64], d: i64| -> [usize; 2] {
+                        [
+                            v.first().copied().unwrap_or(d) as usize,
+                            v.get(1).copied().unwrap_or(d) as usize,
+                        ]
+                    };
+                    Patch::Conv {
+                        c: dims[0],
+                        h: dims[1],
+                        w: dims[2],
+                        k: [ks[2], ks[3]],
+                        s: two(&c.strides, 1),
+                        p: two(&c.pads, 0),
+                        d: two(&c.dilations, 1),
+                        out: [
+                            out.get(1).copied().unwrap_or(0),
+                            out.get(2).copied().unwrap_or(0),
+                        ],
+                    }
+                }
+                other => {
+                    return Err(fail(
+                        layer,
+                        format!(
+                            "rows of X are collected for Gemm, MatMul and 2-D{} Conv layers with explicit pads, not this {}",
+                            if groups { "" } else { " one-group" },
+                            other.name()
+                        ),
+                    ));
+                }
+            };
+            (x, patch)
+        }
+    };
+    Ok((x, patch))
+}
+
+/// A value's shape without its batch axis, if every size is known.
+fn dims_of(graph: &Graph, v: mcc_ir::ValueId) -> Option<Vec<usize>> {
+    graph
+        .value(v)
+        .ty
+        .shape
+        .as_ref()?
+        .iter()
+        .skip(1)
+        .map(mcc_ir::Dim::fixed)
+        .collect()
+}
+
+/// A layer, its first input, and that input's shape without the batch axis.
+fn layer_input<'g>(
+    graph: &'g Graph,
+    layer: &str,
+) -> Result<(&'g mcc_ir::Node, mcc_ir::ValueId, Vec<usize>), TechniqueError> {
+    let n = graph
+        .find_node(layer)
+        .and_then(|id| graph.node(id))
+        .ok_or_else(|| fail(layer, "no such layer"))?;
+    let x = n
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or_else(|| fail(layer, "the layer has no input"))?;
+    let dims = dims_of(graph, x).ok_or_else(|| fail(layer, "its input's shape is not known"))?;
+    Ok((n, x, dims))
 }
 
 /// Adds one sample's tensor.
@@ -492,6 +530,14 @@ fn add(acc: &mut Acc, t: &[f32], threads: usize) {
                 pending.extend_from_slice(r);
                 if pending.len() == GRAM_BATCH * k {
                     gram_flush(data, pending, k, threads);
+                }
+            });
+        }
+        Acc::Mean { patch, rows, sum } => {
+            patch.rows(t, &mut |r| {
+                *rows += 1;
+                for (s, &v) in sum.iter_mut().zip(r) {
+                    *s += v;
                 }
             });
         }
@@ -585,6 +631,10 @@ fn finish(acc: Acc) -> Result<Stat, TechniqueError> {
             }
             Stat::Gram { k, rows, data }
         }
+        Acc::Mean { rows, sum, .. } => Stat::Mean {
+            mean: sum.iter().map(|s| s / rows.max(1) as f64).collect(),
+            rows,
+        },
         Acc::Ranges { min, max, .. } => Stat::Ranges { min, max },
         Acc::Histogram { bound, counts, .. } => Stat::Histogram { bound, counts },
         Acc::Zeros { zeros, count, .. } => Stat::ZeroFraction(

@@ -4,7 +4,8 @@
 //! zero point per tensor, chosen from calibration data by `minmax`, `percentile`, `entropy`
 //! (TensorRT's KL-divergence threshold) or `mse` (the clipping that minimizes the expected
 //! squared rounding error over the calibration histogram). The bias becomes i32 at scale
-//! `x_scale · w_scale`.
+//! `x_scale · w_scale`. With `bias_correction: on`, each layer's bias first loses the mean
+//! output shift quantization causes on the calibration data (`rounding_bias`).
 //!
 //! Each selected Conv becomes a `QLinearConv`, each Gemm (`transA = 0`, `alpha = beta = 1`,
 //! a bias over the outputs) or MatMul with constant 2-D weights a `QLinearMatMul`; a Relu or
@@ -70,6 +71,12 @@ pub const VARIANT: VariantSchema = VariantSchema {
             Default::Num(0.9999),
             "with `calibration: percentile`, the share of values the range keeps",
         ),
+        p(
+            "bias_correction",
+            ParamType::Choice(&["off", "on"]),
+            Default::Word("off"),
+            "subtract the mean output error the weight rounding causes on the calibration data from each bias",
+        ),
     ],
     applies: Applies::Weighted,
     status: Status::Ready(&QuantizeInt8),
@@ -123,6 +130,7 @@ enum Calibrator {
 struct Setup {
     per_channel: bool,
     calibrator: Calibrator,
+    bias_correction: bool,
 }
 
 impl Setup {
@@ -142,6 +150,7 @@ impl Setup {
         Setup {
             per_channel: word("per") != "tensor",
             calibrator,
+            bias_correction: word("bias_correction") == "on",
         }
     }
 }
@@ -325,6 +334,13 @@ fn requests(graph: &Graph, layers: &[Layer], setup: Setup) -> Vec<StatRequest> {
             });
         }
     }
+    if setup.bias_correction {
+        for l in layers {
+            out.push(StatRequest::Mean {
+                layer: l.name.clone(),
+            });
+        }
+    }
     out
 }
 
@@ -392,18 +408,47 @@ impl Technique for QuantizeInt8 {
                 params.insert(v, affine(lo, hi));
             }
         }
+        let mut means = HashMap::new();
+        for l in &layers {
+            let r = StatRequest::Mean {
+                layer: l.name.clone(),
+            };
+            if let Some(Stat::Mean { mean, .. }) = collected.get(&r).map(|s| s.as_ref()) {
+                means.insert(l.id, mean.clone());
+            }
+        }
         let mut q = Quantizer {
             graph,
             id,
             codes: HashMap::new(),
             params,
+            means,
         };
         for l in layers {
-            q.layer(&l, setup).map_err(|message| TechniqueError {
-                node: l.name.clone(),
-                message,
-            })?;
+            // With bias correction, the mean of what the layer reads now that the layers
+            // before it are quantized.
+            let now = match q.means.contains_key(&l.id) {
+                true => {
+                    stats.invalidate();
+                    let r = StatRequest::Mean {
+                        layer: l.name.clone(),
+                    };
+                    match stats.get(q.graph, &r)?.as_ref() {
+                        Stat::Mean { mean, .. } => Some(mean.clone()),
+                        _ => None,
+                    }
+                }
+                false => None,
+            };
+            q.layer(&l, setup, now.as_deref())
+                .map_err(|message| TechniqueError {
+                    node: l.name.clone(),
+                    message,
+                })?;
             out.changed.push(l.name);
+        }
+        if setup.bias_correction {
+            stats.invalidate();
         }
         (crate::remove_dead_nodes::INFO.run)(q.graph).map_err(|e| TechniqueError {
             node: String::new(),
@@ -581,6 +626,61 @@ fn weights_i8(w: &Tensor, axis: usize, per_channel: bool) -> (Vec<i8>, Vec<f32>)
     (codes, scales)
 }
 
+/// The mean error quantization adds to each output, `ŵ · E[x̂] − w · E[x]`, with `ŵ` the
+/// rounded weights, `E[x]` the mean row of X on the float model (`mean`; a Conv's patches over
+/// all of its input channels) and `E[x̂]` on the model with the earlier layers quantized
+/// (`now`): empirical bias correction (Nagel et al. 2019) subtracts it from the bias.
+fn rounding_bias(
+    l: &Layer,
+    codes: &[i8],
+    scales: &[f32],
+    mean: &[f64],
+    now: &[f64],
+) -> Result<Vec<f64>, String> {
+    let w: Vec<f32> = l
+        .weights
+        .as_f32()
+        .map(|a| a.iter().copied().collect())
+        .ok_or("the weights are not f32")?;
+    let shape = l.weights.shape();
+    let scale = |c: usize| f64::from(scales[if scales.len() == 1 { 0 } else { c }]);
+    let err = |i: usize, c: usize, j: usize| {
+        f64::from(codes[i]) * scale(c) * now[j] - f64::from(w[i]) * mean[j]
+    };
+    let wrong = |want: usize| {
+        format!(
+            "the calibration mean has {} entries where the layer reads {want}",
+            mean.len()
+        )
+    };
+    match (&l.op, shape) {
+        // [outputs, inputs per group, kh, kw]; output o reads its group's channels.
+        (Op::QLinearConv(c), &[outputs, per_group, kh, kw]) => {
+            let group = usize::try_from(c.group).unwrap_or(1).max(1);
+            let inner = per_group * kh * kw;
+            if mean.len() != inner * group || now.len() != mean.len() || outputs % group != 0 {
+                return Err(wrong(inner * group));
+            }
+            Ok((0..outputs)
+                .map(|o| {
+                    let first = o / (outputs / group) * inner;
+                    (0..inner).map(|j| err(o * inner + j, o, first + j)).sum()
+                })
+                .collect())
+        }
+        // [inputs, outputs].
+        (Op::QLinearMatMul(_), &[inputs, outputs]) => {
+            if mean.len() != inputs || now.len() != inputs {
+                return Err(wrong(inputs));
+            }
+            Ok((0..outputs)
+                .map(|n| (0..inputs).map(|k| err(k * outputs + n, n, k)).sum())
+                .collect())
+        }
+        _ => Err(format!("no bias correction for weights of shape {shape:?}")),
+    }
+}
+
 /// The rewrite's state: the graph, and the code form of every value that has one.
 struct Quantizer<'g> {
     graph: &'g mut Graph,
@@ -589,6 +689,8 @@ struct Quantizer<'g> {
     codes: HashMap<ValueId, (ValueId, f32, i32)>,
     /// Calibrated (scale, zero point) per activation.
     params: HashMap<ValueId, (f32, i32)>,
+    /// With bias correction, each layer's mean input row ([`StatRequest::Mean`]).
+    means: HashMap<NodeId, Vec<f64>>,
 }
 
 impl Quantizer<'_> {
@@ -721,7 +823,9 @@ impl Quantizer<'_> {
         Ok((q, s, z))
     }
 
-    fn layer(&mut self, l: &Layer, setup: Setup) -> Result<(), String> {
+    /// Quantizes one layer; `now`: with bias correction, the mean of its input rows on the
+    /// model as the earlier layers of the step left it.
+    fn layer(&mut self, l: &Layer, setup: Setup, now: Option<&[f64]>) -> Result<(), String> {
         // The input as it is now: an earlier layer of the step may have put a
         // DequantizeLinear in front of it.
         let x = self
@@ -737,7 +841,7 @@ impl Quantizer<'_> {
         let (wcodes, sw) = weights_i8(&l.weights, l.w_axis, setup.per_channel);
         let wshape = l.weights.shape().to_vec();
         let n = &l.name;
-        let wt = Tensor::from_vec(&wshape, wcodes).map_err(|e| e.to_string())?;
+        let wt = Tensor::from_vec(&wshape, wcodes.clone()).map_err(|e| e.to_string())?;
         let channel_scales = |v: Vec<f32>| -> Result<Tensor, String> {
             if v.len() == 1 {
                 Ok(Tensor::scalar(v[0]))
@@ -750,9 +854,17 @@ impl Quantizer<'_> {
         } else {
             Tensor::from_vec(&[sw.len()], vec![0i8; sw.len()]).map_err(|e| e.to_string())?
         };
-        let bias = match &l.bias {
-            None => None,
-            Some(b) => {
+        let bias = match (&l.bias, self.means.get(&l.id)) {
+            (None, None) => None,
+            (bias, mean) => {
+                let outputs = wshape[l.w_axis];
+                let mut b: Vec<f32> = bias.clone().unwrap_or_else(|| vec![0.0; outputs]);
+                if let (Some(mean), Some(now)) = (mean, now) {
+                    let shift = rounding_bias(l, &wcodes, &sw, mean, now)?;
+                    for (b, d) in b.iter_mut().zip(shift) {
+                        *b = (f64::from(*b) - d) as f32;
+                    }
+                }
                 let v: Vec<i32> = b
                     .iter()
                     .enumerate()

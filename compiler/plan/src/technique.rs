@@ -172,6 +172,13 @@ pub enum StatRequest {
         /// The layer.
         layer: String,
     },
+    /// The mean of the rows of X as [`StatRequest::Gram`] defines them (a Conv of any group
+    /// count: its patches over all input channels), so `mean · w` is the layer's mean
+    /// pre-activation output through weights `w`.
+    Mean {
+        /// The layer.
+        layer: String,
+    },
     /// Per-channel (axis 1) minimum and maximum of a tensor; one range for the whole tensor
     /// when its shape is known only at run time.
     Ranges {
@@ -198,7 +205,9 @@ impl StatRequest {
     /// The layer or tensor the request names.
     pub fn subject(&self) -> &str {
         match self {
-            StatRequest::Inputs { layer, .. } | StatRequest::Gram { layer } => layer,
+            StatRequest::Inputs { layer, .. }
+            | StatRequest::Gram { layer }
+            | StatRequest::Mean { layer } => layer,
             StatRequest::Ranges { value }
             | StatRequest::Histogram { value, .. }
             | StatRequest::ZeroFraction { value } => value,
@@ -220,6 +229,13 @@ pub enum Stat {
         rows: usize,
         /// Entries.
         data: Vec<f64>,
+    },
+    /// The mean row of X (its width), and the number of rows it averages.
+    Mean {
+        /// Entries.
+        mean: Vec<f64>,
+        /// Rows averaged.
+        rows: usize,
     },
     /// Per-channel minimum and maximum.
     Ranges {
