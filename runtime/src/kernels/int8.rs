@@ -818,46 +818,117 @@ pub fn conv(
     }
 }
 
-/// A depthwise convolution on a padded channels-last image (`g` without padding): per
-/// output row, each pixel's taps' channel vectors times their weights summed in i32
-/// ([`depthwise_sums`], vectorized along the channels where the CPU has AVX2), then
-/// requantized 16 channels at a time ([`store`]). Sizes checked by [`conv`].
+/// A depthwise convolution on a padded channels-last image (`g` without padding), an output
+/// row at a time: the i32 sums of the row's `[ow][c]` outputs ([`depthwise_sums`],
+/// vectorized where the CPU has AVX2), then requantized ([`requant_row`]). With stride 1 a
+/// tap's inputs for the whole row are one contiguous run, so each tap is one long
+/// multiply-add against its weights repeated along the row. Sizes checked by [`conv`].
 fn depthwise(path: Path, x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) {
     let c = g.c;
-    let mut acc = vec![0i32; g.ow * c];
-    let mut tile = vec![[0i32; LANES]; c.div_ceil(LANES)];
-    for oy in 0..g.oh {
-        depthwise_sums(x, g, w, oy, &mut acc);
-        for ox in 0..g.ow {
-            for (b, t) in tile.iter_mut().enumerate() {
-                let n = (c - b * LANES).min(LANES);
-                t[..n].copy_from_slice(&acc[ox * c + b * LANES..ox * c + b * LANES + n]);
+    let n = g.ow * c;
+    let mut acc = vec![0i32; n];
+    // Stride 1: each tap's `c` weights repeated `ow` times.
+    let mut along = vec![];
+    if g.sw == 1 {
+        along.resize(g.kh * g.kw * n, 0);
+        for (t, row) in along.chunks_exact_mut(n.max(1)).enumerate() {
+            for px in row.chunks_exact_mut(c.max(1)) {
+                px.copy_from_slice(&w[t * c..(t + 1) * c]);
             }
-            let at = (oy * g.ow + ox) * c;
-            store(path, &tile, c, q, 0, &mut y[at..at + c]);
         }
+    }
+    for oy in 0..g.oh {
+        depthwise_sums(x, g, w, &along, oy, &mut acc);
+        requant_row(path, &acc, c, q, &mut y[oy * n..(oy + 1) * n]);
     }
 }
 
 avx2_dispatch! {
-    /// The i32 sums of output row `oy` of a depthwise convolution, `[ow][c]`, into `acc`.
-    fn depthwise_sums(x: &[u8], g: &Geometry, w: &[u8], oy: usize, acc: &mut [i32]) => depthwise_sums_generic
+    /// The i32 sums of output row `oy` of a depthwise convolution, `[ow][c]`, into `acc`
+    /// (`along`: for stride 1, each tap's weights repeated along the row; else empty).
+    fn depthwise_sums(x: &[u8], g: &Geometry, w: &[u8], along: &[u8], oy: usize, acc: &mut [i32]) => depthwise_sums_generic
 }
 
 #[inline(always)]
-fn depthwise_sums_generic(x: &[u8], g: &Geometry, w: &[u8], oy: usize, acc: &mut [i32]) {
+fn depthwise_sums_generic(
+    x: &[u8],
+    g: &Geometry,
+    w: &[u8],
+    along: &[u8],
+    oy: usize,
+    acc: &mut [i32],
+) {
     let c = g.c;
     acc.fill(0);
+    // A u8 code times an i8 weight fits in i16 (255 · −128 = −32640), so the products are
+    // formed 16 to a register and widened only to be added.
+    let mac = |a: &mut [i32], src: &[u8], wt: &[u8]| {
+        for ((s, &xv), &wv) in a.iter_mut().zip(src).zip(wt) {
+            *s = s.wrapping_add(i32::from(i16::from(xv) * i16::from(wv as i8)));
+        }
+    };
+    if !along.is_empty() {
+        let n = g.ow * c;
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let at = ((oy * g.sh + ky * g.dh) * g.w + kx * g.dw) * c;
+                let t = ky * g.kw + kx;
+                mac(acc, &x[at..at + n], &along[t * n..(t + 1) * n]);
+            }
+        }
+        return;
+    }
     for ox in 0..g.ow {
         let a = &mut acc[ox * c..(ox + 1) * c];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let at = ((oy * g.sh + ky * g.dh) * g.w + ox * g.sw + kx * g.dw) * c;
-                let src = &x[at..at + c];
-                let wt = &w[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
-                for ((s, &xv), &wv) in a.iter_mut().zip(src).zip(wt) {
-                    *s = s.wrapping_add(i32::from(xv) * i32::from(wv as i8));
-                }
+                mac(a, &x[at..at + c], &w[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c]);
+            }
+        }
+    }
+}
+
+/// Requantizes a row of `[pixels][c]` accumulators (output channel = index mod `c`) into
+/// codes; 16 channels a vector on the VNNI path when `c` is a multiple of 16.
+fn requant_row(path: Path, acc: &[i32], c: usize, q: &Requants, y: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Vnni && c.is_multiple_of(LANES) && q.len() >= c {
+        // SAFETY: the Vnni path ran only after `runs_here` (AVX-512F); `q` holds `c`
+        // outputs (checked above) and the loop stays inside `acc` and `y`.
+        #[allow(unsafe_code)]
+        unsafe {
+            requant_row_avx512(acc, c, q, y)
+        };
+        return;
+    }
+    for (i, (d, &a)) in y.iter_mut().zip(acc).enumerate() {
+        *d = q.code(i % c.max(1), a);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn requant_row_avx512(acc: &[i32], c: usize, q: &Requants, y: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let pixels = acc.len().min(y.len()) / c;
+    for p in 0..pixels {
+        for o in (0..c).step_by(LANES) {
+            let at = p * c + o;
+            // SAFETY: `at + 16 ≤ pixels · c` (c a multiple of 16) ≤ the lengths of `acc`
+            // and `y`; `o + 16 ≤ c ≤ q.len()` (the caller's contract).
+            unsafe {
+                let codes = requant16(
+                    _mm512_loadu_si512(acc.as_ptr().add(at).cast()),
+                    _mm512_loadu_si512(q.bias.as_ptr().add(o).cast()),
+                    _mm512_loadu_si512(q.mult.as_ptr().add(o).cast()),
+                    _mm512_loadu_si512(q.shift.as_ptr().add(o).cast()),
+                    q.zp,
+                    q.lo,
+                    q.hi,
+                );
+                _mm_storeu_si128(y.as_mut_ptr().add(at).cast(), codes);
             }
         }
     }
@@ -1008,8 +1079,17 @@ fn add_generic(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) {
     for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
         let s = (f32::from(x) - za) * j.a.0 + (f32::from(z) - zb) * j.b.0;
         let r = (s.max(floor) / j.y.0).round_ties_even() + zy;
-        *o = r.clamp(0.0, 255.0) as u8;
+        *o = byte(r);
     }
+}
+
+/// `r` (integer-valued or NaN) saturated to a u8 code, NaN to 0, as `r as u8` does — written
+/// so it vectorizes: adding 2²³ to an integer in [0, 255] leaves it in the low mantissa bits.
+#[inline(always)]
+fn byte(r: f32) -> u8 {
+    // `f32::max` returns the other operand for NaN.
+    let r = r.max(0.0).min(255.0);
+    (r + 8_388_608.0).to_bits() as u8
 }
 
 /// Channels-last codes `[hw][c]` to channels-first `[c][hw]` (before a reshape, which reads
@@ -1165,13 +1245,24 @@ mod tests {
             };
             let mut m = groups * (1 + (rng.next() % 50) as usize);
             if case % 5 == 0 {
-                groups = 1 + (rng.next() % 40) as usize;
+                // Half of them a multiple of 16 channels (whole vectors of requantization).
+                groups = if case % 10 == 0 {
+                    16 * (1 + (rng.next() % 3) as usize)
+                } else {
+                    1 + (rng.next() % 40) as usize
+                };
                 cg = 1;
                 m = groups;
             }
             let c = groups * cg;
             let (kh, kw) = (1 + (rng.next() % 3) as usize, 1 + (rng.next() % 3) as usize);
-            let (sh, sw) = (1 + (rng.next() % 2) as usize, 1 + (rng.next() % 3) as usize);
+            // Stride 1 along the row in half of the cases (depthwise runs those as rows).
+            let sh = 1 + (rng.next() % 2) as usize;
+            let sw = if case % 4 < 2 {
+                1
+            } else {
+                2 + (rng.next() % 2) as usize
+            };
             let (dh, dw) = (1 + (rng.next() % 2) as usize, 1 + (rng.next() % 2) as usize);
             let (pt, pl) = ((rng.next() % 3) as usize, (rng.next() % 3) as usize);
             let (h, w) = (3 + (rng.next() % 9) as usize, 3 + (rng.next() % 9) as usize);
