@@ -399,11 +399,36 @@ pub fn gemm(
                 }
                 _ => tile_scalar(&tap, nt, tg, vp, &mut acc),
             }
+            let o0 = layout.col0 + p * LANES;
+            let per_row = if tall { 1 } else { 2 };
+            let first = i * layout.row_stride + o0;
+            #[cfg(target_arch = "x86_64")]
+            if path == Path::Vnni
+                && cols.is_multiple_of(LANES)
+                && first + (tile_rows - 1) * layout.row_stride + cols <= out.len()
+            {
+                // SAFETY: the Vnni path ran only after `runs_here` (AVX-512F); `q` holds
+                // outputs up to `col0 + n ≥ o0 + cols` (checked on entry) and the last row's
+                // `cols` codes end inside `out` (checked just above).
+                #[allow(unsafe_code)]
+                unsafe {
+                    store_tile(
+                        &acc,
+                        tile_rows,
+                        per_row,
+                        cols / LANES,
+                        q,
+                        o0,
+                        &mut out[first..],
+                        layout.row_stride,
+                    )
+                };
+                p += if two { 2 } else { 1 };
+                continue;
+            }
             for t in 0..tile_rows {
                 let row = i + t;
-                let base = row * layout.row_stride + layout.col0 + p * LANES;
-                let o0 = layout.col0 + p * LANES;
-                let per_row = if tall { 1 } else { 2 };
+                let base = row * layout.row_stride + o0;
                 store(
                     path,
                     &acc[per_row * t..],
@@ -449,6 +474,51 @@ fn store(path: Path, acc: &[[i32; LANES]], cols: usize, q: &Requants, o0: usize,
         }
         for (j, (d, &x)) in dst.iter_mut().zip(a.iter()).enumerate() {
             *d = q.code(o + j, x);
+        }
+    }
+}
+
+/// Requantizes a whole tile on the VNNI path (AVX-512F): row `t`'s outputs `o0 + 16h..` are
+/// `acc[per_row·t + h]` (`h < halves`), written at `out[t·stride + 16h..]`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `q` holds outputs `o0..o0 + 16·halves`; `out` holds
+/// `(rows − 1)·stride + 16·halves` bytes; `per_row·(rows − 1) + halves ≤ 8`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_tile(
+    acc: &[[i32; LANES]; 8],
+    rows: usize,
+    per_row: usize,
+    halves: usize,
+    q: &Requants,
+    o0: usize,
+    out: &mut [u8],
+    stride: usize,
+) {
+    use std::arch::x86_64::*;
+    for h in 0..halves {
+        let o = o0 + h * LANES;
+        // SAFETY: outputs o..o + 16 lie in `q` and each row's 16 codes in `out` (the
+        // caller's contract); `acc` is indexed inside its 8 rows (also the contract).
+        unsafe {
+            let bias = _mm512_loadu_si512(q.bias.as_ptr().add(o).cast());
+            let mult = _mm512_loadu_si512(q.mult.as_ptr().add(o).cast());
+            let shift = _mm512_loadu_si512(q.shift.as_ptr().add(o).cast());
+            for t in 0..rows {
+                let a = acc.get_unchecked(per_row * t + h);
+                let codes = requant16(
+                    _mm512_loadu_si512(a.as_ptr().cast()),
+                    bias,
+                    mult,
+                    shift,
+                    q.zp,
+                    q.lo,
+                    q.hi,
+                );
+                _mm_storeu_si128(out.as_mut_ptr().add(t * stride + h * LANES).cast(), codes);
+            }
         }
     }
 }
@@ -692,6 +762,11 @@ pub enum ConvForm {
         /// Channels a tap reads (per group, padded).
         cg: usize,
     },
+    /// One group of fewer than 4 channels (a first layer reading a grey or RGB image): each
+    /// output pixel's `kh·kw·c` taps gathered into one row (padded to a multiple of 4) and
+    /// multiplied as a matrix, instead of padding every tap's channels to 4 — panels of depth
+    /// (ky, kx, channel).
+    Patches,
 }
 
 impl ConvForm {
@@ -700,6 +775,8 @@ impl ConvForm {
         let groups = groups.max(1);
         if groups > 1 && groups == g.c && groups == m {
             ConvForm::Depthwise
+        } else if groups == 1 && g.c < GROUP {
+            ConvForm::Patches
         } else if groups == 1 {
             ConvForm::Panels { cg: padded_k(g.c) }
         } else {
@@ -711,12 +788,49 @@ impl ConvForm {
     pub fn weights_len(self, g: &Geometry, m: usize, groups: usize) -> usize {
         match self {
             ConvForm::Depthwise => g.kh * g.kw * m,
+            ConvForm::Patches => panels_len(m, g.kh * g.kw * g.c),
             ConvForm::Panels { cg } => {
                 let groups = groups.max(1);
                 groups * panels_len(m / groups, g.kh * g.kw * cg)
             }
         }
     }
+}
+
+/// Packs a convolution's i8 weights, ONNX order `[m][c / groups][kh][kw]`, as
+/// [`ConvForm::of`] says the kernel reads them.
+pub fn pack_conv(g: &Geometry, m: usize, groups: usize, w: &[i8]) -> Result<Vec<u8>, String> {
+    let groups = groups.max(1);
+    let (kh, kw) = (g.kh, g.kw);
+    let cg = g.c / groups;
+    if !g.c.is_multiple_of(groups) || !m.is_multiple_of(groups) || w.len() != m * cg * kh * kw {
+        return Err("int8 conv: weights do not match the geometry and groups".into());
+    }
+    let widx = |o: usize, ci: usize, tap: usize| ((o * cg + ci) * kh + tap / kw) * kw + tap % kw;
+    let mg = m / groups;
+    Ok(match ConvForm::of(g, m, groups) {
+        ConvForm::Depthwise => (0..kh * kw)
+            .flat_map(|tap| (0..m).map(move |o| (o, tap)))
+            .map(|(o, tap)| w[widx(o, 0, tap)] as u8)
+            .collect(),
+        ConvForm::Patches => pack_panels(m, kh * kw * cg, 0, |j, kk| {
+            w[widx(j, kk % cg, kk / cg)] as u8
+        }),
+        ConvForm::Panels { cg: cp } => {
+            let mut panels = vec![];
+            for gi in 0..groups {
+                panels.extend(pack_panels(mg, kh * kw * cp, 0, |j, kk| {
+                    let (tap, ci) = (kk / cp, kk % cp);
+                    if ci < cg {
+                        w[widx(gi * mg + j, ci, tap)] as u8
+                    } else {
+                        0
+                    }
+                }));
+            }
+            panels
+        }
+    })
 }
 
 /// One sample of an integer convolution, NHWC: `x` u8 `[h][w][c]`, the weights packed as
@@ -743,6 +857,9 @@ pub fn conv(
     }
     if x.len() < g.h * g.w * g.c || q.len() < m {
         return Err("int8 conv: input or requantizations too small".into());
+    }
+    if form == ConvForm::Patches {
+        return patches(path, x, g, m, w, zx, q, y);
     }
     // Padding materialized once: a copy of the image inside a border of `zx` (and, for one
     // group, with its channels padded to a multiple of 4 by `zx` too, which meet zero
@@ -778,6 +895,7 @@ pub fn conv(
     };
     let g = &g;
     match form {
+        ConvForm::Patches => Ok(()),
         ConvForm::Depthwise => {
             if !path.runs_here() {
                 return Err(format!("int8 conv: this CPU cannot run the {path:?} path"));
@@ -816,6 +934,62 @@ pub fn conv(
             Ok(())
         }
     }
+}
+
+/// [`ConvForm::Patches`]: every output pixel's taps gathered into a row of `kp` bytes
+/// (padding taps `zx`, the tail past `kh·kw·c` too, meeting zero weights), then one matrix
+/// product. Sizes checked by [`conv`].
+#[allow(clippy::too_many_arguments)]
+fn patches(
+    path: Path,
+    x: &[u8],
+    g: &Geometry,
+    m: usize,
+    w: &[u8],
+    zx: u8,
+    q: &Requants,
+    y: &mut [u8],
+) -> Result<(), String> {
+    let c = g.c;
+    let kp = padded_k(g.kh * g.kw * c);
+    let mut rows = vec![zx; g.oh * g.ow * kp];
+    // Column by column (a tap's channel) along each output row: a strided byte copy over
+    // the output columns whose tap lies inside the image (the others keep `zx`).
+    for kx in 0..g.kw {
+        let inside: Vec<(usize, usize)> = (0..g.ow)
+            .filter_map(|ox| g.in_col(ox, kx).map(|ix| (ox, ix)))
+            .collect();
+        for oy in 0..g.oh {
+            let out = &mut rows[oy * g.ow * kp..(oy + 1) * g.ow * kp];
+            for ky in 0..g.kh {
+                let Some(iy) = g.in_row(oy, ky) else { continue };
+                let line = &x[iy * g.w * c..(iy + 1) * g.w * c];
+                for ch in 0..c {
+                    let col = (ky * g.kw + kx) * c + ch;
+                    for &(ox, ix) in &inside {
+                        out[ox * kp + col] = line[ix * c + ch];
+                    }
+                }
+            }
+        }
+    }
+    gemm(
+        path,
+        &Rows::Matrix {
+            bytes: &rows,
+            stride: kp,
+        },
+        0..g.oh * g.ow,
+        kp,
+        w,
+        m,
+        q,
+        Layout {
+            row_stride: m,
+            col0: 0,
+        },
+        y,
+    )
 }
 
 /// A depthwise convolution on a padded channels-last image (`g` without padding), an output
@@ -883,7 +1057,11 @@ fn depthwise_sums_generic(
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let at = ((oy * g.sh + ky * g.dh) * g.w + ox * g.sw + kx * g.dw) * c;
-                mac(a, &x[at..at + c], &w[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c]);
+                mac(
+                    a,
+                    &x[at..at + c],
+                    &w[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c],
+                );
             }
         }
     }
@@ -1086,6 +1264,7 @@ fn add_generic(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) {
 /// `r` (integer-valued or NaN) saturated to a u8 code, NaN to 0, as `r as u8` does — written
 /// so it vectorizes: adding 2²³ to an integer in [0, 255] leaves it in the low mantissa bits.
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // `clamp` keeps a NaN; this must give 0 for it
 fn byte(r: f32) -> u8 {
     // `f32::max` returns the other operand for NaN.
     let r = r.max(0.0).min(255.0);
@@ -1292,30 +1471,7 @@ mod tests {
             let wt: Vec<i8> = (0..m * cg * kh * kw).map(|_| rng.byte() as i8).collect();
             let widx =
                 |o: usize, ci: usize, ky: usize, kx: usize| ((o * cg + ci) * kh + ky) * kw + kx;
-            let mg = m / groups;
-            let mut packed = vec![];
-            match ConvForm::of(&g, m, groups) {
-                ConvForm::Depthwise => {
-                    for tap in 0..kh * kw {
-                        for o in 0..m {
-                            packed.push(wt[widx(o, 0, tap / kw, tap % kw)] as u8);
-                        }
-                    }
-                }
-                ConvForm::Panels { cg: cp } => {
-                    let k = kh * kw * cp;
-                    for gi in 0..groups {
-                        packed.extend(pack_panels(mg, k, 0, |j, kk| {
-                            let (tap, ci) = (kk / cp, kk % cp);
-                            if ci < cg {
-                                wt[widx(gi * mg + j, ci, tap / kw, tap % kw)] as u8
-                            } else {
-                                0
-                            }
-                        }));
-                    }
-                }
-            }
+            let packed = pack_conv(&g, m, groups, &wt).unwrap();
             assert_eq!(packed.len(), conv_weights_len(&g, m, groups));
             let zx = rng.byte();
             let (bias, mult, shift) = requants(&mut rng, m);
@@ -1332,7 +1488,7 @@ mod tests {
             let mut want = vec![0u8; m * oh * ow];
             let mut folded = bias.clone();
             for o in 0..m {
-                let gi = o / mg;
+                let gi = o / (m / groups);
                 let sum: i32 = (0..cg)
                     .flat_map(|ci| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (ci, ky, kx))))
                     .map(|(ci, ky, kx)| i32::from(wt[widx(o, ci, ky, kx)]))

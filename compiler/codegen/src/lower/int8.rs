@@ -324,33 +324,8 @@ impl Lowering<'_> {
         if groups == 0 || m % groups != 0 || cg * groups != xd[1] {
             return Err(self.unsupported(n, "its channels do not divide into its groups"));
         }
-        let mg = m / groups;
         let k = cg * kh * kw;
-        let widx =
-            |o: usize, ci: usize, tap: usize| ((o * cg + ci) * kh + tap / kw) * kw + tap % kw;
-        // The layout the kernel reads (`ConvForm`): depthwise tap-major, else panels per
-        // group with depth (ky, kx, channel), channels padded to whole groups of 4 for one
-        // group (zero weights).
-        let panels = match int8::ConvForm::of(&g, m, groups) {
-            int8::ConvForm::Depthwise => (0..kh * kw)
-                .flat_map(|tap| (0..m).map(move |o| (o, tap)))
-                .map(|(o, tap)| w[widx(o, 0, tap)] as u8)
-                .collect(),
-            int8::ConvForm::Panels { cg: cp } => {
-                let mut panels = vec![];
-                for gi in 0..groups {
-                    panels.extend(int8::pack_panels(mg, kh * kw * cp, 0, |j, kk| {
-                        let (tap, ci) = (kk / cp, kk % cp);
-                        if ci < cg {
-                            w[widx(gi * mg + j, ci, tap)] as u8
-                        } else {
-                            0
-                        }
-                    }));
-                }
-                panels
-            }
-        };
+        let panels = int8::pack_conv(&g, m, groups, &w).map_err(|e| self.unsupported(n, &e))?;
         if panels.len() != int8::conv_weights_len(&g, m, groups) {
             return Err(self.unsupported(n, "its packed weights do not have the kernel's size"));
         }
