@@ -136,6 +136,16 @@ pub struct Layout {
     pub col0: usize,
 }
 
+/// Where output pixel `(oy, ox)`'s first tap starts in a channels-last input, channel `c0`
+/// on, if every tap of its window lies inside the input.
+#[inline(always)]
+fn conv_base(g: &Geometry, c0: usize, oy: usize, ox: usize) -> Option<usize> {
+    let y0 = (oy * g.sh).checked_sub(g.pt)?;
+    let x0 = (ox * g.sw).checked_sub(g.pl)?;
+    let inside = y0 + (g.kh - 1) * g.dh < g.h && x0 + (g.kw - 1) * g.dw < g.w;
+    inside.then_some((y0 * g.w + x0) * g.c + c0)
+}
+
 /// The u8 operand of a product, row by row, each row a list of **taps**: runs of bytes whose
 /// concatenation is the row (depth `k`).
 #[derive(Clone, Copy, Debug)]
@@ -208,20 +218,44 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// Where row `i`'s first tap starts when all its taps lie inside the input (a
-    /// convolution's pixel away from the padding): tap `t` is then at that plus
+    /// Where row `i`'s first tap starts when all its taps lie inside the input (a matrix
+    /// row; a convolution's pixel away from the padding): tap `t` is then at that plus
     /// `offsets()[t]`.
     #[inline(always)]
     fn interior(&self, i: usize) -> Option<usize> {
         match self {
-            Rows::Matrix { .. } => None,
+            Rows::Matrix { stride, .. } => Some(i * stride),
+            Rows::Conv { g, c0, .. } => conv_base(g, *c0, i / g.ow.max(1), i % g.ow.max(1)),
+        }
+    }
+
+    /// [`Rows::interior`] of every row of `rows` (one division for them all), or None if
+    /// some row reads padding.
+    fn starts(&self, rows: std::ops::Range<usize>) -> Option<Vec<usize>> {
+        match self {
+            Rows::Matrix { stride, .. } => Some(rows.map(|i| i * stride).collect()),
             Rows::Conv { g, c0, .. } => {
-                let (oy, ox) = (i / g.ow, i % g.ow);
-                let y0 = (oy * g.sh).checked_sub(g.pt)?;
-                let x0 = (ox * g.sw).checked_sub(g.pl)?;
-                let inside = y0 + (g.kh - 1) * g.dh < g.h && x0 + (g.kw - 1) * g.dw < g.w;
-                inside.then_some((y0 * g.w + x0) * g.c + c0)
+                let ow = g.ow.max(1);
+                let (mut oy, mut ox) = (rows.start / ow, rows.start % ow);
+                let mut out = Vec::with_capacity(rows.len());
+                for _ in rows {
+                    out.push(conv_base(g, *c0, oy, ox)?);
+                    ox += 1;
+                    if ox == ow {
+                        ox = 0;
+                        oy += 1;
+                    }
+                }
+                Some(out)
             }
+        }
+    }
+
+    /// The operand's bytes.
+    fn data(&self) -> &'a [u8] {
+        match *self {
+            Rows::Matrix { bytes, .. } => bytes,
+            Rows::Conv { x, .. } => x,
         }
     }
 
@@ -297,8 +331,40 @@ pub fn gemm(
     let offsets = r.offsets();
     // One panel of outputs (16 channels or fewer) read in place: 8 rows a tile, so the VNNI
     // tile still has 8 independent accumulators.
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Vnni && direct {
+        // Every row away from padding (a matrix; a convolution whose padding `conv`
+        // materialized): one lean loop over row starts.
+        let last = offsets.last().copied().unwrap_or(0) + tap_len;
+        let data = r.data();
+        if let Some(starts) = r.starts(rows.clone())
+            && starts.iter().all(|&s| s + last <= data.len())
+        {
+            // SAFETY: `runs_here` checked AVX-512F and VNNI; every row's taps lie inside
+            // `data` (checked just above); `v` holds `n` columns of depth `k` (checked on
+            // entry, `tap_len·ntaps = k`), `q` outputs `col0..col0 + n` and `out` every row's
+            // `n` codes (both checked on entry).
+            #[allow(unsafe_code)]
+            unsafe {
+                gemm_vnni_direct(
+                    data,
+                    &starts,
+                    &offsets,
+                    tap_len / GROUP,
+                    v,
+                    n,
+                    q,
+                    layout,
+                    rows.start,
+                    out,
+                )
+            };
+            return Ok(());
+        }
+    }
     let tall = path == Path::Vnni && panels == 1 && direct;
     let height = if tall { 8 } else { 4 };
+    let mut acc = [[0i32; LANES]; 8];
     let mut i = rows.start;
     while i < rows.end {
         let tile_rows = (rows.end - i).min(height);
@@ -338,11 +404,18 @@ pub fn gemm(
         };
         // Every row of the tile away from the padding: raw row pointers, each tap at a fixed
         // offset (checked here: the last tap of each row ends inside `x`).
-        let fast: Option<[*const u8; 8]> = match r {
-            Rows::Conv { x, cg, .. }
-                if direct && bases.iter().take(height).all(Option::is_some) =>
-            {
-                let last = offsets.last().copied().unwrap_or(0) + cg;
+        let fast: Option<[*const u8; 8]> = match *r {
+            Rows::Conv { x, cg: len, .. }
+            | Rows::Matrix {
+                bytes: x,
+                stride: len,
+            } if direct && bases.iter().take(height).all(Option::is_some) => {
+                let len = if matches!(r, Rows::Matrix { .. }) {
+                    k
+                } else {
+                    len
+                };
+                let last = offsets.last().copied().unwrap_or(0) + len;
                 let ok = bases
                     .iter()
                     .take(height)
@@ -356,7 +429,10 @@ pub fn gemm(
         while p < panels {
             let two = path == Path::Vnni && p + 1 < panels;
             let cols = (n - p * LANES).min(if two { 2 * LANES } else { LANES });
-            let mut acc = [[0i32; LANES]; 8];
+            // The VNNI tile writes all of `acc`; the others add to it.
+            if path != Path::Vnni {
+                acc = [[0i32; LANES]; 8];
+            }
             let vp = &v[p * block..(p + if two { 2 } else { 1 }) * block];
             match path {
                 #[cfg(target_arch = "x86_64")]
@@ -443,6 +519,96 @@ pub fn gemm(
         i += height;
     }
     Ok(())
+}
+
+/// [`gemm`] on the VNNI path when every row's taps lie inside the operand: row `row0 + r`
+/// starts at `data[starts[r]]`, its tap `tp` at that plus `offsets[tp]` (`tg` groups of 4
+/// bytes each). Tiles of 8 rows × 1 panel, or 4 rows × 2 panels (one if `n` leaves one).
+///
+/// # Safety
+/// The CPU has AVX-512F and VNNI; `starts[r] + offsets[tp] + 4·tg ≤ data.len()` for every
+/// row and tap; `v` holds `n` columns of depth `offsets.len()·4·tg` in panels; `q` holds
+/// outputs `layout.col0..layout.col0 + n`; `out` holds every row's `n` codes at
+/// `(row0 + r)·row_stride + col0`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn gemm_vnni_direct(
+    data: &[u8],
+    starts: &[usize],
+    offsets: &[usize],
+    tg: usize,
+    v: &[u8],
+    n: usize,
+    q: &Requants,
+    layout: Layout,
+    row0: usize,
+    out: &mut [u8],
+) {
+    let rows = starts.len();
+    let nt = offsets.len();
+    let panels = n.div_ceil(LANES);
+    let block = nt * tg * LANES * GROUP;
+    let height = if panels == 1 { 8 } else { 4 };
+    let per_row = 8 / height;
+    let stride = layout.row_stride;
+    let mut acc = [[0i32; LANES]; 8];
+    let mut i = 0;
+    while i < rows {
+        let tile_rows = (rows - i).min(height);
+        // Rows past the end repeat the last one (computed, not stored).
+        let ptrs: [*const u8; 8] =
+            std::array::from_fn(|t| data.as_ptr().wrapping_add(starts[i + t.min(tile_rows - 1)]));
+        let at = |t: usize, tp: usize| ptrs[t].wrapping_add(offsets[tp]);
+        let mut p = 0;
+        while p < panels {
+            let two = height == 4 && p + 1 < panels;
+            let cols = (n - p * LANES).min(if two { 2 * LANES } else { LANES });
+            let vp = &v[p * block..];
+            // SAFETY: the taps are inside `data` and the panels inside `v` (the contract).
+            unsafe {
+                if height == 8 {
+                    tile_vnni::<8, 1>(at, nt, tg, vp, &mut acc)
+                } else if two {
+                    tile_vnni::<4, 2>(at, nt, tg, vp, &mut acc)
+                } else {
+                    tile_vnni::<4, 1>(at, nt, tg, vp, &mut acc)
+                }
+            }
+            let o0 = layout.col0 + p * LANES;
+            let first = (row0 + i) * stride + o0;
+            if cols.is_multiple_of(LANES) {
+                // SAFETY: AVX-512F; outputs o0..o0 + cols in `q` and each row's codes in
+                // `out` (the contract).
+                unsafe {
+                    store_tile(
+                        &acc,
+                        tile_rows,
+                        per_row,
+                        cols / LANES,
+                        q,
+                        o0,
+                        &mut out[first..],
+                        stride,
+                    )
+                };
+            } else {
+                for t in 0..tile_rows {
+                    let at = first + t * stride;
+                    store(
+                        Path::Vnni,
+                        &acc[per_row * t..],
+                        cols,
+                        q,
+                        o0,
+                        &mut out[at..at + cols],
+                    );
+                }
+            }
+            p += if two { 2 } else { 1 };
+        }
+        i += height;
+    }
 }
 
 /// Requantizes a tile row (`acc` from the row's first panel; `cols` columns, outputs from
@@ -876,10 +1042,18 @@ pub fn conv(
     } else {
         let mut p = vec![zx; hp * wp * cp];
         for iy in 0..g.h {
-            for ix in 0..g.w {
-                let dst = ((iy + g.pt) * wp + g.pl + ix) * cp;
-                let src = (iy * g.w + ix) * g.c;
-                p[dst..dst + g.c].copy_from_slice(&x[src..src + g.c]);
+            let dst = ((iy + g.pt) * wp + g.pl) * cp;
+            let src = iy * g.w * g.c;
+            if cp == g.c {
+                // A row of pixels is one run on both sides.
+                p[dst..dst + g.w * cp].copy_from_slice(&x[src..src + g.w * g.c]);
+                continue;
+            }
+            for (d, s) in p[dst..dst + g.w * cp]
+                .chunks_exact_mut(cp)
+                .zip(x[src..src + g.w * g.c].chunks_exact(g.c))
+            {
+                d[..g.c].copy_from_slice(s);
             }
         }
         padded = p;
