@@ -1173,6 +1173,23 @@ fn patches(
 /// multiply-add against its weights repeated along the row. Sizes checked by [`conv`].
 fn depthwise(path: Path, x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) {
     let c = g.c;
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Vnni
+        && c.is_multiple_of(LANES)
+        && (1..=GROUP).contains(&g.kw)
+        && q.len() >= c
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vbmi")
+    {
+        // SAFETY: `runs_here` checked AVX-512F and VNNI, the line above BW and VBMI; `c` is
+        // whole vectors of 16 channels, `kw ≤ 4`, `q` holds `c` outputs, and `conv` checked
+        // the sizes of `x` (padded: every tap inside), `w` (`kh·kw·c`) and `y`.
+        #[allow(unsafe_code)]
+        unsafe {
+            depthwise_vnni(x, g, w, q, y)
+        };
+        return;
+    }
     let n = g.ow * c;
     let mut acc = vec![0i32; n];
     // Stride 1: each tap's `c` weights repeated `ow` times.
@@ -1188,6 +1205,72 @@ fn depthwise(path: Path, x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut
     for oy in 0..g.oh {
         depthwise_sums(x, g, w, &along, oy, &mut acc);
         requant_row(path, &acc, c, q, &mut y[oy * n..(oy + 1) * n]);
+    }
+}
+
+/// A depthwise convolution on the VNNI path, 16 channels of one output pixel a vector: for
+/// each kernel row, the (up to 4) taps of that row for those channels are loaded as four
+/// 16-byte lanes, `vpermb` interleaves them into one dword per channel (tap `kx` in byte
+/// `kx`), and one `vpdpbusd` adds the row's products against the weights interleaved the
+/// same way (zero past `kw`, so the fourth byte, whatever it holds, adds nothing); then
+/// [`requant16`]. The same i32 sums as [`depthwise_sums`], so the same codes.
+///
+/// # Safety
+/// The CPU has AVX-512F, BW, VNNI and VBMI; `g.c` is a multiple of 16, `1 ≤ g.kw ≤ 4`;
+/// `x` is the padded image (every tap inside, `g.h·g.w·g.c` bytes), `w` holds `kh·kw·c`
+/// tap-major weights, `q` holds `c` outputs, `y` holds `oh·ow·c` codes.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
+unsafe fn depthwise_vnni(x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let c = g.c;
+    // Weights per kernel row and channel: 4 bytes, tap kx in byte kx.
+    let mut wv = vec![0u8; g.kh * c * GROUP];
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            for ch in 0..c {
+                wv[(ky * c + ch) * GROUP + kx] = w[(ky * g.kw + kx) * c + ch];
+            }
+        }
+    }
+    // Byte 4j + kx of the product's input comes from lane kx (tap kx), byte j (channel j).
+    let idx: [u8; 64] = std::array::from_fn(|b| ((b % GROUP) * LANES + b / GROUP) as u8);
+    // SAFETY: every load below reads 16 bytes of a tap inside the padded image, 64 bytes of
+    // `wv` or 16 words of `q` at a channel block below `c`; every store writes 16 codes of
+    // one output pixel's channel block (the caller's contract gives the sizes).
+    unsafe {
+        let idx = _mm512_loadu_si512(idx.as_ptr().cast());
+        let xp = x.as_ptr();
+        for cb in (0..c).step_by(LANES) {
+            let bias = _mm512_loadu_si512(q.bias.as_ptr().add(cb).cast());
+            let mult = _mm512_loadu_si512(q.mult.as_ptr().add(cb).cast());
+            let shift = _mm512_loadu_si512(q.shift.as_ptr().add(cb).cast());
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut acc = _mm512_setzero_si512();
+                    for ky in 0..g.kh {
+                        let row = xp.add(((oy * g.sh + ky * g.dh) * g.w + ox * g.sw) * c + cb);
+                        let tap = |kx: usize| _mm_loadu_si128(row.add(kx * g.dw * c).cast());
+                        let mut v = _mm512_zextsi128_si512(tap(0));
+                        if g.kw > 1 {
+                            v = _mm512_inserti32x4::<1>(v, tap(1));
+                        }
+                        if g.kw > 2 {
+                            v = _mm512_inserti32x4::<2>(v, tap(2));
+                        }
+                        if g.kw > 3 {
+                            v = _mm512_inserti32x4::<3>(v, tap(3));
+                        }
+                        let v = _mm512_permutexvar_epi8(idx, v);
+                        let wk = _mm512_loadu_si512(wv.as_ptr().add((ky * c + cb) * GROUP).cast());
+                        acc = _mm512_dpbusd_epi32(acc, v, wk);
+                    }
+                    let codes = requant16(acc, bias, mult, shift, q.zp, q.lo, q.hi);
+                    _mm_storeu_si128(y.as_mut_ptr().add((oy * g.ow + ox) * c + cb).cast(), codes);
+                }
+            }
+        }
     }
 }
 
@@ -1587,7 +1670,7 @@ mod tests {
     #[test]
     fn convolutions_give_the_definitions_bits_on_random_geometries() {
         let mut rng = Rng(0x2545f4914f6cdd1d);
-        for case in 0..60 {
+        for case in 0..240 {
             let mut groups = 1 + (rng.next() % 3) as usize;
             // Every other case: channels per group a multiple of 4 (read in place); every
             // fifth, depthwise.
@@ -1608,7 +1691,8 @@ mod tests {
                 m = groups;
             }
             let c = groups * cg;
-            let (kh, kw) = (1 + (rng.next() % 3) as usize, 1 + (rng.next() % 3) as usize);
+            // Up to 4 taps a kernel row (the VNNI depthwise path interleaves up to 4).
+            let (kh, kw) = (1 + (rng.next() % 3) as usize, 1 + (rng.next() % 4) as usize);
             // Stride 1 along the row in half of the cases (depthwise runs those as rows).
             let sh = 1 + (rng.next() % 2) as usize;
             let sw = if case % 4 < 2 {
