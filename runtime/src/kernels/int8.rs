@@ -1130,9 +1130,15 @@ fn patches(
     // Column by column (a tap's channel) along each output row: a strided byte copy over
     // the output columns whose tap lies inside the image (the others keep `zx`).
     for kx in 0..g.kw {
-        let inside: Vec<(usize, usize)> = (0..g.ow)
-            .filter_map(|ox| g.in_col(ox, kx).map(|ix| (ox, ix)))
-            .collect();
+        // The output columns whose tap kx lies inside the image: one run, input columns
+        // `first + sw·i`.
+        let Some(lo) = (0..g.ow).find(|&ox| g.in_col(ox, kx).is_some()) else {
+            continue;
+        };
+        let run = (lo..g.ow)
+            .take_while(|&ox| g.in_col(ox, kx).is_some())
+            .count();
+        let first = g.in_col(lo, kx).unwrap_or(0);
         for oy in 0..g.oh {
             let out = &mut rows[oy * g.ow * kp..(oy + 1) * g.ow * kp];
             for ky in 0..g.kh {
@@ -1140,8 +1146,10 @@ fn patches(
                 let line = &x[iy * g.w * c..(iy + 1) * g.w * c];
                 for ch in 0..c {
                     let col = (ky * g.kw + kx) * c + ch;
-                    for &(ox, ix) in &inside {
-                        out[ox * kp + col] = line[ix * c + ch];
+                    let dst = out[lo * kp + col..].iter_mut().step_by(kp);
+                    let src = line[first * c + ch..].iter().step_by(g.sw * c);
+                    for (d, s) in dst.zip(src).take(run) {
+                        *d = *s;
                     }
                 }
             }
@@ -1478,9 +1486,29 @@ pub fn dequantize(x: &[u8], scale: f32, zp: i32, y: &mut [f32], channels: usize)
         return;
     }
     let hw = y.len() / channels;
-    for (p, codes) in x.chunks_exact(channels).take(hw).enumerate() {
-        for (c, &v) in codes.iter().enumerate() {
-            y[c * hw + p] = crate::quant::dequantize(i32::from(v), scale, zp);
+    if x.len() < hw * channels {
+        return;
+    }
+    // A code has 256 values: their dequantizations, once (for a tensor worth it).
+    let mut table = [0f32; 256];
+    let lookup = x.len() >= 1024;
+    if lookup {
+        for (v, t) in table.iter_mut().enumerate() {
+            *t = crate::quant::dequantize(v as i32, scale, zp);
+        }
+    }
+    let deq = |v: u8| {
+        if lookup {
+            table[usize::from(v)]
+        } else {
+            crate::quant::dequantize(i32::from(v), scale, zp)
+        }
+    };
+    // Channel by channel: the writes run along `y`, the reads stride through `x` (a
+    // sample's codes stay in cache).
+    for (c, out) in y.chunks_exact_mut(hw.max(1)).take(channels).enumerate() {
+        for (p, o) in out.iter_mut().enumerate() {
+            *o = deq(x[p * channels + c]);
         }
     }
 }
@@ -1900,5 +1928,22 @@ mod tests {
         let mut planar = [0u8; 6];
         to_planar(&q, 2, 3, &mut planar).unwrap();
         assert_eq!(planar, [0, 1, 2, 3, 4, 5]);
+        // Large enough for the lookup table: every code, every channel, the definition's
+        // value at the transposed place.
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        let (channels, hw) = (24, 100);
+        let codes: Vec<u8> = (0..channels * hw).map(|_| rng.byte()).collect();
+        let mut out = vec![f32::NAN; channels * hw];
+        dequantize(&codes, 0.037, 131, &mut out, channels);
+        for p in 0..hw {
+            for c in 0..channels {
+                let want = crate::quant::dequantize(i32::from(codes[p * channels + c]), 0.037, 131);
+                assert_eq!(
+                    out[c * hw + p].to_bits(),
+                    want.to_bits(),
+                    "pixel {p} channel {c}"
+                );
+            }
+        }
     }
 }
