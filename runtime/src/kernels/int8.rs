@@ -1111,8 +1111,8 @@ pub fn conv(
 }
 
 /// [`ConvForm::Patches`]: every output pixel's taps gathered into a row of `kp` bytes
-/// (padding taps `zx`, the tail past `kh·kw·c` too, meeting zero weights), then one matrix
-/// product. Sizes checked by [`conv`].
+/// (padding taps `zx`; the tail past `kh·kw·c` meets zero weights, so its bytes do not
+/// matter), then one matrix product. Sizes checked by [`conv`].
 #[allow(clippy::too_many_arguments)]
 fn patches(
     path: Path,
@@ -1126,30 +1126,38 @@ fn patches(
 ) -> Result<(), String> {
     let c = g.c;
     let kp = padded_k(g.kh * g.kw * c);
-    let mut rows = vec![zx; g.oh * g.ow * kp];
-    // Column by column (a tap's channel) along each output row: a strided byte copy over
-    // the output columns whose tap lies inside the image (the others keep `zx`).
-    for kx in 0..g.kw {
-        // The output columns whose tap kx lies inside the image: one run, input columns
-        // `first + sw·i`.
-        let Some(lo) = (0..g.ow).find(|&ox| g.in_col(ox, kx).is_some()) else {
-            continue;
-        };
-        let run = (lo..g.ow)
-            .take_while(|&ox| g.in_col(ox, kx).is_some())
-            .count();
-        let first = g.in_col(lo, kx).unwrap_or(0);
-        for oy in 0..g.oh {
-            let out = &mut rows[oy * g.ow * kp..(oy + 1) * g.ow * kp];
+    // The image inside a border of `zx` wide enough for every tap (4 bytes of slack after
+    // it), so each pixel's kernel row is one run of `kw·c` bytes when `dw = 1`.
+    let hp = (g.h + g.pt).max((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
+    let wp = (g.w + g.pl).max((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
+    let mut img = vec![zx; hp * wp * c + GROUP];
+    for iy in 0..g.h {
+        let dst = ((iy + g.pt) * wp + g.pl) * c;
+        img[dst..dst + g.w * c].copy_from_slice(&x[iy * g.w * c..(iy + 1) * g.w * c]);
+    }
+    let run = g.kw * c;
+    let mut rows = vec![zx; g.oh * g.ow * kp + GROUP];
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let out = (oy * g.ow + ox) * kp;
             for ky in 0..g.kh {
-                let Some(iy) = g.in_row(oy, ky) else { continue };
-                let line = &x[iy * g.w * c..(iy + 1) * g.w * c];
-                for ch in 0..c {
-                    let col = (ky * g.kw + kx) * c + ch;
-                    let dst = out[lo * kp + col..].iter_mut().step_by(kp);
-                    let src = line[first * c + ch..].iter().step_by(g.sw * c);
-                    for (d, s) in dst.zip(src).take(run) {
-                        *d = *s;
+                let src = ((oy * g.sh + ky * g.dh) * wp + ox * g.sw) * c;
+                let dst = out + ky * run;
+                if g.dw == 1 {
+                    // In 4-byte pieces: the last one spills up to 3 bytes into the next
+                    // kernel row's place (written next), this pixel's padding columns
+                    // (zero weights) or the next pixel's first bytes (written later) or the
+                    // slack — never into anything already final.
+                    for j in (0..run).step_by(GROUP) {
+                        let piece: [u8; GROUP] = img[src + j..src + j + GROUP]
+                            .try_into()
+                            .unwrap_or([zx; GROUP]);
+                        rows[dst + j..dst + j + GROUP].copy_from_slice(&piece);
+                    }
+                } else {
+                    for kx in 0..g.kw {
+                        let at = src + kx * g.dw * c;
+                        rows[dst + kx * c..dst + (kx + 1) * c].copy_from_slice(&img[at..at + c]);
                     }
                 }
             }
