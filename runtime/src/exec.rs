@@ -355,6 +355,23 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             need(b, n.div_ceil(4), "right")?;
             need(y, n.div_ceil(4), "output")?;
         }
+        Step::QAddFloat {
+            a,
+            b,
+            y,
+            n,
+            za,
+            zb,
+            channels,
+            ..
+        } => {
+            if *za > 255 || *zb > 255 || (*channels > 0 && !n.is_multiple_of(*channels)) {
+                return Err("a zero point beyond u8, or channels that do not divide".into());
+            }
+            need(a, n.div_ceil(4), "left")?;
+            need(b, n.div_ceil(4), "right")?;
+            need(y, *n, "output")?;
+        }
         Step::QPlanar { x, y, c, hw } => {
             need(x, times(*c, *hw)?.div_ceil(4), "input")?;
             need(y, times(*c, *hw)?.div_ceil(4), "output")?;
@@ -1841,6 +1858,30 @@ impl Ctx<'_> {
                 };
                 let (xa, xb) = (&int8::bytes(xa)[..*n], &int8::bytes(xb)[..*n]);
                 int8::add(xa, xb, j, &mut int8::bytes_mut(ys)[..*n]);
+                Ok(())
+            }
+            Step::QAddFloat {
+                a,
+                b: bb,
+                y,
+                n,
+                sa,
+                za,
+                sb,
+                zb,
+                relu,
+                channels,
+            } => {
+                let ([xa, xb], ys) =
+                    arena.views([range(a, b, s), range(bb, b, s)], range(y, b, s))?;
+                let j = int8::Join {
+                    a: (*sa, *za as i32),
+                    b: (*sb, *zb as i32),
+                    y: (1.0, 0),
+                    relu: *relu,
+                };
+                let (xa, xb) = (&int8::bytes(xa)[..*n], &int8::bytes(xb)[..*n]);
+                int8::add_float(xa, xb, j, &mut ys[..*n], *channels);
                 Ok(())
             }
             Step::QPlanar { x, y, c, hw } => {

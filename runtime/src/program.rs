@@ -670,6 +670,33 @@ define_steps! {
         relu: bool,
     };
 
+    /// A residual join of two integer regions read as floats: `relu?(dequantize(a) +
+    /// dequantize(b))`, the graph's f32 operations in their order, written f32 (NCHW when the
+    /// codes are a channels-last image: `channels` > 0) for float layers after it
+    /// ([`crate::kernels::int8::add_float`]).
+    QAddFloat = 23 {
+        /// Left codes.
+        a: Buf => read,
+        /// Right codes.
+        b: Buf => read,
+        /// Output (f32).
+        y: Buf => write,
+        /// Values per sample.
+        n: usize,
+        /// Left scale.
+        sa: f32,
+        /// Left zero point.
+        za: usize,
+        /// Right scale.
+        sb: f32,
+        /// Right zero point.
+        zb: usize,
+        /// A Relu after the sum.
+        relu: bool,
+        /// Channels of a channels-last image of codes, or 0 (plain).
+        channels: usize,
+    };
+
     /// Channels-last codes to channels-first (before a reshape, which reads NCHW order).
     QPlanar = 21 {
         /// Input (u8 codes, `[hw][c]`).

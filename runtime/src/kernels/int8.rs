@@ -1554,6 +1554,45 @@ fn add_generic(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) {
     }
 }
 
+/// `relu?(dequantize(a) + dequantize(b))` element by element in f32, as the graph's
+/// DequantizeLinear, Add and Relu compute it (`j.y` unused), into `y` — NCHW when the codes
+/// are a channels-last image of `channels` channels, else in order.
+pub fn add_float(a: &[u8], b: &[u8], j: Join, y: &mut [f32], channels: usize) {
+    if channels == 0 {
+        add_float_plain(a, b, j, y);
+        return;
+    }
+    let hw = y.len() / channels;
+    if a.len() < hw * channels || b.len() < hw * channels {
+        return;
+    }
+    // In the codes' order (vectorized), then transposed.
+    let mut sums = vec![0f32; hw * channels];
+    add_float_plain(a, b, j, &mut sums);
+    for (c, out) in y.chunks_exact_mut(hw.max(1)).take(channels).enumerate() {
+        for (p, o) in out.iter_mut().enumerate() {
+            *o = sums[p * channels + c];
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// [`add_float`] in order.
+    fn add_float_plain(a: &[u8], b: &[u8], j: Join, y: &mut [f32]) => add_float_generic
+}
+
+#[inline(always)]
+fn add_float_generic(a: &[u8], b: &[u8], j: Join, y: &mut [f32]) {
+    let (za, zb) = (j.a.1 as f32, j.b.1 as f32);
+    // A sum of two dequantized codes is never −0 or NaN (finite scales), so this is the
+    // graph's Relu exactly.
+    let floor = if j.relu { 0.0 } else { f32::NEG_INFINITY };
+    for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
+        let s = (f32::from(x) - za) * j.a.0 + (f32::from(z) - zb) * j.b.0;
+        *o = if s < floor { floor } else { s };
+    }
+}
+
 /// `r` (integer-valued or NaN) saturated to a u8 code, NaN to 0, as `r as u8` does — written
 /// so it vectorizes: adding 2²³ to an integer in [0, 255] leaves it in the low mantissa bits.
 #[inline(always)]
@@ -1920,6 +1959,23 @@ mod tests {
                     quantize(s, 0.02, 64, 0, 255),
                     "{i} {relu}"
                 );
+            }
+            // The same sums left in f32: in order, and from a channels-last image of 16
+            // channels to NCHW.
+            for channels in [0, 16] {
+                let mut got = vec![f32::NAN; 4096];
+                add_float(&a, &b, j, &mut got, channels);
+                for i in 0..4096 {
+                    let s = dequantize(i32::from(a[i]), 0.037, 131)
+                        + dequantize(i32::from(b[i]), 0.011, 7);
+                    let s = if relu { s.max(0.0) } else { s };
+                    let at = if channels == 0 {
+                        i
+                    } else {
+                        (i % channels) * (4096 / channels) + i / channels
+                    };
+                    assert_eq!(got[at].to_bits(), s.to_bits(), "{i} {relu} {channels}");
+                }
             }
         }
     }

@@ -24,19 +24,24 @@ type Requantization = (Vec<i32>, Vec<Requant>, usize, usize, usize);
 /// A residual join of two integer regions: `QuantizeLinear(Relu?(Add(DequantizeLinear(a),
 /// DequantizeLinear(b))))`, each intermediate read once — one step on the codes
 /// ([`Step::QAdd`]) that computes the same f32 operations in the same order, so the same
-/// codes as the evaluator.
+/// codes as the evaluator; or, where float layers read the sum (a network's last block
+/// before its pooling), `Relu?(Add(DequantizeLinear(a), DequantizeLinear(b)))` as one step
+/// from the codes to f32 ([`Step::QAddFloat`]).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Join {
     /// The two dequantizations.
     dq: [NodeId; 2],
     /// Whether a Relu follows the Add.
     relu: bool,
+    /// The sum stays f32 (the join ends at the Add or its Relu, not a QuantizeLinear).
+    float: bool,
 }
 
 /// Every join of a graph.
 #[derive(Debug, Default)]
 pub(super) struct Joins {
-    /// The `QuantizeLinear` that ends each join.
+    /// The node that ends each join: its `QuantizeLinear`, or for a float join its Relu or
+    /// Add.
     pub(super) ends: HashMap<NodeId, Join>,
     /// The nodes the joins absorb (their Add, Relu and dequantizations).
     pub(super) absorbed: HashSet<NodeId>,
@@ -72,20 +77,8 @@ impl Joins {
                 continue;
             };
             absorbed.push(at);
-            let dq: Vec<NodeId> = add
-                .inputs
-                .iter()
-                .filter_map(|v| v.and_then(only))
-                .filter(|&d| {
-                    g.node(d)
-                        .is_some_and(|x| matches!(x.op, Op::DequantizeLinear(_)))
-                })
-                .collect();
-            let same_shape = add.inputs.len() == 2
-                && add.inputs.iter().all(|v| {
-                    v.is_some_and(|v| g.value(v).ty.shape == g.value(add.outputs[0]).ty.shape)
-                });
-            if dq.len() != 2 || dq[0] == dq[1] || !same_shape {
+            let dq = Self::dequantized(g, add, &only);
+            if dq.len() != 2 || dq[0] == dq[1] {
                 continue;
             }
             absorbed.extend(&dq);
@@ -95,22 +88,84 @@ impl Joins {
                 Join {
                     dq: [dq[0], dq[1]],
                     relu,
+                    float: false,
+                },
+            );
+        }
+        // Sums that stay f32: an Add of two dequantizations not absorbed above, ending at
+        // the Relu that alone reads it, if any.
+        for add in g.node_ids() {
+            if out.absorbed.contains(&add) {
+                continue;
+            }
+            let Some(node) = g.node(add).filter(|x| matches!(x.op, Op::Add(_))) else {
+                continue;
+            };
+            let Some(sum) = node.outputs.first().copied() else {
+                continue;
+            };
+            let dq = Self::dequantized(g, node, &only);
+            if dq.len() != 2 || dq[0] == dq[1] {
+                continue;
+            }
+            let readers = g.users(sum);
+            let relu = match readers[..] {
+                [(r, _)] if !g.outputs().contains(&sum) => {
+                    Some(r).filter(|&r| g.node(r).is_some_and(|x| matches!(x.op, Op::Relu(_))))
+                }
+                _ => None,
+            };
+            let end = relu.unwrap_or(add);
+            out.absorbed.extend(&dq);
+            if relu.is_some() {
+                out.absorbed.insert(add);
+            }
+            out.ends.insert(
+                end,
+                Join {
+                    dq: [dq[0], dq[1]],
+                    relu: relu.is_some(),
+                    float: true,
                 },
             );
         }
         out
     }
+
+    /// The two dequantizations an Add of two same-shaped operands reads (each read once),
+    /// or fewer.
+    fn dequantized(
+        g: &Graph,
+        add: &mcc_ir::Node,
+        only: &impl Fn(ValueId) -> Option<NodeId>,
+    ) -> Vec<NodeId> {
+        let same_shape = add.inputs.len() == 2
+            && add.inputs.iter().all(|v| {
+                v.is_some_and(|v| g.value(v).ty.shape == g.value(add.outputs[0]).ty.shape)
+            });
+        if !same_shape {
+            return vec![];
+        }
+        add.inputs
+            .iter()
+            .filter_map(|v| v.and_then(only))
+            .filter(|&d| {
+                g.node(d)
+                    .is_some_and(|x| matches!(x.op, Op::DequantizeLinear(_)))
+            })
+            .collect()
+    }
 }
 
 impl Lowering<'_> {
-    /// A residual join ([`Join`]) ending at `QuantizeLinear` node `q`.
+    /// A residual join ([`Join`]) ending at node `q` (its `QuantizeLinear`, or for a float
+    /// join its Relu or Add).
     pub(super) fn join(&mut self, q: NodeId, j: Join) -> R<()> {
         let node = self
             .g
             .node(q)
             .ok_or_else(|| self.unsupported(q, "vanished"))?;
         let y = node.outputs[0];
-        let (sy, zy) = (self.scale(q, 1)?, self.u8_zero_point(q, 2)?);
         let mut ins = vec![];
         for d in j.dq {
             let codes = self
@@ -123,6 +178,26 @@ impl Lowering<'_> {
         }
         let count: usize = self.dims(y)?[1..].iter().product();
         let (a, b) = (self.read(ins[0].0)?, self.read(ins[1].0)?);
+        if j.float {
+            // Images of codes are channels-last.
+            let cd = self.dims(ins[0].0)?;
+            let channels = if cd.len() == 4 { cd[1] } else { 0 };
+            let yb = self.write(y)?;
+            self.steps.push(Step::QAddFloat {
+                a,
+                b,
+                y: yb,
+                n: count,
+                sa: ins[0].1,
+                za: usize::from(ins[0].2),
+                sb: ins[1].1,
+                zb: usize::from(ins[1].2),
+                relu: j.relu,
+                channels,
+            });
+            return Ok(());
+        }
+        let (sy, zy) = (self.scale(q, 1)?, self.u8_zero_point(q, 2)?);
         let yb = self.write(y)?;
         self.steps.push(Step::QAdd {
             a,
