@@ -549,10 +549,12 @@ unsafe fn gemm_vnni_direct(
     let nt = offsets.len();
     let panels = n.div_ceil(LANES);
     let block = nt * tg * LANES * GROUP;
-    let height = if panels == 1 { 8 } else { 4 };
-    let per_row = 8 / height;
+    // 8 rows × 2 panels: 16 accumulators of the 32 registers, each panel group loaded once
+    // for 8 rows and each row's 4 bytes broadcast once for 2 panels.
+    let height = 8;
+    let per_row = 2;
     let stride = layout.row_stride;
-    let mut acc = [[0i32; LANES]; 8];
+    let mut acc = [[0i32; LANES]; 16];
     let mut i = 0;
     while i < rows {
         let tile_rows = (rows - i).min(height);
@@ -562,17 +564,15 @@ unsafe fn gemm_vnni_direct(
         let at = |t: usize, tp: usize| ptrs[t].wrapping_add(offsets[tp]);
         let mut p = 0;
         while p < panels {
-            let two = height == 4 && p + 1 < panels;
+            let two = p + 1 < panels;
             let cols = (n - p * LANES).min(if two { 2 * LANES } else { LANES });
             let vp = &v[p * block..];
             // SAFETY: the taps are inside `data` and the panels inside `v` (the contract).
             unsafe {
-                if height == 8 {
-                    tile_vnni::<8, 1>(at, nt, tg, vp, &mut acc)
-                } else if two {
-                    tile_vnni::<4, 2>(at, nt, tg, vp, &mut acc)
+                if two {
+                    tile_vnni::<8, 2, 16>(at, nt, tg, vp, &mut acc)
                 } else {
-                    tile_vnni::<4, 1>(at, nt, tg, vp, &mut acc)
+                    tile_vnni::<8, 1, 16>(at, nt, tg, vp, &mut acc)
                 }
             }
             let o0 = layout.col0 + p * LANES;
@@ -649,12 +649,12 @@ fn store(path: Path, acc: &[[i32; LANES]], cols: usize, q: &Requants, o0: usize,
 ///
 /// # Safety
 /// The CPU has AVX-512F; `q` holds outputs `o0..o0 + 16·halves`; `out` holds
-/// `(rows − 1)·stride + 16·halves` bytes; `per_row·(rows − 1) + halves ≤ 8`.
+/// `(rows − 1)·stride + 16·halves` bytes; `per_row·(rows − 1) + halves ≤ S`.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_tile(
-    acc: &[[i32; LANES]; 8],
+unsafe fn store_tile<const S: usize>(
+    acc: &[[i32; LANES]; S],
     rows: usize,
     per_row: usize,
     halves: usize,
@@ -802,33 +802,34 @@ unsafe fn vnni_tile(
     // SAFETY: the caller's contract is the tile's.
     unsafe {
         if tall {
-            tile_vnni::<8, 1>(at, nt, tg, vp, acc)
+            tile_vnni::<8, 1, 8>(at, nt, tg, vp, acc)
         } else if two {
-            tile_vnni::<4, 2>(at, nt, tg, vp, acc)
+            tile_vnni::<4, 2, 8>(at, nt, tg, vp, acc)
         } else {
-            tile_vnni::<4, 1>(at, nt, tg, vp, acc)
+            tile_vnni::<4, 1, 8>(at, nt, tg, vp, acc)
         }
     }
 }
 
-/// The VNNI tile: `R` rows × `P` panels (`acc[t·8/R + h]`: 4 rows keep two slots a row, 8 rows
-/// one), row `t`'s tap `tp` at `at(t, tp)`.
+/// The VNNI tile: `R` rows × `P` panels into `S` slots (`acc[t·S/R + h]`: with 8 slots, 4
+/// rows keep two a row and 8 rows one; 16 slots hold 8 rows × 2 panels), row `t`'s tap `tp`
+/// at `at(t, tp)`.
 ///
 /// # Safety
 /// The CPU has AVX-512F and VNNI; for every row and tap, the `tg·4` bytes from `at(t, tp)`
-/// are readable; `vp` holds `P` panels of `nt·tg` groups of 64 bytes; `R·P ≤ 8`.
+/// are readable; `vp` holds `P` panels of `nt·tg` groups of 64 bytes; `P ≤ S/R`.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile_vnni<const R: usize, const P: usize>(
+unsafe fn tile_vnni<const R: usize, const P: usize, const S: usize>(
     at: impl Fn(usize, usize) -> *const u8,
     nt: usize,
     tg: usize,
     vp: &[u8],
-    acc: &mut [[i32; LANES]; 8],
+    acc: &mut [[i32; LANES]; S],
 ) {
     use std::arch::x86_64::*;
-    let mut a = [_mm512_setzero_si512(); 8];
+    let mut a = [_mm512_setzero_si512(); S];
     let v = vp.as_ptr();
     let panel = nt * tg * 64;
     for tp in 0..nt {
@@ -845,15 +846,18 @@ unsafe fn tile_vnni<const R: usize, const P: usize>(
                 for t in 0..R {
                     let b = _mm512_set1_epi32(ptrs[t].add(gg * 4).cast::<i32>().read_unaligned());
                     for (h, x) in vs.iter().enumerate() {
-                        a[t * (8 / R) + h] = _mm512_dpbusd_epi32(a[t * (8 / R) + h], b, *x);
+                        a[t * (S / R) + h] = _mm512_dpbusd_epi32(a[t * (S / R) + h], b, *x);
                     }
                 }
             }
         }
     }
-    for (i, x) in a.iter().enumerate() {
-        // SAFETY: `acc[i]` is 16 i32s, one 64-byte store.
-        unsafe { _mm512_storeu_si512(acc[i].as_mut_ptr().cast(), *x) };
+    for t in 0..R {
+        for h in 0..P {
+            let i = t * (S / R) + h;
+            // SAFETY: `acc[i]` is 16 i32s, one 64-byte store.
+            unsafe { _mm512_storeu_si512(acc[i].as_mut_ptr().cast(), a[i]) };
+        }
     }
 }
 
