@@ -346,31 +346,19 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             za,
             zb,
             zy,
+            float,
+            channels,
             ..
         } => {
             if *za > 255 || *zb > 255 || *zy > 255 {
                 return Err("a zero point beyond u8".into());
             }
-            need(a, n.div_ceil(4), "left")?;
-            need(b, n.div_ceil(4), "right")?;
-            need(y, n.div_ceil(4), "output")?;
-        }
-        Step::QAddFloat {
-            a,
-            b,
-            y,
-            n,
-            za,
-            zb,
-            channels,
-            ..
-        } => {
-            if *za > 255 || *zb > 255 || (*channels > 0 && !n.is_multiple_of(*channels)) {
-                return Err("a zero point beyond u8, or channels that do not divide".into());
+            if *channels > 0 && !n.is_multiple_of(*channels) {
+                return Err("channels that do not divide".into());
             }
             need(a, n.div_ceil(4), "left")?;
             need(b, n.div_ceil(4), "right")?;
-            need(y, *n, "output")?;
+            need(y, if *float { *n } else { n.div_ceil(4) }, "output")?;
         }
         Step::QPlanar { x, y, c, hw } => {
             need(x, times(*c, *hw)?.div_ceil(4), "input")?;
@@ -1847,6 +1835,8 @@ impl Ctx<'_> {
                 sy,
                 zy,
                 relu,
+                float,
+                channels,
             } => {
                 let ([xa, xb], ys) =
                     arena.views([range(a, b, s), range(bb, b, s)], range(y, b, s))?;
@@ -1857,31 +1847,11 @@ impl Ctx<'_> {
                     relu: *relu,
                 };
                 let (xa, xb) = (&int8::bytes(xa)[..*n], &int8::bytes(xb)[..*n]);
-                int8::add(xa, xb, j, &mut int8::bytes_mut(ys)[..*n]);
-                Ok(())
-            }
-            Step::QAddFloat {
-                a,
-                b: bb,
-                y,
-                n,
-                sa,
-                za,
-                sb,
-                zb,
-                relu,
-                channels,
-            } => {
-                let ([xa, xb], ys) =
-                    arena.views([range(a, b, s), range(bb, b, s)], range(y, b, s))?;
-                let j = int8::Join {
-                    a: (*sa, *za as i32),
-                    b: (*sb, *zb as i32),
-                    y: (1.0, 0),
-                    relu: *relu,
-                };
-                let (xa, xb) = (&int8::bytes(xa)[..*n], &int8::bytes(xb)[..*n]);
-                int8::add_float(xa, xb, j, &mut ys[..*n], *channels);
+                if *float {
+                    int8::add_float(xa, xb, j, &mut ys[..*n], *channels);
+                } else {
+                    int8::add(xa, xb, j, &mut int8::bytes_mut(ys)[..*n]);
+                }
                 Ok(())
             }
             Step::QPlanar { x, y, c, hw } => {

@@ -644,13 +644,15 @@ define_steps! {
 
     /// A residual join of two integer regions, elementwise on codes of one layout:
     /// `quantize(relu?(dequantize(a) + dequantize(b)))`, the f32 operations of the graph it
-    /// stands for, in their order ([`crate::kernels::int8::add`]).
+    /// stands for, in their order ([`crate::kernels::int8::add`]); with `float`, the sum
+    /// itself, written f32 for float layers after it (NCHW when the codes are a
+    /// channels-last image: `channels` > 0; [`crate::kernels::int8::add_float`]).
     QAdd = 22 {
         /// Left codes.
         a: Buf => read,
         /// Right codes.
         b: Buf => read,
-        /// Output codes.
+        /// Output codes, or with `float` f32.
         y: Buf => write,
         /// Values per sample.
         n: usize,
@@ -662,38 +664,15 @@ define_steps! {
         sb: f32,
         /// Right zero point.
         zb: usize,
-        /// Output scale.
+        /// Output scale (codes only).
         sy: f32,
-        /// Output zero point.
+        /// Output zero point (codes only).
         zy: usize,
         /// A Relu after the sum.
         relu: bool,
-    };
-
-    /// A residual join of two integer regions read as floats: `relu?(dequantize(a) +
-    /// dequantize(b))`, the graph's f32 operations in their order, written f32 (NCHW when the
-    /// codes are a channels-last image: `channels` > 0) for float layers after it
-    /// ([`crate::kernels::int8::add_float`]).
-    QAddFloat = 23 {
-        /// Left codes.
-        a: Buf => read,
-        /// Right codes.
-        b: Buf => read,
-        /// Output (f32).
-        y: Buf => write,
-        /// Values per sample.
-        n: usize,
-        /// Left scale.
-        sa: f32,
-        /// Left zero point.
-        za: usize,
-        /// Right scale.
-        sb: f32,
-        /// Right zero point.
-        zb: usize,
-        /// A Relu after the sum.
-        relu: bool,
-        /// Channels of a channels-last image of codes, or 0 (plain).
+        /// The sum is written f32, not requantized.
+        float: bool,
+        /// With `float`: channels of a channels-last image of codes, or 0 (plain).
         channels: usize,
     };
 

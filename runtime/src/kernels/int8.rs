@@ -478,42 +478,17 @@ pub fn gemm(
             let o0 = layout.col0 + p * LANES;
             let per_row = if tall { 1 } else { 2 };
             let first = i * layout.row_stride + o0;
-            #[cfg(target_arch = "x86_64")]
-            if path == Path::Vnni
-                && cols.is_multiple_of(LANES)
-                && first + (tile_rows - 1) * layout.row_stride + cols <= out.len()
-            {
-                // SAFETY: the Vnni path ran only after `runs_here` (AVX-512F); `q` holds
-                // outputs up to `col0 + n ≥ o0 + cols` (checked on entry) and the last row's
-                // `cols` codes end inside `out` (checked just above).
-                #[allow(unsafe_code)]
-                unsafe {
-                    store_tile(
-                        &acc,
-                        tile_rows,
-                        per_row,
-                        cols / LANES,
-                        q,
-                        o0,
-                        &mut out[first..],
-                        layout.row_stride,
-                    )
-                };
-                p += if two { 2 } else { 1 };
-                continue;
-            }
-            for t in 0..tile_rows {
-                let row = i + t;
-                let base = row * layout.row_stride + o0;
-                store(
-                    path,
-                    &acc[per_row * t..],
-                    cols,
-                    q,
-                    o0,
-                    &mut out[base..base + cols],
-                );
-            }
+            store_rows(
+                path,
+                &acc,
+                tile_rows,
+                per_row,
+                cols,
+                q,
+                o0,
+                &mut out[first..],
+                layout.row_stride,
+            );
             p += if two { 2 } else { 1 };
         }
         i += height;
@@ -577,37 +552,66 @@ unsafe fn gemm_vnni_direct(
             }
             let o0 = layout.col0 + p * LANES;
             let first = (row0 + i) * stride + o0;
-            if cols.is_multiple_of(LANES) {
-                // SAFETY: AVX-512F; outputs o0..o0 + cols in `q` and each row's codes in
-                // `out` (the contract).
-                unsafe {
-                    store_tile(
-                        &acc,
-                        tile_rows,
-                        per_row,
-                        cols / LANES,
-                        q,
-                        o0,
-                        &mut out[first..],
-                        stride,
-                    )
-                };
-            } else {
-                for t in 0..tile_rows {
-                    let at = first + t * stride;
-                    store(
-                        Path::Vnni,
-                        &acc[per_row * t..],
-                        cols,
-                        q,
-                        o0,
-                        &mut out[at..at + cols],
-                    );
-                }
-            }
+            store_rows(
+                Path::Vnni,
+                &acc,
+                tile_rows,
+                per_row,
+                cols,
+                q,
+                o0,
+                &mut out[first..],
+                stride,
+            );
             p += if two { 2 } else { 1 };
         }
         i += height;
+    }
+}
+
+/// Requantizes the `rows` rows of a tile (row `t`'s outputs from `acc[per_row·t]`, `cols`
+/// of them, outputs from `o0`; `q` holds them) into `out[t·stride..]`: whole vectors at once
+/// on the VNNI path ([`store_tile`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn store_rows(
+    path: Path,
+    acc: &[[i32; LANES]],
+    rows: usize,
+    per_row: usize,
+    cols: usize,
+    q: &Requants,
+    o0: usize,
+    out: &mut [u8],
+    stride: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Vnni
+        && cols.is_multiple_of(LANES)
+        && rows > 0
+        && (rows - 1) * stride + cols <= out.len()
+        && per_row * (rows - 1) + cols / LANES <= acc.len()
+        && q.len() >= o0 + cols
+    {
+        // SAFETY: the Vnni path runs only after `runs_here` (AVX-512F); the outputs, the
+        // codes' places and the accumulators are inside `q`, `out` and `acc` (checked just
+        // above).
+        #[allow(unsafe_code)]
+        unsafe {
+            store_tile(acc, rows, per_row, cols / LANES, q, o0, out, stride)
+        };
+        return;
+    }
+    for t in 0..rows {
+        let at = t * stride;
+        store(
+            path,
+            &acc[per_row * t..],
+            cols,
+            q,
+            o0,
+            &mut out[at..at + cols],
+        );
     }
 }
 
@@ -649,12 +653,12 @@ fn store(path: Path, acc: &[[i32; LANES]], cols: usize, q: &Requants, o0: usize,
 ///
 /// # Safety
 /// The CPU has AVX-512F; `q` holds outputs `o0..o0 + 16·halves`; `out` holds
-/// `(rows − 1)·stride + 16·halves` bytes; `per_row·(rows − 1) + halves ≤ S`.
+/// `(rows − 1)·stride + 16·halves` bytes; `per_row·(rows − 1) + halves ≤ acc.len()`.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_tile<const S: usize>(
-    acc: &[[i32; LANES]; S],
+unsafe fn store_tile(
+    acc: &[[i32; LANES]],
     rows: usize,
     per_row: usize,
     halves: usize,

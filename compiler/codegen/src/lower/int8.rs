@@ -26,7 +26,7 @@ type Requantization = (Vec<i32>, Vec<Requant>, usize, usize, usize);
 /// ([`Step::QAdd`]) that computes the same f32 operations in the same order, so the same
 /// codes as the evaluator; or, where float layers read the sum (a network's last block
 /// before its pooling), `Relu?(Add(DequantizeLinear(a), DequantizeLinear(b)))` as one step
-/// from the codes to f32 ([`Step::QAddFloat`]).
+/// from the codes to f32 (the same step, `float`).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Join {
     /// The two dequantizations.
@@ -178,26 +178,13 @@ impl Lowering<'_> {
         }
         let count: usize = self.dims(y)?[1..].iter().product();
         let (a, b) = (self.read(ins[0].0)?, self.read(ins[1].0)?);
-        if j.float {
-            // Images of codes are channels-last.
-            let cd = self.dims(ins[0].0)?;
-            let channels = if cd.len() == 4 { cd[1] } else { 0 };
-            let yb = self.write(y)?;
-            self.steps.push(Step::QAddFloat {
-                a,
-                b,
-                y: yb,
-                n: count,
-                sa: ins[0].1,
-                za: usize::from(ins[0].2),
-                sb: ins[1].1,
-                zb: usize::from(ins[1].2),
-                relu: j.relu,
-                channels,
-            });
-            return Ok(());
-        }
-        let (sy, zy) = (self.scale(q, 1)?, self.u8_zero_point(q, 2)?);
+        // Images of codes are channels-last.
+        let cd = self.dims(ins[0].0)?;
+        let channels = if j.float && cd.len() == 4 { cd[1] } else { 0 };
+        let (sy, zy) = match j.float {
+            true => (1.0, 0),
+            false => (self.scale(q, 1)?, self.u8_zero_point(q, 2)?),
+        };
         let yb = self.write(y)?;
         self.steps.push(Step::QAdd {
             a,
@@ -211,6 +198,8 @@ impl Lowering<'_> {
             sy,
             zy: usize::from(zy),
             relu: j.relu,
+            float: j.float,
+            channels,
         });
         Ok(())
     }
