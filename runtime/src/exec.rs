@@ -82,7 +82,41 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
         if !ok {
             return Err("a window with a zero size, stride or dilation".into());
         }
-        Ok(())
+        // Every size a kernel derives from the window, computed without wrapping: the input,
+        // the output, the span the windows cover, the image padded to that span (which a
+        // kernel may materialize: at most 64 times the input, plus 1 MiB) and the farthest
+        // tap from a window's corner.
+        let big = || format!("a window whose sizes overflow or pad too far: {g:?}");
+        let span = |o: usize, s: usize, k: usize, d: usize| -> Option<usize> {
+            o.checked_sub(1)?
+                .checked_mul(s)?
+                .checked_add((k - 1).checked_mul(d)?)?
+                .checked_add(1)
+        };
+        let sizes = (|| {
+            let input = g.h.checked_mul(g.w)?.checked_mul(g.c)?;
+            g.oh.checked_mul(g.ow)?;
+            let hp =
+                g.h.checked_add(g.pt)?
+                    .max(span(g.oh.max(1), g.sh, g.kh, g.dh)?);
+            let wp =
+                g.w.checked_add(g.pl)?
+                    .max(span(g.ow.max(1), g.sw, g.kw, g.dw)?);
+            let padded = hp.checked_mul(wp)?.checked_mul(g.c.max(4))?;
+            let tap = (g.kh - 1)
+                .checked_mul(g.dh)?
+                .checked_mul(wp)?
+                .checked_add((g.kw - 1).checked_mul(g.dw)?)?
+                .checked_mul(g.c.max(4))?;
+            tap.checked_add(padded)?;
+            Some((input, padded))
+        })();
+        match sizes {
+            Some((input, padded)) if padded <= input.saturating_mul(64).saturating_add(1 << 20) => {
+                Ok(())
+            }
+            _ => Err(big()),
+        }
     };
     match s {
         Step::Conv {
@@ -313,6 +347,9 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             let groups = (*groups).max(1);
             if g.c % groups != 0 || m % groups != 0 {
                 return Err("channels do not divide into the groups".into());
+            }
+            if g.c == 0 || *m == 0 || g.oh == 0 || g.ow == 0 {
+                return Err("an integer convolution with no channels or no output".into());
             }
             if *zx > 255 || *zy > 255 || lo > hi || *hi > 255 {
                 return Err("codes beyond u8".into());

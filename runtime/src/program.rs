@@ -811,7 +811,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG4");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG5");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1351,6 +1351,74 @@ mod tests {
                 bias: Some(1506),
                 act: Act::LeakyRelu(0.5),
             },
+            Step::Quantize {
+                x: buf(),
+                y: buf(),
+                n: 1601,
+                scale: 0.25,
+                zp: 17,
+                channels: 1602,
+            },
+            Step::Dequantize {
+                x: buf(),
+                y: buf(),
+                n: 1701,
+                scale: 0.125,
+                zp: 18,
+                channels: 1702,
+            },
+            Step::QConv {
+                x: buf(),
+                y: buf(),
+                g,
+                m: 1801,
+                groups: 1802,
+                zx: 19,
+                w: 1803,
+                q: 1804,
+                zy: 20,
+                lo: 21,
+                hi: 22,
+            },
+            Step::QDense {
+                x: buf(),
+                y: buf(),
+                rows: 1901,
+                k: 1902,
+                n: 1903,
+                zx: 23,
+                w: 1904,
+                q: 1905,
+                zy: 24,
+                lo: 25,
+                hi: 26,
+            },
+            Step::QMaxPool {
+                x: buf(),
+                y: buf(),
+                g,
+            },
+            Step::QAdd {
+                a: buf(),
+                b: buf(),
+                y: buf(),
+                n: 2001,
+                sa: 0.5,
+                za: 27,
+                sb: 0.75,
+                zb: 28,
+                sy: 1.5,
+                zy: 29,
+                relu: true,
+                float: true,
+                channels: 2002,
+            },
+            Step::QPlanar {
+                x: buf(),
+                y: buf(),
+                c: 2101,
+                hw: 2102,
+            },
         ];
         Program {
             fixed_batch: Some(3),
@@ -1390,7 +1458,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (303, 0xba9f_0059_61cf_b6df),
+            (403, 0xac5f_0bfa_b149_ed1b),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

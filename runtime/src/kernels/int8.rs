@@ -335,10 +335,17 @@ pub fn gemm(
     if path == Path::Vnni && direct {
         // Every row away from padding (a matrix; a convolution whose padding `conv`
         // materialized): one lean loop over row starts.
-        let last = offsets.last().copied().unwrap_or(0) + tap_len;
+        // The farthest tap of any row (offsets need not increase in a hostile program).
+        let last = offsets
+            .iter()
+            .max()
+            .and_then(|o| o.checked_add(tap_len))
+            .unwrap_or(usize::MAX);
         let data = r.data();
         if let Some(starts) = r.starts(rows.clone())
-            && starts.iter().all(|&s| s + last <= data.len())
+            && starts
+                .iter()
+                .all(|&s| s.checked_add(last).is_some_and(|e| e <= data.len()))
         {
             // SAFETY: `runs_here` checked AVX-512F and VNNI; every row's taps lie inside
             // `data` (checked just above); `v` holds `n` columns of depth `k` (checked on
@@ -1557,7 +1564,9 @@ fn add_generic(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) {
     let floor = if j.relu { 0.0 } else { f32::NEG_INFINITY };
     for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
         let s = (f32::from(x) - za) * j.a.0 + (f32::from(z) - zb) * j.b.0;
-        let r = (s.max(floor) / j.y.0).round_ties_even() + zy;
+        // As the evaluator's Relu: a NaN sum stays NaN (and quantizes to the lowest code).
+        let s = if s < floor { floor } else { s };
+        let r = (s / j.y.0).round_ties_even() + zy;
         *o = byte(r);
     }
 }
@@ -1592,8 +1601,8 @@ avx2_dispatch! {
 #[inline(always)]
 fn add_float_generic(a: &[u8], b: &[u8], j: Join, y: &mut [f32]) {
     let (za, zb) = (j.a.1 as f32, j.b.1 as f32);
-    // A sum of two dequantized codes is never −0 or NaN (finite scales), so this is the
-    // graph's Relu exactly.
+    // The graph's Relu exactly, as the evaluator has it (a NaN sum, from scales so large
+    // that the terms overflow to ±inf, stays NaN).
     let floor = if j.relu { 0.0 } else { f32::NEG_INFINITY };
     for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
         let s = (f32::from(x) - za) * j.a.0 + (f32::from(z) - zb) * j.b.0;
