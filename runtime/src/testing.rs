@@ -138,6 +138,29 @@ where
     d
 }
 
+/// A program of one step over a 128-float arena (input `x` at 64..128, output `y` at 0..64)
+/// with `weights` zero weights: for tests that hand the runner a hostile step.
+pub fn one_step(step: crate::program::Step, weights: usize) -> crate::program::Program {
+    use crate::program::{Buf, Io, Program};
+    Program {
+        fixed_batch: None,
+        inputs: vec![Io {
+            name: "x".into(),
+            dims: vec![64],
+            buf: Buf { off: 64, len: 64 },
+        }],
+        outputs: vec![Io {
+            name: "y".into(),
+            dims: vec![64],
+            buf: Buf { off: 0, len: 64 },
+        }],
+        arena: 128,
+        scratch: 0,
+        steps: vec![step],
+        weights: vec![0.0; weights],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

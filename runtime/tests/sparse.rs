@@ -312,7 +312,7 @@ fn hostile_sizes_are_errors_not_wrapped_bounds() {
 #[test]
 fn a_program_with_overflowing_sparse_sizes_is_refused() {
     use mcc_runtime::kernels::epilogue::Act;
-    use mcc_runtime::program::{Buf, Io, Program, Step};
+    use mcc_runtime::program::{Buf, Step};
     let step = |rows: usize, k: usize, n: usize, nnz: usize| Step::SparseDense {
         x: Buf { off: 0, len: 0 },
         y: Buf { off: 0, len: 64 },
@@ -329,23 +329,7 @@ fn a_program_with_overflowing_sparse_sizes_is_refused() {
         ("n + 1 wraps", step(0, 0, usize::MAX, 0)),
         ("2 · nnz wraps", step(1, 1, 1, usize::MAX / 2 + 1)),
     ] {
-        let p = Program {
-            fixed_batch: None,
-            inputs: vec![Io {
-                name: "x".into(),
-                dims: vec![64],
-                buf: Buf { off: 64, len: 64 },
-            }],
-            outputs: vec![Io {
-                name: "y".into(),
-                dims: vec![64],
-                buf: Buf { off: 0, len: 64 },
-            }],
-            arena: 128,
-            scratch: 0,
-            steps: vec![s],
-            weights: vec![0.0; 2],
-        };
+        let p = mcc_runtime::testing::one_step(s, 2);
         assert!(
             mcc_runtime::exec::Runner::new(&p, 1).is_err(),
             "{what}: the runner accepted it"

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mcc_runtime::kernels::conv::Geometry;
-use mcc_runtime::program::{Buf, Io, Program, Step};
+use mcc_runtime::program::{Buf, Step};
 
 fn window(c: usize, h: usize, w: usize, oh: usize, ow: usize, kh: usize) -> Geometry {
     Geometry {
@@ -58,23 +58,7 @@ fn integer_convolutions_with_wrapping_sizes_are_refused() {
             qconv(window(4, 8, 1 << 61, 1, 1, 3), 16, 1, 48),
         ),
     ] {
-        let p = Program {
-            fixed_batch: None,
-            inputs: vec![Io {
-                name: "x".into(),
-                dims: vec![64],
-                buf: Buf { off: 64, len: 64 },
-            }],
-            outputs: vec![Io {
-                name: "y".into(),
-                dims: vec![64],
-                buf: Buf { off: 0, len: 64 },
-            }],
-            arena: 128,
-            scratch: 0,
-            steps: vec![s],
-            weights: vec![0.0; 128],
-        };
+        let p = mcc_runtime::testing::one_step(s, 128);
         match mcc_runtime::exec::Runner::new(&p, 1) {
             Ok(_) => panic!("{what}: the runner accepted it"),
             Err(e) => assert!(e.to_string().contains("window"), "{what}: refused for {e}"),
