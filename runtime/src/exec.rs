@@ -84,8 +84,9 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
         }
         // Every size a kernel derives from the window, computed without wrapping: the input,
         // the output, the span the windows cover, the image padded to that span (which a
-        // kernel may materialize: at most 64 times the input, plus 1 MiB) and the farthest
-        // tap from a window's corner.
+        // kernel may materialize: at most 64 times as many pixels as the input or the output
+        // has, plus 2^20 — so a stride far past the kernel cannot ask for a huge copy of a
+        // tiny image) and the farthest tap from a window's corner.
         let big = || format!("a window whose sizes overflow or pad too far: {g:?}");
         let span = |o: usize, s: usize, k: usize, d: usize| -> Option<usize> {
             o.checked_sub(1)?
@@ -94,25 +95,28 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
                 .checked_add(1)
         };
         let sizes = (|| {
-            let input = g.h.checked_mul(g.w)?.checked_mul(g.c)?;
-            g.oh.checked_mul(g.ow)?;
+            g.h.checked_mul(g.w)?.checked_mul(g.c)?;
+            let pixels = (g.h.checked_mul(g.w)?).max(g.oh.checked_mul(g.ow)?);
             let hp =
                 g.h.checked_add(g.pt)?
                     .max(span(g.oh.max(1), g.sh, g.kh, g.dh)?);
             let wp =
                 g.w.checked_add(g.pl)?
                     .max(span(g.ow.max(1), g.sw, g.kw, g.dw)?);
-            let padded = hp.checked_mul(wp)?.checked_mul(g.c.max(4))?;
+            let padded = hp.checked_mul(wp)?;
+            padded.checked_mul(g.c.max(4))?;
             let tap = (g.kh - 1)
                 .checked_mul(g.dh)?
                 .checked_mul(wp)?
                 .checked_add((g.kw - 1).checked_mul(g.dw)?)?
                 .checked_mul(g.c.max(4))?;
-            tap.checked_add(padded)?;
-            Some((input, padded))
+            tap.checked_add(padded.checked_mul(g.c.max(4))?)?;
+            Some((pixels, padded))
         })();
         match sizes {
-            Some((input, padded)) if padded <= input.saturating_mul(64).saturating_add(1 << 20) => {
+            Some((pixels, padded))
+                if padded <= pixels.saturating_mul(64).saturating_add(1 << 20) =>
+            {
                 Ok(())
             }
             _ => Err(big()),
