@@ -841,7 +841,6 @@ impl Quantizer<'_> {
         let (wcodes, sw) = weights_i8(&l.weights, l.w_axis, setup.per_channel);
         let wshape = l.weights.shape().to_vec();
         let n = &l.name;
-        let wt = Tensor::from_vec(&wshape, wcodes.clone()).map_err(|e| e.to_string())?;
         let channel_scales = |v: Vec<f32>| -> Result<Tensor, String> {
             if v.len() == 1 {
                 Ok(Tensor::scalar(v[0]))
@@ -879,6 +878,8 @@ impl Quantizer<'_> {
                 Some(self.konst(&format!("{n}.bias_i32"), t))
             }
         };
+        // The codes move into their tensor once bias correction has read them.
+        let wt = Tensor::from_vec(&wshape, wcodes).map_err(|e| e.to_string())?;
         let ys = self.konst(&format!("{n}.y_scale"), Tensor::scalar(sy));
         let yz = self.konst(&format!("{n}.y_zero_point"), Tensor::scalar(zy as u8));
         let inputs = vec![
