@@ -379,6 +379,23 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             need(x, times(*rows, *k)?.div_ceil(4), "input")?;
             need(y, times(*rows, *n)?.div_ceil(4), "output")?;
         }
+        Step::QRows { x, y, rows, k } => {
+            let stride = int8::dynamic_stride(*k);
+            need(x, times(*rows, *k)?, "input")?;
+            need(y, times(*rows, stride)?.div_ceil(4), "output")?;
+        }
+        Step::QDynDense {
+            x, y, rows, k, n, lo, hi, ..
+        } => {
+            if *k == 0 || *n == 0 {
+                return Err("a dynamic integer layer with no depth or no outputs".into());
+            }
+            if lo.is_nan() || hi.is_nan() || lo > hi {
+                return Err("a clamp whose bounds are NaN or out of order".into());
+            }
+            need(x, times(*rows, int8::dynamic_stride(*k))?.div_ceil(4), "input")?;
+            need(y, times(*rows, *n)?, "output")?;
+        }
         Step::QAdd {
             a,
             b,
@@ -853,7 +870,10 @@ impl<'p> Runner<'p> {
             let whole = |s: &Step| {
                 matches!(
                     s,
-                    Step::Dense { .. } | Step::SparseDense { .. } | Step::QDense { .. }
+                    Step::Dense { .. }
+                        | Step::SparseDense { .. }
+                        | Step::QDense { .. }
+                        | Step::QDynDense { .. }
                 )
             };
             let n = steps[i - which.start..]
@@ -1047,6 +1067,15 @@ impl<'p> Runner<'p> {
                 let parts = if splits { threads } else { 1 };
                 self.pool.run(parts, &|t| {
                     if let Err(e) = ctx.qdense(step, t, parts) {
+                        fail(e);
+                    }
+                });
+            }
+            Step::QDynDense { .. } => {
+                // Likewise, on dynamically quantized rows.
+                let parts = if splits { threads } else { 1 };
+                self.pool.run(parts, &|t| {
+                    if let Err(e) = ctx.qdyn_dense(step, t, parts) {
                         fail(e);
                     }
                 });
@@ -1719,6 +1748,73 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// A fully connected step on dynamically quantized rows, part `t` of `parts`: a share of
+    /// the batch's rows (one matrix when the buffers hold exactly a sample's rows, else
+    /// sample by sample).
+    fn qdyn_dense(&self, step: &Step, t: usize, parts: usize) -> Result<(), String> {
+        let Step::QDynDense {
+            x,
+            y,
+            rows,
+            k,
+            n,
+            w,
+            q,
+            lo,
+            hi,
+        } = step
+        else {
+            return Err("not a dynamic integer dense step".into());
+        };
+        let (k, n, rows) = (*k, *n, *rows);
+        let words = self.w.get(*q..q + 3 * n).ok_or("dequantization words missing")?;
+        let colsum = int8::ints(&words[..n]);
+        let path = int8::Path::of(self.isa);
+        let panels = int8::bytes(&self.w[*w..w + int8::panels_len(n, k).div_ceil(4)]);
+        let stride = int8::dynamic_stride(k);
+        let layout = int8::Layout {
+            row_stride: n,
+            col0: 0,
+        };
+        let packed = x.len * 4 == rows * stride && y.len == rows * n;
+        let (units, per) = if packed {
+            (rows * self.batch, 1)
+        } else {
+            (self.batch, rows)
+        };
+        let r = split(units, parts, 1, t);
+        let samples = if packed {
+            vec![(r.start * stride / 4, r.start * n, r.len())]
+        } else {
+            r.map(|s| (s * x.len, s * y.len, per)).collect()
+        };
+        for (xo, yo, count) in samples {
+            if count == 0 {
+                continue;
+            }
+            let (x0, y0) = (x.off * self.batch + xo, y.off * self.batch + yo);
+            let ([xs], ys) = self
+                .arena
+                .views([x0..x0 + count * stride / 4], y0..y0 + count * n)?;
+            let xb = int8::bytes(xs);
+            let d = int8::Dequants {
+                rows: xb,
+                k,
+                colsum,
+                scale: &words[n..2 * n],
+                bias: &words[2 * n..3 * n],
+                clamp: crate::quant::FloatClamp { lo: *lo, hi: *hi },
+            };
+            let m = int8::Rows::Matrix {
+                bytes: xb,
+                stride,
+            };
+            int8::gemm(path, &m, 0..count, int8::padded_k(k), panels, n, &d, layout, ys)
+                .map_err(|e| format!("{e} (rows {count} at {xo})"))?;
+        }
+        Ok(())
+    }
+
     /// A sparse fully connected step, part `t` of `parts`: a share of the rows (in steps of
     /// 16, a vector of rows), or of the columns when there is a single row; `buf` is the
     /// task's scratch.
@@ -1835,8 +1931,15 @@ impl Ctx<'_> {
                 let ws = &wts[*w..w + m * g.kh * g.kw];
                 depthwise(self.isa, *blocked, xs, g, *m, ws, bias, *act, ys)
             }
-            Step::Dense { .. } | Step::SparseDense { .. } | Step::QDense { .. } => {
-                Err("dense steps run over the whole batch".into())
+            Step::Dense { .. }
+            | Step::SparseDense { .. }
+            | Step::QDense { .. }
+            | Step::QDynDense { .. } => Err("dense steps run over the whole batch".into()),
+            Step::QRows { x, y, rows, k } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                let len = rows * k;
+                let out = &mut int8::bytes_mut(ys)[..rows * int8::dynamic_stride(*k)];
+                int8::quantize_rows(&xs[..len], *k, out)
             }
             Step::Quantize {
                 x,

@@ -34,6 +34,28 @@ macro_rules! avx2_dispatch {
             $generic($($a),*)
         }
     };
+    ($(#[$m:meta])* $vis:vis fn $name:ident ( $($a:ident : $t:ty),* $(,)? ) -> $ret:ty => $generic:ident) => {
+        $(#[$m])*
+        $vis fn $name($($a: $t),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::gemm::Isa::cached().has_avx2() {
+                /// `$generic` compiled with AVX2 and FMA.
+                ///
+                /// # Safety
+                /// The CPU has AVX2 and FMA.
+                #[allow(unsafe_code)]
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn fast($($a: $t),*) -> $ret {
+                    $generic($($a),*)
+                }
+                // SAFETY: as in the arm above: `Isa::cached()` has AVX2 only where
+                // `Isa::detect` found AVX2 and FMA on this CPU, `fast`'s one precondition.
+                #[allow(unsafe_code)]
+                return unsafe { fast($($a),*) };
+            }
+            $generic($($a),*)
+        }
+    };
 }
 
 // The schedule format, and weights in stored form.

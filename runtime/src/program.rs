@@ -676,6 +676,45 @@ define_steps! {
         channels: usize,
     };
 
+    /// Dynamic quantization of rows ([`crate::kernels::int8::quantize_rows`]): each of a
+    /// sample's `rows` rows of `k` f32 values becomes u8 codes with its own scale and zero
+    /// point, written after them (`dynamic_stride(k)` bytes a row).
+    QRows = 23 {
+        /// Input (f32).
+        x: Buf => read,
+        /// Output (codes and each row's parameters).
+        y: Buf => write,
+        /// Rows per sample.
+        rows: usize,
+        /// Values per row.
+        k: usize,
+    };
+
+    /// A fully connected layer on dynamically quantized rows (a [`Step::QRows`] output):
+    /// `rows × k` codes times `k × n` i8 weights packed as panels, each result made f32 by
+    /// [`crate::kernels::int8::Dequants`] — per output the weights' sum (i32), scale and bias
+    /// (`3n` words at `q`), and the clamp `[lo, hi]`.
+    QDynDense = 24 {
+        /// Input (a [`Step::QRows`] output).
+        x: Buf => read,
+        /// Output (f32).
+        y: Buf => write,
+        /// Rows per sample.
+        rows: usize,
+        /// Depth.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Offset of the packed weights.
+        w: usize => weights(panels_len(*n, *k).div_ceil(4)),
+        /// Offset of the dequantization words.
+        q: usize => weights(3 * n),
+        /// Lowest output value (−∞ for none).
+        lo: f32,
+        /// Highest output value (+∞ for none).
+        hi: f32,
+    } flops = rows.saturating_mul(*k).saturating_mul(*n).saturating_mul(2);
+
     /// Channels-last codes to channels-first (before a reshape, which reads NCHW order).
     QPlanar = 21 {
         /// Input (u8 codes, `[hw][c]`).
@@ -811,7 +850,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG5");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG6");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1418,6 +1457,23 @@ mod tests {
                 y: buf(),
                 c: 2101,
                 hw: 2102,
+            },
+            Step::QRows {
+                x: buf(),
+                y: buf(),
+                rows: 2201,
+                k: 2202,
+            },
+            Step::QDynDense {
+                x: buf(),
+                y: buf(),
+                rows: 2301,
+                k: 2302,
+                n: 2303,
+                w: 2304,
+                q: 2305,
+                lo: -2.5,
+                hi: f32::INFINITY,
             },
         ];
         Program {

@@ -13,6 +13,10 @@
 //!   shift + zp_y, lo, hi)` in i64 (rounding half up, arithmetic shift). This is the one
 //!   fixed-point requantization; ONNX Runtime requantizes in float, so an exported QDQ model
 //!   agrees with it within one output step.
+//! - **Dynamic quantization** (a row of f32 values quantized at run time, its scale and zero
+//!   point from its own range: [`dynamic_row`]) and the f32 result of its integer product
+//!   ([`dequantize_acc`], then [`FloatClamp::apply`]): the same f32 operations in the same
+//!   order on every path, so the same bits.
 
 /// A requantization multiplier: `M ≈ mult · 2^−shift`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -135,6 +139,89 @@ impl QAct {
     }
 }
 
+/// The range of a row for dynamic quantization: `(min, max)` widened to hold 0, or `None`
+/// when the row holds NaN or ±∞ (its outputs are then NaN: [`dynamic_row`]).
+pub fn row_range(x: &[f32]) -> Option<(f32, f32)> {
+    let (mut lo, mut hi) = (0f32, 0f32);
+    for &v in x {
+        if !v.is_finite() {
+            return None;
+        }
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    Some((lo, hi))
+}
+
+/// The u8 scale and zero point of a row from its range (ONNX `DynamicQuantizeLinear`'s
+/// arithmetic, per row): `scale = (max − min) / 255` and `zp = round_half_even(−min / scale)`
+/// in f32, `min ≤ 0 ≤ max`; a row of zeros (or of values whose scale would be subnormal) gets
+/// scale 1 and zero point 0 (its codes are all 0); a row without a finite range (`None`, or
+/// wider than f32 holds) gets scale NaN and zero point 0, so every output it feeds is NaN.
+pub fn dynamic_row(range: Option<(f32, f32)>) -> (f32, i32) {
+    let Some((lo, hi)) = range else {
+        return (f32::NAN, 0);
+    };
+    let scale = (hi - lo) / 255.0;
+    if !scale.is_finite() {
+        // A range too wide for f32 (`hi − lo` overflowed).
+        return (f32::NAN, 0);
+    }
+    if scale <= f32::MIN_POSITIVE {
+        // All zeros, or values so small their scale would be subnormal: zeros.
+        return (1.0, 0);
+    }
+    let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32;
+    (scale, zp)
+}
+
+/// The f32 output of a dynamically quantized product: the exact accumulator `acc` (input
+/// zero point taken out) times `scale` (the row's scale times the weight's, one f32 product)
+/// plus the bias — a multiply then an add, never fused.
+#[inline(always)]
+pub fn dequantize_acc(acc: i32, scale: f32, bias: f32) -> f32 {
+    acc as f32 * scale + bias
+}
+
+/// A float layer's output clamp (Relu: `[0, ∞)`, Clip: `[min, max]`, none: everything) that
+/// keeps NaN: `lo` below it, `hi` above it, the value otherwise.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct FloatClamp {
+    /// Lower bound (−∞ for none).
+    pub lo: f32,
+    /// Upper bound (+∞ for none).
+    pub hi: f32,
+}
+
+impl FloatClamp {
+    /// The clamp of an activation.
+    pub fn of(act: QAct) -> FloatClamp {
+        match act {
+            QAct::None => FloatClamp {
+                lo: f32::NEG_INFINITY,
+                hi: f32::INFINITY,
+            },
+            QAct::Relu => FloatClamp {
+                lo: 0.0,
+                hi: f32::INFINITY,
+            },
+            QAct::Clip { min, max } => FloatClamp { lo: min, hi: max },
+        }
+    }
+
+    /// `y` clamped; NaN stays NaN.
+    #[inline(always)]
+    pub fn apply(self, y: f32) -> f32 {
+        if y < self.lo {
+            self.lo
+        } else if y > self.hi {
+            self.hi
+        } else {
+            y
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +267,32 @@ mod tests {
         assert_eq!(quantize(f32::INFINITY, 0.1, 0, -128, 127), 127);
         assert_eq!(quantize(f32::NEG_INFINITY, 0.1, 0, -128, 127), -128);
         assert_eq!(dequantize(quantize(0.3, 0.1, 5, 0, 255), 0.1, 5), 3.0 * 0.1);
+    }
+
+    #[test]
+    fn dynamic_rows_hold_zero_and_turn_nan_rows_into_nan() {
+        let x = [-1.0f32, 0.5, 3.0];
+        let (s, z) = dynamic_row(row_range(&x));
+        assert_eq!(s, 4.0 / 255.0);
+        assert_eq!(z, 64);
+        assert_eq!(quantize(0.0, s, z, 0, 255), z);
+        assert_eq!(quantize(3.0, s, z, 0, 255), 255);
+        assert_eq!(dynamic_row(row_range(&[0.0, 0.0])), (1.0, 0));
+        assert_eq!(dynamic_row(row_range(&[1e-40, 0.0])), (1.0, 0));
+        // Only positive values: the range still starts at 0.
+        assert_eq!(dynamic_row(row_range(&[2.0, 1.0])).1, 0);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let (s, z) = dynamic_row(row_range(&[1.0, bad]));
+            assert!(s.is_nan() && z == 0);
+            assert!(dequantize_acc(5, s * 0.1, 1.0).is_nan());
+        }
+        // A range wider than f32 holds.
+        assert!(dynamic_row(row_range(&[-3e38, 3e38])).0.is_nan());
+        let relu = FloatClamp::of(QAct::Relu);
+        assert_eq!(relu.apply(-2.0), 0.0);
+        assert!(relu.apply(f32::NAN).is_nan());
+        assert_eq!(FloatClamp::of(QAct::Clip { min: -1.0, max: 6.0 }).apply(7.0), 6.0);
+        assert_eq!(FloatClamp::of(QAct::None).apply(-1e30), -1e30);
     }
 
     #[test]

@@ -340,6 +340,12 @@ impl<'g> Lowering<'g> {
         Buf { off: b, len }
     }
 
+    /// A fresh temporary of `dims` (the first the batch), planned like any other tensor.
+    fn temporary(&mut self, dims: Vec<usize>) -> Key {
+        self.temps.push(dims);
+        Key::T(self.temps.len() - 1)
+    }
+
     /// Appends floats to the weights, 64-byte aligned; returns the offset.
     fn push_weights(&mut self, data: &[f32]) -> usize {
         while !self.weights.len().is_multiple_of(16) {
@@ -423,6 +429,7 @@ impl<'g> Lowering<'g> {
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => self.quantize_step(n, op, x, y),
             Op::QLinearConv(c) => self.qconv(n, c, x, y),
             Op::QLinearMatMul(_) => self.qdense(n, x, y),
+            Op::DynamicQuantMatMul(_) => self.dyn_dense(n, op, x, y),
             Op::MaxPool(p) if self.g.value(x).ty.dtype == DType::U8 => self.qmax_pool(n, p, x, y),
             Op::Gemm(gm) => self.dense(n, x, y, gm.transA != 0, gm.transB != 0, gm.alpha, gm.beta),
             Op::MatMul(_) => self.dense(n, x, y, false, false, 1.0, 1.0),

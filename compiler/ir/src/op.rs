@@ -282,6 +282,8 @@ define_ops! {
     Abs = "Abs" {}
     /// `-x` (ONNX `Neg`).
     Neg = "Neg" {}
+    /// To the nearest integer, halves to even (ONNX `Round`).
+    Round = "Round" {}
     /// `e^x` (ONNX `Exp`).
     Exp = "Exp" {}
     /// Natural log (ONNX `Log`).
@@ -475,6 +477,19 @@ define_ops! {
         /// Clip's `[min, max]`; empty otherwise.
         activation_params: Vec<f32> = vec![],
     }
+    /// mcc operator, not ONNX: a matrix product on rows quantized at run time (dynamic
+    /// quantization). Operands: `a` (f32, `(…, K)`), `b` (i8 codes, `(K, N)`, zero point 0),
+    /// `b_scale` (f32, one or `N`), `bias?` (f32, `N`). Each row of `a` (its last axis) gets
+    /// its own u8 scale and zero point from its range (`mcc_runtime::quant::dynamic_row`);
+    /// the exact i32 accumulator `Σ (a_q − zp)·b` becomes f32 by
+    /// `mcc_runtime::quant::dequantize_acc` with scale `s_row · b_scale[n]` and the bias, then
+    /// the clamp. A row holding NaN or ±∞ gives NaN outputs.
+    DynamicQuantMatMul = "DynamicQuantMatMul" {
+        /// `Relu` or `Clip`, applied to the f32 output (NaN kept); empty for none.
+        activation: String = String::new(),
+        /// Clip's `[min, max]`; empty otherwise.
+        activation_params: Vec<f32> = vec![],
+    }
 }
 
 /// An activation a Conv, Gemm or MatMul can carry as an epilogue: a closed set. The op
@@ -638,7 +653,7 @@ impl Op {
         true
     }
 
-    /// The output clamp of a QLinearConv or QLinearMatMul: `Ok(QAct::None)` for other ops
+    /// The output clamp of a QLinearConv, QLinearMatMul or DynamicQuantMatMul: `Ok(QAct::None)` for other ops
     /// and for none, an error for an activation that is not a clamp (which [`crate::verify`]
     /// rejects).
     pub fn q_activation(&self) -> Result<mcc_runtime::quant::QAct, String> {
@@ -646,6 +661,7 @@ impl Op {
         let (a, p) = match self {
             Op::QLinearConv(o) => (&o.activation, &o.activation_params),
             Op::QLinearMatMul(o) => (&o.activation, &o.activation_params),
+            Op::DynamicQuantMatMul(o) => (&o.activation, &o.activation_params),
             _ => return Ok(QAct::None),
         };
         match (a.as_str(), p.as_slice()) {
@@ -662,12 +678,14 @@ impl Op {
         }
     }
 
-    /// Sets a QLinearConv's or QLinearMatMul's output clamp; `false` for other ops.
+    /// Sets a QLinearConv's, QLinearMatMul's or DynamicQuantMatMul's output clamp; `false`
+    /// for other ops.
     pub fn set_q_activation(&mut self, act: mcc_runtime::quant::QAct) -> bool {
         use mcc_runtime::quant::QAct;
         let (a, p) = match self {
             Op::QLinearConv(o) => (&mut o.activation, &mut o.activation_params),
             Op::QLinearMatMul(o) => (&mut o.activation, &mut o.activation_params),
+            Op::DynamicQuantMatMul(o) => (&mut o.activation, &mut o.activation_params),
             _ => return false,
         };
         (*a, *p) = match act {

@@ -538,6 +538,8 @@ fn role(op: &mcc_ir::Op, slot: usize, t: &mcc_ir::Tensor) -> Role {
     match op {
         Op::QLinearConv(_) | Op::QLinearMatMul(_) if slot == 3 || slot == 8 => Role::Param,
         Op::QLinearConv(_) | Op::QLinearMatMul(_) => Role::Overhead,
+        Op::DynamicQuantMatMul(_) if slot == 1 || slot == 3 => Role::Param,
+        Op::DynamicQuantMatMul(_) => Role::Overhead,
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) if slot > 0 => Role::Overhead,
         _ if t.dtype().is_float() => Role::Param,
         _ => Role::None,

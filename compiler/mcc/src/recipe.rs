@@ -397,13 +397,16 @@ pub fn write_outputs(
         // written when some weight is stored compressed — otherwise `model.onnx` holds exactly
         // the same model, and a hex copy of dense weights would double the output's size.
         let g = &result.graph;
-        // Also when an integer layer runs: model.onnx holds it as QDQ, which requantizes in
-        // float, so only the IR says exactly what the executable computes.
+        // Also when an integer layer runs: model.onnx holds it as QDQ (or, dynamic, as float
+        // operators), which compute in float, so only the IR says exactly what the
+        // executable computes.
         let integer = g.node_ids().into_iter().any(|n| {
             g.node(n).is_some_and(|x| {
                 matches!(
                     x.op,
-                    mcc_ir::Op::QLinearConv(_) | mcc_ir::Op::QLinearMatMul(_)
+                    mcc_ir::Op::QLinearConv(_)
+                        | mcc_ir::Op::QLinearMatMul(_)
+                        | mcc_ir::Op::DynamicQuantMatMul(_)
                 )
             })
         });

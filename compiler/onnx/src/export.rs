@@ -287,6 +287,13 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
             g.node.extend(nodes);
             continue;
         }
+        // So is a dynamically quantized product, as standard operators.
+        if matches!(node.op, Op::DynamicQuantMatMul(_)) {
+            let (inits, nodes) = dynamic_matmul(graph, node, &mut fresh).map_err(err)?;
+            g.initializer.extend(inits);
+            g.node.extend(nodes);
+            continue;
+        }
         // An activation epilogue (an mcc extension) is written back as its own node.
         let mut op = node.op.clone();
         let epilogue = op.epilogue().map_err(err)?;
@@ -396,16 +403,7 @@ fn qdq(
               label: &str,
               fresh: &mut dyn FnMut(String) -> String|
      -> Result<pb::NodeProto, String> {
-        let attribute = attributes(op)?;
-        Ok(pb::NodeProto {
-            name: Some(fresh(format!("{}.{label}", node.name))),
-            op_type: Some(op.name().to_string()),
-            domain: Some(String::new()),
-            input: inputs,
-            output: vec![output],
-            attribute,
-            ..Default::default()
-        })
+        part(op, inputs, output, fresh(format!("{}.{label}", node.name)))
     };
     let (layer, w_axis, act) = match &node.op {
         Op::QLinearConv(c) => (
@@ -564,6 +562,113 @@ fn qdq(
         "quantize_output",
         fresh,
     )?);
+    Ok((inits, nodes))
+}
+
+/// One node of a pattern an mcc op is written as.
+fn part(op: &Op, input: Vec<String>, output: String, name: String) -> Result<pb::NodeProto, String> {
+    Ok(pb::NodeProto {
+        name: Some(name),
+        op_type: Some(op.name().to_string()),
+        domain: Some(String::new()),
+        input,
+        output: vec![output],
+        attribute: attributes(op)?,
+        ..Default::default()
+    })
+}
+
+/// A `DynamicQuantMatMul` in standard ONNX operators that compute the same values: each row's
+/// range (`ReduceMin`/`ReduceMax` over the last axis, widened to hold 0), its scale (1 where
+/// it is at most f32's smallest normal number) and zero point, the codes (`Round`, `Clip`),
+/// the product of the centred codes with the i8 weights (`Cast` to f32, `MatMul`: exact while
+/// its partial sums stay below 2^24), then `· (s_row · w_scale) + bias` and the clamp — the
+/// evaluator's f32 operations in its order.
+fn dynamic_matmul(
+    graph: &Graph,
+    node: &mcc_ir::Node,
+    fresh: &mut dyn FnMut(String) -> String,
+) -> Result<(Vec<pb::TensorProto>, Vec<pb::NodeProto>), String> {
+    use mcc_ir::Tensor;
+    use mcc_ir::op;
+    use mcc_runtime::quant::QAct;
+    let operand = |i: usize| -> Option<String> {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|v| graph.value(v).name.clone())
+    };
+    let need = |i: usize| operand(i).ok_or_else(|| format!("operand {i} is missing"));
+    let out = graph.value(node.outputs[0]).name.clone();
+    let (mut inits, mut nodes) = (vec![], vec![]);
+    let mut konst = |label: &str, t: Tensor, fresh: &mut dyn FnMut(String) -> String| {
+        let n = fresh(format!("{}.{label}", node.name));
+        inits.push(to_proto(&n, &t));
+        n
+    };
+    let axes = konst("axes", Tensor::from_vec(&[1], vec![-1i64]).map_err(|e| e.to_string())?, fresh);
+    let zero = konst("zero", Tensor::scalar(0f32), fresh);
+    let one = konst("one", Tensor::scalar(1f32), fresh);
+    let top = konst("top", Tensor::scalar(255f32), fresh);
+    let tiny = konst("smallest_normal", Tensor::scalar(f32::MIN_POSITIVE), fresh);
+    let mut step = |o: Op, ins: Vec<String>, label: &str, fresh: &mut dyn FnMut(String) -> String| {
+        let v = fresh(format!("{out}.{label}"));
+        let name = fresh(format!("{}.{label}", node.name));
+        part(&o, ins, v.clone(), name).map(|p| {
+            nodes.push(p);
+            v
+        })
+    };
+    let a = need(0)?;
+    let keep = |keepdims| op::ReduceMin { keepdims, noop_with_empty_axes: 0 };
+    let lo = step(Op::ReduceMin(keep(1)), vec![a.clone(), axes.clone()], "row_min", fresh)?;
+    let hi = step(
+        Op::ReduceMax(op::ReduceMax { keepdims: 1, noop_with_empty_axes: 0 }),
+        vec![a.clone(), axes],
+        "row_max",
+        fresh,
+    )?;
+    let lo = step(Op::Min(Default::default()), vec![lo, zero.clone()], "range_lo", fresh)?;
+    let hi = step(Op::Max(Default::default()), vec![hi, zero], "range_hi", fresh)?;
+    let width = step(Op::Sub(Default::default()), vec![hi, lo.clone()], "range", fresh)?;
+    let s0 = step(Op::Div(Default::default()), vec![width, top.clone()], "scale_raw", fresh)?;
+    // s0 ≤ smallest normal ⇔ max(s0, smallest normal) = smallest normal.
+    let floor = step(Op::Max(Default::default()), vec![s0.clone(), tiny.clone()], "scale_floor", fresh)?;
+    let small = step(Op::Equal(Default::default()), vec![floor, tiny], "scale_tiny", fresh)?;
+    let s = step(Op::Where(Default::default()), vec![small, one, s0], "scale", fresh)?;
+    let neg = step(Op::Neg(Default::default()), vec![lo], "neg_lo", fresh)?;
+    let z = step(Op::Div(Default::default()), vec![neg, s.clone()], "zp_raw", fresh)?;
+    let z = step(Op::Round(Default::default()), vec![z], "zp_round", fresh)?;
+    let bot = konst("bottom", Tensor::scalar(0f32), fresh);
+    let z = step(Op::Clip(Default::default()), vec![z, bot.clone(), top.clone()], "zero_point", fresh)?;
+    let q = step(Op::Div(Default::default()), vec![a, s.clone()], "scaled", fresh)?;
+    let q = step(Op::Round(Default::default()), vec![q], "rounded", fresh)?;
+    let q = step(Op::Add(Default::default()), vec![q, z.clone()], "shifted", fresh)?;
+    let q = step(Op::Clip(Default::default()), vec![q, bot, top], "codes", fresh)?;
+    let c = step(Op::Sub(Default::default()), vec![q, z], "centred", fresh)?;
+    let cast = Op::Cast(op::Cast { to: mcc_ir::DType::F32, saturate: 1 });
+    let w = step(cast, vec![need(1)?], "weights", fresh)?;
+    let acc = step(Op::MatMul(Default::default()), vec![c, w], "accumulator", fresh)?;
+    let sc = step(Op::Mul(Default::default()), vec![s, need(2)?], "out_scale", fresh)?;
+    let mut y = step(Op::Mul(Default::default()), vec![acc, sc], "product", fresh)?;
+    if let Some(b) = operand(3) {
+        y = step(Op::Add(Default::default()), vec![y, b], "biased", fresh)?;
+    }
+    // The last node writes the op's own output.
+    let (last, ins) = match node.op.q_activation()? {
+        QAct::None => (Op::Identity(Default::default()), vec![y]),
+        QAct::Relu => (Op::Relu(Default::default()), vec![y]),
+        QAct::Clip { min, max } => {
+            let (l, h) = (
+                konst("clip_min", Tensor::scalar(min), fresh),
+                konst("clip_max", Tensor::scalar(max), fresh),
+            );
+            (Op::Clip(Default::default()), vec![y, l, h])
+        }
+    };
+    let name = fresh(format!("{}.output", node.name));
+    nodes.push(part(&last, ins, out, name)?);
     Ok((inits, nodes))
 }
 

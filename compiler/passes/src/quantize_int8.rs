@@ -18,6 +18,12 @@
 //! reads its dequantized codes instead (a quantized skip connection, as int8 deployments
 //! have it), so both operands of the join are codes; nothing else in the graph changes.
 //!
+//! With `mode: dynamic`, each selected Gemm or MatMul becomes a `DynamicQuantMatMul` instead:
+//! the same i8 weights, its input quantized at run time row by row (each row's own u8 scale
+//! and zero point from its range, so a sample's result never depends on the others in its
+//! batch), the exact integer product made f32 again with the bias and clamp. Nothing is
+//! calibrated; Convs are left alone (static quantization covers them).
+//!
 //! Keeps: the graph's inputs and outputs (names, types, shapes) and every value outside the
 //! step's layers; the arithmetic inside a region is `mcc_runtime::quant`'s, identical in the
 //! evaluator and the kernels.
@@ -31,7 +37,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use mcc_ir::op::{QLinearConv, QLinearMatMul};
+use mcc_ir::op::{DynamicQuantMatMul, QLinearConv, QLinearMatMul};
 use mcc_ir::{DType, Graph, NodeId, Op, Origin, StepId, Tensor, TensorType, ValueId};
 use mcc_plan::plan::{ParamValue, Severity, Step};
 use mcc_plan::registry::{
@@ -51,7 +57,7 @@ pub const VARIANT: VariantSchema = VariantSchema {
             "mode",
             ParamType::Choice(&["static", "dynamic"]),
             Default::Word("static"),
-            "activation scales from calibration (static) or at run time (dynamic: not built yet)",
+            "activation scales from calibration (static: integer regions, u8 in and out) or from each input row at run time (dynamic: MatMul and Gemm, f32 in and out)",
         ),
         p(
             "per",
@@ -86,17 +92,39 @@ pub const VARIANT: VariantSchema = VariantSchema {
 
 fn check_params(params: &Params) -> Vec<ParamIssue> {
     let mut out = vec![];
-    if params
-        .iter()
-        .any(|(k, v)| *k == "mode" && matches!(v, ParamValue::Word(w) if w == "dynamic"))
-    {
-        out.push(ParamIssue {
-            severity: Severity::Error,
-            param: "mode",
-            message: "dynamic int8 quantization (activation scales computed at run time) is not built yet".into(),
-            label: "not supported yet".into(),
-            help: Some("use `mode: static`, which calibrates the scales on the recipe's data".into()),
-        });
+    let given = |name: &str, word: Option<&str>| {
+        params.iter().any(|(k, v)| {
+            *k == name && word.is_none_or(|w| matches!(v, ParamValue::Word(x) if x == w))
+        })
+    };
+    if given("mode", Some("dynamic")) {
+        if given("bias_correction", Some("on")) {
+            out.push(ParamIssue {
+                severity: Severity::Error,
+                param: "bias_correction",
+                message: "bias correction is measured on calibrated (static) activations; dynamic quantization has none".into(),
+                label: "needs `mode: static`".into(),
+                help: Some("drop `bias_correction`, or use `mode: static`".into()),
+            });
+        }
+        // (`params` holds the defaults too: a value other than its default was written.)
+        let set = |name: &str| match name {
+            "calibration" => !given(name, Some("minmax")),
+            _ => num(params, name).is_some_and(|x| x != 0.9999),
+        };
+        for name in ["calibration", "percentile"] {
+            if set(name) {
+                out.push(ParamIssue {
+                    severity: Severity::Warning,
+                    param: if name == "calibration" { "calibration" } else { "percentile" },
+                    message: format!(
+                        "`{name}` has no effect with `mode: dynamic`: each row's range is its own, at run time"
+                    ),
+                    label: "ignored".into(),
+                    help: Some("remove it, or use `mode: static`".into()),
+                });
+            }
+        }
     }
     if let Some(x) = num(params, "percentile")
         && !(0.5..1.0).contains(&x)
@@ -128,6 +156,8 @@ enum Calibrator {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Setup {
+    /// Activations quantized at run time, row by row (`DynamicQuantMatMul`).
+    dynamic: bool,
     per_channel: bool,
     calibrator: Calibrator,
     bias_correction: bool,
@@ -148,6 +178,7 @@ impl Setup {
             _ => Calibrator::MinMax,
         };
         Setup {
+            dynamic: word("mode") == "dynamic",
             per_channel: word("per") != "tensor",
             calibrator,
             bias_correction: word("bias_correction") == "on",
@@ -173,7 +204,7 @@ struct Layer {
     bias: Option<Vec<f32>>,
 }
 
-fn layer(graph: &Graph, name: &str) -> Result<Layer, LeftAlone> {
+fn layer(graph: &Graph, name: &str, setup: Setup) -> Result<Layer, LeftAlone> {
     let w = layers::weighted(graph, name)?;
     let node = w.node;
     let x = node.inputs[0].ok_or_else(|| leave(name, Reason::MissingOperand, "it has no input"))?;
@@ -216,6 +247,13 @@ fn layer(graph: &Graph, name: &str) -> Result<Layer, LeftAlone> {
         }
     };
     let mut op = match &node.op {
+        Op::Conv(_) if setup.dynamic => {
+            return Err(leave(
+                name,
+                Reason::UnsupportedOp,
+                "dynamic quantization covers MatMul and Gemm; a Conv needs `mode: static`",
+            ));
+        }
         Op::Conv(c) => {
             let bias = bias_of(2, shape[0])?;
             return Ok(Layer {
@@ -249,9 +287,9 @@ fn layer(graph: &Graph, name: &str) -> Result<Layer, LeftAlone> {
                     "only a Gemm without transA and with alpha = beta = 1 has an integer form",
                 ));
             }
-            Op::QLinearMatMul(QLinearMatMul::default())
+            linear(setup)
         }
-        Op::MatMul(_) if shape.len() == 2 => Op::QLinearMatMul(QLinearMatMul::default()),
+        Op::MatMul(_) if shape.len() == 2 => linear(setup),
         Op::MatMul(_) => {
             return Err(leave(
                 name,
@@ -300,6 +338,15 @@ fn layer(graph: &Graph, name: &str) -> Result<Layer, LeftAlone> {
     })
 }
 
+/// The integer form of a Gemm or MatMul.
+fn linear(setup: Setup) -> Op {
+    if setup.dynamic {
+        Op::DynamicQuantMatMul(DynamicQuantMatMul::default())
+    } else {
+        Op::QLinearMatMul(QLinearMatMul::default())
+    }
+}
+
 /// The layers of a step in graph order, and those left alone.
 fn layers_of(graph: &Graph, step: &Step) -> Result<(Vec<Layer>, Vec<LeftAlone>), TechniqueError> {
     let order = graph.topo_order().map_err(|e| TechniqueError {
@@ -309,7 +356,7 @@ fn layers_of(graph: &Graph, step: &Step) -> Result<(Vec<Layer>, Vec<LeftAlone>),
     let rank: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let (mut ok, mut left) = (vec![], vec![]);
     for name in &step.nodes {
-        match layer(graph, name) {
+        match layer(graph, name, Setup::of(step)) {
             Ok(l) => ok.push(l),
             Err(l) => left.push(l),
         }
@@ -319,6 +366,9 @@ fn layers_of(graph: &Graph, step: &Step) -> Result<(Vec<Layer>, Vec<LeftAlone>),
 }
 
 fn requests(graph: &Graph, layers: &[Layer], setup: Setup) -> Vec<StatRequest> {
+    if setup.dynamic {
+        return vec![];
+    }
     let mut values = BTreeSet::new();
     for l in layers {
         values.insert(graph.value(l.x).name.clone());
@@ -369,6 +419,20 @@ impl Technique for QuantizeInt8 {
             left_alone,
             ..Outcome::default()
         };
+        if setup.dynamic {
+            for l in layers {
+                dynamic(graph, id, &l, setup).map_err(|message| TechniqueError {
+                    node: l.name.clone(),
+                    message,
+                })?;
+                out.changed.push(l.name);
+            }
+            (crate::remove_dead_nodes::INFO.run)(graph).map_err(|e| TechniqueError {
+                node: String::new(),
+                message: e.to_string(),
+            })?;
+            return Ok(out);
+        }
         // Every activation's (scale, zero point), read before the graph changes.
         let mut params: HashMap<ValueId, (f32, i32)> = HashMap::new();
         let mut collected: HashMap<StatRequest, Arc<Stat>> = HashMap::new();
@@ -679,6 +743,49 @@ fn rounding_bias(
         }
         _ => Err(format!("no bias correction for weights of shape {shape:?}")),
     }
+}
+
+/// Makes a Gemm or MatMul a `DynamicQuantMatMul`: i8 weights `(K, N)` with their scales,
+/// the f32 bias, the activation as its clamp; its input and output stay f32.
+fn dynamic(graph: &mut Graph, id: StepId, l: &Layer, setup: Setup) -> Result<(), String> {
+    let (codes, scales) = weights_i8(&l.weights, l.w_axis, setup.per_channel);
+    let shape = l.weights.shape().to_vec();
+    let x = graph
+        .node(l.id)
+        .and_then(|m| m.inputs.first().copied().flatten())
+        .ok_or("the layer lost its input")?;
+    let n = &l.name;
+    let mut konst = |base: String, t: Tensor| {
+        let name = graph.fresh_value_name(&base);
+        graph.add_const(name, t)
+    };
+    let scales = if scales.len() == 1 {
+        Tensor::scalar(scales[0])
+    } else {
+        Tensor::from_vec(&[scales.len()], scales).map_err(|e| e.to_string())?
+    };
+    let bias = match &l.bias {
+        Some(b) => Some(konst(
+            format!("{n}.bias"),
+            Tensor::from_vec(&[b.len()], b.clone()).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let inputs = vec![
+        Some(x),
+        Some(konst(
+            format!("{n}.weight_i8"),
+            Tensor::from_vec(&shape, codes).map_err(|e| e.to_string())?,
+        )),
+        Some(konst(format!("{n}.w_scale"), scales)),
+        bias,
+    ];
+    graph.set_inputs(l.id, inputs).map_err(|e| e.to_string())?;
+    if let Some(m) = graph.node_mut(l.id) {
+        m.op = l.op.clone();
+        m.origin = Origin::Step(id);
+    }
+    Ok(())
 }
 
 /// The rewrite's state: the graph, and the code form of every value that has one.

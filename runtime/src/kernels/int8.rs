@@ -23,7 +23,7 @@
 
 use crate::kernels::conv::Geometry;
 use crate::kernels::gemm::Isa;
-use crate::quant::Requant;
+use crate::quant::{FloatClamp, Requant};
 
 /// Columns per panel.
 pub const LANES: usize = 16;
@@ -293,16 +293,16 @@ impl<'a> Rows<'a> {
 /// whole depth groups are read in place (a convolution reads its input where it lies: no
 /// im2col); others are gathered four rows at a time.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(
+pub fn gemm<E: Epilogue>(
     path: Path,
     r: &Rows,
     rows: std::ops::Range<usize>,
     k: usize,
     v: &[u8],
     n: usize,
-    q: &Requants,
+    q: &E,
     layout: Layout,
-    out: &mut [u8],
+    out: &mut [E::Out],
 ) -> Result<(), String> {
     let kp = padded_k(k);
     let groups = kp / GROUP;
@@ -313,8 +313,11 @@ pub fn gemm(
     if v.len() < panels_len(n, k) {
         return Err("int8 gemm: weights shorter than their sizes".into());
     }
-    if q.len() < layout.col0 + n {
+    if q.outputs() < layout.col0 + n {
         return Err("int8 gemm: fewer requantizations than outputs".into());
+    }
+    if q.rows() < rows.end {
+        return Err("int8 gemm: fewer row parameters than rows".into());
     }
     if out.len() < (rows.end - 1) * layout.row_stride + layout.col0 + n {
         return Err("int8 gemm: output shorter than its size".into());
@@ -485,13 +488,13 @@ pub fn gemm(
             let o0 = layout.col0 + p * LANES;
             let per_row = if tall { 1 } else { 2 };
             let first = i * layout.row_stride + o0;
-            store_rows(
+            q.store_rows(
                 path,
                 &acc,
+                i,
                 tile_rows,
                 per_row,
                 cols,
-                q,
                 o0,
                 &mut out[first..],
                 layout.row_stride,
@@ -515,17 +518,17 @@ pub fn gemm(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn gemm_vnni_direct(
+unsafe fn gemm_vnni_direct<E: Epilogue>(
     data: &[u8],
     starts: &[usize],
     offsets: &[usize],
     tg: usize,
     v: &[u8],
     n: usize,
-    q: &Requants,
+    q: &E,
     layout: Layout,
     row0: usize,
-    out: &mut [u8],
+    out: &mut [E::Out],
 ) {
     let rows = starts.len();
     let nt = offsets.len();
@@ -559,13 +562,13 @@ unsafe fn gemm_vnni_direct(
             }
             let o0 = layout.col0 + p * LANES;
             let first = (row0 + i) * stride + o0;
-            store_rows(
+            q.store_rows(
                 Path::Vnni,
                 &acc,
+                row0 + i,
                 tile_rows,
                 per_row,
                 cols,
-                q,
                 o0,
                 &mut out[first..],
                 stride,
@@ -574,6 +577,264 @@ unsafe fn gemm_vnni_direct(
         }
         i += height;
     }
+}
+
+/// What a product's accumulators become where a tile stores them: u8 codes ([`Requants`])
+/// or f32 values ([`Dequants`]).
+pub trait Epilogue {
+    /// The output element.
+    type Out;
+    /// Outputs (columns) it has parameters for.
+    fn outputs(&self) -> usize;
+    /// Rows it has parameters for (`usize::MAX`: the same for every row).
+    fn rows(&self) -> usize;
+    /// Stores the `rows` rows of a tile, the first being row `row` of the product (row `t`'s
+    /// outputs from `acc[per_row·t]`, `cols` of them, outputs from `o0`), into
+    /// `out[t·stride..]`.
+    #[allow(clippy::too_many_arguments)]
+    fn store_rows(
+        &self,
+        path: Path,
+        acc: &[[i32; LANES]],
+        row: usize,
+        rows: usize,
+        per_row: usize,
+        cols: usize,
+        o0: usize,
+        out: &mut [Self::Out],
+        stride: usize,
+    );
+}
+
+impl Epilogue for Requants<'_> {
+    type Out = u8;
+
+    fn outputs(&self) -> usize {
+        self.len()
+    }
+
+    fn rows(&self) -> usize {
+        usize::MAX
+    }
+
+    #[inline(always)]
+    fn store_rows(
+        &self,
+        path: Path,
+        acc: &[[i32; LANES]],
+        _row: usize,
+        rows: usize,
+        per_row: usize,
+        cols: usize,
+        o0: usize,
+        out: &mut [u8],
+        stride: usize,
+    ) {
+        store_rows(path, acc, rows, per_row, cols, self, o0, out, stride);
+    }
+}
+
+/// The f32 epilogue of a product on dynamically quantized rows ([`quantize_rows`]): row
+/// `r`'s scale `s` and zero point `z` follow its codes in `rows`, and output `j` is
+/// `clamp(dequantize_acc(acc − z·Σw_j, s·scale[j], bias[j]))` ([`crate::quant`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Dequants<'a> {
+    /// The rows the product reads, as [`quantize_rows`] wrote them.
+    pub rows: &'a [u8],
+    /// Depth (the product's `k`, before padding).
+    pub k: usize,
+    /// Σ of each output's weights.
+    pub colsum: &'a [i32],
+    /// Each output's weight scale.
+    pub scale: &'a [f32],
+    /// Each output's bias.
+    pub bias: &'a [f32],
+    /// The activation's clamp.
+    pub clamp: FloatClamp,
+}
+
+/// Bytes a dynamically quantized row of depth `k` takes: its codes padded to whole depth
+/// groups, then its scale (f32) and zero point (i32), little-endian.
+pub fn dynamic_stride(k: usize) -> usize {
+    padded_k(k) + 8
+}
+
+impl Dequants<'_> {
+    /// Row `r`'s scale and zero point (the caller checked `r < self.rows()`).
+    #[inline(always)]
+    fn row(&self, r: usize) -> (f32, i32) {
+        let at = r * dynamic_stride(self.k) + padded_k(self.k);
+        let word = |i: usize| {
+            let b = &self.rows[at + i..at + i + 4];
+            [b[0], b[1], b[2], b[3]]
+        };
+        (
+            f32::from_le_bytes(word(0)),
+            i32::from_le_bytes(word(4)),
+        )
+    }
+
+    #[inline(always)]
+    fn value(&self, s: f32, z: i32, j: usize, acc: i32) -> f32 {
+        let a = acc.wrapping_sub(z.wrapping_mul(self.colsum[j]));
+        self.clamp
+            .apply(crate::quant::dequantize_acc(a, s * self.scale[j], self.bias[j]))
+    }
+}
+
+impl Epilogue for Dequants<'_> {
+    type Out = f32;
+
+    fn outputs(&self) -> usize {
+        self.colsum.len().min(self.scale.len()).min(self.bias.len())
+    }
+
+    fn rows(&self) -> usize {
+        self.rows.len() / dynamic_stride(self.k)
+    }
+
+    #[inline(always)]
+    fn store_rows(
+        &self,
+        path: Path,
+        acc: &[[i32; LANES]],
+        row: usize,
+        rows: usize,
+        per_row: usize,
+        cols: usize,
+        o0: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if path == Path::Vnni
+            && cols.is_multiple_of(LANES)
+            && rows > 0
+            && (rows - 1) * stride + cols <= out.len()
+            && per_row * (rows - 1) + cols / LANES <= acc.len()
+            && self.outputs() >= o0 + cols
+            && self.rows() >= row + rows
+        {
+            for t in 0..rows {
+                let (s, z) = self.row(row + t);
+                // SAFETY: the Vnni path runs only after `runs_here` (AVX-512F); outputs
+                // `o0..o0 + cols` are inside the parameters, row `t`'s `cols` values inside
+                // `out` and its accumulators inside `acc` (checked just above).
+                #[allow(unsafe_code)]
+                unsafe {
+                    dequant_row(
+                        &acc[per_row * t..],
+                        cols / LANES,
+                        s,
+                        z,
+                        self,
+                        o0,
+                        &mut out[t * stride..t * stride + cols],
+                    )
+                };
+            }
+            return;
+        }
+        for t in 0..rows {
+            let (s, z) = self.row(row + t);
+            let at = t * stride;
+            for (j, o) in out[at..at + cols].iter_mut().enumerate() {
+                let a = acc[per_row * t + j / LANES][j % LANES];
+                *o = self.value(s, z, o0 + j, a);
+            }
+        }
+    }
+}
+
+/// [`Dequants`] of one tile row, 16 outputs at a time (AVX-512F): the same i32 wrapping
+/// subtraction, the same f32 conversion (round to nearest even), product, sum and clamp
+/// (`max(lo, y)` then `min(hi, y)`, which keep a NaN `y`) as [`Dequants::value`].
+///
+/// # Safety
+/// The CPU has AVX-512F; `acc` holds `halves` vectors, `d` outputs `o0..o0 + 16·halves`,
+/// `out` `16·halves` values.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn dequant_row(
+    acc: &[[i32; LANES]],
+    halves: usize,
+    s: f32,
+    z: i32,
+    d: &Dequants,
+    o0: usize,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (sv, zv) = (_mm512_set1_ps(s), _mm512_set1_epi32(z));
+    let (lo, hi) = (_mm512_set1_ps(d.clamp.lo), _mm512_set1_ps(d.clamp.hi));
+    for h in 0..halves {
+        let o = o0 + h * LANES;
+        // SAFETY: the caller's contract: outputs o..o + 16 inside `d`, vector `h` inside
+        // `acc`, values 16h..16h + 16 inside `out`.
+        unsafe {
+            let a = _mm512_loadu_si512(acc.get_unchecked(h).as_ptr().cast());
+            let sums = _mm512_loadu_si512(d.colsum.as_ptr().add(o).cast());
+            let a = _mm512_sub_epi32(a, _mm512_mullo_epi32(zv, sums));
+            let scale = _mm512_mul_ps(sv, _mm512_loadu_ps(d.scale.as_ptr().add(o)));
+            let y = _mm512_add_ps(
+                _mm512_mul_ps(_mm512_cvtepi32_ps(a), scale),
+                _mm512_loadu_ps(d.bias.as_ptr().add(o)),
+            );
+            let y = _mm512_min_ps(hi, _mm512_max_ps(lo, y));
+            _mm512_storeu_ps(out.as_mut_ptr().add(h * LANES), y);
+        }
+    }
+}
+
+/// Dynamic quantization of `x`'s rows of `k` values into `y`, row `r` at
+/// `y[r·dynamic_stride(k)..]`: its codes ([`crate::quant::quantize`] with the row's own
+/// [`crate::quant::dynamic_row`] parameters), zeros up to whole depth groups, the scale and
+/// the zero point — the layout [`Dequants`] reads.
+pub fn quantize_rows(x: &[f32], k: usize, y: &mut [u8]) -> Result<(), String> {
+    let stride = dynamic_stride(k);
+    let rows = if k == 0 { 0 } else { x.len() / k };
+    if rows * k != x.len() || y.len() < rows * stride {
+        return Err("int8 dynamic rows: buffers do not match their sizes".into());
+    }
+    for (r, out) in y.chunks_exact_mut(stride).take(rows).enumerate() {
+        let row = &x[r * k..(r + 1) * k];
+        let (s, z) = crate::quant::dynamic_row(row_range(row));
+        let (codes, params) = out.split_at_mut(padded_k(k));
+        quantize_plain(row, s, z, &mut codes[..k]);
+        codes[k..].fill(0);
+        params[..4].copy_from_slice(&s.to_le_bytes());
+        params[4..8].copy_from_slice(&z.to_le_bytes());
+    }
+    Ok(())
+}
+
+avx2_dispatch! {
+    /// [`crate::quant::row_range`], 16 lanes apart (the minimum and maximum of finite values
+    /// do not depend on the order; a NaN or ±∞ anywhere gives `None`).
+    fn row_range(x: &[f32]) -> Option<(f32, f32)> => row_range_generic
+}
+
+#[inline(always)]
+fn row_range_generic(x: &[f32]) -> Option<(f32, f32)> {
+    let (mut lo, mut hi, mut bad) = ([0f32; 16], [0f32; 16], [false; 16]);
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            let v = c[i];
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+            // v − v is 0 for a finite v, NaN otherwise.
+            bad[i] |= (v - v) != 0.0;
+        }
+    }
+    let tail = crate::quant::row_range(chunks.remainder())?;
+    if bad.iter().any(|&b| b) {
+        return None;
+    }
+    let lo = lo.iter().fold(tail.0, |a, &b| a.min(b));
+    let hi = hi.iter().fold(tail.1, |a, &b| a.max(b));
+    Some((lo, hi))
 }
 
 /// Requantizes the `rows` rows of a tile (row `t`'s outputs from `acc[per_row·t]`, `cols`
@@ -1458,6 +1719,16 @@ pub fn requants(words: &[f32], m: usize) -> Result<RequantWords<'_>, String> {
         ));
     }
     Ok((bias, mult, shift))
+}
+
+/// Words holding i32 bit patterns (a dynamic layer's weight sums), viewed in place.
+pub fn ints(words: &[f32]) -> &[i32] {
+    // SAFETY: f32 and i32 have one size and alignment and every bit pattern is a value of
+    // each; the view borrows `words` for its own lifetime.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::slice::from_raw_parts(words.as_ptr().cast::<i32>(), words.len())
+    }
 }
 
 /// The words [`requants`] reads.

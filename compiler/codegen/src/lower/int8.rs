@@ -2,7 +2,8 @@
 //! boundary steps, `QLinearConv` and `QLinearMatMul` integer layers with their weights packed
 //! and their requantization fixed here — the input zero point folded into the i32 bias and
 //! each output's multiplier made by [`Requant::of_scales`], exactly as the reference
-//! evaluator makes it — and MaxPool of codes a code pooling step.
+//! evaluator makes it — and MaxPool of codes a code pooling step; a `DynamicQuantMatMul`
+//! quantizes its rows at run time and ends in f32.
 //!
 //! **Invariant:** a compiled integer layer computes the evaluator's codes bit for bit; what
 //! the kernels do not cover (i8 activations, weights with a nonzero zero point, grouped
@@ -13,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use mcc_ir::{DType, Graph, NodeId, Op, ValueId};
 use mcc_runtime::kernels::int8;
 use mcc_runtime::program::Step;
-use mcc_runtime::quant::Requant;
+use mcc_runtime::quant::{FloatClamp, Requant};
 
 use super::{Lowering, R};
 
@@ -444,6 +445,71 @@ impl Lowering<'_> {
             zy,
             lo,
             hi,
+        });
+        Ok(())
+    }
+
+    /// `DynamicQuantMatMul`: the input's rows quantized at run time into a temporary
+    /// ([`Step::QRows`]), then the integer product with its f32 epilogue
+    /// ([`Step::QDynDense`]: per output the weights' sum, scale and bias, and the clamp).
+    pub(super) fn dyn_dense(&mut self, n: NodeId, op: &Op, x: ValueId, y: ValueId) -> R<()> {
+        let xd = self.dims(x)?;
+        let wt = self
+            .operand(n, 1)
+            .and_then(|v| self.g.const_data(v))
+            .filter(|t| t.dtype() == DType::I8 && t.shape().len() == 2)
+            .ok_or_else(|| self.unsupported(n, "its weights are not a 2-D i8 constant"))?;
+        let (k, cols) = (wt.shape()[0], wt.shape()[1]);
+        if xd.last() != Some(&k) || k == 0 || cols == 0 {
+            return Err(self.unsupported(n, "its weights are not k × n for the input's last axis"));
+        }
+        let w: Vec<i8> = wt.to_i64_vec().into_iter().map(|v| v as i8).collect();
+        let scales = match self.floats(n, 2) {
+            Some(s) if s.len() == 1 => vec![s[0]; cols],
+            Some(s) if s.len() == cols => s,
+            _ => return Err(self.unsupported(n, "its weight scales are not 1 or n constants")),
+        };
+        if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(self.unsupported(n, "a weight scale is not a positive finite number"));
+        }
+        let bias = match self.operand(n, 3) {
+            None => vec![0.0; cols],
+            Some(_) => match self.floats(n, 3) {
+                Some(b) if b.len() == cols => b,
+                _ => return Err(self.unsupported(n, "its bias is not n f32 constants")),
+            },
+        };
+        let clamp = FloatClamp::of(op.q_activation().map_err(|why| self.unsupported(n, why))?);
+        let rows: usize = xd[1..xd.len() - 1].iter().product();
+        let panels = int8::pack_panels(cols, k, 0, |j, kk| w[kk * cols + j] as u8);
+        // Σ of at most 2^24 weights of magnitude ≤ 128 fits i32.
+        let sums = (0..cols).map(|j| (0..k).map(|kk| i32::from(w[kk * cols + j])).sum::<i32>());
+        let mut words: Vec<f32> = sums.map(|v| f32::from_bits(v as u32)).collect();
+        words.extend(&scales);
+        words.extend(&bias);
+        let wo = self.push_bytes(&panels);
+        let qo = self.push_weights(&words);
+        let codes = self.temporary(vec![1, (rows * int8::dynamic_stride(k)).div_ceil(4)]);
+        let xb = self.read(x)?;
+        let tb = self.write(codes)?;
+        self.steps.push(Step::QRows {
+            x: xb,
+            y: tb,
+            rows,
+            k,
+        });
+        let tb = self.read(codes)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::QDynDense {
+            x: tb,
+            y: yb,
+            rows,
+            k,
+            n: cols,
+            w: wo,
+            q: qo,
+            lo: clamp.lo,
+            hi: clamp.hi,
         });
         Ok(())
     }

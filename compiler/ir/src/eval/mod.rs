@@ -106,7 +106,8 @@ pub fn eval_op(
         Op::QuantizeLinear(_)
         | Op::DequantizeLinear(_)
         | Op::QLinearConv(_)
-        | Op::QLinearMatMul(_) => return unsupported("a quantization operator outside `quant`"),
+        | Op::QLinearMatMul(_)
+        | Op::DynamicQuantMatMul(_) => return unsupported("a quantization operator outside `quant`"),
         Op::Conv(a) => vec![nn::conv(a, inputs)?],
         Op::Gemm(a) => vec![nn::gemm(a, inputs)?],
         Op::MatMul(_) => vec![nn::matmul(req(inputs, 0)?, req(inputs, 1)?)?],
@@ -201,6 +202,11 @@ pub fn eval_op(
             req(inputs, 0)?,
             |x| -x,
             Some(|x: i128| -x),
+        )?],
+        Op::Round(_) => vec![math::unary_float(
+            req(inputs, 0)?,
+            f64::round_ties_even,
+            Some(|x: i128| x),
         )?],
         Op::Exp(_) => vec![math::unary_f(req(inputs, 0)?, f64::exp)?],
         Op::Log(_) => vec![math::unary_f(req(inputs, 0)?, f64::ln)?],

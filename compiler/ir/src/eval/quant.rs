@@ -1,5 +1,5 @@
 //! Quantized operators for the reference evaluator: `QuantizeLinear`, `DequantizeLinear`,
-//! `QLinearConv` and `QLinearMatMul`, element by element through `mcc_runtime::quant` (the
+//! `QLinearConv`, `QLinearMatMul` and mcc's `DynamicQuantMatMul`, element by element through `mcc_runtime::quant` (the
 //! one definition of the integer arithmetic).
 //!
 //! The integer layers are computed by the float layers in f64 on `x − zx` and `w − zw`:
@@ -338,6 +338,75 @@ pub(crate) fn qlinear_matmul(
     )
 }
 
+/// mcc's `DynamicQuantMatMul`: each row of `a` quantized by its own range
+/// (`quant::dynamic_row`), the exact accumulator wrapped to i32, then `quant::dequantize_acc`
+/// and the clamp — the arithmetic of the kernels, element by element.
+pub(crate) fn dynamic_quant_matmul(
+    act: quant::QAct,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor, OpError> {
+    let a = req(inputs, 0)?;
+    let b = req(inputs, 1)?;
+    let shape = a.shape().to_vec();
+    let (Some(&k), [kb, n]) = (shape.last(), b.shape()) else {
+        return unsupported("DynamicQuantMatMul other than (…, K) × (K, N)");
+    };
+    let n = *n;
+    if *kb != k || shape.len() < 2 {
+        return invalid(format!(
+            "DynamicQuantMatMul of {shape:?} by {:?}: the depths differ",
+            b.shape()
+        ));
+    }
+    let x: Vec<f32> = match a.as_f32() {
+        Some(t) => t.iter().copied().collect(),
+        None => return invalid(format!("a must be f32, found {}", a.dtype())),
+    };
+    if b.dtype() != DType::I8 {
+        return invalid(format!("b must be i8 codes, found {}", b.dtype()));
+    }
+    let w: Vec<i64> = b.to_i64_vec();
+    let sw: Vec<f32> = match req(inputs, 2)?.as_f32() {
+        Some(t) => t.iter().copied().collect(),
+        None => return invalid("b_scale must be f32"),
+    };
+    if sw.len() != 1 && sw.len() != n {
+        return invalid(format!("b has {} scale(s) for {n} column(s)", sw.len()));
+    }
+    if let Some(bad) = sw.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return invalid(format!("b_scale {bad} is not a positive finite number"));
+    }
+    let bias: Vec<f32> = match opt(inputs, 3) {
+        None => vec![0.0; n],
+        Some(t) => match t.as_f32() {
+            Some(v) if v.len() == n => v.iter().copied().collect(),
+            _ => return invalid(format!("bias must be {n} f32 values")),
+        },
+    };
+    let clamp = quant::FloatClamp::of(act);
+    let rows: usize = shape[..shape.len() - 1].iter().product();
+    let mut out = Vec::with_capacity(rows * n);
+    for r in 0..rows {
+        let row = &x[r * k..(r + 1) * k];
+        let (s, z) = quant::dynamic_row(quant::row_range(row));
+        let codes: Vec<i64> = row
+            .iter()
+            .map(|&v| i64::from(quant::quantize(v, s, z, 0, 255) - z))
+            .collect();
+        for j in 0..n {
+            // Exact in i64 (|Σ| < K·2^15), wrapped to i32 as the kernels' accumulators.
+            let acc: i64 = (0..k).map(|kk| codes[kk] * w[kk * n + j]).sum();
+            let scale = s * sw[if sw.len() == 1 { 0 } else { j }];
+            out.push(clamp.apply(quant::dequantize_acc(acc as i32, scale, bias[j])));
+        }
+    }
+    let mut oshape = shape;
+    if let Some(l) = oshape.last_mut() {
+        *l = n;
+    }
+    Tensor::from_vec(&oshape, out).map_err(|e| OpError::Invalid(e.to_string()))
+}
+
 /// Evaluates the quantization operators; `None` for every other op.
 pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Option<Result<Tensor, OpError>> {
     let act = || op.q_activation().map_err(OpError::Invalid);
@@ -346,6 +415,7 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Option<Result<Tensor,
         Op::DequantizeLinear(a) => dequantize_linear(a, inputs),
         Op::QLinearConv(a) => act().and_then(|q| qlinear_conv(a, q, inputs)),
         Op::QLinearMatMul(a) => act().and_then(|q| qlinear_matmul(a, q, inputs)),
+        Op::DynamicQuantMatMul(_) => act().and_then(|q| dynamic_quant_matmul(q, inputs)),
         _ => return None,
     })
 }

@@ -225,6 +225,7 @@ pub fn infer(
         | Op::Clip(_)
         | Op::Abs(_)
         | Op::Neg(_)
+        | Op::Round(_)
         | Op::Exp(_)
         | Op::Log(_)
         | Op::Sqrt(_)
@@ -322,6 +323,12 @@ pub fn infer(
             let inner = [Some(x?), Some(req(args, 3)?), opt(args, 8)];
             let mut t = nn::conv(&conv, &inner, 1)?;
             t[0].dtype = req(args, 7)?.ty.dtype;
+            Ok(t)
+        }
+        Op::DynamicQuantMatMul(_) => {
+            let inner = [Some(x?), Some(req(args, 1)?)];
+            let mut t = nn::matmul(&inner, 1)?;
+            t[0].dtype = DType::F32;
             Ok(t)
         }
         Op::QLinearMatMul(_) => {
