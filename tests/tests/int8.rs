@@ -315,3 +315,139 @@ fn bias_correction_removes_the_mean_output_error() {
         assert!(mean_on < mean_off, "{m}: mean error {mean_off} → {mean_on}");
     }
 }
+
+/// Builds `quantize int8 … { mode: dynamic }` on the linear layers of corpus model `m`.
+fn build_dynamic(m: &str, dir: &Path) -> Graph {
+    let recipe = dir.join(format!("{m}-dynamic.mcr"));
+    std::fs::write(
+        &recipe,
+        "stage q {\n  quantize int8 on MatMul? | Gemm? { mode: dynamic }\n}\n",
+    )
+    .unwrap();
+    let s = mcc::recipe::check(&recipe, &corpus(&format!("{m}.onnx"))).unwrap();
+    assert!(!s.checked.has_errors(), "{m}: {:#?}", s.checked.diags);
+    let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    mcc_ir::verify(&b.graph).unwrap();
+    b.graph
+}
+
+fn dynamic_layers(g: &Graph) -> usize {
+    g.node_ids()
+        .into_iter()
+        .filter(|&n| {
+            g.node(n)
+                .is_some_and(|x| matches!(x.op, Op::DynamicQuantMatMul(_)))
+        })
+        .count()
+}
+
+/// Dynamic int8 (each input row quantized at run time by its own range) on every trained
+/// model's linear layers: the compiled code (interpreted and JIT, 1 and 2 threads) gives the
+/// evaluator's bits where every layer is dynamic (lenet300), and elsewhere its outputs within
+/// f32 rounding of the float layers before (which may move a code by one) with the same
+/// top-1 predictions; a sample's outputs do not depend on the batch it runs in (lenet300's
+/// first sample alone gives the same bits as in a batch of 64); a row holding NaN gives NaN outputs
+/// on both; and the export — standard ONNX operators — runs in ONNX Runtime to the same
+/// outputs within f32 rounding, with at least 99.5% of top-1 predictions agreeing.
+#[test]
+fn dynamic_int8_is_the_evaluators_bits_compiled_and_onnx_runtimes_values() {
+    let dir = tempfile::tempdir().unwrap();
+    for (m, input) in TRAINED {
+        let g = build_dynamic(m, dir.path());
+        let layers = dynamic_layers(&g);
+        assert!(layers >= 1, "{m}: no dynamic layer");
+        let x = first_rows(&npy(&corpus(input)), 64);
+        let argmax = |row: &[f32]| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0
+        };
+        let mut data: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
+        let per = data.len() / 64;
+        // Sample 5 holds a NaN: its outputs must be NaN, the others untouched.
+        data[5 * per + per / 2] = f32::NAN;
+        let xt = Tensor::from_vec(x.shape(), data.clone()).unwrap();
+        let want = mcc_ir::run(&g, std::slice::from_ref(&xt)).unwrap().remove(0);
+        let classes = want.shape()[1];
+        let want: Vec<f32> = want.as_f32().unwrap().iter().copied().collect();
+        for (i, v) in want.iter().enumerate() {
+            assert_eq!(v.is_nan(), i / classes == 5, "{m}: output {i} is {v}");
+        }
+        let same = |a: &[f32], b: &[f32]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+                })
+        };
+        let exact = *m == "lenet300";
+        let close = |a: &[f32], b: &[f32]| {
+            let (mut err, mut norm, mut agree) = (0f64, 0f64, true);
+            for (ra, rb) in a.chunks(classes).zip(b.chunks(classes)).filter(|(r, _)| !r[0].is_nan()) {
+                for (x, y) in ra.iter().zip(rb) {
+                    err += f64::from(x - y).powi(2);
+                    norm += f64::from(*x).powi(2);
+                }
+                agree &= argmax(ra) == argmax(rb);
+            }
+            let rel = (err / norm).sqrt();
+            rel <= 1e-3 && agree
+        };
+        let p = mcc::native::program(&g).unwrap();
+        for threads in [1, 2] {
+            let mut r = mcc_runtime::exec::Runner::new(&p, threads).unwrap();
+            r.set_poison(true);
+            let got = r.run(&[&data]).unwrap().remove(0);
+            let mut jit = mcc_codegen::jit::Jit::new(p.clone(), threads).unwrap();
+            let jitted = jit.run(&[&data]).unwrap().remove(0);
+            for (what, out) in [("interpreted", &got), ("compiled", &jitted)] {
+                for (i, v) in out.iter().enumerate() {
+                    assert_eq!(v.is_nan(), i / classes == 5, "{m} ({what}): output {i} is {v}");
+                }
+                assert!(
+                    if exact { same(out, &want) } else { close(out, &want) },
+                    "{m} ({what}, {threads} threads): not the evaluator's {}",
+                    if exact { "bits" } else { "values" }
+                );
+            }
+        }
+        if exact {
+            let mut r = mcc_runtime::exec::Runner::new(&p, 1).unwrap();
+            let alone = r.run(&[&data[..per]]).unwrap().remove(0);
+            assert!(
+                same(&alone, &want[..classes]),
+                "{m}: the first sample alone is not what it is in a batch"
+            );
+        }
+        if !skip_ort() {
+            let path = dir.path().join(format!("{m}-dynamic.onnx"));
+            mcc_onnx::export_file(&g, &path).unwrap();
+            let full = npy(&corpus(input));
+            let want = mcc_ir::run(&g, std::slice::from_ref(&full)).unwrap().remove(0);
+            let got = mcc_tests::run_ort(&path, &[corpus(input)], dir.path());
+            let (w, o) = (want.as_f32().unwrap(), got.as_f32().unwrap());
+            assert_eq!(w.shape(), o.shape(), "{m}");
+            let (mut err, mut norm) = (0f64, 0f64);
+            for (a, b) in w.iter().zip(o.iter()) {
+                err += f64::from(a - b).powi(2);
+                norm += f64::from(*a).powi(2);
+            }
+            let rel = (err / norm).sqrt();
+            let (ws, os) = (w.as_slice().unwrap(), o.as_slice().unwrap());
+            let rows = ws.len() / classes;
+            let agree = (0..rows)
+                .filter(|&r| {
+                    argmax(&ws[r * classes..(r + 1) * classes])
+                        == argmax(&os[r * classes..(r + 1) * classes])
+                })
+                .count();
+            println!("{m}: {layers} dynamic layers; ORT vs mcc relative L2 {rel:.2e}, top-1 agreement {agree}/{rows}");
+            // `!(rel <= …)`: a NaN fails.
+            assert!(!(rel > 1e-3) && !rel.is_nan(), "{m}: relative L2 {rel}");
+            assert!(agree * 1000 >= rows * 995, "{m}: {agree}/{rows} agree");
+        }
+    }
+}

@@ -2030,6 +2030,95 @@ mod tests {
         assert!(paths().contains(&Path::Scalar));
     }
 
+    /// Dynamic rows: [`quantize_rows`] and the f32 epilogue on every path against the
+    /// definition ([`crate::quant::row_range`], `dynamic_row`, `quantize`, the exact
+    /// accumulator, `dequantize_acc`, the clamp) — rows of zeros, of NaN and of ±∞ included.
+    #[test]
+    fn dynamic_rows_give_the_definitions_bits_on_every_path() {
+        use crate::quant::{self, FloatClamp, QAct};
+        let mut rng = Rng(0x51_7cc1_b727_220a);
+        let mut float = |rng: &mut Rng| (rng.next() % 20001) as f32 / 1000.0 - 10.0;
+        for case in 0..80 {
+            let m = 1 + (rng.next() % 23) as usize;
+            let n = 1 + (rng.next() % 70) as usize;
+            let k = 1 + (rng.next() % 70) as usize;
+            let mut x: Vec<f32> = (0..m * k).map(|_| float(&mut rng)).collect();
+            // Some rows special: zeros, one NaN, one infinity, all positive.
+            let special = (rng.next() % m as u64) as usize;
+            let row = &mut x[special * k..(special + 1) * k];
+            match case % 5 {
+                0 => row.fill(0.0),
+                1 => row[k / 2] = f32::NAN,
+                2 => row[0] = f32::NEG_INFINITY,
+                3 => row.iter_mut().for_each(|v| *v = v.abs()),
+                _ => {}
+            }
+            let w: Vec<i8> = (0..n * k).map(|_| rng.byte() as i8).collect();
+            let panels = pack_panels(n, k, 0, |j, kk| w[kk * n + j] as u8);
+            let colsum: Vec<i32> = (0..n)
+                .map(|j| (0..k).map(|kk| i32::from(w[kk * n + j])).sum())
+                .collect();
+            let scale: Vec<f32> = (0..n).map(|_| (1 + rng.next() % 1000) as f32 * 1e-4).collect();
+            let bias: Vec<f32> = (0..n).map(|_| float(&mut rng)).collect();
+            let act = [QAct::None, QAct::Relu, QAct::Clip { min: -1.0, max: 6.0 }][case % 3];
+            let clamp = FloatClamp::of(act);
+            let mut want = vec![0f32; m * n];
+            let mut want_codes = vec![];
+            for i in 0..m {
+                let row = &x[i * k..(i + 1) * k];
+                let (sc, z) = quant::dynamic_row(quant::row_range(row));
+                let codes: Vec<i32> = row.iter().map(|&v| quant::quantize(v, sc, z, 0, 255)).collect();
+                for j in 0..n {
+                    let acc: i64 = (0..k)
+                        .map(|kk| i64::from(codes[kk] - z) * i64::from(w[kk * n + j]))
+                        .sum();
+                    let y = quant::dequantize_acc(acc as i32, sc * scale[j], bias[j]);
+                    want[i * n + j] = clamp.apply(y);
+                }
+                want_codes.push((codes, sc, z));
+            }
+            let stride = dynamic_stride(k);
+            let mut rows = vec![0xa5u8; m * stride];
+            quantize_rows(&x, k, &mut rows).unwrap();
+            for (i, (codes, sc, z)) in want_codes.iter().enumerate() {
+                let r = &rows[i * stride..(i + 1) * stride];
+                let got: Vec<i32> = r[..k].iter().map(|&c| i32::from(c)).collect();
+                assert_eq!(&got, codes, "case {case}: row {i}'s codes");
+                assert!(r[k..padded_k(k)].iter().all(|&b| b == 0), "case {case}: padding");
+                let s = f32::from_le_bytes([r[stride - 8], r[stride - 7], r[stride - 6], r[stride - 5]]);
+                assert!(s.to_bits() == sc.to_bits() || (s.is_nan() && sc.is_nan()), "case {case}");
+                assert_eq!(i32::from_le_bytes([r[stride - 4], r[stride - 3], r[stride - 2], r[stride - 1]]), *z);
+            }
+            let d = Dequants {
+                rows: &rows,
+                k,
+                colsum: &colsum,
+                scale: &scale,
+                bias: &bias,
+                clamp,
+            };
+            for path in paths() {
+                let mut got = vec![0f32; m * n];
+                let r = Rows::Matrix {
+                    bytes: &rows,
+                    stride,
+                };
+                let layout = Layout {
+                    row_stride: n,
+                    col0: 0,
+                };
+                gemm(path, &r, 0..m, padded_k(k), &panels, n, &d, layout, &mut got).unwrap();
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                        "{path:?} case {case} m={m} n={n} k={k}: output {i} is {a}, not {b}"
+                    );
+                    assert_eq!(a.is_nan(), i / n == special && case % 5 == 1 || i / n == special && case % 5 == 2);
+                }
+            }
+        }
+    }
+
     #[test]
     fn convolutions_give_the_definitions_bits_on_random_geometries() {
         let mut rng = Rng(0x2545f4914f6cdd1d);
