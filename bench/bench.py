@@ -4,7 +4,7 @@ machine, and outputs checked.
 
 Usage: python3 bench/bench.py [--runs 50] [--rounds 3] [--quick] [--models a,b]
                               [--recipe R.mcr] [--recipe-for MODEL=R.mcr ...]
-                              [--ort original|exported|qdq | --against OLD_MCC] [--out FILE.md]
+                              [--ort original|exported|qdq|dynamic | --against OLD_MCC] [--out FILE.md]
 
 What runs. For every model, `mcc build RECIPE MODEL` makes the native executable (RECIPE is
 --recipe, recipes/merge.mcr unless told, or the --recipe-for of that model; the table names
@@ -17,6 +17,10 @@ it). The ONNX Runtime side (--ort, named in the table) runs one of:
             MinMax calibration on corpus/data/mnist_calib_x.npy (_x784 for lenet300) or, for
             the light models, on 4 seeded uniform-random images; after quant_pre_process
             (the light models are also moved to opset 13, which per-channel needs).
+  dynamic   ORT's own dynamic int8 model of the original: onnxruntime.quantization.
+            quantize_dynamic of its MatMul and Gemm layers (int8 per-channel weights, uint8
+            activations quantized at run time; QOperator format: DynamicQuantizeLinear and
+            MatMulInteger), after the same pre-processing; no calibration. Checked like qdq.
 Every model is built (and quantized) before anything is timed; a build that fails stops the
 benchmark (exit 1).
 Trained models are measured at batch 1 and 64 (the first rows of the test set), light models
@@ -121,7 +125,8 @@ LIGHT = ["resnet50", "vgg19", "squeezenet", "shufflenet", "inception_v1"]
 # reference itself is broken, and a comparison against it means nothing.
 QDQ_AGREEMENT = 0.9
 ORT_SIDES = {"original": "the corpus model", "exported": "the model.onnx mcc build wrote",
-             "qdq": "ORT's static QDQ int8 quantization of the corpus model"}
+             "qdq": "ORT's static QDQ int8 quantization of the corpus model",
+             "dynamic": "ORT's dynamic int8 quantization (quantize_dynamic) of the corpus model's MatMul/Gemm"}
 # --against: the band of median ratios (old/new) that counts as "the same speed".
 SAME_SPEED = (0.97, 1.03)
 
@@ -349,10 +354,11 @@ def make_trivial_model(path):
     onnx.save(m, path)
 
 
-def make_qdq(np, ort, model, out, calib, work):
-    """ORT's static int8 QDQ quantization of `model`, calibrated on the rows of `calib`."""
+def make_qdq(np, ort, model, out, calib, work, dynamic=False):
+    """ORT's static int8 QDQ quantization of `model`, calibrated on the rows of `calib`; with
+    `dynamic`, its dynamic quantization of the MatMul and Gemm layers instead (no calibration)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+                                          QuantType, quantize_dynamic, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     inp = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).get_inputs()[0]
@@ -403,6 +409,12 @@ def make_qdq(np, ort, model, out, calib, work):
             per_channel = False
     if changed:
         onnx.save(m, pre)
+    if dynamic:
+        quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=per_channel,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+        if os.path.exists(pre):
+            os.remove(pre)
+        return out
     quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                     calibrate_method=CalibrationMethod.MinMax)
@@ -657,7 +669,8 @@ def run(args, mcc, work, wanted, np, ort):
                                         for seed in range(1, 5)])
             print(f"  (quantizing {name} with onnxruntime.quantization, {len(calib)} calibration samples)",
                   flush=True)
-            path = make_qdq(np, ort, model, os.path.join(work, f"{name}_qdq.onnx"), calib, work)
+            path = make_qdq(np, ort, model, os.path.join(work, f"{name}_{args.ort}.onnx"), calib, work,
+                            dynamic=args.ort == "dynamic")
             qdq_models[name] = path
             if name in TRAINED:
                 tx = np.load(os.path.join(CORPUS, TRAINED[name][0])).astype(np.float32)
@@ -668,7 +681,7 @@ def run(args, mcc, work, wanted, np, ort):
                 if ref is not None:
                     agree = float(np.mean(top1(np, q) == top1(np, ref)))
                     rel, bad = compare(np, q, ref)
-                    notes.append(f"{name} QDQ int8 (ORT): on the {len(tx)} test samples top-1 agrees with the "
+                    notes.append(f"{name} {'dynamic' if args.ort == 'dynamic' else 'QDQ'} int8 (ORT): on the {len(tx)} test samples top-1 agrees with the "
                                  f"original on {100 * agree:.1f}%, accuracy {100 * np.mean(top1(np, ref) == ty):.1f}%"
                                  f" → {100 * np.mean(top1(np, q) == ty):.1f}%, rel err {rel:.1e}"
                                  + (f" ({bad})" if bad else "") + ".")

@@ -1,9 +1,9 @@
-# vit_mini (a small vision transformer on MNIST) with dynamic int8 on its ten linear layers:
-# i8 weights (one scale per output channel), and every token's input row quantized to u8 at
-# run time from its own range — nothing calibrated, no range fixed ahead of the data.
-# LayerNorm, Softmax, GELU and the attention products stay f32. Build with `--no-native`
-# (native code for this model is not built yet). Results: README ("int8"). Data: the corpus
-# in the repository.
+# vit_mini (a small vision transformer on MNIST) with dynamic int8 (`std.int8_dynamic`): the
+# exact merges, then its ten linear layers with i8 weights (one scale per output channel) and
+# every token's input row quantized to u8 at run time from its own range — nothing
+# calibrated, no range fixed ahead of the data. LayerNorm, Softmax, GELU and the attention
+# products stay f32. Build with `--no-native` (native code for this model is not built yet).
+# Results: README ("int8"). Data: the corpus in the repository.
 
 evaluate with "../corpus/data/mnist_test_x.npy" labels "../corpus/data/mnist_test_y.npy"
 
@@ -11,6 +11,4 @@ budget {
   accuracy_drop <= 0.5%
 }
 
-stage quantize {
-  quantize int8 on MatMul | Gemm { mode: dynamic, per: channel }
-}
+use std.int8_dynamic

@@ -27,3 +27,13 @@ recipe int8(per: word = channel, calibration: word = minmax) {
     quantize int8 on Conv? | Gemm? | MatMul? { mode: static, per: per, calibration: calibration }
   }
 }
+
+# Dynamic int8, for linear layers (transformers, MLPs): the exact merges first, then the
+# MatMul and Gemm layers with i8 weights and their inputs quantized at run time, each row by
+# its own range. Nothing is calibrated, and a sample's result does not depend on its batch.
+recipe int8_dynamic(per: word = channel) {
+  use std.merge
+  stage quantize {
+    quantize int8 on Gemm? | MatMul? { mode: dynamic, per: per }
+  }
+}

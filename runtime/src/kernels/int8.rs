@@ -799,7 +799,7 @@ pub fn quantize_rows(x: &[f32], k: usize, y: &mut [u8]) -> Result<(), String> {
     }
     for (r, out) in y.chunks_exact_mut(stride).take(rows).enumerate() {
         let row = &x[r * k..(r + 1) * k];
-        let (s, z) = crate::quant::dynamic_row(row_range(row));
+        let (s, z) = crate::quant::dynamic_row(row_range_fast(row));
         let (codes, params) = out.split_at_mut(padded_k(k));
         quantize_plain(row, s, z, &mut codes[..k]);
         codes[k..].fill(0);
@@ -807,6 +807,17 @@ pub fn quantize_rows(x: &[f32], k: usize, y: &mut [u8]) -> Result<(), String> {
         params[4..8].copy_from_slice(&z.to_le_bytes());
     }
     Ok(())
+}
+
+/// [`crate::quant::row_range`] on the best code this CPU runs.
+fn row_range_fast(x: &[f32]) -> Option<(f32, f32)> {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::cached() == Isa::Avx512 {
+        // SAFETY: `Isa::cached()` is Avx512 only where AVX-512F was detected on this CPU.
+        #[allow(unsafe_code)]
+        return unsafe { row_range_avx512(x) };
+    }
+    row_range(x)
 }
 
 avx2_dispatch! {
@@ -817,19 +828,19 @@ avx2_dispatch! {
 
 #[inline(always)]
 fn row_range_generic(x: &[f32]) -> Option<(f32, f32)> {
-    let (mut lo, mut hi, mut bad) = ([0f32; 16], [0f32; 16], [false; 16]);
+    let (mut lo, mut hi, mut bad) = ([0f32; 16], [0f32; 16], [0f32; 16]);
     let mut chunks = x.chunks_exact(16);
     for c in &mut chunks {
         for i in 0..16 {
             let v = c[i];
             lo[i] = if v < lo[i] { v } else { lo[i] };
             hi[i] = if v > hi[i] { v } else { hi[i] };
-            // v − v is 0 for a finite v, NaN otherwise.
-            bad[i] |= (v - v) != 0.0;
+            // v − v is 0 for a finite v and NaN otherwise, and a NaN stays in the sum.
+            bad[i] += v - v;
         }
     }
     let tail = crate::quant::row_range(chunks.remainder())?;
-    if bad.iter().any(|&b| b) {
+    if bad.iter().any(|&b| b != 0.0) {
         return None;
     }
     let lo = lo.iter().fold(tail.0, |a, &b| a.min(b));
@@ -1757,10 +1768,98 @@ pub fn quantize(x: &[f32], scale: f32, zp: i32, y: &mut [u8], channels: usize) {
     }
 }
 
+/// [`quantize`] in plain order: AVX-512 where the CPU has it, else the portable loop
+/// (vectorized for AVX2 where the CPU has that: the rounding is one instruction there, a
+/// library call in the baseline).
+fn quantize_plain(x: &[f32], scale: f32, zp: i32, y: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::cached() == Isa::Avx512 {
+        // SAFETY: `Isa::cached()` is Avx512 only where AVX-512F was detected on this CPU.
+        #[allow(unsafe_code)]
+        unsafe {
+            quantize_avx512(x, scale, zp, y)
+        };
+        return;
+    }
+    quantize_plain_avx2(x, scale, zp, y);
+}
+
 avx2_dispatch! {
-    /// [`quantize`] in plain order (vectorized where the CPU has AVX2: the rounding is one
-    /// instruction there, a library call in the baseline).
-    fn quantize_plain(x: &[f32], scale: f32, zp: i32, y: &mut [u8]) => quantize_plain_generic
+    /// The portable [`quantize_plain`], for AVX2 where the CPU has it.
+    fn quantize_plain_avx2(x: &[f32], scale: f32, zp: i32, y: &mut [u8]) => quantize_plain_generic
+}
+
+/// The tail mask of 16 lanes from `i` in `n` values.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lanes_from(i: usize, n: usize) -> u16 {
+    if n - i >= 16 {
+        0xffff
+    } else {
+        ((1u32 << (n - i)) - 1) as u16
+    }
+}
+
+/// [`crate::quant::quantize`] of 16 values at a time (AVX-512F): the same f32 division,
+/// rounding to nearest even (`vrndscaleps`), addition of the zero point, and clamp (`max` with
+/// the NaN-giving-`lo` operand order, then `min`).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_avx512(x: &[f32], scale: f32, zp: i32, y: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let n = x.len().min(y.len());
+    let (s, z) = (_mm512_set1_ps(scale), _mm512_set1_ps(zp as f32));
+    let (lo, hi) = (_mm512_set1_ps(0.0), _mm512_set1_ps(255.0));
+    let mut i = 0;
+    while i < n {
+        let m = lanes_from(i, n);
+        // SAFETY: the masked lanes `i..min(i + 16, n)` lie inside `x` and `y`; masked-off
+        // lanes are neither read nor written.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
+            let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_div_ps(v, s),
+            );
+            // `max(r, lo)` returns `lo` for a NaN `r`, as `f32::max` does.
+            let r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, z), lo), hi);
+            _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(i).cast(), m, _mm512_cvtps_epi32(r));
+        }
+        i += 16;
+    }
+}
+
+/// [`crate::quant::row_range`] 16 lanes at a time (AVX-512F): the minimum and maximum of
+/// finite values do not depend on the order, and `v − v` summed per lane is 0 exactly when
+/// every value is finite.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_range_avx512(x: &[f32]) -> Option<(f32, f32)> {
+    use std::arch::x86_64::*;
+    let zero = _mm512_setzero_ps();
+    let (mut lo, mut hi, mut bad) = (zero, zero, zero);
+    let n = x.len();
+    let mut i = 0;
+    while i < n {
+        // SAFETY: the masked lanes lie inside `x`; masked-off lanes read as 0, which moves
+        // neither bound (both start at 0) nor the sum.
+        let v = unsafe { _mm512_maskz_loadu_ps(lanes_from(i, n), x.as_ptr().add(i)) };
+        lo = _mm512_min_ps(lo, v);
+        hi = _mm512_max_ps(hi, v);
+        bad = _mm512_add_ps(bad, _mm512_sub_ps(v, v));
+        i += 16;
+    }
+    if _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(bad, zero) != 0 {
+        return None;
+    }
+    Some((_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi)))
 }
 
 #[inline(always)]
@@ -2114,6 +2213,56 @@ mod tests {
                         "{path:?} case {case} m={m} n={n} k={k}: output {i} is {a}, not {b}"
                     );
                     assert_eq!(a.is_nan(), i / n == special && case % 5 == 1 || i / n == special && case % 5 == 2);
+                }
+            }
+        }
+    }
+
+    /// Every code path of the row range and of quantization gives the definition's result,
+    /// whichever this CPU's dispatch picks — values at rounding ties, beyond the codes, NaN
+    /// and ±∞ included.
+    #[test]
+    fn row_ranges_and_codes_are_the_definitions_on_every_path() {
+        let mut rng = Rng(0x0dd_ba11);
+        for len in [0usize, 1, 5, 15, 16, 17, 31, 100, 784] {
+            for special in [None, Some(f32::NAN), Some(f32::INFINITY), Some(-0.0), Some(2.5)] {
+                let mut x: Vec<f32> = (0..len)
+                    .map(|_| ((rng.next() % 4001) as f32 - 2000.0) / 8.0)
+                    .collect();
+                if let (Some(v), true) = (special, len > 0) {
+                    x[len / 2] = v;
+                }
+                let want = crate::quant::row_range(&x);
+                let mut got = vec![("avx2 or baseline", row_range(&x)), ("generic", row_range_generic(&x))];
+                #[cfg(target_arch = "x86_64")]
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F was just detected.
+                    #[allow(unsafe_code)]
+                    got.push(("avx512", unsafe { row_range_avx512(&x) }));
+                }
+                for (what, g) in got {
+                    assert_eq!(g, want, "{what}: len {len}, {special:?}");
+                }
+                let (sc, z) = (0.25f32, 7);
+                let want: Vec<u8> = x
+                    .iter()
+                    .map(|&v| crate::quant::quantize(v, sc, z, 0, 255) as u8)
+                    .collect();
+                let mut a = vec![0u8; len];
+                quantize_plain_generic(&x, sc, z, &mut a);
+                assert_eq!(a, want, "generic quantize, len {len}");
+                let mut b = vec![0u8; len];
+                quantize_plain_avx2(&x, sc, z, &mut b);
+                assert_eq!(b, want, "avx2 quantize, len {len}");
+                #[cfg(target_arch = "x86_64")]
+                if is_x86_feature_detected!("avx512f") {
+                    let mut c = vec![0u8; len];
+                    // SAFETY: AVX-512F was just detected.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        quantize_avx512(&x, sc, z, &mut c)
+                    };
+                    assert_eq!(c, want, "avx512 quantize, len {len}");
                 }
             }
         }
