@@ -333,8 +333,18 @@ fn every_shipped_recipe_builds_within_its_budget() {
             let s = n.inputs.get(1).copied().flatten()?;
             r.graph.const_data(s)?.to_f64_vec().first().copied()
         });
+        // A dynamically quantized layer takes each row's range from the float layers before
+        // it, which ORT rounds otherwise: a code may move by one step of its row (vit_mini's
+        // worst output moves by 3.0e-3 of the outputs' scale), so 1% of the scale, and top-1
+        // within half a point.
+        let dynamic = r.graph.node_ids().into_iter().any(|n| {
+            r.graph
+                .node(n)
+                .is_some_and(|x| matches!(x.op, mcc_ir::Op::DynamicQuantMatMul(_)))
+        });
         let (tol, acc_tol) = match step {
             Some(s) => (s * 1.01, 0.005),
+            None if dynamic => (1e-2 * scale, 0.005),
             None => (1e-4 * scale, 0.001),
         };
         assert!(
