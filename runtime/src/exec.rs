@@ -385,7 +385,14 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             need(y, times(*rows, stride)?.div_ceil(4), "output")?;
         }
         Step::QDynDense {
-            x, y, rows, k, n, lo, hi, ..
+            x,
+            y,
+            rows,
+            k,
+            n,
+            lo,
+            hi,
+            ..
         } => {
             if *k == 0 || *n == 0 {
                 return Err("a dynamic integer layer with no depth or no outputs".into());
@@ -393,7 +400,11 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             if lo.is_nan() || hi.is_nan() || lo > hi {
                 return Err("a clamp whose bounds are NaN or out of order".into());
             }
-            need(x, times(*rows, int8::dynamic_stride(*k))?.div_ceil(4), "input")?;
+            need(
+                x,
+                times(*rows, int8::dynamic_stride(*k))?.div_ceil(4),
+                "input",
+            )?;
             need(y, times(*rows, *n)?, "output")?;
         }
         Step::QAdd {
@@ -1767,7 +1778,10 @@ impl Ctx<'_> {
             return Err("not a dynamic integer dense step".into());
         };
         let (k, n, rows) = (*k, *n, *rows);
-        let words = self.w.get(*q..q + 3 * n).ok_or("dequantization words missing")?;
+        let words = self
+            .w
+            .get(*q..q + 3 * n)
+            .ok_or("dequantization words missing")?;
         let colsum = int8::ints(&words[..n]);
         let path = int8::Path::of(self.isa);
         let panels = int8::bytes(&self.w[*w..w + int8::panels_len(n, k).div_ceil(4)]);
@@ -1793,9 +1807,8 @@ impl Ctx<'_> {
                 continue;
             }
             let (x0, y0) = (x.off * self.batch + xo, y.off * self.batch + yo);
-            let ([xs], ys) = self
-                .arena
-                .views([x0..x0 + count * stride / 4], y0..y0 + count * n)?;
+            let xr = x0..x0 + count * stride / 4;
+            let ([xs], ys) = self.arena.views([xr], y0..y0 + count * n)?;
             let xb = int8::bytes(xs);
             let d = int8::Dequants {
                 rows: xb,
@@ -1805,12 +1818,19 @@ impl Ctx<'_> {
                 bias: &words[2 * n..3 * n],
                 clamp: crate::quant::FloatClamp { lo: *lo, hi: *hi },
             };
-            let m = int8::Rows::Matrix {
-                bytes: xb,
-                stride,
-            };
-            int8::gemm(path, &m, 0..count, int8::padded_k(k), panels, n, &d, layout, ys)
-                .map_err(|e| format!("{e} (rows {count} at {xo})"))?;
+            let m = int8::Rows::Matrix { bytes: xb, stride };
+            int8::gemm(
+                path,
+                &m,
+                0..count,
+                int8::padded_k(k),
+                panels,
+                n,
+                &d,
+                layout,
+                ys,
+            )
+            .map_err(|e| format!("{e} (rows {count} at {xo})"))?;
         }
         Ok(())
     }

@@ -291,7 +291,14 @@ mod tests {
         let relu = FloatClamp::of(QAct::Relu);
         assert_eq!(relu.apply(-2.0), 0.0);
         assert!(relu.apply(f32::NAN).is_nan());
-        assert_eq!(FloatClamp::of(QAct::Clip { min: -1.0, max: 6.0 }).apply(7.0), 6.0);
+        assert_eq!(
+            FloatClamp::of(QAct::Clip {
+                min: -1.0,
+                max: 6.0
+            })
+            .apply(7.0),
+            6.0
+        );
         assert_eq!(FloatClamp::of(QAct::None).apply(-1e30), -1e30);
     }
 

@@ -93,7 +93,9 @@ pub fn splittable(s: &Step, batch: usize, threads: usize) -> bool {
     match s {
         Step::Dense { .. } | Step::SparseDense { .. } => flops.saturating_mul(batch) > DENSE_SPLIT,
         // Split by rows only (a share of the batch's rows per thread).
-        Step::QDense { .. } | Step::QDynDense { .. } => batch >= threads && flops.saturating_mul(batch) > DENSE_SPLIT,
+        Step::QDense { .. } | Step::QDynDense { .. } => {
+            batch >= threads && flops.saturating_mul(batch) > DENSE_SPLIT
+        }
         Step::Conv {
             layout: ConvLayout::Blocked { .. },
             ..

@@ -11,7 +11,10 @@ use mcc_runtime::program::{Buf, Step};
 
 fn dense(rows: usize, k: usize, n: usize, x_len: usize, lo: f32, hi: f32) -> Step {
     Step::QDynDense {
-        x: Buf { off: 64, len: x_len },
+        x: Buf {
+            off: 64,
+            len: x_len,
+        },
         y: Buf { off: 0, len: 64 },
         rows,
         k,
@@ -36,7 +39,10 @@ fn malformed_dynamic_steps_are_refused() {
         ("no outputs", dense(1, 4, 0, 64, 0.0, 1.0)),
         ("a NaN clamp", dense(1, 4, 16, 3, f32::NAN, 1.0)),
         ("an inverted clamp", dense(1, 4, 16, 3, 2.0, 1.0)),
-        ("rows × stride wraps", dense(usize::MAX / 8, 4, 16, 64, 0.0, 1.0)),
+        (
+            "rows × stride wraps",
+            dense(usize::MAX / 8, 4, 16, 64, 0.0, 1.0),
+        ),
         ("a short input", dense(8, 4, 16, 3, 0.0, 1.0)),
         ("a short output", dense(1, 4, 65, 3, 0.0, 1.0)),
         ("rows × k wraps", rows_step(usize::MAX / 2, 4, 64)),
@@ -45,7 +51,10 @@ fn malformed_dynamic_steps_are_refused() {
         let p = mcc_runtime::testing::one_step(s, 256);
         if let Ok(mut r) = mcc_runtime::exec::Runner::new(&p, 1) {
             let x = vec![0.5f32; 64];
-            panic!("{what}: the runner accepted it (a run gives {:?})", r.run(&[&x]).map(|_| ()));
+            panic!(
+                "{what}: the runner accepted it (a run gives {:?})",
+                r.run(&[&x]).map(|_| ())
+            );
         }
     }
 }
@@ -59,7 +68,14 @@ fn any_bytes_as_dynamic_rows_run_without_a_panic() {
     let step = dense(rows, k, n, 12, f32::NEG_INFINITY, f32::INFINITY);
     let p = mcc_runtime::testing::one_step(step, 256);
     let mut r = mcc_runtime::exec::Runner::new(&p, 1).unwrap();
-    for bits in [0u32, 0x7fc0_0000, 0xffff_ffff, 0x8000_0000, 0x7f80_0000, 0x1234_5678] {
+    for bits in [
+        0u32,
+        0x7fc0_0000,
+        0xffff_ffff,
+        0x8000_0000,
+        0x7f80_0000,
+        0x1234_5678,
+    ] {
         let x = vec![f32::from_bits(bits); 64];
         r.run(&[&x]).unwrap();
     }

@@ -566,7 +566,12 @@ fn qdq(
 }
 
 /// One node of a pattern an mcc op is written as.
-fn part(op: &Op, input: Vec<String>, output: String, name: String) -> Result<pb::NodeProto, String> {
+fn part(
+    op: &Op,
+    input: Vec<String>,
+    output: String,
+    name: String,
+) -> Result<pb::NodeProto, String> {
     Ok(pb::NodeProto {
         name: Some(name),
         op_type: Some(op.name().to_string()),
@@ -607,50 +612,139 @@ fn dynamic_matmul(
         inits.push(to_proto(&n, &t));
         n
     };
-    let axes = konst("axes", Tensor::from_vec(&[1], vec![-1i64]).map_err(|e| e.to_string())?, fresh);
+    let axes = konst(
+        "axes",
+        Tensor::from_vec(&[1], vec![-1i64]).map_err(|e| e.to_string())?,
+        fresh,
+    );
     let zero = konst("zero", Tensor::scalar(0f32), fresh);
     let one = konst("one", Tensor::scalar(1f32), fresh);
     let top = konst("top", Tensor::scalar(255f32), fresh);
     let tiny = konst("smallest_normal", Tensor::scalar(f32::MIN_POSITIVE), fresh);
-    let mut step = |o: Op, ins: Vec<String>, label: &str, fresh: &mut dyn FnMut(String) -> String| {
-        let v = fresh(format!("{out}.{label}"));
-        let name = fresh(format!("{}.{label}", node.name));
-        part(&o, ins, v.clone(), name).map(|p| {
-            nodes.push(p);
-            v
-        })
-    };
+    let mut step =
+        |o: Op, ins: Vec<String>, label: &str, fresh: &mut dyn FnMut(String) -> String| {
+            let v = fresh(format!("{out}.{label}"));
+            let name = fresh(format!("{}.{label}", node.name));
+            part(&o, ins, v.clone(), name).map(|p| {
+                nodes.push(p);
+                v
+            })
+        };
     let a = need(0)?;
-    let keep = |keepdims| op::ReduceMin { keepdims, noop_with_empty_axes: 0 };
-    let lo = step(Op::ReduceMin(keep(1)), vec![a.clone(), axes.clone()], "row_min", fresh)?;
+    let keep = |keepdims| op::ReduceMin {
+        keepdims,
+        noop_with_empty_axes: 0,
+    };
+    let lo = step(
+        Op::ReduceMin(keep(1)),
+        vec![a.clone(), axes.clone()],
+        "row_min",
+        fresh,
+    )?;
     let hi = step(
-        Op::ReduceMax(op::ReduceMax { keepdims: 1, noop_with_empty_axes: 0 }),
+        Op::ReduceMax(op::ReduceMax {
+            keepdims: 1,
+            noop_with_empty_axes: 0,
+        }),
         vec![a.clone(), axes],
         "row_max",
         fresh,
     )?;
-    let lo = step(Op::Min(Default::default()), vec![lo, zero.clone()], "range_lo", fresh)?;
-    let hi = step(Op::Max(Default::default()), vec![hi, zero], "range_hi", fresh)?;
-    let width = step(Op::Sub(Default::default()), vec![hi, lo.clone()], "range", fresh)?;
-    let s0 = step(Op::Div(Default::default()), vec![width, top.clone()], "scale_raw", fresh)?;
+    let lo = step(
+        Op::Min(Default::default()),
+        vec![lo, zero.clone()],
+        "range_lo",
+        fresh,
+    )?;
+    let hi = step(
+        Op::Max(Default::default()),
+        vec![hi, zero],
+        "range_hi",
+        fresh,
+    )?;
+    let width = step(
+        Op::Sub(Default::default()),
+        vec![hi, lo.clone()],
+        "range",
+        fresh,
+    )?;
+    let s0 = step(
+        Op::Div(Default::default()),
+        vec![width, top.clone()],
+        "scale_raw",
+        fresh,
+    )?;
     // s0 ≤ smallest normal ⇔ max(s0, smallest normal) = smallest normal.
-    let floor = step(Op::Max(Default::default()), vec![s0.clone(), tiny.clone()], "scale_floor", fresh)?;
-    let small = step(Op::Equal(Default::default()), vec![floor, tiny], "scale_tiny", fresh)?;
-    let s = step(Op::Where(Default::default()), vec![small, one, s0], "scale", fresh)?;
+    let floor = step(
+        Op::Max(Default::default()),
+        vec![s0.clone(), tiny.clone()],
+        "scale_floor",
+        fresh,
+    )?;
+    let small = step(
+        Op::Equal(Default::default()),
+        vec![floor, tiny],
+        "scale_tiny",
+        fresh,
+    )?;
+    let s = step(
+        Op::Where(Default::default()),
+        vec![small, one, s0],
+        "scale",
+        fresh,
+    )?;
     let neg = step(Op::Neg(Default::default()), vec![lo], "neg_lo", fresh)?;
-    let z = step(Op::Div(Default::default()), vec![neg, s.clone()], "zp_raw", fresh)?;
+    let z = step(
+        Op::Div(Default::default()),
+        vec![neg, s.clone()],
+        "zp_raw",
+        fresh,
+    )?;
     let z = step(Op::Round(Default::default()), vec![z], "zp_round", fresh)?;
     let bot = konst("bottom", Tensor::scalar(0f32), fresh);
-    let z = step(Op::Clip(Default::default()), vec![z, bot.clone(), top.clone()], "zero_point", fresh)?;
-    let q = step(Op::Div(Default::default()), vec![a, s.clone()], "scaled", fresh)?;
+    let z = step(
+        Op::Clip(Default::default()),
+        vec![z, bot.clone(), top.clone()],
+        "zero_point",
+        fresh,
+    )?;
+    let q = step(
+        Op::Div(Default::default()),
+        vec![a, s.clone()],
+        "scaled",
+        fresh,
+    )?;
     let q = step(Op::Round(Default::default()), vec![q], "rounded", fresh)?;
-    let q = step(Op::Add(Default::default()), vec![q, z.clone()], "shifted", fresh)?;
-    let q = step(Op::Clip(Default::default()), vec![q, bot, top], "codes", fresh)?;
+    let q = step(
+        Op::Add(Default::default()),
+        vec![q, z.clone()],
+        "shifted",
+        fresh,
+    )?;
+    let q = step(
+        Op::Clip(Default::default()),
+        vec![q, bot, top],
+        "codes",
+        fresh,
+    )?;
     let c = step(Op::Sub(Default::default()), vec![q, z], "centred", fresh)?;
-    let cast = Op::Cast(op::Cast { to: mcc_ir::DType::F32, saturate: 1 });
+    let cast = Op::Cast(op::Cast {
+        to: mcc_ir::DType::F32,
+        saturate: 1,
+    });
     let w = step(cast, vec![need(1)?], "weights", fresh)?;
-    let acc = step(Op::MatMul(Default::default()), vec![c, w], "accumulator", fresh)?;
-    let sc = step(Op::Mul(Default::default()), vec![s, need(2)?], "out_scale", fresh)?;
+    let acc = step(
+        Op::MatMul(Default::default()),
+        vec![c, w],
+        "accumulator",
+        fresh,
+    )?;
+    let sc = step(
+        Op::Mul(Default::default()),
+        vec![s, need(2)?],
+        "out_scale",
+        fresh,
+    )?;
     let mut y = step(Op::Mul(Default::default()), vec![acc, sc], "product", fresh)?;
     if let Some(b) = operand(3) {
         y = step(Op::Add(Default::default()), vec![y, b], "biased", fresh)?;

@@ -668,17 +668,17 @@ impl Dequants<'_> {
             let b = &self.rows[at + i..at + i + 4];
             [b[0], b[1], b[2], b[3]]
         };
-        (
-            f32::from_le_bytes(word(0)),
-            i32::from_le_bytes(word(4)),
-        )
+        (f32::from_le_bytes(word(0)), i32::from_le_bytes(word(4)))
     }
 
     #[inline(always)]
     fn value(&self, s: f32, z: i32, j: usize, acc: i32) -> f32 {
         let a = acc.wrapping_sub(z.wrapping_mul(self.colsum[j]));
-        self.clamp
-            .apply(crate::quant::dequantize_acc(a, s * self.scale[j], self.bias[j]))
+        self.clamp.apply(crate::quant::dequantize_acc(
+            a,
+            s * self.scale[j],
+            self.bias[j],
+        ))
     }
 }
 
@@ -793,7 +793,7 @@ unsafe fn dequant_row(
 /// the zero point — the layout [`Dequants`] reads.
 pub fn quantize_rows(x: &[f32], k: usize, y: &mut [u8]) -> Result<(), String> {
     let stride = dynamic_stride(k);
-    let rows = if k == 0 { 0 } else { x.len() / k };
+    let rows = x.len().checked_div(k).unwrap_or(0);
     if rows * k != x.len() || y.len() < rows * stride {
         return Err("int8 dynamic rows: buffers do not match their sizes".into());
     }
@@ -835,8 +835,8 @@ fn row_range_generic(x: &[f32]) -> Option<(f32, f32)> {
             let v = c[i];
             lo[i] = if v < lo[i] { v } else { lo[i] };
             hi[i] = if v > hi[i] { v } else { hi[i] };
-            // v − v is 0 for a finite v and NaN otherwise, and a NaN stays in the sum.
-            bad[i] += v - v;
+            // v · 0 is 0 for a finite v and NaN otherwise, and a NaN stays in the sum.
+            bad[i] += v * 0.0;
         }
     }
     let tail = crate::quant::row_range(chunks.remainder())?;
@@ -1826,14 +1826,18 @@ unsafe fn quantize_avx512(x: &[f32], scale: f32, zp: i32, y: &mut [u8]) {
             );
             // `max(r, lo)` returns `lo` for a NaN `r`, as `f32::max` does.
             let r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, z), lo), hi);
-            _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(i).cast(), m, _mm512_cvtps_epi32(r));
+            _mm512_mask_cvtepi32_storeu_epi8(
+                y.as_mut_ptr().add(i).cast(),
+                m,
+                _mm512_cvtps_epi32(r),
+            );
         }
         i += 16;
     }
 }
 
 /// [`crate::quant::row_range`] 16 lanes at a time (AVX-512F): the minimum and maximum of
-/// finite values do not depend on the order, and `v − v` summed per lane is 0 exactly when
+/// finite values do not depend on the order, and `v · 0` summed per lane is 0 exactly when
 /// every value is finite.
 ///
 /// # Safety
@@ -1853,7 +1857,7 @@ unsafe fn row_range_avx512(x: &[f32]) -> Option<(f32, f32)> {
         let v = unsafe { _mm512_maskz_loadu_ps(lanes_from(i, n), x.as_ptr().add(i)) };
         lo = _mm512_min_ps(lo, v);
         hi = _mm512_max_ps(hi, v);
-        bad = _mm512_add_ps(bad, _mm512_sub_ps(v, v));
+        bad = _mm512_add_ps(bad, _mm512_mul_ps(v, zero));
         i += 16;
     }
     if _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(bad, zero) != 0 {
@@ -2136,7 +2140,7 @@ mod tests {
     fn dynamic_rows_give_the_definitions_bits_on_every_path() {
         use crate::quant::{self, FloatClamp, QAct};
         let mut rng = Rng(0x51_7cc1_b727_220a);
-        let mut float = |rng: &mut Rng| (rng.next() % 20001) as f32 / 1000.0 - 10.0;
+        let float = |rng: &mut Rng| (rng.next() % 20001) as f32 / 1000.0 - 10.0;
         for case in 0..80 {
             let m = 1 + (rng.next() % 23) as usize;
             let n = 1 + (rng.next() % 70) as usize;
@@ -2157,16 +2161,28 @@ mod tests {
             let colsum: Vec<i32> = (0..n)
                 .map(|j| (0..k).map(|kk| i32::from(w[kk * n + j])).sum())
                 .collect();
-            let scale: Vec<f32> = (0..n).map(|_| (1 + rng.next() % 1000) as f32 * 1e-4).collect();
+            let scale: Vec<f32> = (0..n)
+                .map(|_| (1 + rng.next() % 1000) as f32 * 1e-4)
+                .collect();
             let bias: Vec<f32> = (0..n).map(|_| float(&mut rng)).collect();
-            let act = [QAct::None, QAct::Relu, QAct::Clip { min: -1.0, max: 6.0 }][case % 3];
+            let act = [
+                QAct::None,
+                QAct::Relu,
+                QAct::Clip {
+                    min: -1.0,
+                    max: 6.0,
+                },
+            ][case % 3];
             let clamp = FloatClamp::of(act);
             let mut want = vec![0f32; m * n];
             let mut want_codes = vec![];
             for i in 0..m {
                 let row = &x[i * k..(i + 1) * k];
                 let (sc, z) = quant::dynamic_row(quant::row_range(row));
-                let codes: Vec<i32> = row.iter().map(|&v| quant::quantize(v, sc, z, 0, 255)).collect();
+                let codes: Vec<i32> = row
+                    .iter()
+                    .map(|&v| quant::quantize(v, sc, z, 0, 255))
+                    .collect();
                 for j in 0..n {
                     let acc: i64 = (0..k)
                         .map(|kk| i64::from(codes[kk] - z) * i64::from(w[kk * n + j]))
@@ -2183,10 +2199,29 @@ mod tests {
                 let r = &rows[i * stride..(i + 1) * stride];
                 let got: Vec<i32> = r[..k].iter().map(|&c| i32::from(c)).collect();
                 assert_eq!(&got, codes, "case {case}: row {i}'s codes");
-                assert!(r[k..padded_k(k)].iter().all(|&b| b == 0), "case {case}: padding");
-                let s = f32::from_le_bytes([r[stride - 8], r[stride - 7], r[stride - 6], r[stride - 5]]);
-                assert!(s.to_bits() == sc.to_bits() || (s.is_nan() && sc.is_nan()), "case {case}");
-                assert_eq!(i32::from_le_bytes([r[stride - 4], r[stride - 3], r[stride - 2], r[stride - 1]]), *z);
+                assert!(
+                    r[k..padded_k(k)].iter().all(|&b| b == 0),
+                    "case {case}: padding"
+                );
+                let s = f32::from_le_bytes([
+                    r[stride - 8],
+                    r[stride - 7],
+                    r[stride - 6],
+                    r[stride - 5],
+                ]);
+                assert!(
+                    s.to_bits() == sc.to_bits() || (s.is_nan() && sc.is_nan()),
+                    "case {case}"
+                );
+                assert_eq!(
+                    i32::from_le_bytes([
+                        r[stride - 4],
+                        r[stride - 3],
+                        r[stride - 2],
+                        r[stride - 1]
+                    ]),
+                    *z
+                );
             }
             let d = Dequants {
                 rows: &rows,
@@ -2206,13 +2241,27 @@ mod tests {
                     row_stride: n,
                     col0: 0,
                 };
-                gemm(path, &r, 0..m, padded_k(k), &panels, n, &d, layout, &mut got).unwrap();
+                gemm(
+                    path,
+                    &r,
+                    0..m,
+                    padded_k(k),
+                    &panels,
+                    n,
+                    &d,
+                    layout,
+                    &mut got,
+                )
+                .unwrap();
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
                         "{path:?} case {case} m={m} n={n} k={k}: output {i} is {a}, not {b}"
                     );
-                    assert_eq!(a.is_nan(), i / n == special && case % 5 == 1 || i / n == special && case % 5 == 2);
+                    assert_eq!(
+                        a.is_nan(),
+                        i / n == special && (case % 5 == 1 || case % 5 == 2)
+                    );
                 }
             }
         }
@@ -2225,7 +2274,13 @@ mod tests {
     fn row_ranges_and_codes_are_the_definitions_on_every_path() {
         let mut rng = Rng(0x0dd_ba11);
         for len in [0usize, 1, 5, 15, 16, 17, 31, 100, 784] {
-            for special in [None, Some(f32::NAN), Some(f32::INFINITY), Some(-0.0), Some(2.5)] {
+            for special in [
+                None,
+                Some(f32::NAN),
+                Some(f32::INFINITY),
+                Some(-0.0),
+                Some(2.5),
+            ] {
                 let mut x: Vec<f32> = (0..len)
                     .map(|_| ((rng.next() % 4001) as f32 - 2000.0) / 8.0)
                     .collect();
@@ -2233,7 +2288,10 @@ mod tests {
                     x[len / 2] = v;
                 }
                 let want = crate::quant::row_range(&x);
-                let mut got = vec![("avx2 or baseline", row_range(&x)), ("generic", row_range_generic(&x))];
+                let mut got = vec![
+                    ("avx2 or baseline", row_range(&x)),
+                    ("generic", row_range_generic(&x)),
+                ];
                 #[cfg(target_arch = "x86_64")]
                 if is_x86_feature_detected!("avx512f") {
                     // SAFETY: AVX-512F was just detected.

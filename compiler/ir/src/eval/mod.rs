@@ -107,7 +107,9 @@ pub fn eval_op(
         | Op::DequantizeLinear(_)
         | Op::QLinearConv(_)
         | Op::QLinearMatMul(_)
-        | Op::DynamicQuantMatMul(_) => return unsupported("a quantization operator outside `quant`"),
+        | Op::DynamicQuantMatMul(_) => {
+            return unsupported("a quantization operator outside `quant`");
+        }
         Op::Conv(a) => vec![nn::conv(a, inputs)?],
         Op::Gemm(a) => vec![nn::gemm(a, inputs)?],
         Op::MatMul(_) => vec![nn::matmul(req(inputs, 0)?, req(inputs, 1)?)?],
