@@ -39,6 +39,8 @@ pub struct Model {
     pub graph: Graph,
     /// Where it came from.
     pub path: PathBuf,
+    /// The files it was read from: its own, then any external data files.
+    pub files: Vec<PathBuf>,
     /// What canonicalization did.
     pub steps: Vec<StepRecord>,
 }
@@ -50,6 +52,11 @@ pub fn is_ir_text(path: &Path) -> bool {
 
 /// Reads a model without canonicalizing it: ONNX (`.onnx`, or anything not `.mcir`) or IR text (`.mcir`).
 pub fn read_raw(path: &Path) -> Result<Graph, Error> {
+    Ok(read_with_files(path)?.0)
+}
+
+/// [`read_raw`], with the files read: the model's own, then its external data files.
+fn read_with_files(path: &Path) -> Result<(Graph, Vec<PathBuf>), Error> {
     if is_ir_text(path) {
         let src = std::fs::read_to_string(path).map_err(|cause| Error::Io {
             path: path.to_path_buf(),
@@ -67,19 +74,23 @@ pub fn read_raw(path: &Path) -> Result<Graph, Error> {
             }
         })?;
         mcc_ir::verify(&g)?;
-        Ok(g)
+        Ok((g, vec![path.to_path_buf()]))
     } else {
-        Ok(mcc_onnx::import(path)?.graph)
+        let imported = mcc_onnx::import(path)?;
+        let mut files = vec![path.to_path_buf()];
+        files.extend(imported.external);
+        Ok((imported.graph, files))
     }
 }
 
 /// Reads and canonicalizes a model.
 pub fn load(path: &Path) -> Result<Model, Error> {
-    let mut graph = read_raw(path)?;
+    let (mut graph, files) = read_with_files(path)?;
     let steps = mcc_passes::canonicalize(&mut graph)?;
     Ok(Model {
         graph,
         path: path.to_path_buf(),
+        files,
         steps,
     })
 }

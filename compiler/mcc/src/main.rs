@@ -171,6 +171,13 @@ enum Command {
         /// `human` or `json` diagnostics.
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
+        /// Also write FILE, a Make rule: every file the build wrote depends on every file it
+        /// read (the recipe, the model and its external data files, the data sets, the
+        /// --snapshot it compared against), as `cc -MD` writes. For Make (`-include`), Ninja
+        /// (`depfile =`) and CMake (`add_custom_command(... DEPFILE)`): see
+        /// docs/build-systems.md. Written only when the build succeeds.
+        #[arg(long, value_name = "FILE")]
+        depfile: Option<PathBuf>,
     },
     /// Show every node: operator, input/output types, parameters and MACs.
     ///
@@ -588,6 +595,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             bless,
             no_native,
             threads,
+            depfile,
         } => {
             let s = checked(&recipe, &model, msgs)?;
             let opts = mcc::build::Options {
@@ -641,6 +649,21 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 emit.contains(&Emit::IrDiffs),
                 native.as_ref(),
             )?;
+            if let Some(path) = &depfile {
+                let mut inputs = s.inputs();
+                inputs.extend(snapshot.iter().filter(|_| !bless).cloned());
+                let mut targets: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .map_err(|cause| mcc::Error::Io {
+                        path: dir.clone(),
+                        cause,
+                    })?
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| dir.join(e.file_name()))
+                    .collect();
+                targets.sort();
+                mcc::write_atomic(path, mcc::recipe::depfile(&targets, &inputs).as_bytes())?;
+            }
             outln!("built {} with {}", model.display(), recipe.display());
             for line in mcc::report::summary(&result.report) {
                 outln!("{line}");

@@ -27,6 +27,49 @@ pub struct Session {
     pub registry: Registry,
 }
 
+impl Session {
+    /// Every file a build of this session reads, each once, in this order: the recipe, the
+    /// model and its external data files, the calibration inputs and labels, the evaluation
+    /// inputs and labels (the standard recipes are part of mcc, not files it reads).
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.recipe.clone()];
+        out.extend(self.model.files.iter().cloned());
+        let plan = &self.checked.plan;
+        for set in [&plan.calibrate, &plan.evaluate].into_iter().flatten() {
+            out.push(set.inputs.clone());
+            out.extend(set.labels.clone());
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|p| seen.insert(p.clone()));
+        out
+    }
+}
+
+/// A Make rule (`targets: inputs`, the form compilers write with `-MD`) saying that each of
+/// `targets` depends on each of `inputs`, spaces, `#` and `$` escaped; one path a line.
+pub fn depfile(targets: &[PathBuf], inputs: &[PathBuf]) -> String {
+    let esc = |p: &PathBuf| {
+        let mut out = String::new();
+        for c in p.display().to_string().chars() {
+            match c {
+                ' ' => out.push_str("\\ "),
+                '#' => out.push_str("\\#"),
+                '$' => out.push_str("$$"),
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let mut s = targets.iter().map(esc).collect::<Vec<_>>().join(" \\\n");
+    s.push(':');
+    for i in inputs {
+        s.push_str(" \\\n  ");
+        s.push_str(&esc(i));
+    }
+    s.push('\n');
+    s
+}
+
 /// Reads and checks a recipe against a model and mcc's standard techniques, including its
 /// data files' shapes.
 pub fn check(recipe: &Path, model: &Path) -> Result<Session, Error> {

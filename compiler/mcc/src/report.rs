@@ -59,7 +59,11 @@ pub struct Allocation {
     pub layers: Vec<AllocatedLayer>,
     /// The one value for every layer that removes as many weights, for `amount`.
     pub uniform: Option<Uniform>,
-    /// Wall time of the measurements, in seconds.
+    /// Wall time of the measurements, in seconds: for the printed summary only, not written
+    /// to `report.json` (which holds no timing, so a rebuild gives the same bytes;
+    /// `timings.json` has it as the phase "allocate auto parameters").
+    #[serde(skip)]
+    #[schemars(skip)]
     pub seconds: f64,
 }
 

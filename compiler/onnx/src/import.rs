@@ -30,6 +30,32 @@ pub struct Imported {
     pub ir_version: i64,
     /// The producer named in the file.
     pub producer: String,
+    /// The external data files its tensors name (resolved against the model's folder,
+    /// sorted, each once): with the model file, everything the import read.
+    pub external: Vec<std::path::PathBuf>,
+}
+
+/// The external data files the tensors of `g` (initializers and attribute tensors, in
+/// subgraphs too) name, resolved against `base`.
+fn external_files(g: &pb::GraphProto, base: &Path, out: &mut std::collections::BTreeSet<std::path::PathBuf>) {
+    let mut tensor = |t: &pb::TensorProto| {
+        if t.data_location == Some(1) {
+            for kv in &t.external_data {
+                if kv.key.as_deref() == Some("location") {
+                    out.insert(base.join(kv.value.as_deref().unwrap_or_default()));
+                }
+            }
+        }
+    };
+    g.initializer.iter().for_each(&mut tensor);
+    let mut subgraphs = vec![];
+    for a in g.node.iter().flat_map(|n| &n.attribute) {
+        a.t.iter().chain(&a.tensors).for_each(&mut tensor);
+        subgraphs.extend(a.g.iter().chain(&a.graphs));
+    }
+    for sub in subgraphs {
+        external_files(sub, base, out);
+    }
 }
 
 /// Imports an ONNX model file; external data is read relative to its folder.
@@ -266,7 +292,12 @@ pub fn import_bytes(
         message: e.0,
     })?;
     mcc_ir::verify(&b.graph)?;
+    let mut external = std::collections::BTreeSet::new();
+    if let (Some(base), Some(g)) = (base, model.graph.as_ref()) {
+        external_files(g, base, &mut external);
+    }
     Ok(Imported {
+        external: external.into_iter().collect(),
         graph: b.graph,
         opset,
         ir_version: model.ir_version.unwrap_or(0),
