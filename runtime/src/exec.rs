@@ -1778,11 +1778,12 @@ impl Ctx<'_> {
             return Err("not a dynamic integer dense step".into());
         };
         let (k, n, rows) = (*k, *n, *rows);
-        let words = self
-            .w
-            .get(*q..q + 3 * n)
+        // Validation kept `q + 3n` inside the weights; checked again rather than trusted.
+        let words = q
+            .checked_add(n.saturating_mul(3))
+            .and_then(|end| self.w.get(*q..end))
             .ok_or("dequantization words missing")?;
-        let colsum = int8::ints(&words[..n]);
+        let colsum = int8::ints(words.get(..n).ok_or("dequantization words missing")?);
         let path = int8::Path::of(self.isa);
         let panels = int8::bytes(&self.w[*w..w + int8::panels_len(n, k).div_ceil(4)]);
         let stride = int8::dynamic_stride(k);

@@ -79,7 +79,7 @@ impl ConvLayout {
     pub fn channels(self, m: usize) -> usize {
         match self {
             ConvLayout::Gemm => m,
-            ConvLayout::Blocked { .. } => m.next_multiple_of(LANES),
+            ConvLayout::Blocked { .. } => m.div_ceil(LANES).saturating_mul(LANES),
         }
     }
 
@@ -87,10 +87,11 @@ impl ConvLayout {
     /// groups over `g`.
     pub fn weights(self, g: &Geometry, m: usize, groups: usize) -> usize {
         let groups = groups.max(1);
-        let k = g.c / groups * g.kh * g.kw;
+        // Saturating: hostile sizes give a length no weights hold, which validation rejects.
+        let k = (g.c / groups).saturating_mul(g.kh).saturating_mul(g.kw);
         match self {
-            ConvLayout::Gemm => groups * pack_a_len(m / groups, k),
-            ConvLayout::Blocked { .. } => self.channels(m) * k,
+            ConvLayout::Gemm => groups.saturating_mul(pack_a_len(m / groups, k)),
+            ConvLayout::Blocked { .. } => self.channels(m).saturating_mul(k),
         }
     }
 }
@@ -315,7 +316,7 @@ define_steps! {
         /// Output channels.
         m: usize,
         /// Offset of the weights (`m·kh·kw`).
-        w: usize => weights(m * g.kh * g.kw),
+        w: usize => weights(m.saturating_mul(g.kh).saturating_mul(g.kw)),
         /// Offset of the bias.
         bias: Option<usize> => weights(*m),
         /// Activation.
@@ -595,7 +596,7 @@ define_steps! {
         /// Offset of the weights.
         w: usize => weights(qconv_weights(g, *m, *groups)),
         /// Offset of the requantization words.
-        q: usize => weights(3 * m),
+        q: usize => weights(m.saturating_mul(3)),
         /// Output zero point.
         zy: usize,
         /// Lowest output code.
@@ -623,7 +624,7 @@ define_steps! {
         /// Offset of the packed weights.
         w: usize => weights(panels_len(*n, *k).div_ceil(4)),
         /// Offset of the requantization words.
-        q: usize => weights(3 * n),
+        q: usize => weights(n.saturating_mul(3)),
         /// Output zero point.
         zy: usize,
         /// Lowest output code.
@@ -708,7 +709,7 @@ define_steps! {
         /// Offset of the packed weights.
         w: usize => weights(panels_len(*n, *k).div_ceil(4)),
         /// Offset of the dequantization words.
-        q: usize => weights(3 * n),
+        q: usize => weights(n.saturating_mul(3)),
         /// Lowest output value (−∞ for none).
         lo: f32,
         /// Highest output value (+∞ for none).

@@ -155,8 +155,8 @@ pub fn row_range(x: &[f32]) -> Option<(f32, f32)> {
 
 /// The u8 scale and zero point of a row from its range (ONNX `DynamicQuantizeLinear`'s
 /// arithmetic, per row): `scale = (max − min) / 255` and `zp = round_half_even(−min / scale)`
-/// in f32, `min ≤ 0 ≤ max`; a row of zeros (or of values whose scale would be subnormal) gets
-/// scale 1 and zero point 0 (its codes are all 0); a row without a finite range (`None`, or
+/// in f32, `min ≤ 0 ≤ max`; a row of zeros (or of values whose scale would be at most f32's
+/// smallest normal number) gets scale 1 and zero point 0 (its codes are all 0); a row without a finite range (`None`, or
 /// wider than f32 holds) gets scale NaN and zero point 0, so every output it feeds is NaN.
 pub fn dynamic_row(range: Option<(f32, f32)>) -> (f32, i32) {
     let Some((lo, hi)) = range else {
@@ -168,7 +168,8 @@ pub fn dynamic_row(range: Option<(f32, f32)>) -> (f32, i32) {
         return (f32::NAN, 0);
     }
     if scale <= f32::MIN_POSITIVE {
-        // All zeros, or values so small their scale would be subnormal: zeros.
+        // All zeros, or values so small their scale would be at most the smallest normal
+        // number: zeros.
         return (1.0, 0);
     }
     let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32;

@@ -1,4 +1,5 @@
-//! Hostile dynamic-quantization steps: a `QRows` or `QDynDense` whose sizes wrap, whose
+//! Hostile dynamic-quantization steps: a `QRows`, `QDynDense` or `QDense` whose sizes or
+//! weight extents wrap, whose
 //! buffers are short, whose clamp is NaN or inverted, or whose depth is 0 is refused when
 //! the runner is made; a well-formed product over arbitrary bytes (any scale, any zero point
 //! a row claims) runs without a panic.
@@ -43,7 +44,28 @@ fn malformed_dynamic_steps_are_refused() {
             "rows × stride wraps",
             dense(usize::MAX / 8, 4, 16, 64, 0.0, 1.0),
         ),
-        ("a short input", dense(8, 4, 16, 3, 0.0, 1.0)),
+        ("a short input", dense(4, 4, 16, 3, 0.0, 1.0)),
+        // No rows, so no buffer is short, but the weights' extents wrap: 3n and the panels.
+        (
+            "weight extents wrap",
+            dense(0, 1 << 60, usize::MAX / 3 + 1, 0, 0.0, 1.0),
+        ),
+        (
+            "an integer layer's weight extents wrap",
+            Step::QDense {
+                x: Buf { off: 64, len: 0 },
+                y: Buf { off: 0, len: 0 },
+                rows: 0,
+                k: 1 << 60,
+                n: usize::MAX / 3 + 1,
+                zx: 0,
+                w: 0,
+                q: 16,
+                zy: 0,
+                lo: 0,
+                hi: 255,
+            },
+        ),
         ("a short output", dense(1, 4, 65, 3, 0.0, 1.0)),
         ("rows × k wraps", rows_step(usize::MAX / 2, 4, 64)),
         ("codes longer than their buffer", rows_step(16, 4, 40)),
@@ -56,6 +78,12 @@ fn malformed_dynamic_steps_are_refused() {
                 r.run(&[&x]).map(|_| ())
             );
         }
+    }
+    // No rows of a depth whose row stride would wrap: nothing to compute, and no size
+    // computed on the way wraps or panics (debug builds check every overflow).
+    let p = mcc_runtime::testing::one_step(rows_step(0, usize::MAX, 64), 256);
+    if let Ok(mut r) = mcc_runtime::exec::Runner::new(&p, 1) {
+        r.run(&[&vec![0.5f32; 64]]).unwrap();
     }
 }
 

@@ -63,7 +63,8 @@ macro_rules! define_ops {
         pub enum Op { $( $(#[$doc])* $name($name), )* }
 
         impl Op {
-            /// Every operator name mcc knows, as ONNX spells it.
+            /// Every operator name mcc knows, as ONNX spells it (mcc's own included: see
+            /// [`Op::MCC_ONLY`]).
             pub const NAMES: &'static [&'static str] = &[$($onnx),*];
 
             /// The ONNX operator name.
@@ -694,6 +695,18 @@ impl Op {
             QAct::Clip { min, max } => ("Clip".into(), vec![min, max]),
         };
         true
+    }
+
+    /// mcc's own operators, not ONNX's: the text form has them; an ONNX file does not (the
+    /// export writes each as standard operators, the import refuses them).
+    pub const MCC_ONLY: &'static [&'static str] = &["DynamicQuantMatMul"];
+
+    /// The ONNX operators mcc knows ([`Op::NAMES`] without [`Op::MCC_ONLY`]).
+    pub fn onnx_names() -> impl Iterator<Item = &'static str> {
+        Op::NAMES
+            .iter()
+            .copied()
+            .filter(|n| !Op::MCC_ONLY.contains(n))
     }
 
     /// Whether the op's result depends only on its operands (so it may be constant-folded).

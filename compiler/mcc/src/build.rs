@@ -527,13 +527,13 @@ pub fn evaluate(
 /// layer's integer weights and bias), overhead that costs bytes but is no parameter (the
 /// integer zero points of quantized ops), or neither (shapes, indices).
 #[derive(Clone, Copy, PartialEq)]
-enum Role {
+pub(crate) enum Role {
     Param,
     Overhead,
     None,
 }
 
-fn role(op: &mcc_ir::Op, slot: usize, t: &mcc_ir::Tensor) -> Role {
+pub(crate) fn role(op: &mcc_ir::Op, slot: usize, t: &mcc_ir::Tensor) -> Role {
     use mcc_ir::Op;
     match op {
         Op::QLinearConv(_) | Op::QLinearMatMul(_) if slot == 3 || slot == 8 => Role::Param,

@@ -54,11 +54,16 @@ pub fn table(graph: &Graph) -> Table {
         let Some(node) = graph.node(n) else { continue };
         let mut params: usize = 0;
         let mut inputs = vec![];
-        for v in node.inputs.iter().flatten() {
+        for (slot, v) in node.inputs.iter().enumerate() {
+            let Some(v) = v else { continue };
             let val = graph.value(*v);
             if matches!(val.def, ValueDef::Const(_)) {
-                // Parameters are float weights; integer constants are shapes and axes.
-                if !val.ty.dtype.is_float() {
+                // Parameters as the report counts them: float weights and a quantized
+                // layer's integer weights and bias; not shapes, axes or zero points.
+                let param = graph.const_data(*v).is_some_and(|t| {
+                    crate::build::role(&node.op, slot, t) == crate::build::Role::Param
+                });
+                if !param {
                     continue;
                 }
                 let k = val.ty.numel().unwrap_or(0);
@@ -79,6 +84,20 @@ pub fn table(graph: &Graph) -> Table {
                 .map(|v| graph.value(v).ty.clone())
         };
         let macs = match (&node.op, &out_ty) {
+            // The integer layers: their weights are operand 3 (QLinearConv) or their depth
+            // the input's last axis, as the float ones.
+            (Op::QLinearConv(_), Some(out)) => {
+                let w = in_ty(3).and_then(|t| t.fixed_dims()).unwrap_or_default();
+                per_sample(out).saturating_mul(
+                    w.iter()
+                        .skip(1)
+                        .fold(1u64, |a, &d| a.saturating_mul(d as u64)),
+                )
+            }
+            (Op::MatMul(_) | Op::QLinearMatMul(_) | Op::DynamicQuantMatMul(_), Some(out)) => {
+                let a = in_ty(0).and_then(|t| t.shape).unwrap_or_default();
+                per_sample(out).saturating_mul(a.last().and_then(Dim::fixed).unwrap_or(0) as u64)
+            }
             (Op::Conv(_), Some(out)) => {
                 let w = in_ty(1).and_then(|t| t.fixed_dims()).unwrap_or_default();
                 per_sample(out).saturating_mul(
@@ -91,10 +110,6 @@ pub fn table(graph: &Graph) -> Table {
                 let a = in_ty(0).and_then(|t| t.shape).unwrap_or_default();
                 let k = if g.transA != 0 { a.first() } else { a.get(1) };
                 per_sample(out).saturating_mul(k.and_then(Dim::fixed).unwrap_or(0) as u64)
-            }
-            (Op::MatMul(_), Some(out)) => {
-                let a = in_ty(0).and_then(|t| t.shape).unwrap_or_default();
-                per_sample(out).saturating_mul(a.last().and_then(Dim::fixed).unwrap_or(0) as u64)
             }
             _ => 0,
         };

@@ -182,7 +182,7 @@ enum Command {
     /// Show every node: operator, input/output types, parameters and MACs.
     ///
     /// One row per node in the IR's order, then totals. MACs count Conv, Gemm and MatMul
-    /// per sample (a symbolic batch counts as 1).
+    /// (and their integer forms) per sample (a symbolic batch counts as 1).
     ///
     /// Example: mcc inspect examples/lenet5/lenet5.onnx
     Inspect {

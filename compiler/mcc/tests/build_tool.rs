@@ -115,7 +115,8 @@ fn the_depfile_names_every_input_and_every_output() {
     // A model whose first weight lives in an external data file, in a folder with a space.
     let models = tmp.path().join("my models");
     std::fs::create_dir(&models).unwrap();
-    let mut proto = pb::ModelProto::decode(&*std::fs::read(corpus("lenet5.onnx")).unwrap()).unwrap();
+    let mut proto =
+        pb::ModelProto::decode(&*std::fs::read(corpus("lenet5.onnx")).unwrap()).unwrap();
     let init = proto
         .graph
         .as_mut()
@@ -180,7 +181,11 @@ fn the_depfile_names_every_input_and_every_output() {
     );
     // A failed build leaves the depfile as it was.
     let before = std::fs::read(&dep).unwrap();
-    std::fs::write(tmp.path().join("bad.mcr"), "prune unstructured on Conv { amount: 150% }\n").unwrap();
+    std::fs::write(
+        tmp.path().join("bad.mcr"),
+        "prune unstructured on Conv { amount: 150% }\n",
+    )
+    .unwrap();
     fails(
         tmp.path(),
         &[

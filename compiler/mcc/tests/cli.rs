@@ -192,6 +192,12 @@ fn bad_inputs_give_one_clear_diagnostic() {
     std::fs::write(d.join("random.onnx"), &noise).unwrap();
     std::fs::write(d.join("empty.onnx"), b"").unwrap();
     std::fs::write(d.join("unknown_op.onnx"), tiny_model("FancyConv", weight)).unwrap();
+    // mcc's own operator is no ONNX operator: a file that names one is refused.
+    std::fs::write(
+        d.join("mcc_op.onnx"),
+        tiny_model("DynamicQuantMatMul", weight),
+    )
+    .unwrap();
     std::fs::write(
         d.join("missing_external.onnx"),
         tiny_model("Add", |g| {
@@ -249,6 +255,7 @@ fn bad_inputs_give_one_clear_diagnostic() {
         ("random_bytes_model", &["inspect", "random.onnx"]),
         ("empty_model", &["inspect", "empty.onnx"]),
         ("unknown_op", &["inspect", "unknown_op.onnx"]),
+        ("mcc_op_in_onnx", &["inspect", "mcc_op.onnx"]),
         (
             "missing_external_data",
             &["inspect", "missing_external.onnx"],

@@ -37,7 +37,11 @@ pub struct Imported {
 
 /// The external data files the tensors of `g` (initializers and attribute tensors, in
 /// subgraphs too) name, resolved against `base`.
-fn external_files(g: &pb::GraphProto, base: &Path, out: &mut std::collections::BTreeSet<std::path::PathBuf>) {
+fn external_files(
+    g: &pb::GraphProto,
+    base: &Path,
+    out: &mut std::collections::BTreeSet<std::path::PathBuf>,
+) {
     let mut tensor = |t: &pb::TensorProto| {
         if t.data_location == Some(1) {
             for kv in &t.external_data {
@@ -177,7 +181,7 @@ pub fn import_bytes(
             op: op_type.clone(),
             message,
         };
-        if !(domain.is_empty() || domain == "ai.onnx") {
+        if !(domain.is_empty() || domain == "ai.onnx") || Op::MCC_ONLY.contains(&op_type.as_str()) {
             return Err(unsupported(&name, &op_type, &domain));
         }
         let mut attrs = Vec::with_capacity(n.attribute.len());
@@ -340,7 +344,7 @@ fn unsupported(node: &str, op: &str, domain: &str) -> ImportError {
         node: node.into(),
         op: op.into(),
         domain: domain.into(),
-        supported: Op::NAMES.join(", "),
+        supported: Op::onnx_names().collect::<Vec<_>>().join(", "),
     }
 }
 

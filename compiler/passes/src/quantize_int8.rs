@@ -186,6 +186,10 @@ impl Setup {
     }
 }
 
+/// The deepest product quantized: `2^31 / (255 · 128)`, so no i32 accumulator of u8 × i8
+/// products can overflow.
+const DEPTH_LIMIT: usize = 65_793;
+
 /// Histogram bins for the calibrators that read one.
 const BINS: usize = 2048;
 
@@ -231,6 +235,30 @@ fn layer(graph: &Graph, name: &str, setup: Setup) -> Result<Layer, LeftAlone> {
         Err(e) => return Err(leave(name, Reason::UnsupportedAttribute, e)),
     };
     let shape = w.tensor.shape().to_vec();
+    // The i32 accumulator holds any sum of `DEPTH_LIMIT` products of a u8 and an i8 code.
+    let depth: usize = match &node.op {
+        Op::Conv(_) => shape[1..].iter().product(),
+        Op::Gemm(g) if g.transB != 0 => shape.get(1).copied().unwrap_or(0),
+        _ => shape.first().copied().unwrap_or(0),
+    };
+    if depth > DEPTH_LIMIT {
+        return Err(leave(
+            name,
+            Reason::UnsupportedAttribute,
+            format!(
+                "its depth {depth} is past {DEPTH_LIMIT}, where an i32 sum of u8 × i8 products can overflow"
+            ),
+        ));
+    }
+    if matches!(node.op, Op::MatMul(_) | Op::Gemm(_))
+        && graph.value(x).ty.rank().is_some_and(|r| r < 2)
+    {
+        return Err(leave(
+            name,
+            Reason::ShapeMismatch,
+            "its input has one dimension: an integer product takes rows (…, M, K)",
+        ));
+    }
     let bias_of = |slot: usize, n: usize| -> Result<Option<Vec<f32>>, LeftAlone> {
         let Some(b) = node.inputs.get(slot).copied().flatten() else {
             return Ok(None);

@@ -63,7 +63,8 @@ pub fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
 
 /// Floats in a packed `m × k` A.
 pub fn pack_a_len(m: usize, k: usize) -> usize {
-    m.div_ceil(MR) * k * MR
+    // Saturating, as `pack_b_len`.
+    m.div_ceil(MR).saturating_mul(k).saturating_mul(MR)
 }
 
 /// Packs `b` (`k × n`), given as B[k, j] = `b[k·row_stride + j·col_stride]` (so a transposed
@@ -86,7 +87,8 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, row_stride: usize, col_stride: usiz
 
 /// Floats in a packed `k × n` B.
 pub fn pack_b_len(k: usize, n: usize) -> usize {
-    n.div_ceil(NR) * k * NR
+    // Saturating: hostile sizes give a length no weights hold, which validation rejects.
+    n.div_ceil(NR).saturating_mul(k).saturating_mul(NR)
 }
 
 /// Columns of C dropped on store: a result computed `pw` columns per image row, of which the

@@ -30,14 +30,17 @@ pub const LANES: usize = 16;
 /// Bytes per depth group.
 pub const GROUP: usize = 4;
 
-/// Depth rounded up to whole groups.
+/// Depth rounded up to whole groups (saturating, like every size a program's fields make:
+/// hostile sizes give a length no weights or buffer holds, which validation rejects).
 pub fn padded_k(k: usize) -> usize {
-    k.div_ceil(GROUP) * GROUP
+    k.div_ceil(GROUP).saturating_mul(GROUP)
 }
 
-/// Bytes of `n` columns of depth `k` packed as panels.
+/// Bytes of `n` columns of depth `k` packed as panels (saturating).
 pub fn panels_len(n: usize, k: usize) -> usize {
-    n.div_ceil(LANES) * padded_k(k) * LANES
+    n.div_ceil(LANES)
+        .saturating_mul(padded_k(k))
+        .saturating_mul(LANES)
 }
 
 /// Which code computes the product.
@@ -630,6 +633,8 @@ impl Epilogue for Requants<'_> {
         out: &mut [u8],
         stride: usize,
     ) {
+        // A caller outside `gemm` may name any path: the vector code only where it runs.
+        let path = if path.runs_here() { path } else { Path::Scalar };
         store_rows(path, acc, rows, per_row, cols, self, o0, out, stride);
     }
 }
@@ -656,7 +661,7 @@ pub struct Dequants<'a> {
 /// Bytes a dynamically quantized row of depth `k` takes: its codes padded to whole depth
 /// groups, then its scale (f32) and zero point (i32), little-endian.
 pub fn dynamic_stride(k: usize) -> usize {
-    padded_k(k) + 8
+    padded_k(k).saturating_add(8)
 }
 
 impl Dequants<'_> {
@@ -708,6 +713,7 @@ impl Epilogue for Dequants<'_> {
     ) {
         #[cfg(target_arch = "x86_64")]
         if path == Path::Vnni
+            && path.runs_here()
             && cols.is_multiple_of(LANES)
             && rows > 0
             && (rows - 1) * stride + cols <= out.len()
@@ -717,7 +723,7 @@ impl Epilogue for Dequants<'_> {
         {
             for t in 0..rows {
                 let (s, z) = self.row(row + t);
-                // SAFETY: the Vnni path runs only after `runs_here` (AVX-512F); outputs
+                // SAFETY: the Vnni path runs here (`runs_here`: AVX-512F); outputs
                 // `o0..o0 + cols` are inside the parameters, row `t`'s `cols` values inside
                 // `out` and its accumulators inside `acc` (checked just above).
                 #[allow(unsafe_code)]
@@ -872,9 +878,10 @@ fn store_rows(
         && per_row * (rows - 1) + cols / LANES <= acc.len()
         && q.len() >= o0 + cols
     {
-        // SAFETY: the Vnni path runs only after `runs_here` (AVX-512F); the outputs, the
-        // codes' places and the accumulators are inside `q`, `out` and `acc` (checked just
-        // above).
+        // SAFETY: this private function is given the Vnni path only where it runs
+        // (`gemm` checked `runs_here`, AVX-512F; `Requants::store_rows` falls back to
+        // Scalar otherwise); the outputs, the codes' places and the accumulators are inside
+        // `q`, `out` and `acc` (checked just above).
         #[allow(unsafe_code)]
         unsafe {
             store_tile(acc, rows, per_row, cols / LANES, q, o0, out, stride)
@@ -906,8 +913,9 @@ fn store(path: Path, acc: &[[i32; LANES]], cols: usize, q: &Requants, o0: usize,
         let o = o0 + h * LANES;
         #[cfg(target_arch = "x86_64")]
         if path == Path::Vnni && c == LANES {
-            // SAFETY: the Vnni path ran only after `runs_here` (AVX-512F); `q` holds outputs
-            // o..o + 16 (`gemm` checked `q.len() ≥ col0 + n`), `a` and `dst` are 16 long.
+            // SAFETY: the Vnni path reaches this private function only where it runs (as in
+            // `store_rows`, its one caller: AVX-512F); `q` holds outputs o..o + 16 (`gemm`
+            // checked `q.len() ≥ col0 + n`), `a` and `dst` are 16 long.
             #[allow(unsafe_code)]
             unsafe {
                 requant_store(
@@ -1240,11 +1248,14 @@ impl ConvForm {
     /// Bytes of the packed weights.
     pub fn weights_len(self, g: &Geometry, m: usize, groups: usize) -> usize {
         match self {
-            ConvForm::Depthwise => g.kh * g.kw * m,
-            ConvForm::Patches => panels_len(m, g.kh * g.kw * g.c),
+            ConvForm::Depthwise => g.kh.saturating_mul(g.kw).saturating_mul(m),
+            ConvForm::Patches => panels_len(m, g.kh.saturating_mul(g.kw).saturating_mul(g.c)),
             ConvForm::Panels { cg } => {
                 let groups = groups.max(1);
-                groups * panels_len(m / groups, g.kh * g.kw * cg)
+                groups.saturating_mul(panels_len(
+                    m / groups,
+                    g.kh.saturating_mul(g.kw).saturating_mul(cg),
+                ))
             }
         }
     }

@@ -348,11 +348,11 @@ pub(crate) fn dynamic_quant_matmul(
     let a = req(inputs, 0)?;
     let b = req(inputs, 1)?;
     let shape = a.shape().to_vec();
-    let (Some(&k), [kb, n]) = (shape.last(), b.shape()) else {
-        return unsupported("DynamicQuantMatMul other than (…, K) × (K, N)");
+    let (Some(&k), [kb, n], true) = (shape.last(), b.shape(), shape.len() >= 2) else {
+        return unsupported("DynamicQuantMatMul other than (…, M, K) × (K, N)");
     };
     let n = *n;
-    if *kb != k || shape.len() < 2 {
+    if *kb != k {
         return invalid(format!(
             "DynamicQuantMatMul of {shape:?} by {:?}: the depths differ",
             b.shape()
