@@ -178,6 +178,11 @@ enum Command {
         /// docs/build-systems.md. Written only when the build succeeds.
         #[arg(long, value_name = "FILE")]
         depfile: Option<PathBuf>,
+        /// Print nothing on success (diagnostics still go to standard error). With
+        /// `--message-format json`, the summary is one JSON object on standard output
+        /// instead (docs/json-diagnostics.md), which --quiet also leaves out.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Show every node: operator, input/output types, parameters and MACs.
     ///
@@ -589,13 +594,14 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             recipe,
             model,
             output,
-            message_format: _,
+            message_format,
             emit,
             snapshot,
             bless,
             no_native,
             threads,
             depfile,
+            quiet,
         } => {
             let s = checked(&recipe, &model, msgs)?;
             let opts = mcc::build::Options {
@@ -649,24 +655,21 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 emit.contains(&Emit::IrDiffs),
                 native.as_ref(),
             )?;
+            // Every file the build wrote (its folder holds nothing else).
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|cause| mcc::Error::Io {
+                    path: dir.clone(),
+                    cause,
+                })?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| dir.join(e.file_name()))
+                .collect();
+            files.sort();
             if let Some(path) = &depfile {
                 let mut inputs = s.inputs();
                 inputs.extend(snapshot.iter().filter(|_| !bless).cloned());
-                let mut targets: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .map_err(|cause| mcc::Error::Io {
-                        path: dir.clone(),
-                        cause,
-                    })?
-                    .filter_map(|e| e.ok())
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                    .map(|e| dir.join(e.file_name()))
-                    .collect();
-                targets.sort();
-                mcc::write_atomic(path, mcc::recipe::depfile(&targets, &inputs).as_bytes())?;
-            }
-            outln!("built {} with {}", model.display(), recipe.display());
-            for line in mcc::report::summary(&result.report) {
-                outln!("{line}");
+                mcc::write_atomic(path, mcc::recipe::depfile(&files, &inputs).as_bytes())?;
             }
             if let Some(note) = &result.report.measurement.engine_note {
                 msgs.note(
@@ -674,6 +677,43 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                     "mcc::build::reference_evaluator",
                     &format!("measured with the reference evaluator: {note}"),
                 );
+            }
+            if let (Some(_), Some(w)) = (&native, &written)
+                && w.executable.is_none()
+            {
+                msgs.note(
+                    "warning",
+                    "mcc::build::no_executable",
+                    w.no_executable.as_deref().unwrap_or("no executable"),
+                );
+            }
+            if quiet {
+                return Ok(());
+            }
+            if message_format == MessageFormat::Json {
+                let t = &result.report.model_totals;
+                let pair = |b: u64, a: u64| serde_json::json!({"before": b, "after": a});
+                let summary = serde_json::json!({
+                    "type": "build",
+                    "model": model.display().to_string(),
+                    "recipe": recipe.display().to_string(),
+                    "output": dir.display().to_string(),
+                    "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                    "params": pair(t.params.before, t.params.after),
+                    "nonzero_params": pair(t.nonzero_params.before, t.nonzero_params.after),
+                    "stored_bytes": pair(t.bytes.before, t.bytes.after),
+                    "accuracy": t.accuracy.map(|a| serde_json::json!({"before": a.before, "after": a.after})),
+                    "executable": written
+                        .as_ref()
+                        .and_then(|w| w.executable.as_ref())
+                        .map(|e| dir.join(e).display().to_string()),
+                });
+                outln!("{summary}");
+                return Ok(());
+            }
+            outln!("built {} with {}", model.display(), recipe.display());
+            for line in mcc::report::summary(&result.report) {
+                outln!("{line}");
             }
             outln!(
                 "  wrote {0}/model.mcir,{1} {0}/model.onnx, {0}/report.json, {0}/timings.json",
@@ -691,17 +731,12 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                     bytes(n.program.arena as u64 * 4),
                     n.compile_time.as_secs_f64() * 1e3
                 );
-                match &w.executable {
-                    Some(e) => outln!(
+                if let Some(e) = &w.executable {
+                    outln!(
                         "  wrote {0}/{e} (executable), {0}/{1}.o, {0}/{1}.h, {0}/libmcc_runtime.a",
                         dir.display(),
                         n.name
-                    ),
-                    None => msgs.note(
-                        "warning",
-                        "mcc::build::no_executable",
-                        w.no_executable.as_deref().unwrap_or("no executable"),
-                    ),
+                    );
                 }
             }
             Ok(())
