@@ -38,10 +38,20 @@ enum MessageFormat {
     Json,
 }
 
-/// Extra build outputs.
+/// Build outputs to write (`--emit`): naming any but `ir-diffs` writes only those named.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Emit {
-    /// One unified IR diff per step that changed the model.
+    /// The executable.
+    Exe,
+    /// The object file, its C header and the runtime library.
+    Obj,
+    /// model.onnx.
+    Onnx,
+    /// model.mcir (and model.full.mcir when written).
+    Ir,
+    /// report.json and timings.json.
+    Report,
+    /// One unified IR diff per step that changed the model (in addition to the others).
     IrDiffs,
 }
 
@@ -150,9 +160,12 @@ enum Command {
         /// Output folder (default: mcc-out/<model name>).
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
-        /// Extra outputs: `ir-diffs` writes DIR/ir-diffs/NN-<stage>-<technique>.diff, the IR
-        /// diff of every step that changed something.
-        #[arg(long, value_enum, value_name = "WHAT")]
+        /// Which outputs to write (repeat, or separate with commas): `exe`, `obj` (object,
+        /// header and runtime library), `onnx`, `ir`, `report` (report.json, timings.json);
+        /// default all of them. `ir-diffs` adds DIR/ir-diffs/NN-<stage>-<technique>.diff, the
+        /// IR diff of every step that changed something. Native code is compiled only for
+        /// `exe` or `obj`.
+        #[arg(long, value_enum, value_name = "WHAT", value_delimiter = ',')]
         emit: Vec<Emit>,
         /// Compare the compiled IR with this committed IR text and fail with the diff when it
         /// changed: how a team reviews, in its own CI, what a recipe change does to its model.
@@ -604,6 +617,17 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             quiet,
         } => {
             let s = checked(&recipe, &model, msgs)?;
+            let chosen = emit.iter().any(|e| *e != Emit::IrDiffs);
+            let want = |e: Emit| !chosen || emit.contains(&e);
+            let emitted = mcc::recipe::Emitted {
+                ir: want(Emit::Ir),
+                onnx: want(Emit::Onnx),
+                report: want(Emit::Report),
+                exe: want(Emit::Exe),
+                obj: want(Emit::Obj),
+                ir_diffs: emit.contains(&Emit::IrDiffs),
+            };
+            let no_native = no_native || !(emitted.exe || emitted.obj);
             let opts = mcc::build::Options {
                 ir_diffs: emit.contains(&Emit::IrDiffs),
                 threads: threads.unwrap_or(0),
@@ -649,13 +673,13 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 bar.finish_and_clear();
                 Some(n?)
             };
-            let written = mcc::recipe::write_outputs(
-                &dir,
-                &result,
-                emit.contains(&Emit::IrDiffs),
-                native.as_ref(),
-            )?;
-            // Every file the build wrote (its folder holds nothing else).
+            // The native code's name (a C identifier made of the model's stem), also when
+            // none is built: an older build's may be in the folder.
+            let c_name = mcc_codegen::aot::c_name(&name);
+            let written =
+                mcc::recipe::write_selected(&dir, &result, &emitted, native.as_ref(), &c_name)?;
+            // Every file the build wrote (not files a user keeps in the folder).
+            let native_name = Some(c_name.as_str());
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map_err(|cause| mcc::Error::Io {
                     path: dir.clone(),
@@ -663,6 +687,9 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 })?
                 .filter_map(|e| e.ok())
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| {
+                    mcc::recipe::is_build_output(&e.file_name().to_string_lossy(), native_name)
+                })
                 .map(|e| dir.join(e.file_name()))
                 .collect();
             files.sort();
@@ -714,6 +741,11 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             outln!("built {} with {}", model.display(), recipe.display());
             for line in mcc::report::summary(&result.report) {
                 outln!("{line}");
+            }
+            if chosen {
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                outln!("  wrote {}", names.join(", "));
+                return Ok(());
             }
             outln!(
                 "  wrote {0}/model.mcir,{1} {0}/model.onnx, {0}/report.json, {0}/timings.json",

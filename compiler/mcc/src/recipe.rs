@@ -408,12 +408,64 @@ pub fn write_outputs(
     ir_diffs: bool,
     native: Option<&crate::native::NativeBuild>,
 ) -> Result<Option<crate::native::Written>, Error> {
-    if dir.exists()
-        && !dir.join("report.json").exists()
-        && std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
+    let emit = Emitted {
+        ir_diffs,
+        ..Emitted::default()
+    };
+    let name = native.map_or("", |n| n.name.as_str());
+    write_selected(dir, result, &emit, native, name)
+}
+
+/// Which outputs a build writes (`mcc build --emit`): by default all but the IR diffs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Emitted {
+    /// `model.mcir` and, when written, `model.full.mcir`.
+    pub ir: bool,
+    /// `model.onnx`.
+    pub onnx: bool,
+    /// `report.json` and `timings.json`.
+    pub report: bool,
+    /// The executable (with native code).
+    pub exe: bool,
+    /// The object file, its header and the runtime library (with native code).
+    pub obj: bool,
+    /// `ir-diffs/`.
+    pub ir_diffs: bool,
+}
+
+impl Default for Emitted {
+    fn default() -> Emitted {
+        Emitted {
+            ir: true,
+            onnx: true,
+            report: true,
+            exe: true,
+            obj: true,
+            ir_diffs: false,
+        }
+    }
+}
+
+/// [`write_outputs`] of the outputs `emit` selects; the folder then holds those (and files a
+/// user put there), nothing from an older build. `name` is the native code's name (the
+/// model's stem), also when no native code is written: an older build's may be there.
+pub fn write_selected(
+    dir: &Path,
+    result: &BuildResult,
+    emit: &Emitted,
+    native: Option<&crate::native::NativeBuild>,
+    name: &str,
+) -> Result<Option<crate::native::Written>, Error> {
+    let ir_diffs = emit.ir_diffs;
+    // A folder is mcc's to replace when it is empty or holds an output of a build.
+    let ours = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|d| {
+            let mut names = d.filter_map(|e| e.ok()).map(|e| e.file_name()).peekable();
+            names.peek().is_none()
+                || names.any(|n| is_build_output(&n.to_string_lossy(), Some(name)))
+        })
+    };
+    if dir.exists() && !ours(dir) {
         return Err(Error::Usage(format!(
             "`{}` exists and is not an mcc output folder; refusing to replace it",
             dir.display()
@@ -434,8 +486,10 @@ pub fn write_outputs(
     };
     let res = (|| -> Result<Option<crate::native::Written>, Error> {
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        std::fs::write(tmp.join("model.mcir"), mcc_ir::text::print(&result.graph))
-            .map_err(io(&tmp.join("model.mcir")))?;
+        if emit.ir {
+            std::fs::write(tmp.join("model.mcir"), mcc_ir::text::print(&result.graph))
+                .map_err(io(&tmp.join("model.mcir")))?;
+        }
         // The compressed model itself, weights in their stored form (`mcc` reads it back):
         // written when some weight is stored compressed — otherwise `model.onnx` holds exactly
         // the same model, and a hex copy of dense weights would double the output's size.
@@ -453,17 +507,24 @@ pub fn write_outputs(
                 )
             })
         });
-        if integer || g.value_ids().any(|v| g.stored(v).is_some() && g.is_used(v)) {
+        if emit.ir && (integer || g.value_ids().any(|v| g.stored(v).is_some() && g.is_used(v))) {
             let full = mcc_ir::text::print_with(g, mcc_ir::text::PrintOptions { weights: true });
             std::fs::write(tmp.join("model.full.mcir"), full)
                 .map_err(io(&tmp.join("model.full.mcir")))?;
         }
-        mcc_onnx::export_file(&result.graph, &tmp.join("model.onnx"))?;
+        if emit.onnx {
+            mcc_onnx::export_file(&result.graph, &tmp.join("model.onnx"))?;
+        }
         let mut report = result.report.clone();
         let mut timings = result.timings.clone();
         let mut written = None;
         if let Some(n) = native {
-            let w = crate::native::write(&tmp, n)?;
+            let mut w = crate::native::write(&tmp, n)?;
+            if !emit.exe {
+                // Not asked for: neither written (below) nor missing.
+                w.executable = None;
+                w.no_executable = None;
+            }
             let p = &n.program;
             let weight_bytes = mcc_codegen::aot::weight_data_bytes(p);
             report.native = Some(crate::report::Native {
@@ -489,12 +550,32 @@ pub fn write_outputs(
                 phase: "compile native code".into(),
                 ms: (n.compile_time.as_secs_f64() * 1e4).round() / 10.0,
             });
+            // The executable links from its own object and the runtime library: the
+            // object, header and library go when only it is asked for, and it when only
+            // they are.
+            let unwanted: Vec<String> = match (emit.exe, emit.obj) {
+                (true, false) => vec![
+                    format!("{}.o", n.name),
+                    format!("{}.h", n.name),
+                    "libmcc_runtime.a".into(),
+                ],
+                (false, true) => vec![n.name.clone()],
+                _ => vec![],
+            };
+            for f in unwanted {
+                let p = tmp.join(f);
+                if p.exists() {
+                    std::fs::remove_file(&p).map_err(io(&p))?;
+                }
+            }
             written = Some(w);
         }
-        std::fs::write(tmp.join("report.json"), to_json(&report)? + "\n")
-            .map_err(io(&tmp.join("report.json")))?;
-        std::fs::write(tmp.join("timings.json"), to_json(&timings)? + "\n")
-            .map_err(io(&tmp.join("timings.json")))?;
+        if emit.report {
+            std::fs::write(tmp.join("report.json"), to_json(&report)? + "\n")
+                .map_err(io(&tmp.join("report.json")))?;
+            std::fs::write(tmp.join("timings.json"), to_json(&timings)? + "\n")
+                .map_err(io(&tmp.join("timings.json")))?;
+        }
         if ir_diffs {
             let d = tmp.join("ir-diffs");
             std::fs::create_dir_all(&d).map_err(io(&d))?;
@@ -502,7 +583,7 @@ pub fn write_outputs(
                 std::fs::write(d.join(name), diff).map_err(io(&d.join(name)))?;
             }
         }
-        swap_in(&tmp, dir)?;
+        swap_in(&tmp, dir, name)?;
         Ok(written)
     })();
     if res.is_ok() {
@@ -511,8 +592,9 @@ pub fn write_outputs(
     res
 }
 
-/// Names a build writes into its folder: everything else there is the user's.
-fn is_build_output(name: &str, native: Option<&str>) -> bool {
+/// Names a build writes into its folder (`native`: the native code's name, when known):
+/// everything else there is the user's.
+pub fn is_build_output(name: &str, native: Option<&str>) -> bool {
     const FIXED: &[&str] = &[
         "model.mcir",
         "model.full.mcir",
@@ -534,8 +616,8 @@ fn is_build_output(name: &str, native: Option<&str>) -> bool {
 /// Puts the finished folder `tmp` in place of `dir`. Files the user added to an older `dir`
 /// move into the new one (a rebuild never deletes them); the old folder is renamed aside
 /// first and restored if the new one cannot be moved in, so a failure at any point leaves a
-/// whole folder — the old or the new — at `dir`.
-fn swap_in(tmp: &Path, dir: &Path) -> Result<(), Error> {
+/// whole folder — the old or the new — at `dir`. `current`: this build's native name.
+fn swap_in(tmp: &Path, dir: &Path, current: &str) -> Result<(), Error> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |cause| Error::Io { path, cause }
@@ -549,7 +631,11 @@ fn swap_in(tmp: &Path, dir: &Path) -> Result<(), Error> {
         .and_then(|v| v.get("native")?.get("name")?.as_str().map(str::to_string));
     for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if !is_build_output(&name, old_native.as_deref()) && !tmp.join(&name).exists() {
+        // The older build's native name is in its report, when it wrote one; this build's
+        // (the same model's stem) counts too.
+        let built =
+            is_build_output(&name, old_native.as_deref()) || is_build_output(&name, Some(current));
+        if !built && !tmp.join(&name).exists() {
             std::fs::rename(e.path(), tmp.join(&name)).map_err(io(&e.path()))?;
         }
     }

@@ -375,3 +375,54 @@ fn the_summary_is_json_with_json_diagnostics_and_nothing_when_quiet() {
     );
     assert!(tmp.path().join("q/report.json").is_file());
 }
+
+#[test]
+fn emit_writes_exactly_the_outputs_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (recipe, model) = (recipes().join("lenet5.mcr"), corpus("lenet5.onnx"));
+    let names = |emit: &str| -> Vec<String> {
+        let out = succeeds(
+            tmp.path(),
+            &[
+                "build",
+                recipe.to_str().unwrap(),
+                model.to_str().unwrap(),
+                "-o",
+                "o",
+                "--emit",
+                emit,
+            ],
+        );
+        assert!(out.status.success());
+        files(&tmp.path().join("o"))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    assert_eq!(
+        names("obj,report"),
+        [
+            "lenet5.h",
+            "lenet5.o",
+            "libmcc_runtime.a",
+            "report.json",
+            "timings.json"
+        ]
+    );
+    // A file of the user's stays; the older build's outputs go.
+    std::fs::write(tmp.path().join("o/notes.txt"), "mine").unwrap();
+    assert_eq!(names("exe"), ["lenet5", "notes.txt"]);
+    let run = std::process::Command::new(tmp.path().join("o/lenet5"))
+        .arg(corpus("data/mnist_test_x.npy"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        names("onnx,ir"),
+        ["model.full.mcir", "model.mcir", "model.onnx", "notes.txt"]
+    );
+}
