@@ -174,6 +174,22 @@ fn the_c_example_links_and_runs() {
         out.contains("lenet5 from C: 1000 samples, accuracy 98.0%"),
         "{out}"
     );
+    // Nothing changed, so nothing to do: `make -q` (its exit status says whether every
+    // target is up to date) — the depfile mcc wrote names the model's inputs.
+    let make_q = |what: &str| {
+        Command::new("make")
+            .arg("-q")
+            .arg("-C")
+            .arg(root().join("examples/c"))
+            .arg(what)
+            .arg(format!("MCC={}", env!("CARGO_BIN_EXE_mcc")))
+            .arg(format!("OUT={}", dir.path().display()))
+            .status()
+            .unwrap()
+    };
+    assert!(make_q("all").success(), "make rebuilds an unchanged project");
+    let dep = std::fs::read_to_string(dir.path().join("lenet5.d")).unwrap();
+    assert!(dep.contains("lenet5.onnx") && dep.contains("merge.mcr"), "{dep}");
 }
 
 #[test]
