@@ -187,9 +187,15 @@ fn the_c_example_links_and_runs() {
             .status()
             .unwrap()
     };
-    assert!(make_q("all").success(), "make rebuilds an unchanged project");
+    assert!(
+        make_q("all").success(),
+        "make rebuilds an unchanged project"
+    );
     let dep = std::fs::read_to_string(dir.path().join("lenet5.d")).unwrap();
-    assert!(dep.contains("lenet5.onnx") && dep.contains("merge.mcr"), "{dep}");
+    assert!(
+        dep.contains("lenet5.onnx") && dep.contains("merge.mcr"),
+        "{dep}"
+    );
 }
 
 #[test]
