@@ -59,6 +59,20 @@ pub enum Error {
         #[label("here")]
         span: miette::SourceSpan,
     },
+    /// A recipe is not valid syntax (`mcc fmt`; the other commands report it among the
+    /// recipe's diagnostics).
+    #[error("{message}")]
+    #[diagnostic(code(mcc::recipe::syntax))]
+    RecipeSyntax {
+        /// The text, for the snippet.
+        #[source_code]
+        src: Box<crate::snippet::Snippet>,
+        /// What is wrong.
+        message: String,
+        /// Where.
+        #[label("here")]
+        span: miette::SourceSpan,
+    },
     /// IR text parsed but is malformed.
     #[error(transparent)]
     #[diagnostic(transparent)]

@@ -8,7 +8,9 @@
 
 pub mod ast;
 mod error;
+mod format;
 mod parse;
 
 pub use error::SyntaxError;
+pub use format::format;
 pub use parse::{MAX_NESTING, is_glob, parse};
