@@ -26,30 +26,36 @@ fn build(m: &str, calibration: &str, dir: &Path) -> Graph {
     } else {
         "data/mnist_calib_x.npy"
     };
-    std::fs::write(
-        &recipe,
-        format!(
-            "calibrate with {:?}\nuse std.int8(calibration: {calibration})\n",
-            corpus(calib).display().to_string()
-        ),
-    )
-    .unwrap();
-    let s = mcc::recipe::check(&recipe, &corpus(&format!("{m}.onnx"))).unwrap();
+    let text = format!(
+        "calibrate with {:?}\nuse std.int8(calibration: {calibration})\n",
+        corpus(calib).display().to_string()
+    );
+    build_recipe(m, &recipe, &text)
+}
+
+/// Builds the recipe `text` (written at `recipe`) on corpus model `m`.
+fn build_recipe(m: &str, recipe: &Path, text: &str) -> Graph {
+    std::fs::write(recipe, text).unwrap();
+    let s = mcc::recipe::check(recipe, &corpus(&format!("{m}.onnx"))).unwrap();
     assert!(!s.checked.has_errors(), "{m}: {:#?}", s.checked.diags);
     let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
     mcc_ir::verify(&b.graph).unwrap();
     b.graph
 }
 
-/// The number of integer layers.
-fn integer_layers(g: &Graph) -> usize {
+/// The number of nodes whose op `is`.
+fn count(g: &Graph, is: impl Fn(&Op) -> bool) -> usize {
     g.node_ids()
         .into_iter()
-        .filter(|&n| {
-            g.node(n)
-                .is_some_and(|x| matches!(x.op, Op::QLinearConv(_) | Op::QLinearMatMul(_)))
-        })
+        .filter(|&n| g.node(n).is_some_and(|x| is(&x.op)))
         .count()
+}
+
+/// The number of integer layers.
+fn integer_layers(g: &Graph) -> usize {
+    count(g, |op| {
+        matches!(op, Op::QLinearConv(_) | Op::QLinearMatMul(_))
+    })
 }
 
 fn first_rows(x: &Tensor, n: usize) -> Tensor {
@@ -318,27 +324,15 @@ fn bias_correction_removes_the_mean_output_error() {
 
 /// Builds `quantize int8 … { mode: dynamic }` on the linear layers of corpus model `m`.
 fn build_dynamic(m: &str, dir: &Path) -> Graph {
-    let recipe = dir.join(format!("{m}-dynamic.mcr"));
-    std::fs::write(
-        &recipe,
+    build_recipe(
+        m,
+        &dir.join(format!("{m}-dynamic.mcr")),
         "stage q {\n  quantize int8 on MatMul? | Gemm? { mode: dynamic }\n}\n",
     )
-    .unwrap();
-    let s = mcc::recipe::check(&recipe, &corpus(&format!("{m}.onnx"))).unwrap();
-    assert!(!s.checked.has_errors(), "{m}: {:#?}", s.checked.diags);
-    let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
-    mcc_ir::verify(&b.graph).unwrap();
-    b.graph
 }
 
 fn dynamic_layers(g: &Graph) -> usize {
-    g.node_ids()
-        .into_iter()
-        .filter(|&n| {
-            g.node(n)
-                .is_some_and(|x| matches!(x.op, Op::DynamicQuantMatMul(_)))
-        })
-        .count()
+    count(g, |op| matches!(op, Op::DynamicQuantMatMul(_)))
 }
 
 /// Dynamic int8 (each input row quantized at run time by its own range) on every trained
