@@ -142,3 +142,20 @@ pub fn run_ort(model: &Path, inputs: &[PathBuf], dir: &Path) -> Tensor {
     );
     npy(&out)
 }
+
+/// The ```mcr blocks of a Markdown text: (the info after `mcr`, e.g. `planned`; the body with
+/// a final newline), in order.
+pub fn mcr_blocks(md: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut lines = md.lines();
+    while let Some(l) = lines.next() {
+        if let Some(info) = l.strip_prefix("```mcr") {
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
+            out.push((info.trim().to_string(), body.join("\n") + "\n"));
+        }
+    }
+    out
+}

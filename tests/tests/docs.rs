@@ -15,26 +15,11 @@
 use mcc_plan::plan::Severity;
 use mcc_tests::{corpus, workspace};
 
-fn blocks(md: &str) -> Vec<(String, String)> {
-    let mut out = vec![];
-    let mut lines = md.lines();
-    while let Some(l) = lines.next() {
-        if let Some(info) = l.strip_prefix("```mcr") {
-            let body: Vec<&str> = lines
-                .by_ref()
-                .take_while(|l| !l.starts_with("```"))
-                .collect();
-            out.push((info.trim().to_string(), body.join("\n") + "\n"));
-        }
-    }
-    out
-}
-
 #[test]
 fn every_example_in_the_reference_is_true() {
     let docs = workspace().join("docs");
     let md = std::fs::read_to_string(docs.join("recipes.md")).unwrap();
-    let examples = blocks(&md);
+    let examples = mcc_tests::mcr_blocks(&md);
     assert!(examples.len() >= 15, "found {} examples", examples.len());
     for (i, (info, src)) in examples.iter().enumerate() {
         let model = src

@@ -66,15 +66,8 @@ fn texts() -> Vec<(String, String)> {
         }
     }
     let md = std::fs::read_to_string(root.join("docs/recipes.md")).unwrap();
-    let mut lines = md.lines();
-    while let Some(l) = lines.next() {
-        if l.starts_with("```mcr") {
-            let body: Vec<&str> = lines
-                .by_ref()
-                .take_while(|l| !l.starts_with("```"))
-                .collect();
-            out.push(("docs/recipes.md".into(), body.join("\n")));
-        }
+    for (_, body) in mcc_tests::mcr_blocks(&md) {
+        out.push(("docs/recipes.md".into(), body));
     }
     out
 }

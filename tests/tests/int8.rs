@@ -104,6 +104,28 @@ fn int8_models_compute_the_evaluators_bits_when_compiled() {
     }
 }
 
+/// The index of a row's largest value (the first on ties).
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0
+}
+
+/// Rows of `classes` values whose top-1 class agrees between `a` and `b`, and the rows.
+fn agreement(a: &[f32], b: &[f32], classes: usize) -> (usize, usize) {
+    let rows = a.len() / classes;
+    let agree = a
+        .chunks(classes)
+        .zip(b.chunks(classes))
+        .filter(|(x, y)| argmax(x) == argmax(y))
+        .count();
+    (agree, rows)
+}
+
 /// The last layer's output scale: one step of the model's (dequantized) outputs.
 fn output_step(g: &Graph) -> f32 {
     let out = g.outputs()[0];
@@ -146,23 +168,8 @@ fn int8_exports_run_in_onnx_runtime_within_one_step() {
                     }
                 });
             let classes = w.shape()[1];
-            let argmax = |row: &[f32]| {
-                row.iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                    )
-                    .0
-            };
             let (ws, os) = (w.as_slice().unwrap(), o.as_slice().unwrap());
-            let rows = ws.len() / classes;
-            let agree = (0..rows)
-                .filter(|&r| {
-                    argmax(&ws[r * classes..(r + 1) * classes])
-                        == argmax(&os[r * classes..(r + 1) * classes])
-                })
-                .count();
+            let (agree, rows) = agreement(ws, os, classes);
             println!(
                 "{m} {calibration}: ORT vs mcc max |Δ| {worst:.3e} ({:.2} steps), top-1 agreement {agree}/{rows}",
                 worst / step
@@ -351,15 +358,6 @@ fn dynamic_int8_is_the_evaluators_bits_compiled_and_onnx_runtimes_values() {
         let layers = dynamic_layers(&g);
         assert!(layers >= 1, "{m}: no dynamic layer");
         let x = first_rows(&npy(&corpus(input)), 64);
-        let argmax = |row: &[f32]| {
-            row.iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0
-        };
         let mut data: Vec<f32> = x.as_f32().unwrap().iter().copied().collect();
         let per = data.len() / 64;
         // Sample 5 holds a NaN: its outputs must be NaN, the others untouched.
@@ -447,13 +445,7 @@ fn dynamic_int8_is_the_evaluators_bits_compiled_and_onnx_runtimes_values() {
             }
             let rel = (err / norm).sqrt();
             let (ws, os) = (w.as_slice().unwrap(), o.as_slice().unwrap());
-            let rows = ws.len() / classes;
-            let agree = (0..rows)
-                .filter(|&r| {
-                    argmax(&ws[r * classes..(r + 1) * classes])
-                        == argmax(&os[r * classes..(r + 1) * classes])
-                })
-                .count();
+            let (agree, rows) = agreement(ws, os, classes);
             println!(
                 "{m}: {layers} dynamic layers; ORT vs mcc relative L2 {rel:.2e}, top-1 agreement {agree}/{rows}"
             );
