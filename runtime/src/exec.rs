@@ -6,9 +6,12 @@ use crate::kernels::blocked::{self, LANES};
 use crate::kernels::conv::{self, Geometry};
 use crate::kernels::eltwise;
 use crate::kernels::epilogue::{Act, Bias, Epilogue};
+use crate::kernels::gather;
 use crate::kernels::gemm::{self, Isa, PackedA, PackedB};
 use crate::kernels::int8;
+use crate::kernels::matmul;
 use crate::kernels::pool;
+use crate::kernels::reduce;
 use crate::kernels::sparse::{self, SparseB};
 use crate::kernels::window;
 use crate::program::{Access, Buf, ConvLayout, Program, Src, Step};
@@ -120,6 +123,16 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
                 Ok(())
             }
             _ => Err(big()),
+        }
+    };
+    // An operand that is a tensor or a constant holds at least `n` floats.
+    let src_holds = |src: &Src, n: usize| -> Result<(), String> {
+        match src {
+            Src::Arena(buf) => need(buf, n, "operand"),
+            Src::Weight { len, .. } if *len < n => Err(format!(
+                "a constant operand holds {len} floats, the step needs {n}"
+            )),
+            Src::Weight { .. } => Ok(()),
         }
     };
     match s {
@@ -438,6 +451,58 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             need(x, times(g.c, g.h * g.w)?.div_ceil(4), "input")?;
             need(y, times(g.c, g.oh * g.ow)?.div_ceil(4), "output")?;
         }
+        Step::LayerNorm {
+            x, y, rows, cols, ..
+        } => {
+            need(x, times(*rows, *cols)?, "input")?;
+            need(y, times(*rows, *cols)?, "output")?;
+        }
+        Step::Gather {
+            x,
+            y,
+            dims,
+            offsets,
+        } => {
+            let n = dims.iter().try_fold(1, |p, &d| times(p, d))?;
+            need(y, n, "output")?;
+            let reach = gather::reach(dims, offsets)
+                .ok_or("offset tables that do not match the dims, or overflow")?;
+            src_holds(x, reach)?;
+        }
+        Step::BatchMatMul {
+            a,
+            a_strides,
+            b,
+            b_strides,
+            dims,
+            m,
+            k,
+            n,
+            y,
+            ..
+        } => {
+            let count = dims.iter().try_fold(1, |p, &d| times(p, d))?;
+            need(y, times(count, times(*m, *n)?)?, "output")?;
+            for (src, strides, matrix) in [
+                (a, a_strides, times(*m, *k)?),
+                (b, b_strides, times(*k, *n)?),
+            ] {
+                let reach = matmul::reach(dims, strides, matrix)
+                    .ok_or("strides that do not match the dims, or overflow")?;
+                src_holds(src, reach)?;
+            }
+        }
+        Step::Reduce {
+            x,
+            y,
+            outer,
+            len,
+            inner,
+            ..
+        } => {
+            need(x, times(times(*outer, *len)?, *inner)?, "input")?;
+            need(y, times(*outer, *inner)?, "output")?;
+        }
         Step::Transpose { x, y, dims, perm } => {
             let n: usize = dims.iter().product();
             let mut seen = vec![false; dims.len()];
@@ -623,6 +688,22 @@ fn rows_of(
 ) -> std::ops::Range<usize> {
     let start = range(b, batch, s).start;
     start + rows.start * p..start + rows.end * p
+}
+
+/// The arena floats of sample `s` of operand `v` (none for a constant).
+fn src_range(v: &Src, batch: usize, s: usize) -> std::ops::Range<usize> {
+    match v {
+        Src::Arena(buf) => range(buf, batch, s),
+        Src::Weight { .. } => 0..0,
+    }
+}
+
+/// Operand `v`'s floats: its arena view `r`, or its range of the weights `wts`.
+fn pick<'a>(v: &Src, r: &'a [f32], wts: &'a [f32]) -> &'a [f32] {
+    match v {
+        Src::Arena(_) => r,
+        Src::Weight { off, len } => &wts[*off..off + len],
+    }
 }
 
 /// The arena floats of sample `s` of `b`.
@@ -2127,17 +2208,8 @@ impl Ctx<'_> {
                 act,
                 y,
             } => {
-                let src = |v: &Src| match v {
-                    Src::Arena(buf) => range(buf, b, s),
-                    Src::Weight { .. } => 0..0,
-                };
-                let ([ra, rb], ys) = arena.views([src(a), src(bb)], range(y, b, s))?;
-                fn pick<'a>(v: &Src, r: &'a [f32], wts: &'a [f32]) -> &'a [f32] {
-                    match v {
-                        Src::Arena(_) => r,
-                        Src::Weight { off, len } => &wts[*off..off + len],
-                    }
-                }
+                let ([ra, rb], ys) =
+                    arena.views([src_range(a, b, s), src_range(bb, b, s)], range(y, b, s))?;
                 eltwise::binary(
                     pick(a, ra, wts),
                     a_strides,
@@ -2215,6 +2287,64 @@ impl Ctx<'_> {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
                 eltwise::transpose(xs, dims, perm, ys);
                 Ok(())
+            }
+            Step::LayerNorm {
+                x,
+                y,
+                rows,
+                cols,
+                eps,
+                scale,
+                bias,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                let bias = bias.map(|o| &wts[o..o + cols]);
+                reduce::layer_norm(xs, *rows, *cols, *eps, &wts[*scale..scale + cols], bias, ys)
+            }
+            Step::Gather {
+                x,
+                y,
+                dims,
+                offsets,
+            } => {
+                let ([xs], ys) = arena.views([src_range(x, b, s)], range(y, b, s))?;
+                gather::gather(pick(x, xs, wts), dims, offsets, ys)
+            }
+            Step::BatchMatMul {
+                a,
+                a_strides,
+                b: bb,
+                b_strides,
+                dims,
+                m,
+                k,
+                n,
+                act,
+                y,
+            } => {
+                let ([ra, rb], ys) =
+                    arena.views([src_range(a, b, s), src_range(bb, b, s)], range(y, b, s))?;
+                matmul::batch_matmul(
+                    pick(a, ra, wts),
+                    a_strides,
+                    pick(bb, rb, wts),
+                    b_strides,
+                    dims,
+                    (*m, *k, *n),
+                    *act,
+                    ys,
+                )
+            }
+            Step::Reduce {
+                x,
+                y,
+                outer,
+                len,
+                inner,
+                op,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                reduce::reduce(xs, *outer, *len, *inner, *op, ys)
             }
         }
     }

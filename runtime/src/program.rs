@@ -23,6 +23,7 @@ use crate::kernels::eltwise::BinOp;
 use crate::kernels::epilogue::Act;
 use crate::kernels::gemm::{pack_a_len, pack_b_len};
 use crate::kernels::int8::panels_len;
+use crate::kernels::reduce::ReduceOp;
 use crate::kernels::sparse::sparse_len;
 
 /// A tensor in the arena: per-sample offset and length, in floats.
@@ -716,6 +717,86 @@ define_steps! {
         hi: f32,
     } flops = rows.saturating_mul(*k).saturating_mul(*n).saturating_mul(2);
 
+    /// Layer normalization of `rows` rows of `cols` ([`crate::kernels::reduce::layer_norm`]):
+    /// each row's mean and variance, then per column a scale and a bias.
+    LayerNorm = 25 {
+        /// Input.
+        x: Buf => read,
+        /// Output.
+        y: Buf => write,
+        /// Rows per sample.
+        rows: usize,
+        /// Row length.
+        cols: usize,
+        /// Added to the variance.
+        eps: f32,
+        /// Offset of the scales (one per column).
+        scale: usize => weights(*cols),
+        /// Offset of the biases (one per column).
+        bias: Option<usize> => weights(*cols),
+    };
+
+    /// A copy through per-axis offset tables ([`crate::kernels::gather`]): Gather, Slice,
+    /// Split and Expand.
+    Gather = 26 {
+        /// The source: a tensor, or a constant (an Expand of weights).
+        x: Src => read,
+        /// Output (dense).
+        y: Buf => write,
+        /// Output dims (per sample).
+        dims: Vec<usize>,
+        /// Per output axis, for each index along it, the offset it adds in `x`.
+        offsets: Vec<Vec<usize>>,
+    };
+
+    /// A batch of products of two tensors ([`crate::kernels::matmul::batch_matmul`]): per
+    /// index of `dims`, `m × k` from `a` times `k × n` from `b`, reached through per-axis
+    /// strides (0 where an operand broadcasts).
+    BatchMatMul = 27 {
+        /// Left operand.
+        a: Src => read,
+        /// Its strides over `dims`.
+        a_strides: Vec<usize>,
+        /// Right operand.
+        b: Src => read,
+        /// Its strides over `dims`.
+        b_strides: Vec<usize>,
+        /// The batch dims of the product (per sample).
+        dims: Vec<usize>,
+        /// Rows.
+        m: usize,
+        /// Depth.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Activation.
+        act: Act,
+        /// Output.
+        y: Buf => write,
+    } flops = dims
+        .iter()
+        .fold(2usize, |p, &d| p.saturating_mul(d))
+        .saturating_mul(*m)
+        .saturating_mul(*k)
+        .saturating_mul(*n);
+
+    /// A reduction of the middle axis of a sample viewed as `[outer][len][inner]`
+    /// ([`crate::kernels::reduce::reduce`]).
+    Reduce = 28 {
+        /// Input.
+        x: Buf => read,
+        /// Output (`outer × inner`).
+        y: Buf => write,
+        /// Blocks before the reduced axis.
+        outer: usize,
+        /// Length of the reduced axis.
+        len: usize,
+        /// Values after it.
+        inner: usize,
+        /// The reduction.
+        op: ReduceOp,
+    };
+
     /// Channels-last codes to channels-first (before a reshape, which reads NCHW order).
     QPlanar = 21 {
         /// Input (u8 codes, `[hw][c]`).
@@ -851,7 +932,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG6");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG7");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1054,6 +1135,9 @@ impl Encoded for Act {
             Act::HardSigmoid(x, y) => (5, x, y),
             Act::HardSwish => (6, 0.0, 0.0),
             Act::Tanh => (7, 0.0, 0.0),
+            Act::Erf => (8, 0.0, 0.0),
+            Act::Gelu => (9, 0.0, 0.0),
+            Act::GeluTanh => (10, 0.0, 0.0),
         };
         code.put(w);
         p.put(w);
@@ -1070,6 +1154,9 @@ impl Encoded for Act {
             5 => Act::HardSigmoid(p, q),
             6 => Act::HardSwish,
             7 => Act::Tanh,
+            8 => Act::Erf,
+            9 => Act::Gelu,
+            10 => Act::GeluTanh,
             _ => return None,
         })
     }
@@ -1109,6 +1196,16 @@ impl Encoded for BinOp {
     }
     fn get(r: &mut R) -> Option<Self> {
         BinOp::from_code(u8::try_from(usize::get(r)?).ok()?)
+    }
+}
+
+/// Its [`ReduceOp::code`].
+impl Encoded for ReduceOp {
+    fn put(&self, w: &mut W) {
+        usize::from(self.code()).put(w);
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        ReduceOp::from_code(u8::try_from(usize::get(r)?).ok()?)
     }
 }
 
@@ -1476,6 +1573,80 @@ mod tests {
                 lo: -2.5,
                 hi: f32::INFINITY,
             },
+            Step::LayerNorm {
+                x: buf(),
+                y: buf(),
+                rows: 2401,
+                cols: 2402,
+                eps: 1e-6,
+                scale: 2403,
+                bias: Some(2404),
+            },
+            Step::LayerNorm {
+                x: buf(),
+                y: buf(),
+                rows: 2411,
+                cols: 2412,
+                eps: 0.5,
+                scale: 2413,
+                bias: None,
+            },
+            Step::Gather {
+                x: Src::Arena(buf()),
+                y: buf(),
+                dims: vec![2501, 2502],
+                offsets: vec![vec![2503, 2504], vec![2505]],
+            },
+            Step::Gather {
+                x: Src::Weight {
+                    off: 2511,
+                    len: 2512,
+                },
+                y: buf(),
+                dims: vec![],
+                offsets: vec![],
+            },
+            Step::BatchMatMul {
+                a: Src::Arena(buf()),
+                a_strides: vec![2601, 2602],
+                b: Src::Weight {
+                    off: 2603,
+                    len: 2604,
+                },
+                b_strides: vec![2605, 0],
+                dims: vec![2606, 2607],
+                m: 2608,
+                k: 2609,
+                n: 2610,
+                act: Act::Erf,
+                y: buf(),
+            },
+            Step::Unary {
+                x: buf(),
+                y: buf(),
+                act: Act::Gelu,
+            },
+            Step::Unary {
+                x: buf(),
+                y: buf(),
+                act: Act::GeluTanh,
+            },
+            Step::Reduce {
+                x: buf(),
+                y: buf(),
+                outer: 2701,
+                len: 2702,
+                inner: 2703,
+                op: ReduceOp::Max,
+            },
+            Step::Reduce {
+                x: buf(),
+                y: buf(),
+                outer: 2711,
+                len: 2712,
+                inner: 2713,
+                op: ReduceOp::Mean,
+            },
         ];
         Program {
             fixed_batch: Some(3),
@@ -1515,7 +1686,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (422, 0xe9cb_3541_4851_c720),
+            (523, 0xc185_1f31_4c29_cbf0),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

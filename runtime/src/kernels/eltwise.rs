@@ -2,6 +2,7 @@
 //! (an unfolded BatchNormalization), softmax, LRN, transpose.
 
 use crate::kernels::epilogue::Act;
+use crate::kernels::erf;
 
 /// A binary elementwise operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +84,17 @@ fn unary_generic(x: &[f32], act: Act, y: &mut [f32]) {
             for (o, &v) in y.iter_mut().zip(x) {
                 // NaN passes through (as `Act::apply`).
                 *o = if v < 0.0 { 0.0 } else { v };
+            }
+        }
+        // One loop per transcendental, so each vectorizes on its own.
+        Act::Erf => {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = erf::erf(v);
+            }
+        }
+        Act::Gelu => {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = erf::gelu(v);
             }
         }
         _ => {

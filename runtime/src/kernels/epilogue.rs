@@ -1,6 +1,8 @@
 //! What a kernel applies to its result before storing it: a bias (per output row or per
 //! output column) and then an activation, matching the IR's `activation` epilogue.
 
+use crate::kernels::erf;
+
 /// A bias added to the result.
 #[derive(Clone, Copy, Debug)]
 pub enum Bias<'a> {
@@ -31,6 +33,12 @@ pub enum Act {
     HardSwish,
     /// tanh(x).
     Tanh,
+    /// erf(x) ([`crate::kernels::erf`]).
+    Erf,
+    /// x · (1 + erf(x/√2)) / 2.
+    Gelu,
+    /// x · (1 + tanh(√(2/π)·(x + 0.044715·x³))) / 2.
+    GeluTanh,
 }
 
 impl Act {
@@ -101,6 +109,9 @@ impl Act {
             Act::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
             Act::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
             Act::Tanh => x.tanh(),
+            Act::Erf => erf::erf(x),
+            Act::Gelu => erf::gelu(x),
+            Act::GeluTanh => erf::gelu_tanh(x),
         }
     }
 }

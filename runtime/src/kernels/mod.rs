@@ -21,15 +21,23 @@
 //! - [`eltwise`]: memory-bound kernels (activations, broadcast arithmetic, affine,
 //!   softmax, LRN, transpose);
 //! - [`epilogue`]: what a kernel applies to its result before storing it (bias, residual,
-//!   activation).
+//!   activation);
+//! - [`erf`]: the error function and GELU (f64 inside, vectorizable);
+//! - [`reduce`]: reductions along an axis: layer normalization and ReduceSum/Mean/Max/Min;
+//! - [`gather`]: copies through per-axis offset tables (Gather, Slice, Split, Expand);
+//! - [`matmul`]: products of two computed tensors, batched with broadcasting.
 
 pub mod blocked;
 pub mod conv;
 pub mod eltwise;
 pub mod epilogue;
+pub mod erf;
+pub mod gather;
 pub mod gemm;
 pub mod int8;
+pub mod matmul;
 pub mod pool;
+pub mod reduce;
 pub mod sparse;
 #[cfg(target_arch = "x86_64")]
 mod tile64;
