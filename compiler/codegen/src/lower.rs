@@ -52,6 +52,9 @@ pub enum LowerError {
 }
 
 mod int8;
+mod matmul;
+mod movement;
+mod reduce;
 
 type R<T> = Result<T, LowerError>;
 
@@ -232,6 +235,15 @@ impl<'g> Lowering<'g> {
         Ok(())
     }
 
+    /// Refuses `v` unless it is an f32 tensor (the data-movement and reduction kernels move
+    /// floats).
+    fn f32_tensor(&self, n: NodeId, v: ValueId) -> R<()> {
+        if self.g.value(v).ty.dtype != DType::F32 {
+            return Err(self.unsupported(n, "an operand is not f32"));
+        }
+        Ok(())
+    }
+
     /// Whether `v`'s buffer holds it channel-blocked.
     fn is_blocked(&self, v: impl Into<Key>) -> bool {
         self.blocked.contains(&v.into())
@@ -377,7 +389,9 @@ impl<'g> Lowering<'g> {
             .outputs
             .first()
             .ok_or_else(|| self.unsupported(n, "no output"))?;
-        if node.outputs.iter().skip(1).any(|&o| self.g.is_used(o)) {
+        // Split writes each output it has that is read; other operators' extra outputs (a
+        // norm's statistics, a dropout's mask) are not computed.
+        if !matches!(op, Op::Split(_)) && node.outputs.iter().skip(1).any(|&o| self.g.is_used(o)) {
             return Err(self.unsupported(n, "a second output is read"));
         }
         let x = x0.ok_or_else(|| self.unsupported(n, "no input"))?;
@@ -405,6 +419,7 @@ impl<'g> Lowering<'g> {
                 | Op::Min(_)
                 | Op::Sum(_)
                 | Op::Concat(_)
+                | Op::ReduceMean(_)
         );
         if !aware {
             for v in node.inputs.iter().flatten() {
@@ -432,7 +447,16 @@ impl<'g> Lowering<'g> {
             Op::DynamicQuantMatMul(_) => self.dyn_dense(n, op, x, y),
             Op::MaxPool(p) if self.g.value(x).ty.dtype == DType::U8 => self.qmax_pool(n, p, x, y),
             Op::Gemm(gm) => self.dense(n, x, y, gm.transA != 0, gm.transB != 0, gm.alpha, gm.beta),
-            Op::MatMul(_) => self.dense(n, x, y, false, false, 1.0, 1.0),
+            // A tensor by a 2-D constant is a dense layer; any other product is batched.
+            Op::MatMul(_)
+                if self.constant(Some(x)).is_none()
+                    && self
+                        .constant(self.operand(n, 1))
+                        .is_some_and(|(shape, _)| shape.len() == 2) =>
+            {
+                self.dense(n, x, y, false, false, 1.0, 1.0)
+            }
+            Op::MatMul(_) => self.batch_matmul(n, x, y),
             Op::MaxPool(_) | Op::AveragePool(_) => self.pool(n, op, x, y),
             Op::GlobalAveragePool(_) => self.global_pool(n, x, y),
             Op::Relu(_) | Op::Sigmoid(_) | Op::Tanh(_) | Op::HardSwish(_) => {
@@ -444,6 +468,12 @@ impl<'g> Lowering<'g> {
                 };
                 self.unary(x, y, act)
             }
+            Op::Erf(_) => self.unary(x, y, Act::Erf),
+            Op::Gelu(g) => match g.approximate.as_str() {
+                "none" => self.unary(x, y, Act::Gelu),
+                "tanh" => self.unary(x, y, Act::GeluTanh),
+                other => Err(self.unsupported(n, format!("approximate = `{other}`"))),
+            },
             Op::LeakyRelu(l) => self.unary(x, y, Act::LeakyRelu(l.alpha)),
             Op::HardSigmoid(h) => self.unary(x, y, Act::HardSigmoid(h.alpha, h.beta)),
             Op::Clip(_) => self.clip(n, x, y),
@@ -470,6 +500,14 @@ impl<'g> Lowering<'g> {
             Op::Softmax(_) | Op::LogSoftmax(_) => self.softmax(n, op, x, y),
             Op::Lrn(l) => self.lrn(n, l, x, y),
             Op::Transpose(t) => self.transpose(n, t, x, y),
+            Op::LayerNormalization(ln) => self.layer_norm(n, ln, x, y),
+            Op::ReduceSum(_) | Op::ReduceMean(_) | Op::ReduceMax(_) | Op::ReduceMin(_) => {
+                self.reduce(n, op, x, y)
+            }
+            Op::Gather(g) => self.gather(n, g, x, y),
+            Op::Slice(_) => self.slice(n, x, y),
+            Op::Split(sp) => self.split(n, sp, x),
+            Op::Expand(_) => self.expand(n, x, y),
             other => Err(self.unsupported(n, format!("no kernel for {} yet", other.name()))),
         }
     }
