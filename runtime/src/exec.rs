@@ -261,26 +261,23 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             y,
             ..
         } => {
-            let n: usize = dims.iter().product();
+            let n = dims.iter().try_fold(1, |p, &d| times(p, d))?;
             need(y, n, "output")?;
             for (src, strides) in [(a, a_strides), (b, b_strides)] {
                 if strides.len() != dims.len() {
                     return Err("strides do not match the dims".into());
                 }
+                if n == 0 {
+                    continue; // An empty result reads nothing.
+                }
                 let reach = dims
                     .iter()
                     .zip(strides)
-                    .map(|(d, s)| d.saturating_sub(1) * s)
-                    .sum::<usize>()
-                    + 1;
-                match src {
-                    Src::Arena(buf) => need(buf, reach, "operand")?,
-                    Src::Weight { len, .. } => {
-                        if *len < reach {
-                            return Err("a constant operand is too short".into());
-                        }
-                    }
-                }
+                    .try_fold(1usize, |acc, (d, &s)| {
+                        acc.checked_add(d.saturating_sub(1).checked_mul(s)?)
+                    })
+                    .ok_or("strides that overflow")?;
+                src_holds(src, reach)?;
             }
         }
         Step::Affine { x, y, c, inner, .. } => {
@@ -818,6 +815,11 @@ impl<'p> Runner<'p> {
         self.pool.threads()
     }
 
+    /// The program it runs.
+    pub fn program(&self) -> &Program {
+        self.prog
+    }
+
     /// The kernel ISA in use.
     pub fn isa(&self) -> Isa {
         self.isa
@@ -927,8 +929,8 @@ impl<'p> Runner<'p> {
                 inputs.len()
             ));
         }
-        let per = p.inputs.first().map_or(1, |io| io.buf.len.max(1));
-        let batch = inputs.first().map_or(1, |x| x.len() / per);
+        let lens: Vec<usize> = inputs.iter().map(|x| x.len()).collect();
+        let batch = p.batch_of(&lens)?;
         self.arena_for(batch)?;
         for (io, x) in p.inputs.iter().zip(inputs) {
             let n = io.buf.len * batch;

@@ -1246,6 +1246,23 @@ impl Encoded for Io {
 }
 
 impl Program {
+    /// The batch that inputs of `lens` floats hold: read off the first input with floats per
+    /// sample (an input of empty samples says nothing), else the fixed batch; an error when
+    /// it cannot be told (every input empty and any batch allowed) or the count does not
+    /// divide.
+    pub fn batch_of(&self, lens: &[usize]) -> Result<usize, String> {
+        let known = self.inputs.iter().zip(lens).find(|(io, _)| io.buf.len > 0);
+        match (known, self.fixed_batch) {
+            (Some((io, &n)), _) if n % io.buf.len == 0 => Ok(n / io.buf.len),
+            (Some((io, &n)), _) => Err(format!(
+                "input `{}` has {n} floats, not a whole number of samples of {}",
+                io.name, io.buf.len
+            )),
+            (None, Some(b)) => Ok(b),
+            (None, None) => Err("every input is empty: the batch cannot be told".into()),
+        }
+    }
+
     /// The schedule as words (the weights are kept apart: they go to their own section).
     pub fn encode_schedule(&self) -> Vec<u64> {
         let mut w = W(vec![MAGIC]);

@@ -92,9 +92,8 @@ impl Jit {
                 inputs.len()
             ));
         }
-        let batch = inputs
-            .first()
-            .map_or(1, |x| x.len() / self.inputs[0].max(1));
+        let lens: Vec<usize> = inputs.iter().map(|x| x.len()).collect();
+        let batch = self.model.runner().program().batch_of(&lens)?;
         if let Some(b) = self.fixed_batch
             && b != batch
         {

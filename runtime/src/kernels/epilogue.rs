@@ -89,14 +89,10 @@ impl Act {
                     x
                 }
             }
+            // min(max(x, lo), hi): with lo > hi, hi (ONNX), as the vector paths give.
             Act::Clip(lo, hi) => {
-                if x < lo {
-                    lo
-                } else if x > hi {
-                    hi
-                } else {
-                    x
-                }
+                let v = if x < lo { lo } else { x };
+                if v > hi { hi } else { v }
             }
             Act::LeakyRelu(a) => {
                 if x >= 0.0 {
@@ -264,6 +260,9 @@ mod tests {
                 }
             }
         }
+        // Bounds out of order: the upper one wins, on every path.
+        assert_eq!(Act::Clip(2.0, 1.0).apply(0.0), 1.0);
+        assert_eq!(Act::Clip(2.0, 1.0).apply(5.0), 1.0);
         // Max and Min (elementwise, in `eltwise`) propagate NaN from either side.
         use crate::kernels::eltwise::BinOp;
         for op in [BinOp::Max, BinOp::Min] {
