@@ -2,10 +2,17 @@
 //! canonicalized and evaluated, and its outputs compared with the expected ones
 //! (rtol 1e-3, atol 1e-7, as ONNX's harness does; integers and bools exactly).
 //!
-//! The per-operator table (passed / failed / unsupported, with reasons) is an insta
-//! snapshot, so any change in coverage shows up in review. Every operator used by the
-//! corpus must pass all of its tests except the out-of-scope cases listed below; a panic
-//! in any test fails the suite.
+//! Every test the evaluator passes is also compiled natively where the lowering takes it —
+//! the first axis as the batch, the inputs that are not f32 data (shapes, indices, axes) as
+//! constants, or failing that every input but the first (weights fed as inputs) — and run
+//! by the runtime's interpreter and the JIT (bit for bit the same), its outputs compared with
+//! the evaluator's (rtol 1e-4, atol 1e-6 of the output's scale). A lowering error counts as
+//! "no kernel" (its reason in `target/conformance.md`); a wrong native result fails.
+//!
+//! The per-operator table (passed / failed / unsupported, with reasons, and natively
+//! passed / no kernel) is an insta snapshot, so any change in coverage shows up in review.
+//! Every operator used by the corpus must pass all of its tests except the out-of-scope
+//! cases listed below; a panic in any test fails the suite.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(
@@ -161,11 +168,128 @@ enum Outcome {
     Unsupported(String),
 }
 
+/// How a test the evaluator passes fares compiled natively.
+#[derive(Debug, Clone, PartialEq)]
+enum Native {
+    /// Computes the evaluator's outputs.
+    Pass,
+    /// The lowering (or the merges before it) does not take it: why.
+    NoKernel(String),
+    /// It lowers but computes something else (or the runtime refuses its program).
+    Fail(String),
+}
+
+/// Which inputs (by position and test tensor) a native form makes constants.
+type Consts<'a> = &'a dyn Fn(usize, &mcc_ir::Tensor) -> bool;
+
+/// Lowers `graph` with `consts` of its inputs made constants (the rest fed `inputs` at run
+/// time) and runs it natively; compares with `want`. `Err` is a reason for "no kernel".
+fn native_form(
+    graph: &mcc_ir::Graph,
+    inputs: &[mcc_ir::Tensor],
+    want: &[mcc_ir::Tensor],
+    consts: Consts<'_>,
+) -> Result<Result<(), String>, String> {
+    let mut g = graph.clone();
+    let mut fed = vec![];
+    for (i, (&v, t)) in graph.inputs().iter().zip(inputs).enumerate() {
+        if consts(i, t) {
+            g.input_to_const(v, t.clone());
+        } else if t.dtype() != mcc_ir::DType::F32 {
+            return Err(format!("input {i} is {} data", t.dtype().name()));
+        } else {
+            fed.push(t.as_f32().map(|a| a.iter().copied().collect::<Vec<f32>>()));
+        }
+    }
+    let fed: Vec<Vec<f32>> = fed.into_iter().collect::<Option<_>>().ok_or("an input")?;
+    if fed.is_empty() {
+        return Err("no input left to feed".into());
+    }
+    if want.iter().any(|w| w.dtype() != mcc_ir::DType::F32) {
+        return Err("an output is not f32".into());
+    }
+    mcc_passes::merge_everything(&mut g)
+        .map_err(|e| format!("merge: {}", first_line(&e.to_string())))?;
+    let p = mcc_codegen::lower(&g).map_err(|e| first_line(&e.to_string()))?;
+    let refs: Vec<&[f32]> = fed.iter().map(Vec::as_slice).collect();
+    let run = || -> Result<(), String> {
+        let mut r = mcc_runtime::exec::Runner::new(&p, 1)?;
+        r.set_poison(true);
+        let interpreted = r.run(&refs)?;
+        let compiled = mcc_codegen::jit::Jit::new(p.clone(), 1)?.run(&refs)?;
+        if interpreted.len() != want.len() {
+            return Err(format!(
+                "{} outputs, {} expected",
+                interpreted.len(),
+                want.len()
+            ));
+        }
+        for (o, ((i, c), w)) in interpreted.iter().zip(&compiled).zip(want).enumerate() {
+            if i.len() != c.len() || i.iter().zip(c).any(|(a, b)| a.to_bits() != b.to_bits()) {
+                return Err(format!("output {o}: the JIT and the interpreter disagree"));
+            }
+            let w = w.to_f64_vec();
+            let scale = w
+                .iter()
+                .filter(|v| v.is_finite())
+                .fold(1f64, |m, v| m.max(v.abs()));
+            let d = mcc_runtime::testing::diff(i, &w, 1e-4, 1e-6 * scale);
+            if !d.allclose {
+                return Err(format!(
+                    "output {o}: max abs error {:.3e} (element {}: {} vs {})",
+                    d.max_abs,
+                    d.worst,
+                    i.get(d.worst).copied().unwrap_or(f32::NAN),
+                    w.get(d.worst).copied().unwrap_or(f64::NAN)
+                ));
+            }
+        }
+        Ok(())
+    };
+    Ok(run())
+}
+
+/// The test compiled natively (see the module doc): first with the inputs that are not f32
+/// made constants, then, if that does not lower, with every input but the first f32 one.
+fn native(graph: &mcc_ir::Graph, inputs: &[mcc_ir::Tensor], want: &[mcc_ir::Tensor]) -> Native {
+    if inputs.len() != graph.inputs().len() {
+        return Native::NoKernel("the test feeds fewer inputs than the graph has".into());
+    }
+    let data = inputs.iter().position(|t| t.dtype() == mcc_ir::DType::F32);
+    let forms: [Consts<'_>; 2] = [&|_, t| t.dtype() != mcc_ir::DType::F32, &|i, _| {
+        Some(i) != data
+    }];
+    let mut why = String::new();
+    for (f, consts) in forms.iter().enumerate() {
+        if f == 1
+            && inputs
+                .iter()
+                .enumerate()
+                .all(|(i, t)| consts(i, t) == forms[0](i, t))
+        {
+            break; // The same form again.
+        }
+        match native_form(graph, inputs, want, consts) {
+            Ok(Ok(())) => return Native::Pass,
+            Ok(Err(e)) => return Native::Fail(e),
+            Err(e) => why = e,
+        }
+    }
+    Native::NoKernel(why)
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(160).collect()
 }
 
-fn run_one(dir: &Path) -> Outcome {
+fn run_one(dir: &Path) -> (Outcome, Option<Native>) {
+    let mut native_outcome = None;
+    let outcome = evaluate(dir, &mut native_outcome);
+    (outcome, native_outcome)
+}
+
+/// The evaluator's outcome; when it passes, `native` is set to the native outcome.
+fn evaluate(dir: &Path, native_outcome: &mut Option<Native>) -> Outcome {
     let model = dir.join("model.onnx");
     let mut graph = match mcc_onnx::import(&model) {
         Ok(m) => m.graph,
@@ -240,6 +364,10 @@ fn run_one(dir: &Path) -> Outcome {
             return Outcome::Fail(format!("output {i}: max abs error {:.3e}", d.max_abs));
         }
     }
+    *native_outcome = Some(
+        std::panic::catch_unwind(|| native(&graph, &inputs, &got))
+            .unwrap_or_else(|_| Native::Fail("CRASH: the native run panicked".into())),
+    );
     Outcome::Pass
 }
 
@@ -279,12 +407,24 @@ fn onnx_node_conformance() {
         .collect();
     // op -> (pass, fail, unsupported, notes)
     let mut table: BTreeMap<String, (usize, usize, usize, Vec<String>)> = BTreeMap::new();
+    // op -> (natively passed, no kernel, native failures, why no kernel)
+    let mut natively: BTreeMap<String, (usize, usize, Vec<String>, Vec<String>)> = BTreeMap::new();
     let mut problems = vec![];
     for dir in &dirs {
         let test = dir.file_name().unwrap().to_string_lossy().to_string();
         let op = operator_of(&test);
-        let outcome = std::panic::catch_unwind(|| run_one(dir))
-            .unwrap_or_else(|_| Outcome::Fail("CRASH: the runner panicked".into()));
+        let (outcome, native_outcome) = std::panic::catch_unwind(|| run_one(dir))
+            .unwrap_or_else(|_| (Outcome::Fail("CRASH: the runner panicked".into()), None));
+        let nrow = natively.entry(op.clone()).or_default();
+        match native_outcome {
+            Some(Native::Pass) => nrow.0 += 1,
+            Some(Native::NoKernel(why)) => {
+                nrow.1 += 1;
+                nrow.3.push(format!("{test}: {why}"));
+            }
+            Some(Native::Fail(e)) => nrow.2.push(format!("{test}: NATIVE FAILED: {e}")),
+            None => {}
+        }
         let row = table.entry(op.clone()).or_default();
         let scope = OUT_OF_SCOPE
             .iter()
@@ -312,23 +452,28 @@ fn onnx_node_conformance() {
             problems.push(format!("{test} ({op}): {outcome:?}"));
         }
     }
-    let (mut p, mut f, mut u) = (0, 0, 0);
+    let (mut p, mut f, mut u, mut np, mut nk) = (0, 0, 0, 0, 0);
     let mut md = String::from(
-        "| operator | corpus | passed | failed | unsupported |\n|---|---|---|---|---|\n",
+        "| operator | corpus | passed | failed | unsupported | native | no kernel |\n|---|---|---|---|---|---|---|\n",
     );
+    let mut native_failures = vec![];
     for (op, (a, b, c, _)) in &table {
+        let (d, e, fails, _) = &natively[op];
         let _ = writeln!(
             md,
-            "| {op} | {} | {a} | {b} | {c} |",
+            "| {op} | {} | {a} | {b} | {c} | {d} | {e} |",
             if corpus_ops.contains(op) { "yes" } else { "" }
         );
         p += a;
         f += b;
         u += c;
+        np += d;
+        nk += e;
+        native_failures.extend(fails.iter().map(|n| format!("- [{op}] {n}")));
     }
     let _ = writeln!(
         md,
-        "\n{p} passed, {f} failed, {u} unsupported (of {} tests)\n\nNot passing:\n",
+        "\n{p} passed, {f} failed, {u} unsupported (of {} tests); natively {np} passed, {nk} no kernel\n\nNot passing:\n",
         dirs.len()
     );
     for (op, (_, _, _, notes)) in &table {
@@ -336,9 +481,21 @@ fn onnx_node_conformance() {
             let _ = writeln!(md, "- [{op}] {n}");
         }
     }
-    std::fs::write(mcc_tests::workspace().join("target/conformance.md"), &md).ok();
+    for n in &native_failures {
+        let _ = writeln!(md, "{n}");
+    }
+    // Why each test has no native kernel: in the file only (a long list that changes with
+    // every lowering message).
+    let mut full = md.clone();
+    let _ = writeln!(full, "\nNo native kernel:\n");
+    for (op, (_, _, _, why)) in &natively {
+        for n in why {
+            let _ = writeln!(full, "- [{op}] {n}");
+        }
+    }
+    std::fs::write(mcc_tests::workspace().join("target/conformance.md"), &full).ok();
     println!(
-        "{p} passed, {f} failed, {u} unsupported (of {} tests)",
+        "{p} passed, {f} failed, {u} unsupported (of {} tests); natively {np} passed, {nk} no kernel",
         dirs.len()
     );
     insta::assert_snapshot!("conformance_table", md);
@@ -348,4 +505,9 @@ fn onnx_node_conformance() {
         problems.join("\n")
     );
     assert_eq!(f, 0, "some node tests fail (see target/conformance.md)");
+    assert!(
+        native_failures.is_empty(),
+        "compiled natively, some node tests compute wrong outputs:\n{}",
+        native_failures.join("\n")
+    );
 }
