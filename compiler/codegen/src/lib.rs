@@ -25,10 +25,39 @@ pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
     for &v in graph.inputs() {
         l.input(v)?;
     }
+    let run = run_time(graph);
     for n in order {
-        l.node(n)?;
+        if run.contains(&n) {
+            l.node(n)?;
+        }
     }
     l.finish()
+}
+
+/// The nodes compiled code runs: those the graph's outputs need through data operands.
+/// Values read only as shape operands ([`mcc_ir::Op::shape_operands`]: the batch-dependent
+/// size arithmetic of a dynamic export) are not computed: the types, checked fully known
+/// where a step needs them, say what they would.
+fn run_time(graph: &Graph) -> std::collections::HashSet<mcc_ir::NodeId> {
+    let mut seen = std::collections::HashSet::new();
+    let mut todo: Vec<mcc_ir::ValueId> = graph.outputs().to_vec();
+    while let Some(v) = todo.pop() {
+        let Some(n) = graph.producer(v) else { continue };
+        if !seen.insert(n) {
+            continue;
+        }
+        if let Some(node) = graph.node(n) {
+            let shape = node.op.shape_operands();
+            for (slot, v) in node.inputs.iter().enumerate() {
+                if let Some(v) = v
+                    && !shape.contains(&slot)
+                {
+                    todo.push(*v);
+                }
+            }
+        }
+    }
+    seen
 }
 
 /// How the native code runs a fully connected layer (Gemm or MatMul on a constant matrix).

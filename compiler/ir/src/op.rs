@@ -714,4 +714,27 @@ impl Op {
         // Dropout is pure in inference (identity); every op mcc knows is deterministic.
         true
     }
+
+    /// The operand slots whose values only say the result's shape — sizes, axes, repeats,
+    /// pads, slice bounds — and are never read as data: inference reads them (constant or
+    /// known, [`crate::infer::known_value`]), and compiled code, which knows every shape
+    /// at compile time, does not compute them.
+    pub fn shape_operands(&self) -> &'static [usize] {
+        match self {
+            Op::Reshape(_)
+            | Op::Expand(_)
+            | Op::Tile(_)
+            | Op::Unsqueeze(_)
+            | Op::Squeeze(_)
+            | Op::Split(_)
+            | Op::ReduceMax(_)
+            | Op::ReduceMin(_)
+            | Op::ReduceSum(_)
+            | Op::ReduceMean(_) => &[1],
+            Op::ConstantOfShape(_) => &[0],
+            Op::Slice(_) => &[1, 2, 3, 4],
+            Op::Pad(_) => &[1, 3],
+            _ => &[],
+        }
+    }
 }

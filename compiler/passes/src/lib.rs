@@ -15,6 +15,8 @@ pub mod factorize_separable;
 pub mod factorize_svd;
 pub mod factorize_tucker;
 mod fold_constants;
+mod fold_shapes;
+mod hoist_picks;
 pub mod layers;
 pub mod linalg;
 pub mod merge;
@@ -109,11 +111,15 @@ pub struct StepRecord {
     pub changes: usize,
 }
 
-/// The canonicalization pipeline every imported model goes through: constant subgraphs
-/// folded (the light models compute all weights with ConstantOfShape), Identity and
-/// inference Dropout removed, opset < 13 Softmax normalized, dead nodes removed.
+/// The canonicalization pipeline every imported model goes through: size arithmetic the
+/// declared shapes decide folded, constant subgraphs folded (the light models compute all
+/// weights with ConstantOfShape), single indices taken before a Transpose (the batch stays
+/// first), Identity and inference Dropout removed, opset < 13 Softmax normalized, dead
+/// nodes removed.
 pub const CANONICALIZE: &[PassInfo] = &[
+    fold_shapes::INFO,
     fold_constants::INFO,
+    hoist_picks::INFO,
     remove_identities::INFO,
     simplify_softmax::INFO,
     remove_dead_nodes::INFO,

@@ -13,17 +13,24 @@ pub(super) fn reshape(
 ) -> Result<Vec<TensorType>, InferError> {
     let x = req(args, 0)?;
     let s = req(args, 1)?;
-    let Some(target) = s.value.map(Tensor::to_i64_vec) else {
+    let Some(target) = s.elements() else {
         let rank = s.ty.fixed_dims().and_then(|d| d.first().copied());
         return one(TensorType {
             dtype: x.ty.dtype,
             shape: rank.map(|r| vec![Dim::Unknown; r]),
         });
     };
-    if let Some(dims) = x.ty.fixed_dims() {
+    let ints: Option<Vec<i64>> = target
+        .iter()
+        .map(|k| match k {
+            Known::Int(v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    if let (Some(dims), Some(ints)) = (x.ty.fixed_dims(), &ints) {
         return one(fixed(
             x.ty.dtype,
-            reshape_target(&dims, &target, r.allowzero != 0)?,
+            reshape_target(&dims, ints, r.allowzero != 0)?,
         ));
     }
     let out = symbolic_reshape(x.ty, &target, r.allowzero != 0)?;
@@ -363,8 +370,11 @@ pub(super) fn constant_of_shape(
     let x = req(args, 0);
     let s = x?;
     let dtype = c.value.as_ref().map_or(DType::F32, Tensor::dtype);
-    match s.value {
-        Some(v) => one(fixed(dtype, usz(&v.to_i64_vec()))),
+    match s.elements() {
+        Some(v) => one(TensorType {
+            dtype,
+            shape: Some(v.iter().map(Known::dim).collect()),
+        }),
         None => {
             let rank = s.ty.fixed_dims().and_then(|d| d.first().copied());
             one(TensorType {
@@ -381,9 +391,12 @@ pub(super) fn expand(
     _n_out: usize,
 ) -> Result<Vec<TensorType>, InferError> {
     let x = req(args, 0)?;
-    match consts_i64(opt(args, 1)) {
+    match opt(args, 1).and_then(|a| a.elements()) {
         Some(v) => {
-            let target = fixed(x.ty.dtype, usz(&v));
+            let target = TensorType {
+                dtype: x.ty.dtype,
+                shape: Some(v.iter().map(Known::dim).collect()),
+            };
             one(TensorType {
                 dtype: x.ty.dtype,
                 shape: bcast(x.ty, &target)?,

@@ -10,7 +10,10 @@
 //! layers in `nn.rs`, shape manipulation in `array.rs` (as in the evaluator).
 
 mod array;
+mod known;
 mod nn;
+
+pub use known::{Known, MAX_ELEMENTS, MAX_VISITS, known_value};
 
 use crate::eval::OpError;
 use crate::eval::array_shapes::slice_indices;
@@ -47,17 +50,42 @@ pub struct Arg<'a> {
     pub ty: &'a TensorType,
     /// Its data when it is a constant.
     pub value: Option<&'a Tensor>,
+    /// Its elements when it is not a constant but a small integer tensor whose value
+    /// follows from constants and declared shapes ([`known_value`]).
+    pub known: Option<&'a [Known]>,
+}
+
+impl Arg<'_> {
+    /// The elements as known: the constant's, else the inferred ones.
+    fn elements(&self) -> Option<Vec<Known>> {
+        match (self.value, self.known) {
+            (Some(t), _) => Some(t.to_i64_vec().into_iter().map(Known::Int).collect()),
+            (None, Some(k)) => Some(k.to_vec()),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Output types of `node` in `graph`.
 pub fn infer_node(graph: &Graph, node: &Node) -> Result<Vec<TensorType>, InferError> {
+    let known: Vec<Option<Vec<Known>>> = node
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(slot, v)| {
+            v.filter(|&v| node.op.shape_operands().contains(&slot) && graph.const_data(v).is_none())
+                .and_then(|v| known_value(graph, v))
+        })
+        .collect();
     let args: Vec<Option<Arg<'_>>> = node
         .inputs
         .iter()
-        .map(|v| {
+        .zip(&known)
+        .map(|(v, k)| {
             v.map(|v| Arg {
                 ty: &graph.value(v).ty,
                 value: graph.const_data(v),
+                known: k.as_deref(),
             })
         })
         .collect();
@@ -444,7 +472,7 @@ fn reduce(
 /// Sizes whose product overflows are an error.
 fn symbolic_reshape(
     x: &TensorType,
-    target: &[i64],
+    target: &[Known],
     allowzero: bool,
 ) -> Result<Vec<Dim>, InferError> {
     let Some(s) = &x.shape else {
@@ -464,7 +492,28 @@ fn symbolic_reshape(
         .ok_or_else(overflow)?;
     let mut t_fixed = 1usize;
     let mut infer_at = None;
-    for (i, &v) in target.iter().enumerate() {
+    // A target element inference does not know: no `-1` can be worked out.
+    let mut blind = false;
+    for (i, k) in target.iter().enumerate() {
+        let v = match k {
+            Known::Int(v) => *v,
+            Known::Sym(s) => {
+                let d = Dim::Sym(s.clone());
+                match in_syms.iter().position(|q| *q == d) {
+                    Some(p) => {
+                        in_syms.remove(p);
+                    }
+                    None => blind = true,
+                }
+                out.push(d);
+                continue;
+            }
+            Known::Unknown => {
+                blind = true;
+                out.push(Dim::Unknown);
+                continue;
+            }
+        };
         match v {
             -1 => {
                 infer_at = Some(i);
@@ -495,6 +544,7 @@ fn symbolic_reshape(
     }
     if let Some(i) = infer_at {
         out[i] = match in_syms.as_slice() {
+            _ if blind => Dim::Unknown,
             [] if t_fixed != 0 && in_fixed.is_multiple_of(t_fixed) => {
                 Dim::Fixed(in_fixed / t_fixed)
             }
