@@ -52,15 +52,23 @@ pub const TRAINED: &[(&str, &str)] = &[
     ("inception_mini", "data/mnist_test_x.npy"),
 ];
 
-/// The trained transformer (`vit_mini`, MNIST like the others), with its input file. The
-/// evaluator, the text form and ONNX export take it; native code does not yet (its attention
-/// multiplies two activations and its shape arithmetic is not folded), so the suites that
-/// compile [`TRAINED`] do not list it.
+/// The trained transformer (`vit_mini`, MNIST like the others), with its input file: its
+/// attention multiplies two activations, its shape arithmetic depends on the batch. The
+/// suites of convolutional techniques (int8 convolutions, merges of BatchNormalization)
+/// iterate [`TRAINED`]; the evaluator, native code and export suites [`every_trained`].
 pub const TRANSFORMERS: &[(&str, &str)] = &[("vit_mini", "data/mnist_test_x.npy")];
 
-/// [`TRAINED`] and [`TRANSFORMERS`]: every trained corpus model.
+/// Models from PyTorch's newer exporter (`torch.onnx.export(dynamo=True)`: opset 18, weights
+/// in an external `.onnx.data` file, BatchNormalization already folded, pooling as
+/// ReduceMean, the class token's batch from `Shape`).
+pub const DYNAMO: &[(&str, &str)] = &[
+    ("vit_mini_dynamo", "data/mnist_test_x.npy"),
+    ("resnet_bn_dynamo", "data/mnist_test_x.npy"),
+];
+
+/// [`TRAINED`], [`TRANSFORMERS`] and [`DYNAMO`]: every trained corpus model.
 pub fn every_trained() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    TRAINED.iter().chain(TRANSFORMERS)
+    TRAINED.iter().chain(TRANSFORMERS).chain(DYNAMO)
 }
 
 /// The nine light ImageNet-architecture models (file stem after `light_`).

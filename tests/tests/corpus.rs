@@ -110,7 +110,7 @@ macro_rules! models {
 
 mod trained_models {
     use super::trained;
-    models!(trained: lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini vit_mini);
+    models!(trained: lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini vit_mini vit_mini_dynamo resnet_bn_dynamo);
 }
 
 mod light_models {
@@ -129,4 +129,16 @@ fn the_lists_cover_the_corpus() {
     let listed: Vec<String> = LIGHT.iter().map(|m| format!("light_{m}.onnx")).collect();
     assert_eq!(files, listed);
     assert_eq!(TRAINED.len(), 6);
+    // Every trained model at the corpus's top level is in a list.
+    let mut top: Vec<String> = std::fs::read_dir(corpus(""))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| f.strip_suffix(".onnx").map(str::to_string))
+        .collect();
+    top.sort();
+    let mut every: Vec<String> = mcc_tests::every_trained()
+        .map(|(m, _)| m.to_string())
+        .collect();
+    every.sort();
+    assert_eq!(top, every);
 }

@@ -1,5 +1,6 @@
-//! Compiled models: every corpus model, merged and lowered to the runtime's kernel schedule,
-//! computes the ONNX Runtime reference outputs (trained models on all 1000 test samples in
+//! Compiled models: every corpus model (the transformer and the dynamic-batch exports
+//! included), merged and lowered to the runtime's kernel schedule, computes the ONNX Runtime
+//! reference outputs (trained models on all 1000 test samples in
 //! one batch; light models on their seeded image, compared before the softmax).
 
 // Test code: failing loudly, with the value that was wrong, is the point.
@@ -40,7 +41,7 @@ fn run(p: &mcc_runtime::program::Program, x: &Tensor) -> Vec<Vec<f32>> {
 
 #[test]
 fn trained_models_compile_to_the_reference_outputs() {
-    for (m, input) in TRAINED {
+    for (m, input) in mcc_tests::every_trained() {
         let p = compiled(load(&corpus(&format!("{m}.onnx"))));
         let x = npy(&corpus(input));
         let t0 = std::time::Instant::now();
@@ -108,7 +109,7 @@ fn light_models_compile_to_the_reference_outputs() {
 #[test]
 fn nan_inputs_propagate_as_onnx_says() {
     let dir = tempfile::tempdir().unwrap();
-    for (m, input) in TRAINED {
+    for (m, input) in mcc_tests::every_trained() {
         let path = corpus(&format!("{m}.onnx"));
         let g = load(&path);
         let x = npy(&corpus(input));

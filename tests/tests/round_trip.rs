@@ -107,7 +107,7 @@ macro_rules! onnx_light {
 
 mod onnx_export {
     use super::*;
-    onnx_trained!(lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini vit_mini);
+    onnx_trained!(lenet300 lenet5 vgg_bn resnet_bn mobilenet_dw inception_mini vit_mini vit_mini_dynamo resnet_bn_dynamo);
     onnx_light!(bvlc_alexnet densenet121 inception_v1 inception_v2 resnet50 shufflenet squeezenet vgg19 zfnet512);
 }
 
