@@ -1,6 +1,5 @@
 # vit_mini: the four MLP layers (64 → 128 → 64 in each of the two blocks) as truncated-SVD
 # pairs at half their parameters.
-# Native code does not take vit_mini yet: build with `--no-native`.
 
 calibrate with "../corpus/data/mnist_calib_x.npy"
 evaluate with "../corpus/data/mnist_test_x.npy" labels "../corpus/data/mnist_test_y.npy"

@@ -2,8 +2,7 @@
 # exact merges, then its ten linear layers with i8 weights (one scale per output channel) and
 # every token's input row quantized to u8 at run time from its own range — nothing
 # calibrated, no range fixed ahead of the data. LayerNorm, Softmax, GELU and the attention
-# products stay f32. Build with `--no-native` (native code for this model is not built yet).
-# Results: README ("int8"). Data: the corpus in the repository.
+# products stay f32. Results: README ("int8"). Data: the corpus in the repository.
 
 evaluate with "../corpus/data/mnist_test_x.npy" labels "../corpus/data/mnist_test_y.npy"
 

@@ -2,8 +2,8 @@
 # embedding, the attention projections, the MLP and the head) with i8 weights (one scale per
 # output channel) and u8 inputs (one scale per tensor, MinMax on the 256 calibration samples);
 # LayerNorm, Softmax, GELU and the two attention products stay f32. Static: the activation
-# scales are fixed at build time. Build with `--no-native` (native code for this model is not
-# built yet). Results: README ("int8"). Data: the corpus in the repository.
+# scales are fixed at build time. Results: README ("int8"). Data: the corpus in the
+# repository.
 
 calibrate with "../corpus/data/mnist_calib_x.npy"
 evaluate with "../corpus/data/mnist_test_x.npy" labels "../corpus/data/mnist_test_y.npy"

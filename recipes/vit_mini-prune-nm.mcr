@@ -1,7 +1,6 @@
 # vit_mini: 2:4 sparsity on every MatMul with constant weights whose reduction divides by 4
 # (the patch embedding's 49 inputs do not: it is left alone, reported; the 10-way head is
 # not selected), chosen by OBS with compensating updates, then refit.
-# Native code does not take vit_mini yet: build with `--no-native`.
 
 calibrate with "../corpus/data/mnist_calib_x.npy"
 evaluate with "../corpus/data/mnist_test_x.npy" labels "../corpus/data/mnist_test_y.npy"

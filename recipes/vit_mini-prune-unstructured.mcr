@@ -2,7 +2,6 @@
 # the patch embedding, the attention projections, the MLPs and the head — loses 50% of its
 # weights by magnitude, the kept ones refit by least squares on the 256 calibration samples.
 # The attention's own products (two activations) have no weights and are left alone.
-# Native code does not take vit_mini yet: build with `--no-native` (the evaluator measures).
 
 calibrate with "../corpus/data/mnist_calib_x.npy"
 evaluate with "../corpus/data/mnist_test_x.npy" labels "../corpus/data/mnist_test_y.npy"
