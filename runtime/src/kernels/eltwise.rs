@@ -86,20 +86,30 @@ fn unary_generic(x: &[f32], act: Act, y: &mut [f32]) {
                 *o = if v < 0.0 { 0.0 } else { v };
             }
         }
-        // One loop per transcendental, so each vectorizes on its own.
-        Act::Erf => {
-            for (o, &v) in y.iter_mut().zip(x) {
-                *o = erf::erf(v);
-            }
-        }
-        Act::Gelu => {
-            for (o, &v) in y.iter_mut().zip(x) {
-                *o = erf::gelu(v);
-            }
+        Act::Erf | Act::Gelu => {
+            let n = x.len().min(y.len());
+            y[..n].copy_from_slice(&x[..n]);
+            activate(act, &mut y[..n]);
         }
         _ => {
             for (o, &v) in y.iter_mut().zip(x) {
                 *o = act.apply(v);
+            }
+        }
+    }
+}
+
+/// `act` on every value of `y`, in place: erf and GELU through their vectorized forms (the
+/// bits of [`Act::apply`]), the others value by value.
+#[inline(always)]
+pub(crate) fn activate(act: Act, y: &mut [f32]) {
+    match act {
+        Act::None => {}
+        Act::Erf => erf::erf_in_place(y),
+        Act::Gelu => erf::gelu_in_place(y),
+        _ => {
+            for v in y.iter_mut() {
+                *v = act.apply(*v);
             }
         }
     }
@@ -130,6 +140,12 @@ fn binary_generic(
     y: &mut [f32],
 ) {
     let n: usize = dims.iter().product();
+    if matches!(act, Act::Erf | Act::Gelu) {
+        // The arithmetic, then the transcendental over the result (vectorized).
+        binary_generic(a, a_strides, b, b_strides, dims, op, Act::None, y);
+        activate(act, &mut y[..n]);
+        return;
+    }
     let contiguous = |s: &[usize]| {
         let mut expect = 1;
         for (d, &st) in dims.iter().zip(s).rev() {

@@ -55,6 +55,77 @@ pub fn erf64(x: f64) -> f64 {
     }
 }
 
+/// [`erf64`] on 8 lanes: the same operations in the same order (so the same bits), written
+/// lane-wise so that the loops vectorize.
+#[inline(always)]
+fn erf64x8(x: [f64; 8]) -> [f64; 8] {
+    let mut t = [0f64; 8];
+    let mut u = [0f64; 8];
+    for i in 0..8 {
+        t[i] = if x[i].abs() < 4.0 { x[i] } else { 0.0 };
+        u[i] = t[i] * t[i] * 0.125 - 1.0;
+    }
+    let (mut b1, mut b2) = ([0f64; 8], [0f64; 8]);
+    for &c in ERF_OVER_X[1..].iter().rev() {
+        for i in 0..8 {
+            let b0 = 2.0 * u[i] * b1[i] - b2[i] + c;
+            b2[i] = b1[i];
+            b1[i] = b0;
+        }
+    }
+    let mut out = [0f64; 8];
+    for i in 0..8 {
+        let g = u[i] * b1[i] - b2[i] + ERF_OVER_X[0];
+        out[i] = if x[i].abs() < 4.0 {
+            t[i] * g
+        } else if x[i].is_nan() {
+            x[i]
+        } else {
+            1f64.copysign(x[i])
+        };
+    }
+    out
+}
+
+/// `f` on every value of `y`, in place: 8 at a time through `f8` (vectorized), the rest
+/// one by one through `f1` (which must compute the same bits).
+#[inline(always)]
+fn in_place(y: &mut [f32], f8: impl Fn([f32; 8]) -> [f32; 8], f1: impl Fn(f32) -> f32) {
+    let mut chunks = y.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut v = [0f32; 8];
+        v.copy_from_slice(c);
+        c.copy_from_slice(&f8(v));
+    }
+    for v in chunks.into_remainder() {
+        *v = f1(*v);
+    }
+}
+
+/// erf of every value of `y`, in place (the bits of [`erf`]).
+#[inline(always)]
+pub fn erf_in_place(y: &mut [f32]) {
+    in_place(y, |v| erf64x8(v.map(f64::from)).map(|r| r as f32), erf);
+}
+
+/// Exact GELU of every value of `y`, in place (the bits of [`gelu`]).
+#[inline(always)]
+pub fn gelu_in_place(y: &mut [f32]) {
+    in_place(
+        y,
+        |v| {
+            let x = v.map(f64::from);
+            let e = erf64x8(x.map(|x| x * std::f64::consts::FRAC_1_SQRT_2));
+            let mut out = [0f32; 8];
+            for i in 0..8 {
+                out[i] = (0.5 * x[i] * (1.0 + e[i])) as f32;
+            }
+            out
+        },
+        gelu,
+    );
+}
+
 /// erf(x), rounded once to f32.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
@@ -139,6 +210,31 @@ mod tests {
         assert_eq!(erf(f32::MAX), 1.0);
         assert!(erf(f32::NAN).is_nan());
         assert!(gelu(f32::NAN).is_nan() && gelu_tanh(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn the_vector_forms_give_the_scalar_bits() {
+        let mut xs: Vec<f32> = crate::testing::uniform(9, 203)
+            .iter()
+            .map(|v| v * 6.0)
+            .collect();
+        xs.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            4.0,
+            -3.999_999_8,
+            0.0,
+            -0.0,
+        ]);
+        let mut e = xs.clone();
+        erf_in_place(&mut e);
+        let mut g = xs.clone();
+        gelu_in_place(&mut g);
+        for (i, &x) in xs.iter().enumerate() {
+            assert_eq!(e[i].to_bits(), erf(x).to_bits(), "erf({x})");
+            assert_eq!(g[i].to_bits(), gelu(x).to_bits(), "gelu({x})");
+        }
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! by `k × n` matrices, neither packed ahead of time, each operand reached through strides
 //! over the batch axes (0 where it broadcasts, as ONNX MatMul does).
 //!
-//! Each output row accumulates `a[i, p] · b[p, ·]` over `p` in order, a vector over the
-//! row's `n` columns; the sizes are small (heads of 16–64), so a row of the result stays in
-//! L1 and no packing pays.
+//! Register tiles of 4 rows × 16 columns accumulate `a[i, p] · b[p, j]` over `p` in order
+//! (vectors over the columns, each row of `b` loaded once for four rows of `a`); the sizes
+//! are small (heads of 16–64), so both operands stay in L1 and no packing pays.
 
+use crate::kernels::eltwise::activate;
 use crate::kernels::epilogue::Act;
 
 /// Floats of an operand the strides reach: one matrix of `matrix` floats at the farthest
@@ -74,22 +75,60 @@ avx2_dispatch! {
     fn product(a: &[f32], b: &[f32], k: usize, n: usize, act: Act, y: &mut [f32]) => product_generic
 }
 
+/// Columns a register tile covers.
+const TILE_N: usize = 16;
+
+/// Rows a register tile covers.
+const TILE_M: usize = 4;
+
 #[inline(always)]
 fn product_generic(a: &[f32], b: &[f32], k: usize, n: usize, act: Act, y: &mut [f32]) {
     if n == 0 {
         return;
     }
-    for (row, ys) in y.chunks_exact_mut(n).enumerate() {
-        ys.fill(0.0);
-        for (p, &av) in a[row * k..(row + 1) * k].iter().enumerate() {
-            for (o, &bv) in ys.iter_mut().zip(&b[p * n..(p + 1) * n]) {
-                *o += av * bv;
+    let m = y.len() / n;
+    let whole = m / TILE_M * TILE_M;
+    for i in (0..whole).step_by(TILE_M) {
+        rows::<TILE_M>(a, b, k, n, i, y);
+    }
+    for i in whole..m {
+        rows::<1>(a, b, k, n, i, y);
+    }
+    for ys in y.chunks_exact_mut(n) {
+        activate(act, ys);
+    }
+}
+
+/// Rows `i .. i + R` of the product: `R × 16` tiles of sums held in registers while `p`
+/// runs, then the columns past the last whole tile one by one. Every element is the same
+/// sum, `a[i, 0]·b[0, j] + a[i, 1]·b[1, j] + …` in order from 0, whichever path takes it.
+#[inline(always)]
+fn rows<const R: usize>(a: &[f32], b: &[f32], k: usize, n: usize, i: usize, y: &mut [f32]) {
+    let a = &a[i * k..(i + R) * k];
+    let y = &mut y[i * n..(i + R) * n];
+    let whole = n / TILE_N * TILE_N;
+    for c0 in (0..whole).step_by(TILE_N) {
+        let mut acc = [[0f32; TILE_N]; R];
+        for p in 0..k {
+            let bp = &b[p * n + c0..p * n + c0 + TILE_N];
+            for r in 0..R {
+                let av = a[r * k + p];
+                for (s, &bv) in acc[r].iter_mut().zip(bp) {
+                    *s += av * bv;
+                }
             }
         }
-        if act != Act::None {
-            for o in ys.iter_mut() {
-                *o = act.apply(*o);
+        for (r, sums) in acc.iter().enumerate() {
+            y[r * n + c0..r * n + c0 + TILE_N].copy_from_slice(sums);
+        }
+    }
+    for r in 0..R {
+        for j in whole..n {
+            let mut s = 0f32;
+            for p in 0..k {
+                s += a[r * k + p] * b[p * n + j];
             }
+            y[r * n + j] = s;
         }
     }
 }
