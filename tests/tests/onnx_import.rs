@@ -154,3 +154,38 @@ fn ir_text_snapshots() {
         mcc_ir::text::print(&load(&corpus("light/light_squeezenet.onnx")))
     );
 }
+
+/// Placeholder sizes (`?`, `-1`: Paddle's exporter writes every free size so) are sizes of
+/// their own, not one shared size: resnet_bn declared `[?, 1, ?, ?]` runs a 28×32 image, and
+/// an input that does not fit is refused naming its axis.
+#[test]
+fn placeholder_dims_are_independent_sizes() {
+    let mut model =
+        pb::ModelProto::decode(std::fs::read(corpus("resnet_bn.onnx")).unwrap().as_slice())
+            .unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let input = &mut graph.input[0];
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        input.r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("resnet_bn's input is a tensor");
+    };
+    let dims = &mut t.shape.as_mut().unwrap().dim;
+    for (axis, p) in [(0, "?"), (2, "?"), (3, "-1")] {
+        dims[axis].value = Some(pb::tensor_shape_proto::dimension::Value::DimParam(p.into()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("placeholders.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let g = load(&path);
+    let ty = &g.value(g.inputs()[0]).ty;
+    assert_eq!(ty.to_string(), "f32[input_0,1,input_2,input_3]");
+
+    let x = mcc_ir::Tensor::from_vec(&[2, 1, 28, 32], vec![0.5f32; 2 * 28 * 32]).unwrap();
+    let y = mcc_ir::run(&g, &[x]).unwrap();
+    assert_eq!(y[0].shape(), [2, 10]);
+
+    let bad = mcc_ir::Tensor::from_vec(&[2, 3, 28, 32], vec![0.5f32; 6 * 28 * 32]).unwrap();
+    let e = mcc_ir::run(&g, &[bad]).unwrap_err().to_string();
+    assert!(e.contains("axis 1 is 3; the model fixes it at 1"), "{e}");
+}

@@ -80,24 +80,38 @@ impl TensorType {
     }
     /// Whether a concrete shape fits this type, binding symbols consistently in `binds`.
     pub fn accepts(&self, dims: &[usize], binds: &mut Vec<(String, usize)>) -> bool {
-        let Some(shape) = &self.shape else {
-            return true;
-        };
+        self.misfit(dims, binds).is_none()
+    }
+
+    /// Why a concrete shape does not fit this type, naming the axis (`None`: it fits);
+    /// symbols are bound consistently in `binds`.
+    pub fn misfit(&self, dims: &[usize], binds: &mut Vec<(String, usize)>) -> Option<String> {
+        let shape = self.shape.as_ref()?;
         if shape.len() != dims.len() {
-            return false;
+            return Some(format!(
+                "the model wants rank {}, not {}",
+                shape.len(),
+                dims.len()
+            ));
         }
-        for (d, &n) in shape.iter().zip(dims) {
+        for (axis, (d, &n)) in shape.iter().zip(dims).enumerate() {
             match d {
-                Dim::Fixed(k) if *k != n => return false,
+                Dim::Fixed(k) if *k != n => {
+                    return Some(format!("axis {axis} is {n}; the model fixes it at {k}"));
+                }
                 Dim::Sym(s) => match binds.iter().find(|(b, _)| b == s) {
-                    Some((_, k)) if *k != n => return false,
+                    Some((_, k)) if *k != n => {
+                        return Some(format!(
+                            "axis {axis} is {n}, but `{s}` is {k} on an axis before it (one name, one size)"
+                        ));
+                    }
                     Some(_) => {}
                     None => binds.push((s.clone(), n)),
                 },
                 _ => {}
             }
         }
-        true
+        None
     }
 }
 

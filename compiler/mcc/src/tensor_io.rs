@@ -101,17 +101,18 @@ pub fn check_input(path: &Path, name: &str, ty: &TensorType) -> Result<Vec<usize
             npy_type(ty.dtype).name()
         )));
     }
-    if !ty.accepts(&shape, &mut vec![]) {
-        let rank_hint = match &ty.shape {
+    if let Some(why) = ty.misfit(&shape, &mut vec![]) {
+        let hint = match &ty.shape {
             Some(dims) if dims.len() != shape.len() => format!(
                 "the model wants a rank-{} array; reshape it, e.g. to {}",
                 dims.len(),
                 example_shape(dims, &shape)
             ),
-            _ => "each fixed dimension must match exactly; named ones (like N) may be any size"
-                .to_string(),
+            _ => format!(
+                "{why}: each fixed dimension must match exactly; named ones (like N) may be any size, the same name the same size"
+            ),
         };
-        return Err(mismatch(rank_hint));
+        return Err(mismatch(hint));
     }
     Ok(shape)
 }

@@ -358,11 +358,22 @@ fn value_type(vi: &pb::ValueInfoProto) -> Result<TensorType, String> {
     let shape = t.shape.as_ref().map(|s| {
         s.dim
             .iter()
-            .map(|d| match &d.value {
+            .enumerate()
+            .map(|(axis, d)| match &d.value {
                 Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
                     Dim::Fixed(*v as usize)
                 }
-                Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                // A placeholder (`?`, `-1`: no letter, as Paddle's exporter writes every free
+                // size) names no size: each is a size of its own.
+                Some(pb::tensor_shape_proto::dimension::Value::DimParam(p))
+                    if !p.chars().any(|c| c.is_ascii_alphabetic()) =>
+                {
+                    Dim::Sym(sanitize_sym(&format!(
+                        "{}_{axis}",
+                        vi.name.as_deref().unwrap_or("input")
+                    )))
+                }
+                Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) => {
                     Dim::Sym(sanitize_sym(p))
                 }
                 _ => Dim::Unknown,

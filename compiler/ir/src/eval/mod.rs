@@ -58,7 +58,7 @@ pub enum EvalError {
         got: usize,
     },
     /// An input does not fit the declared type.
-    #[error("input `{name}` must be {expected}, got {got}")]
+    #[error("input `{name}` must be {expected}, got {got}: {why}")]
     #[diagnostic(code(mcc::eval::input_type))]
     InputType {
         /// Input name.
@@ -67,6 +67,8 @@ pub enum EvalError {
         expected: String,
         /// Given type.
         got: String,
+        /// Which axis (or the element type) does not fit.
+        why: String,
     },
     /// A constant's data was elided in the text IR.
     #[error("constant `{0}` has no data (the IR text named it by fingerprint only)")]
@@ -360,11 +362,17 @@ pub fn run_observed(
     let mut binds = Vec::new();
     for (&v, t) in graph.inputs().iter().zip(inputs) {
         let val = graph.value(v);
-        if val.ty.dtype != t.dtype() || !val.ty.accepts(t.shape(), &mut binds) {
+        let why = if val.ty.dtype == t.dtype() {
+            val.ty.misfit(t.shape(), &mut binds)
+        } else {
+            Some(format!("its elements are {}", t.dtype()))
+        };
+        if let Some(why) = why {
             return Err(EvalError::InputType {
                 name: val.name.clone(),
                 expected: val.ty.to_string(),
                 got: t.ty().to_string(),
+                why,
             });
         }
     }
