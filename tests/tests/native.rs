@@ -12,7 +12,7 @@
 )]
 
 use mcc_ir::Tensor;
-use mcc_tests::{LIGHT, TRAINED, compare, corpus, load, npy};
+use mcc_tests::{LIGHT, compare, corpus, load, npy};
 
 fn compiled(mut g: mcc_ir::Graph) -> mcc_runtime::program::Program {
     mcc_passes::merge_everything(&mut g).unwrap();
