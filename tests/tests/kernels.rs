@@ -1,7 +1,9 @@
 //! Property tests of the compiled kernels: hundreds of random single-layer models (Conv with
 //! every padding/stride/dilation/group/epilogue mix, pools, Gemm/MatMul, broadcast
 //! arithmetic, norms, softmax, concatenations of one or two operands, transposes), each lowered and run by the runtime with every GEMM
-//! tile this CPU has and 1 or 2 threads, against the reference evaluator.
+//! tile this CPU has and 1 or 2 threads, against the reference evaluator; and hundreds of
+//! random sequence-model layers (LayerNormalization, reductions, Gather, Slice, Split,
+//! Expand, products of two tensors, Erf, GELU) on a fixed batch.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(
@@ -530,4 +532,292 @@ fn random_layers_match_the_reference_evaluator() {
         "only {sparse} of the cases ran the sparse kernel"
     );
     println!("{sparse} of {tested} cases ran the sparse kernel");
+}
+
+/// A graph input of fixed dims (the batch `batch` first), named `name`.
+fn fixed_input(g: &mut Graph, name: &str, batch: usize, dims: &[usize]) -> mcc_ir::ValueId {
+    let mut shape = vec![Dim::Fixed(batch)];
+    shape.extend(dims.iter().map(|&d| Dim::Fixed(d)));
+    g.add_input(
+        name,
+        TensorType {
+            dtype: DType::F32,
+            shape: Some(shape),
+        },
+    )
+}
+
+/// An i64 constant.
+fn ints(g: &mut Graph, name: &str, v: &[i64]) -> mcc_ir::ValueId {
+    g.add_const(name, Tensor::from_vec(&[v.len()], v.to_vec()).unwrap())
+}
+
+/// Random per-sample dims: rank 1 to 3 (plus the batch), each 1 to 7, the last up to 40.
+fn dims(r: &mut Rng) -> Vec<usize> {
+    let rank = r.range(1, 3);
+    let mut d: Vec<usize> = (0..rank).map(|_| r.range(1, 7)).collect();
+    if r.range(0, 2) == 0 {
+        d[rank - 1] = r.range(8, 40);
+    }
+    d
+}
+
+/// One random sequence-model layer on a fixed batch (LayerNormalization, a reduction,
+/// Gather, Slice, Split, Expand, a product of two tensors, Erf or GELU), or None when the
+/// draw is not a valid layer.
+fn sequence_model(r: &mut Rng) -> Option<(String, Graph)> {
+    let mut g = Graph::new("case");
+    let batch = r.range(1, 3);
+    let d = dims(r);
+    let rank = d.len() + 1;
+    let desc;
+    match r.range(0, 7) {
+        0 => {
+            let x = fixed_input(&mut g, "x", batch, &d);
+            let axis =
+                r.range(1, rank - 1) as i64 - if r.range(0, 1) == 0 { rank as i64 } else { 0 };
+            let ax = axis.rem_euclid(rank as i64) as usize;
+            // The scale over the normalized axes, sometimes only the last (broadcast).
+            let inner = &d[ax - 1..];
+            let sdims = if r.range(0, 1) == 0 {
+                inner.to_vec()
+            } else {
+                vec![inner[inner.len() - 1]]
+            };
+            let s = konst(&mut g, "s", &sdims, r);
+            let b = (r.range(0, 1) == 1).then(|| konst(&mut g, "b", &sdims, r));
+            desc = format!(
+                "LayerNormalization axis {axis} of {d:?}, scale {sdims:?}, bias {}",
+                b.is_some()
+            );
+            let op = Op::LayerNormalization(op::LayerNormalization {
+                axis,
+                epsilon: r.pick(&[1e-5, 1e-3, 0.5]),
+                ..Default::default()
+            });
+            node(&mut g, op, vec![Some(x), Some(s), b])?;
+        }
+        1 => {
+            let x = fixed_input(&mut g, "x", batch, &d);
+            let lo = r.range(1, rank - 1);
+            let hi = r.range(lo, rank - 1);
+            let axes: Vec<i64> = (lo..=hi).map(|a| a as i64).collect();
+            let keep = r.range(0, 1) as i64;
+            let which = r.range(0, 3);
+            let ax = ints(&mut g, "axes", &axes);
+            desc = format!(
+                "{} axes {axes:?} keepdims {keep} of {d:?}",
+                ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"][which]
+            );
+            let op = match which {
+                0 => Op::ReduceSum(op::ReduceSum {
+                    keepdims: keep,
+                    ..Default::default()
+                }),
+                1 => Op::ReduceMean(op::ReduceMean {
+                    keepdims: keep,
+                    ..Default::default()
+                }),
+                2 => Op::ReduceMax(op::ReduceMax {
+                    keepdims: keep,
+                    ..Default::default()
+                }),
+                _ => Op::ReduceMin(op::ReduceMin {
+                    keepdims: keep,
+                    ..Default::default()
+                }),
+            };
+            node(&mut g, op, vec![Some(x), Some(ax)])?;
+        }
+        2 => {
+            let x = fixed_input(&mut g, "x", batch, &d);
+            let ax = r.range(1, rank - 1);
+            let size = d[ax - 1] as i64;
+            let count = r.range(0, 4);
+            let picks: Vec<i64> = (0..count.max(1))
+                .map(|_| {
+                    r.range(0, size as usize - 1) as i64 - if r.range(0, 1) == 0 { size } else { 0 }
+                })
+                .collect();
+            let idx = if count == 0 {
+                g.add_const("i", Tensor::from_vec(&[], vec![picks[0]]).unwrap())
+            } else {
+                ints(&mut g, "i", &picks)
+            };
+            desc = format!(
+                "Gather axis {ax} of {d:?} at {picks:?} (scalar {})",
+                count == 0
+            );
+            node(
+                &mut g,
+                Op::Gather(op::Gather { axis: ax as i64 }),
+                vec![Some(x), Some(idx)],
+            )?;
+        }
+        3 => {
+            let x = fixed_input(&mut g, "x", batch, &d);
+            let ax = r.range(1, rank - 1);
+            let size = d[ax - 1] as i64;
+            let step = r.pick(&[1, 1, 2, 3, -1, -2]);
+            let start =
+                r.range(0, size as usize) as i64 - if r.range(0, 2) == 0 { size } else { 0 };
+            let end = r.pick(&[0, 1, size, -1, i64::MAX, i64::MIN, size - 1]);
+            let (st, en, axs, sp) = (
+                ints(&mut g, "st", &[start]),
+                ints(&mut g, "en", &[end]),
+                ints(&mut g, "ax", &[ax as i64]),
+                ints(&mut g, "sp", &[step]),
+            );
+            desc = format!("Slice axis {ax} of {d:?}: {start}..{end} step {step}");
+            node(
+                &mut g,
+                Op::Slice(op::Slice {}),
+                vec![Some(x), Some(st), Some(en), Some(axs), Some(sp)],
+            )?;
+        }
+        4 => {
+            // Split into 1 to 3 parts, every part an output.
+            let x = fixed_input(&mut g, "x", batch, &d);
+            let ax = r.range(1, rank - 1);
+            let len = d[ax - 1];
+            let parts = r.range(1, 3);
+            let sizes: Option<Vec<i64>> = (r.range(0, 1) == 1).then(|| {
+                let mut left = len as i64;
+                let mut v: Vec<i64> = (0..parts - 1)
+                    .map(|_| {
+                        let s = r.range(0, left as usize) as i64;
+                        left -= s;
+                        s
+                    })
+                    .collect();
+                v.push(left);
+                v
+            });
+            let sz = sizes.as_ref().map(|s| ints(&mut g, "sizes", s));
+            desc = format!("Split axis {ax} of {d:?} into {parts} ({sizes:?})");
+            let outs = (0..parts)
+                .map(|i| (format!("y{i}"), TensorType::unknown(DType::F32)))
+                .collect();
+            let n = g.add_node(
+                "layer",
+                Op::Split(op::Split {
+                    axis: ax as i64,
+                    num_outputs: if sizes.is_none() { parts as i64 } else { 0 },
+                }),
+                vec![Some(x), sz],
+                outs,
+            );
+            let ys = g.node(n).unwrap().outputs.clone();
+            g.set_outputs(ys.clone());
+            mcc_ir::infer_all(&mut g).ok()?;
+            mcc_ir::verify(&g).ok()?;
+            // Parts of size 0 have no data to compare.
+            if ys
+                .iter()
+                .any(|&y| g.value(y).ty.fixed_dims().is_none_or(|d| d.contains(&0)))
+            {
+                return None;
+            }
+        }
+        5 => {
+            // Expand the 1s of a tensor to the dims.
+            let small: Vec<usize> = d
+                .iter()
+                .map(|&x| if r.range(0, 1) == 0 { 1 } else { x })
+                .collect();
+            let x = fixed_input(&mut g, "x", batch, &small);
+            let mut target = vec![1i64];
+            target.extend(d.iter().map(|&x| x as i64));
+            let s = ints(&mut g, "shape", &target);
+            desc = format!("Expand {small:?} to {d:?}");
+            node(&mut g, Op::Expand(op::Expand {}), vec![Some(x), Some(s)])?;
+        }
+        6 => {
+            // A product of two tensors (or of a tensor and a constant of rank 3) with
+            // broadcast leading axes.
+            let (m, k, n) = (r.range(1, 20), r.range(1, 40), r.range(1, 40));
+            let lead = r.range(1, 5);
+            let (la, lb) = match r.range(0, 2) {
+                0 => (lead, lead),
+                1 => (lead, 1),
+                _ => (1, lead),
+            };
+            let a = fixed_input(&mut g, "a", batch, &[la, m, k]);
+            let b = if r.range(0, 3) == 0 {
+                konst(&mut g, "b", &[lb, k, n], r)
+            } else {
+                fixed_input(&mut g, "b", batch, &[lb, k, n])
+            };
+            desc = format!(
+                "MatMul [{la},{m},{k}] × [{lb},{k},{n}] (b constant {})",
+                g.const_data(b).is_some()
+            );
+            node(
+                &mut g,
+                Op::MatMul(op::MatMul::default()),
+                vec![Some(a), Some(b)],
+            )?;
+        }
+        _ => {
+            let x = fixed_input(&mut g, "x", batch, &d);
+            let which = r.range(0, 2);
+            desc = format!("{} of {d:?}", ["Erf", "Gelu", "Gelu tanh"][which]);
+            let op = match which {
+                0 => Op::Erf(op::Erf {}),
+                1 => Op::Gelu(op::Gelu::default()),
+                _ => Op::Gelu(op::Gelu {
+                    approximate: "tanh".into(),
+                }),
+            };
+            node(&mut g, op, vec![Some(x)])?;
+        }
+    }
+    Some((desc, g))
+}
+
+/// Random sequence-model layers (each of the steps for LayerNorm, the reductions, Gather,
+/// Slice, Split, Expand, products of two tensors, Erf and GELU), lowered and run on 1 and 2
+/// threads against the reference evaluator (1e-5 of each output's scale), every output.
+#[test]
+fn random_sequence_layers_match_the_reference_evaluator() {
+    let mut r = Rng(2027);
+    let mut tested = 0;
+    while tested < 400 {
+        let Some((desc, g)) = sequence_model(&mut r) else {
+            continue;
+        };
+        let prog = mcc_codegen::lower(&g).unwrap_or_else(|e| panic!("{desc}: {e}"));
+        let mut inputs = vec![];
+        let mut data = vec![];
+        for &v in g.inputs() {
+            let dims = g.value(v).ty.fixed_dims().unwrap();
+            let x: Vec<f32> = r
+                .data(dims.iter().product())
+                .iter()
+                .map(|v| v * 3.0)
+                .collect();
+            inputs.push(Tensor::from_vec(&dims, x.clone()).unwrap());
+            data.push(x);
+        }
+        let want = mcc_ir::run(&g, &inputs).unwrap_or_else(|e| panic!("{desc}: {e}"));
+        let refs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+        for threads in [1, 2] {
+            let mut runner = mcc_runtime::exec::Runner::new(&prog, threads).unwrap();
+            runner.set_poison(true);
+            let got = runner.run(&refs).unwrap_or_else(|e| panic!("{desc}: {e}"));
+            assert_eq!(got.len(), want.len(), "{desc}");
+            for (o, (got, want)) in got.iter().zip(&want).enumerate() {
+                let want = want.to_f64_vec();
+                let d = diff(got, &want, 0.0, f64::INFINITY);
+                let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+                assert!(
+                    d.max_abs <= 1e-5 * scale,
+                    "{desc} ({threads} threads), output {o}: error {:e} of {scale:e} at element {}",
+                    d.max_abs,
+                    d.worst
+                );
+            }
+        }
+        tested += 1;
+    }
 }
