@@ -181,9 +181,45 @@ fn placeholder_dims_are_independent_sizes() {
     let ty = &g.value(g.inputs()[0]).ty;
     assert_eq!(ty.to_string(), "f32[input_0,1,input_2,input_3]");
 
-    let x = mcc_ir::Tensor::from_vec(&[2, 1, 28, 32], vec![0.5f32; 2 * 28 * 32]).unwrap();
-    let y = mcc_ir::run(&g, &[x]).unwrap();
+    let data: Vec<f32> = mcc_ir::text::parse::pseudo_random(5, 2 * 28 * 32, 0.0, 1.0)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let x = mcc_ir::Tensor::from_vec(&[2, 1, 28, 32], data.clone()).unwrap();
+    let y = mcc_ir::run(&g, std::slice::from_ref(&x)).unwrap();
     assert_eq!(y[0].shape(), [2, 10]);
+
+    // Native code needs the sizes: refused without them (saying how to give them), and
+    // specialized to 28×32 it computes what the evaluator computes; the batch stays free.
+    let mut merged = g.clone();
+    mcc_passes::merge_everything(&mut merged).unwrap();
+    let e = mcc_codegen::lower(&merged).unwrap_err().to_string();
+    assert!(e.contains("--input-shape"), "{e}");
+    let mut sized = g.clone();
+    mcc_passes::specialize(&mut sized, &[vec![1, 1, 28, 32]]).unwrap();
+    assert_eq!(
+        sized.value(sized.inputs()[0]).ty.to_string(),
+        "f32[input_0,1,28,32]"
+    );
+    mcc_passes::merge_everything(&mut sized).unwrap();
+    let p = mcc_codegen::lower(&sized).unwrap();
+    let got = mcc_runtime::exec::Runner::new(&p, 1)
+        .unwrap()
+        .run(&[&data])
+        .unwrap();
+    let d = mcc_tests::compare(
+        &mcc_ir::Tensor::from_vec(&[2, 10], got[0].clone()).unwrap(),
+        &y[0],
+        1e-4,
+        1e-5,
+    );
+    assert!(d.allclose, "{d:?}");
+    // A fixed axis must agree.
+    let e = mcc_passes::specialize(&mut g.clone(), &[vec![1, 3, 28, 32]]).unwrap_err();
+    assert!(
+        e.to_string().contains("axis 1 is 1 in the model, not 3"),
+        "{e}"
+    );
 
     let bad = mcc_ir::Tensor::from_vec(&[2, 3, 28, 32], vec![0.5f32; 6 * 28 * 32]).unwrap();
     let e = mcc_ir::run(&g, &[bad]).unwrap_err().to_string();

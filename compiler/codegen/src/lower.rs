@@ -214,7 +214,7 @@ impl<'g> Lowering<'g> {
         for d in &shape[1..] {
             out.push(
                 d.fixed()
-                    .ok_or_else(|| bad("a size other than the batch is not known"))?,
+                    .ok_or_else(|| bad("a size other than the batch is not known: compiled code is made for given sizes (`mcc bench --input-shape 1x3x48x192`; `mcc run --jit` takes its arrays' sizes)"))?,
             );
         }
         Ok(out)

@@ -286,6 +286,12 @@ enum Command {
         /// lower than the table's.
         #[arg(long)]
         profile: bool,
+        /// The shape of an input, e.g. `1x3x48x192`, once per input in the model's order:
+        /// compiled code needs every size but the batch, so a model with free sizes
+        /// (height and width of a text recognizer) is compiled for these. The first axis
+        /// (the batch) stays free: --batch sets it.
+        #[arg(long = "input-shape", value_name = "DIMS", value_parser = dims_arg)]
+        input_shape: Vec<Vec<usize>>,
     },
     /// Print the model's IR text (after canonicalization unless --raw).
     ///
@@ -349,6 +355,22 @@ macro_rules! out {
 }
 
 /// `--threads`: a count the runtime runs (0: every core).
+/// `1x3x48x192` (or with commas): an input's shape.
+fn dims_arg(s: &str) -> Result<Vec<usize>, String> {
+    let dims: Vec<usize> = s
+        .split(['x', ','])
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("`{d}` is not a size: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    if dims.is_empty() || dims.iter().any(|&d| d == 0) {
+        return Err("sizes are positive, e.g. 1x3x48x192".into());
+    }
+    Ok(dims)
+}
+
 fn threads_arg(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{e}"))?;
     let max = mcc_runtime::threads::MAX_THREADS;
@@ -817,8 +839,16 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             runs,
             kernels,
             profile,
+            input_shape,
         } => match model {
-            Some(model) if !kernels => bench(&model, batch, threads.unwrap_or(0), runs, profile),
+            Some(model) if !kernels => bench(
+                &model,
+                batch,
+                threads.unwrap_or(0),
+                runs,
+                profile,
+                &input_shape,
+            ),
             _ => {
                 bench_kernels();
                 Ok(())
@@ -858,8 +888,12 @@ fn bench(
     threads: usize,
     runs: usize,
     profile: bool,
+    input_shape: &[Vec<usize>],
 ) -> Result<(), Error> {
-    let m = mcc::load(path)?;
+    let mut m = mcc::load(path)?;
+    if !input_shape.is_empty() {
+        mcc_passes::specialize(&mut m.graph, input_shape)?;
+    }
     let t0 = std::time::Instant::now();
     let prog = mcc::native::program(&m.graph)?;
     let batch = prog.fixed_batch.unwrap_or(batch.max(1));
@@ -1210,7 +1244,11 @@ fn run(
         .and_then(|t| t.shape().first().copied())
         .unwrap_or(1);
     let outputs: Vec<Tensor> = if let Some(threads) = jit {
-        let prog = mcc::native::program(g)?;
+        // Compiled for the arrays' sizes (the batch stays free).
+        let mut sized = g.clone();
+        let shapes: Vec<Vec<usize>> = tensors.iter().map(|t| t.shape().to_vec()).collect();
+        mcc_passes::specialize(&mut sized, &shapes)?;
+        let prog = mcc::native::program(&sized)?;
         let dims: Vec<Vec<usize>> = prog.outputs.iter().map(|o| o.dims.clone()).collect();
         mcc::native::check_memory(&prog, n)?;
         let mut j = mcc_codegen::jit::Jit::new(prog, threads).map_err(Error::Native)?;

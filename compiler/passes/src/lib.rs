@@ -43,7 +43,10 @@ pub mod reconstruct;
 mod remove_dead_nodes;
 mod remove_identities;
 mod simplify_softmax;
+mod specialize;
 mod techniques;
+
+pub use specialize::specialize;
 
 pub use techniques::{TECHNIQUES, registry};
 
