@@ -365,7 +365,7 @@ fn dims_arg(s: &str) -> Result<Vec<usize>, String> {
                 .map_err(|e| format!("`{d}` is not a size: {e}"))
         })
         .collect::<Result<_, _>>()?;
-    if dims.is_empty() || dims.iter().any(|&d| d == 0) {
+    if dims.is_empty() || dims.contains(&0) {
         return Err("sizes are positive, e.g. 1x3x48x192".into());
     }
     Ok(dims)
