@@ -559,13 +559,55 @@ fn an_attention_block() {
 }"#,
         true,
     );
-    let k = kinds(&p);
+    // The bias joins its product; each head's transposes join the Gather that picks it.
     assert_eq!(
-        k.iter().filter(|&&s| s == "BatchMatMul").count(),
-        2,
-        "{k:?}"
+        kinds(&p),
+        [
+            "LayerNorm",
+            "Dense",
+            "Gather",
+            "Gather",
+            "Gather",
+            "BatchMatMul",
+            "Binary",
+            "Softmax",
+            "BatchMatMul",
+            "Transpose",
+            "Dense",
+            "Binary"
+        ]
     );
-    assert_eq!(k.iter().filter(|&&s| s == "Gather").count(), 3, "{k:?}");
+}
+
+/// The fusions of the attention block must not fire where another node reads what they
+/// would skip: a product read by its bias Add and by another node, a picked head read by its
+/// transpose and by another node.
+#[test]
+fn fusions_leave_shared_values_alone() {
+    let p = check_text(
+        "shared product and head",
+        r#"graph "shared" {
+  input %x: f32[N,6,8]
+  const %w: f32[8,12] = seeded(30)
+  const %b: f32[12] = seeded(31)
+  const %shape: i64[4] = [0, 6, 3, 4]
+  const %i: i64[] = [1]
+  node mm = MatMul(%x, %w) -> %h: f32[N,6,12]
+  node bias = Add(%h, %b) -> %hb: f32[N,6,12]
+  node twice = Mul(%h, %h) -> %sq: f32[N,6,12]
+  node r = Reshape(%hb, %shape) -> %r: f32[N,6,3,4]
+  node g = Gather(%r, %i) {axis=2} -> %k: f32[N,6,4]
+  node t = Transpose(%k) {perm=[0, 2, 1]} -> %kt: f32[N,4,6]
+  output %sq
+  output %kt
+  output %k
+}"#,
+        false,
+    );
+    assert_eq!(
+        kinds(&p),
+        ["Dense", "Binary", "Gather", "Transpose", "Binary"]
+    );
 }
 
 /// What would mix samples, or is not a constant where the kernels need one, is an error

@@ -101,6 +101,8 @@ pub(crate) struct Lowering<'g> {
     other: HashMap<Key, usize>,
     /// Integer residual joins: the `QuantizeLinear` that ends each, and the nodes it absorbs.
     joins: int8::Joins,
+    /// Values a `Gather` step wrote, with its tables (so a transpose of them composes).
+    views: HashMap<Key, movement::View>,
 }
 
 fn act_of(op: &Op, node: &str) -> R<Act> {
@@ -137,6 +139,7 @@ impl<'g> Lowering<'g> {
             blocked: HashSet::new(),
             other: HashMap::new(),
             joins: int8::Joins::find(g),
+            views: HashMap::new(),
         }
     }
 
@@ -714,6 +717,9 @@ impl<'g> Lowering<'g> {
         if perm.first() != Some(&0) || perm.len() != d.len() {
             return Err(self.unsupported(n, "it moves the batch axis"));
         }
+        if self.transpose_view(x, y, &perm)? {
+            return Ok(());
+        }
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(Step::Transpose {
@@ -910,6 +916,64 @@ impl<'g> Lowering<'g> {
             self.other.remove(&Key::V(y));
         }
         Ok(())
+    }
+
+    /// A bias Add fused into the fully connected step that computes one of its operands: when
+    /// the other is a constant of one value per column (`[n]`, or `[1, …, 1, n]`), that step
+    /// has no bias or activation yet, and the Add is the operand's only reader, the step adds
+    /// the constant in its epilogue (the same f32 sum as the Add) and the Add's result is the
+    /// step's own buffer. Returns whether it fused.
+    fn fuse_bias(&mut self, a: ValueId, b: ValueId, y: ValueId) -> bool {
+        for (mine, other) in [(a, b), (b, a)] {
+            let Some((shape, data)) = self.constant(Some(other)) else {
+                continue;
+            };
+            let Ok(out) = self.dims(y) else {
+                return false;
+            };
+            let n = out.last().copied().unwrap_or(0);
+            let per_column = data.len() == n
+                && shape.last() == Some(&n)
+                && shape.len() <= out.len()
+                && self.dims(mine).ok().as_ref() == Some(&out);
+            // `mine` is the product itself (not an alias of a product another node reads).
+            let by_product = self
+                .g
+                .producer(mine)
+                .and_then(|p| self.g.node(p))
+                .is_some_and(|p| matches!(p.op, Op::MatMul(_) | Op::Gemm(_)));
+            let sole = self.g.users(mine).len() == 1 && !self.g.outputs().contains(&mine);
+            let Some(&mb) = self.buffer_of.get(&Key::V(mine)) else {
+                continue;
+            };
+            if !per_column || !by_product || !sole || self.is_blocked(mine) {
+                continue;
+            }
+            let Some(at) = self.steps.iter().rposition(|s| s.writes().off == mb) else {
+                continue;
+            };
+            if !matches!(
+                self.steps[at],
+                Step::Dense {
+                    bias: None,
+                    act: Act::None,
+                    ..
+                } | Step::SparseDense {
+                    bias: None,
+                    act: Act::None,
+                    ..
+                }
+            ) {
+                continue;
+            }
+            let off = self.push_weights(&data);
+            if let Step::Dense { bias, .. } | Step::SparseDense { bias, .. } = &mut self.steps[at] {
+                *bias = Some(off);
+            }
+            self.buffer_of.insert(Key::V(y), mb);
+            return true;
+        }
+        false
     }
 
     /// A residual Add fused into the convolution that computes one of its operands: when that
@@ -1199,7 +1263,8 @@ impl<'g> Lowering<'g> {
                 Ok(())
             }
             [a, b] => {
-                if op == BinOp::Add && self.fuse_residual(*a, *b, y) {
+                if op == BinOp::Add && (self.fuse_bias(*a, *b, y) || self.fuse_residual(*a, *b, y))
+                {
                     return Ok(());
                 }
                 self.binary(n, Key::V(*a), Key::V(*b), Key::V(y), &out, op)

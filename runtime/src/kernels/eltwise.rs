@@ -178,8 +178,36 @@ fn binary_generic(
             oa += idx[d] * a_strides[d];
             ob += idx[d] * b_strides[d];
         }
-        for j in 0..inner {
-            y[i + j] = act.apply(op.apply(a[oa + j * sa], b[ob + j * sb]));
+        // A row of each operand: contiguous, or one value repeated (a broadcast scalar or
+        // column); slices of known length, so the common cases vectorize.
+        let ys = &mut y[i..i + inner];
+        match (sa, sb) {
+            (1, 1) => {
+                for ((o, &x), &z) in ys
+                    .iter_mut()
+                    .zip(&a[oa..oa + inner])
+                    .zip(&b[ob..ob + inner])
+                {
+                    *o = act.apply(op.apply(x, z));
+                }
+            }
+            (1, 0) => {
+                let z = b[ob];
+                for (o, &x) in ys.iter_mut().zip(&a[oa..oa + inner]) {
+                    *o = act.apply(op.apply(x, z));
+                }
+            }
+            (0, 1) => {
+                let x = a[oa];
+                for (o, &z) in ys.iter_mut().zip(&b[ob..ob + inner]) {
+                    *o = act.apply(op.apply(x, z));
+                }
+            }
+            _ => {
+                for (j, o) in ys.iter_mut().enumerate() {
+                    *o = act.apply(op.apply(a[oa + j * sa], b[ob + j * sb]));
+                }
+            }
         }
         i += inner;
         // Advance the outer index.

@@ -98,7 +98,64 @@ fn simplify(dims: Vec<usize>, offsets: Vec<Vec<usize>>) -> (Vec<usize>, Vec<Vec<
     (d2, o2)
 }
 
+/// What a `Gather` step computes, before [`simplify`]: its step, source, and the dims and
+/// offset tables of its output's per-sample axes.
+pub(super) struct View {
+    at: usize,
+    src: Src,
+    dims: Vec<usize>,
+    offsets: Vec<Vec<usize>>,
+}
+
 impl Lowering<'_> {
+    /// A transpose of a value a `Gather` step wrote, read by the transpose alone: that step
+    /// writes the transposed result instead (its tables permuted), one copy instead of two.
+    /// `perm` keeps the batch axis first. Returns whether it composed.
+    pub(super) fn transpose_view(&mut self, x: ValueId, y: ValueId, perm: &[usize]) -> R<bool> {
+        let sole = self.g.users(x).len() == 1 && !self.g.outputs().contains(&x);
+        let Some(view) = self.views.get(&Key::V(x)).filter(|_| sole) else {
+            return Ok(false);
+        };
+        let Some(&xb) = self.buffer_of.get(&Key::V(x)) else {
+            return Ok(false);
+        };
+        if self.steps.get(view.at).map(|s| s.writes().off) != Some(xb) {
+            return Ok(false);
+        }
+        if view.dims.len() + 1 != perm.len() {
+            return Ok(false);
+        }
+        let axes: Vec<usize> = perm[1..].iter().map(|&p| p - 1).collect();
+        let dims: Vec<usize> = axes.iter().map(|&a| view.dims[a]).collect();
+        let offsets: Vec<Vec<usize>> = axes.iter().map(|&a| view.offsets[a].clone()).collect();
+        let (at, src) = (view.at, view.src);
+        if dims.iter().product::<usize>() != self.per_sample(y)? {
+            return Ok(false);
+        }
+        // The step moves to the transposed result's buffer, live from that step on; the
+        // intermediate is never written (and takes no memory).
+        let yb = self.write(y)?;
+        self.live[yb.off] = (at, at);
+        self.buffers[xb] = 0;
+        let (sd, so) = simplify(dims.clone(), offsets.clone());
+        self.steps[at] = Step::Gather {
+            x: src,
+            y: yb,
+            dims: sd,
+            offsets: so,
+        };
+        self.views.insert(
+            Key::V(y),
+            View {
+                at,
+                src,
+                dims,
+                offsets,
+            },
+        );
+        Ok(true)
+    }
+
     /// A per-sample axis of `rank` (negative counts from the end), refused when it is the
     /// batch axis or out of range.
     pub(super) fn sample_axis(&self, n: NodeId, axis: i64, rank: usize) -> R<usize> {
@@ -135,8 +192,9 @@ impl Lowering<'_> {
         Ok((Src::Arena(self.read(x)?), d))
     }
 
-    /// Emits `y = src` through the offset tables (one per per-sample output axis), after
-    /// checking they give `y`'s size.
+    /// Emits `y = src` through the offset tables, after checking they give `y`'s size. With
+    /// `aligned`, there is a table per per-sample axis of `y` (so a transpose of `y` can
+    /// compose with them).
     fn tables(
         &mut self,
         n: NodeId,
@@ -144,18 +202,30 @@ impl Lowering<'_> {
         y: Key,
         dims: Vec<usize>,
         offsets: Vec<Vec<usize>>,
+        aligned: bool,
     ) -> R<()> {
         let count: usize = dims.iter().product();
         if count != self.per_sample(y)? {
             return Err(self.unsupported(n, "its result's size does not match its type"));
         }
-        let (dims, offsets) = simplify(dims, offsets);
+        let (sd, so) = simplify(dims.clone(), offsets.clone());
         let yb = self.write(y)?;
+        if aligned {
+            self.views.insert(
+                y,
+                View {
+                    at: self.steps.len(),
+                    src: x,
+                    dims,
+                    offsets,
+                },
+            );
+        }
         self.steps.push(Step::Gather {
             x,
             y: yb,
-            dims,
-            offsets,
+            dims: sd,
+            offsets: so,
         });
         Ok(())
     }
@@ -164,7 +234,7 @@ impl Lowering<'_> {
     pub(super) fn gather(&mut self, n: NodeId, g: &op::Gather, x: ValueId, y: ValueId) -> R<()> {
         let xd = self.dims(x)?;
         let ax = self.sample_axis(n, g.axis, xd.len())?;
-        let (_, idx) = self
+        let (ishape, idx) = self
             .const_ints(n, 1, "indices")?
             .ok_or_else(|| self.unsupported(n, "no indices"))?;
         let dim = xd[ax];
@@ -180,20 +250,33 @@ impl Lowering<'_> {
             }
             picked.push(j as usize * st[ax]);
         }
-        // The indices' own axes flatten into one (the output is row-major either way).
+        // A scalar index drops its axis (its offset moves into another axis's table); the
+        // axes of an index of rank 2 or more flatten into one (the output is row-major
+        // either way, but its tables then no longer match its axes).
         let (src, _) = self.moved(n, x)?;
         let mut dims = vec![];
         let mut offsets = vec![];
+        let mut base = 0;
         for a in 1..xd.len() {
-            if a == ax {
+            if a != ax {
+                dims.push(xd[a]);
+                offsets.push((0..xd[a]).map(|i| i * st[a]).collect::<Vec<_>>());
+            } else if ishape.is_empty() {
+                base = picked[0];
+            } else {
                 dims.push(picked.len());
                 offsets.push(std::mem::take(&mut picked));
-            } else {
-                dims.push(xd[a]);
-                offsets.push((0..xd[a]).map(|i| i * st[a]).collect());
             }
         }
-        self.tables(n, src, Key::V(y), dims, offsets)
+        let aligned = ishape.len() <= 1 && !dims.is_empty();
+        match offsets.first_mut() {
+            Some(t) => t.iter_mut().for_each(|o| *o += base),
+            None => {
+                dims.push(1);
+                offsets.push(vec![base]);
+            }
+        }
+        self.tables(n, src, Key::V(y), dims, offsets, aligned)
     }
 
     /// ONNX Slice with constant starts, ends, axes and steps on per-sample axes (the batch
@@ -251,7 +334,7 @@ impl Lowering<'_> {
             .zip(&st[1..])
             .map(|(p, &s)| p.iter().map(|&i| i * s).collect())
             .collect();
-        self.tables(n, src, Key::V(y), dims, offsets)
+        self.tables(n, src, Key::V(y), dims, offsets, true)
     }
 
     /// ONNX Split on a per-sample axis: one step per output that is read.
@@ -304,7 +387,7 @@ impl Lowering<'_> {
                     dims.push(range.len());
                     offsets.push(range.map(|i| i * st[a]).collect());
                 }
-                self.tables(n, src, Key::V(y), dims, offsets)?;
+                self.tables(n, src, Key::V(y), dims, offsets, true)?;
             }
             at += size;
         }
@@ -357,7 +440,7 @@ impl Lowering<'_> {
             dims.push(yd[a]);
             offsets.push((0..yd[a]).map(|i| i * s).collect());
         }
-        self.tables(n, src, Key::V(y), dims, offsets)
+        self.tables(n, src, Key::V(y), dims, offsets, true)
     }
 }
 
