@@ -2,7 +2,7 @@
 //! (an unfolded BatchNormalization), softmax, LRN, transpose.
 
 use crate::kernels::epilogue::Act;
-use crate::kernels::erf;
+use crate::kernels::math::{self, LANES};
 
 /// A binary elementwise operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,8 +105,8 @@ fn unary_generic(x: &[f32], act: Act, y: &mut [f32]) {
 pub(crate) fn activate(act: Act, y: &mut [f32]) {
     match act {
         Act::None => {}
-        Act::Erf => erf::erf_in_place(y),
-        Act::Gelu => erf::gelu_in_place(y),
+        Act::Erf => math::erf_in_place(y),
+        Act::Gelu => math::gelu_in_place(y),
         _ => {
             for v in y.iter_mut() {
                 *v = act.apply(*v);
@@ -239,23 +239,124 @@ fn affine_generic(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Ac
     }
 }
 
-/// Softmax of each of `rows` rows of `cols` values (computed in f64 like the reference).
-pub fn softmax(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) {
-    for r in 0..rows {
-        let (xs, ys) = (
-            &x[r * cols..(r + 1) * cols],
-            &mut y[r * cols..(r + 1) * cols],
-        );
+avx2_dispatch! {
+    /// Softmax (or log-softmax) of each of `rows` rows of `cols` values, in f64 like the
+    /// reference: the row's largest value `m`, `s = Σ e^(v − m)`, then `e^(v − m) / s` (or
+    /// `v − m − ln s`) rounded once; the exponentials [`LANES`] at a time
+    /// ([`math::exp64_lanes`]).
+    pub fn softmax(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) => softmax_generic
+}
+
+/// Values whose exponentials a softmax keeps at once (f64, on the stack): rows this short
+/// are taken several at a time, so that every lane of [`math::exp64_lanes`] has work.
+const SOFTMAX_BLOCK: usize = 256;
+
+#[inline(always)]
+fn softmax_generic(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) {
+    if cols == 0 {
+        return;
+    }
+    if cols > SOFTMAX_BLOCK {
+        return softmax_long_rows(x, rows, cols, log, y);
+    }
+    let per = SOFTMAX_BLOCK / cols;
+    let mut e = [0f64; SOFTMAX_BLOCK];
+    let mut m = [0f64; SOFTMAX_BLOCK];
+    let mut r0 = 0;
+    while r0 < rows {
+        let nr = per.min(rows - r0);
+        let n = nr * cols;
+        let xs = &x[r0 * cols..r0 * cols + n];
+        let ys = &mut y[r0 * cols..r0 * cols + n];
+        for (r, row) in xs.chunks_exact(cols).enumerate() {
+            m[r] = row
+                .iter()
+                .map(|&v| f64::from(v))
+                .fold(f64::NEG_INFINITY, f64::max);
+            for (d, &v) in e[r * cols..(r + 1) * cols].iter_mut().zip(row) {
+                *d = f64::from(v) - m[r];
+            }
+        }
+        // The exponentials of the whole block, a full set of lanes at a time.
+        for at in (0..n).step_by(LANES) {
+            let k = LANES.min(n - at);
+            let mut z = [f64::NEG_INFINITY; LANES];
+            z[..k].copy_from_slice(&e[at..at + k]);
+            let ez = math::exp64_lanes(z);
+            e[at..at + k].copy_from_slice(&ez[..k]);
+        }
+        for (r, (row, out)) in xs
+            .chunks_exact(cols)
+            .zip(ys.chunks_exact_mut(cols))
+            .enumerate()
+        {
+            let er = &e[r * cols..(r + 1) * cols];
+            let s: f64 = er.iter().sum();
+            if log {
+                let ls = s.ln();
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o = (f64::from(v) - m[r] - ls) as f32;
+                }
+            } else {
+                for (o, &v) in out.iter_mut().zip(er) {
+                    *o = (v / s) as f32;
+                }
+            }
+        }
+        r0 += nr;
+    }
+}
+
+/// [`softmax_generic`] for rows longer than [`SOFTMAX_BLOCK`]: each row's exponentials twice
+/// (for the sum, then for the quotients), [`LANES`] at a time.
+#[inline(always)]
+fn softmax_long_rows(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) {
+    for (xs, ys) in x
+        .chunks_exact(cols)
+        .zip(y.chunks_exact_mut(cols))
+        .take(rows)
+    {
         let m = xs
             .iter()
             .map(|&v| f64::from(v))
             .fold(f64::NEG_INFINITY, f64::max);
-        let s: f64 = xs.iter().map(|&v| (f64::from(v) - m).exp()).sum();
-        for (o, &v) in ys.iter_mut().zip(xs) {
-            let d = f64::from(v) - m;
-            *o = if log { d - s.ln() } else { d.exp() / s } as f32;
+        // Partial sums per lane, added in a fixed order.
+        let mut acc = [0f64; LANES];
+        for at in (0..cols).step_by(LANES) {
+            let e = exps(xs, at, m);
+            for i in 0..LANES {
+                acc[i] += e[i];
+            }
+        }
+        let s: f64 = acc.iter().sum();
+        if log {
+            let ls = s.ln();
+            for (o, &v) in ys.iter_mut().zip(xs) {
+                *o = (f64::from(v) - m - ls) as f32;
+            }
+        } else {
+            for at in (0..cols).step_by(LANES) {
+                let e = exps(xs, at, m);
+                let mut q = [0f32; LANES];
+                for i in 0..LANES {
+                    q[i] = (e[i] / s) as f32;
+                }
+                let n = LANES.min(cols - at);
+                ys[at..at + n].copy_from_slice(&q[..n]);
+            }
         }
     }
+}
+
+/// e^(v − m) of the [`LANES`] values of `xs` from `at` (past its end, e^−∞ = 0). A
+/// function, not a closure: it must be inlined into its AVX2-compiled caller to vectorize.
+#[inline(always)]
+fn exps(xs: &[f32], at: usize, m: f64) -> [f64; LANES] {
+    let mut z = [f64::NEG_INFINITY; LANES];
+    for (d, &v) in z.iter_mut().zip(&xs[at..(at + LANES).min(xs.len())]) {
+        *d = f64::from(v) - m;
+    }
+    math::exp64_lanes(z)
 }
 
 avx2_dispatch! {
@@ -361,6 +462,46 @@ pub fn transpose(x: &[f32], dims: &[usize], perm: &[usize], y: &mut [f32]) {
                 break;
             }
             idx[d] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{diff, uniform};
+
+    /// Softmax by its definition, with libm's exp.
+    fn reference(x: &[f32], cols: usize, log: bool) -> Vec<f64> {
+        let mut out = vec![];
+        for row in x.chunks(cols) {
+            let m = row
+                .iter()
+                .map(|&v| f64::from(v))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = row.iter().map(|&v| (f64::from(v) - m).exp()).sum();
+            for &v in row {
+                let d = f64::from(v) - m;
+                out.push(if log { d - s.ln() } else { d.exp() / s });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn softmax_matches_its_definition_nan_and_infinity_included() {
+        for cols in [1, 7, 8, 17, 100, 300] {
+            let mut x: Vec<f32> = uniform(3, 3 * cols).iter().map(|v| v * 30.0).collect();
+            // A row with a NaN, a row with −∞ and +∞ (its other values vanish or are NaN).
+            x[cols / 2] = f32::NAN;
+            x[cols + cols / 3] = f32::NEG_INFINITY;
+            x[2 * cols] = f32::INFINITY;
+            for log in [false, true] {
+                let mut y = vec![0.0; 3 * cols];
+                softmax(&x, 3, cols, log, &mut y);
+                let d = diff(&y, &reference(&x, cols, log), 1e-6, 1e-12);
+                assert!(d.allclose, "{cols} columns, log {log}: {d:?}\n{y:?}");
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What a kernel applies to its result before storing it: a bias (per output row or per
 //! output column) and then an activation, matching the IR's `activation` epilogue.
 
-use crate::kernels::erf;
+use crate::kernels::math;
 
 /// A bias added to the result.
 #[derive(Clone, Copy, Debug)]
@@ -33,7 +33,7 @@ pub enum Act {
     HardSwish,
     /// tanh(x).
     Tanh,
-    /// erf(x) ([`crate::kernels::erf`]).
+    /// erf(x) ([`crate::kernels::math`]).
     Erf,
     /// x · (1 + erf(x/√2)) / 2.
     Gelu,
@@ -105,9 +105,9 @@ impl Act {
             Act::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
             Act::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
             Act::Tanh => x.tanh(),
-            Act::Erf => erf::erf(x),
-            Act::Gelu => erf::gelu(x),
-            Act::GeluTanh => erf::gelu_tanh(x),
+            Act::Erf => math::erf(x),
+            Act::Gelu => math::gelu(x),
+            Act::GeluTanh => math::gelu_tanh(x),
         }
     }
 }

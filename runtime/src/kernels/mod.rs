@@ -22,7 +22,7 @@
 //!   softmax, LRN, transpose);
 //! - [`epilogue`]: what a kernel applies to its result before storing it (bias, residual,
 //!   activation);
-//! - [`erf`]: the error function and GELU (f64 inside, vectorizable);
+//! - [`math`]: exp, the error function and GELU (f64 inside, vectorizable);
 //! - [`reduce`]: reductions along an axis: layer normalization and ReduceSum/Mean/Max/Min;
 //! - [`gather`]: copies through per-axis offset tables (Gather, Slice, Split, Expand);
 //! - [`matmul`]: products of two computed tensors, batched with broadcasting.
@@ -31,10 +31,10 @@ pub mod blocked;
 pub mod conv;
 pub mod eltwise;
 pub mod epilogue;
-pub mod erf;
 pub mod gather;
 pub mod gemm;
 pub mod int8;
+pub mod math;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
