@@ -104,13 +104,9 @@ fn light_models_compile_to_the_reference_outputs() {
 /// The models of the newer exporters and the transformers: `resnet_bn_dynamo` (global
 /// pooling written as ReduceMean; in `../shared/corpus` only, with its external weights),
 /// `vit_mini` and `vit_mini_dynamo` (LayerNormalization, GELU through Erf, attention as
-/// products of two tensors, heads cut by Split or Slice, the class token by Expand and
-/// Gather), all 1000 test samples in one batch against the ONNX Runtime references.
-///
-/// FIXME: the transformers lower only once their shape arithmetic folds and the batch axis
-/// stays first (canonicalization work in flight); until then this checks that lowering
-/// stops at exactly that (a Shape node, a transpose that moves the batch, a tensor whose
-/// first axis is not the batch) and at nothing else, and says so on stderr.
+/// products of two tensors, heads picked by Gather after canonicalization, the class token by
+/// Expand and Gather), all 1000 test samples in one batch against the ONNX Runtime
+/// references.
 #[test]
 fn newer_exports_and_transformers_compile_to_the_reference_outputs() {
     let shared = mcc_tests::shared().map(|s| s.join("corpus"));
@@ -124,26 +120,13 @@ fn newer_exports_and_transformers_compile_to_the_reference_outputs() {
         );
     }
     let models = [
-        ("resnet_bn_dynamo", shared.clone(), false),
-        ("vit_mini", Some(corpus("")), true),
-        ("vit_mini_dynamo", shared, true),
+        ("resnet_bn_dynamo", shared.clone()),
+        ("vit_mini", Some(corpus(""))),
+        ("vit_mini_dynamo", shared),
     ];
-    for (m, dir, pending) in models {
+    for (m, dir) in models {
         let Some(dir) = dir else { continue };
-        let mut g = load(&dir.join(format!("{m}.onnx")));
-        mcc_passes::merge_everything(&mut g).unwrap();
-        let p = match mcc_codegen::lower(&g) {
-            Ok(p) => p,
-            Err(e) => {
-                let msg = e.to_string();
-                let shape_work = msg.contains("(Shape)")
-                    || msg.contains("it moves the batch axis")
-                    || msg.contains("is not the batch axis");
-                assert!(pending && shape_work, "{m}: {msg}");
-                eprintln!("FIXME: {m} does not lower yet: {msg}");
-                continue;
-            }
-        };
+        let p = compiled(load(&dir.join(format!("{m}.onnx"))));
         let x = npy(&corpus("data/mnist_test_x.npy"));
         let t0 = std::time::Instant::now();
         let out = run(&p, &x);
