@@ -125,7 +125,15 @@ impl Lowering<'_> {
         if view.dims.len() + 1 != perm.len() {
             return Ok(false);
         }
-        let axes: Vec<usize> = perm[1..].iter().map(|&p| p - 1).collect();
+        // Per-sample axes (the caller checked the batch axis stays first; a malformed
+        // permutation composes nothing).
+        let Some(axes) = perm[1..]
+            .iter()
+            .map(|&p| p.checked_sub(1).filter(|&a| a < view.dims.len()))
+            .collect::<Option<Vec<usize>>>()
+        else {
+            return Ok(false);
+        };
         let dims: Vec<usize> = axes.iter().map(|&a| view.dims[a]).collect();
         let offsets: Vec<Vec<usize>> = axes.iter().map(|&a| view.offsets[a].clone()).collect();
         let (at, src) = (view.at, view.src);
@@ -359,7 +367,7 @@ impl Lowering<'_> {
             Some((_, v)) => {
                 let ok = v.len() == parts
                     && v.iter().all(|&d| d >= 0)
-                    && v.iter().map(|&d| d as usize).sum::<usize>() == len;
+                    && v.iter().try_fold(0usize, |a, &d| a.checked_add(d as usize)) == Some(len);
                 if !ok {
                     return Err(self.unsupported(
                         n,
