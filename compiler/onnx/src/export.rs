@@ -780,10 +780,22 @@ fn attributes(op: &Op) -> Result<Vec<pb::AttributeProto>, String> {
 
 /// The attributes ONNX requires (it gives them no default), written even when they equal
 /// mcc's default, which the op's attribute list leaves out: `Concat`'s `axis`, `Cast`'s `to`,
-/// `LRN`'s `size`, and the pools' `kernel_shape`.
+/// `LRN`'s `size`, and the pools' `kernel_shape`; and `Resize`'s modes, whose defaults
+/// changed between opsets, so a reader never has to know which ones the file's opset has.
 fn required_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
     use mcc_ir::attr::AttrType;
     match op {
+        Op::Resize(r) => [
+            ("mode", r.mode.to_attr()),
+            (
+                "coordinate_transformation_mode",
+                r.coordinate_transformation_mode.to_attr(),
+            ),
+            ("nearest_mode", r.nearest_mode.to_attr()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect(),
         Op::Concat(c) => vec![("axis", AttrValue::Int(c.axis))],
         Op::Cast(c) => c.to.to_attr().map(|v| ("to", v)).into_iter().collect(),
         Op::Lrn(l) => vec![("size", AttrValue::Int(l.size))],

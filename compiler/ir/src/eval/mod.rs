@@ -17,6 +17,7 @@ pub(crate) mod array_shapes {
 mod math;
 mod nn;
 mod quant;
+pub(crate) mod resize;
 pub mod scalar;
 
 use std::collections::HashMap;
@@ -111,6 +112,8 @@ pub fn eval_op(
             return unsupported("a quantization operator outside `quant`");
         }
         Op::Conv(a) => vec![nn::conv(a, inputs)?],
+        Op::ConvTranspose(a) => vec![nn::conv_transpose(a, inputs)?],
+        Op::InstanceNormalization(a) => vec![nn::instance_norm(a, inputs)?],
         Op::Gemm(a) => vec![nn::gemm(a, inputs)?],
         Op::MatMul(_) => vec![nn::matmul(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::BatchNormalization(a) => vec![nn::batch_norm(a, inputs)?],
@@ -290,6 +293,7 @@ pub fn eval_op(
         Op::Expand(_) => vec![array::expand(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::Tile(_) => vec![array::tile(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::Pad(a) => vec![array::pad(inputs, &a.mode)?],
+        Op::Resize(a) => vec![resize::resize(a, inputs)?],
         Op::Range(_) => vec![array::range(
             req(inputs, 0)?,
             req(inputs, 1)?,

@@ -521,3 +521,117 @@ pub(super) fn range(
         shape: Some(vec![Dim::Unknown]),
     })
 }
+
+/// Whether a `Resize` operand slot holds `scales`: absent (no operand, or one without
+/// elements), present, or not known until run time (its length is not).
+enum Scales<'a> {
+    Absent,
+    Present(Arg<'a>),
+    Unsure,
+}
+
+/// `Resize`: the input's type with each resized axis sized by the constant scales or the
+/// known sizes (the evaluator's arithmetic: [`crate::eval::resize`]). An axis `axes` leaves
+/// alone keeps its dim, a symbol included, as does one scaled by exactly 1; a size that is a
+/// symbol gives that symbol. What the operands do not say is [`Dim::Unknown`].
+pub(super) fn resize(
+    r: &op::Resize,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    use crate::KeepAspectRatio;
+    use crate::eval::resize::{aspect_scale, resized_axes, rounded_size, scaled_size};
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(same_as(x));
+    };
+    let axes = resized_axes(r, s.len())?;
+    let scales = match opt(args, 2) {
+        None => Scales::Absent,
+        Some(a) => match (a.value, a.ty.fixed_dims()) {
+            (Some(t), _) if t.is_empty() => Scales::Absent,
+            (Some(_), _) => Scales::Present(a),
+            (None, Some(d)) if d.iter().product::<usize>() == 0 => Scales::Absent,
+            (None, Some(_)) => Scales::Present(a),
+            (None, None) => Scales::Unsure,
+        },
+    };
+    let sizes = opt(args, 3);
+    let mut shape = s.clone();
+    let unknown = |shape: &mut Vec<Dim>| {
+        for &a in &axes {
+            shape[a] = Dim::Unknown;
+        }
+    };
+    let count = |n: usize, what: &str| {
+        if n == axes.len() {
+            Ok(())
+        } else {
+            err(format!(
+                "Resize has {n} {what} for {} resized axes",
+                axes.len()
+            ))
+        }
+    };
+    match (scales, sizes) {
+        (Scales::Present(_), Some(_)) => return err("Resize takes scales or sizes, not both"),
+        (Scales::Absent, None) => return err("Resize needs scales or sizes"),
+        (Scales::Present(_), None) if r.keep_aspect_ratio_policy != KeepAspectRatio::Stretch => {
+            return err("keep_aspect_ratio_policy applies to sizes, not scales");
+        }
+        (Scales::Present(a), None) => match a.value {
+            Some(t) => {
+                let v = t.to_f64_vec();
+                count(v.len(), "scales")?;
+                for (&ax, &f) in axes.iter().zip(&v) {
+                    if !(f.is_finite() && f > 0.0) {
+                        return err(format!("Resize scales must be positive, found {f}"));
+                    }
+                    shape[ax] = match &s[ax] {
+                        Dim::Fixed(n) => Dim::Fixed(scaled_size(*n, f)?),
+                        d if f == 1.0 => d.clone(),
+                        _ => Dim::Unknown,
+                    };
+                }
+            }
+            None => unknown(&mut shape),
+        },
+        (Scales::Absent, Some(z)) => match z.elements() {
+            Some(k) => {
+                count(k.len(), "sizes")?;
+                if let Some(bad) = k.iter().find(|e| matches!(e, Known::Int(v) if *v < 0)) {
+                    return err(format!("Resize sizes must not be negative, found {bad:?}"));
+                }
+                if r.keep_aspect_ratio_policy == KeepAspectRatio::Stretch {
+                    for (&ax, e) in axes.iter().zip(&k) {
+                        shape[ax] = e.dim();
+                    }
+                } else {
+                    let ints: Option<Vec<i64>> = k
+                        .iter()
+                        .map(|e| match e {
+                            Known::Int(v) => Some(*v),
+                            _ => None,
+                        })
+                        .collect();
+                    let dims: Option<Vec<usize>> = axes.iter().map(|&a| s[a].fixed()).collect();
+                    match (ints, dims) {
+                        (Some(ints), Some(dims)) => {
+                            let scale = aspect_scale(&dims, &ints, r.keep_aspect_ratio_policy)?;
+                            for (&ax, &n) in axes.iter().zip(&dims) {
+                                shape[ax] = Dim::Fixed(rounded_size(n, scale)?);
+                            }
+                        }
+                        _ => unknown(&mut shape),
+                    }
+                }
+            }
+            None => unknown(&mut shape),
+        },
+        (Scales::Unsure, _) => unknown(&mut shape),
+    }
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(shape),
+    })
+}
