@@ -251,8 +251,8 @@ fn stored_weights_export_to_onnx_that_onnx_runtime_runs() {
 }
 
 /// `ConvTranspose`, `Resize` (each interpolation mode, a few coordinate transformations,
-/// antialiasing, axes with an aspect-ratio policy, crop-and-resize) and
-/// `InstanceNormalization` export to ONNX that imports back to the same IR and that ONNX
+/// antialiasing, axes with an aspect-ratio policy, crop-and-resize), `SpaceToDepth`,
+/// `DepthToSpace` and `InstanceNormalization` export to ONNX that imports back to the same IR and that ONNX
 /// Runtime computes as the evaluator does. (The crop changes the size: ONNX Runtime 1.32
 /// returns the input unchanged when the sizes equal it, roi or not; ONNX's reference crops.)
 #[test]
@@ -307,6 +307,11 @@ fn resampling_layers_export_to_onnx_that_onnx_runtime_runs() {
         ),
         (
             "f32[1,2,3,3]",
+            "node deep = SpaceToDepth(%x) {blocksize=3} -> %d: f32[1,18,1,1]
+  node r = DepthToSpace(%d) {blocksize=3, mode=\"CRD\"} -> %y: f32[1,2,3,3]",
+        ),
+        (
+            "f32[1,2,3,3]",
             "const %g: f32[2] = [1.5, -0.5]
   const %b: f32[2] = [0.25, 1.0]
   node n = InstanceNormalization(%x, %g, %b) {epsilon=0.01} -> %y: f32[1,2,3,3]",
@@ -348,4 +353,9 @@ fn resampling_layers_export_to_onnx_that_onnx_runtime_runs() {
         let d = compare(&got, &want, 1e-4, 1e-5);
         assert!(d.allclose, "case {i} ({body}): ONNX Runtime differs: {d:?}");
     }
+    // SpaceToDepth's CRD order is opset 28's: the export says so rather than write a file
+    // its opset cannot read.
+    let g = parse("graph \"crd\" {\n  input %x: f32[1,2,3,3]\n  node d = SpaceToDepth(%x) {blocksize=3, mode=\"CRD\"} -> %y: f32[1,18,1,1]\n  output %y\n}\n").unwrap();
+    let e = mcc_onnx::export(&g).unwrap_err().to_string();
+    assert!(e.contains("opset 28"), "{e}");
 }

@@ -276,6 +276,14 @@ string_choice! {
         /// Round up.
         Ceil = "ceil",
     }
+    /// ONNX `DepthToSpace`'s and `SpaceToDepth`'s `mode`: how a channel index splits into
+    /// (block row, block column, channel).
+    BlockOrder {
+        /// Depth, column, row: channel `(by·b + bx)·C + c` (the default).
+        Dcr = "DCR",
+        /// Column, row, depth: channel `c·b² + by·b + bx` (PyTorch's pixel shuffle).
+        Crd = "CRD",
+    }
     /// ONNX `Resize`'s `keep_aspect_ratio_policy`: how `sizes` is read.
     KeepAspectRatio {
         /// Each resized axis gets its size.

@@ -48,7 +48,8 @@ pub mod text;
 mod verify;
 
 pub use attr::{
-    AttrError, AttrValue, AutoPad, CoordinateTransform, KeepAspectRatio, NearestMode, ResizeMode,
+    AttrError, AttrValue, AutoPad, BlockOrder, CoordinateTransform, KeepAspectRatio, NearestMode,
+    ResizeMode,
 };
 pub use eval::{EvalError, OpError, eval_op, run, run_observed};
 pub use graph::{ConstData, Graph, GraphError, Node, Origin, Value, ValueDef};

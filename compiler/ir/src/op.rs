@@ -14,8 +14,8 @@
 use std::fmt;
 
 use crate::attr::{
-    AttrError, AttrType, AttrValue, AutoPad, CoordinateTransform, KeepAspectRatio, NearestMode,
-    ResizeMode,
+    AttrError, AttrType, AttrValue, AutoPad, BlockOrder, CoordinateTransform, KeepAspectRatio,
+    NearestMode, ResizeMode,
 };
 use crate::{DType, Tensor};
 
@@ -458,6 +458,23 @@ define_ops! {
     Pad = "Pad" {
         /// `constant`, `reflect`, `edge` or `wrap`.
         mode: String = "constant".to_string(),
+    }
+    /// Channels into `blocksize × blocksize` spatial blocks (ONNX `DepthToSpace`):
+    /// `(N, C·b², H, W)` → `(N, C, H·b, W·b)`, channels split as `mode` says.
+    DepthToSpace = "DepthToSpace" {
+        /// The block's side `b` (required; positive).
+        blocksize: i64 = 0,
+        /// How a channel index splits into block position and channel.
+        mode: BlockOrder = BlockOrder::Dcr,
+    }
+    /// Spatial `blocksize × blocksize` blocks into channels (ONNX `SpaceToDepth`), the
+    /// inverse of `DepthToSpace` with the same `mode`: `(N, C, H·b, W·b)` → `(N, C·b², H, W)`.
+    SpaceToDepth = "SpaceToDepth" {
+        /// The block's side `b` (required; positive).
+        blocksize: i64 = 0,
+        /// How a channel index is made of block position and channel (opset 28; before it,
+        /// always `DCR`).
+        mode: BlockOrder = BlockOrder::Dcr,
     }
     /// `start, start+delta, …` below `limit` (ONNX `Range`). Operands: `start, limit, delta`.
     Range = "Range" {}

@@ -1,8 +1,9 @@
-//! Hand-computed checks of the evaluator's `Resize`, `ConvTranspose` and
-//! `InstanceNormalization`: each nearest rounding, linear and cubic weights, antialiasing,
-//! excluded outside taps, crop-and-resize extrapolation, transposed convolution with strides,
-//! dilations, pads, output padding, an output shape and groups; inference keeping a symbolic
-//! batch through them; and hostile attributes as errors, not allocations.
+//! Hand-computed checks of the evaluator's `Resize`, `ConvTranspose`,
+//! `InstanceNormalization`, `DepthToSpace` and `SpaceToDepth`: each nearest rounding, linear
+//! and cubic weights, antialiasing, excluded outside taps, crop-and-resize extrapolation,
+//! transposed convolution with strides, dilations, pads, output padding, an output shape and
+//! groups, both channel orders of the block moves; inference keeping a symbolic batch through
+//! them; and hostile attributes as errors, not allocations.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(
@@ -12,11 +13,11 @@
     clippy::print_stdout
 )]
 
-use mcc_ir::op::{ConvTranspose, InstanceNormalization, Resize};
+use mcc_ir::op::{ConvTranspose, DepthToSpace, InstanceNormalization, Resize, SpaceToDepth};
 use mcc_ir::text::{parse, print};
 use mcc_ir::{
-    AutoPad, CoordinateTransform, KeepAspectRatio, NearestMode, Op, ResizeMode, Tensor, eval_op,
-    verify,
+    AutoPad, BlockOrder, CoordinateTransform, KeepAspectRatio, NearestMode, Op, ResizeMode, Tensor,
+    eval_op, verify,
 };
 
 fn t(shape: &[usize], v: &[f32]) -> Tensor {
@@ -414,4 +415,65 @@ fn unknown_choices_name_the_value() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("`bilinear`") && e.contains("`linear`"), "{e}");
+}
+
+#[test]
+fn depth_to_space_splits_channels_in_either_order_and_space_to_depth_undoes_it() {
+    // Eight channels of one cell, blocks of 2: DCR reads channel (by·2 + bx)·2 + c, CRD
+    // reads c·4 + by·2 + bx.
+    let x = t(&[1, 8, 1, 1], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    for (mode, want) in [
+        (BlockOrder::Dcr, [0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]),
+        (BlockOrder::Crd, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
+    ] {
+        let op = Op::DepthToSpace(DepthToSpace { blocksize: 2, mode });
+        let (got, shape) = run(op, &[Some(&x)]);
+        assert_eq!(shape, [1, 2, 2, 2], "{mode}");
+        assert_eq!(got, want, "{mode}");
+    }
+    // Any element type; SpaceToDepth with the same order puts every value back.
+    let x = Tensor::from_vec(&[2, 3, 4, 6], (0..144i64).collect::<Vec<_>>()).unwrap();
+    for mode in [BlockOrder::Dcr, BlockOrder::Crd] {
+        let deep = eval_op(
+            &Op::SpaceToDepth(SpaceToDepth { blocksize: 2, mode }),
+            &[Some(&x)],
+            1,
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(deep.shape(), [2, 12, 2, 3]);
+        let back = eval_op(
+            &Op::DepthToSpace(DepthToSpace { blocksize: 2, mode }),
+            &[Some(&deep)],
+            1,
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(back, x, "{mode}");
+    }
+    // A block that does not fit, or is not a size, is an error.
+    for (blocksize, input) in [
+        (0, [1, 4, 2, 2]),
+        (3, [1, 4, 2, 2]),
+        (1 << 40, [1, 1, 1, 1]),
+    ] {
+        let x = Tensor::zeros(mcc_ir::DType::F32, &input);
+        let op = Op::DepthToSpace(DepthToSpace {
+            blocksize,
+            mode: BlockOrder::Dcr,
+        });
+        assert!(
+            eval_op(&op, &[Some(&x)], 1).is_err(),
+            "{blocksize} {input:?}"
+        );
+    }
+}
+
+#[test]
+fn block_moves_keep_a_symbolic_batch() {
+    let g = parse(
+        "graph \"shuffle\" {\n  input %x: f32[N,8,3,5]\n  node up = DepthToSpace(%x) {blocksize=2, mode=\"CRD\"} -> %u: f32[N,2,6,10]\n  node down = SpaceToDepth(%u) {blocksize=2} -> %y: f32[N,8,3,5]\n  output %y\n}\n",
+    )
+    .unwrap();
+    verify(&g).unwrap();
 }

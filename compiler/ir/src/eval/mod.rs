@@ -11,7 +11,8 @@ pub(crate) mod array;
 /// Shape helpers shared with inference.
 pub(crate) mod array_shapes {
     pub use super::array::{
-        reshape_target, shape_range, slice_indices, squeeze_shape, transpose_perm, unsqueeze_shape,
+        block_shape, reshape_target, shape_range, slice_indices, squeeze_shape, transpose_perm,
+        unsqueeze_shape,
     };
 }
 mod math;
@@ -294,6 +295,18 @@ pub fn eval_op(
         Op::Tile(_) => vec![array::tile(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::Pad(a) => vec![array::pad(inputs, &a.mode)?],
         Op::Resize(a) => vec![resize::resize(a, inputs)?],
+        Op::DepthToSpace(a) => vec![array::depth_space(
+            req(inputs, 0)?,
+            a.blocksize,
+            a.mode,
+            true,
+        )?],
+        Op::SpaceToDepth(a) => vec![array::depth_space(
+            req(inputs, 0)?,
+            a.blocksize,
+            a.mode,
+            false,
+        )?],
         Op::Range(_) => vec![array::range(
             req(inputs, 0)?,
             req(inputs, 1)?,

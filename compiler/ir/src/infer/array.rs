@@ -1,5 +1,5 @@
 //! Inference rules of shape manipulation: reshapes, transposes, concatenation, gathers,
-//! slices, padding, ranges.
+//! slices, padding, ranges, resizing, block moves between depth and space.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -630,6 +630,59 @@ pub(super) fn resize(
         },
         (Scales::Unsure, _) => unknown(&mut shape),
     }
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(shape),
+    })
+}
+
+/// `DepthToSpace` (`to_space`) and `SpaceToDepth`: the evaluator's shape when every dim is
+/// fixed; otherwise the batch flows through, each other fixed dim is scaled (and checked)
+/// as the evaluator does, and a symbol stays only under a block of 1.
+pub(super) fn depth_space(
+    blocksize: i64,
+    to_space: bool,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    use crate::eval::array_shapes::block_shape;
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(TensorType {
+            dtype: x.ty.dtype,
+            shape: Some(vec![Dim::Unknown; 4]),
+        });
+    };
+    if let Some(dims) = x.ty.fixed_dims() {
+        return one(fixed(x.ty.dtype, block_shape(&dims, blocksize, to_space)?));
+    }
+    // Each dim on its own: a block shape with the others at their smallest valid sizes.
+    let b = blocksize.clamp(1, crate::geometry::MAX_WINDOW_ATTR) as usize;
+    let neutral = |i: usize| match (i, to_space) {
+        (1, true) => b * b,
+        (2 | 3, false) => b,
+        _ => 1,
+    };
+    let mut shape = Vec::with_capacity(s.len());
+    for (i, d) in s.iter().enumerate() {
+        shape.push(match d {
+            Dim::Fixed(n) => {
+                let mut probe: Vec<usize> = (0..s.len()).map(neutral).collect();
+                if let Some(p) = probe.get_mut(i) {
+                    *p = *n;
+                }
+                Dim::Fixed(block_shape(&probe, blocksize, to_space)?[i])
+            }
+            _ if i == 0 || blocksize == 1 => d.clone(),
+            _ => Dim::Unknown,
+        });
+    }
+    // The rank and blocksize checks, when no dim was fixed to make them.
+    block_shape(
+        &(0..s.len()).map(neutral).collect::<Vec<_>>(),
+        blocksize,
+        to_space,
+    )?;
     one(TensorType {
         dtype: x.ty.dtype,
         shape: Some(shape),

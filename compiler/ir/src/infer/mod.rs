@@ -415,6 +415,8 @@ pub fn infer(
         Op::Tile(_) => array::tile(args, n_out),
         Op::Pad(_) => array::pad(args, n_out),
         Op::Resize(r) => array::resize(r, args, n_out),
+        Op::DepthToSpace(d) => array::depth_space(d.blocksize, true, args, n_out),
+        Op::SpaceToDepth(d) => array::depth_space(d.blocksize, false, args, n_out),
         Op::Range(_) => array::range(op, args, n_out),
     }
 }
