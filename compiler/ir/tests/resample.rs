@@ -477,3 +477,27 @@ fn block_moves_keep_a_symbolic_batch() {
     .unwrap();
     verify(&g).unwrap();
 }
+
+#[test]
+fn resize_sizes_computed_from_the_batch_keep_its_symbol() {
+    // The sizes an exporter computes around a dynamic batch: Shape's first two dims, then
+    // constants. Inference knows them, the batch as its symbol.
+    let text = "graph \"dyn\" {
+  input %x: f32[N,3,4,4]
+  node sh = Shape(%x) {end=2} -> %s: i64[2]
+  const %hw: i64[2] = [8, 8]
+  node cat = Concat(%s, %hw) {axis=0} -> %z: i64[4]
+  node up = Resize(%x, _, _, %z) {mode=\"linear\"} -> %y: f32[N,3,8,8]
+  output %y
+}
+";
+    let g = parse(text).unwrap();
+    verify(&g).unwrap();
+    let x = Tensor::zeros(mcc_ir::DType::F32, &[2, 3, 4, 4]);
+    assert_eq!(mcc_ir::run(&g, &[x]).unwrap()[0].shape(), [2, 3, 8, 8]);
+    // Constant sizes past the element limit are a type error, not an allocation later.
+    let huge = text
+        .replace("[8, 8]", "[8, 1099511627776]")
+        .replace("f32[N,3,8,8]", "f32[N,3,8,1099511627776]");
+    assert!(parse(&huge).is_err() || verify(&parse(&huge).unwrap()).is_err());
+}

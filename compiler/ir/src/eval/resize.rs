@@ -63,11 +63,7 @@ pub(crate) fn scaled_size(n: usize, scale: f64) -> Result<usize, OpError> {
 
 /// The one scale `not_larger` (the smallest ratio) or `not_smaller` (the largest) takes from
 /// the sizes of the resized axes, whose input lengths are `input`.
-pub(crate) fn aspect_scale(
-    input: &[usize],
-    sizes: &[i64],
-    policy: KeepAspectRatio,
-) -> Result<f64, OpError> {
+fn aspect_scale(input: &[usize], sizes: &[i64], policy: KeepAspectRatio) -> Result<f64, OpError> {
     let mut pick: Option<f64> = None;
     for (&n, &s) in input.iter().zip(sizes) {
         if n == 0 {
@@ -84,7 +80,7 @@ pub(crate) fn aspect_scale(
 }
 
 /// `round(n · scale)`, halves up: the size an aspect-keeping scale gives an axis of `n`.
-pub(crate) fn rounded_size(n: usize, scale: f64) -> Result<usize, OpError> {
+fn rounded_size(n: usize, scale: f64) -> Result<usize, OpError> {
     let v = (n as f64 * scale + 0.5).floor();
     if !(0.0..=crate::tensor::MAX_ELEMENTS as f64).contains(&v) {
         return invalid(format!(

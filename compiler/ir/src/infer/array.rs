@@ -540,7 +540,7 @@ pub(super) fn resize(
     _n_out: usize,
 ) -> Result<Vec<TensorType>, InferError> {
     use crate::KeepAspectRatio;
-    use crate::eval::resize::{aspect_scale, resized_axes, rounded_size, scaled_size};
+    use crate::eval::resize::{Target, resized_axes, resolve, scaled_size};
     let x = req(args, 0)?;
     let Some(s) = &x.ty.shape else {
         return one(same_as(x));
@@ -599,31 +599,35 @@ pub(super) fn resize(
         (Scales::Absent, Some(z)) => match z.elements() {
             Some(k) => {
                 count(k.len(), "sizes")?;
-                if let Some(bad) = k.iter().find(|e| matches!(e, Known::Int(v) if *v < 0)) {
-                    return err(format!("Resize sizes must not be negative, found {bad:?}"));
-                }
-                if r.keep_aspect_ratio_policy == KeepAspectRatio::Stretch {
-                    for (&ax, e) in axes.iter().zip(&k) {
-                        shape[ax] = e.dim();
-                    }
-                } else {
-                    let ints: Option<Vec<i64>> = k
-                        .iter()
-                        .map(|e| match e {
-                            Known::Int(v) => Some(*v),
-                            _ => None,
-                        })
-                        .collect();
-                    let dims: Option<Vec<usize>> = axes.iter().map(|&a| s[a].fixed()).collect();
-                    match (ints, dims) {
-                        (Some(ints), Some(dims)) => {
-                            let scale = aspect_scale(&dims, &ints, r.keep_aspect_ratio_policy)?;
-                            for (&ax, &n) in axes.iter().zip(&dims) {
-                                shape[ax] = Dim::Fixed(rounded_size(n, scale)?);
-                            }
+                let ints: Option<Vec<i64>> = k
+                    .iter()
+                    .map(|e| match e {
+                        Known::Int(v) => Some(*v),
+                        _ => None,
+                    })
+                    .collect();
+                let dims: Option<Vec<usize>> = axes.iter().map(|&a| s[a].fixed()).collect();
+                match (ints, dims) {
+                    // All known: exactly the evaluator's sizes.
+                    (Some(ints), Some(dims)) => {
+                        let sized =
+                            resolve(&dims, &Target::Sizes(ints), r.keep_aspect_ratio_policy)?;
+                        for (&ax, &(o, _)) in axes.iter().zip(&sized) {
+                            shape[ax] = Dim::Fixed(o);
                         }
-                        _ => unknown(&mut shape),
                     }
+                    // Stretched, each axis takes its size (a symbol too).
+                    _ if r.keep_aspect_ratio_policy == KeepAspectRatio::Stretch => {
+                        for (&ax, e) in axes.iter().zip(&k) {
+                            if let Known::Int(v) = e
+                                && !(0..=crate::tensor::MAX_ELEMENTS as i64).contains(v)
+                            {
+                                return err(format!("Resize size {v} is not between 0 and 2^28"));
+                            }
+                            shape[ax] = e.dim();
+                        }
+                    }
+                    _ => unknown(&mut shape),
                 }
             }
             None => unknown(&mut shape),
