@@ -225,3 +225,95 @@ fn placeholder_dims_are_independent_sizes() {
     let e = mcc_ir::run(&g, &[bad]).unwrap_err().to_string();
     assert!(e.contains("axis 1 is 3; the model fixes it at 1"), "{e}");
 }
+
+/// `Resize` of opset 10 (`X, scales`) and `Upsample` (opset 7: scales as an attribute; 9: an
+/// operand) import as today's `Resize` with asymmetric coordinates and nearest rounding
+/// down; forms mcc cannot mean exactly are errors that say which.
+#[test]
+fn old_resize_and_upsample_import_as_resize() {
+    let g = mcc_ir::text::parse(
+        "graph \"up\" {\n  input %x: f32[1,1,2,2]\n  const %s: f32[4] = [1.0, 1.0, 2.0, 3.0]\n  node r = Resize(%x, _, %s) -> %y: f32[1,1,4,6]\n  output %y\n}\n",
+    )
+    .unwrap();
+    let base = pb::ModelProto::decode(mcc_onnx::export(&g).unwrap().as_slice()).unwrap();
+    let variant = |opset: i64, op: &str, inputs: &[&str], attribute: Vec<pb::AttributeProto>| {
+        let mut m = base.clone();
+        m.opset_import[0].version = Some(opset);
+        let graph = m.graph.as_mut().unwrap();
+        let n = &mut graph.node[0];
+        n.op_type = Some(op.into());
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.attribute = attribute;
+        if !inputs.contains(&"s") {
+            graph.initializer.clear();
+        }
+        mcc_onnx::import_bytes(&m.encode_to_vec(), std::path::Path::new("old.onnx"), None)
+    };
+    let text = |key: &str, value: &str| pb::AttributeProto {
+        name: Some(key.into()),
+        s: Some(value.as_bytes().to_vec()),
+        r#type: Some(pb::attribute_proto::AttributeType::String as i32),
+        ..Default::default()
+    };
+    let scales = pb::AttributeProto {
+        name: Some("scales".into()),
+        floats: vec![1.0, 1.0, 2.0, 3.0],
+        r#type: Some(pb::attribute_proto::AttributeType::Floats as i32),
+        ..Default::default()
+    };
+    let x = mcc_ir::Tensor::from_vec(&[1, 1, 2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    let row = |a: f32, b: f32| [a, a, a, b, b, b];
+    let want: Vec<f32> = [row(1.0, 2.0), row(1.0, 2.0), row(3.0, 4.0), row(3.0, 4.0)].concat();
+    for (opset, op, inputs, attrs) in [
+        (10, "Resize", vec!["x", "s"], vec![]),
+        (9, "Upsample", vec!["x", "s"], vec![text("mode", "nearest")]),
+        (7, "Upsample", vec!["x"], vec![scales.clone()]),
+    ] {
+        let graph = variant(opset, op, &inputs, attrs)
+            .unwrap_or_else(|e| panic!("{op}-{opset}: {e}"))
+            .graph;
+        let printed = mcc_ir::text::print(&graph);
+        assert!(
+            printed.contains("coordinate_transformation_mode=\"asymmetric\"")
+                && printed.contains("nearest_mode=\"floor\""),
+            "{op}-{opset}:\n{printed}"
+        );
+        let y = mcc_ir::run(&graph, std::slice::from_ref(&x))
+            .unwrap()
+            .remove(0);
+        assert_eq!(y.shape(), [1, 1, 4, 6], "{op}-{opset}");
+        assert_eq!(
+            y.as_f32().unwrap().iter().copied().collect::<Vec<_>>(),
+            want,
+            "{op}-{opset}"
+        );
+    }
+    let e = variant(
+        11,
+        "Resize",
+        &["x", "", "s"],
+        vec![text(
+            "coordinate_transformation_mode",
+            "tf_half_pixel_for_nn",
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("tf_half_pixel_for_nn") && e.contains("not supported"),
+        "{e}"
+    );
+    let e = variant(1, "Upsample", &["x"], vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("before opset 7"), "{e}");
+    let e = variant(
+        19,
+        "Resize",
+        &["x", "", "s"],
+        vec![text("mode", "bilinear")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`bilinear`"), "{e}");
+}

@@ -249,3 +249,113 @@ fn stored_weights_export_to_onnx_that_onnx_runtime_runs() {
         );
     }
 }
+
+/// `ConvTranspose`, `Resize` (each interpolation mode, a few coordinate transformations,
+/// antialiasing, axes with an aspect-ratio policy, crop-and-resize), `SpaceToDepth`,
+/// `DepthToSpace` and `InstanceNormalization` export to ONNX that imports back to the same IR and that ONNX
+/// Runtime computes as the evaluator does. (The crop changes the size: ONNX Runtime 1.32
+/// returns the input unchanged when the sizes equal it, roi or not; ONNX's reference crops.)
+#[test]
+fn resampling_layers_export_to_onnx_that_onnx_runtime_runs() {
+    const CASES: &[(&str, &str)] = &[
+        (
+            "f32[1,4,6,7]",
+            "const %w: f32[2,2,3,3] = [0.5, -1.0, 0.25, 2.0, 0.0, 1.5, -0.75, 1.0, 0.5, 0.125, 1.0, -2.0, 0.5, 0.25, 1.0, -1.0, 0.0, 0.75, 1.0, 0.5, -0.5, 2.0, 1.0, 0.25, -1.0, 0.5, 0.5, 1.0, 0.0, -0.25, 0.75, 1.0, 0.5, 0.125, -1.0, 2.0]
+  const %b: f32[4] = [0.5, -0.5, 1.0, 0.0]
+  node up = ConvTranspose(%x, %w, %b) {group=2, output_padding=[1, 1], pads=[1, 0, 1, 1], strides=[2, 2]} -> %y: f32[1,4,6,7]",
+        ),
+        (
+            "f32[1,1,9,7]",
+            "const %w: f32[2,1,3,3] = [0.5, -1.0, 0.25, 2.0, 0.0, 1.5, -0.75, 1.0, 0.5, 1.0, 0.5, -0.5, 2.0, 1.0, 0.25, -1.0, 0.5, 0.5]
+  node up = ConvTranspose(%x, %w) {dilations=[1, 2], output_shape=[9, 7], strides=[3, 2]} -> %y: f32[1,1,9,7]",
+        ),
+        (
+            "f32[1,1,6,6]",
+            "const %w: f32[2,1,3,3] = [0.5, -1.0, 0.25, 2.0, 0.0, 1.5, -0.75, 1.0, 0.5, 1.0, 0.5, -0.5, 2.0, 1.0, 0.25, -1.0, 0.5, 0.5]
+  node up = ConvTranspose(%x, %w) {auto_pad=\"SAME_UPPER\", strides=[2, 2]} -> %y: f32[1,1,6,6]",
+        ),
+        (
+            "f32[1,2,6,6]",
+            "const %s: f32[4] = [1.0, 1.0, 2.0, 2.0]
+  node r = Resize(%x, _, %s) {mode=\"linear\"} -> %y: f32[1,2,6,6]",
+        ),
+        (
+            "f32[1,2,5,4]",
+            "const %z: i64[4] = [1, 2, 5, 4]
+  node r = Resize(%x, _, _, %z) {coordinate_transformation_mode=\"align_corners\", mode=\"cubic\"} -> %y: f32[1,2,5,4]",
+        ),
+        (
+            "f32[1,2,7,8]",
+            "const %z: i64[4] = [1, 2, 7, 8]
+  node r = Resize(%x, _, _, %z) {coordinate_transformation_mode=\"asymmetric\", nearest_mode=\"round_prefer_ceil\"} -> %y: f32[1,2,7,8]",
+        ),
+        (
+            "f32[1,2,2,2]",
+            "const %s: f32[4] = [1.0, 1.0, 0.7, 0.7]
+  node r = Resize(%x, _, %s) {antialias=1, mode=\"cubic\"} -> %y: f32[1,2,2,2]",
+        ),
+        (
+            "f32[1,2,2,2]",
+            "const %z: i64[2] = [2, 2]
+  node r = Resize(%x, _, _, %z) {axes=[2, 3], keep_aspect_ratio_policy=\"not_larger\", mode=\"linear\", coordinate_transformation_mode=\"half_pixel_symmetric\"} -> %y: f32[1,2,2,2]",
+        ),
+        (
+            "f32[1,2,2,4]",
+            "const %roi: f32[4] = [0.2, 0.6, 1.3, 0.9]
+  const %z: i64[2] = [4, 2]
+  node r = Resize(%x, %roi, _, %z) {axes=[3, 2], coordinate_transformation_mode=\"tf_crop_and_resize\", extrapolation_value=-2.5, mode=\"linear\"} -> %y: f32[1,2,2,4]",
+        ),
+        (
+            "f32[1,2,3,3]",
+            "node deep = SpaceToDepth(%x) {blocksize=3} -> %d: f32[1,18,1,1]
+  node r = DepthToSpace(%d) {blocksize=3, mode=\"CRD\"} -> %y: f32[1,2,3,3]",
+        ),
+        (
+            "f32[1,2,3,3]",
+            "const %g: f32[2] = [1.5, -0.5]
+  const %b: f32[2] = [0.25, 1.0]
+  node n = InstanceNormalization(%x, %g, %b) {epsilon=0.01} -> %y: f32[1,2,3,3]",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let x = Tensor::from_vec(
+        &[1, 2, 3, 3],
+        (0..18)
+            .map(|i| (i as f32 * 0.7).sin() * 3.0)
+            .collect::<Vec<f32>>(),
+    )
+    .unwrap();
+    let xp = dir.path().join("x.npy");
+    mcc::tensor_io::write_npy(&xp, &x).unwrap();
+    for (i, (out_ty, body)) in CASES.iter().enumerate() {
+        let text =
+            format!("graph \"case{i}\" {{\n  input %x: f32[1,2,3,3]\n  {body}\n  output %y\n}}\n");
+        let g = parse(&text).unwrap_or_else(|e| panic!("case {i}: {e:?}"));
+        mcc_ir::verify(&g).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let ty = g.value(g.outputs()[0]).ty.to_string();
+        assert_eq!(ty, *out_ty, "case {i}");
+        let bytes = mcc_onnx::export(&g).unwrap();
+        let back = mcc_onnx::import_bytes(&bytes, std::path::Path::new("case.onnx"), None)
+            .unwrap()
+            .graph;
+        assert_eq!(
+            print(&back),
+            print(&g),
+            "case {i}: import(export(g)) differs"
+        );
+        if skip_ort() {
+            continue;
+        }
+        let path = dir.path().join(format!("case{i}.onnx"));
+        std::fs::write(&path, &bytes).unwrap();
+        let want = mcc_ir::run(&g, std::slice::from_ref(&x)).unwrap().remove(0);
+        let got = run_ort(&path, std::slice::from_ref(&xp), dir.path());
+        let d = compare(&got, &want, 1e-4, 1e-5);
+        assert!(d.allclose, "case {i} ({body}): ONNX Runtime differs: {d:?}");
+    }
+    // SpaceToDepth's CRD order is opset 28's: the export says so rather than write a file
+    // its opset cannot read.
+    let g = parse("graph \"crd\" {\n  input %x: f32[1,2,3,3]\n  node d = SpaceToDepth(%x) {blocksize=3, mode=\"CRD\"} -> %y: f32[1,18,1,1]\n  output %y\n}\n").unwrap();
+    let e = mcc_onnx::export(&g).unwrap_err().to_string();
+    assert!(e.contains("opset 28"), "{e}");
+}

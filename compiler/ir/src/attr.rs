@@ -193,6 +193,108 @@ impl AttrType for AutoPad {
     }
 }
 
+/// Defines a closed set of string-valued attribute choices: the enum, its ONNX spelling
+/// ([`name`](ResizeMode::name)) and its [`AttrType`] conversion.
+macro_rules! string_choice {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident { $( $(#[$vdoc:meta])* $variant:ident = $text:literal ),+ $(,)? }
+    )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+            pub enum $name { $( $(#[$vdoc])* $variant, )+ }
+
+            impl $name {
+                /// The ONNX spelling.
+                pub fn name(self) -> &'static str {
+                    match self { $( $name::$variant => $text, )+ }
+                }
+            }
+
+            impl AttrType for $name {
+                const EXPECTED: &'static str = concat!("one of" $(, " `", $text, "`")+);
+                fn from_attr(v: &AttrValue) -> Option<Self> {
+                    match v {
+                        AttrValue::Str(s) => match s.as_str() {
+                            $( $text => Some($name::$variant), )+
+                            _ => None,
+                        },
+                        _ => None,
+                    }
+                }
+                fn to_attr(&self) -> Option<AttrValue> {
+                    Some(AttrValue::Str(self.name().to_string()))
+                }
+            }
+
+            impl fmt::Display for $name {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str(self.name())
+                }
+            }
+        )*
+    };
+}
+
+string_choice! {
+    /// ONNX `Resize`'s `mode`: how output values are interpolated.
+    ResizeMode {
+        /// The nearest input value (see [`NearestMode`]).
+        Nearest = "nearest",
+        /// Linear in each resized axis (bilinear, trilinear…).
+        Linear = "linear",
+        /// Cubic convolution in each resized axis (`cubic_coeff_a`).
+        Cubic = "cubic",
+    }
+    /// ONNX `Resize`'s `coordinate_transformation_mode`: where an output coordinate lies in
+    /// the input.
+    CoordinateTransform {
+        /// `(x + 0.5) / scale − 0.5`.
+        HalfPixel = "half_pixel",
+        /// `half_pixel`, shifted so the sampled region stays centred when the output size was
+        /// rounded down.
+        HalfPixelSymmetric = "half_pixel_symmetric",
+        /// `half_pixel`, except that an output of length 1 samples coordinate 0.
+        PytorchHalfPixel = "pytorch_half_pixel",
+        /// The first and last samples of input and output coincide.
+        AlignCorners = "align_corners",
+        /// `x / scale`.
+        Asymmetric = "asymmetric",
+        /// The region of interest `roi` is resized with aligned corners; samples outside the
+        /// input take `extrapolation_value`.
+        TfCropAndResize = "tf_crop_and_resize",
+    }
+    /// ONNX `Resize`'s `nearest_mode`: how a coordinate rounds to an input index.
+    NearestMode {
+        /// Round, halves down.
+        RoundPreferFloor = "round_prefer_floor",
+        /// Round, halves up.
+        RoundPreferCeil = "round_prefer_ceil",
+        /// Round down.
+        Floor = "floor",
+        /// Round up.
+        Ceil = "ceil",
+    }
+    /// ONNX `DepthToSpace`'s and `SpaceToDepth`'s `mode`: how a channel index splits into
+    /// (block row, block column, channel).
+    BlockOrder {
+        /// Depth, column, row: channel `(by·b + bx)·C + c` (the default).
+        Dcr = "DCR",
+        /// Column, row, depth: channel `c·b² + by·b + bx` (PyTorch's pixel shuffle).
+        Crd = "CRD",
+    }
+    /// ONNX `Resize`'s `keep_aspect_ratio_policy`: how `sizes` is read.
+    KeepAspectRatio {
+        /// Each resized axis gets its size.
+        Stretch = "stretch",
+        /// One scale for every resized axis, the largest that fits in the sizes.
+        NotLarger = "not_larger",
+        /// One scale for every resized axis, the smallest that covers the sizes.
+        NotSmaller = "not_smaller",
+    }
+}
+
 /// An attribute list could not become an op.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AttrError {
@@ -206,6 +308,18 @@ pub enum AttrError {
         op: &'static str,
         /// Attribute name.
         attr: String,
+    },
+    /// A string attribute names no choice the op knows.
+    #[error("attribute `{attr}` of `{op}` must be {expected}, found `{value}`")]
+    BadValue {
+        /// Op type.
+        op: &'static str,
+        /// Attribute name.
+        attr: &'static str,
+        /// What was expected.
+        expected: &'static str,
+        /// The value found.
+        value: String,
     },
     /// The attribute has the wrong kind of value.
     #[error("attribute `{attr}` of `{op}` must be {expected}, found {found}")]

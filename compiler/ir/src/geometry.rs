@@ -1,5 +1,6 @@
 //! Sliding-window geometry shared by shape inference and the evaluator (Conv and the
-//! pools): resolved pads and output sizes, so the two can never disagree.
+//! pools, and ConvTranspose's scatter): resolved pads and output sizes, so the two can never
+//! disagree.
 
 use crate::attr::AutoPad;
 
@@ -217,6 +218,187 @@ pub fn window(
         dilations,
         pad_begin: pb,
         pad_end: pe,
+        out,
+    })
+}
+
+/// The attributes of a ConvTranspose, resolved against a spatial input size: output
+/// position `o` along axis `d` receives input position `i` through kernel tap `k` when
+/// `o = i·stride + k·dilation − pad_begin`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransposedWindow {
+    /// Kernel size per spatial axis.
+    pub kernel: Vec<usize>,
+    /// Stride per spatial axis.
+    pub strides: Vec<usize>,
+    /// Dilation per spatial axis.
+    pub dilations: Vec<usize>,
+    /// Cells cut from the start of the full output per spatial axis; negative when an
+    /// explicit `output_shape` is larger than the full output (its first cells are then 0).
+    pub pad_begin: Vec<i64>,
+    /// Output size per spatial axis.
+    pub out: Vec<usize>,
+}
+
+/// Resolves a ConvTranspose over spatial `input` sizes (ONNX's equations):
+///
+/// * the full output is `stride·(in − 1) + output_padding + (k − 1)·dilation + 1` cells;
+/// * explicit `pads` cut `pad_begin + pad_end` of them (`NOTSET`, or none with `VALID`);
+/// * `output_shape` (its spatial sizes; a full `N, C, …` shape has them last) or, under
+///   `SAME_*`, `in · stride` fixes the output instead, and the difference `total` from the
+///   full size is cut as `SAME_UPPER`: `⌊total/2⌋` at the start, else `total − ⌊total/2⌋`
+///   (floor division, so a negative total, an output larger than the full one, grows it at
+///   the end first). `pads` is then ignored.
+pub fn transposed_window(
+    input: &[usize],
+    kernel_shape: &[usize],
+    strides: &[i64],
+    dilations: &[i64],
+    pads: &[i64],
+    output_padding: &[i64],
+    output_shape: &[i64],
+    auto_pad: AutoPad,
+) -> Result<TransposedWindow, WindowError> {
+    let n = input.len();
+    if kernel_shape.len() != n {
+        return Err(WindowError::Arity {
+            attr: "kernel_shape",
+            got: kernel_shape.len(),
+            want: n,
+        });
+    }
+    for &k in kernel_shape {
+        if k == 0 || k as i64 > MAX_WINDOW_ATTR {
+            return Err(WindowError::Range {
+                attr: "kernel_shape",
+                what: "between 1 and 2^20",
+                value: k as i64,
+            });
+        }
+    }
+    if input.iter().any(|&i| i > crate::tensor::MAX_ELEMENTS) {
+        return Err(WindowError::TooLarge {
+            window: 0,
+            input: input.iter().copied().max().unwrap_or(0),
+            padded: 0,
+        });
+    }
+    let strides = list("strides", strides, n, 1, 1, "positive")?;
+    let dilations = list("dilations", dilations, n, 1, 1, "positive")?;
+    let output_padding = list("output_padding", output_padding, n, 0, 0, "non-negative")?;
+    for d in 0..n {
+        if output_padding[d] >= strides[d].max(dilations[d]) {
+            return Err(WindowError::Range {
+                attr: "output_padding",
+                what: "less than the stride or the dilation",
+                value: output_padding[d] as i64,
+            });
+        }
+    }
+    // Every term is at most 2^28 · 2^20 or 2^40: no i64 arithmetic below can overflow.
+    let full: Vec<i64> = (0..n)
+        .map(|d| {
+            let ext = (kernel_shape[d] as i64 - 1) * dilations[d] as i64 + 1;
+            strides[d] as i64 * (input[d] as i64 - 1) + output_padding[d] as i64 + ext
+        })
+        .collect();
+    let target: Option<Vec<i64>> = if !output_shape.is_empty() {
+        let spatial = match output_shape.len() {
+            l if l == n => output_shape,
+            l if l == n + 2 => &output_shape[2..],
+            l => {
+                return Err(WindowError::Arity {
+                    attr: "output_shape",
+                    got: l,
+                    want: n,
+                });
+            }
+        };
+        for &o in spatial {
+            if !(0..=crate::tensor::MAX_ELEMENTS as i64).contains(&o) {
+                return Err(WindowError::Range {
+                    attr: "output_shape",
+                    what: "between 0 and 2^28",
+                    value: o,
+                });
+            }
+        }
+        Some(spatial.to_vec())
+    } else if matches!(auto_pad, AutoPad::SameUpper | AutoPad::SameLower) {
+        Some(
+            (0..n)
+                .map(|d| input[d] as i64 * strides[d] as i64)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let (pad_begin, out): (Vec<i64>, Vec<i64>) = match target {
+        Some(t) => (0..n)
+            .map(|d| {
+                let total = full[d] - t[d];
+                let half = total.div_euclid(2);
+                let begin = if auto_pad == AutoPad::SameUpper {
+                    half
+                } else {
+                    total - half
+                };
+                (begin, t[d])
+            })
+            .unzip(),
+        None => {
+            let (mut pb, mut pe) = (vec![0i64; n], vec![0i64; n]);
+            if auto_pad == AutoPad::NotSet && !pads.is_empty() {
+                if pads.len() != 2 * n {
+                    return Err(WindowError::Arity {
+                        attr: "pads",
+                        got: pads.len(),
+                        want: 2 * n,
+                    });
+                }
+                for (i, &p) in pads.iter().enumerate() {
+                    if !(0..=MAX_WINDOW_ATTR).contains(&p) {
+                        return Err(WindowError::Range {
+                            attr: "pads",
+                            what: "between 0 and 2^20",
+                            value: p,
+                        });
+                    }
+                    if i < n {
+                        pb[i] = p;
+                    } else {
+                        pe[i - n] = p;
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(n);
+            for d in 0..n {
+                let o = full[d] - pb[d] - pe[d];
+                if o < 0 {
+                    return Err(WindowError::Range {
+                        attr: "pads",
+                        what: "no more than the full output",
+                        value: pb[d] + pe[d],
+                    });
+                }
+                out.push(o);
+            }
+            (pb, out)
+        }
+    };
+    let out: Vec<usize> = out.into_iter().map(|o| o.max(0) as usize).collect();
+    if crate::tensor::checked_numel(&out).is_none() {
+        return Err(WindowError::TooLarge {
+            window: 0,
+            input: input.iter().product(),
+            padded: usize::MAX,
+        });
+    }
+    Ok(TransposedWindow {
+        kernel: kernel_shape.to_vec(),
+        strides,
+        dilations,
+        pad_begin,
         out,
     })
 }

@@ -47,7 +47,10 @@ pub mod tensor;
 pub mod text;
 mod verify;
 
-pub use attr::{AttrError, AttrValue, AutoPad};
+pub use attr::{
+    AttrError, AttrValue, AutoPad, BlockOrder, CoordinateTransform, KeepAspectRatio, NearestMode,
+    ResizeMode,
+};
 pub use eval::{EvalError, OpError, eval_op, run, run_observed};
 pub use graph::{ConstData, Graph, GraphError, Node, Origin, Value, ValueDef};
 pub use ids::{NodeId, StepId, ValueId};

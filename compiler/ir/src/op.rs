@@ -13,7 +13,10 @@
 
 use std::fmt;
 
-use crate::attr::{AttrError, AttrType, AttrValue, AutoPad};
+use crate::attr::{
+    AttrError, AttrType, AttrValue, AutoPad, BlockOrder, CoordinateTransform, KeepAspectRatio,
+    NearestMode, ResizeMode,
+};
 use crate::{DType, Tensor};
 
 macro_rules! define_ops {
@@ -37,9 +40,15 @@ macro_rules! define_ops {
                     for (key, value) in attrs {
                         match key.as_str() {
                             $( stringify!($field) => {
-                                op.$field = <$ty as AttrType>::from_attr(&value).ok_or(AttrError::WrongKind {
-                                    op: $onnx, attr: stringify!($field),
-                                    expected: <$ty as AttrType>::EXPECTED, found: value.kind(),
+                                op.$field = <$ty as AttrType>::from_attr(&value).ok_or_else(|| match &value {
+                                    AttrValue::Str(s) => AttrError::BadValue {
+                                        op: $onnx, attr: stringify!($field),
+                                        expected: <$ty as AttrType>::EXPECTED, value: s.clone(),
+                                    },
+                                    _ => AttrError::WrongKind {
+                                        op: $onnx, attr: stringify!($field),
+                                        expected: <$ty as AttrType>::EXPECTED, found: value.kind(),
+                                    },
                                 })?;
                             } )*
                             _ => return Err(AttrError::UnknownAttr { op: $onnx, attr: key }),
@@ -113,6 +122,31 @@ define_ops! {
         /// The epilogue's parameters: LeakyRelu `[alpha]`, Clip `[min, max]`,
         /// HardSigmoid `[alpha, beta]`; empty for the others.
         activation_params: Vec<f32> = vec![],
+    }
+    /// Transposed convolution (ONNX `ConvTranspose`): each input position scatters its value
+    /// times the kernel into the output, `stride` apart. Operands: `X, W, B?`, with `W` of
+    /// shape `(C, M / group, k…)` and `M` output channels. The output size per spatial axis is
+    /// `stride·(in − 1) + output_padding + (k − 1)·dilation + 1 − pad_begin − pad_end`, or
+    /// `output_shape` when given (then, and with `SAME_*` auto padding, the pads are derived:
+    /// [`crate::geometry::transposed_window`]).
+    ConvTranspose = "ConvTranspose" {
+        /// How padding is derived when `pads` is absent (`SAME_*`: the output is `in · stride`).
+        auto_pad: AutoPad = AutoPad::NotSet,
+        /// Dilation per spatial axis (empty = all 1).
+        dilations: Vec<i64> = vec![],
+        /// Number of groups; input and output channels divide by it.
+        group: i64 = 1,
+        /// Kernel size per spatial axis (empty = from W).
+        kernel_shape: Vec<i64> = vec![],
+        /// Extra output cells at the end of each spatial axis (each below the stride or the
+        /// dilation; empty = all 0).
+        output_padding: Vec<i64> = vec![],
+        /// The output's spatial sizes (empty = computed); the pads are then derived.
+        output_shape: Vec<i64> = vec![],
+        /// Begin pads then end pads, cut from the full output (empty = all 0).
+        pads: Vec<i64> = vec![],
+        /// Stride per spatial axis (empty = all 1).
+        strides: Vec<i64> = vec![],
     }
     /// `alpha·op(A)·op(B) + beta·C` (ONNX `Gemm`). Operands: `A, B, C?`.
     Gemm = "Gemm" {
@@ -225,6 +259,12 @@ define_ops! {
         /// The precision of the computation (ONNX: 1 = float). mcc computes in f64 and rounds
         /// once, whatever it says.
         stash_type: i64 = 1,
+    }
+    /// Normalization of each (sample, channel) plane over its spatial axes, then a per-channel
+    /// scale and bias (ONNX `InstanceNormalization`). Operands: `input, scale, B`.
+    InstanceNormalization = "InstanceNormalization" {
+        /// Added to the variance.
+        epsilon: f32 = 1e-5,
     }
     /// Dropout; identity in inference (ONNX `Dropout`). Operands: `X, ratio?, training_mode?`;
     /// outputs `Y, mask?`.
@@ -419,8 +459,55 @@ define_ops! {
         /// `constant`, `reflect`, `edge` or `wrap`.
         mode: String = "constant".to_string(),
     }
+    /// Channels into `blocksize × blocksize` spatial blocks (ONNX `DepthToSpace`):
+    /// `(N, C·b², H, W)` → `(N, C, H·b, W·b)`, channels split as `mode` says.
+    DepthToSpace = "DepthToSpace" {
+        /// The block's side `b` (required; positive).
+        blocksize: i64 = 0,
+        /// How a channel index splits into block position and channel.
+        mode: BlockOrder = BlockOrder::Dcr,
+    }
+    /// Spatial `blocksize × blocksize` blocks into channels (ONNX `SpaceToDepth`), the
+    /// inverse of `DepthToSpace` with the same `mode`: `(N, C, H·b, W·b)` → `(N, C·b², H, W)`.
+    SpaceToDepth = "SpaceToDepth" {
+        /// The block's side `b` (required; positive).
+        blocksize: i64 = 0,
+        /// How a channel index is made of block position and channel (opset 28; before it,
+        /// always `DCR`).
+        mode: BlockOrder = BlockOrder::Dcr,
+    }
     /// `start, start+delta, …` below `limit` (ONNX `Range`). Operands: `start, limit, delta`.
     Range = "Range" {}
+    /// Resampling by interpolation (ONNX `Resize`, opset 19). Operands: `X, roi?, scales?,
+    /// sizes?`, exactly one of `scales` (f32, one per resized axis; a tensor without elements
+    /// counts as absent) and `sizes` (i64). With scales an axis of `n` becomes
+    /// `floor(n · scale)`; with sizes it becomes the size (or the rounded `n · scale` of the
+    /// one scale `keep_aspect_ratio_policy` picks). Each resized axis is interpolated on its
+    /// own (the result is separable); `roi` (`[starts…, ends…]`, normalized) is read only by
+    /// `tf_crop_and_resize`. Older forms import as this one: `Resize` opset 10 and `Upsample`
+    /// with `asymmetric` coordinates and `floor` rounding.
+    Resize = "Resize" {
+        /// 1: linear and cubic interpolation widen their kernel by `1 / scale` when
+        /// downsampling (an antialiasing filter); no effect on `nearest`.
+        antialias: i64 = 0,
+        /// The axes `roi`, `scales` and `sizes` refer to (empty = all, in order).
+        axes: Vec<i64> = vec![],
+        /// Where an output coordinate lies in the input.
+        coordinate_transformation_mode: CoordinateTransform = CoordinateTransform::HalfPixel,
+        /// The `a` of the cubic convolution kernel.
+        cubic_coeff_a: f32 = -0.75,
+        /// 1: taps outside the input get weight 0 and the rest are renormalized (linear and
+        /// cubic).
+        exclude_outside: i64 = 0,
+        /// The value of samples outside the input under `tf_crop_and_resize`.
+        extrapolation_value: f32 = 0.0,
+        /// How `sizes` is read (`scales` is always read as given).
+        keep_aspect_ratio_policy: KeepAspectRatio = KeepAspectRatio::Stretch,
+        /// Nearest, linear or cubic interpolation.
+        mode: ResizeMode = ResizeMode::Nearest,
+        /// How `nearest` rounds a coordinate to an index.
+        nearest_mode: NearestMode = NearestMode::RoundPreferFloor,
+    }
 
     // ---- quantization (integer semantics: `mcc_runtime::quant`, the one definition) ----
     /// `clamp(round_half_even(x / scale) + zero_point)` (ONNX `QuantizeLinear`), per tensor
@@ -734,6 +821,9 @@ impl Op {
             Op::ConstantOfShape(_) => &[0],
             Op::Slice(_) => &[1, 2, 3, 4],
             Op::Pad(_) => &[1, 3],
+            // Resize's `scales` and `roi` move sample positions, so they are data; `sizes`
+            // only says the output shape (the scale follows from it).
+            Op::Resize(_) => &[3],
             _ => &[],
         }
     }

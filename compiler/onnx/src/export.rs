@@ -183,6 +183,11 @@ fn attribute(op: &Op, key: &str, v: &AttrValue) -> Result<pb::AttributeProto, St
             a.i = Some(i64::from(dtype_code(d)));
             T::Int
         }
+        (Op::SpaceToDepth(_), "mode", _) => {
+            return Err(format!(
+                "SpaceToDepth's `mode` is opset 28's; at opset {EXPORT_OPSET} the only order is DCR"
+            ));
+        }
         (Op::Softmax(_) | Op::LogSoftmax(_), "legacy_2d", _) => {
             return Err("it still has opset < 13 softmax semantics (`legacy_2d`) that canonicalization could not remove".into());
         }
@@ -780,13 +785,31 @@ fn attributes(op: &Op) -> Result<Vec<pb::AttributeProto>, String> {
 
 /// The attributes ONNX requires (it gives them no default), written even when they equal
 /// mcc's default, which the op's attribute list leaves out: `Concat`'s `axis`, `Cast`'s `to`,
-/// `LRN`'s `size`, and the pools' `kernel_shape`.
+/// `LRN`'s `size`, the pools' `kernel_shape`, `DepthToSpace`'s and `SpaceToDepth`'s
+/// `blocksize`; and the modes of `Resize` and `DepthToSpace`, whose defaults changed between
+/// opsets, so a reader never has to know which ones the file's opset has.
 fn required_attrs(op: &Op) -> Vec<(&'static str, AttrValue)> {
     use mcc_ir::attr::AttrType;
     match op {
+        Op::Resize(r) => [
+            ("mode", r.mode.to_attr()),
+            (
+                "coordinate_transformation_mode",
+                r.coordinate_transformation_mode.to_attr(),
+            ),
+            ("nearest_mode", r.nearest_mode.to_attr()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect(),
         Op::Concat(c) => vec![("axis", AttrValue::Int(c.axis))],
         Op::Cast(c) => c.to.to_attr().map(|v| ("to", v)).into_iter().collect(),
         Op::Lrn(l) => vec![("size", AttrValue::Int(l.size))],
+        Op::DepthToSpace(d) => vec![
+            ("blocksize", AttrValue::Int(d.blocksize)),
+            ("mode", AttrValue::Str(d.mode.name().into())),
+        ],
+        Op::SpaceToDepth(d) => vec![("blocksize", AttrValue::Int(d.blocksize))],
         Op::MaxPool(p) => vec![("kernel_shape", AttrValue::Ints(p.kernel_shape.clone()))],
         Op::AveragePool(p) => vec![("kernel_shape", AttrValue::Ints(p.kernel_shape.clone()))],
         _ => vec![],

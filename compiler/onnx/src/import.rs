@@ -5,9 +5,10 @@
 //! `axes` attribute becomes an operand; `Clip` (< 11): `min`/`max` attributes become
 //! operands; `Softmax`/`LogSoftmax` (< 13): axis defaults to 1 and `legacy_2d` keeps the
 //! 2-D coercion; `Reshape` (< 5), `Pad` (< 11), `Slice` (< 10): attributes become operands;
-//! `Dropout` (< 12): `ratio` becomes an operand; training-only attributes are checked and
-//! dropped. Graph inputs that are also initializers (IR < 4 exporters) become constants,
-//! and `Constant` nodes become constants.
+//! `Dropout` (< 12): `ratio` becomes an operand; `Resize` (< 11) and `Upsample` (7–9) become
+//! `Resize` with asymmetric coordinates and nearest rounding down; training-only attributes
+//! are checked and dropped. Graph inputs that are also initializers (IR < 4 exporters)
+//! become constants, and `Constant` nodes become constants.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -212,8 +213,10 @@ pub fn import_bytes(
                 }
             })
             .collect();
+        // The operator the node becomes (an old one may become its successor).
+        let mut kind = op_type.clone();
         upgrade(
-            &op_type,
+            &mut kind,
             opset,
             &mut attrs,
             &mut inputs,
@@ -221,7 +224,7 @@ pub fn import_bytes(
             &name,
         )
         .map_err(node_err)?;
-        let op = Op::from_attrs(&op_type, attrs).map_err(|e| match e {
+        let op = Op::from_attrs(&kind, attrs).map_err(|e| match e {
             AttrError::UnknownOp(_) => unsupported(&name, &op_type, &domain),
             other => node_err(other.to_string()),
         })?;
@@ -516,9 +519,26 @@ fn vec_i64(v: Vec<i64>) -> Tensor {
     Tensor::from_vec(&[n], v).unwrap_or_else(|_| Tensor::scalar(0i64))
 }
 
-/// Rewrites an older-opset node into the newest-opset form the IR uses.
+/// Sets a string attribute unless the node has it.
+fn default_str(attrs: &mut Vec<(String, AttrValue)>, key: &str, value: &str) {
+    if !attrs.iter().any(|(k, _)| k == key) {
+        attrs.push((key.into(), AttrValue::Str(value.into())));
+    }
+}
+
+/// Moves operand `from` to slot `to` (a gap becomes an absent operand).
+fn move_operand(inputs: &mut Vec<Option<Operand>>, from: usize, to: usize) {
+    let v = inputs.get_mut(from).and_then(Option::take);
+    if inputs.len() <= to {
+        inputs.resize_with(to + 1, || None);
+    }
+    inputs[to] = v;
+}
+
+/// Rewrites an older-opset node into the newest-opset form the IR uses; `op` becomes the
+/// operator it is built as (`Upsample` becomes `Resize`).
 fn upgrade(
-    op: &str,
+    op: &mut String,
     opset: i64,
     attrs: &mut Vec<(String, AttrValue)>,
     inputs: &mut Vec<Option<Operand>>,
@@ -526,7 +546,45 @@ fn upgrade(
     node: &str,
 ) -> Result<(), String> {
     take(attrs, "consumed_inputs");
-    match op {
+    match op.as_str() {
+        // Resize 10 is `(X, scales)` with asymmetric coordinates, and Upsample (7: `scales` an
+        // attribute, 9: an operand) the same for scales ≥ 1; nearest rounds down in both (as
+        // PyTorch's nearest does; ONNX Runtime rounds opset-10 downsampling up instead).
+        "Resize" if opset < 11 => {
+            move_operand(inputs, 1, 2);
+            default_str(attrs, "coordinate_transformation_mode", "asymmetric");
+            default_str(attrs, "nearest_mode", "floor");
+        }
+        "Upsample" => {
+            if opset < 7 {
+                return Err(
+                    "Upsample before opset 7 (height_scale/width_scale) is not supported".into(),
+                );
+            }
+            if opset < 9 {
+                let scales = take(attrs, "scales").ok_or("Upsample needs `scales`")?;
+                let v = match scales {
+                    AttrValue::Floats(f) => f,
+                    _ => return Err("`scales` must be a list of floats".into()),
+                };
+                let n = v.len();
+                let t = Tensor::from_vec(&[n], v).map_err(|e| e.to_string())?;
+                put(graph, inputs, 2, node, "scales", t);
+            } else {
+                move_operand(inputs, 1, 2);
+            }
+            default_str(attrs, "coordinate_transformation_mode", "asymmetric");
+            default_str(attrs, "nearest_mode", "floor");
+            *op = "Resize".into();
+        }
+        "Resize"
+            if attrs.iter().any(|(k, v)| {
+                k == "coordinate_transformation_mode"
+                    && *v == AttrValue::Str("tf_half_pixel_for_nn".into())
+            }) =>
+        {
+            return Err("Resize's coordinate_transformation_mode `tf_half_pixel_for_nn` (opsets 11 and 12 only) is not supported".into());
+        }
         "Unsqueeze" | "Squeeze" if opset < 13 => {
             if let Some(a) = take(attrs, "axes") {
                 put(graph, inputs, 1, node, "axes", vec_i64(ints(&a, "axes")?));

@@ -605,3 +605,83 @@ pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Te
     }
     with_numeric!(start, a => go(a, limit, delta), unsupported("Range of bool"))
 }
+
+/// The output shape of `DepthToSpace` (`to_space`) or `SpaceToDepth` with block side
+/// `blocksize` over an `(N, C, H, W)` input.
+pub fn block_shape(input: &[usize], blocksize: i64, to_space: bool) -> Result<Vec<usize>, OpError> {
+    let &[n, c, h, w] = input else {
+        return invalid(format!(
+            "expected an input of rank 4 (N, C, H, W), got shape {input:?}"
+        ));
+    };
+    if !(1..=crate::geometry::MAX_WINDOW_ATTR).contains(&blocksize) {
+        return invalid(format!(
+            "blocksize must be between 1 and 2^20, found {blocksize}"
+        ));
+    }
+    let b = blocksize as usize;
+    let area = b * b;
+    let out = if to_space {
+        if c % area != 0 {
+            return invalid(format!("{c} channels do not split into blocks of {b}×{b}"));
+        }
+        vec![n, c / area, h.saturating_mul(b), w.saturating_mul(b)]
+    } else {
+        if h % b != 0 || w % b != 0 {
+            return invalid(format!("{h}×{w} does not split into blocks of {b}×{b}"));
+        }
+        vec![n, c.saturating_mul(area), h / b, w / b]
+    };
+    super::check_numel(&out)?;
+    Ok(out)
+}
+
+/// ONNX `DepthToSpace` (`to_space`) and `SpaceToDepth`: every output element copies one
+/// input element. On the spread-out side, position `(c, row, col)` is channel
+/// `(by·b + bx)·C + c` (`DCR`) or `c·b² + by·b + bx` (`CRD`) at `(row / b, col / b)` on the
+/// deep side, with `by, bx = row % b, col % b`.
+pub(crate) fn depth_space(
+    x: &Tensor,
+    blocksize: i64,
+    mode: crate::BlockOrder,
+    to_space: bool,
+) -> Result<Tensor, OpError> {
+    let out_shape = block_shape(x.shape(), blocksize, to_space)?;
+    let b = blocksize as usize;
+    // The channels of the spread-out side.
+    let c = if to_space { out_shape[1] } else { x.shape()[1] };
+    let pick = |o: &[usize]| -> [usize; 4] {
+        let ni = o[0];
+        if to_space {
+            let (ci, row, col) = (o[1], o[2], o[3]);
+            let (by, bx) = (row % b, col % b);
+            let ch = match mode {
+                crate::BlockOrder::Dcr => (by * b + bx) * c + ci,
+                crate::BlockOrder::Crd => ci * b * b + by * b + bx,
+            };
+            [ni, ch, row / b, col / b]
+        } else {
+            let (ch, hi, wi) = (o[1], o[2], o[3]);
+            let (ci, by, bx) = match mode {
+                crate::BlockOrder::Dcr => (ch % c, ch / c / b, ch / c % b),
+                crate::BlockOrder::Crd => (ch / (b * b), ch % (b * b) / b, ch % b),
+            };
+            [ni, ci, hi * b + by, wi * b + bx]
+        }
+    };
+    fn go<T: Element>(
+        a: &ArrayD<T>,
+        out_shape: &[usize],
+        pick: &dyn Fn(&[usize]) -> [usize; 4],
+    ) -> Result<Tensor, OpError> {
+        let total: usize = out_shape.iter().product();
+        let mut out = Vec::with_capacity(total);
+        let mut oi = [0; 4];
+        for f in 0..total {
+            unravel(f, out_shape, &mut oi);
+            out.push(a[IxDyn(&pick(&oi))]);
+        }
+        Tensor::from_vec(out_shape, out).map_err(|e| OpError::Invalid(e.to_string()))
+    }
+    with_tensor!(x, a => go(a, &out_shape, &pick))
+}

@@ -11,12 +11,14 @@ pub(crate) mod array;
 /// Shape helpers shared with inference.
 pub(crate) mod array_shapes {
     pub use super::array::{
-        reshape_target, shape_range, slice_indices, squeeze_shape, transpose_perm, unsqueeze_shape,
+        block_shape, reshape_target, shape_range, slice_indices, squeeze_shape, transpose_perm,
+        unsqueeze_shape,
     };
 }
 mod math;
 mod nn;
 mod quant;
+pub(crate) mod resize;
 pub mod scalar;
 
 use std::collections::HashMap;
@@ -113,6 +115,8 @@ pub fn eval_op(
             return unsupported("a quantization operator outside `quant`");
         }
         Op::Conv(a) => vec![nn::conv(a, inputs)?],
+        Op::ConvTranspose(a) => vec![nn::conv_transpose(a, inputs)?],
+        Op::InstanceNormalization(a) => vec![nn::instance_norm(a, inputs)?],
         Op::Gemm(a) => vec![nn::gemm(a, inputs)?],
         Op::MatMul(_) => vec![nn::matmul(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::BatchNormalization(a) => vec![nn::batch_norm(a, inputs)?],
@@ -292,6 +296,19 @@ pub fn eval_op(
         Op::Expand(_) => vec![array::expand(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::Tile(_) => vec![array::tile(req(inputs, 0)?, req(inputs, 1)?)?],
         Op::Pad(a) => vec![array::pad(inputs, &a.mode)?],
+        Op::Resize(a) => vec![resize::resize(a, inputs)?],
+        Op::DepthToSpace(a) => vec![array::depth_space(
+            req(inputs, 0)?,
+            a.blocksize,
+            a.mode,
+            true,
+        )?],
+        Op::SpaceToDepth(a) => vec![array::depth_space(
+            req(inputs, 0)?,
+            a.blocksize,
+            a.mode,
+            false,
+        )?],
         Op::Range(_) => vec![array::range(
             req(inputs, 0)?,
             req(inputs, 1)?,

@@ -1,13 +1,16 @@
 //! Neural-network layers for the reference evaluator: convolution (via an explicit im2col
-//! matrix), Gemm/MatMul, normalization, pooling and softmax.
+//! matrix) and transposed convolution (a scatter), Gemm/MatMul, normalization, pooling and
+//! softmax.
 
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn, LinalgScalar};
 
 use super::math::{broadcast_shape, norm_axes};
 use super::scalar::Scalar;
 use super::{OpError, invalid, opt, req, unsupported};
-use crate::geometry::{Window, unravel, window};
-use crate::op::{AveragePool, BatchNormalization, Conv, Gemm, Lrn, MaxPool};
+use crate::geometry::{Window, transposed_window, unravel, window};
+use crate::op::{
+    AveragePool, BatchNormalization, Conv, ConvTranspose, Gemm, InstanceNormalization, Lrn, MaxPool,
+};
 use crate::{Tensor, with_numeric};
 
 /// Float element types (the layers below are defined for these).
@@ -182,6 +185,193 @@ pub(crate) fn conv(attrs: &Conv, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
         ))
     }
     with_float!(req(inputs, 0)?, x => go(attrs, x, inputs))
+}
+
+/// ONNX `ConvTranspose`: every input cell, times each kernel tap, is added to the output
+/// cell `i·stride + k·dilation − pad_begin` (when that lies in the output), per group; then
+/// the bias. Accumulated in f64 and rounded once.
+pub(crate) fn conv_transpose(
+    attrs: &ConvTranspose,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor, OpError> {
+    fn go<T: Float>(
+        attrs: &ConvTranspose,
+        x: &ArrayD<T>,
+        inputs: &[Option<&Tensor>],
+    ) -> Result<Tensor, OpError> {
+        let w = same::<T>(req(inputs, 1)?, "W")?;
+        let b = opt(inputs, 2).map(|b| same::<T>(b, "B")).transpose()?;
+        let xs = x.shape();
+        check_rank(xs, "ConvTranspose")?;
+        let ws = w.shape();
+        if ws.len() != xs.len() {
+            return invalid(format!("W has rank {}, X has rank {}", ws.len(), xs.len()));
+        }
+        let (n, c) = (xs[0], xs[1]);
+        let g = attrs.group;
+        if g < 1 || c % g as usize != 0 {
+            return invalid(format!("group {g} must divide the input channels {c}"));
+        }
+        let g = g as usize;
+        if ws[0] != c {
+            return invalid(format!(
+                "W has {} input channels (its first axis), X has {c}",
+                ws[0]
+            ));
+        }
+        let (cg, mg) = (c / g, ws[1]);
+        let m = mg
+            .checked_mul(g)
+            .ok_or_else(|| OpError::Invalid("too many output channels".into()))?;
+        let kernel = ws[2..].to_vec();
+        if !attrs.kernel_shape.is_empty() && as_usize(&attrs.kernel_shape) != kernel {
+            return invalid(format!(
+                "kernel_shape {:?} does not match W's {kernel:?}",
+                attrs.kernel_shape
+            ));
+        }
+        if let Some(b) = b
+            && b.shape() != [m]
+        {
+            return invalid(format!("B must have shape [{m}], found {:?}", b.shape()));
+        }
+        let spatial = &xs[2..];
+        let win = transposed_window(
+            spatial,
+            &kernel,
+            &attrs.strides,
+            &attrs.dilations,
+            &attrs.pads,
+            &attrs.output_padding,
+            &attrs.output_shape,
+            attrs.auto_pad,
+        )
+        .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let nd = spatial.len();
+        let s_in: usize = spatial.iter().product();
+        let s_out: usize = win.out.iter().product();
+        let kt: usize = kernel.iter().product();
+        let mut shape = vec![n, m];
+        shape.extend(&win.out);
+        super::check_numel(&shape)?;
+        super::check_numel(&[s_in, kt])?;
+        // For every (input cell, tap): the output cell it lands on, if any.
+        let mut lands = vec![None; s_in * kt];
+        let (mut pi, mut ki) = (vec![0; nd], vec![0; nd]);
+        for p in 0..s_in {
+            unravel(p, spatial, &mut pi);
+            for k in 0..kt {
+                unravel(k, &kernel, &mut ki);
+                let mut off = 0usize;
+                let mut inside = true;
+                for d in 0..nd {
+                    let o = (pi[d] * win.strides[d] + ki[d] * win.dilations[d]) as i64
+                        - win.pad_begin[d];
+                    if o < 0 || o >= win.out[d] as i64 {
+                        inside = false;
+                        break;
+                    }
+                    off = off * win.out[d] + o as usize;
+                }
+                if inside {
+                    lands[p * kt + k] = Some(off);
+                }
+            }
+        }
+        let x = x.as_standard_layout();
+        let xf = x
+            .as_slice()
+            .ok_or_else(|| OpError::Invalid("non-contiguous input".into()))?;
+        let w = w.as_standard_layout();
+        let wf = w
+            .as_slice()
+            .ok_or_else(|| OpError::Invalid("non-contiguous weights".into()))?;
+        let mut acc = vec![0f64; n * m * s_out];
+        for ni in 0..n {
+            for gi in 0..g {
+                for ci in 0..cg {
+                    let ic = gi * cg + ci;
+                    let plane = &xf[(ni * c + ic) * s_in..(ni * c + ic + 1) * s_in];
+                    for mi in 0..mg {
+                        let oc = gi * mg + mi;
+                        let taps = &wf[(ic * mg + mi) * kt..(ic * mg + mi + 1) * kt];
+                        let dst = &mut acc[(ni * m + oc) * s_out..(ni * m + oc + 1) * s_out];
+                        for (p, &v) in plane.iter().enumerate() {
+                            let v = v.to_f64();
+                            for (k, &wk) in taps.iter().enumerate() {
+                                if let Some(o) = lands[p * kt + k] {
+                                    dst[o] += v * wk.to_f64();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(b) = b {
+            for (i, chunk) in acc.chunks_mut(s_out.max(1)).enumerate() {
+                let bias = b[[i % m]].to_f64();
+                for v in chunk {
+                    *v += bias;
+                }
+            }
+        }
+        let out: Vec<T> = acc.into_iter().map(T::from_f64).collect();
+        Tensor::from_vec(&shape, out).map_err(|e| OpError::Invalid(e.to_string()))
+    }
+    with_float!(req(inputs, 0)?, x => go(attrs, x, inputs))
+}
+
+/// ONNX `InstanceNormalization`: each (sample, channel) plane becomes
+/// `(x − mean) / sqrt(var + ε) · scale[c] + B[c]` with its own mean and (biased) variance,
+/// in f64, rounded once.
+pub(crate) fn instance_norm(
+    attrs: &InstanceNormalization,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor, OpError> {
+    fn go<T: Float>(
+        eps: f64,
+        x: &ArrayD<T>,
+        inputs: &[Option<&Tensor>],
+    ) -> Result<Tensor, OpError> {
+        let xs = x.shape().to_vec();
+        check_rank(&xs, "InstanceNormalization")?;
+        let c = xs[1];
+        let mut p = Vec::with_capacity(2);
+        for (i, what) in [(1, "scale"), (2, "B")] {
+            let t = same::<T>(req(inputs, i)?, what)?;
+            if t.shape() != [c] {
+                return invalid(format!(
+                    "{what} must have shape [{c}], found {:?}",
+                    t.shape()
+                ));
+            }
+            p.push(t.iter().map(|v| v.to_f64()).collect::<Vec<f64>>());
+        }
+        let plane: usize = xs[2..].iter().product();
+        let x = x.as_standard_layout();
+        let xf = x
+            .as_slice()
+            .ok_or_else(|| OpError::Invalid("non-contiguous input".into()))?;
+        let mut out = Vec::with_capacity(xf.len());
+        for (i, row) in xf.chunks(plane.max(1)).enumerate().take(xs[0] * c) {
+            let ch = i % c;
+            let k = row.len().max(1) as f64;
+            let mean = row.iter().map(|v| v.to_f64()).sum::<f64>() / k;
+            let var = row
+                .iter()
+                .map(|v| (v.to_f64() - mean) * (v.to_f64() - mean))
+                .sum::<f64>()
+                / k;
+            let r = p[0][ch] / (var + eps).sqrt();
+            out.extend(
+                row.iter()
+                    .map(|v| T::from_f64((v.to_f64() - mean) * r + p[1][ch])),
+            );
+        }
+        Tensor::from_vec(&xs, out).map_err(|e| OpError::Invalid(e.to_string()))
+    }
+    with_float!(req(inputs, 0)?, x => go(f64::from(attrs.epsilon), x, inputs))
 }
 
 /// ONNX `Gemm`: `alpha·A'·B' + beta·C`.

@@ -1,5 +1,5 @@
 //! Inference rules of shape manipulation: reshapes, transposes, concatenation, gathers,
-//! slices, padding, ranges.
+//! slices, padding, ranges, resizing, block moves between depth and space.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -519,5 +519,176 @@ pub(super) fn range(
     one(TensorType {
         dtype: s.ty.dtype,
         shape: Some(vec![Dim::Unknown]),
+    })
+}
+
+/// Whether a `Resize` operand slot holds `scales`: absent (no operand, or one without
+/// elements), present, or not known until run time (its length is not).
+enum Scales<'a> {
+    Absent,
+    Present(Arg<'a>),
+    Unsure,
+}
+
+/// `Resize`: the input's type with each resized axis sized by the constant scales or the
+/// known sizes (the evaluator's arithmetic: [`crate::eval::resize`]). An axis `axes` leaves
+/// alone keeps its dim, a symbol included, as does one scaled by exactly 1; a size that is a
+/// symbol gives that symbol. What the operands do not say is [`Dim::Unknown`].
+pub(super) fn resize(
+    r: &op::Resize,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    use crate::KeepAspectRatio;
+    use crate::eval::resize::{Target, resized_axes, resolve, scaled_size};
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(same_as(x));
+    };
+    let axes = resized_axes(r, s.len())?;
+    let scales = match opt(args, 2) {
+        None => Scales::Absent,
+        Some(a) => match (a.value, a.ty.fixed_dims()) {
+            (Some(t), _) if t.is_empty() => Scales::Absent,
+            (Some(_), _) => Scales::Present(a),
+            (None, Some(d)) if d.iter().product::<usize>() == 0 => Scales::Absent,
+            (None, Some(_)) => Scales::Present(a),
+            (None, None) => Scales::Unsure,
+        },
+    };
+    let sizes = opt(args, 3);
+    let mut shape = s.clone();
+    let unknown = |shape: &mut Vec<Dim>| {
+        for &a in &axes {
+            shape[a] = Dim::Unknown;
+        }
+    };
+    let count = |n: usize, what: &str| {
+        if n == axes.len() {
+            Ok(())
+        } else {
+            err(format!(
+                "Resize has {n} {what} for {} resized axes",
+                axes.len()
+            ))
+        }
+    };
+    match (scales, sizes) {
+        (Scales::Present(_), Some(_)) => return err("Resize takes scales or sizes, not both"),
+        (Scales::Absent, None) => return err("Resize needs scales or sizes"),
+        (Scales::Present(_), None) if r.keep_aspect_ratio_policy != KeepAspectRatio::Stretch => {
+            return err("keep_aspect_ratio_policy applies to sizes, not scales");
+        }
+        (Scales::Present(a), None) => match a.value {
+            Some(t) => {
+                let v = t.to_f64_vec();
+                count(v.len(), "scales")?;
+                for (&ax, &f) in axes.iter().zip(&v) {
+                    if !(f.is_finite() && f > 0.0) {
+                        return err(format!("Resize scales must be positive, found {f}"));
+                    }
+                    shape[ax] = match &s[ax] {
+                        Dim::Fixed(n) => Dim::Fixed(scaled_size(*n, f)?),
+                        d if f == 1.0 => d.clone(),
+                        _ => Dim::Unknown,
+                    };
+                }
+            }
+            None => unknown(&mut shape),
+        },
+        (Scales::Absent, Some(z)) => match z.elements() {
+            Some(k) => {
+                count(k.len(), "sizes")?;
+                let ints: Option<Vec<i64>> = k
+                    .iter()
+                    .map(|e| match e {
+                        Known::Int(v) => Some(*v),
+                        _ => None,
+                    })
+                    .collect();
+                let dims: Option<Vec<usize>> = axes.iter().map(|&a| s[a].fixed()).collect();
+                match (ints, dims) {
+                    // All known: exactly the evaluator's sizes.
+                    (Some(ints), Some(dims)) => {
+                        let sized =
+                            resolve(&dims, &Target::Sizes(ints), r.keep_aspect_ratio_policy)?;
+                        for (&ax, &(o, _)) in axes.iter().zip(&sized) {
+                            shape[ax] = Dim::Fixed(o);
+                        }
+                    }
+                    // Stretched, each axis takes its size (a symbol too).
+                    _ if r.keep_aspect_ratio_policy == KeepAspectRatio::Stretch => {
+                        for (&ax, e) in axes.iter().zip(&k) {
+                            if let Known::Int(v) = e
+                                && !(0..=crate::tensor::MAX_ELEMENTS as i64).contains(v)
+                            {
+                                return err(format!("Resize size {v} is not between 0 and 2^28"));
+                            }
+                            shape[ax] = e.dim();
+                        }
+                    }
+                    _ => unknown(&mut shape),
+                }
+            }
+            None => unknown(&mut shape),
+        },
+        (Scales::Unsure, _) => unknown(&mut shape),
+    }
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(shape),
+    })
+}
+
+/// `DepthToSpace` (`to_space`) and `SpaceToDepth`: the evaluator's shape when every dim is
+/// fixed; otherwise the batch flows through, each other fixed dim is scaled (and checked)
+/// as the evaluator does, and a symbol stays only under a block of 1.
+pub(super) fn depth_space(
+    blocksize: i64,
+    to_space: bool,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    use crate::eval::array_shapes::block_shape;
+    let x = req(args, 0)?;
+    let Some(s) = &x.ty.shape else {
+        return one(TensorType {
+            dtype: x.ty.dtype,
+            shape: Some(vec![Dim::Unknown; 4]),
+        });
+    };
+    if let Some(dims) = x.ty.fixed_dims() {
+        return one(fixed(x.ty.dtype, block_shape(&dims, blocksize, to_space)?));
+    }
+    // Each dim on its own: a block shape with the others at their smallest valid sizes.
+    let b = blocksize.clamp(1, crate::geometry::MAX_WINDOW_ATTR) as usize;
+    let neutral = |i: usize| match (i, to_space) {
+        (1, true) => b * b,
+        (2 | 3, false) => b,
+        _ => 1,
+    };
+    let mut shape = Vec::with_capacity(s.len());
+    for (i, d) in s.iter().enumerate() {
+        shape.push(match d {
+            Dim::Fixed(n) => {
+                let mut probe: Vec<usize> = (0..s.len()).map(neutral).collect();
+                if let Some(p) = probe.get_mut(i) {
+                    *p = *n;
+                }
+                Dim::Fixed(block_shape(&probe, blocksize, to_space)?[i])
+            }
+            _ if i == 0 || blocksize == 1 => d.clone(),
+            _ => Dim::Unknown,
+        });
+    }
+    // The rank and blocksize checks, when no dim was fixed to make them.
+    block_shape(
+        &(0..s.len()).map(neutral).collect::<Vec<_>>(),
+        blocksize,
+        to_space,
+    )?;
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(shape),
     })
 }

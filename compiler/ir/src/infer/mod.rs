@@ -316,6 +316,8 @@ pub fn infer(
             })
         }
         Op::Conv(c) => nn::conv(c, args, n_out),
+        Op::ConvTranspose(c) => nn::conv_transpose(c, args, n_out),
+        Op::InstanceNormalization(_) => nn::instance_normalization(args, n_out),
         Op::QuantizeLinear(q) => {
             let x = x?;
             let dtype = match (opt(args, 2), q.output_dtype) {
@@ -412,6 +414,9 @@ pub fn infer(
         Op::Expand(_) => array::expand(args, n_out),
         Op::Tile(_) => array::tile(args, n_out),
         Op::Pad(_) => array::pad(args, n_out),
+        Op::Resize(r) => array::resize(r, args, n_out),
+        Op::DepthToSpace(d) => array::depth_space(d.blocksize, true, args, n_out),
+        Op::SpaceToDepth(d) => array::depth_space(d.blocksize, false, args, n_out),
         Op::Range(_) => array::range(op, args, n_out),
     }
 }

@@ -1,5 +1,5 @@
-//! Inference rules of the neural-network layers: norms, dropout, convolution, pooling, Gemm,
-//! MatMul.
+//! Inference rules of the neural-network layers: norms, dropout, convolution (plain and
+//! transposed), pooling, Gemm, MatMul.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -159,6 +159,141 @@ pub(super) fn conv(
         c.auto_pad,
         false,
     )?)
+}
+
+/// `ConvTranspose`: `N` flows through; `M = W[1] · group` channels; the spatial sizes from
+/// [`crate::geometry::transposed_window`] when the input's and the kernel's are fixed, else
+/// from `output_shape` when it is given (it alone decides them), else unknown.
+pub(super) fn conv_transpose(
+    c: &op::ConvTranspose,
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    let w = req(args, 1)?;
+    if !x.ty.dtype.is_float() || w.ty.dtype != x.ty.dtype {
+        return err(format!(
+            "ConvTranspose needs float X and W of its type, got {} and {}",
+            x.ty, w.ty
+        ));
+    }
+    let (Some(xs), Some(ws)) = (&x.ty.shape, &w.ty.shape) else {
+        return one(TensorType::unknown(x.ty.dtype));
+    };
+    if xs.len() < 3 || ws.len() != xs.len() {
+        return err(format!(
+            "ConvTranspose needs X of rank ≥ 3 (N, C, spatial…) and W of the same rank, got {} and {}",
+            x.ty, w.ty
+        ));
+    }
+    if c.group < 1 {
+        return err(format!("ConvTranspose group {} must be positive", c.group));
+    }
+    if let (Some(cin), Some(wc)) = (xs[1].fixed(), ws[0].fixed())
+        && (cin != wc || cin % c.group as usize != 0)
+    {
+        return err(format!(
+            "input has {cin} channels, W's first axis {wc}, and group {} must divide them",
+            c.group
+        ));
+    }
+    let m = match ws[1].fixed() {
+        Some(mg) => mg
+            .checked_mul(c.group as usize)
+            .map_or(Dim::Unknown, Dim::Fixed),
+        None => Dim::Unknown,
+    };
+    if let Some(b) = opt(args, 2)
+        && let (Some(bs), Dim::Fixed(m)) = (&b.ty.shape, &m)
+        && (bs.len() != 1 || bs[0].fixed().is_some_and(|n| n != *m))
+    {
+        return err(format!(
+            "ConvTranspose bias is {}, not a vector of the {m} output channels",
+            b.ty
+        ));
+    }
+    let nd = xs.len() - 2;
+    let kernel: Option<Vec<usize>> = ws[2..].iter().map(Dim::fixed).collect();
+    if let Some(k) = &kernel
+        && !c.kernel_shape.is_empty()
+        && usz(&c.kernel_shape) != *k
+    {
+        return err(format!(
+            "kernel_shape {:?} does not match W's {k:?}",
+            c.kernel_shape
+        ));
+    }
+    let spatial: Option<Vec<usize>> = xs[2..].iter().map(Dim::fixed).collect();
+    let mut out = vec![xs[0].clone(), m];
+    match (spatial, kernel) {
+        (Some(sp), Some(k)) => {
+            let w = crate::geometry::transposed_window(
+                &sp,
+                &k,
+                &c.strides,
+                &c.dilations,
+                &c.pads,
+                &c.output_padding,
+                &c.output_shape,
+                c.auto_pad,
+            )
+            .map_err(|e| InferError(e.to_string()))?;
+            out.extend(w.out.into_iter().map(Dim::Fixed));
+        }
+        _ if c.output_shape.len() == nd || c.output_shape.len() == nd + 2 => {
+            let given = &c.output_shape[c.output_shape.len() - nd..];
+            for &o in given {
+                if !(0..=crate::tensor::MAX_ELEMENTS as i64).contains(&o) {
+                    return err(format!("output_shape entry {o} is not a size"));
+                }
+                out.push(Dim::Fixed(o as usize));
+            }
+        }
+        _ => out.extend(std::iter::repeat_n(Dim::Unknown, nd)),
+    }
+    one(TensorType {
+        dtype: x.ty.dtype,
+        shape: Some(out),
+    })
+}
+
+/// `InstanceNormalization`: like its input; scale and B are vectors of its channels.
+pub(super) fn instance_normalization(
+    args: &[Option<Arg<'_>>],
+    _n_out: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = req(args, 0)?;
+    if !x.ty.dtype.is_float() {
+        return err(format!("InstanceNormalization of {}, not a float", x.ty));
+    }
+    if x.ty.rank().is_some_and(|r| r < 3) {
+        return err(format!(
+            "InstanceNormalization needs an input of rank ≥ 3 (N, C, spatial…), got {}",
+            x.ty
+        ));
+    }
+    let channels =
+        x.ty.shape
+            .as_ref()
+            .and_then(|s| s.get(1))
+            .and_then(Dim::fixed);
+    for (slot, what) in [(1, "scale"), (2, "B")] {
+        let p = req(args, slot)?;
+        if p.ty.dtype != x.ty.dtype {
+            return err(format!(
+                "InstanceNormalization's {what} is {}, not {}",
+                p.ty.dtype, x.ty.dtype
+            ));
+        }
+        if let (Some(c), Some(shape)) = (channels, p.ty.shape.as_ref())
+            && (shape.len() != 1 || shape[0].fixed().is_some_and(|n| n != c))
+        {
+            return err(format!(
+                "InstanceNormalization's {what} is not a vector of the {c} channels"
+            ));
+        }
+    }
+    one(same_as(x))
 }
 
 /// `MaxPool`.
