@@ -101,51 +101,6 @@ fn light_models_compile_to_the_reference_outputs() {
     }
 }
 
-/// The models of the newer exporters and the transformers: `resnet_bn_dynamo` (global
-/// pooling written as ReduceMean; in `../shared/corpus` only, with its external weights),
-/// `vit_mini` and `vit_mini_dynamo` (LayerNormalization, GELU through Erf, attention as
-/// products of two tensors, heads picked by Gather after canonicalization, the class token by
-/// Expand and Gather), all 1000 test samples in one batch against the ONNX Runtime
-/// references.
-#[test]
-fn newer_exports_and_transformers_compile_to_the_reference_outputs() {
-    let shared = mcc_tests::shared().map(|s| s.join("corpus"));
-    if shared.is_none() {
-        assert!(
-            std::env::var_os("MCC_REQUIRE_SHARED").is_none(),
-            "MCC_REQUIRE_SHARED is set but ../shared is missing"
-        );
-        eprintln!(
-            "NOT RUN: resnet_bn_dynamo and vit_mini_dynamo natively (they need ../shared/corpus)"
-        );
-    }
-    let models = [
-        ("resnet_bn_dynamo", shared.clone()),
-        ("vit_mini", Some(corpus(""))),
-        ("vit_mini_dynamo", shared),
-    ];
-    for (m, dir) in models {
-        let Some(dir) = dir else { continue };
-        let p = compiled(load(&dir.join(format!("{m}.onnx"))));
-        let x = npy(&corpus("data/mnist_test_x.npy"));
-        let t0 = std::time::Instant::now();
-        let out = run(&p, &x);
-        let dt = t0.elapsed();
-        let want = npy(&corpus(&format!("ref/{m}_test_out.npy")));
-        let got = Tensor::from_vec(want.shape(), out[0].clone()).unwrap();
-        let d = compare(&got, &want, 1e-4, 1e-5);
-        println!(
-            "{m}: {} steps, arena {} KiB/sample, max abs {:.2e}, max rel {:.2e}, {:.1} ms for 1000 samples",
-            p.steps.len(),
-            p.arena * 4 / 1024,
-            d.max_abs,
-            d.max_rel,
-            dt.as_secs_f64() * 1e3
-        );
-        assert!(d.max_rel <= 1e-4 && d.allclose, "{m}: {d:?}");
-    }
-}
-
 /// NaN follows ONNX semantics everywhere (issue #14): Relu, Clip, MaxPool and Max pass a NaN
 /// on instead of turning it into a number. On every trained model, an all-NaN image gives
 /// NaN outputs in the reference evaluator, in the compiled schedule (interpreter and JIT, bit
