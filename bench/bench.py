@@ -118,6 +118,9 @@ TRAINED = {
     "resnet_bn": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
     "mobilenet_dw": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
     "inception_mini": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
+    "vit_mini": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
+    "vit_mini_dynamo": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
+    "resnet_bn_dynamo": ("data/mnist_test_x.npy", "data/mnist_calib_x.npy"),
 }
 LIGHT = ["resnet50", "vgg19", "squeezenet", "shufflenet", "inception_v1"]
 # The least top-1 agreement with the original that ORT's QDQ model must reach on a trained
