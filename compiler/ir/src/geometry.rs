@@ -113,29 +113,7 @@ pub fn window(
     ceil_mode: bool,
 ) -> Result<Window, WindowError> {
     let n = input.len();
-    if kernel_shape.len() != n {
-        return Err(WindowError::Arity {
-            attr: "kernel_shape",
-            got: kernel_shape.len(),
-            want: n,
-        });
-    }
-    for &k in kernel_shape {
-        if k == 0 || k as i64 > MAX_WINDOW_ATTR {
-            return Err(WindowError::Range {
-                attr: "kernel_shape",
-                what: "between 1 and 2^20",
-                value: k as i64,
-            });
-        }
-    }
-    if input.iter().any(|&i| i > crate::tensor::MAX_ELEMENTS) {
-        return Err(WindowError::TooLarge {
-            window: 0,
-            input: input.iter().copied().max().unwrap_or(0),
-            padded: 0,
-        });
-    }
+    check_kernel(input, kernel_shape)?;
     let strides = list("strides", strides, n, 1, 1, "positive")?;
     let dilations = list("dilations", dilations, n, 1, 1, "positive")?;
     let (mut pb, mut pe) = (vec![0; n], vec![0; n]);
@@ -260,29 +238,7 @@ pub fn transposed_window(
     auto_pad: AutoPad,
 ) -> Result<TransposedWindow, WindowError> {
     let n = input.len();
-    if kernel_shape.len() != n {
-        return Err(WindowError::Arity {
-            attr: "kernel_shape",
-            got: kernel_shape.len(),
-            want: n,
-        });
-    }
-    for &k in kernel_shape {
-        if k == 0 || k as i64 > MAX_WINDOW_ATTR {
-            return Err(WindowError::Range {
-                attr: "kernel_shape",
-                what: "between 1 and 2^20",
-                value: k as i64,
-            });
-        }
-    }
-    if input.iter().any(|&i| i > crate::tensor::MAX_ELEMENTS) {
-        return Err(WindowError::TooLarge {
-            window: 0,
-            input: input.iter().copied().max().unwrap_or(0),
-            padded: 0,
-        });
-    }
+    check_kernel(input, kernel_shape)?;
     let strides = list("strides", strides, n, 1, 1, "positive")?;
     let dilations = list("dilations", dilations, n, 1, 1, "positive")?;
     let output_padding = list("output_padding", output_padding, n, 0, 0, "non-negative")?;
@@ -422,4 +378,33 @@ pub fn unravel(mut flat: usize, dims: &[usize], out: &mut [usize]) {
         out[d] = flat % dims[d];
         flat /= dims[d];
     }
+}
+
+/// One kernel size per spatial axis, each within bounds, and spatial sizes within the
+/// element limit: what forward and transposed windows both require first.
+fn check_kernel(input: &[usize], kernel_shape: &[usize]) -> Result<(), WindowError> {
+    if kernel_shape.len() != input.len() {
+        return Err(WindowError::Arity {
+            attr: "kernel_shape",
+            got: kernel_shape.len(),
+            want: input.len(),
+        });
+    }
+    for &k in kernel_shape {
+        if k == 0 || k as i64 > MAX_WINDOW_ATTR {
+            return Err(WindowError::Range {
+                attr: "kernel_shape",
+                what: "between 1 and 2^20",
+                value: k as i64,
+            });
+        }
+    }
+    if input.iter().any(|&i| i > crate::tensor::MAX_ELEMENTS) {
+        return Err(WindowError::TooLarge {
+            window: 0,
+            input: input.iter().copied().max().unwrap_or(0),
+            padded: 0,
+        });
+    }
+    Ok(())
 }

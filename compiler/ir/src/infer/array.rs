@@ -334,26 +334,43 @@ pub(super) fn slice(
     let Some(s) = &x.ty.shape else {
         return one(same_as(x));
     };
-    // Exact when the data shape and the slice operands are known constants;
-    // otherwise the rank is known, the sizes are not.
+    // With constant operands, each sliced axis of a known size gets its exact size and every
+    // other axis keeps its dim (a symbolic batch included); a sliced axis of unknown size is
+    // unknown unless it is taken whole. Otherwise the rank is known, the sizes are not.
     let val = |i: usize| opt(args, i).map(|a| a.value.map(Tensor::to_i64_vec));
-    if let (Some(dims), Some(Some(starts)), Some(Some(ends))) = (x.ty.fixed_dims(), val(1), val(2))
+    let (axes, steps) = (val(3), val(4));
+    if let (Some(Some(starts)), Some(Some(ends))) = (val(1), val(2))
+        && !matches!(axes, Some(None))
+        && !matches!(steps, Some(None))
     {
-        let (axes, steps) = (val(3), val(4));
-        if !matches!(axes, Some(None)) && !matches!(steps, Some(None)) {
-            let picks = slice_indices(
-                &dims,
-                &starts,
-                &ends,
-                axes.flatten().as_deref(),
-                steps.flatten().as_deref(),
-            )?;
-            let mut out = dims.clone();
-            for (ax, idx) in picks {
-                out[ax] = idx.len();
-            }
-            return one(fixed(x.ty.dtype, out));
+        let axes: Vec<i64> = axes
+            .flatten()
+            .unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let sliced: Vec<usize> = axes
+            .iter()
+            .map(|&a| norm_axis(a, s.len()))
+            .collect::<Result<_, _>>()?;
+        let steps = steps.flatten();
+        // Axes of unknown size stand in as 1 for the arithmetic; their results are not used.
+        let probe: Vec<usize> = s.iter().map(|d| d.fixed().unwrap_or(1)).collect();
+        let picks = slice_indices(&probe, &starts, &ends, Some(&axes), steps.as_deref())?;
+        let mut out = s.clone();
+        for (ax, idx) in picks {
+            out[ax] = Dim::Fixed(idx.len());
         }
+        for (i, &a) in sliced.iter().enumerate() {
+            if s[a].fixed().is_none() {
+                // From 0 to "the end" (ONNX writes INT64_MAX) by 1 keeps any size.
+                let whole = starts.get(i) == Some(&0)
+                    && ends.get(i).is_some_and(|&e| e >= i64::MAX / 2)
+                    && steps.as_ref().is_none_or(|st| st.get(i) == Some(&1));
+                out[a] = if whole { s[a].clone() } else { Dim::Unknown };
+            }
+        }
+        return one(TensorType {
+            dtype: x.ty.dtype,
+            shape: Some(out),
+        });
     }
     one(TensorType {
         dtype: x.ty.dtype,
