@@ -119,29 +119,10 @@ pub fn window(
     let (mut pb, mut pe) = (vec![0; n], vec![0; n]);
     match auto_pad {
         AutoPad::NotSet => {
-            if !pads.is_empty() {
-                if pads.len() != 2 * n {
-                    return Err(WindowError::Arity {
-                        attr: "pads",
-                        got: pads.len(),
-                        want: 2 * n,
-                    });
-                }
-                for (i, &p) in pads.iter().enumerate() {
-                    if !(0..=MAX_WINDOW_ATTR).contains(&p) {
-                        return Err(WindowError::Range {
-                            attr: "pads",
-                            what: "between 0 and 2^20",
-                            value: p,
-                        });
-                    }
-                    if i < n {
-                        pb[i] = p as usize;
-                    } else {
-                        pe[i - n] = p as usize;
-                    }
-                }
-            }
+            // Within 0..=2^20, so the casts are exact.
+            let (b, e) = explicit_pads(pads, n)?;
+            pb = b.into_iter().map(|p| p as usize).collect();
+            pe = e.into_iter().map(|p| p as usize).collect();
         }
         AutoPad::Valid => {}
         AutoPad::SameUpper | AutoPad::SameLower => {
@@ -303,30 +284,11 @@ pub fn transposed_window(
             })
             .unzip(),
         None => {
-            let (mut pb, mut pe) = (vec![0i64; n], vec![0i64; n]);
-            if auto_pad == AutoPad::NotSet && !pads.is_empty() {
-                if pads.len() != 2 * n {
-                    return Err(WindowError::Arity {
-                        attr: "pads",
-                        got: pads.len(),
-                        want: 2 * n,
-                    });
-                }
-                for (i, &p) in pads.iter().enumerate() {
-                    if !(0..=MAX_WINDOW_ATTR).contains(&p) {
-                        return Err(WindowError::Range {
-                            attr: "pads",
-                            what: "between 0 and 2^20",
-                            value: p,
-                        });
-                    }
-                    if i < n {
-                        pb[i] = p;
-                    } else {
-                        pe[i - n] = p;
-                    }
-                }
-            }
+            let (pb, pe) = if auto_pad == AutoPad::NotSet {
+                explicit_pads(pads, n)?
+            } else {
+                (vec![0i64; n], vec![0i64; n])
+            };
             let mut out = Vec::with_capacity(n);
             for d in 0..n {
                 let o = full[d] - pb[d] - pe[d];
@@ -380,6 +342,35 @@ pub fn unravel(mut flat: usize, dims: &[usize], out: &mut [usize]) {
     }
 }
 
+/// Explicit `pads` (every begin, then every end), each within 0..=2^20; none given: zeros.
+fn explicit_pads(pads: &[i64], n: usize) -> Result<(Vec<i64>, Vec<i64>), WindowError> {
+    let (mut pb, mut pe) = (vec![0i64; n], vec![0i64; n]);
+    if pads.is_empty() {
+        return Ok((pb, pe));
+    }
+    if pads.len() != 2 * n {
+        return Err(WindowError::Arity {
+            attr: "pads",
+            got: pads.len(),
+            want: 2 * n,
+        });
+    }
+    for (i, &p) in pads.iter().enumerate() {
+        if !(0..=MAX_WINDOW_ATTR).contains(&p) {
+            return Err(WindowError::Range {
+                attr: "pads",
+                what: "between 0 and 2^20",
+                value: p,
+            });
+        }
+        if i < n {
+            pb[i] = p;
+        } else {
+            pe[i - n] = p;
+        }
+    }
+    Ok((pb, pe))
+}
 /// One kernel size per spatial axis, each within bounds, and spatial sizes within the
 /// element limit: what forward and transposed windows both require first.
 fn check_kernel(input: &[usize], kernel_shape: &[usize]) -> Result<(), WindowError> {
