@@ -76,7 +76,10 @@ fn squeezed(g: &Graph, v: ValueId, rank: usize) -> Option<(ValueId, NodeId)> {
     let node = g.node(s)?;
     let axes = ints(g, s, 1)?;
     let first = matches!(axes[..], [a] if a == 0 || a == -(rank as i64));
-    (matches!(node.op, Op::Squeeze(_)) && first).then(|| Some((*node.outputs.first()?, s)))?
+    if !matches!(node.op, Op::Squeeze(_)) || !first {
+        return None;
+    }
+    Some((*node.outputs.first()?, s))
 }
 
 /// The picks that read the output of Transpose `n`, if they are all it feeds.
@@ -229,9 +232,8 @@ fn rewrite(
     // The old readers go, readers first; each pick's value name passes to its new value.
     for (p, y, base) in old {
         for m in p.nodes {
-            if g.node(m).is_some()
-                && g.node(m)
-                    .is_some_and(|x| x.outputs.iter().all(|&o| !g.is_used(o)))
+            if g.node(m)
+                .is_some_and(|x| x.outputs.iter().all(|&o| !g.is_used(o)))
             {
                 g.remove_node(m).map_err(|e| fail(&name, e.to_string()))?;
             }
