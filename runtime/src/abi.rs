@@ -35,6 +35,10 @@ pub struct Model {
     /// after `Drop::drop` has dropped the runner.
     owned: Option<AlignedVec>,
     error: std::ffi::CString,
+    /// The address of the schedule words the model was made from ([`mcc_rt_new`]), 0 when
+    /// made in Rust: how an object's `NAME_run` that holds several compiled sizes finds the
+    /// code of this model's size (and refuses a model of another object).
+    origin: usize,
 }
 
 impl Model {
@@ -72,6 +76,7 @@ impl Model {
                 program,
                 owned: None,
                 error: std::ffi::CString::default(),
+                origin: 0,
             })),
             Err(e) => {
                 // SAFETY: `program` came from `Box::into_raw` above and is freed once, here;
@@ -192,7 +197,10 @@ pub unsafe extern "C" fn mcc_rt_new(
     };
     // SAFETY: the weights stay valid and unchanged until the model is freed (the contract).
     match unsafe { Model::new(prog, w, threads as usize) } {
-        Ok(m) => Box::into_raw(m),
+        Ok(mut m) => {
+            m.origin = schedule as usize;
+            Box::into_raw(m)
+        }
         Err(_) => std::ptr::null_mut(),
     }
 }
@@ -226,8 +234,45 @@ pub unsafe extern "C" fn mcc_rt_new_stored(
         return std::ptr::null_mut();
     }
     match Model::from_stored(prog, st, threads as usize) {
-        Ok(m) => Box::into_raw(m),
+        Ok(mut m) => {
+            m.origin = schedule as usize;
+            Box::into_raw(m)
+        }
         Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// The address of the schedule `m` was made from (by [`mcc_rt_new`] or
+/// [`mcc_rt_new_stored`]); null for a null model or one made otherwise.
+///
+/// # Safety
+/// `m` must be null or a live model, not being changed by another call.
+#[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_origin(m: *const Model) -> *const u64 {
+    // SAFETY: `m` is null (then `None`) or a live model that nothing changes during this
+    // call (the contract), so a shared reference to it is sound.
+    match unsafe { m.as_ref() } {
+        Some(m) => m.origin as *const u64,
+        None => std::ptr::null(),
+    }
+}
+
+/// Records, for a model that an object's `NAME_run` cannot run (made by another object, or
+/// null), why; returns the error code (non-zero) `NAME_run` returns.
+///
+/// # Safety
+/// `m` must be null or a live model, not in use by another call.
+#[allow(unsafe_code)]
+// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcc_rt_foreign(m: *mut Model) -> i32 {
+    // SAFETY: `m` is null (then `None`) or a live model that nothing else uses during this
+    // call (the contract), so a unique reference to it is sound.
+    match unsafe { m.as_mut() } {
+        Some(m) => m.fail("this model was not made by this object's NAME_new".into()),
+        None => 1,
     }
 }
 
@@ -379,17 +424,72 @@ macro_rules! say {
     }};
 }
 
-/// [`main_with`]'s work, with errors as values.
+/// One compiled size of a model in an executable: its schedule, its weights and its code.
+pub struct Sized<'a> {
+    /// The encoded schedule.
+    pub words: &'a [u64],
+    /// Its weights.
+    pub weights: Weights<'a>,
+    /// Its compiled code.
+    pub run: RunFn,
+}
+
+/// A compiled size's weights as an executable holds them.
+pub enum Weights<'a> {
+    /// Dense floats, used in place.
+    Dense(&'a [f32]),
+    /// Stored form (`crate::stored`), `len` floats once expanded.
+    Stored {
+        /// The stored words.
+        words: &'a [u32],
+        /// Floats they expand to.
+        len: usize,
+    },
+}
+
+impl Weights<'_> {
+    /// Floats the weights are.
+    fn len(&self) -> usize {
+        match self {
+            Weights::Dense(w) => w.len(),
+            Weights::Stored { len, .. } => *len,
+        }
+    }
+}
+
+/// One compiled size as an executable's `main` passes it to [`mcc_rt_main_sizes`] (C
+/// layout: the compiled `main` writes an array of these on its stack).
+#[repr(C)]
+pub struct CSized {
+    /// The encoded schedule: `nwords` words.
+    pub schedule: *const u64,
+    /// Words of the schedule.
+    pub nwords: usize,
+    /// The weights: `nweights` floats when `nstored` is 0, else `nstored` words of stored
+    /// form that expand to `nweights` floats.
+    pub weights: *const u8,
+    /// Stored words, or 0 for dense weights.
+    pub nstored: usize,
+    /// Floats of weights.
+    pub nweights: usize,
+    /// The compiled code of this schedule.
+    pub run: Option<RunFn>,
+}
+
+/// `dims` as `3×48×192` (`batch×…` with the batch first).
+fn dims_text(dims: &[usize]) -> String {
+    std::iter::once("batch".to_string())
+        .chain(dims.iter().map(usize::to_string))
+        .collect::<Vec<_>>()
+        .join("×")
+}
+
+/// [`main_sizes`]' work, with errors as values.
 ///
 /// # Safety
-/// As for [`main_with`].
+/// As for [`main_sizes`].
 #[allow(clippy::print_stdout, unsafe_code)]
-unsafe fn main_inner(
-    args: &[String],
-    schedule: &[u64],
-    weights: &[f32],
-    run: RunFn,
-) -> Result<(), String> {
+unsafe fn main_inner(args: &[String], sizes: &[Sized<'_>]) -> Result<(), String> {
     let mut inputs = vec![];
     let (mut out, mut bench, mut threads) = (None, 0usize, 0usize);
     let mut it = args.iter().skip(1);
@@ -418,12 +518,20 @@ unsafe fn main_inner(
             s => inputs.push(s.to_string()),
         }
     }
-    let prog = Program::decode_schedule_for(schedule, weights.len())?;
-    if inputs.len() != prog.inputs.len() {
+    let progs: Vec<Program> = sizes
+        .iter()
+        .map(|s| Program::decode_schedule_for(s.words, s.weights.len()))
+        .collect::<Result<_, _>>()?;
+    let first = progs.first().ok_or("the executable carries no model")?;
+    if progs.iter().any(|p| p.inputs.len() != first.inputs.len()) {
+        return Err("the executable's compiled sizes disagree on the inputs".into());
+    }
+    if inputs.len() != first.inputs.len() {
         return Err(format!(
             "the model takes {} input(s) ({}), {} given\n\n{USAGE}",
-            prog.inputs.len(),
-            prog.inputs
+            first.inputs.len(),
+            first
+                .inputs
                 .iter()
                 .map(|i| i.name.as_str())
                 .collect::<Vec<_>>()
@@ -431,9 +539,11 @@ unsafe fn main_inner(
             inputs.len()
         ));
     }
+    // Every input read (float32, with its shape) before a size is chosen by them.
     let mut data = vec![];
+    let mut shapes = vec![];
     let mut batch = None;
-    for (path, io) in inputs.iter().zip(&prog.inputs) {
+    for path in &inputs {
         let a = NpyArray::read(std::path::Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
         if a.dtype != NpyType::F32 {
             return Err(format!(
@@ -441,19 +551,7 @@ unsafe fn main_inner(
                 a.dtype.name()
             ));
         }
-        if a.shape.len() != io.dims.len() + 1 || a.shape[1..] != io.dims[..] {
-            return Err(format!(
-                "{path}: shape {:?} does not fit input `{}` [batch, {}]",
-                a.shape,
-                io.name,
-                io.dims
-                    .iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        let b = a.shape[0];
+        let b = a.shape.first().copied().unwrap_or(1);
         if batch.is_some_and(|x| x != b) {
             return Err(format!("{path}: batch {b} differs from the other inputs'"));
         }
@@ -468,7 +566,50 @@ unsafe fn main_inner(
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         );
         data.push(floats);
+        shapes.push(a.shape);
     }
+    let fits = |p: &Program| {
+        shapes
+            .iter()
+            .zip(&p.inputs)
+            .all(|(s, io)| s.len() == io.dims.len() + 1 && s[1..] == io.dims[..])
+    };
+    let Some(k) = progs.iter().position(fits) else {
+        let path_and_shape = |i: usize| format!("{}: shape {:?}", inputs[i], shapes[i]);
+        if let [p] = &progs[..] {
+            let i = (0..shapes.len()).find(|&i| !fits_one(&shapes[i], &p.inputs[i].dims));
+            let i = i.unwrap_or(0);
+            return Err(format!(
+                "{} does not fit input `{}` [{}]",
+                path_and_shape(i),
+                p.inputs[i].name,
+                dims_text(&p.inputs[i].dims).replace('×', ", ")
+            ));
+        }
+        let compiled: Vec<String> = progs
+            .iter()
+            .map(|p| {
+                p.inputs
+                    .iter()
+                    .map(|io| format!("`{}` {}", io.name, dims_text(&io.dims)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        return Err(format!(
+            "{}: the inputs' shapes ({}) are none of the sizes this executable was compiled \
+             for:\n  {}\n(build with another --input-shape to add a size)",
+            inputs.join(", "),
+            shapes
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            compiled.join("\n  ")
+        ));
+    };
+    let prog = progs.into_iter().nth(k).ok_or("no such size")?;
+    let size = &sizes[k];
     let batch = batch.unwrap_or(1);
     if let Some(b) = prog.fixed_batch
         && b != batch
@@ -477,8 +618,24 @@ unsafe fn main_inner(
             "this model was compiled for batch {b}; the input has batch {batch}"
         ));
     }
+    // Stored weights expand here, once, into memory that outlives the model below.
+    let expanded;
+    let weights: &[f32] = match &size.weights {
+        Weights::Dense(w) => w,
+        Weights::Stored { words, len } => {
+            if crate::stored::decoded_len(words) != Some(*len) {
+                return Err("the executable's stored weights are corrupt".into());
+            }
+            let mut w = AlignedVec::try_zeroed(*len, "the decoded weights")?;
+            crate::stored::decode_into(words, &mut w)?;
+            expanded = w;
+            &expanded
+        }
+    };
+    let run = size.run;
     let outs_dims: Vec<Vec<usize>> = prog.outputs.iter().map(|o| o.dims.clone()).collect();
-    // SAFETY: `weights` stays valid and unchanged until this call returns (the contract); `model` is dropped before that.
+    // SAFETY: `weights` (the caller's, or `expanded`, declared before `model`) stays valid
+    // and unchanged until this call returns; `model` is dropped before that.
     let mut model = unsafe { Model::new(prog, weights, threads) }?;
     let mut outputs: Vec<Vec<f32>> = outs_dims
         .iter()
@@ -492,11 +649,11 @@ unsafe fn main_inner(
     let once = |model: &mut Model, outputs: &mut Vec<Vec<f32>>| -> Result<(), String> {
         let out_ptrs: Vec<*mut f32> = outputs.iter_mut().map(|d| d.as_mut_ptr()).collect();
         #[allow(unsafe_code)]
-        // SAFETY: `RunFn`'s contract: `run` is this schedule's (the contract) and
+        // SAFETY: `RunFn`'s contract: `run` is this size's schedule's (the contract) and
         // `model` is live, made from its program; `in_ptrs` has a pointer per model input
         // (their count was checked), each to batch × dims floats (each file's shape was
-        // checked against its input); `out_ptrs` has one per output, each to batch × dims
-        // floats of its own vector.
+        // checked against its input by `fits`); `out_ptrs` has one per output, each to
+        // batch × dims floats of its own vector.
         let rc = unsafe { run(model, in_ptrs.as_ptr(), out_ptrs.as_ptr(), batch) };
         if rc != 0 {
             return Err(format!(
@@ -570,77 +727,79 @@ unsafe fn main_inner(
     Ok(())
 }
 
-/// The `main` of a standalone model executable: parses `argv`, reads the inputs, runs the
-/// model (`run`, over `schedule` and `weights` from the executable's `.rodata`), writes or
-/// prints the outputs. Returns the process exit code (0 ok, 1 error, 2 usage).
-///
-/// # Safety
-/// `argv` must be null or hold `argc` pointers, each null or to a C string; the schedule and
-/// weights pointers must be aligned and valid for their lengths, unchanged, for the whole
-/// process; `run` must be the compiled schedule of that program.
-#[allow(unsafe_code, clippy::print_stdout)]
-// SAFETY (of `no_mangle`): as for `mcc_rt_new`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mcc_rt_main(
-    argc: i32,
-    argv: *const *const c_char,
-    schedule: *const u64,
-    nwords: usize,
-    weights: *const f32,
-    nweights: usize,
-    run: RunFn,
-) -> i32 {
-    // SAFETY: `argv`'s contract is `c_args`'.
-    let args = unsafe { c_args(argc, argv) };
-    // SAFETY: this function's contract is `model_parts`', for the whole process.
-    let Some((words, w)) = (unsafe { model_parts(schedule, nwords, weights, nweights) }) else {
-        eprintln!("error: the executable carries no model");
-        return 1;
-    };
-    // SAFETY: `run` is the compiled schedule of `words` and the weights are valid and
-    // unchanged for the whole process (this function's contract).
-    unsafe { main_with(&args, words, w, run) }
+/// True when an array of `shape` (batch first) fits an input of `dims` (without the batch).
+fn fits_one(shape: &[usize], dims: &[usize]) -> bool {
+    shape.len() == dims.len() + 1 && shape[1..] == *dims
 }
 
-/// Like [`mcc_rt_main`], with the weights in stored form (`nstored` words of
-/// `crate::stored` that expand to `nweights` floats), expanded once before the model loads.
+/// The `main` of a standalone model executable: parses `argv`, reads the inputs, picks the
+/// compiled size they fit among the `count` in `sizes` (from the executable's `.rodata`),
+/// runs it, writes or prints the outputs. Returns the process exit code (0 ok, 1 error,
+/// 2 usage).
 ///
 /// # Safety
-/// As for [`mcc_rt_main`], with `stored` valid for `nstored` words.
+/// `argv` must be null or hold `argc` pointers, each null or to a C string; `sizes` must be
+/// null or point to `count` entries whose schedule and weights pointers are aligned and
+/// valid for their lengths, unchanged, for the whole process, and whose `run` is the
+/// compiled code of that entry's schedule.
 #[allow(unsafe_code, clippy::print_stdout)]
 // SAFETY (of `no_mangle`): as for `mcc_rt_new`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mcc_rt_main_stored(
+pub unsafe extern "C" fn mcc_rt_main_sizes(
     argc: i32,
     argv: *const *const c_char,
-    schedule: *const u64,
-    nwords: usize,
-    stored: *const u32,
-    nstored: usize,
-    nweights: usize,
-    run: RunFn,
+    sizes: *const CSized,
+    count: usize,
 ) -> i32 {
     // SAFETY: `argv`'s contract is `c_args`'.
     let args = unsafe { c_args(argc, argv) };
-    // SAFETY: this function's contract is `stored_parts`', for the whole process.
-    let Some((words, st)) = (unsafe { stored_parts(schedule, nwords, stored, nstored) }) else {
+    let table: &[CSized] = if sizes.is_null() || count == 0 {
+        &[]
+    } else {
+        // SAFETY: non-null, and `count` entries (the contract), read-only for the process.
+        unsafe { std::slice::from_raw_parts(sizes, count) }
+    };
+    let mut parsed = vec![];
+    for e in table {
+        let Some(run) = e.run else {
+            eprintln!("error: the executable's model has no code");
+            return 1;
+        };
+        let part = if e.nstored == 0 {
+            // SAFETY: dense weights: `nweights` aligned floats (the contract).
+            unsafe { model_parts(e.schedule, e.nwords, e.weights.cast(), e.nweights) }
+                .map(|(words, w)| (words, Weights::Dense(w)))
+        } else {
+            // SAFETY: stored weights: `nstored` aligned words (the contract).
+            unsafe { stored_parts(e.schedule, e.nwords, e.weights.cast(), e.nstored) }.map(
+                |(words, st)| {
+                    (
+                        words,
+                        Weights::Stored {
+                            words: st,
+                            len: e.nweights,
+                        },
+                    )
+                },
+            )
+        };
+        let Some((words, weights)) = part else {
+            eprintln!("error: the executable carries no model");
+            return 1;
+        };
+        parsed.push(Sized {
+            words,
+            weights,
+            run,
+        });
+    }
+    if parsed.is_empty() {
         eprintln!("error: the executable carries no model");
         return 1;
-    };
-    let mut w = match AlignedVec::try_zeroed(nweights, "the decoded weights") {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    if let Err(e) = crate::stored::decode_into(st, &mut w) {
-        eprintln!("error: {e}");
-        return 1;
     }
-    // SAFETY: `run` is the compiled schedule of `words` (the contract); `w` is the decoded
-    // weights, kept unchanged until this call returns.
-    unsafe { main_with(&args, words, &w, run) }
+    // SAFETY: every entry's code is its schedule's and its data lives, unchanged, for the
+    // whole process (this function's contract).
+    unsafe { main_sizes(&args, &parsed) }
 }
 
 /// The arguments of a C `main`.
@@ -666,21 +825,38 @@ unsafe fn c_args(argc: i32, argv: *const *const c_char) -> Vec<String> {
 }
 
 /// What a model executable's `main` does, given its arguments (`args[0]` the program's
-/// name): parses them, reads the inputs, runs the model, writes or prints the outputs, and
-/// returns the exit code (0 ok, 1 error, 2 usage). [`mcc_rt_main`] calls it; so do the JIT's
-/// tests and the `executable` fuzz target, to run exactly the executable's code in process.
+/// name) and its one compiled size: [`main_sizes`] of one dense size. The JIT's tests and
+/// the `executable` fuzz target call it to run exactly the executable's code in process.
 ///
 /// # Safety
 /// `run` must be the compiled code of the schedule `words`, and `weights` must stay valid
 /// and unchanged until this call returns.
-#[allow(clippy::print_stdout, unsafe_code)]
+#[allow(unsafe_code)]
 pub unsafe fn main_with(args: &[String], words: &[u64], weights: &[f32], run: RunFn) -> i32 {
+    let size = Sized {
+        words,
+        weights: Weights::Dense(weights),
+        run,
+    };
+    // SAFETY: this function's contract is `main_sizes`' for its one size.
+    unsafe { main_sizes(args, &[size]) }
+}
+
+/// What a model executable's `main` does, given its arguments: parses them, reads the
+/// inputs, runs the first of `sizes` whose input sizes they fit (or names every compiled
+/// size), writes or prints the outputs, and returns the exit code (0 ok, 1 error, 2 usage).
+///
+/// # Safety
+/// Each size's `run` must be the compiled code of its schedule, and its weights must stay
+/// valid and unchanged until this call returns.
+#[allow(clippy::print_stdout, unsafe_code)]
+pub unsafe fn main_sizes(args: &[String], sizes: &[Sized<'_>]) -> i32 {
     if args.len() < 2 {
         eprintln!("{USAGE}");
         return 2;
     }
     // SAFETY: this function's contract is `main_inner`'s.
-    match unsafe { main_inner(args, words, weights, run) } {
+    match unsafe { main_inner(args, sizes) } {
         Ok(()) => 0,
         Err(e) if e == USAGE => {
             say!("{USAGE}");

@@ -207,7 +207,7 @@ fn executable(name: &str) {
     let has_softmax = expose_presoftmax(&mut built.graph, true);
     assert_eq!(has_softmax, r.presoftmax.is_some(), "light_{name}_random");
     let stem = format!("light_{name}_random");
-    let native = mcc::native::compile(&built.graph, &stem, &r.model.display().to_string())
+    let native = mcc::native::compile(&built.graph, &[], &stem, &r.model.display().to_string())
         .unwrap_or_else(|e| panic!("{stem}: {:?}", miette::Report::new(e)));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join(&stem);

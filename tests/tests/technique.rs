@@ -153,7 +153,7 @@ fn a_technique_from_outside_runs_end_to_end() {
     let (before, after) = (w(&s.model.graph), w(&r.graph));
     assert!(before.iter().zip(&after).all(|(b, a)| *a == b * 0.5));
     // And it goes all the way to native code.
-    let native = mcc::native::compile(&r.graph, "lenet5", "lenet5.onnx").unwrap();
+    let native = mcc::native::compile(&r.graph, &[], "lenet5", "lenet5.onnx").unwrap();
     let out = dir.path().join("out");
     mcc::recipe::write_outputs(&out, &r, false, Some(&native)).unwrap();
     assert!(out.join("report.json").exists() && out.join("timings.json").exists());
@@ -270,7 +270,7 @@ fn build_to(recipe: &Path, model: &Path, threads: usize, out: &Path) -> mcc::bui
         threads,
     };
     let r = mcc::build::build(&s, &opts).unwrap();
-    let native = mcc::native::compile(&r.graph, "m", "m.onnx").unwrap();
+    let native = mcc::native::compile(&r.graph, &[], "m", "m.onnx").unwrap();
     mcc::recipe::write_outputs(out, &r, false, Some(&native)).unwrap();
     r
 }

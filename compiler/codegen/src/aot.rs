@@ -6,7 +6,9 @@
 //! The object defines, for a model named `NAME`:
 //! - `NAME_new(threads) -> NAME_model*` (null on failure), `NAME_free(model)`,
 //! - `NAME_run(model, inputs, outputs, batch) -> int` (0 on success),
-//! - with `main`: the executable's entry point (`mcc_rt_main`).
+//! - for a model compiled for several input sizes, `NAME_new_size(size, threads)`,
+//! - with `main`: the executable's entry point (`mcc_rt_main_sizes`), which runs the size
+//!   its inputs fit.
 
 use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, Signature, UserFuncName, types};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -115,43 +117,75 @@ pub fn weight_data_bytes(prog: &Program) -> usize {
     stored_weights(prog).map_or(prog.weights.len(), |s| s.len()) * 4
 }
 
-/// The object file for `prog` named `name` (a C identifier); with `main`, an executable's.
-pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, AotError> {
+/// One compiled size's symbols in an object being made.
+struct SizeSymbols {
+    schedule: DataId,
+    nwords: usize,
+    weights: DataId,
+    /// Stored words, 0 for dense weights.
+    nstored: usize,
+    nweights: usize,
+    run: cranelift_module::FuncId,
+}
+
+/// The object file for `progs` (one program per compiled size of the model, at least one)
+/// named `name` (a C identifier); with `main`, an executable's.
+///
+/// With one size, `NAME_run` is that size's compiled code. With several, each size's code is
+/// local to the object, `NAME_new_size(size, threads)` loads size `size` (`NAME_new`:
+/// size 0), and `NAME_run` calls the code of the size its model was loaded with (the
+/// runtime keeps which schedule a model came from), refusing a model of another object.
+/// The executable's `main` passes every size to the runtime, which runs the one its
+/// inputs fit.
+pub fn object(progs: &[Program], name: &str, with_main: bool) -> Result<Vec<u8>, AotError> {
     let err = |e: cranelift_module::ModuleError| AotError::Codegen(format!("{e:?}"));
+    if progs.is_empty() {
+        return Err(AotError::Codegen("no program to compile".into()));
+    }
     let isa = crate::clif::host_isa(true).map_err(AotError::Codegen)?;
     let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(err)?;
     let mut m = ObjectModule::new(builder);
     let ptr = m.target_config().pointer_type();
     let cc = m.target_config().default_call_conv;
-    let words = prog.encode_schedule();
-    let nwords = words.len();
-    let schedule = data(
-        &mut m,
-        &format!("{name}_schedule"),
-        words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-        8,
-    )?;
-    let nweights = prog.weights.len();
-    // Weights in stored form when that is at least a tenth smaller (a pruned model); else
-    // dense, mapped straight from `.rodata`.
-    let stored = stored_weights(prog);
-    let nstored = stored.as_ref().map_or(0, Vec::len);
-    let weights = match &stored {
-        Some(words) => data(
+    let several = progs.len() > 1;
+    let mut sizes = vec![];
+    for (k, prog) in progs.iter().enumerate() {
+        let sfx = if several {
+            format!("_s{k}")
+        } else {
+            String::new()
+        };
+        let words = prog.encode_schedule();
+        let schedule = data(
             &mut m,
-            &format!("{name}_weights"),
+            &format!("{name}{sfx}_schedule"),
             words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-            64,
-        )?,
-        None => data(
-            &mut m,
-            &format!("{name}_weights"),
-            prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
-            64,
-        )?,
-    };
-    let run = crate::clif::define_run(&mut m, prog, &format!("{name}_run"), Linkage::Export)
-        .map_err(AotError::Codegen)?;
+            8,
+        )?;
+        // Weights in stored form when that is at least a tenth smaller (a pruned model);
+        // else dense, mapped straight from `.rodata`.
+        let stored = stored_weights(prog);
+        let bytes: Vec<u8> = match &stored {
+            Some(words) => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+            None => prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
+        };
+        let weights = data(&mut m, &format!("{name}{sfx}_weights"), bytes, 64)?;
+        let linkage = if several {
+            Linkage::Local
+        } else {
+            Linkage::Export
+        };
+        let run = crate::clif::define_run(&mut m, prog, &format!("{name}{sfx}_run"), linkage)
+            .map_err(AotError::Codegen)?;
+        sizes.push(SizeSymbols {
+            schedule,
+            nwords: words.len(),
+            weights,
+            nstored: stored.as_ref().map_or(0, Vec::len),
+            nweights: prog.weights.len(),
+            run,
+        });
+    }
 
     let sig = |params: &[types::Type], ret: Option<types::Type>| {
         let mut s = Signature::new(cc);
@@ -159,45 +193,33 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
         s.returns.extend(ret.map(AbiParam::new));
         s
     };
-    let rt_new = if stored.is_some() {
-        m.declare_function(
-            "mcc_rt_new_stored",
-            Linkage::Import,
-            &sig(&[ptr, ptr, ptr, ptr, ptr, types::I32], Some(ptr)),
-        )
-    } else {
-        m.declare_function(
-            "mcc_rt_new",
-            Linkage::Import,
-            &sig(&[ptr, ptr, ptr, ptr, types::I32], Some(ptr)),
-        )
-    }
-    .map_err(err)?;
-    let rt_free = m
-        .declare_function("mcc_rt_free", Linkage::Import, &sig(&[ptr], None))
-        .map_err(err)?;
-    let rt_main = if stored.is_some() {
-        m.declare_function(
-            "mcc_rt_main_stored",
-            Linkage::Import,
-            &sig(
-                &[types::I32, ptr, ptr, ptr, ptr, ptr, ptr, ptr],
-                Some(types::I32),
-            ),
-        )
-    } else {
-        m.declare_function(
-            "mcc_rt_main",
-            Linkage::Import,
-            &sig(
-                &[types::I32, ptr, ptr, ptr, ptr, ptr, ptr],
-                Some(types::I32),
-            ),
-        )
-    }
-    .map_err(err)?;
+    let import = |m: &mut ObjectModule, f: &str, params: &[types::Type], ret| {
+        m.declare_function(f, Linkage::Import, &sig(params, ret))
+            .map_err(err)
+    };
+    let rt_new = import(
+        &mut m,
+        "mcc_rt_new",
+        &[ptr, ptr, ptr, ptr, types::I32],
+        Some(ptr),
+    )?;
+    let rt_new_stored = import(
+        &mut m,
+        "mcc_rt_new_stored",
+        &[ptr, ptr, ptr, ptr, ptr, types::I32],
+        Some(ptr),
+    )?;
+    let rt_free = import(&mut m, "mcc_rt_free", &[ptr], None)?;
+    let rt_origin = import(&mut m, "mcc_rt_origin", &[ptr], Some(ptr))?;
+    let rt_foreign = import(&mut m, "mcc_rt_foreign", &[ptr], Some(types::I32))?;
+    let rt_main = import(
+        &mut m,
+        "mcc_rt_main_sizes",
+        &[types::I32, ptr, ptr, ptr],
+        Some(types::I32),
+    )?;
 
-    // A function whose body gets (builder, module-level refs) → emits and returns.
+    // A function whose body gets (builder, module, parameters) → emits its blocks.
     let define = |m: &mut ObjectModule,
                   fname: &str,
                   s: Signature,
@@ -217,38 +239,104 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
-            b.seal_block(entry);
             let params = b.block_params(entry).to_vec();
             body(&mut b, m, &params);
+            b.seal_all_blocks();
             b.finalize(m.target_config());
         }
         let mut ctx = m.make_context();
         ctx.func = func;
         m.define_function(id, &mut ctx).map_err(err)
     };
-    // NAME_new(threads) = mcc_rt_new(schedule, nwords, weights, nweights, threads).
+    // Loading size k on `threads`: mcc_rt_new(schedule, nwords, weights, nweights, threads)
+    // or mcc_rt_new_stored(schedule, nwords, stored, nstored, nweights, threads).
+    let load = |b: &mut FunctionBuilder,
+                m: &mut ObjectModule,
+                s: &SizeSymbols,
+                threads: cranelift_codegen::ir::Value| {
+        let sd = m.declare_data_in_func(s.schedule, b.func);
+        let wd = m.declare_data_in_func(s.weights, b.func);
+        let sp = b.ins().symbol_value(ptr, sd);
+        let wp = b.ins().symbol_value(ptr, wd);
+        let nw = b.ins().iconst(ptr, s.nwords as i64);
+        let nf = b.ins().iconst(ptr, s.nweights as i64);
+        let call = if s.nstored > 0 {
+            let f = m.declare_func_in_func(rt_new_stored, b.func);
+            let ns = b.ins().iconst(ptr, s.nstored as i64);
+            b.ins().call(f, &[sp, nw, wp, ns, nf, threads])
+        } else {
+            let f = m.declare_func_in_func(rt_new, b.func);
+            b.ins().call(f, &[sp, nw, wp, nf, threads])
+        };
+        b.inst_results(call)[0]
+    };
+    // NAME_new(threads): size 0.
     define(
         &mut m,
         &format!("{name}_new"),
         sig(&[types::I32], Some(ptr)),
         &|b, m, p| {
-            let f = m.declare_func_in_func(rt_new, b.func);
-            let s = m.declare_data_in_func(schedule, b.func);
-            let w = m.declare_data_in_func(weights, b.func);
-            let sp = b.ins().symbol_value(ptr, s);
-            let wp = b.ins().symbol_value(ptr, w);
-            let nw = b.ins().iconst(ptr, nwords as i64);
-            let nf = b.ins().iconst(ptr, nweights as i64);
-            let call = if stored.is_some() {
-                let ns = b.ins().iconst(ptr, nstored as i64);
-                b.ins().call(f, &[sp, nw, wp, ns, nf, p[0]])
-            } else {
-                b.ins().call(f, &[sp, nw, wp, nf, p[0]])
-            };
-            let r = b.inst_results(call)[0];
+            let r = load(b, m, &sizes[0], p[0]);
             b.ins().return_(&[r]);
         },
     )?;
+    if several {
+        // NAME_new_size(size, threads): size `size`, null past the last.
+        define(
+            &mut m,
+            &format!("{name}_new_size"),
+            sig(&[types::I32, types::I32], Some(ptr)),
+            &|b, m, p| {
+                for (k, s) in sizes.iter().enumerate() {
+                    let this = b.create_block();
+                    let next = b.create_block();
+                    let hit = b.ins().icmp_imm_s(
+                        cranelift_codegen::ir::condcodes::IntCC::Equal,
+                        p[0],
+                        k as i64,
+                    );
+                    b.ins().brif(hit, this, &[], next, &[]);
+                    b.switch_to_block(this);
+                    let r = load(b, m, s, p[1]);
+                    b.ins().return_(&[r]);
+                    b.switch_to_block(next);
+                }
+                let null = b.ins().iconst(ptr, 0);
+                b.ins().return_(&[null]);
+            },
+        )?;
+        // NAME_run: the code of the size the model was loaded with.
+        define(
+            &mut m,
+            &format!("{name}_run"),
+            crate::clif::run_signature(ptr, cc),
+            &|b, m, p| {
+                let f = m.declare_func_in_func(rt_origin, b.func);
+                let call = b.ins().call(f, &[p[0]]);
+                let origin = b.inst_results(call)[0];
+                for s in &sizes {
+                    let this = b.create_block();
+                    let next = b.create_block();
+                    let sd = m.declare_data_in_func(s.schedule, b.func);
+                    let sp = b.ins().symbol_value(ptr, sd);
+                    let hit =
+                        b.ins()
+                            .icmp(cranelift_codegen::ir::condcodes::IntCC::Equal, origin, sp);
+                    b.ins().brif(hit, this, &[], next, &[]);
+                    b.switch_to_block(this);
+                    let f = m.declare_func_in_func(s.run, b.func);
+                    let call = b.ins().call(f, p);
+                    let r = b.inst_results(call)[0];
+                    b.ins().return_(&[r]);
+                    b.switch_to_block(next);
+                }
+                let f = m.declare_func_in_func(rt_foreign, b.func);
+                let call = b.ins().call(f, &[p[0]]);
+                let r = b.inst_results(call)[0];
+                b.ins().return_(&[r]);
+            },
+        )?;
+    }
     define(
         &mut m,
         &format!("{name}_free"),
@@ -260,26 +348,41 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
         },
     )?;
     if with_main {
+        // main(argc, argv) = mcc_rt_main_sizes(argc, argv, table, sizes), the table (one
+        // `mcc_runtime::abi::CSized` a size: six pointer-sized words) on the stack.
         define(
             &mut m,
             "main",
             sig(&[types::I32, ptr], Some(types::I32)),
             &|b, m, p| {
+                let word = ptr.bytes();
+                let entry = 6 * word;
+                let slot = b.create_sized_stack_slot(cranelift_codegen::ir::StackSlotData::new(
+                    cranelift_codegen::ir::StackSlotKind::ExplicitSlot,
+                    entry * sizes.len() as u32,
+                    3,
+                ));
+                for (k, s) in sizes.iter().enumerate() {
+                    let sd = m.declare_data_in_func(s.schedule, b.func);
+                    let wd = m.declare_data_in_func(s.weights, b.func);
+                    let rf = m.declare_func_in_func(s.run, b.func);
+                    let fields = [
+                        b.ins().symbol_value(ptr, sd),
+                        b.ins().iconst(ptr, s.nwords as i64),
+                        b.ins().symbol_value(ptr, wd),
+                        b.ins().iconst(ptr, s.nstored as i64),
+                        b.ins().iconst(ptr, s.nweights as i64),
+                        b.ins().func_addr(ptr, rf),
+                    ];
+                    for (i, v) in fields.into_iter().enumerate() {
+                        let at = (k as u32 * entry + i as u32 * word) as i32;
+                        b.ins().stack_store(ptr, v, slot, at);
+                    }
+                }
+                let table = b.ins().stack_addr(ptr, slot, 0);
+                let count = b.ins().iconst(ptr, sizes.len() as i64);
                 let f = m.declare_func_in_func(rt_main, b.func);
-                let s = m.declare_data_in_func(schedule, b.func);
-                let w = m.declare_data_in_func(weights, b.func);
-                let r = m.declare_func_in_func(run, b.func);
-                let sp = b.ins().symbol_value(ptr, s);
-                let wp = b.ins().symbol_value(ptr, w);
-                let rp = b.ins().func_addr(ptr, r);
-                let nw = b.ins().iconst(ptr, nwords as i64);
-                let nf = b.ins().iconst(ptr, nweights as i64);
-                let call = if stored.is_some() {
-                    let ns = b.ins().iconst(ptr, nstored as i64);
-                    b.ins().call(f, &[p[0], p[1], sp, nw, wp, ns, nf, rp])
-                } else {
-                    b.ins().call(f, &[p[0], p[1], sp, nw, wp, nf, rp])
-                };
+                let call = b.ins().call(f, &[p[0], p[1], table, count]);
                 let rc = b.inst_results(call)[0];
                 b.ins().return_(&[rc]);
             },
@@ -290,8 +393,12 @@ pub fn object(prog: &Program, name: &str, with_main: bool) -> Result<Vec<u8>, Ao
         .map_err(|e| AotError::Codegen(e.to_string()))
 }
 
-/// The C header for the object of `prog` named `name`.
-pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
+/// The C header for the object of `progs` (one program per compiled size, at least one)
+/// named `name`.
+pub fn header(progs: &[Program], name: &str, model_file: &str) -> String {
+    let Some(prog) = progs.first() else {
+        return String::new();
+    };
     let up = name.to_ascii_uppercase();
     let dims = |d: &[usize]| {
         d.iter()
@@ -336,27 +443,44 @@ pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
             "/* Any batch size runs. */\n#define {up}_FIXED_BATCH 0\n"
         )),
     }
-    h.push_str(&format!(
-        "/* Arena bytes per sample (the model allocates batch x this on first use). */\n#define {up}_ARENA_BYTES_PER_SAMPLE {}\n",
-        prog.arena * 4
-    ));
-    for (i, io) in prog.inputs.iter().enumerate() {
+    if progs.len() > 1 {
         h.push_str(&format!(
-            "/* input {i} `{}`: [batch, {}] */\n#define {up}_INPUT{i}_FLOATS_PER_SAMPLE {}\n",
-            io.name,
-            dims(&io.dims),
-            io.buf.len
+            "/* Compiled for {} input sizes: load size k with {name}_new_size(k, threads);\n \
+             * {name}_run runs a model at the size it was loaded with. The macros of size k\n \
+             * start with {up}_S<k>_. */\n#define {up}_SIZES {}\n",
+            progs.len(),
+            progs.len()
         ));
     }
-    for (i, io) in prog.outputs.iter().enumerate() {
+    for (k, prog) in progs.iter().enumerate() {
+        let up = if progs.len() > 1 {
+            h.push_str(&format!("\n/* size {k} */\n"));
+            format!("{up}_S{k}")
+        } else {
+            up.clone()
+        };
         h.push_str(&format!(
-            "/* output {i} `{}`: [batch, {}] */\n#define {up}_OUTPUT{i}_FLOATS_PER_SAMPLE {}\n",
-            io.name,
-            dims(&io.dims),
-            io.buf.len
+            "/* Arena bytes per sample (the model allocates batch x this on first use). */\n#define {up}_ARENA_BYTES_PER_SAMPLE {}\n",
+            prog.arena * 4
         ));
+        for (i, io) in prog.inputs.iter().enumerate() {
+            h.push_str(&format!(
+                "/* input {i} `{}`: [batch, {}] */\n#define {up}_INPUT{i}_FLOATS_PER_SAMPLE {}\n",
+                io.name,
+                dims(&io.dims),
+                io.buf.len
+            ));
+        }
+        for (i, io) in prog.outputs.iter().enumerate() {
+            h.push_str(&format!(
+                "/* output {i} `{}`: [batch, {}] */\n#define {up}_OUTPUT{i}_FLOATS_PER_SAMPLE {}\n",
+                io.name,
+                dims(&io.dims),
+                io.buf.len
+            ));
+        }
     }
-    let load = if stored_weights(prog).is_some() {
+    let load = if progs.iter().any(|p| stored_weights(p).is_some()) {
         "its weights are stored compressed in the object's read-only data and expanded\n \
          * into memory the model owns"
     } else {
@@ -366,8 +490,8 @@ pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
         "#define {up}_LIBS \"{libs}\"\n\n\
          typedef struct {name}_model {name}_model;\n\n\
          /* Loads the model ({load}). threads: kernel\n\
-          * threads, 0 for all cores. Returns NULL on failure. */\n\
-         {name}_model *{name}_new(int threads);\n\n\
+          * threads, 0 for all cores. Returns NULL on failure.{size0} */\n\
+         {name}_model *{name}_new(int threads);\n\n{new_size}\
          /* Runs `batch` samples. Returns 0 on success, non-zero on error (wrong batch for a\n\
           * fixed-batch model, out of memory). */\n\
          int {name}_run({name}_model *model, const float *const *inputs, float *const *outputs, size_t batch);\n\n\
@@ -375,6 +499,15 @@ pub fn header(prog: &Program, name: &str, model_file: &str) -> String {
          void {name}_free({name}_model *model);\n\n\
          #ifdef __cplusplus\n}}\n#endif\n\n#endif\n",
         libs = NATIVE_LIBS.trim(),
+        size0 = if progs.len() > 1 { " Size 0." } else { "" },
+        new_size = if progs.len() > 1 {
+            format!(
+                "/* Loads size `size` (0 to {up}_SIZES - 1) as {name}_new does; NULL for another\n \
+                 * size or on failure. */\n{name}_model *{name}_new_size(int size, int threads);\n\n"
+            )
+        } else {
+            String::new()
+        },
     ));
     h
 }

@@ -217,7 +217,7 @@ impl<'g> Lowering<'g> {
         for d in &shape[1..] {
             out.push(
                 d.fixed()
-                    .ok_or_else(|| bad("a size other than the batch is not known: compiled code is made for given sizes (`mcc bench --input-shape 1x3x48x192`; `mcc run --jit` takes its arrays' sizes)"))?,
+                    .ok_or_else(|| bad("a size other than the batch is not known: compiled code is made for given sizes (`mcc build`/`mcc bench --input-shape 1x3x48x192`; `mcc build` takes its calibration data's, `mcc run --jit` its arrays' sizes)"))?,
             );
         }
         Ok(out)

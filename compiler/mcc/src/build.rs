@@ -119,10 +119,16 @@ fn build_plan(
     timings.phase("run steps", t);
 
     let t = Instant::now();
-    let compressed = Compiled::new(&graph, &[])?;
+    // A model with free sizes is compiled for its data's (when calibration and evaluation
+    // data agree on them).
+    let like = match (&data.evaluation, &data.calibration) {
+        (Some(e), Some(c)) if e.shape().get(1..) != c.shape().get(1..) => None,
+        (e, c) => e.as_ref().or(c.as_ref()),
+    };
+    let compressed = Compiled::for_data(&graph, &[], like)?;
     let has_data = data.calibration.is_some() || data.evaluation.is_some();
     let original = if has_data {
-        Some(Compiled::new(&s.model.graph, &[])?)
+        Some(Compiled::for_data(&s.model.graph, &[], like)?)
     } else {
         None
     };
@@ -442,8 +448,8 @@ pub fn layer_errors(
     }
     let refs: Vec<String> = watch.iter().map(|w| w.1.clone()).collect();
     let mine: Vec<String> = watch.iter().map(|w| w.2.clone()).collect();
-    let a = Compiled::new(original, &refs)?;
-    let b = Compiled::new(graph, &mine)?;
+    let a = Compiled::for_data(original, &refs, Some(x))?;
+    let b = Compiled::for_data(graph, &mine, Some(x))?;
     let mut fa = a.feed(x, 64, threads)?;
     let mut fb = b.feed(x, 64, threads)?;
     let mut acc = vec![Agreement::default(); watch.len()];

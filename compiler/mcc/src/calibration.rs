@@ -196,7 +196,8 @@ impl Calibration {
             };
             accs.push((slot, acc));
         }
-        let model = Compiled::new(graph, &observe).map_err(|e| fail("", e.to_string()))?;
+        let model =
+            Compiled::for_data(graph, &observe, Some(x)).map_err(|e| fail("", e.to_string()))?;
         model
             .for_each(x, 32, self.threads, |b| {
                 for (slot, acc) in accs.iter_mut() {

@@ -194,6 +194,15 @@ enum Command {
         /// Skip native code: no object file, header or executable.
         #[arg(long)]
         no_native: bool,
+        /// Compile native code for inputs of this shape, e.g. `1x3x48x192` (several inputs:
+        /// `1x3x48x192,1x10`, in the model's order; the first axis, the batch, stays free).
+        /// Repeat it to compile several sizes into one executable and object: the
+        /// executable runs the size its inputs fit and names the compiled sizes for any
+        /// other; the C interface loads one with NAME_new_size. Without it, a model whose
+        /// sizes are free (a text recognizer's width) is compiled for its calibration (else
+        /// evaluation) data's shape.
+        #[arg(long = "input-shape", value_name = "DIMS", value_parser = shapes_arg)]
+        input_shape: Vec<Vec<Vec<usize>>>,
         /// Threads the measurements run on (default: every core; at most 1024). The report
         /// is the same for any count.
         #[arg(long, value_name = "N", value_parser = threads_arg)]
@@ -286,12 +295,12 @@ enum Command {
         /// lower than the table's.
         #[arg(long)]
         profile: bool,
-        /// The shape of an input, e.g. `1x3x48x192`, once per input in the model's order:
-        /// compiled code needs every size but the batch, so a model with free sizes
-        /// (height and width of a text recognizer) is compiled for these. The first axis
-        /// (the batch) stays free: --batch sets it.
-        #[arg(long = "input-shape", value_name = "DIMS", value_parser = dims_arg)]
-        input_shape: Vec<Vec<usize>>,
+        /// The input's shape, e.g. `1x3x48x192` (several inputs: `1x3x48x192,1x10`, in the
+        /// model's order): compiled code needs every size but the batch, so a model with
+        /// free sizes (height and width of a text recognizer) is compiled for these. The
+        /// first axis (the batch) stays free: --batch sets it.
+        #[arg(long = "input-shape", value_name = "DIMS", value_parser = shapes_arg)]
+        input_shape: Option<Vec<Vec<usize>>>,
     },
     /// Print the model's IR text (after canonicalization unless --raw).
     ///
@@ -354,23 +363,28 @@ macro_rules! out {
     }};
 }
 
-/// `--threads`: a count the runtime runs (0: every core).
-/// `1x3x48x192` (or with commas): an input's shape.
-fn dims_arg(s: &str) -> Result<Vec<usize>, String> {
-    let dims: Vec<usize> = s
-        .split(['x', ','])
-        .map(|d| {
-            d.trim()
-                .parse::<usize>()
-                .map_err(|e| format!("`{d}` is not a size: {e}"))
+/// `--input-shape`: `1x3x48x192`, an input's shape; `1x3x48x192,1x10` for a model of two
+/// inputs (in the model's order).
+fn shapes_arg(s: &str) -> Result<Vec<Vec<usize>>, String> {
+    s.split(',')
+        .map(|shape| {
+            let dims: Vec<usize> = shape
+                .split('x')
+                .map(|d| {
+                    d.trim()
+                        .parse::<usize>()
+                        .map_err(|e| format!("`{d}` is not a size: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
+            if dims.contains(&0) {
+                return Err("sizes are positive, e.g. 1x3x48x192".to_string());
+            }
+            Ok(dims)
         })
-        .collect::<Result<_, _>>()?;
-    if dims.is_empty() || dims.contains(&0) {
-        return Err("sizes are positive, e.g. 1x3x48x192".into());
-    }
-    Ok(dims)
+        .collect()
 }
 
+/// `--threads`: a count the runtime runs (0: every core).
 fn threads_arg(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{e}"))?;
     let max = mcc_runtime::threads::MAX_THREADS;
@@ -652,6 +666,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             snapshot,
             bless,
             no_native,
+            input_shape,
             threads,
             depfile,
             quiet,
@@ -702,13 +717,12 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 None
             } else {
                 let bar = mcc::progress::spinner("compiling to native code");
+                let file = model.display().to_string();
                 let n = match &result.program {
-                    Some(p) => {
-                        mcc::native::compile_program(p.clone(), &name, &model.display().to_string())
+                    Some(p) if input_shape.is_empty() => {
+                        mcc::native::compile_programs(vec![p.clone()], &name, &file)
                     }
-                    None => {
-                        mcc::native::compile(&result.graph, &name, &model.display().to_string())
-                    }
+                    _ => mcc::native::compile(&result.graph, &input_shape, &name, &file),
                 };
                 bar.finish_and_clear();
                 Some(n?)
@@ -797,12 +811,38 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 }
             );
             if let (Some(n), Some(w)) = (&native, &written) {
-                outln!(
-                    "  native: {} steps, arena {} per sample, compiled in {:.0} ms",
-                    n.program.steps.len(),
-                    bytes(n.program.arena as u64 * 4),
-                    n.compile_time.as_secs_f64() * 1e3
-                );
+                if n.programs.len() > 1 {
+                    let sizes: Vec<String> = n
+                        .programs
+                        .iter()
+                        .map(|p| {
+                            p.inputs
+                                .iter()
+                                .map(|io| {
+                                    let d: Vec<String> =
+                                        io.dims.iter().map(usize::to_string).collect();
+                                    format!("N×{}", d.join("×"))
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .collect();
+                    outln!(
+                        "  native: {} input sizes ({}); the first: {} steps, arena {} per sample; compiled in {:.0} ms",
+                        n.programs.len(),
+                        sizes.join("; "),
+                        n.programs[0].steps.len(),
+                        bytes(n.programs[0].arena as u64 * 4),
+                        n.compile_time.as_secs_f64() * 1e3
+                    );
+                } else {
+                    outln!(
+                        "  native: {} steps, arena {} per sample, compiled in {:.0} ms",
+                        n.programs[0].steps.len(),
+                        bytes(n.programs[0].arena as u64 * 4),
+                        n.compile_time.as_secs_f64() * 1e3
+                    );
+                }
                 if let Some(e) = &w.executable {
                     outln!(
                         "  wrote {0}/{e} (executable), {0}/{1}.o, {0}/{1}.h, {0}/libmcc_runtime.a",
@@ -847,7 +887,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 threads.unwrap_or(0),
                 runs,
                 profile,
-                &input_shape,
+                input_shape.as_deref().unwrap_or_default(),
             ),
             _ => {
                 bench_kernels();

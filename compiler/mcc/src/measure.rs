@@ -152,10 +152,39 @@ fn dequantized(g: &mut Graph, v: mcc_ir::ValueId) -> mcc_ir::ValueId {
         .unwrap_or(v)
 }
 
+/// True when some input of `graph` has a size other than the batch (axis 0) that is not
+/// fixed: compiled code needs those sizes.
+pub fn free_sizes(graph: &Graph) -> bool {
+    graph.inputs().iter().any(|&v| {
+        graph.value(v).ty.shape.as_ref().is_none_or(|s| {
+            s.iter()
+                .skip(1)
+                .any(|d| !matches!(d, mcc_ir::Dim::Fixed(_)))
+        })
+    })
+}
+
 impl Compiled {
     /// Prepares `graph` with the tensors named `observe` (value names) as extra outputs.
     pub fn new(graph: &Graph, observe: &[String]) -> Result<Compiled, Error> {
+        Compiled::for_data(graph, observe, None)
+    }
+
+    /// [`Compiled::new`] for running on arrays shaped like `x` (batch first): a model whose
+    /// sizes are free is compiled for `x`'s (specialized, [`mcc_passes::specialize`]) rather
+    /// than left to the evaluator. One-input models only; others as [`Compiled::new`].
+    pub fn for_data(
+        graph: &Graph,
+        observe: &[String],
+        x: Option<&Tensor>,
+    ) -> Result<Compiled, Error> {
         let mut g = graph.clone();
+        if let Some(x) = x
+            && g.inputs().len() == 1
+            && free_sizes(&g)
+        {
+            mcc_passes::specialize(&mut g, &[x.shape().to_vec()])?;
+        }
         let mut outs = g.outputs().to_vec();
         let model_outputs = outs.len();
         let mut observed = vec![];

@@ -13,8 +13,9 @@ use crate::Error;
 pub struct NativeBuild {
     /// The C identifier of the model (file names and symbols).
     pub name: String,
-    /// The schedule and packed weights.
-    pub program: Program,
+    /// The schedule and packed weights of each compiled size (at least one; several when
+    /// the model was compiled for several input sizes).
+    pub programs: Vec<Program>,
     /// The object file for embedding (no `main`).
     pub object: Vec<u8>,
     /// The object file for the executable (with `main`).
@@ -89,28 +90,48 @@ fn human_bytes(b: usize) -> String {
     format!("{b} bytes")
 }
 
-/// Compiles `graph` (named `name`, from `model_file`) to objects and a header.
-pub fn compile(graph: &Graph, name: &str, model_file: &str) -> Result<NativeBuild, Error> {
+/// Compiles `graph` (named `name`, from `model_file`) to objects and a header: for the
+/// sizes its inputs declare, or, when `sizes` lists some (each one shape per input, batch
+/// first), once for each, specialized ([`mcc_passes::specialize`]).
+pub fn compile(
+    graph: &Graph,
+    sizes: &[Vec<Vec<usize>>],
+    name: &str,
+    model_file: &str,
+) -> Result<NativeBuild, Error> {
     let t0 = std::time::Instant::now();
-    let mut n = compile_program(program(graph)?, name, model_file)?;
+    let programs = if sizes.is_empty() {
+        vec![program(graph)?]
+    } else {
+        sizes
+            .iter()
+            .map(|s| {
+                let mut g = graph.clone();
+                mcc_passes::specialize(&mut g, s)?;
+                program(&g)
+            })
+            .collect::<Result<Vec<_>, Error>>()?
+    };
+    let mut n = compile_programs(programs, name, model_file)?;
     n.compile_time = t0.elapsed();
     Ok(n)
 }
 
-/// Compiles a lowered program (from [`program`]) to objects and a header.
-pub fn compile_program(
-    program: Program,
+/// Compiles lowered programs (from [`program`]; one per compiled size, at least one) to
+/// objects and a header.
+pub fn compile_programs(
+    programs: Vec<Program>,
     name: &str,
     model_file: &str,
 ) -> Result<NativeBuild, Error> {
     let t0 = std::time::Instant::now();
     let name = aot::c_name(name);
-    let object = aot::object(&program, &name, false)?;
-    let exe_object = aot::object(&program, &name, true)?;
-    let header = aot::header(&program, &name, model_file);
+    let object = aot::object(&programs, &name, false)?;
+    let exe_object = aot::object(&programs, &name, true)?;
+    let header = aot::header(&programs, &name, model_file);
     Ok(NativeBuild {
         name,
-        program,
+        programs,
         object,
         exe_object,
         header,

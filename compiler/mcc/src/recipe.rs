@@ -525,8 +525,13 @@ pub fn write_selected(
                 w.executable = None;
                 w.no_executable = None;
             }
-            let p = &n.program;
-            let weight_bytes = mcc_codegen::aot::weight_data_bytes(p);
+            let p = &n.programs[0];
+            let weight_bytes: usize = n
+                .programs
+                .iter()
+                .map(mcc_codegen::aot::weight_data_bytes)
+                .sum();
+            let dense: usize = n.programs.iter().map(|p| p.weights.len() * 4).sum();
             report.native = Some(crate::report::Native {
                 name: n.name.clone(),
                 object: format!("{}.o", n.name),
@@ -543,8 +548,13 @@ pub fn write_selected(
                 arena_bytes_per_sample: p.arena as u64 * 4,
                 scratch_bytes: p.scratch as u64 * 4,
                 weight_bytes: weight_bytes as u64,
-                weights_stored: weight_bytes < p.weights.len() * 4,
+                weights_stored: weight_bytes < dense,
                 fixed_batch: p.fixed_batch,
+                input_sizes: n
+                    .programs
+                    .iter()
+                    .map(|p| p.inputs.iter().map(|io| io.dims.clone()).collect())
+                    .collect(),
             });
             timings.phases.push(crate::report::Phase {
                 phase: "compile native code".into(),

@@ -451,21 +451,25 @@ pub struct Native {
     pub executable: Option<String>,
     /// Why there is no executable.
     pub no_executable: Option<String>,
-    /// Kernel steps in the schedule.
+    /// Kernel steps in the schedule (of the first compiled size).
     pub steps: usize,
-    /// Steps compiled inline.
+    /// Steps compiled inline (of the first compiled size).
     pub inline_steps: usize,
-    /// Activation arena per sample.
+    /// Activation arena per sample (of the first compiled size).
     pub arena_bytes_per_sample: u64,
-    /// Scratch memory.
+    /// Scratch memory (of the first compiled size).
     pub scratch_bytes: u64,
-    /// Weight data in the object file.
+    /// Weight data in the object file (every compiled size's).
     pub weight_bytes: u64,
     /// Whether the object file holds the weights compressed (expanded when the model is
     /// loaded), else dense.
     pub weights_stored: bool,
     /// The batch size, when the model fixes it.
     pub fixed_batch: Option<usize>,
+    /// The sizes the code was compiled for: for each compiled size, each input's shape
+    /// without the batch (`[[[1, 28, 28]]]` for one size of a one-input model). The
+    /// executable runs inputs of these sizes only.
+    pub input_sizes: Vec<Vec<Vec<usize>>>,
 }
 
 /// `timings.json`: what varies from run to run.

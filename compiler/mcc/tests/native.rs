@@ -320,3 +320,249 @@ fn stored_weights_compute_the_same(recipe: &str, ir_ratio: f64, object_ratio: f6
         "{recipe}: the executable gets {right} of 1000 right, the report says {stated}"
     );
 }
+
+/// A model whose height and width are free (`f32[N,1,h,w]`, like a text recognizer's).
+const FREE_SIZES: &str = r#"graph "free" {
+  input %x: f32[N,1,h,w]
+  const %w1: f32[4,1,3,3] = seeded(1)
+  const %b1: f32[4] = seeded(2)
+  const %w2: f32[3,4] = seeded(3)
+  const %b2: f32[3] = seeded(4)
+  node /conv1/Conv = Conv(%x, %w1, %b1) {kernel_shape=[3, 3], pads=[1, 1, 1, 1]} -> %c1: f32[N,4,?,?]
+  node /relu/Relu = Relu(%c1) -> %r1: f32[N,4,?,?]
+  node /gap/GlobalAveragePool = GlobalAveragePool(%r1) -> %p1: f32[N,4,1,1]
+  node /flatten/Flatten = Flatten(%p1) -> %f1: f32[N,4]
+  node /fc/Gemm = Gemm(%f1, %w2, %b2) {transB=1} -> %y: f32[N,3]
+  output %y
+}"#;
+
+/// Writes `shape`'s worth of seeded floats to `path`.
+fn write_npy(path: &Path, shape: &[usize], seed: u64) {
+    let n: usize = shape.iter().product();
+    let data = (0..n as u64)
+        .flat_map(|i| {
+            let h = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed.wrapping_mul(0xbf58_476d);
+            (((h >> 40) as f32) / (1u64 << 24) as f32 * 2.0 - 1.0).to_le_bytes()
+        })
+        .collect();
+    mcc_runtime::npy::NpyArray {
+        dtype: mcc_runtime::npy::NpyType::F32,
+        shape: shape.to_vec(),
+        data,
+    }
+    .write(path)
+    .unwrap();
+}
+
+/// `mcc build` of the free-size model with `args`, in `d`; the output folder.
+fn build_free(d: &Path, out: &str, args: &[&str]) -> PathBuf {
+    std::fs::write(d.join("free.mcir"), FREE_SIZES).unwrap();
+    write_npy(&d.join("cal.npy"), &[16, 1, 12, 20], 1);
+    std::fs::write(
+        d.join("r.mcr"),
+        "calibrate with \"cal.npy\"\nstage s {\n  prune unstructured on Gemm { amount: 50% }\n}\n",
+    )
+    .unwrap();
+    let b = Command::new(env!("CARGO_BIN_EXE_mcc"))
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .args(["build", "r.mcr", "free.mcir", "-o", out])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    d.join(out)
+}
+
+/// Runs the executable `exe` on `x`: (exit status success, its output array, stderr).
+fn run_exe(exe: &Path, x: &Path) -> (bool, Option<Vec<f32>>, String) {
+    let y = x.with_extension("out.npy");
+    let _ = std::fs::remove_file(&y);
+    let r = Command::new(exe).arg(x).arg("-o").arg(&y).output().unwrap();
+    let out = r.status.success().then(|| npy_f32(&y).1);
+    (
+        r.status.success(),
+        out,
+        String::from_utf8_lossy(&r.stderr).into(),
+    )
+}
+
+/// The reference evaluator's output of the built model on `x`.
+fn evaluated(d: &Path, model: &Path, x: &Path) -> Vec<f32> {
+    let y = d.join("ref.npy");
+    let r = Command::new(env!("CARGO_BIN_EXE_mcc"))
+        .args(["run", "-q"])
+        .arg(model)
+        .arg("-i")
+        .arg(x)
+        .arg("-o")
+        .arg(&y)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    npy_f32(&y).1
+}
+
+fn assert_close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        // NaN fails this comparison.
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{got:?} vs {want:?}"
+        );
+    }
+}
+
+#[test]
+fn a_model_with_free_sizes_is_compiled_for_its_calibration_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = build_free(d, "out", &[]);
+    write_npy(&d.join("a.npy"), &[2, 1, 12, 20], 7);
+    write_npy(&d.join("b.npy"), &[3, 1, 8, 8], 8);
+    let (ok, y, err) = run_exe(&out.join("free"), &d.join("a.npy"));
+    assert!(ok, "{err}");
+    assert_close(
+        &y.unwrap(),
+        &evaluated(d, &out.join("model.onnx"), &d.join("a.npy")),
+    );
+    let (ok, _, err) = run_exe(&out.join("free"), &d.join("b.npy"));
+    assert!(!ok);
+    assert!(
+        err.contains("does not fit input `x` [batch, 1, 12, 20]"),
+        "{err}"
+    );
+    // Measured on compiled code, not the evaluator.
+    let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(report.contains("\"engine\": \"compiled\""), "{report}");
+    assert!(
+        report.contains(
+            "\"input_sizes\": [\n      [\n        [\n          1,\n          12,\n          20"
+        ),
+        "{report}"
+    );
+}
+
+/// From C: the header's `NAME_new_size` loads each compiled size (NULL past the last) and
+/// `NAME_run` runs each at its own size; prints the outputs.
+const SIZES_FROM_C: &str = r#"
+#include <stdio.h>
+#include "free.h"
+
+static int one(int size, int h, int w, const float *x) {
+    free_model *m = free_new_size(size, 1);
+    if (!m) { printf("free_new_size(%d) failed\n", size); return 1; }
+    const float *in[1] = {x};
+    float y[3];
+    float *out[1] = {y};
+    if (free_run(m, in, out, 1) != 0) { printf("run failed\n"); return 1; }
+    printf("%d %.9g %.9g %.9g\n", h * w, y[0], y[1], y[2]);
+    free_free(m);
+    return 0;
+}
+
+int main(void) {
+    static float x[12 * 20];
+    for (int i = 0; i < 12 * 20; i++) x[i] = (float)((i * 37) % 17) / 17.0f - 0.5f;
+    if (FREE_SIZES != 2 || FREE_S0_INPUT0_FLOATS_PER_SAMPLE != 240
+        || FREE_S1_INPUT0_FLOATS_PER_SAMPLE != 64) {
+        printf("wrong size macros\n");
+        return 1;
+    }
+    if (free_new_size(2, 1) != NULL || free_new_size(-1, 1) != NULL) {
+        printf("a size past the last loaded\n");
+        return 1;
+    }
+    return one(0, 12, 20, x) || one(1, 8, 8, x);
+}
+"#;
+
+#[test]
+fn several_input_shapes_make_one_executable_and_object_for_each_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = build_free(
+        d,
+        "out",
+        &["--input-shape", "1x1x12x20", "--input-shape", "1x1x8x8"],
+    );
+    write_npy(&d.join("a.npy"), &[2, 1, 12, 20], 7);
+    write_npy(&d.join("b.npy"), &[3, 1, 8, 8], 8);
+    write_npy(&d.join("c.npy"), &[1, 1, 9, 9], 9);
+    for x in ["a.npy", "b.npy"] {
+        let (ok, y, err) = run_exe(&out.join("free"), &d.join(x));
+        assert!(ok, "{x}: {err}");
+        assert_close(
+            &y.unwrap(),
+            &evaluated(d, &out.join("model.onnx"), &d.join(x)),
+        );
+    }
+    let (ok, _, err) = run_exe(&out.join("free"), &d.join("c.npy"));
+    assert!(!ok);
+    assert!(
+        err.contains("none of the sizes this executable was compiled for")
+            && err.contains("batch×1×12×20")
+            && err.contains("batch×1×8×8"),
+        "{err}"
+    );
+    // A shape the model cannot take is a diagnostic naming the axis, and writes nothing.
+    let b = Command::new(env!("CARGO_BIN_EXE_mcc"))
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .args([
+            "build",
+            "r.mcr",
+            "free.mcir",
+            "-o",
+            "bad",
+            "--input-shape",
+            "1x2x8x8",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&b.stderr);
+    assert!(
+        !b.status.success() && err.contains("axis 1 is 1 in the model, not 2"),
+        "{err}"
+    );
+    assert!(!d.join("bad").exists());
+    // The C interface: each size from its own loader, one run function.
+    std::fs::write(d.join("main.c"), SIZES_FROM_C).unwrap();
+    let header = std::fs::read_to_string(out.join("free.h")).unwrap();
+    let libs = header
+        .lines()
+        .find_map(|l| l.strip_prefix("#define FREE_LIBS "))
+        .unwrap()
+        .trim_matches('"');
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let c = Command::new(&cc)
+        .arg("-I")
+        .arg(&out)
+        .arg(d.join("main.c"))
+        .arg(out.join("free.o"))
+        .arg(out.join("libmcc_runtime.a"))
+        .args(libs.split_whitespace())
+        .arg("-o")
+        .arg(d.join("main"))
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let run = Command::new(d.join("main")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("240 ") && lines[1].starts_with("64 "),
+        "{stdout}"
+    );
+    for l in lines {
+        assert!(
+            l.split(' ')
+                .skip(1)
+                .all(|v| v.parse::<f32>().is_ok_and(f32::is_finite)),
+            "{l}"
+        );
+    }
+}
