@@ -4,6 +4,7 @@
 use crate::aligned::{AlignedVec, out_of_memory};
 use crate::kernels::blocked::{self, LANES};
 use crate::kernels::conv::{self, Geometry};
+use crate::kernels::conv_transpose;
 use crate::kernels::eltwise;
 use crate::kernels::epilogue::{Act, Bias, Epilogue};
 use crate::kernels::gather;
@@ -12,6 +13,7 @@ use crate::kernels::int8;
 use crate::kernels::matmul;
 use crate::kernels::pool;
 use crate::kernels::reduce;
+use crate::kernels::resample;
 use crate::kernels::sparse::{self, SparseB};
 use crate::kernels::window;
 use crate::program::{Access, Buf, ConvLayout, Program, Src, Step};
@@ -465,6 +467,37 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             let reach = gather::reach(dims, offsets)
                 .ok_or("offset tables that do not match the dims, or overflow")?;
             src_holds(x, reach)?;
+        }
+        Step::ConvTranspose {
+            x, y, g, m, groups, ..
+        } => {
+            if *groups == 0 || !g.c.is_multiple_of(*groups) || !m.is_multiple_of(*groups) {
+                return Err("groups that do not divide the channels".into());
+            }
+            need(x, times(g.c, times(g.h, g.w)?)?, "input")?;
+            need(y, times(*m, times(g.oh, g.ow)?)?, "output")?;
+            let cols = times(times(m / groups, times(g.kh, g.kw)?)?, times(g.h, g.w)?)?;
+            if cols > scratch {
+                return Err("the scratch buffer is too small".into());
+            }
+        }
+        Step::InstanceNorm { x, y, c, hw, .. } => {
+            need(x, times(*c, *hw)?, "input")?;
+            need(y, times(*c, *hw)?, "output")?;
+        }
+        Step::Resample {
+            x,
+            y,
+            dims,
+            taps,
+            order,
+            ..
+        } => {
+            let n = dims.iter().try_fold(1, |p, &d| times(p, d))?;
+            need(y, n, "output")?;
+            let reach = resample::reach(dims, taps, order)
+                .ok_or("tap tables that do not match the dims or the order, or overflow")?;
+            need(x, reach, "input")?;
         }
         Step::BatchMatMul {
             a,
@@ -2311,6 +2344,49 @@ impl Ctx<'_> {
             } => {
                 let ([xs], ys) = arena.views([src_range(x, b, s)], range(y, b, s))?;
                 gather::gather(pick(x, xs, wts), dims, offsets, ys)
+            }
+            Step::ConvTranspose {
+                x,
+                y,
+                g,
+                lead_h,
+                lead_w,
+                m,
+                groups,
+                w,
+                bias,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                let ws = &wts[*w..w + conv_transpose::weights_len(g, *m, *groups)];
+                let bias = bias.map(|o| &wts[o..o + m]);
+                let lead = (*lead_h, *lead_w);
+                conv_transpose::conv_transpose(
+                    self.isa, xs, g, lead, *m, *groups, ws, bias, ys, buf,
+                )
+            }
+            Step::InstanceNorm {
+                x,
+                y,
+                c,
+                hw,
+                eps,
+                scale,
+                bias,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                let (scale, bias) = (&wts[*scale..scale + c], &wts[*bias..bias + c]);
+                reduce::instance_norm(xs, *c, *hw, *eps, scale, bias, ys)
+            }
+            Step::Resample {
+                x,
+                y,
+                dims,
+                taps,
+                order,
+                fill,
+            } => {
+                let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
+                resample::resample(xs, dims, taps, order, *fill, ys)
             }
             Step::BatchMatMul {
                 a,

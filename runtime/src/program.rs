@@ -19,6 +19,7 @@
 
 use crate::kernels::blocked::LANES;
 use crate::kernels::conv::Geometry;
+use crate::kernels::conv_transpose;
 use crate::kernels::eltwise::BinOp;
 use crate::kernels::epilogue::Act;
 use crate::kernels::gemm::{pack_a_len, pack_b_len};
@@ -797,6 +798,72 @@ define_steps! {
         op: ReduceOp,
     };
 
+    /// A resampling through per-axis taps ([`crate::kernels::resample`]): Resize (linear,
+    /// cubic, antialiased, and nearest with values outside the input).
+    Resample = 29 {
+        /// Input.
+        x: Buf => read,
+        /// Output (dense).
+        y: Buf => write,
+        /// Output dims (per sample).
+        dims: Vec<usize>,
+        /// Per output axis, for each index along it, its taps: the offset it adds in `x` and
+        /// its weight; none for an index outside the input.
+        taps: Vec<Vec<Vec<(usize, f64)>>>,
+        /// The axes as the sum nests them, outermost first.
+        order: Vec<usize>,
+        /// The value of an element outside the input.
+        fill: f32,
+    };
+
+    /// Instance normalization of `c` planes of `hw` ([`crate::kernels::reduce::instance_norm`]):
+    /// each plane's mean and variance, then per plane (channel) a scale and a bias.
+    InstanceNorm = 30 {
+        /// Input.
+        x: Buf => read,
+        /// Output.
+        y: Buf => write,
+        /// Planes (channels) per sample.
+        c: usize,
+        /// Values per plane.
+        hw: usize,
+        /// Added to the variance.
+        eps: f32,
+        /// Offset of the scales (one per channel).
+        scale: usize => weights(*c),
+        /// Offset of the biases (one per channel).
+        bias: usize => weights(*c),
+    };
+
+    /// A transposed convolution ([`crate::kernels::conv_transpose`]): per group a GEMM of the
+    /// packed transposed weights by the input into scratch columns, scattered onto the
+    /// output, which starts as the bias.
+    ConvTranspose = 31 {
+        /// Input.
+        x: Buf => read,
+        /// Output.
+        y: Buf => write,
+        /// The window read the transposed way: input `c, h, w`, output `oh, ow`, the
+        /// padding cut from the output's start `pt, pl`.
+        g: Geometry,
+        /// Output rows before the full output's first (an `output_shape` larger than it).
+        lead_h: usize,
+        /// Output columns before the full output's first.
+        lead_w: usize,
+        /// Output channels.
+        m: usize,
+        /// Groups.
+        groups: usize,
+        /// Offset of the packed weights (`conv_transpose::weights_len`).
+        w: usize => weights(conv_transpose::weights_len(g, *m, *groups)),
+        /// Offset of the bias (m floats).
+        bias: Option<usize> => weights(*m),
+    } flops = (g.c / (*groups).max(1))
+        .saturating_mul(*m)
+        .saturating_mul(g.kh * g.kw)
+        .saturating_mul(g.h * g.w)
+        .saturating_mul(2);
+
     /// Channels-last codes to channels-first (before a reshape, which reads NCHW order).
     QPlanar = 21 {
         /// Input (u8 codes, `[hw][c]`).
@@ -932,7 +999,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG7");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG8");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -979,6 +1046,16 @@ impl Encoded for f32 {
     }
     fn get(r: &mut R) -> Option<Self> {
         Some(f32::from_bits(u32::try_from(r.word()?).ok()?))
+    }
+}
+
+/// One word: its bits.
+impl Encoded for f64 {
+    fn put(&self, w: &mut W) {
+        w.word(self.to_bits());
+    }
+    fn get(r: &mut R) -> Option<Self> {
+        Some(f64::from_bits(r.word()?))
     }
 }
 
@@ -1656,6 +1733,51 @@ mod tests {
                 inner: 2703,
                 op: ReduceOp::Max,
             },
+            Step::Resample {
+                x: buf(),
+                y: buf(),
+                dims: vec![2801, 2802],
+                taps: vec![
+                    vec![vec![(2803, 0.25), (2804, 0.75)], vec![]],
+                    vec![vec![(2805, 1.0)]],
+                ],
+                order: vec![1, 0],
+                fill: -2.5,
+            },
+            Step::InstanceNorm {
+                x: buf(),
+                y: buf(),
+                c: 2901,
+                hw: 2902,
+                eps: 0.25,
+                scale: 2903,
+                bias: 2904,
+            },
+            Step::ConvTranspose {
+                x: buf(),
+                y: buf(),
+                g: Geometry {
+                    c: 3001,
+                    h: 3002,
+                    w: 3003,
+                    oh: 3004,
+                    ow: 3005,
+                    kh: 3006,
+                    kw: 3007,
+                    sh: 3008,
+                    sw: 3009,
+                    dh: 3010,
+                    dw: 3011,
+                    pt: 3012,
+                    pl: 3013,
+                },
+                lead_h: 3018,
+                lead_w: 3019,
+                m: 3014,
+                groups: 3015,
+                w: 3016,
+                bias: Some(3017),
+            },
             Step::Reduce {
                 x: buf(),
                 y: buf(),
@@ -1703,7 +1825,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (523, 0xc185_1f31_4c29_cbf0),
+            (581, 0x396f_f46a_e07c_b7e8),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

@@ -51,10 +51,12 @@ pub enum LowerError {
     },
 }
 
+mod conv_transpose;
 mod int8;
 mod matmul;
 mod movement;
 mod reduce;
+mod resize;
 
 type R<T> = Result<T, LowerError>;
 
@@ -511,6 +513,11 @@ impl<'g> Lowering<'g> {
             Op::Slice(_) => self.slice(n, x, y),
             Op::Split(sp) => self.split(n, sp, x),
             Op::Expand(_) => self.expand(n, x, y),
+            Op::DepthToSpace(d) => self.depth_space(n, x, y, d.blocksize, d.mode, true),
+            Op::SpaceToDepth(d) => self.depth_space(n, x, y, d.blocksize, d.mode, false),
+            Op::Resize(r) => self.resize(n, r, x, y),
+            Op::InstanceNormalization(i) => self.instance_norm(n, i.epsilon, x, y),
+            Op::ConvTranspose(ct) => self.conv_transpose(n, ct, x, y),
             other => Err(self.unsupported(n, format!("no kernel for {} yet", other.name()))),
         }
     }

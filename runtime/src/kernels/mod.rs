@@ -10,6 +10,8 @@
 //!   full AVX-512 tile's k loop in `tile64`, inline assembly), and [`gemm::Isa`];
 //! - [`conv`]: NCHW convolution as GEMMs over stride-phase planes or im2col, and the
 //!   window geometry ([`conv::Geometry`]) that every window kernel shares;
+//! - [`conv_transpose`]: transposed convolution as per-group GEMMs and a scatter onto the
+//!   output;
 //! - [`window`]: depthwise convolution and max pooling with AVX-512, 16 outputs a vector;
 //! - [`blocked`]: the channel-blocked layout (NCHW16c): its convolution, window, global
 //!   pooling and reorder kernels, and its weight packing;
@@ -24,11 +26,15 @@
 //!   activation);
 //! - [`math`]: exp, the error function and GELU (f64 inside, vectorizable);
 //! - [`reduce`]: reductions along an axis: layer normalization and ReduceSum/Mean/Max/Min;
-//! - [`gather`]: copies through per-axis offset tables (Gather, Slice, Split, Expand);
+//! - [`gather`]: copies through per-axis offset tables (Gather, Slice, Split, Expand,
+//!   DepthToSpace, SpaceToDepth, nearest Resize);
+//! - [`resample`]: weighted sums through per-axis taps (Resize: linear, cubic, antialiased,
+//!   and nearest with extrapolation);
 //! - [`matmul`]: products of two computed tensors, batched with broadcasting.
 
 pub mod blocked;
 pub mod conv;
+pub mod conv_transpose;
 pub mod eltwise;
 pub mod epilogue;
 pub mod gather;
@@ -38,6 +44,7 @@ pub mod math;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+pub mod resample;
 pub mod sparse;
 #[cfg(target_arch = "x86_64")]
 mod tile64;

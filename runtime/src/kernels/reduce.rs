@@ -1,5 +1,6 @@
 //! Reductions along one axis of a sample viewed as `[outer][len][inner]`: layer
-//! normalization (each row's mean and variance, then the scaled, shifted normalized row)
+//! normalization (each row's mean and variance, then the scaled, shifted normalized row),
+//! instance normalization (the same per channel plane, scaled and shifted per channel)
 //! and ReduceSum / ReduceMean / ReduceMax / ReduceMin.
 //!
 //! Sums run in f64 (in eight interleaved partial sums, so the loops vectorize) and round
@@ -105,6 +106,63 @@ fn layer_norm_generic(
                     *o = ((f64::from(v) - mean) * r * f64::from(s)) as f32;
                 }
             }
+        }
+    }
+}
+
+/// Instance normalization of `c` planes of `hw` values: per plane, `(x − mean)/√(var + eps)`
+/// times its channel's `scale` plus its `bias` (mean and biased variance in f64, the result
+/// rounded once).
+pub fn instance_norm(
+    x: &[f32],
+    c: usize,
+    hw: usize,
+    eps: f32,
+    scale: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) -> Result<(), String> {
+    let n = c.checked_mul(hw).ok_or("instance norm: c × hw overflow")?;
+    if x.len() < n || y.len() < n || scale.len() < c || bias.len() < c {
+        return Err("instance norm: a buffer is shorter than the planes it holds".into());
+    }
+    if hw == 0 {
+        return Ok(());
+    }
+    instance_norm_planes(
+        &x[..n],
+        hw,
+        f64::from(eps),
+        &scale[..c],
+        &bias[..c],
+        &mut y[..n],
+    );
+    Ok(())
+}
+
+avx2_dispatch! {
+    /// [`instance_norm`] on checked slices (whole planes).
+    fn instance_norm_planes(x: &[f32], hw: usize, eps: f64, scale: &[f32], bias: &[f32], y: &mut [f32]) => instance_norm_generic
+}
+
+#[inline(always)]
+fn instance_norm_generic(
+    x: &[f32],
+    hw: usize,
+    eps: f64,
+    scale: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    let count = hw as f64;
+    let planes = x.chunks_exact(hw).zip(y.chunks_exact_mut(hw));
+    for ((xs, ys), (&s, &b)) in planes.zip(scale.iter().zip(bias)) {
+        let mean = sum(xs, |v| v) / count;
+        let var = sum(xs, |v| (v - mean) * (v - mean)) / count;
+        let r = f64::from(s) / (var + eps).sqrt();
+        let b = f64::from(b);
+        for (o, &v) in ys.iter_mut().zip(xs) {
+            *o = ((f64::from(v) - mean) * r + b) as f32;
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Lowering of the operators that move data without arithmetic — Gather, Slice, Split and
-//! Expand — each as a [`Step::Gather`]: per output axis, a table of the offsets its
-//! indices take in the source (`mcc_runtime::kernels::gather`).
+//! Lowering of the operators that move data without arithmetic — Gather, Slice, Split,
+//! Expand, DepthToSpace and SpaceToDepth (and nearest Resize, in `resize.rs`) — each as a
+//! [`Step::Gather`]: per output axis, a table of the offsets its indices take in the source
+//! (`mcc_runtime::kernels::gather`).
 //!
 //! **Invariant:** every table covers per-sample axes only (the batch axis stays where it
 //! is, each sample read from itself), and every index, start or size is a constant checked
@@ -191,7 +192,7 @@ impl Lowering<'_> {
     }
 
     /// The source operand of a data-movement step: `x`'s buffer (an f32 tensor).
-    fn moved(&mut self, n: NodeId, x: ValueId) -> R<(Src, Vec<usize>)> {
+    pub(super) fn moved(&mut self, n: NodeId, x: ValueId) -> R<(Src, Vec<usize>)> {
         if self.constant(Some(x)).is_some() {
             return Err(self.unsupported(n, "its data is a constant (fold it first)"));
         }
@@ -203,7 +204,7 @@ impl Lowering<'_> {
     /// Emits `y = src` through the offset tables, after checking they give `y`'s size. With
     /// `aligned`, there is a table per per-sample axis of `y` (so a transpose of `y` can
     /// compose with them).
-    fn tables(
+    pub(super) fn tables(
         &mut self,
         n: NodeId,
         x: Src,
@@ -400,6 +401,74 @@ impl Lowering<'_> {
             at += size;
         }
         Ok(())
+    }
+
+    /// ONNX DepthToSpace (`to_space`) and SpaceToDepth, as the evaluator defines them: on
+    /// the spread-out side, position `(c, row, col)` is channel `(by·b + bx)·C + c` (`DCR`)
+    /// or `c·b² + by·b + bx` (`CRD`) at `(row / b, col / b)` on the deep side, with
+    /// `by, bx = row % b, col % b` — a sum of one term per axis, so one table per axis.
+    pub(super) fn depth_space(
+        &mut self,
+        n: NodeId,
+        x: ValueId,
+        y: ValueId,
+        blocksize: i64,
+        mode: mcc_ir::BlockOrder,
+        to_space: bool,
+    ) -> R<()> {
+        let (src, xd) = self.moved(n, x)?;
+        let yd = self.dims(y)?;
+        let (&[_, xc, xh, xw], &[_, yc, yh, yw]) = (xd.as_slice(), yd.as_slice()) else {
+            return Err(self.unsupported(n, "only 4-D (N, C, H, W) tensors are compiled"));
+        };
+        let b = usize::try_from(blocksize)
+            .ok()
+            .filter(|&b| b > 0)
+            .ok_or_else(|| self.unsupported(n, format!("blocksize {blocksize}")))?;
+        let area = b * b;
+        let (deep, wide) = if to_space {
+            ((xc, xh, xw), (yc, yh, yw))
+        } else {
+            ((yc, yh, yw), (xc, xh, xw))
+        };
+        // The channels of the spread-out side.
+        let c = wide.0;
+        if deep.0 != c * area || wide.1 != deep.1 * b || wide.2 != deep.2 * b {
+            return Err(self.unsupported(n, "its result's shape does not match its blocks"));
+        }
+        // Strides of the source, (channel, row, column).
+        let (sc, sh) = (xh * xw, xw);
+        let by_channel = |by: usize, bx: usize, ci: usize| match mode {
+            mcc_ir::BlockOrder::Dcr => (by * b + bx) * c + ci,
+            mcc_ir::BlockOrder::Crd => ci * area + by * b + bx,
+        };
+        let offsets: Vec<Vec<usize>> = if to_space {
+            // Source: deep; output axes: the spread-out (c, row, col).
+            vec![
+                (0..yc).map(|ci| by_channel(0, 0, ci) * sc).collect(),
+                (0..yh)
+                    .map(|row| by_channel(row % b, 0, 0) * sc + row / b * sh)
+                    .collect(),
+                (0..yw)
+                    .map(|col| by_channel(0, col % b, 0) * sc + col / b)
+                    .collect(),
+            ]
+        } else {
+            // Source: spread out; output axes: the deep (channel, row, col).
+            let channel = |ch: usize| {
+                let (ci, by, bx) = match mode {
+                    mcc_ir::BlockOrder::Dcr => (ch % c, ch / c / b, ch / c % b),
+                    mcc_ir::BlockOrder::Crd => (ch / area, ch % area / b, ch % b),
+                };
+                ci * sc + by * sh + bx
+            };
+            vec![
+                (0..yc).map(channel).collect(),
+                (0..yh).map(|r| r * b * sh).collect(),
+                (0..yw).map(|col| col * b).collect(),
+            ]
+        };
+        self.tables(n, src, Key::V(y), yd[1..].to_vec(), offsets, true)
     }
 
     /// ONNX Expand of a constant or a computed tensor to the result's type (its shape

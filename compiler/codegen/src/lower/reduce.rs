@@ -1,6 +1,7 @@
 //! Lowering of the operators that reduce along axes: LayerNormalization (a
 //! [`Step::LayerNorm`] over the trailing axes, its scale and bias constants broadcast to
-//! them here) and ReduceSum / ReduceMean / ReduceMax / ReduceMin (a [`Step::Reduce`] over
+//! them here), InstanceNormalization (a [`Step::InstanceNorm`] over each channel's plane)
+//! and ReduceSum / ReduceMean / ReduceMax / ReduceMin (a [`Step::Reduce`] over
 //! one contiguous run of axes; a mean over all the spatial axes of an image is the global
 //! average pooling step, which also reads channel blocks).
 //!
@@ -91,6 +92,42 @@ impl Lowering<'_> {
             rows,
             cols,
             eps: ln.epsilon,
+            scale: so,
+            bias: bo,
+        });
+        Ok(())
+    }
+
+    /// InstanceNormalization of an `(N, C, …)` tensor: each channel's plane of the spatial
+    /// axes, with constant per-channel scale and bias.
+    pub(super) fn instance_norm(&mut self, n: NodeId, eps: f32, x: ValueId, y: ValueId) -> R<()> {
+        self.f32_tensor(n, x)?;
+        let xd = self.dims(x)?;
+        if xd.len() < 3 {
+            return Err(self.unsupported(n, "no spatial axes"));
+        }
+        let (c, hw) = (xd[1], xd[2..].iter().product::<usize>());
+        let param = |slot: usize, what: &str| -> R<Vec<f32>> {
+            let (shape, data) = self
+                .operand(n, slot)
+                .and_then(|v| self.constant(Some(v)))
+                .ok_or_else(|| self.unsupported(n, format!("its {what} is not an f32 constant")))?;
+            if shape != [c] {
+                return Err(self.unsupported(n, format!("its {what} is not one per channel")));
+            }
+            Ok(data)
+        };
+        let (scale, bias) = (param(1, "scale")?, param(2, "bias")?);
+        let so = self.push_weights(&scale);
+        let bo = self.push_weights(&bias);
+        let xb = self.read(x)?;
+        let yb = self.write(y)?;
+        self.steps.push(Step::InstanceNorm {
+            x: xb,
+            y: yb,
+            c,
+            hw,
+            eps,
             scale: so,
             bias: bo,
         });

@@ -21,6 +21,8 @@ mod quant;
 pub(crate) mod resize;
 pub mod scalar;
 
+pub use resize::{AxisMap, ResizePlan, resize_plan};
+
 use std::collections::HashMap;
 
 use crate::graph::{ConstData, ValueDef};

@@ -178,10 +178,27 @@ pub(crate) fn target_of(
 }
 
 /// One resized axis: for every output index, its taps (input index, weight), and whether it
-/// lies outside the input (`tf_crop_and_resize`).
-struct AxisMap {
-    taps: Vec<Vec<(usize, f64)>>,
-    outside: Vec<bool>,
+/// lies outside the input (`tf_crop_and_resize`; then it has no taps).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AxisMap {
+    /// The axis.
+    pub axis: usize,
+    /// Per output index, its taps: input index and weight (none of weight 0).
+    pub taps: Vec<Vec<(usize, f64)>>,
+    /// Per output index, whether it lies outside the input (the element is the
+    /// extrapolation value).
+    pub outside: Vec<bool>,
+}
+
+/// What a `Resize` computes, as the evaluator computes it: its output shape and its resized
+/// axes in the order they are interpolated (an axis left as it is has none).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResizePlan {
+    /// The output shape.
+    pub out_shape: Vec<usize>,
+    /// The resized axes, the first interpolated first (linear and cubic: the axes that
+    /// shrink first, so no intermediate is larger than the input or the output).
+    pub maps: Vec<AxisMap>,
 }
 
 /// Keys' cubic convolution kernel with parameter `a`.
@@ -245,6 +262,7 @@ fn coordinate(
 /// The taps of every output index along one axis.
 fn axis_map(
     r: &Resize,
+    axis: usize,
     n: usize,
     out: usize,
     scale: f64,
@@ -253,7 +271,11 @@ fn axis_map(
     let mut taps = Vec::with_capacity(out);
     let mut outside = Vec::with_capacity(out);
     if out == 0 {
-        return Ok(AxisMap { taps, outside });
+        return Ok(AxisMap {
+            axis,
+            taps,
+            outside,
+        });
     }
     if n == 0 {
         return invalid("Resize cannot fill a non-empty axis from an empty one");
@@ -347,17 +369,46 @@ fn axis_map(
                 .collect(),
         );
     }
-    Ok(AxisMap { taps, outside })
+    Ok(AxisMap {
+        axis,
+        taps,
+        outside,
+    })
 }
 
 /// ONNX `Resize`. Nearest works on every numeric type (it only moves values); linear and
 /// cubic on f32 and f64.
 pub(crate) fn resize(r: &Resize, inputs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
     let x = req(inputs, 0)?;
-    let shape = x.shape().to_vec();
+    let plan = resize_plan(r, x.shape(), opt(inputs, 1), opt(inputs, 2), opt(inputs, 3))?;
+    let extrapolation = f64::from(r.extrapolation_value);
+    if r.mode == ResizeMode::Nearest {
+        return with_numeric!(x, arr => nearest(arr, &plan.out_shape, &plan.maps, extrapolation), unsupported("Resize of bool"));
+    }
+    match x {
+        Tensor::F32(arr) => interpolate(arr, &plan.out_shape, plan.maps, extrapolation),
+        Tensor::F64(arr) => interpolate(arr, &plan.out_shape, plan.maps, extrapolation),
+        other => unsupported(format!(
+            "element type {} in {} Resize (f32 and f64 only)",
+            other.dtype(),
+            r.mode
+        )),
+    }
+}
+
+/// The plan of a `Resize` of an input of `shape` by its operands `roi`, `scales` and `sizes`
+/// (the one function the evaluator and native code take its sizes and taps from).
+pub fn resize_plan(
+    r: &Resize,
+    shape: &[usize],
+    roi: Option<&Tensor>,
+    scales: Option<&Tensor>,
+    sizes: Option<&Tensor>,
+) -> Result<ResizePlan, OpError> {
+    let shape = shape.to_vec();
     let rank = shape.len();
     let axes = resized_axes(r, rank)?;
-    let target = target_of(opt(inputs, 2), opt(inputs, 3))?;
+    let target = target_of(scales, sizes)?;
     if matches!(target, Target::Scales(_)) && r.keep_aspect_ratio_policy != KeepAspectRatio::Stretch
     {
         return invalid("keep_aspect_ratio_policy applies to sizes, not scales");
@@ -367,7 +418,7 @@ pub(crate) fn resize(r: &Resize, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
     // roi: starts then ends of the resized axes, read by tf_crop_and_resize only.
     let roi: Vec<(f64, f64)> =
         if r.coordinate_transformation_mode == CoordinateTransform::TfCropAndResize {
-            let v = opt(inputs, 1)
+            let v = roi
                 .ok_or_else(|| OpError::Invalid("tf_crop_and_resize needs roi".into()))?
                 .to_f64_vec();
             if v.len() != 2 * axes.len() {
@@ -389,39 +440,32 @@ pub(crate) fn resize(r: &Resize, inputs: &[Option<&Tensor>]) -> Result<Tensor, O
     check_numel(&out_shape)?;
     // Per resized axis, its map; an axis left as it is (scale 1, same length, whole roi) has
     // none, as ONNX's reference skips it.
-    let mut maps: Vec<(usize, AxisMap)> = vec![];
+    let mut maps: Vec<AxisMap> = vec![];
     for (i, &a) in axes.iter().enumerate() {
         let (o, scale) = resolved[i];
         let same = (scale - 1.0).abs() <= 1e-9 && o == shape[a] && roi[i] == (0.0, 1.0);
         if !same {
-            maps.push((a, axis_map(r, shape[a], o, scale, roi[i])?));
+            maps.push(axis_map(r, a, shape[a], o, scale, roi[i])?);
         }
     }
-    if r.mode == ResizeMode::Nearest {
-        return with_numeric!(x, arr => nearest(arr, &out_shape, &maps, f64::from(r.extrapolation_value)), unsupported("Resize of bool"));
-    }
-    match x {
-        Tensor::F32(arr) => interpolate(arr, &out_shape, maps, f64::from(r.extrapolation_value)),
-        Tensor::F64(arr) => interpolate(arr, &out_shape, maps, f64::from(r.extrapolation_value)),
-        other => unsupported(format!(
-            "element type {} in {} Resize (f32 and f64 only)",
-            other.dtype(),
-            r.mode
-        )),
-    }
+    let growth = |m: &AxisMap| m.taps.len() as f64 / shape[m.axis].max(1) as f64;
+    maps.sort_by(|p, q| growth(p).total_cmp(&growth(q)));
+    Ok(ResizePlan { out_shape, maps })
 }
 
 /// Nearest: every output element copies one input element (or is the extrapolation value).
 fn nearest<T: Scalar>(
     a: &ArrayD<T>,
     out_shape: &[usize],
-    maps: &[(usize, AxisMap)],
+    maps: &[AxisMap],
     extrapolation: f64,
 ) -> Result<Tensor, OpError> {
     let rank = out_shape.len();
     let mut pick: Vec<Option<&AxisMap>> = vec![None; rank];
-    for (ax, m) in maps {
-        pick[*ax] = Some(m);
+    for m in maps {
+        if let Some(p) = pick.get_mut(m.axis) {
+            *p = Some(m);
+        }
     }
     let fill = T::from_f64(extrapolation);
     let total: usize = out_shape.iter().product();
@@ -445,20 +489,18 @@ fn nearest<T: Scalar>(
     Tensor::from_vec(out_shape, out).map_err(|e| OpError::Invalid(e.to_string()))
 }
 
-/// Linear and cubic: one axis at a time in f64 (the axes that shrink first, so no
-/// intermediate is larger than the input or the output), rounded to `T` once.
+/// Linear and cubic: one axis at a time in f64, in the plan's order, rounded to `T` once.
 fn interpolate<T: Float>(
     a: &ArrayD<T>,
     out_shape: &[usize],
-    mut maps: Vec<(usize, AxisMap)>,
+    maps: Vec<AxisMap>,
     extrapolation: f64,
 ) -> Result<Tensor, OpError> {
     let mut shape = a.shape().to_vec();
     let mut data: Vec<f64> = a.iter().map(|v| v.to_f64()).collect();
-    let growth = |(ax, m): &(usize, AxisMap)| m.taps.len() as f64 / shape[*ax].max(1) as f64;
-    maps.sort_by(|p, q| growth(p).total_cmp(&growth(q)));
     let mut outside: Vec<(usize, Vec<bool>)> = vec![];
-    for (ax, m) in maps {
+    for m in maps {
+        let ax = m.axis;
         let outer: usize = shape[..ax].iter().product();
         let inner: usize = shape[ax + 1..].iter().product();
         let (n, o) = (shape[ax], m.taps.len());
