@@ -129,7 +129,7 @@ impl<'a> Meter<'a> {
     ) -> Result<Meter<'a>, Error> {
         let mut reference = vec![];
         if labels.is_none() || both {
-            let original = Compiled::new(&s.model.graph, &[])?;
+            let original = Compiled::for_data(&s.model.graph, &[], Some(&x))?;
             original.for_each(&x, 64, threads, |b| {
                 reference.push(
                     (0..b.model_outputs())
@@ -160,7 +160,7 @@ impl<'a> Meter<'a> {
     }
 
     fn run(&self, graph: &Graph) -> Result<(Option<f64>, f64, Engine), Error> {
-        let model = Compiled::new(graph, &[])?;
+        let model = Compiled::for_data(graph, &[], Some(&self.x))?;
         let mut right = 0usize;
         let mut agreement = Agreement::default();
         let mut feed = model.feed(&self.x, 64, self.threads)?;
