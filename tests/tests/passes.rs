@@ -1,7 +1,9 @@
 //! Pass fixtures: small IR-text models under `tests/fixtures/passes/<pass>/`, each headed by
 //! `; run: <rule>`. For each, the rule is built as a one-line recipe; the IR diff (and what
 //! the pass left alone, and why) is an insta snapshot; and the outputs before and after are
-//! compared on seeded inputs (max |Δ| / max |before| ≤ 1e-5 for exact passes).
+//! compared on seeded inputs (max |Δ| / max |before| ≤ 1e-5 for exact passes). The rewritten
+//! model exported to ONNX passes `onnx.checker` (full check) and runs in ONNX Runtime to the
+//! evaluator's outputs.
 
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(
@@ -99,5 +101,27 @@ fn pass_fixtures() {
                 path.display()
             );
         }
+        if mcc_tests::skip_ort() {
+            return;
+        }
+        let model = dir.path().join("model.onnx");
+        mcc_onnx::export_file(&r.graph, &model)
+            .unwrap_or_else(|e| panic!("{}: export: {e}", path.display()));
+        let inputs: Vec<std::path::PathBuf> = x
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let p = dir.path().join(format!("x{i}.npy"));
+                mcc::tensor_io::write_npy(&p, t).unwrap();
+                p
+            })
+            .collect();
+        let ort = mcc_tests::run_ort(&model, &inputs, dir.path());
+        let d = mcc_tests::compare(&ort, &got[0], 0.0, 0.0);
+        assert!(
+            d.max_rel <= 1e-5,
+            "{}: ONNX Runtime on the export differs from the evaluator: {d:?}",
+            path.display()
+        );
     });
 }
