@@ -395,3 +395,16 @@ fn reshape_sizes_that_overflow_are_type_errors() {
         assert!(e.contains("overflow"), "{input} → {target}: {e}");
     }
 }
+
+/// Found by the `shapes` fuzz target: a Conv whose `group` times the weights' channels
+/// overflows panicked in inference; it is a type error now.
+#[test]
+fn a_conv_group_that_overflows_is_a_type_error() {
+    let src = "graph \"g\" {\n  input %x: f32[N,4,8,8]\n  const %w: f32[2,4,3,3] = seeded(1)\n  \
+               node c = Conv(%x, %w) {group=4611686018427387904} -> %y: f32[?]\n  output %y\n}";
+    let res = mcc_ir::text::parse(src)
+        .map_err(|e| e.to_string())
+        .and_then(|mut g| mcc_ir::infer_all(&mut g).map_err(|(_, _, e)| e.0));
+    let e = res.expect_err("an overflowing group was accepted");
+    assert!(e.contains("channels"), "{e}");
+}

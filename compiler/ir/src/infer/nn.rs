@@ -132,7 +132,7 @@ pub(super) fn conv(
     };
     if let (Some(xs), Some(wc)) = (&x.ty.shape, ws[1].fixed())
         && let Some(cin) = xs.get(1).and_then(Dim::fixed)
-        && (c.group < 1 || cin != wc * c.group as usize)
+        && (c.group < 1 || wc.checked_mul(c.group as usize) != Some(cin))
     {
         return err(format!(
             "input has {cin} channels, weights expect {wc} × group {}",
