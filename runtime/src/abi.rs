@@ -271,7 +271,9 @@ pub unsafe extern "C" fn mcc_rt_foreign(m: *mut Model) -> i32 {
     // SAFETY: `m` is null (then `None`) or a live model that nothing else uses during this
     // call (the contract), so a unique reference to it is sound.
     match unsafe { m.as_mut() } {
-        Some(m) => m.fail("this model was not made by this object's NAME_new".into()),
+        Some(m) => {
+            m.fail("this model was not loaded by this object (its `_new` or `_new_size`)".into())
+        }
         None => 1,
     }
 }

@@ -117,6 +117,25 @@ pub fn weight_data_bytes(prog: &Program) -> usize {
     stored_weights(prog).map_or(prog.weights.len(), |s| s.len()) * 4
 }
 
+/// Whether two weight blobs are the same bits (what lets compiled sizes share one).
+fn same_weights(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// Bytes of weight data the object file of `progs` holds: sizes whose weights are the same
+/// bits share them.
+pub fn weight_data_bytes_all(progs: &[Program]) -> usize {
+    let mut seen: Vec<&[f32]> = vec![];
+    let mut total = 0;
+    for p in progs {
+        if !seen.iter().any(|w| same_weights(w, &p.weights)) {
+            seen.push(&p.weights);
+            total += weight_data_bytes(p);
+        }
+    }
+    total
+}
+
 /// One compiled size's symbols in an object being made.
 struct SizeSymbols {
     schedule: DataId,
@@ -163,13 +182,23 @@ pub fn object(progs: &[Program], name: &str, with_main: bool) -> Result<Vec<u8>,
             8,
         )?;
         // Weights in stored form when that is at least a tenth smaller (a pruned model);
-        // else dense, mapped straight from `.rodata`.
+        // else dense, mapped straight from `.rodata`. Sizes with the same weights (the
+        // usual case: packing does not depend on the image size) share one copy.
         let stored = stored_weights(prog);
-        let bytes: Vec<u8> = match &stored {
-            Some(words) => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-            None => prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
+        let earlier = (0..k).find(|&j| same_weights(&progs[j].weights, &prog.weights));
+        let weights = match earlier {
+            Some(j) => sizes
+                .get(j)
+                .map(|s: &SizeSymbols| s.weights)
+                .ok_or_else(|| AotError::Codegen("a size's weights went missing".into()))?,
+            None => {
+                let bytes: Vec<u8> = match &stored {
+                    Some(words) => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                    None => prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                };
+                data(&mut m, &format!("{name}{sfx}_weights"), bytes, 64)?
+            }
         };
-        let weights = data(&mut m, &format!("{name}{sfx}_weights"), bytes, 64)?;
         let linkage = if several {
             Linkage::Local
         } else {

@@ -202,7 +202,7 @@ enum Command {
         /// sizes are free (a text recognizer's width) is compiled for its calibration (else
         /// evaluation) data's shape.
         #[arg(long = "input-shape", value_name = "DIMS", value_parser = shapes_arg)]
-        input_shape: Vec<Vec<Vec<usize>>>,
+        input_shape: Vec<Shapes>,
         /// Threads the measurements run on (default: every core; at most 1024). The report
         /// is the same for any count.
         #[arg(long, value_name = "N", value_parser = threads_arg)]
@@ -300,7 +300,7 @@ enum Command {
         /// free sizes (height and width of a text recognizer) is compiled for these. The
         /// first axis (the batch) stays free: --batch sets it.
         #[arg(long = "input-shape", value_name = "DIMS", value_parser = shapes_arg)]
-        input_shape: Option<Vec<Vec<usize>>>,
+        input_shape: Option<Shapes>,
     },
     /// Print the model's IR text (after canonicalization unless --raw).
     ///
@@ -363,9 +363,13 @@ macro_rules! out {
     }};
 }
 
+/// One `--input-shape` value: a shape per model input, batch first.
+#[derive(Clone, Debug, PartialEq)]
+struct Shapes(Vec<Vec<usize>>);
+
 /// `--input-shape`: `1x3x48x192`, an input's shape; `1x3x48x192,1x10` for a model of two
 /// inputs (in the model's order).
-fn shapes_arg(s: &str) -> Result<Vec<Vec<usize>>, String> {
+fn shapes_arg(s: &str) -> Result<Shapes, String> {
     s.split(',')
         .map(|shape| {
             let dims: Vec<usize> = shape
@@ -381,7 +385,8 @@ fn shapes_arg(s: &str) -> Result<Vec<Vec<usize>>, String> {
             }
             Ok(dims)
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Shapes)
 }
 
 /// `--threads`: a count the runtime runs (0: every core).
@@ -672,6 +677,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             quiet,
         } => {
             let s = checked(&recipe, &model, msgs)?;
+            let sizes = input_sizes(&s.model.graph, &input_shape)?;
             let chosen = emit.iter().any(|e| *e != Emit::IrDiffs);
             let want = |e: Emit| !chosen || emit.contains(&e);
             let emitted = mcc::recipe::Emitted {
@@ -718,11 +724,17 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             } else {
                 let bar = mcc::progress::spinner("compiling to native code");
                 let file = model.display().to_string();
+                // The sizes asked for; else the data's (when they differ between the
+                // calibration and evaluation sets, both), which the measured program has
+                // when there is one.
                 let n = match &result.program {
-                    Some(p) if input_shape.is_empty() => {
+                    Some(p) if sizes.is_empty() && result.data_sizes.len() <= 1 => {
                         mcc::native::compile_programs(vec![p.clone()], &name, &file)
                     }
-                    _ => mcc::native::compile(&result.graph, &input_shape, &name, &file),
+                    _ if sizes.is_empty() => {
+                        mcc::native::compile(&result.graph, &result.data_sizes, &name, &file)
+                    }
+                    _ => mcc::native::compile(&result.graph, &sizes, &name, &file),
                 };
                 bar.finish_and_clear();
                 Some(n?)
@@ -887,7 +899,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 threads.unwrap_or(0),
                 runs,
                 profile,
-                input_shape.as_deref().unwrap_or_default(),
+                input_shape.as_ref().map_or(&[][..], |s| &s.0[..]),
             ),
             _ => {
                 bench_kernels();
@@ -919,6 +931,43 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             mcc::write_model(&m.graph, &output)
         }
     }
+}
+
+/// `--input-shape` values checked against `graph` before anything is built: one shape per
+/// model input, each one the model can take; the same size (the batch aside) given twice is
+/// compiled once. Errors name the flag and the value.
+fn input_sizes(graph: &mcc_ir::Graph, given: &[Shapes]) -> Result<Vec<Vec<Vec<usize>>>, Error> {
+    let mut out: Vec<Vec<Vec<usize>>> = vec![];
+    for Shapes(shapes) in given {
+        let text = shapes
+            .iter()
+            .map(|d| d.iter().map(usize::to_string).collect::<Vec<_>>().join("x"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let inputs = graph.inputs();
+        if shapes.len() != inputs.len() {
+            let names: Vec<String> = inputs
+                .iter()
+                .map(|&v| format!("`{}`", graph.value(v).name))
+                .collect();
+            return Err(Error::Usage(format!(
+                "--input-shape {text}: {} shape(s) for a model of {} input(s) ({}); give one \
+                 per input, separated by commas",
+                shapes.len(),
+                inputs.len(),
+                names.join(", ")
+            )));
+        }
+        let mut g = graph.clone();
+        mcc_passes::specialize(&mut g, shapes)
+            .map_err(|e| Error::Usage(format!("--input-shape {text}: {e}")))?;
+        let same =
+            |a: &Vec<Vec<usize>>| a.iter().zip(shapes).all(|(x, y)| x.get(1..) == y.get(1..));
+        if !out.iter().any(same) {
+            out.push(shapes.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// `mcc bench MODEL`: JIT-compiles and times the model on seeded random inputs.

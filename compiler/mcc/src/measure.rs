@@ -183,7 +183,12 @@ impl Compiled {
             && g.inputs().len() == 1
             && free_sizes(&g)
         {
-            mcc_passes::specialize(&mut g, &[x.shape().to_vec()])?;
+            // A graph that cannot take the data's sizes (an input of unknown rank, say) is
+            // measured as it is: by the evaluator when lowering needs the sizes.
+            let mut sized = g.clone();
+            if mcc_passes::specialize(&mut sized, &[x.shape().to_vec()]).is_ok() {
+                g = sized;
+            }
         }
         let mut outs = g.outputs().to_vec();
         let model_outputs = outs.len();
@@ -364,4 +369,57 @@ pub fn argmax(row: &[f32]) -> Option<usize> {
             .enumerate()
             .fold(0, |b, (i, &x)| if x > row[b] { i } else { b }),
     )
+}
+
+/// The CPU's name, where the system says (`/proc/cpuinfo`), else the architecture.
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Milliseconds one sample takes through `prog` on `threads` threads: the median of `runs`
+/// timed runs after 5 warm-up runs, on `x`'s first sample (else inputs of 0.5).
+pub fn latency_ms(
+    prog: &Program,
+    x: Option<&Tensor>,
+    threads: usize,
+    runs: usize,
+) -> Result<f64, Error> {
+    let mut runner = mcc_runtime::exec::Runner::new(prog, threads).map_err(Error::Native)?;
+    let inputs: Vec<Vec<f32>> = prog
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, io)| {
+            let first = x.filter(|_| i == 0).and_then(|t| {
+                let v: Vec<f32> = t
+                    .to_f64_vec()
+                    .into_iter()
+                    .take(io.buf.len)
+                    .map(|v| v as f32)
+                    .collect();
+                (v.len() == io.buf.len).then_some(v)
+            });
+            first.unwrap_or_else(|| vec![0.5; io.buf.len])
+        })
+        .collect();
+    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    for _ in 0..5 {
+        runner.run_borrowed(&refs).map_err(Error::Native)?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = std::time::Instant::now();
+        runner.run_borrowed(&refs).map_err(Error::Native)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }

@@ -125,6 +125,16 @@ pub fn compile_programs(
     model_file: &str,
 ) -> Result<NativeBuild, Error> {
     let t0 = std::time::Instant::now();
+    if programs
+        .windows(2)
+        .any(|w| w[0].fixed_batch != w[1].fixed_batch)
+    {
+        return Err(Error::Native(
+            "the compiled sizes disagree on the batch: a model fixes its batch for every size or \
+             for none"
+                .into(),
+        ));
+    }
     let name = aot::c_name(name);
     let object = aot::object(&programs, &name, false)?;
     let exe_object = aot::object(&programs, &name, true)?;

@@ -526,12 +526,7 @@ pub fn write_selected(
                 w.no_executable = None;
             }
             let p = &n.programs[0];
-            let weight_bytes: usize = n
-                .programs
-                .iter()
-                .map(mcc_codegen::aot::weight_data_bytes)
-                .sum();
-            let dense: usize = n.programs.iter().map(|p| p.weights.len() * 4).sum();
+            let weight_bytes = mcc_codegen::aot::weight_data_bytes_all(&n.programs);
             report.native = Some(crate::report::Native {
                 name: n.name.clone(),
                 object: format!("{}.o", n.name),
@@ -548,7 +543,7 @@ pub fn write_selected(
                 arena_bytes_per_sample: p.arena as u64 * 4,
                 scratch_bytes: p.scratch as u64 * 4,
                 weight_bytes: weight_bytes as u64,
-                weights_stored: weight_bytes < dense,
+                weights_stored: mcc_codegen::aot::stored_weights(p).is_some(),
                 fixed_batch: p.fixed_batch,
                 input_sizes: n
                     .programs

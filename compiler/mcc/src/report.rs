@@ -481,6 +481,26 @@ pub struct Timings {
     pub phases: Vec<Phase>,
     /// The whole build, in milliseconds.
     pub total_ms: f64,
+    /// Latency measured for a `latency` budget (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+}
+
+/// A measured latency: one sample (batch 1) through compiled code on the build machine,
+/// median of timed runs after warm-up. In `timings.json` only: it varies from run to run,
+/// and the build's outputs never depend on it (the budget passes or fails the build).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Latency {
+    /// The CPU (`/proc/cpuinfo`'s model name, where the system says).
+    pub cpu: String,
+    /// Kernel threads.
+    pub threads: usize,
+    /// Timed runs (after 5 warm-up runs).
+    pub runs: usize,
+    /// The original model, milliseconds (absent when it does not compile).
+    pub before_ms: Option<f64>,
+    /// The compressed model, milliseconds.
+    pub after_ms: f64,
 }
 
 impl Timings {

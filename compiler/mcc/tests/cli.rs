@@ -405,6 +405,96 @@ fn a_missed_budget_fails_the_build_and_writes_nothing() {
     assert!(left.is_empty(), "a failed build left {left:?}");
 }
 
+#[test]
+fn a_latency_budget_is_measured_on_the_build_machine_and_only_gates() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    let recipe = |bound: &str| {
+        format!(
+            "calibrate with \"mnist_calib_x.npy\"\nbudget {{\n  latency <= {bound}\n}}\nstage s {{\n  prune unstructured on Gemm {{ amount: 70% }}\n}}\n"
+        )
+    };
+    std::fs::write(d.join("r.mcr"), recipe("10 s")).unwrap();
+    succeeds(d, &["build", "r.mcr", "lenet5.onnx", "-o", "a"]);
+    let timings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("a/timings.json")).unwrap()).unwrap();
+    let l = &timings["latency"];
+    let after = l["after_ms"].as_f64().unwrap();
+    let before = l["before_ms"].as_f64().unwrap();
+    // Positive and finite (NaN fails), and the CPU named.
+    assert!(
+        after > 0.0 && after < 1e4 && before > 0.0 && before < 1e4,
+        "{l}"
+    );
+    assert!(!l["cpu"].as_str().unwrap().is_empty(), "{l}");
+    // report.json holds the verdict, not the time: its bytes depend only on the inputs.
+    let report = std::fs::read_to_string(d.join("a/report.json")).unwrap();
+    assert!(report.contains("latency <= 10 s") && report.contains("met on the build machine"));
+    // What is built does not depend on the budget: the same bytes as without it.
+    std::fs::write(
+        d.join("plain.mcr"),
+        recipe("10 s").replace("budget {\n  latency <= 10 s\n}\n", ""),
+    )
+    .unwrap();
+    succeeds(d, &["build", "plain.mcr", "lenet5.onnx", "-o", "b"]);
+    for f in ["model.onnx", "lenet5.o", "lenet5"] {
+        assert!(
+            std::fs::read(d.join("a").join(f)).unwrap()
+                == std::fs::read(d.join("b").join(f)).unwrap(),
+            "{f} differs with a latency budget"
+        );
+    }
+    // A bound no model meets fails the build, says what was measured, and writes nothing.
+    std::fs::write(d.join("r.mcr"), recipe("1 us")).unwrap();
+    let err = fails(d, &["build", "r.mcr", "lenet5.onnx", "-o", "c"]);
+    assert!(
+        err.contains("`latency <= 1 us`") && err.contains("ms median of 50 runs at batch 1"),
+        "{err}"
+    );
+    assert!(!d.join("c").exists());
+}
+
+#[test]
+fn bench_compiles_free_sizes_for_the_input_shape_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("free.mcir"),
+        "graph \"free\" {\n  input %x: f32[N,1,h,w]\n  node /relu/Relu = Relu(%x) -> %y: f32[N,1,h,w]\n  output %y\n}\n",
+    )
+    .unwrap();
+    let out = succeeds(
+        d,
+        &[
+            "bench",
+            "free.mcir",
+            "--input-shape",
+            "1x1x8x8",
+            "--runs",
+            "3",
+        ],
+    );
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("median"), "{out}");
+    let err = fails(d, &["bench", "free.mcir", "--runs", "3"]);
+    assert!(err.contains("--input-shape"), "{err}");
+    let err = fails(
+        d,
+        &[
+            "bench",
+            "free.mcir",
+            "--input-shape",
+            "1x1x8x8,1x2",
+            "--runs",
+            "3",
+        ],
+    );
+    assert!(
+        err.contains("2 input sizes given; the model has 1"),
+        "{err}"
+    );
+}
+
 /// Runs `mcc ARGS --message-format json` and returns stderr as JSON objects, asserting that
 /// every line of it is one and that the last is the result.
 fn json_run(dir: &Path, args: &[&str], code: i32) -> Vec<serde_json::Value> {
