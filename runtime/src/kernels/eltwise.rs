@@ -86,30 +86,14 @@ fn unary_generic(x: &[f32], act: Act, y: &mut [f32]) {
                 *o = if v < 0.0 { 0.0 } else { v };
             }
         }
-        Act::Erf | Act::Gelu => {
+        _ if act.has_erf() => {
             let n = x.len().min(y.len());
             y[..n].copy_from_slice(&x[..n]);
-            activate(act, &mut y[..n]);
+            act.apply_in_place(&mut y[..n]);
         }
         _ => {
             for (o, &v) in y.iter_mut().zip(x) {
                 *o = act.apply(v);
-            }
-        }
-    }
-}
-
-/// `act` on every value of `y`, in place: erf and GELU through their vectorized forms (the
-/// bits of [`Act::apply`]), the others value by value.
-#[inline(always)]
-pub(crate) fn activate(act: Act, y: &mut [f32]) {
-    match act {
-        Act::None => {}
-        Act::Erf => math::erf_in_place(y),
-        Act::Gelu => math::gelu_in_place(y),
-        _ => {
-            for v in y.iter_mut() {
-                *v = act.apply(*v);
             }
         }
     }
@@ -140,10 +124,10 @@ fn binary_generic(
     y: &mut [f32],
 ) {
     let n: usize = dims.iter().product();
-    if matches!(act, Act::Erf | Act::Gelu) {
+    if act.has_erf() {
         // The arithmetic, then the transcendental over the result (vectorized).
         binary_generic(a, a_strides, b, b_strides, dims, op, Act::None, y);
-        activate(act, &mut y[..n]);
+        act.apply_in_place(&mut y[..n]);
         return;
     }
     let contiguous = |s: &[usize]| {
