@@ -143,7 +143,9 @@ pub fn erf64_lanes<const L: usize>(x: [f64; L]) -> [f64; L] {
     let (mut b1, mut b2) = ([0f64; L], [0f64; L]);
     for &c in ERF_OVER_X[1..].iter().rev() {
         for i in 0..L {
-            let b0 = u2[i] * b1[i] - b2[i] + c;
+            // c − b₂ is ready before the product: one multiply and one add on the chain
+            // from b₁ to b₀ (their latency, not the arithmetic, bounds the loop).
+            let b0 = u2[i] * b1[i] + (c - b2[i]);
             b2[i] = b1[i];
             b1[i] = b0;
         }
