@@ -21,7 +21,7 @@ use crate::kernels::blocked::LANES;
 use crate::kernels::conv::Geometry;
 use crate::kernels::conv_transpose;
 use crate::kernels::eltwise::BinOp;
-use crate::kernels::epilogue::Act;
+use crate::kernels::epilogue::{Act, GeluChain};
 use crate::kernels::gemm::{pack_a_len, pack_b_len};
 use crate::kernels::int8::panels_len;
 use crate::kernels::reduce::ReduceOp;
@@ -999,7 +999,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG8");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG9");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1215,6 +1215,7 @@ impl Encoded for Act {
             Act::Erf => (8, 0.0, 0.0),
             Act::Gelu => (9, 0.0, 0.0),
             Act::GeluTanh => (10, 0.0, 0.0),
+            Act::GeluChain(c) => (11, f32::from(c.code()), 0.0),
         };
         code.put(w);
         p.put(w);
@@ -1234,6 +1235,10 @@ impl Encoded for Act {
             8 => Act::Erf,
             9 => Act::Gelu,
             10 => Act::GeluTanh,
+            // The form's code, a small integer held exactly in a float.
+            11 if p.fract() == 0.0 && (0.0..=255.0).contains(&p) => {
+                Act::GeluChain(GeluChain::from_code(p as u8)?)
+            }
             _ => return None,
         })
     }
@@ -1725,6 +1730,21 @@ mod tests {
                 y: buf(),
                 act: Act::GeluTanh,
             },
+            Step::Unary {
+                x: buf(),
+                y: buf(),
+                act: Act::GeluChain(GeluChain::ALL[5]),
+            },
+            Step::Dense {
+                x: buf(),
+                y: buf(),
+                rows: 2621,
+                k: 2622,
+                n: 2623,
+                w: 2624,
+                bias: Some(2625),
+                act: Act::GeluChain(GeluChain::ALL[1]),
+            },
             Step::Reduce {
                 x: buf(),
                 y: buf(),
@@ -1825,7 +1845,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (581, 0x396f_f46a_e07c_b7e8),
+            (602, 0x060b_b145_50c1_6edf),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

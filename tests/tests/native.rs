@@ -101,6 +101,40 @@ fn light_models_compile_to_the_reference_outputs() {
     }
 }
 
+/// The exporters' GELU (`Div` by √2, `Erf`, `Add` 1, two `Mul`s) in both transformers
+/// (TorchScript and dynamo exports) is lowered as the epilogue of the dense layer before it:
+/// one step per MLP, no erf step of its own (their outputs are checked against ONNX
+/// Runtime by `trained_models_compile_to_the_reference_outputs`).
+#[test]
+fn the_transformers_gelu_is_fused_into_its_dense_layer() {
+    use mcc_runtime::kernels::epilogue::Act;
+    use mcc_runtime::program::Step;
+    for m in ["vit_mini", "vit_mini_dynamo"] {
+        let p = compiled(load(&corpus(&format!("{m}.onnx"))));
+        let acts: Vec<(&str, Act)> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Dense { act, .. }
+                | Step::Unary { act, .. }
+                | Step::Binary { act, .. }
+                | Step::BatchMatMul { act, .. } => Some((s.name(), *act)),
+                _ => None,
+            })
+            .collect();
+        let fused: Vec<_> = acts
+            .iter()
+            .filter(|(_, a)| matches!(a, Act::GeluChain(_)))
+            .collect();
+        assert_eq!(fused.len(), 2, "{m}: one GELU per block: {acts:?}");
+        assert!(fused.iter().all(|(k, _)| *k == "Dense"), "{m}: {fused:?}");
+        assert!(
+            !acts.iter().any(|(_, a)| matches!(a, Act::Erf)),
+            "{m}: an erf step is left: {acts:?}"
+        );
+    }
+}
+
 /// NaN follows ONNX semantics everywhere (issue #14): Relu, Clip, MaxPool and Max pass a NaN
 /// on instead of turning it into a number. On every trained model, an all-NaN image gives
 /// NaN outputs in the reference evaluator, in the compiled schedule (interpreter and JIT, bit

@@ -207,6 +207,109 @@ fn erf_and_gelu() {
     }
 }
 
+/// GELU as exporters spell it, every form mcc fuses (√2 divided or 1/√2 multiplied, the
+/// halving last, of the sum or of x, operands either way round), compiled as one step —
+/// alone, or as the epilogue of the dense layer before it — and checked three ways: against
+/// the evaluator on the chain (`check`: rtol 1e-5, which a NaN where a number belongs fails;
+/// not bits, since the evaluator's erf is its own series, as for a lone `Erf`), and bit for
+/// bit (NaN as NaN) against the same chain lowered step by step, which the lowering does
+/// when erf's result is also read elsewhere (here: a second output).
+#[test]
+fn exporters_gelu_is_one_step_with_the_chains_bits() {
+    let forms = [
+        // TorchScript: ((x · (erf(x / √2) + 1)) · 0.5).
+        (
+            "div, half last",
+            "node d = Div(%x, %r2) -> %d: T",
+            "node a = Add(%e, %one) -> %a: T\n  node m = Mul(%x, %a) -> %m: T\n  node h = Mul(%m, %half) -> %y: T",
+        ),
+        // dynamo: x · (0.5 · (erf(x / √2) + 1)).
+        (
+            "div, half of the sum",
+            "node d = Div(%x, %r2) -> %d: T",
+            "node a = Add(%e, %one) -> %a: T\n  node m = Mul(%half, %a) -> %m: T\n  node h = Mul(%x, %m) -> %y: T",
+        ),
+        // (x · 0.5) · (1 + erf(x · 1/√2)), operands the other way round.
+        (
+            "mul, half of x",
+            "node d = Mul(%r2inv, %x) -> %d: T",
+            "node a = Add(%one, %e) -> %a: T\n  node m = Mul(%x, %half) -> %m: T\n  node h = Mul(%a, %m) -> %y: T",
+        ),
+        (
+            "mul, half last, swapped",
+            "node d = Mul(%x, %r2inv) -> %d: T",
+            "node a = Add(%e, %one) -> %a: T\n  node m = Mul(%a, %x) -> %m: T\n  node h = Mul(%half, %m) -> %y: T",
+        ),
+    ];
+    for (what, scale, tail) in forms {
+        for dense in [false, true] {
+            let (head, x) = if dense {
+                (
+                    "input %in: f32[N,5,6]\n  const %w: f32[6,37] = seeded(7)\n  const %b: f32[37] = seeded(8)\n  node mm = MatMul(%in, %w) -> %p: T\n  node bias = Add(%p, %b) -> %x: T\n",
+                    "dense",
+                )
+            } else {
+                ("input %x: T\n", "input")
+            };
+            let body = format!(
+                "  {head}  const %r2: f32[] = [1.4142135]\n  const %r2inv: f32[] = [0.70710677]\n  const %one: f32[] = [1.0]\n  const %half: f32[] = [0.5]\n  {scale}\n  node e = Erf(%d) -> %e: T\n  {tail}\n  output %y\n"
+            );
+            let t = if dense { "f32[N,5,37]" } else { "f32[N,17,37]" };
+            let fused_src = format!(
+                "graph \"gelu\" {{\n{}}}",
+                body.replace(": T", &format!(": {t}"))
+            );
+            let name = format!("{what}, after {x}");
+            let fused = check_text(&name, &fused_src, true);
+            assert_eq!(
+                kinds(&fused),
+                if dense { ["Dense"] } else { ["Unary"] },
+                "{name}"
+            );
+            // The chain step by step: erf's result is also an output.
+            let plain_src = fused_src.replace("output %y", "output %y\n  output %e");
+            let plain = check_text(&format!("{name}, unfused"), &plain_src, true);
+            assert!(plain.steps.len() >= 4, "{name}: {:?}", kinds(&plain));
+            let g = parse(&fused_src);
+            for batch in [1, 3] {
+                let xs = inputs(&g, batch, true);
+                let data: Vec<f32> = xs[0].as_f32().unwrap().iter().copied().collect();
+                let run = |p: &mcc_runtime::program::Program| {
+                    let mut r = mcc_runtime::exec::Runner::new(p, 2).unwrap();
+                    r.set_poison(true);
+                    r.run(&[&data]).unwrap().swap_remove(0)
+                };
+                let (a, b) = (run(&fused), run(&plain));
+                assert_eq!(a.len(), b.len());
+                for (i, (u, v)) in a.iter().zip(&b).enumerate() {
+                    assert!(
+                        u.to_bits() == v.to_bits() || (u.is_nan() && v.is_nan()),
+                        "{name}, batch {batch}, element {i}: fused {u} vs step by step {v}"
+                    );
+                }
+            }
+        }
+    }
+    // A constant off by one bit is not √2: the chain is lowered step by step.
+    let off = check_text(
+        "gelu with a constant one bit off",
+        r#"graph "gelu" {
+  input %x: f32[N,4,8]
+  const %r2: f32[] = [1.4142134]
+  const %one: f32[] = [1.0]
+  const %half: f32[] = [0.5]
+  node d = Div(%x, %r2) -> %d: f32[N,4,8]
+  node e = Erf(%d) -> %e: f32[N,4,8]
+  node a = Add(%e, %one) -> %a: f32[N,4,8]
+  node m = Mul(%x, %a) -> %m: f32[N,4,8]
+  node h = Mul(%m, %half) -> %y: f32[N,4,8]
+  output %y
+}"#,
+        true,
+    );
+    assert!(off.steps.len() > 1, "{:?}", kinds(&off));
+}
+
 #[test]
 fn matmul_of_two_tensors() {
     let p = check_text(

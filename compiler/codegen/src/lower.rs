@@ -16,7 +16,7 @@ use mcc_ir::{DType, Dim, Graph, NodeId, Op, ValueId};
 use mcc_runtime::kernels::blocked::{self, LANES};
 use mcc_runtime::kernels::conv::Geometry;
 use mcc_runtime::kernels::eltwise::BinOp;
-use mcc_runtime::kernels::epilogue::Act;
+use mcc_runtime::kernels::epilogue::{Act, GeluChain};
 use mcc_runtime::kernels::gemm;
 use mcc_runtime::kernels::sparse;
 use mcc_runtime::program::{Buf, ConvLayout, Src, Step};
@@ -52,6 +52,7 @@ pub enum LowerError {
 }
 
 mod conv_transpose;
+mod gelu;
 mod int8;
 mod matmul;
 mod movement;
@@ -105,6 +106,8 @@ pub(crate) struct Lowering<'g> {
     joins: int8::Joins,
     /// Values a `Gather` step wrote, with its tables (so a transpose of them composes).
     views: HashMap<Key, movement::View>,
+    /// GELU written as elementwise operators: the chains lowered as one step.
+    gelus: gelu::Gelus,
 }
 
 fn act_of(op: &Op, node: &str) -> R<Act> {
@@ -142,6 +145,7 @@ impl<'g> Lowering<'g> {
             other: HashMap::new(),
             joins: int8::Joins::find(g),
             views: HashMap::new(),
+            gelus: gelu::Gelus::find(g),
         }
     }
 
@@ -154,11 +158,14 @@ impl<'g> Lowering<'g> {
 
     /// Lowers one node.
     pub(crate) fn node(&mut self, n: NodeId) -> R<()> {
-        if self.joins.absorbed.contains(&n) {
+        if self.joins.absorbed.contains(&n) || self.gelus.absorbed.contains(&n) {
             return Ok(());
         }
         if let Some(j) = self.joins.ends.get(&n).copied() {
             return self.join(n, j);
+        }
+        if let Some(&(x, chain)) = self.gelus.ends.get(&n) {
+            return self.gelu_chain(n, x, chain);
         }
         self.lower_node(n)
     }
@@ -738,19 +745,55 @@ impl<'g> Lowering<'g> {
         Ok(())
     }
 
+    /// An exporter's GELU chain ending at node `n`, from `x` ([`gelu`]): one elementwise
+    /// step, or the epilogue of the step that wrote `x` when only the chain reads it.
+    fn gelu_chain(&mut self, n: NodeId, x: ValueId, chain: GeluChain) -> R<()> {
+        let y = *self
+            .g
+            .node(n)
+            .and_then(|node| node.outputs.first())
+            .ok_or_else(|| self.unsupported(n, "no output"))?;
+        let only_chain = !self.g.outputs().contains(&x)
+            && self
+                .g
+                .users(x)
+                .iter()
+                .all(|&(u, _)| u == n || self.gelus.absorbed.contains(&u));
+        self.unary_of(x, y, Act::GeluChain(chain), only_chain)
+    }
+
     fn unary(&mut self, x: ValueId, y: ValueId, act: Act) -> R<()> {
+        let only_reader = self.g.users(x).len() == 1 && !self.g.outputs().contains(&x);
+        self.unary_of(x, y, act, only_reader)
+    }
+
+    /// `y = act(x)`, fused into the step that wrote `x` where it can be when `only_reader`
+    /// (nothing but this reads `x`).
+    fn unary_of(&mut self, x: ValueId, y: ValueId, act: Act, only_reader: bool) -> R<()> {
         // Elementwise: any layout, kept.
         self.same_layout(x, y);
-        // Fuse into the elementwise step that just wrote `x` when nothing else reads it (a
-        // residual Add then ReLU): one pass over memory instead of two.
-        let only_reader = self.g.users(x).len() == 1 && !self.g.outputs().contains(&x);
+        // Fuse into the elementwise or product step that just wrote `x` when nothing else
+        // reads it (a residual Add then ReLU, a dense layer then GELU): one pass over memory
+        // instead of two.
         if only_reader
             && let Some(&b) = self.buffer_of.get(&Key::V(x))
-            && let Some(Step::Binary {
-                y: by,
-                act: a @ Act::None,
-                ..
-            }) = self.steps.last_mut()
+            && let Some(
+                Step::Binary {
+                    y: by,
+                    act: a @ Act::None,
+                    ..
+                }
+                | Step::Dense {
+                    y: by,
+                    act: a @ Act::None,
+                    ..
+                }
+                | Step::BatchMatMul {
+                    y: by,
+                    act: a @ Act::None,
+                    ..
+                },
+            ) = self.steps.last_mut()
             && by.off == b
         {
             *a = act;

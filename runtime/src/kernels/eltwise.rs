@@ -86,30 +86,14 @@ fn unary_generic(x: &[f32], act: Act, y: &mut [f32]) {
                 *o = if v < 0.0 { 0.0 } else { v };
             }
         }
-        Act::Erf | Act::Gelu => {
+        _ if act.has_erf() => {
             let n = x.len().min(y.len());
             y[..n].copy_from_slice(&x[..n]);
-            activate(act, &mut y[..n]);
+            act.apply_in_place(&mut y[..n]);
         }
         _ => {
             for (o, &v) in y.iter_mut().zip(x) {
                 *o = act.apply(v);
-            }
-        }
-    }
-}
-
-/// `act` on every value of `y`, in place: erf and GELU through their vectorized forms (the
-/// bits of [`Act::apply`]), the others value by value.
-#[inline(always)]
-pub(crate) fn activate(act: Act, y: &mut [f32]) {
-    match act {
-        Act::None => {}
-        Act::Erf => math::erf_in_place(y),
-        Act::Gelu => math::gelu_in_place(y),
-        _ => {
-            for v in y.iter_mut() {
-                *v = act.apply(*v);
             }
         }
     }
@@ -140,10 +124,10 @@ fn binary_generic(
     y: &mut [f32],
 ) {
     let n: usize = dims.iter().product();
-    if matches!(act, Act::Erf | Act::Gelu) {
+    if act.has_erf() {
         // The arithmetic, then the transcendental over the result (vectorized).
         binary_generic(a, a_strides, b, b_strides, dims, op, Act::None, y);
-        activate(act, &mut y[..n]);
+        act.apply_in_place(&mut y[..n]);
         return;
     }
     let contiguous = |s: &[usize]| {
@@ -247,6 +231,10 @@ avx2_dispatch! {
     pub fn softmax(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]) => softmax_generic
 }
 
+/// Exponentials a softmax block computes at once (attention's 17 × 17 scores at batch 64,
+/// one thread: 0.33 → 0.20 ms a softmax with four sets of lanes instead of one).
+const EXP_LANES: usize = 4 * LANES;
+
 /// Values whose exponentials a softmax keeps at once (f64, on the stack): rows this short
 /// are taken several at a time, so that every lane of [`math::exp64_lanes`] has work.
 const SOFTMAX_BLOCK: usize = 256;
@@ -277,10 +265,12 @@ fn softmax_generic(x: &[f32], rows: usize, cols: usize, log: bool, y: &mut [f32]
                 *d = f64::from(v) - m[r];
             }
         }
-        // The exponentials of the whole block, a full set of lanes at a time.
-        for at in (0..n).step_by(LANES) {
-            let k = LANES.min(n - at);
-            let mut z = [f64::NEG_INFINITY; LANES];
+        // The exponentials of the whole block, four full sets of lanes at a time (more
+        // independent polynomials in flight, so latency bounds them less; each lane's
+        // operations, and so its bits, are the same whatever the width).
+        for at in (0..n).step_by(EXP_LANES) {
+            let k = EXP_LANES.min(n - at);
+            let mut z = [f64::NEG_INFINITY; EXP_LANES];
             z[..k].copy_from_slice(&e[at..at + k]);
             let ez = math::exp64_lanes(z);
             e[at..at + k].copy_from_slice(&ez[..k]);

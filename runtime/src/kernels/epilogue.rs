@@ -39,6 +39,121 @@ pub enum Act {
     Gelu,
     /// x · (1 + tanh(√(2/π)·(x + 0.044715·x³))) / 2.
     GeluTanh,
+    /// Exact GELU as an exporter spelt it in elementwise operators, each rounded to f32
+    /// ([`GeluChain`]): the same operations in the same order, so the same bits as the
+    /// chain's steps.
+    GeluChain(GeluChain),
+}
+
+/// Exact GELU, x · (1 + erf(x/√2)) / 2, the way an exporter wrote it as a chain of
+/// elementwise operators: `s = x / √2` (or `x · (1/√2)`), `e = erf(s)`, `a = e + 1`, and the
+/// halving in one of three places. Each operator rounds to f32, so where the halving sits
+/// changes the bits (at overflow and underflow), and the fused form keeps it where it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GeluChain {
+    /// How the argument of erf is made.
+    pub scale: GeluScale,
+    /// Where the product is halved.
+    pub half: GeluHalf,
+}
+
+/// How a [`GeluChain`] makes erf's argument from x.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluScale {
+    /// x / √2, √2 rounded to f32 ([`std::f32::consts::SQRT_2`]; PyTorch's TorchScript and
+    /// dynamo exports).
+    DivSqrt2,
+    /// x · (1/√2), 1/√2 rounded to f32 ([`std::f32::consts::FRAC_1_SQRT_2`]).
+    MulFrac1Sqrt2,
+}
+
+/// Where a [`GeluChain`] halves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluHalf {
+    /// (x · a) · 0.5.
+    Last,
+    /// x · (0.5 · a).
+    OfSum,
+    /// (x · 0.5) · a.
+    OfX,
+}
+
+impl GeluChain {
+    /// Every form, in code order.
+    pub const ALL: [GeluChain; 6] = {
+        use GeluHalf::*;
+        use GeluScale::*;
+        [
+            GeluChain {
+                scale: DivSqrt2,
+                half: Last,
+            },
+            GeluChain {
+                scale: DivSqrt2,
+                half: OfSum,
+            },
+            GeluChain {
+                scale: DivSqrt2,
+                half: OfX,
+            },
+            GeluChain {
+                scale: MulFrac1Sqrt2,
+                half: Last,
+            },
+            GeluChain {
+                scale: MulFrac1Sqrt2,
+                half: OfSum,
+            },
+            GeluChain {
+                scale: MulFrac1Sqrt2,
+                half: OfX,
+            },
+        ]
+    };
+
+    /// Its code in a program (its place in [`Self::ALL`]).
+    pub fn code(self) -> u8 {
+        let s = match self.scale {
+            GeluScale::DivSqrt2 => 0,
+            GeluScale::MulFrac1Sqrt2 => 3,
+        };
+        s + match self.half {
+            GeluHalf::Last => 0,
+            GeluHalf::OfSum => 1,
+            GeluHalf::OfX => 2,
+        }
+    }
+
+    /// The form with code `c`.
+    pub fn from_code(c: u8) -> Option<GeluChain> {
+        Self::ALL.get(usize::from(c)).copied()
+    }
+
+    /// erf's argument, in f32.
+    #[inline(always)]
+    pub fn arg(self, x: f32) -> f32 {
+        match self.scale {
+            GeluScale::DivSqrt2 => x / std::f32::consts::SQRT_2,
+            GeluScale::MulFrac1Sqrt2 => x * std::f32::consts::FRAC_1_SQRT_2,
+        }
+    }
+
+    /// The result from x and erf's value `e`, in f32, in the chain's order.
+    #[inline(always)]
+    pub fn finish(self, x: f32, e: f32) -> f32 {
+        let a = e + 1.0;
+        match self.half {
+            GeluHalf::Last => (x * a) * 0.5,
+            GeluHalf::OfSum => x * (0.5 * a),
+            GeluHalf::OfX => (x * 0.5) * a,
+        }
+    }
+
+    /// The chain on one value.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        self.finish(x, math::erf(self.arg(x)))
+    }
 }
 
 impl Act {
@@ -108,7 +223,31 @@ impl Act {
             Act::Erf => math::erf(x),
             Act::Gelu => math::gelu(x),
             Act::GeluTanh => math::gelu_tanh(x),
+            Act::GeluChain(c) => c.apply(x),
         }
+    }
+
+    /// The activation on every value of `y`, in place: those with erf through its vector
+    /// form (the bits of [`Self::apply`]), the others value by value.
+    #[inline(always)]
+    pub fn apply_in_place(self, y: &mut [f32]) {
+        match self {
+            Act::None => {}
+            Act::Erf => math::erf_in_place(y),
+            Act::Gelu => math::gelu_in_place(y),
+            Act::GeluChain(c) => math::gelu_chain_in_place(y, c),
+            _ => {
+                for v in y.iter_mut() {
+                    *v = self.apply(*v);
+                }
+            }
+        }
+    }
+
+    /// Whether [`Self::apply_in_place`] is worth calling on a run of values (its vector form
+    /// computes erf on many lanes at once).
+    pub fn has_erf(self) -> bool {
+        matches!(self, Act::Erf | Act::Gelu | Act::GeluChain(_))
     }
 }
 
@@ -148,12 +287,18 @@ impl Epilogue<'_> {
     /// The result at (`row`, `col`) after the epilogue.
     #[inline(always)]
     pub fn apply(&self, x: f32, row: usize, col: usize) -> f32 {
+        self.act.apply(self.biased(x, row, col))
+    }
+
+    /// The result at (`row`, `col`) with the bias added, before the activation.
+    #[inline(always)]
+    pub fn biased(&self, x: f32, row: usize, col: usize) -> f32 {
         let b = match self.bias {
             Bias::None => 0.0,
             Bias::PerRow(b) => b[row],
             Bias::PerCol(b) => b[col],
         };
-        self.act.apply(x + b)
+        x + b
     }
 
     /// Whether [`Self::apply_avx2`] handles it (activations without a transcendental).

@@ -174,20 +174,27 @@ mod kernels {
 
     /// Applies the epilogue to `acc` (a full MR×NR tile in registers, spilled to an array)
     /// and stores the valid part: rows below `t.rows`, columns below `t.cols` (≤ NR here).
+    /// An activation with erf goes over the tile's values at once, in its vector form (the
+    /// same bits as value by value, many erfs in flight instead of one).
     ///
     /// # Safety
     /// `t` holds [`Tile`]'s invariant for C and `res`, and `t.cols` ≤ NR.
+    #[inline(always)]
     unsafe fn store(t: &Tile, acc: &mut [[f32; NR]; MR], ep: &Epilogue) {
         let base = t.crop.col(t.col0);
+        let by_tile = t.last && ep.act.has_erf();
+        // Where column col0 + j is stored in a row, if it is kept.
+        let place = |j: usize| {
+            t.crop
+                .keeps(t.col0 + j)
+                .then(|| t.crop.col(t.col0 + j) - base)
+        };
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             // SAFETY: r < rows, so `c + r·ldc` is the start of a row of C, inside its buffer
             // (the tile's invariant).
             let dst = unsafe { t.c.add(r * t.ldc) };
             for (j, v) in row.iter_mut().enumerate().take(t.cols) {
-                if !t.crop.keeps(t.col0 + j) {
-                    continue;
-                }
-                let at = t.crop.col(t.col0 + j) - base;
+                let Some(at) = place(j) else { continue };
                 // SAFETY: column col0 + j (j < cols) is kept, so its place in row r,
                 // `at` floats on, is a float of C (the tile's invariant), which this tile
                 // alone writes while it runs.
@@ -202,10 +209,29 @@ mod kernels {
                         // is one of its floats.
                         x += unsafe { *t.res.add(r * t.ldc + at) };
                     }
+                    if by_tile {
+                        // Activated with the rest of the tile, below.
+                        *v = ep.biased(x, t.row0 + r, t.col0 + j);
+                        continue;
+                    }
                     x = ep.apply(x, t.row0 + r, t.col0 + j);
                 }
                 // SAFETY: `dst` is the float of C read above.
                 unsafe { *dst = x };
+            }
+        }
+        if by_tile {
+            // Whole rows (the values past `cols` are never stored).
+            ep.act
+                .apply_in_place(&mut acc.as_flattened_mut()[..t.rows.min(MR) * NR]);
+            for (r, row) in acc.iter().enumerate().take(t.rows) {
+                for (j, v) in row.iter().enumerate().take(t.cols) {
+                    if let Some(at) = place(j) {
+                        // SAFETY: as above: row r < rows, column col0 + j kept, so `at`
+                        // floats into row r is that column's float of C.
+                        unsafe { *t.c.add(r * t.ldc + at) = *v };
+                    }
+                }
             }
         }
     }
@@ -1139,3 +1165,56 @@ fn with_buffer<R>(
 
 /// Bytes of C a packed-A GEMM keeps in L2 while it runs the K blocks over them.
 const C_CHUNK: usize = 512 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::epilogue::{Act, Bias, GeluChain};
+    use crate::testing::uniform;
+
+    /// An activation with erf in the epilogue (computed a tile at a time in its vector form)
+    /// gives the bits of the product without it followed by the activation value by value, on
+    /// every ISA this CPU runs, for edge tiles (rows and columns not multiples of the tile)
+    /// and a NaN in A.
+    #[test]
+    fn an_erf_epilogue_is_the_activation_after_the_product() {
+        let (m, k, n) = (13, 7, 37);
+        let mut a = uniform(21, m * k);
+        a[5] = f32::NAN;
+        let b = uniform(22, k * n);
+        let bias: Vec<f32> = uniform(23, n).iter().map(|v| v * 3.0).collect();
+        let packed = pack_b(&b, k, n, n, 1);
+        let pb = PackedB {
+            k,
+            n,
+            data: &packed,
+        };
+        for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+            if !isa.runs_here() {
+                continue;
+            }
+            for act in [Act::Erf, Act::Gelu, Act::GeluChain(GeluChain::ALL[0])] {
+                let run = |act| {
+                    let mut c = vec![f32::NAN; m * n];
+                    let ep = Epilogue {
+                        bias: Bias::PerCol(&bias),
+                        residual: None,
+                        act,
+                    };
+                    gemm_packed_b(isa, &a, k, m, pb, &mut c, n, &ep, 0..m, 0..n).unwrap();
+                    c
+                };
+                let plain = run(Act::None);
+                let fused = run(act);
+                for (i, (&p, &f)) in plain.iter().zip(&fused).enumerate() {
+                    let want = act.apply(p);
+                    assert!(
+                        want.to_bits() == f.to_bits() || (want.is_nan() && f.is_nan()),
+                        "{isa:?} {act:?} at {i}: {f} vs {want}"
+                    );
+                }
+                assert!(fused[0].is_nan(), "the NaN in A's first row reaches C");
+            }
+        }
+    }
+}

@@ -18,8 +18,14 @@
 //! No closures in the vector paths: a closure the compiler does not inline is compiled
 //! without its caller's AVX2.
 
+use crate::kernels::epilogue::GeluChain;
+
 /// Values the lane forms take at once.
 pub const LANES: usize = 16;
+
+/// Values the in-place erf forms take at once: twice [`LANES`], so that more independent
+/// Clenshaw recurrences are in flight (each step's latency, not the arithmetic, bounds it).
+pub const ERF_LANES: usize = 32;
 
 /// log₂ e.
 const LOG2E: f64 = std::f64::consts::LOG2_E;
@@ -137,7 +143,9 @@ pub fn erf64_lanes<const L: usize>(x: [f64; L]) -> [f64; L] {
     let (mut b1, mut b2) = ([0f64; L], [0f64; L]);
     for &c in ERF_OVER_X[1..].iter().rev() {
         for i in 0..L {
-            let b0 = u2[i] * b1[i] - b2[i] + c;
+            // c − b₂ is ready before the product: one multiply and one add on the chain
+            // from b₁ to b₀ (their latency, not the arithmetic, bounds the loop).
+            let b0 = u2[i] * b1[i] + (c - b2[i]);
             b2[i] = b1[i];
             b1[i] = b0;
         }
@@ -156,43 +164,77 @@ pub fn erf64_lanes<const L: usize>(x: [f64; L]) -> [f64; L] {
     out
 }
 
+/// Runs `$body` on every [`ERF_LANES`] values of `$y` as `$c: &mut [f32; ERF_LANES]`, the
+/// last few padded with zeros (computed, never stored): every value takes the vector form.
+/// A macro, not a function taking a closure: the body must be compiled with its caller's
+/// instruction set.
+macro_rules! in_chunks {
+    ($y:expr, |$c:ident| $body:block) => {{
+        let y: &mut [f32] = $y;
+        let whole = y.len() / ERF_LANES * ERF_LANES;
+        let (body, rest) = y.split_at_mut(whole);
+        for chunk in body.chunks_exact_mut(ERF_LANES) {
+            let mut a = [0f32; ERF_LANES];
+            a.copy_from_slice(chunk);
+            let $c = &mut a;
+            $body
+            chunk.copy_from_slice(&a);
+        }
+        if !rest.is_empty() {
+            let mut a = [0f32; ERF_LANES];
+            a[..rest.len()].copy_from_slice(rest);
+            let $c = &mut a;
+            $body
+            rest.copy_from_slice(&a[..rest.len()]);
+        }
+    }};
+}
+
 /// erf of every value of `y`, in place (the bits of [`erf`]).
 #[inline(always)]
 pub fn erf_in_place(y: &mut [f32]) {
-    let mut chunks = y.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        let mut x = [0f64; LANES];
-        for i in 0..LANES {
+    in_chunks!(y, |c| {
+        let mut x = [0f64; ERF_LANES];
+        for i in 0..ERF_LANES {
             x[i] = f64::from(c[i]);
         }
         let e = erf64_lanes(x);
-        for i in 0..LANES {
+        for i in 0..ERF_LANES {
             c[i] = e[i] as f32;
         }
-    }
-    for v in chunks.into_remainder() {
-        *v = erf(*v);
-    }
+    });
 }
 
 /// Exact GELU of every value of `y`, in place (the bits of [`gelu`]).
 #[inline(always)]
 pub fn gelu_in_place(y: &mut [f32]) {
-    let mut chunks = y.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        let (mut x, mut h) = ([0f64; LANES], [0f64; LANES]);
-        for i in 0..LANES {
+    in_chunks!(y, |c| {
+        let (mut x, mut h) = ([0f64; ERF_LANES], [0f64; ERF_LANES]);
+        for i in 0..ERF_LANES {
             x[i] = f64::from(c[i]);
             h[i] = x[i] * std::f64::consts::FRAC_1_SQRT_2;
         }
         let e = erf64_lanes(h);
-        for i in 0..LANES {
+        for i in 0..ERF_LANES {
             c[i] = (0.5 * x[i] * (1.0 + e[i])) as f32;
         }
-    }
-    for v in chunks.into_remainder() {
-        *v = gelu(*v);
-    }
+    });
+}
+
+/// A [`GeluChain`] on every value of `y`, in place (the bits of [`GeluChain::apply`]): the
+/// f32 operations value by value, erf [`ERF_LANES`] at a time.
+#[inline(always)]
+pub fn gelu_chain_in_place(y: &mut [f32], chain: GeluChain) {
+    in_chunks!(y, |c| {
+        let mut s = [0f64; ERF_LANES];
+        for i in 0..ERF_LANES {
+            s[i] = f64::from(chain.arg(c[i]));
+        }
+        let e = erf64_lanes(s);
+        for i in 0..ERF_LANES {
+            c[i] = chain.finish(c[i], e[i] as f32);
+        }
+    });
 }
 
 /// erf(x), rounded once to f32.
@@ -326,6 +368,80 @@ mod tests {
             assert_eq!(e[i].to_bits(), erf(x).to_bits(), "erf({x})");
             assert_eq!(g[i].to_bits(), gelu(x).to_bits(), "gelu({x})");
         }
+    }
+
+    /// The fused chain is the exporters' five f32 operations in their order, bit for bit
+    /// (NaN for NaN: a NaN input's payload carries through either way), on every form, in
+    /// the scalar and the vector form, where overflow and underflow make the halving's
+    /// place matter too.
+    #[test]
+    fn the_gelu_chain_is_the_chain_of_f32_steps() {
+        use crate::kernels::epilogue::{GeluChain, GeluHalf, GeluScale};
+        let mut xs: Vec<f32> = crate::testing::uniform(11, 301)
+            .iter()
+            .map(|v| v * 8.0)
+            .collect();
+        xs.extend([
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            -f32::MAX,
+            3.0e38,
+            f32::MIN_POSITIVE,
+            -1.0e-45,
+            1.0e-45,
+            0.0,
+            -0.0,
+            -5.5,
+            -12.0,
+        ]);
+        for (code, form) in GeluChain::ALL.iter().enumerate() {
+            assert_eq!(usize::from(form.code()), code);
+            assert_eq!(GeluChain::from_code(form.code()), Some(*form));
+            let mut vector = xs.clone();
+            gelu_chain_in_place(&mut vector, *form);
+            for (&x, &v) in xs.iter().zip(&vector) {
+                // The steps as the runtime runs them unfused: Binary, Unary(Erf), Binary…,
+                // with the exporters' constants (√2 and 1/√2 rounded to f32) by their bits.
+                let s = match form.scale {
+                    GeluScale::DivSqrt2 => x / f32::from_bits(0x3fb5_04f3),
+                    GeluScale::MulFrac1Sqrt2 => x * f32::from_bits(0x3f35_04f3),
+                };
+                let e = erf(s);
+                let a = e + 1.0;
+                let want = match form.half {
+                    GeluHalf::Last => {
+                        let m = x * a;
+                        m * 0.5
+                    }
+                    GeluHalf::OfSum => {
+                        let h = 0.5 * a;
+                        x * h
+                    }
+                    GeluHalf::OfX => {
+                        let h = x * 0.5;
+                        h * a
+                    }
+                };
+                let got = form.apply(x);
+                assert_eq!(got.to_bits(), want.to_bits(), "{form:?} at {x:e}");
+                assert_eq!(v.to_bits(), want.to_bits(), "{form:?} vector at {x:e}");
+            }
+        }
+        assert_eq!(GeluChain::from_code(6), None);
+        // Where the halving sits shows at overflow: (x·2)·½ overflows, (x·½)·2 does not.
+        let last = GeluChain {
+            scale: GeluScale::DivSqrt2,
+            half: GeluHalf::Last,
+        };
+        let of_x = GeluChain {
+            half: GeluHalf::OfX,
+            ..last
+        };
+        assert_eq!(last.apply(3.0e38), f32::INFINITY);
+        assert_eq!(of_x.apply(3.0e38), 3.0e38);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! (vectors over the columns, each row of `b` loaded once for four rows of `a`); the sizes
 //! are small (heads of 16–64), so both operands stay in L1 and no packing pays.
 
-use crate::kernels::eltwise::activate;
 use crate::kernels::epilogue::Act;
 
 /// Floats of an operand the strides reach: one matrix of `matrix` floats at the farthest
@@ -95,7 +94,7 @@ fn product_generic(a: &[f32], b: &[f32], k: usize, n: usize, act: Act, y: &mut [
         rows::<1>(a, b, k, n, i, y);
     }
     for ys in y.chunks_exact_mut(n) {
-        activate(act, ys);
+        act.apply_in_place(ys);
     }
 }
 
