@@ -262,6 +262,9 @@ fn num(x: f64) -> String {
         if x > 0.0 { "inf" } else { "-inf" }.into()
     } else if x == 0.0 {
         "0".into()
+    } else if x.fract() == 0.0 && x.abs() < 1e15 {
+        let sign = if x < 0.0 { "-" } else { "" };
+        format!("{sign}{}", int(x.abs() as u64))
     } else if x.abs() >= 1e-3 && x.abs() < 1e4 {
         format!("{}", (x * 1e4).round() / 1e4)
     } else {
@@ -962,11 +965,7 @@ fn curve(h: &mut String, l: &AllocatedLayer) {
         h,
         "<text x=\"{left}\" y=\"14\" font-weight=\"600\">{}</text><text x=\"{left}\" y=\"26\" class=\"why\">{} vs {}</text>",
         escape(&clip(&l.layer, 40)),
-        if accuracy {
-            "accuracy (%)"
-        } else {
-            "output error"
-        },
+        if accuracy { "accuracy" } else { "output error" },
         escape(&l.param)
     );
     let _ = writeln!(
@@ -980,7 +979,7 @@ fn curve(h: &mut String, l: &AllocatedLayer) {
             h,
             "<text x=\"{}\" y=\"{anchor_y:.1}\" text-anchor=\"end\">{}</text>",
             left - 4.0,
-            num(v)
+            if accuracy { format!("{v:.2}%") } else { num(v) }
         );
     }
     for (v, anchor) in [(x0, "start"), (x1, "end")] {
@@ -1021,9 +1020,17 @@ fn curve(h: &mut String, l: &AllocatedLayer) {
         }
     }
     if let Some(v) = l.value.filter(|v| v.is_finite()) {
+        // The label stays inside the chart at either end.
+        let anchor = if px(v) > w - right - 40.0 {
+            "end"
+        } else if px(v) < left + 40.0 {
+            "start"
+        } else {
+            "middle"
+        };
         let _ = writeln!(
             h,
-            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{top}\" y2=\"{1}\" stroke=\"#b3261e\" stroke-dasharray=\"4 3\"/><text x=\"{0:.1}\" y=\"{2}\" text-anchor=\"middle\" fill=\"#b3261e\">chosen {3}</text>",
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{top}\" y2=\"{1}\" stroke=\"#b3261e\" stroke-dasharray=\"4 3\"/><text x=\"{0:.1}\" y=\"{2}\" text-anchor=\"{anchor}\" style=\"fill: #b3261e\">chosen {3}</text>",
             px(v),
             ht - bottom,
             ht - 4.0,
@@ -1283,6 +1290,9 @@ mod tests {
         assert_eq!(short_bytes(512.0 * 1024.0), "512 KiB");
         assert_eq!(change(100.0, 25.0), "−75.0%, ×4.00 smaller");
         assert_eq!(num(f64::NAN), "NaN");
+        assert_eq!(num(126605.0), "126,605");
+        assert_eq!(num(0.25), "0.25");
+        assert_eq!(num(2.5e-5), "2.500e-5");
         assert_eq!(key(Some(f64::NAN)), "");
         // The SHA-256 of "abc", as RFC 4648 base64.
         assert_eq!(
