@@ -1,4 +1,5 @@
-//! `report.html` in a real browser: `mcc build` of the LeNet-5 example writes a report that
+//! `report.html` in a real browser: `mcc build` of the LeNet-5 example (its last layer renamed
+//! `<script>alert(1)</script>`, which must show as text and run nothing) writes a report that
 //! headless Chromium, driven through chromedriver's W3C WebDriver HTTP API (a few requests
 //! over a `TcpStream`, no WebDriver crate), loads with no console error; its DOM has one
 //! layer-table row per layer in `report.json` and the SVG charts; a real click on a header
@@ -244,6 +245,34 @@ fn numbers(v: &[Value]) -> Vec<f64> {
     v.iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
+/// A layer name that is markup: the page must show it as text and run nothing.
+const EVIL: &str = "<script>alert(1)</script>";
+
+/// The LeNet-5 example with its last layer renamed [`EVIL`], and `recipes/lenet5.mcr` (which
+/// prunes it by its operator) reading the example's data from where it is: (recipe, model).
+fn hostile_lenet5(root: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    use mcc_onnx::pb;
+    use prost::Message;
+    let mut proto =
+        pb::ModelProto::decode(&*std::fs::read(root.join("examples/lenet5/lenet5.onnx")).unwrap())
+            .unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    let last = graph
+        .node
+        .iter_mut()
+        .find(|n| n.name.as_deref() == Some("/fc2/Gemm"))
+        .expect("the example has /fc2/Gemm");
+    last.name = Some(EVIL.into());
+    let model = dir.join("lenet5.onnx");
+    std::fs::write(&model, proto.encode_to_vec()).unwrap();
+    let text = std::fs::read_to_string(root.join("recipes/lenet5.mcr"))
+        .unwrap()
+        .replace("\"../examples/", &format!("\"{}/examples/", root.display()));
+    let recipe = dir.join("lenet5.mcr");
+    std::fs::write(&recipe, text).unwrap();
+    (recipe, model)
+}
+
 #[test]
 fn the_report_opens_sorts_and_draws_in_chromium() {
     let Some((chromium, chromedriver)) = browser() else {
@@ -251,19 +280,24 @@ fn the_report_opens_sorts_and_draws_in_chromium() {
     };
     let root = workspace().canonicalize().unwrap();
     let tmp = tempfile::tempdir().unwrap();
+    let (recipe, model) = hostile_lenet5(&root, tmp.path());
     let out = tmp.path().join("lenet5");
     succeeds(
         &root,
         &[
             "build",
-            "recipes/lenet5.mcr",
-            "examples/lenet5/lenet5.onnx",
+            recipe.to_str().unwrap(),
+            model.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
             "--quiet",
         ],
     );
     let html = out.join("report.html");
+    assert!(
+        !std::fs::read_to_string(&html).unwrap().contains(EVIL),
+        "the layer name went into the page unescaped"
+    );
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let layers = report["layers"].as_array().unwrap();
@@ -362,6 +396,25 @@ fn the_report_opens_sorts_and_draws_in_chromium() {
         .map(|n| n.as_str().unwrap().to_lowercase())
         .collect();
     assert_eq!(shown, by_name, "by name");
+
+    // The hostile name is a row's text, no alert opened, and the page's script is the only one.
+    assert!(
+        names.contains(&json!(EVIL)),
+        "the renamed layer is in the report"
+    );
+    assert!(page.column(1).contains(&json!(EVIL)), "shown as text");
+    assert_eq!(
+        page.eval("return document.querySelectorAll('script').length;"),
+        json!(1)
+    );
+    let alert = driver
+        .try_request(
+            "GET",
+            &format!("/session/{}/alert/text", page.session),
+            None,
+        )
+        .unwrap();
+    assert_eq!(alert["value"]["error"], "no such alert", "{alert}");
 
     let errors = page.errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");
