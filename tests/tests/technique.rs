@@ -286,7 +286,13 @@ fn builds_are_the_same_on_one_and_two_threads() {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         build_to(&recipe, &model, 1, &a);
         build_to(&recipe, &model, 2, &b);
-        for file in ["report.json", "model.onnx", "model.mcir", "m.o"] {
+        for file in [
+            "report.json",
+            "report.html",
+            "model.onnx",
+            "model.mcir",
+            "m.o",
+        ] {
             let (x, y) = (
                 std::fs::read(a.join(file)).unwrap(),
                 std::fs::read(b.join(file)).unwrap(),

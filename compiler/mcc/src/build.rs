@@ -159,6 +159,7 @@ fn build_plan(
             accuracy: None,
             fidelity: None,
             samples: 0,
+            predictions: None,
         },
     };
     timings.phase("evaluate", t);
@@ -530,6 +531,8 @@ pub struct Measured {
     pub fidelity: Option<OutputError>,
     /// Samples evaluated.
     pub samples: usize,
+    /// Per-class accuracy and the changed predictions, with labels.
+    pub predictions: Option<report::Predictions>,
 }
 
 /// Top-1 accuracy of both models on the labelled evaluation set, and the compressed model's
@@ -545,6 +548,7 @@ pub fn evaluate(
             accuracy: None,
             fidelity: None,
             samples: 0,
+            predictions: None,
         });
     };
     let labels = data.evaluation.as_ref().and(data.labels.as_ref());
@@ -554,6 +558,7 @@ pub fn evaluate(
     let mut fb = compressed.feed(x, 64, threads)?;
     let (mut right_a, mut right_b) = (0usize, 0usize);
     let mut agreement = Agreement::default();
+    let mut predicted = Predicted::default();
     while let (Some(ba), Some(bb)) = (fa.next_batch()?, fb.next_batch()?) {
         for o in 0..ba.model_outputs() {
             agreement.add(bb.output(o), ba.output(o));
@@ -561,6 +566,7 @@ pub fn evaluate(
         if let Some(labels) = labels {
             right_a += top1_hits(&ba, labels);
             right_b += top1_hits(&bb, labels);
+            predicted.add(&ba, &bb, labels);
         }
         bar.inc(ba.samples as u64);
     }
@@ -577,7 +583,79 @@ pub fn evaluate(
         accuracy,
         fidelity: Some(agreement.result()),
         samples: total,
+        predictions: accuracy.map(|_| predicted.result()),
     })
+}
+
+/// Both models' top-1 predictions, gathered batch by batch: per-class hits and the samples
+/// whose prediction changed.
+#[derive(Default)]
+struct Predicted {
+    /// Per label: samples, hits before, hits after.
+    classes: std::collections::BTreeMap<i64, (usize, usize, usize)>,
+    changed: Vec<report::ChangedPrediction>,
+    changed_total: usize,
+}
+
+impl Predicted {
+    fn add(
+        &mut self,
+        before: &crate::measure::Batch<'_>,
+        after: &crate::measure::Batch<'_>,
+        labels: &[i64],
+    ) {
+        let rows = |b: &crate::measure::Batch<'_>| {
+            let y = b.output(0);
+            let c = y.len() / b.samples.max(1);
+            (0..b.samples)
+                .map(|r| y.get(r * c..(r + 1) * c).and_then(crate::measure::argmax))
+                .collect::<Vec<_>>()
+        };
+        let (pa, pb) = (rows(before), rows(after));
+        for (r, (a, b)) in pa.into_iter().zip(pb).enumerate() {
+            let sample = before.first + r;
+            let Some(&label) = labels.get(sample) else {
+                continue;
+            };
+            let hit = |p: Option<usize>| usize::from(p.is_some_and(|k| k as i64 == label));
+            let e = self.classes.entry(label).or_default();
+            e.0 += 1;
+            e.1 += hit(a);
+            e.2 += hit(b);
+            if a != b {
+                self.changed_total += 1;
+                if self.changed.len() < report::CHANGED_LISTED {
+                    self.changed.push(report::ChangedPrediction {
+                        sample,
+                        label,
+                        prediction: BeforeAfter {
+                            before: a,
+                            after: b,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn result(self) -> report::Predictions {
+        report::Predictions {
+            per_class: self
+                .classes
+                .into_iter()
+                .map(|(class, (n, a, b))| report::ClassAccuracy {
+                    class,
+                    samples: n,
+                    accuracy: BeforeAfter {
+                        before: a as f64 / n.max(1) as f64,
+                        after: b as f64 / n.max(1) as f64,
+                    },
+                })
+                .collect(),
+            changed: self.changed,
+            changed_total: self.changed_total,
+        }
+    }
 }
 
 /// What a constant operand is to the model's size: a parameter (float data; a quantized
@@ -1007,6 +1085,7 @@ fn assemble(
             left_alone,
             native: None,
             allocation: None,
+            predictions: measured.predictions.clone(),
         },
         violations,
     ))

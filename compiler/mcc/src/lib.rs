@@ -15,6 +15,7 @@ pub mod calibration;
 pub mod cleanup;
 pub mod diagnostics;
 pub mod error;
+pub mod html;
 pub mod inspect;
 pub mod measure;
 pub mod native;

@@ -49,8 +49,10 @@ enum Emit {
     Onnx,
     /// model.mcir (and model.full.mcir when written).
     Ir,
-    /// report.json and timings.json.
+    /// report.json, timings.json and report.html.
     Report,
+    /// report.html alone (the report for people: docs/report.md).
+    Html,
     /// One unified IR diff per step that changed the model (in addition to the others).
     IrDiffs,
 }
@@ -156,7 +158,9 @@ enum Command {
     /// DIR/report.json (per layer: techniques, parameters/MACs/bytes before and after, output
     /// error against the original on the calibration data; whole model: accuracy before and
     /// after, output fidelity, sizes, hashes of every input; see docs/report.md) and
-    /// DIR/timings.json (how long each phase took, on how many threads). Accuracy and errors
+    /// DIR/timings.json (how long each phase took, on how many threads) and DIR/report.html
+    /// (the report for people, one self-contained page: summary, budget verdicts, per-class
+    /// accuracy, a per-layer table sortable by any column, charts). Accuracy and errors
     /// are measured on the compiled model, the kernels the executable runs. Everything is
     /// written atomically: a failed build leaves no output. A violated budget fails the build
     /// (exit 1) and says by how much.
@@ -178,8 +182,8 @@ enum Command {
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
         /// Which outputs to write (repeat, or separate with commas): `exe`, `obj` (object,
-        /// header and runtime library), `onnx`, `ir`, `report` (report.json, timings.json);
-        /// default all of them. `ir-diffs` adds DIR/ir-diffs/NN-<stage>-<technique>.diff, the
+        /// header and runtime library), `onnx`, `ir`, `report` (report.json, timings.json and
+        /// report.html), `html` (report.html alone); default all of them. `ir-diffs` adds DIR/ir-diffs/NN-<stage>-<technique>.diff, the
         /// IR diff of every step that changed something. Native code is compiled only for
         /// `exe` or `obj`.
         #[arg(long, value_enum, value_name = "WHAT", value_delimiter = ',')]
@@ -684,6 +688,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 ir: want(Emit::Ir),
                 onnx: want(Emit::Onnx),
                 report: want(Emit::Report),
+                html: want(Emit::Html) || want(Emit::Report),
                 exe: want(Emit::Exe),
                 obj: want(Emit::Obj),
                 ir_diffs: emit.contains(&Emit::IrDiffs),
@@ -814,7 +819,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 return Ok(());
             }
             outln!(
-                "  wrote {0}/model.mcir,{1} {0}/model.onnx, {0}/report.json, {0}/timings.json",
+                "  wrote {0}/model.mcir,{1} {0}/model.onnx, {0}/report.json, {0}/report.html, {0}/timings.json",
                 dir.display(),
                 if dir.join("model.full.mcir").exists() {
                     format!(" {}/model.full.mcir,", dir.display())

@@ -399,7 +399,8 @@ pub fn check_snapshot(path: &Path, graph: &Graph, bless: bool) -> Result<(), Err
 }
 
 /// Writes `model.mcir` (the review form), `model.full.mcir` (the compressed model, weights in
-/// stored form; only when some weight is stored compressed), `model.onnx`, `report.json` and `timings.json` (and, with `ir_diffs`,
+/// stored form; only when some weight is stored compressed), `model.onnx`, `report.json`,
+/// `report.html` and `timings.json` (and, with `ir_diffs`,
 /// one diff per step under `ir-diffs/`; with `native`, the native outputs) into `dir`, atomically: everything goes to a sibling temporary
 /// folder that is renamed into place at the end.
 pub fn write_outputs(
@@ -425,6 +426,8 @@ pub struct Emitted {
     pub onnx: bool,
     /// `report.json` and `timings.json`.
     pub report: bool,
+    /// `report.html`.
+    pub html: bool,
     /// The executable (with native code).
     pub exe: bool,
     /// The object file, its header and the runtime library (with native code).
@@ -439,6 +442,7 @@ impl Default for Emitted {
             ir: true,
             onnx: true,
             report: true,
+            html: true,
             exe: true,
             obj: true,
             ir_diffs: false,
@@ -581,6 +585,21 @@ pub fn write_selected(
             std::fs::write(tmp.join("timings.json"), to_json(&timings)? + "\n")
                 .map_err(io(&tmp.join("timings.json")))?;
         }
+        if emit.html {
+            let size = |f: &str| std::fs::metadata(tmp.join(f)).ok().map(|m| m.len());
+            let files = crate::html::Files {
+                executable_bytes: written
+                    .as_ref()
+                    .and_then(|w| w.executable.as_deref())
+                    .and_then(size),
+                object_bytes: native.and_then(|n| size(&format!("{}.o", n.name))),
+            };
+            std::fs::write(
+                tmp.join("report.html"),
+                crate::html::render(&report, &files),
+            )
+            .map_err(io(&tmp.join("report.html")))?;
+        }
         if ir_diffs {
             let d = tmp.join("ir-diffs");
             std::fs::create_dir_all(&d).map_err(io(&d))?;
@@ -605,6 +624,7 @@ pub fn is_build_output(name: &str, native: Option<&str>) -> bool {
         "model.full.mcir",
         "model.onnx",
         "report.json",
+        "report.html",
         "timings.json",
         "ir-diffs",
         "libmcc_runtime.a",

@@ -39,6 +39,48 @@ pub struct Report {
     /// How the `auto` parameters were chosen, when the recipe has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allocation: Option<Allocation>,
+    /// Per-class accuracy and the samples whose prediction changed, when the evaluation set
+    /// has labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<Predictions>,
+}
+
+/// The samples whose top-1 prediction changed are listed up to this many (by index);
+/// [`Predictions::changed_total`] counts them all.
+pub const CHANGED_LISTED: usize = 1000;
+
+/// Both models' top-1 predictions on the labelled evaluation set (argmax of the first output;
+/// a row holding NaN predicts nothing, which counts as wrong).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Predictions {
+    /// One row per class the labels name, by class.
+    pub per_class: Vec<ClassAccuracy>,
+    /// The samples whose prediction changed, by index: the first [`CHANGED_LISTED`].
+    pub changed: Vec<ChangedPrediction>,
+    /// How many samples' prediction changed, listed or not.
+    pub changed_total: usize,
+}
+
+/// One class of the evaluation labels.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ClassAccuracy {
+    /// The label.
+    pub class: i64,
+    /// Evaluation samples with this label.
+    pub samples: usize,
+    /// Top-1 accuracy on them (fractions).
+    pub accuracy: BeforeAfter<f64>,
+}
+
+/// A sample whose top-1 prediction differs between the original and the compressed model.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ChangedPrediction {
+    /// 0-based index in the evaluation data.
+    pub sample: usize,
+    /// Its label.
+    pub label: i64,
+    /// The class each model predicted (null: its scores held NaN).
+    pub prediction: BeforeAfter<Option<usize>>,
 }
 
 /// How `auto` parameters were chosen (`allocate.rs`): each layer's curve measured alone on the

@@ -405,10 +405,12 @@ fn emit_writes_exactly_the_outputs_named() {
             "lenet5.h",
             "lenet5.o",
             "libmcc_runtime.a",
+            "report.html",
             "report.json",
             "timings.json"
         ]
     );
+    assert_eq!(names("html"), ["report.html"]);
     // A file of the user's stays; the older build's outputs go.
     std::fs::write(tmp.path().join("o/notes.txt"), "mine").unwrap();
     assert_eq!(names("exe"), ["lenet5", "notes.txt"]);
