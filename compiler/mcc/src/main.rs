@@ -1016,16 +1016,7 @@ fn bench(
     }
     let mut j = mcc_codegen::jit::Jit::new(prog, threads).map_err(Error::Native)?;
     let compile = t0.elapsed();
-    for _ in 0..5 {
-        j.run(&refs).map_err(Error::Native)?;
-    }
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let t = std::time::Instant::now();
-        j.run(&refs).map_err(Error::Native)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
+    let times = mcc::measure::timed_runs(runs, || j.run(&refs).map(drop).map_err(Error::Native))?;
     outln!(
         "{}: batch {batch}, {} thread(s), kernels {}: compiled in {:.1} ms; {} runs: median {:.4} ms, min {:.4} ms",
         path.display(),

@@ -384,15 +384,15 @@ pub fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-/// Milliseconds one sample takes through `prog` on `threads` threads: the median of `runs`
-/// timed runs after 5 warm-up runs, on `x`'s first sample (else inputs of 0.5).
+/// Milliseconds one sample takes through `prog`'s compiled code (the JIT: the executable's
+/// code) on `threads` threads: the median of `runs` timed runs after 5 warm-up runs, on
+/// `x`'s first sample (else inputs of 0.5).
 pub fn latency_ms(
     prog: &Program,
     x: Option<&Tensor>,
     threads: usize,
     runs: usize,
 ) -> Result<f64, Error> {
-    let mut runner = mcc_runtime::exec::Runner::new(prog, threads).map_err(Error::Native)?;
     let inputs: Vec<Vec<f32>> = prog
         .inputs
         .iter()
@@ -411,15 +411,26 @@ pub fn latency_ms(
         })
         .collect();
     let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut jit = mcc_codegen::jit::Jit::new(prog.clone(), threads).map_err(Error::Native)?;
+    let times = timed_runs(runs, || jit.run(&refs).map(drop).map_err(Error::Native))?;
+    Ok(times[times.len() / 2])
+}
+
+/// Runs `run` 5 times, then `runs` (at least 1) timed times; the times in milliseconds,
+/// sorted.
+pub fn timed_runs(
+    runs: usize,
+    mut run: impl FnMut() -> Result<(), Error>,
+) -> Result<Vec<f64>, Error> {
     for _ in 0..5 {
-        runner.run_borrowed(&refs).map_err(Error::Native)?;
+        run()?;
     }
-    let mut times = Vec::with_capacity(runs);
+    let mut times = Vec::with_capacity(runs.max(1));
     for _ in 0..runs.max(1) {
         let t = std::time::Instant::now();
-        runner.run_borrowed(&refs).map_err(Error::Native)?;
+        run()?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(times)
 }
