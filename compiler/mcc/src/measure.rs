@@ -398,14 +398,12 @@ pub fn latency_ms(
         .iter()
         .enumerate()
         .map(|(i, io)| {
+            // The first sample only: no copy of the whole data set.
             let first = x.filter(|_| i == 0).and_then(|t| {
-                let v: Vec<f32> = t
-                    .to_f64_vec()
-                    .into_iter()
-                    .take(io.buf.len)
-                    .map(|v| v as f32)
-                    .collect();
-                (v.len() == io.buf.len).then_some(v)
+                t.as_f32()?
+                    .as_slice()?
+                    .get(..io.buf.len)
+                    .map(<[f32]>::to_vec)
             });
             first.unwrap_or_else(|| vec![0.5; io.buf.len])
         })

@@ -319,30 +319,7 @@ fn out_of_memory_in_name_run_returns_non_zero_to_c() {
     std::fs::write(d.join("big.mcir"), BIG_ARENA).unwrap();
     let out = built(d, &d.join("big.mcir"), "big");
     std::fs::write(d.join("main.c"), OOM_FROM_C).unwrap();
-    let header = std::fs::read_to_string(out.join("big.h")).unwrap();
-    let libs = header
-        .lines()
-        .find_map(|l| l.strip_prefix("#define BIG_LIBS "))
-        .unwrap()
-        .trim_matches('"');
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let c = Command::new(&cc)
-        .arg("-O1")
-        .arg("-I")
-        .arg(&out)
-        .arg(d.join("main.c"))
-        .arg(out.join("big.o"))
-        .arg(out.join("libmcc_runtime.a"))
-        .args(libs.split_whitespace())
-        .arg("-o")
-        .arg(d.join("main"))
-        .output()
-        .unwrap();
-    assert!(
-        c.status.success(),
-        "{cc}: {}",
-        String::from_utf8_lossy(&c.stderr)
-    );
+    common::link_c(&out, "big", &d.join("main.c"), &d.join("main"));
     let run = Command::new(d.join("main")).output().unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(

@@ -12,6 +12,8 @@
 )]
 
 use std::path::{Path, PathBuf};
+
+mod common;
 use std::process::Command;
 
 fn root() -> PathBuf {
@@ -529,25 +531,7 @@ fn several_input_shapes_make_one_executable_and_object_for_each_size() {
     assert!(!d.join("bad").exists());
     // The C interface: each size from its own loader, one run function.
     std::fs::write(d.join("main.c"), SIZES_FROM_C).unwrap();
-    let header = std::fs::read_to_string(out.join("free.h")).unwrap();
-    let libs = header
-        .lines()
-        .find_map(|l| l.strip_prefix("#define FREE_LIBS "))
-        .unwrap()
-        .trim_matches('"');
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let c = Command::new(&cc)
-        .arg("-I")
-        .arg(&out)
-        .arg(d.join("main.c"))
-        .arg(out.join("free.o"))
-        .arg(out.join("libmcc_runtime.a"))
-        .args(libs.split_whitespace())
-        .arg("-o")
-        .arg(d.join("main"))
-        .output()
-        .unwrap();
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    common::link_c(&out, "free", &d.join("main.c"), &d.join("main"));
     let run = Command::new(d.join("main")).output().unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}");

@@ -57,3 +57,34 @@ pub fn failed_cleanly(out: &Output, what: &str) -> String {
 pub fn fails(dir: &Path, args: &[&str]) -> String {
     failed_cleanly(&mcc(dir, args), &format!("mcc {}", args.join(" ")))
 }
+
+/// Compiles the C program `main_c` against the model `name` that `mcc build` wrote into
+/// `out` (its header, object and runtime library, with the libraries the header names) into
+/// the executable `exe`, with the system's `cc` (or $CC); asserts it linked.
+pub fn link_c(out: &Path, name: &str, main_c: &Path, exe: &Path) {
+    let header = std::fs::read_to_string(out.join(format!("{name}.h"))).unwrap();
+    let key = format!("#define {}_LIBS ", name.to_ascii_uppercase());
+    let libs = header
+        .lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .unwrap()
+        .trim_matches('"');
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let c = Command::new(&cc)
+        .arg("-O1")
+        .arg("-I")
+        .arg(out)
+        .arg(main_c)
+        .arg(out.join(format!("{name}.o")))
+        .arg(out.join("libmcc_runtime.a"))
+        .args(libs.split_whitespace())
+        .arg("-o")
+        .arg(exe)
+        .output()
+        .unwrap();
+    assert!(
+        c.status.success(),
+        "{cc}: {}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+}
