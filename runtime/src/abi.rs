@@ -574,7 +574,7 @@ unsafe fn main_inner(args: &[String], sizes: &[Sized<'_>]) -> Result<(), String>
         shapes
             .iter()
             .zip(&p.inputs)
-            .all(|(s, io)| s.len() == io.dims.len() + 1 && s[1..] == io.dims[..])
+            .all(|(s, io)| fits_one(s, &io.dims))
     };
     let Some(k) = progs.iter().position(fits) else {
         let path_and_shape = |i: usize| format!("{}: shape {:?}", inputs[i], shapes[i]);
