@@ -268,6 +268,7 @@ fn build_to(recipe: &Path, model: &Path, threads: usize, out: &Path) -> mcc::bui
     let opts = mcc::build::Options {
         ir_diffs: false,
         threads,
+        attribution: false,
     };
     let r = mcc::build::build(&s, &opts).unwrap();
     let native = mcc::native::compile(&r.graph, &[], "m", "m.onnx").unwrap();

@@ -29,6 +29,9 @@ pub struct Options {
     pub ir_diffs: bool,
     /// Threads measurements run on (0: all the machine has).
     pub threads: usize,
+    /// Measure what each compressed layer costs (`--attribution`; two builds and
+    /// evaluations a layer).
+    pub attribution: bool,
 }
 
 /// What a build made and measured.
@@ -50,6 +53,9 @@ pub struct BuildResult {
     /// For every step that changed the IR: a file name (`01-stage-technique-variant.diff`)
     /// and the unified diff of the IR text before and after it.
     pub ir_diffs: Vec<IrDiff>,
+    /// When an accuracy or output-error budget failed: what restoring each of the layers
+    /// that cost most would regain, measured.
+    pub regains: Vec<crate::attribution::Regain>,
 }
 
 /// The data a recipe names, read and checked.
@@ -67,6 +73,10 @@ pub type Violation = (String, usize, String);
 
 /// An IR diff: (file name, unified diff).
 pub type IrDiff = (String, String);
+
+/// What [`run_steps`] did: the steps, the IR diffs when asked, and the model after each
+/// stage but the last when asked (by stage name).
+pub type Steps<'s> = (Vec<Ran<'s>>, Vec<IrDiff>, Vec<(String, Graph)>);
 
 /// A step that ran.
 pub struct Ran<'s> {
@@ -118,7 +128,12 @@ fn build_plan(
     let t = Instant::now();
     let mut graph = s.model.graph.clone();
     let mut calibration = Calibration::new(data.calibration.clone(), threads);
-    let (ran, ir_diffs) = run_steps(s, &mut graph, &mut calibration, opts.ir_diffs)?;
+    // The accuracy-against-size curve needs the model after each stage but the last.
+    let stages = s.checked.plan.stages.len();
+    let has_data = data.calibration.is_some() || data.evaluation.is_some();
+    let keep_stages = stages > 1 && has_data;
+    let (ran, ir_diffs, stage_ends) =
+        run_steps(s, &mut graph, &mut calibration, opts.ir_diffs, keep_stages)?;
     timings.phase("run steps", t);
 
     let t = Instant::now();
@@ -140,7 +155,6 @@ fn build_plan(
             }
         }
     }
-    let has_data = data.calibration.is_some() || data.evaluation.is_some();
     let original = if has_data {
         Some(Compiled::for_data(&s.model.graph, &[], like)?)
     } else {
@@ -190,7 +204,7 @@ fn build_plan(
         });
         timings.phase("measure latency", t);
     }
-    let (report, violations) = assemble(
+    let (mut report, violations) = assemble(
         s,
         &graph,
         &ran,
@@ -200,6 +214,49 @@ fn build_plan(
         &compressed,
         latency.as_ref(),
     )?;
+    // A missed accuracy or output-error budget names what restoring a layer would regain.
+    let quality_missed = s
+        .checked
+        .plan
+        .budget
+        .iter()
+        .zip(&report.budget)
+        .any(|(b, row)| !row.ok && matches!(b.metric, Metric::AccuracyDrop | Metric::OutputError));
+    let mut regains = vec![];
+    if keep_stages || opts.attribution || quality_missed {
+        let t = Instant::now();
+        if let Some(m) = crate::attribution::Measure::new(s, &data, threads)? {
+            let (before, after) = match (measured.accuracy, measured.fidelity) {
+                (Some(a), _) => (a.before, a.after),
+                (None, Some(f)) => (0.0, f.relative_l2),
+                (None, None) => (0.0, 0.0),
+            };
+            if keep_stages {
+                let last = s
+                    .checked
+                    .plan
+                    .stages
+                    .last()
+                    .map_or("", |st| st.name.as_str());
+                report.stages = Some(crate::attribution::stages(
+                    s,
+                    &m,
+                    &stage_ends,
+                    (last, &graph),
+                    before,
+                    after,
+                )?);
+            }
+            if opts.attribution {
+                report.attribution =
+                    Some(crate::attribution::attribute(s, &ran, &m, before, after)?);
+            }
+            if quality_missed {
+                regains = crate::attribution::regains(s, &ran, &m, &report, after)?;
+            }
+        }
+        timings.phase("attribute", t);
+    }
     timings.latency = latency;
     timings.total_ms = (start.elapsed().as_secs_f64() * 1e4).round() / 10.0;
     Ok(BuildResult {
@@ -210,6 +267,7 @@ fn build_plan(
         data_sizes,
         graph,
         ir_diffs,
+        regains,
     })
 }
 
@@ -311,15 +369,19 @@ pub fn check_weights(graph: &Graph) -> Result<(), Error> {
 }
 
 /// Runs every step of the plan in order through its registry entry, verifying after each;
-/// returns what each did and, when asked, the IR diffs.
+/// returns what each did and, when asked, the IR diffs and the model after each stage but the
+/// last (named by its stage).
 pub fn run_steps<'s>(
     s: &'s Session,
     graph: &mut Graph,
     calibration: &mut Calibration,
     ir_diffs_wanted: bool,
-) -> Result<(Vec<Ran<'s>>, Vec<IrDiff>), Error> {
+    keep_stages: bool,
+) -> Result<Steps<'s>, Error> {
     let mut ran = vec![];
     let mut ir_diffs = vec![];
+    let mut stage_ends = vec![];
+    let stages = s.checked.plan.stages.len();
     let mut text = if ir_diffs_wanted {
         mcc_ir::text::print(graph)
     } else {
@@ -360,8 +422,11 @@ pub fn run_steps<'s>(
                 outcome,
             });
         }
+        if keep_stages && stage_ends.len() + 1 < stages {
+            stage_ends.push((stage.name.clone(), graph.clone()));
+        }
     }
-    Ok((ran, ir_diffs))
+    Ok((ran, ir_diffs, stage_ends))
 }
 
 /// Runs `s`'s plan on a copy of its model, without native code or measurement: each step as
@@ -1086,6 +1151,8 @@ fn assemble(
             native: None,
             allocation: None,
             predictions: measured.predictions.clone(),
+            stages: None,
+            attribution: None,
         },
         violations,
     ))

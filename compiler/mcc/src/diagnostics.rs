@@ -171,9 +171,17 @@ pub fn error_json(e: &Error, model: Option<&Path>) -> Vec<Value> {
     if let Error::Budget {
         violations,
         costliest,
+        regains,
         ..
     } = e
     {
+        v["restoring_regains"] = regains
+            .iter()
+            .map(|r| {
+                json!({"layer": r.layer, "metric": r.metric, "compressed": r.compressed,
+                       "restored": r.restored})
+            })
+            .collect();
         v["costliest_layers"] = costliest
             .iter()
             .map(|(layer, err)| json!({"layer": layer, "output_relative_l2": err}))

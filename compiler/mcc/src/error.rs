@@ -124,7 +124,7 @@ pub enum Error {
         help: String,
     },
     /// A budget of the recipe is not met.
-    #[error("the compressed model misses its budget:\n{}{}", budget_lines(.violations), costliest_lines(.costliest))]
+    #[error("the compressed model misses its budget:\n{}{}{}", budget_lines(.violations), costliest_lines(.costliest), regain_lines(.regains))]
     #[diagnostic(
         code(mcc::build::budget),
         help("nothing was written; relax the budget or compress less")
@@ -137,6 +137,9 @@ pub enum Error {
         /// The changed layers whose outputs moved most from the original's (relative L2 on
         /// the calibration data), largest first, at most three.
         costliest: Vec<(String, f64)>,
+        /// For a missed accuracy or output-error budget: what restoring each of the layers
+        /// that cost most would regain, measured.
+        regains: Vec<crate::attribution::Regain>,
     },
     /// The compiled IR differs from the committed snapshot.
     #[error("the compiled IR differs from the snapshot `{}`:\n{diff}", path.display())]
@@ -177,6 +180,50 @@ fn costliest_lines(costliest: &[(String, f64)]) -> String {
         "\nlayers whose outputs moved most (relative L2 against the original, calibration data): {}",
         layers.join(", ")
     )
+}
+
+fn regain_lines(regains: &[crate::attribution::Regain]) -> String {
+    let Some(first) = regains.first() else {
+        return String::new();
+    };
+    let what = match first.metric {
+        crate::sensitivity::Metric::Accuracy => "top-1 accuracy",
+        crate::sensitivity::Metric::OutputError => "relative L2 error of the outputs",
+    };
+    let mut out = format!(
+        "\nrestoring one layer (left as the original has it; measured, {what}, now {}):",
+        show_metric(first.metric, first.compressed)
+    );
+    for r in regains {
+        out.push_str(&format!(
+            "\n  `{}` → {} ({})",
+            r.layer,
+            show_metric(r.metric, r.restored),
+            regained(r.metric, r.compressed, r.restored)
+        ));
+    }
+    out
+}
+
+/// A metric value as people read it.
+pub(crate) fn show_metric(metric: crate::sensitivity::Metric, v: f64) -> String {
+    match metric {
+        crate::sensitivity::Metric::Accuracy => format!("{:.2}%", v * 100.0),
+        crate::sensitivity::Metric::OutputError => format!("{v:.3e}"),
+    }
+}
+
+/// What going from `from` to `to` regains: points of accuracy, or the error's change.
+pub(crate) fn regained(metric: crate::sensitivity::Metric, from: f64, to: f64) -> String {
+    match metric {
+        crate::sensitivity::Metric::Accuracy => {
+            format!("{:+.2} points", (to - from) * 100.0)
+        }
+        crate::sensitivity::Metric::OutputError if to > 0.0 => {
+            format!("error ×{:.2}", to / from.max(f64::MIN_POSITIVE))
+        }
+        crate::sensitivity::Metric::OutputError => "no error left".into(),
+    }
 }
 
 fn budget_lines(violations: &[crate::build::Violation]) -> String {

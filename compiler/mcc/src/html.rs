@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use crate::report::{
     AllocatedLayer, BeforeAfter, Engine, KernelForm, Layer, OnnxForm, ParamValue, Report,
 };
+use crate::sensitivity::Metric;
 
 /// The sizes of native files written with the report (they are not in `report.json`: the
 /// linker decides them).
@@ -147,6 +148,8 @@ pub fn render(report: &Report, files: &Files) -> String {
     predictions(&mut h, report);
     layers(&mut h, report);
     charts(&mut h, report);
+    stages(&mut h, report);
+    attribution(&mut h, report);
     allocation(&mut h, report);
     others(&mut h, report);
     inputs(&mut h, report);
@@ -1040,6 +1043,235 @@ fn curve(h: &mut String, l: &AllocatedLayer) {
     h.push_str("</svg>\n");
 }
 
+/// A metric value as shown: a percentage for accuracy, a number for an error.
+fn metric(m: Metric, v: f64) -> String {
+    match m {
+        Metric::Accuracy => pct(v),
+        Metric::OutputError => num(v),
+    }
+}
+
+/// How much better `to` is than `from`: signed points of accuracy, or the error's change.
+fn better(m: Metric, from: f64, to: f64) -> (f64, String) {
+    match m {
+        Metric::Accuracy => (
+            (to - from) * 100.0,
+            format!("{} points", signed_points(to - from)),
+        ),
+        Metric::OutputError => (from - to, format!("{} → {}", num(from), num(to))),
+    }
+}
+
+/// Accuracy (or output error) against stored bytes after each stage: a line through the
+/// stages on a logarithmic bytes axis, newest on the left, and the same numbers as a table.
+fn stages(h: &mut String, r: &Report) {
+    let Some(st) = &r.stages else {
+        return;
+    };
+    let pts: Vec<(f64, f64)> = st
+        .points
+        .iter()
+        .map(|p| {
+            let y = match st.metric {
+                Metric::Accuracy => p.metric * 100.0,
+                Metric::OutputError => p.metric,
+            };
+            ((p.bytes.max(1) as f64).log10(), y)
+        })
+        .collect();
+    let finite: Vec<&(f64, f64)> = pts
+        .iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
+    let _ = writeln!(
+        h,
+        "<h2 id=\"stages\">{} against size, stage by stage</h2>",
+        match st.metric {
+            Metric::Accuracy => "Accuracy",
+            Metric::OutputError => "Output error",
+        }
+    );
+    if finite.len() >= 2 {
+        let (w, ht) = (CHART_W, 260.0);
+        let (left, right, top, bottom) = (64.0, 90.0, 16.0, 40.0);
+        let span = |f: fn(&(f64, f64)) -> f64| {
+            finite
+                .iter()
+                .map(|p| f(p))
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                })
+        };
+        let (x0, x1) = span(|p| p.0);
+        let (mut y0, mut y1) = span(|p| p.1);
+        if y1 - y0 < 1e-9 {
+            y0 -= 0.5;
+            y1 += 0.5;
+        }
+        let xspan = if x1 - x0 < 1e-9 { 1.0 } else { x1 - x0 };
+        // Larger models on the right: the recipe moves the model leftwards.
+        let px = |v: f64| left + (v - x0) / xspan * (w - left - right);
+        let py = |v: f64| top + (y1 - v) / (y1 - y0) * (ht - top - bottom);
+        let _ = writeln!(
+            h,
+            "<svg id=\"stages-chart\" role=\"img\" aria-label=\"metric against stored bytes after each stage\" width=\"{w}\" height=\"{ht}\" viewBox=\"0 0 {w} {ht}\">"
+        );
+        let _ = writeln!(
+            h,
+            "<line class=\"axis\" x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{0}\"/><line class=\"axis\" x1=\"{left}\" x2=\"{1}\" y1=\"{0}\" y2=\"{0}\"/>",
+            ht - bottom,
+            w - right
+        );
+        let label = |v: f64| match st.metric {
+            Metric::Accuracy => format!("{v:.2}%"),
+            Metric::OutputError => num(v),
+        };
+        for (v, y) in [(y0, ht - bottom), (y1, top + 8.0)] {
+            let _ = writeln!(
+                h,
+                "<text x=\"{}\" y=\"{y:.1}\" text-anchor=\"end\">{}</text>",
+                left - 4.0,
+                label(v)
+            );
+        }
+        for (v, anchor) in [(x0, "start"), (x1, "end")] {
+            let _ = writeln!(
+                h,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
+                px(v),
+                ht - bottom + 14.0,
+                short_bytes(10f64.powf(v))
+            );
+        }
+        let _ = writeln!(
+            h,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"why\">stored weight bytes (log scale)</text>",
+            (left + w - right) / 2.0,
+            ht - 6.0
+        );
+        let line: Vec<String> = finite
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<polyline class=\"curve\" points=\"{}\"/>",
+            line.join(" ")
+        );
+        for (i, (p, &(x, y))) in st.points.iter().zip(&pts).enumerate() {
+            if !(x.is_finite() && y.is_finite()) {
+                continue;
+            }
+            // Neighbouring stages of nearly equal size: labels alternate above and below.
+            let dy = if i % 2 == 0 { -6.0 } else { 14.0 };
+            let _ = writeln!(
+                h,
+                "<g class=\"stage-point\"><circle class=\"after\" cx=\"{0:.1}\" cy=\"{1:.1}\" r=\"3.5\"><title>{2}: {3} bytes, {4}</title></circle><text x=\"{5:.1}\" y=\"{6:.1}\">{2}</text></g>",
+                px(x),
+                py(y),
+                escape(&clip(&p.stage, 24)),
+                int(p.bytes),
+                metric(st.metric, p.metric),
+                px(x) + 6.0,
+                py(y) + dy
+            );
+        }
+        h.push_str("</svg>\n");
+    }
+    let _ = writeln!(
+        h,
+        "<table id=\"stages-table\">\n<thead><tr><th>after</th><th class=\"n\">stored bytes</th><th class=\"n\">MACs</th><th class=\"n\">{}</th></tr></thead>\n<tbody>",
+        match st.metric {
+            Metric::Accuracy => "accuracy",
+            Metric::OutputError => "output error",
+        }
+    );
+    for p in &st.points {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&p.stage),
+            int(p.bytes),
+            int(p.macs),
+            metric(st.metric, p.metric)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
+}
+
+/// What each compressed layer costs: a sortable table (only it compressed, only it restored)
+/// and the suggestion.
+fn attribution(h: &mut String, r: &Report) {
+    let Some(a) = &r.attribution else {
+        return;
+    };
+    let what = match a.metric {
+        Metric::Accuracy => "top-1 accuracy on the evaluation set",
+        Metric::OutputError => "relative L2 error of the outputs against the original's",
+    };
+    let _ = writeln!(
+        h,
+        "<h2 id=\"attribution\">What each layer costs</h2>\n<p class=\"note\">{what}, {} samples, each number a build of the recipe edited for that layer and measured like the build: the original {}, as compressed {}.</p>",
+        a.samples,
+        metric(a.metric, a.original),
+        metric(a.metric, a.compressed)
+    );
+    if let Some(x) = &a.restore {
+        let names: Vec<String> = x
+            .layers
+            .iter()
+            .map(|l| format!("<code>{}</code>", escape(l)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<p id=\"restore\"><b>Restore {} to regain {}</b> ({} → {}, measured).</p>",
+            names.join(", "),
+            better(a.metric, a.compressed, x.metric).1,
+            metric(a.metric, a.compressed),
+            metric(a.metric, x.metric)
+        );
+    }
+    h.push_str("<table id=\"attribution-table\" class=\"sortable\">\n<thead><tr><th>layer</th><th>recipe lines</th><th data-type=\"num\" class=\"n\">only it compressed</th><th data-type=\"num\" class=\"n\">change alone</th><th data-type=\"num\" class=\"n\">only it restored</th><th data-type=\"num\" class=\"n\">restoring it regains</th></tr></thead>\n<tbody>\n");
+    for l in &a.layers {
+        let cell = |v: Option<f64>, d: Option<(f64, String)>| match (v, d) {
+            (Some(v), Some((k, text))) => (
+                format!(
+                    "<td class=\"n\" data-v=\"{}\">{}</td>",
+                    key(Some(v)),
+                    metric(a.metric, v)
+                ),
+                format!(
+                    "<td class=\"n\" data-v=\"{}\">{}</td>",
+                    key(Some(k)),
+                    escape(&text)
+                ),
+            ),
+            _ => (
+                "<td class=\"n\" data-v=\"\">not measured</td>".to_string(),
+                "<td class=\"n\" data-v=\"\"></td>".to_string(),
+            ),
+        };
+        // The change from the original with only this layer compressed.
+        let (alone, cost) = cell(l.alone, l.alone.map(|v| better(a.metric, a.original, v)));
+        let (restored, regain) = cell(
+            l.restored,
+            l.restored.map(|v| better(a.metric, a.compressed, v)),
+        );
+        let lines: Vec<String> = l.recipe_lines.iter().map(|x| x.to_string()).collect();
+        let _ = writeln!(
+            h,
+            "<tr><td><code>{}</code>{}</td><td>{}</td>{alone}{cost}{restored}{regain}</tr>",
+            escape(&l.layer),
+            l.note.as_ref().map_or(String::new(), |n| format!(
+                "<div class=\"why\">{}</div>",
+                escape(n)
+            )),
+            lines.join(", ")
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
+}
+
 fn others(h: &mut String, r: &Report) {
     if !r.merged.is_empty() {
         h.push_str("<h2 id=\"merged\">Merged layers</h2>\n<table id=\"merged-table\">\n<thead><tr><th>removed</th><th>into</th><th>technique</th><th class=\"n\">recipe line</th></tr></thead>\n<tbody>\n");
@@ -1226,6 +1458,39 @@ mod tests {
                     prediction: ba(Some(0), None),
                 }],
                 changed_total: 1,
+            }),
+            stages: Some(crate::report::Stages {
+                metric: Metric::Accuracy,
+                points: ["original", names[0], "last"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, st)| crate::report::StagePoint {
+                        stage: st.to_string(),
+                        bytes: 4000 >> i,
+                        macs: 100,
+                        metric: 0.9 - i as f64 * 0.01,
+                    })
+                    .collect(),
+            }),
+            attribution: Some(crate::report::Attribution {
+                metric: Metric::Accuracy,
+                samples: 8,
+                original: 0.9,
+                compressed: 0.875,
+                layers: names
+                    .iter()
+                    .map(|n| crate::report::AttributedLayer {
+                        layer: n.to_string(),
+                        recipe_lines: vec![3],
+                        alone: Some(0.89),
+                        restored: None,
+                        note: Some(format!("could not build `{n}`")),
+                    })
+                    .collect(),
+                restore: Some(crate::report::Restore {
+                    layers: vec![names[0].to_string()],
+                    metric: 0.9,
+                }),
             }),
         }
     }

@@ -226,6 +226,13 @@ enum Command {
         /// instead (docs/json-diagnostics.md), which --quiet also leaves out.
         #[arg(short, long)]
         quiet: bool,
+        /// Measure what each compressed layer costs: the model with only that layer
+        /// compressed, and with only that layer restored, each built and evaluated like the
+        /// build itself (two builds a layer), then the fewest layers whose restoring regains
+        /// half the loss. Written to report.json (`attribution`) and report.html, and
+        /// summarized here.
+        #[arg(long)]
+        attribution: bool,
     },
     /// Show every node: operator, input/output types, parameters and MACs.
     ///
@@ -679,6 +686,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             threads,
             depfile,
             quiet,
+            attribution,
         } => {
             let s = checked(&recipe, &model, msgs)?;
             let sizes = input_sizes(&s.model.graph, &input_shape)?;
@@ -697,6 +705,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
             let opts = mcc::build::Options {
                 ir_diffs: emit.contains(&Emit::IrDiffs),
                 threads: threads.unwrap_or(0),
+                attribution,
             };
             let result = mcc::build::build(&s, &opts)?;
             if !result.violations.is_empty() {
@@ -713,6 +722,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                     recipe,
                     violations: result.violations,
                     costliest: mcc::report::costliest_layers(&result.report, 3),
+                    regains: result.regains,
                 });
             }
             let dir = output.unwrap_or_else(|| {

@@ -43,6 +43,80 @@ pub struct Report {
     /// has labels.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predictions: Option<Predictions>,
+    /// The metric after each stage, for a recipe of several stages measured on data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Stages>,
+    /// What each compressed layer costs (`mcc build --attribution`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
+}
+
+/// The model after each stage of the recipe: what it stores against what it computes.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Stages {
+    /// What `metric` is: top-1 accuracy on the labelled evaluation set, else the relative L2
+    /// error of the outputs against the original's.
+    pub metric: crate::sensitivity::Metric,
+    /// The original model, then the model after each stage, in order.
+    pub points: Vec<StagePoint>,
+}
+
+/// The model at one point of the recipe.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct StagePoint {
+    /// The stage just run (`original` before any).
+    pub stage: String,
+    /// Stored weight bytes.
+    pub bytes: u64,
+    /// MACs per sample.
+    pub macs: u64,
+    /// The metric, on the same samples as the report's accuracy.
+    pub metric: f64,
+}
+
+/// Per-layer attribution of the loss (`attribution.rs`): for every layer a lossy step
+/// changed, the model with only that layer compressed and with only that layer restored,
+/// each built and measured.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Attribution {
+    /// What the numbers are (see [`Stages::metric`]).
+    pub metric: crate::sensitivity::Metric,
+    /// Samples each measurement used.
+    pub samples: usize,
+    /// The original model's metric.
+    pub original: f64,
+    /// The compressed model's (the recipe as written).
+    pub compressed: f64,
+    /// One row per compressed layer, the largest regain first.
+    pub layers: Vec<AttributedLayer>,
+    /// The fewest layers (of those that regain most, at most five) whose restoring regains
+    /// half the loss, or the five when none do; absent when nothing was lost.
+    pub restore: Option<Restore>,
+}
+
+/// One compressed layer's share of the loss.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct AttributedLayer {
+    /// The layer.
+    pub layer: String,
+    /// The recipe lines of the rules that changed it.
+    pub recipe_lines: Vec<usize>,
+    /// The metric with only this layer compressed.
+    pub alone: Option<f64>,
+    /// The metric with every layer compressed but this one.
+    pub restored: Option<f64>,
+    /// Why a number is missing (the edited plan could not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Layers to restore, measured together.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Restore {
+    /// The layers, the largest single regain first.
+    pub layers: Vec<String>,
+    /// The metric with them restored.
+    pub metric: f64,
 }
 
 /// The samples whose top-1 prediction changed are listed up to this many (by index);
@@ -600,8 +674,78 @@ pub fn summary(r: &Report) -> Vec<String> {
             f.relative_l2, f.cosine
         ));
     }
+    out.extend(stages_summary(r));
+    out.extend(attribution_summary(r));
     out.extend(allocation_summary(r));
     out.extend(left_alone_summary(r));
+    out
+}
+
+/// The model after each stage, for the terminal: one line.
+pub fn stages_summary(r: &Report) -> Vec<String> {
+    let Some(st) = &r.stages else {
+        return vec![];
+    };
+    let points: Vec<String> = st
+        .points
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} bytes {}",
+                p.stage,
+                p.bytes,
+                crate::error::show_metric(st.metric, p.metric)
+            )
+        })
+        .collect();
+    vec![format!("  stages: {}", points.join(" → "))]
+}
+
+/// What each compressed layer costs, for the terminal: the layers that regain most and the
+/// suggestion.
+pub fn attribution_summary(r: &Report) -> Vec<String> {
+    const SHOWN: usize = 8;
+    let Some(a) = &r.attribution else {
+        return vec![];
+    };
+    let show = |v: Option<f64>| {
+        v.map_or("not measured".into(), |v| {
+            crate::error::show_metric(a.metric, v)
+        })
+    };
+    let mut out = vec![format!(
+        "  attribution ({} samples; original {}, compressed {}): layer, only it compressed, only it restored",
+        a.samples,
+        crate::error::show_metric(a.metric, a.original),
+        crate::error::show_metric(a.metric, a.compressed)
+    )];
+    for l in a.layers.iter().take(SHOWN) {
+        let lines: Vec<String> = l.recipe_lines.iter().map(|x| x.to_string()).collect();
+        out.push(format!(
+            "    {} (line {}): {}, {}{}",
+            l.layer,
+            lines.join(", "),
+            show(l.alone),
+            show(l.restored),
+            l.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
+        ));
+    }
+    if a.layers.len() > SHOWN {
+        out.push(format!(
+            "    … and {} more (report.json's `attribution` lists them all)",
+            a.layers.len() - SHOWN
+        ));
+    }
+    if let Some(x) = &a.restore {
+        let names: Vec<String> = x.layers.iter().map(|l| format!("`{l}`")).collect();
+        out.push(format!(
+            "  restore {} to regain {} ({} → {})",
+            names.join(", "),
+            crate::error::regained(a.metric, a.compressed, x.metric),
+            crate::error::show_metric(a.metric, a.compressed),
+            crate::error::show_metric(a.metric, x.metric)
+        ));
+    }
     out
 }
 

@@ -405,6 +405,124 @@ fn a_missed_budget_fails_the_build_and_writes_nothing() {
     assert!(left.is_empty(), "a failed build left {left:?}");
 }
 
+const DATA: &str = "calibrate with \"mnist_calib_x.npy\"\nevaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\n";
+
+/// Builds `recipe` (written to `name` in `d`, after the data lines) without native code and
+/// returns its report.
+fn report_of(d: &Path, name: &str, recipe: &str, extra: &[&str]) -> serde_json::Value {
+    std::fs::write(d.join(name), format!("{DATA}{recipe}")).unwrap();
+    let out = format!("out-{name}");
+    let mut args = vec!["build", name, "lenet5.onnx", "-o", &out, "--no-native"];
+    args.extend_from_slice(extra);
+    succeeds(d, &args);
+    serde_json::from_slice(&std::fs::read(d.join(&out).join("report.json")).unwrap()).unwrap()
+}
+
+/// `--attribution`'s numbers are builds: "only this layer compressed" is the accuracy of the
+/// recipe that compresses only that layer, "only it restored" the accuracy of the recipe that
+/// leaves it out, and the suggestion's accuracy that of the recipe leaving its layers out.
+/// A missed accuracy budget names the same measured regains. The accuracy after each stage is
+/// that of the recipe cut after that stage.
+#[test]
+fn attribution_and_stages_are_the_builds_of_the_edited_recipes() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    let layers = ["/conv1/Conv", "/conv2/Conv", "/fc1/Gemm", "/fc2/Gemm"];
+    let amount = |l: &str| if l == "/fc1/Gemm" { "80%" } else { "50%" };
+    let rules = |which: &[&str]| -> String {
+        which
+            .iter()
+            .map(|l| {
+                format!(
+                    "prune unstructured on \"{l}\" {{ amount: {} }}\n",
+                    amount(l)
+                )
+            })
+            .collect()
+    };
+    let full = report_of(d, "full.mcr", &rules(&layers), &["--attribution"]);
+    let acc = |r: &serde_json::Value| r["model_totals"]["accuracy"]["after"].as_f64().unwrap();
+    let a = &full["attribution"];
+    assert_eq!(a["metric"], "accuracy");
+    assert_eq!(a["samples"], 1000);
+    assert_eq!(a["compressed"].as_f64(), Some(acc(&full)));
+    assert_eq!(
+        a["original"].as_f64(),
+        full["model_totals"]["accuracy"]["before"].as_f64()
+    );
+    let rows = a["layers"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{a}");
+    let regain = |r: &serde_json::Value| r["restored"].as_f64().unwrap() - acc(&full);
+    for w in rows.windows(2) {
+        assert!(regain(&w[0]) >= regain(&w[1]), "not sorted by regain: {a}");
+    }
+    for row in rows {
+        let layer = row["layer"].as_str().unwrap();
+        let only = report_of(d, "only.mcr", &rules(&[layer]), &[]);
+        assert_eq!(row["alone"].as_f64(), Some(acc(&only)), "{layer} alone");
+        let others: Vec<&str> = layers.iter().copied().filter(|l| *l != layer).collect();
+        let restored = report_of(d, "restored.mcr", &rules(&others), &[]);
+        assert_eq!(
+            row["restored"].as_f64(),
+            Some(acc(&restored)),
+            "{layer} restored"
+        );
+        assert!(row["recipe_lines"].as_array().is_some_and(|l| l.len() == 1));
+    }
+    let restore = &a["restore"];
+    let kept: Vec<&str> = layers
+        .iter()
+        .copied()
+        .filter(|l| !restore["layers"].as_array().unwrap().iter().any(|x| x == l))
+        .collect();
+    assert!(kept.len() < 4, "{a}");
+    let suggested = report_of(d, "suggested.mcr", &rules(&kept), &[]);
+    assert_eq!(restore["metric"].as_f64(), Some(acc(&suggested)));
+    assert!(acc(&suggested) > acc(&full), "{a}");
+
+    // The same recipe under a budget it misses: the diagnostic names the measured regains.
+    std::fs::write(
+        d.join("tight.mcr"),
+        format!(
+            "{DATA}budget {{\n  accuracy_drop <= 0.1%\n}}\n{}",
+            rules(&layers)
+        ),
+    )
+    .unwrap();
+    let err = fails(d, &["build", "tight.mcr", "lenet5.onnx", "-o", "tight"]);
+    let best = &rows[0];
+    let line = format!(
+        "`{}` → {:.2}%",
+        best["layer"].as_str().unwrap(),
+        best["restored"].as_f64().unwrap() * 100.0
+    );
+    assert!(
+        err.contains("restoring one layer") && err.contains(&line),
+        "{line}\n{err}"
+    );
+    assert!(!d.join("tight").exists());
+
+    // Two stages: the point after the first is the build of the first alone.
+    let first = "stage a {\n  prune unstructured on Conv | Gemm { amount: 50% }\n}\n";
+    let second = "stage b {\n  quantize kmeans on Conv | Gemm { bits: 4 }\n}\n";
+    let both = report_of(d, "two.mcr", &format!("{first}{second}"), &[]);
+    let one = report_of(d, "one.mcr", first, &[]);
+    assert!(one.get("stages").is_none(), "one stage has no curve");
+    let points = both["stages"]["points"].as_array().unwrap();
+    let names: Vec<&str> = points
+        .iter()
+        .map(|p| p["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["original", "a", "b"]);
+    let bytes = |r: &serde_json::Value| r["model_totals"]["bytes"]["after"].clone();
+    assert_eq!(points[0]["bytes"], both["model_totals"]["bytes"]["before"]);
+    assert_eq!(points[1]["bytes"], bytes(&one));
+    assert_eq!(points[1]["metric"].as_f64(), Some(acc(&one)));
+    assert_eq!(points[2]["bytes"], bytes(&both));
+    assert_eq!(points[2]["metric"].as_f64(), Some(acc(&both)));
+    assert!(points[2]["bytes"].as_u64() < points[1]["bytes"].as_u64());
+}
+
 #[test]
 fn a_latency_budget_is_measured_on_the_build_machine_and_only_gates() {
     let dir = recipe_dir();

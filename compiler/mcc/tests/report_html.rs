@@ -265,9 +265,11 @@ fn hostile_lenet5(root: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     last.name = Some(EVIL.into());
     let model = dir.join("lenet5.onnx");
     std::fs::write(&model, proto.encode_to_vec()).unwrap();
+    // A second stage, so the page draws the accuracy-against-size curve over stages.
     let text = std::fs::read_to_string(root.join("recipes/lenet5.mcr"))
         .unwrap()
-        .replace("\"../examples/", &format!("\"{}/examples/", root.display()));
+        .replace("\"../examples/", &format!("\"{}/examples/", root.display()))
+        + "\nstage share {\n  quantize kmeans on Conv | Gemm { bits: 6 }\n}\n";
     let recipe = dir.join("lenet5.mcr");
     std::fs::write(&recipe, text).unwrap();
     (recipe, model)
@@ -291,6 +293,7 @@ fn the_report_opens_sorts_and_draws_in_chromium() {
             "-o",
             out.to_str().unwrap(),
             "--quiet",
+            "--attribution",
         ],
     );
     let html = out.join("report.html");
@@ -396,6 +399,43 @@ fn the_report_opens_sorts_and_draws_in_chromium() {
         .map(|n| n.as_str().unwrap().to_lowercase())
         .collect();
     assert_eq!(shown, by_name, "by name");
+
+    // The stages' curve: a point per stage (the original and two); the attribution: a row
+    // per compressed layer, sortable by what restoring it regains, and the suggestion.
+    let stages = report["stages"]["points"].as_array().unwrap();
+    assert_eq!(stages.len(), 3, "original and two stages");
+    assert_eq!(
+        page.eval("return document.querySelectorAll('#stages-chart .stage-point circle').length;"),
+        json!(stages.len())
+    );
+    let attributed = report["attribution"]["layers"].as_array().unwrap();
+    assert_eq!(
+        page.eval("return document.querySelectorAll('#attribution-table tbody tr').length;"),
+        json!(attributed.len())
+    );
+    let rows = || -> Vec<Value> {
+        page.eval(
+            "return Array.from(document.querySelectorAll('#attribution-table tbody tr')).map(r => r.cells[0].textContent);",
+        )
+        .as_array()
+        .unwrap()
+        .clone()
+    };
+    let in_report: Vec<Value> = attributed.iter().map(|l| l["layer"].clone()).collect();
+    assert_eq!(rows(), in_report, "largest regain first, as in report.json");
+    page.click("#attribution-table thead th:nth-child(6)");
+    let shown = page.eval(
+        "return Array.from(document.querySelectorAll('#attribution-table tbody tr')).map(r => Number(r.cells[5].getAttribute('data-v')));",
+    );
+    let shown = numbers(shown.as_array().unwrap());
+    assert_eq!(shown.len(), attributed.len());
+    assert!(
+        shown.windows(2).all(|w| w[0] <= w[1]),
+        "ascending by regain: {shown:?}"
+    );
+    if report["attribution"]["restore"].is_object() {
+        assert!(text.contains("to regain"), "no suggestion on the page");
+    }
 
     // The hostile name is a row's text, no alert opened, and the page's script is the only one.
     assert!(
