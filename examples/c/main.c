@@ -1,6 +1,7 @@
 /* examples/c/main.c: a C program that links the LeNet-5 model compiled by mcc
- * (build/model/lenet5.o + lenet5.h + libmcc_runtime.a, made by `make`), runs it on the
- * MNIST test images shipped in examples/lenet5/ and prints the accuracy.
+ * (build/model/lenet5.o + lenet5.h + libmcc_runtime.a, made by `make` here or by
+ * examples/cmake, which compiles this same file), runs it on the MNIST test images shipped
+ * in examples/lenet5/ and prints the accuracy.
  *
  * The .npy reader below handles what numpy writes for these files: format 1.0, a
  * little-endian float32 (images) or int64 (labels) array in C order. */

@@ -786,14 +786,10 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                     &format!("measured with the reference evaluator: {note}"),
                 );
             }
-            if let (Some(_), Some(w)) = (&native, &written)
-                && w.executable.is_none()
-            {
-                msgs.note(
-                    "warning",
-                    "mcc::build::no_executable",
-                    w.no_executable.as_deref().unwrap_or("no executable"),
-                );
+            // Only an executable asked for and not linked is worth a warning: with `--emit obj`
+            // there is none to miss (write_selected then leaves no reason).
+            if let Some(why) = written.as_ref().and_then(|w| w.no_executable.as_deref()) {
+                msgs.note("warning", "mcc::build::no_executable", why);
             }
             if quiet {
                 return Ok(());

@@ -394,6 +394,10 @@ fn emit_writes_exactly_the_outputs_named() {
             ],
         );
         assert!(out.status.success());
+        // What was asked for was written: nothing to warn of (`--emit obj` once warned
+        // "no executable").
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("warning"), "--emit {emit}: {err}");
         files(&tmp.path().join("o"))
             .into_iter()
             .map(|(n, _)| n)

@@ -1,7 +1,12 @@
 //! Native outputs of `mcc build`, end to end: the standalone executable computes the ONNX
-//! Runtime reference outputs; the object file + header link into a C program (the Make
-//! example) and into a Rust program (the build.rs example), both built and run here; a
-//! missing system linker leaves the object and header, says why, and still exits 0.
+//! Runtime reference outputs; the object file + header link into a C program (the Make and
+//! CMake examples) and into a Rust program (the build.rs example), each built and run here
+//! and then found up to date by its build system; a missing system linker leaves the object
+//! and header, says why, and still exits 0.
+//!
+//! The CMake example needs `cmake` (Debian package cmake, which scripts/test installs):
+//! without it that test says NOT RUN on standard error, and fails where `MCC_REQUIRE_CMAKE`
+//! is set (CI).
 
 // Test code: failing loudly, with the value that was wrong, is the point.
 #![allow(
@@ -221,6 +226,140 @@ fn the_rust_example_links_and_runs() {
         out.contains("lenet5 from Rust: 1000 samples, accuracy 98.0%"),
         "{out}"
     );
+    // build.rs names the inputs mcc's depfile lists, for cargo to rerun it when one changes
+    // (its output is kept beside OUT_DIR).
+    let build = dir.path().join("release/build");
+    let script_dir = std::fs::read_dir(&build)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("out/model/lenet5.o").is_file())
+        .unwrap_or_else(|| panic!("no build-script output with the model in {build:?}"));
+    let said = std::fs::read_to_string(script_dir.join("output")).unwrap();
+    for input in ["recipes/merge.mcr", "examples/lenet5/lenet5.onnx"] {
+        assert!(
+            said.lines()
+                .any(|l| l.starts_with("cargo:rerun-if-changed=") && l.ends_with(input)),
+            "{input} is not among the build script's rerun-if-changed:\n{said}"
+        );
+    }
+    // Nothing changed, so nothing to do: the build script does not run again (mcc would
+    // rewrite the object) and the program is not recompiled.
+    let object = script_dir.join("out/model/lenet5.o");
+    let before = mtime(&object);
+    let again = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--offline", "--manifest-path"])
+        .arg(root().join("examples/rust/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", dir.path())
+        .env("MCC", env!("CARGO_BIN_EXE_mcc"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(!err.contains("Compiling"), "cargo rebuilt:\n{err}");
+    assert_eq!(mtime(&object), before, "the build script ran again:\n{err}");
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// `cmake`, or why the CMake example cannot be tested (then it says NOT RUN, and fails where
+/// `MCC_REQUIRE_CMAKE` is set: CI).
+fn cmake() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("cmake"))
+            .find(|p| p.is_file())
+    });
+    if found.is_some() {
+        return found;
+    }
+    let why = "NOT RUN: the CMake example's test needs cmake (Debian package cmake)";
+    assert!(
+        std::env::var_os("MCC_REQUIRE_CMAKE").is_none(),
+        "{why}: MCC_REQUIRE_CMAKE is set"
+    );
+    // Past the harness's capture, so every run's log (and scripts/test's summary) shows it.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{why}");
+    None
+}
+
+/// examples/cmake: configured, built and run; then built again with nothing changed, which
+/// runs nothing; then, the recipe changed (a copy here, so the repository is left alone),
+/// which builds the model again. The recipe is not among the custom command's DEPENDS:
+/// only mcc's depfile names it, so the last step shows CMake reads the depfile.
+#[test]
+fn the_cmake_example_links_runs_and_rebuilds_only_on_change() {
+    let Some(cmake) = cmake() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = tmp.path().join("merge.mcr");
+    std::fs::copy(root().join("recipes/merge.mcr"), &recipe).unwrap();
+    let build_dir = tmp.path().join("build");
+    let run = |args: &[&str]| -> String {
+        let r = Command::new(&cmake).args(args).output().unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert!(r.status.success(), "cmake {args:?}:\n{out}");
+        out
+    };
+    let b = build_dir.to_str().unwrap();
+    // The Makefile generator, whatever CMAKE_GENERATOR says: the one the messages below are
+    // from (make is installed wherever the C example's test runs).
+    run(&[
+        "-G",
+        "Unix Makefiles",
+        "-S",
+        root().join("examples/cmake").to_str().unwrap(),
+        "-B",
+        b,
+        &format!("-DMCC={}", env!("CARGO_BIN_EXE_mcc")),
+        &format!("-DRECIPE={}", recipe.display()),
+    ]);
+    let compiling = "mcc: compiling LeNet-5"; // the custom command's COMMENT
+    let out = run(&["--build", b, "--target", "run"]);
+    assert!(out.contains(compiling), "{out}");
+    assert!(
+        out.contains("lenet5 from C: 1000 samples, accuracy 98.0%"),
+        "{out}"
+    );
+    // mcc was asked for the object alone (--emit obj), and warned of nothing.
+    assert!(!out.contains("warning"), "{out}");
+    let dep = std::fs::read_to_string(build_dir.join("lenet5.d")).unwrap();
+    assert!(
+        dep.contains(recipe.to_str().unwrap()) && dep.contains("lenet5.onnx"),
+        "{dep}"
+    );
+    let object = build_dir.join("model/lenet5.o");
+    let program = build_dir.join("lenet5_demo");
+    let (object_time, program_time) = (mtime(&object), mtime(&program));
+
+    // Nothing changed: mcc does not run, nothing is compiled or linked.
+    let out = run(&["--build", b]);
+    assert!(!out.contains(compiling), "mcc ran again:\n{out}");
+    assert!(
+        !out.contains("Building") && !out.contains("Linking"),
+        "{out}"
+    );
+    assert_eq!(mtime(&object), object_time, "{out}");
+    assert_eq!(mtime(&program), program_time, "{out}");
+
+    // The recipe changed (same text, newer time): the model is built again.
+    std::fs::File::options()
+        .write(true)
+        .open(&recipe)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let out = run(&["--build", b]);
+    assert!(
+        out.contains(compiling),
+        "a changed recipe did not rebuild:\n{out}"
+    );
+    assert!(mtime(&object) > object_time, "{out}");
 }
 
 /// `recipes/lenet5.mcr` (78% of the weights pruned): the object file carries the weights in

@@ -3,8 +3,15 @@
 
 use std::ffi::c_int;
 
-use mcc_runtime::abi::Model;
 use mcc_runtime::npy::NpyArray;
+
+/// The model `lenet5_new` returns, opaque to this program as to a C one (`lenet5_model` in
+/// lenet5.h): only ever behind a pointer. `repr(C)` with no fields keeps the declarations
+/// below FFI-safe (`improper_ctypes`), which the runtime's own Rust type is not.
+#[repr(C)]
+struct Model {
+    _opaque: [u8; 0],
+}
 
 unsafe extern "C" {
     fn lenet5_new(threads: c_int) -> *mut Model;
