@@ -11,9 +11,12 @@ use mcc_ir::{Dim, Tensor};
 
 /// mcc, the model-compression compiler.
 ///
-/// mcc imports a trained ONNX model into a typed IR, checks and canonicalizes it, and
-/// evaluates it with a slow, exact reference evaluator. Models are `.onnx` files, or IR
-/// text (`.mcir`, as printed by `mcc ir --weights`).
+/// mcc compresses a trained ONNX model the way a recipe (`.mcr`) says — pruning,
+/// quantization, weight sharing, low-rank factorization, exact layer merges — measures what
+/// each change cost on compiled code, and emits a native executable, an object file with a C
+/// header, the compressed model and a report. Start with `mcc build RECIPE MODEL` (`mcc build
+/// --help`); recipes for the corpus are in recipes/. Models are `.onnx` files, or IR text
+/// (`.mcir`, as printed by `mcc ir --weights`).
 #[derive(Parser, Debug)]
 #[command(
     name = "mcc",
@@ -21,12 +24,22 @@ use mcc_ir::{Dim, Tensor};
     about,
     long_about,
     propagate_version = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    after_long_help = EXIT_STATUS
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// `mcc --help`'s closing section, for build systems and scripts (docs/build-systems.md).
+const EXIT_STATUS: &str = "Exit status:
+  0    success
+  1    an error, reported as a diagnostic (bad input, a recipe error, a missed budget);
+       also `fmt --check` finding an unformatted file and `diff --exit-code` a difference.
+       A failed build writes nothing and leaves the previous outputs as they were.
+  2    a command line that does not parse (unknown flag, missing argument)
+  130  interrupted (Ctrl-C, SIGTERM): half-written outputs are removed";
 
 /// How diagnostics are printed.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -150,6 +150,17 @@ fn help_teaches_with_examples() {
     }
     let out = mcc(Path::new("."), &[]);
     assert_eq!(out.status.code(), Some(2), "no arguments is a usage error");
+    // The exit statuses are documented where a script writer looks, and each is real: 2 for
+    // a command line that does not parse, 1 for an error diagnosed.
+    let help = mcc(Path::new("."), &["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for status in ["Exit status:", "  0 ", "  1 ", "  2 ", "  130 "] {
+        assert!(text.contains(status), "--help lacks `{status}`:\n{text}");
+    }
+    let out = mcc(Path::new("."), &["build", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown flag");
+    let out = mcc(Path::new("."), &["inspect", "/nonexistent/model.onnx"]);
+    assert_eq!(out.status.code(), Some(1), "a missing model");
 }
 
 /// `mcc inspect model | head -1`: the reader leaves early; mcc stops quietly (no panic).
