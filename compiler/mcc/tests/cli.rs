@@ -451,7 +451,20 @@ fn attribution_and_stages_are_the_builds_of_the_edited_recipes() {
             })
             .collect()
     };
-    let full = report_of(d, "full.mcr", &rules(&layers), &["--attribution"]);
+    let full = report_of(
+        d,
+        "full.mcr",
+        &rules(&layers),
+        &["--attribution", "--threads", "1"],
+    );
+    // Measured, never timed: the same bytes on another thread count.
+    let two = report_of(
+        d,
+        "full.mcr",
+        &rules(&layers),
+        &["--attribution", "--threads", "2"],
+    );
+    assert_eq!(full, two, "the attribution differs between 1 and 2 threads");
     let acc = |r: &serde_json::Value| r["model_totals"]["accuracy"]["after"].as_f64().unwrap();
     let a = &full["attribution"];
     assert_eq!(a["metric"], "accuracy");
