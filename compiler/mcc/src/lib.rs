@@ -10,6 +10,7 @@
 //! Only this crate reads and writes files or prints; the libraries return errors.
 
 pub mod allocate;
+pub mod bench;
 pub mod build;
 pub mod calibration;
 pub mod cleanup;

@@ -586,14 +586,9 @@ pub fn write_selected(
                 .map_err(io(&tmp.join("timings.json")))?;
         }
         if emit.html {
-            let size = |f: &str| std::fs::metadata(tmp.join(f)).ok().map(|m| m.len());
-            let files = crate::html::Files {
-                executable_bytes: written
-                    .as_ref()
-                    .and_then(|w| w.executable.as_deref())
-                    .and_then(size),
-                object_bytes: native.and_then(|n| size(&format!("{}.o", n.name))),
-            };
+            // The native files the report names, as written (`mcc bench --report` renders
+            // the page again from the same two).
+            let files = crate::html::Files::in_folder(&tmp, &report);
             std::fs::write(
                 tmp.join("report.html"),
                 crate::html::render(&report, &files),
@@ -681,6 +676,7 @@ fn swap_in(tmp: &Path, dir: &Path, current: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
+/// `v` as pretty JSON, as `report.json` and `timings.json` are written (then a newline).
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
     serde_json::to_string_pretty(v).map_err(|e| Error::Usage(e.to_string()))
 }
