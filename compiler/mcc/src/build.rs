@@ -139,10 +139,11 @@ fn build_plan(
     let t = Instant::now();
     // A model with free sizes is compiled for its data's (when calibration and evaluation
     // data agree on them).
-    let like = match (&data.evaluation, &data.calibration) {
-        (Some(e), Some(c)) if e.shape().get(1..) != c.shape().get(1..) => None,
-        (e, c) => e.as_ref().or(c.as_ref()),
-    };
+    let like = crate::measure::sized_like(
+        data.evaluation.as_ref(),
+        data.calibration.as_ref(),
+        Tensor::shape,
+    );
     let compressed = Compiled::for_data(&graph, &[], like)?;
     let mut data_sizes: Vec<Vec<Vec<usize>>> = vec![];
     if graph.inputs().len() == 1 && crate::measure::free_sizes(&graph) {
@@ -190,15 +191,16 @@ fn build_plan(
     {
         let t = Instant::now();
         const RUNS: usize = 50;
-        let after_ms = crate::measure::latency_ms(p, like, threads, RUNS)?;
+        let after_ms = crate::measure::latency_ms(p, like, threads, RUNS, 1)?;
         let before_ms = match original.as_ref().and_then(Compiled::program) {
-            Some(o) => Some(crate::measure::latency_ms(o, like, threads, RUNS)?),
+            Some(o) => Some(crate::measure::latency_ms(o, like, threads, RUNS, 1)?),
             None => None,
         };
         latency = Some(crate::report::Latency {
             cpu: crate::measure::cpu_name(),
             threads,
             runs: RUNS,
+            batch: 1,
             before_ms,
             after_ms,
         });
@@ -845,7 +847,8 @@ fn fc_kernel(graph: &Graph, node: mcc_ir::NodeId) -> Option<mcc_codegen::FcKerne
     Some(mcc_codegen::fc_kernel(k, cols, &w))
 }
 
-fn sha256_file(path: &Path) -> Result<report::FileRef, Error> {
+/// `path` as given, with the SHA-256 of its bytes (report.json's `inputs`).
+pub(crate) fn sha256_file(path: &Path) -> Result<report::FileRef, Error> {
     use sha2::Digest;
     let bytes = std::fs::read(path).map_err(|cause| Error::Io {
         path: path.to_path_buf(),

@@ -162,6 +162,31 @@ pub enum Error {
         /// How many.
         errors: usize,
     },
+    /// A folder given as a build's output (`mcc bench --report DIR`) does not hold what the
+    /// command needs from it: a `report.json` this mcc reads, `timings.json`, the compressed
+    /// model.
+    #[error("`{}` {message}", path.display())]
+    #[diagnostic(code(mcc::bench::not_a_build), help("{help}"))]
+    NotABuild {
+        /// The file that is missing or unreadable.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+        /// What to do.
+        help: String,
+    },
+    /// A file a build's report names is gone or is not the one the build read (its SHA-256
+    /// differs from the report's).
+    #[error("`{}` {message}", path.display())]
+    #[diagnostic(code(mcc::bench::input_changed), help("{help}"))]
+    InputChanged {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        message: String,
+        /// What to do.
+        help: String,
+    },
     /// The command line asks for something inconsistent.
     #[error("{0}")]
     #[diagnostic(code(mcc::usage))]
@@ -243,6 +268,8 @@ impl Error {
             | Error::Npy { path, .. }
             | Error::InputMismatch { path, .. }
             | Error::Snapshot { path, .. }
+            | Error::NotABuild { path, .. }
+            | Error::InputChanged { path, .. }
             | Error::Import(I::Io { path, .. } | I::Decode { path, .. } | I::Graph { path, .. })
             | Error::Import(I::ExternalData { file: path, .. })
             | Error::Export(X::Io { path, .. }) => Some(path),

@@ -10,14 +10,16 @@
 //!   text, file names, budget constraints) goes through [`escape`]; a layer named
 //!   `<script>alert(1)</script>` shows as that text.
 //! - **Only the report's numbers**: everything shown comes from the [`Report`] and the sizes
-//!   of the files written beside it ([`Files`]); what the report does not hold is not shown.
+//!   of the files written beside it ([`Files`]); what the report does not hold is not shown —
+//!   except a measured latency, which only `mcc bench --report` adds ([`render_measured`]),
+//!   in a section of its own: the page `mcc build` writes holds no timing.
 //! - **Deterministic**: the same report and files give the same bytes (no timestamps, no
 //!   hash-map order, Rust's float formatting).
 
 use std::fmt::Write as _;
 
 use crate::report::{
-    AllocatedLayer, BeforeAfter, Engine, KernelForm, Layer, OnnxForm, ParamValue, Report,
+    AllocatedLayer, BeforeAfter, Engine, KernelForm, Latency, Layer, OnnxForm, ParamValue, Report,
 };
 use crate::sensitivity::Metric;
 
@@ -29,6 +31,19 @@ pub struct Files {
     pub executable_bytes: Option<u64>,
     /// The object file's size in bytes, when one was written.
     pub object_bytes: Option<u64>,
+}
+
+impl Files {
+    /// The sizes of the native files `report` names, as they are in `dir` (where the report
+    /// is written); a file that is not there has none.
+    pub fn in_folder(dir: &std::path::Path, report: &Report) -> Files {
+        let size = |f: &str| std::fs::metadata(dir.join(f)).ok().map(|m| m.len());
+        let native = report.native.as_ref();
+        Files {
+            executable_bytes: native.and_then(|n| n.executable.as_deref()).and_then(size),
+            object_bytes: native.and_then(|n| size(&n.object)),
+        }
+    }
 }
 
 /// The sorting script: a click on (or Enter in) a header of a `table.sortable` sorts its body
@@ -120,8 +135,19 @@ svg .curve { fill: none; stroke: var(--after); stroke-width: 1.5; }
 .curves { display: flex; flex-wrap: wrap; gap: 8px 20px; }
 "#;
 
-/// The page for `report` (`files`: the native files' sizes, when written).
+/// The page for `report` as `mcc build` writes it (`files`: the native files' sizes, when
+/// written): what the report holds, never a timing.
 pub fn render(report: &Report, files: &Files) -> String {
+    page(report, files, None)
+}
+
+/// [`render`] with a measured latency in the summary (`mcc bench --report`): the same page
+/// plus its latency section.
+pub fn render_measured(report: &Report, files: &Files, latency: &Latency) -> String {
+    page(report, files, Some(latency))
+}
+
+fn page(report: &Report, files: &Files, measured: Option<&Latency>) -> String {
     let script_hash = sha256_base64(SCRIPT.as_bytes());
     let model = &report.inputs.model.file;
     let mut h = String::new();
@@ -144,6 +170,7 @@ pub fn render(report: &Report, files: &Files) -> String {
         report.schema_version
     );
     summary(&mut h, report, files);
+    latency(&mut h, report, measured);
     budget(&mut h, report);
     predictions(&mut h, report);
     layers(&mut h, report);
@@ -401,6 +428,52 @@ fn summary(h: &mut String, r: &Report, files: &Files) {
                 .map_or(String::new(), |b| format!("; object file {}", bytes(b)))
         );
     }
+}
+
+/// The summary's latency section: the measured latency (`mcc bench --report`); without one,
+/// for a recipe with a `latency` budget, where the times are; else nothing. A section of its
+/// own (`#latency`): the page without it is the build's, byte for byte.
+fn latency(h: &mut String, r: &Report, measured: Option<&Latency>) {
+    let Some(l) = measured else {
+        let budgeted = r.budget.iter().any(|b| {
+            b.constraint
+                .trim_start()
+                .strip_prefix("latency")
+                .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+        });
+        if budgeted {
+            h.push_str(
+                "<section id=\"latency\">\n<p class=\"meta\">Latency: the budget's verdict is below; the times measured for it are in <code>timings.json</code>, not on this page, which shows only what the build's inputs determine. <code>mcc bench --report DIR</code> times both models and adds them here.</p>\n</section>\n",
+            );
+        }
+        return;
+    };
+    h.push_str("<section id=\"latency\">\n<div class=\"cards\">\n");
+    let after = format!("{} ms", num(l.after_ms));
+    let (value, detail) = match l.before_ms {
+        Some(b) if l.after_ms > 0.0 && b > 0.0 => (
+            format!("{} ms → {after}", num(b)),
+            if b >= l.after_ms {
+                format!("×{:.2} faster", b / l.after_ms)
+            } else {
+                format!("×{:.2} slower", l.after_ms / b)
+            },
+        ),
+        Some(b) => (format!("{} ms → {after}", num(b)), String::new()),
+        None => (after, "the original has no native code".into()),
+    };
+    card(h, &format!("latency, batch {}", l.batch), &value, &detail);
+    h.push_str("</div>\n");
+    let _ = writeln!(
+        h,
+        "<p class=\"meta\">Latency: the median of {} timed runs (after 5 warm-up runs) of a batch of {} on {} thread{}, CPU <code>{}</code>; the original and the compressed model each compiled as the executable is. Measured by <code>mcc bench --report</code> and kept in <code>timings.json</code>: times vary from run to run, so <code>report.json</code> holds none.</p>",
+        l.runs,
+        l.batch,
+        l.threads,
+        if l.threads == 1 { "" } else { "s" },
+        escape(&l.cpu)
+    );
+    h.push_str("</section>\n");
 }
 
 fn signed_points(d: f64) -> String {
@@ -1536,6 +1609,97 @@ mod tests {
             object_bytes: Some(5),
         };
         assert_eq!(render(&r, &files), render(&r.clone(), &files));
+    }
+
+    #[test]
+    fn a_measured_latency_is_a_section_of_its_own() {
+        let r = report(&["a"]);
+        let files = Files::default();
+        let l = Latency {
+            cpu: "<b>CPU</b>".into(),
+            threads: 1,
+            runs: 7,
+            batch: 4,
+            before_ms: Some(2.0),
+            after_ms: 0.5,
+        };
+        let page = render_measured(&r, &files, &l);
+        let start = page.find("<section id=\"latency\">").unwrap();
+        let end = start + page[start..].find("</section>\n").unwrap() + 11;
+        let section = &page[start..end];
+        for want in [
+            "latency, batch 4",
+            "2 ms → 0.5 ms",
+            "×4.00 faster",
+            "7 timed runs",
+            "on 1 thread,",
+            "&lt;b&gt;CPU&lt;/b&gt;",
+        ] {
+            assert!(section.contains(want), "no `{want}` in {section}");
+        }
+        // Outside it, the page `mcc build` writes, which has no latency (no latency budget).
+        let built = render(&r, &files);
+        assert_eq!(format!("{}{}", &page[..start], &page[end..]), built);
+        assert!(!built.contains("latency"));
+        // Slower, and an original without native code.
+        let slower = Latency {
+            before_ms: Some(0.5),
+            after_ms: 1.0,
+            ..l.clone()
+        };
+        assert!(render_measured(&r, &files, &slower).contains("×2.00 slower"));
+        let alone = Latency {
+            before_ms: None,
+            ..l
+        };
+        let page = render_measured(&r, &files, &alone);
+        assert!(page.contains(">0.5 ms<") && page.contains("the original has no native code"));
+    }
+
+    /// `mcc bench --report` renders the page again from report.json: read back, a report
+    /// (with non-finite numbers and a reason's code in it) is the same report, and the same page.
+    #[test]
+    fn a_report_read_back_renders_the_same_page() {
+        let mut r = report(&["a", "b"]);
+        r.layers[0].output_error = Some(OutputError {
+            relative_l2: f64::NAN,
+            cosine: f64::NEG_INFINITY,
+        });
+        r.budget[0].value = Some(f64::INFINITY);
+        r.left_alone.push(LeftAloneRow {
+            node: "c".into(),
+            step: 1,
+            technique: "merge batchnorm".into(),
+            reason: mcc_plan::Reason::ALL[1],
+            why: "because".into(),
+            recipe_line: 4,
+        });
+        let json = serde_json::to_string_pretty(&r).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string_pretty(&back).unwrap(), json);
+        let files = Files {
+            executable_bytes: Some(10),
+            object_bytes: None,
+        };
+        assert_eq!(render(&back, &files), render(&r, &files));
+    }
+
+    #[test]
+    fn a_latency_budget_points_to_the_times() {
+        let mut r = report(&["a"]);
+        r.budget.push(BudgetRow {
+            constraint: "latency <= 2 ms".into(),
+            line: 3,
+            value: None,
+            measured: "met on the build machine (the time is in timings.json)".into(),
+            ok: true,
+        });
+        let page = render(&r, &Files::default());
+        assert!(page.contains("<section id=\"latency\">"), "{page}");
+        assert!(page.contains("<code>mcc bench --report DIR</code> times both models"));
+        // A word that merely starts like it is another metric.
+        r.budget[1].constraint = "latency_p99 <= 2 ms".into();
+        assert!(!render(&r, &Files::default()).contains("<section id=\"latency\">"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod allocate;
 pub mod attribution;
+pub mod bench;
 pub mod build;
 pub mod calibration;
 pub mod cleanup;

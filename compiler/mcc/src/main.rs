@@ -291,16 +291,35 @@ enum Command {
         threads: Option<usize>,
     },
     /// Time the natively compiled model (JIT, the same code as the executable `mcc build`
-    /// makes) on random inputs, or, with --kernels, the dense GEMM kernel.
+    /// makes) on random inputs; with --report, a build's original and compressed models,
+    /// added to its folder; with --kernels, the dense GEMM kernel.
     ///
     /// Prints compile time, then the median and minimum of --runs timed runs after warm-up.
     /// For a side-by-side comparison with ONNX Runtime, see bench/bench.py.
     ///
+    /// With --report DIR (a folder `mcc build -o DIR` wrote): times the original model (the
+    /// file report.json names, or MODEL; its SHA-256 must be the report's) and the
+    /// compressed one (DIR/model.full.mcir; without one, DIR/model.onnx when it is the very
+    /// model the build compiled), each compiled as the executable is, at the input
+    /// size the build compiled, with the same --batch, --threads and --runs; prints both
+    /// medians and the speed-up; writes them to DIR/timings.json (`latency`: CPU, threads,
+    /// runs, batch, before_ms, after_ms) and renders DIR/report.html again with the latency
+    /// in its summary. report.json and every other file stay as they are: a time varies from
+    /// run to run, so it lives in timings.json (docs/report.md). On an error nothing changes.
+    ///
     /// Example: mcc bench examples/lenet5/lenet5.onnx --batch 64 --threads 1
+    ///
+    /// Example: mcc bench --report out/lenet5 --threads 1   (out/lenet5 from `mcc build … -o
+    /// out/lenet5`)
     Bench {
-        /// The model (.onnx or .mcir); not needed with --kernels.
-        #[arg(required_unless_present = "kernels")]
+        /// The model (.onnx or .mcir); not needed with --kernels. With --report: the original
+        /// model, when it is no longer where report.json says.
+        #[arg(required_unless_present_any = ["kernels", "report"])]
         model: Option<PathBuf>,
+        /// Time the original and the compressed model of the build in DIR and add the
+        /// latency to DIR/timings.json and DIR/report.html.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["kernels", "profile", "input_shape"])]
+        report: Option<PathBuf>,
         /// Samples per run (a model with a fixed batch runs its own).
         #[arg(long, default_value_t = 1)]
         batch: usize,
@@ -910,6 +929,23 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
         ),
         Command::Bench {
             model,
+            report: Some(dir),
+            batch,
+            threads,
+            runs,
+            ..
+        } => bench_report(
+            &dir,
+            &mcc::bench::Options {
+                model,
+                batch,
+                threads: threads.unwrap_or(0),
+                runs,
+            },
+        ),
+        Command::Bench {
+            model,
+            report: None,
             batch,
             threads,
             runs,
@@ -1046,6 +1082,54 @@ fn bench(
         times[times.len() / 2],
         times[0]
     );
+    Ok(())
+}
+
+/// `mcc bench --report DIR`: times the build's two models, adds the latency to DIR, and
+/// prints a short table.
+fn bench_report(dir: &Path, opts: &mcc::bench::Options) -> Result<(), Error> {
+    let b = mcc::bench::report(dir, opts)?;
+    let l = &b.latency;
+    let before = l.before_ms.map_or("-".to_string(), |ms| format!("{ms:.4}"));
+    let speedup = l
+        .before_ms
+        .filter(|_| l.after_ms > 0.0)
+        .map_or("-".to_string(), |ms| format!("{:.2}×", ms / l.after_ms));
+    outln!(
+        "{:>10}  {:>10}  {:>8}  {:>7}  {:>5}  cpu",
+        "before ms",
+        "after ms",
+        "speed-up",
+        "threads",
+        "batch"
+    );
+    outln!(
+        "{before:>10}  {:>10.4}  {speedup:>8}  {:>7}  {:>5}  {}",
+        l.after_ms,
+        l.threads,
+        l.batch,
+        l.cpu
+    );
+    let sizes: Vec<String> = b
+        .input_sizes
+        .iter()
+        .map(|dims| {
+            let d: Vec<String> = dims.iter().map(usize::to_string).collect();
+            d.join("×")
+        })
+        .collect();
+    outln!(
+        "  median of {} runs, input size {}; before: {}, after: {}",
+        l.runs,
+        sizes.join(", "),
+        b.original.display(),
+        b.compressed.display()
+    );
+    if let Some(why) = &b.before_note {
+        outln!("  the original was not timed: it has no native code ({why})");
+    }
+    let wrote: Vec<String> = b.wrote.iter().map(|p| p.display().to_string()).collect();
+    outln!("  wrote {}", wrote.join(", "));
     Ok(())
 }
 

@@ -152,6 +152,20 @@ fn dequantized(g: &mut Graph, v: mcc_ir::ValueId) -> mcc_ir::ValueId {
         .unwrap_or(v)
 }
 
+/// The data a model whose sizes are free is compiled for: the evaluation data, else the
+/// calibration data (`shape`: an array's shape, batch first); neither when their sizes (the
+/// batch aside) differ.
+pub fn sized_like<'a, T>(
+    evaluation: Option<&'a T>,
+    calibration: Option<&'a T>,
+    shape: impl Fn(&T) -> &[usize],
+) -> Option<&'a T> {
+    match (evaluation, calibration) {
+        (Some(e), Some(c)) if shape(e).get(1..) != shape(c).get(1..) => None,
+        (e, c) => e.or(c),
+    }
+}
+
 /// True when some input of `graph` has a size other than the batch (axis 0) that is not
 /// fixed: compiled code needs those sizes.
 pub fn free_sizes(graph: &Graph) -> bool {
@@ -384,28 +398,27 @@ pub fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-/// Milliseconds one sample takes through `prog`'s compiled code (the JIT: the executable's
-/// code) on `threads` threads: the median of `runs` timed runs after 5 warm-up runs, on
-/// `x`'s first sample (else inputs of 0.5).
+/// Milliseconds a run of `batch` samples takes through `prog`'s compiled code (the JIT: the
+/// executable's code) on `threads` threads: the median of `runs` timed runs after 5 warm-up
+/// runs, on `x`'s first `batch` samples (else inputs of 0.5).
 pub fn latency_ms(
     prog: &Program,
     x: Option<&Tensor>,
     threads: usize,
     runs: usize,
+    batch: usize,
 ) -> Result<f64, Error> {
     let inputs: Vec<Vec<f32>> = prog
         .inputs
         .iter()
         .enumerate()
         .map(|(i, io)| {
-            // The first sample only: no copy of the whole data set.
-            let first = x.filter(|_| i == 0).and_then(|t| {
-                t.as_f32()?
-                    .as_slice()?
-                    .get(..io.buf.len)
-                    .map(<[f32]>::to_vec)
-            });
-            first.unwrap_or_else(|| vec![0.5; io.buf.len])
+            let n = io.buf.len.saturating_mul(batch);
+            // The first samples only: no copy of the whole data set.
+            let first = x
+                .filter(|_| i == 0)
+                .and_then(|t| t.as_f32()?.as_slice()?.get(..n).map(<[f32]>::to_vec));
+            first.unwrap_or_else(|| vec![0.5; n])
         })
         .collect();
     let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();

@@ -399,7 +399,7 @@ pub fn check_snapshot(path: &Path, graph: &Graph, bless: bool) -> Result<(), Err
 }
 
 /// Writes `model.mcir` (the review form), `model.full.mcir` (the compressed model, weights in
-/// stored form; only when some weight is stored compressed), `model.onnx`, `report.json`,
+/// stored form), `model.onnx`, `report.json`,
 /// `report.html` and `timings.json` (and, with `ir_diffs`,
 /// one diff per step under `ir-diffs/`; with `native`, the native outputs) into `dir`, atomically: everything goes to a sibling temporary
 /// folder that is renamed into place at the end.
@@ -420,7 +420,7 @@ pub fn write_outputs(
 /// Which outputs a build writes (`mcc build --emit`): by default all but the IR diffs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Emitted {
-    /// `model.mcir` and, when written, `model.full.mcir`.
+    /// `model.mcir` and `model.full.mcir`.
     pub ir: bool,
     /// `model.onnx`.
     pub onnx: bool,
@@ -494,25 +494,15 @@ pub fn write_selected(
             std::fs::write(tmp.join("model.mcir"), mcc_ir::text::print(&result.graph))
                 .map_err(io(&tmp.join("model.mcir")))?;
         }
-        // The compressed model itself, weights in their stored form (`mcc` reads it back):
-        // written when some weight is stored compressed — otherwise `model.onnx` holds exactly
-        // the same model, and a hex copy of dense weights would double the output's size.
-        let g = &result.graph;
-        // Also when an integer layer runs: model.onnx holds it as QDQ (or, dynamic, as float
-        // operators), which compute in float, so only the IR says exactly what the
-        // executable computes.
-        let integer = g.node_ids().into_iter().any(|n| {
-            g.node(n).is_some_and(|x| {
-                matches!(
-                    x.op,
-                    mcc_ir::Op::QLinearConv(_)
-                        | mcc_ir::Op::QLinearMatMul(_)
-                        | mcc_ir::Op::DynamicQuantMatMul(_)
-                )
-            })
-        });
-        if emit.ir && (integer || g.value_ids().any(|v| g.stored(v).is_some() && g.is_used(v))) {
-            let full = mcc_ir::text::print_with(g, mcc_ir::text::PrintOptions { weights: true });
+        // The compressed model itself, exactly as the native code compiles it: weights in
+        // their stored form, integer layers and fused activations as they are (model.onnx,
+        // standard ONNX, says some of it otherwise: QDQ pairs, a fused activation as an
+        // operator of its own). `mcc` reads it back (`mcc run`, `mcc bench --report`).
+        if emit.ir {
+            let full = mcc_ir::text::print_with(
+                &result.graph,
+                mcc_ir::text::PrintOptions { weights: true },
+            );
             std::fs::write(tmp.join("model.full.mcir"), full)
                 .map_err(io(&tmp.join("model.full.mcir")))?;
         }
@@ -586,14 +576,9 @@ pub fn write_selected(
                 .map_err(io(&tmp.join("timings.json")))?;
         }
         if emit.html {
-            let size = |f: &str| std::fs::metadata(tmp.join(f)).ok().map(|m| m.len());
-            let files = crate::html::Files {
-                executable_bytes: written
-                    .as_ref()
-                    .and_then(|w| w.executable.as_deref())
-                    .and_then(size),
-                object_bytes: native.and_then(|n| size(&format!("{}.o", n.name))),
-            };
+            // The native files the report names, as written (`mcc bench --report` renders
+            // the page again from the same two).
+            let files = crate::html::Files::in_folder(&tmp, &report);
             std::fs::write(
                 tmp.join("report.html"),
                 crate::html::render(&report, &files),
@@ -681,6 +666,7 @@ fn swap_in(tmp: &Path, dir: &Path, current: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
+/// `v` as pretty JSON, as `report.json` and `timings.json` are written (then a newline).
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
     serde_json::to_string_pretty(v).map_err(|e| Error::Usage(e.to_string()))
 }

@@ -1,20 +1,86 @@
 //! `report.json`, typed: what a build did and measured, serialized from these types (field by
 //! field in `docs/report.md`; the JSON Schema `docs/report.schema.json` is generated from them
-//! and checked in the tests), and the terminal summary rendered from the same data.
+//! and checked in the tests) and read back by `mcc bench --report`, which renders the page
+//! again; and the terminal summary rendered from the same data.
 //!
 //! **Invariant:** the report holds only what the inputs determine — the same model, recipe,
 //! data, mcc version and instruction set give the same bytes, whatever the thread count or
 //! the machine's load. Wall times and the thread count go to `timings.json` ([`Timings`]).
 
+use std::path::Path;
+
 use mcc_plan::Reason;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
 
 /// The report's format version: bumped when a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// How to get a folder whose report this mcc reads.
+const REBUILD: &str = "give a folder `mcc build -o DIR` wrote (with its report: an --emit list without `report` leaves report.json and timings.json out), or rebuild it with this mcc";
+
+impl Report {
+    /// Reads a `report.json` back (`mcc bench --report`): one of this [`SCHEMA_VERSION`],
+    /// else a [`Error::NotABuild`] naming the file and the versions.
+    pub fn read(path: &Path) -> Result<Report, Error> {
+        let text = read_text(path)?;
+        let bad = |message: String| Error::NotABuild {
+            path: path.to_path_buf(),
+            message,
+            help: REBUILD.into(),
+        };
+        let head: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("is not JSON: {e}")))?;
+        let version = head
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            let written = version.map_or("no schema version".to_string(), |v| {
+                format!("report schema version {v}")
+            });
+            let by = head
+                .get("mcc_version")
+                .and_then(serde_json::Value::as_str)
+                .map_or(String::new(), |v| format!(" (written by mcc {v})"));
+            return Err(bad(format!(
+                "has {written}{by}; this mcc ({}) reads version {SCHEMA_VERSION}",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        serde_json::from_str(&text).map_err(|e| bad(format!("is not a report this mcc reads: {e}")))
+    }
+}
+
+impl Timings {
+    /// Reads a `timings.json` back (`mcc bench --report` adds to it).
+    pub fn read(path: &Path) -> Result<Timings, Error> {
+        serde_json::from_str(&read_text(path)?).map_err(|e| Error::NotABuild {
+            path: path.to_path_buf(),
+            message: format!("is not a timings.json this mcc reads: {e}"),
+            help: REBUILD.into(),
+        })
+    }
+}
+
+/// A file of a build's folder: an [`Error::NotABuild`] when it is not there.
+fn read_text(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|cause| match cause.kind() {
+        std::io::ErrorKind::NotFound => Error::NotABuild {
+            path: path.to_path_buf(),
+            message: "does not exist: not a folder `mcc build` wrote".into(),
+            help: REBUILD.into(),
+        },
+        _ => Error::Io {
+            path: path.to_path_buf(),
+            cause,
+        },
+    })
+}
+
 /// `report.json`.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -52,7 +118,7 @@ pub struct Report {
 }
 
 /// The model after each stage of the recipe: what it stores against what it computes.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Stages {
     /// What `metric` is: top-1 accuracy on the labelled evaluation set, else the relative L2
     /// error of the outputs against the original's.
@@ -62,7 +128,7 @@ pub struct Stages {
 }
 
 /// The model at one point of the recipe.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StagePoint {
     /// The stage just run (`original` before any).
     pub stage: String,
@@ -77,7 +143,7 @@ pub struct StagePoint {
 /// Per-layer attribution of the loss (`attribution.rs`): for every layer a lossy step
 /// changed, the model with only that layer compressed and with only that layer restored,
 /// each built and measured.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Attribution {
     /// What the numbers are (see [`Stages::metric`]).
     pub metric: crate::sensitivity::Metric,
@@ -95,7 +161,7 @@ pub struct Attribution {
 }
 
 /// One compressed layer's share of the loss.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct AttributedLayer {
     /// The layer.
     pub layer: String,
@@ -111,7 +177,7 @@ pub struct AttributedLayer {
 }
 
 /// Layers to restore, measured together.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Restore {
     /// The layers, the largest single regain first.
     pub layers: Vec<String>,
@@ -125,7 +191,7 @@ pub const CHANGED_LISTED: usize = 1000;
 
 /// Both models' top-1 predictions on the labelled evaluation set (argmax of the first output;
 /// a row holding NaN predicts nothing, which counts as wrong).
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Predictions {
     /// One row per class the labels name, by class.
     pub per_class: Vec<ClassAccuracy>,
@@ -136,7 +202,7 @@ pub struct Predictions {
 }
 
 /// One class of the evaluation labels.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ClassAccuracy {
     /// The label.
     pub class: i64,
@@ -147,7 +213,7 @@ pub struct ClassAccuracy {
 }
 
 /// A sample whose top-1 prediction differs between the original and the compressed model.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ChangedPrediction {
     /// 0-based index in the evaluation data.
     pub sample: usize,
@@ -159,7 +225,7 @@ pub struct ChangedPrediction {
 
 /// How `auto` parameters were chosen (`allocate.rs`): each layer's curve measured alone on the
 /// calibration set, the greedy choice under the budget, and the uniform alternative.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Allocation {
     /// The budget constraint allocated under, as written.
     pub budget: String,
@@ -184,7 +250,7 @@ pub struct Allocation {
 }
 
 /// One layer of an `auto` rule.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct AllocatedLayer {
     /// The layer.
     pub layer: String,
@@ -203,7 +269,7 @@ pub struct AllocatedLayer {
 }
 
 /// The model with one layer at one setting.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct CurvePoint {
     /// The setting.
     pub value: f64,
@@ -218,7 +284,7 @@ pub struct CurvePoint {
 }
 
 /// Every `auto` layer at one value removing as many weights as the allocation.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Uniform {
     /// The value.
     pub value: f64,
@@ -233,7 +299,7 @@ pub struct Uniform {
 }
 
 /// The files a build read.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Inputs {
     /// The recipe.
     pub recipe: FileRef,
@@ -248,7 +314,7 @@ pub struct Inputs {
 }
 
 /// A file and the SHA-256 of its bytes.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct FileRef {
     /// The path as given (the model) or as resolved against the recipe's folder (data).
     pub file: String,
@@ -257,7 +323,7 @@ pub struct FileRef {
 }
 
 /// What ran the measurements.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Measurement {
     /// `compiled`: the natively compiled kernels the executable runs; `evaluator`: the
     /// reference evaluator (when the model has an operator without a kernel).
@@ -274,7 +340,7 @@ pub struct Measurement {
 }
 
 /// What ran the measurements.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
     /// The compiled kernels.
@@ -284,7 +350,7 @@ pub enum Engine {
 }
 
 /// A number before and after the build.
-#[derive(Copy, Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Copy, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BeforeAfter<T> {
     /// In the original model.
     pub before: T,
@@ -293,7 +359,7 @@ pub struct BeforeAfter<T> {
 }
 
 /// One changed or removed layer.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Layer {
     /// Node name.
     pub name: String,
@@ -322,7 +388,7 @@ pub struct Layer {
 }
 
 /// How a layer's weights are stored, exported and run.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Storage {
     /// The stored form: values × layout × coding (`f32 bitmask`, `int4 per group(128) dense`).
     pub encoding: String,
@@ -337,7 +403,7 @@ pub struct Storage {
 }
 
 /// How `model.onnx` holds a layer's weights.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnnxForm {
     /// A dense f32 initializer (dense weights, or a stored form ONNX cannot say, decoded).
@@ -348,7 +414,7 @@ pub enum OnnxForm {
 }
 
 /// How the native code runs a layer's weights.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KernelForm {
     /// Dense weights, dense kernel.
@@ -365,7 +431,7 @@ pub enum KernelForm {
 }
 
 /// One step applied to a layer.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Applied {
     /// Step number (1-based, plan order).
     pub step: u32,
@@ -384,7 +450,7 @@ pub struct Applied {
 }
 
 /// A parameter value.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ParamValue {
     /// A number.
@@ -395,14 +461,14 @@ pub enum ParamValue {
 
 /// A tensor compared with its original. A NaN or infinite value (a model that computes NaN)
 /// is written as the string `"NaN"`, `"inf"` or `"-inf"`, never as `null`.
-#[derive(Copy, Clone, Debug, Serialize, JsonSchema)]
+#[derive(Copy, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct OutputError {
     /// ‖y − y₀‖ / ‖y₀‖ over all samples (‖y − y₀‖ when y₀ = 0).
-    #[serde(serialize_with = "number")]
+    #[serde(serialize_with = "number", deserialize_with = "de_number")]
     #[schemars(with = "Number")]
     pub relative_l2: f64,
     /// Cosine similarity of y and y₀ over all samples (1 when both are 0, 0 when one is).
-    #[serde(serialize_with = "number")]
+    #[serde(serialize_with = "number", deserialize_with = "de_number")]
     #[schemars(with = "Number")]
     pub cosine: f64,
 }
@@ -452,8 +518,36 @@ fn number<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     }
 }
 
+/// Reads what [`number`] writes: a number, or `"NaN"`, `"inf"`, `"-inf"`.
+fn de_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Finite(f64),
+        Named(String),
+    }
+    match Written::deserialize(d)? {
+        Written::Finite(v) => Ok(v),
+        Written::Named(name) => match name.as_str() {
+            "NaN" => Ok(f64::NAN),
+            "inf" => Ok(f64::INFINITY),
+            "-inf" => Ok(f64::NEG_INFINITY),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{name}` is not a number (nor `NaN`, `inf`, `-inf`)"
+            ))),
+        },
+    }
+}
+
+/// Reads what [`opt_number`] writes.
+fn de_opt_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "de_number")] f64);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(v)| v))
+}
+
 /// Whole-model numbers.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Totals {
     /// Weights.
     pub params: BeforeAfter<u64>,
@@ -470,7 +564,7 @@ pub struct Totals {
 }
 
 /// One budget constraint.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct BudgetRow {
     /// As written.
     pub constraint: String,
@@ -478,7 +572,7 @@ pub struct BudgetRow {
     pub line: usize,
     /// The measured value in the constraint's base unit (fraction, bytes, MACs), when measured
     /// (`"NaN"` when the model computed NaN).
-    #[serde(serialize_with = "opt_number")]
+    #[serde(serialize_with = "opt_number", deserialize_with = "de_opt_number")]
     #[schemars(with = "Option<Number>")]
     pub value: Option<f64>,
     /// The measured value as shown to people.
@@ -488,7 +582,7 @@ pub struct BudgetRow {
 }
 
 /// A layer merged into another.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct MergedRow {
     /// The removed layer.
     pub removed: String,
@@ -503,7 +597,7 @@ pub struct MergedRow {
 }
 
 /// A selected layer a step did not change.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct LeftAloneRow {
     /// The layer.
     pub node: String,
@@ -512,7 +606,7 @@ pub struct LeftAloneRow {
     /// `technique variant`.
     pub technique: String,
     /// Why, as a kind: one of a closed set of codes (`docs/report.md`).
-    #[serde(serialize_with = "reason_code")]
+    #[serde(serialize_with = "reason_code", deserialize_with = "de_reason_code")]
     #[schemars(with = "ReasonCode")]
     pub reason: Reason,
     /// Why, for people: what exactly stood in the way.
@@ -524,6 +618,16 @@ pub struct LeftAloneRow {
 /// A [`Reason`] is written as its code.
 fn reason_code<S: serde::Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(reason.code())
+}
+
+/// Reads a [`Reason`] from its code.
+fn de_reason_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+    let code = String::deserialize(d)?;
+    Reason::ALL
+        .iter()
+        .copied()
+        .find(|r| r.code() == code)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{code}` is not a reason's code")))
 }
 
 /// The schema of a [`Reason`] as written: one of the codes, each with its description.
@@ -553,7 +657,7 @@ impl JsonSchema for ReasonCode {
 }
 
 /// The native outputs.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Native {
     /// The C identifier (file and symbol names).
     pub name: String,
@@ -589,7 +693,7 @@ pub struct Native {
 }
 
 /// `timings.json`: what varies from run to run.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Timings {
     /// Threads the measurements ran on.
     pub threads: usize,
@@ -597,15 +701,17 @@ pub struct Timings {
     pub phases: Vec<Phase>,
     /// The whole build, in milliseconds.
     pub total_ms: f64,
-    /// Latency measured for a `latency` budget (absent without one).
+    /// Latency measured for a `latency` budget, or by `mcc bench --report` (which replaces
+    /// the budget's); absent without either.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
 }
 
-/// A measured latency: one sample (batch 1) through compiled code on the build machine,
-/// median of timed runs after warm-up. In `timings.json` only: it varies from run to run,
-/// and the build's outputs never depend on it (the budget passes or fails the build).
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+/// A measured latency: a batch through compiled code (the executable's) on this machine, the
+/// median of timed runs after warm-up — for a `latency` budget by `mcc build` (one sample),
+/// or by `mcc bench --report`. In `timings.json` only: it varies from run to run, and the
+/// build's outputs never depend on it (the budget passes or fails the build).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Latency {
     /// The CPU (`/proc/cpuinfo`'s model name, where the system says).
     pub cpu: String,
@@ -613,10 +719,18 @@ pub struct Latency {
     pub threads: usize,
     /// Timed runs (after 5 warm-up runs).
     pub runs: usize,
+    /// Samples per run.
+    #[serde(default = "one")]
+    pub batch: usize,
     /// The original model, milliseconds (absent when it does not compile).
     pub before_ms: Option<f64>,
     /// The compressed model, milliseconds.
     pub after_ms: f64,
+}
+
+/// A latency of an older `timings.json`, which has no `batch`, was timed at batch 1.
+fn one() -> usize {
+    1
 }
 
 impl Timings {
@@ -631,7 +745,7 @@ impl Timings {
 }
 
 /// One phase of a build.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Phase {
     /// What it did.
     pub phase: String,

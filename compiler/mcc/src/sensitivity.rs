@@ -24,7 +24,9 @@ use crate::recipe::Session;
 use crate::report::Engine;
 
 /// What is measured.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Top-1 accuracy on the evaluation set (higher is better).

@@ -572,6 +572,14 @@ fn a_latency_budget_is_measured_on_the_build_machine_and_only_gates() {
     // report.json holds the verdict, not the time: its bytes depend only on the inputs.
     let report = std::fs::read_to_string(d.join("a/report.json")).unwrap();
     assert!(report.contains("latency <= 10 s") && report.contains("met on the build machine"));
+    // report.html holds no time either: it says where the times are.
+    let page = std::fs::read_to_string(d.join("a/report.html")).unwrap();
+    let (_, section) = latency_section(&page);
+    assert!(
+        section.contains("timings.json") && section.contains("mcc bench --report DIR"),
+        "{section}"
+    );
+    assert!(!section.contains(" ms"), "{section}");
     // What is built does not depend on the budget: the same bytes as without it.
     std::fs::write(
         d.join("plain.mcr"),
@@ -586,6 +594,13 @@ fn a_latency_budget_is_measured_on_the_build_machine_and_only_gates() {
             "{f} differs with a latency budget"
         );
     }
+    // `mcc bench --report` replaces the budget's latency with its own, and shows it.
+    succeeds(d, &["bench", "--report", "a", "--runs", "3"]);
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("a/timings.json")).unwrap()).unwrap();
+    assert_eq!(t["latency"]["runs"], 3, "{t}");
+    let page = std::fs::read_to_string(d.join("a/report.html")).unwrap();
+    assert!(latency_section(&page).1.contains(" ms → "), "{page}");
     // A bound no model meets fails the build, says what was measured, and writes nothing.
     std::fs::write(d.join("r.mcr"), recipe("1 us")).unwrap();
     let err = fails(d, &["build", "r.mcr", "lenet5.onnx", "-o", "c"]);
@@ -634,6 +649,238 @@ fn bench_compiles_free_sizes_for_the_input_shape_given() {
     assert!(
         err.contains("2 input sizes given; the model has 1"),
         "{err}"
+    );
+}
+
+/// Every file in `dir` with its bytes, by name.
+fn folder(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A rendered diagnostic's words, one space apart (the renderer wraps lines at 100 columns).
+fn words(err: &str) -> String {
+    err.split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `page` without its latency section, and the section.
+fn latency_section(page: &str) -> (String, String) {
+    let start = page
+        .find("<section id=\"latency\">")
+        .unwrap_or_else(|| panic!("no latency section:\n{page}"));
+    let end = start + page[start..].find("</section>\n").unwrap() + "</section>\n".len();
+    (
+        format!("{}{}", &page[..start], &page[end..]),
+        page[start..end].to_string(),
+    )
+}
+
+/// `mcc bench --report DIR` adds a latency to a build's folder: `latency` in timings.json
+/// (the rest kept), a latency section in report.html (which otherwise is the build's page,
+/// byte for byte: rendered again from report.json alone), report.json and every other file
+/// unchanged.
+#[test]
+fn bench_report_adds_the_measured_latency_to_a_build() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("r.mcr"),
+        "calibrate with \"mnist_calib_x.npy\"\nevaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\nstage s {\n  prune unstructured on Conv | Gemm { amount: 60% }\n}\n",
+    )
+    .unwrap();
+    succeeds(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
+    let built = folder(&d.join("out"));
+    let built_page = String::from_utf8(built["report.html"].clone()).unwrap();
+    assert!(
+        !built_page.contains("id=\"latency\""),
+        "a build without a latency budget shows no latency"
+    );
+    let out = succeeds(
+        d,
+        &["bench", "--report", "out", "--runs", "5", "--threads", "1"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "before ms",
+        "after ms",
+        "speed-up",
+        "1×28×28",
+        "model.full.mcir",
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    let now = folder(&d.join("out"));
+    for (name, bytes) in &built {
+        if name != "timings.json" && name != "report.html" {
+            assert!(now[name] == *bytes, "{name} changed");
+        }
+    }
+    assert_eq!(now.len(), built.len(), "files added or removed");
+    // timings.json: the build's timings, and the latency.
+    let was: serde_json::Value = serde_json::from_slice(&built["timings.json"]).unwrap();
+    let t: serde_json::Value = serde_json::from_slice(&now["timings.json"]).unwrap();
+    for key in ["threads", "phases", "total_ms"] {
+        assert_eq!(t[key], was[key], "{key}");
+    }
+    let l = &t["latency"];
+    let (before, after) = (
+        l["before_ms"].as_f64().unwrap(),
+        l["after_ms"].as_f64().unwrap(),
+    );
+    // Positive and finite (NaN fails), and what was run named.
+    assert!(
+        before > 0.0 && before < 1e4 && after > 0.0 && after < 1e4,
+        "{l}"
+    );
+    assert!(!l["cpu"].as_str().unwrap().is_empty(), "{l}");
+    assert_eq!(
+        (&l["runs"], &l["batch"], &l["threads"]),
+        (
+            &serde_json::json!(5),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "{l}"
+    );
+    // report.html: the build's page plus the latency section.
+    let page = String::from_utf8(now["report.html"].clone()).unwrap();
+    let (rest, section) = latency_section(&page);
+    assert!(
+        rest == built_page,
+        "report.html rendered again differs from the build's outside the latency section"
+    );
+    let ms = |x: f64| format!("{} ms", (x * 1e4).round() / 1e4);
+    for want in [
+        ms(before),
+        ms(after),
+        "latency, batch 1".into(),
+        "on 1 thread,".into(),
+        "median of 5 timed runs".into(),
+        l["cpu"].as_str().unwrap().into(),
+    ] {
+        assert!(section.contains(&want), "no `{want}` in:\n{section}");
+    }
+    // Again at another batch: the latency replaced, the rest as built.
+    succeeds(
+        d,
+        &["bench", "--report", "out", "--runs", "2", "--batch", "4"],
+    );
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/timings.json")).unwrap()).unwrap();
+    assert_eq!(t["latency"]["batch"], 4, "{t}");
+    assert_eq!(t["phases"], was["phases"]);
+    let page = std::fs::read_to_string(d.join("out/report.html")).unwrap();
+    let (rest, section) = latency_section(&page);
+    assert!(rest == built_page);
+    assert!(section.contains("latency, batch 4"), "{section}");
+    // --report times a build; the per-step profile and the kernels are other modes.
+    for other in ["--profile", "--kernels"] {
+        let o = mcc(d, &["bench", "--report", "out", other]);
+        assert_eq!(o.status.code(), Some(2), "{other} with --report");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
+    }
+}
+
+/// `mcc bench --report` on a folder it cannot use: a clear error naming the file, exit 1,
+/// and the folder as it was.
+#[test]
+fn bench_report_refuses_what_is_not_the_build() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    // No report.json.
+    std::fs::create_dir(d.join("empty")).unwrap();
+    std::fs::write(d.join("empty/notes.txt"), "mine").unwrap();
+    let err = words(&fails(d, &["bench", "--report", "empty", "--runs", "1"]));
+    assert!(
+        err.contains("mcc::bench::not_a_build") && err.contains("empty/report.json"),
+        "{err}"
+    );
+    assert_eq!(
+        folder(&d.join("empty")).keys().collect::<Vec<_>>(),
+        ["notes.txt"]
+    );
+    // The model changed after the build: built from a copy, which then changes.
+    std::fs::copy(d.join("lenet5.onnx"), d.join("copy.onnx")).unwrap();
+    std::fs::write(
+        d.join("r.mcr"),
+        "calibrate with \"mnist_calib_x.npy\"\nstage s {\n  prune unstructured on Gemm { amount: 70% }\n}\n",
+    )
+    .unwrap();
+    succeeds(d, &["build", "r.mcr", "copy.onnx", "-o", "out"]);
+    let built = folder(&d.join("out"));
+    let mut bytes = std::fs::read(d.join("copy.onnx")).unwrap();
+    bytes.push(0);
+    std::fs::write(d.join("copy.onnx"), bytes).unwrap();
+    let err = words(&fails(d, &["bench", "--report", "out", "--runs", "1"]));
+    assert!(
+        err.contains("mcc::bench::input_changed")
+            && err.contains("`copy.onnx` is not the model this build read")
+            && err.contains("SHA-256"),
+        "{err}"
+    );
+    assert!(
+        folder(&d.join("out")) == built,
+        "a failed bench changed the folder"
+    );
+    // Gone: the same, and naming the model the build read (the same bytes) works.
+    std::fs::remove_file(d.join("copy.onnx")).unwrap();
+    let err = words(&fails(d, &["bench", "--report", "out", "--runs", "1"]));
+    assert!(err.contains("`copy.onnx` is not there"), "{err}");
+    succeeds(
+        d,
+        &["bench", "--report", "out", "lenet5.onnx", "--runs", "1"],
+    );
+    // A report of another schema version.
+    let report = std::fs::read_to_string(d.join("out/report.json")).unwrap();
+    std::fs::write(
+        d.join("out/report.json"),
+        report.replacen("\"schema_version\": 1", "\"schema_version\": 99", 1),
+    )
+    .unwrap();
+    let before = folder(&d.join("out"));
+    let err = words(&fails(
+        d,
+        &["bench", "--report", "out", "lenet5.onnx", "--runs", "1"],
+    ));
+    assert!(
+        err.contains("has report schema version 99") && err.contains("reads version 1"),
+        "{err}"
+    );
+    assert!(
+        folder(&d.join("out")) == before,
+        "a failed bench changed the folder"
+    );
+    std::fs::write(d.join("out/report.json"), report).unwrap();
+    // No compressed model to time: model.full.mcir gone (model.onnx is not what the build
+    // compiled, so it does not stand in).
+    let full = std::fs::read(d.join("out/model.full.mcir")).unwrap();
+    std::fs::remove_file(d.join("out/model.full.mcir")).unwrap();
+    let before = folder(&d.join("out"));
+    let err = words(&fails(
+        d,
+        &["bench", "--report", "out", "lenet5.onnx", "--runs", "1"],
+    ));
+    assert!(err.contains("model.full.mcir` does not exist"), "{err}");
+    assert!(
+        folder(&d.join("out")) == before,
+        "a failed bench changed the folder"
+    );
+    // Back in place, it times again.
+    std::fs::write(d.join("out/model.full.mcir"), full).unwrap();
+    succeeds(
+        d,
+        &["bench", "--report", "out", "lenet5.onnx", "--runs", "1"],
     );
 }
 

@@ -585,6 +585,28 @@ fn a_model_with_free_sizes_is_compiled_for_its_calibration_data() {
     );
 }
 
+/// `mcc bench --report` times a model with free sizes at the size the build compiled, and,
+/// for a build without native code, at its data's.
+#[test]
+fn bench_report_times_free_sizes_at_the_built_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (out, args) in [("out", &[][..]), ("plain", &["--no-native"][..])] {
+        build_free(d, out, args);
+        let b = Command::new(env!("CARGO_BIN_EXE_mcc"))
+            .current_dir(d)
+            .args(["bench", "--report", out, "--runs", "2"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&b.stdout);
+        assert!(
+            b.status.success() && text.contains("input size 1×12×20"),
+            "{out}: {text}{}",
+            String::from_utf8_lossy(&b.stderr)
+        );
+    }
+}
+
 /// From C: the header's `NAME_new_size` loads each compiled size (NULL past the last) and
 /// `NAME_run` runs each at its own size; prints the outputs.
 const SIZES_FROM_C: &str = r#"

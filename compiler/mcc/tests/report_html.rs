@@ -4,7 +4,8 @@
 //! over a `TcpStream`, no WebDriver crate), loads with no console error; its DOM has one
 //! layer-table row per layer in `report.json` and the SVG charts; a real click on a header
 //! sorts the table (numerically, both ways; by text); the page's script ran under its own
-//! Content-Security-Policy. A screenshot goes to `target/report.png`, to look at.
+//! Content-Security-Policy; the latency `mcc bench --report` adds shows in the summary. A
+//! screenshot goes to `target/report.png`, to look at.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`: without them the test says NOT RUN on
 //! standard error, and fails where `MCC_REQUIRE_BROWSER` is set (CI).
@@ -296,6 +297,11 @@ fn the_report_opens_sorts_and_draws_in_chromium() {
             "--attribution",
         ],
     );
+    // The latency `mcc bench --report` adds to the page.
+    succeeds(
+        &root,
+        &["bench", "--report", out.to_str().unwrap(), "--runs", "3"],
+    );
     let html = out.join("report.html");
     assert!(
         !std::fs::read_to_string(&html).unwrap().contains(EVIL),
@@ -350,7 +356,15 @@ fn the_report_opens_sorts_and_draws_in_chromium() {
     );
     let text = page.eval("return document.body.innerText;");
     let text = text.as_str().unwrap();
-    for want in ["Summary", "Budget", "holds", "Accuracy per class", "arena"] {
+    for want in [
+        "Summary",
+        "Budget",
+        "holds",
+        "Accuracy per class",
+        "arena",
+        "latency, batch 1",
+        " ms → ",
+    ] {
         assert!(text.contains(want), "the page does not say `{want}`");
     }
     // The sorting script ran (the policy admitted it): it made the headers focusable.
