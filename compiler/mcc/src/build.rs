@@ -55,7 +55,7 @@ pub struct BuildResult {
     pub ir_diffs: Vec<IrDiff>,
     /// When an accuracy or output-error budget failed: what restoring each of the layers
     /// that cost most would regain, measured.
-    pub regains: Vec<crate::attribution::Regain>,
+    pub regains: Option<crate::attribution::Regains>,
 }
 
 /// The data a recipe names, read and checked.
@@ -216,23 +216,28 @@ fn build_plan(
         &compressed,
         latency.as_ref(),
     )?;
-    // A missed accuracy or output-error budget names what restoring a layer would regain.
-    let quality_missed = s
+    // A missed accuracy or output-error budget names what restoring a layer would regain,
+    // in the missed budget's metric.
+    let missed = s
         .checked
         .plan
         .budget
         .iter()
         .zip(&report.budget)
-        .any(|(b, row)| !row.ok && matches!(b.metric, Metric::AccuracyDrop | Metric::OutputError));
-    let mut regains = vec![];
-    if keep_stages || opts.attribution || quality_missed {
+        .find(|(b, row)| !row.ok && matches!(b.metric, Metric::AccuracyDrop | Metric::OutputError))
+        .map(|(b, _)| b);
+    let mut regains = None;
+    if (keep_stages || opts.attribution || missed.is_some()) && has_data {
         let t = Instant::now();
-        if let Some(m) = crate::attribution::Measure::new(s, &data, threads)? {
-            let (before, after) = match (measured.accuracy, measured.fidelity) {
-                (Some(a), _) => (a.before, a.after),
-                (None, Some(f)) => (0.0, f.relative_l2),
-                (None, None) => (0.0, 0.0),
-            };
+        let before_after = |m: &crate::attribution::Measure<'_>| match m.metric {
+            crate::sensitivity::Metric::Accuracy => measured.accuracy.map(|a| (a.before, a.after)),
+            crate::sensitivity::Metric::OutputError => {
+                measured.fidelity.map(|f| (0.0, f.relative_l2))
+            }
+        };
+        if let Some(m) = crate::attribution::Measure::new(s, &data, threads, None)?
+            && let Some((before, after)) = before_after(&m)
+        {
             if keep_stages {
                 let last = s
                     .checked
@@ -253,11 +258,29 @@ fn build_plan(
                 report.attribution =
                     Some(crate::attribution::attribute(s, &ran, &m, before, after)?);
             }
-            if quality_missed {
-                regains = crate::attribution::regains(s, &ran, &m, &report, after)?;
+        }
+        if let Some(b) = missed {
+            let want = match b.metric {
+                Metric::OutputError => crate::sensitivity::Metric::OutputError,
+                _ => crate::sensitivity::Metric::Accuracy,
+            };
+            if let Some(m) = crate::attribution::Measure::new(s, &data, threads, Some(want))?
+                && let Some((before, after)) = before_after(&m)
+            {
+                // The bound, in the measure's terms: the drop from the original, or the
+                // error itself.
+                let holds = |v: f64| match b.metric {
+                    Metric::AccuracyDrop => {
+                        b.cmp.holds(((before - v) * 1e12).round() / 1e12, b.bound)
+                    }
+                    _ => b.cmp.holds(v, b.bound),
+                };
+                regains = Some(crate::attribution::regains(
+                    s, &ran, &m, &report, after, &holds,
+                ));
             }
         }
-        timings.phase("attribute", t);
+        timings.phase("stages, attribution", t);
     }
     timings.latency = latency;
     timings.total_ms = (start.elapsed().as_secs_f64() * 1e4).round() / 10.0;
@@ -441,13 +464,26 @@ pub fn run_plan_with(
     threads: usize,
     mut edit: impl FnMut(usize, &Step) -> Option<Step>,
 ) -> Result<Graph, Error> {
+    run_plan_as(s, calibration, threads, |index, step, _| {
+        edit(index, step).into_iter().collect()
+    })
+}
+
+/// [`run_plan_with`] where each step becomes the steps `edit` gives for it (none, one, or
+/// several, all numbered as it), seeing the model as the step finds it.
+pub fn run_plan_as(
+    s: &Session,
+    calibration: &Option<Tensor>,
+    threads: usize,
+    mut edit: impl FnMut(usize, &Step, &Graph) -> Vec<Step>,
+) -> Result<Graph, Error> {
     let mut graph = s.model.graph.clone();
     let mut stats = Calibration::new(calibration.clone(), threads);
     let mut index = 0;
     for stage in &s.checked.plan.stages {
         for step in &stage.steps {
             index += 1;
-            if let Some(step) = edit(index, step) {
+            for step in edit(index, step, &graph) {
                 run_step(s, &mut graph, &step, StepId(index as u32), &mut stats)?;
             }
         }

@@ -175,13 +175,16 @@ pub fn error_json(e: &Error, model: Option<&Path>) -> Vec<Value> {
         ..
     } = e
     {
-        v["restoring_regains"] = regains
-            .iter()
-            .map(|r| {
-                json!({"layer": r.layer, "metric": r.metric, "compressed": r.compressed,
-                       "restored": r.restored})
-            })
-            .collect();
+        if let Some(r) = regains {
+            v["restoring_regains"] = json!({
+                "metric": r.metric,
+                "compressed": r.compressed,
+                "layers": r.layers.iter().map(|(layer, restored, bytes)| {
+                    json!({"layer": layer, "restored": restored, "bytes": bytes})
+                }).collect::<Vec<_>>(),
+                "together": r.together,
+            });
+        }
         v["costliest_layers"] = costliest
             .iter()
             .map(|(layer, err)| json!({"layer": layer, "output_relative_l2": err}))

@@ -138,8 +138,8 @@ pub enum Error {
         /// the calibration data), largest first, at most three.
         costliest: Vec<(String, f64)>,
         /// For a missed accuracy or output-error budget: what restoring each of the layers
-        /// that cost most would regain, measured.
-        regains: Vec<crate::attribution::Regain>,
+        /// that cost most would regain, and which to restore together, measured.
+        regains: Option<Box<crate::attribution::Regains>>,
     },
     /// The compiled IR differs from the committed snapshot.
     #[error("the compiled IR differs from the snapshot `{}`:\n{diff}", path.display())]
@@ -207,48 +207,50 @@ fn costliest_lines(costliest: &[(String, f64)]) -> String {
     )
 }
 
-fn regain_lines(regains: &[crate::attribution::Regain]) -> String {
-    let Some(first) = regains.first() else {
+fn regain_lines(regains: &Option<Box<crate::attribution::Regains>>) -> String {
+    let Some(r) = regains else {
         return String::new();
     };
-    let what = match first.metric {
+    let m = r.metric;
+    let what = match m {
         crate::sensitivity::Metric::Accuracy => "top-1 accuracy",
         crate::sensitivity::Metric::OutputError => "relative L2 error of the outputs",
     };
+    if r.layers.is_empty() {
+        return format!(
+            "\nrestoring any one compressed layer (the recipe applied to all the others; \
+             {what}, now {}) regains nothing measurable",
+            m.show(r.compressed)
+        );
+    }
     let mut out = format!(
-        "\nrestoring one layer (left as the original has it; measured, {what}, now {}):",
-        show_metric(first.metric, first.compressed)
+        "\nrestoring one layer (the recipe applied to all the others, each built and measured; \
+         {what}, now {}):",
+        m.show(r.compressed)
     );
-    for r in regains {
+    for (layer, v, bytes) in &r.layers {
         out.push_str(&format!(
-            "\n  `{}` → {} ({})",
-            r.layer,
-            show_metric(r.metric, r.restored),
-            regained(r.metric, r.compressed, r.restored)
+            "\n  `{layer}` → {} ({}), {bytes} stored weight bytes",
+            m.show(*v),
+            m.change(r.compressed, *v)
+        ));
+    }
+    if let Some(t) = &r.together {
+        let names: Vec<String> = t.layers.iter().map(|l| format!("`{l}`")).collect();
+        out.push_str(&format!(
+            "\n{} {}: {} ({}), {} stored weight bytes",
+            if t.enough {
+                "restoring these together meets it:"
+            } else {
+                "not even restoring these together meets it:"
+            },
+            names.join(", "),
+            m.show(t.metric),
+            m.change(r.compressed, t.metric),
+            t.bytes
         ));
     }
     out
-}
-
-/// A metric value as people read it.
-pub(crate) fn show_metric(metric: crate::sensitivity::Metric, v: f64) -> String {
-    match metric {
-        crate::sensitivity::Metric::Accuracy => format!("{:.2}%", v * 100.0),
-        crate::sensitivity::Metric::OutputError => format!("{v:.3e}"),
-    }
-}
-
-/// What going from `from` to `to` regains: points of accuracy, or the error's change.
-pub(crate) fn regained(metric: crate::sensitivity::Metric, from: f64, to: f64) -> String {
-    match metric {
-        crate::sensitivity::Metric::Accuracy => {
-            format!("{:+.2} points", (to - from) * 100.0)
-        }
-        crate::sensitivity::Metric::OutputError if to > 0.0 => {
-            format!("error ×{:.2}", to / from.max(f64::MIN_POSITIVE))
-        }
-        crate::sensitivity::Metric::OutputError => "no error left".into(),
-    }
 }
 
 fn budget_lines(violations: &[crate::build::Violation]) -> String {

@@ -1116,25 +1116,6 @@ fn curve(h: &mut String, l: &AllocatedLayer) {
     h.push_str("</svg>\n");
 }
 
-/// A metric value as shown: a percentage for accuracy, a number for an error.
-fn metric(m: Metric, v: f64) -> String {
-    match m {
-        Metric::Accuracy => pct(v),
-        Metric::OutputError => num(v),
-    }
-}
-
-/// How much better `to` is than `from`: signed points of accuracy, or the error's change.
-fn better(m: Metric, from: f64, to: f64) -> (f64, String) {
-    match m {
-        Metric::Accuracy => (
-            (to - from) * 100.0,
-            format!("{} points", signed_points(to - from)),
-        ),
-        Metric::OutputError => (from - to, format!("{} → {}", num(from), num(to))),
-    }
-}
-
 /// Accuracy (or output error) against stored bytes after each stage: a line through the
 /// stages on a logarithmic bytes axis, newest on the left, and the same numbers as a table.
 fn stages(h: &mut String, r: &Report) {
@@ -1244,7 +1225,7 @@ fn stages(h: &mut String, r: &Report) {
                 py(y),
                 escape(&clip(&p.stage, 24)),
                 int(p.bytes),
-                metric(st.metric, p.metric),
+                st.metric.show(p.metric),
                 px(x) + 6.0,
                 py(y) + dy
             );
@@ -1266,7 +1247,7 @@ fn stages(h: &mut String, r: &Report) {
             escape(&p.stage),
             int(p.bytes),
             int(p.macs),
-            metric(st.metric, p.metric)
+            st.metric.show(p.metric)
         );
     }
     h.push_str("</tbody>\n</table>\n");
@@ -1286,8 +1267,8 @@ fn attribution(h: &mut String, r: &Report) {
         h,
         "<h2 id=\"attribution\">What each layer costs</h2>\n<p class=\"note\">{what}, {} samples, each number a build of the recipe edited for that layer and measured like the build: the original {}, as compressed {}.</p>",
         a.samples,
-        metric(a.metric, a.original),
-        metric(a.metric, a.compressed)
+        a.metric.show(a.original),
+        a.metric.show(a.compressed)
     );
     if let Some(x) = &a.restore {
         let names: Vec<String> = x
@@ -1297,49 +1278,56 @@ fn attribution(h: &mut String, r: &Report) {
             .collect();
         let _ = writeln!(
             h,
-            "<p id=\"restore\"><b>Restore {} to regain {}</b> ({} → {}, measured).</p>",
+            "<p id=\"restore\"><b>Restore {} to regain {}</b> ({} → {}, {} stored weight bytes, measured){}.</p>",
             names.join(", "),
-            better(a.metric, a.compressed, x.metric).1,
-            metric(a.metric, a.compressed),
-            metric(a.metric, x.metric)
+            escape(&a.metric.change(a.compressed, x.metric)),
+            a.metric.show(a.compressed),
+            a.metric.show(x.metric),
+            int(x.bytes),
+            if x.enough {
+                ""
+            } else {
+                "; less than half the loss"
+            }
         );
     }
-    h.push_str("<table id=\"attribution-table\" class=\"sortable\">\n<thead><tr><th>layer</th><th>recipe lines</th><th data-type=\"num\" class=\"n\">only it compressed</th><th data-type=\"num\" class=\"n\">change alone</th><th data-type=\"num\" class=\"n\">only it restored</th><th data-type=\"num\" class=\"n\">restoring it regains</th></tr></thead>\n<tbody>\n");
+    h.push_str("<table id=\"attribution-table\" class=\"sortable\">\n<thead><tr><th>layer</th><th>rules</th><th data-type=\"num\" class=\"n\">only it compressed</th><th data-type=\"num\" class=\"n\">change alone</th><th data-type=\"num\" class=\"n\">only it restored</th><th data-type=\"num\" class=\"n\">restoring it regains</th></tr></thead>\n<tbody>\n");
     for l in &a.layers {
-        let cell = |v: Option<f64>, d: Option<(f64, String)>| match (v, d) {
-            (Some(v), Some((k, text))) => (
+        // A number and its change (sort key: the change, better is larger).
+        let cells = |v: Option<f64>, from: f64| match v {
+            Some(v) => (
                 format!(
                     "<td class=\"n\" data-v=\"{}\">{}</td>",
                     key(Some(v)),
-                    metric(a.metric, v)
+                    a.metric.show(v)
                 ),
                 format!(
                     "<td class=\"n\" data-v=\"{}\">{}</td>",
-                    key(Some(k)),
-                    escape(&text)
+                    key(Some(a.metric.gain(from, v))),
+                    escape(&a.metric.change(from, v))
                 ),
             ),
-            _ => (
+            None => (
                 "<td class=\"n\" data-v=\"\">not measured</td>".to_string(),
                 "<td class=\"n\" data-v=\"\"></td>".to_string(),
             ),
         };
-        // The change from the original with only this layer compressed.
-        let (alone, cost) = cell(l.alone, l.alone.map(|v| better(a.metric, a.original, v)));
-        let (restored, regain) = cell(
-            l.restored,
-            l.restored.map(|v| better(a.metric, a.compressed, v)),
-        );
-        let lines: Vec<String> = l.recipe_lines.iter().map(|x| x.to_string()).collect();
+        let (alone, change) = cells(l.alone, a.original);
+        let (restored, regain) = cells(l.restored, a.compressed);
+        let rules: Vec<String> = l
+            .rules
+            .iter()
+            .map(|r| escape(&crate::report::rule_text(r)))
+            .collect();
         let _ = writeln!(
             h,
-            "<tr><td><code>{}</code>{}</td><td>{}</td>{alone}{cost}{restored}{regain}</tr>",
+            "<tr><td><code>{}</code>{}</td><td>{}</td>{alone}{change}{restored}{regain}</tr>",
             escape(&l.layer),
             l.note.as_ref().map_or(String::new(), |n| format!(
                 "<div class=\"why\">{}</div>",
                 escape(n)
             )),
-            lines.join(", ")
+            rules.join("<br>")
         );
     }
     h.push_str("</tbody>\n</table>\n");
@@ -1554,15 +1542,22 @@ mod tests {
                     .iter()
                     .map(|n| crate::report::AttributedLayer {
                         layer: n.to_string(),
-                        recipe_lines: vec![3],
+                        rules: vec![crate::report::RuleRef {
+                            technique: "prune unstructured".into(),
+                            file: n.to_string(),
+                            line: 3,
+                        }],
                         alone: Some(0.89),
                         restored: None,
+                        restored_bytes: None,
                         note: Some(format!("could not build `{n}`")),
                     })
                     .collect(),
                 restore: Some(crate::report::Restore {
                     layers: vec![names[0].to_string()],
                     metric: 0.9,
+                    bytes: 100,
+                    enough: true,
                 }),
             }),
         }

@@ -754,7 +754,7 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                     recipe,
                     violations: result.violations,
                     costliest: mcc::report::costliest_layers(&result.report, 3),
-                    regains: result.regains,
+                    regains: result.regains.map(Box::new),
                 });
             }
             let dir = output.unwrap_or_else(|| {
@@ -810,6 +810,14 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 let mut inputs = s.inputs();
                 inputs.extend(snapshot.iter().filter(|_| !bless).cloned());
                 mcc::write_atomic(path, mcc::recipe::depfile(&files, &inputs).as_bytes())?;
+            }
+            if attribution && result.report.attribution.is_none() {
+                msgs.note(
+                    "warning",
+                    "mcc::build::no_attribution",
+                    "--attribution measured nothing: the recipe names no data (`evaluate with` \
+                     or `calibrate with`) to measure on",
+                );
             }
             if let Some(note) = &result.report.measurement.engine_note {
                 msgs.note(

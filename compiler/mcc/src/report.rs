@@ -156,7 +156,8 @@ pub struct Attribution {
     /// One row per compressed layer, the largest regain first.
     pub layers: Vec<AttributedLayer>,
     /// The fewest layers (of those that regain most, at most five) whose restoring regains
-    /// half the loss, or the five when none do; absent when nothing was lost.
+    /// half the loss, else as many as were tried (`enough` false); absent when nothing was
+    /// lost or no layer regains anything.
     pub restore: Option<Restore>,
 }
 
@@ -165,24 +166,43 @@ pub struct Attribution {
 pub struct AttributedLayer {
     /// The layer.
     pub layer: String,
-    /// The recipe lines of the rules that changed it.
-    pub recipe_lines: Vec<usize>,
+    /// The rules that selected and changed it.
+    pub rules: Vec<RuleRef>,
     /// The metric with only this layer compressed.
     pub alone: Option<f64>,
     /// The metric with every layer compressed but this one.
     pub restored: Option<f64>,
-    /// Why a number is missing (the edited plan could not run).
+    /// The model's stored weight bytes with every layer compressed but this one.
+    pub restored_bytes: Option<u64>,
+    /// What qualifies the numbers: a rule that also changes layers it does not select (the
+    /// layers coupled to this one, as filter pruning's channel groups), or why a number is
+    /// missing (the edited plan could not run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
+/// A recipe rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RuleRef {
+    /// `technique variant`.
+    pub technique: String,
+    /// The recipe file it is written in (a standard-library module's name for `use`d rules).
+    pub file: String,
+    /// Its line there.
+    pub line: usize,
+}
+
 /// Layers to restore, measured together.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Restore {
     /// The layers, the largest single regain first.
     pub layers: Vec<String>,
     /// The metric with them restored.
     pub metric: f64,
+    /// The model's stored weight bytes with them restored.
+    pub bytes: u64,
+    /// Whether it reaches what was aimed at (half the loss; for a missed budget, the bound).
+    pub enough: bool,
 }
 
 /// The samples whose top-1 prediction changed are listed up to this many (by index);
@@ -803,16 +823,14 @@ pub fn stages_summary(r: &Report) -> Vec<String> {
     let points: Vec<String> = st
         .points
         .iter()
-        .map(|p| {
-            format!(
-                "{} {} bytes {}",
-                p.stage,
-                p.bytes,
-                crate::error::show_metric(st.metric, p.metric)
-            )
-        })
+        .map(|p| format!("{} {} bytes {}", p.stage, p.bytes, st.metric.show(p.metric)))
         .collect();
     vec![format!("  stages: {}", points.join(" → "))]
+}
+
+/// A rule as people find it: `prune unstructured at r.mcr:12`.
+pub fn rule_text(r: &RuleRef) -> String {
+    format!("{} at {}:{}", r.technique, r.file, r.line)
 }
 
 /// What each compressed layer costs, for the terminal: the layers that regain most and the
@@ -822,26 +840,23 @@ pub fn attribution_summary(r: &Report) -> Vec<String> {
     let Some(a) = &r.attribution else {
         return vec![];
     };
-    let show = |v: Option<f64>| {
-        v.map_or("not measured".into(), |v| {
-            crate::error::show_metric(a.metric, v)
-        })
-    };
+    let m = a.metric;
+    let change = |v: Option<f64>, from: f64| v.map_or("not measured".into(), |v| m.change(from, v));
     let mut out = vec![format!(
-        "  attribution ({} samples; original {}, compressed {}): layer, only it compressed, only it restored",
+        "  attribution ({} samples; original {}, compressed {}):",
         a.samples,
-        crate::error::show_metric(a.metric, a.original),
-        crate::error::show_metric(a.metric, a.compressed)
+        m.show(a.original),
+        m.show(a.compressed)
     )];
     for l in a.layers.iter().take(SHOWN) {
-        let lines: Vec<String> = l.recipe_lines.iter().map(|x| x.to_string()).collect();
+        let rules: Vec<String> = l.rules.iter().map(rule_text).collect();
         out.push(format!(
-            "    {} (line {}): {}, {}{}",
+            "    {}: alone {} from the original; restored {} ({}){}",
             l.layer,
-            lines.join(", "),
-            show(l.alone),
-            show(l.restored),
-            l.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
+            change(l.alone, a.original),
+            change(l.restored, a.compressed),
+            rules.join(", "),
+            l.note.as_ref().map_or(String::new(), |n| format!(" — {n}"))
         ));
     }
     if a.layers.len() > SHOWN {
@@ -853,11 +868,17 @@ pub fn attribution_summary(r: &Report) -> Vec<String> {
     if let Some(x) = &a.restore {
         let names: Vec<String> = x.layers.iter().map(|l| format!("`{l}`")).collect();
         out.push(format!(
-            "  restore {} to regain {} ({} → {})",
+            "  restore {} to regain {} ({} → {}, {} stored weight bytes){}",
             names.join(", "),
-            crate::error::regained(a.metric, a.compressed, x.metric),
-            crate::error::show_metric(a.metric, a.compressed),
-            crate::error::show_metric(a.metric, x.metric)
+            m.change(a.compressed, x.metric),
+            m.show(a.compressed),
+            m.show(x.metric),
+            x.bytes,
+            if x.enough {
+                ""
+            } else {
+                "; less than half the loss"
+            }
         ));
     }
     out

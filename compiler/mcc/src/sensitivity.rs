@@ -35,6 +35,45 @@ pub enum Metric {
     OutputError,
 }
 
+impl Metric {
+    /// How much better `to` is than `from` (accuracy: higher is better; error: lower), in
+    /// the metric's units; NaN when either is.
+    pub fn gain(self, from: f64, to: f64) -> f64 {
+        match self {
+            Metric::Accuracy => to - from,
+            Metric::OutputError => from - to,
+        }
+    }
+
+    /// A value as people read it: `97.30%`, `1.234e-2`.
+    pub fn show(self, v: f64) -> String {
+        match self {
+            _ if v.is_nan() => "NaN".into(),
+            Metric::Accuracy => format!("{:.2}%", v * 100.0),
+            Metric::OutputError if v == 0.0 => "0".into(),
+            Metric::OutputError => format!("{v:.3e}"),
+        }
+    }
+
+    /// Going from `from` to `to`, as people read it: `+0.70 points`, `error 3.100e-2 →
+    /// 1.200e-2`.
+    pub fn change(self, from: f64, to: f64) -> String {
+        match self {
+            Metric::Accuracy => {
+                let p = (to - from) * 100.0;
+                if p.is_nan() {
+                    "NaN".into()
+                } else if p.abs() < 0.005 {
+                    "±0.00 points".into()
+                } else {
+                    format!("{}{:.2} points", if p < 0.0 { "−" } else { "+" }, p.abs())
+                }
+            }
+            Metric::OutputError => format!("error {} → {}", self.show(from), self.show(to)),
+        }
+    }
+}
+
 /// One measurement.
 #[derive(Copy, Clone, Debug, Serialize)]
 pub struct Point {

@@ -491,7 +491,10 @@ fn attribution_and_stages_are_the_builds_of_the_edited_recipes() {
             Some(acc(&restored)),
             "{layer} restored"
         );
-        assert!(row["recipe_lines"].as_array().is_some_and(|l| l.len() == 1));
+        let rules = row["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 1, "{row}");
+        assert_eq!(rules[0]["file"], "full.mcr");
+        assert_eq!(rules[0]["technique"], "prune unstructured");
     }
     let restore = &a["restore"];
     let kept: Vec<&str> = layers
@@ -524,7 +527,22 @@ fn attribution_and_stages_are_the_builds_of_the_edited_recipes() {
         err.contains("restoring one layer") && err.contains(&line),
         "{line}\n{err}"
     );
+    assert!(err.contains("restoring these together meets it"), "{err}");
     assert!(!d.join("tight").exists());
+    // A missed output-error budget speaks of the output error, not of accuracy.
+    std::fs::write(
+        d.join("tight.mcr"),
+        format!(
+            "{DATA}budget {{\n  output_error <= 1%\n}}\n{}",
+            rules(&layers)
+        ),
+    )
+    .unwrap();
+    let err = fails(d, &["build", "tight.mcr", "lenet5.onnx", "-o", "tight"]);
+    assert!(
+        err.contains("restoring one layer") && err.contains("(error ") && !err.contains("points"),
+        "{err}"
+    );
 
     // Two stages: the point after the first is the build of the first alone.
     let first = "stage a {\n  prune unstructured on Conv | Gemm { amount: 50% }\n}\n";
@@ -545,6 +563,46 @@ fn attribution_and_stages_are_the_builds_of_the_edited_recipes() {
     assert_eq!(points[2]["bytes"], bytes(&both));
     assert_eq!(points[2]["metric"].as_f64(), Some(acc(&both)));
     assert!(points[2]["bytes"].as_u64() < points[1]["bytes"].as_u64());
+}
+
+/// With merges in the recipe (`use std.merge`: norms folded, activations fused), the merges
+/// run in every variant: "only this layer" is the build of the merges plus that layer's rule.
+#[test]
+fn attribution_keeps_the_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(corpus("resnet_bn.onnx"), d.join("lenet5.onnx")).unwrap();
+    for f in ["mnist_calib_x.npy", "mnist_test_x.npy", "mnist_test_y.npy"] {
+        std::fs::copy(corpus(&format!("data/{f}")), d.join(f)).unwrap();
+    }
+    let (a, b) = ("/layers/layers.0/conv1/Conv", "/layers/layers.1/conv2/Conv");
+    let rule = |l: &str| {
+        format!("use std.merge\nstage p {{\n  prune unstructured on {l} {{ amount: 90% }}\n}}\n")
+    };
+    let full = report_of(
+        d,
+        "full.mcr",
+        &rule(&format!("\"{a}\" | \"{b}\"")),
+        &["--attribution"],
+    );
+    let rows = full["attribution"]["layers"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "only the pruned layers, not the merges: {rows:?}"
+    );
+    let acc = |r: &serde_json::Value| r["model_totals"]["accuracy"]["after"].as_f64().unwrap();
+    for (layer, other) in [(a, b), (b, a)] {
+        let row = rows.iter().find(|r| r["layer"] == layer).unwrap();
+        let only = report_of(d, "only.mcr", &rule(&format!("\"{layer}\"")), &[]);
+        assert_eq!(row["alone"].as_f64(), Some(acc(&only)), "{layer} alone");
+        let rest = report_of(d, "rest.mcr", &rule(&format!("\"{other}\"")), &[]);
+        assert_eq!(
+            row["restored"].as_f64(),
+            Some(acc(&rest)),
+            "{layer} restored"
+        );
+    }
 }
 
 #[test]

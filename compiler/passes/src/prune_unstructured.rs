@@ -168,6 +168,26 @@ impl Technique for PruneUnstructured {
         prune::check(graph, step, s.uses_data().then(|| pattern(step)))
     }
 
+    /// With `scope: global`, each layer at the amount the one threshold gives it.
+    fn per_layer(&self, graph: &Graph, step: &Step) -> Option<Vec<Step>> {
+        if !matches!(step.param("scope"), Some(ParamValue::Word(w)) if w == "global") {
+            return None;
+        }
+        let amounts = amounts(graph, step);
+        Some(
+            step.nodes
+                .iter()
+                .map(|n| {
+                    let mut one = step.clone();
+                    one.nodes = vec![n.clone()];
+                    one.set_num("amount", amounts.get(n).copied().unwrap_or(0.0));
+                    one.set("scope", ParamValue::Word("layer".into()));
+                    one
+                })
+                .collect(),
+        )
+    }
+
     fn rewrite(
         &self,
         graph: &mut Graph,

@@ -168,9 +168,14 @@ impl Step {
 
     /// Sets parameter `name` (one the step has) to the number `value`.
     pub fn set_num(&mut self, name: &str, value: f64) {
+        self.set(name, ParamValue::Num(value));
+    }
+
+    /// Sets parameter `name` (one the step has) to `value`.
+    pub fn set(&mut self, name: &str, value: ParamValue) {
         for (k, v) in self.params.iter_mut() {
             if *k == name {
-                *v = ParamValue::Num(value);
+                *v = value.clone();
             }
         }
     }

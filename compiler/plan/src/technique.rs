@@ -70,6 +70,16 @@ pub trait Technique: Sync {
         Vec::new()
     }
 
+    /// The step as steps of one layer each, each doing to its layer what the whole step
+    /// would (decided on `graph` as the step finds it) — for a step whose treatment of a
+    /// layer depends on the other layers it selects, like one magnitude threshold over all of
+    /// them. Attribution runs a layer alone, or leaves one out, with each layer pinned this
+    /// way. `None` (the default): each layer's treatment is its own, so the step with fewer
+    /// layers does the same to each of them.
+    fn per_layer(&self, _graph: &Graph, _step: &Step) -> Option<Vec<Step>> {
+        None
+    }
+
     /// Rewrites the step's layers, recording `id` as the origin of what it changes.
     fn rewrite(
         &self,
