@@ -362,26 +362,33 @@ pub fn regains(
 
 /// The model's stored bytes, MACs and metric after each stage of a recipe of several stages
 /// (the first point is the original; the last is the build's result, whose metric the caller
-/// gives). `ends`: the graph after each stage but the last.
+/// gives). `ends`: the graph after each stage but the last. A stage whose steps were all
+/// exact (merges) is not measured: its point has no metric.
 pub fn stages(
     s: &Session,
+    ran: &[Ran<'_>],
     m: &Measure<'_>,
     ends: &[(String, Graph)],
     last: (&str, &Graph),
     original: f64,
     compressed: f64,
 ) -> Result<Stages, Error> {
-    let point = |stage: &str, g: &Graph, metric: f64| StagePoint {
+    let lossy = lossy_steps(ran);
+    let point = |stage: &str, g: &Graph, metric: Option<f64>| StagePoint {
         stage: stage.to_string(),
         bytes: crate::build::totals(g).2,
         macs: crate::inspect::table(g).macs,
         metric,
     };
-    let mut points = vec![point("original", &s.model.graph, original)];
+    let mut points = vec![point("original", &s.model.graph, Some(original))];
     for (stage, g) in ends {
-        points.push(point(stage, g, m.of(g)?));
+        let measured = ran
+            .iter()
+            .any(|r| r.stage == *stage && lossy.contains(&(r.id.0 as usize)));
+        let metric = if measured { Some(m.of(g)?) } else { None };
+        points.push(point(stage, g, metric));
     }
-    points.push(point(last.0, last.1, compressed));
+    points.push(point(last.0, last.1, Some(compressed)));
     Ok(Stages {
         metric: m.metric,
         points,

@@ -247,6 +247,7 @@ fn build_plan(
                     .map_or("", |st| st.name.as_str());
                 report.stages = Some(crate::attribution::stages(
                     s,
+                    &ran,
                     &m,
                     &stage_ends,
                     (last, &graph),

@@ -1126,9 +1126,10 @@ fn stages(h: &mut String, r: &Report) {
         .points
         .iter()
         .map(|p| {
+            // A stage of exact rewrites only has no measurement: no point on the curve.
             let y = match st.metric {
-                Metric::Accuracy => p.metric * 100.0,
-                Metric::OutputError => p.metric,
+                Metric::Accuracy => p.metric.map_or(f64::NAN, |v| v * 100.0),
+                Metric::OutputError => p.metric.unwrap_or(f64::NAN),
             };
             ((p.bytes.max(1) as f64).log10(), y)
         })
@@ -1225,7 +1226,7 @@ fn stages(h: &mut String, r: &Report) {
                 py(y),
                 escape(&clip(&p.stage, 24)),
                 int(p.bytes),
-                st.metric.show(p.metric),
+                p.metric.map_or(String::new(), |v| st.metric.show(v)),
                 px(x) + 6.0,
                 py(y) + dy
             );
@@ -1247,7 +1248,8 @@ fn stages(h: &mut String, r: &Report) {
             escape(&p.stage),
             int(p.bytes),
             int(p.macs),
-            st.metric.show(p.metric)
+            p.metric
+                .map_or("exact rewrites: not measured".into(), |v| st.metric.show(v))
         );
     }
     h.push_str("</tbody>\n</table>\n");
@@ -1529,7 +1531,7 @@ mod tests {
                         stage: st.to_string(),
                         bytes: 4000 >> i,
                         macs: 100,
-                        metric: 0.9 - i as f64 * 0.01,
+                        metric: Some(0.9 - i as f64 * 0.01),
                     })
                     .collect(),
             }),

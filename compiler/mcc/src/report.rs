@@ -136,8 +136,9 @@ pub struct StagePoint {
     pub bytes: u64,
     /// MACs per sample.
     pub macs: u64,
-    /// The metric, on the same samples as the report's accuracy.
-    pub metric: f64,
+    /// The metric, on the same samples as the report's accuracy; null after a stage of exact
+    /// rewrites only (the merges), which is not measured again.
+    pub metric: Option<f64>,
 }
 
 /// Per-layer attribution of the loss (`attribution.rs`): for every layer a lossy step
@@ -823,7 +824,10 @@ pub fn stages_summary(r: &Report) -> Vec<String> {
     let points: Vec<String> = st
         .points
         .iter()
-        .map(|p| format!("{} {} bytes {}", p.stage, p.bytes, st.metric.show(p.metric)))
+        .map(|p| {
+            let m = p.metric.map_or("(exact)".into(), |v| st.metric.show(v));
+            format!("{} {} bytes {m}", p.stage, p.bytes)
+        })
         .collect();
     vec![format!("  stages: {}", points.join(" → "))]
 }

@@ -591,6 +591,13 @@ fn attribution_keeps_the_merges() {
         2,
         "only the pruned layers, not the merges: {rows:?}"
     );
+    // The merge stage is exact: its point has sizes but no second measurement.
+    let merge = &full["stages"]["points"][1];
+    assert_eq!(merge["stage"], "merge");
+    assert!(
+        merge["metric"].is_null() && merge["bytes"].as_u64().is_some(),
+        "{merge}"
+    );
     let acc = |r: &serde_json::Value| r["model_totals"]["accuracy"]["after"].as_f64().unwrap();
     for (layer, other) in [(a, b), (b, a)] {
         let row = rows.iter().find(|r| r["layer"] == layer).unwrap();
