@@ -991,11 +991,105 @@ fn allocation(h: &mut String, r: &Report) {
     h.push_str("</div>\n");
 }
 
+/// A line chart's frame: the plot area inside its margins, and the data's ranges mapped onto
+/// it (y upwards).
+struct Plot {
+    w: f64,
+    ht: f64,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+}
+
+impl Plot {
+    /// The frame of `size` (width, height) with `margins` (left, right, top, bottom) for
+    /// `points`, ignoring non-finite ones; `None` when none is finite. A flat range is
+    /// widened (y by ±0.5, x to a span of 1).
+    fn new(
+        size: (f64, f64),
+        margins: (f64, f64, f64, f64),
+        points: impl Iterator<Item = (f64, f64)>,
+    ) -> Option<Plot> {
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
+        for (x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+        if !x0.is_finite() || !y0.is_finite() {
+            return None;
+        }
+        if y1 - y0 < 1e-12 {
+            y0 -= 0.5;
+            y1 += 0.5;
+        }
+        if x1 - x0 < 1e-12 {
+            x1 = x0 + 1.0;
+        }
+        let (w, ht) = size;
+        let (left, right, top, bottom) = margins;
+        Some(Plot {
+            w,
+            ht,
+            left,
+            right,
+            top,
+            bottom,
+            x0,
+            x1,
+            y0,
+            y1,
+        })
+    }
+
+    fn px(&self, v: f64) -> f64 {
+        self.left + (v - self.x0) / (self.x1 - self.x0) * (self.w - self.left - self.right)
+    }
+
+    fn py(&self, v: f64) -> f64 {
+        self.top + (self.y1 - v) / (self.y1 - self.y0) * (self.ht - self.top - self.bottom)
+    }
+
+    /// The two axes, with the y range's ends (`y`) left of the y axis and the x range's
+    /// (`x`) under the x axis.
+    fn axes(&self, h: &mut String, y: impl Fn(f64) -> String, x: impl Fn(f64) -> String) {
+        let (left, top, base) = (self.left, self.top, self.ht - self.bottom);
+        let _ = writeln!(
+            h,
+            "<line class=\"axis\" x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{base}\"/><line class=\"axis\" x1=\"{left}\" x2=\"{}\" y1=\"{base}\" y2=\"{base}\"/>",
+            self.w - self.right
+        );
+        for (v, at) in [(self.y0, base), (self.y1, top + 8.0)] {
+            let _ = writeln!(
+                h,
+                "<text x=\"{}\" y=\"{at:.1}\" text-anchor=\"end\">{}</text>",
+                left - 4.0,
+                y(v)
+            );
+        }
+        for (v, anchor) in [(self.x0, "start"), (self.x1, "end")] {
+            let _ = writeln!(
+                h,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
+                self.px(v),
+                base + 14.0,
+                x(v)
+            );
+        }
+    }
+}
+
 /// One layer's curve: accuracy (when every point has one) or output error against the
 /// setting, with the chosen value marked.
 fn curve(h: &mut String, l: &AllocatedLayer) {
-    let (w, ht) = (300.0, 190.0);
-    let (left, right, top, bottom) = (52.0, 12.0, 30.0, 34.0);
     let accuracy = l.curve.iter().all(|p| p.accuracy.is_some());
     let ys: Vec<f64> = l
         .curve
@@ -1009,29 +1103,17 @@ fn curve(h: &mut String, l: &AllocatedLayer) {
         })
         .collect();
     let xs: Vec<f64> = l.curve.iter().map(|p| p.value).collect();
-    let finite = |v: &&f64| v.is_finite();
-    let (x0, x1) = xs
-        .iter()
-        .filter(finite)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    let (mut y0, mut y1) = ys
-        .iter()
-        .filter(finite)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    if !x0.is_finite() || !y0.is_finite() {
+    let Some(plot) = Plot::new(
+        (300.0, 190.0),
+        (52.0, 12.0, 30.0, 34.0),
+        xs.iter().copied().zip(ys.iter().copied()),
+    ) else {
         return;
-    }
-    if y1 - y0 < 1e-12 {
-        y0 -= 0.5;
-        y1 += 0.5;
-    }
-    let xspan = if x1 - x0 < 1e-12 { 1.0 } else { x1 - x0 };
-    let px = |v: f64| left + (v - x0) / xspan * (w - left - right);
-    let py = |v: f64| top + (y1 - v) / (y1 - y0) * (ht - top - bottom);
+    };
+    let (w, ht, left) = (plot.w, plot.ht, plot.left);
+    let (top, bottom, right) = (plot.top, plot.bottom, plot.right);
+    let px = |v: f64| plot.px(v);
+    let py = |v: f64| plot.py(v);
     let _ = writeln!(
         h,
         "<svg class=\"curve-chart\" role=\"img\" aria-label=\"sensitivity of {0}\" width=\"{w}\" height=\"{ht}\" viewBox=\"0 0 {w} {ht}\"><title>{0}</title>",
@@ -1044,29 +1126,11 @@ fn curve(h: &mut String, l: &AllocatedLayer) {
         if accuracy { "accuracy" } else { "output error" },
         escape(&l.param)
     );
-    let _ = writeln!(
+    plot.axes(
         h,
-        "<line class=\"axis\" x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{0}\"/><line class=\"axis\" x1=\"{left}\" x2=\"{1}\" y1=\"{0}\" y2=\"{0}\"/>",
-        ht - bottom,
-        w - right
+        |v| if accuracy { format!("{v:.2}%") } else { num(v) },
+        num,
     );
-    for (v, anchor_y) in [(y0, ht - bottom), (y1, top + 8.0)] {
-        let _ = writeln!(
-            h,
-            "<text x=\"{}\" y=\"{anchor_y:.1}\" text-anchor=\"end\">{}</text>",
-            left - 4.0,
-            if accuracy { format!("{v:.2}%") } else { num(v) }
-        );
-    }
-    for (v, anchor) in [(x0, "start"), (x1, "end")] {
-        let _ = writeln!(
-            h,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
-            px(v),
-            ht - bottom + 14.0,
-            num(v)
-        );
-    }
     let points: Vec<String> = xs
         .iter()
         .zip(&ys)
@@ -1146,58 +1210,29 @@ fn stages(h: &mut String, r: &Report) {
             Metric::OutputError => "Output error",
         }
     );
-    if finite.len() >= 2 {
-        let (w, ht) = (CHART_W, 260.0);
-        let (left, right, top, bottom) = (64.0, 90.0, 16.0, 40.0);
-        let span = |f: fn(&(f64, f64)) -> f64| {
-            finite
-                .iter()
-                .map(|p| f(p))
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                    (a.min(v), b.max(v))
-                })
-        };
-        let (x0, x1) = span(|p| p.0);
-        let (mut y0, mut y1) = span(|p| p.1);
-        if y1 - y0 < 1e-9 {
-            y0 -= 0.5;
-            y1 += 0.5;
-        }
-        let xspan = if x1 - x0 < 1e-9 { 1.0 } else { x1 - x0 };
+    let plot = Plot::new(
+        (CHART_W, 260.0),
+        (64.0, 90.0, 16.0, 40.0),
+        pts.iter().copied(),
+    )
+    .filter(|_| finite.len() >= 2);
+    if let Some(plot) = plot {
+        let (w, ht, left, right) = (plot.w, plot.ht, plot.left, plot.right);
         // Larger models on the right: the recipe moves the model leftwards.
-        let px = |v: f64| left + (v - x0) / xspan * (w - left - right);
-        let py = |v: f64| top + (y1 - v) / (y1 - y0) * (ht - top - bottom);
+        let px = |v: f64| plot.px(v);
+        let py = |v: f64| plot.py(v);
         let _ = writeln!(
             h,
             "<svg id=\"stages-chart\" role=\"img\" aria-label=\"metric against stored bytes after each stage\" width=\"{w}\" height=\"{ht}\" viewBox=\"0 0 {w} {ht}\">"
         );
-        let _ = writeln!(
+        plot.axes(
             h,
-            "<line class=\"axis\" x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{0}\"/><line class=\"axis\" x1=\"{left}\" x2=\"{1}\" y1=\"{0}\" y2=\"{0}\"/>",
-            ht - bottom,
-            w - right
+            |v| match st.metric {
+                Metric::Accuracy => format!("{v:.2}%"),
+                Metric::OutputError => num(v),
+            },
+            |v| short_bytes(10f64.powf(v)),
         );
-        let label = |v: f64| match st.metric {
-            Metric::Accuracy => format!("{v:.2}%"),
-            Metric::OutputError => num(v),
-        };
-        for (v, y) in [(y0, ht - bottom), (y1, top + 8.0)] {
-            let _ = writeln!(
-                h,
-                "<text x=\"{}\" y=\"{y:.1}\" text-anchor=\"end\">{}</text>",
-                left - 4.0,
-                label(v)
-            );
-        }
-        for (v, anchor) in [(x0, "start"), (x1, "end")] {
-            let _ = writeln!(
-                h,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
-                px(v),
-                ht - bottom + 14.0,
-                short_bytes(10f64.powf(v))
-            );
-        }
         let _ = writeln!(
             h,
             "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"why\">stored weight bytes (log scale)</text>",
