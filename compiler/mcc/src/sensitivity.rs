@@ -381,20 +381,17 @@ pub fn table(r: &Sensitivity) -> String {
         "{:<w$}  {:<20}  {:>16}",
         "layer", "technique", "setting"
     ));
-    let value = |v: f64| {
-        if first.ratio {
-            format!("{:.0}%", v * 100.0)
-        } else {
-            format!("{}={v}", first.param)
-        }
+    // A ratio other than `amount` (filter pruning's `keep`) says what it is a ratio of.
+    let value = |v: f64| match (first.ratio, first.param.as_str()) {
+        (true, "amount") => format!("{:.0}%", v * 100.0),
+        (true, param) => format!("{param}={:.0}%", v * 100.0),
+        (false, param) => format!("{param}={v}"),
     };
     // A row's own setting, in its own parameter's terms (rows may sweep different ones).
-    let setting = |row: &Row| {
-        if row.ratio {
-            format!("{:.0}%", row.setting.value * 100.0)
-        } else {
-            format!("{}={}", row.param, row.setting.value)
-        }
+    let setting = |row: &Row| match (row.ratio, row.param.as_str()) {
+        (true, "amount") => format!("{:.0}%", row.setting.value * 100.0),
+        (true, param) => format!("{param}={:.0}%", row.setting.value * 100.0),
+        (false, param) => format!("{param}={}", row.setting.value),
     };
     for p in &first.sweep {
         out.push_str(&format!("  {:>9}", value(p.value)));

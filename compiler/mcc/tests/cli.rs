@@ -612,6 +612,53 @@ fn attribution_keeps_the_merges() {
     }
 }
 
+/// Filter pruning's `keep` is swept, so `keep: auto` chooses per layer under a budget (and
+/// `mcc sensitivity` sweeps it): the budget holds as measured, every choice is a sweep value
+/// or "left as is", and the report has each layer's curve.
+#[test]
+fn keep_auto_chooses_filters_per_layer_under_a_flops_budget() {
+    let dir = recipe_dir();
+    let d = dir.path();
+    let r = report_of(
+        d,
+        "keep.mcr",
+        "budget {\n  flops <= 1200000\n}\nprune filters on Conv { keep: auto }\n",
+        &[],
+    );
+    let macs = r["model_totals"]["macs"]["after"].as_u64().unwrap();
+    assert!(macs <= 1_200_000, "{macs} MACs");
+    assert!(r["budget"][0]["ok"].as_bool().unwrap());
+    let layers = r["allocation"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{layers:?}");
+    let sweep = [0.9, 0.75, 0.6, 0.5, 0.4, 0.3];
+    for l in layers {
+        assert_eq!(l["param"], "keep");
+        assert!(
+            l["value"].is_null() || sweep.contains(&l["value"].as_f64().unwrap()),
+            "{l}"
+        );
+        assert_eq!(l["curve"].as_array().unwrap().len(), sweep.len());
+    }
+    assert!(
+        layers.iter().any(|l| !l["value"].is_null()),
+        "nothing chosen"
+    );
+    std::fs::write(
+        d.join("s.mcr"),
+        format!("{DATA}prune filters on Conv {{ keep: 50% }}\n"),
+    )
+    .unwrap();
+    let out = succeeds(
+        d,
+        &["sensitivity", "s.mcr", "lenet5.onnx", "--samples", "100"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/conv1/Conv") && text.contains("/conv2/Conv") && text.contains("keep=30%"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_latency_budget_is_measured_on_the_build_machine_and_only_gates() {
     let dir = recipe_dir();

@@ -19,7 +19,7 @@
 use mcc_ir::{Graph, StepId};
 use mcc_plan::plan::{Severity, Step};
 use mcc_plan::registry::{
-    Applies, Default, ParamIssue, ParamType, Params, RATIO, Status, VariantSchema, num, p,
+    Applies, Default, ParamIssue, ParamType, Params, RATIO, Status, Sweep, VariantSchema, num, p,
 };
 use mcc_plan::{Infeasible, LeftAlone, Outcome, StatRequest, Stats, Technique, TechniqueError};
 
@@ -55,7 +55,10 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Weighted,
     status: Status::Ready(&PruneBlock),
     check_params,
-    sweep: None,
+    sweep: Some(Sweep {
+        param: "amount",
+        values: &[0.3, 0.5, 0.7, 0.8, 0.9],
+    }),
 };
 
 /// A block holds at least two weights, its inputs divide OBS's column blocks, and the amount

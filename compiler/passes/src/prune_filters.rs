@@ -39,7 +39,7 @@ use std::collections::BTreeSet;
 use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
 use mcc_plan::plan::{ParamValue, Severity, Step};
 use mcc_plan::registry::{
-    Applies, CRITERIA, Default, ParamIssue, Params, RATIO, Status, VariantSchema, num, p,
+    Applies, CRITERIA, Default, ParamIssue, Params, RATIO, Status, Sweep, VariantSchema, num, p,
 };
 use mcc_plan::{
     Infeasible, LeftAlone, Outcome, Reason, StatRequest, Stats, Technique, TechniqueError,
@@ -62,7 +62,14 @@ pub const VARIANT: VariantSchema = VariantSchema {
     applies: Applies::Weighted,
     status: Status::Ready(&PruneFilters { inputs: false }),
     check_params,
-    sweep: None,
+    sweep: Some(KEEP_SWEEP),
+};
+
+/// What `mcc sensitivity` and `keep: auto` try, weakest first: the fraction of filters (or
+/// channels) kept.
+pub const KEEP_SWEEP: Sweep = Sweep {
+    param: "keep",
+    values: &[0.9, 0.75, 0.6, 0.5, 0.4, 0.3],
 };
 
 /// Keeping everything is a no-op, keeping nothing removes the layer; two criteria are not
@@ -106,7 +113,7 @@ pub const CHANNELS: VariantSchema = VariantSchema {
     applies: Applies::Weighted,
     status: Status::Ready(&PruneFilters { inputs: true }),
     check_params,
-    sweep: None,
+    sweep: Some(KEEP_SWEEP),
 };
 
 /// Filter pruning as a technique: `prune filters` selects the layers that make the channels,
