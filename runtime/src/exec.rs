@@ -759,6 +759,19 @@ impl std::ops::Deref for Weights<'_> {
     }
 }
 
+/// Floats of scratch each thread gets: what the program asks for, and at least what its
+/// integer convolutions take ([`int8::conv_scratch_len`]; a program lowered before they took
+/// their working memory from the scratch asks for less).
+fn scratch_len(prog: &Program) -> usize {
+    prog.steps
+        .iter()
+        .map(|s| match s {
+            Step::QConv { g, m, groups, .. } => int8::conv_scratch_len(g, *m, *groups),
+            _ => 0,
+        })
+        .fold(prog.scratch, usize::max)
+}
+
 /// A program with its memory, ready to run.
 pub struct Runner<'p> {
     prog: &'p Program,
@@ -768,7 +781,7 @@ pub struct Runner<'p> {
     batch: usize,
     /// Every buffer starts on a cache line (tensors' offsets are planned on lines).
     arena: AlignedVec,
-    /// One im2col buffer per thread.
+    /// One im2col buffer per thread (also the integer convolutions' working memory).
     scratch: Vec<AlignedVec>,
     /// A stride-1 convolution's padded input, shared by the threads that split its rows.
     padded: AlignedVec,
@@ -828,7 +841,7 @@ impl<'p> Runner<'p> {
             batch: 0,
             arena: AlignedVec::default(),
             scratch: (0..threads)
-                .map(|_| AlignedVec::try_zeroed(prog.scratch, "a thread's scratch buffer"))
+                .map(|_| AlignedVec::try_zeroed(scratch_len(prog), "a thread's scratch buffer"))
                 .collect::<Result<_, _>>()?,
             padded: if threads > 1 {
                 AlignedVec::try_zeroed(prog.scratch, "the padded-input buffer")?
@@ -2173,6 +2186,7 @@ impl Ctx<'_> {
                     *zx as u8,
                     &rq,
                     int8::bytes_mut(ys),
+                    buf,
                 )
             }
             Step::QMaxPool { x, y, g } => {

@@ -294,7 +294,8 @@ impl<'a> Rows<'a> {
 /// `C = R·Vᵀ` for rows `rows` of `r` (u8, depth `k`) and all `n` columns of the i8 panels
 /// `v`, requantized (output `layout.col0 + j` for column `j`) into `out`. Rows whose taps are
 /// whole depth groups are read in place (a convolution reads its input where it lies: no
-/// im2col); others are gathered four rows at a time.
+/// im2col); others are gathered four rows at a time, into a buffer of
+/// [`gather_len`]`(r, k)` bytes allocated here (see [`gemm_in`] to pass one instead).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<E: Epilogue>(
     path: Path,
@@ -306,6 +307,35 @@ pub fn gemm<E: Epilogue>(
     q: &E,
     layout: Layout,
     out: &mut [E::Out],
+) -> Result<(), String> {
+    let mut gathered = vec![0u8; gather_len(r, k)];
+    gemm_in(path, r, rows, k, v, n, q, layout, out, &mut gathered)
+}
+
+/// Bytes of the buffer [`gemm_in`] gathers rows of `r` (depth `k`) into: none when every tap
+/// is whole depth groups (read in place), else four rows of `padded_k(k)`.
+pub fn gather_len(r: &Rows, k: usize) -> usize {
+    if r.shape(k).1.is_multiple_of(GROUP) {
+        0
+    } else {
+        4 * padded_k(k)
+    }
+}
+
+/// [`gemm`], gathering rows into `gathered` (at least [`gather_len`]`(r, k)` bytes, whatever
+/// they hold: every gathered row is written whole before it is read).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_in<E: Epilogue>(
+    path: Path,
+    r: &Rows,
+    rows: std::ops::Range<usize>,
+    k: usize,
+    v: &[u8],
+    n: usize,
+    q: &E,
+    layout: Layout,
+    out: &mut [E::Out],
+    gathered: &mut [u8],
 ) -> Result<(), String> {
     let kp = padded_k(k);
     let groups = kp / GROUP;
@@ -331,7 +361,9 @@ pub fn gemm<E: Epilogue>(
     let (ntaps, tap_len) = r.shape(k);
     let direct = tap_len.is_multiple_of(GROUP);
     // Gathered rows: four of kp bytes, zero past k.
-    let mut gathered = if direct { vec![] } else { vec![0u8; 4 * kp] };
+    if gathered.len() < gather_len(r, k) {
+        return Err("int8 gemm: the gather buffer is too small".into());
+    }
     let panels = n.div_ceil(LANES);
     let block = groups * LANES * GROUP;
     let offsets = r.offsets();
@@ -400,7 +432,7 @@ pub fn gemm<E: Epilogue>(
         } else {
             (1, groups)
         };
-        let gathered = &gathered;
+        let gathered = &*gathered;
         // Rows whose every tap lies inside the input: a base plus each tap's offset.
         let bases = ids.map(|row| if direct { r.interior(row) } else { None });
         let tap = |t: usize, tp: usize| -> &[u8] {
@@ -1297,8 +1329,109 @@ pub fn pack_conv(g: &Geometry, m: usize, groups: usize, w: &[i8]) -> Result<Vec<
     })
 }
 
+/// The working memory of [`conv`] over `g` (`m` outputs, `groups` groups), carved from one
+/// scratch buffer: `words` i32 accumulators first, then byte buffers, each sized for the
+/// largest path that may use it (sizes saturate: a hostile geometry asks for too much
+/// rather than wrapping).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConvScratch {
+    /// i32 words: a depthwise output row's sums (`ow·c`).
+    words: usize,
+    /// The padded image ([`ConvForm::Patches`]: with `GROUP` bytes of slack).
+    image: usize,
+    /// [`ConvForm::Panels`]: `cg` bytes of the zero point; depthwise: each tap's weights
+    /// along the row (stride 1) and the VNNI path's interleaved weights.
+    weights: usize,
+    /// [`ConvForm::Panels`]: gathered rows ([`gather_len`]); [`ConvForm::Patches`]: every
+    /// output pixel's row of taps (with `GROUP` bytes of slack).
+    rows: usize,
+}
+
+impl ConvScratch {
+    fn of(g: &Geometry, m: usize, groups: usize) -> ConvScratch {
+        let groups = groups.max(1);
+        let form = ConvForm::of(g, m, groups);
+        let (hp, wp) = padded_dims(g);
+        let mul = |a: usize, b: usize| a.saturating_mul(b);
+        let taps = mul(g.kh, g.kw);
+        match form {
+            ConvForm::Patches => ConvScratch {
+                words: 0,
+                image: mul(mul(hp, wp), g.c).saturating_add(GROUP),
+                weights: 0,
+                rows: mul(mul(g.oh, g.ow), padded_k(mul(taps, g.c))).saturating_add(GROUP),
+            },
+            ConvForm::Depthwise => {
+                let n = mul(g.ow, g.c);
+                ConvScratch {
+                    words: n,
+                    image: padded_image(g, hp, wp, g.c),
+                    weights: mul(taps, n).saturating_add(mul(mul(g.kh, g.c), GROUP)),
+                    rows: 0,
+                }
+            }
+            ConvForm::Panels { cg } => {
+                let cp = if groups == 1 { cg } else { g.c };
+                ConvScratch {
+                    words: 0,
+                    image: padded_image(g, hp, wp, cp),
+                    weights: cg,
+                    rows: if cg.is_multiple_of(GROUP) {
+                        0
+                    } else {
+                        mul(4, padded_k(mul(taps, cg)))
+                    },
+                }
+            }
+        }
+    }
+
+    /// Floats of scratch, in all.
+    fn floats(self) -> usize {
+        self.image
+            .saturating_add(self.weights)
+            .saturating_add(self.rows)
+            .div_ceil(4)
+            .saturating_add(self.words)
+    }
+}
+
+/// Rows and columns of a padded image every tap of `g` reads inside.
+fn padded_dims(g: &Geometry) -> (usize, usize) {
+    let hp = (g.h + g.pt).max((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
+    let wp = (g.w + g.pl).max((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
+    (hp, wp)
+}
+
+/// Bytes of the padded copy [`conv`] makes of the image (`cp` channels), none if it reads the
+/// image in place.
+fn padded_image(g: &Geometry, hp: usize, wp: usize, cp: usize) -> usize {
+    if hp == g.h && wp == g.w && cp == g.c {
+        0
+    } else {
+        hp.saturating_mul(wp).saturating_mul(cp)
+    }
+}
+
+/// Floats of scratch [`conv`] needs for `m` outputs in `groups` groups over `g`.
+pub fn conv_scratch_len(g: &Geometry, m: usize, groups: usize) -> usize {
+    ConvScratch::of(g, m, groups).floats()
+}
+
+/// Words holding i32 values, viewed in place to write them.
+fn ints_mut(words: &mut [f32]) -> &mut [i32] {
+    // SAFETY: f32 and i32 have one size and alignment and every bit pattern is a value of
+    // each; the exclusive borrow of `words` moves to the result.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<i32>(), words.len())
+    }
+}
+
 /// One sample of an integer convolution, NHWC: `x` u8 `[h][w][c]`, the weights packed as
-/// [`ConvForm::of`] says, into `y` u8 `[oh][ow][m]`. Padding taps read `zx`.
+/// [`ConvForm::of`] says, into `y` u8 `[oh][ow][m]`. Padding taps read `zx`. `scratch` is
+/// the working memory, at least [`conv_scratch_len`] floats (whatever they hold): nothing
+/// is allocated here.
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
     path: Path,
@@ -1310,6 +1443,7 @@ pub fn conv(
     zx: u8,
     q: &Requants,
     y: &mut [u8],
+    scratch: &mut [f32],
 ) -> Result<(), String> {
     let groups = groups.max(1);
     if !g.c.is_multiple_of(groups) || !m.is_multiple_of(groups) {
@@ -1322,8 +1456,18 @@ pub fn conv(
     if x.len() < g.h * g.w * g.c || q.len() < m {
         return Err("int8 conv: input or requantizations too small".into());
     }
+    let sizes = ConvScratch::of(g, m, groups);
+    if scratch.len() < sizes.floats() {
+        return Err("int8 conv: the scratch buffer is too small".into());
+    }
+    // The scratch carved up: i32 words, then the byte buffers (sizes checked just above).
+    let (words, rest) = scratch.split_at_mut(sizes.words);
+    let acc = ints_mut(words);
+    let (image, rest) = bytes_mut(rest).split_at_mut(sizes.image);
+    let (wbuf, rest) = rest.split_at_mut(sizes.weights);
+    let rbuf = &mut rest[..sizes.rows];
     if form == ConvForm::Patches {
-        return patches(path, x, g, m, w, zx, q, y);
+        return patches(path, x, g, m, w, zx, q, y, image, rbuf);
     }
     // Padding materialized once: a copy of the image inside a border of `zx` (and, for one
     // group, with its channels padded to a multiple of 4 by `zx` too, which meet zero
@@ -1332,13 +1476,12 @@ pub fn conv(
         ConvForm::Panels { cg } if groups == 1 => cg,
         _ => g.c,
     };
-    let hp = (g.h + g.pt).max((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
-    let wp = (g.w + g.pl).max((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
-    let padded;
+    let (hp, wp) = padded_dims(g);
     let (x, g) = if hp == g.h && wp == g.w && cp == g.c {
         (x, *g)
     } else {
-        let mut p = vec![zx; hp * wp * cp];
+        let p = &mut image[..hp * wp * cp];
+        p.fill(zx);
         for iy in 0..g.h {
             let dst = ((iy + g.pt) * wp + g.pl) * cp;
             let src = iy * g.w * g.c;
@@ -1354,7 +1497,6 @@ pub fn conv(
                 d[..g.c].copy_from_slice(s);
             }
         }
-        padded = p;
         let g = Geometry {
             c: cp,
             h: hp,
@@ -1363,7 +1505,7 @@ pub fn conv(
             pl: 0,
             ..*g
         };
-        (&padded[..], g)
+        (&*p, g)
     };
     let g = &g;
     match form {
@@ -1372,23 +1514,25 @@ pub fn conv(
             if !path.runs_here() {
                 return Err(format!("int8 conv: this CPU cannot run the {path:?} path"));
             }
-            depthwise(path, x, g, w, q, y);
+            depthwise(path, x, g, w, q, y, acc, wbuf);
             Ok(())
         }
         ConvForm::Panels { cg } => {
             let mg = m / groups;
             let k = g.kh * g.kw * cg;
             let per = panels_len(mg, k);
-            let zeros = vec![zx; cg];
+            let zeros = &mut wbuf[..cg];
+            zeros.fill(zx);
+            let zeros = &*zeros;
             for gi in 0..groups {
                 let rows = Rows::Conv {
                     x,
                     g: *g,
                     c0: gi * cg,
                     cg,
-                    zeros: &zeros,
+                    zeros,
                 };
-                gemm(
+                gemm_in(
                     path,
                     &rows,
                     0..g.oh * g.ow,
@@ -1401,6 +1545,7 @@ pub fn conv(
                         col0: gi * mg,
                     },
                     y,
+                    rbuf,
                 )?;
             }
             Ok(())
@@ -1410,7 +1555,8 @@ pub fn conv(
 
 /// [`ConvForm::Patches`]: every output pixel's taps gathered into a row of `kp` bytes
 /// (padding taps `zx`; the tail past `kh·kw·c` meets zero weights, so its bytes do not
-/// matter), then one matrix product. Sizes checked by [`conv`].
+/// matter), then one matrix product. Sizes checked by [`conv`]; `img` and `rows` are its
+/// scratch ([`ConvScratch`]), whatever they hold.
 #[allow(clippy::too_many_arguments)]
 fn patches(
     path: Path,
@@ -1421,20 +1567,23 @@ fn patches(
     zx: u8,
     q: &Requants,
     y: &mut [u8],
+    img: &mut [u8],
+    rows: &mut [u8],
 ) -> Result<(), String> {
     let c = g.c;
     let kp = padded_k(g.kh * g.kw * c);
     // The image inside a border of `zx` wide enough for every tap (4 bytes of slack after
     // it), so each pixel's kernel row is one run of `kw·c` bytes when `dw = 1`.
-    let hp = (g.h + g.pt).max((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1);
-    let wp = (g.w + g.pl).max((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1);
-    let mut img = vec![zx; hp * wp * c + GROUP];
+    let (hp, wp) = padded_dims(g);
+    let img = &mut img[..hp * wp * c + GROUP];
+    img.fill(zx);
     for iy in 0..g.h {
         let dst = ((iy + g.pt) * wp + g.pl) * c;
         img[dst..dst + g.w * c].copy_from_slice(&x[iy * g.w * c..(iy + 1) * g.w * c]);
     }
     let run = g.kw * c;
-    let mut rows = vec![zx; g.oh * g.ow * kp + GROUP];
+    let rows = &mut rows[..g.oh * g.ow * kp + GROUP];
+    rows.fill(zx);
     for oy in 0..g.oh {
         for ox in 0..g.ow {
             let out = (oy * g.ow + ox) * kp;
@@ -1464,7 +1613,7 @@ fn patches(
     gemm(
         path,
         &Rows::Matrix {
-            bytes: &rows,
+            bytes: rows,
             stride: kp,
         },
         0..g.oh * g.ow,
@@ -1484,8 +1633,20 @@ fn patches(
 /// row at a time: the i32 sums of the row's `[ow][c]` outputs ([`depthwise_sums`],
 /// vectorized where the CPU has AVX2), then requantized ([`requant_row`]). With stride 1 a
 /// tap's inputs for the whole row are one contiguous run, so each tap is one long
-/// multiply-add against its weights repeated along the row. Sizes checked by [`conv`].
-fn depthwise(path: Path, x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) {
+/// multiply-add against its weights repeated along the row. Sizes checked by [`conv`];
+/// `acc` (`ow·c` words) and `wbuf` (`kh·kw·ow·c + kh·c·4` bytes) are its scratch
+/// ([`ConvScratch`]), whatever they hold.
+#[allow(clippy::too_many_arguments)]
+fn depthwise(
+    path: Path,
+    x: &[u8],
+    g: &Geometry,
+    w: &[u8],
+    q: &Requants,
+    y: &mut [u8],
+    acc: &mut [i32],
+    wbuf: &mut [u8],
+) {
     let c = g.c;
     #[cfg(target_arch = "x86_64")]
     if path == Path::Vnni
@@ -1495,21 +1656,26 @@ fn depthwise(path: Path, x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vbmi")
     {
+        let wv = &mut wbuf[..g.kh * c * GROUP];
         // SAFETY: `runs_here` checked AVX-512F and VNNI, the line above BW and VBMI; `c` is
-        // whole vectors of 16 channels, `kw ≤ 4`, `q` holds `c` outputs, and `conv` checked
-        // the sizes of `x` (padded: every tap inside), `w` (`kh·kw·c`) and `y`.
+        // whole vectors of 16 channels, `kw ≤ 4`, `q` holds `c` outputs, `wv` is `kh·c·4`
+        // bytes (sliced just above), and `conv` checked the sizes of `x` (padded: every tap
+        // inside), `w` (`kh·kw·c`) and `y`.
         #[allow(unsafe_code)]
         unsafe {
-            depthwise_vnni(x, g, w, q, y)
+            depthwise_vnni(x, g, w, q, y, wv)
         };
         return;
     }
     let n = g.ow * c;
-    let mut acc = vec![0i32; n];
-    // Stride 1: each tap's `c` weights repeated `ow` times.
-    let mut along = vec![];
+    let acc = &mut acc[..n];
+    // Stride 1: each tap's `c` weights repeated `ow` times (every byte written here).
+    let along: &mut [u8] = if g.sw == 1 {
+        &mut wbuf[..g.kh * g.kw * n]
+    } else {
+        &mut []
+    };
     if g.sw == 1 {
-        along.resize(g.kh * g.kw * n, 0);
         for (t, row) in along.chunks_exact_mut(n.max(1)).enumerate() {
             for px in row.chunks_exact_mut(c.max(1)) {
                 px.copy_from_slice(&w[t * c..(t + 1) * c]);
@@ -1517,8 +1683,8 @@ fn depthwise(path: Path, x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut
         }
     }
     for oy in 0..g.oh {
-        depthwise_sums(x, g, w, &along, oy, &mut acc);
-        requant_row(path, &acc, c, q, &mut y[oy * n..(oy + 1) * n]);
+        depthwise_sums(x, g, w, along, oy, acc);
+        requant_row(path, acc, c, q, &mut y[oy * n..(oy + 1) * n]);
     }
 }
 
@@ -1532,15 +1698,24 @@ fn depthwise(path: Path, x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut
 /// # Safety
 /// The CPU has AVX-512F, BW, VNNI and VBMI; `g.c` is a multiple of 16, `1 ≤ g.kw ≤ 4`;
 /// `x` is the padded image (every tap inside, `g.h·g.w·g.c` bytes), `w` holds `kh·kw·c`
-/// tap-major weights, `q` holds `c` outputs, `y` holds `oh·ow·c` codes.
+/// tap-major weights, `q` holds `c` outputs, `y` holds `oh·ow·c` codes, `wv` is scratch of
+/// at least `kh·c·4` bytes (whatever they hold).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vbmi")]
-unsafe fn depthwise_vnni(x: &[u8], g: &Geometry, w: &[u8], q: &Requants, y: &mut [u8]) {
+unsafe fn depthwise_vnni(
+    x: &[u8],
+    g: &Geometry,
+    w: &[u8],
+    q: &Requants,
+    y: &mut [u8],
+    wv: &mut [u8],
+) {
     use std::arch::x86_64::*;
     let c = g.c;
-    // Weights per kernel row and channel: 4 bytes, tap kx in byte kx.
-    let mut wv = vec![0u8; g.kh * c * GROUP];
+    // Weights per kernel row and channel: 4 bytes, tap kx in byte kx (zero past `kw`).
+    let wv = &mut wv[..g.kh * c * GROUP];
+    wv.fill(0);
     for ky in 0..g.kh {
         for kx in 0..g.kw {
             for ch in 0..c {
@@ -2444,7 +2619,39 @@ mod tests {
             let qf = Requants { bias: &folded, ..q };
             for path in paths() {
                 let mut y = vec![0u8; m * oh * ow];
-                conv(path, &x, &g, m, groups, &packed, zx, &qf, &mut y).unwrap();
+                // Scratch of garbage: the kernel must not read what it did not write.
+                let mut scratch =
+                    vec![f32::from_bits(0x5a5a_5a5a); conv_scratch_len(&g, m, groups)];
+                conv(
+                    path,
+                    &x,
+                    &g,
+                    m,
+                    groups,
+                    &packed,
+                    zx,
+                    &qf,
+                    &mut y,
+                    &mut scratch,
+                )
+                .unwrap();
+                assert!(
+                    conv(
+                        path,
+                        &x,
+                        &g,
+                        m,
+                        groups,
+                        &packed,
+                        zx,
+                        &qf,
+                        &mut y,
+                        &mut scratch[1..]
+                    )
+                    .is_err()
+                        || conv_scratch_len(&g, m, groups) == 0,
+                    "a short scratch buffer is an error"
+                );
                 assert_eq!(y, want, "{path:?} {g:?} m={m} groups={groups}");
             }
         }

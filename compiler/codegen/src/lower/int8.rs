@@ -400,6 +400,8 @@ impl Lowering<'_> {
         let (wo, qo, zy, lo, hi) = self.layer_weights(n, &panels, &sums, zx)?;
         let xb = self.read(x)?;
         let yb = self.write(y)?;
+        // The kernel's working memory (padded image, gathered rows) is the thread's scratch.
+        self.scratch = self.scratch.max(int8::conv_scratch_len(&g, m, groups));
         self.steps.push(Step::QConv {
             x: xb,
             y: yb,
