@@ -852,15 +852,23 @@ pub fn attribution_summary(r: &Report) -> Vec<String> {
         m.show(a.original),
         m.show(a.compressed)
     )];
+    // A note several rows share (a rule's channel groups) is printed once, after them.
+    let mut notes: Vec<&str> = vec![];
     for l in a.layers.iter().take(SHOWN) {
         let rules: Vec<String> = l.rules.iter().map(rule_text).collect();
+        let mark = l.note.as_deref().map_or(String::new(), |n| {
+            let k = notes.iter().position(|x| *x == n).unwrap_or_else(|| {
+                notes.push(n);
+                notes.len() - 1
+            });
+            format!(" [{}]", k + 1)
+        });
         out.push(format!(
-            "    {}: alone {} from the original; restored {} ({}){}",
+            "    {}: alone {} from the original; restored {} ({}){mark}",
             l.layer,
             change(l.alone, a.original),
             change(l.restored, a.compressed),
             rules.join(", "),
-            l.note.as_ref().map_or(String::new(), |n| format!(" — {n}"))
         ));
     }
     if a.layers.len() > SHOWN {
@@ -868,6 +876,9 @@ pub fn attribution_summary(r: &Report) -> Vec<String> {
             "    … and {} more (report.json's `attribution` lists them all)",
             a.layers.len() - SHOWN
         ));
+    }
+    for (k, n) in notes.iter().enumerate() {
+        out.push(format!("    [{}] {n}", k + 1));
     }
     if let Some(x) = &a.restore {
         let names: Vec<String> = x.layers.iter().map(|l| format!("`{l}`")).collect();
