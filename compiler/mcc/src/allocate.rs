@@ -239,7 +239,7 @@ pub fn resolve(s: &Session, threads: usize) -> Result<Option<(Session, Allocatio
         let (acc, err) = meter.measure_both(&g)?;
         Ok(match (budget.metric, acc) {
             (Metric::AccuracyDrop, Some(acc)) => {
-                let drop = ((base_acc.unwrap_or(acc) - acc) * 1e12).round() / 1e12;
+                let drop = crate::sensitivity::accuracy_drop(base_acc.unwrap_or(acc), acc);
                 (budget.cmp.holds(drop, budget.bound), acc)
             }
             _ => (budget.cmp.holds(err, budget.bound), acc.unwrap_or(err)),

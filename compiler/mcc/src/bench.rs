@@ -56,7 +56,7 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Benched, Error> {
     let timings_path = dir.join("timings.json");
     let html_path = dir.join("report.html");
     let report = Report::read(&report_path)?;
-    let mut timings = Timings::read(&timings_path)?;
+    let (mut timings, old_timings) = Timings::read(&timings_path)?;
     let original = original_model(&report, opts.model.as_deref())?;
     let (compressed, mut after) = compressed_model(dir)?;
     let mut before = crate::load(&original)?.graph;
@@ -97,13 +97,9 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Benched, Error> {
     let timings_json = crate::recipe::to_json(&timings)? + "\n";
     let files = crate::html::Files::in_folder(dir, &report);
     let html = crate::html::render_measured(&report, &files, &latency);
-    let old_timings = std::fs::read(&timings_path).map_err(|cause| Error::Io {
-        path: timings_path.clone(),
-        cause,
-    })?;
     crate::write_atomic(&timings_path, timings_json.as_bytes())?;
     if let Err(e) = crate::write_atomic(&html_path, html.as_bytes()) {
-        let _ = crate::write_atomic(&timings_path, &old_timings);
+        let _ = crate::write_atomic(&timings_path, old_timings.as_bytes());
         return Err(e);
     }
     Ok(Benched {

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use crate::report::{
     AllocatedLayer, BeforeAfter, Engine, KernelForm, Latency, Layer, OnnxForm, ParamValue, Report,
 };
-use crate::sensitivity::Metric;
+use crate::sensitivity::{Metric, signed_points};
 
 /// The sizes of native files written with the report (they are not in `report.json`: the
 /// linker decides them).
@@ -474,20 +474,6 @@ fn latency(h: &mut String, r: &Report, measured: Option<&Latency>) {
         escape(&l.cpu)
     );
     h.push_str("</section>\n");
-}
-
-fn signed_points(d: f64) -> String {
-    if !d.is_finite() {
-        return num(d);
-    }
-    let p = d * 100.0;
-    if p.abs() < 0.005 {
-        "±0.00".into()
-    } else if p < 0.0 {
-        format!("−{:.2}", -p)
-    } else {
-        format!("+{p:.2}")
-    }
 }
 
 fn budget(h: &mut String, r: &Report) {

@@ -1055,24 +1055,9 @@ fn bench(
     let prog = mcc::native::program(&m.graph)?;
     let batch = prog.fixed_batch.unwrap_or(batch.max(1));
     mcc::native::check_memory(&prog, batch)?;
-    let inputs: Vec<Vec<f32>> = prog
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, io)| {
-            let n = io.buf.len.saturating_mul(batch);
-            let mut x = Vec::new();
-            x.try_reserve_exact(n).map_err(|_| {
-                Error::Native(mcc_runtime::aligned::out_of_memory(
-                    n.saturating_mul(4),
-                    "the inputs",
-                ))
-            })?;
-            let random = mcc_ir::text::parse::pseudo_random_iter(7 + i as u64, -1.0, 1.0);
-            x.extend(random.take(n).map(|x| x as f32));
-            Ok(x)
-        })
-        .collect::<Result<_, Error>>()?;
+    let inputs = mcc::measure::run_inputs(&prog, batch, None, |i| {
+        mcc_ir::text::parse::pseudo_random_iter(7 + i as u64, -1.0, 1.0).map(|x| x as f32)
+    })?;
     let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     if profile {
         return profile_steps(&prog, &refs, threads, runs);

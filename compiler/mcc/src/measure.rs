@@ -408,23 +408,44 @@ pub fn latency_ms(
     runs: usize,
     batch: usize,
 ) -> Result<f64, Error> {
-    let inputs: Vec<Vec<f32>> = prog
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, io)| {
-            let n = io.buf.len.saturating_mul(batch);
-            // The first samples only: no copy of the whole data set.
-            let first = x
-                .filter(|_| i == 0)
-                .and_then(|t| t.as_f32()?.as_slice()?.get(..n).map(<[f32]>::to_vec));
-            first.unwrap_or_else(|| vec![0.5; n])
-        })
-        .collect();
+    let inputs = run_inputs(prog, batch, x, |_| std::iter::repeat(0.5))?;
     let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let mut jit = mcc_codegen::jit::Jit::new(prog.clone(), threads).map_err(Error::Native)?;
     let times = timed_runs(runs, || jit.run(&refs).map(drop).map_err(Error::Native))?;
     Ok(times[times.len() / 2])
+}
+
+/// Inputs for runs of `batch` samples through `prog`: the first input from `x`'s first
+/// samples when it holds that many (no copy of the whole set), every other value from
+/// `fill(input index)`. An allocation that fails is an error, not an abort.
+pub fn run_inputs<I: Iterator<Item = f32>>(
+    prog: &Program,
+    batch: usize,
+    x: Option<&Tensor>,
+    fill: impl Fn(usize) -> I,
+) -> Result<Vec<Vec<f32>>, Error> {
+    prog.inputs
+        .iter()
+        .enumerate()
+        .map(|(i, io)| {
+            let n = io.buf.len.saturating_mul(batch);
+            let first = x
+                .filter(|_| i == 0)
+                .and_then(|t| t.as_f32()?.as_slice()?.get(..n));
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| {
+                Error::Native(mcc_runtime::aligned::out_of_memory(
+                    n.saturating_mul(4),
+                    "the inputs",
+                ))
+            })?;
+            match first {
+                Some(s) => v.extend_from_slice(s),
+                None => v.extend(fill(i).take(n)),
+            }
+            Ok(v)
+        })
+        .collect()
 }
 
 /// Runs `run` 5 times, then `runs` (at least 1) timed times; the times in milliseconds,

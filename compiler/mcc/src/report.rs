@@ -49,18 +49,22 @@ impl Report {
                 env!("CARGO_PKG_VERSION")
             )));
         }
-        serde_json::from_str(&text).map_err(|e| bad(format!("is not a report this mcc reads: {e}")))
+        serde_json::from_value(head)
+            .map_err(|e| bad(format!("is not a report this mcc reads: {e}")))
     }
 }
 
 impl Timings {
-    /// Reads a `timings.json` back (`mcc bench --report` adds to it).
-    pub fn read(path: &Path) -> Result<Timings, Error> {
-        serde_json::from_str(&read_text(path)?).map_err(|e| Error::NotABuild {
+    /// Reads a `timings.json` back (`mcc bench --report` adds to it), with its text (to put
+    /// back if a later write fails).
+    pub fn read(path: &Path) -> Result<(Timings, String), Error> {
+        let text = read_text(path)?;
+        let timings = serde_json::from_str(&text).map_err(|e| Error::NotABuild {
             path: path.to_path_buf(),
             message: format!("is not a timings.json this mcc reads: {e}"),
             help: REBUILD.into(),
-        })
+        })?;
+        Ok((timings, text))
     }
 }
 
