@@ -735,6 +735,112 @@ fn filter_pruning_shrinks_residual_groups_consistently() {
     assert!(d.allclose, "ONNX Runtime differs: {d:?}");
 }
 
+/// `prune filters` through inception_mini's Concats (no refit, so the pruned model is exact):
+/// each branch is its own group, read by the next block at its offset of the joined tensor
+/// and by the classifier at its features after the pool. The pruned model computes exactly
+/// what the original does with the removed filters zeroed (their ReLU outputs are then zero,
+/// so no reader sees them) — which holds only if every reader lost the right columns at the
+/// right offset — and ONNX Runtime runs its export to the evaluator's outputs.
+#[test]
+fn filter_pruning_through_concats_removes_each_operands_channels_at_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write(
+        dir.path(),
+        "f.mcr",
+        "prune filters on Conv { keep: 50%, align: exact }\n",
+    );
+    let model = workspace().join("corpus/inception_mini.onnx");
+    let s = mcc::recipe::check(&recipe, &model).unwrap();
+    assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
+    let explained = mcc::recipe::explain(&s);
+    let line = explained
+        .lines()
+        .find(|l| l.starts_with("/inc_a/b3/b3.1/b3.1.0/Conv "))
+        .unwrap();
+    assert!(
+        line.contains("through /inc_a/Concat; read by /inc_b/b1/b1.0/Conv"),
+        "{line}"
+    );
+    let b = mcc::build::build(&s, &mcc::build::Options::default()).unwrap();
+    let g = &b.graph;
+    mcc_ir::verify(g).unwrap();
+    assert!(b.report.left_alone.is_empty(), "{:?}", b.report.left_alone);
+    let orig = mcc_tests::load(&model);
+    // Which filters each Conv kept: its biases are a subsequence of the original's (no two
+    // biases of a layer are equal in this model).
+    let mut zeroed = orig.clone();
+    let mut pruned_layers = 0;
+    for n in orig.node_ids() {
+        let node = orig.node(n).unwrap();
+        if !matches!(node.op, mcc_ir::Op::Conv(_)) {
+            continue;
+        }
+        let bias = |g: &Graph| -> Vec<f32> {
+            let n = g.node(g.find_node(&node.name).unwrap()).unwrap();
+            g.const_data(n.inputs[2].unwrap())
+                .unwrap()
+                .as_f32()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect()
+        };
+        let (before, after) = (bias(&orig), bias(g));
+        let mut kept = vec![false; before.len()];
+        let mut at = 0;
+        for v in &after {
+            while before[at].to_bits() != v.to_bits() {
+                at += 1;
+            }
+            kept[at] = true;
+            at += 1;
+        }
+        if after.len() == before.len() {
+            continue;
+        }
+        assert_eq!(after.len(), before.len() / 2, "{}", node.name);
+        pruned_layers += 1;
+        for slot in [1, 2] {
+            let v = node.inputs[slot].unwrap();
+            let mut t = orig.const_data(v).unwrap().as_f32().unwrap().clone();
+            for (c, &k) in kept.iter().enumerate() {
+                if !k {
+                    t.index_axis_mut(ndarray::Axis(0), c).fill(0.0);
+                }
+            }
+            let z = zeroed.add_const(format!("zeroed_{slot}_{}", node.name), Tensor::F32(t));
+            zeroed.set_input(n, slot, Some(z)).unwrap();
+        }
+    }
+    assert_eq!(
+        pruned_layers, 15,
+        "each of the 15 Convs loses half its filters"
+    );
+    let macs = &b.report.model_totals.macs;
+    assert!(macs.after * 3 < macs.before, "{macs:?}");
+    let x = mcc::tensor_io::read_npy(&workspace().join("corpus/data/mnist_test_x.npy")).unwrap();
+    let x = mcc::tensor_io::slice_batch(&x, 0, 64);
+    let want = mcc_ir::run(&zeroed, std::slice::from_ref(&x))
+        .unwrap()
+        .remove(0);
+    let got = mcc_ir::run(g, std::slice::from_ref(&x)).unwrap().remove(0);
+    let d = mcc_tests::compare(&got, &want, 1e-4, 1e-5);
+    assert!(
+        d.allclose,
+        "the pruned model is not the zeroed original: {d:?}"
+    );
+    if mcc_tests::skip_ort() {
+        return;
+    }
+    let xp = dir.path().join("x.npy");
+    mcc::tensor_io::write_npy(&xp, &x).unwrap();
+    let path = dir.path().join("pruned.onnx");
+    mcc_onnx::export_file(g, &path).unwrap();
+    let ort = mcc_tests::run_ort(&path, std::slice::from_ref(&xp), dir.path());
+    let d = mcc_tests::compare(&ort, &got, 1e-4, 1e-5);
+    assert!(d.allclose, "ONNX Runtime differs: {d:?}");
+}
+
 /// `mcc sensitivity` runs steps that read calibration statistics: each swept setting of
 /// `recipes/lenet300-prune-refit.mcr` is refit on the calibration data, as in a build, so
 /// fc1 at 91% keeps far more accuracy than magnitude pruning alone would (78.7% at 80% of

@@ -4,16 +4,25 @@
 //!
 //! Tensors whose axis 1 must keep the same channels are joined: a layer's input and output
 //! through channel-wise operators (BatchNormalization, elementwise activations, pools,
-//! Dropout, Identity, and depthwise convolutions — one filter per channel), and the operands and result of an elementwise Add, Sub, Mul, Max, Min,
-//! Sum or Mean of two computed tensors (a residual join). A group is one such class. Its
-//! **producers** are the Conv (one group) and Gemm layers that compute a tensor of the
-//! class; its **readers** are the one-group Convs and the Gemms that take it as input (a
-//! Gemm directly or through a Flatten, or a Reshape to [N, C·H·W]).
+//! Dropout, Identity, and depthwise convolutions — one filter per channel), and the operands
+//! and result of an elementwise Add, Sub, Mul, Max, Min, Sum or Mean of two computed tensors
+//! (a residual join). A group is one such class. Its **producers** are the Conv (one group)
+//! and Gemm layers that compute a tensor of the class; its **readers** are the one-group
+//! Convs and the Gemms that take it as input (a Gemm directly or through a Flatten, or a
+//! Reshape to [N, C·H·W]).
+//!
+//! A **Concat** along the channels places the group at an offset of the joined tensor (a
+//! [`Slice`]): what follows it — channel-wise operators, norms, depthwise convolutions, further
+//! Concats, flattens and readers — is walked forwards only, each member recording where the
+//! group's channels sit in its input, so the Concat's other operands keep theirs. Operands of
+//! an inception block's Concat are thus separate groups, each read by the next block's layers
+//! at its own offset.
 //!
 //! **Invariant:** a group is returned only when every tensor of the class comes from a
-//! producer or a channel-wise operator, and every reader is one mcc can shrink; otherwise
-//! the first obstacle is named (a graph input or output, a Concat, a depthwise convolution,
-//! a Reshape…), and nothing is pruned.
+//! producer or a channel-wise operator, every reader is one mcc can shrink, and every member
+//! sees the group's channels at one place; otherwise the first obstacle is named (a graph
+//! input or output, a joined tensor produced by a Concat, a residual join after a Concat, a
+//! grouped convolution, a Reshape…), and nothing is pruned.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,15 +49,19 @@ pub struct Group {
     pub channels: usize,
     /// Layers whose output channels these are, in node order.
     pub producers: Vec<NodeId>,
-    /// BatchNormalizations on the way (their parameters are per channel).
-    pub norms: Vec<NodeId>,
+    /// BatchNormalizations on the way (their parameters are per channel), and where the
+    /// group's channels sit in their input.
+    pub norms: Vec<At>,
     /// Depthwise convolutions on the way (one filter per channel; `group` is the channels).
-    pub depthwise: Vec<NodeId>,
+    pub depthwise: Vec<At>,
     /// Reshapes that flatten the channels, with the features per channel: a literal feature
     /// count in their target shape changes with the channels.
-    pub reshapes: Vec<(NodeId, usize)>,
-    /// Layers reading the channels, and how.
-    pub readers: Vec<(NodeId, Reader)>,
+    pub reshapes: Vec<(NodeId, usize, Slice)>,
+    /// Layers reading the channels, how, and where the channels sit in their input.
+    pub readers: Vec<(NodeId, Reader, Slice)>,
+    /// Concats the channels pass (each takes them at an offset of the joined tensor; they
+    /// change nothing but their output's shape).
+    pub concats: Vec<NodeId>,
 }
 
 /// How an obstacle that is a graph output begins (the planner turns it into an error).
@@ -211,6 +224,112 @@ fn channel_count(graph: &Graph, v: ValueId) -> usize {
         .unwrap_or(0)
 }
 
+/// Where a group's channels sit in a tensor: channels `offset .. offset + channels` of its
+/// `total` on axis 1. In the group's own tensors that is all of them; after a Concat, one
+/// operand's place in the joined tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slice {
+    /// The group's first channel in the tensor.
+    pub offset: usize,
+    /// The tensor's channels on axis 1.
+    pub total: usize,
+}
+
+impl Slice {
+    /// A tensor that is the group's channels and nothing else.
+    pub fn whole(channels: usize) -> Slice {
+        Slice {
+            offset: 0,
+            total: channels,
+        }
+    }
+
+    /// The features (`per` to a channel, in channel order) of the group's channel `c`.
+    pub fn features(&self, c: usize, per: usize) -> std::ops::Range<usize> {
+        (self.offset + c) * per..(self.offset + c + 1) * per
+    }
+
+    /// The tensor's features that remain when a group of `channels` keeps `kept` (sorted):
+    /// every feature outside the group's channels, and the kept channels' ones.
+    pub fn kept(&self, kept: &[usize], channels: usize, per: usize) -> Vec<usize> {
+        let after = (self.offset + channels) * per..self.total * per;
+        (0..self.offset * per)
+            .chain(kept.iter().flat_map(|&c| self.features(c, per)))
+            .chain(after)
+            .collect()
+    }
+
+    /// The tensor's channel count once a group of `channels` keeps `kept` of them.
+    pub fn shrunk(&self, channels: usize, kept: usize) -> usize {
+        self.total - channels + kept
+    }
+}
+
+/// A group member that holds per-channel parameters, with where the channels sit in its input.
+pub type At = (NodeId, Slice);
+
+/// Records `n` at slice `s`; a node met again at another slice reads the channels twice.
+fn place<T: Copy + PartialEq>(
+    map: &mut BTreeMap<NodeId, (T, Slice)>,
+    graph: &Graph,
+    n: NodeId,
+    what: T,
+    s: Slice,
+) -> Result<(), Obstacle> {
+    match map.insert(n, (what, s)) {
+        Some(old) if old != (what, s) => Err((
+            Reason::UnsupportedOp,
+            format!(
+                "`{}` reads the group's channels at two places (through a Concat)",
+                graph.node(n).map_or("", |x| x.name.as_str())
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The channels on axis 1 before operand `slot` of a Concat along axis 1, and in all, when
+/// every operand's are known.
+fn concat_place(graph: &Graph, n: NodeId, slot: usize) -> Result<(usize, usize), Obstacle> {
+    let node = graph.node(n).ok_or((Reason::MergedAway, String::new()))?;
+    let rank = node
+        .outputs
+        .first()
+        .and_then(|&o| graph.value(o).ty.shape.as_ref())
+        .map_or(0, |s| s.len() as i64);
+    let Op::Concat(c) = &node.op else {
+        return Err((Reason::UnsupportedOp, "not a Concat".into()));
+    };
+    if c.axis != 1 && c.axis != 1 - rank {
+        return Err((
+            Reason::UnsupportedAttribute,
+            format!(
+                "the Concat `{}` joins along axis {}, not the channels",
+                node.name, c.axis
+            ),
+        ));
+    }
+    let mut before = 0;
+    let mut total = 0;
+    for (i, x) in node.inputs.iter().enumerate() {
+        let c = x.map(|x| channel_count(graph, x)).unwrap_or(0);
+        if c == 0 {
+            return Err((
+                Reason::UnknownShape,
+                format!(
+                    "an operand of the Concat `{}` has no known channels",
+                    node.name
+                ),
+            ));
+        }
+        if i < slot {
+            before += c;
+        }
+        total += c;
+    }
+    Ok((before, total))
+}
+
 /// The group of `layer`'s output channels.
 pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     let node = graph
@@ -253,17 +372,22 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
         ))?;
     let name = |n: NodeId| graph.node(n).map_or(String::new(), |x| x.name.clone());
     let op = |n: NodeId| graph.node(n).map_or("", |x| x.op.name());
-    // Walk the class of `start`, both ways.
-    let mut seen: BTreeSet<ValueId> = BTreeSet::new();
-    let mut todo = vec![start];
-    let (mut producers, mut norms, mut readers) =
-        (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
-    let mut dws = BTreeSet::new();
-    let mut reshapes = BTreeMap::new();
-    while let Some(v) = todo.pop() {
-        if !seen.insert(v) {
+    // Walk the class of `start`, both ways (work items without a slice), and what follows a
+    // Concat forwards only (with the group's slice of the joined tensor).
+    let whole = Slice::whole(channels);
+    let mut seen: BTreeSet<(ValueId, Option<Slice>)> = BTreeSet::new();
+    let mut todo: Vec<(ValueId, Option<Slice>)> = vec![(start, None)];
+    let mut producers = BTreeSet::new();
+    let mut norms: BTreeMap<NodeId, ((), Slice)> = BTreeMap::new();
+    let mut dws: BTreeMap<NodeId, ((), Slice)> = BTreeMap::new();
+    let mut readers: BTreeMap<NodeId, (Reader, Slice)> = BTreeMap::new();
+    let mut reshapes: BTreeMap<NodeId, (usize, Slice)> = BTreeMap::new();
+    let mut concats = BTreeSet::new();
+    while let Some((v, after)) = todo.pop() {
+        if !seen.insert((v, after)) {
             continue;
         }
+        let here = after.unwrap_or(whole);
         if graph.outputs().contains(&v) {
             return Err((
                 Reason::GraphInterface,
@@ -277,19 +401,21 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
             .as_ref()
             .and_then(|s| s.get(1))
             .and_then(|d| d.fixed())
-            != Some(channels)
+            != Some(here.total)
         {
             return Err((
                 Reason::ShapeMismatch,
                 format!(
-                    "`{}` does not have {channels} channels on axis 1",
-                    graph.value(v).name
+                    "`{}` does not have {} channels on axis 1",
+                    graph.value(v).name,
+                    here.total
                 ),
             ));
         }
-        // Where the tensor comes from.
-        match graph.producer(v) {
-            None => {
+        // Where the tensor comes from (a joined tensor's other operands are not the group's).
+        match (after, graph.producer(v)) {
+            (Some(_), _) => {}
+            (None, None) => {
                 return Err((
                     Reason::GraphInterface,
                     format!(
@@ -298,24 +424,25 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                     ),
                 ));
             }
-            Some(p) if producer_of(graph, p) => {
+            (None, Some(p)) if producer_of(graph, p) => {
                 producers.insert(p);
             }
-            Some(p) if depthwise(graph, p, channels) => {
-                dws.insert(p);
+            (None, Some(p)) if depthwise(graph, p, channels) => {
+                place(&mut dws, graph, p, (), whole)?;
                 todo.extend(
                     graph
                         .node(p)
-                        .and_then(|x| x.inputs.first().copied().flatten()),
+                        .and_then(|x| x.inputs.first().copied().flatten())
+                        .map(|x| (x, None)),
                 );
             }
-            Some(p) => {
+            (None, Some(p)) => {
                 let pn = graph.node(p).ok_or((Reason::MergedAway, String::new()))?;
                 if carries(&pn.op) {
                     if matches!(pn.op, Op::BatchNormalization(_)) {
-                        norms.insert(p);
+                        place(&mut norms, graph, p, (), whole)?;
                     }
-                    todo.extend(pn.inputs.first().copied().flatten());
+                    todo.extend(pn.inputs.first().copied().flatten().map(|x| (x, None)));
                 } else if joins(&pn.op) {
                     for &i in pn.inputs.iter().flatten() {
                         if graph.const_data(i).is_some() {
@@ -328,7 +455,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                                 ),
                             ));
                         }
-                        todo.push(i);
+                        todo.push((i, None));
                     }
                 } else {
                     return Err((
@@ -345,13 +472,14 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
         // Who reads it.
         for (u, slot) in graph.users(v) {
             let un = graph.node(u).ok_or((Reason::MergedAway, String::new()))?;
+            let next = un.outputs.first().copied();
             match &un.op {
                 Op::Conv(c) if slot == 0 && c.group == 1 => {
-                    readers.insert(u, Reader::Conv);
+                    place(&mut readers, graph, u, Reader::Conv, here)?;
                 }
-                Op::Conv(_) if slot == 0 && depthwise(graph, u, channels) => {
-                    dws.insert(u);
-                    todo.extend(un.outputs.first().copied());
+                Op::Conv(_) if slot == 0 && depthwise(graph, u, here.total) => {
+                    place(&mut dws, graph, u, (), here)?;
+                    todo.extend(next.map(|x| (x, after)));
                 }
                 Op::Conv(_) if slot == 0 => {
                     return Err((
@@ -363,13 +491,32 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                     ));
                 }
                 Op::Gemm(gm) if slot == 0 && gm.transA == 0 => {
-                    readers.insert(u, Reader::Features { per: 1 });
+                    place(&mut readers, graph, u, Reader::Features { per: 1 }, here)?;
                 }
                 Op::BatchNormalization(_) if slot == 0 => {
-                    norms.insert(u);
-                    todo.extend(un.outputs.first().copied());
+                    place(&mut norms, graph, u, (), here)?;
+                    todo.extend(next.map(|x| (x, after)));
                 }
-                o if carries(o) && slot == 0 => todo.extend(un.outputs.first().copied()),
+                o if carries(o) && slot == 0 => todo.extend(next.map(|x| (x, after))),
+                Op::Concat(_) => {
+                    let (before, total) = concat_place(graph, u, slot)?;
+                    concats.insert(u);
+                    let joined = Slice {
+                        offset: here.offset + before,
+                        total,
+                    };
+                    todo.extend(next.map(|x| (x, Some(joined))));
+                }
+                o if joins(o) && after.is_some() => {
+                    return Err((
+                        Reason::UnsupportedOp,
+                        format!(
+                            "`{}` ({}) combines channels joined by a Concat with others",
+                            un.name,
+                            un.op.name()
+                        ),
+                    ));
+                }
                 o if joins(o) => {
                     for &i in un.inputs.iter().flatten() {
                         if graph.const_data(i).is_some() {
@@ -382,15 +529,12 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                                 ),
                             ));
                         }
-                        todo.push(i);
+                        todo.push((i, None));
                     }
-                    todo.extend(un.outputs.first().copied());
+                    todo.extend(next.map(|x| (x, None)));
                 }
-                o if slot == 0 && flattens(graph, o, v, un.outputs.first().copied()) => {
-                    let flat = *un
-                        .outputs
-                        .first()
-                        .ok_or((Reason::MissingOperand, String::new()))?;
+                o if slot == 0 && flattens(graph, o, v, next) => {
+                    let flat = next.ok_or((Reason::MissingOperand, String::new()))?;
                     let per = graph
                         .value(v)
                         .ty
@@ -407,13 +551,13 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                             "a flattened size is not known".to_string(),
                         ))?;
                     if matches!(o, Op::Reshape(_)) {
-                        reshapes.insert(u, per);
+                        place(&mut reshapes, graph, u, per, here)?;
                     }
                     for (g, gslot) in graph.users(flat) {
                         let gn = graph.node(g).ok_or((Reason::MergedAway, String::new()))?;
                         match &gn.op {
                             Op::Gemm(gm) if gslot == 0 && gm.transA == 0 => {
-                                readers.insert(g, Reader::Features { per });
+                                place(&mut readers, graph, g, Reader::Features { per }, here)?;
                             }
                             _ => {
                                 return Err((
@@ -450,10 +594,17 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     Ok(Group {
         channels,
         producers: producers.into_iter().collect(),
-        norms: norms.into_iter().collect(),
-        depthwise: dws.into_iter().collect(),
-        reshapes: reshapes.into_iter().collect(),
-        readers: readers.into_iter().collect(),
+        norms: norms.into_iter().map(|(n, ((), s))| (n, s)).collect(),
+        depthwise: dws.into_iter().map(|(n, ((), s))| (n, s)).collect(),
+        reshapes: reshapes
+            .into_iter()
+            .map(|(n, (per, s))| (n, per, s))
+            .collect(),
+        readers: readers
+            .into_iter()
+            .map(|(n, (how, s))| (n, how, s))
+            .collect(),
+        concats: concats.into_iter().collect(),
     })
 }
 
@@ -505,7 +656,10 @@ mod tests {
             (a.channels, names(&g, &a.producers)),
             (4, vec!["c1".to_string()])
         );
-        assert_eq!(names(&g, &a.norms), ["bn"]);
+        assert_eq!(
+            names(&g, &a.norms.iter().map(|n| n.0).collect::<Vec<_>>()),
+            ["bn"]
+        );
         assert_eq!(a.readers.len(), 1);
         assert_eq!(a.readers[0].1, Reader::Conv);
         let b = group(&g, "c2").unwrap();
@@ -548,12 +702,67 @@ mod tests {
   output %y"
         ));
         let gr = group(&g, "c1").unwrap();
-        assert_eq!(names(&g, &gr.depthwise), ["d"]);
+        assert_eq!(
+            names(&g, &gr.depthwise.iter().map(|n| n.0).collect::<Vec<_>>()),
+            ["d"]
+        );
         assert_eq!(
             names(&g, &gr.readers.iter().map(|r| r.0).collect::<Vec<_>>()),
             ["c2"]
         );
         assert_eq!(group(&g, "d").unwrap_err().0, Reason::UnsupportedOp);
+    }
+
+    /// An inception block: each Concat operand is its own group, read by the next layers at
+    /// its offset of the joined tensor, through a pool, a norm and a flatten.
+    #[test]
+    fn concat_operands_are_groups_read_at_their_offsets() {
+        let g = graph(&format!(
+            "{HEAD}
+  node c1 = Conv(%x, %w1) {{kernel_shape=[3, 3], pads=[1, 1, 1, 1]}} -> %a: f32[N,4,6,6]
+  node c2 = Conv(%x, %w3) {{kernel_shape=[1, 1]}} -> %o2: f32[N,4,6,6]
+  node r2 = Relu(%o2) -> %rb: f32[N,4,6,6]
+  node cat = Concat(%x, %a, %rb) {{axis=1}} -> %k: f32[N,10,6,6]
+  const %s10: f32[10] = positive(10)
+  const %b10: f32[10] = seeded(11)
+  node bn = BatchNormalization(%k, %s10, %b10, %b10, %s10) -> %n: f32[N,10,6,6]
+  node p = MaxPool(%n) {{kernel_shape=[2, 2], strides=[2, 2]}} -> %p: f32[N,10,3,3]
+  const %w4: f32[4,10,1,1] = seeded(12)
+  node c3 = Conv(%p, %w4) {{kernel_shape=[1, 1]}} -> %c: f32[N,4,3,3]
+  node f = Flatten(%p) -> %f: f32[N,90]
+  const %fc9: f32[3,90] = seeded(13)
+  node fc = Gemm(%f, %fc9) {{transB=1}} -> %y: f32[N,3]
+  output %c
+  output %y"
+        ));
+        for (layer, offset) in [("c1", 2), ("c2", 6)] {
+            let gr = group(&g, layer).unwrap();
+            let at = Slice { offset, total: 10 };
+            assert_eq!(names(&g, &gr.producers), [layer]);
+            assert_eq!(names(&g, &gr.concats), ["cat"]);
+            assert_eq!(gr.norms, vec![(g.find_node("bn").unwrap(), at)]);
+            let readers: Vec<(String, Reader, Slice)> = gr
+                .readers
+                .iter()
+                .map(|&(r, how, s)| (g.node(r).unwrap().name.clone(), how, s))
+                .collect();
+            assert_eq!(
+                readers,
+                [
+                    ("c3".to_string(), Reader::Conv, at),
+                    ("fc".to_string(), Reader::Features { per: 9 }, at)
+                ]
+            );
+        }
+        // The features that stay when c2's group keeps channels 1 and 3 of 4, 9 to a channel.
+        let at = Slice {
+            offset: 6,
+            total: 10,
+        };
+        let kept = at.kept(&[1, 3], 4, 9);
+        let want: Vec<usize> = (0..54).chain(63..72).chain(81..90).collect();
+        assert_eq!(kept, want);
+        assert_eq!(at.shrunk(4, 2), 8);
     }
 
     #[test]
@@ -565,8 +774,31 @@ mod tests {
   output %k"
         ));
         let e = group(&concat, "c1").unwrap_err();
+        assert_eq!(e.0, Reason::GraphInterface);
+        assert!(e.1.contains("%k") || e.1.contains("`k`"), "{e:?}");
+        // A residual join after a Concat would couple the other operands' channels.
+        let joined = graph(&format!(
+            "{HEAD}
+  node c1 = Conv(%x, %w1) {{kernel_shape=[3, 3], pads=[1, 1, 1, 1]}} -> %a: f32[N,4,6,6]
+  node cat = Concat(%a, %x) {{axis=1}} -> %k: f32[N,6,6,6]
+  node cat2 = Concat(%x, %a) {{axis=1}} -> %k2: f32[N,6,6,6]
+  node add = Add(%k, %k2) -> %y: f32[N,6,6,6]
+  output %y"
+        ));
+        let e = group(&joined, "c1").unwrap_err();
         assert_eq!(e.0, Reason::UnsupportedOp);
-        assert!(e.1.contains("cat"), "{e:?}");
+        assert!(e.1.contains("add"), "{e:?}");
+        // One tensor joined twice puts the channels at two places of the same readers.
+        let twice = graph(&format!(
+            "{HEAD}
+  node c1 = Conv(%x, %w1) {{kernel_shape=[3, 3], pads=[1, 1, 1, 1]}} -> %a: f32[N,4,6,6]
+  node cat = Concat(%a, %a) {{axis=1}} -> %k: f32[N,8,6,6]
+  const %w8: f32[4,8,1,1] = seeded(14)
+  node c2 = Conv(%k, %w8) {{kernel_shape=[1, 1]}} -> %y: f32[N,4,6,6]
+  output %y"
+        ));
+        let e = group(&twice, "c1").unwrap_err();
+        assert!(e.1.contains("two places"), "{e:?}");
         let grouped = graph(&format!(
             "{HEAD}
   const %gw: f32[4,2,3,3] = seeded(9)

@@ -1,9 +1,10 @@
 //! `prune filters`: remove whole output channels, so the graph really shrinks and runs on the
 //! dense kernels at its new shapes. For each selected layer, its channel dependency group
 //! (`crate::channels`: the layers whose filters must go together, through norms, activations,
-//! pools and residual joins, and the layers reading them) keeps `keep` of its channels,
-//! ranked by `by` — rounded, in groups of 32 channels or more, to the nearest multiple of 16
-//! (the kernels' tile width: 22 channels cost what 32 do, so they would save nothing):
+//! pools, residual joins and Concats, and the layers reading them) keeps `keep` of its
+//! channels, ranked by `by` — rounded by `align` (default: in groups of 32 channels or more)
+//! to the nearest multiple of 16, the kernels' tile width: 22 channels cost what 32 do, so
+//! they would save nothing, and tensors of whole tiles keep the channel-blocked layout:
 //!
 //! - `l1` / `l2` (Li et al., "Pruning filters for efficient ConvNets"): the norm of each
 //!   channel's filter, summed over the group's producers;
@@ -24,28 +25,32 @@
 //! pruning reconstruction), from its XᵀX collected before the channels go.
 //!
 //! Keeps: every shape consistent — producers lose output channels (weights and bias), norms
-//! their per-channel parameters, depthwise convolutions their filters (and `group`), readers the matching input channels (a Gemm after a Flatten
-//! the matching blocks of features); the graph's inputs and outputs are unchanged. At least
-//! one channel stays. Groups are pruned one at a time in step order, the graph re-typed after
-//! each.
+//! their per-channel parameters, depthwise convolutions their filters (and `group`), readers
+//! the matching input channels (a Gemm after a Flatten the matching blocks of features),
+//! each at the group's offset when a Concat put the channels into a wider tensor; the graph's
+//! inputs and outputs are unchanged. At least one channel stays. Groups are pruned one at a
+//! time in step order, the graph re-typed after each (so the next group's offsets are those
+//! of the shrunk Concat).
 //!
-//! Leaves alone (reported): layers whose group reaches a graph input or output, a Concat, a
-//! grouped (not depthwise) convolution, a Reshape or another operator mcc cannot shrink yet,
-//! and depthwise convolutions themselves (their channels are their input's: prune the layer
-//! before them).
+//! Leaves alone (reported): layers whose group reaches a graph input or output, a tensor a
+//! Concat produces within the group (its operands' channels would have to be split), a
+//! residual join after a Concat, a grouped (not depthwise) convolution, a Reshape or another
+//! operator mcc cannot shrink yet, and depthwise convolutions themselves (their channels are
+//! their input's: prune the layer before them).
 
 use std::collections::BTreeSet;
 
 use mcc_ir::{Graph, NodeId, Op, Origin, StepId, Tensor, ValueId};
 use mcc_plan::plan::{ParamValue, Severity, Step};
 use mcc_plan::registry::{
-    Applies, CRITERIA, Default, ParamIssue, Params, RATIO, Status, Sweep, VariantSchema, num, p,
+    Applies, CRITERIA, Default, ParamIssue, ParamSchema, ParamType, Params, RATIO, Status, Sweep,
+    VariantSchema, num, p,
 };
 use mcc_plan::{
     Infeasible, LeftAlone, Outcome, Reason, StatRequest, Stats, Technique, TechniqueError,
 };
 
-use crate::channels::{self, Group, Reader};
+use crate::channels::{self, Group, Reader, Slice};
 use crate::layers;
 use crate::prune;
 use crate::reconstruct::{self, View};
@@ -58,12 +63,44 @@ pub const VARIANT: VariantSchema = VariantSchema {
         p("keep", RATIO, Default::Required, "fraction of filters kept"),
         p("by", CRITERIA, Default::Word("l1"), "ranking criterion"),
         prune::REFIT,
+        ALIGN,
     ],
     applies: Applies::Weighted,
     status: Status::Ready(&PruneFilters { inputs: false }),
     check_params,
     sweep: Some(KEEP_SWEEP),
 };
+
+/// How kept channel counts are rounded to the kernels' 16-channel tiles ([`Align`]).
+pub const ALIGN: ParamSchema = p(
+    "align",
+    ParamType::Choice(&["wide", "tiles", "exact"]),
+    Default::Word("wide"),
+    "round kept counts to 16-channel tiles in groups of 32+ (wide), of 16+ (tiles), or not",
+);
+
+/// How a group's kept channel count is rounded (the `align` parameter).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Align {
+    /// Groups of two tiles or more keep a whole number of tiles; smaller ones what was asked.
+    Wide,
+    /// Every group of a tile or more keeps a whole number of tiles: a 16-channel group stays
+    /// whole, and the channel counts stay whole tiles, so the tensors keep the channel-blocked
+    /// layout (a Concat joins blocked operands only when each is whole tiles).
+    Tiles,
+    /// Exactly the asked fraction.
+    Exact,
+}
+
+impl Align {
+    fn of(step: &Step) -> Align {
+        match step.param("align") {
+            Some(ParamValue::Word(w)) if w == "tiles" => Align::Tiles,
+            Some(ParamValue::Word(w)) if w == "exact" => Align::Exact,
+            _ => Align::Wide,
+        }
+    }
+}
 
 /// What `mcc sensitivity` and `keep: auto` try, weakest first: the fraction of filters (or
 /// channels) kept.
@@ -109,6 +146,7 @@ pub const CHANNELS: VariantSchema = VariantSchema {
         ),
         p("by", CRITERIA, Default::Word("l1"), "ranking criterion"),
         prune::REFIT,
+        ALIGN,
     ],
     applies: Applies::Weighted,
     status: Status::Ready(&PruneFilters { inputs: true }),
@@ -158,27 +196,22 @@ fn thinet(step: &Step) -> bool {
 fn thinet_scores(graph: &Graph, g: &Group, stats: &mut dyn Stats) -> Result<Vec<f64>, String> {
     let c = g.channels;
     let mut cost = vec![0f64; c * c];
-    for &(r, how) in &g.readers {
+    for &(r, how, at) in &g.readers {
         let node = graph.node(r).ok_or("a reader vanished")?;
         let name = node.name.clone();
         let t = operand(graph, r, 1).ok_or("a reader's weights are not constant")?;
         let view = reconstruct::view(&node.op, t.shape())?;
         let w = reconstruct::to_rows(t, view).ok_or("a reader's weights are not f32")?;
         let h = layers::hessian(graph, stats, &name, w.k)?;
-        let per = match how {
-            Reader::Conv => w.k / c.max(1),
-            Reader::Features { per } => per,
-        };
-        if per == 0 || per * c != w.k {
-            return Err(format!("`{name}` reads {} inputs for {c} channels", w.k));
-        }
+        let per = per_channel(how, at, w.k)
+            .ok_or_else(|| format!("`{name}` reads {} inputs for {} channels", w.k, at.total))?;
         // Q_a = W_{·,B_a} H_{B_a,·} (rows × k), then C_ab += Σ_o Q_a[o, B_b] · W[o, B_b].
         let mut q = vec![0f64; w.k];
         for a in 0..c {
             for o in 0..w.rows {
                 let row = &w.data[o * w.k..(o + 1) * w.k];
                 q.iter_mut().for_each(|x| *x = 0.0);
-                for i in a * per..(a + 1) * per {
+                for i in at.features(a, per) {
                     let wi = row[i];
                     if wi == 0.0 {
                         continue;
@@ -188,7 +221,7 @@ fn thinet_scores(graph: &Graph, g: &Group, stats: &mut dyn Stats) -> Result<Vec<
                     }
                 }
                 for b in 0..c {
-                    cost[a * c + b] += (b * per..(b + 1) * per).map(|j| q[j] * row[j]).sum::<f64>();
+                    cost[a * c + b] += at.features(b, per).map(|j| q[j] * row[j]).sum::<f64>();
                 }
             }
         }
@@ -218,16 +251,26 @@ fn thinet_scores(graph: &Graph, g: &Group, stats: &mut dyn Stats) -> Result<Vec<
     Ok(score)
 }
 
-/// The value a group's first reader reads, and how.
-fn first_read(graph: &Graph, g: &Group) -> Option<(ValueId, Reader)> {
-    let &(r, how) = g.readers.first()?;
-    Some((graph.node(r)?.inputs.first().copied().flatten()?, how))
+/// The value a group's first reader reads, how, and where the channels sit in it.
+fn first_read(graph: &Graph, g: &Group) -> Option<(ValueId, Reader, Slice)> {
+    let &(r, how, at) = g.readers.first()?;
+    Some((graph.node(r)?.inputs.first().copied().flatten()?, how, at))
+}
+
+/// The inputs per channel of a reader with `k` inputs: a Conv's kh·kw, a Gemm's flattened
+/// spatial size; `None` when `k` is not a whole number of channels.
+fn per_channel(how: Reader, at: Slice, k: usize) -> Option<usize> {
+    let per = match how {
+        Reader::Conv => k / at.total.max(1),
+        Reader::Features { per } => per,
+    };
+    (per > 0 && per * at.total == k).then_some(per)
 }
 
 /// Each channel's fraction of zeros where the group's first reader reads it (a Gemm after a
 /// Flatten: averaged over the channel's features), on the model as it stands.
 fn zero_fractions(graph: &Graph, g: &Group, stats: &mut dyn Stats) -> Result<Vec<f64>, String> {
-    let (v, how) = first_read(graph, g).ok_or("the group has no reader")?;
+    let (v, how, at) = first_read(graph, g).ok_or("the group has no reader")?;
     let stat = stats
         .get(
             graph,
@@ -243,15 +286,15 @@ fn zero_fractions(graph: &Graph, g: &Group, stats: &mut dyn Stats) -> Result<Vec
         Reader::Conv => 1,
         Reader::Features { per } => per.max(1),
     };
-    if z.len() != g.channels * per {
+    if z.len() != at.total * per {
         return Err(format!(
             "{} zero fractions for {} channels of {per}",
             z.len(),
-            g.channels
+            at.total
         ));
     }
-    Ok(z.chunks(per)
-        .map(|c| c.iter().sum::<f64>() / per as f64)
+    Ok((0..g.channels)
+        .map(|c| z[at.features(c, per)].iter().sum::<f64>() / per as f64)
         .collect())
 }
 
@@ -265,7 +308,7 @@ impl Technique for PruneFilters {
                 .filter_map(|n| graph.find_node(n))
                 .find_map(|n| self.group(graph, n).ok())
                 .and_then(|g| first_read(graph, &g))
-                .map(|(v, _)| StatRequest::ZeroFraction {
+                .map(|(v, _, _)| StatRequest::ZeroFraction {
                     value: graph.value(v).name.clone(),
                 })
                 .into_iter()
@@ -280,7 +323,7 @@ impl Technique for PruneFilters {
             .filter_map(|n| graph.find_node(n))
             .find_map(|n| self.group(graph, n).ok())
             .and_then(|g| g.readers.first().copied())
-            .and_then(|(r, _)| graph.node(r).map(|x| x.name.clone()))
+            .and_then(|(r, _, _)| graph.node(r).map(|x| x.name.clone()))
             .map(|layer| StatRequest::Gram { layer })
             .into_iter()
             .collect()
@@ -335,11 +378,19 @@ impl Technique for PruneFilters {
             .filter_map(|layer| {
                 let g = self.group(graph, graph.find_node(layer)?).ok()?;
                 let mut note = format!("group of {} channels: {}", g.channels, list(&g.producers));
-                let carried: Vec<NodeId> = g.norms.iter().chain(&g.depthwise).copied().collect();
+                let carried: Vec<NodeId> = g
+                    .norms
+                    .iter()
+                    .chain(&g.depthwise)
+                    .map(|&(n, _)| n)
+                    .collect();
                 if !carried.is_empty() {
                     note.push_str(&format!("; with {}", list(&carried)));
                 }
-                let readers: Vec<NodeId> = g.readers.iter().map(|(r, _)| *r).collect();
+                if !g.concats.is_empty() {
+                    note.push_str(&format!("; through {}", list(&g.concats)));
+                }
+                let readers: Vec<NodeId> = g.readers.iter().map(|&(r, _, _)| r).collect();
                 note.push_str(&format!("; read by {}", list(&readers)));
                 Some((layer.clone(), note))
             })
@@ -397,8 +448,10 @@ impl Technique for PruneFilters {
                     .collect()
             };
             let producers = names(graph, &group.producers);
-            let mut norms = names(graph, &group.norms);
-            norms.extend(names(graph, &group.depthwise));
+            let carried: Vec<NodeId> = (group.norms.iter().chain(&group.depthwise))
+                .map(|&(n, _)| n)
+                .collect();
+            let norms = names(graph, &carried);
             done.extend(producers.iter().cloned());
             let fail = |message: String| TechniqueError {
                 node: name.clone(),
@@ -423,7 +476,11 @@ impl Technique for PruneFilters {
                 }
             };
             let c = group.channels;
-            let kept_n = tile_aligned(((keep * c as f64).round() as usize).clamp(1, c), c);
+            let kept_n = tile_aligned(
+                ((keep * c as f64).round() as usize).clamp(1, c),
+                c,
+                Align::of(step),
+            );
             if kept_n == c {
                 continue;
             }
@@ -431,16 +488,17 @@ impl Technique for PruneFilters {
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
             let mut kept: Vec<usize> = order[..kept_n].to_vec();
             kept.sort_unstable();
-            let readers: Vec<(NodeId, Reader, String)> = group
+            let readers: Vec<(NodeId, Reader, Slice, String)> = group
                 .readers
                 .iter()
-                .filter_map(|&(r, how)| graph.node(r).map(|x| (r, how, x.name.clone())))
+                .filter_map(|&(r, how, at)| graph.node(r).map(|x| (r, how, at, x.name.clone())))
                 .collect();
             // Refit the readers before their inputs shrink (their XᵀX sees every channel).
             let mut refitted: Vec<(NodeId, Tensor)> = vec![];
             if refit(step) {
-                for (r, how, rname) in &readers {
-                    let t = refit_reader(graph, *r, *how, rname, &kept, c, stats).map_err(fail)?;
+                for (r, how, at, rname) in &readers {
+                    let t = refit_reader(graph, *r, (*how, *at), rname, &kept, c, stats)
+                        .map_err(fail)?;
                     refitted.push((*r, t));
                 }
             }
@@ -451,10 +509,11 @@ impl Technique for PruneFilters {
             let touched = group
                 .producers
                 .iter()
-                .chain(&group.norms)
-                .chain(&group.depthwise)
-                .chain(group.readers.iter().map(|(r, _)| r));
-            for &node in touched {
+                .copied()
+                .chain(carried.iter().copied())
+                .chain(group.readers.iter().map(|&(r, _, _)| r))
+                .chain(group.reshapes.iter().map(|&(n, _, _)| n));
+            for node in touched {
                 if let Some(m) = graph.node_mut(node) {
                     m.origin = Origin::Step(id);
                 }
@@ -466,7 +525,8 @@ impl Technique for PruneFilters {
             })?;
             out.changed.extend(producers);
             out.changed.extend(norms);
-            out.changed.extend(readers.into_iter().map(|(_, _, n)| n));
+            out.changed
+                .extend(readers.into_iter().map(|(_, _, _, n)| n));
             stats.invalidate();
         }
         out.changed.sort();
@@ -480,9 +540,15 @@ impl Technique for PruneFilters {
 const TILE: usize = 16;
 
 /// `n` of `c` channels rounded to the nearest multiple of [`TILE`] or to `c` (at least one
-/// tile) when the group has at least two tiles; small groups keep `n`.
-fn tile_aligned(n: usize, c: usize) -> usize {
-    if c < 2 * TILE {
+/// tile) when the group has at least two tiles (`Wide`) or one (`Tiles`); smaller groups, and
+/// every group under `Exact`, keep `n`.
+fn tile_aligned(n: usize, c: usize, align: Align) -> usize {
+    let smallest = match align {
+        Align::Wide => 2 * TILE,
+        Align::Tiles => TILE,
+        Align::Exact => return n,
+    };
+    if c < smallest {
         return n;
     }
     // The nearest of: the tile boundary at or below `n` (at least one tile), and the next one
@@ -511,7 +577,7 @@ fn scores(
     if from_readers && by != "bn_gamma" {
         // The norm of each channel's input weights, over every reader.
         let mut s = vec![0.0; g.channels];
-        for &(r, how) in &g.readers {
+        for &(r, how, at) in &g.readers {
             let node = graph.node(r).ok_or((Reason::MergedAway, String::new()))?;
             let t = operand(graph, r, 1).ok_or((
                 Reason::NotConstant,
@@ -521,13 +587,16 @@ fn scores(
                 .map_err(|why| (Reason::UnsupportedAttribute, why))?;
             let w = reconstruct::to_rows(t, view)
                 .ok_or((Reason::NotConstant, "weights are not f32".to_string()))?;
-            let per = match how {
-                Reader::Conv => w.k / g.channels.max(1),
-                Reader::Features { per } => per,
-            };
+            let per = per_channel(how, at, w.k).ok_or((
+                Reason::ShapeMismatch,
+                format!(
+                    "`{}` reads {} inputs for {} channels",
+                    node.name, w.k, at.total
+                ),
+            ))?;
             for (c, x) in s.iter_mut().enumerate() {
-                let block = (0..w.rows)
-                    .flat_map(|o| w.data[o * w.k + c * per..o * w.k + (c + 1) * per].iter());
+                let cols = at.features(c, per);
+                let block = (0..w.rows).flat_map(|o| w.data[o * w.k..][cols.clone()].iter());
                 *x += if by == "l2" {
                     block.map(|v| v * v).sum::<f64>().sqrt()
                 } else {
@@ -545,13 +614,20 @@ fn scores(
                 "no BatchNormalization in its group to read γ from".into(),
             ));
         }
-        for &n in &g.norms {
+        for &(n, at) in &g.norms {
             let gamma = operand(graph, n, 1).ok_or((
                 Reason::NotConstant,
                 "a BatchNormalization's scale is not constant".to_string(),
             ))?;
-            for (x, v) in s.iter_mut().zip(gamma.to_f64_vec()) {
-                *x += v.abs();
+            let gamma = gamma.to_f64_vec();
+            for (c, x) in s.iter_mut().enumerate() {
+                *x += gamma
+                    .get(at.offset + c)
+                    .ok_or((
+                        Reason::ShapeMismatch,
+                        "a BatchNormalization has fewer scales than channels".to_string(),
+                    ))?
+                    .abs();
             }
         }
         return Ok(s);
@@ -619,11 +695,6 @@ fn set_operand(graph: &mut Graph, n: NodeId, slot: usize, t: Tensor) -> Result<(
     graph.set_input(n, slot, Some(v)).map_err(|e| e.to_string())
 }
 
-/// The input features (or weight columns) of a reader that carry the kept channels.
-fn features(kept: &[usize], per: usize) -> Vec<usize> {
-    kept.iter().flat_map(|&c| c * per..(c + 1) * per).collect()
-}
-
 /// Removes every channel outside `kept` from the group's producers, norms and readers.
 fn shrink(graph: &mut Graph, g: &Group, kept: &[usize]) -> Result<(), String> {
     for &p in &g.producers {
@@ -641,22 +712,27 @@ fn shrink(graph: &mut Graph, g: &Group, kept: &[usize]) -> Result<(), String> {
             return Err("a bias that is not per channel".into());
         }
     }
-    for &d in &g.depthwise {
+    let c = g.channels;
+    for &(d, at) in &g.depthwise {
+        let idx = at.kept(kept, c, 1);
         let w = operand(graph, d, 1).ok_or("depthwise weights are not constant")?;
-        let w = take(w, 0, kept)?;
+        let w = take(w, 0, &idx)?;
         set_operand(graph, d, 1, w)?;
         if let Some(b) = operand(graph, d, 2) {
-            let b = take(b, 0, kept)?;
+            let b = take(b, 0, &idx)?;
             set_operand(graph, d, 2, b)?;
         }
-        if let Some(Op::Conv(c)) = graph.node_mut(d).map(|x| &mut x.op) {
-            c.group = kept.len() as i64;
+        if let Some(Op::Conv(conv)) = graph.node_mut(d).map(|x| &mut x.op) {
+            conv.group = idx.len() as i64;
         }
     }
-    for &(n, per) in &g.reshapes {
+    for &(n, per, at) in &g.reshapes {
         // A literal feature count (`[N, 25088]`, not `[0, -1]`) follows the channels.
         let t = operand(graph, n, 1).ok_or("a Reshape's target shape is not constant")?;
-        let (old, new) = ((g.channels * per) as i64, (kept.len() * per) as i64);
+        let (old, new) = (
+            (at.total * per) as i64,
+            (at.shrunk(c, kept.len()) * per) as i64,
+        );
         let target: Vec<i64> = t
             .to_i64_vec()
             .into_iter()
@@ -665,20 +741,21 @@ fn shrink(graph: &mut Graph, g: &Group, kept: &[usize]) -> Result<(), String> {
         let t = Tensor::from_vec(&[target.len()], target).map_err(|e| e.to_string())?;
         set_operand(graph, n, 1, t)?;
     }
-    for &n in &g.norms {
+    for &(n, at) in &g.norms {
+        let idx = at.kept(kept, c, 1);
         for slot in 1..=4 {
             let t = operand(graph, n, slot).ok_or("a norm parameter is not constant")?;
-            let t = take(t, 0, kept)?;
+            let t = take(t, 0, &idx)?;
             set_operand(graph, n, slot, t)?;
         }
     }
-    for &(r, how) in &g.readers {
+    for &(r, how, at) in &g.readers {
         let w = operand(graph, r, 1).ok_or("weights vanished")?;
         let w = match (how, graph.node(r).map(|x| &x.op)) {
-            (Reader::Conv, _) => take(w, 1, kept)?,
+            (Reader::Conv, _) => take(w, 1, &at.kept(kept, c, 1))?,
             (Reader::Features { per }, Some(Op::Gemm(gm))) => {
                 let axis = if gm.transB != 0 { 1 } else { 0 };
-                take(w, axis, &features(kept, per))?
+                take(w, axis, &at.kept(kept, c, per))?
             }
             _ => return Err("a reader is not a Conv or Gemm".into()),
         };
@@ -691,7 +768,7 @@ fn shrink(graph: &mut Graph, g: &Group, kept: &[usize]) -> Result<(), String> {
 fn refit_reader(
     graph: &Graph,
     r: NodeId,
-    how: Reader,
+    (how, at): (Reader, Slice),
     name: &str,
     kept: &[usize],
     channels: usize,
@@ -702,12 +779,9 @@ fn refit_reader(
     let view = reconstruct::view(&node.op, t.shape())?;
     let w0 = reconstruct::to_rows(t, view).ok_or("the reader's weights are not f32")?;
     let h = layers::hessian(graph, stats, name, w0.k)?;
-    // Inputs per channel: a Conv's kh·kw, a Gemm's flattened spatial size.
-    let per = match how {
-        Reader::Conv => w0.k / channels.max(1),
-        Reader::Features { per } => per,
-    };
-    let keep: BTreeSet<usize> = features(kept, per).into_iter().collect();
+    let per = per_channel(how, at, w0.k)
+        .ok_or_else(|| format!("`{name}` reads {} inputs for {} channels", w0.k, at.total))?;
+    let keep: BTreeSet<usize> = at.kept(kept, channels, per).into_iter().collect();
     let mask: Vec<bool> = (0..w0.rows * w0.k)
         .map(|i| !keep.contains(&(i % w0.k)))
         .collect();
@@ -722,15 +796,25 @@ mod tests {
 
     #[test]
     fn kept_counts_fill_whole_tiles_in_wide_groups() {
+        let wide = |n, c| tile_aligned(n, c, Align::Wide);
         // Small groups keep what was asked.
-        assert_eq!(tile_aligned(12, 16), 12);
-        assert_eq!(tile_aligned(19, 24), 19);
+        assert_eq!(wide(12, 16), 12);
+        assert_eq!(wide(19, 24), 19);
         // Wide ones round to the nearest tile, at least one, at most all.
-        assert_eq!(tile_aligned(22, 32), 16);
-        assert_eq!(tile_aligned(24, 32), 32);
-        assert_eq!(tile_aligned(45, 64), 48);
-        assert_eq!(tile_aligned(90, 128), 96);
-        assert_eq!(tile_aligned(3, 64), 16);
-        assert_eq!(tile_aligned(70, 72), 72);
+        assert_eq!(wide(22, 32), 16);
+        assert_eq!(wide(24, 32), 32);
+        assert_eq!(wide(45, 64), 48);
+        assert_eq!(wide(90, 128), 96);
+        assert_eq!(wide(3, 64), 16);
+        assert_eq!(wide(70, 72), 72);
+        // `tiles`: from one tile up; a single tile stays whole.
+        let tiles = |n, c| tile_aligned(n, c, Align::Tiles);
+        assert_eq!(tiles(12, 16), 16);
+        assert_eq!(tiles(17, 24), 16);
+        assert_eq!(tiles(20, 24), 24);
+        assert_eq!(tiles(8, 12), 8);
+        assert_eq!(tiles(22, 32), 16);
+        // `exact`: what was asked.
+        assert_eq!(tile_aligned(22, 32, Align::Exact), 22);
     }
 }
