@@ -233,21 +233,39 @@ impl<'a> Rows<'a> {
     }
 
     /// [`Rows::interior`] of every row of `rows` (one division for them all), or None if
-    /// some row reads padding.
+    /// some row reads padding. A convolution's rows are checked at the corners of the output
+    /// window they span (the interior is a rectangle), then laid out a line at a time.
     fn starts(&self, rows: std::ops::Range<usize>) -> Option<Vec<usize>> {
         match self {
             Rows::Matrix { stride, .. } => Some(rows.map(|i| i * stride).collect()),
             Rows::Conv { g, c0, .. } => {
+                if rows.is_empty() {
+                    return Some(vec![]);
+                }
                 let ow = g.ow.max(1);
-                let (mut oy, mut ox) = (rows.start / ow, rows.start % ow);
+                let (first, last) = (rows.start, rows.end - 1);
+                let (y0, y1) = (first / ow, last / ow);
+                // The columns the rows use: all of them when they span several lines.
+                let (x0, x1) = if y0 == y1 {
+                    (first % ow, last % ow)
+                } else {
+                    (0, ow - 1)
+                };
+                // `conv_base` is increasing in both coordinates and its interior a
+                // rectangle: the four corners inside means every row is.
+                for (oy, ox) in [(y0, x0), (y0, x1), (y1, x0), (y1, x1)] {
+                    conv_base(g, *c0, oy, ox)?;
+                }
+                // Row (oy, ox) starts at corner (y0, x0)'s start plus whole lines and steps
+                // (every ox used is at least x0).
+                let corner = conv_base(g, *c0, y0, x0)?;
+                let (line, step) = (g.sh * g.w * g.c, g.sw * g.c);
                 let mut out = Vec::with_capacity(rows.len());
-                for _ in rows {
-                    out.push(conv_base(g, *c0, oy, ox)?);
-                    ox += 1;
-                    if ox == ow {
-                        ox = 0;
-                        oy += 1;
-                    }
+                for oy in y0..=y1 {
+                    let a = if oy == y0 { first % ow } else { 0 };
+                    let b = if oy == y1 { last % ow } else { ow - 1 };
+                    let at = corner + (oy - y0) * line;
+                    out.extend((a..=b).map(|ox| at + (ox - x0) * step));
                 }
                 Some(out)
             }
@@ -1584,6 +1602,8 @@ fn patches(
     let run = g.kw * c;
     let rows = &mut rows[..g.oh * g.ow * kp + GROUP];
     rows.fill(zx);
+    // With `dw = 1` a kernel row is copied in whole 4-byte pieces: `span` bytes.
+    let span = run.div_ceil(GROUP) * GROUP;
     for oy in 0..g.oh {
         for ox in 0..g.ow {
             let out = (oy * g.ow + ox) * kp;
@@ -1594,12 +1614,18 @@ fn patches(
                     // In 4-byte pieces: the last one spills up to 3 bytes into the next
                     // kernel row's place (written next), this pixel's padding columns
                     // (zero weights) or the next pixel's first bytes (written later) or the
-                    // slack — never into anything already final.
-                    for j in (0..run).step_by(GROUP) {
-                        let piece: [u8; GROUP] = img[src + j..src + j + GROUP]
-                            .try_into()
-                            .unwrap_or([zx; GROUP]);
-                        rows[dst + j..dst + j + GROUP].copy_from_slice(&piece);
+                    // slack — never into anything already final. The image's and the
+                    // rows' slack of `GROUP` bytes holds every piece.
+                    let (from, _) = img[src..src + span].as_chunks::<GROUP>();
+                    let (to, _) = rows[dst..dst + span].as_chunks_mut::<GROUP>();
+                    if let ([t], [f]) = (&mut *to, from) {
+                        // A grey image's 3-tap row: one piece, a move (the loop below
+                        // would become a call to `memcpy`).
+                        *t = *f;
+                    } else {
+                        for (t, f) in to.iter_mut().zip(from) {
+                            *t = *f;
+                        }
                     }
                 } else {
                     for kx in 0..g.kw {
@@ -2109,10 +2135,36 @@ pub struct Join {
     pub relu: bool,
 }
 
+/// `y = quantize(relu?(dequantize(a) + dequantize(b)))` element by element, each operation
+/// in f32 as the graph's DequantizeLinear, Add, Relu and QuantizeLinear compute it: the same
+/// operations whatever the vector width, so every path gives the same codes.
+pub fn add(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::gemm::Isa::cached() == crate::kernels::gemm::Isa::Avx512 {
+        /// [`add_generic`] compiled with AVX-512F: 16 lanes a vector (the division is what
+        /// bounds it).
+        ///
+        /// # Safety
+        /// The CPU has AVX-512F.
+        #[allow(unsafe_code)]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) {
+            add_generic(a, b, j, y)
+        }
+        // SAFETY: `Isa::cached()` is `Avx512` only where `Isa::detect` found AVX-512F on this
+        // CPU, `wide`'s one precondition (`add_generic` itself is safe).
+        #[allow(unsafe_code)]
+        unsafe {
+            wide(a, b, j, y)
+        };
+        return;
+    }
+    add_narrow(a, b, j, y)
+}
+
 avx2_dispatch! {
-    /// `y = quantize(relu?(dequantize(a) + dequantize(b)))` element by element, each operation
-    /// in f32 as the graph's DequantizeLinear, Add, Relu and QuantizeLinear compute it.
-    pub fn add(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) => add_generic
+    /// [`add`] without AVX-512.
+    fn add_narrow(a: &[u8], b: &[u8], j: Join, y: &mut [u8]) => add_generic
 }
 
 #[inline(always)]
@@ -2654,6 +2706,59 @@ mod tests {
                 );
                 assert_eq!(y, want, "{path:?} {g:?} m={m} groups={groups}");
             }
+        }
+    }
+
+    /// The row starts computed a line at a time are every row's own start, and None exactly
+    /// when some row reads padding, for random geometries (padded or not) and row ranges.
+    #[test]
+    fn row_starts_are_each_rows_interior_start() {
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        for _ in 0..2000 {
+            let r = |rng: &mut Rng, n: usize| (rng.next() % n as u64) as usize;
+            let (kh, kw) = (1 + r(&mut rng, 3), 1 + r(&mut rng, 3));
+            let (sh, sw, dh, dw) = (
+                1 + r(&mut rng, 2),
+                1 + r(&mut rng, 3),
+                1 + r(&mut rng, 2),
+                1 + r(&mut rng, 2),
+            );
+            let (pt, pl) = (r(&mut rng, 3), r(&mut rng, 3));
+            let (h, w, c) = (3 + r(&mut rng, 9), 3 + r(&mut rng, 9), 1 + r(&mut rng, 5));
+            let span = |k: usize, d: usize| (k - 1) * d + 1;
+            if h + 2 * pt < span(kh, dh) || w + 2 * pl < span(kw, dw) {
+                continue;
+            }
+            let g = Geometry {
+                c,
+                h,
+                w,
+                oh: (h + 2 * pt - span(kh, dh)) / sh + 1,
+                ow: (w + 2 * pl - span(kw, dw)) / sw + 1,
+                kh,
+                kw,
+                sh,
+                sw,
+                dh,
+                dw,
+                pt,
+                pl,
+            };
+            let x = vec![0u8; c * h * w];
+            let zeros = vec![0u8; c];
+            let c0 = r(&mut rng, c);
+            let rows = Rows::Conv {
+                x: &x,
+                g,
+                c0,
+                cg: c - c0,
+                zeros: &zeros,
+            };
+            let q = g.oh * g.ow;
+            let a = r(&mut rng, q + 1);
+            let b = a + r(&mut rng, q + 1 - a);
+            let want: Option<Vec<usize>> = (a..b).map(|i| rows.interior(i)).collect();
+            assert_eq!(rows.starts(a..b), want, "{g:?} rows {a}..{b}");
         }
     }
 
