@@ -2,6 +2,7 @@
 //! then executes the steps in order on caller-owned memory.
 
 use crate::aligned::{AlignedVec, out_of_memory};
+use crate::kernels::block_sparse::{self, BlockB};
 use crate::kernels::blocked::{self, LANES};
 use crate::kernels::conv::{self, Geometry};
 use crate::kernels::conv_transpose;
@@ -205,6 +206,9 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
             need(y, times(*rows, *n)?, "output")?;
         }
         Step::SparseDense {
+            x, y, rows, k, n, ..
+        }
+        | Step::BlockDense {
             x, y, rows, k, n, ..
         } => {
             need(x, times(*rows, *k)?, "input")?;
@@ -832,6 +836,25 @@ impl<'p> Runner<'p> {
                     ));
                 }
             }
+            if let Step::BlockDense {
+                k,
+                n,
+                r,
+                c,
+                blocks,
+                w,
+                ..
+            } = step
+            {
+                let words = &weights[*w..w + block_sparse::block_len(*n, *r, *c, *blocks)];
+                let b = BlockB::new(*k, *n, *r, *c, words).map_err(|e| format!("step {i}: {e}"))?;
+                if b.blocks() != *blocks {
+                    return Err(format!(
+                        "step {i}: the block-sparse matrix holds {} blocks, not {blocks}",
+                        b.blocks()
+                    ));
+                }
+            }
         }
         Ok(Runner {
             prog,
@@ -1012,6 +1035,7 @@ impl<'p> Runner<'p> {
                     s,
                     Step::Dense { .. }
                         | Step::SparseDense { .. }
+                        | Step::BlockDense { .. }
                         | Step::QDense { .. }
                         | Step::QDynDense { .. }
                 )
@@ -1220,14 +1244,18 @@ impl<'p> Runner<'p> {
                     }
                 });
             }
-            Step::SparseDense { .. } => {
+            Step::SparseDense { .. } | Step::BlockDense { .. } => {
                 // Like a dense step: the whole batch, split by rows or, for one row, columns.
                 let parts = if splits { threads } else { 1 };
                 self.pool.run(parts, &|t| {
                     let Some(Ok(mut buf)) = scratch.get(t).map(|m| m.lock()) else {
                         return fail("no scratch for a task".into());
                     };
-                    if let Err(e) = ctx.sparse_dense(step, t, parts, &mut buf[..]) {
+                    let done = match step {
+                        Step::BlockDense { .. } => ctx.block_dense(step, t, parts, &mut buf[..]),
+                        _ => ctx.sparse_dense(step, t, parts, &mut buf[..]),
+                    };
+                    if let Err(e) = done {
                         fail(e);
                     }
                 });
@@ -2020,6 +2048,65 @@ impl Ctx<'_> {
         sparse::sparse_dense(self.isa, xs, k, r.len(), &b, ys, n, &ep, 0..n, buf)
     }
 
+    /// A block-sparse fully connected step, part `t` of `parts`: a share of the rows (in
+    /// steps of 16, a vector of rows), or of the block columns when there is a single row;
+    /// `buf` is the task's scratch.
+    fn block_dense(
+        &self,
+        step: &Step,
+        t: usize,
+        parts: usize,
+        buf: &mut [f32],
+    ) -> Result<(), String> {
+        let Step::BlockDense {
+            x,
+            y,
+            rows,
+            k,
+            n,
+            r,
+            c: bc,
+            blocks,
+            w,
+            bias,
+            act,
+        } = step
+        else {
+            return Err("not a block dense step".into());
+        };
+        if Some(x.len) != rows.checked_mul(*k) || Some(y.len) != rows.checked_mul(*n) {
+            return Err("block dense: buffers do not match the layer".into());
+        }
+        let m = rows
+            .checked_mul(self.batch)
+            .ok_or("block dense: rows × batch overflow")?;
+        let (k, n, r) = (*k, *n, *r);
+        let (x0, y0) = (x.off * self.batch, y.off * self.batch);
+        let words = &self.w[*w..w + block_sparse::block_len(n, r, *bc, *blocks)];
+        // SAFETY: `Runner::with_weights` checked these words with `BlockB::new` for this
+        // step's k, n, r and c, and a runner's weights never change.
+        #[allow(unsafe_code)]
+        let b = unsafe { BlockB::trusted(k, n, r, *bc, words) };
+        let ep = Epilogue {
+            bias: bias.map_or(Bias::None, |o| Bias::PerCol(&self.w[o..o + n])),
+            residual: None,
+            act: *act,
+        };
+        if m == 1 {
+            // Whole block columns per task, about 16 columns each at least.
+            let c = split(n, parts, r * 16usize.div_ceil(r), t);
+            let input = x0..x0 + k;
+            let ([xs], ys) = self.arena.views([input], y0 + c.start..y0 + c.end)?;
+            return block_sparse::block_dense(self.isa, xs, k, 1, &b, ys, c.len(), &ep, c, buf);
+        }
+        let rr = split(m, parts, 16, t);
+        let input = x0 + rr.start * k..x0 + rr.end * k;
+        let ([xs], ys) = self
+            .arena
+            .views([input], y0 + rr.start * n..y0 + rr.end * n)?;
+        block_sparse::block_dense(self.isa, xs, k, rr.len(), &b, ys, n, &ep, 0..n, buf)
+    }
+
     /// Step `step` on sample `s` (all of it), with `buf` as im2col scratch.
     fn sample(
         &self,
@@ -2083,6 +2170,7 @@ impl Ctx<'_> {
             }
             Step::Dense { .. }
             | Step::SparseDense { .. }
+            | Step::BlockDense { .. }
             | Step::QDense { .. }
             | Step::QDynDense { .. } => Err("dense steps run over the whole batch".into()),
             Step::QRows { x, y, rows, k } => {

@@ -17,6 +17,7 @@
 //! offset planning), the step's name and its FLOP count all come from that entry. What a
 //! step means (the sizes its buffers need, the kernel it calls) is the executor's (`exec.rs`).
 
+use crate::kernels::block_sparse::block_len;
 use crate::kernels::blocked::LANES;
 use crate::kernels::conv::Geometry;
 use crate::kernels::conv_transpose;
@@ -864,6 +865,37 @@ define_steps! {
         .saturating_mul(g.h * g.w)
         .saturating_mul(2);
 
+    /// A fully connected layer on whole blocks of its weights only
+    /// ([`crate::kernels::block_sparse`]): each sample's `rows × k` times a `k × n` matrix
+    /// stored as the blocks of `r` outputs × `c` inputs that hold a nonzero.
+    BlockDense = 32 {
+        /// Input.
+        x: Buf => read,
+        /// Output.
+        y: Buf => write,
+        /// Rows per sample.
+        rows: usize,
+        /// Depth.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Outputs per block.
+        r: usize,
+        /// Inputs per block.
+        c: usize,
+        /// Stored blocks.
+        blocks: usize,
+        /// Offset of the stored matrix (`block_len(n, r, c, blocks)`).
+        w: usize => weights(block_len(*n, *r, *c, *blocks)),
+        /// Offset of the bias (n floats).
+        bias: Option<usize> => weights(*n),
+        /// Activation.
+        act: Act,
+    } flops = rows
+        .saturating_mul(*blocks)
+        .saturating_mul(r.saturating_mul(*c))
+        .saturating_mul(2);
+
     /// Channels-last codes to channels-first (before a reshape, which reads NCHW order).
     QPlanar = 21 {
         /// Input (u8 codes, `[hw][c]`).
@@ -999,7 +1031,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG9");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPRO10");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1587,6 +1619,19 @@ mod tests {
                 bias: Some(1506),
                 act: Act::LeakyRelu(0.5),
             },
+            Step::BlockDense {
+                x: buf(),
+                y: buf(),
+                rows: 3201,
+                k: 3202,
+                n: 3203,
+                r: 4,
+                c: 2,
+                blocks: 3204,
+                w: 3205,
+                bias: Some(3206),
+                act: Act::Relu,
+            },
             Step::Quantize {
                 x: buf(),
                 y: buf(),
@@ -1845,7 +1890,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (602, 0x060b_b145_50c1_6edf),
+            (618, 0x3b63_c5ea_4999_3405),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

@@ -91,7 +91,9 @@ pub fn splittable(s: &Step, batch: usize, threads: usize) -> bool {
     let one = batch < threads;
     let flops = s.flops();
     match s {
-        Step::Dense { .. } | Step::SparseDense { .. } => flops.saturating_mul(batch) > DENSE_SPLIT,
+        Step::Dense { .. } | Step::SparseDense { .. } | Step::BlockDense { .. } => {
+            flops.saturating_mul(batch) > DENSE_SPLIT
+        }
         // Split by rows only (a share of the batch's rows per thread).
         Step::QDense { .. } | Step::QDynDense { .. } => {
             batch >= threads && flops.saturating_mul(batch) > DENSE_SPLIT
@@ -117,6 +119,9 @@ fn weight_floats(s: &Step) -> usize {
         Step::Conv { g, m, groups, .. } => m * g.c / groups.max(&1) * g.kh * g.kw,
         Step::Dense { k, n, .. } => k * n,
         Step::SparseDense { nnz, .. } => 2 * nnz,
+        Step::BlockDense {
+            r, c, blocks, n, ..
+        } => blocks * (1 + r * c) + n / r,
         Step::Depthwise { g, m, .. } => m * g.kh * g.kw,
         _ => 0,
     }

@@ -821,3 +821,105 @@ fn random_sequence_layers_match_the_reference_evaluator() {
         tested += 1;
     }
 }
+
+/// A `dims` constant whose zeros are whole blocks of `r` consecutive outputs × 1 input (the
+/// outputs are the last axis, or the first when `trans`), about `keep`% of the blocks kept:
+/// what `prune block` leaves.
+fn block_konst(
+    g: &mut Graph,
+    k: usize,
+    n: usize,
+    r: usize,
+    trans: bool,
+    keep: u64,
+    rng: &mut Rng,
+) -> mcc_ir::ValueId {
+    let kept: Vec<bool> = (0..k * n.div_ceil(r))
+        .map(|_| rng.next() % 100 < keep)
+        .collect();
+    let v = rng.data(k * n);
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| {
+            // Element i of the stored matrix is B[kk, j].
+            let (kk, j) = if trans {
+                (i % k, i / k)
+            } else {
+                (i / n, i % n)
+            };
+            if kept[kk * n.div_ceil(r) + j / r] {
+                v[i]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let dims = if trans { [n, k] } else { [k, n] };
+    g.add_const("w", Tensor::from_vec(&dims, w).unwrap())
+}
+
+/// Block-pruned fully connected layers (4×1, 8×1 and 16×1 blocks, either weight layout, n a
+/// multiple of the block or not, bias and activation or not) lower to the block-sparse
+/// kernel with the block the zeros form, and compute the reference evaluator's outputs on
+/// every ISA, on 1 and 2 threads, at batches on both sides of its row/batched threshold and
+/// of its 64-row tiles.
+#[test]
+fn block_pruned_layers_take_the_block_kernel_and_match_the_evaluator() {
+    use mcc_runtime::program::Step;
+    let isas = suite_isas("block-pruned layers").unwrap();
+    let mut rng = Rng(15);
+    let mut cases = 0;
+    for (r, k, n) in [
+        (4, 784, 300),
+        (8, 300, 100),
+        (16, 256, 48),
+        (4, 400, 42),
+        (8, 320, 60),
+    ] {
+        for trans in [false, true] {
+            let mut g = Graph::new("block");
+            let x = input(&mut g, &[k]);
+            let w = block_konst(&mut g, k, n, r, trans, 8, &mut rng);
+            let bias = trans.then(|| konst(&mut g, "b", &[n], &mut rng));
+            let op = Op::Gemm(op::Gemm {
+                transB: trans as i64,
+                activation: if trans { "Relu".into() } else { String::new() },
+                ..Default::default()
+            });
+            node(&mut g, op, vec![Some(x), Some(w), bias]).unwrap();
+            let desc = format!("Gemm {k}×{n} transB {trans}, {r}×1 blocks");
+            let prog = mcc_codegen::lower(&g).unwrap_or_else(|e| panic!("{desc}: {e}"));
+            let step = prog
+                .steps
+                .iter()
+                .find(|s| matches!(s, Step::BlockDense { .. }))
+                .unwrap_or_else(|| panic!("{desc}: no block step in {:?}", prog.steps));
+            let Step::BlockDense { r: got, c, .. } = step else {
+                unreachable!()
+            };
+            assert_eq!((*got, *c), (r, 1), "{desc}");
+            for batch in [1, 3, 7, 64, 130] {
+                let data = rng.data(k * batch);
+                let want = mcc_ir::run(&g, &[Tensor::from_vec(&[batch, k], data.clone()).unwrap()])
+                    .unwrap()
+                    .remove(0)
+                    .to_f64_vec();
+                for &isa in &isas {
+                    for threads in [1, 2] {
+                        let mut runner = mcc_runtime::exec::Runner::new(&prog, threads).unwrap();
+                        runner.set_isa(isa).unwrap();
+                        runner.set_poison(true);
+                        let got = runner.run(&[&data]).unwrap().remove(0);
+                        let d = diff(&got, &want, 1e-5, 1e-5 * (k as f64).sqrt());
+                        assert!(
+                            d.allclose,
+                            "{desc} ({}, {threads} threads, batch {batch}): {d:?}",
+                            isa.name()
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 0);
+}

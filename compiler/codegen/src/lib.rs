@@ -74,6 +74,20 @@ pub enum FcKernel {
         /// The density up to which the sparse kernel measured faster at this depth.
         max: f64,
     },
+    /// Only the blocks of `r` outputs × `c` inputs that hold a nonzero, on the block-sparse
+    /// kernel (`mcc_runtime::kernels::block_sparse`).
+    Block {
+        /// Outputs per block.
+        r: usize,
+        /// Inputs per block.
+        c: usize,
+        /// Stored blocks.
+        blocks: usize,
+        /// Weights in the stored blocks / weights.
+        density: f64,
+        /// The density up to which the block kernel measured faster at this depth.
+        max: f64,
+    },
     /// The dense GEMM although at least a tenth of the weights are zero: at this density the
     /// sparse kernel would not be faster ("size only": the zeros shrink the stored weights,
     /// not the time).
@@ -85,13 +99,58 @@ pub enum FcKernel {
     },
 }
 
-/// The kernel for a `k × n` fully connected layer with weights `w` (in any order): sparse
-/// when [`mcc_runtime::kernels::sparse::pays`] says so. The lowering and the report both
-/// decide here.
-pub fn fc_kernel(k: usize, n: usize, w: &[f32]) -> FcKernel {
-    use mcc_runtime::kernels::sparse;
+/// Block shapes (outputs × inputs) the lowering looks for in a layer's zeros, largest first.
+/// Blocks of one output (1×4…) run on the kernel too, but measured slower than the
+/// unstructured kernel at a batch (`bench/results-block-crossover.md`).
+pub const BLOCK_SHAPES: [(usize, usize); 3] = [(16, 1), (8, 1), (4, 1)];
+
+/// The kernel for a `k × n` fully connected layer with weights `w` (`k × n` row-major, or
+/// `n × k` when `trans_b`): block-sparse when the zeros form whole blocks of one of
+/// [`BLOCK_SHAPES`] and [`mcc_runtime::kernels::block_sparse::pays`] says so (the largest
+/// block unless a smaller one keeps a tenth fewer weights), provided its stored blocks hold at
+/// most a quarter more weights than the nonzeros (so it is faster than the unstructured
+/// kernel too); else sparse when [`mcc_runtime::kernels::sparse::pays`] says so. The
+/// lowering and the report both decide here.
+pub fn fc_kernel(k: usize, n: usize, w: &[f32], trans_b: bool) -> FcKernel {
+    use mcc_runtime::kernels::{block_sparse, sparse};
     let nnz = w.iter().filter(|v| v.to_bits() != 0).count();
     let total = w.len().max(1);
+    let (row_stride, col_stride) = if trans_b { (1, k) } else { (n, 1) };
+    let mut best: Option<FcKernel> = None;
+    for (r, c) in BLOCK_SHAPES {
+        // Counting needs the whole matrix; a tenth of zeros at least, or no block pays.
+        if w.len() != k.saturating_mul(n) || nnz * 10 > total * 9 {
+            break;
+        }
+        let Some(blocks) = block_sparse::count_blocks(w, k, n, row_stride, col_stride, r, c) else {
+            continue;
+        };
+        let kept = blocks * r * c;
+        let fits = u32::try_from(blocks).is_ok() && u32::try_from(k).is_ok();
+        if !fits || !block_sparse::pays(k, n, r, c, blocks) || kept * 4 > nnz * 5 {
+            continue;
+        }
+        // A smaller block must keep a tenth fewer weights to win: a larger one runs faster
+        // per kept weight, and keeps a few more on an `n` it does not divide (padding).
+        let fewer = match best {
+            Some(FcKernel::Block {
+                r: br, blocks: bb, ..
+            }) => kept * 10 < bb * br * 9,
+            _ => true,
+        };
+        if fewer {
+            best = Some(FcKernel::Block {
+                r,
+                c,
+                blocks,
+                density: kept as f64 / total as f64,
+                max: block_sparse::max_density(k, r, c),
+            });
+        }
+    }
+    if let Some(b) = best {
+        return b;
+    }
     let (density, max) = (nnz as f64 / total as f64, sparse::max_density(k));
     // The stored form's offsets and row indices are u32s.
     if sparse::pays(k, n, nnz) && nnz < u32::MAX as usize && k <= u32::MAX as usize {

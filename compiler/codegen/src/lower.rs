@@ -18,7 +18,7 @@ use mcc_runtime::kernels::conv::Geometry;
 use mcc_runtime::kernels::eltwise::BinOp;
 use mcc_runtime::kernels::epilogue::{Act, GeluChain};
 use mcc_runtime::kernels::gemm;
-use mcc_runtime::kernels::sparse;
+use mcc_runtime::kernels::{block_sparse, sparse};
 use mcc_runtime::program::{Buf, ConvLayout, Src, Step};
 
 /// Why a graph cannot be compiled.
@@ -1012,12 +1012,19 @@ impl<'g> Lowering<'g> {
                     bias: None,
                     act: Act::None,
                     ..
+                } | Step::BlockDense {
+                    bias: None,
+                    act: Act::None,
+                    ..
                 }
             ) {
                 continue;
             }
             let off = self.push_weights(&data);
-            if let Step::Dense { bias, .. } | Step::SparseDense { bias, .. } = &mut self.steps[at] {
+            if let Step::Dense { bias, .. }
+            | Step::SparseDense { bias, .. }
+            | Step::BlockDense { bias, .. } = &mut self.steps[at]
+            {
                 *bias = Some(off);
             }
             self.buffer_of.insert(Key::V(y), mb);
@@ -1227,10 +1234,13 @@ impl<'g> Lowering<'g> {
         };
         let (row_stride, col_stride) = if trans_b { (1, k) } else { (cols, 1) };
         // Decided on the weights as stored (the report decides on the same), packed scaled.
-        let kernel = crate::fc_kernel(k, cols, &w);
+        let kernel = crate::fc_kernel(k, cols, &w, trans_b);
         let stored = match kernel {
             crate::FcKernel::Sparse { .. } => {
                 sparse::pack_sparse(wv, k, cols, row_stride, col_stride)
+            }
+            crate::FcKernel::Block { r, c, .. } => {
+                block_sparse::pack_blocks(wv, k, cols, row_stride, col_stride, r, c)
             }
             _ => None,
         };
@@ -1258,6 +1268,29 @@ impl<'g> Lowering<'g> {
         )?;
         let xb = self.read(x)?;
         let yb = self.write(y)?;
+        if let (crate::FcKernel::Block { r, c, .. }, Some(words)) = (kernel, &stored) {
+            // The count the packed form holds (scaling may zero a block).
+            let blocks = words
+                .get(cols.div_ceil(r))
+                .map_or(0, |v| v.to_bits() as usize);
+            let wo = self.push_weights(words);
+            let bo = bias.map(|b| self.push_weights(&b));
+            self.scratch = self.scratch.max(block_sparse::scratch_len(k));
+            self.steps.push(Step::BlockDense {
+                x: xb,
+                y: yb,
+                rows,
+                k,
+                n: cols,
+                r,
+                c,
+                blocks,
+                w: wo,
+                bias: bo,
+                act,
+            });
+            return Ok(());
+        }
         if let (crate::FcKernel::Sparse { .. }, Some(words)) = (kernel, stored) {
             // The count the packed form holds (scaling may zero a weight).
             let nnz = words.get(cols).map_or(0, |v| v.to_bits() as usize);

@@ -862,6 +862,17 @@ fn storage(graph: &Graph, node: mcc_ir::NodeId) -> Option<report::Storage> {
                 pct(max)
             )),
         ),
+        Some(mcc_codegen::FcKernel::Block {
+            r, c, density, max, ..
+        }) => (
+            report::KernelForm::BlockSparse,
+            Some(format!(
+                "block-sparse ({r}×{c}), density {} ≤ {}, where the block kernel measured \
+                 faster at this depth",
+                pct(density),
+                pct(max)
+            )),
+        ),
         Some(mcc_codegen::FcKernel::SizeOnly { density, max }) => (
             report::KernelForm::SizeOnly,
             Some(format!(
@@ -896,7 +907,7 @@ fn fc_kernel(graph: &Graph, node: mcc_ir::NodeId) -> Option<mcc_codegen::FcKerne
     let &[r, c] = t.shape() else { return None };
     let (k, cols) = if trans_b { (c, r) } else { (r, c) };
     let w: Vec<f32> = w.iter().copied().collect();
-    Some(mcc_codegen::fc_kernel(k, cols, &w))
+    Some(mcc_codegen::fc_kernel(k, cols, &w, trans_b))
 }
 
 /// `path` as given, with the SHA-256 of its bytes (report.json's `inputs`).

@@ -574,6 +574,7 @@ fn kernel(l: &Layer) -> (String, String) {
     let k = match s.kernel {
         KernelForm::Dense => "dense",
         KernelForm::Sparse => "sparse",
+        KernelForm::BlockSparse => "block-sparse",
         KernelForm::SizeOnly => "dense (size only)",
         KernelForm::ExpandedAtLoad => "dense, expanded at load",
     };

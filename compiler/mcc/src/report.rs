@@ -446,6 +446,9 @@ pub enum KernelForm {
     Dense,
     /// Only the nonzero weights, stored and run by the sparse kernel.
     Sparse,
+    /// Only the blocks of outputs × inputs that hold a nonzero, stored and run by the
+    /// block-sparse kernel (`kernel_why` names the block shape).
+    BlockSparse,
     /// Stored without their zeros in the object file, run by the dense kernel: at this
     /// density the sparse kernel would not be faster ("size only, no speedup at this
     /// sparsity").

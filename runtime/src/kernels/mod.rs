@@ -18,6 +18,9 @@
 //! - [`pool`]: portable max, average and global average pooling;
 //! - [`sparse`]: fully connected layers on their nonzero weights only, vectorized along
 //!   the batch, and the measured density below which they beat the dense GEMM;
+//! - [`block_sparse`]: fully connected layers on whole blocks of r outputs × c inputs
+//!   (4×1, 8×1, 1×4…), vectorized along a block's outputs (one row) or the batch, and the
+//!   measured density below which they beat the dense GEMM and the unstructured kernel;
 //! - [`int8`]: u8 × i8 integer convolution and fully connected layers (AVX-512 VNNI, AVX2,
 //!   portable; bit-identical), code max pooling, and the f32 ↔ u8 boundaries;
 //! - [`eltwise`]: memory-bound kernels (activations, broadcast arithmetic, affine,
@@ -32,6 +35,7 @@
 //!   and nearest with extrapolation);
 //! - [`matmul`]: products of two computed tensors, batched with broadcasting.
 
+pub mod block_sparse;
 pub mod blocked;
 pub mod conv;
 pub mod conv_transpose;

@@ -245,7 +245,15 @@ pub fn sparse_dense(
 /// `xt[kk·TILE + r] = a[r·lda + kk]` for the tile's `rows` rows, zero for the lanes past them
 /// up to `lanes` (the vectors the tile kernel reads).
 #[allow(unsafe_code)]
-fn transpose(isa: Isa, a: &[f32], lda: usize, rows: usize, k: usize, lanes: usize, xt: &mut [f32]) {
+pub(crate) fn transpose(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    rows: usize,
+    k: usize,
+    lanes: usize,
+    xt: &mut [f32],
+) {
     if rows < lanes {
         for kk in 0..k {
             xt[kk * TILE + rows..kk * TILE + lanes].fill(0.0);
@@ -293,7 +301,7 @@ fn transpose(isa: Isa, a: &[f32], lda: usize, rows: usize, k: usize, lanes: usiz
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx")]
-unsafe fn transpose8(src: *const f32, lda: usize, dst: *mut f32, ldd: usize) {
+pub(crate) unsafe fn transpose8(src: *const f32, lda: usize, dst: *mut f32, ldd: usize) {
     use std::arch::x86_64::*;
     // SAFETY: the contract.
     unsafe {
@@ -438,7 +446,7 @@ fn tile(
 
 /// The epilogue on one column's lanes (rows `r0..`): the bias, then the activation, with
 /// the match outside the loop so the common cases vectorize.
-fn epilogue(ep: &Epilogue, o: &mut [f32], r0: usize, j: usize) {
+pub(crate) fn epilogue(ep: &Epilogue, o: &mut [f32], r0: usize, j: usize) {
     match ep.bias {
         Bias::PerRow(b) => {
             for (r, x) in o.iter_mut().enumerate() {
