@@ -26,6 +26,7 @@ use crate::kernels::gemm::{pack_a_len, pack_b_len};
 use crate::kernels::int8::panels_len;
 use crate::kernels::reduce::ReduceOp;
 use crate::kernels::sparse::sparse_len;
+use crate::kernels::winograd;
 
 /// A tensor in the arena: per-sample offset and length, in floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +74,10 @@ pub enum ConvLayout {
         /// Whether the input is blocked.
         x_blocked: bool,
     },
+    /// Channel-blocked in and out, as Winograd F(2×2, 3×3) ([`crate::kernels::winograd`]):
+    /// a 3×3 stride-1 window, one group, whole blocks of input channels; weights
+    /// transformed and packed by `winograd::pack_weights`.
+    Winograd,
 }
 
 impl ConvLayout {
@@ -81,7 +86,9 @@ impl ConvLayout {
     pub fn channels(self, m: usize) -> usize {
         match self {
             ConvLayout::Gemm => m,
-            ConvLayout::Blocked { .. } => m.div_ceil(LANES).saturating_mul(LANES),
+            ConvLayout::Blocked { .. } | ConvLayout::Winograd => {
+                m.div_ceil(LANES).saturating_mul(LANES)
+            }
         }
     }
 
@@ -94,6 +101,7 @@ impl ConvLayout {
         match self {
             ConvLayout::Gemm => groups.saturating_mul(pack_a_len(m / groups, k)),
             ConvLayout::Blocked { .. } => self.channels(m).saturating_mul(k),
+            ConvLayout::Winograd => winograd::weights_len(m, g.c),
         }
     }
 }
@@ -999,7 +1007,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROG9");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROGA");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1291,13 +1299,14 @@ impl Encoded for ReduceOp {
     }
 }
 
-/// 0 for GEMM; blocked: 1 from a plain input, 2 from a blocked one.
+/// 0 for GEMM; blocked: 1 from a plain input, 2 from a blocked one; 3 for Winograd.
 impl Encoded for ConvLayout {
     fn put(&self, w: &mut W) {
         let code: usize = match self {
             ConvLayout::Gemm => 0,
             ConvLayout::Blocked { x_blocked: false } => 1,
             ConvLayout::Blocked { x_blocked: true } => 2,
+            ConvLayout::Winograd => 3,
         };
         code.put(w);
     }
@@ -1306,6 +1315,7 @@ impl Encoded for ConvLayout {
             0 => ConvLayout::Gemm,
             1 => ConvLayout::Blocked { x_blocked: false },
             2 => ConvLayout::Blocked { x_blocked: true },
+            3 => ConvLayout::Winograd,
             _ => return None,
         })
     }
@@ -1472,6 +1482,18 @@ mod tests {
                 residual: None,
                 act: Act::HardSigmoid(0.25, 0.5),
                 layout: ConvLayout::Blocked { x_blocked: true },
+            },
+            Step::Conv {
+                x: buf(),
+                y: buf(),
+                g,
+                m: 231,
+                groups: 1,
+                w: 233,
+                bias: Some(234),
+                residual: Some(buf()),
+                act: Act::Relu,
+                layout: ConvLayout::Winograd,
             },
             Step::Depthwise {
                 x: buf(),
@@ -1845,7 +1867,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (602, 0x060b_b145_50c1_6edf),
+            (631, 0x7fa9_9c8d_9f00_5240),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

@@ -486,33 +486,60 @@ mod avx512 {
         let cbs = g.c / LANES;
         let plane = g.h * g.w * LANES;
         let vp = v.as_mut_ptr();
+        // Floats between a tile's transformed vectors of consecutive positions.
+        let stride = cbs * tg * LANES;
         for (k, t) in group.clone().enumerate() {
             let (oy, ox) = (t / tw * TILE, t % tw * TILE);
+            // The window's corner in the image, when all of it lies inside.
+            let inside = (oy >= g.pt && oy + 4 <= g.pt + g.h && ox >= g.pl && ox + 4 <= g.pl + g.w)
+                .then(|| ((oy - g.pt) * g.w + ox - g.pl) * LANES);
             let iy: [Option<usize>; 4] =
                 std::array::from_fn(|r| (oy + r).checked_sub(g.pt).filter(|&i| i < g.h));
             let ix: [Option<usize>; 4] =
                 std::array::from_fn(|c| (ox + c).checked_sub(g.pl).filter(|&i| i < g.w));
             for cb in 0..cbs {
                 let mut d = [[_mm512_setzero_ps(); 4]; 4];
-                for r in 0..4 {
-                    let Some(iy) = iy[r] else { continue };
-                    for c in 0..4 {
-                        if let Some(ix) = ix[c] {
-                            // SAFETY: cb < c/16, iy < h and ix < w: pixel (iy, ix) of input
-                            // block cb, 16 floats inside `a.x` (c·h·w, checked by `conv`).
-                            d[r][c] = unsafe {
-                                _mm512_loadu_ps(
-                                    a.x.as_ptr().add(cb * plane + (iy * g.w + ix) * LANES),
-                                )
-                            };
+                if let Some(corner) = inside {
+                    // SAFETY: cb < c/16, and the window's 4×4 pixels from `corner` lie in
+                    // the image (checked just above): 16 floats each inside `a.x` (c·h·w,
+                    // checked by `conv`).
+                    let x = unsafe { a.x.as_ptr().add(cb * plane + corner) };
+                    for (r, row) in d.iter_mut().enumerate() {
+                        for (c, px) in row.iter_mut().enumerate() {
+                            // SAFETY: pixel (r, c) of the window, as above.
+                            *px = unsafe { _mm512_loadu_ps(x.add((r * g.w + c) * LANES)) };
+                        }
+                    }
+                } else {
+                    for r in 0..4 {
+                        let Some(iy) = iy[r] else { continue };
+                        for c in 0..4 {
+                            if let Some(ix) = ix[c] {
+                                // SAFETY: cb < c/16, iy < h and ix < w: pixel (iy, ix) of
+                                // input block cb, 16 floats inside `a.x` (c·h·w, checked by
+                                // `conv`).
+                                d[r][c] = unsafe {
+                                    _mm512_loadu_ps(
+                                        a.x.as_ptr().add(cb * plane + (iy * g.w + ix) * LANES),
+                                    )
+                                };
+                            }
                         }
                     }
                 }
                 let tv: [__m512; POSITIONS] =
                     input_tile!(d, _mm512_setzero_ps(), _mm512_add_ps, _mm512_sub_ps);
+                // SAFETY: cb < c/16 and k < tg: position 0's vector of this tile and block,
+                // inside `v`'s 16·c·tg floats; position ξ's is ξ·stride further, the last
+                // (ξ = 15) at ((15·cbs + cb)·tg + k)·16, inside too.
+                let mut out = unsafe { vp.add((cb * tg + k) * LANES) };
                 for (xi, vv) in tv.iter().enumerate() {
-                    // SAFETY: ξ < 16, cb < c/16 and k < tg: inside `v`'s 16·c·tg floats.
-                    unsafe { _mm512_storeu_ps(vp.add(((xi * cbs + cb) * tg + k) * LANES), *vv) };
+                    // SAFETY: `out` is position ξ's vector (above).
+                    unsafe { _mm512_storeu_ps(out, *vv) };
+                    if xi + 1 < POSITIONS {
+                        // SAFETY: position ξ + 1's vector, inside `v` (above).
+                        out = unsafe { out.add(stride) };
+                    }
                 }
             }
         }
