@@ -111,9 +111,9 @@ pub fn pack_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
             for i in 0..4 {
                 for j in 0..4 {
                     let mut s = 0.0;
-                    for a in 0..3 {
-                        for b in 0..3 {
-                            s += G[i][a] * k(a, b) * G[j][b];
+                    for (a, ga) in G[i].iter().enumerate() {
+                        for (b, gb) in G[j].iter().enumerate() {
+                            s += ga * k(a, b) * gb;
                         }
                     }
                     out[(((i * 4 + j) * nb + o / LANES) * c + ic) * LANES + o % LANES] = s as f32;
