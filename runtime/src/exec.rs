@@ -17,6 +17,7 @@ use crate::kernels::reduce;
 use crate::kernels::resample;
 use crate::kernels::sparse::{self, SparseB};
 use crate::kernels::window;
+use crate::kernels::winograd;
 use crate::program::{Access, Buf, ConvLayout, Program, Src, Step};
 use crate::threads::{Pool, split};
 
@@ -163,6 +164,17 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
                     return Err("a blocked input needs whole blocks".into());
                 }
                 if blocked::needs_padding(g) && blocked::padded_len(g) > scratch {
+                    return Err("the scratch buffer is too small".into());
+                }
+            }
+            if *layout == ConvLayout::Winograd {
+                if groups != 1 || *m == 0 || mc != *m {
+                    return Err("a Winograd convolution needs one group and whole blocks".into());
+                }
+                if !winograd::applies(g) {
+                    return Err("a Winograd convolution needs a 3×3 stride-1 window".into());
+                }
+                if winograd::scratch_len(g) > scratch {
                     return Err("the scratch buffer is too small".into());
                 }
             }
@@ -1293,6 +1305,26 @@ impl<'p> Runner<'p> {
                 }
             }
             Step::Conv {
+                g,
+                layout: ConvLayout::Winograd,
+                ..
+            } if splits => {
+                // One sample: split the tile rows (each task transforms the input its tiles
+                // read into its own scratch; an output's bits do not depend on the split).
+                let (rows, _) = winograd::tiles(g);
+                for s in 0..batch {
+                    self.pool.run(threads, &|t| {
+                        let Ok(mut buf) = scratch[t].lock() else {
+                            return;
+                        };
+                        let mine = split(rows, threads, 1, t);
+                        if let Err(e) = ctx.conv_winograd(step, s, &mut buf, mine) {
+                            fail(e);
+                        }
+                    });
+                }
+            }
+            Step::Conv {
                 x,
                 y,
                 g,
@@ -1731,6 +1763,60 @@ impl Ctx<'_> {
         blocked::conv(self.isa, &args, &mut ys)
     }
 
+    /// Tile rows `rows` of every output block of a Winograd convolution of sample `s`, with
+    /// `scratch` for the transformed input.
+    fn conv_winograd(
+        &self,
+        step: &Step,
+        s: usize,
+        scratch: &mut [f32],
+        rows: std::ops::Range<usize>,
+    ) -> Result<(), String> {
+        let Step::Conv {
+            x,
+            y,
+            g,
+            m,
+            w,
+            bias,
+            residual,
+            act,
+            layout: ConvLayout::Winograd,
+            ..
+        } = step
+        else {
+            return Err("not a Winograd convolution".into());
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (nb, p) = (m.div_ceil(LANES), g.oh * g.ow * LANES);
+        // Each block's output rows of this task's tile rows.
+        let (r0, r1) = (
+            (rows.start * winograd::TILE).min(g.oh),
+            (rows.end * winograd::TILE).min(g.oh),
+        );
+        let y0 = range(y, self.batch, s).start;
+        let mine: Vec<std::ops::Range<usize>> = (0..nb)
+            .map(|b| y0 + b * p + r0 * g.ow * LANES..y0 + b * p + r1 * g.ow * LANES)
+            .collect();
+        let rr = residual.map_or(0..0, |r| range(&r, self.batch, s));
+        let ([xs, rs], mut ys) = self
+            .arena
+            .views_many([range(x, self.batch, s), rr], &mine)?;
+        let args = winograd::Args {
+            x: xs,
+            g,
+            w: &self.w[*w..w + winograd::weights_len(*m, g.c)],
+            blocks: nb,
+            rows,
+            bias: bias.map(|b| &self.w[b..b + nb * LANES]),
+            residual: residual.is_some().then_some(rs),
+            act: *act,
+        };
+        winograd::conv(self.isa, &args, &mut ys, scratch)
+    }
+
     /// Output channels `part` of `parts` of a one-group pointwise convolution of sample `s`
     /// (the GEMM reads the input directly). The task views (and writes) only its channels'
     /// rows of the output.
@@ -2123,6 +2209,11 @@ impl Ctx<'_> {
                 g,
                 ..
             } => self.conv_blocked(step, s, buf, 0..m.div_ceil(LANES), 0..g.oh * g.ow),
+            Step::Conv {
+                layout: ConvLayout::Winograd,
+                g,
+                ..
+            } => self.conv_winograd(step, s, buf, 0..winograd::tiles(g).0),
             Step::Conv {
                 x,
                 y,

@@ -27,6 +27,7 @@ use crate::kernels::gemm::{pack_a_len, pack_b_len};
 use crate::kernels::int8::panels_len;
 use crate::kernels::reduce::ReduceOp;
 use crate::kernels::sparse::sparse_len;
+use crate::kernels::winograd;
 
 /// A tensor in the arena: per-sample offset and length, in floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +75,10 @@ pub enum ConvLayout {
         /// Whether the input is blocked.
         x_blocked: bool,
     },
+    /// Channel-blocked in and out, as Winograd F(2×2, 3×3) ([`crate::kernels::winograd`]):
+    /// a 3×3 stride-1 window, one group, whole blocks of input channels; weights
+    /// transformed and packed by `winograd::pack_weights`.
+    Winograd,
 }
 
 impl ConvLayout {
@@ -82,7 +87,9 @@ impl ConvLayout {
     pub fn channels(self, m: usize) -> usize {
         match self {
             ConvLayout::Gemm => m,
-            ConvLayout::Blocked { .. } => m.div_ceil(LANES).saturating_mul(LANES),
+            ConvLayout::Blocked { .. } | ConvLayout::Winograd => {
+                m.div_ceil(LANES).saturating_mul(LANES)
+            }
         }
     }
 
@@ -95,6 +102,7 @@ impl ConvLayout {
         match self {
             ConvLayout::Gemm => groups.saturating_mul(pack_a_len(m / groups, k)),
             ConvLayout::Blocked { .. } => self.channels(m).saturating_mul(k),
+            ConvLayout::Winograd => winograd::weights_len(m, g.c),
         }
     }
 }
@@ -1031,7 +1039,7 @@ pub struct Program {
     pub weights: Vec<f32>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPRO10");
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROGB");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1323,13 +1331,14 @@ impl Encoded for ReduceOp {
     }
 }
 
-/// 0 for GEMM; blocked: 1 from a plain input, 2 from a blocked one.
+/// 0 for GEMM; blocked: 1 from a plain input, 2 from a blocked one; 3 for Winograd.
 impl Encoded for ConvLayout {
     fn put(&self, w: &mut W) {
         let code: usize = match self {
             ConvLayout::Gemm => 0,
             ConvLayout::Blocked { x_blocked: false } => 1,
             ConvLayout::Blocked { x_blocked: true } => 2,
+            ConvLayout::Winograd => 3,
         };
         code.put(w);
     }
@@ -1338,6 +1347,7 @@ impl Encoded for ConvLayout {
             0 => ConvLayout::Gemm,
             1 => ConvLayout::Blocked { x_blocked: false },
             2 => ConvLayout::Blocked { x_blocked: true },
+            3 => ConvLayout::Winograd,
             _ => return None,
         })
     }
@@ -1504,6 +1514,18 @@ mod tests {
                 residual: None,
                 act: Act::HardSigmoid(0.25, 0.5),
                 layout: ConvLayout::Blocked { x_blocked: true },
+            },
+            Step::Conv {
+                x: buf(),
+                y: buf(),
+                g,
+                m: 231,
+                groups: 1,
+                w: 233,
+                bias: Some(234),
+                residual: Some(buf()),
+                act: Act::Relu,
+                layout: ConvLayout::Winograd,
             },
             Step::Depthwise {
                 x: buf(),
@@ -1890,7 +1912,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (618, 0x3b63_c5ea_4999_3405),
+            (647, 0x2b4c_7803_0f4c_d7b8),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

@@ -99,7 +99,7 @@ pub fn splittable(s: &Step, batch: usize, threads: usize) -> bool {
             batch >= threads && flops.saturating_mul(batch) > DENSE_SPLIT
         }
         Step::Conv {
-            layout: ConvLayout::Blocked { .. },
+            layout: ConvLayout::Blocked { .. } | ConvLayout::Winograd,
             ..
         } => one && flops > BLOCKED_SPLIT,
         Step::Conv { groups: 1, .. } => one && flops > GEMM_SPLIT,

@@ -33,6 +33,8 @@
 //!   DepthToSpace, SpaceToDepth, nearest Resize);
 //! - [`resample`]: weighted sums through per-axis taps (Resize: linear, cubic, antialiased,
 //!   and nearest with extrapolation);
+//! - [`winograd`]: 3×3 stride-1 convolution on channel blocks as Winograd F(2×2, 3×3):
+//!   transformed tiles, a GEMM over channels per position, the epilogue fused;
 //! - [`matmul`]: products of two computed tensors, batched with broadcasting.
 
 pub mod block_sparse;
@@ -53,3 +55,4 @@ pub mod sparse;
 #[cfg(target_arch = "x86_64")]
 mod tile64;
 pub mod window;
+pub mod winograd;
