@@ -926,34 +926,31 @@ impl<'g> Lowering<'g> {
         // object stores compressed (pruned, shared, low-bit) keeps the direct kernel, so a
         // compressed model's executable does not grow past its original.
         let stored = self.operand(n, 1).and_then(|v| self.g.stored(v)).is_some();
-        let (packed, scratch, layout) = if y_blocked
-            && x_blocked
-            && !stored
-            && winograd_pays(&geo, m)
-        {
-            let packed = winograd::pack_weights(&w, m, xd[1]);
-            (
-                packed,
-                Some(winograd::scratch_len(&geo)),
-                ConvLayout::Winograd,
-            )
-        } else if y_blocked {
-            let packed = blocked::pack_conv(&w, m, xd[1], geo.kh, geo.kw, x_blocked);
-            let pad = blocked::needs_padding(&geo).then(|| blocked::padded_len(&geo));
-            (packed, pad, ConvLayout::Blocked { x_blocked })
-        } else {
-            if xd[1] % groups != 0 || m % groups != 0 || wshape[1] * groups != xd[1] {
-                return Err(self.unsupported(n, "its groups do not divide the channels"));
-            }
-            let (mg, k) = (m / groups, wshape[1] * geo.kh * geo.kw);
-            let mut packed = Vec::with_capacity(groups * gemm::pack_a_len(mg, k));
-            for gi in 0..groups {
-                packed.extend(gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k));
-            }
-            let cols = (!geo.is_pointwise())
-                .then(|| mcc_runtime::kernels::conv::scratch_len(&geo, groups));
-            (packed, cols, ConvLayout::Gemm)
-        };
+        let (packed, scratch, layout) =
+            if y_blocked && x_blocked && !stored && winograd_pays(&geo, m) {
+                let packed = winograd::pack_weights(&w, m, xd[1]);
+                (
+                    packed,
+                    Some(winograd::scratch_len(&geo)),
+                    ConvLayout::Winograd,
+                )
+            } else if y_blocked {
+                let packed = blocked::pack_conv(&w, m, xd[1], geo.kh, geo.kw, x_blocked);
+                let pad = blocked::needs_padding(&geo).then(|| blocked::padded_len(&geo));
+                (packed, pad, ConvLayout::Blocked { x_blocked })
+            } else {
+                if xd[1] % groups != 0 || m % groups != 0 || wshape[1] * groups != xd[1] {
+                    return Err(self.unsupported(n, "its groups do not divide the channels"));
+                }
+                let (mg, k) = (m / groups, wshape[1] * geo.kh * geo.kw);
+                let mut packed = Vec::with_capacity(groups * gemm::pack_a_len(mg, k));
+                for gi in 0..groups {
+                    packed.extend(gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k));
+                }
+                let cols = (!geo.is_pointwise())
+                    .then(|| mcc_runtime::kernels::conv::scratch_len(&geo, groups));
+                (packed, cols, ConvLayout::Gemm)
+            };
         let wo = self.push_weights(&packed);
         self.scratch = self.scratch.max(scratch.unwrap_or(0));
         let yb = if padded {
