@@ -26,7 +26,7 @@
 
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::gemm::Isa;
-use crate::kernels::sparse::{TILE, epilogue, transpose};
+use crate::kernels::sparse::{TILE, by_tiles, epilogue};
 
 /// The largest block side (outputs or inputs) the kernel takes.
 pub const MAX_SIDE: usize = 16;
@@ -357,15 +357,12 @@ pub fn block_dense(
     let xt = scratch
         .get_mut(..scratch_len(k))
         .ok_or("block dense: the scratch buffer is too small")?;
-    let mut r0 = 0;
-    while r0 < m {
-        let rows = TILE.min(m - r0);
-        // Whole 16-lane chunks for both vector paths (AVX2 takes two 8-lane vectors a chunk).
-        let lanes = match isa {
-            Isa::Scalar => rows,
-            Isa::Avx2 | Isa::Avx512 => rows.next_multiple_of(16),
-        };
-        transpose(isa, &a[r0 * lda..], lda, rows, k, lanes, xt);
+    // Whole 16-lane chunks for both vector paths (AVX2 takes two 8-lane vectors a chunk).
+    let lanes = |rows: usize| match isa {
+        Isa::Scalar => rows,
+        Isa::Avx2 | Isa::Avx512 => rows.next_multiple_of(16),
+    };
+    by_tiles(isa, a, lda, m, k, xt, lanes, |xt, rows, lanes, r0| {
         tile(
             isa,
             xt,
@@ -377,9 +374,8 @@ pub fn block_dense(
             ldc,
             ep,
             r0,
-        );
-        r0 += rows;
-    }
+        )
+    });
     Ok(())
 }
 

@@ -216,15 +216,11 @@ pub fn sparse_dense(
         .get_mut(..scratch_len(k))
         .ok_or("sparse dense: the scratch buffer is too small")?;
     let isa = if isa.runs_here() { isa } else { Isa::Scalar };
-    let mut r0 = 0;
-    while r0 < m {
-        let rows = TILE.min(m - r0);
-        let lanes = match isa {
-            Isa::Avx512 => rows.next_multiple_of(16),
-            Isa::Avx2 => rows.next_multiple_of(8),
-            Isa::Scalar => rows.next_multiple_of(8),
-        };
-        transpose(isa, &a[r0 * lda..], lda, rows, k, lanes, xt);
+    let lanes = |rows: usize| match isa {
+        Isa::Avx512 => rows.next_multiple_of(16),
+        Isa::Avx2 | Isa::Scalar => rows.next_multiple_of(8),
+    };
+    by_tiles(isa, a, lda, m, k, xt, lanes, |xt, rows, lanes, r0| {
         tile(
             isa,
             xt,
@@ -236,10 +232,34 @@ pub fn sparse_dense(
             ldc,
             ep,
             r0,
-        );
+        )
+    });
+    Ok(())
+}
+
+/// The batched loop of the sparse kernels (this one and
+/// [`crate::kernels::block_sparse`]): every tile of up to [`TILE`] rows of A (`m` rows of `k`
+/// floats, `lda` apart) is transposed into `xt` ([`transpose`], its rows padded with zeros to
+/// `lanes(rows)`), then `tile(xt, rows, lanes, r0)` computes the tile starting at row `r0`.
+/// The callers checked A's extent and `xt`'s length ([`scratch_len`]).
+pub(crate) fn by_tiles(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    k: usize,
+    xt: &mut [f32],
+    lanes: impl Fn(usize) -> usize,
+    mut tile: impl FnMut(&[f32], usize, usize, usize),
+) {
+    let mut r0 = 0;
+    while r0 < m {
+        let rows = TILE.min(m - r0);
+        let l = lanes(rows);
+        transpose(isa, &a[r0 * lda..], lda, rows, k, l, xt);
+        tile(xt, rows, l, r0);
         r0 += rows;
     }
-    Ok(())
 }
 
 /// `xt[kk·TILE + r] = a[r·lda + kk]` for the tile's `rows` rows, zero for the lanes past them
