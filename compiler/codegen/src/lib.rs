@@ -117,11 +117,13 @@ pub fn fc_kernel(k: usize, n: usize, w: &[f32], trans_b: bool) -> FcKernel {
     let total = w.len().max(1);
     let (row_stride, col_stride) = if trans_b { (1, k) } else { (n, 1) };
     let mut best: Option<FcKernel> = None;
-    for (r, c) in BLOCK_SHAPES {
-        // Counting needs the whole matrix; a tenth of zeros at least, or no block pays.
-        if w.len() != k.saturating_mul(n) || nnz * 10 > total * 9 {
-            break;
-        }
+    // Counting needs the whole matrix; a tenth of zeros at least, or no block pays.
+    let shapes = if w.len() == k.saturating_mul(n) && nnz * 10 <= total * 9 {
+        &BLOCK_SHAPES[..]
+    } else {
+        &[]
+    };
+    for &(r, c) in shapes {
         let Some(blocks) = block_sparse::count_blocks(w, k, n, row_stride, col_stride, r, c) else {
             continue;
         };

@@ -268,16 +268,16 @@ impl Slice {
 /// A group member that holds per-channel parameters, with where the channels sit in its input.
 pub type At = (NodeId, Slice);
 
-/// Records `n` at slice `s`; a node met again at another slice reads the channels twice.
+/// Records what member `n` is (with where the channels sit in its input); a node met again
+/// as something else — at another slice — reads the channels twice.
 fn place<T: Copy + PartialEq>(
-    map: &mut BTreeMap<NodeId, (T, Slice)>,
+    map: &mut BTreeMap<NodeId, T>,
     graph: &Graph,
     n: NodeId,
     what: T,
-    s: Slice,
 ) -> Result<(), Obstacle> {
-    match map.insert(n, (what, s)) {
-        Some(old) if old != (what, s) => Err((
+    match map.insert(n, what) {
+        Some(old) if old != what => Err((
             Reason::UnsupportedOp,
             format!(
                 "`{}` reads the group's channels at two places (through a Concat)",
@@ -378,8 +378,8 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     let mut seen: BTreeSet<(ValueId, Option<Slice>)> = BTreeSet::new();
     let mut todo: Vec<(ValueId, Option<Slice>)> = vec![(start, None)];
     let mut producers = BTreeSet::new();
-    let mut norms: BTreeMap<NodeId, ((), Slice)> = BTreeMap::new();
-    let mut dws: BTreeMap<NodeId, ((), Slice)> = BTreeMap::new();
+    let mut norms: BTreeMap<NodeId, Slice> = BTreeMap::new();
+    let mut dws: BTreeMap<NodeId, Slice> = BTreeMap::new();
     let mut readers: BTreeMap<NodeId, (Reader, Slice)> = BTreeMap::new();
     let mut reshapes: BTreeMap<NodeId, (usize, Slice)> = BTreeMap::new();
     let mut concats = BTreeSet::new();
@@ -428,7 +428,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                 producers.insert(p);
             }
             (None, Some(p)) if depthwise(graph, p, channels) => {
-                place(&mut dws, graph, p, (), whole)?;
+                place(&mut dws, graph, p, whole)?;
                 todo.extend(
                     graph
                         .node(p)
@@ -440,7 +440,7 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                 let pn = graph.node(p).ok_or((Reason::MergedAway, String::new()))?;
                 if carries(&pn.op) {
                     if matches!(pn.op, Op::BatchNormalization(_)) {
-                        place(&mut norms, graph, p, (), whole)?;
+                        place(&mut norms, graph, p, whole)?;
                     }
                     todo.extend(pn.inputs.first().copied().flatten().map(|x| (x, None)));
                 } else if joins(&pn.op) {
@@ -475,10 +475,10 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
             let next = un.outputs.first().copied();
             match &un.op {
                 Op::Conv(c) if slot == 0 && c.group == 1 => {
-                    place(&mut readers, graph, u, Reader::Conv, here)?;
+                    place(&mut readers, graph, u, (Reader::Conv, here))?;
                 }
                 Op::Conv(_) if slot == 0 && depthwise(graph, u, here.total) => {
-                    place(&mut dws, graph, u, (), here)?;
+                    place(&mut dws, graph, u, here)?;
                     todo.extend(next.map(|x| (x, after)));
                 }
                 Op::Conv(_) if slot == 0 => {
@@ -491,10 +491,10 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                     ));
                 }
                 Op::Gemm(gm) if slot == 0 && gm.transA == 0 => {
-                    place(&mut readers, graph, u, Reader::Features { per: 1 }, here)?;
+                    place(&mut readers, graph, u, (Reader::Features { per: 1 }, here))?;
                 }
                 Op::BatchNormalization(_) if slot == 0 => {
-                    place(&mut norms, graph, u, (), here)?;
+                    place(&mut norms, graph, u, here)?;
                     todo.extend(next.map(|x| (x, after)));
                 }
                 o if carries(o) && slot == 0 => todo.extend(next.map(|x| (x, after))),
@@ -551,13 +551,13 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
                             "a flattened size is not known".to_string(),
                         ))?;
                     if matches!(o, Op::Reshape(_)) {
-                        place(&mut reshapes, graph, u, per, here)?;
+                        place(&mut reshapes, graph, u, (per, here))?;
                     }
                     for (g, gslot) in graph.users(flat) {
                         let gn = graph.node(g).ok_or((Reason::MergedAway, String::new()))?;
                         match &gn.op {
                             Op::Gemm(gm) if gslot == 0 && gm.transA == 0 => {
-                                place(&mut readers, graph, g, Reader::Features { per }, here)?;
+                                place(&mut readers, graph, g, (Reader::Features { per }, here))?;
                             }
                             _ => {
                                 return Err((
@@ -594,8 +594,8 @@ pub fn group_of(graph: &Graph, layer: NodeId) -> Result<Group, Obstacle> {
     Ok(Group {
         channels,
         producers: producers.into_iter().collect(),
-        norms: norms.into_iter().map(|(n, ((), s))| (n, s)).collect(),
-        depthwise: dws.into_iter().map(|(n, ((), s))| (n, s)).collect(),
+        norms: norms.into_iter().collect(),
+        depthwise: dws.into_iter().collect(),
         reshapes: reshapes
             .into_iter()
             .map(|(n, (per, s))| (n, per, s))
