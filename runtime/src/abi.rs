@@ -106,6 +106,7 @@ impl Model {
         }
         let mut owned = AlignedVec::try_zeroed(n, "the decoded weights")?;
         crate::stored::decode_into(stored, &mut owned)?;
+        crate::stored::derive(&prog.steps, &mut owned)?;
         // SAFETY: the slice is `owned`'s heap buffer, which moving the `AlignedVec` into the
         // model does not move; the model keeps it unchanged (nothing else reaches the field)
         // and drops it only after the runner (`Drop` drops the runner by hand, fields
@@ -630,6 +631,7 @@ unsafe fn main_inner(args: &[String], sizes: &[Sized<'_>]) -> Result<(), String>
             }
             let mut w = AlignedVec::try_zeroed(*len, "the decoded weights")?;
             crate::stored::decode_into(words, &mut w)?;
+            crate::stored::derive(&prog.steps, &mut w)?;
             expanded = w;
             &expanded
         }

@@ -298,7 +298,17 @@ fn check(s: &Step, scratch: usize) -> Result<(), String> {
                 src_holds(src, reach)?;
             }
         }
-        Step::Affine { x, y, c, inner, .. } => {
+        Step::Affine {
+            x,
+            y,
+            c,
+            inner,
+            blocked,
+            ..
+        } => {
+            if *blocked && !c.is_multiple_of(LANES) {
+                return Err("a blocked affine step needs whole channel blocks".into());
+            }
             need(x, c * inner, "input")?;
             need(y, c * inner, "output")?;
         }
@@ -2458,16 +2468,15 @@ impl Ctx<'_> {
                 scale,
                 shift,
                 act,
+                blocked,
             } => {
                 let ([xs], ys) = arena.views([range(x, b, s)], range(y, b, s))?;
-                eltwise::affine(
-                    xs,
-                    &wts[*scale..scale + c],
-                    &wts[*shift..shift + c],
-                    *inner,
-                    *act,
-                    ys,
-                );
+                let (scale, shift) = (&wts[*scale..scale + c], &wts[*shift..shift + c]);
+                if *blocked {
+                    eltwise::affine_blocked(xs, scale, shift, *inner, *act, ys);
+                } else {
+                    eltwise::affine(xs, scale, shift, *inner, *act, ys);
+                }
                 Ok(())
             }
             Step::Concat {

@@ -446,6 +446,8 @@ define_steps! {
         shift: usize => weights(*c),
         /// Activation.
         act: Act,
+        /// Channel-blocked input and output (`[c/16][inner][16]`; `c` whole blocks).
+        blocked: bool,
     };
 
     /// Concatenation: for each of `outer` blocks, each part's chunk in turn.
@@ -1037,9 +1039,26 @@ pub struct Program {
     pub steps: Vec<Step>,
     /// Weights, packed.
     pub weights: Vec<f32>,
+    /// What the stored form of the weights holds in place of packed floats that are computed
+    /// from others (`crate::stored::storage`); not part of the schedule, so a decoded program
+    /// has none.
+    pub sources: Vec<Source>,
 }
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROGB");
+/// Floats of a program's weights that the stored form holds in place of the packed ones
+/// computed from them: a Winograd convolution's 3×3 kernels (`m × c × 9`, as the model gives
+/// them), where its transformed weights ([`winograd::pack_weights`]) are dense, 16/9 as many,
+/// and made of new values. `crate::stored::derive` computes the packed floats back, bit for
+/// bit, when a model loads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    /// Offset of the packed region in the weights (the Winograd step's `w`).
+    pub at: usize,
+    /// The floats the packed region is computed from.
+    pub floats: Vec<f32>,
+}
+
+const MAGIC: u64 = u64::from_le_bytes(*b"MCCPROGC");
 
 /// Writes words.
 struct W(Vec<u64>);
@@ -1443,6 +1462,7 @@ impl Program {
             scratch,
             steps,
             weights: vec![],
+            sources: vec![],
         })
     }
 }
@@ -1599,6 +1619,7 @@ mod tests {
                 scale: 903,
                 shift: 904,
                 act: Act::None,
+                blocked: true,
             },
             Step::Concat {
                 y: buf(),
@@ -1886,6 +1907,7 @@ mod tests {
             scratch: 1401,
             steps,
             weights: vec![0.5; 7],
+            sources: vec![],
         }
     }
 
@@ -1912,7 +1934,7 @@ mod tests {
         let words = every_step().encode_schedule();
         assert_eq!(
             (words.len(), fingerprint(&words)),
-            (647, 0x2b4c_7803_0f4c_d7b8),
+            (648, 0x2d06_0c25_f34a_a876),
             "the schedule format changed: bump MAGIC's version, then pin the new words"
         );
     }

@@ -262,6 +262,7 @@ mod tests {
             scratch: 0,
             steps,
             weights: vec![],
+            sources: vec![],
         }
     }
 

@@ -23,6 +23,17 @@
 //!   STEPS`) — the sparse kernel's increasing row indices and row offsets, stored as words
 //!   among the floats. The writer takes a step whenever one fits, and only the elements it
 //!   does not are in the table.
+//!
+//! One packing does create new values: a Winograd convolution's transformed weights, dense
+//! and 16/9 as many as its 3×3 kernels. The stored form holds the kernels there instead
+//! ([`storage`]: the program's [`Source`]s, zeros after them in the region), and the model
+//! transforms them back when it loads ([`derive`]), with the code that transformed them at
+//! compile time, so the bits are the same.
+
+use std::borrow::Cow;
+
+use crate::kernels::winograd;
+use crate::program::{ConvLayout, Program, Source, Step};
 /// Floats per chunk.
 pub const CHUNK: usize = 4096;
 
@@ -303,6 +314,85 @@ pub fn max_decoded_len(words: &[u32]) -> usize {
     }
 }
 
+/// The regions of `steps`' weights that are computed from others when a model loads: each
+/// Winograd convolution's `(offset, output channels, input channels)`, in order of offset,
+/// each once (steps may share weights). Regions that overlap are corrupt.
+fn derived(steps: &[Step]) -> Result<Vec<(usize, usize, usize)>, String> {
+    let mut regions: Vec<(usize, usize, usize)> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Conv {
+                w,
+                m,
+                g,
+                layout: ConvLayout::Winograd,
+                ..
+            } => Some((*w, *m, g.c)),
+            _ => None,
+        })
+        .collect();
+    regions.sort_unstable();
+    regions.dedup();
+    for pair in regions.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.0.saturating_add(winograd::weights_len(a.1, a.2)) > b.0 {
+            return Err(format!(
+                "stored weights: Winograd weights at {} and {} overlap",
+                a.0, b.0
+            ));
+        }
+    }
+    Ok(regions)
+}
+
+/// `prog`'s weights as the stored form holds them: each Winograd convolution's region holds
+/// its 3×3 kernels (the program's [`Source`] at that offset), zeros after them. The weights
+/// themselves where the program has no Winograd convolution.
+pub fn storage(prog: &Program) -> Result<Cow<'_, [f32]>, String> {
+    let regions = derived(&prog.steps)?;
+    if regions.is_empty() {
+        return Ok(Cow::Borrowed(&prog.weights));
+    }
+    let mut w = prog.weights.clone();
+    for (at, m, c) in regions {
+        let Source { floats, .. } = prog
+            .sources
+            .iter()
+            .find(|s| s.at == at)
+            .ok_or_else(|| format!("the Winograd weights at {at} have no source kernels"))?;
+        let region = w
+            .get_mut(at..at.saturating_add(winograd::weights_len(m, c)))
+            .ok_or_else(|| format!("the Winograd weights at {at} run past the weights"))?;
+        if floats.len() != winograd::source_len(m, c) {
+            return Err(format!(
+                "the Winograd weights at {at} have {} source floats, not {}",
+                floats.len(),
+                winograd::source_len(m, c)
+            ));
+        }
+        region.fill(0.0);
+        region[..floats.len()].copy_from_slice(floats);
+    }
+    Ok(Cow::Owned(w))
+}
+
+/// Computes, in place, the weights that [`storage`] replaced by their sources, from the
+/// sources the decoded stored form holds: the same bits `prog.weights` had when it was
+/// compiled. Called once, after [`decode_into`], before anything runs.
+pub fn derive(steps: &[Step], w: &mut [f32]) -> Result<(), String> {
+    for (at, m, c) in derived(steps)? {
+        let region = w
+            .get_mut(at..at.saturating_add(winograd::weights_len(m, c)))
+            .ok_or_else(|| format!("stored weights: the Winograd weights at {at} run past them"))?;
+        let source = region
+            .get(..winograd::source_len(m, c))
+            .ok_or_else(|| format!("stored weights: the Winograd region at {at} is too short"))?;
+        let packed = winograd::pack_weights(source, m, c);
+        region.copy_from_slice(&packed);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +490,126 @@ mod tests {
         // Many distinct values: the chunked form.
         let dense: Vec<f32> = (0..(MAX_DISTINCT + 10)).map(|i| i as f32 + 0.5).collect();
         assert_eq!(encode(&dense)[0] & CODED, 0);
+    }
+
+    /// A program whose weights hold two Winograd convolutions (the first 60% zeros, as a
+    /// pruned layer's) between other floats.
+    fn winograd_program() -> Program {
+        use crate::kernels::conv::Geometry;
+        use crate::kernels::epilogue::Act;
+        use crate::program::Buf;
+        let g = |c: usize| Geometry {
+            c,
+            h: 8,
+            w: 8,
+            oh: 8,
+            ow: 8,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pt: 1,
+            pl: 1,
+        };
+        let mut weights = vec![1.5f32; 48];
+        let mut sources = vec![];
+        let mut steps = vec![];
+        for (k, (m, c)) in [(32, 16), (16, 32)].into_iter().enumerate() {
+            let src: Vec<f32> = crate::testing::uniform(k as u64 + 1, winograd::source_len(m, c))
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| if k == 0 && i % 5 < 3 { 0.0 } else { v })
+                .collect();
+            let at = weights.len();
+            weights.extend(winograd::pack_weights(&src, m, c));
+            weights.extend([-2.0; 16]);
+            sources.push(Source { at, floats: src });
+            steps.push(Step::Conv {
+                x: Buf {
+                    off: 0,
+                    len: c * 64,
+                },
+                y: Buf {
+                    off: 0,
+                    len: m * 64,
+                },
+                g: g(c),
+                m,
+                groups: 1,
+                w: at,
+                bias: None,
+                residual: None,
+                act: Act::None,
+                layout: ConvLayout::Winograd,
+            });
+        }
+        Program {
+            fixed_batch: None,
+            inputs: vec![],
+            outputs: vec![],
+            arena: 0,
+            scratch: 0,
+            steps,
+            weights,
+            sources,
+        }
+    }
+
+    /// Stored, a Winograd convolution's region holds its 3×3 kernels (as sparse as the
+    /// layer: the pruned one's region shrinks); decoded and derived, the weights are the
+    /// compiled bits again.
+    #[test]
+    fn winograd_weights_are_stored_as_their_kernels_and_derived_back() {
+        let p = winograd_program();
+        let storage = storage(&p).unwrap();
+        assert_eq!(storage.len(), p.weights.len());
+        let first = &p.sources[0];
+        assert_eq!(
+            &storage[first.at..first.at + first.floats.len()],
+            &first.floats[..]
+        );
+        let zeros = |w: &[f32]| w.iter().filter(|v| v.to_bits() == 0).count();
+        assert!(zeros(&storage) > zeros(&p.weights) + first.floats.len() / 2);
+        let words = encode(&storage);
+        assert!(words.len() < encode(&p.weights).len());
+        let mut back = vec![f32::NAN; p.weights.len()];
+        decode_into(&words, &mut back).unwrap();
+        derive(&p.steps, &mut back).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&p.weights));
+        // Steps that share weights derive them once.
+        let mut shared = p.steps.clone();
+        shared.push(p.steps[0].clone());
+        let mut again = storage.to_vec();
+        derive(&shared, &mut again).unwrap();
+        assert_eq!(bits(&again), bits(&p.weights));
+    }
+
+    /// A Winograd region without its kernels, overlapping another, or past the weights is
+    /// an error, not a wrong model or a panic.
+    #[test]
+    fn malformed_winograd_regions_are_errors() {
+        let mut p = winograd_program();
+        p.sources.pop();
+        assert!(storage(&p).unwrap_err().contains("no source kernels"));
+        let p = winograd_program();
+        let mut w = p.weights.clone();
+        let mut overlapping = p.steps.clone();
+        if let Step::Conv { w: at, .. } = &mut overlapping[1] {
+            *at = p.sources[0].at + 16;
+        }
+        assert!(
+            derive(&overlapping, &mut w)
+                .unwrap_err()
+                .contains("overlap")
+        );
+        let mut short = p.weights[..p.weights.len() - 100].to_vec();
+        assert!(
+            derive(&p.steps, &mut short)
+                .unwrap_err()
+                .contains("run past")
+        );
     }
 }

@@ -158,6 +158,7 @@ pub fn one_step(step: crate::program::Step, weights: usize) -> crate::program::P
         scratch: 0,
         steps: vec![step],
         weights: vec![0.0; weights],
+        sources: vec![],
     }
 }
 

@@ -105,35 +105,75 @@ fn data<M: Module>(m: &mut M, name: &str, bytes: Vec<u8>, align: u64) -> Result<
     Ok(id)
 }
 
-/// The object file's weights in stored form (`mcc_runtime::stored`), when that is at least a
-/// tenth smaller than dense: the model expands them when it is loaded.
-pub fn stored_weights(prog: &Program) -> Option<Vec<u32>> {
-    let s = mcc_runtime::stored::encode(&prog.weights);
-    (s.len() * 10 < prog.weights.len() * 9).then_some(s)
+/// How an object holds one compiled size's weights.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WeightData {
+    /// Dense floats, mapped straight from `.rodata`.
+    Dense,
+    /// Stored form (`mcc_runtime::stored`: the program's storage, encoded), at least a tenth
+    /// smaller than dense (a pruned, shared or low-bit model): the model expands it when it
+    /// loads.
+    Stored(Vec<u32>),
+    /// The same as an earlier size's (index): the usual case, since packing does not depend
+    /// on the image size.
+    SameAs(usize),
 }
 
-/// Bytes of weight data the object file holds.
-pub fn weight_data_bytes(prog: &Program) -> usize {
-    stored_weights(prog).map_or(prog.weights.len(), |s| s.len()) * 4
-}
-
-/// Whether two weight blobs are the same bits (what lets compiled sizes share one).
-fn same_weights(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-}
-
-/// Bytes of weight data the object file of `progs` holds: sizes whose weights are the same
-/// bits share them.
-pub fn weight_data_bytes_all(progs: &[Program]) -> usize {
-    let mut seen: Vec<&[f32]> = vec![];
-    let mut total = 0;
-    for p in progs {
-        if !seen.iter().any(|w| same_weights(w, &p.weights)) {
-            seen.push(&p.weights);
-            total += weight_data_bytes(p);
-        }
+impl WeightData {
+    /// Whether the weights are in stored form.
+    pub fn is_stored(&self) -> bool {
+        matches!(self, WeightData::Stored(_))
     }
-    total
+}
+
+/// How the object of `progs` (one program per compiled size) holds each size's weights.
+/// Computed once per build: encoding a large model's weights takes milliseconds.
+pub fn weight_data(progs: &[Program]) -> Result<Vec<WeightData>, AotError> {
+    let mut out: Vec<WeightData> = Vec::with_capacity(progs.len());
+    for (k, prog) in progs.iter().enumerate() {
+        if let Some(j) = (0..k).find(|&j| same_weights(&progs[j], prog)) {
+            // Point at the size that holds the data itself.
+            let j = match out.get(j) {
+                Some(WeightData::SameAs(i)) => *i,
+                _ => j,
+            };
+            out.push(WeightData::SameAs(j));
+            continue;
+        }
+        let storage = mcc_runtime::stored::storage(prog).map_err(AotError::Codegen)?;
+        let s = mcc_runtime::stored::encode(&storage);
+        out.push(if s.len() * 10 < prog.weights.len() * 9 {
+            WeightData::Stored(s)
+        } else {
+            WeightData::Dense
+        });
+    }
+    Ok(out)
+}
+
+/// Bytes of weight data the object of `progs` holds (sizes that share weights counted once).
+pub fn weight_data_bytes(progs: &[Program], data: &[WeightData]) -> usize {
+    progs
+        .iter()
+        .zip(data)
+        .map(|(p, d)| match d {
+            WeightData::Dense => p.weights.len() * 4,
+            WeightData::Stored(s) => s.len() * 4,
+            WeightData::SameAs(_) => 0,
+        })
+        .sum()
+}
+
+/// Whether two sizes' weights are the same bits and are stored alike (the same regions
+/// derived when loading), so that they can share one copy.
+fn same_weights(a: &Program, b: &Program) -> bool {
+    let (x, y) = (&a.weights, &b.weights);
+    x.len() == y.len()
+        && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
+        && a.sources
+            .iter()
+            .map(|s| s.at)
+            .eq(b.sources.iter().map(|s| s.at))
 }
 
 /// One compiled size's symbols in an object being made.
@@ -156,10 +196,22 @@ struct SizeSymbols {
 /// runtime keeps which schedule a model came from), refusing a model of another object.
 /// The executable's `main` passes every size to the runtime, which runs the one its
 /// inputs fit.
-pub fn object(progs: &[Program], name: &str, with_main: bool) -> Result<Vec<u8>, AotError> {
+///
+/// `weights` is [`weight_data`]`(progs)`.
+pub fn object(
+    progs: &[Program],
+    weights: &[WeightData],
+    name: &str,
+    with_main: bool,
+) -> Result<Vec<u8>, AotError> {
     let err = |e: cranelift_module::ModuleError| AotError::Codegen(format!("{e:?}"));
     if progs.is_empty() {
         return Err(AotError::Codegen("no program to compile".into()));
+    }
+    if weights.len() != progs.len() {
+        return Err(AotError::Codegen(
+            "the weight data is not the programs'".into(),
+        ));
     }
     let isa = crate::clif::host_isa(true).map_err(AotError::Codegen)?;
     let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(err)?;
@@ -181,22 +233,25 @@ pub fn object(progs: &[Program], name: &str, with_main: bool) -> Result<Vec<u8>,
             words.iter().flat_map(|w| w.to_le_bytes()).collect(),
             8,
         )?;
-        // Weights in stored form when that is at least a tenth smaller (a pruned model);
-        // else dense, mapped straight from `.rodata`. Sizes with the same weights (the
-        // usual case: packing does not depend on the image size) share one copy.
-        let stored = stored_weights(prog);
-        let earlier = (0..k).find(|&j| same_weights(&progs[j].weights, &prog.weights));
-        let weights = match earlier {
-            Some(j) => sizes
-                .get(j)
-                .map(|s: &SizeSymbols| s.weights)
+        // Weights as `weight_data` chose: stored, dense, or an earlier size's copy.
+        let (weights_id, nstored) = match &weights[k] {
+            WeightData::SameAs(j) => sizes
+                .get(*j)
+                .map(|s: &SizeSymbols| (s.weights, s.nstored))
                 .ok_or_else(|| AotError::Codegen("a size's weights went missing".into()))?,
-            None => {
-                let bytes: Vec<u8> = match &stored {
-                    Some(words) => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-                    None => prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
+            d => {
+                let (bytes, nstored): (Vec<u8>, usize) = match d {
+                    WeightData::Stored(words) => (
+                        words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                        words.len(),
+                    ),
+                    _ => (
+                        prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                        0,
+                    ),
                 };
-                data(&mut m, &format!("{name}{sfx}_weights"), bytes, 64)?
+                let id = data(&mut m, &format!("{name}{sfx}_weights"), bytes, 64)?;
+                (id, nstored)
             }
         };
         let linkage = if several {
@@ -209,8 +264,8 @@ pub fn object(progs: &[Program], name: &str, with_main: bool) -> Result<Vec<u8>,
         sizes.push(SizeSymbols {
             schedule,
             nwords: words.len(),
-            weights,
-            nstored: stored.as_ref().map_or(0, Vec::len),
+            weights: weights_id,
+            nstored,
             nweights: prog.weights.len(),
             run,
         });
@@ -424,7 +479,7 @@ pub fn object(progs: &[Program], name: &str, with_main: bool) -> Result<Vec<u8>,
 
 /// The C header for the object of `progs` (one program per compiled size, at least one)
 /// named `name`.
-pub fn header(progs: &[Program], name: &str, model_file: &str) -> String {
+pub fn header(progs: &[Program], weights: &[WeightData], name: &str, model_file: &str) -> String {
     let Some(prog) = progs.first() else {
         return String::new();
     };
@@ -509,7 +564,7 @@ pub fn header(progs: &[Program], name: &str, model_file: &str) -> String {
             ));
         }
     }
-    let load = if progs.iter().any(|p| stored_weights(p).is_some()) {
+    let load = if weights.iter().any(WeightData::is_stored) {
         "its weights are stored compressed in the object's read-only data and expanded\n \
          * into memory the model owns"
     } else {

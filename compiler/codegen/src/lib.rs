@@ -254,6 +254,7 @@ impl lower::Lowering<'_> {
             scratch: self.scratch,
             steps,
             weights: self.weights,
+            sources: self.sources,
         })
     }
 }

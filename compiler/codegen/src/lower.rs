@@ -19,7 +19,7 @@ use mcc_runtime::kernels::eltwise::BinOp;
 use mcc_runtime::kernels::epilogue::{Act, GeluChain};
 use mcc_runtime::kernels::gemm;
 use mcc_runtime::kernels::{block_sparse, sparse, winograd};
-use mcc_runtime::program::{Buf, ConvLayout, Src, Step};
+use mcc_runtime::program::{Buf, ConvLayout, Source, Src, Step};
 
 /// Why a graph cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
@@ -86,6 +86,8 @@ pub(crate) struct Lowering<'g> {
     pub(crate) g: &'g Graph,
     pub(crate) batch: Batch,
     pub(crate) weights: Vec<f32>,
+    /// What the stored form holds in place of packed weights computed from others.
+    pub(crate) sources: Vec<Source>,
     pub(crate) steps: Vec<Step>,
     /// The graph inputs and their buffers.
     pub(crate) inputs: Vec<(ValueId, Buf)>,
@@ -134,6 +136,7 @@ impl<'g> Lowering<'g> {
             g,
             batch,
             weights: vec![],
+            sources: vec![],
             steps: vec![],
             inputs: vec![],
             buffer_of: HashMap::new(),
@@ -167,7 +170,21 @@ impl<'g> Lowering<'g> {
         if let Some(&(x, chain)) = self.gelus.ends.get(&n) {
             return self.gelu_chain(n, x, chain);
         }
-        self.lower_node(n)
+        self.lower_node(n)?;
+        // A graph output in channel blocks that other nodes read (an observed layer) leaves
+        // in NCHW now, while it is in cache, and its readers keep the blocks.
+        let outs = self
+            .g
+            .node(n)
+            .map(|node| node.outputs.clone())
+            .unwrap_or_default();
+        for y in outs {
+            if self.g.outputs().contains(&y) && self.is_blocked(y) && !self.g.users(y).is_empty() {
+                self.ensure(y, false)?;
+                self.ensure(y, true)?;
+            }
+        }
+        Ok(())
     }
 
     fn unsupported(&self, n: NodeId, why: impl Into<String>) -> LowerError {
@@ -432,6 +449,7 @@ impl<'g> Lowering<'g> {
                 | Op::Sum(_)
                 | Op::Concat(_)
                 | Op::ReduceMean(_)
+                | Op::BatchNormalization(_)
         );
         if !aware {
             for v in node.inputs.iter().flatten() {
@@ -605,6 +623,11 @@ impl<'g> Lowering<'g> {
             })
             .collect();
         let (so, to) = (self.push_weights(&scale), self.push_weights(&shift));
+        // Channel blocks stay blocks (a norm the merges could not fold into the convolution
+        // before it: one whose input is observed, or has other readers).
+        let blocked = self.is_blocked(x) && self.blockable(x);
+        self.ensure(x, blocked)?;
+        self.same_layout(x, y);
         let xb = self.read(x)?;
         let yb = self.write(y)?;
         self.steps.push(Step::Affine {
@@ -615,6 +638,7 @@ impl<'g> Lowering<'g> {
             scale: so,
             shift: to,
             act: Act::None,
+            blocked,
         });
         Ok(())
     }
@@ -792,6 +816,11 @@ impl<'g> Lowering<'g> {
                     y: by,
                     act: a @ Act::None,
                     ..
+                }
+                | Step::Affine {
+                    y: by,
+                    act: a @ Act::None,
+                    ..
                 },
             ) = self.steps.last_mut()
             && by.off == b
@@ -921,37 +950,39 @@ impl<'g> Lowering<'g> {
             });
             return Ok(());
         }
-        // Weights in the kernel's layout, and the scratch it needs.
-        // Winograd's transformed weights are dense and 16/9 as many: a layer whose weights the
-        // object stores compressed (pruned, shared, low-bit) keeps the direct kernel, so a
-        // compressed model's executable does not grow past its original.
-        let stored = self.operand(n, 1).and_then(|v| self.g.stored(v)).is_some();
-        let (packed, scratch, layout) =
-            if y_blocked && x_blocked && !stored && winograd_pays(&geo, m) {
-                let packed = winograd::pack_weights(&w, m, xd[1]);
-                (
-                    packed,
-                    Some(winograd::scratch_len(&geo)),
-                    ConvLayout::Winograd,
-                )
-            } else if y_blocked {
-                let packed = blocked::pack_conv(&w, m, xd[1], geo.kh, geo.kw, x_blocked);
-                let pad = blocked::needs_padding(&geo).then(|| blocked::padded_len(&geo));
-                (packed, pad, ConvLayout::Blocked { x_blocked })
-            } else {
-                if xd[1] % groups != 0 || m % groups != 0 || wshape[1] * groups != xd[1] {
-                    return Err(self.unsupported(n, "its groups do not divide the channels"));
-                }
-                let (mg, k) = (m / groups, wshape[1] * geo.kh * geo.kw);
-                let mut packed = Vec::with_capacity(groups * gemm::pack_a_len(mg, k));
-                for gi in 0..groups {
-                    packed.extend(gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k));
-                }
-                let cols = (!geo.is_pointwise())
-                    .then(|| mcc_runtime::kernels::conv::scratch_len(&geo, groups));
-                (packed, cols, ConvLayout::Gemm)
-            };
+        // Weights in the kernel's layout, and the scratch it needs. Winograd's transformed
+        // weights are dense and 16/9 as many: the object stores the 3×3 kernels instead (as
+        // sparse, or as few distinct values, as the layer's), and the model transforms them
+        // when it loads (`Source`).
+        let winograd = y_blocked && x_blocked && winograd_pays(&geo, m);
+        let (packed, scratch, layout) = if winograd {
+            let packed = winograd::pack_weights(&w, m, xd[1]);
+            (
+                packed,
+                Some(winograd::scratch_len(&geo)),
+                ConvLayout::Winograd,
+            )
+        } else if y_blocked {
+            let packed = blocked::pack_conv(&w, m, xd[1], geo.kh, geo.kw, x_blocked);
+            let pad = blocked::needs_padding(&geo).then(|| blocked::padded_len(&geo));
+            (packed, pad, ConvLayout::Blocked { x_blocked })
+        } else {
+            if xd[1] % groups != 0 || m % groups != 0 || wshape[1] * groups != xd[1] {
+                return Err(self.unsupported(n, "its groups do not divide the channels"));
+            }
+            let (mg, k) = (m / groups, wshape[1] * geo.kh * geo.kw);
+            let mut packed = Vec::with_capacity(groups * gemm::pack_a_len(mg, k));
+            for gi in 0..groups {
+                packed.extend(gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k));
+            }
+            let cols = (!geo.is_pointwise())
+                .then(|| mcc_runtime::kernels::conv::scratch_len(&geo, groups));
+            (packed, cols, ConvLayout::Gemm)
+        };
         let wo = self.push_weights(&packed);
+        if winograd {
+            self.sources.push(Source { at: wo, floats: w });
+        }
         self.scratch = self.scratch.max(scratch.unwrap_or(0));
         let yb = if padded {
             let q: usize = self.dims(y)?[2..].iter().product();

@@ -22,6 +22,8 @@ pub struct NativeBuild {
     pub exe_object: Vec<u8>,
     /// The C header.
     pub header: String,
+    /// How the objects hold each size's weights.
+    pub weights: Vec<aot::WeightData>,
     /// Wall time of merging, lowering and code generation.
     pub compile_time: std::time::Duration,
 }
@@ -136,15 +138,17 @@ pub fn compile_programs(
         ));
     }
     let name = aot::c_name(name);
-    let object = aot::object(&programs, &name, false)?;
-    let exe_object = aot::object(&programs, &name, true)?;
-    let header = aot::header(&programs, &name, model_file);
+    let weights = aot::weight_data(&programs)?;
+    let object = aot::object(&programs, &weights, &name, false)?;
+    let exe_object = aot::object(&programs, &weights, &name, true)?;
+    let header = aot::header(&programs, &weights, &name, model_file);
     Ok(NativeBuild {
         name,
         programs,
         object,
         exe_object,
         header,
+        weights,
         compile_time: t0.elapsed(),
     })
 }

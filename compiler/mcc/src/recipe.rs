@@ -520,7 +520,7 @@ pub fn write_selected(
                 w.no_executable = None;
             }
             let p = &n.programs[0];
-            let weight_bytes = mcc_codegen::aot::weight_data_bytes_all(&n.programs);
+            let weight_bytes = mcc_codegen::aot::weight_data_bytes(&n.programs, &n.weights);
             report.native = Some(crate::report::Native {
                 name: n.name.clone(),
                 object: format!("{}.o", n.name),
@@ -537,7 +537,10 @@ pub fn write_selected(
                 arena_bytes_per_sample: p.arena as u64 * 4,
                 scratch_bytes: p.scratch as u64 * 4,
                 weight_bytes: weight_bytes as u64,
-                weights_stored: mcc_codegen::aot::stored_weights(p).is_some(),
+                weights_stored: n
+                    .weights
+                    .first()
+                    .is_some_and(mcc_codegen::aot::WeightData::is_stored),
                 fixed_batch: p.fixed_batch,
                 input_sizes: n
                     .programs

@@ -368,7 +368,7 @@ fn the_cmake_example_links_runs_and_rebuilds_only_on_change() {
 /// evaluator computes from `model.full.mcir` (the weights in their stored form, read back).
 #[test]
 fn pruned_weights_are_stored_compressed_and_compute_the_same() {
-    stored_weights_compute_the_same("recipes/lenet5.mcr", 3.5, 3.5);
+    stored_weights_compute_the_same("recipes/lenet5.mcr", "lenet5", 3.5, 3.5);
 }
 
 /// `recipes/lenet5-deep-compression.mcr` (pruned, 4-bit codebooks, Huffman-coded): the report
@@ -377,17 +377,27 @@ fn pruned_weights_are_stored_compressed_and_compute_the_same() {
 /// the accuracy the report states.
 #[test]
 fn deep_compression_weights_are_that_small_in_the_executable() {
-    stored_weights_compute_the_same("recipes/lenet5-deep-compression.mcr", 30.0, 30.0);
+    stored_weights_compute_the_same("recipes/lenet5-deep-compression.mcr", "lenet5", 30.0, 30.0);
 }
 
-fn stored_weights_compute_the_same(recipe: &str, ir_ratio: f64, object_ratio: f64) {
+/// `recipes/resnet_bn.mcr` (its 3×3 convolutions 40% pruned, run as Winograd F(2×2, 3×3)):
+/// the object stores those layers' 3×3 kernels, not their dense transformed weights, so its
+/// weight data stays below the original's; the executable transforms them when it loads, to
+/// the bits the build measured: it gives the accuracy the report states, and the evaluator's
+/// outputs.
+#[test]
+fn winograd_layers_are_stored_as_their_kernels_and_compute_the_same() {
+    stored_weights_compute_the_same("recipes/resnet_bn.mcr", "resnet_bn", 1.4, 1.4);
+}
+
+fn stored_weights_compute_the_same(recipe: &str, model: &str, ir_ratio: f64, object_ratio: f64) {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("lenet5");
+    let out = dir.path().join(model);
     let b = Command::new(env!("CARGO_BIN_EXE_mcc"))
         .env("NO_COLOR", "1")
         .arg("build")
         .arg(root().join(recipe))
-        .arg(corpus("lenet5.onnx"))
+        .arg(corpus(&format!("{model}.onnx")))
         .arg("-o")
         .arg(&out)
         .output()
@@ -412,11 +422,18 @@ fn stored_weights_compute_the_same(recipe: &str, ir_ratio: f64, object_ratio: f6
         before / object_weights >= object_ratio,
         "{recipe}: object weight data {object_weights} bytes for {before} dense"
     );
-    let object = std::fs::metadata(out.join("lenet5.o")).unwrap().len() as f64;
-    assert!(object < before / 3.0, "lenet5.o is {object} bytes");
+    let object = std::fs::metadata(out.join(format!("{model}.o")))
+        .unwrap()
+        .len() as f64;
+    // Its code, schedule and symbols besides: lenet5's weights are most of the file.
+    let object_file_ratio = object_ratio.min(3.0);
+    assert!(
+        object * object_file_ratio < before,
+        "{model}.o is {object} bytes"
+    );
     // The executable against the evaluator on the compressed model read back.
     let y = out.join("y.npy");
-    let run = Command::new(out.join("lenet5"))
+    let run = Command::new(out.join(model))
         .arg(corpus("data/mnist_test_x.npy"))
         .arg("-o")
         .arg(&y)

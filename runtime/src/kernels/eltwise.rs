@@ -224,6 +224,37 @@ fn affine_generic(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Ac
 }
 
 avx2_dispatch! {
+    /// [`affine`] of channel-blocked values, `[c/16][inner][16]` (`c` whole blocks): the
+    /// same sums, channel by channel.
+    pub fn affine_blocked(x: &[f32], scale: &[f32], shift: &[f32], inner: usize, act: Act, y: &mut [f32]) => affine_blocked_generic
+}
+
+#[inline(always)]
+fn affine_blocked_generic(
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    inner: usize,
+    act: Act,
+    y: &mut [f32],
+) {
+    // Channels per block.
+    const CH: usize = crate::kernels::blocked::LANES;
+    let block = inner * CH;
+    for ((s, t), (xs, ys)) in scale
+        .chunks_exact(CH)
+        .zip(shift.chunks_exact(CH))
+        .zip(x.chunks_exact(block).zip(y.chunks_exact_mut(block)))
+    {
+        for (xv, yv) in xs.chunks_exact(CH).zip(ys.chunks_exact_mut(CH)) {
+            for l in 0..CH {
+                yv[l] = act.apply(s[l] * xv[l] + t[l]);
+            }
+        }
+    }
+}
+
+avx2_dispatch! {
     /// Softmax (or log-softmax) of each of `rows` rows of `cols` values, in f64 like the
     /// reference: the row's largest value `m`, `s = Σ e^(v − m)`, then `e^(v − m) / s` (or
     /// `v − m − ln s`) rounded once; the exponentials [`LANES`] at a time
@@ -491,6 +522,43 @@ mod tests {
                 softmax(&x, 3, cols, log, &mut y);
                 let d = diff(&y, &reference(&x, cols, log), 1e-6, 1e-12);
                 assert!(d.allclose, "{cols} columns, log {log}: {d:?}\n{y:?}");
+            }
+        }
+    }
+
+    /// The blocked affine step computes, channel by channel, the bits the NCHW one does
+    /// (NaN and infinities pass through alike), for one to three blocks of odd sizes, with
+    /// and without a fused activation.
+    #[test]
+    fn blocked_affine_is_the_plain_one_in_blocks() {
+        const CH: usize = crate::kernels::blocked::LANES;
+        for (blocks, inner) in [(1, 1), (2, 7), (3, 49)] {
+            let c = blocks * CH;
+            let mut x = uniform(5, c * inner);
+            x[inner / 2] = f32::NAN;
+            x[c * inner - 1] = f32::INFINITY;
+            let (scale, shift) = (uniform(6, c), uniform(7, c));
+            for act in [Act::None, Act::Relu] {
+                let mut plain = vec![0.0; c * inner];
+                affine(&x, &scale, &shift, inner, act, &mut plain);
+                // x and the expected result in blocks: [c/16][inner][16].
+                let to_blocks = |v: &[f32]| {
+                    let mut b = vec![0.0; v.len()];
+                    for ch in 0..c {
+                        for i in 0..inner {
+                            b[(ch / CH * inner + i) * CH + ch % CH] = v[ch * inner + i];
+                        }
+                    }
+                    b
+                };
+                let mut got = vec![f32::NAN; c * inner];
+                affine_blocked(&to_blocks(&x), &scale, &shift, inner, act, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&to_blocks(&plain)),
+                    "{blocks} blocks of {inner}, {act:?}"
+                );
             }
         }
     }

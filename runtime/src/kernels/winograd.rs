@@ -80,6 +80,11 @@ pub fn weights_len(m: usize, c: usize) -> usize {
         .saturating_mul(c)
 }
 
+/// Floats of the 3×3 kernels [`pack_weights`] transforms: `m × c × 9`.
+pub fn source_len(m: usize, c: usize) -> usize {
+    m.saturating_mul(c).saturating_mul(9)
+}
+
 /// Tiles transformed together, for `c` input channels and `n` tiles to compute.
 fn group_tiles(c: usize, n: usize) -> usize {
     (GROUP_FLOATS / (POSITIONS * c.max(1))).max(8).min(n.max(1))
