@@ -32,6 +32,20 @@ pub struct Options {
     /// Measure what each compressed layer costs (`--attribution`; two builds and
     /// evaluations a layer).
     pub attribution: bool,
+    /// Where to send the compressed model once it is compiled, before it is measured, so
+    /// that native code can be made meanwhile.
+    pub ready: Option<std::sync::mpsc::Sender<Ready>>,
+}
+
+/// The compressed model as soon as it is compiled, before the build measures it: what native
+/// code is made of ([`Options::ready`]).
+pub struct Ready {
+    /// The compressed graph.
+    pub graph: Graph,
+    /// Its compiled schedule, when it compiled.
+    pub program: Option<Program>,
+    /// As [`BuildResult::data_sizes`].
+    pub data_sizes: Vec<Vec<Vec<usize>>>,
 }
 
 /// What a build made and measured.
@@ -162,6 +176,14 @@ fn build_plan(
         None
     };
     timings.phase("compile", t);
+    if let Some(ready) = &opts.ready {
+        // A receiver that has gone wants nothing.
+        let _ = ready.send(Ready {
+            graph: graph.clone(),
+            program: compressed.program().cloned(),
+            data_sizes: data_sizes.clone(),
+        });
+    }
 
     let t = Instant::now();
     let errors = layer_errors(s, &graph, &ran, data.calibration.as_ref(), threads)?;

@@ -102,7 +102,7 @@ impl Drop for Pending {
 
 pub use mcc_runtime::output::{parent_of, partial_name};
 
-/// Removes `.NAME.partial-PID` and `.NAME.old-PID` entries beside `target` whose process no
+/// Removes `.NAME.partial-PID`, `.NAME.native-PID` and `.NAME.old-PID` entries beside `target` whose process no
 /// longer runs (on Linux, where `/proc` tells; elsewhere nothing is removed). Returns how
 /// many it removed.
 pub fn remove_stale(target: &Path) -> usize {
@@ -118,7 +118,7 @@ pub fn remove_stale(target: &Path) -> usize {
     let mut removed = 0;
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().to_string();
-        let pid = [".partial-", ".old-"].iter().find_map(|tag| {
+        let pid = [".partial-", ".old-", ".native-"].iter().find_map(|tag| {
             file.strip_prefix(&format!(".{name}{tag}"))
                 .and_then(|p| p.parse::<u32>().ok())
         });

@@ -734,12 +734,54 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                 ir_diffs: emit.contains(&Emit::IrDiffs),
             };
             let no_native = no_native || !(emitted.exe || emitted.obj);
+            let dir = output.unwrap_or_else(|| {
+                PathBuf::from("mcc-out").join(model.file_stem().unwrap_or_default())
+            });
+            let name = model
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().to_string());
+            let file = model.display().to_string();
+            // Native code is compiled, written and linked on a thread of its own as soon as
+            // the compressed model is compiled, while the build measures it.
+            let (ready, on_ready) = std::sync::mpsc::channel::<mcc::build::Ready>();
+            let native_job = (!no_native).then(|| {
+                let (name, file, sizes, dir) =
+                    (name.clone(), file.clone(), sizes.clone(), dir.clone());
+                let (exe, obj) = (emitted.exe, emitted.obj);
+                std::thread::spawn(move || {
+                    let ready = on_ready.recv().ok()?;
+                    Some(native_outputs(&ready, &sizes, &name, &file).and_then(|n| {
+                        let staged = mcc::native::stage(&n, &dir, exe, obj)?;
+                        Ok((n, staged))
+                    }))
+                })
+            });
             let opts = mcc::build::Options {
                 ir_diffs: emit.contains(&Emit::IrDiffs),
                 threads: threads.unwrap_or(0),
                 attribution,
+                ready: (!no_native).then_some(ready),
             };
-            let result = mcc::build::build(&s, &opts)?;
+            let result = mcc::build::build(&s, &opts);
+            // No model will come after the build: a thread still waiting stops.
+            drop(opts);
+            let finish_native = || -> Result<_, Error> {
+                let Some(job) = native_job else {
+                    return Ok(None);
+                };
+                let bar = (!job.is_finished())
+                    .then(|| mcc::progress::spinner("compiling to native code"));
+                let done = job
+                    .join()
+                    .map_err(|_| Error::Native("the native code thread panicked".into()))?;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                done.transpose()
+            };
+            // Joined on every path (a failed build's staged files go with it).
+            let native_done = finish_native();
+            let result = result?;
             if !result.violations.is_empty() {
                 // What `auto` chose explains a missed budget: say it before failing.
                 let lines = mcc::report::allocation_summary(&result.report);
@@ -757,40 +799,23 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
                     regains: result.regains.map(Box::new),
                 });
             }
-            let dir = output.unwrap_or_else(|| {
-                PathBuf::from("mcc-out").join(model.file_stem().unwrap_or_default())
-            });
             if let Some(snap) = &snapshot {
                 mcc::recipe::check_snapshot(snap, &result.graph, bless)?;
             }
-            let name = model
-                .file_stem()
-                .map_or("model".into(), |s| s.to_string_lossy().to_string());
-            let native = if no_native {
-                None
-            } else {
-                let bar = mcc::progress::spinner("compiling to native code");
-                let file = model.display().to_string();
-                // The sizes asked for; else the data's (when they differ between the
-                // calibration and evaluation sets, both), which the measured program has
-                // when there is one.
-                let n = match &result.program {
-                    Some(p) if sizes.is_empty() && result.data_sizes.len() <= 1 => {
-                        mcc::native::compile_programs(vec![p.clone()], &name, &file)
-                    }
-                    _ if sizes.is_empty() => {
-                        mcc::native::compile(&result.graph, &result.data_sizes, &name, &file)
-                    }
-                    _ => mcc::native::compile(&result.graph, &sizes, &name, &file),
-                };
-                bar.finish_and_clear();
-                Some(n?)
+            let (native, staged) = match native_done? {
+                Some((n, staged)) => (Some(n), Some(staged)),
+                None => (None, None),
             };
             // The native code's name (a C identifier made of the model's stem), also when
             // none is built: an older build's may be in the folder.
             let c_name = mcc_codegen::aot::c_name(&name);
-            let written =
-                mcc::recipe::write_selected(&dir, &result, &emitted, native.as_ref(), &c_name)?;
+            let written = mcc::recipe::write_selected(
+                &dir,
+                &result,
+                &emitted,
+                native.as_ref().map(|n| (n, staged)),
+                &c_name,
+            )?;
             // Every file the build wrote (not files a user keeps in the folder).
             let native_name = Some(c_name.as_str());
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -1004,6 +1029,23 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
 /// `--input-shape` values checked against `graph` before anything is built: one shape per
 /// model input, each one the model can take; the same size (the batch aside) given twice is
 /// compiled once. Errors name the flag and the value.
+/// The native outputs of a compiled model: for the sizes asked for; else the data's (when they
+/// differ between the calibration and evaluation sets, both); else the measured program's.
+fn native_outputs(
+    ready: &mcc::build::Ready,
+    sizes: &[Vec<Vec<usize>>],
+    name: &str,
+    file: &str,
+) -> Result<mcc::native::NativeBuild, Error> {
+    Ok(match &ready.program {
+        Some(p) if sizes.is_empty() && ready.data_sizes.len() <= 1 => {
+            mcc::native::compile_programs(vec![p.clone()], name, file)?
+        }
+        _ if sizes.is_empty() => mcc::native::compile(&ready.graph, &ready.data_sizes, name, file)?,
+        _ => mcc::native::compile(&ready.graph, sizes, name, file)?,
+    })
+}
+
 fn input_sizes(graph: &mcc_ir::Graph, given: &[Shapes]) -> Result<Vec<Vec<Vec<usize>>>, Error> {
     let mut out: Vec<Vec<Vec<usize>>> = vec![];
     for Shapes(shapes) in given {

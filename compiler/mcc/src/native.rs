@@ -161,37 +161,103 @@ pub struct Written {
     pub no_executable: Option<String>,
 }
 
-/// Writes `<name>.o`, `<name>.h`, `libmcc_runtime.a` and the executable `<name>` into `dir`.
-/// A missing system linker is not an error: the object and header are still written, and
+/// Writes into `dir` what is asked for: with `obj`, `<name>.o`, `<name>.h` and
+/// `libmcc_runtime.a`; with `exe`, the executable `<name>` (linked from its own object and the
+/// runtime library, which stays only with `obj`). A missing system linker is not an error:
 /// the reason comes back in [`Written::no_executable`].
-pub fn write(dir: &Path, n: &NativeBuild) -> Result<Written, Error> {
+pub fn write(dir: &Path, n: &NativeBuild, exe: bool, obj: bool) -> Result<Written, Error> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |cause| Error::Io { path, cause }
     };
-    let obj = dir.join(format!("{}.o", n.name));
-    std::fs::write(&obj, &n.object).map_err(io(&obj))?;
-    let h = dir.join(format!("{}.h", n.name));
-    std::fs::write(&h, &n.header).map_err(io(&h))?;
+    let mut written = Written {
+        executable: None,
+        no_executable: None,
+    };
+    if obj {
+        let o = dir.join(format!("{}.o", n.name));
+        std::fs::write(&o, &n.object).map_err(io(&o))?;
+        let h = dir.join(format!("{}.h", n.name));
+        std::fs::write(&h, &n.header).map_err(io(&h))?;
+    }
+    if !exe {
+        if obj {
+            aot::write_runtime(dir)?;
+        }
+        return Ok(written);
+    }
     let lib = aot::write_runtime(dir)?;
     let main_obj = dir.join(format!(".{}.main.o", n.name));
     std::fs::write(&main_obj, &n.exe_object).map_err(io(&main_obj))?;
-    let exe = dir.join(&n.name);
-    let linked = aot::link_executable(&main_obj, &lib, &exe);
+    let linked = aot::link_executable(&main_obj, &lib, &dir.join(&n.name));
     let _ = std::fs::remove_file(&main_obj);
+    if !obj {
+        std::fs::remove_file(&lib).map_err(io(&lib))?;
+    }
     match linked {
-        Ok(()) => Ok(Written {
-            executable: Some(n.name.clone()),
-            no_executable: None,
-        }),
-        Err(aot::AotError::NoLinker(cc)) => Ok(Written {
-            executable: None,
-            no_executable: Some(format!(
+        Ok(()) => written.executable = Some(n.name.clone()),
+        Err(aot::AotError::NoLinker(cc)) => {
+            written.no_executable = Some(format!(
                 "no C linker (`{cc}`) found: wrote {0}.o and {0}.h (link them with libmcc_runtime.a), \
                  but no executable; install gcc or set CC",
                 n.name
-            )),
-        }),
-        Err(e) => Err(e.into()),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(written)
+}
+
+/// Native outputs written (and the executable linked) ahead of the rest, in a folder of their
+/// own beside the output folder, while the build still measures: `mcc build` compiles and
+/// links on a thread of its own as soon as the compressed model is compiled, and
+/// [`Staged::move_into`] moves the files into the output being written. Dropped, the folder
+/// goes (a failed build leaves nothing); a killed build's is removed by the next build into
+/// the same place (`cleanup::remove_stale`).
+pub struct Staged {
+    folder: crate::cleanup::Pending,
+    written: Written,
+}
+
+/// [`write`] into a staging folder for the output folder `output`: `.NAME.native-PID` beside
+/// it when its parent exists (so moving the files in is a rename), else in the system's
+/// temporary folder.
+pub fn stage(n: &NativeBuild, output: &Path, exe: bool, obj: bool) -> Result<Staged, Error> {
+    let name = output
+        .file_name()
+        .map_or("mcc-out".into(), |f| f.to_string_lossy().to_string());
+    let parent = crate::cleanup::parent_of(output);
+    let base = if parent.is_dir() {
+        parent.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let folder =
+        crate::cleanup::Pending::new(base.join(format!(".{name}.native-{}", std::process::id())));
+    std::fs::create_dir_all(folder.path()).map_err(|cause| Error::Io {
+        path: folder.path().to_path_buf(),
+        cause,
+    })?;
+    let written = write(folder.path(), n, exe, obj)?;
+    Ok(Staged { folder, written })
+}
+
+impl Staged {
+    /// Moves every staged file into `dir` (a rename; a copy across file systems) and says
+    /// what was written.
+    pub fn move_into(self, dir: &Path) -> Result<Written, Error> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |cause| Error::Io { path, cause }
+        };
+        let entries = std::fs::read_dir(self.folder.path()).map_err(io(self.folder.path()))?;
+        for e in entries {
+            let e = e.map_err(io(self.folder.path()))?;
+            let to = dir.join(e.file_name());
+            if std::fs::rename(e.path(), &to).is_err() {
+                std::fs::copy(e.path(), &to).map_err(io(&to))?;
+            }
+        }
+        Ok(self.written)
     }
 }

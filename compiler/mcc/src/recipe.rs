@@ -414,7 +414,7 @@ pub fn write_outputs(
         ..Emitted::default()
     };
     let name = native.map_or("", |n| n.name.as_str());
-    write_selected(dir, result, &emit, native, name)
+    write_selected(dir, result, &emit, native.map(|n| (n, None)), name)
 }
 
 /// Which outputs a build writes (`mcc build --emit`): by default all but the IR diffs.
@@ -452,12 +452,14 @@ impl Default for Emitted {
 
 /// [`write_outputs`] of the outputs `emit` selects; the folder then holds those (and files a
 /// user put there), nothing from an older build. `name` is the native code's name (the
-/// model's stem), also when no native code is written: an older build's may be there.
+/// model's stem), also when no native code is written: an older build's may be there. The
+/// native outputs come staged already ([`crate::native::stage`], linked while the build
+/// measured) or are written here.
 pub fn write_selected(
     dir: &Path,
     result: &BuildResult,
     emit: &Emitted,
-    native: Option<&crate::native::NativeBuild>,
+    native: Option<(&crate::native::NativeBuild, Option<crate::native::Staged>)>,
     name: &str,
 ) -> Result<Option<crate::native::Written>, Error> {
     let ir_diffs = emit.ir_diffs;
@@ -512,13 +514,11 @@ pub fn write_selected(
         let mut report = result.report.clone();
         let mut timings = result.timings.clone();
         let mut written = None;
-        if let Some(n) = native {
-            let mut w = crate::native::write(&tmp, n)?;
-            if !emit.exe {
-                // Not asked for: neither written (below) nor missing.
-                w.executable = None;
-                w.no_executable = None;
-            }
+        if let Some((n, staged)) = native {
+            let w = match staged {
+                Some(s) => s.move_into(&tmp)?,
+                None => crate::native::write(&tmp, n, emit.exe, emit.obj)?,
+            };
             let p = &n.programs[0];
             let weight_bytes = mcc_codegen::aot::weight_data_bytes(&n.programs, &n.weights);
             report.native = Some(crate::report::Native {
@@ -552,24 +552,6 @@ pub fn write_selected(
                 phase: "compile native code".into(),
                 ms: (n.compile_time.as_secs_f64() * 1e4).round() / 10.0,
             });
-            // The executable links from its own object and the runtime library: the
-            // object, header and library go when only it is asked for, and it when only
-            // they are.
-            let unwanted: Vec<String> = match (emit.exe, emit.obj) {
-                (true, false) => vec![
-                    format!("{}.o", n.name),
-                    format!("{}.h", n.name),
-                    "libmcc_runtime.a".into(),
-                ],
-                (false, true) => vec![n.name.clone()],
-                _ => vec![],
-            };
-            for f in unwanted {
-                let p = tmp.join(f);
-                if p.exists() {
-                    std::fs::remove_file(&p).map_err(io(&p))?;
-                }
-            }
             written = Some(w);
         }
         if emit.report {

@@ -1373,6 +1373,8 @@ fn outputs_survive_interrupts_rebuilds_and_special_files() {
     // Leftovers of a killed build (a process id no Linux system hands out).
     std::fs::create_dir(d.join(".out.partial-4194305")).unwrap();
     std::fs::write(d.join(".out.partial-4194305/model.onnx"), "half").unwrap();
+    std::fs::create_dir(d.join(".out.native-4194305")).unwrap();
+    std::fs::write(d.join(".out.native-4194305/lenet5"), "half").unwrap();
 
     // Interrupted mid-build: exit 130, nothing partial left, the old output untouched.
     let child = Command::new(env!("CARGO_BIN_EXE_mcc"))
@@ -1397,13 +1399,14 @@ fn outputs_survive_interrupts_rebuilds_and_special_files() {
     let partial: Vec<String> = std::fs::read_dir(d)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|n| n.contains(".partial-") && !n.ends_with("4194305"))
+        .filter(|n| (n.contains(".partial-") || n.contains(".native-")) && !n.ends_with("4194305"))
         .collect();
     assert!(partial.is_empty(), "left behind: {partial:?}");
 
     // A rebuild: the stale folder is gone, the user's file kept, the outputs new.
     succeeds(d, &["build", "r.mcr", "lenet5.onnx", "-o", "out"]);
     assert!(!d.join(".out.partial-4194305").exists());
+    assert!(!d.join(".out.native-4194305").exists());
     assert_eq!(
         std::fs::read_to_string(d.join("out/notes.txt")).unwrap(),
         "mine"
