@@ -1138,6 +1138,9 @@ impl<'p> Runner<'p> {
         let errors = std::sync::Mutex::new(None::<String>);
         self.pool.run(parts, &|t| {
             let Some(Ok(mut mine)) = own.get(t).map(|m| m.lock()) else {
+                if let Ok(mut slot) = errors.lock() {
+                    slot.get_or_insert("no arena for a task".into());
+                }
                 return;
             };
             let (private, buf) = &mut *mine;
@@ -1185,8 +1188,10 @@ impl<'p> Runner<'p> {
                 }
             }
         });
-        if let Ok(Some(e)) = errors.into_inner() {
-            return Err(e);
+        match errors.into_inner() {
+            Ok(Some(e)) => return Err(e),
+            Ok(None) => {}
+            Err(_) => return Err("a task failed while reporting its error".into()),
         }
         for (b, stage) in &outs {
             if let Some(at) = stage {
@@ -1305,8 +1310,8 @@ impl<'p> Runner<'p> {
                         } else {
                             (0..nb, split(q, threads, 8, t))
                         };
-                        let Ok(mut buf) = scratch[t].lock() else {
-                            return;
+                        let Some(Ok(mut buf)) = scratch.get(t).map(|m| m.lock()) else {
+                            return fail("no scratch for a task".into());
                         };
                         if let Err(e) = ctx.conv_blocked(step, s, &mut buf, blocks, pixels) {
                             fail(e);
@@ -1324,8 +1329,8 @@ impl<'p> Runner<'p> {
                 let (rows, _) = winograd::tiles(g);
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
-                        let Ok(mut buf) = scratch[t].lock() else {
-                            return;
+                        let Some(Ok(mut buf)) = scratch.get(t).map(|m| m.lock()) else {
+                            return fail("no scratch for a task".into());
                         };
                         let mine = split(rows, threads, 1, t);
                         if let Err(e) = ctx.conv_winograd(step, s, &mut buf, mine) {
@@ -1402,8 +1407,8 @@ impl<'p> Runner<'p> {
                 // One sample of a grouped convolution: its groups in parallel.
                 for s in 0..batch {
                     self.pool.run(threads, &|t| {
-                        let Ok(mut buf) = scratch[t].lock() else {
-                            return;
+                        let Some(Ok(mut buf)) = scratch.get(t).map(|m| m.lock()) else {
+                            return fail("no scratch for a task".into());
                         };
                         let mine = split(*groups, threads, 1, t);
                         if let Err(e) = ctx.conv_groups(step, s, mine, &mut buf) {
@@ -1496,8 +1501,8 @@ impl<'p> Runner<'p> {
                     1
                 };
                 self.pool.run(parts, &|t| {
-                    let Ok(mut buf) = scratch[t].lock() else {
-                        return;
+                    let Some(Ok(mut buf)) = scratch.get(t).map(|m| m.lock()) else {
+                        return fail("no scratch for a task".into());
                     };
                     for s in split(batch, parts, 1, t) {
                         if let Err(e) = ctx.sample(step, s, &mut buf, 0..usize::MAX) {
@@ -1513,7 +1518,8 @@ impl<'p> Runner<'p> {
         }
         match errors.into_inner() {
             Ok(Some(e)) => Err(e),
-            _ => Ok(()),
+            Ok(None) => Ok(()),
+            Err(_) => Err("a task failed while reporting its error".into()),
         }
     }
 }
