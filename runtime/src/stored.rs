@@ -376,6 +376,18 @@ pub fn storage(prog: &Program) -> Result<Cow<'_, [f32]>, String> {
     Ok(Cow::Owned(w))
 }
 
+/// Floats of [`storage`] that are not the zero tails of its Winograd regions: the weights'
+/// own size, against which the stored form must save a tenth to be chosen (so a model with
+/// nothing compressed keeps its packed weights in read-only data, used in place, rather than
+/// paying a copy and a transform when it loads).
+pub fn storage_floats(prog: &Program) -> Result<usize, String> {
+    let tails: usize = derived(&prog.steps)?
+        .into_iter()
+        .map(|(_, m, c)| winograd::weights_len(m, c).saturating_sub(winograd::source_len(m, c)))
+        .sum();
+    Ok(prog.weights.len().saturating_sub(tails))
+}
+
 /// Computes, in place, the weights that [`storage`] replaced by their sources, from the
 /// sources the decoded stored form holds: the same bits `prog.weights` had when it was
 /// compiled. Called once, after [`decode_into`], before anything runs.

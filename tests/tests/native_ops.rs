@@ -708,6 +708,45 @@ fn fusions_leave_shared_values_alone() {
     );
 }
 
+/// An activation must not fuse into the step that wrote a value another node (or the
+/// graph's outputs) still reads, also when the activation reads it through a view (a Reshape
+/// shares its input's buffer): a norm of the input and a bias Add, each read through a
+/// Reshape by a Relu and also read as themselves.
+#[test]
+fn activations_do_not_fuse_through_a_view_of_a_shared_value() {
+    check_text(
+        "norm read through a view and as an output",
+        r#"graph "norm_view" {
+  input %x: f32[N,4,6,6]
+  const %s: f32[4] = seeded(40)
+  const %b: f32[4] = seeded(41)
+  const %v: f32[4] = [1.0, 2.0, 0.5, 3.0]
+  const %shape: i64[2] = [0, 144]
+  node bn = BatchNormalization(%x, %s, %b, %b, %v) -> %n: f32[N,4,6,6]
+  node r = Reshape(%n, %shape) -> %r: f32[N,144]
+  node relu = Relu(%r) -> %y: f32[N,144]
+  output %y
+  output %n
+}"#,
+        true,
+    );
+    check_text(
+        "bias add read through a view and by a sigmoid",
+        r#"graph "add_view" {
+  input %x: f32[N,6,8]
+  const %k: f32[8] = seeded(42)
+  const %shape: i64[2] = [0, 48]
+  node add = Add(%x, %k) -> %a: f32[N,6,8]
+  node r = Reshape(%a, %shape) -> %r: f32[N,48]
+  node relu = Relu(%r) -> %y: f32[N,48]
+  node sig = Sigmoid(%a) -> %z: f32[N,6,8]
+  output %y
+  output %z
+}"#,
+        true,
+    );
+}
+
 /// What would mix samples, or is not a constant where the kernels need one, is an error
 /// naming the node — never a program.
 #[test]

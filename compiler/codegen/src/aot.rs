@@ -111,8 +111,8 @@ pub enum WeightData {
     /// Dense floats, mapped straight from `.rodata`.
     Dense,
     /// Stored form (`mcc_runtime::stored`: the program's storage, encoded), at least a tenth
-    /// smaller than dense (a pruned, shared or low-bit model): the model expands it when it
-    /// loads.
+    /// smaller than the weights' own floats (`stored::storage_floats`: a pruned, shared or
+    /// low-bit model): the model expands it when it loads.
     Stored(Vec<u32>),
     /// The same as an earlier size's (index): the usual case, since packing does not depend
     /// on the image size.
@@ -142,7 +142,8 @@ pub fn weight_data(progs: &[Program]) -> Result<Vec<WeightData>, AotError> {
         }
         let storage = mcc_runtime::stored::storage(prog).map_err(AotError::Codegen)?;
         let s = mcc_runtime::stored::encode(&storage);
-        out.push(if s.len() * 10 < prog.weights.len() * 9 {
+        let own = mcc_runtime::stored::storage_floats(prog).map_err(AotError::Codegen)?;
+        out.push(if s.len() * 10 < own * 9 {
             WeightData::Stored(s)
         } else {
             WeightData::Dense

@@ -791,6 +791,29 @@ impl<'g> Lowering<'g> {
         self.unary_of(x, y, act, only_reader)
     }
 
+    /// Whether buffer `b` holds `x` and nothing anyone still needs: every other value in it
+    /// (those `x` is a view of — a Reshape or Flatten shares its input's buffer) is no graph
+    /// output and is read only by views writing into `b`. Fusing an activation into the step
+    /// that wrote `b` changes every value in it.
+    fn holds_only(&self, b: usize, x: ValueId) -> bool {
+        let in_b = |k: &Key| self.buffer_of.get(k) == Some(&b) || self.other.get(k) == Some(&b);
+        self.buffer_of
+            .keys()
+            .chain(self.other.keys())
+            .filter(|k| **k != Key::V(x) && in_b(k))
+            .all(|k| match *k {
+                Key::V(v) => {
+                    !self.g.outputs().contains(&v)
+                        && self.g.users(v).iter().all(|&(u, _)| {
+                            self.g.node(u).is_some_and(|n| {
+                                !n.outputs.is_empty() && n.outputs.iter().all(|o| in_b(&Key::V(*o)))
+                            })
+                        })
+                }
+                Key::T(_) => false,
+            })
+    }
+
     /// `y = act(x)`, fused into the step that wrote `x` where it can be when `only_reader`
     /// (nothing but this reads `x`).
     fn unary_of(&mut self, x: ValueId, y: ValueId, act: Act, only_reader: bool) -> R<()> {
@@ -801,6 +824,7 @@ impl<'g> Lowering<'g> {
         // instead of two.
         if only_reader
             && let Some(&b) = self.buffer_of.get(&Key::V(x))
+            && self.holds_only(b, x)
             && let Some(
                 Step::Binary {
                     y: by,
@@ -835,6 +859,7 @@ impl<'g> Lowering<'g> {
         // since, as this is its only reader).
         if only_reader
             && let Some(&b) = self.buffer_of.get(&Key::V(x))
+            && self.holds_only(b, x)
             && let Some(Step::Conv {
                 y: cy,
                 residual: Some(_),

@@ -1,7 +1,7 @@
 //! Native code for a built model: the exact merges, lowering to the runtime's schedule, the
 //! object file (Cranelift), the C header, and the executable (linked with the system `cc`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mcc_codegen::aot;
 use mcc_ir::Graph;
@@ -197,11 +197,19 @@ pub fn write(dir: &Path, n: &NativeBuild, exe: bool, obj: bool) -> Result<Writte
     match linked {
         Ok(()) => written.executable = Some(n.name.clone()),
         Err(aot::AotError::NoLinker(cc)) => {
-            written.no_executable = Some(format!(
-                "no C linker (`{cc}`) found: wrote {0}.o and {0}.h (link them with libmcc_runtime.a), \
-                 but no executable; install gcc or set CC",
-                n.name
-            ))
+            written.no_executable = Some(if obj {
+                format!(
+                    "no C linker (`{cc}`) found: wrote {0}.o and {0}.h (link them with \
+                     libmcc_runtime.a), but no executable; install gcc or set CC",
+                    n.name
+                )
+            } else {
+                format!(
+                    "no C linker (`{cc}`) found: no executable; install gcc or set CC (`--emit \
+                     obj` writes {0}.o, {0}.h and libmcc_runtime.a to link elsewhere)",
+                    n.name
+                )
+            })
         }
         Err(e) => return Err(e.into()),
     }
@@ -215,31 +223,63 @@ pub fn write(dir: &Path, n: &NativeBuild, exe: bool, obj: bool) -> Result<Writte
 /// goes (a failed build leaves nothing); a killed build's is removed by the next build into
 /// the same place (`cleanup::remove_stale`).
 pub struct Staged {
+    // Field order is drop order: the staging folder, then the folders made for it.
     folder: crate::cleanup::Pending,
+    // Held for its `Drop`.
+    _made: MadeFolders,
     written: Written,
 }
 
 /// [`write`] into a staging folder for the output folder `output`: `.NAME.native-PID` beside
-/// it when its parent exists (so moving the files in is a rename), else in the system's
-/// temporary folder.
+/// it (so moving the files in is a rename), its parent made if need be.
 pub fn stage(n: &NativeBuild, output: &Path, exe: bool, obj: bool) -> Result<Staged, Error> {
     let name = output
         .file_name()
         .map_or("mcc-out".into(), |f| f.to_string_lossy().to_string());
     let parent = crate::cleanup::parent_of(output);
-    let base = if parent.is_dir() {
-        parent.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
+    // Folders made for it go again with it when they stay empty (a failed build).
+    let mut made = MadeFolders(vec![]);
+    let mut missing = vec![];
+    let mut p = parent;
+    while !p.as_os_str().is_empty() && !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(up) => p = up,
+            None => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        std::fs::create_dir(&dir).map_err(|cause| Error::Io {
+            path: dir.clone(),
+            cause,
+        })?;
+        made.0.push(dir);
+    }
     let folder =
-        crate::cleanup::Pending::new(base.join(format!(".{name}.native-{}", std::process::id())));
+        crate::cleanup::Pending::new(parent.join(format!(".{name}.native-{}", std::process::id())));
     std::fs::create_dir_all(folder.path()).map_err(|cause| Error::Io {
         path: folder.path().to_path_buf(),
         cause,
     })?;
     let written = write(folder.path(), n, exe, obj)?;
-    Ok(Staged { folder, written })
+    Ok(Staged {
+        folder,
+        _made: made,
+        written,
+    })
+}
+
+/// Folders [`stage`] made on the way to its staging folder, outermost first: removed when
+/// dropped if they are empty (after the staging folder itself, which is dropped first).
+struct MadeFolders(Vec<PathBuf>);
+
+impl Drop for MadeFolders {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            // Not empty (the output moved in): it stays.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 impl Staged {

@@ -414,6 +414,13 @@ fn a_missed_budget_fails_the_build_and_writes_nothing() {
         .filter(|n| n.contains("out"))
         .collect();
     assert!(left.is_empty(), "a failed build left {left:?}");
+    // Into a folder that does not exist yet (native code is staged beside the output while
+    // the build measures): nothing is left of it either.
+    fails(
+        d,
+        &["build", "r.mcr", "lenet5.onnx", "-o", "fresh/deeper/out"],
+    );
+    assert!(!d.join("fresh").exists(), "a failed build left fresh/");
 }
 
 const DATA: &str = "calibrate with \"mnist_calib_x.npy\"\nevaluate with \"mnist_test_x.npy\" labels \"mnist_test_y.npy\"\n";
