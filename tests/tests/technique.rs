@@ -266,9 +266,8 @@ fn build_to(recipe: &Path, model: &Path, threads: usize, out: &Path) -> mcc::bui
     let s = mcc::recipe::check(recipe, model).unwrap();
     assert!(!s.checked.has_errors(), "{:#?}", s.checked.diags);
     let opts = mcc::build::Options {
-        ir_diffs: false,
         threads,
-        attribution: false,
+        ..mcc::build::Options::default()
     };
     let r = mcc::build::build(&s, &opts).unwrap();
     let native = mcc::native::compile(&r.graph, &[], "m", "m.onnx").unwrap();
