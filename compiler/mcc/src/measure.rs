@@ -298,10 +298,10 @@ impl Compiled {
     }
 }
 
-/// Sums for comparing a tensor with its reference, in f64, in a fixed order: element `i` of
-/// every batch goes to partial sum `i % SUM_LANES`, and each batch's partial sums join the
-/// totals in lane order. (One sum per quantity made the comparison of vgg_bn's observed
-/// layers, 21 M elements, wait on the adder's latency: 20 ms; in lanes it vectorizes.)
+/// Sums for comparing a tensor with its reference, in f64, in a fixed order: each batch's
+/// sums (`mcc_runtime::kernels::eltwise::compare_sums`, in lanes: one sum per quantity made
+/// the comparison of vgg_bn's observed layers, 21 M elements, wait on the adder's latency)
+/// join the totals batch by batch.
 #[derive(Default, Clone, Copy, Debug)]
 pub struct Agreement {
     dot: f64,
@@ -310,49 +310,14 @@ pub struct Agreement {
     diff_sq: f64,
 }
 
-/// Partial sums [`Agreement::add`] keeps per quantity.
-const SUM_LANES: usize = 8;
-
 impl Agreement {
     /// Adds a batch of values and their references.
     pub fn add(&mut self, got: &[f32], want: &[f32]) {
-        let n = got.len().min(want.len());
-        let (got_all, want_all) = (&got[..n], &want[..n]);
-        let mut sums = [[0.0f64; SUM_LANES]; 4];
-        let (g, w) = (
-            got_all.chunks_exact(SUM_LANES),
-            want_all.chunks_exact(SUM_LANES),
-        );
-        let (g_rest, w_rest) = (g.remainder(), w.remainder());
-        for (gs, ws) in g.zip(w) {
-            for l in 0..SUM_LANES {
-                let (x, y) = (f64::from(gs[l]), f64::from(ws[l]));
-                sums[0][l] += x * y;
-                sums[1][l] += y * y;
-                sums[2][l] += x * x;
-                sums[3][l] += (x - y) * (x - y);
-            }
-        }
-        for (l, (&x, &y)) in g_rest.iter().zip(w_rest).enumerate() {
-            let (x, y) = (f64::from(x), f64::from(y));
-            sums[0][l] += x * y;
-            sums[1][l] += y * y;
-            sums[2][l] += x * x;
-            sums[3][l] += (x - y) * (x - y);
-        }
-        for (total, lanes) in [
-            &mut self.dot,
-            &mut self.ref_sq,
-            &mut self.out_sq,
-            &mut self.diff_sq,
-        ]
-        .into_iter()
-        .zip(sums)
-        {
-            for v in lanes {
-                *total += v;
-            }
-        }
+        let [dot, ref_sq, out_sq, diff_sq] = mcc_runtime::kernels::eltwise::compare_sums(got, want);
+        self.dot += dot;
+        self.ref_sq += ref_sq;
+        self.out_sq += out_sq;
+        self.diff_sq += diff_sq;
         if got.len() != want.len() {
             // A shape change is total disagreement, not a silent truncation.
             self.diff_sq = f64::INFINITY;

@@ -254,6 +254,44 @@ fn affine_blocked_generic(
     }
 }
 
+/// Partial sums [`compare_sums`] keeps per quantity.
+const SUM_LANES: usize = 8;
+
+avx2_dispatch! {
+    /// `[Σ x·y, Σ y², Σ x², Σ (x − y)²]` over `x` in `got` and `y` in `want` (as long as the
+    /// shorter), in f64: element `i` goes to partial sum `i % 8`, and the partial sums are
+    /// added in order at the end — the same bits on every path (what comparing a compressed
+    /// layer's output with the original's sums; in lanes, so that it vectorizes).
+    pub fn compare_sums(got: &[f32], want: &[f32]) -> [f64; 4] => compare_sums_generic
+}
+
+#[inline(always)]
+fn compare_sums_generic(got: &[f32], want: &[f32]) -> [f64; 4] {
+    let n = got.len().min(want.len());
+    let (g, w) = (
+        got[..n].chunks_exact(SUM_LANES),
+        want[..n].chunks_exact(SUM_LANES),
+    );
+    let (g_rest, w_rest) = (g.remainder(), w.remainder());
+    let mut sums = [[0.0f64; SUM_LANES]; 4];
+    let mut one = |l: usize, x: f32, y: f32| {
+        let (x, y) = (f64::from(x), f64::from(y));
+        sums[0][l] += x * y;
+        sums[1][l] += y * y;
+        sums[2][l] += x * x;
+        sums[3][l] += (x - y) * (x - y);
+    };
+    for (gs, ws) in g.zip(w) {
+        for l in 0..SUM_LANES {
+            one(l, gs[l], ws[l]);
+        }
+    }
+    for (l, (&x, &y)) in g_rest.iter().zip(w_rest).enumerate() {
+        one(l, x, y);
+    }
+    sums.map(|lanes| lanes.iter().sum())
+}
+
 avx2_dispatch! {
     /// Softmax (or log-softmax) of each of `rows` rows of `cols` values, in f64 like the
     /// reference: the row's largest value `m`, `s = Σ e^(v − m)`, then `e^(v − m) / s` (or
@@ -561,5 +599,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The comparison sums: the same bits vectorized and portable, within 1e-12 of plain f64
+    /// sums, NaN carried, for lengths around the lane count (and unequal lengths cut to the
+    /// shorter).
+    #[test]
+    fn compare_sums_are_the_plain_sums_in_lanes() {
+        for n in [0, 1, 7, 8, 9, 100, 1001] {
+            let (x, y) = (uniform(11, n), uniform(12, n + 3));
+            let got = compare_sums(&x, &y);
+            assert_eq!(
+                got.map(f64::to_bits),
+                compare_sums_generic(&x, &y).map(f64::to_bits),
+                "{n}"
+            );
+            let mut want = [0.0f64; 4];
+            for (&a, &b) in x.iter().zip(&y) {
+                let (a, b) = (f64::from(a), f64::from(b));
+                want[0] += a * b;
+                want[1] += b * b;
+                want[2] += a * a;
+                want[3] += (a - b) * (a - b);
+            }
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (g - w).abs() <= 1e-12 * w.abs().max(1.0),
+                    "{n}: {got:?} {want:?}"
+                );
+            }
+        }
+        let mut x = uniform(13, 20);
+        x[17] = f32::NAN;
+        let s = compare_sums(&x, &uniform(14, 20));
+        assert!(
+            s[0].is_nan() && s[1].is_finite() && s[2].is_nan() && s[3].is_nan(),
+            "{s:?}"
+        );
     }
 }
