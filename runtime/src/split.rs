@@ -208,21 +208,7 @@ mod tests {
 
     /// A 3×3 one-group convolution of `c` channels to `c` on an `s`×`s` image, blocked.
     fn conv(c: usize, s: usize) -> Step {
-        let g = Geometry {
-            c,
-            h: s,
-            w: s,
-            oh: s,
-            ow: s,
-            kh: 3,
-            kw: 3,
-            sh: 1,
-            sw: 1,
-            dh: 1,
-            dw: 1,
-            pt: 1,
-            pl: 1,
-        };
+        let g = Geometry::three_by_three(c, s, s, 1);
         let len = c * s * s;
         Step::Conv {
             x: Buf { off: 0, len },

@@ -510,21 +510,7 @@ mod tests {
         use crate::kernels::conv::Geometry;
         use crate::kernels::epilogue::Act;
         use crate::program::Buf;
-        let g = |c: usize| Geometry {
-            c,
-            h: 8,
-            w: 8,
-            oh: 8,
-            ow: 8,
-            kh: 3,
-            kw: 3,
-            sh: 1,
-            sw: 1,
-            dh: 1,
-            dw: 1,
-            pt: 1,
-            pl: 1,
-        };
+        let g = |c: usize| Geometry::three_by_three(c, 8, 8, 1);
         let mut weights = vec![1.5f32; 48];
         let mut sources = vec![];
         let mut steps = vec![];

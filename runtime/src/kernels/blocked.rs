@@ -1148,21 +1148,7 @@ mod tests {
                 .write_all(b"NOT RUN: blocked chunked reductions (this CPU has no AVX-512)\n");
             return;
         }
-        let g = Geometry {
-            c: 32,
-            h: 9,
-            w: 7,
-            oh: 9,
-            ow: 7,
-            kh: 3,
-            kw: 3,
-            sh: 1,
-            sw: 1,
-            dh: 1,
-            dw: 1,
-            pt: 1,
-            pl: 1,
-        };
+        let g = Geometry::three_by_three(32, 9, 7, 1);
         let (m, q) = (64, 63);
         let r = |n: usize, s: u32| -> Vec<f32> {
             (0..n)

@@ -40,6 +40,26 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// A 3×3 stride-1 window over `c` channels of `h`×`w`, padded by `pad` (0 or 1) on every
+    /// side: the convolution image models have most.
+    pub fn three_by_three(c: usize, h: usize, w: usize, pad: usize) -> Geometry {
+        Geometry {
+            c,
+            h,
+            w,
+            oh: (h + 2 * pad).saturating_sub(2),
+            ow: (w + 2 * pad).saturating_sub(2),
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pt: pad,
+            pl: pad,
+        }
+    }
+
     /// The input row read by output row `oy` and kernel row `ky`, if inside the image.
     #[inline(always)]
     pub fn in_row(&self, oy: usize, ky: usize) -> Option<usize> {

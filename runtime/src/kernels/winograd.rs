@@ -656,21 +656,7 @@ mod tests {
     }
 
     fn geometry(c: usize, h: usize, w: usize, pad: usize) -> Geometry {
-        Geometry {
-            c,
-            h,
-            w,
-            oh: h + 2 * pad - 2,
-            ow: w + 2 * pad - 2,
-            kh: 3,
-            kw: 3,
-            sh: 1,
-            sw: 1,
-            dh: 1,
-            dw: 1,
-            pt: pad,
-            pl: pad,
-        }
+        Geometry::three_by_three(c, h, w, pad)
     }
 
     /// Random shapes (channels 16/32/48, odd and even images 1..30, pads 0 and 1, bias,
