@@ -146,11 +146,6 @@ fn build_plan(
     let stages = s.checked.plan.stages.len();
     let has_data = data.calibration.is_some() || data.evaluation.is_some();
     let keep_stages = stages > 1 && has_data;
-    let (ran, ir_diffs, stage_ends) =
-        run_steps(s, &mut graph, &mut calibration, opts.ir_diffs, keep_stages)?;
-    timings.phase("run steps", t);
-
-    let t = Instant::now();
     // A model with free sizes is compiled for its data's (when calibration and evaluation
     // data agree on them).
     let like = crate::measure::sized_like(
@@ -158,6 +153,27 @@ fn build_plan(
         data.calibration.as_ref(),
         Tensor::shape,
     );
+    // The original model compiles on a thread of its own while the steps run.
+    let (steps, original) = std::thread::scope(|scope| {
+        let original =
+            has_data.then(|| scope.spawn(|| Compiled::for_data(&s.model.graph, &[], like)));
+        let steps = run_steps(s, &mut graph, &mut calibration, opts.ir_diffs, keep_stages);
+        let original = original
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Native(
+                        "compiling the original model panicked".into(),
+                    ))
+                })
+            })
+            .transpose();
+        (steps, original)
+    });
+    let (ran, ir_diffs, stage_ends) = steps?;
+    let original = original?;
+    timings.phase("run steps", t);
+
+    let t = Instant::now();
     let compressed = Compiled::for_data(&graph, &[], like)?;
     let mut data_sizes: Vec<Vec<Vec<usize>>> = vec![];
     if graph.inputs().len() == 1 && crate::measure::free_sizes(&graph) {
@@ -170,11 +186,6 @@ fn build_plan(
             }
         }
     }
-    let original = if has_data {
-        Some(Compiled::for_data(&s.model.graph, &[], like)?)
-    } else {
-        None
-    };
     timings.phase("compile", t);
     // The compressed model goes to whoever makes native code now, so that it is made while
     // this measures — unless a latency budget is to be timed, which it would disturb.

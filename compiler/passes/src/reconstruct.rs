@@ -198,9 +198,16 @@ pub fn magnitude_mask(w: &Rows, pattern: Pattern) -> Vec<bool> {
     let mut mask = vec![false; w.data.len()];
     match pattern {
         Pattern::Unstructured { amount } => {
+            // The `quota` smallest by (|w|, position), a total order: a selection, not a
+            // sort, finds exactly them (a sort of vgg_bn's 1.1 M weights took ~20 ms).
             let mut order: Vec<usize> = (0..w.data.len()).collect();
-            order.sort_by(|&a, &b| w.data[a].abs().total_cmp(&w.data[b].abs()).then(a.cmp(&b)));
-            for &i in &order[..quota(amount, w.data.len())] {
+            let q = quota(amount, w.data.len());
+            if q > 0 && q < order.len() {
+                order.select_nth_unstable_by(q, |&a, &b| {
+                    w.data[a].abs().total_cmp(&w.data[b].abs()).then(a.cmp(&b))
+                });
+            }
+            for &i in &order[..q.min(order.len())] {
                 mask[i] = true;
             }
         }
