@@ -240,16 +240,7 @@ mod tests {
     }
 
     fn program(steps: Vec<Step>) -> Program {
-        Program {
-            fixed_batch: None,
-            inputs: vec![],
-            outputs: vec![],
-            arena: 0,
-            scratch: 0,
-            steps,
-            weights: vec![],
-            sources: vec![],
-        }
+        crate::testing::bare_program(steps, vec![])
     }
 
     #[test]

@@ -544,14 +544,8 @@ mod tests {
             });
         }
         Program {
-            fixed_batch: None,
-            inputs: vec![],
-            outputs: vec![],
-            arena: 0,
-            scratch: 0,
-            steps,
-            weights,
             sources,
+            ..crate::testing::bare_program(steps, weights)
         }
     }
 

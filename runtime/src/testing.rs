@@ -138,6 +138,24 @@ where
     d
 }
 
+/// A program of `steps` with `weights` and nothing else (no inputs, outputs or arena): for
+/// tests of what is derived from the steps alone.
+pub fn bare_program(
+    steps: Vec<crate::program::Step>,
+    weights: Vec<f32>,
+) -> crate::program::Program {
+    crate::program::Program {
+        fixed_batch: None,
+        inputs: vec![],
+        outputs: vec![],
+        arena: 0,
+        scratch: 0,
+        steps,
+        weights,
+        sources: vec![],
+    }
+}
+
 /// A program of one step over a 128-float arena (input `x` at 64..128, output `y` at 0..64)
 /// with `weights` zero weights: for tests that hand the runner a hostile step.
 pub fn one_step(step: crate::program::Step, weights: usize) -> crate::program::Program {
