@@ -34,6 +34,7 @@ use std::borrow::Cow;
 
 use crate::kernels::winograd;
 use crate::program::{ConvLayout, Program, Source, Step};
+
 /// Floats per chunk.
 pub const CHUNK: usize = 4096;
 

@@ -131,12 +131,9 @@ impl WeightData {
 pub fn weight_data(progs: &[Program]) -> Result<Vec<WeightData>, AotError> {
     let mut out: Vec<WeightData> = Vec::with_capacity(progs.len());
     for (k, prog) in progs.iter().enumerate() {
+        // The first equal size holds the data itself (an equal size sharing an earlier one's
+        // would have found that one first).
         if let Some(j) = (0..k).find(|&j| same_weights(&progs[j], prog)) {
-            // Point at the size that holds the data itself.
-            let j = match out.get(j) {
-                Some(WeightData::SameAs(i)) => *i,
-                _ => j,
-            };
             out.push(WeightData::SameAs(j));
             continue;
         }
@@ -235,24 +232,19 @@ pub fn object(
             8,
         )?;
         // Weights as `weight_data` chose: stored, dense, or an earlier size's copy.
+        let symbol = format!("{name}{sfx}_weights");
         let (weights_id, nstored) = match &weights[k] {
             WeightData::SameAs(j) => sizes
                 .get(*j)
                 .map(|s: &SizeSymbols| (s.weights, s.nstored))
                 .ok_or_else(|| AotError::Codegen("a size's weights went missing".into()))?,
-            d => {
-                let (bytes, nstored): (Vec<u8>, usize) = match d {
-                    WeightData::Stored(words) => (
-                        words.iter().flat_map(|w| w.to_le_bytes()).collect(),
-                        words.len(),
-                    ),
-                    _ => (
-                        prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
-                        0,
-                    ),
-                };
-                let id = data(&mut m, &format!("{name}{sfx}_weights"), bytes, 64)?;
-                (id, nstored)
+            WeightData::Stored(words) => {
+                let bytes = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                (data(&mut m, &symbol, bytes, 64)?, words.len())
+            }
+            WeightData::Dense => {
+                let bytes = prog.weights.iter().flat_map(|w| w.to_le_bytes()).collect();
+                (data(&mut m, &symbol, bytes, 64)?, 0)
             }
         };
         let linkage = if several {

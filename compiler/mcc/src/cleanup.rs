@@ -102,9 +102,9 @@ impl Drop for Pending {
 
 pub use mcc_runtime::output::{parent_of, partial_name};
 
-/// Removes `.NAME.partial-PID`, `.NAME.native-PID` and `.NAME.old-PID` entries beside `target` whose process no
-/// longer runs (on Linux, where `/proc` tells; elsewhere nothing is removed). Returns how
-/// many it removed.
+/// Removes `.NAME.partial-PID`, `.NAME.native-PID` and `.NAME.old-PID` entries beside
+/// `target` whose process no longer runs (on Linux, where `/proc` tells; elsewhere nothing is
+/// removed). Returns how many it removed.
 pub fn remove_stale(target: &Path) -> usize {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().to_string()) else {
         return 0;

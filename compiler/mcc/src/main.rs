@@ -1026,9 +1026,6 @@ fn dispatch(cmd: Command, msgs: &mut Messages) -> Result<(), Error> {
     }
 }
 
-/// `--input-shape` values checked against `graph` before anything is built: one shape per
-/// model input, each one the model can take; the same size (the batch aside) given twice is
-/// compiled once. Errors name the flag and the value.
 /// The native outputs of a compiled model: for the sizes asked for; else the data's (when they
 /// differ between the calibration and evaluation sets, both); else the measured program's.
 fn native_outputs(
@@ -1046,6 +1043,9 @@ fn native_outputs(
     })
 }
 
+/// `--input-shape` values checked against `graph` before anything is built: one shape per
+/// model input, each one the model can take; the same size (the batch aside) given twice is
+/// compiled once. Errors name the flag and the value.
 fn input_sizes(graph: &mcc_ir::Graph, given: &[Shapes]) -> Result<Vec<Vec<Vec<usize>>>, Error> {
     let mut out: Vec<Vec<Vec<usize>>> = vec![];
     for Shapes(shapes) in given {

@@ -180,13 +180,13 @@ pub fn write(dir: &Path, n: &NativeBuild, exe: bool, obj: bool) -> Result<Writte
         let h = dir.join(format!("{}.h", n.name));
         std::fs::write(&h, &n.header).map_err(io(&h))?;
     }
-    if !exe {
-        if obj {
-            aot::write_runtime(dir)?;
-        }
+    if !(obj || exe) {
         return Ok(written);
     }
     let lib = aot::write_runtime(dir)?;
+    if !exe {
+        return Ok(written);
+    }
     let main_obj = dir.join(format!(".{}.main.o", n.name));
     std::fs::write(&main_obj, &n.exe_object).map_err(io(&main_obj))?;
     let linked = aot::link_executable(&main_obj, &lib, &dir.join(&n.name));
