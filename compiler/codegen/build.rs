@@ -1,8 +1,9 @@
 //! Builds the runtime (`runtime/src`, std only) as a static library with the same `rustc`
 //! cargo uses, so `mcc` can embed it and link ahead-of-time compiled models against it with
-//! the system's `cc`. Also records the native libraries that static library needs.
+//! the system's `cc`, stripped of what a C link never reads and prelinked into one object.
+//! Also records the native libraries that static library needs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -10,6 +11,9 @@ fn main() {
     let src = manifest.join("../../runtime/src");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     println!("cargo:rerun-if-changed={}", src.display());
+    for var in ["OBJCOPY", "NM", "LD", "AR"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let lib = out.join("libmcc_runtime.a");
     let output = Command::new(&rustc)
@@ -47,7 +51,8 @@ fn main() {
         println!("cargo:warning=building the runtime static library failed:\n{stderr}");
         std::process::exit(1);
     }
-    strip_debug(&lib);
+    strip(&lib);
+    prelink(&lib);
     let libs = stderr
         .lines()
         .find_map(|l| l.split("native-static-libs:").nth(1))
@@ -60,22 +65,89 @@ fn main() {
     }
 }
 
-/// Drops the debug sections the standard library's objects carry (the runtime is built with
-/// none), with binutils' `objcopy` (or `$OBJCOPY`) when it is there: the embedded library
-/// shrinks from about 23 MB to 15 MB, so every native build writes and links less. Without
-/// `objcopy` the library stays as rustc wrote it, which links the same.
-fn strip_debug(lib: &std::path::Path) {
+/// Drops what linking a C program never reads, with binutils' `objcopy` (or `$OBJCOPY`)
+/// when it is there: the debug sections the standard library's objects carry (the runtime is
+/// built with none) and the LLVM bitcode they embed for link-time optimisation (`.llvmbc`,
+/// `.llvmcmd`: 9 of the library's 18 MB). Every native build writes the library and links
+/// it, so every build writes and reads less. Without `objcopy` the library stays as rustc
+/// wrote it, which links the same.
+fn strip(lib: &Path) {
     let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
     let stripped = lib.with_extension("stripped.a");
     let ok = Command::new(&objcopy)
-        .arg("--strip-debug")
+        .args([
+            "--strip-debug",
+            "--remove-section=.llvmbc",
+            "--remove-section=.llvmcmd",
+        ])
         .arg(lib)
         .arg(&stripped)
         .output()
         .is_ok_and(|o| o.status.success());
+    replace(lib, &stripped, ok);
+}
+
+/// Links the library's members into one relocatable object holding only what the runtime's
+/// C entry points (`mcc_rt_*`) reach, and makes that object the library (on Linux, with
+/// binutils' `nm`, `ld` and `ar` when they are there; `$NM`, `$LD`, `$AR` name others).
+/// Functions stay in sections of their own, so a program still links only what it calls.
+/// Measured on the 2-vCPU EPYC VM (GNU ld 2.40): the library goes from 8.5 MB and 323
+/// members to 5.5 MB and one, and linking vgg_bn's executable from ~80 to ~60 ms. Anything
+/// missing leaves the library as it was.
+fn prelink(lib: &Path) {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    let tool = |var: &str, default: &str| std::env::var(var).unwrap_or_else(|_| default.into());
+    let Ok(listed) = Command::new(tool("NM", "nm"))
+        .args(["-g", "--defined-only"])
+        .arg(lib)
+        .output()
+    else {
+        return;
+    };
+    let mut roots: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [_, "T", name] if name.starts_with("mcc_rt_") => Some(name.to_string()),
+            _ => None,
+        })
+        .collect();
+    roots.sort();
+    roots.dedup();
+    if !listed.status.success() || roots.is_empty() {
+        return;
+    }
+    let object = lib.with_extension("o");
+    let mut ld = Command::new(tool("LD", "ld"));
+    ld.args(["-r", "--gc-sections"]);
+    for r in &roots {
+        ld.arg("-u").arg(r);
+    }
+    let linked = ld
+        .arg(lib)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let archive = lib.with_extension("prelinked.a");
+    let _ = std::fs::remove_file(&archive);
+    let ok = linked
+        && Command::new(tool("AR", "ar"))
+            .arg("rcs")
+            .arg(&archive)
+            .arg(&object)
+            .output()
+            .is_ok_and(|o| o.status.success());
+    let _ = std::fs::remove_file(&object);
+    replace(lib, &archive, ok);
+}
+
+/// Puts `new` in place of `lib` when `ok`, else removes it.
+fn replace(lib: &Path, new: &Path, ok: bool) {
     if ok {
-        let _ = std::fs::rename(&stripped, lib);
+        let _ = std::fs::rename(new, lib);
     } else {
-        let _ = std::fs::remove_file(&stripped);
+        let _ = std::fs::remove_file(new);
     }
 }

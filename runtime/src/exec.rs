@@ -803,7 +803,7 @@ pub struct Runner<'p> {
     prog: &'p Program,
     weights: Weights<'p>,
     isa: Isa,
-    pool: Pool,
+    pool: std::sync::Arc<Pool>,
     batch: usize,
     /// Every buffer starts on a cache line (tensors' offsets are planned on lines).
     arena: AlignedVec,
@@ -837,9 +837,22 @@ impl<'p> Runner<'p> {
         weights: &'p [f32],
         threads: usize,
     ) -> Result<Runner<'p>, String> {
+        Runner::with_pool(
+            prog,
+            weights,
+            std::sync::Arc::new(Pool::new(threads.max(1))?),
+        )
+    }
+
+    /// Prepares `prog` with `weights`, on `pool`'s threads (a pool shared with runners used
+    /// one after another: [`Pool`] runs one job at a time).
+    pub fn with_pool(
+        prog: &'p Program,
+        weights: &'p [f32],
+        pool: std::sync::Arc<Pool>,
+    ) -> Result<Runner<'p>, String> {
         validate(prog, weights.len())?;
-        let threads = threads.max(1);
-        let pool = Pool::new(threads)?;
+        let threads = pool.threads();
         let weights = if (weights.as_ptr() as usize).is_multiple_of(64) {
             Weights::Borrowed(weights)
         } else {

@@ -57,9 +57,16 @@ struct Inner {
 pub const MAX_THREADS: usize = 1024;
 
 /// The pool. `threads` counts the caller: a pool of 1 runs everything inline.
+///
+/// It runs one job at a time: a pool may be shared (two runners measured batch for batch
+/// share one, so that one's idle worker never spins beside the other's), and a caller that
+/// finds a job running — another thread's, or a task's own nested `run` — runs its tasks
+/// itself, in order.
 pub struct Pool {
     inner: Arc<Inner>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// Held by the caller whose job the workers serve.
+    turn: Mutex<()>,
 }
 
 /// Runs task `task` of the job at `job`; a panic in it is caught and kept for `Pool::run`
@@ -190,6 +197,7 @@ impl Pool {
         let mut pool = Pool {
             inner,
             workers: Vec::with_capacity(threads.saturating_sub(1)),
+            turn: Mutex::new(()),
         };
         for me in 1..threads.max(1) {
             let inner = Arc::clone(&pool.inner);
@@ -221,12 +229,16 @@ impl Pool {
 
     /// Calls `f(t)` for every `t < tasks`, in parallel; returns when all have returned.
     pub fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        let inline = || (0..tasks).for_each(f);
         if self.workers.is_empty() || tasks <= 1 {
-            for t in 0..tasks {
-                f(t);
-            }
-            return;
+            return inline();
         }
+        // One job at a time (a poisoned turn only means an earlier job's task panicked).
+        let _turn = match self.turn.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return inline(),
+        };
         let job: &(dyn Fn(usize) + Sync + '_) = f;
         let addr = &job as *const &(dyn Fn(usize) + Sync + '_) as usize;
         self.inner.park.store(false, Ordering::Relaxed);
@@ -356,6 +368,36 @@ mod tests {
                 hits.fetch_add(1, Ordering::SeqCst);
             });
             assert_eq!(hits.load(Ordering::SeqCst), 2);
+        }
+    }
+
+    #[test]
+    fn a_shared_pool_runs_every_callers_tasks_once() {
+        // Two threads share a pool, and tasks run jobs of their own on it: a caller that
+        // finds a job running computes its tasks itself, so every task of every job runs
+        // exactly once and nothing waits forever.
+        let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = std::sync::Arc::clone(&pool);
+                std::thread::spawn(move || {
+                    for round in 0..200 {
+                        let tasks = 1 + round % 9;
+                        let hits: Vec<AtomicUsize> =
+                            (0..tasks * 3).map(|_| AtomicUsize::new(0)).collect();
+                        pool.run(tasks, &|t| {
+                            hits[t].fetch_add(1, Ordering::Relaxed);
+                            pool.run(2, &|u| {
+                                hits[tasks + 2 * t + u].fetch_add(1, Ordering::Relaxed);
+                            });
+                        });
+                        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                    }
+                })
+            })
+            .collect();
+        for c in callers {
+            c.join().expect("a caller failed");
         }
     }
 

@@ -209,13 +209,15 @@ fn build_plan(
         send_ready();
     }
 
+    // One pool runs every model measured here (two fed batch for batch share it).
+    let pool = crate::measure::pool(threads)?;
     let t = Instant::now();
-    let errors = layer_errors(s, &graph, &ran, data.calibration.as_ref(), threads)?;
+    let errors = layer_errors(s, &graph, &ran, data.calibration.as_ref(), &pool)?;
     timings.phase("compare layers", t);
 
     let t = Instant::now();
     let measured = match &original {
-        Some(original) => evaluate(original, &compressed, &data, threads)?,
+        Some(original) => evaluate(original, &compressed, &data, &pool)?,
         None => Measured {
             accuracy: None,
             fidelity: None,
@@ -643,7 +645,7 @@ pub fn layer_errors(
     graph: &Graph,
     ran: &[Ran<'_>],
     x: Option<&Tensor>,
-    threads: usize,
+    pool: &crate::measure::Pool,
 ) -> Result<Vec<(String, OutputError)>, Error> {
     let Some(x) = x else {
         return Ok(vec![]);
@@ -662,42 +664,69 @@ pub fn layer_errors(
     }
     let refs: Vec<String> = watch.iter().map(|w| w.1.clone()).collect();
     let mine: Vec<String> = watch.iter().map(|w| w.2.clone()).collect();
-    let a = Compiled::for_data(original, &refs, Some(x))?;
-    let b = Compiled::for_data(graph, &mine, Some(x))?;
-    // Batches whose arenas stay in cache: every observed tensor is in them, and the
-    // comparison reads them right after (vgg_bn's 7 layers, 0.4 MB a sample: 64 at a time
-    // took ~180 ms for 256 samples, 16 at a time ~140 ms).
-    let per_sample = [&a, &b]
+    // Both compile at once.
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| Compiled::for_data(original, &refs, Some(x)));
+        let b = Compiled::for_data(graph, &mine, Some(x));
+        let a = a.join().unwrap_or_else(|_| {
+            Err(Error::Native(
+                "compiling the observed original panicked".into(),
+            ))
+        });
+        (a, b)
+    });
+    let (a, b) = (a?, b?);
+    let chunk = batch_in_cache(&[&a, &b]);
+    let mut fa = a.feed(x, chunk, pool)?;
+    let mut fb = b.feed(x, chunk, pool)?;
+    // A layer's sums are its own, added batch by batch in order: the layers are shared out
+    // among the threads without changing a bit.
+    let acc: Vec<std::sync::Mutex<Agreement>> = watch
         .iter()
-        .filter_map(|c| c.program())
-        .map(|p| p.arena * 4)
-        .max()
-        .unwrap_or(0);
-    let chunk = (OBSERVED_BATCH_BYTES / per_sample.max(1)).clamp(4, 64);
-    let mut fa = a.feed(x, chunk, threads)?;
-    let mut fb = b.feed(x, chunk, threads)?;
-    let mut acc = vec![Agreement::default(); watch.len()];
+        .map(|_| std::sync::Mutex::new(Agreement::default()))
+        .collect();
     let bar = crate::progress::bar(
         x.shape().first().copied().unwrap_or(0) as u64,
         "comparing layers",
     );
     while let (Some(ba), Some(bb)) = (fa.next_batch()?, fb.next_batch()?) {
-        for (i, a) in acc.iter_mut().enumerate() {
-            a.add(bb.observed(i), ba.observed(i));
-        }
+        pool.run(acc.len(), &|i| {
+            // Only this task locks layer i's sums (and nothing panics while they are held).
+            if let Ok(mut a) = acc[i].lock() {
+                a.add(bb.observed(i), ba.observed(i));
+            }
+        });
         bar.inc(ba.samples as u64);
     }
     bar.finish_and_clear();
-    Ok(watch
+    watch
         .into_iter()
         .zip(acc)
-        .map(|((n, _, _), a)| (n, a.result()))
-        .collect())
+        .map(|((n, _, _), a)| {
+            a.into_inner()
+                .map(|a| (n, a.result()))
+                .map_err(|_| Error::Native("comparing a layer panicked".into()))
+        })
+        .collect()
 }
 
-/// Bytes of arena a batch of the layer comparison's observed models may take (at most 64
-/// samples, at least 4).
-const OBSERVED_BATCH_BYTES: usize = 4 << 20;
+/// Samples a batch of `models` holds when their arenas are to stay in cache (the measured
+/// tensors are read again right after a batch: vgg_bn's layer comparison, 0.4 MB a sample,
+/// took ~180 ms for 256 samples 64 at a time and ~140 ms 16 at a time, its evaluation
+/// ~265 ms for 1000 samples 64 at a time and ~245 ms 10 at a time): [`BATCH_BYTES`] of
+/// the largest arena, at least 4 samples and at most 64.
+fn batch_in_cache(models: &[&Compiled]) -> usize {
+    let per_sample = models
+        .iter()
+        .filter_map(|c| c.program())
+        .map(|p| p.arena * 4)
+        .max()
+        .unwrap_or(0);
+    (BATCH_BYTES / per_sample.max(1)).clamp(4, 64)
+}
+
+/// Bytes of arena a measured batch may take ([`batch_in_cache`]).
+const BATCH_BYTES: usize = 4 << 20;
 
 /// Accuracy and output fidelity, measured.
 pub struct Measured {
@@ -717,7 +746,7 @@ pub fn evaluate(
     original: &Compiled,
     compressed: &Compiled,
     data: &Data,
-    threads: usize,
+    pool: &crate::measure::Pool,
 ) -> Result<Measured, Error> {
     let Some(x) = data.evaluation.as_ref().or(data.calibration.as_ref()) else {
         return Ok(Measured {
@@ -730,8 +759,9 @@ pub fn evaluate(
     let labels = data.evaluation.as_ref().and(data.labels.as_ref());
     let total = x.shape().first().copied().unwrap_or(0);
     let bar = crate::progress::bar(total as u64, "evaluating");
-    let mut fa = original.feed(x, 64, threads)?;
-    let mut fb = compressed.feed(x, 64, threads)?;
+    let chunk = batch_in_cache(&[original, compressed]);
+    let mut fa = original.feed(x, chunk, pool)?;
+    let mut fb = compressed.feed(x, chunk, pool)?;
     let (mut right_a, mut right_b) = (0usize, 0usize);
     let mut agreement = Agreement::default();
     let mut predicted = Predicted::default();

@@ -249,17 +249,15 @@ impl Compiled {
     }
 
     /// Starts running the model over `x` (batch first) in batches of up to `chunk` samples
-    /// (the model's own batch, when it fixes one) on `threads` threads.
-    pub fn feed<'a>(
-        &'a self,
-        x: &'a Tensor,
-        chunk: usize,
-        threads: usize,
-    ) -> Result<Feed<'a>, Error> {
+    /// (the model's own batch, when it fixes one) on `pool`'s threads.
+    pub fn feed<'a>(&'a self, x: &'a Tensor, chunk: usize, pool: &Pool) -> Result<Feed<'a>, Error> {
         let total = x.shape().first().copied().unwrap_or(0);
         let (runner, flat, chunk) = match &self.program {
             Some(p) => (
-                Some(mcc_runtime::exec::Runner::new(p, threads).map_err(Error::Native)?),
+                Some(
+                    mcc_runtime::exec::Runner::with_pool(p, &p.weights, Pool::clone(pool))
+                        .map_err(Error::Native)?,
+                ),
                 match x.as_f32().and_then(|a| a.as_slice()) {
                     Some(f) => std::borrow::Cow::Borrowed(f),
                     None => x.to_f64_vec().into_iter().map(|v| v as f32).collect(),
@@ -290,7 +288,7 @@ impl Compiled {
         threads: usize,
         mut each: impl FnMut(&Batch<'_>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let mut feed = self.feed(x, chunk, threads)?;
+        let mut feed = self.feed(x, chunk, &pool(threads)?)?;
         while let Some(b) = feed.next_batch()? {
             each(&b)?;
         }
@@ -348,6 +346,17 @@ impl Agreement {
             cosine,
         }
     }
+}
+
+/// Threads that run models being measured, shared by the models measured side by side
+/// (batch for batch, one model's idle worker would otherwise spin beside the other's).
+pub type Pool = std::sync::Arc<mcc_runtime::threads::Pool>;
+
+/// A [`Pool`] of `threads` threads, the caller included.
+pub fn pool(threads: usize) -> Result<Pool, Error> {
+    Ok(Pool::new(
+        mcc_runtime::threads::Pool::new(threads.max(1)).map_err(Error::Native)?,
+    ))
 }
 
 /// Threads to measure on: `n`, or every core for 0 (at most the runtime's limit).

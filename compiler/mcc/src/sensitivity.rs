@@ -169,7 +169,8 @@ pub(crate) struct Meter<'a> {
     labels: Option<&'a [i64]>,
     /// Per batch, the original's outputs.
     reference: Vec<Vec<Vec<f32>>>,
-    threads: usize,
+    /// Runs every model it measures.
+    pool: crate::measure::Pool,
 }
 
 impl<'a> Meter<'a> {
@@ -184,22 +185,23 @@ impl<'a> Meter<'a> {
         both: bool,
     ) -> Result<Meter<'a>, Error> {
         let mut reference = vec![];
+        let pool = crate::measure::pool(threads)?;
         if labels.is_none() || both {
             let original = Compiled::for_data(&s.model.graph, &[], Some(&x))?;
-            original.for_each(&x, 64, threads, |b| {
+            let mut feed = original.feed(&x, 64, &pool)?;
+            while let Some(b) = feed.next_batch()? {
                 reference.push(
                     (0..b.model_outputs())
                         .map(|o| b.output(o).to_vec())
                         .collect(),
                 );
-                Ok(())
-            })?;
+            }
         }
         Ok(Meter {
             x,
             labels,
             reference,
-            threads,
+            pool,
         })
     }
 
@@ -219,7 +221,7 @@ impl<'a> Meter<'a> {
         let model = Compiled::for_data(graph, &[], Some(&self.x))?;
         let mut right = 0usize;
         let mut agreement = Agreement::default();
-        let mut feed = model.feed(&self.x, 64, self.threads)?;
+        let mut feed = model.feed(&self.x, 64, &self.pool)?;
         let mut batch = 0;
         while let Some(b) = feed.next_batch()? {
             if let Some(labels) = self.labels {
