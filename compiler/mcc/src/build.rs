@@ -2,9 +2,10 @@
 //! measures the result on compiled code and assembles the typed report.
 //!
 //! The stage table: [`load_data`] (calibration and evaluation files) → [`run_steps`] (each step:
-//! statistics it needs, its rewrite, re-type, verify, invalidate statistics) → [`layer_errors`]
-//! (changed layers against the original, observed on compiled code) → [`evaluate`] (accuracy
-//! and output fidelity) → [`assemble`] (the report and budgets).
+//! statistics it needs, its rewrite, re-type, verify, invalidate statistics) →
+//! [`observe_layers`] (compiled with the changed layers observed, beside the compressed model
+//! itself) → [`layer_errors`] (changed layers against the original, on compiled code) →
+//! [`evaluate`] (accuracy and output fidelity) → [`assemble`] (the report and budgets).
 //!
 //! **Invariant:** the driver knows no technique by name: it calls [`mcc_plan::Technique`]s.
 
@@ -174,7 +175,6 @@ fn build_plan(
     timings.phase("run steps", t);
 
     let t = Instant::now();
-    let compressed = Compiled::for_data(&graph, &[], like)?;
     let mut data_sizes: Vec<Vec<Vec<usize>>> = vec![];
     if graph.inputs().len() == 1 && crate::measure::free_sizes(&graph) {
         for t in [&data.calibration, &data.evaluation].into_iter().flatten() {
@@ -186,16 +186,16 @@ fn build_plan(
             }
         }
     }
-    timings.phase("compile", t);
-    // The compressed model goes to whoever makes native code now, so that it is made while
-    // this measures — unless a latency budget is to be timed, which it would disturb.
+    // The compressed model goes to whoever makes native code as soon as it is compiled, so
+    // that it is made while this measures — unless a latency budget is to be timed, which it
+    // would disturb.
     let latency_budget = s
         .checked
         .plan
         .budget
         .iter()
         .any(|b| b.metric == Metric::Latency);
-    let send_ready = || {
+    let send_ready = |compressed: &Compiled| {
         if let Some(ready) = &opts.ready {
             // A receiver that has gone wants nothing.
             let _ = ready.send(Ready {
@@ -205,14 +205,30 @@ fn build_plan(
             });
         }
     };
-    if !latency_budget {
-        send_ready();
-    }
+    // The models that observe the compared layers compile on a thread of their own
+    // meanwhile (native code then starts beside them).
+    let (compressed, observed) = std::thread::scope(|scope| {
+        let observed = scope.spawn(|| observe_layers(s, &graph, &ran, data.calibration.as_ref()));
+        let compressed = Compiled::for_data(&graph, &[], like);
+        if let Ok(c) = &compressed
+            && !latency_budget
+        {
+            send_ready(c);
+        }
+        let observed = observed.join().unwrap_or_else(|_| {
+            Err(Error::Native(
+                "compiling the observed models panicked".into(),
+            ))
+        });
+        (compressed, observed)
+    });
+    let (compressed, observed) = (compressed?, observed?);
+    timings.phase("compile", t);
 
     // One pool runs every model measured here (two fed batch for batch share it).
     let pool = crate::measure::pool(threads)?;
     let t = Instant::now();
-    let errors = layer_errors(s, &graph, &ran, data.calibration.as_ref(), &pool)?;
+    let errors = layer_errors(observed.as_ref(), &pool)?;
     timings.phase("compare layers", t);
 
     let t = Instant::now();
@@ -249,7 +265,7 @@ fn build_plan(
         timings.phase("measure latency", t);
     }
     if latency_budget {
-        send_ready();
+        send_ready(&compressed);
     }
     let (mut report, violations) = assemble(
         s,
@@ -637,51 +653,71 @@ fn output_name(g: &Graph, node: &str) -> Option<String> {
     Some(g.value(o).name.clone())
 }
 
-/// Each changed layer's output against what the original computed at that point (its own
-/// output, or for a layer that absorbed a norm, the norm's output), on the calibration (else
-/// nothing) data, both models compiled with the compared tensors observed.
-pub fn layer_errors(
+/// The layers a build compares ([`layer_errors`]) and both models compiled to observe them,
+/// on the calibration data.
+pub struct Observed<'d> {
+    /// Each compared layer's name in the compressed model.
+    layers: Vec<String>,
+    original: Compiled,
+    compressed: Compiled,
+    x: &'d Tensor,
+}
+
+/// Compiles the original and the compressed model with every changed layer's output
+/// observed (in the original, the tensor it stands for: its own output, or for a layer that
+/// absorbed a norm, the norm's output): nothing without calibration data or a compared
+/// layer.
+pub fn observe_layers<'d>(
     s: &Session,
     graph: &Graph,
     ran: &[Ran<'_>],
-    x: Option<&Tensor>,
-    pool: &crate::measure::Pool,
-) -> Result<Vec<(String, OutputError)>, Error> {
+    x: Option<&'d Tensor>,
+) -> Result<Option<Observed<'d>>, Error> {
     let Some(x) = x else {
-        return Ok(vec![]);
+        return Ok(None);
     };
     let original = &s.model.graph;
     let stands_for = stands_for(ran);
-    let mut watch: Vec<(String, String, String)> = vec![];
+    let (mut layers, mut refs, mut mine) = (vec![], vec![], vec![]);
     for n in touched(ran) {
         let reference_at = stands_for.get(&n).map_or(n.as_str(), String::as_str);
         if let (Some(r), Some(c)) = (output_name(original, reference_at), output_name(graph, &n)) {
-            watch.push((n, r, c));
+            layers.push(n);
+            refs.push(r);
+            mine.push(c);
         }
     }
-    if watch.is_empty() {
-        return Ok(vec![]);
+    if layers.is_empty() {
+        return Ok(None);
     }
-    let refs: Vec<String> = watch.iter().map(|w| w.1.clone()).collect();
-    let mine: Vec<String> = watch.iter().map(|w| w.2.clone()).collect();
-    // Both compile at once.
-    let (a, b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| Compiled::for_data(original, &refs, Some(x)));
-        let b = Compiled::for_data(graph, &mine, Some(x));
-        let a = a.join().unwrap_or_else(|_| {
-            Err(Error::Native(
-                "compiling the observed original panicked".into(),
-            ))
-        });
-        (a, b)
-    });
-    let (a, b) = (a?, b?);
+    Ok(Some(Observed {
+        layers,
+        original: Compiled::for_data(original, &refs, Some(x))?,
+        compressed: Compiled::for_data(graph, &mine, Some(x))?,
+        x,
+    }))
+}
+
+/// Each compared layer's output against what the original computed at that point.
+pub fn layer_errors(
+    observed: Option<&Observed<'_>>,
+    pool: &crate::measure::Pool,
+) -> Result<Vec<(String, OutputError)>, Error> {
+    let Some(Observed {
+        layers,
+        original: a,
+        compressed: b,
+        x,
+    }) = observed
+    else {
+        return Ok(vec![]);
+    };
     let chunk = batch_in_cache(&[&a, &b]);
     let mut fa = a.feed(x, chunk, pool)?;
     let mut fb = b.feed(x, chunk, pool)?;
     // A layer's sums are its own, added batch by batch in order: the layers are shared out
     // among the threads without changing a bit.
-    let acc: Vec<std::sync::Mutex<Agreement>> = watch
+    let acc: Vec<std::sync::Mutex<Agreement>> = layers
         .iter()
         .map(|_| std::sync::Mutex::new(Agreement::default()))
         .collect();
@@ -699,12 +735,12 @@ pub fn layer_errors(
         bar.inc(ba.samples as u64);
     }
     bar.finish_and_clear();
-    watch
-        .into_iter()
+    layers
+        .iter()
         .zip(acc)
-        .map(|((n, _, _), a)| {
+        .map(|(n, a)| {
             a.into_inner()
-                .map(|a| (n, a.result()))
+                .map(|a| (n.clone(), a.result()))
                 .map_err(|_| Error::Native("comparing a layer panicked".into()))
         })
         .collect()
