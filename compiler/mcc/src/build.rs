@@ -712,7 +712,7 @@ pub fn layer_errors(
     else {
         return Ok(vec![]);
     };
-    let chunk = batch_in_cache(&[&a, &b]);
+    let chunk = batch_in_cache(&[a, b]);
     let mut fa = a.feed(x, chunk, pool)?;
     let mut fb = b.feed(x, chunk, pool)?;
     // A layer's sums are its own, added batch by batch in order: the layers are shared out
