@@ -35,31 +35,14 @@ macro_rules! with_act {
 /// (the reason of [`with_act`]).
 macro_rules! with_op {
     ($op:expr, $f:ident => $body:expr) => {
+        with_op!(@each $op, $f => $body; Add Sub Mul Div Max Min)
+    };
+    (@each $op:expr, $f:ident => $body:expr; $($v:ident)*) => {
         match $op {
-            BinOp::Add => {
-                let $f = |a: f32, b: f32| BinOp::Add.apply(a, b);
+            $(BinOp::$v => {
+                let $f = |a: f32, b: f32| BinOp::$v.apply(a, b);
                 $body
-            }
-            BinOp::Sub => {
-                let $f = |a: f32, b: f32| BinOp::Sub.apply(a, b);
-                $body
-            }
-            BinOp::Mul => {
-                let $f = |a: f32, b: f32| BinOp::Mul.apply(a, b);
-                $body
-            }
-            BinOp::Div => {
-                let $f = |a: f32, b: f32| BinOp::Div.apply(a, b);
-                $body
-            }
-            BinOp::Max => {
-                let $f = |a: f32, b: f32| BinOp::Max.apply(a, b);
-                $body
-            }
-            BinOp::Min => {
-                let $f = |a: f32, b: f32| BinOp::Min.apply(a, b);
-                $body
-            }
+            })*
         }
     };
 }
