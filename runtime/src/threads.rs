@@ -76,7 +76,8 @@ pub struct Pool {
 fn call(inner: &Inner, job: usize, task: usize) {
     // SAFETY: `job` is the address of `Pool::run`'s local `&Job`, and only a thread inside
     // the job calls this: the caller, within `run`, or a worker that counted itself in
-    // `busy` under `state`'s lock while the job was published. `run` withdraws the job under
+    // `busy` under `state`'s lock while the job was published (one job at a time: a caller
+    // publishes only while it holds the pool's `turn`). `run` withdraws the job under
     // that lock and then waits for `busy` to reach 0 before it returns, and nothing in
     // between can unwind (a task's panic is caught below; poisoned locks are used as they
     // are), so both the local and the closure it borrows outlive this call. The closure is
@@ -227,7 +228,9 @@ impl Pool {
         }
     }
 
-    /// Calls `f(t)` for every `t < tasks`, in parallel; returns when all have returned.
+    /// Calls `f(t)` for every `t < tasks`, in parallel — or, when the pool is serving another
+    /// job (another caller's, or this task's own), one after another on the caller; returns
+    /// when all have returned.
     pub fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         let inline = || (0..tasks).for_each(f);
         if self.workers.is_empty() || tasks <= 1 {

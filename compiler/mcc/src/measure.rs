@@ -296,45 +296,44 @@ impl Compiled {
     }
 }
 
-/// Sums for comparing a tensor with its reference, in f64, in a fixed order: each batch's
-/// sums (`mcc_runtime::kernels::eltwise::compare_sums`, in lanes: one sum per quantity made
-/// the comparison of vgg_bn's observed layers, 21 M elements, wait on the adder's latency)
-/// join the totals batch by batch.
+/// Sums for comparing a tensor with its reference, in f64, in a fixed order
+/// (`mcc_runtime::kernels::eltwise::CompareSums`: in lanes, since one sum per quantity made
+/// the comparison of vgg_bn's observed layers, 21 M elements, wait on the adder's latency;
+/// and the same bits however the data is cut into batches).
 #[derive(Default, Clone, Copy, Debug)]
 pub struct Agreement {
-    dot: f64,
-    ref_sq: f64,
-    out_sq: f64,
-    diff_sq: f64,
+    sums: mcc_runtime::kernels::eltwise::CompareSums,
+    /// A batch's values and references differed in length.
+    mismatched: bool,
 }
 
 impl Agreement {
     /// Adds a batch of values and their references.
     pub fn add(&mut self, got: &[f32], want: &[f32]) {
-        let [dot, ref_sq, out_sq, diff_sq] = mcc_runtime::kernels::eltwise::compare_sums(got, want);
-        self.dot += dot;
-        self.ref_sq += ref_sq;
-        self.out_sq += out_sq;
-        self.diff_sq += diff_sq;
-        if got.len() != want.len() {
-            // A shape change is total disagreement, not a silent truncation.
-            self.diff_sq = f64::INFINITY;
-        }
+        mcc_runtime::kernels::eltwise::compare_into(got, want, &mut self.sums);
+        self.mismatched |= got.len() != want.len();
     }
 
     /// ‖y − y₀‖ / ‖y₀‖ (or ‖y − y₀‖ when y₀ = 0) and the cosine (1 when both are 0, 0 when
     /// one is). NaN in the compared values makes both NaN, which no budget accepts.
     pub fn result(&self) -> crate::report::OutputError {
-        let relative_l2 = if self.ref_sq > 0.0 {
-            (self.diff_sq / self.ref_sq).sqrt()
+        let [dot, ref_sq, out_sq, diff_sq] = self.sums.totals();
+        // A shape change is total disagreement, not a silent truncation.
+        let diff_sq = if self.mismatched {
+            f64::INFINITY
         } else {
-            self.diff_sq.sqrt()
+            diff_sq
         };
-        let cosine = if self.ref_sq > 0.0 && self.out_sq > 0.0 {
-            self.dot / (self.ref_sq.sqrt() * self.out_sq.sqrt())
-        } else if self.dot.is_nan() || self.ref_sq.is_nan() || self.out_sq.is_nan() {
+        let relative_l2 = if ref_sq > 0.0 {
+            (diff_sq / ref_sq).sqrt()
+        } else {
+            diff_sq.sqrt()
+        };
+        let cosine = if ref_sq > 0.0 && out_sq > 0.0 {
+            dot / (ref_sq.sqrt() * out_sq.sqrt())
+        } else if dot.is_nan() || ref_sq.is_nan() || out_sq.is_nan() {
             f64::NAN
-        } else if self.ref_sq == 0.0 && self.out_sq == 0.0 {
+        } else if ref_sq == 0.0 && out_sq == 0.0 {
             // Both all zero: the same tensor.
             1.0
         } else {

@@ -316,42 +316,72 @@ fn affine_blocked_generic(
     }
 }
 
-/// Partial sums [`compare_sums`] keeps per quantity.
+/// Partial sums a comparison keeps per quantity.
 const SUM_LANES: usize = 8;
 
+/// The running sums of comparing values `x` with references `y` ([`compare_into`]):
+/// `Σ x·y, Σ y², Σ x², Σ (x − y)²` in f64, each in [`SUM_LANES`] partial sums — the `i`-th
+/// value compared (counting across calls) in partial sum `i % 8` — added in order by
+/// [`Self::totals`]. So the totals are the same bits however the values are cut into calls
+/// (a build's batches), and on every path; in lanes so that the comparison vectorizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CompareSums {
+    lanes: [[f64; SUM_LANES]; 4],
+    /// The lane of the next value.
+    next: usize,
+}
+
+impl CompareSums {
+    /// `[Σ x·y, Σ y², Σ x², Σ (x − y)²]`.
+    pub fn totals(&self) -> [f64; 4] {
+        self.lanes.map(|lanes| lanes.iter().sum())
+    }
+
+    /// Adds one pair to the next lane.
+    #[inline(always)]
+    fn one(&mut self, x: f32, y: f32) {
+        let (l, x, y) = (self.next, f64::from(x), f64::from(y));
+        self.lanes[0][l] += x * y;
+        self.lanes[1][l] += y * y;
+        self.lanes[2][l] += x * x;
+        self.lanes[3][l] += (x - y) * (x - y);
+        self.next = (l + 1) % SUM_LANES;
+    }
+}
+
 avx2_dispatch! {
-    /// `[Σ x·y, Σ y², Σ x², Σ (x − y)²]` over `x` in `got` and `y` in `want` (as long as the
-    /// shorter), in f64: element `i` goes to partial sum `i % 8`, and the partial sums are
-    /// added in order at the end — the same bits on every path (what comparing a compressed
-    /// layer's output with the original's sums; in lanes, so that it vectorizes).
-    pub fn compare_sums(got: &[f32], want: &[f32]) -> [f64; 4] => compare_sums_generic
+    /// Adds `got` (the values) against `want` (their references), as long as the shorter, to
+    /// `sums` ([`CompareSums`]).
+    pub fn compare_into(got: &[f32], want: &[f32], sums: &mut CompareSums) => compare_into_generic
 }
 
 #[inline(always)]
-fn compare_sums_generic(got: &[f32], want: &[f32]) -> [f64; 4] {
+fn compare_into_generic(got: &[f32], want: &[f32], sums: &mut CompareSums) {
     let n = got.len().min(want.len());
+    // One at a time up to lane 0, then whole rows of lanes, then the rest.
+    let lead = ((SUM_LANES - sums.next) % SUM_LANES).min(n);
+    for (&x, &y) in got[..lead].iter().zip(&want[..lead]) {
+        sums.one(x, y);
+    }
     let (g, w) = (
-        got[..n].chunks_exact(SUM_LANES),
-        want[..n].chunks_exact(SUM_LANES),
+        got[lead..n].chunks_exact(SUM_LANES),
+        want[lead..n].chunks_exact(SUM_LANES),
     );
     let (g_rest, w_rest) = (g.remainder(), w.remainder());
-    let mut sums = [[0.0f64; SUM_LANES]; 4];
-    let mut one = |l: usize, x: f32, y: f32| {
-        let (x, y) = (f64::from(x), f64::from(y));
-        sums[0][l] += x * y;
-        sums[1][l] += y * y;
-        sums[2][l] += x * x;
-        sums[3][l] += (x - y) * (x - y);
-    };
+    let mut lanes = sums.lanes;
     for (gs, ws) in g.zip(w) {
         for l in 0..SUM_LANES {
-            one(l, gs[l], ws[l]);
+            let (x, y) = (f64::from(gs[l]), f64::from(ws[l]));
+            lanes[0][l] += x * y;
+            lanes[1][l] += y * y;
+            lanes[2][l] += x * x;
+            lanes[3][l] += (x - y) * (x - y);
         }
     }
-    for (l, (&x, &y)) in g_rest.iter().zip(w_rest).enumerate() {
-        one(l, x, y);
+    sums.lanes = lanes;
+    for (&x, &y) in g_rest.iter().zip(w_rest) {
+        sums.one(x, y);
     }
-    sums.map(|lanes| lanes.iter().sum())
 }
 
 avx2_dispatch! {
@@ -663,19 +693,37 @@ mod tests {
         }
     }
 
-    /// The comparison sums: the same bits vectorized and portable, within 1e-12 of plain f64
-    /// sums, NaN carried, for lengths around the lane count (and unequal lengths cut to the
-    /// shorter).
+    /// The comparison sums: the same bits vectorized and portable and however the values
+    /// are cut into calls, within 1e-12 of plain f64 sums, NaN carried, for lengths around the
+    /// lane count (and unequal lengths cut to the shorter).
     #[test]
-    fn compare_sums_are_the_plain_sums_in_lanes() {
+    fn compare_sums_are_the_plain_sums_in_lanes_however_cut() {
+        let sums = |x: &[f32], y: &[f32], cuts: &[usize], fast: bool| {
+            let mut s = CompareSums::default();
+            let mut at = 0;
+            for &c in cuts.iter().chain([&x.len()]) {
+                let c = c.clamp(at, x.len());
+                if fast {
+                    compare_into(&x[at..c], &y[at..], &mut s);
+                } else {
+                    compare_into_generic(&x[at..c], &y[at..], &mut s);
+                }
+                at = c;
+            }
+            s.totals()
+        };
         for n in [0, 1, 7, 8, 9, 100, 1001] {
             let (x, y) = (uniform(11, n), uniform(12, n + 3));
-            let got = compare_sums(&x, &y);
-            assert_eq!(
-                got.map(f64::to_bits),
-                compare_sums_generic(&x, &y).map(f64::to_bits),
-                "{n}"
-            );
+            let got = sums(&x, &y, &[], true);
+            for cuts in [&[][..], &[1], &[3, 4, 13], &[7, 7, 8, 50, 51, 999]] {
+                for fast in [true, false] {
+                    assert_eq!(
+                        got.map(f64::to_bits),
+                        sums(&x, &y, cuts, fast).map(f64::to_bits),
+                        "{n} cut at {cuts:?}, fast {fast}"
+                    );
+                }
+            }
             let mut want = [0.0f64; 4];
             for (&a, &b) in x.iter().zip(&y) {
                 let (a, b) = (f64::from(a), f64::from(b));
@@ -693,7 +741,7 @@ mod tests {
         }
         let mut x = uniform(13, 20);
         x[17] = f32::NAN;
-        let s = compare_sums(&x, &uniform(14, 20));
+        let s = sums(&x, &uniform(14, 20), &[5], true);
         assert!(
             s[0].is_nan() && s[1].is_finite() && s[2].is_nan() && s[3].is_nan(),
             "{s:?}"
