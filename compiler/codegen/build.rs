@@ -3,6 +3,7 @@
 //! the system's `cc`, stripped of what a C link never reads and prelinked into one object.
 //! Also records the native libraries that static library needs.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -72,88 +73,89 @@ fn main() {
 /// it, so every build writes and reads less. Without `objcopy` the library stays as rustc
 /// wrote it, which links the same.
 fn strip(lib: &Path) {
-    let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
     let stripped = lib.with_extension("stripped.a");
-    let ok = Command::new(&objcopy)
-        .args([
-            "--strip-debug",
-            "--remove-section=.llvmbc",
-            "--remove-section=.llvmcmd",
-        ])
-        .arg(lib)
-        .arg(&stripped)
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = binutil(
+        "OBJCOPY",
+        "objcopy",
+        &[
+            os("--strip-debug"),
+            os("--remove-section=.llvmbc"),
+            os("--remove-section=.llvmcmd"),
+            lib.as_os_str(),
+            stripped.as_os_str(),
+        ],
+    )
+    .is_some();
     replace(lib, &stripped, ok);
 }
 
 /// Links the library's members into one relocatable object holding only what the runtime's
 /// C entry points (`mcc_rt_*`) reach, and makes that object the library (on Linux, with
-/// binutils' `nm`, `ld` and `ar` when they are there; `$NM`, `$LD`, `$AR` name others).
-/// Functions stay in sections of their own, so a program still links only what it calls.
-/// Only the entry points stay global symbols. Measured on the 2-vCPU EPYC VM (GNU ld 2.40):
-/// the library goes from 8.5 MB and 323 members to 5.5 MB and one, and linking vgg_bn's
-/// executable from ~80 to ~60 ms. Anything missing or failing leaves the library as it was
-/// (with a warning).
+/// binutils' `nm`, `ld`, `objcopy` and `ar` when they are there; `$NM`, `$LD`, `$OBJCOPY`,
+/// `$AR` name others). Functions stay in sections of their own, so a program still links
+/// only what it calls. Only the entry points stay global symbols. Measured on the 2-vCPU
+/// EPYC VM (GNU ld 2.40): the library goes from 8.5 MB and 323 members to 5.5 MB and one,
+/// and linking vgg_bn's executable from ~80 to ~60 ms. Anything missing or failing leaves
+/// the library as it was (with a warning).
 fn prelink(lib: &Path) {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }
-    let tool = |var: &str, default: &str| std::env::var(var).unwrap_or_else(|_| default.into());
-    let Ok(listed) = Command::new(tool("NM", "nm"))
-        .args(["-g", "--defined-only"])
-        .arg(lib)
-        .output()
-    else {
-        return;
+    let listing = |file: &Path| {
+        binutil(
+            "NM",
+            "nm",
+            &[os("-g"), os("--defined-only"), file.as_os_str()],
+        )
     };
-    let roots = entry_points(&listed.stdout);
-    if !listed.status.success() || roots.is_empty() {
+    let roots = listing(lib).map(|l| entry_points(&l)).unwrap_or_default();
+    if roots.is_empty() {
         println!("cargo:warning=the runtime library is not prelinked (`nm` found no entry points)");
         return;
     }
     let object = lib.with_extension("o");
-    let mut ld = Command::new(tool("LD", "ld"));
-    ld.args(["-r", "--gc-sections"]);
+    let mut ld: Vec<&OsStr> = vec![os("-r"), os("--gc-sections")];
     for r in &roots {
-        ld.arg("-u").arg(r);
+        ld.extend([os("-u"), os(r)]);
     }
-    let linked = ld
-        .arg(lib)
-        .arg("-o")
-        .arg(&object)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    // Only the entry points stay global: the standard library inside stays private to it,
-    // so a program that also links another Rust library gets no clashing definitions.
-    let localized = linked
-        && Command::new(tool("OBJCOPY", "objcopy"))
-            .args(["--wildcard", "--keep-global-symbol=mcc_rt_*"])
-            .arg(&object)
-            .output()
-            .is_ok_and(|o| o.status.success());
-    // Every entry point the library had, the object still defines.
-    let whole = localized
-        && Command::new(tool("NM", "nm"))
-            .args(["-g", "--defined-only"])
-            .arg(&object)
-            .output()
-            .is_ok_and(|o| o.status.success() && entry_points(&o.stdout) == roots);
+    ld.extend([lib.as_os_str(), os("-o"), object.as_os_str()]);
     let archive = lib.with_extension("prelinked.a");
     let _ = std::fs::remove_file(&archive);
-    // `D`: no timestamps or owners, so the library is the same bytes every build.
-    let ok = whole
-        && Command::new(tool("AR", "ar"))
-            .arg("rcsD")
-            .arg(&archive)
-            .arg(&object)
-            .output()
-            .is_ok_and(|o| o.status.success());
+    let ok = binutil("LD", "ld", &ld).is_some()
+        // Only the entry points stay global: the standard library inside stays private to
+        // it, so a program that also links another Rust library gets no clashing definitions.
+        && binutil(
+            "OBJCOPY",
+            "objcopy",
+            &[os("--wildcard"), os("--keep-global-symbol=mcc_rt_*"), object.as_os_str()],
+        )
+        .is_some()
+        // Every entry point the library had, the object still defines.
+        && listing(&object).is_some_and(|l| entry_points(&l) == roots)
+        // `D`: no timestamps or owners, so the library is the same bytes every build.
+        && binutil("AR", "ar", &[os("rcsD"), archive.as_os_str(), object.as_os_str()]).is_some();
     let _ = std::fs::remove_file(&object);
     if !ok {
         println!("cargo:warning=the runtime library is not prelinked (ld, objcopy or ar failed)");
     }
     replace(lib, &archive, ok);
+}
+
+/// An argument.
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Runs binutils' `default` (or the program `$var` names) with `args`: its standard output,
+/// when it ran and succeeded.
+fn binutil(var: &str, default: &str, args: &[&OsStr]) -> Option<Vec<u8>> {
+    let program = std::env::var(var).unwrap_or_else(|_| default.into());
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| o.stdout)
 }
 
 /// The `mcc_rt_*` symbols `nm -g --defined-only` lists as defined (code or data), sorted.
