@@ -340,13 +340,19 @@ impl CompareSums {
     /// Adds one pair to the next lane.
     #[inline(always)]
     fn one(&mut self, x: f32, y: f32) {
-        let (l, x, y) = (self.next, f64::from(x), f64::from(y));
-        self.lanes[0][l] += x * y;
-        self.lanes[1][l] += y * y;
-        self.lanes[2][l] += x * x;
-        self.lanes[3][l] += (x - y) * (x - y);
-        self.next = (l + 1) % SUM_LANES;
+        add_pair(&mut self.lanes, self.next, x, y);
+        self.next = (self.next + 1) % SUM_LANES;
     }
+}
+
+/// Adds the pair `x`, `y` to lane `l` of each quantity of [`CompareSums`].
+#[inline(always)]
+fn add_pair(lanes: &mut [[f64; SUM_LANES]; 4], l: usize, x: f32, y: f32) {
+    let (x, y) = (f64::from(x), f64::from(y));
+    lanes[0][l] += x * y;
+    lanes[1][l] += y * y;
+    lanes[2][l] += x * x;
+    lanes[3][l] += (x - y) * (x - y);
 }
 
 avx2_dispatch! {
@@ -371,11 +377,7 @@ fn compare_into_generic(got: &[f32], want: &[f32], sums: &mut CompareSums) {
     let mut lanes = sums.lanes;
     for (gs, ws) in g.zip(w) {
         for l in 0..SUM_LANES {
-            let (x, y) = (f64::from(gs[l]), f64::from(ws[l]));
-            lanes[0][l] += x * y;
-            lanes[1][l] += y * y;
-            lanes[2][l] += x * x;
-            lanes[3][l] += (x - y) * (x - y);
+            add_pair(&mut lanes, l, gs[l], ws[l]);
         }
     }
     sums.lanes = lanes;
