@@ -14,15 +14,21 @@
 //!   words, then the `k` floats). A kept element is one whose bits are not all zero, so
 //!   decoding gives back the same bits (`-0.0` included).
 //! - **Coded** (when the array holds at most [`MAX_DISTINCT`] distinct nonzero bit patterns:
-//!   codebooks, low-bit integers, pruned layers of few values): a word `d`, the `d` distinct
-//!   values (their bits, increasing), then a byte stream padded to whole words: `d + RUNS +
-//!   STEPS` Huffman code lengths (u8; `crate::huffman`), a u32 bit count, the bit stream.
-//!   Symbol `s < d` is one element of value `s`; symbol `d + j` is a run of `2^j` zeros (`j <
-//!   RUNS`); a run of `L` zeros is written as its binary digits, the largest first; symbol
-//!   `d + RUNS + j` is one element whose bits are the previous element's plus `j + 1` (`j <
-//!   STEPS`) — the sparse kernel's increasing row indices and row offsets, stored as words
-//!   among the floats. The writer takes a step whenever one fits, and only the elements it
-//!   does not are in the table.
+//!   codebooks, low-bit integers, pruned layers of few values): a word `r`, then `r` channel
+//!   regions of four words each (`at`, `len`, `segment`, `period`: [`Lanes`]), in order and
+//!   apart. They split the elements into tables (contexts): table 0 for elements outside every
+//!   region, then each region's channels in order. Then one word per table, its size, then
+//!   each table's values (their bits, increasing), then a byte stream padded to whole words:
+//!   `d + RUNS + STEPS` Huffman code lengths (u8; `crate::huffman`; `d` the largest table), a
+//!   u32 bit count, the bit stream. Symbol `s < d` is one element, the `s`-th value of its
+//!   own table; symbol `d + j` is a run of `2^j` zeros (`j < RUNS`); a run of `L` zeros is
+//!   written as its binary digits, the largest first; symbol `d + RUNS + j` is one element
+//!   whose bits are the previous element's plus `j + 1` (`j < STEPS`) — the sparse kernel's
+//!   increasing row indices and row offsets, stored as words among the floats. The writer
+//!   takes a step whenever one fits, and only the elements it does not are in the tables.
+//!   It tries no regions (one table: a layer-shared codebook), the packed layers' channels
+//!   ([`lanes`]: a table per output channel, as per-channel quantized weights have), and one
+//!   table per layer, and keeps the smallest.
 //!
 //! One packing does create new values: a Winograd convolution's transformed weights, dense
 //! and 16/9 as many as its 3×3 kernels. The stored form holds the kernels there instead
@@ -71,34 +77,242 @@ pub fn encoded_len(w: &[f32]) -> usize {
     encode(w).len()
 }
 
-/// Encodes `w` (fewer than 2^31 floats) in the smaller of its two forms.
+/// Encodes `w` (fewer than 2^31 floats) in the smaller of its two forms, with no channels
+/// known ([`encode_lanes`] with none).
 pub fn encode(w: &[f32]) -> Vec<u32> {
-    match coded(w) {
+    encode_lanes(w, &[])
+}
+
+/// Encodes `w` (fewer than 2^31 floats) in the smallest of its forms, given where its
+/// channels lie ([`lanes`]): the chunked form, or the coded form with one table for all
+/// values, one per region, or one per channel. Lanes that are not sorted, overlap or run
+/// past `w` are ignored.
+pub fn encode_lanes(w: &[f32], lanes: &[Lanes]) -> Vec<u32> {
+    let lanes = if valid_lanes(lanes, w.len()) {
+        lanes
+    } else {
+        &[]
+    };
+    let per_region: Vec<Lanes> = lanes
+        .iter()
+        .map(|l| Lanes {
+            segment: l.len,
+            period: 1,
+            ..*l
+        })
+        .collect();
+    // Per region or per channel, the keys are at least as many as the values: where one
+    // table cannot hold them, neither can these.
+    let mut best = coded(w, &[]);
+    if let Some(b) = &mut best {
+        for candidate in [lanes, &per_region[..]] {
+            if candidate.is_empty() {
+                continue;
+            }
+            if let Some(c) = coded(w, candidate)
+                && c.len() < b.len()
+            {
+                *b = c;
+            }
+        }
+    }
+    match best {
         Some(c) if c.len() < chunked_len(w) => c,
         _ => chunked(w),
     }
 }
 
-/// The coded form, when `w` has few enough distinct values.
-fn coded(w: &[f32]) -> Option<Vec<u32>> {
+/// Where a region of the weights keeps its channels: element `at + i` belongs to segment
+/// `i / segment`, lane `i % period` of it, and each (segment, lane) is one channel — a
+/// packed panel of `period` rows or columns interleaved along the depth (`segment` = depth ×
+/// `period`), or `period` = 1 for one row after another. A per-channel quantized or ternary
+/// layer draws each channel's values from its own few; the coded form then gives each
+/// channel its own table, so an element costs the bits of its channel's choice, not of the
+/// whole model's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lanes {
+    /// First element.
+    pub at: usize,
+    /// Elements.
+    pub len: usize,
+    /// Elements of one segment.
+    pub segment: usize,
+    /// Channels interleaved in a segment.
+    pub period: usize,
+}
+
+impl Lanes {
+    /// Channels (tables) the region has, if the count fits.
+    fn contexts(&self) -> Option<usize> {
+        self.len.div_ceil(self.segment).checked_mul(self.period)
+    }
+}
+
+/// Whether `lanes` are in order, apart, non-empty, inside `n` elements, with `1 ≤ period ≤
+/// segment`.
+fn valid_lanes(lanes: &[Lanes], n: usize) -> bool {
+    let mut end = 0usize;
+    lanes.iter().all(|l| {
+        let ok = l.at >= end
+            && l.len > 0
+            && l.period >= 1
+            && l.period <= l.segment
+            && l.at.checked_add(l.len).is_some_and(|e| e <= n);
+        end = l.at.saturating_add(l.len);
+        ok
+    })
+}
+
+/// The channels of `steps`' weights ([`Lanes`]) as their packing lays them out, each region
+/// once, in order of offset; a region overlapping an earlier one is left out (the coded form
+/// then gives its elements the common table).
+pub fn lanes(steps: &[Step]) -> Vec<Lanes> {
+    use crate::kernels::{blocked, gemm};
+    let mut out: Vec<Lanes> = steps
+        .iter()
+        .filter_map(|s| {
+            let (at, len, segment, period) = match s {
+                // `gemm::pack_a` per group: MR-row panels along the depth, one group's
+                // panels after another's.
+                Step::Conv {
+                    w,
+                    m,
+                    g,
+                    groups,
+                    layout: ConvLayout::Gemm,
+                    ..
+                } => {
+                    let k = (g.c / (*groups).max(1)) * g.kh * g.kw;
+                    let len = ConvLayout::Gemm.weights(g, *m, *groups);
+                    (*w, len, k * gemm::MR, gemm::MR)
+                }
+                // `blocked::pack_conv`: 16-channel blocks along the depth.
+                Step::Conv {
+                    w,
+                    m,
+                    g,
+                    groups,
+                    layout: layout @ ConvLayout::Blocked { .. },
+                    ..
+                } => {
+                    let k = g.c * g.kh * g.kw;
+                    let len = layout.weights(g, *m, *groups);
+                    (*w, len, k * blocked::LANES, blocked::LANES)
+                }
+                // The stored form holds the 3×3 kernels ([`storage`]), a channel's after
+                // another's.
+                Step::Conv {
+                    w,
+                    m,
+                    g,
+                    layout: ConvLayout::Winograd,
+                    ..
+                } => (*w, winograd::source_len(*m, g.c), g.c * 9, 1),
+                // `blocked::pack_depthwise`, or a channel's taps after another's.
+                Step::Depthwise {
+                    w, m, g, blocked, ..
+                } => {
+                    let kk = g.kh * g.kw;
+                    if *blocked {
+                        (*w, m * kk, kk * blocked::LANES, blocked::LANES)
+                    } else {
+                        (*w, m * kk, kk, 1)
+                    }
+                }
+                // `gemm::pack_b`: NR-column panels along the depth.
+                Step::Dense { w, k, n, .. } => {
+                    (*w, gemm::pack_b_len(*k, *n), k * gemm::NR, gemm::NR)
+                }
+                _ => return None,
+            };
+            Some(Lanes {
+                at,
+                len,
+                segment,
+                period,
+            })
+        })
+        .filter(|l| l.len > 0 && l.segment >= l.period && l.period >= 1)
+        .collect();
+    out.sort_unstable_by_key(|l| (l.at, std::cmp::Reverse(l.len)));
+    let mut end = 0usize;
+    out.retain(|l| {
+        let keep = l.at >= end;
+        if keep {
+            end = l.at.saturating_add(l.len);
+        }
+        keep
+    });
+    out
+}
+
+/// Element by element in increasing order, the table (context) each belongs to: 0 for the
+/// common one, then each region's channels in order.
+struct Contexts<'a> {
+    lanes: &'a [Lanes],
+    next: usize,
+    /// The first context of `lanes[next]`.
+    base: usize,
+}
+
+impl<'a> Contexts<'a> {
+    fn new(lanes: &'a [Lanes]) -> Self {
+        Contexts {
+            lanes,
+            next: 0,
+            base: 1,
+        }
+    }
+
+    /// The context of element `i` (never less than the last one asked).
+    fn of(&mut self, i: usize) -> usize {
+        while let Some(l) = self.lanes.get(self.next)
+            && i >= l.at + l.len
+        {
+            self.base += l.contexts().unwrap_or(0);
+            self.next += 1;
+        }
+        match self.lanes.get(self.next) {
+            Some(l) if i >= l.at => {
+                let o = i - l.at;
+                self.base + (o / l.segment) * l.period + o % l.period
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// The coded form with one table per context of `lanes` (valid ones), when `w` has few
+/// enough distinct values in them.
+fn coded(w: &[f32], lanes: &[Lanes]) -> Option<Vec<u32>> {
     // The step above the previous element's bits that gives element `i`, if one does.
     let step = |i: usize| -> Option<u32> {
         let b = w[i].to_bits();
         let p = if i == 0 { 0 } else { w[i - 1].to_bits() };
         (b > p && ((b - p) as usize) <= STEPS).then(|| b - p)
     };
+    let contexts = lanes
+        .iter()
+        .try_fold(1usize, |n, l| n.checked_add(l.contexts()?))?;
+    let key = |c: usize, b: u32| (c as u64) << 32 | u64::from(b);
     let mut distinct = Distinct::new();
+    let mut ctx = Contexts::new(lanes);
     for (i, x) in w.iter().enumerate() {
         let b = x.to_bits();
         if b == 0 || step(i).is_some() {
             continue;
         }
-        if !distinct.insert(b) {
+        if !distinct.insert(key(ctx.of(i), b)) {
             return None;
         }
     }
-    let values = distinct.ranked();
-    let d = values.len();
+    let keys = distinct.ranked();
+    // Each context's count; a key's rank is its index among its context's values.
+    let mut counts = vec![0u32; contexts];
+    for &k in &keys {
+        counts[(k >> 32) as usize] += 1;
+    }
+    let d = counts.iter().copied().max().unwrap_or(0) as usize;
     let mut symbols = Vec::with_capacity(w.len() / 2);
     let mut run = 0usize;
     let flush = |run: &mut usize, symbols: &mut Vec<u32>| {
@@ -115,6 +329,7 @@ fn coded(w: &[f32]) -> Option<Vec<u32>> {
         }
         *run = 0;
     };
+    let mut ctx = Contexts::new(lanes);
     for (i, &x) in w.iter().enumerate() {
         let b = x.to_bits();
         if b == 0 {
@@ -126,7 +341,7 @@ fn coded(w: &[f32]) -> Option<Vec<u32>> {
         }
         symbols.push(match step(i) {
             Some(j) => (d + RUNS) as u32 + j - 1,
-            None => distinct.rank(b)?,
+            None => distinct.rank(key(ctx.of(i), b))?,
         });
     }
     if run > 0 {
@@ -138,8 +353,20 @@ fn coded(w: &[f32]) -> Option<Vec<u32>> {
     let mut bytes = lengths;
     bytes.extend((bits.len() as u32).to_le_bytes());
     bytes.extend(bits.finish());
-    let mut out = vec![w.len() as u32 | CODED, d as u32];
-    out.extend(values);
+    let mut out = vec![w.len() as u32 | CODED, lanes.len() as u32];
+    for l in lanes {
+        out.extend([l.at, l.len, l.segment, l.period].map(|x| x as u32));
+    }
+    let values: Vec<u32> = keys.iter().map(|&k| k as u32).collect();
+    let mut tables = Vec::with_capacity(contexts);
+    let mut first = 0usize;
+    for &c in &counts {
+        let table = &values[first..first + c as usize];
+        first += c as usize;
+        tables.push(table::write(table));
+    }
+    out.extend(tables.iter().map(|(head, _)| *head));
+    out.extend(tables.into_iter().flat_map(|(_, words)| words));
     out.extend(
         bytes
             .chunks(4)
@@ -148,15 +375,114 @@ fn coded(w: &[f32]) -> Option<Vec<u32>> {
     Some(out)
 }
 
+/// A coded form's table of values: a head word (its size, and in bits 30–31 how it is held),
+/// then its words. Raw, each value's bits in a word; or, when every value is an integer
+/// times one scale (`(q as f32) · s`, bit for bit: quantized channels), the scale's bits
+/// and the integers as i8 (four a word) or i16 (two a word), least significant first.
+mod table {
+    /// Bits 30–31 of the head: raw, i8 or i16 integers.
+    const RAW: u32 = 0;
+    const I8: u32 = 1;
+    const I16: u32 = 2;
+    const SIZE: u32 = (1 << 30) - 1;
+
+    /// The head and words of `values` (at most [`super::MAX_DISTINCT`]), the fewest words.
+    pub(super) fn write(values: &[u32]) -> (u32, Vec<u32>) {
+        let d = values.len() as u32;
+        if let Some((s, q)) = scaled(values) {
+            let wide = q.iter().any(|&q| i8::try_from(q).is_err());
+            let (kind, per) = if wide { (I16, 2) } else { (I8, 4) };
+            let bits = 32 / per;
+            let mut words = vec![s];
+            for chunk in q.chunks(per) {
+                words.push(chunk.iter().enumerate().fold(0u32, |acc, (j, &q)| {
+                    acc | (u32::from(q as u16) & ((1 << bits) - 1)) << (bits * j)
+                }));
+            }
+            if words.len() < values.len() {
+                return (d | kind << 30, words);
+            }
+        }
+        (d | RAW << 30, values.to_vec())
+    }
+
+    /// `(scale bits, integers)` when every value is an integer (|q| < 2^15) times one
+    /// scale, tried as the smallest magnitude over 1 … 4.
+    fn scaled(values: &[u32]) -> Option<(u32, Vec<i16>)> {
+        let smallest = values
+            .iter()
+            .map(|&b| f32::from_bits(b).abs())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .fold(f32::INFINITY, f32::min);
+        if !smallest.is_finite() {
+            return None;
+        }
+        (1..=4u8).find_map(|k| {
+            let s = smallest / f32::from(k);
+            let q: Option<Vec<i16>> = values
+                .iter()
+                .map(|&b| {
+                    let q = (f32::from_bits(b) / s).round();
+                    let q = (q.abs() < 32768.0).then_some(q as i16)?;
+                    ((f32::from(q) * s).to_bits() == b).then_some(q)
+                })
+                .collect();
+            Some((s.to_bits(), q?))
+        })
+    }
+
+    /// The number of values in the table of `head`.
+    pub(super) fn size(head: u32) -> usize {
+        (head & SIZE) as usize
+    }
+
+    /// Words the table of `head` takes, if its kind is known.
+    pub(super) fn words(head: u32) -> Option<usize> {
+        let d = (head & SIZE) as usize;
+        match head >> 30 {
+            RAW => Some(d),
+            I8 => Some(1 + d.div_ceil(4)),
+            I16 => Some(1 + d.div_ceil(2)),
+            _ => None,
+        }
+    }
+
+    /// Appends the values of the table `head` held in `words` (exactly [`words`] of them).
+    pub(super) fn read(head: u32, words: &[u32], out: &mut Vec<u32>) {
+        let d = (head & SIZE) as usize;
+        let (per, bits) = match head >> 30 {
+            I8 => (4, 8),
+            I16 => (2, 16),
+            _ => {
+                out.extend(words);
+                return;
+            }
+        };
+        let Some((&s, rest)) = words.split_first() else {
+            return;
+        };
+        let s = f32::from_bits(s);
+        out.extend((0..d).map(|i| {
+            let w = rest.get(i / per).copied().unwrap_or(0) >> (bits * (i % per));
+            let q = if bits == 8 {
+                f32::from(w as u8 as i8)
+            } else {
+                f32::from(w as u16 as i16)
+            };
+            (q * s).to_bits()
+        }));
+    }
+}
+
 /// Slots of a [`Distinct`] table: at least twice what it may hold, a power of two.
 const SLOTS: usize = (2 * (MAX_DISTINCT + 1)).next_power_of_two();
 
-/// The distinct nonzero bit patterns of an array, up to one more than [`MAX_DISTINCT`], then
-/// each one's rank among them: a table with open addressing and linear probing, never more
-/// than half full (a zero key is a free slot). The standard sets took ~20 ms over a pruned
-/// VGG's 400 K weights, most of a native build's encoding.
+/// The distinct nonzero keys (a context and a value's bits) of an array, up to one more than
+/// [`MAX_DISTINCT`], then each one's rank among its context's: a table with open addressing
+/// and linear probing, never more than half full (a zero key is a free slot). The standard
+/// sets took ~20 ms over a pruned VGG's 400 K weights, most of a native build's encoding.
 struct Distinct {
-    keys: Vec<u32>,
+    keys: Vec<u64>,
     ranks: Vec<u32>,
     len: usize,
 }
@@ -170,41 +496,47 @@ impl Distinct {
         }
     }
 
-    /// The slot holding `b`, or the free slot where it would go.
-    fn slot(&self, b: u32) -> usize {
-        let mut h = (b.wrapping_mul(0x9E37_79B1) >> (32 - SLOTS.trailing_zeros())) as usize;
-        while self.keys[h] != 0 && self.keys[h] != b {
+    /// The slot holding `k`, or the free slot where it would go.
+    fn slot(&self, k: u64) -> usize {
+        let mixed = (k ^ k >> 29).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut h = (mixed >> (64 - SLOTS.trailing_zeros())) as usize;
+        while self.keys[h] != 0 && self.keys[h] != k {
             h = (h + 1) & (SLOTS - 1);
         }
         h
     }
 
-    /// Adds `b` (not 0); false once more than [`MAX_DISTINCT`] are held (then add no more).
-    fn insert(&mut self, b: u32) -> bool {
-        let h = self.slot(b);
+    /// Adds `k` (not 0); false once more than [`MAX_DISTINCT`] are held (then add no more).
+    fn insert(&mut self, k: u64) -> bool {
+        let h = self.slot(k);
         if self.keys[h] == 0 {
-            self.keys[h] = b;
+            self.keys[h] = k;
             self.len += 1;
         }
         self.len <= MAX_DISTINCT
     }
 
-    /// The values held, increasing; afterwards [`Self::rank`] gives each one's index there.
-    fn ranked(&mut self) -> Vec<u32> {
-        let mut values: Vec<u32> = self.keys.iter().copied().filter(|&k| k != 0).collect();
-        values.sort_unstable();
+    /// The keys held, increasing (so by context, then by value); afterwards [`Self::rank`]
+    /// gives each one's index among its context's.
+    fn ranked(&mut self) -> Vec<u64> {
+        let mut keys: Vec<u64> = self.keys.iter().copied().filter(|&k| k != 0).collect();
+        keys.sort_unstable();
         self.ranks = vec![0; SLOTS];
-        for (i, &v) in values.iter().enumerate() {
-            let h = self.slot(v);
-            self.ranks[h] = i as u32;
+        let mut first = 0;
+        for (i, &k) in keys.iter().enumerate() {
+            if i > 0 && keys[i - 1] >> 32 != k >> 32 {
+                first = i;
+            }
+            let h = self.slot(k);
+            self.ranks[h] = (i - first) as u32;
         }
-        values
+        keys
     }
 
-    /// `b`'s index among the values (after [`Self::ranked`]), if it is one.
-    fn rank(&self, b: u32) -> Option<u32> {
-        let h = self.slot(b);
-        (self.keys[h] == b).then(|| self.ranks[h])
+    /// `k`'s index among its context's values (after [`Self::ranked`]), if it is one.
+    fn rank(&self, k: u64) -> Option<u32> {
+        let h = self.slot(k);
+        (self.keys[h] == k).then(|| self.ranks[h])
     }
 }
 
@@ -307,12 +639,50 @@ fn decode_coded(n: u32, words: &[u32], out: &mut [f32]) -> Result<(), String> {
             out.len()
         ));
     }
-    let (&d, rest) = words.split_first().ok_or_else(|| fail("no value count"))?;
-    let d = d as usize;
-    if d > MAX_DISTINCT || d > rest.len() {
-        return Err(fail("more values than words"));
+    let (&r, rest) = words.split_first().ok_or_else(|| fail("no region count"))?;
+    let r = r as usize;
+    if r > rest.len() / 4 {
+        return Err(fail("more regions than words"));
     }
-    let (values, rest) = rest.split_at(d);
+    let (regions, rest) = rest.split_at(r * 4);
+    let lanes: Vec<Lanes> = regions
+        .chunks_exact(4)
+        .map(|l| Lanes {
+            at: l[0] as usize,
+            len: l[1] as usize,
+            segment: l[2] as usize,
+            period: l[3] as usize,
+        })
+        .collect();
+    if !valid_lanes(&lanes, out.len()) {
+        return Err(fail(
+            "the channel regions are out of order or out of bounds",
+        ));
+    }
+    let contexts = lanes
+        .iter()
+        .try_fold(1usize, |c, l| c.checked_add(l.contexts()?))
+        .filter(|&c| c <= rest.len())
+        .ok_or_else(|| fail("more tables than words"))?;
+    let (heads, mut rest) = rest.split_at(contexts);
+    // Each table's first value in `values`, and its size.
+    let mut tables = Vec::with_capacity(contexts);
+    let mut values: Vec<u32> = vec![];
+    let mut d = 0usize;
+    for &head in heads {
+        let words = table::words(head)
+            .filter(|_| table::size(head) <= MAX_DISTINCT)
+            .ok_or_else(|| fail("a table of an unknown kind or more values than the form takes"))?;
+        if words > rest.len() {
+            return Err(fail("more values than words"));
+        }
+        let (these, after) = rest.split_at(words);
+        rest = after;
+        let first = values.len();
+        table::read(head, these, &mut values);
+        tables.push((first, values.len() - first));
+        d = d.max(values.len() - first);
+    }
     let bytes: Vec<u8> = rest.iter().flat_map(|w| w.to_le_bytes()).collect();
     let alphabet = d + RUNS + STEPS;
     if bytes.len() < alphabet + 4 {
@@ -326,11 +696,16 @@ fn decode_coded(n: u32, words: &[u32], out: &mut [f32]) -> Result<(), String> {
         return Err(fail("the bit count does not match the data"));
     }
     let mut r = crate::huffman::BitReader::new(stream);
+    let mut ctx = Contexts::new(&lanes);
     let mut at = 0usize;
     while at < out.len() {
         let s = decoder.next(&mut r).map_err(|e| fail(&e))? as usize;
         if s < d {
-            out[at] = f32::from_bits(values[s]);
+            let (first, size) = tables[ctx.of(at)];
+            if s >= size {
+                return Err(fail("a value past its table"));
+            }
+            out[at] = f32::from_bits(values[first + s]);
             at += 1;
         } else if s >= d + RUNS {
             let previous = if at == 0 { 0 } else { out[at - 1].to_bits() };
@@ -659,5 +1034,244 @@ mod tests {
                 .unwrap_err()
                 .contains("run past")
         );
+    }
+
+    /// Steps of each packing over weights whose every element's value is its output
+    /// channel's number (1-based), packed by the packing functions themselves, at offsets
+    /// apart: `(steps, weights)`.
+    fn channel_numbered_steps() -> (Vec<Step>, Vec<f32>) {
+        use crate::kernels::conv::Geometry;
+        use crate::kernels::epilogue::Act;
+        use crate::kernels::{blocked, gemm};
+        use crate::program::Buf;
+        let buf = Buf { off: 0, len: 0 };
+        let numbered = |m: usize, per: usize| -> Vec<f32> {
+            (0..m * per).map(|i| (i / per + 1) as f32).collect()
+        };
+        let mut weights = vec![0.5f32; 7];
+        let mut steps = vec![];
+        let push = |w: Vec<f32>, weights: &mut Vec<f32>| {
+            let at = weights.len();
+            weights.extend(w);
+            weights.extend([0.25; 3]);
+            at
+        };
+        // Gemm-layout convolutions: 13 channels, 1 and 2 groups.
+        for groups in [1, 2] {
+            let g = Geometry::three_by_three(8, 6, 6, 1);
+            let (m, k) = (14, 8 / groups * 9);
+            let w = numbered(m, k);
+            let mg = m / groups;
+            let packed: Vec<f32> = (0..groups)
+                .flat_map(|gi| gemm::pack_a(&w[gi * mg * k..(gi + 1) * mg * k], mg, k))
+                .collect();
+            let at = push(packed, &mut weights);
+            steps.push(Step::Conv {
+                x: buf,
+                y: buf,
+                g,
+                m,
+                groups,
+                w: at,
+                bias: None,
+                residual: None,
+                act: Act::None,
+                layout: ConvLayout::Gemm,
+            });
+        }
+        // A blocked convolution (20 channels: a partial block).
+        for x_blocked in [false, true] {
+            let g = Geometry::three_by_three(16, 6, 6, 1);
+            let w = numbered(20, 16 * 9);
+            let at = push(
+                blocked::pack_conv(&w, 20, 16, 3, 3, x_blocked),
+                &mut weights,
+            );
+            steps.push(Step::Conv {
+                x: buf,
+                y: buf,
+                g,
+                m: 20,
+                groups: 1,
+                w: at,
+                bias: None,
+                residual: None,
+                act: Act::None,
+                layout: ConvLayout::Blocked { x_blocked },
+            });
+        }
+        // Depthwise, blocked and not.
+        for blocked in [true, false] {
+            let g = Geometry::three_by_three(32, 6, 6, 1);
+            let w = numbered(32, 9);
+            let packed = if blocked {
+                blocked::pack_depthwise(&w, 32, 9)
+            } else {
+                w
+            };
+            let at = push(packed, &mut weights);
+            steps.push(Step::Depthwise {
+                x: buf,
+                y: buf,
+                g,
+                m: 32,
+                w: at,
+                bias: None,
+                act: Act::None,
+                blocked,
+            });
+        }
+        // A fully connected layer, 37 columns of depth 11 (given transposed, as Gemm's).
+        let w = numbered(37, 11);
+        let at = push(gemm::pack_b(&w, 11, 37, 1, 11), &mut weights);
+        steps.push(Step::Dense {
+            x: buf,
+            y: buf,
+            rows: 1,
+            k: 11,
+            n: 37,
+            w: at,
+            bias: None,
+            act: Act::None,
+        });
+        (steps, weights)
+    }
+
+    /// [`lanes`] describes each packing as it lays its channels out: the elements it puts
+    /// in one table are one channel's (padding zeros aside), and the Winograd region's source
+    /// kernels a channel's row after another.
+    #[test]
+    fn lanes_put_each_channel_of_every_packing_in_a_table_of_its_own() {
+        let (steps, weights) = channel_numbered_steps();
+        let lanes = lanes(&steps);
+        assert_eq!(lanes.len(), steps.len());
+        assert!(valid_lanes(&lanes, weights.len()));
+        let mut ctx = Contexts::new(&lanes);
+        let mut channel_of: std::collections::HashMap<usize, u32> = Default::default();
+        let mut tables_of_region = vec![std::collections::BTreeSet::new(); lanes.len()];
+        for (i, &v) in weights.iter().enumerate() {
+            let c = ctx.of(i);
+            let region = lanes.iter().position(|l| (l.at..l.at + l.len).contains(&i));
+            match region {
+                None => assert_eq!(c, 0, "element {i} outside the regions"),
+                Some(r) if v != 0.0 => {
+                    assert_ne!(c, 0);
+                    assert_eq!(
+                        *channel_of.entry(c).or_insert(v.to_bits()),
+                        v.to_bits(),
+                        "element {i} (region {r}) shares table {c} with another channel"
+                    );
+                    tables_of_region[r].insert(c);
+                }
+                Some(_) => {}
+            }
+        }
+        // One table per channel: 14 per Gemm conv, 20 per blocked, 32 per depthwise, 37.
+        let channels: Vec<usize> = tables_of_region.iter().map(|t| t.len()).collect();
+        assert_eq!(channels, [14, 14, 20, 20, 32, 32, 37]);
+        // The Winograd program's regions: the kernels, one channel after another.
+        let p = winograd_program();
+        let l = super::lanes(&p.steps);
+        assert_eq!(
+            l.iter()
+                .map(|l| (l.at, l.len, l.segment, l.period))
+                .collect::<Vec<_>>(),
+            p.sources
+                .iter()
+                .zip([(32, 16), (16, 32)])
+                .map(|(s, (m, c))| (s.at, m * c * 9, c * 9, 1))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// Weights quantized per channel (each channel an integer times its own scale, zeros
+    /// among them) take a table per channel, held as integers, far smaller than one shared
+    /// table; tables of another kind (wide integers, raw values, -0.0) round-trip too, and
+    /// corrupt words are errors, never a panic.
+    #[test]
+    fn per_channel_values_take_a_table_each_and_round_trip() {
+        let (steps, mut weights) = channel_numbered_steps();
+        let lanes = lanes(&steps);
+        let mut h = 12345u32;
+        for (i, v) in weights.iter_mut().enumerate() {
+            h = h.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let Some(l) = lanes.iter().find(|l| (l.at..l.at + l.len).contains(&i)) else {
+                continue;
+            };
+            if *v == 0.0 {
+                continue;
+            }
+            // Channel `v`'s scale; the last region wide integers, one channel raw values.
+            let scale = 0.01 + 0.003 * *v;
+            let q = if l.at == lanes[lanes.len() - 1].at {
+                (h >> 8) as i32 % 2001 - 1000
+            } else {
+                (h >> 8) as i32 % 15 - 7
+            };
+            *v = if l.at == lanes[2].at && *v == 3.0 {
+                f32::from_bits(0x3f80_0000 + (h >> 20))
+            } else {
+                q as f32 * scale
+            };
+        }
+        weights[lanes[0].at] = -0.0;
+        let shared = encode(&weights);
+        let with = encode_lanes(&weights, &lanes);
+        assert_ne!(with[0] & CODED, 0);
+        assert!(with[1] > 0, "the channel tables were not chosen");
+        let r = with[1] as usize;
+        let tables = 1 + lanes.iter().map(|l| l.contexts().unwrap()).sum::<usize>();
+        let kinds: std::collections::BTreeSet<u32> = with[2 + 4 * r..][..tables]
+            .iter()
+            .map(|h| h >> 30)
+            .collect();
+        assert_eq!(kinds, [0, 1, 2].into(), "raw, i8 and i16 tables");
+        assert!(
+            with.len() * 5 < shared.len() * 4,
+            "{} words with channel tables, {} without",
+            with.len(),
+            shared.len()
+        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut back = vec![f32::NAN; weights.len()];
+        decode_into(&with, &mut back).unwrap();
+        assert_eq!(bits(&back), bits(&weights));
+        for cut in 0..with.len() {
+            assert!(
+                decode_into(&with[..cut], &mut back).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for i in 1..with.len() {
+            let mut bad = with.clone();
+            bad[i] ^= 1 << (i % 32);
+            let _ = decode_into(&bad, &mut back);
+            bad[i] = u32::MAX;
+            let _ = decode_into(&bad, &mut back);
+        }
+        // Lanes that overlap or run past the weights are not used.
+        let mut wrong = lanes.clone();
+        wrong[1].at = wrong[0].at + 1;
+        assert_eq!(encode_lanes(&weights, &wrong), shared);
+        wrong = lanes.clone();
+        wrong.last_mut().unwrap().len = weights.len();
+        assert_eq!(encode_lanes(&weights, &wrong), shared);
+    }
+
+    /// A layer-shared codebook (every channel drawing on the same few values) keeps one
+    /// table: per-channel tables would repeat it.
+    #[test]
+    fn a_shared_codebook_keeps_one_table() {
+        let (steps, mut weights) = channel_numbered_steps();
+        let lanes = lanes(&steps);
+        let book = [-0.75f32, -0.3, 0.1, 0.45, 0.9];
+        for (i, v) in weights.iter_mut().enumerate() {
+            *v = book[i * 7 % 5];
+        }
+        let e = encode_lanes(&weights, &lanes);
+        assert!(e.len() <= encode(&weights).len());
+        let mut back = vec![0.0; weights.len()];
+        decode_into(&e, &mut back).unwrap();
+        assert_eq!(back, weights);
     }
 }

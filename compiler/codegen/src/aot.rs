@@ -138,7 +138,8 @@ pub fn weight_data(progs: &[Program]) -> Result<Vec<WeightData>, AotError> {
             continue;
         }
         let storage = mcc_runtime::stored::storage(prog).map_err(AotError::Codegen)?;
-        let s = mcc_runtime::stored::encode(&storage);
+        let lanes = mcc_runtime::stored::lanes(&prog.steps);
+        let s = mcc_runtime::stored::encode_lanes(&storage, &lanes);
         let own = mcc_runtime::stored::storage_floats(prog).map_err(AotError::Codegen)?;
         out.push(if s.len() * 10 < own * 9 {
             WeightData::Stored(s)
