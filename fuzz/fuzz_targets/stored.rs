@@ -2,7 +2,8 @@
 //! (`mcc_runtime::stored`, chunked and coded forms) and the IR's stored-constant blobs
 //! (`mcc_ir::stored`, every values × layout × coding). Any bytes must decode or give an
 //! error, never a panic, an out-of-bounds access or an allocation the input cannot back; what
-//! the writers make from the same bytes (read as floats) must read back bit for bit.
+//! the writers make from the same bytes (read as floats, with and without channel regions)
+//! must read back bit for bit.
 //!
 //! The first byte picks an IR encoding and a shape; the rest is the blob, and also the
 //! object-file words and a float array to encode.
@@ -63,11 +64,27 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let _ = mcc_runtime::stored::decode_into(&words, &mut out);
     }
     // The writer: the words as floats (few distinct values when the bytes repeat) read back
-    // bit for bit.
+    // bit for bit, without channel regions and with two the first bytes choose (which may
+    // be invalid: then they are not used).
     let floats: Vec<f32> = words.iter().map(|&w| f32::from_bits(w & 0xff00_00ff)).collect();
-    let e = mcc_runtime::stored::encode(&floats);
-    let mut back = vec![0f32; floats.len()];
-    mcc_runtime::stored::decode_into(&e, &mut back).expect("what encode writes decodes");
+    let byte = |i: usize| usize::from(rest.get(i).copied().unwrap_or(0));
+    // (A segment is whole periods unless the top bit of its byte is set.)
+    let region = |i: usize| {
+        let period = 1 + byte(i + 3) % 17;
+        mcc_runtime::stored::Lanes {
+            at: byte(i) % 64,
+            len: 1 + byte(i + 1) * 4,
+            segment: period * (1 + byte(i + 2) % 8) + byte(i + 2) / 128,
+            period,
+        }
+    };
+    let mut second = region(4);
+    second.at += region(0).at + region(0).len;
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&back), bits(&floats));
+    for lanes in [vec![], vec![region(0)], vec![region(0), second]] {
+        let e = mcc_runtime::stored::encode_lanes(&floats, &lanes);
+        let mut back = vec![0f32; floats.len()];
+        mcc_runtime::stored::decode_into(&e, &mut back).expect("what encode writes decodes");
+        assert_eq!(bits(&back), bits(&floats));
+    }
 });

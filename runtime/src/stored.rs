@@ -13,22 +13,25 @@
 //!   floats follow), or `1 + k` for a bitmask chunk with `k` kept elements (⌈len/32⌉ mask
 //!   words, then the `k` floats). A kept element is one whose bits are not all zero, so
 //!   decoding gives back the same bits (`-0.0` included).
-//! - **Coded** (when the array holds at most [`MAX_DISTINCT`] distinct nonzero bit patterns:
-//!   codebooks, low-bit integers, pruned layers of few values): a word `r`, then `r` channel
-//!   regions of four words each (`at`, `len`, `segment`, `period`: [`Lanes`]), in order and
-//!   apart. They split the elements into tables (contexts): table 0 for elements outside every
-//!   region, then each region's channels in order. Then one word per table, its size, then
-//!   each table's values (their bits, increasing), then a byte stream padded to whole words:
-//!   `d + RUNS + STEPS` Huffman code lengths (u8; `crate::huffman`; `d` the largest table), a
-//!   u32 bit count, the bit stream. Symbol `s < d` is one element, the `s`-th value of its
-//!   own table; symbol `d + j` is a run of `2^j` zeros (`j < RUNS`); a run of `L` zeros is
-//!   written as its binary digits, the largest first; symbol `d + RUNS + j` is one element
-//!   whose bits are the previous element's plus `j + 1` (`j < STEPS`) — the sparse kernel's
-//!   increasing row indices and row offsets, stored as words among the floats. The writer
-//!   takes a step whenever one fits, and only the elements it does not are in the tables.
-//!   It tries no regions (one table: a layer-shared codebook), the packed layers' channels
-//!   ([`lanes`]: a table per output channel, as per-channel quantized weights have), and one
-//!   table per layer, and keeps the smallest.
+//! - **Coded** (when the array holds at most [`MAX_DISTINCT`] distinct nonzero bit patterns
+//!   — counted per table, and so at most that many (table, value) pairs in all: codebooks,
+//!   low-bit integers, pruned layers of few values): a word `r`, then `r` channel regions of
+//!   four words each (`at`, `len`, `segment`, `period`: [`Lanes`]), in order and apart. They
+//!   split the elements into tables (contexts): table 0 for elements outside every region,
+//!   then each region's channels in order. Then one head word per table — its size (at most
+//!   [`MAX_DISTINCT`]) in bits 0–29, in bits 30–31 how its values are held — then each
+//!   table's values: their bits, increasing, or, when they are exactly integers times one
+//!   scale, the scale's bits and the integers as i8 or i16 (`table`). Then a byte stream
+//!   padded to whole words: `d + RUNS + STEPS` Huffman code lengths (u8; `crate::huffman`;
+//!   `d` the largest table), a u32 bit count, the bit stream. Symbol `s < d` is one element,
+//!   the `s`-th value of its own table; symbol `d + j` is a run of `2^j` zeros (`j < RUNS`);
+//!   a run of `L` zeros is written as its binary digits, the largest first; symbol `d + RUNS
+//!   + j` is one element whose bits are the previous element's plus `j + 1` (`j < STEPS`) —
+//!   the sparse kernel's increasing row indices and row offsets, stored as words among the
+//!   floats. The writer takes a step whenever one fits, and only the elements it does not
+//!   are in the tables. It tries no regions (one table: a layer-shared codebook), the packed
+//!   layers' channels ([`lanes`]: a table per output channel, as per-channel quantized
+//!   weights have), and one table per layer, and keeps the smallest.
 //!
 //! One packing does create new values: a Winograd convolution's transformed weights, dense
 //! and 16/9 as many as its 3×3 kernels. The stored form holds the kernels there instead
@@ -85,8 +88,9 @@ pub fn encode(w: &[f32]) -> Vec<u32> {
 
 /// Encodes `w` (fewer than 2^31 floats) in the smallest of its forms, given where its
 /// channels lie ([`lanes`]): the chunked form, or the coded form with one table for all
-/// values, one per region, or one per channel. Lanes that are not sorted, overlap or run
-/// past `w` are ignored.
+/// values, one per region, or one per channel (the one choice for every region). If any
+/// lane is invalid (out of order, overlapping, past `w`, a segment not whole periods), none
+/// is used.
 pub fn encode_lanes(w: &[f32], lanes: &[Lanes]) -> Vec<u32> {
     let lanes = if valid_lanes(lanes, w.len()) {
         lanes
@@ -123,7 +127,8 @@ pub fn encode_lanes(w: &[f32], lanes: &[Lanes]) -> Vec<u32> {
 }
 
 /// Where a region of the weights keeps its channels: element `at + i` belongs to segment
-/// `i / segment`, lane `i % period` of it, and each (segment, lane) is one channel — a
+/// `i / segment`, lane `i % period` of it (a segment is whole periods), and each (segment,
+/// lane) is one channel — a
 /// packed panel of `period` rows or columns interleaved along the depth (`segment` = depth ×
 /// `period`), or `period` = 1 for one row after another. A per-channel quantized or ternary
 /// layer draws each channel's values from its own few; the coded form then gives each
@@ -149,7 +154,8 @@ impl Lanes {
 }
 
 /// Whether `lanes` are in order, apart, non-empty, inside `n` elements, with `1 ≤ period ≤
-/// segment`.
+/// segment ≤ n` and whole periods in a segment (so every field fits the word it is stored
+/// in, `n` being below 2^31).
 fn valid_lanes(lanes: &[Lanes], n: usize) -> bool {
     let mut end = 0usize;
     lanes.iter().all(|l| {
@@ -157,6 +163,8 @@ fn valid_lanes(lanes: &[Lanes], n: usize) -> bool {
             && l.len > 0
             && l.period >= 1
             && l.period <= l.segment
+            && l.segment <= n
+            && l.segment.is_multiple_of(l.period)
             && l.at.checked_add(l.len).is_some_and(|e| e <= n);
         end = l.at.saturating_add(l.len);
         ok
@@ -182,9 +190,9 @@ pub fn lanes(steps: &[Step]) -> Vec<Lanes> {
                     layout: ConvLayout::Gemm,
                     ..
                 } => {
-                    let k = (g.c / (*groups).max(1)) * g.kh * g.kw;
+                    let k = (g.c / (*groups).max(1)).saturating_mul(g.kh * g.kw);
                     let len = ConvLayout::Gemm.weights(g, *m, *groups);
-                    (*w, len, k * gemm::MR, gemm::MR)
+                    (*w, len, k.saturating_mul(gemm::MR), gemm::MR)
                 }
                 // `blocked::pack_conv`: 16-channel blocks along the depth.
                 Step::Conv {
@@ -195,9 +203,9 @@ pub fn lanes(steps: &[Step]) -> Vec<Lanes> {
                     layout: layout @ ConvLayout::Blocked { .. },
                     ..
                 } => {
-                    let k = g.c * g.kh * g.kw;
+                    let k = g.c.saturating_mul(g.kh * g.kw);
                     let len = layout.weights(g, *m, *groups);
-                    (*w, len, k * blocked::LANES, blocked::LANES)
+                    (*w, len, k.saturating_mul(blocked::LANES), blocked::LANES)
                 }
                 // The stored form holds the 3×3 kernels ([`storage`]), a channel's after
                 // another's.
@@ -207,22 +215,30 @@ pub fn lanes(steps: &[Step]) -> Vec<Lanes> {
                     g,
                     layout: ConvLayout::Winograd,
                     ..
-                } => (*w, winograd::source_len(*m, g.c), g.c * 9, 1),
+                } => (*w, winograd::source_len(*m, g.c), g.c.saturating_mul(9), 1),
                 // `blocked::pack_depthwise`, or a channel's taps after another's.
                 Step::Depthwise {
                     w, m, g, blocked, ..
                 } => {
-                    let kk = g.kh * g.kw;
+                    let kk = g.kh.saturating_mul(g.kw);
                     if *blocked {
-                        (*w, m * kk, kk * blocked::LANES, blocked::LANES)
+                        (
+                            *w,
+                            m.saturating_mul(kk),
+                            kk.saturating_mul(blocked::LANES),
+                            blocked::LANES,
+                        )
                     } else {
-                        (*w, m * kk, kk, 1)
+                        (*w, m.saturating_mul(kk), kk, 1)
                     }
                 }
                 // `gemm::pack_b`: NR-column panels along the depth.
-                Step::Dense { w, k, n, .. } => {
-                    (*w, gemm::pack_b_len(*k, *n), k * gemm::NR, gemm::NR)
-                }
+                Step::Dense { w, k, n, .. } => (
+                    *w,
+                    gemm::pack_b_len(*k, *n),
+                    k.saturating_mul(gemm::NR),
+                    gemm::NR,
+                ),
                 _ => return None,
             };
             Some(Lanes {
@@ -1255,6 +1271,9 @@ mod tests {
         assert_eq!(encode_lanes(&weights, &wrong), shared);
         wrong = lanes.clone();
         wrong.last_mut().unwrap().len = weights.len();
+        assert_eq!(encode_lanes(&weights, &wrong), shared);
+        wrong = lanes.clone();
+        wrong[0].segment += 1;
         assert_eq!(encode_lanes(&weights, &wrong), shared);
     }
 
