@@ -25,8 +25,8 @@
 //!   padded to whole words: `d + RUNS + STEPS` Huffman code lengths (u8; `crate::huffman`;
 //!   `d` the largest table), a u32 bit count, the bit stream. Symbol `s < d` is one element,
 //!   the `s`-th value of its own table; symbol `d + j` is a run of `2^j` zeros (`j < RUNS`);
-//!   a run of `L` zeros is written as its binary digits, the largest first; symbol `d + RUNS
-//!   + j` is one element whose bits are the previous element's plus `j + 1` (`j < STEPS`) —
+//!   a run of `L` zeros is written as its binary digits, the largest first; symbol
+//!   `d + RUNS + j` is one element whose bits are the previous element's plus `j + 1` (`j < STEPS`) —
 //!   the sparse kernel's increasing row indices and row offsets, stored as words among the
 //!   floats. The writer takes a step whenever one fits, and only the elements it does not
 //!   are in the tables. It tries no regions (one table: a layer-shared codebook), the packed
