@@ -311,7 +311,7 @@ fn coded(w: &[f32], lanes: &[Lanes]) -> Option<Vec<u32>> {
         .iter()
         .try_fold(1usize, |n, l| n.checked_add(l.contexts()?))?;
     let key = |c: usize, b: u32| (c as u64) << 32 | u64::from(b);
-    let mut distinct = Distinct::new();
+    let mut distinct = Distinct::new(w.len());
     let mut ctx = Contexts::new(lanes);
     for (i, x) in w.iter().enumerate() {
         let b = x.to_bits();
@@ -490,7 +490,7 @@ mod table {
     }
 }
 
-/// Slots of a [`Distinct`] table: at least twice what it may hold, a power of two.
+/// The most slots a [`Distinct`] table has: at least twice what it may hold, a power of two.
 const SLOTS: usize = (2 * (MAX_DISTINCT + 1)).next_power_of_two();
 
 /// The distinct nonzero keys (a context and a value's bits) of an array, up to one more than
@@ -504,9 +504,12 @@ struct Distinct {
 }
 
 impl Distinct {
-    fn new() -> Distinct {
+    /// A table for the keys of `n` elements: as many slots as they need, at most [`SLOTS`]
+    /// (a small array does not pay for clearing the largest table).
+    fn new(n: usize) -> Distinct {
+        let slots = (2 * (n.min(MAX_DISTINCT) + 1)).next_power_of_two().min(SLOTS);
         Distinct {
-            keys: vec![0; SLOTS],
+            keys: vec![0; slots],
             ranks: vec![],
             len: 0,
         }
@@ -515,9 +518,10 @@ impl Distinct {
     /// The slot holding `k`, or the free slot where it would go.
     fn slot(&self, k: u64) -> usize {
         let mixed = (k ^ k >> 29).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut h = (mixed >> (64 - SLOTS.trailing_zeros())) as usize;
+        let slots = self.keys.len();
+        let mut h = (mixed >> (64 - slots.trailing_zeros())) as usize;
         while self.keys[h] != 0 && self.keys[h] != k {
-            h = (h + 1) & (SLOTS - 1);
+            h = (h + 1) & (slots - 1);
         }
         h
     }
@@ -537,7 +541,7 @@ impl Distinct {
     fn ranked(&mut self) -> Vec<u64> {
         let mut keys: Vec<u64> = self.keys.iter().copied().filter(|&k| k != 0).collect();
         keys.sort_unstable();
-        self.ranks = vec![0; SLOTS];
+        self.ranks = vec![0; self.keys.len()];
         let mut first = 0;
         for (i, &k) in keys.iter().enumerate() {
             if i > 0 && keys[i - 1] >> 32 != k >> 32 {
