@@ -507,7 +507,9 @@ impl Distinct {
     /// A table for the keys of `n` elements: as many slots as they need, at most [`SLOTS`]
     /// (a small array does not pay for clearing the largest table).
     fn new(n: usize) -> Distinct {
-        let slots = (2 * (n.min(MAX_DISTINCT) + 1)).next_power_of_two().min(SLOTS);
+        let slots = (2 * (n.min(MAX_DISTINCT) + 1))
+            .next_power_of_two()
+            .min(SLOTS);
         Distinct {
             keys: vec![0; slots],
             ranks: vec![],

@@ -133,6 +133,23 @@ pub fn skip_ort() -> bool {
     skip
 }
 
+/// Whether `tests/ort_run.py` runs quantized models unfused on this machine: an x86-64 CPU
+/// with AVX2 but no VNNI, where ORT's fused u8 × s8 kernels saturate (the same rule as the
+/// script's `saturating_int8_kernels`). Unfused, ORT computes each layer in f32, which
+/// rounds a product's sum differently now and then, and a transformer's float layers between
+/// its integer ones carry such a flipped code on.
+pub fn ort_int8_unfused() -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return false;
+    };
+    let flags: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    flags.contains(&"avx2") && !flags.contains(&"avx512_vnni") && !flags.contains(&"avx_vnni")
+}
+
 /// Runs a model in ONNX Runtime (Python) on `.npy` inputs and returns its first output.
 pub fn run_ort(model: &Path, inputs: &[PathBuf], dir: &Path) -> Tensor {
     let out = dir.join("ort_out.npy");

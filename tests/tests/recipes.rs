@@ -342,7 +342,13 @@ fn every_shipped_recipe_builds_within_its_budget() {
                 .node(n)
                 .is_some_and(|x| matches!(x.op, mcc_ir::Op::DynamicQuantMatMul(_)))
         });
+        // Where ORT runs the QDQ model unfused (a CPU without VNNI: `ort_int8_unfused`), its
+        // f32 layers round a sum differently now and then, and vit_mini's float layers
+        // between its integer ones carry a flipped code on (1.9% of the outputs' scale on
+        // 2026-12-07's AVX2-only VM): there 3% of the scale, top-1 still within half a point.
+        let unfused = mcc_tests::ort_int8_unfused();
         let (tol, acc_tol) = match step {
+            Some(s) if unfused => ((s * 1.01).max(3e-2 * scale), 0.005),
             Some(s) => (s * 1.01, 0.005),
             None if dynamic => (1e-2 * scale, 0.005),
             None => (1e-4 * scale, 0.001),
